@@ -1,0 +1,217 @@
+using System.Collections.ObjectModel;
+using System.Globalization;
+using System.Text;
+using System.Xml;
+
+namespace Concord.Cot;
+
+/// <summary>
+/// The content of a CoT &lt;detail&gt;, kept whole as canonical XML (compact, double-quoted, no whitespace
+/// between elements) so that unknown elements survive routing, with typed accessors for the children
+/// Concord reads. Equality is on the canonical XML.
+/// </summary>
+public sealed class CotDetail : IEquatable<CotDetail>
+{
+    internal CotDetail(string xml, DetailNode[] nodes, string? remarks, List<KeyValuePair<string, string>>? flowTagChildren)
+    {
+        Xml = xml;
+        Nodes = nodes;
+        Remarks = remarks;
+        List<CotLink>? links = null;
+        Dictionary<string, string>? flowTags = null;
+        foreach (var node in nodes)
+        {
+            switch (node.Name)
+            {
+                case "contact" when Contact is null:
+                    Contact = new CotContact(node.Attribute("callsign"), node.Attribute("endpoint"));
+                    break;
+                case "__group" when Group is null:
+                    Group = new CotGroup(node.Attribute("name"), node.Attribute("role"));
+                    break;
+                case "__chat" when Chat is null:
+                    Chat = new CotChat(node.Attribute("chatroom"), node.Attribute("senderCallsign"), node.Attribute("id"), node.Attribute("parent"));
+                    break;
+                case "link":
+                    (links ??= []).Add(new CotLink(node.Attribute("uid"), node.Attribute("type"), node.Attribute("relation"), node.Attribute("parent_callsign")));
+                    break;
+                case "status" when Status is null:
+                    Status = new CotStatus(ParseInt(node.Attribute("battery")), ParseBool(node.Attribute("readiness")));
+                    break;
+                case "track" when Track is null:
+                    Track = new CotTrack(ParseDouble(node.Attribute("course")), ParseDouble(node.Attribute("speed")));
+                    break;
+                case "takv" when Takv is null:
+                    Takv = new CotTakv(node.Attribute("device"), node.Attribute("platform"), node.Attribute("os"), node.Attribute("version"));
+                    break;
+                case "precisionlocation" when PrecisionLocation is null:
+                    PrecisionLocation = new CotPrecisionLocation(node.Attribute("geopointsrc"), node.Attribute("altsrc"));
+                    break;
+                case "__concord" when Marking is null:
+                    Marking = node.Attribute("marking");
+                    break;
+                case "_flow-tags_" when node.Attributes is not null:
+                    foreach (var attribute in node.Attributes)
+                    {
+                        (flowTags ??= new(StringComparer.Ordinal)).TryAdd(attribute.Key, attribute.Value);
+                    }
+
+                    break;
+                default:
+                    break;
+            }
+        }
+
+        foreach (var child in flowTagChildren ?? [])
+        {
+            (flowTags ??= new(StringComparer.Ordinal)).TryAdd(child.Key, child.Value);
+        }
+
+        Links = links is null ? [] : links.AsReadOnly();
+        FlowTags = flowTags is null ? ReadOnlyDictionary<string, string>.Empty : flowTags.AsReadOnly();
+    }
+
+    public static CotDetail Empty { get; } = new(string.Empty, [], null, null);
+
+    /// <summary>The canonical XML of the children of &lt;detail&gt;, without the &lt;detail&gt; tags.</summary>
+    public string Xml { get; }
+
+    public bool IsEmpty => Xml.Length == 0;
+
+    public CotContact? Contact { get; }
+
+    public CotGroup? Group { get; }
+
+    /// <summary>Text of the first &lt;remarks&gt;; empty for &lt;remarks/&gt;, null when there is none.</summary>
+    public string? Remarks { get; }
+
+    public CotChat? Chat { get; }
+
+    public IReadOnlyList<CotLink> Links { get; }
+
+    /// <summary>
+    /// &lt;_flow-tags_&gt; entries: its attributes (TAK Server style, name = time) and its child elements
+    /// (node-cot style, element name = text).
+    /// </summary>
+    public IReadOnlyDictionary<string, string> FlowTags { get; }
+
+    public CotStatus? Status { get; }
+
+    public CotTrack? Track { get; }
+
+    public CotTakv? Takv { get; }
+
+    public CotPrecisionLocation? PrecisionLocation { get; }
+
+    /// <summary>Concord's security marking, from &lt;__concord marking="…"/&gt;.</summary>
+    public string? Marking { get; }
+
+    /// <summary>Names of the direct children of &lt;detail&gt;, in document order.</summary>
+    public IEnumerable<string> ElementNames => Nodes.Select(node => node.Name);
+
+    internal DetailNode[] Nodes { get; }
+
+    /// <summary>Parses untrusted detail XML (the children of &lt;detail&gt;) into canonical form.</summary>
+    /// <exception cref="CotParseException">The XML is malformed, too large, too deep or carries a DTD.</exception>
+    public static CotDetail Parse(string xml, CotParseOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(xml);
+        options ??= CotParseOptions.Default;
+        if (string.IsNullOrWhiteSpace(xml))
+        {
+            return Empty;
+        }
+
+        if (xml.Length > options.MaxDocumentBytes)
+        {
+            throw new CotParseException(string.Create(CultureInfo.InvariantCulture, $"detail exceeds {options.MaxDocumentBytes} characters"));
+        }
+
+        if (xml.Contains("<!DOCTYPE", StringComparison.Ordinal))
+        {
+            throw new CotParseException("DTD is not allowed");
+        }
+
+        try
+        {
+            using var reader = XmlReader.Create(new StringReader(string.Concat("<detail>", xml, "</detail>")), options.ReaderSettings);
+            reader.MoveToContent();
+            var detail = DetailCanonicalizer.Read(reader, options.MaxDepth, depthOffset: 1);
+            while (reader.Read())
+            {
+            }
+
+            return detail;
+        }
+        catch (XmlException e)
+        {
+            throw new CotParseException("malformed detail XML: " + e.Message, e);
+        }
+    }
+
+    public bool Contains(string elementName) => Array.Exists(Nodes, node => node.Name == elementName);
+
+    /// <summary>A copy whose &lt;__concord&gt; marking is <paramref name="marking"/> (none when null).</summary>
+    public CotDetail WithMarking(string? marking)
+    {
+        var xml = new StringBuilder(Xml.Length + 64);
+        AppendWithout(xml, "__concord");
+        if (marking is not null)
+        {
+            xml.Append("<__concord");
+            XmlText.AppendAttribute(xml, "marking", marking);
+            xml.Append("/>");
+        }
+
+        return Parse(xml.ToString());
+    }
+
+    /// <summary>A copy without any direct child named <paramref name="elementName"/>.</summary>
+    public CotDetail Without(string elementName)
+    {
+        if (!Contains(elementName))
+        {
+            return this;
+        }
+
+        var xml = new StringBuilder(Xml.Length);
+        AppendWithout(xml, elementName);
+        return Parse(xml.ToString());
+    }
+
+    public bool Equals(CotDetail? other) => other is not null && string.Equals(Xml, other.Xml, StringComparison.Ordinal);
+
+    public override bool Equals(object? obj) => Equals(obj as CotDetail);
+
+    public override int GetHashCode() => StringComparer.Ordinal.GetHashCode(Xml);
+
+    public override string ToString() => Xml;
+
+    internal void AppendWithout(StringBuilder xml, string elementName)
+    {
+        var at = 0;
+        foreach (var node in Nodes)
+        {
+            if (node.Name == elementName)
+            {
+                xml.Append(Xml, at, node.Start - at);
+                at = node.Start + node.Length;
+            }
+        }
+
+        xml.Append(Xml, at, Xml.Length - at);
+    }
+
+    private static int? ParseInt(string? text) =>
+        int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : null;
+
+    private static double? ParseDouble(string? text) =>
+        text is not null && CotNumber.TryParse(text, out var value) && double.IsFinite(value) ? value : null;
+
+    private static bool? ParseBool(string? text) => text switch
+    {
+        "true" or "True" or "TRUE" or "1" => true,
+        "false" or "False" or "FALSE" or "0" => false,
+        _ => null,
+    };
+}

@@ -1,0 +1,64 @@
+namespace Concord.Server.Access;
+
+/// <summary>
+/// What every marked record stores, in three columns the database can filter on:
+/// the classification level (an index into the scheme), the releasability set encoded as
+/// <c>|token|token|</c> (so "released to X" is a substring test), and the caveats as a bit set
+/// (so "viewer holds every caveat" is <c>(caveats &amp; ~held) = 0</c>).
+/// </summary>
+internal interface IMarked
+{
+    int Classification { get; }
+
+    string ReleasableTo { get; }
+
+    long Caveats { get; }
+}
+
+/// <summary>A marking in domain form: level, communities, caveat codes.</summary>
+internal sealed record Marking(int Classification, IReadOnlySet<string> ReleasableTo, IReadOnlySet<string> Caveats)
+{
+    public string EncodedReleasability => Releasability.Encode(ReleasableTo);
+
+    /// <summary>The reference form of the access rule, in plain C#. The SQL form in <see cref="Visibility"/> must agree with it.</summary>
+    public static bool AllowsRead(int classification, string releasableTo, long caveats, Viewer viewer)
+    {
+        if (classification > viewer.Clearance)
+        {
+            return false;
+        }
+
+        if ((caveats & ~viewer.CaveatBits) != 0)
+        {
+            return false;
+        }
+
+        foreach (var token in viewer.CommunityPatterns)
+        {
+            if (releasableTo.Contains(token, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    public static bool AllowsRead(IMarked record, Viewer viewer) =>
+        AllowsRead(record.Classification, record.ReleasableTo, record.Caveats, viewer);
+}
+
+internal static class Releasability
+{
+    public static string Encode(IEnumerable<string> tokens)
+    {
+        var sorted = tokens.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+        return sorted.Length == 0 ? "|" : "|" + string.Join('|', sorted) + "|";
+    }
+
+    public static IReadOnlyList<string> Decode(string encoded) =>
+        encoded.Split('|', StringSplitOptions.RemoveEmptyEntries);
+
+    /// <summary>The pattern that finds <paramref name="token"/> in an encoded set.</summary>
+    public static string Pattern(string token) => "|" + token + "|";
+}

@@ -1,0 +1,88 @@
+namespace Concord.Server.Access;
+
+/// <summary>A marking as the API shows and accepts it.</summary>
+internal sealed record MarkingDto(string Classification, IReadOnlyList<string> ReleasableTo, IReadOnlyList<string> Caveats)
+{
+    /// <summary>The banner text, rendered the same way everywhere: LEVEL//CAVEAT/CAVEAT//REL TO A, B.</summary>
+    public string? Label { get; init; }
+}
+
+/// <summary>Turns stored markings into their API form and back, with the deployment's scheme and caveats.</summary>
+internal sealed class MarkingFormat(ClassificationScheme scheme, CaveatRegistry caveats)
+{
+    public ClassificationScheme Scheme => scheme;
+
+    public MarkingDto ToDto(IMarked record) => ToDto(record.Classification, record.ReleasableTo, record.Caveats);
+
+    public MarkingDto ToDto(int classification, string releasableTo, long caveatBits)
+    {
+        var communities = Releasability.Decode(releasableTo);
+        var caveatCodes = caveats.CodesOf(caveatBits);
+        return new MarkingDto(scheme.Label(classification), communities, caveatCodes)
+        {
+            Label = Label(classification, communities, caveatCodes),
+        };
+    }
+
+    public string Label(int classification, IReadOnlyList<string> communities, IReadOnlyList<string> caveatCodes)
+    {
+        var label = scheme.Label(classification);
+        if (caveatCodes.Count > 0)
+        {
+            label += "//" + string.Join('/', caveatCodes);
+        }
+
+        if (communities.Count > 0)
+        {
+            label += "//REL TO " + string.Join(", ", communities.Select(c => c.ToUpperInvariant()));
+        }
+
+        return label;
+    }
+
+    /// <summary>
+    /// Reads a marking a member asks for. The member's own organisation is always added to the releasability, and a member
+    /// may not mark above their clearance nor with caveats they do not hold: they would lose sight of their own record.
+    /// </summary>
+    public bool TryRead(MarkingDto dto, Viewer author, string field, Dictionary<string, string[]> errors, out int classification, out string releasableTo, out long caveatBits)
+    {
+        classification = 0;
+        releasableTo = "";
+        caveatBits = 0;
+        var start = errors.Count;
+
+        if (string.IsNullOrWhiteSpace(dto.Classification) || !scheme.TryParse(dto.Classification, out classification))
+        {
+            errors[field + ".classification"] = [$"'{dto.Classification}' is not a level of the {scheme.Name} scheme ({string.Join(", ", scheme.Levels)})"];
+        }
+        else if (classification > author.Clearance)
+        {
+            errors[field + ".classification"] = [$"{scheme.Label(classification)} is above your clearance ({scheme.Label(author.Clearance)})"];
+        }
+
+        var tokens = new List<string> { Community.Organization(author.OrganizationCode) };
+        foreach (var raw in dto.ReleasableTo ?? [])
+        {
+            if (Community.TryNormalize(raw ?? "", out var token, out var error))
+            {
+                tokens.Add(token);
+            }
+            else
+            {
+                errors[field + ".releasableTo"] = [error];
+            }
+        }
+
+        if (!caveats.TryGetBits(dto.Caveats ?? [], out caveatBits, out var unknown))
+        {
+            errors[field + ".caveats"] = [$"unknown caveat '{unknown}'"];
+        }
+        else if ((caveatBits & ~author.CaveatBits) != 0)
+        {
+            errors[field + ".caveats"] = [$"you do not hold {string.Join(", ", caveats.CodesOf(caveatBits & ~author.CaveatBits))}"];
+        }
+
+        releasableTo = Releasability.Encode(tokens);
+        return errors.Count == start;
+    }
+}

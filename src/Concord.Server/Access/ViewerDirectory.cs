@@ -1,0 +1,75 @@
+using System.Collections.Concurrent;
+using Concord.Server.Accounts;
+using Concord.Server.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Access;
+
+/// <summary>
+/// Resolves members and access tokens to viewers, with a short cache: a change of clearance, caveats, roles or a revoked
+/// token takes effect within <see cref="Lifetime"/> on every node, and at once on the node that made the change.
+/// </summary>
+internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider time)
+{
+    public static readonly TimeSpan Lifetime = TimeSpan.FromSeconds(10);
+
+    private readonly ConcurrentDictionary<string, (Viewer? Viewer, DateTimeOffset Until)> _cache = new(StringComparer.Ordinal);
+
+    public Task<Viewer?> ForMemberAsync(Guid memberId, CancellationToken cancellationToken) =>
+        Cached("m:" + memberId.ToString("N"), db => Load(db, memberId, cancellationToken));
+
+    public Task<Viewer?> ForTokenAsync(string secret, CancellationToken cancellationToken)
+    {
+        var hash = AccessTokens.HashSecret(secret);
+        return Cached("t:" + hash, async db =>
+        {
+            var now = time.GetUtcNow().UtcDateTime;
+            var memberId = await db.AccessTokens
+                .Where(t => t.SecretHash == hash && t.RevokedAt == null && t.ExpiresAt > now)
+                .Select(t => (Guid?)t.MemberId)
+                .SingleOrDefaultAsync(cancellationToken);
+            return memberId is null ? null : await Load(db, memberId.Value, cancellationToken);
+        });
+    }
+
+    /// <summary>Forgets everything cached, after a change made on this node.</summary>
+    public void Invalidate() => _cache.Clear();
+
+    private async Task<Viewer?> Cached(string key, Func<ConcordDb, Task<Viewer?>> load)
+    {
+        var now = time.GetUtcNow();
+        if (_cache.TryGetValue(key, out var entry) && entry.Until > now)
+        {
+            return entry.Viewer;
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var viewer = await load(db);
+        _cache[key] = (viewer, now + Lifetime);
+        return viewer;
+    }
+
+    private static async Task<Viewer?> Load(ConcordDb db, Guid memberId, CancellationToken cancellationToken)
+    {
+        var row = await db.Members
+            .Where(m => m.Id == memberId && !m.Disabled)
+            .Join(db.Organizations, m => m.OrganizationId, o => o.Id, (m, o) => new { Member = m, Organization = o })
+            .AsNoTracking()
+            .SingleOrDefaultAsync(cancellationToken);
+        return row is null ? null : new Viewer
+        {
+            MemberId = row.Member.Id,
+            UserName = row.Member.UserName,
+            DisplayName = row.Member.DisplayName,
+            OrganizationId = row.Organization.Id,
+            OrganizationCode = row.Organization.Code,
+            OrganizationName = row.Organization.Name,
+            OrganizationKind = row.Organization.Kind,
+            Nation = row.Organization.Nation,
+            Clearance = row.Member.Clearance,
+            CaveatBits = row.Member.Caveats,
+            Roles = row.Member.RoleSet,
+        };
+    }
+}

@@ -1,0 +1,50 @@
+using System.Security.Cryptography;
+using System.Text;
+using Concord.Server.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Accounts;
+
+/// <summary>Personal access tokens: <c>cnc_</c> + 256 random bits, shown once, stored as SHA-256.</summary>
+internal static class AccessTokens
+{
+    public const string Prefix = "cnc_";
+
+    public static string NewSecret() => Prefix + Base64Url(RandomNumberGenerator.GetBytes(32));
+
+    public static string HashSecret(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
+
+    public static async Task<(AccessToken Token, string Secret)> CreateAsync(ConcordDb db, Member member, string name, TimeSpan lifetime, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var secret = NewSecret();
+        var now = time.GetUtcNow().UtcDateTime;
+        var token = new AccessToken
+        {
+            Id = Guid.CreateVersion7(),
+            MemberId = member.Id,
+            Name = name,
+            SecretHash = HashSecret(secret),
+            CreatedAt = now,
+            ExpiresAt = now + lifetime,
+        };
+        db.AccessTokens.Add(token);
+        await db.SaveChangesAsync(cancellationToken);
+        return (token, secret);
+    }
+
+    public static async Task<bool> RevokeAsync(ConcordDb db, Guid memberId, Guid tokenId, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var token = await db.AccessTokens.SingleOrDefaultAsync(t => t.Id == tokenId && t.MemberId == memberId, cancellationToken);
+        if (token is null)
+        {
+            return false;
+        }
+
+        token.RevokedAt ??= time.GetUtcNow().UtcDateTime;
+        await db.SaveChangesAsync(cancellationToken);
+        return true;
+    }
+
+    private static string Base64Url(byte[] bytes) =>
+        Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+}

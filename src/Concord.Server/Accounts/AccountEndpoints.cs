@@ -1,0 +1,146 @@
+using System.Globalization;
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Http;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Accounts;
+
+internal sealed record SignIn(string? UserName, string? Password);
+
+internal sealed record MeDto(
+    Guid Id,
+    string UserName,
+    string DisplayName,
+    MeOrganizationDto Organization,
+    IReadOnlyList<string> Roles,
+    string Clearance,
+    IReadOnlyList<string> Caveats);
+
+internal sealed record MeOrganizationDto(Guid Id, string Code, string Name, string Kind, string? Nation);
+
+internal sealed record NewToken(string? Name, int? ExpiresInDays);
+
+internal sealed record TokenDto(Guid Id, string Name, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? RevokedAt);
+
+internal sealed record CreatedTokenDto(Guid Id, string Name, DateTimeOffset ExpiresAt, string Token);
+
+internal static class AccountEndpoints
+{
+    public const int MaxTokenDays = 365;
+
+    public static void MapAccounts(this IEndpointRouteBuilder app)
+    {
+        var auth = app.MapGroup("/api/auth").WithTags("Accounts");
+        auth.MapPost("/signin", SignInAsync).AllowAnonymous().WithSummary("Sign in with user name and password; sets the session cookie.");
+        auth.MapPost("/signout", (Delegate)SignOutAsync).RequireAuthorization().WithSummary("End the session.");
+
+        var me = app.MapGroup("/api/me").WithTags("Accounts").RequireAuthorization();
+        me.MapGet("/", (Viewer viewer, MarkingFormat markings, CaveatRegistry caveats) => TypedResults.Ok(ToDto(viewer, markings, caveats)))
+            .WithSummary("Who you are: organisation, roles, clearance, caveats.");
+        me.MapGet("/tokens", ListTokens).WithSummary("Your personal access tokens.");
+        me.MapPost("/tokens", CreateToken).WithSummary("Create a personal access token; the secret is shown only in this answer.");
+        me.MapDelete("/tokens/{id:guid}", RevokeToken).WithSummary("Revoke one of your tokens.");
+    }
+
+    public static MeDto ToDto(Viewer v, MarkingFormat markings, CaveatRegistry caveats) => new(
+        v.MemberId,
+        v.UserName,
+        v.DisplayName,
+        new MeOrganizationDto(v.OrganizationId, v.OrganizationCode, v.OrganizationName, OrganizationKinds.Token(v.OrganizationKind), v.Nation),
+        v.Roles.Order(StringComparer.Ordinal).ToList(),
+        markings.Scheme.Label(v.Clearance),
+        caveats.CodesOf(v.CaveatBits));
+
+    private static async Task<Results<Ok<MeDto>, ProblemHttpResult>> SignInAsync(
+        HttpContext context, ConcordDb db, SignInThrottle throttle, ViewerDirectory directory, MarkingFormat markings, CaveatRegistry caveats)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<SignIn>(context, 4096);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        if (string.IsNullOrWhiteSpace(body!.UserName) || string.IsNullOrEmpty(body.Password))
+        {
+            return Problems.Invalid(new Dictionary<string, string[]>
+            {
+                [string.IsNullOrWhiteSpace(body.UserName) ? "userName" : "password"] = ["is required"],
+            });
+        }
+
+        var address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+        var wait = throttle.RetryAfter(body.UserName, address);
+        if (wait > TimeSpan.Zero)
+        {
+            context.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString(CultureInfo.InvariantCulture);
+            return TypedResults.Problem($"Too many failed sign-ins; try again in {Math.Ceiling(wait.TotalMinutes)} minute(s).", statusCode: StatusCodes.Status429TooManyRequests, title: "Too many failed sign-ins.");
+        }
+
+        var userName = body.UserName.Trim().ToLowerInvariant();
+        var member = await db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == userName && !m.Disabled, context.RequestAborted);
+        if (member is null || !Passwords.Verify(member, body.Password))
+        {
+            throttle.Failed(body.UserName, address);
+            // One answer for unknown names and wrong passwords: nothing tells which names exist.
+            return TypedResults.Problem("The user name or password is wrong.", statusCode: StatusCodes.Status401Unauthorized, title: "Sign-in failed.");
+        }
+
+        throttle.Succeeded(body.UserName);
+        var viewer = await directory.ForMemberAsync(member.Id, context.RequestAborted);
+        await context.SignInAsync(ConcordAuthentication.CookieScheme, ConcordAuthentication.Principal(viewer!, ConcordAuthentication.CookieScheme));
+        return TypedResults.Ok(ToDto(viewer!, markings, caveats));
+    }
+
+    private static async Task<NoContent> SignOutAsync(HttpContext context)
+    {
+        await context.SignOutAsync(ConcordAuthentication.CookieScheme);
+        return TypedResults.NoContent();
+    }
+
+    private static async Task<Ok<List<TokenDto>>> ListTokens(Viewer viewer, ConcordDb db, CancellationToken cancellationToken)
+    {
+        var tokens = await db.AccessTokens.AsNoTracking().Where(t => t.MemberId == viewer.MemberId).OrderBy(t => t.CreatedAt).ToListAsync(cancellationToken);
+        return TypedResults.Ok(tokens.Select(t => new TokenDto(t.Id, t.Name, Utc(t.CreatedAt), Utc(t.ExpiresAt), t.RevokedAt is { } r ? Utc(r) : null)).ToList());
+    }
+
+    private static async Task<Results<Created<CreatedTokenDto>, ProblemHttpResult>> CreateToken(HttpContext context, Viewer viewer, ConcordDb db, TimeProvider time)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<NewToken>(context, 4096);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var name = body!.Name?.Trim();
+        if (string.IsNullOrEmpty(name) || name.Length > 100)
+        {
+            return Problems.Field("name", "is required, at most 100 characters");
+        }
+
+        var days = body.ExpiresInDays ?? 90;
+        if (days is < 1 or > MaxTokenDays)
+        {
+            return Problems.Field("expiresInDays", $"must be from 1 to {MaxTokenDays}");
+        }
+
+        var member = await db.Members.SingleAsync(m => m.Id == viewer.MemberId, context.RequestAborted);
+        var (token, secret) = await AccessTokens.CreateAsync(db, member, name, TimeSpan.FromDays(days), time, context.RequestAborted);
+        return TypedResults.Created($"/api/me/tokens/{token.Id}", new CreatedTokenDto(token.Id, token.Name, Utc(token.ExpiresAt), secret));
+    }
+
+    private static async Task<Results<NoContent, NotFound>> RevokeToken(Guid id, Viewer viewer, ConcordDb db, TimeProvider time, ViewerDirectory directory, CancellationToken cancellationToken)
+    {
+        if (!await AccessTokens.RevokeAsync(db, viewer.MemberId, id, time, cancellationToken))
+        {
+            return TypedResults.NotFound();
+        }
+
+        directory.Invalidate();
+        return TypedResults.NoContent();
+    }
+
+    private static DateTimeOffset Utc(DateTime t) => new(DateTime.SpecifyKind(t, DateTimeKind.Utc));
+}

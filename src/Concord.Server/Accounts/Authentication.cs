@@ -1,0 +1,84 @@
+using System.Security.Claims;
+using System.Text.Encodings.Web;
+using Concord.Server.Access;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.Extensions.Options;
+
+namespace Concord.Server.Accounts;
+
+internal static class ConcordAuthentication
+{
+    public const string Scheme = "concord";
+    public const string TokenScheme = "token";
+    public const string CookieScheme = CookieAuthenticationDefaults.AuthenticationScheme;
+    public const string MemberIdClaim = "concord:member";
+
+    public static IServiceCollection AddConcordAuthentication(this IServiceCollection services)
+    {
+        services.AddAuthentication(Scheme)
+            .AddPolicyScheme(Scheme, "Cookie or access token", o => o.ForwardDefaultSelector = context =>
+                context.Request.Headers.Authorization.ToString().StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? TokenScheme : CookieScheme)
+            .AddScheme<AuthenticationSchemeOptions, AccessTokenHandler>(TokenScheme, null)
+            .AddCookie(CookieScheme, o =>
+            {
+                o.Cookie.Name = "concord";
+                o.Cookie.HttpOnly = true;
+                o.Cookie.SameSite = SameSiteMode.Strict;
+                o.SlidingExpiration = true;
+                o.ExpireTimeSpan = TimeSpan.FromHours(12);
+                // The API answers 401/403 rather than redirecting to a page.
+                o.Events.OnRedirectToLogin = c => StatusOnly(c, StatusCodes.Status401Unauthorized);
+                o.Events.OnRedirectToAccessDenied = c => StatusOnly(c, StatusCodes.Status403Forbidden);
+                o.Events.OnValidatePrincipal = async c =>
+                {
+                    // A disabled member's cookie stops working within the viewer cache lifetime.
+                    var directory = c.HttpContext.RequestServices.GetRequiredService<ViewerDirectory>();
+                    if (!Guid.TryParse(c.Principal?.FindFirstValue(MemberIdClaim), out var id) || await directory.ForMemberAsync(id, c.HttpContext.RequestAborted) is null)
+                    {
+                        c.RejectPrincipal();
+                    }
+                };
+            });
+        return services;
+    }
+
+    public static ClaimsPrincipal Principal(Viewer viewer, string scheme) => new(new ClaimsIdentity(
+        [new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName)],
+        scheme));
+
+    private static Task StatusOnly(RedirectContext<CookieAuthenticationOptions> context, int status)
+    {
+        context.Response.StatusCode = status;
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>Authenticates <c>Authorization: Bearer cnc_…</c> personal access tokens.</summary>
+internal sealed class AccessTokenHandler(IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, ViewerDirectory directory)
+    : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+{
+    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        var header = Request.Headers.Authorization.ToString();
+        if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            return AuthenticateResult.NoResult();
+        }
+
+        var secret = header["Bearer ".Length..].Trim();
+        if (!secret.StartsWith(AccessTokens.Prefix, StringComparison.Ordinal))
+        {
+            return AuthenticateResult.Fail("not a Concord access token");
+        }
+
+        var viewer = await directory.ForTokenAsync(secret, Context.RequestAborted);
+        if (viewer is null)
+        {
+            return AuthenticateResult.Fail("unknown, expired or revoked access token");
+        }
+
+        Context.Items[typeof(Viewer)] = viewer;
+        return AuthenticateResult.Success(new AuthenticationTicket(ConcordAuthentication.Principal(viewer, Scheme.Name), Scheme.Name));
+    }
+}

@@ -1,0 +1,87 @@
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Accounts;
+
+internal sealed record NewMember(
+    string UserName,
+    string OrganizationCode,
+    string? DisplayName,
+    IReadOnlyList<string> Roles,
+    string? Clearance,
+    IReadOnlyList<string> Caveats,
+    string Password);
+
+/// <summary>Adds members (used by the CLI and the demo; the administration API will share it).</summary>
+internal static partial class MemberAdmin
+{
+    public static string GeneratePassword() =>
+        Convert.ToBase64String(RandomNumberGenerator.GetBytes(12)).Replace('+', 'x').Replace('/', 'y');
+
+    public static async Task<(Member? Member, string? Error)> AddAsync(
+        ConcordDb db, NewMember request, ClassificationScheme scheme, CaveatRegistry caveats, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var userName = request.UserName.Trim().ToLowerInvariant();
+        if (!UserNamePattern().IsMatch(userName))
+        {
+            return (null, $"user name '{request.UserName}' must be 2 to 64 letters, digits, '.', '-' or '_'");
+        }
+
+        var organizationCode = request.OrganizationCode.ToUpperInvariant();
+        var organization = await db.Organizations.SingleOrDefaultAsync(o => o.Code == organizationCode, cancellationToken);
+        if (organization is null)
+        {
+            return (null, $"no organisation has the code '{request.OrganizationCode}' (add it with 'concord org add')");
+        }
+
+        var unknownRole = request.Roles.FirstOrDefault(r => !MemberRoles.All.Contains(r));
+        if (unknownRole is not null)
+        {
+            return (null, $"role '{unknownRole}' is not one of {string.Join(", ", MemberRoles.All)}");
+        }
+
+        var clearance = 0;
+        if (request.Clearance is not null && !scheme.TryParse(request.Clearance, out clearance))
+        {
+            return (null, $"clearance '{request.Clearance}' is not a level of the {scheme.Name} scheme ({string.Join(", ", scheme.Levels)})");
+        }
+
+        if (!caveats.TryGetBits(request.Caveats, out var caveatBits, out var unknownCaveat))
+        {
+            return (null, $"caveat '{unknownCaveat}' is not known (known: {string.Join(", ", caveats.Codes)})");
+        }
+
+        if (Passwords.Weakness(request.Password) is { } weakness)
+        {
+            return (null, "password " + weakness);
+        }
+
+        if (await db.Members.AnyAsync(m => m.UserName == userName, cancellationToken))
+        {
+            return (null, $"a member named '{userName}' already exists");
+        }
+
+        var member = new Member
+        {
+            Id = Guid.CreateVersion7(),
+            UserName = userName,
+            DisplayName = string.IsNullOrWhiteSpace(request.DisplayName) ? userName : request.DisplayName.Trim(),
+            OrganizationId = organization.Id,
+            Roles = string.Join(',', request.Roles.Count == 0 ? [MemberRoles.Reporter] : request.Roles.Distinct()),
+            Clearance = clearance,
+            Caveats = caveatBits,
+            PasswordHash = "",
+            CreatedAt = time.GetUtcNow().UtcDateTime,
+        };
+        member.PasswordHash = Passwords.Hash(member, request.Password);
+        db.Members.Add(member);
+        await db.SaveChangesAsync(cancellationToken);
+        return (member, null);
+    }
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{1,63}$")]
+    private static partial Regex UserNamePattern();
+}

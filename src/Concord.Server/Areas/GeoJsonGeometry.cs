@@ -1,0 +1,42 @@
+using System.Text.Json;
+using NetTopologySuite.Geometries;
+
+namespace Concord.Server.Areas;
+
+/// <summary>Reads GeoJSON Polygon and MultiPolygon geometries into NetTopologySuite (the GeoJSON4STJ package is not available here).</summary>
+internal static class GeoJsonGeometry
+{
+    private static readonly GeometryFactory Factory = new(new PrecisionModel(), 4326);
+
+    public static Geometry Read(JsonElement geometry)
+    {
+        var type = geometry.GetProperty("type").GetString();
+        var coordinates = geometry.GetProperty("coordinates");
+        return type switch
+        {
+            "Polygon" => ReadPolygon(coordinates),
+            "MultiPolygon" => Factory.CreateMultiPolygon(coordinates.EnumerateArray().Select(ReadPolygon).ToArray()),
+            _ => throw new FormatException($"geometry type '{type}' is not a Polygon or MultiPolygon"),
+        };
+    }
+
+    public static Geometry Read(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        return Read(document.RootElement);
+    }
+
+    public static Point Point(double latitude, double longitude) => Factory.CreatePoint(new Coordinate(longitude, latitude));
+
+    private static Polygon ReadPolygon(JsonElement rings)
+    {
+        var linear = rings.EnumerateArray().Select(ring => Factory.CreateLinearRing(
+            ring.EnumerateArray().Select(p => new Coordinate(p[0].GetDouble(), p[1].GetDouble())).ToArray())).ToArray();
+        if (linear.Length == 0)
+        {
+            throw new FormatException("a polygon needs at least one ring");
+        }
+
+        return Factory.CreatePolygon(linear[0], linear[1..]);
+    }
+}

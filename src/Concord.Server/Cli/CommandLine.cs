@@ -1,0 +1,192 @@
+namespace Concord.Server.Cli;
+
+/// <summary>A verb with its options, as parsed from the command line.</summary>
+internal sealed record Invocation(string Verb, IReadOnlyDictionary<string, string> Options)
+{
+    public string? this[string option] => Options.GetValueOrDefault(option);
+
+    public bool Has(string option) => Options.ContainsKey(option);
+}
+
+internal sealed record VerbSpec(string Name, string Summary, IReadOnlyList<OptionSpec> Options);
+
+internal sealed record OptionSpec(string Name, string Help, bool IsFlag = false, bool Required = false, string? Value = "VALUE");
+
+/// <summary>
+/// A small, strict parser: every verb declares its options, anything else is an error with the usage.
+/// (System.CommandLine would do too; a few dozen lines keep the messages exactly as we want them and cost no dependency.)
+/// </summary>
+internal static class CommandLine
+{
+    private static readonly OptionSpec[] StoreOptions =
+    [
+        new("--data", "directory of the embedded SQLite database (default ./data)", Value: "DIR"),
+        new("--store", "sqlite (default) or postgres", Value: "KIND"),
+        new("--connection", "PostgreSQL connection string, with --store postgres", Value: "STRING"),
+        new("--classification", "classification scheme: un (default) or nato", Value: "SCHEME"),
+    ];
+
+    private static readonly OptionSpec[] ServeOptions =
+    [
+        .. StoreOptions,
+        new("--urls", $"where to listen (default {Hosting.ServerOptions.DefaultUrls})", Value: "URLS"),
+    ];
+
+    public static readonly IReadOnlyList<VerbSpec> Verbs =
+    [
+        new("serve", "run the server (the default verb)", ServeOptions),
+        new("demo", "seed the demo mission in the Central African Republic from real UCDP data, then serve it", [
+            .. ServeOptions,
+            new("--seed-only", "seed and exit without serving", IsFlag: true),
+        ]),
+        new("migrate", "create or upgrade the database schema and exit", StoreOptions),
+        new("org add", "add an organisation", [
+            .. StoreOptions,
+            new("--code", "short code used in markings, e.g. UNPOL", Required: true, Value: "CODE"),
+            new("--name", "full name", Required: true, Value: "NAME"),
+            new("--kind", "military, police, civilian, humanitarian, intelligence, local-authority, community or regional-organization", Required: true, Value: "KIND"),
+            new("--nation", "ISO 3166-1 alpha-3 code of the contributing nation", Value: "ISO3"),
+        ]),
+        new("user add", "add a member to an organisation", [
+            .. StoreOptions,
+            new("--user", "sign-in name", Required: true, Value: "NAME"),
+            new("--org", "organisation code", Required: true, Value: "CODE"),
+            new("--display", "display name (default: the sign-in name)", Value: "NAME"),
+            new("--roles", "comma-separated: reporter, analyst, org-admin, mission-admin, releaser, auditor (default reporter)", Value: "ROLES"),
+            new("--clearance", "highest classification the member may read (default the lowest level)", Value: "LEVEL"),
+            new("--caveats", "comma-separated caveats the member holds", Value: "CAVEATS"),
+            new("--password", "password (default: read CONCORD_PASSWORD, else generate and print one)", Value: "PASSWORD"),
+        ]),
+        new("token create", "create a personal access token for the API and print it once", [
+            .. StoreOptions,
+            new("--user", "the member the token acts for", Required: true, Value: "NAME"),
+            new("--name", "what the token is for (default cli)", Value: "NAME"),
+            new("--days", "lifetime in days, 1 to 365 (default 90)", Value: "DAYS"),
+        ]),
+        new("token revoke", "revoke a personal access token", [
+            .. StoreOptions,
+            new("--user", "the member the token belongs to", Required: true, Value: "NAME"),
+            new("--id", "the token's id", Required: true, Value: "ID"),
+        ]),
+    ];
+
+    public static bool TryParse(string[] args, out Invocation invocation, out string error)
+    {
+        invocation = new Invocation("serve", new Dictionary<string, string>());
+        error = "";
+        var rest = args;
+
+        VerbSpec? verb = null;
+        if (rest.Length == 0 || rest[0].StartsWith("--", StringComparison.Ordinal))
+        {
+            verb = Verbs[0];
+        }
+        else
+        {
+            var two = rest.Length > 1 ? rest[0] + " " + rest[1] : null;
+            verb = Verbs.FirstOrDefault(v => v.Name == two) ?? Verbs.FirstOrDefault(v => v.Name == rest[0]);
+            if (verb is null)
+            {
+                var group = Verbs.Where(v => v.Name.StartsWith(rest[0] + " ", StringComparison.Ordinal)).Select(v => v.Name).ToList();
+                error = group.Count > 0
+                    ? $"'{string.Join(' ', rest.Take(2))}' is not a verb; did you mean {string.Join(" or ", group.Select(g => $"'{g}'"))}?"
+                    : $"unknown verb '{rest[0]}'";
+                return false;
+            }
+
+            rest = rest[verb.Name.Split(' ').Length..];
+        }
+
+        var options = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i < rest.Length; i++)
+        {
+            var arg = rest[i];
+            string name;
+            string? value = null;
+            var equals = arg.IndexOf('=', StringComparison.Ordinal);
+            if (equals > 0)
+            {
+                name = arg[..equals];
+                value = arg[(equals + 1)..];
+            }
+            else
+            {
+                name = arg;
+            }
+
+            var spec = verb.Options.FirstOrDefault(o => o.Name == name);
+            if (spec is null)
+            {
+                error = arg.StartsWith("--", StringComparison.Ordinal)
+                    ? $"unknown option '{name}' for '{verb.Name}'"
+                    : $"unexpected argument '{arg}' for '{verb.Name}'";
+                return false;
+            }
+
+            if (spec.IsFlag)
+            {
+                if (value is not null)
+                {
+                    error = $"option '{name}' takes no value";
+                    return false;
+                }
+
+                value = "true";
+            }
+            else if (value is null)
+            {
+                if (i + 1 >= rest.Length || rest[i + 1].StartsWith("--", StringComparison.Ordinal))
+                {
+                    error = $"option '{name}' needs a value ({spec.Value})";
+                    return false;
+                }
+
+                value = rest[++i];
+            }
+
+            if (!options.TryAdd(name, value))
+            {
+                error = $"option '{name}' is given twice";
+                return false;
+            }
+        }
+
+        var missing = verb.Options.FirstOrDefault(o => o.Required && !options.ContainsKey(o.Name));
+        if (missing is not null)
+        {
+            error = $"'{verb.Name}' needs {missing.Name} {missing.Value}";
+            return false;
+        }
+
+        invocation = new Invocation(verb.Name, options);
+        return true;
+    }
+
+    public static string Usage(string? verbName = null)
+    {
+        var writer = new StringWriter();
+        var verbs = verbName is null ? Verbs : Verbs.Where(v => v.Name == verbName).ToList();
+        writer.WriteLine("usage: concord [VERB] [OPTIONS]");
+        writer.WriteLine();
+        foreach (var verb in verbs)
+        {
+            writer.WriteLine($"  {verb.Name,-14} {verb.Summary}");
+            if (verbName is not null)
+            {
+                foreach (var option in verb.Options)
+                {
+                    var left = option.IsFlag ? option.Name : $"{option.Name} {option.Value}";
+                    writer.WriteLine($"      {left,-26} {option.Help}{(option.Required ? " (required)" : "")}");
+                }
+            }
+        }
+
+        if (verbName is null)
+        {
+            writer.WriteLine();
+            writer.WriteLine("Run 'concord VERB --help' for a verb's options.");
+        }
+
+        return writer.ToString();
+    }
+}

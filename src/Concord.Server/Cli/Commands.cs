@@ -1,0 +1,267 @@
+using System.Globalization;
+using Concord.Server.Access;
+using Concord.Server.Accounts;
+using Concord.Server.Data;
+using Concord.Server.Demo;
+using Concord.Server.Hosting;
+using Concord.Server.Organizations;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Cli;
+
+/// <summary>Runs the verbs of the <c>concord</c> executable. Exit codes: 0 done, 1 the work failed, 2 the command line was wrong.</summary>
+internal static class Commands
+{
+    public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        if (args.Any(a => a is "--help" or "-h" or "help"))
+        {
+            var verb = CommandLine.Verbs.FirstOrDefault(v => string.Join(' ', args.TakeWhile(a => !a.StartsWith('-') && a != "help")) == v.Name);
+            await output.WriteAsync(CommandLine.Usage(verb?.Name));
+            return 0;
+        }
+
+        if (!CommandLine.TryParse(args, out var invocation, out var error))
+        {
+            await errors.WriteLineAsync("concord: " + error);
+            await errors.WriteLineAsync();
+            await errors.WriteAsync(CommandLine.Usage());
+            return 2;
+        }
+
+        if (!TryBuildOptions(invocation, out var options, out error))
+        {
+            await errors.WriteLineAsync("concord: " + error);
+            await errors.WriteAsync(CommandLine.Usage(invocation.Verb));
+            return 2;
+        }
+
+        try
+        {
+            return invocation.Verb switch
+            {
+                "serve" => await ServeAsync(options, output, seedDemo: false, cancellationToken),
+                "demo" when invocation.Has("--seed-only") => await SeedDemoAsync(options, output, cancellationToken),
+                "demo" => await ServeAsync(options, output, seedDemo: true, cancellationToken),
+                "migrate" => await MigrateAsync(options, output, cancellationToken),
+                "org add" => await AddOrganizationAsync(invocation, options, output, errors, cancellationToken),
+                "user add" => await AddUserAsync(invocation, options, output, errors, cancellationToken),
+                "token create" => await CreateTokenAsync(invocation, options, output, errors, cancellationToken),
+                "token revoke" => await RevokeTokenAsync(invocation, options, output, errors, cancellationToken),
+                _ => throw new InvalidOperationException($"verb '{invocation.Verb}' has no handler"),
+            };
+        }
+        catch (Exception e) when (e is Npgsql.NpgsqlException or Microsoft.Data.Sqlite.SqliteException or IOException or UnauthorizedAccessException)
+        {
+            await errors.WriteLineAsync($"concord: the store could not be used: {e.Message}");
+            return 1;
+        }
+    }
+
+    internal static bool TryBuildOptions(Invocation invocation, out ServerOptions options, out string error)
+    {
+        options = null!;
+        error = "";
+        var data = invocation["--data"] ?? "data";
+        var storeKind = invocation["--store"] ?? "sqlite";
+        StoreOptions store;
+        switch (storeKind.ToLowerInvariant())
+        {
+            case "sqlite":
+                if (invocation.Has("--connection"))
+                {
+                    error = "--connection is for --store postgres; SQLite uses --data DIR";
+                    return false;
+                }
+
+                store = StoreOptions.Sqlite(data);
+                break;
+            case "postgres" or "postgresql":
+                if (invocation["--connection"] is not { Length: > 0 } connection)
+                {
+                    error = "--store postgres needs --connection \"Host=...;Database=...;Username=...\"";
+                    return false;
+                }
+
+                try
+                {
+                    _ = new Npgsql.NpgsqlConnectionStringBuilder(connection);
+                }
+                catch (ArgumentException e)
+                {
+                    error = $"--connection is not a PostgreSQL connection string: {e.Message}";
+                    return false;
+                }
+
+                store = StoreOptions.Postgres(connection);
+                break;
+            default:
+                error = $"--store must be sqlite or postgres, not '{storeKind}'";
+                return false;
+        }
+
+        ClassificationScheme scheme;
+        try
+        {
+            scheme = ClassificationScheme.Named(invocation["--classification"] ?? "un");
+        }
+        catch (ArgumentException e)
+        {
+            error = e.Message.Split(" (Parameter", StringSplitOptions.None)[0];
+            return false;
+        }
+
+        var urls = invocation["--urls"] ?? ServerOptions.DefaultUrls;
+        if (urls.Split(';').Any(u => !Uri.TryCreate(u, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https")))
+        {
+            error = $"--urls '{urls}' must be http(s)://HOST:PORT, several separated by ';'";
+            return false;
+        }
+
+        options = new ServerOptions { Store = store, Urls = urls, DataDirectory = data, Classification = scheme };
+        return true;
+    }
+
+    private static async Task<int> ServeAsync(ServerOptions options, TextWriter output, bool seedDemo, CancellationToken cancellationToken)
+    {
+        var app = ConcordApp.Build(options);
+        await app.Services.PrepareStoreAsync(cancellationToken);
+        if (seedDemo)
+        {
+            await DemoMission.SeedAsync(app.Services, output, cancellationToken);
+        }
+
+        await output.WriteLineAsync($"Concord is listening on {options.Urls} ({options.Store.Describe()}). API description: {options.Urls.Split(';')[0]}/openapi/v1.json");
+        await app.RunAsync();
+        return 0;
+    }
+
+    private static async Task<int> SeedDemoAsync(ServerOptions options, TextWriter output, CancellationToken cancellationToken)
+    {
+        await using var services = CoreServices(options);
+        await services.PrepareStoreAsync(cancellationToken);
+        await DemoMission.SeedAsync(services, output, cancellationToken);
+        return 0;
+    }
+
+    private static async Task<int> MigrateAsync(ServerOptions options, TextWriter output, CancellationToken cancellationToken)
+    {
+        await using var services = CoreServices(options);
+        var applied = await services.PrepareStoreAsync(cancellationToken);
+        await output.WriteLineAsync(applied.Count == 0
+            ? $"{options.Store.Describe()}: schema is up to date"
+            : $"{options.Store.Describe()}: applied {string.Join(", ", applied.Select(m => m.Name))}");
+        return 0;
+    }
+
+    private static async Task<int> AddOrganizationAsync(Invocation invocation, ServerOptions options, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        await using var services = CoreServices(options);
+        await services.PrepareStoreAsync(cancellationToken);
+        await using var scope = services.CreateAsyncScope();
+        var (organization, error) = await OrganizationAdmin.AddAsync(
+            scope.ServiceProvider.GetRequiredService<ConcordDb>(), invocation["--code"]!, invocation["--name"]!, invocation["--kind"]!, invocation["--nation"],
+            services.GetRequiredService<TimeProvider>(), cancellationToken);
+        if (organization is null)
+        {
+            await errors.WriteLineAsync("concord: " + error);
+            return 1;
+        }
+
+        await output.WriteLineAsync($"added organisation {organization.Code} ({organization.Name}, {OrganizationKinds.Token(organization.Kind)})");
+        return 0;
+    }
+
+    private static async Task<int> AddUserAsync(Invocation invocation, ServerOptions options, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        await using var services = CoreServices(options);
+        await services.PrepareStoreAsync(cancellationToken);
+        var fromEnvironment = Environment.GetEnvironmentVariable("CONCORD_PASSWORD");
+        var generated = invocation["--password"] is null && string.IsNullOrEmpty(fromEnvironment);
+        var password = invocation["--password"] ?? (generated ? MemberAdmin.GeneratePassword() : fromEnvironment!);
+        await using var scope = services.CreateAsyncScope();
+        var (member, error) = await MemberAdmin.AddAsync(
+            scope.ServiceProvider.GetRequiredService<ConcordDb>(),
+            new NewMember(invocation["--user"]!, invocation["--org"]!, invocation["--display"], List(invocation["--roles"]), invocation["--clearance"], List(invocation["--caveats"]), password),
+            options.Classification, services.GetRequiredService<CaveatRegistry>(), services.GetRequiredService<TimeProvider>(), cancellationToken);
+        if (member is null)
+        {
+            await errors.WriteLineAsync("concord: " + error);
+            return 1;
+        }
+
+        await output.WriteLineAsync($"added member {member.UserName} ({member.Roles}; clearance {options.Classification.Label(member.Clearance)})");
+        if (generated)
+        {
+            await output.WriteLineAsync($"password: {password}");
+        }
+
+        return 0;
+    }
+
+    private static async Task<int> CreateTokenAsync(Invocation invocation, ServerOptions options, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        var days = 90;
+        if (invocation["--days"] is { } daysText && (!int.TryParse(daysText, NumberStyles.None, CultureInfo.InvariantCulture, out days) || days is < 1 or > AccountEndpoints.MaxTokenDays))
+        {
+            await errors.WriteLineAsync($"concord: --days must be a whole number from 1 to {AccountEndpoints.MaxTokenDays}");
+            return 2;
+        }
+
+        await using var services = CoreServices(options);
+        await services.PrepareStoreAsync(cancellationToken);
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var member = await FindMemberAsync(db, invocation["--user"]!, cancellationToken);
+        if (member is null)
+        {
+            await errors.WriteLineAsync($"concord: no member is named '{invocation["--user"]}'");
+            return 1;
+        }
+
+        var (token, secret) = await AccessTokens.CreateAsync(db, member, invocation["--name"] ?? "cli", TimeSpan.FromDays(days), services.GetRequiredService<TimeProvider>(), cancellationToken);
+        await errors.WriteLineAsync($"token {token.Id} for {member.UserName}, expires {token.ExpiresAt:yyyy-MM-dd}; it is shown only now:");
+        await output.WriteLineAsync(secret);
+        return 0;
+    }
+
+    private static async Task<int> RevokeTokenAsync(Invocation invocation, ServerOptions options, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParse(invocation["--id"], out var id))
+        {
+            await errors.WriteLineAsync("concord: --id must be a token id (a UUID)");
+            return 2;
+        }
+
+        await using var services = CoreServices(options);
+        await services.PrepareStoreAsync(cancellationToken);
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var member = await FindMemberAsync(db, invocation["--user"]!, cancellationToken);
+        if (member is null || !await AccessTokens.RevokeAsync(db, member.Id, id, services.GetRequiredService<TimeProvider>(), cancellationToken))
+        {
+            await errors.WriteLineAsync($"concord: {invocation["--user"]} has no token {id}");
+            return 1;
+        }
+
+        await output.WriteLineAsync($"revoked token {id}; servers stop accepting it within {ViewerDirectory.Lifetime.TotalSeconds:0} seconds");
+        return 0;
+    }
+
+    private static Task<Member?> FindMemberAsync(ConcordDb db, string userName, CancellationToken cancellationToken)
+    {
+        var normalized = userName.Trim().ToLowerInvariant();
+        return db.Members.SingleOrDefaultAsync(m => m.UserName == normalized, cancellationToken);
+    }
+
+    private static ServiceProvider CoreServices(ServerOptions options)
+    {
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddConcordCore(options);
+        return services.BuildServiceProvider();
+    }
+
+    private static List<string> List(string? text) =>
+        text?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList() ?? [];
+}

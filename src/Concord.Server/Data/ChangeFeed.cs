@@ -1,0 +1,51 @@
+using Concord.Server.Realtime;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+
+namespace Concord.Server.Data;
+
+/// <summary>
+/// Appends a row to <c>changes</c> for every written feed entity, inside the same SaveChanges and so the same transaction:
+/// no handler has to remember to, and a write without its change row cannot happen.
+/// </summary>
+internal sealed class ChangeFeedInterceptor(TimeProvider time) : SaveChangesInterceptor
+{
+    public override InterceptionResult<int> SavingChanges(DbContextEventData eventData, InterceptionResult<int> result)
+    {
+        AppendChanges(eventData.Context);
+        return result;
+    }
+
+    public override ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
+    {
+        AppendChanges(eventData.Context);
+        return ValueTask.FromResult(result);
+    }
+
+    private void AppendChanges(DbContext? context)
+    {
+        if (context is null)
+        {
+            return;
+        }
+
+        var now = time.GetUtcNow().UtcDateTime;
+        var changes = new List<Change>();
+        foreach (var entry in context.ChangeTracker.Entries<IFeedEntity>())
+        {
+            var operation = entry.State switch
+            {
+                EntityState.Added => "created",
+                EntityState.Modified => "updated",
+                EntityState.Deleted => "deleted",
+                _ => null,
+            };
+            if (operation is not null)
+            {
+                changes.Add(new Change { Entity = entry.Entity.FeedName, EntityId = entry.Entity.Id, Operation = operation, At = now });
+            }
+        }
+
+        context.Set<Change>().AddRange(changes);
+    }
+}

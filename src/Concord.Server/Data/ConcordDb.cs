@@ -1,0 +1,136 @@
+using System.Text;
+using Concord.Server.Access;
+using Concord.Server.Accounts;
+using Concord.Server.Areas;
+using Concord.Server.Incidents;
+using Concord.Server.Organizations;
+using Concord.Server.Realtime;
+using Concord.Server.Reports;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
+
+namespace Concord.Server.Data;
+
+/// <summary>The one DbContext. The schema itself lives in the numbered SQL migrations; a test proves the two agree on both stores.</summary>
+internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext(options)
+{
+    public DbSet<Organization> Organizations => Set<Organization>();
+
+    public DbSet<Member> Members => Set<Member>();
+
+    public DbSet<AccessToken> AccessTokens => Set<AccessToken>();
+
+    public DbSet<Caveat> Caveats => Set<Caveat>();
+
+    public DbSet<Area> Areas => Set<Area>();
+
+    public DbSet<Category> Categories => Set<Category>();
+
+    public DbSet<Report> Reports => Set<Report>();
+
+    public DbSet<Incident> Incidents => Set<Incident>();
+
+    public DbSet<IncidentReport> IncidentReports => Set<IncidentReport>();
+
+    public DbSet<Change> Changes => Set<Change>();
+
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
+    {
+        if (Database.IsSqlite())
+        {
+            // SQLite returns times without a kind; everything Concord stores is UTC.
+            configurationBuilder.Properties<DateTime>().HaveConversion<UtcDateTimeConverter>();
+        }
+    }
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        modelBuilder.Entity<Organization>(e =>
+        {
+            e.ToTable("organizations");
+            e.Property(o => o.Kind).HasConversion(k => OrganizationKinds.Token(k), s => ParseKind(s));
+        });
+        modelBuilder.Entity<Member>(e =>
+        {
+            e.ToTable("members");
+            e.Ignore(m => m.RoleSet);
+        });
+        modelBuilder.Entity<AccessToken>().ToTable("access_tokens");
+        modelBuilder.Entity<Caveat>(e =>
+        {
+            e.ToTable("caveats");
+            e.HasKey(c => c.Code);
+        });
+        modelBuilder.Entity<Area>().ToTable("areas");
+        modelBuilder.Entity<Category>(e =>
+        {
+            e.ToTable("categories");
+            e.HasKey(c => c.Code);
+        });
+        modelBuilder.Entity<Report>(e =>
+        {
+            e.ToTable("reports");
+            e.HasKey(r => r.Number);
+            e.Property(r => r.Number).ValueGeneratedOnAdd();
+            e.HasIndex(r => r.Id).IsUnique();
+            e.Property(r => r.ObservedPrecision).HasConversion(LowerCaseEnum<TimePrecision>());
+            e.Ignore(r => r.FeedName);
+        });
+        modelBuilder.Entity<Incident>(e =>
+        {
+            e.ToTable("incidents");
+            e.HasKey(i => i.Number);
+            e.Property(i => i.Number).ValueGeneratedOnAdd();
+            e.HasIndex(i => i.Id).IsUnique();
+            e.Property(i => i.Status).HasConversion(LowerCaseEnum<IncidentStatus>());
+            e.Ignore(i => i.FeedName);
+        });
+        modelBuilder.Entity<IncidentReport>(e =>
+        {
+            e.ToTable("incident_reports");
+            e.HasKey(l => new { l.IncidentId, l.ReportId });
+        });
+        modelBuilder.Entity<Change>(e =>
+        {
+            e.ToTable("changes");
+            e.HasKey(c => c.Sequence);
+            e.Property(c => c.Sequence).ValueGeneratedOnAdd();
+        });
+
+        foreach (var entity in modelBuilder.Model.GetEntityTypes())
+        {
+            foreach (var property in entity.GetProperties())
+            {
+                property.SetColumnName(SnakeCase(property.Name));
+            }
+        }
+    }
+
+    internal static string SnakeCase(string name)
+    {
+        var builder = new StringBuilder(name.Length + 8);
+        for (var i = 0; i < name.Length; i++)
+        {
+            var c = name[i];
+            if (char.IsUpper(c) && i > 0)
+            {
+                builder.Append('_');
+            }
+
+            builder.Append(char.ToLowerInvariant(c));
+        }
+
+        return builder.ToString();
+    }
+
+    private static OrganizationKind ParseKind(string token) =>
+        OrganizationKinds.TryParse(token, out var kind) ? kind : throw new InvalidOperationException($"unknown organisation kind '{token}' in store");
+
+    private static ValueConverter<T, string> LowerCaseEnum<T>()
+        where T : struct, Enum =>
+        new(v => v.ToString().ToLowerInvariant(), s => Enum.Parse<T>(s, true));
+
+    private sealed class UtcDateTimeConverter() : ValueConverter<DateTime, DateTime>(
+        v => v.Kind == DateTimeKind.Utc ? v : v.ToUniversalTime(),
+        v => DateTime.SpecifyKind(v, DateTimeKind.Utc));
+}

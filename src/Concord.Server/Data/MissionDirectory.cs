@@ -1,0 +1,120 @@
+using System.Collections.Frozen;
+using Concord.Server.Access;
+using Concord.Server.Areas;
+using Concord.Server.Organizations;
+using Microsoft.EntityFrameworkCore;
+using NetTopologySuite.Geometries.Prepared;
+
+namespace Concord.Server.Data;
+
+/// <summary>
+/// The slowly changing reference data every request needs — organisations, areas (with prepared polygons for
+/// point-in-area lookups), categories and caveats — held in memory and reloaded when something unknown is asked for.
+/// </summary>
+internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegistry caveats, TimeProvider time) : IDisposable
+{
+    private static readonly TimeSpan MinimumReloadInterval = TimeSpan.FromSeconds(2);
+
+    private Snapshot _snapshot = Snapshot.Empty;
+    private DateTimeOffset _loadedAt = DateTimeOffset.MinValue;
+    private readonly SemaphoreSlim _reload = new(1, 1);
+
+    internal sealed record AreaEntry(Area Area, IPreparedGeometry Geometry);
+
+    private sealed record Snapshot(
+        FrozenDictionary<Guid, Organization> OrganizationsById,
+        FrozenDictionary<string, Organization> OrganizationsByCode,
+        FrozenDictionary<Guid, AreaEntry> AreasById,
+        FrozenDictionary<string, AreaEntry> AreasByCode,
+        FrozenSet<string> Categories)
+    {
+        public static readonly Snapshot Empty = new(
+            FrozenDictionary<Guid, Organization>.Empty,
+            FrozenDictionary<string, Organization>.Empty,
+            FrozenDictionary<Guid, AreaEntry>.Empty,
+            FrozenDictionary<string, AreaEntry>.Empty,
+            FrozenSet<string>.Empty);
+    }
+
+    public IEnumerable<Organization> Organizations => _snapshot.OrganizationsById.Values;
+
+    public IEnumerable<AreaEntry> Areas => _snapshot.AreasById.Values;
+
+    public bool IsKnownCategory(string code) => _snapshot.Categories.Contains(code);
+
+    public Organization? Organization(Guid id) => _snapshot.OrganizationsById.GetValueOrDefault(id);
+
+    public async Task<Organization?> OrganizationAsync(string code, CancellationToken cancellationToken)
+    {
+        if (_snapshot.OrganizationsByCode.TryGetValue(code, out var organization))
+        {
+            return organization;
+        }
+
+        await ReloadAsync(force: false, cancellationToken);
+        return _snapshot.OrganizationsByCode.GetValueOrDefault(code);
+    }
+
+    public Area? Area(Guid? id) => id is { } value ? _snapshot.AreasById.GetValueOrDefault(value)?.Area : null;
+
+    public Area? AreaByCode(string code) => _snapshot.AreasByCode.GetValueOrDefault(code)?.Area;
+
+    /// <summary>The area a point lies in, if any (smallest bounding box first, so sectors win over the region around them).</summary>
+    public Area? AreaAt(double latitude, double longitude)
+    {
+        var point = GeoJsonGeometry.Point(latitude, longitude);
+        AreaEntry? best = null;
+        foreach (var entry in _snapshot.AreasById.Values)
+        {
+            var a = entry.Area;
+            if (latitude < a.MinLatitude || latitude > a.MaxLatitude || longitude < a.MinLongitude || longitude > a.MaxLongitude)
+            {
+                continue;
+            }
+
+            if (entry.Geometry.Covers(point) && (best is null || BoxSize(a) < BoxSize(best.Area)))
+            {
+                best = entry;
+            }
+        }
+
+        return best?.Area;
+    }
+
+    public async Task ReloadAsync(bool force, CancellationToken cancellationToken)
+    {
+        await _reload.WaitAsync(cancellationToken);
+        try
+        {
+            var now = time.GetUtcNow();
+            if (!force && now - _loadedAt < MinimumReloadInterval)
+            {
+                return;
+            }
+
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            var organizations = await db.Organizations.AsNoTracking().ToListAsync(cancellationToken);
+            var areas = (await db.Areas.AsNoTracking().ToListAsync(cancellationToken))
+                .Select(a => new AreaEntry(a, PreparedGeometryFactory.Prepare(GeoJsonGeometry.Read(a.GeometryJson))))
+                .ToList();
+            var categories = await db.Categories.Select(c => c.Code).ToListAsync(cancellationToken);
+            caveats.Load(await db.Caveats.AsNoTracking().ToListAsync(cancellationToken));
+            _snapshot = new Snapshot(
+                organizations.ToFrozenDictionary(o => o.Id),
+                organizations.ToFrozenDictionary(o => o.Code, StringComparer.OrdinalIgnoreCase),
+                areas.ToFrozenDictionary(a => a.Area.Id),
+                areas.ToFrozenDictionary(a => a.Area.Code, StringComparer.OrdinalIgnoreCase),
+                categories.ToFrozenSet(StringComparer.Ordinal));
+            _loadedAt = now;
+        }
+        finally
+        {
+            _reload.Release();
+        }
+    }
+
+    public void Dispose() => _reload.Dispose();
+
+    private static double BoxSize(Area a) => (a.MaxLatitude - a.MinLatitude) * (a.MaxLongitude - a.MinLongitude);
+}

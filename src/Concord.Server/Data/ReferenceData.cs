@@ -1,0 +1,71 @@
+using System.Text.Json;
+using Concord.Server.Access;
+using Concord.Server.Reports;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Data;
+
+/// <summary>Seeds what every deployment starts with: the category taxonomy (from taxonomy.json) and the standard caveats.</summary>
+internal static class ReferenceData
+{
+    private sealed record TaxonomyFile(int Version, List<TaxonomyEntry> Categories);
+
+    private sealed record TaxonomyEntry(string Code, string? Parent, string Scheme, string Label, string LabelFr, string Description);
+
+    public static readonly IReadOnlyList<(string Code, string Description)> StandardCaveats =
+    [
+        (Caveat.SourceProtected, "Reveals or could reveal a protected source (informant, community contact)."),
+        (Caveat.DeconflictionOnly, "Humanitarian data shared only to deconflict military operations, never for targeting or intelligence."),
+    ];
+
+    public static IReadOnlyList<Category> Taxonomy()
+    {
+        using var stream = typeof(ReferenceData).Assembly.GetManifestResourceStream("taxonomy.json")
+            ?? throw new InvalidOperationException("taxonomy.json is not embedded");
+        var file = JsonSerializer.Deserialize<TaxonomyFile>(stream, JsonSerializerOptions.Web)
+            ?? throw new InvalidOperationException("taxonomy.json is empty");
+        return file.Categories.Select(e => new Category
+        {
+            Code = e.Code,
+            Parent = e.Parent,
+            Scheme = e.Scheme,
+            Label = e.Label,
+            LabelFr = e.LabelFr,
+            Description = e.Description,
+        }).ToList();
+    }
+
+    public static async Task EnsureAsync(ConcordDb db, CancellationToken cancellationToken)
+    {
+        var known = await db.Categories.ToDictionaryAsync(c => c.Code, cancellationToken);
+        foreach (var category in Taxonomy())
+        {
+            if (known.TryGetValue(category.Code, out var existing))
+            {
+                existing.Parent = category.Parent;
+                existing.Scheme = category.Scheme;
+                existing.Label = category.Label;
+                existing.LabelFr = category.LabelFr;
+                existing.Description = category.Description;
+            }
+            else
+            {
+                db.Categories.Add(category);
+            }
+        }
+
+        var caveats = await db.Caveats.ToListAsync(cancellationToken);
+        foreach (var (code, description) in StandardCaveats)
+        {
+            if (caveats.All(c => c.Code != code))
+            {
+                var bit = Enumerable.Range(0, CaveatRegistry.MaxCaveats).First(b => caveats.All(c => c.Bit != b));
+                var caveat = new Caveat { Code = code, Bit = bit, Description = description };
+                caveats.Add(caveat);
+                db.Caveats.Add(caveat);
+            }
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+    }
+}

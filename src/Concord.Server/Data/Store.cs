@@ -1,0 +1,100 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+using Npgsql;
+
+namespace Concord.Server.Data;
+
+internal enum StoreKind
+{
+    Sqlite,
+    Postgres,
+}
+
+/// <summary>Which database Concord uses: the embedded SQLite file (default) or PostgreSQL (production).</summary>
+internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
+{
+    public static StoreOptions Sqlite(string dataDirectory) => new(
+        StoreKind.Sqlite,
+        new SqliteConnectionStringBuilder
+        {
+            DataSource = Path.Combine(Path.GetFullPath(dataDirectory), "concord.db"),
+            ForeignKeys = true,
+            Pooling = true,
+            DefaultTimeout = 30,
+        }.ToString());
+
+    public static StoreOptions Postgres(string connectionString) => new(StoreKind.Postgres, connectionString);
+
+    public string Describe() => Kind switch
+    {
+        StoreKind.Sqlite => "SQLite " + new SqliteConnectionStringBuilder(ConnectionString).DataSource,
+        _ => "PostgreSQL " + DescribePostgres(),
+    };
+
+    public void Configure(DbContextOptionsBuilder builder)
+    {
+        switch (Kind)
+        {
+            case StoreKind.Sqlite:
+                builder.UseSqlite(ConnectionString);
+                builder.AddInterceptors(SqlitePragmas.Instance);
+                break;
+            case StoreKind.Postgres:
+                builder.UseNpgsql(ConnectionString);
+                break;
+        }
+    }
+
+    /// <summary>Creates the directory or database the store needs, if it is missing.</summary>
+    public async Task EnsureExistsAsync(CancellationToken cancellationToken)
+    {
+        if (Kind == StoreKind.Sqlite)
+        {
+            var file = new SqliteConnectionStringBuilder(ConnectionString).DataSource;
+            Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+            return;
+        }
+
+        var target = new NpgsqlConnectionStringBuilder(ConnectionString);
+        var database = target.Database ?? throw new InvalidOperationException("the PostgreSQL connection string names no Database");
+        var admin = new NpgsqlConnectionStringBuilder(ConnectionString) { Database = "postgres", Pooling = false };
+        await using var connection = new NpgsqlConnection(admin.ToString());
+        await connection.OpenAsync(cancellationToken);
+        await using var exists = new NpgsqlCommand("SELECT 1 FROM pg_database WHERE datname = @name", connection);
+        exists.Parameters.AddWithValue("name", database);
+        if (await exists.ExecuteScalarAsync(cancellationToken) is null)
+        {
+            await using var create = new NpgsqlCommand($"CREATE DATABASE \"{database.Replace("\"", "\"\"", StringComparison.Ordinal)}\"", connection);
+            await create.ExecuteNonQueryAsync(cancellationToken);
+        }
+    }
+
+    private string DescribePostgres()
+    {
+        var b = new NpgsqlConnectionStringBuilder(ConnectionString);
+        return $"{b.Host}:{b.Port}/{b.Database}";
+    }
+
+    /// <summary>WAL is set once by the migrator (it persists); synchronous=NORMAL is per connection and is safe under WAL.</summary>
+    private sealed class SqlitePragmas : DbConnectionInterceptor
+    {
+        public static readonly SqlitePragmas Instance = new();
+
+        public override void ConnectionOpened(DbConnection connection, ConnectionEndEventData eventData) => Apply(connection);
+
+        public override Task ConnectionOpenedAsync(DbConnection connection, ConnectionEndEventData eventData, CancellationToken cancellationToken = default)
+        {
+            Apply(connection);
+            return Task.CompletedTask;
+        }
+
+        private static void Apply(DbConnection connection)
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;";
+            command.ExecuteNonQuery();
+        }
+    }
+}

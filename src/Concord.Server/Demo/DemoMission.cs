@@ -1,0 +1,194 @@
+using System.Text.Json;
+using Concord.Server.Access;
+using Concord.Server.Accounts;
+using Concord.Server.Areas;
+using Concord.Server.Data;
+using Concord.Server.Organizations;
+using Concord.Server.Reports;
+using Concord.Server.Ucdp;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Demo;
+
+/// <summary>
+/// A demo peace operation in the Central African Republic: organisations of every kind, members with different
+/// clearances and caveats, the 17 prefectures from Natural Earth, and the 1,848 UCDP GED 23.1 events as reports
+/// with a spread of markings. Seeding twice changes nothing.
+/// </summary>
+internal static class DemoMission
+{
+    public const string Password = "concord-demo";
+
+    public static readonly string ReferenceDirectory = Path.Combine(AppContext.BaseDirectory, "reference");
+
+    internal sealed record DemoOrganization(string Code, string Name, string Kind, string? Nation);
+
+    internal sealed record DemoMember(string UserName, string Organization, string DisplayName, string Roles, string Clearance, string Caveats);
+
+    public static readonly IReadOnlyList<DemoOrganization> Organizations =
+    [
+        new("JOC", "MINUSCA Joint Operations Centre", "civilian", null),
+        new("JMAC", "MINUSCA Joint Mission Analysis Centre", "intelligence", null),
+        new("FORCE", "MINUSCA Force Headquarters", "military", null),
+        new("RWABATT", "Rwandan Battalion, Sector Centre", "military", "RWA"),
+        new("UNPOL", "MINUSCA United Nations Police", "police", null),
+        new("CIVAFF", "MINUSCA Civil Affairs Section", "civilian", null),
+        new("OCHA", "OCHA Central African Republic", "humanitarian", null),
+        new("NGO-MED", "Medical NGO consortium", "humanitarian", null),
+        new("PREF-OUHAM", "Préfecture de l'Ouham", "local-authority", "CAF"),
+        new("CAN-BAMBARI", "Community Alert Network, Bambari", "community", "CAF"),
+        new("AU", "African Union liaison office", "regional-organization", null),
+    ];
+
+    public static readonly IReadOnlyList<DemoMember> Members =
+    [
+        new("admin", "JOC", "Mission administrator", "mission-admin,org-admin,auditor,analyst", "STRICTLY CONFIDENTIAL", "SOURCE-PROTECTED,DECONFLICTION-ONLY"),
+        new("joc.officer", "JOC", "JOC duty officer", "analyst,reporter", "STRICTLY CONFIDENTIAL", ""),
+        new("jmac.analyst", "JMAC", "JMAC analyst", "analyst,reporter", "STRICTLY CONFIDENTIAL", "SOURCE-PROTECTED"),
+        new("force.g2", "FORCE", "Force U2 analyst", "analyst,reporter", "CONFIDENTIAL", ""),
+        new("rwabatt.patrol", "RWABATT", "RWABATT patrol leader", "reporter", "UNCLASSIFIED", ""),
+        new("unpol.officer", "UNPOL", "UNPOL investigator", "reporter,analyst", "CONFIDENTIAL", "SOURCE-PROTECTED"),
+        new("civaff.officer", "CIVAFF", "Civil affairs officer", "reporter", "CONFIDENTIAL", ""),
+        new("ocha.cmcoord", "OCHA", "Humanitarian CMCoord officer", "reporter,analyst", "CONFIDENTIAL", "DECONFLICTION-ONLY"),
+        new("ngo.med", "NGO-MED", "NGO field coordinator", "reporter", "UNCLASSIFIED", ""),
+        new("prefet.ouham", "PREF-OUHAM", "Secrétaire général de préfecture", "reporter", "UNCLASSIFIED", ""),
+        new("can.bambari", "CAN-BAMBARI", "Community alert focal point", "reporter", "UNCLASSIFIED", ""),
+        new("au.liaison", "AU", "AU liaison officer", "reporter", "CONFIDENTIAL", ""),
+    ];
+
+    /// <summary>Who files which GED events, under which marking: a spread so that every viewer sees a different picture.</summary>
+    private static readonly (string Author, MarkingDto Marking)[] Profiles =
+    [
+        ("joc.officer", new MarkingDto("UNCLASSIFIED", ["mission"], [])),
+        ("joc.officer", new MarkingDto("UNCLASSIFIED", ["mission"], [])),
+        ("force.g2", new MarkingDto("CONFIDENTIAL", ["kind:military", "org:JOC", "org:JMAC"], [])),
+        ("unpol.officer", new MarkingDto("CONFIDENTIAL", ["kind:police", "org:JMAC"], ["SOURCE-PROTECTED"])),
+        ("ocha.cmcoord", new MarkingDto("CONFIDENTIAL", ["kind:humanitarian", "org:JOC"], ["DECONFLICTION-ONLY"])),
+        ("jmac.analyst", new MarkingDto("STRICTLY CONFIDENTIAL", ["org:JOC"], [])),
+        ("civaff.officer", new MarkingDto("UNCLASSIFIED", ["mission"], [])),
+        ("rwabatt.patrol", new MarkingDto("UNCLASSIFIED", ["kind:military", "org:JOC"], [])),
+    ];
+
+    public static async Task SeedAsync(IServiceProvider services, TextWriter output, CancellationToken cancellationToken)
+    {
+        var time = services.GetRequiredService<TimeProvider>();
+        var scheme = services.GetRequiredService<ClassificationScheme>();
+        var directory = services.GetRequiredService<MissionDirectory>();
+        await using (var scope = services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            if (!await db.Organizations.AnyAsync(o => o.Code == "JOC", cancellationToken))
+            {
+                foreach (var o in Organizations)
+                {
+                    var (_, error) = await OrganizationAdmin.AddAsync(db, o.Code, o.Name, o.Kind, o.Nation, time, cancellationToken);
+                    Check(error);
+                }
+
+                await directory.ReloadAsync(force: true, cancellationToken);
+                foreach (var m in Members)
+                {
+                    var (_, error) = await MemberAdmin.AddAsync(db, new NewMember(m.UserName, m.Organization, m.DisplayName,
+                        m.Roles.Split(','), LevelFor(scheme, m.Clearance), m.Caveats.Split(',', StringSplitOptions.RemoveEmptyEntries), Password),
+                        scheme, services.GetRequiredService<CaveatRegistry>(), time, cancellationToken);
+                    Check(error);
+                }
+            }
+
+            if (!await db.Areas.AnyAsync(cancellationToken))
+            {
+                db.Areas.AddRange(ReadAreas(Path.Combine(ReferenceDirectory, "geo", "ne10m_admin1_caf.geojson")));
+                await db.SaveChangesAsync(cancellationToken);
+            }
+        }
+
+        await directory.ReloadAsync(force: true, cancellationToken);
+        var (created, rejected) = await SeedReportsAsync(services, scheme, cancellationToken);
+        await output.WriteLineAsync($"Demo mission: {Organizations.Count} organisations, {Members.Count} members, {directory.Areas.Count()} areas; {created} reports added from UCDP GED 23.1 (CC BY 4.0){(rejected > 0 ? $", {rejected} rejected" : "")}.");
+        await output.WriteLineAsync($"Sign in with any of these names and the password '{Password}':");
+        foreach (var m in Members)
+        {
+            await output.WriteLineAsync($"  {m.UserName,-16} {m.Organization,-12} {LevelFor(scheme, m.Clearance),-22} {(m.Caveats.Length > 0 ? m.Caveats : "-"),-36} {m.Roles}");
+        }
+    }
+
+    public static IEnumerable<Area> ReadAreas(string path)
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(path));
+        foreach (var feature in document.RootElement.GetProperty("features").EnumerateArray())
+        {
+            var properties = feature.GetProperty("properties");
+            var geometryElement = feature.GetProperty("geometry");
+            var envelope = GeoJsonGeometry.Read(geometryElement).EnvelopeInternal;
+            yield return new Area
+            {
+                Id = Guid.CreateVersion7(),
+                // Natural Earth gives most CAF prefectures no ISO 3166-2 code; adm1_code is unique.
+                Code = properties.GetProperty("adm1_code").GetString()!,
+                Name = properties.GetProperty("name").GetString()!,
+                Kind = "admin1",
+                GeometryJson = geometryElement.GetRawText(),
+                MinLatitude = envelope.MinY,
+                MinLongitude = envelope.MinX,
+                MaxLatitude = envelope.MaxY,
+                MaxLongitude = envelope.MaxX,
+            };
+        }
+    }
+
+    private static async Task<(int Created, int Rejected)> SeedReportsAsync(IServiceProvider services, ClassificationScheme scheme, CancellationToken cancellationToken)
+    {
+        var viewers = services.GetRequiredService<ViewerDirectory>();
+        var byAuthor = new Dictionary<string, List<CreateReport>>(StringComparer.Ordinal);
+        using (var reader = new StreamReader(Path.Combine(ReferenceDirectory, "ucdp", "ged231_caf_events.csv")))
+        {
+            foreach (var row in GedReader.Read(reader))
+            {
+                if (row.Event is not { } e)
+                {
+                    continue;
+                }
+
+                var (author, marking) = Profiles[(int)(e.Id % Profiles.Length)];
+                var scaled = marking with { Classification = LevelFor(scheme, marking.Classification) };
+                (byAuthor.TryGetValue(author, out var list) ? list : byAuthor[author] = []).Add(GedMapping.ToReport(e, scaled));
+            }
+        }
+
+        var created = 0;
+        var rejected = 0;
+        foreach (var (userName, requests) in byAuthor)
+        {
+            var memberId = Members.Any(m => m.UserName == userName) ? await MemberIdAsync(services, userName, cancellationToken) : Guid.Empty;
+            var author = await viewers.ForMemberAsync(memberId, cancellationToken) ?? throw new InvalidOperationException($"demo member {userName} is missing");
+            foreach (var batch in requests.Chunk(500))
+            {
+                await using var scope = services.CreateAsyncScope();
+                var intake = scope.ServiceProvider.GetRequiredService<ReportIntake>();
+                var result = await intake.CreateManyAsync(batch, author, cancellationToken);
+                created += result.Created;
+                rejected += result.Rejected.Count;
+            }
+        }
+
+        return (created, rejected);
+    }
+
+    private static async Task<Guid> MemberIdAsync(IServiceProvider services, string userName, CancellationToken cancellationToken)
+    {
+        await using var scope = services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<ConcordDb>().Members.Where(m => m.UserName == userName).Select(m => m.Id).SingleAsync(cancellationToken);
+    }
+
+    /// <summary>The demo is written in UN levels; under another scheme it uses the level at the same rank.</summary>
+    private static string LevelFor(ClassificationScheme scheme, string unLevel) =>
+        ClassificationScheme.Un.TryParse(unLevel, out var rank) ? scheme.Label(Math.Min(rank, scheme.Highest)) : unLevel;
+
+    private static void Check(string? error)
+    {
+        if (error is not null)
+        {
+            throw new InvalidOperationException("demo seeding failed: " + error);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.DataProtection;
+using Concord.Server.Accounts;
+using Concord.Server.Areas;
+using Concord.Server.Incidents;
+using Concord.Server.Organizations;
+using Concord.Server.Realtime;
+using Concord.Server.Reports;
+
+namespace Concord.Server.Hosting;
+
+/// <summary>The web application: read this file to see what Concord serves.</summary>
+internal static class ConcordApp
+{
+    public static WebApplication Build(ServerOptions options, Action<IServiceCollection>? overrides = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
+        builder.WebHost.UseUrls(options.Urls);
+        builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
+        builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
+        builder.Logging.AddFilter("Microsoft.EntityFrameworkCore", LogLevel.Warning);
+
+        builder.Services.AddConcordCore(options);
+        // Session cookies stay valid across restarts: the key ring lives beside the data.
+        builder.Services.AddDataProtection().SetApplicationName("concord")
+            .PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(Path.GetFullPath(options.DataDirectory), "keys")));
+        builder.Services.AddConcordAuthentication();
+        builder.Services.AddAuthorization();
+        builder.Services.AddProblemDetails();
+        builder.Services.AddOpenApi();
+        builder.Services.ConfigureHttpJsonOptions(json =>
+        {
+            json.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
+        });
+        overrides?.Invoke(builder.Services);
+
+        var app = builder.Build();
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.UseAuthentication();
+        app.UseAuthorization();
+
+        app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
+        app.MapGet("/health", () => TypedResults.Ok(new { status = "ok" })).AllowAnonymous().ExcludeFromDescription();
+        app.MapAccounts();
+        app.MapOrganizations();
+        app.MapAreas();
+        app.MapReports();
+        app.MapIncidents();
+        app.MapChanges();
+        return app;
+    }
+}

@@ -1,0 +1,46 @@
+using Concord.Server.Access;
+using Concord.Server.Accounts;
+using Concord.Server.Data;
+using Concord.Server.Reports;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Hosting;
+
+/// <summary>The services every verb needs, with or without the web server.</summary>
+internal static class ConcordServices
+{
+    public static IServiceCollection AddConcordCore(this IServiceCollection services, ServerOptions options)
+    {
+        services.AddSingleton(options);
+        services.AddSingleton(options.Store);
+        services.AddSingleton(options.Classification);
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<ChangeFeedInterceptor>();
+        services.AddDbContextPool<ConcordDb>((provider, builder) =>
+        {
+            options.Store.Configure(builder);
+            builder.AddInterceptors(provider.GetRequiredService<ChangeFeedInterceptor>());
+            builder.UseQueryTrackingBehavior(QueryTrackingBehavior.TrackAll);
+        });
+        services.AddSingleton<CaveatRegistry>();
+        services.AddSingleton<MarkingFormat>();
+        services.AddSingleton<MissionDirectory>();
+        services.AddSingleton<ViewerDirectory>();
+        services.AddSingleton<SignInThrottle>();
+        services.AddScoped<ReportIntake>();
+        return services;
+    }
+
+    /// <summary>Creates the database if needed, applies migrations, seeds reference data and loads the directory.</summary>
+    public static async Task<IReadOnlyList<Migrator.Migration>> PrepareStoreAsync(this IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var store = services.GetRequiredService<StoreOptions>();
+        await store.EnsureExistsAsync(cancellationToken);
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var applied = await Migrator.MigrateAsync(db, store.Kind, services.GetRequiredService<TimeProvider>(), cancellationToken);
+        await ReferenceData.EnsureAsync(db, cancellationToken);
+        await services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, cancellationToken);
+        return applied;
+    }
+}

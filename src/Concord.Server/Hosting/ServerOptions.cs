@@ -1,0 +1,20 @@
+using Concord.Server.Access;
+using Concord.Server.Data;
+
+namespace Concord.Server.Hosting;
+
+internal sealed record ServerOptions
+{
+    public const string DefaultUrls = "http://127.0.0.1:5080";
+
+    public required StoreOptions Store { get; init; }
+
+    public string Urls { get; init; } = DefaultUrls;
+
+    public string DataDirectory { get; init; } = "data";
+
+    public ClassificationScheme Classification { get; init; } = ClassificationScheme.Un;
+
+    /// <summary>Quieter logs for tests and benchmarks.</summary>
+    public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
+}

@@ -1,0 +1,144 @@
+using System.Globalization;
+
+namespace Concord.Server.Http;
+
+/// <summary>The filters shared by list, map and export queries, parsed from the query string with an error per bad parameter.</summary>
+internal sealed record ListQuery
+{
+    public const int DefaultLimit = 100;
+    public const int MaxLimit = 5000;
+
+    public BoundingBox? Bbox { get; init; }
+
+    public DateTime? From { get; init; }
+
+    public DateTime? To { get; init; }
+
+    public string? Category { get; init; }
+
+    public string? Organization { get; init; }
+
+    public string? Status { get; init; }
+
+    public string? Text { get; init; }
+
+    public int Limit { get; init; } = DefaultLimit;
+
+    public Cursor? After { get; init; }
+
+    public static bool TryParse(IQueryCollection query, out ListQuery result, out Dictionary<string, string[]> errors)
+    {
+        errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        BoundingBox? bbox = null;
+        if (query["bbox"].ToString() is { Length: > 0 } bboxText)
+        {
+            if (BoundingBox.TryParse(bboxText, out var parsed, out var reason))
+            {
+                bbox = parsed;
+            }
+            else
+            {
+                errors["bbox"] = [reason];
+            }
+        }
+
+        var from = Time(query, "from", errors);
+        var to = Time(query, "to", errors);
+        if (from > to)
+        {
+            errors["from"] = ["must not be after 'to'"];
+        }
+
+        var limit = DefaultLimit;
+        if (query["limit"].ToString() is { Length: > 0 } limitText
+            && (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit < 1 || limit > MaxLimit))
+        {
+            errors["limit"] = [$"must be a whole number from 1 to {MaxLimit}"];
+        }
+
+        Cursor? after = null;
+        if (query["cursor"].ToString() is { Length: > 0 } cursorText)
+        {
+            if (Cursor.TryDecode(cursorText, out var cursor))
+            {
+                after = cursor;
+            }
+            else
+            {
+                errors["cursor"] = ["is not a cursor returned by this API"];
+            }
+        }
+
+        var text = query["q"].ToString();
+        if (text.Length > 200)
+        {
+            errors["q"] = ["at most 200 characters are allowed"];
+        }
+
+        result = new ListQuery
+        {
+            Bbox = bbox,
+            From = from,
+            To = to,
+            Category = Optional(query, "category"),
+            Organization = Optional(query, "organization"),
+            Status = Optional(query, "status"),
+            Text = text.Length > 0 ? text : null,
+            Limit = limit,
+            After = after,
+        };
+        return errors.Count == 0;
+    }
+
+    private static string? Optional(IQueryCollection query, string name) =>
+        query[name].ToString() is { Length: > 0 } value ? value.Trim() : null;
+
+    private static DateTime? Time(IQueryCollection query, string name, Dictionary<string, string[]> errors)
+    {
+        var text = query[name].ToString();
+        if (text.Length == 0)
+        {
+            return null;
+        }
+
+        if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var value))
+        {
+            return value.UtcDateTime;
+        }
+
+        errors[name] = [$"'{text}' is not an ISO 8601 time such as 2024-05-01T00:00:00Z"];
+        return null;
+    }
+}
+
+/// <summary>A viewport in GeoJSON order: west, south, east, north.</summary>
+internal readonly record struct BoundingBox(double West, double South, double East, double North)
+{
+    public static bool TryParse(string text, out BoundingBox box, out string reason)
+    {
+        box = default;
+        var parts = text.Split(',');
+        var values = new double[4];
+        if (parts.Length != 4 || !parts.Select((p, i) => double.TryParse(p, NumberStyles.Float, CultureInfo.InvariantCulture, out values[i])).All(ok => ok))
+        {
+            reason = "must be four numbers: west,south,east,north (longitude,latitude,longitude,latitude)";
+            return false;
+        }
+
+        box = new BoundingBox(values[0], values[1], values[2], values[3]);
+        if (box.West is < -180 or > 180 || box.East is < -180 or > 180 || box.South is < -90 or > 90 || box.North is < -90 or > 90)
+        {
+            reason = "longitudes must be within [-180, 180] and latitudes within [-90, 90]";
+            return false;
+        }
+
+        if (box.South > box.North || box.West > box.East)
+        {
+            reason = "south must not exceed north, nor west exceed east (split a box that crosses the antimeridian in two)";
+            return false;
+        }
+
+        reason = "";
+        return true;
+    }
+}

@@ -1,0 +1,77 @@
+using Concord.Server.Access;
+using Concord.Server.Realtime;
+
+namespace Concord.Server.Incidents;
+
+/// <summary>The shared understanding of an event, built from one or more reports.</summary>
+internal sealed class Incident : IMarked, IFeedEntity
+{
+    public string FeedName => "incident";
+
+    public long Number { get; init; }
+
+    public required Guid Id { get; init; }
+
+    public required string Category { get; set; }
+
+    public required DateTime StartsAt { get; set; }
+
+    public required DateTime EndsAt { get; set; }
+
+    public required double Latitude { get; set; }
+
+    public required double Longitude { get; set; }
+
+    public required double LocationPrecisionMeters { get; set; }
+
+    public Guid? AreaId { get; set; }
+
+    public required IncidentStatus Status { get; set; }
+
+    public required string Title { get; set; }
+
+    public int? KilledBest { get; set; }
+
+    public int? InjuredBest { get; set; }
+
+    public required int ReportCount { get; set; }
+
+    public required int Classification { get; set; }
+
+    public required string ReleasableTo { get; set; }
+
+    public required long Caveats { get; set; }
+
+    public required DateTime CreatedAt { get; init; }
+
+    public required DateTime UpdatedAt { get; set; }
+
+    /// <summary>reported → verified → closed; a closed incident may be reopened as verified.</summary>
+    public static bool CanMove(IncidentStatus from, IncidentStatus to) => (from, to) switch
+    {
+        (IncidentStatus.Reported, IncidentStatus.Verified) => true,
+        (IncidentStatus.Reported, IncidentStatus.Closed) => true,
+        (IncidentStatus.Verified, IncidentStatus.Closed) => true,
+        (IncidentStatus.Closed, IncidentStatus.Verified) => true,
+        _ => false,
+    };
+}
+
+internal enum IncidentStatus
+{
+    Reported,
+    Verified,
+    Closed,
+}
+
+/// <summary>A report's link to the incident it was fused into, with how much it contributed.</summary>
+internal sealed class IncidentReport
+{
+    public required Guid IncidentId { get; init; }
+
+    public required Guid ReportId { get; init; }
+
+    public required double Contribution { get; set; }
+
+    public required DateTime LinkedAt { get; init; }
+}

@@ -1,0 +1,56 @@
+using System.Text.RegularExpressions;
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Organizations;
+
+/// <summary>Adds organisations (used by the CLI and the demo; the administration API will share it).</summary>
+internal static partial class OrganizationAdmin
+{
+    public static async Task<(Organization? Organization, string? Error)> AddAsync(
+        ConcordDb db, string code, string name, string kind, string? nation, TimeProvider time, CancellationToken cancellationToken)
+    {
+        if (!Community.IsOrganizationCode(code))
+        {
+            return (null, $"code '{code}' must be 1 to 40 letters, digits, '-' or '_'");
+        }
+
+        if (string.IsNullOrWhiteSpace(name) || name.Length > 200)
+        {
+            return (null, "name must be 1 to 200 characters");
+        }
+
+        if (!OrganizationKinds.TryParse(kind, out var parsedKind))
+        {
+            return (null, $"kind '{kind}' is not one of {string.Join(", ", OrganizationKinds.All.Select(OrganizationKinds.Token))}");
+        }
+
+        if (nation is not null && !Iso3().IsMatch(nation))
+        {
+            return (null, $"nation '{nation}' is not an ISO 3166-1 alpha-3 code");
+        }
+
+        var normalized = code.ToUpperInvariant();
+        if (await db.Organizations.AnyAsync(o => o.Code == normalized, cancellationToken))
+        {
+            return (null, $"an organisation with code '{normalized}' already exists");
+        }
+
+        var organization = new Organization
+        {
+            Id = Guid.CreateVersion7(),
+            Code = normalized,
+            Name = name.Trim(),
+            Kind = parsedKind,
+            Nation = nation?.ToUpperInvariant(),
+            CreatedAt = time.GetUtcNow().UtcDateTime,
+        };
+        db.Organizations.Add(organization);
+        await db.SaveChangesAsync(cancellationToken);
+        return (organization, null);
+    }
+
+    [GeneratedRegex("^[A-Za-z]{3}$")]
+    private static partial Regex Iso3();
+}

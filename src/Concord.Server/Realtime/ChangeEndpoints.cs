@@ -1,0 +1,68 @@
+using System.Globalization;
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Realtime;
+
+internal sealed record ChangeDto(long Sequence, string Entity, Guid Id, string Operation, DateTimeOffset At);
+
+/// <summary>The feed a client resumes from. <c>next</c> is the last sequence examined, so invisible changes are skipped, never shown.</summary>
+internal sealed record ChangePage(IReadOnlyList<ChangeDto> Items, long Next);
+
+internal static class ChangeEndpoints
+{
+    public const int MaxLimit = 1000;
+
+    public static RouteGroupBuilder MapChanges(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/changes").WithTags("Changes").RequireAuthorization();
+        group.MapGet("/", List).WithSummary("Changes after a sequence number, only for records you may see.");
+        return group;
+    }
+
+    private static async Task<Results<Ok<ChangePage>, ProblemHttpResult>> List(HttpContext context, Viewer viewer, ConcordDb db)
+    {
+        var query = context.Request.Query;
+        long after = 0;
+        if (query["after"].ToString() is { Length: > 0 } afterText && (!long.TryParse(afterText, NumberStyles.None, CultureInfo.InvariantCulture, out after)))
+        {
+            return Problems.Field("after", "must be a sequence number (a whole number ≥ 0)");
+        }
+
+        var limit = 500;
+        if (query["limit"].ToString() is { Length: > 0 } limitText
+            && (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit < 1 || limit > MaxLimit))
+        {
+            return Problems.Field("limit", $"must be a whole number from 1 to {MaxLimit}");
+        }
+
+        // Examine a window of the feed, then keep what the viewer may see: the window bound keeps the scan cheap.
+        var window = await db.Changes.AsNoTracking().Where(c => c.Sequence > after).OrderBy(c => c.Sequence).Take(limit)
+            .ToListAsync(context.RequestAborted);
+        if (window.Count == 0)
+        {
+            return TypedResults.Ok(new ChangePage([], after));
+        }
+
+        var reportIds = window.Where(c => c.Entity == "report").Select(c => c.EntityId).Distinct().ToList();
+        var incidentIds = window.Where(c => c.Entity == "incident").Select(c => c.EntityId).Distinct().ToList();
+        var visible = new HashSet<Guid>();
+        if (reportIds.Count > 0)
+        {
+            visible.UnionWith(await db.Reports.VisibleTo(viewer).Where(r => reportIds.Contains(r.Id)).Select(r => r.Id).ToListAsync(context.RequestAborted));
+        }
+
+        if (incidentIds.Count > 0)
+        {
+            visible.UnionWith(await db.Incidents.VisibleTo(viewer).Where(i => incidentIds.Contains(i.Id)).Select(i => i.Id).ToListAsync(context.RequestAborted));
+        }
+
+        var items = window.Where(c => visible.Contains(c.EntityId))
+            .Select(c => new ChangeDto(c.Sequence, c.Entity, c.EntityId, c.Operation, new DateTimeOffset(c.At, TimeSpan.Zero)))
+            .ToList();
+        return TypedResults.Ok(new ChangePage(items, window[^1].Sequence));
+    }
+}

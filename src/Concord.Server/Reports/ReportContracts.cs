@@ -1,0 +1,62 @@
+using Concord.Server.Access;
+
+namespace Concord.Server.Reports;
+
+/// <summary>A report as a client sends it. Everything is optional at the JSON level so that each missing field gets its own error.</summary>
+internal sealed record CreateReport
+{
+    public Guid? Id { get; init; }
+
+    public DateTimeOffset? ObservedAt { get; init; }
+
+    public string? ObservedPrecision { get; init; }
+
+    public LocationInput? Location { get; init; }
+
+    public string? Category { get; init; }
+
+    public CasualtiesInput? Casualties { get; init; }
+
+    public string? Narrative { get; init; }
+
+    public string? Language { get; init; }
+
+    public IReadOnlyList<string>? Actors { get; init; }
+
+    public SourceInput? Source { get; init; }
+
+    public MarkingDto? Marking { get; init; }
+}
+
+internal sealed record LocationInput(double? Latitude, double? Longitude, double? PrecisionMeters, string? Area);
+
+internal sealed record CasualtyRange(int? Low, int? Best, int? High);
+
+internal sealed record CasualtiesInput(CasualtyRange? KilledCivilian, CasualtyRange? KilledOther, CasualtyRange? InjuredCivilian, CasualtyRange? InjuredOther);
+
+internal sealed record SourceInput(string? Reliability, int? Credibility, string? Description, string? ProtectedIdentity);
+
+internal sealed record ReportDto(
+    Guid Id,
+    Guid? IncidentId,
+    string Organization,
+    DateTimeOffset ObservedAt,
+    string ObservedPrecision,
+    LocationDto Location,
+    string Category,
+    CasualtiesDto Casualties,
+    string Narrative,
+    string Language,
+    IReadOnlyList<string> Actors,
+    SourceDto Source,
+    MarkingDto Marking,
+    DateTimeOffset ReceivedAt,
+    string? ExternalRef);
+
+internal sealed record LocationDto(double Latitude, double Longitude, double PrecisionMeters, string? Area);
+
+internal sealed record CasualtiesDto(CasualtyRange KilledCivilian, CasualtyRange KilledOther, CasualtyRange InjuredCivilian, CasualtyRange InjuredOther);
+
+internal sealed record SourceDto(string Reliability, int Credibility, string Grade, string? Description, string? ProtectedIdentity);
+
+internal sealed record Page<T>(IReadOnlyList<T> Items, string? Next);

@@ -1,0 +1,118 @@
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Reports;
+
+internal static class ReportEndpoints
+{
+    public const long MaxBodyBytes = 64 * 1024;
+
+    public static RouteGroupBuilder MapReports(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/reports").WithTags("Reports").RequireAuthorization();
+        group.MapPost("/", Create)
+            .Accepts<CreateReport>("application/json")
+            .WithSummary("Create a report; the same id and body again returns the existing report (idempotent).");
+        group.MapGet("/{id:guid}", Get).WithSummary("One report, if you may see it.");
+        group.MapGet("/", List).WithSummary("Reports you may see, newest observed first, with filters and keyset paging.");
+        app.MapGet("/api/categories", Categories).WithTags("Reports").RequireAuthorization().WithSummary("The category taxonomy.");
+        return group;
+    }
+
+    private static async Task<Results<Created<ReportDto>, Ok<ReportDto>, ProblemHttpResult>> Create(
+        HttpContext context, Viewer viewer, ReportIntake intake, MissionDirectory directory, MarkingFormat markings)
+    {
+        var (request, problem) = await JsonBody.ReadAsync<CreateReport>(context, MaxBodyBytes);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var outcome = await intake.CreateAsync(request!, viewer, context.RequestAborted);
+        return outcome switch
+        {
+            ReportIntake.Outcome.Created c => TypedResults.Created($"/api/reports/{c.Report.Id}", c.Report.ToDto(c.IncidentId, viewer, directory, markings)),
+            ReportIntake.Outcome.Existing e => TypedResults.Ok(e.Report.ToDto(e.IncidentId, viewer, directory, markings)),
+            ReportIntake.Outcome.Conflict c => Problems.Conflict(c.Reason),
+            ReportIntake.Outcome.Invalid i => Problems.Invalid(i.Errors),
+            _ => throw new InvalidOperationException("unknown intake outcome"),
+        };
+    }
+
+    private static async Task<Results<Ok<ReportDto>, NotFound>> Get(Guid id, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, CancellationToken cancellationToken)
+    {
+        var row = await db.Reports.AsNoTracking().VisibleTo(viewer)
+            .Where(r => r.Id == id)
+            .Select(r => new { Report = r, IncidentId = db.IncidentReports.Where(l => l.ReportId == r.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefault() })
+            .SingleOrDefaultAsync(cancellationToken);
+        return row is null ? TypedResults.NotFound() : TypedResults.Ok(row.Report.ToDto(row.IncidentId, viewer, directory, markings));
+    }
+
+    private static async Task<Results<Ok<Page<ReportDto>>, ProblemHttpResult>> List(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
+    {
+        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var reports = db.Reports.AsNoTracking().VisibleTo(viewer);
+        if (query.Bbox is { } box)
+        {
+            reports = reports.Where(r => r.Latitude >= box.South && r.Latitude <= box.North && r.Longitude >= box.West && r.Longitude <= box.East);
+        }
+
+        if (query.From is { } from)
+        {
+            reports = reports.Where(r => r.ObservedAt >= from);
+        }
+
+        if (query.To is { } to)
+        {
+            reports = reports.Where(r => r.ObservedAt <= to);
+        }
+
+        if (query.Category is { } category)
+        {
+            var under = category + ".";
+            reports = reports.Where(r => r.Category == category || r.Category.StartsWith(under));
+        }
+
+        if (query.Organization is { } code)
+        {
+            var organization = await directory.OrganizationAsync(code, context.RequestAborted);
+            var organizationId = organization?.Id ?? Guid.Empty;
+            reports = reports.Where(r => r.OrganizationId == organizationId);
+        }
+
+        if (query.Text is { } text)
+        {
+            var needle = text.ToLowerInvariant();
+            // Translated to SQL lower(); the culture rules do not apply in the database.
+#pragma warning disable CA1304, CA1311, CA1862
+            reports = reports.Where(r => r.Narrative.ToLower().Contains(needle));
+#pragma warning restore CA1304, CA1311, CA1862
+        }
+
+        if (query.After is { } after)
+        {
+            reports = reports.Where(r => r.ObservedAt < after.At || (r.ObservedAt == after.At && r.Number < after.Number));
+        }
+
+        var rows = await reports
+            .OrderByDescending(r => r.ObservedAt).ThenByDescending(r => r.Number)
+            .Take(query.Limit + 1)
+            .Select(r => new { Report = r, IncidentId = db.IncidentReports.Where(l => l.ReportId == r.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefault() })
+            .ToListAsync(context.RequestAborted);
+        var items = rows.Take(query.Limit).Select(row => row.Report.ToDto(row.IncidentId, viewer, directory, markings)).ToList();
+        var next = rows.Count > query.Limit ? new Cursor(rows[query.Limit - 1].Report.ObservedAt, rows[query.Limit - 1].Report.Number).Encode() : null;
+        return TypedResults.Ok(new Page<ReportDto>(items, next));
+    }
+
+    private static async Task<Ok<List<CategoryDto>>> Categories(ConcordDb db, CancellationToken cancellationToken) =>
+        TypedResults.Ok(await db.Categories.AsNoTracking().OrderBy(c => c.Code)
+            .Select(c => new CategoryDto(c.Code, c.Parent, c.Scheme, c.Label, c.LabelFr, c.Description))
+            .ToListAsync(cancellationToken));
+}

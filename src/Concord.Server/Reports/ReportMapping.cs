@@ -1,0 +1,34 @@
+using Concord.Server.Access;
+using Concord.Server.Data;
+
+namespace Concord.Server.Reports;
+
+internal static class ReportMapping
+{
+    public static ReportDto ToDto(this Report r, Guid? incidentId, Viewer viewer, MissionDirectory directory, MarkingFormat markings) => new(
+        r.Id,
+        incidentId,
+        directory.Organization(r.OrganizationId)?.Code ?? r.OrganizationId.ToString(),
+        new DateTimeOffset(r.ObservedAt, TimeSpan.Zero),
+        r.ObservedPrecision.ToString().ToLowerInvariant(),
+        new LocationDto(r.Latitude, r.Longitude, r.LocationPrecisionMeters, directory.Area(r.AreaId)?.Code),
+        r.Category,
+        new CasualtiesDto(
+            new CasualtyRange(r.KilledCivilianLow, r.KilledCivilianBest, r.KilledCivilianHigh),
+            new CasualtyRange(r.KilledOtherLow, r.KilledOtherBest, r.KilledOtherHigh),
+            new CasualtyRange(r.InjuredCivilianLow, r.InjuredCivilianBest, r.InjuredCivilianHigh),
+            new CasualtyRange(r.InjuredOtherLow, r.InjuredOtherBest, r.InjuredOtherHigh)),
+        r.Narrative,
+        r.NarrativeLanguage,
+        Releasability.Decode(r.Actors),
+        new SourceDto(
+            r.SourceReliability,
+            r.SourceCredibility,
+            r.SourceReliability + r.SourceCredibility.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            r.SourceDescription,
+            // Field-level protection: only the reporting organisation sees who the source is.
+            viewer.OrganizationId == r.OrganizationId ? r.ProtectedSource : null),
+        markings.ToDto(r),
+        new DateTimeOffset(r.ReceivedAt, TimeSpan.Zero),
+        r.ExternalRef);
+}

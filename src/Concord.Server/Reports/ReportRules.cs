@@ -1,0 +1,168 @@
+using System.Text.RegularExpressions;
+
+namespace Concord.Server.Reports;
+
+/// <summary>The rules a report must meet, as a pure function: each broken rule is an error keyed by its field.</summary>
+internal static partial class ReportRules
+{
+    public const int MaxNarrativeLength = 8000;
+    public const int MaxActors = 20;
+    public const int MaxTextLength = 500;
+    public const int MaxCasualties = 1_000_000;
+    public const double MaxPrecisionMeters = 1_000_000;
+
+    /// <summary>How far in the future an observation may be, to allow for device clocks.</summary>
+    public static readonly TimeSpan ClockSkew = TimeSpan.FromMinutes(5);
+
+    public static readonly DateTimeOffset Earliest = new(1900, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
+    public static void Validate(CreateReport r, DateTimeOffset now, Func<string, bool> isKnownCategory, Dictionary<string, string[]> errors)
+    {
+        if (r.Id == Guid.Empty)
+        {
+            errors["id"] = ["must not be the empty id"];
+        }
+
+        if (r.ObservedAt is not { } observed)
+        {
+            errors["observedAt"] = ["is required"];
+        }
+        else if (observed > now + ClockSkew)
+        {
+            errors["observedAt"] = [$"is in the future beyond the {ClockSkew.TotalMinutes:0} minutes allowed for clock skew"];
+        }
+        else if (observed < Earliest)
+        {
+            errors["observedAt"] = ["is before 1900"];
+        }
+
+        if (r.ObservedPrecision is not null && !TryParsePrecision(r.ObservedPrecision, out _))
+        {
+            errors["observedPrecision"] = [$"must be one of {string.Join(", ", Enum.GetNames<TimePrecision>().Select(n => n.ToLowerInvariant()))}"];
+        }
+
+        ValidateLocation(r.Location, errors);
+
+        if (string.IsNullOrWhiteSpace(r.Category))
+        {
+            errors["category"] = ["is required"];
+        }
+        else if (!isKnownCategory(r.Category))
+        {
+            errors["category"] = [$"'{r.Category}' is not in the taxonomy (see GET /api/categories)"];
+        }
+
+        if (r.Casualties is { } c)
+        {
+            ValidateRange(c.KilledCivilian, "casualties.killedCivilian", errors);
+            ValidateRange(c.KilledOther, "casualties.killedOther", errors);
+            ValidateRange(c.InjuredCivilian, "casualties.injuredCivilian", errors);
+            ValidateRange(c.InjuredOther, "casualties.injuredOther", errors);
+        }
+
+        if (string.IsNullOrWhiteSpace(r.Narrative))
+        {
+            errors["narrative"] = ["is required"];
+        }
+        else if (r.Narrative.Length > MaxNarrativeLength)
+        {
+            errors["narrative"] = [$"is {r.Narrative.Length} characters long; at most {MaxNarrativeLength} are allowed"];
+        }
+
+        if (r.Language is not null && !LanguageTag().IsMatch(r.Language))
+        {
+            errors["language"] = [$"'{r.Language}' is not a language tag such as en, fr or sg"];
+        }
+
+        if (r.Actors is { } actors)
+        {
+            if (actors.Count > MaxActors)
+            {
+                errors["actors"] = [$"at most {MaxActors} actors are allowed"];
+            }
+            else if (actors.Any(a => string.IsNullOrWhiteSpace(a) || a.Length > 200 || a.Contains('|', StringComparison.Ordinal)))
+            {
+                errors["actors"] = ["each actor must be 1 to 200 characters, without '|'"];
+            }
+        }
+
+        if (r.Source is { } s)
+        {
+            if (s.Reliability is not null && !(s.Reliability.Length == 1 && s.Reliability[0] is >= 'A' and <= 'F'))
+            {
+                errors["source.reliability"] = ["must be an Admiralty reliability grade A to F"];
+            }
+
+            if (s.Credibility is < 1 or > 6)
+            {
+                errors["source.credibility"] = ["must be an Admiralty credibility grade 1 to 6"];
+            }
+
+            if (s.Description?.Length > MaxTextLength)
+            {
+                errors["source.description"] = [$"at most {MaxTextLength} characters are allowed"];
+            }
+
+            if (s.ProtectedIdentity?.Length > MaxTextLength)
+            {
+                errors["source.protectedIdentity"] = [$"at most {MaxTextLength} characters are allowed"];
+            }
+        }
+    }
+
+    public static bool TryParsePrecision(string text, out TimePrecision precision) =>
+        Enum.TryParse(text, true, out precision) && Enum.IsDefined(precision) && !int.TryParse(text, out _);
+
+    private static void ValidateLocation(LocationInput? location, Dictionary<string, string[]> errors)
+    {
+        if (location is null)
+        {
+            errors["location"] = ["is required"];
+            return;
+        }
+
+        if (location.Latitude is not { } lat)
+        {
+            errors["location.latitude"] = ["is required"];
+        }
+        else if (!double.IsFinite(lat) || lat is < -90 or > 90)
+        {
+            errors["location.latitude"] = [$"{lat.ToString(System.Globalization.CultureInfo.InvariantCulture)} is out of range [-90, 90]"];
+        }
+
+        if (location.Longitude is not { } lon)
+        {
+            errors["location.longitude"] = ["is required"];
+        }
+        else if (!double.IsFinite(lon) || lon is < -180 or > 180)
+        {
+            errors["location.longitude"] = [$"{lon.ToString(System.Globalization.CultureInfo.InvariantCulture)} is out of range [-180, 180]"];
+        }
+
+        if (location.PrecisionMeters is { } p && (!double.IsFinite(p) || p < 0 || p > MaxPrecisionMeters))
+        {
+            errors["location.precisionMeters"] = [$"must be between 0 and {MaxPrecisionMeters:0} metres"];
+        }
+    }
+
+    private static void ValidateRange(CasualtyRange? range, string field, Dictionary<string, string[]> errors)
+    {
+        if (range is null)
+        {
+            return;
+        }
+
+        int?[] values = [range.Low, range.Best, range.High];
+        if (values.Any(v => v is < 0 or > MaxCasualties))
+        {
+            errors[field] = [$"figures must be between 0 and {MaxCasualties}"];
+        }
+        else if (range.Low > range.Best || range.Best > range.High || range.Low > range.High)
+        {
+            errors[field] = ["must satisfy low ≤ best ≤ high"];
+        }
+    }
+
+    [GeneratedRegex("^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+    private static partial Regex LanguageTag();
+}
