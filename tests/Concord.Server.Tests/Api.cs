@@ -1,0 +1,57 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace Concord.Server.Tests;
+
+/// <summary>Small helpers for talking JSON to the API.</summary>
+internal static class Api
+{
+    public static readonly DateTimeOffset Recent = new(2026, 11, 1, 8, 30, 0, TimeSpan.Zero);
+
+    public static object Report(
+        Guid? id = null,
+        string category = "acled.battles.armed-clash",
+        double latitude = 6.05,
+        double longitude = 20.65,
+        string narrative = "Armed clash reported near Bambari market.",
+        object? marking = null,
+        DateTimeOffset? observedAt = null,
+        object? source = null) => new
+        {
+            id = id ?? Guid.NewGuid(),
+            observedAt = observedAt ?? Recent,
+            observedPrecision = "hour",
+            location = new { latitude, longitude, precisionMeters = 500.0 },
+            category,
+            casualties = new { killedCivilian = new { low = 1, best = 2, high = 4 }, killedOther = new { best = 1 } },
+            narrative,
+            language = "en",
+            actors = new[] { "Armed group A", "Armed group B" },
+            source = source ?? new { reliability = "B", credibility = 2, description = "Patrol observation" },
+            marking,
+        };
+
+    public static object Marking(string classification, string[] releasableTo, string[]? caveats = null) =>
+        new { classification, releasableTo, caveats = caveats ?? [] };
+
+    public static async Task<JsonElement> Json(this HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        return JsonDocument.Parse(text.Length == 0 ? "null" : text).RootElement.Clone();
+    }
+
+    public static async Task<(HttpResponseMessage Response, JsonElement Body)> PostJson(this HttpClient client, string path, object body)
+    {
+        var response = await client.PostAsJsonAsync(path, body);
+        return (response, await response.Json());
+    }
+
+    public static async Task<(HttpResponseMessage Response, JsonElement Body)> GetJson(this HttpClient client, string path)
+    {
+        var response = await client.GetAsync(path);
+        return (response, await response.Json());
+    }
+
+    public static string[] ErrorFields(this JsonElement problem) =>
+        problem.TryGetProperty("errors", out var errors) ? errors.EnumerateObject().Select(p => p.Name).Order().ToArray() : [];
+}

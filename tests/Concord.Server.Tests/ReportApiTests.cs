@@ -1,0 +1,306 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Tests;
+
+public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer
+{
+    protected TServer Server { get; } = server;
+
+    [Fact]
+    public async Task Creating_a_report_twice_with_the_same_id_and_body_returns_the_existing_report()
+    {
+        var client = Server.ClientFor("force");
+        var id = Guid.NewGuid();
+        var body = Api.Report(id, marking: Api.Marking("UNCLASSIFIED", ["mission"]));
+
+        var (first, created) = await client.PostJson("/api/reports", body);
+        var (second, again) = await client.PostJson("/api/reports", body);
+
+        Assert.Equal(HttpStatusCode.Created, first.StatusCode);
+        Assert.Equal($"/api/reports/{id}", first.Headers.Location?.OriginalString);
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        Assert.Equal(created.GetProperty("incidentId").GetGuid(), again.GetProperty("incidentId").GetGuid());
+        Assert.Equal(1, await Server.WithDbAsync(db => db.Reports.CountAsync(r => r.Id == id)));
+        Assert.Equal(1, await Server.WithDbAsync(db => db.Changes.CountAsync(c => c.EntityId == id)));
+    }
+
+    [Fact]
+    public async Task Same_id_with_a_different_body_is_a_conflict()
+    {
+        var client = Server.ClientFor("force");
+        var id = Guid.NewGuid();
+        await client.PostJson("/api/reports", Api.Report(id));
+
+        var (response, problem) = await client.PostJson("/api/reports", Api.Report(id, narrative: "A different account of it."));
+
+        Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("different body", problem.GetProperty("detail").GetString());
+    }
+
+    [Fact]
+    public async Task Same_id_from_another_member_is_a_conflict_that_reveals_nothing()
+    {
+        var id = Guid.NewGuid();
+        await Server.ClientFor("unpol").PostJson("/api/reports", Api.Report(id, narrative: "Informant says the militia moved north."));
+
+        var (response, problem) = await Server.ClientFor("force").PostJson("/api/reports", Api.Report(id, narrative: "Informant says the militia moved north."));
+
+        Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
+        Assert.DoesNotContain("militia", problem.ToString());
+    }
+
+    [Fact]
+    public async Task An_invalid_report_names_every_bad_field_and_writes_nothing()
+    {
+        var before = await CountRows();
+        var body = new
+        {
+            observedAt = DateTimeOffset.UtcNow.AddHours(2),
+            location = new { latitude = 91.5, longitude = -181.0 },
+            category = "acled.no-such-thing",
+            narrative = new string('x', 8001),
+            casualties = new { killedCivilian = new { low = 5, best = 2 } },
+            source = new { reliability = "G", credibility = 7 },
+            language = "not a tag",
+        };
+
+        var (response, problem) = await Server.ClientFor("force").PostJson("/api/reports", body);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(
+            ["casualties.killedCivilian", "category", "language", "location.latitude", "location.longitude", "narrative", "observedAt", "source.credibility", "source.reliability"],
+            problem.ErrorFields());
+        Assert.Contains("91.5 is out of range", problem.GetProperty("errors").GetProperty("location.latitude")[0].GetString());
+        Assert.Contains("8001 characters", problem.GetProperty("errors").GetProperty("narrative")[0].GetString());
+        Assert.Equal(before, await CountRows());
+    }
+
+    [Fact]
+    public async Task A_marking_above_the_authors_clearance_or_with_caveats_they_lack_is_refused()
+    {
+        var (response, problem) = await Server.ClientFor("rwabatt").PostJson("/api/reports",
+            Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:NOPE", "kind:pirates"], ["SOURCE-PROTECTED"])));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(["marking.caveats", "marking.classification", "marking.releasableTo"], problem.ErrorFields());
+    }
+
+    [Theory]
+    [InlineData("{\"observedAt\": \"2026-11-01T08:00:00Z\", \"colour\": \"red\"}", "colour")]
+    [InlineData("{\"location\": {\"latitude\": \"north\"}}", "location.latitude")]
+    [InlineData("{\"observedAt\": ", "observedAt")]
+    [InlineData("", "body")]
+    public async Task Malformed_json_is_a_problem_naming_the_field(string json, string field)
+    {
+        var response = await Server.ClientFor("force").PostAsync("/api/reports", new StringContent(json, Encoding.UTF8, "application/json"));
+        var problem = await response.Json();
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal([field], problem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task A_body_over_64_KiB_is_refused_with_413()
+    {
+        var json = "{\"narrative\": \"" + new string('a', 70 * 1024) + "\"}";
+        var before = await CountRows();
+
+        var response = await Server.ClientFor("force").PostAsync("/api/reports", new StringContent(json, Encoding.UTF8, "application/json"));
+        var problem = await response.Json();
+
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        Assert.Equal(["body"], problem.ErrorFields());
+        Assert.Equal(before, await CountRows());
+    }
+
+    [Fact]
+    public async Task Requests_without_credentials_are_refused()
+    {
+        var anonymous = Server.Anonymous();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/api/reports")).StatusCode);
+        anonymous.DefaultRequestHeaders.Authorization = new("Bearer", "cnc_not-a-real-token");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/api/me")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Pages_follow_the_cursor_without_gaps_or_repeats()
+    {
+        var client = Server.ClientFor("joc");
+        var tag = "paging" + Guid.NewGuid().ToString("N")[..8];
+        var ids = new List<Guid>();
+        for (var i = 0; i < 7; i++)
+        {
+            var id = Guid.NewGuid();
+            ids.Add(id);
+            // Two reports share each time, so the tie-breaker is exercised too.
+            await client.PostJson("/api/reports", Api.Report(id, narrative: $"{tag} report {i}", observedAt: Api.Recent.AddHours(-(i / 2))));
+        }
+
+        var seen = new List<Guid>();
+        string? cursor = null;
+        var pages = 0;
+        do
+        {
+            var (response, page) = await client.GetJson($"/api/reports?q={tag}&limit=3" + (cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor)));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            seen.AddRange(page.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("id").GetGuid()));
+            cursor = page.TryGetProperty("next", out var next) ? next.GetString() : null;
+            pages++;
+        }
+        while (cursor is not null);
+
+        Assert.Equal(3, pages);
+        Assert.Equal(ids.Order(), seen.Order());
+        Assert.Equal(seen.Count, seen.Distinct().Count());
+    }
+
+    [Fact]
+    public async Task Filters_select_by_bounding_box_time_category_organisation_and_text()
+    {
+        var client = Server.ClientFor("joc");
+        var tag = "filter" + Guid.NewGuid().ToString("N")[..8];
+        var inside = Guid.NewGuid();
+        await client.PostJson("/api/reports", Api.Report(inside, category: "poc.sexual-and-gender-based-violence", latitude: 5.0, longitude: 20.0, narrative: $"{tag} inside", observedAt: Api.Recent.AddDays(-1)));
+        await client.PostJson("/api/reports", Api.Report(category: "poc.sexual-and-gender-based-violence", latitude: 9.0, longitude: 22.0, narrative: $"{tag} outside the box"));
+        await client.PostJson("/api/reports", Api.Report(category: "acled.riots", latitude: 5.0, longitude: 20.0, narrative: $"{tag} other category"));
+
+        var (_, page) = await client.GetJson($"/api/reports?q={tag.ToUpperInvariant()}&bbox=19.5,4.5,20.5,5.5&category=poc&organization=JOC&from=2026-10-01T00:00:00Z&to=2026-11-01T00:00:00Z");
+
+        Assert.Equal([inside], page.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("id").GetGuid()).ToArray());
+    }
+
+    [Theory]
+    [InlineData("bbox=1,2,3", "bbox")]
+    [InlineData("bbox=20,10,19,11", "bbox")]
+    [InlineData("from=yesterday", "from")]
+    [InlineData("limit=0", "limit")]
+    [InlineData("limit=5001", "limit")]
+    [InlineData("cursor=%%%", "cursor")]
+    public async Task Bad_query_parameters_are_named(string query, string field)
+    {
+        var (response, problem) = await Server.ClientFor("joc").GetJson("/api/reports?" + query);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal([field], problem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task Incidents_come_as_a_GeoJSON_feature_collection()
+    {
+        var client = Server.ClientFor("joc");
+        var (_, created) = await client.PostJson("/api/reports", Api.Report(latitude: 4.3667, longitude: 18.5833, narrative: "GeoJSON shape check"));
+        var incidentId = created.GetProperty("incidentId").GetGuid();
+
+        var response = await client.GetAsync("/api/incidents/geojson?bbox=18.5,4.3,18.7,4.4&limit=5000");
+        var collection = await response.Json();
+
+        Assert.Equal("application/geo+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal("FeatureCollection", collection.GetProperty("type").GetString());
+        var feature = collection.GetProperty("features").EnumerateArray().Single(f => f.GetProperty("id").GetGuid() == incidentId);
+        Assert.Equal("Feature", feature.GetProperty("type").GetString());
+        Assert.Equal("Point", feature.GetProperty("geometry").GetProperty("type").GetString());
+        Assert.Equal([18.5833, 4.3667], feature.GetProperty("geometry").GetProperty("coordinates").EnumerateArray().Select(c => c.GetDouble()).ToArray());
+        var properties = feature.GetProperty("properties");
+        Assert.Equal("acled.battles.armed-clash", properties.GetProperty("category").GetString());
+        Assert.Equal("reported", properties.GetProperty("status").GetString());
+        Assert.Equal(3, properties.GetProperty("killedBest").GetInt32());
+        Assert.StartsWith("UNCLASSIFIED//REL TO ORG:JOC", properties.GetProperty("marking").GetString());
+    }
+
+    [Fact]
+    public async Task Each_report_opens_its_own_incident_with_its_summary()
+    {
+        var client = Server.ClientFor("force");
+        var (_, report) = await client.PostJson("/api/reports", Api.Report(narrative: "Convoy ambushed on the Bambari–Ippy road.\nTwo vehicles burnt."));
+
+        var (response, incident) = await client.GetJson($"/api/incidents/{report.GetProperty("incidentId").GetGuid()}");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("Convoy ambushed on the Bambari–Ippy road.", incident.GetProperty("title").GetString());
+        Assert.Equal(1, incident.GetProperty("reportCount").GetInt32());
+        Assert.Equal(3, incident.GetProperty("killedBest").GetInt32());
+        Assert.Equal(report.GetProperty("id").GetGuid(), incident.GetProperty("reports")[0].GetProperty("id").GetGuid());
+        Assert.Equal(Api.Recent, incident.GetProperty("startsAt").GetDateTimeOffset());
+        Assert.Equal(Api.Recent.AddHours(1), incident.GetProperty("endsAt").GetDateTimeOffset());
+    }
+
+    [Fact]
+    public async Task Only_analysts_move_an_incident_and_only_along_its_lifecycle()
+    {
+        var (_, report) = await Server.ClientFor("joc").PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        var path = $"/api/incidents/{report.GetProperty("incidentId").GetGuid()}/status";
+
+        var (byReporter, _) = await Server.ClientFor("rwabatt").PostJson(path, new { status = "verified" });
+        var (verified, incident) = await Server.ClientFor("force").PostJson(path, new { status = "verified" });
+        var (closed, _) = await Server.ClientFor("force").PostJson(path, new { status = "closed" });
+        var (backwards, problem) = await Server.ClientFor("force").PostJson(path, new { status = "reported" });
+
+        Assert.Equal(HttpStatusCode.Forbidden, byReporter.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, verified.StatusCode);
+        Assert.Equal("verified", incident.GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.OK, closed.StatusCode);
+        Assert.Equal(HttpStatusCode.Conflict, backwards.StatusCode);
+        Assert.Equal(["status"], problem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task The_protected_source_is_shown_only_to_the_reporting_organisation()
+    {
+        var (_, created) = await Server.ClientFor("unpol").PostJson("/api/reports", Api.Report(
+            marking: Api.Marking("UNCLASSIFIED", ["mission"]),
+            source: new { reliability = "C", credibility = 3, description = "Community contact", protectedIdentity = "Informant K-17, Bambari" }));
+        var path = $"/api/reports/{created.GetProperty("id").GetGuid()}";
+
+        var (_, ownView) = await Server.ClientFor("unpol2").GetJson(path);
+        var (_, otherView) = await Server.ClientFor("force").GetJson(path);
+
+        Assert.Equal("Informant K-17, Bambari", ownView.GetProperty("source").GetProperty("protectedIdentity").GetString());
+        Assert.False(otherView.GetProperty("source").TryGetProperty("protectedIdentity", out _));
+        Assert.Equal("C3", otherView.GetProperty("source").GetProperty("grade").GetString());
+    }
+
+    [Fact]
+    public async Task Me_and_organisations_and_categories_describe_the_mission()
+    {
+        var client = Server.ClientFor("unpol");
+        var (_, me) = await client.GetJson("/api/me");
+        var (_, organizations) = await client.GetJson("/api/organizations");
+        var (_, categories) = await client.GetJson("/api/categories");
+
+        Assert.Equal("UNPOL", me.GetProperty("organization").GetProperty("code").GetString());
+        Assert.Equal("police", me.GetProperty("organization").GetProperty("kind").GetString());
+        Assert.Equal("CONFIDENTIAL", me.GetProperty("clearance").GetString());
+        Assert.Equal(["SOURCE-PROTECTED"], me.GetProperty("caveats").EnumerateArray().Select(c => c.GetString()!).ToArray());
+        Assert.Equal(TestServer.Organizations.Length, organizations.GetArrayLength());
+        var codes = categories.EnumerateArray().Select(c => c.GetProperty("code").GetString()).ToHashSet();
+        Assert.Contains("ucdp.one-sided", codes);
+        Assert.Contains("acled.explosions-remote-violence", codes);
+        Assert.Equal(9, codes.Count(c => c!.StartsWith("ocha-access.", StringComparison.Ordinal)));
+        Assert.Equal(25, categories.EnumerateArray().Count(c => c.GetProperty("scheme").GetString() == "acled" && c.TryGetProperty("parent", out var parent) && parent.ValueKind == JsonValueKind.String));
+    }
+
+    [Fact]
+    public async Task The_OpenAPI_document_describes_the_api()
+    {
+        var (response, document) = await Server.Anonymous().GetJson("/openapi/v1.json");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var paths = document.GetProperty("paths").EnumerateObject().Select(p => p.Name).ToList();
+        Assert.Contains("/api/reports", paths);
+        Assert.Contains("/api/incidents/geojson", paths);
+        Assert.Contains("/api/changes", paths);
+    }
+
+    private Task<(int Reports, int Incidents, int Changes)> CountRows() => Server.WithDbAsync(async db =>
+        (await db.Reports.CountAsync(), await db.Incidents.CountAsync(), await db.Changes.CountAsync()));
+}
+
+public sealed class ReportApiTests_Sqlite(SqliteServer server) : ReportApiTests<SqliteServer>(server);
+
+public sealed class ReportApiTests_Postgres(PostgresServer server) : ReportApiTests<PostgresServer>(server);

@@ -1,0 +1,203 @@
+using System.Net.Http.Headers;
+using Concord.Server.Access;
+using Concord.Server.Accounts;
+using Concord.Server.Data;
+using Concord.Server.Hosting;
+using Concord.Server.Organizations;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace Concord.Server.Tests;
+
+/// <summary>
+/// A real Concord server on a loopback port with its own fresh store, and a small mission of test organisations and members.
+/// Subclasses choose the store; test classes run the same tests against both.
+/// </summary>
+public abstract class TestServer : IAsyncLifetime
+{
+    public const string Password = "test-password-1";
+
+    private readonly Dictionary<string, string> _tokens = new(StringComparer.Ordinal);
+    private WebApplication? _app;
+
+    public Uri BaseAddress { get; private set; } = null!;
+
+    internal IServiceProvider Services => _app!.Services;
+
+    internal StoreOptions Store { get; private set; } = null!;
+
+    internal string DataDirectory { get; } = Directory.CreateTempSubdirectory("concord-test-").FullName;
+
+    public abstract string StoreName { get; }
+
+    /// <summary>Organisations of the test mission: (code, kind, nation).</summary>
+    public static readonly (string Code, string Kind, string? Nation)[] Organizations =
+    [
+        ("JOC", "civilian", null),
+        ("FORCE", "military", null),
+        ("RWABATT", "military", "RWA"),
+        ("UNPOL", "police", null),
+        ("OCHA", "humanitarian", null),
+        ("PREF", "local-authority", "CAF"),
+    ];
+
+    /// <summary>Members of the test mission: (user, organisation, clearance, caveats, roles).</summary>
+    public static readonly (string User, string Organization, string Clearance, string Caveats, string Roles)[] Members =
+    [
+        ("joc", "JOC", "STRICTLY CONFIDENTIAL", "SOURCE-PROTECTED,DECONFLICTION-ONLY", "analyst,reporter"),
+        ("force", "FORCE", "CONFIDENTIAL", "", "analyst,reporter"),
+        ("rwabatt", "RWABATT", "UNCLASSIFIED", "", "reporter"),
+        ("unpol", "UNPOL", "CONFIDENTIAL", "SOURCE-PROTECTED", "reporter"),
+        ("unpol2", "UNPOL", "UNCLASSIFIED", "", "reporter"),
+        ("ocha", "OCHA", "CONFIDENTIAL", "DECONFLICTION-ONLY", "reporter,analyst"),
+        ("pref", "PREF", "UNCLASSIFIED", "", "reporter"),
+    ];
+
+    internal abstract Task<StoreOptions> CreateStoreAsync();
+
+    internal abstract Task DropStoreAsync();
+
+    public async Task InitializeAsync()
+    {
+        Store = await CreateStoreAsync();
+        _app = ConcordApp.Build(new ServerOptions
+        {
+            Store = Store,
+            Urls = "http://127.0.0.1:0",
+            DataDirectory = DataDirectory,
+            MinimumLogLevel = LogLevel.Warning,
+        });
+        await _app.Services.PrepareStoreAsync(CancellationToken.None);
+        await SeedMissionAsync();
+        await _app.StartAsync();
+        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        BaseAddress = new Uri(address);
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+
+        await DropStoreAsync();
+        try
+        {
+            Directory.Delete(DataDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    /// <summary>An HTTP client that acts as the named member through a personal access token.</summary>
+    public HttpClient ClientFor(string user)
+    {
+        var client = Anonymous();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", _tokens[user]);
+        return client;
+    }
+
+    public HttpClient Anonymous() => new() { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+
+    internal Viewer ViewerOf(string user) =>
+        Services.GetRequiredService<ViewerDirectory>().ForTokenAsync(_tokens[user], CancellationToken.None).GetAwaiter().GetResult()!;
+
+    internal async Task<T> WithDbAsync<T>(Func<ConcordDb, Task<T>> work)
+    {
+        await using var scope = Services.CreateAsyncScope();
+        return await work(scope.ServiceProvider.GetRequiredService<ConcordDb>());
+    }
+
+    private async Task SeedMissionAsync()
+    {
+        var time = Services.GetRequiredService<TimeProvider>();
+        var scheme = Services.GetRequiredService<ClassificationScheme>();
+        var caveats = Services.GetRequiredService<CaveatRegistry>();
+        await using var scope = Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        foreach (var (code, kind, nation) in Organizations)
+        {
+            var (_, error) = await OrganizationAdmin.AddAsync(db, code, code + " test organisation", kind, nation, time, CancellationToken.None);
+            Assert.Null(error);
+        }
+
+        foreach (var (user, organization, clearance, caveatList, roles) in Members)
+        {
+            var (member, error) = await MemberAdmin.AddAsync(db, new NewMember(user, organization, null, roles.Split(','), clearance,
+                caveatList.Split(',', StringSplitOptions.RemoveEmptyEntries), Password), scheme, caveats, time, CancellationToken.None);
+            Assert.Null(error);
+            var (_, secret) = await AccessTokens.CreateAsync(db, member!, "tests", TimeSpan.FromDays(1), time, CancellationToken.None);
+            _tokens[user] = secret;
+        }
+
+        await Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+    }
+}
+
+public sealed class SqliteServer : TestServer
+{
+    public override string StoreName => "sqlite";
+
+    internal override Task<StoreOptions> CreateStoreAsync() => Task.FromResult(StoreOptions.Sqlite(DataDirectory));
+
+    internal override Task DropStoreAsync()
+    {
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        return Task.CompletedTask;
+    }
+}
+
+public sealed class PostgresServer : TestServer
+{
+    private readonly PostgresDatabase _database = new();
+
+    public override string StoreName => "postgres";
+
+    internal override async Task<StoreOptions> CreateStoreAsync() => StoreOptions.Postgres(await _database.CreateAsync());
+
+    internal override Task DropStoreAsync() => _database.DropAsync();
+}
+
+/// <summary>A throw-away database on the test PostgreSQL server that scripts/test starts (CONCORD_TEST_PG).</summary>
+public sealed class PostgresDatabase
+{
+    public const string Variable = "CONCORD_TEST_PG";
+
+    private string? _name;
+
+    public static string ServerConnection =>
+        Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } value
+            ? value
+            : throw new InvalidOperationException($"PostgreSQL tests need {Variable}=\"Host=127.0.0.1;Port=...;Username=...\"; scripts/test starts a server and sets it.");
+
+    public async Task<string> CreateAsync()
+    {
+        _name = "concord_test_" + Guid.NewGuid().ToString("N")[..12];
+        await using var connection = new NpgsqlConnection(ServerConnection);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand($"CREATE DATABASE {_name}", connection);
+        await command.ExecuteNonQueryAsync();
+        return new NpgsqlConnectionStringBuilder(ServerConnection) { Database = _name }.ToString();
+    }
+
+    public async Task DropAsync()
+    {
+        if (_name is null)
+        {
+            return;
+        }
+
+        NpgsqlConnection.ClearAllPools();
+        await using var connection = new NpgsqlConnection(ServerConnection);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand($"DROP DATABASE IF EXISTS {_name} WITH (FORCE)", connection);
+        await command.ExecuteNonQueryAsync();
+    }
+}
