@@ -112,10 +112,25 @@ public abstract class VisibilityTests<TServer>(TServer server) : IClassFixture<T
                 list.Add(id);
                 db.Reports.Add(new Report
                 {
-                    Id = id, OrganizationId = organizationId, MemberId = memberId, ObservedAt = now, ObservedPrecision = TimePrecision.Exact,
-                    Latitude = -45, Longitude = -45, LocationPrecisionMeters = 0, Category = category, Narrative = "random marking",
-                    NarrativeLanguage = "en", Actors = "|", SourceReliability = "F", SourceCredibility = 6,
-                    Classification = m.Level, ReleasableTo = m.Releasable, Caveats = m.Caveats, ReceivedAt = now, RequestHash = "",
+                    Id = id,
+                    OrganizationId = organizationId,
+                    MemberId = memberId,
+                    ObservedAt = now,
+                    ObservedPrecision = TimePrecision.Exact,
+                    Latitude = -45,
+                    Longitude = -45,
+                    LocationPrecisionMeters = 0,
+                    Category = category,
+                    Narrative = "random marking",
+                    NarrativeLanguage = "en",
+                    Actors = "|",
+                    SourceReliability = "F",
+                    SourceCredibility = 6,
+                    Classification = m.Level,
+                    ReleasableTo = m.Releasable,
+                    Caveats = m.Caveats,
+                    ReceivedAt = now,
+                    RequestHash = "",
                 });
             }
 
@@ -128,10 +143,17 @@ public abstract class VisibilityTests<TServer>(TServer server) : IClassFixture<T
         {
             var viewer = new Viewer
             {
-                MemberId = Guid.NewGuid(), UserName = "random", DisplayName = "random", OrganizationId = Guid.NewGuid(),
-                OrganizationCode = organizations[random.Next(organizations.Length)], OrganizationName = "random",
-                OrganizationKind = (OrganizationKind)random.Next(8), Nation = random.Next(2) == 0 ? null : nations[random.Next(nations.Length)],
-                Clearance = random.Next(3), CaveatBits = random.Next(8), Roles = new HashSet<string>(),
+                MemberId = Guid.NewGuid(),
+                UserName = "random",
+                DisplayName = "random",
+                OrganizationId = Guid.NewGuid(),
+                OrganizationCode = organizations[random.Next(organizations.Length)],
+                OrganizationName = "random",
+                OrganizationKind = (OrganizationKind)random.Next(8),
+                Nation = random.Next(2) == 0 ? null : nations[random.Next(nations.Length)],
+                Clearance = random.Next(3),
+                CaveatBits = random.Next(8),
+                Roles = new HashSet<string>(),
                 Groups = Enumerable.Range(0, 4).Where(_ => random.Next(3) == 0).Select(g => "G" + g).ToList(),
             };
             var fromStore = await server.WithDbAsync(db => db.Reports.VisibleTo(viewer).Where(r => r.Latitude == -45 && r.Category == category).Select(r => r.Id).ToListAsync());
