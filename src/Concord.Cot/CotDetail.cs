@@ -134,7 +134,7 @@ public sealed class CotDetail : IEquatable<CotDetail>
 
         try
         {
-            using var reader = XmlReader.Create(new StringReader(string.Concat("<detail>", xml, "</detail>")), options.ReaderSettings);
+            using var reader = XmlReader.Create(new StringReader(string.Concat("<detail>", xml, "</detail>")), options.ThreadReaderSettings());
             reader.MoveToContent();
             var detail = DetailCanonicalizer.Read(reader, options.MaxDepth, depthOffset: 1);
             while (reader.Read())

@@ -34,8 +34,29 @@ public sealed class CotParseOptions
         }
     } = DefaultMaxDepth;
 
-    internal XmlReaderSettings ReaderSettings => _readerSettings ??= new XmlReaderSettings
+    [ThreadStatic]
+    private static ThreadCache? _threadSettings;
+
+    internal XmlReaderSettings ReaderSettings => _readerSettings ??= CreateReaderSettings(nameTable: null);
+
+    // XmlReader atomises every element and attribute name into its NameTable; a fresh table per event
+    // costs more than the parse itself. Each thread keeps one per options instance and starts a new one
+    // every 64 documents, so names from hostile input cannot pile up.
+    internal XmlReaderSettings ThreadReaderSettings()
     {
+        var cached = _threadSettings;
+        if (cached is null || !ReferenceEquals(cached.Options, this) || ++cached.Uses > 64)
+        {
+            cached = new ThreadCache(this, CreateReaderSettings(new NameTable()));
+            _threadSettings = cached;
+        }
+
+        return cached.Settings;
+    }
+
+    private XmlReaderSettings CreateReaderSettings(XmlNameTable? nameTable) => new()
+    {
+        NameTable = nameTable,
         DtdProcessing = DtdProcessing.Prohibit,
         XmlResolver = null,
         MaxCharactersInDocument = MaxDocumentBytes,
@@ -47,4 +68,13 @@ public sealed class CotParseOptions
         CloseInput = true,
         ConformanceLevel = ConformanceLevel.Document,
     };
+
+    private sealed class ThreadCache(CotParseOptions options, XmlReaderSettings settings)
+    {
+        public CotParseOptions Options { get; } = options;
+
+        public XmlReaderSettings Settings { get; } = settings;
+
+        public int Uses { get; set; }
+    }
 }

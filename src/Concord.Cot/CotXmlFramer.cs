@@ -24,9 +24,9 @@ namespace Concord.Cot;
 /// </remarks>
 public sealed class CotXmlFramer
 {
-    private static readonly SearchValues<byte> _startTagNameEnd = SearchValues.Create(" \t\r\n/><"u8);
-    private static readonly SearchValues<byte> _endTagNameEnd = SearchValues.Create(" \t\r\n><"u8);
-    private static readonly SearchValues<byte> _tagSpecials = SearchValues.Create(">\"'"u8);
+    private static SearchValues<byte> StartTagNameEnd { get; } = SearchValues.Create(" \t\r\n/><"u8);
+    private static SearchValues<byte> EndTagNameEnd { get; } = SearchValues.Create(" \t\r\n><"u8);
+    private static SearchValues<byte> TagSpecials { get; } = SearchValues.Create(">\"'"u8);
 
     private byte[] _buffer;
     private int _start;
@@ -187,7 +187,7 @@ public sealed class CotXmlFramer
 
                 case State.StartTag:
                     {
-                        var found = data[p..].IndexOfAny(_tagSpecials);
+                        var found = data[p..].IndexOfAny(TagSpecials);
                         if (found < 0)
                         {
                             _scan = _end;
@@ -434,7 +434,7 @@ public sealed class CotXmlFramer
         {
             case (byte)'/':
                 {
-                    var nameEnd = tag[2..].IndexOfAny(_endTagNameEnd);
+                    var nameEnd = tag[2..].IndexOfAny(EndTagNameEnd);
                     if (nameEnd < 0)
                     {
                         return false;
@@ -477,7 +477,7 @@ public sealed class CotXmlFramer
 
             default:
                 {
-                    var nameEnd = tag[1..].IndexOfAny(_startTagNameEnd);
+                    var nameEnd = tag[1..].IndexOfAny(StartTagNameEnd);
                     if (nameEnd < 0)
                     {
                         return false;

@@ -19,7 +19,7 @@ internal static class CotXmlParser
             : new MemoryStream(utf8.ToArray(), writable: false);
         try
         {
-            using var reader = XmlReader.Create(stream, options.ReaderSettings);
+            using var reader = XmlReader.Create(stream, options.ThreadReaderSettings());
             return ReadEvent(reader, options);
         }
         catch (Exception e) when (e is XmlException or DecoderFallbackException or ArgumentException)
@@ -37,7 +37,7 @@ internal static class CotXmlParser
 
         try
         {
-            using var reader = XmlReader.Create(new StringReader(xml), options.ReaderSettings);
+            using var reader = XmlReader.Create(new StringReader(xml), options.ThreadReaderSettings());
             return ReadEvent(reader, options);
         }
         catch (Exception e) when (e is XmlException or ArgumentException)
@@ -58,7 +58,7 @@ internal static class CotXmlParser
             return new CotParseException("empty document", e);
         }
 
-        if (CotXmlFramer.IsTruncated(document))
+        if (CotXmlFramer.IsTruncated(document) && FailedAtEnd(e, document))
         {
             return new CotParseException("truncated document", e);
         }
@@ -66,6 +66,30 @@ internal static class CotXmlParser
         return e is DecoderFallbackException
             ? new CotParseException("invalid UTF-8", e)
             : new CotParseException("malformed XML: " + e.Message, e);
+    }
+
+    // A truncated document fails where the input runs out; a mismatched tag near the end fails earlier.
+    private static bool FailedAtEnd(Exception e, ReadOnlySpan<byte> document)
+    {
+        if (e is not XmlException { LineNumber: > 0 } xml)
+        {
+            return true;
+        }
+
+        var text = Encoding.UTF8.GetString(document).AsSpan().TrimEnd();
+        var lineStart = 0;
+        for (var line = 1; line < xml.LineNumber; line++)
+        {
+            var next = text[lineStart..].IndexOfAny('\n', '\r');
+            if (next < 0)
+            {
+                return true;
+            }
+
+            lineStart += next + (text[lineStart + next] == '\r' && lineStart + next + 1 < text.Length && text[lineStart + next + 1] == '\n' ? 2 : 1);
+        }
+
+        return lineStart + xml.LinePosition >= text.Length;
     }
 
     private static CotEvent ReadEvent(XmlReader reader, CotParseOptions options)

@@ -112,7 +112,7 @@ internal ref struct ProtoWriter(Span<byte> destination)
 
 internal ref struct ProtoReader(ReadOnlySpan<byte> source, string message)
 {
-    private static readonly UTF8Encoding _strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+    private static UTF8Encoding StrictUtf8 { get; } = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private readonly ReadOnlySpan<byte> _source = source;
     private readonly string _message = message;
@@ -185,7 +185,7 @@ internal ref struct ProtoReader(ReadOnlySpan<byte> source, string message)
         var bytes = ReadBytes();
         try
         {
-            return _strictUtf8.GetString(bytes);
+            return StrictUtf8.GetString(bytes);
         }
         catch (DecoderFallbackException e)
         {

@@ -7,8 +7,37 @@ namespace Concord.Cot;
 // attribute-value normalisation would otherwise eat (tab, CR, LF) written as character references.
 internal static class XmlText
 {
-    private static readonly SearchValues<char> _attributeSpecials = SearchValues.Create(SpecialChars(attribute: true));
-    private static readonly SearchValues<char> _textSpecials = SearchValues.Create(SpecialChars(attribute: false));
+    private static SearchValues<char> AttributeSpecials { get; } = SearchValues.Create(SpecialChars(attribute: true));
+    private static SearchValues<char> TextSpecials { get; } = SearchValues.Create(SpecialChars(attribute: false));
+
+    private static SearchValues<char> InvalidCandidates { get; } = SearchValues.Create(InvalidCandidateChars());
+
+    // Index of the first character XML 1.0 cannot carry (even escaped), or -1.
+    internal static int IndexOfInvalid(ReadOnlySpan<char> value)
+    {
+        var offset = 0;
+        while (true)
+        {
+            var at = value[offset..].IndexOfAny(InvalidCandidates);
+            if (at < 0)
+            {
+                return -1;
+            }
+
+            at += offset;
+            var c = value[at];
+            if (char.IsHighSurrogate(c) && at + 1 < value.Length && char.IsLowSurrogate(value[at + 1]))
+            {
+                offset = at + 2;
+                continue;
+            }
+
+            return at;
+        }
+    }
+
+    internal static string DescribeCharacter(char c) =>
+        string.Concat("U+", ((int)c).ToString("X4", System.Globalization.CultureInfo.InvariantCulture));
 
     internal static void AppendAttribute(StringBuilder builder, string name, string value)
     {
@@ -19,7 +48,7 @@ internal static class XmlText
 
     internal static void AppendEscaped(StringBuilder builder, ReadOnlySpan<char> value, bool attribute)
     {
-        var specials = attribute ? _attributeSpecials : _textSpecials;
+        var specials = attribute ? AttributeSpecials : TextSpecials;
         while (true)
         {
             var at = value.IndexOfAny(specials);
@@ -59,7 +88,7 @@ internal static class XmlText
     // Utf8 variant for the serializer's hot path.
     internal static void WriteEscaped(IBufferWriter<byte> output, ReadOnlySpan<char> value, bool attribute)
     {
-        var specials = attribute ? _attributeSpecials : _textSpecials;
+        var specials = attribute ? AttributeSpecials : TextSpecials;
         while (true)
         {
             var at = value.IndexOfAny(specials);
@@ -118,8 +147,26 @@ internal static class XmlText
         output.Advance(value.Length);
     }
 
-    private static string InvalidCharacter(char c) =>
-        string.Concat("character U+", ((int)c).ToString("X4", System.Globalization.CultureInfo.InvariantCulture), " is not allowed in XML");
+    private static string InvalidCharacter(char c) => string.Concat("character ", DescribeCharacter(c), " is not allowed in XML");
+
+    private static string InvalidCandidateChars()
+    {
+        var chars = new StringBuilder();
+        for (var c = '\0'; c < ' '; c++)
+        {
+            if (c is not ('\t' or '\n' or '\r'))
+            {
+                chars.Append(c);
+            }
+        }
+
+        for (var c = '\uD800'; c <= '\uDFFF'; c++)
+        {
+            chars.Append(c);
+        }
+
+        return chars.Append('\uFFFE').Append('\uFFFF').ToString();
+    }
 
     private static string SpecialChars(bool attribute)
     {

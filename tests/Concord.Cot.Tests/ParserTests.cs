@@ -227,4 +227,16 @@ public sealed class ParserTests
         Assert.False(parsed.IsStaleAt(new DateTimeOffset(2024, 1, 1, 12, 4, 59, TimeSpan.Zero)));
         Assert.True(parsed.IsStaleAt(new DateTimeOffset(2024, 1, 1, 12, 5, 0, TimeSpan.Zero)));
     }
+
+    [Fact]
+    public void Events_built_by_hand_refuse_what_xml_cannot_carry()
+    {
+        var valid = CotXml.Parse(Event());
+
+        Assert.Throws<ArgumentException>(() => valid with { Uid = "" });
+        Assert.Throws<ArgumentException>(() => valid with { Type = "a\u0001" });
+        Assert.Throws<ArgumentException>(() => valid with { Access = "\uFFFF" });
+        Assert.Throws<ArgumentOutOfRangeException>(() => new CotPoint(95, 0));
+        Assert.Equal("🚁", (valid with { How = "🚁" }).How);
+    }
 }

@@ -118,10 +118,13 @@ public sealed class TakProtocolTests
         Assert.Equal("h-e", pli.How);
 
         var marker = CotXml.Parse(Captures.Bytes("samples", "marker_a-u-A-M-F_air.xml")).ToTakCotEvent();
-        Assert.Null(marker.Detail?.PrecisionLocation);
+        Assert.Equal(new TakPrecisionLocation { Geopointsrc = "Calc", Altsrc = "DTED0" }, marker.Detail?.PrecisionLocation);
         Assert.Null(marker.Detail?.Status);
-        Assert.Contains("<precisionlocation geopointsrc=\"Calc\" altsrc=\"DTED0\"/>", marker.Detail?.XmlDetail, StringComparison.Ordinal);
-        Assert.Contains("<status readiness=\"true\"/>", marker.Detail?.XmlDetail, StringComparison.Ordinal);
+        Assert.StartsWith("<status readiness=\"true\"/><archive/><link ", marker.Detail?.XmlDetail, StringComparison.Ordinal);
+
+        var pretty = CotXml.Parse(Captures.Bytes("samples", "marker_a-f-G_pretty-printed.xml")).ToTakCotEvent();
+        Assert.Null(pretty.Detail?.PrecisionLocation);
+        Assert.Contains("<precisionlocation altsrc=\"DTED0\"/>", pretty.Detail?.XmlDetail, StringComparison.Ordinal);
         Assert.Equal(new TakContact { Callsign = "ISR2 2" }, marker.Detail?.Contact);
     }
 
@@ -165,7 +168,7 @@ public sealed class TakProtocolTests
         var message = new TakMessage { TakControl = new TakControl { MinProtoVersion = 1, MaxProtoVersion = 1, ContactUid = "ANDROID-1" } };
         var bytes = TakProtobuf.Encode(message);
 
-        Assert.Equal("0a0d080110011a09414e44524f49442d31", Convert.ToHexStringLower(bytes));
+        Assert.Equal("0a0f080110011a09414e44524f49442d31", Convert.ToHexStringLower(bytes));
         Assert.Equal(message, TakProtobuf.Decode(bytes));
         Assert.Equal(new TakMessage(), TakProtobuf.Decode([]));
     }
@@ -188,8 +191,9 @@ public sealed class TakProtocolTests
     [InlineData("ffffffffffffffffffff01", "protobuf TakMessage: varint longer than 10 bytes")]
     [InlineData("12030a01ff", "protobuf CotEvent: invalid UTF-8 in field 1")]
     [InlineData("12055109000000", "protobuf CotEvent: truncated fixed64")]
-    [InlineData("1204520208ff", "protobuf CotEvent: length 255 runs past the end of the message")]
-    [InlineData("12067a04120201ff", "protobuf Contact: invalid UTF-8 in field 2")]
+    [InlineData("12037a05ff", "protobuf CotEvent: length 5 runs past the end of the message")]
+    [InlineData("12037a01ff", "protobuf Detail: truncated varint")]
+    [InlineData("12077a0512031201ff", "protobuf Contact: invalid UTF-8 in field 2")]
     public void Malformed_protobuf_is_refused_with_a_reason(string hex, string reason)
     {
         Assert.Equal(reason, Assert.Throws<CotParseException>(() => TakProtobuf.Decode(Convert.FromHexString(hex))).Reason);
@@ -241,7 +245,7 @@ public sealed class TakProtocolTests
             Assert.True(framer.BufferedBytes <= 110);
         }
 
-        Assert.Equal(["TAK protocol frame of 505 bytes exceeds 100 bytes"], errors);
+        Assert.Equal(["TAK protocol frame of 506 bytes exceeds 100 bytes"], errors);
         Assert.Equal(1u, Assert.Single(messages).TakControl?.MaxProtoVersion);
     }
 

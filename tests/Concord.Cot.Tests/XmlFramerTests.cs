@@ -99,9 +99,10 @@ public sealed class XmlFramerTests
     [Fact]
     public void End_tag_inside_attributes_comments_cdata_and_instructions_does_not_end_the_event()
     {
-        var tricky = Tiny.Replace(
+        // '<' cannot appear in an attribute value, but '>' and "/>" can, and fool naive scanners.
+        var tricky = Tiny.Replace("uid=\"u\"", "uid=\"u/>\" how='a>b'", StringComparison.Ordinal).Replace(
             "<detail/>",
-            "<detail><remarks source='</event>' to=\"a>b\">x<!-- </event> --><![CDATA[</event>]]><?pi </event>?></remarks><event uid='inner'/><event><x/></event></detail>",
+            "<detail><remarks source='&lt;/event>' to=\"/>\">x<!-- </event> --><![CDATA[</event>]]><?pi </event>?></remarks><event uid='inner'/><event><x/></event></detail>",
             StringComparison.Ordinal);
         var documents = FrameAll("<!-- leading comment --> " + tricky + "\n" + Tiny);
 
