@@ -29,6 +29,22 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Fact]
+    public async Task Concurrent_retries_of_one_report_store_it_exactly_once()
+    {
+        var client = Server.ClientFor("force");
+        var id = Guid.NewGuid();
+        var body = Api.Report(id);
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 16).Select(_ => client.PostJson("/api/reports", body)));
+
+        Assert.Equal(1, responses.Count(r => r.Response.StatusCode == HttpStatusCode.Created));
+        Assert.Equal(15, responses.Count(r => r.Response.StatusCode == HttpStatusCode.OK));
+        Assert.Single(responses.Select(r => r.Body.GetProperty("incidentId").GetGuid()).Distinct());
+        Assert.Equal(1, await Server.WithDbAsync(db => db.Reports.CountAsync(r => r.Id == id)));
+        Assert.Equal(1, await Server.WithDbAsync(db => db.IncidentReports.CountAsync(l => l.ReportId == id)));
+    }
+
+    [Fact]
     public async Task Same_id_with_a_different_body_is_a_conflict()
     {
         var client = Server.ClientFor("force");

@@ -93,7 +93,8 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
         private static void Apply(DbConnection connection)
         {
             using var command = connection.CreateCommand();
-            command.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;";
+            // Memory-mapped reads avoid a system call per page; the page cache is per connection.
+            command.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA mmap_size=1073741824; PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;";
             command.ExecuteNonQuery();
         }
     }

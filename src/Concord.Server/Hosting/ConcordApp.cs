@@ -1,11 +1,11 @@
 using System.Text.Json.Serialization;
-using Microsoft.AspNetCore.DataProtection;
 using Concord.Server.Accounts;
 using Concord.Server.Areas;
 using Concord.Server.Incidents;
 using Concord.Server.Organizations;
 using Concord.Server.Realtime;
 using Concord.Server.Reports;
+using Microsoft.AspNetCore.DataProtection;
 
 namespace Concord.Server.Hosting;
 
@@ -19,6 +19,7 @@ internal static class ConcordApp
         builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
         builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
         builder.Logging.AddFilter("Microsoft.EntityFrameworkCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
 
         builder.Services.AddConcordCore(options);
         // Session cookies stay valid across restarts: the key ring lives beside the data.

@@ -27,6 +27,7 @@ internal static class ConcordServices
         services.AddSingleton<MissionDirectory>();
         services.AddSingleton<ViewerDirectory>();
         services.AddSingleton<SignInThrottle>();
+        services.AddSingleton<ReportWriter>();
         services.AddScoped<ReportIntake>();
         return services;
     }

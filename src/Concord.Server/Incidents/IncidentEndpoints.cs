@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Data;
@@ -107,7 +108,7 @@ internal static class IncidentEndpoints
     private static async Task<Results<Ok<Page<IncidentDto>>, ProblemHttpResult>> List(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
     {
         if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors)
-            || !TryFilter(db.Incidents.AsNoTracking().VisibleTo(viewer), query, out var incidents, out errors))
+            || !TryFilter(db.Incidents.AsNoTracking(), query, out var incidents, out errors))
         {
             return Problems.Invalid(errors);
         }
@@ -116,6 +117,8 @@ internal static class IncidentEndpoints
         {
             incidents = incidents.Where(i => i.StartsAt < after.At || (i.StartsAt == after.At && i.Number < after.Number));
         }
+
+        incidents = incidents.VisibleTo(viewer);
 
         var rows = await incidents.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number)
             .Take(query.Limit + 1).ToListAsync(context.RequestAborted);
@@ -184,18 +187,24 @@ internal static class IncidentEndpoints
     private static async Task<IResult> GeoJson(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings)
     {
         if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors)
-            || !TryFilter(db.Incidents.AsNoTracking().VisibleTo(viewer), query, out var incidents, out errors))
+            || !TryFilter(db.Incidents.AsNoTracking(), query, out var incidents, out errors))
         {
             return Problems.Invalid(errors);
         }
 
-        var rows = await incidents.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number)
-            .Take(query.Limit)
+        // The access predicate goes last, after the cheap bounding-box test (see ReportEndpoints.List).
+        incidents = incidents.VisibleTo(viewer);
+
+        // Two steps: pick the newest keys from the covering index, then read only those rows.
+        var keys = incidents.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number).Take(query.Limit).Select(i => i.Number);
+        var rows = await db.Incidents.AsNoTracking().Where(i => keys.Contains(i.Number))
+            .OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number)
             .Select(i => new { i.Id, i.Category, i.Status, i.Title, i.StartsAt, i.EndsAt, i.Latitude, i.Longitude, i.KilledBest, i.ReportCount, i.Classification, i.ReleasableTo, i.Caveats })
             .ToListAsync(context.RequestAborted);
+        var labels = new Dictionary<(int, string, long), string?>();
 
         context.Response.ContentType = "application/geo+json";
-        await using var writer = new Utf8JsonWriter(context.Response.BodyWriter);
+        await using var writer = new Utf8JsonWriter(context.Response.BodyWriter, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         writer.WriteStartObject();
         writer.WriteString("type", "FeatureCollection");
         writer.WriteStartArray("features");
@@ -224,7 +233,13 @@ internal static class IncidentEndpoints
 
             writer.WriteNumber("reportCount", i.ReportCount);
             writer.WriteNumber("classification", i.Classification);
-            writer.WriteString("marking", markings.ToDto(i.Classification, i.ReleasableTo, i.Caveats).Label);
+            if (!labels.TryGetValue((i.Classification, i.ReleasableTo, i.Caveats), out var label))
+            {
+                label = markings.ToDto(i.Classification, i.ReleasableTo, i.Caveats).Label;
+                labels[(i.Classification, i.ReleasableTo, i.Caveats)] = label;
+            }
+
+            writer.WriteString("marking", label);
             writer.WriteEndObject();
             writer.WriteEndObject();
         }

@@ -58,7 +58,7 @@ internal static class ReportEndpoints
             return Problems.Invalid(errors);
         }
 
-        var reports = db.Reports.AsNoTracking().VisibleTo(viewer);
+        IQueryable<Report> reports = db.Reports.AsNoTracking();
         if (query.Bbox is { } box)
         {
             reports = reports.Where(r => r.Latitude >= box.South && r.Latitude <= box.North && r.Longitude >= box.West && r.Longitude <= box.East);
@@ -101,9 +101,14 @@ internal static class ReportEndpoints
             reports = reports.Where(r => r.ObservedAt < after.At || (r.ObservedAt == after.At && r.Number < after.Number));
         }
 
-        var rows = await reports
+        // The access predicate goes last: SQLite evaluates conditions in the order written, and the cheap
+        // bounding-box test then spares the marking test on rows outside the box.
+        reports = reports.VisibleTo(viewer);
+
+        // Two steps: pick the newest keys from the covering index, then read only those rows.
+        var keys = reports.OrderByDescending(r => r.ObservedAt).ThenByDescending(r => r.Number).Take(query.Limit + 1).Select(r => r.Number);
+        var rows = await db.Reports.AsNoTracking().Where(r => keys.Contains(r.Number))
             .OrderByDescending(r => r.ObservedAt).ThenByDescending(r => r.Number)
-            .Take(query.Limit + 1)
             .Select(r => new { Report = r, IncidentId = db.IncidentReports.Where(l => l.ReportId == r.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefault() })
             .ToListAsync(context.RequestAborted);
         var items = rows.Take(query.Limit).Select(row => row.Report.ToDto(row.IncidentId, viewer, directory, markings)).ToList();

@@ -12,7 +12,7 @@ namespace Concord.Server.Reports;
 /// Takes reports in, from every door (HTTP, importer, demo, later CoT): validates, applies the marking, assigns the area,
 /// and writes the report with its incident in one transaction, so a rejected report leaves nothing behind.
 /// </summary>
-internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, MarkingFormat markings, TimeProvider time)
+internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, MarkingFormat markings, ReportWriter writer, TimeProvider time)
 {
     internal abstract record Outcome
     {
@@ -28,37 +28,9 @@ internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, Mar
     public async Task<Outcome> CreateAsync(CreateReport request, Viewer author, CancellationToken cancellationToken)
     {
         var (prepared, errors) = await PrepareAsync(request, author, cancellationToken);
-        if (prepared is null)
-        {
-            return new Outcome.Invalid(errors!);
-        }
-
-        var (report, incident, link) = prepared;
-        if (request.Id is not null && await FindExistingAsync(report, author, cancellationToken) is { } existing)
-        {
-            return existing;
-        }
-
-        db.Reports.Add(report);
-        db.Incidents.Add(incident);
-        db.IncidentReports.Add(link);
-        try
-        {
-            await db.SaveChangesAsync(cancellationToken);
-        }
-        catch (DbUpdateException) when (request.Id is not null)
-        {
-            // Two retries of the same report raced: the loser answers like a retry.
-            db.ChangeTracker.Clear();
-            if (await FindExistingAsync(report, author, cancellationToken) is { } raced)
-            {
-                return raced;
-            }
-
-            throw;
-        }
-
-        return new Outcome.Created(report, incident.Id);
+        return prepared is null
+            ? new Outcome.Invalid(errors!)
+            : await writer.WriteAsync(new ReportWriter.Entry(prepared.Report, prepared.Incident, prepared.Link), author, cancellationToken);
     }
 
     /// <summary>
@@ -192,28 +164,6 @@ internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, Mar
         var incident = IncidentSummary.OpenFor(report, now.UtcDateTime);
         var link = new IncidentReport { IncidentId = incident.Id, ReportId = report.Id, Contribution = 1.0, LinkedAt = now.UtcDateTime };
         return (new Prepared(report, incident, link), null);
-    }
-
-    private async Task<Outcome?> FindExistingAsync(Report candidate, Viewer author, CancellationToken cancellationToken)
-    {
-        var existing = await db.Reports.AsNoTracking().SingleOrDefaultAsync(r => r.Id == candidate.Id, cancellationToken);
-        if (existing is null)
-        {
-            return null;
-        }
-
-        if (existing.MemberId != author.MemberId || !Marking.AllowsRead(existing, author))
-        {
-            return new Outcome.Conflict($"the id {candidate.Id} is already used by another report");
-        }
-
-        if (existing.RequestHash != candidate.RequestHash)
-        {
-            return new Outcome.Conflict($"report {candidate.Id} already exists with a different body; a retry must send the same body");
-        }
-
-        var incidentId = await db.IncidentReports.Where(l => l.ReportId == existing.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefaultAsync(cancellationToken);
-        return new Outcome.Existing(existing, incidentId);
     }
 
     /// <summary>The request re-serialised in one canonical form, so whitespace and field order do not make a retry look different.</summary>

@@ -105,7 +105,8 @@ CREATE TABLE reports (
 );
 CREATE UNIQUE INDEX ux_reports_id ON reports (id);
 CREATE INDEX ix_reports_observed ON reports (observed_at, number);
-CREATE INDEX ix_reports_location ON reports (latitude, longitude);
+-- Viewport queries: the bounding box, the sort key and the marking are all in the index (index-only scans).
+CREATE INDEX ix_reports_location ON reports (latitude, longitude, observed_at) INCLUDE (number, classification, caveats, releasable_to);
 CREATE INDEX ix_reports_organization ON reports (organization_id, observed_at);
 CREATE INDEX ix_reports_category ON reports (category, observed_at);
 
@@ -132,7 +133,7 @@ CREATE TABLE incidents (
 );
 CREATE UNIQUE INDEX ux_incidents_id ON incidents (id);
 CREATE INDEX ix_incidents_starts ON incidents (starts_at, number);
-CREATE INDEX ix_incidents_location ON incidents (latitude, longitude);
+CREATE INDEX ix_incidents_location ON incidents (latitude, longitude, starts_at) INCLUDE (number, classification, caveats, releasable_to);
 
 CREATE TABLE incident_reports (
     incident_id uuid NOT NULL,

@@ -105,7 +105,9 @@ CREATE TABLE reports (
 );
 CREATE UNIQUE INDEX ux_reports_id ON reports (id);
 CREATE INDEX ix_reports_observed ON reports (observed_at, number);
-CREATE INDEX ix_reports_location ON reports (latitude, longitude);
+-- Viewport queries: the bounding box, the sort key and the marking are all in the index, so the newest N visible rows
+-- are found without touching the table; only those N are then read.
+CREATE INDEX ix_reports_location ON reports (latitude, longitude, observed_at, classification, caveats, releasable_to);
 CREATE INDEX ix_reports_organization ON reports (organization_id, observed_at);
 CREATE INDEX ix_reports_category ON reports (category, observed_at);
 
@@ -132,7 +134,7 @@ CREATE TABLE incidents (
 );
 CREATE UNIQUE INDEX ux_incidents_id ON incidents (id);
 CREATE INDEX ix_incidents_starts ON incidents (starts_at, number);
-CREATE INDEX ix_incidents_location ON incidents (latitude, longitude);
+CREATE INDEX ix_incidents_location ON incidents (latitude, longitude, starts_at, classification, caveats, releasable_to);
 
 CREATE TABLE incident_reports (
     incident_id TEXT NOT NULL,

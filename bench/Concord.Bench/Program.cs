@@ -1,0 +1,26 @@
+using System.Globalization;
+using Concord.Bench;
+using Concord.Server.Data;
+
+// Usage:
+//   Concord.Bench create URL TOKEN CONNECTIONS SECONDS     one line of the creation table
+//   Concord.Bench query sqlite DIR COUNT | query postgres CONNECTION COUNT     lines of the query table
+var mode = args.ElementAtOrDefault(0);
+switch (mode)
+{
+    case "create" when args.Length == 5:
+        Console.WriteLine(await CreateLoad.RunAsync(new Uri(args[1]), args[2], int.Parse(args[3], CultureInfo.InvariantCulture),
+            TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(int.Parse(args[4], CultureInfo.InvariantCulture))));
+        return 0;
+    case "query" when args.Length == 4:
+        var store = args[1] == "sqlite" ? StoreOptions.Sqlite(args[2]) : StoreOptions.Postgres(args[2]);
+        foreach (var line in await QueryBench.RunAsync(store, int.Parse(args[3], CultureInfo.InvariantCulture), Console.Error))
+        {
+            Console.WriteLine(line);
+        }
+
+        return 0;
+    default:
+        Console.Error.WriteLine("usage: Concord.Bench create URL TOKEN CONNECTIONS SECONDS | query sqlite DIR COUNT | query postgres CONNECTION COUNT");
+        return 2;
+}

@@ -1,0 +1,147 @@
+using System.Threading.Channels;
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Incidents;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Reports;
+
+/// <summary>
+/// Group commit for reports arriving one by one (HTTP, later CoT): requests wait in a queue and one writer stores them
+/// in batches, one transaction per batch. SQLite allows one writer at a time, and contending writers back off with
+/// sleeps of up to 100 ms; one writer that batches avoids that and also saves round trips on PostgreSQL.
+/// Idempotency is decided here, against the store and within the batch, so concurrent retries of one id never race.
+/// </summary>
+internal sealed class ReportWriter : IAsyncDisposable
+{
+    public const int MaxBatch = 256;
+
+    private readonly Channel<Pending> _queue = Channel.CreateBounded<Pending>(new BoundedChannelOptions(20_000) { SingleReader = true });
+    private readonly IServiceScopeFactory _scopes;
+    private readonly ILogger<ReportWriter> _logger;
+    private readonly Task _loop;
+
+    public ReportWriter(IServiceScopeFactory scopes, ILogger<ReportWriter> logger)
+    {
+        _scopes = scopes;
+        _logger = logger;
+        _loop = Task.Run(RunAsync);
+    }
+
+    internal sealed record Entry(Report Report, Incident Incident, IncidentReport Link);
+
+    private sealed record Pending(Entry Entry, Viewer Author, TaskCompletionSource<ReportIntake.Outcome> Done);
+
+    public async Task<ReportIntake.Outcome> WriteAsync(Entry entry, Viewer author, CancellationToken cancellationToken)
+    {
+        var pending = new Pending(entry, author, new TaskCompletionSource<ReportIntake.Outcome>(TaskCreationOptions.RunContinuationsAsynchronously));
+        await _queue.Writer.WriteAsync(pending, cancellationToken);
+        return await pending.Done.Task.WaitAsync(cancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        await _loop;
+    }
+
+    private async Task RunAsync()
+    {
+        var batch = new List<Pending>(MaxBatch);
+        while (await _queue.Reader.WaitToReadAsync())
+        {
+            while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var pending))
+            {
+                batch.Add(pending);
+            }
+
+            try
+            {
+                await WriteBatchAsync(batch);
+            }
+            catch (DbUpdateException)
+            {
+                // One bad report must not fail the others: store them one at a time to find it.
+                foreach (var pending in batch.Where(p => !p.Done.Task.IsCompleted))
+                {
+                    try
+                    {
+                        await WriteBatchAsync([pending]);
+                    }
+                    catch (Exception e)
+                    {
+                        _logger.LogError(e, "storing report {Id} failed", pending.Entry.Report.Id);
+                        pending.Done.TrySetException(e);
+                    }
+                }
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "storing a batch of {Count} reports failed", batch.Count);
+                foreach (var pending in batch)
+                {
+                    pending.Done.TrySetException(e);
+                }
+            }
+
+            batch.Clear();
+        }
+    }
+
+    private async Task WriteBatchAsync(IReadOnlyList<Pending> batch)
+    {
+        await using var scope = _scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var ids = batch.Select(p => p.Entry.Report.Id).Distinct().ToList();
+        var stored = await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id)).ToDictionaryAsync(r => r.Id);
+        var storedIncidents = stored.Count == 0
+            ? []
+            : await db.IncidentReports.Where(l => ids.Contains(l.ReportId)).ToDictionaryAsync(l => l.ReportId, l => l.IncidentId);
+
+        var added = new Dictionary<Guid, Entry>();
+        var outcomes = new List<(Pending Pending, ReportIntake.Outcome Outcome)>(batch.Count);
+        foreach (var pending in batch)
+        {
+            var report = pending.Entry.Report;
+            if (stored.TryGetValue(report.Id, out var existing))
+            {
+                outcomes.Add((pending, Decide(existing, storedIncidents.GetValueOrDefault(existing.Id), report, pending.Author)));
+            }
+            else if (added.TryGetValue(report.Id, out var first))
+            {
+                outcomes.Add((pending, Decide(first.Report, first.Incident.Id, report, pending.Author)));
+            }
+            else
+            {
+                added[report.Id] = pending.Entry;
+                db.Reports.Add(report);
+                db.Incidents.Add(pending.Entry.Incident);
+                db.IncidentReports.Add(pending.Entry.Link);
+                outcomes.Add((pending, new ReportIntake.Outcome.Created(report, pending.Entry.Incident.Id)));
+            }
+        }
+
+        if (added.Count > 0)
+        {
+            await db.SaveChangesAsync();
+        }
+
+        foreach (var (pending, outcome) in outcomes)
+        {
+            pending.Done.TrySetResult(outcome);
+        }
+    }
+
+    /// <summary>A report with this id exists: a retry of the same request by the same author gets it back; anything else conflicts.</summary>
+    internal static ReportIntake.Outcome Decide(Report existing, Guid? incidentId, Report candidate, Viewer author)
+    {
+        if (existing.MemberId != author.MemberId || !Marking.AllowsRead(existing, author))
+        {
+            return new ReportIntake.Outcome.Conflict($"the id {candidate.Id} is already used by another report");
+        }
+
+        return existing.RequestHash == candidate.RequestHash
+            ? new ReportIntake.Outcome.Existing(existing, incidentId)
+            : new ReportIntake.Outcome.Conflict($"report {candidate.Id} already exists with a different body; a retry must send the same body");
+    }
+}
