@@ -1,4 +1,5 @@
 using System.Data.Common;
+using Concord.Server.Access;
 using Concord.Server.Data;
 using Concord.Server.Ucdp;
 using Microsoft.EntityFrameworkCore;
@@ -18,13 +19,13 @@ internal static class SyntheticReports
         "area_id", "category", "killed_civilian_low", "killed_civilian_best", "killed_civilian_high", "killed_other_low", "killed_other_best",
         "killed_other_high", "injured_civilian_low", "injured_civilian_best", "injured_civilian_high", "injured_other_low", "injured_other_best",
         "injured_other_high", "narrative", "narrative_language", "actors", "source_reliability", "source_credibility", "source_description",
-        "protected_source", "external_ref", "classification", "releasable_to", "caveats", "received_at", "request_hash",
+        "protected_source", "external_ref", "classification", "releasable_to", "release_mask", "caveats", "received_at", "request_hash",
     ];
 
     private static readonly string[] IncidentColumns =
     [
         "id", "category", "starts_at", "ends_at", "latitude", "longitude", "location_precision_meters", "area_id", "status", "title",
-        "killed_best", "injured_best", "report_count", "classification", "releasable_to", "caveats", "created_at", "updated_at",
+        "killed_best", "injured_best", "report_count", "classification", "releasable_to", "release_mask", "caveats", "created_at", "updated_at",
     ];
 
     private static readonly string[] LinkColumns = ["incident_id", "report_id", "contribution", "linked_at"];
@@ -72,11 +73,11 @@ internal static class SyntheticReports
                 reports.Add([
                     reportId, organizationId, memberId, observed, "day", lat, lon, 1000.0, null, category, null, killed, null, null, 0, null,
                     null, null, null, null, null, null, narrative, "en", "|", "B", 2, "synthetic", null, null,
-                    marking.Level, marking.Releasable, marking.Caveats, now, "",
+                    marking.Level, marking.Releasable, Releasability.Mask(marking.Releasable), marking.Caveats, now, "",
                 ]);
                 incidents.Add([
                     incidentId, category, observed, observed.AddDays(1), lat, lon, 1000.0, null, "reported", narrative, killed, null, 1,
-                    marking.Level, marking.Releasable, marking.Caveats, now, now,
+                    marking.Level, marking.Releasable, Releasability.Mask(marking.Releasable), marking.Caveats, now, now,
                 ]);
                 links.Add([incidentId, reportId, 1.0, now]);
             }

@@ -33,7 +33,14 @@ internal sealed record Viewer
     /// <summary>The communities this viewer belongs to, as patterns found in an encoded releasability set.</summary>
     public IReadOnlyList<string> CommunityPatterns => _patterns ??= BuildPatterns();
 
+    /// <summary>The viewer's communities that are bits in <see cref="IMarked.ReleaseMask"/>: the mission and their organisation's kind.</summary>
+    public long ReleaseMaskBits => Releasability.MissionBit | Releasability.KindBit(OrganizationKind);
+
+    /// <summary>The viewer's communities that are searched as text: organisation, nation, sharing groups.</summary>
+    public IReadOnlyList<string> TextPatterns => _textPatterns ??= BuildPatterns().Skip(2).ToList();
+
     private IReadOnlyList<string>? _patterns;
+    private IReadOnlyList<string>? _textPatterns;
 
     public bool HasRole(string role) => Roles.Contains(role);
 
@@ -42,11 +49,12 @@ internal sealed record Viewer
 
     private List<string> BuildPatterns()
     {
+        // Mission and kind first: TextPatterns skips them.
         var tokens = new List<string>
         {
             Community.Mission,
-            Community.Organization(OrganizationCode),
             Community.Kind(OrganizationKind),
+            Community.Organization(OrganizationCode),
         };
         if (Nation is not null)
         {

@@ -23,6 +23,7 @@ internal static class Visibility
         var level = Expression.Property(record, typeof(T).GetProperty(nameof(IMarked.Classification))!);
         var releasable = Expression.Property(record, typeof(T).GetProperty(nameof(IMarked.ReleasableTo))!);
         var caveats = Expression.Property(record, typeof(T).GetProperty(nameof(IMarked.Caveats))!);
+        var mask = Expression.Property(record, typeof(T).GetProperty(nameof(IMarked.ReleaseMask))!);
 
         // Captured values become SQL parameters, so the query shape is shared by all viewers with the same number of communities.
         var clearance = Capture(viewer.Clearance);
@@ -31,14 +32,14 @@ internal static class Visibility
         var cleared = Expression.LessThanOrEqual(level, clearance);
         var holdsCaveats = Expression.Equal(Expression.And(caveats, notHeld), Expression.Constant(0L));
 
-        Expression? released = null;
-        foreach (var pattern in viewer.CommunityPatterns)
+        Expression released = Expression.NotEqual(Expression.And(mask, Capture(viewer.ReleaseMaskBits)), Expression.Constant(0L));
+        foreach (var pattern in viewer.TextPatterns)
         {
             var contains = Expression.Call(releasable, StringContains, Capture(pattern));
-            released = released is null ? contains : Expression.OrElse(released, contains);
+            released = Expression.OrElse(released, contains);
         }
 
-        var body = Expression.AndAlso(Expression.AndAlso(cleared, holdsCaveats), released ?? Expression.Constant(false));
+        var body = Expression.AndAlso(Expression.AndAlso(cleared, holdsCaveats), released);
         return Expression.Lambda<Func<T, bool>>(body, record);
     }
 

@@ -38,7 +38,17 @@ internal sealed class Incident : IMarked, IFeedEntity
 
     public required int Classification { get; set; }
 
-    public required string ReleasableTo { get; set; }
+    public required string ReleasableTo
+    {
+        get;
+        set
+        {
+            field = value;
+            ReleaseMask = Releasability.Mask(value);
+        }
+    }
+
+    public long ReleaseMask { get; private set; }
 
     public required long Caveats { get; set; }
 

@@ -79,7 +79,17 @@ internal sealed class Report : IMarked, IFeedEntity
 
     public required int Classification { get; init; }
 
-    public required string ReleasableTo { get; init; }
+    public required string ReleasableTo
+    {
+        get;
+        init
+        {
+            field = value;
+            ReleaseMask = Releasability.Mask(value);
+        }
+    }
+
+    public long ReleaseMask { get; private set; }
 
     public required long Caveats { get; init; }
 

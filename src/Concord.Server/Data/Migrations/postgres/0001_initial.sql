@@ -99,6 +99,7 @@ CREATE TABLE reports (
     external_ref text NULL,
     classification integer NOT NULL,
     releasable_to text NOT NULL,
+    release_mask bigint NOT NULL,
     caveats bigint NOT NULL,
     received_at timestamptz NOT NULL,
     request_hash text NOT NULL
@@ -106,7 +107,7 @@ CREATE TABLE reports (
 CREATE UNIQUE INDEX ux_reports_id ON reports (id);
 CREATE INDEX ix_reports_observed ON reports (observed_at, number);
 -- Viewport queries: the bounding box, the sort key and the marking are all in the index (index-only scans).
-CREATE INDEX ix_reports_location ON reports (latitude, longitude, observed_at) INCLUDE (number, classification, caveats, releasable_to);
+CREATE INDEX ix_reports_location ON reports (latitude, longitude, observed_at) INCLUDE (number, classification, caveats, release_mask, releasable_to);
 CREATE INDEX ix_reports_organization ON reports (organization_id, observed_at);
 CREATE INDEX ix_reports_category ON reports (category, observed_at);
 
@@ -127,13 +128,14 @@ CREATE TABLE incidents (
     report_count integer NOT NULL,
     classification integer NOT NULL,
     releasable_to text NOT NULL,
+    release_mask bigint NOT NULL,
     caveats bigint NOT NULL,
     created_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL
 );
 CREATE UNIQUE INDEX ux_incidents_id ON incidents (id);
 CREATE INDEX ix_incidents_starts ON incidents (starts_at, number);
-CREATE INDEX ix_incidents_location ON incidents (latitude, longitude, starts_at) INCLUDE (number, classification, caveats, releasable_to);
+CREATE INDEX ix_incidents_location ON incidents (latitude, longitude, starts_at) INCLUDE (number, classification, caveats, release_mask, releasable_to);
 
 CREATE TABLE incident_reports (
     incident_id uuid NOT NULL,

@@ -99,6 +99,7 @@ CREATE TABLE reports (
     external_ref TEXT NULL,
     classification INTEGER NOT NULL,
     releasable_to TEXT NOT NULL,
+    release_mask INTEGER NOT NULL,
     caveats INTEGER NOT NULL,
     received_at TEXT NOT NULL,
     request_hash TEXT NOT NULL
@@ -107,7 +108,7 @@ CREATE UNIQUE INDEX ux_reports_id ON reports (id);
 CREATE INDEX ix_reports_observed ON reports (observed_at, number);
 -- Viewport queries: the bounding box, the sort key and the marking are all in the index, so the newest N visible rows
 -- are found without touching the table; only those N are then read.
-CREATE INDEX ix_reports_location ON reports (latitude, longitude, observed_at, classification, caveats, releasable_to);
+CREATE INDEX ix_reports_location ON reports (latitude, longitude, observed_at, classification, caveats, release_mask, releasable_to);
 CREATE INDEX ix_reports_organization ON reports (organization_id, observed_at);
 CREATE INDEX ix_reports_category ON reports (category, observed_at);
 
@@ -128,13 +129,14 @@ CREATE TABLE incidents (
     report_count INTEGER NOT NULL,
     classification INTEGER NOT NULL,
     releasable_to TEXT NOT NULL,
+    release_mask INTEGER NOT NULL,
     caveats INTEGER NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
 CREATE UNIQUE INDEX ux_incidents_id ON incidents (id);
 CREATE INDEX ix_incidents_starts ON incidents (starts_at, number);
-CREATE INDEX ix_incidents_location ON incidents (latitude, longitude, starts_at, classification, caveats, releasable_to);
+CREATE INDEX ix_incidents_location ON incidents (latitude, longitude, starts_at, classification, caveats, release_mask, releasable_to);
 
 CREATE TABLE incident_reports (
     incident_id TEXT NOT NULL,
