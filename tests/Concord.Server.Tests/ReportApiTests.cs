@@ -266,19 +266,22 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Fact]
-    public async Task The_protected_source_is_shown_only_to_the_reporting_organisation()
+    public async Task The_protected_source_is_shown_only_to_source_protected_members_of_the_reporting_organisation()
     {
         var (_, created) = await Server.ClientFor("unpol").PostJson("/api/reports", Api.Report(
             marking: Api.Marking("UNCLASSIFIED", ["mission"]),
             source: new { reliability = "C", credibility = 3, description = "Community contact", protectedIdentity = "Informant K-17, Bambari" }));
         var path = $"/api/reports/{created.GetProperty("id").GetGuid()}";
 
-        var (_, ownView) = await Server.ClientFor("unpol2").GetJson(path);
-        var (_, otherView) = await Server.ClientFor("force").GetJson(path);
+        var (_, holder) = await Server.ClientFor("unpol").GetJson(path);
+        var (_, colleague) = await Server.ClientFor("unpol2").GetJson(path);
+        var (_, outsider) = await Server.ClientFor("joc").GetJson(path);
 
-        Assert.Equal("Informant K-17, Bambari", ownView.GetProperty("source").GetProperty("protectedIdentity").GetString());
-        Assert.False(otherView.GetProperty("source").TryGetProperty("protectedIdentity", out _));
-        Assert.Equal("C3", otherView.GetProperty("source").GetProperty("grade").GetString());
+        Assert.Equal("Informant K-17, Bambari", holder.GetProperty("source").GetProperty("protectedIdentity").GetString());
+        Assert.False(colleague.GetProperty("source").TryGetProperty("protectedIdentity", out _), "same organisation, without the SOURCE-PROTECTED caveat");
+        Assert.False(outsider.GetProperty("source").TryGetProperty("protectedIdentity", out _), "holds the caveat, but of another organisation");
+        Assert.Equal("C3", outsider.GetProperty("source").GetProperty("grade").GetString());
+        Assert.Equal("Community contact", outsider.GetProperty("source").GetProperty("description").GetString());
     }
 
     [Fact]

@@ -55,6 +55,8 @@ public abstract class TestServer : IAsyncLifetime
         ("unpol2", "UNPOL", "UNCLASSIFIED", "", "reporter"),
         ("ocha", "OCHA", "CONFIDENTIAL", "DECONFLICTION-ONLY", "reporter,analyst"),
         ("pref", "PREF", "UNCLASSIFIED", "", "reporter"),
+        ("jocadmin", "JOC", "STRICTLY CONFIDENTIAL", "SOURCE-PROTECTED,DECONFLICTION-ONLY", "mission-admin,org-admin,auditor,analyst,releaser"),
+        ("unpoladmin", "UNPOL", "CONFIDENTIAL", "SOURCE-PROTECTED", "org-admin,releaser,reporter"),
     ];
 
     internal abstract Task<StoreOptions> CreateStoreAsync();

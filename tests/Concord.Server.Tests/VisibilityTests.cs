@@ -130,6 +130,7 @@ public abstract class VisibilityTests<TServer>(TServer server) : IClassFixture<T
                     ReleasableTo = m.Releasable,
                     Caveats = m.Caveats,
                     ReceivedAt = now,
+                    Tlp = Sharing.Tlp.Amber,
                     RequestHash = "",
                 });
             }

@@ -12,6 +12,8 @@ internal sealed class MarkingFormat(ClassificationScheme scheme, CaveatRegistry 
 {
     public ClassificationScheme Scheme => scheme;
 
+    public CaveatRegistry Caveats => caveats;
+
     public MarkingDto ToDto(IMarked record) => ToDto(record.Classification, record.ReleasableTo, record.Caveats);
 
     public MarkingDto ToDto(int classification, string releasableTo, long caveatBits)

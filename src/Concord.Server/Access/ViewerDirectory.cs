@@ -57,7 +57,15 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
             .Join(db.Organizations, m => m.OrganizationId, o => o.Id, (m, o) => new { Member = m, Organization = o })
             .AsNoTracking()
             .SingleOrDefaultAsync(cancellationToken);
-        return row is null ? null : new Viewer
+        if (row is null)
+        {
+            return null;
+        }
+
+        var groups = await db.SharingGroupMembers.Where(m => m.OrganizationId == row.Organization.Id)
+            .Join(db.SharingGroups, m => m.GroupId, g => g.Id, (m, g) => g.Code)
+            .ToListAsync(cancellationToken);
+        return new Viewer
         {
             MemberId = row.Member.Id,
             UserName = row.Member.UserName,
@@ -70,6 +78,7 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
             Clearance = row.Member.Clearance,
             CaveatBits = row.Member.Caveats,
             Roles = row.Member.RoleSet,
+            Groups = groups,
         };
     }
 }

@@ -63,6 +63,23 @@ internal static class CommandLine
             new("--name", "what the token is for (default cli)", Value: "NAME"),
             new("--days", "lifetime in days, 1 to 365 (default 90)", Value: "DAYS"),
         ]),
+        new("audit verify", "walk the audit log's hash chain and report the first altered, inserted or missing entry", StoreOptions),
+        new("caveat add", "add a caveat (a compartment members must hold to read records carrying it)", [
+            .. StoreOptions,
+            new("--code", "caveat code, e.g. PROTECTION-SENSITIVE", Required: true, Value: "CODE"),
+            new("--description", "what it protects", Required: true, Value: "TEXT"),
+        ]),
+        new("group add", "add a sharing group owned by an organisation", [
+            .. StoreOptions,
+            new("--code", "group code used in markings (group:CODE)", Required: true, Value: "CODE"),
+            new("--name", "full name", Required: true, Value: "NAME"),
+            new("--owner", "owner organisation code", Required: true, Value: "ORG"),
+            new("--members", "comma-separated organisation codes to add besides the owner", Value: "ORGS"),
+        ]),
+        new("agreement add", "record an agreement (or a new version of it) from a JSON file", [
+            .. StoreOptions,
+            new("--file", "JSON: {code, name, parties: [ORG…], rules: [{reporter, category, marking, tlp}]}", Required: true, Value: "FILE"),
+        ]),
         new("token revoke", "revoke a personal access token", [
             .. StoreOptions,
             new("--user", "the member the token belongs to", Required: true, Value: "NAME"),

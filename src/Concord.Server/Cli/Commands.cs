@@ -48,8 +48,17 @@ internal static class Commands
                 "user add" => await AddUserAsync(invocation, options, output, errors, cancellationToken),
                 "token create" => await CreateTokenAsync(invocation, options, output, errors, cancellationToken),
                 "token revoke" => await RevokeTokenAsync(invocation, options, output, errors, cancellationToken),
+                "audit verify" => await AdminCommands.VerifyAuditAsync(CoreServices(options), output, errors, cancellationToken),
+                "caveat add" => await AdminCommands.AddCaveatAsync(CoreServices(options), invocation, output, errors, cancellationToken),
+                "group add" => await AdminCommands.AddGroupAsync(CoreServices(options), invocation, output, errors, cancellationToken),
+                "agreement add" => await AdminCommands.AddAgreementAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 _ => throw new InvalidOperationException($"verb '{invocation.Verb}' has no handler"),
             };
+        }
+        catch (SchemeMismatchException e)
+        {
+            await errors.WriteLineAsync("concord: " + e.Message);
+            return 1;
         }
         catch (Exception e) when (e is Npgsql.NpgsqlException or Microsoft.Data.Sqlite.SqliteException or IOException or UnauthorizedAccessException)
         {
@@ -254,7 +263,7 @@ internal static class Commands
         return db.Members.SingleOrDefaultAsync(m => m.UserName == normalized, cancellationToken);
     }
 
-    private static ServiceProvider CoreServices(ServerOptions options)
+    internal static ServiceProvider CoreServices(ServerOptions options)
     {
         var services = new ServiceCollection();
         services.AddLogging();

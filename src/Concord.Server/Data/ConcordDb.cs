@@ -2,10 +2,12 @@ using System.Text;
 using Concord.Server.Access;
 using Concord.Server.Accounts;
 using Concord.Server.Areas;
+using Concord.Server.Audit;
 using Concord.Server.Incidents;
 using Concord.Server.Organizations;
 using Concord.Server.Realtime;
 using Concord.Server.Reports;
+using Concord.Server.Sharing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
@@ -33,6 +35,16 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
     public DbSet<IncidentReport> IncidentReports => Set<IncidentReport>();
 
     public DbSet<Change> Changes => Set<Change>();
+
+    public DbSet<Setting> Settings => Set<Setting>();
+
+    public DbSet<SharingGroup> SharingGroups => Set<SharingGroup>();
+
+    public DbSet<SharingGroupMember> SharingGroupMembers => Set<SharingGroupMember>();
+
+    public DbSet<Agreement> Agreements => Set<Agreement>();
+
+    public DbSet<AuditEntry> Audit => Set<AuditEntry>();
 
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
@@ -74,6 +86,7 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
             e.Property(r => r.Number).ValueGeneratedOnAdd();
             e.HasIndex(r => r.Id).IsUnique();
             e.Property(r => r.ObservedPrecision).HasConversion(LowerCaseEnum<TimePrecision>());
+            e.Property(r => r.Tlp).HasConversion(t => Tlps.Token(t), s => Tlps.Parse(s));
             e.Ignore(r => r.FeedName);
         });
         modelBuilder.Entity<Incident>(e =>
@@ -83,6 +96,7 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
             e.Property(i => i.Number).ValueGeneratedOnAdd();
             e.HasIndex(i => i.Id).IsUnique();
             e.Property(i => i.Status).HasConversion(LowerCaseEnum<IncidentStatus>());
+            e.Property(i => i.Tlp).HasConversion(t => Tlps.Token(t), s => Tlps.Parse(s));
             e.Ignore(i => i.FeedName);
         });
         modelBuilder.Entity<IncidentReport>(e =>
@@ -95,6 +109,32 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
             e.ToTable("changes");
             e.HasKey(c => c.Sequence);
             e.Property(c => c.Sequence).ValueGeneratedOnAdd();
+        });
+
+        modelBuilder.Entity<Setting>(e =>
+        {
+            e.ToTable("settings");
+            e.HasKey(s => s.Key);
+        });
+        modelBuilder.Entity<SharingGroup>().ToTable("sharing_groups");
+        modelBuilder.Entity<SharingGroupMember>(e =>
+        {
+            e.ToTable("sharing_group_members");
+            e.HasKey(m => new { m.GroupId, m.OrganizationId });
+            // Declared so that EF inserts a new group before its members (the schema has the foreign key).
+            e.HasOne<SharingGroup>().WithMany().HasForeignKey(m => m.GroupId);
+        });
+        modelBuilder.Entity<Agreement>(e =>
+        {
+            e.ToTable("agreements");
+            e.HasKey(a => new { a.Id, a.Version });
+            e.Ignore(a => a.Rules);
+        });
+        modelBuilder.Entity<AuditEntry>(e =>
+        {
+            e.ToTable("audit");
+            e.HasKey(a => a.Sequence);
+            e.Property(a => a.Sequence).ValueGeneratedOnAdd();
         });
 
         foreach (var entity in modelBuilder.Model.GetEntityTypes())

@@ -2,6 +2,7 @@ using System.Collections.Frozen;
 using Concord.Server.Access;
 using Concord.Server.Areas;
 using Concord.Server.Organizations;
+using Concord.Server.Sharing;
 using Microsoft.EntityFrameworkCore;
 using NetTopologySuite.Geometries.Prepared;
 
@@ -13,6 +14,8 @@ namespace Concord.Server.Data;
 /// </summary>
 internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegistry caveats, TimeProvider time) : IDisposable
 {
+    public static readonly TimeSpan MaximumAge = TimeSpan.FromSeconds(30);
+
     private static readonly TimeSpan MinimumReloadInterval = TimeSpan.FromSeconds(2);
 
     private Snapshot _snapshot = Snapshot.Empty;
@@ -26,13 +29,17 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
         FrozenDictionary<string, Organization> OrganizationsByCode,
         FrozenDictionary<Guid, AreaEntry> AreasById,
         FrozenDictionary<string, AreaEntry> AreasByCode,
-        FrozenSet<string> Categories)
+        FrozenSet<string> Categories,
+        IReadOnlyList<Agreement> Agreements,
+        FrozenSet<string> GroupCodes)
     {
         public static readonly Snapshot Empty = new(
             FrozenDictionary<Guid, Organization>.Empty,
             FrozenDictionary<string, Organization>.Empty,
             FrozenDictionary<Guid, AreaEntry>.Empty,
             FrozenDictionary<string, AreaEntry>.Empty,
+            FrozenSet<string>.Empty,
+            [],
             FrozenSet<string>.Empty);
     }
 
@@ -41,6 +48,28 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
     public IEnumerable<AreaEntry> Areas => _snapshot.AreasById.Values;
 
     public bool IsKnownCategory(string code) => _snapshot.Categories.Contains(code);
+
+    /// <summary>The latest version of every agreement in force. Reloaded when older than <see cref="MaximumAge"/>, so changes made on another node apply within it.</summary>
+    public async Task<IReadOnlyList<Agreement>> AgreementsAsync(CancellationToken cancellationToken)
+    {
+        if (time.GetUtcNow() - _loadedAt > MaximumAge)
+        {
+            await ReloadAsync(force: false, cancellationToken);
+        }
+
+        return _snapshot.Agreements;
+    }
+
+    public async Task<bool> IsKnownGroupAsync(string code, CancellationToken cancellationToken)
+    {
+        if (_snapshot.GroupCodes.Contains(code))
+        {
+            return true;
+        }
+
+        await ReloadAsync(force: false, cancellationToken);
+        return _snapshot.GroupCodes.Contains(code);
+    }
 
     public Organization? Organization(Guid id) => _snapshot.OrganizationsById.GetValueOrDefault(id);
 
@@ -100,12 +129,17 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
                 .ToList();
             var categories = await db.Categories.Select(c => c.Code).ToListAsync(cancellationToken);
             caveats.Load(await db.Caveats.AsNoTracking().ToListAsync(cancellationToken));
+            var agreements = (await db.Agreements.AsNoTracking().ToListAsync(cancellationToken))
+                .GroupBy(a => a.Id).Select(g => g.MaxBy(a => a.Version)!).Where(a => a.RetiredAt is null).ToList();
+            var groups = await db.SharingGroups.Select(g => g.Code).ToListAsync(cancellationToken);
             _snapshot = new Snapshot(
                 organizations.ToFrozenDictionary(o => o.Id),
                 organizations.ToFrozenDictionary(o => o.Code, StringComparer.OrdinalIgnoreCase),
                 areas.ToFrozenDictionary(a => a.Area.Id),
                 areas.ToFrozenDictionary(a => a.Area.Code, StringComparer.OrdinalIgnoreCase),
-                categories.ToFrozenSet(StringComparer.Ordinal));
+                categories.ToFrozenSet(StringComparer.Ordinal),
+                agreements,
+                groups.ToFrozenSet(StringComparer.OrdinalIgnoreCase));
             _loadedAt = now;
         }
         finally

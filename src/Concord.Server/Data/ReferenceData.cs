@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Reports;
+using Concord.Server.Sharing;
 using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Data;
@@ -35,8 +36,19 @@ internal static class ReferenceData
         }).ToList();
     }
 
-    public static async Task EnsureAsync(ConcordDb db, CancellationToken cancellationToken)
+    public static async Task EnsureAsync(ConcordDb db, ClassificationScheme scheme, CancellationToken cancellationToken)
     {
+        // Levels are stored as numbers: a deployment keeps the scheme it started with, or every marking would change meaning.
+        var stored = await db.Settings.SingleOrDefaultAsync(s => s.Key == Setting.ClassificationScheme, cancellationToken);
+        if (stored is null)
+        {
+            db.Settings.Add(new Setting { Key = Setting.ClassificationScheme, Value = scheme.Name });
+        }
+        else if (stored.Value != scheme.Name)
+        {
+            throw new SchemeMismatchException($"this deployment uses the '{stored.Value}' classification scheme; it cannot be served with '{scheme.Name}' (use --classification {stored.Value})");
+        }
+
         var known = await db.Categories.ToDictionaryAsync(c => c.Code, cancellationToken);
         foreach (var category in Taxonomy())
         {
@@ -69,3 +81,5 @@ internal static class ReferenceData
         await db.SaveChangesAsync(cancellationToken);
     }
 }
+
+internal sealed class SchemeMismatchException(string message) : Exception(message);

@@ -1,10 +1,13 @@
 using System.Text.Json.Serialization;
+using Concord.Server.Access;
 using Concord.Server.Accounts;
 using Concord.Server.Areas;
+using Concord.Server.Audit;
 using Concord.Server.Incidents;
 using Concord.Server.Organizations;
 using Concord.Server.Realtime;
 using Concord.Server.Reports;
+using Concord.Server.Sharing;
 using Microsoft.AspNetCore.DataProtection;
 
 namespace Concord.Server.Hosting;
@@ -26,7 +29,8 @@ internal static class ConcordApp
         builder.Services.AddDataProtection().SetApplicationName("concord")
             .PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(Path.GetFullPath(options.DataDirectory), "keys")));
         builder.Services.AddConcordAuthentication();
-        builder.Services.AddAuthorization();
+        builder.Services.AddHttpContextAccessor();
+        builder.Services.AddConcordPolicies();
         builder.Services.AddProblemDetails();
         builder.Services.AddOpenApi();
         builder.Services.ConfigureHttpJsonOptions(json =>
@@ -49,6 +53,10 @@ internal static class ConcordApp
         app.MapReports();
         app.MapIncidents();
         app.MapChanges();
+        app.MapReleases();
+        app.MapExports();
+        app.MapAdministration();
+        app.MapAudit();
         return app;
     }
 }

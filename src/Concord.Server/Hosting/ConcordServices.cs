@@ -1,5 +1,6 @@
 using Concord.Server.Access;
 using Concord.Server.Accounts;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Reports;
 using Microsoft.EntityFrameworkCore;
@@ -27,6 +28,8 @@ internal static class ConcordServices
         services.AddSingleton<MissionDirectory>();
         services.AddSingleton<ViewerDirectory>();
         services.AddSingleton<SignInThrottle>();
+        services.AddSingleton<AuditChain>();
+        services.AddSingleton<AuditWriter>();
         services.AddSingleton<ReportWriter>();
         services.AddScoped<ReportIntake>();
         return services;
@@ -40,7 +43,7 @@ internal static class ConcordServices
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var applied = await Migrator.MigrateAsync(db, store.Kind, services.GetRequiredService<TimeProvider>(), cancellationToken);
-        await ReferenceData.EnsureAsync(db, cancellationToken);
+        await ReferenceData.EnsureAsync(db, services.GetRequiredService<ClassificationScheme>(), cancellationToken);
         await services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, cancellationToken);
         return applied;
     }

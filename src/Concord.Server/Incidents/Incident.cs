@@ -1,5 +1,6 @@
 using Concord.Server.Access;
 using Concord.Server.Realtime;
+using Concord.Server.Sharing;
 
 namespace Concord.Server.Incidents;
 
@@ -51,6 +52,11 @@ internal sealed class Incident : IMarked, IFeedEntity
     public long ReleaseMask { get; private set; }
 
     public required long Caveats { get; set; }
+
+    public required Tlp Tlp { get; set; }
+
+    /// <summary>True when the linked reports carry different markings: each viewer then gets the incident as built from the reports they may see.</summary>
+    public bool Mixed { get; set; }
 
     public required DateTime CreatedAt { get; init; }
 

@@ -2,9 +2,11 @@ using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Http;
 using Concord.Server.Reports;
+using Concord.Server.Sharing;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
@@ -22,10 +24,13 @@ internal sealed record IncidentDto(
     int? InjuredBest,
     int ReportCount,
     MarkingDto Marking,
+    string Tlp,
     DateTimeOffset UpdatedAt,
     IReadOnlyList<ReportDto>? Reports = null);
 
 internal sealed record ChangeStatus(string? Status);
+
+internal sealed record MergeIncidents(IReadOnlyList<Guid>? Incidents);
 
 internal static class IncidentEndpoints
 {
@@ -37,7 +42,10 @@ internal static class IncidentEndpoints
             .Produces(StatusCodes.Status200OK, contentType: "application/geo+json")
             .WithSummary("Incidents you may see as a GeoJSON FeatureCollection (same filters as the list).");
         group.MapGet("/{id:guid}", Get).WithSummary("One incident with the reports you may see.");
-        group.MapPost("/{id:guid}/status", SetStatus).WithSummary("Move an incident along reported → verified → closed (analysts).");
+        group.MapPost("/{id:guid}/status", SetStatus).RequireAuthorization(Policies.Analyst)
+            .WithSummary("Move an incident along reported → verified → closed (analysts).");
+        group.MapPost("/{id:guid}/merge", Merge).RequireAuthorization(Policies.Analyst)
+            .WithSummary("Merge other incidents into this one: their reports move here and they are removed (analysts).");
         return group;
     }
 
@@ -53,6 +61,7 @@ internal static class IncidentEndpoints
         i.InjuredBest,
         i.ReportCount,
         markings.ToDto(i),
+        Tlps.Label(i.Tlp),
         new DateTimeOffset(i.UpdatedAt, TimeSpan.Zero),
         reports);
 
@@ -105,7 +114,8 @@ internal static class IncidentEndpoints
         return errors.Count == 0;
     }
 
-    private static async Task<Results<Ok<Page<IncidentDto>>, ProblemHttpResult>> List(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
+    private static async Task<Results<Ok<Page<IncidentDto>>, ProblemHttpResult>> List(
+        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
         if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors)
             || !TryFilter(db.Incidents.AsNoTracking(), query, out var incidents, out errors))
@@ -118,43 +128,59 @@ internal static class IncidentEndpoints
             incidents = incidents.Where(i => i.StartsAt < after.At || (i.StartsAt == after.At && i.Number < after.Number));
         }
 
-        incidents = incidents.VisibleTo(viewer);
-
+        // The access predicate goes last, after the cheap filters (see ReportEndpoints.List).
+        incidents = db.VisibleIncidents(incidents, viewer);
         var rows = await incidents.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number)
             .Take(query.Limit + 1).ToListAsync(context.RequestAborted);
-        var items = rows.Take(query.Limit).Select(i => i.ToDto(directory, markings)).ToList();
+        var page = rows.Take(query.Limit).ToList();
+        var seen = (await db.AsSeenByAsync(page, viewer, context.RequestAborted)).Where(i => Matches(query, i)).ToList();
+        await RecordReadAsync(audit, viewer, seen, context, time);
         var next = rows.Count > query.Limit ? new Cursor(rows[query.Limit - 1].StartsAt, rows[query.Limit - 1].Number).Encode() : null;
-        return TypedResults.Ok(new Page<IncidentDto>(items, next));
+        return TypedResults.Ok(new Page<IncidentDto>(seen.Select(i => i.ToDto(directory, markings)).ToList(), next));
     }
 
-    private static async Task<Results<Ok<IncidentDto>, NotFound>> Get(Guid id, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, CancellationToken cancellationToken)
+    /// <summary>
+    /// A mixed incident is filtered by the summary over all its reports in the store, then rebuilt for the viewer; checking
+    /// the filters again on the rebuilt summary keeps an invisible report from pulling an incident into a viewer's window.
+    /// </summary>
+    private static bool Matches(ListQuery query, Incident i) =>
+        !i.Mixed
+        || ((query.Bbox is not { } box || (i.Latitude >= box.South && i.Latitude <= box.North && i.Longitude >= box.West && i.Longitude <= box.East))
+            && (query.From is not { } from || i.EndsAt >= from)
+            && (query.To is not { } to || i.StartsAt <= to));
+
+    internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Incident> incidents, HttpContext context, TimeProvider time) =>
+        Audits.Read(viewer, "incident", incidents.Select(i => (i.Id, i.Classification)).ToList(), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime) is { } entry
+            ? audit.RecordAsync(entry, context.RequestAborted)
+            : Task.CompletedTask;
+
+    private static async Task<Results<Ok<IncidentDto>, NotFound>> Get(
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
-        var incident = await db.Incidents.AsNoTracking().VisibleTo(viewer).SingleOrDefaultAsync(i => i.Id == id, cancellationToken);
+        var incident = await db.VisibleIncidents(db.Incidents.AsNoTracking(), viewer).SingleOrDefaultAsync(i => i.Id == id, context.RequestAborted);
         if (incident is null)
         {
             return TypedResults.NotFound();
         }
 
-        // Only the linked reports this viewer may see.
+        // Only the linked reports this viewer may see, and the summary built from them.
         var reports = await db.IncidentReports.Where(l => l.IncidentId == id)
             .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => r)
             .OrderBy(r => r.ObservedAt)
-            .ToListAsync(cancellationToken);
-        return TypedResults.Ok(incident.ToDto(directory, markings, reports.Select(r => r.ToDto(id, viewer, directory, markings)).ToList()));
+            .ToListAsync(context.RequestAborted);
+        var seen = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single();
+        await RecordReadAsync(audit, viewer, [seen], context, time);
+        await ReportEndpoints.RecordReadAsync(audit, viewer, reports, context, time);
+        return TypedResults.Ok(seen.ToDto(directory, markings, reports.Select(r => r.ToDto(id, viewer, directory, markings)).ToList()));
     }
 
     private static async Task<Results<Ok<IncidentDto>, NotFound, ProblemHttpResult>> SetStatus(
-        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, TimeProvider time)
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time)
     {
-        var incident = await db.Incidents.VisibleTo(viewer).SingleOrDefaultAsync(i => i.Id == id, context.RequestAborted);
+        var incident = await db.VisibleIncidents(db.Incidents, viewer).SingleOrDefaultAsync(i => i.Id == id, context.RequestAborted);
         if (incident is null)
         {
             return TypedResults.NotFound();
-        }
-
-        if (!viewer.HasRole(MemberRoles.Analyst))
-        {
-            return Problems.Forbidden("only analysts change an incident's status");
         }
 
         var (body, problem) = await JsonBody.ReadAsync<ChangeStatus>(context, 4096);
@@ -175,16 +201,72 @@ internal static class IncidentEndpoints
                 return Problems.Field("status", $"an incident cannot move from {incident.Status.ToString().ToLowerInvariant()} to {body.Status.ToLowerInvariant()}", StatusCodes.Status409Conflict);
             }
 
+            var before = incident.Status;
             incident.Status = status;
             incident.UpdatedAt = time.GetUtcNow().UtcDateTime;
-            await db.SaveChangesAsync(context.RequestAborted);
+            await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Update, "incident", incident.Id, incident.Classification, incident.UpdatedAt,
+                Audits.Detail(new { status = new { from = before.ToString().ToLowerInvariant(), to = status.ToString().ToLowerInvariant() } }))], context.RequestAborted);
         }
 
-        return TypedResults.Ok(incident.ToDto(directory, markings));
+        return TypedResults.Ok((await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single().ToDto(directory, markings));
+    }
+
+    private static async Task<Results<Ok<IncidentDto>, NotFound, ProblemHttpResult>> Merge(
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<MergeIncidents>(context, 64 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var others = body!.Incidents?.Distinct().Where(o => o != id).ToList() ?? [];
+        if (others.Count is 0 or > 100)
+        {
+            return Problems.Field("incidents", "name 1 to 100 other incidents to merge into this one");
+        }
+
+        var visible = await db.VisibleIncidents(db.Incidents, viewer).Where(i => i.Id == id || others.Contains(i.Id)).ToListAsync(context.RequestAborted);
+        var target = visible.SingleOrDefault(i => i.Id == id);
+        if (target is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        var missing = others.Where(o => visible.All(i => i.Id != o)).ToList();
+        if (missing.Count > 0)
+        {
+            return Problems.Field("incidents", $"no incident {string.Join(", ", missing)}", StatusCodes.Status404NotFound);
+        }
+
+        // Every report of the merged incidents moves, including those this analyst may not see: they learn nothing of them.
+        var moved = await db.IncidentReports.Where(l => others.Contains(l.IncidentId)).ToListAsync(context.RequestAborted);
+        var now = time.GetUtcNow().UtcDateTime;
+        db.IncidentReports.RemoveRange(moved);
+        db.IncidentReports.AddRange(moved.Select(l => new IncidentReport { IncidentId = id, ReportId = l.ReportId, Contribution = l.Contribution, LinkedAt = now }));
+        db.Incidents.RemoveRange(visible.Where(i => i.Id != id));
+        var reportIds = moved.Select(l => l.ReportId).Concat(await db.IncidentReports.Where(l => l.IncidentId == id).Select(l => l.ReportId).ToListAsync(context.RequestAborted)).ToList();
+        var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToListAsync(context.RequestAborted);
+        IncidentSummary.Summarise(target, reports);
+        target.UpdatedAt = now;
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, target.Classification, now, Audits.Detail(new { merged = others }))], context.RequestAborted);
+        return TypedResults.Ok((await db.AsSeenByAsync([target], viewer, context.RequestAborted)).Single().ToDto(directory, markings));
+    }
+
+    /// <summary>Links a report into an incident and rebuilds the incident's summary from all its reports (used by releases).</summary>
+    internal static async Task LinkAsync(ConcordDb db, Guid incidentId, Report report, DateTime now, CancellationToken cancellationToken)
+    {
+        var incident = await db.Incidents.SingleAsync(i => i.Id == incidentId, cancellationToken);
+        db.IncidentReports.Add(new IncidentReport { IncidentId = incidentId, ReportId = report.Id, Contribution = 1.0, LinkedAt = now });
+        var ids = await db.IncidentReports.Where(l => l.IncidentId == incidentId).Select(l => l.ReportId).ToListAsync(cancellationToken);
+        var reports = await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id)).ToListAsync(cancellationToken);
+        reports.Add(report);
+        IncidentSummary.Summarise(incident, reports);
+        incident.UpdatedAt = now;
     }
 
     /// <summary>Streams a FeatureCollection straight to the response: no intermediate document for thousands of features.</summary>
-    private static async Task<IResult> GeoJson(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings)
+    private static async Task<IResult> GeoJson(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
         if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors)
             || !TryFilter(db.Incidents.AsNoTracking(), query, out var incidents, out errors))
@@ -193,14 +275,15 @@ internal static class IncidentEndpoints
         }
 
         // The access predicate goes last, after the cheap bounding-box test (see ReportEndpoints.List).
-        incidents = incidents.VisibleTo(viewer);
+        incidents = db.VisibleIncidents(incidents, viewer);
 
         // Two steps: pick the newest keys from the covering index, then read only those rows.
         var keys = incidents.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number).Take(query.Limit).Select(i => i.Number);
-        var rows = await db.Incidents.AsNoTracking().Where(i => keys.Contains(i.Number))
+        var stored = await db.Incidents.AsNoTracking().Where(i => keys.Contains(i.Number))
             .OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number)
-            .Select(i => new { i.Id, i.Category, i.Status, i.Title, i.StartsAt, i.EndsAt, i.Latitude, i.Longitude, i.KilledBest, i.ReportCount, i.Classification, i.ReleasableTo, i.Caveats })
             .ToListAsync(context.RequestAborted);
+        var rows = (await db.AsSeenByAsync(stored, viewer, context.RequestAborted)).Where(i => Matches(query, i)).ToList();
+        await RecordReadAsync(audit, viewer, rows, context, time);
         var labels = new Dictionary<(int, string, long), string?>();
 
         context.Response.ContentType = "application/geo+json";
@@ -240,6 +323,7 @@ internal static class IncidentEndpoints
             }
 
             writer.WriteString("marking", label);
+            writer.WriteString("tlp", Tlps.Label(i.Tlp));
             writer.WriteEndObject();
             writer.WriteEndObject();
         }

@@ -25,9 +25,79 @@ internal static class IncidentSummary
         Classification = report.Classification,
         ReleasableTo = report.ReleasableTo,
         Caveats = report.Caveats,
+        Tlp = report.Tlp,
         CreatedAt = now,
         UpdatedAt = now,
     };
+
+    /// <summary>
+    /// Rebuilds an incident's summary from reports: the time window they span, the location of the most precise one, the
+    /// median of their casualty estimates (sources disagree; the median resists one outlier), the most restrictive marking
+    /// and TLP among them, and whether their markings differ.
+    /// </summary>
+    public static void Summarise(Incident incident, IReadOnlyList<Report> reports)
+    {
+        if (reports.Count == 0)
+        {
+            throw new ArgumentException("an incident needs at least one report", nameof(reports));
+        }
+
+        var first = reports.MinBy(r => r.ObservedAt)!;
+        var precise = reports.MinBy(r => r.LocationPrecisionMeters)!;
+        incident.StartsAt = first.ObservedAt;
+        incident.EndsAt = reports.Max(r => r.ObservedAt + TimePrecisions.Span(r.ObservedPrecision));
+        incident.Latitude = precise.Latitude;
+        incident.Longitude = precise.Longitude;
+        incident.LocationPrecisionMeters = precise.LocationPrecisionMeters;
+        incident.AreaId = precise.AreaId;
+        incident.Title = Title(first.Narrative);
+        incident.KilledBest = Median(reports.Select(r => Sum(r.KilledCivilianBest, r.KilledOtherBest)));
+        incident.InjuredBest = Median(reports.Select(r => Sum(r.InjuredCivilianBest, r.InjuredOtherBest)));
+        incident.ReportCount = reports.Count;
+        incident.Classification = reports.Max(r => r.Classification);
+        incident.Caveats = reports.Aggregate(0L, (bits, r) => bits | r.Caveats);
+        // Those who may see every input: the communities all the reports are released to.
+        var common = reports.Select(r => Access.Releasability.Decode(r.ReleasableTo).ToHashSet(StringComparer.Ordinal))
+            .Aggregate((a, b) =>
+            {
+                a.IntersectWith(b);
+                return a;
+            });
+        incident.ReleasableTo = Access.Releasability.Encode(common);
+        incident.Tlp = reports.Max(r => r.Tlp);
+        incident.Mixed = reports.Select(r => (r.Classification, r.ReleasableTo, r.Caveats)).Distinct().Count() > 1;
+    }
+
+    public static Incident Copy(Incident i) => new()
+    {
+        Number = i.Number,
+        Id = i.Id,
+        Category = i.Category,
+        StartsAt = i.StartsAt,
+        EndsAt = i.EndsAt,
+        Latitude = i.Latitude,
+        Longitude = i.Longitude,
+        LocationPrecisionMeters = i.LocationPrecisionMeters,
+        AreaId = i.AreaId,
+        Status = i.Status,
+        Title = i.Title,
+        KilledBest = i.KilledBest,
+        InjuredBest = i.InjuredBest,
+        ReportCount = i.ReportCount,
+        Classification = i.Classification,
+        ReleasableTo = i.ReleasableTo,
+        Caveats = i.Caveats,
+        Tlp = i.Tlp,
+        Mixed = i.Mixed,
+        CreatedAt = i.CreatedAt,
+        UpdatedAt = i.UpdatedAt,
+    };
+
+    private static int? Median(IEnumerable<int?> values)
+    {
+        var known = values.Where(v => v is not null).Select(v => v!.Value).Order().ToList();
+        return known.Count == 0 ? null : known[(known.Count - 1) / 2];
+    }
 
     public static string Title(string narrative)
     {

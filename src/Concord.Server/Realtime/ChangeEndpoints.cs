@@ -2,6 +2,7 @@ using System.Globalization;
 using Concord.Server.Access;
 using Concord.Server.Data;
 using Concord.Server.Http;
+using Concord.Server.Incidents;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
@@ -57,7 +58,7 @@ internal static class ChangeEndpoints
 
         if (incidentIds.Count > 0)
         {
-            visible.UnionWith(await db.Incidents.VisibleTo(viewer).Where(i => incidentIds.Contains(i.Id)).Select(i => i.Id).ToListAsync(context.RequestAborted));
+            visible.UnionWith(await db.VisibleIncidents(db.Incidents.Where(i => incidentIds.Contains(i.Id)), viewer).Select(i => i.Id).ToListAsync(context.RequestAborted));
         }
 
         var items = window.Where(c => visible.Contains(c.EntityId))

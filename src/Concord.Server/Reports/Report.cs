@@ -1,5 +1,6 @@
 using Concord.Server.Access;
 using Concord.Server.Realtime;
+using Concord.Server.Sharing;
 
 namespace Concord.Server.Reports;
 
@@ -92,6 +93,17 @@ internal sealed class Report : IMarked, IFeedEntity
     public long ReleaseMask { get; private set; }
 
     public required long Caveats { get; init; }
+
+    /// <summary>How far the report may travel outside Concord (exports).</summary>
+    public required Tlp Tlp { get; init; }
+
+    /// <summary>The agreement (and its version) whose default marked this report, if one did.</summary>
+    public Guid? AgreementId { get; init; }
+
+    public int? AgreementVersion { get; init; }
+
+    /// <summary>For a sanitised release: the original report it was made from.</summary>
+    public Guid? ReleasedFrom { get; init; }
 
     public required DateTime ReceivedAt { get; init; }
 

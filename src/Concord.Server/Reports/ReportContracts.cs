@@ -26,6 +26,9 @@ internal sealed record CreateReport
     public SourceInput? Source { get; init; }
 
     public MarkingDto? Marking { get; init; }
+
+    /// <summary>TLP 2.0 for dissemination outside Concord: clear, green, amber, amber+strict, red.</summary>
+    public string? Tlp { get; init; }
 }
 
 internal sealed record LocationInput(double? Latitude, double? Longitude, double? PrecisionMeters, string? Area);
@@ -50,8 +53,13 @@ internal sealed record ReportDto(
     IReadOnlyList<string> Actors,
     SourceDto Source,
     MarkingDto Marking,
+    string Tlp,
+    AgreementRefDto? Agreement,
+    Guid? ReleasedFrom,
     DateTimeOffset ReceivedAt,
     string? ExternalRef);
+
+internal sealed record AgreementRefDto(Guid Id, int Version);
 
 internal sealed record LocationDto(double Latitude, double Longitude, double PrecisionMeters, string? Area);
 

@@ -1,4 +1,5 @@
 using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -42,16 +43,29 @@ internal static class ReportEndpoints
         };
     }
 
-    private static async Task<Results<Ok<ReportDto>, NotFound>> Get(Guid id, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, CancellationToken cancellationToken)
+    private static async Task<Results<Ok<ReportDto>, NotFound>> Get(
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
         var row = await db.Reports.AsNoTracking().VisibleTo(viewer)
             .Where(r => r.Id == id)
             .Select(r => new { Report = r, IncidentId = db.IncidentReports.Where(l => l.ReportId == r.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefault() })
-            .SingleOrDefaultAsync(cancellationToken);
-        return row is null ? TypedResults.NotFound() : TypedResults.Ok(row.Report.ToDto(row.IncidentId, viewer, directory, markings));
+            .SingleOrDefaultAsync(context.RequestAborted);
+        if (row is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        await RecordReadAsync(audit, viewer, [row.Report], context, time);
+        return TypedResults.Ok(row.Report.ToDto(row.IncidentId, viewer, directory, markings));
     }
 
-    private static async Task<Results<Ok<Page<ReportDto>>, ProblemHttpResult>> List(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
+    internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Report> reports, HttpContext context, TimeProvider time) =>
+        Audits.Read(viewer, "report", reports.Select(r => (r.Id, r.Classification)).ToList(), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime) is { } entry
+            ? audit.RecordAsync(entry, context.RequestAborted)
+            : Task.CompletedTask;
+
+    private static async Task<Results<Ok<Page<ReportDto>>, ProblemHttpResult>> List(
+        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
         if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
         {
@@ -111,7 +125,9 @@ internal static class ReportEndpoints
             .OrderByDescending(r => r.ObservedAt).ThenByDescending(r => r.Number)
             .Select(r => new { Report = r, IncidentId = db.IncidentReports.Where(l => l.ReportId == r.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefault() })
             .ToListAsync(context.RequestAborted);
-        var items = rows.Take(query.Limit).Select(row => row.Report.ToDto(row.IncidentId, viewer, directory, markings)).ToList();
+        var page = rows.Take(query.Limit).ToList();
+        await RecordReadAsync(audit, viewer, page.Select(r => r.Report).ToList(), context, time);
+        var items = page.Select(row => row.Report.ToDto(row.IncidentId, viewer, directory, markings)).ToList();
         var next = rows.Count > query.Limit ? new Cursor(rows[query.Limit - 1].Report.ObservedAt, rows[query.Limit - 1].Report.Number).Encode() : null;
         return TypedResults.Ok(new Page<ReportDto>(items, next));
     }

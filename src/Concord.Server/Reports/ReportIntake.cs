@@ -1,9 +1,11 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
+using Concord.Server.Sharing;
 using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Reports;
@@ -12,7 +14,7 @@ namespace Concord.Server.Reports;
 /// Takes reports in, from every door (HTTP, importer, demo, later CoT): validates, applies the marking, assigns the area,
 /// and writes the report with its incident in one transaction, so a rejected report leaves nothing behind.
 /// </summary>
-internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, MarkingFormat markings, ReportWriter writer, TimeProvider time)
+internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, MarkingFormat markings, ReportWriter writer, AuditChain chain, TimeProvider time)
 {
     internal abstract record Outcome
     {
@@ -30,7 +32,7 @@ internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, Mar
         var (prepared, errors) = await PrepareAsync(request, author, cancellationToken);
         return prepared is null
             ? new Outcome.Invalid(errors!)
-            : await writer.WriteAsync(new ReportWriter.Entry(prepared.Report, prepared.Incident, prepared.Link), author, cancellationToken);
+            : await writer.WriteAsync(new ReportWriter.Entry(prepared.Report, prepared.Incident, prepared.Link, prepared.Audit), author, cancellationToken);
     }
 
     /// <summary>
@@ -58,20 +60,22 @@ internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, Mar
         var ids = ready.Select(r => r.Report.Id).ToList();
         var existing = (await db.Reports.Where(r => ids.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken)).ToHashSet();
         var created = 0;
-        foreach (var (report, incident, link) in ready.Where(r => !existing.Contains(r.Report.Id)).DistinctBy(r => r.Report.Id))
+        var audit = new List<AuditEntry>();
+        foreach (var (report, incident, link, entries) in ready.Where(r => !existing.Contains(r.Report.Id)).DistinctBy(r => r.Report.Id))
         {
             db.Reports.Add(report);
             db.Incidents.Add(incident);
             db.IncidentReports.Add(link);
+            audit.AddRange(entries);
             created++;
         }
 
-        await db.SaveChangesAsync(cancellationToken);
+        await chain.SaveAsync(db, audit, cancellationToken);
         db.ChangeTracker.Clear();
         return (created, ready.Count - created, rejected);
     }
 
-    private sealed record Prepared(Report Report, Incident Incident, IncidentReport Link);
+    private sealed record Prepared(Report Report, Incident Incident, IncidentReport Link, IReadOnlyList<AuditEntry> Audit);
 
     private async Task<(Prepared? Ready, Dictionary<string, string[]>? Errors)> PrepareAsync(CreateReport request, Viewer author, CancellationToken cancellationToken)
     {
@@ -79,23 +83,57 @@ internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, Mar
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
         ReportRules.Validate(request, now, directory.IsKnownCategory, errors);
 
+        string? loosenedDetail = null;
+        var @default = request.Category is { } category && directory.IsKnownCategory(category)
+            ? AgreementDecisions.Resolve(await directory.AgreementsAsync(cancellationToken), author.OrganizationCode, author.OrganizationKind, category, markings.Scheme)
+            : null;
+
+        var tlp = @default?.Tlp ?? Tlp.Amber;
+        if (request.Tlp is not null && !Tlps.TryParse(request.Tlp, out tlp))
+        {
+            errors["tlp"] = ["must be one of clear, green, amber, amber+strict, red"];
+        }
+
         int classification;
         string releasableTo;
         long caveats;
         if (request.Marking is { } marking)
         {
             markings.TryRead(marking, author, "marking", errors, out classification, out releasableTo, out caveats);
-            foreach (var code in Releasability.Decode(releasableTo).Where(t => t.StartsWith("org:", StringComparison.Ordinal)))
+            foreach (var token in Releasability.Decode(releasableTo))
             {
-                if (await directory.OrganizationAsync(code[4..], cancellationToken) is null)
+                if (token.StartsWith("org:", StringComparison.Ordinal) && await directory.OrganizationAsync(token[4..], cancellationToken) is null)
                 {
-                    errors["marking.releasableTo"] = [$"no organisation has the code '{code[4..]}'"];
+                    errors["marking.releasableTo"] = [$"no organisation has the code '{token[4..]}'"];
+                }
+                else if (token.StartsWith("group:", StringComparison.Ordinal) && !await directory.IsKnownGroupAsync(token[6..], cancellationToken))
+                {
+                    errors["marking.releasableTo"] = [$"no sharing group has the code '{token[6..]}'"];
+                }
+            }
+
+            if (@default is not null && !errors.ContainsKey("marking.classification") && !errors.ContainsKey("marking.caveats")
+                && AgreementDecisions.Loosening(@default, classification, Releasability.Decode(releasableTo).ToList(), markings.Caveats.CodesOf(caveats), tlp, author.OrganizationCode, markings.Scheme) is { } loosening)
+            {
+                if (author.HasRole(MemberRoles.Releaser))
+                {
+                    loosenedDetail = Audits.Detail(new { agreement = @default.AgreementCode, version = @default.AgreementVersion, loosened = loosening });
+                }
+                else
+                {
+                    errors["marking"] = [$"is looser than agreement {@default.AgreementCode} (version {@default.AgreementVersion}) allows: {loosening}; only a releaser may loosen it"];
                 }
             }
         }
+        else if (@default is not null)
+        {
+            classification = @default.Classification;
+            releasableTo = Releasability.Encode(@default.ReleasableTo);
+            caveats = markings.Caveats.TryGetBits(@default.Caveats, out var bits, out _) ? bits : 0;
+        }
         else
         {
-            // Until agreements set defaults, an unmarked report stays within its own organisation: sharing is a decision.
+            // With no agreement and no marking, a report stays within its own organisation: sharing wider is a decision.
             classification = 0;
             releasableTo = Releasability.Encode([Community.Organization(author.OrganizationCode)]);
             caveats = 0;
@@ -158,12 +196,21 @@ internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, Mar
             Classification = classification,
             ReleasableTo = releasableTo,
             Caveats = caveats,
+            Tlp = tlp,
+            AgreementId = @default?.AgreementId,
+            AgreementVersion = @default?.AgreementVersion,
             ReceivedAt = now.UtcDateTime,
             RequestHash = Hash(request),
         };
         var incident = IncidentSummary.OpenFor(report, now.UtcDateTime);
         var link = new IncidentReport { IncidentId = incident.Id, ReportId = report.Id, Contribution = 1.0, LinkedAt = now.UtcDateTime };
-        return (new Prepared(report, incident, link), null);
+        List<AuditEntry> audit = [Audits.Created(author, report, markings, now.UtcDateTime)];
+        if (loosenedDetail is not null)
+        {
+            audit.Add(Audits.Entry(author, AuditActions.MarkingLoosened, "report", report.Id, report.Classification, now.UtcDateTime, loosenedDetail));
+        }
+
+        return (new Prepared(report, incident, link, audit), null);
     }
 
     /// <summary>The request re-serialised in one canonical form, so whitespace and field order do not make a retry look different.</summary>

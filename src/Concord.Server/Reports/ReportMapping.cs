@@ -1,11 +1,15 @@
 using Concord.Server.Access;
 using Concord.Server.Data;
+using Concord.Server.Sharing;
 
 namespace Concord.Server.Reports;
 
 internal static class ReportMapping
 {
-    public static ReportDto ToDto(this Report r, Guid? incidentId, Viewer viewer, MissionDirectory directory, MarkingFormat markings) => new(
+    public static ReportDto ToDto(this Report r, Guid? incidentId, Viewer viewer, MissionDirectory directory, MarkingFormat markings) =>
+        r.ToDto(incidentId, viewer, directory, markings, markings.Caveats);
+
+    private static ReportDto ToDto(this Report r, Guid? incidentId, Viewer viewer, MissionDirectory directory, MarkingFormat markings, CaveatRegistry caveats) => new(
         r.Id,
         incidentId,
         directory.Organization(r.OrganizationId)?.Code ?? r.OrganizationId.ToString(),
@@ -26,9 +30,12 @@ internal static class ReportMapping
             r.SourceCredibility,
             r.SourceReliability + r.SourceCredibility.ToString(System.Globalization.CultureInfo.InvariantCulture),
             r.SourceDescription,
-            // Field-level protection: only the reporting organisation sees who the source is.
-            viewer.OrganizationId == r.OrganizationId ? r.ProtectedSource : null),
+            // Field-level protection: only holders of SOURCE-PROTECTED in the reporting organisation see who the source is.
+            SourceProtection.MaySeeSource(r, viewer, caveats) ? r.ProtectedSource : null),
         markings.ToDto(r),
+        Tlps.Label(r.Tlp),
+        r.AgreementId is { } agreementId ? new AgreementRefDto(agreementId, r.AgreementVersion ?? 0) : null,
+        r.ReleasedFrom,
         new DateTimeOffset(r.ReceivedAt, TimeSpan.Zero),
         r.ExternalRef);
 }

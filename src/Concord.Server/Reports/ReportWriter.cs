@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Incidents;
 using Microsoft.EntityFrameworkCore;
@@ -18,17 +19,19 @@ internal sealed class ReportWriter : IAsyncDisposable
 
     private readonly Channel<Pending> _queue = Channel.CreateBounded<Pending>(new BoundedChannelOptions(20_000) { SingleReader = true });
     private readonly IServiceScopeFactory _scopes;
+    private readonly AuditChain _chain;
     private readonly ILogger<ReportWriter> _logger;
     private readonly Task _loop;
 
-    public ReportWriter(IServiceScopeFactory scopes, ILogger<ReportWriter> logger)
+    public ReportWriter(IServiceScopeFactory scopes, AuditChain chain, ILogger<ReportWriter> logger)
     {
         _scopes = scopes;
+        _chain = chain;
         _logger = logger;
         _loop = Task.Run(RunAsync);
     }
 
-    internal sealed record Entry(Report Report, Incident Incident, IncidentReport Link);
+    internal sealed record Entry(Report Report, Incident Incident, IncidentReport Link, IReadOnlyList<AuditEntry> Audit);
 
     private sealed record Pending(Entry Entry, Viewer Author, TaskCompletionSource<ReportIntake.Outcome> Done);
 
@@ -123,7 +126,7 @@ internal sealed class ReportWriter : IAsyncDisposable
 
         if (added.Count > 0)
         {
-            await db.SaveChangesAsync();
+            await _chain.SaveAsync(db, added.Values.SelectMany(e => e.Audit).ToList(), CancellationToken.None);
         }
 
         foreach (var (pending, outcome) in outcomes)

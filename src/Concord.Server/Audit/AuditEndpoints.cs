@@ -1,0 +1,68 @@
+using System.Globalization;
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Audit;
+
+internal sealed record AuditEntryDto(long Index, DateTimeOffset At, string Actor, string Action, string? Entity, Guid? EntityId, string Detail, string Classification, string Hash);
+
+internal sealed record AuditPage(IReadOnlyList<AuditEntryDto> Items, long? Next);
+
+internal static class AuditEndpoints
+{
+    public static void MapAudit(this IEndpointRouteBuilder app) =>
+        app.MapGet("/api/audit", Query).WithTags("Audit").RequireAuthorization(Policies.Auditor)
+            .WithSummary("The audit log, for auditors: entries up to your clearance, filtered by record, member, action and time.");
+
+    /// <summary>The audit is marked like any record: an auditor sees the entries at or below their clearance.</summary>
+    private static async Task<Results<Ok<AuditPage>, ProblemHttpResult>> Query(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings)
+    {
+        var q = context.Request.Query;
+        var entries = db.Audit.AsNoTracking().Where(a => a.Classification <= viewer.Clearance);
+        if (q["record"].ToString() is { Length: > 0 } recordText)
+        {
+            if (!Guid.TryParse(recordText, out var record))
+            {
+                return Problems.Field("record", "must be a record id");
+            }
+
+            var pattern = record.ToString("D");
+            entries = entries.Where(a => a.EntityId == record || a.Detail.Contains(pattern));
+        }
+
+        if (q["member"].ToString() is { Length: > 0 } member)
+        {
+            var name = member.ToLowerInvariant();
+            entries = entries.Where(a => a.Actor == name);
+        }
+
+        if (q["action"].ToString() is { Length: > 0 } action)
+        {
+            entries = entries.Where(a => a.Action == action);
+        }
+
+        if (q["after"].ToString() is { Length: > 0 } afterText)
+        {
+            if (!long.TryParse(afterText, NumberStyles.None, CultureInfo.InvariantCulture, out var after))
+            {
+                return Problems.Field("after", "must be an audit index");
+            }
+
+            entries = entries.Where(a => a.ChainIndex > after);
+        }
+
+        var limit = 200;
+        if (q["limit"].ToString() is { Length: > 0 } limitText
+            && (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit is < 1 or > 1000))
+        {
+            return Problems.Field("limit", "must be a whole number from 1 to 1000");
+        }
+
+        var rows = await entries.OrderBy(a => a.ChainIndex).Take(limit + 1).ToListAsync(context.RequestAborted);
+        var items = rows.Take(limit).Select(a => new AuditEntryDto(a.ChainIndex, new DateTimeOffset(a.At, TimeSpan.Zero), a.Actor, a.Action, a.Entity, a.EntityId, a.Detail, markings.Scheme.Label(a.Classification), a.Hash)).ToList();
+        return TypedResults.Ok(new AuditPage(items, rows.Count > limit ? rows[limit - 1].ChainIndex : null));
+    }
+}

@@ -1,0 +1,62 @@
+using Concord.Server.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Audit;
+
+/// <summary>The result of walking the audit chain: where it first breaks, if it does.</summary>
+internal sealed record AuditVerification(long Entries, string HeadHash, long? BrokenAt, string? Problem)
+{
+    public bool Intact => Problem is null;
+}
+
+/// <summary>
+/// Walks the chain in order and reports the first entry that was altered (its hash no longer matches its content), that
+/// follows a removed entry (a gap in the chain index), or that follows an inserted or altered one (its previous hash does
+/// not match). The chain cannot show that entries were cut off its end: record the head hash it prints somewhere else.
+/// </summary>
+internal static class AuditVerifier
+{
+    public static async Task<AuditVerification> VerifyAsync(ConcordDb db, CancellationToken cancellationToken)
+    {
+        const int Page = 5000;
+        long expectedIndex = 1;
+        var previousHash = AuditChain.Genesis;
+        long count = 0;
+        while (true)
+        {
+            var from = expectedIndex;
+            var page = await db.Audit.AsNoTracking().Where(a => a.ChainIndex >= from).OrderBy(a => a.ChainIndex).Take(Page).ToListAsync(cancellationToken);
+            foreach (var entry in page)
+            {
+                if (entry.ChainIndex != expectedIndex)
+                {
+                    return new AuditVerification(count, previousHash, entry.ChainIndex,
+                        expectedIndex == entry.ChainIndex - 1
+                            ? $"entry {expectedIndex} is missing: entry {entry.ChainIndex} follows entry {expectedIndex - 1}"
+                            : $"entries {expectedIndex} to {entry.ChainIndex - 1} are missing: entry {entry.ChainIndex} follows entry {expectedIndex - 1}");
+                }
+
+                if (entry.PreviousHash != previousHash)
+                {
+                    return new AuditVerification(count, previousHash, entry.ChainIndex,
+                        $"entry {entry.ChainIndex} does not follow entry {entry.ChainIndex - 1}: its previous hash differs, so an entry was inserted, removed or altered before it");
+                }
+
+                if (AuditChain.Compute(entry) != entry.Hash)
+                {
+                    return new AuditVerification(count, previousHash, entry.ChainIndex,
+                        $"entry {entry.ChainIndex} was altered: its content no longer matches its hash ({entry.Action} {entry.Entity} {entry.EntityId} by {entry.Actor})");
+                }
+
+                previousHash = entry.Hash;
+                expectedIndex++;
+                count++;
+            }
+
+            if (page.Count < Page)
+            {
+                return new AuditVerification(count, previousHash, null, null);
+            }
+        }
+    }
+}

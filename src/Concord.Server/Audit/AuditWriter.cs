@@ -1,0 +1,75 @@
+using System.Threading.Channels;
+using Concord.Server.Data;
+
+namespace Concord.Server.Audit;
+
+/// <summary>
+/// Records entries that do not come with a write of their own (reads of classified records), batching whatever is queued
+/// into one transaction. Callers wait until their entry is stored: the answer leaves only once the access is on record.
+/// </summary>
+internal sealed class AuditWriter : IAsyncDisposable
+{
+    private const int MaxBatch = 512;
+
+    private readonly Channel<(AuditEntry Entry, TaskCompletionSource Done)> _queue =
+        Channel.CreateBounded<(AuditEntry, TaskCompletionSource)>(new BoundedChannelOptions(50_000) { SingleReader = true });
+
+    private readonly IServiceScopeFactory _scopes;
+    private readonly AuditChain _chain;
+    private readonly ILogger<AuditWriter> _logger;
+    private readonly Task _loop;
+
+    public AuditWriter(IServiceScopeFactory scopes, AuditChain chain, ILogger<AuditWriter> logger)
+    {
+        _scopes = scopes;
+        _chain = chain;
+        _logger = logger;
+        _loop = Task.Run(RunAsync);
+    }
+
+    public async Task RecordAsync(AuditEntry entry, CancellationToken cancellationToken)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _queue.Writer.WriteAsync((entry, done), cancellationToken);
+        await done.Task.WaitAsync(cancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        await _loop;
+    }
+
+    private async Task RunAsync()
+    {
+        var batch = new List<(AuditEntry Entry, TaskCompletionSource Done)>(MaxBatch);
+        while (await _queue.Reader.WaitToReadAsync())
+        {
+            while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var item))
+            {
+                batch.Add(item);
+            }
+
+            try
+            {
+                await using var scope = _scopes.CreateAsyncScope();
+                var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+                await _chain.SaveAsync(db, batch.Select(b => b.Entry).ToList(), CancellationToken.None);
+                foreach (var (_, done) in batch)
+                {
+                    done.TrySetResult();
+                }
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "recording {Count} audit entries failed", batch.Count);
+                foreach (var (_, done) in batch)
+                {
+                    done.TrySetException(e);
+                }
+            }
+
+            batch.Clear();
+        }
+    }
+}

@@ -1,0 +1,42 @@
+using System.Text.Json;
+using Concord.Server.Access;
+using Concord.Server.Reports;
+
+namespace Concord.Server.Audit;
+
+/// <summary>Builds audit entries in one shape, so that the log reads the same whatever wrote it.</summary>
+internal static class Audits
+{
+    public const int MaxIdsPerEntry = 5000;
+
+    public static string Detail(object value) => JsonSerializer.Serialize(value, JsonSerializerOptions.Web);
+
+    public static AuditEntry Entry(Viewer? actor, string action, string? entity, Guid? entityId, int classification, DateTime at, string detail) => new()
+    {
+        At = AuditChain.Truncate(at),
+        MemberId = actor?.MemberId,
+        Actor = actor?.UserName ?? "system",
+        Action = action,
+        Entity = entity,
+        EntityId = entityId,
+        Detail = detail,
+        Classification = classification,
+    };
+
+    public static AuditEntry Created(Viewer author, Report report, MarkingFormat markings, DateTime at) => Entry(
+        author, AuditActions.Create, "report", report.Id, report.Classification, at,
+        Detail(new { organization = author.OrganizationCode, category = report.Category, marking = markings.ToDto(report).Label, agreement = report.AgreementId, report.AgreementVersion }));
+
+    /// <summary>One entry per request that returned records above the lowest level, naming them.</summary>
+    public static AuditEntry? Read(Viewer viewer, string entity, IReadOnlyCollection<(Guid Id, int Classification)> records, string path, DateTime at)
+    {
+        var classified = records.Where(r => r.Classification > 0).ToList();
+        if (classified.Count == 0)
+        {
+            return null;
+        }
+
+        return Entry(viewer, AuditActions.Read, entity, classified.Count == 1 ? classified[0].Id : null, classified.Max(r => r.Classification), at,
+            Detail(new { path, count = classified.Count, ids = classified.Take(MaxIdsPerEntry).Select(r => r.Id) }));
+    }
+}

@@ -1,0 +1,155 @@
+using System.Text.Json;
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Data;
+using Concord.Server.Hosting;
+using Concord.Server.Http;
+using Concord.Server.Sharing;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Cli;
+
+/// <summary>The sharing-model verbs. Changes made here are audited as done by "system" (whoever runs the CLI on the server).</summary>
+internal static class AdminCommands
+{
+    public static async Task<int> VerifyAuditAsync(ServiceProvider services, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        await using (services)
+        {
+            await services.PrepareStoreAsync(cancellationToken);
+            await using var scope = services.CreateAsyncScope();
+            var result = await AuditVerifier.VerifyAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), cancellationToken);
+            if (!result.Intact)
+            {
+                await errors.WriteLineAsync($"concord: audit chain broken at entry {result.BrokenAt}: {result.Problem}");
+                await errors.WriteLineAsync($"{result.Entries} entries before it verified.");
+                return 1;
+            }
+
+            await output.WriteLineAsync($"audit chain intact: {result.Entries} entries; head {result.HeadHash}");
+            await output.WriteLineAsync("Record the head hash outside this server: it is what proves later that no entry was cut off the end.");
+            return 0;
+        }
+    }
+
+    public static async Task<int> AddCaveatAsync(ServiceProvider services, Invocation invocation, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        await using (services)
+        {
+            await services.PrepareStoreAsync(cancellationToken);
+            await using var scope = services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            var (caveat, error) = await CaveatAdmin.AddAsync(db, invocation["--code"]!, invocation["--description"]!, cancellationToken);
+            if (caveat is null)
+            {
+                await errors.WriteLineAsync("concord: " + error);
+                return 1;
+            }
+
+            await SaveAuditedAsync(services, db, "caveat", new { created = caveat.Code, caveat.Bit }, cancellationToken);
+            await output.WriteLineAsync($"added caveat {caveat.Code} (bit {caveat.Bit})");
+            return 0;
+        }
+    }
+
+    public static async Task<int> AddGroupAsync(ServiceProvider services, Invocation invocation, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        await using (services)
+        {
+            await services.PrepareStoreAsync(cancellationToken);
+            await using var scope = services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            var code = invocation["--code"]!.Trim().ToUpperInvariant();
+            if (!Community.IsOrganizationCode(code))
+            {
+                await errors.WriteLineAsync("concord: a group code is 1 to 40 letters, digits, '-' or '_'");
+                return 1;
+            }
+
+            var codes = new[] { invocation["--owner"]! }.Concat((invocation["--members"] ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                .Select(c => c.ToUpperInvariant()).Distinct().ToList();
+            var organizations = await db.Organizations.Where(o => codes.Contains(o.Code)).ToListAsync(cancellationToken);
+            var unknown = codes.Except(organizations.Select(o => o.Code)).ToList();
+            if (unknown.Count > 0)
+            {
+                await errors.WriteLineAsync($"concord: no organisation has the code {string.Join(", ", unknown)}");
+                return 1;
+            }
+
+            if (await db.SharingGroups.AnyAsync(g => g.Code == code, cancellationToken))
+            {
+                await errors.WriteLineAsync($"concord: a group '{code}' already exists");
+                return 1;
+            }
+
+            var owner = organizations.Single(o => o.Code == codes[0]);
+            var group = new SharingGroup { Id = Guid.CreateVersion7(), Code = code, Name = invocation["--name"]!, OwnerOrganizationId = owner.Id, CreatedAt = services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime };
+            db.SharingGroups.Add(group);
+            db.SharingGroupMembers.AddRange(organizations.Select(o => new SharingGroupMember { GroupId = group.Id, OrganizationId = o.Id }));
+            await SaveAuditedAsync(services, db, "group", new { created = code, members = codes }, cancellationToken);
+            await output.WriteLineAsync($"added group {code} owned by {owner.Code} with {string.Join(", ", codes)}");
+            return 0;
+        }
+    }
+
+    public static async Task<int> AddAgreementAsync(ServiceProvider services, Invocation invocation, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        await using (services)
+        {
+            AgreementRequest? request;
+            try
+            {
+                request = JsonSerializer.Deserialize<AgreementRequest>(await File.ReadAllTextAsync(invocation["--file"]!, cancellationToken), JsonBody.Options);
+            }
+            catch (Exception e) when (e is JsonException or IOException)
+            {
+                await errors.WriteLineAsync($"concord: {invocation["--file"]}: {e.Message}");
+                return 1;
+            }
+
+            if (request is null || string.IsNullOrWhiteSpace(request.Code))
+            {
+                await errors.WriteLineAsync($"concord: {invocation["--file"]}: an agreement needs a code");
+                return 1;
+            }
+
+            await services.PrepareStoreAsync(cancellationToken);
+            var directory = services.GetRequiredService<MissionDirectory>();
+            var (parties, problems) = await AdminEndpoints.ValidateAgreementAsync(request, directory, services.GetRequiredService<MarkingFormat>(), cancellationToken);
+            if (problems.Count > 0)
+            {
+                foreach (var (field, reasons) in problems)
+                {
+                    await errors.WriteLineAsync($"concord: {field}: {string.Join(' ', reasons)}");
+                }
+
+                return 1;
+            }
+
+            await using var scope = services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            var code = request.Code.Trim().ToUpperInvariant();
+            var latest = await db.Agreements.Where(a => a.Code == code).OrderByDescending(a => a.Version).FirstOrDefaultAsync(cancellationToken);
+            var agreement = new Agreement
+            {
+                Id = latest?.Id ?? Guid.CreateVersion7(),
+                Version = (latest?.Version ?? 0) + 1,
+                Code = code,
+                Name = request.Name!.Trim(),
+                Parties = Releasability.Encode(parties.Select(p => Community.Organization(directory.Organization(p)!.Code))),
+                RulesJson = JsonSerializer.Serialize(request.Rules, JsonSerializerOptions.Web),
+                CreatedAt = services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime,
+                CreatedBy = "system",
+            };
+            db.Agreements.Add(agreement);
+            await SaveAuditedAsync(services, db, "agreement", new { code, version = agreement.Version }, cancellationToken);
+            await output.WriteLineAsync($"recorded agreement {code} version {agreement.Version} ({request.Rules!.Count} rules)");
+            return 0;
+        }
+    }
+
+    private static Task SaveAuditedAsync(IServiceProvider services, ConcordDb db, string entity, object detail, CancellationToken cancellationToken) =>
+        services.GetRequiredService<AuditChain>().SaveAsync(db,
+            [Audits.Entry(null, AuditActions.Administer, entity, null, 0, services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime, Audits.Detail(detail))],
+            cancellationToken);
+}

@@ -1,0 +1,65 @@
+using System.Linq.Expressions;
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Reports;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Incidents;
+
+/// <summary>
+/// Incidents are derived records: a viewer sees an incident when they may see at least one of its reports, and sees it as
+/// built from those reports only. When all of an incident's reports share one marking (the common case) the stored
+/// incident carries that marking and its stored summary is exact for whoever may see it; when they differ (a merge, a
+/// sanitised release) the incident is "mixed" and is rebuilt per viewer.
+/// </summary>
+internal static class IncidentViews
+{
+    public static IQueryable<Incident> VisibleIncidents(this ConcordDb db, IQueryable<Incident> source, Viewer viewer)
+    {
+        var own = Visibility.Predicate<Incident>(viewer);
+        var reports = db.Reports.Where(Visibility.Predicate<Report>(viewer));
+        var links = db.IncidentReports;
+        Expression<Func<Incident, bool>> mixed = i => i.Mixed && links.Any(l => l.IncidentId == i.Id && reports.Any(r => r.Id == l.ReportId));
+        var parameter = own.Parameters[0];
+        var body = Expression.OrElse(
+            Expression.AndAlso(Expression.Not(Expression.Property(parameter, nameof(Incident.Mixed))), own.Body),
+            new Rebind(mixed.Parameters[0], parameter).Visit(mixed.Body));
+        return source.Where(Expression.Lambda<Func<Incident, bool>>(body, parameter));
+    }
+
+    /// <summary>Replaces each mixed incident by its summary over the reports <paramref name="viewer"/> may see.</summary>
+    public static async Task<List<Incident>> AsSeenByAsync(this ConcordDb db, IReadOnlyList<Incident> incidents, Viewer viewer, CancellationToken cancellationToken)
+    {
+        var mixedIds = incidents.Where(i => i.Mixed).Select(i => i.Id).ToList();
+        if (mixedIds.Count == 0)
+        {
+            return [.. incidents];
+        }
+
+        var visible = await db.IncidentReports.Where(l => mixedIds.Contains(l.IncidentId))
+            .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, Report = r })
+            .ToListAsync(cancellationToken);
+        var byIncident = visible.GroupBy(v => v.IncidentId).ToDictionary(g => g.Key, g => g.Select(v => v.Report).ToList());
+        var result = new List<Incident>(incidents.Count);
+        foreach (var incident in incidents)
+        {
+            if (!incident.Mixed)
+            {
+                result.Add(incident);
+            }
+            else if (byIncident.TryGetValue(incident.Id, out var reports))
+            {
+                var view = IncidentSummary.Copy(incident);
+                IncidentSummary.Summarise(view, reports);
+                result.Add(view);
+            }
+        }
+
+        return result;
+    }
+
+    private sealed class Rebind(ParameterExpression from, ParameterExpression to) : ExpressionVisitor
+    {
+        protected override Expression VisitParameter(ParameterExpression node) => node == from ? to : base.VisitParameter(node);
+    }
+}

@@ -1,0 +1,566 @@
+using System.Text.Json;
+using Concord.Server.Access;
+using Concord.Server.Accounts;
+using Concord.Server.Audit;
+using Concord.Server.Data;
+using Concord.Server.Http;
+using Concord.Server.Organizations;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Sharing;
+
+internal sealed record NewOrganization(string? Code, string? Name, string? Kind, string? Nation);
+
+internal sealed record MemberRequest(string? UserName, string? DisplayName, IReadOnlyList<string>? Roles, string? Clearance, IReadOnlyList<string>? Caveats, string? Password, bool? Disabled);
+
+internal sealed record MemberDto(Guid Id, string UserName, string DisplayName, string Organization, IReadOnlyList<string> Roles, string Clearance, IReadOnlyList<string> Caveats, bool Disabled);
+
+internal sealed record GroupRequest(string? Code, string? Name);
+
+internal sealed record GroupDto(string Code, string Name, string Owner, IReadOnlyList<string> Members);
+
+internal sealed record AgreementRequest(string? Code, string? Name, IReadOnlyList<string>? Parties, IReadOnlyList<AgreementRule>? Rules);
+
+internal sealed record AgreementDto(Guid Id, string Code, int Version, string Name, IReadOnlyList<string> Parties, IReadOnlyList<AgreementRule> Rules, DateTimeOffset CreatedAt, string CreatedBy, DateTimeOffset? RetiredAt);
+
+internal sealed record CaveatRequest(string? Code, string? Description);
+
+internal sealed record CaveatDto(string Code, string Description);
+
+/// <summary>
+/// Administration, itself authorised: mission administrators create organisations and caveats; an organisation's
+/// administrators manage its members, the sharing groups it owns and the agreements it is party to. An administrator
+/// cannot grant a clearance or a caveat they do not hold themselves.
+/// </summary>
+internal static class AdminEndpoints
+{
+    public static void MapAdministration(this IEndpointRouteBuilder app)
+    {
+        var admin = app.MapGroup("/api").WithTags("Administration");
+        admin.MapPost("/organizations", CreateOrganization).RequireAuthorization(Policies.MissionAdmin).WithSummary("Add an organisation (mission administrators).");
+        admin.MapGet("/organizations/{code}/members", ListMembers).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("An organisation's members (its administrators).");
+        admin.MapPost("/organizations/{code}/members", AddMember).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Add a member (the organisation's administrators).");
+        admin.MapPatch("/members/{userName}", UpdateMember).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Change a member's roles, clearance, caveats or status.");
+        admin.MapGet("/groups", ListGroups).RequireAuthorization().WithSummary("Sharing groups and their member organisations.");
+        admin.MapPost("/groups", CreateGroup).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Create a sharing group owned by your organisation.");
+        admin.MapPut("/groups/{code}/members/{organization}", AddGroupMember).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Add an organisation to a group your organisation owns.");
+        admin.MapDelete("/groups/{code}/members/{organization}", RemoveGroupMember).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Remove an organisation from a group your organisation owns.");
+        admin.MapGet("/agreements", ListAgreements).RequireAuthorization().WithSummary("Agreements in force (latest versions).");
+        admin.MapGet("/agreements/{code}", AgreementVersions).RequireAuthorization().WithSummary("Every version of one agreement.");
+        admin.MapPost("/agreements", CreateAgreement).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Record an agreement between organisations (administrators of a party).");
+        admin.MapPut("/agreements/{code}", ReviseAgreement).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Write a new version of an agreement.");
+        admin.MapDelete("/agreements/{code}", RetireAgreement).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Retire an agreement: it no longer marks new reports.");
+        admin.MapGet("/caveats", (CaveatRegistry caveats, ConcordDb db) => db.Caveats.AsNoTracking().OrderBy(c => c.Bit).Select(c => new CaveatDto(c.Code, c.Description)).ToListAsync())
+            .RequireAuthorization().WithSummary("The deployment's caveats.");
+        admin.MapPost("/caveats", CreateCaveat).RequireAuthorization(Policies.MissionAdmin).WithSummary("Add a caveat (mission administrators).");
+    }
+
+    private static async Task Changed(ConcordDb db, AuditChain chain, Viewer viewer, string entity, object detail, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time, CancellationToken cancellationToken)
+    {
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Administer, entity, null, 0, time.GetUtcNow().UtcDateTime, Audits.Detail(detail))], cancellationToken);
+        await directory.ReloadAsync(force: true, cancellationToken);
+        viewers.Invalidate();
+    }
+
+    private static async Task<Results<Created<OrganizationDto>, ProblemHttpResult>> CreateOrganization(
+        HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<NewOrganization>(context, 4096);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var (organization, error) = await OrganizationAdmin.AddAsync(db, body!.Code ?? "", body.Name ?? "", body.Kind ?? "", body.Nation, time, context.RequestAborted);
+        if (organization is null)
+        {
+            return Problems.Field("organization", error!, error!.Contains("already exists", StringComparison.Ordinal) ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
+        }
+
+        await Changed(db, chain, viewer, "organization", new { created = organization.Code }, directory, viewers, time, context.RequestAborted);
+        return TypedResults.Created($"/api/organizations/{organization.Code}", organization.ToDto());
+    }
+
+    /// <summary>An organisation's administrators manage it; mission administrators manage every organisation.</summary>
+    private static bool Administers(Viewer viewer, Guid organizationId) =>
+        viewer.HasRole(MemberRoles.MissionAdmin) || (viewer.HasRole(MemberRoles.OrganizationAdmin) && viewer.OrganizationId == organizationId);
+
+    private static MemberDto ToDto(Member m, string organization, MarkingFormat markings) =>
+        new(m.Id, m.UserName, m.DisplayName, organization, m.RoleSet.Order(StringComparer.Ordinal).ToList(), markings.Scheme.Label(m.Clearance), markings.Caveats.CodesOf(m.Caveats), m.Disabled);
+
+    private static async Task<Results<Ok<List<MemberDto>>, NotFound, ProblemHttpResult>> ListMembers(string code, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, CancellationToken cancellationToken)
+    {
+        if (await directory.OrganizationAsync(code, cancellationToken) is not { } organization)
+        {
+            return TypedResults.NotFound();
+        }
+
+        if (!Administers(viewer, organization.Id))
+        {
+            return Problems.Forbidden($"only administrators of {organization.Code} manage its members");
+        }
+
+        var members = await db.Members.AsNoTracking().Where(m => m.OrganizationId == organization.Id).OrderBy(m => m.UserName).ToListAsync(cancellationToken);
+        return TypedResults.Ok(members.Select(m => ToDto(m, organization.Code, markings)).ToList());
+    }
+
+    /// <summary>Checks that an administrator grants nothing they do not hold; returns the errors keyed by field.</summary>
+    private static Dictionary<string, string[]> GrantErrors(Viewer admin, MemberRequest body, MarkingFormat markings)
+    {
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        if (body.Clearance is not null && markings.Scheme.TryParse(body.Clearance, out var level) && level > admin.Clearance)
+        {
+            errors["clearance"] = [$"you cannot grant a clearance above your own ({markings.Scheme.Label(admin.Clearance)})"];
+        }
+
+        if (body.Caveats is not null && markings.Caveats.TryGetBits(body.Caveats, out var bits, out _) && (bits & ~admin.CaveatBits) != 0)
+        {
+            errors["caveats"] = [$"you cannot grant caveats you do not hold ({string.Join(", ", markings.Caveats.CodesOf(bits & ~admin.CaveatBits))})"];
+        }
+
+        if (body.Roles?.Contains(MemberRoles.MissionAdmin) == true && !admin.HasRole(MemberRoles.MissionAdmin))
+        {
+            errors["roles"] = ["only a mission administrator grants mission-admin"];
+        }
+
+        return errors;
+    }
+
+    private static async Task<Results<Created<MemberDto>, NotFound, ProblemHttpResult>> AddMember(
+        string code, HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
+    {
+        if (await directory.OrganizationAsync(code, context.RequestAborted) is not { } organization)
+        {
+            return TypedResults.NotFound();
+        }
+
+        if (!Administers(viewer, organization.Id))
+        {
+            return Problems.Forbidden($"only administrators of {organization.Code} add its members");
+        }
+
+        var (body, problem) = await JsonBody.ReadAsync<MemberRequest>(context, 4096);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var errors = GrantErrors(viewer, body!, markings);
+        if (errors.Count > 0)
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var (member, error) = await MemberAdmin.AddAsync(db, new NewMember(body!.UserName ?? "", organization.Code, body.DisplayName, body.Roles ?? [], body.Clearance, body.Caveats ?? [], body.Password ?? ""),
+            markings.Scheme, markings.Caveats, time, context.RequestAborted);
+        if (member is null)
+        {
+            return Problems.Field("member", error!, error!.Contains("already exists", StringComparison.Ordinal) ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
+        }
+
+        await Changed(db, chain, viewer, "member", new { created = member.UserName, organization = organization.Code, roles = member.Roles, clearance = member.Clearance }, directory, viewers, time, context.RequestAborted);
+        return TypedResults.Created($"/api/members/{member.UserName}", ToDto(member, organization.Code, markings));
+    }
+
+    private static async Task<Results<Ok<MemberDto>, NotFound, ProblemHttpResult>> UpdateMember(
+        string userName, HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
+    {
+        var name = userName.ToLowerInvariant();
+        var member = await db.Members.SingleOrDefaultAsync(m => m.UserName == name, context.RequestAborted);
+        if (member is null || !Administers(viewer, member.OrganizationId))
+        {
+            // Administrators of other organisations learn nothing of this member.
+            return TypedResults.NotFound();
+        }
+
+        var (body, problem) = await JsonBody.ReadAsync<MemberRequest>(context, 4096);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var errors = GrantErrors(viewer, body!, markings);
+        if (body!.Clearance is not null && !markings.Scheme.TryParse(body.Clearance, out _))
+        {
+            errors["clearance"] = [$"'{body.Clearance}' is not a level of the {markings.Scheme.Name} scheme"];
+        }
+
+        if (body.Caveats is not null && !markings.Caveats.TryGetBits(body.Caveats, out _, out var unknown))
+        {
+            errors["caveats"] = [$"unknown caveat '{unknown}'"];
+        }
+
+        if (body.Roles?.FirstOrDefault(r => !MemberRoles.All.Contains(r)) is { } badRole)
+        {
+            errors["roles"] = [$"'{badRole}' is not one of {string.Join(", ", MemberRoles.All)}"];
+        }
+
+        if (body.Password is not null && Passwords.Weakness(body.Password) is { } weakness)
+        {
+            errors["password"] = [weakness];
+        }
+
+        if (errors.Count > 0)
+        {
+            return Problems.Invalid(errors);
+        }
+
+        if (body.DisplayName is { Length: > 0 } display)
+        {
+            member.DisplayName = display.Trim();
+        }
+
+        if (body.Roles is not null)
+        {
+            member.Roles = string.Join(',', body.Roles.Distinct());
+        }
+
+        if (body.Clearance is not null)
+        {
+            member.Clearance = markings.Scheme.TryParse(body.Clearance, out var level) ? level : member.Clearance;
+        }
+
+        if (body.Caveats is not null)
+        {
+            member.Caveats = markings.Caveats.Bits(body.Caveats);
+        }
+
+        if (body.Disabled is { } disabled)
+        {
+            member.Disabled = disabled;
+        }
+
+        if (body.Password is not null)
+        {
+            member.PasswordHash = Passwords.Hash(member, body.Password);
+        }
+
+        await Changed(db, chain, viewer, "member", new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, directory, viewers, time, context.RequestAborted);
+        return TypedResults.Ok(ToDto(member, directory.Organization(member.OrganizationId)?.Code ?? "", markings));
+    }
+
+    private static async Task<Ok<List<GroupDto>>> ListGroups(ConcordDb db, MissionDirectory directory, CancellationToken cancellationToken)
+    {
+        var groups = await db.SharingGroups.AsNoTracking().OrderBy(g => g.Code).ToListAsync(cancellationToken);
+        var members = await db.SharingGroupMembers.AsNoTracking().ToListAsync(cancellationToken);
+        return TypedResults.Ok(groups.Select(g => new GroupDto(g.Code, g.Name, directory.Organization(g.OwnerOrganizationId)?.Code ?? "",
+            members.Where(m => m.GroupId == g.Id).Select(m => directory.Organization(m.OrganizationId)?.Code ?? "").Order(StringComparer.Ordinal).ToList())).ToList());
+    }
+
+    private static async Task<Results<Created<GroupDto>, ProblemHttpResult>> CreateGroup(
+        HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<GroupRequest>(context, 4096);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var code = body!.Code?.Trim().ToUpperInvariant() ?? "";
+        if (!Community.IsOrganizationCode(code))
+        {
+            return Problems.Field("code", "must be 1 to 40 letters, digits, '-' or '_'");
+        }
+
+        if (string.IsNullOrWhiteSpace(body.Name) || body.Name.Length > 200)
+        {
+            return Problems.Field("name", "is required, at most 200 characters");
+        }
+
+        if (await db.SharingGroups.AnyAsync(g => g.Code == code, context.RequestAborted))
+        {
+            return Problems.Field("code", $"a group '{code}' already exists", StatusCodes.Status409Conflict);
+        }
+
+        var group = new SharingGroup { Id = Guid.CreateVersion7(), Code = code, Name = body.Name.Trim(), OwnerOrganizationId = viewer.OrganizationId, CreatedAt = time.GetUtcNow().UtcDateTime };
+        db.SharingGroups.Add(group);
+        db.SharingGroupMembers.Add(new SharingGroupMember { GroupId = group.Id, OrganizationId = viewer.OrganizationId });
+        await Changed(db, chain, viewer, "group", new { created = code }, directory, viewers, time, context.RequestAborted);
+        return TypedResults.Created($"/api/groups/{code}", new GroupDto(code, group.Name, viewer.OrganizationCode, [viewer.OrganizationCode]));
+    }
+
+    private static Task<Results<NoContent, NotFound, ProblemHttpResult>> AddGroupMember(string code, string organization, HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time) =>
+        ChangeGroupMember(code, organization, add: true, context, viewer, db, chain, directory, viewers, time);
+
+    private static Task<Results<NoContent, NotFound, ProblemHttpResult>> RemoveGroupMember(string code, string organization, HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time) =>
+        ChangeGroupMember(code, organization, add: false, context, viewer, db, chain, directory, viewers, time);
+
+    private static async Task<Results<NoContent, NotFound, ProblemHttpResult>> ChangeGroupMember(
+        string code, string organizationCode, bool add, HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
+    {
+        var normalized = code.ToUpperInvariant();
+        var group = await db.SharingGroups.SingleOrDefaultAsync(g => g.Code == normalized, context.RequestAborted);
+        if (group is null || await directory.OrganizationAsync(organizationCode, context.RequestAborted) is not { } organization)
+        {
+            return TypedResults.NotFound();
+        }
+
+        if (!Administers(viewer, group.OwnerOrganizationId))
+        {
+            return Problems.Forbidden($"only administrators of the owner organisation manage group {group.Code}");
+        }
+
+        var existing = await db.SharingGroupMembers.SingleOrDefaultAsync(m => m.GroupId == group.Id && m.OrganizationId == organization.Id, context.RequestAborted);
+        if (add && existing is null)
+        {
+            db.SharingGroupMembers.Add(new SharingGroupMember { GroupId = group.Id, OrganizationId = organization.Id });
+        }
+        else if (!add && existing is not null)
+        {
+            db.SharingGroupMembers.Remove(existing);
+        }
+
+        await Changed(db, chain, viewer, "group", new { group = group.Code, organization = organization.Code, added = add }, directory, viewers, time, context.RequestAborted);
+        return TypedResults.NoContent();
+    }
+
+    private static AgreementDto ToDto(Agreement a) => new(a.Id, a.Code, a.Version, a.Name, Releasability.Decode(a.Parties).Select(p => p[4..]).ToList(), a.Rules,
+        new DateTimeOffset(a.CreatedAt, TimeSpan.Zero), a.CreatedBy, a.RetiredAt is { } r ? new DateTimeOffset(r, TimeSpan.Zero) : null);
+
+    private static async Task<Ok<List<AgreementDto>>> ListAgreements(MissionDirectory directory, CancellationToken cancellationToken) =>
+        TypedResults.Ok((await directory.AgreementsAsync(cancellationToken)).OrderBy(a => a.Code, StringComparer.Ordinal).Select(ToDto).ToList());
+
+    private static async Task<Results<Ok<List<AgreementDto>>, NotFound>> AgreementVersions(string code, ConcordDb db, CancellationToken cancellationToken)
+    {
+        var normalized = code.ToUpperInvariant();
+        var versions = await db.Agreements.AsNoTracking().Where(a => a.Code == normalized).OrderBy(a => a.Version).ToListAsync(cancellationToken);
+        return versions.Count == 0 ? TypedResults.NotFound() : TypedResults.Ok(versions.Select(ToDto).ToList());
+    }
+
+    /// <summary>Validates an agreement's text; returns the parties as organisation ids, or the errors.</summary>
+    internal static async Task<(List<Guid> Parties, Dictionary<string, string[]> Errors)> ValidateAgreementAsync(
+        AgreementRequest body, MissionDirectory directory, MarkingFormat markings, CancellationToken cancellationToken)
+    {
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        if (string.IsNullOrWhiteSpace(body.Name) || body.Name.Length > 200)
+        {
+            errors["name"] = ["is required, at most 200 characters"];
+        }
+
+        var parties = new List<Guid>();
+        foreach (var code in body.Parties ?? [])
+        {
+            if (await directory.OrganizationAsync(code, cancellationToken) is { } organization)
+            {
+                parties.Add(organization.Id);
+            }
+            else
+            {
+                errors["parties"] = [$"no organisation has the code '{code}'"];
+            }
+        }
+
+        if (parties.Count == 0 && !errors.ContainsKey("parties"))
+        {
+            errors["parties"] = ["name at least one party organisation"];
+        }
+
+        var rules = body.Rules ?? [];
+        if (rules.Count is 0 or > 200)
+        {
+            errors["rules"] = ["give 1 to 200 rules"];
+        }
+
+        for (var i = 0; i < rules.Count; i++)
+        {
+            var rule = rules[i];
+            var field = $"rules[{i}]";
+            if (!Community.TryNormalize(rule.Reporter ?? "", out var reporter, out _) || !(reporter.StartsWith("org:", StringComparison.Ordinal) || reporter.StartsWith("kind:", StringComparison.Ordinal)))
+            {
+                errors[field + ".reporter"] = ["must be org:CODE or kind:KIND"];
+            }
+            else if (reporter.StartsWith("org:", StringComparison.Ordinal)
+                && (await directory.OrganizationAsync(reporter[4..], cancellationToken) is not { } org || !parties.Contains(org.Id)))
+            {
+                errors[field + ".reporter"] = [$"{reporter} is not a party to the agreement"];
+            }
+
+            if (rule.Category != "*" && !directory.IsKnownCategory(rule.Category ?? ""))
+            {
+                errors[field + ".category"] = [$"'{rule.Category}' is not in the taxonomy (or use *)"];
+            }
+
+            if (rule.Marking is null || !markings.Scheme.TryParse(rule.Marking.Classification ?? "", out _))
+            {
+                errors[field + ".marking.classification"] = [$"must be a level of the {markings.Scheme.Name} scheme"];
+            }
+            else
+            {
+                foreach (var community in rule.Marking.ReleasableTo ?? [])
+                {
+                    if (!Community.TryNormalize(community, out _, out var reason))
+                    {
+                        errors[field + ".marking.releasableTo"] = [reason];
+                    }
+                }
+
+                if (!markings.Caveats.TryGetBits(rule.Marking.Caveats ?? [], out _, out var unknown))
+                {
+                    errors[field + ".marking.caveats"] = [$"unknown caveat '{unknown}'"];
+                }
+            }
+
+            if (rule.Tlp is not null && !Tlps.TryParse(rule.Tlp, out _))
+            {
+                errors[field + ".tlp"] = ["must be one of clear, green, amber, amber+strict, red"];
+            }
+        }
+
+        return (parties, errors);
+    }
+
+    private static async Task<Results<Created<AgreementDto>, ProblemHttpResult>> CreateAgreement(
+        HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<AgreementRequest>(context, 256 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var code = body!.Code?.Trim().ToUpperInvariant() ?? "";
+        var (parties, errors) = await ValidateAgreementAsync(body, directory, markings, context.RequestAborted);
+        if (!Community.IsOrganizationCode(code))
+        {
+            errors["code"] = ["must be 1 to 40 letters, digits, '-' or '_'"];
+        }
+        else if (await db.Agreements.AnyAsync(a => a.Code == code, context.RequestAborted))
+        {
+            return Problems.Field("code", $"agreement '{code}' exists; write a new version with PUT /api/agreements/{code}", StatusCodes.Status409Conflict);
+        }
+
+        if (errors.Count > 0)
+        {
+            return Problems.Invalid(errors);
+        }
+
+        if (!parties.Any(p => Administers(viewer, p)))
+        {
+            return Problems.Forbidden("only administrators of a party organisation (or mission administrators) record its agreements");
+        }
+
+        var agreement = NewVersion(Guid.CreateVersion7(), 1, code, body, parties, directory, viewer, time);
+        db.Agreements.Add(agreement);
+        await Changed(db, chain, viewer, "agreement", new { created = code, version = 1 }, directory, viewers, time, context.RequestAborted);
+        return TypedResults.Created($"/api/agreements/{code}", ToDto(agreement));
+    }
+
+    private static async Task<Results<Ok<AgreementDto>, NotFound, ProblemHttpResult>> ReviseAgreement(
+        string code, HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
+    {
+        var normalized = code.ToUpperInvariant();
+        var latest = await db.Agreements.Where(a => a.Code == normalized).OrderByDescending(a => a.Version).FirstOrDefaultAsync(context.RequestAborted);
+        if (latest is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        var (body, problem) = await JsonBody.ReadAsync<AgreementRequest>(context, 256 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var (parties, errors) = await ValidateAgreementAsync(body!, directory, markings, context.RequestAborted);
+        if (errors.Count > 0)
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var current = Releasability.Decode(latest.Parties).Select(p => directory.Organizations.FirstOrDefault(o => "org:" + o.Code == p)?.Id ?? Guid.Empty);
+        if (!current.Concat(parties).Any(p => Administers(viewer, p)))
+        {
+            return Problems.Forbidden("only administrators of a party organisation (or mission administrators) revise its agreements");
+        }
+
+        var agreement = NewVersion(latest.Id, latest.Version + 1, normalized, body!, parties, directory, viewer, time);
+        db.Agreements.Add(agreement);
+        await Changed(db, chain, viewer, "agreement", new { revised = normalized, version = agreement.Version }, directory, viewers, time, context.RequestAborted);
+        return TypedResults.Ok(ToDto(agreement));
+    }
+
+    private static async Task<Results<NoContent, NotFound, ProblemHttpResult>> RetireAgreement(
+        string code, HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
+    {
+        var normalized = code.ToUpperInvariant();
+        var latest = await db.Agreements.Where(a => a.Code == normalized).OrderByDescending(a => a.Version).FirstOrDefaultAsync(context.RequestAborted);
+        if (latest is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        var parties = Releasability.Decode(latest.Parties).Select(p => directory.Organizations.FirstOrDefault(o => "org:" + o.Code == p)?.Id ?? Guid.Empty);
+        if (!parties.Any(p => Administers(viewer, p)))
+        {
+            return Problems.Forbidden("only administrators of a party organisation (or mission administrators) retire its agreements");
+        }
+
+        latest.RetiredAt ??= time.GetUtcNow().UtcDateTime;
+        await Changed(db, chain, viewer, "agreement", new { retired = normalized, version = latest.Version }, directory, viewers, time, context.RequestAborted);
+        return TypedResults.NoContent();
+    }
+
+    private static Agreement NewVersion(Guid id, int version, string code, AgreementRequest body, List<Guid> parties, MissionDirectory directory, Viewer viewer, TimeProvider time) => new()
+    {
+        Id = id,
+        Version = version,
+        Code = code,
+        Name = body.Name!.Trim(),
+        Parties = Releasability.Encode(parties.Select(p => Community.Organization(directory.Organization(p)!.Code))),
+        RulesJson = JsonSerializer.Serialize(body.Rules, JsonSerializerOptions.Web),
+        CreatedAt = time.GetUtcNow().UtcDateTime,
+        CreatedBy = viewer.UserName,
+    };
+
+    private static async Task<Results<Created<CaveatDto>, ProblemHttpResult>> CreateCaveat(
+        HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<CaveatRequest>(context, 4096);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var (caveat, error) = await CaveatAdmin.AddAsync(db, body!.Code ?? "", body.Description ?? "", context.RequestAborted);
+        if (caveat is null)
+        {
+            return Problems.Field("code", error!, error!.Contains("exists", StringComparison.Ordinal) ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
+        }
+
+        await Changed(db, chain, viewer, "caveat", new { created = caveat.Code, caveat.Bit }, directory, viewers, time, context.RequestAborted);
+        return TypedResults.Created($"/api/caveats/{caveat.Code}", new CaveatDto(caveat.Code, caveat.Description));
+    }
+}
+
+internal static class CaveatAdmin
+{
+    public static async Task<(Caveat? Caveat, string? Error)> AddAsync(ConcordDb db, string code, string description, CancellationToken cancellationToken)
+    {
+        var normalized = code.Trim().ToUpperInvariant();
+        if (!CaveatRegistry.IsValidCode(normalized))
+        {
+            return (null, "a caveat code is 2 to 40 capital letters, digits or '-'");
+        }
+
+        if (string.IsNullOrWhiteSpace(description) || description.Length > 500)
+        {
+            return (null, "a caveat needs a description of at most 500 characters");
+        }
+
+        var existing = await db.Caveats.ToListAsync(cancellationToken);
+        if (existing.Any(c => c.Code == normalized))
+        {
+            return (null, $"caveat {normalized} exists");
+        }
+
+        if (existing.Count >= CaveatRegistry.MaxCaveats)
+        {
+            return (null, $"a deployment has at most {CaveatRegistry.MaxCaveats} caveats");
+        }
+
+        var caveat = new Caveat { Code = normalized, Bit = Enumerable.Range(0, CaveatRegistry.MaxCaveats).First(b => existing.All(c => c.Bit != b)), Description = description.Trim() };
+        db.Caveats.Add(caveat);
+        return (caveat, null);
+    }
+}

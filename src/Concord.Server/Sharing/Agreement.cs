@@ -1,0 +1,142 @@
+using System.Text.Json;
+using Concord.Server.Access;
+
+namespace Concord.Server.Sharing;
+
+/// <summary>
+/// An MOU or SOP as data: which default marking applies to the reports a party creates, by category. Versioned: a change
+/// writes a new version, and each report keeps the version that marked it.
+/// </summary>
+internal sealed class Agreement
+{
+    public required Guid Id { get; init; }
+
+    public required int Version { get; init; }
+
+    public required string Code { get; init; }
+
+    public required string Name { get; init; }
+
+    /// <summary>The party organisations, encoded <c>|org:A|org:B|</c>.</summary>
+    public required string Parties { get; init; }
+
+    public required string RulesJson { get; init; }
+
+    public required DateTime CreatedAt { get; init; }
+
+    public required string CreatedBy { get; init; }
+
+    public DateTime? RetiredAt { get; set; }
+
+    public IReadOnlyList<AgreementRule> Rules => JsonSerializer.Deserialize<List<AgreementRule>>(RulesJson, JsonSerializerOptions.Web) ?? [];
+}
+
+/// <summary>
+/// One rule: reports created by <see cref="Reporter"/> (<c>org:CODE</c> or <c>kind:KIND</c>) whose category is
+/// <see cref="Category"/> or below it (<c>*</c> for any) get <see cref="Marking"/> and <see cref="Tlp"/> by default.
+/// </summary>
+internal sealed record AgreementRule(string Reporter, string Category, MarkingDto Marking, string? Tlp);
+
+/// <summary>The default a report gets from the agreements, with where it came from.</summary>
+internal sealed record DefaultMarking(int Classification, IReadOnlySet<string> ReleasableTo, IReadOnlySet<string> Caveats, Tlp Tlp, Guid AgreementId, int AgreementVersion, string AgreementCode);
+
+/// <summary>Pure decisions about agreements: which rule applies, and whether an explicit marking is looser than it.</summary>
+internal static class AgreementDecisions
+{
+    /// <summary>
+    /// The default for a report: the most specific matching rule (longest category, then an organisation rule over a kind
+    /// rule). Equally specific rules of several agreements combine to what the organisation agreed to in all of them:
+    /// the highest level, the union of communities and caveats, the most restrictive TLP.
+    /// </summary>
+    public static DefaultMarking? Resolve(IEnumerable<Agreement> agreements, string organizationCode, OrganizationKind kind, string category, ClassificationScheme scheme)
+    {
+        var orgToken = Community.Organization(organizationCode);
+        var kindToken = Community.Kind(kind);
+        var matches = new List<(Agreement Agreement, AgreementRule Rule, int Specificity)>();
+        foreach (var agreement in agreements.Where(a => a.RetiredAt is null))
+        {
+            foreach (var rule in agreement.Rules)
+            {
+                var reporter = rule.Reporter.Trim();
+                var byOrganization = string.Equals(reporter, orgToken, StringComparison.OrdinalIgnoreCase);
+                var byKind = string.Equals(reporter, kindToken, StringComparison.OrdinalIgnoreCase);
+                if (!byOrganization && !byKind)
+                {
+                    continue;
+                }
+
+                var categoryLength = rule.Category == "*" ? 0
+                    : category == rule.Category || category.StartsWith(rule.Category + ".", StringComparison.Ordinal) ? rule.Category.Length : -1;
+                if (categoryLength >= 0)
+                {
+                    matches.Add((agreement, rule, (categoryLength * 2) + (byOrganization ? 1 : 0)));
+                }
+            }
+        }
+
+        if (matches.Count == 0)
+        {
+            return null;
+        }
+
+        var best = matches.Max(m => m.Specificity);
+        var chosen = matches.Where(m => m.Specificity == best).ToList();
+        var level = 0;
+        var communities = new HashSet<string>(StringComparer.Ordinal);
+        var caveats = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var tlp = Tlp.Clear;
+        foreach (var (_, rule, _) in chosen)
+        {
+            if (scheme.TryParse(rule.Marking.Classification, out var l))
+            {
+                level = Math.Max(level, l);
+            }
+
+            foreach (var raw in rule.Marking.ReleasableTo ?? [])
+            {
+                if (Community.TryNormalize(raw, out var token, out _))
+                {
+                    communities.Add(token);
+                }
+            }
+
+            caveats.UnionWith(rule.Marking.Caveats ?? []);
+            var ruleTlp = Tlps.TryParse(rule.Tlp, out var t) ? t : Tlp.Amber;
+            tlp = ruleTlp > tlp ? ruleTlp : tlp;
+        }
+
+        communities.Add(orgToken);
+        var source = chosen.OrderBy(c => c.Agreement.Code, StringComparer.Ordinal).First().Agreement;
+        return new DefaultMarking(level, communities, caveats, tlp, source.Id, source.Version, source.Code);
+    }
+
+    /// <summary>Why an explicit marking is looser than the default, or null when it is at least as restrictive.</summary>
+    public static string? Loosening(DefaultMarking @default, int classification, IReadOnlyCollection<string> releasableTo, IReadOnlyCollection<string> caveats, Tlp tlp, string authorOrganizationCode, ClassificationScheme scheme)
+    {
+        var reasons = new List<string>();
+        if (classification < @default.Classification)
+        {
+            reasons.Add($"classification below {scheme.Label(@default.Classification)}");
+        }
+
+        var own = Community.Organization(authorOrganizationCode);
+        var wider = releasableTo.Where(c => c != own && !@default.ReleasableTo.Contains(c)).ToList();
+        if (wider.Count > 0)
+        {
+            reasons.Add($"released also to {string.Join(", ", wider)}");
+        }
+
+        var dropped = @default.Caveats.Where(c => !caveats.Contains(c, StringComparer.OrdinalIgnoreCase)).ToList();
+        if (dropped.Count > 0)
+        {
+            reasons.Add($"without caveat {string.Join(", ", dropped)}");
+        }
+
+        if (tlp < @default.Tlp)
+        {
+            reasons.Add($"{Tlps.Label(tlp)} instead of {Tlps.Label(@default.Tlp)}");
+        }
+
+        return reasons.Count == 0 ? null : string.Join("; ", reasons);
+    }
+}

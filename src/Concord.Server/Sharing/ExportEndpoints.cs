@@ -1,0 +1,143 @@
+using System.Globalization;
+using System.Text;
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Data;
+using Concord.Server.Http;
+using Concord.Server.Reports;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Sharing;
+
+internal sealed record CountDto(long Count);
+
+internal sealed record CategoryCount(string Category, long Count);
+
+/// <summary>
+/// What leaves Concord, and the counts derived from what is in it. Exports carry only what the viewer may see and whose
+/// TLP allows the stated audience; counts are computed over visible records only.
+/// </summary>
+internal static class ExportEndpoints
+{
+    public const int MaxExportRows = 100_000;
+
+    public static void MapExports(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api").WithTags("Sharing").RequireAuthorization();
+        group.MapGet("/exports/reports.csv", ReportsCsv)
+            .Produces(StatusCodes.Status200OK, contentType: "text/csv")
+            .WithSummary("Reports you may see whose TLP allows the audience (public, community, clients, organization), as CSV.");
+        group.MapGet("/reports/count", Count).WithSummary("How many reports you may see match the filters.");
+        group.MapGet("/reports/by-category", ByCategory).WithSummary("Counts of the reports you may see, by category.");
+    }
+
+    internal static bool TryAudience(string? text, out ExportAudience audience) =>
+        Enum.TryParse(text, true, out audience) && Enum.IsDefined(audience) && !int.TryParse(text, out _);
+
+    internal static IQueryable<Report> Filter(ConcordDb db, ListQuery query, Guid? organizationId)
+    {
+        IQueryable<Report> reports = db.Reports.AsNoTracking();
+        if (query.Bbox is { } box)
+        {
+            reports = reports.Where(r => r.Latitude >= box.South && r.Latitude <= box.North && r.Longitude >= box.West && r.Longitude <= box.East);
+        }
+
+        if (query.From is { } from)
+        {
+            reports = reports.Where(r => r.ObservedAt >= from);
+        }
+
+        if (query.To is { } to)
+        {
+            reports = reports.Where(r => r.ObservedAt <= to);
+        }
+
+        if (query.Category is { } category)
+        {
+            var under = category + ".";
+            reports = reports.Where(r => r.Category == category || r.Category.StartsWith(under));
+        }
+
+        if (organizationId is { } org)
+        {
+            reports = reports.Where(r => r.OrganizationId == org);
+        }
+
+        return reports;
+    }
+
+    private static async Task<IResult> ReportsCsv(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
+    {
+        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        {
+            return Problems.Invalid(errors);
+        }
+
+        if (!TryAudience(context.Request.Query["audience"], out var audience))
+        {
+            return Problems.Field("audience", "is required: public, community, clients or organization (who the export is for decides which TLP levels it may carry)");
+        }
+
+        var organizationId = query.Organization is { } code ? (await directory.OrganizationAsync(code, context.RequestAborted))?.Id ?? Guid.Empty : (Guid?)null;
+        var allowed = Enum.GetValues<Tlp>().Where(t => Tlps.MayGoTo(t, audience)).ToList();
+        var rows = await Filter(db, query, organizationId)
+            .Where(r => allowed.Contains(r.Tlp))
+            .VisibleTo(viewer)
+            .OrderBy(r => r.ObservedAt).ThenBy(r => r.Number)
+            .Take(MaxExportRows)
+            .ToListAsync(context.RequestAborted);
+
+        if (Audits.Read(viewer, "report", rows.Select(r => (r.Id, r.Classification)).ToList(), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime) is { } entry)
+        {
+            await audit.RecordAsync(entry, context.RequestAborted);
+        }
+
+        var highest = rows.Count == 0 ? 0 : rows.Max(r => r.Classification);
+        context.Response.ContentType = "text/csv; charset=utf-8";
+        context.Response.Headers.ContentDisposition = $"attachment; filename=\"concord-reports-{audience.ToString().ToLowerInvariant()}.csv\"";
+        context.Response.Headers["X-Concord-Classification"] = markings.Scheme.Label(highest);
+        context.Response.Headers["X-Concord-Audience"] = audience.ToString().ToLowerInvariant();
+        var csv = new StringBuilder();
+        csv.AppendLine("id,observed_at,precision,latitude,longitude,precision_m,area,category,killed_civilian_best,killed_other_best,injured_civilian_best,injured_other_best,narrative,source_grade,marking,tlp,organization");
+        foreach (var r in rows)
+        {
+            var organization = directory.Organization(r.OrganizationId)?.Code ?? "";
+            csv.Append(CultureInfo.InvariantCulture, $"{r.Id},{r.ObservedAt:yyyy-MM-ddTHH:mm:ssZ},{r.ObservedPrecision.ToString().ToLowerInvariant()},")
+                .Append(CultureInfo.InvariantCulture, $"{r.Latitude:0.######},{r.Longitude:0.######},{r.LocationPrecisionMeters:0},{Quote(directory.Area(r.AreaId)?.Name)},{r.Category},")
+                .Append(CultureInfo.InvariantCulture, $"{r.KilledCivilianBest},{r.KilledOtherBest},{r.InjuredCivilianBest},{r.InjuredOtherBest},{Quote(r.Narrative)},")
+                .Append(CultureInfo.InvariantCulture, $"{r.SourceReliability}{r.SourceCredibility},{Quote(markings.ToDto(r).Label)},{Tlps.Label(r.Tlp)},{organization}")
+                .AppendLine();
+        }
+
+        return TypedResults.Text(csv.ToString(), "text/csv; charset=utf-8", Encoding.UTF8);
+    }
+
+    private static async Task<Results<Ok<CountDto>, ProblemHttpResult>> Count(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory)
+    {
+        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var organizationId = query.Organization is { } code ? (await directory.OrganizationAsync(code, context.RequestAborted))?.Id ?? Guid.Empty : (Guid?)null;
+        return TypedResults.Ok(new CountDto(await Filter(db, query, organizationId).VisibleTo(viewer).LongCountAsync(context.RequestAborted)));
+    }
+
+    private static async Task<Results<Ok<List<CategoryCount>>, ProblemHttpResult>> ByCategory(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory)
+    {
+        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var organizationId = query.Organization is { } code ? (await directory.OrganizationAsync(code, context.RequestAborted))?.Id ?? Guid.Empty : (Guid?)null;
+        var counts = await Filter(db, query, organizationId).VisibleTo(viewer)
+            .GroupBy(r => r.Category).Select(g => new CategoryCount(g.Key, g.LongCount()))
+            .ToListAsync(context.RequestAborted);
+        return TypedResults.Ok(counts.OrderByDescending(c => c.Count).ThenBy(c => c.Category, StringComparer.Ordinal).ToList());
+    }
+
+    private static string Quote(string? text) =>
+        text is null ? "" : "\"" + text.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+}

@@ -1,0 +1,171 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Data;
+using Concord.Server.Http;
+using Concord.Server.Incidents;
+using Concord.Server.Reports;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Sharing;
+
+internal sealed record ReleaseRequest(MarkingDto? Marking, string? Tlp, double? GridDegrees, string? Narrative, string? Reason);
+
+/// <summary>
+/// Sanitised release ("tearline"): a releaser of the reporting organisation publishes a copy of a report at a lower marking,
+/// with the place coarsened to a grid cell, the source removed and the narrative rewritten. The original stays untouched;
+/// the copy points to it, joins the same incident, and the release is audited with its reason.
+/// </summary>
+internal static class ReleaseEndpoints
+{
+    public const double MinGrid = 0.01;
+    public const double MaxGrid = 5.0;
+
+    public static void MapReleases(this IEndpointRouteBuilder app) =>
+        app.MapPost("/api/reports/{id:guid}/releases", Release).WithTags("Sharing").RequireAuthorization(Policies.Releaser)
+            .Accepts<ReleaseRequest>("application/json")
+            .WithSummary("Publish a sanitised copy of a report at a lower marking (releasers of the reporting organisation).");
+
+    /// <summary>The centre of the grid cell a coordinate falls in.</summary>
+    public static double Snap(double value, double grid) => (Math.Floor(value / grid) * grid) + (grid / 2);
+
+    private static async Task<Results<Created<ReportDto>, NotFound, ProblemHttpResult>> Release(
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time)
+    {
+        var original = await db.Reports.AsNoTracking().VisibleTo(viewer).SingleOrDefaultAsync(r => r.Id == id, context.RequestAborted);
+        if (original is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        if (original.OrganizationId != viewer.OrganizationId)
+        {
+            return Problems.Forbidden("only a releaser of the reporting organisation may release its report");
+        }
+
+        var (body, problem) = await JsonBody.ReadAsync<ReleaseRequest>(context, ReportEndpoints.MaxBodyBytes);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        if (string.IsNullOrWhiteSpace(body!.Narrative))
+        {
+            errors["narrative"] = ["is required: a release is rewritten for its wider audience"];
+        }
+        else if (body.Narrative.Length > ReportRules.MaxNarrativeLength)
+        {
+            errors["narrative"] = [$"at most {ReportRules.MaxNarrativeLength} characters are allowed"];
+        }
+
+        if (string.IsNullOrWhiteSpace(body.Reason) || body.Reason.Length > 1000)
+        {
+            errors["reason"] = ["is required (at most 1,000 characters): the audit keeps why this was released"];
+        }
+
+        var grid = body.GridDegrees ?? 0.1;
+        if (!double.IsFinite(grid) || grid < MinGrid || grid > MaxGrid)
+        {
+            errors["gridDegrees"] = [$"must be between {MinGrid} and {MaxGrid} degrees"];
+        }
+
+        var tlp = Tlp.Amber;
+        if (body.Tlp is not null && !Tlps.TryParse(body.Tlp, out tlp))
+        {
+            errors["tlp"] = ["must be one of clear, green, amber, amber+strict, red"];
+        }
+
+        int classification = 0;
+        string releasableTo = "";
+        long caveats = 0;
+        if (body.Marking is null)
+        {
+            errors["marking"] = ["is required: the marking the sanitised copy is released at"];
+        }
+        else
+        {
+            markings.TryRead(body.Marking, viewer, "marking", errors, out classification, out releasableTo, out caveats);
+        }
+
+        if (errors.Count > 0)
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var now = time.GetUtcNow().UtcDateTime;
+        var latitude = Math.Clamp(Snap(original.Latitude, grid), -90, 90);
+        var longitude = Math.Clamp(Snap(original.Longitude, grid), -180, 180);
+        // Half the cell's diagonal, so the precision covers wherever in the cell the event was.
+        var cellMeters = grid * 111_320 * Math.Sqrt(2) / 2;
+        var copy = new Report
+        {
+            Id = Guid.CreateVersion7(),
+            OrganizationId = viewer.OrganizationId,
+            MemberId = viewer.MemberId,
+            ObservedAt = original.ObservedAt,
+            ObservedPrecision = original.ObservedPrecision,
+            Latitude = latitude,
+            Longitude = longitude,
+            LocationPrecisionMeters = Math.Max(original.LocationPrecisionMeters, cellMeters),
+            AreaId = directory.AreaAt(latitude, longitude)?.Id,
+            Category = original.Category,
+            KilledCivilianLow = original.KilledCivilianLow,
+            KilledCivilianBest = original.KilledCivilianBest,
+            KilledCivilianHigh = original.KilledCivilianHigh,
+            KilledOtherLow = original.KilledOtherLow,
+            KilledOtherBest = original.KilledOtherBest,
+            KilledOtherHigh = original.KilledOtherHigh,
+            InjuredCivilianLow = original.InjuredCivilianLow,
+            InjuredCivilianBest = original.InjuredCivilianBest,
+            InjuredCivilianHigh = original.InjuredCivilianHigh,
+            InjuredOtherLow = original.InjuredOtherLow,
+            InjuredOtherBest = original.InjuredOtherBest,
+            InjuredOtherHigh = original.InjuredOtherHigh,
+            Narrative = body.Narrative!.Trim(),
+            NarrativeLanguage = original.NarrativeLanguage,
+            Actors = original.Actors,
+            SourceReliability = original.SourceReliability,
+            SourceCredibility = original.SourceCredibility,
+            SourceDescription = $"Sanitised release by {viewer.OrganizationCode}",
+            ProtectedSource = null,
+            Classification = classification,
+            ReleasableTo = releasableTo,
+            Caveats = caveats,
+            Tlp = tlp,
+            ReleasedFrom = original.Id,
+            ReceivedAt = now,
+            RequestHash = Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(body, JsonBody.Options))),
+        };
+        db.Reports.Add(copy);
+        var incidentId = await db.IncidentReports.Where(l => l.ReportId == original.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefaultAsync(context.RequestAborted);
+        if (incidentId is { } existing)
+        {
+            await IncidentEndpoints.LinkAsync(db, existing, copy, now, context.RequestAborted);
+        }
+        else
+        {
+            var incident = IncidentSummary.OpenFor(copy, now);
+            db.Incidents.Add(incident);
+            db.IncidentReports.Add(new IncidentReport { IncidentId = incident.Id, ReportId = copy.Id, Contribution = 1.0, LinkedAt = now });
+            incidentId = incident.Id;
+        }
+
+        await chain.SaveAsync(db,
+        [
+            Audits.Entry(viewer, AuditActions.Release, "report", original.Id, original.Classification, now, Audits.Detail(new
+            {
+                release = copy.Id,
+                reason = body.Reason!.Trim(),
+                gridDegrees = grid,
+                from = markings.ToDto(original).Label,
+                to = markings.ToDto(copy).Label,
+                tlp = Tlps.Label(tlp),
+            })),
+            Audits.Created(viewer, copy, markings, now),
+        ], context.RequestAborted);
+        return TypedResults.Created($"/api/reports/{copy.Id}", copy.ToDto(incidentId, viewer, directory, markings));
+    }
+}

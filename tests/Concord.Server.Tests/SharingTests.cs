@@ -1,0 +1,299 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Concord.Server.Audit;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Concord.Server.Tests;
+
+public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer
+{
+    private static Guid Id(JsonElement e, string property = "id") => e.GetProperty(property).GetGuid();
+
+    [Fact]
+    public async Task Exports_carry_only_what_the_tlp_allows_for_the_audience()
+    {
+        var client = server.ClientFor("joc");
+        var tag = "tlp" + Guid.NewGuid().ToString("N")[..8];
+        var ids = new Dictionary<string, Guid>();
+        foreach (var tlp in new[] { "clear", "green", "amber", "amber+strict", "red" })
+        {
+            var (_, created) = await client.PostJson("/api/reports", new Dictionary<string, object?>(Fields(Api.Report(narrative: $"{tag} {tlp}"))) { ["tlp"] = tlp });
+            ids[tlp] = Id(created);
+        }
+
+        async Task<HashSet<Guid>> Export(string audience)
+        {
+            var response = await client.GetAsync($"/api/exports/reports.csv?audience={audience}&organization=JOC&from=2026-10-01T00:00:00Z");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var text = await response.Content.ReadAsStringAsync();
+            return text.Split('\n').Skip(1).Where(l => l.Contains(tag, StringComparison.Ordinal)).Select(l => Guid.Parse(l[..36])).ToHashSet();
+        }
+
+        Assert.Equal([ids["clear"]], await Export("public"));
+        Assert.Equal(new[] { ids["clear"], ids["green"] }.ToHashSet(), await Export("community"));
+        Assert.Equal(new[] { ids["clear"], ids["green"], ids["amber"] }.ToHashSet(), await Export("clients"));
+        Assert.Equal(new[] { ids["clear"], ids["green"], ids["amber"], ids["amber+strict"] }.ToHashSet(), await Export("organization"));
+        var (missing, problem) = await client.GetJson("/api/exports/reports.csv");
+        Assert.Equal(HttpStatusCode.BadRequest, missing.StatusCode);
+        Assert.Equal(["audience"], problem.ErrorFields());
+        var (_, report) = await client.GetJson($"/api/reports/{ids["amber+strict"]}");
+        Assert.Equal("TLP:AMBER+STRICT", report.GetProperty("tlp").GetString());
+    }
+
+    [Fact]
+    public async Task A_sharing_group_opens_records_to_its_member_organisations_and_only_its_owner_manages_it()
+    {
+        var code = "PWG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var admin = server.ClientFor("unpoladmin");
+        var (created, group) = await admin.PostJson("/api/groups", new { code, name = "Protection working group" });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, group.ToString());
+        var added = await admin.PutAsync($"/api/groups/{code}/members/OCHA", null);
+        var (posted, report) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", [$"group:{code}"])));
+        Assert.True(posted.StatusCode == HttpStatusCode.Created, report.ToString());
+        var path = $"/api/reports/{Id(report)}";
+
+        var ochaSees = await server.ClientFor("ocha").GetAsync(path);
+        var forceSees = await server.ClientFor("force").GetAsync(path);
+        var foreignAdmin = await server.ClientFor("jocadmin").DeleteAsync($"/api/groups/{code}/members/OCHA");
+        var byOwner = await admin.DeleteAsync($"/api/groups/{code}/members/OCHA");
+        var ochaAfter = await server.ClientFor("ocha").GetAsync(path);
+        var (_, groups) = await server.ClientFor("pref").GetJson("/api/groups");
+
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, added.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, ochaSees.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, forceSees.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, foreignAdmin.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, byOwner.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, ochaAfter.StatusCode);
+        Assert.Equal(["UNPOL"], groups.EnumerateArray().Single(g => g.GetProperty("code").GetString() == code).GetProperty("members").EnumerateArray().Select(m => m.GetString()!).ToArray());
+        var (notOwner, _) = await server.ClientFor("ocha").PostJson("/api/groups", new { code = code + "X", name = "x" });
+        Assert.Equal(HttpStatusCode.Forbidden, notOwner.StatusCode);
+    }
+
+    [Fact]
+    public async Task An_agreement_marks_reports_by_default_and_only_a_releaser_may_loosen_it()
+    {
+        var code = "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var agreement = new
+        {
+            code,
+            name = "UNPOL–Force information sharing MOU",
+            parties = new[] { "UNPOL", "FORCE" },
+            rules = new[]
+            {
+                new { reporter = "org:UNPOL", category = "poc", marking = Api.Marking("CONFIDENTIAL", ["kind:military", "org:JOC"]), tlp = "amber+strict" },
+            },
+        };
+        var (recorded, v1) = await server.ClientFor("unpoladmin").PostJson("/api/agreements", agreement);
+        Assert.Equal(HttpStatusCode.Created, recorded.StatusCode);
+
+        var (_, byDefault) = await server.ClientFor("unpol").PostJson("/api/reports", Fields(Api.Report(category: "poc.abduction", marking: null), without: "marking"));
+        var (looser, problem) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        var (stricter, _) = await server.ClientFor("unpol").PostJson("/api/reports", Fields(Api.Report(category: "poc.abduction", marking: Api.Marking("CONFIDENTIAL", ["org:JOC"], ["SOURCE-PROTECTED"])), tlp: "red"));
+        var (byReleaser, loosened) = await server.ClientFor("unpoladmin").PostJson("/api/reports", Api.Report(category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        var (otherCategory, free) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(category: "acled.riots", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+
+        var marking = byDefault.GetProperty("marking");
+        Assert.Equal("CONFIDENTIAL", marking.GetProperty("classification").GetString());
+        Assert.Equal(["kind:military", "org:JOC", "org:UNPOL"], marking.GetProperty("releasableTo").EnumerateArray().Select(c => c.GetString()!).ToArray());
+        Assert.Equal("TLP:AMBER+STRICT", byDefault.GetProperty("tlp").GetString());
+        Assert.Equal(Id(v1), byDefault.GetProperty("agreement").GetProperty("id").GetGuid());
+        Assert.Equal(1, byDefault.GetProperty("agreement").GetProperty("version").GetInt32());
+        Assert.Equal(HttpStatusCode.BadRequest, looser.StatusCode);
+        Assert.Contains("only a releaser may loosen it", problem.GetProperty("errors").GetProperty("marking")[0].GetString());
+        Assert.Equal(HttpStatusCode.Created, stricter.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, byReleaser.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, otherCategory.StatusCode);
+        Assert.Equal("UNCLASSIFIED", free.GetProperty("marking").GetProperty("classification").GetString());
+        var entries = await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == Id(loosened)).Select(a => a.Action).ToListAsync());
+        Assert.Contains(AuditActions.MarkingLoosened, entries);
+
+        // A new version applies to new reports; old reports keep the version that marked them.
+        var (put, v2) = await server.ClientFor("unpoladmin").PutAsJsonAsync($"/api/agreements/{code}",
+            new { name = agreement.name, parties = agreement.parties, rules = new[] { new { reporter = "org:UNPOL", category = "poc", marking = Api.Marking("STRICTLY CONFIDENTIAL", ["org:JOC"]), tlp = "red" } } })
+            is var r ? (r, await r.Json()) : default;
+        var (_, afterRevision) = await server.ClientFor("jocadmin").GetJson($"/api/reports/{Id(byDefault)}");
+        Assert.Equal(HttpStatusCode.OK, put.StatusCode);
+        Assert.Equal(2, v2.GetProperty("version").GetInt32());
+        Assert.Equal(1, afterRevision.GetProperty("agreement").GetProperty("version").GetInt32());
+        var (_, versions) = await server.ClientFor("pref").GetJson($"/api/agreements/{code}");
+        Assert.Equal(2, versions.GetArrayLength());
+        var (foreign, _) = await server.ClientFor("ocha").PostJson("/api/agreements", agreement with { code = code + "X" });
+        Assert.Equal(HttpStatusCode.Forbidden, foreign.StatusCode);
+    }
+
+    [Fact]
+    public async Task An_incident_shows_each_viewer_only_what_its_visible_reports_say()
+    {
+        var tag = "derived" + Guid.NewGuid().ToString("N")[..8];
+        var (_, open) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: $"{tag} open account", latitude: 6.0, longitude: 20.0,
+            marking: Api.Marking("UNCLASSIFIED", ["mission"]), observedAt: Api.Recent));
+        var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Fields(Api.Report(narrative: $"{tag} secret account, 40 killed", latitude: 6.2, longitude: 20.2,
+            marking: Api.Marking("STRICTLY CONFIDENTIAL", []), observedAt: Api.Recent.AddDays(-2)), killed: 40));
+        var target = Id(open, "incidentId");
+
+        var (merged, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{target}/merge", new { incidents = new[] { Id(secret, "incidentId") } });
+        var (_, full) = await server.ClientFor("joc").GetJson($"/api/incidents/{target}");
+        var (_, partial) = await server.ClientFor("pref").GetJson($"/api/incidents/{target}");
+        var (_, list) = await server.ClientFor("pref").GetJson($"/api/incidents?q={tag}");
+        var (_, geo) = await server.ClientFor("pref").GetJson("/api/incidents/geojson?bbox=19.9,5.9,20.3,6.3");
+        var gone = await server.ClientFor("joc").GetAsync($"/api/incidents/{Id(secret, "incidentId")}");
+
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        Assert.Equal(2, full.GetProperty("reportCount").GetInt32());
+        Assert.Equal(Api.Recent.AddDays(-2), full.GetProperty("startsAt").GetDateTimeOffset());
+        Assert.Equal("STRICTLY CONFIDENTIAL", full.GetProperty("marking").GetProperty("classification").GetString());
+        Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
+
+        Assert.Equal(1, partial.GetProperty("reportCount").GetInt32());
+        Assert.Equal([Id(open)], partial.GetProperty("reports").EnumerateArray().Select(r => Id(r)).ToArray());
+        Assert.Equal(Api.Recent, partial.GetProperty("startsAt").GetDateTimeOffset());
+        Assert.Equal(3, partial.GetProperty("killedBest").GetInt32());
+        Assert.Equal(6.0, partial.GetProperty("location").GetProperty("latitude").GetDouble());
+        Assert.Equal("UNCLASSIFIED", partial.GetProperty("marking").GetProperty("classification").GetString());
+        Assert.DoesNotContain("secret", partial.ToString());
+        Assert.Equal(1, list.GetProperty("items")[0].GetProperty("reportCount").GetInt32());
+        var feature = geo.GetProperty("features").EnumerateArray().Single(f => f.GetProperty("id").GetGuid() == target);
+        Assert.Equal([20.0, 6.0], feature.GetProperty("geometry").GetProperty("coordinates").EnumerateArray().Select(c => c.GetDouble()).ToArray());
+        Assert.Equal(1, feature.GetProperty("properties").GetProperty("reportCount").GetInt32());
+
+        var (_, hidden) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(marking: Api.Marking("STRICTLY CONFIDENTIAL", [])));
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("pref").GetAsync($"/api/incidents/{Id(hidden, "incidentId")}")).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_releaser_publishes_a_sanitised_copy_and_the_original_stays_untouched()
+    {
+        var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: 5.7612, longitude: 20.6724,
+            marking: Api.Marking("CONFIDENTIAL", ["org:JOC"], ["SOURCE-PROTECTED"]),
+            source: new { reliability = "B", credibility = 2, description = "Informant network", protectedIdentity = "Informant K-17" }));
+        var path = $"/api/reports/{Id(original)}/releases";
+        var release = new
+        {
+            marking = Api.Marking("UNCLASSIFIED", ["mission"]),
+            tlp = "green",
+            gridDegrees = 0.5,
+            narrative = "Armed clash reported in the Bambari area.",
+            reason = "Needed by humanitarian partners for access planning",
+        };
+
+        var (byReporter, _) = await server.ClientFor("unpol").PostJson(path, release);
+        var (byOtherOrganisation, _) = await server.ClientFor("jocadmin").PostJson(path, release);
+        var (withoutReason, problem) = await server.ClientFor("unpoladmin").PostJson(path, release with { reason = "" });
+        var (created, copy) = await server.ClientFor("unpoladmin").PostJson(path, release);
+
+        Assert.Equal(HttpStatusCode.Forbidden, byReporter.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, byOtherOrganisation.StatusCode);
+        Assert.Equal(["reason"], problem.ErrorFields());
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        Assert.Equal(Id(original), copy.GetProperty("releasedFrom").GetGuid());
+        Assert.Equal(5.75, copy.GetProperty("location").GetProperty("latitude").GetDouble(), 6);
+        Assert.Equal(20.75, copy.GetProperty("location").GetProperty("longitude").GetDouble(), 6);
+        Assert.True(copy.GetProperty("location").GetProperty("precisionMeters").GetDouble() > 39_000);
+        Assert.False(copy.GetProperty("source").TryGetProperty("protectedIdentity", out _));
+        Assert.DoesNotContain("Informant", copy.ToString());
+
+        var prefCopy = await server.ClientFor("pref").GetAsync($"/api/reports/{Id(copy)}");
+        var prefOriginal = await server.ClientFor("pref").GetAsync($"/api/reports/{Id(original)}");
+        var (_, incident) = await server.ClientFor("pref").GetJson($"/api/incidents/{Id(original, "incidentId")}");
+        var (_, stillOriginal) = await server.ClientFor("unpol").GetJson($"/api/reports/{Id(original)}");
+        Assert.Equal(HttpStatusCode.OK, prefCopy.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, prefOriginal.StatusCode);
+        Assert.Equal([Id(copy)], incident.GetProperty("reports").EnumerateArray().Select(r => Id(r)).ToArray());
+        Assert.Equal(5.7612, stillOriginal.GetProperty("location").GetProperty("latitude").GetDouble());
+        Assert.Equal("Informant K-17", stillOriginal.GetProperty("source").GetProperty("protectedIdentity").GetString());
+        var audit = await server.WithDbAsync(db => db.Audit.Where(a => a.Action == AuditActions.Release && a.EntityId == Id(original)).ToListAsync());
+        Assert.Contains("access planning", Assert.Single(audit).Detail);
+    }
+
+    [Fact]
+    public async Task Auditors_query_the_log_which_records_creates_and_classified_reads()
+    {
+        var (_, report) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["mission"])));
+        await server.ClientFor("joc").GetAsync($"/api/reports/{Id(report)}");
+
+        var (response, page) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={Id(report)}");
+        var forbidden = await server.ClientFor("force").GetAsync("/api/audit");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var entries = page.GetProperty("items").EnumerateArray().ToList();
+        Assert.Contains(entries, e => e.GetProperty("action").GetString() == "create" && e.GetProperty("actor").GetString() == "force");
+        Assert.Contains(entries, e => e.GetProperty("action").GetString() == "read" && e.GetProperty("actor").GetString() == "joc");
+        Assert.All(entries, e => Assert.Equal("CONFIDENTIAL", e.GetProperty("classification").GetString()));
+        Assert.Equal(HttpStatusCode.Forbidden, forbidden.StatusCode);
+        var verification = await server.WithDbAsync(db => AuditVerifier.VerifyAsync(db, CancellationToken.None));
+        Assert.True(verification.Intact, verification.Problem);
+    }
+
+    [Fact]
+    public async Task Administrators_manage_their_own_members_and_grant_nothing_they_do_not_hold()
+    {
+        var name = "u" + Guid.NewGuid().ToString("N")[..8];
+        var admin = server.ClientFor("unpoladmin");
+        var (tooHigh, high) = await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "STRICTLY CONFIDENTIAL" });
+        var (elsewhere, _) = await admin.PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password" });
+        var (created, member) = await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "CONFIDENTIAL", roles = new[] { "reporter" } });
+        var patch = await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = true });
+        var foreign = await server.ClientFor("ocha").PatchAsJsonAsync($"/api/members/{name}", new { disabled = false });
+        var (orgByAdmin, _) = await admin.PostJson("/api/organizations", new { code = "NEWORG", name = "New", kind = "police" });
+        var (orgByMissionAdmin, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations", new { code = "UNMAS" + Guid.NewGuid().ToString("N")[..4], name = "UN Mine Action Service", kind = "humanitarian" });
+
+        Assert.Equal(HttpStatusCode.BadRequest, tooHigh.StatusCode);
+        Assert.Equal(["clearance"], high.ErrorFields());
+        Assert.Equal(HttpStatusCode.Forbidden, elsewhere.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        Assert.Equal("CONFIDENTIAL", member.GetProperty("clearance").GetString());
+        Assert.Equal(HttpStatusCode.OK, patch.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, foreign.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, orgByAdmin.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, orgByMissionAdmin.StatusCode);
+        var (signIn, _) = await server.Anonymous().PostJson("/api/auth/signin", new { userName = name, password = "a-long-password" });
+        Assert.Equal(HttpStatusCode.Unauthorized, signIn.StatusCode);
+    }
+
+    [Fact]
+    public void Every_endpoint_declares_its_authorization()
+    {
+        var endpoints = server.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>().ToList();
+
+        Assert.True(endpoints.Count > 30);
+        var undeclared = endpoints
+            .Where(e => e.Metadata.GetMetadata<IAuthorizeData>() is null && e.Metadata.GetMetadata<IAllowAnonymous>() is null)
+            .Select(e => e.RoutePattern.RawText)
+            .ToList();
+        Assert.Empty(undeclared);
+        var anonymous = endpoints.Where(e => e.Metadata.GetMetadata<IAllowAnonymous>() is not null).Select(e => e.RoutePattern.RawText).Order().ToList();
+        Assert.Equal(["/api/auth/signin", "/health", "/openapi/{documentName}.json"], anonymous);
+    }
+
+    private static Dictionary<string, object?> Fields(object report, string? without = null, int? killed = null, string? tlp = null)
+    {
+        var fields = JsonSerializer.Deserialize<Dictionary<string, object?>>(JsonSerializer.Serialize(report, JsonSerializerOptions.Web))!;
+        if (without is not null)
+        {
+            fields.Remove(without);
+        }
+
+        if (killed is { } k)
+        {
+            fields["casualties"] = new { killedOther = new { best = k } };
+        }
+
+        if (tlp is not null)
+        {
+            fields["tlp"] = tlp;
+        }
+
+        return fields;
+    }
+}
+
+public sealed class SharingTests_Sqlite(SqliteServer server) : SharingTests<SqliteServer>(server);
+
+public sealed class SharingTests_Postgres(PostgresServer server) : SharingTests<PostgresServer>(server);
