@@ -114,6 +114,101 @@ public abstract class CliTests : IAsyncLifetime
         Assert.True(await db.Members.CountAsync() >= 10);
     }
 
+    [Fact]
+    public async Task Audit_verify_names_the_entry_that_was_altered_removed_or_inserted()
+    {
+        await Run(["demo", "--seed-only", .. StoreArguments]);
+        await using var services = Services(await StoreAsync());
+        await services.PrepareStoreAsync(CancellationToken.None);
+
+        async Task Sql(string sql)
+        {
+            await using var scope = services.CreateAsyncScope();
+            await scope.ServiceProvider.GetRequiredService<ConcordDb>().Database.ExecuteSqlRawAsync(sql);
+        }
+
+        var intact = await Run(["audit", "verify", .. StoreArguments]);
+        Assert.Equal(0, intact.Exit);
+        Assert.Matches("audit chain intact: 18\\d\\d entries", intact.Output);
+
+        await Sql("CREATE TABLE audit_backup AS SELECT * FROM audit WHERE chain_index = 100");
+        await Sql("UPDATE audit SET detail = detail || ' ' WHERE chain_index = 100");
+        var altered = await Run(["audit", "verify", .. StoreArguments]);
+        await Sql("DELETE FROM audit WHERE chain_index = 100");
+        await Sql("INSERT INTO audit SELECT * FROM audit_backup");
+        var restored = await Run(["audit", "verify", .. StoreArguments]);
+
+        await Sql("CREATE TABLE audit_backup2 AS SELECT * FROM audit WHERE chain_index = 200");
+        await Sql("DELETE FROM audit WHERE chain_index = 200");
+        var removed = await Run(["audit", "verify", .. StoreArguments]);
+        await Sql("INSERT INTO audit SELECT * FROM audit_backup2");
+
+        // A forged entry slipped into the middle, with a hash that is right for its own content.
+        await Sql("UPDATE audit SET chain_index = -chain_index - 1 WHERE chain_index >= 300");
+        await Sql("UPDATE audit SET chain_index = -chain_index WHERE chain_index < 0");
+        await using (var scope = services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            var previous = await db.Audit.SingleAsync(a => a.ChainIndex == 299);
+            var forged = new Audit.AuditEntry { ChainIndex = 300, At = previous.At, Actor = "someone", Action = "read", Detail = "{}", Classification = 0, PreviousHash = previous.Hash };
+            forged.Hash = Audit.AuditChain.Compute(forged);
+            db.Audit.Add(forged);
+            await db.SaveChangesAsync();
+        }
+
+        var inserted = await Run(["audit", "verify", .. StoreArguments]);
+
+        Assert.Equal(1, altered.Exit);
+        Assert.Contains("broken at entry 100: entry 100 was altered", altered.Errors);
+        Assert.Equal(0, restored.Exit);
+        Assert.Equal(1, removed.Exit);
+        Assert.Contains("entry 200 is missing", removed.Errors);
+        Assert.Equal(1, inserted.Exit);
+        Assert.Contains("entry 301 does not follow entry 300", inserted.Errors);
+    }
+
+    [Fact]
+    public async Task Sharing_verbs_add_caveats_groups_and_versioned_agreements()
+    {
+        await Run(["demo", "--seed-only", .. StoreArguments]);
+        var file = Path.Combine(DataDirectory, "mou.json");
+        await File.WriteAllTextAsync(file, """
+            {"code": "mou-cmcoord", "name": "Humanitarian site data", "parties": ["OCHA", "FORCE"],
+             "rules": [{"reporter": "org:OCHA", "category": "*", "marking": {"classification": "CONFIDENTIAL", "releasableTo": ["org:FORCE"], "caveats": ["DECONFLICTION-ONLY"]}, "tlp": "amber+strict"}]}
+            """);
+
+        var caveat = await Run(["caveat", "add", "--code", "PROTECTION-SENSITIVE", "--description", "Survivor-identifying protection data", .. StoreArguments]);
+        var group = await Run(["group", "add", "--code", "pwg", "--name", "Protection working group", "--owner", "UNPOL", "--members", "OCHA,JOC", .. StoreArguments]);
+        var first = await Run(["agreement", "add", "--file", file, .. StoreArguments]);
+        var second = await Run(["agreement", "add", "--file", file, .. StoreArguments]);
+        await File.WriteAllTextAsync(file, "{\"code\": \"bad\", \"name\": \"x\", \"parties\": [\"NOPE\"], \"rules\": []}");
+        var bad = await Run(["agreement", "add", "--file", file, .. StoreArguments]);
+
+        Assert.Equal((0, "added caveat PROTECTION-SENSITIVE (bit 2)"), (caveat.Exit, caveat.Output.Trim()));
+        Assert.Equal(0, group.Exit);
+        Assert.Contains("recorded agreement MOU-CMCOORD version 1 (1 rules)", first.Output);
+        Assert.Contains("version 2", second.Output);
+        Assert.Equal(1, bad.Exit);
+        Assert.Contains("parties: no organisation has the code 'NOPE'", bad.Errors);
+        await using var services = Services(await StoreAsync());
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        Assert.Equal(3, await db.SharingGroupMembers.CountAsync());
+        Assert.Equal([1, 2], await db.Agreements.Where(a => a.Code == "MOU-CMCOORD").Select(a => a.Version).OrderBy(v => v).ToListAsync());
+        Assert.Equal(4, await db.Audit.CountAsync(a => a.Action == "administer" && a.Actor == "system"));
+    }
+
+    [Fact]
+    public async Task A_deployment_keeps_the_classification_scheme_it_started_with()
+    {
+        var un = await Run(["migrate", .. StoreArguments]);
+        var nato = await Run(["migrate", "--classification", "nato", .. StoreArguments]);
+
+        Assert.Equal(0, un.Exit);
+        Assert.Equal(1, nato.Exit);
+        Assert.Contains("this deployment uses the 'un' classification scheme", nato.Errors);
+    }
+
     private static ServiceProvider Services(StoreOptions store)
     {
         var services = new ServiceCollection();
