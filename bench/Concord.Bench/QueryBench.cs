@@ -7,6 +7,7 @@ using Concord.Server.Data;
 using Concord.Server.Demo;
 using Concord.Server.Hosting;
 using Concord.Server.Http;
+using Concord.Server.Sharing;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.EntityFrameworkCore;
@@ -42,6 +43,8 @@ internal static class QueryBench
         {
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             var member = await db.Members.SingleAsync(m => m.UserName == "force.g2");
+            await EnsureGroupAsync(db, "EW-NET", ["FORCE", "JOC"]);
+            await EnsureGroupAsync(db, "PWG", ["FORCE", "UNPOL", "OCHA"]);
             memberId = member.Id;
             organizationId = member.OrganizationId;
             var existing = await db.Reports.CountAsync();
@@ -59,6 +62,10 @@ internal static class QueryBench
         using var http = new HttpClient { BaseAddress = address };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         var viewer = (await app.Services.GetRequiredService<ViewerDirectory>().ForMemberAsync(memberId, CancellationToken.None))!;
+        if (viewer.Groups.Count != 2)
+        {
+            throw new InvalidOperationException("the bench viewer should belong to two sharing groups");
+        }
 
         var (viewports, dense) = await ViewportsAsync(app.Services);
         var filtered = new Measurements();
@@ -179,6 +186,21 @@ internal static class QueryBench
             .OrderByDescending(r => r.ObservedAt).ThenByDescending(r => r.Number)
             .ToListAsync();
         return (Stopwatch.GetElapsedTime(started).TotalMilliseconds, list.Count);
+    }
+
+    /// <summary>Sharing groups the bench viewer's organisation belongs to, so the predicate has group tests to run.</summary>
+    private static async Task EnsureGroupAsync(ConcordDb db, string code, string[] members)
+    {
+        if (await db.SharingGroups.AnyAsync(g => g.Code == code))
+        {
+            return;
+        }
+
+        var organizations = await db.Organizations.Where(o => members.Contains(o.Code)).ToListAsync();
+        var group = new SharingGroup { Id = Guid.CreateVersion7(), Code = code, Name = code, OwnerOrganizationId = organizations[0].Id, CreatedAt = DateTime.UtcNow };
+        db.SharingGroups.Add(group);
+        db.SharingGroupMembers.AddRange(organizations.Select(o => new SharingGroupMember { GroupId = group.Id, OrganizationId = o.Id }));
+        await db.SaveChangesAsync();
     }
 
     private static async Task<double> TimeCountAsync(IServiceProvider services, BoundingBox box, Viewer? viewer)

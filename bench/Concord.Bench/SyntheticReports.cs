@@ -30,7 +30,7 @@ internal static class SyntheticReports
 
     private static readonly string[] LinkColumns = ["incident_id", "report_id", "contribution", "linked_at"];
 
-    /// <summary>(classification, releasability, caveats) in the demo's proportions.</summary>
+    /// <summary>(classification, releasability, caveats): the demo's spread plus sharing groups and a nation.</summary>
     private static readonly (int Level, string Releasable, long Caveats)[] Markings =
     [
         (0, "|mission|org:JOC|", 0),
@@ -41,6 +41,10 @@ internal static class SyntheticReports
         (2, "|org:JMAC|org:JOC|", 0),
         (0, "|mission|org:CIVAFF|", 0),
         (0, "|kind:military|org:JOC|org:RWABATT|", 0),
+        (1, "|group:EW-NET|org:JOC|", 0),
+        (0, "|group:PWG|org:UNPOL|", 0),
+        (1, "|nation:RWA|org:RWABATT|", 0),
+        (2, "|group:PWG|org:JMAC|", 1),
     ];
 
     public static async Task WriteAsync(ConcordDb db, StoreKind kind, int count, Guid organizationId, Guid memberId, TextWriter log)
