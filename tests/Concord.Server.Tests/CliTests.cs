@@ -62,6 +62,9 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal(Accounts.AccessTokens.HashSecret(token.Output.Trim()), stored.SecretHash);
         Assert.Equal(7, (stored.ExpiresAt - stored.CreatedAt).TotalDays, 3);
 
+        var set = await Run(["user", "set", "--user", "deminer.one", "--clearance", "UNCLASSIFIED", "--caveats", "", "--roles", "reporter", "--disable", .. StoreArguments]);
+        Assert.Equal((0, "deminer.one: reporter; clearance UNCLASSIFIED; caveats none; disabled"), (set.Exit, set.Output.Trim()));
+
         var revoke = await Run(["token", "revoke", "--user", "deminer.one", "--id", stored.Id.ToString(), .. StoreArguments]);
         Assert.Equal(0, revoke.Exit);
         await using var check = services.CreateAsyncScope();
@@ -249,7 +252,7 @@ public sealed class CommandLineTests
     [InlineData(new[] { "frobnicate" }, "unknown verb 'frobnicate'")]
     [InlineData(new[] { "serve", "--port", "1" }, "unknown option '--port' for 'serve'")]
     [InlineData(new[] { "serve", "--data" }, "option '--data' needs a value (DIR)")]
-    [InlineData(new[] { "user" }, "did you mean 'user add'?")]
+    [InlineData(new[] { "user" }, "did you mean 'user add' or 'user set'?")]
     [InlineData(new[] { "user", "add", "--org", "X" }, "'user add' needs --user NAME")]
     [InlineData(new[] { "serve", "--store", "mysql" }, "--store must be sqlite or postgres, not 'mysql'")]
     [InlineData(new[] { "serve", "--store", "postgres" }, "--store postgres needs --connection")]
@@ -275,7 +278,7 @@ public sealed class CommandLineTests
         var (verbExit, verbHelp, _) = await CliTests.Run("user", "add", "--help");
 
         Assert.Equal(0, exit);
-        foreach (var verb in new[] { "serve", "demo", "migrate", "org add", "user add", "token create", "token revoke" })
+        foreach (var verb in new[] { "serve", "demo", "migrate", "org add", "user add", "user set", "token create", "token revoke", "cert issue", "cert revoke", "audit verify", "caveat add", "group add", "agreement add" })
         {
             Assert.Contains(verb, output);
         }

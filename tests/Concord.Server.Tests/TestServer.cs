@@ -4,9 +4,11 @@ using Concord.Server.Accounts;
 using Concord.Server.Data;
 using Concord.Server.Hosting;
 using Concord.Server.Organizations;
+using Concord.Server.Tak;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -33,6 +35,36 @@ public abstract class TestServer : IAsyncLifetime
     internal string DataDirectory { get; } = Directory.CreateTempSubdirectory("concord-test-").FullName;
 
     public abstract string StoreName { get; }
+
+    public int TakTlsPort { get; private set; }
+
+    public int TakTcpPort { get; private set; }
+
+    /// <summary>A test TAK device: over TLS with <paramref name="certificate"/>, or over the plain TCP listener without one.</summary>
+    internal Task<TakClient> ConnectTakAsync(System.Security.Cryptography.X509Certificates.X509Certificate2? certificate) =>
+        TakClient.ConnectAsync(certificate is null ? TakTcpPort : TakTlsPort, certificate, Services.GetRequiredService<TakCertificates>().Authority);
+
+    /// <summary>Issues a device certificate for a member, as <c>concord cert issue</c> does.</summary>
+    internal async Task<System.Security.Cryptography.X509Certificates.X509Certificate2> IssueDeviceAsync(string user)
+    {
+        var certificates = Services.GetRequiredService<TakCertificates>();
+        var certificate = certificates.IssueClient(user, TimeSpan.FromDays(1));
+        await WithDbAsync(async db =>
+        {
+            var member = await db.Members.SingleAsync(m => m.UserName == user);
+            db.DeviceCertificates.Add(new DeviceCertificate
+            {
+                Thumbprint = TakCertificates.Thumbprint(certificate),
+                MemberId = member.Id,
+                Subject = certificate.Subject,
+                Serial = certificate.SerialNumber,
+                IssuedAt = DateTime.UtcNow,
+                ExpiresAt = DateTime.UtcNow.AddDays(1),
+            });
+            return await db.SaveChangesAsync();
+        });
+        return certificate;
+    }
 
     /// <summary>Organisations of the test mission: (code, kind, nation).</summary>
     public static readonly (string Code, string Kind, string? Nation)[] Organizations =
@@ -72,12 +104,17 @@ public abstract class TestServer : IAsyncLifetime
             Urls = "http://127.0.0.1:0",
             DataDirectory = DataDirectory,
             MinimumLogLevel = LogLevel.Warning,
+            Tak = new TakOptions { TlsPort = 0, TcpPort = 0, TcpUser = "pref", IdleTimeout = TimeSpan.FromSeconds(30) },
         });
         await _app.Services.PrepareStoreAsync(CancellationToken.None);
         await SeedMissionAsync();
         await _app.StartAsync();
         var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         BaseAddress = new Uri(address);
+        var tak = _app.Services.GetRequiredService<TakServer>();
+        await tak.Listening;
+        TakTlsPort = tak.BoundTlsPort!.Value;
+        TakTcpPort = tak.BoundTcpPort!.Value;
     }
 
     public async Task DisposeAsync()

@@ -6,8 +6,6 @@ namespace Concord.Server.Audit;
 /// </summary>
 internal sealed class AuditEntry
 {
-    public long Sequence { get; init; }
-
     public long ChainIndex { get; set; }
 
     public required DateTime At { get; init; }

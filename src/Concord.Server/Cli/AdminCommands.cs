@@ -32,6 +32,73 @@ internal static class AdminCommands
         }
     }
 
+    public static async Task<int> SetUserAsync(ServiceProvider services, Invocation invocation, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        await using (services)
+        {
+            if (invocation.Has("--disable") && invocation.Has("--enable"))
+            {
+                await errors.WriteLineAsync("concord: --disable and --enable contradict each other");
+                return 2;
+            }
+
+            await services.PrepareStoreAsync(cancellationToken);
+            await using var scope = services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            var markings = services.GetRequiredService<MarkingFormat>();
+            var name = invocation["--user"]!.Trim().ToLowerInvariant();
+            var member = await db.Members.SingleOrDefaultAsync(m => m.UserName == name, cancellationToken);
+            if (member is null)
+            {
+                await errors.WriteLineAsync($"concord: no member is named '{name}'");
+                return 1;
+            }
+
+            if (invocation["--roles"] is { } rolesText)
+            {
+                var roles = rolesText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                if (roles.FirstOrDefault(r => !MemberRoles.All.Contains(r)) is { } bad)
+                {
+                    await errors.WriteLineAsync($"concord: role '{bad}' is not one of {string.Join(", ", MemberRoles.All)}");
+                    return 1;
+                }
+
+                member.Roles = string.Join(',', roles.Distinct());
+            }
+
+            if (invocation["--clearance"] is { } clearance)
+            {
+                if (!markings.Scheme.TryParse(clearance, out var level))
+                {
+                    await errors.WriteLineAsync($"concord: '{clearance}' is not a level of the {markings.Scheme.Name} scheme ({string.Join(", ", markings.Scheme.Levels)})");
+                    return 1;
+                }
+
+                member.Clearance = level;
+            }
+
+            if (invocation["--caveats"] is { } caveatText)
+            {
+                if (!markings.Caveats.TryGetBits(caveatText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), out var bits, out var unknown))
+                {
+                    await errors.WriteLineAsync($"concord: unknown caveat '{unknown}'");
+                    return 1;
+                }
+
+                member.Caveats = bits;
+            }
+
+            if (invocation.Has("--disable") || invocation.Has("--enable"))
+            {
+                member.Disabled = invocation.Has("--disable");
+            }
+
+            await SaveAuditedAsync(services, db, "member", new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, cancellationToken);
+            await output.WriteLineAsync($"{member.UserName}: {member.Roles}; clearance {markings.Scheme.Label(member.Clearance)}; caveats {string.Join(",", markings.Caveats.CodesOf(member.Caveats)) switch { "" => "none", var c => c }}{(member.Disabled ? "; disabled" : "")}");
+            return 0;
+        }
+    }
+
     public static async Task<int> AddCaveatAsync(ServiceProvider services, Invocation invocation, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
     {
         await using (services)

@@ -30,6 +30,11 @@ internal static class CommandLine
     [
         .. StoreOptions,
         new("--urls", $"where to listen (default {Hosting.ServerOptions.DefaultUrls})", Value: "URLS"),
+        new("--tak-address", "address of the TAK listeners (default: the host of --urls)", Value: "IP"),
+        new("--tak-port", $"TAK over TLS with client certificates (default {Tak.TakOptions.DefaultTlsPort})", Value: "PORT"),
+        new("--no-tak", "do not listen for TAK devices", IsFlag: true),
+        new("--tak-tcp-port", "also accept plain TCP TAK connections (off by default; e.g. 8087), acting as --tak-tcp-user", Value: "PORT"),
+        new("--tak-tcp-user", "the low-privilege member plain TCP connections act as", Value: "NAME"),
     ];
 
     public static readonly IReadOnlyList<VerbSpec> Verbs =
@@ -57,6 +62,15 @@ internal static class CommandLine
             new("--caveats", "comma-separated caveats the member holds", Value: "CAVEATS"),
             new("--password", "password (default: read CONCORD_PASSWORD, else generate and print one)", Value: "PASSWORD"),
         ]),
+        new("user set", "change a member's roles, clearance, caveats or status", [
+            .. StoreOptions,
+            new("--user", "sign-in name", Required: true, Value: "NAME"),
+            new("--roles", "comma-separated roles (replaces the current ones)", Value: "ROLES"),
+            new("--clearance", "highest classification the member may read", Value: "LEVEL"),
+            new("--caveats", "comma-separated caveats (replaces the current ones; empty for none)", Value: "CAVEATS"),
+            new("--disable", "stop the member signing in and using tokens", IsFlag: true),
+            new("--enable", "allow a disabled member again", IsFlag: true),
+        ]),
         new("token create", "create a personal access token for the API and print it once", [
             .. StoreOptions,
             new("--user", "the member the token acts for", Required: true, Value: "NAME"),
@@ -79,6 +93,20 @@ internal static class CommandLine
         new("agreement add", "record an agreement (or a new version of it) from a JSON file", [
             .. StoreOptions,
             new("--file", "JSON: {code, name, parties: [ORG…], rules: [{reporter, category, marking, tlp}]}", Required: true, Value: "FILE"),
+        ]),
+        new("cert issue", "issue a TAK client certificate for a member's device (PEM, PKCS#12, and a data package with --package)", [
+            .. StoreOptions,
+            new("--user", "the member the device acts for", Required: true, Value: "NAME"),
+            new("--out", "directory to write the files to (default: ./certs)", Value: "DIR"),
+            new("--host", "address devices use to reach this server, for the data package (default: this machine's name)", Value: "HOST"),
+            new("--port", $"TLS port for the data package (default {Tak.TakOptions.DefaultTlsPort})", Value: "PORT"),
+            new("--password", $"password of the PKCS#12 files (default {Tak.TakCertificates.DefaultPassword}, as TAK clients expect)", Value: "PASSWORD"),
+            new("--days", "validity in days (default 365)", Value: "DAYS"),
+            new("--package", "also write a TAK data package zip for ATAK/WinTAK/iTAK", IsFlag: true),
+        ]),
+        new("cert revoke", "revoke a device certificate: the device can no longer connect", [
+            .. StoreOptions,
+            new("--thumbprint", "the certificate's SHA-256 thumbprint (printed by cert issue)", Required: true, Value: "HEX"),
         ]),
         new("token revoke", "revoke a personal access token", [
             .. StoreOptions,

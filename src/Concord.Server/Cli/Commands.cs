@@ -5,6 +5,7 @@ using Concord.Server.Data;
 using Concord.Server.Demo;
 using Concord.Server.Hosting;
 using Concord.Server.Organizations;
+using Concord.Server.Tak;
 using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Cli;
@@ -48,6 +49,9 @@ internal static class Commands
                 "user add" => await AddUserAsync(invocation, options, output, errors, cancellationToken),
                 "token create" => await CreateTokenAsync(invocation, options, output, errors, cancellationToken),
                 "token revoke" => await RevokeTokenAsync(invocation, options, output, errors, cancellationToken),
+                "cert issue" => await TakCommands.IssueAsync(CoreServices(options), invocation, output, errors, cancellationToken),
+                "cert revoke" => await TakCommands.RevokeAsync(CoreServices(options), invocation, output, errors, cancellationToken),
+                "user set" => await AdminCommands.SetUserAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 "audit verify" => await AdminCommands.VerifyAuditAsync(CoreServices(options), output, errors, cancellationToken),
                 "caveat add" => await AdminCommands.AddCaveatAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 "group add" => await AdminCommands.AddGroupAsync(CoreServices(options), invocation, output, errors, cancellationToken),
@@ -127,7 +131,69 @@ internal static class Commands
             return false;
         }
 
-        options = new ServerOptions { Store = store, Urls = urls, DataDirectory = data, Classification = scheme };
+        if (!TryBuildTakOptions(invocation, urls, out var tak, out error))
+        {
+            return false;
+        }
+
+        options = new ServerOptions { Store = store, Urls = urls, DataDirectory = data, Classification = scheme, Tak = tak };
+        return true;
+    }
+
+    private static bool TryBuildTakOptions(Invocation invocation, string urls, out TakOptions tak, out string error)
+    {
+        tak = new TakOptions();
+        error = "";
+        var host = new Uri(urls.Split(';')[0]).Host;
+        var addressText = invocation["--tak-address"] ?? (host is "localhost" or "" ? "127.0.0.1" : host.Trim('[', ']'));
+        if (!System.Net.IPAddress.TryParse(addressText, out var address))
+        {
+            error = $"--tak-address '{addressText}' must be an IP address (or give --urls with an IP host)";
+            return false;
+        }
+
+        int? Port(string option, int? fallback, out string problem)
+        {
+            problem = "";
+            if (invocation[option] is not { } text)
+            {
+                return fallback;
+            }
+
+            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port > 65535)
+            {
+                problem = $"{option} must be a port number (0 to 65535)";
+                return null;
+            }
+
+            return port;
+        }
+
+        var tls = Port("--tak-port", TakOptions.DefaultTlsPort, out error);
+        if (error.Length > 0)
+        {
+            return false;
+        }
+
+        var tcp = Port("--tak-tcp-port", null, out error);
+        if (error.Length > 0)
+        {
+            return false;
+        }
+
+        if (tcp is not null && invocation["--tak-tcp-user"] is null)
+        {
+            error = "--tak-tcp-port needs --tak-tcp-user NAME: plain TCP connections have no certificate, so they act as one named low-privilege member";
+            return false;
+        }
+
+        tak = new TakOptions
+        {
+            Address = address,
+            TlsPort = invocation.Has("--no-tak") ? null : tls,
+            TcpPort = invocation.Has("--no-tak") ? null : tcp,
+            TcpUser = invocation["--tak-tcp-user"],
+        };
         return true;
     }
 

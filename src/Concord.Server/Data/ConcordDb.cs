@@ -8,6 +8,7 @@ using Concord.Server.Organizations;
 using Concord.Server.Realtime;
 using Concord.Server.Reports;
 using Concord.Server.Sharing;
+using Concord.Server.Tak;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
@@ -45,6 +46,12 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
     public DbSet<Agreement> Agreements => Set<Agreement>();
 
     public DbSet<AuditEntry> Audit => Set<AuditEntry>();
+
+    public DbSet<DeviceCertificate> DeviceCertificates => Set<DeviceCertificate>();
+
+    public DbSet<Track> Tracks => Set<Track>();
+
+    public DbSet<ChatMessage> Messages => Set<ChatMessage>();
 
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
@@ -133,9 +140,22 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
         modelBuilder.Entity<AuditEntry>(e =>
         {
             e.ToTable("audit");
-            e.HasKey(a => a.Sequence);
-            e.Property(a => a.Sequence).ValueGeneratedOnAdd();
+            // The chain index is the key, assigned by the chain itself: no value comes back from the database per insert.
+            e.HasKey(a => a.ChainIndex);
+            e.Property(a => a.ChainIndex).ValueGeneratedNever();
         });
+
+        modelBuilder.Entity<DeviceCertificate>(e =>
+        {
+            e.ToTable("device_certificates");
+            e.HasKey(c => c.Thumbprint);
+        });
+        modelBuilder.Entity<Track>(e =>
+        {
+            e.ToTable("tracks");
+            e.HasKey(t => t.Uid);
+        });
+        modelBuilder.Entity<ChatMessage>().ToTable("messages");
 
         foreach (var entity in modelBuilder.Model.GetEntityTypes())
         {

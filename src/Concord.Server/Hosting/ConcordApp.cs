@@ -8,6 +8,7 @@ using Concord.Server.Organizations;
 using Concord.Server.Realtime;
 using Concord.Server.Reports;
 using Concord.Server.Sharing;
+using Concord.Server.Tak;
 using Microsoft.AspNetCore.DataProtection;
 
 namespace Concord.Server.Hosting;
@@ -37,6 +38,12 @@ internal static class ConcordApp
         {
             json.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
         });
+        builder.Services.AddSingleton<TakRouter>();
+        builder.Services.AddSingleton<TrackStore>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<TrackStore>());
+        builder.Services.AddSingleton<TakServer>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<TakServer>());
+        builder.Services.AddHostedService<IncidentFeed>();
         overrides?.Invoke(builder.Services);
 
         var app = builder.Build();
@@ -57,6 +64,7 @@ internal static class ConcordApp
         app.MapExports();
         app.MapAdministration();
         app.MapAudit();
+        app.MapTracks();
         return app;
     }
 }

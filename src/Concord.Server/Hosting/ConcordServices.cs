@@ -3,6 +3,7 @@ using Concord.Server.Accounts;
 using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Reports;
+using Concord.Server.Tak;
 using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Hosting;
@@ -32,6 +33,8 @@ internal static class ConcordServices
         services.AddSingleton<AuditWriter>();
         services.AddSingleton<ReportWriter>();
         services.AddScoped<ReportIntake>();
+        services.AddSingleton(options.Tak);
+        services.AddSingleton<TakCertificates>();
         return services;
     }
 

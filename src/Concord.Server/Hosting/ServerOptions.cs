@@ -15,6 +15,9 @@ internal sealed record ServerOptions
 
     public ClassificationScheme Classification { get; init; } = ClassificationScheme.Un;
 
+    /// <summary>The TAK listeners (TLS 8089 by default; plain TCP off).</summary>
+    public Tak.TakOptions Tak { get; init; } = new();
+
     /// <summary>Quieter logs for tests and benchmarks.</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
 }

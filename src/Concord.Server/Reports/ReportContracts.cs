@@ -29,6 +29,9 @@ internal sealed record CreateReport
 
     /// <summary>TLP 2.0 for dissemination outside Concord: clear, green, amber, amber+strict, red.</summary>
     public string? Tlp { get; init; }
+
+    /// <summary>Where the report comes from outside Concord, e.g. <c>tak:ANDROID-…</c> or <c>ucdp-ged:12345</c>.</summary>
+    public string? ExternalRef { get; init; }
 }
 
 internal sealed record LocationInput(double? Latitude, double? Longitude, double? PrecisionMeters, string? Area);

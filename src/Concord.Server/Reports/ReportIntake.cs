@@ -193,6 +193,7 @@ internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, Mar
             SourceCredibility = source?.Credibility ?? 6,
             SourceDescription = source?.Description,
             ProtectedSource = source?.ProtectedIdentity,
+            ExternalRef = request.ExternalRef,
             Classification = classification,
             ReleasableTo = releasableTo,
             Caveats = caveats,

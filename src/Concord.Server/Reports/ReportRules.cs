@@ -86,6 +86,11 @@ internal static partial class ReportRules
             }
         }
 
+        if (r.ExternalRef is { Length: > 200 })
+        {
+            errors["externalRef"] = ["at most 200 characters are allowed"];
+        }
+
         if (r.Source is { } s)
         {
             if (s.Reliability is not null && !(s.Reliability.Length == 1 && s.Reliability[0] is >= 'A' and <= 'F'))

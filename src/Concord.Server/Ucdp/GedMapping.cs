@@ -69,6 +69,7 @@ internal static class GedMapping
             // UCDP codes from several vetted sources; clarity 1 means the event is clearly described.
             Source = new SourceInput("B", e.EventClarity == 1 ? 2 : 3, $"UCDP GED 23.1 event {e.Id.ToString(CultureInfo.InvariantCulture)}", null),
             Marking = marking,
+            ExternalRef = string.Create(CultureInfo.InvariantCulture, $"{Dataset}:{e.Id}"),
         };
     }
 

@@ -15,6 +15,9 @@ ALTER TABLE incidents ADD COLUMN tlp TEXT NOT NULL DEFAULT 'amber';
 -- 1 when the linked reports do not all carry the same marking: such an incident is shown to each viewer as computed
 -- from the reports that viewer may see.
 ALTER TABLE incidents ADD COLUMN mixed INTEGER NOT NULL DEFAULT 0;
+-- The viewport index covers the mixed flag too, so the access test stays inside the index.
+DROP INDEX ix_incidents_location;
+CREATE INDEX ix_incidents_location ON incidents (latitude, longitude, starts_at, classification, caveats, release_mask, releasable_to, mixed);
 
 CREATE TABLE sharing_groups (
     id TEXT NOT NULL PRIMARY KEY,
@@ -48,8 +51,7 @@ CREATE TABLE agreements (
 CREATE UNIQUE INDEX ux_agreements_code_version ON agreements (code, version);
 
 CREATE TABLE audit (
-    sequence INTEGER PRIMARY KEY,
-    chain_index INTEGER NOT NULL,
+    chain_index INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
     member_id TEXT NULL,
     actor TEXT NOT NULL,
@@ -61,6 +63,5 @@ CREATE TABLE audit (
     previous_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-CREATE UNIQUE INDEX ux_audit_chain ON audit (chain_index);
 CREATE INDEX ix_audit_entity ON audit (entity_id);
 CREATE INDEX ix_audit_member ON audit (member_id, at);

@@ -1,0 +1,94 @@
+using System.Globalization;
+using Concord.Server.Data;
+using Concord.Server.Hosting;
+using Concord.Server.Tak;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Cli;
+
+/// <summary>The <c>cert</c> verbs: client certificates for members' TAK devices.</summary>
+internal static class TakCommands
+{
+    public static async Task<int> IssueAsync(ServiceProvider services, Invocation invocation, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        await using (services)
+        {
+            var days = 365;
+            if (invocation["--days"] is { } daysText && (!int.TryParse(daysText, NumberStyles.None, CultureInfo.InvariantCulture, out days) || days is < 1 or > 3650))
+            {
+                await errors.WriteLineAsync("concord: --days must be a whole number from 1 to 3650");
+                return 2;
+            }
+
+            var port = TakOptions.DefaultTlsPort;
+            if (invocation["--port"] is { } portText && (!int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out port) || port is < 1 or > 65535))
+            {
+                await errors.WriteLineAsync("concord: --port must be a port number");
+                return 2;
+            }
+
+            var password = invocation["--password"] ?? TakCertificates.DefaultPassword;
+            if (password.Length < 6)
+            {
+                await errors.WriteLineAsync("concord: --password must be at least 6 characters (TAK clients require it)");
+                return 2;
+            }
+
+            await services.PrepareStoreAsync(cancellationToken);
+            await using var scope = services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            var name = invocation["--user"]!.Trim().ToLowerInvariant();
+            var member = await db.Members.SingleOrDefaultAsync(m => m.UserName == name, cancellationToken);
+            if (member is null)
+            {
+                await errors.WriteLineAsync($"concord: no member is named '{name}'");
+                return 1;
+            }
+
+            var certificates = services.GetRequiredService<TakCertificates>();
+            using var certificate = certificates.IssueClient(member.UserName, TimeSpan.FromDays(days));
+            var thumbprint = TakCertificates.Thumbprint(certificate);
+            db.DeviceCertificates.Add(new DeviceCertificate
+            {
+                Thumbprint = thumbprint,
+                MemberId = member.Id,
+                Subject = certificate.Subject,
+                Serial = certificate.SerialNumber,
+                IssuedAt = certificate.NotBefore.ToUniversalTime(),
+                ExpiresAt = certificate.NotAfter.ToUniversalTime(),
+            });
+            await db.SaveChangesAsync(cancellationToken);
+            var files = certificates.Write(certificate, member.UserName, invocation["--out"] ?? "certs",
+                invocation["--host"] ?? Environment.MachineName, port, password, invocation.Has("--package"));
+            await output.WriteLineAsync($"issued certificate {thumbprint} for {member.UserName}, valid until {certificate.NotAfter.ToUniversalTime():yyyy-MM-dd}");
+            foreach (var file in files)
+            {
+                await output.WriteLineAsync("  " + file);
+            }
+
+            return 0;
+        }
+    }
+
+    public static async Task<int> RevokeAsync(ServiceProvider services, Invocation invocation, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        await using (services)
+        {
+            await services.PrepareStoreAsync(cancellationToken);
+            await using var scope = services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            var thumbprint = invocation["--thumbprint"]!.Trim().ToLowerInvariant();
+            var certificate = await db.DeviceCertificates.SingleOrDefaultAsync(c => c.Thumbprint == thumbprint, cancellationToken);
+            if (certificate is null)
+            {
+                await errors.WriteLineAsync($"concord: no device certificate has the thumbprint {thumbprint}");
+                return 1;
+            }
+
+            certificate.RevokedAt ??= services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
+            await db.SaveChangesAsync(cancellationToken);
+            await output.WriteLineAsync($"revoked certificate {thumbprint}; the device cannot connect any more (a connected device keeps its session until it reconnects)");
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,108 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Concord.Cot;
+using Concord.Server.Incidents;
+using Concord.Server.Reports;
+
+namespace Concord.Server.Tak;
+
+/// <summary>What each CoT type becomes in Concord, and how Concord records go out as CoT.</summary>
+internal static class CotMapping
+{
+    public const string ChatType = "b-t-f";
+    public const string IncidentUidPrefix = "concord.incident.";
+
+    /// <summary>A device's own position report: it names the device (takv, or a contact endpoint) or repeats its known uid.</summary>
+    public static bool IsPosition(CotEvent e, string? deviceUid) =>
+        e.Type.StartsWith("a-", StringComparison.Ordinal)
+        && (e.Uid == deviceUid || e.Detail.Takv is not null || e.Detail.Contact?.Endpoint is { Length: > 0 });
+
+    /// <summary>The report category for a marker or spot report, or null for types Concord does not take as reports.</summary>
+    public static string? MarkerCategory(string type)
+    {
+        if (type.StartsWith("b-m-p", StringComparison.Ordinal))
+        {
+            return "field.spot-report";
+        }
+
+        if (type.Length < 3 || !type.StartsWith("a-", StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        return type[2] switch
+        {
+            'h' => "field.hostile",
+            'u' or 's' or 'j' or 'k' or 'p' => "field.suspect",
+            'n' => "field.neutral",
+            'f' or 'a' => "field.friendly",
+            _ => null,
+        };
+    }
+
+    /// <summary>A marker as a report request; its id comes from the marker's uid and time, so a replay is the same report.</summary>
+    public static CreateReport ToReport(CotEvent e, string category, string author)
+    {
+        var callsign = e.Detail.Contact?.Callsign;
+        var remarks = e.Detail.Remarks;
+        var narrative = string.Join(" — ", new[] { callsign, remarks }.Where(t => !string.IsNullOrWhiteSpace(t)));
+        if (narrative.Length == 0)
+        {
+            narrative = $"{category} marked by {author} ({e.Type})";
+        }
+
+        return new CreateReport
+        {
+            Id = NameBasedGuid($"tak:{e.Uid}:{e.Time.UtcTicks.ToString(CultureInfo.InvariantCulture)}"),
+            ObservedAt = e.Time,
+            ObservedPrecision = "exact",
+            Location = new LocationInput(e.Point.Lat, e.Point.Lon, e.Point.Ce is > 0 and < CotPoint.NoValue ? Math.Min(e.Point.Ce, 1_000_000) : 50, null),
+            Category = category,
+            Narrative = narrative.Length > ReportRules.MaxNarrativeLength ? narrative[..ReportRules.MaxNarrativeLength] : narrative,
+            Language = "en",
+            Source = new SourceInput("F", 6, $"TAK marker by {author}", null),
+            ExternalRef = "tak:" + e.Uid,
+        };
+    }
+
+    /// <summary>The CoT type an incident goes out as: violence hostile, unrest unknown, the rest neutral.</summary>
+    public static string IncidentType(string category) => category switch
+    {
+        _ when category.StartsWith("acled.protests", StringComparison.Ordinal) || category.StartsWith("acled.riots", StringComparison.Ordinal) => "a-u-G",
+        _ when category.StartsWith("acled.strategic", StringComparison.Ordinal) || category.StartsWith("ocha-access", StringComparison.Ordinal) => "a-n-G",
+        _ when category.StartsWith("field.friendly", StringComparison.Ordinal) => "a-f-G",
+        _ when category.StartsWith("field.neutral", StringComparison.Ordinal) => "a-n-G",
+        _ when category.StartsWith("field.suspect", StringComparison.Ordinal) || category.StartsWith("field.spot", StringComparison.Ordinal) => "a-u-G",
+        _ => "a-h-G",
+    };
+
+    public static CotEvent ToCot(Incident i, string markingLabel, string tlpLabel, DateTimeOffset now)
+    {
+        var title = i.Title.Length > 48 ? i.Title[..47] + "…" : i.Title;
+        var killed = i.KilledBest is { } k ? string.Create(CultureInfo.InvariantCulture, $"{k} killed; ") : "";
+        var remarks = string.Create(CultureInfo.InvariantCulture,
+            $"{i.Title}\n{i.Category}; {i.Status.ToString().ToLowerInvariant()}; {killed}{i.ReportCount} report(s); {i.StartsAt:yyyy-MM-dd HH:mm}Z\n{markingLabel} {tlpLabel}");
+        var detail = new CotDetailBuilder().Contact(title).Remarks(remarks).Marking(markingLabel).Build();
+        return new CotEvent
+        {
+            Uid = IncidentUidPrefix + i.Id.ToString("D"),
+            Type = IncidentType(i.Category),
+            How = "h-g-i-g-o",
+            Time = now,
+            Start = now,
+            Stale = now.AddDays(7),
+            Access = markingLabel,
+            Point = new CotPoint(i.Latitude, i.Longitude, CotPoint.NoValue, i.LocationPrecisionMeters > 0 ? i.LocationPrecisionMeters : CotPoint.NoValue, CotPoint.NoValue),
+            Detail = detail,
+        };
+    }
+
+    private static Guid NameBasedGuid(string name)
+    {
+        var bytes = SHA256.HashData(Encoding.UTF8.GetBytes(name)).AsSpan(0, 16).ToArray();
+        bytes[6] = (byte)((bytes[6] & 0x0F) | 0x80);
+        bytes[8] = (byte)((bytes[8] & 0x3F) | 0x80);
+        return new Guid(bytes, bigEndian: true);
+    }
+}

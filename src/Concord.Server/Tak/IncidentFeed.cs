@@ -1,0 +1,108 @@
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Incidents;
+using Concord.Server.Sharing;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Tak;
+
+/// <summary>
+/// Tails the change feed and sends new and changed incidents to the connected devices whose members may see them, each
+/// device getting the incident as built from the reports its member may see. Incidents made only from TAK markers are
+/// not echoed back: the devices already have the marker itself.
+/// </summary>
+internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes, MarkingFormat markings, TimeProvider time, ILogger<IncidentFeed> logger) : BackgroundService
+{
+    public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(500);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        long after;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            after = await db.Changes.MaxAsync(c => (long?)c.Sequence, stoppingToken) ?? 0;
+        }
+
+        using var timer = new PeriodicTimer(Interval, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                if (router.Sessions.Count == 0)
+                {
+                    // Nobody to tell: skip the work, but keep the position so that nothing old is sent later.
+                    after = await LatestAsync(after, stoppingToken);
+                    continue;
+                }
+
+                try
+                {
+                    after = await PublishAsync(after, stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    logger.LogWarning(e, "sending incident changes to TAK devices failed; retrying");
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task<long> LatestAsync(long after, CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<ConcordDb>().Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? after;
+    }
+
+    internal async Task<long> PublishAsync(long after, CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var changes = await db.Changes.AsNoTracking().Where(c => c.Sequence > after).OrderBy(c => c.Sequence).Take(1000).ToListAsync(cancellationToken);
+        if (changes.Count == 0)
+        {
+            return after;
+        }
+
+        var ids = changes.Where(c => c.Entity == "incident" && c.Operation != "deleted").Select(c => c.EntityId).Distinct().ToList();
+        var incidents = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id)).ToListAsync(cancellationToken);
+        var links = await db.IncidentReports.AsNoTracking().Where(l => ids.Contains(l.IncidentId)).ToListAsync(cancellationToken);
+        var reportIds = links.Select(l => l.ReportId).ToList();
+        var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
+        var now = time.GetUtcNow();
+        foreach (var incident in incidents)
+        {
+            var own = links.Where(l => l.IncidentId == incident.Id).Select(l => reports[l.ReportId]).ToList();
+            if (own.Count > 0 && own.All(r => r.ExternalRef?.StartsWith("tak:", StringComparison.Ordinal) == true))
+            {
+                continue;
+            }
+
+            if (!incident.Mixed)
+            {
+                var item = new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false);
+                router.Broadcast(item, new MarkingDefault(incident.Classification, incident.ReleasableTo, incident.Caveats, ""), except: null);
+                continue;
+            }
+
+            // A mixed incident is rebuilt for each device from the reports its member may see.
+            foreach (var session in router.Sessions)
+            {
+                var visible = own.Where(r => Marking.AllowsRead(r, session.Viewer)).ToList();
+                if (visible.Count == 0)
+                {
+                    continue;
+                }
+
+                var view = IncidentSummary.Copy(incident);
+                IncidentSummary.Summarise(view, visible);
+                session.Send(new Outbound(CotMapping.ToCot(view, markings.ToDto(view).Label!, Tlps.Label(view.Tlp), now), droppable: false));
+            }
+        }
+
+        return changes[^1].Sequence;
+    }
+}

@@ -1,0 +1,231 @@
+using System.IO.Compression;
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using Concord.Server.Hosting;
+
+namespace Concord.Server.Tak;
+
+/// <summary>
+/// The deployment's certificate authority for TAK: created on first use in <c>DATA/keys/tak</c>, it signs the server's
+/// TLS certificate and one client certificate per device. Devices are identified by their certificate, which is recorded
+/// against a member (<see cref="DeviceCertificate"/>); Concord trusts only certificates its own CA signed.
+/// RSA 2048 keys and PKCS#12 with 3DES/SHA-1: what ATAK, WinTAK and iTAK import.
+/// </summary>
+internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
+{
+    public const string DefaultPassword = "atakatak";
+
+    private readonly Lock _gate = new();
+    private X509Certificate2? _ca;
+    private X509Certificate2? _server;
+
+    public string Directory => Path.Combine(Path.GetFullPath(options.DataDirectory), "keys", "tak");
+
+    public X509Certificate2 Authority
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _ca ??= LoadOrCreate("ca.pfx", CreateAuthority);
+            }
+        }
+    }
+
+    public X509Certificate2 Server
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _server ??= LoadOrCreate("server.pfx", CreateServer);
+            }
+        }
+    }
+
+    /// <summary>Issues a client certificate (with its private key) for a member's device.</summary>
+    public X509Certificate2 IssueClient(string userName, TimeSpan lifetime)
+    {
+        using var key = RSA.Create(2048);
+        var request = new CertificateRequest(new X500DistinguishedName($"CN={userName}, O=Concord"), key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.2")], false));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        var authority = Authority;
+        var now = time.GetUtcNow();
+        var notAfter = now + lifetime < authority.NotAfter ? now + lifetime : new DateTimeOffset(authority.NotAfter.ToUniversalTime());
+        using var certificate = request.Create(authority, Latest(now.AddMinutes(-5), authority.NotBefore), notAfter, RandomNumberGenerator.GetBytes(16));
+        return certificate.CopyWithPrivateKey(key);
+    }
+
+    public static string Thumbprint(X509Certificate2 certificate) => Convert.ToHexStringLower(certificate.GetCertHash(HashAlgorithmName.SHA256));
+
+    /// <summary>True when <paramref name="certificate"/> was signed by this deployment's CA and is in its validity period.</summary>
+    public bool IsIssuedByUs(X509Certificate2 certificate)
+    {
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.Add(Authority);
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        chain.ChainPolicy.VerificationTime = time.GetUtcNow().UtcDateTime;
+        chain.ChainPolicy.ApplicationPolicy.Add(new Oid("1.3.6.1.5.5.7.3.2"));
+        return chain.Build(certificate) && chain.ChainElements[^1].Certificate.Thumbprint == Authority.Thumbprint;
+    }
+
+    /// <summary>Writes the files a device needs: PEM for scripts (node-tak), PKCS#12 and a TAK data package for ATAK/WinTAK.</summary>
+    public IReadOnlyList<string> Write(X509Certificate2 client, string userName, string outputDirectory, string host, int port, string password, bool package)
+    {
+        System.IO.Directory.CreateDirectory(outputDirectory);
+        var written = new List<string>();
+        string Save(string name, byte[] bytes)
+        {
+            var path = Path.Combine(outputDirectory, name);
+            File.WriteAllBytes(path, bytes);
+            Restrict(path);
+            written.Add(path);
+            return path;
+        }
+
+        Save($"{userName}.cert.pem", Encoding.ASCII.GetBytes(client.ExportCertificatePem()));
+        Save($"{userName}.key.pem", Encoding.ASCII.GetBytes(client.GetRSAPrivateKey()!.ExportPkcs8PrivateKeyPem()));
+        Save("concord-ca.pem", Encoding.ASCII.GetBytes(Authority.ExportCertificatePem()));
+        var clientP12 = client.ExportPkcs12(Pkcs12ExportPbeParameters.Pkcs12TripleDesSha1, password);
+        Save($"{userName}.p12", clientP12);
+        var trustStore = TrustStore(password);
+        Save("truststore-concord.p12", trustStore);
+        if (package)
+        {
+            Save($"{userName}-concord.zip", DataPackage(userName, host, port, password, clientP12, trustStore));
+        }
+
+        return written;
+    }
+
+    private byte[] TrustStore(string password)
+    {
+        using var authority = X509CertificateLoader.LoadCertificate(Authority.RawData);
+        var collection = new X509Certificate2Collection(authority);
+        return collection.ExportPkcs12(Pkcs12ExportPbeParameters.Pkcs12TripleDesSha1, password)!;
+    }
+
+    /// <summary>A TAK data package: a manifest, a preference file with the connection and the two PKCS#12 files.</summary>
+    private static byte[] DataPackage(string userName, string host, int port, string password, byte[] clientP12, byte[] trustStore)
+    {
+        using var buffer = new MemoryStream();
+        using (var zip = new ZipArchive(buffer, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            void Add(string name, byte[] bytes)
+            {
+                using var entry = zip.CreateEntry(name, CompressionLevel.Optimal).Open();
+                entry.Write(bytes);
+            }
+
+            var pref = $"""
+                <?xml version='1.0' standalone='yes'?>
+                <preferences>
+                  <preference version="1" name="cot_streams">
+                    <entry key="count" class="class java.lang.Integer">1</entry>
+                    <entry key="description0" class="class java.lang.String">Concord</entry>
+                    <entry key="enabled0" class="class java.lang.Boolean">true</entry>
+                    <entry key="connectString0" class="class java.lang.String">{Escape(host)}:{port}:ssl</entry>
+                  </preference>
+                  <preference version="1" name="com.atakmap.app_preferences">
+                    <entry key="displayServerConnectionWidget" class="class java.lang.Boolean">true</entry>
+                    <entry key="caLocation" class="class java.lang.String">cert/truststore-concord.p12</entry>
+                    <entry key="caPassword" class="class java.lang.String">{Escape(password)}</entry>
+                    <entry key="clientPassword" class="class java.lang.String">{Escape(password)}</entry>
+                    <entry key="certificateLocation" class="class java.lang.String">cert/{Escape(userName)}.p12</entry>
+                  </preference>
+                </preferences>
+                """;
+            var manifest = $"""
+                <MissionPackageManifest version="2">
+                  <Configuration>
+                    <Parameter name="uid" value="{Guid.NewGuid()}"/>
+                    <Parameter name="name" value="concord-{Escape(userName)}"/>
+                    <Parameter name="onReceiveDelete" value="true"/>
+                  </Configuration>
+                  <Contents>
+                    <Content ignore="false" zipEntry="certs/concord.pref"/>
+                    <Content ignore="false" zipEntry="certs/truststore-concord.p12"/>
+                    <Content ignore="false" zipEntry="certs/{Escape(userName)}.p12"/>
+                  </Contents>
+                </MissionPackageManifest>
+                """;
+            Add("MANIFEST/manifest.xml", Encoding.UTF8.GetBytes(manifest));
+            Add("certs/concord.pref", Encoding.UTF8.GetBytes(pref));
+            Add("certs/truststore-concord.p12", trustStore);
+            Add($"certs/{userName}.p12", clientP12);
+        }
+
+        return buffer.ToArray();
+    }
+
+    private static string Escape(string text) => SecurityElementEscape(text);
+
+    private static string SecurityElementEscape(string text) =>
+        text.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal)
+            .Replace(">", "&gt;", StringComparison.Ordinal).Replace("\"", "&quot;", StringComparison.Ordinal).Replace("'", "&apos;", StringComparison.Ordinal);
+
+    private X509Certificate2 LoadOrCreate(string file, Func<X509Certificate2> create)
+    {
+        var path = Path.Combine(Directory, file);
+        if (File.Exists(path))
+        {
+            return X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.Exportable);
+        }
+
+        System.IO.Directory.CreateDirectory(Directory);
+        var certificate = create();
+        File.WriteAllBytes(path, certificate.Export(X509ContentType.Pkcs12));
+        Restrict(path);
+        return X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.Exportable);
+    }
+
+    private X509Certificate2 CreateAuthority()
+    {
+        using var key = RSA.Create(2048);
+        var request = new CertificateRequest(new X500DistinguishedName($"CN=Concord TAK CA {Environment.MachineName}, O=Concord"), key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        var now = time.GetUtcNow();
+        return request.CreateSelfSigned(now.AddDays(-1), now.AddYears(10));
+    }
+
+    private X509Certificate2 CreateServer()
+    {
+        using var key = RSA.Create(2048);
+        var request = new CertificateRequest(new X500DistinguishedName("CN=concord, O=Concord"), key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddDnsName("localhost");
+        names.AddDnsName(Environment.MachineName);
+        names.AddIpAddress(IPAddress.Loopback);
+        request.CertificateExtensions.Add(names.Build());
+        var authority = Authority;
+        var now = time.GetUtcNow();
+        using var certificate = request.Create(authority, Latest(now.AddDays(-1), authority.NotBefore), now.AddYears(5), RandomNumberGenerator.GetBytes(16));
+        return certificate.CopyWithPrivateKey(key);
+    }
+
+    /// <summary>A certificate may not start before its issuer does.</summary>
+    private static DateTimeOffset Latest(DateTimeOffset wanted, DateTime issuerNotBefore)
+    {
+        var issuer = new DateTimeOffset(issuerNotBefore.ToUniversalTime()).AddSeconds(1);
+        return wanted > issuer ? wanted : issuer;
+    }
+
+    private static void Restrict(string path)
+    {
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+    }
+}

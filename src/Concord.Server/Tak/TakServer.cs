@@ -1,0 +1,398 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using Concord.Cot;
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Incidents;
+using Concord.Server.Sharing;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Tak;
+
+/// <summary>Where the TAK listeners listen. Port 0 picks a free port (tests); null switches a listener off.</summary>
+internal sealed record TakOptions
+{
+    public const int DefaultTlsPort = 8089;
+
+    public IPAddress Address { get; init; } = IPAddress.Loopback;
+
+    public int? TlsPort { get; init; } = DefaultTlsPort;
+
+    /// <summary>Plain TCP (no certificates): off unless set, and then bound to one named low-privilege member.</summary>
+    public int? TcpPort { get; init; }
+
+    public string? TcpUser { get; init; }
+
+    /// <summary>How long a device may stay silent (TAK clients ping every few seconds) before it is cut.</summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>How many recent incidents a device receives when it connects.</summary>
+    public int InitialIncidents { get; init; } = 500;
+}
+
+/// <summary>
+/// The TAK listeners: TLS with client certificates signed by the deployment's CA (8089), and optionally plain TCP (8087)
+/// bound to one named member. Each connection becomes a <see cref="TakSession"/> for the member its certificate maps to.
+/// </summary>
+internal sealed class TakServer(
+    TakOptions options, TakCertificates certificates, TakRouter router, TrackStore tracks, ViewerDirectory viewers,
+    MissionDirectory directory, MarkingFormat markings, IServiceScopeFactory scopes, TimeProvider time, ILogger<TakServer> logger) : BackgroundService
+{
+    private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<Task> _connections = [];
+
+    public int? BoundTlsPort { get; private set; }
+
+    public int? BoundTcpPort { get; private set; }
+
+    /// <summary>Completes when the listeners accept connections.</summary>
+    public Task Listening => _listening.Task;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var listeners = new List<Task>();
+        try
+        {
+            await tracks.LoadAsync(stoppingToken);
+            if (options.TlsPort is { } tlsPort)
+            {
+                _ = certificates.Server;
+                var tls = new TcpListener(options.Address, tlsPort);
+                tls.Start();
+                BoundTlsPort = ((IPEndPoint)tls.LocalEndpoint).Port;
+                listeners.Add(AcceptAsync(tls, tlsMode: true, stoppingToken));
+                logger.LogInformation("TAK over TLS on {Address}:{Port}", options.Address, BoundTlsPort);
+            }
+
+            if (options.TcpPort is { } tcpPort)
+            {
+                var tcp = new TcpListener(options.Address, tcpPort);
+                tcp.Start();
+                BoundTcpPort = ((IPEndPoint)tcp.LocalEndpoint).Port;
+                listeners.Add(AcceptAsync(tcp, tlsMode: false, stoppingToken));
+                logger.LogWarning("TAK over plain TCP on {Address}:{Port}, acting as {User}", options.Address, BoundTcpPort, options.TcpUser);
+            }
+
+            _listening.TrySetResult();
+            await Task.WhenAll(listeners);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            _listening.TrySetException(e);
+            throw;
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken);
+        foreach (var session in router.Sessions)
+        {
+            session.Close("the server is shutting down");
+        }
+
+        Task[] open;
+        lock (_connections)
+        {
+            open = [.. _connections];
+        }
+
+        await Task.WhenAll(open).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+    }
+
+    private async Task AcceptAsync(TcpListener listener, bool tlsMode, CancellationToken stoppingToken)
+    {
+        using var registration = stoppingToken.Register(listener.Stop);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            TcpClient client;
+            try
+            {
+                client = await listener.AcceptTcpClientAsync(stoppingToken);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                break;
+            }
+
+            client.NoDelay = true;
+            var connection = Task.Run(() => HandleAsync(client, tlsMode, stoppingToken), CancellationToken.None);
+            lock (_connections)
+            {
+                _connections.RemoveAll(t => t.IsCompleted);
+                _connections.Add(connection);
+            }
+        }
+    }
+
+    private async Task HandleAsync(TcpClient client, bool tlsMode, CancellationToken stoppingToken)
+    {
+        var remote = client.Client.RemoteEndPoint?.ToString() ?? "?";
+        Stream stream = client.GetStream();
+        TakSession? session = null;
+        try
+        {
+            Viewer? viewer;
+            string certificate;
+            if (tlsMode)
+            {
+                var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
+                stream = ssl;
+                using var handshake = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                handshake.CancelAfter(TimeSpan.FromSeconds(15));
+                await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+                {
+                    ServerCertificate = certificates.Server,
+                    ClientCertificateRequired = true,
+                    EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+                    RemoteCertificateValidationCallback = (_, presented, _, _) => presented is X509Certificate2 c && certificates.IsIssuedByUs(c),
+                }, handshake.Token);
+                var presented = (X509Certificate2)ssl.RemoteCertificate!;
+                certificate = TakCertificates.Thumbprint(presented);
+                viewer = await MemberForAsync(certificate, stoppingToken);
+                if (viewer is null)
+                {
+                    logger.LogWarning("TAK connection from {Remote} refused: certificate {Subject} is unknown, revoked or expired, or its member is disabled", remote, presented.Subject);
+                    return;
+                }
+            }
+            else
+            {
+                certificate = "tcp:" + remote;
+                viewer = await NamedViewerAsync(stoppingToken);
+                if (viewer is null)
+                {
+                    logger.LogWarning("plain TCP connection from {Remote} refused: no member {User}", remote, options.TcpUser);
+                    return;
+                }
+            }
+
+            session = new TakSession(stream, viewer, certificate, remote, await DefaultMarkingAsync(viewer, stoppingToken), stoppingToken);
+            router.Attach(session);
+            logger.LogInformation("TAK device of {User} connected from {Remote}", viewer.UserName, remote);
+            var writer = session.WriteLoopAsync();
+            await SendInitialAsync(session, stoppingToken);
+            await ReadLoopAsync(session, stream);
+            session.Close(session.CloseReason ?? "the device disconnected");
+            await writer;
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+            logger.LogInformation("TAK connection from {Remote} ended: {Reason}", remote, e.Message);
+        }
+        catch (Exception e)
+        {
+            logger.LogError(e, "TAK connection from {Remote} failed", remote);
+        }
+        finally
+        {
+            if (session is not null)
+            {
+                router.Detach(session);
+                logger.LogInformation("TAK device of {User} disconnected ({Reason})", session.Viewer.UserName, session.CloseReason);
+                await session.DisposeAsync();
+            }
+            else
+            {
+                await stream.DisposeAsync();
+            }
+
+            client.Dispose();
+        }
+    }
+
+    private async Task ReadLoopAsync(TakSession session, Stream stream)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        var xml = new CotXmlFramer();
+        TakStreamFramer? protobuf = null;
+        var errors = 0;
+        var leading = false;
+        using var idle = CancellationTokenSource.CreateLinkedTokenSource(session.Closing);
+        try
+        {
+            while (true)
+            {
+                idle.CancelAfter(options.IdleTimeout);
+                int read;
+                try
+                {
+                    read = await stream.ReadAsync(buffer, idle.Token);
+                }
+                catch (OperationCanceledException) when (!session.Closing.IsCancellationRequested)
+                {
+                    session.Close($"silent for {options.IdleTimeout.TotalSeconds:0} s");
+                    return;
+                }
+
+                if (read == 0)
+                {
+                    return;
+                }
+
+
+                if (protobuf is null)
+                {
+                    xml.Append(buffer.AsSpan(0, read));
+                    while (true)
+                    {
+                        ReadOnlyMemory<byte> document;
+                        try
+                        {
+                            if (!xml.TryReadEvent(out document))
+                            {
+                                break;
+                            }
+                        }
+                        catch (CotFramingException e)
+                        {
+                            if (++errors > 100)
+                            {
+                                session.Close("too many malformed events: " + e.Reason);
+                                return;
+                            }
+
+                            continue;
+                        }
+
+                        if (CotXml.TryParse(document, out var cotEvent, out _))
+                        {
+                            await router.OnEventAsync(session, cotEvent!);
+                            if (cotEvent!.Type == CotControl.VersionRequestType && session.SwitchRequested)
+                            {
+                                protobuf = new TakStreamFramer();
+                                leading = true;
+                                Append(protobuf, xml.TakeBufferedBytes(), ref leading);
+                                break;
+                            }
+                        }
+                        else if (++errors > 100)
+                        {
+                            session.Close("too many malformed events");
+                            return;
+                        }
+                    }
+                }
+                else
+                {
+                    Append(protobuf, buffer.AsSpan(0, read), ref leading);
+                }
+
+                if (protobuf is not null)
+                {
+                    while (true)
+                    {
+                        TakMessage? message;
+                        try
+                        {
+                            if (!protobuf.TryReadMessage(out message))
+                            {
+                                break;
+                            }
+                        }
+                        catch (CotFramingException e)
+                        {
+                            session.Close("broken TAK protocol stream: " + e.Reason);
+                            return;
+                        }
+
+                        if (message?.CotEvent is { } takEvent)
+                        {
+                            try
+                            {
+                                await router.OnEventAsync(session, takEvent.ToCotEvent());
+                            }
+                            catch (CotParseException)
+                            {
+                                errors++;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Feeds the protobuf framer, skipping the whitespace that may separate the last XML event from the first frame.</summary>
+    private static void Append(TakStreamFramer framer, ReadOnlySpan<byte> bytes, ref bool leading)
+    {
+        if (leading)
+        {
+            var start = 0;
+            while (start < bytes.Length && bytes[start] is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t')
+            {
+                start++;
+            }
+
+            bytes = bytes[start..];
+            leading = bytes.IsEmpty;
+        }
+
+        framer.Append(bytes);
+    }
+
+    /// <summary>What a device sees when it connects: the protocols on offer, current tracks and recent incidents it may see.</summary>
+    private async Task SendInitialAsync(TakSession session, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        session.Send(new Outbound(CotControl.CreateVersionSupport("concord", now, 1), droppable: false));
+        foreach (var (track, last) in tracks.Current)
+        {
+            if (last is not null && Marking.AllowsRead(track, session.Viewer))
+            {
+                session.Send(new Outbound(last, droppable: true));
+            }
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var recent = await db.VisibleIncidents(db.Incidents.AsNoTracking(), session.Viewer)
+            .OrderByDescending(i => i.UpdatedAt).Take(options.InitialIncidents).ToListAsync(cancellationToken);
+        foreach (var incident in await db.AsSeenByAsync(recent, session.Viewer, cancellationToken))
+        {
+            session.Send(new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false));
+        }
+    }
+
+    private async Task<Viewer?> MemberForAsync(string thumbprint, CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var now = time.GetUtcNow().UtcDateTime;
+        var memberId = await db.DeviceCertificates.Where(c => c.Thumbprint == thumbprint && c.RevokedAt == null && c.ExpiresAt > now)
+            .Select(c => (Guid?)c.MemberId).SingleOrDefaultAsync(cancellationToken);
+        return memberId is { } id ? await viewers.ForMemberAsync(id, cancellationToken) : null;
+    }
+
+    private async Task<Viewer?> NamedViewerAsync(CancellationToken cancellationToken)
+    {
+        if (options.TcpUser is not { } user)
+        {
+            return null;
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var name = user.ToLowerInvariant();
+        var id = await db.Members.Where(m => m.UserName == name).Select(m => (Guid?)m.Id).SingleOrDefaultAsync(cancellationToken);
+        return id is { } memberId ? await viewers.ForMemberAsync(memberId, cancellationToken) : null;
+    }
+
+    /// <summary>A device's records get its organisation's agreement default for field data, or stay within the organisation.</summary>
+    internal async Task<MarkingDefault> DefaultMarkingAsync(Viewer viewer, CancellationToken cancellationToken)
+    {
+        var resolved = AgreementDecisions.Resolve(await directory.AgreementsAsync(cancellationToken), viewer.OrganizationCode, viewer.OrganizationKind, "field.position", markings.Scheme);
+        var classification = resolved?.Classification ?? 0;
+        var releasable = Releasability.Encode(resolved?.ReleasableTo ?? (IEnumerable<string>)[Community.Organization(viewer.OrganizationCode)]);
+        var caveats = resolved is not null && markings.Caveats.TryGetBits(resolved.Caveats, out var bits, out _) ? bits : 0;
+        return new MarkingDefault(classification, releasable, caveats, markings.ToDto(classification, releasable, caveats).Label!);
+    }
+}

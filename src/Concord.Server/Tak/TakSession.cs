@@ -1,0 +1,204 @@
+using System.Buffers;
+using System.Threading.Channels;
+using Concord.Cot;
+using Concord.Server.Access;
+
+namespace Concord.Server.Tak;
+
+/// <summary>An event on its way to devices, serialised at most once per wire format whatever the number of receivers.</summary>
+internal sealed class Outbound(CotEvent cotEvent, bool droppable)
+{
+    private byte[]? _xml;
+    private byte[]? _protobuf;
+
+    public CotEvent Event { get; } = cotEvent;
+
+    /// <summary>Positions may be dropped (oldest first) for a slow device; alerts, markers and chat never are.</summary>
+    public bool Droppable { get; } = droppable;
+
+    /// <summary>The answer to a protocol request: sent as XML, after which the session speaks TAK protocol v1.</summary>
+    public bool SwitchesToProtobuf { get; init; }
+
+    public byte[] Xml => _xml ??= Serialize(Event);
+
+    public byte[] Protobuf => _protobuf ??= TakFraming.EncodeStreamFrame(Event.ToTakMessage());
+
+    private static byte[] Serialize(CotEvent e)
+    {
+        var bytes = CotXml.SerializeToUtf8Bytes(e);
+        var framed = new byte[bytes.Length + 1];
+        bytes.CopyTo(framed, 0);
+        framed[^1] = (byte)'\n';
+        return framed;
+    }
+}
+
+/// <summary>
+/// One connected device. A reader turns the byte stream into events (XML, or TAK protocol v1 once negotiated); a writer
+/// drains two bounded queues — alerts first, never dropped, then positions, oldest dropped when the device falls behind.
+/// A device that cannot take its alerts, or stalls a write, is cut; the others never wait for it.
+/// </summary>
+internal sealed class TakSession : IAsyncDisposable
+{
+    public const int PositionQueue = 1024;
+    public const int AlertQueue = 8192;
+    public static readonly TimeSpan WriteTimeout = TimeSpan.FromSeconds(15);
+
+    private readonly Stream _stream;
+    private readonly Channel<Outbound> _alerts = Channel.CreateBounded<Outbound>(new BoundedChannelOptions(AlertQueue) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly Channel<Outbound> _positions = Channel.CreateBounded<Outbound>(new BoundedChannelOptions(PositionQueue) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest });
+    private readonly CancellationTokenSource _closing;
+    private long _dropped;
+    private volatile bool _protobuf;
+
+    public TakSession(Stream stream, Viewer viewer, string certificate, string remote, MarkingDefault marking, CancellationToken serverStopping)
+    {
+        _stream = stream;
+        Viewer = viewer;
+        Certificate = certificate;
+        Remote = remote;
+        Marking = marking;
+        _closing = CancellationTokenSource.CreateLinkedTokenSource(serverStopping);
+    }
+
+    public Viewer Viewer { get; }
+
+    /// <summary>The client certificate's thumbprint (or "tcp:" for the plain listener).</summary>
+    public string Certificate { get; }
+
+    public string Remote { get; }
+
+    /// <summary>The marking this member's device records get (their organisation's agreement default).</summary>
+    public MarkingDefault Marking { get; }
+
+    /// <summary>The uid of the device's own position reports, once it has sent one.</summary>
+    public string? DeviceUid { get; set; }
+
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    public CancellationToken Closing => _closing.Token;
+
+    public string? CloseReason { get; private set; }
+
+    public bool UsesProtobuf => _protobuf;
+
+    /// <summary>Set when the device asked for TAK protocol v1 and was told yes: what it sends next is protobuf.</summary>
+    public bool SwitchRequested { get; set; }
+
+    /// <summary>Queues an event; false when the device is too slow to take an alert and is being cut.</summary>
+    public bool Send(Outbound item)
+    {
+        if (_closing.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        if (item.Droppable)
+        {
+            if (_positions.Reader.Count >= PositionQueue)
+            {
+                Interlocked.Increment(ref _dropped);
+            }
+
+            _positions.Writer.TryWrite(item);
+            return true;
+        }
+
+        if (_alerts.Writer.TryWrite(item))
+        {
+            return true;
+        }
+
+        Close("too slow: its alert queue is full");
+        return false;
+    }
+
+    public void Close(string reason)
+    {
+        CloseReason ??= reason;
+        try
+        {
+            _closing.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>Writes queued events until the session closes, batching what is ready into one write.</summary>
+    public async Task WriteLoopAsync()
+    {
+        var buffer = new ArrayBufferWriter<byte>(64 * 1024);
+        var token = _closing.Token;
+        try
+        {
+            while (!token.IsCancellationRequested)
+            {
+                if (!Fill(buffer))
+                {
+                    var alerts = _alerts.Reader.WaitToReadAsync(token).AsTask();
+                    var positions = _positions.Reader.WaitToReadAsync(token).AsTask();
+                    await Task.WhenAny(alerts, positions);
+                    continue;
+                }
+
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(token);
+                timeout.CancelAfter(WriteTimeout);
+                try
+                {
+                    await _stream.WriteAsync(buffer.WrittenMemory, timeout.Token);
+                    await _stream.FlushAsync(timeout.Token);
+                }
+                catch (OperationCanceledException) when (!token.IsCancellationRequested)
+                {
+                    Close($"a write stalled for {WriteTimeout.TotalSeconds:0} s");
+                    return;
+                }
+
+                buffer.ResetWrittenCount();
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (IOException)
+        {
+            Close("the connection broke");
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private bool Fill(ArrayBufferWriter<byte> buffer)
+    {
+        const int BatchBytes = 64 * 1024;
+        while (buffer.WrittenCount < BatchBytes && (_alerts.Reader.TryRead(out var item) || _positions.Reader.TryRead(out item)))
+        {
+            if (item.SwitchesToProtobuf)
+            {
+                // The last XML event goes without its trailing newline: the next byte the device reads is a frame.
+                buffer.Write(item.Xml.AsSpan(0, item.Xml.Length - 1));
+                _protobuf = true;
+            }
+            else
+            {
+                buffer.Write(_protobuf ? item.Protobuf : item.Xml);
+            }
+        }
+
+        return buffer.WrittenCount > 0;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Close("closed");
+        _alerts.Writer.TryComplete();
+        _positions.Writer.TryComplete();
+        await _stream.DisposeAsync();
+        _closing.Dispose();
+    }
+}
+
+/// <summary>The marking a device's records get, as stored columns and as the label sent in CoT.</summary>
+internal sealed record MarkingDefault(int Classification, string ReleasableTo, long Caveats, string Label);

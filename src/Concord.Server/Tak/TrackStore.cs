@@ -1,0 +1,214 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+using Concord.Cot;
+using Concord.Server.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Tak;
+
+/// <summary>
+/// Device positions: the latest of each device and a bounded history, held in memory for routing and written to the
+/// store once a second (write-behind), so a thousand positions a second cost one small transaction, not a thousand.
+/// </summary>
+internal sealed class TrackStore(IServiceScopeFactory scopes, TimeProvider time, ILogger<TrackStore> logger) : BackgroundService
+{
+    public static readonly TimeSpan FlushInterval = TimeSpan.FromSeconds(1);
+
+    private readonly ConcurrentDictionary<string, Entry> _tracks = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, byte> _dirty = new(StringComparer.Ordinal);
+
+    private sealed class Entry(Track track)
+    {
+        public Track Track { get; } = track;
+
+        public Queue<(double Lat, double Lon, long Ms)> History { get; } = new();
+
+        public CotEvent? Last { get; set; }
+    }
+
+    public IEnumerable<(Track Track, CotEvent? Event)> Current =>
+        _tracks.Values.Where(e => e.Track.StaleAt > time.GetUtcNow().UtcDateTime).Select(e => (e.Track, e.Last));
+
+    public int Count => _tracks.Count;
+
+    public void Update(CotEvent e, TakSession from, CotEvent stamped)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        var entry = _tracks.GetOrAdd(e.Uid, uid => new Entry(new Track
+        {
+            Uid = uid,
+            MemberId = from.Viewer.MemberId,
+            Callsign = "",
+            CotType = e.Type,
+            Latitude = e.Point.Lat,
+            Longitude = e.Point.Lon,
+            Hae = e.Point.Hae,
+            ObservedAt = e.Time.UtcDateTime,
+            StaleAt = e.Stale.UtcDateTime,
+            HistoryJson = "[]",
+            Classification = from.Marking.Classification,
+            ReleasableTo = from.Marking.ReleasableTo,
+            Caveats = from.Marking.Caveats,
+            UpdatedAt = now,
+        }));
+        lock (entry)
+        {
+            var t = entry.Track;
+            if (entry.Last is not null)
+            {
+                entry.History.Enqueue((t.Latitude, t.Longitude, new DateTimeOffset(t.ObservedAt).ToUnixTimeMilliseconds()));
+                while (entry.History.Count > Track.HistoryLength)
+                {
+                    entry.History.Dequeue();
+                }
+            }
+
+            t.MemberId = from.Viewer.MemberId;
+            t.Callsign = e.Detail.Contact?.Callsign ?? e.Uid;
+            t.CotType = e.Type;
+            t.Latitude = e.Point.Lat;
+            t.Longitude = e.Point.Lon;
+            t.Hae = e.Point.Hae;
+            t.Course = e.Detail.Track?.Course;
+            t.Speed = e.Detail.Track?.Speed;
+            t.ObservedAt = e.Time.UtcDateTime;
+            t.StaleAt = e.Stale.UtcDateTime;
+            t.Classification = from.Marking.Classification;
+            t.ReleasableTo = from.Marking.ReleasableTo;
+            t.Caveats = from.Marking.Caveats;
+            t.UpdatedAt = now;
+            entry.Last = stamped;
+        }
+
+        _dirty[e.Uid] = 0;
+    }
+
+    public async Task LoadAsync(CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var now = time.GetUtcNow().UtcDateTime;
+        foreach (var track in await db.Tracks.AsNoTracking().Where(t => t.StaleAt > now).ToListAsync(cancellationToken))
+        {
+            _tracks.TryAdd(track.Uid, new Entry(track));
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(FlushInterval, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                await FlushAsync(CancellationToken.None);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        await FlushAsync(CancellationToken.None);
+    }
+
+    public async Task FlushAsync(CancellationToken cancellationToken)
+    {
+        if (_dirty.IsEmpty)
+        {
+            return;
+        }
+
+        var uids = _dirty.Keys.ToList();
+        foreach (var uid in uids)
+        {
+            _dirty.TryRemove(uid, out _);
+        }
+
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            var stored = await db.Tracks.Where(t => uids.Contains(t.Uid)).ToDictionaryAsync(t => t.Uid, cancellationToken);
+            foreach (var uid in uids)
+            {
+                if (!_tracks.TryGetValue(uid, out var entry))
+                {
+                    continue;
+                }
+
+                lock (entry)
+                {
+                    var t = entry.Track;
+                    var history = History(entry);
+                    if (stored.TryGetValue(uid, out var row))
+                    {
+                        row.MemberId = t.MemberId;
+                        row.Callsign = t.Callsign;
+                        row.CotType = t.CotType;
+                        row.Latitude = t.Latitude;
+                        row.Longitude = t.Longitude;
+                        row.Hae = t.Hae;
+                        row.Course = t.Course;
+                        row.Speed = t.Speed;
+                        row.ObservedAt = t.ObservedAt;
+                        row.StaleAt = t.StaleAt;
+                        row.HistoryJson = history;
+                        row.Classification = t.Classification;
+                        row.ReleasableTo = t.ReleasableTo;
+                        row.Caveats = t.Caveats;
+                        row.UpdatedAt = t.UpdatedAt;
+                    }
+                    else
+                    {
+                        db.Tracks.Add(new Track
+                        {
+                            Uid = uid,
+                            MemberId = t.MemberId,
+                            Callsign = t.Callsign,
+                            CotType = t.CotType,
+                            Latitude = t.Latitude,
+                            Longitude = t.Longitude,
+                            Hae = t.Hae,
+                            Course = t.Course,
+                            Speed = t.Speed,
+                            ObservedAt = t.ObservedAt,
+                            StaleAt = t.StaleAt,
+                            HistoryJson = history,
+                            Classification = t.Classification,
+                            ReleasableTo = t.ReleasableTo,
+                            Caveats = t.Caveats,
+                            UpdatedAt = t.UpdatedAt,
+                        });
+                    }
+                }
+            }
+
+            await db.SaveChangesAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is DbUpdateException or InvalidOperationException)
+        {
+            logger.LogWarning(e, "writing {Count} tracks failed; they will be written with their next position", uids.Count);
+            foreach (var uid in uids)
+            {
+                _dirty[uid] = 0;
+            }
+        }
+    }
+
+    private static string History(Entry entry)
+    {
+        var json = new StringBuilder("[");
+        foreach (var (lat, lon, ms) in entry.History)
+        {
+            if (json.Length > 1)
+            {
+                json.Append(',');
+            }
+
+            json.Append(CultureInfo.InvariantCulture, $"[{lat},{lon},{ms}]");
+        }
+
+        return json.Append(']').ToString();
+    }
+}
