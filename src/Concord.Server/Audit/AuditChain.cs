@@ -45,6 +45,8 @@ internal sealed class AuditChain : IDisposable
                 }
             }
 
+            // Inside our own transaction EF's automatic savepoint would only cost a round trip.
+            db.Database.AutoSavepointsEnabled = false;
             await db.SaveChangesAsync(cancellationToken);
             await transaction.CommitAsync(cancellationToken);
         }

@@ -1,0 +1,67 @@
+// Third-party TAK clients against a running Concord: @tak-ps/node-tak 8.3 (TLS, client certificates, XML stream)
+// and @tak-ps/node-cot to build and read the events. Usage: node interop.mjs TAK_PORT CERT_DIR
+import fs from 'node:fs';
+import TAK from '@tak-ps/node-tak';
+import CoT from '@tak-ps/node-cot';
+
+const [port, dir] = process.argv.slice(2);
+const url = new URL(`ssl://127.0.0.1:${port}`);
+const results = [];
+const check = (name, ok, detail = '') => {
+    results.push(ok);
+    console.log(`${ok ? 'ok' : 'not ok'} - ${name}${detail ? ` (${detail})` : ''}`);
+};
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const auth = (user) => ({
+    cert: fs.readFileSync(`${dir}/${user}.cert.pem`, 'utf8'),
+    key: fs.readFileSync(`${dir}/${user}.key.pem`, 'utf8'),
+});
+
+async function device(id, user) {
+    const state = { received: [], pongs: 0, errors: [] };
+    const tak = await TAK.connect(id, url, auth(user));
+    tak.on('cot', (cot) => state.received.push(cot));
+    tak.on('ping', () => state.pongs++);
+    tak.on('error', (err) => state.errors.push(err.message));
+    state.tak = tak;
+    return state;
+}
+
+function position(uid, callsign, lat, lon, offsetSeconds) {
+    const time = new Date(Date.now() + offsetSeconds * 1000).toISOString();
+    const stale = new Date(Date.now() + 120000).toISOString();
+    return new CoT(`<event version="2.0" uid="${uid}" type="a-f-G-U-C" time="${time}" start="${time}" stale="${stale}" how="m-g">`
+        + `<point lat="${lat}" lon="${lon}" hae="9999999.0" ce="9999999.0" le="9999999.0"/>`
+        + `<detail><contact callsign="${callsign}" endpoint="*:-1:stcp"/><__group name="Cyan" role="Team Member"/>`
+        + `<takv device="node-tak" platform="interop" os="node" version="8.3"/><track course="45" speed="3"/></detail></event>`);
+}
+
+const uid = `ANDROID-interop-${Date.now()}`;
+const bob = await device('bob', 'force.g2');         // FORCE, military: may see RWABATT field data (agreement)
+const carol = await device('carol', 'ocha.cmcoord'); // OCHA, humanitarian: may not
+await sleep(1500);
+const alice = await device('alice', 'rwabatt.patrol');
+await sleep(1500);
+
+for (let i = 0; i < 3; i++) {
+    await alice.tak.write([position(uid, 'RWABATT 2-1', 5.76 + i * 0.001, 20.67 + i * 0.001, i)]);
+    await sleep(200);
+}
+await sleep(3000);
+
+const seenByBob = bob.received.filter((c) => c.raw.event._attributes.uid === uid);
+const seenByCarol = carol.received.filter((c) => c.raw.event._attributes.uid === uid);
+check('the third-party client connects over TLS with a certificate from concord cert issue', alice.errors.length === 0 && bob.errors.length === 0, [...alice.errors, ...bob.errors].join('; '));
+check('a ping from node-tak is answered with a pong', alice.pongs > 0 && bob.pongs > 0, `pongs ${alice.pongs}/${bob.pongs}`);
+check('a member who may see the positions receives all three', seenByBob.length === 3, `received ${seenByBob.length}`);
+check('the positions arrive in order with their coordinates',
+    seenByBob.length === 3 && seenByBob.map((c) => Number(c.raw.event.point._attributes.lat)).every((lat, i) => Math.abs(lat - (5.76 + i * 0.001)) < 1e-9));
+check('the marking travels in the access attribute',
+    seenByBob.length > 0 && String(seenByBob[0].raw.event._attributes.access).includes('REL TO KIND:MILITARY'), String(seenByBob[0]?.raw.event._attributes.access));
+check('a member without the releasability receives nothing', seenByCarol.length === 0, `received ${seenByCarol.length}`);
+check('the sender does not get its own positions back', alice.received.filter((c) => c.raw.event._attributes.uid === uid).length === 0);
+
+for (const d of [alice, bob, carol]) d.tak.destroy();
+const passed = results.filter(Boolean).length;
+console.log(`interop: ${passed} passed, ${results.length - passed} failed`);
+process.exit(0);
