@@ -5,6 +5,7 @@ using Concord.Server.Data;
 // Usage:
 //   Concord.Bench create URL TOKEN CONNECTIONS SECONDS     one line of the creation table
 //   Concord.Bench query sqlite DIR COUNT | query postgres CONNECTION COUNT     lines of the query table
+//   Concord.Bench tak DATA_DIR TAK_PORT SERVER_PID SOAK_SECONDS                lines of the TAK table
 var mode = args.ElementAtOrDefault(0);
 switch (mode)
 {
@@ -20,7 +21,15 @@ switch (mode)
         }
 
         return 0;
+    case "tak" when args.Length == 5:
+        foreach (var line in await TakBench.RunAsync(args[1], int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture),
+            int.Parse(args[4], CultureInfo.InvariantCulture), Console.Error))
+        {
+            Console.WriteLine(line);
+        }
+
+        return 0;
     default:
-        Console.Error.WriteLine("usage: Concord.Bench create URL TOKEN CONNECTIONS SECONDS | query sqlite DIR COUNT | query postgres CONNECTION COUNT");
+        Console.Error.WriteLine("usage: Concord.Bench create URL TOKEN CONNECTIONS SECONDS | query sqlite DIR COUNT | query postgres CONNECTION COUNT | tak DATA_DIR PORT PID SOAK_SECONDS");
         return 2;
 }
