@@ -17,15 +17,15 @@ internal sealed class TakClient : IAsyncDisposable
     private readonly Task _reader;
     private volatile bool _protobuf;
 
-    private TakClient(TcpClient tcp, Stream stream)
+    private TakClient(TcpClient tcp, Stream stream, bool read)
     {
         _tcp = tcp;
         _stream = stream;
-        _reader = Task.Run(ReadAsync);
+        _reader = read ? Task.Run(ReadAsync) : Task.CompletedTask;
     }
 
     /// <summary>Connects; with a certificate over TLS, checking the server against the deployment's <paramref name="authority"/>.</summary>
-    public static async Task<TakClient> ConnectAsync(int port, X509Certificate2? certificate, X509Certificate2? authority)
+    public static async Task<TakClient> ConnectAsync(int port, X509Certificate2? certificate, X509Certificate2? authority, bool read = true)
     {
         var tcp = new TcpClient();
         await tcp.ConnectAsync("127.0.0.1", port);
@@ -41,7 +41,7 @@ internal sealed class TakClient : IAsyncDisposable
             stream = ssl;
         }
 
-        return new TakClient(tcp, stream);
+        return new TakClient(tcp, stream, read);
     }
 
     private static bool IssuedBy(X509Certificate2 server, X509Certificate2 authority)

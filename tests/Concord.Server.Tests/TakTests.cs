@@ -225,6 +225,53 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_that_stops_reading_does_not_hold_up_the_others()
+    {
+        var colleague = await ForceColleagueAsync();
+        var sleepy = await ForceColleagueAsync();
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using var receiver = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        await using var stalled = await server.ConnectTakAsync(await server.IssueDeviceAsync(sleepy), read: false);
+        await Task.Delay(300);
+        var uid = "ANDROID-flood-" + Guid.NewGuid().ToString("N")[..8];
+        var padding = new string('x', 1000);
+        var now = DateTimeOffset.UtcNow;
+        var start = new DateTimeOffset(now.Ticks - (now.Ticks % TimeSpan.TicksPerMillisecond), TimeSpan.Zero);
+
+        // About 20 MB of positions: far more than the stalled device's socket buffers and queue hold.
+        for (var batch = 0; batch < 100; batch++)
+        {
+            var events = new System.Text.StringBuilder();
+            for (var i = 0; i < 200; i++)
+            {
+                var time = start.AddMilliseconds((batch * 200) + i).ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+                events.Append(Pli(uid, "FLOOD", 5.0, 20.0, time).Replace("<track ", $"<remarks>{padding}</remarks><track ", StringComparison.Ordinal)).Append('\n');
+            }
+
+            await sender.SendAsync(events.ToString());
+        }
+
+        var lastTime = start.AddMilliseconds(19_999);
+        var seen = 0;
+        DateTimeOffset latest = default;
+        var last = await receiver.WaitForAsync(e =>
+        {
+            if (e.Uid == uid)
+            {
+                seen++;
+                latest = e.Time;
+            }
+
+            return e.Uid == uid && e.Time == lastTime;
+        }, TimeSpan.FromSeconds(20));
+        Assert.True(last is not null, $"received {seen} positions, the latest of {latest:O}; expected {lastTime:O}");
+        var sessions = server.Services.GetRequiredService<TakRouter>().Sessions;
+
+        Assert.NotNull(last);
+        Assert.Contains(sessions, s => s.Viewer.UserName == sleepy && s.Dropped > 0);
+    }
+
+    [Fact]
     public async Task Plain_TCP_acts_as_the_named_low_privilege_member()
     {
         await using var plain = await server.ConnectTakAsync(null);

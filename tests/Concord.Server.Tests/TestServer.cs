@@ -41,8 +41,8 @@ public abstract class TestServer : IAsyncLifetime
     public int TakTcpPort { get; private set; }
 
     /// <summary>A test TAK device: over TLS with <paramref name="certificate"/>, or over the plain TCP listener without one.</summary>
-    internal Task<TakClient> ConnectTakAsync(System.Security.Cryptography.X509Certificates.X509Certificate2? certificate) =>
-        TakClient.ConnectAsync(certificate is null ? TakTcpPort : TakTlsPort, certificate, Services.GetRequiredService<TakCertificates>().Authority);
+    internal Task<TakClient> ConnectTakAsync(System.Security.Cryptography.X509Certificates.X509Certificate2? certificate, bool read = true) =>
+        TakClient.ConnectAsync(certificate is null ? TakTcpPort : TakTlsPort, certificate, Services.GetRequiredService<TakCertificates>().Authority, read);
 
     /// <summary>Issues a device certificate for a member, as <c>concord cert issue</c> does.</summary>
     internal async Task<System.Security.Cryptography.X509Certificates.X509Certificate2> IssueDeviceAsync(string user)
