@@ -72,44 +72,7 @@ internal static class ReportEndpoints
             return Problems.Invalid(errors);
         }
 
-        IQueryable<Report> reports = db.Reports.AsNoTracking();
-        if (query.Bbox is { } box)
-        {
-            reports = reports.Where(r => r.Latitude >= box.South && r.Latitude <= box.North && r.Longitude >= box.West && r.Longitude <= box.East);
-        }
-
-        if (query.From is { } from)
-        {
-            reports = reports.Where(r => r.ObservedAt >= from);
-        }
-
-        if (query.To is { } to)
-        {
-            reports = reports.Where(r => r.ObservedAt <= to);
-        }
-
-        if (query.Category is { } category)
-        {
-            var under = category + ".";
-            reports = reports.Where(r => r.Category == category || r.Category.StartsWith(under));
-        }
-
-        if (query.Organization is { } code)
-        {
-            var organization = await directory.OrganizationAsync(code, context.RequestAborted);
-            var organizationId = organization?.Id ?? Guid.Empty;
-            reports = reports.Where(r => r.OrganizationId == organizationId);
-        }
-
-        if (query.Text is { } text)
-        {
-            var needle = text.ToLowerInvariant();
-            // Translated to SQL lower(); the culture rules do not apply in the database.
-#pragma warning disable CA1304, CA1311, CA1862
-            reports = reports.Where(r => r.Narrative.ToLower().Contains(needle));
-#pragma warning restore CA1304, CA1311, CA1862
-        }
-
+        var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);
         if (query.After is { } after)
         {
             reports = reports.Where(r => r.ObservedAt < after.At || (r.ObservedAt == after.At && r.Number < after.Number));

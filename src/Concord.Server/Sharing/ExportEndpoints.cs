@@ -35,38 +35,6 @@ internal static class ExportEndpoints
     internal static bool TryAudience(string? text, out ExportAudience audience) =>
         Enum.TryParse(text, true, out audience) && Enum.IsDefined(audience) && !int.TryParse(text, out _);
 
-    internal static IQueryable<Report> Filter(ConcordDb db, ListQuery query, Guid? organizationId)
-    {
-        IQueryable<Report> reports = db.Reports.AsNoTracking();
-        if (query.Bbox is { } box)
-        {
-            reports = reports.Where(r => r.Latitude >= box.South && r.Latitude <= box.North && r.Longitude >= box.West && r.Longitude <= box.East);
-        }
-
-        if (query.From is { } from)
-        {
-            reports = reports.Where(r => r.ObservedAt >= from);
-        }
-
-        if (query.To is { } to)
-        {
-            reports = reports.Where(r => r.ObservedAt <= to);
-        }
-
-        if (query.Category is { } category)
-        {
-            var under = category + ".";
-            reports = reports.Where(r => r.Category == category || r.Category.StartsWith(under));
-        }
-
-        if (organizationId is { } org)
-        {
-            reports = reports.Where(r => r.OrganizationId == org);
-        }
-
-        return reports;
-    }
-
     private static async Task<IResult> ReportsCsv(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
         if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
@@ -79,9 +47,8 @@ internal static class ExportEndpoints
             return Problems.Field("audience", "is required: public, community, clients or organization (who the export is for decides which TLP levels it may carry)");
         }
 
-        var organizationId = query.Organization is { } code ? (await directory.OrganizationAsync(code, context.RequestAborted))?.Id ?? Guid.Empty : (Guid?)null;
         var allowed = Enum.GetValues<Tlp>().Where(t => Tlps.MayGoTo(t, audience)).ToList();
-        var rows = await Filter(db, query, organizationId)
+        var rows = await (await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted))
             .Where(r => allowed.Contains(r.Tlp))
             .VisibleTo(viewer)
             .OrderBy(r => r.ObservedAt).ThenBy(r => r.Number)
@@ -120,8 +87,8 @@ internal static class ExportEndpoints
             return Problems.Invalid(errors);
         }
 
-        var organizationId = query.Organization is { } code ? (await directory.OrganizationAsync(code, context.RequestAborted))?.Id ?? Guid.Empty : (Guid?)null;
-        return TypedResults.Ok(new CountDto(await Filter(db, query, organizationId).VisibleTo(viewer).LongCountAsync(context.RequestAborted)));
+        var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);
+        return TypedResults.Ok(new CountDto(await reports.VisibleTo(viewer).LongCountAsync(context.RequestAborted)));
     }
 
     private static async Task<Results<Ok<List<CategoryCount>>, ProblemHttpResult>> ByCategory(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory)
@@ -131,8 +98,8 @@ internal static class ExportEndpoints
             return Problems.Invalid(errors);
         }
 
-        var organizationId = query.Organization is { } code ? (await directory.OrganizationAsync(code, context.RequestAborted))?.Id ?? Guid.Empty : (Guid?)null;
-        var counts = await Filter(db, query, organizationId).VisibleTo(viewer)
+        var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);
+        var counts = await reports.VisibleTo(viewer)
             .GroupBy(r => r.Category).Select(g => new CategoryCount(g.Key, g.LongCount()))
             .ToListAsync(context.RequestAborted);
         return TypedResults.Ok(counts.OrderByDescending(c => c.Count).ThenBy(c => c.Category, StringComparer.Ordinal).ToList());

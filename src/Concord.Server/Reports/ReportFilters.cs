@@ -1,0 +1,50 @@
+using Concord.Server.Data;
+using Concord.Server.Http;
+
+namespace Concord.Server.Reports;
+
+/// <summary>The list filters of reports, shared by the list, the counts and the exports (the access predicate comes after).</summary>
+internal static class ReportFilters
+{
+    public static async Task<IQueryable<Report>> ApplyAsync(IQueryable<Report> reports, ListQuery query, MissionDirectory directory, CancellationToken cancellationToken)
+    {
+        if (query.Bbox is { } box)
+        {
+            reports = reports.Where(r => r.Latitude >= box.South && r.Latitude <= box.North && r.Longitude >= box.West && r.Longitude <= box.East);
+        }
+
+        if (query.From is { } from)
+        {
+            reports = reports.Where(r => r.ObservedAt >= from);
+        }
+
+        if (query.To is { } to)
+        {
+            reports = reports.Where(r => r.ObservedAt <= to);
+        }
+
+        if (query.Category is { } category)
+        {
+            var under = category + ".";
+            reports = reports.Where(r => r.Category == category || r.Category.StartsWith(under));
+        }
+
+        if (query.Organization is { } code)
+        {
+            // An unknown code matches nothing (rather than everything).
+            var organizationId = (await directory.OrganizationAsync(code, cancellationToken))?.Id ?? Guid.Empty;
+            reports = reports.Where(r => r.OrganizationId == organizationId);
+        }
+
+        if (query.Text is { } text)
+        {
+            var needle = text.ToLowerInvariant();
+            // Translated to SQL lower(); the culture rules do not apply in the database.
+#pragma warning disable CA1304, CA1311, CA1862
+            reports = reports.Where(r => r.Narrative.ToLower().Contains(needle));
+#pragma warning restore CA1304, CA1311, CA1862
+        }
+
+        return reports;
+    }
+}
