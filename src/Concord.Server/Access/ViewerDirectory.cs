@@ -13,6 +13,8 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
 {
     public static readonly TimeSpan Lifetime = TimeSpan.FromSeconds(10);
 
+    private const int MaxEntries = 100_000;
+
     private readonly ConcurrentDictionary<string, (Viewer? Viewer, DateTimeOffset Until)> _cache = new(StringComparer.Ordinal);
 
     public Task<Viewer?> ForMemberAsync(Guid memberId, CancellationToken cancellationToken) =>
@@ -46,7 +48,17 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var viewer = await load(db);
-        _cache[key] = (viewer, now + Lifetime);
+        // Only hits are cached: caching misses would let anyone grow the cache with made-up tokens.
+        if (viewer is not null)
+        {
+            if (_cache.Count > MaxEntries)
+            {
+                _cache.Clear();
+            }
+
+            _cache[key] = (viewer, now + Lifetime);
+        }
+
         return viewer;
     }
 

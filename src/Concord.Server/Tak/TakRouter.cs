@@ -79,6 +79,18 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         // Replays, duplicates and loops: nothing newer than what was already routed for this uid. A re-sent event that
         // carries our flow tag but a newer time is a legitimate edit and goes through.
+        // An event already stale is a replay (or a very late delivery) that no device should display.
+        if (e.IsStaleAt(now))
+        {
+            Interlocked.Increment(ref _ignored);
+            return;
+        }
+
+        if (_latest.Count > MaxTrackedUids)
+        {
+            Forget(now - TimeSpan.FromDays(1));
+        }
+
         var fresh = true;
         _latest.AddOrUpdate(e.Uid, e.Time, (_, last) =>
         {
@@ -106,6 +118,20 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         else
         {
             Interlocked.Increment(ref _ignored);
+        }
+    }
+
+    /// <summary>How many uids the replay check remembers before it forgets those not seen for a day (markers each have their own uid).</summary>
+    public const int MaxTrackedUids = 200_000;
+
+    private void Forget(DateTimeOffset before)
+    {
+        foreach (var (uid, time) in _latest)
+        {
+            if (time < before)
+            {
+                _latest.TryRemove(new KeyValuePair<string, DateTimeOffset>(uid, time));
+            }
         }
     }
 
