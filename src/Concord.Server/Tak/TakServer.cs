@@ -261,7 +261,7 @@ internal sealed class TakServer(
 
                         if (CotXml.TryParse(document, out var cotEvent, out _))
                         {
-                            await router.OnEventAsync(session, cotEvent!);
+                            await router.OnEventAsync(session, cotEvent!, document);
                             if (cotEvent!.Type == CotControl.VersionRequestType && session.SwitchRequested)
                             {
                                 protobuf = new TakStreamFramer();
@@ -348,7 +348,7 @@ internal sealed class TakServer(
         {
             if (last is not null && Marking.AllowsRead(track, session.Viewer))
             {
-                session.Send(new Outbound(last, droppable: true));
+                session.Send(last);
             }
         }
 

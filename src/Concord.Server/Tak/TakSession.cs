@@ -6,15 +6,31 @@ using Concord.Server.Access;
 namespace Concord.Server.Tak;
 
 /// <summary>An event on its way to devices, serialised at most once per wire format whatever the number of receivers.</summary>
-internal sealed class Outbound(CotEvent cotEvent, bool droppable)
+internal sealed class Outbound
 {
+    private readonly Func<CotEvent>? _build;
+    private CotEvent? _event;
     private byte[]? _xml;
     private byte[]? _protobuf;
 
-    public CotEvent Event { get; } = cotEvent;
+    public Outbound(CotEvent cotEvent, bool droppable)
+    {
+        _event = cotEvent;
+        Droppable = droppable;
+    }
+
+    /// <summary>An event whose XML is already written; the event itself is built only if a protobuf device needs it.</summary>
+    public Outbound(byte[] xml, Func<CotEvent> build, bool droppable)
+    {
+        _xml = xml;
+        _build = build;
+        Droppable = droppable;
+    }
+
+    public CotEvent Event => _event ??= _build!();
 
     /// <summary>Positions may be dropped (oldest first) for a slow device; alerts, markers and chat never are.</summary>
-    public bool Droppable { get; } = droppable;
+    public bool Droppable { get; }
 
     /// <summary>The answer to a protocol request: sent as XML, after which the session speaks TAK protocol v1.</summary>
     public bool SwitchesToProtobuf { get; init; }

@@ -24,15 +24,15 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, TimeProvider time,
 
         public Queue<(double Lat, double Lon, long Ms)> History { get; } = new();
 
-        public CotEvent? Last { get; set; }
+        public Outbound? Last { get; set; }
     }
 
-    public IEnumerable<(Track Track, CotEvent? Event)> Current =>
+    public IEnumerable<(Track Track, Outbound? Event)> Current =>
         _tracks.Values.Where(e => e.Track.StaleAt > time.GetUtcNow().UtcDateTime).Select(e => (e.Track, e.Last));
 
     public int Count => _tracks.Count;
 
-    public void Update(CotEvent e, TakSession from, CotEvent stamped)
+    public void Update(CotEvent e, TakSession from, Outbound stamped)
     {
         var now = time.GetUtcNow().UtcDateTime;
         var entry = _tracks.GetOrAdd(e.Uid, uid => new Entry(new Track
