@@ -272,6 +272,38 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_that_cannot_take_its_alerts_is_cut_and_the_others_go_on()
+    {
+        var colleague = await ForceColleagueAsync();
+        var sleepy = await ForceColleagueAsync();
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using var receiver = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        await using var stalled = await server.ConnectTakAsync(await server.IssueDeviceAsync(sleepy), read: false);
+        await Task.Delay(300);
+        var router = server.Services.GetRequiredService<TakRouter>();
+        Assert.Contains(router.Sessions, s => s.Viewer.UserName == sleepy);
+        var padding = new string('r', 50_000);
+        var lastUid = "";
+
+        // Spot markers are never dropped: about 15 MB of them is more than the stalled device's socket and queue hold.
+        for (var i = 0; i < 300; i++)
+        {
+            lastUid = Guid.NewGuid().ToString();
+            await sender.SendAsync($"<event version='2.0' uid='{lastUid}' type='b-m-p-s-m' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+                $"<point lat='5.1' lon='20.1' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='spot {i}'/><remarks>{padding}</remarks></detail></event>");
+        }
+
+        var uid = lastUid;
+        Assert.NotNull(await receiver.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(30)));
+        for (var i = 0; i < 100 && router.Sessions.Any(s => s.Viewer.UserName == sleepy); i++)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.DoesNotContain(router.Sessions, s => s.Viewer.UserName == sleepy);
+    }
+
+    [Fact]
     public async Task Plain_TCP_acts_as_the_named_low_privilege_member()
     {
         await using var plain = await server.ConnectTakAsync(null);

@@ -104,7 +104,7 @@ public abstract class TestServer : IAsyncLifetime
             Urls = "http://127.0.0.1:0",
             DataDirectory = DataDirectory,
             MinimumLogLevel = LogLevel.Warning,
-            Tak = new TakOptions { TlsPort = 0, TcpPort = 0, TcpUser = "pref", IdleTimeout = TimeSpan.FromSeconds(30) },
+            Tak = new TakOptions { TlsPort = 0, TcpPort = 0, TcpUser = "pref", IdleTimeout = TimeSpan.FromSeconds(30), AlertQueue = 64 },
         });
         await _app.Services.PrepareStoreAsync(CancellationToken.None);
         await SeedMissionAsync();

@@ -30,6 +30,11 @@ internal sealed record TakOptions
     /// <summary>How long a device may stay silent (TAK clients ping every few seconds) before it is cut.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(120);
 
+    /// <summary>Per-device queue lengths: positions (oldest dropped when full) and everything else (device cut when full).</summary>
+    public int PositionQueue { get; init; } = TakSession.DefaultPositionQueue;
+
+    public int AlertQueue { get; init; } = TakSession.DefaultAlertQueue;
+
     /// <summary>How many recent incidents a device receives when it connects.</summary>
     public int InitialIncidents { get; init; } = 500;
 }
@@ -171,7 +176,7 @@ internal sealed class TakServer(
                 }
             }
 
-            session = new TakSession(stream, viewer, certificate, remote, await DefaultMarkingAsync(viewer, stoppingToken), stoppingToken);
+            session = new TakSession(stream, viewer, certificate, remote, await DefaultMarkingAsync(viewer, stoppingToken), stoppingToken, options.PositionQueue, options.AlertQueue);
             router.Attach(session);
             logger.LogInformation("TAK device of {User} connected from {Remote}", viewer.UserName, remote);
             var writer = session.WriteLoopAsync();
@@ -358,7 +363,7 @@ internal sealed class TakServer(
             .OrderByDescending(i => i.UpdatedAt).Take(options.InitialIncidents).ToListAsync(cancellationToken);
         foreach (var incident in await db.AsSeenByAsync(recent, session.Viewer, cancellationToken))
         {
-            session.Send(new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false));
+            await session.SendWaitingAsync(new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false));
         }
     }
 

@@ -56,19 +56,24 @@ internal sealed class Outbound
 /// </summary>
 internal sealed class TakSession : IAsyncDisposable
 {
-    public const int PositionQueue = 1024;
-    public const int AlertQueue = 8192;
+    public const int DefaultPositionQueue = 1024;
+    public const int DefaultAlertQueue = 8192;
     public static readonly TimeSpan WriteTimeout = TimeSpan.FromSeconds(15);
 
     private readonly Stream _stream;
-    private readonly Channel<Outbound> _alerts = Channel.CreateBounded<Outbound>(new BoundedChannelOptions(AlertQueue) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
-    private readonly Channel<Outbound> _positions = Channel.CreateBounded<Outbound>(new BoundedChannelOptions(PositionQueue) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest });
+    private readonly Channel<Outbound> _alerts;
+    private readonly Channel<Outbound> _positions;
+    private readonly int _positionQueue;
     private readonly CancellationTokenSource _closing;
     private long _dropped;
     private volatile bool _protobuf;
 
-    public TakSession(Stream stream, Viewer viewer, string certificate, string remote, MarkingDefault marking, CancellationToken serverStopping)
+    public TakSession(Stream stream, Viewer viewer, string certificate, string remote, MarkingDefault marking, CancellationToken serverStopping,
+        int positionQueue = DefaultPositionQueue, int alertQueue = DefaultAlertQueue)
     {
+        _positionQueue = positionQueue;
+        _alerts = Channel.CreateBounded<Outbound>(new BoundedChannelOptions(alertQueue) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+        _positions = Channel.CreateBounded<Outbound>(new BoundedChannelOptions(positionQueue) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest });
         _stream = stream;
         Viewer = viewer;
         Certificate = certificate;
@@ -111,7 +116,7 @@ internal sealed class TakSession : IAsyncDisposable
 
         if (item.Droppable)
         {
-            if (_positions.Reader.Count >= PositionQueue)
+            if (_positions.Reader.Count >= _positionQueue)
             {
                 Interlocked.Increment(ref _dropped);
             }
@@ -127,6 +132,18 @@ internal sealed class TakSession : IAsyncDisposable
 
         Close("too slow: its alert queue is full");
         return false;
+    }
+
+    /// <summary>Queues an alert, waiting for room: for the initial picture, which may be larger than the queue.</summary>
+    public async Task SendWaitingAsync(Outbound item)
+    {
+        try
+        {
+            await _alerts.Writer.WriteAsync(item, _closing.Token);
+        }
+        catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
+        {
+        }
     }
 
     public void Close(string reason)
