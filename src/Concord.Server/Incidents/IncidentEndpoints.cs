@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Text.Encodings.Web;
-using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Audit;
 using Concord.Server.Data;
@@ -286,24 +284,10 @@ internal static class IncidentEndpoints
         await RecordReadAsync(audit, viewer, rows, context, time);
         var labels = new Dictionary<(int, string, long), string?>();
 
-        context.Response.ContentType = "application/geo+json";
-        await using var writer = new Utf8JsonWriter(context.Response.BodyWriter, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
-        writer.WriteStartObject();
-        writer.WriteString("type", "FeatureCollection");
-        writer.WriteStartArray("features");
+        await using var writer = GeoJsonFeatures.StartCollection(context);
         foreach (var i in rows)
         {
-            writer.WriteStartObject();
-            writer.WriteString("type", "Feature");
-            writer.WriteString("id", i.Id);
-            writer.WriteStartObject("geometry");
-            writer.WriteString("type", "Point");
-            writer.WriteStartArray("coordinates");
-            writer.WriteNumberValue(Math.Round(i.Longitude, 6));
-            writer.WriteNumberValue(Math.Round(i.Latitude, 6));
-            writer.WriteEndArray();
-            writer.WriteEndObject();
-            writer.WriteStartObject("properties");
+            GeoJsonFeatures.StartPoint(writer, i.Id.ToString("D"), i.Longitude, i.Latitude);
             writer.WriteString("category", i.Category);
             writer.WriteString("status", i.Status.ToString().ToLowerInvariant());
             writer.WriteString("title", i.Title);
@@ -324,13 +308,10 @@ internal static class IncidentEndpoints
 
             writer.WriteString("marking", label);
             writer.WriteString("tlp", Tlps.Label(i.Tlp));
-            writer.WriteEndObject();
-            writer.WriteEndObject();
+            GeoJsonFeatures.EndFeature(writer);
         }
 
-        writer.WriteEndArray();
-        writer.WriteEndObject();
-        await writer.FlushAsync(context.RequestAborted);
+        await GeoJsonFeatures.EndCollectionAsync(writer, context.RequestAborted);
         return TypedResults.Empty;
     }
 }

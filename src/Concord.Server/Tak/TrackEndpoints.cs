@@ -1,7 +1,6 @@
-using System.Text.Encodings.Web;
-using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Data;
+using Concord.Server.Http;
 using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Tak;
@@ -17,24 +16,10 @@ internal static class TrackEndpoints
     {
         var now = time.GetUtcNow().UtcDateTime;
         var tracks = await db.Tracks.AsNoTracking().Where(t => t.StaleAt > now).VisibleTo(viewer).OrderBy(t => t.Uid).ToListAsync(context.RequestAborted);
-        context.Response.ContentType = "application/geo+json";
-        await using var writer = new Utf8JsonWriter(context.Response.BodyWriter, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
-        writer.WriteStartObject();
-        writer.WriteString("type", "FeatureCollection");
-        writer.WriteStartArray("features");
+        await using var writer = GeoJsonFeatures.StartCollection(context);
         foreach (var t in tracks)
         {
-            writer.WriteStartObject();
-            writer.WriteString("type", "Feature");
-            writer.WriteString("id", t.Uid);
-            writer.WriteStartObject("geometry");
-            writer.WriteString("type", "Point");
-            writer.WriteStartArray("coordinates");
-            writer.WriteNumberValue(t.Longitude);
-            writer.WriteNumberValue(t.Latitude);
-            writer.WriteEndArray();
-            writer.WriteEndObject();
-            writer.WriteStartObject("properties");
+            GeoJsonFeatures.StartPoint(writer, t.Uid, t.Longitude, t.Latitude);
             writer.WriteString("callsign", t.Callsign);
             writer.WriteString("cotType", t.CotType);
             writer.WriteString("observedAt", new DateTimeOffset(t.ObservedAt, TimeSpan.Zero));
@@ -51,12 +36,9 @@ internal static class TrackEndpoints
             writer.WriteString("marking", markings.ToDto(t).Label);
             writer.WritePropertyName("history");
             writer.WriteRawValue(t.HistoryJson, skipInputValidation: true);
-            writer.WriteEndObject();
-            writer.WriteEndObject();
+            GeoJsonFeatures.EndFeature(writer);
         }
 
-        writer.WriteEndArray();
-        writer.WriteEndObject();
-        await writer.FlushAsync(context.RequestAborted);
+        await GeoJsonFeatures.EndCollectionAsync(writer, context.RequestAborted);
     }
 }
