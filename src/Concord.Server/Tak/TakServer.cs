@@ -85,6 +85,13 @@ internal sealed class TakServer(
             _listening.TrySetResult();
             await Task.WhenAll(listeners);
         }
+        catch (SocketException e)
+        {
+            logger.LogCritical("cannot listen for TAK devices on {Address} (TLS port {Tls}, TCP port {Tcp}): {Reason}. Choose another port with --tak-port, or --no-tak.",
+                options.Address, options.TlsPort, options.TcpPort, e.Message);
+            _listening.TrySetException(e);
+            throw;
+        }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             _listening.TrySetException(e);
