@@ -5,7 +5,7 @@ using Concord.Server.Sharing;
 namespace Concord.Server.Incidents;
 
 /// <summary>The shared understanding of an event, built from one or more reports.</summary>
-internal sealed class Incident : IMarked, IFeedEntity
+internal sealed class Incident : MarkedRecord, IFeedEntity
 {
     public string FeedName => "incident";
 
@@ -36,22 +36,6 @@ internal sealed class Incident : IMarked, IFeedEntity
     public int? InjuredBest { get; set; }
 
     public required int ReportCount { get; set; }
-
-    public required int Classification { get; set; }
-
-    public required string ReleasableTo
-    {
-        get;
-        set
-        {
-            field = value;
-            ReleaseMask = Releasability.Mask(value);
-        }
-    }
-
-    public long ReleaseMask { get; private set; }
-
-    public required long Caveats { get; set; }
 
     public required Tlp Tlp { get; set; }
 

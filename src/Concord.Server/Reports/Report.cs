@@ -5,7 +5,7 @@ using Concord.Server.Sharing;
 namespace Concord.Server.Reports;
 
 /// <summary>What one source says it saw. Reports are never edited away; incidents are built from them.</summary>
-internal sealed class Report : IMarked, IFeedEntity
+internal sealed class Report : MarkedRecord, IFeedEntity
 {
     public string FeedName => "report";
 
@@ -72,27 +72,11 @@ internal sealed class Report : IMarked, IFeedEntity
 
     public string? SourceDescription { get; init; }
 
-    /// <summary>Who the source is (an informant, a community contact). Shown only to the reporting organisation.</summary>
+    /// <summary>Who the source is (an informant, a community contact). Shown only to SOURCE-PROTECTED members of the reporting organisation.</summary>
     public string? ProtectedSource { get; init; }
 
     /// <summary>Where an imported report came from, e.g. <c>ucdp-ged:12345</c>.</summary>
     public string? ExternalRef { get; init; }
-
-    public required int Classification { get; init; }
-
-    public required string ReleasableTo
-    {
-        get;
-        init
-        {
-            field = value;
-            ReleaseMask = Releasability.Mask(value);
-        }
-    }
-
-    public long ReleaseMask { get; private set; }
-
-    public required long Caveats { get; init; }
 
     /// <summary>How far the report may travel outside Concord (exports).</summary>
     public required Tlp Tlp { get; init; }

@@ -21,7 +21,7 @@ internal sealed class DeviceCertificate
 }
 
 /// <summary>The latest position of a field device, with its recent history, marked like any record.</summary>
-internal sealed class Track : IMarked
+internal sealed class Track : MarkedRecord
 {
     public const int HistoryLength = 100;
 
@@ -50,27 +50,11 @@ internal sealed class Track : IMarked
     /// <summary>Up to <see cref="HistoryLength"/> earlier positions, as JSON <c>[[lat, lon, unixMs], …]</c>, newest last.</summary>
     public required string HistoryJson { get; set; }
 
-    public required int Classification { get; set; }
-
-    public required string ReleasableTo
-    {
-        get;
-        set
-        {
-            field = value;
-            ReleaseMask = Releasability.Mask(value);
-        }
-    }
-
-    public long ReleaseMask { get; private set; }
-
-    public required long Caveats { get; set; }
-
     public required DateTime UpdatedAt { get; set; }
 }
 
 /// <summary>A GeoChat message from a TAK device.</summary>
-internal sealed class ChatMessage : IMarked
+internal sealed class ChatMessage : MarkedRecord
 {
     public required Guid Id { get; init; }
 
@@ -84,19 +68,4 @@ internal sealed class ChatMessage : IMarked
 
     public required DateTime SentAt { get; init; }
 
-    public required int Classification { get; init; }
-
-    public required string ReleasableTo
-    {
-        get;
-        init
-        {
-            field = value;
-            ReleaseMask = Releasability.Mask(value);
-        }
-    }
-
-    public long ReleaseMask { get; private set; }
-
-    public required long Caveats { get; init; }
 }
