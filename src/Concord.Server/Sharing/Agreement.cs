@@ -28,7 +28,10 @@ internal sealed class Agreement
 
     public DateTime? RetiredAt { get; set; }
 
-    public IReadOnlyList<AgreementRule> Rules => JsonSerializer.Deserialize<List<AgreementRule>>(RulesJson, JsonSerializerOptions.Web) ?? [];
+    /// <summary>The rules, parsed once per loaded version: they are consulted on every report created.</summary>
+    public IReadOnlyList<AgreementRule> Rules => _rules ??= JsonSerializer.Deserialize<List<AgreementRule>>(RulesJson, JsonSerializerOptions.Web) ?? [];
+
+    private IReadOnlyList<AgreementRule>? _rules;
 }
 
 /// <summary>
