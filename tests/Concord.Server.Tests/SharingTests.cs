@@ -269,7 +269,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
             .ToList();
         Assert.Empty(undeclared);
         var anonymous = endpoints.Where(e => e.Metadata.GetMetadata<IAllowAnonymous>() is not null).Select(e => e.RoutePattern.RawText).Order().ToList();
-        Assert.Equal(["/api/auth/signin", "/health", "/openapi/{documentName}.json"], anonymous);
+        Assert.Equal(["/api/auth/signin", "/health", "/openapi/{documentName}.json", "/signin", "/signout", "/ui/culture"], anonymous);
     }
 
     private static Dictionary<string, object?> Fields(object report, string? without = null, int? killed = null, string? tlp = null)

@@ -71,27 +71,20 @@ internal static class AccountEndpoints
             });
         }
 
-        var address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
-        var wait = throttle.RetryAfter(body.UserName, address);
-        if (wait > TimeSpan.Zero)
+        var outcome = await SignIns.AttemptAsync(context, db, throttle, directory, body.UserName, body.Password);
+        if (outcome.RetryAfter is { } wait)
         {
             context.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString(CultureInfo.InvariantCulture);
             return TypedResults.Problem($"Too many failed sign-ins; try again in {Math.Ceiling(wait.TotalMinutes)} minute(s).", statusCode: StatusCodes.Status429TooManyRequests, title: "Too many failed sign-ins.");
         }
 
-        var userName = body.UserName.Trim().ToLowerInvariant();
-        var member = await db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == userName && !m.Disabled, context.RequestAborted);
-        if (member is null || !Passwords.Verify(member, body.Password))
+        if (outcome.Viewer is not { } viewer)
         {
-            throttle.Failed(body.UserName, address);
             // One answer for unknown names and wrong passwords: nothing tells which names exist.
             return TypedResults.Problem("The user name or password is wrong.", statusCode: StatusCodes.Status401Unauthorized, title: "Sign-in failed.");
         }
 
-        throttle.Succeeded(body.UserName);
-        var viewer = await directory.ForMemberAsync(member.Id, context.RequestAborted);
-        await context.SignInAsync(ConcordAuthentication.CookieScheme, ConcordAuthentication.Principal(viewer!, ConcordAuthentication.CookieScheme));
-        return TypedResults.Ok(ToDto(viewer!, markings, caveats));
+        return TypedResults.Ok(ToDto(viewer, markings, caveats));
     }
 
     private static async Task<NoContent> SignOutAsync(HttpContext context)

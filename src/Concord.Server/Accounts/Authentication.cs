@@ -27,8 +27,8 @@ internal static class ConcordAuthentication
                 o.Cookie.SameSite = SameSiteMode.Strict;
                 o.SlidingExpiration = true;
                 o.ExpireTimeSpan = TimeSpan.FromHours(12);
-                // The API answers 401/403 rather than redirecting to a page.
-                o.Events.OnRedirectToLogin = c => StatusOnly(c, StatusCodes.Status401Unauthorized);
+                // The API answers 401/403; the UI's pages send the browser to the sign-in page.
+                o.Events.OnRedirectToLogin = c => IsPage(c.Request) ? ToSignIn(c) : StatusOnly(c, StatusCodes.Status401Unauthorized);
                 o.Events.OnRedirectToAccessDenied = c => StatusOnly(c, StatusCodes.Status403Forbidden);
                 o.Events.OnValidatePrincipal = async c =>
                 {
@@ -46,6 +46,16 @@ internal static class ConcordAuthentication
     public static ClaimsPrincipal Principal(Viewer viewer, string scheme) => new(new ClaimsIdentity(
         [new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName)],
         scheme));
+
+    private static bool IsPage(HttpRequest request) =>
+        !request.Path.StartsWithSegments("/api") && !request.Path.StartsWithSegments("/hubs") && !request.Path.StartsWithSegments("/ui");
+
+    private static Task ToSignIn(RedirectContext<CookieAuthenticationOptions> context)
+    {
+        var back = context.Request.PathBase + context.Request.Path + context.Request.QueryString;
+        context.Response.Redirect("/signin?returnUrl=" + Uri.EscapeDataString(back));
+        return Task.CompletedTask;
+    }
 
     private static Task StatusOnly(RedirectContext<CookieAuthenticationOptions> context, int status)
     {

@@ -35,6 +35,8 @@ internal static class CommandLine
         new("--no-tak", "do not listen for TAK devices", IsFlag: true),
         new("--tak-tcp-port", "also accept plain TCP TAK connections (off by default; e.g. 8087), acting as --tak-tcp-user", Value: "PORT"),
         new("--tak-tcp-user", "the low-privilege member plain TCP connections act as", Value: "NAME"),
+        new("--tile-url", "raster tiles for the map on your own network, e.g. http://tiles.mission/{z}/{x}/{y}.png (default: none, boundaries only)", Value: "TEMPLATE"),
+        new("--tile-dir", "a directory of z/x/y.png tiles to serve to the map at /tiles", Value: "DIR"),
     ];
 
     public static readonly IReadOnlyList<VerbSpec> Verbs =

@@ -136,7 +136,30 @@ internal static class Commands
             return false;
         }
 
-        options = new ServerOptions { Store = store, Urls = urls, DataDirectory = data, Classification = scheme, Tak = tak };
+        var tileDirectory = invocation["--tile-dir"];
+        if (tileDirectory is not null && !Directory.Exists(tileDirectory))
+        {
+            error = $"--tile-dir '{tileDirectory}' is not a directory";
+            return false;
+        }
+
+        var tileUrl = invocation["--tile-url"];
+        if (tileUrl is not null && !(tileUrl.Contains("{z}", StringComparison.Ordinal) && tileUrl.Contains("{x}", StringComparison.Ordinal) && tileUrl.Contains("{y}", StringComparison.Ordinal)))
+        {
+            error = $"--tile-url '{tileUrl}' must contain {{z}}, {{x}} and {{y}}";
+            return false;
+        }
+
+        options = new ServerOptions
+        {
+            Store = store,
+            Urls = urls,
+            DataDirectory = data,
+            Classification = scheme,
+            Tak = tak,
+            TileUrl = tileUrl ?? (tileDirectory is null ? null : "/tiles/{z}/{x}/{y}.png"),
+            TileDirectory = tileDirectory is null ? null : Path.GetFullPath(tileDirectory),
+        };
         return true;
     }
 

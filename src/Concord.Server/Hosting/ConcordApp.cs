@@ -9,6 +9,7 @@ using Concord.Server.Realtime;
 using Concord.Server.Reports;
 using Concord.Server.Sharing;
 using Concord.Server.Tak;
+using Concord.Server.Ui;
 using Microsoft.AspNetCore.DataProtection;
 
 namespace Concord.Server.Hosting;
@@ -44,13 +45,16 @@ internal static class ConcordApp
         builder.Services.AddSingleton<TakServer>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TakServer>());
         builder.Services.AddHostedService<IncidentFeed>();
+        builder.Services.AddConcordUi();
         overrides?.Invoke(builder.Services);
 
         var app = builder.Build();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseConcordUiAssets();
         app.UseAuthentication();
         app.UseAuthorization();
+        app.UseAntiforgery();
 
         app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
         app.MapGet("/health", () => TypedResults.Ok(new { status = "ok" })).AllowAnonymous().ExcludeFromDescription();
@@ -65,6 +69,7 @@ internal static class ConcordApp
         app.MapAdministration();
         app.MapAudit();
         app.MapTracks();
+        app.MapConcordUi();
         return app;
     }
 }

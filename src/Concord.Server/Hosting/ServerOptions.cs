@@ -18,6 +18,14 @@ internal sealed record ServerOptions
     /// <summary>The TAK listeners (TLS 8089 by default; plain TCP off).</summary>
     public Tak.TakOptions Tak { get; init; } = new();
 
+    /// <summary>
+    /// An optional raster tile layer for the map: a URL template with {z}/{x}/{y} (a tile server on the mission network), or
+    /// a local directory of z/x/y.png tiles served at /tiles. Without either the map draws Natural Earth boundaries only.
+    /// </summary>
+    public string? TileUrl { get; init; }
+
+    public string? TileDirectory { get; init; }
+
     /// <summary>Quieter logs for tests and benchmarks.</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
 }

@@ -20,6 +20,9 @@ internal sealed record ListQuery
 
     public string? Status { get; init; }
 
+    /// <summary>A classification level label (e.g. CONFIDENTIAL): only records marked at that level.</summary>
+    public string? Classification { get; init; }
+
     public string? Text { get; init; }
 
     public int Limit { get; init; } = DefaultLimit;
@@ -83,6 +86,7 @@ internal sealed record ListQuery
             Category = Optional(query, "category"),
             Organization = Optional(query, "organization"),
             Status = Optional(query, "status"),
+            Classification = Optional(query, "classification"),
             Text = text.Length > 0 ? text : null,
             Limit = limit,
             After = after,

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Audit;
 using Concord.Server.Data;
@@ -39,6 +40,7 @@ internal static class IncidentEndpoints
         group.MapGet("/geojson", GeoJson)
             .Produces(StatusCodes.Status200OK, contentType: "application/geo+json")
             .WithSummary("Incidents you may see as a GeoJSON FeatureCollection (same filters as the list).");
+        group.MapIncidentMap();
         group.MapGet("/{id:guid}", Get).WithSummary("One incident with the reports you may see.");
         group.MapPost("/{id:guid}/status", SetStatus).RequireAuthorization(Policies.Analyst)
             .WithSummary("Move an incident along reported → verified → closed (analysts).");
@@ -47,7 +49,7 @@ internal static class IncidentEndpoints
         return group;
     }
 
-    private static IncidentDto ToDto(this Incident i, MissionDirectory directory, MarkingFormat markings, IReadOnlyList<ReportDto>? reports = null) => new(
+    internal static IncidentDto ToDto(this Incident i, MissionDirectory directory, MarkingFormat markings, IReadOnlyList<ReportDto>? reports = null) => new(
         i.Id,
         i.Category,
         i.Status.ToString().ToLowerInvariant(),
@@ -115,10 +117,15 @@ internal static class IncidentEndpoints
     private static async Task<Results<Ok<Page<IncidentDto>>, ProblemHttpResult>> List(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
-        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors)
-            || !TryFilter(db.Incidents.AsNoTracking(), query, out var incidents, out errors))
+        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
         {
             return Problems.Invalid(errors);
+        }
+
+        var (filtered, filterErrors) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, context.RequestAborted);
+        if (filtered is not { } incidents)
+        {
+            return Problems.Invalid(filterErrors);
         }
 
         if (query.After is { } after)
@@ -126,8 +133,6 @@ internal static class IncidentEndpoints
             incidents = incidents.Where(i => i.StartsAt < after.At || (i.StartsAt == after.At && i.Number < after.Number));
         }
 
-        // The access predicate goes last, after the cheap filters (see ReportEndpoints.List).
-        incidents = db.VisibleIncidents(incidents, viewer);
         var rows = await incidents.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number)
             .Take(query.Limit + 1).ToListAsync(context.RequestAborted);
         var page = rows.Take(query.Limit).ToList();
@@ -141,7 +146,7 @@ internal static class IncidentEndpoints
     /// A mixed incident is filtered by the summary over all its reports in the store, then rebuilt for the viewer; checking
     /// the filters again on the rebuilt summary keeps an invisible report from pulling an incident into a viewer's window.
     /// </summary>
-    private static bool Matches(ListQuery query, Incident i) =>
+    internal static bool Matches(ListQuery query, Incident i) =>
         !i.Mixed
         || ((query.Bbox is not { } box || (i.Latitude >= box.South && i.Latitude <= box.North && i.Longitude >= box.West && i.Longitude <= box.East))
             && (query.From is not { } from || i.EndsAt >= from)
@@ -152,25 +157,8 @@ internal static class IncidentEndpoints
             ? audit.RecordAsync(entry, context.RequestAborted)
             : Task.CompletedTask;
 
-    private static async Task<Results<Ok<IncidentDto>, NotFound>> Get(
-        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
-    {
-        var incident = await db.VisibleIncidents(db.Incidents.AsNoTracking(), viewer).SingleOrDefaultAsync(i => i.Id == id, context.RequestAborted);
-        if (incident is null)
-        {
-            return TypedResults.NotFound();
-        }
-
-        // Only the linked reports this viewer may see, and the summary built from them.
-        var reports = await db.IncidentReports.Where(l => l.IncidentId == id)
-            .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => r)
-            .OrderBy(r => r.ObservedAt)
-            .ToListAsync(context.RequestAborted);
-        var seen = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single();
-        await RecordReadAsync(audit, viewer, [seen], context, time);
-        await ReportEndpoints.RecordReadAsync(audit, viewer, reports, context, time);
-        return TypedResults.Ok(seen.ToDto(directory, markings, reports.Select(r => r.ToDto(id, viewer, directory, markings)).ToList()));
-    }
+    private static async Task<Results<Ok<IncidentDto>, NotFound>> Get(Guid id, HttpContext context, Viewer viewer) =>
+        await IncidentDetails.LoadAsync(context, viewer, id) is { } details ? TypedResults.Ok(details.Incident) : TypedResults.NotFound();
 
     private static async Task<Results<Ok<IncidentDto>, NotFound, ProblemHttpResult>> SetStatus(
         Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time)
@@ -264,27 +252,42 @@ internal static class IncidentEndpoints
     }
 
     /// <summary>Streams a FeatureCollection straight to the response: no intermediate document for thousands of features.</summary>
-    private static async Task<IResult> GeoJson(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, AuditWriter audit, TimeProvider time)
+    private static async Task<IResult> GeoJson(
+        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
-        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors)
-            || !TryFilter(db.Incidents.AsNoTracking(), query, out var incidents, out errors))
+        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
         {
             return Problems.Invalid(errors);
         }
 
-        // The access predicate goes last, after the cheap bounding-box test (see ReportEndpoints.List).
-        incidents = db.VisibleIncidents(incidents, viewer);
+        var (incidents, filterErrors) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, context.RequestAborted);
+        if (incidents is null)
+        {
+            return Problems.Invalid(filterErrors);
+        }
 
+        var rows = await NewestAsync(db, incidents, query, viewer, context.RequestAborted);
+        await RecordReadAsync(audit, viewer, rows, context, time);
+        await using var writer = GeoJsonFeatures.StartCollection(context);
+        WriteFeatures(writer, rows, markings);
+        await GeoJsonFeatures.EndCollectionAsync(writer, context.RequestAborted);
+        return TypedResults.Empty;
+    }
+
+    /// <summary>The newest <see cref="ListQuery.Limit"/> incidents of a visible query, as the viewer sees them.</summary>
+    internal static async Task<List<Incident>> NewestAsync(ConcordDb db, IQueryable<Incident> visible, ListQuery query, Viewer viewer, CancellationToken cancellationToken)
+    {
         // Two steps: pick the newest keys from the covering index, then read only those rows.
-        var keys = incidents.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number).Take(query.Limit).Select(i => i.Number);
+        var keys = visible.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number).Take(query.Limit).Select(i => i.Number);
         var stored = await db.Incidents.AsNoTracking().Where(i => keys.Contains(i.Number))
             .OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number)
-            .ToListAsync(context.RequestAborted);
-        var rows = (await db.AsSeenByAsync(stored, viewer, context.RequestAborted)).Where(i => Matches(query, i)).ToList();
-        await RecordReadAsync(audit, viewer, rows, context, time);
-        var labels = new Dictionary<(int, string, long), string?>();
+            .ToListAsync(cancellationToken);
+        return (await db.AsSeenByAsync(stored, viewer, cancellationToken)).Where(i => Matches(query, i)).ToList();
+    }
 
-        await using var writer = GeoJsonFeatures.StartCollection(context);
+    internal static void WriteFeatures(Utf8JsonWriter writer, IEnumerable<Incident> rows, MarkingFormat markings)
+    {
+        var labels = new Dictionary<(int, string, long), string?>();
         foreach (var i in rows)
         {
             GeoJsonFeatures.StartPoint(writer, i.Id.ToString("D"), i.Longitude, i.Latitude);
@@ -300,6 +303,7 @@ internal static class IncidentEndpoints
 
             writer.WriteNumber("reportCount", i.ReportCount);
             writer.WriteNumber("classification", i.Classification);
+            writer.WriteNumber("caveats", i.Caveats);
             if (!labels.TryGetValue((i.Classification, i.ReleasableTo, i.Caveats), out var label))
             {
                 label = markings.ToDto(i.Classification, i.ReleasableTo, i.Caveats).Label;
@@ -310,8 +314,5 @@ internal static class IncidentEndpoints
             writer.WriteString("tlp", Tlps.Label(i.Tlp));
             GeoJsonFeatures.EndFeature(writer);
         }
-
-        await GeoJsonFeatures.EndCollectionAsync(writer, context.RequestAborted);
-        return TypedResults.Empty;
     }
 }

@@ -2,7 +2,6 @@ using System.Globalization;
 using Concord.Server.Access;
 using Concord.Server.Data;
 using Concord.Server.Http;
-using Concord.Server.Incidents;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
@@ -48,20 +47,8 @@ internal static class ChangeEndpoints
             return TypedResults.Ok(new ChangePage([], after));
         }
 
-        var reportIds = window.Where(c => c.Entity == "report").Select(c => c.EntityId).Distinct().ToList();
-        var incidentIds = window.Where(c => c.Entity == "incident").Select(c => c.EntityId).Distinct().ToList();
-        var visible = new HashSet<Guid>();
-        if (reportIds.Count > 0)
-        {
-            visible.UnionWith(await db.Reports.VisibleTo(viewer).Where(r => reportIds.Contains(r.Id)).Select(r => r.Id).ToListAsync(context.RequestAborted));
-        }
-
-        if (incidentIds.Count > 0)
-        {
-            visible.UnionWith(await db.VisibleIncidents(db.Incidents.Where(i => incidentIds.Contains(i.Id)), viewer).Select(i => i.Id).ToListAsync(context.RequestAborted));
-        }
-
-        var items = window.Where(c => visible.Contains(c.EntityId))
+        var visible = await ChangeVisibility.VisibleAsync(db, viewer, window, context.RequestAborted);
+        var items = visible
             .Select(c => new ChangeDto(c.Sequence, c.Entity, c.EntityId, c.Operation, new DateTimeOffset(c.At, TimeSpan.Zero)))
             .ToList();
         return TypedResults.Ok(new ChangePage(items, window[^1].Sequence));

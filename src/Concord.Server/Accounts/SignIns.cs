@@ -1,0 +1,41 @@
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Accounts;
+
+/// <summary>Password sign-in, shared by the API and the sign-in page: throttled per name and address, sets the session cookie.</summary>
+internal static class SignIns
+{
+    /// <summary>Signed in (<see cref="Viewer"/>), throttled (<see cref="RetryAfter"/>), or neither: wrong name or password.</summary>
+    public sealed record Outcome(Viewer? Viewer, TimeSpan? RetryAfter);
+
+    public static async Task<Outcome> AttemptAsync(HttpContext context, ConcordDb db, SignInThrottle throttle, ViewerDirectory directory, string userName, string password)
+    {
+        var address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+        var wait = throttle.RetryAfter(userName, address);
+        if (wait > TimeSpan.Zero)
+        {
+            return new Outcome(null, wait);
+        }
+
+        var name = userName.Trim().ToLowerInvariant();
+        var member = await db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == name && !m.Disabled, context.RequestAborted);
+        if (member is null || !Passwords.Verify(member, password))
+        {
+            throttle.Failed(userName, address);
+            return new Outcome(null, null);
+        }
+
+        throttle.Succeeded(userName);
+        var viewer = await directory.ForMemberAsync(member.Id, context.RequestAborted);
+        if (viewer is null)
+        {
+            return new Outcome(null, null);
+        }
+
+        await context.SignInAsync(ConcordAuthentication.CookieScheme, ConcordAuthentication.Principal(viewer, ConcordAuthentication.CookieScheme));
+        return new Outcome(viewer, null);
+    }
+}

@@ -1,0 +1,49 @@
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Data;
+using Concord.Server.Reports;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Incidents;
+
+/// <summary>
+/// One incident as a viewer sees it: built from, and listing, only the reports the viewer may see; null when the viewer may
+/// see none (the API answers 404). Reading it is audited. Shared by <c>GET /api/incidents/{id}</c> and the UI's panel.
+/// </summary>
+public sealed class IncidentDetails
+{
+    internal IncidentDto Incident { get; private init; } = null!;
+
+    /// <summary>Highest classification level and all caveats among the incident and its visible reports: what a banner shows.</summary>
+    internal (int Level, long Caveats) Highest { get; private init; }
+
+    internal static async Task<IncidentDetails?> LoadAsync(HttpContext context, Viewer viewer, Guid id)
+    {
+        var services = context.RequestServices;
+        var db = services.GetRequiredService<ConcordDb>();
+        var directory = services.GetRequiredService<MissionDirectory>();
+        var markings = services.GetRequiredService<MarkingFormat>();
+        var audit = services.GetRequiredService<AuditWriter>();
+        var time = services.GetRequiredService<TimeProvider>();
+
+        var incident = await db.VisibleIncidents(db.Incidents.AsNoTracking(), viewer).SingleOrDefaultAsync(i => i.Id == id, context.RequestAborted);
+        if (incident is null)
+        {
+            return null;
+        }
+
+        var reports = await db.IncidentReports.Where(l => l.IncidentId == id)
+            .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => r)
+            .OrderBy(r => r.ObservedAt)
+            .ToListAsync(context.RequestAborted);
+        var seen = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single();
+        await IncidentEndpoints.RecordReadAsync(audit, viewer, [seen], context, time);
+        await ReportEndpoints.RecordReadAsync(audit, viewer, reports, context, time);
+        var marked = reports.Cast<IMarked>().Append(seen).ToList();
+        return new IncidentDetails
+        {
+            Incident = seen.ToDto(directory, markings, reports.Select(r => r.ToDto(id, viewer, directory, markings)).ToList()),
+            Highest = (marked.Max(m => m.Classification), marked.Aggregate(0L, (bits, m) => bits | m.Caveats)),
+        };
+    }
+}

@@ -1,0 +1,124 @@
+using System.Globalization;
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Data;
+using Concord.Server.Http;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Incidents;
+
+/// <summary>
+/// The map's data: the incidents in a viewport as GeoJSON points when there are few enough to draw, otherwise counts per
+/// grid cell (server-side aggregation sized to the zoom level), so that a browser never receives tens of thousands of
+/// markers. Both are built from what the viewer may see only.
+/// </summary>
+internal static class IncidentMap
+{
+    /// <summary>Above this many incidents in the viewport the map gets cells instead of points.</summary>
+    public const int MaxPoints = 2000;
+
+    public static void MapIncidentMap(this RouteGroupBuilder group) =>
+        group.MapGet("/map", Map)
+            .Produces(StatusCodes.Status200OK, contentType: "application/geo+json")
+            .WithSummary("Incidents you may see in a viewport for the map: points, or counts per grid cell when there are many (same filters as the list, plus zoom, and maxPoints: the most points before cells, default 2000).");
+
+    /// <summary>Grid cell size in degrees for a Leaflet zoom level: about 40 screen pixels.</summary>
+    public static double CellDegrees(int zoom) => 45.0 / Math.Pow(2, zoom);
+
+    private static async Task<IResult> Map(
+        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
+    {
+        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var zoom = 6;
+        if (context.Request.Query["zoom"].ToString() is { Length: > 0 } zoomText
+            && (!int.TryParse(zoomText, NumberStyles.None, CultureInfo.InvariantCulture, out zoom) || zoom > 22))
+        {
+            return Problems.Field("zoom", "must be a whole number from 0 to 22");
+        }
+
+        var maxPoints = MaxPoints;
+        if (context.Request.Query["maxPoints"].ToString() is { Length: > 0 } pointsText
+            && (!int.TryParse(pointsText, NumberStyles.None, CultureInfo.InvariantCulture, out maxPoints) || maxPoints < 1 || maxPoints > MaxPoints))
+        {
+            return Problems.Field("maxPoints", $"must be a whole number from 1 to {MaxPoints}");
+        }
+
+        var (incidents, filterErrors) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, context.RequestAborted);
+        if (incidents is null)
+        {
+            return Problems.Invalid(filterErrors);
+        }
+
+        var total = await incidents.CountAsync(context.RequestAborted);
+        if (total <= maxPoints)
+        {
+            var rows = await IncidentEndpoints.NewestAsync(db, incidents, query with { Limit = maxPoints }, viewer, context.RequestAborted);
+            await IncidentEndpoints.RecordReadAsync(audit, viewer, rows, context, time);
+            await using var points = Start(context, rows.Count, clustered: false);
+            IncidentEndpoints.WriteFeatures(points, rows, markings);
+            await GeoJsonFeatures.EndCollectionAsync(points, context.RequestAborted);
+            return TypedResults.Empty;
+        }
+
+        var cells = await CellsAsync(db, incidents, query, viewer, CellDegrees(zoom), context.RequestAborted);
+        await using var writer = Start(context, cells.Sum(c => c.Count), clustered: true);
+        foreach (var cell in cells)
+        {
+            GeoJsonFeatures.StartPoint(writer, string.Create(CultureInfo.InvariantCulture, $"cell:{cell.Y}:{cell.X}"), cell.Longitude, cell.Latitude);
+            writer.WriteBoolean("cluster", true);
+            writer.WriteNumber("count", cell.Count);
+            writer.WriteNumber("classification", cell.Classification);
+            writer.WriteNumber("caveats", cell.Caveats);
+            GeoJsonFeatures.EndFeature(writer);
+        }
+
+        await GeoJsonFeatures.EndCollectionAsync(writer, context.RequestAborted);
+        return TypedResults.Empty;
+    }
+
+    private static System.Text.Json.Utf8JsonWriter Start(HttpContext context, int total, bool clustered)
+    {
+        var writer = GeoJsonFeatures.StartCollection(context);
+        // Members before "features" would be neater, but the writer has already opened the array: close over it instead.
+        context.Response.Headers["X-Concord-Total"] = total.ToString(CultureInfo.InvariantCulture);
+        context.Response.Headers["X-Concord-Clustered"] = clustered ? "true" : "false";
+        return writer;
+    }
+
+    internal sealed record Cell(long Y, long X, int Count, double Latitude, double Longitude, int Classification, long Caveats);
+
+    /// <summary>
+    /// Counts per cell. Incidents with one marking are grouped in the database; mixed incidents are rebuilt for the viewer
+    /// first (their stored place may come from reports the viewer may not see) and added here.
+    /// </summary>
+    internal static async Task<List<Cell>> CellsAsync(ConcordDb db, IQueryable<Incident> visible, ListQuery query, Viewer viewer, double size, CancellationToken cancellationToken)
+    {
+        var grouped = await visible.Where(i => !i.Mixed)
+            .GroupBy(i => new { Y = Math.Floor(i.Latitude / size), X = Math.Floor(i.Longitude / size), i.Classification, i.Caveats })
+            .Select(g => new { g.Key.Y, g.Key.X, g.Key.Classification, g.Key.Caveats, Count = g.Count(), Latitude = g.Average(i => i.Latitude), Longitude = g.Average(i => i.Longitude) })
+            .ToListAsync(cancellationToken);
+        var parts = grouped.Select(g => new Cell((long)g.Y, (long)g.X, g.Count, g.Latitude, g.Longitude, g.Classification, g.Caveats)).ToList();
+
+        var mixed = await visible.Where(i => i.Mixed).Take(10 * MaxPoints).ToListAsync(cancellationToken);
+        foreach (var i in (await db.AsSeenByAsync(mixed, viewer, cancellationToken)).Where(i => IncidentEndpoints.Matches(query, i)))
+        {
+            parts.Add(new Cell((long)Math.Floor(i.Latitude / size), (long)Math.Floor(i.Longitude / size), 1, i.Latitude, i.Longitude, i.Classification, i.Caveats));
+        }
+
+        return parts.GroupBy(p => (p.Y, p.X))
+            .Select(g => new Cell(
+                g.Key.Y,
+                g.Key.X,
+                g.Sum(p => p.Count),
+                g.Sum(p => p.Latitude * p.Count) / g.Sum(p => p.Count),
+                g.Sum(p => p.Longitude * p.Count) / g.Sum(p => p.Count),
+                g.Max(p => p.Classification),
+                g.Aggregate(0L, (bits, p) => bits | p.Caveats)))
+            .OrderBy(c => c.Y).ThenBy(c => c.X)
+            .ToList();
+    }
+}

@@ -1,0 +1,49 @@
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Http;
+
+namespace Concord.Server.Incidents;
+
+/// <summary>
+/// The incident filters shared by the API, the map, the incident list and the dashboard, with the access predicate applied
+/// last. Filtering by organisation looks only at the reports the viewer may see, so it never reveals that an invisible
+/// report from that organisation is linked to a visible incident.
+/// </summary>
+internal static class IncidentQuery
+{
+    public static async Task<(IQueryable<Incident>? Incidents, Dictionary<string, string[]> Errors)> ApplyAsync(
+        ConcordDb db, IQueryable<Incident> source, ListQuery query, Viewer viewer, MissionDirectory directory, MarkingFormat markings, CancellationToken cancellationToken)
+    {
+        if (!IncidentEndpoints.TryFilter(source, query, out var incidents, out var errors))
+        {
+            return (null, errors);
+        }
+
+        if (query.Classification is { } label)
+        {
+            if (markings.Scheme.TryParse(label, out var level))
+            {
+                incidents = incidents.Where(i => i.Classification == level);
+            }
+            else
+            {
+                errors["classification"] = [$"must be one of {string.Join(", ", markings.Scheme.Levels)}"];
+            }
+        }
+
+        if (query.Organization is { } code)
+        {
+            if (await directory.OrganizationAsync(code, cancellationToken) is { } organization)
+            {
+                var reports = db.Reports.VisibleTo(viewer).Where(r => r.OrganizationId == organization.Id);
+                incidents = incidents.Where(i => db.IncidentReports.Any(l => l.IncidentId == i.Id && reports.Any(r => r.Id == l.ReportId)));
+            }
+            else
+            {
+                errors["organization"] = [$"no organisation '{code}'"];
+            }
+        }
+
+        return errors.Count > 0 ? (null, errors) : (db.VisibleIncidents(incidents, viewer), errors);
+    }
+}

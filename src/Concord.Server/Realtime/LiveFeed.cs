@@ -1,0 +1,123 @@
+using System.Collections.Concurrent;
+using Concord.Server.Access;
+using Concord.Server.Accounts;
+using Concord.Server.Data;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Realtime;
+
+/// <summary>What a browser is told of a change: the record's kind and id, never its content.</summary>
+internal sealed record LiveChange(long Sequence, string Entity, Guid Id, string Operation);
+
+/// <summary>
+/// The browser's live channel (<c>/hubs/live</c>). It only ever pushes ids of records the connected member may see; the page
+/// then reads them through the API, so the access predicate holds for live updates exactly as for everything else.
+/// </summary>
+[Authorize]
+internal sealed class LiveHub(LiveFeed feed) : Hub
+{
+    public const string Path = "/hubs/live";
+
+    public const string ChangesMethod = "changes";
+
+    public override Task OnConnectedAsync()
+    {
+        if (Guid.TryParse(Context.User?.FindFirst(ConcordAuthentication.MemberIdClaim)?.Value, out var member))
+        {
+            feed.Join(Context.ConnectionId, member);
+        }
+        else
+        {
+            Context.Abort();
+        }
+
+        return base.OnConnectedAsync();
+    }
+
+    public override Task OnDisconnectedAsync(Exception? exception)
+    {
+        feed.Leave(Context.ConnectionId);
+        return base.OnDisconnectedAsync(exception);
+    }
+}
+
+/// <summary>
+/// Tails the change feed for the connected browsers: each batch of changes is filtered once per connected member with the
+/// visibility predicate, and only the visible ids go to that member's connections. Idle when nobody is connected.
+/// </summary>
+internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory scopes, ViewerDirectory viewers, TimeProvider time, ILogger<LiveFeed> logger)
+    : BackgroundService
+{
+    public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(200);
+
+    private const int Window = 1000;
+
+    private readonly ConcurrentDictionary<string, Guid> _connections = new(StringComparer.Ordinal);
+
+    public int Connections => _connections.Count;
+
+    public void Join(string connectionId, Guid member) => _connections[connectionId] = member;
+
+    public void Leave(string connectionId) => _connections.TryRemove(connectionId, out _);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        long after = -1;
+        using var timer = new PeriodicTimer(Interval, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    after = await PublishAsync(after, stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    logger.LogWarning(e, "sending live changes to browsers failed; retrying");
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Sends the changes after <paramref name="after"/> (−1: start from now) and returns the last sequence examined.</summary>
+    internal async Task<long> PublishAsync(long after, CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        if (after < 0 || _connections.IsEmpty)
+        {
+            // Nobody to tell (or just started): move to the end of the feed so that nothing old is sent later.
+            return await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
+        }
+
+        var window = await db.Changes.AsNoTracking().Where(c => c.Sequence > after).OrderBy(c => c.Sequence).Take(Window).ToListAsync(cancellationToken);
+        if (window.Count == 0)
+        {
+            return after;
+        }
+
+        foreach (var member in _connections.GroupBy(c => c.Value, c => c.Key))
+        {
+            var viewer = await viewers.ForMemberAsync(member.Key, cancellationToken);
+            if (viewer is null)
+            {
+                continue;
+            }
+
+            var visible = await ChangeVisibility.VisibleAsync(db, viewer, window, cancellationToken);
+            if (visible.Count > 0)
+            {
+                var message = visible.Select(c => new LiveChange(c.Sequence, c.Entity, c.EntityId, c.Operation)).ToList();
+                await hub.Clients.Clients(member.ToList()).SendAsync(LiveHub.ChangesMethod, message, cancellationToken);
+            }
+        }
+
+        return window[^1].Sequence;
+    }
+}

@@ -1,0 +1,103 @@
+using System.Globalization;
+using Concord.Server.Access;
+using Concord.Server.Realtime;
+using Concord.Server.Ui.Shared;
+using Microsoft.AspNetCore.Antiforgery;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Localization;
+using Microsoft.Extensions.FileProviders;
+
+namespace Concord.Server.Ui;
+
+/// <summary>
+/// The browser UI: Razor components rendered on the server, small scripts for the map and charts, the libraries from npm
+/// served from <c>/ui/lib</c>, and the live hub. Nothing is fetched from outside the server.
+/// </summary>
+internal static class UiHosting
+{
+    public static IServiceCollection AddConcordUi(this IServiceCollection services)
+    {
+        services.AddRazorComponents();
+        services.AddSignalR();
+        services.AddAntiforgery();
+        services.AddSingleton<UiText>();
+        services.AddSingleton<CategoryLabels>();
+        services.AddSingleton<LiveFeed>();
+        services.AddHostedService(sp => sp.GetRequiredService<LiveFeed>());
+        services.Configure<RequestLocalizationOptions>(o =>
+        {
+            o.SupportedCultures = [.. UiText.Cultures];
+            o.SupportedUICultures = [.. UiText.Cultures];
+            o.DefaultRequestCulture = new RequestCulture(UiText.Cultures[0]);
+            o.FallBackToParentCultures = true;
+            o.FallBackToParentUICultures = true;
+        });
+        return services;
+    }
+
+    /// <summary>Static assets first (no authentication needed for scripts and styles), then the request's language.</summary>
+    public static void UseConcordUiAssets(this WebApplication app)
+    {
+        var root = Path.Combine(AppContext.BaseDirectory, "ui");
+        if (Directory.Exists(root))
+        {
+            app.UseStaticFiles(new StaticFileOptions
+            {
+                FileProvider = new PhysicalFileProvider(root),
+                RequestPath = "/ui",
+                // Weak links: let browsers keep the libraries for a day.
+                OnPrepareResponse = c => c.Context.Response.Headers.CacheControl = "public, max-age=86400",
+            });
+        }
+
+        if (app.Services.GetRequiredService<Hosting.ServerOptions>().TileDirectory is { } tiles)
+        {
+            app.UseStaticFiles(new StaticFileOptions { FileProvider = new PhysicalFileProvider(tiles), RequestPath = "/tiles" });
+        }
+
+        app.UseRequestLocalization();
+    }
+
+    public static void MapConcordUi(this WebApplication app)
+    {
+        // Every page needs a signed-in member unless it says [AllowAnonymous] (the sign-in page).
+        app.MapRazorComponents<App>().RequireAuthorization();
+        app.MapHub<LiveHub>(LiveHub.Path).RequireAuthorization();
+        app.MapGet("/ui/culture", SetCulture).AllowAnonymous().ExcludeFromDescription();
+        app.MapPost("/signout", SignOutAsync).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();
+        app.MapGet("/ui/incidents/{id:guid}/panel", (Guid id) => new RazorComponentResult<IncidentPanel>(new { Id = id }))
+            .RequireAuthorization().ExcludeFromDescription();
+    }
+
+    /// <summary>The language switch: remembers the choice in the culture cookie and goes back to the page.</summary>
+    private static RedirectHttpResult SetCulture(HttpContext context, string? lang, string? returnUrl)
+    {
+        var culture = UiText.Cultures.FirstOrDefault(c => c.TwoLetterISOLanguageName == lang) ?? UiText.Cultures[0];
+        context.Response.Cookies.Append(CookieRequestCultureProvider.DefaultCookieName, CookieRequestCultureProvider.MakeCookieValue(new RequestCulture(culture)),
+            new CookieOptions { Expires = DateTimeOffset.UtcNow.AddYears(1), HttpOnly = true, SameSite = SameSiteMode.Lax, IsEssential = true });
+        return TypedResults.LocalRedirect(LocalUrl(returnUrl));
+    }
+
+    /// <summary>Sign-out by a form post carrying the antiforgery token (a link could be followed by another site).</summary>
+    private static async Task<IResult> SignOutAsync(HttpContext context, IAntiforgery antiforgery)
+    {
+        if (!await antiforgery.IsRequestValidAsync(context))
+        {
+            return TypedResults.BadRequest();
+        }
+
+        await context.SignOutAsync(Accounts.ConcordAuthentication.CookieScheme);
+        return TypedResults.LocalRedirect("/signin");
+    }
+
+    /// <summary>A return address inside this site only: anything else becomes the map.</summary>
+    public static string LocalUrl(string? url) =>
+        url is { Length: > 0 } && url[0] == '/' && (url.Length == 1 || (url[1] != '/' && url[1] != '\\')) ? url : "/";
+
+    /// <summary>The highest marking among records on a screen: the level and every caveat, as banners show it.</summary>
+    public static (int Level, long Caveats) Highest(IEnumerable<IMarked> records) =>
+        records.Aggregate((Level: 0, Caveats: 0L), (m, r) => (Math.Max(m.Level, r.Classification), m.Caveats | r.Caveats));
+
+    public static string Invariant(double value) => value.ToString("R", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,60 @@
+// Shared by Concord's page scripts: the page context (strings in the page's language, classification levels and caveats),
+// string formatting, classification banners and the live channel. No framework; everything comes from this server.
+'use strict';
+window.Concord = (() => {
+  const context = JSON.parse(document.getElementById('concord-context').textContent);
+  const text = (key, ...args) => (context.strings[key] ?? key).replace(/\{(\d+)\}/g, (_, i) => String(args[Number(i)] ?? ''));
+  const number = new Intl.NumberFormat(context.culture);
+  const day = new Intl.DateTimeFormat(context.culture, { dateStyle: 'medium', timeZone: 'UTC' });
+
+  // Banners show the highest level and every caveat among what is on screen (level index, caveat bits as a BigInt).
+  function banner(level, caveatBits) {
+    const codes = [];
+    context.caveats.forEach((code, bit) => { if (code && (caveatBits & (1n << BigInt(bit))) !== 0n) codes.push(code); });
+    const label = (context.levels[level] ?? context.levels[0]) + (codes.length ? '//' + codes.join('/') : '');
+    for (const id of ['banner-top', 'banner-bottom']) {
+      const el = document.getElementById(id);
+      if (!el) continue;
+      el.textContent = label;
+      el.className = 'banner level-' + level;
+      el.dataset.level = String(level);
+      el.dataset.caveats = caveatBits.toString();
+    }
+  }
+
+  // The live channel carries ids only. Every id received is kept (window.Concord.received) so tests can prove that a
+  // member never receives the id of a record they may not see.
+  const received = [];
+  function live(onChanges, onState) {
+    if (!window.signalR) return;
+    const connection = new signalR.HubConnectionBuilder()
+      .withUrl('/hubs/live')
+      .withAutomaticReconnect([0, 1000, 2000, 5000, 10000, 30000])
+      .configureLogging(signalR.LogLevel.Warning)
+      .build();
+    connection.on('changes', changes => {
+      for (const c of changes) received.push(c.id);
+      onChanges(changes);
+    });
+    connection.onreconnecting(() => onState && onState(false));
+    connection.onreconnected(() => onState && onState(true));
+    const start = () => connection.start().then(() => onState && onState(true)).catch(() => { onState && onState(false); setTimeout(start, 3000); });
+    connection.onclose(() => setTimeout(start, 3000));
+    start();
+    return connection;
+  }
+
+  // Pages without a map: tell the reader that records changed, let them reload when they choose.
+  function notifyOnChanges() {
+    const notice = document.getElementById('live-notice');
+    if (!notice) return;
+    let count = 0;
+    live(changes => {
+      count += changes.length;
+      notice.querySelector('span').textContent = text('updates', number.format(count));
+      notice.hidden = false;
+    });
+  }
+
+  return { context, text, number, day, banner, live, received, notifyOnChanges };
+})();

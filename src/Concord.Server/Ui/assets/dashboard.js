@@ -1,0 +1,46 @@
+// Draws the dashboard's charts from the figures the server computed over what this member may see.
+'use strict';
+(() => {
+  Concord.notifyOnChanges();
+  const source = document.getElementById('dashboard-data');
+  if (!source || !window.Chart) return;
+  const data = JSON.parse(source.textContent);
+  const t = Concord.text;
+  const palette = ['#b3261e', '#c25e00', '#7b1fa2', '#1565c0', '#2e7d32', '#6d4c41', '#546e7a'];
+  Chart.defaults.font.family = 'system-ui, sans-serif';
+  Chart.defaults.animation = false;
+  const locale = Concord.context.culture;
+
+  new Chart(document.getElementById('chart-weekly'), {
+    type: 'bar',
+    data: {
+      labels: data.weeks,
+      datasets: data.weeklyByCategory.map((s, i) => ({ label: s.label || t('other'), data: s.counts, backgroundColor: palette[i % palette.length], stack: 'c' })),
+    },
+    options: { locale, responsive: true, maintainAspectRatio: false, scales: { x: { stacked: true, ticks: { maxTicksLimit: 12 } }, y: { stacked: true, beginAtZero: true } } },
+  });
+
+  new Chart(document.getElementById('chart-casualties'), {
+    type: 'line',
+    data: {
+      labels: data.months,
+      datasets: [
+        { label: t('killedSeries'), data: data.killedByMonth, borderColor: '#b3261e', backgroundColor: '#b3261e', pointRadius: 0 },
+        { label: t('injuredSeries'), data: data.injuredByMonth, borderColor: '#c25e00', backgroundColor: '#c25e00', pointRadius: 0 },
+      ],
+    },
+    options: { locale, responsive: true, maintainAspectRatio: false, scales: { x: { ticks: { maxTicksLimit: 12 } }, y: { beginAtZero: true } } },
+  });
+
+  new Chart(document.getElementById('chart-areas'), {
+    type: 'bar',
+    data: {
+      labels: data.areas.map(a => a.name),
+      datasets: [
+        { label: t('incidentsPerWeek'), data: data.areas.map(a => a.incidents), backgroundColor: '#1565c0' },
+        { label: t('killedSeries'), data: data.areas.map(a => a.killed), backgroundColor: '#b3261e' },
+      ],
+    },
+    options: { locale, indexAxis: 'y', responsive: true, maintainAspectRatio: false, scales: { x: { beginAtZero: true } } },
+  });
+})();

@@ -1,0 +1,2 @@
+'use strict';
+Concord.notifyOnChanges();

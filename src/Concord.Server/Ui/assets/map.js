@@ -1,0 +1,202 @@
+// The operating picture: Natural Earth boundaries (no tile server needed), the mission's areas, incidents (points, or
+// counts per cell when there are many in view), TAK tracks, filters with a time slider, a side panel, and live updates
+// that re-read the map through the API whenever the server announces a change this member may see.
+'use strict';
+(() => {
+  const { text: t, number, day, banner } = Concord;
+  const el = document.getElementById('map');
+  const panel = document.getElementById('panel');
+  const status = document.getElementById('map-status');
+  const form = document.getElementById('filters');
+  const from = document.getElementById('f-from');
+  const to = document.getElementById('f-to');
+  const windowOut = document.getElementById('f-window');
+  const start = new Date(el.dataset.start);
+  const days = Number(el.dataset.days);
+
+  const map = L.map(el, { preferCanvas: true, worldCopyJump: true, attributionControl: false });
+  const b = (el.dataset.bounds || '14.4,2.2,27.5,11.0').split(',').map(Number);
+  map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
+  if (el.dataset.tiles) L.tileLayer(el.dataset.tiles, { maxZoom: 18 }).addTo(map);
+  else fetch('ui/geo/countries-50m.json').then(r => r.json()).then(topo => {
+    L.geoJSON(topojson.feature(topo, topo.objects.countries), { style: { color: '#7a7a70', weight: 1, fillColor: '#f1f1ea', fillOpacity: 1 }, interactive: false }).addTo(map).bringToBack();
+  });
+
+  const areas = L.geoJSON(null, {
+    style: { color: '#5b6b7a', weight: 1.2, fill: false, dashArray: '4 3' },
+    onEachFeature: (f, layer) => layer.bindTooltip(f.properties.name, { sticky: true }),
+  });
+  fetch('/api/areas/geojson').then(r => r.ok ? r.json() : null).then(g => { if (g) areas.addData(g); });
+  const incidents = L.layerGroup().addTo(map);
+  const tracks = L.layerGroup().addTo(map);
+  const layerToggles = { 'layer-incidents': incidents, 'layer-tracks': tracks, 'layer-areas': areas };
+  areas.addTo(map);
+
+  // Category families: a colour and a letter, so that symbols read without colour too.
+  const families = [
+    ['violence', 'V', c => /^(acled\.(battles|violence-against-civilians)|ucdp\.|poc\.killing)/.test(c)],
+    ['remote', 'E', c => c.startsWith('acled.explosions-remote-violence')],
+    ['unrest', 'P', c => /^acled\.(protests|riots)/.test(c)],
+    ['access', 'A', c => c.startsWith('ocha-access.') || c === 'poc.denial-of-humanitarian-access'],
+    ['protection', 'C', c => c.startsWith('poc.')],
+    ['other', 'O', () => true],
+  ];
+  const family = code => families.find(f => f[2](code));
+  const legend = document.getElementById('legend');
+  for (const [name, letter] of families) {
+    const li = document.createElement('li');
+    li.innerHTML = `<span class="sym sym-${name}">${letter}</span> `;
+    li.append(t('legend.' + name));
+    legend.append(li);
+  }
+  const clusterItem = document.createElement('li');
+  clusterItem.innerHTML = '<span class="cluster-key">12</span> ';
+  clusterItem.append(t('legend.cluster'));
+  legend.append(clusterItem);
+
+  const iso = offset => new Date(start.getTime() + offset * 86400000);
+  function describeWindow() {
+    const a = iso(Number(from.value)), z = iso(Number(to.value) + 1);
+    windowOut.textContent = t('window', day.format(a), day.format(new Date(z.getTime() - 1)));
+  }
+
+  function query(extra) {
+    const p = new URLSearchParams();
+    for (const name of ['q', 'category', 'organization', 'status', 'classification']) {
+      const v = form.elements[name].value.trim();
+      if (v) p.set(name, v);
+    }
+    if (Number(from.value) > 0) p.set('from', iso(Number(from.value)).toISOString());
+    if (Number(to.value) < days) p.set('to', iso(Number(to.value) + 1).toISOString());
+    for (const [k, v] of Object.entries(extra || {})) p.set(k, v);
+    return p;
+  }
+
+  function viewport() {
+    const bounds = map.getBounds();
+    const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+    return [clamp(bounds.getWest(), -180, 180), clamp(bounds.getSouth(), -90, 90), clamp(bounds.getEast(), -180, 180), clamp(bounds.getNorth(), -90, 90)]
+      .map(v => v.toFixed(5)).join(',');
+  }
+
+  // What is on screen decides the banners: incidents, cells and the open panel.
+  let onScreen = { level: 0, caveats: 0n };
+  function updateBanner() {
+    let level = onScreen.level, caveats = onScreen.caveats;
+    const shown = panel.hidden ? null : panel.querySelector('[data-level]');
+    if (shown) { level = Math.max(level, Number(shown.dataset.level)); caveats |= BigInt(shown.dataset.caveats); }
+    banner(level, caveats);
+  }
+
+  const fresh = new Set();
+  let generation = 0;
+  const state = window.concordMap = { loads: 0, lastLoadMs: 0, clustered: false, total: 0, ids: [], map };
+  async function load() {
+    const mine = ++generation;
+    const began = performance.now();
+    status.textContent = t('loading');
+    let response;
+    try {
+      response = await fetch('/api/incidents/map?' + query({ bbox: viewport(), zoom: map.getZoom() }), { headers: { Accept: 'application/geo+json' } });
+    } catch {
+      if (mine === generation) { status.textContent = t('failed'); setTimeout(load, 5000); }
+      return;
+    }
+    if (!response.ok) { if (mine === generation) status.textContent = t('failed'); return; }
+    const data = await response.json();
+    if (mine !== generation) return; // a newer request has been made meanwhile
+    const clustered = response.headers.get('X-Concord-Clustered') === 'true';
+    const total = Number(response.headers.get('X-Concord-Total'));
+    incidents.clearLayers();
+    let level = 0, caveats = 0n;
+    const ids = [];
+    for (const f of data.features) {
+      const [x, y] = f.geometry.coordinates;
+      const p = f.properties;
+      level = Math.max(level, p.classification);
+      caveats |= BigInt(p.caveats);
+      if (p.cluster) {
+        const size = p.count < 10 ? 26 : p.count < 100 ? 32 : p.count < 1000 ? 38 : 46;
+        const m = L.marker([y, x], {
+          icon: L.divIcon({ className: 'cluster level-' + p.classification, html: `<span>${number.format(p.count)}</span>`, iconSize: [size, size] }),
+          title: number.format(p.count), alt: number.format(p.count), riseOnHover: true,
+        });
+        m.on('click', () => map.setView([y, x], Math.min(map.getZoom() + 2, 18)));
+        incidents.addLayer(m);
+      } else {
+        const [name, letter] = family(p.category);
+        ids.push(f.id);
+        const classes = `sym sym-${name}` + (fresh.has(f.id) ? ' fresh' : '') + (p.classification > 0 ? ' classified' : '');
+        const m = L.marker([y, x], {
+          icon: L.divIcon({ className: 'incident-icon', html: `<span class="${classes}" data-id="${f.id}">${letter}</span>`, iconSize: [22, 22] }),
+          title: p.title, alt: p.title, riseOnHover: true,
+        });
+        m.bindTooltip(`${escapeHtml(p.title)}<br>${escapeHtml(p.marking ?? '')}`);
+        m.on('click', () => openPanel(f.id));
+        m.on('keypress', e => { if (e.originalEvent.key === 'Enter') openPanel(f.id); });
+        incidents.addLayer(m);
+      }
+    }
+    onScreen = { level, caveats };
+    updateBanner();
+    status.textContent = clustered ? t('clustered', number.format(total)) : t('incidents', number.format(total));
+    Object.assign(state, { loads: state.loads + 1, lastLoadMs: performance.now() - began, clustered, total, ids });
+    el.dataset.loaded = String(state.loads);
+  }
+
+  const escapeHtml = s => String(s).replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+
+  async function openPanel(id) {
+    const response = await fetch(`/ui/incidents/${id}/panel`);
+    panel.innerHTML = await response.text();
+    panel.hidden = false;
+    panel.dataset.id = id;
+    updateBanner();
+    panel.querySelector('h2')?.setAttribute('tabindex', '-1');
+    panel.querySelector('h2')?.focus();
+    panel.querySelector('#panel-close')?.addEventListener('click', closePanel);
+  }
+  function closePanel() {
+    panel.hidden = true;
+    panel.innerHTML = '';
+    delete panel.dataset.id;
+    updateBanner();
+    el.focus();
+  }
+  document.addEventListener('keydown', e => { if (e.key === 'Escape' && !panel.hidden) closePanel(); });
+
+  async function loadTracks() {
+    if (!map.hasLayer(tracks)) return;
+    const response = await fetch('/api/tracks/geojson?' + new URLSearchParams({ bbox: viewport() })).catch(() => null);
+    if (!response || !response.ok) return;
+    const data = await response.json();
+    tracks.clearLayers();
+    for (const f of data.features) {
+      const [x, y] = f.geometry.coordinates;
+      tracks.addLayer(L.circleMarker([y, x], { radius: 6, color: '#0b3d91', weight: 2, fillColor: '#8ab4f8', fillOpacity: 0.9 })
+        .bindTooltip(escapeHtml(f.properties.callsign ?? f.id)));
+    }
+  }
+
+  let timer = null;
+  const soon = (ms = 200) => { clearTimeout(timer); timer = setTimeout(load, ms); };
+  map.on('moveend', () => { soon(50); loadTracks(); });
+  form.addEventListener('input', () => { describeWindow(); soon(250); });
+  form.addEventListener('change', () => soon(0));
+  form.addEventListener('reset', () => setTimeout(() => { describeWindow(); soon(0); }, 0));
+  for (const [id, layer] of Object.entries(layerToggles)) {
+    document.getElementById(id).addEventListener('change', e => { e.target.checked ? layer.addTo(map) : map.removeLayer(layer); if (layer === tracks) loadTracks(); });
+  }
+  setInterval(loadTracks, 5000);
+
+  // Live: ids only. Re-read the view through the API, so visibility is decided there; reopen the panel if it changed.
+  Concord.live(changes => {
+    for (const c of changes) fresh.add(c.id);
+    soon(100);
+    if (!panel.hidden && changes.some(c => c.id === panel.dataset.id)) openPanel(panel.dataset.id);
+  }, up => { el.dataset.live = up ? 'up' : 'down'; if (!up) status.textContent = t('offline'); });
+
+  describeWindow();
+  load();
+  loadTracks();
+})();

@@ -1,0 +1,37 @@
+// The report form's map picker: a click sets latitude and longitude. The form works without it.
+'use strict';
+(() => {
+  const el = document.getElementById('pick-map');
+  if (!el || !window.L) return;
+  const lat = document.getElementById('r-lat');
+  const lon = document.getElementById('r-lon');
+  const map = L.map(el, { attributionControl: false });
+  const b = (el.dataset.bounds || '14.4,2.2,27.5,11.0').split(',').map(Number);
+  map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
+  fetch('ui/geo/countries-50m.json').then(r => r.json()).then(topo => {
+    L.geoJSON(topojson.feature(topo, topo.objects.countries), { style: { color: '#777', weight: 1, fillColor: '#f1f1ea', fillOpacity: 1 }, interactive: false }).addTo(map).bringToBack();
+  });
+  fetch('/api/areas/geojson').then(r => r.ok ? r.json() : null).then(areas => {
+    if (areas) L.geoJSON(areas, { style: { color: '#5b6b7a', weight: 1, fill: false }, interactive: false }).addTo(map);
+  });
+  let marker = null;
+  const show = () => {
+    const y = Number(lat.value), x = Number(lon.value);
+    if (lat.value === '' || lon.value === '' || !Number.isFinite(y) || !Number.isFinite(x)) return;
+    marker ? marker.setLatLng([y, x]) : (marker = L.marker([y, x], { keyboard: false }).addTo(map));
+  };
+  map.on('click', e => {
+    lat.value = e.latlng.lat.toFixed(5);
+    lon.value = e.latlng.lng.toFixed(5);
+    show();
+  });
+  lat.addEventListener('change', show);
+  lon.addEventListener('change', show);
+  show();
+  // Explicit marking fields are shown only when chosen.
+  const explicit = document.getElementById('r-marking-explicit');
+  const box = document.querySelector('.explicit-marking');
+  const toggle = () => { box.hidden = !explicit.checked; };
+  document.querySelectorAll('input[name="Input.MarkingMode"]').forEach(r => r.addEventListener('change', toggle));
+  toggle();
+})();

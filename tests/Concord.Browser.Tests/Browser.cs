@@ -1,0 +1,108 @@
+using Concord.Server.Tests;
+using Microsoft.Playwright;
+
+namespace Concord.Browser.Tests;
+
+/// <summary>
+/// A real Concord server (from the integration tests) and Debian's Chromium driven by Playwright. Nothing is downloaded:
+/// Playwright's driver comes with its NuGet package and the browser is /usr/bin/chromium.
+/// </summary>
+public abstract class BrowserFixture<TServer> : IAsyncLifetime
+    where TServer : TestServer, new()
+{
+    public const string Chromium = "/usr/bin/chromium";
+
+    private IPlaywright? _playwright;
+
+    public TServer Server { get; } = new();
+
+    public IBrowser Browser { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        if (!File.Exists(Chromium))
+        {
+            throw new InvalidOperationException($"browser tests need Debian's Chromium at {Chromium}: apt-get install chromium (scripts/test installs it)");
+        }
+
+        await Server.InitializeAsync();
+        _playwright = await Playwright.CreateAsync();
+        Browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = Chromium,
+            Headless = true,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+        });
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Browser.CloseAsync();
+        _playwright?.Dispose();
+        await Server.DisposeAsync();
+    }
+
+    /// <summary>A fresh browser profile (its own cookies) at a laptop's 1366×768 unless told otherwise.</summary>
+    public async Task<IPage> PageAsync(int width = 1366, int height = 768)
+    {
+        var context = await Browser.NewContextAsync(new BrowserNewContextOptions
+        {
+            BaseURL = Server.BaseAddress.ToString(),
+            ViewportSize = new ViewportSize { Width = width, Height = height },
+            Locale = "en-GB",
+        });
+        context.SetDefaultTimeout(15_000);
+        var page = await context.NewPageAsync();
+        // Script errors and warnings go to the test log: a failing browser test shows what the page said.
+        page.Console += (_, message) =>
+        {
+            if (message.Type is "error" or "warning")
+            {
+                Console.Error.WriteLine($"[browser {message.Type}] {page.Url}: {message.Text}");
+            }
+        };
+        page.PageError += (_, error) => Console.Error.WriteLine($"[page error] {page.Url}: {error}");
+        return page;
+    }
+
+    /// <summary>Signs in through the sign-in page, as a person would.</summary>
+    public async Task<IPage> SignedInAsync(string user, string path = "/", int width = 1366, int height = 768)
+    {
+        var page = await PageAsync(width, height);
+        await page.GotoAsync("/signin?returnUrl=" + Uri.EscapeDataString(path));
+        await page.FillAsync("#username", user);
+        await page.FillAsync("#password", TestServer.Password);
+        await page.ClickAsync("#signin");
+        await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == path);
+        return page;
+    }
+}
+
+/// <summary>Pictures of the pages, kept as the tests' artefacts.</summary>
+public static class Screenshots
+{
+    /// <summary>Saves a screenshot under artifacts/screenshots (kept by CI as the tests' pictures).</summary>
+    public static async Task ScreenshotAsync(IPage page, string name)
+    {
+        var directory = Path.Combine(Artifacts(), "screenshots");
+        Directory.CreateDirectory(directory);
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(directory, name + ".png"), FullPage = false });
+    }
+
+    private static string Artifacts()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Concord.slnx")))
+            {
+                return Path.Combine(dir.FullName, "artifacts");
+            }
+        }
+
+        return Path.Combine(Path.GetTempPath(), "concord-artifacts");
+    }
+}
+
+public sealed class SqliteBrowser : BrowserFixture<SqliteServer>;
+
+public sealed class PostgresBrowser : BrowserFixture<PostgresServer>;

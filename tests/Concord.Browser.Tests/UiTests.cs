@@ -1,0 +1,250 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Concord.Server.Tests;
+using Microsoft.Playwright;
+
+namespace Concord.Browser.Tests;
+
+/// <summary>The browser UI end to end, in Chromium, against a real server on each store.</summary>
+public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
+    where TServer : TestServer, new()
+{
+    private string Store => fixture.Server.StoreName;
+
+    [Fact]
+    public async Task A_report_sent_through_the_form_appears_live_only_for_members_who_may_see_it()
+    {
+        // UNPOL reports at CONFIDENTIAL for the military and UNPOL. FORCE (military, CONFIDENTIAL) may see it;
+        // RWABATT (military, UNCLASSIFIED) lacks the clearance; OCHA (humanitarian, CONFIDENTIAL) lacks the community.
+        var reporter = await fixture.SignedInAsync("unpol", "/report");
+        var observer = await fixture.SignedInAsync("force");
+        var uncleared = await fixture.SignedInAsync("rwabatt");
+        var outsider = await fixture.SignedInAsync("ocha");
+        var unclearedDashboard = await fixture.SignedInAsync("rwabatt", "/dashboard");
+        var unclearedList = await fixture.SignedInAsync("rwabatt", "/incidents");
+        foreach (var map in new[] { observer, uncleared, outsider })
+        {
+            await map.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
+        }
+
+        var unclearedTotal = await unclearedDashboard.TextContentAsync("#total-incidents");
+        await observer.EvaluateAsync("window.__notReloaded = true");
+        var reportId = await reporter.InputValueAsync("input[name='Input.Id']");
+        var narrative = $"Exchange of fire near the market of Kaga-Bandoro ({Store} {reportId[..8]}).";
+        await reporter.FillAsync("#r-lat", "6.98765");
+        await reporter.FillAsync("#r-lon", "19.18765");
+        await reporter.SelectOptionAsync("#r-category", "acled.battles.armed-clash");
+        await reporter.FillAsync("#r-killed-civilian", "2");
+        await reporter.FillAsync("#r-narrative", narrative);
+        await reporter.SelectOptionAsync("#r-reliability", "B");
+        await reporter.SelectOptionAsync("#r-credibility", "2");
+        await reporter.CheckAsync("#r-marking-explicit");
+        await reporter.SelectOptionAsync("#r-classification", "CONFIDENTIAL");
+        await reporter.UncheckAsync("input[name='releasableTo'][value='mission']");
+        await reporter.CheckAsync("input[name='releasableTo'][value='kind:military']");
+        await reporter.CheckAsync("input[name='releasableTo'][value='org:UNPOL']");
+        await Screenshots.ScreenshotAsync(reporter, $"{Store}-report-form");
+        await reporter.ClickAsync("#report-submit");
+        await reporter.WaitForSelectorAsync("#report-saved");
+        var incidentId = (await reporter.GetAttributeAsync("#saved-incident", "href"))!.Split('/')[^1];
+
+        // The observer's map shows it without a reload, pushed as ids and read back through the API.
+        await observer.WaitForFunctionAsync($"window.concordMap.ids.includes('{incidentId}')");
+        Assert.True(await observer.EvaluateAsync<bool>("window.__notReloaded === true"));
+        Assert.True(await observer.EvaluateAsync<bool>($"Concord.received.includes('{reportId}') && Concord.received.includes('{incidentId}')"));
+        await observer.ClickAsync($".sym[data-id='{incidentId}']");
+        await observer.WaitForSelectorAsync($"#panel #incident-{incidentId}");
+        Assert.Contains(narrative, await observer.TextContentAsync("#panel"));
+        Assert.Contains("B2", await observer.TextContentAsync("#panel .grade"));
+        Assert.StartsWith("CONFIDENTIAL", await observer.TextContentAsync("#banner-top"));
+        Assert.StartsWith("CONFIDENTIAL", await observer.TextContentAsync("#banner-bottom"));
+        await Screenshots.ScreenshotAsync(observer, $"{Store}-map-live-panel");
+
+        // The live feed has sent this change to everyone who may see it; give it a few more rounds for the others.
+        await Task.Delay(1500);
+        foreach (var (page, who) in new[] { (uncleared, "rwabatt"), (outsider, "ocha") })
+        {
+            var received = await page.EvaluateAsync<string[]>("Concord.received");
+            Assert.DoesNotContain(reportId, received);
+            Assert.DoesNotContain(incidentId, received);
+            Assert.False(await page.EvaluateAsync<bool>($"window.concordMap.ids.includes('{incidentId}')"), who + "'s map");
+            await page.ReloadAsync();
+            await page.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
+            Assert.False(await page.EvaluateAsync<bool>($"window.concordMap.ids.includes('{incidentId}')"), who + "'s map after reload");
+            Assert.DoesNotContain(narrative, await page.ContentAsync());
+        }
+
+        Assert.DoesNotContain(reportId, await unclearedDashboard.EvaluateAsync<string[]>("Concord.received"));
+        Assert.True(await unclearedDashboard.IsHiddenAsync("#live-notice"));
+        Assert.True(await unclearedList.IsHiddenAsync("#live-notice"));
+        await unclearedList.ReloadAsync();
+        Assert.DoesNotContain(incidentId, await unclearedList.ContentAsync());
+        await unclearedDashboard.ReloadAsync();
+        Assert.Equal(unclearedTotal, await unclearedDashboard.TextContentAsync("#total-incidents"));
+        Assert.Equal((int)HttpStatusCode.NotFound, (await uncleared.GotoAsync("/incidents/" + incidentId))!.Status);
+
+        // Those who may see it find it in the list and the dashboard too.
+        var list = await fixture.SignedInAsync("force", "/incidents");
+        Assert.Contains(incidentId, await list.ContentAsync());
+        await Screenshots.ScreenshotAsync(list, $"{Store}-incident-list");
+        var dashboard = await fixture.SignedInAsync("force", "/dashboard");
+        Assert.True(int.Parse((await dashboard.TextContentAsync("#total-incidents"))!.Replace(",", ""), System.Globalization.CultureInfo.InvariantCulture) >= 1);
+        await dashboard.WaitForFunctionAsync("document.querySelector('#chart-weekly').width > 0");
+        await Screenshots.ScreenshotAsync(dashboard, $"{Store}-dashboard");
+    }
+
+    [Fact]
+    public async Task Invalid_fields_are_shown_next_to_the_fields_and_nothing_is_saved()
+    {
+        var page = await fixture.SignedInAsync("force", "/report");
+        var id = await page.InputValueAsync("input[name='Input.Id']");
+        await page.FillAsync("#r-lat", "95");
+        await page.FillAsync("#r-lon", "20.5");
+        await page.FillAsync("#r-killed-other", "two");
+        await page.ClickAsync("#report-submit");
+        await page.WaitForSelectorAsync("#report-errors");
+        Assert.Contains("[-90, 90]", await page.TextContentAsync("#err-location-latitude"));
+        Assert.Equal("true", await page.GetAttributeAsync("#r-lat", "aria-invalid"));
+        Assert.NotNull(await page.QuerySelectorAsync("#err-casualties-killedOther"));
+        // What was typed is kept, and the same report id goes out again with the corrected form.
+        Assert.Equal("20.5", await page.InputValueAsync("#r-lon"));
+        Assert.Equal(id, await page.InputValueAsync("input[name='Input.Id']"));
+        await Screenshots.ScreenshotAsync(page, $"{Store}-report-errors");
+        using var api = fixture.Server.ClientFor("force");
+        Assert.Equal(HttpStatusCode.NotFound, (await api.GetAsync($"/api/reports/{id}")).StatusCode);
+
+        // Corrected, it is saved under that id.
+        await page.FillAsync("#r-lat", "5.5");
+        await page.FillAsync("#r-killed-other", "");
+        await page.SelectOptionAsync("#r-category", "poc.forced-displacement");
+        await page.FillAsync("#r-narrative", "Families leaving the village after threats.");
+        await page.ClickAsync("#report-submit");
+        await page.WaitForSelectorAsync("#report-saved");
+        Assert.Equal(HttpStatusCode.OK, (await api.GetAsync($"/api/reports/{id}")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Sending_the_same_form_again_after_a_dropped_connection_creates_one_report()
+    {
+        var page = await fixture.SignedInAsync("unpol", "/report");
+        var id = await page.InputValueAsync("input[name='Input.Id']");
+        var narrative = "Checkpoint closed on the road to Sibut " + id[..8];
+        await page.FillAsync("#r-lat", "5.7");
+        await page.FillAsync("#r-lon", "19.1");
+        await page.SelectOptionAsync("#r-category", "ocha-access.4-restriction-of-movement");
+        await page.FillAsync("#r-narrative", narrative);
+
+        // The first answer is lost on the way back: the server has the report, the browser never hears so.
+        var dropped = 0;
+        await page.RouteAsync("**/report", async route =>
+        {
+            if (route.Request.Method == "POST" && dropped++ == 0)
+            {
+                await route.FetchAsync();
+                await route.AbortAsync("connectionreset");
+            }
+            else
+            {
+                await route.ContinueAsync();
+            }
+        });
+        var form = await page.EvaluateAsync<string>("new URLSearchParams(new FormData(document.getElementById('report-form'))).toString()");
+        await page.ClickAsync("#report-submit").ContinueWith(_ => { }, TaskScheduler.Default);
+        await page.WaitForTimeoutAsync(500);
+        Assert.Equal(1, dropped);
+
+        // The member sends the same form again (the browser resends what it had).
+        var again = await page.APIRequest.PostAsync("/report", new() { Headers = new Dictionary<string, string> { ["Content-Type"] = "application/x-www-form-urlencoded" }, Data = form });
+        Assert.Equal(200, again.Status);
+        Assert.Contains("already been received", await again.TextAsync());
+
+        using var api = fixture.Server.ClientFor("unpol");
+        var found = await api.GetFromJsonAsync<JsonElement>("/api/reports?q=" + Uri.EscapeDataString(narrative));
+        Assert.Equal(1, found.GetProperty("items").GetArrayLength());
+        Assert.Equal(id, found.GetProperty("items")[0].GetProperty("id").GetString());
+    }
+
+    [Fact]
+    public async Task The_interface_speaks_French_with_French_dates_and_numbers()
+    {
+        // Something to list: a report FORCE may see.
+        using (var api = fixture.Server.ClientFor("force"))
+        {
+            var created = await api.PostAsJsonAsync("/api/reports", new
+            {
+                id = Guid.NewGuid(),
+                observedAt = new DateTimeOffset(2026, 3, 14, 9, 30, 0, TimeSpan.Zero),
+                location = new { latitude = 4.36, longitude = 18.55 },
+                category = "acled.protests.peaceful-protest",
+                narrative = "Peaceful march in Bangui.",
+                language = "en",
+                source = new { reliability = "B", credibility = 2 },
+            });
+            Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        }
+
+        var page = await fixture.PageAsync();
+        await page.GotoAsync("/signin");
+        await page.ClickAsync("#lang-fr");
+        await page.WaitForSelectorAsync("html[lang='fr']");
+        Assert.Equal("Connexion", await page.TextContentAsync("h1"));
+        await page.FillAsync("#username", "force");
+        await page.FillAsync("#password", TestServer.Password);
+        await page.ClickAsync("#signin");
+        await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/");
+        Assert.Equal("Carte", await page.TextContentAsync("nav a[href='/']"));
+        Assert.Contains("Habilitation", await page.TextContentAsync("#member-clearance"));
+        await page.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
+        Assert.Contains("incidents", await page.TextContentAsync("#map-status"));
+        await Screenshots.ScreenshotAsync(page, $"{Store}-map-fr");
+
+        await page.GotoAsync("/report");
+        Assert.Equal("Nouveau rapport", await page.TextContentAsync("h1"));
+        Assert.Contains("Affrontement armé", await page.InnerHTMLAsync("#r-category"));
+        await page.GotoAsync("/incidents");
+        Assert.Contains("incidents", await page.TextContentAsync("#list-count"));
+        var dates = await page.Locator("#incident-list tbody tr td time").AllTextContentsAsync();
+        Assert.NotEmpty(dates);
+        Assert.All(dates, date => Assert.Matches(@"^\d{2}/\d{2}/\d{4}$", date));
+
+        await Screenshots.ScreenshotAsync(page, $"{Store}-list-fr");
+    }
+
+    [Fact]
+    public async Task Pages_need_a_session_label_every_field_and_fit_a_tablet()
+    {
+        var anonymous = await fixture.PageAsync();
+        await anonymous.GotoAsync("/dashboard");
+        Assert.Equal("/signin", new Uri(anonymous.Url).AbsolutePath);
+
+        var page = await fixture.SignedInAsync("ocha", "/report");
+        var unlabelled = await page.EvaluateAsync<string[]>("""
+            [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+              .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
+              .map(e => e.id || e.name)
+            """);
+        Assert.Empty(unlabelled);
+
+        // Keyboard: the skip link comes first and leads to the content.
+        Assert.Equal("skip", await page.EvaluateAsync<string>("document.querySelector('a[href], button, input:not([type=hidden]), select, textarea').className"));
+        await page.Locator("a.skip").FocusAsync();
+        await page.Keyboard.PressAsync("Enter");
+        await page.WaitForFunctionAsync("document.activeElement && document.activeElement.id === 'main'");
+
+        var tablet = await fixture.SignedInAsync("ocha", "/", 820, 1180);
+        await tablet.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
+        var box = await tablet.Locator("#map").BoundingBoxAsync();
+        Assert.True(box!.Width >= 780 && box.Height >= 400, $"map is {box.Width}×{box.Height} on a tablet");
+        await Screenshots.ScreenshotAsync(tablet, $"{Store}-map-tablet");
+
+        await tablet.ClickAsync("#signout");
+        await tablet.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/signin");
+        await tablet.GotoAsync("/");
+        Assert.Equal("/signin", new Uri(tablet.Url).AbsolutePath);
+    }
+}
+
+public sealed class SqliteUiTests(SqliteBrowser fixture) : UiTests<SqliteServer>(fixture), IClassFixture<SqliteBrowser>;
+
+public sealed class PostgresUiTests(PostgresBrowser fixture) : UiTests<PostgresServer>(fixture), IClassFixture<PostgresBrowser>;

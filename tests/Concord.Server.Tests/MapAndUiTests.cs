@@ -1,0 +1,113 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Concord.Server.Ui;
+
+namespace Concord.Server.Tests;
+
+/// <summary>The map's data endpoint (points or cells) and the UI's strings.</summary>
+public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer
+{
+    [Fact]
+    public async Task The_map_counts_per_cell_only_what_the_viewer_may_see()
+    {
+        using var unpol = server.ClientFor("unpol");
+        var tag = Guid.NewGuid().ToString("N")[..10];
+        // Three reports in one place: two for the mission, one CONFIDENTIAL for UNPOL only.
+        foreach (var (lat, marking) in new[]
+        {
+            (-30.01, Api.Marking("UNCLASSIFIED", ["mission"])),
+            (-30.02, Api.Marking("UNCLASSIFIED", ["mission"])),
+            (-30.03, Api.Marking("CONFIDENTIAL", ["org:UNPOL"])),
+        })
+        {
+            var (response, _) = await unpol.PostJson("/api/reports", Api.Report(latitude: lat, longitude: -40.0, narrative: "map test " + tag, marking: marking));
+            Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        }
+
+        const string Area = "bbox=-41,-31,-39,-29&zoom=4";
+        async Task<(bool Clustered, int Total, JsonElement Body)> MapFor(string user, string extra)
+        {
+            using var client = server.ClientFor(user);
+            var response = await client.GetAsync($"/api/incidents/map?{Area}&q={tag}{extra}");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var body = await response.Json();
+            return (response.Headers.GetValues("X-Concord-Clustered").Single() == "true", int.Parse(response.Headers.GetValues("X-Concord-Total").Single(), System.Globalization.CultureInfo.InvariantCulture), body);
+        }
+
+        // Points when few: UNPOL sees three, FORCE (no UNPOL community) two.
+        var points = await MapFor("unpol", "");
+        Assert.False(points.Clustered);
+        Assert.Equal(3, points.Body.GetProperty("features").GetArrayLength());
+        Assert.Equal(2, (await MapFor("force", "")).Body.GetProperty("features").GetArrayLength());
+
+        // Cells when many (forced here with maxPoints=1): the counts differ in the same way, and the level too.
+        var unpolCells = await MapFor("unpol", "&maxPoints=1");
+        var forceCells = await MapFor("force", "&maxPoints=1");
+        Assert.True(unpolCells.Clustered);
+        Assert.Equal(3, unpolCells.Total);
+        Assert.Equal(2, forceCells.Total);
+        var cell = Assert.Single(forceCells.Body.GetProperty("features").EnumerateArray());
+        Assert.True(cell.GetProperty("properties").GetProperty("cluster").GetBoolean());
+        Assert.Equal(2, cell.GetProperty("properties").GetProperty("count").GetInt32());
+        Assert.Equal(0, cell.GetProperty("properties").GetProperty("classification").GetInt32());
+        Assert.Equal(1, Assert.Single(unpolCells.Body.GetProperty("features").EnumerateArray()).GetProperty("properties").GetProperty("classification").GetInt32());
+
+        // The local authority sees the mission's two as well, and a level filter applies before counting; bad parameters are named.
+        Assert.Equal(2, (await MapFor("pref", "&maxPoints=1")).Total);
+        Assert.Equal(1, (await MapFor("unpol", "&maxPoints=1&classification=CONFIDENTIAL")).Total);
+        using var client = server.ClientFor("force");
+        var bad = await client.GetAsync("/api/incidents/map?zoom=40&maxPoints=0&classification=SECRET");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Contains("zoom", (await bad.Json()).ErrorFields());
+    }
+
+    [Fact]
+    public async Task Pages_answer_only_members_and_a_record_someone_may_not_see_is_404()
+    {
+        using var anonymous = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = server.BaseAddress };
+        var map = await anonymous.GetAsync("/");
+        Assert.Equal(HttpStatusCode.Redirect, map.StatusCode);
+        Assert.StartsWith("/signin", map.Headers.Location!.OriginalString, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync("/api/incidents/map")).StatusCode);
+
+        using var unpol = server.ClientFor("unpol");
+        var (created, body) = await unpol.PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:UNPOL"])));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var incident = body.GetProperty("incidentId").GetString();
+        Assert.Equal(HttpStatusCode.OK, (await unpol.GetAsync($"/ui/incidents/{incident}/panel")).StatusCode);
+        using var force = server.ClientFor("force");
+        var hidden = await force.GetAsync($"/ui/incidents/{incident}/panel");
+        Assert.Equal(HttpStatusCode.NotFound, hidden.StatusCode);
+        Assert.DoesNotContain("Bambari", await hidden.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Every_string_exists_in_every_language_and_every_key_used_exists()
+    {
+        var text = new UiText();
+        var english = text.Strings("en");
+        foreach (var language in UiText.Languages)
+        {
+            Assert.Equal(english.Keys.Order(StringComparer.Ordinal), text.Strings(language).Keys.Order(StringComparer.Ordinal));
+            Assert.All(text.Strings(language), p => Assert.False(string.IsNullOrWhiteSpace(p.Value), $"{language}: {p.Key} is empty"));
+        }
+
+        var root = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../../src/Concord.Server/Ui"));
+        var used = Directory.EnumerateFiles(root, "*.razor", SearchOption.AllDirectories)
+            .SelectMany(file => KeyPattern().Matches(File.ReadAllText(file)).Select(m => m.Groups[1].Value))
+            .Where(key => !key.EndsWith('.'))
+            .Distinct().ToList();
+        Assert.True(used.Count > 50, $"found only {used.Count} keys under {root}");
+        Assert.DoesNotContain(used, key => !english.ContainsKey(key));
+        Assert.NotEqual(english["nav.map"], text.Strings("fr")["nav.map"]);
+    }
+
+    [GeneratedRegex(@"T(?:\[""|\.Format\("")([a-z0-9.]+)""")]
+    private static partial Regex KeyPattern();
+}
+
+public sealed class MapAndUiTests_Sqlite(SqliteServer server) : MapAndUiTests<SqliteServer>(server);
+
+public sealed class MapAndUiTests_Postgres(PostgresServer server) : MapAndUiTests<PostgresServer>(server);
