@@ -5,6 +5,7 @@ using Concord.Server.Data;
 // Usage:
 //   Concord.Bench create URL TOKEN CONNECTIONS SECONDS     one line of the creation table
 //   Concord.Bench query sqlite DIR COUNT | query postgres CONNECTION COUNT     lines of the query table
+//   Concord.Bench map DIR COUNT                                               lines of the browser map table
 //   Concord.Bench tak DATA_DIR TAK_PORT SERVER_PID SOAK_SECONDS                lines of the TAK table
 var mode = args.ElementAtOrDefault(0);
 switch (mode)
@@ -16,6 +17,13 @@ switch (mode)
     case "query" when args.Length == 4:
         var store = args[1] == "sqlite" ? StoreOptions.Sqlite(args[2]) : StoreOptions.Postgres(args[2]);
         foreach (var line in await QueryBench.RunAsync(store, int.Parse(args[3], CultureInfo.InvariantCulture), Console.Error))
+        {
+            Console.WriteLine(line);
+        }
+
+        return 0;
+    case "map" when args.Length == 3:
+        foreach (var line in await MapBench.RunAsync(args[1], int.Parse(args[2], CultureInfo.InvariantCulture), Console.Error))
         {
             Console.WriteLine(line);
         }

@@ -1,6 +1,9 @@
 using Concord.Server.Tests;
 using Microsoft.Playwright;
 
+// One browser test class at a time: two servers and a dozen Chromium pages at once are too much for two cores.
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
 namespace Concord.Browser.Tests;
 
 /// <summary>
@@ -51,7 +54,7 @@ public abstract class BrowserFixture<TServer> : IAsyncLifetime
             ViewportSize = new ViewportSize { Width = width, Height = height },
             Locale = "en-GB",
         });
-        context.SetDefaultTimeout(15_000);
+        context.SetDefaultTimeout(30_000);
         var page = await context.NewPageAsync();
         // Script errors and warnings go to the test log: a failing browser test shows what the page said.
         page.Console += (_, message) =>
@@ -74,6 +77,12 @@ public abstract class BrowserFixture<TServer> : IAsyncLifetime
         await page.FillAsync("#password", TestServer.Password);
         await page.ClickAsync("#signin");
         await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == path);
+        if (Environment.GetEnvironmentVariable("CONCORD_BROWSER_DEBUG") is not null)
+        {
+            var html = await page.ContentAsync();
+            Console.Error.WriteLine($"[debug] {user} {path}: {html[..Math.Min(html.Length, 1500)]}");
+        }
+
         return page;
     }
 }
