@@ -259,6 +259,8 @@ public sealed class CommandLineTests
     [InlineData(new[] { "serve", "--urls", "localhost" }, "--urls 'localhost' must be http(s)://HOST:PORT")]
     [InlineData(new[] { "serve", "--classification", "secret" }, "unknown classification scheme 'secret'")]
     [InlineData(new[] { "token", "create", "--user", "a", "--days", "999" }, "--days must be a whole number from 1 to 365")]
+    [InlineData(new[] { "serve", "--tile-url", "http://tiles/x.png" }, "--tile-url 'http://tiles/x.png' must contain {z}, {x} and {y}")]
+    [InlineData(new[] { "serve", "--tile-dir", "/nonexistent/tiles" }, "--tile-dir '/nonexistent/tiles' is not a directory")]
     public async Task Bad_command_lines_print_a_reason_and_the_usage_and_exit_2(string[] args, string reason)
     {
         var (exit, _, errors) = await CliTests.Run(args);

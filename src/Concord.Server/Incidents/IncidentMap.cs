@@ -103,7 +103,7 @@ internal static class IncidentMap
             .ToListAsync(cancellationToken);
         var parts = grouped.Select(g => new Cell((long)g.Y, (long)g.X, g.Count, g.Latitude, g.Longitude, g.Classification, g.Caveats)).ToList();
 
-        var mixed = await visible.Where(i => i.Mixed).Take(10 * MaxPoints).ToListAsync(cancellationToken);
+        var mixed = await visible.Where(i => i.Mixed).OrderBy(i => i.Number).Take(10 * MaxPoints).ToListAsync(cancellationToken);
         foreach (var i in (await db.AsSeenByAsync(mixed, viewer, cancellationToken)).Where(i => IncidentEndpoints.Matches(query, i)))
         {
             parts.Add(new Cell((long)Math.Floor(i.Latitude / size), (long)Math.Floor(i.Longitude / size), 1, i.Latitude, i.Longitude, i.Classification, i.Caveats));
