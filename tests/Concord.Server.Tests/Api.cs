@@ -11,17 +11,20 @@ internal static class Api
     public static object Report(
         Guid? id = null,
         string category = "acled.battles.armed-clash",
-        double latitude = 6.05,
-        double longitude = 20.65,
+        double? latitude = null,
+        double? longitude = null,
         string narrative = "Armed clash reported near Bambari market.",
         object? marking = null,
         DateTimeOffset? observedAt = null,
-        object? source = null) => new
+        object? source = null)
+    {
+        var place = latitude is { } lat && longitude is { } lon ? (Latitude: lat, Longitude: lon) : Spot();
+        return new
         {
             id = id ?? Guid.NewGuid(),
             observedAt = observedAt ?? Recent,
             observedPrecision = "hour",
-            location = new { latitude, longitude, precisionMeters = 500.0 },
+            location = new { latitude = place.Latitude, longitude = place.Longitude, precisionMeters = 500.0 },
             category,
             casualties = new { killedCivilian = new { low = 1, best = 2, high = 4 }, killedOther = new { best = 1 } },
             narrative,
@@ -30,6 +33,19 @@ internal static class Api
             source = source ?? new { reliability = "B", credibility = 2, description = "Patrol observation" },
             marking,
         };
+    }
+
+    private static int _spots;
+
+    /// <summary>
+    /// A place of its own for a report whose test does not care where it happened: 15 km from any other, so that fusion
+    /// does not take two unrelated test reports for one event.
+    /// </summary>
+    public static (double Latitude, double Longitude) Spot()
+    {
+        var n = Interlocked.Increment(ref _spots);
+        return (2.5 + (n % 50 * 0.15), 14.5 + (n / 50 % 70 * 0.15));
+    }
 
     public static object Marking(string classification, string[] releasableTo, string[]? caveats = null) =>
         new { classification, releasableTo, caveats = caveats ?? [] };

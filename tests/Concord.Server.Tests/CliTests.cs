@@ -105,16 +105,60 @@ public abstract class CliTests : IAsyncLifetime
         await services.PrepareStoreAsync(CancellationToken.None);
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        Assert.Equal(1848, await db.Reports.CountAsync());
-        Assert.Equal(1848, await db.Incidents.CountAsync());
+        var ged = db.Reports.Where(r => r.ExternalRef!.StartsWith("ucdp-ged:"));
+        Assert.Equal(1848, await ged.CountAsync());
+        Assert.Equal(14948, await ged.SumAsync(r => (r.KilledCivilianBest ?? 0) + (r.KilledOtherBest ?? 0)));
+        Assert.Equal(401, await ged.CountAsync(r => r.Category == "ucdp.state-based"));
+        Assert.Equal(371, await ged.CountAsync(r => r.Category == "ucdp.non-state"));
+        Assert.Equal(1076, await ged.CountAsync(r => r.Category == "ucdp.one-sided"));
         Assert.Equal(17, await db.Areas.CountAsync());
-        Assert.Equal(14948, await db.Reports.SumAsync(r => (r.KilledCivilianBest ?? 0) + (r.KilledOtherBest ?? 0)));
-        Assert.Equal(401, await db.Reports.CountAsync(r => r.Category == "ucdp.state-based"));
-        Assert.Equal(371, await db.Reports.CountAsync(r => r.Category == "ucdp.non-state"));
-        Assert.Equal(1076, await db.Reports.CountAsync(r => r.Category == "ucdp.one-sided"));
         Assert.True(await db.Reports.CountAsync(r => r.AreaId != null) > 1600, "most events fall in a prefecture");
         Assert.True(await db.Reports.Select(r => r.Classification).Distinct().CountAsync() == 3);
         Assert.True(await db.Members.CountAsync() >= 10);
+    }
+
+    /// <summary>
+    /// Fusion quality on real data: the demo adds other organisations' accounts (perturbed in time, place, figures, words,
+    /// category scheme and language) of 40 % of the real GED events. Regenerating them with the same seed gives the truth:
+    /// which event each account describes. Floors: precision 0.95 — fusion may be wrong in at most one fused pair in twenty,
+    /// since a wrong link misleads every viewer; recall 0.90, lower because about 4 % of these accounts (39 of 1,008,
+    /// measured by docs/import-and-fusion.md's method) lie at least as close in time, place, figures and actors to
+    /// another real event of the same day as to their own, so no method can place them from the data alone; fusion sends
+    /// such near-ties to an analyst instead of guessing. Measured: precision 0.953, recall 0.928.
+    /// </summary>
+    [Fact]
+    public async Task The_demo_accounts_fuse_into_the_events_they_describe()
+    {
+        await Run(["demo", "--seed-only", .. StoreArguments]);
+        var truth = new Dictionary<Guid, long>();
+        var random = new Random(Demo.DemoMission.DuplicateSeed);
+        using (var reader = new StreamReader(Path.Combine(AppContext.BaseDirectory, "reference", "ucdp", "ged231_caf_events.csv")))
+        {
+            foreach (var row in Ucdp.GedReader.Read(reader))
+            {
+                var e = row.Event!;
+                truth[Ucdp.GedMapping.ReportId(e.Id)] = e.Id;
+                foreach (var d in Demo.DemoDuplicates.For(e, random, Demo.DemoMission.DuplicateShare))
+                {
+                    truth[d.Report.Id!.Value] = e.Id;
+                }
+            }
+        }
+
+        await using var services = Services(await StoreAsync());
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var links = await db.IncidentReports.AsNoTracking().Select(l => new { l.ReportId, l.IncidentId }).ToListAsync();
+        Assert.Equal(truth.Count, links.Count);
+        Assert.True(truth.Count > 2600, $"{truth.Count} reports");
+
+        static long Pairs(IEnumerable<int> groupSizes) => groupSizes.Sum(n => (long)n * (n - 1) / 2);
+        var predicted = Pairs(links.GroupBy(l => l.IncidentId).Select(g => g.Count()));
+        var actual = Pairs(truth.Values.GroupBy(v => v).Select(g => g.Count()));
+        var correct = Pairs(links.GroupBy(l => (l.IncidentId, Event: truth[l.ReportId])).Select(g => g.Count()));
+        var precision = (double)correct / predicted;
+        var recall = (double)correct / actual;
+        Assert.True(precision >= 0.95 && recall >= 0.90, $"pairwise precision {precision:0.000}, recall {recall:0.000} ({correct} of {predicted} fused pairs right, {actual} true pairs)");
     }
 
     [Fact]
@@ -132,7 +176,7 @@ public abstract class CliTests : IAsyncLifetime
 
         var intact = await Run(["audit", "verify", .. StoreArguments]);
         Assert.Equal(0, intact.Exit);
-        Assert.Matches("audit chain intact: 18\\d\\d entries", intact.Output);
+        Assert.Matches("audit chain intact: 28\\d\\d entries", intact.Output);
 
         await Sql("CREATE TABLE audit_backup AS SELECT * FROM audit WHERE chain_index = 100");
         await Sql("UPDATE audit SET detail = detail || ' ' WHERE chain_index = 100");

@@ -15,14 +15,15 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         using var unpol = server.ClientFor("unpol");
         var tag = Guid.NewGuid().ToString("N")[..10];
         // Three reports in one place: two for the mission, one CONFIDENTIAL for UNPOL only.
-        foreach (var (lat, marking) in new[]
+        // Three events in one place, days apart (so that fusion keeps them apart).
+        foreach (var (days, marking) in new[]
         {
-            (-30.01, Api.Marking("UNCLASSIFIED", ["mission"])),
-            (-30.02, Api.Marking("UNCLASSIFIED", ["mission"])),
-            (-30.03, Api.Marking("CONFIDENTIAL", ["org:UNPOL"])),
+            (0, Api.Marking("UNCLASSIFIED", ["mission"])),
+            (5, Api.Marking("UNCLASSIFIED", ["mission"])),
+            (10, Api.Marking("CONFIDENTIAL", ["org:UNPOL"])),
         })
         {
-            var (response, _) = await unpol.PostJson("/api/reports", Api.Report(latitude: lat, longitude: -40.0, narrative: "map test " + tag, marking: marking));
+            var (response, _) = await unpol.PostJson("/api/reports", Api.Report(latitude: -30.01, longitude: -40.0, narrative: "map test " + tag, marking: marking, observedAt: Api.Recent.AddDays(-days)));
             Assert.Equal(HttpStatusCode.Created, response.StatusCode);
         }
 

@@ -35,6 +35,8 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
 
     public DbSet<IncidentReport> IncidentReports => Set<IncidentReport>();
 
+    public DbSet<Fusion.FusionProposal> FusionProposals => Set<Fusion.FusionProposal>();
+
     public DbSet<Change> Changes => Set<Change>();
 
     public DbSet<Setting> Settings => Set<Setting>();
@@ -110,6 +112,11 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
         {
             e.ToTable("incident_reports");
             e.HasKey(l => new { l.IncidentId, l.ReportId });
+        });
+        modelBuilder.Entity<Fusion.FusionProposal>(e =>
+        {
+            e.ToTable("fusion_proposals");
+            e.HasKey(p => p.Id);
         });
         modelBuilder.Entity<Change>(e =>
         {

@@ -103,8 +103,8 @@ internal static class DemoMission
         }
 
         await directory.ReloadAsync(force: true, cancellationToken);
-        var (created, rejected) = await SeedReportsAsync(services, scheme, cancellationToken);
-        await output.WriteLineAsync($"Demo mission: {Organizations.Count} organisations, {Members.Count} members, {directory.Areas.Count()} areas; {created} reports added from UCDP GED 23.1 (CC BY 4.0){(rejected > 0 ? $", {rejected} rejected" : "")}.");
+        var (created, rejected, duplicates) = await SeedReportsAsync(services, scheme, cancellationToken);
+        await output.WriteLineAsync($"Demo mission: {Organizations.Count} organisations, {Members.Count} members, {directory.Areas.Count()} areas; {created} reports added from UCDP GED 23.1 (CC BY 4.0){(rejected > 0 ? $", {rejected} rejected" : "")}, and {duplicates} accounts of the same events by other organisations for fusion to match.");
         await output.WriteLineAsync($"Sign in with any of these names and the password '{Password}':");
         foreach (var m in Members)
         {
@@ -136,10 +136,18 @@ internal static class DemoMission
         }
     }
 
-    private static async Task<(int Created, int Rejected)> SeedReportsAsync(IServiceProvider services, ClassificationScheme scheme, CancellationToken cancellationToken)
+    /// <summary>The seed of the demo's duplicate accounts: the fusion quality test regenerates them to know the truth.</summary>
+    public const int DuplicateSeed = 2311;
+
+    /// <summary>Share of GED events that other organisations also report.</summary>
+    public const double DuplicateShare = 0.4;
+
+    private static async Task<(int Created, int Rejected, int Duplicates)> SeedReportsAsync(IServiceProvider services, ClassificationScheme scheme, CancellationToken cancellationToken)
     {
         var viewers = services.GetRequiredService<ViewerDirectory>();
         var byAuthor = new Dictionary<string, List<CreateReport>>(StringComparer.Ordinal);
+        var duplicatesByAuthor = new Dictionary<string, List<CreateReport>>(StringComparer.Ordinal);
+        var random = new Random(DuplicateSeed);
         using (var reader = new StreamReader(Path.Combine(ReferenceDirectory, "ucdp", "ged231_caf_events.csv")))
         {
             foreach (var row in GedReader.Read(reader))
@@ -152,9 +160,23 @@ internal static class DemoMission
                 var (author, marking) = Profiles[(int)(e.Id % Profiles.Length)];
                 var scaled = marking with { Classification = LevelFor(scheme, marking.Classification) };
                 (byAuthor.TryGetValue(author, out var list) ? list : byAuthor[author] = []).Add(GedMapping.ToReport(e, scaled));
+                foreach (var d in DemoDuplicates.For(e, random, DuplicateShare))
+                {
+                    var copy = d.Report with { Marking = d.Report.Marking! with { Classification = LevelFor(scheme, d.Report.Marking!.Classification) } };
+                    (duplicatesByAuthor.TryGetValue(d.Author, out var more) ? more : duplicatesByAuthor[d.Author] = []).Add(copy);
+                }
             }
         }
 
+        // The GED events first, then the other organisations' accounts of them: fusion links those to the events' incidents.
+        var (created, rejected) = await CreateAllAsync(services, viewers, byAuthor, cancellationToken);
+        var (duplicates, rejectedDuplicates) = await CreateAllAsync(services, viewers, duplicatesByAuthor, cancellationToken);
+        return (created, rejected + rejectedDuplicates, duplicates);
+    }
+
+    private static async Task<(int Created, int Rejected)> CreateAllAsync(
+        IServiceProvider services, ViewerDirectory viewers, Dictionary<string, List<CreateReport>> byAuthor, CancellationToken cancellationToken)
+    {
         var created = 0;
         var rejected = 0;
         foreach (var (userName, requests) in byAuthor)

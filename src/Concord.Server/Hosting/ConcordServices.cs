@@ -31,6 +31,7 @@ internal static class ConcordServices
         services.AddSingleton<SignInThrottle>();
         services.AddSingleton<AuditChain>();
         services.AddSingleton<AuditWriter>();
+        services.AddSingleton<Fusion.FusionEngine>();
         services.AddSingleton<ReportWriter>();
         services.AddScoped<ReportIntake>();
         services.AddSingleton(options.Tak);

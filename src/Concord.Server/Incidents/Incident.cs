@@ -37,6 +37,15 @@ internal sealed class Incident : MarkedRecord, IFeedEntity
 
     public required int ReportCount { get; set; }
 
+    /// <summary>Actors named by the reports, encoded like releasability (|a|b|): what fusion compares.</summary>
+    public string Actors { get; set; } = "";
+
+    /// <summary>The most frequent words of the reports' narratives (|w|w|), for fusion's text similarity.</summary>
+    public string Keywords { get; set; } = "";
+
+    /// <summary>Imported datasets among the reports (|ucdp-ged|): one dataset never reports the same event twice.</summary>
+    public string Datasets { get; set; } = "";
+
     public required Tlp Tlp { get; set; }
 
     /// <summary>True when the linked reports carry different markings: each viewer then gets the incident as built from the reports they may see.</summary>
@@ -74,4 +83,19 @@ internal sealed class IncidentReport
     public required double Contribution { get; set; }
 
     public required DateTime LinkedAt { get; init; }
+
+    /// <summary>How the report came here: new (opened the incident), fused (scored above the threshold), accepted (an analyst accepted a proposal), merged, split.</summary>
+    public string Decision { get; set; } = LinkDecisions.New;
+
+    /// <summary>Fusion's scores for this link as JSON (null when the report opened the incident).</summary>
+    public string? ScoreDetail { get; set; }
+}
+
+internal static class LinkDecisions
+{
+    public const string New = "new";
+    public const string Fused = "fused";
+    public const string Accepted = "accepted";
+    public const string Merged = "merged";
+    public const string Split = "split";
 }

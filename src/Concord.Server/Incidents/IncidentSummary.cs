@@ -26,6 +26,9 @@ internal static class IncidentSummary
         ReleasableTo = report.ReleasableTo,
         Caveats = report.Caveats,
         Tlp = report.Tlp,
+        Actors = report.Actors,
+        Keywords = Fusion.FusionFeatures.Encode(Fusion.FusionFeatures.Tokens(report.Narrative).Take(Fusion.FusionFeatures.MaxKeywords)),
+        Datasets = Fusion.FusionFeatures.Dataset(report.ExternalRef) is { } dataset ? Access.Releasability.Encode([dataset]) : "",
         CreatedAt = now,
         UpdatedAt = now,
     };
@@ -66,6 +69,7 @@ internal static class IncidentSummary
         incident.ReleasableTo = Access.Releasability.Encode(common);
         incident.Tlp = reports.Max(r => r.Tlp);
         incident.Mixed = reports.Select(r => (r.Classification, r.ReleasableTo, r.Caveats)).Distinct().Count() > 1;
+        Fusion.FusionFeatures.Describe(incident, reports);
     }
 
     public static Incident Copy(Incident i) => new()
@@ -89,6 +93,9 @@ internal static class IncidentSummary
         Caveats = i.Caveats,
         Tlp = i.Tlp,
         Mixed = i.Mixed,
+        Actors = i.Actors,
+        Keywords = i.Keywords,
+        Datasets = i.Datasets,
         CreatedAt = i.CreatedAt,
         UpdatedAt = i.UpdatedAt,
     };

@@ -6,7 +6,6 @@ using Concord.Server.Data;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
 using Concord.Server.Sharing;
-using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Reports;
 
@@ -14,7 +13,7 @@ namespace Concord.Server.Reports;
 /// Takes reports in, from every door (HTTP, importer, demo, later CoT): validates, applies the marking, assigns the area,
 /// and writes the report with its incident in one transaction, so a rejected report leaves nothing behind.
 /// </summary>
-internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, MarkingFormat markings, ReportWriter writer, AuditChain chain, TimeProvider time)
+internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat markings, ReportWriter writer, TimeProvider time)
 {
     internal abstract record Outcome
     {
@@ -44,6 +43,7 @@ internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, Mar
     {
         var rejected = new List<(int, Dictionary<string, string[]>)>();
         var ready = new List<Prepared>();
+        var positions = new List<int>();
         for (var i = 0; i < requests.Count; i++)
         {
             var (prepared, errors) = await PrepareAsync(requests[i], author, cancellationToken);
@@ -54,25 +54,31 @@ internal sealed class ReportIntake(ConcordDb db, MissionDirectory directory, Mar
             else
             {
                 ready.Add(prepared);
+                positions.Add(i);
             }
         }
 
-        var ids = ready.Select(r => r.Report.Id).ToList();
-        var existing = (await db.Reports.Where(r => ids.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken)).ToHashSet();
+        // Through the one writer, like single creates: fusion sees every report in order, and the same id twice is one report.
+        var outcomes = await Task.WhenAll(ready.Select(r => writer.WriteAsync(new ReportWriter.Entry(r.Report, r.Incident, r.Link, r.Audit), author, cancellationToken)));
         var created = 0;
-        var audit = new List<AuditEntry>();
-        foreach (var (report, incident, link, entries) in ready.Where(r => !existing.Contains(r.Report.Id)).DistinctBy(r => r.Report.Id))
+        var skipped = 0;
+        for (var i = 0; i < outcomes.Length; i++)
         {
-            db.Reports.Add(report);
-            db.Incidents.Add(incident);
-            db.IncidentReports.Add(link);
-            audit.AddRange(entries);
-            created++;
+            switch (outcomes[i])
+            {
+                case Outcome.Created:
+                    created++;
+                    break;
+                case Outcome.Existing:
+                    skipped++;
+                    break;
+                case Outcome.Conflict conflict:
+                    rejected.Add((positions[i], new Dictionary<string, string[]>(StringComparer.Ordinal) { ["id"] = [conflict.Reason] }));
+                    break;
+            }
         }
 
-        await chain.SaveAsync(db, audit, cancellationToken);
-        db.ChangeTracker.Clear();
-        return (created, ready.Count - created, rejected);
+        return (created, skipped, rejected);
     }
 
     private sealed record Prepared(Report Report, Incident Incident, IncidentReport Link, IReadOnlyList<AuditEntry> Audit);

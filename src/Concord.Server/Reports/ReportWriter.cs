@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using Concord.Server.Access;
 using Concord.Server.Audit;
 using Concord.Server.Data;
+using Concord.Server.Fusion;
 using Concord.Server.Incidents;
 using Microsoft.EntityFrameworkCore;
 
@@ -21,12 +22,14 @@ internal sealed class ReportWriter : IAsyncDisposable
     private readonly IServiceScopeFactory _scopes;
     private readonly AuditChain _chain;
     private readonly ILogger<ReportWriter> _logger;
+    private readonly FusionEngine _fusion;
     private readonly Task _loop;
 
-    public ReportWriter(IServiceScopeFactory scopes, AuditChain chain, ILogger<ReportWriter> logger)
+    public ReportWriter(IServiceScopeFactory scopes, AuditChain chain, FusionEngine fusion, ILogger<ReportWriter> logger)
     {
         _scopes = scopes;
         _chain = chain;
+        _fusion = fusion;
         _logger = logger;
         _loop = Task.Run(RunAsync);
     }
@@ -103,6 +106,9 @@ internal sealed class ReportWriter : IAsyncDisposable
 
         var added = new Dictionary<Guid, Entry>();
         var outcomes = new List<(Pending Pending, ReportIntake.Outcome Outcome)>(batch.Count);
+        // Incidents opened or joined in this batch, with their reports, so that a later report of the batch can join them.
+        var incidents = new Dictionary<Guid, (Incident Incident, List<Report> Reports)>();
+        var now = DateTime.UtcNow;
         foreach (var pending in batch)
         {
             var report = pending.Entry.Report;
@@ -112,21 +118,76 @@ internal sealed class ReportWriter : IAsyncDisposable
             }
             else if (added.TryGetValue(report.Id, out var first))
             {
-                outcomes.Add((pending, Decide(first.Report, first.Incident.Id, report, pending.Author)));
+                outcomes.Add((pending, Decide(first.Report, first.Link.IncidentId, report, pending.Author)));
             }
             else
             {
-                added[report.Id] = pending.Entry;
                 db.Reports.Add(report);
-                db.Incidents.Add(pending.Entry.Incident);
-                db.IncidentReports.Add(pending.Entry.Link);
-                outcomes.Add((pending, new ReportIntake.Outcome.Created(report, pending.Entry.Incident.Id)));
+                var decision = await _fusion.DecideAsync(db, report, id => incidents.TryGetValue(id, out var known) ? known.Incident : null, CancellationToken.None);
+                var entry = pending.Entry;
+                if (decision is FusionEngine.Decision.Join join)
+                {
+                    // The report describes an open incident: link it with its scores and rebuild the summary from all its reports.
+                    if (!incidents.TryGetValue(join.Incident.Id, out var target))
+                    {
+                        var ids2 = await db.IncidentReports.Where(l => l.IncidentId == join.Incident.Id).Select(l => l.ReportId).ToListAsync();
+                        target = (join.Incident, await db.Reports.AsNoTracking().Where(r => ids2.Contains(r.Id)).ToListAsync());
+                        incidents[join.Incident.Id] = target;
+                    }
+
+                    target.Reports.Add(report);
+                    IncidentSummary.Summarise(target.Incident, target.Reports);
+                    target.Incident.UpdatedAt = now;
+                    var link = new IncidentReport
+                    {
+                        IncidentId = target.Incident.Id,
+                        ReportId = report.Id,
+                        Contribution = join.Score.Total,
+                        LinkedAt = now,
+                        Decision = LinkDecisions.Fused,
+                        ScoreDetail = join.Score.ToJson(),
+                    };
+                    db.IncidentReports.Add(link);
+                    entry = entry with { Link = link };
+                    _fusion.Put(target.Incident);
+                }
+                else
+                {
+                    db.Incidents.Add(entry.Incident);
+                    db.IncidentReports.Add(entry.Link);
+                    incidents[entry.Incident.Id] = (entry.Incident, [report]);
+                    _fusion.Put(entry.Incident);
+                    if (decision is FusionEngine.Decision.Propose propose)
+                    {
+                        db.FusionProposals.Add(new FusionProposal
+                        {
+                            Id = Guid.CreateVersion7(),
+                            ReportId = report.Id,
+                            IncidentId = propose.IncidentId,
+                            Score = propose.Score.Total,
+                            ScoreDetail = propose.Score.ToJson(),
+                            CreatedAt = now,
+                        });
+                    }
+                }
+
+                added[report.Id] = entry;
+                outcomes.Add((pending, new ReportIntake.Outcome.Created(report, entry.Link.IncidentId)));
             }
         }
 
         if (added.Count > 0)
         {
-            await _chain.SaveAsync(db, added.Values.SelectMany(e => e.Audit).ToList(), CancellationToken.None);
+            try
+            {
+                await _chain.SaveAsync(db, added.Values.SelectMany(e => e.Audit).ToList(), CancellationToken.None);
+            }
+            catch
+            {
+                // What the index learnt from this batch was not stored: rebuild it from the store.
+                _fusion.Invalidate();
+                throw;
+            }
         }
 
         foreach (var (pending, outcome) in outcomes)

@@ -84,7 +84,7 @@ internal static class GedMapping
     }
 
     /// <summary>A deterministic id from a name (SHA-256 truncated, marked as an RFC 9562 version 8 UUID).</summary>
-    private static Guid NameBasedGuid(string name)
+    internal static Guid NameBasedGuid(string name)
     {
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes(name));
         var bytes = hash.AsSpan(0, 16).ToArray();

@@ -1,0 +1,90 @@
+using Concord.Server.Data;
+using Concord.Server.Incidents;
+using Concord.Server.Reports;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Fusion;
+
+/// <summary>
+/// Decides, for each new report, whether it describes an open incident: above <see cref="FusionScorer.JoinThreshold"/> it
+/// joins the best-scoring one, in the grey band it opens its own incident and the match is proposed to an analyst,
+/// below it opens its own. Called by the report writer, one report at a time; the index of open incidents is loaded
+/// from the store on first use and whenever something outside the writer (a split) marks it stale.
+/// </summary>
+internal sealed class FusionEngine(ILogger<FusionEngine> logger)
+{
+    private readonly FusionIndex _index = new();
+    private volatile bool _stale = true;
+
+    internal abstract record Decision
+    {
+        public sealed record Join(Incident Incident, FusionScore Score) : Decision;
+
+        public sealed record Propose(Guid IncidentId, FusionScore Score) : Decision;
+
+        public sealed record Open : Decision;
+    }
+
+    /// <summary>Something changed incidents outside the writer (a split): reload before the next decision.</summary>
+    public void Invalidate() => _stale = true;
+
+    public int Indexed => _index.Count;
+
+    /// <summary>
+    /// The decision for <paramref name="report"/>. <paramref name="local"/> resolves incidents created or loaded earlier in
+    /// the same batch (not yet in the store); matches are confirmed in the store, since the index may be stale.
+    /// </summary>
+    public async Task<Decision> DecideAsync(ConcordDb db, Report report, Func<Guid, Incident?> local, CancellationToken cancellationToken)
+    {
+        if (_stale)
+        {
+            await LoadAsync(db, cancellationToken);
+        }
+
+        var features = FusionFeatures.Of(report);
+        var scored = _index.Near(features)
+            .Select(e => (e.Id, Score: FusionScorer.Score(features, e.Features)))
+            .Where(s => s.Score is not null && s.Score.Total >= FusionScorer.ProposeThreshold)
+            .OrderByDescending(s => s.Score!.Total)
+            .ToList();
+        for (var n = 0; n < scored.Count; n++)
+        {
+            var (id, score) = scored[n];
+            var incident = local(id) ?? await db.Incidents.SingleOrDefaultAsync(i => i.Id == id, cancellationToken);
+            if (incident is null || incident.Status == IncidentStatus.Closed)
+            {
+                _index.Remove(id);
+                continue;
+            }
+
+            // Two incidents fit almost equally well: do not guess, ask.
+            var ambiguous = n + 1 < scored.Count && score!.Total - scored[n + 1].Score!.Total < FusionScorer.Margin;
+            return score!.Total >= FusionScorer.JoinThreshold && !ambiguous ? new Decision.Join(incident, score) : new Decision.Propose(id, score!);
+        }
+
+        return new Decision.Open();
+    }
+
+    /// <summary>Records an incident's new state (after it was opened or a report joined it).</summary>
+    public void Put(Incident incident) => _index.Put(incident);
+
+    private async Task LoadAsync(ConcordDb db, CancellationToken cancellationToken)
+    {
+        _stale = false;
+        _index.Clear();
+        try
+        {
+            await foreach (var incident in db.Incidents.AsNoTracking().Where(i => i.Status != IncidentStatus.Closed).AsAsyncEnumerable().WithCancellation(cancellationToken))
+            {
+                _index.Put(incident);
+            }
+        }
+        catch
+        {
+            _stale = true;
+            throw;
+        }
+
+        logger.LogInformation("fusion index loaded: {Count} open incidents", _index.Count);
+    }
+}

@@ -1,0 +1,146 @@
+using System.Globalization;
+using System.Text;
+using Concord.Server.Access;
+using Concord.Server.Incidents;
+using Concord.Server.Reports;
+
+namespace Concord.Server.Fusion;
+
+/// <summary>What fusion compares, for a report or an incident: place with its uncertainty, time window, category, actors, words, datasets.</summary>
+internal sealed class FusionFeatures
+{
+    public const int MaxKeywords = 40;
+
+    private static readonly HashSet<string> StopWords = new(StringComparer.Ordinal)
+    {
+        "the", "and", "that", "with", "from", "this", "were", "was", "have", "has", "had", "their", "they", "them", "been",
+        "near", "after", "before", "into", "over", "about", "between", "against", "among", "which", "while", "other", "others",
+        "reported", "report", "reports", "according", "people", "persons", "killed", "injured", "least",
+        "dans", "avec", "pour", "mais", "sont", "ont", "des", "les", "une", "par", "sur", "aux", "selon", "près", "apres", "après",
+        "personnes", "tués", "tuées", "blessés", "rapport", "signalé", "signale",
+    };
+
+    public required double Latitude { get; init; }
+
+    public required double Longitude { get; init; }
+
+    /// <summary>Uncertainty radius in kilometres (never below 1).</summary>
+    public required double PrecisionKm { get; init; }
+
+    public required DateTime Start { get; init; }
+
+    public required DateTime End { get; init; }
+
+    public required string Category { get; init; }
+
+    /// <summary>Words of the actors' names, sorted (ordinal) and distinct; shared strings across the index.</summary>
+    public required string[] Actors { get; init; }
+
+    /// <summary>Narrative words, sorted (ordinal) and distinct.</summary>
+    public required string[] Words { get; init; }
+
+    public required string[] Datasets { get; init; }
+
+    /// <summary>Killed (best estimate), when the source gives a figure.</summary>
+    public int? Killed { get; init; }
+
+    public static FusionFeatures Of(Report r) => new()
+    {
+        Latitude = r.Latitude,
+        Longitude = r.Longitude,
+        PrecisionKm = Math.Max(1, r.LocationPrecisionMeters / 1000),
+        Start = r.ObservedAt,
+        End = r.ObservedAt + TimePrecisions.Span(r.ObservedPrecision),
+        Category = r.Category,
+        Actors = Sorted(Releasability.Decode(r.Actors).SelectMany(Tokens)),
+        Words = Sorted(Tokens(r.Narrative)),
+        Datasets = Dataset(r.ExternalRef) is { } d ? [d] : [],
+        Killed = r.KilledCivilianBest is null && r.KilledOtherBest is null ? null : (r.KilledCivilianBest ?? 0) + (r.KilledOtherBest ?? 0),
+    };
+
+    public static FusionFeatures Of(Incident i) => new()
+    {
+        Latitude = i.Latitude,
+        Longitude = i.Longitude,
+        PrecisionKm = Math.Max(1, i.LocationPrecisionMeters / 1000),
+        Start = i.StartsAt,
+        End = i.EndsAt,
+        Category = i.Category,
+        Actors = Sorted(Releasability.Decode(i.Actors).SelectMany(Tokens)),
+        Words = Sorted(Releasability.Decode(i.Keywords)),
+        Datasets = Sorted(Releasability.Decode(i.Datasets)),
+        Killed = i.KilledBest,
+    };
+
+    /// <summary>Sets the incident's actors, keywords and datasets from its reports (called whenever the summary is rebuilt).</summary>
+    public static void Describe(Incident incident, IReadOnlyList<Report> reports)
+    {
+        incident.Actors = Releasability.Encode(reports.SelectMany(r => Releasability.Decode(r.Actors)));
+        incident.Keywords = Encode(reports.SelectMany(r => Tokens(r.Narrative).Distinct(StringComparer.Ordinal))
+            .GroupBy(w => w, StringComparer.Ordinal).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => g.Key).Take(MaxKeywords));
+        incident.Datasets = Releasability.Encode(reports.Select(r => Dataset(r.ExternalRef)).OfType<string>());
+    }
+
+    public static string Encode(IEnumerable<string> words) => Releasability.Encode(words);
+
+    /// <summary>The dataset of an imported report's source reference ("ucdp-ged:12345" → "ucdp-ged").</summary>
+    public static string? Dataset(string? externalRef) =>
+        externalRef is { } value && value.IndexOf(':', StringComparison.Ordinal) is > 0 and var colon && !value.StartsWith("tak:", StringComparison.Ordinal)
+            ? value[..colon]
+            : null;
+
+    /// <summary>Lower-case words of four letters or more, accents removed, without common words, in order of appearance.</summary>
+    public static IEnumerable<string> Tokens(string text)
+    {
+        var word = new StringBuilder();
+        foreach (var c in (text + " ").Normalize(NormalizationForm.FormD))
+        {
+            if (CharUnicodeInfo.GetUnicodeCategory(c) == UnicodeCategory.NonSpacingMark)
+            {
+                continue;
+            }
+
+            if (char.IsLetter(c))
+            {
+                word.Append(char.ToLowerInvariant(c));
+                continue;
+            }
+
+            if (word.Length >= 4 && !StopWords.Contains(word.ToString()))
+            {
+                yield return word.ToString();
+            }
+
+            word.Clear();
+        }
+    }
+
+    private static string[] Sorted(IEnumerable<string> words) => [.. words.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)];
+
+    /// <summary>How many strings two sorted (ordinal) arrays share, without allocating.</summary>
+    public static int Shared(string[] a, string[] b)
+    {
+        int i = 0, j = 0, shared = 0;
+        while (i < a.Length && j < b.Length)
+        {
+            var c = string.CompareOrdinal(a[i], b[j]);
+            if (c == 0)
+            {
+                shared++;
+                i++;
+                j++;
+            }
+            else if (c < 0)
+            {
+                i++;
+            }
+            else
+            {
+                j++;
+            }
+        }
+
+        return shared;
+    }
+}

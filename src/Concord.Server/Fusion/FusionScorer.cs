@@ -1,0 +1,171 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace Concord.Server.Fusion;
+
+/// <summary>One comparison of a report with an incident: each part in [0, 1] and their weighted total.</summary>
+internal sealed record FusionScore(double Total, double Distance, double Time, double Category, double Actors, double Text, double Casualties, double DistanceKm, double GapHours)
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    public string ToJson() => JsonSerializer.Serialize(new
+    {
+        total = Math.Round(Total, 4),
+        distance = Math.Round(Distance, 4),
+        time = Math.Round(Time, 4),
+        category = Math.Round(Category, 4),
+        actors = Math.Round(Actors, 4),
+        text = Math.Round(Text, 4),
+        casualties = Math.Round(Casualties, 4),
+        distanceKm = Math.Round(DistanceKm, 2),
+        gapHours = Math.Round(GapHours, 1),
+    }, Json);
+
+    public override string ToString() => Total.ToString("0.000", CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// Scores how likely a report describes the same event as an incident. Distance is judged against both places'
+/// uncertainty, time against both windows, category by family, actors and narrative by shared words. Pairs that cannot be
+/// the same event (incompatible categories, far apart in space or time, or two records of the same dataset) are not scored.
+/// </summary>
+internal static class FusionScorer
+{
+    /// <summary>At or above: the report joins the incident.</summary>
+    public const double JoinThreshold = 0.75;
+
+    /// <summary>Two candidates within this of each other are ambiguous: an analyst chooses.</summary>
+    public const double Margin = 0.01;
+
+    /// <summary>From here up to the join threshold: the report opens its own incident and an analyst is asked.</summary>
+    public const double ProposeThreshold = 0.6;
+
+    /// <summary>No event lasts across a bigger gap than this between windows.</summary>
+    public static readonly TimeSpan MaxGap = TimeSpan.FromDays(3);
+
+    public const double WeightDistance = 0.20;
+    public const double WeightTime = 0.20;
+    public const double WeightCategory = 0.15;
+    public const double WeightActors = 0.15;
+    public const double WeightText = 0.15;
+    public const double WeightCasualties = 0.15;
+
+    public static FusionScore? Score(FusionFeatures report, FusionFeatures incident)
+    {
+        if (FusionFeatures.Shared(report.Datasets, incident.Datasets) > 0)
+        {
+            // A dataset's own records are distinct events: UCDP does not code one event twice.
+            return null;
+        }
+
+        var category = CategoryScore(report.Category, incident.Category);
+        if (category <= 0)
+        {
+            return null;
+        }
+
+        var km = Kilometres(report.Latitude, report.Longitude, incident.Latitude, incident.Longitude);
+        var sigma = Math.Sqrt((report.PrecisionKm * report.PrecisionKm) + (incident.PrecisionKm * incident.PrecisionKm));
+        if (km > (3 * sigma) + 5)
+        {
+            return null;
+        }
+
+        var gap = Gap(report.Start, report.End, incident.Start, incident.End);
+        if (gap > MaxGap)
+        {
+            return null;
+        }
+
+        var distance = Math.Exp(-0.5 * (km / sigma) * (km / sigma));
+        var time = gap <= TimeSpan.Zero ? 1.0 : Math.Exp(-gap.TotalHours / 24);
+        var actors = report.Actors.Length == 0 || incident.Actors.Length == 0 ? 0.5 : Jaccard(report.Actors, incident.Actors);
+        var text = report.Words.Length == 0 || incident.Words.Length == 0 ? 0.0 : Overlap(report.Words, incident.Words);
+        var casualties = report.Killed is { } a && incident.Killed is { } b ? 1 - ((double)Math.Abs(a - b) / Math.Max(1, Math.Max(a, b))) : 0.5;
+        var total = (WeightDistance * distance) + (WeightTime * time) + (WeightCategory * category) + (WeightActors * actors)
+            + (WeightText * text) + (WeightCasualties * casualties);
+        return new FusionScore(total, distance, time, category, actors, text, casualties, km, Math.Max(0, gap.TotalHours));
+    }
+
+    /// <summary>
+    /// Same code 1; same type (first two levels) or the same kind of event in another scheme 0.9; a generic field report 0.5;
+    /// the same family of events 0.6; otherwise incompatible.
+    /// </summary>
+    public static double CategoryScore(string a, string b)
+    {
+        if (a == b)
+        {
+            return 1;
+        }
+
+        if (Type(a) == Type(b))
+        {
+            return 0.9;
+        }
+
+        if (a.StartsWith("field.", StringComparison.Ordinal) || b.StartsWith("field.", StringComparison.Ordinal))
+        {
+            return 0.5;
+        }
+
+        if (Crosswalk(Type(a), Type(b)) || Crosswalk(Type(b), Type(a)))
+        {
+            return 0.9;
+        }
+
+        return Family(a) is { } family && family == Family(b) ? 0.6 : 0;
+    }
+
+    /// <summary>The same kind of event in two schemes (UCDP violence types against ACLED event types and protection categories).</summary>
+    private static bool Crosswalk(string a, string b) => (a, b) switch
+    {
+        ("ucdp.state-based", "acled.battles") => true,
+        ("ucdp.state-based", "acled.explosions-remote-violence") => true,
+        ("ucdp.non-state", "acled.battles") => true,
+        ("ucdp.one-sided", "acled.violence-against-civilians") => true,
+        ("ucdp.one-sided", "poc.killing-and-maiming") => true,
+        ("acled.violence-against-civilians", "poc.killing-and-maiming") => true,
+        ("acled.violence-against-civilians", "poc.abduction") => true,
+        ("acled.violence-against-civilians", "poc.sexual-and-gender-based-violence") => true,
+        _ => false,
+    };
+
+    private static string Type(string code) => code.Split('.') is { Length: >= 2 } parts ? parts[0] + "." + parts[1] : code;
+
+    /// <summary>Families of categories that different sources use for the same kind of event.</summary>
+    public static string? Family(string code) => code switch
+    {
+        _ when code.StartsWith("ucdp.", StringComparison.Ordinal) => "violence",
+        _ when code.StartsWith("acled.battles", StringComparison.Ordinal) => "violence",
+        _ when code.StartsWith("acled.violence-against-civilians", StringComparison.Ordinal) => "violence",
+        _ when code.StartsWith("acled.explosions-remote-violence", StringComparison.Ordinal) => "violence",
+        "poc.killing-and-maiming" or "poc.abduction" or "poc.sexual-and-gender-based-violence" or "poc.attacks-on-schools-and-hospitals" => "violence",
+        _ when code.StartsWith("acled.protests", StringComparison.Ordinal) || code.StartsWith("acled.riots", StringComparison.Ordinal) => "unrest",
+        _ when code.StartsWith("ocha-access", StringComparison.Ordinal) || code == "poc.denial-of-humanitarian-access" => "access",
+        _ when code.StartsWith("poc.", StringComparison.Ordinal) => "protection",
+        _ => null,
+    };
+
+    public static double Kilometres(double lat1, double lon1, double lat2, double lon2)
+    {
+        const double R = 6371.0;
+        var dLat = double.DegreesToRadians(lat2 - lat1);
+        var dLon = double.DegreesToRadians(lon2 - lon1);
+        var a = (Math.Sin(dLat / 2) * Math.Sin(dLat / 2))
+            + (Math.Cos(double.DegreesToRadians(lat1)) * Math.Cos(double.DegreesToRadians(lat2)) * Math.Sin(dLon / 2) * Math.Sin(dLon / 2));
+        return 2 * R * Math.Asin(Math.Min(1, Math.Sqrt(a)));
+    }
+
+    /// <summary>Time between two windows; zero or negative when they overlap.</summary>
+    public static TimeSpan Gap(DateTime startA, DateTime endA, DateTime startB, DateTime endB) =>
+        (startA > startB ? startA : startB) - (endA < endB ? endA : endB);
+
+    private static double Jaccard(string[] a, string[] b)
+    {
+        var shared = FusionFeatures.Shared(a, b);
+        return shared == 0 ? 0 : (double)shared / (a.Length + b.Length - shared);
+    }
+
+    /// <summary>Shared words over the smaller set: a short report that repeats an incident's key words scores high.</summary>
+    private static double Overlap(string[] a, string[] b) => (double)FusionFeatures.Shared(a, b) / Math.Min(a.Length, b.Length);
+}
