@@ -38,5 +38,7 @@ internal static class AuditActions
     public const string Release = "release";
     public const string MarkingLoosened = "marking-loosened";
     public const string Merge = "merge";
+    public const string Split = "split";
+    public const string FusionDecision = "fusion-decision";
     public const string Administer = "administer";
 }

@@ -3,6 +3,7 @@ using Concord.Server.Access;
 using Concord.Server.Accounts;
 using Concord.Server.Areas;
 using Concord.Server.Audit;
+using Concord.Server.Fusion;
 using Concord.Server.Incidents;
 using Concord.Server.Organizations;
 using Concord.Server.Realtime;
@@ -69,6 +70,7 @@ internal static class ConcordApp
         app.MapAdministration();
         app.MapAudit();
         app.MapTracks();
+        app.MapFusion();
         app.MapConcordUi();
         return app;
     }

@@ -1,0 +1,202 @@
+using System.Text.Json;
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Data;
+using Concord.Server.Http;
+using Concord.Server.Incidents;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Fusion;
+
+internal sealed record ProvenanceLinkDto(Guid ReportId, string Organization, DateTimeOffset ObservedAt, string Category, string Decision, double Contribution, JsonElement? Scores, DateTimeOffset LinkedAt);
+
+internal sealed record ProposalDto(Guid Id, Guid ReportId, Guid IncidentId, Guid? ReportIncidentId, double Score, JsonElement Scores, DateTimeOffset CreatedAt);
+
+internal sealed record ProvenanceDto(Guid IncidentId, IReadOnlyList<ProvenanceLinkDto> Reports, IReadOnlyList<ProposalDto> Proposals);
+
+internal sealed record SplitIncident(IReadOnlyList<Guid>? Reports);
+
+internal sealed record DecideProposal(string? Decision);
+
+/// <summary>
+/// Why reports are in an incident (provenance with fusion's scores), the analyst's corrections (split; merge is with the
+/// incidents), and the grey-band proposals. Everything shown is limited to reports and incidents the viewer may see: a
+/// proposal or link involving anything invisible to the viewer is left out, never hinted at.
+/// </summary>
+internal static class FusionEndpoints
+{
+    public static void MapFusion(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/api/incidents/{id:guid}/provenance", Provenance).WithTags("Fusion").RequireAuthorization()
+            .WithSummary("The reports you may see in an incident, how each came there (opened, fused with its scores, merged, split, accepted) and pending proposals.");
+        app.MapPost("/api/incidents/{id:guid}/split", Split).WithTags("Fusion").RequireAuthorization(Policies.Analyst)
+            .WithSummary("Move some of an incident's reports into a new incident (analysts).");
+        app.MapGet("/api/fusion/proposals", Proposals).WithTags("Fusion").RequireAuthorization(Policies.Analyst)
+            .WithSummary("Reports fusion was unsure about, waiting for an analyst (those whose report and incident you may see).");
+        app.MapPost("/api/fusion/proposals/{id:guid}", Decide).WithTags("Fusion").RequireAuthorization(Policies.Analyst)
+            .WithSummary("Accept (the report moves to the proposed incident) or reject a proposal (analysts).");
+    }
+
+    private static JsonElement Parse(string json) => JsonDocument.Parse(json).RootElement.Clone();
+
+    private static async Task<Results<Ok<ProvenanceDto>, NotFound>> Provenance(Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory)
+    {
+        if (!await db.VisibleIncidents(db.Incidents.AsNoTracking(), viewer).AnyAsync(i => i.Id == id, context.RequestAborted))
+        {
+            return TypedResults.NotFound();
+        }
+
+        var links = await db.IncidentReports.AsNoTracking().Where(l => l.IncidentId == id)
+            .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => new { Link = l, r.OrganizationId, r.ObservedAt, r.Category })
+            .OrderBy(x => x.ObservedAt).ToListAsync(context.RequestAborted);
+        var reportIds = links.Select(l => l.Link.ReportId).ToList();
+        var proposals = await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null && (p.IncidentId == id || reportIds.Contains(p.ReportId))), context.RequestAborted);
+        return TypedResults.Ok(new ProvenanceDto(
+            id,
+            links.Select(l => new ProvenanceLinkDto(l.Link.ReportId, directory.Organization(l.OrganizationId)?.Code ?? "?", Utc(l.ObservedAt), l.Category, l.Link.Decision,
+                Math.Round(l.Link.Contribution, 4), l.Link.ScoreDetail is { } detail ? Parse(detail) : null, Utc(l.Link.LinkedAt))).ToList(),
+            proposals));
+    }
+
+    private static async Task<Ok<List<ProposalDto>>> Proposals(HttpContext context, Viewer viewer, ConcordDb db) =>
+        TypedResults.Ok(await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null).OrderByDescending(p => p.Score).Take(500), context.RequestAborted));
+
+    /// <summary>Proposals whose report and proposed incident the viewer may both see, with the incident the report is in now.</summary>
+    private static async Task<List<ProposalDto>> VisibleProposals(ConcordDb db, Viewer viewer, IQueryable<FusionProposal> source, CancellationToken cancellationToken)
+    {
+        var reports = db.Reports.VisibleTo(viewer);
+        var incidents = db.VisibleIncidents(db.Incidents, viewer);
+        var rows = await source
+            .Where(p => reports.Any(r => r.Id == p.ReportId) && incidents.Any(i => i.Id == p.IncidentId))
+            .Select(p => new { Proposal = p, Current = db.IncidentReports.Where(l => l.ReportId == p.ReportId).Select(l => (Guid?)l.IncidentId).FirstOrDefault() })
+            .ToListAsync(cancellationToken);
+        return rows.Select(x => new ProposalDto(x.Proposal.Id, x.Proposal.ReportId, x.Proposal.IncidentId, x.Current, Math.Round(x.Proposal.Score, 4), Parse(x.Proposal.ScoreDetail), Utc(x.Proposal.CreatedAt))).ToList();
+    }
+
+    private static async Task<Results<Ok<ProvenanceDto>, NotFound, ProblemHttpResult>> Split(
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, AuditChain chain, FusionEngine fusion, TimeProvider time)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<SplitIncident>(context, 64 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var incident = await db.VisibleIncidents(db.Incidents, viewer).SingleOrDefaultAsync(i => i.Id == id, context.RequestAborted);
+        if (incident is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        var moving = body!.Reports?.Distinct().ToList() ?? [];
+        if (moving.Count == 0)
+        {
+            return Problems.Field("reports", "name the reports to move into a new incident");
+        }
+
+        // Only reports the analyst may see can be named; all the incident's reports are needed to rebuild what stays.
+        var links = await db.IncidentReports.Where(l => l.IncidentId == id).ToListAsync(context.RequestAborted);
+        var visible = await db.Reports.AsNoTracking().VisibleTo(viewer).Where(r => moving.Contains(r.Id)).Select(r => r.Id).ToListAsync(context.RequestAborted);
+        var unknown = moving.Where(m => !visible.Contains(m) || links.All(l => l.ReportId != m)).ToList();
+        if (unknown.Count > 0)
+        {
+            return Problems.Field("reports", $"not in this incident: {string.Join(", ", unknown)}");
+        }
+
+        if (moving.Count == links.Count)
+        {
+            return Problems.Field("reports", "leave at least one report in the incident");
+        }
+
+        var reports = await db.Reports.AsNoTracking().Where(r => links.Select(l => l.ReportId).Contains(r.Id)).ToListAsync(context.RequestAborted);
+        var now = time.GetUtcNow().UtcDateTime;
+        var moved = reports.Where(r => moving.Contains(r.Id)).OrderBy(r => r.ObservedAt).ToList();
+        var split = IncidentSummary.OpenFor(moved[0], now);
+        IncidentSummary.Summarise(split, moved);
+        db.Incidents.Add(split);
+        db.IncidentReports.RemoveRange(links.Where(l => moving.Contains(l.ReportId)));
+        db.IncidentReports.AddRange(moved.Select(r => new IncidentReport { IncidentId = split.Id, ReportId = r.Id, Contribution = 1.0, LinkedAt = now, Decision = LinkDecisions.Split }));
+        IncidentSummary.Summarise(incident, reports.Where(r => !moving.Contains(r.Id)).ToList());
+        incident.UpdatedAt = now;
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Split, "incident", id, Math.Max(incident.Classification, split.Classification), now,
+            Audits.Detail(new { into = split.Id, reports = moving }))], context.RequestAborted);
+        fusion.Invalidate();
+        return await Provenance(split.Id, context, viewer, db, directory) is { Result: Ok<ProvenanceDto> ok } ? ok : TypedResults.NotFound();
+    }
+
+    private static async Task<Results<Ok<ProposalDto>, NotFound, ProblemHttpResult>> Decide(
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, FusionEngine fusion, TimeProvider time)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<DecideProposal>(context, 4096);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        if (body!.Decision is not ("accept" or "reject"))
+        {
+            return Problems.Field("decision", "must be accept or reject");
+        }
+
+        var visible = await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.Id == id), context.RequestAborted);
+        if (visible.Count == 0)
+        {
+            return TypedResults.NotFound();
+        }
+
+        var proposal = await db.FusionProposals.SingleAsync(p => p.Id == id, context.RequestAborted);
+        if (proposal.DecidedAt is not null)
+        {
+            return Problems.Field("decision", $"this proposal was already {proposal.Decision}", StatusCodes.Status409Conflict);
+        }
+
+        var now = time.GetUtcNow().UtcDateTime;
+        proposal.DecidedAt = now;
+        proposal.DecidedBy = viewer.MemberId;
+        proposal.Decision = body.Decision == "accept" ? "accepted" : "rejected";
+        if (body.Decision == "accept")
+        {
+            var current = await db.IncidentReports.SingleAsync(l => l.ReportId == proposal.ReportId, context.RequestAborted);
+            if (current.IncidentId != proposal.IncidentId)
+            {
+                await MoveAsync(db, current, proposal, now, context.RequestAborted);
+            }
+        }
+
+        var classification = await db.Reports.Where(r => r.Id == proposal.ReportId).Select(r => r.Classification).SingleAsync(context.RequestAborted);
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.FusionDecision, "incident", proposal.IncidentId, classification, now,
+            Audits.Detail(new { proposal = proposal.Id, report = proposal.ReportId, decision = proposal.Decision }))], context.RequestAborted);
+        fusion.Invalidate();
+        return TypedResults.Ok((await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.Id == id), context.RequestAborted)).Single());
+    }
+
+    /// <summary>Moves the report to the proposed incident; the incident it leaves is rebuilt, or removed when it is left empty.</summary>
+    private static async Task MoveAsync(ConcordDb db, IncidentReport current, FusionProposal proposal, DateTime now, CancellationToken cancellationToken)
+    {
+        var from = await db.Incidents.SingleAsync(i => i.Id == current.IncidentId, cancellationToken);
+        var to = await db.Incidents.SingleAsync(i => i.Id == proposal.IncidentId, cancellationToken);
+        db.IncidentReports.Remove(current);
+        db.IncidentReports.Add(new IncidentReport
+        {
+            IncidentId = to.Id, ReportId = proposal.ReportId, Contribution = proposal.Score, LinkedAt = now, Decision = LinkDecisions.Accepted, ScoreDetail = proposal.ScoreDetail,
+        });
+        var remaining = await db.IncidentReports.Where(l => l.IncidentId == from.Id && l.ReportId != proposal.ReportId).Select(l => l.ReportId).ToListAsync(cancellationToken);
+        if (remaining.Count == 0)
+        {
+            db.Incidents.Remove(from);
+        }
+        else
+        {
+            IncidentSummary.Summarise(from, await db.Reports.AsNoTracking().Where(r => remaining.Contains(r.Id)).ToListAsync(cancellationToken));
+            from.UpdatedAt = now;
+        }
+
+        var joined = await db.IncidentReports.Where(l => l.IncidentId == to.Id).Select(l => l.ReportId).ToListAsync(cancellationToken);
+        joined.Add(proposal.ReportId);
+        IncidentSummary.Summarise(to, await db.Reports.AsNoTracking().Where(r => joined.Contains(r.Id)).ToListAsync(cancellationToken));
+        to.UpdatedAt = now;
+    }
+
+    private static DateTimeOffset Utc(DateTime at) => new(DateTime.SpecifyKind(at, DateTimeKind.Utc));
+}

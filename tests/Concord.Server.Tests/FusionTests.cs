@@ -1,0 +1,113 @@
+using System.Net;
+
+namespace Concord.Server.Tests;
+
+/// <summary>Fusion through the API: joining, provenance with scores, markings, split, and grey-band proposals.</summary>
+public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer
+{
+    private static object Account(double latitude, double longitude, DateTimeOffset at, string category, int killed, string narrative, object? marking = null, double precision = 500) => new
+    {
+        id = Guid.NewGuid(),
+        observedAt = at,
+        observedPrecision = "hour",
+        location = new { latitude, longitude, precisionMeters = precision },
+        category,
+        casualties = new { killedCivilian = new { best = killed } },
+        narrative,
+        language = "en",
+        actors = new[] { "3R", "Civilians" },
+        source = new { reliability = "C", credibility = 3 },
+        marking,
+    };
+
+    private static readonly DateTimeOffset When = new(2026, 9, 14, 6, 0, 0, TimeSpan.Zero);
+
+    [Fact]
+    public async Task A_second_account_of_an_event_joins_its_incident_and_provenance_shows_why()
+    {
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(6.4810, 15.1204, When, "ucdp.one-sided", 6, "3R attacked civilians at Bocaranga market, six killed.", mission));
+        var (created, second) = await server.ClientFor("unpol").PostJson("/api/reports",
+            Account(6.4950, 15.1120, When.AddHours(3), "acled.violence-against-civilians.attack", 7, "Attack on civilians by 3R near Bocaranga market; seven dead.", mission));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var incident = first.GetProperty("incidentId").GetGuid();
+        Assert.Equal(incident, second.GetProperty("incidentId").GetGuid());
+
+        var (_, summary) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}");
+        Assert.Equal(2, summary.GetProperty("reportCount").GetInt32());
+        var (response, provenance) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}/provenance");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var links = provenance.GetProperty("reports").EnumerateArray().ToList();
+        Assert.Equal(["new", "fused"], links.Select(l => l.GetProperty("decision").GetString()));
+        var scores = links[1].GetProperty("scores");
+        Assert.True(scores.GetProperty("total").GetDouble() >= 0.75);
+        Assert.Equal(0.9, scores.GetProperty("category").GetDouble(), 3);
+        Assert.True(scores.GetProperty("distanceKm").GetDouble() is > 1 and < 2);
+
+        // An analyst takes the second account out again.
+        var (split, result) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { second.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+        var separate = result.GetProperty("incidentId").GetGuid();
+        Assert.NotEqual(incident, separate);
+        Assert.Equal("split", result.GetProperty("reports")[0].GetProperty("decision").GetString());
+        var (_, after) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}");
+        Assert.Equal(1, after.GetProperty("reportCount").GetInt32());
+        var (refused, problem) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { first.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(["reports"], problem.ErrorFields());
+        var (byReporter, _) = await server.ClientFor("rwabatt").PostJson($"/api/incidents/{separate}/split", new { reports = new[] { second.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.Forbidden, byReporter.StatusCode);
+    }
+
+    [Fact]
+    public async Task Fusion_never_tells_a_viewer_of_a_report_they_may_not_see()
+    {
+        var at = When.AddDays(-20);
+        var (_, open) = await server.ClientFor("force").PostJson("/api/reports", Account(7.0, 16.3, at, "ucdp.state-based", 4, "FACA and MPC clashed at Paoua, four killed.", Api.Marking("UNCLASSIFIED", ["mission"])));
+        var (_, restricted) = await server.ClientFor("unpol").PostJson("/api/reports", Account(7.005, 16.305, at.AddHours(2), "acled.battles.armed-clash", 4, "Clash between FACA and MPC at Paoua: four dead.",
+            Api.Marking("CONFIDENTIAL", ["org:UNPOL"])));
+        var incident = open.GetProperty("incidentId").GetGuid();
+        Assert.Equal(incident, restricted.GetProperty("incidentId").GetGuid());
+
+        // PREF sees the incident as built from the open report only: one report in the provenance, no trace of the other.
+        var (_, seen) = await server.ClientFor("pref").GetJson($"/api/incidents/{incident}");
+        Assert.Equal(1, seen.GetProperty("reportCount").GetInt32());
+        var (_, provenance) = await server.ClientFor("pref").GetJson($"/api/incidents/{incident}/provenance");
+        Assert.Single(provenance.GetProperty("reports").EnumerateArray());
+        Assert.Equal(open.GetProperty("id").GetGuid(), provenance.GetProperty("reports")[0].GetProperty("reportId").GetGuid());
+        Assert.DoesNotContain(restricted.GetProperty("id").GetString()!, provenance.GetRawText(), StringComparison.OrdinalIgnoreCase);
+        var (_, unpolView) = await server.ClientFor("unpol").GetJson($"/api/incidents/{incident}/provenance");
+        Assert.Equal(2, unpolView.GetProperty("reports").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task An_uncertain_match_is_proposed_to_an_analyst_who_accepts_it()
+    {
+        var at = When.AddDays(-40);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(8.2, 20.6, at, "ucdp.state-based", 3, "Armed men fired on a FACA post at Ndele.", mission, precision: 5000));
+        // 8 km away with 5 km uncertainty, the same words and actors, a related category, very different figures.
+        var (_, second) = await server.ClientFor("unpol").PostJson("/api/reports", Account(8.2719, 20.6, at.AddHours(1), "acled.violence-against-civilians.attack", 40, "Armed men fired on a FACA post at Ndele.", mission, precision: 5000));
+        Assert.NotEqual(first.GetProperty("incidentId").GetGuid(), second.GetProperty("incidentId").GetGuid());
+
+        var (_, proposals) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+        var proposal = proposals.EnumerateArray().Single(p => p.GetProperty("reportId").GetGuid() == second.GetProperty("id").GetGuid());
+        Assert.Equal(first.GetProperty("incidentId").GetGuid(), proposal.GetProperty("incidentId").GetGuid());
+        Assert.InRange(proposal.GetProperty("score").GetDouble(), 0.6, 0.75);
+        Assert.Equal(HttpStatusCode.Forbidden, (await server.ClientFor("rwabatt").GetAsync("/api/fusion/proposals")).StatusCode);
+
+        var (accepted, decided) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal.GetProperty("id").GetGuid()}", new { decision = "accept" });
+        Assert.Equal(HttpStatusCode.OK, accepted.StatusCode);
+        Assert.Equal(first.GetProperty("incidentId").GetGuid(), decided.GetProperty("reportIncidentId").GetGuid());
+        var (_, merged) = await server.ClientFor("joc").GetJson($"/api/incidents/{first.GetProperty("incidentId").GetGuid()}/provenance");
+        Assert.Equal(["new", "accepted"], merged.GetProperty("reports").EnumerateArray().Select(l => l.GetProperty("decision").GetString()));
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("joc").GetAsync($"/api/incidents/{second.GetProperty("incidentId").GetGuid()}")).StatusCode);
+        var (again, _) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal.GetProperty("id").GetGuid()}", new { decision = "reject" });
+        Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+    }
+}
+
+public sealed class FusionTests_Sqlite(SqliteServer server) : FusionTests<SqliteServer>(server);
+
+public sealed class FusionTests_Postgres(PostgresServer server) : FusionTests<PostgresServer>(server);
