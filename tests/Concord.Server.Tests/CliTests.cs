@@ -162,6 +162,57 @@ public abstract class CliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Import_reads_the_real_GED_file_reports_bad_rows_by_line_and_never_duplicates()
+    {
+        await Run(["org", "add", "--code", "JMAC", "--name", "Joint Mission Analysis Centre", "--kind", "intelligence", .. StoreArguments]);
+        await Run(["user", "add", "--user", "analyst", "--org", "JMAC", "--roles", "analyst,reporter", "--clearance", "CONFIDENTIAL", "--password", "a-long-password-1", .. StoreArguments]);
+        var ged = Path.Combine(AppContext.BaseDirectory, "reference", "ucdp", "ged231_caf_events.csv");
+
+        var first = await Run(["import", "--file", ged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
+        var again = await Run(["import", "--file", ged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
+
+        Assert.Equal(0, first.Exit);
+        Assert.Contains("1,848 rows read", first.Output);
+        Assert.Contains("1,848 reports created, 0 already imported, 0 rejected", first.Output);
+        Assert.Contains("rows/s, ETA", first.Errors);
+        Assert.Contains("0 reports created, 1,848 already imported, 0 rejected", again.Output);
+        await using (var services = Services(await StoreAsync()))
+        await using (var scope = services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            Assert.Equal(1848, await db.Reports.CountAsync());
+            Assert.Equal(401, await db.Reports.CountAsync(r => r.Category == "ucdp.state-based"));
+            Assert.Equal(371, await db.Reports.CountAsync(r => r.Category == "ucdp.non-state"));
+            Assert.Equal(1076, await db.Reports.CountAsync(r => r.Category == "ucdp.one-sided"));
+            Assert.Equal(14948, await db.Reports.SumAsync(r => (r.KilledCivilianBest ?? 0) + (r.KilledOtherBest ?? 0)));
+        }
+
+        // A damaged copy: bad date, coordinates out of range, a row cut short, a stray quote; the good rows still go in.
+        var lines = File.ReadAllLines(ged);
+        var damaged = Path.Combine(DataDirectory, "damaged.csv");
+        var rows = lines.Take(8).ToArray();
+        rows[2] = rows[2].Replace("1992-08-01T00:00:00", "1992-13-45T00:00:00", StringComparison.Ordinal);
+        rows[3] = string.Join(',', rows[3].Split(',').Take(10));
+        rows[5] = rows[5].Replace(",4.", ",94.", StringComparison.Ordinal);
+        File.WriteAllLines(damaged, [.. rows, "99999999,0,2020,\"unterminated"]);
+        await Run(["migrate", .. StoreArguments]);
+        var bad = await Run(["import", "--file", damaged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
+        Assert.Equal(0, bad.Exit);
+        Assert.Contains("line 3: ", bad.Output);
+        Assert.Contains("date_start", bad.Output);
+        Assert.Contains("line 4: has 10 fields", bad.Output);
+        Assert.Contains("line 6: ", bad.Output);
+        Assert.Contains("latitude", bad.Output);
+        Assert.Contains("line 9: ", bad.Output);
+        Assert.Contains("4 rejected", bad.Output);
+
+        var missing = await Run(["import", "--file", Path.Combine(DataDirectory, "nope.csv"), "--format", "ged", "--user", "analyst", .. StoreArguments]);
+        Assert.Equal(2, missing.Exit);
+        var format = await Run(["import", "--file", ged, "--format", "xlsx", "--user", "analyst", .. StoreArguments]);
+        Assert.Contains("--format must be ged, acled or geojson", format.Errors);
+    }
+
+    [Fact]
     public async Task Audit_verify_names_the_entry_that_was_altered_removed_or_inserted()
     {
         await Run(["demo", "--seed-only", .. StoreArguments]);

@@ -47,6 +47,15 @@ internal static class CommandLine
             new("--seed-only", "seed and exit without serving", IsFlag: true),
         ]),
         new("migrate", "create or upgrade the database schema and exit", StoreOptions),
+        new("import", "import a UCDP GED CSV, an ACLED-style CSV or a GeoJSON FeatureCollection as reports (fused into incidents)", [
+            .. StoreOptions,
+            new("--file", "the file to import", Required: true, Value: "PATH"),
+            new("--format", "ged, acled or geojson (default: geojson for .geojson/.json files)", Value: "FORMAT"),
+            new("--user", "the member the reports are by (their organisation's agreements mark them)", Required: true, Value: "NAME"),
+            new("--level", "mark every report at this classification level instead of by agreement (with --releasable-to and --caveats)", Value: "LEVEL"),
+            new("--releasable-to", "comma-separated communities, e.g. mission or kind:military,org:JOC (default mission)", Value: "LIST"),
+            new("--caveats", "comma-separated caveats", Value: "LIST"),
+        ]),
         new("org add", "add an organisation", [
             .. StoreOptions,
             new("--code", "short code used in markings, e.g. UNPOL", Required: true, Value: "CODE"),

@@ -179,7 +179,12 @@ internal static class FusionEndpoints
         db.IncidentReports.Remove(current);
         db.IncidentReports.Add(new IncidentReport
         {
-            IncidentId = to.Id, ReportId = proposal.ReportId, Contribution = proposal.Score, LinkedAt = now, Decision = LinkDecisions.Accepted, ScoreDetail = proposal.ScoreDetail,
+            IncidentId = to.Id,
+            ReportId = proposal.ReportId,
+            Contribution = proposal.Score,
+            LinkedAt = now,
+            Decision = LinkDecisions.Accepted,
+            ScoreDetail = proposal.ScoreDetail,
         });
         var remaining = await db.IncidentReports.Where(l => l.IncidentId == from.Id && l.ReportId != proposal.ReportId).Select(l => l.ReportId).ToListAsync(cancellationToken);
         if (remaining.Count == 0)

@@ -84,9 +84,12 @@ internal sealed class FusionFeatures
 
     public static string Encode(IEnumerable<string> words) => Releasability.Encode(words);
 
-    /// <summary>The dataset of an imported report's source reference ("ucdp-ged:12345" → "ucdp-ged").</summary>
+    /// <summary>
+    /// The curated dataset an imported report comes from ("ucdp-ged:12345" → "ucdp-ged", "acled:CAF123" → "acled"): such
+    /// datasets code each event once. Generic GeoJSON files and TAK markers make no such promise.
+    /// </summary>
     public static string? Dataset(string? externalRef) =>
-        externalRef is { } value && value.IndexOf(':', StringComparison.Ordinal) is > 0 and var colon && !value.StartsWith("tak:", StringComparison.Ordinal)
+        externalRef is { } value && value.IndexOf(':', StringComparison.Ordinal) is > 0 and var colon && value[..colon] is "ucdp-ged" or "acled"
             ? value[..colon]
             : null;
 

@@ -4,6 +4,7 @@ using Concord.Server.Accounts;
 using Concord.Server.Areas;
 using Concord.Server.Audit;
 using Concord.Server.Fusion;
+using Concord.Server.Import;
 using Concord.Server.Incidents;
 using Concord.Server.Organizations;
 using Concord.Server.Realtime;
@@ -71,6 +72,7 @@ internal static class ConcordApp
         app.MapAudit();
         app.MapTracks();
         app.MapFusion();
+        app.MapImports();
         app.MapConcordUi();
         return app;
     }

@@ -32,6 +32,7 @@ internal static class ConcordServices
         services.AddSingleton<AuditChain>();
         services.AddSingleton<AuditWriter>();
         services.AddSingleton<Fusion.FusionEngine>();
+        services.AddSingleton<Import.Importer>();
         services.AddSingleton<ReportWriter>();
         services.AddScoped<ReportIntake>();
         services.AddSingleton(options.Tak);

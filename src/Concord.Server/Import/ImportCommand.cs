@@ -1,0 +1,96 @@
+using System.Globalization;
+using Concord.Server.Access;
+using Concord.Server.Cli;
+using Concord.Server.Data;
+using Concord.Server.Hosting;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Import;
+
+/// <summary><c>concord import</c>: a file into reports, with a progress line (rate and ETA) and a summary of rejected rows.</summary>
+internal static class ImportCommand
+{
+    public static async Task<int> RunAsync(ServiceProvider services, Invocation invocation, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        await using (services)
+        {
+            var path = invocation["--file"]!;
+            if (!File.Exists(path))
+            {
+                await errors.WriteLineAsync($"concord: --file '{path}' does not exist");
+                return 2;
+            }
+
+            if (!ImportReaders.TryParseFormat(invocation["--format"] ?? Guess(path), out var format))
+            {
+                await errors.WriteLineAsync($"concord: --format must be ged, acled or geojson, not '{invocation["--format"]}'");
+                return 2;
+            }
+
+            MarkingDto? marking = null;
+            if (invocation["--level"] is { } classification)
+            {
+                marking = new MarkingDto(classification, List(invocation["--releasable-to"] ?? "mission"), List(invocation["--caveats"]));
+            }
+            else if (invocation.Has("--releasable-to") || invocation.Has("--caveats"))
+            {
+                await errors.WriteLineAsync("concord: --releasable-to and --caveats go with --level (without them the importing organisation's agreements mark the reports)");
+                return 2;
+            }
+
+            await services.PrepareStoreAsync(cancellationToken);
+            Guid memberId;
+            await using (var scope = services.CreateAsyncScope())
+            {
+                var name = invocation["--user"]!.Trim().ToLowerInvariant();
+                memberId = await scope.ServiceProvider.GetRequiredService<ConcordDb>().Members.Where(m => m.UserName == name && !m.Disabled).Select(m => m.Id).SingleOrDefaultAsync(cancellationToken);
+            }
+
+            if (await services.GetRequiredService<ViewerDirectory>().ForMemberAsync(memberId, cancellationToken) is not { } author)
+            {
+                await errors.WriteLineAsync($"concord: no active member is named '{invocation["--user"]}'");
+                return 1;
+            }
+
+            await using var file = File.OpenRead(path);
+            var started = DateTime.UtcNow;
+            var bar = new Progress<ImportProgress>(p => errors.Write(Line(p, DateTime.UtcNow - started)));
+            var summary = await services.GetRequiredService<Importer>().RunAsync(format, file, author, marking, Path.GetFileNameWithoutExtension(path), bar, cancellationToken);
+            await errors.WriteLineAsync();
+            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"{summary.Rows:N0} rows read in {summary.Elapsed.TotalSeconds:0.0} s ({summary.Rows / Math.Max(0.001, summary.Elapsed.TotalSeconds):N0} rows/s): {summary.Created:N0} reports created, {summary.Skipped:N0} already imported, {summary.Rejected:N0} rejected."));
+            foreach (var rejected in summary.RejectedRows.Take(50))
+            {
+                await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  line {rejected.Line}: {rejected.Reason}"));
+            }
+
+            if (summary.Rejected > 50)
+            {
+                await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  … and {summary.Rejected - 50:N0} more rejected rows."));
+            }
+
+            return 0;
+        }
+    }
+
+    /// <summary>One progress line (rewritten in place): rows, rate, share of the file, time left.</summary>
+    internal static string Line(ImportProgress p, TimeSpan elapsed)
+    {
+        var rate = p.Rows / Math.Max(0.001, elapsed.TotalSeconds);
+        var share = p.BytesTotal is > 0 and var total ? (double)p.BytesRead / total : 0;
+        var eta = share > 0 ? TimeSpan.FromSeconds(elapsed.TotalSeconds * (1 - share) / share) : TimeSpan.Zero;
+        const int Width = 30;
+        var filled = (int)Math.Round(share * Width);
+        return string.Create(CultureInfo.InvariantCulture,
+            $"\r[{new string('#', filled)}{new string('.', Width - filled)}] {share:P0} {p.Rows:N0} rows, {rate:N0} rows/s, ETA {eta:mm\\:ss}, {p.Created:N0} created, {p.Skipped:N0} skipped, {p.Rejected:N0} rejected ");
+    }
+
+    private static string? Guess(string path) => Path.GetExtension(path).ToLowerInvariant() switch
+    {
+        ".geojson" or ".json" => "geojson",
+        _ => null,
+    };
+
+    private static List<string> List(string? text) =>
+        text?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList() ?? [];
+}

@@ -1,0 +1,58 @@
+using Concord.Server.Access;
+using Concord.Server.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace Concord.Server.Import;
+
+internal sealed record ImportResultDto(long Rows, long Created, long Skipped, long Rejected, IReadOnlyList<RejectedRow> RejectedRows);
+
+internal static class ImportEndpoints
+{
+    /// <summary>An upload larger than this goes through <c>concord import</c> on the server instead.</summary>
+    public const long MaxBytes = 256L * 1024 * 1024;
+
+    public static void MapImports(this IEndpointRouteBuilder app) =>
+        app.MapPost("/api/imports", ImportAsync).WithTags("Import").RequireAuthorization(Policies.Analyst)
+            .Accepts<string>("text/csv", "application/geo+json", "application/json")
+            .WithSummary("Import a UCDP GED CSV, an ACLED-style CSV or a GeoJSON FeatureCollection as reports by you (analysts); format=ged|acled|geojson, optional classification, releasableTo, caveats, source.");
+
+    private static async Task<Results<Ok<ImportResultDto>, ProblemHttpResult>> ImportAsync(HttpContext context, Viewer viewer, Importer importer)
+    {
+        var query = context.Request.Query;
+        if (!ImportReaders.TryParseFormat(query["format"], out var format))
+        {
+            return Problems.Field("format", "must be ged, acled or geojson");
+        }
+
+        if (context.Request.ContentLength is > MaxBytes)
+        {
+            return Problems.Field("body", $"at most {MaxBytes / (1024 * 1024)} MB; import larger files with 'concord import' on the server", StatusCodes.Status413PayloadTooLarge);
+        }
+
+        MarkingDto? marking = query["classification"].ToString() is { Length: > 0 } classification
+            ? new MarkingDto(classification, Split(query["releasableTo"].ToString() is { Length: > 0 } r ? r : "mission"), Split(query["caveats"]))
+            : null;
+        var source = query["source"].ToString() is { Length: > 0 and <= 100 } s ? s : "upload";
+        // The upload is kept in a temporary file first: the readers are synchronous, and a slow link should not hold a
+        // transaction open while it trickles in.
+        await using var buffer = new FileStream(Path.GetTempFileName(), FileMode.Create, FileAccess.ReadWrite, FileShare.None, 81920, FileOptions.DeleteOnClose | FileOptions.Asynchronous);
+        var chunk = new byte[81920];
+        int read;
+        while ((read = await context.Request.Body.ReadAsync(chunk, context.RequestAborted)) > 0)
+        {
+            if (buffer.Length + read > MaxBytes)
+            {
+                return Problems.Field("body", $"at most {MaxBytes / (1024 * 1024)} MB; import larger files with 'concord import' on the server", StatusCodes.Status413PayloadTooLarge);
+            }
+
+            await buffer.WriteAsync(chunk.AsMemory(0, read), context.RequestAborted);
+        }
+
+        buffer.Position = 0;
+        var summary = await importer.RunAsync(format, buffer, viewer, marking, source, null, context.RequestAborted);
+        return TypedResults.Ok(new ImportResultDto(summary.Rows, summary.Created, summary.Skipped, summary.Rejected, summary.RejectedRows));
+    }
+
+    private static List<string> Split(string? text) =>
+        text?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList() ?? [];
+}

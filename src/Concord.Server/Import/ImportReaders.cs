@@ -1,0 +1,290 @@
+using System.Globalization;
+using System.Text.Json;
+using Concord.Server.Access;
+using Concord.Server.Reports;
+using Concord.Server.Ucdp;
+
+namespace Concord.Server.Import;
+
+/// <summary>A row of an import file: the report it becomes, or why it cannot. Lines count from 1 (the header, in CSV).</summary>
+internal sealed record ImportRow(long Line, CreateReport? Report, string? Error);
+
+internal enum ImportFormat
+{
+    Ged,
+    Acled,
+    GeoJson,
+}
+
+/// <summary>The three import formats, each read as a stream of rows: a bad row is reported with its line and never stops the rest.</summary>
+internal static class ImportReaders
+{
+    public static bool TryParseFormat(string? text, out ImportFormat format)
+    {
+        format = text?.ToLowerInvariant() switch
+        {
+            "ged" or "ucdp" or "ucdp-ged" => ImportFormat.Ged,
+            "acled" => ImportFormat.Acled,
+            "geojson" => ImportFormat.GeoJson,
+            _ => (ImportFormat)(-1),
+        };
+        return Enum.IsDefined(format);
+    }
+
+    /// <param name="source">For GeoJSON, the name that keeps this file's feature ids apart from other files' (e.g. the file name).</param>
+    public static IEnumerable<ImportRow> Read(ImportFormat format, TextReader text, MarkingDto? marking, string source = "geojson") => format switch
+    {
+        ImportFormat.Ged => GedReader.Read(text).Select(r => r.Event is { } e ? new ImportRow(r.Line, GedMapping.ToReport(e, marking), null) : new ImportRow(r.Line, null, r.Error)),
+        ImportFormat.Acled => AcledReader.Read(text, marking),
+        ImportFormat.GeoJson => GeoJsonReader.Read(text, marking, source),
+        _ => throw new ArgumentOutOfRangeException(nameof(format)),
+    };
+}
+
+/// <summary>
+/// ACLED-style CSV (the public export's column names): event_id_cnty, event_date, time_precision, event_type,
+/// sub_event_type, actor1, actor2, latitude, longitude, geo_precision, fatalities, notes, source; optional
+/// civilian_targeting. Event and sub-event types map to the taxonomy's ACLED categories by their ACLED names.
+/// </summary>
+internal static class AcledReader
+{
+    public const string Dataset = "acled";
+
+    public static readonly IReadOnlyList<string> RequiredColumns =
+        ["event_id_cnty", "event_date", "time_precision", "event_type", "sub_event_type", "actor1", "actor2", "latitude", "longitude", "geo_precision", "fatalities", "notes"];
+
+    private static readonly Lazy<Dictionary<string, string>> Categories = new(LoadCategories);
+
+    public static IEnumerable<ImportRow> Read(TextReader text, MarkingDto? marking)
+    {
+        using var records = CsvRecords.Read(text).GetEnumerator();
+        if (!records.MoveNext())
+        {
+            yield return new ImportRow(1, null, "the file is empty: no header row");
+            yield break;
+        }
+
+        var header = records.Current.Fields.Select(h => h.TrimStart('\uFEFF').Trim().ToLowerInvariant()).ToArray();
+        var missing = RequiredColumns.Where(c => !header.Contains(c)).ToList();
+        if (missing.Count > 0)
+        {
+            yield return new ImportRow(1, null, $"the header lacks the ACLED column(s) {string.Join(", ", missing)}");
+            yield break;
+        }
+
+        var index = header.Select((h, i) => (h, i)).GroupBy(p => p.h).ToDictionary(g => g.Key, g => g.First().i, StringComparer.Ordinal);
+        while (records.MoveNext())
+        {
+            var record = records.Current;
+            if (record.Fields is [""])
+            {
+                continue;
+            }
+
+            if (record.Error is { } error)
+            {
+                yield return new ImportRow(record.Line, null, error);
+            }
+            else if (record.Fields.Length != header.Length)
+            {
+                yield return new ImportRow(record.Line, null, $"has {record.Fields.Length} fields; the header has {header.Length}");
+            }
+            else
+            {
+                yield return Map(record.Line, name => index.TryGetValue(name, out var i) ? record.Fields[i].Trim() : "", marking);
+            }
+        }
+    }
+
+    private static ImportRow Map(long line, Func<string, string> field, MarkingDto? marking)
+    {
+        var errors = new List<string>();
+        var id = field("event_id_cnty");
+        if (id.Length == 0)
+        {
+            errors.Add("event_id_cnty is empty");
+        }
+
+        if (!DateTime.TryParseExact(field("event_date"), ["yyyy-MM-dd", "dd MMMM yyyy", "d MMMM yyyy"], CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var date))
+        {
+            errors.Add($"event_date '{field("event_date")}' is not a date such as 2024-05-01");
+        }
+
+        var latitude = Number("latitude", -90, 90);
+        var longitude = Number("longitude", -180, 180);
+        var fatalities = (int)Number("fatalities", 0, 1_000_000);
+        var category = Category(field("event_type"), field("sub_event_type"));
+        if (category is null)
+        {
+            errors.Add($"event_type '{field("event_type")}' / sub_event_type '{field("sub_event_type")}' is not an ACLED type");
+        }
+
+        if (errors.Count > 0)
+        {
+            return new ImportRow(line, null, string.Join("; ", errors));
+        }
+
+        // ACLED: time_precision 1 day, 2 week, 3 month; geo_precision 1 the place, 2 near it, 3 the admin area.
+        var precision = field("time_precision") switch { "2" => "week", "3" => "month", _ => "day" };
+        var meters = field("geo_precision") switch { "2" => 25_000.0, "3" => 100_000.0, _ => 2_000.0 };
+        var civilians = field("civilian_targeting").Length > 0 || category!.StartsWith("acled.violence-against-civilians", StringComparison.Ordinal);
+        var notes = field("notes");
+        return new ImportRow(line, new CreateReport
+        {
+            Id = GedMapping.NameBasedGuid($"{Dataset}:{id}"),
+            ObservedAt = new DateTimeOffset(date, TimeSpan.Zero),
+            ObservedPrecision = precision,
+            Location = new LocationInput(latitude, longitude, meters, null),
+            Category = category,
+            Casualties = new CasualtiesInput(civilians ? new CasualtyRange(null, fatalities, null) : null, civilians ? null : new CasualtyRange(null, fatalities, null), null, null),
+            Narrative = notes.Length > 0 ? notes : $"{field("event_type")}: {field("sub_event_type")} at {field("location")}",
+            Language = "en",
+            Actors = new[] { field("actor1"), field("actor2") }.Where(a => a.Length > 0).ToList(),
+            Source = new SourceInput("B", 2, field("source") is { Length: > 0 } source ? Truncate("ACLED: " + source, 500) : "ACLED", null),
+            Marking = marking,
+            ExternalRef = $"{Dataset}:{id}",
+        }, null);
+
+        double Number(string name, double min, double max)
+        {
+            if (double.TryParse(field(name), NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v >= min && v <= max)
+            {
+                return v;
+            }
+
+            errors.Add($"{name} '{field(name)}' must be a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}");
+            return 0;
+        }
+    }
+
+    private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length];
+
+    /// <summary>The taxonomy code for an ACLED event type and sub-event type (the sub-event when known, else the event type).</summary>
+    public static string? Category(string eventType, string subEventType)
+    {
+        var map = Categories.Value;
+        if (map.TryGetValue($"{eventType.Trim().ToLowerInvariant()}|{subEventType.Trim().ToLowerInvariant()}", out var code))
+        {
+            return code;
+        }
+
+        return map.GetValueOrDefault($"{eventType.Trim().ToLowerInvariant()}|");
+    }
+
+    private static Dictionary<string, string> LoadCategories()
+    {
+        using var stream = typeof(AcledReader).Assembly.GetManifestResourceStream("taxonomy.json") ?? throw new InvalidOperationException("taxonomy.json is not embedded");
+        using var document = JsonDocument.Parse(stream);
+        var entries = document.RootElement.GetProperty("categories").EnumerateArray()
+            .Where(c => c.GetProperty("scheme").GetString() == "acled" && c.TryGetProperty("acledName", out _))
+            .Select(c => (Code: c.GetProperty("code").GetString()!, Parent: c.GetProperty("parent").GetString(), Name: c.GetProperty("acledName").GetString()!.ToLowerInvariant()))
+            .ToList();
+        var names = entries.ToDictionary(e => e.Code, e => e.Name, StringComparer.Ordinal);
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (code, parent, name) in entries)
+        {
+            map[parent is null ? $"{name}|" : $"{names[parent]}|{name}"] = code;
+        }
+
+        return map;
+    }
+}
+
+/// <summary>
+/// A GeoJSON FeatureCollection of points. Properties: id (or the feature's id; required, for idempotence), observedAt,
+/// category, narrative, and optionally precisionMeters, observedPrecision, killed, killedCivilians, injured, actors,
+/// language, reliability, credibility, source. The document is read whole (GeoJSON has no row framing): up to the size
+/// limit of the importer.
+/// </summary>
+internal static class GeoJsonReader
+{
+    public const string Dataset = "geojson";
+
+    public static IEnumerable<ImportRow> Read(TextReader text, MarkingDto? marking, string source)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(text.ReadToEnd(), new JsonDocumentOptions { MaxDepth = 64 });
+        }
+        catch (JsonException e)
+        {
+            return [new ImportRow(e.LineNumber + 1 ?? 1, null, "not valid JSON: " + e.Message)];
+        }
+
+        return Rows(document, marking, source);
+    }
+
+    private static IEnumerable<ImportRow> Rows(JsonDocument document, MarkingDto? marking, string source)
+    {
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("features", out var features) || features.ValueKind != JsonValueKind.Array)
+            {
+                yield return new ImportRow(1, null, "not a GeoJSON FeatureCollection: no 'features' array");
+                yield break;
+            }
+
+            var n = 0;
+            foreach (var feature in features.EnumerateArray())
+            {
+                n++;
+                yield return Map(n, feature, marking, source);
+            }
+        }
+    }
+
+    /// <summary>Features are numbered from 1 in place of lines.</summary>
+    private static ImportRow Map(int n, JsonElement feature, MarkingDto? marking, string source)
+    {
+        string? Text(JsonElement e, string name) => e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) ? v.ValueKind switch
+        {
+            JsonValueKind.String => v.GetString(),
+            JsonValueKind.Number => v.GetRawText(),
+            _ => null,
+        } : null;
+
+        int? Int(JsonElement e, string name) => Text(e, name) is { } t && int.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : null;
+
+        if (!feature.TryGetProperty("geometry", out var geometry) || Text(geometry, "type") != "Point" || !geometry.TryGetProperty("coordinates", out var coordinates)
+            || coordinates.ValueKind != JsonValueKind.Array || coordinates.GetArrayLength() < 2
+            || coordinates[0].ValueKind != JsonValueKind.Number || coordinates[1].ValueKind != JsonValueKind.Number)
+        {
+            return new ImportRow(n, null, "feature has no Point geometry with [longitude, latitude]");
+        }
+
+        var properties = feature.TryGetProperty("properties", out var p) && p.ValueKind == JsonValueKind.Object ? p : default;
+        var id = Text(properties, "id") ?? Text(feature, "id");
+        if (string.IsNullOrWhiteSpace(id))
+        {
+            return new ImportRow(n, null, "feature has no id (properties.id or id): it is needed to import again without duplicates");
+        }
+
+        DateTimeOffset? observed = DateTimeOffset.TryParse(Text(properties, "observedAt"), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at) ? at : null;
+        var killed = Int(properties, "killed");
+        var killedCivilians = Int(properties, "killedCivilians");
+        return new ImportRow(n, new CreateReport
+        {
+            Id = GedMapping.NameBasedGuid($"{Dataset}:{source}:{id}"),
+            ObservedAt = observed,
+            ObservedPrecision = Text(properties, "observedPrecision") ?? "day",
+            Location = new LocationInput(coordinates[1].GetDouble(), coordinates[0].GetDouble(),
+                double.TryParse(Text(properties, "precisionMeters"), NumberStyles.Float, CultureInfo.InvariantCulture, out var m) ? m : 1000, null),
+            Category = Text(properties, "category"),
+            Casualties = new CasualtiesInput(
+                killedCivilians is null ? null : new CasualtyRange(null, killedCivilians, null),
+                killed is null ? null : new CasualtyRange(null, Math.Max(0, killed.Value - (killedCivilians ?? 0)), null),
+                null,
+                Int(properties, "injured") is { } injured ? new CasualtyRange(null, injured, null) : null),
+            Narrative = Text(properties, "narrative"),
+            Language = Text(properties, "language") ?? "en",
+            Actors = properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty("actors", out var actors) && actors.ValueKind == JsonValueKind.Array
+                ? actors.EnumerateArray().Where(a => a.ValueKind == JsonValueKind.String).Select(a => a.GetString()!).ToList()
+                : null,
+            Source = new SourceInput(Text(properties, "reliability") ?? "F", Int(properties, "credibility") ?? 6, Text(properties, "source"), null),
+            Marking = marking,
+            ExternalRef = $"{Dataset}:{source}:{id}",
+        }, null);
+    }
+}

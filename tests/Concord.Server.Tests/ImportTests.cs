@@ -1,0 +1,92 @@
+using System.Net;
+using System.Text;
+
+namespace Concord.Server.Tests;
+
+/// <summary>Importing ACLED-style CSV and GeoJSON through the API.</summary>
+public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer
+{
+    private async Task<(HttpStatusCode Status, System.Text.Json.JsonElement Body)> ImportAsync(string user, string query, string body, string type)
+    {
+        using var client = server.ClientFor(user);
+        var response = await client.PostAsync("/api/imports?" + query, new StringContent(body, Encoding.UTF8, type));
+        return (response.StatusCode, await response.Json());
+    }
+
+    [Fact]
+    public async Task An_ACLED_file_maps_event_types_and_reports_bad_rows_by_line()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var csv = $"""
+            event_id_cnty,event_date,year,time_precision,disorder_type,event_type,sub_event_type,actor1,actor2,admin1,location,latitude,longitude,geo_precision,source,notes,fatalities
+            CAF{tag}1,2024-03-02,2024,1,Political violence,Battles,Armed clash,Military Forces of the Central African Republic (2016-),UPC: Union for Peace in the Central African Republic,Ouaka,Bambari,5.7679,20.6757,1,Radio Ndeke Luka,"FACA clashed with UPC near Bambari, 4 killed.",4
+            CAF{tag}2,2024-03-05,2024,2,Political violence,Violence against civilians,Attack,3R: Return Reclamation Rehabilitation,Civilians (Central African Republic),Ouham-Pende,Bocaranga,6.9833,15.6333,2,Corbeau News,3R attacked villagers.,2
+            CAF{tag}3,2024-03-06,2024,1,Demonstrations,Protests,Peaceful protest,Protesters (Central African Republic),,Bangui,Bangui,4.3612,18.5550,1,Oubangui Medias,Traders protested taxes.,0
+            CAF{tag}4,not a date,2024,1,Political violence,Battles,Armed clash,A,B,X,Y,5.1,20.1,1,S,bad date,1
+            CAF{tag}5,2024-03-07,2024,1,Political violence,Sports,Football,A,B,X,Y,5.1,20.1,1,S,unknown type,1
+            CAF{tag}6,2024-03-07,2024,1,Political violence,Battles,Armed clash,A,B,X,Y,95.1,20.1,1,S,bad latitude,1
+            """;
+        var (status, summary) = await ImportAsync("joc", $"format=acled&classification=UNCLASSIFIED&releasableTo=mission", csv, "text/csv");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(6, summary.GetProperty("rows").GetInt32());
+        Assert.Equal(3, summary.GetProperty("created").GetInt32());
+        var rejected = summary.GetProperty("rejectedRows").EnumerateArray().ToDictionary(r => r.GetProperty("line").GetInt32(), r => r.GetProperty("reason").GetString()!);
+        Assert.Equal([5, 6, 7], rejected.Keys.Order());
+        Assert.Contains("event_date", rejected[5]);
+        Assert.Contains("not an ACLED type", rejected[6]);
+        Assert.Contains("latitude", rejected[7]);
+
+        var (_, reports) = await server.ClientFor("pref").GetJson($"/api/reports?q=protested+taxes");
+        var protest = Assert.Single(reports.GetProperty("items").EnumerateArray());
+        Assert.Equal("acled.protests.peaceful-protest", protest.GetProperty("category").GetString());
+        Assert.Equal($"acled:CAF{tag}3", protest.GetProperty("externalRef").GetString());
+        var (_, attacks) = await server.ClientFor("pref").GetJson($"/api/reports?q=attacked+villagers");
+        var attack = Assert.Single(attacks.GetProperty("items").EnumerateArray());
+        Assert.Equal("acled.violence-against-civilians.attack", attack.GetProperty("category").GetString());
+        Assert.Equal(2, attack.GetProperty("casualties").GetProperty("killedCivilian").GetProperty("best").GetInt32());
+        Assert.Equal("week", attack.GetProperty("observedPrecision").GetString());
+
+        var (_, again) = await ImportAsync("joc", $"format=acled&classification=UNCLASSIFIED&releasableTo=mission", csv, "text/csv");
+        Assert.Equal(0, again.GetProperty("created").GetInt32());
+        Assert.Equal(3, again.GetProperty("skipped").GetInt32());
+        Assert.Equal(HttpStatusCode.Forbidden, (await ImportAsync("rwabatt", "format=acled", csv, "text/csv")).Status);
+        var (badFormat, problem) = await ImportAsync("joc", "format=xlsx", csv, "text/csv");
+        Assert.Equal(HttpStatusCode.BadRequest, badFormat);
+        Assert.Equal(["format"], problem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task A_GeoJSON_collection_becomes_reports_once()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var geojson = $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{tag}}-1", "geometry": { "type": "Point", "coordinates": [18.56, 4.37] },
+                "properties": { "observedAt": "2025-06-01T10:00:00Z", "category": "poc.forced-displacement", "narrative": "{{tag}} families fled PK5",
+                                "killed": 0, "precisionMeters": 500, "reliability": "C", "credibility": 3, "actors": ["Armed group"] } },
+              { "type": "Feature", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "narrative": "no id" } },
+              { "type": "Feature", "id": "{{tag}}-3", "geometry": { "type": "LineString", "coordinates": [[18, 4], [19, 5]] }, "properties": {} },
+              { "type": "Feature", "id": "{{tag}}-4", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "no.such.category", "narrative": "x" } }
+            ] }
+            """;
+        var (status, summary) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(1, summary.GetProperty("created").GetInt32());
+        var rejected = summary.GetProperty("rejectedRows").EnumerateArray().ToDictionary(r => r.GetProperty("line").GetInt32(), r => r.GetProperty("reason").GetString()!);
+        Assert.Contains("no id", rejected[2]);
+        Assert.Contains("Point", rejected[3]);
+        Assert.Contains("category", rejected[4]);
+        var (_, again) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
+        Assert.Equal(1, again.GetProperty("skipped").GetInt32());
+        var (_, broken) = await ImportAsync("ocha", "format=geojson", "{ \"type\": ", "application/geo+json");
+        Assert.Equal(1, broken.GetProperty("rejected").GetInt32());
+        Assert.Contains("not valid JSON", broken.GetProperty("rejectedRows")[0].GetProperty("reason").GetString());
+    }
+}
+
+public sealed class ImportTests_Sqlite(SqliteServer server) : ImportTests<SqliteServer>(server);
+
+public sealed class ImportTests_Postgres(PostgresServer server) : ImportTests<PostgresServer>(server);
