@@ -95,6 +95,51 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
     }
 
     [Fact]
+    public async Task An_analyst_splits_and_merges_incidents_on_the_incident_page()
+    {
+        // Two accounts of one event, fused by Concord.
+        using var api = fixture.Server.ClientFor("force");
+        var at = new DateTimeOffset(2026, 8, 3, 7, 0, 0, TimeSpan.Zero).AddDays(-(Store.Length * 9));
+        object Account(double lat, string narrative) => new
+        {
+            id = Guid.NewGuid(),
+            observedAt = at,
+            location = new { latitude = lat, longitude = 22.4, precisionMeters = 1000 },
+            category = "ucdp.one-sided",
+            casualties = new { killedCivilian = new { best = 3 } },
+            narrative,
+            language = "en",
+            actors = new[] { "LRA", "Civilians" },
+            source = new { reliability = "B", credibility = 2 },
+            marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "mission" }, caveats = Array.Empty<string>() },
+        };
+        var first = await (await api.PostAsJsonAsync("/api/reports", Account(9.1, "LRA raided Sam Ouandja, three villagers killed."))).Content.ReadFromJsonAsync<JsonElement>();
+        var second = await (await api.PostAsJsonAsync("/api/reports", Account(9.105, "Three civilians killed by LRA at Sam Ouandja."))).Content.ReadFromJsonAsync<JsonElement>();
+        var incident = first.GetProperty("incidentId").GetString();
+        Assert.Equal(incident, second.GetProperty("incidentId").GetString());
+
+        var page = await fixture.SignedInAsync("joc", "/incidents/" + incident);
+        Assert.Equal(2, await page.Locator(".timeline .report").CountAsync());
+        Assert.Contains("score", await page.TextContentAsync($"#report-{second.GetProperty("id").GetString()} .provenance"));
+        await page.CheckAsync($"input[name='split'][value='{second.GetProperty("id").GetString()}']");
+        await page.ClickAsync("#split-submit");
+        await page.WaitForSelectorAsync("#correction-done");
+        Assert.Equal(1, await page.Locator(".timeline .report").CountAsync());
+        var into = (await page.GetAttributeAsync("#split-into", "href"))!;
+        await Screenshots.ScreenshotAsync(page, $"{Store}-incident-split");
+
+        await page.FillAsync("#merge-ids", into);
+        await page.ClickAsync("#merge-submit");
+        await page.WaitForSelectorAsync("#correction-done");
+        Assert.Equal(2, await page.Locator(".timeline .report").CountAsync());
+        Assert.Equal((int)HttpStatusCode.NotFound, (await page.GotoAsync(into))!.Status);
+
+        // A reporter sees no correction forms.
+        var reporter = await fixture.SignedInAsync("rwabatt", "/incidents/" + incident);
+        Assert.Equal(0, await reporter.Locator("#split-form").CountAsync());
+    }
+
+    [Fact]
     public async Task Invalid_fields_are_shown_next_to_the_fields_and_nothing_is_saved()
     {
         var page = await fixture.SignedInAsync("force", "/report");

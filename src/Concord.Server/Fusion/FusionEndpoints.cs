@@ -75,7 +75,7 @@ internal static class FusionEndpoints
     }
 
     private static async Task<Results<Ok<ProvenanceDto>, NotFound, ProblemHttpResult>> Split(
-        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, AuditChain chain, FusionEngine fusion, TimeProvider time)
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, IncidentCorrections corrections)
     {
         var (body, problem) = await JsonBody.ReadAsync<SplitIncident>(context, 64 * 1024);
         if (problem is not null)
@@ -83,45 +83,12 @@ internal static class FusionEndpoints
             return (ProblemHttpResult)problem;
         }
 
-        var incident = await db.VisibleIncidents(db.Incidents, viewer).SingleOrDefaultAsync(i => i.Id == id, context.RequestAborted);
-        if (incident is null)
+        var outcome = await corrections.SplitAsync(viewer, id, body!.Reports, context.RequestAborted);
+        if (outcome.Incident is not { } split)
         {
-            return TypedResults.NotFound();
+            return outcome.Field is null ? TypedResults.NotFound() : Problems.Field(outcome.Field, outcome.Reason!, outcome.Status);
         }
 
-        var moving = body!.Reports?.Distinct().ToList() ?? [];
-        if (moving.Count == 0)
-        {
-            return Problems.Field("reports", "name the reports to move into a new incident");
-        }
-
-        // Only reports the analyst may see can be named; all the incident's reports are needed to rebuild what stays.
-        var links = await db.IncidentReports.Where(l => l.IncidentId == id).ToListAsync(context.RequestAborted);
-        var visible = await db.Reports.AsNoTracking().VisibleTo(viewer).Where(r => moving.Contains(r.Id)).Select(r => r.Id).ToListAsync(context.RequestAborted);
-        var unknown = moving.Where(m => !visible.Contains(m) || links.All(l => l.ReportId != m)).ToList();
-        if (unknown.Count > 0)
-        {
-            return Problems.Field("reports", $"not in this incident: {string.Join(", ", unknown)}");
-        }
-
-        if (moving.Count == links.Count)
-        {
-            return Problems.Field("reports", "leave at least one report in the incident");
-        }
-
-        var reports = await db.Reports.AsNoTracking().Where(r => links.Select(l => l.ReportId).Contains(r.Id)).ToListAsync(context.RequestAborted);
-        var now = time.GetUtcNow().UtcDateTime;
-        var moved = reports.Where(r => moving.Contains(r.Id)).OrderBy(r => r.ObservedAt).ToList();
-        var split = IncidentSummary.OpenFor(moved[0], now);
-        IncidentSummary.Summarise(split, moved);
-        db.Incidents.Add(split);
-        db.IncidentReports.RemoveRange(links.Where(l => moving.Contains(l.ReportId)));
-        db.IncidentReports.AddRange(moved.Select(r => new IncidentReport { IncidentId = split.Id, ReportId = r.Id, Contribution = 1.0, LinkedAt = now, Decision = LinkDecisions.Split }));
-        IncidentSummary.Summarise(incident, reports.Where(r => !moving.Contains(r.Id)).ToList());
-        incident.UpdatedAt = now;
-        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Split, "incident", id, Math.Max(incident.Classification, split.Classification), now,
-            Audits.Detail(new { into = split.Id, reports = moving }))], context.RequestAborted);
-        fusion.Invalidate();
         return await Provenance(split.Id, context, viewer, db, directory) is { Result: Ok<ProvenanceDto> ok } ? ok : TypedResults.NotFound();
     }
 

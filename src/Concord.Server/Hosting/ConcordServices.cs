@@ -33,6 +33,7 @@ internal static class ConcordServices
         services.AddSingleton<AuditWriter>();
         services.AddSingleton<Fusion.FusionEngine>();
         services.AddSingleton<Import.Importer>();
+        services.AddScoped<Incidents.IncidentCorrections>();
         services.AddSingleton<ReportWriter>();
         services.AddScoped<ReportIntake>();
         services.AddSingleton(options.Tak);

@@ -17,6 +17,9 @@ public sealed class IncidentDetails
     /// <summary>Highest classification level and all caveats among the incident and its visible reports: what a banner shows.</summary>
     internal (int Level, long Caveats) Highest { get; private init; }
 
+    /// <summary>How each visible report came into the incident (opened it, fused with a score, merged, split, accepted).</summary>
+    internal IReadOnlyDictionary<Guid, (string Decision, double Contribution)> Links { get; private init; } = new Dictionary<Guid, (string, double)>();
+
     internal static async Task<IncidentDetails?> LoadAsync(HttpContext context, Viewer viewer, Guid id)
     {
         var services = context.RequestServices;
@@ -32,10 +35,11 @@ public sealed class IncidentDetails
             return null;
         }
 
-        var reports = await db.IncidentReports.Where(l => l.IncidentId == id)
-            .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => r)
-            .OrderBy(r => r.ObservedAt)
+        var rows = await db.IncidentReports.AsNoTracking().Where(l => l.IncidentId == id)
+            .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => new { Report = r, l.Decision, l.Contribution })
+            .OrderBy(x => x.Report.ObservedAt)
             .ToListAsync(context.RequestAborted);
+        var reports = rows.Select(x => x.Report).ToList();
         var seen = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single();
         await IncidentEndpoints.RecordReadAsync(audit, viewer, [seen], context, time);
         await ReportEndpoints.RecordReadAsync(audit, viewer, reports, context, time);
@@ -44,6 +48,7 @@ public sealed class IncidentDetails
         {
             Incident = seen.ToDto(directory, markings, reports.Select(r => r.ToDto(id, viewer, directory, markings)).ToList()),
             Highest = (marked.Max(m => m.Classification), marked.Aggregate(0L, (bits, m) => bits | m.Caveats)),
+            Links = rows.ToDictionary(x => x.Report.Id, x => (x.Decision, x.Contribution)),
         };
     }
 }

@@ -198,7 +198,7 @@ internal static class IncidentEndpoints
     }
 
     private static async Task<Results<Ok<IncidentDto>, NotFound, ProblemHttpResult>> Merge(
-        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time)
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, IncidentCorrections corrections)
     {
         var (body, problem) = await JsonBody.ReadAsync<MergeIncidents>(context, 64 * 1024);
         if (problem is not null)
@@ -206,36 +206,12 @@ internal static class IncidentEndpoints
             return (ProblemHttpResult)problem;
         }
 
-        var others = body!.Incidents?.Distinct().Where(o => o != id).ToList() ?? [];
-        if (others.Count is 0 or > 100)
+        var outcome = await corrections.MergeAsync(viewer, id, body!.Incidents, context.RequestAborted);
+        if (outcome.Incident is not { } target)
         {
-            return Problems.Field("incidents", "name 1 to 100 other incidents to merge into this one");
+            return outcome.Field is null ? TypedResults.NotFound() : Problems.Field(outcome.Field, outcome.Reason!, outcome.Status);
         }
 
-        var visible = await db.VisibleIncidents(db.Incidents, viewer).Where(i => i.Id == id || others.Contains(i.Id)).ToListAsync(context.RequestAborted);
-        var target = visible.SingleOrDefault(i => i.Id == id);
-        if (target is null)
-        {
-            return TypedResults.NotFound();
-        }
-
-        var missing = others.Where(o => visible.All(i => i.Id != o)).ToList();
-        if (missing.Count > 0)
-        {
-            return Problems.Field("incidents", $"no incident {string.Join(", ", missing)}", StatusCodes.Status404NotFound);
-        }
-
-        // Every report of the merged incidents moves, including those this analyst may not see: they learn nothing of them.
-        var moved = await db.IncidentReports.Where(l => others.Contains(l.IncidentId)).ToListAsync(context.RequestAborted);
-        var now = time.GetUtcNow().UtcDateTime;
-        db.IncidentReports.RemoveRange(moved);
-        db.IncidentReports.AddRange(moved.Select(l => new IncidentReport { IncidentId = id, ReportId = l.ReportId, Contribution = l.Contribution, LinkedAt = now }));
-        db.Incidents.RemoveRange(visible.Where(i => i.Id != id));
-        var reportIds = moved.Select(l => l.ReportId).Concat(await db.IncidentReports.Where(l => l.IncidentId == id).Select(l => l.ReportId).ToListAsync(context.RequestAborted)).ToList();
-        var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToListAsync(context.RequestAborted);
-        IncidentSummary.Summarise(target, reports);
-        target.UpdatedAt = now;
-        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, target.Classification, now, Audits.Detail(new { merged = others }))], context.RequestAborted);
         return TypedResults.Ok((await db.AsSeenByAsync([target], viewer, context.RequestAborted)).Single().ToDto(directory, markings));
     }
 

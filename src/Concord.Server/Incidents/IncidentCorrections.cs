@@ -1,0 +1,109 @@
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Data;
+using Concord.Server.Fusion;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Incidents;
+
+/// <summary>
+/// An analyst's corrections of fusion, shared by the API and the incident page: merge incidents into one, split reports
+/// off into a new incident. Both audited; both leave every incident rebuilt from its reports.
+/// </summary>
+internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, FusionEngine fusion, TimeProvider time)
+{
+    /// <summary>The result: the incident that now holds the reports, or the field at fault and why (404 when nothing to see).</summary>
+    internal sealed record Outcome(Incident? Incident, string? Field, string? Reason, int Status = StatusCodes.Status400BadRequest)
+    {
+        public static Outcome NotFound() => new(null, null, null, StatusCodes.Status404NotFound);
+    }
+
+    public async Task<Outcome> MergeAsync(Viewer viewer, Guid id, IReadOnlyList<Guid>? incidents, CancellationToken cancellationToken)
+    {
+        var others = incidents?.Distinct().Where(o => o != id).ToList() ?? [];
+        if (others.Count is 0 or > 100)
+        {
+            return new Outcome(null, "incidents", "name 1 to 100 other incidents to merge into this one");
+        }
+
+        var visible = await db.VisibleIncidents(db.Incidents, viewer).Where(i => i.Id == id || others.Contains(i.Id)).ToListAsync(cancellationToken);
+        var target = visible.SingleOrDefault(i => i.Id == id);
+        if (target is null)
+        {
+            return Outcome.NotFound();
+        }
+
+        var missing = others.Where(o => visible.All(i => i.Id != o)).ToList();
+        if (missing.Count > 0)
+        {
+            return new Outcome(null, "incidents", $"no incident {string.Join(", ", missing)}", StatusCodes.Status404NotFound);
+        }
+
+        // Every report of the merged incidents moves, including those this analyst may not see: they learn nothing of them.
+        var moved = await db.IncidentReports.Where(l => others.Contains(l.IncidentId)).ToListAsync(cancellationToken);
+        var now = time.GetUtcNow().UtcDateTime;
+        db.IncidentReports.RemoveRange(moved);
+        db.IncidentReports.AddRange(moved.Select(l => new IncidentReport
+        {
+            IncidentId = id,
+            ReportId = l.ReportId,
+            Contribution = l.Contribution,
+            LinkedAt = now,
+            Decision = LinkDecisions.Merged,
+            ScoreDetail = l.ScoreDetail,
+        }));
+        db.Incidents.RemoveRange(visible.Where(i => i.Id != id));
+        var reportIds = moved.Select(l => l.ReportId).Concat(await db.IncidentReports.Where(l => l.IncidentId == id).Select(l => l.ReportId).ToListAsync(cancellationToken)).ToList();
+        var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToListAsync(cancellationToken);
+        IncidentSummary.Summarise(target, reports);
+        target.UpdatedAt = now;
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, target.Classification, now, Audits.Detail(new { merged = others }))], cancellationToken);
+        fusion.Invalidate();
+        return new Outcome(target, null, null);
+    }
+
+    public async Task<Outcome> SplitAsync(Viewer viewer, Guid id, IReadOnlyList<Guid>? reportIds, CancellationToken cancellationToken)
+    {
+        var incident = await db.VisibleIncidents(db.Incidents, viewer).SingleOrDefaultAsync(i => i.Id == id, cancellationToken);
+        if (incident is null)
+        {
+            return Outcome.NotFound();
+        }
+
+        var moving = reportIds?.Distinct().ToList() ?? [];
+        if (moving.Count == 0)
+        {
+            return new Outcome(null, "reports", "name the reports to move into a new incident");
+        }
+
+        // Only reports the analyst may see can be named; all the incident's reports are needed to rebuild what stays.
+        var links = await db.IncidentReports.Where(l => l.IncidentId == id).ToListAsync(cancellationToken);
+        var visible = await db.Reports.AsNoTracking().VisibleTo(viewer).Where(r => moving.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken);
+        var unknown = moving.Where(m => !visible.Contains(m) || links.All(l => l.ReportId != m)).ToList();
+        if (unknown.Count > 0)
+        {
+            return new Outcome(null, "reports", $"not in this incident: {string.Join(", ", unknown)}");
+        }
+
+        if (moving.Count == links.Count)
+        {
+            return new Outcome(null, "reports", "leave at least one report in the incident");
+        }
+
+        var all = links.Select(l => l.ReportId).ToList();
+        var reports = await db.Reports.AsNoTracking().Where(r => all.Contains(r.Id)).ToListAsync(cancellationToken);
+        var now = time.GetUtcNow().UtcDateTime;
+        var moved = reports.Where(r => moving.Contains(r.Id)).OrderBy(r => r.ObservedAt).ToList();
+        var split = IncidentSummary.OpenFor(moved[0], now);
+        IncidentSummary.Summarise(split, moved);
+        db.Incidents.Add(split);
+        db.IncidentReports.RemoveRange(links.Where(l => moving.Contains(l.ReportId)));
+        db.IncidentReports.AddRange(moved.Select(r => new IncidentReport { IncidentId = split.Id, ReportId = r.Id, Contribution = 1.0, LinkedAt = now, Decision = LinkDecisions.Split }));
+        IncidentSummary.Summarise(incident, reports.Where(r => !moving.Contains(r.Id)).ToList());
+        incident.UpdatedAt = now;
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Split, "incident", id, Math.Max(incident.Classification, split.Classification), now,
+            Audits.Detail(new { into = split.Id, reports = moving }))], cancellationToken);
+        fusion.Invalidate();
+        return new Outcome(split, null, null);
+    }
+}
