@@ -194,7 +194,11 @@ public abstract class CliTests : IAsyncLifetime
         rows[2] = rows[2].Replace("1992-08-01T00:00:00", "1992-13-45T00:00:00", StringComparison.Ordinal);
         rows[3] = string.Join(',', rows[3].Split(',').Take(10));
         rows[5] = rows[5].Replace(",4.", ",94.", StringComparison.Ordinal);
-        File.WriteAllLines(damaged, [.. rows, "99999999,0,2020,\"unterminated"]);
+        File.WriteAllLines(damaged, rows);
+        var garbled = System.Text.Encoding.UTF8.GetBytes(lines[8] + "\n");
+        garbled[Array.IndexOf(garbled, (byte)'C')] = 0xFF;
+        File.AppendAllBytes(damaged, garbled);
+        File.AppendAllText(damaged, "99999999,0,2020,\"unterminated\n");
         await Run(["migrate", .. StoreArguments]);
         var bad = await Run(["import", "--file", damaged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
         Assert.Equal(0, bad.Exit);
@@ -203,8 +207,9 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Contains("line 4: has 10 fields", bad.Output);
         Assert.Contains("line 6: ", bad.Output);
         Assert.Contains("latitude", bad.Output);
-        Assert.Contains("line 9: ", bad.Output);
-        Assert.Contains("4 rejected", bad.Output);
+        Assert.Contains("line 9: is not valid UTF-8 text", bad.Output);
+        Assert.Contains("line 10: ", bad.Output);
+        Assert.Contains("5 rejected", bad.Output);
 
         var missing = await Run(["import", "--file", Path.Combine(DataDirectory, "nope.csv"), "--format", "ged", "--user", "analyst", .. StoreArguments]);
         Assert.Equal(2, missing.Exit);

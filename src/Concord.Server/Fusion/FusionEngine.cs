@@ -30,11 +30,30 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
 
     public int Indexed => _index.Count;
 
+    /// <summary>Decisions taken and the time they took (for benchmarks and operations).</summary>
+    public (long Decisions, TimeSpan Elapsed, long Joined, long Proposed) Statistics => (_decisions, TimeSpan.FromTicks(_elapsed), _joined, _proposed);
+
+    private long _decisions;
+    private long _elapsed;
+    private long _joined;
+    private long _proposed;
+
     /// <summary>
     /// The decision for <paramref name="report"/>. <paramref name="local"/> resolves incidents created or loaded earlier in
     /// the same batch (not yet in the store); matches are confirmed in the store, since the index may be stale.
     /// </summary>
     public async Task<Decision> DecideAsync(ConcordDb db, Report report, Func<Guid, Incident?> local, CancellationToken cancellationToken)
+    {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var decision = await DecideCoreAsync(db, report, local, cancellationToken);
+        _decisions++;
+        _elapsed += System.Diagnostics.Stopwatch.GetElapsedTime(started).Ticks;
+        _joined += decision is Decision.Join ? 1 : 0;
+        _proposed += decision is Decision.Propose ? 1 : 0;
+        return decision;
+    }
+
+    private async Task<Decision> DecideCoreAsync(ConcordDb db, Report report, Func<Guid, Incident?> local, CancellationToken cancellationToken)
     {
         if (_stale)
         {
@@ -42,11 +61,16 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
         }
 
         var features = FusionFeatures.Of(report);
-        var scored = _index.Near(features)
-            .Select(e => (e.Id, Score: FusionScorer.Score(features, e.Features)))
-            .Where(s => s.Score is not null && s.Score.Total >= FusionScorer.ProposeThreshold)
-            .OrderByDescending(s => s.Score!.Total)
-            .ToList();
+        var scored = new List<(Guid Id, FusionScore? Score)>();
+        foreach (var entry in _index.Near(features))
+        {
+            if (FusionScorer.Score(features, entry.Features) is { Total: >= FusionScorer.ProposeThreshold } score)
+            {
+                scored.Add((entry.Id, score));
+            }
+        }
+
+        scored.Sort((a, b) => b.Score!.Total.CompareTo(a.Score!.Total));
         for (var n = 0; n < scored.Count; n++)
         {
             var (id, score) = scored[n];

@@ -94,29 +94,42 @@ internal sealed class FusionFeatures
             : null;
 
     /// <summary>Lower-case words of four letters or more, accents removed, without common words, in order of appearance.</summary>
-    public static IEnumerable<string> Tokens(string text)
+    public static List<string> Tokens(string text)
     {
-        var word = new StringBuilder();
-        foreach (var c in (text + " ").Normalize(NormalizationForm.FormD))
+        // Most narratives are plain ASCII: decompose accents only when there are any.
+        var source = text.AsSpan().ContainsAnyExceptInRange((char)0, (char)127) ? text.Normalize(NormalizationForm.FormD) : text;
+        var words = new List<string>();
+        Span<char> word = stackalloc char[48];
+        var length = 0;
+        var lookup = StopWords.GetAlternateLookup<ReadOnlySpan<char>>();
+        for (var i = 0; i <= source.Length; i++)
         {
-            if (CharUnicodeInfo.GetUnicodeCategory(c) == UnicodeCategory.NonSpacingMark)
+            var c = i < source.Length ? source[i] : ' ';
+            if (c > 127 && CharUnicodeInfo.GetUnicodeCategory(c) == UnicodeCategory.NonSpacingMark)
             {
                 continue;
             }
 
             if (char.IsLetter(c))
             {
-                word.Append(char.ToLowerInvariant(c));
+                if (length < word.Length)
+                {
+                    word[length] = char.ToLowerInvariant(c);
+                }
+
+                length++;
                 continue;
             }
 
-            if (word.Length >= 4 && !StopWords.Contains(word.ToString()))
+            if (length >= 4 && length <= word.Length && !lookup.Contains(word[..length]))
             {
-                yield return word.ToString();
+                words.Add(new string(word[..length]));
             }
 
-            word.Clear();
+            length = 0;
         }
+
+        return words;
     }
 
     private static string[] Sorted(IEnumerable<string> words) => [.. words.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)];

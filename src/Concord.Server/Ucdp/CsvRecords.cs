@@ -67,7 +67,7 @@ internal static class CsvRecords
                     break;
                 case '\n' or '\r':
                     fields.Add(field.ToString());
-                    yield return new Record(recordLine, [.. fields], null);
+                    yield return Checked(recordLine, fields);
                     fields.Clear();
                     field.Clear();
                     quotedField = false;
@@ -89,7 +89,13 @@ internal static class CsvRecords
         else if (any)
         {
             fields.Add(field.ToString());
-            yield return new Record(recordLine, [.. fields], null);
+            yield return Checked(recordLine, fields);
         }
     }
+
+    /// <summary>A record whose text did not decode (the reader put U+FFFD in place of bad bytes) is rejected, not imported garbled.</summary>
+    private static Record Checked(long line, List<string> fields) =>
+        fields.Any(f => f.Contains('\uFFFD', StringComparison.Ordinal))
+            ? new Record(line, [.. fields], "is not valid UTF-8 text: some bytes could not be decoded")
+            : new Record(line, [.. fields], null);
 }

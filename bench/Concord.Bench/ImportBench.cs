@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Concord.Server.Accounts;
+using Concord.Server.Data;
+using Concord.Server.Fusion;
+using Concord.Server.Hosting;
+using Concord.Server.Import;
+using Concord.Server.Organizations;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Concord.Bench;
+
+/// <summary>
+/// Import and fusion at scale: a GED-shaped CSV of <c>rows</c> events made from the real CAR file (each real event
+/// repeated with new ids, shifted by whole years so that copies are distinct events), imported into an empty store; then
+/// ACLED-style accounts of a fifth of those events by another organisation, which fusion must match. Reports rows per
+/// second, fusion's decision time, and peak memory.
+/// </summary>
+internal static class ImportBench
+{
+    public static async Task<List<string>> RunAsync(StoreOptions store, string work, int rows, TextWriter log)
+    {
+        Directory.CreateDirectory(work);
+        var ged = Path.Combine(work, "ged.csv");
+        var acled = Path.Combine(work, "acled.csv");
+        var (events, duplicates) = WriteFiles(ged, acled, rows);
+        await log.WriteLineAsync($"import bench: {events:N0} GED rows, {duplicates:N0} ACLED accounts into {store.Describe()}");
+
+        var services = new ServiceCollection();
+        services.AddLogging(l => l.SetMinimumLevel(LogLevel.Warning));
+        services.AddConcordCore(new ServerOptions { Store = store, DataDirectory = work });
+        await using var provider = services.BuildServiceProvider();
+        await provider.PrepareStoreAsync(CancellationToken.None);
+        var time = TimeProvider.System;
+        await using (var scope = provider.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            await OrganizationAdmin.AddAsync(db, "JMAC", "Joint Mission Analysis Centre", "intelligence", null, time, CancellationToken.None);
+            await OrganizationAdmin.AddAsync(db, "UNPOL", "UN Police", "police", null, time, CancellationToken.None);
+            foreach (var (user, org) in new[] { ("analyst", "JMAC"), ("police", "UNPOL") })
+            {
+                await MemberAdmin.AddAsync(db, new NewMember(user, org, null, ["analyst", "reporter"], "CONFIDENTIAL", [], "a-long-password-1"),
+                    provider.GetRequiredService<Server.Access.ClassificationScheme>(), provider.GetRequiredService<Server.Access.CaveatRegistry>(), time, CancellationToken.None);
+            }
+        }
+
+        await provider.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        var viewers = provider.GetRequiredService<Server.Access.ViewerDirectory>();
+        var importer = provider.GetRequiredService<Importer>();
+        var fusion = provider.GetRequiredService<FusionEngine>();
+        var marking = new Server.Access.MarkingDto("UNCLASSIFIED", ["mission"], []);
+
+        async Task<(ImportSummary Summary, TimeSpan Fusion)> Import(ImportFormat format, string path, string user)
+        {
+            await using var scope = provider.CreateAsyncScope();
+            var id = scope.ServiceProvider.GetRequiredService<ConcordDb>().Members.Single(m => m.UserName == user).Id;
+            var author = (await viewers.ForMemberAsync(id, CancellationToken.None))!;
+            var before = fusion.Statistics.Elapsed;
+            await using var file = File.OpenRead(path);
+            var summary = await importer.RunAsync(format, file, author, marking, "bench", null, CancellationToken.None);
+            return (summary, fusion.Statistics.Elapsed - before);
+        }
+
+        var (events1, fusion1) = await Import(ImportFormat.Ged, ged, "analyst");
+        var joinedBefore = fusion.Statistics.Joined;
+        var (accounts, fusion2) = await Import(ImportFormat.Acled, acled, "police");
+        var joined = fusion.Statistics.Joined - joinedBefore;
+        var peak = Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024);
+        string Rate(ImportSummary s) => (s.Rows / s.Elapsed.TotalSeconds).ToString("N0", CultureInfo.InvariantCulture);
+        var perMillion = (fusion1 + fusion2).TotalSeconds / Math.Max(1, events1.Created + accounts.Created) * 1_000_000;
+        return
+        [
+            $"| {store.Kind} | import GED CSV | {events1.Rows:N0} rows, {events1.Created:N0} created, {events1.Rejected} rejected | {Rate(events1)} rows/s | ≥ 100,000 rows/s | {100_000 / (events1.Rows / events1.Elapsed.TotalSeconds):0.0}× short |",
+            $"| {store.Kind} | import ACLED accounts (fused) | {accounts.Rows:N0} rows, {joined:N0} joined an event's incident | {Rate(accounts)} rows/s | | |",
+            $"| {store.Kind} | fusion decisions | {(fusion1 + fusion2).TotalSeconds:0.0} s for {events1.Created + accounts.Created:N0} reports = {perMillion:0} s per million; {fusion.Indexed:N0} incidents indexed | | ≤ 60 s per million | {perMillion / 60:0.00} |",
+            $"| {store.Kind} | peak memory (whole process) | {peak:N0} MB | | < 2,048 MB | {peak / 2048:0.00} |",
+        ];
+    }
+
+    /// <summary>The real events repeated (new ids, whole years later) to the row count; every fifth also as an ACLED account.</summary>
+    private static (int Events, int Duplicates) WriteFiles(string gedPath, string acledPath, int rows)
+    {
+        var source = Path.Combine(AppContext.BaseDirectory, "reference", "ucdp", "ged231_caf_events.csv");
+        List<string[]> records;
+        using (var reader = new StreamReader(source))
+        {
+            records = [.. Server.Ucdp.CsvRecords.Read(reader).Select(r => r.Fields)];
+        }
+
+        var header = records[0];
+        int Column(string name) => Array.IndexOf(header, name);
+        var (id, start, end, lat, lon, violence, sideA, sideB, best) = (Column("id"), Column("date_start"), Column("date_end"), Column("latitude"), Column("longitude"),
+            Column("type_of_violence"), Column("side_a"), Column("side_b"), Column("best"));
+        using var ged = new StreamWriter(gedPath, false, new UTF8Encoding(false));
+        using var acled = new StreamWriter(acledPath, false, new UTF8Encoding(false));
+        ged.WriteLine(string.Join(',', header));
+        acled.WriteLine("event_id_cnty,event_date,time_precision,event_type,sub_event_type,actor1,actor2,latitude,longitude,geo_precision,fatalities,notes");
+        var events = 0;
+        var duplicates = 0;
+        for (var copy = 0; events < rows; copy++)
+        {
+            foreach (var record in records.Skip(1))
+            {
+                if (events >= rows)
+                {
+                    break;
+                }
+
+                var fields = (string[])record.Clone();
+                // A week earlier per copy: further apart than any fusion window, so copies are other events.
+                string Shifted(string text) => DateTime.Parse(text, CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal)
+                    .AddDays(-7 * copy).ToString("yyyy-MM-ddTHH:mm:ss", CultureInfo.InvariantCulture);
+                fields[id] = (long.Parse(fields[id], CultureInfo.InvariantCulture) + (copy * 10_000_000L)).ToString(CultureInfo.InvariantCulture);
+                fields[start] = Shifted(fields[start]);
+                fields[end] = Shifted(fields[end]);
+                ged.WriteLine(string.Join(',', fields.Select(Quote)));
+                events++;
+                if (events % 5 == 0)
+                {
+                    var type = fields[violence] == "3" ? "Violence against civilians,Attack" : "Battles,Armed clash";
+                    acled.WriteLine(string.Join(',', [$"B{fields[id]}", fields[start][..10], "1", type, Quote(fields[sideA]), Quote(fields[sideB]),
+                        (double.Parse(fields[lat], CultureInfo.InvariantCulture) + 0.01).ToString(CultureInfo.InvariantCulture),
+                        fields[lon], "1", fields[best], Quote($"{fields[sideA]} and {fields[sideB]} fought; {fields[best]} killed")]));
+                    duplicates++;
+                }
+            }
+        }
+
+        return (events, duplicates);
+    }
+
+    private static string Quote(string field) => field.Contains(',', StringComparison.Ordinal) || field.Contains('"', StringComparison.Ordinal) || field.Contains('\n', StringComparison.Ordinal)
+        ? "\"" + field.Replace("\"", "\"\"", StringComparison.Ordinal) + "\""
+        : field;
+}
