@@ -47,6 +47,13 @@ internal static class CommandLine
             new("--seed-only", "seed and exit without serving", IsFlag: true),
         ]),
         new("migrate", "create or upgrade the database schema and exit", StoreOptions),
+        new("forecast evaluate", "back-test the fatality forecast against the VIEWS benchmarks on real UCDP GED data (CRPS, Brier, calibration)", [
+            new("--file", "a UCDP GED CSV (default: the bundled CAR events)", Value: "PATH"),
+            new("--areas", "GeoJSON admin-1 areas whose 0.5° cells are forecast (default: the bundled CAR prefectures)", Value: "PATH"),
+            new("--from", "first held-out year (default 2015)", Value: "YEAR"),
+            new("--to", "last held-out year (default 2022)", Value: "YEAR"),
+            new("--out", "also write forecast-evaluation.md and forecast-crps.svg here", Value: "DIR"),
+        ]),
         new("import", "import a UCDP GED CSV, an ACLED-style CSV or a GeoJSON FeatureCollection as reports (fused into incidents)", [
             .. StoreOptions,
             new("--file", "the file to import", Required: true, Value: "PATH"),

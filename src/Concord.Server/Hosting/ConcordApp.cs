@@ -3,6 +3,7 @@ using Concord.Server.Access;
 using Concord.Server.Accounts;
 using Concord.Server.Areas;
 using Concord.Server.Audit;
+using Concord.Server.EarlyWarning;
 using Concord.Server.Fusion;
 using Concord.Server.Import;
 using Concord.Server.Incidents;
@@ -73,6 +74,7 @@ internal static class ConcordApp
         app.MapTracks();
         app.MapFusion();
         app.MapImports();
+        app.MapEarlyWarning();
         app.MapConcordUi();
         return app;
     }

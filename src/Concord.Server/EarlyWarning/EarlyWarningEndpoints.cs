@@ -1,0 +1,205 @@
+using System.Globalization;
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Http;
+using Concord.Server.Incidents;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.EarlyWarning;
+
+internal sealed record HotspotDto(string Key, string Name, double Latitude, double Longitude, int Incidents, long Killed);
+
+internal sealed record HotspotsDto(string By, DateTimeOffset? From, DateTimeOffset? To, string Classification, IReadOnlyList<HotspotDto> Items);
+
+internal sealed record SpikeDto(string Area, string Name, int Recent, int Baseline, double Expected, double Probability, bool Alert);
+
+internal sealed record SpikesDto(DateTimeOffset At, int Days, int BaselineDays, double Threshold, string Classification, IReadOnlyList<SpikeDto> Items);
+
+/// <summary>
+/// Hotspots and spikes over the incidents the caller may see (mixed incidents as rebuilt for the caller): a viewer's
+/// early warning never counts what that viewer may not see, and each answer names the highest classification it was
+/// computed from.
+/// </summary>
+internal static class EarlyWarningEndpoints
+{
+    public static void MapEarlyWarning(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/early-warning").WithTags("Early warning").RequireAuthorization();
+        group.MapGet("/hotspots", Hotspots).WithSummary("Incidents and fatalities per 0.5° PRIO-GRID cell or per area over a window (by=cell|area; the list filters apply).");
+        group.MapGet("/spikes", Spikes).WithSummary("Areas whose recent incident count departs from their own baseline: Poisson upper-tail probability, alert below the threshold.");
+    }
+
+    private sealed record Row(double Latitude, double Longitude, Guid? AreaId, DateTime StartsAt, int? Killed, int Classification);
+
+    /// <summary>The visible incidents of a query, with mixed ones rebuilt for the viewer.</summary>
+    private static async Task<List<Row>> RowsAsync(ConcordDb db, IQueryable<Incident> visible, ListQuery query, Viewer viewer, CancellationToken cancellationToken)
+    {
+        var rows = await visible.Where(i => !i.Mixed)
+            .Select(i => new Row(i.Latitude, i.Longitude, i.AreaId, i.StartsAt, i.KilledBest, i.Classification))
+            .ToListAsync(cancellationToken);
+        var mixed = await visible.Where(i => i.Mixed).ToListAsync(cancellationToken);
+        rows.AddRange((await db.AsSeenByAsync(mixed, viewer, cancellationToken)).Where(i => IncidentEndpoints.Matches(query, i))
+            .Select(i => new Row(i.Latitude, i.Longitude, i.AreaId, i.StartsAt, i.KilledBest, i.Classification)));
+        return rows;
+    }
+
+    private static async Task<Results<Ok<HotspotsDto>, ProblemHttpResult>> Hotspots(
+        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
+    {
+        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var by = context.Request.Query["by"].ToString() is { Length: > 0 } b ? b : "cell";
+        if (by is not ("cell" or "area"))
+        {
+            return Problems.Field("by", "must be cell or area");
+        }
+
+        var (visible, filterErrors) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, context.RequestAborted);
+        if (visible is null)
+        {
+            return Problems.Invalid(filterErrors);
+        }
+
+        var rows = await RowsAsync(db, visible, query, viewer, context.RequestAborted);
+        var items = (by == "cell"
+                ? rows.GroupBy(r => PrioGrid.Gid(r.Latitude, r.Longitude)).Select(g =>
+                {
+                    var (lat, lon) = PrioGrid.Centre(g.Key);
+                    return new HotspotDto(g.Key.ToString(CultureInfo.InvariantCulture), $"PRIO-GRID {g.Key}", lat, lon, g.Count(), g.Sum(r => (long)(r.Killed ?? 0)));
+                })
+                : rows.GroupBy(r => r.AreaId).Select(g =>
+                {
+                    var area = directory.Area(g.Key);
+                    return new HotspotDto(area?.Code ?? "-", area?.Name ?? "outside the mission's areas",
+                        area is null ? g.Average(r => r.Latitude) : (area.MinLatitude + area.MaxLatitude) / 2,
+                        area is null ? g.Average(r => r.Longitude) : (area.MinLongitude + area.MaxLongitude) / 2, g.Count(), g.Sum(r => (long)(r.Killed ?? 0)));
+                }))
+            .OrderByDescending(h => h.Incidents).ThenByDescending(h => h.Killed).Take(Math.Min(query.Limit, 500)).ToList();
+        return TypedResults.Ok(new HotspotsDto(by, Utc(query.From), Utc(query.To), markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), items));
+    }
+
+    private static async Task<Results<Ok<SpikesDto>, ProblemHttpResult>> Spikes(
+        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
+    {
+        var q = context.Request.Query;
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        int Whole(string name, int fallback, int min, int max)
+        {
+            if (q[name].ToString() is not { Length: > 0 } text)
+            {
+                return fallback;
+            }
+
+            if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var v) && v >= min && v <= max)
+            {
+                return v;
+            }
+
+            errors[name] = [$"must be a whole number from {min} to {max}"];
+            return fallback;
+        }
+
+        var days = Whole("days", 30, 1, 366);
+        var baselineDays = Whole("baselineDays", 365, 7, 3660);
+        var threshold = 0.01;
+        if (q["threshold"].ToString() is { Length: > 0 } t && (!double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out threshold) || threshold is <= 0 or >= 1))
+        {
+            errors["threshold"] = ["must be a probability between 0 and 1, e.g. 0.01"];
+        }
+
+        DateTime? at = null;
+        if (q["at"].ToString() is { Length: > 0 } atText)
+        {
+            if (DateTimeOffset.TryParse(atText, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
+            {
+                at = parsed.UtcDateTime;
+            }
+            else
+            {
+                errors["at"] = ["must be an ISO 8601 time"];
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var visible = db.VisibleIncidents(db.Incidents.AsNoTracking(), viewer);
+        // Without 'at', the window ends with the latest incident the viewer may see (imported history is often old).
+        var end = at ?? await visible.MaxAsync(i => (DateTime?)i.StartsAt, context.RequestAborted) ?? DateTime.UtcNow;
+        var recentFrom = end.AddDays(-days);
+        var baselineFrom = recentFrom.AddDays(-baselineDays);
+        var query = new ListQuery { From = baselineFrom, To = end };
+        var rows = await RowsAsync(db, visible.Where(i => i.StartsAt >= baselineFrom && i.StartsAt <= end), query, viewer, context.RequestAborted);
+        var items = directory.Areas.Select(a => a.Area).Select(area =>
+            {
+                var mine = rows.Where(r => r.AreaId == area.Id).ToList();
+                var recent = mine.Count(r => r.StartsAt > recentFrom);
+                var baseline = mine.Count - recent;
+                // Half an event of prior: an area never seen active still needs more than one event to alarm.
+                var expected = (baseline + 0.5) * days / baselineDays;
+                var p = PoissonUpperTail(recent, expected);
+                return new SpikeDto(area.Code, area.Name, recent, baseline, Math.Round(expected, 3), p, recent >= 3 && p < threshold);
+            })
+            .OrderBy(s => s.Probability).ToList();
+        return TypedResults.Ok(new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, threshold,
+            markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), items));
+    }
+
+    /// <summary>P(X ≥ k) for X ~ Poisson(λ), summed in log space.</summary>
+    public static double PoissonUpperTail(int k, double lambda)
+    {
+        if (k <= 0)
+        {
+            return 1;
+        }
+
+        if (k > lambda)
+        {
+            // Far in the tail, 1 − P(X < k) loses every digit: sum the tail itself from k up.
+            var logTerm = -lambda + (k * Math.Log(lambda)) - LogFactorial(k);
+            double tail = 0;
+            for (var i = k; i < k + 10_000; i++)
+            {
+                var term = Math.Exp(logTerm);
+                tail += term;
+                if (term < tail * 1e-17)
+                {
+                    break;
+                }
+
+                logTerm += Math.Log(lambda) - Math.Log(i + 1);
+            }
+
+            return Math.Clamp(tail, 0, 1);
+        }
+
+        double below = 0;
+        var log = -lambda;
+        for (var i = 0; i < k; i++)
+        {
+            below += Math.Exp(log);
+            log += Math.Log(lambda) - Math.Log(i + 1);
+        }
+
+        return Math.Clamp(1 - below, 0, 1);
+    }
+
+    private static double LogFactorial(int n)
+    {
+        double sum = 0;
+        for (var i = 2; i <= n; i++)
+        {
+            sum += Math.Log(i);
+        }
+
+        return sum;
+    }
+
+    private static DateTimeOffset? Utc(DateTime? at) => at is { } value ? new DateTimeOffset(DateTime.SpecifyKind(value, DateTimeKind.Utc)) : null;
+}

@@ -1,0 +1,48 @@
+using System.Diagnostics;
+using System.Globalization;
+using Concord.Server.Cli;
+using Concord.Server.Demo;
+
+namespace Concord.Server.EarlyWarning;
+
+/// <summary><c>concord forecast evaluate</c>: the rolling-origin back-test on real GED data, as a table (and a chart).</summary>
+internal static class ForecastCommands
+{
+    public static async Task<int> EvaluateAsync(Invocation invocation, TextWriter output, TextWriter errors)
+    {
+        var ged = invocation["--file"] ?? Path.Combine(DemoMission.ReferenceDirectory, "ucdp", "ged231_caf_events.csv");
+        var areas = invocation["--areas"] ?? Path.Combine(DemoMission.ReferenceDirectory, "geo", "ne10m_admin1_caf.geojson");
+        foreach (var path in new[] { ged, areas })
+        {
+            if (!File.Exists(path))
+            {
+                await errors.WriteLineAsync($"concord: '{path}' does not exist");
+                return 2;
+            }
+        }
+
+        if (!int.TryParse(invocation["--from"] ?? "2015", NumberStyles.None, CultureInfo.InvariantCulture, out var from)
+            || !int.TryParse(invocation["--to"] ?? "2022", NumberStyles.None, CultureInfo.InvariantCulture, out var to)
+            || from < 1990 || to < from || to > 2100)
+        {
+            await errors.WriteLineAsync("concord: --from and --to must be years, --from ≤ --to (e.g. --from 2015 --to 2022)");
+            return 2;
+        }
+
+        var clock = Stopwatch.StartNew();
+        var result = ForecastEvaluation.Run(ged, areas, from, to);
+        var markdown = ForecastEvaluation.Markdown(result);
+        await output.WriteAsync(markdown);
+        await output.WriteLineAsync();
+        await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"({clock.Elapsed.TotalSeconds:0.0} s)"));
+        if (invocation["--out"] is { } directory)
+        {
+            Directory.CreateDirectory(directory);
+            await File.WriteAllTextAsync(Path.Combine(directory, "forecast-evaluation.md"), markdown);
+            await File.WriteAllTextAsync(Path.Combine(directory, "forecast-crps.svg"), ForecastEvaluation.Svg(result));
+            await output.WriteLineAsync($"wrote {Path.Combine(directory, "forecast-evaluation.md")} and forecast-crps.svg");
+        }
+
+        return 0;
+    }
+}

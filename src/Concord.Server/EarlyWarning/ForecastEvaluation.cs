@@ -1,0 +1,148 @@
+using System.Globalization;
+using System.Text;
+using Concord.Server.Areas;
+using Concord.Server.Demo;
+using Concord.Server.Ucdp;
+
+namespace Concord.Server.EarlyWarning;
+
+/// <summary>
+/// The back-test on real data behind <c>concord forecast evaluate</c>: UCDP GED events of the mission country become a
+/// panel of PRIO-GRID cell-months (cells whose centre lies in the country's admin-1 areas), and Concord's forecast is
+/// scored against the VIEWS benchmarks over held-out years.
+/// </summary>
+internal static class ForecastEvaluation
+{
+    public static IReadOnlyList<IForecaster> Forecasters() =>
+        [new HurdleForecaster(), new ZeroForecaster(), new LastValueForecaster(), new ConflictologyForecaster(), new BootstrapForecaster()];
+
+    public sealed record Result(Panel Panel, List<WindowScore> Scores, List<(double Probability, bool Happened)> Calibration);
+
+    public static Result Run(string gedPath, string areasPath, int firstYear, int lastYear)
+    {
+        var events = new List<ConflictEvent>();
+        using (var reader = new StreamReader(gedPath))
+        {
+            foreach (var row in GedReader.Read(reader))
+            {
+                if (row.Event is { } e)
+                {
+                    events.Add(new ConflictEvent(e.Latitude, e.Longitude, e.DateStart, e.Best, e.TypeOfViolence == 3));
+                }
+            }
+        }
+
+        var cells = MissionCells(areasPath, events);
+        var start = new DateTime(events.Min(e => e.At).Year, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        var end = new DateTime(lastYear, 12, 1, 0, 0, 0, DateTimeKind.Utc);
+        var panel = Panel.Build(events, cells, start, end);
+        var concord = Forecasters()[0].Name;
+        var (scores, calibration) = Backtest.Run(panel, Forecasters(), firstYear, lastYear, concord);
+        return new Result(panel, scores, calibration);
+    }
+
+    /// <summary>Cells whose centre lies in the mission's areas, and any cell with an event in them.</summary>
+    public static List<int> MissionCells(string areasPath, IEnumerable<ConflictEvent> events)
+    {
+        var areas = DemoMission.ReadAreas(areasPath).Select(a => GeoJsonGeometry.Read(a.GeometryJson)).ToList();
+        var envelope = areas.Aggregate(new NetTopologySuite.Geometries.Envelope(), (env, g) =>
+        {
+            env.ExpandToInclude(g.EnvelopeInternal);
+            return env;
+        });
+        var cells = new SortedSet<int>();
+        for (var lat = Math.Floor(envelope.MinY * 2) / 2; lat <= envelope.MaxY; lat += PrioGrid.Size)
+        {
+            for (var lon = Math.Floor(envelope.MinX * 2) / 2; lon <= envelope.MaxX; lon += PrioGrid.Size)
+            {
+                var point = GeoJsonGeometry.Point(lat + 0.25, lon + 0.25);
+                if (areas.Any(a => a.Contains(point)))
+                {
+                    cells.Add(PrioGrid.Gid(lat + 0.25, lon + 0.25));
+                }
+            }
+        }
+
+        foreach (var e in events)
+        {
+            var point = GeoJsonGeometry.Point(e.Latitude, e.Longitude);
+            if (areas.Any(a => a.Contains(point)))
+            {
+                cells.Add(PrioGrid.Gid(e.Latitude, e.Longitude));
+            }
+        }
+
+        return [.. cells];
+    }
+
+    /// <summary>The results as Markdown: CRPS per window and model, the means, Brier, coverage, and the calibration table.</summary>
+    public static string Markdown(Result result)
+    {
+        var models = result.Scores.Select(s => s.Model).Distinct().ToList();
+        var years = result.Scores.Select(s => s.Year).Distinct().Order().ToList();
+        var md = new StringBuilder();
+        md.AppendLine(CultureInfo.InvariantCulture, $"{result.Panel.Cells.Count} PRIO-GRID cells × {years.Count} held-out years ({years.First()}–{years.Last()}), one-month-ahead forecasts of UCDP GED fatalities (best estimate) per cell-month.");
+        md.AppendLine();
+        md.AppendLine("Mean CRPS per held-out year (lower is better):");
+        md.AppendLine();
+        md.AppendLine("| year | " + string.Join(" | ", models) + " |");
+        md.AppendLine("|---|" + string.Concat(models.Select(_ => "---|")));
+        foreach (var year in years)
+        {
+            md.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {year} | ") + string.Join(" | ", models.Select(m => result.Scores.Single(s => s.Model == m && s.Year == year).Crps.ToString("0.0000", CultureInfo.InvariantCulture))) + " |");
+        }
+
+        string Mean(Func<WindowScore, double> pick, string model) =>
+            result.Scores.Where(s => s.Model == model).Average(pick).ToString("0.0000", CultureInfo.InvariantCulture);
+        md.AppendLine("| **mean CRPS** | " + string.Join(" | ", models.Select(m => $"**{Mean(s => s.Crps, m)}**")) + " |");
+        md.AppendLine("| mean Brier (≥ 1 fatality) | " + string.Join(" | ", models.Select(m => Mean(s => s.Brier, m))) + " |");
+        md.AppendLine("| 90 % interval coverage | " + string.Join(" | ", models.Select(m => Mean(s => s.Coverage90, m))) + " |");
+        md.AppendLine();
+        md.AppendLine(CultureInfo.InvariantCulture, $"Calibration of {models[0]}'s P(≥ 1 fatality), all held-out cell-months:");
+        md.AppendLine();
+        md.AppendLine("| forecast probability | cell-months | mean forecast | observed frequency |");
+        md.AppendLine("|---|---|---|---|");
+        foreach (var bin in Scoring.Reliability(result.Calibration).Where(b => b.Count > 0))
+        {
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {bin.From:0.0}–{bin.To:0.0} | {bin.Count:N0} | {bin.MeanForecast:0.000} | {bin.Observed:0.000} |");
+        }
+
+        return md.ToString();
+    }
+
+    /// <summary>A small SVG chart of mean CRPS per year and model (no plotting library needed).</summary>
+    public static string Svg(Result result)
+    {
+        var models = result.Scores.Select(s => s.Model).Distinct().ToList();
+        var years = result.Scores.Select(s => s.Year).Distinct().Order().ToList();
+        var max = result.Scores.Max(s => s.Crps) * 1.1;
+        string[] colours = ["#0b4f8a", "#7a7a70", "#c25e00", "#2e7d32", "#7b1fa2"];
+        const int Width = 760, Height = 320, Left = 50, Bottom = 40, Top = 20;
+        var groupWidth = (Width - Left - 10.0) / years.Count;
+        var barWidth = groupWidth / (models.Count + 1);
+        var svg = new StringBuilder();
+        svg.AppendLine(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{Width}\" height=\"{Height + 60}\" font-family=\"sans-serif\" font-size=\"11\">");
+        svg.AppendLine(CultureInfo.InvariantCulture, $"<text x=\"{Left}\" y=\"14\" font-size=\"13\">Mean CRPS per held-out year (lower is better)</text>");
+        for (var y = 0; y < years.Count; y++)
+        {
+            for (var m = 0; m < models.Count; m++)
+            {
+                var value = result.Scores.Single(s => s.Year == years[y] && s.Model == models[m]).Crps;
+                var h = (Height - Bottom - Top) * value / max;
+                var x = Left + (y * groupWidth) + (m * barWidth);
+                svg.AppendLine(CultureInfo.InvariantCulture, $"<rect x=\"{x:0.0}\" y=\"{Height - Bottom - h:0.0}\" width=\"{barWidth - 1:0.0}\" height=\"{h:0.0}\" fill=\"{colours[m % colours.Length]}\"><title>{models[m]} {years[y]}: {value:0.0000}</title></rect>");
+            }
+
+            svg.AppendLine(CultureInfo.InvariantCulture, $"<text x=\"{Left + (y * groupWidth) + (groupWidth / 2) - 12:0.0}\" y=\"{Height - Bottom + 14}\">{years[y]}</text>");
+        }
+
+        svg.AppendLine(CultureInfo.InvariantCulture, $"<line x1=\"{Left}\" y1=\"{Height - Bottom}\" x2=\"{Width - 10}\" y2=\"{Height - Bottom}\" stroke=\"#333\"/>");
+        for (var m = 0; m < models.Count; m++)
+        {
+            svg.AppendLine(CultureInfo.InvariantCulture, $"<rect x=\"{Left + (m % 3 * 240)}\" y=\"{Height + 5 + (m / 3 * 18)}\" width=\"10\" height=\"10\" fill=\"{colours[m % colours.Length]}\"/><text x=\"{Left + (m % 3 * 240) + 14}\" y=\"{Height + 14 + (m / 3 * 18)}\">{System.Security.SecurityElement.Escape(models[m])}</text>");
+        }
+
+        svg.AppendLine("</svg>");
+        return svg.ToString();
+    }
+}

@@ -1,0 +1,67 @@
+using System.Net;
+using Concord.Server.Areas;
+using Concord.Server.Data;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Concord.Server.Tests;
+
+/// <summary>Hotspots and spikes count only what the caller may see.</summary>
+public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer
+{
+    [Fact]
+    public async Task Hotspots_and_spikes_count_only_visible_incidents()
+    {
+        // A test area far from the other tests' reports, so that its counts are this test's alone.
+        var code = "EW-" + Guid.NewGuid().ToString("N")[..6];
+        await server.WithDbAsync(async db =>
+        {
+            db.Areas.Add(new Area
+            {
+                Id = Guid.NewGuid(), Code = code, Name = "Early warning test area", Kind = "admin1",
+                GeometryJson = """{"type":"Polygon","coordinates":[[[40,-20],[42,-20],[42,-18],[40,-18],[40,-20]]]}""",
+                MinLatitude = -20, MinLongitude = 40, MaxLatitude = -18, MaxLongitude = 42,
+            });
+            return await db.SaveChangesAsync();
+        });
+        await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+
+        var at = new DateTimeOffset(2026, 6, 30, 0, 0, 0, TimeSpan.Zero);
+        var restricted = Api.Marking("CONFIDENTIAL", ["org:UNPOL"]);
+        using var unpol = server.ClientFor("unpol");
+        // Baseline: two events a year; then six in the last month, each days apart and kilometres apart (distinct events).
+        var days = new[] { -300, -150, -29, -25, -21, -17, -13, -9 };
+        for (var i = 0; i < days.Length; i++)
+        {
+            var (response, _) = await unpol.PostJson("/api/reports", Api.Report(latitude: -19.0 + (i * 0.05), longitude: 41.0, observedAt: at.AddDays(days[i]),
+                narrative: $"{code} event {i}", marking: restricted));
+            Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        }
+
+        var query = $"at={Uri.EscapeDataString(at.ToString("O"))}&days=30&baselineDays=365";
+        var (_, seen) = await unpol.GetJson($"/api/early-warning/spikes?{query}");
+        var spike = seen.GetProperty("items").EnumerateArray().Single(s => s.GetProperty("area").GetString() == code);
+        Assert.Equal(6, spike.GetProperty("recent").GetInt32());
+        Assert.Equal(2, spike.GetProperty("baseline").GetInt32());
+        Assert.True(spike.GetProperty("alert").GetBoolean());
+        Assert.True(spike.GetProperty("probability").GetDouble() < 1e-4);
+        Assert.Equal("CONFIDENTIAL", seen.GetProperty("classification").GetString());
+
+        var (_, hidden) = await server.ClientFor("force").GetJson($"/api/early-warning/spikes?{query}");
+        var none = hidden.GetProperty("items").EnumerateArray().Single(s => s.GetProperty("area").GetString() == code);
+        Assert.Equal(0, none.GetProperty("recent").GetInt32());
+        Assert.False(none.GetProperty("alert").GetBoolean());
+
+        var (_, hot) = await unpol.GetJson("/api/early-warning/hotspots?bbox=40,-20,42,-18&by=area");
+        Assert.Equal(8, hot.GetProperty("items").EnumerateArray().Single(h => h.GetProperty("key").GetString() == code).GetProperty("incidents").GetInt32());
+        var (_, cells) = await server.ClientFor("force").GetJson("/api/early-warning/hotspots?bbox=40,-20,42,-18&by=cell");
+        Assert.Empty(cells.GetProperty("items").EnumerateArray());
+        var (bad, problem) = await unpol.GetJson("/api/early-warning/spikes?days=0&threshold=2");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal(["days", "threshold"], problem.ErrorFields().Order());
+    }
+}
+
+public sealed class EarlyWarningApiTests_Sqlite(SqliteServer server) : EarlyWarningApiTests<SqliteServer>(server);
+
+public sealed class EarlyWarningApiTests_Postgres(PostgresServer server) : EarlyWarningApiTests<PostgresServer>(server);

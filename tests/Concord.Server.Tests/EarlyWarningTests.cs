@@ -1,0 +1,122 @@
+using Concord.Server.EarlyWarning;
+
+namespace Concord.Server.Tests;
+
+/// <summary>The scores, the benchmarks, the model's leakage guard and the back-test on the real CAR events.</summary>
+public sealed class EarlyWarningTests
+{
+    [Fact]
+    public void CRPS_and_Brier_match_hand_computed_values()
+    {
+        // Ensemble {0, 2}, observed 1: mean |X − y| = 1, mean |X − X′| = (0 + 2 + 2 + 0) / 4 = 1, CRPS = 1 − ½ = 0.5.
+        Assert.Equal(0.5, Scoring.Crps([0, 2], 1), 12);
+        // {1, 2, 3, 4}, observed 2.5: mean |X − y| = 1, Σ|xi − xj| = 20 over 16 pairs, CRPS = 1 − 0.625 = 0.375.
+        Assert.Equal(0.375, Scoring.Crps([4, 1, 3, 2], 2.5), 12);
+        // A point forecast scores its absolute error.
+        Assert.Equal(2, Scoring.Crps([3], 5), 12);
+        Assert.Equal(0, Scoring.Crps([7, 7, 7], 7), 12);
+        Assert.Equal(0.09, Scoring.Brier(0.7, happened: true), 12);
+        Assert.Equal(0.49, Scoring.Brier(0.7, happened: false), 12);
+        Assert.Equal(0.5, Scoring.ProbabilityAtLeastOne([0, 0, 1, 5]), 12);
+        Assert.True(Scoring.Covers([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 5, 0.9));
+        Assert.False(Scoring.Covers([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 10, 0.5));
+        Assert.Throws<ArgumentException>(() => Scoring.Crps([], 1));
+    }
+
+    private static Panel Toy()
+    {
+        // Two neighbouring cells, 36 months: cell A has 2 fatalities every month from month 20, cell B none.
+        var a = PrioGrid.Gid(6.25, 20.25);
+        var b = PrioGrid.Gid(6.25, 20.75);
+        var start = new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        var events = Enumerable.Range(20, 16).Select(m => new ConflictEvent(6.25, 20.25, start.AddMonths(m), 2, false));
+        return Panel.Build(events, [a, b], start, start.AddMonths(35));
+    }
+
+    [Fact]
+    public void Spike_probabilities_are_Poisson_upper_tails()
+    {
+        Assert.Equal(1, EarlyWarningEndpoints.PoissonUpperTail(0, 2.5), 12);
+        Assert.Equal(1 - Math.Exp(-1), EarlyWarningEndpoints.PoissonUpperTail(1, 1), 12);
+        // λ = 2, k = 5: 1 − e⁻²(1 + 2 + 2 + 4/3 + 2/3) = 1 − 7e⁻² = 0.0526530…
+        Assert.Equal(1 - (7 * Math.Exp(-2)), EarlyWarningEndpoints.PoissonUpperTail(5, 2), 12);
+        // Deep in the tail the probability stays positive and tiny rather than rounding to zero.
+        var tiny = EarlyWarningEndpoints.PoissonUpperTail(40, 0.5);
+        Assert.InRange(tiny, 1e-70, 1e-55);
+    }
+
+    [Fact]
+    public void The_benchmarks_forecast_as_VIEWS_defines_them()
+    {
+        var panel = Toy();
+        Assert.Equal([0.0], new ZeroForecaster().Forecast(panel, 0, 30));
+        Assert.Equal([2.0], new LastValueForecaster().Forecast(panel, 0, 30));
+        Assert.Equal([0.0], new LastValueForecaster().Forecast(panel, 1, 30));
+        // Months 19..30: one zero (19) then eleven 2s.
+        Assert.Equal(Enumerable.Repeat(0.0, 1).Concat(Enumerable.Repeat(2.0, 11)), new ConflictologyForecaster().Forecast(panel, 0, 30));
+        var boot = new BootstrapForecaster().Forecast(panel, 0, 30);
+        Assert.Equal(BootstrapForecaster.Draws, boot.Length);
+        Assert.All(boot, v => Assert.Contains(v, new[] { 0.0, 2.0 }));
+        Assert.Equal(1, PrioGrid.Gid(-89.9, -179.9));
+        Assert.Equal(8, PrioGrid.Neighbours(PrioGrid.Gid(6.25, 20.25)).Count());
+        Assert.Equal((6.25, 20.25), PrioGrid.Centre(PrioGrid.Gid(6.3, 20.4)));
+    }
+
+    [Fact]
+    public void No_future_data_reaches_a_training_window_or_a_forecast()
+    {
+        var panel = Toy();
+        var model = new HurdleForecaster();
+        model.Fit(panel, lastTarget: 28);
+        var coefficients = model.Coefficients.ToArray();
+        var forecast = model.Forecast(panel, 0, 28);
+
+        // Change everything after month 28: fitting up to 28 and forecasting from 28 must not notice.
+        for (var m = 29; m < panel.Months; m++)
+        {
+            panel.Killed[0, m] = 500;
+            panel.Events[0, m] = 9;
+            panel.Killed[1, m] = 77;
+        }
+
+        model.Fit(panel, lastTarget: 28);
+        Assert.Equal(coefficients, model.Coefficients.ToArray());
+        Assert.Equal(forecast, model.Forecast(panel, 0, 28));
+        Assert.NotEqual(forecast, model.Forecast(panel, 0, 30));
+    }
+
+    [Fact]
+    public void The_hurdle_forecast_puts_zeros_and_sizes_in_proportion()
+    {
+        var panel = Toy();
+        var model = new HurdleForecaster();
+        model.Fit(panel, lastTarget: 34);
+        var active = model.Forecast(panel, 0, 34);
+        var quiet = model.Forecast(panel, 1, 34);
+        Assert.Equal(HurdleForecaster.Samples, active.Length);
+        // The active cell has had 2 killed every month: its fatal share is high and its sizes are 2.
+        Assert.True(Scoring.ProbabilityAtLeastOne(active) > 0.5, $"P(≥1) {Scoring.ProbabilityAtLeastOne(active)}");
+        Assert.All(active.Where(v => v > 0), v => Assert.Equal(2, v));
+        Assert.True(Scoring.ProbabilityAtLeastOne(quiet) < Scoring.ProbabilityAtLeastOne(active));
+        Assert.All(model.Coefficients, c => Assert.True(double.IsFinite(c)));
+    }
+
+    [Fact]
+    public void The_back_test_on_the_real_CAR_events_scores_every_model_in_every_held_out_year()
+    {
+        var reference = Path.Combine(AppContext.BaseDirectory, "reference");
+        var result = ForecastEvaluation.Run(Path.Combine(reference, "ucdp", "ged231_caf_events.csv"), Path.Combine(reference, "geo", "ne10m_admin1_caf.geojson"), 2015, 2022);
+
+        Assert.InRange(result.Panel.Cells.Count, 200, 400);
+        Assert.Equal(5 * 8, result.Scores.Count);
+        Assert.All(result.Scores, s => Assert.True(double.IsFinite(s.Crps) && s.Crps >= 0 && s.Brier is >= 0 and <= 1, $"{s.Model} {s.Year}"));
+        Assert.All(result.Scores, s => Assert.Equal(result.Panel.Cells.Count * 12, s.Forecasts));
+        var markdown = ForecastEvaluation.Markdown(result);
+        Assert.Contains("mean CRPS", markdown);
+        // Recorded in docs/early-warning.md: Concord's forecast beats every benchmark on mean CRPS over 2015–2022.
+        double Mean(string model) => result.Scores.Where(s => s.Model.StartsWith(model, StringComparison.Ordinal)).Average(s => s.Crps);
+        Assert.True(Mean("Concord") < Mean("all zeros") && Mean("Concord") < Mean("last value") && Mean("Concord") < Mean("conflictology"),
+            $"Concord {Mean("Concord"):0.0000}, zeros {Mean("all zeros"):0.0000}, last {Mean("last value"):0.0000}, conflictology {Mean("conflictology"):0.0000}");
+        Assert.StartsWith("<svg", ForecastEvaluation.Svg(result));
+    }
+}
