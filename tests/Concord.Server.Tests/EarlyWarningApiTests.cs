@@ -18,9 +18,15 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         {
             db.Areas.Add(new Area
             {
-                Id = Guid.NewGuid(), Code = code, Name = "Early warning test area", Kind = "admin1",
+                Id = Guid.NewGuid(),
+                Code = code,
+                Name = "Early warning test area",
+                Kind = "admin1",
                 GeometryJson = """{"type":"Polygon","coordinates":[[[40,-20],[42,-20],[42,-18],[40,-18],[40,-20]]]}""",
-                MinLatitude = -20, MinLongitude = 40, MaxLatitude = -18, MaxLongitude = 42,
+                MinLatitude = -20,
+                MinLongitude = 40,
+                MaxLatitude = -18,
+                MaxLongitude = 42,
             });
             return await db.SaveChangesAsync();
         });
