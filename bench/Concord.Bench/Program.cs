@@ -6,6 +6,7 @@ using Concord.Server.Data;
 //   Concord.Bench create URL TOKEN CONNECTIONS SECONDS     one line of the creation table
 //   Concord.Bench query sqlite DIR COUNT | query postgres CONNECTION COUNT     lines of the query table
 //   Concord.Bench import sqlite DIR WORK ROWS | import postgres CONNECTION WORK ROWS   lines of the import table
+//   Concord.Bench forecast CELLS YEARS                                          lines of the forecast table
 //   Concord.Bench map DIR COUNT                                               lines of the browser map table
 //   Concord.Bench tak DATA_DIR TAK_PORT SERVER_PID SOAK_SECONDS                lines of the TAK table
 var mode = args.ElementAtOrDefault(0);
@@ -26,6 +27,13 @@ switch (mode)
     case "import" when args.Length == 5:
         var importStore = args[1] == "sqlite" ? StoreOptions.Sqlite(args[2]) : StoreOptions.Postgres(args[2]);
         foreach (var line in await ImportBench.RunAsync(importStore, args[3], int.Parse(args[4], CultureInfo.InvariantCulture), Console.Error))
+        {
+            Console.WriteLine(line);
+        }
+
+        return 0;
+    case "forecast" when args.Length == 3:
+        foreach (var line in ForecastBench.Run(int.Parse(args[1], CultureInfo.InvariantCulture), int.Parse(args[2], CultureInfo.InvariantCulture)))
         {
             Console.WriteLine(line);
         }
