@@ -281,6 +281,10 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
         await tablet.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
         var box = await tablet.Locator("#map").BoundingBoxAsync();
         Assert.True(box!.Width >= 780 && box.Height >= 400, $"map is {box.Width}×{box.Height} on a tablet");
+        // The forecast risk layer comes with the model's back-test skill beside it.
+        await tablet.CheckAsync("#layer-risk");
+        await tablet.WaitForSelectorAsync("#risk-skill:not([hidden])", new() { Timeout = 60_000 });
+        Assert.Contains("Concord 0.3", await tablet.TextContentAsync("#risk-skill"));
         await Screenshots.ScreenshotAsync(tablet, $"{Store}-map-tablet");
 
         await tablet.ClickAsync("#signout");

@@ -218,6 +218,21 @@ public abstract class CliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Forecast_writes_next_months_risk_for_the_mission_cells()
+    {
+        await Run(["demo", "--seed-only", .. StoreArguments]);
+        var run = await Run(["forecast", .. StoreArguments]);
+        Assert.Equal(0, run.Exit);
+        Assert.Matches(@"forecasts for 20\d\d-\d\d written for \d+ cells", run.Output);
+        Assert.Contains("highest risk of at least one fatality", run.Output);
+        await using var services = Services(await StoreAsync());
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        Assert.True(await db.Forecasts.CountAsync() > 200);
+        Assert.True(await db.Forecasts.AllAsync(f => f.Classification == 0 && f.AtLeastOne >= 0 && f.AtLeastOne <= 1));
+    }
+
+    [Fact]
     public async Task Audit_verify_names_the_entry_that_was_altered_removed_or_inserted()
     {
         await Run(["demo", "--seed-only", .. StoreArguments]);

@@ -68,6 +68,46 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
     }
 }
 
+public abstract class ForecastApiTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer
+{
+    [Fact]
+    public async Task Forecasts_learn_only_from_what_the_whole_mission_may_see_and_say_so()
+    {
+        var open = Api.Marking("UNCLASSIFIED", ["mission"]);
+        using var joc = server.ClientFor("joc");
+        // Open history in one place over two years; a restricted massacre elsewhere must not be learnt from.
+        for (var m = 0; m < 24; m += 2)
+        {
+            await joc.PostJson("/api/reports", Api.Report(latitude: -25.1, longitude: 30.1, observedAt: new DateTimeOffset(2024, 1, 5, 0, 0, 0, TimeSpan.Zero).AddMonths(m), marking: open));
+        }
+
+        await joc.PostJson("/api/reports", Api.Report(latitude: -27.6, longitude: 33.6, observedAt: new DateTimeOffset(2025, 6, 5, 0, 0, 0, TimeSpan.Zero),
+            marking: Api.Marking("STRICTLY CONFIDENTIAL", ["org:JOC"])));
+
+        await using (var scope = server.Services.CreateAsyncScope())
+        {
+            var summary = await scope.ServiceProvider.GetRequiredService<EarlyWarning.ForecastService>().RunAsync(CancellationToken.None);
+            Assert.NotNull(summary);
+        }
+
+        var (response, forecasts) = await server.ClientFor("pref").GetJson("/api/early-warning/forecasts");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var items = forecasts.GetProperty("items").EnumerateArray().ToList();
+        Assert.Contains(items, f => f.GetProperty("gid").GetInt32() == EarlyWarning.PrioGrid.Gid(-25.1, 30.1));
+        Assert.DoesNotContain(items, f => f.GetProperty("gid").GetInt32() == EarlyWarning.PrioGrid.Gid(-27.6, 33.6));
+        Assert.All(items, f => Assert.StartsWith("UNCLASSIFIED", f.GetProperty("marking").GetString(), StringComparison.Ordinal));
+        var active = items.Single(f => f.GetProperty("gid").GetInt32() == EarlyWarning.PrioGrid.Gid(-25.1, 30.1));
+        Assert.InRange(active.GetProperty("atLeastOne").GetDouble(), 0.01, 1);
+        var (_, skill) = await server.ClientFor("pref").GetJson("/api/early-warning/skill");
+        Assert.Equal(5, skill.GetProperty("models").GetArrayLength());
+    }
+}
+
+public sealed class ForecastApiTests_Sqlite(SqliteServer server) : ForecastApiTests<SqliteServer>(server);
+
+public sealed class ForecastApiTests_Postgres(PostgresServer server) : ForecastApiTests<PostgresServer>(server);
+
 public sealed class EarlyWarningApiTests_Sqlite(SqliteServer server) : EarlyWarningApiTests<SqliteServer>(server);
 
 public sealed class EarlyWarningApiTests_Postgres(PostgresServer server) : EarlyWarningApiTests<PostgresServer>(server);

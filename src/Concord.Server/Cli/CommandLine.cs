@@ -47,6 +47,7 @@ internal static class CommandLine
             new("--seed-only", "seed and exit without serving", IsFlag: true),
         ]),
         new("migrate", "create or upgrade the database schema and exit", StoreOptions),
+        new("forecast", "train the forecast on the store's history and write next month's forecast per 0.5° cell", StoreOptions),
         new("forecast evaluate", "back-test the fatality forecast against the VIEWS benchmarks on real UCDP GED data (CRPS, Brier, calibration)", [
             new("--file", "a UCDP GED CSV (default: the bundled CAR events)", Value: "PATH"),
             new("--areas", "GeoJSON admin-1 areas whose 0.5° cells are forecast (default: the bundled CAR prefectures)", Value: "PATH"),

@@ -56,6 +56,7 @@ internal static class Commands
                 "caveat add" => await AdminCommands.AddCaveatAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 "group add" => await AdminCommands.AddGroupAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 "agreement add" => await AdminCommands.AddAgreementAsync(CoreServices(options), invocation, output, errors, cancellationToken),
+                "forecast" => await EarlyWarning.ForecastCommands.RunAsync(CoreServices(options), output, errors, cancellationToken),
                 "forecast evaluate" => await EarlyWarning.ForecastCommands.EvaluateAsync(invocation, output, errors),
                 "import" => await Import.ImportCommand.RunAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 _ => throw new InvalidOperationException($"verb '{invocation.Verb}' has no handler"),

@@ -37,6 +37,8 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
 
     public DbSet<Fusion.FusionProposal> FusionProposals => Set<Fusion.FusionProposal>();
 
+    public DbSet<EarlyWarning.Forecast> Forecasts => Set<EarlyWarning.Forecast>();
+
     public DbSet<Change> Changes => Set<Change>();
 
     public DbSet<Setting> Settings => Set<Setting>();
@@ -112,6 +114,11 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
         {
             e.ToTable("incident_reports");
             e.HasKey(l => new { l.IncidentId, l.ReportId });
+        });
+        modelBuilder.Entity<EarlyWarning.Forecast>(e =>
+        {
+            e.ToTable("forecasts");
+            e.HasKey(f => new { f.Gid, f.Month });
         });
         modelBuilder.Entity<Fusion.FusionProposal>(e =>
         {

@@ -12,6 +12,14 @@ internal sealed record HotspotDto(string Key, string Name, double Latitude, doub
 
 internal sealed record HotspotsDto(string By, DateTimeOffset? From, DateTimeOffset? To, string Classification, IReadOnlyList<HotspotDto> Items);
 
+internal sealed record ForecastDto(int Gid, double Latitude, double Longitude, double Expected, double AtLeastOne, double Low, double High, string Marking);
+
+internal sealed record ForecastsDto(DateTimeOffset? Month, DateTimeOffset? ComputedAt, IReadOnlyList<ForecastDto> Items);
+
+internal sealed record SkillRowDto(string Model, double Crps, double Brier);
+
+internal sealed record SkillDto(string Data, int From, int To, IReadOnlyList<SkillRowDto> Models);
+
 internal sealed record SpikeDto(string Area, string Name, int Recent, int Baseline, double Expected, double Probability, bool Alert);
 
 internal sealed record SpikesDto(DateTimeOffset At, int Days, int BaselineDays, double Threshold, string Classification, IReadOnlyList<SpikeDto> Items);
@@ -27,7 +35,39 @@ internal static class EarlyWarningEndpoints
     {
         var group = app.MapGroup("/api/early-warning").WithTags("Early warning").RequireAuthorization();
         group.MapGet("/hotspots", Hotspots).WithSummary("Incidents and fatalities per 0.5° PRIO-GRID cell or per area over a window (by=cell|area; the list filters apply).");
+        group.MapGet("/skill", Skill).WithSummary("The forecast's latest back-test on the bundled real UCDP data: mean CRPS and Brier of Concord and the benchmarks.");
+        group.MapGet("/forecasts", Forecasts).WithSummary("Next month's forecast per PRIO-GRID cell (expected fatalities, P(≥ 1), 90 % interval), as far as you may see them.");
         group.MapGet("/spikes", Spikes).WithSummary("Areas whose recent incident count departs from their own baseline: Poisson upper-tail probability, alert below the threshold.");
+    }
+
+    private static readonly Lazy<Task<SkillDto>> Evaluation = new(() => Task.Run(() =>
+    {
+        var reference = Demo.DemoMission.ReferenceDirectory;
+        var result = ForecastEvaluation.Run(Path.Combine(reference, "ucdp", "ged231_caf_events.csv"), Path.Combine(reference, "geo", "ne10m_admin1_caf.geojson"), 2015, 2022);
+        return new SkillDto("UCDP GED 23.1, Central African Republic", 2015, 2022, result.Scores.GroupBy(s => s.Model)
+            .Select(g => new SkillRowDto(g.Key, Math.Round(g.Average(s => s.Crps), 4), Math.Round(g.Average(s => s.Brier), 4))).ToList());
+    }));
+
+    private static async Task<Ok<SkillDto>> Skill() => TypedResults.Ok(await Evaluation.Value);
+
+    private static async Task<Results<Ok<ForecastsDto>, ProblemHttpResult>> Forecasts(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings)
+    {
+        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var forecasts = db.Forecasts.AsNoTracking();
+        if (query.Bbox is { } box)
+        {
+            forecasts = forecasts.Where(f => f.Latitude >= box.South && f.Latitude <= box.North && f.Longitude >= box.West && f.Longitude <= box.East);
+        }
+
+        var rows = await forecasts.VisibleTo(viewer).OrderByDescending(f => f.AtLeastOne).ToListAsync(context.RequestAborted);
+        return TypedResults.Ok(new ForecastsDto(
+            rows.Count == 0 ? null : new DateTimeOffset(DateTime.SpecifyKind(rows[0].Month, DateTimeKind.Utc)),
+            rows.Count == 0 ? null : new DateTimeOffset(DateTime.SpecifyKind(rows.Max(r => r.ComputedAt), DateTimeKind.Utc)),
+            rows.Select(f => new ForecastDto(f.Gid, f.Latitude, f.Longitude, Math.Round(f.Expected, 3), Math.Round(f.AtLeastOne, 4), f.Low, f.High, markings.ToDto(f).Label ?? "")).ToList()));
     }
 
     private sealed record Row(double Latitude, double Longitude, Guid? AreaId, DateTime StartsAt, int? Killed, int Classification);

@@ -2,12 +2,37 @@ using System.Diagnostics;
 using System.Globalization;
 using Concord.Server.Cli;
 using Concord.Server.Demo;
+using Concord.Server.Hosting;
 
 namespace Concord.Server.EarlyWarning;
 
-/// <summary><c>concord forecast evaluate</c>: the rolling-origin back-test on real GED data, as a table (and a chart).</summary>
+/// <summary><c>concord forecast</c> (train on the store, write next month's forecasts) and <c>concord forecast evaluate</c> (the back-test).</summary>
 internal static class ForecastCommands
 {
+    public static async Task<int> RunAsync(ServiceProvider services, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    {
+        await using (services)
+        {
+            await services.PrepareStoreAsync(cancellationToken);
+            await using var scope = services.CreateAsyncScope();
+            var summary = await scope.ServiceProvider.GetRequiredService<ForecastService>().RunAsync(cancellationToken);
+            if (summary is null)
+            {
+                await errors.WriteLineAsync("concord: no incidents releasable to the whole mission at the lowest level: nothing to learn from");
+                return 1;
+            }
+
+            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"forecasts for {summary.Month:yyyy-MM} written for {summary.Cells} cells, learnt from {summary.Incidents:N0} incidents (UNCLASSIFIED, releasable to the mission)."));
+            await output.WriteLineAsync("highest risk of at least one fatality:");
+            foreach (var f in summary.Highest)
+            {
+                await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  cell {f.Gid} ({f.Latitude:0.00}, {f.Longitude:0.00}): P(≥1) {f.AtLeastOne:0.00}, expected {f.Expected:0.0} (90 %: {f.Low:0}–{f.High:0})"));
+            }
+
+            return 0;
+        }
+    }
+
     public static async Task<int> EvaluateAsync(Invocation invocation, TextWriter output, TextWriter errors)
     {
         var ged = invocation["--file"] ?? Path.Combine(DemoMission.ReferenceDirectory, "ucdp", "ged231_caf_events.csv");

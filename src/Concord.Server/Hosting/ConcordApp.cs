@@ -49,6 +49,7 @@ internal static class ConcordApp
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TakServer>());
         builder.Services.AddHostedService<IncidentFeed>();
         builder.Services.AddConcordUi();
+        builder.Services.AddHostedService<ForecastRefresher>();
         overrides?.Invoke(builder.Services);
 
         var app = builder.Build();

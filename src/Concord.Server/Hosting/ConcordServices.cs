@@ -34,6 +34,7 @@ internal static class ConcordServices
         services.AddSingleton<Fusion.FusionEngine>();
         services.AddSingleton<Import.Importer>();
         services.AddScoped<Incidents.IncidentCorrections>();
+        services.AddScoped<EarlyWarning.ForecastService>();
         services.AddSingleton<ReportWriter>();
         services.AddScoped<ReportIntake>();
         services.AddSingleton(options.Tak);

@@ -29,7 +29,8 @@
   fetch('/api/areas/geojson').then(r => r.ok ? r.json() : null).then(g => { if (g) areas.addData(g); });
   const incidents = L.layerGroup().addTo(map);
   const tracks = L.layerGroup().addTo(map);
-  const layerToggles = { 'layer-incidents': incidents, 'layer-tracks': tracks, 'layer-areas': areas };
+  const risk = L.layerGroup();
+  const layerToggles = { 'layer-incidents': incidents, 'layer-tracks': tracks, 'layer-areas': areas, 'layer-risk': risk };
   areas.addTo(map);
 
   // Category families: a colour and a letter, so that symbols read without colour too.
@@ -178,14 +179,39 @@
     }
   }
 
+  // The forecast risk layer: P(at least one fatality next month) per 0.5° cell, with the model's back-test skill beside it.
+  async function loadRisk() {
+    if (!map.hasLayer(risk)) return;
+    const response = await fetch('/api/early-warning/forecasts?' + new URLSearchParams({ bbox: viewport() })).catch(() => null);
+    if (!response || !response.ok) return;
+    const data = await response.json();
+    risk.clearLayers();
+    for (const f of data.items) {
+      const p = f.atLeastOne;
+      if (p < 0.02) continue;
+      risk.addLayer(L.rectangle([[f.latitude - 0.25, f.longitude - 0.25], [f.latitude + 0.25, f.longitude + 0.25]],
+        { stroke: false, fillColor: '#a4161a', fillOpacity: Math.min(0.75, 0.1 + p * 0.8), interactive: true })
+        .bindTooltip(t('risk', number.format(Math.round(p * 100)), f.expected.toFixed(1), f.low, f.high)));
+    }
+    const skill = document.getElementById('risk-skill');
+    if (skill.hidden) {
+      const s = await fetch('/api/early-warning/skill').then(r => r.ok ? r.json() : null).catch(() => null);
+      if (s) {
+        const crps = name => s.models.find(m => m.model.startsWith(name))?.crps;
+        skill.textContent = t('skill', crps('Concord'), crps('all zeros'), crps('conflictology'), s.from, s.to);
+        skill.hidden = false;
+      }
+    }
+  }
+
   let timer = null;
   const soon = (ms = 200) => { clearTimeout(timer); timer = setTimeout(load, ms); };
-  map.on('moveend', () => { soon(50); loadTracks(); });
+  map.on('moveend', () => { soon(50); loadTracks(); loadRisk(); });
   form.addEventListener('input', () => { describeWindow(); soon(250); });
   form.addEventListener('change', () => soon(0));
   form.addEventListener('reset', () => setTimeout(() => { describeWindow(); soon(0); }, 0));
   for (const [id, layer] of Object.entries(layerToggles)) {
-    document.getElementById(id).addEventListener('change', e => { e.target.checked ? layer.addTo(map) : map.removeLayer(layer); if (layer === tracks) loadTracks(); });
+    document.getElementById(id).addEventListener('change', e => { e.target.checked ? layer.addTo(map) : map.removeLayer(layer); if (layer === tracks) loadTracks(); if (layer === risk) loadRisk(); });
   }
   setInterval(loadTracks, 5000);
 
