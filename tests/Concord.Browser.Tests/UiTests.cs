@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Concord.Server.Tests;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
 
 namespace Concord.Browser.Tests;
@@ -137,6 +138,65 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
         // A reporter sees no correction forms.
         var reporter = await fixture.SignedInAsync("rwabatt", "/incidents/" + incident);
         Assert.Equal(0, await reporter.Locator("#split-form").CountAsync());
+    }
+
+    [Fact]
+    public async Task The_early_warning_page_shows_spikes_hotspots_history_and_skill()
+    {
+        var page = await fixture.SignedInAsync("force", "/early-warning");
+        await page.WaitForSelectorAsync("#spikes");
+        await page.WaitForSelectorAsync("#hotspots");
+        Assert.Equal(5, await page.Locator("#skill tbody tr").CountAsync());
+        Assert.True(await page.Locator("#history-empty").CountAsync() + await page.Locator("canvas[id^='history-']").CountAsync() > 0);
+        Assert.Contains("Early warning", await page.TextContentAsync("nav"));
+
+        // Live spike alerts: six UNPOL-only incidents in a quiet area alert UNPOL's open page, not FORCE's.
+        var code = "EWUI-" + Guid.NewGuid().ToString("N")[..6];
+        await fixture.Server.WithDbAsync(async db =>
+        {
+            db.Areas.Add(new Concord.Server.Areas.Area
+            {
+                Id = Guid.NewGuid(),
+                Code = code,
+                Name = "Spike test prefecture " + Store,
+                Kind = "admin1",
+                GeometryJson = """{"type":"Polygon","coordinates":[[[44,-30],[46,-30],[46,-28],[44,-28],[44,-30]]]}""",
+                MinLatitude = -30,
+                MinLongitude = 44,
+                MaxLatitude = -28,
+                MaxLongitude = 46,
+            });
+            return await db.SaveChangesAsync();
+        });
+        await fixture.Server.Services.GetRequiredService<Concord.Server.Data.MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        var unpol = await fixture.SignedInAsync("unpol", "/early-warning");
+        await page.ReloadAsync();
+        await unpol.WaitForFunctionAsync("document.body && window.Concord && Concord.received !== undefined");
+        await Task.Delay(1000);
+        using var api = fixture.Server.ClientFor("unpol");
+        for (var i = 0; i < 6; i++)
+        {
+            var response = await api.PostAsJsonAsync("/api/reports", new
+            {
+                id = Guid.NewGuid(),
+                observedAt = DateTimeOffset.UtcNow.AddDays(-1 - (4 * i)),
+                location = new { latitude = -29.0 + (i * 0.1), longitude = 45.0, precisionMeters = 500 },
+                category = "acled.riots.violent-demonstration",
+                narrative = $"Riot {i} in the spike test prefecture",
+                language = "en",
+                source = new { reliability = "C", credibility = 3 },
+                marking = new { classification = "CONFIDENTIAL", releasableTo = new[] { "org:UNPOL" }, caveats = Array.Empty<string>() },
+            });
+            Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+        }
+
+        await unpol.WaitForSelectorAsync("#spike-alert:not([hidden])", new() { Timeout = 30_000 });
+        Assert.Contains("Spike test prefecture", await unpol.TextContentAsync("#spike-alert"));
+        Assert.Equal(1, await unpol.Locator($"#spikes tr.alert[data-area='{code}']").CountAsync());
+        await Screenshots.ScreenshotAsync(unpol, $"{Store}-early-warning");
+        await Task.Delay(1500);
+        Assert.True(await page.IsHiddenAsync("#spike-alert"));
+        Assert.Equal(0, await page.Locator($"#spikes tr[data-area='{code}'].alert").CountAsync());
     }
 
     [Fact]

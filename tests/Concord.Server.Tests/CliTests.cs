@@ -230,6 +230,10 @@ public abstract class CliTests : IAsyncLifetime
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         Assert.True(await db.Forecasts.CountAsync() > 200);
         Assert.True(await db.Forecasts.AllAsync(f => f.Classification == 0 && f.AtLeastOne >= 0 && f.AtLeastOne <= 1));
+        // Every prefecture gets a forecast too: the sum of its cells, at least as likely to see a death as any one of them.
+        var areas = await db.AreaForecasts.ToListAsync();
+        Assert.Equal(17, areas.Count);
+        Assert.All(areas, a => Assert.True(a.Low <= a.Expected && a.Expected <= Math.Max(a.High, a.Expected) && a.AtLeastOne is >= 0 and <= 1));
     }
 
     [Fact]

@@ -39,6 +39,8 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
 
     public DbSet<EarlyWarning.Forecast> Forecasts => Set<EarlyWarning.Forecast>();
 
+    public DbSet<EarlyWarning.AreaForecast> AreaForecasts => Set<EarlyWarning.AreaForecast>();
+
     public DbSet<Change> Changes => Set<Change>();
 
     public DbSet<Setting> Settings => Set<Setting>();
@@ -119,6 +121,11 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
         {
             e.ToTable("forecasts");
             e.HasKey(f => new { f.Gid, f.Month });
+        });
+        modelBuilder.Entity<EarlyWarning.AreaForecast>(e =>
+        {
+            e.ToTable("area_forecasts");
+            e.HasKey(f => new { f.AreaId, f.Month });
         });
         modelBuilder.Entity<Fusion.FusionProposal>(e =>
         {

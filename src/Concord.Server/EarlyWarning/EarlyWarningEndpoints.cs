@@ -14,6 +14,8 @@ internal sealed record HotspotsDto(string By, DateTimeOffset? From, DateTimeOffs
 
 internal sealed record ForecastDto(int Gid, double Latitude, double Longitude, double Expected, double AtLeastOne, double Low, double High, string Marking);
 
+internal sealed record AreaForecastDto(string Area, string Name, DateTimeOffset Month, double Expected, double AtLeastOne, double Low, double High, string Marking);
+
 internal sealed record ForecastsDto(DateTimeOffset? Month, DateTimeOffset? ComputedAt, IReadOnlyList<ForecastDto> Items);
 
 internal sealed record SkillRowDto(string Model, double Crps, double Brier);
@@ -36,6 +38,7 @@ internal static class EarlyWarningEndpoints
         var group = app.MapGroup("/api/early-warning").WithTags("Early warning").RequireAuthorization();
         group.MapGet("/hotspots", Hotspots).WithSummary("Incidents and fatalities per 0.5° PRIO-GRID cell or per area over a window (by=cell|area; the list filters apply).");
         group.MapGet("/skill", Skill).WithSummary("The forecast's latest back-test on the bundled real UCDP data: mean CRPS and Brier of Concord and the benchmarks.");
+        group.MapGet("/forecasts/areas", AreaForecasts).WithSummary("Next month's forecast per admin-1 area (its cells' distributions added up), as far as you may see them.");
         group.MapGet("/forecasts", Forecasts).WithSummary("Next month's forecast per PRIO-GRID cell (expected fatalities, P(≥ 1), 90 % interval), as far as you may see them.");
         group.MapGet("/spikes", Spikes).WithSummary("Areas whose recent incident count departs from their own baseline: Poisson upper-tail probability, alert below the threshold.");
     }
@@ -48,7 +51,9 @@ internal static class EarlyWarningEndpoints
             .Select(g => new SkillRowDto(g.Key, Math.Round(g.Average(s => s.Crps), 4), Math.Round(g.Average(s => s.Brier), 4))).ToList());
     }));
 
-    private static async Task<Ok<SkillDto>> Skill() => TypedResults.Ok(await Evaluation.Value);
+    private static async Task<Ok<SkillDto>> Skill() => TypedResults.Ok(await SkillAsync());
+
+    internal static Task<SkillDto> SkillAsync() => Evaluation.Value;
 
     private static async Task<Results<Ok<ForecastsDto>, ProblemHttpResult>> Forecasts(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings)
     {
@@ -68,6 +73,13 @@ internal static class EarlyWarningEndpoints
             rows.Count == 0 ? null : new DateTimeOffset(DateTime.SpecifyKind(rows[0].Month, DateTimeKind.Utc)),
             rows.Count == 0 ? null : new DateTimeOffset(DateTime.SpecifyKind(rows.Max(r => r.ComputedAt), DateTimeKind.Utc)),
             rows.Select(f => new ForecastDto(f.Gid, f.Latitude, f.Longitude, Math.Round(f.Expected, 3), Math.Round(f.AtLeastOne, 4), f.Low, f.High, markings.ToDto(f).Label ?? "")).ToList()));
+    }
+
+    private static async Task<Ok<List<AreaForecastDto>>> AreaForecasts(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
+    {
+        var rows = await db.AreaForecasts.AsNoTracking().VisibleTo(viewer).OrderByDescending(f => f.AtLeastOne).ToListAsync(context.RequestAborted);
+        return TypedResults.Ok(rows.Select(f => new AreaForecastDto(directory.Area(f.AreaId)?.Code ?? "?", directory.Area(f.AreaId)?.Name ?? "?",
+            new DateTimeOffset(DateTime.SpecifyKind(f.Month, DateTimeKind.Utc)), Math.Round(f.Expected, 3), Math.Round(f.AtLeastOne, 4), f.Low, f.High, markings.ToDto(f).Label ?? "")).ToList());
     }
 
     private sealed record Row(double Latitude, double Longitude, Guid? AreaId, DateTime StartsAt, int? Killed, int Classification);
@@ -104,7 +116,14 @@ internal static class EarlyWarningEndpoints
             return Problems.Invalid(filterErrors);
         }
 
-        var rows = await RowsAsync(db, visible, query, viewer, context.RequestAborted);
+        return TypedResults.Ok(await HotspotsAsync(db, directory, markings, viewer, visible, query, by, context.RequestAborted));
+    }
+
+    /// <summary>Hotspots over a visible query (the API and the early-warning page).</summary>
+    internal static async Task<HotspotsDto> HotspotsAsync(
+        ConcordDb db, MissionDirectory directory, MarkingFormat markings, Viewer viewer, IQueryable<Incident> visible, ListQuery query, string by, CancellationToken cancellationToken)
+    {
+        var rows = await RowsAsync(db, visible, query, viewer, cancellationToken);
         var items = (by == "cell"
                 ? rows.GroupBy(r => PrioGrid.Gid(r.Latitude, r.Longitude)).Select(g =>
                 {
@@ -119,7 +138,7 @@ internal static class EarlyWarningEndpoints
                         area is null ? g.Average(r => r.Longitude) : (area.MinLongitude + area.MaxLongitude) / 2, g.Count(), g.Sum(r => (long)(r.Killed ?? 0)));
                 }))
             .OrderByDescending(h => h.Incidents).ThenByDescending(h => h.Killed).Take(Math.Min(query.Limit, 500)).ToList();
-        return TypedResults.Ok(new HotspotsDto(by, Utc(query.From), Utc(query.To), markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), items));
+        return new HotspotsDto(by, Utc(query.From), Utc(query.To), markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), items);
     }
 
     private static async Task<Results<Ok<SpikesDto>, ProblemHttpResult>> Spikes(
@@ -169,13 +188,20 @@ internal static class EarlyWarningEndpoints
             return Problems.Invalid(errors);
         }
 
+        return TypedResults.Ok(await SpikesAsync(db, directory, markings, viewer, days, baselineDays, threshold, at, context.RequestAborted));
+    }
+
+    /// <summary>Spikes per area for a viewer (the API and the early-warning page).</summary>
+    internal static async Task<SpikesDto> SpikesAsync(
+        ConcordDb db, MissionDirectory directory, MarkingFormat markings, Viewer viewer, int days, int baselineDays, double threshold, DateTime? at, CancellationToken cancellationToken)
+    {
         var visible = db.VisibleIncidents(db.Incidents.AsNoTracking(), viewer);
         // Without 'at', the window ends with the latest incident the viewer may see (imported history is often old).
-        var end = at ?? await visible.MaxAsync(i => (DateTime?)i.StartsAt, context.RequestAborted) ?? DateTime.UtcNow;
+        var end = at ?? await visible.MaxAsync(i => (DateTime?)i.StartsAt, cancellationToken) ?? DateTime.UtcNow;
         var recentFrom = end.AddDays(-days);
         var baselineFrom = recentFrom.AddDays(-baselineDays);
         var query = new ListQuery { From = baselineFrom, To = end };
-        var rows = await RowsAsync(db, visible.Where(i => i.StartsAt >= baselineFrom && i.StartsAt <= end), query, viewer, context.RequestAborted);
+        var rows = await RowsAsync(db, visible.Where(i => i.StartsAt >= baselineFrom && i.StartsAt <= end), query, viewer, cancellationToken);
         var items = directory.Areas.Select(a => a.Area).Select(area =>
             {
                 var mine = rows.Where(r => r.AreaId == area.Id).ToList();
@@ -187,8 +213,8 @@ internal static class EarlyWarningEndpoints
                 return new SpikeDto(area.Code, area.Name, recent, baseline, Math.Round(expected, 3), p, recent >= 3 && p < threshold);
             })
             .OrderBy(s => s.Probability).ToList();
-        return TypedResults.Ok(new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, threshold,
-            markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), items));
+        return new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, threshold,
+            markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), items);
     }
 
     /// <summary>P(X ≥ k) for X ~ Poisson(λ), summed in log space.</summary>

@@ -13,7 +13,55 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
 {
     public sealed record Summary(int Cells, DateTime Month, int Incidents, IReadOnlyList<Forecast> Highest);
 
-    public async Task<Summary?> RunAsync(CancellationToken cancellationToken)
+    /// <summary>Monthly observed fatalities against the one-month-ahead expected fatalities, for one area.</summary>
+    public sealed record AreaSeries(string Area, IReadOnlyList<string> Months, IReadOnlyList<double> Observed, IReadOnlyList<double> Forecast);
+
+    /// <summary>
+    /// The last <paramref name="months"/> months per area (the areas with most deaths first): observed, and what the
+    /// model — trained on the months before them only — expected one month ahead. Out of sample, like the back-test.
+    /// </summary>
+    public async Task<IReadOnlyList<AreaSeries>> HistoryAsync(int months, int areas, CancellationToken cancellationToken)
+    {
+        if (await BuildPanelAsync(cancellationToken) is not { } built || built.Panel.Months < 26)
+        {
+            return [];
+        }
+
+        var panel = built.Panel;
+        var last = panel.Months - 1;
+        var first = Math.Max(13, last - months + 1);
+        var model = new HurdleForecaster();
+        model.Fit(panel, first - 1);
+        var byArea = new Dictionary<string, (double[] Observed, double[] Forecast)>(StringComparer.Ordinal);
+        for (var row = 0; row < panel.Cells.Count; row++)
+        {
+            var (lat, lon) = PrioGrid.Centre(panel.Cells[row]);
+            if (directory.AreaAt(lat, lon) is not { } area)
+            {
+                continue;
+            }
+
+            if (!byArea.TryGetValue(area.Name, out var series))
+            {
+                byArea[area.Name] = series = (new double[last - first + 1], new double[last - first + 1]);
+            }
+
+            for (var target = first; target <= last; target++)
+            {
+                series.Observed[target - first] += panel.Killed[row, target];
+                series.Forecast[target - first] += model.Forecast(panel, row, target - 1).Average();
+            }
+        }
+
+        var labels = Enumerable.Range(first, last - first + 1).Select(m => panel.MonthStart(m).ToString("yyyy-MM", System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        return byArea.OrderByDescending(p => p.Value.Observed.Sum()).Take(areas)
+            .Select(p => new AreaSeries(p.Key, labels, p.Value.Observed, p.Value.Forecast.Select(f => Math.Round(f, 2)).ToList())).ToList();
+    }
+
+    private sealed record Built(Panel Panel, int Incidents);
+
+    /// <summary>The panel of the stated audience's incidents: UNCLASSIFIED, releasable to the whole mission, no caveats.</summary>
+    private async Task<Built?> BuildPanelAsync(CancellationToken cancellationToken)
     {
         var open = db.Incidents.AsNoTracking()
             .Where(i => i.Classification == 0 && i.Caveats == 0 && (i.ReleaseMask & Releasability.MissionBit) != 0);
@@ -41,9 +89,17 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
             }
         }
 
-        var last = events.Max(e => e.At);
-        var start = events.Min(e => e.At);
-        var panel = Panel.Build(events, [.. cells], start, last);
+        return new Built(Panel.Build(events, [.. cells], events.Min(e => e.At), events.Max(e => e.At)), incidents.Count);
+    }
+
+    public async Task<Summary?> RunAsync(CancellationToken cancellationToken)
+    {
+        if (await BuildPanelAsync(cancellationToken) is not { } built)
+        {
+            return null;
+        }
+
+        var panel = built.Panel;
         var model = new HurdleForecaster();
         var origin = panel.Months - 1;
         model.Fit(panel, origin);
@@ -51,34 +107,70 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         var now = time.GetUtcNow().UtcDateTime;
         var mission = Releasability.Encode([Community.Mission]);
         var forecasts = new List<Forecast>();
+        // Area distributions: each cell's samples, shuffled (cells taken as independent), added up per area.
+        var random = new Random(origin);
+        var areaSamples = new Dictionary<Guid, double[]>();
+        var cellSamples = new Dictionary<int, double[]>();
         for (var row = 0; row < panel.Cells.Count; row++)
         {
             var samples = model.Forecast(panel, row, origin);
-            Array.Sort(samples);
+            cellSamples[panel.Cells[row]] = (double[])samples.Clone();
+            var (cellLat, cellLon) = PrioGrid.Centre(panel.Cells[row]);
+            if (directory.AreaAt(cellLat, cellLon) is { } area)
+            {
+                if (!areaSamples.TryGetValue(area.Id, out var sum))
+                {
+                    areaSamples[area.Id] = sum = new double[samples.Length];
+                }
+
+                var shuffled = (double[])samples.Clone();
+                random.Shuffle(shuffled);
+                for (var i = 0; i < sum.Length; i++)
+                {
+                    sum[i] += shuffled[i];
+                }
+            }
+
             var (lat, lon) = PrioGrid.Centre(panel.Cells[row]);
-            forecasts.Add(new Forecast
+            var forecast = new Forecast
             {
                 Gid = panel.Cells[row],
                 Month = month,
                 Latitude = lat,
                 Longitude = lon,
-                Expected = samples.Average(),
-                AtLeastOne = Scoring.ProbabilityAtLeastOne(samples),
-                Low = Scoring.Quantile(samples, 0.05),
-                High = Scoring.Quantile(samples, 0.95),
                 ComputedAt = now,
                 Classification = 0,
                 ReleasableTo = mission,
                 Caveats = 0,
-            });
+            };
+            forecast.Describe(samples);
+            forecasts.Add(forecast);
         }
+
+        // An area smaller than a cell (a capital) holds no cell centre: it takes the cell it lies in.
+        foreach (var area in directory.Areas.Select(a => a.Area).Where(a => !areaSamples.ContainsKey(a.Id)))
+        {
+            if (cellSamples.TryGetValue(PrioGrid.Gid((area.MinLatitude + area.MaxLatitude) / 2, (area.MinLongitude + area.MaxLongitude) / 2), out var samples))
+            {
+                areaSamples[area.Id] = samples;
+            }
+        }
+
+        var areaForecasts = areaSamples.Select(p =>
+        {
+            var forecast = new AreaForecast { AreaId = p.Key, Month = month, ComputedAt = now, Classification = 0, ReleasableTo = mission, Caveats = 0 };
+            forecast.Describe(p.Value);
+            return forecast;
+        }).ToList();
 
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await db.Forecasts.ExecuteDeleteAsync(cancellationToken);
+        await db.AreaForecasts.ExecuteDeleteAsync(cancellationToken);
         db.Forecasts.AddRange(forecasts);
+        db.AreaForecasts.AddRange(areaForecasts);
         await db.SaveChangesAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
-        return new Summary(forecasts.Count, month, incidents.Count, forecasts.OrderByDescending(f => f.AtLeastOne).Take(10).ToList());
+        return new Summary(forecasts.Count, month, built.Incidents, forecasts.OrderByDescending(f => f.AtLeastOne).Take(10).ToList());
     }
 }
 

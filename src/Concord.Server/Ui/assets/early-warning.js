@@ -1,0 +1,51 @@
+// Observed against forecast per area: out-of-sample, one month ahead.
+'use strict';
+(() => {
+  // Spike alerts stay live: when records this member may see change, the spikes are read again through the API.
+  const { text: t, number } = Concord;
+  const table = document.querySelector('#spikes tbody');
+  let timer = null;
+  let alerted = new Set([...document.querySelectorAll('#spikes tr.alert')].map(r => r.dataset.area));
+  async function refreshSpikes() {
+    const response = await fetch('/api/early-warning/spikes').catch(() => null);
+    if (!response || !response.ok || !table) return;
+    const data = await response.json();
+    table.replaceChildren(...data.items.slice(0, 12).map(s => {
+      const tr = document.createElement('tr');
+      tr.dataset.area = s.area;
+      if (s.alert) tr.className = 'alert';
+      for (const value of [s.name, number.format(s.recent), number.format(s.baseline), s.expected.toFixed(2), s.probability.toPrecision(2), s.alert ? t('alert') : '–']) {
+        const td = document.createElement('td');
+        td.textContent = value;
+        tr.append(td);
+      }
+      return tr;
+    }));
+    const fresh = data.items.filter(s => s.alert && !alerted.has(s.area));
+    if (fresh.length) {
+      const notice = document.getElementById('spike-alert');
+      notice.textContent = t('newAlert', fresh.map(s => s.name).join(', '));
+      notice.hidden = false;
+    }
+    alerted = new Set(data.items.filter(s => s.alert).map(s => s.area));
+    document.body.dataset.spikesRefreshed = String(Number(document.body.dataset.spikesRefreshed || 0) + 1);
+  }
+  Concord.live(() => { clearTimeout(timer); timer = setTimeout(refreshSpikes, 500); });
+
+  const source = document.getElementById('history-data');
+  if (!source || !window.Chart) return;
+  Chart.defaults.animation = false;
+  JSON.parse(source.textContent).forEach((series, i) => {
+    new Chart(document.getElementById('history-' + i), {
+      type: 'line',
+      data: {
+        labels: series.months,
+        datasets: [
+          { label: t('observed'), data: series.observed, borderColor: '#a4161a', backgroundColor: '#a4161a', pointRadius: 2 },
+          { label: t('forecast'), data: series.forecast, borderColor: '#0b4f8a', backgroundColor: '#0b4f8a', borderDash: [5, 4], pointRadius: 0 },
+        ],
+      },
+      options: { locale: Concord.context.culture, responsive: true, maintainAspectRatio: false, scales: { y: { beginAtZero: true } } },
+    });
+  });
+})();
