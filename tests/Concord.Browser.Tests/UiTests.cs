@@ -27,6 +27,10 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
         foreach (var map in new[] { observer, uncleared, outsider })
         {
             await map.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
+            // Every map looks at the place of the report (whatever areas other tests gave the mission).
+            var loads = await map.EvaluateAsync<int>("window.concordMap.loads");
+            await map.EvaluateAsync("() => { window.concordMap.map.setView([6.98765, 19.18765], 8); }");
+            await map.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
         }
 
         var unclearedTotal = await unclearedDashboard.TextContentAsync("#total-incidents");
@@ -72,6 +76,9 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
             Assert.False(await page.EvaluateAsync<bool>($"window.concordMap.ids.includes('{incidentId}')"), who + "'s map");
             await page.ReloadAsync();
             await page.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
+            var loads = await page.EvaluateAsync<int>("window.concordMap.loads");
+            await page.EvaluateAsync("() => { window.concordMap.map.setView([6.98765, 19.18765], 8); }");
+            await page.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
             Assert.False(await page.EvaluateAsync<bool>($"window.concordMap.ids.includes('{incidentId}')"), who + "'s map after reload");
             Assert.DoesNotContain(narrative, await page.ContentAsync());
         }

@@ -61,6 +61,29 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_much_reported_event_stays_one_incident_with_its_median_figures()
+    {
+        // Past the large-incident threshold, joins update the summary instead of re-reading every report.
+        var at = When.AddDays(-60);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        Guid? incident = null;
+        var count = Reports.ReportWriter.LargeIncident + 6;
+        for (var i = 0; i < count; i++)
+        {
+            var (created, body) = await server.ClientFor(i % 2 == 0 ? "force" : "unpol").PostJson("/api/reports",
+                Account(3.9 + (i * 0.0001), 17.8, at.AddMinutes(i), "ucdp.state-based", 10 + (i % 5), "Fighting at Berberati between FACA and armed group.", mission));
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            incident ??= body.GetProperty("incidentId").GetGuid();
+            Assert.Equal(incident, body.GetProperty("incidentId").GetGuid());
+        }
+
+        var (_, summary) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}");
+        Assert.Equal(count, summary.GetProperty("reportCount").GetInt32());
+        Assert.Equal(12, summary.GetProperty("killedBest").GetInt32());
+        Assert.Equal(at, summary.GetProperty("startsAt").GetDateTimeOffset());
+    }
+
+    [Fact]
     public async Task Fusion_never_tells_a_viewer_of_a_report_they_may_not_see()
     {
         var at = When.AddDays(-20);

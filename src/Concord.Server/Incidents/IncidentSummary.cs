@@ -72,6 +72,44 @@ internal static class IncidentSummary
         Fusion.FusionFeatures.Describe(incident, reports);
     }
 
+    /// <summary>
+    /// Adds one report to a large incident's summary without reading all its reports again: window, place, marking,
+    /// TLP, actors, keywords and datasets grow from the summary itself; the casualty medians come from
+    /// <paramref name="casualties"/> (every linked report's killed and injured best estimates, a light read).
+    /// </summary>
+    public static void Add(Incident incident, Report report, IReadOnlyList<(int? Killed, int? Injured)> casualties)
+    {
+        incident.StartsAt = report.ObservedAt < incident.StartsAt ? report.ObservedAt : incident.StartsAt;
+        var end = report.ObservedAt + TimePrecisions.Span(report.ObservedPrecision);
+        incident.EndsAt = end > incident.EndsAt ? end : incident.EndsAt;
+        if (report.LocationPrecisionMeters < incident.LocationPrecisionMeters)
+        {
+            incident.Latitude = report.Latitude;
+            incident.Longitude = report.Longitude;
+            incident.LocationPrecisionMeters = report.LocationPrecisionMeters;
+            incident.AreaId = report.AreaId;
+        }
+
+        var killed = Sum(report.KilledCivilianBest, report.KilledOtherBest);
+        var injured = Sum(report.InjuredCivilianBest, report.InjuredOtherBest);
+        incident.KilledBest = Median(casualties.Select(c => c.Killed).Append(killed));
+        incident.InjuredBest = Median(casualties.Select(c => c.Injured).Append(injured));
+        incident.ReportCount++;
+        incident.Mixed |= (report.Classification, report.ReleasableTo, report.Caveats) != (incident.Classification, incident.ReleasableTo, incident.Caveats);
+        incident.Classification = Math.Max(incident.Classification, report.Classification);
+        incident.Caveats |= report.Caveats;
+        var common = Access.Releasability.Decode(incident.ReleasableTo).Intersect(Access.Releasability.Decode(report.ReleasableTo), StringComparer.Ordinal);
+        incident.ReleasableTo = Access.Releasability.Encode(common);
+        incident.Tlp = report.Tlp > incident.Tlp ? report.Tlp : incident.Tlp;
+        incident.Actors = Access.Releasability.Encode(Access.Releasability.Decode(incident.Actors).Concat(Access.Releasability.Decode(report.Actors)));
+        incident.Keywords = Fusion.FusionFeatures.Encode(Access.Releasability.Decode(incident.Keywords)
+            .Concat(Fusion.FusionFeatures.Tokens(report.Narrative)).Distinct(StringComparer.Ordinal).Take(Fusion.FusionFeatures.MaxKeywords));
+        if (Fusion.FusionFeatures.Dataset(report.ExternalRef) is { } dataset)
+        {
+            incident.Datasets = Access.Releasability.Encode(Access.Releasability.Decode(incident.Datasets).Append(dataset));
+        }
+    }
+
     public static Incident Copy(Incident i) => new()
     {
         Number = i.Number,

@@ -18,6 +18,9 @@ internal sealed class ReportWriter : IAsyncDisposable
 {
     public const int MaxBatch = 256;
 
+    /// <summary>From this many reports on, a join updates the incident's summary instead of rebuilding it from every report.</summary>
+    public const int LargeIncident = 50;
+
     private readonly Channel<Pending> _queue = Channel.CreateBounded<Pending>(new BoundedChannelOptions(20_000) { SingleReader = true });
     private readonly IServiceScopeFactory _scopes;
     private readonly AuditChain _chain;
@@ -128,6 +131,33 @@ internal sealed class ReportWriter : IAsyncDisposable
                 if (decision is FusionEngine.Decision.Join join)
                 {
                     // The report describes an open incident: link it with its scores and rebuild the summary from all its reports.
+                    if (join.Incident.ReportCount >= LargeIncident && !incidents.ContainsKey(join.Incident.Id))
+                    {
+                        // A large incident grows from its summary: reading hundreds of reports on every join would not scale.
+                        var linked = db.IncidentReports.Where(l => l.IncidentId == join.Incident.Id).Select(l => l.ReportId);
+                        var casualties = await db.Reports.AsNoTracking().Where(r => linked.Contains(r.Id))
+                            .Select(r => new { r.KilledCivilianBest, r.KilledOtherBest, r.InjuredCivilianBest, r.InjuredOtherBest }).ToListAsync();
+                        IncidentSummary.Add(join.Incident, report, casualties.Select(c => (
+                            c.KilledCivilianBest is null && c.KilledOtherBest is null ? (int?)null : (c.KilledCivilianBest ?? 0) + (c.KilledOtherBest ?? 0),
+                            c.InjuredCivilianBest is null && c.InjuredOtherBest is null ? (int?)null : (c.InjuredCivilianBest ?? 0) + (c.InjuredOtherBest ?? 0))).ToList());
+                        join.Incident.UpdatedAt = now;
+                        var largeLink = new IncidentReport
+                        {
+                            IncidentId = join.Incident.Id,
+                            ReportId = report.Id,
+                            Contribution = join.Score.Total,
+                            LinkedAt = now,
+                            Decision = LinkDecisions.Fused,
+                            ScoreDetail = join.Score.ToJson(),
+                        };
+                        db.IncidentReports.Add(largeLink);
+                        entry = entry with { Link = largeLink };
+                        _fusion.Put(join.Incident);
+                        added[report.Id] = entry;
+                        outcomes.Add((pending, new ReportIntake.Outcome.Created(report, largeLink.IncidentId)));
+                        continue;
+                    }
+
                     if (!incidents.TryGetValue(join.Incident.Id, out var target))
                     {
                         var ids2 = await db.IncidentReports.Where(l => l.IncidentId == join.Incident.Id).Select(l => l.ReportId).ToListAsync();
