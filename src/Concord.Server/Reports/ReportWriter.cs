@@ -160,8 +160,9 @@ internal sealed class ReportWriter : IAsyncDisposable
 
                     if (!incidents.TryGetValue(join.Incident.Id, out var target))
                     {
-                        var ids2 = await db.IncidentReports.Where(l => l.IncidentId == join.Incident.Id).Select(l => l.ReportId).ToListAsync();
-                        target = (join.Incident, await db.Reports.AsNoTracking().Where(r => ids2.Contains(r.Id)).ToListAsync());
+                        // One query for the incident's reports (the incident itself came with fusion's confirmation).
+                        target = (join.Incident, await db.IncidentReports.Where(l => l.IncidentId == join.Incident.Id)
+                            .Join(db.Reports.AsNoTracking(), l => l.ReportId, r => r.Id, (l, r) => r).ToListAsync());
                         incidents[join.Incident.Id] = target;
                     }
 
