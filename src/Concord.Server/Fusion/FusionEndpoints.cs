@@ -160,13 +160,13 @@ internal static class FusionEndpoints
         }
         else
         {
-            IncidentSummary.Summarise(from, await db.Reports.AsNoTracking().Where(r => remaining.Contains(r.Id)).ToListAsync(cancellationToken));
+            IncidentSummary.Rebuild(from, await db.Reports.AsNoTracking().Where(r => remaining.Contains(r.Id)).ToListAsync(cancellationToken));
             from.UpdatedAt = now;
         }
 
         var joined = await db.IncidentReports.Where(l => l.IncidentId == to.Id).Select(l => l.ReportId).ToListAsync(cancellationToken);
         joined.Add(proposal.ReportId);
-        IncidentSummary.Summarise(to, await db.Reports.AsNoTracking().Where(r => joined.Contains(r.Id)).ToListAsync(cancellationToken));
+        IncidentSummary.Rebuild(to, await db.Reports.AsNoTracking().Where(r => joined.Contains(r.Id)).ToListAsync(cancellationToken));
         to.UpdatedAt = now;
     }
 

@@ -55,7 +55,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         db.Incidents.RemoveRange(visible.Where(i => i.Id != id));
         var reportIds = moved.Select(l => l.ReportId).Concat(await db.IncidentReports.Where(l => l.IncidentId == id).Select(l => l.ReportId).ToListAsync(cancellationToken)).ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToListAsync(cancellationToken);
-        IncidentSummary.Summarise(target, reports);
+        IncidentSummary.Rebuild(target, reports);
         target.UpdatedAt = now;
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, target.Classification, now, Audits.Detail(new { merged = others }))], cancellationToken);
         fusion.Invalidate();
@@ -95,11 +95,11 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         var now = time.GetUtcNow().UtcDateTime;
         var moved = reports.Where(r => moving.Contains(r.Id)).OrderBy(r => r.ObservedAt).ToList();
         var split = IncidentSummary.OpenFor(moved[0], now);
-        IncidentSummary.Summarise(split, moved);
+        IncidentSummary.Rebuild(split, moved);
         db.Incidents.Add(split);
         db.IncidentReports.RemoveRange(links.Where(l => moving.Contains(l.ReportId)));
         db.IncidentReports.AddRange(moved.Select(r => new IncidentReport { IncidentId = split.Id, ReportId = r.Id, Contribution = 1.0, LinkedAt = now, Decision = LinkDecisions.Split }));
-        IncidentSummary.Summarise(incident, reports.Where(r => !moving.Contains(r.Id)).ToList());
+        IncidentSummary.Rebuild(incident, reports.Where(r => !moving.Contains(r.Id)).ToList());
         incident.UpdatedAt = now;
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Split, "incident", id, Math.Max(incident.Classification, split.Classification), now,
             Audits.Detail(new { into = split.Id, reports = moving }))], cancellationToken);

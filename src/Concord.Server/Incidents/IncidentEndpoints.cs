@@ -223,7 +223,7 @@ internal static class IncidentEndpoints
         var ids = await db.IncidentReports.Where(l => l.IncidentId == incidentId).Select(l => l.ReportId).ToListAsync(cancellationToken);
         var reports = await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id)).ToListAsync(cancellationToken);
         reports.Add(report);
-        IncidentSummary.Summarise(incident, reports);
+        IncidentSummary.Rebuild(incident, reports);
         incident.UpdatedAt = now;
     }
 

@@ -69,6 +69,15 @@ internal static class IncidentSummary
         incident.ReleasableTo = Access.Releasability.Encode(common);
         incident.Tlp = reports.Max(r => r.Tlp);
         incident.Mixed = reports.Select(r => (r.Classification, r.ReleasableTo, r.Caveats)).Distinct().Count() > 1;
+    }
+
+    /// <summary>
+    /// Rebuilds a stored incident: the summary and what fusion compares (actors, keywords, datasets). Per-viewer views
+    /// use <see cref="Summarise"/> alone: they are never matched against, so they skip reading every narrative.
+    /// </summary>
+    public static void Rebuild(Incident incident, IReadOnlyList<Report> reports)
+    {
+        Summarise(incident, reports);
         Fusion.FusionFeatures.Describe(incident, reports);
     }
 

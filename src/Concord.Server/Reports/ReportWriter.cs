@@ -141,16 +141,7 @@ internal sealed class ReportWriter : IAsyncDisposable
                             c.KilledCivilianBest is null && c.KilledOtherBest is null ? (int?)null : (c.KilledCivilianBest ?? 0) + (c.KilledOtherBest ?? 0),
                             c.InjuredCivilianBest is null && c.InjuredOtherBest is null ? (int?)null : (c.InjuredCivilianBest ?? 0) + (c.InjuredOtherBest ?? 0))).ToList());
                         join.Incident.UpdatedAt = now;
-                        var largeLink = new IncidentReport
-                        {
-                            IncidentId = join.Incident.Id,
-                            ReportId = report.Id,
-                            Contribution = join.Score.Total,
-                            LinkedAt = now,
-                            Decision = LinkDecisions.Fused,
-                            ScoreDetail = join.Score.ToJson(),
-                        };
-                        db.IncidentReports.Add(largeLink);
+                        var largeLink = Fused(db, join, report, now);
                         entry = entry with { Link = largeLink };
                         _fusion.Put(join.Incident);
                         added[report.Id] = entry;
@@ -167,18 +158,9 @@ internal sealed class ReportWriter : IAsyncDisposable
                     }
 
                     target.Reports.Add(report);
-                    IncidentSummary.Summarise(target.Incident, target.Reports);
+                    IncidentSummary.Rebuild(target.Incident, target.Reports);
                     target.Incident.UpdatedAt = now;
-                    var link = new IncidentReport
-                    {
-                        IncidentId = target.Incident.Id,
-                        ReportId = report.Id,
-                        Contribution = join.Score.Total,
-                        LinkedAt = now,
-                        Decision = LinkDecisions.Fused,
-                        ScoreDetail = join.Score.ToJson(),
-                    };
-                    db.IncidentReports.Add(link);
+                    var link = Fused(db, join, report, now);
                     entry = entry with { Link = link };
                     _fusion.Put(target.Incident);
                 }
@@ -225,6 +207,22 @@ internal sealed class ReportWriter : IAsyncDisposable
         {
             pending.Done.TrySetResult(outcome);
         }
+    }
+
+    /// <summary>Links a report to the incident fusion chose, with its scores.</summary>
+    private static IncidentReport Fused(ConcordDb db, FusionEngine.Decision.Join join, Report report, DateTime now)
+    {
+        var link = new IncidentReport
+        {
+            IncidentId = join.Incident.Id,
+            ReportId = report.Id,
+            Contribution = join.Score.Total,
+            LinkedAt = now,
+            Decision = LinkDecisions.Fused,
+            ScoreDetail = join.Score.ToJson(),
+        };
+        db.IncidentReports.Add(link);
+        return link;
     }
 
     /// <summary>A report with this id exists: a retry of the same request by the same author gets it back; anything else conflicts.</summary>
