@@ -95,9 +95,25 @@ public abstract class TestServer : IAsyncLifetime
 
     internal abstract Task DropStoreAsync();
 
+    /// <summary>The business clock of the server; null: the system clock. Servers for deadline tests return a fake one.</summary>
+    internal virtual TimeProvider? Clock => null;
+
     public async Task InitializeAsync()
     {
         Store = await CreateStoreAsync();
+        await StartAppAsync(seed: true);
+    }
+
+    /// <summary>Stops the server and starts a new one on the same store, as an operator's restart does (the ports change).</summary>
+    public async Task RestartAsync()
+    {
+        await _app!.StopAsync();
+        await _app.DisposeAsync();
+        await StartAppAsync(seed: false);
+    }
+
+    private async Task StartAppAsync(bool seed)
+    {
         _app = ConcordApp.Build(new ServerOptions
         {
             Store = Store,
@@ -105,9 +121,14 @@ public abstract class TestServer : IAsyncLifetime
             DataDirectory = DataDirectory,
             MinimumLogLevel = LogLevel.Warning,
             Tak = new TakOptions { TlsPort = 0, TcpPort = 0, TcpUser = "pref", IdleTimeout = TimeSpan.FromSeconds(30), AlertQueue = 64 },
+            Clock = Clock,
         });
         await _app.Services.PrepareStoreAsync(CancellationToken.None);
-        await SeedMissionAsync();
+        if (seed)
+        {
+            await SeedMissionAsync();
+        }
+
         await _app.StartAsync();
         var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         BaseAddress = new Uri(address);

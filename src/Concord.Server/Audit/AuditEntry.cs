@@ -41,4 +41,9 @@ internal static class AuditActions
     public const string Split = "split";
     public const string FusionDecision = "fusion-decision";
     public const string Administer = "administer";
+    public const string Route = "route";
+    public const string RouteWithheld = "route-withheld";
+    public const string Status = "status";
+    public const string Comment = "comment";
+    public const string Escalate = "escalate";
 }

@@ -59,6 +59,20 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
 
     public DbSet<ChatMessage> Messages => Set<ChatMessage>();
 
+    public DbSet<Coordination.CoordinationTask> Tasks => Set<Coordination.CoordinationTask>();
+
+    public DbSet<Coordination.TaskComment> TaskComments => Set<Coordination.TaskComment>();
+
+    public DbSet<Coordination.AssistanceRequest> Requests => Set<Coordination.AssistanceRequest>();
+
+    public DbSet<Coordination.Escalation> Escalations => Set<Coordination.Escalation>();
+
+    public DbSet<Coordination.Patrol> Patrols => Set<Coordination.Patrol>();
+
+    public DbSet<Coordination.Meeting> Meetings => Set<Coordination.Meeting>();
+
+    public DbSet<Coordination.LiaisonEntry> LiaisonLog => Set<Coordination.LiaisonEntry>();
+
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
         if (Database.IsSqlite())
@@ -178,6 +192,34 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
         });
         modelBuilder.Entity<ChatMessage>().ToTable("messages");
 
+        modelBuilder.Entity<Coordination.CoordinationTask>(e =>
+        {
+            e.ToTable("tasks");
+            Numbered(e);
+        });
+        modelBuilder.Entity<Coordination.TaskComment>().ToTable("task_comments");
+        modelBuilder.Entity<Coordination.AssistanceRequest>(e =>
+        {
+            e.ToTable("requests");
+            Numbered(e);
+        });
+        modelBuilder.Entity<Coordination.Escalation>().ToTable("escalations");
+        modelBuilder.Entity<Coordination.Patrol>(e =>
+        {
+            e.ToTable("patrols");
+            Numbered(e);
+        });
+        modelBuilder.Entity<Coordination.Meeting>(e =>
+        {
+            e.ToTable("meetings");
+            Numbered(e);
+        });
+        modelBuilder.Entity<Coordination.LiaisonEntry>(e =>
+        {
+            e.ToTable("liaison_log");
+            Numbered(e);
+        });
+
         foreach (var entity in modelBuilder.Model.GetEntityTypes())
         {
             foreach (var property in entity.GetProperties())
@@ -185,6 +227,16 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
                 property.SetColumnName(SnakeCase(property.Name));
             }
         }
+    }
+
+    /// <summary>Records keyed by a store number (for keyset paging) with a unique public id; the feed name is not a column.</summary>
+    private static void Numbered<T>(Microsoft.EntityFrameworkCore.Metadata.Builders.EntityTypeBuilder<T> e)
+        where T : class, IFeedEntity
+    {
+        e.HasKey("Number");
+        e.Property<long>("Number").ValueGeneratedOnAdd();
+        e.HasIndex(nameof(IFeedEntity.Id)).IsUnique();
+        e.Ignore(nameof(IFeedEntity.FeedName));
     }
 
     internal static string SnakeCase(string name)

@@ -31,7 +31,8 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
         FrozenDictionary<string, AreaEntry> AreasByCode,
         FrozenSet<string> Categories,
         IReadOnlyList<Agreement> Agreements,
-        FrozenSet<string> GroupCodes)
+        FrozenSet<string> GroupCodes,
+        FrozenDictionary<Guid, string[]> GroupsByOrganization)
     {
         public static readonly Snapshot Empty = new(
             FrozenDictionary<Guid, Organization>.Empty,
@@ -40,7 +41,8 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
             FrozenDictionary<string, AreaEntry>.Empty,
             FrozenSet<string>.Empty,
             [],
-            FrozenSet<string>.Empty);
+            FrozenSet<string>.Empty,
+            FrozenDictionary<Guid, string[]>.Empty);
     }
 
     public IEnumerable<Organization> Organizations => _snapshot.OrganizationsById.Values;
@@ -85,6 +87,24 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
     }
 
     public Area? Area(Guid? id) => id is { } value ? _snapshot.AreasById.GetValueOrDefault(value)?.Area : null;
+
+    /// <summary>
+    /// Whether a marking's releasability reaches an organisation as a whole (the mission, its kind, itself, its nation or one
+    /// of its sharing groups). Clearance and caveats are per member and are checked when each member reads.
+    /// </summary>
+    public bool ReleasesTo(string releasableTo, Organization organization)
+    {
+        if (releasableTo.Contains(Releasability.Pattern(Community.Mission), StringComparison.Ordinal)
+            || releasableTo.Contains(Releasability.Pattern(Community.Kind(organization.Kind)), StringComparison.Ordinal)
+            || releasableTo.Contains(Releasability.Pattern(Community.Organization(organization.Code)), StringComparison.Ordinal)
+            || (organization.Nation is { } nation && releasableTo.Contains(Releasability.Pattern(Community.Nation(nation)), StringComparison.Ordinal)))
+        {
+            return true;
+        }
+
+        return _snapshot.GroupsByOrganization.TryGetValue(organization.Id, out var groups)
+            && groups.Any(g => releasableTo.Contains(Releasability.Pattern(Community.Group(g)), StringComparison.Ordinal));
+    }
 
     public Area? AreaByCode(string code) => _snapshot.AreasByCode.GetValueOrDefault(code)?.Area;
 
@@ -132,6 +152,8 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
             var agreements = (await db.Agreements.AsNoTracking().ToListAsync(cancellationToken))
                 .GroupBy(a => a.Id).Select(g => g.MaxBy(a => a.Version)!).Where(a => a.RetiredAt is null).ToList();
             var groups = await db.SharingGroups.Select(g => g.Code).ToListAsync(cancellationToken);
+            var memberships = await db.SharingGroupMembers.Join(db.SharingGroups, m => m.GroupId, g => g.Id, (m, g) => new { m.OrganizationId, g.Code })
+                .ToListAsync(cancellationToken);
             _snapshot = new Snapshot(
                 organizations.ToFrozenDictionary(o => o.Id),
                 organizations.ToFrozenDictionary(o => o.Code, StringComparer.OrdinalIgnoreCase),
@@ -139,7 +161,8 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
                 areas.ToFrozenDictionary(a => a.Area.Code, StringComparer.OrdinalIgnoreCase),
                 categories.ToFrozenSet(StringComparer.Ordinal),
                 agreements,
-                groups.ToFrozenSet(StringComparer.OrdinalIgnoreCase));
+                groups.ToFrozenSet(StringComparer.OrdinalIgnoreCase),
+                memberships.GroupBy(m => m.OrganizationId).ToFrozenDictionary(g => g.Key, g => g.Select(m => m.Code).ToArray()));
             _loadedAt = now;
         }
         finally

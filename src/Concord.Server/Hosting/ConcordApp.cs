@@ -3,6 +3,7 @@ using Concord.Server.Access;
 using Concord.Server.Accounts;
 using Concord.Server.Areas;
 using Concord.Server.Audit;
+using Concord.Server.Coordination;
 using Concord.Server.EarlyWarning;
 using Concord.Server.Fusion;
 using Concord.Server.Import;
@@ -50,6 +51,11 @@ internal static class ConcordApp
         builder.Services.AddHostedService<IncidentFeed>();
         builder.Services.AddConcordUi();
         builder.Services.AddHostedService<ForecastRefresher>();
+        builder.Services.AddSingleton<EscalationScheduler>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<EscalationScheduler>());
+        builder.Services.AddSingleton<IncidentRouter>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<IncidentRouter>());
+        builder.Services.AddScoped<CoordinationDesk>();
         overrides?.Invoke(builder.Services);
 
         var app = builder.Build();
@@ -76,6 +82,10 @@ internal static class ConcordApp
         app.MapFusion();
         app.MapImports();
         app.MapEarlyWarning();
+        app.MapTasks();
+        app.MapRequests();
+        app.MapCoordinationField();
+        app.MapCoordinationViews();
         app.MapConcordUi();
         return app;
     }

@@ -16,7 +16,7 @@ internal static class ConcordServices
         services.AddSingleton(options);
         services.AddSingleton(options.Store);
         services.AddSingleton(options.Classification);
-        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton(options.Clock ?? TimeProvider.System);
         services.AddSingleton<ChangeFeedInterceptor>();
         services.AddDbContextPool<ConcordDb>((provider, builder) =>
         {

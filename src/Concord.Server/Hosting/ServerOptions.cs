@@ -26,6 +26,9 @@ internal sealed record ServerOptions
 
     public string? TileDirectory { get; init; }
 
+    /// <summary>The business clock (deadlines, escalations, record times); tests inject a fake one. Null: the system clock.</summary>
+    public TimeProvider? Clock { get; init; }
+
     /// <summary>Quieter logs for tests and benchmarks.</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
 }

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Accounts;
 using Concord.Server.Audit;
+using Concord.Server.Coordination;
 using Concord.Server.Data;
 using Concord.Server.Http;
 using Concord.Server.Organizations;
@@ -20,9 +21,26 @@ internal sealed record GroupRequest(string? Code, string? Name);
 
 internal sealed record GroupDto(string Code, string Name, string Owner, IReadOnlyList<string> Members);
 
-internal sealed record AgreementRequest(string? Code, string? Name, IReadOnlyList<string>? Parties, IReadOnlyList<AgreementRule>? Rules);
+internal sealed record AgreementRequest(
+    string? Code,
+    string? Name,
+    IReadOnlyList<string>? Parties,
+    IReadOnlyList<AgreementRule>? Rules,
+    IReadOnlyList<ResponsibilityRule>? Responsibilities = null,
+    IReadOnlyList<AssistanceRule>? Assistance = null);
 
-internal sealed record AgreementDto(Guid Id, string Code, int Version, string Name, IReadOnlyList<string> Parties, IReadOnlyList<AgreementRule> Rules, DateTimeOffset CreatedAt, string CreatedBy, DateTimeOffset? RetiredAt);
+internal sealed record AgreementDto(
+    Guid Id,
+    string Code,
+    int Version,
+    string Name,
+    IReadOnlyList<string> Parties,
+    IReadOnlyList<AgreementRule> Rules,
+    IReadOnlyList<ResponsibilityRule> Responsibilities,
+    IReadOnlyList<AssistanceRule> Assistance,
+    DateTimeOffset CreatedAt,
+    string CreatedBy,
+    DateTimeOffset? RetiredAt);
 
 internal sealed record CaveatRequest(string? Code, string? Description);
 
@@ -316,6 +334,7 @@ internal static class AdminEndpoints
     }
 
     private static AgreementDto ToDto(Agreement a) => new(a.Id, a.Code, a.Version, a.Name, Releasability.Decode(a.Parties).Select(p => p[4..]).ToList(), a.Rules,
+        a.Coordination.Responsibilities ?? [], a.Coordination.Assistance ?? [],
         new DateTimeOffset(a.CreatedAt, TimeSpan.Zero), a.CreatedBy, a.RetiredAt is { } r ? new DateTimeOffset(r, TimeSpan.Zero) : null);
 
     private static async Task<Ok<List<AgreementDto>>> ListAgreements(MissionDirectory directory, CancellationToken cancellationToken) =>
@@ -357,10 +376,17 @@ internal static class AdminEndpoints
         }
 
         var rules = body.Rules ?? [];
-        if (rules.Count is 0 or > 200)
+        var coordination = new AgreementCoordination(body.Responsibilities ?? [], body.Assistance ?? []);
+        if (rules.Count > 200)
         {
-            errors["rules"] = ["give 1 to 200 rules"];
+            errors["rules"] = ["give at most 200 rules"];
         }
+        else if (rules.Count == 0 && coordination.IsEmpty)
+        {
+            errors["rules"] = ["give marking rules, responsibilities or assistance rules"];
+        }
+
+        Responsibilities.Validate(coordination, parties.Select(p => directory.Organization(p)!.Code).ToList(), directory, errors);
 
         for (var i = 0; i < rules.Count; i++)
         {
@@ -508,7 +534,8 @@ internal static class AdminEndpoints
         Code = code,
         Name = body.Name!.Trim(),
         Parties = Releasability.Encode(parties.Select(p => Community.Organization(directory.Organization(p)!.Code))),
-        RulesJson = JsonSerializer.Serialize(body.Rules, JsonSerializerOptions.Web),
+        RulesJson = JsonSerializer.Serialize(body.Rules ?? [], JsonSerializerOptions.Web),
+        CoordinationJson = new AgreementCoordination(body.Responsibilities ?? [], body.Assistance ?? []).ToJson(),
         CreatedAt = time.GetUtcNow().UtcDateTime,
         CreatedBy = viewer.UserName,
     };

@@ -28,6 +28,14 @@ internal sealed class Agreement
 
     public DateTime? RetiredAt { get; set; }
 
+    /// <summary>Responsibility and assistance rules (see <see cref="Coordination.AgreementCoordination"/>), as JSON.</summary>
+    public string CoordinationJson { get; init; } = "{}";
+
+    /// <summary>The coordination rules, parsed once per loaded version: they are consulted for every incident routed.</summary>
+    public Coordination.AgreementCoordination Coordination => _coordination ??= Concord.Server.Coordination.AgreementCoordination.Parse(CoordinationJson);
+
+    private Coordination.AgreementCoordination? _coordination;
+
     /// <summary>The rules, parsed once per loaded version: they are consulted on every report created.</summary>
     public IReadOnlyList<AgreementRule> Rules => _rules ??= JsonSerializer.Deserialize<List<AgreementRule>>(RulesJson, JsonSerializerOptions.Web) ?? [];
 

@@ -1,0 +1,170 @@
+using System.Text.Json;
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Data;
+using Concord.Server.Organizations;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Coordination;
+
+/// <summary>
+/// What the coordination endpoints share: markings with their defaults, who may act on what, the API forms of records,
+/// and saving a change with its audit entries in one transaction (the change feed row comes with the save).
+/// </summary>
+internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, AuditWriter reads,
+    EscalationScheduler scheduler, TimeProvider time)
+{
+    public const int MaxText = 4000;
+
+    public ConcordDb Db => db;
+
+    public MissionDirectory Directory => directory;
+
+    public MarkingFormat Markings => markings;
+
+    public DateTime Now => time.GetUtcNow().UtcDateTime;
+
+    public void WakeScheduler() => scheduler.Wake();
+
+    /// <summary>Saves pending changes with one audit entry per changed record.</summary>
+    public Task SaveAsync(IReadOnlyList<AuditEntry> audit, CancellationToken cancellationToken) => chain.SaveAsync(db, audit, cancellationToken);
+
+    public AuditEntry Audit(Viewer actor, string action, string entity, Guid id, int classification, object detail) =>
+        Audits.Entry(actor, action, entity, id, classification, Now, Audits.Detail(detail));
+
+    /// <summary>Records that a viewer read classified records (nothing for unclassified ones).</summary>
+    public async Task AuditReadAsync(Viewer viewer, string entity, IReadOnlyCollection<(Guid Id, int Classification)> records, HttpContext context)
+    {
+        if (Audits.Read(viewer, entity, records, context.Request.Path + context.Request.QueryString, Now) is { } entry)
+        {
+            await reads.RecordAsync(entry, context.RequestAborted);
+        }
+    }
+
+    /// <summary>
+    /// The marking a member asks for, or by default UNCLASSIFIED released to the organisations the record concerns.
+    /// The communities that must see the record (an addressee, an assignee) are checked: a record they could not read is refused.
+    /// </summary>
+    public bool TryMarking(MarkingDto? asked, Viewer author, IEnumerable<string> concerned, IReadOnlyList<(Organization Organization, string Field)> mustSee,
+        Dictionary<string, string[]> errors, out (int Classification, string ReleasableTo, long Caveats) marking)
+    {
+        var dto = asked ?? new MarkingDto(markings.Scheme.Label(0), concerned.ToList(), []);
+        var ok = markings.TryRead(dto, author, "marking", errors, out var classification, out var releasableTo, out var caveats);
+        marking = (classification, releasableTo, caveats);
+        if (!ok)
+        {
+            return false;
+        }
+
+        foreach (var (organization, field) in mustSee)
+        {
+            if (!directory.ReleasesTo(releasableTo, organization))
+            {
+                errors["marking.releasableTo"] = [$"does not release the record to {organization.Code}, named in {field}"];
+            }
+        }
+
+        return errors.Count == 0;
+    }
+
+    public static DateTimeOffset? Utc(DateTime? at) => at is { } t ? new DateTimeOffset(t, TimeSpan.Zero) : null;
+
+    public static DateTimeOffset Utc(DateTime at) => new(at, TimeSpan.Zero);
+
+    public DeadlinesDto Deadlines(DeadlineRecord r) => new(
+        Utc(r.AcknowledgeBy), Utc(r.RespondBy), Utc(r.AcknowledgedAt), Utc(r.RespondedAt), Utc(r.CompletedAt),
+        Utc(r.AcknowledgeEscalatedAt), Utc(r.RespondEscalatedAt), r.OverdueAt(Now),
+        r.EscalateToOrganizationId is { } e ? directory.Organization(e)?.Code : null, r.AgreementCode);
+
+    public string OrganizationCode(Guid? id) => id is { } value ? directory.Organization(value)?.Code ?? "?" : "?";
+
+    public async Task<Dictionary<Guid, string>> MemberNamesAsync(IEnumerable<Guid?> ids, CancellationToken cancellationToken)
+    {
+        var wanted = ids.OfType<Guid>().Distinct().ToList();
+        return wanted.Count == 0 ? [] : await db.Members.Where(m => wanted.Contains(m.Id)).ToDictionaryAsync(m => m.Id, m => m.UserName, cancellationToken);
+    }
+
+    public TaskDto ToDto(CoordinationTask t, IReadOnlyDictionary<Guid, string> members, IReadOnlyList<CommentDto>? comments = null) => new(
+        t.Id, t.Title, t.Description, OrganizationCode(t.OrganizationId), t.MemberId is { } m ? members.GetValueOrDefault(m) : null, t.Role, t.Status, t.Reason,
+        t.IncidentId, t.RequestId, t.MeetingId, t.EscalatedItemId, t.Category, directory.Area(t.AreaId)?.Code, Deadlines(t), t.CreatedBy,
+        Utc(t.CreatedAt), Utc(t.UpdatedAt), markings.ToDto(t), comments);
+
+    public RequestDto ToDto(AssistanceRequest r, Viewer viewer, IReadOnlyDictionary<Guid, string> members)
+    {
+        var criteria = JsonSerializer.Deserialize<RequestCriteria>(r.CriteriaJson, JsonSerializerOptions.Web) ?? new RequestCriteria(null, null);
+        var requesterKind = directory.Organization(r.RequesterOrganizationId)?.Kind;
+        var route = r.RouteJson is null ? null : JsonSerializer.Deserialize<List<double[]>>(r.RouteJson);
+        return new RequestDto(
+            r.Id, r.Type, r.Title, r.Details, r.Priority, OrganizationCode(r.RequesterOrganizationId), members.GetValueOrDefault(r.RequesterMemberId, "?"),
+            r.AddresseeOrganizationId is { } a ? OrganizationCode(a) : null, r.AddresseeKind, r.AssignedOrganizationId is { } s ? OrganizationCode(s) : null,
+            r.Latitude is { } lat && r.Longitude is { } lon ? new PointInput(lat, lon) : null, route, Utc(r.WindowStart), Utc(r.WindowEnd), r.Status, r.Reason,
+            criteria, requesterKind is { } k && RequestRules.NeedsLastResort(k, AddresseeKind(r)), RequestRules.NeedsEscortCriteria(r.Type), r.IncidentId,
+            Deadlines(r), Utc(r.CreatedAt), Utc(r.UpdatedAt), markings.ToDto(r), Actions(r, viewer));
+    }
+
+    /// <summary>The kind of organisation a request asks: its addressee's, or the kind it names.</summary>
+    public OrganizationKind? AddresseeKind(AssistanceRequest r) =>
+        r.AddresseeOrganizationId is { } id ? directory.Organization(id)?.Kind
+        : r.AddresseeKind is { } token && OrganizationKinds.TryParse(token, out var kind) ? kind : null;
+
+    /// <summary>Whether a viewer answers for a request: a member of its addressee, of the kind it names, or of the organisation that accepted it.</summary>
+    public static bool Answers(AssistanceRequest r, Viewer viewer)
+    {
+        if (r.AssignedOrganizationId is { } assigned)
+        {
+            return assigned == viewer.OrganizationId;
+        }
+
+        return r.AddresseeOrganizationId is { } id ? id == viewer.OrganizationId
+            : r.AddresseeKind is { } kind && kind == OrganizationKinds.Token(viewer.OrganizationKind);
+    }
+
+    /// <summary>The status moves a viewer may make on a request now (the UI offers exactly these).</summary>
+    public static IReadOnlyList<string> Actions(AssistanceRequest r, Viewer viewer)
+    {
+        var actions = new List<string>();
+        if (Answers(r, viewer))
+        {
+            actions.AddRange(new[] { RequestStatuses.Acknowledged, RequestStatuses.Accepted, RequestStatuses.Declined, RequestStatuses.InProgress, RequestStatuses.Completed }
+                .Where(to => RequestStatuses.CanMove(r.Status, to)));
+        }
+
+        if (r.RequesterOrganizationId == viewer.OrganizationId && RequestStatuses.CanMove(r.Status, RequestStatuses.Cancelled))
+        {
+            actions.Add(RequestStatuses.Cancelled);
+        }
+
+        return actions;
+    }
+
+    public static IReadOnlyList<string> Codes(string encoded) => Releasability.Decode(encoded).Select(t => t.StartsWith("org:", StringComparison.Ordinal) ? t[4..] : t).ToList();
+
+    /// <summary>Reads a line: 2 to 500 points of [longitude, latitude].</summary>
+    public static string? RouteJson(IReadOnlyList<double[]>? route, string field, Dictionary<string, string[]> errors)
+    {
+        if (route is null)
+        {
+            return null;
+        }
+
+        if (route.Count is < 2 or > 500 || route.Any(p => p is not { Length: 2 } || p[0] is < -180 or > 180 || p[1] is < -90 or > 90 || !double.IsFinite(p[0]) || !double.IsFinite(p[1])))
+        {
+            errors[field] = ["must be 2 to 500 points [longitude, latitude] with longitude in −180…180 and latitude in −90…90"];
+            return null;
+        }
+
+        return JsonSerializer.Serialize(route);
+    }
+
+    public static bool TryText(string? text, string field, int min, int max, Dictionary<string, string[]> errors, out string value)
+    {
+        value = text?.Trim() ?? "";
+        if (value.Length < min || value.Length > max)
+        {
+            errors[field] = [min > 0 ? $"is required, {min} to {max} characters" : $"at most {max} characters"];
+            return false;
+        }
+
+        return true;
+    }
+}

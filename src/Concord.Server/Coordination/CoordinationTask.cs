@@ -1,0 +1,103 @@
+using Concord.Server.Realtime;
+
+namespace Concord.Server.Coordination;
+
+/// <summary>
+/// Work owed by an organisation (or one of its members): from a responsibility rule (lead or supporting on an incident),
+/// a meeting's action item, an escalation, or assigned by hand. Marked like every record.
+/// </summary>
+internal sealed class CoordinationTask : DeadlineRecord, IFeedEntity
+{
+    public string FeedName => "task";
+
+    public long Number { get; init; }
+
+    public required Guid Id { get; init; }
+
+    public required string Title { get; set; }
+
+    public string? Description { get; set; }
+
+    public required Guid OrganizationId { get; set; }
+
+    public Guid? MemberId { get; set; }
+
+    /// <summary>lead, supporting, action (from a meeting), escalation, assigned.</summary>
+    public required string Role { get; init; }
+
+    public required string Status { get; set; }
+
+    /// <summary>Why it was declined.</summary>
+    public string? Reason { get; set; }
+
+    /// <summary>Makes automatic creation idempotent (one lead task per incident and organisation, one task per escalation).</summary>
+    public string? RoutingKey { get; init; }
+
+    public Guid? IncidentId { get; init; }
+
+    public Guid? RequestId { get; init; }
+
+    public Guid? MeetingId { get; init; }
+
+    /// <summary>For an escalation task: the task or request whose deadline was missed.</summary>
+    public Guid? EscalatedItemId { get; init; }
+
+    /// <summary>The incident's category when routed, for metrics by category.</summary>
+    public string? Category { get; init; }
+
+    public Guid? AreaId { get; init; }
+
+    public required string CreatedBy { get; init; }
+
+    public required DateTime CreatedAt { get; init; }
+
+    public required DateTime UpdatedAt { get; set; }
+
+    public override bool IsClosed => Status is TaskStatuses.Done or TaskStatuses.Declined;
+}
+
+internal static class TaskRoles
+{
+    public const string Lead = "lead";
+    public const string Supporting = "supporting";
+    public const string Action = "action";
+    public const string Escalation = "escalation";
+    public const string Assigned = "assigned";
+}
+
+/// <summary>open → acknowledged → in-progress → done, or declined (with a reason) from any open state.</summary>
+internal static class TaskStatuses
+{
+    public const string Open = "open";
+    public const string Acknowledged = "acknowledged";
+    public const string InProgress = "in-progress";
+    public const string Done = "done";
+    public const string Declined = "declined";
+
+    public static readonly IReadOnlyList<string> All = [Open, Acknowledged, InProgress, Done, Declined];
+
+    public static bool CanMove(string from, string to) => (from, to) switch
+    {
+        (Open, Acknowledged) => true,
+        (Open or Acknowledged, InProgress) => true,
+        (Open or Acknowledged or InProgress, Done) => true,
+        (Open or Acknowledged or InProgress, Declined) => true,
+        _ => false,
+    };
+}
+
+/// <summary>A comment on a task; it is read with the task and so has the task's marking.</summary>
+internal sealed class TaskComment
+{
+    public required Guid Id { get; init; }
+
+    public required Guid TaskId { get; init; }
+
+    public required Guid MemberId { get; init; }
+
+    public required string Author { get; init; }
+
+    public required DateTime At { get; init; }
+
+    public required string Text { get; init; }
+}

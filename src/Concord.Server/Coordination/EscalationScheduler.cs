@@ -1,0 +1,201 @@
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Coordination;
+
+/// <summary>
+/// Escalates missed deadlines of tasks and requests, on the injected clock. It sleeps until the earliest pending deadline
+/// (found through one indexed column) or until woken by a new deadline, so it costs nothing between deadlines however
+/// many items are open. Each escalation is stored with its item's new state and its audit entry in one transaction, and
+/// the (item, deadline) key is unique: after a restart, deadlines missed while the server was down escalate once, and
+/// those already escalated never again.
+/// </summary>
+internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDirectory directory, AuditChain chain, TimeProvider time, ILogger<EscalationScheduler> logger)
+    : BackgroundService
+{
+    /// <summary>The longest sleep: deadlines written by another node are noticed within it.</summary>
+    public static readonly TimeSpan MaximumSleep = TimeSpan.FromSeconds(30);
+
+    private const int Batch = 500;
+
+    private CancellationTokenSource _wake = new();
+
+    /// <summary>Counts escalations since start (for benchmarks and logs).</summary>
+    public long Escalated => Interlocked.Read(ref _escalated);
+
+    private long _escalated;
+
+    /// <summary>A deadline was set or moved: look again now.</summary>
+    public void Wake() => Volatile.Read(ref _wake).Cancel();
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            // A fresh wake source before looking, so that a deadline written while we look is not slept through.
+            var wake = new CancellationTokenSource();
+            Volatile.Write(ref _wake, wake);
+            TimeSpan sleep;
+            try
+            {
+                sleep = await RunOnceAsync(stoppingToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                logger.LogWarning(e, "escalating missed deadlines failed; retrying");
+                sleep = TimeSpan.FromSeconds(1);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, wake.Token);
+            try
+            {
+                await Task.Delay(sleep, time, linked.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+    }
+
+    /// <summary>Escalates everything due now and returns how long to sleep until the next deadline.</summary>
+    internal async Task<TimeSpan> RunOnceAsync(CancellationToken cancellationToken)
+    {
+        while (await EscalateDueAsync(cancellationToken) == Batch)
+        {
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var nextTask = await db.Tasks.Where(t => t.NextDeadline != null).MinAsync(t => t.NextDeadline, cancellationToken);
+        var nextRequest = await db.Requests.Where(r => r.NextDeadline != null).MinAsync(r => r.NextDeadline, cancellationToken);
+        var next = nextTask is null ? nextRequest : nextRequest is null ? nextTask : nextTask < nextRequest ? nextTask : nextRequest;
+        if (next is null)
+        {
+            return MaximumSleep;
+        }
+
+        var wait = next.Value - time.GetUtcNow().UtcDateTime;
+        return wait <= TimeSpan.Zero ? TimeSpan.Zero : wait < MaximumSleep ? wait : MaximumSleep;
+    }
+
+    /// <summary>One batch of due items of both kinds; returns the size of the larger of the two batches.</summary>
+    private async Task<int> EscalateDueAsync(CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var now = time.GetUtcNow().UtcDateTime;
+        var tasks = await db.Tasks.Where(t => t.NextDeadline != null && t.NextDeadline <= now).OrderBy(t => t.NextDeadline).Take(Batch).ToListAsync(cancellationToken);
+        var requests = await db.Requests.Where(r => r.NextDeadline != null && r.NextDeadline <= now).OrderBy(r => r.NextDeadline).Take(Batch).ToListAsync(cancellationToken);
+        if (tasks.Count == 0 && requests.Count == 0)
+        {
+            return 0;
+        }
+
+        var audit = new List<AuditEntry>();
+        var count = 0;
+        foreach (var task in tasks)
+        {
+            count += Escalate(db, task, "task", task.Title, task.IncidentId, task.RequestId, now, audit);
+        }
+
+        foreach (var request in requests)
+        {
+            count += Escalate(db, request, "request", request.Title, request.IncidentId, request.Id, now, audit);
+        }
+
+        await chain.SaveAsync(db, audit, cancellationToken);
+        Interlocked.Add(ref _escalated, count);
+        return Math.Max(tasks.Count, requests.Count);
+    }
+
+    private int Escalate(ConcordDb db, DeadlineRecord item, string entity, string title, Guid? incidentId, Guid? requestId, DateTime now, List<AuditEntry> audit)
+    {
+        var itemId = entity == "task" ? ((CoordinationTask)item).Id : ((AssistanceRequest)item).Id;
+        var count = 0;
+        foreach (var (deadline, due) in Due(item, now))
+        {
+            var to = item.EscalateToOrganizationId is { } id ? directory.Organization(id) : null;
+            CoordinationTask? notice = null;
+            if (to is not null)
+            {
+                // The agreement names where misses go; the notice is released to that organisation (its members' clearance still applies).
+                notice = new CoordinationTask
+                {
+                    Id = Guid.CreateVersion7(),
+                    Title = title,
+                    Description = $"{entity} not {(deadline == Deadlines.Acknowledge ? "acknowledged" : "answered")} by {due:yyyy-MM-dd HH:mm} UTC",
+                    OrganizationId = to.Id,
+                    Role = TaskRoles.Escalation,
+                    Status = TaskStatuses.Open,
+                    RoutingKey = $"escalation:{itemId:N}:{deadline}",
+                    IncidentId = incidentId,
+                    RequestId = requestId,
+                    EscalatedItemId = itemId,
+                    AgreementCode = item.AgreementCode,
+                    CreatedBy = "system",
+                    CreatedAt = now,
+                    UpdatedAt = now,
+                    Classification = item.Classification,
+                    ReleasableTo = Releasability.Encode(Releasability.Decode(item.ReleasableTo).Append(Community.Organization(to.Code))),
+                    Caveats = item.Caveats,
+                };
+                db.Tasks.Add(notice);
+            }
+
+            db.Escalations.Add(new Escalation
+            {
+                Id = Guid.CreateVersion7(),
+                ItemEntity = entity,
+                ItemId = itemId,
+                Deadline = deadline,
+                DueAt = due,
+                EscalatedAt = now,
+                ToOrganizationId = to?.Id,
+                TaskId = notice?.Id,
+            });
+            if (deadline == Deadlines.Acknowledge)
+            {
+                item.AcknowledgeEscalatedAt = now;
+            }
+            else
+            {
+                item.RespondEscalatedAt = now;
+            }
+
+            audit.Add(Audits.Entry(null, AuditActions.Escalate, entity, itemId, item.Classification, now,
+                Audits.Detail(new { deadline, due, to = to?.Code, notice = notice?.Id, agreement = item.AgreementCode })));
+            count++;
+        }
+
+        item.Reschedule();
+        if (item is CoordinationTask t)
+        {
+            t.UpdatedAt = now;
+        }
+        else if (item is AssistanceRequest r)
+        {
+            r.UpdatedAt = now;
+        }
+
+        return count;
+    }
+
+    private static IEnumerable<(string Deadline, DateTime Due)> Due(DeadlineRecord item, DateTime now)
+    {
+        if (item.AcknowledgePending && item.AcknowledgeEscalatedAt is null && item.AcknowledgeBy <= now)
+        {
+            yield return (Deadlines.Acknowledge, item.AcknowledgeBy!.Value);
+        }
+
+        if (item.RespondPending && item.RespondEscalatedAt is null && item.RespondBy <= now)
+        {
+            yield return (Deadlines.Respond, item.RespondBy!.Value);
+        }
+    }
+}

@@ -1,0 +1,484 @@
+using System.Text.Json;
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Http;
+using Concord.Server.Organizations;
+using Concord.Server.Reports;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Coordination;
+
+/// <summary>Joint patrols, coordination meetings (with action items that become tasks) and the liaison log.</summary>
+internal static class FieldEndpoints
+{
+    public static void MapCoordinationField(this IEndpointRouteBuilder app)
+    {
+        var patrols = app.MapGroup("/api/patrols").WithTags("Coordination").RequireAuthorization();
+        patrols.MapGet("/", ListPatrols).WithSummary("Joint patrols you may see, by start time.");
+        patrols.MapGet("/{id:guid}", GetPatrol).WithSummary("One patrol with the latest TAK tracks of its members that you may see.");
+        patrols.MapPost("/", CreatePatrol).WithSummary("Plan a joint patrol: organisations, members, route, schedule.");
+        patrols.MapPost("/{id:guid}/status", SetPatrolStatus).WithSummary("Move a patrol: planned → under-way, or cancelled (participants).");
+        patrols.MapPost("/{id:guid}/report", ReportPatrol).WithSummary("File the patrol report: it becomes a Concord report and completes the patrol.");
+
+        var meetings = app.MapGroup("/api/meetings").WithTags("Coordination").RequireAuthorization();
+        meetings.MapGet("/", ListMeetings).WithSummary("Coordination meetings you may see, newest first.");
+        meetings.MapGet("/{id:guid}", GetMeeting).WithSummary("One meeting with its decisions and action items.");
+        meetings.MapPost("/", CreateMeeting).WithSummary("Record a meeting: participants, decisions; each action item becomes a task.");
+
+        var liaison = app.MapGroup("/api/liaison").WithTags("Coordination").RequireAuthorization();
+        liaison.MapGet("/", ListLiaison).WithSummary("The liaison log you may see, newest first (optionally with one organisation).");
+        liaison.MapPost("/", CreateLiaison).WithSummary("Log a contact with another organisation or a local counterpart.");
+    }
+
+    private static PatrolDto ToDto(Patrol p, CoordinationDesk desk, IReadOnlyList<PatrolTrackDto>? tracks = null) => new(
+        p.Id, p.Name, CoordinationDesk.Codes(p.Organizations), Releasability.Decode(p.Members), JsonSerializer.Deserialize<List<double[]>>(p.RouteJson) ?? [],
+        CoordinationDesk.Utc(p.StartsAt), CoordinationDesk.Utc(p.EndsAt), p.Status, p.ReportId, p.CreatedBy, CoordinationDesk.Utc(p.UpdatedAt),
+        desk.Markings.ToDto(p), tracks);
+
+    private static async Task<Ok<List<PatrolDto>>> ListPatrols(HttpContext context, Viewer viewer, CoordinationDesk desk, DateTimeOffset? from, DateTimeOffset? to)
+    {
+        var patrols = desk.Db.Patrols.AsNoTracking().VisibleTo(viewer);
+        patrols = from is { } f ? patrols.Where(p => p.EndsAt >= f.UtcDateTime) : patrols;
+        patrols = to is { } t ? patrols.Where(p => p.StartsAt <= t.UtcDateTime) : patrols;
+        var page = await patrols.OrderByDescending(p => p.StartsAt).Take(TaskEndpoints.MaxPage).ToListAsync(context.RequestAborted);
+        await desk.AuditReadAsync(viewer, "patrol", page.Select(p => (p.Id, p.Classification)).ToList(), context);
+        return TypedResults.Ok(page.Select(p => ToDto(p, desk)).ToList());
+    }
+
+    private static async Task<Results<Ok<PatrolDto>, NotFound>> GetPatrol(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var patrol = await desk.Db.Patrols.AsNoTracking().VisibleTo(viewer).SingleOrDefaultAsync(p => p.Id == id, context.RequestAborted);
+        if (patrol is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        // The patrol's tracks are its members' TAK tracks, each shown only if the viewer may see it.
+        var names = Releasability.Decode(patrol.Members).ToList();
+        var tracks = await desk.Db.Tracks.AsNoTracking().VisibleTo(viewer)
+            .Join(desk.Db.Members.Where(m => names.Contains(m.UserName)), t => t.MemberId, m => m.Id, (t, m) => new { t, m.UserName })
+            .ToListAsync(context.RequestAborted);
+        await desk.AuditReadAsync(viewer, "patrol", [(patrol.Id, patrol.Classification)], context);
+        return TypedResults.Ok(ToDto(patrol, desk, tracks.Select(x => new PatrolTrackDto(x.t.Uid, x.t.Callsign, x.UserName, x.t.Latitude, x.t.Longitude,
+            CoordinationDesk.Utc(x.t.ObservedAt))).ToList()));
+    }
+
+    private static async Task<Results<Created<PatrolDto>, ProblemHttpResult>> CreatePatrol(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<NewPatrol>(context, 256 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        CoordinationDesk.TryText(body!.Name, "name", 3, 200, errors, out var name);
+        var organizations = await OrganizationsAsync(body.Organizations, "organizations", desk, errors, context.RequestAborted);
+        if (!organizations.Any(o => o.Id == viewer.OrganizationId))
+        {
+            organizations.Insert(0, desk.Directory.Organization(viewer.OrganizationId)!);
+        }
+
+        var members = new List<string>();
+        foreach (var user in body.Members ?? [])
+        {
+            var member = await desk.Db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == user, context.RequestAborted);
+            if (member is null || organizations.All(o => o.Id != member.OrganizationId))
+            {
+                errors["members"] = [$"'{user}' is not a member of a participating organisation"];
+            }
+            else
+            {
+                members.Add(member.UserName);
+            }
+        }
+
+        var route = CoordinationDesk.RouteJson(body.Route, "route", errors);
+        if (body.Route is null)
+        {
+            errors["route"] = ["is required: 2 to 500 points [longitude, latitude]"];
+        }
+
+        if (body.StartsAt is null)
+        {
+            errors["startsAt"] = ["is required"];
+        }
+
+        if (body.EndsAt is null || body.EndsAt <= body.StartsAt || body.EndsAt - body.StartsAt > TimeSpan.FromDays(30))
+        {
+            errors["endsAt"] = ["is required, after startsAt and within 30 days of it"];
+        }
+
+        if (!desk.TryMarking(body.Marking, viewer, organizations.Select(o => Community.Organization(o.Code)), organizations.Select(o => (o, "organizations")).ToList(), errors, out var marking)
+            || errors.Count > 0)
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var now = desk.Now;
+        var patrol = new Patrol
+        {
+            Id = Guid.CreateVersion7(),
+            Name = name,
+            Organizations = Releasability.Encode(organizations.Select(o => Community.Organization(o.Code))),
+            Members = Releasability.Encode(members),
+            RouteJson = route!,
+            StartsAt = body.StartsAt!.Value.UtcDateTime,
+            EndsAt = body.EndsAt!.Value.UtcDateTime,
+            Status = PatrolStatuses.Planned,
+            CreatedBy = viewer.UserName,
+            CreatedAt = now,
+            UpdatedAt = now,
+            Classification = marking.Classification,
+            ReleasableTo = marking.ReleasableTo,
+            Caveats = marking.Caveats,
+        };
+        desk.Db.Patrols.Add(patrol);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "patrol", patrol.Id, patrol.Classification, new { name, organizations = organizations.Select(o => o.Code), members })], context.RequestAborted);
+        return TypedResults.Created($"/api/patrols/{patrol.Id}", ToDto(patrol, desk));
+    }
+
+    private static async Task<Results<Ok<PatrolDto>, NotFound, ProblemHttpResult>> SetPatrolStatus(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<StatusChange>(context, 16 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var patrol = await desk.Db.Patrols.VisibleTo(viewer).SingleOrDefaultAsync(p => p.Id == id, context.RequestAborted);
+        if (patrol is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        var to = body!.Status ?? "";
+        if (to is not (PatrolStatuses.UnderWay or PatrolStatuses.Cancelled))
+        {
+            return Problems.Field("status", "must be under-way or cancelled (a patrol completes with its report)");
+        }
+
+        if (!Participates(patrol, viewer))
+        {
+            return Problems.Forbidden("only participating organisations move a patrol");
+        }
+
+        if (!PatrolStatuses.CanMove(patrol.Status, to))
+        {
+            return Problems.Conflict($"a patrol cannot go from {patrol.Status} to {to}");
+        }
+
+        var from = patrol.Status;
+        patrol.Status = to;
+        patrol.UpdatedAt = desk.Now;
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, patrol.Classification, new { from, to, reason = body.Reason })], context.RequestAborted);
+        return TypedResults.Ok(ToDto(patrol, desk));
+    }
+
+    private static async Task<Results<Created<PatrolDto>, NotFound, ProblemHttpResult>> ReportPatrol(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk, ReportIntake intake)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<PatrolReport>(context, 64 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var patrol = await desk.Db.Patrols.VisibleTo(viewer).SingleOrDefaultAsync(p => p.Id == id, context.RequestAborted);
+        if (patrol is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        if (!Participates(patrol, viewer))
+        {
+            return Problems.Forbidden("only participating organisations report on a patrol");
+        }
+
+        if (!PatrolStatuses.CanMove(patrol.Status, PatrolStatuses.Completed))
+        {
+            return Problems.Conflict($"the patrol is {patrol.Status}; its report was filed or it was cancelled");
+        }
+
+        // The report is a Concord report like any other (validated, marked, fused); by default it is placed at the route's end
+        // and marked as the patrol is. Its id derives from the patrol's, so a resubmission after a dropped link finds the same report.
+        var route = JsonSerializer.Deserialize<List<double[]>>(patrol.RouteJson)!;
+        var last = route[^1];
+        var report = new CreateReport
+        {
+            Id = new Guid(System.Security.Cryptography.SHA256.HashData(patrol.Id.ToByteArray())[..16]),
+            ObservedAt = body!.ObservedAt ?? desk.Now,
+            ObservedPrecision = "hour",
+            Location = new LocationInput(body.Location?.Latitude ?? last[1], body.Location?.Longitude ?? last[0], 1000, null),
+            Category = body.Category,
+            Narrative = $"Patrol {patrol.Name}: {body.Narrative}",
+            Language = body.Language ?? "en",
+            Source = new SourceInput("B", 2, $"joint patrol {patrol.Name}", null),
+            Marking = desk.Markings.ToDto(patrol),
+        };
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        CoordinationDesk.TryText(body.Narrative, "narrative", 3, CoordinationDesk.MaxText, errors, out _);
+        if (errors.Count > 0)
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var outcome = await intake.CreateAsync(report, viewer, context.RequestAborted);
+        Guid reportId;
+        switch (outcome)
+        {
+            case ReportIntake.Outcome.Created created:
+                reportId = created.Report.Id;
+                break;
+            case ReportIntake.Outcome.Existing existing:
+                reportId = existing.Report.Id;
+                break;
+            case ReportIntake.Outcome.Invalid invalid:
+                return Problems.Invalid(invalid.Errors);
+            case ReportIntake.Outcome.Conflict conflict:
+                return Problems.Conflict(conflict.Reason);
+            default:
+                throw new InvalidOperationException("unknown outcome");
+        }
+
+        patrol.Status = PatrolStatuses.Completed;
+        patrol.ReportId = reportId;
+        patrol.UpdatedAt = desk.Now;
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, patrol.Classification, new { to = PatrolStatuses.Completed, report = reportId })], context.RequestAborted);
+        return TypedResults.Created($"/api/reports/{reportId}", ToDto(patrol, desk));
+    }
+
+    private static bool Participates(Patrol patrol, Viewer viewer) =>
+        patrol.Organizations.Contains(Releasability.Pattern(Community.Organization(viewer.OrganizationCode)), StringComparison.Ordinal)
+        || viewer.HasRole(MemberRoles.MissionAdmin);
+
+    private static async Task<List<Organization>> OrganizationsAsync(IReadOnlyList<string>? codes, string field, CoordinationDesk desk, Dictionary<string, string[]> errors, CancellationToken cancellationToken)
+    {
+        var organizations = new List<Organization>();
+        foreach (var code in codes ?? [])
+        {
+            if (await desk.Directory.OrganizationAsync(code, cancellationToken) is { } organization)
+            {
+                if (!organizations.Contains(organization))
+                {
+                    organizations.Add(organization);
+                }
+            }
+            else
+            {
+                errors[field] = [$"no organisation has the code '{code}'"];
+            }
+        }
+
+        return organizations;
+    }
+
+    private static MeetingDto ToDto(Meeting m, CoordinationDesk desk, IReadOnlyList<TaskDto>? actions = null) => new(
+        m.Id, m.Title, CoordinationDesk.Utc(m.HeldAt), m.Place, CoordinationDesk.Codes(m.Participants),
+        JsonSerializer.Deserialize<List<string>>(m.DecisionsJson) ?? [], m.CreatedBy, desk.Markings.ToDto(m), actions);
+
+    private static async Task<Ok<List<MeetingDto>>> ListMeetings(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var page = await desk.Db.Meetings.AsNoTracking().VisibleTo(viewer).OrderByDescending(m => m.HeldAt).Take(TaskEndpoints.MaxPage).ToListAsync(context.RequestAborted);
+        await desk.AuditReadAsync(viewer, "meeting", page.Select(m => (m.Id, m.Classification)).ToList(), context);
+        return TypedResults.Ok(page.Select(m => ToDto(m, desk)).ToList());
+    }
+
+    private static async Task<Results<Ok<MeetingDto>, NotFound>> GetMeeting(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var meeting = await desk.Db.Meetings.AsNoTracking().VisibleTo(viewer).SingleOrDefaultAsync(m => m.Id == id, context.RequestAborted);
+        if (meeting is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        var tasks = await desk.Db.Tasks.AsNoTracking().VisibleTo(viewer).Where(t => t.MeetingId == id).OrderBy(t => t.Number).ToListAsync(context.RequestAborted);
+        await desk.AuditReadAsync(viewer, "meeting", [(meeting.Id, meeting.Classification)], context);
+        return TypedResults.Ok(ToDto(meeting, desk, tasks.Select(t => desk.ToDto(t, new Dictionary<Guid, string>())).ToList()));
+    }
+
+    private static async Task<Results<Created<MeetingDto>, ProblemHttpResult>> CreateMeeting(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<NewMeeting>(context, 256 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        CoordinationDesk.TryText(body!.Title, "title", 3, 300, errors, out var title);
+        CoordinationDesk.TryText(body.Place, "place", 0, 300, errors, out var place);
+        if (body.HeldAt is null)
+        {
+            errors["heldAt"] = ["is required"];
+        }
+
+        var participants = await OrganizationsAsync(body.Participants, "participants", desk, errors, context.RequestAborted);
+        if (!participants.Any(o => o.Id == viewer.OrganizationId))
+        {
+            participants.Insert(0, desk.Directory.Organization(viewer.OrganizationId)!);
+        }
+
+        var decisions = (body.Decisions ?? []).Select(d => d?.Trim() ?? "").ToList();
+        if (decisions.Count > 100 || decisions.Any(d => d.Length is 0 or > CoordinationDesk.MaxText))
+        {
+            errors["decisions"] = [$"at most 100 decisions, each 1 to {CoordinationDesk.MaxText} characters"];
+        }
+
+        var now = desk.Now;
+        var items = body.ActionItems ?? [];
+        var assignees = new List<Organization>();
+        for (var i = 0; i < items.Count; i++)
+        {
+            var item = items[i];
+            CoordinationDesk.TryText(item.Title, $"actionItems[{i}].title", 3, 300, errors, out _);
+            if (await desk.Directory.OrganizationAsync(item.Organization ?? "", context.RequestAborted) is { } organization)
+            {
+                assignees.Add(organization);
+            }
+            else
+            {
+                errors[$"actionItems[{i}].organization"] = [$"no organisation has the code '{item.Organization}'"];
+            }
+
+            if (item.DueAt is { } due && due.UtcDateTime <= now)
+            {
+                errors[$"actionItems[{i}].dueAt"] = ["must be in the future"];
+            }
+        }
+
+        var mustSee = participants.Select(o => (o, "participants")).Concat(assignees.Select(o => (o, "actionItems"))).ToList();
+        if (!desk.TryMarking(body.Marking, viewer, participants.Concat(assignees).Select(o => Community.Organization(o.Code)), mustSee, errors, out var marking) || errors.Count > 0)
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var meeting = new Meeting
+        {
+            Id = Guid.CreateVersion7(),
+            Title = title,
+            HeldAt = body.HeldAt!.Value.UtcDateTime,
+            Place = place,
+            Participants = Releasability.Encode(participants.Select(o => Community.Organization(o.Code))),
+            DecisionsJson = JsonSerializer.Serialize(decisions),
+            CreatedBy = viewer.UserName,
+            CreatedAt = now,
+            Classification = marking.Classification,
+            ReleasableTo = marking.ReleasableTo,
+            Caveats = marking.Caveats,
+        };
+        desk.Db.Meetings.Add(meeting);
+        var audit = new List<AuditEntry> { desk.Audit(viewer, AuditActions.Create, "meeting", meeting.Id, meeting.Classification, new { title, participants = participants.Select(o => o.Code), decisions = decisions.Count }) };
+        var tasks = new List<CoordinationTask>();
+        for (var i = 0; i < items.Count; i++)
+        {
+            var task = new CoordinationTask
+            {
+                Id = Guid.CreateVersion7(),
+                Title = items[i].Title!.Trim(),
+                Description = $"Action item of {title}",
+                OrganizationId = assignees[i].Id,
+                Role = TaskRoles.Action,
+                Status = TaskStatuses.Open,
+                MeetingId = meeting.Id,
+                RespondBy = items[i].DueAt?.UtcDateTime,
+                CreatedBy = viewer.UserName,
+                CreatedAt = now,
+                UpdatedAt = now,
+                Classification = marking.Classification,
+                ReleasableTo = marking.ReleasableTo,
+                Caveats = marking.Caveats,
+            };
+            task.Reschedule();
+            tasks.Add(task);
+            desk.Db.Tasks.Add(task);
+            audit.Add(desk.Audit(viewer, AuditActions.Create, "task", task.Id, task.Classification, new { meeting = meeting.Id, organization = assignees[i].Code, task.RespondBy }));
+        }
+
+        await desk.SaveAsync(audit, context.RequestAborted);
+        desk.WakeScheduler();
+        return TypedResults.Created($"/api/meetings/{meeting.Id}", ToDto(meeting, desk, tasks.Select(t => desk.ToDto(t, new Dictionary<Guid, string>())).ToList()));
+    }
+
+    private static async Task<Results<Ok<List<LiaisonDto>>, ProblemHttpResult>> ListLiaison(HttpContext context, Viewer viewer, CoordinationDesk desk, string? organization)
+    {
+        var log = desk.Db.LiaisonLog.AsNoTracking().VisibleTo(viewer);
+        if (organization is not null)
+        {
+            if (await desk.Directory.OrganizationAsync(organization, context.RequestAborted) is not { } org)
+            {
+                return Problems.Field("organization", $"no organisation has the code '{organization}'");
+            }
+
+            log = log.Where(l => l.OrganizationId == org.Id || l.CounterpartOrganizationId == org.Id);
+        }
+
+        var page = await log.OrderByDescending(l => l.At).Take(TaskEndpoints.MaxPage).ToListAsync(context.RequestAborted);
+        await desk.AuditReadAsync(viewer, "liaison", page.Select(l => (l.Id, l.Classification)).ToList(), context);
+        var members = await desk.MemberNamesAsync(page.Select(l => (Guid?)l.MemberId), context.RequestAborted);
+        return TypedResults.Ok(page.Select(l => ToDto(l, desk, members)).ToList());
+    }
+
+    private static LiaisonDto ToDto(LiaisonEntry l, CoordinationDesk desk, IReadOnlyDictionary<Guid, string> members) => new(
+        l.Id, CoordinationDesk.Utc(l.At), desk.OrganizationCode(l.OrganizationId), members.GetValueOrDefault(l.MemberId, "?"),
+        l.CounterpartOrganizationId is { } c ? desk.OrganizationCode(c) : null, l.Counterpart, l.Channel, l.Summary, desk.Markings.ToDto(l));
+
+    private static async Task<Results<Created<LiaisonDto>, ProblemHttpResult>> CreateLiaison(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<NewLiaison>(context, 64 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        var now = desk.Now;
+        var at = body!.At?.UtcDateTime ?? now;
+        if (at > now + TimeSpan.FromMinutes(5))
+        {
+            errors["at"] = ["a contact is logged after it happened, not in the future"];
+        }
+
+        Organization? counterpartOrganization = null;
+        if (body.CounterpartOrganization is { } code)
+        {
+            counterpartOrganization = await desk.Directory.OrganizationAsync(code, context.RequestAborted);
+            if (counterpartOrganization is null)
+            {
+                errors["counterpartOrganization"] = [$"no organisation has the code '{code}'"];
+            }
+        }
+
+        CoordinationDesk.TryText(body.Counterpart ?? counterpartOrganization?.Name, "counterpart", 2, 300, errors, out var counterpart);
+        if (!LiaisonChannels.All.Contains(body.Channel ?? ""))
+        {
+            errors["channel"] = [$"must be one of {string.Join(", ", LiaisonChannels.All)}"];
+        }
+
+        CoordinationDesk.TryText(body.Summary, "summary", 3, CoordinationDesk.MaxText, errors, out var summary);
+        var concerned = counterpartOrganization is null ? [] : new[] { Community.Organization(counterpartOrganization.Code) };
+        if (!desk.TryMarking(body.Marking, viewer, concerned, [], errors, out var marking) || errors.Count > 0)
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var entry = new LiaisonEntry
+        {
+            Id = Guid.CreateVersion7(),
+            At = at,
+            OrganizationId = viewer.OrganizationId,
+            MemberId = viewer.MemberId,
+            CounterpartOrganizationId = counterpartOrganization?.Id,
+            Counterpart = counterpart,
+            Channel = body.Channel!,
+            Summary = summary,
+            CreatedAt = now,
+            Classification = marking.Classification,
+            ReleasableTo = marking.ReleasableTo,
+            Caveats = marking.Caveats,
+        };
+        desk.Db.LiaisonLog.Add(entry);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "liaison", entry.Id, entry.Classification, new { counterpart = counterpartOrganization?.Code ?? counterpart, entry.Channel })], context.RequestAborted);
+        return TypedResults.Created($"/api/liaison/{entry.Id}", ToDto(entry, desk, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
+    }
+}

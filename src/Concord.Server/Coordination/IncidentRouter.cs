@@ -1,0 +1,159 @@
+using System.Globalization;
+using Concord.Server.Audit;
+using Concord.Server.Data;
+using Concord.Server.Sharing;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Coordination;
+
+/// <summary>
+/// Gives every new or changed incident its lead and supporting organisations, as the agreements' responsibility rules say.
+/// It tails the change feed from a cursor kept in the store, so routing never slows the write path, survives restarts,
+/// and an incident whose category or area changes (an escalated or corrected incident) is routed again: organisations
+/// that already have its task are not given another (the task's routing key is unique).
+/// </summary>
+internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirectory directory, AuditChain chain, EscalationScheduler scheduler,
+    TimeProvider time, ILogger<IncidentRouter> logger) : BackgroundService
+{
+    public const string CursorKey = "coordination.router.after";
+
+    /// <summary>Feed pacing is wall-clock, not business time: the router must run even when the business clock stands still in a test.</summary>
+    public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
+
+    private const int Window = 500;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(Interval, TimeProvider.System);
+        try
+        {
+            do
+            {
+                try
+                {
+                    while (await RouteAsync(stoppingToken) == Window)
+                    {
+                    }
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    logger.LogWarning(e, "routing incidents failed; retrying");
+                }
+            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Routes the incidents of the next window of the feed; returns how many changes it examined.</summary>
+    internal async Task<int> RouteAsync(CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var cursor = await db.Settings.SingleOrDefaultAsync(s => s.Key == CursorKey, cancellationToken);
+        if (cursor is null)
+        {
+            // First start: rules apply to incidents created or changed from now on, not to the whole history.
+            var end = await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
+            db.Settings.Add(new Setting { Key = CursorKey, Value = end.ToString(CultureInfo.InvariantCulture) });
+            await db.SaveChangesAsync(cancellationToken);
+            return 0;
+        }
+
+        var after = long.Parse(cursor.Value, CultureInfo.InvariantCulture);
+        var window = await db.Changes.AsNoTracking().Where(c => c.Sequence > after).OrderBy(c => c.Sequence).Take(Window)
+            .Select(c => new { c.Sequence, c.Entity, c.EntityId, c.Operation }).ToListAsync(cancellationToken);
+        if (window.Count == 0)
+        {
+            return 0;
+        }
+
+        cursor.Value = window[^1].Sequence.ToString(CultureInfo.InvariantCulture);
+        var agreements = (await directory.AgreementsAsync(cancellationToken)).Where(a => a.Coordination.Responsibilities is { Count: > 0 }).ToList();
+        var ids = window.Where(c => c.Entity == "incident" && c.Operation != "deleted").Select(c => c.EntityId).Distinct().ToList();
+        var created = window.Where(c => c.Entity == "incident" && c.Operation == "created").Select(c => c.EntityId).ToHashSet();
+        var audit = new List<AuditEntry>();
+        var routed = 0;
+        if (agreements.Count > 0 && ids.Count > 0)
+        {
+            var incidents = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id)).ToListAsync(cancellationToken);
+            var existing = (await db.Tasks.Where(t => t.IncidentId != null && ids.Contains(t.IncidentId.Value) && t.RoutingKey != null)
+                .Select(t => t.RoutingKey!).ToListAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
+            var now = time.GetUtcNow().UtcDateTime;
+            foreach (var incident in incidents)
+            {
+                foreach (var route in Responsibilities.Resolve(agreements, incident.Category, directory.Area(incident.AreaId)?.Code))
+                {
+                    foreach (var (code, role) in route.Supporting.Select(s => (s, TaskRoles.Supporting)).Prepend((route.Lead, TaskRoles.Lead)))
+                    {
+                        if (await directory.OrganizationAsync(code, cancellationToken) is not { } organization)
+                        {
+                            continue;
+                        }
+
+                        var key = RoutingKey(incident.Id, organization.Id);
+                        if (!existing.Add(key))
+                        {
+                            continue;
+                        }
+
+                        if (!directory.ReleasesTo(incident.ReleasableTo, organization))
+                        {
+                            // A task never widens what its incident may be seen by: the organisation is not told, the audit is.
+                            if (created.Contains(incident.Id))
+                            {
+                                audit.Add(Audits.Entry(null, AuditActions.RouteWithheld, "incident", incident.Id, incident.Classification, now,
+                                    Audits.Detail(new { organization = organization.Code, role, agreement = route.AgreementCode, reason = "the incident is not released to the organisation" })));
+                            }
+
+                            existing.Remove(key);
+                            continue;
+                        }
+
+                        var escalateTo = route.EscalateTo is { } e ? await directory.OrganizationAsync(e, cancellationToken) : null;
+                        var task = new CoordinationTask
+                        {
+                            Id = Guid.CreateVersion7(),
+                            Title = incident.Title,
+                            Description = role == TaskRoles.Lead ? $"Lead under {route.AgreementCode}" : $"Support under {route.AgreementCode}",
+                            OrganizationId = organization.Id,
+                            Role = role,
+                            Status = TaskStatuses.Open,
+                            RoutingKey = key,
+                            IncidentId = incident.Id,
+                            Category = incident.Category,
+                            AreaId = incident.AreaId,
+                            AgreementCode = route.AgreementCode,
+                            AcknowledgeBy = route.Acknowledge is { } a ? now + a : null,
+                            RespondBy = route.Respond is { } r ? now + r : null,
+                            EscalateToOrganizationId = escalateTo?.Id,
+                            CreatedBy = "system",
+                            CreatedAt = now,
+                            UpdatedAt = now,
+                            Classification = incident.Classification,
+                            ReleasableTo = incident.ReleasableTo,
+                            Caveats = incident.Caveats,
+                        };
+                        task.Reschedule();
+                        db.Tasks.Add(task);
+                        audit.Add(Audits.Entry(null, AuditActions.Route, "task", task.Id, task.Classification, now,
+                            Audits.Detail(new { incident = incident.Id, organization = organization.Code, role, agreement = route.AgreementCode, acknowledgeBy = task.AcknowledgeBy, respondBy = task.RespondBy })));
+                        routed++;
+                    }
+                }
+            }
+        }
+
+        await chain.SaveAsync(db, audit, cancellationToken);
+        if (routed > 0)
+        {
+            scheduler.Wake();
+        }
+
+        return window.Count;
+    }
+
+    public static string RoutingKey(Guid incidentId, Guid organizationId) => $"incident:{incidentId:N}:{organizationId:N}";
+}

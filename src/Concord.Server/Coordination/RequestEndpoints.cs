@@ -1,0 +1,324 @@
+using System.Text.Json;
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Http;
+using Concord.Server.Incidents;
+using Concord.Server.Organizations;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Coordination;
+
+/// <summary>Requests for assistance between organisations, with the civil–military criteria, deadlines and a lifecycle.</summary>
+internal static class RequestEndpoints
+{
+    public static readonly TimeSpan MaximumWindow = TimeSpan.FromDays(90);
+
+    public static void MapRequests(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/requests").WithTags("Coordination").RequireAuthorization();
+        group.MapGet("/", List).WithSummary("Requests you may see: incoming (to your organisation or its kind), outgoing (from it), or all; by status, type, overdue.");
+        group.MapGet("/{id:guid}", Get).WithSummary("One request, with the criteria its requester stated and the moves open to you.");
+        group.MapPost("/", Create).WithSummary("Request assistance from an organisation (code) or a kind of organisation (kind:military).");
+        group.MapPost("/{id:guid}/status", SetStatus)
+            .WithSummary("Move a request: the addressee acknowledges, accepts or declines (with a reason), starts and completes it; the requester may cancel.");
+    }
+
+    private static async Task<Results<Ok<List<RequestDto>>, ProblemHttpResult>> List(
+        HttpContext context, Viewer viewer, CoordinationDesk desk, string? direction, string? status, string? type, bool? overdue, bool? open, int? limit)
+    {
+        var requests = desk.Db.Requests.AsNoTracking().VisibleTo(viewer);
+        var myKind = OrganizationKinds.Token(viewer.OrganizationKind);
+        switch (direction)
+        {
+            case null or "all":
+                break;
+            case "incoming":
+                requests = requests.Where(r => r.AssignedOrganizationId == viewer.OrganizationId
+                    || (r.AssignedOrganizationId == null && (r.AddresseeOrganizationId == viewer.OrganizationId || r.AddresseeKind == myKind)));
+                break;
+            case "outgoing":
+                requests = requests.Where(r => r.RequesterOrganizationId == viewer.OrganizationId);
+                break;
+            default:
+                return Problems.Field("direction", "must be incoming, outgoing or all");
+        }
+
+        if (status is not null)
+        {
+            if (!RequestStatuses.All.Contains(status))
+            {
+                return Problems.Field("status", $"must be one of {string.Join(", ", RequestStatuses.All)}");
+            }
+
+            requests = requests.Where(r => r.Status == status);
+        }
+
+        if (type is not null)
+        {
+            if (!RequestTypes.All.Contains(type))
+            {
+                return Problems.Field("type", $"must be one of {string.Join(", ", RequestTypes.All)}");
+            }
+
+            requests = requests.Where(r => r.Type == type);
+        }
+
+        var closed = new[] { RequestStatuses.Declined, RequestStatuses.Completed, RequestStatuses.Cancelled };
+        if (open == true)
+        {
+            requests = requests.Where(r => !closed.Contains(r.Status));
+        }
+
+        var now = desk.Now;
+        if (overdue == true)
+        {
+            requests = requests.Where(r => !closed.Contains(r.Status)
+                && ((r.RespondBy != null && r.RespondedAt == null && r.RespondBy <= now)
+                    || (r.AcknowledgeBy != null && r.AcknowledgedAt == null && r.RespondedAt == null && r.AcknowledgeBy <= now)));
+        }
+
+        var take = Math.Clamp(limit ?? 100, 1, TaskEndpoints.MaxPage);
+        var page = await requests.OrderByDescending(r => r.Number).Take(take).ToListAsync(context.RequestAborted);
+        await desk.AuditReadAsync(viewer, "request", page.Select(r => (r.Id, r.Classification)).ToList(), context);
+        var members = await desk.MemberNamesAsync(page.Select(r => (Guid?)r.RequesterMemberId), context.RequestAborted);
+        return TypedResults.Ok(page.Select(r => desk.ToDto(r, viewer, members)).ToList());
+    }
+
+    private static async Task<Results<Ok<RequestDto>, NotFound>> Get(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var request = await desk.Db.Requests.AsNoTracking().VisibleTo(viewer).SingleOrDefaultAsync(r => r.Id == id, context.RequestAborted);
+        if (request is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        await desk.AuditReadAsync(viewer, "request", [(request.Id, request.Classification)], context);
+        return TypedResults.Ok(desk.ToDto(request, viewer, await desk.MemberNamesAsync([request.RequesterMemberId], context.RequestAborted)));
+    }
+
+    private static async Task<Results<Created<RequestDto>, ProblemHttpResult>> Create(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<NewRequest>(context, 128 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        var type = body!.Type ?? "";
+        if (!RequestTypes.All.Contains(type))
+        {
+            errors["type"] = [$"must be one of {string.Join(", ", RequestTypes.All)}"];
+        }
+
+        var priority = body.Priority ?? "";
+        if (!RequestPriorities.All.Contains(priority))
+        {
+            errors["priority"] = [$"must be one of {string.Join(", ", RequestPriorities.All)}"];
+        }
+
+        CoordinationDesk.TryText(body.Title, "title", 3, 300, errors, out var title);
+        CoordinationDesk.TryText(body.Details, "details", 0, CoordinationDesk.MaxText, errors, out var details);
+
+        // The addressee: an organisation by code, or kind:KIND for whichever organisation of that kind takes it up.
+        Organization? addressee = null;
+        OrganizationKind? addresseeKind = null;
+        var addresseeText = body.Addressee?.Trim() ?? "";
+        if (addresseeText.StartsWith("kind:", StringComparison.OrdinalIgnoreCase))
+        {
+            if (OrganizationKinds.TryParse(addresseeText[5..], out var kind))
+            {
+                addresseeKind = kind;
+            }
+            else
+            {
+                errors["addressee"] = [$"'{addresseeText}' is not a kind of organisation"];
+            }
+        }
+        else if (await desk.Directory.OrganizationAsync(addresseeText, context.RequestAborted) is { } organization)
+        {
+            addressee = organization;
+            addresseeKind = organization.Kind;
+            if (organization.Id == viewer.OrganizationId)
+            {
+                errors["addressee"] = ["a request goes to another organisation"];
+            }
+        }
+        else
+        {
+            errors["addressee"] = [$"give an organisation code or kind:KIND ('{addresseeText}' is neither)"];
+        }
+
+        double? latitude = null, longitude = null;
+        if (body.Location is { } location)
+        {
+            if (location.Latitude is not (>= -90 and <= 90) || location.Longitude is not (>= -180 and <= 180))
+            {
+                errors["location"] = ["latitude must be in −90…90 and longitude in −180…180"];
+            }
+
+            (latitude, longitude) = (location.Latitude, location.Longitude);
+        }
+
+        var routeJson = CoordinationDesk.RouteJson(body.Route, "route", errors);
+        if (type != RequestTypes.Information && body.Location is null && body.Route is null)
+        {
+            errors["location"] = ["give the place (location) or the route (route) where assistance is needed"];
+        }
+
+        var start = body.WindowStart?.UtcDateTime;
+        var end = body.WindowEnd?.UtcDateTime;
+        if (start is null)
+        {
+            errors["windowStart"] = ["is required"];
+        }
+
+        if (end is null)
+        {
+            errors["windowEnd"] = ["is required"];
+        }
+        else if (start is not null && (end < start || end - start > MaximumWindow))
+        {
+            errors["windowEnd"] = [$"must be after windowStart, within {MaximumWindow.TotalDays} days of it"];
+        }
+
+        if (body.Incident is { } incident && !await desk.Db.VisibleIncidents(desk.Db.Incidents.Where(i => i.Id == incident), viewer).AnyAsync(context.RequestAborted))
+        {
+            errors["incident"] = ["no incident you may see has this id"];
+        }
+
+        var lastResort = RequestRules.NeedsLastResort(viewer.OrganizationKind, addresseeKind);
+        var escort = RequestRules.NeedsEscortCriteria(type);
+        RequestRules.Check(body.Criteria, lastResort, escort, errors);
+
+        // By default the request is released to the requester and the addressee (or the kind asked).
+        var concerned = addressee is not null ? [Community.Organization(addressee.Code)] : addresseeKind is { } k ? new[] { Community.Kind(k) } : [];
+        var mustSee = addressee is not null ? new List<(Organization, string)> { (addressee, "addressee") } : [];
+        if (!desk.TryMarking(body.Marking, viewer, concerned, mustSee, errors, out var marking) || errors.Count > 0)
+        {
+            return Problems.Invalid(errors);
+        }
+
+        if (addressee is null && addresseeKind is { } askedKind && !Releases(marking.ReleasableTo, askedKind))
+        {
+            return Problems.Field("marking.releasableTo", $"does not release the request to kind:{OrganizationKinds.Token(askedKind)}, named in addressee");
+        }
+
+        var now = desk.Now;
+        var terms = Responsibilities.ForRequest(await desk.Directory.AgreementsAsync(context.RequestAborted), type, priority, addressee?.Code, addresseeKind);
+        var escalateTo = terms.EscalateTo is { } code ? await desk.Directory.OrganizationAsync(code, context.RequestAborted) : null;
+        var criteria = new RequestCriteria(lastResort ? Trimmed(body.Criteria!.LastResort!) : null, escort ? Trimmed(body.Criteria!.Escort!) : null);
+        var request = new AssistanceRequest
+        {
+            Id = Guid.CreateVersion7(),
+            Type = type,
+            Title = title,
+            Details = details,
+            Priority = priority,
+            RequesterOrganizationId = viewer.OrganizationId,
+            RequesterMemberId = viewer.MemberId,
+            AddresseeOrganizationId = addressee?.Id,
+            AddresseeKind = addressee is null && addresseeKind is { } ak ? OrganizationKinds.Token(ak) : null,
+            Latitude = latitude,
+            Longitude = longitude,
+            RouteJson = routeJson,
+            WindowStart = start!.Value,
+            WindowEnd = end!.Value,
+            Status = RequestStatuses.Requested,
+            CriteriaJson = JsonSerializer.Serialize(criteria, JsonSerializerOptions.Web),
+            IncidentId = body.Incident,
+            AgreementCode = terms.AgreementCode,
+            AcknowledgeBy = now + terms.Acknowledge,
+            RespondBy = now + terms.Respond,
+            EscalateToOrganizationId = escalateTo?.Id,
+            CreatedAt = now,
+            UpdatedAt = now,
+            Classification = marking.Classification,
+            ReleasableTo = marking.ReleasableTo,
+            Caveats = marking.Caveats,
+        };
+        request.Reschedule();
+        desk.Db.Requests.Add(request);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "request", request.Id, request.Classification,
+            new { type, priority, addressee = addressee?.Code ?? request.AddresseeKind, agreement = terms.AgreementCode, request.AcknowledgeBy, request.RespondBy, lastResort, escort })], context.RequestAborted);
+        desk.WakeScheduler();
+        return TypedResults.Created($"/api/requests/{request.Id}", desk.ToDto(request, viewer, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
+    }
+
+    private static async Task<Results<Ok<RequestDto>, NotFound, ProblemHttpResult>> SetStatus(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<StatusChange>(context, 16 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var request = await desk.Db.Requests.VisibleTo(viewer).SingleOrDefaultAsync(r => r.Id == id, context.RequestAborted);
+        if (request is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        var to = body!.Status ?? "";
+        if (!RequestStatuses.All.Contains(to) || to == RequestStatuses.Requested)
+        {
+            return Problems.Field("status", $"must be one of {string.Join(", ", RequestStatuses.All.Skip(1))}");
+        }
+
+        var reason = body.Reason?.Trim();
+        if (to == RequestStatuses.Declined && (reason is null || reason.Length < 3))
+        {
+            return Problems.Field("reason", "a declined request needs the reason (at least 3 characters)");
+        }
+
+        if (reason?.Length > CoordinationDesk.MaxText)
+        {
+            return Problems.Field("reason", $"at most {CoordinationDesk.MaxText} characters");
+        }
+
+        var requester = request.RequesterOrganizationId == viewer.OrganizationId;
+        if (to == RequestStatuses.Cancelled ? !requester : !CoordinationDesk.Answers(request, viewer))
+        {
+            return Problems.Forbidden(to == RequestStatuses.Cancelled
+                ? "only the requesting organisation cancels a request"
+                : "only the organisation the request is addressed to (or that accepted it) answers it");
+        }
+
+        if (!RequestStatuses.CanMove(request.Status, to))
+        {
+            return Problems.Conflict($"a request cannot go from {request.Status} to {to}");
+        }
+
+        var from = request.Status;
+        var now = desk.Now;
+        request.Status = to;
+        switch (to)
+        {
+            case RequestStatuses.Acknowledged:
+                request.AcknowledgedAt = now;
+                break;
+            case RequestStatuses.Accepted or RequestStatuses.Declined:
+                request.RespondedAt = now;
+                request.AssignedOrganizationId = to == RequestStatuses.Accepted ? viewer.OrganizationId : request.AssignedOrganizationId;
+                break;
+            case RequestStatuses.Completed or RequestStatuses.Cancelled:
+                request.CompletedAt = now;
+                break;
+        }
+
+        request.Reason = reason is { Length: > 0 } ? reason : request.Reason;
+        request.UpdatedAt = now;
+        request.Reschedule();
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "request", request.Id, request.Classification, new { from, to, reason })], context.RequestAborted);
+        return TypedResults.Ok(desk.ToDto(request, viewer, await desk.MemberNamesAsync([request.RequesterMemberId], context.RequestAborted)));
+    }
+
+    private static bool Releases(string releasableTo, OrganizationKind kind) =>
+        releasableTo.Contains(Releasability.Pattern(Community.Mission), StringComparison.Ordinal)
+        || releasableTo.Contains(Releasability.Pattern(Community.Kind(kind)), StringComparison.Ordinal);
+
+    private static LastResortCriteria Trimmed(LastResortCriteria c) => new(c.NoCivilianAlternative!.Trim(), c.CriticalNeed!.Trim(), c.LimitedInTimeAndScale!.Trim());
+
+    private static EscortCriteria Trimmed(EscortCriteria c) => new(c.HumanitarianNeed!.Trim(), c.ResponsibleAuthorities!.Trim(), c.SafetyAndSecurity!.Trim(), c.Sustainability!.Trim());
+}

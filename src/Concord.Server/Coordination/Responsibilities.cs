@@ -1,0 +1,224 @@
+using System.Text.Json;
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Sharing;
+
+namespace Concord.Server.Coordination;
+
+/// <summary>
+/// What an agreement says about coordination: who leads and supports on which incidents where, and how fast requests
+/// for assistance to an organisation must be answered. Deadlines are in minutes; <c>escalateTo</c> names the organisation
+/// (a party, typically the joint operations centre) that missed deadlines go to.
+/// </summary>
+internal sealed record AgreementCoordination(IReadOnlyList<ResponsibilityRule>? Responsibilities, IReadOnlyList<AssistanceRule>? Assistance)
+{
+    public static readonly AgreementCoordination None = new([], []);
+
+    public bool IsEmpty => (Responsibilities?.Count ?? 0) == 0 && (Assistance?.Count ?? 0) == 0;
+
+    public static AgreementCoordination Parse(string json) =>
+        JsonSerializer.Deserialize<AgreementCoordination>(json, JsonSerializerOptions.Web) ?? None;
+
+    public string ToJson() => JsonSerializer.Serialize(this, JsonSerializerOptions.Web);
+}
+
+/// <summary>Incidents of <see cref="Categories"/> (a code covers the codes below it; <c>*</c> any) in <see cref="Areas"/> (area codes; <c>*</c> anywhere).</summary>
+internal sealed record ResponsibilityRule(
+    IReadOnlyList<string>? Categories,
+    IReadOnlyList<string>? Areas,
+    string? Lead,
+    IReadOnlyList<string>? Supporting,
+    int? AcknowledgeMinutes,
+    int? RespondMinutes,
+    string? EscalateTo);
+
+/// <summary>Requests of <see cref="Types"/> (<c>*</c> any) addressed to <see cref="Addressee"/> (an organisation code or <c>kind:KIND</c>).</summary>
+internal sealed record AssistanceRule(IReadOnlyList<string>? Types, string? Addressee, int? AcknowledgeMinutes, int? RespondMinutes, string? EscalateTo);
+
+/// <summary>Who an incident goes to under one rule, with the deadlines and where misses escalate.</summary>
+internal sealed record Route(string AgreementCode, string Lead, IReadOnlyList<string> Supporting, TimeSpan? Acknowledge, TimeSpan? Respond, string? EscalateTo);
+
+/// <summary>The deadlines of a request and where misses escalate, with the agreement they come from (null: defaults by priority).</summary>
+internal sealed record RequestTerms(string? AgreementCode, TimeSpan Acknowledge, TimeSpan Respond, string? EscalateTo);
+
+/// <summary>Pure decisions about responsibilities; the routers and endpoints apply them.</summary>
+internal static class Responsibilities
+{
+    public const int MaxMinutes = 60 * 24 * 90;
+
+    /// <summary>
+    /// The routes for an incident: the most specific matching rules (an area named over anywhere, then the longest
+    /// category). Equally specific rules of several agreements all apply: each names its own lead.
+    /// </summary>
+    public static IReadOnlyList<Route> Resolve(IEnumerable<Agreement> agreements, string category, string? areaCode)
+    {
+        var matches = new List<(Route Route, int Specificity)>();
+        foreach (var agreement in agreements.Where(a => a.RetiredAt is null))
+        {
+            foreach (var rule in agreement.Coordination.Responsibilities ?? [])
+            {
+                var areas = rule.Areas is { Count: > 0 } a ? a : ["*"];
+                var areaSpecific = areaCode is not null && areas.Any(x => string.Equals(x, areaCode, StringComparison.OrdinalIgnoreCase));
+                if (!areaSpecific && !areas.Contains("*"))
+                {
+                    continue;
+                }
+
+                var categoryLength = (rule.Categories is { Count: > 0 } c ? c : ["*"]).Max(x => CategoryMatch(x, category));
+                if (categoryLength < 0 || rule.Lead is null)
+                {
+                    continue;
+                }
+
+                var route = new Route(agreement.Code, rule.Lead.ToUpperInvariant(), (rule.Supporting ?? []).Select(s => s.ToUpperInvariant()).ToList(),
+                    Minutes(rule.AcknowledgeMinutes), Minutes(rule.RespondMinutes), rule.EscalateTo?.ToUpperInvariant());
+                matches.Add((route, (areaSpecific ? 10_000 : 0) + categoryLength));
+            }
+        }
+
+        if (matches.Count == 0)
+        {
+            return [];
+        }
+
+        var best = matches.Max(m => m.Specificity);
+        return matches.Where(m => m.Specificity == best).Select(m => m.Route).ToList();
+    }
+
+    /// <summary>The terms for a request: the most specific assistance rule (organisation over kind, a type over any), else defaults by priority.</summary>
+    public static RequestTerms ForRequest(IEnumerable<Agreement> agreements, string type, string priority, string? addresseeCode, OrganizationKind? addresseeKind)
+    {
+        (AssistanceRule Rule, string Code, int Specificity)? best = null;
+        foreach (var agreement in agreements.Where(a => a.RetiredAt is null))
+        {
+            foreach (var rule in agreement.Coordination.Assistance ?? [])
+            {
+                var addressee = rule.Addressee?.Trim() ?? "";
+                var byOrganization = addresseeCode is not null && string.Equals(addressee, addresseeCode, StringComparison.OrdinalIgnoreCase);
+                var byKind = addresseeKind is { } kind && string.Equals(addressee, Community.Kind(kind), StringComparison.OrdinalIgnoreCase);
+                var types = rule.Types is { Count: > 0 } t ? t : ["*"];
+                var byType = types.Contains(type);
+                if ((!byOrganization && !byKind) || (!byType && !types.Contains("*")))
+                {
+                    continue;
+                }
+
+                var specificity = (byOrganization ? 2 : 0) + (byType ? 1 : 0);
+                if (best is null || specificity > best.Value.Specificity)
+                {
+                    best = (rule, agreement.Code, specificity);
+                }
+            }
+        }
+
+        var (acknowledge, respond) = RequestPriorities.DefaultDeadlines(priority);
+        if (best is not { } found)
+        {
+            return new RequestTerms(null, acknowledge, respond, null);
+        }
+
+        return new RequestTerms(found.Code, Minutes(found.Rule.AcknowledgeMinutes) ?? acknowledge, Minutes(found.Rule.RespondMinutes) ?? respond, found.Rule.EscalateTo?.ToUpperInvariant());
+    }
+
+    /// <summary>Checks an agreement's coordination rules: organisations must be parties, categories and areas known, deadlines sane.</summary>
+    public static void Validate(AgreementCoordination coordination, IReadOnlyCollection<string> partyCodes, MissionDirectory directory, Dictionary<string, string[]> errors)
+    {
+        var responsibilities = coordination.Responsibilities ?? [];
+        if (responsibilities.Count > 200 || (coordination.Assistance?.Count ?? 0) > 200)
+        {
+            errors["responsibilities"] = ["at most 200 responsibility and 200 assistance rules"];
+            return;
+        }
+
+        bool IsParty(string? code) => code is not null && partyCodes.Contains(code.Trim().ToUpperInvariant());
+
+        for (var i = 0; i < responsibilities.Count; i++)
+        {
+            var rule = responsibilities[i];
+            var field = $"responsibilities[{i}]";
+            foreach (var category in rule.Categories ?? [])
+            {
+                if (category != "*" && !directory.IsKnownCategory(category))
+                {
+                    errors[field + ".categories"] = [$"'{category}' is not in the taxonomy (or use *)"];
+                }
+            }
+
+            foreach (var area in rule.Areas ?? [])
+            {
+                if (area != "*" && directory.AreaByCode(area) is null)
+                {
+                    errors[field + ".areas"] = [$"no area has the code '{area}' (or use *)"];
+                }
+            }
+
+            if (!IsParty(rule.Lead))
+            {
+                errors[field + ".lead"] = [$"'{rule.Lead}' must be a party organisation of the agreement"];
+            }
+
+            foreach (var supporting in rule.Supporting ?? [])
+            {
+                if (!IsParty(supporting))
+                {
+                    errors[field + ".supporting"] = [$"'{supporting}' must be a party organisation of the agreement"];
+                }
+            }
+
+            CheckDeadlines(rule.AcknowledgeMinutes, rule.RespondMinutes, rule.EscalateTo, field, IsParty, errors);
+        }
+
+        var assistance = coordination.Assistance ?? [];
+        for (var i = 0; i < assistance.Count; i++)
+        {
+            var rule = assistance[i];
+            var field = $"assistance[{i}]";
+            foreach (var type in rule.Types ?? [])
+            {
+                if (type != "*" && !RequestTypes.All.Contains(type))
+                {
+                    errors[field + ".types"] = [$"'{type}' is not a request type ({string.Join(", ", RequestTypes.All)}, or *)"];
+                }
+            }
+
+            var addressee = rule.Addressee?.Trim() ?? "";
+            var isKind = addressee.StartsWith("kind:", StringComparison.OrdinalIgnoreCase) && OrganizationKinds.TryParse(addressee[5..], out _);
+            if (!isKind && !IsParty(addressee))
+            {
+                errors[field + ".addressee"] = ["must be a party organisation's code or kind:KIND"];
+            }
+
+            CheckDeadlines(rule.AcknowledgeMinutes, rule.RespondMinutes, rule.EscalateTo, field, IsParty, errors);
+        }
+    }
+
+    private static void CheckDeadlines(int? acknowledge, int? respond, string? escalateTo, string field, Func<string?, bool> isParty, Dictionary<string, string[]> errors)
+    {
+        if (acknowledge is < 1 or > MaxMinutes)
+        {
+            errors[field + ".acknowledgeMinutes"] = [$"must be 1 to {MaxMinutes} minutes"];
+        }
+
+        if (respond is < 1 or > MaxMinutes)
+        {
+            errors[field + ".respondMinutes"] = [$"must be 1 to {MaxMinutes} minutes"];
+        }
+        else if (acknowledge is { } a && respond is { } r && r < a)
+        {
+            errors[field + ".respondMinutes"] = ["must not be shorter than acknowledgeMinutes"];
+        }
+
+        if (escalateTo is not null && !isParty(escalateTo))
+        {
+            errors[field + ".escalateTo"] = [$"'{escalateTo}' must be a party organisation of the agreement"];
+        }
+    }
+
+    /// <summary>How long a code matches a category: −1 no match, 0 for <c>*</c>, else the code's length.</summary>
+    private static int CategoryMatch(string code, string category) =>
+        code == "*" ? 0
+        : category == code || category.StartsWith(code + ".", StringComparison.Ordinal) ? code.Length
+        : -1;
+
+    private static TimeSpan? Minutes(int? minutes) => minutes is { } m ? TimeSpan.FromMinutes(m) : null;
+}

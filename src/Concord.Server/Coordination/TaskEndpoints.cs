@@ -1,0 +1,264 @@
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Http;
+using Concord.Server.Incidents;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Coordination;
+
+/// <summary>Tasks: work owed by an organisation, with deadlines, status, comments and links. Everything filtered by marking.</summary>
+internal static class TaskEndpoints
+{
+    public const int MaxPage = 500;
+
+    public static void MapTasks(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/tasks").WithTags("Coordination").RequireAuthorization();
+        group.MapGet("/", List).WithSummary("Tasks you may see, most urgent first: filter by organisation, status, incident, request, meeting or overdue.");
+        group.MapGet("/{id:guid}", Get).WithSummary("One task with its comments.");
+        group.MapPost("/", Create).WithSummary("Assign a task to an organisation (or one of its members).");
+        group.MapPost("/{id:guid}/status", SetStatus).WithSummary("Move a task: open → acknowledged → in-progress → done, or declined with a reason (members of the assignee).");
+        group.MapPost("/{id:guid}/comments", Comment).WithSummary("Comment on a task you may see.");
+    }
+
+    private static async Task<Results<Ok<List<TaskDto>>, ProblemHttpResult>> List(
+        HttpContext context, Viewer viewer, CoordinationDesk desk, string? organization, string? status, Guid? incident, Guid? request, Guid? meeting,
+        bool? overdue, bool? open, int? limit)
+    {
+        var tasks = desk.Db.Tasks.AsNoTracking().VisibleTo(viewer);
+        if (organization is not null)
+        {
+            if (await desk.Directory.OrganizationAsync(organization, context.RequestAborted) is not { } org)
+            {
+                return Problems.Field("organization", $"no organisation has the code '{organization}'");
+            }
+
+            tasks = tasks.Where(t => t.OrganizationId == org.Id);
+        }
+
+        if (status is not null)
+        {
+            if (!TaskStatuses.All.Contains(status))
+            {
+                return Problems.Field("status", $"must be one of {string.Join(", ", TaskStatuses.All)}");
+            }
+
+            tasks = tasks.Where(t => t.Status == status);
+        }
+
+        if (open == true)
+        {
+            tasks = tasks.Where(t => t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined);
+        }
+
+        tasks = incident is { } i ? tasks.Where(t => t.IncidentId == i) : tasks;
+        tasks = request is { } r ? tasks.Where(t => t.RequestId == r) : tasks;
+        tasks = meeting is { } m ? tasks.Where(t => t.MeetingId == m) : tasks;
+        var now = desk.Now;
+        if (overdue == true)
+        {
+            tasks = tasks.Where(t => t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined
+                && ((t.RespondBy != null && t.RespondedAt == null && t.RespondBy <= now)
+                    || (t.AcknowledgeBy != null && t.AcknowledgedAt == null && t.RespondedAt == null && t.AcknowledgeBy <= now)));
+        }
+
+        var take = Math.Clamp(limit ?? 100, 1, MaxPage);
+        var page = await tasks.OrderBy(t => t.NextDeadline == null).ThenBy(t => t.NextDeadline).ThenByDescending(t => t.Number).Take(take).ToListAsync(context.RequestAborted);
+        await desk.AuditReadAsync(viewer, "task", page.Select(t => (t.Id, t.Classification)).ToList(), context);
+        var members = await desk.MemberNamesAsync(page.Select(t => t.MemberId), context.RequestAborted);
+        return TypedResults.Ok(page.Select(t => desk.ToDto(t, members)).ToList());
+    }
+
+    private static async Task<Results<Ok<TaskDto>, NotFound>> Get(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var task = await desk.Db.Tasks.AsNoTracking().VisibleTo(viewer).SingleOrDefaultAsync(t => t.Id == id, context.RequestAborted);
+        if (task is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        var comments = await desk.Db.TaskComments.AsNoTracking().Where(c => c.TaskId == id).OrderBy(c => c.At)
+            .Select(c => new CommentDto(c.Author, new DateTimeOffset(c.At, TimeSpan.Zero), c.Text)).ToListAsync(context.RequestAborted);
+        await desk.AuditReadAsync(viewer, "task", [(task.Id, task.Classification)], context);
+        return TypedResults.Ok(desk.ToDto(task, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted), comments));
+    }
+
+    private static async Task<Results<Created<TaskDto>, ProblemHttpResult>> Create(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<NewTask>(context, 64 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        CoordinationDesk.TryText(body!.Title, "title", 3, 300, errors, out var title);
+        CoordinationDesk.TryText(body.Description, "description", 0, CoordinationDesk.MaxText, errors, out var description);
+        var organization = await desk.Directory.OrganizationAsync(body.Organization ?? "", context.RequestAborted);
+        if (organization is null)
+        {
+            errors["organization"] = [$"no organisation has the code '{body.Organization}'"];
+        }
+
+        Guid? memberId = null;
+        if (body.Member is { } user)
+        {
+            var member = await desk.Db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == user, context.RequestAborted);
+            if (member is null || member.OrganizationId != organization?.Id)
+            {
+                errors["member"] = [$"'{user}' is not a member of {body.Organization}"];
+            }
+
+            memberId = member?.Id;
+        }
+
+        var now = desk.Now;
+        var acknowledgeBy = body.AcknowledgeBy?.UtcDateTime;
+        var respondBy = body.RespondBy?.UtcDateTime;
+        if (acknowledgeBy <= now)
+        {
+            errors["acknowledgeBy"] = ["must be in the future"];
+        }
+
+        if (respondBy <= now)
+        {
+            errors["respondBy"] = ["must be in the future"];
+        }
+        else if (respondBy < acknowledgeBy)
+        {
+            errors["respondBy"] = ["must not be before acknowledgeBy"];
+        }
+
+        if (body.Incident is { } incident && !await desk.Db.VisibleIncidents(desk.Db.Incidents.Where(i => i.Id == incident), viewer).AnyAsync(context.RequestAborted))
+        {
+            errors["incident"] = ["no incident you may see has this id"];
+        }
+
+        if (body.Request is { } request && !await desk.Db.Requests.VisibleTo(viewer).AnyAsync(r => r.Id == request, context.RequestAborted))
+        {
+            errors["request"] = ["no request you may see has this id"];
+        }
+
+        var concerned = organization is null ? [] : new[] { Community.Organization(organization.Code) };
+        if (errors.Count > 0 || !desk.TryMarking(body.Marking, viewer, concerned, [(organization!, "organization")], errors, out var marking))
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var task = new CoordinationTask
+        {
+            Id = Guid.CreateVersion7(),
+            Title = title,
+            Description = description.Length == 0 ? null : description,
+            OrganizationId = organization!.Id,
+            MemberId = memberId,
+            Role = TaskRoles.Assigned,
+            Status = TaskStatuses.Open,
+            IncidentId = body.Incident,
+            RequestId = body.Request,
+            AcknowledgeBy = acknowledgeBy,
+            RespondBy = respondBy,
+            CreatedBy = viewer.UserName,
+            CreatedAt = now,
+            UpdatedAt = now,
+            Classification = marking.Classification,
+            ReleasableTo = marking.ReleasableTo,
+            Caveats = marking.Caveats,
+        };
+        task.Reschedule();
+        desk.Db.Tasks.Add(task);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "task", task.Id, task.Classification, new { organization = organization.Code, member = body.Member, task.AcknowledgeBy, task.RespondBy })], context.RequestAborted);
+        desk.WakeScheduler();
+        return TypedResults.Created($"/api/tasks/{task.Id}", desk.ToDto(task, await desk.MemberNamesAsync([memberId], context.RequestAborted)));
+    }
+
+    private static async Task<Results<Ok<TaskDto>, NotFound, ProblemHttpResult>> SetStatus(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<StatusChange>(context, 16 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var task = await desk.Db.Tasks.VisibleTo(viewer).SingleOrDefaultAsync(t => t.Id == id, context.RequestAborted);
+        if (task is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        var to = body!.Status ?? "";
+        if (!TaskStatuses.All.Contains(to))
+        {
+            return Problems.Field("status", $"must be one of {string.Join(", ", TaskStatuses.All)}");
+        }
+
+        if (task.OrganizationId != viewer.OrganizationId && !viewer.HasRole(MemberRoles.MissionAdmin))
+        {
+            return Problems.Forbidden($"only members of {desk.OrganizationCode(task.OrganizationId)} move this task");
+        }
+
+        var reason = body.Reason?.Trim();
+        if (to == TaskStatuses.Declined && (reason is null || reason.Length < 3))
+        {
+            return Problems.Field("reason", "a declined task needs the reason (at least 3 characters)");
+        }
+
+        if (reason?.Length > CoordinationDesk.MaxText)
+        {
+            return Problems.Field("reason", $"at most {CoordinationDesk.MaxText} characters");
+        }
+
+        if (!TaskStatuses.CanMove(task.Status, to))
+        {
+            return Problems.Conflict($"a task cannot go from {task.Status} to {to}");
+        }
+
+        var from = task.Status;
+        var now = desk.Now;
+        task.Status = to;
+        task.Reason = to == TaskStatuses.Declined ? reason : task.Reason;
+        if (to == TaskStatuses.Acknowledged)
+        {
+            task.AcknowledgedAt = now;
+        }
+        else
+        {
+            task.RespondedAt ??= now;
+        }
+
+        task.CompletedAt = to is TaskStatuses.Done or TaskStatuses.Declined ? now : null;
+        task.UpdatedAt = now;
+        task.Reschedule();
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, task.Classification, new { from, to, reason })], context.RequestAborted);
+        return TypedResults.Ok(desk.ToDto(task, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted)));
+    }
+
+    private static async Task<Results<Created<CommentDto>, NotFound, ProblemHttpResult>> Comment(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var (body, problem) = await JsonBody.ReadAsync<NewComment>(context, 16 * 1024);
+        if (problem is not null)
+        {
+            return (ProblemHttpResult)problem;
+        }
+
+        var task = await desk.Db.Tasks.VisibleTo(viewer).SingleOrDefaultAsync(t => t.Id == id, context.RequestAborted);
+        if (task is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        if (!CoordinationDesk.TryText(body!.Text, "text", 1, CoordinationDesk.MaxText, errors, out var text))
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var now = desk.Now;
+        var comment = new TaskComment { Id = Guid.CreateVersion7(), TaskId = id, MemberId = viewer.MemberId, Author = viewer.UserName, At = now, Text = text };
+        desk.Db.TaskComments.Add(comment);
+        task.UpdatedAt = now;
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Comment, "task", task.Id, task.Classification, new { comment = comment.Id })], context.RequestAborted);
+        return TypedResults.Created($"/api/tasks/{id}", new CommentDto(comment.Author, CoordinationDesk.Utc(now), text));
+    }
+}

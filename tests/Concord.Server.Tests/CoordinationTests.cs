@@ -1,0 +1,512 @@
+using System.Net;
+using System.Text.Json;
+using Concord.Server.Areas;
+using Concord.Server.Audit;
+using Concord.Server.Coordination;
+using Concord.Server.Data;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Concord.Server.Tests;
+
+/// <summary>
+/// Coordination on a server whose business clock is fake: deadlines pass when a test advances the clock, and the scheduler
+/// escalates on that clock. Each test works in an area and on records of its own, so tests do not see each other's tasks.
+/// </summary>
+public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer, IClockServer
+{
+    private FakeTimeProvider Clock => server.FakeClock;
+
+    private static Guid Id(JsonElement e, string property = "id") => e.GetProperty(property).GetGuid();
+
+    private static object EscortCriteria => new
+    {
+        humanitarianNeed = "Food for 12,000 displaced people in Bria camp; stocks run out in four days.",
+        responsibleAuthorities = "The prefecture cannot secure the road; gendarmerie absent since March.",
+        safetyAndSecurity = "Two convoy attacks on this road in October; an escort reduces the risk per UNDSS.",
+        sustainability = "One-off escort while the road is repaired; civilian access resumes after.",
+    };
+
+    private static object LastResortCriteria => new
+    {
+        noCivilianAlternative = "No commercial or NGO carrier will travel the Bria road after the attacks.",
+        criticalNeed = "Without the convoy this week the camp's food pipeline breaks for 12,000 people.",
+        limitedInTimeAndScale = "One convoy of 14 trucks, two days, under humanitarian coordination.",
+    };
+
+    /// <summary>A square area of the test's own, far from every other test's reports.</summary>
+    private async Task<(string Code, double Latitude, double Longitude)> AreaAsync(double latitude)
+    {
+        var code = "CO-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        await server.WithDbAsync(async db =>
+        {
+            db.Areas.Add(new Area
+            {
+                Id = Guid.NewGuid(),
+                Code = code,
+                Name = "Coordination test area " + code,
+                Kind = "sector",
+                GeometryJson = $$"""{"type":"Polygon","coordinates":[[[60,{{latitude}}],[61,{{latitude}}],[61,{{latitude + 1}}],[60,{{latitude + 1}}],[60,{{latitude}}]]]}""",
+                MinLatitude = latitude,
+                MinLongitude = 60,
+                MaxLatitude = latitude + 1,
+                MaxLongitude = 61,
+            });
+            return await db.SaveChangesAsync();
+        });
+        await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        return (code, latitude + 0.5, 60.5);
+    }
+
+    private async Task<string> AgreementAsync(object[] responsibilities, object[]? assistance = null)
+    {
+        var code = "SOP-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var (response, body) = await server.ClientFor("jocadmin").PostJson("/api/agreements", new
+        {
+            code,
+            name = "Protection of civilians SOP " + code,
+            parties = new[] { "JOC", "FORCE", "UNPOL", "OCHA" },
+            rules = Array.Empty<object>(),
+            responsibilities,
+            assistance = assistance ?? [],
+        });
+        Assert.True(response.StatusCode == HttpStatusCode.Created, body.ToString());
+        await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        return code;
+    }
+
+    private static async Task<T> WaitForAsync<T>(Func<Task<T>> read, Func<T, bool> done, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (true)
+        {
+            var value = await read();
+            if (done(value))
+            {
+                return value;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("waited 15 s for " + what);
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    private async Task<List<JsonElement>> TasksAsync(string user, string query)
+    {
+        var (response, body) = await server.ClientFor(user).GetJson("/api/tasks?" + query);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body.ToString());
+        return body.EnumerateArray().ToList();
+    }
+
+    private Task<int> EscalationsAsync(Guid itemId, string deadline) =>
+        server.WithDbAsync(db => db.Escalations.CountAsync(e => e.ItemId == itemId && e.Deadline == deadline));
+
+    private async Task<Guid> IncidentOfAsync(string user, object report)
+    {
+        var (response, body) = await server.ClientFor(user).PostJson("/api/reports", report);
+        Assert.True(response.StatusCode == HttpStatusCode.Created, body.ToString());
+        return Id(body, "incidentId");
+    }
+
+    [Fact]
+    public async Task Incidents_route_by_category_and_area_and_a_missed_deadline_escalates_exactly_once_also_across_restarts()
+    {
+        var (area, lat, lon) = await AreaAsync(-31);
+        var (other, otherLat, otherLon) = await AreaAsync(-34);
+        await AgreementAsync(
+        [
+            new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", supporting = new[] { "UNPOL" }, acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
+            new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", acknowledgeMinutes = 60, respondMinutes = 240, escalateTo = "JOC" },
+        ]);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var start = Clock.GetUtcNow();
+
+        var battle = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: mission));
+        var protest = await IncidentOfAsync("unpol", Api.Report(category: "acled.protests.peaceful-protest", latitude: lat - 0.3, longitude: lon + 0.3, marking: mission, narrative: "Peaceful march to the prefecture."));
+        var elsewhere = await IncidentOfAsync("unpol", Api.Report(latitude: otherLat, longitude: otherLon, marking: mission));
+        var unpolOnly = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.3, longitude: lon - 0.3, marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL"]), narrative: "Clash seen by police only."));
+
+        var routed = await WaitForAsync(() => TasksAsync("joc", $"incident={battle}"), t => t.Count == 2, "the battle's lead and supporting tasks");
+        var lead = routed.Single(t => t.GetProperty("role").GetString() == "lead");
+        var support = routed.Single(t => t.GetProperty("role").GetString() == "supporting");
+        Assert.Equal("FORCE", lead.GetProperty("organization").GetString());
+        Assert.Equal("UNPOL", support.GetProperty("organization").GetString());
+        Assert.Equal("open", lead.GetProperty("status").GetString());
+        Assert.Equal(start.AddMinutes(30), lead.GetProperty("deadlines").GetProperty("acknowledgeBy").GetDateTimeOffset());
+        Assert.Equal(start.AddMinutes(120), lead.GetProperty("deadlines").GetProperty("respondBy").GetDateTimeOffset());
+        Assert.Equal("JOC", lead.GetProperty("deadlines").GetProperty("escalateTo").GetString());
+        Assert.Equal("UNCLASSIFIED//REL TO MISSION, ORG:UNPOL", lead.GetProperty("marking").GetProperty("label").GetString());
+
+        var protestTasks = await WaitForAsync(() => TasksAsync("joc", $"incident={protest}"), t => t.Count == 1, "the protest's lead task");
+        Assert.Equal("UNPOL", protestTasks[0].GetProperty("organization").GetString());
+        Assert.Equal("lead", protestTasks[0].GetProperty("role").GetString());
+
+        // The police-only incident: the police's supporting task exists (seen by the police only); the force's lead task is withheld, and the audit says so.
+        var withheld = await WaitForAsync(() => TasksAsync("unpol", $"incident={unpolOnly}"), t => t.Count == 1, "the police-only incident's task");
+        Assert.Equal("UNPOL", withheld[0].GetProperty("organization").GetString());
+        Assert.Equal(1, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == unpolOnly && a.Action == AuditActions.RouteWithheld)));
+        Assert.Empty(await TasksAsync("force", $"incident={unpolOnly}"));
+
+        // Outside the area no rule applies. Routing is asynchronous: the battle's tasks above came later in the feed, so by now it has run.
+        Assert.Empty(await TasksAsync("joc", $"incident={elsewhere}"));
+
+        // The force sees its task in its inbox; the police acknowledge theirs after ten minutes.
+        var leadId = Id(lead);
+        var supportId = Id(support);
+        Assert.Contains(await TasksAsync("force", "organization=FORCE&open=true"), t => Id(t) == leadId);
+        Clock.Advance(TimeSpan.FromMinutes(10));
+        var (acknowledged, ackBody) = await server.ClientFor("unpol").PostJson($"/api/tasks/{supportId}/status", new { status = "acknowledged" });
+        Assert.True(acknowledged.StatusCode == HttpStatusCode.OK, ackBody.ToString());
+
+        // One minute before the deadline nothing happens; one minute after, the force's task escalates to the JOC, once.
+        Clock.Advance(TimeSpan.FromMinutes(19));
+        await Task.Delay(300);
+        Assert.Equal(0, await EscalationsAsync(leadId, Deadlines.Acknowledge));
+        Clock.Advance(TimeSpan.FromMinutes(2));
+        await WaitForAsync(() => EscalationsAsync(leadId, Deadlines.Acknowledge), n => n == 1, "the acknowledgement escalation");
+        var notices = await WaitForAsync(() => TasksAsync("joc", "organization=JOC"), t => t.Any(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == leadId), "the JOC's escalation task");
+        var notice = notices.Single(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == leadId);
+        Assert.Equal("escalation", notice.GetProperty("role").GetString());
+        Assert.Equal(battle, Id(notice, "incident"));
+        Assert.Equal(0, await EscalationsAsync(supportId, Deadlines.Acknowledge));
+        var (_, overdue) = await server.ClientFor("force").GetJson($"/api/tasks/{leadId}");
+        Assert.Equal("acknowledge", overdue.GetProperty("deadlines").GetProperty("overdue").GetString());
+        Assert.NotEqual(JsonValueKind.Null, overdue.GetProperty("deadlines").GetProperty("acknowledgeEscalatedAt").ValueKind);
+        Assert.Contains(await TasksAsync("force", "overdue=true"), t => Id(t) == leadId);
+
+        Clock.Advance(TimeSpan.FromMinutes(5));
+        await Task.Delay(300);
+        Assert.Equal(1, await EscalationsAsync(leadId, Deadlines.Acknowledge));
+        Assert.Equal(1, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == leadId && a.Action == AuditActions.Escalate)));
+
+        // The server is down while the response deadline (120 min) passes: on restart both tasks' response deadlines escalate, once.
+        await server.RestartAsync();
+        Clock.Advance(TimeSpan.FromMinutes(90));
+        await WaitForAsync(() => EscalationsAsync(leadId, Deadlines.Respond), n => n == 1, "the response escalation after restart");
+        await WaitForAsync(() => EscalationsAsync(supportId, Deadlines.Respond), n => n == 1, "the supporting task's response escalation");
+        await server.RestartAsync();
+        Clock.Advance(TimeSpan.FromMinutes(30));
+        await Task.Delay(500);
+        Assert.Equal(1, await EscalationsAsync(leadId, Deadlines.Acknowledge));
+        Assert.Equal(1, await EscalationsAsync(leadId, Deadlines.Respond));
+        Assert.Equal(1, await EscalationsAsync(supportId, Deadlines.Respond));
+        Assert.Equal(0, await EscalationsAsync(supportId, Deadlines.Acknowledge));
+        Assert.Equal(2, await server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == leadId)));
+    }
+
+    [Fact]
+    public async Task A_humanitarian_escort_request_needs_both_sets_of_criteria_and_the_addressee_sees_them_before_accepting()
+    {
+        var ocha = server.ClientFor("ocha");
+        var window = new { windowStart = Clock.GetUtcNow().AddHours(20), windowEnd = Clock.GetUtcNow().AddHours(44) };
+        object Body(object? criteria, object? marking = null) => new
+        {
+            type = "armed-escort",
+            title = "Escort for the Bria food convoy",
+            details = "14 trucks, Bambari to Bria, departure 06:00.",
+            priority = "urgent",
+            addressee = "FORCE",
+            route = new[] { new[] { 20.67, 5.76 }, new[] { 21.2, 6.1 }, new[] { 21.99, 6.54 } },
+            window.windowStart,
+            window.windowEnd,
+            criteria,
+            marking,
+        };
+
+        var (missing, problem) = await ocha.PostJson("/api/requests", Body(null));
+        Assert.Equal(HttpStatusCode.BadRequest, missing.StatusCode);
+        Assert.Equal(
+            new[]
+            {
+                "criteria.escort.humanitarianNeed", "criteria.escort.responsibleAuthorities", "criteria.escort.safetyAndSecurity", "criteria.escort.sustainability",
+                "criteria.lastResort.criticalNeed", "criteria.lastResort.limitedInTimeAndScale", "criteria.lastResort.noCivilianAlternative",
+            },
+            problem.ErrorFields().Order(StringComparer.Ordinal));
+        var (partial, partialProblem) = await ocha.PostJson("/api/requests", Body(new { escort = EscortCriteria }));
+        Assert.Equal(HttpStatusCode.BadRequest, partial.StatusCode);
+        Assert.All(partialProblem.ErrorFields(), f => Assert.StartsWith("criteria.lastResort.", f, StringComparison.Ordinal));
+
+        var (hidden, hiddenProblem) = await ocha.PostJson("/api/requests", Body(new { escort = EscortCriteria, lastResort = LastResortCriteria }, Api.Marking("UNCLASSIFIED", [])));
+        Assert.Equal(HttpStatusCode.BadRequest, hidden.StatusCode);
+        Assert.Equal(["marking.releasableTo"], hiddenProblem.ErrorFields());
+
+        var (created, request) = await ocha.PostJson("/api/requests", Body(new { escort = EscortCriteria, lastResort = LastResortCriteria }));
+        Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
+        var id = Id(request);
+        Assert.Equal("requested", request.GetProperty("status").GetString());
+        Assert.Equal(Clock.GetUtcNow().AddMinutes(15), request.GetProperty("deadlines").GetProperty("acknowledgeBy").GetDateTimeOffset());
+        Assert.Equal(["cancelled"], request.GetProperty("actions").EnumerateArray().Select(a => a.GetString()));
+
+        // The police are not party to the request: it does not exist for them.
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("unpol").GetAsync($"/api/requests/{id}")).StatusCode);
+        var (_, policeList) = await server.ClientFor("unpol").GetJson("/api/requests");
+        Assert.DoesNotContain(policeList.EnumerateArray(), r => Id(r) == id);
+
+        // The force sees the criteria, and what it may do, before it answers.
+        var force = server.ClientFor("force");
+        var (_, incoming) = await force.GetJson("/api/requests?direction=incoming&open=true");
+        var seen = incoming.EnumerateArray().Single(r => Id(r) == id);
+        Assert.True(seen.GetProperty("lastResortRequired").GetBoolean());
+        Assert.True(seen.GetProperty("escortCriteriaRequired").GetBoolean());
+        Assert.StartsWith("No commercial or NGO carrier", seen.GetProperty("criteria").GetProperty("lastResort").GetProperty("noCivilianAlternative").GetString(), StringComparison.Ordinal);
+        Assert.StartsWith("Two convoy attacks", seen.GetProperty("criteria").GetProperty("escort").GetProperty("safetyAndSecurity").GetString(), StringComparison.Ordinal);
+        Assert.Equal(["acknowledged", "accepted", "declined"], seen.GetProperty("actions").EnumerateArray().Select(a => a.GetString()));
+
+        Assert.Equal(HttpStatusCode.Forbidden, (await ocha.PostJson($"/api/requests/{id}/status", new { status = "accepted" })).Response.StatusCode);
+        var (noReason, noReasonProblem) = await force.PostJson($"/api/requests/{id}/status", new { status = "declined" });
+        Assert.Equal(HttpStatusCode.BadRequest, noReason.StatusCode);
+        Assert.Equal(["reason"], noReasonProblem.ErrorFields());
+        Assert.Equal(HttpStatusCode.Conflict, (await force.PostJson($"/api/requests/{id}/status", new { status = "completed" })).Response.StatusCode);
+
+        Clock.Advance(TimeSpan.FromMinutes(4));
+        var (acked, _) = await force.PostJson($"/api/requests/{id}/status", new { status = "acknowledged" });
+        Assert.Equal(HttpStatusCode.OK, acked.StatusCode);
+        Clock.Advance(TimeSpan.FromMinutes(6));
+        var (accepted, acceptedBody) = await force.PostJson($"/api/requests/{id}/status", new { status = "accepted" });
+        Assert.True(accepted.StatusCode == HttpStatusCode.OK, acceptedBody.ToString());
+        Assert.Equal("FORCE", acceptedBody.GetProperty("assignedTo").GetString());
+
+        var (_, mine) = await ocha.GetJson($"/api/requests/{id}");
+        Assert.Equal("accepted", mine.GetProperty("status").GetString());
+        Assert.False(mine.GetProperty("deadlines").TryGetProperty("overdue", out _));
+
+        // Every state change is audited and on the change feed.
+        var actions = await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == id).Select(a => a.Action).ToListAsync());
+        Assert.Equal(1, actions.Count(a => a == AuditActions.Create));
+        Assert.Equal(2, actions.Count(a => a == AuditActions.Status));
+        var (_, changes) = await ocha.GetJson("/api/changes?after=0&limit=1000");
+        var mineChanges = changes.GetProperty("items").EnumerateArray().Where(c => Id(c) == id).Select(c => c.GetProperty("operation").GetString()).ToList();
+        Assert.Equal(["created", "updated", "updated"], mineChanges);
+        var (_, policeChanges) = await server.ClientFor("unpol").GetJson("/api/changes?after=0&limit=1000");
+        Assert.DoesNotContain(policeChanges.GetProperty("items").EnumerateArray(), c => Id(c) == id);
+    }
+
+    [Fact]
+    public async Task Requests_to_a_kind_are_taken_by_one_organisation_and_measured()
+    {
+        var unpol = server.ClientFor("unpol");
+        var (created, request) = await unpol.PostJson("/api/requests", new
+        {
+            type = "engineering",
+            title = "Bridge repair at Kouango",
+            details = "The bridge lost two spans; police patrols cannot cross.",
+            priority = "priority",
+            addressee = "kind:military",
+            location = new { latitude = 4.99, longitude = 19.98 },
+            windowStart = Clock.GetUtcNow().AddDays(1),
+            windowEnd = Clock.GetUtcNow().AddDays(5),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
+        var id = Id(request);
+        Assert.False(request.GetProperty("lastResortRequired").GetBoolean());
+        Assert.Equal("military", request.GetProperty("addresseeKind").GetString());
+
+        // Both military organisations see it as incoming; the first to accept takes it, and the other may no longer answer.
+        Assert.Contains((await server.ClientFor("rwabatt").GetJson("/api/requests?direction=incoming")).Body.EnumerateArray(), r => Id(r) == id);
+        Clock.Advance(TimeSpan.FromMinutes(12));
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("force").PostJson($"/api/requests/{id}/status", new { status = "acknowledged" })).Response.StatusCode);
+        Clock.Advance(TimeSpan.FromMinutes(30));
+        var (accepted, body) = await server.ClientFor("rwabatt").PostJson($"/api/requests/{id}/status", new { status = "accepted" });
+        Assert.True(accepted.StatusCode == HttpStatusCode.OK, body.ToString());
+        Assert.Equal(HttpStatusCode.Forbidden, (await server.ClientFor("force").PostJson($"/api/requests/{id}/status", new { status = "in-progress" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("rwabatt").PostJson($"/api/requests/{id}/status", new { status = "in-progress" })).Response.StatusCode);
+
+        // The JOC (civilian) may not see a request released to the military kind and the police; the force may.
+        var (_, jocFigures) = await server.ClientFor("joc").GetJson("/api/coordination/metrics");
+        Assert.DoesNotContain(jocFigures.GetProperty("byRequestType").EnumerateArray(), f => f.GetProperty("key").GetString() == "engineering");
+        var (metrics, figures) = await server.ClientFor("force").GetJson("/api/coordination/metrics");
+        Assert.True(metrics.StatusCode == HttpStatusCode.OK, figures.ToString());
+        var engineering = figures.GetProperty("byRequestType").EnumerateArray().Single(f => f.GetProperty("key").GetString() == "engineering");
+        Assert.Equal(1, engineering.GetProperty("items").GetInt32());
+        Assert.Equal(12.0, engineering.GetProperty("medianAcknowledgeMinutes").GetDouble());
+        Assert.Equal(42.0, engineering.GetProperty("medianRespondMinutes").GetDouble());
+        Assert.Equal(0, engineering.GetProperty("overdue").GetInt32());
+
+        // The police may cancel their own request; nobody may move it after that.
+        var (cancelled, _) = await unpol.PostJson($"/api/requests/{id}/status", new { status = "cancelled", reason = "Bridge repaired by the prefecture." });
+        Assert.Equal(HttpStatusCode.OK, cancelled.StatusCode);
+        Assert.Equal(HttpStatusCode.Conflict, (await server.ClientFor("rwabatt").PostJson($"/api/requests/{id}/status", new { status = "completed" })).Response.StatusCode);
+    }
+
+    [Fact]
+    public async Task Tasks_are_marked_declined_only_with_a_reason_and_moved_only_by_their_organisation()
+    {
+        var joc = server.ClientFor("joc");
+        var (created, task) = await joc.PostJson("/api/tasks", new
+        {
+            title = "Confirm casualty figures with the hospital",
+            organization = "UNPOL",
+            respondBy = Clock.GetUtcNow().AddHours(6),
+            marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"]),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, task.ToString());
+        var id = Id(task);
+
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("unpol2").GetAsync($"/api/tasks/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("force").GetAsync($"/api/tasks/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await joc.PostJson($"/api/tasks/{id}/status", new { status = "done" })).Response.StatusCode);
+        var unpol = server.ClientFor("unpol");
+        var (comment, _) = await unpol.PostJson($"/api/tasks/{id}/comments", new { text = "Hospital director reachable after 14:00." });
+        Assert.Equal(HttpStatusCode.Created, comment.StatusCode);
+        var (bad, problem) = await unpol.PostJson($"/api/tasks/{id}/status", new { status = "declined", reason = "" });
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal(["reason"], problem.ErrorFields());
+        var (declined, body) = await unpol.PostJson($"/api/tasks/{id}/status", new { status = "declined", reason = "The hospital is in the FORCE sector; FORCE has the contact." });
+        Assert.True(declined.StatusCode == HttpStatusCode.OK, body.ToString());
+        var (_, read) = await joc.GetJson($"/api/tasks/{id}");
+        Assert.Equal("declined", read.GetProperty("status").GetString());
+        Assert.StartsWith("The hospital", read.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        Assert.Single(read.GetProperty("comments").EnumerateArray());
+        Assert.Equal(HttpStatusCode.Conflict, (await unpol.PostJson($"/api/tasks/{id}/status", new { status = "in-progress" })).Response.StatusCode);
+
+        // A task must be readable by the organisation it is assigned to.
+        var (unreadable, unreadableProblem) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "FORCE", marking = Api.Marking("UNCLASSIFIED", ["org:UNPOL"]) });
+        Assert.Equal(HttpStatusCode.BadRequest, unreadable.StatusCode);
+        Assert.Equal(["marking.releasableTo"], unreadableProblem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task Meetings_turn_action_items_into_tasks_and_the_liaison_log_keeps_contacts()
+    {
+        var joc = server.ClientFor("joc");
+        var (created, meeting) = await joc.PostJson("/api/meetings", new
+        {
+            title = "Weekly security coordination, Bambari",
+            heldAt = Clock.GetUtcNow().AddHours(-1),
+            place = "Bambari JOC",
+            participants = new[] { "FORCE", "UNPOL", "OCHA" },
+            decisions = new[] { "Joint patrols on the Ippy road twice a week." },
+            actionItems = new[]
+            {
+                new { title = "Plan the first Ippy road patrol", organization = "FORCE", dueAt = (DateTimeOffset?)Clock.GetUtcNow().AddDays(2) },
+                new { title = "Share the market days calendar", organization = "OCHA", dueAt = (DateTimeOffset?)null },
+            },
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, meeting.ToString());
+        var id = Id(meeting);
+        var tasks = await TasksAsync("joc", $"meeting={id}");
+        Assert.Equal(new[] { "FORCE", "OCHA" }, tasks.Select(t => t.GetProperty("organization").GetString()).Order(StringComparer.Ordinal));
+        Assert.All(tasks, t => Assert.Equal("action", t.GetProperty("role").GetString()));
+        Assert.Contains(await TasksAsync("force", "organization=FORCE"), t => t.GetProperty("title").GetString() == "Plan the first Ippy road patrol");
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("pref").GetAsync($"/api/meetings/{id}")).StatusCode);
+
+        var (badItem, badProblem) = await joc.PostJson("/api/meetings", new { title = "x", heldAt = Clock.GetUtcNow(), actionItems = new[] { new { title = "Do", organization = "NOPE" } } });
+        Assert.Equal(HttpStatusCode.BadRequest, badItem.StatusCode);
+        Assert.Contains("actionItems[0].organization", badProblem.ErrorFields());
+        Assert.Contains("title", badProblem.ErrorFields());
+
+        var ocha = server.ClientFor("ocha");
+        var (logged, entry) = await ocha.PostJson("/api/liaison", new { counterpartOrganization = "PREF", counterpart = "Sous-préfet of Grimari", channel = "visit", summary = "Agreed on access for the mobile clinic on Thursdays." });
+        Assert.True(logged.StatusCode == HttpStatusCode.Created, entry.ToString());
+        Assert.Equal("PREF", entry.GetProperty("counterpartOrganization").GetString());
+        var (_, prefLog) = await server.ClientFor("pref").GetJson("/api/liaison?organization=OCHA");
+        Assert.Contains(prefLog.EnumerateArray(), e => Id(e) == Id(entry));
+        Assert.DoesNotContain((await server.ClientFor("force").GetJson("/api/liaison")).Body.EnumerateArray(), e => Id(e) == Id(entry));
+        var (badChannel, channelProblem) = await ocha.PostJson("/api/liaison", new { counterpart = "Chief of Kouango", channel = "pigeon", summary = "Talked." });
+        Assert.Equal(HttpStatusCode.BadRequest, badChannel.StatusCode);
+        Assert.Equal(["channel"], channelProblem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task A_joint_patrol_is_planned_on_a_route_and_its_report_becomes_a_concord_report()
+    {
+        var force = server.ClientFor("force");
+        var (created, patrol) = await force.PostJson("/api/patrols", new
+        {
+            name = "Ippy road joint patrol 1",
+            organizations = new[] { "FORCE", "UNPOL" },
+            members = new[] { "force", "unpol" },
+            route = new[] { new[] { 20.65, 5.75 }, new[] { 20.9, 6.0 }, new[] { 21.2, 6.25 } },
+            startsAt = Clock.GetUtcNow().AddHours(2),
+            endsAt = Clock.GetUtcNow().AddHours(8),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, patrol.ToString());
+        var id = Id(patrol);
+        Assert.Equal(["FORCE", "UNPOL"], patrol.GetProperty("organizations").EnumerateArray().Select(o => o.GetString()));
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("ocha").GetAsync($"/api/patrols/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("joc").PostJson($"/api/patrols/{id}/status", new { status = "under-way" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("unpol").PostJson($"/api/patrols/{id}/status", new { status = "under-way" })).Response.StatusCode);
+
+        var (_, geo) = await force.GetJson("/api/coordination/geojson");
+        Assert.Contains(geo.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetGuid() == id && f.GetProperty("geometry").GetProperty("type").GetString() == "LineString");
+
+        var report = new { category = "acled.strategic-developments.other", narrative = "Road passable; two checkpoints of armed group A removed." };
+        var (filed, done) = await force.PostJson($"/api/patrols/{id}/report", report);
+        Assert.True(filed.StatusCode == HttpStatusCode.Created, done.ToString());
+        Assert.Equal("completed", done.GetProperty("status").GetString());
+        var reportId = Id(done, "report");
+        var (_, stored) = await server.ClientFor("unpol").GetJson($"/api/reports/{reportId}");
+        Assert.StartsWith("Patrol Ippy road joint patrol 1", stored.GetProperty("narrative").GetString(), StringComparison.Ordinal);
+        Assert.Equal(6.25, stored.GetProperty("location").GetProperty("latitude").GetDouble(), 6);
+        Assert.Equal(HttpStatusCode.Conflict, (await force.PostJson($"/api/patrols/{id}/report", report)).Response.StatusCode);
+
+        var (badRoute, routeProblem) = await force.PostJson("/api/patrols", new { name = "Nowhere", route = new[] { new[] { 200.0, 5.0 } }, startsAt = Clock.GetUtcNow(), endsAt = Clock.GetUtcNow().AddHours(1) });
+        Assert.Equal(HttpStatusCode.BadRequest, badRoute.StatusCode);
+        Assert.Equal(["route"], routeProblem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task Responsibility_rules_name_parties_only()
+    {
+        var (response, problem) = await server.ClientFor("jocadmin").PostJson("/api/agreements", new
+        {
+            code = "SOP-BAD" + Guid.NewGuid().ToString("N")[..4].ToUpperInvariant(),
+            name = "Broken SOP",
+            parties = new[] { "JOC", "FORCE" },
+            rules = Array.Empty<object>(),
+            responsibilities = new[] { new { categories = new[] { "no.such.category" }, areas = new[] { "*" }, lead = "UNPOL", acknowledgeMinutes = 0, escalateTo = "OCHA" } },
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(
+            new[] { "responsibilities[0].acknowledgeMinutes", "responsibilities[0].categories", "responsibilities[0].escalateTo", "responsibilities[0].lead" },
+            problem.ErrorFields().Order(StringComparer.Ordinal));
+    }
+}
+
+/// <summary>A test server whose business clock the tests move.</summary>
+public interface IClockServer
+{
+    FakeTimeProvider FakeClock { get; }
+}
+
+public sealed class SqliteClockServer : TestServer, IClockServer
+{
+    public FakeTimeProvider FakeClock { get; } = new(DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.ToUnixTimeSeconds()));
+
+    public override string StoreName => "sqlite";
+
+    internal override TimeProvider? Clock => FakeClock;
+
+    internal override Task<StoreOptions> CreateStoreAsync() => Task.FromResult(StoreOptions.Sqlite(DataDirectory));
+
+    internal override Task DropStoreAsync()
+    {
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        return Task.CompletedTask;
+    }
+}
+
+public sealed class PostgresClockServer : TestServer, IClockServer
+{
+    private readonly PostgresDatabase _database = new();
+
+    public FakeTimeProvider FakeClock { get; } = new(DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.ToUnixTimeSeconds()));
+
+    public override string StoreName => "postgres";
+
+    internal override TimeProvider? Clock => FakeClock;
+
+    internal override async Task<StoreOptions> CreateStoreAsync() => StoreOptions.Postgres(await _database.CreateAsync());
+
+    internal override Task DropStoreAsync() => _database.DropAsync();
+}
+
+public sealed class CoordinationTests_Sqlite(SqliteClockServer server) : CoordinationTests<SqliteClockServer>(server);
+
+public sealed class CoordinationTests_Postgres(PostgresClockServer server) : CoordinationTests<PostgresClockServer>(server);
