@@ -103,6 +103,68 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
     }
 
     [Fact]
+    public async Task A_humanitarian_requests_an_escort_the_force_accepts_it_and_the_requester_sees_the_change_live()
+    {
+        var requester = await fixture.SignedInAsync("ocha", "/coordination");
+        var addressee = await fixture.SignedInAsync("force", "/coordination");
+        foreach (var page in new[] { requester, addressee })
+        {
+            await page.WaitForSelectorAsync("#co-live[data-connected='true']", new() { State = WaitForSelectorState.Attached });
+        }
+
+        var title = $"Escort for the Bria food convoy ({Store} {Guid.NewGuid().ToString("N")[..8]})";
+        await requester.SelectOptionAsync("#rq-type", "armed-escort");
+        await requester.SelectOptionAsync("#rq-addressee", "FORCE");
+        Assert.True(await requester.IsVisibleAsync("#rq-lastresort"), "a humanitarian asking the military states the last-resort criteria");
+        Assert.True(await requester.IsVisibleAsync("#rq-escort"), "an armed escort states the escort criteria");
+        await requester.FillAsync("#rq-title", title);
+        await requester.FillAsync("#rq-details", "14 trucks, Bambari to Bria, departure 06:00.");
+        await requester.FillAsync("#rq-lat", "6.54");
+        await requester.FillAsync("#rq-lon", "21.99");
+        var start = DateTime.UtcNow.AddDays(1);
+        await requester.FillAsync("#rq-start", start.ToString("yyyy-MM-dd'T'HH:mm", System.Globalization.CultureInfo.InvariantCulture));
+        await requester.FillAsync("#rq-end", start.AddDays(1).ToString("yyyy-MM-dd'T'HH:mm", System.Globalization.CultureInfo.InvariantCulture));
+
+        // Without the criteria the server refuses, and each missing statement is named beside its field.
+        await requester.ClickAsync("#rq-submit");
+        await requester.WaitForFunctionAsync("document.querySelector(\".field-error[data-for='criteria.escort.safetyAndSecurity']\").textContent.length > 0");
+        Assert.NotEmpty((await requester.TextContentAsync(".field-error[data-for='criteria.lastResort.noCivilianAlternative']"))!);
+
+        await requester.FillAsync("#lr-noCivilianAlternative", "No commercial or NGO carrier will travel the Bria road after the attacks.");
+        await requester.FillAsync("#lr-criticalNeed", "Without this convoy the camp's food pipeline breaks for 12,000 people.");
+        await requester.FillAsync("#lr-limitedInTimeAndScale", "One convoy of 14 trucks over two days, under humanitarian coordination.");
+        await requester.FillAsync("#es-humanitarianNeed", "Food for 12,000 displaced people; stocks run out in four days.");
+        await requester.FillAsync("#es-responsibleAuthorities", "The prefecture cannot secure the road; no gendarmerie since March.");
+        await requester.FillAsync("#es-safetyAndSecurity", "Two convoy attacks on this road in October; an escort reduces the risk.");
+        await requester.FillAsync("#es-sustainability", "A one-off escort while the road is repaired; civilian access resumes after.");
+        await requester.ClickAsync("#rq-submit");
+        await requester.WaitForFunctionAsync("document.getElementById('rq-sent').textContent.length > 0");
+        await requester.WaitForSelectorAsync($"#request-board .column[data-status='requested'] .co-card:has-text('{title}')");
+        await requester.EvaluateAsync("window.__notReloaded = true");
+
+        // The force's inbox shows the request live, with the criteria open before it answers.
+        var card = addressee.Locator($"#request-board .co-card:has-text('{title}')");
+        await card.WaitForAsync();
+        Assert.True(await card.Locator("details.criteria[open]").IsVisibleAsync());
+        Assert.Contains("No commercial or NGO carrier", await card.TextContentAsync());
+        await Screenshots.ScreenshotAsync(addressee, $"{Store}-coordination-incoming");
+        await card.Locator("button[data-action='accepted']").ClickAsync();
+        await addressee.WaitForSelectorAsync($"#request-board .column[data-status='accepted'] .co-card:has-text('{title}')");
+
+        // The requester's board moves the card without a reload.
+        await requester.WaitForSelectorAsync($"#request-board .column[data-status='accepted'] .co-card:has-text('{title}')");
+        Assert.True(await requester.EvaluateAsync<bool>("window.__notReloaded === true"));
+        Assert.Contains("FORCE", await requester.Locator($"#request-board .co-card:has-text('{title}')").TextContentAsync());
+        await Screenshots.ScreenshotAsync(requester, $"{Store}-coordination-accepted");
+
+        // The police are not party to it: their board never shows it.
+        var police = await fixture.SignedInAsync("unpol", "/coordination");
+        await police.WaitForSelectorAsync("#co-live[data-connected='true']", new() { State = WaitForSelectorState.Attached });
+        await Task.Delay(500);
+        Assert.DoesNotContain(title, await police.ContentAsync());
+    }
+
+    [Fact]
     public async Task An_analyst_splits_and_merges_incidents_on_the_incident_page()
     {
         // Two accounts of one event, fused by Concord.

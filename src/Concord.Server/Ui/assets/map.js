@@ -30,7 +30,8 @@
   const incidents = L.layerGroup().addTo(map);
   const tracks = L.layerGroup().addTo(map);
   const risk = L.layerGroup();
-  const layerToggles = { 'layer-incidents': incidents, 'layer-tracks': tracks, 'layer-areas': areas, 'layer-risk': risk };
+  const coordination = L.layerGroup().addTo(map);
+  const layerToggles = { 'layer-incidents': incidents, 'layer-tracks': tracks, 'layer-areas': areas, 'layer-risk': risk, 'layer-coordination': coordination };
   areas.addTo(map);
 
   // Category families: a colour and a letter, so that symbols read without colour too.
@@ -204,6 +205,24 @@
     }
   }
 
+  // Open requests for assistance (at their place or along their route) and planned or running joint patrols.
+  async function loadCoordination() {
+    if (!map.hasLayer(coordination)) return;
+    const response = await fetch('/api/coordination/geojson').catch(() => null);
+    if (!response || !response.ok) return;
+    const data = await response.json();
+    coordination.clearLayers();
+    for (const f of data.features) {
+      const p = f.properties;
+      const color = p.kind === 'patrol' ? '#2e7d32' : p.overdue ? '#b3261e' : '#6a1b9a';
+      const label = `${escapeHtml(p.title)} · ${escapeHtml(p.kind === 'patrol' ? t('patrol') : t('request', p.type))} · ${escapeHtml(p.status)}${p.overdue ? ' · ' + escapeHtml(t('overdue')) : ''} · ${escapeHtml(p.marking)}`;
+      const layer = f.geometry.type === 'Point'
+        ? L.circleMarker([f.geometry.coordinates[1], f.geometry.coordinates[0]], { radius: 8, color, weight: 3, fillColor: '#ffffff', fillOpacity: 0.9 })
+        : L.polyline(f.geometry.coordinates.map(([x, y]) => [y, x]), { color, weight: 4, dashArray: p.kind === 'patrol' ? null : '8 6' });
+      coordination.addLayer(layer.bindTooltip(label));
+    }
+  }
+
   let timer = null;
   const soon = (ms = 200) => { clearTimeout(timer); timer = setTimeout(load, ms); };
   map.on('moveend', () => { soon(50); loadTracks(); loadRisk(); });
@@ -211,7 +230,7 @@
   form.addEventListener('change', () => soon(0));
   form.addEventListener('reset', () => setTimeout(() => { describeWindow(); soon(0); }, 0));
   for (const [id, layer] of Object.entries(layerToggles)) {
-    document.getElementById(id).addEventListener('change', e => { e.target.checked ? layer.addTo(map) : map.removeLayer(layer); if (layer === tracks) loadTracks(); if (layer === risk) loadRisk(); });
+    document.getElementById(id).addEventListener('change', e => { e.target.checked ? layer.addTo(map) : map.removeLayer(layer); if (layer === tracks) loadTracks(); if (layer === risk) loadRisk(); if (layer === coordination) loadCoordination(); });
   }
   setInterval(loadTracks, 5000);
 
@@ -219,10 +238,12 @@
   Concord.live(changes => {
     for (const c of changes) fresh.add(c.id);
     soon(100);
+    if (changes.some(c => c.entity === 'request' || c.entity === 'patrol')) loadCoordination();
     if (!panel.hidden && changes.some(c => c.id === panel.dataset.id)) openPanel(panel.dataset.id);
   }, up => { el.dataset.live = up ? 'up' : 'down'; if (!up) status.textContent = t('offline'); });
 
   describeWindow();
   load();
   loadTracks();
+  loadCoordination();
 })();

@@ -1,0 +1,227 @@
+// The coordination inbox: requests and tasks of this member's organisation on boards by status, moved through the API,
+// refreshed live when the server announces a change to one of them (ids only; the boards re-read through the API).
+'use strict';
+(() => {
+  const t = Concord.text;
+  const me = JSON.parse(document.getElementById('co-context').textContent);
+  const when = new Intl.DateTimeFormat(Concord.context.culture, { dateStyle: 'short', timeStyle: 'short', timeZone: 'UTC' });
+  const fmt = iso => iso ? when.format(new Date(iso)) + ' UTC' : '–';
+  const onScreen = new Map();
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'class') e.className = v; else if (k.startsWith('on')) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
+    }
+    for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    return e;
+  }
+
+  // The banners show the highest marking among the records on screen.
+  function updateBanner() {
+    let level = 0; let bits = 0n;
+    for (const m of onScreen.values()) {
+      level = Math.max(level, Math.max(0, Concord.context.levels.indexOf(m.classification)));
+      for (const code of m.caveats) { const bit = Concord.context.caveats.indexOf(code); if (bit >= 0) bits |= 1n << BigInt(bit); }
+    }
+    Concord.banner(level, bits);
+  }
+
+  async function post(path, body) {
+    const response = await fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify(body) });
+    const json = await response.json().catch(() => ({}));
+    return { ok: response.ok, status: response.status, json };
+  }
+
+  function deadlines(d) {
+    const parts = [];
+    if (d.acknowledgeBy && !d.acknowledgedAt && !d.respondedAt) parts.push(t('co.ackby', fmt(d.acknowledgeBy)));
+    if (d.respondBy && !d.respondedAt) parts.push(t('co.respondby', fmt(d.respondBy)));
+    const line = el('p', { class: 'deadlines' }, parts.join(' · '));
+    if (d.overdue) line.append(' ', el('strong', { class: 'overdue-flag' }, t('co.overdue.' + d.overdue)));
+    return line;
+  }
+
+  // A move that needs a reason (decline) asks for it inline; the server checks it too.
+  function actionButtons(actions, path, after) {
+    const box = el('div', { class: 'co-actions' });
+    const problem = el('p', { class: 'field-error', role: 'alert' });
+    for (const action of actions) {
+      box.append(el('button', {
+        type: 'button', class: action === 'declined' || action === 'cancelled' ? null : 'primary', 'data-action': action,
+        onclick: async () => {
+          let reason;
+          if (action === 'declined' || action === 'cancelled') {
+            const input = box.querySelector('input.reason');
+            if (!input) {
+              const field = el('input', { class: 'reason', 'aria-label': t('co.reason'), placeholder: t('co.reason') });
+              box.prepend(field); field.focus(); return;
+            }
+            reason = input.value;
+          }
+          const result = await post(path, { status: action, reason });
+          if (!result.ok) problem.textContent = Object.values(result.json.errors || {}).flat().join(' ') || result.json.detail || t('co.failed');
+          else after();
+        },
+      }, t('co.do.' + action)));
+    }
+    box.append(problem);
+    return box;
+  }
+
+  function criteria(request) {
+    const c = request.criteria || {};
+    const rows = [];
+    for (const [group, values] of [['lastResort', c.lastResort], ['escort', c.escort]]) {
+      if (!values) continue;
+      rows.push(el('h4', {}, t('co.criteria.' + group)));
+      for (const [k, v] of Object.entries(values)) rows.push(el('p', {}, el('strong', {}, t('co.criteria.' + k) + ': '), v));
+    }
+    if (!rows.length) return null;
+    // The addressee reads the criteria before answering: open while the request awaits its answer.
+    const open = request.actions.includes('accepted');
+    return el('details', { class: 'criteria', open }, el('summary', {}, t('co.criteria')), rows);
+  }
+
+  function requestCard(r) {
+    onScreen.set('r' + r.id, r.marking);
+    const who = `${r.requester} → ${r.addressee || t('co.anykind', r.addresseeKind)}${r.assignedTo && r.assignedTo !== r.addressee ? ' (' + r.assignedTo + ')' : ''}`;
+    return el('li', { class: 'co-card' + (r.deadlines.overdue ? ' overdue' : '') + ' priority-' + r.priority, 'data-id': r.id, 'data-status': r.status },
+      el('p', { class: 'co-title' }, el('strong', {}, r.title)),
+      el('p', {}, t('co.type.' + r.type), ' · ', t('co.priority.' + r.priority), ' · ', who),
+      el('p', {}, t('co.window', fmt(r.windowStart), fmt(r.windowEnd))),
+      deadlines(r.deadlines),
+      r.reason ? el('p', { class: 'reason' }, t('co.reason') + ': ' + r.reason) : null,
+      criteria(r),
+      el('span', { class: 'marking' }, r.marking.label),
+      actionButtons(r.actions, `/api/requests/${r.id}/status`, refresh));
+  }
+
+  const taskMoves = { open: ['acknowledged', 'in-progress', 'done', 'declined'], acknowledged: ['in-progress', 'done', 'declined'], 'in-progress': ['done', 'declined'] };
+  function taskCard(task) {
+    onScreen.set('t' + task.id, task.marking);
+    const mine = task.organization === me.organization;
+    return el('li', { class: 'co-card' + (task.deadlines.overdue ? ' overdue' : ''), 'data-id': task.id, 'data-status': task.status },
+      el('p', { class: 'co-title' }, el('strong', {}, task.title)),
+      el('p', {}, t('co.role.' + task.role), ' · ', task.organization, task.incident ? ' · ' : null,
+        task.incident ? el('a', { href: `/incidents/${task.incident}` }, t('co.incident')) : null),
+      task.description ? el('p', {}, task.description) : null,
+      deadlines(task.deadlines),
+      el('span', { class: 'marking' }, task.marking.label),
+      mine ? actionButtons(taskMoves[task.status] || [], `/api/tasks/${task.id}/status`, refresh) : null);
+  }
+
+  function fill(board, items, card) {
+    for (const column of board.querySelectorAll('.column')) column.querySelector('.cards').replaceChildren();
+    for (const item of items) board.querySelector(`.column[data-status="${item.status}"] .cards`)?.append(card(item));
+  }
+
+  const direction = document.getElementById('co-direction');
+  const showClosed = document.getElementById('co-closed');
+  let loading = null;
+  async function refresh() {
+    if (loading) return loading;
+    loading = (async () => {
+      const [requests, tasks] = await Promise.all([
+        fetch('/api/requests?' + new URLSearchParams({ direction: direction.value, limit: 200 })).then(r => r.ok ? r.json() : []),
+        fetch('/api/tasks?' + new URLSearchParams({ organization: me.organization, limit: 200 })).then(r => r.ok ? r.json() : []),
+      ]);
+      onScreen.clear();
+      fill(document.getElementById('request-board'), requests, requestCard);
+      fill(document.getElementById('task-board'), tasks, taskCard);
+      updateBanner();
+      loadMetrics();
+    })().finally(() => { loading = null; });
+    return loading;
+  }
+  direction.addEventListener('change', refresh);
+  showClosed.addEventListener('change', () => {
+    for (const c of document.querySelectorAll('#request-board .column, #task-board .column')) {
+      if (['declined', 'completed', 'cancelled', 'done'].includes(c.dataset.status)) c.hidden = !showClosed.checked;
+    }
+  });
+
+  // The request form: criteria sections appear when they apply; errors come back per field and show beside it.
+  const form = document.getElementById('request-form');
+  const type = document.getElementById('rq-type');
+  const addressee = document.getElementById('rq-addressee');
+  function toggleCriteria() {
+    const kind = addressee.selectedOptions[0]?.dataset.kind;
+    document.getElementById('rq-lastresort').hidden = !(me.kind === 'humanitarian' && kind === 'military');
+    document.getElementById('rq-escort').hidden = type.value !== 'armed-escort';
+  }
+  type.addEventListener('change', toggleCriteria);
+  addressee.addEventListener('change', toggleCriteria);
+  toggleCriteria();
+
+  form.addEventListener('submit', async event => {
+    event.preventDefault();
+    for (const p of form.querySelectorAll('.field-error')) p.textContent = '';
+    const error = document.getElementById('rq-error');
+    error.hidden = true;
+    const value = id => document.getElementById(id).value.trim();
+    const lat = value('rq-lat'); const lon = value('rq-lon');
+    const iso = v => v ? new Date(v + 'Z').toISOString() : null;
+    const criteriaBody = {};
+    for (const area of form.querySelectorAll('fieldset:not([hidden]) textarea[data-criterion]')) {
+      const [group, key] = area.dataset.criterion.split('.');
+      (criteriaBody[group] ??= {})[key] = area.value;
+    }
+    const body = {
+      type: type.value, addressee: addressee.value, priority: value('rq-priority'), title: value('rq-title'), details: value('rq-details'),
+      location: lat || lon ? { latitude: Number(lat.replace(',', '.')), longitude: Number(lon.replace(',', '.')) } : null,
+      windowStart: iso(value('rq-start')), windowEnd: iso(value('rq-end')),
+      criteria: Object.keys(criteriaBody).length ? criteriaBody : null,
+    };
+    const result = await post('/api/requests', body);
+    if (result.ok) {
+      form.reset(); toggleCriteria();
+      document.getElementById('rq-sent').textContent = t('co.sent');
+      refresh();
+      return;
+    }
+    let shown = false;
+    for (const [field, messages] of Object.entries(result.json.errors || {})) {
+      const target = form.querySelector(`.field-error[data-for="${CSS.escape(field)}"]`);
+      if (target) { target.textContent = messages.join(' '); shown = true; }
+    }
+    if (!shown) { error.textContent = result.json.detail || t('co.failed'); error.hidden = false; }
+  });
+
+  let charts = [];
+  async function loadMetrics() {
+    const response = await fetch('/api/coordination/metrics').catch(() => null);
+    if (!response || !response.ok) return;
+    const m = await response.json();
+    const rows = [m.total, ...m.byOrganization, ...m.byRequestType];
+    document.querySelector('#co-metrics-table tbody').replaceChildren(...rows.map(f => el('tr', {},
+      el('td', {}, f.key === 'all' ? t('co.metrics.all') : f.key), el('td', { class: 'number' }, Concord.number.format(f.items)),
+      el('td', { class: 'number' }, f.medianAcknowledgeMinutes ?? '–'), el('td', { class: 'number' }, f.medianRespondMinutes ?? '–'),
+      el('td', { class: 'number' + (f.openOverdue ? ' overdue' : '') }, Concord.number.format(f.overdue)))));
+    if (!window.Chart) return;
+    charts.forEach(c => c.destroy());
+    Chart.defaults.animation = false;
+    const options = { locale: Concord.context.culture, responsive: true, maintainAspectRatio: false, scales: { y: { beginAtZero: true } } };
+    charts = [
+      new Chart(document.getElementById('chart-co-organization'), { type: 'bar', options, data: {
+        labels: m.byOrganization.map(f => f.key),
+        datasets: [
+          { label: t('co.metrics.ack'), data: m.byOrganization.map(f => f.medianAcknowledgeMinutes), backgroundColor: '#1565c0' },
+          { label: t('co.metrics.respond'), data: m.byOrganization.map(f => f.medianRespondMinutes), backgroundColor: '#2e7d32' },
+        ] } }),
+      new Chart(document.getElementById('chart-co-week'), { type: 'bar', options, data: {
+        labels: m.byWeek.map(f => f.key),
+        datasets: [
+          { label: t('co.metrics.items'), data: m.byWeek.map(f => f.items), backgroundColor: '#546e7a' },
+          { label: t('co.metrics.overdue'), data: m.byWeek.map(f => f.overdue), backgroundColor: '#b3261e' },
+        ] } }),
+    ];
+  }
+
+  const state = document.getElementById('co-live');
+  Concord.live(changes => {
+    if (changes.some(c => c.entity === 'request' || c.entity === 'task')) refresh();
+  }, connected => { state.textContent = connected ? t('co.live.on') : t('co.live.off'); state.dataset.connected = String(connected); });
+  refresh();
+})();
