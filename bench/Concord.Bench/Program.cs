@@ -9,6 +9,7 @@ using Concord.Server.Data;
 //   Concord.Bench forecast CELLS YEARS                                          lines of the forecast table
 //   Concord.Bench map DIR COUNT                                               lines of the browser map table
 //   Concord.Bench tak DATA_DIR TAK_PORT SERVER_PID SOAK_SECONDS                lines of the TAK table
+//   Concord.Bench coordination sqlite DIR | coordination postgres CONNECTION   lines of the coordination table
 var mode = args.ElementAtOrDefault(0);
 switch (mode)
 {
@@ -49,6 +50,14 @@ switch (mode)
     case "tak" when args.Length == 5:
         foreach (var line in await TakBench.RunAsync(args[1], int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture),
             int.Parse(args[4], CultureInfo.InvariantCulture), Console.Error))
+        {
+            Console.WriteLine(line);
+        }
+
+        return 0;
+    case "coordination" when args.Length == 3:
+        var coordinationStore = args[1] == "sqlite" ? StoreOptions.Sqlite(args[2]) : StoreOptions.Postgres(args[2]);
+        foreach (var line in await CoordinationBench.RunAsync(coordinationStore, args[1] == "sqlite" ? "SQLite" : "PostgreSQL", 100_000, 2_000, Console.Error))
         {
             Console.WriteLine(line);
         }

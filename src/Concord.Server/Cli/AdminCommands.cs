@@ -204,13 +204,14 @@ internal static class AdminCommands
                 Code = code,
                 Name = request.Name!.Trim(),
                 Parties = Releasability.Encode(parties.Select(p => Community.Organization(directory.Organization(p)!.Code))),
-                RulesJson = JsonSerializer.Serialize(request.Rules, JsonSerializerOptions.Web),
+                RulesJson = JsonSerializer.Serialize(request.Rules ?? [], JsonSerializerOptions.Web),
+                CoordinationJson = new Coordination.AgreementCoordination(request.Responsibilities ?? [], request.Assistance ?? []).ToJson(),
                 CreatedAt = services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime,
                 CreatedBy = "system",
             };
             db.Agreements.Add(agreement);
             await SaveAuditedAsync(services, db, "agreement", new { code, version = agreement.Version }, cancellationToken);
-            await output.WriteLineAsync($"recorded agreement {code} version {agreement.Version} ({request.Rules!.Count} rules)");
+            await output.WriteLineAsync($"recorded agreement {code} version {agreement.Version} ({request.Rules?.Count ?? 0} marking rules, {request.Responsibilities?.Count ?? 0} responsibilities, {request.Assistance?.Count ?? 0} assistance rules)");
             return 0;
         }
     }

@@ -12,7 +12,7 @@ namespace Concord.Server.Coordination;
 /// and saving a change with its audit entries in one transaction (the change feed row comes with the save).
 /// </summary>
 internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, AuditWriter reads,
-    EscalationScheduler scheduler, TimeProvider time)
+    TimeProvider time, EscalationScheduler? scheduler = null)
 {
     public const int MaxText = 4000;
 
@@ -24,7 +24,8 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
 
     public DateTime Now => time.GetUtcNow().UtcDateTime;
 
-    public void WakeScheduler() => scheduler.Wake();
+    /// <summary>Tells the scheduler (when this process runs one) that a deadline was set.</summary>
+    public void WakeScheduler() => scheduler?.Wake();
 
     /// <summary>Saves pending changes with one audit entry per changed record.</summary>
     public Task SaveAsync(IReadOnlyList<AuditEntry> audit, CancellationToken cancellationToken) => chain.SaveAsync(db, audit, cancellationToken);

@@ -305,15 +305,25 @@ internal static class FieldEndpoints
             return (ProblemHttpResult)problem;
         }
 
+        var (meeting, tasks, refused) = await CreateMeetingAsync(desk, body!, viewer, context.RequestAborted);
+        return refused is not null
+            ? refused
+            : TypedResults.Created($"/api/meetings/{meeting!.Id}", ToDto(meeting, desk, tasks.Select(t => desk.ToDto(t, new Dictionary<Guid, string>())).ToList()));
+    }
+
+    /// <summary>Validates and stores a meeting with a task per action item (the API's and the demo's way in).</summary>
+    internal static async Task<(Meeting? Meeting, List<CoordinationTask> Tasks, ProblemHttpResult? Problem)> CreateMeetingAsync(
+        CoordinationDesk desk, NewMeeting body, Viewer viewer, CancellationToken cancellationToken)
+    {
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
-        CoordinationDesk.TryText(body!.Title, "title", 3, 300, errors, out var title);
+        CoordinationDesk.TryText(body.Title, "title", 3, 300, errors, out var title);
         CoordinationDesk.TryText(body.Place, "place", 0, 300, errors, out var place);
         if (body.HeldAt is null)
         {
             errors["heldAt"] = ["is required"];
         }
 
-        var participants = await OrganizationsAsync(body.Participants, "participants", desk, errors, context.RequestAborted);
+        var participants = await OrganizationsAsync(body.Participants, "participants", desk, errors, cancellationToken);
         if (!participants.Any(o => o.Id == viewer.OrganizationId))
         {
             participants.Insert(0, desk.Directory.Organization(viewer.OrganizationId)!);
@@ -332,7 +342,7 @@ internal static class FieldEndpoints
         {
             var item = items[i];
             CoordinationDesk.TryText(item.Title, $"actionItems[{i}].title", 3, 300, errors, out _);
-            if (await desk.Directory.OrganizationAsync(item.Organization ?? "", context.RequestAborted) is { } organization)
+            if (await desk.Directory.OrganizationAsync(item.Organization ?? "", cancellationToken) is { } organization)
             {
                 assignees.Add(organization);
             }
@@ -350,7 +360,7 @@ internal static class FieldEndpoints
         var mustSee = participants.Select(o => (o, "participants")).Concat(assignees.Select(o => (o, "actionItems"))).ToList();
         if (!desk.TryMarking(body.Marking, viewer, participants.Concat(assignees).Select(o => Community.Organization(o.Code)), mustSee, errors, out var marking) || errors.Count > 0)
         {
-            return Problems.Invalid(errors);
+            return (null, [], Problems.Invalid(errors));
         }
 
         var meeting = new Meeting
@@ -395,9 +405,9 @@ internal static class FieldEndpoints
             audit.Add(desk.Audit(viewer, AuditActions.Create, "task", task.Id, task.Classification, new { meeting = meeting.Id, organization = assignees[i].Code, task.RespondBy }));
         }
 
-        await desk.SaveAsync(audit, context.RequestAborted);
+        await desk.SaveAsync(audit, cancellationToken);
         desk.WakeScheduler();
-        return TypedResults.Created($"/api/meetings/{meeting.Id}", ToDto(meeting, desk, tasks.Select(t => desk.ToDto(t, new Dictionary<Guid, string>())).ToList()));
+        return (meeting, tasks, null);
     }
 
     private static async Task<Results<Ok<List<LiaisonDto>>, ProblemHttpResult>> ListLiaison(HttpContext context, Viewer viewer, CoordinationDesk desk, string? organization)

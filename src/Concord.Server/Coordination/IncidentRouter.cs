@@ -13,22 +13,26 @@ namespace Concord.Server.Coordination;
 /// that already have its task are not given another (the task's routing key is unique).
 /// </summary>
 internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirectory directory, AuditChain chain, EscalationScheduler scheduler,
-    TimeProvider time, ILogger<IncidentRouter> logger) : BackgroundService
+    Realtime.ChangeSignal signal, TimeProvider time, ILogger<IncidentRouter> logger) : BackgroundService
 {
     public const string CursorKey = "coordination.router.after";
 
-    /// <summary>Feed pacing is wall-clock, not business time: the router must run even when the business clock stands still in a test.</summary>
+    /// <summary>The shortest gap between two reads of the feed (wall-clock pacing, not business time).</summary>
     public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>How often the feed is read when this process commits nothing (for incidents written by other processes).</summary>
+    public static readonly TimeSpan Fallback = TimeSpan.FromSeconds(5);
 
     private const int Window = 500;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(Interval, TimeProvider.System);
         try
         {
-            do
+            while (!stoppingToken.IsCancellationRequested)
             {
+                var next = signal.Next;
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 try
                 {
                     while (await RouteAsync(stoppingToken) == Window)
@@ -39,8 +43,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 {
                     logger.LogWarning(e, "routing incidents failed; retrying");
                 }
+
+                await Realtime.ChangeSignal.WaitAsync(next, Fallback, Interval, started, stoppingToken);
             }
-            while (await timer.WaitForNextTickAsync(stoppingToken));
         }
         catch (OperationCanceledException)
         {

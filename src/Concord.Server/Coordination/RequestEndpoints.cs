@@ -105,8 +105,20 @@ internal static class RequestEndpoints
             return (ProblemHttpResult)problem;
         }
 
+        var (request, refused) = await CreateAsync(desk, body!, viewer, context.RequestAborted);
+        if (refused is not null)
+        {
+            return refused;
+        }
+
+        return TypedResults.Created($"/api/requests/{request!.Id}", desk.ToDto(request, viewer, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
+    }
+
+    /// <summary>Validates and stores a request (the API's and the demo's way in).</summary>
+    internal static async Task<(AssistanceRequest? Request, ProblemHttpResult? Problem)> CreateAsync(CoordinationDesk desk, NewRequest body, Viewer viewer, CancellationToken cancellationToken)
+    {
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
-        var type = body!.Type ?? "";
+        var type = body.Type ?? "";
         if (!RequestTypes.All.Contains(type))
         {
             errors["type"] = [$"must be one of {string.Join(", ", RequestTypes.All)}"];
@@ -136,7 +148,7 @@ internal static class RequestEndpoints
                 errors["addressee"] = [$"'{addresseeText}' is not a kind of organisation"];
             }
         }
-        else if (await desk.Directory.OrganizationAsync(addresseeText, context.RequestAborted) is { } organization)
+        else if (await desk.Directory.OrganizationAsync(addresseeText, cancellationToken) is { } organization)
         {
             addressee = organization;
             addresseeKind = organization.Kind;
@@ -183,7 +195,7 @@ internal static class RequestEndpoints
             errors["windowEnd"] = [$"must be after windowStart, within {MaximumWindow.TotalDays} days of it"];
         }
 
-        if (body.Incident is { } incident && !await desk.Db.VisibleIncidents(desk.Db.Incidents.Where(i => i.Id == incident), viewer).AnyAsync(context.RequestAborted))
+        if (body.Incident is { } incident && !await desk.Db.VisibleIncidents(desk.Db.Incidents.Where(i => i.Id == incident), viewer).AnyAsync(cancellationToken))
         {
             errors["incident"] = ["no incident you may see has this id"];
         }
@@ -197,17 +209,17 @@ internal static class RequestEndpoints
         var mustSee = addressee is not null ? new List<(Organization, string)> { (addressee, "addressee") } : [];
         if (!desk.TryMarking(body.Marking, viewer, concerned, mustSee, errors, out var marking) || errors.Count > 0)
         {
-            return Problems.Invalid(errors);
+            return (null, Problems.Invalid(errors));
         }
 
         if (addressee is null && addresseeKind is { } askedKind && !Releases(marking.ReleasableTo, askedKind))
         {
-            return Problems.Field("marking.releasableTo", $"does not release the request to kind:{OrganizationKinds.Token(askedKind)}, named in addressee");
+            return (null, Problems.Field("marking.releasableTo", $"does not release the request to kind:{OrganizationKinds.Token(askedKind)}, named in addressee"));
         }
 
         var now = desk.Now;
-        var terms = Responsibilities.ForRequest(await desk.Directory.AgreementsAsync(context.RequestAborted), type, priority, addressee?.Code, addresseeKind);
-        var escalateTo = terms.EscalateTo is { } code ? await desk.Directory.OrganizationAsync(code, context.RequestAborted) : null;
+        var terms = Responsibilities.ForRequest(await desk.Directory.AgreementsAsync(cancellationToken), type, priority, addressee?.Code, addresseeKind);
+        var escalateTo = terms.EscalateTo is { } code ? await desk.Directory.OrganizationAsync(code, cancellationToken) : null;
         var criteria = new RequestCriteria(lastResort ? Trimmed(body.Criteria!.LastResort!) : null, escort ? Trimmed(body.Criteria!.Escort!) : null);
         var request = new AssistanceRequest
         {
@@ -241,9 +253,9 @@ internal static class RequestEndpoints
         request.Reschedule();
         desk.Db.Requests.Add(request);
         await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "request", request.Id, request.Classification,
-            new { type, priority, addressee = addressee?.Code ?? request.AddresseeKind, agreement = terms.AgreementCode, request.AcknowledgeBy, request.RespondBy, lastResort, escort })], context.RequestAborted);
+            new { type, priority, addressee = addressee?.Code ?? request.AddresseeKind, agreement = terms.AgreementCode, request.AcknowledgeBy, request.RespondBy, lastResort, escort })], cancellationToken);
         desk.WakeScheduler();
-        return TypedResults.Created($"/api/requests/{request.Id}", desk.ToDto(request, viewer, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
+        return (request, null);
     }
 
     private static async Task<Results<Ok<RequestDto>, NotFound, ProblemHttpResult>> SetStatus(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
@@ -260,7 +272,16 @@ internal static class RequestEndpoints
             return TypedResults.NotFound();
         }
 
-        var to = body!.Status ?? "";
+        var refused = await MoveAsync(desk, request, body!, viewer, context.RequestAborted);
+        return refused is not null
+            ? refused
+            : TypedResults.Ok(desk.ToDto(request, viewer, await desk.MemberNamesAsync([request.RequesterMemberId], context.RequestAborted)));
+    }
+
+    /// <summary>Moves a request the viewer may see along its lifecycle, or says why not (the API's and the demo's way).</summary>
+    internal static async Task<ProblemHttpResult?> MoveAsync(CoordinationDesk desk, AssistanceRequest request, StatusChange body, Viewer viewer, CancellationToken cancellationToken)
+    {
+        var to = body.Status ?? "";
         if (!RequestStatuses.All.Contains(to) || to == RequestStatuses.Requested)
         {
             return Problems.Field("status", $"must be one of {string.Join(", ", RequestStatuses.All.Skip(1))}");
@@ -310,8 +331,8 @@ internal static class RequestEndpoints
         request.Reason = reason is { Length: > 0 } ? reason : request.Reason;
         request.UpdatedAt = now;
         request.Reschedule();
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "request", request.Id, request.Classification, new { from, to, reason })], context.RequestAborted);
-        return TypedResults.Ok(desk.ToDto(request, viewer, await desk.MemberNamesAsync([request.RequesterMemberId], context.RequestAborted)));
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "request", request.Id, request.Classification, new { from, to, reason })], cancellationToken);
+        return null;
     }
 
     private static bool Releases(string releasableTo, OrganizationKind kind) =>

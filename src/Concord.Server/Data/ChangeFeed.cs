@@ -8,8 +8,29 @@ namespace Concord.Server.Data;
 /// Appends a row to <c>changes</c> for every written feed entity, inside the same SaveChanges and so the same transaction:
 /// no handler has to remember to, and a write without its change row cannot happen.
 /// </summary>
-internal sealed class ChangeFeedInterceptor(TimeProvider time) : SaveChangesInterceptor
+internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal signal) : SaveChangesInterceptor
 {
+    // Outside an explicit transaction, SaveChanges has committed by now; inside one, the commit interceptor pulses.
+    public override int SavedChanges(SaveChangesCompletedEventData eventData, int result)
+    {
+        if (eventData.Context?.Database.CurrentTransaction is null)
+        {
+            signal.Pulse();
+        }
+
+        return result;
+    }
+
+    public override ValueTask<int> SavedChangesAsync(SaveChangesCompletedEventData eventData, int result, CancellationToken cancellationToken = default)
+    {
+        if (eventData.Context?.Database.CurrentTransaction is null)
+        {
+            signal.Pulse();
+        }
+
+        return ValueTask.FromResult(result);
+    }
+
     public override InterceptionResult<int> SavingChanges(DbContextEventData eventData, InterceptionResult<int> result)
     {
         AppendChanges(eventData.Context);

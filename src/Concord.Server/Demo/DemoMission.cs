@@ -104,6 +104,7 @@ internal static class DemoMission
 
         await directory.ReloadAsync(force: true, cancellationToken);
         var (created, rejected, duplicates) = await SeedReportsAsync(services, scheme, cancellationToken);
+        await DemoCoordination.SeedAsync(services, output, cancellationToken);
         await output.WriteLineAsync($"Demo mission: {Organizations.Count} organisations, {Members.Count} members, {directory.Areas.Count()} areas; {created} reports added from UCDP GED 23.1 (CC BY 4.0){(rejected > 0 ? $", {rejected} rejected" : "")}, and {duplicates} accounts of the same events by other organisations for fusion to match.");
         await output.WriteLineAsync($"Sign in with any of these names and the password '{Password}':");
         foreach (var m in Members)

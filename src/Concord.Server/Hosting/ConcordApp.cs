@@ -55,7 +55,6 @@ internal static class ConcordApp
         builder.Services.AddHostedService(sp => sp.GetRequiredService<EscalationScheduler>());
         builder.Services.AddSingleton<IncidentRouter>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<IncidentRouter>());
-        builder.Services.AddScoped<CoordinationDesk>();
         overrides?.Invoke(builder.Services);
 
         var app = builder.Build();

@@ -17,11 +17,13 @@ internal static class ConcordServices
         services.AddSingleton(options.Store);
         services.AddSingleton(options.Classification);
         services.AddSingleton(options.Clock ?? TimeProvider.System);
+        services.AddSingleton<Realtime.ChangeSignal>();
         services.AddSingleton<ChangeFeedInterceptor>();
+        services.AddSingleton<Realtime.ChangeCommitInterceptor>();
         services.AddDbContextPool<ConcordDb>((provider, builder) =>
         {
             options.Store.Configure(builder);
-            builder.AddInterceptors(provider.GetRequiredService<ChangeFeedInterceptor>());
+            builder.AddInterceptors(provider.GetRequiredService<ChangeFeedInterceptor>(), provider.GetRequiredService<Realtime.ChangeCommitInterceptor>());
             builder.UseQueryTrackingBehavior(QueryTrackingBehavior.TrackAll);
         });
         services.AddSingleton<CaveatRegistry>();
@@ -35,6 +37,7 @@ internal static class ConcordServices
         services.AddSingleton<Import.Importer>();
         services.AddScoped<Incidents.IncidentCorrections>();
         services.AddScoped<EarlyWarning.ForecastService>();
+        services.AddScoped<Coordination.CoordinationDesk>();
         services.AddSingleton<ReportWriter>();
         services.AddScoped<ReportIntake>();
         services.AddSingleton(options.Tak);

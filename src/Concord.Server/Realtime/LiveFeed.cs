@@ -47,10 +47,14 @@ internal sealed class LiveHub(LiveFeed feed) : Hub
 /// Tails the change feed for the connected browsers: each batch of changes is filtered once per connected member with the
 /// visibility predicate, and only the visible ids go to that member's connections. Idle when nobody is connected.
 /// </summary>
-internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory scopes, ViewerDirectory viewers, TimeProvider time, ILogger<LiveFeed> logger)
+internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory scopes, ViewerDirectory viewers, ChangeSignal signal, ILogger<LiveFeed> logger)
     : BackgroundService
 {
+    /// <summary>The shortest gap between two reads of the feed: under load, the changes of this long go out together.</summary>
     public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>How often the feed is read when this process commits nothing (for writes by other processes).</summary>
+    public static readonly TimeSpan Fallback = TimeSpan.FromSeconds(1);
 
     private const int Window = 1000;
 
@@ -65,11 +69,12 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         long after = -1;
-        using var timer = new PeriodicTimer(Interval, time);
         try
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
+            while (!stoppingToken.IsCancellationRequested)
             {
+                var next = signal.Next;
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 try
                 {
                     after = await PublishAsync(after, stoppingToken);
@@ -78,6 +83,8 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
                 {
                     logger.LogWarning(e, "sending live changes to browsers failed; retrying");
                 }
+
+                await ChangeSignal.WaitAsync(next, Fallback, Interval, started, stoppingToken);
             }
         }
         catch (OperationCanceledException)

@@ -11,9 +11,14 @@ namespace Concord.Server.Tak;
 /// device getting the incident as built from the reports its member may see. Incidents made only from TAK markers are
 /// not echoed back: the devices already have the marker itself.
 /// </summary>
-internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes, MarkingFormat markings, TimeProvider time, ILogger<IncidentFeed> logger) : BackgroundService
+internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes, MarkingFormat markings, Realtime.ChangeSignal signal, TimeProvider time, ILogger<IncidentFeed> logger)
+    : BackgroundService
 {
+    /// <summary>The shortest gap between two reads of the feed.</summary>
     public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>How often the feed is read when this process commits nothing (for writes by other processes).</summary>
+    public static readonly TimeSpan Fallback = TimeSpan.FromSeconds(1);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -24,26 +29,23 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             after = await db.Changes.MaxAsync(c => (long?)c.Sequence, stoppingToken) ?? 0;
         }
 
-        using var timer = new PeriodicTimer(Interval, time);
         try
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
+            while (!stoppingToken.IsCancellationRequested)
             {
-                if (router.Sessions.Count == 0)
-                {
-                    // Nobody to tell: skip the work, but keep the position so that nothing old is sent later.
-                    after = await LatestAsync(after, stoppingToken);
-                    continue;
-                }
-
+                var next = signal.Next;
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 try
                 {
-                    after = await PublishAsync(after, stoppingToken);
+                    // Nobody to tell: skip the work, but keep the position so that nothing old is sent later.
+                    after = router.Sessions.Count == 0 ? await LatestAsync(after, stoppingToken) : await PublishAsync(after, stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     logger.LogWarning(e, "sending incident changes to TAK devices failed; retrying");
                 }
+
+                await Realtime.ChangeSignal.WaitAsync(next, Fallback, Interval, started, stoppingToken);
             }
         }
         catch (OperationCanceledException)

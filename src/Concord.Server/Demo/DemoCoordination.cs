@@ -1,0 +1,143 @@
+using System.Globalization;
+using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Coordination;
+using Concord.Server.Data;
+using Concord.Server.Sharing;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Demo;
+
+/// <summary>
+/// The demo's coordination: a protection-of-civilians SOP with responsibility and assistance rules, and a few requests
+/// and a meeting in flight, created through the same code as the API. Incidents from the seeded history are not routed
+/// (the router starts after them); new reports in the demo are. An urgent medevac request is left unanswered, so the
+/// JOC sees it escalate a quarter of an hour after the demo starts.
+/// </summary>
+internal static class DemoCoordination
+{
+    public const string AgreementCode = "SOP-POC";
+
+    private static readonly AgreementRequest Sop = new(
+        AgreementCode,
+        "Protection of civilians SOP, MINUSCA (responsibilities and requests for assistance)",
+        ["JOC", "FORCE", "RWABATT", "UNPOL", "CIVAFF", "OCHA", "NGO-MED"],
+        [],
+        [
+            new ResponsibilityRule(["ucdp.one-sided", "acled.violence-against-civilians", "poc"], ["*"], "FORCE", ["UNPOL", "CIVAFF"], 20, 60, "JOC"),
+            new ResponsibilityRule(["ucdp.one-sided", "acled.violence-against-civilians", "poc"], ["CAF-809"], "RWABATT", ["UNPOL", "CIVAFF"], 15, 45, "JOC"),
+            new ResponsibilityRule(["ucdp.state-based", "ucdp.non-state", "acled.battles", "acled.explosions-remote-violence"], ["*"], "FORCE", ["JOC"], 30, 120, "JOC"),
+            new ResponsibilityRule(["acled.protests", "acled.riots"], ["*"], "UNPOL", ["CIVAFF"], 60, 240, "JOC"),
+            new ResponsibilityRule(["ocha-access"], ["*"], "CIVAFF", ["FORCE"], 120, 480, "JOC"),
+        ],
+        [
+            new AssistanceRule(["medevac"], "FORCE", 10, 30, "JOC"),
+            new AssistanceRule(["*"], "kind:military", 60, 240, "JOC"),
+            new AssistanceRule(["*"], "kind:police", 60, 240, "JOC"),
+        ]);
+
+    public static async Task SeedAsync(IServiceProvider services, TextWriter output, CancellationToken cancellationToken)
+    {
+        var directory = services.GetRequiredService<MissionDirectory>();
+        var viewers = services.GetRequiredService<ViewerDirectory>();
+        var time = services.GetRequiredService<TimeProvider>();
+        await using var scope = services.CreateAsyncScope();
+        var desk = scope.ServiceProvider.GetRequiredService<CoordinationDesk>();
+        var db = desk.Db;
+        if (await db.Agreements.AnyAsync(a => a.Code == AgreementCode, cancellationToken))
+        {
+            return;
+        }
+
+        var (parties, errors) = await AdminEndpoints.ValidateAgreementAsync(Sop, directory, services.GetRequiredService<MarkingFormat>(), cancellationToken);
+        Check(errors.Count == 0 ? null : string.Join("; ", errors.Select(e => $"{e.Key}: {string.Join(' ', e.Value)}")));
+        var now = time.GetUtcNow().UtcDateTime;
+        db.Agreements.Add(new Agreement
+        {
+            Id = Guid.CreateVersion7(),
+            Version = 1,
+            Code = AgreementCode,
+            Name = Sop.Name!,
+            Parties = Releasability.Encode(parties.Select(p => Community.Organization(directory.Organization(p)!.Code))),
+            RulesJson = "[]",
+            CoordinationJson = new AgreementCoordination(Sop.Responsibilities, Sop.Assistance).ToJson(),
+            CreatedAt = now,
+            CreatedBy = "demo",
+        });
+
+        // The seeded history is not routed: the router starts at the end of the feed as it stands now.
+        var end = await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
+        var cursor = await db.Settings.SingleOrDefaultAsync(s => s.Key == IncidentRouter.CursorKey, cancellationToken);
+        if (cursor is null)
+        {
+            db.Settings.Add(new Setting { Key = IncidentRouter.CursorKey, Value = end.ToString(CultureInfo.InvariantCulture) });
+        }
+        else
+        {
+            cursor.Value = end.ToString(CultureInfo.InvariantCulture);
+        }
+
+        await desk.SaveAsync([Audits.Entry(null, AuditActions.Administer, "agreement", null, 0, now, Audits.Detail(new { created = AgreementCode, version = 1 }))], cancellationToken);
+        await directory.ReloadAsync(force: true, cancellationToken);
+
+        async Task<Viewer> As(string user) =>
+            await viewers.ForMemberAsync(await db.Members.Where(m => m.UserName == user).Select(m => m.Id).SingleAsync(cancellationToken), cancellationToken)
+            ?? throw new InvalidOperationException($"demo member {user} is missing");
+
+        var ocha = await As("ocha.cmcoord");
+        var (escort, problem) = await RequestEndpoints.CreateAsync(desk, new NewRequest(
+            RequestTypes.ArmedEscort, "Escort for the WFP convoy Bambari – Bria", "14 trucks of food for the Bria displacement sites; departure 06:00 from the Bambari logistics base.",
+            RequestPriorities.Priority, "FORCE", null, [[20.67, 5.76], [21.2, 6.1], [21.99, 6.54]], now.AddDays(2), now.AddDays(3),
+            new RequestCriteria(
+                new LastResortCriteria(
+                    "No commercial or NGO carrier accepts the Bambari – Bria road since the attacks of last month.",
+                    "Food stocks at the Bria sites last four days; 12,000 displaced people depend on this convoy.",
+                    "One convoy, two days, under humanitarian coordination; civilian transport resumes when the road is safe."),
+                new EscortCriteria(
+                    "WFP rations for 12,000 people; the alternative is a break in the pipeline for three weeks.",
+                    "The prefecture and the internal security forces cannot secure the road between Ippy and Bria.",
+                    "Two convoy attacks on this axis in four weeks; UNDSS assesses that an escort reduces the risk.",
+                    "A single escorted convoy while the road is repaired; the cluster reviews access weekly.")),
+            null, null), ocha, cancellationToken);
+        Check(problem?.ProblemDetails.Detail);
+        Check((await RequestEndpoints.MoveAsync(desk, escort!, new StatusChange(RequestStatuses.Accepted, null), await As("force.g2"), cancellationToken))?.ProblemDetails.Detail);
+
+        var (_, medevacProblem) = await RequestEndpoints.CreateAsync(desk, new NewRequest(
+            RequestTypes.Evacuation, "Casualty evacuation from the Bambari health centre", "Two patients with gunshot wounds need surgery in Bangui.",
+            RequestPriorities.Urgent, "FORCE", new PointInput(5.7636, 20.6742), null, now, now.AddHours(6),
+            new RequestCriteria(new LastResortCriteria(
+                "No civilian air ambulance can land in Bambari before tomorrow; the road to Bangui takes ten hours.",
+                "Both patients need surgery within hours; only the Force's helicopter can move them in time.",
+                "One flight Bambari – Bangui today; no further use of military assets is requested."), null),
+            null, null), await As("ngo.med"), cancellationToken);
+        Check(medevacProblem?.ProblemDetails.Detail);
+
+        var (assessment, assessmentProblem) = await RequestEndpoints.CreateAsync(desk, new NewRequest(
+            RequestTypes.SecurityAssessment, "Security assessment of the Grimari market road", "Traders report checkpoints; we need an assessment before market day.",
+            RequestPriorities.Routine, "kind:military", new PointInput(5.7306, 20.0581), null, now.AddDays(1), now.AddDays(4), null, null, null),
+            await As("civaff.officer"), cancellationToken);
+        Check(assessmentProblem?.ProblemDetails.Detail);
+        Check((await RequestEndpoints.MoveAsync(desk, assessment!, new StatusChange(RequestStatuses.Acknowledged, null), await As("rwabatt.patrol"), cancellationToken))?.ProblemDetails.Detail);
+
+        var (_, _, meetingProblem) = await FieldEndpoints.CreateMeetingAsync(desk, new NewMeeting(
+            "Weekly security coordination meeting, Bambari", now.AddHours(-2), "MINUSCA Bambari field office",
+            ["FORCE", "RWABATT", "UNPOL", "CIVAFF", "OCHA"],
+            ["Joint patrols on the Bambari – Ippy axis twice a week.", "Humanitarian notification of convoys 48 hours ahead through OCHA."],
+            [
+                new NewActionItem("Plan the first joint patrol on the Ippy axis", "RWABATT", now.AddDays(2)),
+                new NewActionItem("Share the market days calendar with the Force", "CIVAFF", now.AddDays(1)),
+                new NewActionItem("Circulate the convoy notification template", "OCHA", now.AddDays(3)),
+            ],
+            new MarkingDto("UNCLASSIFIED", ["mission"], [])), await As("joc.officer"), cancellationToken);
+        Check(meetingProblem?.ProblemDetails.Detail);
+        await output.WriteLineAsync($"Coordination: agreement {AgreementCode} routes new incidents to lead organisations; 3 requests for assistance and a meeting with 3 action items are in flight (the urgent medevac request escalates to the JOC if nobody answers it within 10 minutes).");
+    }
+
+    private static void Check(string? error)
+    {
+        if (error is not null)
+        {
+            throw new InvalidOperationException("demo coordination seeding failed: " + error);
+        }
+    }
+}
