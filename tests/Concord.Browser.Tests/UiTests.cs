@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Concord.Server.Tests;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
 
@@ -165,6 +166,119 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
     }
 
     [Fact]
+    public async Task Filters_the_time_slider_and_the_layers_change_what_the_map_shows()
+    {
+        // Three incidents at a place of their own: a police clash 400 days ago, a force clash 20 days ago, a force-reported march.
+        var tag = "flt" + Guid.NewGuid().ToString("N")[..8];
+        var (lat, lon) = (Store == "sqlite" ? 8.43 : 8.83, 22.54);
+        var mission = new { classification = "UNCLASSIFIED", releasableTo = new[] { "mission" }, caveats = Array.Empty<string>() };
+        async Task<string> Post(string user, string category, double dLat, double dLon, int daysAgo, string narrative)
+        {
+            using var client = fixture.Server.ClientFor(user);
+            var response = await client.PostAsJsonAsync("/api/reports", new
+            {
+                id = Guid.NewGuid(),
+                observedAt = DateTimeOffset.UtcNow.AddDays(-daysAgo),
+                observedPrecision = "hour",
+                location = new { latitude = lat + dLat, longitude = lon + dLon, precisionMeters = 300.0 },
+                category,
+                casualties = new { killedOther = new { best = 3 } },
+                narrative = $"{tag} {narrative}",
+                language = "en",
+                source = new { reliability = "B", credibility = 2 },
+                marking = mission,
+            });
+            Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+            return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("incidentId").GetString()!;
+        }
+
+        var old = await Post("unpol", "acled.battles.armed-clash", 0, 0, 400, "old clash at the river");
+        var recent = await Post("force", "acled.battles.armed-clash", 0.08, 0, 20, "recent clash at the river");
+        var march = await Post("force", "acled.protests.peaceful-protest", 0, 0.08, 10, "march to the town hall");
+
+        var page = await fixture.SignedInAsync("joc");
+        await page.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
+        await page.EvaluateAsync($"() => {{ window.concordMap.map.setView([{lat + 0.04}, {lon + 0.04}], 10); }}");
+        async Task Shows(string[] present, string[] absent)
+        {
+            var condition = string.Join(" && ", present.Select(id => $"window.concordMap.ids.includes('{id}')")
+                .Concat(absent.Select(id => $"!window.concordMap.ids.includes('{id}')")));
+            await page.WaitForFunctionAsync(condition, null, new() { Timeout = 10_000 });
+        }
+
+        await Shows([old, recent, march], []);
+        await page.SelectOptionAsync("#f-category", "acled.protests.peaceful-protest");
+        await Shows([march], [old, recent]);
+        await page.ClickAsync("#f-reset");
+        await Shows([old, recent, march], []);
+        await page.SelectOptionAsync("#f-organization", "UNPOL");
+        await Shows([old], [recent, march]);
+        await page.ClickAsync("#f-reset");
+        await page.FillAsync("#f-q", "river");
+        await Shows([old, recent], [march]);
+        await page.ClickAsync("#f-reset");
+
+        // The time slider: start the window 100 days ago and the old clash leaves the map; the window is written out in words.
+        await page.EvaluateAsync(@"() => {
+            const from = document.getElementById('f-from');
+            const start = new Date(document.getElementById('map').dataset.start);
+            from.value = String(Math.floor((Date.now() - 100 * 86400000 - start.getTime()) / 86400000));
+            from.dispatchEvent(new Event('input', { bubbles: true }));
+        }");
+        await Shows([recent, march], [old]);
+        Assert.False(string.IsNullOrWhiteSpace(await page.TextContentAsync("#f-window")));
+        await Screenshots.ScreenshotAsync(page, $"{Store}-map-filtered");
+        await page.ClickAsync("#f-reset");
+        await Shows([old, recent, march], []);
+
+        // Tracks: a device of the force at the place appears on the tracks layer, and leaves it when the layer is off.
+        var uid = "ANDROID-" + tag;
+        await fixture.Server.WithDbAsync(async db =>
+        {
+            var member = await db.Members.SingleAsync(m => m.UserName == "force");
+            db.Tracks.Add(new Concord.Server.Tak.Track
+            {
+                Uid = uid,
+                MemberId = member.Id,
+                Callsign = "FORCE-1",
+                CotType = "a-f-G-U-C",
+                Latitude = lat + 0.02,
+                Longitude = lon + 0.02,
+                Hae = 400,
+                ObservedAt = DateTime.UtcNow,
+                StaleAt = DateTime.UtcNow.AddHours(1),
+                HistoryJson = "[]",
+                UpdatedAt = DateTime.UtcNow,
+                Classification = 0,
+                ReleasableTo = "|mission|",
+                Caveats = 0,
+            });
+            return await db.SaveChangesAsync();
+        });
+        await page.WaitForFunctionAsync($"window.concordMap.tracks.includes('{uid}')", null, new() { Timeout = 15_000 });
+
+        // The risk layer: off by default; with forecasts computed, switching it on shades cells.
+        await using (var scope = fixture.Server.Services.CreateAsyncScope())
+        {
+            Assert.NotNull(await scope.ServiceProvider.GetRequiredService<Concord.Server.EarlyWarning.ForecastService>().RunAsync(CancellationToken.None));
+        }
+
+        Assert.Equal(0, await page.EvaluateAsync<int>("window.concordMap.riskCells"));
+        await page.EvaluateAsync("() => { window.concordMap.map.setView([6.5, 20.5], 6); }");
+        await page.CheckAsync("#layer-risk");
+        try
+        {
+            await page.WaitForFunctionAsync("window.concordMap.riskCells > 0", null, new() { Timeout = 10_000 });
+        }
+        catch (TimeoutException)
+        {
+            var diag = await page.EvaluateAsync<string>("async () => { const r = await fetch('/api/early-warning/forecasts?bbox=' + window.concordMap.map.getBounds().toBBoxString()); return r.status + ' ' + (await r.text()).slice(0, 600); }");
+            throw new InvalidOperationException("the risk layer shaded no cell; the forecasts in view: " + diag);
+        }
+        await page.WaitForSelectorAsync("#risk-skill:not([hidden])", new() { State = WaitForSelectorState.Attached });
+    }
+
+    [Fact]
     public async Task An_analyst_splits_and_merges_incidents_on_the_incident_page()
     {
         // Two accounts of one event, fused by Concord.
@@ -221,23 +335,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
 
         // Live spike alerts: six UNPOL-only incidents in a quiet area alert UNPOL's open page, not FORCE's.
         var code = "EWUI-" + Guid.NewGuid().ToString("N")[..6];
-        await fixture.Server.WithDbAsync(async db =>
-        {
-            db.Areas.Add(new Concord.Server.Areas.Area
-            {
-                Id = Guid.NewGuid(),
-                Code = code,
-                Name = "Spike test prefecture " + Store,
-                Kind = "admin1",
-                GeometryJson = """{"type":"Polygon","coordinates":[[[44,-30],[46,-30],[46,-28],[44,-28],[44,-30]]]}""",
-                MinLatitude = -30,
-                MinLongitude = 44,
-                MaxLatitude = -28,
-                MaxLongitude = 46,
-            });
-            return await db.SaveChangesAsync();
-        });
-        await fixture.Server.Services.GetRequiredService<Concord.Server.Data.MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        await fixture.Server.AddAreaAsync(code, "Spike test prefecture " + Store, -30, 44, -28, 46);
         var unpol = await fixture.SignedInAsync("unpol", "/early-warning");
         await page.ReloadAsync();
         await unpol.WaitForFunctionAsync("document.body && window.Concord && Concord.received !== undefined");

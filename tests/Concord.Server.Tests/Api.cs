@@ -70,4 +70,26 @@ internal static class Api
 
     public static string[] ErrorFields(this JsonElement problem) =>
         problem.TryGetProperty("errors", out var errors) ? errors.EnumerateObject().Select(p => p.Name).Order().ToArray() : [];
+
+    /// <summary>A request body as a dictionary, to leave a field out or set one the helpers do not take.</summary>
+    public static Dictionary<string, object?> Fields(object report, string? without = null, int? killed = null, string? tlp = null)
+    {
+        var fields = JsonSerializer.Deserialize<Dictionary<string, object?>>(JsonSerializer.Serialize(report, JsonSerializerOptions.Web))!;
+        if (without is not null)
+        {
+            fields.Remove(without);
+        }
+
+        if (killed is { } k)
+        {
+            fields["casualties"] = new { killedOther = new { best = k } };
+        }
+
+        if (tlp is not null)
+        {
+            fields["tlp"] = tlp;
+        }
+
+        return fields;
+    }
 }

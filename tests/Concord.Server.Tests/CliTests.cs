@@ -308,7 +308,7 @@ public abstract class CliTests : IAsyncLifetime
 
         Assert.Equal((0, "added caveat PROTECTION-SENSITIVE (bit 2)"), (caveat.Exit, caveat.Output.Trim()));
         Assert.Equal(0, group.Exit);
-        Assert.Contains("recorded agreement MOU-CMCOORD version 1 (1 rules)", first.Output);
+        Assert.Contains("recorded agreement MOU-CMCOORD version 1 (1 marking rules, 0 responsibilities, 0 assistance rules)", first.Output);
         Assert.Contains("version 2", second.Output);
         Assert.Equal(1, bad.Exit);
         Assert.Contains("parties: no organisation has the code 'NOPE'", bad.Errors);
@@ -317,7 +317,8 @@ public abstract class CliTests : IAsyncLifetime
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         Assert.Equal(3, await db.SharingGroupMembers.CountAsync());
         Assert.Equal([1, 2], await db.Agreements.Where(a => a.Code == "MOU-CMCOORD").Select(a => a.Version).OrderBy(v => v).ToListAsync());
-        Assert.Equal(4, await db.Audit.CountAsync(a => a.Action == "administer" && a.Actor == "system"));
+        // The demo's own agreement (SOP-POC), then the caveat, the group and the two versions.
+        Assert.Equal(5, await db.Audit.CountAsync(a => a.Action == "administer" && a.Actor == "system"));
     }
 
     [Fact]

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Text.Json;
-using Concord.Server.Areas;
 using Concord.Server.Audit;
 using Concord.Server.Coordination;
 using Concord.Server.Data;
@@ -40,23 +39,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     private async Task<(string Code, double Latitude, double Longitude)> AreaAsync(double latitude)
     {
         var code = "CO-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
-        await server.WithDbAsync(async db =>
-        {
-            db.Areas.Add(new Area
-            {
-                Id = Guid.NewGuid(),
-                Code = code,
-                Name = "Coordination test area " + code,
-                Kind = "sector",
-                GeometryJson = $$"""{"type":"Polygon","coordinates":[[[60,{{latitude}}],[61,{{latitude}}],[61,{{latitude + 1}}],[60,{{latitude + 1}}],[60,{{latitude}}]]]}""",
-                MinLatitude = latitude,
-                MinLongitude = 60,
-                MaxLatitude = latitude + 1,
-                MaxLongitude = 61,
-            });
-            return await db.SaveChangesAsync();
-        });
-        await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        await server.AddAreaAsync(code, "Coordination test area " + code, latitude, 60, latitude + 1, 61, kind: "sector");
         return (code, latitude + 0.5, 60.5);
     }
 

@@ -1,6 +1,4 @@
 using System.Net;
-using Concord.Server.Areas;
-using Concord.Server.Data;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Concord.Server.Tests;
@@ -14,23 +12,7 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
     {
         // A test area far from the other tests' reports, so that its counts are this test's alone.
         var code = "EW-" + Guid.NewGuid().ToString("N")[..6];
-        await server.WithDbAsync(async db =>
-        {
-            db.Areas.Add(new Area
-            {
-                Id = Guid.NewGuid(),
-                Code = code,
-                Name = "Early warning test area",
-                Kind = "admin1",
-                GeometryJson = """{"type":"Polygon","coordinates":[[[40,-20],[42,-20],[42,-18],[40,-18],[40,-20]]]}""",
-                MinLatitude = -20,
-                MinLongitude = 40,
-                MaxLatitude = -18,
-                MaxLongitude = 42,
-            });
-            return await db.SaveChangesAsync();
-        });
-        await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        await server.AddAreaAsync(code, "Early warning test area", -20, 40, -18, 42);
 
         var at = new DateTimeOffset(2026, 6, 30, 0, 0, 0, TimeSpan.Zero);
         var restricted = Api.Marking("CONFIDENTIAL", ["org:UNPOL"]);

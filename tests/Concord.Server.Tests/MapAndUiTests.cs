@@ -65,6 +65,77 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
     }
 
     [Fact]
+    public async Task The_organisation_filter_looks_only_at_reports_the_viewer_may_see()
+    {
+        var tag = "org" + Guid.NewGuid().ToString("N")[..8];
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        // FORCE reports a clash; UNPOL reports the same clash for itself only (fusion joins it); UNPOL reports a second one for the mission.
+        var (_, forceReport) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: -33.0, longitude: -45.0, narrative: $"{tag} clash at the ford", marking: mission));
+        var shared = forceReport.GetProperty("incidentId").GetGuid();
+        var (_, hidden) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: -33.0, longitude: -45.0, narrative: $"{tag} clash at the ford", marking: Api.Marking("CONFIDENTIAL", ["org:UNPOL"])));
+        Assert.Equal(shared, hidden.GetProperty("incidentId").GetGuid());
+        var (_, policeReport) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: -33.5, longitude: -45.5, narrative: $"{tag} clash at the market", marking: mission));
+        var policeOnly = policeReport.GetProperty("incidentId").GetGuid();
+
+        async Task<HashSet<Guid>> Filtered(string user, string organization)
+        {
+            var (response, body) = await server.ClientFor(user).GetJson($"/api/incidents?q={tag}&organization={organization}");
+            Assert.True(response.StatusCode == HttpStatusCode.OK, body.ToString());
+            return body.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("id").GetGuid()).ToHashSet();
+        }
+
+        Assert.Equal(new[] { shared, policeOnly }.ToHashSet(), await Filtered("unpol", "UNPOL"));
+        Assert.Equal([policeOnly], await Filtered("force", "UNPOL"));
+        Assert.Equal([shared], await Filtered("force", "FORCE"));
+        var (bad, problem) = await server.ClientFor("force").GetJson("/api/incidents?organization=NOPE");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal(["organization"], problem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task The_incident_list_sorts_by_column_and_pages_by_fifty()
+    {
+        var tag = "lst" + Guid.NewGuid().ToString("N")[..8];
+        using var joc = server.ClientFor("joc");
+        // 55 incidents a day apart (killed 0…54 through the casualty figures), far from the others.
+        for (var i = 0; i < 55; i++)
+        {
+            var report = Api.Fields(Api.Report(latitude: -36.0 + (i % 11 * 0.2), longitude: -50.0 + (i / 11 * 0.2), narrative: $"{tag} event {i:00}",
+                observedAt: Api.Recent.AddDays(-i), marking: Api.Marking("UNCLASSIFIED", ["mission"])), killed: i);
+            var (response, body) = await joc.PostJson("/api/reports", report);
+            Assert.True(response.StatusCode == HttpStatusCode.Created, body.ToString());
+        }
+
+        async Task<(List<string> Titles, bool Next, bool Previous)> Page(string query)
+        {
+            var html = await joc.GetStringAsync($"/incidents?q={tag}&{query}");
+            var titles = TitleLink().Matches(html).Select(m => WebUtility.HtmlDecode(m.Groups[1].Value)).Where(t => t.StartsWith(tag, StringComparison.Ordinal)).ToList();
+            return (titles, html.Contains("id=\"page-next\"", StringComparison.Ordinal), html.Contains("id=\"page-prev\"", StringComparison.Ordinal));
+        }
+
+        var newest = await Page("sort=startsAt&dir=desc");
+        Assert.Equal(50, newest.Titles.Count);
+        Assert.StartsWith($"{tag} event 00", newest.Titles[0], StringComparison.Ordinal);
+        Assert.True(newest.Next);
+        Assert.False(newest.Previous);
+        var second = await Page("sort=startsAt&dir=desc&page=2");
+        Assert.Equal(5, second.Titles.Count);
+        Assert.StartsWith($"{tag} event 54", second.Titles[^1], StringComparison.Ordinal);
+        Assert.False(second.Next);
+        Assert.True(second.Previous);
+        Assert.Empty(newest.Titles.Intersect(second.Titles));
+
+        var deadliest = await Page("sort=killed&dir=desc");
+        Assert.StartsWith($"{tag} event 54", deadliest.Titles[0], StringComparison.Ordinal);
+        Assert.StartsWith($"{tag} event 53", deadliest.Titles[1], StringComparison.Ordinal);
+        var oldest = await Page("sort=startsAt&dir=asc");
+        Assert.StartsWith($"{tag} event 54", oldest.Titles[0], StringComparison.Ordinal);
+    }
+
+    [GeneratedRegex("<a href=\"/incidents/[0-9a-f-]{36}\">([^<]*)</a>")]
+    private static partial Regex TitleLink();
+
+    [Fact]
     public async Task Pages_answer_only_members_and_a_record_someone_may_not_see_is_404()
     {
         using var anonymous = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = server.BaseAddress };

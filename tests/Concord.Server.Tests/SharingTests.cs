@@ -22,7 +22,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var ids = new Dictionary<string, Guid>();
         foreach (var tlp in new[] { "clear", "green", "amber", "amber+strict", "red" })
         {
-            var (_, created) = await client.PostJson("/api/reports", new Dictionary<string, object?>(Fields(Api.Report(narrative: $"{tag} {tlp}"))) { ["tlp"] = tlp });
+            var (_, created) = await client.PostJson("/api/reports", new Dictionary<string, object?>(Api.Fields(Api.Report(narrative: $"{tag} {tlp}"))) { ["tlp"] = tlp });
             ids[tlp] = Id(created);
         }
 
@@ -93,9 +93,9 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (recorded, v1) = await server.ClientFor("unpoladmin").PostJson("/api/agreements", agreement);
         Assert.Equal(HttpStatusCode.Created, recorded.StatusCode);
 
-        var (_, byDefault) = await server.ClientFor("unpol").PostJson("/api/reports", Fields(Api.Report(category: "poc.abduction", marking: null), without: "marking"));
+        var (_, byDefault) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Fields(Api.Report(category: "poc.abduction", marking: null), without: "marking"));
         var (looser, problem) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
-        var (stricter, _) = await server.ClientFor("unpol").PostJson("/api/reports", Fields(Api.Report(category: "poc.abduction", marking: Api.Marking("CONFIDENTIAL", ["org:JOC"], ["SOURCE-PROTECTED"])), tlp: "red"));
+        var (stricter, _) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Fields(Api.Report(category: "poc.abduction", marking: Api.Marking("CONFIDENTIAL", ["org:JOC"], ["SOURCE-PROTECTED"])), tlp: "red"));
         var (byReleaser, loosened) = await server.ClientFor("unpoladmin").PostJson("/api/reports", Api.Report(category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         var (otherCategory, free) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(category: "acled.riots", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
 
@@ -134,7 +134,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var tag = "derived" + Guid.NewGuid().ToString("N")[..8];
         var (_, open) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: $"{tag} open account", latitude: 6.0, longitude: 20.0,
             marking: Api.Marking("UNCLASSIFIED", ["mission"]), observedAt: Api.Recent));
-        var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Fields(Api.Report(narrative: $"{tag} secret account, 40 killed", latitude: 6.2, longitude: 20.2,
+        var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Api.Fields(Api.Report(narrative: $"{tag} secret account, 40 killed", latitude: 6.2, longitude: 20.2,
             marking: Api.Marking("STRICTLY CONFIDENTIAL", []), observedAt: Api.Recent.AddDays(-2)), killed: 40));
         var target = Id(open, "incidentId");
 
@@ -270,27 +270,6 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Empty(undeclared);
         var anonymous = endpoints.Where(e => e.Metadata.GetMetadata<IAllowAnonymous>() is not null).Select(e => e.RoutePattern.RawText).Order().ToList();
         Assert.Equal(["/api/auth/signin", "/health", "/openapi/{documentName}.json", "/signin", "/signout", "/ui/culture"], anonymous);
-    }
-
-    private static Dictionary<string, object?> Fields(object report, string? without = null, int? killed = null, string? tlp = null)
-    {
-        var fields = JsonSerializer.Deserialize<Dictionary<string, object?>>(JsonSerializer.Serialize(report, JsonSerializerOptions.Web))!;
-        if (without is not null)
-        {
-            fields.Remove(without);
-        }
-
-        if (killed is { } k)
-        {
-            fields["casualties"] = new { killedOther = new { best = k } };
-        }
-
-        if (tlp is not null)
-        {
-            fields["tlp"] = tlp;
-        }
-
-        return fields;
     }
 }
 

@@ -169,6 +169,29 @@ public abstract class TestServer : IAsyncLifetime
     internal Viewer ViewerOf(string user) =>
         Services.GetRequiredService<ViewerDirectory>().ForTokenAsync(_tokens[user], CancellationToken.None).GetAwaiter().GetResult()!;
 
+    /// <summary>Adds a rectangular area to the mission (and reloads the directory), for tests that need a place of their own.</summary>
+    internal async Task AddAreaAsync(string code, string name, double south, double west, double north, double east, string kind = "admin1")
+    {
+        await WithDbAsync(async db =>
+        {
+            db.Areas.Add(new Areas.Area
+            {
+                Id = Guid.NewGuid(),
+                Code = code,
+                Name = name,
+                Kind = kind,
+                GeometryJson = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $$"""{"type":"Polygon","coordinates":[[[{{west}},{{south}}],[{{east}},{{south}}],[{{east}},{{north}}],[{{west}},{{north}}],[{{west}},{{south}}]]]}"""),
+                MinLatitude = south,
+                MinLongitude = west,
+                MaxLatitude = north,
+                MaxLongitude = east,
+            });
+            return await db.SaveChangesAsync();
+        });
+        await Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+    }
+
     internal async Task<T> WithDbAsync<T>(Func<ConcordDb, Task<T>> work)
     {
         await using var scope = Services.CreateAsyncScope();

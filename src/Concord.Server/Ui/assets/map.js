@@ -92,7 +92,8 @@
 
   const fresh = new Set();
   let generation = 0;
-  const state = window.concordMap = { loads: 0, lastLoadMs: 0, clustered: false, total: 0, ids: [], map };
+  // What the map shows, for tests and benchmarks: incident ids, track uids, shaded risk cells, requests and patrols.
+  const state = window.concordMap = { loads: 0, lastLoadMs: 0, clustered: false, total: 0, ids: [], tracks: [], riskCells: 0, coordination: [], map };
   async function load() {
     const mine = ++generation;
     const began = performance.now();
@@ -173,6 +174,7 @@
     if (!response || !response.ok) return;
     const data = await response.json();
     tracks.clearLayers();
+    state.tracks = data.features.map(f => f.id);
     for (const f of data.features) {
       const [x, y] = f.geometry.coordinates;
       tracks.addLayer(L.circleMarker([y, x], { radius: 6, color: '#0b3d91', weight: 2, fillColor: '#8ab4f8', fillOpacity: 0.9 })
@@ -187,9 +189,11 @@
     if (!response || !response.ok) return;
     const data = await response.json();
     risk.clearLayers();
+    state.riskCells = 0;
     for (const f of data.items) {
       const p = f.atLeastOne;
       if (p < 0.02) continue;
+      state.riskCells++;
       risk.addLayer(L.rectangle([[f.latitude - 0.25, f.longitude - 0.25], [f.latitude + 0.25, f.longitude + 0.25]],
         { stroke: false, fillColor: '#a4161a', fillOpacity: Math.min(0.75, 0.1 + p * 0.8), interactive: true })
         .bindTooltip(t('risk', number.format(Math.round(p * 100)), f.expected.toFixed(1), f.low, f.high)));
@@ -212,6 +216,7 @@
     if (!response || !response.ok) return;
     const data = await response.json();
     coordination.clearLayers();
+    state.coordination = data.features.map(f => f.id);
     for (const f of data.features) {
       const p = f.properties;
       const color = p.kind === 'patrol' ? '#2e7d32' : p.overdue ? '#b3261e' : '#6a1b9a';

@@ -1,0 +1,77 @@
+using System.Net;
+using Concord.Server.EarlyWarning;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Concord.Server.Tests;
+
+/// <summary>The server refreshes forecasts on its own clock, and the observed-against-forecast history is out of sample.</summary>
+public abstract class ForecastScheduleTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer, IClockServer
+{
+    private FakeTimeProvider Clock => server.FakeClock;
+
+    [Fact]
+    public async Task Forecasts_are_refreshed_a_minute_after_start_and_then_daily_and_history_compares_like_with_like()
+    {
+        var code = "FC-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        await server.AddAreaAsync(code, "Forecast test area", -25, 50, -23, 52);
+
+        // Thirty months of events (three killed each) in the area, released to the whole mission so the forecast may learn from them.
+        var first = new DateTimeOffset(Clock.GetUtcNow().Year - 3, Clock.GetUtcNow().Month, 10, 12, 0, 0, TimeSpan.Zero);
+        using var joc = server.ClientFor("joc");
+        for (var m = 0; m < 30; m++)
+        {
+            var (response, body) = await joc.PostJson("/api/reports", Api.Report(latitude: -24.75 + (m % 5 * 0.3), longitude: 50.25 + (m / 5 * 0.3),
+                observedAt: first.AddMonths(m), narrative: $"{code} clash {m}", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+            Assert.True(response.StatusCode == HttpStatusCode.Created, body.ToString());
+        }
+
+        // Nothing before the first minute on the server's clock has passed; then a refresh.
+        Assert.Equal(0, await server.WithDbAsync(db => db.Forecasts.CountAsync()));
+        Clock.Advance(TimeSpan.FromSeconds(61));
+        var computed = await WaitForAsync(() => server.WithDbAsync(db => db.Forecasts.MaxAsync(f => (DateTime?)f.ComputedAt)), c => c is not null);
+        Assert.Equal(Clock.GetUtcNow().UtcDateTime, computed!.Value, TimeSpan.FromSeconds(1));
+        var cells = await server.WithDbAsync(db => db.Forecasts.CountAsync(f => f.Latitude < -23 && f.Latitude > -25 && f.Longitude > 50 && f.Longitude < 52));
+        Assert.True(cells >= 4, $"every cell of the area is forecast ({cells})");
+        Assert.True(await server.WithDbAsync(db => db.AreaForecasts.AnyAsync()));
+
+        // Not again within the day; again once the day has passed.
+        Clock.Advance(TimeSpan.FromHours(23));
+        await Task.Delay(500);
+        Assert.Equal(computed, await server.WithDbAsync(db => db.Forecasts.MaxAsync(f => (DateTime?)f.ComputedAt)));
+        Clock.Advance(TimeSpan.FromHours(1));
+        var again = await WaitForAsync(() => server.WithDbAsync(db => db.Forecasts.MaxAsync(f => (DateTime?)f.ComputedAt)), c => c > computed);
+        Assert.Equal(computed.Value.AddDays(1), again!.Value, TimeSpan.FromSeconds(1));
+
+        // Observed against forecast for the area: the observed deaths are the events' own, month by month.
+        await using var scope = server.Services.CreateAsyncScope();
+        var history = await scope.ServiceProvider.GetRequiredService<ForecastService>().HistoryAsync(12, 50, CancellationToken.None);
+        var series = Assert.Single(history, s => s.Area == "Forecast test area");
+        Assert.Equal(series.Months.Count, series.Observed.Count);
+        Assert.Equal(series.Months.Count, series.Forecast.Count);
+        Assert.True(series.Months.Count is > 0 and <= 12);
+        Assert.All(series.Observed, o => Assert.Equal(3, o));
+        Assert.All(series.Forecast, f => Assert.True(f > 0, "a place with deaths every month is not forecast to be quiet"));
+    }
+
+    private static async Task<T> WaitForAsync<T>(Func<Task<T>> read, Func<T, bool> done)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var value = await read();
+            if (done(value) || DateTime.UtcNow > deadline)
+            {
+                return value;
+            }
+
+            await Task.Delay(100);
+        }
+    }
+}
+
+public sealed class ForecastScheduleTests_Sqlite(SqliteClockServer server) : ForecastScheduleTests<SqliteClockServer>(server);
+
+public sealed class ForecastScheduleTests_Postgres(PostgresClockServer server) : ForecastScheduleTests<PostgresClockServer>(server);

@@ -1,0 +1,84 @@
+using System.Net;
+using Concord.Server.Accounts;
+using Concord.Server.Cli;
+using Concord.Server.Data;
+using Concord.Server.Hosting;
+using Concord.Server.Organizations;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Concord.Server.Tests;
+
+/// <summary>A deployment's own tiles: <c>--tile-dir</c> serves a z/x/y directory at /tiles and the map is told to use it.</summary>
+public sealed class TileTests
+{
+    [Fact]
+    public async Task A_tile_directory_is_served_to_the_map_without_anything_from_the_internet()
+    {
+        var data = Directory.CreateTempSubdirectory("concord-tiles-data-").FullName;
+        var tiles = Directory.CreateTempSubdirectory("concord-tiles-").FullName;
+        byte[] png = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 1, 2, 3, 4];
+        Directory.CreateDirectory(Path.Combine(tiles, "6", "35"));
+        await File.WriteAllBytesAsync(Path.Combine(tiles, "6", "35", "30.png"), png);
+        try
+        {
+            Assert.True(CommandLine.TryParse(["serve", "--data", data, "--urls", "http://127.0.0.1:0", "--tile-dir", tiles, "--tak-port", "0"], out var invocation, out var parseError), parseError);
+            Assert.True(Commands.TryBuildOptions(invocation, out var options, out var error), error);
+            Assert.Equal("/tiles/{z}/{x}/{y}.png", options.TileUrl);
+            Assert.False(Commands.TryBuildOptions(CommandLineFor(["serve", "--tile-dir", Path.Combine(tiles, "missing")]), out _, out var missing));
+            Assert.Contains("is not a directory", missing, StringComparison.Ordinal);
+            Assert.False(Commands.TryBuildOptions(CommandLineFor(["serve", "--tile-url", "http://tiles.mission/{z}/{x}.png"]), out _, out var badUrl));
+            Assert.Contains("{y}", badUrl, StringComparison.Ordinal);
+
+            var app = ConcordApp.Build(options with { MinimumLogLevel = Microsoft.Extensions.Logging.LogLevel.Warning });
+            await app.Services.PrepareStoreAsync(CancellationToken.None);
+            string token;
+            await using (var scope = app.Services.CreateAsyncScope())
+            {
+                var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+                var time = TimeProvider.System;
+                await OrganizationAdmin.AddAsync(db, "JOC", "Joint Operations Centre", "civilian", null, time, CancellationToken.None);
+                await app.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+                var (member, memberError) = await MemberAdmin.AddAsync(db, new NewMember("duty", "JOC", null, ["reporter"], "UNCLASSIFIED", [], TestServer.Password),
+                    app.Services.GetRequiredService<Access.ClassificationScheme>(), app.Services.GetRequiredService<Access.CaveatRegistry>(), time, CancellationToken.None);
+                Assert.Null(memberError);
+                (_, token) = await AccessTokens.CreateAsync(db, member!, "tiles", TimeSpan.FromHours(1), time, CancellationToken.None);
+            }
+
+            await app.StartAsync();
+            try
+            {
+                var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+                using var client = new HttpClient { BaseAddress = address };
+                var tile = await client.GetAsync("/tiles/6/35/30.png");
+                Assert.Equal(HttpStatusCode.OK, tile.StatusCode);
+                Assert.Equal("image/png", tile.Content.Headers.ContentType?.MediaType);
+                Assert.Equal(png, await tile.Content.ReadAsByteArrayAsync());
+                Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/tiles/6/35/31.png")).StatusCode);
+                Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/tiles/../../etc/passwd")).StatusCode);
+
+                client.DefaultRequestHeaders.Authorization = new("Bearer", token);
+                var page = await client.GetStringAsync("/");
+                Assert.Contains("data-tiles=\"/tiles/{z}/{x}/{y}.png\"", page, StringComparison.Ordinal);
+            }
+            finally
+            {
+                await app.StopAsync();
+                await app.DisposeAsync();
+            }
+        }
+        finally
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            Directory.Delete(tiles, recursive: true);
+            Directory.Delete(data, recursive: true);
+        }
+    }
+
+    private static Invocation CommandLineFor(string[] args)
+    {
+        Assert.True(CommandLine.TryParse(args, out var invocation, out var error), error);
+        return invocation;
+    }
+}
