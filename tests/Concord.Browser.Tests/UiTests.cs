@@ -158,9 +158,31 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
         Assert.Contains("FORCE", await requester.Locator($"#request-board .co-card:has-text('{title}')").TextContentAsync());
         await Screenshots.ScreenshotAsync(requester, $"{Store}-coordination-accepted");
 
+        // The force comments on a task and logs the call it made; both show on the page, and the police do not see the log entry.
+        using (var joc = fixture.Server.ClientFor("joc"))
+        {
+            var created = await joc.PostAsJsonAsync("/api/tasks", new { title = $"Confirm the convoy route ({title})", organization = "FORCE", marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "org:FORCE" }, caveats = Array.Empty<string>() } });
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        }
+
+        var task = addressee.Locator($"#task-board .co-card:has-text('Confirm the convoy route ({title})')");
+        await task.WaitForAsync();
+        await task.Locator("details.task-comments summary").ClickAsync();
+        await task.Locator("details.task-comments input").FillAsync("Route checked with the Ippy company; bridge passable.");
+        await task.Locator("details.task-comments button[type='submit']").ClickAsync();
+        await addressee.WaitForSelectorAsync($"#task-board .co-card:has-text('bridge passable') .comments li");
+        var summary = $"Called OCHA about the convoy timings ({title}).";
+        await addressee.SelectOptionAsync("#li-organization", "OCHA");
+        await addressee.FillAsync("#li-counterpart", "OCHA access officer");
+        await addressee.SelectOptionAsync("#li-channel", "phone");
+        await addressee.FillAsync("#li-summary", summary);
+        await addressee.ClickAsync("#li-submit");
+        await addressee.WaitForSelectorAsync($"#liaison-log tr:has-text('{summary}')");
+
         // The police are not party to it: their board never shows it.
         var police = await fixture.SignedInAsync("unpol", "/coordination");
         await police.WaitForSelectorAsync("#co-live[data-connected='true']", new() { State = WaitForSelectorState.Attached });
+        await police.WaitForSelectorAsync("#liaison-log tbody", new() { State = WaitForSelectorState.Attached });
         await Task.Delay(500);
         Assert.DoesNotContain(title, await police.ContentAsync());
     }

@@ -109,12 +109,47 @@
       task.description ? el('p', {}, task.description) : null,
       deadlines(task.deadlines),
       el('span', { class: 'marking' }, task.marking.label),
-      mine ? actionButtons(taskMoves[task.status] || [], `/api/tasks/${task.id}/status`, refresh) : null);
+      mine ? actionButtons(taskMoves[task.status] || [], `/api/tasks/${task.id}/status`, refresh) : null,
+      comments(task));
   }
 
+  // Comments load when opened (and stay open when the boards refresh); anyone who may see the task may add one.
+  const openComments = new Set();
+  function comments(task) {
+    const list = el('ul', { class: 'comments' });
+    const input = el('input', { 'aria-label': t('co.comment'), placeholder: t('co.comment'), maxlength: '4000' });
+    const problem = el('p', { class: 'field-error', role: 'alert' });
+    async function load() {
+      const response = await fetch(`/api/tasks/${task.id}`);
+      if (!response.ok) return;
+      const full = await response.json();
+      list.replaceChildren(...(full.comments || []).map(c => el('li', {}, el('strong', {}, c.author), ' · ', fmt(c.at), ': ', c.text)));
+    }
+    const box = el('details', { class: 'task-comments', open: openComments.has(task.id),
+      ontoggle: e => { if (e.target.open) { openComments.add(task.id); load(); } else openComments.delete(task.id); } },
+      el('summary', {}, t('co.comments')), list,
+      el('form', { onsubmit: async e => {
+        e.preventDefault();
+        const result = await post(`/api/tasks/${task.id}/comments`, { text: input.value });
+        if (!result.ok) { problem.textContent = Object.values(result.json.errors || {}).flat().join(' ') || t('co.failed'); return; }
+        input.value = ''; problem.textContent = ''; load();
+      } }, input, el('button', { type: 'submit' }, t('co.comment.add')), problem));
+    if (openComments.has(task.id)) load();
+    return box;
+  }
+
+  // A card is redrawn only when its record changed (or became overdue), so that a refresh caused by another record does
+  // not take away a comment being typed or a reason being written.
+  const cards = new Map();
   function fill(board, items, card) {
     for (const column of board.querySelectorAll('.column')) column.querySelector('.cards').replaceChildren();
-    for (const item of items) board.querySelector(`.column[data-status="${item.status}"] .cards`)?.append(card(item));
+    for (const item of items) {
+      const stamp = `${item.updatedAt}|${item.deadlines.overdue ?? ''}|${(item.actions || []).join(',')}`;
+      let known = cards.get(item.id);
+      if (!known || known.stamp !== stamp) cards.set(item.id, known = { stamp, node: card(item) });
+      else onScreen.set((card === requestCard ? 'r' : 't') + item.id, item.marking);
+      board.querySelector(`.column[data-status="${item.status}"] .cards`)?.append(known.node);
+    }
   }
 
   const direction = document.getElementById('co-direction');
@@ -189,6 +224,41 @@
     if (!shown) { error.textContent = result.json.detail || t('co.failed'); error.hidden = false; }
   });
 
+  // The liaison log: contacts this member may see, newest first, and a form to log one.
+  async function loadLog() {
+    const [entries, meetings, patrols] = await Promise.all(['/api/liaison', '/api/meetings', '/api/patrols']
+      .map(path => fetch(path).then(r => r.ok ? r.json() : []).catch(() => [])));
+    for (const e of entries) onScreen.set('l' + e.id, e.marking);
+    for (const m of meetings) onScreen.set('m' + m.id, m.marking);
+    for (const p of patrols) onScreen.set('p' + p.id, p.marking);
+    updateBanner();
+    document.querySelector('#liaison-log tbody').replaceChildren(...entries.slice(0, 30).map(e => el('tr', { 'data-id': e.id },
+      el('td', {}, fmt(e.at)), el('td', {}, `${e.organization} (${e.member}) ↔ ${e.counterpart}${e.counterpartOrganization ? ' (' + e.counterpartOrganization + ')' : ''}`),
+      el('td', {}, t('co.channel.' + e.channel)), el('td', {}, e.summary), el('td', {}, el('span', { class: 'marking' }, e.marking.label)))));
+    document.getElementById('meetings').replaceChildren(...meetings.slice(0, 10).map(m => el('li', { 'data-id': m.id },
+      el('strong', {}, m.title), ` · ${fmt(m.heldAt)} · ${m.place} · ${m.participants.join(', ')}`,
+      m.decisions.length ? el('ul', {}, m.decisions.map(d => el('li', {}, d))) : null, el('span', { class: 'marking' }, m.marking.label))));
+    document.getElementById('patrols').replaceChildren(...patrols.slice(0, 10).map(p => el('li', { 'data-id': p.id },
+      el('strong', {}, p.name), ` · ${t('co.patrol.' + p.status)} · ${fmt(p.startsAt)} – ${fmt(p.endsAt)} · ${p.organizations.join(', ')}`,
+      el('span', { class: 'marking' }, p.marking.label))));
+  }
+
+  const liaison = document.getElementById('liaison-form');
+  liaison.addEventListener('submit', async event => {
+    event.preventDefault();
+    for (const p of liaison.querySelectorAll('.field-error')) p.textContent = '';
+    const value = id => document.getElementById(id).value.trim();
+    const result = await post('/api/liaison', {
+      counterpartOrganization: value('li-organization') || null, counterpart: value('li-counterpart') || null,
+      channel: value('li-channel'), summary: value('li-summary'),
+    });
+    if (result.ok) { liaison.reset(); loadLog(); return; }
+    for (const [field, messages] of Object.entries(result.json.errors || {})) {
+      const target = liaison.querySelector(`.field-error[data-for="${CSS.escape(field)}"]`);
+      if (target) target.textContent = messages.join(' ');
+    }
+  });
+
   let charts = [];
   async function loadMetrics() {
     const response = await fetch('/api/coordination/metrics').catch(() => null);
@@ -222,6 +292,8 @@
   const state = document.getElementById('co-live');
   Concord.live(changes => {
     if (changes.some(c => c.entity === 'request' || c.entity === 'task')) refresh();
+    if (changes.some(c => c.entity === 'liaison' || c.entity === 'meeting' || c.entity === 'patrol')) loadLog();
   }, connected => { state.textContent = connected ? t('co.live.on') : t('co.live.off'); state.dataset.connected = String(connected); });
   refresh();
+  loadLog();
 })();
