@@ -85,16 +85,8 @@ internal static class EarlyWarningEndpoints
     private sealed record Row(double Latitude, double Longitude, Guid? AreaId, DateTime StartsAt, int? Killed, int Classification);
 
     /// <summary>The visible incidents of a query, with mixed ones rebuilt for the viewer.</summary>
-    private static async Task<List<Row>> RowsAsync(ConcordDb db, IQueryable<Incident> visible, ListQuery query, Viewer viewer, CancellationToken cancellationToken)
-    {
-        var rows = await visible.Where(i => !i.Mixed)
-            .Select(i => new Row(i.Latitude, i.Longitude, i.AreaId, i.StartsAt, i.KilledBest, i.Classification))
-            .ToListAsync(cancellationToken);
-        var mixed = await visible.Where(i => i.Mixed).ToListAsync(cancellationToken);
-        rows.AddRange((await db.AsSeenByAsync(mixed, viewer, cancellationToken)).Where(i => IncidentEndpoints.Matches(query, i))
-            .Select(i => new Row(i.Latitude, i.Longitude, i.AreaId, i.StartsAt, i.KilledBest, i.Classification)));
-        return rows;
-    }
+    private static Task<List<Row>> RowsAsync(ConcordDb db, IQueryable<Incident> visible, ListQuery query, Viewer viewer, CancellationToken cancellationToken) =>
+        db.RowsAsSeenByAsync(visible, query, viewer, i => new Row(i.Latitude, i.Longitude, i.AreaId, i.StartsAt, i.KilledBest, i.Classification), cancellationToken);
 
     private static async Task<Results<Ok<HotspotsDto>, ProblemHttpResult>> Hotspots(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)

@@ -34,12 +34,8 @@ public sealed record DashboardData(
     internal static async Task<(DashboardData Data, int Level, long Caveats)> BuildAsync(
         ConcordDb db, IQueryable<Incident> visible, ListQuery query, Viewer viewer, MissionDirectory directory, CategoryLabels labels, CancellationToken cancellationToken)
     {
-        var rows = await visible.Where(i => !i.Mixed)
-            .Select(i => new Row(i.Category, i.StartsAt, i.KilledBest, i.InjuredBest, i.AreaId, i.Classification, i.Caveats))
-            .ToListAsync(cancellationToken);
-        var mixed = await visible.Where(i => i.Mixed).ToListAsync(cancellationToken);
-        rows.AddRange((await db.AsSeenByAsync(mixed, viewer, cancellationToken)).Where(i => IncidentEndpoints.Matches(query, i))
-            .Select(i => new Row(i.Category, i.StartsAt, i.KilledBest, i.InjuredBest, i.AreaId, i.Classification, i.Caveats)));
+        var rows = await db.RowsAsSeenByAsync(visible, query, viewer,
+            i => new Row(i.Category, i.StartsAt, i.KilledBest, i.InjuredBest, i.AreaId, i.Classification, i.Caveats), cancellationToken);
         if (rows.Count == 0)
         {
             return (Empty, 0, 0);
