@@ -27,8 +27,8 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
 
     private long _escalated;
 
-    /// <summary>A deadline was set or moved: look again now.</summary>
-    public void Wake() => Volatile.Read(ref _wake).Cancel();
+    /// <summary>A deadline was set or moved: look again now (the scheduler's loop resumes on the thread pool, not on the caller's thread).</summary>
+    public void Wake() => _ = Volatile.Read(ref _wake).CancelAsync();
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

@@ -151,7 +151,16 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             }
         }
 
-        await chain.SaveAsync(db, audit, cancellationToken);
+        // Tasks come with their audit entries; a window without any only moves the cursor (no need to take the audit chain's turn).
+        if (audit.Count > 0)
+        {
+            await chain.SaveAsync(db, audit, cancellationToken);
+        }
+        else
+        {
+            await db.SaveChangesAsync(cancellationToken);
+        }
+
         if (routed > 0)
         {
             scheduler.Wake();

@@ -258,6 +258,8 @@ internal static class TaskEndpoints
         var comment = new TaskComment { Id = Guid.CreateVersion7(), TaskId = id, MemberId = viewer.MemberId, Author = viewer.UserName, At = now, Text = text };
         desk.Db.TaskComments.Add(comment);
         task.UpdatedAt = now;
+        // The task is announced as updated even if the clock has not moved since its last change: a comment is news to its readers.
+        desk.Db.Entry(task).Property(t => t.UpdatedAt).IsModified = true;
         await desk.SaveAsync([desk.Audit(viewer, AuditActions.Comment, "task", task.Id, task.Classification, new { comment = comment.Id })], context.RequestAborted);
         return TypedResults.Created($"/api/tasks/{id}", new CommentDto(comment.Author, CoordinationDesk.Utc(now), text));
     }
