@@ -201,6 +201,21 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(1, await EscalationsAsync(supportId, Deadlines.Respond));
         Assert.Equal(0, await EscalationsAsync(supportId, Deadlines.Acknowledge));
         Assert.Equal(2, await server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == leadId)));
+
+        // The incident becomes CONFIDENTIAL for the force only (as a correction would make it): its tasks follow, and the
+        // police no longer see their own supporting task, which would otherwise tell them of an incident they may not see.
+        await server.WithDbAsync(async db =>
+        {
+            var incident = await db.Incidents.SingleAsync(i => i.Id == battle);
+            incident.Classification = 1;
+            incident.ReleasableTo = "|org:FORCE|";
+            return await db.SaveChangesAsync();
+        });
+        await WaitForAsync(async () => (await server.ClientFor("unpol").GetAsync($"/api/tasks/{supportId}")).StatusCode, s => s == HttpStatusCode.NotFound, "the supporting task to follow the incident's marking");
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("force").GetAsync($"/api/tasks/{supportId}")).StatusCode);
+        var (_, followed) = await server.ClientFor("force").GetJson($"/api/tasks/{leadId}");
+        Assert.Equal("CONFIDENTIAL//REL TO ORG:FORCE", followed.GetProperty("marking").GetProperty("label").GetString());
+        Assert.Equal(2, await server.WithDbAsync(db => db.Audit.CountAsync(a => (a.EntityId == leadId || a.EntityId == supportId) && a.Action == AuditActions.Update)));
     }
 
     [Fact]

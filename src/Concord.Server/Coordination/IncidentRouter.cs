@@ -81,12 +81,17 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var created = window.Where(c => c.Entity == "incident" && c.Operation == "created").Select(c => c.EntityId).ToHashSet();
         var audit = new List<AuditEntry>();
         var routed = 0;
+        var now = time.GetUtcNow().UtcDateTime;
+        if (ids.Count > 0)
+        {
+            await FollowMarkingsAsync(db, ids, now, audit, cancellationToken);
+        }
+
         if (agreements.Count > 0 && ids.Count > 0)
         {
             var incidents = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id)).ToListAsync(cancellationToken);
             var existing = (await db.Tasks.Where(t => t.IncidentId != null && ids.Contains(t.IncidentId.Value) && t.RoutingKey != null)
                 .Select(t => t.RoutingKey!).ToListAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
-            var now = time.GetUtcNow().UtcDateTime;
             foreach (var incident in incidents)
             {
                 foreach (var route in Responsibilities.Resolve(agreements, incident.Category, directory.Area(incident.AreaId)?.Code))
@@ -167,6 +172,43 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         }
 
         return window.Count;
+    }
+
+    /// <summary>
+    /// A routed task is marked as its incident, also later: when an incident's marking changes (a restricted report fused
+    /// into it, a merge, a correction), its lead and supporting tasks take the new marking, so that a task never tells
+    /// anyone more than its incident would.
+    /// </summary>
+    private static async Task FollowMarkingsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
+    {
+        var tasks = await db.Tasks.Where(t => t.IncidentId != null && ids.Contains(t.IncidentId.Value) && (t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting))
+            .ToListAsync(cancellationToken);
+        if (tasks.Count == 0)
+        {
+            return;
+        }
+
+        var markings = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id))
+            .Select(i => new { i.Id, i.Classification, i.ReleasableTo, i.Caveats }).ToDictionaryAsync(i => i.Id, cancellationToken);
+        foreach (var task in tasks)
+        {
+            if (!markings.TryGetValue(task.IncidentId!.Value, out var m) || (m.Classification == task.Classification && m.ReleasableTo == task.ReleasableTo && m.Caveats == task.Caveats))
+            {
+                continue;
+            }
+
+            audit.Add(Audits.Entry(null, AuditActions.Update, "task", task.Id, Math.Max(task.Classification, m.Classification), now, Audits.Detail(new
+            {
+                incident = task.IncidentId,
+                marking = "follows its incident",
+                from = new { task.Classification, task.ReleasableTo, task.Caveats },
+                to = new { m.Classification, m.ReleasableTo, m.Caveats },
+            })));
+            task.Classification = m.Classification;
+            task.ReleasableTo = m.ReleasableTo;
+            task.Caveats = m.Caveats;
+            task.UpdatedAt = now;
+        }
     }
 
     public static string RoutingKey(Guid incidentId, Guid organizationId) => $"incident:{incidentId:N}:{organizationId:N}";
