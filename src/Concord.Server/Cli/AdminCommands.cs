@@ -197,18 +197,8 @@ internal static class AdminCommands
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             var code = request.Code.Trim().ToUpperInvariant();
             var latest = await db.Agreements.Where(a => a.Code == code).OrderByDescending(a => a.Version).FirstOrDefaultAsync(cancellationToken);
-            var agreement = new Agreement
-            {
-                Id = latest?.Id ?? Guid.CreateVersion7(),
-                Version = (latest?.Version ?? 0) + 1,
-                Code = code,
-                Name = request.Name!.Trim(),
-                Parties = Releasability.Encode(parties.Select(p => Community.Organization(directory.Organization(p)!.Code))),
-                RulesJson = JsonSerializer.Serialize(request.Rules ?? [], JsonSerializerOptions.Web),
-                CoordinationJson = new Coordination.AgreementCoordination(request.Responsibilities ?? [], request.Assistance ?? []).ToJson(),
-                CreatedAt = services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime,
-                CreatedBy = "system",
-            };
+            var agreement = AdminEndpoints.NewVersion(latest?.Id ?? Guid.CreateVersion7(), (latest?.Version ?? 0) + 1, code, request, parties, directory, "system",
+                services.GetRequiredService<TimeProvider>());
             db.Agreements.Add(agreement);
             await SaveAuditedAsync(services, db, "agreement", new { code, version = agreement.Version }, cancellationToken);
             await output.WriteLineAsync($"recorded agreement {code} version {agreement.Version} ({request.Rules?.Count ?? 0} marking rules, {request.Responsibilities?.Count ?? 0} responsibilities, {request.Assistance?.Count ?? 0} assistance rules)");

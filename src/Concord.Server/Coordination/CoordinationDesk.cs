@@ -157,6 +157,18 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         return JsonSerializer.Serialize(route);
     }
 
+    /// <summary>The reason a status move carries (trimmed; null when none): required, at least 3 characters, to decline; never longer than <see cref="MaxText"/>.</summary>
+    public static Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult? ReasonProblem(string? text, bool declining, string record, out string? reason)
+    {
+        reason = text?.Trim();
+        if (declining && (reason is null || reason.Length < 3))
+        {
+            return Http.Problems.Field("reason", $"a declined {record} needs the reason (at least 3 characters)");
+        }
+
+        return reason?.Length > MaxText ? Http.Problems.Field("reason", $"at most {MaxText} characters") : null;
+    }
+
     public static bool TryText(string? text, string field, int min, int max, Dictionary<string, string[]> errors, out string value)
     {
         value = text?.Trim() ?? "";

@@ -59,10 +59,8 @@ internal static class CoordinationMetrics
             all.GroupBy(i => Organization(i.Organization)).Select(g => Figures(g.Key, g, now)).OrderBy(f => f.Key, StringComparer.Ordinal).ToList(),
             tasks.Where(t => t.Category is not null).GroupBy(t => t.Category!).Select(g => Figures(g.Key, g, now)).OrderBy(f => f.Key, StringComparer.Ordinal).ToList(),
             requests.GroupBy(r => r.Type!).Select(g => Figures(g.Key, g, now)).OrderBy(f => f.Key, StringComparer.Ordinal).ToList(),
-            all.GroupBy(i => WeekOf(i.CreatedAt)).OrderBy(g => g.Key).Select(g => Figures(g.Key.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture), g, now)).ToList()));
+            all.GroupBy(i => Http.Weeks.Start(i.CreatedAt)).OrderBy(g => g.Key).Select(g => Figures(g.Key.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture), g, now)).ToList()));
     }
-
-    private static DateTime WeekOf(DateTime at) => at.Date.AddDays(-(((int)at.DayOfWeek + 6) % 7));
 
     private static ResponseFigures Figures(string key, IEnumerable<Item> group, DateTime now)
     {

@@ -61,8 +61,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         if (cursor is null)
         {
             // First start: rules apply to incidents created or changed from now on, not to the whole history.
-            var end = await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
-            db.Settings.Add(new Setting { Key = CursorKey, Value = end.ToString(CultureInfo.InvariantCulture) });
+            await MoveToEndAsync(db, cancellationToken);
             await db.SaveChangesAsync(cancellationToken);
             return 0;
         }
@@ -208,6 +207,20 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             task.ReleasableTo = m.ReleasableTo;
             task.Caveats = m.Caveats;
             task.UpdatedAt = now;
+        }
+    }
+
+    /// <summary>Sets the router's cursor (in the context, not yet saved) to the end of the change feed: what came before is not routed.</summary>
+    public static async Task MoveToEndAsync(ConcordDb db, CancellationToken cancellationToken)
+    {
+        var end = (await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0).ToString(CultureInfo.InvariantCulture);
+        if (await db.Settings.SingleOrDefaultAsync(s => s.Key == CursorKey, cancellationToken) is { } cursor)
+        {
+            cursor.Value = end;
+        }
+        else
+        {
+            db.Settings.Add(new Setting { Key = CursorKey, Value = end });
         }
     }
 

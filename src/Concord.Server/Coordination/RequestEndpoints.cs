@@ -287,15 +287,9 @@ internal static class RequestEndpoints
             return Problems.Field("status", $"must be one of {string.Join(", ", RequestStatuses.All.Skip(1))}");
         }
 
-        var reason = body.Reason?.Trim();
-        if (to == RequestStatuses.Declined && (reason is null || reason.Length < 3))
+        if (CoordinationDesk.ReasonProblem(body.Reason, to == RequestStatuses.Declined, "request", out var reason) is { } refused)
         {
-            return Problems.Field("reason", "a declined request needs the reason (at least 3 characters)");
-        }
-
-        if (reason?.Length > CoordinationDesk.MaxText)
-        {
-            return Problems.Field("reason", $"at most {CoordinationDesk.MaxText} characters");
+            return refused;
         }
 
         var requester = request.RequesterOrganizationId == viewer.OrganizationId;

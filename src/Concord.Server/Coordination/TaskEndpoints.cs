@@ -198,15 +198,9 @@ internal static class TaskEndpoints
             return Problems.Forbidden($"only members of {desk.OrganizationCode(task.OrganizationId)} move this task");
         }
 
-        var reason = body.Reason?.Trim();
-        if (to == TaskStatuses.Declined && (reason is null || reason.Length < 3))
+        if (CoordinationDesk.ReasonProblem(body.Reason, to == TaskStatuses.Declined, "task", out var reason) is { } refused)
         {
-            return Problems.Field("reason", "a declined task needs the reason (at least 3 characters)");
-        }
-
-        if (reason?.Length > CoordinationDesk.MaxText)
-        {
-            return Problems.Field("reason", $"at most {CoordinationDesk.MaxText} characters");
+            return refused;
         }
 
         if (!TaskStatuses.CanMove(task.Status, to))

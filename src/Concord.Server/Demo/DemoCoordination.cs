@@ -1,4 +1,3 @@
-using System.Globalization;
 using Concord.Server.Access;
 using Concord.Server.Audit;
 using Concord.Server.Coordination;
@@ -52,36 +51,16 @@ internal static class DemoCoordination
         var (parties, errors) = await AdminEndpoints.ValidateAgreementAsync(Sop, directory, services.GetRequiredService<MarkingFormat>(), cancellationToken);
         Check(errors.Count == 0 ? null : string.Join("; ", errors.Select(e => $"{e.Key}: {string.Join(' ', e.Value)}")));
         var now = time.GetUtcNow().UtcDateTime;
-        db.Agreements.Add(new Agreement
-        {
-            Id = Guid.CreateVersion7(),
-            Version = 1,
-            Code = AgreementCode,
-            Name = Sop.Name!,
-            Parties = Releasability.Encode(parties.Select(p => Community.Organization(directory.Organization(p)!.Code))),
-            RulesJson = "[]",
-            CoordinationJson = new AgreementCoordination(Sop.Responsibilities, Sop.Assistance).ToJson(),
-            CreatedAt = now,
-            CreatedBy = "demo",
-        });
+        db.Agreements.Add(AdminEndpoints.NewVersion(Guid.CreateVersion7(), 1, AgreementCode, Sop, parties, directory, "demo", time));
 
         // The seeded history is not routed: the router starts at the end of the feed as it stands now.
-        var end = await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
-        var cursor = await db.Settings.SingleOrDefaultAsync(s => s.Key == IncidentRouter.CursorKey, cancellationToken);
-        if (cursor is null)
-        {
-            db.Settings.Add(new Setting { Key = IncidentRouter.CursorKey, Value = end.ToString(CultureInfo.InvariantCulture) });
-        }
-        else
-        {
-            cursor.Value = end.ToString(CultureInfo.InvariantCulture);
-        }
+        await IncidentRouter.MoveToEndAsync(db, cancellationToken);
 
         await desk.SaveAsync([Audits.Entry(null, AuditActions.Administer, "agreement", null, 0, now, Audits.Detail(new { created = AgreementCode, version = 1 }))], cancellationToken);
         await directory.ReloadAsync(force: true, cancellationToken);
 
         async Task<Viewer> As(string user) =>
-            await viewers.ForMemberAsync(await db.Members.Where(m => m.UserName == user).Select(m => m.Id).SingleAsync(cancellationToken), cancellationToken)
+            await viewers.ForMemberAsync(await DemoMission.MemberIdAsync(services, user, cancellationToken), cancellationToken)
             ?? throw new InvalidOperationException($"demo member {user} is missing");
 
         var ocha = await As("ocha.cmcoord");

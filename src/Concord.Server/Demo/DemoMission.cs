@@ -197,7 +197,7 @@ internal static class DemoMission
         return (created, rejected);
     }
 
-    private static async Task<Guid> MemberIdAsync(IServiceProvider services, string userName, CancellationToken cancellationToken)
+    internal static async Task<Guid> MemberIdAsync(IServiceProvider services, string userName, CancellationToken cancellationToken)
     {
         await using var scope = services.CreateAsyncScope();
         return await scope.ServiceProvider.GetRequiredService<ConcordDb>().Members.Where(m => m.UserName == userName).Select(m => m.Id).SingleAsync(cancellationToken);

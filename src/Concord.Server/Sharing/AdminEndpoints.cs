@@ -466,7 +466,7 @@ internal static class AdminEndpoints
             return Problems.Forbidden("only administrators of a party organisation (or mission administrators) record its agreements");
         }
 
-        var agreement = NewVersion(Guid.CreateVersion7(), 1, code, body, parties, directory, viewer, time);
+        var agreement = NewVersion(Guid.CreateVersion7(), 1, code, body, parties, directory, viewer.UserName, time);
         db.Agreements.Add(agreement);
         await Changed(db, chain, viewer, "agreement", new { created = code, version = 1 }, directory, viewers, time, context.RequestAborted);
         return TypedResults.Created($"/api/agreements/{code}", ToDto(agreement));
@@ -500,7 +500,7 @@ internal static class AdminEndpoints
             return Problems.Forbidden("only administrators of a party organisation (or mission administrators) revise its agreements");
         }
 
-        var agreement = NewVersion(latest.Id, latest.Version + 1, normalized, body!, parties, directory, viewer, time);
+        var agreement = NewVersion(latest.Id, latest.Version + 1, normalized, body!, parties, directory, viewer.UserName, time);
         db.Agreements.Add(agreement);
         await Changed(db, chain, viewer, "agreement", new { revised = normalized, version = agreement.Version }, directory, viewers, time, context.RequestAborted);
         return TypedResults.Ok(ToDto(agreement));
@@ -527,7 +527,8 @@ internal static class AdminEndpoints
         return TypedResults.NoContent();
     }
 
-    private static Agreement NewVersion(Guid id, int version, string code, AgreementRequest body, List<Guid> parties, MissionDirectory directory, Viewer viewer, TimeProvider time) => new()
+    /// <summary>A version of an agreement from its validated text (the API, <c>concord agreement add</c> and the demo all record agreements this way).</summary>
+    internal static Agreement NewVersion(Guid id, int version, string code, AgreementRequest body, IEnumerable<Guid> parties, MissionDirectory directory, string createdBy, TimeProvider time) => new()
     {
         Id = id,
         Version = version,
@@ -537,7 +538,7 @@ internal static class AdminEndpoints
         RulesJson = JsonSerializer.Serialize(body.Rules ?? [], JsonSerializerOptions.Web),
         CoordinationJson = new AgreementCoordination(body.Responsibilities ?? [], body.Assistance ?? []).ToJson(),
         CreatedAt = time.GetUtcNow().UtcDateTime,
-        CreatedBy = viewer.UserName,
+        CreatedBy = createdBy,
     };
 
     private static async Task<Results<Created<CaveatDto>, ProblemHttpResult>> CreateCaveat(

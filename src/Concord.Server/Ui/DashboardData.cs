@@ -43,10 +43,9 @@ public sealed record DashboardData(
 
         var language = UiText.Language;
         static string Family(string code) => code.Split('.') is { Length: >= 2 } parts ? parts[0] + "." + parts[1] : code;
-        static DateTime Week(DateTime at) => at.Date.AddDays(-(((int)at.DayOfWeek + 6) % 7));
 
-        var first = Week(rows.Min(r => r.StartsAt));
-        var last = Week(rows.Max(r => r.StartsAt));
+        var first = Http.Weeks.Start(rows.Min(r => r.StartsAt));
+        var last = Http.Weeks.Start(rows.Max(r => r.StartsAt));
         var weeks = new List<DateTime>();
         for (var w = first; w <= last; w = w.AddDays(7))
         {
@@ -65,7 +64,7 @@ public sealed record DashboardData(
                 series[key] = counts = new int[weeks.Count];
             }
 
-            counts[weekIndex[Week(r.StartsAt)]]++;
+            counts[weekIndex[Http.Weeks.Start(r.StartsAt)]]++;
         }
 
         var months = rows.Select(r => new DateTime(r.StartsAt.Year, r.StartsAt.Month, 1, 0, 0, 0, DateTimeKind.Utc)).Distinct().Order().ToList();
