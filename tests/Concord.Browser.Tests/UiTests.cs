@@ -179,6 +179,22 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
         await addressee.ClickAsync("#li-submit");
         await addressee.WaitForSelectorAsync($"#liaison-log tr:has-text('{summary}')");
 
+        // The request is on the force's map (the requests and patrols layer).
+        var requestId = await addressee.Locator($"#request-board .co-card:has-text('{title}')").GetAttributeAsync("data-id");
+        var forceMap = await fixture.SignedInAsync("force");
+        await forceMap.WaitForFunctionAsync($"window.concordMap.coordination.includes('{requestId}')", null, new() { Timeout = 10_000 });
+
+        // A task whose acknowledgement deadline passes turns red on the open board without a reload (the escalation announces it).
+        var late = $"Acknowledge the curfew notice ({title})";
+        using (var joc = fixture.Server.ClientFor("joc"))
+        {
+            var created = await joc.PostAsJsonAsync("/api/tasks", new { title = late, organization = "FORCE", acknowledgeBy = DateTimeOffset.UtcNow.AddSeconds(5), marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "org:FORCE" }, caveats = Array.Empty<string>() } });
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        }
+
+        await addressee.WaitForSelectorAsync($"#task-board .co-card:not(.overdue):has-text('{late}')");
+        await addressee.WaitForSelectorAsync($"#task-board .co-card.overdue:has-text('{late}')", new() { Timeout = 15_000 });
+
         // The police are not party to it: their board never shows it.
         var police = await fixture.SignedInAsync("unpol", "/coordination");
         await police.WaitForSelectorAsync("#co-live[data-connected='true']", new() { State = WaitForSelectorState.Attached });

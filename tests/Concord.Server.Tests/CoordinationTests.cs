@@ -454,6 +454,38 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("joc").PostJson($"/api/patrols/{id}/status", new { status = "under-way" })).Response.StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("unpol").PostJson($"/api/patrols/{id}/status", new { status = "under-way" })).Response.StatusCode);
 
+        // Its tracks are its members' TAK tracks: the force member's device shows, another member's does not.
+        foreach (var (user, uid) in new[] { ("force", "ANDROID-patrol-" + id.ToString("N")[..8]), ("rwabatt", "ANDROID-other-" + id.ToString("N")[..8]) })
+        {
+            await server.WithDbAsync(async db =>
+            {
+                var member = await db.Members.SingleAsync(m => m.UserName == user);
+                db.Tracks.Add(new Concord.Server.Tak.Track
+                {
+                    Uid = uid,
+                    MemberId = member.Id,
+                    Callsign = user.ToUpperInvariant(),
+                    CotType = "a-f-G-U-C",
+                    Latitude = 5.9,
+                    Longitude = 20.8,
+                    Hae = 400,
+                    ObservedAt = DateTime.UtcNow,
+                    StaleAt = DateTime.UtcNow.AddHours(1),
+                    HistoryJson = "[]",
+                    UpdatedAt = DateTime.UtcNow,
+                    Classification = 0,
+                    ReleasableTo = "|mission|",
+                    Caveats = 0,
+                });
+                return await db.SaveChangesAsync();
+            });
+        }
+
+        var (_, withTracks) = await force.GetJson($"/api/patrols/{id}");
+        var track = Assert.Single(withTracks.GetProperty("tracks").EnumerateArray());
+        Assert.Equal("force", track.GetProperty("member").GetString());
+        Assert.StartsWith("ANDROID-patrol-", track.GetProperty("uid").GetString(), StringComparison.Ordinal);
+
         var (_, geo) = await force.GetJson("/api/coordination/geojson");
         Assert.Contains(geo.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetGuid() == id && f.GetProperty("geometry").GetProperty("type").GetString() == "LineString");
 
