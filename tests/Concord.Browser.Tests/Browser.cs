@@ -76,7 +76,7 @@ public abstract class BrowserFixture<TServer> : IAsyncLifetime
         await page.FillAsync("#username", user);
         await page.FillAsync("#password", TestServer.Password);
         await page.ClickAsync("#signin");
-        await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == path);
+        await page.WaitForURLAsync(url => new Uri(url).PathAndQuery == path);
         if (Environment.GetEnvironmentVariable("CONCORD_BROWSER_DEBUG") is not null)
         {
             var html = await page.ContentAsync();

@@ -34,7 +34,9 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
             await map.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
         }
 
+        await unclearedDashboard.WaitForSelectorAsync("#dashboard-live[data-live='on']", new() { State = WaitForSelectorState.Attached });
         var unclearedTotal = await unclearedDashboard.TextContentAsync("#total-incidents");
+        var unclearedLoads = await unclearedDashboard.GetAttributeAsync("#dashboard-live", "data-loads");
         await observer.EvaluateAsync("window.__notReloaded = true");
         var reportId = await reporter.InputValueAsync("input[name='Input.Id']");
         var narrative = $"Exchange of fire near the market of Kaga-Bandoro ({Store} {reportId[..8]}).";
@@ -84,9 +86,10 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
             Assert.DoesNotContain(narrative, await page.ContentAsync());
         }
 
-        Assert.DoesNotContain(reportId, await unclearedDashboard.EvaluateAsync<string[]>("Concord.received"));
-        Assert.True(await unclearedDashboard.IsHiddenAsync("#live-notice"));
-        Assert.True(await unclearedList.IsHiddenAsync("#live-notice"));
+        // The live dashboard of the member who may not see it was never told: not recomputed, same figures.
+        Assert.Equal(unclearedLoads, await unclearedDashboard.GetAttributeAsync("#dashboard-live", "data-loads"));
+        Assert.Equal(unclearedTotal, await unclearedDashboard.TextContentAsync("#total-incidents"));
+        Assert.DoesNotContain(incidentId, await unclearedList.ContentAsync());
         await unclearedList.ReloadAsync();
         Assert.DoesNotContain(incidentId, await unclearedList.ContentAsync());
         await unclearedDashboard.ReloadAsync();
@@ -101,6 +104,77 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
         Assert.True(int.Parse((await dashboard.TextContentAsync("#total-incidents"))!.Replace(",", ""), System.Globalization.CultureInfo.InvariantCulture) >= 1);
         await dashboard.WaitForFunctionAsync("document.querySelector('#chart-weekly').width > 0");
         await Screenshots.ScreenshotAsync(dashboard, $"{Store}-dashboard");
+    }
+
+    [Fact]
+    public async Task The_incident_list_is_live_and_sorts_and_filters_in_place_for_those_who_may_see()
+    {
+        // Both lists look for one tag; UNPOL reports at CONFIDENTIAL for the military and UNPOL: FORCE may see it,
+        // RWABATT (military, UNCLASSIFIED) may not.
+        var tag = "livelist" + Guid.NewGuid().ToString("N")[..8];
+        var force = await fixture.SignedInAsync("force", "/incidents?q=" + tag);
+        var uncleared = await fixture.SignedInAsync("rwabatt", "/incidents?q=" + tag);
+        var dashboard = await fixture.SignedInAsync("force", "/dashboard");
+        foreach (var page in new[] { force, uncleared })
+        {
+            await page.WaitForSelectorAsync("#list-live[data-live='on']", new() { State = WaitForSelectorState.Attached });
+            Assert.Contains(" 0 ", " " + await page.TextContentAsync("#list-count"));
+            await page.EvaluateAsync("window.__notReloaded = true");
+        }
+
+        await dashboard.WaitForSelectorAsync("#dashboard-live[data-live='on']", new() { State = WaitForSelectorState.Attached });
+        await dashboard.EvaluateAsync("window.__notReloaded = true");
+        var before = Number(await dashboard.TextContentAsync("#total-incidents"));
+
+        using var unpol = fixture.Server.ClientFor("unpol");
+        var confidential = Api.Marking("CONFIDENTIAL", ["kind:military", "org:UNPOL"]);
+        var ids = new List<string>();
+        foreach (var (narrative, place) in new[] { ("first", Api.Spot()), ("second", Api.Spot()) })
+        {
+            var created = await unpol.PostAsJsonAsync("/api/reports", Api.Report(
+                narrative: $"Clash at a checkpoint, {narrative} account ({tag}).", latitude: place.Latitude, longitude: place.Longitude, marking: confidential));
+            Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+            ids.Add((await created.Json()).GetProperty("incidentId").GetString()!);
+
+            // The list of a member who may see it grows in place, within the live feed's second.
+            await force.WaitForSelectorAsync($"#incident-list tr[data-id='{ids[^1]}']", new() { Timeout = 5000 });
+        }
+
+        Assert.True(await force.EvaluateAsync<bool>("window.__notReloaded === true"));
+        Assert.StartsWith("CONFIDENTIAL", await force.TextContentAsync("#banner-top"));
+        Assert.StartsWith("CONFIDENTIAL", await force.TextContentAsync("#banner-bottom"));
+        Assert.Contains("2", await force.TextContentAsync("#list-count"));
+        await Screenshots.ScreenshotAsync(force, $"{Store}-incident-list-live");
+
+        // FORCE's dashboard counted them in place, and its charts were drawn again.
+        await dashboard.WaitForFunctionAsync($"document.querySelector('#total-incidents').textContent.replace(/\\D/g, '') === '{before + 2}'");
+        Assert.True(await dashboard.EvaluateAsync<bool>("window.__notReloaded === true && Chart.getChart(document.querySelector('#chart-weekly')) !== undefined"));
+
+        // Sorting and filtering happen in the page (no reload), and the address follows for a bookmark or a reload.
+        var loads = await force.GetAttributeAsync("#incident-list", "data-loads");
+        await force.ClickAsync("#sort-startsAt");
+        await force.WaitForFunctionAsync($"document.querySelector('#incident-list').dataset.loads !== '{loads}'");
+        await force.WaitForURLAsync(url => url.Contains("dir=asc", StringComparison.Ordinal));
+        Assert.Equal("ascending", await force.GetAttributeAsync("th[aria-sort]:not([aria-sort='none'])", "aria-sort"));
+        await force.SelectOptionAsync("#l-status", "verified");
+        await force.ClickAsync("#list-apply");
+        await force.WaitForSelectorAsync("#incident-list tbody tr", new() { State = WaitForSelectorState.Detached });
+        await force.WaitForURLAsync(url => url.Contains("status=verified", StringComparison.Ordinal));
+        Assert.True(await force.EvaluateAsync<bool>("window.__notReloaded === true"));
+        await force.ReloadAsync();
+        Assert.Equal("verified", await force.InputValueAsync("#l-status"));
+        Assert.Equal(0, await force.Locator("#incident-list tbody tr").CountAsync());
+
+        // The member without the clearance was told nothing: the list never changed and never held the incidents.
+        await Task.Delay(1500);
+        Assert.Equal(0, await uncleared.Locator("#incident-list tbody tr").CountAsync());
+        Assert.True(await uncleared.EvaluateAsync<bool>("window.__notReloaded === true"));
+        foreach (var id in ids)
+        {
+            Assert.DoesNotContain(id, await uncleared.ContentAsync());
+        }
+
+        Assert.StartsWith("UNCLASSIFIED", await uncleared.TextContentAsync("#banner-top"));
     }
 
     [Fact]
@@ -514,6 +588,11 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
         Assert.Contains("Affrontement armé", await page.InnerHTMLAsync("#r-category"));
         await page.GotoAsync("/incidents");
         Assert.Contains("incidents", await page.TextContentAsync("#list-count"));
+        // The live list (a server circuit) keeps the page's language.
+        await page.WaitForSelectorAsync("#list-live[data-live='on']", new() { State = WaitForSelectorState.Attached });
+        Assert.StartsWith("En direct", (await page.TextContentAsync("#list-live"))!.Trim());
+        Assert.Equal("Incidents", await page.TextContentAsync("h1"));
+        Assert.StartsWith("Page 1 sur", await page.TextContentAsync("#page-number"));
         var dates = await page.Locator("#incident-list tbody tr td time").AllTextContentsAsync();
         Assert.NotEmpty(dates);
         Assert.All(dates, date => Assert.Matches(@"^\d{2}/\d{2}/\d{4}$", date));
@@ -557,7 +636,10 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
         await tablet.GotoAsync("/");
         Assert.Equal("/signin", new Uri(tablet.Url).AbsolutePath);
     }
+
+    private static int Number(string? text) => int.Parse(new string((text ?? "").Where(char.IsAsciiDigit).ToArray()), System.Globalization.CultureInfo.InvariantCulture);
 }
+
 
 public sealed class SqliteUiTests(SqliteBrowser fixture) : UiTests<SqliteServer>(fixture), IClassFixture<SqliteBrowser>;
 

@@ -153,8 +153,12 @@ internal static class IncidentEndpoints
             && (query.To is not { } to || i.StartsAt <= to));
 
     internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Incident> incidents, HttpContext context, TimeProvider time) =>
-        Audits.Read(viewer, "incident", incidents.Select(i => (i.Id, i.Classification)).ToList(), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime) is { } entry
-            ? audit.RecordAsync(entry, context.RequestAborted)
+        RecordReadAsync(audit, viewer, incidents, context.Request.Path + context.Request.QueryString, time, context.RequestAborted);
+
+    /// <summary>Audits a read of classified incidents by what was asked (a request path, or a live page's address).</summary>
+    internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Incident> incidents, string path, TimeProvider time, CancellationToken cancellationToken) =>
+        Audits.Read(viewer, "incident", incidents.Select(i => (i.Id, i.Classification)).ToList(), path, time.GetUtcNow().UtcDateTime) is { } entry
+            ? audit.RecordAsync(entry, cancellationToken)
             : Task.CompletedTask;
 
     private static async Task<Results<Ok<IncidentDto>, NotFound>> Get(Guid id, HttpContext context, Viewer viewer) =>

@@ -60,11 +60,24 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
 
     private readonly ConcurrentDictionary<string, Guid> _connections = new(StringComparer.Ordinal);
 
+    private readonly ConcurrentDictionary<Subscription, Guid> _subscriptions = new();
+
     public int Connections => _connections.Count;
 
     public void Join(string connectionId, Guid member) => _connections[connectionId] = member;
 
     public void Leave(string connectionId) => _connections.TryRemove(connectionId, out _);
+
+    /// <summary>
+    /// An in-process listener (a page rendered in a server circuit) told the same visible ids as the member's browsers.
+    /// The callback must return quickly (schedule work, do not do it); disposing the result ends the subscription.
+    /// </summary>
+    public IDisposable Subscribe(Guid member, Action<IReadOnlyList<LiveChange>> onChanges)
+    {
+        var subscription = new Subscription(this, onChanges);
+        _subscriptions[subscription] = member;
+        return subscription;
+    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -97,7 +110,7 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        if (after < 0 || _connections.IsEmpty)
+        if (after < 0 || (_connections.IsEmpty && _subscriptions.IsEmpty))
         {
             // Nobody to tell (or just started): move to the end of the feed so that nothing old is sent later.
             return await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
@@ -109,22 +122,51 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
             return after;
         }
 
-        foreach (var member in _connections.GroupBy(c => c.Value, c => c.Key))
+        var connections = _connections.ToLookup(c => c.Value, c => c.Key);
+        var subscriptions = _subscriptions.ToLookup(s => s.Value, s => s.Key);
+        foreach (var member in connections.Select(c => c.Key).Union(subscriptions.Select(s => s.Key)))
         {
-            var viewer = await viewers.ForMemberAsync(member.Key, cancellationToken);
+            var viewer = await viewers.ForMemberAsync(member, cancellationToken);
             if (viewer is null)
             {
                 continue;
             }
 
             var visible = await ChangeVisibility.VisibleAsync(db, viewer, window, cancellationToken);
-            if (visible.Count > 0)
+            if (visible.Count == 0)
             {
-                var message = visible.Select(c => new LiveChange(c.Sequence, c.Entity, c.EntityId, c.Operation)).ToList();
-                await hub.Clients.Clients(member.ToList()).SendAsync(LiveHub.ChangesMethod, message, cancellationToken);
+                continue;
+            }
+
+            var message = visible.Select(c => new LiveChange(c.Sequence, c.Entity, c.EntityId, c.Operation)).ToList();
+            if (connections[member].ToList() is { Count: > 0 } ids)
+            {
+                await hub.Clients.Clients(ids).SendAsync(LiveHub.ChangesMethod, message, cancellationToken);
+            }
+
+            foreach (var subscription in subscriptions[member])
+            {
+                subscription.Notify(message, logger);
             }
         }
 
         return window[^1].Sequence;
+    }
+
+    private sealed class Subscription(LiveFeed feed, Action<IReadOnlyList<LiveChange>> onChanges) : IDisposable
+    {
+        public void Notify(IReadOnlyList<LiveChange> changes, ILogger logger)
+        {
+            try
+            {
+                onChanges(changes);
+            }
+            catch (Exception e)
+            {
+                logger.LogWarning(e, "a live page failed to take its changes");
+            }
+        }
+
+        public void Dispose() => feed._subscriptions.TryRemove(this, out _);
     }
 }

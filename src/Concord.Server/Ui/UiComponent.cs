@@ -1,26 +1,69 @@
 using Concord.Server.Access;
 using Microsoft.AspNetCore.Components;
+using Microsoft.AspNetCore.Components.Authorization;
 using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Ui;
 
-/// <summary>A server-rendered page or part of one, with the request and the signed-in member at hand.</summary>
+/// <summary>
+/// A page or part of one, with the signed-in member at hand. It renders in both of the UI's modes: statically on the server
+/// (a request is at hand) and interactively in a server circuit (no request: the member comes from the circuit's
+/// authentication state, and each store access opens its own scope because a circuit outlives any one query).
+/// </summary>
 public abstract class UiComponent : ComponentBase
 {
-    /// <summary>The request being rendered (static server rendering always has one).</summary>
+    /// <summary>The request being rendered (static server rendering and prerendering; null in a live circuit).</summary>
     [CascadingParameter]
     public HttpContext? HttpContext { get; set; }
+
+    [CascadingParameter]
+    private Task<AuthenticationState>? Authentication { get; set; }
 
     [Inject]
     private IHttpContextAccessor Accessor { get; set; } = null!;
 
+    [Inject]
+    private IServiceProvider Services { get; set; } = null!;
+
+    [Inject]
+    private protected NavigationManager Navigation { get; set; } = null!;
+
+    private Viewer? _circuitViewer;
+
     private protected HttpContext Http => HttpContext ?? Accessor.HttpContext ?? throw new InvalidOperationException("no request to render");
 
+    /// <summary>True while rendering without a request (an interactive circuit).</summary>
+    private protected bool InCircuit => HttpContext is null && RendererInfo.IsInteractive;
+
     /// <summary>The signed-in member as a viewer (null only on anonymous pages).</summary>
-    private protected Task<Viewer?> ViewerAsync() => ViewerBinding.ResolveAsync(Http).AsTask();
+    private protected async Task<Viewer?> ViewerAsync()
+    {
+        if (!InCircuit)
+        {
+            return await ViewerBinding.ResolveAsync(Http);
+        }
+
+        if (_circuitViewer is null && Authentication is not null
+            && Guid.TryParse((await Authentication).User.FindFirst(Accounts.ConcordAuthentication.MemberIdClaim)?.Value, out var member))
+        {
+            _circuitViewer = await Service<ViewerDirectory>().ForMemberAsync(member, CancellationToken.None);
+        }
+
+        return _circuitViewer;
+    }
+
+    /// <summary>A fresh viewer for a circuit (clearance or memberships may have changed since the page opened).</summary>
+    private protected Task<Viewer?> RefreshedViewerAsync()
+    {
+        _circuitViewer = null;
+        return ViewerAsync();
+    }
 
     private protected T Service<T>()
-        where T : notnull => Http.RequestServices.GetRequiredService<T>();
+        where T : notnull => Services.GetRequiredService<T>();
+
+    /// <summary>The page's path, in either mode.</summary>
+    private protected string PathAndQuery => "/" + Navigation.ToBaseRelativePath(Navigation.Uri);
 }
 
 /// <summary>One entry of the taxonomy for pickers, labelled in the page's language.</summary>

@@ -18,7 +18,10 @@ internal static class UiHosting
 {
     public static IServiceCollection AddConcordUi(this IServiceCollection services)
     {
-        services.AddRazorComponents();
+        // Operations views that change under the reader (the incident list, the incident page) render interactively in a
+        // server circuit; every other page is static server rendering. A dropped link keeps its circuit for ten minutes.
+        services.AddRazorComponents().AddInteractiveServerComponents(o => o.DisconnectedCircuitRetentionPeriod = TimeSpan.FromMinutes(10));
+        services.AddCascadingAuthenticationState();
         services.AddSignalR();
         services.AddAntiforgery();
         services.AddSingleton<UiText>();
@@ -62,7 +65,7 @@ internal static class UiHosting
     public static void MapConcordUi(this WebApplication app)
     {
         // Every page needs a signed-in member unless it says [AllowAnonymous] (the sign-in page).
-        app.MapRazorComponents<App>().RequireAuthorization();
+        app.MapRazorComponents<App>().AddInteractiveServerRenderMode().RequireAuthorization();
         app.MapHub<LiveHub>(LiveHub.Path).RequireAuthorization();
         app.MapGet("/ui/culture", SetCulture).AllowAnonymous().ExcludeFromDescription();
         app.MapPost("/signout", SignOutAsync).AllowAnonymous().DisableAntiforgery().ExcludeFromDescription();

@@ -44,17 +44,5 @@ window.Concord = (() => {
     return connection;
   }
 
-  // Pages without a map: tell the reader that records changed, let them reload when they choose.
-  function notifyOnChanges() {
-    const notice = document.getElementById('live-notice');
-    if (!notice) return;
-    let count = 0;
-    live(changes => {
-      count += changes.length;
-      notice.querySelector('span').textContent = text('updates', number.format(count));
-      notice.hidden = false;
-    });
-  }
-
-  return { context, text, number, day, banner, live, received, notifyOnChanges };
+  return { context, text, number, day, banner, live, received };
 })();

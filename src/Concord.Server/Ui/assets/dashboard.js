@@ -1,10 +1,14 @@
-// Draws the dashboard's charts from the figures the server computed over what this member may see.
+// Draws the dashboard's charts from the figures the server computed over what this member may see: from the page on its
+// first render, then whenever the live page (a server circuit) calls Concord.drawDashboard with new figures.
 'use strict';
-(() => {
-  Concord.notifyOnChanges();
-  const source = document.getElementById('dashboard-data');
-  if (!source || !window.Chart) return;
-  const data = JSON.parse(source.textContent);
+Concord.drawDashboard = data => {
+  if (!window.Chart) return;
+  for (const id of ['chart-weekly', 'chart-casualties', 'chart-areas']) {
+    const canvas = document.getElementById(id);
+    if (!canvas) return;
+    const chart = Chart.getChart(canvas);
+    if (chart) chart.destroy();
+  }
   const t = Concord.text;
   const palette = ['#b3261e', '#c25e00', '#7b1fa2', '#1565c0', '#2e7d32', '#6d4c41', '#546e7a'];
   Chart.defaults.font.family = 'system-ui, sans-serif';
@@ -43,4 +47,9 @@
     },
     options: { locale, indexAxis: 'y', responsive: true, maintainAspectRatio: false, scales: { x: { beginAtZero: true } } },
   });
+};
+
+(() => {
+  const source = document.getElementById('dashboard-data');
+  if (source) Concord.drawDashboard(JSON.parse(source.textContent));
 })();

@@ -1,0 +1,116 @@
+using Concord.Server.Realtime;
+using Microsoft.AspNetCore.Components;
+using Microsoft.JSInterop;
+
+namespace Concord.Server.Ui;
+
+/// <summary>
+/// An operations view that stays current: rendered on the server at once, then live in a server circuit, where it
+/// re-reads itself (through the same visibility predicate as any read) when the live feed tells its member of a change to
+/// a kind of record it shows. Only ids reach it, and only ids of records the member may see.
+/// </summary>
+public abstract class LiveComponent : UiComponent, IDisposable
+{
+    private readonly CancellationTokenSource _closing = new();
+    private IDisposable? _subscription;
+    private bool _loading;
+    private bool _again;
+
+    [Inject]
+    private IJSRuntime Js { get; set; } = null!;
+
+    /// <summary>True once the circuit listens to the live feed (pages show it, tests wait for it).</summary>
+    private protected bool Live => _subscription is not null;
+
+    /// <summary>Reads so far, in this render mode (pages expose it so a test can tell a re-read from none).</summary>
+    private protected int Loads { get; set; }
+
+    /// <summary>Cancelled when the request ends (static) or the circuit closes (live).</summary>
+    private protected CancellationToken Aborted => HttpContext?.RequestAborted ?? _closing.Token;
+
+    /// <summary>The kinds of records (change-feed entities) whose changes make this view read itself again.</summary>
+    private protected abstract IReadOnlySet<string> Watched { get; }
+
+    /// <summary>Reads the view again (state only; the caller renders).</summary>
+    private protected abstract Task ReloadAsync(IReadOnlyCollection<Guid> changed);
+
+    /// <summary>The address of the view as it stands, for the address bar and the audit.</summary>
+    private protected abstract string Link();
+
+    protected override async Task OnAfterRenderAsync(bool firstRender)
+    {
+        if (firstRender && await ViewerAsync() is { } viewer)
+        {
+            _subscription = Service<LiveFeed>().Subscribe(viewer.MemberId, OnChanges);
+            await OnLiveAsync();
+            StateHasChanged();
+        }
+    }
+
+    /// <summary>Called once the circuit has started listening (after its first interactive render).</summary>
+    private protected virtual Task OnLiveAsync() => Task.CompletedTask;
+
+    public void Dispose()
+    {
+        _subscription?.Dispose();
+        _closing.Cancel();
+        _closing.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    private void OnChanges(IReadOnlyList<LiveChange> changes)
+    {
+        var touched = changes.Where(c => Watched.Contains(c.Entity)).Select(c => c.Id).ToList();
+        if (touched.Count > 0)
+        {
+            _ = InvokeAsync(() => RefreshAsync(touched));
+        }
+    }
+
+    /// <summary>Re-reads and renders; changes that arrive while a read runs are taken by one more read, not one each.</summary>
+    private protected async Task RefreshAsync(IReadOnlyCollection<Guid> changed)
+    {
+        if (_loading)
+        {
+            _again = true;
+            return;
+        }
+
+        _loading = true;
+        try
+        {
+            do
+            {
+                _again = false;
+                await ReloadAsync(changed);
+                Loads++;
+                StateHasChanged();
+            }
+            while (_again && !_closing.IsCancellationRequested);
+
+            await Js.InvokeVoidAsync("history.replaceState", null, "", Link());
+        }
+        catch (OperationCanceledException) when (_closing.IsCancellationRequested)
+        {
+        }
+        catch (JSDisconnectedException)
+        {
+        }
+        finally
+        {
+            _loading = false;
+        }
+    }
+
+    /// <summary>Calls a page script (charts) once the circuit renders; ignored when the browser has gone.</summary>
+    private protected async Task CallScriptAsync(string identifier, params object?[] arguments)
+    {
+        try
+        {
+            await Js.InvokeVoidAsync(identifier, arguments);
+        }
+        catch (JSDisconnectedException)
+        {
+        }
+    }
+}
