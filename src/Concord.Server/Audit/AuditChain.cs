@@ -17,8 +17,12 @@ internal sealed class AuditChain : IDisposable
 
     private readonly SemaphoreSlim _gate = new(1, 1);
 
-    /// <summary>Saves the context's pending changes and <paramref name="entries"/> together, chaining the entries.</summary>
-    public async Task SaveAsync(ConcordDb db, IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
+    /// <summary>
+    /// Saves the context's pending changes and <paramref name="entries"/> together, chaining the entries.
+    /// <paramref name="beforeSave"/> runs inside the transaction once the entries are chained, just before SaveChanges (the
+    /// report writer inserts its rows there on SQLite).
+    /// </summary>
+    public async Task SaveAsync(ConcordDb db, IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken, Action<ConcordDb>? beforeSave = null)
     {
         await _gate.WaitAsync(cancellationToken);
         try
@@ -44,6 +48,8 @@ internal sealed class AuditChain : IDisposable
                     db.Audit.Add(entry);
                 }
             }
+
+            beforeSave?.Invoke(db);
 
             // Inside our own transaction EF's automatic savepoint would only cost a round trip.
             db.Database.AutoSavepointsEnabled = false;

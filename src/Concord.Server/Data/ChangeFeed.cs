@@ -63,10 +63,20 @@ internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal sign
             };
             if (operation is not null)
             {
-                changes.Add(new Change { Entity = entry.Entity.FeedName, EntityId = entry.Entity.Id, Operation = operation, At = now });
+                changes.Add(For(entry.Entity, operation, now));
             }
         }
 
         context.Set<Change>().AddRange(changes);
     }
+
+    /// <summary>The change rows for records created outside SaveChanges (<see cref="SqliteBulkInsert"/>).</summary>
+    public List<Change> Created(IEnumerable<IFeedEntity> created)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        return [.. created.Select(e => For(e, "created", now))];
+    }
+
+    private static Change For(IFeedEntity entity, string operation, DateTime at) =>
+        new() { Entity = entity.FeedName, EntityId = entity.Id, Operation = operation, At = at };
 }

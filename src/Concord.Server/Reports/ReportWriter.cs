@@ -26,13 +26,15 @@ internal sealed class ReportWriter : IAsyncDisposable
     private readonly AuditChain _chain;
     private readonly ILogger<ReportWriter> _logger;
     private readonly FusionEngine _fusion;
+    private readonly ChangeFeedInterceptor _feed;
     private readonly Task _loop;
 
-    public ReportWriter(IServiceScopeFactory scopes, AuditChain chain, FusionEngine fusion, ILogger<ReportWriter> logger)
+    public ReportWriter(IServiceScopeFactory scopes, AuditChain chain, FusionEngine fusion, ChangeFeedInterceptor feed, ILogger<ReportWriter> logger)
     {
         _scopes = scopes;
         _chain = chain;
         _fusion = fusion;
+        _feed = feed;
         _logger = logger;
         _loop = Task.Run(RunAsync);
     }
@@ -193,7 +195,8 @@ internal sealed class ReportWriter : IAsyncDisposable
         {
             try
             {
-                await _chain.SaveAsync(db, added.Values.SelectMany(e => e.Audit).ToList(), CancellationToken.None);
+                await _chain.SaveAsync(db, added.Values.SelectMany(e => e.Audit).ToList(), CancellationToken.None,
+                    db.Database.IsSqlite() ? d => SqliteBulkInsert.Flush(d, _feed) : null);
             }
             catch
             {
