@@ -26,7 +26,20 @@ internal static class SqliteBulkInsert
 
     public static void Flush(ConcordDb db, ChangeFeedInterceptor feed)
     {
-        var added = db.ChangeTracker.Entries().Where(e => e.State == EntityState.Added && Array.IndexOf(Tables, e.Metadata.ClrType) >= 0).ToList();
+        // Added entries are added whatever their properties hold: no need to scan every tracked entity for changes here
+        // (SaveChanges still does, for the incidents a report joined).
+        var detect = db.ChangeTracker.AutoDetectChangesEnabled;
+        db.ChangeTracker.AutoDetectChangesEnabled = false;
+        List<Microsoft.EntityFrameworkCore.ChangeTracking.EntityEntry> added;
+        try
+        {
+            added = db.ChangeTracker.Entries().Where(e => e.State == EntityState.Added && Array.IndexOf(Tables, e.Metadata.ClrType) >= 0).ToList();
+        }
+        finally
+        {
+            db.ChangeTracker.AutoDetectChangesEnabled = detect;
+        }
+
         if (added.Count == 0)
         {
             return;

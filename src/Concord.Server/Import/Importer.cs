@@ -41,6 +41,36 @@ internal sealed class Importer(IServiceScopeFactory scopes)
             }
         }
 
+        // One batch is written while the next is read and prepared: the writer and the reader each keep a core busy.
+        // Batches reach the one writer in file order, so the same id twice in a file is still one report.
+        (Task<(int Created, int Skipped, IReadOnlyList<(int Index, Dictionary<string, string[]> Errors)> Rejected)> Written, List<(long Line, CreateReport Report)> Rows, AsyncServiceScope Scope)? inFlight = null;
+
+        async Task CompleteAsync()
+        {
+            if (inFlight is not { } previous)
+            {
+                return;
+            }
+
+            inFlight = null;
+            try
+            {
+                var result = await previous.Written;
+                created += result.Created;
+                skipped += result.Skipped;
+                foreach (var (index, errors) in result.Rejected)
+                {
+                    Reject(previous.Rows[index].Line, string.Join("; ", errors.Select(e => $"{e.Key}: {string.Join(", ", e.Value)}")));
+                }
+            }
+            finally
+            {
+                await previous.Scope.DisposeAsync();
+            }
+
+            progress?.Report(new ImportProgress(rows, created, skipped, rejected, input.CanSeek ? input.Position : 0, total));
+        }
+
         async Task FlushAsync()
         {
             if (batch.Count == 0)
@@ -48,39 +78,52 @@ internal sealed class Importer(IServiceScopeFactory scopes)
                 return;
             }
 
-            await using var scope = scopes.CreateAsyncScope();
-            var intake = scope.ServiceProvider.GetRequiredService<ReportIntake>();
-            var result = await intake.CreateManyAsync(batch.Select(b => b.Report).ToList(), author, cancellationToken);
-            created += result.Created;
-            skipped += result.Skipped;
-            foreach (var (index, errors) in result.Rejected)
-            {
-                Reject(batch[index].Line, string.Join("; ", errors.Select(e => $"{e.Key}: {string.Join(", ", e.Value)}")));
-            }
-
-            batch.Clear();
-            progress?.Report(new ImportProgress(rows, created, skipped, rejected, input.CanSeek ? input.Position : 0, total));
+            var scope = scopes.CreateAsyncScope();
+            var ready = batch;
+            batch = new List<(long Line, CreateReport Report)>(BatchSize);
+            var written = scope.ServiceProvider.GetRequiredService<ReportIntake>().CreateManyAsync(ready.Select(b => b.Report).ToList(), author, cancellationToken);
+            await CompleteAsync();
+            inFlight = (written, ready, scope);
         }
 
-        foreach (var row in ImportReaders.Read(format, text, marking, source))
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            rows++;
-            if (row.Report is { } report)
+            await ReadAsync();
+        }
+        finally
+        {
+            // Stopped by an error or a cancellation: let the batch being written finish before its scope goes.
+            if (inFlight is { } unfinished)
             {
-                batch.Add((row.Line, report));
-                if (batch.Count >= BatchSize)
+                await Task.WhenAny(unfinished.Written);
+                await unfinished.Scope.DisposeAsync();
+            }
+        }
+
+        return new ImportSummary(rows, created, skipped, rejected, listed, started.Elapsed);
+
+        async Task ReadAsync()
+        {
+            foreach (var row in ImportReaders.Read(format, text, marking, source))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                rows++;
+                if (row.Report is { } report)
                 {
-                    await FlushAsync();
+                    batch.Add((row.Line, report));
+                    if (batch.Count >= BatchSize)
+                    {
+                        await FlushAsync();
+                    }
+                }
+                else
+                {
+                    Reject(row.Line, row.Error ?? "unreadable");
                 }
             }
-            else
-            {
-                Reject(row.Line, row.Error ?? "unreadable");
-            }
-        }
 
-        await FlushAsync();
-        return new ImportSummary(rows, created, skipped, rejected, listed, started.Elapsed);
+            await FlushAsync();
+            await CompleteAsync();
+        }
     }
 }
