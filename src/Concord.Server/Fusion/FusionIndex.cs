@@ -21,9 +21,7 @@ internal sealed class FusionIndex
     {
         public Guid Id { get; } = id;
 
-        public FusionFeatures Features { get; set; } = features;
-
-        public List<(int, int, int)> Keys { get; } = [];
+        public FusionFeatures Features { get; } = features;
 
         public int Seen { get; set; }
     }
@@ -47,27 +45,32 @@ internal sealed class FusionIndex
             return;
         }
 
-        var features = Share(FusionFeatures.Of(incident));
-        var entry = new Entry(incident.Id, features);
-        var y = Cell(features.Latitude);
-        var x = Cell(features.Longitude);
-        // Long windows (a month, a year) are kept in a few buckets only: their start and end weeks.
-        var first = Week(features.Start);
-        var last = Week(features.End);
-        var weeks = last - first <= 8 ? Enumerable.Range(first, last - first + 1) : [first, last];
-        foreach (var week in weeks)
+        var entry = new Entry(incident.Id, Share(FusionFeatures.Of(incident)));
+        foreach (var key in Keys(entry.Features))
         {
-            var key = (y, x, week);
             if (!_buckets.TryGetValue(key, out var list))
             {
                 _buckets[key] = list = [];
             }
 
             list.Add(entry);
-            entry.Keys.Add(key);
         }
 
         _entries[incident.Id] = entry;
+    }
+
+    /// <summary>
+    /// The buckets of an incident: its cell, and the weeks of its window (long windows — a month, a year — only their start
+    /// and end weeks). Computed again on removal rather than kept: a million entries would keep a million lists.
+    /// </summary>
+    private static IEnumerable<(int Y, int X, int Week)> Keys(FusionFeatures features)
+    {
+        var y = Cell(features.Latitude);
+        var x = Cell(features.Longitude);
+        var first = Week(features.Start);
+        var last = Week(features.End);
+        var weeks = last - first <= 8 ? Enumerable.Range(first, last - first + 1) : [first, last];
+        return weeks.Select(week => (y, x, week));
     }
 
     public void Remove(Guid id)
@@ -77,7 +80,7 @@ internal sealed class FusionIndex
             return;
         }
 
-        foreach (var key in entry.Keys)
+        foreach (var key in Keys(entry.Features))
         {
             if (_buckets.TryGetValue(key, out var list))
             {
