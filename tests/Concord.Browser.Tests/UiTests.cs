@@ -178,6 +178,44 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
     }
 
     [Fact]
+    public async Task A_live_list_follows_the_members_clearance_and_shows_nothing_once_the_account_is_disabled()
+    {
+        // A circuit can stay open for hours: each read takes the member as they are now, not as they were at sign-in.
+        var tag = "watch" + Guid.NewGuid().ToString("N")[..8];
+        using var admin = fixture.Server.ClientFor("jocadmin");
+        var added = await admin.PostAsJsonAsync("/api/organizations/FORCE/members",
+            new { userName = tag, roles = new[] { "analyst" }, clearance = "CONFIDENTIAL", password = TestServer.Password });
+        Assert.True(added.IsSuccessStatusCode, await added.Content.ReadAsStringAsync());
+        using var unpol = fixture.Server.ClientFor("unpol");
+        var place = Api.Spot();
+        var created = await unpol.PostAsJsonAsync("/api/reports", Api.Report(
+            narrative: $"Armed men stopped a bus on the Sibut road ({tag}).", latitude: place.Latitude, longitude: place.Longitude,
+            marking: Api.Marking("CONFIDENTIAL", ["kind:military", "org:UNPOL"])));
+        Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        var incidentId = (await created.Json()).GetProperty("incidentId").GetString()!;
+
+        var page = await fixture.SignedInAsync(tag, "/incidents?q=" + tag);
+        await page.WaitForSelectorAsync("#list-live[data-live='on']", new() { State = WaitForSelectorState.Attached });
+        await page.WaitForSelectorAsync($"#incident-list tr[data-id='{incidentId}']", new() { State = WaitForSelectorState.Attached });
+        await page.EvaluateAsync("window.__notReloaded = true");
+
+        // The clearance is lowered: the next read in the same circuit no longer shows the CONFIDENTIAL incident.
+        var lowered = await admin.PatchAsJsonAsync($"/api/members/{tag}", new { clearance = "UNCLASSIFIED" });
+        Assert.True(lowered.IsSuccessStatusCode, await lowered.Content.ReadAsStringAsync());
+        await page.ClickAsync("#list-apply");
+        await page.WaitForSelectorAsync($"#incident-list tr[data-id='{incidentId}']", new() { State = WaitForSelectorState.Detached });
+        Assert.StartsWith("UNCLASSIFIED", await page.TextContentAsync("#banner-top"));
+
+        // The account is disabled: the circuit shows nothing more.
+        var disabled = await admin.PatchAsJsonAsync($"/api/members/{tag}", new { disabled = true });
+        Assert.True(disabled.IsSuccessStatusCode, await disabled.Content.ReadAsStringAsync());
+        await page.ClickAsync("#list-apply");
+        await page.WaitForSelectorAsync("#incident-list", new() { State = WaitForSelectorState.Detached });
+        Assert.Contains("session", await page.TextContentAsync("ul.error[role='alert']"));
+        Assert.True(await page.EvaluateAsync<bool>("window.__notReloaded === true"));
+    }
+
+    [Fact]
     public async Task A_humanitarian_requests_an_escort_the_force_accepts_it_and_the_requester_sees_the_change_live()
     {
         var requester = await fixture.SignedInAsync("ocha", "/coordination");

@@ -52,10 +52,17 @@ public abstract class UiComponent : ComponentBase
         return _circuitViewer;
     }
 
-    /// <summary>A fresh viewer for a circuit (clearance or memberships may have changed since the page opened).</summary>
-    private protected Task<Viewer?> RefreshedViewerAsync()
+    /// <summary>
+    /// The viewer for a read: the request's, or in a circuit a fresh one (clearance or memberships may have changed since the
+    /// page opened; null once the account is disabled or removed).
+    /// </summary>
+    private protected Task<Viewer?> CurrentViewerAsync()
     {
-        _circuitViewer = null;
+        if (InCircuit)
+        {
+            _circuitViewer = null;
+        }
+
         return ViewerAsync();
     }
 
