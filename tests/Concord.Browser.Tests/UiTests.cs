@@ -156,6 +156,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
         await force.WaitForFunctionAsync($"document.querySelector('#incident-list').dataset.loads !== '{loads}'");
         await force.WaitForURLAsync(url => url.Contains("dir=asc", StringComparison.Ordinal));
         Assert.Equal("ascending", await force.GetAttributeAsync("th[aria-sort]:not([aria-sort='none'])", "aria-sort"));
+        Assert.Contains(Uri.EscapeDataString("dir=asc"), await force.GetAttributeAsync("#lang-fr", "href"));
         await force.SelectOptionAsync("#l-status", "verified");
         await force.ClickAsync("#list-apply");
         await force.WaitForSelectorAsync("#incident-list tbody tr", new() { State = WaitForSelectorState.Detached });
