@@ -384,28 +384,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
 
         // Tracks: a device of the force at the place appears on the tracks layer, and leaves it when the layer is off.
         var uid = "ANDROID-" + tag;
-        await fixture.Server.WithDbAsync(async db =>
-        {
-            var member = await db.Members.SingleAsync(m => m.UserName == "force");
-            db.Tracks.Add(new Concord.Server.Tak.Track
-            {
-                Uid = uid,
-                MemberId = member.Id,
-                Callsign = "FORCE-1",
-                CotType = "a-f-G-U-C",
-                Latitude = lat + 0.02,
-                Longitude = lon + 0.02,
-                Hae = 400,
-                ObservedAt = DateTime.UtcNow,
-                StaleAt = DateTime.UtcNow.AddHours(1),
-                HistoryJson = "[]",
-                UpdatedAt = DateTime.UtcNow,
-                Classification = 0,
-                ReleasableTo = "|mission|",
-                Caveats = 0,
-            });
-            return await db.SaveChangesAsync();
-        });
+        await fixture.Server.AddTrackAsync("force", uid, "FORCE-1", lat + 0.02, lon + 0.02);
         await page.WaitForFunctionAsync($"window.concordMap.tracks.includes('{uid}')", null, new() { Timeout = 15_000 });
 
         // The risk layer: off by default; with forecasts computed, switching it on shades cells.

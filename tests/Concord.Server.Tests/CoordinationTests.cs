@@ -457,28 +457,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // Its tracks are its members' TAK tracks: the force member's device shows, another member's does not.
         foreach (var (user, uid) in new[] { ("force", "ANDROID-patrol-" + id.ToString("N")[..8]), ("rwabatt", "ANDROID-other-" + id.ToString("N")[..8]) })
         {
-            await server.WithDbAsync(async db =>
-            {
-                var member = await db.Members.SingleAsync(m => m.UserName == user);
-                db.Tracks.Add(new Concord.Server.Tak.Track
-                {
-                    Uid = uid,
-                    MemberId = member.Id,
-                    Callsign = user.ToUpperInvariant(),
-                    CotType = "a-f-G-U-C",
-                    Latitude = 5.9,
-                    Longitude = 20.8,
-                    Hae = 400,
-                    ObservedAt = DateTime.UtcNow,
-                    StaleAt = DateTime.UtcNow.AddHours(1),
-                    HistoryJson = "[]",
-                    UpdatedAt = DateTime.UtcNow,
-                    Classification = 0,
-                    ReleasableTo = "|mission|",
-                    Caveats = 0,
-                });
-                return await db.SaveChangesAsync();
-            });
+            await server.AddTrackAsync(user, uid, user.ToUpperInvariant(), 5.9, 20.8);
         }
 
         var (_, withTracks) = await force.GetJson($"/api/patrols/{id}");

@@ -192,6 +192,31 @@ public abstract class TestServer : IAsyncLifetime
         await Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
     }
 
+    /// <summary>A TAK device's current position for a member, stored as the TAK listener stores it (mission-wide, unclassified).</summary>
+    internal Task AddTrackAsync(string user, string uid, string callsign, double latitude, double longitude) =>
+        WithDbAsync(async db =>
+        {
+            var member = await db.Members.SingleAsync(m => m.UserName == user);
+            db.Tracks.Add(new Tak.Track
+            {
+                Uid = uid,
+                MemberId = member.Id,
+                Callsign = callsign,
+                CotType = "a-f-G-U-C",
+                Latitude = latitude,
+                Longitude = longitude,
+                Hae = 400,
+                ObservedAt = DateTime.UtcNow,
+                StaleAt = DateTime.UtcNow.AddHours(1),
+                HistoryJson = "[]",
+                UpdatedAt = DateTime.UtcNow,
+                Classification = 0,
+                ReleasableTo = "|mission|",
+                Caveats = 0,
+            });
+            return await db.SaveChangesAsync();
+        });
+
     internal async Task<T> WithDbAsync<T>(Func<ConcordDb, Task<T>> work)
     {
         await using var scope = Services.CreateAsyncScope();

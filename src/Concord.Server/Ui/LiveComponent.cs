@@ -1,5 +1,7 @@
 using Concord.Server.Realtime;
 using Microsoft.AspNetCore.Components;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Primitives;
 using Microsoft.JSInterop;
 
 namespace Concord.Server.Ui;
@@ -16,8 +18,41 @@ public abstract class LiveComponent : UiComponent, IDisposable
     private bool _loading;
     private bool _again;
 
+    private Dictionary<string, StringValues>? _opened;
+
     [Inject]
     private IJSRuntime Js { get; set; } = null!;
+
+    /// <summary>The query the page was opened with; parameters the page does not set itself are kept in its reads and address.</summary>
+    private protected IReadOnlyDictionary<string, StringValues> Opened => _opened ??= QueryHelpers.ParseQuery(new Uri(Navigation.Uri).Query);
+
+    /// <summary>A parameter of the opened query (null when absent or empty).</summary>
+    private protected string? Parameter(string key) =>
+        Opened.TryGetValue(key, out var values) && values.Count > 0 && !string.IsNullOrEmpty(values[0]) ? values[0] : null;
+
+    /// <summary>The opened query with the page's own values over it, as the API's list parameters read it.</summary>
+    private protected QueryCollection Query(IReadOnlyDictionary<string, string?> own)
+    {
+        var query = new Dictionary<string, StringValues>(Opened, StringComparer.OrdinalIgnoreCase);
+        foreach (var (key, value) in own)
+        {
+            query[key] = value;
+        }
+
+        return new QueryCollection(query);
+    }
+
+    /// <summary>The page's address for <paramref name="own"/> values, keeping the other parameters it was opened with.</summary>
+    private protected string Address(string path, IReadOnlyDictionary<string, string?> own)
+    {
+        var query = new Dictionary<string, string?>(own, StringComparer.Ordinal);
+        foreach (var (key, value) in Opened.Where(p => !query.ContainsKey(p.Key)))
+        {
+            query[key] = value.ToString();
+        }
+
+        return path + QueryString.Create(query.Where(p => !string.IsNullOrEmpty(p.Value)));
+    }
 
     /// <summary>True once the circuit listens to the live feed (pages show it, tests wait for it).</summary>
     private protected bool Live => _subscription is not null;
