@@ -15,6 +15,7 @@ public abstract class BrowserFixture<TServer> : IAsyncLifetime
 {
     public const string Chromium = "/usr/bin/chromium";
 
+    private readonly List<IBrowserContext> _contexts = [];
     private IPlaywright? _playwright;
 
     public TServer Server { get; } = new();
@@ -55,6 +56,11 @@ public abstract class BrowserFixture<TServer> : IAsyncLifetime
             Locale = "en-GB",
         });
         context.SetDefaultTimeout(30_000);
+        lock (_contexts)
+        {
+            _contexts.Add(context);
+        }
+
         var page = await context.NewPageAsync();
         // Script errors and warnings go to the test log: a failing browser test shows what the page said.
         page.Console += (_, message) =>
@@ -68,6 +74,25 @@ public abstract class BrowserFixture<TServer> : IAsyncLifetime
         return page;
     }
 
+    /// <summary>
+    /// Closes every page a test opened: live pages left open keep their circuits and SignalR connections and re-read on
+    /// every change, so later tests would share two cores with all earlier ones.
+    /// </summary>
+    public async Task ClosePagesAsync()
+    {
+        IBrowserContext[] open;
+        lock (_contexts)
+        {
+            open = [.. _contexts];
+            _contexts.Clear();
+        }
+
+        foreach (var context in open)
+        {
+            await context.CloseAsync();
+        }
+    }
+
     /// <summary>Signs in through the sign-in page, as a person would.</summary>
     public async Task<IPage> SignedInAsync(string user, string path = "/", int width = 1366, int height = 768)
     {
@@ -76,7 +101,19 @@ public abstract class BrowserFixture<TServer> : IAsyncLifetime
         await page.FillAsync("#username", user);
         await page.FillAsync("#password", TestServer.Password);
         await page.ClickAsync("#signin");
-        await page.WaitForURLAsync(url => new Uri(url).PathAndQuery == path);
+        try
+        {
+            await page.WaitForURLAsync(url => new Uri(url).PathAndQuery == path);
+        }
+        catch (TimeoutException)
+        {
+            // Say where the browser is and what it shows, so a failure in CI explains itself.
+            await Screenshots.ScreenshotAsync(page, $"signin-timeout-{user}");
+            var text = await page.InnerTextAsync("body");
+            Console.Error.WriteLine($"[sign-in] {user} waited for {path} and is at {page.Url}: {text[..Math.Min(text.Length, 600)]}");
+            throw;
+        }
+
         if (Environment.GetEnvironmentVariable("CONCORD_BROWSER_DEBUG") is not null)
         {
             var html = await page.ContentAsync();

@@ -9,10 +9,14 @@ using Microsoft.Playwright;
 namespace Concord.Browser.Tests;
 
 /// <summary>The browser UI end to end, in Chromium, against a real server on each store.</summary>
-public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture)
+public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsyncLifetime
     where TServer : TestServer, new()
 {
     private string Store => fixture.Server.StoreName;
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public Task DisposeAsync() => fixture.ClosePagesAsync();
 
     [Fact]
     public async Task A_report_sent_through_the_form_appears_live_only_for_members_who_may_see_it()
