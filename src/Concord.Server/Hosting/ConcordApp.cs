@@ -15,6 +15,7 @@ using Concord.Server.Sharing;
 using Concord.Server.Tak;
 using Concord.Server.Ui;
 using Microsoft.AspNetCore.DataProtection;
+using Microsoft.Extensions.Logging.Console;
 
 namespace Concord.Server.Hosting;
 
@@ -27,6 +28,8 @@ internal static class ConcordApp
         builder.WebHost.UseUrls(options.Urls);
         builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
         builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
+        // Logs are diagnostics: they go to standard error, so that what a verb prints (sign-in names, tokens, tables) stays clean.
+        builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.AddFilter("Microsoft.EntityFrameworkCore", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
 
