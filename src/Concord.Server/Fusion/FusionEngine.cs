@@ -38,14 +38,67 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
     private long _joined;
     private long _proposed;
 
+    /// <summary>What the decisions of one writer batch share: each report's features, computed once, and the incidents read for them.</summary>
+    internal sealed class Batch
+    {
+        public Dictionary<Guid, FusionFeatures> Features { get; } = [];
+
+        public Dictionary<Guid, Incident> Incidents { get; } = [];
+    }
+
+    /// <summary>
+    /// Prepares the decisions for a batch of new reports: computes their features and reads from the store, in one query
+    /// per few hundred, the open incident each report fits best according to the index, so that deciding confirms matches
+    /// in memory instead of with a query per report. Incidents opened earlier in the same batch are not among them (the
+    /// caller knows those); a match the read did not confirm is looked up on its own.
+    /// </summary>
+    public async Task<Batch> PrepareAsync(ConcordDb db, IEnumerable<Report> reports, CancellationToken cancellationToken)
+    {
+        if (_stale)
+        {
+            await LoadAsync(db, cancellationToken);
+        }
+
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var batch = new Batch();
+        var best = new HashSet<Guid>();
+        foreach (var report in reports)
+        {
+            var features = FusionFeatures.Of(report);
+            batch.Features[report.Id] = features;
+            // The best match, and those within the margin of it (a tie may sort either way).
+            var scored = Scored(features);
+            var top = scored.Count == 0 ? 0 : scored.Max(c => c.Score.Total);
+            foreach (var (id, score) in scored)
+            {
+                if (score.Total >= top - FusionScorer.Margin)
+                {
+                    best.Add(id);
+                }
+            }
+        }
+
+        foreach (var chunk in best.Chunk(500))
+        {
+            foreach (var incident in await db.Incidents.Where(i => chunk.Contains(i.Id)).ToListAsync(cancellationToken))
+            {
+                batch.Incidents[incident.Id] = incident;
+            }
+        }
+
+        _elapsed += System.Diagnostics.Stopwatch.GetElapsedTime(started).Ticks;
+        return batch;
+    }
+
     /// <summary>
     /// The decision for <paramref name="report"/>. <paramref name="local"/> resolves incidents created or loaded earlier in
-    /// the same batch (not yet in the store); matches are confirmed in the store, since the index may be stale.
+    /// the same batch (not yet in the store); <paramref name="batch"/> holds those read by <see cref="PrepareAsync"/>; any
+    /// other match is confirmed in the store, since the index may be stale.
     /// </summary>
-    public async Task<Decision> DecideAsync(ConcordDb db, Report report, Func<Guid, Incident?> local, CancellationToken cancellationToken)
+    public async Task<Decision> DecideAsync(ConcordDb db, Report report, Batch? batch, Func<Guid, Incident?> local, CancellationToken cancellationToken)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var decision = await DecideCoreAsync(db, report, local, cancellationToken);
+        var decision = await DecideCoreAsync(db, report, batch, local, cancellationToken);
         _decisions++;
         _elapsed += System.Diagnostics.Stopwatch.GetElapsedTime(started).Ticks;
         _joined += decision is Decision.Join ? 1 : 0;
@@ -53,15 +106,9 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
         return decision;
     }
 
-    private async Task<Decision> DecideCoreAsync(ConcordDb db, Report report, Func<Guid, Incident?> local, CancellationToken cancellationToken)
+    private List<(Guid Id, FusionScore Score)> Scored(FusionFeatures features)
     {
-        if (_stale)
-        {
-            await LoadAsync(db, cancellationToken);
-        }
-
-        var features = FusionFeatures.Of(report);
-        var scored = new List<(Guid Id, FusionScore? Score)>();
+        var scored = new List<(Guid Id, FusionScore Score)>();
         foreach (var entry in _index.Near(features))
         {
             if (FusionScorer.Score(features, entry.Features) is { Total: >= FusionScorer.ProposeThreshold } score)
@@ -70,11 +117,22 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
             }
         }
 
-        scored.Sort((a, b) => b.Score!.Total.CompareTo(a.Score!.Total));
+        return scored;
+    }
+
+    private async Task<Decision> DecideCoreAsync(ConcordDb db, Report report, Batch? batch, Func<Guid, Incident?> local, CancellationToken cancellationToken)
+    {
+        if (_stale)
+        {
+            await LoadAsync(db, cancellationToken);
+        }
+
+        var scored = Scored(batch?.Features.GetValueOrDefault(report.Id) ?? FusionFeatures.Of(report));
+        scored.Sort((a, b) => b.Score.Total.CompareTo(a.Score.Total));
         for (var n = 0; n < scored.Count; n++)
         {
             var (id, score) = scored[n];
-            var incident = local(id) ?? await db.Incidents.SingleOrDefaultAsync(i => i.Id == id, cancellationToken);
+            var incident = local(id) ?? batch?.Incidents.GetValueOrDefault(id) ?? await db.Incidents.SingleOrDefaultAsync(i => i.Id == id, cancellationToken);
             if (incident is null || incident.Status == IncidentStatus.Closed)
             {
                 _index.Remove(id);
@@ -82,8 +140,8 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
             }
 
             // Two incidents fit almost equally well: do not guess, ask.
-            var ambiguous = n + 1 < scored.Count && score!.Total - scored[n + 1].Score!.Total < FusionScorer.Margin;
-            return score!.Total >= FusionScorer.JoinThreshold && !ambiguous ? new Decision.Join(incident, score) : new Decision.Propose(id, score!);
+            var ambiguous = n + 1 < scored.Count && score.Total - scored[n + 1].Score.Total < FusionScorer.Margin;
+            return score.Total >= FusionScorer.JoinThreshold && !ambiguous ? new Decision.Join(incident, score) : new Decision.Propose(id, score);
         }
 
         return new Decision.Open();

@@ -98,7 +98,7 @@ internal static class FusionScorer
             return 1;
         }
 
-        if (Type(a) == Type(b))
+        if (Type(a).SequenceEqual(Type(b)))
         {
             return 0.9;
         }
@@ -117,20 +117,38 @@ internal static class FusionScorer
     }
 
     /// <summary>The same kind of event in two schemes (UCDP violence types against ACLED event types and protection categories).</summary>
-    private static bool Crosswalk(string a, string b) => (a, b) switch
-    {
-        ("ucdp.state-based", "acled.battles") => true,
-        ("ucdp.state-based", "acled.explosions-remote-violence") => true,
-        ("ucdp.non-state", "acled.battles") => true,
-        ("ucdp.one-sided", "acled.violence-against-civilians") => true,
-        ("ucdp.one-sided", "poc.killing-and-maiming") => true,
-        ("acled.violence-against-civilians", "poc.killing-and-maiming") => true,
-        ("acled.violence-against-civilians", "poc.abduction") => true,
-        ("acled.violence-against-civilians", "poc.sexual-and-gender-based-violence") => true,
-        _ => false,
-    };
+    private static readonly (string A, string B)[] Crosswalks =
+    [
+        ("ucdp.state-based", "acled.battles"),
+        ("ucdp.state-based", "acled.explosions-remote-violence"),
+        ("ucdp.non-state", "acled.battles"),
+        ("ucdp.one-sided", "acled.violence-against-civilians"),
+        ("ucdp.one-sided", "poc.killing-and-maiming"),
+        ("acled.violence-against-civilians", "poc.killing-and-maiming"),
+        ("acled.violence-against-civilians", "poc.abduction"),
+        ("acled.violence-against-civilians", "poc.sexual-and-gender-based-violence"),
+    ];
 
-    private static string Type(string code) => code.Split('.') is { Length: >= 2 } parts ? parts[0] + "." + parts[1] : code;
+    private static bool Crosswalk(ReadOnlySpan<char> a, ReadOnlySpan<char> b)
+    {
+        foreach (var (x, y) in Crosswalks)
+        {
+            if (a.SequenceEqual(x) && b.SequenceEqual(y))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The first two levels of a category code ("acled.battles.armed-clash" → "acled.battles"), without allocating: fusion compares millions.</summary>
+    private static ReadOnlySpan<char> Type(string code)
+    {
+        var first = code.IndexOf('.', StringComparison.Ordinal);
+        var second = first < 0 ? -1 : code.IndexOf('.', first + 1);
+        return second < 0 ? code : code.AsSpan(0, second);
+    }
 
     /// <summary>Families of categories that different sources use for the same kind of event.</summary>
     public static string? Family(string code) => code switch
