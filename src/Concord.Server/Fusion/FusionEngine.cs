@@ -54,11 +54,7 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
     /// </summary>
     public async Task<Batch> PrepareAsync(ConcordDb db, IEnumerable<Report> reports, CancellationToken cancellationToken)
     {
-        if (_stale)
-        {
-            await LoadAsync(db, cancellationToken);
-        }
-
+        await EnsureLoadedAsync(db, cancellationToken);
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var batch = new Batch();
         var best = new HashSet<Guid>();
@@ -66,7 +62,8 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
         {
             var features = FusionFeatures.Of(report);
             batch.Features[report.Id] = features;
-            // The best match, and those within the margin of it (a tie may sort either way).
+            // The best match, and those within the margin of it (a tie may sort either way). Each decision scores the
+            // report again: by then incidents opened or joined earlier in the batch have changed the index.
             var scored = Scored(features);
             var top = scored.Count == 0 ? 0 : scored.Max(c => c.Score.Total);
             foreach (var (id, score) in scored)
@@ -91,11 +88,12 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
     }
 
     /// <summary>
-    /// The decision for <paramref name="report"/>. <paramref name="local"/> resolves incidents created or loaded earlier in
-    /// the same batch (not yet in the store); <paramref name="batch"/> holds those read by <see cref="PrepareAsync"/>; any
-    /// other match is confirmed in the store, since the index may be stale.
+    /// The decision for <paramref name="report"/>, one of the reports <paramref name="batch"/> was prepared for.
+    /// <paramref name="local"/> resolves incidents created or loaded earlier in the same batch (not yet in the store);
+    /// <paramref name="batch"/> holds those read by <see cref="PrepareAsync"/>; any other match is confirmed in the store,
+    /// since the index may be stale.
     /// </summary>
-    public async Task<Decision> DecideAsync(ConcordDb db, Report report, Batch? batch, Func<Guid, Incident?> local, CancellationToken cancellationToken)
+    public async Task<Decision> DecideAsync(ConcordDb db, Report report, Batch batch, Func<Guid, Incident?> local, CancellationToken cancellationToken)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var decision = await DecideCoreAsync(db, report, batch, local, cancellationToken);
@@ -120,19 +118,16 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
         return scored;
     }
 
-    private async Task<Decision> DecideCoreAsync(ConcordDb db, Report report, Batch? batch, Func<Guid, Incident?> local, CancellationToken cancellationToken)
+    private async Task<Decision> DecideCoreAsync(ConcordDb db, Report report, Batch batch, Func<Guid, Incident?> local, CancellationToken cancellationToken)
     {
-        if (_stale)
-        {
-            await LoadAsync(db, cancellationToken);
-        }
-
-        var scored = Scored(batch?.Features.GetValueOrDefault(report.Id) ?? FusionFeatures.Of(report));
+        // A split may have marked the index stale since the batch was prepared.
+        await EnsureLoadedAsync(db, cancellationToken);
+        var scored = Scored(batch.Features.GetValueOrDefault(report.Id) ?? FusionFeatures.Of(report));
         scored.Sort((a, b) => b.Score.Total.CompareTo(a.Score.Total));
         for (var n = 0; n < scored.Count; n++)
         {
             var (id, score) = scored[n];
-            var incident = local(id) ?? batch?.Incidents.GetValueOrDefault(id) ?? await db.Incidents.SingleOrDefaultAsync(i => i.Id == id, cancellationToken);
+            var incident = local(id) ?? batch.Incidents.GetValueOrDefault(id) ?? await db.Incidents.SingleOrDefaultAsync(i => i.Id == id, cancellationToken);
             if (incident is null || incident.Status == IncidentStatus.Closed)
             {
                 _index.Remove(id);
@@ -149,6 +144,14 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
 
     /// <summary>Records an incident's new state (after it was opened or a report joined it).</summary>
     public void Put(Incident incident) => _index.Put(incident);
+
+    private async Task EnsureLoadedAsync(ConcordDb db, CancellationToken cancellationToken)
+    {
+        if (_stale)
+        {
+            await LoadAsync(db, cancellationToken);
+        }
+    }
 
     private async Task LoadAsync(ConcordDb db, CancellationToken cancellationToken)
     {
