@@ -536,6 +536,18 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         var page = await fixture.SignedInAsync("unpol", "/report");
         var id = await page.InputValueAsync("input[name='Input.Id']");
         var narrative = "Checkpoint closed on the road to Sibut " + id[..8];
+
+        // The place can be picked on the form's map: a click fills latitude and longitude (inside the mission) and marks it.
+        await page.WaitForSelectorAsync("#pick-map.leaflet-container");
+        Assert.Equal("", await page.InputValueAsync("#r-lat"));
+        await page.ClickAsync("#pick-map");
+        var bounds = (await page.GetAttributeAsync("#pick-map", "data-bounds"))!.Split(',').Select(v => double.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        var picked = (Lat: double.Parse(await page.InputValueAsync("#r-lat"), System.Globalization.CultureInfo.InvariantCulture),
+            Lon: double.Parse(await page.InputValueAsync("#r-lon"), System.Globalization.CultureInfo.InvariantCulture));
+        Assert.InRange(picked.Lat, bounds[1], bounds[3]);
+        Assert.InRange(picked.Lon, bounds[0], bounds[2]);
+        Assert.Equal(1, await page.Locator("#pick-map .leaflet-marker-icon").CountAsync());
+
         await page.FillAsync("#r-lat", "5.7");
         await page.FillAsync("#r-lon", "19.1");
         await page.SelectOptionAsync("#r-category", "ocha-access.4-restriction-of-movement");

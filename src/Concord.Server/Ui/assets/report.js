@@ -6,7 +6,7 @@
   const lat = document.getElementById('r-lat');
   const lon = document.getElementById('r-lon');
   const map = L.map(el, { attributionControl: false });
-  const b = (el.dataset.bounds || '14.4,2.2,27.5,11.0').split(',').map(Number);
+  const b = el.dataset.bounds.split(',').map(Number); // west,south,east,north, set by the server
   map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
   fetch('ui/geo/countries-50m.json').then(r => r.json()).then(topo => {
     L.geoJSON(topojson.feature(topo, topo.objects.countries), { style: { color: '#777', weight: 1, fillColor: '#f1f1ea', fillOpacity: 1 }, interactive: false }).addTo(map).bringToBack();
