@@ -323,11 +323,11 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     [Fact]
     public async Task Filters_the_time_slider_and_the_layers_change_what_the_map_shows()
     {
-        // Three incidents at a place of their own: a police clash 400 days ago, a force clash 20 days ago, a force-reported march.
+        // Three incidents at a place of their own: a police clash 400 days ago, a force clash 20 days ago, a force-reported
+        // march marked CONFIDENTIAL.
         var tag = "flt" + Guid.NewGuid().ToString("N")[..8];
         var (lat, lon) = (Store == "sqlite" ? 8.43 : 8.83, 22.54);
-        var mission = new { classification = "UNCLASSIFIED", releasableTo = new[] { "mission" }, caveats = Array.Empty<string>() };
-        async Task<string> Post(string user, string category, double dLat, double dLon, int daysAgo, string narrative)
+        async Task<string> Post(string user, string category, double dLat, double dLon, int daysAgo, string narrative, string classification = "UNCLASSIFIED")
         {
             using var client = fixture.Server.ClientFor(user);
             var response = await client.PostAsJsonAsync("/api/reports", new
@@ -341,7 +341,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
                 narrative = $"{tag} {narrative}",
                 language = "en",
                 source = new { reliability = "B", credibility = 2 },
-                marking = mission,
+                marking = new { classification, releasableTo = new[] { "mission" }, caveats = Array.Empty<string>() },
             });
             Assert.Equal(HttpStatusCode.Created, response.StatusCode);
             return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("incidentId").GetString()!;
@@ -349,7 +349,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
 
         var old = await Post("unpol", "acled.battles.armed-clash", 0, 0, 400, "old clash at the river");
         var recent = await Post("force", "acled.battles.armed-clash", 0.08, 0, 20, "recent clash at the river");
-        var march = await Post("force", "acled.protests.peaceful-protest", 0, 0.08, 10, "march to the town hall");
+        var march = await Post("force", "acled.protests.peaceful-protest", 0, 0.08, 10, "march to the town hall", "CONFIDENTIAL");
 
         var page = await fixture.SignedInAsync("joc");
         await page.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
@@ -371,6 +371,23 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await page.ClickAsync("#f-reset");
         await page.FillAsync("#f-q", "river");
         await Shows([old, recent], [march]);
+        await page.ClickAsync("#f-reset");
+        await Shows([old, recent, march], []);
+
+        // Status: once an analyst has verified the recent clash, the verified filter shows it alone.
+        using (var analyst = fixture.Server.ClientFor("joc"))
+        {
+            var verified = await analyst.PostAsJsonAsync($"/api/incidents/{recent}/status", new { status = "verified" });
+            Assert.True(verified.IsSuccessStatusCode, await verified.Content.ReadAsStringAsync());
+        }
+
+        await page.SelectOptionAsync("#f-status", "verified");
+        await Shows([recent], [old, march]);
+        await page.ClickAsync("#f-reset");
+
+        // Marking: the CONFIDENTIAL filter shows the march alone.
+        await page.SelectOptionAsync("#f-classification", "CONFIDENTIAL");
+        await Shows([march], [old, recent]);
         await page.ClickAsync("#f-reset");
 
         // The time slider: start the window 100 days ago and the old clash leaves the map; the window is written out in words.
