@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Concord.Server.Incidents;
 
 namespace Concord.Server.Fusion;
@@ -13,7 +14,7 @@ internal sealed class FusionIndex
 
     private static readonly DateTime Epoch = new(2000, 1, 3, 0, 0, 0, DateTimeKind.Utc);
 
-    private readonly Dictionary<(int Y, int X, int Week), List<Entry>> _buckets = [];
+    private readonly Dictionary<(int Y, int X, int Week), List<Slot>> _buckets = [];
     private readonly Dictionary<Guid, Entry> _entries = [];
     private readonly Dictionary<string, string> _words = new(StringComparer.Ordinal);
 
@@ -24,6 +25,26 @@ internal sealed class FusionIndex
         public FusionFeatures Features { get; } = features;
 
         public int Seen { get; set; }
+    }
+
+    /// <summary>
+    /// An entry as its buckets hold it: what the cheap tests of <see cref="Near"/> need, inline, so that the many incidents
+    /// they rule out (most of them, in a dense week) are never followed to their features. A million-entry index spread
+    /// over the heap costs a cache miss per pointer followed.
+    /// </summary>
+    private readonly struct Slot(Entry entry)
+    {
+        public Entry Entry { get; } = entry;
+
+        public double Latitude { get; } = entry.Features.Latitude;
+
+        public double PrecisionKm { get; } = entry.Features.PrecisionKm;
+
+        public long StartTicks { get; } = entry.Features.Start.Ticks;
+
+        public long EndTicks { get; } = entry.Features.End.Ticks;
+
+        public int Datasets { get; } = DatasetBits(entry.Features.Datasets);
     }
 
     private int _generation;
@@ -46,6 +67,7 @@ internal sealed class FusionIndex
         }
 
         var entry = new Entry(incident.Id, Share(FusionFeatures.Of(incident)));
+        var slot = new Slot(entry);
         foreach (var key in Keys(entry.Features))
         {
             if (!_buckets.TryGetValue(key, out var list))
@@ -53,7 +75,7 @@ internal sealed class FusionIndex
                 _buckets[key] = list = [];
             }
 
-            list.Add(entry);
+            list.Add(slot);
         }
 
         _entries[incident.Id] = entry;
@@ -84,7 +106,7 @@ internal sealed class FusionIndex
         {
             if (_buckets.TryGetValue(key, out var list))
             {
-                list.Remove(entry);
+                list.RemoveAt(list.FindIndex(s => ReferenceEquals(s.Entry, entry)));
                 if (list.Count == 0)
                 {
                     _buckets.Remove(key);
@@ -93,7 +115,12 @@ internal sealed class FusionIndex
         }
     }
 
-    /// <summary>Incidents close enough in space (within a few uncertainty radii) and time (within the largest gap) to be compared.</summary>
+    /// <summary>
+    /// Incidents close enough in space (within a few uncertainty radii) and time (within the largest gap) to be compared,
+    /// and not from the same curated dataset as the report. Every test here is one <see cref="FusionScorer.Score"/> makes
+    /// too, made early and conservatively (the latitude difference alone is a lower bound of the distance), so the index
+    /// never hides a pair the scorer would keep.
+    /// </summary>
     public List<Entry> Near(FusionFeatures report)
     {
         _generation++;
@@ -109,21 +136,38 @@ internal sealed class FusionIndex
             w1 = w0 + 12;
         }
 
+        var datasets = DatasetBits(report.Datasets);
+        var earliest = report.Start.Ticks - FusionScorer.MaxGap.Ticks;
+        var latest = report.End.Ticks + FusionScorer.MaxGap.Ticks;
+        var precision2 = report.PrecisionKm * report.PrecisionKm;
         for (var y = y0 - reach; y <= y0 + reach; y++)
         {
             for (var x = x0 - reach; x <= x0 + reach; x++)
             {
                 for (var w = w0; w <= w1; w++)
                 {
-                    if (_buckets.TryGetValue((y, x, w), out var list))
+                    if (!_buckets.TryGetValue((y, x, w), out var list))
                     {
-                        foreach (var entry in list)
+                        continue;
+                    }
+
+                    foreach (ref readonly var slot in CollectionsMarshal.AsSpan(list))
+                    {
+                        if ((slot.Datasets & datasets) != 0 || slot.EndTicks < earliest || slot.StartTicks > latest)
                         {
-                            if (entry.Seen != _generation)
-                            {
-                                entry.Seen = _generation;
-                                found.Add(entry);
-                            }
+                            continue;
+                        }
+
+                        var sigma = Math.Sqrt(precision2 + (slot.PrecisionKm * slot.PrecisionKm));
+                        if (KmPerDegreeOfLatitude * Math.Abs(report.Latitude - slot.Latitude) > (3 * sigma) + 5 + 1e-6)
+                        {
+                            continue;
+                        }
+
+                        if (slot.Entry.Seen != _generation)
+                        {
+                            slot.Entry.Seen = _generation;
+                            found.Add(slot.Entry);
                         }
                     }
                 }
@@ -131,6 +175,26 @@ internal sealed class FusionIndex
         }
 
         return found;
+    }
+
+    /// <summary>Great-circle kilometres per degree of latitude on <see cref="FusionScorer.Kilometres"/>'s sphere.</summary>
+    private const double KmPerDegreeOfLatitude = 6371.0 * Math.PI / 180;
+
+    /// <summary>The curated datasets of a record as bits (<see cref="FusionFeatures.Dataset"/> knows two).</summary>
+    private static int DatasetBits(string[] datasets)
+    {
+        var bits = 0;
+        foreach (var d in datasets)
+        {
+            bits |= d switch
+            {
+                "ucdp-ged" => 1,
+                "acled" => 2,
+                _ => 0, // unknown to the index: the scorer decides
+            };
+        }
+
+        return bits;
     }
 
     private static int Cell(double degrees) => (int)Math.Floor(degrees / CellDegrees);

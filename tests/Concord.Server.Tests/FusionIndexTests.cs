@@ -1,0 +1,142 @@
+using Concord.Server.Fusion;
+using Concord.Server.Incidents;
+using Concord.Server.Reports;
+using Concord.Server.Sharing;
+
+namespace Concord.Server.Tests;
+
+/// <summary>
+/// The fusion index rules most incidents out before they are scored. Within the reach of its blocking (the cells and
+/// weeks it searches: up to two cells around, windows up to eight weeks bucketed whole, see docs/import-and-fusion.md)
+/// it may only rule out pairs the scorer would reject itself: every pair the scorer keeps must come out of the index.
+/// The draw stays within that reach (places known to 10 km, windows up to a month).
+/// </summary>
+public sealed class FusionIndexTests
+{
+    private static readonly DateTime Start = new(2024, 3, 1, 0, 0, 0, DateTimeKind.Utc);
+
+    private static readonly string[] Categories =
+        ["ucdp.state-based", "ucdp.one-sided", "acled.battles.armed-clash", "acled.violence-against-civilians.attack", "poc.abduction", "field.observation"];
+
+    private static readonly string[] Words = ["attack", "village", "market", "bambari", "convoy", "fighters", "seleka", "antibalaka", "civilians", "looted"];
+
+    [Fact]
+    public void The_index_keeps_every_incident_the_scorer_would_keep()
+    {
+        var random = new Random(20261130);
+        var index = new FusionIndex();
+        var incidents = new List<Incident>();
+        for (var n = 0; n < 4000; n++)
+        {
+            var incident = RandomIncident(random);
+            incidents.Add(incident);
+            index.Put(incident);
+        }
+
+        var features = incidents.ToDictionary(i => i.Id, FusionFeatures.Of);
+        var kept = 0;
+        for (var n = 0; n < 1500; n++)
+        {
+            var report = FusionFeatures.Of(RandomReport(random));
+            var expected = incidents.Where(i => FusionScorer.Score(report, features[i.Id]) is not null).Select(i => i.Id).ToHashSet();
+            var near = index.Near(report);
+            Assert.Equal(near.Count, near.Select(e => e.Id).Distinct().Count());
+            var found = near.Where(e => FusionScorer.Score(report, e.Features) is not null).Select(e => e.Id).ToHashSet();
+            Assert.Equal(expected.Order(), found.Order());
+            kept += expected.Count;
+        }
+
+        // The draw has to put reports near incidents often, or the comparison proves nothing.
+        Assert.True(kept > 1500, $"only {kept} scored pairs");
+    }
+
+    [Fact]
+    public void A_closed_or_removed_incident_is_no_longer_near_anything()
+    {
+        var index = new FusionIndex();
+        var incident = RandomIncident(new Random(1));
+        index.Put(incident);
+        var report = FusionFeatures.Of(incident);
+        Assert.Contains(index.Near(report), e => e.Id == incident.Id);
+
+        incident.Status = IncidentStatus.Closed;
+        index.Put(incident);
+        Assert.DoesNotContain(index.Near(report), e => e.Id == incident.Id);
+        Assert.Equal(0, index.Count);
+
+        incident.Status = IncidentStatus.Reported;
+        index.Put(incident);
+        index.Remove(incident.Id);
+        Assert.Empty(index.Near(report));
+    }
+
+    private static Incident RandomIncident(Random random)
+    {
+        var (latitude, longitude) = Place(random);
+        var starts = Start.AddHours(random.Next(0, 24 * 120));
+        var days = random.Next(3) switch { 0 => 1, 1 => 7, _ => 31 };
+        return new Incident
+        {
+            Id = Guid.NewGuid(),
+            Category = Categories[random.Next(Categories.Length)],
+            StartsAt = starts,
+            EndsAt = starts.AddDays(days),
+            Latitude = latitude,
+            Longitude = longitude,
+            LocationPrecisionMeters = Precision(random),
+            Status = IncidentStatus.Reported,
+            Title = "incident",
+            ReportCount = 1,
+            Actors = FusionFeatures.Encode(Pick(random, Words, 2)),
+            Keywords = FusionFeatures.Encode(Pick(random, Words, 5)),
+            Datasets = random.Next(3) switch { 0 => "ucdp-ged", 1 => "acled", _ => "" },
+            Tlp = Tlp.Amber,
+            Classification = 0,
+            ReleasableTo = "mission",
+            Caveats = 0,
+            CreatedAt = Start,
+            UpdatedAt = Start,
+        };
+    }
+
+    private static Report RandomReport(Random random)
+    {
+        var (latitude, longitude) = Place(random);
+        return new Report
+        {
+            Id = Guid.NewGuid(),
+            OrganizationId = Guid.Empty,
+            MemberId = Guid.Empty,
+            ObservedAt = Start.AddHours(random.Next(0, 24 * 120)),
+            ObservedPrecision = random.Next(3) switch { 0 => TimePrecision.Hour, 1 => TimePrecision.Day, _ => TimePrecision.Month },
+            Latitude = latitude,
+            Longitude = longitude,
+            LocationPrecisionMeters = Precision(random),
+            Category = Categories[random.Next(Categories.Length)],
+            Narrative = string.Join(' ', Pick(random, Words, 6)),
+            NarrativeLanguage = "en",
+            Actors = FusionFeatures.Encode(Pick(random, Words, 2)),
+            ExternalRef = random.Next(3) switch { 0 => $"ucdp-ged:{random.Next()}", 1 => $"acled:CAF{random.Next()}", _ => null },
+            SourceReliability = "C",
+            SourceCredibility = 3,
+            Tlp = Tlp.Amber,
+            Classification = 0,
+            ReleasableTo = "mission",
+            Caveats = 0,
+            ReceivedAt = Start,
+            RequestHash = "",
+        };
+    }
+
+    /// <summary>Places in a 2° box, most of them in a few clusters, so that many pairs are within reach of each other.</summary>
+    private static (double Latitude, double Longitude) Place(Random random)
+    {
+        var cluster = random.Next(5);
+        return (5.0 + (cluster * 0.3) + (random.NextDouble() * 0.4), 20.0 + (cluster * 0.2) + (random.NextDouble() * 0.4));
+    }
+
+    private static double Precision(Random random) => random.Next(3) switch { 0 => 100, 1 => 2_000, _ => 10_000 };
+
+    private static IEnumerable<string> Pick(Random random, string[] words, int count) =>
+        Enumerable.Range(0, count).Select(_ => words[random.Next(words.Length)]).Distinct();
+}
