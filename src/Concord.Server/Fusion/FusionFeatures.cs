@@ -11,14 +11,27 @@ internal sealed class FusionFeatures
 {
     public const int MaxKeywords = 40;
 
-    private static readonly HashSet<string> StopWords = new(StringComparer.Ordinal)
+    /// <summary>
+    /// Each character of Latin-1 and Latin Extended-A (U+0080–U+017F) without its accents: the first character of its
+    /// canonical decomposition when the rest are non-spacing marks ("é" → "e", "Ŕ" → "R"), else itself ("æ", "ß").
+    /// </summary>
+    private static readonly char[] LatinBase = [.. Enumerable.Range(0x80, 0x100).Select(code =>
+    {
+        var decomposed = ((char)code).ToString().Normalize(NormalizationForm.FormD);
+        return decomposed.Length > 1 && decomposed.AsSpan(1).ToArray().All(m => CharUnicodeInfo.GetUnicodeCategory(m) == UnicodeCategory.NonSpacingMark)
+            ? decomposed[0]
+            : (char)code;
+    })];
+
+    /// <summary>Common words, compared after their accents are removed, as the words of a text are.</summary>
+    private static readonly HashSet<string> StopWords = new(new[]
     {
         "the", "and", "that", "with", "from", "this", "were", "was", "have", "has", "had", "their", "they", "them", "been",
         "near", "after", "before", "into", "over", "about", "between", "against", "among", "which", "while", "other", "others",
         "reported", "report", "reports", "according", "people", "persons", "killed", "injured", "least",
-        "dans", "avec", "pour", "mais", "sont", "ont", "des", "les", "une", "par", "sur", "aux", "selon", "près", "apres", "après",
-        "personnes", "tués", "tuées", "blessés", "rapport", "signalé", "signale",
-    };
+        "dans", "avec", "pour", "mais", "sont", "ont", "des", "les", "une", "par", "sur", "aux", "selon", "près", "après",
+        "personnes", "tués", "tuées", "blessés", "rapport", "signalé",
+    }.Select(word => new string([.. word.Select(c => c is > (char)127 and <= (char)0x17F ? LatinBase[c - 0x80] : c)])), StringComparer.Ordinal);
 
     public required double Latitude { get; init; }
 
@@ -96,8 +109,9 @@ internal sealed class FusionFeatures
     /// <summary>Lower-case words of four letters or more, accents removed, without common words, in order of appearance.</summary>
     public static List<string> Tokens(string text)
     {
-        // Most narratives are plain ASCII: decompose accents only when there are any.
-        var source = text.AsSpan().ContainsAnyExceptInRange((char)0, (char)127) ? text.Normalize(NormalizationForm.FormD) : text;
+        // Most narratives are plain ASCII or Latin with accents (French names and places), whose accents a table removes;
+        // anything else is decomposed by Unicode normalisation first and its non-spacing marks skipped.
+        var source = text.AsSpan().ContainsAnyExceptInRange((char)0, (char)0x17F) ? text.Normalize(NormalizationForm.FormD) : text;
         var words = new List<string>();
         Span<char> word = stackalloc char[48];
         var length = 0;
@@ -105,9 +119,16 @@ internal sealed class FusionFeatures
         for (var i = 0; i <= source.Length; i++)
         {
             var c = i < source.Length ? source[i] : ' ';
-            if (c > 127 && CharUnicodeInfo.GetUnicodeCategory(c) == UnicodeCategory.NonSpacingMark)
+            if (c > 127)
             {
-                continue;
+                if (c <= 0x17F)
+                {
+                    c = LatinBase[c - 0x80];
+                }
+                else if (CharUnicodeInfo.GetUnicodeCategory(c) == UnicodeCategory.NonSpacingMark)
+                {
+                    continue;
+                }
             }
 
             if (char.IsLetter(c))
@@ -132,7 +153,22 @@ internal sealed class FusionFeatures
         return words;
     }
 
-    private static string[] Sorted(IEnumerable<string> words) => [.. words.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)];
+    /// <summary>The distinct words, sorted (ordinal): sorted in place and deduplicated in one pass, as fusion does this for every report.</summary>
+    private static string[] Sorted(IEnumerable<string> words)
+    {
+        List<string> list = [.. words];
+        list.Sort(StringComparer.Ordinal);
+        var distinct = 0;
+        for (var i = 0; i < list.Count; i++)
+        {
+            if (distinct == 0 || !string.Equals(list[i], list[distinct - 1], StringComparison.Ordinal))
+            {
+                list[distinct++] = list[i];
+            }
+        }
+
+        return [.. list.GetRange(0, distinct)];
+    }
 
     /// <summary>How many strings two sorted (ordinal) arrays share, without allocating.</summary>
     public static int Shared(string[] a, string[] b)
