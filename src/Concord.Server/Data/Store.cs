@@ -96,7 +96,7 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
             // Memory-mapped reads avoid a system call per page; the page cache is per connection. Each pooled connection
             // maps the file on its own and the process's resident memory counts every mapping, so the map is kept to the
             // first 256 MiB: with 1 GiB, importing a million reports showed 1.8 GB of mapped pages beside 1 GB of heap,
-            // for 10-15 % faster viewport reads (docs/benchmarks-notes.md).
+            // and viewport requests were no faster (docs/benchmarks-notes.md, "Peak memory and the SQLite memory map").
             command.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA mmap_size=268435456; PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;";
             command.ExecuteNonQuery();
         }
