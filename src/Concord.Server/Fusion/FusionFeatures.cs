@@ -1,8 +1,10 @@
 using System.Globalization;
 using System.Text;
 using Concord.Server.Access;
+using Concord.Server.Import;
 using Concord.Server.Incidents;
 using Concord.Server.Reports;
+using Concord.Server.Ucdp;
 
 namespace Concord.Server.Fusion;
 
@@ -18,7 +20,7 @@ internal sealed class FusionFeatures
     private static readonly char[] LatinBase = [.. Enumerable.Range(0x80, 0x100).Select(code =>
     {
         var decomposed = ((char)code).ToString().Normalize(NormalizationForm.FormD);
-        return decomposed.Length > 1 && decomposed.AsSpan(1).ToArray().All(m => CharUnicodeInfo.GetUnicodeCategory(m) == UnicodeCategory.NonSpacingMark)
+        return decomposed.Length > 1 && decomposed.Skip(1).All(m => CharUnicodeInfo.GetUnicodeCategory(m) == UnicodeCategory.NonSpacingMark)
             ? decomposed[0]
             : (char)code;
     })];
@@ -31,7 +33,10 @@ internal sealed class FusionFeatures
         "reported", "report", "reports", "according", "people", "persons", "killed", "injured", "least",
         "dans", "avec", "pour", "mais", "sont", "ont", "des", "les", "une", "par", "sur", "aux", "selon", "près", "après",
         "personnes", "tués", "tuées", "blessés", "rapport", "signalé",
-    }.Select(word => new string([.. word.Select(c => c is > (char)127 and <= (char)0x17F ? LatinBase[c - 0x80] : c)])), StringComparer.Ordinal);
+    }.Select(word => new string([.. word.Select(WithoutAccent)])), StringComparer.Ordinal);
+
+    /// <summary>The curated datasets, each of which codes an event once (<see cref="Dataset"/>).</summary>
+    public static readonly string[] CuratedDatasets = [GedMapping.Dataset, AcledReader.Dataset];
 
     public required double Latitude { get; init; }
 
@@ -101,10 +106,22 @@ internal sealed class FusionFeatures
     /// The curated dataset an imported report comes from ("ucdp-ged:12345" → "ucdp-ged", "acled:CAF123" → "acled"): such
     /// datasets code each event once. Generic GeoJSON files and TAK markers make no such promise.
     /// </summary>
-    public static string? Dataset(string? externalRef) =>
-        externalRef is { } value && value.IndexOf(':', StringComparison.Ordinal) is > 0 and var colon && value[..colon] is "ucdp-ged" or "acled"
-            ? value[..colon]
-            : null;
+    public static string? Dataset(string? externalRef)
+    {
+        var colon = externalRef?.IndexOf(':', StringComparison.Ordinal) ?? -1;
+        foreach (var dataset in colon > 0 ? CuratedDatasets : [])
+        {
+            if (externalRef.AsSpan(0, colon).SequenceEqual(dataset))
+            {
+                return dataset;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>A Latin letter without its accents (<see cref="LatinBase"/>); any other character as it is.</summary>
+    private static char WithoutAccent(char c) => c is > (char)127 and <= (char)0x17F ? LatinBase[c - 0x80] : c;
 
     /// <summary>Lower-case words of four letters or more, accents removed, without common words, in order of appearance.</summary>
     public static List<string> Tokens(string text)
@@ -119,17 +136,12 @@ internal sealed class FusionFeatures
         for (var i = 0; i <= source.Length; i++)
         {
             var c = i < source.Length ? source[i] : ' ';
-            if (c > 127)
+            if (c > 0x17F && CharUnicodeInfo.GetUnicodeCategory(c) == UnicodeCategory.NonSpacingMark)
             {
-                if (c <= 0x17F)
-                {
-                    c = LatinBase[c - 0x80];
-                }
-                else if (CharUnicodeInfo.GetUnicodeCategory(c) == UnicodeCategory.NonSpacingMark)
-                {
-                    continue;
-                }
+                continue;
             }
+
+            c = WithoutAccent(c);
 
             if (char.IsLetter(c))
             {

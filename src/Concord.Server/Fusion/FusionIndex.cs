@@ -106,7 +106,7 @@ internal sealed class FusionIndex
         {
             if (_buckets.TryGetValue(key, out var list))
             {
-                list.RemoveAt(list.FindIndex(s => ReferenceEquals(s.Entry, entry)));
+                list.RemoveAt(IndexOf(list, entry));
                 if (list.Count == 0)
                 {
                     _buckets.Remove(key);
@@ -180,21 +180,30 @@ internal sealed class FusionIndex
     /// <summary>Great-circle kilometres per degree of latitude on <see cref="FusionScorer.Kilometres"/>'s sphere.</summary>
     private const double KmPerDegreeOfLatitude = 6371.0 * Math.PI / 180;
 
-    /// <summary>The curated datasets of a record as bits (<see cref="FusionFeatures.Dataset"/> knows two).</summary>
+    /// <summary>The curated datasets of a record as bits, one per <see cref="FusionFeatures.CuratedDatasets"/> (others: the scorer decides).</summary>
     private static int DatasetBits(string[] datasets)
     {
         var bits = 0;
         foreach (var d in datasets)
         {
-            bits |= d switch
-            {
-                "ucdp-ged" => 1,
-                "acled" => 2,
-                _ => 0, // unknown to the index: the scorer decides
-            };
+            var n = Array.IndexOf(FusionFeatures.CuratedDatasets, d);
+            bits |= n >= 0 ? 1 << n : 0;
         }
 
         return bits;
+    }
+
+    private static int IndexOf(List<Slot> list, Entry entry)
+    {
+        for (var i = 0; i < list.Count; i++)
+        {
+            if (ReferenceEquals(list[i].Entry, entry))
+            {
+                return i;
+            }
+        }
+
+        return -1;
     }
 
     private static int Cell(double degrees) => (int)Math.Floor(degrees / CellDegrees);
