@@ -18,14 +18,23 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// <summary>The flow tag this node adds; an event coming back with it and no newer time is a loop.</summary>
     public string FlowTag { get; } = "concord-" + Guid.NewGuid().ToString("N")[..8];
 
-    private readonly ConcurrentDictionary<TakSession, byte> _sessions = new();
+    // Connected sessions as an array replaced on every attach and detach: routing reads it for every event, and a
+    // concurrent dictionary's key list takes every lock of the dictionary and copies it each time.
+    private readonly Lock _attaching = new();
+    private volatile TakSession[] _sessions = [];
     private readonly ConcurrentDictionary<string, TakSession> _byDevice = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, TakSession> _byCertificate = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, DateTimeOffset> _latest = new(StringComparer.Ordinal);
+    // The time of the newest event routed for each uid, in a box compared and swapped in place: updating the
+    // dictionary's value would take one of its locks for every event.
+    private readonly ConcurrentDictionary<string, Latest> _latest = new(StringComparer.Ordinal);
+
+    // How many uids _latest holds, kept beside it: the dictionary's own count takes all its locks.
+    private int _latestCount;
+    private long _forgotAt;
     private long _routed;
     private long _ignored;
 
-    public ICollection<TakSession> Sessions => _sessions.Keys;
+    public IReadOnlyCollection<TakSession> Sessions => _sessions;
 
     public long Routed => Interlocked.Read(ref _routed);
 
@@ -34,11 +43,15 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// <summary>One live session per certificate: a reconnecting device replaces its older session.</summary>
     public void Attach(TakSession session)
     {
-        _sessions[session] = 0;
+        lock (_attaching)
+        {
+            _sessions = [.. _sessions, session];
+        }
+
         if (!session.Certificate.StartsWith("tcp:", StringComparison.Ordinal))
         {
             _byCertificate[session.Certificate] = session;
-            foreach (var other in _sessions.Keys.Where(s => s != session && s.Certificate == session.Certificate))
+            foreach (var other in _sessions.Where(s => s != session && s.Certificate == session.Certificate))
             {
                 other.Close("replaced by a newer connection with the same certificate");
             }
@@ -47,7 +60,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     public void Detach(TakSession session)
     {
-        _sessions.TryRemove(session, out _);
+        lock (_attaching)
+        {
+            _sessions = [.. _sessions.Where(s => s != session)];
+        }
+
         _byCertificate.TryRemove(new KeyValuePair<string, TakSession>(session.Certificate, session));
         if (session.DeviceUid is { } uid)
         {
@@ -55,7 +72,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         }
     }
 
-    public async ValueTask OnEventAsync(TakSession from, CotEvent e, ReadOnlyMemory<byte> raw = default)
+    /// <summary>
+    /// Routes one event from <paramref name="from"/>. Positions queued for other devices wait in
+    /// <paramref name="deliveries"/>, when given, until the caller rings them (after the rest of its read); alerts,
+    /// markers and chat are always sent at once.
+    /// </summary>
+    public async ValueTask OnEventAsync(TakSession from, CotEvent e, ReadOnlyMemory<byte> raw = default, Deliveries? deliveries = null)
     {
         var now = time.GetUtcNow();
         if (CotControl.IsPing(e))
@@ -86,18 +108,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
-        if (_latest.Count > MaxTrackedUids)
+        if (Volatile.Read(ref _latestCount) > MaxTrackedUids && now.UtcTicks - Interlocked.Read(ref _forgotAt) > TimeSpan.TicksPerMinute)
         {
+            // At most once a minute: when every uid was seen within the day, forgetting finds nothing to forget.
+            Interlocked.Exchange(ref _forgotAt, now.UtcTicks);
             Forget(now - TimeSpan.FromDays(1));
         }
 
-        var fresh = true;
-        _latest.AddOrUpdate(e.Uid, e.Time, (_, last) =>
-        {
-            fresh = e.Time > last;
-            return fresh ? e.Time : last;
-        });
-        if (!fresh)
+        if (!Newer(e.Uid, e.Time))
         {
             Interlocked.Increment(ref _ignored);
             return;
@@ -109,7 +127,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         }
         else if (CotMapping.IsPosition(e, from.DeviceUid))
         {
-            Position(from, e, raw);
+            Position(from, e, raw, deliveries);
         }
         else if (CotMapping.MarkerCategory(e.Type) is { } category)
         {
@@ -121,28 +139,71 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         }
     }
 
+    /// <summary>Records <paramref name="time"/> as the latest of <paramref name="uid"/> unless an event as new was routed already.</summary>
+    private bool Newer(string uid, DateTimeOffset time)
+    {
+        var ticks = time.UtcTicks;
+        if (!_latest.TryGetValue(uid, out var latest))
+        {
+            var first = new Latest(ticks);
+            latest = _latest.GetOrAdd(uid, first);
+            if (ReferenceEquals(latest, first))
+            {
+                Interlocked.Increment(ref _latestCount);
+                return true;
+            }
+        }
+
+        while (true)
+        {
+            var last = Interlocked.Read(ref latest.Ticks);
+            if (ticks <= last)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref latest.Ticks, ticks, last) == last)
+            {
+                return true;
+            }
+        }
+    }
+
+    private sealed class Latest(long ticks)
+    {
+        public long Ticks = ticks;
+    }
+
     /// <summary>How many uids the replay check remembers before it forgets those not seen for a day (markers each have their own uid).</summary>
     public const int MaxTrackedUids = 200_000;
 
     private void Forget(DateTimeOffset before)
     {
-        foreach (var (uid, time) in _latest)
+        foreach (var (uid, latest) in _latest)
         {
-            if (time < before)
+            if (Interlocked.Read(ref latest.Ticks) < before.UtcTicks)
             {
-                _latest.TryRemove(new KeyValuePair<string, DateTimeOffset>(uid, time));
+                if (_latest.TryRemove(new KeyValuePair<string, Latest>(uid, latest)))
+                {
+                    Interlocked.Decrement(ref _latestCount);
+                }
             }
         }
     }
 
-    /// <summary>Sends to every other session whose member may see <paramref name="marking"/>.</summary>
-    public int Broadcast(Outbound item, MarkingDefault marking, TakSession? except)
+    /// <summary>
+    /// Sends to every other session whose member may see <paramref name="marking"/>; with <paramref name="deliveries"/>
+    /// the sessions are woken when the caller rings them.
+    /// </summary>
+    public int Broadcast(Outbound item, MarkingDefault marking, TakSession? except, Deliveries? deliveries = null)
     {
         var sent = 0;
-        foreach (var session in _sessions.Keys)
+        foreach (var session in _sessions)
         {
-            if (session != except && Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, session.Viewer) && session.Send(item))
+            if (session != except && Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, session.Viewer)
+                && session.Send(item, ring: deliveries is null))
             {
+                deliveries?.Add(session);
                 sent++;
             }
         }
@@ -172,13 +233,13 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         return e with { Access = marking.Label, DetailXml = detail };
     }
 
-    private void Position(TakSession from, CotEvent e, ReadOnlyMemory<byte> raw)
+    private void Position(TakSession from, CotEvent e, ReadOnlyMemory<byte> raw, Deliveries? deliveries)
     {
         if (from.DeviceUid is null)
         {
             from.DeviceUid = e.Uid;
             _byDevice[e.Uid] = from;
-            foreach (var other in _sessions.Keys.Where(s => s != from && s.DeviceUid == e.Uid))
+            foreach (var other in _sessions.Where(s => s != from && s.DeviceUid == e.Uid))
             {
                 other.Close("replaced by a newer connection of the same device");
             }
@@ -186,7 +247,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         var stamped = Stamped(e, raw, from.Marking, droppable: true);
         tracks.Update(e, from, stamped);
-        Broadcast(stamped, from.Marking, from);
+        Broadcast(stamped, from.Marking, from, deliveries);
     }
 
     private async Task MarkerAsync(TakSession from, CotEvent e, string category, ReadOnlyMemory<byte> raw)
@@ -227,5 +288,34 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             Caveats = from.Marking.Caveats,
         });
         await db.SaveChangesAsync(CancellationToken.None);
+    }
+}
+
+/// <summary>
+/// The sessions one reader has queued positions for and not yet woken. A device's read often holds many events (a
+/// burst, or the events of a whole interval); waking each receiving device once for all of them means one TLS write
+/// per device per read instead of one per event, which on a busy server is most of routing's cost.
+/// </summary>
+internal sealed class Deliveries
+{
+    private readonly HashSet<TakSession> _waiting = [];
+
+    public void Add(TakSession session) => _waiting.Add(session);
+
+    /// <summary>Wakes every session queued for since the last ring; false when there was none.</summary>
+    public bool Ring()
+    {
+        if (_waiting.Count == 0)
+        {
+            return false;
+        }
+
+        foreach (var session in _waiting)
+        {
+            session.Ring();
+        }
+
+        _waiting.Clear();
+        return true;
     }
 }

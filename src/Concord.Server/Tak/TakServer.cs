@@ -221,6 +221,7 @@ internal sealed class TakServer(
     {
         var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
         var xml = new CotXmlFramer();
+        var deliveries = new Deliveries();
         TakStreamFramer? protobuf = null;
         var errors = 0;
         var leading = false;
@@ -229,6 +230,14 @@ internal sealed class TakServer(
         {
             while (true)
             {
+                // What the last read queued for other devices goes out now, one write per receiving device. Then this
+                // reader goes to the back of the thread pool's queue: a device that never stops sending would otherwise
+                // keep reading (its reads complete at once) while the writers it just woke wait, and its receivers would
+                // lose positions they had room for.
+                if (deliveries.Ring())
+                {
+                    await Task.Yield();
+                }
                 idle.CancelAfter(options.IdleTimeout);
                 int read;
                 try
@@ -245,7 +254,6 @@ internal sealed class TakServer(
                 {
                     return;
                 }
-
 
                 if (protobuf is null)
                 {
@@ -273,7 +281,7 @@ internal sealed class TakServer(
 
                         if (CotXml.TryParse(document, out var cotEvent, out _))
                         {
-                            await router.OnEventAsync(session, cotEvent!, document);
+                            await router.OnEventAsync(session, cotEvent!, document, deliveries);
                             if (cotEvent!.Type == CotControl.VersionRequestType && session.SwitchRequested)
                             {
                                 protobuf = new TakStreamFramer();
@@ -316,7 +324,7 @@ internal sealed class TakServer(
                         {
                             try
                             {
-                                await router.OnEventAsync(session, takEvent.ToCotEvent());
+                                await router.OnEventAsync(session, takEvent.ToCotEvent(), deliveries: deliveries);
                             }
                             catch (CotParseException)
                             {
@@ -329,6 +337,7 @@ internal sealed class TakServer(
         }
         finally
         {
+            deliveries.Ring();
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }

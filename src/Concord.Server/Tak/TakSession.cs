@@ -1,5 +1,5 @@
 using System.Buffers;
-using System.Threading.Channels;
+using System.Collections.Concurrent;
 using Concord.Cot;
 using Concord.Server.Access;
 
@@ -61,14 +61,17 @@ internal sealed class TakSession : IAsyncDisposable
     public static readonly TimeSpan WriteTimeout = TimeSpan.FromSeconds(15);
 
     private readonly Stream _stream;
-    private readonly Channel<Outbound> _alerts;
-    private readonly Channel<Outbound> _positions;
-
-    // Rung after each queued event: the writer waits on this one signal rather than on both queues (two waits and a
-    // WhenAny per wake, at a thousand wakes a second per device under load).
-    private readonly Channel<bool> _doorbell = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { SingleReader = true, FullMode = BoundedChannelFullMode.DropWrite });
+    // Lock-free queues: the router (one thread per sending device) queues while the writer drains; with locked queues
+    // the two spun on each queue's lock for a third of their time under load.
+    private readonly ConcurrentQueue<Outbound> _alerts = new();
+    private readonly ConcurrentQueue<Outbound> _positions = new();
+    private readonly Doorbell _doorbell = new();
+    private readonly Doorbell _room = new();
     private readonly int _positionQueue;
+    private readonly int _alertQueue;
     private readonly CancellationTokenSource _closing;
+    private int _positionCount;
+    private int _alertCount;
     private long _dropped;
     private volatile bool _protobuf;
 
@@ -76,8 +79,7 @@ internal sealed class TakSession : IAsyncDisposable
         int positionQueue = DefaultPositionQueue, int alertQueue = DefaultAlertQueue)
     {
         _positionQueue = positionQueue;
-        _alerts = Channel.CreateBounded<Outbound>(new BoundedChannelOptions(alertQueue) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
-        _positions = Channel.CreateBounded<Outbound>(new BoundedChannelOptions(positionQueue) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest });
+        _alertQueue = alertQueue;
         _stream = stream;
         Viewer = viewer;
         Certificate = certificate;
@@ -110,8 +112,12 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>Set when the device asked for TAK protocol v1 and was told yes: what it sends next is protobuf.</summary>
     public bool SwitchRequested { get; set; }
 
-    /// <summary>Queues an event; false when the device is too slow to take an alert and is being cut.</summary>
-    public bool Send(Outbound item)
+    /// <summary>
+    /// Queues an event; false when the device is too slow to take an alert and is being cut. Without
+    /// <paramref name="ring"/> the writer is not woken: the caller queues more (the rest of what one device sent in a
+    /// read) and then rings once, so that the device gets them in one write rather than in one write each.
+    /// </summary>
+    public bool Send(Outbound item, bool ring = true)
     {
         if (_closing.IsCancellationRequested)
         {
@@ -120,36 +126,58 @@ internal sealed class TakSession : IAsyncDisposable
 
         if (item.Droppable)
         {
-            if (_positions.Reader.Count >= _positionQueue)
+            _positions.Enqueue(item);
+            if (Interlocked.Increment(ref _positionCount) > _positionQueue && _positions.TryDequeue(out _))
             {
+                // The device falls behind: its oldest position goes, a newer one of the same device may well follow.
+                Interlocked.Decrement(ref _positionCount);
                 Interlocked.Increment(ref _dropped);
             }
 
-            _positions.Writer.TryWrite(item);
-            _doorbell.Writer.TryWrite(true);
+            if (ring)
+            {
+                Ring();
+            }
+
             return true;
         }
 
-        if (_alerts.Writer.TryWrite(item))
+        if (Interlocked.Increment(ref _alertCount) <= _alertQueue)
         {
-            _doorbell.Writer.TryWrite(true);
+            _alerts.Enqueue(item);
+            if (ring)
+            {
+                Ring();
+            }
+
             return true;
         }
 
+        Interlocked.Decrement(ref _alertCount);
         Close("too slow: its alert queue is full");
         return false;
     }
 
-    /// <summary>Queues an alert, waiting for room: for the initial picture, which may be larger than the queue.</summary>
+    /// <summary>Wakes the writer for what was queued without ringing.</summary>
+    public void Ring() => _doorbell.Ring();
+
+    /// <summary>
+    /// Queues an alert, waiting for room: for the initial picture, which may be larger than the queue. One caller at a
+    /// time (the session's initial picture).
+    /// </summary>
     public async Task SendWaitingAsync(Outbound item)
     {
-        try
+        while (!_closing.IsCancellationRequested)
         {
-            await _alerts.Writer.WriteAsync(item, _closing.Token);
-            _doorbell.Writer.TryWrite(true);
-        }
-        catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
-        {
+            if (Volatile.Read(ref _alertCount) < _alertQueue)
+            {
+                Interlocked.Increment(ref _alertCount);
+                _alerts.Enqueue(item);
+                Ring();
+                return;
+            }
+
+            await _room.WaitAsync();
         }
     }
 
@@ -163,6 +191,10 @@ internal sealed class TakSession : IAsyncDisposable
         catch (ObjectDisposedException)
         {
         }
+
+        // The writer and a sender waiting for room see the closing when they wake.
+        _doorbell.Ring();
+        _room.Ring();
     }
 
     /// <summary>Writes queued events until the session closes, batching what is ready into one write.</summary>
@@ -178,9 +210,11 @@ internal sealed class TakSession : IAsyncDisposable
             {
                 if (!Fill(buffer))
                 {
-                    await _doorbell.Reader.ReadAsync(token);
+                    await _doorbell.WaitAsync();
                     continue;
                 }
+
+                _room.Ring();
 
                 timeout.CancelAfter(WriteTimeout);
                 try
@@ -204,9 +238,6 @@ internal sealed class TakSession : IAsyncDisposable
                 buffer.ResetWrittenCount();
             }
         }
-        catch (ChannelClosedException)
-        {
-        }
         catch (OperationCanceledException)
         {
         }
@@ -222,7 +253,7 @@ internal sealed class TakSession : IAsyncDisposable
     private bool Fill(ArrayBufferWriter<byte> buffer)
     {
         const int BatchBytes = 64 * 1024;
-        while (buffer.WrittenCount < BatchBytes && (_alerts.Reader.TryRead(out var item) || _positions.Reader.TryRead(out item)))
+        while (buffer.WrittenCount < BatchBytes && Take() is { } item)
         {
             if (item.SwitchesToProtobuf)
             {
@@ -239,12 +270,27 @@ internal sealed class TakSession : IAsyncDisposable
         return buffer.WrittenCount > 0;
     }
 
+    /// <summary>The next event to write: alerts first.</summary>
+    private Outbound? Take()
+    {
+        if (_alerts.TryDequeue(out var alert))
+        {
+            Interlocked.Decrement(ref _alertCount);
+            return alert;
+        }
+
+        if (_positions.TryDequeue(out var position))
+        {
+            Interlocked.Decrement(ref _positionCount);
+            return position;
+        }
+
+        return null;
+    }
+
     public async ValueTask DisposeAsync()
     {
         Close("closed");
-        _alerts.Writer.TryComplete();
-        _positions.Writer.TryComplete();
-        _doorbell.Writer.TryComplete();
         await _stream.DisposeAsync();
         _closing.Dispose();
     }

@@ -81,7 +81,11 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, TimeProvider time,
             entry.Last = stamped;
         }
 
-        _dirty[e.Uid] = 0;
+        // Written once a second: a uid already waiting needs no second mark (and setting it takes a lock of the dictionary).
+        if (!_dirty.ContainsKey(e.Uid))
+        {
+            _dirty.TryAdd(e.Uid, 0);
+        }
     }
 
     public async Task LoadAsync(CancellationToken cancellationToken)

@@ -1,0 +1,201 @@
+using System.Collections.Concurrent;
+using System.Text;
+using Concord.Server.Access;
+using Concord.Server.Tak;
+
+namespace Concord.Server.Tests;
+
+/// <summary>A device's send queues and the doorbell that wakes its writer, without a network in between.</summary>
+public sealed class TakQueueTests
+{
+    private static readonly MarkingDefault Unclassified = new(0, "mission", 0, "UNCLASSIFIED");
+
+    [Fact]
+    public async Task The_doorbell_never_loses_a_ring_between_threads()
+    {
+        // Four threads queue and ring as fast as they can while one task drains and waits: a ring lost while the
+        // waiter goes to sleep would leave items in the queue with nobody awake to take them.
+        const int PerProducer = 100_000;
+        var bell = new Doorbell();
+        var queue = new ConcurrentQueue<int>();
+        var taken = 0;
+        var consumer = Task.Run(async () =>
+        {
+            while (taken < 4 * PerProducer)
+            {
+                while (queue.TryDequeue(out _))
+                {
+                    taken++;
+                }
+
+                if (taken < 4 * PerProducer)
+                {
+                    await bell.WaitAsync();
+                }
+            }
+        });
+        var producers = Enumerable.Range(0, 4).Select(p => Task.Run(() =>
+        {
+            for (var i = 0; i < PerProducer; i++)
+            {
+                queue.Enqueue(i);
+                bell.Ring();
+            }
+        })).ToArray();
+
+        await Task.WhenAll(producers);
+        await consumer.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(4 * PerProducer, taken);
+    }
+
+    [Fact]
+    public async Task A_ring_before_the_wait_is_kept_and_many_rings_count_as_one()
+    {
+        var bell = new Doorbell();
+        bell.Ring();
+        bell.Ring();
+        Assert.True(bell.WaitAsync().AsTask().IsCompleted);
+
+        var next = bell.WaitAsync().AsTask();
+        Assert.False(next.IsCompleted);
+        bell.Ring();
+        await next.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task Alerts_go_first_and_a_device_that_falls_behind_loses_its_oldest_positions()
+    {
+        var wire = new Wire();
+        await using var session = Session(wire, positionQueue: 4, alertQueue: 8);
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.True(session.Send(Item($"p{i}", droppable: true), ring: false));
+        }
+
+        Assert.True(session.Send(Item("a0", droppable: false), ring: false));
+        Assert.True(session.Send(Item("a1", droppable: false), ring: false));
+        Assert.Equal(6, session.Dropped);
+
+        var writer = session.WriteLoopAsync();
+        session.Ring();
+        Assert.Equal("a0;a1;p6;p7;p8;p9;", await wire.WaitForAsync(6));
+        session.Close("test over");
+        await writer.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task A_device_whose_alert_queue_is_full_is_cut()
+    {
+        var wire = new Wire();
+        await using var session = Session(wire, positionQueue: 4, alertQueue: 3);
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.True(session.Send(Item($"a{i}", droppable: false)));
+        }
+
+        Assert.False(session.Send(Item("a3", droppable: false)));
+        Assert.Equal("too slow: its alert queue is full", session.CloseReason);
+        Assert.True(session.Closing.IsCancellationRequested);
+        Assert.False(session.Send(Item("p0", droppable: true)));
+    }
+
+    [Fact]
+    public async Task The_initial_picture_waits_for_room_instead_of_cutting_the_device()
+    {
+        var wire = new Wire();
+        await using var session = Session(wire, positionQueue: 4, alertQueue: 2);
+        var writer = session.WriteLoopAsync();
+        for (var i = 0; i < 50; i++)
+        {
+            await session.SendWaitingAsync(Item($"i{i}", droppable: false)).WaitAsync(TimeSpan.FromSeconds(5));
+        }
+
+        Assert.Equal(string.Concat(Enumerable.Range(0, 50).Select(i => $"i{i};")), await wire.WaitForAsync(50));
+        Assert.Null(session.CloseReason);
+        session.Close("test over");
+        await writer.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
+    private static TakSession Session(Stream wire, int positionQueue, int alertQueue) =>
+        new(wire, new Viewer
+        {
+            MemberId = Guid.NewGuid(),
+            UserName = "patrol",
+            DisplayName = "Patrol",
+            OrganizationId = Guid.NewGuid(),
+            OrganizationCode = "force",
+            OrganizationName = "Force",
+            OrganizationKind = OrganizationKind.Military,
+            Clearance = 0,
+            CaveatBits = 0,
+            Roles = new HashSet<string>(),
+        }, "certificate", "test", Unclassified, CancellationToken.None, positionQueue, alertQueue);
+
+    private static Outbound Item(string text, bool droppable) =>
+        new(Encoding.UTF8.GetBytes(text + ";\n"), () => throw new InvalidOperationException("XML only"), droppable);
+
+    /// <summary>A write-only stream that records what the session wrote, one item per line.</summary>
+    private sealed class Wire : Stream
+    {
+        private readonly StringBuilder _written = new();
+        private readonly SemaphoreSlim _wrote = new(0);
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public async Task<string> WaitForAsync(int items)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (true)
+            {
+                lock (_written)
+                {
+                    var text = _written.ToString().Replace("\n", "", StringComparison.Ordinal);
+                    if (text.Count(c => c == ';') >= items || DateTime.UtcNow > deadline)
+                    {
+                        return text;
+                    }
+                }
+
+                await _wrote.WaitAsync(TimeSpan.FromMilliseconds(100));
+            }
+        }
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            lock (_written)
+            {
+                _written.Append(Encoding.UTF8.GetString(buffer, offset, count));
+            }
+
+            _wrote.Release();
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                _wrote.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+    }
+}
