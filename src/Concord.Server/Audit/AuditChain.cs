@@ -20,9 +20,9 @@ internal sealed class AuditChain : IDisposable
     /// <summary>
     /// Saves the context's pending changes and <paramref name="entries"/> together, chaining the entries.
     /// <paramref name="beforeSave"/> runs inside the transaction once the entries are chained, just before SaveChanges (the
-    /// report writer inserts its rows there on SQLite).
+    /// report writer inserts its rows there).
     /// </summary>
-    public async Task SaveAsync(ConcordDb db, IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken, Action<ConcordDb>? beforeSave = null)
+    public async Task SaveAsync(ConcordDb db, IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken, Func<ConcordDb, Task>? beforeSave = null)
     {
         await _gate.WaitAsync(cancellationToken);
         try
@@ -49,7 +49,10 @@ internal sealed class AuditChain : IDisposable
                 }
             }
 
-            beforeSave?.Invoke(db);
+            if (beforeSave is not null)
+            {
+                await beforeSave(db);
+            }
 
             // Inside our own transaction EF's automatic savepoint would only cost a round trip.
             db.Database.AutoSavepointsEnabled = false;

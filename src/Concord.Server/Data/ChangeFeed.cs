@@ -70,7 +70,7 @@ internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal sign
         context.Set<Change>().AddRange(changes);
     }
 
-    /// <summary>The change rows for records created outside SaveChanges (<see cref="SqliteBulkInsert"/>).</summary>
+    /// <summary>The change rows for records created outside SaveChanges (<see cref="BulkInsert"/>).</summary>
     public List<Change> Created(IEnumerable<IFeedEntity> created)
     {
         var now = time.GetUtcNow().UtcDateTime;

@@ -198,7 +198,7 @@ internal sealed class ReportWriter : IAsyncDisposable
             try
             {
                 await _chain.SaveAsync(db, added.Values.SelectMany(e => e.Audit).ToList(), CancellationToken.None,
-                    db.Database.IsSqlite() ? d => SqliteBulkInsert.Flush(d, _feed) : null);
+                    d => BulkInsert.FlushAsync(d, _feed, CancellationToken.None));
             }
             catch
             {
