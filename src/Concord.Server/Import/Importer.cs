@@ -19,7 +19,7 @@ internal sealed record ImportSummary(long Rows, long Created, long Skipped, long
 /// </summary>
 internal sealed class Importer(IServiceScopeFactory scopes)
 {
-    public const int BatchSize = 1000;
+    public const int BatchSize = 4000;
     public const int MaxListed = 1000;
 
     public async Task<ImportSummary> RunAsync(
