@@ -238,6 +238,7 @@ internal sealed class TakServer(
                 {
                     await Task.Yield();
                 }
+
                 idle.CancelAfter(options.IdleTimeout);
                 int read;
                 try

@@ -133,28 +133,31 @@ internal sealed class TakSession : IAsyncDisposable
                 Interlocked.Decrement(ref _positionCount);
                 Interlocked.Increment(ref _dropped);
             }
-
-            if (ring)
-            {
-                Ring();
-            }
-
-            return true;
+        }
+        else if (!TryQueueAlert(item))
+        {
+            Close("too slow: its alert queue is full");
+            return false;
         }
 
+        if (ring)
+        {
+            Ring();
+        }
+
+        return true;
+    }
+
+    /// <summary>Queues an alert if its queue has room.</summary>
+    private bool TryQueueAlert(Outbound item)
+    {
         if (Interlocked.Increment(ref _alertCount) <= _alertQueue)
         {
             _alerts.Enqueue(item);
-            if (ring)
-            {
-                Ring();
-            }
-
             return true;
         }
 
         Interlocked.Decrement(ref _alertCount);
-        Close("too slow: its alert queue is full");
         return false;
     }
 
@@ -169,10 +172,8 @@ internal sealed class TakSession : IAsyncDisposable
     {
         while (!_closing.IsCancellationRequested)
         {
-            if (Volatile.Read(ref _alertCount) < _alertQueue)
+            if (TryQueueAlert(item))
             {
-                Interlocked.Increment(ref _alertCount);
-                _alerts.Enqueue(item);
                 Ring();
                 return;
             }
