@@ -120,6 +120,8 @@ internal sealed class ReportWriter : IAsyncDisposable
         var incidents = new Dictionary<Guid, (Incident Incident, List<Report> Reports)>();
         // The incidents this batch's new reports may join, read from the store at once (a query per report was most of fusion's time).
         var fusion = await _fusion.PrepareAsync(db, batch.Select(p => p.Entry.Report).Where(r => !stored.ContainsKey(r.Id)), CancellationToken.None);
+        // The reports of the incidents those are likely to join, so that a join rebuilds the summary without a query of its own.
+        var linkedReports = await LinkedReportsAsync(db, fusion.Incidents.Values.Where(i => i.ReportCount < LargeIncident).Select(i => i.Id));
         var now = DateTime.UtcNow;
         foreach (var pending in batch)
         {
@@ -160,9 +162,10 @@ internal sealed class ReportWriter : IAsyncDisposable
 
                     if (!incidents.TryGetValue(join.Incident.Id, out var target))
                     {
-                        // One query for the incident's reports (the incident itself came with fusion's confirmation).
-                        target = (join.Incident, await db.IncidentReports.Where(l => l.IncidentId == join.Incident.Id)
-                            .Join(db.Reports.AsNoTracking(), l => l.ReportId, r => r.Id, (l, r) => r).ToListAsync());
+                        // An incident fusion confirmed on its own (not among the prepared ones) costs a query for its reports.
+                        target = (join.Incident, linkedReports.Remove(join.Incident.Id, out var reports)
+                            ? reports
+                            : (await LinkedReportsAsync(db, [join.Incident.Id])).GetValueOrDefault(join.Incident.Id) ?? []);
                         incidents[join.Incident.Id] = target;
                     }
 
@@ -217,6 +220,28 @@ internal sealed class ReportWriter : IAsyncDisposable
         {
             pending.Done.TrySetResult(outcome);
         }
+    }
+
+    /// <summary>The reports linked to each of <paramref name="incidentIds"/>, a few hundred incidents per query.</summary>
+    private static async Task<Dictionary<Guid, List<Report>>> LinkedReportsAsync(ConcordDb db, IEnumerable<Guid> incidentIds)
+    {
+        var linked = new Dictionary<Guid, List<Report>>();
+        foreach (var chunk in incidentIds.Chunk(500))
+        {
+            var rows = await db.IncidentReports.AsNoTracking().Where(l => chunk.Contains(l.IncidentId))
+                .Join(db.Reports, l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, Report = r }).ToListAsync();
+            foreach (var row in rows)
+            {
+                if (!linked.TryGetValue(row.IncidentId, out var reports))
+                {
+                    linked[row.IncidentId] = reports = [];
+                }
+
+                reports.Add(row.Report);
+            }
+        }
+
+        return linked;
     }
 
     /// <summary>Links a report to the incident fusion chose, with its scores.</summary>
