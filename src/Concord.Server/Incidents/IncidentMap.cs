@@ -56,7 +56,7 @@ internal static class IncidentMap
         var total = await incidents.CountAsync(context.RequestAborted);
         if (total <= maxPoints)
         {
-            var rows = await IncidentEndpoints.NewestAsync(db, incidents, query with { Limit = maxPoints }, viewer, context.RequestAborted);
+            var rows = await IncidentEndpoints.NewestPointsAsync(db, incidents, query with { Limit = maxPoints }, viewer, context.RequestAborted);
             await IncidentEndpoints.RecordReadAsync(audit, viewer, rows, context, time);
             await using var points = Start(context, rows.Count, clustered: false);
             IncidentEndpoints.WriteFeatures(points, rows, markings);
