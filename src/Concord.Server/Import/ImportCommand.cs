@@ -54,7 +54,9 @@ internal static class ImportCommand
 
             await using var file = File.OpenRead(path);
             var started = DateTime.UtcNow;
-            var bar = new Progress<ImportProgress>(p => errors.Write(Line(p, DateTime.UtcNow - started)));
+            // Written on the importer's thread: Progress<T> would post each line to the thread pool, and the last one
+            // could come after the summary (or, for a file of one batch, after the command had returned).
+            var bar = new ProgressLine(errors, started);
             var summary = await services.GetRequiredService<Importer>().RunAsync(format, file, author, marking, Path.GetFileNameWithoutExtension(path), bar, cancellationToken);
             await errors.WriteLineAsync();
             await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
@@ -83,6 +85,11 @@ internal static class ImportCommand
         var filled = (int)Math.Round(share * Width);
         return string.Create(CultureInfo.InvariantCulture,
             $"\r[{new string('#', filled)}{new string('.', Width - filled)}] {share:P0} {p.Rows:N0} rows, {rate:N0} rows/s, ETA {eta:mm\\:ss}, {p.Created:N0} created, {p.Skipped:N0} skipped, {p.Rejected:N0} rejected ");
+    }
+
+    private sealed class ProgressLine(TextWriter errors, DateTime started) : IProgress<ImportProgress>
+    {
+        public void Report(ImportProgress value) => errors.Write(Line(value, DateTime.UtcNow - started));
     }
 
     private static string? Guess(string path) => Path.GetExtension(path).ToLowerInvariant() switch
