@@ -70,6 +70,41 @@ public sealed class FusionIndexTests
         Assert.Empty(index.Near(report));
     }
 
+    [Fact]
+    public void Incidents_share_one_copy_of_a_category_set_of_actors_and_datasets_and_keep_their_own_words()
+    {
+        var index = new FusionIndex();
+        var first = RandomIncident(new Random(2));
+        first.Datasets = "ucdp-ged";
+        var second = RandomIncident(new Random(2));
+        // Equal text read apart, as two rows of the store are.
+        second.Category = new string(first.Category.AsSpan());
+        second.Actors = new string(first.Actors.AsSpan());
+        second.Datasets = new string(first.Datasets.AsSpan());
+        second.Keywords = FusionFeatures.Encode(["looted", "market"]);
+        index.Put(first);
+        index.Put(second);
+
+        // Asked from the same place and time by a record of no curated dataset (a GED event never fuses with another).
+        var probe = RandomIncident(new Random(2));
+        probe.Datasets = "";
+        var near = index.Near(FusionFeatures.Of(probe));
+        var a = Assert.Single(near, e => e.Id == first.Id).Features;
+        var b = Assert.Single(near, e => e.Id == second.Id).Features;
+        Assert.Same(a.Category, b.Category);
+        Assert.Same(a.Actors, b.Actors);
+        Assert.Same(a.Datasets, b.Datasets);
+        Assert.Equal(FusionFeatures.Of(first).Actors, a.Actors);
+        Assert.Equal(["ucdp-ged"], b.Datasets);
+        Assert.Equal(FusionFeatures.Of(first).Words, a.Words);
+        Assert.Equal(["looted", "market"], b.Words);
+
+        // Rebuilt from scratch, the index shares again what it holds then.
+        index.Clear();
+        index.Put(second);
+        Assert.Equal(FusionFeatures.Of(second).Actors, Assert.Single(index.Near(FusionFeatures.Of(probe))).Features.Actors);
+    }
+
     private static Incident RandomIncident(Random random)
     {
         var (latitude, longitude) = Place(random);

@@ -21,7 +21,7 @@ internal sealed class ReportWriter : IAsyncDisposable
     /// commit writes out every index page its rows touched, and with indexes keyed at random 256 reports touched nearly as
     /// many pages as 4,000 (docs/benchmarks-notes.md, "Import batches and PostgreSQL COPY").
     /// </summary>
-    public const int MaxBatch = 4096;
+    public const int MaxBatch = 2048;
 
     /// <summary>From this many reports on, a join updates the incident's summary instead of rebuilding it from every report.</summary>
     public const int LargeIncident = 50;
