@@ -9,7 +9,7 @@ using Concord.Server.Ucdp;
 namespace Concord.Server.Fusion;
 
 /// <summary>What fusion compares, for a report or an incident: place with its uncertainty, time window, category, actors, words, datasets.</summary>
-internal sealed class FusionFeatures
+internal sealed record FusionFeatures
 {
     public const int MaxKeywords = 40;
 

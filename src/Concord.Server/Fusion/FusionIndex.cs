@@ -260,19 +260,7 @@ internal sealed class FusionIndex
             return words;
         }
 
-        return new FusionFeatures
-        {
-            Latitude = f.Latitude,
-            Longitude = f.Longitude,
-            PrecisionKm = f.PrecisionKm,
-            Start = f.Start,
-            End = f.End,
-            Category = Word(f.Category),
-            Actors = Set(f.Actors),
-            Words = Words(f.Words),
-            Datasets = Set(f.Datasets),
-            Killed = f.Killed,
-        };
+        return f with { Category = Word(f.Category), Actors = Set(f.Actors), Words = Words(f.Words), Datasets = Set(f.Datasets) };
     }
 
     /// <summary>Arrays of words compared by their contents, for <see cref="Share"/>.</summary>
