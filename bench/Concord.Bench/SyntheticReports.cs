@@ -1,6 +1,7 @@
 using System.Data.Common;
 using Concord.Server.Access;
 using Concord.Server.Data;
+using Concord.Server.Incidents;
 using Concord.Server.Ucdp;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
@@ -25,7 +26,7 @@ internal static class SyntheticReports
     private static readonly string[] IncidentColumns =
     [
         "id", "category", "starts_at", "ends_at", "latitude", "longitude", "location_precision_meters", "area_id", "status", "title",
-        "killed_best", "injured_best", "report_count", "classification", "releasable_to", "release_mask", "caveats", "created_at", "updated_at",
+        "killed_best", "injured_best", "report_count", "classification", "releasable_to", "release_mask", "caveats", "created_at", "updated_at", "cell",
     ];
 
     private static readonly string[] LinkColumns = ["incident_id", "report_id", "contribution", "linked_at"];
@@ -81,7 +82,7 @@ internal static class SyntheticReports
                 ]);
                 incidents.Add([
                     incidentId, category, observed, observed.AddDays(1), lat, lon, 1000.0, null, "reported", narrative, killed, null, 1,
-                    marking.Level, marking.Releasable, Releasability.Mask(marking.Releasable), marking.Caveats, now, now,
+                    marking.Level, marking.Releasable, Releasability.Mask(marking.Releasable), marking.Caveats, now, now, MapCells.Of(lat, lon),
                 ]);
                 links.Add([incidentId, reportId, 1.0, now]);
             }

@@ -23,6 +23,16 @@ internal sealed class Incident : MarkedRecord, IFeedEntity
 
     public required double Longitude { get; set; }
 
+    /// <summary>
+    /// The half-degree map square of the location (<see cref="MapCells"/>), stored because the map index leads with it.
+    /// Always derived from the location: what the store holds is written from here and never read back into anything.
+    /// </summary>
+    public int Cell
+    {
+        get => MapCells.Of(Latitude, Longitude);
+        private init { }
+    }
+
     public required double LocationPrecisionMeters { get; set; }
 
     public Guid? AreaId { get; set; }
