@@ -87,6 +87,16 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         Assert.Equal(new[] { shared, policeOnly }.ToHashSet(), await Filtered("unpol", "UNPOL"));
         Assert.Equal([policeOnly], await Filtered("force", "UNPOL"));
         Assert.Equal([shared], await Filtered("force", "FORCE"));
+
+        // On the map in cells, the mixed incident (FORCE's report and UNPOL's own) counts once for each, where each sees it.
+        foreach (var user in new[] { "force", "unpol" })
+        {
+            var response = await server.ClientFor(user).GetAsync($"/api/incidents/map?bbox=-46,-34,-44,-32&zoom=4&maxPoints=1&q={tag}");
+            var cells = (await response.Json()).GetProperty("features").EnumerateArray().ToList();
+            Assert.Equal("true", response.Headers.GetValues("X-Concord-Clustered").Single());
+            Assert.Equal("2", response.Headers.GetValues("X-Concord-Total").Single());
+            Assert.Equal(2, cells.Sum(c => c.GetProperty("properties").GetProperty("count").GetInt32()));
+        }
         var (bad, problem) = await server.ClientFor("force").GetJson("/api/incidents?organization=NOPE");
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
         Assert.Equal(["organization"], problem.ErrorFields());

@@ -53,7 +53,11 @@ internal static class IncidentMap
             return Problems.Invalid(filterErrors);
         }
 
-        var total = await incidents.CountAsync(context.RequestAborted);
+        // One pass over the viewport counts it and groups it: a whole-country view reads every entry in its cells, and
+        // counting first then grouping read them twice.
+        var size = CellDegrees(zoom);
+        var groups = await GroupsAsync(incidents, size, context.RequestAborted);
+        var total = groups.Sum(g => g.Count);
         if (total <= maxPoints)
         {
             var rows = await IncidentEndpoints.NewestPointsAsync(db, incidents, query with { Limit = maxPoints }, viewer, context.RequestAborted);
@@ -64,7 +68,7 @@ internal static class IncidentMap
             return TypedResults.Empty;
         }
 
-        var cells = await CellsAsync(db, incidents, query, viewer, CellDegrees(zoom), context.RequestAborted);
+        var cells = await CellsAsync(db, groups, incidents, query, viewer, size, context.RequestAborted);
         await using var writer = Start(context, cells.Sum(c => c.Count), clustered: true);
         foreach (var cell in cells)
         {
@@ -91,19 +95,27 @@ internal static class IncidentMap
 
     internal sealed record Cell(long Y, long X, int Count, double Latitude, double Longitude, int Classification, long Caveats);
 
-    /// <summary>
-    /// Counts per cell. Incidents with one marking are grouped in the database; mixed incidents are rebuilt for the viewer
-    /// first (their stored place may come from reports the viewer may not see) and added here.
-    /// </summary>
-    internal static async Task<List<Cell>> CellsAsync(ConcordDb db, IQueryable<Incident> visible, ListQuery query, Viewer viewer, double size, CancellationToken cancellationToken)
-    {
-        var grouped = await visible.Where(i => !i.Mixed)
-            .GroupBy(i => new { Y = Math.Floor(i.Latitude / size), X = Math.Floor(i.Longitude / size), i.Classification, i.Caveats })
-            .Select(g => new { g.Key.Y, g.Key.X, g.Key.Classification, g.Key.Caveats, Count = g.Count(), Latitude = g.Average(i => i.Latitude), Longitude = g.Average(i => i.Longitude) })
-            .ToListAsync(cancellationToken);
-        var parts = grouped.Select(g => new Cell((long)g.Y, (long)g.X, g.Count, g.Latitude, g.Longitude, g.Classification, g.Caveats)).ToList();
+    internal sealed record Group(double Y, double X, int Classification, long Caveats, bool Mixed, int Count, double Latitude, double Longitude);
 
-        var mixed = await visible.Where(i => i.Mixed).OrderBy(i => i.Number).Take(10 * MaxPoints).ToListAsync(cancellationToken);
+    /// <summary>The visible incidents of a viewport grouped by cell, marking and whether they are mixed, in the database.</summary>
+    private static Task<List<Group>> GroupsAsync(IQueryable<Incident> visible, double size, CancellationToken cancellationToken) =>
+        visible
+            .GroupBy(i => new { Y = Math.Floor(i.Latitude / size), X = Math.Floor(i.Longitude / size), i.Classification, i.Caveats, i.Mixed })
+            .Select(g => new Group(g.Key.Y, g.Key.X, g.Key.Classification, g.Key.Caveats, g.Key.Mixed, g.Count(), g.Average(i => i.Latitude), g.Average(i => i.Longitude)))
+            .ToListAsync(cancellationToken);
+
+    /// <summary>
+    /// Counts per cell. Incidents with one marking come grouped from the database; mixed incidents are rebuilt for the
+    /// viewer first (their stored place may come from reports the viewer may not see) and added here.
+    /// </summary>
+    private static async Task<List<Cell>> CellsAsync(ConcordDb db, List<Group> groups, IQueryable<Incident> visible, ListQuery query, Viewer viewer, double size, CancellationToken cancellationToken)
+    {
+        var parts = groups.Where(g => !g.Mixed).Select(g => new Cell((long)g.Y, (long)g.X, g.Count, g.Latitude, g.Longitude, g.Classification, g.Caveats)).ToList();
+
+        // The groups say whether the viewport holds any mixed incident: most hold none, and need no second pass.
+        var mixed = groups.Any(g => g.Mixed)
+            ? await visible.Where(i => i.Mixed).OrderBy(i => i.Number).Take(10 * MaxPoints).ToListAsync(cancellationToken)
+            : [];
         foreach (var i in (await db.AsSeenByAsync(mixed, viewer, cancellationToken)).Where(i => IncidentEndpoints.Matches(query, i)))
         {
             parts.Add(new Cell((long)Math.Floor(i.Latitude / size), (long)Math.Floor(i.Longitude / size), 1, i.Latitude, i.Longitude, i.Classification, i.Caveats));
