@@ -95,7 +95,7 @@ internal static class IncidentMap
 
     internal sealed record Cell(long Y, long X, int Count, double Latitude, double Longitude, int Classification, long Caveats);
 
-    internal sealed record Group(double Y, double X, int Classification, long Caveats, bool Mixed, int Count, double Latitude, double Longitude);
+    private sealed record Group(double Y, double X, int Classification, long Caveats, bool Mixed, int Count, double Latitude, double Longitude);
 
     /// <summary>The visible incidents of a viewport grouped by cell, marking and whether they are mixed, in the database.</summary>
     private static Task<List<Group>> GroupsAsync(IQueryable<Incident> visible, double size, CancellationToken cancellationToken) =>

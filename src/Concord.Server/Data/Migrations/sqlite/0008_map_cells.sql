@@ -3,6 +3,7 @@
 -- here it is computed for existing incidents with the same arithmetic. It leads the map index, so a viewport seeks to
 -- its own squares instead of scanning its whole latitude band across the mission, and the index holds every column a
 -- map point shows and the access predicate tests, so a viewport never reads the table itself.
+-- SQLite cannot drop a column's default without rebuilding the table, so the 0 stays; Concord writes every incident's cell.
 ALTER TABLE incidents ADD COLUMN cell INTEGER NOT NULL DEFAULT 0;
 UPDATE incidents SET cell = CAST((latitude + 90) * 2 AS INTEGER) * 720 + CAST((longitude + 180) * 2 AS INTEGER);
 DROP INDEX ix_incidents_location;
