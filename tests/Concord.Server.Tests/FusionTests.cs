@@ -61,6 +61,43 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_join_stores_the_incident_s_new_summary_and_announces_it_on_the_change_feed()
+    {
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var at = When.AddDays(-20);
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(5.7600, 20.6700, at, "ucdp.one-sided", 3, "3R fighters attacked civilians at Bria market, three killed.", mission, precision: 5_000));
+        var (_, second) = await server.ClientFor("unpol").PostJson("/api/reports",
+            Account(5.7610, 20.6710, at.AddHours(2), "ucdp.one-sided", 9, "3R fighters attacked civilians at Bria market; nine killed.", mission, precision: 200));
+        var incident = first.GetProperty("incidentId").GetGuid();
+        Assert.Equal(incident, second.GetProperty("incidentId").GetGuid());
+
+        // Read back from the store: the window grew, the more precise report gives the place, the median the figure.
+        var (_, summary) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}");
+        Assert.Equal(2, summary.GetProperty("reportCount").GetInt32());
+        Assert.Equal(3, summary.GetProperty("killedBest").GetInt32());
+        Assert.Equal(200, summary.GetProperty("location").GetProperty("precisionMeters").GetDouble());
+        Assert.Equal(at.AddHours(3), summary.GetProperty("endsAt").GetDateTimeOffset());
+
+        var operations = new List<string>();
+        long after = 0;
+        while (true)
+        {
+            var (_, page) = await server.ClientFor("joc").GetJson($"/api/changes?after={after}&limit=1000");
+            operations.AddRange(page.GetProperty("items").EnumerateArray()
+                .Where(c => c.GetProperty("id").GetGuid() == incident).Select(c => c.GetProperty("operation").GetString()!));
+            var next = page.GetProperty("next").GetInt64();
+            if (next == after)
+            {
+                break;
+            }
+
+            after = next;
+        }
+
+        Assert.Equal(["created", "updated"], operations);
+    }
+
+    [Fact]
     public async Task A_much_reported_event_stays_one_incident_with_its_median_figures()
     {
         // Past the large-incident threshold, joins update the summary instead of re-reading every report.

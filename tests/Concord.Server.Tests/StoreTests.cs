@@ -70,7 +70,7 @@ public abstract class StoreTests
         }
     }
 
-    private static ServiceProvider Services(StoreOptions store)
+    internal static ServiceProvider Services(StoreOptions store)
     {
         var services = new ServiceCollection();
         services.AddLogging();
@@ -108,6 +108,51 @@ public sealed class StoreTests_Sqlite : StoreTests, IDisposable
     }
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public async Task A_commit_is_copied_into_the_database_file_by_the_background_checkpoint()
+    {
+        await using var services = Services(await CreateStoreAsync());
+        await services.PrepareStoreAsync(CancellationToken.None);
+        var checkpointer = services.GetRequiredService<WalCheckpointer>();
+        var before = checkpointer.Checkpoints;
+        await using (var scope = services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            db.Settings.Add(new Sharing.Setting { Key = "test.checkpoint", Value = new string('x', 20_000) });
+            await db.SaveChangesAsync();
+        }
+
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (checkpointer.Checkpoints == before && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        // Nothing else writes: the checkpoint after the commit copied the whole log, the setting's pages with it (a
+        // 20 kB value spans several pages).
+        Assert.True(checkpointer.Checkpoints > before, "no checkpoint ran after the commit");
+        var (log, copied) = checkpointer.Last;
+        Assert.True(log >= 5, $"pages in the log: {log}");
+        Assert.Equal(log, copied);
+        await DropStoreAsync();
+    }
+
+    [Fact]
+    public async Task Connections_checkpoint_inline_only_past_the_higher_threshold()
+    {
+        await using var services = Services(await CreateStoreAsync());
+        await services.PrepareStoreAsync(CancellationToken.None);
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var connection = db.Database.GetDbConnection();
+        await db.Database.OpenConnectionAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA wal_autocheckpoint";
+        Assert.Equal((long)WalCheckpointer.InlineThreshold, await command.ExecuteScalarAsync());
+        await db.Database.CloseConnectionAsync();
+        await DropStoreAsync();
+    }
 }
 
 public sealed class StoreTests_Postgres : StoreTests

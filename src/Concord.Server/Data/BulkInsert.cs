@@ -14,17 +14,21 @@ using Npgsql;
 namespace Concord.Server.Data;
 
 /// <summary>
-/// The report writer's new rows (incidents, reports, their links, audit entries and the change rows announcing them),
-/// inserted inside the writer's transaction without SaveChanges, which builds a fresh batched command of thousands of
-/// parameters for each batch: on SQLite with one prepared statement per table, reused for every row; on PostgreSQL with
-/// one binary <c>COPY</c> per table. Columns and values come from the EF model and its type mappings, so each row is
-/// exactly what SaveChanges would write; the inserted entries stop being tracked, and SaveChanges then writes what
-/// remains (incidents a report joined, fusion proposals) as before.
+/// The report writer's new rows (incidents, reports, their links, fusion proposals, audit entries and the change rows
+/// announcing them), inserted inside the writer's transaction without SaveChanges, which builds a fresh batched command
+/// of thousands of parameters for each batch: on SQLite with one prepared statement per table, reused for every row; on
+/// PostgreSQL with one binary <c>COPY</c> per table. On SQLite the incidents a report joined are updated here too, in
+/// the columns that changed, one prepared statement per set of changed columns. Columns and values come from the EF
+/// model and its type mappings, so each row is exactly what SaveChanges would write; the written entries stop being
+/// tracked as changed, and SaveChanges then writes whatever remains (on PostgreSQL, the joined incidents).
 /// </summary>
 internal static class BulkInsert
 {
     /// <summary>In an order that satisfies the foreign keys.</summary>
-    private static readonly Type[] Tables = [typeof(Incident), typeof(Report), typeof(IncidentReport), typeof(AuditEntry), typeof(Change)];
+    private static readonly Type[] Tables = [typeof(Incident), typeof(Report), typeof(IncidentReport), typeof(Fusion.FusionProposal), typeof(AuditEntry), typeof(Change)];
+
+    /// <summary>Statements that update an incident in a given set of columns (SQLite), by the set's column names.</summary>
+    private static readonly ConcurrentDictionary<string, string> Updates = new(StringComparer.Ordinal);
 
     private static readonly ConcurrentDictionary<(Type Table, bool Sqlite), Shape> Shapes = new();
 
@@ -34,24 +38,45 @@ internal static class BulkInsert
         // (SaveChanges still does, for the incidents a report joined).
         var detect = db.ChangeTracker.AutoDetectChangesEnabled;
         db.ChangeTracker.AutoDetectChangesEnabled = false;
+        var sqlite = db.Database.IsSqlite();
         List<EntityEntry> added;
+        List<EntityEntry> modified = [];
         try
         {
             added = db.ChangeTracker.Entries().Where(e => e.State == EntityState.Added && Array.IndexOf(Tables, e.Metadata.ClrType) >= 0).ToList();
+            if (sqlite)
+            {
+                // The incidents reports joined: SaveChanges would find them by comparing every tracked entity with its snapshot.
+                db.ChangeTracker.DetectChanges();
+                modified = db.ChangeTracker.Entries<Incident>().Where(e => e.State == EntityState.Modified).Select(e => (EntityEntry)e).ToList();
+            }
         }
         finally
         {
             db.ChangeTracker.AutoDetectChangesEnabled = detect;
         }
 
-        if (added.Count == 0)
+        if (added.Count == 0 && modified.Count == 0)
         {
             return;
         }
 
         var transaction = (db.Database.CurrentTransaction ?? throw new InvalidOperationException("bulk insert needs the writer's transaction")).GetDbTransaction();
-        var sqlite = db.Database.IsSqlite();
         var changes = feed.Created(added.Select(e => e.Entity).OfType<IFeedEntity>());
+        if (modified.Count > 0)
+        {
+            try
+            {
+                Update(modified, (SqliteConnection)transaction.Connection!, (SqliteTransaction)transaction);
+            }
+            catch (SqliteException e)
+            {
+                throw new DbUpdateException($"updating incidents failed: {e.Message}", e);
+            }
+
+            changes.AddRange(feed.Updated(modified.Select(e => (IFeedEntity)e.Entity)));
+        }
+
         foreach (var table in Tables)
         {
             var rows = added.Where(e => e.Metadata.ClrType == table).Select(e => e.Entity).ToList();
@@ -87,6 +112,43 @@ internal static class BulkInsert
         foreach (var entry in added)
         {
             entry.State = EntityState.Detached;
+        }
+
+        foreach (var entry in modified)
+        {
+            // Written: SaveChanges must not write it again (the context ends with the batch).
+            entry.State = EntityState.Unchanged;
+        }
+    }
+
+    /// <summary>Updates each entry in the columns that changed, as SaveChanges would; entries with the same changed columns share a statement.</summary>
+    private static void Update(List<EntityEntry> entries, SqliteConnection connection, SqliteTransaction transaction)
+    {
+        foreach (var group in entries.GroupBy(e => string.Join(',', e.Properties.Where(p => p.IsModified).Select(p => p.Metadata.GetColumnName())), StringComparer.Ordinal))
+        {
+            var type = group.First().Metadata;
+            var key = type.FindPrimaryKey()!.Properties.Single();
+            var columns = group.First().Properties.Where(p => p.IsModified).Select(p => p.Metadata).ToArray();
+            var sql = Updates.GetOrAdd(type.GetTableName() + ":" + group.Key, _ =>
+                $"UPDATE \"{type.GetTableName()}\" SET {string.Join(", ", columns.Select((c, i) => $"\"{c.GetColumnName()}\" = @p{i.ToString(CultureInfo.InvariantCulture)}"))} WHERE \"{key.GetColumnName()}\" = @key");
+            using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = sql;
+            foreach (var entry in group)
+            {
+                command.Parameters.Clear();
+                for (var i = 0; i < columns.Length; i++)
+                {
+                    command.Parameters.Add(columns[i].GetRelationalTypeMapping().CreateParameter(command, "@p" + i.ToString(CultureInfo.InvariantCulture),
+                        entry.Property(columns[i]).CurrentValue, columns[i].IsNullable));
+                }
+
+                command.Parameters.Add(key.GetRelationalTypeMapping().CreateParameter(command, "@key", entry.Property(key).OriginalValue, nullable: false));
+                if (command.ExecuteNonQuery() != 1)
+                {
+                    throw new DbUpdateConcurrencyException($"{type.GetTableName()} {entry.Property(key).OriginalValue} was not found to update");
+                }
+            }
         }
     }
 
@@ -169,7 +231,8 @@ internal static class BulkInsert
         public static Shape Of(IEntityType type, bool sqlite)
         {
             var table = StoreObjectIdentifier.Table(type.GetTableName()!, type.GetSchema());
-            var generated = type.FindPrimaryKey()!.Properties.SingleOrDefault(p => p.ValueGenerated == ValueGenerated.OnAdd);
+            // Integer keys are numbered by the store; a Guid key marked generated on add is made by EF on the client.
+            var generated = type.FindPrimaryKey()!.Properties.SingleOrDefault(p => p.ValueGenerated == ValueGenerated.OnAdd && p.ClrType != typeof(Guid));
             string Quoted(IProperty p) => "\"" + p.GetColumnName(table) + "\"";
             if (sqlite)
             {

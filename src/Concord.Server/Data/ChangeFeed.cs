@@ -77,6 +77,13 @@ internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal sign
         return [.. created.Select(e => For(e, "created", now))];
     }
 
+    /// <summary>The change rows for records updated outside SaveChanges (<see cref="BulkInsert"/>).</summary>
+    public List<Change> Updated(IEnumerable<IFeedEntity> updated)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        return [.. updated.Select(e => For(e, "updated", now))];
+    }
+
     private static Change For(IFeedEntity entity, string operation, DateTime at) =>
         new() { Entity = entity.FeedName, EntityId = entity.Id, Operation = operation, At = at };
 }

@@ -97,7 +97,7 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
             // maps the file on its own and the process's resident memory counts every mapping, so the map is kept to the
             // first 256 MiB: with 1 GiB, importing a million reports showed 1.8 GB of mapped pages beside 1 GB of heap,
             // and viewport requests were no faster (docs/benchmarks-notes.md, "Peak memory and the SQLite memory map").
-            command.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA mmap_size=268435456; PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;";
+            command.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA mmap_size=268435456; PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=" + WalCheckpointer.InlineThreshold.ToString(System.Globalization.CultureInfo.InvariantCulture) + ";";
             command.ExecuteNonQuery();
         }
     }

@@ -38,6 +38,7 @@ internal static class ConcordServices
         services.AddScoped<Incidents.IncidentCorrections>();
         services.AddScoped<EarlyWarning.ForecastService>();
         services.AddScoped<Coordination.CoordinationDesk>();
+        services.AddSingleton<WalCheckpointer>();
         services.AddSingleton<ReportWriter>();
         services.AddScoped<ReportIntake>();
         services.AddSingleton(options.Tak);
@@ -45,7 +46,7 @@ internal static class ConcordServices
         return services;
     }
 
-    /// <summary>Creates the database if needed, applies migrations, seeds reference data and loads the directory.</summary>
+    /// <summary>Creates the database if needed, applies migrations, seeds reference data, loads the directory and starts the store's background checkpoints.</summary>
     public static async Task<IReadOnlyList<Migrator.Migration>> PrepareStoreAsync(this IServiceProvider services, CancellationToken cancellationToken)
     {
         var store = services.GetRequiredService<StoreOptions>();
@@ -55,6 +56,7 @@ internal static class ConcordServices
         var applied = await Migrator.MigrateAsync(db, store.Kind, services.GetRequiredService<TimeProvider>(), cancellationToken);
         await ReferenceData.EnsureAsync(db, services.GetRequiredService<ClassificationScheme>(), cancellationToken);
         await services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, cancellationToken);
+        services.GetRequiredService<WalCheckpointer>().Start();
         return applied;
     }
 }
