@@ -68,6 +68,25 @@ internal static class Api
         return (response, await response.Json());
     }
 
+    /// <summary>The operations the change feed shows this client for one record, reading the whole feed page by page.</summary>
+    public static async Task<List<string>> ChangesOfAsync(this HttpClient client, Guid id)
+    {
+        var operations = new List<string>();
+        long after = 0;
+        while (true)
+        {
+            var (_, page) = await client.GetJson($"/api/changes?after={after}&limit=1000");
+            operations.AddRange(page.GetProperty("items").EnumerateArray().Where(c => c.GetProperty("id").GetGuid() == id).Select(c => c.GetProperty("operation").GetString()!));
+            var next = page.GetProperty("next").GetInt64();
+            if (next == after)
+            {
+                return operations;
+            }
+
+            after = next;
+        }
+    }
+
     public static string[] ErrorFields(this JsonElement problem) =>
         problem.TryGetProperty("errors", out var errors) ? errors.EnumerateObject().Select(p => p.Name).Order().ToArray() : [];
 

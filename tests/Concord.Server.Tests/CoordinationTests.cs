@@ -97,24 +97,10 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         return Id(body, "incidentId");
     }
 
-    /// <summary>The operations the change feed shows <paramref name="user"/> for one record, reading the whole feed page by page.</summary>
     private async Task<List<string>> ChangesOfAsync(string user, Guid id)
     {
-        var operations = new List<string>();
         using var client = server.ClientFor(user);
-        long after = 0;
-        while (true)
-        {
-            var (_, page) = await client.GetJson($"/api/changes?after={after}&limit=1000");
-            operations.AddRange(page.GetProperty("items").EnumerateArray().Where(c => Id(c) == id).Select(c => c.GetProperty("operation").GetString()!));
-            var next = page.GetProperty("next").GetInt64();
-            if (next == after)
-            {
-                return operations;
-            }
-
-            after = next;
-        }
+        return await client.ChangesOfAsync(id);
     }
 
     [Fact]

@@ -70,7 +70,7 @@ public abstract class StoreTests
         }
     }
 
-    internal static ServiceProvider Services(StoreOptions store)
+    private protected static ServiceProvider Services(StoreOptions store)
     {
         var services = new ServiceCollection();
         services.AddLogging();

@@ -27,15 +27,12 @@ internal static class BulkInsert
     /// <summary>In an order that satisfies the foreign keys.</summary>
     private static readonly Type[] Tables = [typeof(Incident), typeof(Report), typeof(IncidentReport), typeof(Fusion.FusionProposal), typeof(AuditEntry), typeof(Change)];
 
-    /// <summary>Statements that update an incident in a given set of columns (SQLite), by the set's column names.</summary>
-    private static readonly ConcurrentDictionary<string, string> Updates = new(StringComparer.Ordinal);
-
     private static readonly ConcurrentDictionary<(Type Table, bool Sqlite), Shape> Shapes = new();
 
     public static async Task FlushAsync(ConcordDb db, ChangeFeedInterceptor feed, CancellationToken cancellationToken)
     {
-        // Added entries are added whatever their properties hold: no need to scan every tracked entity for changes here
-        // (SaveChanges still does, for the incidents a report joined).
+        // Added entries are added whatever their properties hold: they need no scan for changes. On SQLite the incidents a
+        // report joined are found by one explicit scan (on PostgreSQL SaveChanges scans and writes them).
         var detect = db.ChangeTracker.AutoDetectChangesEnabled;
         db.ChangeTracker.AutoDetectChangesEnabled = false;
         var sqlite = db.Database.IsSqlite();
@@ -62,7 +59,7 @@ internal static class BulkInsert
         }
 
         var transaction = (db.Database.CurrentTransaction ?? throw new InvalidOperationException("bulk insert needs the writer's transaction")).GetDbTransaction();
-        var changes = feed.Created(added.Select(e => e.Entity).OfType<IFeedEntity>());
+        var changes = feed.Rows(added.Select(e => e.Entity).OfType<IFeedEntity>(), "created");
         if (modified.Count > 0)
         {
             try
@@ -74,7 +71,7 @@ internal static class BulkInsert
                 throw new DbUpdateException($"updating incidents failed: {e.Message}", e);
             }
 
-            changes.AddRange(feed.Updated(modified.Select(e => (IFeedEntity)e.Entity)));
+            changes.AddRange(feed.Rows(modified.Select(e => (IFeedEntity)e.Entity), "updated"));
         }
 
         foreach (var table in Tables)
@@ -129,11 +126,9 @@ internal static class BulkInsert
             var type = group.First().Metadata;
             var key = type.FindPrimaryKey()!.Properties.Single();
             var columns = group.First().Properties.Where(p => p.IsModified).Select(p => p.Metadata).ToArray();
-            var sql = Updates.GetOrAdd(type.GetTableName() + ":" + group.Key, _ =>
-                $"UPDATE \"{type.GetTableName()}\" SET {string.Join(", ", columns.Select((c, i) => $"\"{c.GetColumnName()}\" = @p{i.ToString(CultureInfo.InvariantCulture)}"))} WHERE \"{key.GetColumnName()}\" = @key");
             using var command = connection.CreateCommand();
             command.Transaction = transaction;
-            command.CommandText = sql;
+            command.CommandText = $"UPDATE \"{type.GetTableName()}\" SET {string.Join(", ", columns.Select((c, i) => $"\"{c.GetColumnName()}\" = @p{i.ToString(CultureInfo.InvariantCulture)}"))} WHERE \"{key.GetColumnName()}\" = @key";
             foreach (var entry in group)
             {
                 command.Parameters.Clear();

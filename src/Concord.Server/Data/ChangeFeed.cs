@@ -70,18 +70,11 @@ internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal sign
         context.Set<Change>().AddRange(changes);
     }
 
-    /// <summary>The change rows for records created outside SaveChanges (<see cref="BulkInsert"/>).</summary>
-    public List<Change> Created(IEnumerable<IFeedEntity> created)
+    /// <summary>The change rows for records written outside SaveChanges (<see cref="BulkInsert"/>): "created" or "updated".</summary>
+    public List<Change> Rows(IEnumerable<IFeedEntity> written, string operation)
     {
         var now = time.GetUtcNow().UtcDateTime;
-        return [.. created.Select(e => For(e, "created", now))];
-    }
-
-    /// <summary>The change rows for records updated outside SaveChanges (<see cref="BulkInsert"/>).</summary>
-    public List<Change> Updated(IEnumerable<IFeedEntity> updated)
-    {
-        var now = time.GetUtcNow().UtcDateTime;
-        return [.. updated.Select(e => For(e, "updated", now))];
+        return [.. written.Select(e => For(e, operation, now))];
     }
 
     private static Change For(IFeedEntity entity, string operation, DateTime at) =>

@@ -24,7 +24,7 @@ internal sealed class WalCheckpointer : IDisposable
     private readonly Realtime.ChangeSignal _signal;
     private readonly ILogger<WalCheckpointer> _logger;
     private readonly CancellationTokenSource _stopping = new();
-    private readonly Lock _starting = new();
+    private readonly Lock _gate = new();
     private SqliteConnection? _connection;
     private Thread? _thread;
     private long _checkpoints;
@@ -40,7 +40,7 @@ internal sealed class WalCheckpointer : IDisposable
     /// <summary>Starts checkpointing after commits (once the store exists); nothing to do on PostgreSQL.</summary>
     public void Start()
     {
-        lock (_starting)
+        lock (_gate)
         {
             if (_store.Kind != StoreKind.Sqlite || _thread is not null || _stopping.IsCancellationRequested)
             {
@@ -61,7 +61,7 @@ internal sealed class WalCheckpointer : IDisposable
     {
         get
         {
-            lock (_starting)
+            lock (_gate)
             {
                 return _last;
             }
@@ -70,7 +70,7 @@ internal sealed class WalCheckpointer : IDisposable
 
     public void Dispose()
     {
-        lock (_starting)
+        lock (_gate)
         {
             _stopping.Cancel();
         }
@@ -118,7 +118,7 @@ internal sealed class WalCheckpointer : IDisposable
             if (reader.Read())
             {
                 // busy, pages in the log, pages of the log now in the database file
-                lock (_starting)
+                lock (_gate)
                 {
                     _last = (reader.GetInt64(1), reader.GetInt64(2));
                 }
