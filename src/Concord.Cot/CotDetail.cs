@@ -151,6 +151,73 @@ public sealed class CotDetail : IEquatable<CotDetail>
 
     public bool Contains(string elementName) => Array.Exists(Nodes, node => node.Name == elementName);
 
+    /// <summary>The addressees in &lt;marti&gt;&lt;dest .../&gt;&lt;/marti&gt;; empty when the event names none (it is for everyone).</summary>
+    public IReadOnlyList<CotDestination> Destinations => _destinations ??= ChildAttributes("marti", "dest")
+        .Select(a => new CotDestination(Find(a, "callsign"), Find(a, "uid")))
+        .Where(d => !string.IsNullOrEmpty(d.Callsign) || !string.IsNullOrEmpty(d.Uid))
+        .ToList().AsReadOnly();
+
+    /// <summary>
+    /// The uids of a GeoChat group's members (&lt;__chat&gt;&lt;chatgrp uid0 uid1 …/&gt;): for a direct message, the
+    /// sender and the addressee; empty when there is no such element.
+    /// </summary>
+    public IReadOnlyList<string> ChatGroupUids => _chatGroup ??= ChildAttributes("__chat", "chatgrp")
+        .Take(1)
+        .SelectMany(a => a.Where(p => p.Key.StartsWith("uid", StringComparison.Ordinal) && p.Key.Length > 3 && p.Key[3..].All(char.IsAsciiDigit)))
+        .Select(p => p.Value)
+        .Where(v => v.Length > 0)
+        .ToList().AsReadOnly();
+
+    private IReadOnlyList<CotDestination>? _destinations;
+    private IReadOnlyList<string>? _chatGroup;
+
+    private static string? Find(KeyValuePair<string, string>[] attributes, string name)
+    {
+        foreach (var attribute in attributes)
+        {
+            if (attribute.Key == name)
+            {
+                return attribute.Value;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The attributes of each <paramref name="child"/> element directly under the top-level <paramref name="parent"/> elements.</summary>
+    private List<KeyValuePair<string, string>[]> ChildAttributes(string parent, string child)
+    {
+        var found = new List<KeyValuePair<string, string>[]>();
+        foreach (var node in Nodes)
+        {
+            if (node.Name != parent || !node.HasContent)
+            {
+                continue;
+            }
+
+            // The canonical XML was parsed safely once already; it holds no DTD and no entity references.
+            using var reader = XmlReader.Create(new StringReader(Xml.Substring(node.Start, node.Length)), new XmlReaderSettings { DtdProcessing = DtdProcessing.Prohibit, XmlResolver = null });
+            reader.MoveToContent();
+            var depth = reader.Depth;
+            while (reader.Read())
+            {
+                if (reader.NodeType == XmlNodeType.Element && reader.Depth == depth + 1 && reader.LocalName == child)
+                {
+                    var attributes = new List<KeyValuePair<string, string>>();
+                    while (reader.MoveToNextAttribute())
+                    {
+                        attributes.Add(new(reader.LocalName, reader.Value));
+                    }
+
+                    reader.MoveToElement();
+                    found.Add([.. attributes]);
+                }
+            }
+        }
+
+        return found;
+    }
+
     /// <summary>A copy whose &lt;__concord&gt; marking is <paramref name="marking"/> (none when null).</summary>
     public CotDetail WithMarking(string? marking)
     {

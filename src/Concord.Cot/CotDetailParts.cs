@@ -9,6 +9,12 @@ public sealed record CotGroup(string? Name, string? Role);
 /// <summary>&lt;__chat chatroom senderCallsign id parent&gt; of a GeoChat message.</summary>
 public sealed record CotChat(string? Chatroom, string? SenderCallsign, string? Id, string? Parent);
 
+/// <summary>
+/// One addressee of an event, from &lt;marti&gt;&lt;dest callsign uid/&gt;&lt;/marti&gt;: TAK clients name the devices a
+/// direct message or a marker sent to chosen contacts is for.
+/// </summary>
+public sealed record CotDestination(string? Callsign, string? Uid);
+
 /// <summary>&lt;link uid type relation parent_callsign&gt;.</summary>
 public sealed record CotLink(string? Uid, string? Type, string? Relation, string? ParentCallsign);
 

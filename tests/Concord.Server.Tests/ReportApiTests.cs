@@ -98,6 +98,26 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Fact]
+    public async Task Control_characters_in_text_are_refused_by_field_on_both_stores()
+    {
+        var before = await CountRows();
+        var body = new Dictionary<string, object?>(Api.Fields(Api.Report(narrative: "abc\u0000def")))
+        {
+            ["actors"] = new[] { "FACA", "bell\u0007" },
+            ["source"] = new { reliability = "B", credibility = 2, description = "escape \u001b[31m red" },
+        };
+
+        var (response, problem) = await Server.ClientFor("force").PostJson("/api/reports", body);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(["actors", "narrative", "source.description"], problem.ErrorFields());
+        Assert.Contains("U+0000 at position 4", problem.GetProperty("errors").GetProperty("narrative")[0].GetString());
+        Assert.Equal(before, await CountRows());
+        var (tabs, _) = await Server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "line one\r\n\tline two"));
+        Assert.Equal(HttpStatusCode.Created, tabs.StatusCode);
+    }
+
+    [Fact]
     public async Task A_marking_above_the_authors_clearance_or_with_caveats_they_lack_is_refused()
     {
         var (response, problem) = await Server.ClientFor("rwabatt").PostJson("/api/reports",

@@ -304,13 +304,219 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
-    public async Task Plain_TCP_acts_as_the_named_low_privilege_member()
+    public async Task Plain_TCP_acts_as_the_named_low_privilege_member_and_only_receives()
     {
+        var colleague = await ForceColleagueAsync();
         await using var plain = await server.ConnectTakAsync(null);
+        await using var listener = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
         var (_, secret) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Only for the Force", marking: Api.Marking("UNCLASSIFIED", ["org:FORCE"])));
-
+        var (_, open) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "For the whole mission", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         Assert.NotNull(await plain.WaitForAsync(e => e.Type == CotControl.VersionSupportType));
-        Assert.Null(await plain.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + secret.GetProperty("incidentId").GetGuid(), TimeSpan.FromSeconds(2)));
+        await Task.Delay(300);
+
+        // Nobody on a plain connection proved who they are: what it sends becomes nothing and reaches nobody.
+        var uid = Guid.NewGuid().ToString();
+        await plain.SendAsync($"<event version='2.0' uid='{uid}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='6.01' lon='20.51' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='fake'/><remarks>fake massacre</remarks></detail></event>");
+        await plain.SendAsync($"<event version='2.0' uid='ANDROID-x-ping' type='t-x-c-t' time='{Now()}' start='{Now()}' stale='{Now(10)}' how='h-g-i-g-o'><point lat='0' lon='0' hae='0' ce='9999999' le='9999999'/><detail/></event>");
+
+        Assert.NotNull(await plain.WaitForAsync(e => e.Type == CotControl.PongType));
+        Assert.NotNull(await plain.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + open.GetProperty("incidentId").GetGuid()));
+        Assert.Null(await plain.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + secret.GetProperty("incidentId").GetGuid(), TimeSpan.FromSeconds(1)));
+        Assert.Null(await listener.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(1)));
+        Assert.False(await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.ExternalRef == "tak:" + uid)));
+    }
+
+    [Fact]
+    public void Plain_TCP_may_only_act_as_a_member_without_clearance_caveats_or_powers()
+    {
+        Assert.Null(TakServer.NotLowPrivilege(server.ViewerOf("pref")));
+        Assert.Equal("its clearance is above the lowest level", TakServer.NotLowPrivilege(server.ViewerOf("force")));
+        var pref = server.ViewerOf("pref");
+        Assert.Equal("it holds caveats", TakServer.NotLowPrivilege(pref with { CaveatBits = 1 }));
+        Assert.Equal("it has the role(s) analyst, org-admin", TakServer.NotLowPrivilege(pref with { Roles = new HashSet<string> { "reporter", "org-admin", "analyst" } }));
+    }
+
+    [Fact]
+    public async Task A_device_cannot_take_over_another_members_track()
+    {
+        var colleague = await ForceColleagueAsync();
+        await using var owner = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        await using var intruder = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol"));
+        await Task.Delay(300);
+        var uid = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        await owner.SendAsync(Pli(uid, "VIPER 2", 5.70, 20.60));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == uid));
+
+        // Another member's device claims the uid, with a newer time: nothing of it is routed or recorded.
+        await intruder.SendAsync(Pli(uid, "SPOOF", 4.40, 18.50, Now(2)));
+        var spoofed = await watcher.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(1.5));
+        await Task.Delay(TrackStore.FlushInterval * 2);
+        var (_, theirs) = await server.ClientFor("unpol").GetJson("/api/tracks/geojson");
+        var (_, mine) = await server.ClientFor("force").GetJson("/api/tracks/geojson");
+
+        Assert.Null(spoofed);
+        Assert.False(owner.Closed);
+        Assert.DoesNotContain(theirs.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetString() == uid);
+        var track = mine.GetProperty("features").EnumerateArray().Single(f => f.GetProperty("id").GetString() == uid);
+        Assert.Equal(5.70, track.GetProperty("geometry").GetProperty("coordinates")[1].GetDouble());
+
+        // An event dated far ahead would freeze the uid for its owner: it is refused, and the owner's next position passes.
+        await owner.SendAsync(Pli(uid, "VIPER 2", 5.71, 20.61, DateTimeOffset.UtcNow.AddDays(365).ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture)));
+        Assert.Null(await watcher.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(1)));
+        await owner.SendAsync(Pli(uid, "VIPER 2", 5.72, 20.62, Now(3)));
+        Assert.Equal(5.72, (await watcher.WaitForAsync(e => e.Uid == uid))?.Point.Lat);
+    }
+
+    [Fact]
+    public async Task A_marker_goes_out_under_the_marking_of_the_report_it_becomes()
+    {
+        var code = "T" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var admin = server.ClientFor("jocadmin");
+        Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/organizations", new { code, name = "Test battalion", kind = "military" })).Item1.StatusCode);
+        var members = new List<string>();
+        foreach (var _ in Enumerable.Range(0, 2))
+        {
+            var name = "t" + Guid.NewGuid().ToString("N")[..8];
+            var (added, body) = await admin.PostJson($"/api/organizations/{code}/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" } });
+            Assert.True(added.StatusCode == HttpStatusCode.Created, body.ToString());
+            members.Add(name);
+        }
+
+        // Field data goes to every military organisation; hostile markers stay within the battalion.
+        var (recorded, agreement) = await admin.PostJson("/api/agreements", new
+        {
+            code = "SOP" + code,
+            name = "Battalion field data",
+            parties = new[] { code },
+            rules = new object[]
+            {
+                new { reporter = $"org:{code}", category = "field", marking = Api.Marking("UNCLASSIFIED", ["kind:military"]) },
+                new { reporter = $"org:{code}", category = "field.hostile", marking = Api.Marking("UNCLASSIFIED", [$"org:{code}"]) },
+            },
+        });
+        Assert.True(recorded.StatusCode == HttpStatusCode.Created, agreement.ToString());
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
+        await using var comrade = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[1]));
+        await using var otherForce = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
+        await Task.Delay(300);
+        var position = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        var marker = Guid.NewGuid().ToString();
+
+        await sender.SendAsync(Pli(position, "BAT 1", 5.5, 20.5));
+        await sender.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='6.01' lon='20.51' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/><remarks>armed group on the road</remarks></detail></event>");
+
+        var toComrade = await comrade.WaitForAsync(e => e.Uid == marker);
+        Assert.NotNull(await otherForce.WaitForAsync(e => e.Uid == position));
+        Assert.Null(await otherForce.WaitForAsync(e => e.Uid == marker, TimeSpan.FromSeconds(1.5)));
+        Assert.NotNull(toComrade);
+        Assert.Equal($"UNCLASSIFIED//REL TO ORG:{code}", toComrade.Access);
+        Report? report = null;
+        for (var i = 0; i < 50 && report is null; i++)
+        {
+            await Task.Delay(100);
+            report = await server.WithDbAsync(db => db.Reports.AsNoTracking().SingleOrDefaultAsync(r => r.ExternalRef == "tak:" + marker));
+        }
+
+        Assert.Equal($"|org:{code}|", report?.ReleasableTo);
+    }
+
+    [Fact]
+    public async Task A_direct_message_reaches_only_the_device_it_is_for()
+    {
+        var (alpha, bravo, charlie) = (await ForceColleagueAsync(), await ForceColleagueAsync(), await ForceColleagueAsync());
+        await using var a = await server.ConnectTakAsync(await server.IssueDeviceAsync(alpha));
+        await using var b = await server.ConnectTakAsync(await server.IssueDeviceAsync(bravo));
+        await using var c = await server.ConnectTakAsync(await server.IssueDeviceAsync(charlie));
+        await Task.Delay(300);
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var (uidA, uidB, uidC) = ("ANDROID-a" + suffix, "ANDROID-b" + suffix, "ANDROID-c" + suffix);
+        await a.SendAsync(Pli(uidA, "Alpha " + suffix, 5.1, 20.1));
+        await b.SendAsync(Pli(uidB, "Bravo " + suffix, 5.2, 20.2));
+        await c.SendAsync(Pli(uidC, "Charlie " + suffix, 5.3, 20.3));
+        Assert.NotNull(await c.WaitForAsync(e => e.Uid == uidB));
+
+        string Chat(string uid, string room, string roomId, string members, string dest) =>
+            $"<event version='2.0' uid='{uid}' type='b-t-f' time='{Now()}' start='{Now()}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
+            "<point lat='4.36' lon='18.58' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
+            $"<__chat parent='RootContactGroup' groupOwner='false' chatroom='{room}' id='{roomId}' senderCallsign='Alpha {suffix}'><chatgrp {members} id='{roomId}'/></__chat>" +
+            $"<link uid='{uidA}' type='a-f-G-U-C' relation='p-p'/><remarks source='BAO.F.ATAK.{uidA}' to='{roomId}' time='{Now()}'>meet at the bridge</remarks>{dest}</detail></event>";
+
+        // As ATAK sends a direct message through a server: the addressee by callsign in <marti>.
+        var direct = $"GeoChat.{uidA}.{uidB}.{Guid.NewGuid()}";
+        await a.SendAsync(Chat(direct, "Bravo " + suffix, uidB, $"uid0='{uidA}' uid1='{uidB}'", $"<marti><dest callsign='Bravo {suffix}'/></marti>"));
+        // A group message names its members in <chatgrp> only.
+        var group = $"GeoChat.{uidA}.{suffix}.{Guid.NewGuid()}";
+        await a.SendAsync(Chat(group, "Patrol " + suffix, "grp-" + suffix, $"uid0='{uidA}' uid1='{uidC}'", ""));
+        var everyone = $"GeoChat.{uidA}.All Chat Rooms.{Guid.NewGuid()}";
+        await a.SendAsync(Chat(everyone, "All Chat Rooms", "All Chat Rooms", $"uid0='{uidA}'", ""));
+
+        Assert.NotNull(await b.WaitForAsync(e => e.Uid == direct));
+        Assert.NotNull(await c.WaitForAsync(e => e.Uid == group));
+        Assert.NotNull(await b.WaitForAsync(e => e.Uid == everyone));
+        Assert.NotNull(await c.WaitForAsync(e => e.Uid == everyone));
+        Assert.Null(await c.WaitForAsync(e => e.Uid == direct, TimeSpan.FromSeconds(1)));
+        Assert.Null(await b.WaitForAsync(e => e.Uid == group, TimeSpan.FromSeconds(1)));
+    }
+
+    [Fact]
+    public async Task Emergencies_and_deletions_are_passed_on_and_a_bad_frame_costs_only_itself()
+    {
+        var colleague = await ForceColleagueAsync();
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using var receiver = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        await using var outsider = await server.ConnectTakAsync(await server.IssueDeviceAsync("ocha"));
+        await Task.Delay(300);
+        var alert = "ANDROID-911-" + Guid.NewGuid().ToString("N")[..8];
+        var delete = Guid.NewGuid().ToString();
+
+        await sender.SendAsync($"<event version='2.0' uid='{alert}' type='b-a-o-tbl' time='{Now()}' start='{Now()}' stale='{Now(600)}' how='h-e'>" +
+            "<point lat='5.0' lon='20.0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><emergency type='911 Alert'>VIPER 1</emergency></detail></event>");
+        await sender.SendAsync($"<event version='2.0' uid='{delete}' type='t-x-d-d' time='{Now()}' start='{Now()}' stale='{Now(20)}' how='h-g-i-g-o'>" +
+            "<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='some-marker' relation='none' type='none'/><__forcedelete/></detail></event>");
+        // Malformed XML, then a good ping: the connection stays up.
+        await sender.SendAsync("<event version='2.0' uid='broken' type='a-f-G'><point lat='91'/></event>");
+        await sender.SendAsync($"<event version='2.0' uid='ANDROID-x-ping' type='t-x-c-t' time='{Now()}' start='{Now()}' stale='{Now(10)}' how='h-g-i-g-o'><point lat='0' lon='0' hae='0' ce='9999999' le='9999999'/><detail/></event>");
+
+        Assert.NotNull(await receiver.WaitForAsync(e => e.Uid == alert && e.Type == "b-a-o-tbl"));
+        Assert.NotNull(await receiver.WaitForAsync(e => e.Uid == delete && e.Type == "t-x-d-d"));
+        Assert.NotNull(await sender.WaitForAsync(e => e.Type == CotControl.PongType));
+        Assert.Null(await outsider.WaitForAsync(e => e.Uid == alert, TimeSpan.FromSeconds(1)));
+        Assert.False(sender.Closed);
+    }
+
+    [Fact]
+    public async Task Tracks_keep_their_history_across_a_restart_and_go_to_devices_that_connect_after_it()
+    {
+        var colleague = await ForceColleagueAsync();
+        var uid = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        await using (var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("force")))
+        {
+            await device.SendAsync(Pli(uid, "VIPER 3", 5.10, 20.10, Now(-2)));
+            await device.SendAsync(Pli(uid, "VIPER 3", 5.11, 20.11, Now(-1)));
+            await device.SendAsync(Pli(uid, "VIPER 3", 5.12, 20.12));
+            await Task.Delay(TrackStore.FlushInterval * 3);
+        }
+
+        await server.RestartAsync();
+        await using var late = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        var initial = await late.WaitForAsync(e => e.Uid == uid);
+        await using (var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("force")))
+        {
+            await device.SendAsync(Pli(uid, "VIPER 3", 5.13, 20.13, Now(1)));
+            Assert.NotNull(await late.WaitForAsync(e => e.Uid == uid && e.Point.Lat == 5.13));
+            await Task.Delay(TrackStore.FlushInterval * 2);
+        }
+
+        var (_, tracks) = await server.ClientFor("force").GetJson("/api/tracks/geojson");
+        var track = tracks.GetProperty("features").EnumerateArray().Single(f => f.GetProperty("id").GetString() == uid);
+
+        Assert.NotNull(initial);
+        Assert.Equal(5.12, initial.Point.Lat);
+        Assert.Equal("UNCLASSIFIED//REL TO ORG:FORCE", initial.Access);
+        Assert.Equal([5.10, 5.11, 5.12], track.GetProperty("properties").GetProperty("history").EnumerateArray().Select(p => p[0].GetDouble()).ToArray());
     }
 }
 

@@ -1,34 +1,67 @@
-using System.Collections.Concurrent;
-
 namespace Concord.Server.Accounts;
 
 /// <summary>
 /// Limits failed sign-ins: after <see cref="MaxFailures"/> failures within <see cref="Window"/> for one account or one address,
 /// further attempts are refused until the window has passed. Kept in memory: a restart forgets, which only helps the user.
 /// </summary>
+/// <remarks>
+/// An attempt counts as a failure from the moment it is let through (<see cref="Begin"/>) until it succeeds, under one
+/// lock: attempts made in parallel cannot all pass the check before any of them is counted. Account names are compared
+/// as sign-in compares them (trimmed, lower case), so " Name " is the same account as "name".
+/// </remarks>
 internal sealed class SignInThrottle(TimeProvider time)
 {
     public const int MaxFailures = 5;
 
     public static readonly TimeSpan Window = TimeSpan.FromMinutes(15);
 
-    private readonly ConcurrentDictionary<string, Queue<DateTimeOffset>> _failures = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, Queue<DateTimeOffset>> _failures = new(StringComparer.Ordinal);
 
-    /// <summary>How long the caller must wait, or zero when an attempt is allowed.</summary>
-    public TimeSpan RetryAfter(string userName, string address)
+    /// <summary>The account key sign-in uses for a name as typed.</summary>
+    public static string Normalize(string userName) => userName.Trim().ToLowerInvariant();
+
+    /// <summary>
+    /// Zero when the attempt may go ahead (and then counts as a failure until <see cref="Succeeded"/>); otherwise how long
+    /// the caller must wait.
+    /// </summary>
+    public TimeSpan Begin(string userName, string address)
     {
         var now = time.GetUtcNow();
-        return Max(Wait("user:" + userName.ToLowerInvariant(), now), Wait("addr:" + address, now));
+        var user = "user:" + Normalize(userName);
+        var addr = "addr:" + address;
+        lock (_lock)
+        {
+            var wait = Max(Wait(user, now), Wait(addr, now));
+            if (wait > TimeSpan.Zero)
+            {
+                return wait;
+            }
+
+            Record(user, now);
+            Record(addr, now);
+            return TimeSpan.Zero;
+        }
     }
 
-    public void Failed(string userName, string address)
+    /// <summary>The attempt let through by <see cref="Begin"/> succeeded: the account's failures are forgotten, and this attempt no longer counts against the address.</summary>
+    public void Succeeded(string userName, string address)
     {
-        var now = time.GetUtcNow();
-        Record("user:" + userName.ToLowerInvariant(), now);
-        Record("addr:" + address, now);
+        lock (_lock)
+        {
+            _failures.Remove("user:" + Normalize(userName));
+            if (_failures.TryGetValue("addr:" + address, out var queue) && queue.Count > 0)
+            {
+                // The queue is in time order and this attempt was recorded last but for those begun since: drop one entry.
+                var kept = queue.ToArray()[..^1];
+                queue.Clear();
+                foreach (var at in kept)
+                {
+                    queue.Enqueue(at);
+                }
+            }
+        }
     }
-
-    public void Succeeded(string userName) => _failures.TryRemove("user:" + userName.ToLowerInvariant(), out _);
 
     private TimeSpan Wait(string key, DateTimeOffset now)
     {
@@ -37,21 +70,24 @@ internal sealed class SignInThrottle(TimeProvider time)
             return TimeSpan.Zero;
         }
 
-        lock (queue)
+        Prune(queue, now);
+        if (queue.Count == 0)
         {
-            Prune(queue, now);
-            return queue.Count >= MaxFailures ? queue.Peek() + Window - now : TimeSpan.Zero;
+            _failures.Remove(key);
+            return TimeSpan.Zero;
         }
+
+        return queue.Count >= MaxFailures ? queue.Peek() + Window - now : TimeSpan.Zero;
     }
 
     private void Record(string key, DateTimeOffset now)
     {
-        var queue = _failures.GetOrAdd(key, _ => new Queue<DateTimeOffset>());
-        lock (queue)
+        if (!_failures.TryGetValue(key, out var queue))
         {
-            Prune(queue, now);
-            queue.Enqueue(now);
+            _failures[key] = queue = new Queue<DateTimeOffset>();
         }
+
+        queue.Enqueue(now);
     }
 
     private static void Prune(Queue<DateTimeOffset> queue, DateTimeOffset now)

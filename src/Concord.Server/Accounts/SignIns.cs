@@ -14,21 +14,21 @@ internal static class SignIns
     public static async Task<Outcome> AttemptAsync(HttpContext context, ConcordDb db, SignInThrottle throttle, ViewerDirectory directory, string userName, string password)
     {
         var address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
-        var wait = throttle.RetryAfter(userName, address);
+        // Counted as a failure from here until it succeeds: parallel guesses cannot all slip past the limit.
+        var wait = throttle.Begin(userName, address);
         if (wait > TimeSpan.Zero)
         {
             return new Outcome(null, wait);
         }
 
-        var name = userName.Trim().ToLowerInvariant();
+        var name = SignInThrottle.Normalize(userName);
         var member = await db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == name && !m.Disabled, context.RequestAborted);
         if (member is null || !Passwords.Verify(member, password))
         {
-            throttle.Failed(userName, address);
             return new Outcome(null, null);
         }
 
-        throttle.Succeeded(userName);
+        throttle.Succeeded(userName, address);
         var viewer = await directory.ForMemberAsync(member.Id, context.RequestAborted);
         if (viewer is null)
         {

@@ -46,6 +46,7 @@ internal static class ConcordApp
         {
             json.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
         });
+        builder.Services.AddSingleton<DeviceMarkings>();
         builder.Services.AddSingleton<TakRouter>();
         builder.Services.AddSingleton<TrackStore>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TrackStore>());

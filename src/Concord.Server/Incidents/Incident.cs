@@ -61,6 +61,13 @@ internal sealed class Incident : MarkedRecord, IFeedEntity
     /// <summary>True when the linked reports carry different markings: each viewer then gets the incident as built from the reports they may see.</summary>
     public bool Mixed { get; set; }
 
+    /// <summary>
+    /// Set on the copy of a mixed incident rebuilt for one viewer (which may then hold one marking and no longer be mixed):
+    /// the list filters must be checked again on it. Never stored.
+    /// </summary>
+    [System.ComponentModel.DataAnnotations.Schema.NotMapped]
+    public bool RebuiltForViewer { get; set; }
+
     public required DateTime CreatedAt { get; init; }
 
     public required DateTime UpdatedAt { get; set; }

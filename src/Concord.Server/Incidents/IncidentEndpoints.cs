@@ -65,8 +65,12 @@ internal static class IncidentEndpoints
         new DateTimeOffset(i.UpdatedAt, TimeSpan.Zero),
         reports);
 
-    internal static bool TryFilter(IQueryable<Incident> incidents, ListQuery query, out IQueryable<Incident> filtered, out Dictionary<string, string[]> errors)
+    internal static bool TryFilter(ConcordDb db, Viewer viewer, IQueryable<Incident> incidents, ListQuery query, out IQueryable<Incident> filtered, out Dictionary<string, string[]> errors)
     {
+        // A mixed incident's stored category and title may come from reports the viewer cannot see: it is selected by the
+        // reports the viewer may see, and checked again on the incident as rebuilt for the viewer (Matches).
+        var visibleReports = db.Reports.VisibleTo(viewer);
+        var links = db.IncidentReports;
         errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
         if (query.Bbox is { } box)
         {
@@ -91,7 +95,8 @@ internal static class IncidentEndpoints
         if (query.Category is { } category)
         {
             var under = category + ".";
-            incidents = incidents.Where(i => i.Category == category || i.Category.StartsWith(under));
+            incidents = incidents.Where(i => (!i.Mixed && (i.Category == category || i.Category.StartsWith(under)))
+                || (i.Mixed && links.Any(l => l.IncidentId == i.Id && visibleReports.Any(r => r.Id == l.ReportId && (r.Category == category || r.Category.StartsWith(under))))));
         }
 
         if (query.Status is { } statusText)
@@ -109,9 +114,11 @@ internal static class IncidentEndpoints
         if (query.Text is { } text)
         {
             var needle = text.ToLowerInvariant();
-            // Translated to SQL lower(); the culture rules do not apply in the database.
+            // Translated to SQL lower(); the culture rules do not apply in the database. Searching a mixed incident's stored
+            // title would let a viewer test words against a report they cannot see.
 #pragma warning disable CA1304, CA1311, CA1862
-            incidents = incidents.Where(i => i.Title.ToLower().Contains(needle));
+            incidents = incidents.Where(i => (!i.Mixed && i.Title.ToLower().Contains(needle))
+                || (i.Mixed && links.Any(l => l.IncidentId == i.Id && visibleReports.Any(r => r.Id == l.ReportId && r.Narrative.ToLower().Contains(needle)))));
 #pragma warning restore CA1304, CA1311, CA1862
         }
 
@@ -149,13 +156,16 @@ internal static class IncidentEndpoints
 
     /// <summary>
     /// A mixed incident is filtered by the summary over all its reports in the store, then rebuilt for the viewer; checking
-    /// the filters again on the rebuilt summary keeps an invisible report from pulling an incident into a viewer's window.
+    /// the filters again on the rebuilt summary keeps an invisible report from pulling an incident into a viewer's window
+    /// (or its words into a viewer's search).
     /// </summary>
     internal static bool Matches(ListQuery query, Incident i) =>
-        !i.Mixed
+        !(i.Mixed || i.RebuiltForViewer)
         || ((query.Bbox is not { } box || (i.Latitude >= box.South && i.Latitude <= box.North && i.Longitude >= box.West && i.Longitude <= box.East))
             && (query.From is not { } from || i.EndsAt >= from)
-            && (query.To is not { } to || i.StartsAt <= to));
+            && (query.To is not { } to || i.StartsAt <= to)
+            && (query.Category is not { } category || i.Category == category || i.Category.StartsWith(category + ".", StringComparison.Ordinal))
+            && (query.Text is not { } text || i.Title.Contains(text, StringComparison.OrdinalIgnoreCase)));
 
     internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Incident> incidents, HttpContext context, TimeProvider time) =>
         RecordReadAsync(audit, viewer, incidents, context.Request.Path + context.Request.QueryString, time, context.RequestAborted);

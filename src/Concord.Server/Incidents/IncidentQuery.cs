@@ -14,7 +14,7 @@ internal static class IncidentQuery
     public static async Task<(IQueryable<Incident>? Incidents, Dictionary<string, string[]> Errors)> ApplyAsync(
         ConcordDb db, IQueryable<Incident> source, ListQuery query, Viewer viewer, MissionDirectory directory, MarkingFormat markings, CancellationToken cancellationToken)
     {
-        if (!IncidentEndpoints.TryFilter(source, query, out var incidents, out var errors))
+        if (!IncidentEndpoints.TryFilter(db, viewer, source, query, out var incidents, out var errors))
         {
             return (null, errors);
         }

@@ -70,6 +70,7 @@ internal static class IncidentViews
             {
                 var view = IncidentSummary.Copy(incident);
                 IncidentSummary.Summarise(view, reports);
+                view.RebuiltForViewer = true;
                 result.Add(view);
             }
         }

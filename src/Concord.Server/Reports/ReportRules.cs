@@ -69,6 +69,15 @@ internal static partial class ReportRules
             errors["narrative"] = [$"is {r.Narrative.Length} characters long; at most {MaxNarrativeLength} are allowed"];
         }
 
+        RejectControlCharacters(r.Narrative, "narrative", errors);
+        RejectControlCharacters(r.ExternalRef, "externalRef", errors);
+        RejectControlCharacters(r.Source?.Description, "source.description", errors);
+        RejectControlCharacters(r.Source?.ProtectedIdentity, "source.protectedIdentity", errors);
+        foreach (var actor in r.Actors ?? [])
+        {
+            RejectControlCharacters(actor, "actors", errors);
+        }
+
         if (r.Language is not null && !LanguageTag().IsMatch(r.Language))
         {
             errors["language"] = [$"'{r.Language}' is not a language tag such as en, fr or sg"];
@@ -111,6 +120,32 @@ internal static partial class ReportRules
             if (s.ProtectedIdentity?.Length > MaxTextLength)
             {
                 errors["source.protectedIdentity"] = [$"at most {MaxTextLength} characters are allowed"];
+            }
+        }
+    }
+
+    /// <summary>
+    /// Text must be text: control characters other than tab and line breaks (NUL above all, which PostgreSQL cannot store
+    /// and SQLite would keep) and halves of a UTF-16 surrogate pair are refused, naming the first one and where it is.
+    /// </summary>
+    public static void RejectControlCharacters(string? text, string field, Dictionary<string, string[]> errors)
+    {
+        if (text is null || errors.ContainsKey(field))
+        {
+            return;
+        }
+
+        for (var i = 0; i < text.Length; i++)
+        {
+            var c = text[i];
+            var bad = (c < ' ' && c is not '\t' and not '\n' and not '\r') || c == '\u007f'
+                || (char.IsHighSurrogate(c) && (i + 1 == text.Length || !char.IsLowSurrogate(text[i + 1])))
+                || (char.IsLowSurrogate(c) && (i == 0 || !char.IsHighSurrogate(text[i - 1])));
+            if (bad)
+            {
+                errors[field] = [string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"contains the control character U+{(int)c:X4} at position {i + 1}; only printable text, tabs and line breaks are allowed")];
+                return;
             }
         }
     }

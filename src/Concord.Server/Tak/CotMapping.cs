@@ -11,6 +11,20 @@ namespace Concord.Server.Tak;
 internal static class CotMapping
 {
     public const string ChatType = "b-t-f";
+    public const string DeleteType = "t-x-d-d";
+    public const string AllChatRooms = "All Chat Rooms";
+
+    /// <summary>
+    /// Types passed on to other devices as they are, without becoming Concord records: emergency alerts (b-a-…: 911,
+    /// ring the bell, geofence, cancel), CASEVAC/MEDEVAC requests (b-r-f-h-c), drawings and shapes (u-d-…), routes
+    /// (b-m-r) and deletions (t-x-d-d).
+    /// </summary>
+    public static bool IsRelayed(string type) =>
+        type.StartsWith("b-a-", StringComparison.Ordinal) || type == "b-a"
+        || type.StartsWith("b-r-f-h-c", StringComparison.Ordinal)
+        || type.StartsWith("u-d-", StringComparison.Ordinal)
+        || type == "b-m-r" || type.StartsWith("b-m-r-", StringComparison.Ordinal)
+        || type == DeleteType;
     public const string IncidentUidPrefix = "concord.incident.";
 
     /// <summary>A device's own position report: it names the device (takv, or a contact endpoint) or repeats its known uid.</summary>

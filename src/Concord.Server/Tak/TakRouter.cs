@@ -13,7 +13,7 @@ namespace Concord.Server.Tak;
 /// markers and spot reports become Concord reports (and go to those sessions at once); GeoChat is stored and routed the
 /// same way. Each event is stamped with the marking (CoT <c>access</c> and a <c>__concord</c> detail) and Concord's flow tag.
 /// </summary>
-internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, TimeProvider time, ILogger<TakRouter> logger)
+internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, DeviceMarkings markings, TimeProvider time, ILogger<TakRouter> logger)
 {
     /// <summary>The flow tag this node adds; an event coming back with it and no newer time is a loop.</summary>
     public string FlowTag { get; } = "concord-" + Guid.NewGuid().ToString("N")[..8];
@@ -94,8 +94,21 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
-        if (e.Type.StartsWith("t-", StringComparison.Ordinal))
+        if (from.ReceiveOnly)
         {
+            Refuse(from, e, "the plain TCP listener only sends to devices");
+            return;
+        }
+
+        if (e.Type.StartsWith("t-", StringComparison.Ordinal) && e.Type != CotMapping.DeleteType)
+        {
+            return;
+        }
+
+        // A device whose clock runs ahead would otherwise freeze its uid: nothing older than that time would pass again.
+        if (e.Time > now + ReportRules.ClockSkew)
+        {
+            Refuse(from, e, $"its time {e.Time:O} is in the future beyond the {ReportRules.ClockSkew.TotalMinutes:0} minutes allowed for clock skew");
             return;
         }
 
@@ -133,10 +146,54 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         {
             await MarkerAsync(from, e, category, raw);
         }
+        else if (CotMapping.IsRelayed(e.Type))
+        {
+            // Emergencies, CASEVAC requests, drawings, routes and deletions: passed on to the devices that may see them, never dropped.
+            Deliver(Stamped(e, raw, from.Marking, droppable: false), from.Marking, from, e.Detail);
+        }
         else
         {
             Interlocked.Increment(ref _ignored);
         }
+    }
+
+    private void Refuse(TakSession from, CotEvent e, string reason)
+    {
+        Interlocked.Increment(ref _ignored);
+        if (from.ShouldLogRefused())
+        {
+            logger.LogInformation("TAK event {Uid} ({Type}) from {User} ({Remote}) not routed: {Reason}", e.Uid, e.Type, from.Viewer.UserName, from.Remote, reason);
+        }
+    }
+
+    /// <summary>
+    /// Sends an event to the devices it is for: those its &lt;marti&gt; destinations name (by uid or callsign), or, for a
+    /// GeoChat message to a group, the group's members; otherwise every device. Always only those whose member may see
+    /// <paramref name="marking"/>.
+    /// </summary>
+    private int Deliver(Outbound item, MarkingDefault marking, TakSession from, CotDetail detail)
+    {
+        var destinations = detail.Destinations;
+        IReadOnlyList<string> group = destinations.Count == 0 && detail.Chat is { Id: { } room } && room != CotMapping.AllChatRooms ? detail.ChatGroupUids : [];
+        if (destinations.Count == 0 && group.Count == 0)
+        {
+            return Broadcast(item, marking, from);
+        }
+
+        var sent = 0;
+        foreach (var session in _sessions)
+        {
+            var addressed = destinations.Count > 0
+                ? destinations.Any(d => (d.Uid is { Length: > 0 } uid && uid == session.DeviceUid) || (d.Callsign is { Length: > 0 } callsign && callsign == session.Callsign))
+                : session.DeviceUid is { } deviceUid && group.Contains(deviceUid);
+            if (session != from && addressed && Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, session.Viewer) && session.Send(item))
+            {
+                sent++;
+            }
+        }
+
+        Interlocked.Increment(ref _routed);
+        return sent;
     }
 
     /// <summary>Records <paramref name="time"/> as the latest of <paramref name="uid"/> unless an event as new was routed already.</summary>
@@ -235,24 +292,45 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     private void Position(TakSession from, CotEvent e, ReadOnlyMemory<byte> raw, Deliveries? deliveries)
     {
+        // Another member's device holds this uid: a device never takes over (or disconnects) another member's track.
+        if (_byDevice.TryGetValue(e.Uid, out var holder) && holder != from && holder.Viewer.MemberId != from.Viewer.MemberId && !holder.Closing.IsCancellationRequested)
+        {
+            Refuse(from, e, $"the uid is the device of another member ({holder.Viewer.UserName})");
+            return;
+        }
+
+        var stamped = Stamped(e, raw, from.Marking, droppable: true);
+        if (!tracks.Update(e, from, stamped))
+        {
+            Refuse(from, e, "the uid is the current track of another member");
+            return;
+        }
+
         if (from.DeviceUid is null)
         {
             from.DeviceUid = e.Uid;
             _byDevice[e.Uid] = from;
-            foreach (var other in _sessions.Where(s => s != from && s.DeviceUid == e.Uid))
+            // The same member's device on a new connection (a reconnect, or a new certificate): the older session goes.
+            foreach (var other in _sessions.Where(s => s != from && s.DeviceUid == e.Uid && s.Viewer.MemberId == from.Viewer.MemberId))
             {
                 other.Close("replaced by a newer connection of the same device");
             }
         }
 
-        var stamped = Stamped(e, raw, from.Marking, droppable: true);
-        tracks.Update(e, from, stamped);
+        if (e.Uid == from.DeviceUid && e.Detail.Contact?.Callsign is { Length: > 0 } callsign)
+        {
+            from.Callsign = callsign;
+        }
+
         Broadcast(stamped, from.Marking, from, deliveries);
     }
 
     private async Task MarkerAsync(TakSession from, CotEvent e, string category, ReadOnlyMemory<byte> raw)
     {
-        Broadcast(Stamped(e, raw, from.Marking, droppable: false), from.Marking, from);
+        // The marker goes out under the marking of the report it becomes (its category's agreement default), not under the
+        // device's marking for positions: no device may receive a marker whose report its member could not read.
+        var marking = await markings.ForAsync(from.Viewer, category, from.Closing);
+        Deliver(Stamped(e, raw, marking, droppable: false), marking, from, e.Detail);
         try
         {
             await using var scope = scopes.CreateAsyncScope();
@@ -271,7 +349,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     private async Task ChatAsync(TakSession from, CotEvent e)
     {
-        Broadcast(new Outbound(Stamp(e, from.Marking), droppable: false), from.Marking, from);
+        // A direct or group message goes only to the devices it names; a message to All Chat Rooms to every device.
+        Deliver(new Outbound(Stamp(e, from.Marking), droppable: false), from.Marking, from, e.Detail);
         var text = e.Detail.Remarks ?? "";
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();

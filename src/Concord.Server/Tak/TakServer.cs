@@ -45,7 +45,7 @@ internal sealed record TakOptions
 /// </summary>
 internal sealed class TakServer(
     TakOptions options, TakCertificates certificates, TakRouter router, TrackStore tracks, ViewerDirectory viewers,
-    MissionDirectory directory, MarkingFormat markings, IServiceScopeFactory scopes, TimeProvider time, ILogger<TakServer> logger) : BackgroundService
+    DeviceMarkings deviceMarkings, MarkingFormat markings, IServiceScopeFactory scopes, TimeProvider time, ILogger<TakServer> logger) : BackgroundService
 {
     private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<Task> _connections = [];
@@ -178,12 +178,21 @@ internal sealed class TakServer(
                 viewer = await NamedViewerAsync(stoppingToken);
                 if (viewer is null)
                 {
-                    logger.LogWarning("plain TCP connection from {Remote} refused: no member {User}", remote, options.TcpUser);
+                    logger.LogWarning("plain TCP connection from {Remote} refused: no member {User}, or the member is disabled", remote, options.TcpUser);
+                    return;
+                }
+
+                if (NotLowPrivilege(viewer) is { } reason)
+                {
+                    logger.LogWarning("plain TCP connection from {Remote} refused: --tak-tcp-user {User} is not a low-privilege member ({Reason})", remote, options.TcpUser, reason);
                     return;
                 }
             }
 
-            session = new TakSession(stream, viewer, certificate, remote, await DefaultMarkingAsync(viewer, stoppingToken), stoppingToken, options.PositionQueue, options.AlertQueue);
+            session = new TakSession(stream, viewer, certificate, remote, await deviceMarkings.ForAsync(viewer, DeviceMarkings.Positions, stoppingToken), stoppingToken, options.PositionQueue, options.AlertQueue)
+            {
+                ReceiveOnly = !tlsMode,
+            };
             router.Attach(session);
             logger.LogInformation("TAK device of {User} connected from {Remote}", viewer.UserName, remote);
             var writer = session.WriteLoopAsync();
@@ -223,7 +232,7 @@ internal sealed class TakServer(
         var xml = new CotXmlFramer();
         var deliveries = new Deliveries();
         TakStreamFramer? protobuf = null;
-        var errors = 0;
+        var errors = new ErrorWindow(time);
         var leading = false;
         using var idle = CancellationTokenSource.CreateLinkedTokenSource(session.Closing);
         try
@@ -271,16 +280,15 @@ internal sealed class TakServer(
                         }
                         catch (CotFramingException e)
                         {
-                            if (++errors > 100)
+                            if (Malformed(session, errors, e.Reason))
                             {
-                                session.Close("too many malformed events: " + e.Reason);
                                 return;
                             }
 
                             continue;
                         }
 
-                        if (CotXml.TryParse(document, out var cotEvent, out _))
+                        if (CotXml.TryParse(document, out var cotEvent, out var reason))
                         {
                             await router.OnEventAsync(session, cotEvent!, document, deliveries);
                             if (cotEvent!.Type == CotControl.VersionRequestType && session.SwitchRequested)
@@ -291,9 +299,8 @@ internal sealed class TakServer(
                                 break;
                             }
                         }
-                        else if (++errors > 100)
+                        else if (Malformed(session, errors, reason))
                         {
-                            session.Close("too many malformed events");
                             return;
                         }
                     }
@@ -317,20 +324,40 @@ internal sealed class TakServer(
                         }
                         catch (CotFramingException e)
                         {
+                            // The length prefixes can no longer be trusted: the stream cannot be followed.
+                            logger.LogInformation("TAK device of {User} ({Remote}) sent a broken TAK protocol stream: {Reason}", session.Viewer.UserName, session.Remote, e.Reason);
                             session.Close("broken TAK protocol stream: " + e.Reason);
                             return;
+                        }
+                        catch (CotParseException e)
+                        {
+                            // One frame whose content does not decode: the framer has already stepped over it.
+                            if (Malformed(session, errors, e.Message))
+                            {
+                                return;
+                            }
+
+                            continue;
                         }
 
                         if (message?.CotEvent is { } takEvent)
                         {
+                            CotEvent decoded;
                             try
                             {
-                                await router.OnEventAsync(session, takEvent.ToCotEvent(), deliveries: deliveries);
+                                decoded = takEvent.ToCotEvent();
                             }
-                            catch (CotParseException)
+                            catch (CotParseException e)
                             {
-                                errors++;
+                                if (Malformed(session, errors, e.Message))
+                                {
+                                    return;
+                                }
+
+                                continue;
                             }
+
+                            await router.OnEventAsync(session, decoded, deliveries: deliveries);
                         }
                     }
                 }
@@ -340,6 +367,48 @@ internal sealed class TakServer(
         {
             deliveries.Ring();
             ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Counts a malformed event against the device and logs why (the first few, then one in a hundred, so that a broken
+    /// device cannot fill the log); true when the device sent so many in a minute that it is cut.
+    /// </summary>
+    private bool Malformed(TakSession session, ErrorWindow errors, string reason)
+    {
+        var count = errors.Add();
+        if (session.ShouldLogMalformed())
+        {
+            logger.LogInformation("TAK device of {User} ({Remote}) sent an event that was rejected: {Reason}", session.Viewer.UserName, session.Remote, reason);
+        }
+
+        if (count > ErrorWindow.MaxPerMinute)
+        {
+            logger.LogWarning("TAK device of {User} ({Remote}) cut: {Count} malformed events within a minute, the last: {Reason}", session.Viewer.UserName, session.Remote, count, reason);
+            session.Close("too many malformed events: " + reason);
+            return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>Malformed events of one connection within the last minute: a long-lived device is cut for a burst of them, not for a total.</summary>
+    private sealed class ErrorWindow(TimeProvider time)
+    {
+        public const int MaxPerMinute = 100;
+
+        private readonly Queue<long> _at = new();
+
+        public int Add()
+        {
+            var now = time.GetTimestamp();
+            while (_at.Count > 0 && time.GetElapsedTime(_at.Peek(), now) > TimeSpan.FromMinutes(1))
+            {
+                _at.Dequeue();
+            }
+
+            _at.Enqueue(now);
+            return _at.Count;
         }
     }
 
@@ -408,13 +477,17 @@ internal sealed class TakServer(
         return id is { } memberId ? await viewers.ForMemberAsync(memberId, cancellationToken) : null;
     }
 
-    /// <summary>A device's records get its organisation's agreement default for field data, or stay within the organisation.</summary>
-    internal async Task<MarkingDefault> DefaultMarkingAsync(Viewer viewer, CancellationToken cancellationToken)
+    /// <summary>
+    /// Why <paramref name="viewer"/> may not be the member plain TCP connections act as, or null when it may: nobody on the
+    /// network proves who they are there, so the member must hold the lowest classification, no caveats and no role beyond
+    /// reporting (and plain connections only receive: see <see cref="TakSession.ReceiveOnly"/>).
+    /// </summary>
+    internal static string? NotLowPrivilege(Viewer viewer)
     {
-        var resolved = AgreementDecisions.Resolve(await directory.AgreementsAsync(cancellationToken), viewer.OrganizationCode, viewer.OrganizationKind, "field.position", markings.Scheme);
-        var classification = resolved?.Classification ?? 0;
-        var releasable = Releasability.Encode(resolved?.ReleasableTo ?? (IEnumerable<string>)[Community.Organization(viewer.OrganizationCode)]);
-        var caveats = resolved is not null && markings.Caveats.TryGetBits(resolved.Caveats, out var bits, out _) ? bits : 0;
-        return new MarkingDefault(classification, releasable, caveats, markings.ToDto(classification, releasable, caveats).Label!);
+        var roles = viewer.Roles.Where(r => r != MemberRoles.Reporter).Order(StringComparer.Ordinal).ToList();
+        return viewer.Clearance > 0 ? "its clearance is above the lowest level"
+            : viewer.CaveatBits != 0 ? "it holds caveats"
+            : roles.Count > 0 ? $"it has the role(s) {string.Join(", ", roles)}"
+            : null;
     }
 }

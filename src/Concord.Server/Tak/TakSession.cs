@@ -74,6 +74,8 @@ internal sealed class TakSession : IAsyncDisposable
     private int _alertCount;
     private long _dropped;
     private volatile bool _protobuf;
+    private int _malformedLogged;
+    private int _refusedLogged;
 
     public TakSession(Stream stream, Viewer viewer, string certificate, string remote, MarkingDefault marking, CancellationToken serverStopping,
         int positionQueue = DefaultPositionQueue, int alertQueue = DefaultAlertQueue)
@@ -108,6 +110,27 @@ internal sealed class TakSession : IAsyncDisposable
     public string? CloseReason { get; private set; }
 
     public bool UsesProtobuf => _protobuf;
+
+    /// <summary>
+    /// A plain TCP connection: nobody proved who is on the other end, so it receives what its low-privilege member may see
+    /// and what it sends is ignored (but for pings and the protocol negotiation).
+    /// </summary>
+    public bool ReceiveOnly { get; init; }
+
+    /// <summary>The callsign of the device's own position reports, once it has sent one: GeoChat addresses devices by it.</summary>
+    public string? Callsign { get; set; }
+
+    /// <summary>Whether to log the next malformed event of this device: the first ten, then one in a hundred.</summary>
+    public bool ShouldLogMalformed() => Sample(ref _malformedLogged);
+
+    /// <summary>Whether to log the next event of this device that routing refused (not its uid, from the future, receive-only).</summary>
+    public bool ShouldLogRefused() => Sample(ref _refusedLogged);
+
+    private static bool Sample(ref int count)
+    {
+        var n = Interlocked.Increment(ref count);
+        return n <= 10 || n % 100 == 0;
+    }
 
     /// <summary>Set when the device asked for TAK protocol v1 and was told yes: what it sends next is protobuf.</summary>
     public bool SwitchRequested { get; set; }

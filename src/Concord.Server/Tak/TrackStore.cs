@@ -11,7 +11,7 @@ namespace Concord.Server.Tak;
 /// Device positions: the latest of each device and a bounded history, held in memory for routing and written to the
 /// store once a second (write-behind), so a thousand positions a second cost one small transaction, not a thousand.
 /// </summary>
-internal sealed class TrackStore(IServiceScopeFactory scopes, TimeProvider time, ILogger<TrackStore> logger) : BackgroundService
+internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingFormat markings, TimeProvider time, ILogger<TrackStore> logger) : BackgroundService
 {
     public static readonly TimeSpan FlushInterval = TimeSpan.FromSeconds(1);
 
@@ -25,6 +25,9 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, TimeProvider time,
         public Queue<(double Lat, double Lon, long Ms)> History { get; } = new();
 
         public Outbound? Last { get; set; }
+
+        /// <summary>Whether <see cref="Track"/> holds a position already (the next one pushes it into the history).</summary>
+        public bool HasPosition { get; set; }
     }
 
     public IEnumerable<(Track Track, Outbound? Event)> Current =>
@@ -32,7 +35,12 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, TimeProvider time,
 
     public int Count => _tracks.Count;
 
-    public void Update(CotEvent e, TakSession from, Outbound stamped)
+    /// <summary>
+    /// Records a device's position. False, and nothing changes, when the uid is the current (not stale) track of another
+    /// member: a device cannot take over another member's track. A stale track may pass to another member (a device handed
+    /// on), and then starts with no history, so that the new member's organisation never sees the old member's route.
+    /// </summary>
+    public bool Update(CotEvent e, TakSession from, Outbound stamped)
     {
         var now = time.GetUtcNow().UtcDateTime;
         var entry = _tracks.GetOrAdd(e.Uid, uid => new Entry(new Track
@@ -55,7 +63,18 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, TimeProvider time,
         lock (entry)
         {
             var t = entry.Track;
-            if (entry.Last is not null)
+            if (t.MemberId != from.Viewer.MemberId)
+            {
+                if (t.StaleAt > now)
+                {
+                    return false;
+                }
+
+                entry.History.Clear();
+                entry.HasPosition = false;
+            }
+
+            if (entry.HasPosition)
             {
                 entry.History.Enqueue((t.Latitude, t.Longitude, new DateTimeOffset(t.ObservedAt).ToUnixTimeMilliseconds()));
                 while (entry.History.Count > Track.HistoryLength)
@@ -79,6 +98,7 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, TimeProvider time,
             t.Caveats = from.Marking.Caveats;
             t.UpdatedAt = now;
             entry.Last = stamped;
+            entry.HasPosition = true;
         }
 
         // Written once a second: a uid already waiting needs no second mark (and setting it takes a lock of the dictionary).
@@ -86,6 +106,8 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, TimeProvider time,
         {
             _dirty.TryAdd(e.Uid, 0);
         }
+
+        return true;
     }
 
     public async Task LoadAsync(CancellationToken cancellationToken)
@@ -95,8 +117,63 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, TimeProvider time,
         var now = time.GetUtcNow().UtcDateTime;
         foreach (var track in await db.Tracks.AsNoTracking().Where(t => t.StaleAt > now).ToListAsync(cancellationToken))
         {
-            _tracks.TryAdd(track.Uid, new Entry(track));
+            // After a restart a track keeps its history, and devices that connect get it as it was last sent.
+            var entry = new Entry(track) { HasPosition = true, Last = new Outbound(ToCot(track), droppable: true) };
+            foreach (var point in ParseHistory(track.HistoryJson))
+            {
+                entry.History.Enqueue(point);
+            }
+
+            _tracks.TryAdd(track.Uid, entry);
         }
+    }
+
+    /// <summary>A stored track as the position event devices get, with its marking.</summary>
+    private CotEvent ToCot(Track t)
+    {
+        var label = markings.ToDto(t.Classification, t.ReleasableTo, t.Caveats).Label!;
+        var detail = new CotDetailBuilder().Contact(t.Callsign);
+        if (t.Course is { } course && t.Speed is { } speed)
+        {
+            detail.Track(course, speed);
+        }
+
+        var observed = new DateTimeOffset(DateTime.SpecifyKind(t.ObservedAt, DateTimeKind.Utc));
+        return new CotEvent
+        {
+            Uid = t.Uid,
+            Type = t.CotType,
+            How = "m-g",
+            Time = observed,
+            Start = observed,
+            Stale = new DateTimeOffset(DateTime.SpecifyKind(t.StaleAt, DateTimeKind.Utc)),
+            Access = label,
+            Point = new CotPoint(t.Latitude, t.Longitude, t.Hae, CotPoint.NoValue, CotPoint.NoValue),
+            Detail = detail.Marking(label).Build(),
+        };
+    }
+
+    /// <summary>The history as <see cref="History(Entry)"/> writes it: [[lat,lon,ms],…]; what does not read so is skipped.</summary>
+    private static IEnumerable<(double Lat, double Lon, long Ms)> ParseHistory(string json)
+    {
+        List<(double, double, long)> points = [];
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(json);
+            foreach (var point in document.RootElement.EnumerateArray())
+            {
+                if (point.ValueKind == System.Text.Json.JsonValueKind.Array && point.GetArrayLength() == 3
+                    && point[0].TryGetDouble(out var lat) && point[1].TryGetDouble(out var lon) && point[2].TryGetInt64(out var ms))
+                {
+                    points.Add((lat, lon, ms));
+                }
+            }
+        }
+        catch (System.Text.Json.JsonException)
+        {
+        }
+
+        return points.TakeLast(Track.HistoryLength);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

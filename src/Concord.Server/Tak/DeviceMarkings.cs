@@ -1,0 +1,25 @@
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Sharing;
+
+namespace Concord.Server.Tak;
+
+/// <summary>
+/// The marking a device's records get for a category: its organisation's agreement default, or its own organisation only,
+/// exactly as <see cref="Reports.ReportIntake"/> marks a report that names no marking. Positions and chat use
+/// <see cref="Positions"/>; a marker goes out under the marking of the report it becomes, so that no device receives a
+/// marker whose report its member may not read.
+/// </summary>
+internal sealed class DeviceMarkings(MissionDirectory directory, MarkingFormat markings)
+{
+    public const string Positions = "field.position";
+
+    public async Task<MarkingDefault> ForAsync(Viewer viewer, string category, CancellationToken cancellationToken)
+    {
+        var resolved = AgreementDecisions.Resolve(await directory.AgreementsAsync(cancellationToken), viewer.OrganizationCode, viewer.OrganizationKind, category, markings.Scheme);
+        var classification = resolved?.Classification ?? 0;
+        var releasable = Releasability.Encode(resolved?.ReleasableTo ?? (IEnumerable<string>)[Community.Organization(viewer.OrganizationCode)]);
+        var caveats = resolved is not null && markings.Caveats.TryGetBits(resolved.Caveats, out var bits, out _) ? bits : 0;
+        return new MarkingDefault(classification, releasable, caveats, markings.ToDto(classification, releasable, caveats).Label!);
+    }
+}
