@@ -135,7 +135,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (_, open) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: $"{tag} open account", latitude: 6.0, longitude: 20.0,
             marking: Api.Marking("UNCLASSIFIED", ["mission"]), observedAt: Api.Recent));
         var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Api.Fields(Api.Report(narrative: $"{tag} secret account, 40 killed", latitude: 6.2, longitude: 20.2,
-            marking: Api.Marking("STRICTLY CONFIDENTIAL", []), observedAt: Api.Recent.AddDays(-2)), killed: 40));
+            category: "poc.abduction", marking: Api.Marking("STRICTLY CONFIDENTIAL", []), observedAt: Api.Recent.AddDays(-2)), killed: 40));
         var target = Id(open, "incidentId");
 
         var (merged, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{target}/merge", new { incidents = new[] { Id(secret, "incidentId") } });
@@ -147,6 +147,10 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (_, bySecretWords) = await server.ClientFor("pref").GetJson($"/api/incidents?q={tag} secret account");
         var (_, byOpenWords) = await server.ClientFor("pref").GetJson($"/api/incidents?q={tag} open account");
         var (_, jocBySecretWords) = await server.ClientFor("joc").GetJson($"/api/incidents?q={tag} secret account");
+        var (_, bySecretCategory) = await server.ClientFor("pref").GetJson($"/api/incidents?q={tag}&category=poc");
+        var (_, bySecretLevel) = await server.ClientFor("pref").GetJson($"/api/incidents?q={tag}&classification=STRICTLY%20CONFIDENTIAL");
+        var (_, provenance) = await server.ClientFor("pref").GetJson($"/api/incidents/{target}/provenance");
+        var (_, fullProvenance) = await server.ClientFor("joc").GetJson($"/api/incidents/{target}/provenance");
         var gone = await server.ClientFor("joc").GetAsync($"/api/incidents/{Id(secret, "incidentId")}");
 
         Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
@@ -166,6 +170,18 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.DoesNotContain(bySecretWords.GetProperty("items").EnumerateArray(), i => Id(i) == target);
         Assert.Contains(byOpenWords.GetProperty("items").EnumerateArray(), i => Id(i) == target);
         Assert.Contains(jocBySecretWords.GetProperty("items").EnumerateArray(), i => Id(i) == target);
+        Assert.Equal("acled.battles.armed-clash", partial.GetProperty("category").GetString());
+        Assert.DoesNotContain(bySecretCategory.GetProperty("items").EnumerateArray(), i => Id(i) == target);
+        Assert.DoesNotContain(bySecretLevel.GetProperty("items").EnumerateArray(), i => Id(i) == target);
+        // How pref's report came into the incident was decided against the secret one: withheld.
+        var link = provenance.GetProperty("reports").EnumerateArray().Single();
+        Assert.Equal("linked", link.GetProperty("decision").GetString());
+        Assert.False(link.TryGetProperty("scores", out var scores) && scores.ValueKind != JsonValueKind.Null);
+        Assert.DoesNotContain(fullProvenance.GetProperty("reports").EnumerateArray(), l => l.GetProperty("decision").GetString() == "linked");
+        // An analyst who sees only the open report cannot split it out: refused as for a one-report incident, no hint of the other.
+        var (split, splitProblem) = await server.ClientFor("ocha").PostJson($"/api/incidents/{target}/split", new { reports = new[] { Id(open) } });
+        Assert.Equal(HttpStatusCode.BadRequest, split.StatusCode);
+        Assert.Contains("leave at least one report you may see", splitProblem.ToString(), StringComparison.Ordinal);
         var feature = geo.GetProperty("features").EnumerateArray().Single(f => f.GetProperty("id").GetGuid() == target);
         Assert.Equal([20.0, 6.0], feature.GetProperty("geometry").GetProperty("coordinates").EnumerateArray().Select(c => c.GetDouble()).ToArray());
         Assert.Equal(1, feature.GetProperty("properties").GetProperty("reportCount").GetInt32());

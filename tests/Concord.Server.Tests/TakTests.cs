@@ -309,9 +309,11 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         var colleague = await ForceColleagueAsync();
         await using var plain = await server.ConnectTakAsync(null);
         await using var listener = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
-        var (_, secret) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Only for the Force", marking: Api.Marking("UNCLASSIFIED", ["org:FORCE"])));
-        var (_, open) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "For the whole mission", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         Assert.NotNull(await plain.WaitForAsync(e => e.Type == CotControl.VersionSupportType));
+        var (_, secret) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Only for the Force", latitude: -20.1, longitude: -40.1,
+            marking: Api.Marking("UNCLASSIFIED", ["org:FORCE"])));
+        var (_, open) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "For the whole mission", latitude: -21.1, longitude: -41.1,
+            marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         await Task.Delay(300);
 
         // Nobody on a plain connection proved who they are: what it sends becomes nothing and reaches nobody.
@@ -320,8 +322,15 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             "<point lat='6.01' lon='20.51' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='fake'/><remarks>fake massacre</remarks></detail></event>");
         await plain.SendAsync($"<event version='2.0' uid='ANDROID-x-ping' type='t-x-c-t' time='{Now()}' start='{Now()}' stale='{Now(10)}' how='h-g-i-g-o'><point lat='0' lon='0' hae='0' ce='9999999' le='9999999'/><detail/></event>");
 
-        Assert.NotNull(await plain.WaitForAsync(e => e.Type == CotControl.PongType));
-        Assert.NotNull(await plain.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + open.GetProperty("incidentId").GetGuid()));
+        // The incident and the pong may come in either order; waiting for one consumes what comes before it.
+        var openUid = CotMapping.IncidentUidPrefix + open.GetProperty("incidentId").GetGuid();
+        var incidentFirst = false;
+        Assert.NotNull(await plain.WaitForAsync(e =>
+        {
+            incidentFirst |= e.Uid == openUid;
+            return e.Type == CotControl.PongType;
+        }));
+        Assert.True(incidentFirst || await plain.WaitForAsync(e => e.Uid == openUid) is not null);
         Assert.Null(await plain.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + secret.GetProperty("incidentId").GetGuid(), TimeSpan.FromSeconds(1)));
         Assert.Null(await listener.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(1)));
         Assert.False(await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.ExternalRef == "tak:" + uid)));

@@ -9,9 +9,10 @@ using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Fusion;
 
-internal sealed record ProvenanceLinkDto(Guid ReportId, string Organization, DateTimeOffset ObservedAt, string Category, string Decision, double Contribution, JsonElement? Scores, DateTimeOffset LinkedAt);
+internal sealed record ProvenanceLinkDto(Guid ReportId, string Organization, DateTimeOffset ObservedAt, string Category, string Decision, double? Contribution, JsonElement? Scores, DateTimeOffset LinkedAt);
 
-internal sealed record ProposalDto(Guid Id, Guid ReportId, Guid IncidentId, Guid? ReportIncidentId, double Score, JsonElement Scores, DateTimeOffset CreatedAt);
+/// <summary>A grey-band proposal; its score is null (withheld) when the proposed incident holds reports the viewer may not see.</summary>
+internal sealed record ProposalDto(Guid Id, Guid ReportId, Guid IncidentId, Guid? ReportIncidentId, double? Score, JsonElement? Scores, DateTimeOffset CreatedAt);
 
 internal sealed record ProvenanceDto(Guid IncidentId, IReadOnlyList<ProvenanceLinkDto> Reports, IReadOnlyList<ProposalDto> Proposals);
 
@@ -52,10 +53,13 @@ internal static class FusionEndpoints
             .OrderBy(x => x.ObservedAt).ToListAsync(context.RequestAborted);
         var reportIds = links.Select(l => l.Link.ReportId).ToList();
         var proposals = await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null && (p.IncidentId == id || reportIds.Contains(p.ReportId))), context.RequestAborted);
+        var withheld = await db.IncidentReports.CountAsync(l => l.IncidentId == id, context.RequestAborted) > links.Count;
         return TypedResults.Ok(new ProvenanceDto(
             id,
-            links.Select(l => new ProvenanceLinkDto(l.Link.ReportId, directory.Organization(l.OrganizationId)?.Code ?? "?", Utc(l.ObservedAt), l.Category, l.Link.Decision,
-                Math.Round(l.Link.Contribution, 4), l.Link.ScoreDetail is { } detail ? Parse(detail) : null, Utc(l.Link.LinkedAt))).ToList(),
+            links.Select(l => withheld
+                ? new ProvenanceLinkDto(l.Link.ReportId, directory.Organization(l.OrganizationId)?.Code ?? "?", Utc(l.ObservedAt), l.Category, LinkDecisions.Withheld, null, null, Utc(l.Link.LinkedAt))
+                : new ProvenanceLinkDto(l.Link.ReportId, directory.Organization(l.OrganizationId)?.Code ?? "?", Utc(l.ObservedAt), l.Category, l.Link.Decision,
+                    Math.Round(l.Link.Contribution, 4), l.Link.ScoreDetail is { } detail ? Parse(detail) : null, Utc(l.Link.LinkedAt))).ToList(),
             proposals));
     }
 
@@ -69,9 +73,16 @@ internal static class FusionEndpoints
         var incidents = db.VisibleIncidents(db.Incidents, viewer);
         var rows = await source
             .Where(p => reports.Any(r => r.Id == p.ReportId) && incidents.Any(i => i.Id == p.IncidentId))
-            .Select(p => new { Proposal = p, Current = db.IncidentReports.Where(l => l.ReportId == p.ReportId).Select(l => (Guid?)l.IncidentId).FirstOrDefault() })
+            .Select(p => new
+            {
+                Proposal = p,
+                Current = db.IncidentReports.Where(l => l.ReportId == p.ReportId).Select(l => (Guid?)l.IncidentId).FirstOrDefault(),
+                // The score was computed against every report of the proposed incident: withheld if some are hidden from the viewer.
+                Hidden = db.IncidentReports.Any(l => l.IncidentId == p.IncidentId && !reports.Any(r => r.Id == l.ReportId)),
+            })
             .ToListAsync(cancellationToken);
-        return rows.Select(x => new ProposalDto(x.Proposal.Id, x.Proposal.ReportId, x.Proposal.IncidentId, x.Current, Math.Round(x.Proposal.Score, 4), Parse(x.Proposal.ScoreDetail), Utc(x.Proposal.CreatedAt))).ToList();
+        return rows.Select(x => new ProposalDto(x.Proposal.Id, x.Proposal.ReportId, x.Proposal.IncidentId, x.Current,
+            x.Hidden ? null : Math.Round(x.Proposal.Score, 4), x.Hidden ? null : Parse(x.Proposal.ScoreDetail), Utc(x.Proposal.CreatedAt))).ToList();
     }
 
     private static async Task<Results<Ok<ProvenanceDto>, NotFound, ProblemHttpResult>> Split(

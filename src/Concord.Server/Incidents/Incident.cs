@@ -115,4 +115,11 @@ internal static class LinkDecisions
     public const string Accepted = "accepted";
     public const string Merged = "merged";
     public const string Split = "split";
+
+    /// <summary>
+    /// What a viewer is told of every link of an incident that holds reports they may not see: how a report came there,
+    /// and fusion's scores, were decided against those reports (a "fused" report implies an earlier one, a casualty score
+    /// hints at its figures), so they are withheld.
+    /// </summary>
+    public const string Withheld = "linked";
 }

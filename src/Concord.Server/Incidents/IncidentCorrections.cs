@@ -85,9 +85,12 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             return new Outcome(null, "reports", $"not in this incident: {string.Join(", ", unknown)}");
         }
 
-        if (moving.Count == links.Count)
+        // Counted among the reports the analyst may see: counting all of them would tell whether hidden ones remain.
+        var linkedIds = links.Select(l => l.ReportId).ToList();
+        var visibleLinked = await db.Reports.AsNoTracking().VisibleTo(viewer).CountAsync(r => linkedIds.Contains(r.Id), cancellationToken);
+        if (moving.Count >= visibleLinked)
         {
-            return new Outcome(null, "reports", "leave at least one report in the incident");
+            return new Outcome(null, "reports", "leave at least one report you may see in the incident");
         }
 
         var all = links.Select(l => l.ReportId).ToList();

@@ -48,7 +48,9 @@ public sealed class IncidentDetails
         {
             Incident = seen.ToDto(directory, markings, reports.Select(r => r.ToDto(id, viewer, directory, markings)).ToList()),
             Highest = (marked.Max(m => m.Classification), marked.Aggregate(0L, (bits, m) => bits | m.Caveats)),
-            Links = rows.ToDictionary(x => x.Report.Id, x => (x.Decision, x.Contribution)),
+            Links = await db.IncidentReports.CountAsync(l => l.IncidentId == id, context.RequestAborted) > rows.Count
+                ? rows.ToDictionary(x => x.Report.Id, _ => (LinkDecisions.Withheld, 0.0))
+                : rows.ToDictionary(x => x.Report.Id, x => (x.Decision, x.Contribution)),
         };
     }
 }

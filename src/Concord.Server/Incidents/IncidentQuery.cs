@@ -23,7 +23,10 @@ internal static class IncidentQuery
         {
             if (markings.Scheme.TryParse(label, out var level))
             {
-                incidents = incidents.Where(i => i.Classification == level);
+                // A mixed incident's stored level may be a hidden report's: it is selected by the levels of the reports the viewer may see.
+                var visibleReports = db.Reports.VisibleTo(viewer);
+                incidents = incidents.Where(i => (!i.Mixed && i.Classification == level)
+                    || (i.Mixed && db.IncidentReports.Any(l => l.IncidentId == i.Id && visibleReports.Any(r => r.Id == l.ReportId && r.Classification == level))));
             }
             else
             {
