@@ -175,6 +175,9 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Contains("1,848 rows read", first.Output);
         Assert.Contains("1,848 reports created, 0 already imported, 0 rejected", first.Output);
         Assert.Contains("rows/s, ETA", first.Errors);
+        // Long imports keep their hours in the ETA.
+        var line = Import.ImportCommand.Line(new Import.ImportProgress(1_000, 1_000, 0, 0, 1, 1_000), TimeSpan.FromMinutes(5));
+        Assert.Contains("ETA 83:15:00,", line);
         Assert.Contains("0 reports created, 1,848 already imported, 0 rejected", again.Output);
         await using (var services = Services(await StoreAsync()))
         await using (var scope = services.CreateAsyncScope())
@@ -201,7 +204,7 @@ public abstract class CliTests : IAsyncLifetime
         File.AppendAllText(damaged, "99999999,0,2020,\"unterminated\n");
         await Run(["migrate", .. StoreArguments]);
         var bad = await Run(["import", "--file", damaged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
-        Assert.Equal(0, bad.Exit);
+        Assert.Equal(Import.ImportCommand.RowsRejected, bad.Exit);
         Assert.Contains("line 3: ", bad.Output);
         Assert.Contains("date_start", bad.Output);
         Assert.Contains("line 4: has 10 fields", bad.Output);
@@ -215,6 +218,9 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal(2, missing.Exit);
         var format = await Run(["import", "--file", ged, "--format", "xlsx", "--user", "analyst", .. StoreArguments]);
         Assert.Contains("--format must be ged, acled or geojson", format.Errors);
+        var level = await Run(["import", "--file", ged, "--format", "ged", "--user", "analyst", "--level", "BOGUS", .. StoreArguments]);
+        Assert.Equal(2, level.Exit);
+        Assert.Contains("--level must be one of UNCLASSIFIED, CONFIDENTIAL, STRICTLY CONFIDENTIAL, not 'BOGUS'", level.Errors);
     }
 
     [Fact]

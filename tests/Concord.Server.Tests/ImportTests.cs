@@ -26,14 +26,21 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
             CAF{tag}4,not a date,2024,1,Political violence,Battles,Armed clash,A,B,X,Y,5.1,20.1,1,S,bad date,1
             CAF{tag}5,2024-03-07,2024,1,Political violence,Sports,Football,A,B,X,Y,5.1,20.1,1,S,unknown type,1
             CAF{tag}6,2024-03-07,2024,1,Political violence,Battles,Armed clash,A,B,X,Y,95.1,20.1,1,S,bad latitude,1
+            CAF{tag}7,2024-03-07,2024,7,Political violence,Battles,Armed clash,A,B,X,Y,5.1,20.1,9,S,bad precisions,1
+            CAF{tag}8,2024-03-07,2024,1,Political violence,Battles,Armed clash,A,B,X,Y,5.1,20.1,1,S,fractional fatalities,2.7
+            CAF{tag}9,2024-03-07,2024,1,Political violence,Battles,Pillow fight,A,B,X,Y,5.1,20.1,1,S,unknown sub-event type,1
             """;
         var (status, summary) = await ImportAsync("joc", $"format=acled&classification=UNCLASSIFIED&releasableTo=mission", csv, "text/csv");
 
         Assert.Equal(HttpStatusCode.OK, status);
-        Assert.Equal(6, summary.GetProperty("rows").GetInt32());
+        Assert.Equal(9, summary.GetProperty("rows").GetInt32());
         Assert.Equal(3, summary.GetProperty("created").GetInt32());
         var rejected = summary.GetProperty("rejectedRows").EnumerateArray().ToDictionary(r => r.GetProperty("line").GetInt32(), r => r.GetProperty("reason").GetString()!);
-        Assert.Equal([5, 6, 7], rejected.Keys.Order());
+        Assert.Equal([5, 6, 7, 8, 9, 10], rejected.Keys.Order());
+        Assert.Contains("time_precision '7'", rejected[8]);
+        Assert.Contains("geo_precision '9'", rejected[8]);
+        Assert.Contains("fatalities '2.7' must be a whole number", rejected[9]);
+        Assert.Contains("not an ACLED type", rejected[10]);
         Assert.Contains("event_date", rejected[5]);
         Assert.Contains("not an ACLED type", rejected[6]);
         Assert.Contains("latitude", rejected[7]);
@@ -58,6 +65,20 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task An_upload_over_Kestrels_default_30_MB_is_read_and_its_rows_judged()
+    {
+        // 40 MB: one row whose notes are far too long for a narrative. Kestrel alone would cut the body at 30 MB.
+        var csv = "event_id_cnty,event_date,time_precision,event_type,sub_event_type,actor1,actor2,latitude,longitude,geo_precision,fatalities,notes\n"
+            + "BIG1,2024-03-02,1,Battles,Armed clash,A,B,5.1,20.1,1,0," + new string('n', 40 * 1024 * 1024) + "\n";
+
+        var (status, summary) = await ImportAsync("joc", "format=acled&classification=UNCLASSIFIED", csv, "text/csv");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(1, summary.GetProperty("rejected").GetInt32());
+        Assert.Contains("narrative", summary.GetProperty("rejectedRows")[0].GetProperty("reason").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_GeoJSON_collection_becomes_reports_once()
     {
         var tag = Guid.NewGuid().ToString("N")[..6];
@@ -68,7 +89,9 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
                                 "killed": 0, "precisionMeters": 500, "reliability": "C", "credibility": 3, "actors": ["Armed group"] } },
               { "type": "Feature", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "narrative": "no id" } },
               { "type": "Feature", "id": "{{tag}}-3", "geometry": { "type": "LineString", "coordinates": [[18, 4], [19, 5]] }, "properties": {} },
-              { "type": "Feature", "id": "{{tag}}-4", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "no.such.category", "narrative": "x" } }
+              { "type": "Feature", "id": "{{tag}}-4", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "no.such.category", "narrative": "x" } },
+              { "type": "Feature", "id": "{{tag}}-5", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "poc", "narrative": "x", "killed": "many" } },
+              { "type": "Feature", "id": "{{tag}}-6", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "poc", "narrative": "x", "killed": 1, "killedCivilians": 5 } }
             ] }
             """;
         var (status, summary) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
@@ -79,6 +102,8 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Contains("no id", rejected[2]);
         Assert.Contains("Point", rejected[3]);
         Assert.Contains("category", rejected[4]);
+        Assert.Contains("properties.killed \"many\" must be a whole number", rejected[5]);
+        Assert.Contains("killedCivilians 5 is more than properties.killed 1", rejected[6]);
         var (_, again) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
         Assert.Equal(1, again.GetProperty("skipped").GetInt32());
         var (_, broken) = await ImportAsync("ocha", "format=geojson", "{ \"type\": ", "application/geo+json");

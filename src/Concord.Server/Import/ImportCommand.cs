@@ -39,6 +39,12 @@ internal static class ImportCommand
             }
 
             await services.PrepareStoreAsync(cancellationToken);
+            if (marking is not null && services.GetRequiredService<ClassificationScheme>() is var scheme && !scheme.TryParse(marking.Classification, out _))
+            {
+                await errors.WriteLineAsync($"concord: --level must be one of {string.Join(", ", scheme.Levels)}, not '{marking.Classification}'");
+                return 2;
+            }
+
             Guid memberId;
             await using (var scope = services.CreateAsyncScope())
             {
@@ -71,9 +77,13 @@ internal static class ImportCommand
                 await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  … and {summary.Rejected - 50:N0} more rejected rows."));
             }
 
-            return 0;
+            // Scripts learn from the exit code that some rows were left out (the others are imported all the same).
+            return summary.Rejected > 0 ? RowsRejected : 0;
         }
     }
+
+    /// <summary>The exit code when the file was imported but some of its rows were rejected.</summary>
+    public const int RowsRejected = 3;
 
     /// <summary>One progress line (rewritten in place): rows, rate, share of the file, time left.</summary>
     internal static string Line(ImportProgress p, TimeSpan elapsed)
@@ -84,7 +94,7 @@ internal static class ImportCommand
         const int Width = 30;
         var filled = (int)Math.Round(share * Width);
         return string.Create(CultureInfo.InvariantCulture,
-            $"\r[{new string('#', filled)}{new string('.', Width - filled)}] {share:P0} {p.Rows:N0} rows, {rate:N0} rows/s, ETA {eta:mm\\:ss}, {p.Created:N0} created, {p.Skipped:N0} skipped, {p.Rejected:N0} rejected ");
+            $"\r[{new string('#', filled)}{new string('.', Width - filled)}] {share:P0} {p.Rows:N0} rows, {rate:N0} rows/s, ETA {(int)eta.TotalHours}:{eta:mm\\:ss}, {p.Created:N0} created, {p.Skipped:N0} skipped, {p.Rejected:N0} rejected ");
     }
 
     private sealed class ProgressLine(TextWriter errors, DateTime started) : IProgress<ImportProgress>

@@ -24,6 +24,12 @@ internal static class ImportEndpoints
             return Problems.Field("format", "must be ged, acled or geojson");
         }
 
+        // Kestrel refuses bodies over 30 MB by default, mid-read, as a server error: this endpoint counts its own limit.
+        if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = null;
+        }
+
         if (context.Request.ContentLength is > MaxBytes)
         {
             return Problems.Field("body", $"at most {MaxBytes / (1024 * 1024)} MB; import larger files with 'concord import' on the server", StatusCodes.Status413PayloadTooLarge);

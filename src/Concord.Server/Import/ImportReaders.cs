@@ -112,7 +112,26 @@ internal static class AcledReader
 
         var latitude = Number("latitude", -90, 90);
         var longitude = Number("longitude", -180, 180);
-        var fatalities = (int)Number("fatalities", 0, 1_000_000);
+        var fatalityValue = Number("fatalities", 0, 1_000_000);
+        var fatalities = (int)fatalityValue;
+        if (fatalities != fatalityValue)
+        {
+            errors.Add($"fatalities '{field("fatalities")}' must be a whole number");
+        }
+
+        // ACLED: time_precision 1 day, 2 week, 3 month; geo_precision 1 the place, 2 near it, 3 the admin area.
+        var precision = field("time_precision") switch { "1" => "day", "2" => "week", "3" => "month", _ => null };
+        if (precision is null)
+        {
+            errors.Add($"time_precision '{field("time_precision")}' must be 1 (day), 2 (week) or 3 (month)");
+        }
+
+        double? meters = field("geo_precision") switch { "1" => 2_000.0, "2" => 25_000.0, "3" => 100_000.0, _ => null };
+        if (meters is null)
+        {
+            errors.Add($"geo_precision '{field("geo_precision")}' must be 1 (the place), 2 (near it) or 3 (the admin area)");
+        }
+
         var category = Category(field("event_type"), field("sub_event_type"));
         if (category is null)
         {
@@ -124,9 +143,6 @@ internal static class AcledReader
             return new ImportRow(line, null, string.Join("; ", errors));
         }
 
-        // ACLED: time_precision 1 day, 2 week, 3 month; geo_precision 1 the place, 2 near it, 3 the admin area.
-        var precision = field("time_precision") switch { "2" => "week", "3" => "month", _ => "day" };
-        var meters = field("geo_precision") switch { "2" => 25_000.0, "3" => 100_000.0, _ => 2_000.0 };
         var civilians = field("civilian_targeting").Length > 0 || category!.StartsWith("acled.violence-against-civilians", StringComparison.Ordinal);
         var notes = field("notes");
         return new ImportRow(line, new CreateReport
@@ -134,7 +150,7 @@ internal static class AcledReader
             Id = GedMapping.NameBasedGuid($"{Dataset}:{id}"),
             ObservedAt = new DateTimeOffset(date, TimeSpan.Zero),
             ObservedPrecision = precision,
-            Location = new LocationInput(latitude, longitude, meters, null),
+            Location = new LocationInput(latitude, longitude, meters!.Value, null),
             Category = category,
             Casualties = new CasualtiesInput(civilians ? new CasualtyRange(null, fatalities, null) : null, civilians ? null : new CasualtyRange(null, fatalities, null), null, null),
             Narrative = notes.Length > 0 ? notes : $"{field("event_type")}: {field("sub_event_type")} at {field("location")}",
@@ -159,16 +175,16 @@ internal static class AcledReader
 
     private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length];
 
-    /// <summary>The taxonomy code for an ACLED event type and sub-event type (the sub-event when known, else the event type).</summary>
+    /// <summary>
+    /// The taxonomy code for an ACLED event type and sub-event type; the event type's own code when no sub-event type is
+    /// given; null when either is not ACLED's (an unknown sub-event type is refused, not filed under its event type).
+    /// </summary>
     public static string? Category(string eventType, string subEventType)
     {
         var map = Categories.Value;
-        if (map.TryGetValue($"{eventType.Trim().ToLowerInvariant()}|{subEventType.Trim().ToLowerInvariant()}", out var code))
-        {
-            return code;
-        }
-
-        return map.GetValueOrDefault($"{eventType.Trim().ToLowerInvariant()}|");
+        return subEventType.Trim().Length == 0
+            ? map.GetValueOrDefault($"{eventType.Trim().ToLowerInvariant()}|")
+            : map.GetValueOrDefault($"{eventType.Trim().ToLowerInvariant()}|{subEventType.Trim().ToLowerInvariant()}");
     }
 
     private static Dictionary<string, string> LoadCategories()
@@ -262,8 +278,34 @@ internal static class GeoJsonReader
         }
 
         DateTimeOffset? observed = DateTimeOffset.TryParse(Text(properties, "observedAt"), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at) ? at : null;
+        // A figure that is there must read as one: "many" is not imported as no casualties.
+        var errors = new List<string>();
+        foreach (var name in (string[])["killed", "killedCivilians", "injured", "credibility"])
+        {
+            if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null && Int(properties, name) is null)
+            {
+                errors.Add($"properties.{name} {value.GetRawText()} must be a whole number");
+            }
+        }
+
+        if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty("precisionMeters", out var given) && given.ValueKind != JsonValueKind.Null
+            && !double.TryParse(Text(properties, "precisionMeters"), NumberStyles.Float, CultureInfo.InvariantCulture, out _))
+        {
+            errors.Add($"properties.precisionMeters {given.GetRawText()} must be a number of metres");
+        }
+
         var killed = Int(properties, "killed");
         var killedCivilians = Int(properties, "killedCivilians");
+        if (killed is { } all && killedCivilians is { } civilians && civilians > all)
+        {
+            errors.Add($"properties.killedCivilians {civilians} is more than properties.killed {all}");
+        }
+
+        if (errors.Count > 0)
+        {
+            return new ImportRow(n, null, string.Join("; ", errors));
+        }
+
         return new ImportRow(n, new CreateReport
         {
             Id = GedMapping.NameBasedGuid($"{Dataset}:{source}:{id}"),

@@ -7,31 +7,42 @@ namespace Concord.Server.Ucdp;
 /// It yields each record with the line it starts on and keeps only one record in memory.
 /// (Written here because the CsvHelper version served to this project changed its API; the format is small.)
 /// </summary>
+/// <remarks>
+/// A quote opened and never closed on its line would otherwise swallow every line up to the next quote in the file,
+/// valid rows included. So a record that runs over several lines and then does not have the header's number of fields is
+/// taken for such a mistake: its first line is rejected with that reason and the lines after it are read again as rows
+/// of their own. A quoted field that really holds line breaks keeps them when the record has the header's field count.
+/// </remarks>
 internal static class CsvRecords
 {
     internal sealed record Record(long Line, string[] Fields, string? Error);
 
     public static IEnumerable<Record> Read(TextReader reader)
     {
+        var source = new Source(reader);
         var fields = new List<string>();
         var field = new StringBuilder();
+        // The record's text as read, to read its lines again if it turns out to be an unclosed quote's doing.
+        var raw = new StringBuilder();
+        int? expected = null;
         var line = 1L;
         var recordLine = 1L;
         var inQuotes = false;
         var quotedField = false;
         var any = false;
         int c;
-        while ((c = reader.Read()) != -1)
+        while ((c = source.Read()) != -1)
         {
             var ch = (char)c;
             any = true;
+            raw.Append(ch);
             if (inQuotes)
             {
                 if (ch == '"')
                 {
-                    if (reader.Peek() == '"')
+                    if (source.Peek() == '"')
                     {
-                        reader.Read();
+                        raw.Append((char)source.Read());
                         field.Append('"');
                     }
                     else
@@ -63,16 +74,28 @@ internal static class CsvRecords
                     field.Clear();
                     quotedField = false;
                     break;
-                case '\r' when reader.Peek() == '\n':
+                case '\r' when source.Peek() == '\n':
                     break;
                 case '\n' or '\r':
                     fields.Add(field.ToString());
-                    yield return Checked(recordLine, fields);
+                    expected ??= fields.Count;
+                    if (line > recordLine && fields.Count != expected && Unclosed(raw, source) is { } first)
+                    {
+                        // Read again from the second line of this record: only the first line is lost.
+                        yield return new Record(recordLine, Split(first), "a quoted field opened on this line is not closed on it");
+                        line = recordLine + 1;
+                    }
+                    else
+                    {
+                        yield return Checked(recordLine, fields);
+                        line++;
+                    }
+
                     fields.Clear();
                     field.Clear();
+                    raw.Clear();
                     quotedField = false;
                     any = false;
-                    line++;
                     recordLine = line;
                     break;
                 default:
@@ -84,7 +107,19 @@ internal static class CsvRecords
         if (inQuotes)
         {
             fields.Add(field.ToString());
-            yield return new Record(recordLine, [.. fields], "a quoted field is not closed before the end of the file");
+            expected ??= fields.Count;
+            if (line > recordLine && Unclosed(raw, source) is { } first)
+            {
+                yield return new Record(recordLine, Split(first), "a quoted field opened on this line is not closed on it");
+                foreach (var record in Read(source.Rest(), recordLine + 1, expected.Value))
+                {
+                    yield return record;
+                }
+            }
+            else
+            {
+                yield return new Record(recordLine, [.. fields], "a quoted field is not closed before the end of the file");
+            }
         }
         else if (any)
         {
@@ -93,9 +128,60 @@ internal static class CsvRecords
         }
     }
 
+    /// <summary>The rest of a file after a record's first line, read with line numbers from <paramref name="firstLine"/> on.</summary>
+    private static IEnumerable<Record> Read(StringReader rest, long firstLine, int expected)
+    {
+        // The header is not read again: a line of the expected width stands in for it, then is skipped.
+        var header = string.Join(',', Enumerable.Repeat("h", expected));
+        using var reader = new StringReader(header + "\n" + rest.ReadToEnd());
+        foreach (var record in Read(reader).Skip(1))
+        {
+            yield return record with { Line = record.Line - 2 + firstLine };
+        }
+    }
+
+    /// <summary>
+    /// When <paramref name="raw"/> (one record's text) spans lines, puts everything after its first line back into
+    /// <paramref name="source"/> and returns that first line; null when it is a single line.
+    /// </summary>
+    private static string? Unclosed(StringBuilder raw, Source source)
+    {
+        var text = raw.ToString();
+        var end = text.IndexOf('\n', StringComparison.Ordinal);
+        if (end < 0 || end == text.Length - 1)
+        {
+            return null;
+        }
+
+        source.PushBack(text[(end + 1)..]);
+        return text[..end].TrimEnd('\r');
+    }
+
+    /// <summary>The first line's fields as well as they read, for the rejection's context.</summary>
+    private static string[] Split(string line) => line.Split(',');
+
     /// <summary>A record whose text did not decode (the reader put U+FFFD in place of bad bytes) is rejected, not imported garbled.</summary>
     private static Record Checked(long line, List<string> fields) =>
         fields.Any(f => f.Contains('\uFFFD', StringComparison.Ordinal))
             ? new Record(line, [.. fields], "is not valid UTF-8 text: some bytes could not be decoded")
             : new Record(line, [.. fields], null);
+
+    /// <summary>A reader with characters pushed back in front of it.</summary>
+    private sealed class Source(TextReader reader)
+    {
+        private string _back = "";
+        private int _at;
+
+        public int Read() => _at < _back.Length ? _back[_at++] : reader.Read();
+
+        public int Peek() => _at < _back.Length ? _back[_at] : reader.Peek();
+
+        public void PushBack(string text)
+        {
+            _back = text + _back[_at..];
+            _at = 0;
+        }
+
+        public StringReader Rest() => new StringReader(_back[_at..] + reader.ReadToEnd());
+    }
 }
