@@ -413,5 +413,42 @@ public sealed class CommandLineTests
 
         Assert.Equal(0, verbExit);
         Assert.Contains("--clearance LEVEL", verbHelp);
+        var (helpVerbExit, helpVerb, _) = await CliTests.Run("help", "token", "create");
+        Assert.Equal(0, helpVerbExit);
+        Assert.Contains("--name", helpVerb);
+    }
+
+    [Fact]
+    public async Task Help_is_asked_only_where_an_option_may_stand_and_only_for_known_verbs()
+    {
+        // "help" as the value of an option is that value: a token named "help".
+        Assert.False(Commands.HelpAsked(["token", "create", "--user", "force.g2", "--name", "help"], out _));
+        Assert.False(Commands.HelpAsked(["token", "create", "--user", "force.g2", "--name", "-h"], out _));
+        Assert.True(Commands.HelpAsked(["token", "create", "--help"], out var words));
+        Assert.Equal("token create", words);
+        var (unknown, _, errors) = await CliTests.Run("frobnicate", "--help");
+        Assert.Equal(2, unknown);
+        Assert.Contains("unknown verb 'frobnicate'", errors);
+    }
+
+    [Fact]
+    public async Task Serve_on_a_port_in_use_says_so_and_never_that_it_listens()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        var data = Path.Combine(Path.GetTempPath(), "concord-port-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var (exit, output, errors) = await CliTests.Run("serve", "--data", data, "--urls", $"http://127.0.0.1:{port}", "--no-tak");
+
+            Assert.Equal(1, exit);
+            Assert.Contains($"cannot listen on http://127.0.0.1:{port}", errors);
+            Assert.DoesNotContain("listening", output);
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+        }
     }
 }

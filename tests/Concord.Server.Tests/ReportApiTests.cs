@@ -139,6 +139,24 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal([field], problem.ErrorFields());
+        // The reason speaks of the request, never of the server's .NET types.
+        Assert.DoesNotContain("System.", problem.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("Concord.Server", problem.ToString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("{\"location\": {\"latitude\": \"north\", \"longitude\": 20}}", "must be a number")]
+    [InlineData("{\"observedAt\": \"yesterday\"}", "must be a date and time")]
+    [InlineData("{\"id\": \"not-an-id\"}", "must be an id")]
+    [InlineData("{\"actors\": \"FACA\"}", "must be an array")]
+    [InlineData("{\"colour\": \"red\"}", "is not a field of this request")]
+    public async Task Malformed_json_gets_a_reason_in_the_clients_terms(string json, string reason)
+    {
+        var response = await Server.ClientFor("force").PostAsync("/api/reports", new StringContent(json, Encoding.UTF8, "application/json"));
+        var problem = await response.Json();
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains(reason, problem.GetProperty("errors").EnumerateObject().Single().Value[0].GetString(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -218,12 +236,17 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     [InlineData("limit=0", "limit")]
     [InlineData("limit=5001", "limit")]
     [InlineData("cursor=%%%", "cursor")]
+    [InlineData("organization=NOPE", "organization")]
+    [InlineData("category=no.such.category", "category")]
     public async Task Bad_query_parameters_are_named(string query, string field)
     {
-        var (response, problem) = await Server.ClientFor("joc").GetJson("/api/reports?" + query);
+        foreach (var path in new[] { "/api/reports?", "/api/incidents?", "/api/incidents/geojson?" })
+        {
+            var (response, problem) = await Server.ClientFor("joc").GetJson(path + query);
 
-        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        Assert.Equal([field], problem.ErrorFields());
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{path}{query}: {response.StatusCode}");
+            Assert.Equal([field], problem.ErrorFields());
+        }
     }
 
     [Fact]

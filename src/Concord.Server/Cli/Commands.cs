@@ -13,11 +13,45 @@ namespace Concord.Server.Cli;
 /// <summary>Runs the verbs of the <c>concord</c> executable. Exit codes: 0 done, 1 the work failed, 2 the command line was wrong.</summary>
 internal static class Commands
 {
+    /// <summary>
+    /// Whether the command line asks for help: <c>concord help [VERB]</c>, or <c>--help</c>/<c>-h</c> where an option may
+    /// stand (not as the value of an option: <c>--name help</c> names a token "help"). <paramref name="words"/> is the verb
+    /// the help is for, as typed.
+    /// </summary>
+    internal static bool HelpAsked(string[] args, out string words)
+    {
+        if (args.Length > 0 && args[0] == "help")
+        {
+            words = string.Join(' ', args.Skip(1));
+            return true;
+        }
+
+        words = string.Join(' ', args.TakeWhile(a => !a.StartsWith('-')));
+        var valued = CommandLine.Verbs.SelectMany(v => v.Options).Where(o => !o.IsFlag).Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (args[i] is "--help" or "-h" && (i == 0 || !valued.Contains(args[i - 1])))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
     {
-        if (args.Any(a => a is "--help" or "-h" or "help"))
+        if (HelpAsked(args, out var words))
         {
-            var verb = CommandLine.Verbs.FirstOrDefault(v => string.Join(' ', args.TakeWhile(a => !a.StartsWith('-') && a != "help")) == v.Name);
+            var verb = CommandLine.Verbs.FirstOrDefault(v => v.Name == words);
+            if (verb is null && words.Length > 0)
+            {
+                await errors.WriteLineAsync($"concord: unknown verb '{words}'");
+                await errors.WriteLineAsync();
+                await errors.WriteAsync(CommandLine.Usage());
+                return 2;
+            }
+
             await output.WriteAsync(CommandLine.Usage(verb?.Name));
             return 0;
         }
@@ -41,9 +75,9 @@ internal static class Commands
         {
             return invocation.Verb switch
             {
-                "serve" => await ServeAsync(options, output, seedDemo: false, cancellationToken),
+                "serve" => await ServeAsync(options, output, errors, seedDemo: false, cancellationToken),
                 "demo" when invocation.Has("--seed-only") => await SeedDemoAsync(options, output, cancellationToken),
-                "demo" => await ServeAsync(options, output, seedDemo: true, cancellationToken),
+                "demo" => await ServeAsync(options, output, errors, seedDemo: true, cancellationToken),
                 "migrate" => await MigrateAsync(options, output, cancellationToken),
                 "org add" => await AddOrganizationAsync(invocation, options, output, errors, cancellationToken),
                 "user add" => await AddUserAsync(invocation, options, output, errors, cancellationToken),
@@ -223,7 +257,7 @@ internal static class Commands
         return true;
     }
 
-    private static async Task<int> ServeAsync(ServerOptions options, TextWriter output, bool seedDemo, CancellationToken cancellationToken)
+    private static async Task<int> ServeAsync(ServerOptions options, TextWriter output, TextWriter errors, bool seedDemo, CancellationToken cancellationToken)
     {
         var app = ConcordApp.Build(options);
         await app.Services.PrepareStoreAsync(cancellationToken);
@@ -232,8 +266,22 @@ internal static class Commands
             await DemoMission.SeedAsync(app.Services, output, cancellationToken);
         }
 
+        try
+        {
+            await app.StartAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is Microsoft.AspNetCore.Connections.AddressInUseException
+            || e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException or System.Net.Sockets.SocketException)
+        {
+            // Said only once it is true: "listening" is printed after the server has bound its addresses.
+            await errors.WriteLineAsync($"concord: cannot listen on {options.Urls}: {e.Message}. Choose another address with --urls.");
+            await app.DisposeAsync();
+            return 1;
+        }
+
         await output.WriteLineAsync($"Concord is listening on {options.Urls} ({options.Store.Describe()}). API description: {options.Urls.Split(';')[0]}/openapi/v1.json");
-        await app.RunAsync();
+        await app.WaitForShutdownAsync(cancellationToken);
+        await app.DisposeAsync();
         return 0;
     }
 

@@ -50,7 +50,9 @@ internal static class JsonBody
         catch (JsonException e)
         {
             var path = string.IsNullOrEmpty(e.Path) || e.Path == "$" ? "body" : e.Path.TrimStart('$', '.');
-            return (null, Problems.Field(path, Reason(e)));
+            // A value of the wrong type is described by what the field must be; anything else (broken JSON) by the reader.
+            var wrongType = e.Message.Contains("could not be converted", StringComparison.Ordinal);
+            return (null, Problems.Field(path, (wrongType ? Expected(typeof(T), path) : null) ?? Reason(e)));
         }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
@@ -58,12 +60,93 @@ internal static class JsonBody
         }
     }
 
-    private static string Reason(JsonException e)
+    /// <summary>What the field at <paramref name="path"/> (camelCase names, dots) of <paramref name="root"/> must be, from its type; null when it is not found.</summary>
+    internal static string? Expected(Type root, string path)
     {
-        // System.Text.Json messages end with the path and position we already name; keep the first sentence.
+        var type = root;
+        foreach (var part in path.Split('.'))
+        {
+            var name = part.Split('[')[0];
+            var property = type.GetProperties().FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase));
+            if (property is null)
+            {
+                return null;
+            }
+
+            type = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+            if (part.Contains('[', StringComparison.Ordinal) && type.IsGenericType)
+            {
+                type = type.GetGenericArguments()[0];
+            }
+        }
+
+        return type switch
+        {
+            _ when type == typeof(double) || type == typeof(int) || type == typeof(long) || type == typeof(decimal) => "must be a number",
+            _ when type == typeof(DateTimeOffset) || type == typeof(DateTime) => "must be a date and time such as 2026-11-01T08:00:00Z",
+            _ when type == typeof(Guid) => "must be an id such as 0192f4e0-7c1a-7b7e-9a3e-2f1d5c6b7a80",
+            _ when type == typeof(bool) => "must be true or false",
+            _ when type == typeof(string) => "must be a string",
+            _ when type.IsArray || (type.IsGenericType && type.GetInterfaces().Any(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IEnumerable<>))) => "must be an array",
+            _ => null,
+        };
+    }
+
+    /// <summary>
+    /// The reason in the client's terms: System.Text.Json's messages name .NET types ("could not be converted to
+    /// System.Nullable`1[System.Double]"), which say nothing to a client and something about the server's insides.
+    /// </summary>
+    internal static string Reason(JsonException e)
+    {
+        // The messages end with the path and position we already name; keep the first sentence.
         var message = e.Message;
         var cut = message.IndexOf(" Path:", StringComparison.Ordinal);
-        return cut > 0 ? message[..cut] : message;
+        message = cut > 0 ? message[..cut] : message;
+        if (message.Contains("could not be mapped to any .NET member", StringComparison.Ordinal))
+        {
+            return "is not a field of this request";
+        }
+
+        const string Converted = "could not be converted to ";
+        var at = message.IndexOf(Converted, StringComparison.Ordinal);
+        if (at < 0)
+        {
+            return message.Contains(".NET", StringComparison.Ordinal) || message.Contains("System.", StringComparison.Ordinal) ? "is not valid JSON for this field" : message;
+        }
+
+        // Inside a positional record the message names the record; the inner exception names what the token was read as.
+        if (e.InnerException?.Message is { } inner)
+        {
+            if (inner.Contains("as a number", StringComparison.Ordinal))
+            {
+                return "must be a number";
+            }
+
+            if (inner.Contains("as a string", StringComparison.Ordinal))
+            {
+                return "must be a string";
+            }
+
+            if (inner.Contains("as a boolean", StringComparison.Ordinal))
+            {
+                return "must be true or false";
+            }
+        }
+
+        var type = message[(at + Converted.Length)..].TrimEnd('.');
+        return type switch
+        {
+            _ when type.Contains("System.Double", StringComparison.Ordinal) || type.Contains("System.Int", StringComparison.Ordinal)
+                || type.Contains("System.Decimal", StringComparison.Ordinal) => "must be a number",
+            _ when type.Contains("System.DateTimeOffset", StringComparison.Ordinal) || type.Contains("System.DateTime", StringComparison.Ordinal)
+                => "must be a date and time such as 2026-11-01T08:00:00Z",
+            _ when type.Contains("System.Guid", StringComparison.Ordinal) => "must be an id such as 0192f4e0-7c1a-7b7e-9a3e-2f1d5c6b7a80",
+            _ when type.Contains("System.Boolean", StringComparison.Ordinal) => "must be true or false",
+            _ when type.Contains("System.String", StringComparison.Ordinal) && !type.Contains("List", StringComparison.Ordinal) && !type.Contains("[]", StringComparison.Ordinal)
+                => "must be a string",
+            _ when type.Contains("List", StringComparison.Ordinal) || type.EndsWith("[]", StringComparison.Ordinal) => "must be an array",
+            _ => "has a value of the wrong type (or a part of it does): see the API description",
+        };
     }
 
     private static ProblemHttpResult TooLarge(long maxBytes) =>

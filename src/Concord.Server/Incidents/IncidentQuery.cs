@@ -19,6 +19,11 @@ internal static class IncidentQuery
             return (null, errors);
         }
 
+        if (query.Category is { } category && !directory.IsKnownCategory(category))
+        {
+            errors["category"] = [$"no category '{category}' in the taxonomy"];
+        }
+
         if (query.Classification is { } label)
         {
             if (markings.Scheme.TryParse(label, out var level))

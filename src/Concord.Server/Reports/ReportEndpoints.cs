@@ -72,6 +72,11 @@ internal static class ReportEndpoints
             return Problems.Invalid(errors);
         }
 
+        if (await ReportFilters.ProblemsAsync(query, directory, context.RequestAborted) is { } filterErrors)
+        {
+            return Problems.Invalid(filterErrors);
+        }
+
         var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);
         if (query.After is { } after)
         {

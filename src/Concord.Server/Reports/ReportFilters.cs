@@ -6,6 +6,23 @@ namespace Concord.Server.Reports;
 /// <summary>The list filters of reports, shared by the list, the counts and the exports (the access predicate comes after).</summary>
 internal static class ReportFilters
 {
+    /// <summary>An organisation code or category the mission does not know is an error (as in the incident filters), not an empty list.</summary>
+    public static async Task<Dictionary<string, string[]>?> ProblemsAsync(ListQuery query, MissionDirectory directory, CancellationToken cancellationToken)
+    {
+        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        if (query.Organization is { } code && await directory.OrganizationAsync(code, cancellationToken) is null)
+        {
+            errors["organization"] = [$"no organisation '{code}'"];
+        }
+
+        if (query.Category is { } category && !directory.IsKnownCategory(category))
+        {
+            errors["category"] = [$"no category '{category}' in the taxonomy"];
+        }
+
+        return errors.Count > 0 ? errors : null;
+    }
+
     public static async Task<IQueryable<Report>> ApplyAsync(IQueryable<Report> reports, ListQuery query, MissionDirectory directory, CancellationToken cancellationToken)
     {
         if (query.Bbox is { } box)

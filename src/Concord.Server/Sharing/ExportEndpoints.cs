@@ -42,6 +42,11 @@ internal static class ExportEndpoints
             return Problems.Invalid(errors);
         }
 
+        if (await ReportFilters.ProblemsAsync(query, directory, context.RequestAborted) is { } filterErrors)
+        {
+            return Problems.Invalid(filterErrors);
+        }
+
         if (!TryAudience(context.Request.Query["audience"], out var audience))
         {
             return Problems.Field("audience", "is required: public, community, clients or organization (who the export is for decides which TLP levels it may carry)");
@@ -87,6 +92,11 @@ internal static class ExportEndpoints
             return Problems.Invalid(errors);
         }
 
+        if (await ReportFilters.ProblemsAsync(query, directory, context.RequestAborted) is { } filterErrors)
+        {
+            return Problems.Invalid(filterErrors);
+        }
+
         var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);
         return TypedResults.Ok(new CountDto(await reports.VisibleTo(viewer).LongCountAsync(context.RequestAborted)));
     }
@@ -96,6 +106,11 @@ internal static class ExportEndpoints
         if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
         {
             return Problems.Invalid(errors);
+        }
+
+        if (await ReportFilters.ProblemsAsync(query, directory, context.RequestAborted) is { } filterErrors)
+        {
+            return Problems.Invalid(filterErrors);
         }
 
         var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);
