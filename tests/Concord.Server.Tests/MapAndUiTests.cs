@@ -142,6 +142,23 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         Assert.StartsWith($"{tag} event 54", oldest.Titles[0], StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Every_page_credits_the_data_and_the_licences_travel_with_it()
+    {
+        using var joc = server.ClientFor("joc");
+        foreach (var page in new[] { "/", "/incidents", "/report" })
+        {
+            var html = await joc.GetStringAsync(page);
+            Assert.Contains("id=\"credits\"", html, StringComparison.Ordinal);
+            Assert.Contains("Natural Earth", html, StringComparison.Ordinal);
+            Assert.Contains("UCDP Georeferenced Event Dataset (GED) Global version 23.1", html, StringComparison.Ordinal);
+            Assert.Contains("CC BY 4.0", html, StringComparison.Ordinal);
+        }
+
+        Assert.True(File.Exists(Path.Combine(AppContext.BaseDirectory, "reference", "licenses", "CC-BY-4.0.txt")));
+        Assert.True(File.Exists(Path.Combine(AppContext.BaseDirectory, "reference", "DATA-SOURCES.md")));
+    }
+
     [GeneratedRegex("<a href=\"/incidents/[0-9a-f-]{36}\">([^<]*)</a>")]
     private static partial Regex TitleLink();
 

@@ -14,7 +14,9 @@
   const start = new Date(el.dataset.start);
   const days = Number(el.dataset.days);
 
-  const map = L.map(el, { preferCanvas: true, worldCopyJump: true, attributionControl: false });
+  const map = L.map(el, { preferCanvas: true, worldCopyJump: true, attributionControl: true });
+  // The base map's credit, on the map itself (Natural Earth asks for it; the page footer credits the event data).
+  map.attributionControl.setPrefix(false).addAttribution('Made with Natural Earth');
   const b = (el.dataset.bounds || '14.4,2.2,27.5,11.0').split(',').map(Number);
   map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
   if (el.dataset.tiles) L.tileLayer(el.dataset.tiles, { maxZoom: 18 }).addTo(map);

@@ -5,7 +5,9 @@
   if (!el || !window.L) return;
   const lat = document.getElementById('r-lat');
   const lon = document.getElementById('r-lon');
-  const map = L.map(el, { attributionControl: false });
+  const map = L.map(el, { attributionControl: true });
+  // The base map's credit, on the map itself (Natural Earth asks for it; the page footer credits the event data).
+  map.attributionControl.setPrefix(false).addAttribution('Made with Natural Earth');
   const b = el.dataset.bounds.split(',').map(Number); // west,south,east,north, set by the server
   map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
   fetch('ui/geo/countries-50m.json').then(r => r.json()).then(topo => {
