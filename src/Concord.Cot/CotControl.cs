@@ -139,6 +139,29 @@ public static class CotControl
         Point = new CotPoint(0, 0, 0),
     };
 
+    /// <summary>Tells a device to remove a marker or other item: t-x-d-d with a link to its uid and a forced delete.</summary>
+    public const string DeleteType = "t-x-d-d";
+
+    /// <summary>
+    /// A deletion as ATAK sends one when a marker is removed: type t-x-d-d, a &lt;link&gt; naming the uid to remove, and
+    /// &lt;__forcedelete/&gt;; its own uid is new each time.
+    /// </summary>
+    public static CotEvent CreateDelete(string uid, DateTimeOffset now)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(uid);
+        return new CotEvent
+        {
+            Uid = Guid.NewGuid().ToString("D"),
+            Type = DeleteType,
+            How = "h-g-i-g-o",
+            Time = now,
+            Start = now,
+            Stale = now + PongLifetime,
+            Point = new CotPoint(0, 0, 0),
+            Detail = new CotDetailBuilder().Element("link", ("uid", uid), ("relation", "none"), ("type", "none")).Element("__forcedelete").Build(),
+        };
+    }
+
     private static CotEvent Negotiation(string uid, string type, DateTimeOffset now, CotDetailBuilder control)
     {
         ArgumentException.ThrowIfNullOrEmpty(uid);

@@ -161,6 +161,55 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task An_incident_merged_away_is_withdrawn_from_the_devices_that_had_it()
+    {
+        var military = Api.Marking("UNCLASSIFIED", ["kind:military"]);
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
+        await using var police = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol2"));
+        Assert.NotNull(await device.WaitForAsync(e => e.Type == CotControl.VersionSupportType));
+        var (_, kept) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Kept incident", latitude: -30.5, longitude: -60.5, marking: military));
+        var (_, merged) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Merged incident", latitude: -31.5, longitude: -61.5, marking: military));
+        var mergedUid = CotMapping.IncidentUidPrefix + merged.GetProperty("incidentId").GetGuid();
+        Assert.NotNull(await device.WaitForAsync(e => e.Uid == mergedUid));
+
+        var (response, _) = await server.ClientFor("force").PostJson($"/api/incidents/{kept.GetProperty("incidentId").GetGuid()}/merge", new { incidents = new[] { merged.GetProperty("incidentId").GetGuid() } });
+        var withdrawn = await device.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == mergedUid));
+        var told = await police.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == mergedUid), TimeSpan.FromSeconds(1.5));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.NotNull(withdrawn);
+        Assert.True(withdrawn.Detail.Contains("__forcedelete"));
+        Assert.Null(told);
+    }
+
+    [Fact]
+    public async Task Revoking_a_certificate_cuts_the_device_that_is_connected_with_it()
+    {
+        var colleague = await ForceColleagueAsync();
+        var lost = await server.IssueDeviceAsync(colleague);
+        await using var device = await server.ConnectTakAsync(lost);
+        await using var other = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        Assert.NotNull(await device.WaitForAsync(e => e.Type == CotControl.VersionSupportType));
+
+        var thumbprint = TakCertificates.Thumbprint(lost);
+        await server.WithDbAsync(async db =>
+        {
+            var certificate = await db.DeviceCertificates.SingleAsync(c => c.Thumbprint == thumbprint);
+            certificate.RevokedAt = DateTime.UtcNow;
+            return await db.SaveChangesAsync();
+        });
+        for (var i = 0; i < 100 && !device.Closed; i++)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.True(device.Closed);
+        Assert.False(other.Closed);
+        await using var again = await server.ConnectTakAsync(lost);
+        Assert.Null(await again.WaitForAsync(_ => true, TimeSpan.FromSeconds(1.5)));
+    }
+
+    [Fact]
     public async Task A_device_may_switch_to_TAK_protocol_version_1()
     {
         var colleague = await ForceColleagueAsync();

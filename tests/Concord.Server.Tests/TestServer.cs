@@ -120,7 +120,7 @@ public abstract class TestServer : IAsyncLifetime
             Urls = "http://127.0.0.1:0",
             DataDirectory = DataDirectory,
             MinimumLogLevel = LogLevel.Warning,
-            Tak = new TakOptions { TlsPort = 0, TcpPort = 0, TcpUser = "pref", IdleTimeout = TimeSpan.FromSeconds(30), AlertQueue = 64 },
+            Tak = new TakOptions { TlsPort = 0, TcpPort = 0, TcpUser = "pref", IdleTimeout = TimeSpan.FromSeconds(30), AlertQueue = 64, AccessCheckInterval = TimeSpan.FromSeconds(1) },
             Clock = Clock,
         });
         await _app.Services.PrepareStoreAsync(CancellationToken.None);

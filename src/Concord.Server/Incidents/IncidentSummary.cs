@@ -119,6 +119,19 @@ internal static class IncidentSummary
         }
     }
 
+    /// <summary>
+    /// A mixed incident as one viewer sees it: summarised from <paramref name="visible"/> (the reports they may see, at
+    /// least one), with the category of the report its title comes from (the stored one may be a hidden report's).
+    /// </summary>
+    public static Incident ViewFor(Incident incident, IReadOnlyList<Report> visible)
+    {
+        var view = Copy(incident);
+        Summarise(view, visible);
+        view.Category = visible.MinBy(r => r.ObservedAt)!.Category;
+        view.RebuiltForViewer = true;
+        return view;
+    }
+
     public static Incident Copy(Incident i) => new()
     {
         Number = i.Number,

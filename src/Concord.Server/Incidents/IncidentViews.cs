@@ -68,12 +68,7 @@ internal static class IncidentViews
             }
             else if (byIncident.TryGetValue(incident.Id, out var reports))
             {
-                var view = IncidentSummary.Copy(incident);
-                IncidentSummary.Summarise(view, reports);
-                // The stored category may be a hidden report's: the viewer gets the category of the report the title comes from.
-                view.Category = reports.MinBy(r => r.ObservedAt)!.Category;
-                view.RebuiltForViewer = true;
-                result.Add(view);
+                result.Add(IncidentSummary.ViewFor(incident, reports));
             }
         }
 

@@ -11,7 +11,7 @@ namespace Concord.Server.Tak;
 internal static class CotMapping
 {
     public const string ChatType = "b-t-f";
-    public const string DeleteType = "t-x-d-d";
+    public const string DeleteType = CotControl.DeleteType;
     public const string AllChatRooms = "All Chat Rooms";
 
     /// <summary>

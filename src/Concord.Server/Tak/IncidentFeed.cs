@@ -69,12 +69,17 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             return after;
         }
 
+        var now = time.GetUtcNow();
+        foreach (var deleted in changes.Where(c => c.Entity == "incident" && c.Operation == "deleted"))
+        {
+            router.Withdraw(deleted.EntityId, now);
+        }
+
         var ids = changes.Where(c => c.Entity == "incident" && c.Operation != "deleted").Select(c => c.EntityId).Distinct().ToList();
         var incidents = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id)).ToListAsync(cancellationToken);
         var links = await db.IncidentReports.AsNoTracking().Where(l => ids.Contains(l.IncidentId)).ToListAsync(cancellationToken);
         var reportIds = links.Select(l => l.ReportId).ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
-        var now = time.GetUtcNow();
         foreach (var incident in incidents)
         {
             var own = links.Where(l => l.IncidentId == incident.Id).Select(l => reports[l.ReportId]).ToList();
@@ -86,7 +91,9 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             if (!incident.Mixed)
             {
                 var item = new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false);
-                router.Broadcast(item, new MarkingDefault(incident.Classification, incident.ReleasableTo, incident.Caveats, ""), except: null);
+                var marking = new MarkingDefault(incident.Classification, incident.ReleasableTo, incident.Caveats, "");
+                router.Remember(incident.Id, marking);
+                router.Broadcast(item, marking, except: null);
                 continue;
             }
 
@@ -99,8 +106,8 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                     continue;
                 }
 
-                var view = IncidentSummary.Copy(incident);
-                IncidentSummary.Summarise(view, visible);
+                var view = IncidentSummary.ViewFor(incident, visible);
+                router.Remember(incident.Id, new MarkingDefault(view.Classification, view.ReleasableTo, view.Caveats, ""));
                 session.Send(new Outbound(CotMapping.ToCot(view, markings.ToDto(view).Label!, Tlps.Label(view.Tlp), now), droppable: false));
             }
         }

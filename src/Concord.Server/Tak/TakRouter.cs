@@ -34,7 +34,47 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     private long _routed;
     private long _ignored;
 
+    // Incidents sent to devices, with the markings that let each device have them: a deleted incident (merged into
+    // another, or emptied by a split) is withdrawn from exactly the devices that may have it, with nothing of it but its uid.
+    private readonly ConcurrentDictionary<Guid, MarkingDefault[]> _incidentsSent = new();
+
+    /// <summary>How many incidents the withdrawal list holds at most; beyond it, new ones are not remembered.</summary>
+    public const int MaxRememberedIncidents = 100_000;
+
     public IReadOnlyCollection<TakSession> Sessions => _sessions;
+
+    /// <summary>Records that an incident went out under <paramref name="marking"/>.</summary>
+    public void Remember(Guid incidentId, MarkingDefault marking)
+    {
+        if (_incidentsSent.Count >= MaxRememberedIncidents && !_incidentsSent.ContainsKey(incidentId))
+        {
+            return;
+        }
+
+        _incidentsSent.AddOrUpdate(incidentId, [marking], (_, known) =>
+            known.Any(k => k.Classification == marking.Classification && k.ReleasableTo == marking.ReleasableTo && k.Caveats == marking.Caveats) ? known : [.. known, marking]);
+    }
+
+    /// <summary>Tells the devices that may have a deleted incident to remove it (t-x-d-d); the number of devices told.</summary>
+    public int Withdraw(Guid incidentId, DateTimeOffset now)
+    {
+        if (!_incidentsSent.TryRemove(incidentId, out var markings))
+        {
+            return 0;
+        }
+
+        var delete = new Outbound(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + incidentId.ToString("D"), now), droppable: false);
+        var sent = 0;
+        foreach (var session in _sessions)
+        {
+            if (markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, session.Viewer)) && session.Send(delete))
+            {
+                sent++;
+            }
+        }
+
+        return sent;
+    }
 
     public long Routed => Interlocked.Read(ref _routed);
 

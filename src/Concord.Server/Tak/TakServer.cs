@@ -37,6 +37,12 @@ internal sealed record TakOptions
 
     /// <summary>How many recent incidents a device receives when it connects.</summary>
     public int InitialIncidents { get; init; } = 500;
+
+    /// <summary>
+    /// How often connected devices are checked against their certificates and members: a revoked or expired certificate,
+    /// a disabled member or a changed clearance, organisation, caveats, roles or groups ends the session.
+    /// </summary>
+    public TimeSpan AccessCheckInterval { get; init; } = TimeSpan.FromSeconds(10);
 }
 
 /// <summary>
@@ -83,6 +89,7 @@ internal sealed class TakServer(
             }
 
             _listening.TrySetResult();
+            listeners.Add(CheckAccessAsync(stoppingToken));
             await Task.WhenAll(listeners);
         }
         catch (SocketException e)
@@ -449,9 +456,86 @@ internal sealed class TakServer(
             .OrderByDescending(i => i.UpdatedAt).Take(options.InitialIncidents).ToListAsync(cancellationToken);
         foreach (var incident in await db.AsSeenByAsync(recent, session.Viewer, cancellationToken))
         {
+            router.Remember(incident.Id, new MarkingDefault(incident.Classification, incident.ReleasableTo, incident.Caveats, ""));
             await session.SendWaitingAsync(new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false));
         }
     }
+
+    /// <summary>
+    /// Ends the sessions whose access has gone or changed since they connected: a lost device's certificate revoked, a
+    /// member disabled, moved or given another clearance. A device that may still connect reconnects and gets what its
+    /// member may now see.
+    /// </summary>
+    private async Task CheckAccessAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.AccessCheckInterval, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    await CheckAccessOnceAsync(stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    logger.LogWarning(e, "checking the access of connected TAK devices failed; trying again");
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    internal async Task CheckAccessOnceAsync(CancellationToken cancellationToken)
+    {
+        var sessions = router.Sessions.Where(s => !s.Closing.IsCancellationRequested).ToList();
+        if (sessions.Count == 0)
+        {
+            return;
+        }
+
+        var thumbprints = sessions.Select(s => s.Certificate).Where(c => !c.StartsWith("tcp:", StringComparison.Ordinal)).Distinct().ToList();
+        Dictionary<string, Guid> valid;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            var now = time.GetUtcNow().UtcDateTime;
+            valid = await db.DeviceCertificates.Where(c => thumbprints.Contains(c.Thumbprint) && c.RevokedAt == null && c.ExpiresAt > now)
+                .ToDictionaryAsync(c => c.Thumbprint, c => c.MemberId, cancellationToken);
+        }
+
+        var tcpViewer = sessions.Any(s => s.ReceiveOnly) ? await NamedViewerAsync(cancellationToken) : null;
+        foreach (var session in sessions)
+        {
+            Viewer? current;
+            if (session.ReceiveOnly)
+            {
+                current = tcpViewer is not null && NotLowPrivilege(tcpViewer) is null ? tcpViewer : null;
+            }
+            else
+            {
+                current = valid.TryGetValue(session.Certificate, out var memberId) ? await viewers.ForMemberAsync(memberId, cancellationToken) : null;
+            }
+
+            if (current is null)
+            {
+                logger.LogWarning("TAK device of {User} ({Remote}) cut: its certificate was revoked or has expired, or its member was disabled", session.Viewer.UserName, session.Remote);
+                session.Close("access withdrawn: certificate revoked or expired, or member disabled");
+            }
+            else if (!SameAccess(session.Viewer, current))
+            {
+                logger.LogInformation("TAK device of {User} ({Remote}) cut: the member's access changed; it may reconnect", session.Viewer.UserName, session.Remote);
+                session.Close("the member's access changed; reconnect");
+            }
+        }
+    }
+
+    /// <summary>Whether two views of a member decide the same reads: organisation, clearance, caveats, roles, groups, nation.</summary>
+    internal static bool SameAccess(Viewer a, Viewer b) =>
+        a.MemberId == b.MemberId && a.OrganizationId == b.OrganizationId && a.OrganizationKind == b.OrganizationKind && a.Clearance == b.Clearance
+        && a.CaveatBits == b.CaveatBits && a.Nation == b.Nation && a.Roles.SetEquals(b.Roles) && a.Groups.Order(StringComparer.Ordinal).SequenceEqual(b.Groups.Order(StringComparer.Ordinal));
 
     private async Task<Viewer?> MemberForAsync(string thumbprint, CancellationToken cancellationToken)
     {
