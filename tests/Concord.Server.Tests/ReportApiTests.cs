@@ -270,6 +270,35 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Equal("reported", properties.GetProperty("status").GetString());
         Assert.Equal(3, properties.GetProperty("killedBest").GetInt32());
         Assert.StartsWith("UNCLASSIFIED//REL TO ORG:JOC", properties.GetProperty("marking").GetString());
+        Assert.False(collection.GetProperty("truncated").GetBoolean());
+    }
+
+    [Fact]
+    public async Task The_GeoJSON_says_when_it_is_truncated_and_pages_with_its_cursor()
+    {
+        var client = Server.ClientFor("joc");
+        var ids = new HashSet<Guid>();
+        for (var i = 0; i < 5; i++)
+        {
+            var (_, created) = await client.PostJson("/api/reports", Api.Report(latitude: -44.0 - (i * 0.5), longitude: -70.0, narrative: $"page check {i}", observedAt: Api.Recent.AddDays(-30 * i)));
+            ids.Add(created.GetProperty("incidentId").GetGuid());
+        }
+
+        var seen = new List<Guid>();
+        string? cursor = null;
+        var pages = 0;
+        do
+        {
+            var (_, page) = await client.GetJson("/api/incidents/geojson?bbox=-70.5,-46.5,-69.5,-43.5&limit=2" + (cursor is null ? "" : "&cursor=" + Uri.EscapeDataString(cursor)));
+            seen.AddRange(page.GetProperty("features").EnumerateArray().Select(f => f.GetProperty("id").GetGuid()));
+            cursor = page.GetProperty("truncated").GetBoolean() ? page.GetProperty("next").GetString() : null;
+            pages++;
+        }
+        while (cursor is not null && pages < 10);
+
+        Assert.Equal(5, ids.Count);
+        Assert.Equal(3, pages);
+        Assert.Equal(ids.Order(), seen.Order());
     }
 
     [Fact]

@@ -267,11 +267,29 @@ internal static class IncidentEndpoints
             return Problems.Invalid(filterErrors);
         }
 
-        var rows = await NewestPointsAsync(db, incidents, query, viewer, context.RequestAborted);
+        // Pages like the list (newest first, keyset cursor): one more row than asked tells whether there is a next page.
+        if (query.After is { } after)
+        {
+            incidents = incidents.Where(i => i.StartsAt < after.At || (i.StartsAt == after.At && i.Number < after.Number));
+        }
+
+        var rows = await NewestPointsAsync(db, incidents, query with { Limit = query.Limit + 1 }, viewer, context.RequestAborted);
+        var truncated = rows.Count > query.Limit;
+        var next = truncated ? new Cursor(rows[query.Limit - 1].StartsAt, rows[query.Limit - 1].Number).Encode() : null;
+        rows = truncated ? rows[..query.Limit] : rows;
         await RecordReadAsync(audit, viewer, rows, context, time);
         await using var writer = GeoJsonFeatures.StartCollection(context);
         WriteFeatures(writer, rows, markings);
-        await GeoJsonFeatures.EndCollectionAsync(writer, context.RequestAborted);
+        // Foreign members (RFC 7946 §6.1): whether more incidents match than this page holds, and the cursor for the next.
+        writer.WriteEndArray();
+        writer.WriteBoolean("truncated", truncated);
+        if (next is not null)
+        {
+            writer.WriteString("next", next);
+        }
+
+        writer.WriteEndObject();
+        await writer.FlushAsync(context.RequestAborted);
         return TypedResults.Empty;
     }
 
