@@ -386,6 +386,21 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Contains("/api/reports", paths);
         Assert.Contains("/api/incidents/geojson", paths);
         Assert.Contains("/api/changes", paths);
+
+        string[] Parameters(string path, string method = "get") =>
+            document.GetProperty("paths").GetProperty(path).GetProperty(method).TryGetProperty("parameters", out var list)
+                ? [.. list.EnumerateArray().Select(p => p.GetProperty("name").GetString()!)]
+                : [];
+        string[] listFilters = ["bbox", "from", "to", "category", "organization", "q", "limit", "cursor"];
+        Assert.Superset(listFilters.ToHashSet(), Parameters("/api/reports").ToHashSet());
+        Assert.Superset(listFilters.Append("status").Append("classification").ToHashSet(), Parameters("/api/incidents/geojson").ToHashSet());
+        Assert.Contains("after", Parameters("/api/changes"));
+        var create = document.GetProperty("paths").GetProperty("/api/reports").GetProperty("post").GetProperty("responses");
+        Assert.Superset(new HashSet<string> { "201", "200", "400", "409", "413", "415" }, create.EnumerateObject().Select(r => r.Name).ToHashSet());
+        Assert.True(document.GetProperty("paths").GetProperty("/api/auth/signin").GetProperty("post").TryGetProperty("requestBody", out _));
+        var schemes = document.GetProperty("components").GetProperty("securitySchemes");
+        Assert.Equal("bearer", schemes.GetProperty("bearer").GetProperty("scheme").GetString());
+        Assert.Equal("cookie", schemes.GetProperty("cookie").GetProperty("in").GetString());
     }
 
     private Task<(int Reports, int Incidents, int Changes)> CountRows() => Server.WithDbAsync(async db =>

@@ -34,7 +34,9 @@ internal static class AccountEndpoints
     public static void MapAccounts(this IEndpointRouteBuilder app)
     {
         var auth = app.MapGroup("/api/auth").WithTags("Accounts");
-        auth.MapPost("/signin", SignInAsync).AllowAnonymous().WithSummary("Sign in with user name and password; sets the session cookie.");
+        auth.MapPost("/signin", SignInAsync).AllowAnonymous().Accepts<SignIn>("application/json")
+            .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status429TooManyRequests)
+            .WithSummary("Sign in with user name and password; sets the session cookie.");
         auth.MapPost("/signout", (Delegate)SignOutAsync).RequireAuthorization().WithSummary("End the session.");
 
         var me = app.MapGroup("/api/me").WithTags("Accounts").RequireAuthorization();

@@ -41,7 +41,7 @@ internal static class ConcordApp
         builder.Services.AddHttpContextAccessor();
         builder.Services.AddConcordPolicies();
         builder.Services.AddProblemDetails();
-        builder.Services.AddOpenApi();
+        builder.Services.AddOpenApi(Http.ApiDescription.Configure);
         builder.Services.ConfigureHttpJsonOptions(json =>
         {
             json.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;

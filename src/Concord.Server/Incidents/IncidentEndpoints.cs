@@ -36,9 +36,11 @@ internal static class IncidentEndpoints
     public static RouteGroupBuilder MapIncidents(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/incidents").WithTags("Incidents").RequireAuthorization();
-        group.MapGet("/", List).WithSummary("Incidents you may see, newest first, with filters and keyset paging.");
+        group.MapGet("/", List).WithListParameters(incidents: true).ProducesProblem(StatusCodes.Status400BadRequest).WithSummary("Incidents you may see, newest first, with filters and keyset paging.");
         group.MapGet("/geojson", GeoJson)
             .Produces(StatusCodes.Status200OK, contentType: "application/geo+json")
+            .WithListParameters(incidents: true)
+            .ProducesProblem(StatusCodes.Status400BadRequest)
             .WithSummary("Incidents you may see as a GeoJSON FeatureCollection (same filters as the list).");
         group.MapIncidentMap();
         group.MapGet("/{id:guid}", Get).WithSummary("One incident with the reports you may see.");

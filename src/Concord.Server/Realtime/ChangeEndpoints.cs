@@ -19,7 +19,10 @@ internal static class ChangeEndpoints
     public static RouteGroupBuilder MapChanges(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/changes").WithTags("Changes").RequireAuthorization();
-        group.MapGet("/", List).WithSummary("Changes after a sequence number, only for records you may see.");
+        group.MapGet("/", List)
+            .WithQueryParameter("after", "the sequence number after which to list changes (the next of the previous answer; 0 for the start)", Microsoft.OpenApi.JsonSchemaType.Integer)
+            .WithQueryParameter("limit", "at most this many changes", Microsoft.OpenApi.JsonSchemaType.Integer)
+            .WithSummary("Changes after a sequence number, only for records you may see.");
         return group;
     }
 

@@ -16,9 +16,13 @@ internal static class ReportEndpoints
         var group = app.MapGroup("/api/reports").WithTags("Reports").RequireAuthorization();
         group.MapPost("/", Create)
             .Accepts<CreateReport>("application/json")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .WithSummary("Create a report; the same id and body again returns the existing report (idempotent).");
         group.MapGet("/{id:guid}", Get).WithSummary("One report, if you may see it.");
-        group.MapGet("/", List).WithSummary("Reports you may see, newest observed first, with filters and keyset paging.");
+        group.MapGet("/", List).WithListParameters().ProducesProblem(StatusCodes.Status400BadRequest).WithSummary("Reports you may see, newest observed first, with filters and keyset paging.");
         app.MapGet("/api/categories", Categories).WithTags("Reports").RequireAuthorization().WithSummary("The category taxonomy.");
         return group;
     }

@@ -27,9 +27,11 @@ internal static class ExportEndpoints
         var group = app.MapGroup("/api").WithTags("Sharing").RequireAuthorization();
         group.MapGet("/exports/reports.csv", ReportsCsv)
             .Produces(StatusCodes.Status200OK, contentType: "text/csv")
+            .WithListParameters()
+            .WithQueryParameter("audience", "who the export is for: public, community, clients or organization", required: true)
             .WithSummary("Reports you may see whose TLP allows the audience (public, community, clients, organization), as CSV.");
-        group.MapGet("/reports/count", Count).WithSummary("How many reports you may see match the filters.");
-        group.MapGet("/reports/by-category", ByCategory).WithSummary("Counts of the reports you may see, by category.");
+        group.MapGet("/reports/count", Count).WithListParameters().WithSummary("How many reports you may see match the filters.");
+        group.MapGet("/reports/by-category", ByCategory).WithListParameters().WithSummary("Counts of the reports you may see, by category.");
     }
 
     internal static bool TryAudience(string? text, out ExportAudience audience) =>

@@ -1,0 +1,89 @@
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.OpenApi;
+using Microsoft.OpenApi;
+
+namespace Concord.Server.Http;
+
+/// <summary>
+/// What the OpenAPI document at /openapi/v1.json cannot learn from the handlers by itself: the list filters (read from the
+/// query by <see cref="ListQuery"/>, not bound as parameters), the problem answers, and how clients authenticate.
+/// </summary>
+internal static class ApiDescription
+{
+    public const string Bearer = "bearer";
+    public const string Cookie = "cookie";
+
+    /// <summary>Declares the two ways in (personal access tokens, the sign-in cookie) and asks for one of them everywhere.</summary>
+    public static void Configure(OpenApiOptions options) => options.AddDocumentTransformer((document, _, _) =>
+    {
+        document.Components ??= new OpenApiComponents();
+        document.Components.SecuritySchemes ??= new Dictionary<string, IOpenApiSecurityScheme>();
+        document.Components.SecuritySchemes[Bearer] = new OpenApiSecurityScheme
+        {
+            Type = SecuritySchemeType.Http,
+            Scheme = "bearer",
+            Description = "A personal access token (concord token create, or POST /api/me/tokens).",
+        };
+        document.Components.SecuritySchemes[Cookie] = new OpenApiSecurityScheme
+        {
+            Type = SecuritySchemeType.ApiKey,
+            In = ParameterLocation.Cookie,
+            Name = "concord",
+            Description = "The session cookie set by POST /api/auth/signin.",
+        };
+        document.Security ??= [];
+        document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(Bearer, document)] = [] });
+        document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(Cookie, document)] = [] });
+        return Task.CompletedTask;
+    });
+
+    /// <summary>The filters and paging of the report and incident lists (and their GeoJSON, counts and exports).</summary>
+    public static TBuilder WithListParameters<TBuilder>(this TBuilder builder, bool incidents = false)
+        where TBuilder : IEndpointConventionBuilder =>
+        builder.AddOpenApiOperationTransformer((operation, _, _) =>
+        {
+            Add(operation, "bbox", "west,south,east,north in degrees (WGS 84)", example: "18.4,4.2,18.7,4.5");
+            Add(operation, "from", "observed at or after this time (ISO 8601)", format: "date-time");
+            Add(operation, "to", "observed at or before this time (ISO 8601)", format: "date-time");
+            Add(operation, "category", "a taxonomy code; its sub-categories match too (GET /api/categories)", example: "acled.battles");
+            Add(operation, "organization", "the code of the reporting organisation (incidents: of a report you may see)", example: "UNPOL");
+            Add(operation, "q", "words the narrative (incidents: the title) contains");
+            Add(operation, "limit", $"at most this many items (1–{ListQuery.MaxLimit}; default {ListQuery.DefaultLimit})", type: JsonSchemaType.Integer);
+            Add(operation, "cursor", "the next value of the previous page, for the page after it");
+            if (incidents)
+            {
+                Add(operation, "status", "reported, verified or closed");
+                Add(operation, "classification", "only incidents with this classification level", example: "UNCLASSIFIED");
+            }
+
+            return Task.CompletedTask;
+        });
+
+    /// <summary>One query parameter of an operation.</summary>
+    public static TBuilder WithQueryParameter<TBuilder>(this TBuilder builder, string name, string description, JsonSchemaType type = JsonSchemaType.String, bool required = false)
+        where TBuilder : IEndpointConventionBuilder =>
+        builder.AddOpenApiOperationTransformer((operation, _, _) =>
+        {
+            Add(operation, name, description, type: type, required: required);
+            return Task.CompletedTask;
+        });
+
+    private static void Add(OpenApiOperation operation, string name, string description, JsonSchemaType type = JsonSchemaType.String, string? format = null, string? example = null, bool required = false)
+    {
+        operation.Parameters ??= [];
+        if (operation.Parameters.Any(p => p.Name == name))
+        {
+            return;
+        }
+
+        operation.Parameters.Add(new OpenApiParameter
+        {
+            Name = name,
+            In = ParameterLocation.Query,
+            Required = required,
+            Description = description,
+            Schema = new OpenApiSchema { Type = type, Format = format },
+            Example = example is null ? null : JsonValue.Create(example),
+        });
+    }
+}
