@@ -151,6 +151,32 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         var (again, _) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal.GetProperty("id").GetGuid()}", new { decision = "reject" });
         Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
     }
+
+    [Fact]
+    public async Task Pending_proposals_follow_a_merge_and_are_settled_when_it_joins_them()
+    {
+        var at = When.AddDays(-70);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(9.2, 21.6, at, "ucdp.state-based", 3, "Armed men fired on a FACA post at Birao.", mission, precision: 5000));
+        var (_, second) = await server.ClientFor("unpol").PostJson("/api/reports", Account(9.2719, 21.6, at.AddHours(1), "acled.violence-against-civilians.attack", 40, "Armed men fired on a FACA post at Birao.", mission, precision: 5000));
+        var (_, third) = await server.ClientFor("force").PostJson("/api/reports", Account(10.5, 22.8, at.AddDays(-20), "ucdp.non-state", 1, "Cattle raid near Tiringoulou.", mission));
+        Guid Incident(System.Text.Json.JsonElement report) => report.GetProperty("incidentId").GetGuid();
+        async Task<System.Text.Json.JsonElement?> Pending()
+        {
+            var (_, proposals) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+            return proposals.EnumerateArray().Where(p => p.GetProperty("reportId").GetGuid() == second.GetProperty("id").GetGuid()).Select(p => (System.Text.Json.JsonElement?)p).SingleOrDefault();
+        }
+
+        Assert.Equal(Incident(first), (await Pending())?.GetProperty("incidentId").GetGuid());
+
+        // The proposed incident goes into a third: the proposal now proposes that one.
+        await server.ClientFor("joc").PostJson($"/api/incidents/{Incident(third)}/merge", new { incidents = new[] { Incident(first) } });
+        Assert.Equal(Incident(third), (await Pending())?.GetProperty("incidentId").GetGuid());
+
+        // The report's own incident goes there too: the merge settled the proposal.
+        await server.ClientFor("joc").PostJson($"/api/incidents/{Incident(third)}/merge", new { incidents = new[] { Incident(second) } });
+        Assert.Null(await Pending());
+    }
 }
 
 public sealed class FusionTests_Sqlite(SqliteServer server) : FusionTests<SqliteServer>(server);

@@ -107,7 +107,8 @@ internal sealed class Importer(IServiceScopeFactory scopes)
             }
         }
 
-        return new ImportSummary(rows, created, skipped, rejected, listed, started.Elapsed);
+        // Rows the reader rejects are listed at once, rows the writer rejects when their batch is stored: in line order for people.
+        return new ImportSummary(rows, created, skipped, rejected, [.. listed.OrderBy(r => r.Line)], started.Elapsed);
 
         async Task ReadAsync()
         {

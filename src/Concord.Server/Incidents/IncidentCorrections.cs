@@ -53,6 +53,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             ScoreDetail = l.ScoreDetail,
         }));
         db.Incidents.RemoveRange(visible.Where(i => i.Id != id));
+        await RetargetProposalsAsync(viewer, id, others, moved.Select(l => l.ReportId).ToList(), now, cancellationToken);
         var reportIds = moved.Select(l => l.ReportId).Concat(await db.IncidentReports.Where(l => l.IncidentId == id).Select(l => l.ReportId).ToListAsync(cancellationToken)).ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToListAsync(cancellationToken);
         IncidentSummary.Rebuild(target, reports);
@@ -60,6 +61,39 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, target.Classification, now, Audits.Detail(new { merged = others }))], cancellationToken);
         fusion.Invalidate();
         return new Outcome(target, null, null);
+    }
+
+    /// <summary>
+    /// Pending proposals follow a merge: one that proposed a merged incident now proposes the incident it went into, and
+    /// one whose report came into the incident it proposed is settled by the merge ("merged"). None is left pointing at
+    /// an incident that no longer exists.
+    /// </summary>
+    private async Task RetargetProposalsAsync(Viewer viewer, Guid target, IReadOnlyList<Guid> merged, IReadOnlyList<Guid> movedReports, DateTime now, CancellationToken cancellationToken)
+    {
+        var pending = await db.FusionProposals.Where(p => p.DecidedAt == null && (merged.Contains(p.IncidentId) || p.IncidentId == target)).ToListAsync(cancellationToken);
+        var inTarget = (await db.IncidentReports.Where(l => l.IncidentId == target).Select(l => l.ReportId).ToListAsync(cancellationToken)).Concat(movedReports).ToHashSet();
+        foreach (var proposal in pending)
+        {
+            if (inTarget.Contains(proposal.ReportId))
+            {
+                proposal.DecidedAt = now;
+                proposal.Decision = "merged";
+                proposal.DecidedBy = viewer.MemberId;
+            }
+            else if (proposal.IncidentId != target)
+            {
+                db.FusionProposals.Remove(proposal);
+                db.FusionProposals.Add(new Fusion.FusionProposal
+                {
+                    Id = Guid.CreateVersion7(),
+                    ReportId = proposal.ReportId,
+                    IncidentId = target,
+                    Score = proposal.Score,
+                    ScoreDetail = proposal.ScoreDetail,
+                    CreatedAt = proposal.CreatedAt,
+                });
+            }
+        }
     }
 
     public async Task<Outcome> SplitAsync(Viewer viewer, Guid id, IReadOnlyList<Guid>? reportIds, CancellationToken cancellationToken)
