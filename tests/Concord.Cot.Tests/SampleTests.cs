@@ -58,6 +58,18 @@ public sealed class SampleTests
         Assert.Contains("<__serverdestination destinations=", chat.Detail.Xml, StringComparison.Ordinal);
         Assert.Equal(new DateTimeOffset(2020, 2, 8, 18, 11, 3, 516, TimeSpan.Zero), chat.Time);
         Assert.Equal(new DateTimeOffset(2020, 2, 9, 18, 11, 3, 516, TimeSpan.Zero), chat.Stale);
+        Assert.Equal(["ANDROID-R52JB0CDC4E", "aa0b0312-b5cd-4c2c-bbbc-9c4c70216261"], chat.Detail.ChatGroupUids);
+        Assert.Empty(chat.Detail.Destinations);
+    }
+
+    [Fact]
+    public void Marti_destinations_name_the_devices_an_event_is_for()
+    {
+        var detail = CotDetail.Parse("<contact callsign='x'/><marti><dest callsign='Bravo 1'/><dest uid='ANDROID-b'/><other/></marti>");
+
+        Assert.Equal([new CotDestination("Bravo 1", null), new CotDestination(null, "ANDROID-b")], detail.Destinations);
+        Assert.Empty(CotDetail.Parse("<marti/>").Destinations);
+        Assert.Empty(CotDetail.Empty.ChatGroupUids);
     }
 
     [Fact]
