@@ -124,6 +124,21 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.DoesNotContain(restricted.GetProperty("id").GetString()!, provenance.GetRawText(), StringComparison.OrdinalIgnoreCase);
         var (_, unpolView) = await server.ClientFor("unpol").GetJson($"/api/incidents/{incident}/provenance");
         Assert.Equal(2, unpolView.GetProperty("reports").GetArrayLength());
+
+        // The other way round: the hidden report came first and the open one fused into its incident. Stored, the open one
+        // is "fused" with scores against the hidden one; PREF is told it opened the incident, with no scores.
+        var (_, hiddenFirst) = await server.ClientFor("unpol").PostJson("/api/reports", Account(6.4, 14.9, at, "ucdp.state-based", 6, "FACA and 3R clashed at Bocaranga, six killed.",
+            Api.Marking("CONFIDENTIAL", ["org:UNPOL"])));
+        var (_, openLater) = await server.ClientFor("force").PostJson("/api/reports", Account(6.405, 14.905, at.AddHours(2), "acled.battles.armed-clash", 6, "Clash between FACA and 3R at Bocaranga: six dead.",
+            Api.Marking("UNCLASSIFIED", ["mission"])));
+        var joined = hiddenFirst.GetProperty("incidentId").GetGuid();
+        Assert.Equal(joined, openLater.GetProperty("incidentId").GetGuid());
+        var (_, asPref) = await server.ClientFor("pref").GetJson($"/api/incidents/{joined}/provenance");
+        var (_, asUnpol) = await server.ClientFor("unpol").GetJson($"/api/incidents/{joined}/provenance");
+        var link = Assert.Single(asPref.GetProperty("reports").EnumerateArray());
+        Assert.Equal("new", link.GetProperty("decision").GetString());
+        Assert.False(link.TryGetProperty("scores", out var scores) && scores.ValueKind != System.Text.Json.JsonValueKind.Null);
+        Assert.Equal(["new", "fused"], asUnpol.GetProperty("reports").EnumerateArray().Select(l => l.GetProperty("decision").GetString()));
     }
 
     [Fact]

@@ -173,9 +173,9 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal("acled.battles.armed-clash", partial.GetProperty("category").GetString());
         Assert.DoesNotContain(bySecretCategory.GetProperty("items").EnumerateArray(), i => Id(i) == target);
         Assert.DoesNotContain(bySecretLevel.GetProperty("items").EnumerateArray(), i => Id(i) == target);
-        // How pref's report came into the incident was decided against the secret one: withheld.
+        // How the reports came together was decided with the secret one: pref is told only what its own report says.
         var link = provenance.GetProperty("reports").EnumerateArray().Single();
-        Assert.Equal("linked", link.GetProperty("decision").GetString());
+        Assert.Equal("new", link.GetProperty("decision").GetString());
         Assert.False(link.TryGetProperty("scores", out var scores) && scores.ValueKind != JsonValueKind.Null);
         Assert.DoesNotContain(fullProvenance.GetProperty("reports").EnumerateArray(), l => l.GetProperty("decision").GetString() == "linked");
         // An analyst who sees only the open report cannot split it out: refused as for a one-report incident, no hint of the other.

@@ -4,6 +4,7 @@ using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
+using Concord.Server.Reports;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
@@ -11,7 +12,10 @@ namespace Concord.Server.Fusion;
 
 internal sealed record ProvenanceLinkDto(Guid ReportId, string Organization, DateTimeOffset ObservedAt, string Category, string Decision, double? Contribution, JsonElement? Scores, DateTimeOffset LinkedAt);
 
-/// <summary>A grey-band proposal; its score is null (withheld) when the proposed incident holds reports the viewer may not see.</summary>
+/// <summary>
+/// A grey-band proposal. When the proposed incident holds reports the viewer may not see, the score is worked out again
+/// against the incident as built from those the viewer may see (null when fusion's hard rules rule that out).
+/// </summary>
 internal sealed record ProposalDto(Guid Id, Guid ReportId, Guid IncidentId, Guid? ReportIncidentId, double? Score, JsonElement? Scores, DateTimeOffset CreatedAt);
 
 internal sealed record ProvenanceDto(Guid IncidentId, IReadOnlyList<ProvenanceLinkDto> Reports, IReadOnlyList<ProposalDto> Proposals);
@@ -48,19 +52,67 @@ internal static class FusionEndpoints
             return TypedResults.NotFound();
         }
 
-        var links = await db.IncidentReports.AsNoTracking().Where(l => l.IncidentId == id)
-            .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => new { Link = l, r.OrganizationId, r.ObservedAt, r.Category })
-            .OrderBy(x => x.ObservedAt).ToListAsync(context.RequestAborted);
-        var reportIds = links.Select(l => l.Link.ReportId).ToList();
+        var links = await LinksAsSeenAsync(db, viewer, id, context.RequestAborted);
+        var reportIds = links.Select(l => l.Report.Id).ToList();
         var proposals = await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null && (p.IncidentId == id || reportIds.Contains(p.ReportId))), context.RequestAborted);
-        var withheld = await db.IncidentReports.CountAsync(l => l.IncidentId == id, context.RequestAborted) > links.Count;
         return TypedResults.Ok(new ProvenanceDto(
             id,
-            links.Select(l => withheld
-                ? new ProvenanceLinkDto(l.Link.ReportId, directory.Organization(l.OrganizationId)?.Code ?? "?", Utc(l.ObservedAt), l.Category, LinkDecisions.Withheld, null, null, Utc(l.Link.LinkedAt))
-                : new ProvenanceLinkDto(l.Link.ReportId, directory.Organization(l.OrganizationId)?.Code ?? "?", Utc(l.ObservedAt), l.Category, l.Link.Decision,
-                    Math.Round(l.Link.Contribution, 4), l.Link.ScoreDetail is { } detail ? Parse(detail) : null, Utc(l.Link.LinkedAt))).ToList(),
+            links.Select(l => new ProvenanceLinkDto(l.Report.Id, directory.Organization(l.Report.OrganizationId)?.Code ?? "?", Utc(l.Report.ObservedAt), l.Report.Category,
+                l.Decision, l.Contribution is { } c ? Math.Round(c, 4) : null, l.Scores is { } detail ? Parse(detail) : null, Utc(l.LinkedAt))).ToList(),
             proposals));
+    }
+
+    /// <summary>One link of an incident as a viewer may know it.</summary>
+    internal sealed record LinkAsSeen(Report Report, string Decision, double? Contribution, string? Scores, DateTime LinkedAt);
+
+    /// <summary>
+    /// The links of an incident to the reports <paramref name="viewer"/> may see, oldest observation first. When the
+    /// incident holds no report hidden from the viewer they are as stored. Otherwise the stored decisions and scores were
+    /// reached against reports the viewer may not see (a "fused" report implies an earlier one; a casualty score hints at
+    /// its figures), so they are worked out again from the visible reports alone, in the order they were linked: the
+    /// first opened the incident, each later one is scored against the incident built from those before it (an analyst's
+    /// merge, split or acceptance keeps its name). What the viewer is told then depends only on what they may see.
+    /// </summary>
+    internal static async Task<List<LinkAsSeen>> LinksAsSeenAsync(ConcordDb db, Viewer viewer, Guid incidentId, CancellationToken cancellationToken)
+    {
+        var rows = await db.IncidentReports.AsNoTracking().Where(l => l.IncidentId == incidentId)
+            .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => new { Link = l, Report = r })
+            .ToListAsync(cancellationToken);
+        var hidden = await db.IncidentReports.CountAsync(l => l.IncidentId == incidentId, cancellationToken) > rows.Count;
+        if (!hidden)
+        {
+            return [.. rows.OrderBy(x => x.Report.ObservedAt).Select(x => new LinkAsSeen(x.Report, x.Link.Decision, x.Link.Contribution, x.Link.ScoreDetail, x.Link.LinkedAt))];
+        }
+
+        var incident = await db.Incidents.AsNoTracking().SingleAsync(i => i.Id == incidentId, cancellationToken);
+        var before = new List<Report>();
+        var seen = new List<LinkAsSeen>();
+        foreach (var x in rows.OrderBy(x => x.Link.LinkedAt).ThenBy(x => x.Report.ObservedAt))
+        {
+            var analyst = x.Link.Decision is LinkDecisions.Merged or LinkDecisions.Split or LinkDecisions.Accepted;
+            if (before.Count == 0)
+            {
+                seen.Add(new LinkAsSeen(x.Report, analyst && x.Link.Decision != LinkDecisions.Accepted ? x.Link.Decision : LinkDecisions.New, 1.0, null, x.Link.LinkedAt));
+            }
+            else
+            {
+                var score = ScoreAgainst(x.Report, incident, before);
+                seen.Add(new LinkAsSeen(x.Report, score is null && !analyst ? LinkDecisions.Withheld : analyst ? x.Link.Decision : LinkDecisions.Fused,
+                    score?.Total, score?.ToJson(), x.Link.LinkedAt));
+            }
+
+            before.Add(x.Report);
+        }
+
+        return [.. seen.OrderBy(l => l.Report.ObservedAt)];
+    }
+
+    /// <summary>Fusion's score of <paramref name="report"/> against <paramref name="incident"/> as built from <paramref name="reports"/> only.</summary>
+    private static FusionScore? ScoreAgainst(Report report, Incident incident, IReadOnlyList<Report> reports)
+    {
+        var view = IncidentSummary.Copy(incident);
+        IncidentSummary.Rebuild(view, reports);
+        return FusionScorer.Score(FusionFeatures.Of(report), FusionFeatures.Of(view));
     }
 
     private static async Task<Ok<List<ProposalDto>>> Proposals(HttpContext context, Viewer viewer, ConcordDb db) =>
@@ -81,8 +133,32 @@ internal static class FusionEndpoints
                 Hidden = db.IncidentReports.Any(l => l.IncidentId == p.IncidentId && !reports.Any(r => r.Id == l.ReportId)),
             })
             .ToListAsync(cancellationToken);
-        return rows.Select(x => new ProposalDto(x.Proposal.Id, x.Proposal.ReportId, x.Proposal.IncidentId, x.Current,
-            x.Hidden ? null : Math.Round(x.Proposal.Score, 4), x.Hidden ? null : Parse(x.Proposal.ScoreDetail), Utc(x.Proposal.CreatedAt))).ToList();
+        // A score computed against reports the viewer may not see is worked out again from those they may see.
+        var rescored = new Dictionary<Guid, FusionScore?>();
+        var hidden = rows.Where(x => x.Hidden).ToList();
+        if (hidden.Count > 0)
+        {
+            var incidentIds = hidden.Select(x => x.Proposal.IncidentId).Distinct().ToList();
+            var proposalReports = hidden.Select(x => x.Proposal.ReportId).Distinct().ToList();
+            var stored = await db.Incidents.AsNoTracking().Where(i => incidentIds.Contains(i.Id)).ToDictionaryAsync(i => i.Id, cancellationToken);
+            var linked = (await db.IncidentReports.AsNoTracking().Where(l => incidentIds.Contains(l.IncidentId))
+                .Join(reports.AsNoTracking(), l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, Report = r }).ToListAsync(cancellationToken))
+                .GroupBy(x => x.IncidentId).ToDictionary(g => g.Key, g => g.Select(x => x.Report).ToList());
+            var proposed = await reports.AsNoTracking().Where(r => proposalReports.Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
+            foreach (var x in hidden)
+            {
+                rescored[x.Proposal.Id] = stored.TryGetValue(x.Proposal.IncidentId, out var incident) && linked.TryGetValue(incident.Id, out var visible) && visible.Count > 0
+                    && proposed.TryGetValue(x.Proposal.ReportId, out var report)
+                    ? ScoreAgainst(report, incident, visible)
+                    : null;
+            }
+        }
+
+        return rows.Select(x => x.Hidden
+            ? new ProposalDto(x.Proposal.Id, x.Proposal.ReportId, x.Proposal.IncidentId, x.Current,
+                rescored[x.Proposal.Id] is { } score ? Math.Round(score.Total, 4) : null, rescored[x.Proposal.Id] is { } detail ? Parse(detail.ToJson()) : null, Utc(x.Proposal.CreatedAt))
+            : new ProposalDto(x.Proposal.Id, x.Proposal.ReportId, x.Proposal.IncidentId, x.Current,
+                Math.Round(x.Proposal.Score, 4), Parse(x.Proposal.ScoreDetail), Utc(x.Proposal.CreatedAt))).ToList();
     }
 
     private static async Task<Results<Ok<ProvenanceDto>, NotFound, ProblemHttpResult>> Split(

@@ -117,9 +117,8 @@ internal static class LinkDecisions
     public const string Split = "split";
 
     /// <summary>
-    /// What a viewer is told of every link of an incident that holds reports they may not see: how a report came there,
-    /// and fusion's scores, were decided against those reports (a "fused" report implies an earlier one, a casualty score
-    /// hints at its figures), so they are withheld.
+    /// What a viewer is told of a link that fusion's scorer would not make between the reports the viewer may see (the
+    /// incident holds them together through reports the viewer may not see): it is in the incident, and no more is said.
     /// </summary>
     public const string Withheld = "linked";
 }

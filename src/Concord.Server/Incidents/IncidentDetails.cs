@@ -35,10 +35,7 @@ public sealed class IncidentDetails
             return null;
         }
 
-        var rows = await db.IncidentReports.AsNoTracking().Where(l => l.IncidentId == id)
-            .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => new { Report = r, l.Decision, l.Contribution })
-            .OrderBy(x => x.Report.ObservedAt)
-            .ToListAsync(context.RequestAborted);
+        var rows = await Fusion.FusionEndpoints.LinksAsSeenAsync(db, viewer, id, context.RequestAborted);
         var reports = rows.Select(x => x.Report).ToList();
         var seen = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single();
         await IncidentEndpoints.RecordReadAsync(audit, viewer, [seen], context, time);
@@ -48,9 +45,7 @@ public sealed class IncidentDetails
         {
             Incident = seen.ToDto(directory, markings, reports.Select(r => r.ToDto(id, viewer, directory, markings)).ToList()),
             Highest = (marked.Max(m => m.Classification), marked.Aggregate(0L, (bits, m) => bits | m.Caveats)),
-            Links = await db.IncidentReports.CountAsync(l => l.IncidentId == id, context.RequestAborted) > rows.Count
-                ? rows.ToDictionary(x => x.Report.Id, _ => (LinkDecisions.Withheld, 0.0))
-                : rows.ToDictionary(x => x.Report.Id, x => (x.Decision, x.Contribution)),
+            Links = rows.ToDictionary(x => x.Report.Id, x => (x.Decision, x.Contribution ?? 0.0)),
         };
     }
 }
