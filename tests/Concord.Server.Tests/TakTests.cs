@@ -407,9 +407,12 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await owner.SendAsync(Pli(uid, "VIPER 2", 5.70, 20.60));
         Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == uid));
 
-        // Another member's device claims the uid, with a newer time: nothing of it is routed or recorded.
-        await intruder.SendAsync(Pli(uid, "SPOOF", 4.40, 18.50, Now(2)));
-        var spoofed = await watcher.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(1.5));
+        // Another member's device claims the uid, with a newer time (four minutes ahead: within the clock skew allowed),
+        // and then sends a deletion of it: nothing of either is routed or recorded, and the owner is not frozen out.
+        await intruder.SendAsync(Pli(uid, "SPOOF", 4.40, 18.50, Now(240)));
+        await intruder.SendAsync($"<event version='2.0' uid='{Guid.NewGuid()}' type='t-x-d-d' time='{Now()}' start='{Now()}' stale='{Now(20)}' how='h-g-i-g-o'>" +
+            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{uid}' relation='none' type='none'/><__forcedelete/></detail></event>");
+        var spoofed = await watcher.WaitForAsync(e => e.Uid == uid || (e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == uid)), TimeSpan.FromSeconds(1.5));
         await Task.Delay(TrackStore.FlushInterval * 2);
         var (_, theirs) = await server.ClientFor("unpol").GetJson("/api/tracks/geojson");
         var (_, mine) = await server.ClientFor("force").GetJson("/api/tracks/geojson");
@@ -419,6 +422,8 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.DoesNotContain(theirs.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetString() == uid);
         var track = mine.GetProperty("features").EnumerateArray().Single(f => f.GetProperty("id").GetString() == uid);
         Assert.Equal(5.70, track.GetProperty("geometry").GetProperty("coordinates")[1].GetDouble());
+        await owner.SendAsync(Pli(uid, "VIPER 2", 5.705, 20.605, Now(1)));
+        Assert.Equal(5.705, (await watcher.WaitForAsync(e => e.Uid == uid))?.Point.Lat);
 
         // An event dated far ahead would freeze the uid for its owner: it is refused, and the owner's next position passes.
         await owner.SendAsync(Pli(uid, "VIPER 2", 5.71, 20.61, DateTimeOffset.UtcNow.AddDays(365).ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture)));

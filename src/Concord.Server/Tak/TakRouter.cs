@@ -168,7 +168,15 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             Forget(now - TimeSpan.FromDays(1));
         }
 
-        if (!Newer(e.Uid, e.Time))
+        // Before the replay check, which would otherwise record the time of an event that is then refused: a device must
+        // not freeze, relabel or delete what belongs to another member, nor speak for Concord's own incidents.
+        if (Refused(from, e, now) is { } refusal)
+        {
+            Refuse(from, e, refusal);
+            return;
+        }
+
+        if (!Newer(e.Uid, e.Time, from.Viewer.MemberId))
         {
             Interlocked.Increment(ref _ignored);
             return;
@@ -236,13 +244,63 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         return sent;
     }
 
+    /// <summary>
+    /// Why an event from <paramref name="from"/> may not be routed, or null: its uid (or, for a deletion, the uid it
+    /// deletes) is Concord's incident, another member's live device or current track, or an item another member sent first.
+    /// </summary>
+    private string? Refused(TakSession from, CotEvent e, DateTimeOffset now)
+    {
+        if (e.Uid.StartsWith(CotMapping.IncidentUidPrefix, StringComparison.Ordinal))
+        {
+            return "the uid is one of Concord's incidents";
+        }
+
+        if (OtherOwner(from, e.Uid, now, items: false) is { } owner)
+        {
+            return $"the uid is the device of another member ({owner})";
+        }
+
+        if (e.Type == CotMapping.DeleteType)
+        {
+            foreach (var link in e.Detail.Links)
+            {
+                if (link.Uid is { Length: > 0 } target && (target.StartsWith(CotMapping.IncidentUidPrefix, StringComparison.Ordinal) || OtherOwner(from, target, now, items: true) is not null))
+                {
+                    return $"it deletes {target}, which is not the device's member's to delete";
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Who other than <paramref name="from"/>'s member holds <paramref name="uid"/>: a live session's device, a current
+    /// track, or (with <paramref name="items"/>) the member who first sent an item with that uid.
+    /// </summary>
+    private string? OtherOwner(TakSession from, string uid, DateTimeOffset now, bool items)
+    {
+        var member = from.Viewer.MemberId;
+        if (_byDevice.TryGetValue(uid, out var holder) && holder.Viewer.MemberId != member && !holder.Closing.IsCancellationRequested)
+        {
+            return holder.Viewer.UserName;
+        }
+
+        if (tracks.OwnerOf(uid, now.UtcDateTime) is { } owner && owner != member)
+        {
+            return "a current track";
+        }
+
+        return items && _latest.TryGetValue(uid, out var latest) && latest.Owner != member ? "an item of another member" : null;
+    }
+
     /// <summary>Records <paramref name="time"/> as the latest of <paramref name="uid"/> unless an event as new was routed already.</summary>
-    private bool Newer(string uid, DateTimeOffset time)
+    private bool Newer(string uid, DateTimeOffset time, Guid member)
     {
         var ticks = time.UtcTicks;
         if (!_latest.TryGetValue(uid, out var latest))
         {
-            var first = new Latest(ticks);
+            var first = new Latest(ticks, member);
             latest = _latest.GetOrAdd(uid, first);
             if (ReferenceEquals(latest, first))
             {
@@ -266,9 +324,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         }
     }
 
-    private sealed class Latest(long ticks)
+    private sealed class Latest(long ticks, Guid owner)
     {
         public long Ticks = ticks;
+
+        /// <summary>The member whose device first sent this uid.</summary>
+        public readonly Guid Owner = owner;
     }
 
     /// <summary>How many uids the replay check remembers before it forgets those not seen for a day (markers each have their own uid).</summary>
@@ -332,13 +393,6 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     private void Position(TakSession from, CotEvent e, ReadOnlyMemory<byte> raw, Deliveries? deliveries)
     {
-        // Another member's device holds this uid: a device never takes over (or disconnects) another member's track.
-        if (_byDevice.TryGetValue(e.Uid, out var holder) && holder != from && holder.Viewer.MemberId != from.Viewer.MemberId && !holder.Closing.IsCancellationRequested)
-        {
-            Refuse(from, e, $"the uid is the device of another member ({holder.Viewer.UserName})");
-            return;
-        }
-
         var stamped = Stamped(e, raw, from.Marking, droppable: true);
         if (!tracks.Update(e, from, stamped))
         {

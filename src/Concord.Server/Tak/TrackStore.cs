@@ -35,6 +35,10 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
 
     public int Count => _tracks.Count;
 
+    /// <summary>The member whose current (not stale) track <paramref name="uid"/> is, if any.</summary>
+    public Guid? OwnerOf(string uid, DateTime now) =>
+        _tracks.TryGetValue(uid, out var entry) && entry.Track.StaleAt > now ? entry.Track.MemberId : null;
+
     /// <summary>
     /// Records a device's position. False, and nothing changes, when the uid is the current (not stale) track of another
     /// member: a device cannot take over another member's track. A stale track may pass to another member (a device handed
@@ -70,6 +74,13 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
                     return false;
                 }
 
+                entry.History.Clear();
+                entry.HasPosition = false;
+            }
+            else if (t.Classification != from.Marking.Classification || t.ReleasableTo != from.Marking.ReleasableTo || t.Caveats != from.Marking.Caveats)
+            {
+                // The same member under another marking (an agreement changed, the member moved): the route recorded under
+                // the old marking must not reach the new marking's audience.
                 entry.History.Clear();
                 entry.HasPosition = false;
             }
