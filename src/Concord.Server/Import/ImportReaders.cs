@@ -173,7 +173,7 @@ internal static class AcledReader
         }
     }
 
-    private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length];
+    private static string Truncate(string text, int length) => ReportRules.Truncate(text, length);
 
     /// <summary>
     /// The taxonomy code for an ACLED event type and sub-event type; the event type's own code when no sub-event type is

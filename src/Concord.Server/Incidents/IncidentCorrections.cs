@@ -72,6 +72,8 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
     {
         var pending = await db.FusionProposals.Where(p => p.DecidedAt == null && (merged.Contains(p.IncidentId) || p.IncidentId == target)).ToListAsync(cancellationToken);
         var inTarget = (await db.IncidentReports.Where(l => l.IncidentId == target).Select(l => l.ReportId).ToListAsync(cancellationToken)).Concat(movedReports).ToHashSet();
+        // One pending proposal per report for the target: those already there, and the first retargeted of each report.
+        var proposedHere = pending.Where(p => p.IncidentId == target).Select(p => p.ReportId).ToHashSet();
         foreach (var proposal in pending)
         {
             if (inTarget.Contains(proposal.ReportId))
@@ -83,6 +85,11 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             else if (proposal.IncidentId != target)
             {
                 db.FusionProposals.Remove(proposal);
+                if (!proposedHere.Add(proposal.ReportId))
+                {
+                    continue;
+                }
+
                 db.FusionProposals.Add(new Fusion.FusionProposal
                 {
                     Id = Guid.CreateVersion7(),

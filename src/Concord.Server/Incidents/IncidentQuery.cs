@@ -30,8 +30,10 @@ internal static class IncidentQuery
             {
                 // A mixed incident's stored level may be a hidden report's: it is selected by the levels of the reports the viewer may see.
                 var visibleReports = db.Reports.VisibleTo(viewer);
+                // Its level as the viewer sees it is the highest of those reports: some at this level, none above.
                 incidents = incidents.Where(i => (!i.Mixed && i.Classification == level)
-                    || (i.Mixed && db.IncidentReports.Any(l => l.IncidentId == i.Id && visibleReports.Any(r => r.Id == l.ReportId && r.Classification == level))));
+                    || (i.Mixed && db.IncidentReports.Any(l => l.IncidentId == i.Id && visibleReports.Any(r => r.Id == l.ReportId && r.Classification == level))
+                        && !db.IncidentReports.Any(l => l.IncidentId == i.Id && visibleReports.Any(r => r.Id == l.ReportId && r.Classification > level))));
             }
             else
             {

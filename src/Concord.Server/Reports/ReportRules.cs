@@ -150,6 +150,17 @@ internal static partial class ReportRules
         }
     }
 
+    /// <summary>At most <paramref name="length"/> characters of <paramref name="text"/>, never cutting a surrogate pair in half.</summary>
+    public static string Truncate(string text, int length)
+    {
+        if (text.Length <= length)
+        {
+            return text;
+        }
+
+        return char.IsHighSurrogate(text[length - 1]) ? text[..(length - 1)] : text[..length];
+    }
+
     public static bool TryParsePrecision(string text, out TimePrecision precision) =>
         Enum.TryParse(text, true, out precision) && Enum.IsDefined(precision) && !int.TryParse(text, out _);
 

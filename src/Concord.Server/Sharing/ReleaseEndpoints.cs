@@ -66,6 +66,9 @@ internal static class ReleaseEndpoints
             errors["reason"] = ["is required (at most 1,000 characters): the audit keeps why this was released"];
         }
 
+        ReportRules.RejectControlCharacters(body.Narrative, "narrative", errors);
+        ReportRules.RejectControlCharacters(body.Reason, "reason", errors);
+
         var grid = body.GridDegrees ?? 0.1;
         if (!double.IsFinite(grid) || grid < MinGrid || grid > MaxGrid)
         {

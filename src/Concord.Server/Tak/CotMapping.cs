@@ -14,6 +14,9 @@ internal static class CotMapping
     public const string DeleteType = CotControl.DeleteType;
     public const string AllChatRooms = "All Chat Rooms";
 
+    /// <summary>How long devices keep an incident after it was sent (its CoT stale time).</summary>
+    public static readonly TimeSpan IncidentLifetime = TimeSpan.FromDays(7);
+
     /// <summary>
     /// Types passed on to other devices as they are, without becoming Concord records: emergency alerts (b-a-…: 911,
     /// ring the bell, geofence, cancel), CASEVAC/MEDEVAC requests (b-r-f-h-c), drawings and shapes (u-d-…), routes
@@ -73,7 +76,7 @@ internal static class CotMapping
             ObservedPrecision = "exact",
             Location = new LocationInput(e.Point.Lat, e.Point.Lon, e.Point.Ce is > 0 and < CotPoint.NoValue ? Math.Min(e.Point.Ce, 1_000_000) : 50, null),
             Category = category,
-            Narrative = narrative.Length > ReportRules.MaxNarrativeLength ? narrative[..ReportRules.MaxNarrativeLength] : narrative,
+            Narrative = ReportRules.Truncate(narrative, ReportRules.MaxNarrativeLength),
             Language = "en",
             Source = new SourceInput("F", 6, $"TAK marker by {author}", null),
             ExternalRef = "tak:" + e.Uid,
@@ -105,7 +108,7 @@ internal static class CotMapping
             How = "h-g-i-g-o",
             Time = now,
             Start = now,
-            Stale = now.AddDays(7),
+            Stale = now + IncidentLifetime,
             Access = markingLabel,
             Point = new CotPoint(i.Latitude, i.Longitude, CotPoint.NoValue, i.LocationPrecisionMeters > 0 ? i.LocationPrecisionMeters : CotPoint.NoValue, CotPoint.NoValue),
             Detail = detail,

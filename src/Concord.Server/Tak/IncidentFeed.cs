@@ -56,7 +56,19 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
     private async Task<long> LatestAsync(long after, CancellationToken cancellationToken)
     {
         await using var scope = scopes.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<ConcordDb>().Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? after;
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var latest = await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? after;
+        if (router.RemembersIncidents && latest > after)
+        {
+            // No device to tell, but incidents deleted meanwhile need no withdrawal later.
+            foreach (var id in await db.Changes.Where(c => c.Sequence > after && c.Sequence <= latest && c.Entity == "incident" && c.Operation == "deleted")
+                .Select(c => c.EntityId).ToListAsync(cancellationToken))
+            {
+                router.Forget(id);
+            }
+        }
+
+        return latest;
     }
 
     internal async Task<long> PublishAsync(long after, CancellationToken cancellationToken)

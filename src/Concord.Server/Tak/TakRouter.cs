@@ -36,7 +36,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     // Incidents sent to devices, with the markings that let each device have them: a deleted incident (merged into
     // another, or emptied by a split) is withdrawn from exactly the devices that may have it, with nothing of it but its uid.
-    private readonly ConcurrentDictionary<Guid, MarkingDefault[]> _incidentsSent = new();
+    private readonly ConcurrentDictionary<Guid, (MarkingDefault[] Markings, long At)> _incidentsSent = new();
 
     /// <summary>How many incidents the withdrawal list holds at most; beyond it, new ones are not remembered.</summary>
     public const int MaxRememberedIncidents = 100_000;
@@ -46,22 +46,44 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// <summary>Records that an incident went out under <paramref name="marking"/>.</summary>
     public void Remember(Guid incidentId, MarkingDefault marking)
     {
+        var now = time.GetUtcNow().UtcTicks;
         if (_incidentsSent.Count >= MaxRememberedIncidents && !_incidentsSent.ContainsKey(incidentId))
         {
-            return;
+            // Devices drop an incident a week after it was sent (its stale time): older entries need no withdrawal.
+            foreach (var (id, entry) in _incidentsSent)
+            {
+                if (now - entry.At > CotMapping.IncidentLifetime.Ticks)
+                {
+                    _incidentsSent.TryRemove(id, out _);
+                }
+            }
+
+            if (_incidentsSent.Count >= MaxRememberedIncidents)
+            {
+                return;
+            }
         }
 
-        _incidentsSent.AddOrUpdate(incidentId, [marking], (_, known) =>
-            known.Any(k => k.Classification == marking.Classification && k.ReleasableTo == marking.ReleasableTo && k.Caveats == marking.Caveats) ? known : [.. known, marking]);
+        _incidentsSent.AddOrUpdate(incidentId, ([marking], now), (_, known) =>
+            (known.Markings.Any(k => k.Classification == marking.Classification && k.ReleasableTo == marking.ReleasableTo && k.Caveats == marking.Caveats)
+                ? known.Markings
+                : [.. known.Markings, marking], now));
     }
+
+    /// <summary>Forgets a deleted incident that no device is connected to be told of.</summary>
+    public void Forget(Guid incidentId) => _incidentsSent.TryRemove(incidentId, out _);
+
+    public bool RemembersIncidents => !_incidentsSent.IsEmpty;
 
     /// <summary>Tells the devices that may have a deleted incident to remove it (t-x-d-d); the number of devices told.</summary>
     public int Withdraw(Guid incidentId, DateTimeOffset now)
     {
-        if (!_incidentsSent.TryRemove(incidentId, out var markings))
+        if (!_incidentsSent.TryRemove(incidentId, out var sentWith))
         {
             return 0;
         }
+
+        var markings = sentWith.Markings;
 
         var delete = new Outbound(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + incidentId.ToString("D"), now), droppable: false);
         var sent = 0;
@@ -454,7 +476,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             MemberId = from.Viewer.MemberId,
             Chatroom = e.Detail.Chat?.Chatroom ?? "All Chat Rooms",
             Sender = e.Detail.Chat?.SenderCallsign ?? from.Viewer.UserName,
-            Text = text.Length > 4000 ? text[..4000] : text,
+            Text = ReportRules.Truncate(text, 4000),
             SentAt = e.Time.UtcDateTime,
             Classification = from.Marking.Classification,
             ReleasableTo = from.Marking.ReleasableTo,

@@ -329,6 +329,16 @@ internal sealed class TakServer(
                                 break;
                             }
                         }
+                        catch (CotFramingException e) when (!protobuf.IsFaulted)
+                        {
+                            // An oversized frame: the framer skips its bytes and stays in step, so it costs only itself.
+                            if (Malformed(session, errors, e.Reason))
+                            {
+                                return;
+                            }
+
+                            continue;
+                        }
                         catch (CotFramingException e)
                         {
                             // The length prefixes can no longer be trusted: the stream cannot be followed.

@@ -17,6 +17,9 @@ internal static class CsvRecords
 {
     internal sealed record Record(long Line, string[] Fields, string? Error);
 
+    /// <summary>The longest record (in characters) kept whole so that its lines can be read again: 1 MiB.</summary>
+    public const int MaxRecovered = 1 << 20;
+
     public static IEnumerable<Record> Read(TextReader reader)
     {
         var source = new Source(reader);
@@ -30,19 +33,34 @@ internal static class CsvRecords
         var inQuotes = false;
         var quotedField = false;
         var any = false;
+        var overflow = false;
         int c;
         while ((c = source.Read()) != -1)
         {
             var ch = (char)c;
             any = true;
-            raw.Append(ch);
+            // A record longer than this is not read again if it turns out to be an unclosed quote's doing: memory stays bounded.
+            if (raw.Length < MaxRecovered)
+            {
+                raw.Append(ch);
+            }
+            else
+            {
+                overflow = true;
+            }
+
             if (inQuotes)
             {
                 if (ch == '"')
                 {
                     if (source.Peek() == '"')
                     {
-                        raw.Append((char)source.Read());
+                        var doubled = (char)source.Read();
+                        if (raw.Length < MaxRecovered)
+                        {
+                            raw.Append(doubled);
+                        }
+
                         field.Append('"');
                     }
                     else
@@ -79,7 +97,7 @@ internal static class CsvRecords
                 case '\n' or '\r':
                     fields.Add(field.ToString());
                     expected ??= fields.Count;
-                    if (line > recordLine && fields.Count != expected && Unclosed(raw, source) is { } first)
+                    if (line > recordLine && fields.Count != expected && !overflow && Unclosed(raw, source) is { } first)
                     {
                         // Read again from the second line of this record: only the first line is lost.
                         yield return new Record(recordLine, Split(first), "a quoted field opened on this line is not closed on it");
@@ -94,6 +112,7 @@ internal static class CsvRecords
                     fields.Clear();
                     field.Clear();
                     raw.Clear();
+                    overflow = false;
                     quotedField = false;
                     any = false;
                     recordLine = line;
@@ -108,7 +127,7 @@ internal static class CsvRecords
         {
             fields.Add(field.ToString());
             expected ??= fields.Count;
-            if (line > recordLine && Unclosed(raw, source) is { } first)
+            if (line > recordLine && !overflow && Unclosed(raw, source) is { } first)
             {
                 yield return new Record(recordLine, Split(first), "a quoted field opened on this line is not closed on it");
                 foreach (var record in Read(source.Rest(), recordLine + 1, expected.Value))
