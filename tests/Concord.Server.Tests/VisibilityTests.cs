@@ -197,6 +197,30 @@ public abstract class VisibilityTests<TServer>(TServer server) : IClassFixture<T
         Assert.Equal(HttpStatusCode.BadRequest, (await client.GetAsync("/api/changes?after=-1")).StatusCode);
     }
 
+    [Fact]
+    public async Task Directory_writes_are_on_the_change_feed_for_those_who_may_know_of_them()
+    {
+        var code = "CF" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var admin = server.ClientFor("jocadmin");
+        var (org, organization) = await admin.PostJson("/api/organizations", new { code, name = "Feed check", kind = "civilian" });
+        var name = "cf" + Guid.NewGuid().ToString("N")[..8];
+        var (added, member) = await admin.PostJson($"/api/organizations/{code}/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" } });
+        var (token, created) = await server.ClientFor("pref").PostJson("/api/me/tokens", new { name = "feed check", expiresInDays = 1 });
+        Assert.Equal(HttpStatusCode.Created, org.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, added.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, token.StatusCode);
+        var organizationId = organization.GetProperty("id").GetGuid();
+        var memberId = member.GetProperty("id").GetGuid();
+        var tokenId = created.GetProperty("id").GetGuid();
+
+        // Organisations are the mission's directory: everyone. A member: mission administrators (and the member). A token: its owner.
+        Assert.Contains("created", await server.ClientFor("ocha").ChangesOfAsync(organizationId));
+        Assert.Contains("created", await admin.ChangesOfAsync(memberId));
+        Assert.Empty(await server.ClientFor("ocha").ChangesOfAsync(memberId));
+        Assert.Contains("created", await server.ClientFor("pref").ChangesOfAsync(tokenId));
+        Assert.Empty(await admin.ChangesOfAsync(tokenId));
+    }
+
     private static string WithoutTrace(string body) => System.Text.RegularExpressions.Regex.Replace(body, "\"traceId\":\"[^\"]*\"", "");
 
     private static async Task<HashSet<Guid>> ChangesFor(HttpClient client)

@@ -1,7 +1,9 @@
 namespace Concord.Server.Accounts;
 
-internal sealed class Member
+internal sealed class Member : Realtime.IFeedEntity
 {
+    public string FeedName => "member";
+
     public required Guid Id { get; init; }
 
     /// <summary>Sign-in name, stored lower-case: names are unique regardless of case.</summary>
@@ -28,8 +30,10 @@ internal sealed class Member
 }
 
 /// <summary>A personal access token. Only the SHA-256 of the secret is stored: tokens are 256-bit random, so a fast hash is enough.</summary>
-internal sealed class AccessToken
+internal sealed class AccessToken : Realtime.IFeedEntity
 {
+    public string FeedName => "token";
+
     public required Guid Id { get; init; }
 
     public required Guid MemberId { get; init; }

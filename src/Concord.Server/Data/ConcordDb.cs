@@ -87,14 +87,20 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
         modelBuilder.Entity<Organization>(e =>
         {
             e.ToTable("organizations");
+            e.Ignore(o => o.FeedName);
             e.Property(o => o.Kind).HasConversion(k => OrganizationKinds.Token(k), s => ParseKind(s));
         });
         modelBuilder.Entity<Member>(e =>
         {
             e.ToTable("members");
             e.Ignore(m => m.RoleSet);
+            e.Ignore(m => m.FeedName);
         });
-        modelBuilder.Entity<AccessToken>().ToTable("access_tokens");
+        modelBuilder.Entity<AccessToken>(e =>
+        {
+            e.ToTable("access_tokens");
+            e.Ignore(t => t.FeedName);
+        });
         modelBuilder.Entity<Caveat>(e =>
         {
             e.ToTable("caveats");
@@ -158,7 +164,11 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
             e.ToTable("settings");
             e.HasKey(s => s.Key);
         });
-        modelBuilder.Entity<SharingGroup>().ToTable("sharing_groups");
+        modelBuilder.Entity<SharingGroup>(e =>
+        {
+            e.ToTable("sharing_groups");
+            e.Ignore(g => g.FeedName);
+        });
         modelBuilder.Entity<SharingGroupMember>(e =>
         {
             e.ToTable("sharing_group_members");
@@ -169,6 +179,7 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
         modelBuilder.Entity<Agreement>(e =>
         {
             e.ToTable("agreements");
+            e.Ignore(a => a.FeedName);
             e.HasKey(a => new { a.Id, a.Version });
             e.Ignore(a => a.Rules);
         });

@@ -2,8 +2,10 @@ using Concord.Server.Access;
 
 namespace Concord.Server.Organizations;
 
-internal sealed class Organization
+internal sealed class Organization : Realtime.IFeedEntity
 {
+    public string FeedName => "organization";
+
     public required Guid Id { get; init; }
 
     /// <summary>Short, stable code used in releasability (<c>org:CODE</c>); never changes once records name it.</summary>

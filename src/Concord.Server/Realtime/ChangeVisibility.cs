@@ -9,7 +9,8 @@ namespace Concord.Server.Realtime;
 internal static class ChangeVisibility
 {
     /// <summary>
-    /// The changes of <paramref name="window"/> about reports, incidents and coordination records <paramref name="viewer"/> may see, in feed order.
+    /// The changes of <paramref name="window"/> about reports, incidents, coordination records, the mission's directory
+    /// (organisations, members, tokens) and sharing rules (agreements, groups) <paramref name="viewer"/> may see, in feed order.
     /// A deleted record cannot be checked, so its deletion is never announced: clients re-read what they show.
     /// </summary>
     public static async Task<List<Change>> VisibleAsync(ConcordDb db, Viewer viewer, IReadOnlyList<Change> window, CancellationToken cancellationToken)
@@ -32,6 +33,27 @@ internal static class ChangeVisibility
         await AddVisibleAsync(db.Patrols, "patrol", window, viewer, visible, cancellationToken);
         await AddVisibleAsync(db.Meetings, "meeting", window, viewer, visible, cancellationToken);
         await AddVisibleAsync(db.LiaisonLog, "liaison", window, viewer, visible, cancellationToken);
+
+        // The mission's directory and sharing rules are open to every member (as GET /api/organizations, /api/agreements
+        // and /api/groups are); a member record to the member, their organisation's administrators and mission
+        // administrators; a token to its owner.
+        visible.UnionWith(window.Where(c => c.Entity is "organization" or "agreement" or "group").Select(c => c.EntityId));
+        var memberIds = window.Where(c => c.Entity == "member").Select(c => c.EntityId).Distinct().ToList();
+        if (memberIds.Count > 0)
+        {
+            var missionAdmin = viewer.HasRole(MemberRoles.MissionAdmin);
+            var organizationAdmin = viewer.HasRole(MemberRoles.OrganizationAdmin);
+            visible.UnionWith(await db.Members.Where(m => memberIds.Contains(m.Id)
+                    && (m.Id == viewer.MemberId || missionAdmin || (organizationAdmin && m.OrganizationId == viewer.OrganizationId)))
+                .Select(m => m.Id).ToListAsync(cancellationToken));
+        }
+
+        var tokenIds = window.Where(c => c.Entity == "token").Select(c => c.EntityId).Distinct().ToList();
+        if (tokenIds.Count > 0)
+        {
+            visible.UnionWith(await db.AccessTokens.Where(t => tokenIds.Contains(t.Id) && t.MemberId == viewer.MemberId).Select(t => t.Id).ToListAsync(cancellationToken));
+        }
+
         return window.Where(c => visible.Contains(c.EntityId)).ToList();
     }
 

@@ -7,8 +7,10 @@ namespace Concord.Server.Sharing;
 /// An MOU or SOP as data: which default marking applies to the reports a party creates, by category. Versioned: a change
 /// writes a new version, and each report keeps the version that marked it.
 /// </summary>
-internal sealed class Agreement
+internal sealed class Agreement : Realtime.IFeedEntity
 {
+    public string FeedName => "agreement";
+
     public required Guid Id { get; init; }
 
     public required int Version { get; init; }

@@ -1,8 +1,10 @@
 namespace Concord.Server.Sharing;
 
 /// <summary>A named community of organisations (e.g. a protection working group), managed by its owner organisation.</summary>
-internal sealed class SharingGroup
+internal sealed class SharingGroup : Realtime.IFeedEntity
 {
+    public string FeedName => "group";
+
     public required Guid Id { get; init; }
 
     public required string Code { get; init; }
