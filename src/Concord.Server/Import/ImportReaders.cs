@@ -156,7 +156,7 @@ internal static class AcledReader
             Narrative = notes.Length > 0 ? notes : $"{field("event_type")}: {field("sub_event_type")} at {field("location")}",
             Language = "en",
             Actors = new[] { field("actor1"), field("actor2") }.Where(a => a.Length > 0).ToList(),
-            Source = new SourceInput("B", 2, field("source") is { Length: > 0 } source ? Truncate("ACLED: " + source, 500) : "ACLED", null),
+            Source = new SourceInput("B", 2, field("source") is { Length: > 0 } source ? ReportRules.Truncate("ACLED: " + source, 500) : "ACLED", null),
             Marking = marking,
             ExternalRef = $"{Dataset}:{id}",
         }, null);
@@ -172,8 +172,6 @@ internal static class AcledReader
             return 0;
         }
     }
-
-    private static string Truncate(string text, int length) => ReportRules.Truncate(text, length);
 
     /// <summary>
     /// The taxonomy code for an ACLED event type and sub-event type; the event type's own code when no sub-event type is

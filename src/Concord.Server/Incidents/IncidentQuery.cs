@@ -19,9 +19,10 @@ internal static class IncidentQuery
             return (null, errors);
         }
 
-        if (query.Category is { } category && !directory.IsKnownCategory(category))
+        // Unknown organisation codes and categories, as the report filters judge them.
+        foreach (var (field, reasons) in await Reports.ReportFilters.ProblemsAsync(query, directory, cancellationToken) ?? [])
         {
-            errors["category"] = [$"no category '{category}' in the taxonomy"];
+            errors[field] = reasons;
         }
 
         if (query.Classification is { } label)
@@ -41,17 +42,10 @@ internal static class IncidentQuery
             }
         }
 
-        if (query.Organization is { } code)
+        if (query.Organization is { } code && await directory.OrganizationAsync(code, cancellationToken) is { } organization)
         {
-            if (await directory.OrganizationAsync(code, cancellationToken) is { } organization)
-            {
-                var reports = db.Reports.VisibleTo(viewer).Where(r => r.OrganizationId == organization.Id);
-                incidents = incidents.Where(i => db.IncidentReports.Any(l => l.IncidentId == i.Id && reports.Any(r => r.Id == l.ReportId)));
-            }
-            else
-            {
-                errors["organization"] = [$"no organisation '{code}'"];
-            }
+            var reports = db.Reports.VisibleTo(viewer).Where(r => r.OrganizationId == organization.Id);
+            incidents = incidents.Where(i => db.IncidentReports.Any(l => l.IncidentId == i.Id && reports.Any(r => r.Id == l.ReportId)));
         }
 
         return errors.Count > 0 ? (null, errors) : (db.VisibleIncidents(incidents, viewer), errors);

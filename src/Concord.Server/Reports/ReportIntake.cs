@@ -131,18 +131,9 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
                 }
             }
         }
-        else if (@default is not null)
-        {
-            classification = @default.Classification;
-            releasableTo = Releasability.Encode(@default.ReleasableTo);
-            caveats = markings.Caveats.TryGetBits(@default.Caveats, out var bits, out _) ? bits : 0;
-        }
         else
         {
-            // With no agreement and no marking, a report stays within its own organisation: sharing wider is a decision.
-            classification = 0;
-            releasableTo = Releasability.Encode([Community.Organization(author.OrganizationCode)]);
-            caveats = 0;
+            (classification, releasableTo, caveats) = AgreementDecisions.Marks(@default, author.OrganizationCode, markings.Caveats);
         }
 
         Guid? areaId = null;

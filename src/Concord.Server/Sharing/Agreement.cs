@@ -57,6 +57,15 @@ internal sealed record DefaultMarking(int Classification, IReadOnlySet<string> R
 internal static class AgreementDecisions
 {
     /// <summary>
+    /// The marking a record gets when its author names none: the agreement's default, or, with no agreement, its
+    /// author's organisation only (sharing wider is a decision). Reports and TAK device records are marked by this alone.
+    /// </summary>
+    public static (int Classification, string ReleasableTo, long Caveats) Marks(DefaultMarking? resolved, string organizationCode, CaveatRegistry caveats) =>
+        resolved is null
+            ? (0, Releasability.Encode([Community.Organization(organizationCode)]), 0)
+            : (resolved.Classification, Releasability.Encode(resolved.ReleasableTo), caveats.TryGetBits(resolved.Caveats, out var bits, out _) ? bits : 0);
+
+    /// <summary>
     /// The default for a report: the most specific matching rule (longest category, then an organisation rule over a kind
     /// rule). Equally specific rules of several agreements combine to what the organisation agreed to in all of them:
     /// the highest level, the union of communities and caveats, the most restrictive TLP.

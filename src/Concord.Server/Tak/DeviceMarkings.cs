@@ -17,9 +17,7 @@ internal sealed class DeviceMarkings(MissionDirectory directory, MarkingFormat m
     public async Task<MarkingDefault> ForAsync(Viewer viewer, string category, CancellationToken cancellationToken)
     {
         var resolved = AgreementDecisions.Resolve(await directory.AgreementsAsync(cancellationToken), viewer.OrganizationCode, viewer.OrganizationKind, category, markings.Scheme);
-        var classification = resolved?.Classification ?? 0;
-        var releasable = Releasability.Encode(resolved?.ReleasableTo ?? (IEnumerable<string>)[Community.Organization(viewer.OrganizationCode)]);
-        var caveats = resolved is not null && markings.Caveats.TryGetBits(resolved.Caveats, out var bits, out _) ? bits : 0;
+        var (classification, releasable, caveats) = AgreementDecisions.Marks(resolved, viewer.OrganizationCode, markings.Caveats);
         return new MarkingDefault(classification, releasable, caveats, markings.ToDto(classification, releasable, caveats).Label!);
     }
 }

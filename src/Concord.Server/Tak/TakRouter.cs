@@ -41,6 +41,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// <summary>How many incidents the withdrawal list holds at most; beyond it, new ones are not remembered.</summary>
     public const int MaxRememberedIncidents = 100_000;
 
+    private long _prunedAt;
+
     public IReadOnlyCollection<TakSession> Sessions => _sessions;
 
     /// <summary>Records that an incident went out under <paramref name="marking"/>.</summary>
@@ -49,7 +51,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         var now = time.GetUtcNow().UtcTicks;
         if (_incidentsSent.Count >= MaxRememberedIncidents && !_incidentsSent.ContainsKey(incidentId))
         {
-            // Devices drop an incident a week after it was sent (its stale time): older entries need no withdrawal.
+            // Devices drop an incident a week after it was sent (its stale time): older entries need no withdrawal. A full
+            // list of recent entries would otherwise be scanned for every incident sent: at most once a minute.
+            var last = Interlocked.Read(ref _prunedAt);
+            if (now - last < TimeSpan.TicksPerMinute || Interlocked.CompareExchange(ref _prunedAt, now, last) != last)
+            {
+                return;
+            }
+
             foreach (var (id, entry) in _incidentsSent)
             {
                 if (now - entry.At > CotMapping.IncidentLifetime.Ticks)
