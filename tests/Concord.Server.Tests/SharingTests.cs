@@ -191,6 +191,62 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_mixed_incident_is_ordered_paged_found_and_counted_by_what_the_viewer_sees()
+    {
+        var tag = "placed" + Guid.NewGuid().ToString("N")[..8];
+        var (_, open) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: $"{tag} open account", latitude: 7.3, longitude: 22.1,
+            marking: Api.Marking("UNCLASSIFIED", ["mission"]), observedAt: Api.Recent));
+        // Earlier, more precisely placed and deadlier: the stored incident takes its start, place and a higher median.
+        var secretFields = Api.Fields(Api.Report(narrative: $"{tag} secret account", latitude: 7.9, longitude: 22.9,
+            marking: Api.Marking("STRICTLY CONFIDENTIAL", []), observedAt: Api.Recent.AddDays(-2)), killed: 40);
+        secretFields["location"] = new { latitude = 7.9, longitude = 22.9, precisionMeters = 50.0 };
+        var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", secretFields);
+        var spot = Api.Spot();
+        var (_, other) = await server.ClientFor("joc").PostJson("/api/reports", Api.Fields(Api.Report(narrative: $"{tag} other account", latitude: spot.Latitude, longitude: spot.Longitude,
+            marking: Api.Marking("UNCLASSIFIED", ["mission"]), observedAt: Api.Recent.AddDays(-1)), killed: 10));
+        var target = Id(open, "incidentId");
+        var (merged, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{target}/merge", new { incidents = new[] { Id(secret, "incidentId") } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+
+        // Newest first by the start pref sees (the open account's), and the cursor holds that start, not the hidden one.
+        var (_, first) = await server.ClientFor("pref").GetJson($"/api/incidents?q={tag}&limit=1");
+        var cursor = first.GetProperty("next").GetString()!;
+        var (_, second) = await server.ClientFor("pref").GetJson($"/api/incidents?q={tag}&limit=1&cursor={Uri.EscapeDataString(cursor)}");
+        var (_, jocFirst) = await server.ClientFor("joc").GetJson($"/api/incidents?q={tag}&limit=1");
+        Assert.Equal([target], first.GetProperty("items").EnumerateArray().Select(i => Id(i)).ToArray());
+        Assert.Equal(Api.Recent.UtcTicks.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            System.Text.Encoding.ASCII.GetString(Convert.FromBase64String(cursor)).Split(':')[0]);
+        Assert.Equal([Id(other, "incidentId")], second.GetProperty("items").EnumerateArray().Select(i => Id(i)).ToArray());
+        // joc sees the secret account too, so for joc the incident began two days earlier and comes second.
+        Assert.Equal([Id(other, "incidentId")], jocFirst.GetProperty("items").EnumerateArray().Select(i => Id(i)).ToArray());
+        var (_, jocSecond) = await server.ClientFor("joc").GetJson($"/api/incidents?q={tag}&limit=1&cursor={Uri.EscapeDataString(jocFirst.GetProperty("next").GetString()!)}");
+        Assert.Equal([target], jocSecond.GetProperty("items").EnumerateArray().Select(i => Id(i)).ToArray());
+
+        // Found where pref sees it, not where the hidden account puts it; joc finds it at the precise place.
+        static async Task<Guid[]> Features(HttpClient client, string path) =>
+            [.. (await client.GetJson(path)).Body.GetProperty("features").EnumerateArray().Select(f => f.GetProperty("id").GetString()!).Where(id => Guid.TryParse(id, out _)).Select(Guid.Parse)];
+        Assert.Contains(target, await Features(server.ClientFor("pref"), "/api/incidents/geojson?bbox=22.0,7.2,22.2,7.4"));
+        Assert.Contains(target, await Features(server.ClientFor("pref"), "/api/incidents/map?bbox=22.0,7.2,22.2,7.4&zoom=12"));
+        Assert.DoesNotContain(target, await Features(server.ClientFor("pref"), "/api/incidents/geojson?bbox=22.8,7.8,23.0,8.0"));
+        Assert.DoesNotContain(target, await Features(server.ClientFor("pref"), "/api/incidents/map?bbox=22.8,7.8,23.0,8.0&zoom=12"));
+        Assert.Contains(target, await Features(server.ClientFor("joc"), "/api/incidents/geojson?bbox=22.8,7.8,23.0,8.0"));
+        var (_, listed) = await server.ClientFor("pref").GetJson("/api/incidents?bbox=22.0,7.2,22.2,7.4");
+        Assert.Contains(listed.GetProperty("items").EnumerateArray(), i => Id(i) == target);
+
+        // The browser's sortable list: deadliest first by the figures pref sees (3 against 10), counted once each.
+        await using var scope = server.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<Data.ConcordDb>();
+        var (selection, errors) = await Incidents.IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), new Http.ListQuery { Text = tag }, server.ViewerOf("pref"),
+            server.Services.GetRequiredService<Data.MissionDirectory>(), server.Services.GetRequiredService<Access.MarkingFormat>(), CancellationToken.None);
+        Assert.Empty(errors);
+        var (total, page) = await selection!.SortedPageAsync(i => i.KilledBest, (a, b) => Nullable.Compare(a.KilledBest, b.KilledBest), false, 0, 50, CancellationToken.None);
+        Assert.Equal(2, total);
+        Assert.Equal([Id(other, "incidentId"), target], page.Select(i => i.Id).ToArray());
+        Assert.Equal([10, 3], page.Select(i => i.KilledBest).ToArray());
+        Assert.Equal(Api.Recent.UtcDateTime, await selection.LatestStartAsync(CancellationToken.None));
+    }
+
+    [Fact]
     public async Task A_releaser_publishes_a_sanitised_copy_and_the_original_stays_untouched()
     {
         var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: 5.7612, longitude: 20.6724,

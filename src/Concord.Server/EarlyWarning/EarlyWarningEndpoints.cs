@@ -84,9 +84,9 @@ internal static class EarlyWarningEndpoints
 
     private sealed record Row(double Latitude, double Longitude, Guid? AreaId, DateTime StartsAt, int? Killed, int Classification);
 
-    /// <summary>The visible incidents of a query, with mixed ones rebuilt for the viewer.</summary>
-    private static Task<List<Row>> RowsAsync(ConcordDb db, IQueryable<Incident> visible, ListQuery query, Viewer viewer, CancellationToken cancellationToken) =>
-        db.RowsAsSeenByAsync(visible, query, viewer, i => new Row(i.Latitude, i.Longitude, i.AreaId, i.StartsAt, i.KilledBest, i.Classification), cancellationToken);
+    /// <summary>The selected incidents, with mixed ones rebuilt for the viewer.</summary>
+    private static Task<List<Row>> RowsAsync(IncidentSelection selection, CancellationToken cancellationToken) =>
+        selection.RowsAsync(i => new Row(i.Latitude, i.Longitude, i.AreaId, i.StartsAt, i.KilledBest, i.Classification), cancellationToken);
 
     private static async Task<Results<Ok<HotspotsDto>, ProblemHttpResult>> Hotspots(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
@@ -108,14 +108,15 @@ internal static class EarlyWarningEndpoints
             return Problems.Invalid(filterErrors);
         }
 
-        return TypedResults.Ok(await HotspotsAsync(db, directory, markings, viewer, visible, query, by, context.RequestAborted));
+        return TypedResults.Ok(await HotspotsAsync(directory, markings, visible, by, context.RequestAborted));
     }
 
     /// <summary>Hotspots over a visible query (the API and the early-warning page).</summary>
     internal static async Task<HotspotsDto> HotspotsAsync(
-        ConcordDb db, MissionDirectory directory, MarkingFormat markings, Viewer viewer, IQueryable<Incident> visible, ListQuery query, string by, CancellationToken cancellationToken)
+        MissionDirectory directory, MarkingFormat markings, IncidentSelection visible, string by, CancellationToken cancellationToken)
     {
-        var rows = await RowsAsync(db, visible, query, viewer, cancellationToken);
+        var rows = await RowsAsync(visible, cancellationToken);
+        var query = visible.Query;
         var items = (by == "cell"
                 ? rows.GroupBy(r => PrioGrid.Gid(r.Latitude, r.Longitude)).Select(g =>
                 {
@@ -187,13 +188,15 @@ internal static class EarlyWarningEndpoints
     internal static async Task<SpikesDto> SpikesAsync(
         ConcordDb db, MissionDirectory directory, MarkingFormat markings, Viewer viewer, int days, int baselineDays, double threshold, DateTime? at, CancellationToken cancellationToken)
     {
-        var visible = db.VisibleIncidents(db.Incidents.AsNoTracking(), viewer);
-        // Without 'at', the window ends with the latest incident the viewer may see (imported history is often old).
-        var end = at ?? await visible.MaxAsync(i => (DateTime?)i.StartsAt, cancellationToken) ?? DateTime.UtcNow;
+        // Without 'at', the window ends with the latest incident the viewer may see (imported history is often old), as they see it.
+        var end = at ?? await (await Selection(new ListQuery())).LatestStartAsync(cancellationToken) ?? DateTime.UtcNow;
         var recentFrom = end.AddDays(-days);
         var baselineFrom = recentFrom.AddDays(-baselineDays);
-        var query = new ListQuery { From = baselineFrom, To = end };
-        var rows = await RowsAsync(db, visible.Where(i => i.StartsAt >= baselineFrom && i.StartsAt <= end), query, viewer, cancellationToken);
+        var window = (await Selection(new ListQuery { From = baselineFrom, To = end })).NarrowPlain(i => i.StartsAt >= baselineFrom);
+        var rows = (await RowsAsync(window, cancellationToken)).Where(r => r.StartsAt >= baselineFrom).ToList();
+
+        async Task<IncidentSelection> Selection(ListQuery query) =>
+            (await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, cancellationToken)).Incidents!;
         var items = directory.Areas.Select(a => a.Area).Select(area =>
             {
                 var mine = rows.Where(r => r.AreaId == area.Id).ToList();

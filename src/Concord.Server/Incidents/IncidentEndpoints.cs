@@ -67,6 +67,7 @@ internal static class IncidentEndpoints
         new DateTimeOffset(i.UpdatedAt, TimeSpan.Zero),
         reports);
 
+    /// <summary>Every filter but the bounding box; stored time windows hold every rebuilt one, so they select mixed incidents safely.</summary>
     internal static bool TryFilter(ConcordDb db, Viewer viewer, IQueryable<Incident> incidents, ListQuery query, out IQueryable<Incident> filtered, out Dictionary<string, string[]> errors)
     {
         // A mixed incident's stored category and title may come from reports the viewer cannot see: it is selected by the
@@ -74,16 +75,8 @@ internal static class IncidentEndpoints
         var visibleReports = db.Reports.VisibleTo(viewer);
         var links = db.IncidentReports;
         errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
-        if (query.Bbox is { } box)
-        {
-            if (MapCells.Covering(box) is { } cells)
-            {
-                incidents = incidents.Where(i => cells.Contains(i.Cell));
-            }
 
-            incidents = incidents.Where(i => i.Latitude >= box.South && i.Latitude <= box.North && i.Longitude >= box.West && i.Longitude <= box.East);
-        }
-
+        // The bounding box is applied by IncidentQuery, on stored places for plain incidents and on visible reports for mixed ones.
         if (query.From is { } from)
         {
             incidents = incidents.Where(i => i.EndsAt >= from);
@@ -136,24 +129,15 @@ internal static class IncidentEndpoints
             return Problems.Invalid(errors);
         }
 
-        var (filtered, filterErrors) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, context.RequestAborted);
-        if (filtered is not { } incidents)
+        var (incidents, filterErrors) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, context.RequestAborted);
+        if (incidents is null)
         {
             return Problems.Invalid(filterErrors);
         }
 
-        if (query.After is { } after)
-        {
-            incidents = incidents.Where(i => i.StartsAt < after.At || (i.StartsAt == after.At && i.Number < after.Number));
-        }
-
-        var rows = await incidents.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number)
-            .Take(query.Limit + 1).ToListAsync(context.RequestAborted);
-        var page = rows.Take(query.Limit).ToList();
-        var seen = (await db.AsSeenByAsync(page, viewer, context.RequestAborted)).Where(i => Matches(query, i)).ToList();
-        await RecordReadAsync(audit, viewer, seen, context, time);
-        var next = rows.Count > query.Limit ? new Cursor(rows[query.Limit - 1].StartsAt, rows[query.Limit - 1].Number).Encode() : null;
-        return TypedResults.Ok(new Page<IncidentDto>(seen.Select(i => i.ToDto(directory, markings)).ToList(), next));
+        var (page, cursor) = await incidents.NewestAsync(i => i, i => i, i => new Cursor(i.StartsAt, i.Number), query.Limit, context.RequestAborted);
+        await RecordReadAsync(audit, viewer, page, context, time);
+        return TypedResults.Ok(new Page<IncidentDto>(page.Select(i => i.ToDto(directory, markings)).ToList(), cursor?.Encode()));
     }
 
     /// <summary>
@@ -269,19 +253,10 @@ internal static class IncidentEndpoints
             return Problems.Invalid(filterErrors);
         }
 
-        // Pages like the list (newest first, keyset cursor): one more row than asked tells whether there is a next page.
-        if (query.After is { } after)
-        {
-            incidents = incidents.Where(i => i.StartsAt < after.At || (i.StartsAt == after.At && i.Number < after.Number));
-        }
-
-        // Decided on the stored rows, in the order the query sorts them: a mixed incident rebuilt for the viewer has its own
-        // start, and one that fails the filters once rebuilt must not end the paging early.
-        var stored = await NewestPoints(incidents, query with { Limit = query.Limit + 1 }).ToListAsync(context.RequestAborted);
-        var truncated = stored.Count > query.Limit;
-        var page = truncated ? stored[..query.Limit] : stored;
-        var next = truncated ? new Cursor(page[^1].StartsAt, page[^1].Number).Encode() : null;
-        var rows = await AsSeenAsync(db, page, query, viewer, context.RequestAborted);
+        // Pages like the list (newest first as the viewer sees them, keyset cursor).
+        var (rows, cursor) = await NewestPointsAsync(incidents, query, context.RequestAborted);
+        var truncated = cursor is not null;
+        var next = cursor?.Encode();
         await RecordReadAsync(audit, viewer, rows, context, time);
         await using var writer = GeoJsonFeatures.StartCollection(context);
         WriteFeatures(writer, rows, markings);
@@ -299,32 +274,14 @@ internal static class IncidentEndpoints
     }
 
     /// <summary>
-    /// The newest <see cref="ListQuery.Limit"/> incidents of a visible query as map points, as the viewer sees them. The
-    /// map index (schema version 8) holds every column a point shows and the predicate tests, led by the map cell, so the
-    /// store answers from the viewport's own stretch of that index without reading the table (over a million incidents,
-    /// a 2,400-point viewport: HTTP p50 49 → 27 ms against reading keys from a latitude-led index and then the rows).
-    /// Mixed incidents are read whole and rebuilt from the reports the viewer may see, then filtered again.
+    /// The newest <see cref="ListQuery.Limit"/> incidents of a selection as map points, as the viewer sees them, and the
+    /// cursor of the next page if there is one. The map index (schema version 8) holds every column a point shows and the
+    /// predicate tests, led by the map cell, so the store answers plain incidents from the viewport's own stretch of that
+    /// index without reading the table (over a million incidents, a 2,400-point viewport: HTTP p50 49 → 27 ms against
+    /// reading keys from a latitude-led index and then the rows). Mixed incidents are rebuilt and merged in.
     /// </summary>
-    internal static async Task<List<IncidentPoint>> NewestPointsAsync(ConcordDb db, IQueryable<Incident> visible, ListQuery query, Viewer viewer, CancellationToken cancellationToken) =>
-        await AsSeenAsync(db, await NewestPoints(visible, query).ToListAsync(cancellationToken), query, viewer, cancellationToken);
-
-    /// <summary>Stored points as the viewer sees them: mixed incidents rebuilt from the reports they may see and filtered again.</summary>
-    private static async Task<List<IncidentPoint>> AsSeenAsync(ConcordDb db, List<IncidentPoint> points, ListQuery query, Viewer viewer, CancellationToken cancellationToken)
-    {
-        var mixed = points.Where(p => p.Mixed).Select(p => p.Number).ToList();
-        if (mixed.Count == 0)
-        {
-            return points;
-        }
-
-        var stored = await db.Incidents.AsNoTracking().Where(i => mixed.Contains(i.Number)).ToListAsync(cancellationToken);
-        var seen = (await db.AsSeenByAsync(stored, viewer, cancellationToken)).Where(i => Matches(query, i)).ToDictionary(i => i.Number, IncidentPoint.From);
-        return points.Select(p => p.Mixed ? seen.GetValueOrDefault(p.Number) : p).OfType<IncidentPoint>().ToList();
-    }
-
-    /// <summary>The store's part of <see cref="NewestPointsAsync"/>: one query, answered from the map index alone.</summary>
-    internal static IQueryable<IncidentPoint> NewestPoints(IQueryable<Incident> visible, ListQuery query) =>
-        visible.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number).Take(query.Limit).Select(IncidentPoint.Of);
+    internal static Task<(List<IncidentPoint> Rows, Cursor? Next)> NewestPointsAsync(IncidentSelection incidents, ListQuery query, CancellationToken cancellationToken) =>
+        incidents.NewestAsync(IncidentPoint.Of, IncidentPoint.From, p => new Cursor(p.StartsAt, p.Number), query.Limit, cancellationToken);
 
     internal static void WriteFeatures(Utf8JsonWriter writer, IEnumerable<IncidentPoint> rows, MarkingFormat markings)
     {

@@ -59,11 +59,13 @@ internal static class IncidentMap
         // One pass over the viewport counts it and groups it: a whole-country view reads every entry in its cells, and
         // counting first then grouping read them twice.
         var size = CellDegrees(zoom);
-        var groups = await GroupsAsync(incidents, size, context.RequestAborted);
-        var total = groups.Sum(g => g.Count);
+        var groups = await GroupsAsync(incidents.Plain, size, context.RequestAborted);
+        // Mixed incidents are counted and placed as the viewer sees them; a viewport seldom holds any.
+        var mixed = await incidents.MixedAsSeenAsync(incidents.Mixed.OrderBy(i => i.Number).Take(10 * MaxPoints), context.RequestAborted);
+        var total = groups.Sum(g => g.Count) + mixed.Count;
         if (total <= maxPoints)
         {
-            var rows = await IncidentEndpoints.NewestPointsAsync(db, incidents, query with { Limit = maxPoints }, viewer, context.RequestAborted);
+            var (rows, _) = await IncidentEndpoints.NewestPointsAsync(incidents, query with { Limit = maxPoints }, context.RequestAborted);
             await IncidentEndpoints.RecordReadAsync(audit, viewer, rows, context, time);
             await using var points = Start(context, rows.Count, clustered: false);
             IncidentEndpoints.WriteFeatures(points, rows, markings);
@@ -71,7 +73,7 @@ internal static class IncidentMap
             return TypedResults.Empty;
         }
 
-        var cells = await CellsAsync(db, groups, incidents, query, viewer, size, context.RequestAborted);
+        var cells = Cells(groups, mixed, size);
         await using var writer = Start(context, cells.Sum(c => c.Count), clustered: true);
         foreach (var cell in cells)
         {
@@ -98,32 +100,20 @@ internal static class IncidentMap
 
     internal sealed record Cell(long Y, long X, int Count, double Latitude, double Longitude, int Classification, long Caveats);
 
-    private sealed record Group(double Y, double X, int Classification, long Caveats, bool Mixed, int Count, double Latitude, double Longitude);
+    private sealed record Group(double Y, double X, int Classification, long Caveats, int Count, double Latitude, double Longitude);
 
-    /// <summary>The visible incidents of a viewport grouped by cell, marking and whether they are mixed, in the database.</summary>
-    private static Task<List<Group>> GroupsAsync(IQueryable<Incident> visible, double size, CancellationToken cancellationToken) =>
-        visible
-            .GroupBy(i => new { Y = Math.Floor(i.Latitude / size), X = Math.Floor(i.Longitude / size), i.Classification, i.Caveats, i.Mixed })
-            .Select(g => new Group(g.Key.Y, g.Key.X, g.Key.Classification, g.Key.Caveats, g.Key.Mixed, g.Count(), g.Average(i => i.Latitude), g.Average(i => i.Longitude)))
+    /// <summary>The plain incidents of a viewport grouped by cell and marking, in the database.</summary>
+    private static Task<List<Group>> GroupsAsync(IQueryable<Incident> plain, double size, CancellationToken cancellationToken) =>
+        plain
+            .GroupBy(i => new { Y = Math.Floor(i.Latitude / size), X = Math.Floor(i.Longitude / size), i.Classification, i.Caveats })
+            .Select(g => new Group(g.Key.Y, g.Key.X, g.Key.Classification, g.Key.Caveats, g.Count(), g.Average(i => i.Latitude), g.Average(i => i.Longitude)))
             .ToListAsync(cancellationToken);
 
-    /// <summary>
-    /// Counts per cell. Incidents with one marking come grouped from the database; mixed incidents are rebuilt for the
-    /// viewer first (their stored place may come from reports the viewer may not see) and added here.
-    /// </summary>
-    private static async Task<List<Cell>> CellsAsync(ConcordDb db, List<Group> groups, IQueryable<Incident> visible, ListQuery query, Viewer viewer, double size, CancellationToken cancellationToken)
+    /// <summary>Counts per cell: the plain incidents' groups and the mixed incidents as the viewer sees them.</summary>
+    private static List<Cell> Cells(List<Group> groups, List<Incident> mixed, double size)
     {
-        var parts = groups.Where(g => !g.Mixed).Select(g => new Cell((long)g.Y, (long)g.X, g.Count, g.Latitude, g.Longitude, g.Classification, g.Caveats)).ToList();
-
-        // The groups say whether the viewport holds any mixed incident: most hold none, and need no second pass.
-        var mixed = groups.Any(g => g.Mixed)
-            ? await visible.Where(i => i.Mixed).OrderBy(i => i.Number).Take(10 * MaxPoints).ToListAsync(cancellationToken)
-            : [];
-        foreach (var i in (await db.AsSeenByAsync(mixed, viewer, cancellationToken)).Where(i => IncidentEndpoints.Matches(query, i)))
-        {
-            parts.Add(new Cell((long)Math.Floor(i.Latitude / size), (long)Math.Floor(i.Longitude / size), 1, i.Latitude, i.Longitude, i.Classification, i.Caveats));
-        }
-
+        var parts = groups.Select(g => new Cell((long)g.Y, (long)g.X, g.Count, g.Latitude, g.Longitude, g.Classification, g.Caveats)).ToList();
+        parts.AddRange(mixed.Select(i => new Cell((long)Math.Floor(i.Latitude / size), (long)Math.Floor(i.Longitude / size), 1, i.Latitude, i.Longitude, i.Classification, i.Caveats)));
         return parts.GroupBy(p => (p.Y, p.X))
             .Select(g => new Cell(
                 g.Key.Y,

@@ -11,7 +11,7 @@ namespace Concord.Server.Incidents;
 /// </summary>
 internal static class IncidentQuery
 {
-    public static async Task<(IQueryable<Incident>? Incidents, Dictionary<string, string[]> Errors)> ApplyAsync(
+    public static async Task<(IncidentSelection? Incidents, Dictionary<string, string[]> Errors)> ApplyAsync(
         ConcordDb db, IQueryable<Incident> source, ListQuery query, Viewer viewer, MissionDirectory directory, MarkingFormat markings, CancellationToken cancellationToken)
     {
         if (!IncidentEndpoints.TryFilter(db, viewer, source, query, out var incidents, out var errors))
@@ -48,6 +48,27 @@ internal static class IncidentQuery
             incidents = incidents.Where(i => db.IncidentReports.Any(l => l.IncidentId == i.Id && reports.Any(r => r.Id == l.ReportId)));
         }
 
-        return errors.Count > 0 ? (null, errors) : (db.VisibleIncidents(incidents, viewer), errors);
+        if (errors.Count > 0)
+        {
+            return (null, errors);
+        }
+
+        var plain = db.PlainVisible(incidents.Where(i => !i.Mixed), viewer);
+        var mixed = db.MixedVisible(incidents.Where(i => i.Mixed), viewer);
+        if (query.Bbox is { } box)
+        {
+            if (MapCells.Covering(box) is { } cells)
+            {
+                plain = plain.Where(i => cells.Contains(i.Cell));
+            }
+
+            plain = plain.Where(i => i.Latitude >= box.South && i.Latitude <= box.North && i.Longitude >= box.West && i.Longitude <= box.East);
+
+            // A rebuilt incident lies where its most precise visible report does; its stored place may be a hidden report's.
+            var inside = db.Reports.VisibleTo(viewer).Where(r => r.Latitude >= box.South && r.Latitude <= box.North && r.Longitude >= box.West && r.Longitude <= box.East);
+            mixed = mixed.Where(i => db.IncidentReports.Any(l => l.IncidentId == i.Id && inside.Any(r => r.Id == l.ReportId)));
+        }
+
+        return (new IncidentSelection(db, viewer, query, plain, mixed), errors);
     }
 }

@@ -27,23 +27,15 @@ internal static class IncidentViews
         return source.Where(Expression.Lambda<Func<Incident, bool>>(body, parameter));
     }
 
-    /// <summary>
-    /// The visible incidents of a query as rows: incidents with one marking are projected in the database; mixed incidents
-    /// are rebuilt for the viewer first (their stored summary may come from reports the viewer may not see), filtered again
-    /// and projected in memory. Counts, charts and hotspots all read incidents this way.
-    /// </summary>
-    public static async Task<List<TRow>> RowsAsSeenByAsync<TRow>(this ConcordDb db, IQueryable<Incident> visible, Http.ListQuery query, Viewer viewer,
-        Expression<Func<Incident, TRow>> projection, CancellationToken cancellationToken)
-    {
-        var rows = await visible.Where(i => !i.Mixed).Select(projection).ToListAsync(cancellationToken);
-        var mixed = await visible.Where(i => i.Mixed).ToListAsync(cancellationToken);
-        if (mixed.Count > 0)
-        {
-            var project = projection.Compile();
-            rows.AddRange((await db.AsSeenByAsync(mixed, viewer, cancellationToken)).Where(i => IncidentEndpoints.Matches(query, i)).Select(project));
-        }
+    /// <summary>The incidents of <paramref name="source"/> (not mixed) whose own marking lets <paramref name="viewer"/> read them.</summary>
+    public static IQueryable<Incident> PlainVisible(this ConcordDb db, IQueryable<Incident> source, Viewer viewer) =>
+        source.Where(Visibility.Predicate<Incident>(viewer));
 
-        return rows;
+    /// <summary>The incidents of <paramref name="source"/> (mixed) that hold at least one report <paramref name="viewer"/> may see.</summary>
+    public static IQueryable<Incident> MixedVisible(this ConcordDb db, IQueryable<Incident> source, Viewer viewer)
+    {
+        var reports = db.Reports.Where(Visibility.Predicate<Report>(viewer));
+        return source.Where(i => db.IncidentReports.Any(l => l.IncidentId == i.Id && reports.Any(r => r.Id == l.ReportId)));
     }
 
     /// <summary>Replaces each mixed incident by its summary over the reports <paramref name="viewer"/> may see.</summary>

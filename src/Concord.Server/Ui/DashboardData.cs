@@ -1,8 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
-using Concord.Server.Access;
 using Concord.Server.Data;
-using Concord.Server.Http;
 using Concord.Server.Incidents;
 using Microsoft.EntityFrameworkCore;
 
@@ -32,9 +30,9 @@ public sealed record DashboardData(
     private sealed record Row(string Category, DateTime StartsAt, int? Killed, int? Injured, Guid? AreaId, int Classification, long Caveats);
 
     internal static async Task<(DashboardData Data, int Level, long Caveats)> BuildAsync(
-        ConcordDb db, IQueryable<Incident> visible, ListQuery query, Viewer viewer, MissionDirectory directory, CategoryLabels labels, CancellationToken cancellationToken)
+        IncidentSelection visible, MissionDirectory directory, CategoryLabels labels, CancellationToken cancellationToken)
     {
-        var rows = await db.RowsAsSeenByAsync(visible, query, viewer,
+        var rows = await visible.RowsAsync(
             i => new Row(i.Category, i.StartsAt, i.KilledBest, i.InjuredBest, i.AreaId, i.Classification, i.Caveats), cancellationToken);
         if (rows.Count == 0)
         {

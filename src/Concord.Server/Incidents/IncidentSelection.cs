@@ -1,0 +1,149 @@
+using System.Linq.Expressions;
+using Concord.Server.Access;
+using Concord.Server.Data;
+using Concord.Server.Http;
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Incidents;
+
+/// <summary>
+/// The incidents a query selects for one viewer, in two parts. <see cref="Plain"/> incidents (every report under one
+/// marking) are exact as stored: the database filters, sorts, pages and counts them. <see cref="Mixed"/> incidents are
+/// selected in the database by the reports the viewer may see (a necessary condition: a filter on place, words, category
+/// or level holds for the rebuilt incident only if it holds for one of those reports), then rebuilt from those reports
+/// and checked again (<see cref="IncidentEndpoints.Matches"/>). Their place in any order, page, cursor or count is decided
+/// on the rebuilt copy, so where a mixed incident appears never reveals the time, place or figures of a report the viewer
+/// may not see.
+/// </summary>
+internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery query, IQueryable<Incident> plain, IQueryable<Incident> mixed)
+{
+    /// <summary>The filters this selection applies.</summary>
+    public ListQuery Query => query;
+
+    /// <summary>Visible incidents whose reports share one marking, with every filter applied by the database.</summary>
+    public IQueryable<Incident> Plain => plain;
+
+    /// <summary>Visible mixed incidents that may match once rebuilt for the viewer (stored values, not to be shown).</summary>
+    public IQueryable<Incident> Mixed => mixed;
+
+    /// <summary>
+    /// The same selection with plain incidents narrowed in the database by <paramref name="predicate"/>; the caller applies
+    /// the same condition to the rows it gets (mixed incidents can be judged only once rebuilt).
+    /// </summary>
+    public IncidentSelection NarrowPlain(Expression<Func<Incident, bool>> predicate) =>
+        new(db, viewer, query, plain.Where(predicate), mixed);
+
+    /// <summary>Mixed incidents (of <paramref name="candidates"/>, by default all) as the viewer sees them, still matching the query.</summary>
+    public async Task<List<Incident>> MixedAsSeenAsync(IQueryable<Incident>? candidates, CancellationToken cancellationToken)
+    {
+        var stored = await (candidates ?? mixed).ToListAsync(cancellationToken);
+        return stored.Count == 0 ? [] : [.. (await db.AsSeenByAsync(stored, viewer, cancellationToken)).Where(i => IncidentEndpoints.Matches(query, i))];
+    }
+
+    /// <summary>
+    /// Every selected incident as a row: plain ones projected in the database, mixed ones rebuilt and projected in memory.
+    /// Counts, charts and hotspots read incidents this way.
+    /// </summary>
+    public async Task<List<TRow>> RowsAsync<TRow>(Expression<Func<Incident, TRow>> projection, CancellationToken cancellationToken)
+    {
+        var rows = await plain.Select(projection).ToListAsync(cancellationToken);
+        if (await MixedAsSeenAsync(null, cancellationToken) is { Count: > 0 } seen)
+        {
+            rows.AddRange(seen.Select(projection.Compile()));
+        }
+
+        return rows;
+    }
+
+    /// <summary>How many incidents the viewer would find.</summary>
+    public async Task<int> CountAsync(CancellationToken cancellationToken) =>
+        await plain.CountAsync(cancellationToken) + (await MixedAsSeenAsync(null, cancellationToken)).Count;
+
+    /// <summary>
+    /// The latest start the viewer would see, if any. Only mixed incidents whose stored window reaches the latest plain
+    /// start can start later once rebuilt.
+    /// </summary>
+    public async Task<DateTime?> LatestStartAsync(CancellationToken cancellationToken)
+    {
+        var latest = await plain.MaxAsync(i => (DateTime?)i.StartsAt, cancellationToken);
+        var candidates = latest is { } at ? mixed.Where(i => i.EndsAt >= at) : mixed;
+        var seen = await MixedAsSeenAsync(candidates, cancellationToken);
+        return seen.Count == 0 ? latest : new[] { latest ?? DateTime.MinValue, seen.Max(i => i.StartsAt) }.Max();
+    }
+
+    /// <summary>The earliest start and the latest end the viewer would see, if any incident matches.</summary>
+    public async Task<(DateTime? First, DateTime? Last)> SpanAsync(CancellationToken cancellationToken)
+    {
+        var first = await plain.MinAsync(i => (DateTime?)i.StartsAt, cancellationToken);
+        var last = await plain.MaxAsync(i => (DateTime?)i.EndsAt, cancellationToken);
+        foreach (var i in await MixedAsSeenAsync(null, cancellationToken))
+        {
+            first = first is { } f && f <= i.StartsAt ? f : i.StartsAt;
+            last = last is { } l && l >= i.EndsAt ? l : i.EndsAt;
+        }
+
+        return (first, last);
+    }
+
+    /// <summary>
+    /// A page of the newest incidents (start as the viewer sees it, then store number, both descending) after
+    /// <see cref="ListQuery.After"/>, and the cursor of the next page when there is one. Plain incidents come from the
+    /// store in order; mixed ones are rebuilt and merged in. Only mixed incidents that can reach the page are read: a
+    /// rebuilt incident starts no later than its stored end and no earlier than its stored start, so one whose stored end
+    /// is before the last plain row the page needs, or whose stored start is after the cursor, cannot.
+    /// </summary>
+    public async Task<(List<TRow> Rows, Cursor? Next)> NewestAsync<TRow>(
+        Expression<Func<Incident, TRow>> projection, Func<Incident, TRow> fromIncident, Func<TRow, Cursor> key, int limit, CancellationToken cancellationToken)
+    {
+        var after = query.After;
+        var rows = await Newest(After(plain, after)).Take(limit + 1).Select(projection).ToListAsync(cancellationToken);
+        var candidates = mixed;
+        if (rows.Count > limit)
+        {
+            var floor = key(rows[^1]).At;
+            candidates = candidates.Where(i => i.EndsAt >= floor);
+        }
+
+        if (after is { } last)
+        {
+            candidates = candidates.Where(i => i.StartsAt <= last.At);
+        }
+
+        if (await MixedAsSeenAsync(candidates, cancellationToken) is { Count: > 0 } seen)
+        {
+            rows.AddRange(seen.Where(i => after is not { } a || i.StartsAt < a.At || (i.StartsAt == a.At && i.Number < a.Number)).Select(fromIncident));
+            rows = [.. rows.Select(r => (Row: r, Key: key(r))).OrderByDescending(r => r.Key.At).ThenByDescending(r => r.Key.Number).Take(limit + 1).Select(r => r.Row)];
+        }
+
+        return rows.Count > limit ? (rows[..limit], key(rows[limit - 1])) : (rows, null);
+    }
+
+    /// <summary>
+    /// How many incidents match, and one page of them by a sort key with offset paging (the browser's sortable list);
+    /// ties go newest number first. <paramref name="sameOrder"/> compares two incidents as the store orders
+    /// <paramref name="key"/>, to merge rebuilt mixed incidents in; when there are none the store pages alone.
+    /// </summary>
+    public async Task<(int Total, List<Incident> Page)> SortedPageAsync<TKey>(
+        Expression<Func<Incident, TKey>> key, Comparison<Incident> sameOrder, bool ascending, int skip, int take, CancellationToken cancellationToken)
+    {
+        var seen = await MixedAsSeenAsync(null, cancellationToken);
+        var total = await plain.CountAsync(cancellationToken) + seen.Count;
+        var ordered = (ascending ? plain.OrderBy(key) : plain.OrderByDescending(key)).ThenByDescending(i => i.Number);
+        if (seen.Count == 0)
+        {
+            return (total, await ordered.Skip(skip).Take(take).ToListAsync(cancellationToken));
+        }
+
+        var merged = await ordered.Take(skip + take).ToListAsync(cancellationToken);
+        merged.AddRange(seen);
+        merged.Sort((a, b) => (ascending ? sameOrder(a, b) : sameOrder(b, a)) is var order and not 0 ? order : b.Number.CompareTo(a.Number));
+        return (total, merged.Skip(skip).Take(take).ToList());
+    }
+
+    /// <summary>Newest first by stored start: exact for plain incidents.</summary>
+    public static IOrderedQueryable<Incident> Newest(IQueryable<Incident> incidents) =>
+        incidents.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number);
+
+    private static IQueryable<Incident> After(IQueryable<Incident> incidents, Cursor? after) =>
+        after is { } a ? incidents.Where(i => i.StartsAt < a.At || (i.StartsAt == a.At && i.Number < a.Number)) : incidents;
+}
