@@ -1,4 +1,6 @@
 using System.Net;
+using System.Text.Json;
+using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Tests;
 
@@ -83,6 +85,50 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task Existing_incidents_get_the_casualty_range_concord_keeps_when_the_store_is_upgraded()
+    {
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", new Dictionary<string, object?>(Api.Fields(
+            Account(5.2210, 21.4410, When.AddDays(-20), "ucdp.one-sided", 0, "3R attacked Zemio camp, four to nine killed.", mission)))
+        {
+            ["casualties"] = new { killedCivilian = new { low = 4, best = 6, high = 9 }, injuredOther = new { best = 2 } },
+        });
+        var (_, second) = await server.ClientFor("unpol").PostJson("/api/reports", new Dictionary<string, object?>(Api.Fields(
+            Account(5.2230, 21.4400, When.AddDays(-20).AddHours(2), "ucdp.one-sided", 0, "Attack by 3R on Zemio camp; twelve dead.", mission)))
+        {
+            ["casualties"] = new { killedCivilian = new { best = 12 } },
+        });
+        var incident = first.GetProperty("incidentId").GetGuid();
+        Assert.Equal(incident, second.GetProperty("incidentId").GetGuid());
+        var (_, summary) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}");
+        Assert.Equal((4, 12), (summary.GetProperty("killed").GetProperty("low").GetInt32(), summary.GetProperty("killed").GetProperty("high").GetInt32()));
+        Assert.Equal((2, 2), (summary.GetProperty("injured").GetProperty("low").GetInt32(), summary.GetProperty("injured").GetProperty("high").GetInt32()));
+
+        // A store from before schema version 10: the columns are added and filled from the reports, to the same figures and boxes.
+        static async Task<List<(Guid, int?, int?, int?, int?, (double, double, double, double))>> Ranges(Data.ConcordDb db) =>
+            [.. (await db.Incidents.AsNoTracking().OrderBy(i => i.Number)
+                .Select(i => new { i.Id, i.KilledLow, i.KilledHigh, i.InjuredLow, i.InjuredHigh, i.South, i.North, i.West, i.East }).ToListAsync())
+                .Select(i => (i.Id, i.KilledLow, i.KilledHigh, i.InjuredLow, i.InjuredHigh, (i.South, i.North, i.West, i.East)))];
+        var kept = await server.WithDbAsync(Ranges);
+        var applied = await server.WithDbAsync(async db =>
+        {
+            foreach (var sql in (string[])["DROP INDEX ix_incidents_mixed", "CREATE INDEX ix_incidents_mixed ON incidents (ends_at) WHERE mixed",
+                "ALTER TABLE incidents DROP COLUMN killed_low", "ALTER TABLE incidents DROP COLUMN killed_high",
+                "ALTER TABLE incidents DROP COLUMN injured_low", "ALTER TABLE incidents DROP COLUMN injured_high",
+                "ALTER TABLE incidents DROP COLUMN south", "ALTER TABLE incidents DROP COLUMN north",
+                "ALTER TABLE incidents DROP COLUMN west", "ALTER TABLE incidents DROP COLUMN east", "DELETE FROM schema_migrations WHERE version = 10"])
+            {
+                await db.Database.ExecuteSqlRawAsync(sql);
+            }
+
+            return await Data.Migrator.MigrateAsync(db, db.Database.IsSqlite() ? Data.StoreKind.Sqlite : Data.StoreKind.Postgres, TimeProvider.System, CancellationToken.None);
+        });
+        Assert.Equal([10], applied.Select(m => m.Version));
+        Assert.Equal(kept, await server.WithDbAsync(Ranges));
+        Assert.Contains(kept, r => r.Item1 == incident && r.Item2 == 4 && r.Item3 == 12 && r.Item6 == (5.2210, 5.2230, 21.4400, 21.4410));
+    }
+
+    [Fact]
     public async Task A_much_reported_event_stays_one_incident_with_its_median_figures()
     {
         // Past the large-incident threshold, joins update the summary instead of re-reading every report.
@@ -102,6 +148,10 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         var (_, summary) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}");
         Assert.Equal(count, summary.GetProperty("reportCount").GetInt32());
         Assert.Equal(12, summary.GetProperty("killedBest").GetInt32());
+        // The range the accounts give, kept up by the joins past the threshold as well as by the rebuilds before it.
+        Assert.Equal(10, summary.GetProperty("killed").GetProperty("low").GetInt32());
+        Assert.Equal(14, summary.GetProperty("killed").GetProperty("high").GetInt32());
+        Assert.False(summary.TryGetProperty("injured", out var injured) && injured.ValueKind != JsonValueKind.Null);
         Assert.Equal(at, summary.GetProperty("startsAt").GetDateTimeOffset());
     }
 

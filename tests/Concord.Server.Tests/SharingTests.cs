@@ -163,6 +163,15 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal([Id(open)], partial.GetProperty("reports").EnumerateArray().Select(r => Id(r)).ToArray());
         Assert.Equal(Api.Recent, partial.GetProperty("startsAt").GetDateTimeOffset());
         Assert.Equal(3, partial.GetProperty("killedBest").GetInt32());
+        // The open account says 1–4 civilians and 1 other killed; the secret one's 40 stays out of pref's range.
+        Assert.Equal(2, partial.GetProperty("killed").GetProperty("low").GetInt32());
+        Assert.Equal(5, partial.GetProperty("killed").GetProperty("high").GetInt32());
+        Assert.Equal(40, full.GetProperty("killed").GetProperty("high").GetInt32());
+        Assert.Equal(2, full.GetProperty("killed").GetProperty("low").GetInt32());
+        var panel = WebUtility.HtmlDecode(await (await server.ClientFor("pref").GetAsync($"/ui/incidents/{target}/panel")).Content.ReadAsStringAsync());
+        var fullPanel = WebUtility.HtmlDecode(await (await server.ClientFor("joc").GetAsync($"/ui/incidents/{target}/panel")).Content.ReadAsStringAsync());
+        Assert.Contains(">3 (2–5)<", panel, StringComparison.Ordinal);
+        Assert.Contains("(2–40)<", fullPanel, StringComparison.Ordinal);
         Assert.Equal(6.0, partial.GetProperty("location").GetProperty("latitude").GetDouble());
         Assert.Equal("UNCLASSIFIED", partial.GetProperty("marking").GetProperty("classification").GetString());
         Assert.DoesNotContain("secret", partial.ToString());
@@ -244,6 +253,39 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal([Id(other, "incidentId"), target], page.Select(i => i.Id).ToArray());
         Assert.Equal([10, 3], page.Select(i => i.KilledBest).ToArray());
         Assert.Equal(Api.Recent.UtcDateTime, await selection.LatestStartAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_report_the_viewer_may_not_see_joining_their_incident_is_no_news_to_them()
+    {
+        var spot = Api.Spot();
+        var (_, open) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(latitude: spot.Latitude, longitude: spot.Longitude,
+            marking: Api.Marking("UNCLASSIFIED", ["mission"]), observedAt: Api.Recent));
+        var target = Id(open, "incidentId");
+        var (_, before) = await server.ClientFor("pref").GetJson($"/api/incidents/{target}");
+
+        var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(marking: Api.Marking("STRICTLY CONFIDENTIAL", []), observedAt: Api.Recent.AddHours(-5)));
+        var (merged, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{target}/merge", new { incidents = new[] { Id(secret, "incidentId") } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        var (_, after) = await server.ClientFor("pref").GetJson($"/api/incidents/{target}");
+
+        // joc's incident changed; pref's did not, and neither the feed nor the incident's time says otherwise.
+        Assert.Equal(["created"], await server.ClientFor("pref").ChangesOfAsync(target));
+        Assert.Contains("updated", await server.ClientFor("joc").ChangesOfAsync(target));
+        Assert.Equal(before.GetProperty("updatedAt").GetDateTimeOffset(), after.GetProperty("updatedAt").GetDateTimeOffset());
+        Assert.Equal(before.GetProperty("startsAt").GetDateTimeOffset(), after.GetProperty("startsAt").GetDateTimeOffset());
+
+        // A report pref may see joining is news to pref, and so is a status change.
+        var (_, visible) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"]), observedAt: Api.Recent.AddHours(1)));
+        await server.ClientFor("joc").PostJson($"/api/incidents/{target}/merge", new { incidents = new[] { Id(visible, "incidentId") } });
+        Assert.Equal(["created", "updated"], await server.ClientFor("pref").ChangesOfAsync(target));
+        var (_, joined) = await server.ClientFor("pref").GetJson($"/api/incidents/{target}");
+        Assert.True(joined.GetProperty("updatedAt").GetDateTimeOffset() > after.GetProperty("updatedAt").GetDateTimeOffset());
+        var (status, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{target}/status", new { status = "verified" });
+        Assert.Equal(HttpStatusCode.OK, status.StatusCode);
+        Assert.Equal(["created", "updated", "updated"], await server.ClientFor("pref").ChangesOfAsync(target));
+        var (_, verified) = await server.ClientFor("pref").GetJson($"/api/incidents/{target}");
+        Assert.True(verified.GetProperty("updatedAt").GetDateTimeOffset() > joined.GetProperty("updatedAt").GetDateTimeOffset());
     }
 
     [Fact]

@@ -249,12 +249,14 @@ internal static class FusionEndpoints
         {
             IncidentSummary.Rebuild(from, await db.Reports.AsNoTracking().Where(r => remaining.Contains(r.Id)).ToListAsync(cancellationToken));
             from.UpdatedAt = now;
+            from.Causes.Add(proposal.ReportId);
         }
 
         var joined = await db.IncidentReports.Where(l => l.IncidentId == to.Id).Select(l => l.ReportId).ToListAsync(cancellationToken);
         joined.Add(proposal.ReportId);
         IncidentSummary.Rebuild(to, await db.Reports.AsNoTracking().Where(r => joined.Contains(r.Id)).ToListAsync(cancellationToken));
         to.UpdatedAt = now;
+        to.Causes.Add(proposal.ReportId);
     }
 
     private static DateTimeOffset Utc(DateTime at) => new(DateTime.SpecifyKind(at, DateTimeKind.Utc));

@@ -35,6 +35,19 @@ internal sealed class Incident : MarkedRecord, IFeedEntity
 
     public required double LocationPrecisionMeters { get; set; }
 
+    /// <summary>
+    /// The box holding every linked report's place (south, north, west, east). A viewer's copy of a mixed incident lies
+    /// where one of its reports does, so a viewport that misses the box misses every copy: the store tests it before
+    /// looking for a visible report in the viewport. Never shown.
+    /// </summary>
+    public double South { get; set; }
+
+    public double North { get; set; }
+
+    public double West { get; set; }
+
+    public double East { get; set; }
+
     public Guid? AreaId { get; set; }
 
     public required IncidentStatus Status { get; set; }
@@ -44,6 +57,16 @@ internal sealed class Incident : MarkedRecord, IFeedEntity
     public int? KilledBest { get; set; }
 
     public int? InjuredBest { get; set; }
+
+    /// <summary>The lowest killed figure any linked report gives (its low estimate, else its best).</summary>
+    public int? KilledLow { get; set; }
+
+    /// <summary>The highest killed figure any linked report gives (its high estimate, else its best).</summary>
+    public int? KilledHigh { get; set; }
+
+    public int? InjuredLow { get; set; }
+
+    public int? InjuredHigh { get; set; }
 
     public required int ReportCount { get; set; }
 
@@ -68,9 +91,16 @@ internal sealed class Incident : MarkedRecord, IFeedEntity
     [System.ComponentModel.DataAnnotations.Schema.NotMapped]
     public bool RebuiltForViewer { get; set; }
 
+    /// <summary>The reports whose joining or leaving is being written (see <see cref="IFeedEntity.Causes"/>); not stored.</summary>
+    [System.ComponentModel.DataAnnotations.Schema.NotMapped]
+    public ICollection<Guid> Causes { get; } = [];
+
     public required DateTime CreatedAt { get; init; }
 
     public required DateTime UpdatedAt { get; set; }
+
+    /// <summary>When an analyst last moved the status (null if never): part of what a viewer of a mixed incident sees as its last change.</summary>
+    public DateTime? StatusChangedAt { get; set; }
 
     /// <summary>reported → verified → closed; a closed incident may be reopened as verified.</summary>
     public static bool CanMove(IncidentStatus from, IncidentStatus to) => (from, to) switch

@@ -58,6 +58,12 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToListAsync(cancellationToken);
         IncidentSummary.Rebuild(target, reports);
         target.UpdatedAt = now;
+        // Announced to those who may see a report that moved: for anyone else the incident they see is the same.
+        foreach (var link in moved)
+        {
+            target.Causes.Add(link.ReportId);
+        }
+
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, target.Classification, now, Audits.Detail(new { merged = others }))], cancellationToken);
         fusion.Invalidate();
         return new Outcome(target, null, null);
@@ -145,6 +151,11 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         db.IncidentReports.AddRange(moved.Select(r => new IncidentReport { IncidentId = split.Id, ReportId = r.Id, Contribution = 1.0, LinkedAt = now, Decision = LinkDecisions.Split }));
         IncidentSummary.Rebuild(incident, reports.Where(r => !moving.Contains(r.Id)).ToList());
         incident.UpdatedAt = now;
+        foreach (var report in moved)
+        {
+            incident.Causes.Add(report.Id);
+        }
+
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Split, "incident", id, Math.Max(incident.Classification, split.Classification), now,
             Audits.Detail(new { into = split.Id, reports = moving }))], cancellationToken);
         fusion.Invalidate();

@@ -21,11 +21,19 @@ internal sealed record IncidentDto(
     LocationDto Location,
     int? KilledBest,
     int? InjuredBest,
+    RangeDto? Killed,
+    RangeDto? Injured,
     int ReportCount,
     MarkingDto Marking,
     string Tlp,
     DateTimeOffset UpdatedAt,
     IReadOnlyList<ReportDto>? Reports = null);
+
+/// <summary>The range of a casualty figure across an incident's reports (absent when no report gives one).</summary>
+internal sealed record RangeDto(int Low, int High)
+{
+    public static RangeDto? Of(int? low, int? high) => low is { } l && high is { } h ? new RangeDto(l, h) : null;
+}
 
 internal sealed record ChangeStatus(string? Status);
 
@@ -61,6 +69,8 @@ internal static class IncidentEndpoints
         new LocationDto(i.Latitude, i.Longitude, i.LocationPrecisionMeters, directory.Area(i.AreaId)?.Code),
         i.KilledBest,
         i.InjuredBest,
+        RangeDto.Of(i.KilledLow, i.KilledHigh),
+        RangeDto.Of(i.InjuredLow, i.InjuredHigh),
         i.ReportCount,
         markings.ToDto(i),
         Tlps.Label(i.Tlp),
@@ -201,6 +211,7 @@ internal static class IncidentEndpoints
             var before = incident.Status;
             incident.Status = status;
             incident.UpdatedAt = time.GetUtcNow().UtcDateTime;
+            incident.StatusChangedAt = incident.UpdatedAt;
             await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Update, "incident", incident.Id, incident.Classification, incident.UpdatedAt,
                 Audits.Detail(new { status = new { from = before.ToString().ToLowerInvariant(), to = status.ToString().ToLowerInvariant() } }))], context.RequestAborted);
         }
@@ -236,6 +247,7 @@ internal static class IncidentEndpoints
         reports.Add(report);
         IncidentSummary.Rebuild(incident, reports);
         incident.UpdatedAt = now;
+        incident.Causes.Add(report.Id);
     }
 
     /// <summary>Streams a FeatureCollection straight to the response: no intermediate document for thousands of features.</summary>

@@ -16,11 +16,19 @@ internal static class IncidentSummary
         Latitude = report.Latitude,
         Longitude = report.Longitude,
         LocationPrecisionMeters = report.LocationPrecisionMeters,
+        South = report.Latitude,
+        North = report.Latitude,
+        West = report.Longitude,
+        East = report.Longitude,
         AreaId = report.AreaId,
         Status = IncidentStatus.Reported,
         Title = Title(report.Narrative),
         KilledBest = Sum(report.KilledCivilianBest, report.KilledOtherBest),
         InjuredBest = Sum(report.InjuredCivilianBest, report.InjuredOtherBest),
+        KilledLow = KilledLow(report),
+        KilledHigh = KilledHigh(report),
+        InjuredLow = InjuredLow(report),
+        InjuredHigh = InjuredHigh(report),
         ReportCount = 1,
         Classification = report.Classification,
         ReleasableTo = report.ReleasableTo,
@@ -35,7 +43,8 @@ internal static class IncidentSummary
 
     /// <summary>
     /// Rebuilds an incident's summary from reports: the time window they span, the location of the most precise one, the
-    /// median of their casualty estimates (sources disagree; the median resists one outlier), the most restrictive marking
+    /// median of their casualty estimates (sources disagree; the median resists one outlier) and the range from the lowest
+    /// to the highest figure any of them gives, the most restrictive marking
     /// and TLP among them, and whether their markings differ.
     /// </summary>
     public static void Summarise(Incident incident, IReadOnlyList<Report> reports)
@@ -53,9 +62,17 @@ internal static class IncidentSummary
         incident.Longitude = precise.Longitude;
         incident.LocationPrecisionMeters = precise.LocationPrecisionMeters;
         incident.AreaId = precise.AreaId;
+        incident.South = reports.Min(r => r.Latitude);
+        incident.North = reports.Max(r => r.Latitude);
+        incident.West = reports.Min(r => r.Longitude);
+        incident.East = reports.Max(r => r.Longitude);
         incident.Title = Title(first.Narrative);
         incident.KilledBest = Median(reports.Select(r => Sum(r.KilledCivilianBest, r.KilledOtherBest)));
         incident.InjuredBest = Median(reports.Select(r => Sum(r.InjuredCivilianBest, r.InjuredOtherBest)));
+        incident.KilledLow = reports.Min(KilledLow);
+        incident.KilledHigh = reports.Max(KilledHigh);
+        incident.InjuredLow = reports.Min(InjuredLow);
+        incident.InjuredHigh = reports.Max(InjuredHigh);
         incident.ReportCount = reports.Count;
         incident.Classification = reports.Max(r => r.Classification);
         incident.Caveats = reports.Aggregate(0L, (bits, r) => bits | r.Caveats);
@@ -99,10 +116,18 @@ internal static class IncidentSummary
             incident.AreaId = report.AreaId;
         }
 
+        incident.South = Math.Min(incident.South, report.Latitude);
+        incident.North = Math.Max(incident.North, report.Latitude);
+        incident.West = Math.Min(incident.West, report.Longitude);
+        incident.East = Math.Max(incident.East, report.Longitude);
         var killed = Sum(report.KilledCivilianBest, report.KilledOtherBest);
         var injured = Sum(report.InjuredCivilianBest, report.InjuredOtherBest);
         incident.KilledBest = Median(casualties.Select(c => c.Killed).Append(killed));
         incident.InjuredBest = Median(casualties.Select(c => c.Injured).Append(injured));
+        incident.KilledLow = Lower(incident.KilledLow, KilledLow(report));
+        incident.KilledHigh = Higher(incident.KilledHigh, KilledHigh(report));
+        incident.InjuredLow = Lower(incident.InjuredLow, InjuredLow(report));
+        incident.InjuredHigh = Higher(incident.InjuredHigh, InjuredHigh(report));
         incident.ReportCount++;
         incident.Mixed |= (report.Classification, report.ReleasableTo, report.Caveats) != (incident.Classification, incident.ReleasableTo, incident.Caveats);
         incident.Classification = Math.Max(incident.Classification, report.Classification);
@@ -142,11 +167,19 @@ internal static class IncidentSummary
         Latitude = i.Latitude,
         Longitude = i.Longitude,
         LocationPrecisionMeters = i.LocationPrecisionMeters,
+        South = i.South,
+        North = i.North,
+        West = i.West,
+        East = i.East,
         AreaId = i.AreaId,
         Status = i.Status,
         Title = i.Title,
         KilledBest = i.KilledBest,
         InjuredBest = i.InjuredBest,
+        KilledLow = i.KilledLow,
+        KilledHigh = i.KilledHigh,
+        InjuredLow = i.InjuredLow,
+        InjuredHigh = i.InjuredHigh,
         ReportCount = i.ReportCount,
         Classification = i.Classification,
         ReleasableTo = i.ReleasableTo,
@@ -158,6 +191,7 @@ internal static class IncidentSummary
         Datasets = i.Datasets,
         CreatedAt = i.CreatedAt,
         UpdatedAt = i.UpdatedAt,
+        StatusChangedAt = i.StatusChangedAt,
     };
 
     private static int? Median(IEnumerable<int?> values)
@@ -179,4 +213,17 @@ internal static class IncidentSummary
     }
 
     private static int? Sum(int? a, int? b) => a is null && b is null ? null : (a ?? 0) + (b ?? 0);
+
+    // A report's casualty range: each part's low (or high) estimate where it gives one, else its best.
+    private static int? KilledLow(Report r) => Sum(r.KilledCivilianLow ?? r.KilledCivilianBest, r.KilledOtherLow ?? r.KilledOtherBest);
+
+    private static int? KilledHigh(Report r) => Sum(r.KilledCivilianHigh ?? r.KilledCivilianBest, r.KilledOtherHigh ?? r.KilledOtherBest);
+
+    private static int? InjuredLow(Report r) => Sum(r.InjuredCivilianLow ?? r.InjuredCivilianBest, r.InjuredOtherLow ?? r.InjuredOtherBest);
+
+    private static int? InjuredHigh(Report r) => Sum(r.InjuredCivilianHigh ?? r.InjuredCivilianBest, r.InjuredOtherHigh ?? r.InjuredOtherBest);
+
+    private static int? Lower(int? a, int? b) => a is { } x && b is { } y ? Math.Min(x, y) : a ?? b;
+
+    private static int? Higher(int? a, int? b) => a is { } x && b is { } y ? Math.Max(x, y) : a ?? b;
 }

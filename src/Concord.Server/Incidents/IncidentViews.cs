@@ -48,9 +48,9 @@ internal static class IncidentViews
         }
 
         var visible = await db.IncidentReports.Where(l => mixedIds.Contains(l.IncidentId))
-            .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, Report = r })
+            .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, l.LinkedAt, Report = r })
             .ToListAsync(cancellationToken);
-        var byIncident = visible.GroupBy(v => v.IncidentId).ToDictionary(g => g.Key, g => g.Select(v => v.Report).ToList());
+        var byIncident = visible.GroupBy(v => v.IncidentId).ToDictionary(g => g.Key, g => (Reports: g.Select(v => v.Report).ToList(), LinkedAt: g.Max(v => v.LinkedAt)));
         var result = new List<Incident>(incidents.Count);
         foreach (var incident in incidents)
         {
@@ -58,9 +58,12 @@ internal static class IncidentViews
             {
                 result.Add(incident);
             }
-            else if (byIncident.TryGetValue(incident.Id, out var reports))
+            else if (byIncident.TryGetValue(incident.Id, out var seen))
             {
-                result.Add(IncidentSummary.ViewFor(incident, reports));
+                // Last changed, as far as this viewer can tell: when one of their reports last joined, or its status last moved.
+                var view = IncidentSummary.ViewFor(incident, seen.Reports);
+                view.UpdatedAt = incident.StatusChangedAt is { } moved && moved > seen.LinkedAt ? moved : seen.LinkedAt;
+                result.Add(view);
             }
         }
 

@@ -6,6 +6,12 @@ internal interface IFeedEntity
     string FeedName { get; }
 
     Guid Id { get; }
+
+    /// <summary>
+    /// The reports whose joining or leaving made this write, when that is what made it; each becomes its own change row
+    /// (<see cref="Change.Cause"/>). Empty for every other write.
+    /// </summary>
+    ICollection<Guid> Causes => [];
 }
 
 /// <summary>One row of the append-only change feed: what changed, never its content.</summary>
@@ -20,4 +26,10 @@ internal sealed class Change
     public required string Operation { get; init; }
 
     public required DateTime At { get; init; }
+
+    /// <summary>
+    /// The report whose joining or leaving an incident made this change, if that is what made it: the change is
+    /// announced only to those who may see that report, since for anyone else the incident they see has not changed.
+    /// </summary>
+    public Guid? Cause { get; init; }
 }

@@ -28,6 +28,12 @@ internal static class ChangeVisibility
             visible.UnionWith(await db.VisibleIncidents(db.Incidents.Where(i => incidentIds.Contains(i.Id)), viewer).Select(i => i.Id).ToListAsync(cancellationToken));
         }
 
+        // A change a report made to an incident (joining or leaving it) is news only to those who may see that report.
+        var causeIds = window.Where(c => c.Cause is not null).Select(c => c.Cause!.Value).Distinct().ToList();
+        var visibleCauses = causeIds.Count == 0
+            ? []
+            : (await db.Reports.VisibleTo(viewer).Where(r => causeIds.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken)).ToHashSet();
+
         await AddVisibleAsync(db.Tasks, "task", window, viewer, visible, cancellationToken);
         await AddVisibleAsync(db.Requests, "request", window, viewer, visible, cancellationToken);
         await AddVisibleAsync(db.Patrols, "patrol", window, viewer, visible, cancellationToken);
@@ -54,7 +60,7 @@ internal static class ChangeVisibility
             visible.UnionWith(await db.AccessTokens.Where(t => tokenIds.Contains(t.Id) && t.MemberId == viewer.MemberId).Select(t => t.Id).ToListAsync(cancellationToken));
         }
 
-        return window.Where(c => visible.Contains(c.EntityId)).ToList();
+        return window.Where(c => visible.Contains(c.EntityId) && (c.Cause is not { } cause || visibleCauses.Contains(cause))).ToList();
     }
 
     /// <summary>Adds the ids of <paramref name="entity"/> changes in the window that the viewer may see (one query, none when the window has no such change).</summary>

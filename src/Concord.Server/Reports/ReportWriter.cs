@@ -152,6 +152,7 @@ internal sealed class ReportWriter : IAsyncDisposable
                             c.KilledCivilianBest is null && c.KilledOtherBest is null ? (int?)null : (c.KilledCivilianBest ?? 0) + (c.KilledOtherBest ?? 0),
                             c.InjuredCivilianBest is null && c.InjuredOtherBest is null ? (int?)null : (c.InjuredCivilianBest ?? 0) + (c.InjuredOtherBest ?? 0))).ToList());
                         join.Incident.UpdatedAt = now;
+                        join.Incident.Causes.Add(report.Id);
                         var largeLink = Fused(db, join, report, now);
                         entry = entry with { Link = largeLink };
                         _fusion.Put(join.Incident);
@@ -172,6 +173,7 @@ internal sealed class ReportWriter : IAsyncDisposable
                     target.Reports.Add(report);
                     IncidentSummary.Rebuild(target.Incident, target.Reports);
                     target.Incident.UpdatedAt = now;
+                    target.Incident.Causes.Add(report.Id);
                     var link = Fused(db, join, report, now);
                     entry = entry with { Link = link };
                     _fusion.Put(target.Incident);

@@ -97,7 +97,8 @@ internal static class CotMapping
     public static CotEvent ToCot(Incident i, string markingLabel, string tlpLabel, DateTimeOffset now)
     {
         var title = i.Title.Length > 48 ? i.Title[..47] + "…" : i.Title;
-        var killed = i.KilledBest is { } k ? string.Create(CultureInfo.InvariantCulture, $"{k} killed; ") : "";
+        var range = i.KilledLow is { } low && i.KilledHigh is { } high && low != high ? string.Create(CultureInfo.InvariantCulture, $" ({low}–{high})") : "";
+        var killed = i.KilledBest is { } k ? string.Create(CultureInfo.InvariantCulture, $"{k}{range} killed; ") : "";
         var remarks = string.Create(CultureInfo.InvariantCulture,
             $"{i.Title}\n{i.Category}; {i.Status.ToString().ToLowerInvariant()}; {killed}{i.ReportCount} report(s); {i.StartsAt:yyyy-MM-dd HH:mm}Z\n{markingLabel} {tlpLabel}");
         var detail = new CotDetailBuilder().Contact(title).Remarks(remarks).Marking(markingLabel).Build();

@@ -92,8 +92,19 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
         var links = await db.IncidentReports.AsNoTracking().Where(l => ids.Contains(l.IncidentId)).ToListAsync(cancellationToken);
         var reportIds = links.Select(l => l.ReportId).ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
+        // A report that joined or left an incident makes news only for devices whose members may see it (see Change.Cause).
+        var causeIds = changes.Where(c => c.Cause is { } cause && !reports.ContainsKey(cause)).Select(c => c.Cause!.Value).Distinct().ToList();
+        var causes = causeIds.Count == 0 ? reports : new Dictionary<Guid, Reports.Report>(reports);
+        foreach (var report in causeIds.Count == 0 ? [] : await db.Reports.AsNoTracking().Where(r => causeIds.Contains(r.Id)).ToListAsync(cancellationToken))
+        {
+            causes[report.Id] = report;
+        }
+
         foreach (var incident in incidents)
         {
+            var why = changes.Where(c => c.EntityId == incident.Id).Select(c => c.Cause).ToList();
+            var open = why.Any(c => c is null);
+            bool Newsworthy(Viewer viewer) => open || why.Any(c => causes.TryGetValue(c!.Value, out var r) && Marking.AllowsRead(r, viewer));
             var own = links.Where(l => l.IncidentId == incident.Id).Select(l => reports[l.ReportId]).ToList();
             if (own.Count > 0 && own.All(r => r.ExternalRef?.StartsWith("tak:", StringComparison.Ordinal) == true))
             {
@@ -105,7 +116,18 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                 var item = new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false);
                 var marking = new MarkingDefault(incident.Classification, incident.ReleasableTo, incident.Caveats, "");
                 router.Remember(incident.Id, marking);
-                router.Broadcast(item, marking, except: null);
+                if (open)
+                {
+                    router.Broadcast(item, marking, except: null);
+                }
+                else
+                {
+                    foreach (var session in router.Sessions.Where(s => Marking.AllowsRead(incident, s.Viewer) && Newsworthy(s.Viewer)))
+                    {
+                        session.Send(item);
+                    }
+                }
+
                 continue;
             }
 
@@ -113,7 +135,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             foreach (var session in router.Sessions)
             {
                 var visible = own.Where(r => Marking.AllowsRead(r, session.Viewer)).ToList();
-                if (visible.Count == 0)
+                if (visible.Count == 0 || !Newsworthy(session.Viewer))
                 {
                     continue;
                 }

@@ -1,0 +1,97 @@
+using Concord.Server.Incidents;
+using Concord.Server.Reports;
+using Concord.Server.Sharing;
+using Concord.Server.Tak;
+
+namespace Concord.Server.Tests;
+
+/// <summary>
+/// An incident's casualty range and the box around its reports are kept two ways: rebuilt from all its reports, and
+/// grown report by report once an incident is large. Both must give the same figures.
+/// </summary>
+public sealed class IncidentSummaryTests
+{
+    private static readonly DateTime Start = new(2025, 6, 1, 0, 0, 0, DateTimeKind.Utc);
+
+    [Fact]
+    public void Growing_an_incident_report_by_report_gives_the_range_and_box_of_rebuilding_it()
+    {
+        var random = new Random(20261201);
+        for (var round = 0; round < 200; round++)
+        {
+            var reports = Enumerable.Range(0, random.Next(1, 12)).Select(_ => RandomReport(random)).ToList();
+            var grown = IncidentSummary.OpenFor(reports[0], Start);
+            for (var n = 1; n < reports.Count; n++)
+            {
+                IncidentSummary.Add(grown, reports[n], [.. reports.Take(n).Select(r => ((int?)null, (int?)null))]);
+            }
+
+            var rebuilt = IncidentSummary.OpenFor(reports[0], Start);
+            IncidentSummary.Summarise(rebuilt, reports);
+
+            Assert.Equal((rebuilt.KilledLow, rebuilt.KilledHigh, rebuilt.InjuredLow, rebuilt.InjuredHigh), (grown.KilledLow, grown.KilledHigh, grown.InjuredLow, grown.InjuredHigh));
+            Assert.Equal((rebuilt.South, rebuilt.North, rebuilt.West, rebuilt.East), (grown.South, grown.North, grown.West, grown.East));
+            Assert.Equal(reports.Min(r => r.Latitude), rebuilt.South);
+            Assert.Equal(reports.Max(r => r.Longitude), rebuilt.East);
+            Assert.True(rebuilt.KilledLow is null || rebuilt.KilledLow <= rebuilt.KilledHigh);
+        }
+    }
+
+    [Fact]
+    public void The_range_runs_from_the_lowest_figure_any_report_gives_to_the_highest()
+    {
+        var first = Account(killedCivilian: (4, 6, 9), killedOther: null, injuredOther: null);
+        var second = Account(killedCivilian: (null, 12, null), killedOther: 1, injuredOther: 2);
+        var incident = IncidentSummary.OpenFor(first, Start);
+        IncidentSummary.Summarise(incident, [first, second]);
+
+        Assert.Equal((4, 13), (incident.KilledLow, incident.KilledHigh));
+        Assert.Equal((2, 2), (incident.InjuredLow, incident.InjuredHigh));
+        Assert.Equal(6, incident.KilledBest);
+        var remarks = CotMapping.ToCot(incident, "UNCLASSIFIED", "TLP:AMBER", Start).Detail.Remarks;
+        Assert.Contains("6 (4–13) killed", remarks, StringComparison.Ordinal);
+    }
+
+    private static Report Account(
+        (int? Low, int? Best, int? High) killedCivilian, int? killedOther, int? injuredOther, int? injuredCivilian = null, int? injuredOtherHigh = null,
+        DateTime? at = null, double latitude = 4.5, double longitude = 20.5, double precision = 500) => new()
+    {
+        Id = Guid.NewGuid(),
+        OrganizationId = Guid.Empty,
+        MemberId = Guid.Empty,
+        ObservedAt = at ?? Start,
+        ObservedPrecision = TimePrecision.Hour,
+        Latitude = latitude,
+        Longitude = longitude,
+        LocationPrecisionMeters = precision,
+        Category = "ucdp.one-sided",
+        Narrative = "Attack on a village.",
+        NarrativeLanguage = "en",
+        Actors = "",
+        KilledCivilianLow = killedCivilian.Low,
+        KilledCivilianBest = killedCivilian.Best,
+        KilledCivilianHigh = killedCivilian.High,
+        KilledOtherBest = killedOther,
+        InjuredCivilianBest = injuredCivilian,
+        InjuredOtherBest = injuredOther,
+        InjuredOtherHigh = injuredOtherHigh,
+        SourceReliability = "C",
+        SourceCredibility = 3,
+        Tlp = Tlp.Amber,
+        Classification = 0,
+        ReleasableTo = "mission",
+        Caveats = 0,
+        ReceivedAt = Start,
+        RequestHash = "",
+    };
+
+    private static Report RandomReport(Random random)
+    {
+        int? Figure() => random.Next(4) == 0 ? null : random.Next(0, 30);
+        var best = Figure();
+        var low = best is { } b && random.Next(2) == 0 ? Math.Max(0, b - random.Next(5)) : (int?)null;
+        var high = best is { } h && random.Next(2) == 0 ? h + random.Next(5) : (int?)null;
+        return Account((low, best, high), killedOther: Figure(), injuredOther: null, injuredCivilian: Figure(), injuredOtherHigh: Figure(),
+            at: Start.AddHours(random.Next(0, 48)), latitude: 4 + random.NextDouble(), longitude: 20 + random.NextDouble(), precision: random.Next(1, 4) * 500);
+    }
+}
