@@ -63,7 +63,7 @@ internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal sign
             };
             if (operation is not null)
             {
-                changes.AddRange(For(entry.Entity, operation, now));
+                changes.Add(For(entry.Entity, operation, now));
             }
         }
 
@@ -74,21 +74,16 @@ internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal sign
     public List<Change> Rows(IEnumerable<IFeedEntity> written, string operation)
     {
         var now = time.GetUtcNow().UtcDateTime;
-        return [.. written.SelectMany(e => For(e, operation, now))];
+        return [.. written.Select(e => For(e, operation, now))];
     }
 
-    /// <summary>One change row, or one per report that caused the write; the causes are used up.</summary>
-    private static List<Change> For(IFeedEntity entity, string operation, DateTime at)
+    /// <summary>The change row of one write, naming the reports that caused an update; the causes are used up.</summary>
+    private static Change For(IFeedEntity entity, string operation, DateTime at)
     {
-        var causes = entity.Causes;
-        if (causes.Count == 0 || operation != "updated")
-        {
-            causes.Clear();
-            return [new() { Entity = entity.FeedName, EntityId = entity.Id, Operation = operation, At = at }];
-        }
-
-        List<Change> rows = [.. causes.Distinct().Select(cause => new Change { Entity = entity.FeedName, EntityId = entity.Id, Operation = operation, At = at, Cause = cause })];
-        causes.Clear();
-        return rows;
+        var causes = entity.Causes.Count > 0 && operation == "updated"
+            ? Access.Releasability.Encode(entity.Causes.Select(c => c.ToString("D")))
+            : null;
+        entity.Causes.Clear();
+        return new() { Entity = entity.FeedName, EntityId = entity.Id, Operation = operation, At = at, Causes = causes };
     }
 }

@@ -248,7 +248,9 @@ internal static class FusionEndpoints
         else
         {
             IncidentSummary.Rebuild(from, await db.Reports.AsNoTracking().Where(r => remaining.Contains(r.Id)).ToListAsync(cancellationToken));
-            from.UpdatedAt = now;
+            // A report leaving is not a change of the time: for a viewer who may not see it, nothing happened.
+            from.UpdatedAt = IncidentSummary.LastChange(from,
+                await db.IncidentReports.Where(l => l.IncidentId == from.Id && l.ReportId != proposal.ReportId).Select(l => l.LinkedAt).ToListAsync(cancellationToken));
             from.Causes.Add(proposal.ReportId);
         }
 

@@ -151,8 +151,9 @@ internal static class IncidentEndpoints
     }
 
     /// <summary>
-    /// A mixed incident is filtered by the summary over all its reports in the store, then rebuilt for the viewer; checking
-    /// the filters again on the rebuilt summary keeps an invisible report from pulling an incident into a viewer's window
+    /// A mixed incident is selected in the store by conditions its rebuilt copy can meet only if they hold in the store
+    /// (words, category and place of a visible report; the stored window), then rebuilt for the viewer; checking the
+    /// filters again on the rebuilt summary keeps an invisible report from pulling an incident into a viewer's window
     /// (or its words into a viewer's search).
     /// </summary>
     internal static bool Matches(ListQuery query, Incident i) =>

@@ -50,6 +50,8 @@ internal static class IncidentMap
             return Problems.Field("maxPoints", $"must be a whole number from 1 to {MaxPoints}");
         }
 
+        // The map shows a whole viewport, not a page of it: a cursor is not one of its filters.
+        query = query with { After = null };
         var (incidents, filterErrors) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, context.RequestAborted);
         if (incidents is null)
         {

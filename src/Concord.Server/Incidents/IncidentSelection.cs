@@ -71,12 +71,27 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
         return seen.Count == 0 ? latest : new[] { latest ?? DateTime.MinValue, seen.Max(i => i.StartsAt) }.Max();
     }
 
+    /// <summary>
+    /// The <paramref name="count"/> incidents last changed as the viewer sees them (what a TAK device gets when it
+    /// connects). A viewer's copy of a mixed incident changed no later than the stored incident, so only mixed incidents
+    /// stored as changed since the last plain one taken can be among them.
+    /// </summary>
+    public async Task<List<Incident>> LatestChangedAsync(int count, CancellationToken cancellationToken)
+    {
+        var rows = await plain.OrderByDescending(i => i.UpdatedAt).ThenByDescending(i => i.Number).Take(count).ToListAsync(cancellationToken);
+        var floor = rows.Count >= count ? rows[^1].UpdatedAt : DateTime.MinValue;
+        var seen = await MixedAsSeenAsync(mixed.Where(i => i.UpdatedAt >= floor), cancellationToken);
+        return [.. rows.Concat(seen).OrderByDescending(i => i.UpdatedAt).ThenByDescending(i => i.Number).Take(count)];
+    }
+
     /// <summary>The earliest start and the latest end the viewer would see, if any incident matches.</summary>
     public async Task<(DateTime? First, DateTime? Last)> SpanAsync(CancellationToken cancellationToken)
     {
         var first = await plain.MinAsync(i => (DateTime?)i.StartsAt, cancellationToken);
         var last = await plain.MaxAsync(i => (DateTime?)i.EndsAt, cancellationToken);
-        foreach (var i in await MixedAsSeenAsync(null, cancellationToken))
+        // A viewer's copy lies within the stored window: only those stored as reaching outside the plain span can widen it.
+        var candidates = first is { } f0 && last is { } l0 ? mixed.Where(i => i.StartsAt < f0 || i.EndsAt > l0) : mixed;
+        foreach (var i in await MixedAsSeenAsync(candidates, cancellationToken))
         {
             first = first is { } f && f <= i.StartsAt ? f : i.StartsAt;
             last = last is { } l && l >= i.EndsAt ? l : i.EndsAt;
@@ -134,10 +149,22 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
             return (total, await ordered.Skip(skip).Take(take).ToListAsync(cancellationToken));
         }
 
-        var merged = await ordered.Take(skip + take).ToListAsync(cancellationToken);
-        merged.AddRange(seen);
-        merged.Sort((a, b) => (ascending ? sameOrder(a, b) : sameOrder(b, a)) is var order and not 0 ? order : b.Number.CompareTo(a.Number));
-        return (total, merged.Skip(skip).Take(take).ToList());
+        // With m mixed incidents, the page's plain rows are among plain rows skip − m … skip + take. Mixed ones that sort
+        // before the first of those are counted, not merged: they fill the places before it.
+        int Compare(Incident a, Incident b) => (ascending ? sameOrder(a, b) : sameOrder(b, a)) is var order and not 0 ? order : b.Number.CompareTo(a.Number);
+        var from = Math.Max(0, skip - seen.Count);
+        var merged = await ordered.Skip(from).Take(skip - from + take).ToListAsync(cancellationToken);
+        if (merged.Count == 0 && from > 0)
+        {
+            // Past the last plain row: where each mixed one falls needs them all.
+            from = 0;
+            merged = await ordered.ToListAsync(cancellationToken);
+        }
+
+        var before = from == 0 ? 0 : seen.Count(m => Compare(m, merged[0]) < 0);
+        merged.AddRange(from == 0 ? seen : seen.Where(m => Compare(m, merged[0]) >= 0));
+        merged.Sort(Compare);
+        return (total, merged.Skip(skip - from - before).Take(take).ToList());
     }
 
     /// <summary>Newest first by stored start: exact for plain incidents.</summary>

@@ -157,6 +157,22 @@ internal static class IncidentSummary
         return view;
     }
 
+    /// <summary>
+    /// When an incident last changed as anyone who may see the given links' reports can tell: the latest of those
+    /// reports joining it and its status moving. A stored incident's <see cref="Incident.UpdatedAt"/> is this over all its
+    /// links; a viewer's copy of a mixed incident, this over the links they may see.
+    /// </summary>
+    public static DateTime LastChange(Incident incident, IEnumerable<DateTime> linkedAt)
+    {
+        var last = incident.StatusChangedAt ?? DateTime.MinValue;
+        foreach (var at in linkedAt)
+        {
+            last = at > last ? at : last;
+        }
+
+        return last == DateTime.MinValue ? incident.CreatedAt : last;
+    }
+
     public static Incident Copy(Incident i) => new()
     {
         Number = i.Number,

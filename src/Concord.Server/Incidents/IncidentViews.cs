@@ -50,7 +50,7 @@ internal static class IncidentViews
         var visible = await db.IncidentReports.Where(l => mixedIds.Contains(l.IncidentId))
             .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, l.LinkedAt, Report = r })
             .ToListAsync(cancellationToken);
-        var byIncident = visible.GroupBy(v => v.IncidentId).ToDictionary(g => g.Key, g => (Reports: g.Select(v => v.Report).ToList(), LinkedAt: g.Max(v => v.LinkedAt)));
+        var byIncident = visible.GroupBy(v => v.IncidentId).ToDictionary(g => g.Key, g => (Reports: g.Select(v => v.Report).ToList(), LinkedAt: g.Select(v => v.LinkedAt).ToList()));
         var result = new List<Incident>(incidents.Count);
         foreach (var incident in incidents)
         {
@@ -62,7 +62,7 @@ internal static class IncidentViews
             {
                 // Last changed, as far as this viewer can tell: when one of their reports last joined, or its status last moved.
                 var view = IncidentSummary.ViewFor(incident, seen.Reports);
-                view.UpdatedAt = incident.StatusChangedAt is { } moved && moved > seen.LinkedAt ? moved : seen.LinkedAt;
+                view.UpdatedAt = IncidentSummary.LastChange(incident, seen.LinkedAt);
                 result.Add(view);
             }
         }

@@ -8,8 +8,8 @@ internal interface IFeedEntity
     Guid Id { get; }
 
     /// <summary>
-    /// The reports whose joining or leaving made this write, when that is what made it; each becomes its own change row
-    /// (<see cref="Change.Cause"/>). Empty for every other write.
+    /// The reports whose joining or leaving made this write, when that is what made it (<see cref="Change.Causes"/>).
+    /// Empty for every other write.
     /// </summary>
     ICollection<Guid> Causes => [];
 }
@@ -28,8 +28,12 @@ internal sealed class Change
     public required DateTime At { get; init; }
 
     /// <summary>
-    /// The report whose joining or leaving an incident made this change, if that is what made it: the change is
-    /// announced only to those who may see that report, since for anyone else the incident they see has not changed.
+    /// The reports whose joining or leaving an incident made this change, if that is what made it (an encoded set of
+    /// ids): the change is announced only to those who may see one of them, since for anyone else the incident they see
+    /// has not changed. One row whatever their number, so that the feed's sequence does not count hidden reports.
     /// </summary>
-    public Guid? Cause { get; init; }
+    public string? Causes { get; init; }
+
+    /// <summary>The ids in <see cref="Causes"/>.</summary>
+    public IEnumerable<Guid> CauseIds => Causes is { } causes ? Access.Releasability.Decode(causes).Select(Guid.Parse) : [];
 }

@@ -29,7 +29,7 @@ internal static class ChangeVisibility
         }
 
         // A change a report made to an incident (joining or leaving it) is news only to those who may see that report.
-        var causeIds = window.Where(c => c.Cause is not null).Select(c => c.Cause!.Value).Distinct().ToList();
+        var causeIds = window.SelectMany(c => c.CauseIds).Distinct().ToList();
         var visibleCauses = causeIds.Count == 0
             ? []
             : (await db.Reports.VisibleTo(viewer).Where(r => causeIds.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken)).ToHashSet();
@@ -60,7 +60,7 @@ internal static class ChangeVisibility
             visible.UnionWith(await db.AccessTokens.Where(t => tokenIds.Contains(t.Id) && t.MemberId == viewer.MemberId).Select(t => t.Id).ToListAsync(cancellationToken));
         }
 
-        return window.Where(c => visible.Contains(c.EntityId) && (c.Cause is not { } cause || visibleCauses.Contains(cause))).ToList();
+        return window.Where(c => visible.Contains(c.EntityId) && (c.Causes is null || c.CauseIds.Any(visibleCauses.Contains))).ToList();
     }
 
     /// <summary>Adds the ids of <paramref name="entity"/> changes in the window that the viewer may see (one query, none when the window has no such change).</summary>

@@ -93,7 +93,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
         var reportIds = links.Select(l => l.ReportId).ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
         // A report that joined or left an incident makes news only for devices whose members may see it (see Change.Cause).
-        var causeIds = changes.Where(c => c.Cause is { } cause && !reports.ContainsKey(cause)).Select(c => c.Cause!.Value).Distinct().ToList();
+        var causeIds = changes.SelectMany(c => c.CauseIds).Where(id => !reports.ContainsKey(id)).Distinct().ToList();
         var causes = causeIds.Count == 0 ? reports : new Dictionary<Guid, Reports.Report>(reports);
         foreach (var report in causeIds.Count == 0 ? [] : await db.Reports.AsNoTracking().Where(r => causeIds.Contains(r.Id)).ToListAsync(cancellationToken))
         {
@@ -102,9 +102,10 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
 
         foreach (var incident in incidents)
         {
-            var why = changes.Where(c => c.EntityId == incident.Id).Select(c => c.Cause).ToList();
-            var open = why.Any(c => c is null);
-            bool Newsworthy(Viewer viewer) => open || why.Any(c => causes.TryGetValue(c!.Value, out var r) && Marking.AllowsRead(r, viewer));
+            var why = changes.Where(c => c.EntityId == incident.Id).ToList();
+            var open = why.Any(c => c.Causes is null);
+            var because = why.SelectMany(c => c.CauseIds).Select(id => causes.GetValueOrDefault(id)).OfType<Reports.Report>().ToList();
+            bool Newsworthy(Viewer viewer) => open || because.Any(r => Marking.AllowsRead(r, viewer));
             var own = links.Where(l => l.IncidentId == incident.Id).Select(l => reports[l.ReportId]).ToList();
             if (own.Count > 0 && own.All(r => r.ExternalRef?.StartsWith("tak:", StringComparison.Ordinal) == true))
             {

@@ -462,9 +462,9 @@ internal sealed class TakServer(
 
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        var recent = await db.VisibleIncidents(db.Incidents.AsNoTracking(), session.Viewer)
-            .OrderByDescending(i => i.UpdatedAt).Take(options.InitialIncidents).ToListAsync(cancellationToken);
-        foreach (var incident in await db.AsSeenByAsync(recent, session.Viewer, cancellationToken))
+        var (incidents, _) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), new Http.ListQuery(), session.Viewer,
+            scope.ServiceProvider.GetRequiredService<MissionDirectory>(), markings, cancellationToken);
+        foreach (var incident in await incidents!.LatestChangedAsync(options.InitialIncidents, cancellationToken))
         {
             router.Remember(incident.Id, new MarkingDefault(incident.Classification, incident.ReleasableTo, incident.Caveats, ""));
             await session.SendWaitingAsync(new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false));
