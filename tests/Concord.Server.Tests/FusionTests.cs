@@ -129,6 +129,41 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task Existing_incidents_get_their_status_time_and_last_change_when_the_store_is_upgraded()
+    {
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, report) = await server.ClientFor("force").PostJson("/api/reports",
+            Account(4.3620, 18.5550, When.AddDays(-40), "ucdp.state-based", 2, "Clash near Bangui airport.", mission));
+        var incident = report.GetProperty("incidentId").GetGuid();
+        var (status, verified) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
+        Assert.Equal(HttpStatusCode.OK, status.StatusCode);
+
+        // A store from before schema version 11: the status time comes back from the audit log, the last change from it and the links.
+        static Task<List<(Guid Id, DateTime? Status, DateTime Updated)>> Times(Data.ConcordDb db) =>
+            db.Incidents.AsNoTracking().OrderBy(i => i.Number).Select(i => new { i.Id, i.StatusChangedAt, i.UpdatedAt }).ToListAsync()
+                .ContinueWith(t => t.Result.Select(i => (i.Id, i.StatusChangedAt, i.UpdatedAt)).ToList(), TaskScheduler.Default);
+        var kept = await server.WithDbAsync(Times);
+        var applied = await server.WithDbAsync(async db =>
+        {
+            foreach (var sql in (string[])["ALTER TABLE changes DROP COLUMN causes", "ALTER TABLE incidents DROP COLUMN status_changed_at",
+                "UPDATE incidents SET updated_at = created_at", "DELETE FROM schema_migrations WHERE version = 11"])
+            {
+                await db.Database.ExecuteSqlRawAsync(sql);
+            }
+
+            return await Data.Migrator.MigrateAsync(db, db.Database.IsSqlite() ? Data.StoreKind.Sqlite : Data.StoreKind.Postgres, TimeProvider.System, CancellationToken.None);
+        });
+        Assert.Equal([11], applied.Select(m => m.Version));
+        var restored = await server.WithDbAsync(Times);
+        // The audit log keeps times to the microsecond.
+        Assert.Equal(kept.Select(k => k.Id), restored.Select(r => r.Id));
+        Assert.All(kept.Zip(restored), p => Assert.Equal(p.First.Status is null, p.Second.Status is null));
+        Assert.All(kept.Zip(restored), p => Assert.Equal(p.First.Updated, p.Second.Updated, TimeSpan.FromMilliseconds(1)));
+        var mine = restored.Single(r => r.Id == incident);
+        Assert.Equal(verified.GetProperty("updatedAt").GetDateTimeOffset().UtcDateTime, mine.Status!.Value, TimeSpan.FromMilliseconds(1));
+    }
+
+    [Fact]
     public async Task A_much_reported_event_stays_one_incident_with_its_median_figures()
     {
         // Past the large-incident threshold, joins update the summary instead of re-reading every report.
