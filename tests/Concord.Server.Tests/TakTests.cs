@@ -183,6 +183,31 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_hears_nothing_of_a_hidden_report_joining_and_loses_an_incident_once_its_reports_left()
+    {
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
+        Assert.NotNull(await device.WaitForAsync(e => e.Type == CotControl.VersionSupportType));
+        var (_, open) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "Roadblock at Kaga-Bandoro", latitude: -32.5, longitude: -62.5, marking: mission));
+        var incident = open.GetProperty("incidentId").GetGuid();
+        var uid = CotMapping.IncidentUidPrefix + incident;
+        Assert.NotNull(await device.WaitForAsync(e => e.Uid == uid));
+
+        // A report the device's member may not see joins: for them nothing changed, and the device is told nothing.
+        var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "Source says roadblock is armed", latitude: -33.5, longitude: -63.5,
+            marking: Api.Marking("STRICTLY CONFIDENTIAL", [])));
+        var (merged, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/merge", new { incidents = new[] { secret.GetProperty("incidentId").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        Assert.Null(await device.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(1.5)));
+
+        // The report it could see is split out: the incident is withdrawn from the device, the new one sent.
+        var (split, moved) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { open.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+        Assert.NotNull(await device.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == uid)));
+        Assert.NotNull(await device.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + moved.GetProperty("incidentId").GetGuid()));
+    }
+
+    [Fact]
     public async Task Revoking_a_certificate_cuts_the_device_that_is_connected_with_it()
     {
         var colleague = await ForceColleagueAsync();

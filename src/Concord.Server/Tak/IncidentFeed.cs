@@ -1,3 +1,4 @@
+using Concord.Cot;
 using Concord.Server.Access;
 using Concord.Server.Data;
 using Concord.Server.Incidents;
@@ -116,19 +117,23 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             {
                 var item = new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false);
                 var marking = new MarkingDefault(incident.Classification, incident.ReleasableTo, incident.Caveats, "");
-                router.Remember(incident.Id, marking);
-                if (open)
+                foreach (var session in router.Sessions)
                 {
-                    router.Broadcast(item, marking, except: null);
-                }
-                else
-                {
-                    foreach (var session in router.Sessions.Where(s => Marking.AllowsRead(incident, s.Viewer) && Newsworthy(s.Viewer)))
+                    if (!Marking.AllowsRead(incident, session.Viewer))
+                    {
+                        if (router.MayHave(incident.Id, session.Viewer))
+                        {
+                            // The reports this member could see left it: what the device shows is gone for them.
+                            session.Send(Withdrawal(incident.Id));
+                        }
+                    }
+                    else if (Newsworthy(session.Viewer))
                     {
                         session.Send(item);
                     }
                 }
 
+                router.Remember(incident.Id, marking);
                 continue;
             }
 
@@ -136,6 +141,12 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             foreach (var session in router.Sessions)
             {
                 var visible = own.Where(r => Marking.AllowsRead(r, session.Viewer)).ToList();
+                if (visible.Count == 0 && router.MayHave(incident.Id, session.Viewer))
+                {
+                    session.Send(Withdrawal(incident.Id));
+                    continue;
+                }
+
                 if (visible.Count == 0 || !Newsworthy(session.Viewer))
                 {
                     continue;
@@ -148,5 +159,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
         }
 
         return changes[^1].Sequence;
+
+        Outbound Withdrawal(Guid id) => new(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + id.ToString("D"), now), droppable: false);
     }
 }

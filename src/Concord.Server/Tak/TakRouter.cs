@@ -79,6 +79,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 : [.. known.Markings, marking], now));
     }
 
+    /// <summary>Whether a device of <paramref name="viewer"/> may have been sent the incident (under a marking they may read).</summary>
+    public bool MayHave(Guid incidentId, Viewer viewer) =>
+        _incidentsSent.TryGetValue(incidentId, out var sent) && sent.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer));
+
     /// <summary>Forgets a deleted incident that no device is connected to be told of.</summary>
     public void Forget(Guid incidentId) => _incidentsSent.TryRemove(incidentId, out _);
 
