@@ -205,6 +205,11 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Equal(HttpStatusCode.OK, split.StatusCode);
         Assert.NotNull(await device.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == uid)));
         Assert.NotNull(await device.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + moved.GetProperty("incidentId").GetGuid()));
+
+        // Withdrawn once: later changes of an incident the member may no longer see reach the device in no form.
+        var (status, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
+        Assert.Equal(HttpStatusCode.OK, status.StatusCode);
+        Assert.Null(await device.WaitForAsync(e => e.Uid == uid || e.Detail.Links.Any(l => l.Uid == uid), TimeSpan.FromSeconds(1.5)));
     }
 
     [Fact]

@@ -153,14 +153,13 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
         // before the first of those are counted, not merged: they fill the places before it.
         int Compare(Incident a, Incident b) => (ascending ? sameOrder(a, b) : sameOrder(b, a)) is var order and not 0 ? order : b.Number.CompareTo(a.Number);
         var from = Math.Max(0, skip - seen.Count);
-        var merged = await ordered.Skip(from).Take(skip - from + take).ToListAsync(cancellationToken);
-        if (merged.Count == 0 && from > 0)
+        if (skip >= total)
         {
-            // Past the last plain row: where each mixed one falls needs them all.
-            from = 0;
-            merged = await ordered.ToListAsync(cancellationToken);
+            return (total, []);
         }
 
+        // Below the total, the plain rows from `from` on cannot have run out (at most m of the first skip are mixed).
+        var merged = await ordered.Skip(from).Take(skip - from + take).ToListAsync(cancellationToken);
         var before = from == 0 ? 0 : seen.Count(m => Compare(m, merged[0]) < 0);
         merged.AddRange(from == 0 ? seen : seen.Where(m => Compare(m, merged[0]) >= 0));
         merged.Sort(Compare);

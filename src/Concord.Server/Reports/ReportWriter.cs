@@ -151,7 +151,8 @@ internal sealed class ReportWriter : IAsyncDisposable
                         IncidentSummary.Add(join.Incident, report, casualties.Select(c => (
                             c.KilledCivilianBest is null && c.KilledOtherBest is null ? (int?)null : (c.KilledCivilianBest ?? 0) + (c.KilledOtherBest ?? 0),
                             c.InjuredCivilianBest is null && c.InjuredOtherBest is null ? (int?)null : (c.InjuredCivilianBest ?? 0) + (c.InjuredOtherBest ?? 0))).ToList());
-                        join.Incident.UpdatedAt = now;
+                        // Never back in time: a status change may have been stored since this batch took its time.
+                        join.Incident.UpdatedAt = now > join.Incident.UpdatedAt ? now : join.Incident.UpdatedAt;
                         join.Incident.Causes.Add(report.Id);
                         var largeLink = Fused(db, join, report, now);
                         entry = entry with { Link = largeLink };
@@ -172,7 +173,7 @@ internal sealed class ReportWriter : IAsyncDisposable
 
                     target.Reports.Add(report);
                     IncidentSummary.Rebuild(target.Incident, target.Reports);
-                    target.Incident.UpdatedAt = now;
+                    target.Incident.UpdatedAt = now > target.Incident.UpdatedAt ? now : target.Incident.UpdatedAt;
                     target.Incident.Causes.Add(report.Id);
                     var link = Fused(db, join, report, now);
                     entry = entry with { Link = link };

@@ -93,7 +93,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
         var links = await db.IncidentReports.AsNoTracking().Where(l => ids.Contains(l.IncidentId)).ToListAsync(cancellationToken);
         var reportIds = links.Select(l => l.ReportId).ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
-        // A report that joined or left an incident makes news only for devices whose members may see it (see Change.Cause).
+        // A report that joined or left an incident makes news only for devices whose members may see it (see Change.Causes).
         var causeIds = changes.SelectMany(c => c.CauseIds).Where(id => !reports.ContainsKey(id)).Distinct().ToList();
         var causes = causeIds.Count == 0 ? reports : new Dictionary<Guid, Reports.Report>(reports);
         foreach (var report in causeIds.Count == 0 ? [] : await db.Reports.AsNoTracking().Where(r => causeIds.Contains(r.Id)).ToListAsync(cancellationToken))
@@ -107,6 +107,9 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             var open = why.Any(c => c.Causes is null);
             var because = why.SelectMany(c => c.CauseIds).Select(id => causes.GetValueOrDefault(id)).OfType<Reports.Report>().ToList();
             bool Newsworthy(Viewer viewer) => open || because.Any(r => Marking.AllowsRead(r, viewer));
+            // A device loses an incident when a report its member may see left it and none is left that they may see; a
+            // later change of an incident it no longer has tells it nothing.
+            bool Lost(Viewer viewer) => because.Any(r => Marking.AllowsRead(r, viewer)) && router.MayHave(incident.Id, viewer);
             var own = links.Where(l => l.IncidentId == incident.Id).Select(l => reports[l.ReportId]).ToList();
             if (own.Count > 0 && own.All(r => r.ExternalRef?.StartsWith("tak:", StringComparison.Ordinal) == true))
             {
@@ -121,7 +124,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                 {
                     if (!Marking.AllowsRead(incident, session.Viewer))
                     {
-                        if (router.MayHave(incident.Id, session.Viewer))
+                        if (Lost(session.Viewer))
                         {
                             // The reports this member could see left it: what the device shows is gone for them.
                             session.Send(Withdrawal(incident.Id));
@@ -141,7 +144,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             foreach (var session in router.Sessions)
             {
                 var visible = own.Where(r => Marking.AllowsRead(r, session.Viewer)).ToList();
-                if (visible.Count == 0 && router.MayHave(incident.Id, session.Viewer))
+                if (visible.Count == 0 && Lost(session.Viewer))
                 {
                     session.Send(Withdrawal(incident.Id));
                     continue;
