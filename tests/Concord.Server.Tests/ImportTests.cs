@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Tests;
 
@@ -76,6 +77,53 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal(1, summary.GetProperty("rejected").GetInt32());
         Assert.Contains("narrative", summary.GetProperty("rejectedRows")[0].GetProperty("reason").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_row_the_store_refuses_costs_only_itself_and_leaves_no_trace_in_the_others()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        // A store-side refusal the validation cannot foresee (as a constraint or a full disk would be), for this test's rows only.
+        var sqlite = await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
+        string[] poison = sqlite
+            ? [$"CREATE TRIGGER poison_{tag} BEFORE INSERT ON reports WHEN NEW.narrative LIKE '%poison {tag}%' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"]
+            : [$"CREATE FUNCTION poison_{tag}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.narrative LIKE '%poison {tag}%' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$",
+               $"CREATE TRIGGER poison_{tag} BEFORE INSERT ON reports FOR EACH ROW EXECUTE FUNCTION poison_{tag}()"];
+        await server.WithDbAsync(async db =>
+        {
+            foreach (var sql in poison)
+            {
+                await db.Database.ExecuteSqlRawAsync(sql);
+            }
+
+            return 0;
+        });
+
+        // Two accounts of one event in one batch: the second joins the first's incident in memory, then the store refuses it.
+        var geojson = $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{tag}}-1", "geometry": { "type": "Point", "coordinates": [22.41, 5.75] },
+                "properties": { "observedAt": "2025-07-01T10:00:00Z", "category": "poc.forced-displacement", "narrative": "{{tag}} families fled Bria market after shooting",
+                                "killed": 2, "precisionMeters": 500, "reliability": "C", "credibility": 3, "actors": ["Armed group"] } },
+              { "type": "Feature", "id": "{{tag}}-2", "geometry": { "type": "Point", "coordinates": [22.411, 5.751] },
+                "properties": { "observedAt": "2025-07-01T11:00:00Z", "category": "poc.forced-displacement", "narrative": "poison {{tag}} families fled Bria market after shooting",
+                                "killed": 9, "precisionMeters": 500, "reliability": "C", "credibility": 3, "actors": ["Armed group"] } }
+            ] }
+            """;
+        var (status, summary) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
+        var cure = sqlite ? $"DROP TRIGGER poison_{tag}" : $"DROP TRIGGER poison_{tag} ON reports";
+        await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(cure));
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(1, summary.GetProperty("created").GetInt32());
+        var refused = Assert.Single(summary.GetProperty("rejectedRows").EnumerateArray());
+        Assert.Equal(2, refused.GetProperty("line").GetInt32());
+        Assert.Contains("store refused", refused.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        var (_, list) = await server.ClientFor("ocha").GetJson($"/api/incidents?q={tag}");
+        var incident = Assert.Single(list.GetProperty("items").EnumerateArray());
+        Assert.Equal(1, incident.GetProperty("reportCount").GetInt32());
+        Assert.Equal(2, incident.GetProperty("killedBest").GetInt32());
+        Assert.Equal(2, incident.GetProperty("killed").GetProperty("high").GetInt32());
     }
 
     [Fact]

@@ -59,7 +59,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         }
 
         // Through the one writer, like single creates: fusion sees every report in order, and the same id twice is one report.
-        var outcomes = await Task.WhenAll(ready.Select(r => writer.WriteAsync(new ReportWriter.Entry(r.Report, r.Incident, r.Link, r.Audit), author, cancellationToken)));
+        var outcomes = await Task.WhenAll(ready.Select(r => Refusable(writer.WriteAsync(new ReportWriter.Entry(r.Report, r.Incident, r.Link, r.Audit), author, cancellationToken))));
         var created = 0;
         var skipped = 0;
         for (var i = 0; i < outcomes.Length; i++)
@@ -75,10 +75,27 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
                 case Outcome.Conflict conflict:
                     rejected.Add((positions[i], new Dictionary<string, string[]>(StringComparer.Ordinal) { ["id"] = [conflict.Reason] }));
                     break;
+                case null:
+                    rejected.Add((positions[i], new Dictionary<string, string[]>(StringComparer.Ordinal) { ["report"] = ["the store refused this report (the server log says why)"] }));
+                    break;
             }
         }
 
         return (created, skipped, rejected);
+
+        // A report the store refuses costs only itself (the writer stores the others of its batch one by one); a store
+        // that fails altogether still fails the whole request.
+        static async Task<Outcome?> Refusable(Task<Outcome> writing)
+        {
+            try
+            {
+                return await writing;
+            }
+            catch (Microsoft.EntityFrameworkCore.DbUpdateException)
+            {
+                return null;
+            }
+        }
     }
 
     private sealed record Prepared(Report Report, Incident Incident, IncidentReport Link, IReadOnlyList<AuditEntry> Audit);

@@ -80,6 +80,9 @@ internal sealed class ReportWriter : IAsyncDisposable
                 // One bad report must not fail the others: store them one at a time to find it.
                 foreach (var pending in batch.Where(p => !p.Done.Task.IsCompleted))
                 {
+                    // The failed attempt may have grown this report's own incident with later reports of the batch.
+                    IncidentSummary.Rebuild(pending.Entry.Incident, [pending.Entry.Report]);
+                    pending.Entry.Incident.Causes.Clear();
                     try
                     {
                         await WriteBatchAsync([pending]);
