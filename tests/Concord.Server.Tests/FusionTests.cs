@@ -84,6 +84,19 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(["created", "updated"], await joc.ChangesOfAsync(incident));
     }
 
+    /// <summary>Takes the store back to before a migration (<paramref name="undo"/>) and migrates it again: the versions applied.</summary>
+    private Task<int[]> MigrateAgainAsync(params string[] undo) =>
+        server.WithDbAsync(async db =>
+        {
+            foreach (var sql in undo)
+            {
+                await db.Database.ExecuteSqlRawAsync(sql);
+            }
+
+            var kind = db.Database.IsSqlite() ? Data.StoreKind.Sqlite : Data.StoreKind.Postgres;
+            return (await Data.Migrator.MigrateAsync(db, kind, TimeProvider.System, CancellationToken.None)).Select(m => m.Version).ToArray();
+        });
+
     [Fact]
     public async Task Existing_incidents_get_the_casualty_range_concord_keeps_when_the_store_is_upgraded()
     {
@@ -110,20 +123,13 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
                 .Select(i => new { i.Id, i.KilledLow, i.KilledHigh, i.InjuredLow, i.InjuredHigh, i.South, i.North, i.West, i.East }).ToListAsync())
                 .Select(i => (i.Id, i.KilledLow, i.KilledHigh, i.InjuredLow, i.InjuredHigh, (i.South, i.North, i.West, i.East)))];
         var kept = await server.WithDbAsync(Ranges);
-        var applied = await server.WithDbAsync(async db =>
-        {
-            foreach (var sql in (string[])["DROP INDEX ix_incidents_mixed", "CREATE INDEX ix_incidents_mixed ON incidents (ends_at) WHERE mixed",
-                "ALTER TABLE incidents DROP COLUMN killed_low", "ALTER TABLE incidents DROP COLUMN killed_high",
-                "ALTER TABLE incidents DROP COLUMN injured_low", "ALTER TABLE incidents DROP COLUMN injured_high",
-                "ALTER TABLE incidents DROP COLUMN south", "ALTER TABLE incidents DROP COLUMN north",
-                "ALTER TABLE incidents DROP COLUMN west", "ALTER TABLE incidents DROP COLUMN east", "DELETE FROM schema_migrations WHERE version = 10"])
-            {
-                await db.Database.ExecuteSqlRawAsync(sql);
-            }
-
-            return await Data.Migrator.MigrateAsync(db, db.Database.IsSqlite() ? Data.StoreKind.Sqlite : Data.StoreKind.Postgres, TimeProvider.System, CancellationToken.None);
-        });
-        Assert.Equal([10], applied.Select(m => m.Version));
+        var applied = await MigrateAgainAsync(
+            "DROP INDEX ix_incidents_mixed", "CREATE INDEX ix_incidents_mixed ON incidents (ends_at) WHERE mixed",
+            "ALTER TABLE incidents DROP COLUMN killed_low", "ALTER TABLE incidents DROP COLUMN killed_high",
+            "ALTER TABLE incidents DROP COLUMN injured_low", "ALTER TABLE incidents DROP COLUMN injured_high",
+            "ALTER TABLE incidents DROP COLUMN south", "ALTER TABLE incidents DROP COLUMN north",
+            "ALTER TABLE incidents DROP COLUMN west", "ALTER TABLE incidents DROP COLUMN east", "DELETE FROM schema_migrations WHERE version = 10");
+        Assert.Equal([10], applied);
         Assert.Equal(kept, await server.WithDbAsync(Ranges));
         Assert.Contains(kept, r => r.Item1 == incident && r.Item2 == 4 && r.Item3 == 12 && r.Item6 == (5.2210, 5.2230, 21.4400, 21.4410));
     }
@@ -139,21 +145,13 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(HttpStatusCode.OK, status.StatusCode);
 
         // A store from before schema version 11: the status time comes back from the audit log, the last change from it and the links.
-        static Task<List<(Guid Id, DateTime? Status, DateTime Updated)>> Times(Data.ConcordDb db) =>
-            db.Incidents.AsNoTracking().OrderBy(i => i.Number).Select(i => new { i.Id, i.StatusChangedAt, i.UpdatedAt }).ToListAsync()
-                .ContinueWith(t => t.Result.Select(i => (i.Id, i.StatusChangedAt, i.UpdatedAt)).ToList(), TaskScheduler.Default);
+        static async Task<List<(Guid Id, DateTime? Status, DateTime Updated)>> Times(Data.ConcordDb db) =>
+            [.. (await db.Incidents.AsNoTracking().OrderBy(i => i.Number).Select(i => new { i.Id, i.StatusChangedAt, i.UpdatedAt }).ToListAsync())
+                .Select(i => (i.Id, i.StatusChangedAt, i.UpdatedAt))];
         var kept = await server.WithDbAsync(Times);
-        var applied = await server.WithDbAsync(async db =>
-        {
-            foreach (var sql in (string[])["ALTER TABLE changes DROP COLUMN causes", "ALTER TABLE incidents DROP COLUMN status_changed_at",
-                "UPDATE incidents SET updated_at = created_at", "DELETE FROM schema_migrations WHERE version = 11"])
-            {
-                await db.Database.ExecuteSqlRawAsync(sql);
-            }
-
-            return await Data.Migrator.MigrateAsync(db, db.Database.IsSqlite() ? Data.StoreKind.Sqlite : Data.StoreKind.Postgres, TimeProvider.System, CancellationToken.None);
-        });
-        Assert.Equal([11], applied.Select(m => m.Version));
+        var applied = await MigrateAgainAsync("ALTER TABLE changes DROP COLUMN causes", "ALTER TABLE incidents DROP COLUMN status_changed_at",
+            "UPDATE incidents SET updated_at = created_at", "DELETE FROM schema_migrations WHERE version = 11");
+        Assert.Equal([11], applied);
         var restored = await server.WithDbAsync(Times);
         // The audit log keeps times to the microsecond.
         Assert.Equal(kept.Select(k => k.Id), restored.Select(r => r.Id));

@@ -145,7 +145,7 @@ internal static class IncidentEndpoints
             return Problems.Invalid(filterErrors);
         }
 
-        var (page, cursor) = await incidents.NewestAsync(i => i, i => i, i => new Cursor(i.StartsAt, i.Number), query.Limit, context.RequestAborted);
+        var (page, cursor) = await incidents.NewestAsync(i => i, i => i, i => new Cursor(i.StartsAt, i.Number), query.Limit, null, context.RequestAborted);
         await RecordReadAsync(audit, viewer, page, context, time);
         return TypedResults.Ok(new Page<IncidentDto>(page.Select(i => i.ToDto(directory, markings)).ToList(), cursor?.Encode()));
     }
@@ -267,7 +267,7 @@ internal static class IncidentEndpoints
         }
 
         // Pages like the list (newest first as the viewer sees them, keyset cursor).
-        var (rows, cursor) = await NewestPointsAsync(incidents, query, context.RequestAborted);
+        var (rows, cursor) = await NewestPointsAsync(incidents, query, null, context.RequestAborted);
         var truncated = cursor is not null;
         var next = cursor?.Encode();
         await RecordReadAsync(audit, viewer, rows, context, time);
@@ -293,8 +293,9 @@ internal static class IncidentEndpoints
     /// index without reading the table (over a million incidents, a 2,400-point viewport: HTTP p50 49 → 27 ms against
     /// reading keys from a latitude-led index and then the rows). Mixed incidents are rebuilt and merged in.
     /// </summary>
-    internal static Task<(List<IncidentPoint> Rows, Cursor? Next)> NewestPointsAsync(IncidentSelection incidents, ListQuery query, CancellationToken cancellationToken) =>
-        incidents.NewestAsync(IncidentPoint.Of, IncidentPoint.From, p => new Cursor(p.StartsAt, p.Number), query.Limit, cancellationToken);
+    internal static Task<(List<IncidentPoint> Rows, Cursor? Next)> NewestPointsAsync(
+        IncidentSelection incidents, ListQuery query, IReadOnlyList<Incident>? seenMixed, CancellationToken cancellationToken) =>
+        incidents.NewestAsync(IncidentPoint.Of, IncidentPoint.From, p => new Cursor(p.StartsAt, p.Number), query.Limit, seenMixed, cancellationToken);
 
     internal static void WriteFeatures(Utf8JsonWriter writer, IEnumerable<IncidentPoint> rows, MarkingFormat markings)
     {

@@ -67,7 +67,7 @@ internal static class IncidentMap
         var total = groups.Sum(g => g.Count) + mixed.Count;
         if (total <= maxPoints)
         {
-            var (rows, _) = await IncidentEndpoints.NewestPointsAsync(incidents, query with { Limit = maxPoints }, context.RequestAborted);
+            var (rows, _) = await IncidentEndpoints.NewestPointsAsync(incidents, query with { Limit = maxPoints }, mixed, context.RequestAborted);
             await IncidentEndpoints.RecordReadAsync(audit, viewer, rows, context, time);
             await using var points = Start(context, rows.Count, clustered: false);
             IncidentEndpoints.WriteFeatures(points, rows, markings);

@@ -106,9 +106,11 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
     /// store in order; mixed ones are rebuilt and merged in. Only mixed incidents that can reach the page are read: a
     /// rebuilt incident starts no later than its stored end and no earlier than its stored start, so one whose stored end
     /// is before the last plain row the page needs, or whose stored start is after the cursor, cannot.
+    /// <paramref name="seenMixed"/>: the selection's mixed incidents as the viewer sees them, when the caller has them.
     /// </summary>
     public async Task<(List<TRow> Rows, Cursor? Next)> NewestAsync<TRow>(
-        Expression<Func<Incident, TRow>> projection, Func<Incident, TRow> fromIncident, Func<TRow, Cursor> key, int limit, CancellationToken cancellationToken)
+        Expression<Func<Incident, TRow>> projection, Func<Incident, TRow> fromIncident, Func<TRow, Cursor> key, int limit,
+        IReadOnlyList<Incident>? seenMixed, CancellationToken cancellationToken)
     {
         var after = query.After;
         var rows = await Newest(After(plain, after)).Take(limit + 1).Select(projection).ToListAsync(cancellationToken);
@@ -124,7 +126,8 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
             candidates = candidates.Where(i => i.StartsAt <= last.At);
         }
 
-        if (await MixedAsSeenAsync(candidates, cancellationToken) is { Count: > 0 } seen)
+        // A caller that has rebuilt the mixed incidents already (the map, to count them) passes them: the bounds above only spare reading.
+        if ((seenMixed ?? await MixedAsSeenAsync(candidates, cancellationToken)) is { Count: > 0 } seen)
         {
             rows.AddRange(seen.Where(i => after is not { } a || i.StartsAt < a.At || (i.StartsAt == a.At && i.Number < a.Number)).Select(fromIncident));
             rows = [.. rows.Select(r => (Row: r, Key: key(r))).OrderByDescending(r => r.Key.At).ThenByDescending(r => r.Key.Number).Take(limit + 1).Select(r => r.Row)];

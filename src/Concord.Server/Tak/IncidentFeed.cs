@@ -91,21 +91,16 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
         var ids = changes.Where(c => c.Entity == "incident" && c.Operation != "deleted").Select(c => c.EntityId).Distinct().ToList();
         var incidents = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id)).ToListAsync(cancellationToken);
         var links = await db.IncidentReports.AsNoTracking().Where(l => ids.Contains(l.IncidentId)).ToListAsync(cancellationToken);
-        var reportIds = links.Select(l => l.ReportId).ToList();
+        // The incidents' reports, and those that joined or left them: a report makes news only for devices whose members
+        // may see it (see Change.Causes).
+        var reportIds = links.Select(l => l.ReportId).Concat(changes.SelectMany(c => c.CauseIds)).Distinct().ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
-        // A report that joined or left an incident makes news only for devices whose members may see it (see Change.Causes).
-        var causeIds = changes.SelectMany(c => c.CauseIds).Where(id => !reports.ContainsKey(id)).Distinct().ToList();
-        var causes = causeIds.Count == 0 ? reports : new Dictionary<Guid, Reports.Report>(reports);
-        foreach (var report in causeIds.Count == 0 ? [] : await db.Reports.AsNoTracking().Where(r => causeIds.Contains(r.Id)).ToListAsync(cancellationToken))
-        {
-            causes[report.Id] = report;
-        }
 
         foreach (var incident in incidents)
         {
             var why = changes.Where(c => c.EntityId == incident.Id).ToList();
             var open = why.Any(c => c.Causes is null);
-            var because = why.SelectMany(c => c.CauseIds).Select(id => causes.GetValueOrDefault(id)).OfType<Reports.Report>().ToList();
+            var because = why.SelectMany(c => c.CauseIds).Select(id => reports.GetValueOrDefault(id)).OfType<Reports.Report>().ToList();
             bool Newsworthy(Viewer viewer) => open || because.Any(r => Marking.AllowsRead(r, viewer));
             // A device loses an incident when a report its member may see left it and none is left that they may see; a
             // later change of an incident it no longer has tells it nothing.
