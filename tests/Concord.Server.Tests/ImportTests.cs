@@ -66,6 +66,66 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task Another_organisation_importing_the_same_events_gets_copies_of_its_own_in_the_same_incidents()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var csv = $"""
+            event_id_cnty,event_date,year,time_precision,disorder_type,event_type,sub_event_type,actor1,actor2,admin1,location,latitude,longitude,geo_precision,source,notes,fatalities
+            CAF{tag}1,2024-04-02,2024,1,Political violence,Battles,Armed clash,Military Forces of the Central African Republic (2016-),UPC,Ouaka,Bambari,5.7679,20.6757,1,Radio Ndeke Luka,"{tag} FACA clashed with UPC, 4 killed.",4
+            CAF{tag}2,2024-04-05,2024,1,Political violence,Violence against civilians,Attack,3R,Civilians (Central African Republic),Ouham-Pende,Bocaranga,6.9833,15.6333,1,Corbeau News,{tag} 3R attacked villagers.,2
+            """;
+        const string Query = "format=acled&classification=UNCLASSIFIED&releasableTo=";
+
+        // JOC imports first, for itself; a colleague importing the same file finds it there.
+        var (_, first) = await ImportAsync("joc", Query + "org:JOC", csv, "text/csv");
+        Assert.Equal(2, first.GetProperty("created").GetInt32());
+        var (_, colleague) = await ImportAsync("jocadmin", Query + "org:JOC", csv, "text/csv");
+        Assert.Equal((0, 2, 0), (colleague.GetProperty("created").GetInt32(), colleague.GetProperty("skipped").GetInt32(), colleague.GetProperty("rejected").GetInt32()));
+
+        // FORCE imports the same events: it gets its own copies, and its summary does not tell that JOC holds them.
+        var (status, second) = await ImportAsync("force", Query + "org:FORCE,org:JOC", csv, "text/csv");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal((2, 0, 0), (second.GetProperty("created").GetInt32(), second.GetProperty("skipped").GetInt32(), second.GetProperty("rejected").GetInt32()));
+        foreach (var user in new[] { "force", "joc" })
+        {
+            var (_, again) = await ImportAsync(user, Query + (user == "joc" ? "org:JOC" : "org:FORCE,org:JOC"), csv, "text/csv");
+            Assert.Equal((0, 2, 0), (again.GetProperty("created").GetInt32(), again.GetProperty("skipped").GetInt32(), again.GetProperty("rejected").GetInt32()));
+        }
+
+        // OCHA imports them too, for itself and FORCE.
+        var (_, third) = await ImportAsync("ocha", Query + "org:OCHA,org:FORCE", csv, "text/csv");
+        Assert.Equal((2, 0, 0), (third.GetProperty("created").GetInt32(), third.GetProperty("skipped").GetInt32(), third.GetProperty("rejected").GetInt32()));
+
+        // Each event is one incident holding the three copies; each member sees the copies it may see, linked as the same record.
+        var (_, jocs) = await server.ClientFor("joc").GetJson($"/api/reports?q={tag}");
+        var copies = jocs.GetProperty("items").EnumerateArray().GroupBy(r => r.GetProperty("externalRef").GetString()).ToList();
+        Assert.Equal(2, copies.Count);
+        foreach (var pair in copies)
+        {
+            Assert.Equal(["FORCE", "JOC"], pair.Select(r => r.GetProperty("organization").GetString()).Order());
+            var incident = Assert.Single(pair.Select(r => r.GetProperty("incidentId").GetGuid()).Distinct());
+            foreach (var (user, seen) in new[] { ("joc", new[] { "JOC", "FORCE" }), ("force", ["FORCE", "OCHA"]), ("ocha", ["OCHA"]) })
+            {
+                var (_, summary) = await server.ClientFor(user).GetJson($"/api/incidents/{incident}");
+                Assert.Equal(seen.Length, summary.GetProperty("reportCount").GetInt32());
+                var (_, provenance) = await server.ClientFor(user).GetJson($"/api/incidents/{incident}/provenance");
+                var links = provenance.GetProperty("reports").EnumerateArray().OrderBy(l => l.GetProperty("linkedAt").GetDateTimeOffset()).ToList();
+                Assert.Equal(seen, links.Select(l => l.GetProperty("organization").GetString()));
+                Assert.Equal(seen.Length == 1 ? ["new"] : ["new", "same-record"], links.Select(l => l.GetProperty("decision").GetString()));
+                if (seen.Length > 1)
+                {
+                    Assert.Equal(pair.Key, links[1].GetProperty("scores").GetProperty("sameRecord").GetString());
+                }
+            }
+        }
+
+        var (_, forces) = await server.ClientFor("force").GetJson($"/api/reports?q={tag}");
+        Assert.Equal(["FORCE", "FORCE", "OCHA", "OCHA"], forces.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("organization").GetString()).Order());
+        var (_, incidents) = await server.ClientFor("joc").GetJson($"/api/incidents?q={tag}");
+        Assert.Equal(2, incidents.GetProperty("items").GetArrayLength());
+    }
+
+    [Fact]
     public async Task An_upload_over_Kestrels_default_30_MB_is_read_and_its_rows_judged()
     {
         // 40 MB: one row whose notes are far too long for a narrative. Kestrel alone would cut the body at 30 MB.

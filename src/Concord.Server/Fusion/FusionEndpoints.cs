@@ -94,6 +94,12 @@ internal static class FusionEndpoints
             {
                 seen.Add(new LinkAsSeen(x.Report, analyst && x.Link.Decision != LinkDecisions.Accepted ? x.Link.Decision : LinkDecisions.New, 1.0, null, x.Link.LinkedAt));
             }
+            else if (before.Any(r => SourceIds.AreCopies(r, x.Report)))
+            {
+                // Another copy of the same source record, and the viewer may see an earlier one.
+                seen.Add(new LinkAsSeen(x.Report, analyst ? x.Link.Decision : LinkDecisions.SameRecord, 1.0,
+                    analyst ? null : SourceIds.SameRecordDetail(x.Report.ExternalRef!), x.Link.LinkedAt));
+            }
             else
             {
                 var score = ScoreAgainst(x.Report, incident, before);

@@ -23,6 +23,9 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
         public sealed record Propose(Guid IncidentId, FusionScore Score) : Decision;
 
         public sealed record Open : Decision;
+
+        /// <summary>Another organisation's copy of the report's source record is in this incident (decided by the writer, not scored).</summary>
+        public sealed record SameRecord(Incident Incident, string ExternalRef) : Decision;
     }
 
     /// <summary>Something changed incidents outside the writer (a split): reload before the next decision.</summary>

@@ -146,6 +146,9 @@ internal static class LinkDecisions
     public const string Merged = "merged";
     public const string Split = "split";
 
+    /// <summary>Another organisation's copy of a source record (the same GED or ACLED event imported again) joined its incident.</summary>
+    public const string SameRecord = "same-record";
+
     /// <summary>
     /// What a viewer is told of a link that fusion's scorer would not make between the reports the viewer may see (the
     /// incident holds them together through reports the viewer may not see): it is in the incident, and no more is said.

@@ -21,7 +21,11 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
 
         public sealed record Existing(Report Report, Guid? IncidentId) : Outcome;
 
-        public sealed record Conflict(string Reason) : Outcome;
+        public sealed record Conflict(string Reason) : Outcome
+        {
+            /// <summary>An imported report's source-derived id is another organisation's copy of the record (see <see cref="SourceIds"/>).</summary>
+            public bool HeldByAnotherOrganization { get; init; }
+        }
 
         public sealed record Invalid(Dictionary<string, string[]> Errors) : Outcome;
     }
@@ -42,8 +46,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         IReadOnlyList<CreateReport> requests, Viewer author, CancellationToken cancellationToken)
     {
         var rejected = new List<(int, Dictionary<string, string[]>)>();
-        var ready = new List<Prepared>();
-        var positions = new List<int>();
+        var ready = new List<(int Position, ReportWriter.Entry Entry)>();
         for (var i = 0; i < requests.Count; i++)
         {
             var (prepared, errors) = await PrepareAsync(requests[i], author, cancellationToken);
@@ -53,17 +56,48 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             }
             else
             {
-                ready.Add(prepared);
-                positions.Add(i);
+                ready.Add((i, prepared.Entry with { SourceKeyed = SourceIds.IsSourceKeyed(requests[i]) }));
             }
         }
 
         // Through the one writer, like single creates: fusion sees every report in order, and the same id twice is one report.
-        var outcomes = await Task.WhenAll(ready.Select(r => Refusable(writer.WriteAsync(new ReportWriter.Entry(r.Report, r.Incident, r.Link, r.Audit), author, cancellationToken))));
+        var outcomes = await WriteAllAsync(ready);
+
+        // Records another organisation imported first: this organisation's copies get ids of their own and join the
+        // incidents of the first copies (the writer decided this, so two imports at once cannot both take one id).
+        var copies = new List<(int Position, ReportWriter.Entry Entry)>();
+        var copied = new List<int>();
+        for (var k = 0; k < ready.Count; k++)
+        {
+            if (outcomes[k] is Outcome.Conflict { HeldByAnotherOrganization: true })
+            {
+                var request = requests[ready[k].Position];
+                var (prepared, errors) = await PrepareAsync(request with { Id = SourceIds.For(author.OrganizationId, request.ExternalRef!) }, author, cancellationToken);
+                if (prepared is null)
+                {
+                    outcomes[k] = new Outcome.Invalid(errors!);
+                    continue;
+                }
+
+                copies.Add((ready[k].Position, prepared.Entry with { SourceKeyed = true, SameRecordAs = request.Id }));
+                copied.Add(k);
+            }
+        }
+
+        if (copies.Count > 0)
+        {
+            var again = await WriteAllAsync(copies);
+            for (var c = 0; c < copied.Count; c++)
+            {
+                outcomes[copied[c]] = again[c];
+            }
+        }
+
         var created = 0;
         var skipped = 0;
         for (var i = 0; i < outcomes.Length; i++)
         {
+            var position = ready[i].Position;
             switch (outcomes[i])
             {
                 case Outcome.Created:
@@ -73,15 +107,21 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
                     skipped++;
                     break;
                 case Outcome.Conflict conflict:
-                    rejected.Add((positions[i], new Dictionary<string, string[]>(StringComparer.Ordinal) { ["id"] = [conflict.Reason] }));
+                    rejected.Add((position, new Dictionary<string, string[]>(StringComparer.Ordinal) { ["id"] = [conflict.Reason] }));
+                    break;
+                case Outcome.Invalid invalid:
+                    rejected.Add((position, invalid.Errors));
                     break;
                 case null:
-                    rejected.Add((positions[i], new Dictionary<string, string[]>(StringComparer.Ordinal) { ["report"] = ["the store refused this report (the server log says why)"] }));
+                    rejected.Add((position, new Dictionary<string, string[]>(StringComparer.Ordinal) { ["report"] = ["the store refused this report (the server log says why)"] }));
                     break;
             }
         }
 
         return (created, skipped, rejected);
+
+        Task<Outcome?[]> WriteAllAsync(List<(int Position, ReportWriter.Entry Entry)> entries) =>
+            Task.WhenAll(entries.Select(e => Refusable(writer.WriteAsync(e.Entry, author, cancellationToken))));
 
         // A report the store refuses costs only itself (the writer stores the others of its batch one by one); a store
         // that fails altogether still fails the whole request.
@@ -98,7 +138,10 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         }
     }
 
-    private sealed record Prepared(Report Report, Incident Incident, IncidentReport Link, IReadOnlyList<AuditEntry> Audit);
+    private sealed record Prepared(Report Report, Incident Incident, IncidentReport Link, IReadOnlyList<AuditEntry> Audit)
+    {
+        public ReportWriter.Entry Entry => new(Report, Incident, Link, Audit);
+    }
 
     private async Task<(Prepared? Ready, Dictionary<string, string[]>? Errors)> PrepareAsync(CreateReport request, Viewer author, CancellationToken cancellationToken)
     {

@@ -44,7 +44,17 @@ internal sealed class ReportWriter : IAsyncDisposable
         _loop = Task.Run(RunAsync);
     }
 
-    internal sealed record Entry(Report Report, Incident Incident, IncidentReport Link, IReadOnlyList<AuditEntry> Audit);
+    internal sealed record Entry(Report Report, Incident Incident, IncidentReport Link, IReadOnlyList<AuditEntry> Audit)
+    {
+        /// <summary>
+        /// An imported report whose id derives from its source record's id (<see cref="SourceIds"/>): the organisation,
+        /// not only the member, owns it for idempotency, and another organisation holding that id is no conflict.
+        /// </summary>
+        public bool SourceKeyed { get; init; }
+
+        /// <summary>Another organisation's copy of the same source record: this report joins the incident that copy is in.</summary>
+        public Guid? SameRecordAs { get; init; }
+    }
 
     private sealed record Pending(Entry Entry, Viewer Author, TaskCompletionSource<ReportIntake.Outcome> Done);
 
@@ -123,6 +133,8 @@ internal sealed class ReportWriter : IAsyncDisposable
         var incidents = new Dictionary<Guid, (Incident Incident, List<Report> Reports)>();
         // The incidents this batch's new reports may join, read from the store at once (a query per report was most of fusion's time).
         var fusion = await _fusion.PrepareAsync(db, batch.Select(p => p.Entry.Report).Where(r => !stored.ContainsKey(r.Id)), CancellationToken.None);
+        // The incidents holding the copies of source records that other organisations imported first.
+        var sameRecord = await SameRecordIncidentsAsync(db, batch.Where(p => !stored.ContainsKey(p.Entry.Report.Id)).Select(p => p.Entry.SameRecordAs).OfType<Guid>());
         // The reports of the incidents those are likely to join, so that a join rebuilds the summary without a query of its own.
         var linkedReports = await LinkedReportsAsync(db, fusion.Incidents.Values.Where(i => i.ReportCount < LargeIncident).Select(i => i.Id));
         var now = DateTime.UtcNow;
@@ -131,54 +143,59 @@ internal sealed class ReportWriter : IAsyncDisposable
             var report = pending.Entry.Report;
             if (stored.TryGetValue(report.Id, out var existing))
             {
-                outcomes.Add((pending, Decide(existing, storedIncidents.GetValueOrDefault(existing.Id), report, pending.Author)));
+                outcomes.Add((pending, Decide(existing, storedIncidents.GetValueOrDefault(existing.Id), report, pending.Author, pending.Entry.SourceKeyed)));
             }
             else if (added.TryGetValue(report.Id, out var first))
             {
-                outcomes.Add((pending, Decide(first.Report, first.Link.IncidentId, report, pending.Author)));
+                outcomes.Add((pending, Decide(first.Report, first.Link.IncidentId, report, pending.Author, pending.Entry.SourceKeyed)));
             }
             else
             {
                 db.Reports.Add(report);
-                var decision = await _fusion.DecideAsync(db, report, fusion, id => incidents.TryGetValue(id, out var known) ? known.Incident : null, CancellationToken.None);
+                // A copy of a record another organisation imported is that record's incident, whatever the scorer says
+                // (it never joins two records of one dataset).
+                var decision = pending.Entry.SameRecordAs is { } same && sameRecord.TryGetValue(same, out var holder) && holder.Status != IncidentStatus.Closed
+                    ? new FusionEngine.Decision.SameRecord(holder, report.ExternalRef!)
+                    : await _fusion.DecideAsync(db, report, fusion, id => incidents.TryGetValue(id, out var known) ? known.Incident : null, CancellationToken.None);
                 var entry = pending.Entry;
-                if (decision is FusionEngine.Decision.Join join)
+                if (decision is FusionEngine.Decision.Join or FusionEngine.Decision.SameRecord)
                 {
+                    var joined = decision is FusionEngine.Decision.Join j ? j.Incident : ((FusionEngine.Decision.SameRecord)decision).Incident;
                     // The report describes an open incident: link it with its scores and rebuild the summary from all its reports.
-                    if (join.Incident.ReportCount >= LargeIncident && !incidents.ContainsKey(join.Incident.Id))
+                    if (joined.ReportCount >= LargeIncident && !incidents.ContainsKey(joined.Id))
                     {
                         // A large incident grows from its summary: reading hundreds of reports on every join would not scale.
-                        var linked = db.IncidentReports.Where(l => l.IncidentId == join.Incident.Id).Select(l => l.ReportId);
+                        var linked = db.IncidentReports.Where(l => l.IncidentId == joined.Id).Select(l => l.ReportId);
                         var casualties = await db.Reports.AsNoTracking().Where(r => linked.Contains(r.Id))
                             .Select(r => new { r.KilledCivilianBest, r.KilledOtherBest, r.InjuredCivilianBest, r.InjuredOtherBest }).ToListAsync();
-                        IncidentSummary.Add(join.Incident, report, casualties.Select(c => (
+                        IncidentSummary.Add(joined, report, casualties.Select(c => (
                             c.KilledCivilianBest is null && c.KilledOtherBest is null ? (int?)null : (c.KilledCivilianBest ?? 0) + (c.KilledOtherBest ?? 0),
                             c.InjuredCivilianBest is null && c.InjuredOtherBest is null ? (int?)null : (c.InjuredCivilianBest ?? 0) + (c.InjuredOtherBest ?? 0))).ToList());
                         // Never back in time: a status change may have been stored since this batch took its time.
-                        join.Incident.UpdatedAt = now > join.Incident.UpdatedAt ? now : join.Incident.UpdatedAt;
-                        join.Incident.Causes.Add(report.Id);
-                        var largeLink = Fused(db, join, report, now);
+                        joined.UpdatedAt = now > joined.UpdatedAt ? now : joined.UpdatedAt;
+                        joined.Causes.Add(report.Id);
+                        var largeLink = Linked(db, decision, joined, report, now);
                         entry = entry with { Link = largeLink };
-                        _fusion.Put(join.Incident);
+                        _fusion.Put(joined);
                         added[report.Id] = entry;
                         outcomes.Add((pending, new ReportIntake.Outcome.Created(report, largeLink.IncidentId)));
                         continue;
                     }
 
-                    if (!incidents.TryGetValue(join.Incident.Id, out var target))
+                    if (!incidents.TryGetValue(joined.Id, out var target))
                     {
                         // An incident fusion confirmed on its own (not among the prepared ones) costs a query for its reports.
-                        target = (join.Incident, linkedReports.Remove(join.Incident.Id, out var reports)
+                        target = (joined, linkedReports.Remove(joined.Id, out var reports)
                             ? reports
-                            : (await LinkedReportsAsync(db, [join.Incident.Id])).GetValueOrDefault(join.Incident.Id) ?? []);
-                        incidents[join.Incident.Id] = target;
+                            : (await LinkedReportsAsync(db, [joined.Id])).GetValueOrDefault(joined.Id) ?? []);
+                        incidents[joined.Id] = target;
                     }
 
                     target.Reports.Add(report);
                     IncidentSummary.Rebuild(target.Incident, target.Reports);
                     target.Incident.UpdatedAt = now > target.Incident.UpdatedAt ? now : target.Incident.UpdatedAt;
                     target.Incident.Causes.Add(report.Id);
-                    var link = Fused(db, join, report, now);
+                    var link = Linked(db, decision, target.Incident, report, now);
                     entry = entry with { Link = link };
                     _fusion.Put(target.Incident);
                 }
@@ -228,6 +245,23 @@ internal sealed class ReportWriter : IAsyncDisposable
         }
     }
 
+    /// <summary>For each of <paramref name="reportIds"/> that is stored, the incident it is in (tracked: a copy may join it).</summary>
+    private static async Task<Dictionary<Guid, Incident>> SameRecordIncidentsAsync(ConcordDb db, IEnumerable<Guid> reportIds)
+    {
+        var holders = new Dictionary<Guid, Incident>();
+        foreach (var chunk in reportIds.Distinct().Chunk(500))
+        {
+            var rows = await db.IncidentReports.Where(l => chunk.Contains(l.ReportId))
+                .Join(db.Incidents, l => l.IncidentId, i => i.Id, (l, i) => new { l.ReportId, Incident = i }).ToListAsync();
+            foreach (var row in rows)
+            {
+                holders[row.ReportId] = row.Incident;
+            }
+        }
+
+        return holders;
+    }
+
     /// <summary>The reports linked to each of <paramref name="incidentIds"/>, a few hundred incidents per query.</summary>
     private static async Task<Dictionary<Guid, List<Report>>> LinkedReportsAsync(ConcordDb db, IEnumerable<Guid> incidentIds)
     {
@@ -250,26 +284,38 @@ internal sealed class ReportWriter : IAsyncDisposable
         return linked;
     }
 
-    /// <summary>Links a report to the incident fusion chose, with its scores.</summary>
-    private static IncidentReport Fused(ConcordDb db, FusionEngine.Decision.Join join, Report report, DateTime now)
+    /// <summary>Links a report to the incident fusion chose, with its scores, or to the incident of another copy of its source record.</summary>
+    private static IncidentReport Linked(ConcordDb db, FusionEngine.Decision decision, Incident incident, Report report, DateTime now)
     {
+        var join = decision as FusionEngine.Decision.Join;
         var link = new IncidentReport
         {
-            IncidentId = join.Incident.Id,
+            IncidentId = incident.Id,
             ReportId = report.Id,
-            Contribution = join.Score.Total,
+            Contribution = join?.Score.Total ?? 1.0,
             LinkedAt = now,
-            Decision = LinkDecisions.Fused,
-            ScoreDetail = join.Score.ToJson(),
+            Decision = join is null ? LinkDecisions.SameRecord : LinkDecisions.Fused,
+            ScoreDetail = join?.Score.ToJson() ?? SourceIds.SameRecordDetail(report.ExternalRef!),
         };
         db.IncidentReports.Add(link);
         return link;
     }
 
-    /// <summary>A report with this id exists: a retry of the same request by the same author gets it back; anything else conflicts.</summary>
-    internal static ReportIntake.Outcome Decide(Report existing, Guid? incidentId, Report candidate, Viewer author)
+    /// <summary>
+    /// A report with this id exists: a retry of the same request by the same author gets it back; anything else conflicts.
+    /// For an imported report keyed by its source record, the author's organisation stands for the author (a colleague
+    /// importing the same file skips what is there), and another organisation's copy is a conflict the intake resolves
+    /// by giving the report an id of its organisation's own.
+    /// </summary>
+    internal static ReportIntake.Outcome Decide(Report existing, Guid? incidentId, Report candidate, Viewer author, bool sourceKeyed = false)
     {
-        if (existing.MemberId != author.MemberId || !Marking.AllowsRead(existing, author))
+        if (sourceKeyed && existing.OrganizationId != author.OrganizationId)
+        {
+            return new ReportIntake.Outcome.Conflict($"the id {candidate.Id} is already used by another report") { HeldByAnotherOrganization = true };
+        }
+
+        var owner = sourceKeyed ? existing.OrganizationId == author.OrganizationId : existing.MemberId == author.MemberId;
+        if (!owner || !Marking.AllowsRead(existing, author))
         {
             return new ReportIntake.Outcome.Conflict($"the id {candidate.Id} is already used by another report");
         }
