@@ -213,6 +213,36 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_loses_an_incident_it_saw_through_reports_that_share_no_community()
+    {
+        // RWABATT may read one report as military and the other as Rwandan: its view of the incident they are in shares no
+        // community of both, yet its devices have that view and must be told when the reports leave.
+        var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "Informant on the Ndele checkpoint", latitude: -34.5, longitude: -64.5,
+            marking: Api.Marking("STRICTLY CONFIDENTIAL", [])));
+        var (_, military) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "Checkpoint at Ndele seen by patrol", latitude: -34.6, longitude: -64.6,
+            marking: Api.Marking("UNCLASSIFIED", ["kind:military"])));
+        var (_, rwandan) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "Checkpoint at Ndele seen by Rwandan liaison", latitude: -34.7, longitude: -64.7,
+            marking: Api.Marking("UNCLASSIFIED", ["nation:RWA"])));
+        var incident = secret.GetProperty("incidentId").GetGuid();
+        var uid = CotMapping.IncidentUidPrefix + incident;
+        await using var early = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
+        Assert.NotNull(await early.WaitForAsync(e => e.Type == CotControl.VersionSupportType));
+        var (merged, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/merge",
+            new { incidents = new[] { military.GetProperty("incidentId").GetGuid(), rwandan.GetProperty("incidentId").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        Assert.NotNull(await early.WaitForAsync(e => e.Uid == uid));
+        // A device connecting now gets the incident in its first picture.
+        await using var late = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
+        Assert.NotNull(await late.WaitForAsync(e => e.Uid == uid));
+
+        var (split, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/split",
+            new { reports = new[] { military.GetProperty("id").GetGuid(), rwandan.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+        Assert.NotNull(await early.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == uid)));
+        Assert.NotNull(await late.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == uid)));
+    }
+
+    [Fact]
     public async Task Revoking_a_certificate_cuts_the_device_that_is_connected_with_it()
     {
         var colleague = await ForceColleagueAsync();

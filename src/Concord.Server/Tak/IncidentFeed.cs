@@ -151,7 +151,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                 }
 
                 var view = IncidentSummary.ViewFor(incident, visible);
-                router.Remember(incident.Id, new MarkingDefault(view.Classification, view.ReleasableTo, view.Caveats, ""));
+                router.RememberSent(incident.Id, view, session.Viewer);
                 session.Send(new Outbound(CotMapping.ToCot(view, markings.ToDto(view).Label!, Tlps.Label(view.Tlp), now), droppable: false));
             }
         }

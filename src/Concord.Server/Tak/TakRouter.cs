@@ -3,6 +3,7 @@ using System.Globalization;
 using Concord.Cot;
 using Concord.Server.Access;
 using Concord.Server.Data;
+using Concord.Server.Incidents;
 using Concord.Server.Reports;
 
 namespace Concord.Server.Tak;
@@ -78,6 +79,17 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 ? known.Markings
                 : [.. known.Markings, marking], now));
     }
+
+    /// <summary>
+    /// Records that <paramref name="viewer"/>'s device was sent <paramref name="view"/>, the incident as built from the
+    /// reports they may see. The view's own marking will not do for a mixed incident: it takes the releasability its
+    /// reports share, which may be empty although the viewer may read each report (one for the military, one for their
+    /// nation), and a device remembered under it would never be told when the incident is gone for it. What is
+    /// remembered instead is the view's level and caveats for the viewer's organisation: the viewer passes it, and so does
+    /// any colleague who may read every report the view was built from, whose device got the same view.
+    /// </summary>
+    public void RememberSent(Guid incidentId, Incident view, Viewer viewer) =>
+        Remember(incidentId, new MarkingDefault(view.Classification, Releasability.Encode([Community.Organization(viewer.OrganizationCode)]), view.Caveats, ""));
 
     /// <summary>Whether a device of <paramref name="viewer"/> may have been sent the incident (under a marking they may read).</summary>
     public bool MayHave(Guid incidentId, Viewer viewer) =>

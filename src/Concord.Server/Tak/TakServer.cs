@@ -466,7 +466,7 @@ internal sealed class TakServer(
             scope.ServiceProvider.GetRequiredService<MissionDirectory>(), markings, cancellationToken);
         foreach (var incident in await incidents!.LatestChangedAsync(options.InitialIncidents, cancellationToken))
         {
-            router.Remember(incident.Id, new MarkingDefault(incident.Classification, incident.ReleasableTo, incident.Caveats, ""));
+            router.RememberSent(incident.Id, incident, session.Viewer);
             await session.SendWaitingAsync(new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false));
         }
     }
