@@ -126,6 +126,28 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_GED_file_credits_the_release_its_name_gives()
+    {
+        // Two real GED events under ids of their own, so that this test owns them.
+        var lines = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "reference", "ucdp", "ged231_caf_events.csv")).Take(3).ToList();
+        var first = Random.Shared.NextInt64(10_000_000_000, 20_000_000_000);
+        var csv = string.Join('\n', [lines[0], .. lines.Skip(1).Select((line, i) => (first + i).ToString(System.Globalization.CultureInfo.InvariantCulture) + line[line.IndexOf(',', StringComparison.Ordinal)..])]);
+
+        var (status, named) = await ImportAsync("joc", "format=ged&classification=UNCLASSIFIED&releasableTo=mission&source=GEDEvent_v24_1", csv, "text/csv");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(2, named.GetProperty("created").GetInt32());
+        var (_, report) = await server.ClientFor("joc").GetJson($"/api/reports/{Ucdp.GedMapping.ReportId(first)}");
+        Assert.Equal($"UCDP GED 24.1 event {first}", report.GetProperty("source").GetProperty("description").GetString());
+
+        // Without a name that says which release it is, none is claimed.
+        var unnamed = csv.Replace($"\n{first}", $"\n{first + 10}", StringComparison.Ordinal);
+        var (_, plain) = await ImportAsync("joc", "format=ged&classification=UNCLASSIFIED&releasableTo=mission", unnamed, "text/csv");
+        Assert.Equal(1, plain.GetProperty("created").GetInt32());
+        var (_, anonymous) = await server.ClientFor("joc").GetJson($"/api/reports/{Ucdp.GedMapping.ReportId(first + 10)}");
+        Assert.Equal($"UCDP GED event {first + 10}", anonymous.GetProperty("source").GetProperty("description").GetString());
+    }
+
+    [Fact]
     public async Task An_upload_over_Kestrels_default_30_MB_is_read_and_its_rows_judged()
     {
         // 40 MB: one row whose notes are far too long for a narrative. Kestrel alone would cut the body at 30 MB.

@@ -31,10 +31,13 @@ internal static class ImportReaders
         return Enum.IsDefined(format);
     }
 
-    /// <param name="source">For GeoJSON, the name that keeps this file's feature ids apart from other files' (e.g. the file name).</param>
+    /// <param name="source">
+    /// The file's name (or the API's <c>source</c>). For GeoJSON, it keeps this file's feature ids apart from other
+    /// files'; for GED, it names the release credited in each report's source (<see cref="GedMapping.Version"/>).
+    /// </param>
     public static IEnumerable<ImportRow> Read(ImportFormat format, TextReader text, MarkingDto? marking, string source = "geojson") => format switch
     {
-        ImportFormat.Ged => GedReader.Read(text).Select(r => r.Event is { } e ? new ImportRow(r.Line, GedMapping.ToReport(e, marking), null) : new ImportRow(r.Line, null, r.Error)),
+        ImportFormat.Ged => GedReader.Read(text).Select(r => r.Event is { } e ? new ImportRow(r.Line, GedMapping.ToReport(e, marking, GedMapping.Version(source)), null) : new ImportRow(r.Line, null, r.Error)),
         ImportFormat.Acled => AcledReader.Read(text, marking),
         ImportFormat.GeoJson => GeoJsonReader.Read(text, marking, source),
         _ => throw new ArgumentOutOfRangeException(nameof(format)),

@@ -7,7 +7,7 @@ using Concord.Server.Reports;
 namespace Concord.Server.Ucdp;
 
 /// <summary>Maps a GED event to a Concord report request. The report id is derived from the GED id, so importing twice never duplicates.</summary>
-internal static class GedMapping
+internal static partial class GedMapping
 {
     public const string Dataset = "ucdp-ged";
 
@@ -40,13 +40,31 @@ internal static class GedMapping
         _ => 500_000,
     };
 
+    /// <summary>
+    /// The GED version a file name gives, as UCDP names its releases: <c>ged231</c> is 23.1, <c>GEDEvent_v24_1</c> is 24.1,
+    /// a monthly candidate <c>GEDEvent_v25_0_3</c> is 25.0.3. Null when the name does not say.
+    /// </summary>
+    public static string? Version(string? source)
+    {
+        if (source is null || VersionPattern().Match(source) is not { Success: true } match)
+        {
+            return null;
+        }
+
+        return match.Groups[3].Success ? $"{match.Groups[1].Value}.{match.Groups[2].Value}.{match.Groups[3].Value}" : $"{match.Groups[1].Value}.{match.Groups[2].Value}";
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"ged(?:event)?[_-]?v?(\d{2})[._-]?(\d)(?:[._-](\d{1,2})(?!\d))?(?!\d)", System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
+    private static partial System.Text.RegularExpressions.Regex VersionPattern();
+
     public static Guid ReportId(long gedId) => NameBasedGuid($"{Dataset}:{gedId.ToString(CultureInfo.InvariantCulture)}");
 
     /// <summary>
     /// GED's own figures are not always ordered (20 CAR events have low &gt; best or best &gt; high): the range is widened to
     /// hold best, and civilians never exceed the total, so the report keeps UCDP's best estimate exactly.
     /// </summary>
-    public static CreateReport ToReport(GedEvent e, MarkingDto? marking)
+    /// <param name="version">The GED release the event comes from (<see cref="Version"/>), credited in the report's source; null when unknown.</param>
+    public static CreateReport ToReport(GedEvent e, MarkingDto? marking, string? version)
     {
         var low = Math.Min(e.Low, e.Best);
         var high = Math.Max(e.High, e.Best);
@@ -67,7 +85,8 @@ internal static class GedMapping
             Language = "en",
             Actors = [e.SideA, e.SideB],
             // UCDP codes from several vetted sources; clarity 1 means the event is clearly described.
-            Source = new SourceInput("B", e.EventClarity == 1 ? 2 : 3, $"UCDP GED 23.1 event {e.Id.ToString(CultureInfo.InvariantCulture)}", null),
+            Source = new SourceInput("B", e.EventClarity == 1 ? 2 : 3,
+                string.Create(CultureInfo.InvariantCulture, $"UCDP GED {(version is null ? "" : version + " ")}event {e.Id}"), null),
             Marking = marking,
             ExternalRef = string.Create(CultureInfo.InvariantCulture, $"{Dataset}:{e.Id}"),
         };
