@@ -130,6 +130,8 @@ public abstract class CliTests : IAsyncLifetime
     public async Task The_demo_accounts_fuse_into_the_events_they_describe()
     {
         await Run(["demo", "--seed-only", .. StoreArguments]);
+        await using var services = Services(await StoreAsync());
+        var key = await services.GetRequiredService<DeploymentKeys>().SourceIdsAsync(CancellationToken.None);
         var truth = new Dictionary<Guid, long>();
         var random = new Random(Demo.DemoMission.DuplicateSeed);
         using (var reader = new StreamReader(Path.Combine(AppContext.BaseDirectory, "reference", "ucdp", "ged231_caf_events.csv")))
@@ -137,7 +139,7 @@ public abstract class CliTests : IAsyncLifetime
             foreach (var row in Ucdp.GedReader.Read(reader))
             {
                 var e = row.Event!;
-                truth[Ucdp.GedMapping.ReportId(e.Id)] = e.Id;
+                truth[Reports.SourceIds.Of(key, $"{Ucdp.GedMapping.Dataset}:{e.Id}")] = e.Id;
                 foreach (var d in Demo.DemoDuplicates.For(e, random, Demo.DemoMission.DuplicateShare))
                 {
                     truth[d.Report.Id!.Value] = e.Id;
@@ -145,7 +147,6 @@ public abstract class CliTests : IAsyncLifetime
             }
         }
 
-        await using var services = Services(await StoreAsync());
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var links = await db.IncidentReports.AsNoTracking().Select(l => new { l.ReportId, l.IncidentId }).ToListAsync();

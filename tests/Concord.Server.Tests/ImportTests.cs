@@ -126,6 +126,61 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task Records_imported_before_schema_12_are_found_again_and_their_ids_are_not_for_the_API()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var csv = $"""
+            event_id_cnty,event_date,year,time_precision,disorder_type,event_type,sub_event_type,actor1,actor2,admin1,location,latitude,longitude,geo_precision,source,notes,fatalities
+            CAF{tag}1,2024-05-02,2024,1,Political violence,Battles,Armed clash,FACA,UPC,Ouaka,Bambari,5.7679,20.6757,1,Radio Ndeke Luka,"{tag} FACA clashed with UPC, 4 killed.",4
+            CAF{tag}2,2024-05-05,2024,1,Political violence,Violence against civilians,Attack,3R,Civilians (Central African Republic),Ouham-Pende,Bocaranga,6.9833,15.6333,1,Corbeau News,{tag} 3R attacked villagers.,2
+            """;
+        var (_, imported) = await ImportAsync("joc", "format=acled&classification=UNCLASSIFIED&releasableTo=org:JOC", csv, "text/csv");
+        Assert.Equal(2, imported.GetProperty("created").GetInt32());
+
+        // Make the store as an import before schema 12 left it: each report under the reader's id, with that request's hash.
+        var rows = Import.ImportReaders.Read(Import.ImportFormat.Acled, new StringReader(csv), new Access.MarkingDto("UNCLASSIFIED", ["org:JOC"], []), "upload")
+            .Select(r => r.Report!).ToList();
+        foreach (var row in rows)
+        {
+            await server.WithDbAsync(async db =>
+            {
+                var keyed = await db.Reports.Where(r => r.ExternalRef == row.ExternalRef).Select(r => r.Id).SingleAsync();
+                await db.IncidentReports.Where(l => l.ReportId == keyed).ExecuteUpdateAsync(u => u.SetProperty(l => l.ReportId, row.Id!.Value));
+                return await db.Reports.Where(r => r.Id == keyed)
+                    .ExecuteUpdateAsync(u => u.SetProperty(r => r.Id, row.Id!.Value).SetProperty(r => r.RequestHash, Reports.ReportIntake.Hash(row)));
+            });
+        }
+
+        // JOC's import finds them; FORCE's copies join their incidents.
+        var (_, again) = await ImportAsync("joc", "format=acled&classification=UNCLASSIFIED&releasableTo=org:JOC", csv, "text/csv");
+        Assert.Equal((0, 2, 0), (again.GetProperty("created").GetInt32(), again.GetProperty("skipped").GetInt32(), again.GetProperty("rejected").GetInt32()));
+        var (_, copies) = await ImportAsync("force", "format=acled&classification=UNCLASSIFIED&releasableTo=org:FORCE,org:JOC", csv, "text/csv");
+        Assert.Equal(2, copies.GetProperty("created").GetInt32());
+        var (_, both) = await server.ClientFor("joc").GetJson($"/api/reports?q={tag}");
+        foreach (var pair in both.GetProperty("items").EnumerateArray().GroupBy(r => r.GetProperty("externalRef").GetString()))
+        {
+            Assert.Equal(2, pair.Count());
+            Assert.Single(pair.Select(r => r.GetProperty("incidentId").GetGuid()).Distinct());
+            Assert.Contains(row0(pair.Key!), pair.Select(r => r.GetProperty("id").GetGuid()));
+        }
+
+        // Such an id names an imported record: the API takes no report under it.
+        var (refused, problem) = await server.ClientFor("force").PostJson("/api/reports", new
+        {
+            id = Reports.SourceIds.Unkeyed($"acled:CAF{tag}9"),
+            observedAt = Api.Recent,
+            location = new { latitude = 5.1, longitude = 20.1 },
+            category = "acled.battles.armed-clash",
+            narrative = "A record of someone else's",
+            externalRef = $"acled:CAF{tag}9",
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(["id"], problem.ErrorFields());
+
+        Guid row0(string reference) => rows.Single(r => r.ExternalRef == reference).Id!.Value;
+    }
+
+    [Fact]
     public async Task A_GED_file_credits_the_release_its_name_gives()
     {
         // Two real GED events under ids of their own, so that this test owns them.
@@ -136,15 +191,21 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         var (status, named) = await ImportAsync("joc", "format=ged&classification=UNCLASSIFIED&releasableTo=mission&source=GEDEvent_v24_1", csv, "text/csv");
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal(2, named.GetProperty("created").GetInt32());
-        var (_, report) = await server.ClientFor("joc").GetJson($"/api/reports/{Ucdp.GedMapping.ReportId(first)}");
-        Assert.Equal($"UCDP GED 24.1 event {first}", report.GetProperty("source").GetProperty("description").GetString());
+        Assert.Equal($"UCDP GED 24.1 event {first}", await DescriptionAsync(first));
 
         // Without a name that says which release it is, none is claimed.
         var unnamed = csv.Replace($"\n{first}", $"\n{first + 10}", StringComparison.Ordinal);
         var (_, plain) = await ImportAsync("joc", "format=ged&classification=UNCLASSIFIED&releasableTo=mission", unnamed, "text/csv");
         Assert.Equal(1, plain.GetProperty("created").GetInt32());
-        var (_, anonymous) = await server.ClientFor("joc").GetJson($"/api/reports/{Ucdp.GedMapping.ReportId(first + 10)}");
-        Assert.Equal($"UCDP GED event {first + 10}", anonymous.GetProperty("source").GetProperty("description").GetString());
+        Assert.Equal($"UCDP GED event {first + 10}", await DescriptionAsync(first + 10));
+
+        // The same events from a file named otherwise are the same records: already imported, not changed content.
+        var (_, renamed) = await ImportAsync("joc", "format=ged&classification=UNCLASSIFIED&releasableTo=mission&source=GEDEvent_v25_1", csv, "text/csv");
+        Assert.Equal((0, 2, 0), (renamed.GetProperty("created").GetInt32(), renamed.GetProperty("skipped").GetInt32(), renamed.GetProperty("rejected").GetInt32()));
+        Assert.Equal($"UCDP GED 24.1 event {first}", await DescriptionAsync(first));
+
+        Task<string?> DescriptionAsync(long id) => server.WithDbAsync(db =>
+            db.Reports.Where(r => r.ExternalRef == $"ucdp-ged:{id}").Select(r => r.SourceDescription).SingleAsync());
     }
 
     [Fact]

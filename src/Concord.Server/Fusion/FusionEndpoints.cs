@@ -94,11 +94,10 @@ internal static class FusionEndpoints
             {
                 seen.Add(new LinkAsSeen(x.Report, analyst && x.Link.Decision != LinkDecisions.Accepted ? x.Link.Decision : LinkDecisions.New, 1.0, null, x.Link.LinkedAt));
             }
-            else if (before.Any(r => SourceIds.AreCopies(r, x.Report)))
+            else if (x.Link.Decision == LinkDecisions.SameRecord && before.Any(r => r.ExternalRef == x.Report.ExternalRef))
             {
-                // Another copy of the same source record, and the viewer may see an earlier one.
-                seen.Add(new LinkAsSeen(x.Report, analyst ? x.Link.Decision : LinkDecisions.SameRecord, 1.0,
-                    analyst ? null : SourceIds.SameRecordDetail(x.Report.ExternalRef!), x.Link.LinkedAt));
+                // A copy of a source record an earlier report the viewer may see also holds.
+                seen.Add(new LinkAsSeen(x.Report, LinkDecisions.SameRecord, 1.0, SourceIds.SameRecordDetail(x.Report.ExternalRef!), x.Link.LinkedAt));
             }
             else
             {

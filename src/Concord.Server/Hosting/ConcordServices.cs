@@ -29,6 +29,7 @@ internal static class ConcordServices
         services.AddSingleton<CaveatRegistry>();
         services.AddSingleton<MarkingFormat>();
         services.AddSingleton<MissionDirectory>();
+        services.AddSingleton<DeploymentKeys>();
         services.AddSingleton<ViewerDirectory>();
         services.AddSingleton<SignInThrottle>();
         services.AddSingleton<AuditChain>();

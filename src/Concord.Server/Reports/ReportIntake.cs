@@ -13,7 +13,7 @@ namespace Concord.Server.Reports;
 /// Takes reports in, from every door (HTTP, importer, demo, later CoT): validates, applies the marking, assigns the area,
 /// and writes the report with its incident in one transaction, so a rejected report leaves nothing behind.
 /// </summary>
-internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat markings, ReportWriter writer, TimeProvider time)
+internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat markings, ReportWriter writer, DeploymentKeys keys, TimeProvider time)
 {
     internal abstract record Outcome
     {
@@ -32,6 +32,16 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
 
     public async Task<Outcome> CreateAsync(CreateReport request, Viewer author, CancellationToken cancellationToken)
     {
+        if (SourceIds.IsSourceKeyed(request))
+        {
+            // Stores from before schema 12 hold imported records under such ids: a report made under one would pass for
+            // an import of the record (and its organisation's copies would join it unscored).
+            return new Outcome.Invalid(new Dictionary<string, string[]>(StringComparer.Ordinal)
+            {
+                ["id"] = ["is the id an import gives the record externalRef names; choose another id or leave it out"],
+            });
+        }
+
         var (prepared, errors) = await PrepareAsync(request, author, cancellationToken);
         return prepared is null
             ? new Outcome.Invalid(errors!)
@@ -47,16 +57,29 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
     {
         var rejected = new List<(int, Dictionary<string, string[]>)>();
         var ready = new List<(int Position, ReportWriter.Entry Entry)>();
+        byte[]? key = null;
         for (var i = 0; i < requests.Count; i++)
         {
-            var (prepared, errors) = await PrepareAsync(requests[i], author, cancellationToken);
+            var request = requests[i];
+            var sourceKeyed = SourceIds.IsSourceKeyed(request);
+            if (sourceKeyed)
+            {
+                // The reader's id stands for the record: the report gets the deployment's id for it, and the reader's is
+                // looked up too, as imports before schema 12 stored it (with the hash of that request).
+                key ??= await keys.SourceIdsAsync(cancellationToken);
+                request = request with { Id = SourceIds.Of(key, request.ExternalRef!) };
+            }
+
+            var (prepared, errors) = await PrepareAsync(request, author, cancellationToken, sourceKeyed);
             if (prepared is null)
             {
                 rejected.Add((i, errors!));
             }
             else
             {
-                ready.Add((i, prepared.Entry with { SourceKeyed = SourceIds.IsSourceKeyed(requests[i]) }));
+                ready.Add((i, sourceKeyed
+                    ? prepared.Entry with { SourceKeyed = true, LegacyId = requests[i].Id, LegacyHash = Hash(requests[i]) }
+                    : prepared.Entry));
             }
         }
 
@@ -72,14 +95,14 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             if (outcomes[k] is Outcome.Conflict { HeldByAnotherOrganization: true })
             {
                 var request = requests[ready[k].Position];
-                var (prepared, errors) = await PrepareAsync(request with { Id = SourceIds.For(author.OrganizationId, request.ExternalRef!) }, author, cancellationToken);
+                var (prepared, errors) = await PrepareAsync(request with { Id = SourceIds.For(key!, author.OrganizationId, request.ExternalRef!) }, author, cancellationToken, sourceKeyed: true);
                 if (prepared is null)
                 {
                     outcomes[k] = new Outcome.Invalid(errors!);
                     continue;
                 }
 
-                copies.Add((ready[k].Position, prepared.Entry with { SourceKeyed = true, SameRecordAs = request.Id }));
+                copies.Add((ready[k].Position, prepared.Entry with { SourceKeyed = true, SameRecordAs = ready[k].Entry.Report.Id }));
                 copied.Add(k);
             }
         }
@@ -143,7 +166,11 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         public ReportWriter.Entry Entry => new(Report, Incident, Link, Audit);
     }
 
-    private async Task<(Prepared? Ready, Dictionary<string, string[]>? Errors)> PrepareAsync(CreateReport request, Viewer author, CancellationToken cancellationToken)
+    /// <param name="sourceKeyed">
+    /// An import's row: its hash leaves out the source's description, which says where the file came from (e.g. which GED
+    /// release) rather than what the record says, so that the same record from a file named otherwise is still the same.
+    /// </param>
+    private async Task<(Prepared? Ready, Dictionary<string, string[]>? Errors)> PrepareAsync(CreateReport request, Viewer author, CancellationToken cancellationToken, bool sourceKeyed = false)
     {
         var now = time.GetUtcNow();
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
@@ -258,7 +285,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             AgreementId = @default?.AgreementId,
             AgreementVersion = @default?.AgreementVersion,
             ReceivedAt = now.UtcDateTime,
-            RequestHash = Hash(request),
+            RequestHash = Hash(sourceKeyed && request.Source is { } described ? request with { Source = described with { Description = null } } : request),
         };
         var incident = IncidentSummary.OpenFor(report, now.UtcDateTime);
         var link = new IncidentReport { IncidentId = incident.Id, ReportId = report.Id, Contribution = 1.0, LinkedAt = now.UtcDateTime };
@@ -272,6 +299,6 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
     }
 
     /// <summary>The request re-serialised in one canonical form, so whitespace and field order do not make a retry look different.</summary>
-    private static string Hash(CreateReport request) =>
+    internal static string Hash(CreateReport request) =>
         Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(request, JsonBody.Options)));
 }

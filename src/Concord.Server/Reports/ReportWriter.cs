@@ -54,6 +54,11 @@ internal sealed class ReportWriter : IAsyncDisposable
 
         /// <summary>Another organisation's copy of the same source record: this report joins the incident that copy is in.</summary>
         public Guid? SameRecordAs { get; init; }
+
+        /// <summary>The id imports gave this record before schema 12 (<see cref="SourceIds.Unkeyed"/>), and the hash they stored with it.</summary>
+        public Guid? LegacyId { get; init; }
+
+        public string? LegacyHash { get; init; }
     }
 
     private sealed record Pending(Entry Entry, Viewer Author, TaskCompletionSource<ReportIntake.Outcome> Done);
@@ -121,7 +126,7 @@ internal sealed class ReportWriter : IAsyncDisposable
     {
         await using var scope = _scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        var ids = batch.Select(p => p.Entry.Report.Id).Distinct().ToList();
+        var ids = batch.Select(p => p.Entry.Report.Id).Concat(batch.Select(p => p.Entry.LegacyId).OfType<Guid>()).Distinct().ToList();
         var stored = await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id)).ToDictionaryAsync(r => r.Id);
         var storedIncidents = stored.Count == 0
             ? []
@@ -133,8 +138,22 @@ internal sealed class ReportWriter : IAsyncDisposable
         var incidents = new Dictionary<Guid, (Incident Incident, List<Report> Reports)>();
         // The incidents this batch's new reports may join, read from the store at once (a query per report was most of fusion's time).
         var fusion = await _fusion.PrepareAsync(db, batch.Select(p => p.Entry.Report).Where(r => !stored.ContainsKey(r.Id)), CancellationToken.None);
-        // The incidents holding the copies of source records that other organisations imported first.
-        var sameRecord = await SameRecordIncidentsAsync(db, batch.Where(p => !stored.ContainsKey(p.Entry.Report.Id)).Select(p => p.Entry.SameRecordAs).OfType<Guid>());
+        // The incidents holding the copies of source records that other organisations imported first (under the
+        // deployment's id, or under the reader's id before schema 12).
+        var holders = new Dictionary<Guid, Guid>();
+        foreach (var pending in batch.Where(p => !stored.ContainsKey(p.Entry.Report.Id)))
+        {
+            if (pending.Entry.SameRecordAs is { } first)
+            {
+                holders[pending.Entry.Report.Id] = first;
+            }
+            else if (pending.Entry.LegacyId is { } legacy && stored.TryGetValue(legacy, out var old) && old.OrganizationId != pending.Author.OrganizationId)
+            {
+                holders[pending.Entry.Report.Id] = legacy;
+            }
+        }
+
+        var sameRecord = await SameRecordIncidentsAsync(db, holders.Values);
         // The reports of the incidents those are likely to join, so that a join rebuilds the summary without a query of its own.
         var linkedReports = await LinkedReportsAsync(db, fusion.Incidents.Values.Where(i => i.ReportCount < LargeIncident).Select(i => i.Id));
         var now = DateTime.UtcNow;
@@ -149,13 +168,19 @@ internal sealed class ReportWriter : IAsyncDisposable
             {
                 outcomes.Add((pending, Decide(first.Report, first.Link.IncidentId, report, pending.Author, pending.Entry.SourceKeyed)));
             }
+            else if (pending.Entry.LegacyId is { } legacyId && stored.TryGetValue(legacyId, out var legacy) && legacy.OrganizationId == pending.Author.OrganizationId)
+            {
+                // This organisation imported the record before schema 12, under the reader's id.
+                outcomes.Add((pending, Decide(legacy, storedIncidents.GetValueOrDefault(legacy.Id), report, pending.Author, sourceKeyed: true, pending.Entry.LegacyHash)));
+            }
             else
             {
                 db.Reports.Add(report);
                 // A copy of a record another organisation imported is that record's incident, whatever the scorer says
                 // (it never joins two records of one dataset).
-                var decision = pending.Entry.SameRecordAs is { } same && sameRecord.TryGetValue(same, out var holder) && holder.Status != IncidentStatus.Closed
-                    ? new FusionEngine.Decision.SameRecord(holder, report.ExternalRef!)
+                var decision = holders.TryGetValue(report.Id, out var same) && sameRecord.TryGetValue(same, out var holder)
+                    && holder.ExternalRef == report.ExternalRef && holder.Incident.Status != IncidentStatus.Closed
+                    ? new FusionEngine.Decision.SameRecord(holder.Incident, report.ExternalRef!)
                     : await _fusion.DecideAsync(db, report, fusion, id => incidents.TryGetValue(id, out var known) ? known.Incident : null, CancellationToken.None);
                 var entry = pending.Entry;
                 if (decision is FusionEngine.Decision.Join or FusionEngine.Decision.SameRecord)
@@ -245,17 +270,18 @@ internal sealed class ReportWriter : IAsyncDisposable
         }
     }
 
-    /// <summary>For each of <paramref name="reportIds"/> that is stored, the incident it is in (tracked: a copy may join it).</summary>
-    private static async Task<Dictionary<Guid, Incident>> SameRecordIncidentsAsync(ConcordDb db, IEnumerable<Guid> reportIds)
+    /// <summary>For each of <paramref name="reportIds"/> that is stored, its source record and the incident it is in (tracked: a copy may join it).</summary>
+    private static async Task<Dictionary<Guid, (string? ExternalRef, Incident Incident)>> SameRecordIncidentsAsync(ConcordDb db, IEnumerable<Guid> reportIds)
     {
-        var holders = new Dictionary<Guid, Incident>();
+        var holders = new Dictionary<Guid, (string?, Incident)>();
         foreach (var chunk in reportIds.Distinct().Chunk(500))
         {
             var rows = await db.IncidentReports.Where(l => chunk.Contains(l.ReportId))
-                .Join(db.Incidents, l => l.IncidentId, i => i.Id, (l, i) => new { l.ReportId, Incident = i }).ToListAsync();
+                .Join(db.Incidents, l => l.IncidentId, i => i.Id, (l, i) => new { l.ReportId, Incident = i })
+                .Join(db.Reports, x => x.ReportId, r => r.Id, (x, r) => new { x.ReportId, r.ExternalRef, x.Incident }).ToListAsync();
             foreach (var row in rows)
             {
-                holders[row.ReportId] = row.Incident;
+                holders[row.ReportId] = (row.ExternalRef, row.Incident);
             }
         }
 
@@ -307,7 +333,7 @@ internal sealed class ReportWriter : IAsyncDisposable
     /// importing the same file skips what is there), and another organisation's copy is a conflict the intake resolves
     /// by giving the report an id of its organisation's own.
     /// </summary>
-    internal static ReportIntake.Outcome Decide(Report existing, Guid? incidentId, Report candidate, Viewer author, bool sourceKeyed = false)
+    internal static ReportIntake.Outcome Decide(Report existing, Guid? incidentId, Report candidate, Viewer author, bool sourceKeyed = false, string? candidateHash = null)
     {
         if (sourceKeyed && existing.OrganizationId != author.OrganizationId)
         {
@@ -320,7 +346,7 @@ internal sealed class ReportWriter : IAsyncDisposable
             return new ReportIntake.Outcome.Conflict($"the id {candidate.Id} is already used by another report");
         }
 
-        return existing.RequestHash == candidate.RequestHash
+        return existing.RequestHash == (candidateHash ?? candidate.RequestHash)
             ? new ReportIntake.Outcome.Existing(existing, incidentId)
             : new ReportIntake.Outcome.Conflict($"report {candidate.Id} already exists with a different body; a retry must send the same body");
     }

@@ -1,33 +1,45 @@
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using Concord.Server.Ucdp;
 
 namespace Concord.Server.Reports;
 
 /// <summary>
-/// Ids of imported reports. Each derives from its source record's id (<c>ucdp-ged:12345</c>), so that importing a file
-/// again finds what is there instead of adding it twice. The first organisation to import a record gets the plain
-/// derived id; any other organisation importing the same record gets an id derived from the record and itself, and its
-/// copy joins the incident the first copy is in. Both are found again on every later import, in that order, so each
-/// organisation's import stays idempotent and none is told that another holds the record.
+/// Ids of imported reports. Each derives from its source record's id (<c>ucdp-ged:12345</c>) and a secret of the
+/// deployment (<see cref="Data.DeploymentKeys"/>), so that importing a file again finds what is there instead of adding
+/// it twice, and so that nobody can work out the id of a record someone imported: no member can ask the API, with an id of
+/// their own making, whether an organisation holds a record, nor take the id of a record before its importer does.
+/// The first organisation to import a record gets <see cref="Of"/>; any other organisation importing the same record gets
+/// <see cref="For"/> (the record and itself), and its copy joins the incident the first copy is in. Readers give every
+/// row its <see cref="Unkeyed"/> id, which the intake replaces; stores from before schema 12 hold imported reports under
+/// that id, and imports find them there too.
 /// </summary>
 internal static class SourceIds
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
+    /// <summary>The id a reader gives a row, and that imports gave reports before schema 12.</summary>
+    public static Guid Unkeyed(string externalRef) => GedMapping.NameBasedGuid(externalRef);
+
     /// <summary>The id of the first copy of a source record.</summary>
-    public static Guid Of(string externalRef) => GedMapping.NameBasedGuid(externalRef);
+    public static Guid Of(byte[] key, string externalRef) => Keyed(key, externalRef);
 
     /// <summary>The id of an organisation's copy of a source record another organisation holds under <see cref="Of"/>.</summary>
-    public static Guid For(Guid organizationId, string externalRef) => GedMapping.NameBasedGuid($"{externalRef}@{organizationId:N}");
+    public static Guid For(byte[] key, Guid organizationId, string externalRef) => Keyed(key, $"{externalRef}@{organizationId:N}");
 
-    /// <summary>Whether a request's id is the one its source record gives (an import's row).</summary>
-    public static bool IsSourceKeyed(CreateReport request) => request.ExternalRef is { } reference && request.Id == Of(reference);
-
-    /// <summary>Whether two stored reports are imported copies of one source record (each under an id <see cref="Of"/> or <see cref="For"/> gives).</summary>
-    public static bool AreCopies(Report a, Report b) => a.ExternalRef is { } reference && b.ExternalRef == reference && IsCopy(a) && IsCopy(b);
-
-    private static bool IsCopy(Report report) => report.Id == Of(report.ExternalRef!) || report.Id == For(report.OrganizationId, report.ExternalRef!);
+    /// <summary>Whether a request's id is the one a reader gives its source record (an import's row).</summary>
+    public static bool IsSourceKeyed(CreateReport request) => request.ExternalRef is { } reference && request.Id == Unkeyed(reference);
 
     /// <summary>What a same-record link records in place of fusion's scores.</summary>
     public static string SameRecordDetail(string externalRef) => JsonSerializer.Serialize(new { total = 1.0, sameRecord = externalRef }, Json);
+
+    /// <summary>HMAC-SHA-256 of the name under the key, truncated and marked as an RFC 9562 version 8 UUID.</summary>
+    private static Guid Keyed(byte[] key, string name)
+    {
+        var bytes = HMACSHA256.HashData(key, Encoding.UTF8.GetBytes(name)).AsSpan(0, 16).ToArray();
+        bytes[6] = (byte)((bytes[6] & 0x0F) | 0x80);
+        bytes[8] = (byte)((bytes[8] & 0x3F) | 0x80);
+        return new Guid(bytes, bigEndian: true);
+    }
 }

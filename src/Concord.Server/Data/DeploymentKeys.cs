@@ -1,0 +1,23 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace Concord.Server.Data;
+
+/// <summary>The secrets this deployment's store holds (schema 12), read once.</summary>
+internal sealed class DeploymentKeys(IServiceScopeFactory scopes)
+{
+    private byte[]? _sourceIds;
+
+    /// <summary>The key of imported reports' ids (<see cref="Reports.SourceIds"/>).</summary>
+    public async ValueTask<byte[]> SourceIdsAsync(CancellationToken cancellationToken)
+    {
+        if (_sourceIds is { } known)
+        {
+            return known;
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var value = await db.Database.SqlQuery<string>($"SELECT value AS \"Value\" FROM deployment_keys WHERE name = 'source-ids'").SingleAsync(cancellationToken);
+        return _sourceIds = Convert.FromHexString(value);
+    }
+}
