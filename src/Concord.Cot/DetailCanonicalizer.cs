@@ -123,6 +123,10 @@ internal static class DetailCanonicalizer
         xml.Append('<').Append(name);
         var interpret = level == 1 && DetailNode.IsInterpreted(name);
         List<KeyValuePair<string, string>>? attributes = interpret ? [] : null;
+        // Prefixes this element and its attributes use, and those it declares itself: a prefix declared further up (on
+        // <event> or <detail>) must travel with the element, or the detail would not read again on its own.
+        List<string>? used = reader.Prefix.Length > 0 ? [reader.Prefix] : null;
+        List<string>? declared = null;
         if (reader.MoveToFirstAttribute())
         {
             do
@@ -131,9 +135,29 @@ internal static class DetailCanonicalizer
                 var value = reader.Value;
                 XmlText.AppendAttribute(xml, attributeName, value);
                 attributes?.Add(new(attributeName, value));
+                if (reader.Prefix == "xmlns")
+                {
+                    (declared ??= []).Add(reader.LocalName);
+                }
+                else if (reader.Prefix.Length > 0)
+                {
+                    (used ??= []).Add(reader.Prefix);
+                }
             }
             while (reader.MoveToNextAttribute());
             reader.MoveToElement();
+        }
+
+        if (used is not null)
+        {
+            foreach (var prefix in used.Distinct(StringComparer.Ordinal))
+            {
+                if (prefix != "xml" && declared?.Contains(prefix) != true && reader.LookupNamespace(prefix) is { } uri)
+                {
+                    XmlText.AppendAttribute(xml, "xmlns:" + prefix, uri);
+                    (declared ??= []).Add(prefix);
+                }
+            }
         }
 
         if (level == 1)

@@ -100,6 +100,20 @@ public sealed class ParserTests
         Assert.Contains(" access=\"UNCLASSIFIED\"", CotXml.Serialize(parsed), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("<detail><contact callsign=\"A\"/><a:foo a:bar=\"1\"/></detail>", " xmlns:a=\"urn:x\"")]
+    [InlineData("<detail xmlns:a=\"urn:x\"><contact callsign=\"A\"/><a:foo a:bar=\"1\"/></detail>", "")]
+    public void A_namespace_declared_above_an_element_of_the_detail_travels_with_it(string detail, string eventAttributes)
+    {
+        var parsed = CotXml.Parse(Event(detail, eventAttributes));
+
+        Assert.Contains("<a:foo a:bar=\"1\" xmlns:a=\"urn:x\"/>", parsed.Detail.Xml, StringComparison.Ordinal);
+        // What a server does with the detail on its own: mark it, rebuild it for TAK protocol v1.
+        Assert.Equal("UNCLASSIFIED", parsed.Detail.WithMarking("UNCLASSIFIED").Marking);
+        Assert.Equal(parsed, CotXml.Parse(CotXml.Serialize(parsed)));
+        Assert.Contains("<a:foo a:bar=\"1\" xmlns:a=\"urn:x\"/>", parsed.ToTakMessage().CotEvent!.ToCotEvent().Detail.Xml, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Empty_optional_attributes_read_as_absent()
     {

@@ -70,6 +70,51 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task Tracks_the_store_cannot_take_are_written_once_it_can_and_the_server_keeps_running()
+    {
+        var uid = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        // The store loses its tracks table for a while (as a store that is restarting answers every query with an error).
+        await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync("ALTER TABLE tracks RENAME TO tracks_away"));
+        try
+        {
+            await sender.SendAsync(Pli(uid, "VIPER 9", 5.7, 20.6));
+            await Task.Delay(TrackStore.FlushInterval * 3);
+        }
+        finally
+        {
+            await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync("ALTER TABLE tracks_away RENAME TO tracks"));
+        }
+
+        await Task.Delay(TrackStore.FlushInterval * 3);
+        Assert.Equal(1, await server.WithDbAsync(db => db.Tracks.CountAsync(t => t.Uid == uid)));
+        var (health, _) = await server.ClientFor("force").GetJson("/api/me");
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_stale_time_far_ahead_holds_a_uid_for_an_hour_at_most()
+    {
+        var colleague = await ForceColleagueAsync();
+        var first = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using var second = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(await ForceColleagueAsync()));
+        await Task.Delay(300);
+        var uid = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+
+        // A device's position sent two hours ago, "stale" in the year 9999; then the device goes offline. The track was
+        // current for an hour after that position, and is no longer: the uid may pass to another member's device.
+        await first.SendAsync($"<event version='2.0' uid='{uid}' type='a-f-G-U-C' time='{Now(-7200)}' start='{Now(-7200)}' stale='9999-12-31T00:00:00.000Z' how='h-e'>" +
+            "<point lat='5.7' lon='20.6' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><takv platform='ATAK-CIV' version='4.8.1'/><contact endpoint='*:-1:stcp' callsign='OLD'/></detail></event>");
+        Assert.Equal("OLD", (await watcher.WaitForAsync(e => e.Uid == uid))?.Detail.Contact?.Callsign);
+        await first.DisposeAsync();
+        await Task.Delay(300);
+        await second.SendAsync(Pli(uid, "NEW", 5.8, 20.7));
+
+        Assert.Equal("NEW", (await watcher.WaitForAsync(e => e.Uid == uid))?.Detail.Contact?.Callsign);
+    }
+
+    [Fact]
     public async Task A_ping_is_answered_with_a_pong_and_the_protocol_is_announced()
     {
         await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
@@ -240,6 +285,38 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Equal(HttpStatusCode.OK, split.StatusCode);
         Assert.NotNull(await early.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == uid)));
         Assert.NotNull(await late.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == uid)));
+    }
+
+    [Fact]
+    public async Task A_device_loses_an_incident_left_with_only_markers_it_may_not_see()
+    {
+        // A FORCE patrol's marker and a mission-wide report are one incident; RWABATT's device sees it through the report.
+        await using var patrol = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
+        Assert.NotNull(await device.WaitForAsync(e => e.Type == CotControl.VersionSupportType));
+        var marker = Guid.NewGuid().ToString();
+        await patrol.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='-35.5' lon='-65.5' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Roadblock'/><remarks>Armed men at a roadblock</remarks></detail></event>");
+        Guid? markerIncident = null;
+        for (var i = 0; i < 50 && markerIncident is null; i++)
+        {
+            await Task.Delay(100);
+            markerIncident = await server.WithDbAsync(db => db.Reports.Where(r => r.ExternalRef == "tak:" + marker)
+                .Join(db.IncidentReports, r => r.Id, l => l.ReportId, (r, l) => (Guid?)l.IncidentId).SingleOrDefaultAsync());
+        }
+
+        var (_, report) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "Roadblock reported by the community", latitude: -35.6, longitude: -65.6,
+            marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        var incident = report.GetProperty("incidentId").GetGuid();
+        var (merged, _) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/merge", new { incidents = new[] { markerIncident!.Value } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        var uid = CotMapping.IncidentUidPrefix + incident;
+        Assert.NotNull(await device.WaitForAsync(e => e.Uid == uid));
+
+        // The report is split out: what is left is the patrol's marker alone, which RWABATT may not see.
+        var (split, _) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { report.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+        Assert.NotNull(await device.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == uid)));
     }
 
     [Fact]

@@ -108,6 +108,16 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             var own = links.Where(l => l.IncidentId == incident.Id).Select(l => reports[l.ReportId]).ToList();
             if (own.Count > 0 && own.All(r => r.ExternalRef?.StartsWith("tak:", StringComparison.Ordinal) == true))
             {
+                // Not echoed back: the devices have the markers themselves. One that had the incident while reports of
+                // other kinds were in it, and saw such a report leave, loses it.
+                foreach (var session in router.Sessions)
+                {
+                    if (Lost(session.Viewer))
+                    {
+                        session.Send(Withdrawal(incident.Id));
+                    }
+                }
+
                 continue;
             }
 

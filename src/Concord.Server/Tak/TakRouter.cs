@@ -130,18 +130,23 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// <summary>One live session per certificate: a reconnecting device replaces its older session.</summary>
     public void Attach(TakSession session)
     {
+        List<TakSession> replaced = [];
         lock (_attaching)
         {
+            // Chosen under the lock, so that of two connections attaching at once the later one stays (each choosing
+            // outside it, they could close each other).
+            if (!session.Certificate.StartsWith("tcp:", StringComparison.Ordinal))
+            {
+                replaced = [.. _sessions.Where(s => s.Certificate == session.Certificate)];
+                _byCertificate[session.Certificate] = session;
+            }
+
             _sessions = [.. _sessions, session];
         }
 
-        if (!session.Certificate.StartsWith("tcp:", StringComparison.Ordinal))
+        foreach (var other in replaced)
         {
-            _byCertificate[session.Certificate] = session;
-            foreach (var other in _sessions.Where(s => s != session && s.Certificate == session.Certificate))
-            {
-                other.Close("replaced by a newer connection with the same certificate");
-            }
+            other.Close("replaced by a newer connection with the same certificate");
         }
     }
 

@@ -272,6 +272,12 @@ internal sealed class TakSession : IAsyncDisposable
         catch (ObjectDisposedException)
         {
         }
+        catch (Exception e)
+        {
+            // Anything else (an event that cannot be written in this device's format) must not leave the session attached
+            // with no writer: the device is cut, reconnects, and gets a fresh picture.
+            Close($"its writer failed: {e.GetType().Name}: {e.Message}");
+        }
     }
 
     private bool Fill(ArrayBufferWriter<byte> buffer)

@@ -35,6 +35,19 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
 
     public int Count => _tracks.Count;
 
+    /// <summary>
+    /// How long a position keeps its track current, at most: a device names its own stale time, and one naming the year
+    /// 9999 would otherwise hold its uid (and keep other members from taking it over once it is theirs) for ever.
+    /// </summary>
+    public static readonly TimeSpan MaxStale = TimeSpan.FromHours(1);
+
+    private static DateTime StaleOf(CotEvent e)
+    {
+        var stale = e.Stale.UtcDateTime;
+        var latest = e.Time.UtcDateTime + MaxStale;
+        return stale > latest ? latest : stale;
+    }
+
     /// <summary>The member whose current (not stale) track <paramref name="uid"/> is, if any.</summary>
     public Guid? OwnerOf(string uid, DateTime now) =>
         _tracks.TryGetValue(uid, out var entry) && entry.Track.StaleAt > now ? entry.Track.MemberId : null;
@@ -57,7 +70,7 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
             Longitude = e.Point.Lon,
             Hae = e.Point.Hae,
             ObservedAt = e.Time.UtcDateTime,
-            StaleAt = e.Stale.UtcDateTime,
+            StaleAt = StaleOf(e),
             HistoryJson = "[]",
             Classification = from.Marking.Classification,
             ReleasableTo = from.Marking.ReleasableTo,
@@ -103,7 +116,7 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
             t.Course = e.Detail.Track?.Course;
             t.Speed = e.Detail.Track?.Speed;
             t.ObservedAt = e.Time.UtcDateTime;
-            t.StaleAt = e.Stale.UtcDateTime;
+            t.StaleAt = StaleOf(e);
             t.Classification = from.Marking.Classification;
             t.ReleasableTo = from.Marking.ReleasableTo;
             t.Caveats = from.Marking.Caveats;
@@ -278,9 +291,11 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
 
             await db.SaveChangesAsync(cancellationToken);
         }
-        catch (Exception e) when (e is DbUpdateException or InvalidOperationException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
-            logger.LogWarning(e, "writing {Count} tracks failed; they will be written with their next position", uids.Count);
+            // Any failure of the store (a constraint, a connection lost while PostgreSQL restarts) costs a retry at the next
+            // flush, never the flushing loop: an exception leaving ExecuteAsync would stop the whole server.
+            logger.LogWarning(e, "writing {Count} tracks failed; they will be written at the next flush", uids.Count);
             foreach (var uid in uids)
             {
                 _dirty[uid] = 0;
