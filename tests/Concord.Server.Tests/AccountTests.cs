@@ -61,7 +61,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     [Fact]
     public async Task A_personal_access_token_works_until_it_is_revoked()
     {
-        var owner = server.ClientFor("ocha");
+        var owner = await server.SignedInAsync("ocha");
         var (created, token) = await owner.PostJson("/api/me/tokens", new { name = "sync script", expiresInDays = 30 });
         var secret = token.GetProperty("token").GetString()!;
         var client = server.Anonymous();
@@ -82,9 +82,27 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_token_makes_no_tokens_and_odd_names_get_clear_answers()
+    {
+        // A stolen token must not mint a longer-lived one.
+        var (refused, problem) = await server.ClientFor("ocha").PostJson("/api/me/tokens", new { name = "longer", expiresInDays = 365 });
+        Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+        Assert.Contains("signed in with their password", problem.GetProperty("detail").GetString());
+
+        var session = await server.SignedInAsync("ocha");
+        var (badName, nameProblem) = await session.PostJson("/api/me/tokens", new { name = "sync\u0000script" });
+        Assert.Equal(HttpStatusCode.BadRequest, badName.StatusCode);
+        Assert.Equal(["name"], nameProblem.ErrorFields());
+
+        // A name no member can have is a wrong name, not a failure of the store (PostgreSQL refuses a NUL in text).
+        var (odd, _) = await server.Anonymous().PostJson("/api/auth/signin", new { userName = "a\u0000b", password = "wrong-password" });
+        Assert.Equal(HttpStatusCode.Unauthorized, odd.StatusCode);
+    }
+
+    [Fact]
     public async Task A_token_cannot_be_revoked_by_someone_else()
     {
-        var (_, token) = await server.ClientFor("ocha").PostJson("/api/me/tokens", new { name = "mine" });
+        var (_, token) = await (await server.SignedInAsync("ocha")).PostJson("/api/me/tokens", new { name = "mine" });
 
         var response = await server.ClientFor("force").DeleteAsync($"/api/me/tokens/{token.GetProperty("id").GetGuid()}");
 

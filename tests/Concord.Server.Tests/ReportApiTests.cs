@@ -127,6 +127,22 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Equal(["marking.caveats", "marking.classification", "marking.releasableTo"], problem.ErrorFields());
     }
 
+    [Fact]
+    public async Task A_null_caveat_and_control_characters_in_a_search_are_clear_errors()
+    {
+        var (response, problem) = await Server.ClientFor("force").PostJson("/api/reports",
+            Api.Report(marking: new { classification = "UNCLASSIFIED", releasableTo = Array.Empty<string>(), caveats = new string?[] { null } }));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(["marking.caveats"], problem.ErrorFields());
+
+        foreach (var path in new[] { "/api/reports?q=a%00b", "/api/incidents?q=a%00b" })
+        {
+            var (search, searchProblem) = await Server.ClientFor("force").GetJson(path);
+            Assert.Equal(HttpStatusCode.BadRequest, search.StatusCode);
+            Assert.Equal(["q"], searchProblem.ErrorFields());
+        }
+    }
+
     [Theory]
     [InlineData("{\"observedAt\": \"2026-11-01T08:00:00Z\", \"colour\": \"red\"}", "colour")]
     [InlineData("{\"location\": {\"latitude\": \"north\"}}", "location.latitude")]

@@ -22,6 +22,22 @@ public sealed class SignInThrottleTests
     }
 
     [Fact]
+    public void Names_tried_once_are_forgotten_once_their_window_has_passed()
+    {
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var throttle = new SignInThrottle(clock);
+        for (var i = 0; i < 1000; i++)
+        {
+            throttle.Begin($"guess-{i}-" + new string('x', 5000), $"2001:db8::{i:x}");
+        }
+
+        Assert.Equal(2000, throttle.Remembered);
+        clock.Advance(SignInThrottle.Window + TimeSpan.FromSeconds(1));
+        throttle.Begin("someone", "2001:db8::ffff");
+        Assert.Equal(2, throttle.Remembered);
+    }
+
+    [Fact]
     public async Task Attempts_made_in_parallel_get_no_more_guesses_than_the_limit()
     {
         var throttle = new SignInThrottle(TimeProvider.System);

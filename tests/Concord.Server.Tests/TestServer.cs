@@ -164,6 +164,17 @@ public abstract class TestServer : IAsyncLifetime
         return client;
     }
 
+    /// <summary>An HTTP client signed in as the named member with their password (a session cookie), as a browser is.</summary>
+    public async Task<HttpClient> SignedInAsync(string user)
+    {
+        // Every test signs in from the loopback address, which a lockout test may have throttled.
+        Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+        var client = new HttpClient(new HttpClientHandler { CookieContainer = new System.Net.CookieContainer() }) { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        var (response, _) = await client.PostJson("/api/auth/signin", new { userName = user, password = Password });
+        response.EnsureSuccessStatusCode();
+        return client;
+    }
+
     public HttpClient Anonymous() => new() { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
 
     internal Viewer ViewerOf(string user) =>

@@ -205,7 +205,7 @@ public abstract class VisibilityTests<TServer>(TServer server) : IClassFixture<T
         var (org, organization) = await admin.PostJson("/api/organizations", new { code, name = "Feed check", kind = "civilian" });
         var name = "cf" + Guid.NewGuid().ToString("N")[..8];
         var (added, member) = await admin.PostJson($"/api/organizations/{code}/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" } });
-        var (token, created) = await server.ClientFor("pref").PostJson("/api/me/tokens", new { name = "feed check", expiresInDays = 1 });
+        var (token, created) = await (await server.SignedInAsync("pref")).PostJson("/api/me/tokens", new { name = "feed check", expiresInDays = 1 });
         Assert.Equal(HttpStatusCode.Created, org.StatusCode);
         Assert.Equal(HttpStatusCode.Created, added.StatusCode);
         Assert.Equal(HttpStatusCode.Created, token.StatusCode);

@@ -47,9 +47,10 @@ internal sealed partial class CaveatRegistry
         unknown = "";
         foreach (var code in codes)
         {
-            if (!_bitByCode.TryGetValue(code.Trim(), out var bit))
+            // A JSON list may hold nulls whatever the declared type says: one is a code no caveat has.
+            if (code is null || !_bitByCode.TryGetValue(code.Trim(), out var bit))
             {
-                unknown = code;
+                unknown = code ?? "null";
                 return false;
             }
 

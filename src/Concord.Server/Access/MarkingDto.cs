@@ -75,7 +75,12 @@ internal sealed class MarkingFormat(ClassificationScheme scheme, CaveatRegistry 
             }
         }
 
-        if (!caveats.TryGetBits(dto.Caveats ?? [], out caveatBits, out var unknown))
+        caveatBits = 0;
+        if (dto.Caveats?.Any(string.IsNullOrWhiteSpace) == true)
+        {
+            errors[field + ".caveats"] = ["must be caveat codes (one is null or empty)"];
+        }
+        else if (!caveats.TryGetBits(dto.Caveats ?? [], out caveatBits, out var unknown))
         {
             errors[field + ".caveats"] = [$"unknown caveat '{unknown}'"];
         }

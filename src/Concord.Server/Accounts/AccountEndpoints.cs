@@ -103,6 +103,13 @@ internal static class AccountEndpoints
 
     private static async Task<Results<Created<CreatedTokenDto>, ProblemHttpResult>> CreateToken(HttpContext context, Viewer viewer, ConcordDb db, TimeProvider time)
     {
+        if (context.User.Identity?.AuthenticationType == ConcordAuthentication.TokenScheme)
+        {
+            // A token that could make tokens would outlive its own expiry and revocation: only a member signed in with
+            // their password makes them.
+            return Problems.Forbidden("tokens are created by a member signed in with their password, not with a token");
+        }
+
         var (body, problem) = await JsonBody.ReadAsync<NewToken>(context, 4096);
         if (problem is not null)
         {
@@ -113,6 +120,11 @@ internal static class AccountEndpoints
         if (string.IsNullOrEmpty(name) || name.Length > 100)
         {
             return Problems.Field("name", "is required, at most 100 characters");
+        }
+
+        if (name.Any(char.IsControl))
+        {
+            return Problems.Field("name", "must not hold control characters");
         }
 
         var days = body.ExpiresInDays ?? 90;

@@ -11,6 +11,27 @@ namespace Concord.Server.Accounts;
 /// </remarks>
 internal sealed class SignInThrottle(TimeProvider time)
 {
+    /// <summary>Forgets every failure (tests that sign in after a lockout test on the same loopback address).</summary>
+    internal void Clear()
+    {
+        lock (_lock)
+        {
+            _failures.Clear();
+        }
+    }
+
+    /// <summary>How many keys (accounts and addresses) are remembered (for tests).</summary>
+    internal int Remembered
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _failures.Count;
+            }
+        }
+    }
+
     public const int MaxFailures = 5;
 
     public static readonly TimeSpan Window = TimeSpan.FromMinutes(15);
@@ -18,8 +39,19 @@ internal sealed class SignInThrottle(TimeProvider time)
     private readonly Lock _lock = new();
     private readonly Dictionary<string, Queue<DateTimeOffset>> _failures = new(StringComparer.Ordinal);
 
+    /// <summary>Names longer than this are no member's (and are kept only this long as keys).</summary>
+    public const int MaxNameLength = 100;
+
     /// <summary>The account key sign-in uses for a name as typed.</summary>
     public static string Normalize(string userName) => userName.Trim().ToLowerInvariant();
+
+    private static string UserKey(string userName)
+    {
+        var name = Normalize(userName);
+        return "user:" + (name.Length > MaxNameLength + 1 ? name[..(MaxNameLength + 1)] : name);
+    }
+
+    private DateTimeOffset _sweptAt;
 
     /// <summary>
     /// Zero when the attempt may go ahead (and then counts as a failure until <see cref="Succeeded"/>); otherwise how long
@@ -28,10 +60,24 @@ internal sealed class SignInThrottle(TimeProvider time)
     public TimeSpan Begin(string userName, string address)
     {
         var now = time.GetUtcNow();
-        var user = "user:" + Normalize(userName);
+        var user = UserKey(userName);
         var addr = "addr:" + address;
         lock (_lock)
         {
+            if (now - _sweptAt > Window)
+            {
+                // Keys are otherwise pruned only when asked for again: names tried once, from addresses seen once, would stay.
+                _sweptAt = now;
+                foreach (var (key, queue) in _failures.ToList())
+                {
+                    Prune(queue, now);
+                    if (queue.Count == 0)
+                    {
+                        _failures.Remove(key);
+                    }
+                }
+            }
+
             var wait = Max(Wait(user, now), Wait(addr, now));
             if (wait > TimeSpan.Zero)
             {
@@ -49,7 +95,7 @@ internal sealed class SignInThrottle(TimeProvider time)
     {
         lock (_lock)
         {
-            _failures.Remove("user:" + Normalize(userName));
+            _failures.Remove(UserKey(userName));
             if (_failures.TryGetValue("addr:" + address, out var queue) && queue.Count > 0)
             {
                 // The queue is in time order and this attempt was recorded last but for those begun since: drop one entry.

@@ -22,8 +22,17 @@ internal static class SignIns
         }
 
         var name = SignInThrottle.Normalize(userName);
-        var member = await db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == name && !m.Disabled, context.RequestAborted);
-        if (member is null || !Passwords.Verify(member, password))
+        // A name no member can have (too long, control characters: PostgreSQL refuses a NUL in text) is not looked up.
+        var member = name.Length > SignInThrottle.MaxNameLength || name.Any(char.IsControl)
+            ? null
+            : await db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == name && !m.Disabled, context.RequestAborted);
+        if (member is null)
+        {
+            Passwords.VerifyNobody(password);
+            return new Outcome(null, null);
+        }
+
+        if (!Passwords.Verify(member, password))
         {
             return new Outcome(null, null);
         }

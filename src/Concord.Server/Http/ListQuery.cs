@@ -78,6 +78,8 @@ internal sealed record ListQuery
             errors["q"] = ["at most 200 characters are allowed"];
         }
 
+        Reports.ReportRules.RejectControlCharacters(text, "q", errors);
+
         result = new ListQuery
         {
             Bbox = bbox,
