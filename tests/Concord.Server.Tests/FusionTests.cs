@@ -225,6 +225,26 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_reopened_incident_takes_reports_again()
+    {
+        var at = When.AddDays(-50);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(7.2, 19.6, at, "ucdp.state-based", 3, "Armed men fired on a FACA post at Kabo.", mission, precision: 5000));
+        var incident = first.GetProperty("incidentId").GetGuid();
+        var (closed, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "closed" });
+        Assert.Equal(HttpStatusCode.OK, closed.StatusCode);
+        // An uncertain match while it is closed: fusion finds it closed, and the report opens an incident of its own.
+        var (_, uncertain) = await server.ClientFor("unpol").PostJson("/api/reports", Account(7.2719, 19.6, at.AddHours(1), "acled.violence-against-civilians.attack", 40, "Armed men fired on a FACA post at Kabo.", mission, precision: 5000));
+        Assert.NotEqual(incident, uncertain.GetProperty("incidentId").GetGuid());
+
+        // Reopened, it takes another account of the same event.
+        var (reopened, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
+        Assert.Equal(HttpStatusCode.OK, reopened.StatusCode);
+        var (_, again) = await server.ClientFor("unpol").PostJson("/api/reports", Account(7.2005, 19.6005, at.AddMinutes(30), "ucdp.state-based", 3, "Armed men fired on a FACA post at Kabo.", mission, precision: 5000));
+        Assert.Equal(incident, again.GetProperty("incidentId").GetGuid());
+    }
+
+    [Fact]
     public async Task An_uncertain_match_is_proposed_to_an_analyst_who_accepts_it()
     {
         var at = When.AddDays(-40);

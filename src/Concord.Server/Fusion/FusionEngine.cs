@@ -31,6 +31,15 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
     /// <summary>Something changed incidents outside the writer (a split): reload before the next decision.</summary>
     public void Invalidate() => _stale = true;
 
+    private readonly System.Collections.Concurrent.ConcurrentQueue<Incident> _changed = new();
+
+    /// <summary>
+    /// An incident changed outside the writer (its status moved, a release joined or opened it): the index takes it in
+    /// before the next decision, open ones as they are now, closed ones out. (Reloading every open incident for one
+    /// status change would cost a large store seconds.)
+    /// </summary>
+    public void Changed(Incident incident) => _changed.Enqueue(incident);
+
     public int Indexed => _index.Count;
 
     /// <summary>Decisions taken and the time they took (for benchmarks and operations).</summary>
@@ -152,7 +161,20 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
     {
         if (_stale)
         {
+            _changed.Clear();
             await LoadAsync(db, cancellationToken);
+        }
+
+        while (_changed.TryDequeue(out var incident))
+        {
+            if (incident.Status == IncidentStatus.Closed)
+            {
+                _index.Remove(incident.Id);
+            }
+            else
+            {
+                _index.Put(incident);
+            }
         }
     }
 

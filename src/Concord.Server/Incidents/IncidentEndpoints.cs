@@ -183,7 +183,7 @@ internal static class IncidentEndpoints
         await IncidentDetails.LoadAsync(context, viewer, id) is { } details ? TypedResults.Ok(details.Incident) : TypedResults.NotFound();
 
     private static async Task<Results<Ok<IncidentDto>, NotFound, ProblemHttpResult>> SetStatus(
-        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time)
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time, Fusion.FusionEngine fusion)
     {
         var incident = await db.VisibleIncidents(db.Incidents, viewer).SingleOrDefaultAsync(i => i.Id == id, context.RequestAborted);
         if (incident is null)
@@ -215,6 +215,8 @@ internal static class IncidentEndpoints
             incident.StatusChangedAt = incident.UpdatedAt;
             await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Update, "incident", incident.Id, incident.Classification, incident.UpdatedAt,
                 Audits.Detail(new { status = new { from = before.ToString().ToLowerInvariant(), to = status.ToString().ToLowerInvariant() } }))], context.RequestAborted);
+            // Closed incidents take no more reports; one reopened takes them again.
+            fusion.Changed(IncidentSummary.Copy(incident));
         }
 
         return TypedResults.Ok((await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single().ToDto(directory, markings));

@@ -32,7 +32,7 @@ internal static class ReleaseEndpoints
     public static double Snap(double value, double grid) => (Math.Floor(value / grid) * grid) + (grid / 2);
 
     private static async Task<Results<Created<ReportDto>, NotFound, ProblemHttpResult>> Release(
-        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time)
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time, Fusion.FusionEngine fusion)
     {
         var original = await db.Reports.AsNoTracking().VisibleTo(viewer).SingleOrDefaultAsync(r => r.Id == id, context.RequestAborted);
         if (original is null)
@@ -169,6 +169,8 @@ internal static class ReleaseEndpoints
             })),
             Audits.Created(viewer, copy, markings, now),
         ], context.RequestAborted);
+        // The release joined or opened an incident outside the report writer: fusion's index learns of it.
+        fusion.Changed(await db.Incidents.AsNoTracking().SingleAsync(i => i.Id == incidentId, context.RequestAborted));
         return TypedResults.Created($"/api/reports/{copy.Id}", copy.ToDto(incidentId, viewer, directory, markings));
     }
 }
