@@ -200,6 +200,23 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task The_change_feed_does_not_say_that_an_incident_existed_before_the_first_report_a_viewer_may_see()
+    {
+        var place = Api.Spot();
+        const string Narrative = "Armed men stopped the convoy at the Sibut bridge and took two drivers.";
+        var (_, hidden) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(latitude: place.Latitude, longitude: place.Longitude, narrative: Narrative,
+            marking: Api.Marking("STRICTLY CONFIDENTIAL", [])));
+        var (_, open) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: place.Latitude, longitude: place.Longitude, narrative: Narrative,
+            marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        var incident = hidden.GetProperty("incidentId").GetGuid();
+        Assert.Equal(incident, open.GetProperty("incidentId").GetGuid());
+
+        // PREF may see the incident now, through FORCE's report: it learns that the report joined it, not that it was opened before.
+        Assert.Equal(["updated"], await server.ClientFor("pref").ChangesOfAsync(incident));
+        Assert.Equal(["created", "updated"], await server.ClientFor("joc").ChangesOfAsync(incident));
+    }
+
+    [Fact]
     public async Task A_mixed_incident_is_ordered_paged_found_and_counted_by_what_the_viewer_sees()
     {
         var tag = "placed" + Guid.NewGuid().ToString("N")[..8];

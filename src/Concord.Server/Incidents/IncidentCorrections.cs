@@ -146,6 +146,11 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         var moved = reports.Where(r => moving.Contains(r.Id)).OrderBy(r => r.ObservedAt).ToList();
         var split = IncidentSummary.OpenFor(moved[0], now);
         IncidentSummary.Rebuild(split, moved);
+        foreach (var report in moved)
+        {
+            split.Causes.Add(report.Id);
+        }
+
         db.Incidents.Add(split);
         db.IncidentReports.RemoveRange(links.Where(l => moving.Contains(l.ReportId)));
         db.IncidentReports.AddRange(moved.Select(r => new IncidentReport { IncidentId = split.Id, ReportId = r.Id, Contribution = 1.0, LinkedAt = now, Decision = LinkDecisions.Split }));

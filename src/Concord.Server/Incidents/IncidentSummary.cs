@@ -7,7 +7,19 @@ internal static class IncidentSummary
 {
     public const int TitleLength = 120;
 
-    public static Incident OpenFor(Report report, DateTime now) => new()
+    /// <summary>
+    /// A new incident for one report. The report is its creation's cause: the change feed announces the new incident
+    /// only to those who may see the report, so that when a report they may see joins it later, nobody learns that it
+    /// existed before (opened by a report hidden from them).
+    /// </summary>
+    public static Incident OpenFor(Report report, DateTime now)
+    {
+        var incident = Open(report, now);
+        incident.Causes.Add(report.Id);
+        return incident;
+    }
+
+    private static Incident Open(Report report, DateTime now) => new()
     {
         Id = Guid.CreateVersion7(new DateTimeOffset(now)),
         Category = report.Category,

@@ -98,6 +98,7 @@ internal sealed class ReportWriter : IAsyncDisposable
                     // The failed attempt may have grown this report's own incident with later reports of the batch.
                     IncidentSummary.Rebuild(pending.Entry.Incident, [pending.Entry.Report]);
                     pending.Entry.Incident.Causes.Clear();
+                    pending.Entry.Incident.Causes.Add(pending.Entry.Report.Id);
                     try
                     {
                         await WriteBatchAsync([pending]);
