@@ -115,6 +115,36 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_that_connects_gets_every_current_track_even_more_than_its_position_queue_holds()
+    {
+        var prefix = "ANDROID-" + Guid.NewGuid().ToString("N")[..8] + "-";
+        const int Tracks = TakSession.DefaultPositionQueue + 200;
+        await using (var fleet = await server.ConnectTakAsync(await server.IssueDeviceAsync("force")))
+        {
+            var events = new System.Text.StringBuilder();
+            for (var i = 0; i < Tracks; i++)
+            {
+                events.Append(Pli(prefix + i.ToString(CultureInfo.InvariantCulture), "UNIT " + i.ToString(CultureInfo.InvariantCulture), 5 + (i * 0.001), 20));
+            }
+
+            await fleet.SendAsync(events.ToString());
+            for (var i = 0; i < 100 && server.Services.GetRequiredService<TrackStore>().Current.Count(t => t.Track.Uid.StartsWith(prefix, StringComparison.Ordinal)) < Tracks; i++)
+            {
+                await Task.Delay(100);
+            }
+        }
+
+        await using var late = await server.ConnectTakAsync(await server.IssueDeviceAsync(await ForceColleagueAsync()));
+        var seen = new HashSet<string>();
+        while (seen.Count < Tracks && await late.WaitForAsync(e => e.Uid.StartsWith(prefix, StringComparison.Ordinal), TimeSpan.FromSeconds(3)) is { } e)
+        {
+            seen.Add(e.Uid);
+        }
+
+        Assert.Equal(Tracks, seen.Count);
+    }
+
+    [Fact]
     public async Task A_ping_is_answered_with_a_pong_and_the_protocol_is_announced()
     {
         await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
@@ -317,6 +347,36 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         var (split, _) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { report.GetProperty("id").GetGuid() } });
         Assert.Equal(HttpStatusCode.OK, split.StatusCode);
         Assert.NotNull(await device.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == uid)));
+    }
+
+    [Fact]
+    public async Task A_device_is_cut_when_an_agreement_changes_where_its_positions_go()
+    {
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol"));
+        Assert.NotNull(await device.WaitForAsync(e => e.Type == CotControl.VersionSupportType));
+        var code = "POS" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var (created, _) = await server.ClientFor("unpoladmin").PostJson("/api/agreements", new
+        {
+            code,
+            name = "UNPOL patrol positions to the whole mission",
+            parties = new[] { "UNPOL", "FORCE" },
+            rules = new[] { new { reporter = "org:UNPOL", category = "field", marking = Api.Marking("UNCLASSIFIED", ["mission"]), tlp = "green" } },
+        });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        try
+        {
+            for (var i = 0; i < 100 && !device.Closed; i++)
+            {
+                await Task.Delay(100);
+            }
+
+            // Its positions went to UNPOL only; from now on they go mission-wide, which the device learns on reconnecting.
+            Assert.True(device.Closed);
+        }
+        finally
+        {
+            await server.ClientFor("unpoladmin").DeleteAsync($"/api/agreements/{code}");
+        }
     }
 
     [Fact]

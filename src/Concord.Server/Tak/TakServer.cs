@@ -452,11 +452,13 @@ internal sealed class TakServer(
     {
         var now = time.GetUtcNow();
         session.Send(new Outbound(CotControl.CreateVersionSupport("concord", now, 1), droppable: false));
-        foreach (var (track, last) in tracks.Current)
+        foreach (var (track, last) in tracks.Current.ToList())
         {
             if (last is not null && Marking.AllowsRead(track, session.Viewer))
             {
-                session.Send(last);
+                // Waiting for room, like the incidents below: a picture of more tracks than the position queue holds must
+                // not lose its oldest ones on the way to a device that has just connected.
+                await session.SendWaitingAsync(last);
             }
         }
 
@@ -538,6 +540,14 @@ internal sealed class TakServer(
             {
                 logger.LogInformation("TAK device of {User} ({Remote}) cut: the member's access changed; it may reconnect", session.Viewer.UserName, session.Remote);
                 session.Close("the member's access changed; reconnect");
+            }
+            else if (await deviceMarkings.ForAsync(current, DeviceMarkings.Positions, cancellationToken) is var marking
+                && (marking.Classification, marking.ReleasableTo, marking.Caveats) != (session.Marking.Classification, session.Marking.ReleasableTo, session.Marking.Caveats))
+            {
+                // An agreement changed what the device's positions and chat may reach: they must not keep going where the
+                // old one sent them. On reconnecting the device gets the new marking.
+                logger.LogInformation("TAK device of {User} ({Remote}) cut: the marking of its positions changed; it may reconnect", session.Viewer.UserName, session.Remote);
+                session.Close("the marking of the member's positions changed; reconnect");
             }
         }
     }
