@@ -248,6 +248,8 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     [Theory]
     [InlineData("bbox=1,2,3", "bbox")]
     [InlineData("bbox=20,10,19,11", "bbox")]
+    [InlineData("bbox=NaN,NaN,NaN,NaN", "bbox")]
+    [InlineData("bbox=-Infinity,0,Infinity,1", "bbox")]
     [InlineData("from=yesterday", "from")]
     [InlineData("limit=0", "limit")]
     [InlineData("limit=5001", "limit")]

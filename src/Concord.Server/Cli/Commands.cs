@@ -204,6 +204,13 @@ internal static class Commands
     {
         tak = new TakOptions();
         error = "";
+        if (invocation.Has("--no-tak"))
+        {
+            // No listener: no address or port to check.
+            tak = new TakOptions { TlsPort = null, TcpPort = null };
+            return true;
+        }
+
         var host = new Uri(urls.Split(';')[0]).Host;
         var addressText = invocation["--tak-address"] ?? (host is "localhost" or "" ? "127.0.0.1" : host.Trim('[', ']'));
         if (!System.Net.IPAddress.TryParse(addressText, out var address))
@@ -250,8 +257,8 @@ internal static class Commands
         tak = new TakOptions
         {
             Address = address,
-            TlsPort = invocation.Has("--no-tak") ? null : tls,
-            TcpPort = invocation.Has("--no-tak") ? null : tcp,
+            TlsPort = tls,
+            TcpPort = tcp,
             TcpUser = invocation["--tak-tcp-user"],
         };
         return true;

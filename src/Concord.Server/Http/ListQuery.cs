@@ -125,7 +125,8 @@ internal readonly record struct BoundingBox(double West, double South, double Ea
         box = default;
         var parts = text.Split(',');
         var values = new double[4];
-        if (parts.Length != 4 || !parts.Select((p, i) => double.TryParse(p, NumberStyles.Float, CultureInfo.InvariantCulture, out values[i])).All(ok => ok))
+        // NaN parses as a number and fails every comparison below: it is no coordinate.
+        if (parts.Length != 4 || !parts.Select((p, i) => double.TryParse(p, NumberStyles.Float, CultureInfo.InvariantCulture, out values[i]) && double.IsFinite(values[i])).All(ok => ok))
         {
             reason = "must be four numbers: west,south,east,north (longitude,latitude,longitude,latitude)";
             return false;
