@@ -245,6 +245,25 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task Provenance_does_not_explain_a_report_by_one_that_has_left_the_incident()
+    {
+        var at = When.AddDays(-60);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(6.1, 18.1, at, "ucdp.one-sided", 2, "Gunmen attacked the Bozoum market.", mission));
+        var (_, second) = await server.ClientFor("unpol").PostJson("/api/reports", Account(6.1004, 18.1004, at.AddHours(1), "ucdp.one-sided", 2, "Gunmen attacked the Bozoum market.", mission));
+        var incident = first.GetProperty("incidentId").GetGuid();
+        Assert.Equal(incident, second.GetProperty("incidentId").GetGuid());
+
+        var (split, _) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { first.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+        var (_, provenance) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}/provenance");
+        var link = Assert.Single(provenance.GetProperty("reports").EnumerateArray());
+        // Stored, it was "fused" with scores against the report that left: now it is the incident's first.
+        Assert.Equal("new", link.GetProperty("decision").GetString());
+        Assert.False(link.TryGetProperty("scores", out var scores) && scores.ValueKind != JsonValueKind.Null);
+    }
+
+    [Fact]
     public async Task An_uncertain_match_is_proposed_to_an_analyst_who_accepts_it()
     {
         var at = When.AddDays(-40);

@@ -66,22 +66,22 @@ internal static class FusionEndpoints
     internal sealed record LinkAsSeen(Report Report, string Decision, double? Contribution, string? Scores, DateTime LinkedAt);
 
     /// <summary>
-    /// The links of an incident to the reports <paramref name="viewer"/> may see, oldest observation first. When the
-    /// incident holds no report hidden from the viewer they are as stored. Otherwise the stored decisions and scores were
-    /// reached against reports the viewer may not see (a "fused" report implies an earlier one; a casualty score hints at
-    /// its figures), so they are worked out again from the visible reports alone, in the order they were linked: the
-    /// first opened the incident, each later one is scored against the incident built from those before it (an analyst's
-    /// merge, split or acceptance keeps its name). What the viewer is told then depends only on what they may see.
+    /// The links of an incident to the reports <paramref name="viewer"/> may see, oldest observation first. The stored
+    /// decisions and scores may have been reached against reports the viewer may not see (a "fused" report implies an
+    /// earlier one; a casualty score hints at its figures), or against reports that have left the incident since (split
+    /// out, moved), so they are always worked out again from the visible reports in it now, in the order they were
+    /// linked: the first opened the incident, each later one is scored against the incident built from those before it
+    /// (an analyst's merge, split or acceptance keeps its name, a copy of a record an earlier one holds is "same-record").
+    /// What the viewer is told then depends only on what they may see, and never on what was there before.
     /// </summary>
     internal static async Task<List<LinkAsSeen>> LinksAsSeenAsync(ConcordDb db, Viewer viewer, Guid incidentId, CancellationToken cancellationToken)
     {
         var rows = await db.IncidentReports.AsNoTracking().Where(l => l.IncidentId == incidentId)
             .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => new { Link = l, Report = r })
             .ToListAsync(cancellationToken);
-        var hidden = await db.IncidentReports.CountAsync(l => l.IncidentId == incidentId, cancellationToken) > rows.Count;
-        if (!hidden)
+        if (rows.Count == 0)
         {
-            return [.. rows.OrderBy(x => x.Report.ObservedAt).Select(x => new LinkAsSeen(x.Report, x.Link.Decision, x.Link.Contribution, x.Link.ScoreDetail, x.Link.LinkedAt))];
+            return [];
         }
 
         var incident = await db.Incidents.AsNoTracking().SingleAsync(i => i.Id == incidentId, cancellationToken);
