@@ -186,6 +186,19 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(14, summary.GetProperty("killed").GetProperty("high").GetInt32());
         Assert.False(summary.TryGetProperty("injured", out var injured) && injured.ValueKind != JsonValueKind.Null);
         Assert.Equal(at, summary.GetProperty("startsAt").GetDateTimeOffset());
+
+        // More accounts than it holds arrive in one import, so in one batch of the writer: each counts in the median.
+        var features = string.Join(",", Enumerable.Range(0, count + 4).Select(i => $$"""
+            { "type": "Feature", "id": "berberati-{{i}}", "geometry": { "type": "Point", "coordinates": [17.8, {{(3.9 + (i * 0.0001)).ToString(System.Globalization.CultureInfo.InvariantCulture)}}] },
+              "properties": { "observedAt": "{{at.AddMinutes(i).UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}}", "category": "ucdp.state-based", "precisionMeters": 500,
+                              "narrative": "Fighting at Berberati between FACA and armed group.", "killed": 100, "actors": ["3R", "Civilians"] } }
+            """));
+        var import = await server.ClientFor("force").PostAsync($"/api/imports?format=geojson&source=berberati-{incident}&classification=UNCLASSIFIED&releasableTo=mission",
+            new StringContent($$"""{ "type": "FeatureCollection", "features": [{{features}}] }""", System.Text.Encoding.UTF8, "application/geo+json"));
+        Assert.Equal(HttpStatusCode.OK, import.StatusCode);
+        var (_, after) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}");
+        Assert.Equal((2 * count) + 4, after.GetProperty("reportCount").GetInt32());
+        Assert.Equal(100, after.GetProperty("killedBest").GetInt32());
     }
 
     [Fact]

@@ -134,6 +134,8 @@ internal sealed class ReportWriter : IAsyncDisposable
             : await db.IncidentReports.Where(l => ids.Contains(l.ReportId)).ToDictionaryAsync(l => l.ReportId, l => l.IncidentId);
 
         var added = new Dictionary<Guid, Entry>();
+        // The casualty figures of the large incidents this batch joins, their stored reports' and then the batch's joiners'.
+        var largeFigures = new Dictionary<Guid, List<(int? Killed, int? Injured)>>();
         var outcomes = new List<(Pending Pending, ReportIntake.Outcome Outcome)>(batch.Count);
         // Incidents opened or joined in this batch, with their reports, so that a later report of the batch can join them.
         var incidents = new Dictionary<Guid, (Incident Incident, List<Report> Reports)>();
@@ -191,12 +193,22 @@ internal sealed class ReportWriter : IAsyncDisposable
                     if (joined.ReportCount >= LargeIncident && !incidents.ContainsKey(joined.Id))
                     {
                         // A large incident grows from its summary: reading hundreds of reports on every join would not scale.
-                        var linked = db.IncidentReports.Where(l => l.IncidentId == joined.Id).Select(l => l.ReportId);
-                        var casualties = await db.Reports.AsNoTracking().Where(r => linked.Contains(r.Id))
-                            .Select(r => new { r.KilledCivilianBest, r.KilledOtherBest, r.InjuredCivilianBest, r.InjuredOtherBest }).ToListAsync();
-                        IncidentSummary.Add(joined, report, casualties.Select(c => (
-                            c.KilledCivilianBest is null && c.KilledOtherBest is null ? (int?)null : (c.KilledCivilianBest ?? 0) + (c.KilledOtherBest ?? 0),
-                            c.InjuredCivilianBest is null && c.InjuredOtherBest is null ? (int?)null : (c.InjuredCivilianBest ?? 0) + (c.InjuredOtherBest ?? 0))).ToList());
+                        // Their figures are read once per batch and kept with those of the batch's joiners, which the
+                        // store does not hold yet.
+                        if (!largeFigures.TryGetValue(joined.Id, out var figures))
+                        {
+                            var linked = db.IncidentReports.Where(l => l.IncidentId == joined.Id).Select(l => l.ReportId);
+                            var casualties = await db.Reports.AsNoTracking().Where(r => linked.Contains(r.Id))
+                                .Select(r => new { r.KilledCivilianBest, r.KilledOtherBest, r.InjuredCivilianBest, r.InjuredOtherBest }).ToListAsync();
+                            largeFigures[joined.Id] = figures = casualties.Select(c => (
+                                c.KilledCivilianBest is null && c.KilledOtherBest is null ? (int?)null : (c.KilledCivilianBest ?? 0) + (c.KilledOtherBest ?? 0),
+                                c.InjuredCivilianBest is null && c.InjuredOtherBest is null ? (int?)null : (c.InjuredCivilianBest ?? 0) + (c.InjuredOtherBest ?? 0))).ToList();
+                        }
+
+                        IncidentSummary.Add(joined, report, figures);
+                        figures.Add((
+                            report.KilledCivilianBest is null && report.KilledOtherBest is null ? null : (report.KilledCivilianBest ?? 0) + (report.KilledOtherBest ?? 0),
+                            report.InjuredCivilianBest is null && report.InjuredOtherBest is null ? null : (report.InjuredCivilianBest ?? 0) + (report.InjuredOtherBest ?? 0)));
                         // Never back in time: a status change may have been stored since this batch took its time.
                         joined.UpdatedAt = now > joined.UpdatedAt ? now : joined.UpdatedAt;
                         joined.Causes.Add(report.Id);
