@@ -5,8 +5,8 @@ namespace Concord.Server.Tak;
 /// <summary>
 /// Adds Concord's marking and flow tag to an event by inserting into its XML bytes: <c> access="…"</c> into the start tag,
 /// <c>&lt;__concord marking="…"/&gt;&lt;_flow-tags_ …/&gt;</c> at the end of the detail. Returns null whenever the event is
-/// not in the simple shape this handles (it already has an access attribute, flow tags or a marking, no detail element,
-/// or a self-closing event); the caller then rebuilds it from the parsed event.
+/// not in the simple shape this handles (it already has an access attribute, flow tags or a marking, a comment or CDATA,
+/// no detail element, or a self-closing event); the caller then rebuilds it from the parsed event.
 /// </summary>
 internal static class RawStamp
 {
@@ -16,7 +16,10 @@ internal static class RawStamp
 
     public static byte[]? TryInsert(ReadOnlySpan<byte> raw, string label, string flowTag, string stamp)
     {
-        if (raw.IsEmpty || raw.IndexOf("_flow-tags_"u8) >= 0 || raw.IndexOf("__concord"u8) >= 0 || raw.IndexOf("access="u8) >= 0)
+        // Text matching is safe only where nothing can hide what it looks for: any "access" (XML allows `access = "…"`),
+        // or a comment or CDATA section (which may hold a "</detail>" the parser ignores) sends the event to the rebuild.
+        if (raw.IsEmpty || raw.IndexOf("_flow-tags_"u8) >= 0 || raw.IndexOf("__concord"u8) >= 0 || raw.IndexOf("access"u8) >= 0
+            || raw.IndexOf("<!--"u8) >= 0 || raw.IndexOf("<![CDATA["u8) >= 0)
         {
             return null;
         }
