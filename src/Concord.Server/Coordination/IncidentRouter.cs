@@ -67,8 +67,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         }
 
         var after = long.Parse(cursor.Value, CultureInfo.InvariantCulture);
-        var window = await db.Changes.AsNoTracking().Where(c => c.Sequence > after).OrderBy(c => c.Sequence).Take(Window)
-            .Select(c => new { c.Sequence, c.Entity, c.EntityId, c.Operation }).ToListAsync(cancellationToken);
+        var window = await ChangeWindows.ReadAsync(db, after, Window, time.GetUtcNow().UtcDateTime, cancellationToken);
         if (window.Count == 0)
         {
             return 0;

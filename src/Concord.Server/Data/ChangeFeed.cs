@@ -87,3 +87,42 @@ internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal sign
         return new() { Entity = entity.FeedName, EntityId = entity.Id, Operation = operation, At = at, Causes = causes };
     }
 }
+
+/// <summary>
+/// Reads the change feed in sequence order for those who follow it with a cursor (the API, live pushes, TAK streams, the
+/// incident router). On PostgreSQL a sequence number is drawn when a row is inserted, not when its transaction commits,
+/// so a later number can become visible before an earlier one: a reader that moved its cursor past the gap would never
+/// see the earlier row. A window therefore ends before the first gap, unless the row after the gap was written more than
+/// <see cref="GapGrace"/> ago: then the gap is a transaction that rolled back (its numbers are never used) rather than
+/// one still committing. SQLite has one writer at a time, whose rows are numbered and committed in order: no gap there
+/// is ever filled later.
+/// </summary>
+internal static class ChangeWindows
+{
+    /// <summary>Longer than any write transaction takes; a reader waits at most this long behind a rolled-back write.</summary>
+    public static readonly TimeSpan GapGrace = TimeSpan.FromSeconds(15);
+
+    /// <summary>Up to <paramref name="limit"/> changes after <paramref name="after"/> that no earlier change can still join.</summary>
+    public static async Task<List<Change>> ReadAsync(ConcordDb db, long after, int limit, DateTime now, CancellationToken cancellationToken)
+    {
+        var window = await db.Changes.AsNoTracking().Where(c => c.Sequence > after).OrderBy(c => c.Sequence).Take(limit).ToListAsync(cancellationToken);
+        return db.Database.IsSqlite() ? window : Settled(window, after, now);
+    }
+
+    /// <summary>The start of <paramref name="window"/> up to its first gap that may still be filled.</summary>
+    internal static List<Change> Settled(List<Change> window, long after, DateTime now)
+    {
+        var expected = after + 1;
+        for (var i = 0; i < window.Count; i++)
+        {
+            if (window[i].Sequence != expected && now - window[i].At < GapGrace)
+            {
+                return window[..i];
+            }
+
+            expected = window[i].Sequence + 1;
+        }
+
+        return window;
+    }
+}

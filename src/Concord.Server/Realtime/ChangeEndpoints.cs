@@ -3,7 +3,6 @@ using Concord.Server.Access;
 using Concord.Server.Data;
 using Concord.Server.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Realtime;
 
@@ -26,7 +25,7 @@ internal static class ChangeEndpoints
         return group;
     }
 
-    private static async Task<Results<Ok<ChangePage>, ProblemHttpResult>> List(HttpContext context, Viewer viewer, ConcordDb db)
+    private static async Task<Results<Ok<ChangePage>, ProblemHttpResult>> List(HttpContext context, Viewer viewer, ConcordDb db, TimeProvider time)
     {
         var query = context.Request.Query;
         long after = 0;
@@ -43,8 +42,7 @@ internal static class ChangeEndpoints
         }
 
         // Examine a window of the feed, then keep what the viewer may see: the window bound keeps the scan cheap.
-        var window = await db.Changes.AsNoTracking().Where(c => c.Sequence > after).OrderBy(c => c.Sequence).Take(limit)
-            .ToListAsync(context.RequestAborted);
+        var window = await ChangeWindows.ReadAsync(db, after, limit, time.GetUtcNow().UtcDateTime, context.RequestAborted);
         if (window.Count == 0)
         {
             return TypedResults.Ok(new ChangePage([], after));

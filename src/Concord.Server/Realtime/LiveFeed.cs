@@ -47,7 +47,7 @@ internal sealed class LiveHub(LiveFeed feed) : Hub
 /// Tails the change feed for the connected browsers: each batch of changes is filtered once per connected member with the
 /// visibility predicate, and only the visible ids go to that member's connections. Idle when nobody is connected.
 /// </summary>
-internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory scopes, ViewerDirectory viewers, ChangeSignal signal, ILogger<LiveFeed> logger)
+internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory scopes, ViewerDirectory viewers, ChangeSignal signal, TimeProvider time, ILogger<LiveFeed> logger)
     : BackgroundService
 {
     /// <summary>The shortest gap between two reads of the feed: under load, the changes of this long go out together.</summary>
@@ -116,7 +116,7 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
             return await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
         }
 
-        var window = await db.Changes.AsNoTracking().Where(c => c.Sequence > after).OrderBy(c => c.Sequence).Take(Window).ToListAsync(cancellationToken);
+        var window = await ChangeWindows.ReadAsync(db, after, Window, time.GetUtcNow().UtcDateTime, cancellationToken);
         if (window.Count == 0)
         {
             return after;

@@ -76,7 +76,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        var changes = await db.Changes.AsNoTracking().Where(c => c.Sequence > after).OrderBy(c => c.Sequence).Take(1000).ToListAsync(cancellationToken);
+        var changes = await ChangeWindows.ReadAsync(db, after, 1000, time.GetUtcNow().UtcDateTime, cancellationToken);
         if (changes.Count == 0)
         {
             return after;
