@@ -98,6 +98,33 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         });
 
     [Fact]
+    public async Task A_store_that_held_imported_reports_is_marked_so_when_it_gets_its_key()
+    {
+        var (created, _) = await server.ClientFor("force").PostJson("/api/reports", new Dictionary<string, object?>(Api.Fields(Api.Report()))
+        {
+            ["externalRef"] = "legacy-feed:" + Guid.NewGuid().ToString("N"),
+        });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        static Task<List<string>> Keys(Data.ConcordDb db) => db.Database.SqlQuery<string>($"SELECT name AS \"Value\" FROM deployment_keys ORDER BY name").ToListAsync();
+        Assert.Equal(["source-ids"], await server.WithDbAsync(Keys));
+
+        // A store from before schema version 12 that held imported reports: it gets a key, and the mark that those reports
+        // keep the readers' ids.
+        var key = await server.WithDbAsync(db => db.Database.SqlQuery<string>($"SELECT value AS \"Value\" FROM deployment_keys WHERE name = 'source-ids'").SingleAsync());
+        var applied = await MigrateAgainAsync("DROP TABLE deployment_keys", "DELETE FROM schema_migrations WHERE version = 12");
+        Assert.Equal([12], applied);
+        Assert.Equal(["legacy-source-ids", "source-ids"], await server.WithDbAsync(Keys));
+        Assert.NotEqual(key, await server.WithDbAsync(db => db.Database.SqlQuery<string>($"SELECT value AS \"Value\" FROM deployment_keys WHERE name = 'source-ids'").SingleAsync()));
+
+        // Back as it was, for the other tests of this server (which has read its key).
+        await server.WithDbAsync(async db =>
+        {
+            await db.Database.ExecuteSqlAsync($"UPDATE deployment_keys SET value = {key} WHERE name = 'source-ids'");
+            return await db.Database.ExecuteSqlRawAsync("DELETE FROM deployment_keys WHERE name = 'legacy-source-ids'");
+        });
+    }
+
+    [Fact]
     public async Task Existing_incidents_get_the_casualty_range_concord_keeps_when_the_store_is_upgraded()
     {
         var mission = Api.Marking("UNCLASSIFIED", ["mission"]);

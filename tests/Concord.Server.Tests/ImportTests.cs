@@ -137,7 +137,10 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         var (_, imported) = await ImportAsync("joc", "format=acled&classification=UNCLASSIFIED&releasableTo=org:JOC", csv, "text/csv");
         Assert.Equal(2, imported.GetProperty("created").GetInt32());
 
-        // Make the store as an import before schema 12 left it: each report under the reader's id, with that request's hash.
+        // Make the store as an import before schema 12 left it: each report under the reader's id, with that request's
+        // hash, and the mark migration 12 leaves in such a store.
+        await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(
+            "INSERT INTO deployment_keys (name, value) SELECT 'legacy-source-ids', 'yes' WHERE NOT EXISTS (SELECT 1 FROM deployment_keys WHERE name = 'legacy-source-ids')"));
         var rows = Import.ImportReaders.Read(Import.ImportFormat.Acled, new StringReader(csv), new Access.MarkingDto("UNCLASSIFIED", ["org:JOC"], []), "upload")
             .Select(r => r.Report!).ToList();
         foreach (var row in rows)

@@ -6,6 +6,7 @@ namespace Concord.Server.Data;
 internal sealed class DeploymentKeys(IServiceScopeFactory scopes)
 {
     private byte[]? _sourceIds;
+    private bool? _legacySourceIds;
 
     /// <summary>The key of imported reports' ids (<see cref="Reports.SourceIds"/>).</summary>
     public async ValueTask<byte[]> SourceIdsAsync(CancellationToken cancellationToken)
@@ -19,5 +20,19 @@ internal sealed class DeploymentKeys(IServiceScopeFactory scopes)
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var value = await db.Database.SqlQuery<string>($"SELECT value AS \"Value\" FROM deployment_keys WHERE name = 'source-ids'").SingleAsync(cancellationToken);
         return _sourceIds = Convert.FromHexString(value);
+    }
+
+    /// <summary>Whether the store held imported reports before schema 12, under the ids the readers give (<see cref="Reports.SourceIds.Unkeyed"/>).</summary>
+    public async ValueTask<bool> LegacySourceIdsAsync(CancellationToken cancellationToken)
+    {
+        if (_legacySourceIds == true)
+        {
+            return true;
+        }
+
+        // Read again while absent (once per import batch, from a table of two rows), so that the answer follows the store.
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        return (_legacySourceIds = await db.Database.SqlQuery<string>($"SELECT value AS \"Value\" FROM deployment_keys WHERE name = 'legacy-source-ids'").AnyAsync(cancellationToken)).Value;
     }
 }

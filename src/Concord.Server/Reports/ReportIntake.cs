@@ -58,6 +58,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         var rejected = new List<(int, Dictionary<string, string[]>)>();
         var ready = new List<(int Position, ReportWriter.Entry Entry)>();
         byte[]? key = null;
+        bool? legacy = null;
         for (var i = 0; i < requests.Count; i++)
         {
             var request = requests[i];
@@ -67,6 +68,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
                 // The reader's id stands for the record: the report gets the deployment's id for it, and the reader's is
                 // looked up too, as imports before schema 12 stored it (with the hash of that request).
                 key ??= await keys.SourceIdsAsync(cancellationToken);
+                legacy ??= await keys.LegacySourceIdsAsync(cancellationToken);
                 request = request with { Id = SourceIds.Of(key, request.ExternalRef!) };
             }
 
@@ -77,9 +79,9 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             }
             else
             {
-                ready.Add((i, sourceKeyed
-                    ? prepared.Entry with { SourceKeyed = true, LegacyId = requests[i].Id, LegacyHash = Hash(requests[i]) }
-                    : prepared.Entry));
+                ready.Add((i, !sourceKeyed ? prepared.Entry
+                    : legacy == true ? prepared.Entry with { SourceKeyed = true, LegacyId = requests[i].Id, LegacyHash = Hash(requests[i]) }
+                    : prepared.Entry with { SourceKeyed = true }));
             }
         }
 
