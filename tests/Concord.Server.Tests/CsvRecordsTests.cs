@@ -36,6 +36,25 @@ public sealed class CsvRecordsTests
     }
 
     [Fact]
+    public void A_quote_left_open_in_a_large_file_keeps_memory_bounded_and_says_which_lines_it_lost()
+    {
+        // Three million characters after the open quote: more than a record is read again for (1 MiB).
+        var body = string.Concat(Enumerable.Range(0, 150_000).Select(i => $"{i},Bria,fine\n"));
+        var records = Read("id,place,note\n1,Bangui,ok\n2,\"Bangui centre,open quote\n" + body);
+
+        Assert.Equal(3, records.Count);
+        Assert.Null(records[1].Error);
+        Assert.Equal(3L, records[2].Line);
+        Assert.Empty(records[2].Fields);
+        Assert.Equal("a quoted field is not closed before the end of the file; lines 3–150004 are skipped", records[2].Error);
+
+        // A record that is simply too long is skipped with its lines, and the rows after it are read.
+        var wide = Read("id,place,note\n1," + new string('x', CsvRecords.MaxRecovered + 10) + ",z\n2,Obo,fine\n");
+        Assert.Equal("is longer than 1,048,576 characters (lines 2–2) and is skipped", wide[1].Error);
+        Assert.Equal(["2", "Obo", "fine"], wide[2].Fields);
+    }
+
+    [Fact]
     public void Line_breaks_inside_a_quoted_field_are_kept_when_the_row_has_the_headers_fields()
     {
         var records = Read("id,note,n\r\n1,\"two\r\nlines, and \"\"quotes\"\"\",3\r\n2,plain,4\r\n");

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 
 namespace Concord.Server.Ucdp;
@@ -34,6 +35,22 @@ internal static class CsvRecords
         var quotedField = false;
         var any = false;
         var overflow = false;
+        // What one record keeps of its fields, bounded like its raw text: a quote left open in a large file would
+        // otherwise gather the rest of the file into one field (the record is rejected whole then).
+        var kept = 0;
+        var tooLong = false;
+        bool Keep()
+        {
+            if (kept < MaxRecovered)
+            {
+                kept++;
+                return true;
+            }
+
+            tooLong = true;
+            return false;
+        }
+
         int c;
         while ((c = source.Read()) != -1)
         {
@@ -61,7 +78,10 @@ internal static class CsvRecords
                             raw.Append(doubled);
                         }
 
-                        field.Append('"');
+                        if (Keep())
+                        {
+                            field.Append('"');
+                        }
                     }
                     else
                     {
@@ -75,7 +95,10 @@ internal static class CsvRecords
                         line++;
                     }
 
-                    field.Append(ch);
+                    if (Keep())
+                    {
+                        field.Append(ch);
+                    }
                 }
 
                 continue;
@@ -88,7 +111,11 @@ internal static class CsvRecords
                     quotedField = true;
                     break;
                 case ',':
-                    fields.Add(field.ToString());
+                    if (Keep())
+                    {
+                        fields.Add(field.ToString());
+                    }
+
                     field.Clear();
                     quotedField = false;
                     break;
@@ -97,7 +124,13 @@ internal static class CsvRecords
                 case '\n' or '\r':
                     fields.Add(field.ToString());
                     expected ??= fields.Count;
-                    if (line > recordLine && fields.Count != expected && !overflow && Unclosed(raw, source) is { } first)
+                    if (tooLong)
+                    {
+                        yield return new Record(recordLine, [], string.Create(CultureInfo.InvariantCulture,
+                            $"is longer than {MaxRecovered:N0} characters (lines {recordLine}–{line}) and is skipped"));
+                        line++;
+                    }
+                    else if (line > recordLine && fields.Count != expected && !overflow && Unclosed(raw, source) is { } first)
                     {
                         // Read again from the second line of this record: only the first line is lost.
                         yield return new Record(recordLine, Split(first), "a quoted field opened on this line is not closed on it");
@@ -113,12 +146,18 @@ internal static class CsvRecords
                     field.Clear();
                     raw.Clear();
                     overflow = false;
+                    kept = 0;
+                    tooLong = false;
                     quotedField = false;
                     any = false;
                     recordLine = line;
                     break;
                 default:
-                    field.Append(ch);
+                    if (Keep())
+                    {
+                        field.Append(ch);
+                    }
+
                     break;
             }
         }
@@ -135,6 +174,11 @@ internal static class CsvRecords
                     yield return record;
                 }
             }
+            else if (tooLong)
+            {
+                yield return new Record(recordLine, [], string.Create(CultureInfo.InvariantCulture,
+                    $"a quoted field is not closed before the end of the file; lines {recordLine}–{line} are skipped"));
+            }
             else
             {
                 yield return new Record(recordLine, [.. fields], "a quoted field is not closed before the end of the file");
@@ -143,7 +187,9 @@ internal static class CsvRecords
         else if (any)
         {
             fields.Add(field.ToString());
-            yield return Checked(recordLine, fields);
+            yield return tooLong
+                ? new Record(recordLine, [], string.Create(CultureInfo.InvariantCulture, $"is longer than {MaxRecovered:N0} characters (lines {recordLine}–{line}) and is skipped"))
+                : Checked(recordLine, fields);
         }
     }
 
