@@ -16,10 +16,7 @@ internal sealed class DeploymentKeys(IServiceScopeFactory scopes)
             return known;
         }
 
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        var value = await db.Database.SqlQuery<string>($"SELECT value AS \"Value\" FROM deployment_keys WHERE name = 'source-ids'").SingleAsync(cancellationToken);
-        return _sourceIds = Convert.FromHexString(value);
+        return _sourceIds = Convert.FromHexString((await ValuesAsync("source-ids", cancellationToken)).Single());
     }
 
     /// <summary>Whether the store held imported reports before schema 12, under the ids the readers give (<see cref="Reports.SourceIds.Unkeyed"/>).</summary>
@@ -31,8 +28,13 @@ internal sealed class DeploymentKeys(IServiceScopeFactory scopes)
         }
 
         // Read again while absent (once per import batch, from a table of two rows), so that the answer follows the store.
+        return (_legacySourceIds = (await ValuesAsync("legacy-source-ids", cancellationToken)).Count > 0).Value;
+    }
+
+    private async Task<List<string>> ValuesAsync(string name, CancellationToken cancellationToken)
+    {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        return (_legacySourceIds = await db.Database.SqlQuery<string>($"SELECT value AS \"Value\" FROM deployment_keys WHERE name = 'legacy-source-ids'").AnyAsync(cancellationToken)).Value;
+        return await db.Database.SqlQuery<string>($"SELECT value AS \"Value\" FROM deployment_keys WHERE name = {name}").ToListAsync(cancellationToken);
     }
 }

@@ -150,6 +150,7 @@ internal static class DemoMission
         var duplicatesByAuthor = new Dictionary<string, List<CreateReport>>(StringComparer.Ordinal);
         var random = new Random(DuplicateSeed);
         const string GedFile = "ged231_caf_events.csv";
+        var version = GedMapping.Version(GedFile);
         using (var reader = new StreamReader(Path.Combine(ReferenceDirectory, "ucdp", GedFile)))
         {
             foreach (var row in GedReader.Read(reader))
@@ -161,7 +162,7 @@ internal static class DemoMission
 
                 var (author, marking) = Profiles[(int)(e.Id % Profiles.Length)];
                 var scaled = marking with { Classification = LevelFor(scheme, marking.Classification) };
-                (byAuthor.TryGetValue(author, out var list) ? list : byAuthor[author] = []).Add(GedMapping.ToReport(e, scaled, GedMapping.Version(GedFile)));
+                (byAuthor.TryGetValue(author, out var list) ? list : byAuthor[author] = []).Add(GedMapping.ToReport(e, scaled, version));
                 foreach (var d in DemoDuplicates.For(e, random, DuplicateShare))
                 {
                     var copy = d.Report with { Marking = d.Report.Marking! with { Classification = LevelFor(scheme, d.Report.Marking!.Classification) } };

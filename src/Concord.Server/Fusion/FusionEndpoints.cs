@@ -245,7 +245,8 @@ internal static class FusionEndpoints
             Decision = LinkDecisions.Accepted,
             ScoreDetail = proposal.ScoreDetail,
         });
-        var remaining = await db.IncidentReports.Where(l => l.IncidentId == from.Id && l.ReportId != proposal.ReportId).Select(l => l.ReportId).ToListAsync(cancellationToken);
+        var staying = await db.IncidentReports.Where(l => l.IncidentId == from.Id && l.ReportId != proposal.ReportId).Select(l => new { l.ReportId, l.LinkedAt }).ToListAsync(cancellationToken);
+        var remaining = staying.Select(l => l.ReportId).ToList();
         if (remaining.Count == 0)
         {
             db.Incidents.Remove(from);
@@ -254,8 +255,7 @@ internal static class FusionEndpoints
         {
             IncidentSummary.Rebuild(from, await db.Reports.AsNoTracking().Where(r => remaining.Contains(r.Id)).ToListAsync(cancellationToken));
             // A report leaving is not a change of the time: for a viewer who may not see it, nothing happened.
-            from.UpdatedAt = IncidentSummary.LastChange(from,
-                await db.IncidentReports.Where(l => l.IncidentId == from.Id && l.ReportId != proposal.ReportId).Select(l => l.LinkedAt).ToListAsync(cancellationToken));
+            from.UpdatedAt = IncidentSummary.LastChange(from, staying.Select(l => l.LinkedAt));
             from.Causes.Add(proposal.ReportId);
         }
 

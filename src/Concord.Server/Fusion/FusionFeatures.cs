@@ -73,7 +73,7 @@ internal sealed record FusionFeatures
         Actors = Sorted(Releasability.Decode(r.Actors).SelectMany(Tokens)),
         Words = Sorted(Tokens(r.Narrative)),
         Datasets = Dataset(r.ExternalRef) is { } d ? [d] : [],
-        Killed = r.KilledCivilianBest is null && r.KilledOtherBest is null ? null : (r.KilledCivilianBest ?? 0) + (r.KilledOtherBest ?? 0),
+        Killed = Incidents.IncidentSummary.Sum(r.KilledCivilianBest, r.KilledOtherBest),
     };
 
     public static FusionFeatures Of(Incident i) => new()

@@ -37,11 +37,15 @@ internal static class ImportReaders
     /// </param>
     public static IEnumerable<ImportRow> Read(ImportFormat format, TextReader text, MarkingDto? marking, string source = "geojson") => format switch
     {
-        ImportFormat.Ged => GedReader.Read(text).Select(r => r.Event is { } e ? new ImportRow(r.Line, GedMapping.ToReport(e, marking, GedMapping.Version(source)), null) : new ImportRow(r.Line, null, r.Error)),
+        ImportFormat.Ged => Ged(text, marking, GedMapping.Version(source)),
         ImportFormat.Acled => AcledReader.Read(text, marking),
         ImportFormat.GeoJson => GeoJsonReader.Read(text, marking, source),
         _ => throw new ArgumentOutOfRangeException(nameof(format)),
     };
+
+    /// <summary>GED rows as reports, each crediting <paramref name="version"/> (read from the file's name once).</summary>
+    private static IEnumerable<ImportRow> Ged(TextReader text, MarkingDto? marking, string? version) =>
+        GedReader.Read(text).Select(r => r.Event is { } e ? new ImportRow(r.Line, GedMapping.ToReport(e, marking, version), null) : new ImportRow(r.Line, null, r.Error));
 }
 
 /// <summary>

@@ -240,7 +240,8 @@ internal static class IncidentSummary
         return firstLine.Length <= TitleLength ? firstLine.ToString() : string.Concat(firstLine[..(TitleLength - 1)], "…");
     }
 
-    private static int? Sum(int? a, int? b) => a is null && b is null ? null : (a ?? 0) + (b ?? 0);
+    /// <summary>Civilian and other figures together; none when neither is given.</summary>
+    internal static int? Sum(int? a, int? b) => a is null && b is null ? null : (a ?? 0) + (b ?? 0);
 
     // A report's casualty range: each part's low (or high) estimate where it gives one, else its best.
     private static int? KilledLow(Report r) => Sum(r.KilledCivilianLow ?? r.KilledCivilianBest, r.KilledOtherLow ?? r.KilledOtherBest);

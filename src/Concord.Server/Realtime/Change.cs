@@ -34,6 +34,8 @@ internal sealed class Change
     /// </summary>
     public string? Causes { get; init; }
 
-    /// <summary>The ids in <see cref="Causes"/>.</summary>
-    public IEnumerable<Guid> CauseIds => Causes is { } causes ? Access.Releasability.Decode(causes).Select(Guid.Parse) : [];
+    private Guid[]? _decodedCauses;
+
+    /// <summary>The ids in <see cref="Causes"/>, decoded once (feeds read them for every viewer).</summary>
+    public IReadOnlyList<Guid> CauseIds => _decodedCauses ??= Causes is { } causes ? [.. Access.Releasability.Decode(causes).Select(Guid.Parse)] : [];
 }

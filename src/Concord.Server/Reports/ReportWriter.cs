@@ -186,9 +186,8 @@ internal sealed class ReportWriter : IAsyncDisposable
                     ? new FusionEngine.Decision.SameRecord(holder.Incident, report.ExternalRef!)
                     : await _fusion.DecideAsync(db, report, fusion, id => incidents.TryGetValue(id, out var known) ? known.Incident : null, CancellationToken.None);
                 var entry = pending.Entry;
-                if (decision is FusionEngine.Decision.Join or FusionEngine.Decision.SameRecord)
+                if ((decision switch { FusionEngine.Decision.Join j => j.Incident, FusionEngine.Decision.SameRecord r => r.Incident, _ => null }) is { } joined)
                 {
-                    var joined = decision is FusionEngine.Decision.Join j ? j.Incident : ((FusionEngine.Decision.SameRecord)decision).Incident;
                     // The report describes an open incident: link it with its scores and rebuild the summary from all its reports.
                     if (joined.ReportCount >= LargeIncident && !incidents.ContainsKey(joined.Id))
                     {
@@ -200,15 +199,12 @@ internal sealed class ReportWriter : IAsyncDisposable
                             var linked = db.IncidentReports.Where(l => l.IncidentId == joined.Id).Select(l => l.ReportId);
                             var casualties = await db.Reports.AsNoTracking().Where(r => linked.Contains(r.Id))
                                 .Select(r => new { r.KilledCivilianBest, r.KilledOtherBest, r.InjuredCivilianBest, r.InjuredOtherBest }).ToListAsync();
-                            largeFigures[joined.Id] = figures = casualties.Select(c => (
-                                c.KilledCivilianBest is null && c.KilledOtherBest is null ? (int?)null : (c.KilledCivilianBest ?? 0) + (c.KilledOtherBest ?? 0),
-                                c.InjuredCivilianBest is null && c.InjuredOtherBest is null ? (int?)null : (c.InjuredCivilianBest ?? 0) + (c.InjuredOtherBest ?? 0))).ToList();
+                            largeFigures[joined.Id] = figures = casualties
+                                .Select(c => (IncidentSummary.Sum(c.KilledCivilianBest, c.KilledOtherBest), IncidentSummary.Sum(c.InjuredCivilianBest, c.InjuredOtherBest))).ToList();
                         }
 
                         IncidentSummary.Add(joined, report, figures);
-                        figures.Add((
-                            report.KilledCivilianBest is null && report.KilledOtherBest is null ? null : (report.KilledCivilianBest ?? 0) + (report.KilledOtherBest ?? 0),
-                            report.InjuredCivilianBest is null && report.InjuredOtherBest is null ? null : (report.InjuredCivilianBest ?? 0) + (report.InjuredOtherBest ?? 0)));
+                        figures.Add((IncidentSummary.Sum(report.KilledCivilianBest, report.KilledOtherBest), IncidentSummary.Sum(report.InjuredCivilianBest, report.InjuredOtherBest)));
                         // Never back in time: a status change may have been stored since this batch took its time.
                         joined.UpdatedAt = now > joined.UpdatedAt ? now : joined.UpdatedAt;
                         joined.Causes.Add(report.Id);

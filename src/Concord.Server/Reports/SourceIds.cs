@@ -34,12 +34,6 @@ internal static class SourceIds
     /// <summary>What a same-record link records in place of fusion's scores.</summary>
     public static string SameRecordDetail(string externalRef) => JsonSerializer.Serialize(new { total = 1.0, sameRecord = externalRef }, Json);
 
-    /// <summary>HMAC-SHA-256 of the name under the key, truncated and marked as an RFC 9562 version 8 UUID.</summary>
-    private static Guid Keyed(byte[] key, string name)
-    {
-        var bytes = HMACSHA256.HashData(key, Encoding.UTF8.GetBytes(name)).AsSpan(0, 16).ToArray();
-        bytes[6] = (byte)((bytes[6] & 0x0F) | 0x80);
-        bytes[8] = (byte)((bytes[8] & 0x3F) | 0x80);
-        return new Guid(bytes, bigEndian: true);
-    }
+    /// <summary>HMAC-SHA-256 of the name under the key, as a version 8 UUID like every name-based id here.</summary>
+    private static Guid Keyed(byte[] key, string name) => GedMapping.Version8(HMACSHA256.HashData(key, Encoding.UTF8.GetBytes(name)));
 }

@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Security.Cryptography;
-using System.Text;
 using Concord.Cot;
 using Concord.Server.Incidents;
 using Concord.Server.Reports;
@@ -71,7 +69,7 @@ internal static class CotMapping
 
         return new CreateReport
         {
-            Id = NameBasedGuid($"tak:{e.Uid}:{e.Time.UtcTicks.ToString(CultureInfo.InvariantCulture)}"),
+            Id = Ucdp.GedMapping.NameBasedGuid($"tak:{e.Uid}:{e.Time.UtcTicks.ToString(CultureInfo.InvariantCulture)}"),
             ObservedAt = e.Time,
             ObservedPrecision = "exact",
             Location = new LocationInput(e.Point.Lat, e.Point.Lon, e.Point.Ce is > 0 and < CotPoint.NoValue ? Math.Min(e.Point.Ce, 1_000_000) : 50, null),
@@ -114,13 +112,5 @@ internal static class CotMapping
             Point = new CotPoint(i.Latitude, i.Longitude, CotPoint.NoValue, i.LocationPrecisionMeters > 0 ? i.LocationPrecisionMeters : CotPoint.NoValue, CotPoint.NoValue),
             Detail = detail,
         };
-    }
-
-    private static Guid NameBasedGuid(string name)
-    {
-        var bytes = SHA256.HashData(Encoding.UTF8.GetBytes(name)).AsSpan(0, 16).ToArray();
-        bytes[6] = (byte)((bytes[6] & 0x0F) | 0x80);
-        bytes[8] = (byte)((bytes[8] & 0x3F) | 0x80);
-        return new Guid(bytes, bigEndian: true);
     }
 }

@@ -96,16 +96,18 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
         var reportIds = links.Select(l => l.ReportId).Concat(changes.SelectMany(c => c.CauseIds)).Distinct().ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
 
+        var changesOf = changes.ToLookup(c => c.EntityId);
+        var linksOf = links.ToLookup(l => l.IncidentId);
         foreach (var incident in incidents)
         {
-            var why = changes.Where(c => c.EntityId == incident.Id).ToList();
+            var why = changesOf[incident.Id].ToList();
             var open = why.Any(c => c.Causes is null);
             var because = why.SelectMany(c => c.CauseIds).Select(id => reports.GetValueOrDefault(id)).OfType<Reports.Report>().ToList();
             bool Newsworthy(Viewer viewer) => open || because.Any(r => Marking.AllowsRead(r, viewer));
             // A device loses an incident when a report its member may see left it and none is left that they may see; a
             // later change of an incident it no longer has tells it nothing.
             bool Lost(Viewer viewer) => because.Any(r => Marking.AllowsRead(r, viewer)) && router.MayHave(incident.Id, viewer);
-            var own = links.Where(l => l.IncidentId == incident.Id).Select(l => reports[l.ReportId]).ToList();
+            var own = linksOf[incident.Id].Select(l => reports[l.ReportId]).ToList();
             if (own.Count > 0 && own.All(r => r.ExternalRef?.StartsWith("tak:", StringComparison.Ordinal) == true))
             {
                 // Not echoed back: the devices have the markers themselves. One that had the incident while reports of

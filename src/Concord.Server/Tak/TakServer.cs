@@ -519,6 +519,13 @@ internal sealed class TakServer(
         }
 
         var tcpViewer = sessions.Any(s => s.ReceiveOnly) ? await NamedViewerAsync(cancellationToken) : null;
+        // Once per member, however many devices it has connected.
+        var positionMarkings = new Dictionary<Guid, MarkingDefault>();
+        async Task<MarkingDefault> PositionMarkingAsync(Viewer member) =>
+            positionMarkings.TryGetValue(member.MemberId, out var known)
+                ? known
+                : positionMarkings[member.MemberId] = await deviceMarkings.ForAsync(member, DeviceMarkings.Positions, cancellationToken);
+
         foreach (var session in sessions)
         {
             Viewer? current;
@@ -541,7 +548,7 @@ internal sealed class TakServer(
                 logger.LogInformation("TAK device of {User} ({Remote}) cut: the member's access changed; it may reconnect", session.Viewer.UserName, session.Remote);
                 session.Close("the member's access changed; reconnect");
             }
-            else if (await deviceMarkings.ForAsync(current, DeviceMarkings.Positions, cancellationToken) is var marking
+            else if (await PositionMarkingAsync(current) is var marking
                 && (marking.Classification, marking.ReleasableTo, marking.Caveats) != (session.Marking.Classification, session.Marking.ReleasableTo, session.Marking.Caveats))
             {
                 // An agreement changed what the device's positions and chat may reach: they must not keep going where the

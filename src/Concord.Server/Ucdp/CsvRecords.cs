@@ -51,6 +51,8 @@ internal static class CsvRecords
             return false;
         }
 
+        Record TooLong() => new(recordLine, [], string.Create(CultureInfo.InvariantCulture, $"is longer than {MaxRecovered:N0} characters (lines {recordLine}–{line}) and is skipped"));
+
         int c;
         while ((c = source.Read()) != -1)
         {
@@ -126,8 +128,7 @@ internal static class CsvRecords
                     expected ??= fields.Count;
                     if (tooLong)
                     {
-                        yield return new Record(recordLine, [], string.Create(CultureInfo.InvariantCulture,
-                            $"is longer than {MaxRecovered:N0} characters (lines {recordLine}–{line}) and is skipped"));
+                        yield return TooLong();
                         line++;
                     }
                     else if (line > recordLine && fields.Count != expected && !overflow && Unclosed(raw, source) is { } first)
@@ -188,7 +189,7 @@ internal static class CsvRecords
         {
             fields.Add(field.ToString());
             yield return tooLong
-                ? new Record(recordLine, [], string.Create(CultureInfo.InvariantCulture, $"is longer than {MaxRecovered:N0} characters (lines {recordLine}–{line}) and is skipped"))
+                ? TooLong()
                 : Checked(recordLine, fields);
         }
     }

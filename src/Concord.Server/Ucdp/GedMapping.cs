@@ -103,10 +103,13 @@ internal static partial class GedMapping
     }
 
     /// <summary>A deterministic id from a name (SHA-256 truncated, marked as an RFC 9562 version 8 UUID).</summary>
-    internal static Guid NameBasedGuid(string name)
+    internal static Guid NameBasedGuid(string name) => Version8(SHA256.HashData(Encoding.UTF8.GetBytes(name)));
+
+    /// <summary>The first 16 bytes of a hash as an RFC 9562 version 8 (custom) UUID.</summary>
+    internal static Guid Version8(ReadOnlySpan<byte> hash)
     {
-        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(name));
-        var bytes = hash.AsSpan(0, 16).ToArray();
+        Span<byte> bytes = stackalloc byte[16];
+        hash[..16].CopyTo(bytes);
         bytes[6] = (byte)((bytes[6] & 0x0F) | 0x80);
         bytes[8] = (byte)((bytes[8] & 0x3F) | 0x80);
         return new Guid(bytes, bigEndian: true);
