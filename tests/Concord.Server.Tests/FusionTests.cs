@@ -354,6 +354,53 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         await server.ClientFor("joc").PostJson($"/api/incidents/{Incident(third)}/merge", new { incidents = new[] { Incident(second) } });
         Assert.Null(await Pending());
     }
+
+    [Fact]
+    public async Task Reports_arriving_while_an_analyst_merges_end_up_in_an_incident_that_exists_and_counts_them()
+    {
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var created = new List<Guid>();
+        for (var round = 0; round < 6; round++)
+        {
+            var at = When.AddYears(-3).AddDays(round * 5);
+            var east = 17.9 + (round * 0.3);
+            var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(3.9, 16.1 + (round * 0.3), at, "ucdp.non-state", 2, "Clash between armed groups at a mining site.", mission, precision: 1000));
+            var (_, second) = await server.ClientFor("force").PostJson("/api/reports", Account(4.6, east, at, "ucdp.state-based", 4, "Armed men fired on a FACA post on the road.", mission, precision: 1000));
+            var target = first.GetProperty("incidentId").GetGuid();
+            var merged = second.GetProperty("incidentId").GetGuid();
+            Assert.NotEqual(target, merged);
+
+            // Accounts of the second event arrive while the analyst merges its incident into the first.
+            var accounts = Enumerable.Range(0, 12).Select(async n =>
+            {
+                var (response, report) = await server.ClientFor(n % 2 == 0 ? "unpol" : "force").PostJson("/api/reports",
+                    Account(4.6 + (n * 0.0005), east, at.AddMinutes(10 + n), "ucdp.state-based", 4, "Armed men fired on a FACA post on the road.", mission, precision: 1000));
+                Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+                return report.GetProperty("id").GetGuid();
+            }).ToList();
+            var (merge, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{target}/merge", new { incidents = new[] { merged } });
+            Assert.Equal(HttpStatusCode.OK, merge.StatusCode);
+            created.AddRange(await Task.WhenAll(accounts));
+            created.Add(first.GetProperty("id").GetGuid());
+            created.Add(second.GetProperty("id").GetGuid());
+        }
+
+        await server.WithDbAsync(async db =>
+        {
+            var links = await db.IncidentReports.AsNoTracking().Where(l => created.Contains(l.ReportId)).ToListAsync();
+            Assert.Equal(created.Count, links.Count);
+            var holding = links.Select(l => l.IncidentId).Distinct().ToList();
+            var incidents = await db.Incidents.AsNoTracking().Where(i => holding.Contains(i.Id)).ToDictionaryAsync(i => i.Id);
+            // No report is linked to an incident the merge removed, and every incident counts the reports it holds.
+            Assert.DoesNotContain(holding, id => !incidents.ContainsKey(id));
+            foreach (var incident in incidents.Values)
+            {
+                Assert.Equal(await db.IncidentReports.CountAsync(l => l.IncidentId == incident.Id), incident.ReportCount);
+            }
+
+            return 0;
+        });
+    }
 }
 
 public sealed class FusionTests_Sqlite(SqliteServer server) : FusionTests<SqliteServer>(server);

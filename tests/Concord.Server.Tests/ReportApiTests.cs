@@ -245,6 +245,31 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Equal([inside], page.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("id").GetGuid()).ToArray());
     }
 
+    [Fact]
+    public async Task Text_search_ignores_case_beyond_ascii_in_reports_and_incidents()
+    {
+        var client = Server.ClientFor("joc");
+        var tag = "accent" + Guid.NewGuid().ToString("N")[..8];
+        var (_, upper) = await client.PostJson("/api/reports", Api.Report(narrative: $"{tag} Tirs signalés à ÉBOUMBOU, près de la rivière."));
+        var (_, lower) = await client.PostJson("/api/reports", Api.Report(narrative: $"{tag} Tirs signalés à éboumbou le soir."));
+        await client.PostJson("/api/reports", Api.Report(narrative: $"{tag} Tirs signalés à Boumbou."));
+        Guid[] both = [upper.GetProperty("id").GetGuid(), lower.GetProperty("id").GetGuid()];
+
+        // Lower case, capitals, and "é" sent as "e" with a combining accent: the same two reports.
+        foreach (var q in new[] { "éboumbou", "ÉBOUMBOU", "E\u0301boumbou" })
+        {
+            var (response, page) = await client.GetJson($"/api/reports?q={Uri.EscapeDataString(q)}&limit=100");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var found = page.GetProperty("items").EnumerateArray().Where(r => r.GetProperty("narrative").GetString()!.StartsWith(tag, StringComparison.Ordinal)).Select(r => r.GetProperty("id").GetGuid());
+            Assert.Equal(both.Order(), found.Order());
+        }
+
+        var (_, incidents) = await client.GetJson($"/api/incidents?q={Uri.EscapeDataString("ÉBOUMBOU")}&limit=100");
+        Assert.Equal(
+            new[] { upper.GetProperty("incidentId").GetGuid(), lower.GetProperty("incidentId").GetGuid() }.Order(),
+            incidents.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("id").GetGuid()).Order());
+    }
+
     [Theory]
     [InlineData("bbox=1,2,3", "bbox")]
     [InlineData("bbox=20,10,19,11", "bbox")]

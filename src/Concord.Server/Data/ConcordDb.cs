@@ -73,6 +73,18 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
 
     public DbSet<Coordination.LiaisonEntry> LiaisonLog => Set<Coordination.LiaisonEntry>();
 
+    /// <summary>
+    /// Lower case beyond ASCII, in SQL only. SQLite's own lower() changes only A–Z, so a search for "éboumbou" missed
+    /// "ÉBOUMBOU" (place names in a francophone mission); on SQLite this calls <see cref="LowerFunction"/>, which
+    /// the store (<c>Data/Store.cs</c>) registers on every connection, and on PostgreSQL lower(), which follows the database's UTF-8
+    /// character type. The managed function costs more per row than SQLite's, so searches use it only for words
+    /// beyond ASCII (<see cref="Http.TextSearch"/>): lower-casing a letter beyond ASCII never gives one within it.
+    /// </summary>
+    public static string Lower(string text) => throw new InvalidOperationException($"{nameof(Lower)} is translated to SQL only ({text.Length} characters)");
+
+    /// <summary>The name of <see cref="Lower"/> on SQLite.</summary>
+    public const string LowerFunction = "concord_lower";
+
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
         if (Database.IsSqlite())
@@ -84,6 +96,7 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
+        modelBuilder.HasDbFunction(typeof(ConcordDb).GetMethod(nameof(Lower))!).HasName(Database.IsSqlite() ? LowerFunction : "lower").IsBuiltIn();
         modelBuilder.Entity<Organization>(e =>
         {
             e.ToTable("organizations");

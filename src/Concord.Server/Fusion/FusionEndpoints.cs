@@ -185,7 +185,7 @@ internal static class FusionEndpoints
     }
 
     private static async Task<Results<Ok<ProposalDto>, NotFound, ProblemHttpResult>> Decide(
-        Guid id, HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, FusionEngine fusion, TimeProvider time)
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, FusionEngine fusion, IncidentGate gate, TimeProvider time)
     {
         var (body, problem) = await JsonBody.ReadAsync<DecideProposal>(context, 4096);
         if (problem is not null)
@@ -198,6 +198,8 @@ internal static class FusionEndpoints
             return Problems.Field("decision", "must be accept or reject");
         }
 
+        // An accepted proposal moves a report between incidents: no report fuses into either meanwhile.
+        using var held = await gate.EnterAsync(context.RequestAborted);
         var visible = await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.Id == id), context.RequestAborted);
         if (visible.Count == 0)
         {

@@ -35,6 +35,7 @@ internal static class ConcordServices
         services.AddSingleton<AuditChain>();
         services.AddSingleton<AuditWriter>();
         services.AddSingleton<Fusion.FusionEngine>();
+        services.AddSingleton<Incidents.IncidentGate>();
         services.AddSingleton<Import.Importer>();
         services.AddScoped<Incidents.IncidentCorrections>();
         services.AddScoped<EarlyWarning.ForecastService>();

@@ -8,9 +8,10 @@ namespace Concord.Server.Incidents;
 
 /// <summary>
 /// An analyst's corrections of fusion, shared by the API and the incident page: merge incidents into one, split reports
-/// off into a new incident. Both audited; both leave every incident rebuilt from its reports.
+/// off into a new incident. Both audited; both leave every incident rebuilt from its reports. Each holds the
+/// <see cref="IncidentGate"/> from its first read to its commit, so no report fuses into what it is changing meanwhile.
 /// </summary>
-internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, FusionEngine fusion, TimeProvider time)
+internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, FusionEngine fusion, IncidentGate gate, TimeProvider time)
 {
     /// <summary>The result: the incident that now holds the reports, or the field at fault and why (404 when nothing to see).</summary>
     internal sealed record Outcome(Incident? Incident, string? Field, string? Reason, int Status = StatusCodes.Status400BadRequest)
@@ -26,6 +27,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             return new Outcome(null, "incidents", "name 1 to 100 other incidents to merge into this one");
         }
 
+        using var held = await gate.EnterAsync(cancellationToken);
         var visible = await db.VisibleIncidents(db.Incidents, viewer).Where(i => i.Id == id || others.Contains(i.Id)).ToListAsync(cancellationToken);
         var target = visible.SingleOrDefault(i => i.Id == id);
         if (target is null)
@@ -111,6 +113,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
 
     public async Task<Outcome> SplitAsync(Viewer viewer, Guid id, IReadOnlyList<Guid>? reportIds, CancellationToken cancellationToken)
     {
+        using var held = await gate.EnterAsync(cancellationToken);
         var incident = await db.VisibleIncidents(db.Incidents, viewer).SingleOrDefaultAsync(i => i.Id == id, cancellationToken);
         if (incident is null)
         {

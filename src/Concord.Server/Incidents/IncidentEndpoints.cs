@@ -118,12 +118,13 @@ internal static class IncidentEndpoints
 
         if (query.Text is { } text)
         {
-            var needle = text.ToLowerInvariant();
-            // Translated to SQL lower(); the culture rules do not apply in the database. Searching a mixed incident's stored
-            // title would let a viewer test words against a report they cannot see.
+            var (needle, beyondAscii) = TextSearch.Needle(text);
+            // Translated to SQL lower(), or ConcordDb.Lower for words beyond ASCII; the culture rules do not apply in the
+            // database. Searching a mixed incident's stored title would let a viewer test words against a report they cannot see.
 #pragma warning disable CA1304, CA1311, CA1862
-            incidents = incidents.Where(i => (!i.Mixed && i.Title.ToLower().Contains(needle))
-                || (i.Mixed && links.Any(l => l.IncidentId == i.Id && visibleReports.Any(r => r.Id == l.ReportId && r.Narrative.ToLower().Contains(needle)))));
+            incidents = incidents.Where(i => (!i.Mixed && (beyondAscii ? ConcordDb.Lower(i.Title) : i.Title.ToLower()).Contains(needle))
+                || (i.Mixed && links.Any(l => l.IncidentId == i.Id && visibleReports.Any(r => r.Id == l.ReportId
+                    && (beyondAscii ? ConcordDb.Lower(r.Narrative) : r.Narrative.ToLower()).Contains(needle)))));
 #pragma warning restore CA1304, CA1311, CA1862
         }
 
@@ -183,18 +184,21 @@ internal static class IncidentEndpoints
         await IncidentDetails.LoadAsync(context, viewer, id) is { } details ? TypedResults.Ok(details.Incident) : TypedResults.NotFound();
 
     private static async Task<Results<Ok<IncidentDto>, NotFound, ProblemHttpResult>> SetStatus(
-        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time, Fusion.FusionEngine fusion)
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time,
+        Fusion.FusionEngine fusion, IncidentGate gate)
     {
-        var incident = await db.VisibleIncidents(db.Incidents, viewer).SingleOrDefaultAsync(i => i.Id == id, context.RequestAborted);
-        if (incident is null)
-        {
-            return TypedResults.NotFound();
-        }
-
+        // The body first: a slow client must not hold the gate that reports wait for.
         var (body, problem) = await JsonBody.ReadAsync<ChangeStatus>(context, 4096);
         if (problem is not null)
         {
             return (ProblemHttpResult)problem;
+        }
+
+        using var held = await gate.EnterAsync(context.RequestAborted);
+        var incident = await db.VisibleIncidents(db.Incidents, viewer).SingleOrDefaultAsync(i => i.Id == id, context.RequestAborted);
+        if (incident is null)
+        {
+            return TypedResults.NotFound();
         }
 
         if (!Enum.TryParse<IncidentStatus>(body!.Status, true, out var status) || !Enum.IsDefined(status) || int.TryParse(body.Status, out _))

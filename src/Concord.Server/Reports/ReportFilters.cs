@@ -55,10 +55,10 @@ internal static class ReportFilters
 
         if (query.Text is { } text)
         {
-            var needle = text.ToLowerInvariant();
-            // Translated to SQL lower(); the culture rules do not apply in the database.
+            var (needle, beyondAscii) = TextSearch.Needle(text);
+            // Translated to SQL lower(), or ConcordDb.Lower for words beyond ASCII; the culture rules do not apply in the database.
 #pragma warning disable CA1304, CA1311, CA1862
-            reports = reports.Where(r => r.Narrative.ToLower().Contains(needle));
+            reports = reports.Where(r => (beyondAscii ? ConcordDb.Lower(r.Narrative) : r.Narrative.ToLower()).Contains(needle));
 #pragma warning restore CA1304, CA1311, CA1862
         }
 

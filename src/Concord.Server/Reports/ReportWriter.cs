@@ -32,11 +32,13 @@ internal sealed class ReportWriter : IAsyncDisposable
     private readonly ILogger<ReportWriter> _logger;
     private readonly FusionEngine _fusion;
     private readonly ChangeFeedInterceptor _feed;
+    private readonly IncidentGate _gate;
     private readonly Task _loop;
 
-    public ReportWriter(IServiceScopeFactory scopes, AuditChain chain, FusionEngine fusion, ChangeFeedInterceptor feed, ILogger<ReportWriter> logger)
+    public ReportWriter(IServiceScopeFactory scopes, AuditChain chain, FusionEngine fusion, ChangeFeedInterceptor feed, IncidentGate gate, ILogger<ReportWriter> logger)
     {
         _scopes = scopes;
+        _gate = gate;
         _chain = chain;
         _fusion = fusion;
         _feed = feed;
@@ -86,6 +88,8 @@ internal sealed class ReportWriter : IAsyncDisposable
                 batch.Add(pending);
             }
 
+            // Corrections and status changes wait between batches (see IncidentGate).
+            using var held = await _gate.EnterAsync(CancellationToken.None);
             try
             {
                 await WriteBatchAsync(batch);

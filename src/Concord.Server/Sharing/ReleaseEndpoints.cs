@@ -32,7 +32,8 @@ internal static class ReleaseEndpoints
     public static double Snap(double value, double grid) => (Math.Floor(value / grid) * grid) + (grid / 2);
 
     private static async Task<Results<Created<ReportDto>, NotFound, ProblemHttpResult>> Release(
-        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time, Fusion.FusionEngine fusion)
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time, Fusion.FusionEngine fusion,
+        IncidentGate gate)
     {
         var original = await db.Reports.AsNoTracking().VisibleTo(viewer).SingleOrDefaultAsync(r => r.Id == id, context.RequestAborted);
         if (original is null)
@@ -143,6 +144,8 @@ internal static class ReleaseEndpoints
             RequestHash = Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(body, JsonBody.Options))),
         };
         db.Reports.Add(copy);
+        // The release joins the original's incident: no report fuses into it and no merge removes it meanwhile.
+        using var held = await gate.EnterAsync(context.RequestAborted);
         var incidentId = await db.IncidentReports.Where(l => l.ReportId == original.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefaultAsync(context.RequestAborted);
         if (incidentId is { } existing)
         {
