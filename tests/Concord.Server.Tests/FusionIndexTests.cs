@@ -6,10 +6,10 @@ using Concord.Server.Sharing;
 namespace Concord.Server.Tests;
 
 /// <summary>
-/// The fusion index rules most incidents out before they are scored. Within the reach of its blocking (the cells and
-/// weeks it searches: up to two cells around, windows up to eight weeks bucketed whole, see docs/import-and-fusion.md)
-/// it may only rule out pairs the scorer would reject itself: every pair the scorer keeps must come out of the index.
-/// The draw stays within that reach (places known to 10 km, windows up to a month).
+/// The fusion index rules most incidents out before they are scored. It may only rule out pairs the scorer would reject
+/// itself: every pair the scorer keeps must come out of the index, however vague either record is. The draw covers
+/// every level of the index (places known to 100 m up to a country, windows of a day up to two years) and places where
+/// the grid is awkward: far north, where a degree of longitude is short, and across the antimeridian.
 /// </summary>
 public sealed class FusionIndexTests
 {
@@ -35,19 +35,23 @@ public sealed class FusionIndexTests
 
         var features = incidents.ToDictionary(i => i.Id, FusionFeatures.Of);
         var kept = 0;
+        var compared = 0;
         for (var n = 0; n < 1500; n++)
         {
             var report = FusionFeatures.Of(RandomReport(random));
             var expected = incidents.Where(i => FusionScorer.Score(report, features[i.Id]) is not null).Select(i => i.Id).ToHashSet();
             var near = index.Near(report);
+            compared += near.Count;
             Assert.Equal(near.Count, near.Select(e => e.Id).Distinct().Count());
             var found = near.Where(e => FusionScorer.Score(report, e.Features) is not null).Select(e => e.Id).ToHashSet();
             Assert.Equal(expected.Order(), found.Order());
             kept += expected.Count;
         }
 
-        // The draw has to put reports near incidents often, or the comparison proves nothing.
+        // The draw has to put reports near incidents often, or the comparison proves nothing; and the index must still rule
+        // most incidents out, or it would be no index.
         Assert.True(kept > 1500, $"only {kept} scored pairs");
+        Assert.True(compared < 1500 * 4000 / 4, $"{compared} incidents compared");
     }
 
     [Fact]
@@ -109,7 +113,7 @@ public sealed class FusionIndexTests
     {
         var (latitude, longitude) = Place(random);
         var starts = Start.AddHours(random.Next(0, 24 * 120));
-        var days = random.Next(3) switch { 0 => 1, 1 => 7, _ => 31 };
+        var days = random.Next(8) switch { 0 or 1 or 2 => 1, 3 or 4 => 7, 5 => 31, 6 => 100, _ => 700 };
         return new Incident
         {
             Id = Guid.NewGuid(),
@@ -143,7 +147,7 @@ public sealed class FusionIndexTests
             OrganizationId = Guid.Empty,
             MemberId = Guid.Empty,
             ObservedAt = Start.AddHours(random.Next(0, 24 * 120)),
-            ObservedPrecision = random.Next(3) switch { 0 => TimePrecision.Hour, 1 => TimePrecision.Day, _ => TimePrecision.Month },
+            ObservedPrecision = random.Next(4) switch { 0 => TimePrecision.Hour, 1 => TimePrecision.Day, 2 => TimePrecision.Month, _ => TimePrecision.Year },
             Latitude = latitude,
             Longitude = longitude,
             LocationPrecisionMeters = Precision(random),
@@ -163,14 +167,29 @@ public sealed class FusionIndexTests
         };
     }
 
-    /// <summary>Places in a 2° box, most of them in a few clusters, so that many pairs are within reach of each other.</summary>
-    private static (double Latitude, double Longitude) Place(Random random)
+    /// <summary>
+    /// Places in clusters, so that many pairs are within reach of each other: most in the Central African Republic, some
+    /// within a degree of the North Pole's latitude 80°, some on both sides of the antimeridian.
+    /// </summary>
+    private static (double Latitude, double Longitude) Place(Random random) => random.Next(10) switch
     {
-        var cluster = random.Next(5);
-        return (5.0 + (cluster * 0.3) + (random.NextDouble() * 0.4), 20.0 + (cluster * 0.2) + (random.NextDouble() * 0.4));
-    }
+        < 7 and var cluster => (5.0 + (cluster * 0.9) + (random.NextDouble() * 0.4), 20.0 + (cluster * 0.6) + (random.NextDouble() * 0.4)),
+        7 or 8 => (79.5 + random.NextDouble(), 10 + (random.NextDouble() * 30)),
+        _ => (-17 + random.NextDouble(), random.Next(2) == 0 ? 179 + random.NextDouble() : -180 + random.NextDouble()),
+    };
 
-    private static double Precision(Random random) => random.Next(3) switch { 0 => 100, 1 => 2_000, _ => 10_000 };
+    /// <summary>GED's steps: exact place to 100 m and 1 km, 25 km, admin-2 50 km, admin-1 150 km, country 500 km.</summary>
+    private static double Precision(Random random) => random.Next(10) switch
+    {
+        0 => 100,
+        1 or 2 or 3 => 1_000,
+        4 => 2_000,
+        5 => 10_000,
+        6 => 25_000,
+        7 => 50_000,
+        8 => 150_000,
+        _ => 500_000,
+    };
 
     private static IEnumerable<string> Pick(Random random, string[] words, int count) =>
         Enumerable.Range(0, count).Select(_ => words[random.Next(words.Length)]).Distinct();

@@ -4,20 +4,46 @@ using Concord.Server.Incidents;
 namespace Concord.Server.Fusion;
 
 /// <summary>
-/// Open incidents in memory, bucketed by 0.5° cell and week, so that a new report is compared with the few incidents
-/// near it in space and time (blocking) rather than with all of them. Used by the single report writer only, so it needs
-/// no locking; it can be stale (an incident merged or closed elsewhere), so the writer confirms a match in the store.
+/// Open incidents in memory, bucketed by place and time, so that a new report is compared with the few incidents near
+/// it in space and time (blocking) rather than with all of them. Used by the single report writer only, so it needs no
+/// locking; it can be stale (an incident merged or closed elsewhere), so the writer confirms a match in the store.
 /// </summary>
+/// <remarks>
+/// Three grids (levels), each for incidents of one kind of uncertainty: precise places and windows of weeks in small
+/// cells and weeks; places known to a district or a province (GED's 25 km to admin-1) and windows of months in larger
+/// ones; the rest (a country, waters, a window of years) in the largest. A report searches each level as far as the
+/// scorer could keep a pair from it: 3σ + 5 km with σ from its own uncertainty and the largest held at that level, and
+/// its window widened by <see cref="FusionScorer.MaxGap"/>. A precise report thus reads a few small cells, an imprecise
+/// one many, and the index never hides a pair the scorer would keep, however vague either record is.
+/// </remarks>
 internal sealed class FusionIndex
 {
-    public const double CellDegrees = 0.5;
+    /// <summary>One grid: cells of <paramref name="Degrees"/>, time buckets of <paramref name="Weeks"/>, for incidents known to <paramref name="MaxPrecisionKm"/> whose window spans at most <paramref name="MaxBuckets"/> buckets.</summary>
+    private sealed record Level(double Degrees, int Weeks, double MaxPrecisionKm, int MaxBuckets)
+    {
+        public int Columns { get; } = (int)Math.Round(360 / Degrees);
 
-    private static readonly DateTime Epoch = new(2000, 1, 3, 0, 0, 0, DateTimeKind.Utc);
+        public long BucketTicks { get; } = TimeSpan.TicksPerDay * 7 * Weeks;
+    }
 
-    private readonly Dictionary<(int Y, int X, int Week), List<Slot>> _buckets = [];
+    private static readonly Level[] Levels =
+    [
+        new(0.5, 1, 10, 9),
+        new(1, 1, double.PositiveInfinity, 9),
+        new(2, 8, double.PositiveInfinity, int.MaxValue),
+    ];
+
+    private static readonly long Epoch = new DateTime(2000, 1, 3, 0, 0, 0, DateTimeKind.Utc).Ticks;
+
+    /// <summary>The buckets by <see cref="Key"/>: level, row, column and time bucket packed in one number, quick to hash.</summary>
+    private readonly Dictionary<long, List<Slot>> _buckets = [];
     private readonly Dictionary<Guid, Entry> _entries = [];
     private readonly Dictionary<string, string> _words = new(StringComparer.Ordinal);
     private readonly HashSet<string[]> _sets = new(SameWords.Instance);
+
+    /// <summary>Per level, the incidents held and the largest uncertainty any has had since the index was (re)built.</summary>
+    private readonly int[] _held = new int[Levels.Length];
+    private readonly double[] _widestKm = new double[Levels.Length];
 
     internal sealed class Entry(Guid id, FusionFeatures features)
     {
@@ -39,6 +65,8 @@ internal sealed class FusionIndex
 
         public double Latitude { get; } = entry.Features.Latitude;
 
+        public double Longitude { get; } = entry.Features.Longitude;
+
         public double PrecisionKm { get; } = entry.Features.PrecisionKm;
 
         public long StartTicks { get; } = entry.Features.Start.Ticks;
@@ -56,6 +84,8 @@ internal sealed class FusionIndex
     {
         _buckets.Clear();
         _entries.Clear();
+        Array.Clear(_held);
+        Array.Clear(_widestKm);
         _words.Clear();
         _sets.Clear();
     }
@@ -71,6 +101,9 @@ internal sealed class FusionIndex
 
         var entry = new Entry(incident.Id, Share(FusionFeatures.Of(incident)));
         var slot = new Slot(entry);
+        var level = LevelOf(entry.Features);
+        _held[level]++;
+        _widestKm[level] = Math.Max(_widestKm[level], entry.Features.PrecisionKm);
         foreach (var key in Keys(entry.Features))
         {
             if (!_buckets.TryGetValue(key, out var list))
@@ -84,18 +117,37 @@ internal sealed class FusionIndex
         _entries[incident.Id] = entry;
     }
 
-    /// <summary>
-    /// The buckets of an incident: its cell, and the weeks of its window (long windows — a month, a year — only their start
-    /// and end weeks). Computed again on removal rather than kept: a million entries would keep a million lists.
-    /// </summary>
-    private static IEnumerable<(int Y, int X, int Week)> Keys(FusionFeatures features)
+    /// <summary>The first level whose uncertainty and window fit the incident's (the last takes any).</summary>
+    private static int LevelOf(FusionFeatures features)
     {
-        var y = Cell(features.Latitude);
-        var x = Cell(features.Longitude);
-        var first = Week(features.Start);
-        var last = Week(features.End);
-        var weeks = last - first <= 8 ? Enumerable.Range(first, last - first + 1) : [first, last];
-        return weeks.Select(week => (y, x, week));
+        for (var l = 0; l < Levels.Length - 1; l++)
+        {
+            var level = Levels[l];
+            if (features.PrecisionKm <= level.MaxPrecisionKm && Bucket(level, features.End.Ticks) - Bucket(level, features.Start.Ticks) < level.MaxBuckets)
+            {
+                return l;
+            }
+        }
+
+        return Levels.Length - 1;
+    }
+
+    /// <summary>
+    /// The buckets of an incident: its cell at its level, and every time bucket of its window. Computed again on removal
+    /// rather than kept: a million entries would keep a million lists.
+    /// </summary>
+    private static IEnumerable<long> Keys(FusionFeatures features)
+    {
+        var l = LevelOf(features);
+        var level = Levels[l];
+        var y = Cell(features.Latitude, level);
+        var x = Column(Cell(features.Longitude, level), level);
+        var first = Bucket(level, features.Start.Ticks);
+        var last = Bucket(level, features.End.Ticks);
+        for (var bucket = first; bucket <= last; bucket++)
+        {
+            yield return Key(l, y, x, bucket);
+        }
     }
 
     public void Remove(Guid id)
@@ -104,6 +156,8 @@ internal sealed class FusionIndex
         {
             return;
         }
+
+        _held[LevelOf(entry.Features)]--;
 
         foreach (var key in Keys(entry.Features))
         {
@@ -119,58 +173,71 @@ internal sealed class FusionIndex
     }
 
     /// <summary>
-    /// Incidents close enough in space (within a few uncertainty radii) and time (within the largest gap) to be compared,
-    /// and not from the same curated dataset as the report. Every test here is one <see cref="FusionScorer.Score"/> makes
-    /// too, made early and conservatively (the latitude difference alone is a lower bound of the distance), so the index
-    /// never hides a pair the scorer would keep.
+    /// Incidents close enough in space (within 3σ + 5 km) and time (within the largest gap) to be compared, and not from
+    /// the same curated dataset as the report. Every test here is one <see cref="FusionScorer.Score"/> makes too, made early
+    /// and conservatively (the latitude difference alone is a lower bound of the distance), so the index never hides a
+    /// pair the scorer would keep.
     /// </summary>
     public List<Entry> Near(FusionFeatures report)
     {
         _generation++;
         var found = new List<Entry>();
-        // Search as far as the report's own uncertainty reaches, plus room for the incident's (capped at 2 cells: 110 km).
-        var reach = Math.Min(2, (int)Math.Ceiling(((3 * report.PrecisionKm) + 30) / 111.0 / CellDegrees));
-        var y0 = Cell(report.Latitude);
-        var x0 = Cell(report.Longitude);
-        var w0 = Week(report.Start - FusionScorer.MaxGap);
-        var w1 = Week(report.End + FusionScorer.MaxGap);
-        if (w1 - w0 > 12)
-        {
-            w1 = w0 + 12;
-        }
-
         var datasets = DatasetBits(report.Datasets);
         var earliest = report.Start.Ticks - FusionScorer.MaxGap.Ticks;
         var latest = report.End.Ticks + FusionScorer.MaxGap.Ticks;
         var precision2 = report.PrecisionKm * report.PrecisionKm;
-        for (var y = y0 - reach; y <= y0 + reach; y++)
+        for (var l = 0; l < Levels.Length; l++)
         {
-            for (var x = x0 - reach; x <= x0 + reach; x++)
+            if (_held[l] == 0)
             {
-                for (var w = w0; w <= w1; w++)
+                continue;
+            }
+
+            var level = Levels[l];
+            // The farthest the scorer keeps a pair of this report and anything this level holds.
+            var reachKm = FusionScorer.Reach(Math.Sqrt(precision2 + (_widestKm[l] * _widestKm[l]))) + 1e-6;
+            var reachDegrees = reachKm / KmPerDegreeOfLatitude;
+            var south = Math.Max(-90, report.Latitude - reachDegrees);
+            var north = Math.Min(90, report.Latitude + reachDegrees);
+            var spread = Spread(reachKm, Math.Max(Math.Abs(south), Math.Abs(north)));
+            var (west, east) = Columns(report.Longitude, spread, level);
+            var b0 = Bucket(level, earliest);
+            var b1 = Bucket(level, latest);
+            for (var y = Cell(south, level); y <= Cell(north, level); y++)
+            {
+                for (var x = west; x <= east; x++)
                 {
-                    if (!_buckets.TryGetValue((y, x, w), out var list))
+                    for (var b = b0; b <= b1; b++)
                     {
-                        continue;
-                    }
-
-                    foreach (ref readonly var slot in CollectionsMarshal.AsSpan(list))
-                    {
-                        if ((slot.Datasets & datasets) != 0 || slot.EndTicks < earliest || slot.StartTicks > latest)
+                        if (!_buckets.TryGetValue(Key(l, y, Column(x, level), b), out var list))
                         {
                             continue;
                         }
 
-                        var sigma = Math.Sqrt(precision2 + (slot.PrecisionKm * slot.PrecisionKm));
-                        if (KmPerDegreeOfLatitude * Math.Abs(report.Latitude - slot.Latitude) > (3 * sigma) + 5 + 1e-6)
+                        foreach (ref readonly var slot in CollectionsMarshal.AsSpan(list))
                         {
-                            continue;
-                        }
+                            if ((slot.Datasets & datasets) != 0 || slot.EndTicks < earliest || slot.StartTicks > latest)
+                            {
+                                continue;
+                            }
 
-                        if (slot.Entry.Seen != _generation)
-                        {
-                            slot.Entry.Seen = _generation;
-                            found.Add(slot.Entry);
+                            var sigma = Math.Sqrt(precision2 + (slot.PrecisionKm * slot.PrecisionKm));
+                            if (KmPerDegreeOfLatitude * Math.Abs(report.Latitude - slot.Latitude) > FusionScorer.Reach(sigma) + 1e-6)
+                            {
+                                continue;
+                            }
+
+                            var dLon = Math.Abs(report.Longitude - slot.Longitude);
+                            if (Math.Min(dLon, 360 - dLon) > spread)
+                            {
+                                continue;
+                            }
+
+                            if (slot.Entry.Seen != _generation)
+                            {
+                                slot.Entry.Seen = _generation;
+                                found.Add(slot.Entry);
+                            }
                         }
                     }
                 }
@@ -180,8 +247,30 @@ internal sealed class FusionIndex
         return found;
     }
 
+    /// <summary>
+    /// How far in longitude a place within <paramref name="reachKm"/> may lie, for places no further from the equator than
+    /// <paramref name="widestLatitude"/>. By the haversine formula sin²(d/2R) ≥ cos φ₁ cos φ₂ sin²(Δλ/2), so no place
+    /// within reach lies more than 2 asin(sin(reach/2R) / cos φ) away in longitude; near a pole, or when the reach is half
+    /// the globe, any longitude (360°).
+    /// </summary>
+    private static double Spread(double reachKm, double widestLatitude)
+    {
+        var halfAngle = reachKm / (2 * FusionScorer.EarthRadiusKm);
+        var cos = Math.Cos(double.DegreesToRadians(widestLatitude));
+        var ratio = halfAngle >= Math.PI / 2 || cos <= 1e-9 ? double.PositiveInfinity : Math.Sin(halfAngle) / cos;
+        return ratio < 1 ? double.RadiansToDegrees(2 * Math.Asin(ratio)) + 1e-9 : 360;
+    }
+
+    /// <summary>The columns (unwrapped) within <paramref name="spread"/> degrees of <paramref name="longitude"/>: every column when that is all the way round.</summary>
+    private static (int West, int East) Columns(double longitude, double spread, Level level)
+    {
+        var west = Cell(longitude - spread, level);
+        var east = Cell(longitude + spread, level);
+        return spread < 180 && east - west + 1 < level.Columns ? (west, east) : (0, level.Columns - 1);
+    }
+
     /// <summary>Great-circle kilometres per degree of latitude on <see cref="FusionScorer.Kilometres"/>'s sphere.</summary>
-    private const double KmPerDegreeOfLatitude = 6371.0 * Math.PI / 180;
+    private const double KmPerDegreeOfLatitude = FusionScorer.EarthRadiusKm * Math.PI / 180;
 
     /// <summary>The curated datasets of a record as bits, one per <see cref="FusionFeatures.CuratedDatasets"/> (others: the scorer decides).</summary>
     private static int DatasetBits(string[] datasets)
@@ -209,9 +298,15 @@ internal sealed class FusionIndex
         return -1;
     }
 
-    private static int Cell(double degrees) => (int)Math.Floor(degrees / CellDegrees);
+    /// <summary>A bucket's key: the time bucket in the high 32 bits, then the level (4 bits), the row (12) and the column (16).</summary>
+    private static long Key(int level, int y, int x, int bucket) => ((long)bucket << 32) | (uint)((level << 28) | ((y + 2048) << 16) | x);
 
-    private static int Week(DateTime at) => (int)Math.Floor((at - Epoch).TotalDays / 7);
+    private static int Cell(double degrees, Level level) => (int)Math.Floor(degrees / level.Degrees);
+
+    /// <summary>A column around the globe: columns west of −180° or east of 180° are those on the other side.</summary>
+    private static int Column(int x, Level level) => ((x % level.Columns) + level.Columns) % level.Columns;
+
+    private static int Bucket(Level level, long ticks) => (int)Math.Floor((double)(ticks - Epoch) / level.BucketTicks);
 
     /// <summary>
     /// The index's copy of an incident's features, sharing what many incidents have in common: one string per distinct

@@ -58,21 +58,22 @@ internal static class FusionScorer
             return null;
         }
 
-        var category = CategoryScore(report.Category, incident.Category);
-        if (category <= 0)
+        // The cheap tests first: most pairs the index offers fail on time or place, before their categories are compared.
+        var gap = Gap(report.Start, report.End, incident.Start, incident.End);
+        if (gap > MaxGap)
         {
             return null;
         }
 
         var km = Kilometres(report.Latitude, report.Longitude, incident.Latitude, incident.Longitude);
         var sigma = Math.Sqrt((report.PrecisionKm * report.PrecisionKm) + (incident.PrecisionKm * incident.PrecisionKm));
-        if (km > (3 * sigma) + 5)
+        if (km > Reach(sigma))
         {
             return null;
         }
 
-        var gap = Gap(report.Start, report.End, incident.Start, incident.End);
-        if (gap > MaxGap)
+        var category = CategoryScore(report.Category, incident.Category);
+        if (category <= 0)
         {
             return null;
         }
@@ -164,9 +165,24 @@ internal static class FusionScorer
         _ => null,
     };
 
+    /// <summary>
+    /// Records further apart than this are not scored, however vague their places: two places known only to a province or
+    /// a country are "close" to every event of that day in it, and the place no longer tells events apart. Measured on the
+    /// demo's accounts of the real GED events (docs/import-and-fusion.md, "How fusion decides"): scoring pairs at any
+    /// distance within 3σ + 5 km took the pairwise precision from 0.953 to 0.947 and added no right join; up to 100 km
+    /// it stays at 0.953. Further apart, an analyst merges.
+    /// </summary>
+    public const double MaxKm = 100;
+
+    /// <summary>How far apart two records with combined uncertainty <paramref name="sigma"/> may be and still be scored.</summary>
+    public static double Reach(double sigma) => Math.Min((3 * sigma) + 5, MaxKm);
+
+    /// <summary>The sphere distances are measured on.</summary>
+    public const double EarthRadiusKm = 6371.0;
+
     public static double Kilometres(double lat1, double lon1, double lat2, double lon2)
     {
-        const double R = 6371.0;
+        const double R = EarthRadiusKm;
         var dLat = double.DegreesToRadians(lat2 - lat1);
         var dLon = double.DegreesToRadians(lon2 - lon1);
         var a = (Math.Sin(dLat / 2) * Math.Sin(dLat / 2))
