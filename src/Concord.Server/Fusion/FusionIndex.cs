@@ -73,7 +73,6 @@ internal sealed class FusionIndex
 
         public long EndTicks { get; } = entry.Features.End.Ticks;
 
-        public int Datasets { get; } = DatasetBits(entry.Features.Datasets);
     }
 
     private int _generation;
@@ -142,11 +141,12 @@ internal sealed class FusionIndex
         var level = Levels[l];
         var y = Cell(features.Latitude, level);
         var x = Column(Cell(features.Longitude, level), level);
+        var datasets = DatasetBits(features.Datasets);
         var first = Bucket(level, features.Start.Ticks);
         var last = Bucket(level, features.End.Ticks);
         for (var bucket = first; bucket <= last; bucket++)
         {
-            yield return Key(l, y, x, bucket);
+            yield return Key(l, datasets, y, x, bucket);
         }
     }
 
@@ -183,8 +183,7 @@ internal sealed class FusionIndex
         _generation++;
         var found = new List<Entry>();
         var datasets = DatasetBits(report.Datasets);
-        var earliest = report.Start.Ticks - FusionScorer.MaxGap.Ticks;
-        var latest = report.End.Ticks + FusionScorer.MaxGap.Ticks;
+        var window = (Earliest: report.Start.Ticks - FusionScorer.MaxGap.Ticks, Latest: report.End.Ticks + FusionScorer.MaxGap.Ticks);
         var precision2 = report.PrecisionKm * report.PrecisionKm;
         for (var l = 0; l < Levels.Length; l++)
         {
@@ -201,42 +200,20 @@ internal sealed class FusionIndex
             var north = Math.Min(90, report.Latitude + reachDegrees);
             var spread = Spread(reachKm, Math.Max(Math.Abs(south), Math.Abs(north)));
             var (west, east) = Columns(report.Longitude, spread, level);
-            var b0 = Bucket(level, earliest);
-            var b1 = Bucket(level, latest);
+            var b0 = Bucket(level, window.Earliest);
+            var b1 = Bucket(level, window.Latest);
             for (var y = Cell(south, level); y <= Cell(north, level); y++)
             {
                 for (var x = west; x <= east; x++)
                 {
                     for (var b = b0; b <= b1; b++)
                     {
-                        if (!_buckets.TryGetValue(Key(l, y, Column(x, level), b), out var list))
+                        for (var d = 0; d < DatasetClasses; d++)
                         {
-                            continue;
-                        }
-
-                        foreach (ref readonly var slot in CollectionsMarshal.AsSpan(list))
-                        {
-                            if ((slot.Datasets & datasets) != 0 || slot.EndTicks < earliest || slot.StartTicks > latest)
+                            // Never the same dataset's records: a GED event does not even look at GED's buckets.
+                            if ((d & datasets) == 0 && _buckets.TryGetValue(Key(l, d, y, Column(x, level), b), out var list))
                             {
-                                continue;
-                            }
-
-                            var sigma = Math.Sqrt(precision2 + (slot.PrecisionKm * slot.PrecisionKm));
-                            if (KmPerDegreeOfLatitude * Math.Abs(report.Latitude - slot.Latitude) > FusionScorer.Reach(sigma) + 1e-6)
-                            {
-                                continue;
-                            }
-
-                            var dLon = Math.Abs(report.Longitude - slot.Longitude);
-                            if (Math.Min(dLon, 360 - dLon) > spread)
-                            {
-                                continue;
-                            }
-
-                            if (slot.Entry.Seen != _generation)
-                            {
-                                slot.Entry.Seen = _generation;
-                                found.Add(slot.Entry);
+                                Scan(list, report, precision2, window, spread, found);
                             }
                         }
                     }
@@ -245,6 +222,36 @@ internal sealed class FusionIndex
         }
 
         return found;
+    }
+
+    /// <summary>Adds to <paramref name="found"/> the incidents of one bucket the cheap tests keep, each once per search.</summary>
+    private void Scan(List<Slot> list, FusionFeatures report, double precision2, (long Earliest, long Latest) window, double spread, List<Entry> found)
+    {
+        foreach (ref readonly var slot in CollectionsMarshal.AsSpan(list))
+        {
+            if (slot.EndTicks < window.Earliest || slot.StartTicks > window.Latest)
+            {
+                continue;
+            }
+
+            var sigma = Math.Sqrt(precision2 + (slot.PrecisionKm * slot.PrecisionKm));
+            if (KmPerDegreeOfLatitude * Math.Abs(report.Latitude - slot.Latitude) > FusionScorer.Reach(sigma) + 1e-6)
+            {
+                continue;
+            }
+
+            var dLon = Math.Abs(report.Longitude - slot.Longitude);
+            if (Math.Min(dLon, 360 - dLon) > spread)
+            {
+                continue;
+            }
+
+            if (slot.Entry.Seen != _generation)
+            {
+                slot.Entry.Seen = _generation;
+                found.Add(slot.Entry);
+            }
+        }
     }
 
     /// <summary>
@@ -298,8 +305,15 @@ internal sealed class FusionIndex
         return -1;
     }
 
-    /// <summary>A bucket's key: the time bucket in the high 32 bits, then the level (4 bits), the row (12) and the column (16).</summary>
-    private static long Key(int level, int y, int x, int bucket) => ((long)bucket << 32) | (uint)((level << 28) | ((y + 2048) << 16) | x);
+    /// <summary>The combinations of curated datasets an incident may hold (<see cref="DatasetBits"/>: two datasets, four combinations), each in buckets of its own.</summary>
+    private const int DatasetClasses = 1 << 2;
+
+    /// <summary>
+    /// A bucket's key: the time bucket in the high 32 bits, then the level (2 bits), the incident's curated datasets (2),
+    /// the row (12) and the column (16).
+    /// </summary>
+    private static long Key(int level, int datasets, int y, int x, int bucket) =>
+        ((long)bucket << 32) | (uint)((level << 30) | (datasets << 28) | ((y + 2048) << 16) | x);
 
     private static int Cell(double degrees, Level level) => (int)Math.Floor(degrees / level.Degrees);
 

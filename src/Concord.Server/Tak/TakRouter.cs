@@ -446,7 +446,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     private void Position(TakSession from, CotEvent e, ReadOnlyMemory<byte> raw, Deliveries? deliveries)
     {
         var stamped = Stamped(e, raw, from.Marking, droppable: true);
-        if (!tracks.Update(e, from, stamped))
+        if (!tracks.Update(e, from.Viewer.MemberId, from.Marking, stamped))
         {
             Refuse(from, e, "the uid is the current track of another member");
             return;

@@ -28,7 +28,23 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
 
         /// <summary>Whether <see cref="Track"/> holds a position already (the next one pushes it into the history).</summary>
         public bool HasPosition { get; set; }
+
+        /// <summary>Taken out of memory by <see cref="Sweep"/>: an update that finds it so starts a new entry.</summary>
+        public bool Evicted { get; set; }
     }
+
+    /// <summary>
+    /// How long a track stays in memory after it went stale. Every uid a device ever sent stayed in memory for the life of
+    /// the server, so devices coming and going, or one inventing uids, grew it without bound. A track stale for longer
+    /// than this is only in the store (it is not current, so nobody is sent it and nobody owns its uid); a device that
+    /// comes back starts a new route, and its first position replaces the stored row.
+    /// </summary>
+    public static readonly TimeSpan Retention = TimeSpan.FromHours(1);
+
+    /// <summary>How often the flushing loop looks for tracks to forget.</summary>
+    public static readonly TimeSpan SweepInterval = TimeSpan.FromMinutes(1);
+
+    private DateTime _nextSweep;
 
     public IEnumerable<(Track Track, Outbound? Event)> Current =>
         _tracks.Values.Where(e => e.Track.StaleAt > time.GetUtcNow().UtcDateTime).Select(e => (e.Track, e.Last));
@@ -57,13 +73,31 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
     /// member: a device cannot take over another member's track. A stale track may pass to another member (a device handed
     /// on), and then starts with no history, so that the new member's organisation never sees the old member's route.
     /// </summary>
-    public bool Update(CotEvent e, TakSession from, Outbound stamped)
+    public bool Update(CotEvent e, Guid memberId, MarkingDefault marking, Outbound stamped)
     {
         var now = time.GetUtcNow().UtcDateTime;
-        var entry = _tracks.GetOrAdd(e.Uid, uid => new Entry(new Track
+        bool? updated;
+        do
+        {
+            var entry = _tracks.GetOrAdd(e.Uid, uid => New(uid, e, memberId, marking, now));
+            updated = Apply(entry, e, memberId, marking, stamped, now);
+        }
+        while (updated is null);
+
+        // Written once a second: a uid already waiting needs no second mark (and setting it takes a lock of the dictionary).
+        if (updated.Value && !_dirty.ContainsKey(e.Uid))
+        {
+            _dirty.TryAdd(e.Uid, 0);
+        }
+
+        return updated.Value;
+    }
+
+    private static Entry New(string uid, CotEvent e, Guid memberId, MarkingDefault marking, DateTime now) =>
+        new(new Track
         {
             Uid = uid,
-            MemberId = from.Viewer.MemberId,
+            MemberId = memberId,
             Callsign = "",
             CotType = e.Type,
             Latitude = e.Point.Lat,
@@ -72,15 +106,24 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
             ObservedAt = e.Time.UtcDateTime,
             StaleAt = StaleOf(e),
             HistoryJson = "[]",
-            Classification = from.Marking.Classification,
-            ReleasableTo = from.Marking.ReleasableTo,
-            Caveats = from.Marking.Caveats,
+            Classification = marking.Classification,
+            ReleasableTo = marking.ReleasableTo,
+            Caveats = marking.Caveats,
             UpdatedAt = now,
-        }));
+        });
+
+    /// <summary>Applies a position to an entry: null when the entry was evicted meanwhile (the caller takes the new one).</summary>
+    private static bool? Apply(Entry entry, CotEvent e, Guid memberId, MarkingDefault marking, Outbound stamped, DateTime now)
+    {
         lock (entry)
         {
+            if (entry.Evicted)
+            {
+                return null;
+            }
+
             var t = entry.Track;
-            if (t.MemberId != from.Viewer.MemberId)
+            if (t.MemberId != memberId)
             {
                 if (t.StaleAt > now)
                 {
@@ -90,7 +133,7 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
                 entry.History.Clear();
                 entry.HasPosition = false;
             }
-            else if (t.Classification != from.Marking.Classification || t.ReleasableTo != from.Marking.ReleasableTo || t.Caveats != from.Marking.Caveats)
+            else if (t.Classification != marking.Classification || t.ReleasableTo != marking.ReleasableTo || t.Caveats != marking.Caveats)
             {
                 // The same member under another marking (an agreement changed, the member moved): the route recorded under
                 // the old marking must not reach the new marking's audience.
@@ -107,7 +150,7 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
                 }
             }
 
-            t.MemberId = from.Viewer.MemberId;
+            t.MemberId = memberId;
             t.Callsign = e.Detail.Contact?.Callsign ?? e.Uid;
             t.CotType = e.Type;
             t.Latitude = e.Point.Lat;
@@ -117,21 +160,40 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
             t.Speed = e.Detail.Track?.Speed;
             t.ObservedAt = e.Time.UtcDateTime;
             t.StaleAt = StaleOf(e);
-            t.Classification = from.Marking.Classification;
-            t.ReleasableTo = from.Marking.ReleasableTo;
-            t.Caveats = from.Marking.Caveats;
+            t.Classification = marking.Classification;
+            t.ReleasableTo = marking.ReleasableTo;
+            t.Caveats = marking.Caveats;
             t.UpdatedAt = now;
             entry.Last = stamped;
             entry.HasPosition = true;
+            return true;
         }
+    }
 
-        // Written once a second: a uid already waiting needs no second mark (and setting it takes a lock of the dictionary).
-        if (!_dirty.ContainsKey(e.Uid))
+    /// <summary>
+    /// Forgets the tracks stale for longer than <see cref="Retention"/>; the number forgotten. The store has them as the last
+    /// flush wrote them (a position already stale by more than the retention when it came may not be written: nobody
+    /// would be sent it).
+    /// </summary>
+    public int Sweep()
+    {
+        var cutoff = time.GetUtcNow().UtcDateTime - Retention;
+        var forgotten = 0;
+        foreach (var (uid, entry) in _tracks)
         {
-            _dirty.TryAdd(e.Uid, 0);
+            lock (entry)
+            {
+                if (entry.Track.StaleAt >= cutoff)
+                {
+                    continue;
+                }
+
+                entry.Evicted = true;
+                forgotten += _tracks.TryRemove(new KeyValuePair<string, Entry>(uid, entry)) ? 1 : 0;
+            }
         }
 
-        return true;
+        return forgotten;
     }
 
     public async Task LoadAsync(CancellationToken cancellationToken)
@@ -208,6 +270,16 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
             while (await timer.WaitForNextTickAsync(stoppingToken))
             {
                 await FlushAsync(CancellationToken.None);
+                var now = time.GetUtcNow().UtcDateTime;
+                if (now >= _nextSweep)
+                {
+                    _nextSweep = now + SweepInterval;
+                    var forgotten = Sweep();
+                    if (forgotten > 0)
+                    {
+                        logger.LogDebug("forgot {Count} tracks stale for over {Retention}", forgotten, Retention);
+                    }
+                }
             }
         }
         catch (OperationCanceledException)
