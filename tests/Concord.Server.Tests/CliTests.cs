@@ -353,6 +353,40 @@ public sealed class CliTests_Sqlite : CliTests
     internal override string[] StoreArguments => ["--data", DataDirectory];
 
     internal override Task<StoreOptions> StoreAsync() => Task.FromResult(StoreOptions.Sqlite(DataDirectory));
+
+    /// <summary>
+    /// A device dials the host its data package names, and a client that checks the server's certificate against that
+    /// name must find it there: the server's certificate names loopback and this machine from the start, and each host
+    /// <c>cert issue --host</c> gives is added to it (signed by the same CA, so no device needs anything new).
+    /// </summary>
+    [Fact]
+    public async Task Cert_issue_makes_the_servers_certificate_name_the_host_devices_dial()
+    {
+        await Run(["org", "add", "--code", "pol", "--name", "Police", "--kind", "police", .. StoreArguments]);
+        await Run(["user", "add", "--user", "patrol.one", "--org", "POL", "--roles", "reporter", .. StoreArguments]);
+        var certs = Path.Combine(DataDirectory, "certs");
+        var first = await Run(["cert", "issue", "--user", "patrol.one", "--host", "concord.mission.example", "--out", certs, .. StoreArguments]);
+        Assert.Equal(0, first.Exit);
+        Assert.Contains("now also names concord.mission.example", first.Output, StringComparison.Ordinal);
+
+        using var server = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12FromFile(
+            Path.Combine(DataDirectory, "keys", "tak", "server.pfx"), null);
+        Assert.True(server.MatchesHostname("concord.mission.example"));
+        Assert.True(server.MatchesHostname("localhost"));
+        Assert.True(server.MatchesHostname("127.0.0.1"));
+        Assert.False(server.MatchesHostname("elsewhere.example"));
+
+        // An IP address, and a host it already names: only the new one changes it.
+        var second = await Run(["cert", "issue", "--user", "patrol.one", "--host", "10.20.30.40", "--out", certs, .. StoreArguments]);
+        Assert.Contains("now also names 10.20.30.40", second.Output, StringComparison.Ordinal);
+        var again = await Run(["cert", "issue", "--user", "patrol.one", "--host", "concord.mission.example", "--out", certs, .. StoreArguments]);
+        Assert.Equal(0, again.Exit);
+        Assert.DoesNotContain("now also names", again.Output, StringComparison.Ordinal);
+        using var updated = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12FromFile(
+            Path.Combine(DataDirectory, "keys", "tak", "server.pfx"), null);
+        Assert.True(updated.MatchesHostname("10.20.30.40") && updated.MatchesHostname("concord.mission.example"));
+        Assert.Equal(server.Issuer, updated.Issuer);
+    }
 }
 
 public sealed class CliTests_Postgres : CliTests

@@ -58,9 +58,15 @@ internal static class TakCommands
                 ExpiresAt = certificate.NotAfter.ToUniversalTime(),
             });
             await db.SaveChangesAsync(cancellationToken);
-            var files = certificates.Write(certificate, member.UserName, invocation["--out"] ?? "certs",
-                invocation["--host"] ?? Environment.MachineName, port, password, invocation.Has("--package"));
+            var host = invocation["--host"] ?? Environment.MachineName;
+            var files = certificates.Write(certificate, member.UserName, invocation["--out"] ?? "certs", host, port, password, invocation.Has("--package"));
             await output.WriteLineAsync($"issued certificate {thumbprint} for {member.UserName}, valid until {certificate.NotAfter.ToUniversalTime():yyyy-MM-dd}");
+            if (certificates.EnsureServerNames([host]))
+            {
+                // Devices check the name they dial against the server's certificate: it now names this host too.
+                await output.WriteLineAsync($"the server's TLS certificate now also names {host} (a running server uses it for new connections)");
+            }
+
             foreach (var file in files)
             {
                 await output.WriteLineAsync("  " + file);

@@ -20,6 +20,7 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
     private readonly Lock _gate = new();
     private X509Certificate2? _ca;
     private X509Certificate2? _server;
+    private DateTime _serverWritten;
 
     public string Directory => Path.Combine(Path.GetFullPath(options.DataDirectory), "keys", "tak");
 
@@ -34,15 +35,94 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         }
     }
 
+    /// <summary>
+    /// The server's TLS certificate. Read again when <c>server.pfx</c> changed (<c>concord cert issue --host</c> adds a
+    /// name to it while the server runs), so new connections get the new one.
+    /// </summary>
     public X509Certificate2 Server
     {
         get
         {
             lock (_gate)
             {
-                return _server ??= LoadOrCreate("server.pfx", CreateServer);
+                var path = Path.Combine(Directory, ServerFile);
+                if (_server is null || (File.Exists(path) && File.GetLastWriteTimeUtc(path) != _serverWritten))
+                {
+                    _server = LoadOrCreate(ServerFile, () => CreateServer(DefaultNames()));
+                    _serverWritten = File.GetLastWriteTimeUtc(path);
+                }
+
+                return _server;
             }
         }
+    }
+
+    private const string ServerFile = "server.pfx";
+
+    /// <summary>
+    /// Makes the server's certificate name every one of <paramref name="hosts"/> (DNS names or IP addresses), so that a
+    /// client checking the name it dialled accepts it: a new certificate with the names it had and these, signed by the
+    /// same CA (which is what devices trust, so none needs anything new). True when it had to be replaced.
+    /// </summary>
+    public bool EnsureServerNames(IEnumerable<string> hosts)
+    {
+        lock (_gate)
+        {
+            var current = Server;
+            var (dns, ips) = NamesOf(current);
+            var missing = hosts.Select(h => h.Trim().Trim('[', ']')).Where(h => h.Length > 0)
+                .Where(h => IPAddress.TryParse(h, out var ip) ? !ips.Contains(ip) : !dns.Contains(h)).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+            if (missing.Count == 0)
+            {
+                return false;
+            }
+
+            var replaced = CreateServer([.. dns, .. ips.Select(ip => ip.ToString()), .. missing]);
+            var path = Path.Combine(Directory, ServerFile);
+            // Written aside and renamed over the old one: a running server never reads half a file.
+            var written = path + ".new";
+            File.WriteAllBytes(written, replaced.Export(X509ContentType.Pkcs12));
+            Restrict(written);
+            File.Move(written, path, overwrite: true);
+            _server = X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.Exportable);
+            _serverWritten = File.GetLastWriteTimeUtc(path);
+            return true;
+        }
+    }
+
+    /// <summary>The DNS names and IP addresses a certificate's subject alternative names give.</summary>
+    internal static (HashSet<string> Dns, HashSet<IPAddress> Ips) NamesOf(X509Certificate2 certificate)
+    {
+        var dns = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var ips = new HashSet<IPAddress>();
+        foreach (var names in certificate.Extensions.OfType<X509SubjectAlternativeNameExtension>())
+        {
+            dns.UnionWith(names.EnumerateDnsNames());
+            ips.UnionWith(names.EnumerateIPAddresses());
+        }
+
+        return (dns, ips);
+    }
+
+    /// <summary>
+    /// The names a new server certificate gets: this machine by name and loopback, and every address of its network
+    /// interfaces, so that devices on the mission's network reach it by IP address from the start.
+    /// </summary>
+    private static List<string> DefaultNames()
+    {
+        List<string> names = ["localhost", Environment.MachineName, IPAddress.Loopback.ToString(), IPAddress.IPv6Loopback.ToString()];
+        try
+        {
+            names.AddRange(System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+                .SelectMany(n => n.GetIPProperties().UnicastAddresses).Select(a => a.Address)
+                .Where(a => !a.IsIPv6LinkLocal).Select(a => a.ToString()));
+        }
+        catch (System.Net.NetworkInformation.NetworkInformationException)
+        {
+            // Without the interfaces: the names above, and what cert issue --host adds.
+        }
+
+        return names;
     }
 
     /// <summary>Issues a client certificate (with its private key) for a member's device.</summary>
@@ -196,7 +276,7 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         return request.CreateSelfSigned(now.AddDays(-1), now.AddYears(10));
     }
 
-    private X509Certificate2 CreateServer()
+    private X509Certificate2 CreateServer(IEnumerable<string> hosts)
     {
         using var key = RSA.Create(2048);
         var request = new CertificateRequest(new X500DistinguishedName("CN=concord, O=Concord"), key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
@@ -204,9 +284,18 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, true));
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
         var names = new SubjectAlternativeNameBuilder();
-        names.AddDnsName("localhost");
-        names.AddDnsName(Environment.MachineName);
-        names.AddIpAddress(IPAddress.Loopback);
+        foreach (var host in hosts.Distinct(StringComparer.OrdinalIgnoreCase))
+        {
+            if (IPAddress.TryParse(host, out var ip))
+            {
+                names.AddIpAddress(ip);
+            }
+            else
+            {
+                names.AddDnsName(host);
+            }
+        }
+
         request.CertificateExtensions.Add(names.Build());
         var authority = Authority;
         var now = time.GetUtcNow();

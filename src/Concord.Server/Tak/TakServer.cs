@@ -72,6 +72,11 @@ internal sealed class TakServer(
             if (options.TlsPort is { } tlsPort)
             {
                 _ = certificates.Server;
+                if (!options.Address.Equals(IPAddress.Any) && !options.Address.Equals(IPAddress.IPv6Any))
+                {
+                    // The address devices dial when the listener is bound to one.
+                    certificates.EnsureServerNames([options.Address.ToString()]);
+                }
                 var tls = new TcpListener(options.Address, tlsPort);
                 tls.Start();
                 BoundTlsPort = ((IPEndPoint)tls.LocalEndpoint).Port;
