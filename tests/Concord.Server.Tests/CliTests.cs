@@ -365,6 +365,10 @@ public sealed class CliTests_Sqlite : CliTests
         await Run(["org", "add", "--code", "pol", "--name", "Police", "--kind", "police", .. StoreArguments]);
         await Run(["user", "add", "--user", "patrol.one", "--org", "POL", "--roles", "reporter", .. StoreArguments]);
         var certs = Path.Combine(DataDirectory, "certs");
+        var invalid = await Run(["cert", "issue", "--user", "patrol.one", "--host", "bad..host", "--out", certs, .. StoreArguments]);
+        Assert.Equal(2, invalid.Exit);
+        Assert.Contains("--host 'bad..host' must be a DNS name or an IP address", invalid.Errors, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(certs), "nothing is issued for a host no certificate can name");
         var first = await Run(["cert", "issue", "--user", "patrol.one", "--host", "concord.mission.example", "--out", certs, .. StoreArguments]);
         Assert.Equal(0, first.Exit);
         Assert.Contains("now also names concord.mission.example", first.Output, StringComparison.Ordinal);

@@ -34,6 +34,12 @@ internal static class TakCommands
                 return 2;
             }
 
+            if (invocation["--host"] is { } named && !TakCertificates.IsHostName(named))
+            {
+                await errors.WriteLineAsync($"concord: --host '{named}' must be a DNS name or an IP address");
+                return 2;
+            }
+
             await services.PrepareStoreAsync(cancellationToken);
             await using var scope = services.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();

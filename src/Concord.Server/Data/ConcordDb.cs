@@ -10,6 +10,7 @@ using Concord.Server.Reports;
 using Concord.Server.Sharing;
 using Concord.Server.Tak;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Query.SqlExpressions;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 namespace Concord.Server.Data;
@@ -76,9 +77,11 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
     /// <summary>
     /// Lower case beyond ASCII, in SQL only. SQLite's own lower() changes only A–Z, so a search for "éboumbou" missed
     /// "ÉBOUMBOU" (place names in a francophone mission); on SQLite this calls <see cref="LowerFunction"/>, which
-    /// the store (<c>Data/Store.cs</c>) registers on every connection, and on PostgreSQL lower(), which follows the database's UTF-8
-    /// character type. The managed function costs more per row than SQLite's, so searches use it only for words
-    /// beyond ASCII (<see cref="Http.TextSearch"/>): lower-casing a letter beyond ASCII never gives one within it.
+    /// the store (<c>Data/Store.cs</c>) registers on every connection, and on PostgreSQL lower(normalize(…)), which follows
+    /// the database's UTF-8 character type (C.UTF-8 or a language's; under the C type lower() changes ASCII only). Both
+    /// compose accents first (NFC), as <see cref="Http.TextSearch.Fold"/> does. The managed function costs more per row than SQLite's, so searches use it only for words
+    /// beyond ASCII (<see cref="Http.TextSearch"/>): lower-casing a letter beyond ASCII gives one within it only for a few
+    /// compatibility letters (the Kelvin sign), which such a search would miss.
     /// </summary>
     public static string Lower(string text) => throw new InvalidOperationException($"{nameof(Lower)} is translated to SQL only ({text.Length} characters)");
 
@@ -96,7 +99,19 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
-        modelBuilder.HasDbFunction(typeof(ConcordDb).GetMethod(nameof(Lower))!).HasName(Database.IsSqlite() ? LowerFunction : "lower").IsBuiltIn();
+        var lower = modelBuilder.HasDbFunction(typeof(ConcordDb).GetMethod(nameof(Lower))!);
+        if (Database.IsSqlite())
+        {
+            lower.HasName(LowerFunction).IsBuiltIn();
+        }
+        else
+        {
+            // lower(normalize(text)): normalize() composes (NFC) by default, so text stored decomposed is found too.
+            lower.HasTranslation(arguments => new SqlFunctionExpression("lower",
+                [new SqlFunctionExpression("normalize", [arguments[0]], nullable: true, argumentsPropagateNullability: [true], typeof(string), arguments[0].TypeMapping)],
+                nullable: true, argumentsPropagateNullability: [true], typeof(string), arguments[0].TypeMapping));
+        }
+
         modelBuilder.Entity<Organization>(e =>
         {
             e.ToTable("organizations");

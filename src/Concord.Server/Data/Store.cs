@@ -99,7 +99,7 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
             // and viewport requests were no faster (docs/benchmarks-notes.md, "Peak memory and the SQLite memory map").
             command.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA mmap_size=268435456; PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=" + WalCheckpointer.InlineThreshold.ToString(System.Globalization.CultureInfo.InvariantCulture) + ";";
             command.ExecuteNonQuery();
-            ((SqliteConnection)connection).CreateFunction(ConcordDb.LowerFunction, (string? text) => text?.ToLowerInvariant(), isDeterministic: true);
+            ((SqliteConnection)connection).CreateFunction(ConcordDb.LowerFunction, (string? text) => text is null ? null : Http.TextSearch.Fold(text), isDeterministic: true);
         }
     }
 }

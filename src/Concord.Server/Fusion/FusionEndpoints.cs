@@ -227,8 +227,9 @@ internal static class FusionEndpoints
 
         var classification = await db.Reports.Where(r => r.Id == proposal.ReportId).Select(r => r.Classification).SingleAsync(context.RequestAborted);
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.FusionDecision, "incident", proposal.IncidentId, classification, now,
-            Audits.Detail(new { proposal = proposal.Id, report = proposal.ReportId, decision = proposal.Decision }))], context.RequestAborted);
+            Audits.Detail(new { proposal = proposal.Id, report = proposal.ReportId, decision = proposal.Decision }))], CancellationToken.None);
         fusion.Invalidate();
+        held.Dispose();
         return TypedResults.Ok((await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.Id == id), context.RequestAborted)).Single());
     }
 

@@ -11,7 +11,13 @@ internal static class TextSearch
     /// </summary>
     public static (string Needle, bool BeyondAscii) Needle(string text)
     {
-        var needle = text.Normalize(NormalizationForm.FormC).ToLowerInvariant();
+        var needle = Fold(text);
         return (needle, !Ascii.IsValid(needle));
     }
+
+    /// <summary>Text as the search compares it: composed and lower-cased (what <see cref="Data.ConcordDb.Lower"/> does in SQL).</summary>
+    public static string Fold(string text) => text.Normalize(NormalizationForm.FormC).ToLowerInvariant();
+
+    /// <summary>The same test in memory, for incidents rebuilt for a viewer after the store selected them.</summary>
+    public static bool Contains(string haystack, string text) => Fold(haystack).Contains(Needle(text).Needle, StringComparison.Ordinal);
 }

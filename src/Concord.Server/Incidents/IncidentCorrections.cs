@@ -10,6 +10,7 @@ namespace Concord.Server.Incidents;
 /// An analyst's corrections of fusion, shared by the API and the incident page: merge incidents into one, split reports
 /// off into a new incident. Both audited; both leave every incident rebuilt from its reports. Each holds the
 /// <see cref="IncidentGate"/> from its first read to its commit, so no report fuses into what it is changing meanwhile.
+/// The commit is not cancelled with the request: once it starts, fusion's index must learn of it.
 /// </summary>
 internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, FusionEngine fusion, IncidentGate gate, TimeProvider time)
 {
@@ -66,7 +67,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             target.Causes.Add(link.ReportId);
         }
 
-        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, target.Classification, now, Audits.Detail(new { merged = others }))], cancellationToken);
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, target.Classification, now, Audits.Detail(new { merged = others }))], CancellationToken.None);
         fusion.Invalidate();
         return new Outcome(target, null, null);
     }
@@ -166,7 +167,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         }
 
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Split, "incident", id, Math.Max(incident.Classification, split.Classification), now,
-            Audits.Detail(new { into = split.Id, reports = moving }))], cancellationToken);
+            Audits.Detail(new { into = split.Id, reports = moving }))], CancellationToken.None);
         fusion.Invalidate();
         return new Outcome(split, null, null);
     }

@@ -163,7 +163,7 @@ internal static class IncidentEndpoints
             && (query.From is not { } from || i.EndsAt >= from)
             && (query.To is not { } to || i.StartsAt <= to)
             && (query.Category is not { } category || i.Category == category || i.Category.StartsWith(category + ".", StringComparison.Ordinal))
-            && (query.Text is not { } text || i.Title.Contains(text, StringComparison.OrdinalIgnoreCase)));
+            && (query.Text is not { } text || TextSearch.Contains(i.Title, text)));
 
     internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Incident> incidents, HttpContext context, TimeProvider time) =>
         RecordReadAsync(audit, viewer, incidents, context.Request.Path + context.Request.QueryString, time, context.RequestAborted);
@@ -218,10 +218,12 @@ internal static class IncidentEndpoints
             incident.UpdatedAt = time.GetUtcNow().UtcDateTime;
             incident.StatusChangedAt = incident.UpdatedAt;
             await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Update, "incident", incident.Id, incident.Classification, incident.UpdatedAt,
-                Audits.Detail(new { status = new { from = before.ToString().ToLowerInvariant(), to = status.ToString().ToLowerInvariant() } }))], context.RequestAborted);
+                Audits.Detail(new { status = new { from = before.ToString().ToLowerInvariant(), to = status.ToString().ToLowerInvariant() } }))], CancellationToken.None);
             // Closed incidents take no more reports; one reopened takes them again.
             fusion.Changed(IncidentSummary.Copy(incident));
         }
+
+        held.Dispose();
 
         return TypedResults.Ok((await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single().ToDto(directory, markings));
     }

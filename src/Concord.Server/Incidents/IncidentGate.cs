@@ -5,8 +5,10 @@ namespace Concord.Server.Incidents;
 /// status change and a sanitised release each read incidents and their links and write them back. Interleaved, a
 /// report fused into an incident a merge was removing was linked to an incident that no longer existed, and each
 /// wrote back a summary rebuilt from a list of reports the other had changed. Each of them holds this gate from its
-/// first read to its commit, so each sees what the one before it stored. A correction waits for at most one writer
-/// batch (<see cref="Reports.ReportWriter.MaxBatch"/> reports).
+/// first read to its commit, so each sees what the one before it stored. A correction waits for the writer's current
+/// batch (one transaction of up to <see cref="Reports.ReportWriter.MaxBatch"/> reports; a batch the store refuses is
+/// retried a report at a time), and the writer's next batch waits for the correction, and after a merge, split or
+/// accepted proposal reloads fusion's index (seconds on a store of a million open incidents).
 /// </summary>
 /// <remarks>
 /// The gate is the process's: one Concord server writes to a store (its fusion index and TAK sessions are in

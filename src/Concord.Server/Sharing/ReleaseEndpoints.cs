@@ -171,9 +171,10 @@ internal static class ReleaseEndpoints
                 tlp = Tlps.Label(tlp),
             })),
             Audits.Created(viewer, copy, markings, now),
-        ], context.RequestAborted);
+        ], CancellationToken.None);
         // The release joined or opened an incident outside the report writer: fusion's index learns of it.
-        fusion.Changed(await db.Incidents.AsNoTracking().SingleAsync(i => i.Id == incidentId, context.RequestAborted));
+        fusion.Changed(await db.Incidents.AsNoTracking().SingleAsync(i => i.Id == incidentId, CancellationToken.None));
+        held.Dispose();
         return TypedResults.Created($"/api/reports/{copy.Id}", copy.ToDto(incidentId, viewer, directory, markings));
     }
 }

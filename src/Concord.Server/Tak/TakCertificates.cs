@@ -46,10 +46,24 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
             lock (_gate)
             {
                 var path = Path.Combine(Directory, ServerFile);
-                if (_server is null || (File.Exists(path) && File.GetLastWriteTimeUtc(path) != _serverWritten))
+                if (_server is null)
                 {
                     _server = LoadOrCreate(ServerFile, () => CreateServer(DefaultNames()));
                     _serverWritten = File.GetLastWriteTimeUtc(path);
+                }
+                else if (File.Exists(path) && File.GetLastWriteTimeUtc(path) is var written && written != _serverWritten)
+                {
+                    // Tried once per change of the file: one that cannot be read (written by another user, say) leaves
+                    // the server with the certificate it has, not every device refused.
+                    _serverWritten = written;
+                    try
+                    {
+                        _server = X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.Exportable);
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
+                    {
+                        ServerReloadFailed?.Invoke(e);
+                    }
                 }
 
                 return _server;
@@ -58,6 +72,13 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
     }
 
     private const string ServerFile = "server.pfx";
+
+    /// <summary>Told when a changed <c>server.pfx</c> could not be read (the server keeps the certificate it had).</summary>
+    public Action<Exception>? ServerReloadFailed { get; set; }
+
+    /// <summary>Whether <paramref name="host"/> is a DNS name or IP address a certificate can name.</summary>
+    public static bool IsHostName(string host) =>
+        Uri.CheckHostName(host.Trim().Trim('[', ']')) is UriHostNameType.Dns or UriHostNameType.IPv4 or UriHostNameType.IPv6;
 
     /// <summary>
     /// Makes the server's certificate name every one of <paramref name="hosts"/> (DNS names or IP addresses), so that a
@@ -70,7 +91,7 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         {
             var current = Server;
             var (dns, ips) = NamesOf(current);
-            var missing = hosts.Select(h => h.Trim().Trim('[', ']')).Where(h => h.Length > 0)
+            var missing = hosts.Where(IsHostName).Select(h => h.Trim().Trim('[', ']'))
                 .Where(h => IPAddress.TryParse(h, out var ip) ? !ips.Contains(ip) : !dns.Contains(h)).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
             if (missing.Count == 0)
             {
@@ -79,10 +100,20 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
 
             var replaced = CreateServer([.. dns, .. ips.Select(ip => ip.ToString()), .. missing]);
             var path = Path.Combine(Directory, ServerFile);
-            // Written aside and renamed over the old one: a running server never reads half a file.
-            var written = path + ".new";
-            File.WriteAllBytes(written, replaced.Export(X509ContentType.Pkcs12));
-            Restrict(written);
+            // Written aside (readable by this user only from the start, under a name of its own) and renamed over the old
+            // one: a running server never reads half a file.
+            var written = $"{path}.{Guid.NewGuid():N}.new";
+            var create = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows())
+            {
+                create.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            }
+
+            using (var stream = new FileStream(written, create))
+            {
+                stream.Write(replaced.Export(X509ContentType.Pkcs12));
+            }
+
             File.Move(written, path, overwrite: true);
             _server = X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.Exportable);
             _serverWritten = File.GetLastWriteTimeUtc(path);

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Concord.Cot;
 using Concord.Server.Access;
@@ -75,8 +76,17 @@ internal sealed class TakServer(
                 if (!options.Address.Equals(IPAddress.Any) && !options.Address.Equals(IPAddress.IPv6Any))
                 {
                     // The address devices dial when the listener is bound to one.
-                    certificates.EnsureServerNames([options.Address.ToString()]);
+                    try
+                    {
+                        certificates.EnsureServerNames([options.Address.ToString()]);
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
+                    {
+                        logger.LogWarning(e, "the server's TLS certificate could not be made to name {Address}; it keeps the names it has", options.Address);
+                    }
                 }
+
+                certificates.ServerReloadFailed ??= e => logger.LogWarning(e, "the changed server certificate could not be read; the server keeps the one it has");
                 var tls = new TcpListener(options.Address, tlsPort);
                 tls.Start();
                 BoundTlsPort = ((IPEndPoint)tls.LocalEndpoint).Port;
