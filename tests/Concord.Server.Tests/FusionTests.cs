@@ -356,6 +356,26 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task After_a_split_a_new_account_of_the_split_off_event_joins_the_incident_it_was_split_into()
+    {
+        // Fusion's index learns of a split without being rebuilt: the new incident is a candidate at once.
+        var at = When.AddDays(-90);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(6.0, 16.0, at, "ucdp.one-sided", 6, "3R attacked civilians at Bozoum market, six killed.", mission));
+        object Second() => Account(6.0140, 15.9916, at.AddHours(3), "acled.violence-against-civilians.attack", 7, "Attack on civilians by 3R near Bozoum market; seven dead.", mission);
+        var (_, second) = await server.ClientFor("unpol").PostJson("/api/reports", Second());
+        var incident = first.GetProperty("incidentId").GetGuid();
+        Assert.Equal(incident, second.GetProperty("incidentId").GetGuid());
+
+        var (_, split) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { second.GetProperty("id").GetGuid() } });
+        var separate = split.GetProperty("incidentId").GetGuid();
+        Assert.NotEqual(incident, separate);
+
+        var (_, third) = await server.ClientFor("unpol").PostJson("/api/reports", Second());
+        Assert.Equal(separate, third.GetProperty("incidentId").GetGuid());
+    }
+
+    [Fact]
     public async Task Reports_arriving_while_an_analyst_merges_end_up_in_an_incident_that_exists_and_counts_them()
     {
         var mission = Api.Marking("UNCLASSIFIED", ["mission"]);

@@ -56,7 +56,7 @@ public sealed class TrackStoreTests
     }
 
     [Fact]
-    public async Task Updates_racing_the_sweep_are_never_lost()
+    public async Task Fresh_positions_racing_the_sweep_stay_current()
     {
         var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 30, 8, 0, 0, TimeSpan.Zero));
         using var tracks = new TrackStore(null!, null!, clock, NullLogger<TrackStore>.Instance);

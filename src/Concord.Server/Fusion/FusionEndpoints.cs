@@ -216,25 +216,39 @@ internal static class FusionEndpoints
         proposal.DecidedAt = now;
         proposal.DecidedBy = viewer.MemberId;
         proposal.Decision = body.Decision == "accept" ? "accepted" : "rejected";
+        (Incident From, bool FromRemoved, Incident To)? moved = null;
         if (body.Decision == "accept")
         {
             var current = await db.IncidentReports.SingleAsync(l => l.ReportId == proposal.ReportId, context.RequestAborted);
             if (current.IncidentId != proposal.IncidentId)
             {
-                await MoveAsync(db, current, proposal, now, context.RequestAborted);
+                moved = await MoveAsync(db, current, proposal, now, context.RequestAborted);
             }
         }
 
         var classification = await db.Reports.Where(r => r.Id == proposal.ReportId).Select(r => r.Classification).SingleAsync(context.RequestAborted);
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.FusionDecision, "incident", proposal.IncidentId, classification, now,
             Audits.Detail(new { proposal = proposal.Id, report = proposal.ReportId, decision = proposal.Decision }))], CancellationToken.None);
-        fusion.Invalidate();
+        if (moved is var (from, fromRemoved, to))
+        {
+            // Both incidents changed; the one the report left is gone when it was its only report.
+            fusion.Changed(IncidentSummary.Copy(to));
+            if (fromRemoved)
+            {
+                fusion.Removed(from.Id);
+            }
+            else
+            {
+                fusion.Changed(IncidentSummary.Copy(from));
+            }
+        }
+
         held.Dispose();
         return TypedResults.Ok((await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.Id == id), context.RequestAborted)).Single());
     }
 
     /// <summary>Moves the report to the proposed incident; the incident it leaves is rebuilt, or removed when it is left empty.</summary>
-    private static async Task MoveAsync(ConcordDb db, IncidentReport current, FusionProposal proposal, DateTime now, CancellationToken cancellationToken)
+    private static async Task<(Incident From, bool FromRemoved, Incident To)> MoveAsync(ConcordDb db, IncidentReport current, FusionProposal proposal, DateTime now, CancellationToken cancellationToken)
     {
         var from = await db.Incidents.SingleAsync(i => i.Id == current.IncidentId, cancellationToken);
         var to = await db.Incidents.SingleAsync(i => i.Id == proposal.IncidentId, cancellationToken);
@@ -267,6 +281,7 @@ internal static class FusionEndpoints
         IncidentSummary.Rebuild(to, await db.Reports.AsNoTracking().Where(r => joined.Contains(r.Id)).ToListAsync(cancellationToken));
         to.UpdatedAt = now;
         to.Causes.Add(proposal.ReportId);
+        return (from, remaining.Count == 0, to);
     }
 
     private static DateTimeOffset Utc(DateTime at) => new(DateTime.SpecifyKind(at, DateTimeKind.Utc));

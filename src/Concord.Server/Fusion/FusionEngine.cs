@@ -9,7 +9,8 @@ namespace Concord.Server.Fusion;
 /// Decides, for each new report, whether it describes an open incident: above <see cref="FusionScorer.JoinThreshold"/> it
 /// joins the best-scoring one, in the grey band it opens its own incident and the match is proposed to an analyst,
 /// below it opens its own. Called by the report writer, one report at a time; the index of open incidents is loaded
-/// from the store on first use and whenever something outside the writer (a split) marks it stale.
+/// from the store on first use and after a failed write; what changes incidents outside the writer (status changes,
+/// releases, an analyst's merge, split or accepted proposal) tells it which (<see cref="Changed"/>, <see cref="Removed"/>).
 /// </summary>
 internal sealed class FusionEngine(ILogger<FusionEngine> logger)
 {
@@ -28,17 +29,22 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
         public sealed record SameRecord(Incident Incident, string ExternalRef) : Decision;
     }
 
-    /// <summary>Something changed incidents outside the writer (a split): reload before the next decision.</summary>
+    /// <summary>The index no longer matches the store (a write failed): reload before the next decision.</summary>
     public void Invalidate() => _stale = true;
 
-    private readonly System.Collections.Concurrent.ConcurrentQueue<Incident> _changed = new();
+    /// <summary>Incidents changed outside the writer, in order: the incident as it is now, or none when it was removed.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(Guid Id, Incident? Now)> _changed = new();
 
     /// <summary>
-    /// An incident changed outside the writer (its status moved, a release joined or opened it): the index takes it in
-    /// before the next decision, open ones as they are now, closed ones out. (Reloading every open incident for one
-    /// status change would cost a large store seconds.)
+    /// An incident changed outside the writer (its status moved, a release joined or opened it, an analyst merged into
+    /// it, split it or moved a report in or out): the index takes it in before the next decision, open ones as they are
+    /// now, closed ones out. Pass a copy the caller will not change. (Reloading every open incident for one correction
+    /// would cost a large store seconds, with every report waiting.)
     /// </summary>
-    public void Changed(Incident incident) => _changed.Enqueue(incident);
+    public void Changed(Incident incident) => _changed.Enqueue((incident.Id, incident));
+
+    /// <summary>An incident an analyst's merge or move removed: it leaves the index before the next decision.</summary>
+    public void Removed(Guid incidentId) => _changed.Enqueue((incidentId, null));
 
     public int Indexed => _index.Count;
 
@@ -132,7 +138,7 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
 
     private async Task<Decision> DecideCoreAsync(ConcordDb db, Report report, Batch batch, Func<Guid, Incident?> local, CancellationToken cancellationToken)
     {
-        // A split may have marked the index stale since the batch was prepared.
+        // A failed write may have marked the index stale since the batch was prepared.
         await EnsureLoadedAsync(db, cancellationToken);
         var scored = Scored(batch.Features.GetValueOrDefault(report.Id) ?? FusionFeatures.Of(report));
         scored.Sort((a, b) => b.Score.Total.CompareTo(a.Score.Total));
@@ -165,11 +171,11 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
             await LoadAsync(db, cancellationToken);
         }
 
-        while (_changed.TryDequeue(out var incident))
+        while (_changed.TryDequeue(out var change))
         {
-            if (incident.Status == IncidentStatus.Closed)
+            if (change.Now is not { Status: not IncidentStatus.Closed } incident)
             {
-                _index.Remove(incident.Id);
+                _index.Remove(change.Id);
             }
             else
             {

@@ -68,7 +68,12 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         }
 
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, target.Classification, now, Audits.Detail(new { merged = others }))], CancellationToken.None);
-        fusion.Invalidate();
+        fusion.Changed(IncidentSummary.Copy(target));
+        foreach (var merged in others)
+        {
+            fusion.Removed(merged);
+        }
+
         return new Outcome(target, null, null);
     }
 
@@ -168,7 +173,8 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
 
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Split, "incident", id, Math.Max(incident.Classification, split.Classification), now,
             Audits.Detail(new { into = split.Id, reports = moving }))], CancellationToken.None);
-        fusion.Invalidate();
+        fusion.Changed(IncidentSummary.Copy(incident));
+        fusion.Changed(IncidentSummary.Copy(split));
         return new Outcome(split, null, null);
     }
 }
