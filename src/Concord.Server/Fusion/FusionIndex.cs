@@ -103,7 +103,7 @@ internal sealed class FusionIndex
         var level = LevelOf(entry.Features);
         _held[level]++;
         _widestKm[level] = Math.Max(_widestKm[level], entry.Features.PrecisionKm);
-        foreach (var key in Keys(entry.Features))
+        foreach (var key in Keys(entry.Features, level))
         {
             if (!_buckets.TryGetValue(key, out var list))
             {
@@ -135,9 +135,8 @@ internal sealed class FusionIndex
     /// The buckets of an incident: its cell at its level, and every time bucket of its window. Computed again on removal
     /// rather than kept: a million entries would keep a million lists.
     /// </summary>
-    private static IEnumerable<long> Keys(FusionFeatures features)
+    private static IEnumerable<long> Keys(FusionFeatures features, int l)
     {
-        var l = LevelOf(features);
         var level = Levels[l];
         var y = Cell(features.Latitude, level);
         var x = Column(Cell(features.Longitude, level), level);
@@ -157,9 +156,10 @@ internal sealed class FusionIndex
             return;
         }
 
-        _held[LevelOf(entry.Features)]--;
+        var level = LevelOf(entry.Features);
+        _held[level]--;
 
-        foreach (var key in Keys(entry.Features))
+        foreach (var key in Keys(entry.Features, level))
         {
             if (_buckets.TryGetValue(key, out var list))
             {

@@ -51,7 +51,7 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
                     _server = LoadOrCreate(ServerFile, () => CreateServer(DefaultNames()));
                     _serverWritten = File.GetLastWriteTimeUtc(path);
                 }
-                else if (File.Exists(path) && File.GetLastWriteTimeUtc(path) is var written && written != _serverWritten)
+                else if (File.GetLastWriteTimeUtc(path) is var written && written != _serverWritten && File.Exists(path))
                 {
                     // Tried once per change of the file: one that cannot be read (written by another user, say) leaves
                     // the server with the certificate it has, not every device refused.
@@ -103,17 +103,7 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
             // Written aside (readable by this user only from the start, under a name of its own) and renamed over the old
             // one: a running server never reads half a file.
             var written = $"{path}.{Guid.NewGuid():N}.new";
-            var create = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-            if (!OperatingSystem.IsWindows())
-            {
-                create.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            }
-
-            using (var stream = new FileStream(written, create))
-            {
-                stream.Write(replaced.Export(X509ContentType.Pkcs12));
-            }
-
+            WritePrivate(written, replaced.Export(X509ContentType.Pkcs12));
             File.Move(written, path, overwrite: true);
             _server = X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.Exportable);
             _serverWritten = File.GetLastWriteTimeUtc(path);
@@ -194,8 +184,7 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         string Save(string name, byte[] bytes)
         {
             var path = Path.Combine(outputDirectory, name);
-            File.WriteAllBytes(path, bytes);
-            Restrict(path);
+            WritePrivate(path, bytes);
             written.Add(path);
             return path;
         }
@@ -291,8 +280,7 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
 
         System.IO.Directory.CreateDirectory(Directory);
         var certificate = create();
-        File.WriteAllBytes(path, certificate.Export(X509ContentType.Pkcs12));
-        Restrict(path);
+        WritePrivate(path, certificate.Export(X509ContentType.Pkcs12));
         return X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.Exportable);
     }
 
@@ -341,8 +329,20 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         return wanted > issuer ? wanted : issuer;
     }
 
-    private static void Restrict(string path)
+    /// <summary>Writes a file only its owner may read: from its creation on, and also when it replaces an older one.</summary>
+    private static void WritePrivate(string path, byte[] bytes)
     {
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        using (var stream = new FileStream(path, options))
+        {
+            stream.Write(bytes);
+        }
+
         if (!OperatingSystem.IsWindows())
         {
             File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
