@@ -80,18 +80,19 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
         do
         {
             var entry = _tracks.GetOrAdd(e.Uid, uid => New(uid, e, memberId, marking, now));
-            updated = Apply(entry, e, memberId, marking, stamped, now);
+            BetweenLookupAndApply?.Invoke();
+            updated = Apply(entry, e, memberId, marking, stamped, now, _dirty);
         }
         while (updated is null);
 
-        // Written once a second: a uid already waiting needs no second mark (and setting it takes a lock of the dictionary).
-        if (updated.Value && !_dirty.ContainsKey(e.Uid))
-        {
-            _dirty.TryAdd(e.Uid, 0);
-        }
-
         return updated.Value;
     }
+
+    /// <summary>
+    /// For tests: runs after an update has found its entry and before it takes the entry's lock, the moment a sweep can
+    /// evict that entry under it.
+    /// </summary>
+    internal Action? BetweenLookupAndApply { get; set; }
 
     private static Entry New(string uid, CotEvent e, Guid memberId, MarkingDefault marking, DateTime now) =>
         new(new Track
@@ -112,8 +113,11 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
             UpdatedAt = now,
         });
 
-    /// <summary>Applies a position to an entry: null when the entry was evicted meanwhile (the caller takes the new one).</summary>
-    private static bool? Apply(Entry entry, CotEvent e, Guid memberId, MarkingDefault marking, Outbound stamped, DateTime now)
+    /// <summary>
+    /// Applies a position to an entry and marks its uid for the next flush, under the entry's lock so that a sweep never
+    /// finds it changed and not yet marked. Null when the entry was evicted meanwhile (the caller takes the new one).
+    /// </summary>
+    private static bool? Apply(Entry entry, CotEvent e, Guid memberId, MarkingDefault marking, Outbound stamped, DateTime now, ConcurrentDictionary<string, byte> dirty)
     {
         lock (entry)
         {
@@ -166,14 +170,21 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
             t.UpdatedAt = now;
             entry.Last = stamped;
             entry.HasPosition = true;
+            // Written once a second: a uid already waiting needs no second mark (and setting it takes a lock of the dictionary).
+            if (!dirty.ContainsKey(e.Uid))
+            {
+                dirty.TryAdd(e.Uid, 0);
+            }
+
             return true;
         }
     }
 
     /// <summary>
     /// Forgets the tracks stale for longer than <see cref="Retention"/>; the number forgotten. The store has them as the last
-    /// flush wrote them (a position already stale by more than the retention when it came may not be written: nobody
-    /// would be sent it).
+    /// flush wrote them: a track waiting to be written (a position that came already long stale, or any position while the
+    /// store cannot take writes) stays until a flush has written it, so no position a device sent is lost.
+    /// Runs on the flushing loop, between flushes (a flush takes the uids it writes off the waiting list before writing).
     /// </summary>
     public int Sweep()
     {
@@ -183,7 +194,7 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
         {
             lock (entry)
             {
-                if (entry.Track.StaleAt >= cutoff)
+                if (entry.Track.StaleAt >= cutoff || _dirty.ContainsKey(uid))
                 {
                     continue;
                 }
