@@ -8,12 +8,17 @@ namespace Concord.Server.Tests;
 /// <summary>
 /// The fusion index rules most incidents out before they are scored. It may only rule out pairs the scorer would reject
 /// itself: every pair the scorer keeps must come out of the index, however vague either record is. The draw covers
-/// every level of the index (places known to 100 m up to a country, windows of a day up to two years) and places where
-/// the grid is awkward: far north, where a degree of longitude is short, and across the antimeridian.
+/// every level of the index (places known to 100 m up to a country, windows of a day up to two years), places where
+/// the grid is awkward (far north, where a degree of longitude is short; around the poles, where every longitude is near;
+/// across the antimeridian), times on both sides of the index's epoch (UCDP's events go back to 1989), and incidents
+/// holding both curated datasets.
 /// </summary>
 public sealed class FusionIndexTests
 {
     private static readonly DateTime Start = new(2024, 3, 1, 0, 0, 0, DateTimeKind.Utc);
+
+    /// <summary>Four months around the index's epoch (3 January 2000), where its time buckets go from negative to positive.</summary>
+    private static readonly DateTime AroundEpoch = new(1999, 11, 1, 0, 0, 0, DateTimeKind.Utc);
 
     private static readonly string[] Categories =
         ["ucdp.state-based", "ucdp.one-sided", "acled.battles.armed-clash", "acled.violence-against-civilians.attack", "poc.abduction", "field.observation"];
@@ -59,6 +64,7 @@ public sealed class FusionIndexTests
     {
         var index = new FusionIndex();
         var incident = RandomIncident(new Random(1));
+        incident.Datasets = "";
         index.Put(incident);
         var report = FusionFeatures.Of(incident);
         Assert.Contains(index.Near(report), e => e.Id == incident.Id);
@@ -72,6 +78,43 @@ public sealed class FusionIndexTests
         index.Put(incident);
         index.Remove(incident.Id);
         Assert.Empty(index.Near(report));
+    }
+
+    [Fact]
+    public void An_incident_that_grows_vaguer_moves_to_its_new_level_and_leaves_nothing_behind()
+    {
+        var index = new FusionIndex();
+        var incident = RandomIncident(new Random(3));
+        incident.Datasets = "";
+        incident.LocationPrecisionMeters = 1_000;
+        incident.EndsAt = incident.StartsAt.AddDays(1);
+        index.Put(incident);
+        var precise = FusionFeatures.Of(incident);
+
+        // A report known only to its province joins: the incident's place is now known to 150 km and its window to two
+        // years (second and third levels of the index), then it narrows again.
+        foreach (var (meters, days) in new[] { (150_000.0, 1), (150_000.0, 700), (1_000.0, 1) })
+        {
+            incident.LocationPrecisionMeters = meters;
+            incident.EndsAt = incident.StartsAt.AddDays(days);
+            index.Put(incident);
+            Assert.Equal(1, index.Count);
+            var now = FusionFeatures.Of(incident);
+            var near = index.Near(now);
+            Assert.Equal(incident.Id, Assert.Single(near).Id);
+            Assert.Equal(now.PrecisionKm, near[0].Features.PrecisionKm);
+            Assert.Equal(now.End, near[0].Features.End);
+
+            // Seen from a place 40 km away, where only the vaguer copy reaches: exactly as far as the scorer keeps it.
+            var away = precise with { Latitude = precise.Latitude + 0.36 };
+            var expected = FusionScorer.Score(away, now) is not null;
+            Assert.Equal(expected, index.Near(away).Any(e => e.Id == incident.Id && FusionScorer.Score(away, e.Features) is not null));
+        }
+
+        index.Remove(incident.Id);
+        Assert.Equal(0, index.Count);
+        Assert.Empty(index.Near(precise));
+        Assert.Empty(index.Near(FusionFeatures.Of(incident) with { PrecisionKm = 500 }));
     }
 
     [Fact]
@@ -112,7 +155,7 @@ public sealed class FusionIndexTests
     private static Incident RandomIncident(Random random)
     {
         var (latitude, longitude) = Place(random);
-        var starts = Start.AddHours(random.Next(0, 24 * 120));
+        var starts = When(random);
         var days = random.Next(8) switch { 0 or 1 or 2 => 1, 3 or 4 => 7, 5 => 31, 6 => 100, _ => 700 };
         return new Incident
         {
@@ -128,7 +171,7 @@ public sealed class FusionIndexTests
             ReportCount = 1,
             Actors = FusionFeatures.Encode(Pick(random, Words, 2)),
             Keywords = FusionFeatures.Encode(Pick(random, Words, 5)),
-            Datasets = random.Next(3) switch { 0 => "ucdp-ged", 1 => "acled", _ => "" },
+            Datasets = random.Next(4) switch { 0 => "ucdp-ged", 1 => "acled", 2 => "|acled|ucdp-ged|", _ => "" },
             Tlp = Tlp.Amber,
             Classification = 0,
             ReleasableTo = "mission",
@@ -146,7 +189,7 @@ public sealed class FusionIndexTests
             Id = Guid.NewGuid(),
             OrganizationId = Guid.Empty,
             MemberId = Guid.Empty,
-            ObservedAt = Start.AddHours(random.Next(0, 24 * 120)),
+            ObservedAt = When(random),
             ObservedPrecision = random.Next(4) switch { 0 => TimePrecision.Hour, 1 => TimePrecision.Day, 2 => TimePrecision.Month, _ => TimePrecision.Year },
             Latitude = latitude,
             Longitude = longitude,
@@ -169,14 +212,18 @@ public sealed class FusionIndexTests
 
     /// <summary>
     /// Places in clusters, so that many pairs are within reach of each other: most in the Central African Republic, some
-    /// within a degree of the North Pole's latitude 80°, some on both sides of the antimeridian.
+    /// within half a degree of latitude 80°, some on both sides of the antimeridian, a few within 80 km of either pole.
     /// </summary>
-    private static (double Latitude, double Longitude) Place(Random random) => random.Next(10) switch
+    private static (double Latitude, double Longitude) Place(Random random) => random.Next(20) switch
     {
-        < 7 and var cluster => (5.0 + (cluster * 0.9) + (random.NextDouble() * 0.4), 20.0 + (cluster * 0.6) + (random.NextDouble() * 0.4)),
-        7 or 8 => (79.5 + random.NextDouble(), 10 + (random.NextDouble() * 30)),
-        _ => (-17 + random.NextDouble(), random.Next(2) == 0 ? 179 + random.NextDouble() : -180 + random.NextDouble()),
+        < 13 and var cluster => (5.0 + (cluster % 7 * 0.9) + (random.NextDouble() * 0.4), 20.0 + (cluster % 7 * 0.6) + (random.NextDouble() * 0.4)),
+        < 17 => (79.5 + random.NextDouble(), 10 + (random.NextDouble() * 30)),
+        < 19 => (-17 + random.NextDouble(), random.Next(2) == 0 ? 179 + random.NextDouble() : -180 + random.NextDouble()),
+        _ => ((random.Next(2) == 0 ? 1 : -1) * (90 - (random.NextDouble() * 0.7)), (random.NextDouble() * 360) - 180),
     };
+
+    /// <summary>Times in four months of 2024 and, for one record in five, in the four months around the index's epoch.</summary>
+    private static DateTime When(Random random) => (random.Next(5) == 0 ? AroundEpoch : Start).AddHours(random.Next(0, 24 * 120));
 
     /// <summary>GED's steps: exact place to 100 m and 1 km, 25 km, admin-2 50 km, admin-1 150 km, country 500 km.</summary>
     private static double Precision(Random random) => random.Next(10) switch
