@@ -748,6 +748,40 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task An_item_another_member_sent_first_cannot_be_deleted_even_after_a_restart()
+    {
+        var (owner, intruder, watcher) = (await ForceColleagueAsync(), await ForceColleagueAsync(), await ForceColleagueAsync());
+        var marker = Guid.NewGuid().ToString();
+        await using (var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(owner)))
+        {
+            await device.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+                "<point lat='6.02' lon='20.52' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Roadblock'/></detail></event>");
+            for (var i = 0; i < 50 && !await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.ExternalRef == "tak:" + marker)); i++)
+            {
+                await Task.Delay(100);
+            }
+        }
+
+        // The router's memory of who sent what is gone; the store still knows.
+        await server.RestartAsync();
+        await using var watching = await server.ConnectTakAsync(await server.IssueDeviceAsync(watcher));
+        await using var other = await server.ConnectTakAsync(await server.IssueDeviceAsync(intruder));
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(owner));
+        await Task.Delay(300);
+        var (refused, allowed) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        await other.SendAsync(Deletion(refused, marker));
+        await sender.SendAsync(Deletion(allowed, marker));
+
+        Assert.NotNull(await watching.WaitForAsync(e => e.Uid == allowed));
+        Assert.Null(await watching.WaitForAsync(e => e.Uid == refused, TimeSpan.FromSeconds(1.5)));
+        Assert.False(other.Closed);
+
+        static string Deletion(string uid, string target) =>
+            $"<event version='2.0' uid='{uid}' type='t-x-d-d' time='{Now()}' start='{Now()}' stale='{Now(20)}' how='h-g-i-g-o'>" +
+            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{target}' relation='none' type='none'/><__forcedelete/></detail></event>";
+    }
+
+    [Fact]
     public async Task Tracks_keep_their_history_across_a_restart_and_go_to_devices_that_connect_after_it()
     {
         var colleague = await ForceColleagueAsync();

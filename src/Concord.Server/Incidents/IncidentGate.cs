@@ -7,8 +7,9 @@ namespace Concord.Server.Incidents;
 /// wrote back a summary rebuilt from a list of reports the other had changed. Each of them holds this gate from its
 /// first read to its commit, so each sees what the one before it stored. A correction waits for the writer's current
 /// batch (one transaction of up to <see cref="Reports.ReportWriter.MaxBatch"/> reports; a batch the store refuses is
-/// retried a report at a time), and the writer's next batch waits for the correction, and after a merge, split or
-/// accepted proposal reloads fusion's index (seconds on a store of a million open incidents).
+/// retried a report at a time), and the writer's next batch waits for the correction, which tells fusion's index the
+/// incidents it changed (<see cref="Fusion.FusionEngine.Changed"/>, <see cref="Fusion.FusionEngine.Removed"/>) before it
+/// lets the gate go.
 /// </summary>
 /// <remarks>
 /// The gate is the process's: one Concord server writes to a store (its fusion index and TAK sessions are in

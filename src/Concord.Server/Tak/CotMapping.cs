@@ -57,6 +57,11 @@ internal static class CotMapping
     }
 
     /// <summary>A marker as a report request; its id comes from the marker's uid and time, so a replay is the same report.</summary>
+    /// <summary>What the reports from a TAK item (marker, spot report) hold as their source: the item's uid.</summary>
+    public const string ItemRefPrefix = "tak:";
+
+    public static string ItemRef(string uid) => ItemRefPrefix + uid;
+
     public static CreateReport ToReport(CotEvent e, string category, string author)
     {
         var callsign = e.Detail.Contact?.Callsign;
@@ -77,7 +82,7 @@ internal static class CotMapping
             Narrative = ReportRules.Truncate(narrative, ReportRules.MaxNarrativeLength),
             Language = "en",
             Source = new SourceInput("F", 6, $"TAK marker by {author}", null),
-            ExternalRef = "tak:" + e.Uid,
+            ExternalRef = ItemRef(e.Uid),
         };
     }
 

@@ -108,7 +108,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             // later change of an incident it no longer has tells it nothing.
             bool Lost(Viewer viewer) => because.Any(r => Marking.AllowsRead(r, viewer)) && router.MayHave(incident.Id, viewer);
             var own = linksOf[incident.Id].Select(l => reports[l.ReportId]).ToList();
-            if (own.Count > 0 && own.All(r => r.ExternalRef?.StartsWith("tak:", StringComparison.Ordinal) == true))
+            if (own.Count > 0 && own.All(r => r.ExternalRef?.StartsWith(CotMapping.ItemRefPrefix, StringComparison.Ordinal) == true))
             {
                 // Not echoed back: the devices have the markers themselves. One that had the incident while reports of
                 // other kinds were in it, and saw such a report leave, loses it.

@@ -5,6 +5,7 @@ using Concord.Server.Access;
 using Concord.Server.Data;
 using Concord.Server.Incidents;
 using Concord.Server.Reports;
+using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Tak;
 
@@ -222,7 +223,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         // Before the replay check, which would otherwise record the time of an event that is then refused: a device must
         // not freeze, relabel or delete what belongs to another member, nor speak for Concord's own incidents.
-        if (Refused(from, e, now) is { } refusal)
+        if ((Refused(from, e, now) ?? (e.Type == CotMapping.DeleteType ? await DeletesStoredItemAsync(from, e) : null)) is { } refusal)
         {
             Refuse(from, e, refusal);
             return;
@@ -320,6 +321,45 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 {
                     return $"it deletes {target}, which is not the device's member's to delete";
                 }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Why a deletion may not be routed because of what the store holds, or null. Who first sent an item is remembered
+    /// in memory (<see cref="Newer"/>), which a restart empties and which forgets uids not seen for a day; a marker or
+    /// spot report also became a report, so for a uid memory does not hold, the member who sent its first report is the
+    /// owner. (Drawings and routes are passed on without being stored: for them memory is all there is.)
+    /// </summary>
+    private async ValueTask<string?> DeletesStoredItemAsync(TakSession from, CotEvent e)
+    {
+        List<string>? unknown = null;
+        foreach (var link in e.Detail.Links)
+        {
+            if (link.Uid is { Length: > 0 } target && !_latest.ContainsKey(target))
+            {
+                (unknown ??= []).Add(CotMapping.ItemRef(target));
+            }
+        }
+
+        if (unknown is null)
+        {
+            return null;
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        foreach (var item in unknown)
+        {
+            // The partial index of schema 13 holds only reports from TAK items; the query repeats its condition so that SQLite uses it.
+            var first = await db.Reports.AsNoTracking()
+                .Where(r => r.ExternalRef == item && EF.Functions.Like(r.ExternalRef, CotMapping.ItemRefPrefix + "%"))
+                .OrderBy(r => r.ReceivedAt).Select(r => (Guid?)r.MemberId).FirstOrDefaultAsync(CancellationToken.None);
+            if (first is { } owner && owner != from.Viewer.MemberId)
+            {
+                return $"it deletes {item[CotMapping.ItemRefPrefix.Length..]}, an item another member sent first";
             }
         }
 
