@@ -124,7 +124,7 @@ public abstract class CliTests : IAsyncLifetime
     /// since a wrong link misleads every viewer; recall 0.90, lower because about 4 % of these accounts (39 of 1,008,
     /// measured by docs/import-and-fusion.md's method) lie at least as close in time, place, figures and actors to
     /// another real event of the same day as to their own, so no method can place them from the data alone; fusion sends
-    /// such near-ties to an analyst instead of guessing. Measured: precision 0.953, recall 0.926.
+    /// such near-ties to an analyst instead of guessing. Measured: precision 0.953, recall 0.925.
     /// </summary>
     [Fact]
     public async Task The_demo_accounts_fuse_into_the_events_they_describe()

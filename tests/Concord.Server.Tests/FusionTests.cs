@@ -304,6 +304,31 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task After_a_split_an_incident_shows_the_category_of_the_reports_left_in_it()
+    {
+        var at = When.AddDays(-80);
+        var policeAndJoc = Api.Marking("CONFIDENTIAL", ["org:UNPOL", "org:JOC"]);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        // A police report of sexual violence, released to the police and the JOC, opens an incident; the JOC merges a
+        // public account of a clash into it, and then splits the police report out again.
+        var (_, hidden) = await server.ClientFor("unpol").PostJson("/api/reports", Account(4.91, 19.91, at, "poc.sexual-and-gender-based-violence", 0, "Survivors reported to the police at Mbaiki.", policeAndJoc));
+        var (_, open) = await server.ClientFor("force").PostJson("/api/reports", Account(6.61, 21.61, at.AddDays(2), "acled.battles.armed-clash", 2, "Clash between armed groups near Kaga-Bandoro.", mission));
+        var incident = hidden.GetProperty("incidentId").GetGuid();
+        var (merged, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/merge", new { incidents = new[] { open.GetProperty("incidentId").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        var (split, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { hidden.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+
+        // Left with the public account only, the incident is that account's in every respect, its category too.
+        var (_, seen) = await server.ClientFor("ocha").GetJson($"/api/incidents/{incident}");
+        Assert.Equal("acled.battles.armed-clash", seen.GetProperty("category").GetString());
+        var (_, byCategory) = await server.ClientFor("ocha").GetJson("/api/incidents?category=poc.sexual-and-gender-based-violence&limit=500");
+        Assert.DoesNotContain(byCategory.GetProperty("items").EnumerateArray(), i => i.GetProperty("id").GetGuid() == incident);
+        var (_, stored) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}");
+        Assert.Equal("acled.battles.armed-clash", stored.GetProperty("category").GetString());
+    }
+
+    [Fact]
     public async Task An_uncertain_match_is_proposed_to_an_analyst_who_accepts_it()
     {
         var at = When.AddDays(-40);

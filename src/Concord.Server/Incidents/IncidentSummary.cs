@@ -54,7 +54,8 @@ internal static class IncidentSummary
     };
 
     /// <summary>
-    /// Rebuilds an incident's summary from reports: the time window they span, the location of the most precise one, the
+    /// Rebuilds an incident's summary from reports: the time window they span, the title and category of the earliest,
+    /// the location of the most precise one, the
     /// median of their casualty estimates (sources disagree; the median resists one outlier) and the range from the lowest
     /// to the highest figure any of them gives, the most restrictive marking
     /// and TLP among them, and whether their markings differ.
@@ -78,7 +79,10 @@ internal static class IncidentSummary
         incident.North = reports.Max(r => r.Latitude);
         incident.West = reports.Min(r => r.Longitude);
         incident.East = reports.Max(r => r.Longitude);
+        // Title and category are the earliest report's: never a report's that has left the incident (a split, a moved
+        // report), whose category could be one hidden from those who see the incident now.
         incident.Title = Title(first.Narrative);
+        incident.Category = first.Category;
         incident.KilledBest = Median(reports.Select(r => Sum(r.KilledCivilianBest, r.KilledOtherBest)));
         incident.InjuredBest = Median(reports.Select(r => Sum(r.InjuredCivilianBest, r.InjuredOtherBest)));
         incident.KilledLow = reports.Min(KilledLow);
@@ -158,13 +162,12 @@ internal static class IncidentSummary
 
     /// <summary>
     /// A mixed incident as one viewer sees it: summarised from <paramref name="visible"/> (the reports they may see, at
-    /// least one), with the category of the report its title comes from (the stored one may be a hidden report's).
+    /// least one), so its title and category are those of the earliest of them (the stored ones may be a hidden report's).
     /// </summary>
     public static Incident ViewFor(Incident incident, IReadOnlyList<Report> visible)
     {
         var view = Copy(incident);
         Summarise(view, visible);
-        view.Category = visible.MinBy(r => r.ObservedAt)!.Category;
         view.RebuiltForViewer = true;
         return view;
     }
