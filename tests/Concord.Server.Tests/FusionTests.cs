@@ -355,6 +355,39 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_proposal_is_scored_against_the_incident_as_it_is_now()
+    {
+        var at = When.AddDays(-90);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        // An incident of two reports (an analyst merged a later, lower count into it), and an uncertain match against it.
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(8.6, 22.6, at, "ucdp.state-based", 3, "Armed men fired on a FACA post at Ouadda.", mission, precision: 5000));
+        var (_, lower) = await server.ClientFor("force").PostJson("/api/reports", Account(9.4, 22.6, at.AddDays(2), "ucdp.state-based", 1, "Armed men fired on a FACA post at Ouadda.", mission, precision: 6000));
+        var incident = first.GetProperty("incidentId").GetGuid();
+        var (merged, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/merge", new { incidents = new[] { lower.GetProperty("incidentId").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        var (_, match) = await server.ClientFor("unpol").PostJson("/api/reports", Account(8.6719, 22.6, at.AddHours(1), "acled.violence-against-civilians.attack", 40, "Armed men fired on a FACA post at Ouadda.", mission, precision: 5000));
+        var proposalOf = async () => (await server.ClientFor("joc").GetJson("/api/fusion/proposals")).Item2.EnumerateArray()
+            .Single(p => p.GetProperty("reportId").GetGuid() == match.GetProperty("id").GetGuid());
+        var before = await proposalOf();
+        Assert.Equal(incident, before.GetProperty("incidentId").GetGuid());
+
+        // The lower count is split out: the proposal's score is the match against the incident that remains.
+        var (split, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { lower.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+        var after = await proposalOf();
+        var expected = await server.WithDbAsync(async db =>
+        {
+            var reports = await db.Reports.AsNoTracking().Where(r => r.Id == first.GetProperty("id").GetGuid() || r.Id == match.GetProperty("id").GetGuid()).ToListAsync();
+            var remaining = await db.Incidents.AsNoTracking().SingleAsync(i => i.Id == incident);
+            var report = reports.Single(r => r.Id == match.GetProperty("id").GetGuid());
+            return Fusion.FusionScorer.Score(Fusion.FusionFeatures.Of(report), Fusion.FusionFeatures.Of(remaining))!.Total;
+        });
+        Assert.Equal(Math.Round(expected, 4), after.GetProperty("score").GetDouble());
+        Assert.NotEqual(before.GetProperty("score").GetDouble(), after.GetProperty("score").GetDouble());
+        Assert.Equal(before.GetProperty("score").GetDouble(), await server.WithDbAsync(db => db.FusionProposals.Where(p => p.ReportId == match.GetProperty("id").GetGuid()).Select(p => Math.Round(p.Score, 4)).SingleAsync()));
+    }
+
+    [Fact]
     public async Task Pending_proposals_follow_a_merge_and_are_settled_when_it_joins_them()
     {
         var at = When.AddDays(-70);

@@ -120,50 +120,87 @@ internal static class FusionEndpoints
         return FusionScorer.Score(FusionFeatures.Of(report), FusionFeatures.Of(view));
     }
 
-    private static async Task<Ok<List<ProposalDto>>> Proposals(HttpContext context, Viewer viewer, ConcordDb db) =>
-        TypedResults.Ok(await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null).OrderByDescending(p => p.Score).Take(500), context.RequestAborted));
+    /// <summary>Pending proposals at most, newest first, ordered then by their score as the viewer sees it.</summary>
+    public const int MaxProposalsListed = 500;
 
-    /// <summary>Proposals whose report and proposed incident the viewer may both see, with the incident the report is in now.</summary>
-    private static async Task<List<ProposalDto>> VisibleProposals(ConcordDb db, Viewer viewer, IQueryable<FusionProposal> source, CancellationToken cancellationToken)
+    /// <summary>
+    /// Pending proposals the viewer may see. Which ones are listed depends only on what the viewer may see (visibility
+    /// first, then the newest <see cref="MaxProposalsListed"/>), and they are ordered by the score shown: ordered by the
+    /// stored score, or cut before the visibility check, the list would tell how many proposals there are that the
+    /// viewer may not see, and which shown score a hidden report raised.
+    /// </summary>
+    private static async Task<Ok<List<ProposalDto>>> Proposals(HttpContext context, Viewer viewer, ConcordDb db)
+    {
+        var pending = db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null);
+        var listed = await VisibleProposals(db, viewer, pending, context.RequestAborted, newest: MaxProposalsListed);
+        return TypedResults.Ok(listed.OrderByDescending(p => p.Score ?? -1).ThenByDescending(p => p.CreatedAt).ToList());
+    }
+
+    /// <summary>
+    /// Proposals whose report and proposed incident the viewer may both see, with the incident the report is in now, and
+    /// the score worked out again from the reports of the proposed incident the viewer may see: the stored one was reached
+    /// against every report the incident held then, some of which the viewer may not see or which have left it since
+    /// (split out, moved by an accepted proposal). With <paramref name="newest"/>, only that many, newest first.
+    /// </summary>
+    private static async Task<List<ProposalDto>> VisibleProposals(ConcordDb db, Viewer viewer, IQueryable<FusionProposal> source, CancellationToken cancellationToken, int? newest = null)
     {
         var reports = db.Reports.VisibleTo(viewer);
         var incidents = db.VisibleIncidents(db.Incidents, viewer);
-        var rows = await source
-            .Where(p => reports.Any(r => r.Id == p.ReportId) && incidents.Any(i => i.Id == p.IncidentId))
+        var visible = source.Where(p => reports.Any(r => r.Id == p.ReportId) && incidents.Any(i => i.Id == p.IncidentId));
+        if (newest is { } count)
+        {
+            visible = visible.OrderByDescending(p => p.CreatedAt).ThenByDescending(p => p.Id).Take(count);
+        }
+
+        var rows = await visible
             .Select(p => new
             {
                 Proposal = p,
                 Current = db.IncidentReports.Where(l => l.ReportId == p.ReportId).Select(l => (Guid?)l.IncidentId).FirstOrDefault(),
-                // The score was computed against every report of the proposed incident: withheld if some are hidden from the viewer.
-                Hidden = db.IncidentReports.Any(l => l.IncidentId == p.IncidentId && !reports.Any(r => r.Id == l.ReportId)),
             })
             .ToListAsync(cancellationToken);
-        // A score computed against reports the viewer may not see is worked out again from those they may see.
-        var rescored = new Dictionary<Guid, FusionScore?>();
-        var hidden = rows.Where(x => x.Hidden).ToList();
-        if (hidden.Count > 0)
+        if (rows.Count == 0)
         {
-            var incidentIds = hidden.Select(x => x.Proposal.IncidentId).Distinct().ToList();
-            var proposalReports = hidden.Select(x => x.Proposal.ReportId).Distinct().ToList();
-            var stored = await db.Incidents.AsNoTracking().Where(i => incidentIds.Contains(i.Id)).ToDictionaryAsync(i => i.Id, cancellationToken);
-            var linked = (await db.IncidentReports.AsNoTracking().Where(l => incidentIds.Contains(l.IncidentId))
-                .Join(reports.AsNoTracking(), l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, Report = r }).ToListAsync(cancellationToken))
-                .GroupBy(x => x.IncidentId).ToDictionary(g => g.Key, g => g.Select(x => x.Report).ToList());
-            var proposed = await reports.AsNoTracking().Where(r => proposalReports.Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
-            foreach (var x in hidden)
+            return [];
+        }
+
+        var incidentIds = rows.Select(x => x.Proposal.IncidentId).Distinct().ToList();
+        var proposalReports = rows.Select(x => x.Proposal.ReportId).Distinct().ToList();
+        var stored = new Dictionary<Guid, Incident>();
+        var linked = new Dictionary<Guid, List<Report>>();
+        foreach (var chunk in incidentIds.Chunk(500))
+        {
+            foreach (var incident in await db.Incidents.AsNoTracking().Where(i => chunk.Contains(i.Id)).ToListAsync(cancellationToken))
             {
-                rescored[x.Proposal.Id] = stored.TryGetValue(x.Proposal.IncidentId, out var incident) && linked.TryGetValue(incident.Id, out var visible) && visible.Count > 0
-                    && proposed.TryGetValue(x.Proposal.ReportId, out var report)
-                    ? ScoreAgainst(report, incident, visible)
-                    : null;
+                stored[incident.Id] = incident;
+            }
+
+            foreach (var x in await db.IncidentReports.AsNoTracking().Where(l => chunk.Contains(l.IncidentId))
+                .Join(reports.AsNoTracking(), l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, Report = r }).ToListAsync(cancellationToken))
+            {
+                (linked.TryGetValue(x.IncidentId, out var list) ? list : linked[x.IncidentId] = []).Add(x.Report);
             }
         }
 
-        return rows.Select(x => x.Hidden
-            ? new ProposalDto(x.Proposal.Id, x.Proposal.ReportId, x.Proposal.IncidentId, x.Current,
-                rescored[x.Proposal.Id] is { } score ? Math.Round(score.Total, 4) : null, rescored[x.Proposal.Id] is { } detail ? Parse(detail.ToJson()) : null, Utc(x.Proposal.CreatedAt))
-            : new ProposalDto(x.Proposal.Id, x.Proposal.ReportId, x.Proposal.IncidentId, x.Current,
-                Math.Round(x.Proposal.Score, 4), Parse(x.Proposal.ScoreDetail), Utc(x.Proposal.CreatedAt))).ToList();
+        var proposed = new Dictionary<Guid, Report>();
+        foreach (var chunk in proposalReports.Chunk(500))
+        {
+            foreach (var report in await reports.AsNoTracking().Where(r => chunk.Contains(r.Id)).ToListAsync(cancellationToken))
+            {
+                proposed[report.Id] = report;
+            }
+        }
+
+        return rows.Select(x =>
+        {
+            // Null when fusion's rules rule the pair out against what the viewer may see (or the viewer sees no report of it).
+            var score = stored.TryGetValue(x.Proposal.IncidentId, out var incident) && linked.TryGetValue(incident.Id, out var seen) && seen.Count > 0
+                && proposed.TryGetValue(x.Proposal.ReportId, out var report)
+                ? ScoreAgainst(report, incident, seen)
+                : null;
+            return new ProposalDto(x.Proposal.Id, x.Proposal.ReportId, x.Proposal.IncidentId, x.Current,
+                score is null ? null : Math.Round(score.Total, 4), score is null ? null : Parse(score.ToJson()), Utc(x.Proposal.CreatedAt));
+        }).ToList();
     }
 
     private static async Task<Results<Ok<ProvenanceDto>, NotFound, ProblemHttpResult>> Split(
