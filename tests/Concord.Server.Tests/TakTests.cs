@@ -187,6 +187,42 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task An_incident_of_markers_is_not_echoed_to_a_device_however_many_reports_it_may_not_see_are_in_it()
+    {
+        var colleague = await ForceColleagueAsync();
+        await using var patrol = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        await using var analyst = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await Task.Delay(300);
+        var marker = Guid.NewGuid().ToString();
+        await patrol.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='5.91' lon='21.71' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Roadblock'/></detail></event>");
+        Guid? found = null;
+        for (var i = 0; i < 50 && found is null; i++)
+        {
+            await Task.Delay(100);
+            found = await server.WithDbAsync(db => db.IncidentReports.Where(l => db.Reports.Any(r => r.Id == l.ReportId && r.ExternalRef == "tak:" + marker))
+                .Select(l => (Guid?)l.IncidentId).SingleOrDefaultAsync());
+        }
+
+        var incident = found!.Value;
+        var uid = CotMapping.IncidentUidPrefix + incident;
+
+        // A CONFIDENTIAL report the patrol's member may not see goes into the marker's incident; then its status moves,
+        // which is news for everyone who may see the incident.
+        var (_, hidden) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Informant: the roadblock belongs to the group's tax network",
+            marking: Api.Marking("CONFIDENTIAL", ["org:FORCE"])));
+        var (merged, _) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/merge", new { incidents = new[] { hidden.GetProperty("incidentId").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        var (verified, _) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
+        Assert.Equal(HttpStatusCode.OK, verified.StatusCode);
+
+        // The analyst's device gets the incident (it holds a report of another kind); the patrol's would get it only because
+        // of a report it may not see, and does not.
+        Assert.NotNull(await analyst.WaitForAsync(e => e.Uid == uid));
+        Assert.Null(await patrol.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(1.5)));
+    }
+
+    [Fact]
     public async Task GeoChat_is_stored_and_routed()
     {
         var colleague = await ForceColleagueAsync();

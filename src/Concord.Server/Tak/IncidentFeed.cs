@@ -108,7 +108,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             // later change of an incident it no longer has tells it nothing.
             bool Lost(Viewer viewer) => because.Any(r => Marking.AllowsRead(r, viewer)) && router.MayHave(incident.Id, viewer);
             var own = linksOf[incident.Id].Select(l => reports[l.ReportId]).ToList();
-            if (own.Count > 0 && own.All(r => r.ExternalRef?.StartsWith(CotMapping.ItemRefPrefix, StringComparison.Ordinal) == true))
+            if (own.Count > 0 && own.All(FromTakItem))
             {
                 // Not echoed back: the devices have the markers themselves. One that had the incident while reports of
                 // other kinds were in it, and saw such a report leave, loses it.
@@ -147,17 +147,23 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                 continue;
             }
 
-            // A mixed incident is rebuilt for each device from the reports its member may see.
+            // A mixed incident is rebuilt for each device from the reports its member may see; made only of markers as
+            // that member sees it, it is not echoed back either (whether it is must not tell of reports of other kinds
+            // the member may not see).
             foreach (var session in router.Sessions)
             {
                 var visible = own.Where(r => Marking.AllowsRead(r, session.Viewer)).ToList();
-                if (visible.Count == 0 && Lost(session.Viewer))
+                if (visible.Count == 0 || visible.All(FromTakItem))
                 {
-                    session.Send(Withdrawal(incident.Id));
+                    if (Lost(session.Viewer))
+                    {
+                        session.Send(Withdrawal(incident.Id));
+                    }
+
                     continue;
                 }
 
-                if (visible.Count == 0 || !Newsworthy(session.Viewer))
+                if (!Newsworthy(session.Viewer))
                 {
                     continue;
                 }
@@ -171,5 +177,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
         return changes[^1].Sequence;
 
         Outbound Withdrawal(Guid id) => new(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + id.ToString("D"), now), droppable: false);
+
+        static bool FromTakItem(Reports.Report r) => r.ExternalRef?.StartsWith(CotMapping.ItemRefPrefix, StringComparison.Ordinal) == true;
     }
 }
