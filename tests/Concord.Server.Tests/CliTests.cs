@@ -198,6 +198,8 @@ public abstract class CliTests : IAsyncLifetime
         rows[2] = rows[2].Replace("1992-08-01T00:00:00", "1992-13-45T00:00:00", StringComparison.Ordinal);
         rows[3] = string.Join(',', rows[3].Split(',').Take(10));
         rows[5] = rows[5].Replace(",4.", ",94.", StringComparison.Ordinal);
+        // Re-saved in a day-first locale: read loosely, 01/08 would be the 8th of January.
+        rows[6] = new System.Text.RegularExpressions.Regex(@",(\d{4})-(\d{2})-(\d{2})T00:00:00,").Replace(rows[6], ",$3/$2/$1 00:00:00,", 1);
         File.WriteAllLines(damaged, rows);
         var garbled = System.Text.Encoding.UTF8.GetBytes(lines[8] + "\n");
         garbled[Array.IndexOf(garbled, (byte)'C')] = 0xFF;
@@ -212,8 +214,28 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Contains("line 6: ", bad.Output);
         Assert.Contains("latitude", bad.Output);
         Assert.Contains("line 9: is not valid UTF-8 text", bad.Output);
+        Assert.Contains("line 7: date_start", bad.Output);
+        Assert.Contains("is not an ISO 8601 date", bad.Output);
         Assert.Contains("line 10: ", bad.Output);
-        Assert.Contains("5 rejected", bad.Output);
+        Assert.Contains("6 rejected", bad.Output);
+
+        // Nothing of a file could be imported: that is a failure, not a partial import.
+        var hopeless = Path.Combine(DataDirectory, "hopeless.csv");
+        File.WriteAllLines(hopeless, [lines[0], rows[6]]);
+        Assert.Equal(1, (await Run(["import", "--file", hopeless, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments])).Exit);
+
+        // A dataset keeps its name (and its features their ids) under another file name.
+        var survey = """{ "type": "FeatureCollection", "features": [ { "type": "Feature", "id": "s-1", "geometry": { "type": "Point", "coordinates": [18.56, 4.37] }, "properties": { "observedAt": "2025-06-01", "category": "poc.forced-displacement", "narrative": "Families fled PK5" } } ] }""";
+        File.WriteAllText(Path.Combine(DataDirectory, "survey-v1.geojson"), survey);
+        File.WriteAllText(Path.Combine(DataDirectory, "survey-v2.geojson"), survey);
+        var v1 = await Run(["import", "--file", Path.Combine(DataDirectory, "survey-v1.geojson"), "--source", "ngo-survey", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
+        var v2 = await Run(["import", "--file", Path.Combine(DataDirectory, "survey-v2.geojson"), "--source", "ngo-survey", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
+        Assert.Equal((0, 0), (v1.Exit, v2.Exit));
+        Assert.Contains("1 reports created", v1.Output);
+        Assert.Contains("0 reports created, 1 already imported", v2.Output);
+        var named = await Run(["import", "--file", Path.Combine(DataDirectory, "survey-v2.geojson"), "--source", new string('n', 101), "--user", "analyst", .. StoreArguments]);
+        Assert.Equal(2, named.Exit);
+        Assert.Contains("--source is 101 characters long", named.Errors);
 
         var missing = await Run(["import", "--file", Path.Combine(DataDirectory, "nope.csv"), "--format", "ged", "--user", "analyst", .. StoreArguments]);
         Assert.Equal(2, missing.Exit);

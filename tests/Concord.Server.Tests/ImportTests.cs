@@ -159,6 +159,10 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal((0, 2, 0), (again.GetProperty("created").GetInt32(), again.GetProperty("skipped").GetInt32(), again.GetProperty("rejected").GetInt32()));
         var (_, copies) = await ImportAsync("force", "format=acled&classification=UNCLASSIFIED&releasableTo=org:FORCE,org:JOC", csv, "text/csv");
         Assert.Equal(2, copies.GetProperty("created").GetInt32());
+
+        // FORCE's copies took the deployment's ids for the records; JOC's old ids still stand for JOC's.
+        var (_, third) = await ImportAsync("joc", "format=acled&classification=UNCLASSIFIED&releasableTo=org:JOC", csv, "text/csv");
+        Assert.Equal((0, 2, 0), (third.GetProperty("created").GetInt32(), third.GetProperty("skipped").GetInt32(), third.GetProperty("rejected").GetInt32()));
         var (_, both) = await server.ClientFor("joc").GetJson($"/api/reports?q={tag}");
         foreach (var pair in both.GetProperty("items").EnumerateArray().GroupBy(r => r.GetProperty("externalRef").GetString()))
         {
@@ -287,24 +291,50 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
               { "type": "Feature", "id": "{{tag}}-3", "geometry": { "type": "LineString", "coordinates": [[18, 4], [19, 5]] }, "properties": {} },
               { "type": "Feature", "id": "{{tag}}-4", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "no.such.category", "narrative": "x" } },
               { "type": "Feature", "id": "{{tag}}-5", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "poc", "narrative": "x", "killed": "many" } },
-              { "type": "Feature", "id": "{{tag}}-6", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "poc", "narrative": "x", "killed": 1, "killedCivilians": 5 } }
+              { "type": "Feature", "id": "{{tag}}-6", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "poc", "narrative": "x", "killed": 1, "killedCivilians": 5 } },
+              null,
+              { "type": "Feature", "id": "{{tag}}-8", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "poc", "narrative": "x", "killed": -1 } },
+              { "type": "Feature", "id": "{{tag}}-9", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "04/05/2025", "category": "poc", "narrative": "x" } },
+              { "type": "Feature", "id": "{{tag}}-10", "geometry": { "type": "Point", "coordinates": [18.57, 4.38] }, "properties": { "observedAt": "2025-06-03 08:30", "category": "poc.forced-displacement", "narrative": "{{tag}} more families fled" } }
             ] }
             """;
         var (status, summary) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
 
         Assert.Equal(HttpStatusCode.OK, status);
-        Assert.Equal(1, summary.GetProperty("created").GetInt32());
+        Assert.Equal(2, summary.GetProperty("created").GetInt32());
         var rejected = summary.GetProperty("rejectedRows").EnumerateArray().ToDictionary(r => r.GetProperty("line").GetInt32(), r => r.GetProperty("reason").GetString()!);
         Assert.Contains("no id", rejected[2]);
         Assert.Contains("Point", rejected[3]);
         Assert.Contains("category", rejected[4]);
         Assert.Contains("properties.killed \"many\" must be a whole number", rejected[5]);
         Assert.Contains("killedCivilians 5 is more than properties.killed 1", rejected[6]);
+        Assert.Equal("feature is null, not an object", rejected[7]);
+        Assert.Contains("properties.killed -1 must not be negative", rejected[8]);
+        Assert.Contains("properties.observedAt '04/05/2025' is not an ISO 8601 date", rejected[9]);
+        Assert.Equal([2, 3, 4, 5, 6, 7, 8, 9], rejected.Keys.Order());
         var (_, again) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
-        Assert.Equal(1, again.GetProperty("skipped").GetInt32());
+        Assert.Equal(2, again.GetProperty("skipped").GetInt32());
         var (_, broken) = await ImportAsync("ocha", "format=geojson", "{ \"type\": ", "application/geo+json");
         Assert.Equal(1, broken.GetProperty("rejected").GetInt32());
         Assert.Contains("not valid JSON", broken.GetProperty("rejectedRows")[0].GetProperty("reason").GetString());
+
+        // A file in Latin-1, not UTF-8: the feature whose words would be garbled is refused, the others imported.
+        var latin1 = Encoding.Latin1.GetBytes($$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{tag}}-L1", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-04", "category": "poc", "narrative": "{{tag}} préfecture de l'Ouham" } },
+              { "type": "Feature", "id": "{{tag}}-L2", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-04", "category": "poc", "narrative": "{{tag}} Bossangoa" } }
+            ] }
+            """);
+        using var client = server.ClientFor("ocha");
+        var response = await client.PostAsync("/api/imports?format=geojson&source=latin1&classification=UNCLASSIFIED&releasableTo=mission", new ByteArrayContent(latin1));
+        var mixed = await response.Json();
+        Assert.Equal(1, mixed.GetProperty("created").GetInt32());
+        Assert.Contains("not UTF-8", Assert.Single(mixed.GetProperty("rejectedRows").EnumerateArray()).GetProperty("reason").GetString());
+
+        // A dataset name longer than the store keeps is refused by name, not replaced.
+        var (tooLong, problem) = await ImportAsync("ocha", "format=geojson&source=" + new string('s', 101), geojson, "application/geo+json");
+        Assert.Equal(HttpStatusCode.BadRequest, tooLong);
+        Assert.Equal(["source"], problem.ErrorFields());
     }
 }
 

@@ -63,6 +63,7 @@ internal static class CommandLine
             new("--level", "mark every report at this classification level instead of by agreement (with --releasable-to and --caveats)", Value: "LEVEL"),
             new("--releasable-to", "comma-separated communities, e.g. mission or kind:military,org:JOC (default mission)", Value: "LIST"),
             new("--caveats", "comma-separated caveats", Value: "LIST"),
+            new("--source", "the dataset's name (default: the file's name): keeps a GeoJSON file's feature ids apart from other datasets', so the same dataset under another file name imports again without duplicates; for GED, names the release (ged231, GEDEvent_v24_1)", Value: "NAME"),
         ]),
         new("org add", "add an organisation", [
             .. StoreOptions,

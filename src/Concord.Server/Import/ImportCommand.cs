@@ -38,6 +38,13 @@ internal static class ImportCommand
                 return 2;
             }
 
+            var source = invocation["--source"]?.Trim() ?? Path.GetFileNameWithoutExtension(path);
+            if (ImportReaders.SourceProblem(source) is { } sourceProblem)
+            {
+                await errors.WriteLineAsync($"concord: --source {sourceProblem}");
+                return 2;
+            }
+
             await services.PrepareStoreAsync(cancellationToken);
             if (marking is not null && services.GetRequiredService<ClassificationScheme>() is var scheme && !scheme.TryParse(marking.Classification, out _))
             {
@@ -63,7 +70,7 @@ internal static class ImportCommand
             // Written on the importer's thread: Progress<T> would post each line to the thread pool, and the last one
             // could come after the summary (or, for a file of one batch, after the command had returned).
             var bar = new ProgressLine(errors, started);
-            var summary = await services.GetRequiredService<Importer>().RunAsync(format, file, author, marking, Path.GetFileNameWithoutExtension(path), bar, cancellationToken);
+            var summary = await services.GetRequiredService<Importer>().RunAsync(format, file, author, marking, source, bar, cancellationToken);
             await errors.WriteLineAsync();
             await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
                 $"{summary.Rows:N0} rows read in {summary.Elapsed.TotalSeconds:0.0} s ({summary.Rows / Math.Max(0.001, summary.Elapsed.TotalSeconds):N0} rows/s): {summary.Created:N0} reports created, {summary.Skipped:N0} already imported, {summary.Rejected:N0} rejected."));
@@ -77,8 +84,9 @@ internal static class ImportCommand
                 await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  … and {summary.Rejected - 50:N0} more rejected rows."));
             }
 
-            // Scripts learn from the exit code that some rows were left out (the others are imported all the same).
-            return summary.Rejected > 0 ? RowsRejected : 0;
+            // Scripts learn from the exit code that some rows were left out (the others are imported all the same), or that
+            // nothing of the file could be imported at all (the wrong format, not a FeatureCollection, every row bad).
+            return summary.Rejected == 0 ? 0 : summary.Created + summary.Skipped == 0 ? 1 : RowsRejected;
         }
     }
 

@@ -38,7 +38,12 @@ internal static class ImportEndpoints
         MarkingDto? marking = query["classification"].ToString() is { Length: > 0 } classification
             ? new MarkingDto(classification, Split(query["releasableTo"].ToString() is { Length: > 0 } r ? r : "mission"), Split(query["caveats"]))
             : null;
-        var source = query["source"].ToString() is { Length: > 0 and <= 100 } s ? s : "upload";
+        var source = query["source"].ToString() is { Length: > 0 } s ? s.Trim() : "upload";
+        if (ImportReaders.SourceProblem(source) is { } sourceProblem)
+        {
+            return Problems.Field("source", sourceProblem);
+        }
+
         // The upload is kept in a temporary file first: the readers are synchronous, and a slow link should not hold a
         // transaction open while it trickles in.
         await using var buffer = new FileStream(Path.GetTempFileName(), FileMode.Create, FileAccess.ReadWrite, FileShare.None, 81920, FileOptions.DeleteOnClose | FileOptions.Asynchronous);

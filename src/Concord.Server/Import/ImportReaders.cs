@@ -35,6 +35,10 @@ internal static class ImportReaders
     /// The file's name (or the API's <c>source</c>). For GeoJSON, it keeps this file's feature ids apart from other
     /// files'; for GED, it names the release credited in each report's source (<see cref="GedMapping.Version"/>).
     /// </param>
+    /// <summary>Why a dataset name (<c>source</c>) cannot be used, or null: at most 100 characters, and some.</summary>
+    public static string? SourceProblem(string source) =>
+        source.Length == 0 ? "must not be empty" : source.Length > 100 ? $"is {source.Length} characters long; at most 100" : source.Any(char.IsControl) ? "must not hold control characters" : null;
+
     public static IEnumerable<ImportRow> Read(ImportFormat format, TextReader text, MarkingDto? marking, string source = "geojson") => format switch
     {
         ImportFormat.Ged => Ged(text, marking, GedMapping.Version(source)),
@@ -214,45 +218,37 @@ internal static class AcledReader
 /// <summary>
 /// A GeoJSON FeatureCollection of points. Properties: id (or the feature's id; required, for idempotence), observedAt,
 /// category, narrative, and optionally precisionMeters, observedPrecision, killed, killedCivilians, injured, actors,
-/// language, reliability, credibility, source. The document is read whole (GeoJSON has no row framing): up to the size
-/// limit of the importer.
+/// language, reliability, credibility, source. Read as a stream, one feature at a time (<see cref="FeatureStream"/>), so
+/// memory stays bounded by the largest feature, not the file.
 /// </summary>
 internal static class GeoJsonReader
 {
     public const string Dataset = "geojson";
 
+    /// <summary>The largest feature read: a larger one is rejected (and skipped) without being held in memory.</summary>
+    public const int MaxFeatureBytes = 1024 * 1024;
+
     public static IEnumerable<ImportRow> Read(TextReader text, MarkingDto? marking, string source)
     {
-        JsonDocument document;
-        try
+        var stream = new FeatureStream(text, MaxFeatureBytes);
+        var n = 0;
+        for (var step = stream.Next(); step.Kind != FeatureStream.StepKind.End; step = stream.Next())
         {
-            document = JsonDocument.Parse(text.ReadToEnd(), new JsonDocumentOptions { MaxDepth = 64 });
-        }
-        catch (JsonException e)
-        {
-            return [new ImportRow(e.LineNumber + 1 ?? 1, null, "not valid JSON: " + e.Message)];
-        }
-
-        return Rows(document, marking, source);
-    }
-
-    private static IEnumerable<ImportRow> Rows(JsonDocument document, MarkingDto? marking, string source)
-    {
-        using (document)
-        {
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("features", out var features) || features.ValueKind != JsonValueKind.Array)
+            n++;
+            if (step.Kind == FeatureStream.StepKind.Broken)
             {
-                yield return new ImportRow(1, null, "not a GeoJSON FeatureCollection: no 'features' array");
+                // The rest of the document cannot be read: one more feature is counted for it, after those read.
+                yield return new ImportRow(n, null, step.Reason!);
                 yield break;
             }
 
-            var n = 0;
-            foreach (var feature in features.EnumerateArray())
+            ImportRow row;
+            using (step.Feature)
             {
-                n++;
-                yield return Map(n, feature, marking, source);
+                row = step.Reason is { } reason ? new ImportRow(n, null, reason) : Map(n, step.Feature!.RootElement, marking, source);
             }
+
+            yield return row;
         }
     }
 
@@ -268,6 +264,11 @@ internal static class GeoJsonReader
 
         int? Int(JsonElement e, string name) => Text(e, name) is { } t && int.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : null;
 
+        if (feature.ValueKind != JsonValueKind.Object)
+        {
+            return new ImportRow(n, null, $"feature is {feature.ValueKind.ToString().ToLowerInvariant()}, not an object");
+        }
+
         if (!feature.TryGetProperty("geometry", out var geometry) || Text(geometry, "type") != "Point" || !geometry.TryGetProperty("coordinates", out var coordinates)
             || coordinates.ValueKind != JsonValueKind.Array || coordinates.GetArrayLength() < 2
             || coordinates[0].ValueKind != JsonValueKind.Number || coordinates[1].ValueKind != JsonValueKind.Number)
@@ -282,14 +283,33 @@ internal static class GeoJsonReader
             return new ImportRow(n, null, "feature has no id (properties.id or id): it is needed to import again without duplicates");
         }
 
-        DateTimeOffset? observed = DateTimeOffset.TryParse(Text(properties, "observedAt"), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at) ? at : null;
-        // A figure that is there must read as one: "many" is not imported as no casualties.
+        // A value that is there must read as one: "many" is not imported as no casualties, nor -1 ("unknown") as none.
         var errors = new List<string>();
+        DateTimeOffset? observed = null;
+        if (Text(properties, "observedAt") is { } observedText)
+        {
+            if (IsoDates.TryParse(observedText, out var at))
+            {
+                observed = at;
+            }
+            else
+            {
+                errors.Add($"properties.observedAt '{observedText}' is not an ISO 8601 date (yyyy-mm-dd, optionally with a time and offset)");
+            }
+        }
+
         foreach (var name in (string[])["killed", "killedCivilians", "injured", "credibility"])
         {
-            if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null && Int(properties, name) is null)
+            if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null)
             {
-                errors.Add($"properties.{name} {value.GetRawText()} must be a whole number");
+                if (Int(properties, name) is not { } figure)
+                {
+                    errors.Add($"properties.{name} {value.GetRawText()} must be a whole number");
+                }
+                else if (figure < 0)
+                {
+                    errors.Add($"properties.{name} {figure} must not be negative (leave it out when it is not known)");
+                }
             }
         }
 

@@ -167,18 +167,19 @@ internal sealed class ReportWriter : IAsyncDisposable
         foreach (var pending in batch)
         {
             var report = pending.Entry.Report;
-            if (stored.TryGetValue(report.Id, out var existing))
+            if (pending.Entry.LegacyId is { } legacyId && stored.TryGetValue(legacyId, out var legacy) && legacy.OrganizationId == pending.Author.OrganizationId)
+            {
+                // This organisation imported the record before schema 12, under the reader's id: that is its copy, whoever
+                // has taken the deployment's id for the record since (another organisation importing it after the upgrade).
+                outcomes.Add((pending, Decide(legacy, storedIncidents.GetValueOrDefault(legacy.Id), report, pending.Author, sourceKeyed: true, pending.Entry.LegacyHash)));
+            }
+            else if (stored.TryGetValue(report.Id, out var existing))
             {
                 outcomes.Add((pending, Decide(existing, storedIncidents.GetValueOrDefault(existing.Id), report, pending.Author, pending.Entry.SourceKeyed)));
             }
             else if (added.TryGetValue(report.Id, out var first))
             {
                 outcomes.Add((pending, Decide(first.Report, first.Link.IncidentId, report, pending.Author, pending.Entry.SourceKeyed)));
-            }
-            else if (pending.Entry.LegacyId is { } legacyId && stored.TryGetValue(legacyId, out var legacy) && legacy.OrganizationId == pending.Author.OrganizationId)
-            {
-                // This organisation imported the record before schema 12, under the reader's id.
-                outcomes.Add((pending, Decide(legacy, storedIncidents.GetValueOrDefault(legacy.Id), report, pending.Author, sourceKeyed: true, pending.Entry.LegacyHash)));
             }
             else
             {

@@ -139,12 +139,12 @@ internal static class GedReader
 
         DateTime Date(string name)
         {
-            if (DateTime.TryParse(Field(name), CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var v))
+            if (Import.IsoDates.TryParse(Field(name), out var v))
             {
-                return v;
+                return v.UtcDateTime;
             }
 
-            errors.Add($"{name} '{Field(name)}' is not a date");
+            errors.Add($"{name} '{Field(name)}' is not an ISO 8601 date (yyyy-mm-dd, optionally with a time)");
             return default;
         }
 

@@ -1,0 +1,256 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Concord.Server.Import;
+
+/// <summary>
+/// The features of a GeoJSON FeatureCollection, one at a time, from a text of any length: the reader keeps the
+/// unread part of the document in a buffer that grows only to the largest feature (at most <c>maxFeatureBytes</c> and
+/// a chunk), so a file of a million features costs no more memory than one. Members of the collection other than
+/// <c>features</c> (type, name, crs, bbox, …) are skipped wherever they stand.
+/// </summary>
+/// <remarks>
+/// The text comes decoded (the importer's reader detects a byte-order mark), and is encoded to UTF-8 again for
+/// <see cref="Utf8JsonReader"/>. Bytes that were not UTF-8 in the file decode to U+FFFD: a feature holding one is
+/// returned with a reason, as a CSV row holding one is rejected, rather than imported with its words garbled.
+/// </remarks>
+internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
+{
+    public enum StepKind
+    {
+        /// <summary>The next feature: <see cref="Step.Feature"/>, or <see cref="Step.Reason"/> when it cannot be imported as it is.</summary>
+        Feature,
+
+        /// <summary>The collection has no more features.</summary>
+        End,
+
+        /// <summary>The rest of the document cannot be read, for <see cref="Step.Reason"/>.</summary>
+        Broken,
+    }
+
+    public readonly record struct Step(StepKind Kind, JsonDocument? Feature = null, string? Reason = null);
+
+    private enum Phase
+    {
+        Start,
+        Collection,
+        Features,
+        Oversized,
+        Done,
+    }
+
+    private const int ChunkChars = 16 * 1024;
+    private static readonly JsonReaderOptions Options = new() { MaxDepth = 64 };
+
+    private readonly char[] _chars = new char[ChunkChars];
+    private readonly Encoder _encoder = new UTF8Encoding(false).GetEncoder();
+    private byte[] _buffer = new byte[64 * 1024];
+    private int _start;
+    private int _end;
+    private bool _final;
+    private JsonReaderState _state = new(Options);
+    private Phase _phase = Phase.Start;
+    private bool _sawFeatures;
+
+    /// <summary>The bytes the reader holds now: bounded by the largest feature read, not by the document.</summary>
+    internal int BufferBytes => _buffer.Length;
+
+    public Step Next()
+    {
+        while (_phase != Phase.Done)
+        {
+            var reader = new Utf8JsonReader(_buffer.AsSpan(_start, _end - _start), _final, _state);
+            Outcome outcome;
+            try
+            {
+                outcome = Advance(ref reader, out var step);
+                if (outcome == Outcome.Produced)
+                {
+                    return step;
+                }
+            }
+            catch (JsonException e)
+            {
+                _phase = Phase.Done;
+                return new Step(StepKind.Broken, Reason: "not valid JSON: " + e.Message);
+            }
+
+            if (outcome == Outcome.NeedMore)
+            {
+                if (_final)
+                {
+                    _phase = Phase.Done;
+                    return new Step(StepKind.Broken, Reason: "not valid JSON: the document ends before the feature collection does");
+                }
+
+                if (_phase == Phase.Features && _end - _start >= maxFeatureBytes)
+                {
+                    // A feature larger than the limit: skipped token by token, never held whole.
+                    _phase = Phase.Oversized;
+                    return new Step(StepKind.Feature, Reason: TooLarge);
+                }
+
+                Refill();
+            }
+        }
+
+        return new Step(StepKind.End);
+    }
+
+    private string TooLarge => $"feature is larger than {maxFeatureBytes / 1024} KB; it was skipped";
+
+    private enum Outcome
+    {
+        Produced,
+        Continue,
+        NeedMore,
+    }
+
+    /// <summary>Reads one unit (a member of the collection, a feature, a token of an oversized feature) and commits it.</summary>
+    private Outcome Advance(ref Utf8JsonReader reader, out Step step)
+    {
+        step = default;
+        switch (_phase)
+        {
+            case Phase.Start:
+                if (!reader.Read())
+                {
+                    return Outcome.NeedMore;
+                }
+
+                if (reader.TokenType != JsonTokenType.StartObject)
+                {
+                    return Fail(out step, "not a GeoJSON FeatureCollection: the document is not an object");
+                }
+
+                Commit(ref reader, Phase.Collection);
+                return Outcome.Continue;
+
+            case Phase.Collection:
+                if (!reader.Read())
+                {
+                    return Outcome.NeedMore;
+                }
+
+                if (reader.TokenType == JsonTokenType.EndObject)
+                {
+                    _phase = Phase.Done;
+                    step = _sawFeatures ? new Step(StepKind.End) : new Step(StepKind.Broken, Reason: "not a GeoJSON FeatureCollection: no 'features' array");
+                    return Outcome.Produced;
+                }
+
+                var features = reader.ValueTextEquals("features"u8) && !_sawFeatures;
+                if (!reader.Read())
+                {
+                    return Outcome.NeedMore;
+                }
+
+                if (features)
+                {
+                    if (reader.TokenType != JsonTokenType.StartArray)
+                    {
+                        return Fail(out step, "not a GeoJSON FeatureCollection: 'features' is not an array");
+                    }
+
+                    _sawFeatures = true;
+                    Commit(ref reader, Phase.Features);
+                    return Outcome.Continue;
+                }
+
+                if (!reader.TrySkip())
+                {
+                    return Outcome.NeedMore;
+                }
+
+                Commit(ref reader, Phase.Collection);
+                return Outcome.Continue;
+
+            case Phase.Features:
+                if (!reader.Read())
+                {
+                    return Outcome.NeedMore;
+                }
+
+                if (reader.TokenType == JsonTokenType.EndArray)
+                {
+                    Commit(ref reader, Phase.Collection);
+                    return Outcome.Continue;
+                }
+
+                var from = (int)reader.TokenStartIndex;
+                if (!reader.TrySkip())
+                {
+                    return Outcome.NeedMore;
+                }
+
+                var bytes = _buffer.AsSpan(_start + from, (int)reader.BytesConsumed - from);
+                if (bytes.Length > maxFeatureBytes)
+                {
+                    Commit(ref reader, Phase.Features);
+                    step = new Step(StepKind.Feature, Reason: TooLarge);
+                    return Outcome.Produced;
+                }
+
+                var feature = JsonDocument.Parse(bytes.ToArray(), new JsonDocumentOptions { MaxDepth = Options.MaxDepth });
+                var invalid = bytes.IndexOf("\uFFFD"u8) >= 0 ? "feature holds text that is not UTF-8 (GeoJSON files must be UTF-8)" : null;
+                Commit(ref reader, Phase.Features);
+                step = new Step(StepKind.Feature, feature, invalid);
+                return Outcome.Produced;
+
+            default:
+                // Phase.Oversized: tokens of the feature too large to hold, up to its end. Only the feature's own tokens
+                // are at the depth of the array's elements: its start and end, or itself when it is a single value.
+                while (reader.Read())
+                {
+                    var ends = reader.CurrentDepth == 2 && reader.TokenType is not (JsonTokenType.StartObject or JsonTokenType.StartArray);
+                    Commit(ref reader, ends ? Phase.Features : Phase.Oversized);
+                    if (ends)
+                    {
+                        return Outcome.Continue;
+                    }
+                }
+
+                return Outcome.NeedMore;
+        }
+    }
+
+    private Outcome Fail(out Step step, string reason)
+    {
+        _phase = Phase.Done;
+        step = new Step(StepKind.Broken, Reason: reason);
+        return Outcome.Produced;
+    }
+
+    /// <summary>What the reader has read is done with: the next unit starts after it.</summary>
+    private void Commit(ref Utf8JsonReader reader, Phase next)
+    {
+        _start += (int)reader.BytesConsumed;
+        _state = reader.CurrentState;
+        _phase = next;
+        reader = new Utf8JsonReader(_buffer.AsSpan(_start, _end - _start), _final, _state);
+    }
+
+    /// <summary>Moves the unread bytes to the front (growing the buffer when they fill it) and appends the next chunk of text.</summary>
+    private void Refill()
+    {
+        var unread = _end - _start;
+        var room = Encoding.UTF8.GetMaxByteCount(ChunkChars);
+        if (_buffer.Length - unread < room)
+        {
+            var larger = new byte[Math.Max(_buffer.Length * 2, unread + room)];
+            _buffer.AsSpan(_start, unread).CopyTo(larger);
+            _buffer = larger;
+        }
+        else
+        {
+            _buffer.AsSpan(_start, unread).CopyTo(_buffer);
+        }
+
+        _start = 0;
+        _end = unread;
+        var read = text.Read(_chars, 0, _chars.Length);
+        _final = read == 0;
+        // The encoder keeps the first half of a surrogate pair split between two chunks for the next one.
+        _end += _encoder.GetBytes(_chars.AsSpan(0, read), _buffer.AsSpan(_end), flush: _final);
+    }
+}

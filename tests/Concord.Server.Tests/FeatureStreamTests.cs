@@ -1,0 +1,141 @@
+using System.Globalization;
+using System.Text;
+using Concord.Server.Import;
+
+namespace Concord.Server.Tests;
+
+/// <summary>GeoJSON import reads a FeatureCollection one feature at a time, whatever its size and layout.</summary>
+public sealed class FeatureStreamTests
+{
+    private static string Feature(int n, string narrative = "x") => string.Create(CultureInfo.InvariantCulture,
+        $$"""{ "type": "Feature", "id": "f{{n}}", "geometry": { "type": "Point", "coordinates": [18.5, 4.3] }, "properties": { "observedAt": "2025-06-01", "category": "poc", "narrative": "{{narrative}}" } }""");
+
+    private static List<FeatureStream.Step> All(TextReader text, int maxFeatureBytes = 4096)
+    {
+        var stream = new FeatureStream(text, maxFeatureBytes);
+        var steps = new List<FeatureStream.Step>();
+        for (var step = stream.Next(); step.Kind != FeatureStream.StepKind.End; step = stream.Next())
+        {
+            steps.Add(step);
+            if (step.Kind == FeatureStream.StepKind.Broken)
+            {
+                break;
+            }
+        }
+
+        return steps;
+    }
+
+    private static string? Id(FeatureStream.Step step) => step.Feature?.RootElement.GetProperty("id").GetString();
+
+    [Fact]
+    public void A_large_collection_is_read_feature_by_feature_in_bounded_memory()
+    {
+        // About 40 MB of features, with members before and after the features (skipped wherever they stand).
+        const int Count = 200_000;
+        var stream = new FeatureStream(new LargeCollection(Count), 1024 * 1024);
+        var n = 0;
+        var largest = 0;
+        for (var step = stream.Next(); step.Kind != FeatureStream.StepKind.End; step = stream.Next())
+        {
+            Assert.Equal(FeatureStream.StepKind.Feature, step.Kind);
+            Assert.Null(step.Reason);
+            using (step.Feature)
+            {
+                Assert.Equal($"f{n}", Id(step));
+            }
+
+            n++;
+            largest = Math.Max(largest, stream.BufferBytes);
+        }
+
+        Assert.Equal(Count, n);
+        Assert.True(largest <= 256 * 1024, $"the reader held {largest} bytes");
+    }
+
+    [Fact]
+    public void Features_that_cannot_be_imported_are_named_and_the_rest_are_read()
+    {
+        var huge = new string('a', 10_000);
+        var text = $$"""
+            {"type":"FeatureCollection","name":{"nested":[1,2,{"features":[]}]},"features":[
+              {{Feature(1)}},
+              null,
+              "not a feature",
+              {{Feature(4, huge)}},
+              {{Feature(5, "d\uFFFDcoded badly")}},
+              {{Feature(6, "caf\u00e9 \ud83d\ude00")}},
+              {{Feature(7, new string('b', 40_000))}},
+              {{Feature(8)}}
+            ],"bbox":[18,4,19,5]}
+            """;
+        var steps = All(new StringReader(text));
+
+        // Feature 4 is read whole and found too large; feature 7 is too large before it is read whole, and is skipped.
+        Assert.Equal(8, steps.Count);
+        Assert.Equal("f1", Id(steps[0]));
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, steps[1].Feature!.RootElement.ValueKind);
+        Assert.Equal(System.Text.Json.JsonValueKind.String, steps[2].Feature!.RootElement.ValueKind);
+        Assert.Null(steps[3].Feature);
+        Assert.Contains("larger than 4 KB", steps[3].Reason);
+        Assert.Contains("not UTF-8", steps[4].Reason);
+        Assert.Null(steps[5].Reason);
+        Assert.Equal("caf\u00e9 \ud83d\ude00", steps[5].Feature!.RootElement.GetProperty("properties").GetProperty("narrative").GetString());
+        Assert.Null(steps[6].Feature);
+        Assert.Contains("larger than 4 KB", steps[6].Reason);
+        Assert.Equal("f8", Id(steps[7]));
+    }
+
+    [Theory]
+    [InlineData("[1, 2]", "not an object")]
+    [InlineData("{\"type\": \"FeatureCollection\"}", "no 'features' array")]
+    [InlineData("{\"features\": {}}", "'features' is not an array")]
+    [InlineData("{\"features\": [{\"id\": 1}, {\"id\": ", "not valid JSON")]
+    [InlineData("{\"features\": [{\"id\": 1}, {\"id\" 2}]}", "not valid JSON")]
+    public void A_document_that_breaks_off_keeps_the_features_before_it(string text, string reason)
+    {
+        var steps = All(new StringReader(text));
+        var broken = steps[^1];
+        Assert.Equal(FeatureStream.StepKind.Broken, broken.Kind);
+        Assert.Contains(reason, broken.Reason);
+        Assert.All(steps[..^1], s => Assert.Equal(FeatureStream.StepKind.Feature, s.Kind));
+        Assert.Equal(text.Contains("[{\"id\": 1}", StringComparison.Ordinal) ? 1 : 0, steps.Count - 1);
+    }
+
+    /// <summary>A FeatureCollection written as it is read, never held whole.</summary>
+    private sealed class LargeCollection(int count) : TextReader
+    {
+        private readonly StringBuilder _pending = new("{\"type\":\"FeatureCollection\",\"crs\":{\"type\":\"name\"},\"features\":[");
+        private int _next;
+        private int _offset;
+        private bool _closed;
+
+        public override int Read(char[] buffer, int index, int length)
+        {
+            while (_pending.Length - _offset < length && !_closed)
+            {
+                if (_offset > 0)
+                {
+                    _pending.Remove(0, _offset);
+                    _offset = 0;
+                }
+
+                if (_next < count)
+                {
+                    _pending.Append(_next > 0 ? "," : "").Append(Feature(_next, "an account of what happened at the market, in a few words " + _next));
+                    _next++;
+                }
+                else
+                {
+                    _pending.Append("],\"bbox\":[18,4,19,5]}");
+                    _closed = true;
+                }
+            }
+
+            var n = Math.Min(length, _pending.Length - _offset);
+            _pending.CopyTo(_offset, buffer, index, n);
+            _offset += n;
+            return n;
+        }
+    }
+}
