@@ -21,7 +21,9 @@ internal static class IncidentSummary
 
     private static Incident Open(Report report, DateTime now) => new()
     {
-        Id = Guid.CreateVersion7(new DateTimeOffset(now)),
+        // Random, not time-ordered: an incident's id must not tell when it was opened, which may be by a report hidden
+        // from someone who sees the incident (a version 7 id carries its creation time).
+        Id = Guid.NewGuid(),
         Category = report.Category,
         StartsAt = report.ObservedAt,
         EndsAt = report.ObservedAt + TimePrecisions.Span(report.ObservedPrecision),
