@@ -59,6 +59,13 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         var (_, again) = await ImportAsync("joc", $"format=acled&classification=UNCLASSIFIED&releasableTo=mission", csv, "text/csv");
         Assert.Equal(0, again.GetProperty("created").GetInt32());
         Assert.Equal(3, again.GetProperty("skipped").GetInt32());
+
+        // The source revised an event (the toll and the notes): the stored report is kept, and the importer is told what changed.
+        var revised = csv.Replace("FACA clashed with UPC near Bambari, 4 killed.\",4", "FACA clashed with UPC near Bambari, 6 killed.\",6", StringComparison.Ordinal);
+        var (_, third) = await ImportAsync("joc", $"format=acled&classification=UNCLASSIFIED&releasableTo=mission", revised, "text/csv");
+        Assert.Equal((0, 2), (third.GetProperty("created").GetInt32(), third.GetProperty("skipped").GetInt32()));
+        var changed = third.GetProperty("rejectedRows").EnumerateArray().Single(r => r.GetProperty("line").GetInt32() == 2).GetProperty("reason").GetString();
+        Assert.Contains("changed at the source since it was imported (casualties, narrative)", changed);
         Assert.Equal(HttpStatusCode.Forbidden, (await ImportAsync("rwabatt", "format=acled", csv, "text/csv")).Status);
         var (badFormat, problem) = await ImportAsync("joc", "format=xlsx", csv, "text/csv");
         Assert.Equal(HttpStatusCode.BadRequest, badFormat);
@@ -276,6 +283,26 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(1, incident.GetProperty("reportCount").GetInt32());
         Assert.Equal(2, incident.GetProperty("killedBest").GetInt32());
         Assert.Equal(2, incident.GetProperty("killed").GetProperty("high").GetInt32());
+    }
+
+    [Fact]
+    public async Task The_summary_lists_the_first_rejected_rows_by_line_whoever_rejected_them()
+    {
+        // 2,000 features the intake rejects (an unknown category), then 2,000 the reader rejects (a day-first date): the
+        // reader's are found first, while the intake stores the first batch.
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        string Feature(int n, string category, string observedAt) =>
+            $$"""{ "type": "Feature", "id": "{{tag}}-{{n}}", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "{{observedAt}}", "category": "{{category}}", "narrative": "x" } }""";
+        var features = Enumerable.Range(1, 2000).Select(n => Feature(n, "no.such.category", "2025-06-02"))
+            .Concat(Enumerable.Range(2001, 2000).Select(n => Feature(n, "poc", "02/06/2025")));
+        var geojson = "{ \"type\": \"FeatureCollection\", \"features\": [" + string.Join(",\n", features) + "] }";
+
+        var (status, summary) = await ImportAsync("ocha", "format=geojson&source=first-by-line&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(4000, summary.GetProperty("rejected").GetInt32());
+        var listed = summary.GetProperty("rejectedRows").EnumerateArray().Select(r => r.GetProperty("line").GetInt32()).ToList();
+        Assert.Equal(Enumerable.Range(1, Import.Importer.MaxListed), listed);
     }
 
     [Fact]

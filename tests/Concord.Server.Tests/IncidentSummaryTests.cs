@@ -6,8 +6,8 @@ using Concord.Server.Tak;
 namespace Concord.Server.Tests;
 
 /// <summary>
-/// An incident's casualty range and the box around its reports are kept two ways: rebuilt from all its reports, and
-/// grown report by report once an incident is large. Both must give the same figures.
+/// An incident's casualty range, the box around its reports, and its start, title and category are kept two ways:
+/// rebuilt from all its reports, and grown report by report once an incident is large. Both must give the same.
 /// </summary>
 public sealed class IncidentSummaryTests
 {
@@ -31,6 +31,7 @@ public sealed class IncidentSummaryTests
 
             Assert.Equal((rebuilt.KilledLow, rebuilt.KilledHigh, rebuilt.InjuredLow, rebuilt.InjuredHigh), (grown.KilledLow, grown.KilledHigh, grown.InjuredLow, grown.InjuredHigh));
             Assert.Equal((rebuilt.South, rebuilt.North, rebuilt.West, rebuilt.East), (grown.South, grown.North, grown.West, grown.East));
+            Assert.Equal((rebuilt.StartsAt, rebuilt.Title, rebuilt.Category), (grown.StartsAt, grown.Title, grown.Category));
             Assert.Equal(reports.Min(r => r.Latitude), rebuilt.South);
             Assert.Equal(reports.Max(r => r.Longitude), rebuilt.East);
             Assert.True(rebuilt.KilledLow is null || rebuilt.KilledLow <= rebuilt.KilledHigh);
@@ -54,7 +55,7 @@ public sealed class IncidentSummaryTests
 
     private static Report Account(
         (int? Low, int? Best, int? High) killedCivilian, int? killedOther, int? injuredOther, int? injuredCivilian = null, int? injuredOtherHigh = null,
-        DateTime? at = null, double latitude = 4.5, double longitude = 20.5, double precision = 500) => new()
+        DateTime? at = null, double latitude = 4.5, double longitude = 20.5, double precision = 500, string category = "ucdp.one-sided", string narrative = "Attack on a village.") => new()
         {
             Id = Guid.NewGuid(),
             OrganizationId = Guid.Empty,
@@ -64,8 +65,8 @@ public sealed class IncidentSummaryTests
             Latitude = latitude,
             Longitude = longitude,
             LocationPrecisionMeters = precision,
-            Category = "ucdp.one-sided",
-            Narrative = "Attack on a village.",
+            Category = category,
+            Narrative = narrative,
             NarrativeLanguage = "en",
             Actors = "",
             KilledCivilianLow = killedCivilian.Low,
@@ -92,6 +93,7 @@ public sealed class IncidentSummaryTests
         var low = best is { } b && random.Next(2) == 0 ? Math.Max(0, b - random.Next(5)) : (int?)null;
         var high = best is { } h && random.Next(2) == 0 ? h + random.Next(5) : (int?)null;
         return Account((low, best, high), killedOther: Figure(), injuredOther: null, injuredCivilian: Figure(), injuredOtherHigh: Figure(),
-            at: Start.AddHours(random.Next(0, 48)), latitude: 4 + random.NextDouble(), longitude: 20 + random.NextDouble(), precision: random.Next(1, 4) * 500);
+            at: Start.AddHours(random.Next(0, 48)), latitude: 4 + random.NextDouble(), longitude: 20 + random.NextDouble(), precision: random.Next(1, 4) * 500,
+            category: random.Next(3) switch { 0 => "ucdp.one-sided", 1 => "acled.battles.armed-clash", _ => "poc.abduction" }, narrative: $"Account {random.Next()}");
     }
 }

@@ -804,17 +804,24 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await using var other = await server.ConnectTakAsync(await server.IssueDeviceAsync(intruder));
         await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(owner));
         await Task.Delay(300);
-        var (refused, allowed) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        var (refused, allowed, many) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        // The intruder first sends something else under the marker's uid, which memory takes as its own after the restart.
+        await other.SendAsync($"<event version='2.0' uid='{marker}' type='u-d-f' time='{Now()}' start='{Now()}' stale='{Now(600)}' how='h-e'>" +
+            "<point lat='6.02' lon='20.52' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail/></event>");
+        Assert.NotNull(await watching.WaitForAsync(e => e.Uid == marker && e.Type == "u-d-f"));
         await other.SendAsync(Deletion(refused, marker));
+        // One deletion naming more items than a device ever deletes at once is refused whole.
+        await sender.SendAsync(Deletion(many, [marker, .. Enumerable.Range(0, TakRouter.MaxDeletedItems).Select(_ => Guid.NewGuid().ToString())]));
         await sender.SendAsync(Deletion(allowed, marker));
 
         Assert.NotNull(await watching.WaitForAsync(e => e.Uid == allowed));
-        Assert.Null(await watching.WaitForAsync(e => e.Uid == refused, TimeSpan.FromSeconds(1.5)));
+        Assert.Null(await watching.WaitForAsync(e => e.Uid == refused || e.Uid == many, TimeSpan.FromSeconds(1.5)));
         Assert.False(other.Closed);
 
-        static string Deletion(string uid, string target) =>
+        static string Deletion(string uid, params string[] targets) =>
             $"<event version='2.0' uid='{uid}' type='t-x-d-d' time='{Now()}' start='{Now()}' stale='{Now(20)}' how='h-g-i-g-o'>" +
-            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{target}' relation='none' type='none'/><__forcedelete/></detail></event>";
+            "<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
+            string.Concat(targets.Select(t => $"<link uid='{t}' relation='none' type='none'/>")) + "<__forcedelete/></detail></event>";
     }
 
     [Fact]

@@ -113,11 +113,15 @@ internal static class FusionEndpoints
     }
 
     /// <summary>Fusion's score of <paramref name="report"/> against <paramref name="incident"/> as built from <paramref name="reports"/> only.</summary>
-    private static FusionScore? ScoreAgainst(Report report, Incident incident, IReadOnlyList<Report> reports)
+    private static FusionScore? ScoreAgainst(Report report, Incident incident, IReadOnlyList<Report> reports) =>
+        FusionScorer.Score(FusionFeatures.Of(report), FeaturesAsBuiltFrom(incident, reports));
+
+    /// <summary>What fusion compares of <paramref name="incident"/> as built from <paramref name="reports"/> only.</summary>
+    private static FusionFeatures FeaturesAsBuiltFrom(Incident incident, IReadOnlyList<Report> reports)
     {
         var view = IncidentSummary.Copy(incident);
         IncidentSummary.Rebuild(view, reports);
-        return FusionScorer.Score(FusionFeatures.Of(report), FusionFeatures.Of(view));
+        return FusionFeatures.Of(view);
     }
 
     /// <summary>Pending proposals at most, newest first, ordered then by their score as the viewer sees it.</summary>
@@ -191,12 +195,14 @@ internal static class FusionEndpoints
             }
         }
 
+        // Each proposed incident is built once for the viewer, however many proposals name it.
+        var built = stored.Values.Where(i => linked.TryGetValue(i.Id, out var seen) && seen.Count > 0)
+            .ToDictionary(i => i.Id, i => FeaturesAsBuiltFrom(i, linked[i.Id]));
         return rows.Select(x =>
         {
             // Null when fusion's rules rule the pair out against what the viewer may see (or the viewer sees no report of it).
-            var score = stored.TryGetValue(x.Proposal.IncidentId, out var incident) && linked.TryGetValue(incident.Id, out var seen) && seen.Count > 0
-                && proposed.TryGetValue(x.Proposal.ReportId, out var report)
-                ? ScoreAgainst(report, incident, seen)
+            var score = built.TryGetValue(x.Proposal.IncidentId, out var incident) && proposed.TryGetValue(x.Proposal.ReportId, out var report)
+                ? FusionScorer.Score(FusionFeatures.Of(report), incident)
                 : null;
             return new ProposalDto(x.Proposal.Id, x.Proposal.ReportId, x.Proposal.IncidentId, x.Current,
                 score is null ? null : Math.Round(score.Total, 4), score is null ? null : Parse(score.ToJson()), Utc(x.Proposal.CreatedAt));

@@ -5,8 +5,9 @@ namespace Concord.Server.Import;
 
 /// <summary>
 /// The features of a GeoJSON FeatureCollection, one at a time, from a text of any length: the reader keeps the
-/// unread part of the document in a buffer that grows only to the largest feature (at most <c>maxFeatureBytes</c> and
-/// a chunk), so a file of a million features costs no more memory than one. Members of the collection other than
+/// unread part of the document in a buffer that grows only to the largest feature (a larger one is skipped token by
+/// token; no single value over eight times <c>maxFeatureBytes</c> is held), so a file of a million features costs no
+/// more memory than one. Members of the collection other than
 /// <c>features</c> (type, name, crs, bbox, …) are skipped wherever they stand.
 /// </summary>
 /// <remarks>
@@ -40,6 +41,9 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
     }
 
     private const int ChunkChars = 16 * 1024;
+
+    /// <summary>The most the reader holds, in features' worth: a single value (one long string) may be longer than a feature.</summary>
+    private const int MaxHeld = 8;
     private static readonly JsonReaderOptions Options = new() { MaxDepth = 64 };
 
     private readonly char[] _chars = new char[ChunkChars];
@@ -51,6 +55,9 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
     private JsonReaderState _state = new(Options);
     private Phase _phase = Phase.Start;
     private bool _sawFeatures;
+
+    /// <summary>Where the feature being read starts, after the unit committed last; -1 when none has started.</summary>
+    private int _featureStart = -1;
 
     /// <summary>The bytes the reader holds now: bounded by the largest feature read, not by the document.</summary>
     internal int BufferBytes => _buffer.Length;
@@ -83,11 +90,19 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                     return new Step(StepKind.Broken, Reason: "not valid JSON: the document ends before the feature collection does");
                 }
 
-                if (_phase == Phase.Features && _end - _start >= maxFeatureBytes)
+                if (_phase == Phase.Features && _featureStart >= 0 && _end - (_start + _featureStart) > maxFeatureBytes)
                 {
                     // A feature larger than the limit: skipped token by token, never held whole.
                     _phase = Phase.Oversized;
                     return new Step(StepKind.Feature, Reason: TooLarge);
+                }
+
+                if (_end - _start > (long)MaxHeld * maxFeatureBytes)
+                {
+                    // Anything else that long without an end (a member of the collection, one string in a feature being
+                    // skipped, a run of white space): the rest cannot be read without holding it.
+                    _phase = Phase.Done;
+                    return new Step(StepKind.Broken, Reason: $"more than {MaxHeld * maxFeatureBytes / 1024} KB without the end of a value; the rest of the document is not read");
                 }
 
                 Refill();
@@ -166,6 +181,7 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                 return Outcome.Continue;
 
             case Phase.Features:
+                _featureStart = -1;
                 if (!reader.Read())
                 {
                     return Outcome.NeedMore;
@@ -180,6 +196,7 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                 var from = (int)reader.TokenStartIndex;
                 if (!reader.TrySkip())
                 {
+                    _featureStart = from;
                     return Outcome.NeedMore;
                 }
 

@@ -38,8 +38,9 @@ internal static class ImportCommand
                 return 2;
             }
 
+            // A name given is checked; a file's own name is taken as it is, as before --source existed.
             var source = invocation["--source"]?.Trim() ?? Path.GetFileNameWithoutExtension(path);
-            if (ImportReaders.SourceProblem(source) is { } sourceProblem)
+            if (invocation.Has("--source") && ImportReaders.SourceProblem(source) is { } sourceProblem)
             {
                 await errors.WriteLineAsync($"concord: --source {sourceProblem}");
                 return 2;

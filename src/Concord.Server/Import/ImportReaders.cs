@@ -31,14 +31,15 @@ internal static class ImportReaders
         return Enum.IsDefined(format);
     }
 
-    /// <param name="source">
-    /// The file's name (or the API's <c>source</c>). For GeoJSON, it keeps this file's feature ids apart from other
-    /// files'; for GED, it names the release credited in each report's source (<see cref="GedMapping.Version"/>).
-    /// </param>
-    /// <summary>Why a dataset name (<c>source</c>) cannot be used, or null: at most 100 characters, and some.</summary>
+    /// <summary>Why a dataset name given for an import (<c>--source</c>, <c>source=</c>) cannot be used, or null: 1 to 100 characters, none a control character.</summary>
     public static string? SourceProblem(string source) =>
         source.Length == 0 ? "must not be empty" : source.Length > 100 ? $"is {source.Length} characters long; at most 100" : source.Any(char.IsControl) ? "must not hold control characters" : null;
 
+    /// <param name="source">
+    /// The dataset's name: the file's name, or <c>--source</c>, or the API's <c>source</c>. For GeoJSON, it keeps this
+    /// dataset's feature ids apart from other datasets'; for GED, it names the release credited in each report's source
+    /// (<see cref="GedMapping.Version"/>).
+    /// </param>
     public static IEnumerable<ImportRow> Read(ImportFormat format, TextReader text, MarkingDto? marking, string source = "geojson") => format switch
     {
         ImportFormat.Ged => Ged(text, marking, GedMapping.Version(source)),

@@ -13,9 +13,9 @@ internal sealed record ImportSummary(long Rows, long Created, long Skipped, long
 
 /// <summary>
 /// Streams an import file into reports in batches through the same intake as the API (validation, agreements, the one
-/// writer, fusion). Memory stays constant for CSV: one batch at a time. Importing the same file again creates nothing:
-/// report ids derive from the source's ids, so known rows are skipped. A rejected row is counted and listed (up to
-/// <see cref="MaxListed"/>) and never stops the rows after it.
+/// writer, fusion). Memory stays constant: one batch at a time (GeoJSON too, one feature at a time). Importing the same
+/// file again creates nothing: report ids derive from the source's ids, so known rows are skipped. A rejected row is
+/// counted, listed (the first <see cref="MaxListed"/> by line) and never stops the rows after it.
 /// </summary>
 internal sealed class Importer(IServiceScopeFactory scopes)
 {
@@ -36,7 +36,9 @@ internal sealed class Importer(IServiceScopeFactory scopes)
         long? total = input.CanSeek ? input.Length : null;
         using var text = new StreamReader(input, detectEncodingFromByteOrderMarks: true);
         long rows = 0, created = 0, skipped = 0, rejected = 0;
-        var listed = new List<RejectedRow>();
+        // The first rejected rows by line, whichever order they are found in (the writer's rejections of a batch come
+        // after the reader's of the next): the row with the highest line is dropped when a lower one comes.
+        var listed = new PriorityQueue<RejectedRow, long>(MaxListed + 1, Comparer<long>.Create((a, b) => b.CompareTo(a)));
         var batch = new List<(long Line, CreateReport Report)>(BatchSize);
 
         void Reject(long line, string reason)
@@ -44,7 +46,11 @@ internal sealed class Importer(IServiceScopeFactory scopes)
             rejected++;
             if (listed.Count < MaxListed)
             {
-                listed.Add(new RejectedRow(line, reason));
+                listed.Enqueue(new RejectedRow(line, reason), line);
+            }
+            else if (listed.TryPeek(out _, out var highest) && line < highest)
+            {
+                listed.EnqueueDequeue(new RejectedRow(line, reason), line);
             }
         }
 
@@ -108,7 +114,7 @@ internal sealed class Importer(IServiceScopeFactory scopes)
         }
 
         // Rows the reader rejects are listed at once, rows the writer rejects when their batch is stored: in line order for people.
-        return new ImportSummary(rows, created, skipped, rejected, [.. listed.OrderBy(r => r.Line)], started.Elapsed);
+        return new ImportSummary(rows, created, skipped, rejected, [.. listed.UnorderedItems.Select(r => r.Element).OrderBy(r => r.Line)], started.Elapsed);
 
         async Task ReadAsync()
         {
@@ -116,6 +122,12 @@ internal sealed class Importer(IServiceScopeFactory scopes)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 rows++;
+                if (rows % BatchSize == 0)
+                {
+                    // Rows the reader rejects fill no batch: the progress line moves on for them too.
+                    progress?.Report(new ImportProgress(rows, created, skipped, rejected, input.CanSeek ? input.Position : 0, total));
+                }
+
                 if (row.Report is { } report)
                 {
                     batch.Add((row.Line, report));

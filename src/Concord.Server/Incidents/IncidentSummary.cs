@@ -123,7 +123,14 @@ internal static class IncidentSummary
     /// </summary>
     public static void Add(Incident incident, Report report, IReadOnlyList<(int? Killed, int? Injured)> casualties)
     {
-        incident.StartsAt = report.ObservedAt < incident.StartsAt ? report.ObservedAt : incident.StartsAt;
+        if (report.ObservedAt < incident.StartsAt)
+        {
+            // The earliest report now: its title and category, as a rebuild gives them.
+            incident.StartsAt = report.ObservedAt;
+            incident.Title = Title(report.Narrative);
+            incident.Category = report.Category;
+        }
+
         var end = report.ObservedAt + TimePrecisions.Span(report.ObservedPrecision);
         incident.EndsAt = end > incident.EndsAt ? end : incident.EndsAt;
         if (report.LocationPrecisionMeters < incident.LocationPrecisionMeters)

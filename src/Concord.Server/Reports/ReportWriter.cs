@@ -360,8 +360,62 @@ internal sealed class ReportWriter : IAsyncDisposable
             return new ReportIntake.Outcome.Conflict($"the id {candidate.Id} is already used by another report");
         }
 
-        return existing.RequestHash == (candidateHash ?? candidate.RequestHash)
-            ? new ReportIntake.Outcome.Existing(existing, incidentId)
+        if (existing.RequestHash == (candidateHash ?? candidate.RequestHash))
+        {
+            return new ReportIntake.Outcome.Existing(existing, incidentId);
+        }
+
+        // Reports are what a source said when it said it, never edited: a record the source has revised since it was
+        // imported keeps its stored report, and the importer is told what the source changed.
+        return sourceKeyed
+            ? new ReportIntake.Outcome.Conflict($"changed at the source since it was imported ({string.Join(", ", Changed(existing, candidate).DefaultIfEmpty("other details"))}); the stored report is kept, as reports are not edited")
             : new ReportIntake.Outcome.Conflict($"report {candidate.Id} already exists with a different body; a retry must send the same body");
+    }
+
+    /// <summary>The parts of a report that differ between what is stored and what came again: names of the API's fields.</summary>
+    internal static IEnumerable<string> Changed(Report stored, Report again)
+    {
+        if (stored.ObservedAt != again.ObservedAt || stored.ObservedPrecision != again.ObservedPrecision)
+        {
+            yield return "observedAt";
+        }
+
+        if (stored.Latitude != again.Latitude || stored.Longitude != again.Longitude || stored.LocationPrecisionMeters != again.LocationPrecisionMeters)
+        {
+            yield return "location";
+        }
+
+        if (stored.Category != again.Category)
+        {
+            yield return "category";
+        }
+
+        if ((stored.KilledCivilianLow, stored.KilledCivilianBest, stored.KilledCivilianHigh, stored.KilledOtherLow, stored.KilledOtherBest, stored.KilledOtherHigh)
+            != (again.KilledCivilianLow, again.KilledCivilianBest, again.KilledCivilianHigh, again.KilledOtherLow, again.KilledOtherBest, again.KilledOtherHigh)
+            || (stored.InjuredCivilianLow, stored.InjuredCivilianBest, stored.InjuredCivilianHigh, stored.InjuredOtherLow, stored.InjuredOtherBest, stored.InjuredOtherHigh)
+            != (again.InjuredCivilianLow, again.InjuredCivilianBest, again.InjuredCivilianHigh, again.InjuredOtherLow, again.InjuredOtherBest, again.InjuredOtherHigh))
+        {
+            yield return "casualties";
+        }
+
+        if (stored.Narrative != again.Narrative || stored.NarrativeLanguage != again.NarrativeLanguage)
+        {
+            yield return "narrative";
+        }
+
+        if (stored.Actors != again.Actors)
+        {
+            yield return "actors";
+        }
+
+        if (stored.SourceReliability != again.SourceReliability || stored.SourceCredibility != again.SourceCredibility)
+        {
+            yield return "source grading";
+        }
+
+        if (stored.Classification != again.Classification || stored.ReleasableTo != again.ReleasableTo || stored.Caveats != again.Caveats || stored.Tlp != again.Tlp)
+        {
+            yield return "marking";
+        }
     }
 }

@@ -56,11 +56,12 @@ internal static class CotMapping
         };
     }
 
-    /// <summary>A marker as a report request; its id comes from the marker's uid and time, so a replay is the same report.</summary>
     /// <summary>What the reports from a TAK item (marker, spot report) hold as their source: the item's uid.</summary>
     public const string ItemRefPrefix = "tak:";
 
     public static string ItemRef(string uid) => ItemRefPrefix + uid;
+
+    /// <summary>A marker as a report request; its id comes from the marker's uid and time, so a replay is the same report.</summary>
 
     public static CreateReport ToReport(CotEvent e, string category, string author)
     {

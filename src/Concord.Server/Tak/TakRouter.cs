@@ -223,7 +223,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         // Before the replay check, which would otherwise record the time of an event that is then refused: a device must
         // not freeze, relabel or delete what belongs to another member, nor speak for Concord's own incidents.
-        if ((Refused(from, e, now) ?? (e.Type == CotMapping.DeleteType ? await DeletesStoredItemAsync(from, e) : null)) is { } refusal)
+        if ((Refused(from, e, now) ?? (e.Type == CotMapping.DeleteType ? await DeletesItemOfAnotherAsync(from, e) : null)) is { } refusal)
         {
             Refuse(from, e, refusal);
             return;
@@ -308,7 +308,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return "the uid is one of Concord's incidents";
         }
 
-        if (OtherOwner(from, e.Uid, now, items: false) is { } owner)
+        if (OtherOwner(from, e.Uid, now) is { } owner)
         {
             return $"the uid is the device of another member ({owner})";
         }
@@ -317,7 +317,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         {
             foreach (var link in e.Detail.Links)
             {
-                if (link.Uid is { Length: > 0 } target && (target.StartsWith(CotMapping.IncidentUidPrefix, StringComparison.Ordinal) || OtherOwner(from, target, now, items: true) is not null))
+                // Items (who sent one first) are judged by DeletesItemOfAnotherAsync, from the store first.
+                if (link.Uid is { Length: > 0 } target && (target.StartsWith(CotMapping.IncidentUidPrefix, StringComparison.Ordinal) || OtherOwner(from, target, now) is not null))
                 {
                     return $"it deletes {target}, which is not the device's member's to delete";
                 }
@@ -327,39 +328,42 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         return null;
     }
 
-    /// <summary>
-    /// Why a deletion may not be routed because of what the store holds, or null. Who first sent an item is remembered
-    /// in memory (<see cref="Newer"/>), which a restart empties and which forgets uids not seen for a day; a marker or
-    /// spot report also became a report, so for a uid memory does not hold, the member who sent its first report is the
-    /// owner. (Drawings and routes are passed on without being stored: for them memory is all there is.)
-    /// </summary>
-    private async ValueTask<string?> DeletesStoredItemAsync(TakSession from, CotEvent e)
-    {
-        List<string>? unknown = null;
-        foreach (var link in e.Detail.Links)
-        {
-            if (link.Uid is { Length: > 0 } target && !_latest.ContainsKey(target))
-            {
-                (unknown ??= []).Add(CotMapping.ItemRef(target));
-            }
-        }
+    /// <summary>How many items one deletion may name: a device deletes one at a time; each is looked up in the store.</summary>
+    public const int MaxDeletedItems = 16;
 
-        if (unknown is null)
+    /// <summary>
+    /// Why a deletion may not be routed because it deletes an item another member sent first, or null. A marker or spot
+    /// report became a report, so the member who sent an item's first report is its owner, whatever memory says: memory
+    /// (<see cref="Newer"/>) is emptied by a restart, forgets uids not seen for a day, and after a restart takes as
+    /// owner whoever sends the uid first, whatever they send. For items the store does not hold (drawings and routes
+    /// are passed on without being stored) memory is all there is. One query for all the items a deletion names.
+    /// </summary>
+    private async ValueTask<string?> DeletesItemOfAnotherAsync(TakSession from, CotEvent e)
+    {
+        var items = e.Detail.Links.Select(l => l.Uid).OfType<string>().Where(u => u.Length > 0).Distinct(StringComparer.Ordinal).Select(CotMapping.ItemRef).ToList();
+        if (items.Count == 0)
         {
             return null;
         }
 
+        if (items.Count > MaxDeletedItems)
+        {
+            return $"it deletes {items.Count} items at once; at most {MaxDeletedItems}";
+        }
+
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        foreach (var item in unknown)
+        // The partial index of schema 13 holds only reports from TAK items; the query repeats its condition so that SQLite uses it.
+        var reports = await db.Reports.AsNoTracking()
+            .Where(r => items.Contains(r.ExternalRef!) && EF.Functions.Like(r.ExternalRef, CotMapping.ItemRefPrefix + "%"))
+            .Select(r => new { r.ExternalRef, r.ReceivedAt, r.Number, r.MemberId }).ToListAsync(CancellationToken.None);
+        var firstSender = reports.GroupBy(r => r.ExternalRef!).ToDictionary(g => g.Key[CotMapping.ItemRefPrefix.Length..], g => g.MinBy(r => (r.ReceivedAt, r.Number))!.MemberId);
+        foreach (var uid in items.Select(i => i[CotMapping.ItemRefPrefix.Length..]))
         {
-            // The partial index of schema 13 holds only reports from TAK items; the query repeats its condition so that SQLite uses it.
-            var first = await db.Reports.AsNoTracking()
-                .Where(r => r.ExternalRef == item && EF.Functions.Like(r.ExternalRef, CotMapping.ItemRefPrefix + "%"))
-                .OrderBy(r => r.ReceivedAt).Select(r => (Guid?)r.MemberId).FirstOrDefaultAsync(CancellationToken.None);
-            if (first is { } owner && owner != from.Viewer.MemberId)
+            var owner = firstSender.TryGetValue(uid, out var stored) ? stored : _latest.TryGetValue(uid, out var latest) ? latest.Owner : from.Viewer.MemberId;
+            if (owner != from.Viewer.MemberId)
             {
-                return $"it deletes {item[CotMapping.ItemRefPrefix.Length..]}, an item another member sent first";
+                return $"it deletes {uid}, an item another member sent first";
             }
         }
 
@@ -367,10 +371,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     }
 
     /// <summary>
-    /// Who other than <paramref name="from"/>'s member holds <paramref name="uid"/>: a live session's device, a current
-    /// track, or (with <paramref name="items"/>) the member who first sent an item with that uid.
+    /// Who other than <paramref name="from"/>'s member holds <paramref name="uid"/>: a live session's device or a current
+    /// track (items are judged by <see cref="DeletesItemOfAnotherAsync"/>).
     /// </summary>
-    private string? OtherOwner(TakSession from, string uid, DateTimeOffset now, bool items)
+    private string? OtherOwner(TakSession from, string uid, DateTimeOffset now)
     {
         var member = from.Viewer.MemberId;
         if (_byDevice.TryGetValue(uid, out var holder) && holder.Viewer.MemberId != member && !holder.Closing.IsCancellationRequested)
@@ -378,12 +382,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return holder.Viewer.UserName;
         }
 
-        if (tracks.OwnerOf(uid, now.UtcDateTime) is { } owner && owner != member)
-        {
-            return "a current track";
-        }
-
-        return items && _latest.TryGetValue(uid, out var latest) && latest.Owner != member ? "an item of another member" : null;
+        return tracks.OwnerOf(uid, now.UtcDateTime) is { } owner && owner != member ? "a current track" : null;
     }
 
     /// <summary>Records <paramref name="time"/> as the latest of <paramref name="uid"/> unless an event as new was routed already.</summary>
