@@ -408,6 +408,18 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Contains("actionItems[0].organization", badProblem.ErrorFields());
         Assert.Contains("title", badProblem.ErrorFields());
 
+        // A null in a list, a NUL in a title, a time before any record, and no rows from any of them.
+        var (nullItem, nullProblem) = await joc.PostJson("/api/meetings", new { title = "Weekly", heldAt = Clock.GetUtcNow(), actionItems = new object?[] { null }, participants = new string?[] { null } });
+        Assert.Equal(HttpStatusCode.BadRequest, nullItem.StatusCode);
+        Assert.Contains("must not hold null", nullProblem.GetProperty("errors").ToString());
+        var (nul, nulProblem) = await joc.PostJson("/api/tasks", new { title = "Fix\u0000it", organization = "UNPOL" });
+        Assert.Equal(HttpStatusCode.BadRequest, nul.StatusCode);
+        Assert.Equal(["title"], nulProblem.ErrorFields());
+        Assert.Equal(0, await server.WithDbAsync(db => db.Tasks.CountAsync(t => t.Title.StartsWith("Fix"))));
+        var (early, earlyProblem) = await joc.GetJson("/api/coordination/metrics?to=0001-01-01T00:00:00Z");
+        Assert.Equal(HttpStatusCode.BadRequest, early.StatusCode);
+        Assert.Equal(["to"], earlyProblem.ErrorFields());
+
         var ocha = server.ClientFor("ocha");
         var (logged, entry) = await ocha.PostJson("/api/liaison", new { counterpartOrganization = "PREF", counterpart = "Sous-préfet of Grimari", channel = "visit", summary = "Agreed on access for the mobile clinic on Thursdays." });
         Assert.True(logged.StatusCode == HttpStatusCode.Created, entry.ToString());

@@ -35,6 +35,13 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         Assert.True(spike.GetProperty("probability").GetDouble() < 1e-4);
         Assert.Equal("CONFIDENTIAL", seen.GetProperty("classification").GetString());
 
+        foreach (var (parameter, field) in new[] { ("threshold=NaN", "threshold"), ("at=0001-01-01T00:00:00Z", "at") })
+        {
+            var (refused, refusal) = await unpol.GetJson($"/api/early-warning/spikes?{parameter}");
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Equal([field], refusal.ErrorFields());
+        }
+
         var (_, hidden) = await server.ClientFor("force").GetJson($"/api/early-warning/spikes?{query}");
         var none = hidden.GetProperty("items").EnumerateArray().Single(s => s.GetProperty("area").GetString() == code);
         Assert.Equal(0, none.GetProperty("recent").GetInt32());

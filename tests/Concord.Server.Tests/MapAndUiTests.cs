@@ -10,6 +10,18 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
     where TServer : TestServer
 {
     [Fact]
+    public async Task The_language_switch_goes_back_only_to_a_page_of_this_site()
+    {
+        using var anonymous = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = server.BaseAddress };
+        foreach (var (returnUrl, expected) in new[] { ("/incidents", "/incidents"), ("//evil.example", "/"), ("/%0A", "/"), ("/x%00y", "/") })
+        {
+            var response = await anonymous.GetAsync($"/ui/culture?lang=fr&returnUrl={returnUrl}");
+            Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+            Assert.Equal(expected, response.Headers.Location?.OriginalString);
+        }
+    }
+
+    [Fact]
     public async Task The_map_counts_per_cell_only_what_the_viewer_may_see()
     {
         using var unpol = server.ClientFor("unpol");

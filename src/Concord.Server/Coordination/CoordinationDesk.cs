@@ -166,7 +166,14 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
             return Http.Problems.Field("reason", $"a declined {record} needs the reason (at least 3 characters)");
         }
 
-        return reason?.Length > MaxText ? Http.Problems.Field("reason", $"at most {MaxText} characters") : null;
+        if (reason?.Length > MaxText)
+        {
+            return Http.Problems.Field("reason", $"at most {MaxText} characters");
+        }
+
+        var errors = new Dictionary<string, string[]>();
+        Reports.ReportRules.RejectControlCharacters(reason, "reason", errors);
+        return errors.Count > 0 ? Http.Problems.Invalid(errors) : null;
     }
 
     public static bool TryText(string? text, string field, int min, int max, Dictionary<string, string[]> errors, out string value)
@@ -178,6 +185,8 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
             return false;
         }
 
-        return true;
+        // As for reports: no control characters (PostgreSQL cannot store NUL; a patrol's name goes into its reports' narratives).
+        Reports.ReportRules.RejectControlCharacters(value, field, errors);
+        return !errors.ContainsKey(field);
     }
 }

@@ -35,6 +35,14 @@ internal static class CoordinationMetrics
     private static async Task<Results<Ok<CoordinationMetricsDto>, ProblemHttpResult>> Metrics(HttpContext context, Viewer viewer, CoordinationDesk desk, DateTimeOffset? from, DateTimeOffset? to)
     {
         var now = desk.Now;
+        foreach (var (name, value) in new[] { ("from", from), ("to", to) })
+        {
+            if (value < Reports.ReportRules.Earliest || value > now.AddYears(100))
+            {
+                return Problems.Field(name, $"must be a time from {Reports.ReportRules.Earliest:yyyy} on, within a century of now");
+            }
+        }
+
         var end = to?.UtcDateTime ?? now;
         var start = from?.UtcDateTime ?? end.AddDays(-90);
         if (end <= start || end - start > TimeSpan.FromDays(3660))

@@ -340,7 +340,12 @@ internal static class FieldEndpoints
         var assignees = new List<Organization>();
         for (var i = 0; i < items.Count; i++)
         {
-            var item = items[i];
+            if (items[i] is not { } item)
+            {
+                errors[$"actionItems[{i}]"] = ["must be an action item, not null"];
+                continue;
+            }
+
             CoordinationDesk.TryText(item.Title, $"actionItems[{i}].title", 3, 300, errors, out _);
             if (await desk.Directory.OrganizationAsync(item.Organization ?? "", cancellationToken) is { } organization)
             {

@@ -158,7 +158,7 @@ internal static class EarlyWarningEndpoints
         var days = Whole("days", 30, 1, 366);
         var baselineDays = Whole("baselineDays", 365, 7, 3660);
         var threshold = 0.01;
-        if (q["threshold"].ToString() is { Length: > 0 } t && (!double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out threshold) || threshold is <= 0 or >= 1))
+        if (q["threshold"].ToString() is { Length: > 0 } t && (!double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out threshold) || !double.IsFinite(threshold) || threshold is <= 0 or >= 1))
         {
             errors["threshold"] = ["must be a probability between 0 and 1, e.g. 0.01"];
         }
@@ -166,13 +166,13 @@ internal static class EarlyWarningEndpoints
         DateTime? at = null;
         if (q["at"].ToString() is { Length: > 0 } atText)
         {
-            if (DateTimeOffset.TryParse(atText, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
+            if (DateTimeOffset.TryParse(atText, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed) && parsed >= Reports.ReportRules.Earliest)
             {
                 at = parsed.UtcDateTime;
             }
             else
             {
-                errors["at"] = ["must be an ISO 8601 time"];
+                errors["at"] = [$"must be an ISO 8601 time from {Reports.ReportRules.Earliest:yyyy} on"];
             }
         }
 

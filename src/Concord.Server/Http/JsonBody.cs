@@ -20,6 +20,7 @@ internal static class JsonBody
             UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
             DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         };
+        options.Converters.Add(new NoNullElements());
         return options;
     }
 

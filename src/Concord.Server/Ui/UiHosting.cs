@@ -96,7 +96,7 @@ internal static class UiHosting
 
     /// <summary>A return address inside this site only: anything else becomes the map.</summary>
     public static string LocalUrl(string? url) =>
-        url is { Length: > 0 } && url[0] == '/' && (url.Length == 1 || (url[1] != '/' && url[1] != '\\')) ? url : "/";
+        url is { Length: > 0 } && url[0] == '/' && (url.Length == 1 || (url[1] != '/' && url[1] != '\\')) && !url.Any(char.IsControl) ? url : "/";
 
     /// <summary>The highest marking among records on a screen: the level and every caveat, as banners show it.</summary>
     public static (int Level, long Caveats) Highest(IEnumerable<IMarked> records) =>
