@@ -362,6 +362,11 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         var (tooLong, problem) = await ImportAsync("ocha", "format=geojson&source=" + new string('s', 101), geojson, "application/geo+json");
         Assert.Equal(HttpStatusCode.BadRequest, tooLong);
         Assert.Equal(["source"], problem.ErrorFields());
+
+        // So is a marking that cannot be read, before the file is: not one rejected row per feature.
+        var (bogus, bogusProblem) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=BOGUS", geojson, "application/geo+json");
+        Assert.Equal(HttpStatusCode.BadRequest, bogus);
+        Assert.Equal(["classification"], bogusProblem.ErrorFields());
     }
 }
 
