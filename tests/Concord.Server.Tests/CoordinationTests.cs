@@ -416,6 +416,11 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(HttpStatusCode.BadRequest, nul.StatusCode);
         Assert.Equal(["title"], nulProblem.ErrorFields());
         Assert.Equal(0, await server.WithDbAsync(db => db.Tasks.CountAsync(t => t.Title.StartsWith("Fix"))));
+        // A mistyped community would release the task to nobody.
+        var (typo, typoProblem) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "UNPOL", marking = Api.Marking("UNCLASSIFIED", ["org:UNPOL", "org:UNPLO"]) });
+        Assert.Equal(HttpStatusCode.BadRequest, typo.StatusCode);
+        Assert.Equal(["marking.releasableTo"], typoProblem.ErrorFields());
+        Assert.Contains("UNPLO", typoProblem.GetProperty("errors").ToString());
         var (early, earlyProblem) = await joc.GetJson("/api/coordination/metrics?to=0001-01-01T00:00:00Z");
         Assert.Equal(HttpStatusCode.BadRequest, early.StatusCode);
         Assert.Equal(["to"], earlyProblem.ErrorFields());

@@ -367,6 +367,9 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         var (bogus, bogusProblem) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=BOGUS", geojson, "application/geo+json");
         Assert.Equal(HttpStatusCode.BadRequest, bogus);
         Assert.Equal(["classification"], bogusProblem.ErrorFields());
+        var (typo, typoProblem) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=org:OCAH", geojson, "application/geo+json");
+        Assert.Equal(HttpStatusCode.BadRequest, typo);
+        Assert.Equal(["releasableTo"], typoProblem.ErrorFields());
     }
 }
 

@@ -343,11 +343,13 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (byReporter, _) = await server.ClientFor("unpol").PostJson(path, release);
         var (byOtherOrganisation, _) = await server.ClientFor("jocadmin").PostJson(path, release);
         var (withoutReason, problem) = await server.ClientFor("unpoladmin").PostJson(path, release with { reason = "" });
+        var (_, typo) = await server.ClientFor("unpoladmin").PostJson(path, release with { marking = Api.Marking("UNCLASSIFIED", ["group:PWGG"]) });
         var (created, copy) = await server.ClientFor("unpoladmin").PostJson(path, release);
 
         Assert.Equal(HttpStatusCode.Forbidden, byReporter.StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, byOtherOrganisation.StatusCode);
         Assert.Equal(["reason"], problem.ErrorFields());
+        Assert.Equal(["marking.releasableTo"], typo.ErrorFields());
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         Assert.Equal(Id(original), copy.GetProperty("releasedFrom").GetGuid());
         Assert.Equal(5.75, copy.GetProperty("location").GetProperty("latitude").GetDouble(), 6);

@@ -46,15 +46,21 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
     /// The marking a member asks for, or by default UNCLASSIFIED released to the organisations the record concerns.
     /// The communities that must see the record (an addressee, an assignee) are checked: a record they could not read is refused.
     /// </summary>
-    public bool TryMarking(MarkingDto? asked, Viewer author, IEnumerable<string> concerned, IReadOnlyList<(Organization Organization, string Field)> mustSee,
-        Dictionary<string, string[]> errors, out (int Classification, string ReleasableTo, long Caveats) marking)
+    public async Task<(bool Ok, (int Classification, string ReleasableTo, long Caveats) Marking)> TryMarkingAsync(MarkingDto? asked, Viewer author, IEnumerable<string> concerned,
+        IReadOnlyList<(Organization Organization, string Field)> mustSee, Dictionary<string, string[]> errors, CancellationToken cancellationToken)
     {
         var dto = asked ?? new MarkingDto(markings.Scheme.Label(0), concerned.ToList(), []);
         var ok = markings.TryRead(dto, author, "marking", errors, out var classification, out var releasableTo, out var caveats);
-        marking = (classification, releasableTo, caveats);
+        var marking = (classification, releasableTo, caveats);
         if (!ok)
         {
-            return false;
+            return (false, marking);
+        }
+
+        if (await directory.UnknownCommunityAsync(releasableTo, cancellationToken) is { } unknown)
+        {
+            errors["marking.releasableTo"] = [unknown];
+            return (false, marking);
         }
 
         foreach (var (organization, field) in mustSee)
@@ -65,7 +71,7 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
             }
         }
 
-        return errors.Count == 0;
+        return (errors.Count == 0, marking);
     }
 
     public static DateTimeOffset? Utc(DateTime? at) => at is { } t ? new DateTimeOffset(t, TimeSpan.Zero) : null;

@@ -110,8 +110,9 @@ internal static class FieldEndpoints
             errors["endsAt"] = ["is required, after startsAt and within 30 days of it"];
         }
 
-        if (!desk.TryMarking(body.Marking, viewer, organizations.Select(o => Community.Organization(o.Code)), organizations.Select(o => (o, "organizations")).ToList(), errors, out var marking)
-            || errors.Count > 0)
+        var (markingOk, marking) = await desk.TryMarkingAsync(body.Marking, viewer, organizations.Select(o => Community.Organization(o.Code)),
+            organizations.Select(o => (o, "organizations")).ToList(), errors, context.RequestAborted);
+        if (!markingOk || errors.Count > 0)
         {
             return Problems.Invalid(errors);
         }
@@ -363,7 +364,8 @@ internal static class FieldEndpoints
         }
 
         var mustSee = participants.Select(o => (o, "participants")).Concat(assignees.Select(o => (o, "actionItems"))).ToList();
-        if (!desk.TryMarking(body.Marking, viewer, participants.Concat(assignees).Select(o => Community.Organization(o.Code)), mustSee, errors, out var marking) || errors.Count > 0)
+        var (markingOk, marking) = await desk.TryMarkingAsync(body.Marking, viewer, participants.Concat(assignees).Select(o => Community.Organization(o.Code)), mustSee, errors, cancellationToken);
+        if (!markingOk || errors.Count > 0)
         {
             return (null, [], Problems.Invalid(errors));
         }
@@ -472,7 +474,8 @@ internal static class FieldEndpoints
 
         CoordinationDesk.TryText(body.Summary, "summary", 3, CoordinationDesk.MaxText, errors, out var summary);
         var concerned = counterpartOrganization is null ? [] : new[] { Community.Organization(counterpartOrganization.Code) };
-        if (!desk.TryMarking(body.Marking, viewer, concerned, [], errors, out var marking) || errors.Count > 0)
+        var (markingOk, marking) = await desk.TryMarkingAsync(body.Marking, viewer, concerned, [], errors, context.RequestAborted);
+        if (!markingOk || errors.Count > 0)
         {
             return Problems.Invalid(errors);
         }

@@ -207,7 +207,8 @@ internal static class RequestEndpoints
         // By default the request is released to the requester and the addressee (or the kind asked).
         var concerned = addressee is not null ? [Community.Organization(addressee.Code)] : addresseeKind is { } k ? new[] { Community.Kind(k) } : [];
         var mustSee = addressee is not null ? new List<(Organization, string)> { (addressee, "addressee") } : [];
-        if (!desk.TryMarking(body.Marking, viewer, concerned, mustSee, errors, out var marking) || errors.Count > 0)
+        var (markingOk, marking) = await desk.TryMarkingAsync(body.Marking, viewer, concerned, mustSee, errors, cancellationToken);
+        if (!markingOk || errors.Count > 0)
         {
             return (null, Problems.Invalid(errors));
         }

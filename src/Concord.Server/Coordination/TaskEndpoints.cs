@@ -141,7 +141,13 @@ internal static class TaskEndpoints
         }
 
         var concerned = organization is null ? [] : new[] { Community.Organization(organization.Code) };
-        if (errors.Count > 0 || !desk.TryMarking(body.Marking, viewer, concerned, [(organization!, "organization")], errors, out var marking))
+        if (errors.Count > 0)
+        {
+            return Problems.Invalid(errors);
+        }
+
+        var (markingOk, marking) = await desk.TryMarkingAsync(body.Marking, viewer, concerned, [(organization!, "organization")], errors, context.RequestAborted);
+        if (!markingOk)
         {
             return Problems.Invalid(errors);
         }

@@ -62,6 +62,28 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
         return _snapshot.Agreements;
     }
 
+    /// <summary>
+    /// Why an encoded releasability set names a community that does not exist (an organisation or sharing group code), or
+    /// null: a record released to a mistyped code would silently go to nobody.
+    /// </summary>
+    public async Task<string?> UnknownCommunityAsync(string releasableTo, CancellationToken cancellationToken)
+    {
+        foreach (var token in Access.Releasability.Decode(releasableTo))
+        {
+            if (token.StartsWith("org:", StringComparison.Ordinal) && await OrganizationAsync(token[4..], cancellationToken) is null)
+            {
+                return $"no organisation has the code '{token[4..]}'";
+            }
+
+            if (token.StartsWith("group:", StringComparison.Ordinal) && !await IsKnownGroupAsync(token[6..], cancellationToken))
+            {
+                return $"no sharing group has the code '{token[6..]}'";
+            }
+        }
+
+        return null;
+    }
+
     public async Task<bool> IsKnownGroupAsync(string code, CancellationToken cancellationToken)
     {
         if (_snapshot.GroupCodes.Contains(code))

@@ -16,7 +16,7 @@ internal static class ImportEndpoints
             .Accepts<string>("text/csv", "application/geo+json", "application/json")
             .WithSummary("Import a UCDP GED CSV, an ACLED-style CSV or a GeoJSON FeatureCollection as reports by you (analysts); format=ged|acled|geojson, optional classification, releasableTo, caveats, source.");
 
-    private static async Task<Results<Ok<ImportResultDto>, ProblemHttpResult>> ImportAsync(HttpContext context, Viewer viewer, Importer importer, Access.MarkingFormat markings)
+    private static async Task<Results<Ok<ImportResultDto>, ProblemHttpResult>> ImportAsync(HttpContext context, Viewer viewer, Importer importer, Access.MarkingFormat markings, Data.MissionDirectory directory)
     {
         var query = context.Request.Query;
         if (!ImportReaders.TryParseFormat(query["format"], out var format))
@@ -40,7 +40,13 @@ internal static class ImportEndpoints
             : null;
         // A marking that cannot be read is the request's fault, named before the upload is read (not once per row).
         var markingErrors = new Dictionary<string, string[]>();
-        if (marking is not null && !markings.TryRead(marking, viewer, "marking", markingErrors, out _, out _, out _))
+        if (marking is not null && markings.TryRead(marking, viewer, "marking", markingErrors, out _, out var releasableTo, out _)
+            && await directory.UnknownCommunityAsync(releasableTo, context.RequestAborted) is { } unknown)
+        {
+            markingErrors["marking.releasableTo"] = [unknown];
+        }
+
+        if (markingErrors.Count > 0)
         {
             return Problems.Invalid(markingErrors.ToDictionary(e => e.Key.Replace("marking.", "", StringComparison.Ordinal), e => e.Value));
         }

@@ -195,16 +195,9 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         if (request.Marking is { } marking)
         {
             markings.TryRead(marking, author, "marking", errors, out classification, out releasableTo, out caveats);
-            foreach (var token in Releasability.Decode(releasableTo))
+            if (await directory.UnknownCommunityAsync(releasableTo, cancellationToken) is { } unknown)
             {
-                if (token.StartsWith("org:", StringComparison.Ordinal) && await directory.OrganizationAsync(token[4..], cancellationToken) is null)
-                {
-                    errors["marking.releasableTo"] = [$"no organisation has the code '{token[4..]}'"];
-                }
-                else if (token.StartsWith("group:", StringComparison.Ordinal) && !await directory.IsKnownGroupAsync(token[6..], cancellationToken))
-                {
-                    errors["marking.releasableTo"] = [$"no sharing group has the code '{token[6..]}'"];
-                }
+                errors["marking.releasableTo"] = [unknown];
             }
 
             if (@default is not null && !errors.ContainsKey("marking.classification") && !errors.ContainsKey("marking.caveats")

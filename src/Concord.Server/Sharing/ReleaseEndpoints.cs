@@ -92,6 +92,10 @@ internal static class ReleaseEndpoints
         else
         {
             markings.TryRead(body.Marking, viewer, "marking", errors, out classification, out releasableTo, out caveats);
+            if (await directory.UnknownCommunityAsync(releasableTo, context.RequestAborted) is { } unknown)
+            {
+                errors["marking.releasableTo"] = [unknown];
+            }
         }
 
         if (errors.Count > 0)
