@@ -341,12 +341,7 @@ internal static class FieldEndpoints
         var assignees = new List<Organization>();
         for (var i = 0; i < items.Count; i++)
         {
-            if (items[i] is not { } item)
-            {
-                errors[$"actionItems[{i}]"] = ["must be an action item, not null"];
-                continue;
-            }
-
+            var item = items[i];
             CoordinationDesk.TryText(item.Title, $"actionItems[{i}].title", 3, 300, errors, out _);
             if (await desk.Directory.OrganizationAsync(item.Organization ?? "", cancellationToken) is { } organization)
             {

@@ -97,14 +97,8 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
 
     public Organization? Organization(Guid id) => _snapshot.OrganizationsById.GetValueOrDefault(id);
 
-    /// <summary>The organisation with this code, or null (also for a null code: a JSON list may hold one).</summary>
-    public async Task<Organization?> OrganizationAsync(string? code, CancellationToken cancellationToken)
+    public async Task<Organization?> OrganizationAsync(string code, CancellationToken cancellationToken)
     {
-        if (code is null)
-        {
-            return null;
-        }
-
         if (_snapshot.OrganizationsByCode.TryGetValue(code, out var organization))
         {
             return organization;
@@ -134,7 +128,7 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
             && groups.Any(g => releasableTo.Contains(Releasability.Pattern(Community.Group(g)), StringComparison.Ordinal));
     }
 
-    public Area? AreaByCode(string? code) => code is null ? null : _snapshot.AreasByCode.GetValueOrDefault(code)?.Area;
+    public Area? AreaByCode(string code) => _snapshot.AreasByCode.GetValueOrDefault(code)?.Area;
 
     /// <summary>The area a point lies in, if any (smallest bounding box first, so sectors win over the region around them).</summary>
     public Area? AreaAt(double latitude, double longitude)

@@ -41,6 +41,8 @@ internal sealed class Importer(IServiceScopeFactory scopes)
         var listed = new PriorityQueue<RejectedRow, long>(MaxListed + 1, Comparer<long>.Create((a, b) => b.CompareTo(a)));
         var batch = new List<(long Line, CreateReport Report)>(BatchSize);
 
+        void ReportProgress() => progress?.Report(new ImportProgress(rows, created, skipped, rejected, input.CanSeek ? input.Position : 0, total));
+
         void Reject(long line, string reason)
         {
             rejected++;
@@ -81,7 +83,7 @@ internal sealed class Importer(IServiceScopeFactory scopes)
                 await previous.Scope.DisposeAsync();
             }
 
-            progress?.Report(new ImportProgress(rows, created, skipped, rejected, input.CanSeek ? input.Position : 0, total));
+            ReportProgress();
         }
 
         async Task FlushAsync()
@@ -125,7 +127,7 @@ internal sealed class Importer(IServiceScopeFactory scopes)
                 if (rows % BatchSize == 0)
                 {
                     // Rows the reader rejects fill no batch: the progress line moves on for them too.
-                    progress?.Report(new ImportProgress(rows, created, skipped, rejected, input.CanSeek ? input.Position : 0, total));
+                    ReportProgress();
                 }
 
                 if (row.Report is { } report)

@@ -108,7 +108,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             // later change of an incident it no longer has tells it nothing.
             bool Lost(Viewer viewer) => because.Any(r => Marking.AllowsRead(r, viewer)) && router.MayHave(incident.Id, viewer);
             var own = linksOf[incident.Id].Select(l => reports[l.ReportId]).ToList();
-            if (own.Count > 0 && own.All(FromTakItem))
+            if (own.Count > 0 && own.All(CotMapping.IsFromItem))
             {
                 // Not echoed back: the devices have the markers themselves. One that had the incident while reports of
                 // other kinds were in it, and saw such a report leave, loses it.
@@ -153,7 +153,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             foreach (var session in router.Sessions)
             {
                 var visible = own.Where(r => Marking.AllowsRead(r, session.Viewer)).ToList();
-                if (visible.Count == 0 || visible.All(FromTakItem))
+                if (visible.Count == 0 || visible.All(CotMapping.IsFromItem))
                 {
                     if (Lost(session.Viewer))
                     {
@@ -177,7 +177,5 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
         return changes[^1].Sequence;
 
         Outbound Withdrawal(Guid id) => new(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + id.ToString("D"), now), droppable: false);
-
-        static bool FromTakItem(Reports.Report r) => r.ExternalRef?.StartsWith(CotMapping.ItemRefPrefix, StringComparison.Ordinal) == true;
     }
 }

@@ -340,27 +340,28 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// </summary>
     private async ValueTask<string?> DeletesItemOfAnotherAsync(TakSession from, CotEvent e)
     {
-        var items = e.Detail.Links.Select(l => l.Uid).OfType<string>().Where(u => u.Length > 0).Distinct(StringComparer.Ordinal).Select(CotMapping.ItemRef).ToList();
-        if (items.Count == 0)
+        var uids = e.Detail.Links.Select(l => l.Uid).OfType<string>().Where(u => u.Length > 0).Distinct(StringComparer.Ordinal).ToList();
+        if (uids.Count == 0)
         {
             return null;
         }
 
-        if (items.Count > MaxDeletedItems)
+        if (uids.Count > MaxDeletedItems)
         {
-            return $"it deletes {items.Count} items at once; at most {MaxDeletedItems}";
+            return $"it deletes {uids.Count} items at once; at most {MaxDeletedItems}";
         }
 
+        var items = uids.Select(CotMapping.ItemRef).ToList();
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         // The partial index of schema 13 holds only reports from TAK items; the query repeats its condition so that SQLite uses it.
         var reports = await db.Reports.AsNoTracking()
             .Where(r => items.Contains(r.ExternalRef!) && EF.Functions.Like(r.ExternalRef, CotMapping.ItemRefPrefix + "%"))
             .Select(r => new { r.ExternalRef, r.ReceivedAt, r.Number, r.MemberId }).ToListAsync(CancellationToken.None);
-        var firstSender = reports.GroupBy(r => r.ExternalRef!).ToDictionary(g => g.Key[CotMapping.ItemRefPrefix.Length..], g => g.MinBy(r => (r.ReceivedAt, r.Number))!.MemberId);
-        foreach (var uid in items.Select(i => i[CotMapping.ItemRefPrefix.Length..]))
+        var firstSender = reports.GroupBy(r => r.ExternalRef!).ToDictionary(g => g.Key, g => g.MinBy(r => (r.ReceivedAt, r.Number))!.MemberId);
+        foreach (var uid in uids)
         {
-            var owner = firstSender.TryGetValue(uid, out var stored) ? stored : _latest.TryGetValue(uid, out var latest) ? latest.Owner : from.Viewer.MemberId;
+            var owner = firstSender.TryGetValue(CotMapping.ItemRef(uid), out var stored) ? stored : _latest.TryGetValue(uid, out var latest) ? latest.Owner : from.Viewer.MemberId;
             if (owner != from.Viewer.MemberId)
             {
                 return $"it deletes {uid}, an item another member sent first";
