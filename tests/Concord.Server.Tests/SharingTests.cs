@@ -417,6 +417,39 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task Administrators_creating_the_same_record_at_once_get_one_creation_and_conflicts_naming_the_field()
+    {
+        var admin = server.ClientFor("jocadmin");
+        var tag = Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var creations = new (string Path, object Body, string Field)[]
+        {
+            ("/api/organizations", new { code = "ORG" + tag, name = "Same organisation", kind = "police" }, "organization"),
+            ("/api/organizations/JOC/members", new { userName = "same" + tag.ToLowerInvariant(), password = "a-long-password", clearance = "CONFIDENTIAL" }, "member"),
+            ("/api/groups", new { code = "GRP" + tag, name = "Same group" }, "code"),
+            ("/api/agreements", new { code = "MOU" + tag, name = "Same agreement", parties = new[] { "JOC" }, rules = new[] { new { reporter = "org:JOC", category = "poc", marking = Api.Marking("CONFIDENTIAL", ["org:JOC"]) } } }, "code"),
+        };
+
+        foreach (var (path, body, field) in creations)
+        {
+            // Eight at once: each passes the existence check before any has stored; the store's unique index decides.
+            var answers = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => admin.PostJson(path, body)));
+
+            Assert.True(answers.Count(a => a.Response.StatusCode == HttpStatusCode.Created) == 1, $"{path}: {string.Join(", ", answers.Select(a => (int)a.Response.StatusCode))} {answers[0].Body}");
+            foreach (var (response, problem) in answers.Where(a => a.Response.StatusCode != HttpStatusCode.Created))
+            {
+                Assert.True(response.StatusCode == HttpStatusCode.Conflict, $"{path}: {(int)response.StatusCode} {problem}");
+                Assert.Equal([field], problem.ErrorFields());
+            }
+        }
+
+        var memberships = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => admin.PutAsync($"/api/groups/GRP{tag}/members/OCHA", null)));
+        Assert.All(memberships, m => Assert.Equal(HttpStatusCode.NoContent, m.StatusCode));
+        var (_, groups) = await admin.GetJson("/api/groups");
+        var group = groups.EnumerateArray().Single(g => g.GetProperty("code").GetString() == "GRP" + tag);
+        Assert.Equal(["JOC", "OCHA"], group.GetProperty("members").EnumerateArray().Select(m => m.GetString()!).Order().ToArray());
+    }
+
+    [Fact]
     public void Every_endpoint_declares_its_authorization()
     {
         var endpoints = server.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>().ToList();

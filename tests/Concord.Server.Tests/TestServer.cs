@@ -247,11 +247,13 @@ public abstract class TestServer : IAsyncLifetime
             Assert.Null(error);
         }
 
+        await db.SaveChangesAsync();
         foreach (var (user, organization, clearance, caveatList, roles) in Members)
         {
             var (member, error) = await MemberAdmin.AddAsync(db, new NewMember(user, organization, null, roles.Split(','), clearance,
                 caveatList.Split(',', StringSplitOptions.RemoveEmptyEntries), Password), scheme, caveats, time, CancellationToken.None);
             Assert.Null(error);
+            await db.SaveChangesAsync();
             var (_, secret) = await AccessTokens.CreateAsync(db, member!, "tests", TimeSpan.FromDays(1), time, CancellationToken.None);
             _tokens[user] = secret;
         }

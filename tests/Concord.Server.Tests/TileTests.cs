@@ -39,10 +39,12 @@ public sealed class TileTests
                 var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
                 var time = TimeProvider.System;
                 await OrganizationAdmin.AddAsync(db, "JOC", "Joint Operations Centre", "civilian", null, time, CancellationToken.None);
+                await db.SaveChangesAsync();
                 await app.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
                 var (member, memberError) = await MemberAdmin.AddAsync(db, new NewMember("duty", "JOC", null, ["reporter"], "UNCLASSIFIED", [], TestServer.Password),
                     app.Services.GetRequiredService<Access.ClassificationScheme>(), app.Services.GetRequiredService<Access.CaveatRegistry>(), time, CancellationToken.None);
                 Assert.Null(memberError);
+                await db.SaveChangesAsync();
                 (_, token) = await AccessTokens.CreateAsync(db, member!, "tiles", TimeSpan.FromHours(1), time, CancellationToken.None);
             }
 

@@ -15,7 +15,10 @@ internal sealed record NewMember(
     IReadOnlyList<string> Caveats,
     string Password);
 
-/// <summary>Adds members (used by the CLI and the demo; the administration API will share it).</summary>
+/// <summary>
+/// Adds members (the CLI, the administration API and the demo): a valid one is added to the context, and the caller
+/// stores it together with its audit entry, so that the store's unique index settles a race the check here cannot.
+/// </summary>
 internal static partial class MemberAdmin
 {
     public static string GeneratePassword() =>
@@ -78,7 +81,6 @@ internal static partial class MemberAdmin
         };
         member.PasswordHash = Passwords.Hash(member, request.Password);
         db.Members.Add(member);
-        await db.SaveChangesAsync(cancellationToken);
         return (member, null);
     }
 

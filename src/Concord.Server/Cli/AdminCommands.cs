@@ -206,7 +206,7 @@ internal static class AdminCommands
         }
     }
 
-    private static Task SaveAuditedAsync(IServiceProvider services, ConcordDb db, string entity, object detail, CancellationToken cancellationToken) =>
+    internal static Task SaveAuditedAsync(IServiceProvider services, ConcordDb db, string entity, object detail, CancellationToken cancellationToken) =>
         services.GetRequiredService<AuditChain>().SaveAsync(db,
             [Audits.Entry(null, AuditActions.Administer, entity, null, 0, services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime, Audits.Detail(detail))],
             cancellationToken);

@@ -324,6 +324,7 @@ internal static class Commands
             return 1;
         }
 
+        await AdminCommands.SaveAuditedAsync(services, scope.ServiceProvider.GetRequiredService<ConcordDb>(), "organization", new { created = organization.Code }, cancellationToken);
         await output.WriteLineAsync($"added organisation {organization.Code} ({organization.Name}, {OrganizationKinds.Token(organization.Kind)})");
         return 0;
     }
@@ -346,6 +347,8 @@ internal static class Commands
             return 1;
         }
 
+        await AdminCommands.SaveAuditedAsync(services, scope.ServiceProvider.GetRequiredService<ConcordDb>(), "member",
+            new { created = member.UserName, organization = invocation["--org"]!.ToUpperInvariant(), roles = member.Roles, clearance = member.Clearance }, cancellationToken);
         await output.WriteLineAsync($"added member {member.UserName} ({member.Roles}; clearance {options.Classification.Label(member.Clearance)})");
         if (generated)
         {

@@ -83,6 +83,7 @@ internal static class DemoMission
                 {
                     var (_, error) = await OrganizationAdmin.AddAsync(db, o.Code, o.Name, o.Kind, o.Nation, time, cancellationToken);
                     Check(error);
+                    await db.SaveChangesAsync(cancellationToken);
                 }
 
                 await directory.ReloadAsync(force: true, cancellationToken);
@@ -92,6 +93,7 @@ internal static class DemoMission
                         m.Roles.Split(','), LevelFor(scheme, m.Clearance), m.Caveats.Split(',', StringSplitOptions.RemoveEmptyEntries), Password),
                         scheme, services.GetRequiredService<CaveatRegistry>(), time, cancellationToken);
                     Check(error);
+                    await db.SaveChangesAsync(cancellationToken);
                 }
             }
 

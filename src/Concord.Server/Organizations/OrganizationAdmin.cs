@@ -5,7 +5,10 @@ using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Organizations;
 
-/// <summary>Adds organisations (used by the CLI and the demo; the administration API will share it).</summary>
+/// <summary>
+/// Adds organisations (the CLI, the administration API and the demo): a valid one is added to the context, and the
+/// caller stores it together with its audit entry, so that the store's unique index settles a race the check here cannot.
+/// </summary>
 internal static partial class OrganizationAdmin
 {
     public static async Task<(Organization? Organization, string? Error)> AddAsync(
@@ -47,7 +50,6 @@ internal static partial class OrganizationAdmin
             CreatedAt = time.GetUtcNow().UtcDateTime,
         };
         db.Organizations.Add(organization);
-        await db.SaveChangesAsync(cancellationToken);
         return (organization, null);
     }
 

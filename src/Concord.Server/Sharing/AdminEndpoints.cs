@@ -74,11 +74,25 @@ internal static class AdminEndpoints
         admin.MapPost("/caveats", CreateCaveat).RequireAuthorization(Policies.MissionAdmin).WithSummary("Add a caveat (mission administrators).");
     }
 
-    private static async Task Changed(ConcordDb db, AuditChain chain, Viewer viewer, string entity, object detail, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time, CancellationToken cancellationToken)
+    /// <summary>
+    /// Stores an administrative change with its audit entry and reloads the directory. False when another request stored
+    /// the same key (code, user name, version) after this one checked for it, or removed the row this one removes:
+    /// nothing was stored.
+    /// </summary>
+    private static async Task<bool> Changed(ConcordDb db, AuditChain chain, Viewer viewer, string entity, object detail, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time, CancellationToken cancellationToken)
     {
-        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Administer, entity, null, 0, time.GetUtcNow().UtcDateTime, Audits.Detail(detail))], cancellationToken);
+        try
+        {
+            await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Administer, entity, null, 0, time.GetUtcNow().UtcDateTime, Audits.Detail(detail))], cancellationToken);
+        }
+        catch (DbUpdateException e) when (e is DbUpdateConcurrencyException || StoreErrors.IsUniqueViolation(e))
+        {
+            return false;
+        }
+
         await directory.ReloadAsync(force: true, cancellationToken);
         viewers.Invalidate();
+        return true;
     }
 
     private static async Task<Results<Created<OrganizationDto>, ProblemHttpResult>> CreateOrganization(
@@ -96,7 +110,10 @@ internal static class AdminEndpoints
             return Problems.Field("organization", error!, error!.Contains("already exists", StringComparison.Ordinal) ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
         }
 
-        await Changed(db, chain, viewer, "organization", new { created = organization.Code }, directory, viewers, time, context.RequestAborted);
+        if (!await Changed(db, chain, viewer, "organization", new { created = organization.Code }, directory, viewers, time, context.RequestAborted))
+        {
+            return Problems.Field("organization", $"organisation {organization.Code} already exists", StatusCodes.Status409Conflict);
+        }
         return TypedResults.Created($"/api/organizations/{organization.Code}", organization.ToDto());
     }
 
@@ -177,7 +194,10 @@ internal static class AdminEndpoints
             return Problems.Field("member", error!, error!.Contains("already exists", StringComparison.Ordinal) ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
         }
 
-        await Changed(db, chain, viewer, "member", new { created = member.UserName, organization = organization.Code, roles = member.Roles, clearance = member.Clearance }, directory, viewers, time, context.RequestAborted);
+        if (!await Changed(db, chain, viewer, "member", new { created = member.UserName, organization = organization.Code, roles = member.Roles, clearance = member.Clearance }, directory, viewers, time, context.RequestAborted))
+        {
+            return Problems.Field("member", $"user {member.UserName} already exists", StatusCodes.Status409Conflict);
+        }
         return TypedResults.Created($"/api/members/{member.UserName}", ToDto(member, organization.Code, markings));
     }
 
@@ -294,7 +314,10 @@ internal static class AdminEndpoints
         var group = new SharingGroup { Id = Guid.CreateVersion7(), Code = code, Name = body.Name.Trim(), OwnerOrganizationId = viewer.OrganizationId, CreatedAt = time.GetUtcNow().UtcDateTime };
         db.SharingGroups.Add(group);
         db.SharingGroupMembers.Add(new SharingGroupMember { GroupId = group.Id, OrganizationId = viewer.OrganizationId });
-        await Changed(db, chain, viewer, "group", new { created = code }, directory, viewers, time, context.RequestAborted);
+        if (!await Changed(db, chain, viewer, "group", new { created = code }, directory, viewers, time, context.RequestAborted))
+        {
+            return Problems.Field("code", $"a group '{code}' already exists", StatusCodes.Status409Conflict);
+        }
         return TypedResults.Created($"/api/groups/{code}", new GroupDto(code, group.Name, viewer.OrganizationCode, [viewer.OrganizationCode]));
     }
 
@@ -329,7 +352,8 @@ internal static class AdminEndpoints
             db.SharingGroupMembers.Remove(existing);
         }
 
-        await Changed(db, chain, viewer, "group", new { group = group.Code, organization = organization.Code, added = add }, directory, viewers, time, context.RequestAborted);
+        // False only when a concurrent request made the same change first: the answer is the same.
+        _ = await Changed(db, chain, viewer, "group", new { group = group.Code, organization = organization.Code, added = add }, directory, viewers, time, context.RequestAborted);
         return TypedResults.NoContent();
     }
 
@@ -468,7 +492,10 @@ internal static class AdminEndpoints
 
         var agreement = NewVersion(Guid.CreateVersion7(), 1, code, body, parties, directory, viewer.UserName, time);
         db.Agreements.Add(agreement);
-        await Changed(db, chain, viewer, "agreement", new { created = code, version = 1 }, directory, viewers, time, context.RequestAborted);
+        if (!await Changed(db, chain, viewer, "agreement", new { created = code, version = 1 }, directory, viewers, time, context.RequestAborted))
+        {
+            return Problems.Field("code", $"agreement '{code}' exists; write a new version with PUT /api/agreements/{code}", StatusCodes.Status409Conflict);
+        }
         return TypedResults.Created($"/api/agreements/{code}", ToDto(agreement));
     }
 
@@ -502,7 +529,10 @@ internal static class AdminEndpoints
 
         var agreement = NewVersion(latest.Id, latest.Version + 1, normalized, body!, parties, directory, viewer.UserName, time);
         db.Agreements.Add(agreement);
-        await Changed(db, chain, viewer, "agreement", new { revised = normalized, version = agreement.Version }, directory, viewers, time, context.RequestAborted);
+        if (!await Changed(db, chain, viewer, "agreement", new { revised = normalized, version = agreement.Version }, directory, viewers, time, context.RequestAborted))
+        {
+            return Problems.Field("code", $"agreement '{normalized}' was revised by another request meanwhile; read version {agreement.Version} and revise that", StatusCodes.Status409Conflict);
+        }
         return TypedResults.Ok(ToDto(agreement));
     }
 
@@ -556,7 +586,10 @@ internal static class AdminEndpoints
             return Problems.Field("code", error!, error!.Contains("exists", StringComparison.Ordinal) ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
         }
 
-        await Changed(db, chain, viewer, "caveat", new { created = caveat.Code, caveat.Bit }, directory, viewers, time, context.RequestAborted);
+        if (!await Changed(db, chain, viewer, "caveat", new { created = caveat.Code, caveat.Bit }, directory, viewers, time, context.RequestAborted))
+        {
+            return Problems.Field("code", $"caveat {caveat.Code} exists, or another caveat was created at the same time; list the caveats and try again", StatusCodes.Status409Conflict);
+        }
         return TypedResults.Created($"/api/caveats/{caveat.Code}", new CaveatDto(caveat.Code, caveat.Description));
     }
 }

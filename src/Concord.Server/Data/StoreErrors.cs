@@ -1,0 +1,24 @@
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+
+namespace Concord.Server.Data;
+
+/// <summary>What a store's refusal means, the same on both stores.</summary>
+internal static class StoreErrors
+{
+    private const int SqliteConstraint = 19;
+    private const int SqliteConstraintPrimaryKey = 1555;
+    private const int SqliteConstraintUnique = 2067;
+
+    /// <summary>
+    /// Whether a save broke a unique index or primary key: another request stored the same key between this request's
+    /// check and its save, so nothing of this save was stored and the answer is a conflict, not a server error.
+    /// </summary>
+    public static bool IsUniqueViolation(DbUpdateException e) => e.GetBaseException() switch
+    {
+        SqliteException s => s.SqliteErrorCode == SqliteConstraint && s.SqliteExtendedErrorCode is SqliteConstraintUnique or SqliteConstraintPrimaryKey,
+        PostgresException p => p.SqlState == PostgresErrorCodes.UniqueViolation,
+        _ => false,
+    };
+}
