@@ -93,6 +93,44 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task An_item_is_its_senders_and_only_events_concord_routes_are_remembered()
+    {
+        var colleague = await ForceColleagueAsync();
+        await using var owner = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using var other = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(await ForceColleagueAsync()));
+        await Task.Delay(300);
+        var marker = Guid.NewGuid().ToString();
+        string Drawing(string uid, string remarks, string time) =>
+            $"<event version='2.0' uid='{uid}' type='u-d-f' time='{time}' start='{time}' stale='{Now(3600)}' how='h-e'>" +
+            $"<point lat='5.7' lon='20.6' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><remarks>{remarks}</remarks></detail></event>";
+
+        await owner.SendAsync(Drawing(marker, "checkpoint sector", Now()));
+        Assert.Equal("checkpoint sector", (await watcher.WaitForAsync(e => e.Uid == marker))?.Detail.Remarks);
+
+        // Another member's device re-sends the item with a later time: refused, and it does not freeze the owner's edits.
+        await other.SendAsync(Drawing(marker, "taken over", Now(60)));
+        Assert.Null(await watcher.WaitForAsync(e => e.Uid == marker, TimeSpan.FromSeconds(1)));
+        await owner.SendAsync(Drawing(marker, "checkpoint moved", Now(1)));
+        Assert.Equal("checkpoint moved", (await watcher.WaitForAsync(e => e.Uid == marker))?.Detail.Remarks);
+
+        // Events of types Concord does not route, and uids longer than any device's, leave nothing behind.
+        var router = server.Services.GetRequiredService<TakRouter>();
+        var remembered = router.RememberedUids;
+        var unrouted = new System.Text.StringBuilder();
+        for (var i = 0; i < 50; i++)
+        {
+            unrouted.Append($"<event version='2.0' uid='{Guid.NewGuid()}' type='x-y-z' time='{Now()}' start='{Now()}' stale='{Now(60)}' how='h-e'>" +
+                "<point lat='5.7' lon='20.6' hae='0' ce='10' le='10'/><detail/></event>");
+        }
+
+        var longUid = new string('u', TakRouter.MaxUidLength + 1);
+        await owner.SendAsync(unrouted + Drawing(longUid, "long", Now()));
+        Assert.Null(await watcher.WaitForAsync(e => e.Uid == longUid, TimeSpan.FromSeconds(1)));
+        Assert.Equal(remembered, router.RememberedUids);
+    }
+
+    [Fact]
     public async Task A_stale_time_far_ahead_holds_a_uid_for_an_hour_at_most()
     {
         var colleague = await ForceColleagueAsync();

@@ -47,6 +47,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     public IReadOnlyCollection<TakSession> Sessions => _sessions;
 
+    /// <summary>How many uids the replay check remembers.</summary>
+    public int RememberedUids => Volatile.Read(ref _latestCount);
+
     /// <summary>Records that an incident went out under <paramref name="marking"/>.</summary>
     public void Remember(Guid incidentId, MarkingDefault marking)
     {
@@ -198,6 +201,21 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
+        // What the event becomes, decided before anything is remembered of it: an event Concord does not route leaves no
+        // trace, so a device inventing uids of types nobody takes cannot grow the replay check's memory.
+        var (route, category) = RouteOf(from, e);
+        if (route == Route.None)
+        {
+            Interlocked.Increment(ref _ignored);
+            return;
+        }
+
+        if (e.Uid.Length > MaxUidLength)
+        {
+            Refuse(from, e, $"its uid is longer than {MaxUidLength} characters");
+            return;
+        }
+
         // A device whose clock runs ahead would otherwise freeze its uid: nothing older than that time would pass again.
         if (e.Time > now + ReportRules.ClockSkew)
         {
@@ -218,12 +236,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         {
             // At most once a minute: when every uid was seen within the day, forgetting finds nothing to forget.
             Interlocked.Exchange(ref _forgotAt, now.UtcTicks);
-            Forget(now - TimeSpan.FromDays(1));
+            Forget(now);
         }
 
         // Before the replay check, which would otherwise record the time of an event that is then refused: a device must
         // not freeze, relabel or delete what belongs to another member, nor speak for Concord's own incidents.
-        if ((Refused(from, e, now) ?? (e.Type == CotMapping.DeleteType ? await DeletesItemOfAnotherAsync(from, e) : null)) is { } refusal)
+        if ((Refused(from, e, route, now) ?? (e.Type == CotMapping.DeleteType ? await DeletesItemOfAnotherAsync(from, e) : null)) is { } refusal)
         {
             Refuse(from, e, refusal);
             return;
@@ -235,28 +253,42 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
-        if (e.Type == CotMapping.ChatType)
+        switch (route)
         {
-            await ChatAsync(from, e);
-        }
-        else if (CotMapping.IsPosition(e, from.DeviceUid))
-        {
-            Position(from, e, raw, deliveries);
-        }
-        else if (CotMapping.MarkerCategory(e.Type) is { } category)
-        {
-            await MarkerAsync(from, e, category, raw);
-        }
-        else if (CotMapping.IsRelayed(e.Type))
-        {
-            // Emergencies, CASEVAC requests, drawings, routes and deletions: passed on to the devices that may see them, never dropped.
-            Deliver(Stamped(e, raw, from.Marking, droppable: false), from.Marking, from, e.Detail);
-        }
-        else
-        {
-            Interlocked.Increment(ref _ignored);
+            case Route.Chat:
+                await ChatAsync(from, e);
+                break;
+            case Route.Position:
+                Position(from, e, raw, deliveries);
+                break;
+            case Route.Marker:
+                await MarkerAsync(from, e, category!, raw);
+                break;
+            default:
+                // Emergencies, CASEVAC requests, drawings, routes and deletions: passed on to the devices that may see them, never dropped.
+                Deliver(Stamped(e, raw, from.Marking, droppable: false), from.Marking, from, e.Detail);
+                break;
         }
     }
+
+    /// <summary>The longest uid routed: real devices' uids (GeoChat's are the longest) are under 100 characters.</summary>
+    public const int MaxUidLength = 256;
+
+    private enum Route
+    {
+        None,
+        Chat,
+        Position,
+        Marker,
+        Relayed,
+    }
+
+    private static (Route Route, string? Category) RouteOf(TakSession from, CotEvent e) =>
+        e.Type == CotMapping.ChatType ? (Route.Chat, null)
+        : CotMapping.IsPosition(e, from.DeviceUid) ? (Route.Position, null)
+        : CotMapping.MarkerCategory(e.Type) is { } category ? (Route.Marker, (string?)category)
+        : CotMapping.IsRelayed(e.Type) ? (Route.Relayed, null)
+        : (Route.None, null);
 
     private void Refuse(TakSession from, CotEvent e, string reason)
     {
@@ -301,7 +333,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// Why an event from <paramref name="from"/> may not be routed, or null: its uid (or, for a deletion, the uid it
     /// deletes) is Concord's incident, another member's live device or current track, or an item another member sent first.
     /// </summary>
-    private string? Refused(TakSession from, CotEvent e, DateTimeOffset now)
+    private string? Refused(TakSession from, CotEvent e, Route route, DateTimeOffset now)
     {
         if (e.Uid.StartsWith(CotMapping.IncidentUidPrefix, StringComparison.Ordinal))
         {
@@ -311,6 +343,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         if (OtherOwner(from, e.Uid, now) is { } owner)
         {
             return $"the uid is the device of another member ({owner})";
+        }
+
+        // An edit of an item (a marker, a drawing, a message) is its sender's: another member's device re-sending it under
+        // the same uid would replace it on every device under its own marking, and freeze the owner's own edits until its
+        // time passed. (A device's own uid passes to another member once its track is no longer current: OtherOwner.)
+        if (route != Route.Position && e.Type != CotMapping.DeleteType && _latest.TryGetValue(e.Uid, out var latest) && latest.Owner != from.Viewer.MemberId)
+        {
+            return "the uid is an item another member sent first";
         }
 
         if (e.Type == CotMapping.DeleteType)
@@ -427,16 +467,26 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// <summary>How many uids the replay check remembers before it forgets those not seen for a day (markers each have their own uid).</summary>
     public const int MaxTrackedUids = 200_000;
 
-    private void Forget(DateTimeOffset before)
+    /// <summary>
+    /// Forgets uids not seen for a day; when a flood of new uids was all seen within the day, those not seen for an hour,
+    /// then for ten minutes, so that memory stays bounded (a replay older than that then passes once more).
+    /// </summary>
+    private void Forget(DateTimeOffset now)
     {
-        foreach (var (uid, latest) in _latest)
+        foreach (var horizon in (ReadOnlySpan<TimeSpan>)[TimeSpan.FromDays(1), TimeSpan.FromHours(1), TimeSpan.FromMinutes(10)])
         {
-            if (Interlocked.Read(ref latest.Ticks) < before.UtcTicks)
+            var before = (now - horizon).UtcTicks;
+            foreach (var (uid, latest) in _latest)
             {
-                if (_latest.TryRemove(new KeyValuePair<string, Latest>(uid, latest)))
+                if (Interlocked.Read(ref latest.Ticks) < before && _latest.TryRemove(new KeyValuePair<string, Latest>(uid, latest)))
                 {
                     Interlocked.Decrement(ref _latestCount);
                 }
+            }
+
+            if (Volatile.Read(ref _latestCount) <= MaxTrackedUids / 2)
+            {
+                return;
             }
         }
     }

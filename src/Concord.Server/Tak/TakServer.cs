@@ -44,6 +44,12 @@ internal sealed record TakOptions
     /// a disabled member or a changed clearance, organisation, caveats, roles or groups ends the session.
     /// </summary>
     public TimeSpan AccessCheckInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Connections held at once over both listeners (a field deployment has hundreds of devices): above it a new
+    /// connection is closed at once, so that a flood cannot take every file handle the server has.
+    /// </summary>
+    public int MaxConnections { get; init; } = 4_000;
 }
 
 /// <summary>
@@ -148,17 +154,32 @@ internal sealed class TakServer(
             {
                 client = await listener.AcceptTcpClientAsync(stoppingToken);
             }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || stoppingToken.IsCancellationRequested)
             {
                 break;
             }
+            catch (SocketException e)
+            {
+                // Out of file handles, or a connection reset before it was accepted: the listener itself is fine, so it
+                // goes on accepting once the moment has passed rather than stop taking devices until a restart.
+                logger.LogWarning("TAK listener on port {Port}: accepting a connection failed ({Reason}); accepting again in a second",
+                    ((IPEndPoint)listener.LocalEndpoint).Port, e.SocketErrorCode);
+                await Task.Delay(TimeSpan.FromSeconds(1), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                continue;
+            }
 
-            client.NoDelay = true;
-            var connection = Task.Run(() => HandleAsync(client, tlsMode, stoppingToken), CancellationToken.None);
             lock (_connections)
             {
                 _connections.RemoveAll(t => t.IsCompleted);
-                _connections.Add(connection);
+                if (_connections.Count >= options.MaxConnections)
+                {
+                    logger.LogWarning("TAK: {Count} connections are open, the most allowed; a connection from {Remote} was closed", _connections.Count, client.Client.RemoteEndPoint);
+                    client.Dispose();
+                    continue;
+                }
+
+                client.NoDelay = true;
+                _connections.Add(Task.Run(() => HandleAsync(client, tlsMode, stoppingToken), CancellationToken.None));
             }
         }
     }
