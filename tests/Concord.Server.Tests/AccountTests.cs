@@ -1,5 +1,9 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.AspNetCore.SignalR.Client;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Concord.Server.Tests;
 
@@ -56,6 +60,61 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal(["password"], problem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task A_live_connection_opened_with_a_token_is_closed_once_the_token_is_revoked()
+    {
+        var owner = await server.SignedInAsync("joc");
+        var (_, token) = await owner.PostJson("/api/me/tokens", new { name = "wall display", expiresInDays = 30 });
+        var changes = new System.Collections.Concurrent.ConcurrentQueue<Guid>();
+        var closed = new TaskCompletionSource();
+        await using var live = new HubConnectionBuilder()
+            .WithUrl(new Uri(server.BaseAddress, "/hubs/live"), o => o.Headers["Authorization"] = "Bearer " + token.GetProperty("token").GetString())
+            .Build();
+        live.On<List<JsonElement>>("changes", batch =>
+        {
+            foreach (var change in batch)
+            {
+                changes.Enqueue(change.GetProperty("id").GetGuid());
+            }
+        });
+        live.Closed += _ =>
+        {
+            closed.TrySetResult();
+            return Task.CompletedTask;
+        };
+        await live.StartAsync();
+
+        var (_, before) = await owner.PostJson("/api/reports", Api.Report(narrative: "seen live"));
+        var beforeId = before.GetProperty("id").GetGuid();
+        for (var i = 0; i < 50 && !changes.Contains(beforeId); i++)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Contains(beforeId, changes);
+        Assert.Equal(HttpStatusCode.NoContent, (await owner.DeleteAsync($"/api/me/tokens/{token.GetProperty("id").GetGuid()}")).StatusCode);
+        var (_, after) = await owner.PostJson("/api/reports", Api.Report(narrative: "after the revocation"));
+
+        await closed.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.DoesNotContain(after.GetProperty("id").GetGuid(), changes);
+    }
+
+    [Fact]
+    public async Task A_cached_token_lasts_no_longer_than_the_token()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var directory = new Access.ViewerDirectory(server.Services.GetRequiredService<IServiceScopeFactory>(), clock);
+        var owner = await server.SignedInAsync("ocha");
+        var (_, token) = await owner.PostJson("/api/me/tokens", new { name = "short", expiresInDays = 1 });
+        var hash = Accounts.AccessTokens.HashSecret(token.GetProperty("token").GetString()!);
+
+        // One second before it expires the token is good (and cached); two seconds later it is not, cache or no cache.
+        clock.SetUtcNow(token.GetProperty("expiresAt").GetDateTimeOffset().AddSeconds(-1));
+        Assert.NotNull(await directory.ForTokenHashAsync(hash, CancellationToken.None));
+        clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Null(await directory.ForTokenHashAsync(hash, CancellationToken.None));
     }
 
     [Fact]

@@ -178,7 +178,7 @@ public abstract class TestServer : IAsyncLifetime
     public HttpClient Anonymous() => new() { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
 
     internal Viewer ViewerOf(string user) =>
-        Services.GetRequiredService<ViewerDirectory>().ForTokenAsync(_tokens[user], CancellationToken.None).GetAwaiter().GetResult()!;
+        Services.GetRequiredService<ViewerDirectory>().ForTokenHashAsync(AccessTokens.HashSecret(_tokens[user]), CancellationToken.None).GetAwaiter().GetResult()!;
 
     /// <summary>Adds a rectangular area to the mission (and reloads the directory), for tests that need a place of their own.</summary>
     internal async Task AddAreaAsync(string code, string name, double south, double west, double north, double east, string kind = "admin1")

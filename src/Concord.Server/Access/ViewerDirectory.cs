@@ -17,27 +17,33 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
 
     private readonly ConcurrentDictionary<string, (Viewer? Viewer, DateTimeOffset Until)> _cache = new(StringComparer.Ordinal);
 
-    public Task<Viewer?> ForMemberAsync(Guid memberId, CancellationToken cancellationToken) =>
-        Cached("m:" + memberId.ToString("N"), db => Load(db, memberId, cancellationToken));
+    // Bumped by Invalidate: a lookup that read the store before a change and finishes after it caches nothing.
+    private long _generation;
 
-    public Task<Viewer?> ForTokenAsync(string secret, CancellationToken cancellationToken)
-    {
-        var hash = AccessTokens.HashSecret(secret);
-        return Cached("t:" + hash, async db =>
+    public async Task<Viewer?> ForMemberAsync(Guid memberId, CancellationToken cancellationToken) =>
+        await Cached("m:" + memberId.ToString("N"), async db => (await Load(db, memberId, cancellationToken), null));
+
+    /// <summary>A token by the hash of its secret (<see cref="AccessTokens.HashSecret"/>; a live connection opened with a token keeps it to check it again).</summary>
+    public Task<Viewer?> ForTokenHashAsync(string hash, CancellationToken cancellationToken) =>
+        Cached("t:" + hash, async db =>
         {
             var now = time.GetUtcNow().UtcDateTime;
-            var memberId = await db.AccessTokens
+            var token = await db.AccessTokens
                 .Where(t => t.SecretHash == hash && t.RevokedAt == null && t.ExpiresAt > now)
-                .Select(t => (Guid?)t.MemberId)
+                .Select(t => new { t.MemberId, t.ExpiresAt })
                 .SingleOrDefaultAsync(cancellationToken);
-            return memberId is null ? null : await Load(db, memberId.Value, cancellationToken);
+            return token is null ? (null, null) : (await Load(db, token.MemberId, cancellationToken), token.ExpiresAt);
         });
-    }
 
     /// <summary>Forgets everything cached, after a change made on this node.</summary>
-    public void Invalidate() => _cache.Clear();
+    public void Invalidate()
+    {
+        Interlocked.Increment(ref _generation);
+        _cache.Clear();
+    }
 
-    private async Task<Viewer?> Cached(string key, Func<ConcordDb, Task<Viewer?>> load)
+    /// <summary>A viewer from the cache or the store; a token's entry lasts no longer than the token itself.</summary>
+    private async Task<Viewer?> Cached(string key, Func<ConcordDb, Task<(Viewer? Viewer, DateTime? ExpiresAt)>> load)
     {
         var now = time.GetUtcNow();
         if (_cache.TryGetValue(key, out var entry) && entry.Until > now)
@@ -45,18 +51,20 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
             return entry.Viewer;
         }
 
+        var generation = Interlocked.Read(ref _generation);
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        var viewer = await load(db);
+        var (viewer, expiresAt) = await load(db);
         // Only hits are cached: caching misses would let anyone grow the cache with made-up tokens.
-        if (viewer is not null)
+        if (viewer is not null && Interlocked.Read(ref _generation) == generation)
         {
             if (_cache.Count > MaxEntries)
             {
                 _cache.Clear();
             }
 
-            _cache[key] = (viewer, now + Lifetime);
+            var until = now + Lifetime;
+            _cache[key] = (viewer, expiresAt is { } expires && expires < until.UtcDateTime ? new DateTimeOffset(expires, TimeSpan.Zero) : until);
         }
 
         return viewer;

@@ -43,8 +43,13 @@ internal static class ConcordAuthentication
         return services;
     }
 
-    public static ClaimsPrincipal Principal(Viewer viewer, string scheme) => new(new ClaimsIdentity(
-        [new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName)],
+    /// <summary>On a principal signed in with an access token: the hash of its secret, for connections that outlive the request.</summary>
+    public const string TokenHashClaim = "concord:token";
+
+    public static ClaimsPrincipal Principal(Viewer viewer, string scheme, string? tokenHash = null) => new(new ClaimsIdentity(
+        tokenHash is null
+            ? [new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName)]
+            : [new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName), new Claim(TokenHashClaim, tokenHash)],
         scheme));
 
     private static bool IsPage(HttpRequest request) =>
@@ -82,13 +87,14 @@ internal sealed class AccessTokenHandler(IOptionsMonitor<AuthenticationSchemeOpt
             return AuthenticateResult.Fail("not a Concord access token");
         }
 
-        var viewer = await directory.ForTokenAsync(secret, Context.RequestAborted);
+        var hash = AccessTokens.HashSecret(secret);
+        var viewer = await directory.ForTokenHashAsync(hash, Context.RequestAborted);
         if (viewer is null)
         {
             return AuthenticateResult.Fail("unknown, expired or revoked access token");
         }
 
         Context.Items[typeof(Viewer)] = viewer;
-        return AuthenticateResult.Success(new AuthenticationTicket(ConcordAuthentication.Principal(viewer, Scheme.Name), Scheme.Name));
+        return AuthenticateResult.Success(new AuthenticationTicket(ConcordAuthentication.Principal(viewer, Scheme.Name, hash), Scheme.Name));
     }
 }

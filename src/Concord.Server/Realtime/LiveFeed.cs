@@ -26,7 +26,7 @@ internal sealed class LiveHub(LiveFeed feed) : Hub
     {
         if (Guid.TryParse(Context.User?.FindFirst(ConcordAuthentication.MemberIdClaim)?.Value, out var member))
         {
-            feed.Join(Context.ConnectionId, member);
+            feed.Join(Context.ConnectionId, new LiveConnection(member, Context.User?.FindFirst(ConcordAuthentication.TokenHashClaim)?.Value, Context.Abort));
         }
         else
         {
@@ -44,6 +44,12 @@ internal sealed class LiveHub(LiveFeed feed) : Hub
 }
 
 /// <summary>
+/// A browser's (or a script's) live connection: its member, the hash of the access token it was opened with (null for a
+/// signed-in session), and how to close it once that member or token may no longer read.
+/// </summary>
+internal sealed record LiveConnection(Guid Member, string? TokenHash, Action Abort);
+
+/// <summary>
 /// Tails the change feed for the connected browsers: each batch of changes is filtered once per connected member with the
 /// visibility predicate, and only the visible ids go to that member's connections. Idle when nobody is connected.
 /// </summary>
@@ -58,13 +64,13 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
 
     private const int Window = 1000;
 
-    private readonly ConcurrentDictionary<string, Guid> _connections = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, LiveConnection> _connections = new(StringComparer.Ordinal);
 
     private readonly ConcurrentDictionary<Subscription, Guid> _subscriptions = new();
 
     public int Connections => _connections.Count;
 
-    public void Join(string connectionId, Guid member) => _connections[connectionId] = member;
+    public void Join(string connectionId, LiveConnection connection) => _connections[connectionId] = connection;
 
     public void Leave(string connectionId) => _connections.TryRemove(connectionId, out _);
 
@@ -122,11 +128,26 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
             return after;
         }
 
-        var connections = _connections.ToLookup(c => c.Value, c => c.Key);
+        var connections = _connections.ToLookup(c => c.Value.Member);
         var subscriptions = _subscriptions.ToLookup(s => s.Value, s => s.Key);
         foreach (var member in connections.Select(c => c.Key).Union(subscriptions.Select(s => s.Key)))
         {
             var viewer = await viewers.ForMemberAsync(member, cancellationToken);
+            // A connection is checked again before anything goes out on it: a disabled member's connections, and those
+            // opened with a token since revoked or expired, are closed instead (within the viewer cache's lifetime).
+            var ids = new List<string>();
+            foreach (var (id, connection) in connections[member])
+            {
+                if (viewer is not null && (connection.TokenHash is null || await viewers.ForTokenHashAsync(connection.TokenHash, cancellationToken) is not null))
+                {
+                    ids.Add(id);
+                }
+                else if (_connections.TryRemove(id, out _))
+                {
+                    connection.Abort();
+                }
+            }
+
             if (viewer is null)
             {
                 continue;
@@ -139,7 +160,7 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
             }
 
             var message = visible.Select(c => new LiveChange(c.Sequence, c.Entity, c.EntityId, c.Operation)).ToList();
-            if (connections[member].ToList() is { Count: > 0 } ids)
+            if (ids.Count > 0)
             {
                 await hub.Clients.Clients(ids).SendAsync(LiveHub.ChangesMethod, message, cancellationToken);
             }
