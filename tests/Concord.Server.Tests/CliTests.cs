@@ -493,6 +493,28 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public async Task Serve_with_its_tak_port_in_use_says_so_and_exits_non_zero()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        var data = Path.Combine(Path.GetTempPath(), "concord-takport-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var (exit, output, errors) = await CliTests.Run("serve", "--data", data, "--urls", "http://127.0.0.1:0", "--tak-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+            Assert.Equal(1, exit);
+            Assert.Contains($"cannot listen for TAK devices on 127.0.0.1 (TLS port {port})", errors);
+            Assert.Contains("--tak-port", errors);
+            Assert.DoesNotContain("listening", output);
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Serve_on_a_port_in_use_says_so_and_never_that_it_listens()
     {
         using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);

@@ -277,6 +277,14 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         var (_, uncertain) = await server.ClientFor("unpol").PostJson("/api/reports", Account(7.2719, 19.6, at.AddHours(1), "acled.violence-against-civilians.attack", 40, "Armed men fired on a FACA post at Kabo.", mission, precision: 5000));
         Assert.NotEqual(incident, uncertain.GetProperty("incidentId").GetGuid());
 
+        // A status is one name: not a number, nor names that .NET's enum parser would OR together ("closed,verified" is 3).
+        foreach (var odd in new[] { "closed,verified", "reported,verified", "1", " verified " })
+        {
+            var (refused, problem) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = odd });
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Equal(["status"], problem.ErrorFields());
+        }
+
         // Reopened, it takes another account of the same event.
         var (reopened, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
         Assert.Equal(HttpStatusCode.OK, reopened.StatusCode);

@@ -286,6 +286,21 @@ internal static class Commands
             return 1;
         }
 
+        try
+        {
+            // The TAK listeners bind in a background service, after the host has started: wait for them too.
+            await app.Services.GetRequiredService<Tak.TakServer>().Listening.WaitAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            await errors.WriteLineAsync(e is System.Net.Sockets.SocketException
+                ? $"concord: cannot listen for TAK devices on {options.Tak.Address} (TLS port {options.Tak.TlsPort}{(options.Tak.TcpPort is { } tcp ? $", TCP port {tcp}" : "")}): {e.Message}. Choose another port with --tak-port, or --no-tak."
+                : $"concord: the TAK listener could not start: {e.Message}. Start without it with --no-tak.");
+            await app.StopAsync(CancellationToken.None);
+            await app.DisposeAsync();
+            return 1;
+        }
+
         await output.WriteLineAsync($"Concord is listening on {options.Urls} ({options.Store.Describe()}). API description: {options.Urls.Split(';')[0]}/openapi/v1.json");
         await app.WaitForShutdownAsync(cancellationToken);
         await app.DisposeAsync();

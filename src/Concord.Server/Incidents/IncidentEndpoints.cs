@@ -106,7 +106,7 @@ internal static class IncidentEndpoints
 
         if (query.Status is { } statusText)
         {
-            if (Enum.TryParse<IncidentStatus>(statusText, true, out var status) && Enum.IsDefined(status))
+            if (EnumNames.TryParse<IncidentStatus>(statusText, out var status))
             {
                 incidents = incidents.Where(i => i.Status == status);
             }
@@ -201,7 +201,7 @@ internal static class IncidentEndpoints
             return TypedResults.NotFound();
         }
 
-        if (!Enum.TryParse<IncidentStatus>(body!.Status, true, out var status) || !Enum.IsDefined(status) || int.TryParse(body.Status, out _))
+        if (!EnumNames.TryParse<IncidentStatus>(body!.Status, out var status))
         {
             return Problems.Field("status", "must be reported, verified or closed");
         }
@@ -210,7 +210,7 @@ internal static class IncidentEndpoints
         {
             if (!Incident.CanMove(incident.Status, status))
             {
-                return Problems.Field("status", $"an incident cannot move from {incident.Status.ToString().ToLowerInvariant()} to {body.Status.ToLowerInvariant()}", StatusCodes.Status409Conflict);
+                return Problems.Field("status", $"an incident cannot move from {incident.Status.ToString().ToLowerInvariant()} to {status.ToString().ToLowerInvariant()}", StatusCodes.Status409Conflict);
             }
 
             var before = incident.Status;

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using Concord.Server.Http;
 
 namespace Concord.Server.Reports;
 
@@ -162,7 +163,7 @@ internal static partial class ReportRules
     }
 
     public static bool TryParsePrecision(string text, out TimePrecision precision) =>
-        Enum.TryParse(text, true, out precision) && Enum.IsDefined(precision) && !int.TryParse(text, out _);
+        EnumNames.TryParse(text, out precision);
 
     private static void ValidateLocation(LocationInput? location, Dictionary<string, string[]> errors)
     {

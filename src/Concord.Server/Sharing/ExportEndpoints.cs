@@ -35,7 +35,7 @@ internal static class ExportEndpoints
     }
 
     internal static bool TryAudience(string? text, out ExportAudience audience) =>
-        Enum.TryParse(text, true, out audience) && Enum.IsDefined(audience) && !int.TryParse(text, out _);
+        EnumNames.TryParse(text, out audience);
 
     private static async Task<IResult> ReportsCsv(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
