@@ -347,6 +347,21 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         // 8 km away with 5 km uncertainty, the same words and actors, a related category, very different figures.
         var (_, second) = await server.ClientFor("unpol").PostJson("/api/reports", Account(8.2719, 20.6, at.AddHours(1), "acled.violence-against-civilians.attack", 40, "Armed men fired on a FACA post at Ndele.", mission, precision: 5000));
         Assert.NotEqual(first.GetProperty("incidentId").GetGuid(), second.GetProperty("incidentId").GetGuid());
+        // A third account with a pending proposal to join the second's incident (as an analyst would find after a split).
+        var (_, third) = await server.ClientFor("force").PostJson("/api/reports", Account(8.3438, 20.6, at.AddDays(3), "ucdp.state-based", 3, "A patrol was ambushed near Ndele.", mission, precision: 5000));
+        await server.WithDbAsync(async db =>
+        {
+            db.FusionProposals.Add(new Fusion.FusionProposal
+            {
+                Id = Guid.NewGuid(),
+                ReportId = third.GetProperty("id").GetGuid(),
+                IncidentId = second.GetProperty("incidentId").GetGuid(),
+                Score = 0.65,
+                ScoreDetail = "{}",
+                CreatedAt = DateTime.UtcNow,
+            });
+            return await db.SaveChangesAsync();
+        });
 
         var (_, proposals) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
         var proposal = proposals.EnumerateArray().Single(p => p.GetProperty("reportId").GetGuid() == second.GetProperty("id").GetGuid());
@@ -362,6 +377,10 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("joc").GetAsync($"/api/incidents/{second.GetProperty("incidentId").GetGuid()}")).StatusCode);
         var (again, _) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal.GetProperty("id").GetGuid()}", new { decision = "reject" });
         Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+
+        // The second's incident is gone with its only report: the third's proposal now proposes where that report went.
+        var (_, after) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+        Assert.Equal(first.GetProperty("incidentId").GetGuid(), after.EnumerateArray().Single(p => p.GetProperty("reportId").GetGuid() == third.GetProperty("id").GetGuid()).GetProperty("incidentId").GetGuid());
     }
 
     [Fact]

@@ -266,6 +266,11 @@ internal static class FusionEndpoints
             if (current.IncidentId != proposal.IncidentId)
             {
                 moved = await MoveAsync(db, current, proposal, now, context.RequestAborted);
+                if (moved.Value.FromRemoved)
+                {
+                    // Proposals to join the incident the report left go with the report, as after a merge.
+                    await IncidentCorrections.RetargetProposalsAsync(db, viewer, proposal.IncidentId, [current.IncidentId], [proposal.ReportId], now, context.RequestAborted);
+                }
             }
         }
 

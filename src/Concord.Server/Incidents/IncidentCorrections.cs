@@ -56,7 +56,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             ScoreDetail = l.ScoreDetail,
         }));
         db.Incidents.RemoveRange(visible.Where(i => i.Id != id));
-        await RetargetProposalsAsync(viewer, id, others, moved.Select(l => l.ReportId).ToList(), now, cancellationToken);
+        await RetargetProposalsAsync(db, viewer, id, others, moved.Select(l => l.ReportId).ToList(), now, cancellationToken);
         var reportIds = moved.Select(l => l.ReportId).Concat(await db.IncidentReports.Where(l => l.IncidentId == id).Select(l => l.ReportId).ToListAsync(cancellationToken)).ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToListAsync(cancellationToken);
         IncidentSummary.Rebuild(target, reports);
@@ -78,13 +78,15 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
     }
 
     /// <summary>
-    /// Pending proposals follow a merge: one that proposed a merged incident now proposes the incident it went into, and
-    /// one whose report came into the incident it proposed is settled by the merge ("merged"). None is left pointing at
-    /// an incident that no longer exists.
+    /// Pending proposals follow a merge (or an accepted proposal that emptied the incident its report left): one that
+    /// proposed a merged incident now proposes the incident it went into, and one whose report came into the incident it
+    /// proposed is settled by the merge ("merged"). None is left pointing at an incident that no longer exists.
     /// </summary>
-    private async Task RetargetProposalsAsync(Viewer viewer, Guid target, IReadOnlyList<Guid> merged, IReadOnlyList<Guid> movedReports, DateTime now, CancellationToken cancellationToken)
+    internal static async Task RetargetProposalsAsync(ConcordDb db, Viewer viewer, Guid target, IReadOnlyList<Guid> merged, IReadOnlyList<Guid> movedReports, DateTime now, CancellationToken cancellationToken)
     {
-        var pending = await db.FusionProposals.Where(p => p.DecidedAt == null && (merged.Contains(p.IncidentId) || p.IncidentId == target)).ToListAsync(cancellationToken);
+        // Pending in the store and in this unit of work (a proposal just decided is tracked, not yet saved).
+        var pending = (await db.FusionProposals.Where(p => p.DecidedAt == null && (merged.Contains(p.IncidentId) || p.IncidentId == target)).ToListAsync(cancellationToken))
+            .Where(p => p.DecidedAt is null).ToList();
         var inTarget = (await db.IncidentReports.Where(l => l.IncidentId == target).Select(l => l.ReportId).ToListAsync(cancellationToken)).Concat(movedReports).ToHashSet();
         // One pending proposal per report for the target: those already there, and the first retargeted of each report.
         var proposedHere = pending.Where(p => p.IncidentId == target).Select(p => p.ReportId).ToHashSet();
