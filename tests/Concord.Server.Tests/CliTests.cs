@@ -64,6 +64,14 @@ public abstract class CliTests : IAsyncLifetime
 
         var set = await Run(["user", "set", "--user", "deminer.one", "--clearance", "UNCLASSIFIED", "--caveats", "", "--roles", "reporter", "--disable", .. StoreArguments]);
         Assert.Equal((0, "deminer.one: reporter; clearance UNCLASSIFIED; caveats none; disabled"), (set.Exit, set.Output.Trim()));
+        // A disabled member gets no credential that would not work.
+        var disabledToken = await Run(["token", "create", "--user", "deminer.one", .. StoreArguments]);
+        var disabledCert = await Run(["cert", "issue", "--user", "deminer.one", .. StoreArguments]);
+        Assert.Equal(1, disabledToken.Exit);
+        Assert.Contains("deminer.one is disabled", disabledToken.Errors);
+        Assert.Equal("", disabledToken.Output);
+        Assert.Equal(1, disabledCert.Exit);
+        Assert.Contains("deminer.one is disabled", disabledCert.Errors);
 
         var revoke = await Run(["token", "revoke", "--user", "deminer.one", "--id", stored.Id.ToString(), .. StoreArguments]);
         Assert.Equal(0, revoke.Exit);
@@ -79,6 +87,11 @@ public abstract class CliTests : IAsyncLifetime
         var duplicate = await Run(["org", "add", "--code", "dup", "--name", "Dup", "--kind", "police", .. StoreArguments]);
         var duplicateAgain = await Run(["org", "add", "--code", "DUP", "--name", "Dup", "--kind", "police", .. StoreArguments]);
         var nobody = await Run(["token", "create", "--user", "nobody", .. StoreArguments]);
+        var unnamed = await Run(["token", "create", "--user", "nobody", "--name", " ", .. StoreArguments]);
+        var path = await Run(["serve", "--urls", "http://127.0.0.1:5080/concord", .. StoreArguments]);
+        // A store that was not made by the demo (its own JOC, none of its members): a message, not a stack trace.
+        await Run(["org", "add", "--code", "JOC", "--name", "Another JOC", "--kind", "civilian", .. StoreArguments]);
+        var demo = await Run(["demo", "--seed-only", .. StoreArguments]);
 
         Assert.Equal(1, kind.Exit);
         Assert.Contains("kind 'navy' is not one of military, police", kind.Errors);
@@ -88,6 +101,13 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal(1, duplicateAgain.Exit);
         Assert.Contains("already exists", duplicateAgain.Errors);
         Assert.Equal(1, nobody.Exit);
+        Assert.Equal(2, unnamed.Exit);
+        Assert.Contains("--name is required", unnamed.Errors);
+        Assert.Equal(2, path.Exit);
+        Assert.Contains("(no path)", path.Errors);
+        Assert.Equal(1, demo.Exit);
+        Assert.Contains("give it a new --data directory", demo.Errors);
+        Assert.DoesNotContain("   at ", demo.Errors);
     }
 
     [Fact]
@@ -168,6 +188,17 @@ public abstract class CliTests : IAsyncLifetime
         await Run(["org", "add", "--code", "JMAC", "--name", "Joint Mission Analysis Centre", "--kind", "intelligence", .. StoreArguments]);
         await Run(["user", "add", "--user", "analyst", "--org", "JMAC", "--roles", "analyst,reporter", "--clearance", "CONFIDENTIAL", "--password", "a-long-password-1", .. StoreArguments]);
         var ged = Path.Combine(AppContext.BaseDirectory, "reference", "ucdp", "ged231_caf_events.csv");
+
+        // A marking that would reject every row, and a file whose format its name does not tell, are refused before any row is read.
+        var nowhere = await Run(["import", "--file", ged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", "--releasable-to", "org:NOPE", .. StoreArguments]);
+        Assert.Equal(2, nowhere.Exit);
+        Assert.Contains("--releasable-to", nowhere.Errors);
+        Assert.Contains("NOPE", nowhere.Errors);
+        var unnamed = Path.Combine(DataDirectory, "events.txt");
+        File.Copy(ged, unnamed);
+        var unknownFormat = await Run(["import", "--file", unnamed, "--user", "analyst", .. StoreArguments]);
+        Assert.Equal(2, unknownFormat.Exit);
+        Assert.Contains("cannot tell the format of", unknownFormat.Errors);
 
         var first = await Run(["import", "--file", ged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
         var again = await Run(["import", "--file", ged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);

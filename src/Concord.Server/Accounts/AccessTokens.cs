@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Security.Cryptography;
 using System.Text;
 using Concord.Server.Data;
@@ -13,6 +14,15 @@ internal static class AccessTokens
     public static string NewSecret() => Prefix + Base64Url(RandomNumberGenerator.GetBytes(32));
 
     public static string HashSecret(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
+
+    /// <summary>Whether a token's name (trimmed) will do, and why not: the API and <c>concord token create</c> say the same.</summary>
+    public static bool IsValidName([NotNullWhen(true)] string? name, [NotNullWhen(false)] out string? error)
+    {
+        error = string.IsNullOrEmpty(name) || name.Length > 100 ? "is required, at most 100 characters"
+            : name.Any(char.IsControl) ? "must not hold control characters"
+            : null;
+        return error is null;
+    }
 
     public static async Task<(AccessToken Token, string Secret)> CreateAsync(ConcordDb db, Member member, string name, TimeSpan lifetime, TimeProvider time, CancellationToken cancellationToken)
     {

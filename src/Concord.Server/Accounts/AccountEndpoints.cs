@@ -117,14 +117,9 @@ internal static class AccountEndpoints
         }
 
         var name = body!.Name?.Trim();
-        if (string.IsNullOrEmpty(name) || name.Length > 100)
+        if (!AccessTokens.IsValidName(name, out var nameError))
         {
-            return Problems.Field("name", "is required, at most 100 characters");
-        }
-
-        if (name.Any(char.IsControl))
-        {
-            return Problems.Field("name", "must not hold control characters");
+            return Problems.Field("name", nameError);
         }
 
         var days = body.ExpiresInDays ?? 90;

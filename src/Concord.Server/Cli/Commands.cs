@@ -96,10 +96,16 @@ internal static class Commands
                 _ => throw new InvalidOperationException($"verb '{invocation.Verb}' has no handler"),
             };
         }
-        catch (SchemeMismatchException e)
+        catch (Exception e) when (e is SchemeMismatchException or Demo.DemoSeedException)
         {
             await errors.WriteLineAsync("concord: " + e.Message);
             return 1;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Ctrl+C during a migration, an import or the demo's seeding: what was committed stays, the rest was not written.
+            await errors.WriteLineAsync("concord: interrupted");
+            return 130;
         }
         catch (Exception e) when (e is Npgsql.NpgsqlException or Microsoft.Data.Sqlite.SqliteException or IOException or UnauthorizedAccessException)
         {
@@ -162,9 +168,9 @@ internal static class Commands
         }
 
         var urls = invocation["--urls"] ?? ServerOptions.DefaultUrls;
-        if (urls.Split(';').Any(u => !Uri.TryCreate(u, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https")))
+        if (urls.Split(';').Any(u => !Uri.TryCreate(u, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || uri.AbsolutePath != "/" || uri.Query.Length > 0))
         {
-            error = $"--urls '{urls}' must be http(s)://HOST:PORT, several separated by ';'";
+            error = $"--urls '{urls}' must be http(s)://HOST:PORT (no path), several separated by ';'";
             return false;
         }
 
@@ -285,6 +291,13 @@ internal static class Commands
             await app.DisposeAsync();
             return 1;
         }
+        catch (InvalidOperationException e) when (options.Urls.Contains("https:", StringComparison.OrdinalIgnoreCase))
+        {
+            // Kestrel's own words (no certificate configured for HTTPS); Concord serves HTTPS only with one set in its configuration.
+            await errors.WriteLineAsync($"concord: cannot listen on {options.Urls}: {e.Message} Serve plain HTTP on loopback behind a TLS proxy, or configure a certificate (Kestrel:Certificates:Default).");
+            await app.DisposeAsync();
+            return 1;
+        }
 
         try
         {
@@ -382,6 +395,13 @@ internal static class Commands
             return 2;
         }
 
+        var name = invocation["--name"]?.Trim() ?? "cli";
+        if (!AccessTokens.IsValidName(name, out var nameError))
+        {
+            await errors.WriteLineAsync($"concord: --name {nameError}");
+            return 2;
+        }
+
         await using var services = CoreServices(options);
         await services.PrepareStoreAsync(cancellationToken);
         await using var scope = services.CreateAsyncScope();
@@ -393,7 +413,13 @@ internal static class Commands
             return 1;
         }
 
-        var (token, secret) = await AccessTokens.CreateAsync(db, member, invocation["--name"] ?? "cli", TimeSpan.FromDays(days), services.GetRequiredService<TimeProvider>(), cancellationToken);
+        if (member.Disabled)
+        {
+            await errors.WriteLineAsync($"concord: {member.UserName} is disabled; a token for them would not work (enable them with 'concord user set --enable')");
+            return 1;
+        }
+
+        var (token, secret) = await AccessTokens.CreateAsync(db, member, name, TimeSpan.FromDays(days), services.GetRequiredService<TimeProvider>(), cancellationToken);
         await errors.WriteLineAsync($"token {token.Id} for {member.UserName}, expires {token.ExpiresAt:yyyy-MM-dd}; it is shown only now:");
         await output.WriteLineAsync(secret);
         return 0;

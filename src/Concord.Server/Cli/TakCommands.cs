@@ -51,6 +51,12 @@ internal static class TakCommands
                 return 1;
             }
 
+            if (member.Disabled)
+            {
+                await errors.WriteLineAsync($"concord: {member.UserName} is disabled; a certificate for them would not connect (enable them with 'concord user set --enable')");
+                return 1;
+            }
+
             var certificates = services.GetRequiredService<TakCertificates>();
             using var certificate = certificates.IssueClient(member.UserName, TimeSpan.FromDays(days));
             var thumbprint = TakCertificates.Thumbprint(certificate);

@@ -187,7 +187,7 @@ internal static class DemoMission
         foreach (var (userName, requests) in byAuthor)
         {
             var memberId = Members.Any(m => m.UserName == userName) ? await MemberIdAsync(services, userName, cancellationToken) : Guid.Empty;
-            var author = await viewers.ForMemberAsync(memberId, cancellationToken) ?? throw new InvalidOperationException($"demo member {userName} is missing");
+            var author = await viewers.ForMemberAsync(memberId, cancellationToken) ?? throw new DemoSeedException(MissingMember(userName));
             foreach (var batch in requests.Chunk(500))
             {
                 await using var scope = services.CreateAsyncScope();
@@ -204,8 +204,12 @@ internal static class DemoMission
     internal static async Task<Guid> MemberIdAsync(IServiceProvider services, string userName, CancellationToken cancellationToken)
     {
         await using var scope = services.CreateAsyncScope();
-        return await scope.ServiceProvider.GetRequiredService<ConcordDb>().Members.Where(m => m.UserName == userName).Select(m => m.Id).SingleAsync(cancellationToken);
+        var id = await scope.ServiceProvider.GetRequiredService<ConcordDb>().Members.Where(m => m.UserName == userName).Select(m => (Guid?)m.Id).SingleOrDefaultAsync(cancellationToken);
+        return id ?? throw new DemoSeedException(MissingMember(userName));
     }
+
+    private static string MissingMember(string userName) =>
+        $"the demo's member {userName} is missing or disabled in this store; the demo seeds a store of its own: give it a new --data directory (or database)";
 
     /// <summary>The demo is written in UN levels; under another scheme it uses the level at the same rank.</summary>
     private static string LevelFor(ClassificationScheme scheme, string unLevel) =>
@@ -215,7 +219,10 @@ internal static class DemoMission
     {
         if (error is not null)
         {
-            throw new InvalidOperationException("demo seeding failed: " + error);
+            throw new DemoSeedException("demo seeding failed: " + error);
         }
     }
 }
+
+/// <summary>The demo cannot be seeded into this store (a store that was not made by the demo, or was changed since).</summary>
+internal sealed class DemoSeedException(string message) : Exception(message);

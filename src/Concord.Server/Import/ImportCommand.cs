@@ -23,7 +23,9 @@ internal static class ImportCommand
 
             if (!ImportReaders.TryParseFormat(invocation["--format"] ?? Guess(path), out var format))
             {
-                await errors.WriteLineAsync($"concord: --format must be ged, acled or geojson, not '{invocation["--format"]}'");
+                await errors.WriteLineAsync(invocation["--format"] is { } given
+                    ? $"concord: --format must be ged, acled or geojson, not '{given}'"
+                    : $"concord: cannot tell the format of '{path}' from its name; give --format ged, acled or geojson");
                 return 2;
             }
 
@@ -64,6 +66,18 @@ internal static class ImportCommand
             {
                 await errors.WriteLineAsync($"concord: no active member is named '{invocation["--user"]}'");
                 return 1;
+            }
+
+            // A marking that cannot be read, or is released to communities that do not exist, would reject every row.
+            if (marking is not null && await ImportEndpoints.MarkingErrorsAsync(marking, author, services.GetRequiredService<MarkingFormat>(), services.GetRequiredService<MissionDirectory>(), cancellationToken) is { Count: > 0 } markingErrors)
+            {
+                foreach (var (field, reasons) in markingErrors)
+                {
+                    var option = field switch { "classification" => "--level", "releasableTo" => "--releasable-to", _ => "--caveats" };
+                    await errors.WriteLineAsync($"concord: {option} {string.Join("; ", reasons)}");
+                }
+
+                return 2;
             }
 
             await using var file = File.OpenRead(path);

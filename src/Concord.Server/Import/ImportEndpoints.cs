@@ -1,4 +1,5 @@
 using Concord.Server.Access;
+using Concord.Server.Data;
 using Concord.Server.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 
@@ -16,7 +17,7 @@ internal static class ImportEndpoints
             .Accepts<string>("text/csv", "application/geo+json", "application/json")
             .WithSummary("Import a UCDP GED CSV, an ACLED-style CSV or a GeoJSON FeatureCollection as reports by you (analysts); format=ged|acled|geojson, optional classification, releasableTo, caveats, source.");
 
-    private static async Task<Results<Ok<ImportResultDto>, ProblemHttpResult>> ImportAsync(HttpContext context, Viewer viewer, Importer importer, Access.MarkingFormat markings, Data.MissionDirectory directory)
+    private static async Task<Results<Ok<ImportResultDto>, ProblemHttpResult>> ImportAsync(HttpContext context, Viewer viewer, Importer importer, MarkingFormat markings, MissionDirectory directory)
     {
         var query = context.Request.Query;
         if (!ImportReaders.TryParseFormat(query["format"], out var format))
@@ -39,16 +40,9 @@ internal static class ImportEndpoints
             ? new MarkingDto(classification, Split(query["releasableTo"].ToString() is { Length: > 0 } r ? r : "mission"), Split(query["caveats"]))
             : null;
         // A marking that cannot be read is the request's fault, named before the upload is read (not once per row).
-        var markingErrors = new Dictionary<string, string[]>();
-        if (marking is not null && markings.TryRead(marking, viewer, "marking", markingErrors, out _, out var releasableTo, out _)
-            && await directory.UnknownCommunityAsync(releasableTo, context.RequestAborted) is { } unknown)
+        if (marking is not null && await MarkingErrorsAsync(marking, viewer, markings, directory, context.RequestAborted) is { Count: > 0 } markingErrors)
         {
-            markingErrors["marking.releasableTo"] = [unknown];
-        }
-
-        if (markingErrors.Count > 0)
-        {
-            return Problems.Invalid(markingErrors.ToDictionary(e => e.Key.Replace("marking.", "", StringComparison.Ordinal), e => e.Value));
+            return Problems.Invalid(markingErrors);
         }
 
         var source = query["source"].ToString() is { Length: > 0 } s ? s.Trim() : "upload";
@@ -79,4 +73,20 @@ internal static class ImportEndpoints
 
     private static List<string> Split(string? text) =>
         text?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList() ?? [];
+
+    /// <summary>
+    /// What is wrong with the marking an import is given (keyed classification, releasableTo, caveats), checked once before
+    /// any row is read: the API and <c>concord import</c> alike.
+    /// </summary>
+    internal static async Task<Dictionary<string, string[]>> MarkingErrorsAsync(MarkingDto marking, Viewer viewer, MarkingFormat markings, MissionDirectory directory, CancellationToken cancellationToken)
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (markings.TryRead(marking, viewer, "marking", errors, out _, out var releasableTo, out _)
+            && await directory.UnknownCommunityAsync(releasableTo, cancellationToken) is { } unknown)
+        {
+            errors["marking.releasableTo"] = [unknown];
+        }
+
+        return errors.ToDictionary(e => e.Key.Replace("marking.", "", StringComparison.Ordinal), e => e.Value);
+    }
 }
