@@ -116,6 +116,30 @@ public sealed class TakQueueTests
         await writer.WaitAsync(TimeSpan.FromSeconds(5));
     }
 
+    [Fact]
+    public async Task The_initial_picture_leaves_room_for_live_alerts()
+    {
+        var wire = new Wire();
+        await using var session = Session(wire, positionQueue: 4, alertQueue: 8);
+        for (var i = 0; i < 6; i++)
+        {
+            Assert.True(session.SendWaitingAsync(Item($"i{i}", droppable: false)).IsCompletedSuccessfully);
+        }
+
+        // Three quarters full: the picture waits, and alerts arriving meanwhile still find room.
+        var waiting = session.SendWaitingAsync(Item("i6", droppable: false));
+        Assert.False(waiting.IsCompleted);
+        Assert.True(session.Send(Item("live0", droppable: false)));
+        Assert.True(session.Send(Item("live1", droppable: false)));
+        Assert.Null(session.CloseReason);
+
+        var writer = session.WriteLoopAsync();
+        await waiting.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal("i0;i1;i2;i3;i4;i5;live0;live1;i6;", await wire.WaitForAsync(9));
+        session.Close("test over");
+        await writer.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
     private static TakSession Session(Stream wire, int positionQueue, int alertQueue) =>
         new(wire, new Viewer
         {

@@ -271,12 +271,28 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await Task.Delay(300);
         var uid = "GeoChat.ANDROID-x.All Chat Rooms." + Guid.NewGuid();
         var text = "Convoy delayed at PK12 " + Guid.NewGuid().ToString("N")[..6];
-
-        await sender.SendAsync($"<event version='2.0' uid='{uid}' type='b-t-f' time='{Now()}' start='{Now()}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
+        var sent = Now();
+        var message = $"<event version='2.0' uid='{uid}' type='b-t-f' time='{sent}' start='{sent}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
             "<point lat='4.36' lon='18.58' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
             "<__chat parent='RootContactGroup' groupOwner='false' chatroom='All Chat Rooms' id='All Chat Rooms' senderCallsign='VIPER 1-1'><chatgrp uid0='ANDROID-x' id='All Chat Rooms'/></__chat>" +
-            $"<remarks source='BAO.F.ATAK.ANDROID-x' to='All Chat Rooms' time='{Now()}'>{text}</remarks></detail></event>");
+            $"<remarks source='BAO.F.ATAK.ANDROID-x' to='All Chat Rooms' time='{sent}'>{text}</remarks></detail></event>";
 
+        // The store fails to take the message: the device stays connected, and may send the message again.
+        await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync("ALTER TABLE messages RENAME TO messages_away"));
+        try
+        {
+            await sender.SendAsync(message);
+            Assert.NotNull(await receiver.WaitForAsync(e => e.Uid == uid));
+            var position = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+            await sender.SendAsync(Pli(position, "VIPER 1-1", 4.36, 18.58));
+            Assert.NotNull(await receiver.WaitForAsync(e => e.Uid == position));
+        }
+        finally
+        {
+            await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync("ALTER TABLE messages_away RENAME TO messages"));
+        }
+
+        await sender.SendAsync(message);
         Assert.NotNull(await receiver.WaitForAsync(e => e.Uid == uid));
         ChatMessage? stored = null;
         for (var i = 0; i < 50 && stored is null; i++)

@@ -253,21 +253,41 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
-        switch (route)
+        try
         {
-            case Route.Chat:
-                await ChatAsync(from, e);
-                break;
-            case Route.Position:
-                Position(from, e, raw, deliveries);
-                break;
-            case Route.Marker:
-                await MarkerAsync(from, e, category!, raw);
-                break;
-            default:
-                // Emergencies, CASEVAC requests, drawings, routes and deletions: passed on to the devices that may see them, never dropped.
-                Deliver(Stamped(e, raw, from.Marking, droppable: false), from.Marking, from, e.Detail);
-                break;
+            switch (route)
+            {
+                case Route.Chat:
+                    await ChatAsync(from, e);
+                    break;
+                case Route.Position:
+                    Position(from, e, raw, deliveries);
+                    break;
+                case Route.Marker:
+                    await MarkerAsync(from, e, category!, raw);
+                    break;
+                default:
+                    // Emergencies, CASEVAC requests, drawings, routes and deletions: passed on to the devices that may see them, never dropped.
+                    Deliver(Stamped(e, raw, from.Marking, droppable: false), from.Marking, from, e.Detail);
+                    break;
+            }
+        }
+        catch (Exception failure) when (failure is not OperationCanceledException)
+        {
+            // The store failed (busy, restarting): the event costs only itself. The device stays connected, and the event
+            // is forgotten by the replay check, so that the device sending it again is not taken for a replay.
+            Unrecord(e.Uid, e.Time);
+            logger.LogWarning(failure, "TAK event {Uid} ({Type}) from {User} could not be handled; the device stays connected", e.Uid, e.Type, from.Viewer.UserName);
+        }
+    }
+
+    /// <summary>Forgets that <paramref name="uid"/> was routed at <paramref name="time"/>, unless a newer event has been since.</summary>
+    private void Unrecord(string uid, DateTimeOffset time)
+    {
+        if (_latest.TryGetValue(uid, out var latest) && Interlocked.Read(ref latest.Ticks) == time.UtcTicks
+            && _latest.TryRemove(new KeyValuePair<string, Latest>(uid, latest)))
+        {
+            Interlocked.Decrement(ref _latestCount);
         }
     }
 

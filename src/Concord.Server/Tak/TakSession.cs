@@ -171,10 +171,10 @@ internal sealed class TakSession : IAsyncDisposable
         return true;
     }
 
-    /// <summary>Queues an alert if its queue has room.</summary>
-    private bool TryQueueAlert(Outbound item)
+    /// <summary>Queues an alert if its queue holds fewer than <paramref name="limit"/> (by default, its length).</summary>
+    private bool TryQueueAlert(Outbound item, int? limit = null)
     {
-        if (Interlocked.Increment(ref _alertCount) <= _alertQueue)
+        if (Interlocked.Increment(ref _alertCount) <= (limit ?? _alertQueue))
         {
             _alerts.Enqueue(item);
             return true;
@@ -188,14 +188,16 @@ internal sealed class TakSession : IAsyncDisposable
     public void Ring() => _doorbell.Ring();
 
     /// <summary>
-    /// Queues an alert, waiting for room: for the initial picture, which may be larger than the queue. One caller at a
-    /// time (the session's initial picture).
+    /// Queues an alert, waiting for room: for the initial picture, which may be larger than the queue. It fills the queue
+    /// to three quarters at most, so that live alerts arriving meanwhile (a marker, a message, an incident's change) find
+    /// room rather than cutting the device as too slow. One caller at a time (the session's initial picture).
     /// </summary>
     public async Task SendWaitingAsync(Outbound item)
     {
+        var limit = Math.Max(1, _alertQueue - (_alertQueue / 4));
         while (!_closing.IsCancellationRequested)
         {
-            if (TryQueueAlert(item))
+            if (TryQueueAlert(item, limit))
             {
                 Ring();
                 return;
