@@ -797,6 +797,9 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await b.SendAsync(Pli(uidB, "Bravo " + suffix, 5.2, 20.2));
         await c.SendAsync(Pli(uidC, "Charlie " + suffix, 5.3, 20.3));
         Assert.NotNull(await c.WaitForAsync(e => e.Uid == uidB));
+        // Charlie's device then claims Bravo's callsign: Bravo's live device keeps it, and its direct messages.
+        await c.SendAsync(Pli(uidC, "Bravo " + suffix, 5.3, 20.3, Now(1)));
+        Assert.NotNull(await b.WaitForAsync(e => e.Uid == uidC && e.Detail.Contact?.Callsign == "Bravo " + suffix));
 
         string Chat(string uid, string room, string roomId, string members, string dest) =>
             $"<event version='2.0' uid='{uid}' type='b-t-f' time='{Now()}' start='{Now()}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
@@ -814,10 +817,19 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await a.SendAsync(Chat(everyone, "All Chat Rooms", "All Chat Rooms", $"uid0='{uidA}'", ""));
 
         Assert.NotNull(await b.WaitForAsync(e => e.Uid == direct));
-        Assert.NotNull(await c.WaitForAsync(e => e.Uid == group));
+        // Waiting skips what does not match: Charlie's device is watched for the direct message all along.
+        var charlieGotDirect = false;
+        bool AtCharlie(CotEvent e, string uid)
+        {
+            charlieGotDirect |= e.Uid == direct;
+            return e.Uid == uid;
+        }
+
+        Assert.NotNull(await c.WaitForAsync(e => AtCharlie(e, group)));
         Assert.NotNull(await b.WaitForAsync(e => e.Uid == everyone));
-        Assert.NotNull(await c.WaitForAsync(e => e.Uid == everyone));
+        Assert.NotNull(await c.WaitForAsync(e => AtCharlie(e, everyone)));
         Assert.Null(await c.WaitForAsync(e => e.Uid == direct, TimeSpan.FromSeconds(1)));
+        Assert.False(charlieGotDirect);
         Assert.Null(await b.WaitForAsync(e => e.Uid == group, TimeSpan.FromSeconds(1)));
     }
 

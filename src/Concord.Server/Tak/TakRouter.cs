@@ -573,9 +573,22 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             }
         }
 
-        if (e.Uid == from.DeviceUid && e.Detail.Contact?.Callsign is { Length: > 0 } callsign)
+        if (e.Uid == from.DeviceUid && e.Detail.Contact?.Callsign is { Length: > 0 } callsign && callsign != from.Callsign)
         {
-            from.Callsign = callsign;
+            // Messages addressed by callsign go to the session holding it: a device of another member claiming a
+            // callsign a live device already has would receive that device's direct messages. The first holder keeps it.
+            if (_sessions.FirstOrDefault(s => s != from && s.Callsign == callsign && s.Viewer.MemberId != from.Viewer.MemberId && !s.Closing.IsCancellationRequested) is { } holder)
+            {
+                if (from.ShouldLogRefused())
+                {
+                    logger.LogInformation("TAK device {Uid} of {User} ({Remote}) claims callsign {Callsign}, held by a live device of {Holder}: messages to that callsign are not delivered to it",
+                        e.Uid, from.Viewer.UserName, from.Remote, callsign, holder.Viewer.UserName);
+                }
+            }
+            else
+            {
+                from.Callsign = callsign;
+            }
         }
 
         Broadcast(stamped, from.Marking, from, deliveries);
