@@ -5,8 +5,9 @@ namespace Concord.Server.Tak;
 /// <summary>
 /// Adds Concord's marking and flow tag to an event by inserting into its XML bytes: <c> access="…"</c> into the start tag,
 /// <c>&lt;__concord marking="…"/&gt;&lt;_flow-tags_ …/&gt;</c> at the end of the detail. Returns null whenever the event is
-/// not in the simple shape this handles (it already has an access attribute, flow tags or a marking, a comment or CDATA,
-/// no detail element, or a self-closing event); the caller then rebuilds it from the parsed event.
+/// not in the simple shape this handles (it already has an access attribute, flow tags or a marking, a comment, CDATA or a
+/// processing instruction, no detail element or more than one, or a self-closing event); the caller then rebuilds it from
+/// the parsed event.
 /// </summary>
 internal static class RawStamp
 {
@@ -41,6 +42,13 @@ internal static class RawStamp
         var detailEnd = raw.LastIndexOf(DetailEnd);
         var empty = detailEnd < 0 ? raw.LastIndexOf(EmptyDetail) : -1;
         if (detailEnd < tagEnd && empty < tagEnd)
+        {
+            return null;
+        }
+
+        // The event's own detail must be the only one, and nothing inside the event may be a processing instruction (whose
+        // text may hold "</detail>"): otherwise the stamp could land in an element devices ignore.
+        if ((detailEnd >= 0 && raw[..detailEnd].IndexOf(DetailEnd) >= 0) || raw[tagEnd..].IndexOf("<?"u8) >= 0)
         {
             return null;
         }

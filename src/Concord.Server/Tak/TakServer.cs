@@ -488,24 +488,31 @@ internal sealed class TakServer(
     {
         var now = time.GetUtcNow();
         session.Send(new Outbound(CotControl.CreateVersionSupport("concord", now, 1), droppable: false));
-        foreach (var (track, last) in tracks.Current.ToList())
+        foreach (var last in tracks.LastEventsFor(session.Viewer))
         {
-            if (last is not null && Marking.AllowsRead(track, session.Viewer))
-            {
-                // Waiting for room, like the incidents below: a picture of more tracks than the position queue holds must
-                // not lose its oldest ones on the way to a device that has just connected.
-                await session.SendWaitingAsync(last);
-            }
+            // Waiting for room, like the incidents below: a picture of more tracks than the position queue holds must
+            // not lose its oldest ones on the way to a device that has just connected.
+            await session.SendWaitingAsync(last);
         }
 
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var (incidents, _) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), new Http.ListQuery(), session.Viewer,
             scope.ServiceProvider.GetRequiredService<MissionDirectory>(), markings, cancellationToken);
+        var sent = new List<Guid>();
         foreach (var incident in await incidents!.LatestChangedAsync(options.InitialIncidents, cancellationToken))
         {
             router.RememberSent(incident.Id, incident, session.Viewer);
             await session.SendWaitingAsync(new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false));
+            sent.Add(incident.Id);
+        }
+
+        // An incident deleted (merged away, emptied by a split) between the query and its turn may have been withdrawn
+        // before it went out: the device is told to remove it after all. One deleted later is withdrawn as usual.
+        var stored = await db.Incidents.AsNoTracking().Where(i => sent.Contains(i.Id)).Select(i => i.Id).ToListAsync(cancellationToken);
+        foreach (var gone in sent.Except(stored))
+        {
+            session.Send(new Outbound(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + gone.ToString("D"), time.GetUtcNow()), droppable: false));
         }
     }
 

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
 using Concord.Cot;
+using Concord.Server.Access;
 using Concord.Server.Data;
 using Microsoft.EntityFrameworkCore;
 
@@ -50,6 +51,29 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
         _tracks.Values.Where(e => e.Track.StaleAt > time.GetUtcNow().UtcDateTime).Select(e => (e.Track, e.Last));
 
     public int Count => _tracks.Count;
+
+    /// <summary>
+    /// The last events of the current tracks <paramref name="viewer"/> may read, for a device that has just connected.
+    /// Each event is taken together with the marking it went out under, under its entry's lock: a track whose marking
+    /// changes meanwhile never pairs the old event with the new marking.
+    /// </summary>
+    public List<Outbound> LastEventsFor(Viewer viewer)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        var events = new List<Outbound>();
+        foreach (var entry in _tracks.Values)
+        {
+            lock (entry)
+            {
+                if (entry.Track.StaleAt > now && entry.Last is { } last && Marking.AllowsRead(entry.Track, viewer))
+                {
+                    events.Add(last);
+                }
+            }
+        }
+
+        return events;
+    }
 
     /// <summary>
     /// How long a position keeps its track current, at most: a device names its own stale time, and one naming the year
