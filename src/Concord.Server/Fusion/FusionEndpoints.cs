@@ -291,8 +291,10 @@ internal static class FusionEndpoints
             }
         }
 
+        // Built before the gate opens: another analyst's merge or split could otherwise take the proposal's incident away first.
+        var decided = (await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.Id == id), context.RequestAborted)).Single();
         held.Dispose();
-        return TypedResults.Ok((await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.Id == id), context.RequestAborted)).Single());
+        return TypedResults.Ok(decided);
     }
 
     /// <summary>Moves the report to the proposed incident; the incident it leaves is rebuilt, or removed when it is left empty.</summary>

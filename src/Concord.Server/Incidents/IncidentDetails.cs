@@ -37,7 +37,12 @@ public sealed class IncidentDetails
 
         var rows = await Fusion.FusionEndpoints.LinksAsSeenAsync(db, viewer, id, context.RequestAborted);
         var reports = rows.Select(x => x.Report).ToList();
-        var seen = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single();
+        // Null when an analyst's merge or split took the incident's visible reports away since it was read.
+        if ((await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).SingleOrDefault() is not { } seen)
+        {
+            return null;
+        }
+
         await IncidentEndpoints.RecordReadAsync(audit, viewer, [seen], context, time);
         await ReportEndpoints.RecordReadAsync(audit, viewer, reports, context, time);
         var marked = reports.Cast<IMarked>().Append(seen).ToList();

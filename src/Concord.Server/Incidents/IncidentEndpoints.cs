@@ -223,9 +223,10 @@ internal static class IncidentEndpoints
             fusion.Changed(IncidentSummary.Copy(incident));
         }
 
+        // Built before another analyst's merge or split may take the incident away (its answer would have no reports).
+        var seen = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single();
         held.Dispose();
-
-        return TypedResults.Ok((await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single().ToDto(directory, markings));
+        return TypedResults.Ok(seen.ToDto(directory, markings));
     }
 
     private static async Task<Results<Ok<IncidentDto>, NotFound, ProblemHttpResult>> Merge(
@@ -243,7 +244,10 @@ internal static class IncidentEndpoints
             return outcome.Field is null ? TypedResults.NotFound() : Problems.Field(outcome.Field, outcome.Reason!, outcome.Status);
         }
 
-        return TypedResults.Ok((await db.AsSeenByAsync([target], viewer, context.RequestAborted)).Single().ToDto(directory, markings));
+        // Another analyst may have merged the target away or split it since: then it is gone for this answer too.
+        return (await db.AsSeenByAsync([target], viewer, context.RequestAborted)).SingleOrDefault() is { } seen
+            ? TypedResults.Ok(seen.ToDto(directory, markings))
+            : TypedResults.NotFound();
     }
 
     /// <summary>Links a report into an incident and rebuilds the incident's summary from all its reports (used by releases).</summary>

@@ -77,15 +77,26 @@ internal static class AdminEndpoints
     /// <summary>
     /// Stores an administrative change with its audit entry and reloads the directory. False when another request stored
     /// the same key (code, user name, version) after this one checked for it, or removed the row this one removes:
-    /// nothing was stored.
+    /// nothing was stored. <paramref name="taken"/> checks the key again inside the audit chain's transaction, which
+    /// writes one at a time (across nodes too, on PostgreSQL): the loser then writes nothing, where a refused insert
+    /// would have used up change-feed numbers and left readers waiting behind the gap. The store's unique index stays
+    /// the last word (another process writing without the chain).
     /// </summary>
-    private static async Task<bool> Changed(ConcordDb db, AuditChain chain, Viewer viewer, string entity, object detail, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<bool> Changed(ConcordDb db, AuditChain chain, Viewer viewer, string entity, object detail, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time, CancellationToken cancellationToken,
+        Func<ConcordDb, Task<bool>>? taken = null)
     {
         try
         {
-            await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Administer, entity, null, 0, time.GetUtcNow().UtcDateTime, Audits.Detail(detail))], cancellationToken);
+            await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Administer, entity, null, 0, time.GetUtcNow().UtcDateTime, Audits.Detail(detail))], cancellationToken,
+                taken is null ? null : async d =>
+                {
+                    if (await taken(d))
+                    {
+                        throw new KeyTaken();
+                    }
+                });
         }
-        catch (DbUpdateException e) when (e is DbUpdateConcurrencyException || StoreErrors.IsUniqueViolation(e))
+        catch (Exception e) when (e is KeyTaken or DbUpdateConcurrencyException || (e is DbUpdateException update && StoreErrors.IsUniqueViolation(update)))
         {
             return false;
         }
@@ -94,6 +105,9 @@ internal static class AdminEndpoints
         viewers.Invalidate();
         return true;
     }
+
+    /// <summary>The key of an administrative change was found taken inside the chain's transaction: nothing is written.</summary>
+    private sealed class KeyTaken : Exception;
 
     private static async Task<Results<Created<OrganizationDto>, ProblemHttpResult>> CreateOrganization(
         HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
@@ -110,7 +124,8 @@ internal static class AdminEndpoints
             return Problems.Field("organization", error!, error!.Contains("already exists", StringComparison.Ordinal) ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
         }
 
-        if (!await Changed(db, chain, viewer, "organization", new { created = organization.Code }, directory, viewers, time, context.RequestAborted))
+        if (!await Changed(db, chain, viewer, "organization", new { created = organization.Code }, directory, viewers, time, context.RequestAborted,
+            d => d.Organizations.AnyAsync(o => o.Code == organization.Code, context.RequestAborted)))
         {
             return Problems.Field("organization", $"organisation {organization.Code} already exists", StatusCodes.Status409Conflict);
         }
@@ -194,7 +209,8 @@ internal static class AdminEndpoints
             return Problems.Field("member", error!, error!.Contains("already exists", StringComparison.Ordinal) ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
         }
 
-        if (!await Changed(db, chain, viewer, "member", new { created = member.UserName, organization = organization.Code, roles = member.Roles, clearance = member.Clearance }, directory, viewers, time, context.RequestAborted))
+        if (!await Changed(db, chain, viewer, "member", new { created = member.UserName, organization = organization.Code, roles = member.Roles, clearance = member.Clearance }, directory, viewers, time, context.RequestAborted,
+            d => d.Members.AnyAsync(m => m.UserName == member.UserName, context.RequestAborted)))
         {
             return Problems.Field("member", $"user {member.UserName} already exists", StatusCodes.Status409Conflict);
         }
@@ -314,7 +330,8 @@ internal static class AdminEndpoints
         var group = new SharingGroup { Id = Guid.CreateVersion7(), Code = code, Name = body.Name.Trim(), OwnerOrganizationId = viewer.OrganizationId, CreatedAt = time.GetUtcNow().UtcDateTime };
         db.SharingGroups.Add(group);
         db.SharingGroupMembers.Add(new SharingGroupMember { GroupId = group.Id, OrganizationId = viewer.OrganizationId });
-        if (!await Changed(db, chain, viewer, "group", new { created = code }, directory, viewers, time, context.RequestAborted))
+        if (!await Changed(db, chain, viewer, "group", new { created = code }, directory, viewers, time, context.RequestAborted,
+            d => d.SharingGroups.AnyAsync(g => g.Code == code, context.RequestAborted)))
         {
             return Problems.Field("code", $"a group '{code}' already exists", StatusCodes.Status409Conflict);
         }
@@ -353,7 +370,8 @@ internal static class AdminEndpoints
         }
 
         // False only when a concurrent request made the same change first: the answer is the same.
-        _ = await Changed(db, chain, viewer, "group", new { group = group.Code, organization = organization.Code, added = add }, directory, viewers, time, context.RequestAborted);
+        _ = await Changed(db, chain, viewer, "group", new { group = group.Code, organization = organization.Code, added = add }, directory, viewers, time, context.RequestAborted,
+            async d => add == await d.SharingGroupMembers.AnyAsync(m => m.GroupId == group.Id && m.OrganizationId == organization.Id, context.RequestAborted));
         return TypedResults.NoContent();
     }
 
@@ -492,7 +510,8 @@ internal static class AdminEndpoints
 
         var agreement = NewVersion(Guid.CreateVersion7(), 1, code, body, parties, directory, viewer.UserName, time);
         db.Agreements.Add(agreement);
-        if (!await Changed(db, chain, viewer, "agreement", new { created = code, version = 1 }, directory, viewers, time, context.RequestAborted))
+        if (!await Changed(db, chain, viewer, "agreement", new { created = code, version = 1 }, directory, viewers, time, context.RequestAborted,
+            d => d.Agreements.AnyAsync(a => a.Code == code, context.RequestAborted)))
         {
             return Problems.Field("code", $"agreement '{code}' exists; write a new version with PUT /api/agreements/{code}", StatusCodes.Status409Conflict);
         }
@@ -529,7 +548,8 @@ internal static class AdminEndpoints
 
         var agreement = NewVersion(latest.Id, latest.Version + 1, normalized, body!, parties, directory, viewer.UserName, time);
         db.Agreements.Add(agreement);
-        if (!await Changed(db, chain, viewer, "agreement", new { revised = normalized, version = agreement.Version }, directory, viewers, time, context.RequestAborted))
+        if (!await Changed(db, chain, viewer, "agreement", new { revised = normalized, version = agreement.Version }, directory, viewers, time, context.RequestAborted,
+            d => d.Agreements.AnyAsync(a => a.Code == normalized && a.Version == agreement.Version, context.RequestAborted)))
         {
             return Problems.Field("code", $"agreement '{normalized}' was revised by another request meanwhile; read version {agreement.Version} and revise that", StatusCodes.Status409Conflict);
         }
@@ -586,7 +606,8 @@ internal static class AdminEndpoints
             return Problems.Field("code", error!, error!.Contains("exists", StringComparison.Ordinal) ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
         }
 
-        if (!await Changed(db, chain, viewer, "caveat", new { created = caveat.Code, caveat.Bit }, directory, viewers, time, context.RequestAborted))
+        if (!await Changed(db, chain, viewer, "caveat", new { created = caveat.Code, caveat.Bit }, directory, viewers, time, context.RequestAborted,
+            d => d.Caveats.AnyAsync(c => c.Code == caveat.Code || c.Bit == caveat.Bit, context.RequestAborted)))
         {
             return Problems.Field("code", $"caveat {caveat.Code} exists, or another caveat was created at the same time; list the caveats and try again", StatusCodes.Status409Conflict);
         }
