@@ -103,6 +103,24 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         return await client.ChangesOfAsync(id);
     }
 
+    [Theory]
+    [InlineData("/api/tasks?limit=abc", "limit")]
+    [InlineData("/api/tasks?limit=0", "limit")]
+    [InlineData("/api/tasks?limit=501", "limit")]
+    [InlineData("/api/tasks?overdue=maybe", "overdue")]
+    [InlineData("/api/tasks?incident=12", "incident")]
+    [InlineData("/api/requests?open=yes", "open")]
+    [InlineData("/api/requests?limit=-1", "limit")]
+    [InlineData("/api/patrols?from=yesterday", "from")]
+    [InlineData("/api/coordination/metrics?to=soon", "to")]
+    public async Task Bad_list_parameters_are_named(string path, string field)
+    {
+        var (response, problem) = await server.ClientFor("joc").GetJson(path);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal([field], problem.ErrorFields());
+    }
+
     [Fact]
     public async Task Incidents_route_by_category_and_area_and_a_missed_deadline_escalates_exactly_once_also_across_restarts()
     {

@@ -27,13 +27,23 @@ internal static class CoordinationMetrics
     public static void MapCoordinationViews(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/coordination").WithTags("Coordination").RequireAuthorization();
-        group.MapGet("/metrics", Metrics).WithSummary("Time to acknowledge and to respond, missed deadlines, per organisation, category, request type and week.");
+        group.MapGet("/metrics", Metrics)
+            .WithQueryParameter("from", "start of the period (ISO 8601; default 90 days before to)")
+            .WithQueryParameter("to", "end of the period (ISO 8601; default now)")
+            .WithSummary("Time to acknowledge and to respond, missed deadlines, per organisation, category, request type and week.");
         group.MapGet("/geojson", GeoJson).Produces(StatusCodes.Status200OK, contentType: "application/geo+json")
             .WithSummary("Open requests with a place or route and patrols, as GeoJSON, for the map.");
     }
 
-    private static async Task<Results<Ok<CoordinationMetricsDto>, ProblemHttpResult>> Metrics(HttpContext context, Viewer viewer, CoordinationDesk desk, DateTimeOffset? from, DateTimeOffset? to)
+    private static async Task<Results<Ok<CoordinationMetricsDto>, ProblemHttpResult>> Metrics(HttpContext context, Viewer viewer, CoordinationDesk desk)
     {
+        var query = new QueryReader(context.Request.Query);
+        var (from, to) = (query.Time("from"), query.Time("to"));
+        if (query.Errors.Count > 0)
+        {
+            return Problems.Invalid(query.Errors);
+        }
+
         var now = desk.Now;
         foreach (var (name, value) in new[] { ("from", from), ("to", to) })
         {

@@ -15,7 +15,10 @@ internal static class FieldEndpoints
     public static void MapCoordinationField(this IEndpointRouteBuilder app)
     {
         var patrols = app.MapGroup("/api/patrols").WithTags("Coordination").RequireAuthorization();
-        patrols.MapGet("/", ListPatrols).WithSummary("Joint patrols you may see, by start time.");
+        patrols.MapGet("/", ListPatrols)
+            .WithQueryParameter("from", "only patrols ending at or after this time (ISO 8601)")
+            .WithQueryParameter("to", "only patrols starting at or before this time (ISO 8601)")
+            .WithSummary("Joint patrols you may see, by start time.");
         patrols.MapGet("/{id:guid}", GetPatrol).WithSummary("One patrol with the latest TAK tracks of its members that you may see.");
         patrols.MapPost("/", CreatePatrol).WithSummary("Plan a joint patrol: organisations, members, route, schedule.");
         patrols.MapPost("/{id:guid}/status", SetPatrolStatus).WithSummary("Move a patrol: planned → under-way, or cancelled (participants).");
@@ -36,8 +39,15 @@ internal static class FieldEndpoints
         CoordinationDesk.Utc(p.StartsAt), CoordinationDesk.Utc(p.EndsAt), p.Status, p.ReportId, p.CreatedBy, CoordinationDesk.Utc(p.UpdatedAt),
         desk.Markings.ToDto(p), tracks);
 
-    private static async Task<Ok<List<PatrolDto>>> ListPatrols(HttpContext context, Viewer viewer, CoordinationDesk desk, DateTimeOffset? from, DateTimeOffset? to)
+    private static async Task<Results<Ok<List<PatrolDto>>, ProblemHttpResult>> ListPatrols(HttpContext context, Viewer viewer, CoordinationDesk desk)
     {
+        var query = new QueryReader(context.Request.Query);
+        var (from, to) = (query.Time("from"), query.Time("to"));
+        if (query.Errors.Count > 0)
+        {
+            return Problems.Invalid(query.Errors);
+        }
+
         var patrols = desk.Db.Patrols.AsNoTracking().VisibleTo(viewer);
         patrols = from is { } f ? patrols.Where(p => p.EndsAt >= f.UtcDateTime) : patrols;
         patrols = to is { } t ? patrols.Where(p => p.StartsAt <= t.UtcDateTime) : patrols;

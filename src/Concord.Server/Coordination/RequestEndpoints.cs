@@ -4,6 +4,7 @@ using Concord.Server.Audit;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
 using Concord.Server.Organizations;
+using Microsoft.OpenApi;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
@@ -17,7 +18,11 @@ internal static class RequestEndpoints
     public static void MapRequests(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/requests").WithTags("Coordination").RequireAuthorization();
-        group.MapGet("/", List).WithSummary("Requests you may see: incoming (to your organisation or its kind), outgoing (from it), or all; by status, type, overdue.");
+        group.MapGet("/", List)
+            .WithQueryParameter("overdue", "true: only requests past a deadline", JsonSchemaType.Boolean)
+            .WithQueryParameter("open", "true: only requests not yet completed, declined or cancelled", JsonSchemaType.Boolean)
+            .WithQueryParameter("limit", $"at most this many (1–{TaskEndpoints.MaxPage}; default 100)", JsonSchemaType.Integer)
+            .WithSummary("Requests you may see: incoming (to your organisation or its kind), outgoing (from it), or all; by status, type, overdue.");
         group.MapGet("/{id:guid}", Get).WithSummary("One request, with the criteria its requester stated and the moves open to you.");
         group.MapPost("/", Create).WithSummary("Request assistance from an organisation (code) or a kind of organisation (kind:military).");
         group.MapPost("/{id:guid}/status", SetStatus)
@@ -25,8 +30,15 @@ internal static class RequestEndpoints
     }
 
     private static async Task<Results<Ok<List<RequestDto>>, ProblemHttpResult>> List(
-        HttpContext context, Viewer viewer, CoordinationDesk desk, string? direction, string? status, string? type, bool? overdue, bool? open, int? limit)
+        HttpContext context, Viewer viewer, CoordinationDesk desk, string? direction, string? status, string? type)
     {
+        var query = new QueryReader(context.Request.Query);
+        var (overdue, open, take) = (query.Bool("overdue"), query.Bool("open"), query.Limit(100, TaskEndpoints.MaxPage));
+        if (query.Errors.Count > 0)
+        {
+            return Problems.Invalid(query.Errors);
+        }
+
         var requests = desk.Db.Requests.AsNoTracking().VisibleTo(viewer);
         var myKind = OrganizationKinds.Token(viewer.OrganizationKind);
         switch (direction)
@@ -78,7 +90,6 @@ internal static class RequestEndpoints
                     || (r.AcknowledgeBy != null && r.AcknowledgedAt == null && r.RespondedAt == null && r.AcknowledgeBy <= now)));
         }
 
-        var take = Math.Clamp(limit ?? 100, 1, TaskEndpoints.MaxPage);
         var page = await requests.OrderByDescending(r => r.Number).Take(take).ToListAsync(context.RequestAborted);
         await desk.AuditReadAsync(viewer, "request", page.Select(r => (r.Id, r.Classification)).ToList(), context);
         var members = await desk.MemberNamesAsync(page.Select(r => (Guid?)r.RequesterMemberId), context.RequestAborted);

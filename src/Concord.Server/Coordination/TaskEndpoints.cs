@@ -2,6 +2,7 @@ using Concord.Server.Access;
 using Concord.Server.Audit;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
+using Microsoft.OpenApi;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
@@ -15,7 +16,14 @@ internal static class TaskEndpoints
     public static void MapTasks(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/tasks").WithTags("Coordination").RequireAuthorization();
-        group.MapGet("/", List).WithSummary("Tasks you may see, most urgent first: filter by organisation, status, incident, request, meeting or overdue.");
+        group.MapGet("/", List)
+            .WithQueryParameter("incident", "only tasks for this incident (id)")
+            .WithQueryParameter("request", "only tasks for this request (id)")
+            .WithQueryParameter("meeting", "only tasks from this meeting (id)")
+            .WithQueryParameter("overdue", "true: only tasks past a deadline", JsonSchemaType.Boolean)
+            .WithQueryParameter("open", "true: only tasks not done or declined", JsonSchemaType.Boolean)
+            .WithQueryParameter("limit", $"at most this many (1–{MaxPage}; default 100)", JsonSchemaType.Integer)
+            .WithSummary("Tasks you may see, most urgent first: filter by organisation, status, incident, request, meeting or overdue.");
         group.MapGet("/{id:guid}", Get).WithSummary("One task with its comments.");
         group.MapPost("/", Create).WithSummary("Assign a task to an organisation (or one of its members).");
         group.MapPost("/{id:guid}/status", SetStatus).WithSummary("Move a task: open → acknowledged → in-progress → done, or declined with a reason (members of the assignee).");
@@ -23,9 +31,16 @@ internal static class TaskEndpoints
     }
 
     private static async Task<Results<Ok<List<TaskDto>>, ProblemHttpResult>> List(
-        HttpContext context, Viewer viewer, CoordinationDesk desk, string? organization, string? status, Guid? incident, Guid? request, Guid? meeting,
-        bool? overdue, bool? open, int? limit)
+        HttpContext context, Viewer viewer, CoordinationDesk desk, string? organization, string? status)
     {
+        var query = new QueryReader(context.Request.Query);
+        var (incident, request, meeting) = (query.Id("incident"), query.Id("request"), query.Id("meeting"));
+        var (overdue, open, take) = (query.Bool("overdue"), query.Bool("open"), query.Limit(100, MaxPage));
+        if (query.Errors.Count > 0)
+        {
+            return Problems.Invalid(query.Errors);
+        }
+
         var tasks = desk.Db.Tasks.AsNoTracking().VisibleTo(viewer);
         if (organization is not null)
         {
@@ -63,7 +78,6 @@ internal static class TaskEndpoints
                     || (t.AcknowledgeBy != null && t.AcknowledgedAt == null && t.RespondedAt == null && t.AcknowledgeBy <= now)));
         }
 
-        var take = Math.Clamp(limit ?? 100, 1, MaxPage);
         var page = await tasks.OrderBy(t => t.NextDeadline == null).ThenBy(t => t.NextDeadline).ThenByDescending(t => t.Number).Take(take).ToListAsync(context.RequestAborted);
         await desk.AuditReadAsync(viewer, "task", page.Select(t => (t.Id, t.Classification)).ToList(), context);
         var members = await desk.MemberNamesAsync(page.Select(t => t.MemberId), context.RequestAborted);

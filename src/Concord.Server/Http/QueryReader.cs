@@ -1,0 +1,44 @@
+using System.Globalization;
+
+namespace Concord.Server.Http;
+
+/// <summary>
+/// Typed query parameters read by hand, so that a bad value is a 400 naming the parameter and saying what it must be (the
+/// framework's own binding answers a bare 400), and so that a limit out of range is refused rather than quietly clamped.
+/// </summary>
+internal sealed class QueryReader(IQueryCollection query)
+{
+    public Dictionary<string, string[]> Errors { get; } = new(StringComparer.Ordinal);
+
+    public bool? Bool(string name) => Read<bool>(name, text => bool.TryParse(text, out var value) ? value : null, "must be true or false");
+
+    public Guid? Id(string name) => Read<Guid>(name, text => Guid.TryParse(text, out var value) ? value : null, "must be an id (a UUID)");
+
+    public DateTimeOffset? Time(string name) =>
+        Read<DateTimeOffset>(name, text => DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var value) ? value : null,
+            "must be an ISO 8601 time such as 2024-05-01T00:00:00Z");
+
+    public int Limit(int fallback, int max) =>
+        Read<int>("limit", text => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value is >= 1 && value <= max ? value : null,
+            $"must be a whole number from 1 to {max}") ?? fallback;
+
+    private T? Read<T>(string name, Func<string, T?> parse, string rule)
+        where T : struct
+    {
+        if (query[name].ToString() is not { Length: > 0 } text)
+        {
+            return null;
+        }
+
+        if (parse(text) is { } value)
+        {
+            return value;
+        }
+
+        Errors[name] = [$"'{Shown(text)}' {rule}"];
+        return null;
+    }
+
+    // A value is quoted back, cut short and without control characters (it may come from anywhere).
+    private static string Shown(string text) => new([.. text.Take(40).Select(c => char.IsControl(c) ? '?' : c)]);
+}
