@@ -4,9 +4,9 @@ using Concord.Server.Audit;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
 using Concord.Server.Organizations;
-using Microsoft.OpenApi;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.OpenApi;
 
 namespace Concord.Server.Coordination;
 

@@ -2,9 +2,9 @@ using Concord.Server.Access;
 using Concord.Server.Audit;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
-using Microsoft.OpenApi;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.OpenApi;
 
 namespace Concord.Server.Coordination;
 
