@@ -39,6 +39,8 @@ public sealed class RawStampTests
     [InlineData("<event uid='A' type='a-f-G' time='2020-02-08T18:10:44Z' start='2020-02-08T18:10:44Z' stale='2020-02-08T18:11:44Z'><point lat='1' lon='2'/><detail><remarks><![CDATA[</detail>]]></remarks></detail></event>")]
     [InlineData("<event uid='A' type='a-f-G' time='2020-02-08T18:10:44Z' start='2020-02-08T18:10:44Z' stale='2020-02-08T18:11:44Z'><point lat='1' lon='2'/><detail><contact callsign='A'/></detail><x><detail></detail></x></event>")]
     [InlineData("<event uid='A' type='a-f-G' time='2020-02-08T18:10:44Z' start='2020-02-08T18:10:44Z' stale='2020-02-08T18:11:44Z'><point lat='1' lon='2'/><detail><contact callsign='A'/></detail><?note </detail> ?></event>")]
+    [InlineData("<event uid='A' type='a-f-G' time='2020-02-08T18:10:44Z' start='2020-02-08T18:10:44Z' stale='2020-02-08T18:11:44Z'><point lat='1' lon='2'/><detail/><x><detail></detail></x></event>")]
+    [InlineData("<event uid='A' type='a-f-G' time='2020-02-08T18:10:44Z' start='2020-02-08T18:10:44Z' stale='2020-02-08T18:11:44Z'><point lat='1' lon='2'/><detail/><x><detail/></x></event>")]
     public void Events_of_another_shape_are_left_to_the_full_rebuild(string xml) =>
         Assert.Null(RawStamp.TryInsert(Encoding.UTF8.GetBytes(xml), Label, "concord-test", "2026-11-22T00:00:00.000Z"));
 }

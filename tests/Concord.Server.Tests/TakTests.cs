@@ -93,12 +93,13 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
-    public async Task An_item_is_its_senders_and_only_events_concord_routes_are_remembered()
+    public async Task An_item_is_its_senders_organisations_and_only_events_concord_routes_are_remembered()
     {
-        var colleague = await ForceColleagueAsync();
         await using var owner = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
-        await using var other = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        await using var teammate = await server.ConnectTakAsync(await server.IssueDeviceAsync(await ForceColleagueAsync()));
         await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(await ForceColleagueAsync()));
+        await using var other = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol"));
+        await using var otherWatcher = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol2"));
         await Task.Delay(300);
         var marker = Guid.NewGuid().ToString();
         string Drawing(string uid, string remarks, string time) =>
@@ -108,11 +109,14 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await owner.SendAsync(Drawing(marker, "checkpoint sector", Now()));
         Assert.Equal("checkpoint sector", (await watcher.WaitForAsync(e => e.Uid == marker))?.Detail.Remarks);
 
-        // Another member's device re-sends the item with a later time: refused, and it does not freeze the owner's edits.
-        await other.SendAsync(Drawing(marker, "taken over", Now(60)));
-        Assert.Null(await watcher.WaitForAsync(e => e.Uid == marker, TimeSpan.FromSeconds(1)));
-        await owner.SendAsync(Drawing(marker, "checkpoint moved", Now(1)));
+        // A teammate edits it, as a team does; another organisation's device re-sending it with a later time is refused
+        // (its own organisation's devices are not sent it), and it does not freeze the owner's edits.
+        await teammate.SendAsync(Drawing(marker, "checkpoint moved", Now(30)));
         Assert.Equal("checkpoint moved", (await watcher.WaitForAsync(e => e.Uid == marker))?.Detail.Remarks);
+        await other.SendAsync(Drawing(marker, "taken over", Now(60)));
+        Assert.Null(await otherWatcher.WaitForAsync(e => e.Uid == marker, TimeSpan.FromSeconds(1)));
+        await owner.SendAsync(Drawing(marker, "checkpoint closed", Now(45)));
+        Assert.Equal("checkpoint closed", (await watcher.WaitForAsync(e => e.Uid == marker))?.Detail.Remarks);
 
         // Events of types Concord does not route, and uids longer than any device's, leave nothing behind.
         var router = server.Services.GetRequiredService<TakRouter>();

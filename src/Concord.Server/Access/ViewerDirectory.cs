@@ -56,7 +56,7 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var (viewer, expiresAt) = await load(db);
         // Only hits are cached: caching misses would let anyone grow the cache with made-up tokens.
-        if (viewer is not null && Interlocked.Read(ref _generation) == generation)
+        if (viewer is not null)
         {
             if (_cache.Count > MaxEntries)
             {
@@ -64,7 +64,13 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
             }
 
             var until = now + Lifetime;
-            _cache[key] = (viewer, expiresAt is { } expires && expires < until.UtcDateTime ? new DateTimeOffset(expires, TimeSpan.Zero) : until);
+            (Viewer? Viewer, DateTimeOffset Until) cached = (viewer, expiresAt is { } expires && expires < until.UtcDateTime ? new DateTimeOffset(expires, TimeSpan.Zero) : until);
+            _cache[key] = cached;
+            // Written first and checked after: an Invalidate between the read and now takes the entry out again.
+            if (Interlocked.Read(ref _generation) != generation)
+            {
+                _cache.TryRemove(new KeyValuePair<string, (Viewer?, DateTimeOffset)>(key, cached));
+            }
         }
 
         return viewer;

@@ -96,6 +96,12 @@ internal static class Commands
                 _ => throw new InvalidOperationException($"verb '{invocation.Verb}' has no handler"),
             };
         }
+        catch (Microsoft.EntityFrameworkCore.DbUpdateException e)
+        {
+            // Another writer got there first (the same code or name added at the same moment), or a constraint of the store.
+            await errors.WriteLineAsync($"concord: the store refused the change: {e.GetBaseException().Message}");
+            return 1;
+        }
         catch (Exception e) when (e is SchemeMismatchException or Demo.DemoSeedException)
         {
             await errors.WriteLineAsync("concord: " + e.Message);
@@ -291,7 +297,7 @@ internal static class Commands
             await app.DisposeAsync();
             return 1;
         }
-        catch (InvalidOperationException e) when (options.Urls.Contains("https:", StringComparison.OrdinalIgnoreCase))
+        catch (InvalidOperationException e) when (options.Urls.Contains("https:", StringComparison.OrdinalIgnoreCase) && e.Message.Contains("certificate", StringComparison.OrdinalIgnoreCase))
         {
             // Kestrel's own words (no certificate configured for HTTPS); Concord serves HTTPS only with one set in its configuration.
             await errors.WriteLineAsync($"concord: cannot listen on {options.Urls}: {e.Message} Serve plain HTTP on loopback behind a TLS proxy, or configure a certificate (Kestrel:Certificates:Default).");

@@ -61,7 +61,7 @@ internal static class DemoCoordination
 
         async Task<Viewer> As(string user) =>
             await viewers.ForMemberAsync(await DemoMission.MemberIdAsync(services, user, cancellationToken), cancellationToken)
-            ?? throw new InvalidOperationException($"demo member {user} is missing");
+            ?? throw new DemoSeedException($"demo member {user} is missing");
 
         var ocha = await As("ocha.cmcoord");
         var (escort, problem) = await RequestEndpoints.CreateAsync(desk, new NewRequest(
@@ -116,7 +116,7 @@ internal static class DemoCoordination
     {
         if (error is not null)
         {
-            throw new InvalidOperationException("demo coordination seeding failed: " + error);
+            throw new DemoSeedException("demo coordination seeding failed: " + error);
         }
     }
 }

@@ -84,7 +84,12 @@ internal static class FusionEndpoints
             return [];
         }
 
-        var incident = await db.Incidents.AsNoTracking().SingleAsync(i => i.Id == incidentId, cancellationToken);
+        // Merged away or emptied by another analyst between the two reads: gone for this answer too.
+        if (await db.Incidents.AsNoTracking().SingleOrDefaultAsync(i => i.Id == incidentId, cancellationToken) is not { } incident)
+        {
+            return [];
+        }
+
         var before = new List<Report>();
         var seen = new List<LinkAsSeen>();
         foreach (var x in rows.OrderBy(x => x.Link.LinkedAt).ThenBy(x => x.Report.ObservedAt))

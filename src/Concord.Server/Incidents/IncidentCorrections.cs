@@ -15,7 +15,8 @@ namespace Concord.Server.Incidents;
 internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, FusionEngine fusion, IncidentGate gate, TimeProvider time)
 {
     /// <summary>The result: the incident that now holds the reports, or the field at fault and why (404 when nothing to see).</summary>
-    internal sealed record Outcome(Incident? Incident, string? Field, string? Reason, int Status = StatusCodes.Status400BadRequest)
+    /// <param name="Incident">The incident as stored; <paramref name="Seen"/> as the analyst sees it, built before the gate opened.</param>
+    internal sealed record Outcome(Incident? Incident, string? Field, string? Reason, int Status = StatusCodes.Status400BadRequest, Incident? Seen = null)
     {
         public static Outcome NotFound() => new(null, null, null, StatusCodes.Status404NotFound);
     }
@@ -74,7 +75,8 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             fusion.Removed(merged);
         }
 
-        return new Outcome(target, null, null);
+        // Built while the gate is held: another analyst's merge right after could otherwise take the target away first.
+        return new Outcome(target, null, null, Seen: (await db.AsSeenByAsync([target], viewer, CancellationToken.None)).SingleOrDefault());
     }
 
     /// <summary>

@@ -239,15 +239,12 @@ internal static class IncidentEndpoints
         }
 
         var outcome = await corrections.MergeAsync(viewer, id, body!.Incidents, context.RequestAborted);
-        if (outcome.Incident is not { } target)
+        if (outcome.Incident is null)
         {
             return outcome.Field is null ? TypedResults.NotFound() : Problems.Field(outcome.Field, outcome.Reason!, outcome.Status);
         }
 
-        // Another analyst may have merged the target away or split it since: then it is gone for this answer too.
-        return (await db.AsSeenByAsync([target], viewer, context.RequestAborted)).SingleOrDefault() is { } seen
-            ? TypedResults.Ok(seen.ToDto(directory, markings))
-            : TypedResults.NotFound();
+        return outcome.Seen is { } seen ? TypedResults.Ok(seen.ToDto(directory, markings)) : TypedResults.NotFound();
     }
 
     /// <summary>Links a report into an incident and rebuilds the incident's summary from all its reports (used by releases).</summary>

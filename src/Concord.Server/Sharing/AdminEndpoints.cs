@@ -290,7 +290,11 @@ internal static class AdminEndpoints
             member.PasswordHash = Passwords.Hash(member, body.Password);
         }
 
-        await Changed(db, chain, viewer, "member", new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, directory, viewers, time, context.RequestAborted);
+        if (!await Changed(db, chain, viewer, "member", new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, directory, viewers, time, context.RequestAborted))
+        {
+            return Problems.Field("member", $"{member.UserName} was changed by another request meanwhile; read it again", StatusCodes.Status409Conflict);
+        }
+
         return TypedResults.Ok(ToDto(member, directory.Organization(member.OrganizationId)?.Code ?? "", markings));
     }
 
@@ -573,7 +577,11 @@ internal static class AdminEndpoints
         }
 
         latest.RetiredAt ??= time.GetUtcNow().UtcDateTime;
-        await Changed(db, chain, viewer, "agreement", new { retired = normalized, version = latest.Version }, directory, viewers, time, context.RequestAborted);
+        if (!await Changed(db, chain, viewer, "agreement", new { retired = normalized, version = latest.Version }, directory, viewers, time, context.RequestAborted))
+        {
+            return Problems.Field("code", $"agreement '{normalized}' was changed by another request meanwhile; read it again", StatusCodes.Status409Conflict);
+        }
+
         return TypedResults.NoContent();
     }
 

@@ -48,7 +48,9 @@ internal static class RawStamp
 
         // The event's own detail must be the only one, and nothing inside the event may be a processing instruction (whose
         // text may hold "</detail>"): otherwise the stamp could land in an element devices ignore.
-        if ((detailEnd >= 0 && raw[..detailEnd].IndexOf(DetailEnd) >= 0) || raw[tagEnd..].IndexOf("<?"u8) >= 0)
+        var rest = raw[tagEnd..];
+        var firstDetail = rest.IndexOf("<detail"u8);
+        if (firstDetail < 0 || rest[(firstDetail + 1)..].IndexOf("<detail"u8) >= 0 || rest.IndexOf("<?"u8) >= 0)
         {
             return null;
         }

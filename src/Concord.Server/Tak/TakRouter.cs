@@ -247,7 +247,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
-        if (!Newer(e.Uid, e.Time, from.Viewer.MemberId))
+        if (!Newer(e.Uid, e.Time, from.Viewer, out var previous))
         {
             Interlocked.Increment(ref _ignored);
             return;
@@ -276,16 +276,27 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         {
             // The store failed (busy, restarting): the event costs only itself. The device stays connected, and the event
             // is forgotten by the replay check, so that the device sending it again is not taken for a replay.
-            Unrecord(e.Uid, e.Time);
+            Unrecord(e.Uid, e.Time, previous);
             logger.LogWarning(failure, "TAK event {Uid} ({Type}) from {User} could not be handled; the device stays connected", e.Uid, e.Type, from.Viewer.UserName);
         }
     }
 
-    /// <summary>Forgets that <paramref name="uid"/> was routed at <paramref name="time"/>, unless a newer event has been since.</summary>
-    private void Unrecord(string uid, DateTimeOffset time)
+    /// <summary>
+    /// Forgets that <paramref name="uid"/> was routed at <paramref name="time"/>, unless a newer event has been since: an
+    /// edit puts back the time it replaced (the item keeps its owner); the first event of a uid takes its entry with it.
+    /// </summary>
+    private void Unrecord(string uid, DateTimeOffset time, long previous)
     {
-        if (_latest.TryGetValue(uid, out var latest) && Interlocked.Read(ref latest.Ticks) == time.UtcTicks
-            && _latest.TryRemove(new KeyValuePair<string, Latest>(uid, latest)))
+        if (!_latest.TryGetValue(uid, out var latest))
+        {
+            return;
+        }
+
+        if (previous != 0)
+        {
+            Interlocked.CompareExchange(ref latest.Ticks, previous, time.UtcTicks);
+        }
+        else if (Interlocked.Read(ref latest.Ticks) == time.UtcTicks && _latest.TryRemove(new KeyValuePair<string, Latest>(uid, latest)))
         {
             Interlocked.Decrement(ref _latestCount);
         }
@@ -365,12 +376,13 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return $"the uid is the device of another member ({owner})";
         }
 
-        // An edit of an item (a marker, a drawing, a message) is its sender's: another member's device re-sending it under
-        // the same uid would replace it on every device under its own marking, and freeze the owner's own edits until its
-        // time passed. (A device's own uid passes to another member once its track is no longer current: OtherOwner.)
-        if (route != Route.Position && e.Type != CotMapping.DeleteType && _latest.TryGetValue(e.Uid, out var latest) && latest.Owner != from.Viewer.MemberId)
+        // An item (a marker, a drawing, a message) is its sender's organisation's: its members edit it together, as a team
+        // does, but another organisation's device re-sending it under the same uid would replace it on every device under
+        // its own marking, and freeze the owner's own edits until its time passed. (A device's own uid passes to another
+        // member once its track is no longer current: OtherOwner.)
+        if (route != Route.Position && e.Type != CotMapping.DeleteType && _latest.TryGetValue(e.Uid, out var latest) && latest.OwnerOrganization != from.Viewer.OrganizationId)
         {
-            return "the uid is an item another member sent first";
+            return "the uid is an item another organisation sent first";
         }
 
         if (e.Type == CotMapping.DeleteType)
@@ -446,13 +458,17 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         return tracks.OwnerOf(uid, now.UtcDateTime) is { } owner && owner != member ? "a current track" : null;
     }
 
-    /// <summary>Records <paramref name="time"/> as the latest of <paramref name="uid"/> unless an event as new was routed already.</summary>
-    private bool Newer(string uid, DateTimeOffset time, Guid member)
+    /// <summary>
+    /// Records <paramref name="time"/> as the latest of <paramref name="uid"/> unless an event as new was routed already;
+    /// <paramref name="previous"/> is the time it replaced (0 for a uid not seen before).
+    /// </summary>
+    private bool Newer(string uid, DateTimeOffset time, Viewer sender, out long previous)
     {
         var ticks = time.UtcTicks;
+        previous = 0;
         if (!_latest.TryGetValue(uid, out var latest))
         {
-            var first = new Latest(ticks, member);
+            var first = new Latest(ticks, sender.MemberId, sender.OrganizationId);
             latest = _latest.GetOrAdd(uid, first);
             if (ReferenceEquals(latest, first))
             {
@@ -463,25 +479,28 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         while (true)
         {
-            var last = Interlocked.Read(ref latest.Ticks);
-            if (ticks <= last)
+            previous = Interlocked.Read(ref latest.Ticks);
+            if (ticks <= previous)
             {
                 return false;
             }
 
-            if (Interlocked.CompareExchange(ref latest.Ticks, ticks, last) == last)
+            if (Interlocked.CompareExchange(ref latest.Ticks, ticks, previous) == previous)
             {
                 return true;
             }
         }
     }
 
-    private sealed class Latest(long ticks, Guid owner)
+    private sealed class Latest(long ticks, Guid owner, Guid ownerOrganization)
     {
         public long Ticks = ticks;
 
         /// <summary>The member whose device first sent this uid.</summary>
         public readonly Guid Owner = owner;
+
+        /// <summary>Their organisation: its members' devices may edit the item (a team works on its markers together).</summary>
+        public readonly Guid OwnerOrganization = ownerOrganization;
     }
 
     /// <summary>How many uids the replay check remembers before it forgets those not seen for a day (markers each have their own uid).</summary>
@@ -573,10 +592,25 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             }
         }
 
-        if (e.Uid == from.DeviceUid && e.Detail.Contact?.Callsign is { Length: > 0 } callsign && callsign != from.Callsign)
+        if (e.Uid == from.DeviceUid && e.Detail.Contact?.Callsign is { Length: > 0 } callsign && callsign != from.ClaimedCallsign)
         {
-            // Messages addressed by callsign go to the session holding it: a device of another member claiming a
-            // callsign a live device already has would receive that device's direct messages. The first holder keeps it.
+            Claim(from, e, callsign);
+        }
+
+        Broadcast(stamped, from.Marking, from, deliveries);
+    }
+
+    /// <summary>
+    /// Gives a device the callsign it reports, judged once per new claim and under the attaching lock (two devices claiming
+    /// one callsign at once are judged in turn). Messages addressed by callsign go to the session holding it: a device of
+    /// another member claiming a callsign a live device already has would receive that device's direct messages. The
+    /// first holder keeps it.
+    /// </summary>
+    private void Claim(TakSession from, CotEvent e, string callsign)
+    {
+        lock (_attaching)
+        {
+            from.ClaimedCallsign = callsign;
             if (_sessions.FirstOrDefault(s => s != from && s.Callsign == callsign && s.Viewer.MemberId != from.Viewer.MemberId && !s.Closing.IsCancellationRequested) is { } holder)
             {
                 if (from.ShouldLogRefused())
@@ -590,8 +624,6 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 from.Callsign = callsign;
             }
         }
-
-        Broadcast(stamped, from.Marking, from, deliveries);
     }
 
     private async Task MarkerAsync(TakSession from, CotEvent e, string category, ReadOnlyMemory<byte> raw)

@@ -125,6 +125,11 @@ internal sealed class TakServer(
             _listening.TrySetException(e);
             throw;
         }
+        finally
+        {
+            // Stopped before the listeners were up (the host shutting down while the tracks load): nobody waits for ever.
+            _listening.TrySetCanceled(stoppingToken);
+        }
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
@@ -512,7 +517,7 @@ internal sealed class TakServer(
         var stored = await db.Incidents.AsNoTracking().Where(i => sent.Contains(i.Id)).Select(i => i.Id).ToListAsync(cancellationToken);
         foreach (var gone in sent.Except(stored))
         {
-            session.Send(new Outbound(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + gone.ToString("D"), time.GetUtcNow()), droppable: false));
+            await session.SendWaitingAsync(new Outbound(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + gone.ToString("D"), time.GetUtcNow()), droppable: false));
         }
     }
 

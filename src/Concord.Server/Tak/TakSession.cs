@@ -120,6 +120,9 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>The callsign of the device's own position reports, once it has sent one: GeoChat addresses devices by it.</summary>
     public string? Callsign { get; set; }
 
+    /// <summary>The callsign the device last reported, whether or not it was given (<see cref="Callsign"/>): it is judged once.</summary>
+    public string? ClaimedCallsign { get; set; }
+
     /// <summary>Whether to log the next malformed event of this device: the first ten, then one in a hundred.</summary>
     public bool ShouldLogMalformed() => Sample(ref _malformedLogged);
 
