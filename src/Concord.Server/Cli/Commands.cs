@@ -285,9 +285,14 @@ internal static class Commands
             await DemoMission.SeedAsync(app.Services, output, cancellationToken);
         }
 
+        var tak = app.Services.GetRequiredService<Tak.TakServer>();
         try
         {
             await app.StartAsync(cancellationToken);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && tak.Listening.IsFaulted)
+        {
+            // The TAK listener failed while the web server was still starting, and its failure stopped the host: said below.
         }
         catch (Exception e) when (e is Microsoft.AspNetCore.Connections.AddressInUseException
             || e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException or System.Net.Sockets.SocketException)
@@ -308,7 +313,7 @@ internal static class Commands
         try
         {
             // The TAK listeners bind in a background service, after the host has started: wait for them too.
-            await app.Services.GetRequiredService<Tak.TakServer>().Listening.WaitAsync(cancellationToken);
+            await tak.Listening.WaitAsync(cancellationToken);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
