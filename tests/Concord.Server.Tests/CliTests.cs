@@ -526,27 +526,28 @@ public sealed class CommandLineTests
     [Fact]
     public async Task Serve_with_its_tak_port_in_use_says_so_and_exits_non_zero()
     {
-        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        taken.Start();
-        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
-        var data = Path.Combine(Path.GetTempPath(), "concord-takport-" + Guid.NewGuid().ToString("N")[..8]);
-        try
-        {
-            var (exit, output, errors) = await CliTests.Run("serve", "--data", data, "--urls", "http://127.0.0.1:0", "--tak-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var (port, exit, output, errors) = await ServeWithAPortTakenAsync((data, port) =>
+            ["serve", "--data", data, "--urls", "http://127.0.0.1:0", "--tak-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
 
-            Assert.Equal(1, exit);
-            Assert.Contains($"cannot listen for TAK devices on 127.0.0.1 (TLS port {port})", errors);
-            Assert.Contains("--tak-port", errors);
-            Assert.DoesNotContain("listening", output);
-        }
-        finally
-        {
-            Directory.Delete(data, recursive: true);
-        }
+        Assert.Equal(1, exit);
+        Assert.Contains($"cannot listen for TAK devices on 127.0.0.1 (TLS port {port})", errors);
+        Assert.Contains("--tak-port", errors);
+        Assert.DoesNotContain("listening", output);
     }
 
     [Fact]
     public async Task Serve_on_a_port_in_use_says_so_and_never_that_it_listens()
+    {
+        var (port, exit, output, errors) = await ServeWithAPortTakenAsync((data, port) =>
+            ["serve", "--data", data, "--urls", $"http://127.0.0.1:{port}", "--no-tak"]);
+
+        Assert.Equal(1, exit);
+        Assert.Contains($"cannot listen on http://127.0.0.1:{port}", errors);
+        Assert.DoesNotContain("listening", output);
+    }
+
+    /// <summary>Runs <c>concord</c> with a fresh data directory while another listener holds a loopback port.</summary>
+    private static async Task<(int Port, int Exit, string Output, string Errors)> ServeWithAPortTakenAsync(Func<string, int, string[]> arguments)
     {
         using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         taken.Start();
@@ -554,15 +555,15 @@ public sealed class CommandLineTests
         var data = Path.Combine(Path.GetTempPath(), "concord-port-" + Guid.NewGuid().ToString("N")[..8]);
         try
         {
-            var (exit, output, errors) = await CliTests.Run("serve", "--data", data, "--urls", $"http://127.0.0.1:{port}", "--no-tak");
-
-            Assert.Equal(1, exit);
-            Assert.Contains($"cannot listen on http://127.0.0.1:{port}", errors);
-            Assert.DoesNotContain("listening", output);
+            var (exit, output, errors) = await CliTests.Run(arguments(data, port));
+            return (port, exit, output, errors);
         }
         finally
         {
-            Directory.Delete(data, recursive: true);
+            if (Directory.Exists(data))
+            {
+                Directory.Delete(data, recursive: true);
+            }
         }
     }
 }

@@ -45,19 +45,15 @@ internal sealed record ListQuery
             }
         }
 
-        var from = Time(query, "from", errors);
-        var to = Time(query, "to", errors);
+        var reader = new QueryReader(query, errors);
+        var from = reader.Time("from")?.UtcDateTime;
+        var to = reader.Time("to")?.UtcDateTime;
         if (from > to)
         {
             errors["from"] = ["must not be after 'to'"];
         }
 
-        var limit = DefaultLimit;
-        if (query["limit"].ToString() is { Length: > 0 } limitText
-            && (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit < 1 || limit > MaxLimit))
-        {
-            errors["limit"] = [$"must be a whole number from 1 to {MaxLimit}"];
-        }
+        var limit = reader.Limit(DefaultLimit, MaxLimit);
 
         Cursor? after = null;
         if (query["cursor"].ToString() is { Length: > 0 } cursorText)
@@ -99,22 +95,6 @@ internal sealed record ListQuery
     private static string? Optional(IQueryCollection query, string name) =>
         query[name].ToString() is { Length: > 0 } value ? value.Trim() : null;
 
-    private static DateTime? Time(IQueryCollection query, string name, Dictionary<string, string[]> errors)
-    {
-        var text = query[name].ToString();
-        if (text.Length == 0)
-        {
-            return null;
-        }
-
-        if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var value))
-        {
-            return value.UtcDateTime;
-        }
-
-        errors[name] = [$"'{text}' is not an ISO 8601 time such as 2024-05-01T00:00:00Z"];
-        return null;
-    }
 }
 
 /// <summary>A viewport in GeoJSON order: west, south, east, north.</summary>

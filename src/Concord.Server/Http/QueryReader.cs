@@ -6,9 +6,10 @@ namespace Concord.Server.Http;
 /// Typed query parameters read by hand, so that a bad value is a 400 naming the parameter and saying what it must be (the
 /// framework's own binding answers a bare 400), and so that a limit out of range is refused rather than quietly clamped.
 /// </summary>
-internal sealed class QueryReader(IQueryCollection query)
+internal sealed class QueryReader(IQueryCollection query, Dictionary<string, string[]>? errors = null)
 {
-    public Dictionary<string, string[]> Errors { get; } = new(StringComparer.Ordinal);
+    /// <summary>What was wrong, by parameter (shared with the caller's own checks when it passes its dictionary in).</summary>
+    public Dictionary<string, string[]> Errors { get; } = errors ?? new(StringComparer.Ordinal);
 
     public bool? Bool(string name) => Read<bool>(name, text => bool.TryParse(text, out var value) ? value : null, "must be true or false");
 
@@ -16,13 +17,14 @@ internal sealed class QueryReader(IQueryCollection query)
 
     public DateTimeOffset? Time(string name) =>
         Read<DateTimeOffset>(name, text => DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var value) ? value : null,
-            "must be an ISO 8601 time such as 2024-05-01T00:00:00Z");
+            "is not an ISO 8601 time such as 2024-05-01T00:00:00Z");
 
     public int Limit(int fallback, int max) =>
         Read<int>("limit", text => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value is >= 1 && value <= max ? value : null,
-            $"must be a whole number from 1 to {max}") ?? fallback;
+            $"must be a whole number from 1 to {max}", quoted: false) ?? fallback;
 
-    private T? Read<T>(string name, Func<string, T?> parse, string rule)
+    /// <summary>The value of <paramref name="name"/>, null when absent or (with an error) when <paramref name="parse"/> refuses it.</summary>
+    private T? Read<T>(string name, Func<string, T?> parse, string rule, bool quoted = true)
         where T : struct
     {
         if (query[name].ToString() is not { Length: > 0 } text)
@@ -35,7 +37,7 @@ internal sealed class QueryReader(IQueryCollection query)
             return value;
         }
 
-        Errors[name] = [$"'{Shown(text)}' {rule}"];
+        Errors[name] = [quoted ? $"'{Shown(text)}' {rule}" : rule];
         return null;
     }
 
