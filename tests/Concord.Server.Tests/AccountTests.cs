@@ -46,7 +46,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(HttpStatusCode.Unauthorized, unknown.StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, wrong);
         Assert.Equal(unknownProblem.GetProperty("detail").GetString(), wrongProblem.GetProperty("detail").GetString());
-        // The address has failed once already (the unknown name), so the limit is reached before the sixth try.
+        // Five failures of one name from one address: the sixth try is refused (the unknown name counts apart).
         Assert.Equal(HttpStatusCode.TooManyRequests, statuses[^1]);
         Assert.True(last!.Headers.RetryAfter?.Delta > TimeSpan.Zero);
         var (locked, _) = await client.PostJson("/api/auth/signin", new { userName = "pref", password = TestServer.Password });

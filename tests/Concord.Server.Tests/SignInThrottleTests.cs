@@ -1,40 +1,45 @@
+using System.Net;
 using Concord.Server.Accounts;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Concord.Server.Tests;
 
 public sealed class SignInThrottleTests
 {
+    private static bool LetThrough(SignInThrottle throttle, string name, string address) => throttle.Begin(name, address) == TimeSpan.Zero;
+
     [Fact]
     public void Spaces_and_case_in_the_name_count_against_the_same_account()
     {
         var throttle = new SignInThrottle(TimeProvider.System);
         string[] spellings = ["ngo.med", " ngo.med", "ngo.med ", " NGO.Med ", "\tngo.med"];
-        for (var i = 0; i < SignInThrottle.MaxFailures; i++)
+        for (var i = 0; i < SignInThrottle.AccountLimit; i++)
         {
             // A new address each time: only the account's count can stop the attempts.
-            Assert.Equal(TimeSpan.Zero, throttle.Begin(spellings[i], $"10.0.0.{i}"));
+            Assert.True(LetThrough(throttle, spellings[i % spellings.Length], $"10.0.0.{i}"));
         }
 
         foreach (var spelling in spellings.Append("  ngo.med"))
         {
-            Assert.True(throttle.Begin(spelling, "10.0.1.1") > TimeSpan.Zero, $"'{spelling}' got another guess");
+            Assert.False(LetThrough(throttle, spelling, "10.0.1.1"), $"'{spelling}' got another guess");
         }
     }
 
     [Fact]
     public void Names_tried_once_are_forgotten_once_their_window_has_passed()
     {
-        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var clock = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
         var throttle = new SignInThrottle(clock);
         for (var i = 0; i < 1000; i++)
         {
             throttle.Begin($"guess-{i}-" + new string('x', 5000), $"2001:db8::{i:x}");
         }
 
-        Assert.Equal(2000, throttle.Remembered);
+        // The name, the address and the two together.
+        Assert.Equal(3000, throttle.Remembered);
         clock.Advance(SignInThrottle.Window + TimeSpan.FromSeconds(1));
         throttle.Begin("someone", "2001:db8::ffff");
-        Assert.Equal(2, throttle.Remembered);
+        Assert.Equal(3, throttle.Remembered);
     }
 
     [Fact]
@@ -45,27 +50,101 @@ public sealed class SignInThrottleTests
         var allowed = await Task.WhenAll(Enumerable.Range(0, 8).Select(t => Task.Run(() =>
         {
             start.SignalAndWait();
-            return Enumerable.Range(0, 25).Count(_ => throttle.Begin("pref", "127.0.0.9") == TimeSpan.Zero);
+            return Enumerable.Range(0, 25).Count(_ => LetThrough(throttle, "pref", "127.0.0.9"));
         })));
 
-        Assert.Equal(SignInThrottle.MaxFailures, allowed.Sum());
+        Assert.Equal(SignInThrottle.PairLimit, allowed.Sum());
     }
 
     [Fact]
-    public void A_success_clears_the_account_and_does_not_count_against_the_address()
+    public void Wrong_passwords_typed_elsewhere_do_not_lock_the_member_out_where_they_work()
     {
         var throttle = new SignInThrottle(TimeProvider.System);
-        for (var i = 0; i < SignInThrottle.MaxFailures - 1; i++)
+        for (var i = 0; i < SignInThrottle.PairLimit; i++)
         {
-            Assert.Equal(TimeSpan.Zero, throttle.Begin("ocha", "127.0.0.8"));
+            Assert.True(LetThrough(throttle, "ocha", "192.0.2.66"));
         }
 
-        Assert.Equal(TimeSpan.Zero, throttle.Begin("ocha", "127.0.0.8"));
-        throttle.Succeeded("ocha", "127.0.0.8");
+        Assert.False(LetThrough(throttle, "ocha", "192.0.2.66"));
+        Assert.True(LetThrough(throttle, "ocha", "10.0.0.8"));
+    }
 
-        // Four failures remain against the address: one more attempt, and the fifth failure closes it.
-        Assert.Equal(TimeSpan.Zero, throttle.Begin("someone", "127.0.0.8"));
-        Assert.True(throttle.Begin("ocha", "127.0.0.8") > TimeSpan.Zero);
-        Assert.Equal(TimeSpan.Zero, throttle.Begin("ocha", "127.0.0.7"));
+    [Fact]
+    public void One_officer_mistyping_does_not_lock_out_colleagues_behind_the_same_address_but_spraying_names_is_stopped()
+    {
+        var throttle = new SignInThrottle(TimeProvider.System);
+        for (var i = 0; i < SignInThrottle.PairLimit; i++)
+        {
+            Assert.True(LetThrough(throttle, "pref", "10.1.1.1"));
+        }
+
+        Assert.False(LetThrough(throttle, "pref", "10.1.1.1"));
+        Assert.True(LetThrough(throttle, "joc", "10.1.1.1"));
+
+        // Every name once from one address: the address's own count stops it.
+        var letThrough = Enumerable.Range(0, 2 * SignInThrottle.AddressLimit).Count(i => LetThrough(throttle, $"member-{i}", "10.1.1.1"));
+        Assert.Equal(SignInThrottle.AddressLimit - SignInThrottle.PairLimit - 1, letThrough);
+        Assert.True(LetThrough(throttle, "member-0", "10.1.1.2"));
+    }
+
+    [Fact]
+    public void Guessing_spread_over_addresses_locks_the_name_except_where_its_member_signed_in_before()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UnixEpoch);
+        var throttle = new SignInThrottle(clock);
+        Assert.True(LetThrough(throttle, "ocha", "10.0.0.8"));
+        throttle.Succeeded("ocha", "10.0.0.8");
+
+        for (var i = 0; i < SignInThrottle.AccountLimit; i++)
+        {
+            Assert.True(LetThrough(throttle, "ocha", $"198.51.100.{i}"));
+        }
+
+        Assert.False(LetThrough(throttle, "ocha", "198.51.100.200"));
+        Assert.True(LetThrough(throttle, "OCHA ", "10.0.0.8"));
+        throttle.Succeeded("OCHA ", "10.0.0.8");
+
+        // A success forgets the name's failures; a known address stays known for a while, not for ever.
+        for (var i = 0; i < SignInThrottle.AccountLimit; i++)
+        {
+            Assert.True(LetThrough(throttle, "ocha", $"203.0.113.{i}"));
+        }
+
+        clock.Advance(SignInThrottle.KnownFor);
+        for (var i = 0; i < SignInThrottle.AccountLimit; i++)
+        {
+            Assert.True(LetThrough(throttle, "ocha", $"203.0.113.{i}"));
+        }
+
+        Assert.False(LetThrough(throttle, "ocha", "10.0.0.8"));
+    }
+
+    [Fact]
+    public void A_success_clears_the_name_and_does_not_count_against_the_address()
+    {
+        var throttle = new SignInThrottle(TimeProvider.System);
+        for (var i = 0; i < SignInThrottle.AddressLimit - 1; i++)
+        {
+            Assert.True(LetThrough(throttle, $"member-{i % 10}", "127.0.0.8"));
+        }
+
+        Assert.True(LetThrough(throttle, "member-9", "127.0.0.8"));
+        throttle.Succeeded("member-9", "127.0.0.8");
+
+        // Forty-nine failures remain against the address: one more attempt, and the fiftieth failure closes it.
+        Assert.True(LetThrough(throttle, "someone", "127.0.0.8"));
+        Assert.False(LetThrough(throttle, "member-9", "127.0.0.8"));
+        Assert.True(LetThrough(throttle, "member-9", "127.0.0.7"));
+    }
+
+    [Theory]
+    [InlineData("192.0.2.7", "192.0.2.7")]
+    [InlineData("::ffff:192.0.2.7", "192.0.2.7")]
+    [InlineData("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64")]
+    [InlineData("2001:db8:1:2:ffff::9", "2001:db8:1:2::/64")]
+    [InlineData("::1", "::1")]
+    public void Addresses_count_as_hosts_and_IPv6_by_its_network(string address, string key)
+    {
+        Assert.Equal(key, SignInThrottle.AddressOf(IPAddress.Parse(address)));
     }
 }

@@ -5,7 +5,7 @@ using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Accounts;
 
-/// <summary>Password sign-in, shared by the API and the sign-in page: throttled per name and address, sets the session cookie.</summary>
+/// <summary>Password sign-in, shared by the API and the sign-in page: throttled per name and address (see <see cref="SignInThrottle"/>), sets the session cookie.</summary>
 internal static class SignIns
 {
     /// <summary>Signed in (<see cref="Viewer"/>), throttled (<see cref="RetryAfter"/>), or neither: wrong name or password.</summary>
@@ -13,7 +13,7 @@ internal static class SignIns
 
     public static async Task<Outcome> AttemptAsync(HttpContext context, ConcordDb db, SignInThrottle throttle, ViewerDirectory directory, string userName, string password)
     {
-        var address = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+        var address = SignInThrottle.AddressOf(context.Connection.RemoteIpAddress);
         // Counted as a failure from here until it succeeds: parallel guesses cannot all slip past the limit.
         var wait = throttle.Begin(userName, address);
         if (wait > TimeSpan.Zero)
