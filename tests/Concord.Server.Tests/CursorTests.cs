@@ -12,22 +12,26 @@ public sealed class CursorTests
     public void A_cursor_comes_back_as_it_went_out_and_cannot_be_read_or_made_up()
     {
         var cursor = new Cursor(At, 41_213);
-        var text = cursor.Encode();
+        var keys = new CursorKeys(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        var text = cursor.Encode(keys);
 
-        Assert.True(Cursor.TryDecode(text, out var back));
+        Assert.True(Cursor.TryDecode(text, keys, out var back));
         Assert.Equal(cursor, back);
 
         // Neither the number nor the time can be read off it, nor off the difference between neighbours.
-        var next = new Cursor(At, 41_214).Encode();
+        var next = new Cursor(At, 41_214).Encode(keys);
         Assert.DoesNotContain("41213", Decoded(text), StringComparison.Ordinal);
         Assert.NotEqual(text[..8], next[..8]);
 
         // A changed character, the readable form cursors once had, and junk are all refused.
         var changed = (text[0] == 'A' ? "B" : "A") + text[1..];
-        Assert.False(Cursor.TryDecode(changed, out _));
-        Assert.False(Cursor.TryDecode(Convert.ToBase64String(Encoding.ASCII.GetBytes($"{At.Ticks}:41213")), out _));
-        Assert.False(Cursor.TryDecode("not a cursor!", out _));
-        Assert.False(Cursor.TryDecode(new string('A', 200), out _));
+        Assert.False(Cursor.TryDecode(changed, keys, out _));
+        Assert.False(Cursor.TryDecode(Convert.ToBase64String(Encoding.ASCII.GetBytes($"{At.Ticks}:41213")), keys, out _));
+        Assert.False(Cursor.TryDecode("not a cursor!", keys, out _));
+        Assert.False(Cursor.TryDecode(new string('A', 200), keys, out _));
+
+        // Another deployment's keys (another store) open none of this one's cursors; the same secret gives the same keys.
+        Assert.False(Cursor.TryDecode(text, new CursorKeys(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)), out _));
     }
 
     private static string Decoded(string text)

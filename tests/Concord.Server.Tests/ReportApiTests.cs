@@ -199,6 +199,32 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Fact]
+    public async Task A_cursor_stays_valid_across_a_restart_and_listings_that_do_not_page_refuse_one()
+    {
+        var tag = "restart" + Guid.NewGuid().ToString("N")[..8];
+        for (var i = 0; i < 3; i++)
+        {
+            await Server.ClientFor("joc").PostJson("/api/reports", Api.Report(Guid.NewGuid(), narrative: $"{tag} report {i}", observedAt: Api.Recent.AddHours(-i)));
+        }
+
+        var (_, first) = await Server.ClientFor("joc").GetJson($"/api/reports?q={tag}&limit=2");
+        var cursor = Uri.EscapeDataString(first.GetProperty("next").GetString()!);
+
+        await Server.RestartAsync();
+        var client = Server.ClientFor("joc");
+        var (response, second) = await client.GetJson($"/api/reports?q={tag}&limit=2&cursor={cursor}");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal([$"{tag} report 2"], second.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("narrative").GetString()));
+
+        foreach (var path in new[] { "/api/reports/count", "/api/reports/by-category", "/api/exports/reports.csv?audience=organization&", "/api/incidents/map", "/api/early-warning/hotspots" })
+        {
+            var (refused, problem) = await client.GetJson(path + (path.EndsWith('&') ? "" : "?") + $"q={tag}&cursor={cursor}");
+            Assert.True(refused.StatusCode == HttpStatusCode.BadRequest, $"{path}: {refused.StatusCode}");
+            Assert.Equal(["cursor"], problem.ErrorFields());
+        }
+    }
+
+    [Fact]
     public async Task Pages_follow_the_cursor_without_gaps_or_repeats()
     {
         var client = Server.ClientFor("joc");

@@ -7,6 +7,14 @@ internal sealed class DeploymentKeys(IServiceScopeFactory scopes)
 {
     private byte[]? _sourceIds;
     private bool? _legacySourceIds;
+    private Http.CursorKeys? _cursors;
+
+    /// <summary>Reads the keys the server needs before its first request (<see cref="Hosting.ConcordServices.PrepareStoreAsync"/>).</summary>
+    public async Task LoadAsync(CancellationToken cancellationToken) =>
+        _cursors = new Http.CursorKeys(await SourceIdsAsync(cancellationToken));
+
+    /// <summary>The keys of paging cursors, derived from the deployment's secret (loaded by <see cref="LoadAsync"/>).</summary>
+    public Http.CursorKeys Cursors => _cursors ?? throw new InvalidOperationException("The deployment's keys are read when the store is prepared.");
 
     /// <summary>The key of imported reports' ids (<see cref="Reports.SourceIds"/>).</summary>
     public async ValueTask<byte[]> SourceIdsAsync(CancellationToken cancellationToken)

@@ -57,7 +57,7 @@ internal static class EarlyWarningEndpoints
 
     private static async Task<Results<Ok<ForecastsDto>, ProblemHttpResult>> Forecasts(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings)
     {
-        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors))
         {
             return Problems.Invalid(errors);
         }
@@ -91,7 +91,7 @@ internal static class EarlyWarningEndpoints
     private static async Task<Results<Ok<HotspotsDto>, ProblemHttpResult>> Hotspots(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
     {
-        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors))
         {
             return Problems.Invalid(errors);
         }

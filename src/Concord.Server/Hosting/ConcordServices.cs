@@ -30,6 +30,7 @@ internal static class ConcordServices
         services.AddSingleton<MarkingFormat>();
         services.AddSingleton<MissionDirectory>();
         services.AddSingleton<DeploymentKeys>();
+        services.AddSingleton(sp => sp.GetRequiredService<DeploymentKeys>().Cursors);
         services.AddSingleton<ViewerDirectory>();
         services.AddSingleton<SignInThrottle>();
         services.AddSingleton<AuditChain>();
@@ -48,7 +49,7 @@ internal static class ConcordServices
         return services;
     }
 
-    /// <summary>Creates the database if needed, applies migrations, seeds reference data, loads the directory and starts the store's background checkpoints.</summary>
+    /// <summary>Creates the database if needed, applies migrations, seeds reference data, loads the directory and the deployment's keys and starts the store's background checkpoints.</summary>
     public static async Task<IReadOnlyList<Migrator.Migration>> PrepareStoreAsync(this IServiceProvider services, CancellationToken cancellationToken)
     {
         var store = services.GetRequiredService<StoreOptions>();
@@ -58,6 +59,7 @@ internal static class ConcordServices
         var applied = await Migrator.MigrateAsync(db, store.Kind, services.GetRequiredService<TimeProvider>(), cancellationToken);
         await ReferenceData.EnsureAsync(db, services.GetRequiredService<ClassificationScheme>(), cancellationToken);
         await services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, cancellationToken);
+        await services.GetRequiredService<DeploymentKeys>().LoadAsync(cancellationToken);
         services.GetRequiredService<WalCheckpointer>().Start();
         return applied;
     }

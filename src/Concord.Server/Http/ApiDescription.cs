@@ -37,8 +37,8 @@ internal static class ApiDescription
         return Task.CompletedTask;
     });
 
-    /// <summary>The filters and paging of the report and incident lists (and their GeoJSON, counts and exports).</summary>
-    public static TBuilder WithListParameters<TBuilder>(this TBuilder builder, bool incidents = false)
+    /// <summary>The filters of the report and incident lists (and their GeoJSON, map, counts and exports), and paging where <paramref name="paged"/>.</summary>
+    public static TBuilder WithListParameters<TBuilder>(this TBuilder builder, bool incidents = false, bool paged = false)
         where TBuilder : IEndpointConventionBuilder =>
         builder.AddOpenApiOperationTransformer((operation, _, _) =>
         {
@@ -49,7 +49,11 @@ internal static class ApiDescription
             Add(operation, "organization", "the code of the reporting organisation (incidents: of a report you may see)", example: "UNPOL");
             Add(operation, "q", "words the narrative (incidents: the title) contains");
             Add(operation, "limit", $"at most this many items (1–{ListQuery.MaxLimit}; default {ListQuery.DefaultLimit})", type: JsonSchemaType.Integer);
-            Add(operation, "cursor", "the next value of the previous page, for the page after it");
+            if (paged)
+            {
+                Add(operation, "cursor", "the next value of the previous page, for the page after it");
+            }
+
             if (incidents)
             {
                 Add(operation, "status", "reported, verified or closed");

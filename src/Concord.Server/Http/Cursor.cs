@@ -6,17 +6,15 @@ namespace Concord.Server.Http;
 /// <summary>
 /// An opaque keyset cursor: the sort time and the store number of the last item of a page, encrypted. The store number
 /// counts every record ever stored, those the viewer may not see too, so a readable cursor told how many records were
-/// stored between two the viewer sees. The cursor is the pair in one AES block under a key of this process, with a
-/// truncated HMAC of it, so it can be neither read nor made up; a cursor from before a restart is refused like any
-/// other invalid one (the client starts the listing again).
+/// stored between two the viewer sees. The cursor is the pair in one AES block with a truncated HMAC of it, under keys
+/// derived from a secret the store holds (<see cref="CursorKeys"/>), so it can be neither read nor made up, and it stays
+/// valid across restarts and on every server of one store.
 /// </summary>
 internal readonly record struct Cursor(DateTime At, long Number)
 {
-    private static readonly byte[] EncryptionKey = RandomNumberGenerator.GetBytes(16);
-    private static readonly byte[] MacKey = RandomNumberGenerator.GetBytes(32);
     private const int MacBytes = 8;
 
-    public string Encode()
+    public string Encode(CursorKeys keys)
     {
         Span<byte> block = stackalloc byte[16];
         BinaryPrimitives.WriteInt64LittleEndian(block, At.Ticks);
@@ -24,15 +22,15 @@ internal readonly record struct Cursor(DateTime At, long Number)
         var sealedBytes = new byte[16 + MacBytes];
         using (var aes = Aes.Create())
         {
-            aes.Key = EncryptionKey;
+            aes.Key = keys.Encryption;
             aes.EncryptEcb(block, sealedBytes.AsSpan(0, 16), PaddingMode.None);
         }
 
-        HMACSHA256.HashData(MacKey, sealedBytes.AsSpan(0, 16)).AsSpan(0, MacBytes).CopyTo(sealedBytes.AsSpan(16));
+        HMACSHA256.HashData(keys.Mac, sealedBytes.AsSpan(0, 16)).AsSpan(0, MacBytes).CopyTo(sealedBytes.AsSpan(16));
         return Convert.ToBase64String(sealedBytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
     }
 
-    public static bool TryDecode(string? text, out Cursor cursor)
+    public static bool TryDecode(string? text, CursorKeys keys, out Cursor cursor)
     {
         cursor = default;
         if (string.IsNullOrEmpty(text) || text.Length > 64)
@@ -52,7 +50,7 @@ internal readonly record struct Cursor(DateTime At, long Number)
         }
 
         if (sealedBytes.Length != 16 + MacBytes
-            || !CryptographicOperations.FixedTimeEquals(HMACSHA256.HashData(MacKey, sealedBytes.AsSpan(0, 16)).AsSpan(0, MacBytes), sealedBytes.AsSpan(16)))
+            || !CryptographicOperations.FixedTimeEquals(HMACSHA256.HashData(keys.Mac, sealedBytes.AsSpan(0, 16)).AsSpan(0, MacBytes), sealedBytes.AsSpan(16)))
         {
             return false;
         }
@@ -60,7 +58,7 @@ internal readonly record struct Cursor(DateTime At, long Number)
         Span<byte> block = stackalloc byte[16];
         using (var aes = Aes.Create())
         {
-            aes.Key = EncryptionKey;
+            aes.Key = keys.Encryption;
             aes.DecryptEcb(sealedBytes.AsSpan(0, 16), block, PaddingMode.None);
         }
 
@@ -74,4 +72,22 @@ internal readonly record struct Cursor(DateTime At, long Number)
         cursor = new Cursor(new DateTime(ticks, DateTimeKind.Utc), number);
         return true;
     }
+}
+
+/// <summary>
+/// The keys of <see cref="Cursor"/>s, derived (HKDF-SHA-256, a label of their own) from the deployment's secret in the store
+/// (<see cref="Data.DeploymentKeys"/>): every server of one store seals and opens the same cursors, before and after a restart.
+/// </summary>
+internal sealed class CursorKeys
+{
+    public CursorKeys(byte[] deploymentSecret)
+    {
+        var keys = HKDF.DeriveKey(HashAlgorithmName.SHA256, deploymentSecret, 48, info: "concord page cursors"u8.ToArray());
+        Encryption = keys[..16];
+        Mac = keys[16..];
+    }
+
+    public byte[] Encryption { get; }
+
+    public byte[] Mac { get; }
 }

@@ -29,7 +29,11 @@ internal sealed record ListQuery
 
     public Cursor? After { get; init; }
 
-    public static bool TryParse(IQueryCollection query, out ListQuery result, out Dictionary<string, string[]> errors)
+    /// <summary>
+    /// Parses the filters; <paramref name="cursors"/> is given by the lists that page, and without it a cursor is refused
+    /// (a listing that is not paged would otherwise answer as if page two were page one).
+    /// </summary>
+    public static bool TryParse(IQueryCollection query, CursorKeys? cursors, out ListQuery result, out Dictionary<string, string[]> errors)
     {
         errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
         BoundingBox? bbox = null;
@@ -58,7 +62,11 @@ internal sealed record ListQuery
         Cursor? after = null;
         if (query["cursor"].ToString() is { Length: > 0 } cursorText)
         {
-            if (Cursor.TryDecode(cursorText, out var cursor))
+            if (cursors is null)
+            {
+                errors["cursor"] = ["this listing is not paged"];
+            }
+            else if (Cursor.TryDecode(cursorText, cursors, out var cursor))
             {
                 after = cursor;
             }

@@ -44,12 +44,12 @@ internal static class IncidentEndpoints
     public static RouteGroupBuilder MapIncidents(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/incidents").WithTags("Incidents").RequireAuthorization();
-        group.MapGet("/", List).WithListParameters(incidents: true).ProducesProblem(StatusCodes.Status400BadRequest).WithSummary("Incidents you may see, newest first, with filters and keyset paging.");
+        group.MapGet("/", List).WithListParameters(incidents: true, paged: true).ProducesProblem(StatusCodes.Status400BadRequest).WithSummary("Incidents you may see, newest first, with filters and keyset paging.");
         group.MapGet("/geojson", GeoJson)
             .Produces(StatusCodes.Status200OK, contentType: "application/geo+json")
-            .WithListParameters(incidents: true)
+            .WithListParameters(incidents: true, paged: true)
             .ProducesProblem(StatusCodes.Status400BadRequest)
-            .WithSummary("Incidents you may see as a GeoJSON FeatureCollection (same filters as the list).");
+            .WithSummary("Incidents you may see as a GeoJSON FeatureCollection (same filters and paging as the list).");
         group.MapIncidentMap();
         group.MapGet("/{id:guid}", Get).WithSummary("One incident with the reports you may see.");
         group.MapPost("/{id:guid}/status", SetStatus).RequireAuthorization(Policies.Analyst)
@@ -133,9 +133,9 @@ internal static class IncidentEndpoints
     }
 
     private static async Task<Results<Ok<Page<IncidentDto>>, ProblemHttpResult>> List(
-        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
+        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time, CursorKeys cursors)
     {
-        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, cursors, out var query, out var errors))
         {
             return Problems.Invalid(errors);
         }
@@ -148,7 +148,7 @@ internal static class IncidentEndpoints
 
         var (page, cursor) = await incidents.NewestAsync(i => i, i => i, i => new Cursor(i.StartsAt, i.Number), query.Limit, null, context.RequestAborted);
         await RecordReadAsync(audit, viewer, page, context, time);
-        return TypedResults.Ok(new Page<IncidentDto>(page.Select(i => i.ToDto(directory, markings)).ToList(), cursor?.Encode()));
+        return TypedResults.Ok(new Page<IncidentDto>(page.Select(i => i.ToDto(directory, markings)).ToList(), cursor?.Encode(cursors)));
     }
 
     /// <summary>
@@ -262,9 +262,9 @@ internal static class IncidentEndpoints
 
     /// <summary>Streams a FeatureCollection straight to the response: no intermediate document for thousands of features.</summary>
     private static async Task<IResult> GeoJson(
-        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
+        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time, CursorKeys cursors)
     {
-        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, cursors, out var query, out var errors))
         {
             return Problems.Invalid(errors);
         }
@@ -278,7 +278,7 @@ internal static class IncidentEndpoints
         // Pages like the list (newest first as the viewer sees them, keyset cursor).
         var (rows, cursor) = await NewestPointsAsync(incidents, query, null, context.RequestAborted);
         var truncated = cursor is not null;
-        var next = cursor?.Encode();
+        var next = cursor?.Encode(cursors);
         await RecordReadAsync(audit, viewer, rows, context, time);
         await using var writer = GeoJsonFeatures.StartCollection(context);
         WriteFeatures(writer, rows, markings);

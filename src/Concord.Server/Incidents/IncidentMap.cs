@@ -31,7 +31,7 @@ internal static class IncidentMap
     private static async Task<IResult> Map(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
-        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors))
         {
             return Problems.Invalid(errors);
         }
@@ -50,8 +50,6 @@ internal static class IncidentMap
             return Problems.Field("maxPoints", $"must be a whole number from 1 to {MaxPoints}");
         }
 
-        // The map shows a whole viewport, not a page of it: a cursor is not one of its filters.
-        query = query with { After = null };
         var (incidents, filterErrors) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, context.RequestAborted);
         if (incidents is null)
         {

@@ -22,7 +22,7 @@ internal static class ReportEndpoints
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .WithSummary("Create a report; the same id and body again returns the existing report (idempotent).");
         group.MapGet("/{id:guid}", Get).WithSummary("One report, if you may see it.");
-        group.MapGet("/", List).WithListParameters().ProducesProblem(StatusCodes.Status400BadRequest).WithSummary("Reports you may see, newest observed first, with filters and keyset paging.");
+        group.MapGet("/", List).WithListParameters(paged: true).ProducesProblem(StatusCodes.Status400BadRequest).WithSummary("Reports you may see, newest observed first, with filters and keyset paging.");
         app.MapGet("/api/categories", Categories).WithTags("Reports").RequireAuthorization().WithSummary("The category taxonomy.");
         return group;
     }
@@ -69,9 +69,9 @@ internal static class ReportEndpoints
             : Task.CompletedTask;
 
     private static async Task<Results<Ok<Page<ReportDto>>, ProblemHttpResult>> List(
-        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
+        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time, CursorKeys cursors)
     {
-        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, cursors, out var query, out var errors))
         {
             return Problems.Invalid(errors);
         }
@@ -100,7 +100,7 @@ internal static class ReportEndpoints
         var page = rows.Take(query.Limit).ToList();
         await RecordReadAsync(audit, viewer, page.Select(r => r.Report).ToList(), context, time);
         var items = page.Select(row => row.Report.ToDto(row.IncidentId, viewer, directory, markings)).ToList();
-        var next = rows.Count > query.Limit ? new Cursor(rows[query.Limit - 1].Report.ObservedAt, rows[query.Limit - 1].Report.Number).Encode() : null;
+        var next = rows.Count > query.Limit ? new Cursor(rows[query.Limit - 1].Report.ObservedAt, rows[query.Limit - 1].Report.Number).Encode(cursors) : null;
         return TypedResults.Ok(new Page<ReportDto>(items, next));
     }
 

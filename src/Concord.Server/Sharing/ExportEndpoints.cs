@@ -39,7 +39,7 @@ internal static class ExportEndpoints
 
     private static async Task<IResult> ReportsCsv(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
-        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors))
         {
             return Problems.Invalid(errors);
         }
@@ -89,7 +89,7 @@ internal static class ExportEndpoints
 
     private static async Task<Results<Ok<CountDto>, ProblemHttpResult>> Count(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory)
     {
-        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors))
         {
             return Problems.Invalid(errors);
         }
@@ -105,7 +105,7 @@ internal static class ExportEndpoints
 
     private static async Task<Results<Ok<List<CategoryCount>>, ProblemHttpResult>> ByCategory(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory)
     {
-        if (!ListQuery.TryParse(context.Request.Query, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors))
         {
             return Problems.Invalid(errors);
         }
