@@ -341,7 +341,7 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal([2, 3, 4, 5, 6, 7, 8, 9], rejected.Keys.Order());
         var (_, again) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
         Assert.Equal(2, again.GetProperty("skipped").GetInt32());
-        var (_, broken) = await ImportAsync("ocha", "format=geojson", "{ \"type\": ", "application/geo+json");
+        var (_, broken) = await ImportAsync("ocha", "format=geojson&source=broken", "{ \"type\": ", "application/geo+json");
         Assert.Equal(1, broken.GetProperty("rejected").GetInt32());
         Assert.Contains("not valid JSON", broken.GetProperty("rejectedRows")[0].GetProperty("reason").GetString());
 
@@ -370,6 +370,38 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         var (typo, typoProblem) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=org:OCAH", geojson, "application/geo+json");
         Assert.Equal(HttpStatusCode.BadRequest, typo);
         Assert.Equal(["releasableTo"], typoProblem.ErrorFields());
+
+        // Without a dataset name GeoJSON features would be known by their ids alone; a releasability without a level would be dropped.
+        var (nameless, namelessProblem) = await ImportAsync("ocha", "format=geojson&classification=UNCLASSIFIED", geojson, "application/geo+json");
+        Assert.Equal(HttpStatusCode.BadRequest, nameless);
+        Assert.Equal(["source"], namelessProblem.ErrorFields());
+        var (levelless, levellessProblem) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&releasableTo=org:OCHA", geojson, "application/geo+json");
+        Assert.Equal(HttpStatusCode.BadRequest, levelless);
+        Assert.Equal(["releasableTo"], levellessProblem.ErrorFields());
+        var (caveatOnly, caveatProblem) = await ImportAsync("ocha", "format=acled&caveats=SOURCE-PROTECTED", "event_id_cnty\n", "text/csv");
+        Assert.Equal(HttpStatusCode.BadRequest, caveatOnly);
+        Assert.Equal(["caveats"], caveatProblem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task Two_organisations_GeoJSON_features_that_share_an_id_are_fused_on_their_content_not_joined_as_one_record()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        static string Survey(string tag, string narrative, double longitude, string day) => $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": 1, "geometry": { "type": "Point", "coordinates": [{{longitude.ToString(System.Globalization.CultureInfo.InvariantCulture)}}, 4.4] },
+                "properties": { "observedAt": "{{day}}", "category": "poc", "narrative": "{{tag}} {{narrative}}" } }
+            ] }
+            """;
+        const string Query = "format=geojson&source=survey-{0}&classification=UNCLASSIFIED&releasableTo=mission";
+        var (_, first) = await ImportAsync("ocha", string.Format(System.Globalization.CultureInfo.InvariantCulture, Query, tag), Survey(tag, "water point survey at Bossangoa", 17.45, "2025-02-01"), "application/geo+json");
+        var (_, second) = await ImportAsync("force", string.Format(System.Globalization.CultureInfo.InvariantCulture, Query, tag), Survey(tag, "checkpoint census near Obo", 26.49, "2025-05-20"), "application/geo+json");
+        Assert.Equal((1, 1), (first.GetProperty("created").GetInt32(), second.GetProperty("created").GetInt32()));
+
+        var (_, reports) = await server.ClientFor("joc").GetJson($"/api/reports?q={tag}");
+        var incidents = reports.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("incidentId").GetGuid()).ToList();
+        Assert.Equal(2, incidents.Count);
+        Assert.NotEqual(incidents[0], incidents[1]);
     }
 }
 

@@ -39,10 +39,21 @@ internal static class ImportEndpoints
         MarkingDto? marking = query["classification"].ToString() is { Length: > 0 } classification
             ? new MarkingDto(classification, Split(query["releasableTo"].ToString() is { Length: > 0 } r ? r : "mission"), Split(query["caveats"]))
             : null;
+        if (marking is null && (query["releasableTo"].Count > 0 || query["caveats"].Count > 0))
+        {
+            // Marking the rows by the agreement instead would release them otherwise than the caller asked.
+            return Problems.Field(query["releasableTo"].Count > 0 ? "releasableTo" : "caveats", "needs classification: give the whole marking, or none to mark by your organisation's agreement");
+        }
         // A marking that cannot be read is the request's fault, named before the upload is read (not once per row).
         if (marking is not null && await MarkingErrorsAsync(marking, viewer, markings, directory, context.RequestAborted) is { Count: > 0 } markingErrors)
         {
             return Problems.Invalid(markingErrors);
+        }
+
+        if (format == ImportFormat.GeoJson && query["source"].ToString().Trim().Length == 0)
+        {
+            // GeoJSON features are known by the source and their own id: files numbering their features alike would be taken for one another.
+            return Problems.Field("source", "is required for GeoJSON: the name of the dataset, the same for every version of it");
         }
 
         var source = query["source"].ToString() is { Length: > 0 } s ? s.Trim() : "upload";

@@ -184,10 +184,12 @@ internal sealed class ReportWriter : IAsyncDisposable
             else
             {
                 db.Reports.Add(report);
-                // A copy of a record another organisation imported is that record's incident, whatever the scorer says
-                // (it never joins two records of one dataset).
+                // A copy of a record another organisation imported from a curated dataset (which codes each event once) is
+                // that record's incident, whatever the scorer says (it never joins two records of one dataset). Records of
+                // other sources sharing an id (two organisations' GeoJSON files both numbering features from 1) are scored.
                 var decision = holders.TryGetValue(report.Id, out var same) && sameRecord.TryGetValue(same, out var holder)
-                    && holder.ExternalRef == report.ExternalRef && holder.Incident.Status != IncidentStatus.Closed
+                    && holder.ExternalRef == report.ExternalRef && FusionFeatures.Dataset(report.ExternalRef) is not null
+                    && holder.Incident.Status != IncidentStatus.Closed
                     ? new FusionEngine.Decision.SameRecord(holder.Incident, report.ExternalRef!)
                     : await _fusion.DecideAsync(db, report, fusion, id => incidents.TryGetValue(id, out var known) ? known.Incident : null, CancellationToken.None);
                 var entry = pending.Entry;
