@@ -47,7 +47,7 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Contains("applied 0001_initial", migrate.Output);
         Assert.Contains("up to date", again.Output);
         Assert.Equal((0, "added organisation UNMAS (UN Mine Action Service, humanitarian)"), (org.Exit, org.Output.Trim()));
-        Assert.Equal(0, user.Exit);
+        Assert.True(user.Exit == 0, user.Errors);
         Assert.Matches("password: \\S{10,}", user.Output);
         Assert.Equal(0, token.Exit);
         Assert.StartsWith("cnc_", token.Output.Trim());
@@ -180,6 +180,33 @@ public abstract class CliTests : IAsyncLifetime
         var precision = (double)correct / predicted;
         var recall = (double)correct / actual;
         Assert.True(precision >= 0.95 && recall >= 0.90, $"pairwise precision {precision:0.000}, recall {recall:0.000} ({correct} of {predicted} fused pairs right, {actual} true pairs)");
+    }
+
+    [Fact]
+    public async Task Reports_have_one_writer_an_import_or_a_server_on_a_store_another_process_writes_to_is_refused()
+    {
+        await Run(["org", "add", "--code", "JMAC", "--name", "Joint Mission Analysis Centre", "--kind", "intelligence", .. StoreArguments]);
+        await Run(["user", "add", "--user", "analyst", "--org", "JMAC", "--roles", "analyst,reporter", "--clearance", "CONFIDENTIAL", "--password", "a-long-password-1", .. StoreArguments]);
+        var ged = Path.Combine(AppContext.BaseDirectory, "reference", "ucdp", "ged231_caf_events.csv");
+
+        // A running server (or an import) holds the store's writer lease; administration beside it goes on.
+        var lease = new WriterLease(await StoreAsync());
+        await lease.AcquireAsync(CancellationToken.None);
+        var import = await Run(["import", "--file", ged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
+        var serve = await Run(["serve", "--urls", "http://127.0.0.1:0", "--no-tak", .. StoreArguments]);
+        var user = await Run(["user", "add", "--user", "analyst.two", "--org", "JMAC", "--roles", "analyst", "--clearance", "UNCLASSIFIED", "--password", "a-long-password-2", .. StoreArguments]);
+        await lease.DisposeAsync();
+        var after = await Run(["import", "--file", ged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
+
+        Assert.Equal(1, import.Exit);
+        Assert.Contains("another Concord process writes reports to this store", import.Errors);
+        Assert.Contains("POST /api/imports", import.Errors);
+        Assert.Equal("", import.Output);
+        Assert.Equal(1, serve.Exit);
+        Assert.Contains("another Concord process writes reports to this store", serve.Errors);
+        Assert.True(user.Exit == 0, user.Errors);
+        Assert.True(after.Exit == 0, after.Errors);
+        Assert.Contains("1,848 reports created", after.Output);
     }
 
     [Fact]

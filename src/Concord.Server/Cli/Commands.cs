@@ -102,7 +102,7 @@ internal static class Commands
             await errors.WriteLineAsync($"concord: the store refused the change: {e.GetBaseException().Message}");
             return 1;
         }
-        catch (Exception e) when (e is SchemeMismatchException or Demo.DemoSeedException)
+        catch (Exception e) when (e is SchemeMismatchException or Demo.DemoSeedException or StoreBusyException)
         {
             await errors.WriteLineAsync("concord: " + e.Message);
             return 1;
@@ -280,6 +280,17 @@ internal static class Commands
     {
         var app = ConcordApp.Build(options);
         await app.Services.PrepareStoreAsync(cancellationToken);
+        try
+        {
+            await app.Services.GetRequiredService<WriterLease>().AcquireAsync(cancellationToken);
+        }
+        catch (StoreBusyException e)
+        {
+            await errors.WriteLineAsync("concord: " + e.Message);
+            await app.DisposeAsync();
+            return 1;
+        }
+
         if (seedDemo)
         {
             await DemoMission.SeedAsync(app.Services, output, cancellationToken);

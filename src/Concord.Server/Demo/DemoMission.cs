@@ -71,6 +71,8 @@ internal static class DemoMission
 
     public static async Task SeedAsync(IServiceProvider services, TextWriter output, CancellationToken cancellationToken)
     {
+        // The demo writes reports: it must be their one writer before it writes anything (see WriterLease).
+        await services.GetRequiredService<Data.WriterLease>().AcquireAsync(cancellationToken);
         var time = services.GetRequiredService<TimeProvider>();
         var scheme = services.GetRequiredService<ClassificationScheme>();
         var directory = services.GetRequiredService<MissionDirectory>();

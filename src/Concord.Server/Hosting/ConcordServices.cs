@@ -42,6 +42,7 @@ internal static class ConcordServices
         services.AddScoped<EarlyWarning.ForecastService>();
         services.AddScoped<Coordination.CoordinationDesk>();
         services.AddSingleton<WalCheckpointer>();
+        services.AddSingleton<WriterLease>();
         services.AddSingleton<ReportWriter>();
         services.AddScoped<ReportIntake>();
         services.AddSingleton(options.Tak);

@@ -49,6 +49,8 @@ internal static class ImportCommand
             }
 
             await services.PrepareStoreAsync(cancellationToken);
+            // Before anything is read: a running server on this store is the one writer (import through its API).
+            await services.GetRequiredService<WriterLease>().AcquireAsync(cancellationToken);
             if (marking is not null && services.GetRequiredService<ClassificationScheme>() is var scheme && !scheme.TryParse(marking.Classification, out _))
             {
                 await errors.WriteLineAsync($"concord: --level must be one of {string.Join(", ", scheme.Levels)}, not '{marking.Classification}'");

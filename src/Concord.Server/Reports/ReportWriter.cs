@@ -33,11 +33,13 @@ internal sealed class ReportWriter : IAsyncDisposable
     private readonly FusionEngine _fusion;
     private readonly ChangeFeedInterceptor _feed;
     private readonly IncidentGate _gate;
+    private readonly WriterLease _lease;
     private readonly Task _loop;
 
-    public ReportWriter(IServiceScopeFactory scopes, AuditChain chain, FusionEngine fusion, ChangeFeedInterceptor feed, IncidentGate gate, ILogger<ReportWriter> logger)
+    public ReportWriter(IServiceScopeFactory scopes, AuditChain chain, FusionEngine fusion, ChangeFeedInterceptor feed, IncidentGate gate, WriterLease lease, ILogger<ReportWriter> logger)
     {
         _scopes = scopes;
+        _lease = lease;
         _gate = gate;
         _chain = chain;
         _fusion = fusion;
@@ -67,6 +69,8 @@ internal sealed class ReportWriter : IAsyncDisposable
 
     public async Task<ReportIntake.Outcome> WriteAsync(Entry entry, Viewer author, CancellationToken cancellationToken)
     {
+        // The one process that writes reports to the store (see WriterLease); serve, import and the demo take it at start.
+        await _lease.AcquireAsync(cancellationToken);
         var pending = new Pending(entry, author, new TaskCompletionSource<ReportIntake.Outcome>(TaskCreationOptions.RunContinuationsAsynchronously));
         await _queue.Writer.WriteAsync(pending, cancellationToken);
         return await pending.Done.Task.WaitAsync(cancellationToken);

@@ -1,0 +1,97 @@
+using Microsoft.Data.Sqlite;
+using Npgsql;
+
+namespace Concord.Server.Data;
+
+/// <summary>Another process writes reports to this store (a running server, or an import).</summary>
+internal sealed class StoreBusyException(string message) : Exception(message);
+
+/// <summary>
+/// Makes the process that writes reports the only one: fusion decides each report against the open incidents it holds in
+/// memory (<see cref="Fusion.FusionIndex"/>) and corrections wait for its batches (<see cref="Incidents.IncidentGate"/>),
+/// so a second process writing reports to the same store would neither see the first one's incidents nor wait for it,
+/// and fuse duplicates into incidents of their own. On SQLite the lease is an exclusive lock on a file beside the
+/// database (released by the operating system when the process ends, however it ends); on PostgreSQL an advisory lock held
+/// by a connection of its own (released when that connection closes).
+/// </summary>
+internal sealed class WriterLease(StoreOptions store) : IAsyncDisposable
+{
+    /// <summary>The advisory lock key of the report writer (the migrator and the audit chain use 4242001 and 4242002).</summary>
+    private const long PostgresKey = 4242003;
+
+    private readonly SemaphoreSlim _taking = new(1, 1);
+    private FileStream? _file;
+    private NpgsqlConnection? _connection;
+
+    public bool Held => _file is not null || _connection is not null;
+
+    /// <summary>Takes the lease, or throws <see cref="StoreBusyException"/> when another process holds it.</summary>
+    public async Task AcquireAsync(CancellationToken cancellationToken)
+    {
+        if (Held)
+        {
+            return;
+        }
+
+        await _taking.WaitAsync(cancellationToken);
+        try
+        {
+            if (Held)
+            {
+                return;
+            }
+
+            if (store.Kind == StoreKind.Sqlite)
+            {
+                var path = new SqliteConnectionStringBuilder(store.ConnectionString).DataSource + ".writer";
+                try
+                {
+                    // FileShare.None is an exclusive flock on Unix and a sharing lock on Windows: either way one holder.
+                    _file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+                }
+                catch (IOException)
+                {
+                    throw Busy();
+                }
+
+                return;
+            }
+
+            var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(store.ConnectionString) { Pooling = false }.ToString());
+            await connection.OpenAsync(cancellationToken);
+            await using var command = new NpgsqlCommand($"SELECT pg_try_advisory_lock({PostgresKey})", connection);
+            if (await command.ExecuteScalarAsync(cancellationToken) is not true)
+            {
+                await connection.DisposeAsync();
+                throw Busy();
+            }
+
+            _connection = connection;
+        }
+        finally
+        {
+            _taking.Release();
+        }
+    }
+
+    private StoreBusyException Busy() => new(
+        $"another Concord process writes reports to this store ({store.Describe()}): a running server, or an import. "
+        + "Import through the server's API (POST /api/imports), or stop it first.");
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_file is { } file)
+        {
+            _file = null;
+            await file.DisposeAsync();
+        }
+
+        if (_connection is { } connection)
+        {
+            _connection = null;
+            await connection.DisposeAsync();
+        }
+
+        _taking.Dispose();
+    }
+}
