@@ -223,6 +223,34 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_routed_task_that_follows_a_wider_marking_after_a_split_no_longer_carries_the_words_of_the_report_split_out()
+    {
+        var (area, lat, lon) = await AreaAsync(-37);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", supporting = new[] { "OCHA" }, acknowledgeMinutes = 60 }]);
+
+        // OCHA's own account (released to OCHA only) opens the incident; OCHA's supporting task is routed with its words.
+        const string Secret = "Source ALPHA: armed group massing at the Ouham ford, forty fighters.";
+        var incident = await IncidentOfAsync("ocha", Api.Report(latitude: lat, longitude: lon, narrative: Secret, marking: Api.Marking("UNCLASSIFIED", ["org:OCHA"])));
+        var support = (await WaitForAsync(() => TasksAsync("ocha", $"incident={incident}"), t => t.Count == 1, "OCHA's supporting task")).Single();
+        Assert.Equal(Secret, support.GetProperty("title").GetString());
+
+        // The force's mission-wide account joins it; OCHA's analyst takes OCHA's own account out again.
+        var (_, force) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: lat, longitude: lon,
+            narrative: "Patrol saw an armed group massing at the Ouham ford, forty fighters.", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(incident, Id(force, "incidentId"));
+        var (_, ochaReports) = await server.ClientFor("ocha").GetJson($"/api/incidents/{incident}/provenance");
+        var secretReport = ochaReports.GetProperty("reports").EnumerateArray().Single(r => r.GetProperty("organization").GetString() == "OCHA").GetProperty("reportId").GetGuid();
+        var (split, splitBody) = await server.ClientFor("ocha").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { secretReport } });
+        Assert.True(split.StatusCode == HttpStatusCode.OK, splitBody.ToString());
+
+        // The incident now holds the force's account only, released to the mission: the task follows in marking and in words.
+        var seen = await WaitForAsync(() => TasksAsync("pref", $"incident={incident}"), t => t.Any(x => Id(x) == Id(support)), "the task to follow its incident");
+        var followed = seen.Single(x => Id(x) == Id(support));
+        Assert.Equal("Patrol saw an armed group massing at the Ouham ford, forty fighters.", followed.GetProperty("title").GetString());
+        Assert.DoesNotContain("ALPHA", followed.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_humanitarian_escort_request_needs_both_sets_of_criteria_and_the_addressee_sees_them_before_accepting()
     {
         var ocha = server.ClientFor("ocha");

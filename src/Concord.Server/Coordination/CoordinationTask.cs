@@ -42,10 +42,10 @@ internal sealed class CoordinationTask : DeadlineRecord, IFeedEntity
     /// <summary>For an escalation task: the task or request whose deadline was missed.</summary>
     public Guid? EscalatedItemId { get; init; }
 
-    /// <summary>The incident's category when routed, for metrics by category.</summary>
-    public string? Category { get; init; }
+    /// <summary>The incident's category (routed tasks follow their incident's), for metrics by category.</summary>
+    public string? Category { get; set; }
 
-    public Guid? AreaId { get; init; }
+    public Guid? AreaId { get; set; }
 
     public required string CreatedBy { get; init; }
 

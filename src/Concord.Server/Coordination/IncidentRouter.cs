@@ -82,7 +82,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var now = time.GetUtcNow().UtcDateTime;
         if (ids.Count > 0)
         {
-            await FollowMarkingsAsync(db, ids, now, audit, cancellationToken);
+            await FollowIncidentsAsync(db, ids, now, audit, cancellationToken);
         }
 
         if (agreements.Count > 0 && ids.Count > 0)
@@ -175,9 +175,11 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// <summary>
     /// A routed task is marked as its incident, also later: when an incident's marking changes (a restricted report fused
     /// into it, a merge, a correction), its lead and supporting tasks take the new marking, so that a task never tells
-    /// anyone more than its incident would.
+    /// anyone more than its incident would. What the task says of its incident (title, category, area) follows too, in
+    /// the same change: the title was the earliest report's first line when the task was routed, and a split that took
+    /// that report out (widening the marking to the reports left) would otherwise show its words under the wider marking.
     /// </summary>
-    private static async Task FollowMarkingsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
+    private static async Task FollowIncidentsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
     {
         var tasks = await db.Tasks.Where(t => t.IncidentId != null && ids.Contains(t.IncidentId.Value) && (t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting))
             .ToListAsync(cancellationToken);
@@ -187,24 +189,33 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         }
 
         var markings = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id))
-            .Select(i => new { i.Id, i.Classification, i.ReleasableTo, i.Caveats }).ToDictionaryAsync(i => i.Id, cancellationToken);
+            .Select(i => new { i.Id, i.Classification, i.ReleasableTo, i.Caveats, i.Title, i.Category, i.AreaId }).ToDictionaryAsync(i => i.Id, cancellationToken);
         foreach (var task in tasks)
         {
-            if (!markings.TryGetValue(task.IncidentId!.Value, out var m) || (m.Classification == task.Classification && m.ReleasableTo == task.ReleasableTo && m.Caveats == task.Caveats))
+            if (!markings.TryGetValue(task.IncidentId!.Value, out var m)
+                || (m.Classification == task.Classification && m.ReleasableTo == task.ReleasableTo && m.Caveats == task.Caveats
+                    && m.Title == task.Title && m.Category == task.Category && m.AreaId == task.AreaId))
             {
                 continue;
             }
 
+            // The words themselves stay out of the audit entry, which readers of the audit see by their clearance alone.
             audit.Add(Audits.Entry(null, AuditActions.Update, "task", task.Id, Math.Max(task.Classification, m.Classification), now, Audits.Detail(new
             {
                 incident = task.IncidentId,
                 marking = "follows its incident",
                 from = new { task.Classification, task.ReleasableTo, task.Caveats },
                 to = new { m.Classification, m.ReleasableTo, m.Caveats },
+                title = m.Title == task.Title ? null : "follows its incident",
+                category = m.Category == task.Category ? null : m.Category,
+                area = m.AreaId == task.AreaId ? null : m.AreaId,
             })));
             task.Classification = m.Classification;
             task.ReleasableTo = m.ReleasableTo;
             task.Caveats = m.Caveats;
+            task.Title = m.Title;
+            task.Category = m.Category;
+            task.AreaId = m.AreaId;
             task.UpdatedAt = now;
         }
     }
