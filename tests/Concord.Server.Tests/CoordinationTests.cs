@@ -517,6 +517,10 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (_, geo) = await force.GetJson("/api/coordination/geojson");
         Assert.Contains(geo.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetGuid() == id && f.GetProperty("geometry").GetProperty("type").GetString() == "LineString");
 
+        // Another member who sees the patrol takes the id its report had when it was a plain hash of the patrol's: the report still files.
+        var squatted = new Guid(System.Security.Cryptography.SHA256.HashData(id.ToByteArray())[..16]);
+        Assert.Equal(HttpStatusCode.Created, (await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(squatted))).Response.StatusCode);
+
         var report = new { category = "acled.strategic-developments.other", narrative = "Road passable; two checkpoints of armed group A removed." };
         var (filed, done) = await force.PostJson($"/api/patrols/{id}/report", report);
         Assert.True(filed.StatusCode == HttpStatusCode.Created, done.ToString());

@@ -187,7 +187,7 @@ internal static class FieldEndpoints
         return TypedResults.Ok(ToDto(patrol, desk));
     }
 
-    private static async Task<Results<Created<PatrolDto>, NotFound, ProblemHttpResult>> ReportPatrol(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk, ReportIntake intake)
+    private static async Task<Results<Created<PatrolDto>, NotFound, ProblemHttpResult>> ReportPatrol(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk, ReportIntake intake, Data.DeploymentKeys keys)
     {
         var (body, problem) = await JsonBody.ReadAsync<PatrolReport>(context, 64 * 1024);
         if (problem is not null)
@@ -212,12 +212,13 @@ internal static class FieldEndpoints
         }
 
         // The report is a Concord report like any other (validated, marked, fused); by default it is placed at the route's end
-        // and marked as the patrol is. Its id derives from the patrol's, so a resubmission after a dropped link finds the same report.
+        // and marked as the patrol is. Its id derives from the patrol's, so a resubmission after a dropped link finds the same
+        // report, under the deployment's key, so that nobody who sees the patrol can take the id first (and block its report).
         var route = JsonSerializer.Deserialize<List<double[]>>(patrol.RouteJson)!;
         var last = route[^1];
         var report = new CreateReport
         {
-            Id = new Guid(System.Security.Cryptography.SHA256.HashData(patrol.Id.ToByteArray())[..16]),
+            Id = SourceIds.OfPatrol(await keys.SourceIdsAsync(context.RequestAborted), patrol.Id),
             ObservedAt = body!.ObservedAt ?? desk.Now,
             ObservedPrecision = "hour",
             Location = new LocationInput(body.Location?.Latitude ?? last[1], body.Location?.Longitude ?? last[0], 1000, null),

@@ -28,6 +28,9 @@ internal static class SourceIds
     /// <summary>The id of an organisation's copy of a source record another organisation holds under <see cref="Of"/>.</summary>
     public static Guid For(byte[] key, Guid organizationId, string externalRef) => Keyed(key, $"{externalRef}@{organizationId:N}");
 
+    /// <summary>The id of a joint patrol's report (no source record has a name of this form).</summary>
+    public static Guid OfPatrol(byte[] key, Guid patrolId) => Keyed(key, $"concord-patrol-report:{patrolId:N}");
+
     /// <summary>Whether a request's id is the one a reader gives its source record (an import's row).</summary>
     public static bool IsSourceKeyed(CreateReport request) => request.ExternalRef is { } reference && request.Id == Unkeyed(reference);
 
