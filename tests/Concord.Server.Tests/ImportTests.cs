@@ -242,11 +242,12 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     public async Task A_row_the_store_refuses_costs_only_itself_and_leaves_no_trace_in_the_others()
     {
         var tag = Guid.NewGuid().ToString("N")[..6];
-        // A store-side refusal the validation cannot foresee (as a constraint or a full disk would be), for this test's rows only.
+        // A store-side refusal of a row the validation cannot foresee (a constraint: RAISE(ABORT) is one on SQLite, and the
+        // PostgreSQL trigger raises a check violation), for this test's rows only.
         var sqlite = await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
         string[] poison = sqlite
             ? [$"CREATE TRIGGER poison_{tag} BEFORE INSERT ON reports WHEN NEW.narrative LIKE '%poison {tag}%' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"]
-            : [$"CREATE FUNCTION poison_{tag}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.narrative LIKE '%poison {tag}%' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$",
+            : [$"CREATE FUNCTION poison_{tag}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.narrative LIKE '%poison {tag}%' THEN RAISE EXCEPTION 'poisoned' USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$",
                $"CREATE TRIGGER poison_{tag} BEFORE INSERT ON reports FOR EACH ROW EXECUTE FUNCTION poison_{tag}()"];
         await server.WithDbAsync(async db =>
         {
@@ -283,6 +284,41 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(1, incident.GetProperty("reportCount").GetInt32());
         Assert.Equal(2, incident.GetProperty("killedBest").GetInt32());
         Assert.Equal(2, incident.GetProperty("killed").GetProperty("high").GetInt32());
+    }
+
+    [Fact]
+    public async Task A_store_that_fails_in_itself_fails_the_import_instead_of_rejecting_every_row()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        // Not a refusal of a row but a failure of the store (an unknown function on SQLite, a full disk on PostgreSQL).
+        var sqlite = await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
+        string[] broken = sqlite
+            ? [$"CREATE TRIGGER broken_{tag} BEFORE INSERT ON reports WHEN NEW.narrative LIKE '%{tag}%' BEGIN SELECT no_such_function_{tag}(); END"]
+            : [$"CREATE FUNCTION broken_{tag}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.narrative LIKE '%{tag}%' THEN RAISE EXCEPTION 'no space' USING ERRCODE = 'disk_full'; END IF; RETURN NEW; END $$",
+               $"CREATE TRIGGER broken_{tag} BEFORE INSERT ON reports FOR EACH ROW EXECUTE FUNCTION broken_{tag}()"];
+        await server.WithDbAsync(async db =>
+        {
+            foreach (var sql in broken)
+            {
+                await db.Database.ExecuteSqlRawAsync(sql);
+            }
+
+            return 0;
+        });
+
+        var geojson = $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{tag}}-1", "geometry": { "type": "Point", "coordinates": [22.41, 5.75] }, "properties": { "observedAt": "2025-07-01", "category": "poc", "narrative": "{{tag}} one" } },
+              { "type": "Feature", "id": "{{tag}}-2", "geometry": { "type": "Point", "coordinates": [19.41, 6.75] }, "properties": { "observedAt": "2025-07-02", "category": "poc", "narrative": "{{tag}} two" } }
+            ] }
+            """;
+        using var client = server.ClientFor("ocha");
+        var response = await client.PostAsync("/api/imports?format=geojson&source=broken-store&classification=UNCLASSIFIED&releasableTo=mission", new StringContent(geojson, Encoding.UTF8, "application/geo+json"));
+        await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sqlite ? $"DROP TRIGGER broken_{tag}" : $"DROP TRIGGER broken_{tag} ON reports"));
+
+        Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+        var (_, list) = await server.ClientFor("ocha").GetJson($"/api/reports?q={tag}");
+        Assert.Empty(list.GetProperty("items").EnumerateArray());
     }
 
     [Fact]

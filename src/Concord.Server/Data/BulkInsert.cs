@@ -66,7 +66,7 @@ internal static class BulkInsert
             {
                 Update(modified, (SqliteConnection)transaction.Connection!, (SqliteTransaction)transaction);
             }
-            catch (SqliteException e)
+            catch (SqliteException e) when (StoreErrors.IsConstraintViolation(e))
             {
                 throw new DbUpdateException($"updating incidents failed: {e.Message}", e);
             }
@@ -99,9 +99,10 @@ internal static class BulkInsert
                     await CopyAsync(shape, rows, (NpgsqlConnection)transaction.Connection!, cancellationToken);
                 }
             }
-            catch (Exception e) when (e is SqliteException or PostgresException)
+            catch (Exception e) when (StoreErrors.IsConstraintViolation(e))
             {
                 // As SaveChanges reports it, so that the writer stores the batch one report at a time to find the bad one.
+                // A store that fails in itself (locked, full, gone) fails the batch as it is: no report is to blame.
                 throw new DbUpdateException($"inserting into {table.Name} failed: {e.Message}", e);
             }
         }

@@ -21,4 +21,15 @@ internal static class StoreErrors
         PostgresException p => p.SqlState == PostgresErrorCodes.UniqueViolation,
         _ => false,
     };
+
+    /// <summary>
+    /// Whether the store refused rows for what they hold (a constraint: unique, foreign key, not null, check), as opposed to
+    /// failing itself (locked, out of space, gone), which no row of a batch can be blamed for.
+    /// </summary>
+    public static bool IsConstraintViolation(Exception e) => e switch
+    {
+        SqliteException s => s.SqliteErrorCode == SqliteConstraint,
+        PostgresException p => p.SqlState.StartsWith("23", StringComparison.Ordinal),
+        _ => false,
+    };
 }

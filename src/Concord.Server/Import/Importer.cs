@@ -58,16 +58,13 @@ internal sealed class Importer(IServiceScopeFactory scopes)
 
         // One batch is written while the next is read and prepared: the writer and the reader each keep a core busy.
         // Batches reach the one writer in file order, so the same id twice in a file is still one report.
-        (Task<(int Created, int Skipped, IReadOnlyList<(int Index, Dictionary<string, string[]> Errors)> Rejected)> Written, List<(long Line, CreateReport Report)> Rows, AsyncServiceScope Scope)? inFlight = null;
+        // At most two: the batch being stored and the one handed to the writer after it. Both stay here until they are
+        // done, so that a failure of the first cannot leave the second writing unwatched after the import has returned.
+        var inFlight = new Queue<(Task<(int Created, int Skipped, IReadOnlyList<(int Index, Dictionary<string, string[]> Errors)> Rejected)> Written, List<(long Line, CreateReport Report)> Rows, AsyncServiceScope Scope)>(2);
 
-        async Task CompleteAsync()
+        async Task CompleteOldestAsync()
         {
-            if (inFlight is not { } previous)
-            {
-                return;
-            }
-
-            inFlight = null;
+            var previous = inFlight.Dequeue();
             try
             {
                 var result = await previous.Written;
@@ -96,9 +93,11 @@ internal sealed class Importer(IServiceScopeFactory scopes)
             var scope = scopes.CreateAsyncScope();
             var ready = batch;
             batch = new List<(long Line, CreateReport Report)>(BatchSize);
-            var written = scope.ServiceProvider.GetRequiredService<ReportIntake>().CreateManyAsync(ready.Select(b => b.Report).ToList(), author, cancellationToken);
-            await CompleteAsync();
-            inFlight = (written, ready, scope);
+            inFlight.Enqueue((scope.ServiceProvider.GetRequiredService<ReportIntake>().CreateManyAsync(ready.Select(b => b.Report).ToList(), author, cancellationToken), ready, scope));
+            while (inFlight.Count > 1)
+            {
+                await CompleteOldestAsync();
+            }
         }
 
         try
@@ -107,8 +106,8 @@ internal sealed class Importer(IServiceScopeFactory scopes)
         }
         finally
         {
-            // Stopped by an error or a cancellation: let the batch being written finish before its scope goes.
-            if (inFlight is { } unfinished)
+            // Stopped by an error or a cancellation: let the batches being written finish before their scopes go.
+            while (inFlight.TryDequeue(out var unfinished))
             {
                 await Task.WhenAny(unfinished.Written);
                 await unfinished.Scope.DisposeAsync();
@@ -145,7 +144,10 @@ internal sealed class Importer(IServiceScopeFactory scopes)
             }
 
             await FlushAsync();
-            await CompleteAsync();
+            while (inFlight.Count > 0)
+            {
+                await CompleteOldestAsync();
+            }
         }
     }
 }
