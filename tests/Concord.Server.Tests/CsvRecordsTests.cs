@@ -35,6 +35,21 @@ public sealed class CsvRecordsTests
         Assert.Null(records[3].Error);
     }
 
+    [Theory]
+    [InlineData("")]
+    [InlineData("\n")]
+    [InlineData("\r\n")]
+    public void A_quote_left_open_costs_only_its_own_line_when_a_later_quote_closes_it_on_the_last_line(string end)
+    {
+        // The stray quote of line 3 is closed by the one on line 4: with or without a newline at the end, line 4 is a row.
+        var records = Read("id,place,note\n1,Bangui,ok\n2,\"Bangui centre,open\n3,Obo,\"last\"" + end);
+
+        Assert.Equal([1L, 2, 3, 4], records.Select(r => r.Line));
+        Assert.Equal("a quoted field opened on this line is not closed on it", records[2].Error);
+        Assert.Equal(["3", "Obo", "last"], records[3].Fields);
+        Assert.Null(records[3].Error);
+    }
+
     [Fact]
     public void A_quote_left_open_in_a_large_file_keeps_memory_bounded_and_says_which_lines_it_lost()
     {

@@ -188,9 +188,21 @@ internal static class CsvRecords
         else if (any)
         {
             fields.Add(field.ToString());
-            yield return tooLong
-                ? TooLong()
-                : Checked(recordLine, fields);
+            if (!tooLong && expected is { } width && line > recordLine && fields.Count != width && !overflow && Unclosed(raw, source) is { } first)
+            {
+                // As at the end of a line: a quote left open swallowed the lines after it, and the file ends without a newline.
+                yield return new Record(recordLine, Split(first), "a quoted field opened on this line is not closed on it");
+                foreach (var record in Read(source.Rest(), recordLine + 1, width))
+                {
+                    yield return record;
+                }
+            }
+            else
+            {
+                yield return tooLong
+                    ? TooLong()
+                    : Checked(recordLine, fields);
+            }
         }
     }
 
