@@ -17,4 +17,38 @@ public sealed class GedMappingTests
     [InlineData(null, null)]
     public void The_release_comes_from_the_file_name_when_it_says(string? name, string? version) =>
         Assert.Equal(version, GedMapping.Version(name));
+
+    private static readonly Dictionary<string, string> Row = new(StringComparer.Ordinal)
+    {
+        ["id"] = "4242", ["type_of_violence"] = "3", ["conflict_name"] = "LRA - Civilians", ["side_a"] = "LRA", ["side_b"] = "Civilians",
+        ["where_prec"] = "1", ["where_coordinates"] = "Obo town", ["adm_1"] = "Haut-Mbomou prefecture", ["latitude"] = "5.4", ["longitude"] = "26.5",
+        ["event_clarity"] = "1", ["date_prec"] = "1", ["date_start"] = "2010-03-05 00:00:00.000", ["date_end"] = "2010-03-05 00:00:00.000",
+        ["deaths_civilians"] = "3", ["best"] = "3", ["high"] = "4", ["low"] = "3",
+    };
+
+    private static List<GedRow> Read(IEnumerable<string> header, Func<string, string> value)
+    {
+        var names = header.ToList();
+        using var text = new StringReader(string.Join(",", names) + "\n" + string.Join(",", names.Select(n => value(n.Trim().ToLowerInvariant()))) + "\n");
+        return [.. GedReader.Read(text)];
+    }
+
+    [Fact]
+    public void Header_names_match_whatever_their_case_and_spaces_but_a_column_named_twice_refuses_the_file()
+    {
+        var loose = Read(GedReader.RequiredColumns.Select(c => c == "id" ? " ID " : c.ToUpperInvariant()), n => Row[n]);
+        Assert.Equal(4242, Assert.Single(loose).Event?.Id);
+
+        var twice = Read(GedReader.RequiredColumns.Append("best"), n => Row[n]);
+        var refused = Assert.Single(twice);
+        Assert.Equal((1L, "the header names the column(s) best more than once"), (refused.Line, refused.Error));
+    }
+
+    [Fact]
+    public void A_GED_day_written_with_an_offset_stays_that_day()
+    {
+        var rows = Read(GedReader.RequiredColumns, n => n is "date_start" or "date_end" ? "2010-03-05T00:00:00+02:00" : Row[n]);
+
+        Assert.Equal(new DateTime(2010, 3, 5, 0, 0, 0, DateTimeKind.Utc), Assert.Single(rows).Event?.DateStart);
+    }
 }

@@ -76,15 +76,14 @@ internal static class AcledReader
             yield break;
         }
 
-        var header = records.Current.Fields.Select(h => h.TrimStart('\uFEFF').Trim().ToLowerInvariant()).ToArray();
-        var missing = RequiredColumns.Where(c => !header.Contains(c)).ToList();
-        if (missing.Count > 0)
+        var header = CsvRecords.Header(records.Current.Fields);
+        if (CsvRecords.HeaderProblem(header, RequiredColumns, "ACLED") is { } problem)
         {
-            yield return new ImportRow(1, null, $"the header lacks the ACLED column(s) {string.Join(", ", missing)}");
+            yield return new ImportRow(1, null, problem);
             yield break;
         }
 
-        var index = header.Select((h, i) => (h, i)).GroupBy(p => p.h).ToDictionary(g => g.Key, g => g.First().i, StringComparer.Ordinal);
+        var index = header.Select((h, i) => (h, i)).Where(p => p.h.Length > 0).ToDictionary(p => p.h, p => p.i, StringComparer.Ordinal);
         while (records.MoveNext())
         {
             var record = records.Current;

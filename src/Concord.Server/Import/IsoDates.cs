@@ -13,6 +13,20 @@ internal static partial class IsoDates
     [GeneratedRegex(@"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,7})?)?)?(?:Z|[+-]\d{2}:\d{2})?$", RegexOptions.CultureInvariant)]
     private static partial Regex Shape();
 
+    /// <summary>The date and time as written, an offset given with them dropped (calendar days of the place, as GED's).</summary>
+    public static bool TryParseAsWritten(string? text, out DateTime value)
+    {
+        value = default;
+        if (text is null || !Shape().IsMatch(text.Trim())
+            || !DateTimeOffset.TryParse(text.Trim(), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var written))
+        {
+            return false;
+        }
+
+        value = DateTime.SpecifyKind(written.DateTime, DateTimeKind.Utc);
+        return true;
+    }
+
     public static bool TryParse(string? text, out DateTimeOffset value)
     {
         value = default;

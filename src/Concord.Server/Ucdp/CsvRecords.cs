@@ -21,6 +21,22 @@ internal static class CsvRecords
     /// <summary>The longest record (in characters) kept whole so that its lines can be read again: 1 MiB.</summary>
     public const int MaxRecovered = 1 << 20;
 
+    /// <summary>A header's names as the readers match them: without a byte order mark, spaces around them or letter case.</summary>
+    public static string[] Header(string[] fields) => [.. fields.Select(h => h.TrimStart('\uFEFF').Trim().ToLowerInvariant())];
+
+    /// <summary>Why a header (<see cref="Header"/>) cannot be read: required columns missing, or a column given twice (which copy would count?).</summary>
+    public static string? HeaderProblem(string[] header, IReadOnlyList<string> required, string dataset)
+    {
+        var missing = required.Where(c => !header.Contains(c, StringComparer.Ordinal)).ToList();
+        if (missing.Count > 0)
+        {
+            return $"the header lacks the {dataset} column(s) {string.Join(", ", missing)}";
+        }
+
+        var twice = header.Where(h => h.Length > 0).GroupBy(h => h, StringComparer.Ordinal).Where(g => g.Count() > 1).Select(g => g.Key).ToList();
+        return twice.Count > 0 ? $"the header names the column(s) {string.Join(", ", twice)} more than once" : null;
+    }
+
     public static IEnumerable<Record> Read(TextReader reader)
     {
         var source = new Source(reader);

@@ -66,16 +66,10 @@ internal static class GedReader
             yield break;
         }
 
-        var header = records.Current.Fields;
-        if (header.Length > 0)
+        var header = CsvRecords.Header(records.Current.Fields);
+        if (CsvRecords.HeaderProblem(header, RequiredColumns, "GED") is { } problem)
         {
-            header[0] = header[0].TrimStart('\uFEFF');
-        }
-
-        var missing = RequiredColumns.Where(c => !header.Contains(c, StringComparer.Ordinal)).ToList();
-        if (missing.Count > 0)
-        {
-            yield return new GedRow(1, null, $"the header lacks the GED column(s) {string.Join(", ", missing)}");
+            yield return new GedRow(1, null, problem);
             yield break;
         }
 
@@ -139,9 +133,10 @@ internal static class GedReader
 
         DateTime Date(string name)
         {
-            if (Import.IsoDates.TryParse(Field(name), out var v))
+            // GED dates are calendar days where the event happened: an offset written with one does not move it to another day.
+            if (Import.IsoDates.TryParseAsWritten(Field(name), out var v))
             {
-                return v.UtcDateTime;
+                return v;
             }
 
             errors.Add($"{name} '{Field(name)}' is not an ISO 8601 date (yyyy-mm-dd, optionally with a time)");
