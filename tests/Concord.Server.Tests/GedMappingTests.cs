@@ -20,10 +20,24 @@ public sealed class GedMappingTests
 
     private static readonly Dictionary<string, string> Row = new(StringComparer.Ordinal)
     {
-        ["id"] = "4242", ["type_of_violence"] = "3", ["conflict_name"] = "LRA - Civilians", ["side_a"] = "LRA", ["side_b"] = "Civilians",
-        ["where_prec"] = "1", ["where_coordinates"] = "Obo town", ["adm_1"] = "Haut-Mbomou prefecture", ["latitude"] = "5.4", ["longitude"] = "26.5",
-        ["event_clarity"] = "1", ["date_prec"] = "1", ["date_start"] = "2010-03-05 00:00:00.000", ["date_end"] = "2010-03-05 00:00:00.000",
-        ["deaths_civilians"] = "3", ["best"] = "3", ["high"] = "4", ["low"] = "3",
+        ["id"] = "4242",
+        ["type_of_violence"] = "3",
+        ["conflict_name"] = "LRA - Civilians",
+        ["side_a"] = "LRA",
+        ["side_b"] = "Civilians",
+        ["where_prec"] = "1",
+        ["where_coordinates"] = "Obo town",
+        ["adm_1"] = "Haut-Mbomou prefecture",
+        ["latitude"] = "5.4",
+        ["longitude"] = "26.5",
+        ["event_clarity"] = "1",
+        ["date_prec"] = "1",
+        ["date_start"] = "2010-03-05 00:00:00.000",
+        ["date_end"] = "2010-03-05 00:00:00.000",
+        ["deaths_civilians"] = "3",
+        ["best"] = "3",
+        ["high"] = "4",
+        ["low"] = "3",
     };
 
     private static List<GedRow> Read(IEnumerable<string> header, Func<string, string> value)
