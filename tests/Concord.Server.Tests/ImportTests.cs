@@ -60,6 +60,19 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(0, again.GetProperty("created").GetInt32());
         Assert.Equal(3, again.GetProperty("skipped").GetInt32());
 
+        // Run again with other marking options (after an interruption, or by a colleague): already imported, not changed,
+        // and the stored marking stays.
+        foreach (var marking in new[] { "classification=CONFIDENTIAL&releasableTo=org:JOC", "classification=UNCLASSIFIED&releasableTo=mission,org:JOC", "" })
+        {
+            var (_, remarked) = await ImportAsync("joc", "format=acled&" + marking, csv, "text/csv");
+            // (The file's bad rows are rejected again, as on every run.)
+            Assert.True((0, 3, again.GetProperty("rejected").GetInt32()) == (remarked.GetProperty("created").GetInt32(), remarked.GetProperty("skipped").GetInt32(), remarked.GetProperty("rejected").GetInt32()), $"{marking}: {remarked}");
+        }
+
+        var (_, kept) = await server.ClientFor("joc").GetJson($"/api/reports?q=FACA");
+        Assert.All(kept.GetProperty("items").EnumerateArray().Where(r => r.GetProperty("externalRef").GetString()!.StartsWith("acled:", StringComparison.Ordinal)),
+            r => Assert.Equal("UNCLASSIFIED//REL TO MISSION, ORG:JOC", r.GetProperty("marking").GetProperty("label").GetString()));
+
         // The source revised an event (the toll and the notes): the stored report is kept, and the importer is told what changed.
         var revised = csv.Replace("FACA clashed with UPC near Bambari, 4 killed.\",4", "FACA clashed with UPC near Bambari, 6 killed.\",6", StringComparison.Ordinal);
         var (_, third) = await ImportAsync("joc", $"format=acled&classification=UNCLASSIFIED&releasableTo=mission", revised, "text/csv");

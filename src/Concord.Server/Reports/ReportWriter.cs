@@ -371,10 +371,19 @@ internal sealed class ReportWriter : IAsyncDisposable
             return new ReportIntake.Outcome.Existing(existing, incidentId);
         }
 
+        // An import run again with other marking options (or the same communities in another order) brings the same
+        // record: it is already imported, under the marking it was stored with (a marking changes by a release, not by
+        // importing again).
+        var changed = sourceKeyed ? Changed(existing, candidate).ToList() : [];
+        if (sourceKeyed && changed.All(c => c == "marking"))
+        {
+            return new ReportIntake.Outcome.Existing(existing, incidentId);
+        }
+
         // Reports are what a source said when it said it, never edited: a record the source has revised since it was
         // imported keeps its stored report, and the importer is told what the source changed.
         return sourceKeyed
-            ? new ReportIntake.Outcome.Conflict($"changed at the source since it was imported ({string.Join(", ", Changed(existing, candidate).DefaultIfEmpty("other details"))}); the stored report is kept, as reports are not edited")
+            ? new ReportIntake.Outcome.Conflict($"changed at the source since it was imported ({string.Join(", ", changed.Where(c => c != "marking"))}); the stored report is kept, as reports are not edited")
             : new ReportIntake.Outcome.Conflict($"report {candidate.Id} already exists with a different body; a retry must send the same body");
     }
 
