@@ -428,6 +428,30 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(HttpStatusCode.BadRequest, levelless);
         Assert.Equal(["releasableTo"], levellessProblem.ErrorFields());
         var (caveatOnly, caveatProblem) = await ImportAsync("ocha", "format=acled&caveats=SOURCE-PROTECTED", "event_id_cnty\n", "text/csv");
+
+        // The body must be the file itself, as UTF-8 text: a form, a compressed body or another charset is refused, not misread.
+        using var form = new MultipartFormDataContent { { new StringContent(geojson), "file", "survey.geojson" } };
+        using var gzip = new StringContent(geojson, Encoding.UTF8, "application/geo+json");
+        gzip.Headers.ContentEncoding.Add("gzip");
+        using var windows = new ByteArrayContent(Encoding.Latin1.GetBytes(geojson));
+        windows.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse("text/csv; charset=windows-1252");
+        foreach (var content in new HttpContent[] { form, gzip, windows })
+        {
+            using var uploader = server.ClientFor("ocha");
+            var unread = await uploader.PostAsync("/api/imports?format=geojson&source=ngo-survey&classification=UNCLASSIFIED", content);
+            Assert.Equal(HttpStatusCode.UnsupportedMediaType, unread.StatusCode);
+            var unreadProblem = await unread.Json();
+            Assert.True(unreadProblem.ErrorFields() is ["body"], unreadProblem.ToString());
+        }
+
+        // What curl --data-binary @FILE sends without a Content-Type of the user's: the file's bytes, read as the file.
+        using var curl = new ByteArrayContent(Encoding.UTF8.GetBytes(geojson));
+        curl.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/x-www-form-urlencoded");
+        using var curlClient = server.ClientFor("ocha");
+        var posted = await curlClient.PostAsync("/api/imports?format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", curl);
+        Assert.Equal(HttpStatusCode.OK, posted.StatusCode);
+        Assert.Equal(2, (await posted.Json()).GetProperty("skipped").GetInt32());
+
         Assert.Equal(HttpStatusCode.BadRequest, caveatOnly);
         Assert.Equal(["caveats"], caveatProblem.ErrorFields());
     }

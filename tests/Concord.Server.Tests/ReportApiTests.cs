@@ -472,6 +472,10 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         var create = document.GetProperty("paths").GetProperty("/api/reports").GetProperty("post").GetProperty("responses");
         Assert.Superset(new HashSet<string> { "201", "200", "400", "409", "413", "415" }, create.EnumerateObject().Select(r => r.Name).ToHashSet());
         Assert.True(document.GetProperty("paths").GetProperty("/api/auth/signin").GetProperty("post").TryGetProperty("requestBody", out _));
+        Assert.Equal(["application/geo+json", "application/json", "text/csv"],
+            document.GetProperty("paths").GetProperty("/api/imports").GetProperty("post").GetProperty("requestBody").GetProperty("content").EnumerateObject().Select(c => c.Name).Order());
+        // Paging is offered where a listing pages, and nowhere else.
+        Assert.DoesNotContain("cursor", Parameters("/api/reports/count"));
         var schemes = document.GetProperty("components").GetProperty("securitySchemes");
         Assert.Equal("bearer", schemes.GetProperty("bearer").GetProperty("scheme").GetString());
         Assert.Equal("cookie", schemes.GetProperty("cookie").GetProperty("in").GetString());

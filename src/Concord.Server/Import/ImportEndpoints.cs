@@ -14,8 +14,49 @@ internal static class ImportEndpoints
 
     public static void MapImports(this IEndpointRouteBuilder app) =>
         app.MapPost("/api/imports", ImportAsync).WithTags("Import").RequireAuthorization(Policies.Analyst)
-            .Accepts<string>("text/csv", "application/geo+json", "application/json")
+            // Described, not enforced: routing by content type would answer a form or a missing type with a bare 415 (curl
+            // --data-binary sends application/x-www-form-urlencoded unless told otherwise); the endpoint says what it refuses.
+            .AddOpenApiOperationTransformer((operation, _, _) =>
+            {
+                operation.RequestBody = new Microsoft.OpenApi.OpenApiRequestBody
+                {
+                    Required = true,
+                    Description = "the file itself as UTF-8 text (not a form, not compressed)",
+                    Content = new Dictionary<string, Microsoft.OpenApi.OpenApiMediaType>
+                    {
+                        ["text/csv"] = new(),
+                        ["application/geo+json"] = new(),
+                        ["application/json"] = new(),
+                    },
+                };
+                return Task.CompletedTask;
+            })
             .WithSummary("Import a UCDP GED CSV, an ACLED-style CSV or a GeoJSON FeatureCollection as reports by you (analysts); format=ged|acled|geojson, optional classification, releasableTo, caveats, source.");
+
+    /// <summary>Why the body cannot be read as the file (null when it can).</summary>
+    internal static string? BodyProblem(HttpRequest request)
+    {
+        if (request.Headers.ContentEncoding.ToString() is { Length: > 0 } encoding && !encoding.Equals("identity", StringComparison.OrdinalIgnoreCase))
+        {
+            return $"Content-Encoding '{encoding}' is not read: send the file uncompressed";
+        }
+
+        if (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var type))
+        {
+            return null;
+        }
+
+        // A form's parts are not the file; application/x-www-form-urlencoded is what curl --data-binary @FILE says of the
+        // file's own bytes unless told otherwise, so it is read as the file.
+        if (type.MediaType.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase))
+        {
+            return "send the file itself as the body (curl --data-binary @FILE), not a form";
+        }
+
+        return type.Charset.HasValue && !type.Charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) && !type.Charset.Equals("us-ascii", StringComparison.OrdinalIgnoreCase)
+            ? $"charset '{type.Charset}' is not read: send UTF-8 text"
+            : null;
+    }
 
     private static async Task<Results<Ok<ImportResultDto>, ProblemHttpResult>> ImportAsync(HttpContext context, Viewer viewer, Importer importer, MarkingFormat markings, MissionDirectory directory)
     {
@@ -23,6 +64,13 @@ internal static class ImportEndpoints
         if (!ImportReaders.TryParseFormat(query["format"], out var format))
         {
             return Problems.Field("format", "must be ged, acled or geojson");
+        }
+
+        // The body is the file itself, as UTF-8 text: a form upload or a compressed or otherwise encoded body would be read as
+        // garbled rows (one "header lacks …" rejection, or every row "not valid UTF-8") instead of being refused.
+        if (BodyProblem(context.Request) is { } bodyProblem)
+        {
+            return Problems.Field("body", bodyProblem, StatusCodes.Status415UnsupportedMediaType);
         }
 
         // Kestrel refuses bodies over 30 MB by default, mid-read, as a server error: this endpoint counts its own limit.
