@@ -325,6 +325,33 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_status_decided_before_a_viewer_could_see_any_of_an_incidents_reports_is_not_shown_to_them()
+    {
+        // The JOC verifies an incident made of its own secret account; a mission-wide account joins it later.
+        var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(marking: Api.Marking("STRICTLY CONFIDENTIAL", []), observedAt: Api.Recent.AddHours(-3)));
+        var target = Id(secret, "incidentId");
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{target}/status", new { status = "verified" })).Response.StatusCode);
+        var (_, open) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"]), observedAt: Api.Recent.AddHours(-2)));
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{target}/merge", new { incidents = new[] { Id(open, "incidentId") } })).Response.StatusCode);
+
+        // To pref the incident is the open account alone: "verified" would say that an analyst judged reports pref may not see.
+        var (_, seen) = await server.ClientFor("pref").GetJson($"/api/incidents/{target}");
+        Assert.Equal("reported", seen.GetProperty("status").GetString());
+        Assert.Equal(1, seen.GetProperty("reportCount").GetInt32());
+        var (_, listed) = await server.ClientFor("pref").GetJson($"/api/incidents?status=verified&q={Uri.EscapeDataString(seen.GetProperty("title").GetString()!)}");
+        Assert.DoesNotContain(listed.GetProperty("items").EnumerateArray(), i => Id(i) == target);
+        var (_, reported) = await server.ClientFor("pref").GetJson($"/api/incidents?status=reported&q={Uri.EscapeDataString(seen.GetProperty("title").GetString()!)}&limit=5000");
+        Assert.Contains(reported.GetProperty("items").EnumerateArray(), i => Id(i) == target);
+        var (_, stored) = await server.ClientFor("joc").GetJson($"/api/incidents/{target}");
+        Assert.Equal("verified", stored.GetProperty("status").GetString());
+
+        // A status set once pref's account is in is pref's to see.
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{target}/status", new { status = "closed" })).Response.StatusCode);
+        var (_, closed) = await server.ClientFor("pref").GetJson($"/api/incidents/{target}");
+        Assert.Equal("closed", closed.GetProperty("status").GetString());
+    }
+
+    [Fact]
     public async Task A_releaser_publishes_a_sanitised_copy_and_the_original_stays_untouched()
     {
         var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: 5.7612, longitude: 20.6724,

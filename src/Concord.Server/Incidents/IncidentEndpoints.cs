@@ -108,7 +108,11 @@ internal static class IncidentEndpoints
         {
             if (EnumNames.TryParse<IncidentStatus>(statusText, out var status))
             {
-                incidents = incidents.Where(i => i.Status == status);
+                // A mixed incident may show "reported" to a viewer whatever its stored status (IncidentSummary.ViewFor):
+                // it is judged again once rebuilt (Matches).
+                incidents = status == IncidentStatus.Reported
+                    ? incidents.Where(i => i.Status == status || i.Mixed)
+                    : incidents.Where(i => i.Status == status);
             }
             else
             {
@@ -163,6 +167,7 @@ internal static class IncidentEndpoints
             && (query.From is not { } from || i.EndsAt >= from)
             && (query.To is not { } to || i.StartsAt <= to)
             && (query.Category is not { } category || i.Category == category || i.Category.StartsWith(category + ".", StringComparison.Ordinal))
+            && (query.Status is not { } status || !EnumNames.TryParse<IncidentStatus>(status, out var wanted) || i.Status == wanted)
             && (query.Text is not { } text || TextSearch.Contains(i.Title, text)));
 
     internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Incident> incidents, HttpContext context, TimeProvider time) =>

@@ -172,12 +172,20 @@ internal static class IncidentSummary
     /// <summary>
     /// A mixed incident as one viewer sees it: summarised from <paramref name="visible"/> (the reports they may see, at
     /// least one), so its title and category are those of the earliest of them (the stored ones may be a hidden report's).
+    /// A status set before the first of those reports joined (<paramref name="linkedAt"/>) was decided on reports this
+    /// viewer may not see, and showing it would tell them such reports exist: for them the incident is as reported.
     /// </summary>
-    public static Incident ViewFor(Incident incident, IReadOnlyList<Report> visible)
+    public static Incident ViewFor(Incident incident, IReadOnlyList<Report> visible, IEnumerable<DateTime> linkedAt)
     {
         var view = Copy(incident);
         Summarise(view, visible);
         view.RebuiltForViewer = true;
+        if (view.StatusChangedAt is { } changed && linkedAt.DefaultIfEmpty(DateTime.MaxValue).Min() > changed)
+        {
+            view.Status = IncidentStatus.Reported;
+            view.StatusChangedAt = null;
+        }
+
         return view;
     }
 

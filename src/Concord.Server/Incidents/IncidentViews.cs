@@ -61,8 +61,8 @@ internal static class IncidentViews
             else if (byIncident.TryGetValue(incident.Id, out var seen))
             {
                 // Last changed, as far as this viewer can tell: when one of their reports last joined, or its status last moved.
-                var view = IncidentSummary.ViewFor(incident, seen.Reports);
-                view.UpdatedAt = IncidentSummary.LastChange(incident, seen.LinkedAt);
+                var view = IncidentSummary.ViewFor(incident, seen.Reports, seen.LinkedAt);
+                view.UpdatedAt = IncidentSummary.LastChange(view, seen.LinkedAt);
                 result.Add(view);
             }
         }

@@ -107,7 +107,8 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             // A device loses an incident when a report its member may see left it and none is left that they may see; a
             // later change of an incident it no longer has tells it nothing.
             bool Lost(Viewer viewer) => because.Any(r => Marking.AllowsRead(r, viewer)) && router.MayHave(incident.Id, viewer);
-            var own = linksOf[incident.Id].Select(l => reports[l.ReportId]).ToList();
+            var ownLinks = linksOf[incident.Id].ToList();
+            var own = ownLinks.Select(l => reports[l.ReportId]).ToList();
             if (own.Count > 0 && own.All(CotMapping.IsFromItem))
             {
                 // Not echoed back: the devices have the markers themselves. One that had the incident while reports of
@@ -168,7 +169,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                     continue;
                 }
 
-                var view = IncidentSummary.ViewFor(incident, visible);
+                var view = IncidentSummary.ViewFor(incident, visible, ownLinks.Where(l => Marking.AllowsRead(reports[l.ReportId], session.Viewer)).Select(l => l.LinkedAt));
                 router.RememberSent(incident.Id, view, session.Viewer);
                 session.Send(new Outbound(CotMapping.ToCot(view, markings.ToDto(view).Label!, Tlps.Label(view.Tlp), now), droppable: false));
             }
