@@ -349,6 +349,10 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{target}/status", new { status = "closed" })).Response.StatusCode);
         var (_, closed) = await server.ClientFor("pref").GetJson($"/api/incidents/{target}");
         Assert.Equal("closed", closed.GetProperty("status").GetString());
+
+        // The feed tells pref of the open account joining and of the closing, not of the verification before it.
+        Assert.Equal(["updated", "updated"], await server.ClientFor("pref").ChangesOfAsync(target));
+        Assert.Equal(["created", "updated", "updated", "updated"], await server.ClientFor("joc").ChangesOfAsync(target));
     }
 
     [Fact]

@@ -60,7 +60,19 @@ internal static class ChangeVisibility
             visible.UnionWith(await db.AccessTokens.Where(t => tokenIds.Contains(t.Id) && t.MemberId == viewer.MemberId).Select(t => t.Id).ToListAsync(cancellationToken));
         }
 
-        return window.Where(c => visible.Contains(c.EntityId) && (c.Causes is null || c.CauseIds.Any(visibleCauses.Contains))).ToList();
+        // A change no report made (a status moving) is news to those who see the incident, but one made before the first
+        // report they may see joined a mixed incident happened to reports hidden from them: announcing it would tell that
+        // the incident existed, and was judged, before anything they can see was in it (IncidentSummary.ViewFor).
+        var causeless = window.Where(c => c.Entity == "incident" && c.Causes is null && visible.Contains(c.EntityId)).Select(c => c.EntityId).Distinct().ToList();
+        var firstSeen = causeless.Count == 0
+            ? []
+            : await db.IncidentReports.Where(l => causeless.Contains(l.IncidentId) && db.Incidents.Any(i => i.Id == l.IncidentId && i.Mixed))
+                .Join(db.Reports.VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => l)
+                .GroupBy(l => l.IncidentId).Select(g => new { g.Key, First = g.Min(l => l.LinkedAt) })
+                .ToDictionaryAsync(f => f.Key, f => f.First, cancellationToken);
+
+        return window.Where(c => visible.Contains(c.EntityId)
+            && (c.Causes is null ? !(firstSeen.TryGetValue(c.EntityId, out var first) && c.At < first) : c.CauseIds.Any(visibleCauses.Contains))).ToList();
     }
 
     /// <summary>Adds the ids of <paramref name="entity"/> changes in the window that the viewer may see (one query, none when the window has no such change).</summary>
