@@ -332,6 +332,33 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
         var (_, list) = await server.ClientFor("ocha").GetJson($"/api/reports?q={tag}");
         Assert.Empty(list.GetProperty("items").EnumerateArray());
+
+        // The same when the store fails while an account joins a stored incident (its summary is updated, not inserted).
+        static string Account(string tag, int n) => $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{tag}}-join-{{n}}", "geometry": { "type": "Point", "coordinates": [16.07, 8.13] },
+                "properties": { "observedAt": "2024-11-03T1{{n}}:00:00Z", "category": "poc.forced-displacement", "narrative": "joining {{tag}} herders left Kabo after raids",
+                                "killed": 2, "precisionMeters": 500, "reliability": "C", "credibility": 3, "actors": ["Armed group"] } }
+            ] }
+            """;
+        var first = await client.PostAsync("/api/imports?format=geojson&source=broken-store&classification=UNCLASSIFIED&releasableTo=mission", new StringContent(Account(tag, 0), Encoding.UTF8, "application/geo+json"));
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        string[] brokenUpdate = sqlite
+            ? [$"CREATE TRIGGER broken_update_{tag} BEFORE UPDATE ON incidents WHEN NEW.title LIKE '%{tag}%' BEGIN SELECT no_such_function_{tag}(); END"]
+            : [$"CREATE FUNCTION broken_update_{tag}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.title LIKE '%{tag}%' THEN RAISE EXCEPTION 'no space' USING ERRCODE = 'disk_full'; END IF; RETURN NEW; END $$",
+               $"CREATE TRIGGER broken_update_{tag} BEFORE UPDATE ON incidents FOR EACH ROW EXECUTE FUNCTION broken_update_{tag}()"];
+        await server.WithDbAsync(async db =>
+        {
+            foreach (var sql in brokenUpdate)
+            {
+                await db.Database.ExecuteSqlRawAsync(sql);
+            }
+
+            return 0;
+        });
+        var joining = await client.PostAsync("/api/imports?format=geojson&source=broken-store&classification=UNCLASSIFIED&releasableTo=mission", new StringContent(Account(tag, 1), Encoding.UTF8, "application/geo+json"));
+        await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sqlite ? $"DROP TRIGGER broken_update_{tag}" : $"DROP TRIGGER broken_update_{tag} ON incidents"));
+        Assert.True(joining.StatusCode == HttpStatusCode.InternalServerError, await joining.Content.ReadAsStringAsync());
     }
 
     [Fact]

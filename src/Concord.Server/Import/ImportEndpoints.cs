@@ -31,7 +31,7 @@ internal static class ImportEndpoints
                 };
                 return Task.CompletedTask;
             })
-            .WithSummary("Import a UCDP GED CSV, an ACLED-style CSV or a GeoJSON FeatureCollection as reports by you (analysts); format=ged|acled|geojson, optional classification, releasableTo, caveats, source.");
+            .WithSummary("Import a UCDP GED CSV, an ACLED-style CSV or a GeoJSON FeatureCollection as reports by you (analysts); format=ged|acled|geojson, source (required for GeoJSON), optional classification, releasableTo, caveats.");
 
     /// <summary>Why the body cannot be read as the file (null when it can).</summary>
     internal static string? BodyProblem(HttpRequest request)
@@ -53,8 +53,9 @@ internal static class ImportEndpoints
             return "send the file itself as the body (curl --data-binary @FILE), not a form";
         }
 
-        return type.Charset.HasValue && !type.Charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) && !type.Charset.Equals("us-ascii", StringComparison.OrdinalIgnoreCase)
-            ? $"charset '{type.Charset}' is not read: send UTF-8 text"
+        var charset = type.Charset.Value?.Trim('"');
+        return charset is { Length: > 0 } && !charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) && !charset.Equals("us-ascii", StringComparison.OrdinalIgnoreCase)
+            ? $"charset '{charset}' is not read: send UTF-8 text"
             : null;
     }
 

@@ -111,7 +111,7 @@ internal static class IncidentEndpoints
                 // A mixed incident may show "reported" to a viewer whatever its stored status (IncidentSummary.ViewFor):
                 // it is judged again once rebuilt (Matches).
                 incidents = status == IncidentStatus.Reported
-                    ? incidents.Where(i => i.Status == status || i.Mixed)
+                    ? incidents.Where(i => i.Status == status || (i.Mixed && i.StatusChangedAt != null))
                     : incidents.Where(i => i.Status == status);
             }
             else

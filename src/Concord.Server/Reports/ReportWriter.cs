@@ -98,9 +98,10 @@ internal sealed class ReportWriter : IAsyncDisposable
             {
                 await WriteBatchAsync(batch);
             }
-            catch (DbUpdateException)
+            catch (DbUpdateException refused) when (StoreErrors.IsConstraintViolation(refused.GetBaseException()))
             {
-                // One bad report must not fail the others: store them one at a time to find it.
+                // One bad report must not fail the others: store them one at a time to find it. (A store failing in
+                // itself, which SaveChanges reports the same way, fails the batch below: no report is to blame.)
                 foreach (var pending in batch.Where(p => !p.Done.Task.IsCompleted))
                 {
                     // The failed attempt may have grown this report's own incident with later reports of the batch.
@@ -426,6 +427,11 @@ internal sealed class ReportWriter : IAsyncDisposable
         if (stored.SourceReliability != again.SourceReliability || stored.SourceCredibility != again.SourceCredibility)
         {
             yield return "source grading";
+        }
+
+        if (stored.ProtectedSource != again.ProtectedSource)
+        {
+            yield return "source";
         }
 
         if (stored.Classification != again.Classification || stored.ReleasableTo != again.ReleasableTo || stored.Caveats != again.Caveats || stored.Tlp != again.Tlp)
