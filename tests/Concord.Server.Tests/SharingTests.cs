@@ -345,14 +345,22 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (_, stored) = await server.ClientFor("joc").GetJson($"/api/incidents/{target}");
         Assert.Equal("verified", stored.GetProperty("status").GetString());
 
+        // An analyst who sees it as pref does moves it from what they see: "reported" is already so, "verified" is set anew.
+        var (same, sameBody) = await server.ClientFor("force").PostJson($"/api/incidents/{target}/status", new { status = "reported" });
+        Assert.Equal((HttpStatusCode.OK, "reported"), (same.StatusCode, sameBody.GetProperty("status").GetString()));
+        var (again, againBody) = await server.ClientFor("force").PostJson($"/api/incidents/{target}/status", new { status = "verified" });
+        Assert.Equal((HttpStatusCode.OK, "verified"), (again.StatusCode, againBody.GetProperty("status").GetString()));
+        var (_, reverified) = await server.ClientFor("pref").GetJson($"/api/incidents/{target}");
+        Assert.Equal("verified", reverified.GetProperty("status").GetString());
+
         // A status set once pref's account is in is pref's to see.
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{target}/status", new { status = "closed" })).Response.StatusCode);
         var (_, closed) = await server.ClientFor("pref").GetJson($"/api/incidents/{target}");
         Assert.Equal("closed", closed.GetProperty("status").GetString());
 
-        // The feed tells pref of the open account joining and of the closing, not of the verification before it.
-        Assert.Equal(["updated", "updated"], await server.ClientFor("pref").ChangesOfAsync(target));
-        Assert.Equal(["created", "updated", "updated", "updated"], await server.ClientFor("joc").ChangesOfAsync(target));
+        // The feed tells pref of the open account joining and of the statuses set since, not of the verification before it.
+        Assert.Equal(["updated", "updated", "updated"], await server.ClientFor("pref").ChangesOfAsync(target));
+        Assert.Equal(["created", "updated", "updated", "updated", "updated"], await server.ClientFor("joc").ChangesOfAsync(target));
     }
 
     [Fact]

@@ -211,11 +211,15 @@ internal static class IncidentEndpoints
             return Problems.Field("status", "must be reported, verified or closed");
         }
 
-        if (status != incident.Status)
+        // Judged by the status this analyst sees (IncidentSummary.ViewFor): one set on reports hidden from them is not
+        // theirs to move from, and naming it in a refusal would tell them of it. Set again by them, it is stamped anew
+        // and becomes theirs to see.
+        var shown = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single().Status;
+        if (status != shown)
         {
-            if (!Incident.CanMove(incident.Status, status))
+            if (!Incident.CanMove(shown, status))
             {
-                return Problems.Field("status", $"an incident cannot move from {incident.Status.ToString().ToLowerInvariant()} to {status.ToString().ToLowerInvariant()}", StatusCodes.Status409Conflict);
+                return Problems.Field("status", $"an incident cannot move from {shown.ToString().ToLowerInvariant()} to {status.ToString().ToLowerInvariant()}", StatusCodes.Status409Conflict);
             }
 
             var before = incident.Status;
