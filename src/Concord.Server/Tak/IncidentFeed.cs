@@ -153,7 +153,8 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             // the member may not see).
             foreach (var session in router.Sessions)
             {
-                var visible = own.Where(r => Marking.AllowsRead(r, session.Viewer)).ToList();
+                var seenLinks = ownLinks.Where(l => Marking.AllowsRead(reports[l.ReportId], session.Viewer)).ToList();
+                var visible = seenLinks.Select(l => reports[l.ReportId]).ToList();
                 if (visible.Count == 0 || visible.All(CotMapping.IsFromItem))
                 {
                     if (Lost(session.Viewer))
@@ -164,12 +165,14 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                     continue;
                 }
 
-                if (!Newsworthy(session.Viewer))
+                // A status set before the first report this member may see joined is not theirs (ChangeVisibility, ViewFor).
+                var firstSeen = seenLinks.Min(l => l.LinkedAt);
+                if (!why.Any(c => c.Causes is null && c.At >= firstSeen) && !because.Any(r => Marking.AllowsRead(r, session.Viewer)))
                 {
                     continue;
                 }
 
-                var view = IncidentSummary.ViewFor(incident, visible, ownLinks.Where(l => Marking.AllowsRead(reports[l.ReportId], session.Viewer)).Select(l => l.LinkedAt));
+                var view = IncidentSummary.ViewFor(incident, visible, seenLinks.Select(l => l.LinkedAt));
                 router.RememberSent(incident.Id, view, session.Viewer);
                 session.Send(new Outbound(CotMapping.ToCot(view, markings.ToDto(view).Label!, Tlps.Label(view.Tlp), now), droppable: false));
             }
