@@ -37,6 +37,7 @@ internal static class CommandLine
         new("--tak-tcp-user", "the low-privilege member plain TCP connections act as", Value: "NAME"),
         new("--tile-url", "raster tiles for the map on your own network, e.g. http://tiles.mission/{z}/{x}/{y}.png (default: none, boundaries only)", Value: "TEMPLATE"),
         new("--tile-dir", "a directory of z/x/y.png tiles to serve to the map at /tiles", Value: "DIR"),
+        new("--trusted-proxy", "the address(es) of a reverse proxy in front of the server, whose X-Forwarded-For names the client (for sign-in limits)", Value: "IP[,IP]"),
     ];
 
     public static readonly IReadOnlyList<VerbSpec> Verbs =

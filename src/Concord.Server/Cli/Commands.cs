@@ -199,10 +199,23 @@ internal static class Commands
             return false;
         }
 
+        var proxies = new List<System.Net.IPAddress>();
+        foreach (var text in (invocation["--trusted-proxy"] ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!System.Net.IPAddress.TryParse(text, out var proxy))
+            {
+                error = $"--trusted-proxy '{text}' is not an IP address";
+                return false;
+            }
+
+            proxies.Add(proxy);
+        }
+
         options = new ServerOptions
         {
             Store = store,
             Urls = urls,
+            TrustedProxies = proxies,
             DataDirectory = data,
             Classification = scheme,
             Tak = tak,
@@ -316,7 +329,7 @@ internal static class Commands
         catch (InvalidOperationException e) when (options.Urls.Contains("https:", StringComparison.OrdinalIgnoreCase) && e.Message.Contains("certificate", StringComparison.OrdinalIgnoreCase))
         {
             // Kestrel's own words (no certificate configured for HTTPS); Concord serves HTTPS only with one set in its configuration.
-            await errors.WriteLineAsync($"concord: cannot listen on {options.Urls}: {e.Message} Serve plain HTTP on loopback behind a TLS proxy, or configure a certificate (Kestrel:Certificates:Default).");
+            await errors.WriteLineAsync($"concord: cannot listen on {options.Urls}: {e.Message} Serve plain HTTP on loopback behind a TLS proxy (named with --trusted-proxy), or configure a certificate (Kestrel:Certificates:Default).");
             await app.DisposeAsync();
             return 1;
         }

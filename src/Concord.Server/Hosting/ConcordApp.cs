@@ -15,6 +15,7 @@ using Concord.Server.Sharing;
 using Concord.Server.Tak;
 using Concord.Server.Ui;
 using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.Extensions.Logging.Console;
 
 namespace Concord.Server.Hosting;
@@ -62,6 +63,21 @@ internal static class ConcordApp
         overrides?.Invoke(builder.Services);
 
         var app = builder.Build();
+        if (options.TrustedProxies.Count > 0)
+        {
+            // Only the named proxies are believed: any client can send the header, and the limits per address would
+            // then count whatever it says.
+            var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto };
+            forwarded.KnownProxies.Clear();
+            forwarded.KnownIPNetworks.Clear();
+            foreach (var proxy in options.TrustedProxies)
+            {
+                forwarded.KnownProxies.Add(proxy);
+            }
+
+            app.UseForwardedHeaders(forwarded);
+        }
+
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseConcordUiAssets();

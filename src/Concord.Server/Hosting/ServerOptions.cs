@@ -26,6 +26,13 @@ internal sealed record ServerOptions
 
     public string? TileDirectory { get; init; }
 
+    /// <summary>
+    /// Reverse proxies whose <c>X-Forwarded-For</c> and <c>X-Forwarded-Proto</c> are believed. Behind a proxy every
+    /// client otherwise comes from the proxy's address, and sign-in limits per address (SignInThrottle) count the whole
+    /// mission as one client. Empty: the connection's own address counts, and forwarded headers are ignored.
+    /// </summary>
+    public IReadOnlyList<System.Net.IPAddress> TrustedProxies { get; init; } = [];
+
     /// <summary>The business clock (deadlines, escalations, record times); tests inject a fake one. Null: the system clock.</summary>
     public TimeProvider? Clock { get; init; }
 
