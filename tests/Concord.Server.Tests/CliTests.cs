@@ -489,6 +489,36 @@ public sealed class CliTests_Postgres : CliTests
         await _database.DropAsync();
         await base.DisposeAsync();
     }
+
+    [Fact]
+    public async Task The_writer_lease_lost_with_its_connection_is_taken_again_unless_another_process_took_it()
+    {
+        await Run(["migrate", .. StoreArguments]);
+        await using var lease = new WriterLease(await StoreAsync());
+        await lease.AcquireAsync(CancellationToken.None);
+
+        // A database restart or an idle timeout ends the lease's session: the next batch finds out and takes it again.
+        Assert.Equal(1, await TerminateLeaseSessionsAsync());
+        await Task.Delay(1100);
+        await lease.EnsureHeldAsync(CancellationToken.None);
+        Assert.Equal(1, await TerminateLeaseSessionsAsync());
+
+        // Meanwhile another process took it: this one is told, instead of writing beside it.
+        await using var other = new WriterLease(await StoreAsync());
+        await other.AcquireAsync(CancellationToken.None);
+        await Task.Delay(1100);
+        await Assert.ThrowsAsync<StoreBusyException>(() => lease.EnsureHeldAsync(CancellationToken.None));
+    }
+
+    /// <summary>Ends the sessions holding the writer's advisory lock on this test's database; how many there were.</summary>
+    private async Task<int> TerminateLeaseSessionsAsync()
+    {
+        await using var admin = new Npgsql.NpgsqlConnection(_connection);
+        await admin.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(
+            "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND l.objid = 4242003 AND d.datname = current_database()", admin);
+        return Convert.ToInt32(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
+    }
 }
 
 public sealed class CommandLineTests

@@ -292,9 +292,10 @@ internal static class Commands
     private static async Task<int> ServeAsync(ServerOptions options, TextWriter output, TextWriter errors, bool seedDemo, CancellationToken cancellationToken)
     {
         var app = ConcordApp.Build(options);
-        await app.Services.PrepareStoreAsync(cancellationToken);
         try
         {
+            // Before the store is migrated or anything started on it: a second server must leave a live store alone.
+            await options.Store.EnsureExistsAsync(cancellationToken);
             await app.Services.GetRequiredService<WriterLease>().AcquireAsync(cancellationToken);
         }
         catch (StoreBusyException e)
@@ -303,6 +304,8 @@ internal static class Commands
             await app.DisposeAsync();
             return 1;
         }
+
+        await app.Services.PrepareStoreAsync(cancellationToken);
 
         if (seedDemo)
         {

@@ -36,41 +36,99 @@ internal sealed class WriterLease(StoreOptions store) : IAsyncDisposable
         await _taking.WaitAsync(cancellationToken);
         try
         {
-            if (Held)
+            if (!Held)
             {
-                return;
+                await TakeAsync(cancellationToken);
             }
-
-            if (store.Kind == StoreKind.Sqlite)
-            {
-                var path = new SqliteConnectionStringBuilder(store.ConnectionString).DataSource + ".writer";
-                try
-                {
-                    // FileShare.None is an exclusive flock on Unix and a sharing lock on Windows: either way one holder.
-                    _file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-                }
-                catch (IOException)
-                {
-                    throw Busy();
-                }
-
-                return;
-            }
-
-            var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(store.ConnectionString) { Pooling = false }.ToString());
-            await connection.OpenAsync(cancellationToken);
-            await using var command = new NpgsqlCommand($"SELECT pg_try_advisory_lock({PostgresKey})", connection);
-            if (await command.ExecuteScalarAsync(cancellationToken) is not true)
-            {
-                await connection.DisposeAsync();
-                throw Busy();
-            }
-
-            _connection = connection;
         }
         finally
         {
             _taking.Release();
+        }
+    }
+
+    /// <summary>
+    /// Before the writer stores a batch: on PostgreSQL the lock lives as long as its connection, which a database restart,
+    /// a failover or an idle timeout ends without a word. At most once a second the connection is asked for a row; when it
+    /// is gone the lease is taken again, or <see cref="StoreBusyException"/> says that another process took it meanwhile.
+    /// </summary>
+    public async Task EnsureHeldAsync(CancellationToken cancellationToken)
+    {
+        if (_file is not null || (_connection is not null && Environment.TickCount64 - _checkedAt < 1000))
+        {
+            return;
+        }
+
+        await _taking.WaitAsync(cancellationToken);
+        try
+        {
+            if (_connection is { } held)
+            {
+                try
+                {
+                    await using var probe = new NpgsqlCommand("SELECT 1", held);
+                    await probe.ExecuteScalarAsync(cancellationToken);
+                    _checkedAt = Environment.TickCount64;
+                    return;
+                }
+                catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+                {
+                    _connection = null;
+                    await held.DisposeAsync();
+                }
+            }
+
+            if (!Held)
+            {
+                await TakeAsync(cancellationToken);
+            }
+        }
+        finally
+        {
+            _taking.Release();
+        }
+    }
+
+    private long _checkedAt;
+
+    private async Task TakeAsync(CancellationToken cancellationToken)
+    {
+        if (store.Kind == StoreKind.Sqlite)
+        {
+            var path = new SqliteConnectionStringBuilder(store.ConnectionString).DataSource + ".writer";
+            try
+            {
+                // FileShare.None is an exclusive flock on Unix and a sharing lock on Windows: either way one holder.
+                _file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException)
+            {
+                throw Busy();
+            }
+
+            return;
+        }
+
+        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(store.ConnectionString) { Pooling = false, Multiplexing = false }.ToString());
+        try
+        {
+            await connection.OpenAsync(cancellationToken);
+            await using var command = new NpgsqlCommand($"SELECT pg_try_advisory_lock({PostgresKey})", connection);
+            if (await command.ExecuteScalarAsync(cancellationToken) is not true)
+            {
+                throw Busy();
+            }
+
+            _connection = connection;
+            _checkedAt = Environment.TickCount64;
+        }
+        finally
+        {
+            if (_connection != connection)
+            {
+                // Refused, failed or cancelled, perhaps after the lock was granted: closing the session lets it go.
+                await connection.DisposeAsync();
+            }
         }
     }
 

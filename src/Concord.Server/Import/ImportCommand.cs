@@ -48,9 +48,11 @@ internal static class ImportCommand
                 return 2;
             }
 
-            await services.PrepareStoreAsync(cancellationToken);
-            // Before anything is read: a running server on this store is the one writer (import through its API).
+            // Before the store is prepared or anything read: a running server on this store is the one writer (import
+            // through its API), and the live store is left alone.
+            await services.GetRequiredService<StoreOptions>().EnsureExistsAsync(cancellationToken);
             await services.GetRequiredService<WriterLease>().AcquireAsync(cancellationToken);
+            await services.PrepareStoreAsync(cancellationToken);
             if (marking is not null && services.GetRequiredService<ClassificationScheme>() is var scheme && !scheme.TryParse(marking.Classification, out _))
             {
                 await errors.WriteLineAsync($"concord: --level must be one of {string.Join(", ", scheme.Levels)}, not '{marking.Classification}'");

@@ -96,6 +96,7 @@ internal sealed class ReportWriter : IAsyncDisposable
             using var held = await _gate.EnterAsync(CancellationToken.None);
             try
             {
+                await _lease.EnsureHeldAsync(CancellationToken.None);
                 await WriteBatchAsync(batch);
             }
             catch (DbUpdateException refused) when (StoreErrors.IsConstraintViolation(refused.GetBaseException()))
