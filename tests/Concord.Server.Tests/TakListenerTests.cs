@@ -1,6 +1,4 @@
 using System.Net.Sockets;
-using Concord.Server.Cli;
-using Concord.Server.Hosting;
 using Concord.Server.Tak;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -12,48 +10,28 @@ public sealed class TakListenerTests
     [Fact]
     public async Task Connections_above_the_cap_are_closed_at_once_and_accepted_again_when_one_has_gone()
     {
-        var data = Directory.CreateTempSubdirectory("concord-tak-cap-").FullName;
-        try
+        await using var server = await StandaloneServer.StartAsync(["--urls", "http://127.0.0.1:0", "--tak-port", "0"],
+            options => options with { MinimumLogLevel = Microsoft.Extensions.Logging.LogLevel.Error, Tak = options.Tak with { MaxConnections = 2 } });
+        var tak = server.App.Services.GetRequiredService<TakServer>();
+        await tak.Listening;
+        var port = tak.BoundTlsPort!.Value;
+
+        // Two connections that never start their TLS handshake hold both places.
+        using var first = await ConnectAsync(port);
+        using var second = await ConnectAsync(port);
+        using var third = await ConnectAsync(port);
+        Assert.True(await ClosedByServerAsync(third), "a third connection is closed at once");
+        Assert.False(await ClosedByServerAsync(second), "the second connection is held (its handshake may take 15 s)");
+
+        first.Dispose();
+        var accepted = false;
+        for (var attempt = 0; attempt < 20 && !accepted; attempt++)
         {
-            Assert.True(CommandLine.TryParse(["serve", "--data", data, "--urls", "http://127.0.0.1:0", "--tak-port", "0"], out var invocation, out var parseError), parseError);
-            Assert.True(Commands.TryBuildOptions(invocation, out var options, out var error), error);
-            var app = ConcordApp.Build(options with { MinimumLogLevel = Microsoft.Extensions.Logging.LogLevel.Error, Tak = options.Tak with { MaxConnections = 2 } });
-            await app.Services.PrepareStoreAsync(CancellationToken.None);
-            await app.StartAsync();
-            try
-            {
-                var tak = app.Services.GetRequiredService<TakServer>();
-                await tak.Listening;
-                var port = tak.BoundTlsPort!.Value;
-
-                // Two connections that never start their TLS handshake hold both places.
-                using var first = await ConnectAsync(port);
-                using var second = await ConnectAsync(port);
-                using var third = await ConnectAsync(port);
-                Assert.True(await ClosedByServerAsync(third), "a third connection is closed at once");
-                Assert.False(await ClosedByServerAsync(second), "the second connection is held (its handshake may take 15 s)");
-
-                first.Dispose();
-                var accepted = false;
-                for (var attempt = 0; attempt < 20 && !accepted; attempt++)
-                {
-                    using var next = await ConnectAsync(port);
-                    accepted = !await ClosedByServerAsync(next);
-                }
-
-                Assert.True(accepted, "once a connection has gone, a new one is held again");
-            }
-            finally
-            {
-                await app.StopAsync();
-                await app.DisposeAsync();
-            }
+            using var next = await ConnectAsync(port);
+            accepted = !await ClosedByServerAsync(next);
         }
-        finally
-        {
-            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-            Directory.Delete(data, recursive: true);
-        }
+
+        Assert.True(accepted, "once a connection has gone, a new one is held again");
     }
 
     private static async Task<TcpClient> ConnectAsync(int port)

@@ -1,12 +1,5 @@
 using System.Net;
-using Concord.Server.Accounts;
 using Concord.Server.Cli;
-using Concord.Server.Data;
-using Concord.Server.Hosting;
-using Concord.Server.Organizations;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace Concord.Server.Tests;
 
@@ -31,44 +24,18 @@ public sealed class TileTests
             Assert.False(Commands.TryBuildOptions(CommandLineFor(["serve", "--tile-url", "http://tiles.mission/{z}/{x}.png"]), out _, out var badUrl));
             Assert.Contains("{y}", badUrl, StringComparison.Ordinal);
 
-            var app = ConcordApp.Build(options with { MinimumLogLevel = Microsoft.Extensions.Logging.LogLevel.Warning });
-            await app.Services.PrepareStoreAsync(CancellationToken.None);
-            string token;
-            await using (var scope = app.Services.CreateAsyncScope())
-            {
-                var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-                var time = TimeProvider.System;
-                await OrganizationAdmin.AddAsync(db, "JOC", "Joint Operations Centre", "civilian", null, time, CancellationToken.None);
-                await db.SaveChangesAsync();
-                await app.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
-                var (member, memberError) = await MemberAdmin.AddAsync(db, new NewMember("duty", "JOC", null, ["reporter"], "UNCLASSIFIED", [], TestServer.Password),
-                    app.Services.GetRequiredService<Access.ClassificationScheme>(), app.Services.GetRequiredService<Access.CaveatRegistry>(), time, CancellationToken.None);
-                Assert.Null(memberError);
-                await db.SaveChangesAsync();
-                (_, token) = await AccessTokens.CreateAsync(db, member!, "tiles", TimeSpan.FromHours(1), time, CancellationToken.None);
-            }
+            await using var server = await StandaloneServer.StartAsync(["--urls", "http://127.0.0.1:0", "--tile-dir", tiles, "--tak-port", "0"], member: "duty");
+            using var client = new HttpClient { BaseAddress = server.Address };
+            var tile = await client.GetAsync("/tiles/6/35/30.png");
+            Assert.Equal(HttpStatusCode.OK, tile.StatusCode);
+            Assert.Equal("image/png", tile.Content.Headers.ContentType?.MediaType);
+            Assert.Equal(png, await tile.Content.ReadAsByteArrayAsync());
+            Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/tiles/6/35/31.png")).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/tiles/../../etc/passwd")).StatusCode);
 
-            await app.StartAsync();
-            try
-            {
-                var address = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
-                using var client = new HttpClient { BaseAddress = address };
-                var tile = await client.GetAsync("/tiles/6/35/30.png");
-                Assert.Equal(HttpStatusCode.OK, tile.StatusCode);
-                Assert.Equal("image/png", tile.Content.Headers.ContentType?.MediaType);
-                Assert.Equal(png, await tile.Content.ReadAsByteArrayAsync());
-                Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/tiles/6/35/31.png")).StatusCode);
-                Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/tiles/../../etc/passwd")).StatusCode);
-
-                client.DefaultRequestHeaders.Authorization = new("Bearer", token);
-                var page = await client.GetStringAsync("/");
-                Assert.Contains("data-tiles=\"/tiles/{z}/{x}/{y}.png\"", page, StringComparison.Ordinal);
-            }
-            finally
-            {
-                await app.StopAsync();
-                await app.DisposeAsync();
-            }
+            client.DefaultRequestHeaders.Authorization = new("Bearer", server.Token);
+            var page = await client.GetStringAsync("/");
+            Assert.Contains("data-tiles=\"/tiles/{z}/{x}/{y}.png\"", page, StringComparison.Ordinal);
         }
         finally
         {
