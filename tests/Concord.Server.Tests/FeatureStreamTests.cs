@@ -93,6 +93,7 @@ public sealed class FeatureStreamTests
     [InlineData("{\"features\": [{\"id\": 1}, {\"id\": ", "not valid JSON")]
     [InlineData("{\"features\": [{\"id\": 1}, {\"id\" 2}]}", "not valid JSON")]
     [InlineData("{\"features\": [{\"id\": 1}], \"name\": \"HUGE\"}", "without the end of a value")]
+    [InlineData("{\"features\": [{\"id\": 1}], \"features\": [{\"id\": 2}]}", "a second 'features' member")]
     public void A_document_that_breaks_off_keeps_the_features_before_it(string text, string reason)
     {
         var steps = All(new StringReader(text.Replace("HUGE", new string('h', 100_000), StringComparison.Ordinal)));

@@ -154,7 +154,13 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                     return Outcome.Produced;
                 }
 
-                var features = reader.ValueTextEquals("features"u8) && !_sawFeatures;
+                if (reader.ValueTextEquals("features"u8) && _sawFeatures)
+                {
+                    // JSON leaves a repeated member to the reader (most take the last): which list was meant is not known.
+                    return Fail(out step, "a second 'features' member: its features are not read (one list per collection)");
+                }
+
+                var features = reader.ValueTextEquals("features"u8);
                 if (!reader.Read())
                 {
                     return Outcome.NeedMore;
