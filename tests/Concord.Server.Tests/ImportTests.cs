@@ -15,6 +15,17 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         return (response.StatusCode, await response.Json());
     }
 
+    /// <summary>Runs statements against the test store, in order (triggers that stand for a store's refusals and failures).</summary>
+    private Task<int> ExecuteAsync(string[] statements) => server.WithDbAsync(async db =>
+    {
+        foreach (var sql in statements)
+        {
+            await db.Database.ExecuteSqlRawAsync(sql);
+        }
+
+        return 0;
+    });
+
     [Fact]
     public async Task An_ACLED_file_maps_event_types_and_reports_bad_rows_by_line()
     {
@@ -262,15 +273,7 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
             ? [$"CREATE TRIGGER poison_{tag} BEFORE INSERT ON reports WHEN NEW.narrative LIKE '%poison {tag}%' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"]
             : [$"CREATE FUNCTION poison_{tag}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.narrative LIKE '%poison {tag}%' THEN RAISE EXCEPTION 'poisoned' USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$",
                $"CREATE TRIGGER poison_{tag} BEFORE INSERT ON reports FOR EACH ROW EXECUTE FUNCTION poison_{tag}()"];
-        await server.WithDbAsync(async db =>
-        {
-            foreach (var sql in poison)
-            {
-                await db.Database.ExecuteSqlRawAsync(sql);
-            }
-
-            return 0;
-        });
+        await ExecuteAsync(poison);
 
         // Two accounts of one event in one batch: the second joins the first's incident in memory, then the store refuses it.
         var geojson = $$"""
@@ -309,15 +312,7 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
             ? [$"CREATE TRIGGER broken_{tag} BEFORE INSERT ON reports WHEN NEW.narrative LIKE '%{tag}%' BEGIN SELECT no_such_function_{tag}(); END"]
             : [$"CREATE FUNCTION broken_{tag}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.narrative LIKE '%{tag}%' THEN RAISE EXCEPTION 'no space' USING ERRCODE = 'disk_full'; END IF; RETURN NEW; END $$",
                $"CREATE TRIGGER broken_{tag} BEFORE INSERT ON reports FOR EACH ROW EXECUTE FUNCTION broken_{tag}()"];
-        await server.WithDbAsync(async db =>
-        {
-            foreach (var sql in broken)
-            {
-                await db.Database.ExecuteSqlRawAsync(sql);
-            }
-
-            return 0;
-        });
+        await ExecuteAsync(broken);
 
         var geojson = $$"""
             { "type": "FeatureCollection", "features": [
@@ -347,15 +342,7 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
             ? [$"CREATE TRIGGER broken_update_{tag} BEFORE UPDATE ON incidents WHEN NEW.title LIKE '%{tag}%' BEGIN SELECT no_such_function_{tag}(); END"]
             : [$"CREATE FUNCTION broken_update_{tag}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.title LIKE '%{tag}%' THEN RAISE EXCEPTION 'no space' USING ERRCODE = 'disk_full'; END IF; RETURN NEW; END $$",
                $"CREATE TRIGGER broken_update_{tag} BEFORE UPDATE ON incidents FOR EACH ROW EXECUTE FUNCTION broken_update_{tag}()"];
-        await server.WithDbAsync(async db =>
-        {
-            foreach (var sql in brokenUpdate)
-            {
-                await db.Database.ExecuteSqlRawAsync(sql);
-            }
-
-            return 0;
-        });
+        await ExecuteAsync(brokenUpdate);
         var joining = await client.PostAsync("/api/imports?format=geojson&source=broken-store&classification=UNCLASSIFIED&releasableTo=mission", new StringContent(Account(tag, 1), Encoding.UTF8, "application/geo+json"));
         await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sqlite ? $"DROP TRIGGER broken_update_{tag}" : $"DROP TRIGGER broken_update_{tag} ON incidents"));
         Assert.True(joining.StatusCode == HttpStatusCode.InternalServerError, await joining.Content.ReadAsStringAsync());

@@ -214,7 +214,8 @@ internal static class IncidentEndpoints
         // Judged by the status this analyst sees (IncidentSummary.ViewFor): one set on reports hidden from them is not
         // theirs to move from, and naming it in a refusal would tell them of it. Set again by them, it is stamped anew
         // and becomes theirs to see.
-        var shown = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single().Status;
+        var seen = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single();
+        var shown = seen.Status;
         if (status != shown)
         {
             if (!Incident.CanMove(shown, status))
@@ -230,10 +231,11 @@ internal static class IncidentEndpoints
                 Audits.Detail(new { status = new { from = before.ToString().ToLowerInvariant(), to = status.ToString().ToLowerInvariant() } }))], CancellationToken.None);
             // Closed incidents take no more reports; one reopened takes them again.
             fusion.Changed(IncidentSummary.Copy(incident));
+
+            // Built again inside the gate: another analyst's merge or split may take the incident away after it.
+            seen = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single();
         }
 
-        // Built before another analyst's merge or split may take the incident away (its answer would have no reports).
-        var seen = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single();
         held.Dispose();
         return TypedResults.Ok(seen.ToDto(directory, markings));
     }
