@@ -44,8 +44,12 @@ internal static class CoordinationBench
             await OrganizationAdmin.AddAsync(db, "JOC", "Joint Operations Centre", "civilian", null, time, CancellationToken.None);
             var (forceOrg, _) = await OrganizationAdmin.AddAsync(db, "FORCE", "Force headquarters", "military", null, time, CancellationToken.None);
             force = forceOrg!.Id;
+            // The admin verbs leave saving to their callers (which save with the audit entry): saved here, as in TileTests.
+            await db.SaveChangesAsync();
+            await app.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
             var (member, _) = await MemberAdmin.AddAsync(db, new NewMember("joc", "JOC", null, ["analyst"], "CONFIDENTIAL", [], "a-long-password-1"),
                 app.Services.GetRequiredService<ClassificationScheme>(), app.Services.GetRequiredService<CaveatRegistry>(), time, CancellationToken.None);
+            await db.SaveChangesAsync();
             (_, token) = await AccessTokens.CreateAsync(db, member!, "bench", TimeSpan.FromDays(1), time, CancellationToken.None);
         }
 

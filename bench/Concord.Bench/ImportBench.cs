@@ -39,11 +39,16 @@ internal static class ImportBench
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             await OrganizationAdmin.AddAsync(db, "JMAC", "Joint Mission Analysis Centre", "intelligence", null, time, CancellationToken.None);
             await OrganizationAdmin.AddAsync(db, "UNPOL", "UN Police", "police", null, time, CancellationToken.None);
+            // The admin verbs leave saving to their callers (which save with the audit entry).
+            await db.SaveChangesAsync();
+            await provider.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
             foreach (var (user, org) in new[] { ("analyst", "JMAC"), ("police", "UNPOL") })
             {
                 await MemberAdmin.AddAsync(db, new NewMember(user, org, null, ["analyst", "reporter"], "CONFIDENTIAL", [], "a-long-password-1"),
                     provider.GetRequiredService<Server.Access.ClassificationScheme>(), provider.GetRequiredService<Server.Access.CaveatRegistry>(), time, CancellationToken.None);
             }
+
+            await db.SaveChangesAsync();
         }
 
         await provider.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
