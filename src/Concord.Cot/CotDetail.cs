@@ -230,7 +230,19 @@ public sealed class CotDetail : IEquatable<CotDetail>
             xml.Append("/>");
         }
 
-        return Parse(xml.ToString());
+        return Reparse(xml.ToString());
+    }
+
+    /// <summary>
+    /// A copy with <paramref name="elementXml"/> (one or more elements, as XML) appended. The result is parsed again, as a
+    /// whole, under the depth limit but not the size limit: this detail was read under that limit, and its canonical form
+    /// (with '&gt;' and quotes escaped) can be several times longer than what the device sent.
+    /// </summary>
+    /// <exception cref="CotParseException"><paramref name="elementXml"/> is malformed or too deep.</exception>
+    public CotDetail With(string elementXml)
+    {
+        ArgumentNullException.ThrowIfNull(elementXml);
+        return Reparse(Xml + elementXml);
     }
 
     /// <summary>A copy without any direct child named <paramref name="elementName"/>.</summary>
@@ -243,8 +255,13 @@ public sealed class CotDetail : IEquatable<CotDetail>
 
         var xml = new StringBuilder(Xml.Length);
         AppendWithout(xml, elementName);
-        return Parse(xml.ToString());
+        return Reparse(xml.ToString());
     }
+
+    // A rewrite of a detail already accepted: its canonical form may exceed the size the device's XML was read under.
+    // (The reader's limit counts the <detail> wrapper the parse adds.)
+    private static CotDetail Reparse(string xml) =>
+        Parse(xml, xml.Length <= CotParseOptions.DefaultMaxDocumentBytes - 64 ? CotParseOptions.Default : new CotParseOptions { MaxDocumentBytes = xml.Length + 64 });
 
     public bool Equals(CotDetail? other) => other is not null && string.Equals(Xml, other.Xml, StringComparison.Ordinal);
 

@@ -17,6 +17,10 @@ internal sealed class TakClient : IAsyncDisposable
     private readonly Task _reader;
     private volatile bool _protobuf;
 
+    // A device reads what the server writes without Concord's limit for untrusted input: a detail rewritten in canonical
+    // form (text escaped) may be longer than the one the sending device wrote.
+    private static readonly CotParseOptions ReceivedDetails = new() { MaxDocumentBytes = 1 << 20 };
+
     private TakClient(TcpClient tcp, Stream stream, bool read)
     {
         _tcp = tcp;
@@ -118,7 +122,7 @@ internal sealed class TakClient : IAsyncDisposable
                         _received.Writer.TryWrite(e);
                         if (e.Type == CotControl.VersionResponseType && _protobuf)
                         {
-                            protobuf = new TakStreamFramer();
+                            protobuf = new TakStreamFramer(1 << 20);
                             protobuf.Append(framer.TakeBufferedBytes());
                             break;
                         }
@@ -133,7 +137,7 @@ internal sealed class TakClient : IAsyncDisposable
                 {
                     if (message?.CotEvent is { } takEvent)
                     {
-                        _received.Writer.TryWrite(takEvent.ToCotEvent());
+                        _received.Writer.TryWrite(takEvent.ToCotEvent(ReceivedDetails));
                     }
                 }
             }

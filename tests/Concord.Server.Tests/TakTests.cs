@@ -118,6 +118,13 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await owner.SendAsync(Drawing(marker, "checkpoint closed", Now(45)));
         Assert.Equal("checkpoint closed", (await watcher.WaitForAsync(e => e.Uid == marker))?.Detail.Remarks);
 
+        // Nor as a position (type a-…, takv, contact endpoint): it would have become the other organisation's track under
+        // the item's uid, refusing the owner's next edits as "the device of another member".
+        await other.SendAsync(Pli(marker, "HIJACK", 5.71, 20.61, Now(50)));
+        Assert.Null(await otherWatcher.WaitForAsync(e => e.Uid == marker, TimeSpan.FromSeconds(1)));
+        await owner.SendAsync(Drawing(marker, "checkpoint reopened", Now(55)));
+        Assert.Equal("checkpoint reopened", (await watcher.WaitForAsync(e => e.Uid == marker))?.Detail.Remarks);
+
         // Events of types Concord does not route, and uids longer than any device's, leave nothing behind.
         var router = server.Services.GetRequiredService<TakRouter>();
         var remembered = router.RememberedUids;
@@ -529,6 +536,32 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         var received = await receiver.WaitForAsync(e => e.Uid == uid);
         Assert.NotNull(received);
         Assert.Equal("PROTO 1", received.Detail.Contact?.Callsign);
+    }
+
+    [Fact]
+    public async Task A_position_whose_detail_grows_when_escaped_reaches_TAK_protocol_devices_without_cutting_them()
+    {
+        // 17,000 '>' are legal in text and fit the 64 KiB limit as sent; escaped ('&gt;') the detail is four times longer.
+        // Stamping it for a protobuf device parsed it again under the limit and cut that device ("its writer failed").
+        var colleague = await ForceColleagueAsync();
+        await using var receiver = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        receiver.UseProtobuf();
+        await receiver.SendAsync(CotXml.Serialize(CotControl.CreateVersionRequest("ANDROID-pbr", DateTimeOffset.UtcNow, 1)));
+        Assert.NotNull(await receiver.WaitForAsync(e => e.Type == CotControl.VersionResponseType));
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await Task.Delay(300);
+        var uid = "ANDROID-gt-" + Guid.NewGuid().ToString("N")[..8];
+
+        var remarks = new string('>', 17_000);
+        await sender.SendAsync(Pli(uid, "ARROWS", 4.5, 18.5).Replace("</detail>", $"<remarks>{remarks}</remarks></detail>", StringComparison.Ordinal));
+        var received = await receiver.WaitForAsync(e => e.Uid == uid);
+        await sender.SendAsync(Pli(uid, "ARROWS", 4.6, 18.6, Now(1)));
+        var next = await receiver.WaitForAsync(e => e.Uid == uid && e.Point.Lat > 4.55);
+
+        Assert.NotNull(received);
+        Assert.Equal(remarks, received.Detail.Remarks);
+        Assert.NotNull(next);
+        Assert.False(receiver.Closed);
     }
 
     [Fact]

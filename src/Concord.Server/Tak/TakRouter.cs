@@ -247,7 +247,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
-        if (!Newer(e.Uid, e.Time, from.Viewer, out var previous))
+        if (!Newer(e.Uid, e.Time, from.Viewer, item: route != Route.Position, out var previous))
         {
             Interlocked.Increment(ref _ignored);
             return;
@@ -272,7 +272,13 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                     break;
             }
         }
-        catch (Exception failure) when (failure is not OperationCanceledException)
+        catch (OperationCanceledException)
+        {
+            // The server is stopping: the event is forgotten too, so that the device sending it again after the restart
+            // (same uid and time) is not taken for a replay.
+            Unrecord(e.Uid, e.Time, previous);
+        }
+        catch (Exception failure)
         {
             // The store failed (busy, restarting): the event costs only itself. The device stays connected, and the event
             // is forgotten by the replay check, so that the device sending it again is not taken for a replay.
@@ -380,7 +386,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // does, but another organisation's device re-sending it under the same uid would replace it on every device under
         // its own marking, and freeze the owner's own edits until its time passed. (A device's own uid passes to another
         // member once its track is no longer current: OtherOwner.)
-        if (route != Route.Position && e.Type != CotMapping.DeleteType && _latest.TryGetValue(e.Uid, out var latest) && latest.OwnerOrganization != from.Viewer.OrganizationId)
+        // A position naming an item's uid (an event of type a-… with takv or a contact endpoint, as any device can write)
+        // is judged as an edit of that item: as a position it would become another organisation's track under the item's
+        // uid, owned by them, and lock the item's owners out of their own marker.
+        if (e.Type != CotMapping.DeleteType && _latest.TryGetValue(e.Uid, out var latest) && (route != Route.Position || latest.Item)
+            && latest.OwnerOrganization != from.Viewer.OrganizationId)
         {
             return "the uid is an item another organisation sent first";
         }
@@ -462,13 +472,13 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// Records <paramref name="time"/> as the latest of <paramref name="uid"/> unless an event as new was routed already;
     /// <paramref name="previous"/> is the time it replaced (0 for a uid not seen before).
     /// </summary>
-    private bool Newer(string uid, DateTimeOffset time, Viewer sender, out long previous)
+    private bool Newer(string uid, DateTimeOffset time, Viewer sender, bool item, out long previous)
     {
         var ticks = time.UtcTicks;
         previous = 0;
         if (!_latest.TryGetValue(uid, out var latest))
         {
-            var first = new Latest(ticks, sender.MemberId, sender.OrganizationId);
+            var first = new Latest(ticks, sender.MemberId, sender.OrganizationId, item);
             latest = _latest.GetOrAdd(uid, first);
             if (ReferenceEquals(latest, first))
             {
@@ -492,9 +502,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         }
     }
 
-    private sealed class Latest(long ticks, Guid owner, Guid ownerOrganization)
+    private sealed class Latest(long ticks, Guid owner, Guid ownerOrganization, bool item)
     {
         public long Ticks = ticks;
+
+        /// <summary>First routed as an item rather than a device's position.</summary>
+        public readonly bool Item = item;
 
         /// <summary>The member whose device first sent this uid.</summary>
         public readonly Guid Owner = owner;
@@ -568,8 +581,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     {
         var tags = string.Join(' ', e.Detail.FlowTags.Where(t => t.Key != FlowTag).Select(t => $"{t.Key}=\"{System.Security.SecurityElement.Escape(t.Value)}\""));
         var stamp = time.GetUtcNow().UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
-        var detail = e.Detail.WithMarking(marking.Label).Without("_flow-tags_").Xml + $"<_flow-tags_ {tags} {FlowTag}=\"{stamp}\"/>";
-        return e with { Access = marking.Label, DetailXml = detail };
+        var detail = e.Detail.WithMarking(marking.Label).Without("_flow-tags_").With($"<_flow-tags_ {tags} {FlowTag}=\"{stamp}\"/>");
+        return e with { Access = marking.Label, Detail = detail };
     }
 
     private void Position(TakSession from, CotEvent e, ReadOnlyMemory<byte> raw, Deliveries? deliveries)
@@ -630,21 +643,17 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     {
         // The marker goes out under the marking of the report it becomes (its category's agreement default), not under the
         // device's marking for positions: no device may receive a marker whose report its member could not read.
-        var marking = await markings.ForAsync(from.Viewer, category, from.Closing);
+        // Under the server's stopping token, not the session's: a device that reconnects (replacing this session), or is
+        // cut, while its marker is being stored must not lose the report of a marker the other devices were already sent.
+        var marking = await markings.ForAsync(from.Viewer, category, from.ServerStopping);
         Deliver(Stamped(e, raw, marking, droppable: false), marking, from, e.Detail);
-        try
+        await using var scope = scopes.CreateAsyncScope();
+        var intake = scope.ServiceProvider.GetRequiredService<ReportIntake>();
+        var outcome = await intake.CreateAsync(CotMapping.ToReport(e, category, from.Viewer.UserName), from.Viewer, from.ServerStopping);
+        if (outcome is ReportIntake.Outcome.Invalid invalid)
         {
-            await using var scope = scopes.CreateAsyncScope();
-            var intake = scope.ServiceProvider.GetRequiredService<ReportIntake>();
-            var outcome = await intake.CreateAsync(CotMapping.ToReport(e, category, from.Viewer.UserName), from.Viewer, from.Closing);
-            if (outcome is ReportIntake.Outcome.Invalid invalid)
-            {
-                logger.LogInformation("marker {Uid} from {User} was not taken as a report: {Errors}", e.Uid, from.Viewer.UserName,
-                    string.Join("; ", invalid.Errors.Select(x => $"{x.Key}: {string.Join(' ', x.Value)}")));
-            }
-        }
-        catch (OperationCanceledException)
-        {
+            logger.LogInformation("marker {Uid} from {User} was not taken as a report: {Errors}", e.Uid, from.Viewer.UserName,
+                string.Join("; ", invalid.Errors.Select(x => $"{x.Key}: {string.Join(' ', x.Value)}")));
         }
     }
 

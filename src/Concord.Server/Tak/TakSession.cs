@@ -73,6 +73,7 @@ internal sealed class TakSession : IAsyncDisposable
     private int _positionCount;
     private int _alertCount;
     private long _dropped;
+    private long _unwritable;
     private volatile bool _protobuf;
     private int _malformedLogged;
     private int _refusedLogged;
@@ -87,8 +88,12 @@ internal sealed class TakSession : IAsyncDisposable
         Certificate = certificate;
         Remote = remote;
         Marking = marking;
+        ServerStopping = serverStopping;
         _closing = CancellationTokenSource.CreateLinkedTokenSource(serverStopping);
     }
+
+    /// <summary>Cancelled when the server stops: what a device sent is finished under it, even if the session closes first.</summary>
+    public CancellationToken ServerStopping { get; }
 
     public Viewer Viewer { get; }
 
@@ -104,6 +109,9 @@ internal sealed class TakSession : IAsyncDisposable
     public string? DeviceUid { get; set; }
 
     public long Dropped => Interlocked.Read(ref _dropped);
+
+    /// <summary>Events skipped because they could not be written in this device's format.</summary>
+    public long Unwritable => Interlocked.Read(ref _unwritable);
 
     public CancellationToken Closing => _closing.Token;
 
@@ -296,13 +304,30 @@ internal sealed class TakSession : IAsyncDisposable
                 buffer.Write(item.Xml.AsSpan(0, item.Xml.Length - 1));
                 _protobuf = true;
             }
-            else
+            else if (Encoded(item) is { } bytes)
             {
-                buffer.Write(_protobuf ? item.Protobuf : item.Xml);
+                buffer.Write(bytes);
             }
         }
 
         return buffer.WrittenCount > 0;
+    }
+
+    /// <summary>
+    /// The event in this device's format, or null when it cannot be written in it: that one event is skipped (and counted)
+    /// rather than the device cut, since the event came from another device and would cut every device of that format.
+    /// </summary>
+    private byte[]? Encoded(Outbound item)
+    {
+        try
+        {
+            return _protobuf ? item.Protobuf : item.Xml;
+        }
+        catch (CotParseException)
+        {
+            Interlocked.Increment(ref _unwritable);
+            return null;
+        }
     }
 
     /// <summary>The next event to write: alerts first.</summary>
