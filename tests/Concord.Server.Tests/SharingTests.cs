@@ -364,6 +364,29 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_split_takes_a_status_away_with_the_reports_it_was_decided_on()
+    {
+        // As above: the JOC verifies its secret account, a mission-wide account joins later; then the JOC splits its
+        // secret account out. What remains is plain (one marking), and was never judged: "verified" would now be shown
+        // to pref (and found by a status filter, and announced in the feed) as if decided on what pref sees.
+        var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(marking: Api.Marking("STRICTLY CONFIDENTIAL", []), observedAt: Api.Recent.AddHours(-3)));
+        var target = Id(secret, "incidentId");
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{target}/status", new { status = "verified" })).Response.StatusCode);
+        var (_, open) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"]), observedAt: Api.Recent.AddHours(-2)));
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{target}/merge", new { incidents = new[] { Id(open, "incidentId") } })).Response.StatusCode);
+        var (split, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{target}/split", new { reports = new[] { Id(secret) } });
+        Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+
+        var (_, seen) = await server.ClientFor("pref").GetJson($"/api/incidents/{target}");
+        Assert.Equal("reported", seen.GetProperty("status").GetString());
+        var (_, listed) = await server.ClientFor("pref").GetJson($"/api/incidents?status=verified&q={Uri.EscapeDataString(seen.GetProperty("title").GetString()!)}");
+        Assert.DoesNotContain(listed.GetProperty("items").EnumerateArray(), i => Id(i) == target);
+        var (_, stored) = await server.ClientFor("joc").GetJson($"/api/incidents/{target}");
+        Assert.Equal("reported", stored.GetProperty("status").GetString());
+        Assert.Equal(["updated"], await server.ClientFor("pref").ChangesOfAsync(target));
+    }
+
+    [Fact]
     public async Task A_releaser_publishes_a_sanitised_copy_and_the_original_stays_untouched()
     {
         var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: 5.7612, longitude: 20.6724,

@@ -326,6 +326,7 @@ internal static class FusionEndpoints
         else
         {
             IncidentSummary.Rebuild(from, await db.Reports.AsNoTracking().Where(r => remaining.Contains(r.Id)).ToListAsync(cancellationToken));
+            IncidentSummary.ForgetStatusDecidedBefore(from, staying.Select(l => l.LinkedAt));
             // A report leaving is not a change of the time: for a viewer who may not see it, nothing happened.
             from.UpdatedAt = IncidentSummary.LastChange(from, staying.Select(l => l.LinkedAt));
             from.Causes.Add(proposal.ReportId);

@@ -168,8 +168,10 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         db.IncidentReports.RemoveRange(links.Where(l => moving.Contains(l.ReportId)));
         db.IncidentReports.AddRange(moved.Select(r => new IncidentReport { IncidentId = split.Id, ReportId = r.Id, Contribution = 1.0, LinkedAt = now, Decision = LinkDecisions.Split }));
         IncidentSummary.Rebuild(incident, reports.Where(r => !moving.Contains(r.Id)).ToList());
+        var staying = links.Where(l => !moving.Contains(l.ReportId)).Select(l => l.LinkedAt).ToList();
+        IncidentSummary.ForgetStatusDecidedBefore(incident, staying);
         // A report leaving is not a change of the time: for a viewer who may not see it, nothing happened.
-        incident.UpdatedAt = IncidentSummary.LastChange(incident, links.Where(l => !moving.Contains(l.ReportId)).Select(l => l.LinkedAt));
+        incident.UpdatedAt = IncidentSummary.LastChange(incident, staying);
         foreach (var report in moved)
         {
             incident.Causes.Add(report.Id);

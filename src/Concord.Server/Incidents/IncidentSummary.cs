@@ -180,13 +180,23 @@ internal static class IncidentSummary
         var view = Copy(incident);
         Summarise(view, visible);
         view.RebuiltForViewer = true;
-        if (view.StatusChangedAt is { } changed && linkedAt.DefaultIfEmpty(DateTime.MaxValue).Min() > changed)
-        {
-            view.Status = IncidentStatus.Reported;
-            view.StatusChangedAt = null;
-        }
-
+        ForgetStatusDecidedBefore(view, linkedAt);
         return view;
+    }
+
+    /// <summary>
+    /// Takes an incident back to <c>reported</c> when its status was set before any of the reports of
+    /// <paramref name="linkedAt"/> joined it: it was decided on other reports. For one viewer's copy of a mixed incident,
+    /// those are reports hidden from them (<see cref="ViewFor"/>); for a stored incident after a split or a move, reports
+    /// that have left it, and a status kept would be shown to viewers of what remains as if decided on it.
+    /// </summary>
+    public static void ForgetStatusDecidedBefore(Incident incident, IEnumerable<DateTime> linkedAt)
+    {
+        if (incident.StatusChangedAt is { } changed && linkedAt.DefaultIfEmpty(DateTime.MaxValue).Min() > changed)
+        {
+            incident.Status = IncidentStatus.Reported;
+            incident.StatusChangedAt = null;
+        }
     }
 
     /// <summary>

@@ -61,12 +61,13 @@ internal static class ChangeVisibility
         }
 
         // A change no report made (a status moving) is news to those who see the incident, but one made before the first
-        // report they may see joined a mixed incident happened to reports hidden from them: announcing it would tell that
-        // the incident existed, and was judged, before anything they can see was in it (IncidentSummary.ViewFor).
+        // report they may see joined it happened to other reports: hidden from them (a mixed incident), or since split or
+        // moved out. Announcing it would tell that the incident existed, and was judged, before anything they can see was in
+        // it (IncidentSummary.ViewFor, ForgetStatusDecidedBefore).
         var causeless = window.Where(c => c.Entity == "incident" && c.Causes is null && visible.Contains(c.EntityId)).Select(c => c.EntityId).Distinct().ToList();
         var firstSeen = causeless.Count == 0
             ? []
-            : await db.IncidentReports.Where(l => causeless.Contains(l.IncidentId) && db.Incidents.Any(i => i.Id == l.IncidentId && i.Mixed))
+            : await db.IncidentReports.Where(l => causeless.Contains(l.IncidentId))
                 .Join(db.Reports.VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => l)
                 .GroupBy(l => l.IncidentId).Select(g => new { g.Key, First = g.Min(l => l.LinkedAt) })
                 .ToDictionaryAsync(f => f.Key, f => f.First, cancellationToken);
