@@ -417,6 +417,55 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_proposal_that_only_reports_hidden_from_an_analyst_could_have_made_is_not_shown_to_them()
+    {
+        // The JOC's secret account at Ouadda and FORCE's mission-wide account of ten days later, merged by the JOC. A
+        // mission-wide account close to the secret one is proposed against the incident: it scores in the grey band
+        // against the secret account. Against what FORCE may see (the account ten days later) fusion would never have
+        // proposed it, so the proposal itself would tell FORCE that the incident holds something it may not see.
+        var at = When.AddDays(-150);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Account(8.3, 22.9, at, "ucdp.state-based", 3, "Armed men fired on a FACA post at Yalinga.", Api.Marking("STRICTLY CONFIDENTIAL", []), precision: 5000));
+        var (_, later) = await server.ClientFor("force").PostJson("/api/reports", Account(8.3, 22.9, at.AddDays(10), "ucdp.state-based", 1, "Armed men fired on a FACA post at Yalinga.", mission, precision: 5000));
+        var incident = secret.GetProperty("incidentId").GetGuid();
+        var (merged, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/merge", new { incidents = new[] { later.GetProperty("incidentId").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        var (_, match) = await server.ClientFor("unpol").PostJson("/api/reports", Account(8.3719, 22.9, at.AddHours(1), "acled.violence-against-civilians.attack", 40, "Armed men fired on a FACA post at Yalinga.", mission, precision: 5000));
+        bool Proposed(System.Text.Json.JsonElement proposals) => proposals.EnumerateArray().Any(p => p.GetProperty("reportId").GetGuid() == match.GetProperty("id").GetGuid());
+
+        var (_, byJoc) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+        var (_, byForce) = await server.ClientFor("force").GetJson("/api/fusion/proposals");
+        var (_, provenance) = await server.ClientFor("force").GetJson($"/api/incidents/{incident}/provenance");
+
+        Assert.True(Proposed(byJoc));
+        Assert.False(Proposed(byForce));
+        Assert.False(Proposed(provenance.GetProperty("proposals")));
+    }
+
+    [Fact]
+    public async Task A_closed_incident_takes_no_report_by_an_accepted_proposal_until_it_is_reopened()
+    {
+        var at = When.AddDays(-160);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(7.2, 21.6, at, "ucdp.state-based", 3, "Armed men fired on a FACA post at Kaga Bandoro.", mission, precision: 5000));
+        var (_, second) = await server.ClientFor("unpol").PostJson("/api/reports", Account(7.2719, 21.6, at.AddHours(1), "acled.violence-against-civilians.attack", 40, "Armed men fired on a FACA post at Kaga Bandoro.", mission, precision: 5000));
+        var incident = first.GetProperty("incidentId").GetGuid();
+        var (_, proposals) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+        var proposal = proposals.EnumerateArray().Single(p => p.GetProperty("reportId").GetGuid() == second.GetProperty("id").GetGuid()).GetProperty("id").GetGuid();
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "closed" })).Response.StatusCode);
+
+        var (refused, problem) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal}", new { decision = "accept" });
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.Equal(["decision"], problem.ErrorFields());
+        Assert.Equal(second.GetProperty("incidentId").GetGuid(), (await server.ClientFor("joc").GetJson($"/api/reports/{second.GetProperty("id").GetGuid()}")).Item2.GetProperty("incidentId").GetGuid());
+
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" })).Response.StatusCode);
+        var (accepted, decided) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal}", new { decision = "accept" });
+        Assert.Equal(HttpStatusCode.OK, accepted.StatusCode);
+        Assert.Equal(incident, decided.GetProperty("reportIncidentId").GetGuid());
+    }
+
+    [Fact]
     public async Task Pending_proposals_follow_a_merge_and_are_settled_when_it_joins_them()
     {
         var at = When.AddDays(-70);

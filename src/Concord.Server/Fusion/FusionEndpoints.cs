@@ -156,11 +156,38 @@ internal static class FusionEndpoints
         var reports = db.Reports.VisibleTo(viewer);
         var incidents = db.VisibleIncidents(db.Incidents, viewer);
         var visible = source.Where(p => reports.Any(r => r.Id == p.ReportId) && incidents.Any(i => i.Id == p.IncidentId));
-        if (newest is { } count)
+        if (newest is not { } count)
         {
-            visible = visible.OrderByDescending(p => p.CreatedAt).ThenByDescending(p => p.Id).Take(count);
+            return await ScoredAsync(db, reports, visible, cancellationToken);
         }
 
+        // The newest that stay once scored, page by page: cutting before scoring would let proposals the viewer is not
+        // shown take places in the list.
+        var ordered = visible.OrderByDescending(p => p.CreatedAt).ThenByDescending(p => p.Id);
+        var listed = new List<ProposalDto>();
+        for (var page = 0; listed.Count < count; page++)
+        {
+            var batch = ordered.Skip(page * count).Take(count);
+            listed.AddRange(await ScoredAsync(db, reports, batch, cancellationToken));
+            if (await batch.CountAsync(cancellationToken) < count)
+            {
+                break;
+            }
+        }
+
+        return listed.Take(count).ToList();
+    }
+
+    /// <summary>
+    /// The proposals of <paramref name="visible"/> scored against their incidents as the viewer sees them. A pending
+    /// proposal against an incident some of whose reports the viewer may not see is left out when it scores under the
+    /// proposing threshold against the others (or fusion's rules rule it out): fusion proposes nothing under it, so the
+    /// proposal would tell that the incident holds reports the viewer may not see. (A viewer who sees every report of the
+    /// incident is shown such a proposal with its low or null score: analysts' merges and splits since it was made
+    /// explain it.)
+    /// </summary>
+    private static async Task<List<ProposalDto>> ScoredAsync(ConcordDb db, IQueryable<Report> reports, IQueryable<FusionProposal> visible, CancellationToken cancellationToken)
+    {
         var rows = await visible
             .Select(p => new
             {
@@ -203,15 +230,24 @@ internal static class FusionEndpoints
         // Each proposed incident is built once for the viewer, however many proposals name it.
         var built = stored.Values.Where(i => linked.TryGetValue(i.Id, out var seen) && seen.Count > 0)
             .ToDictionary(i => i.Id, i => FeaturesAsBuiltFrom(i, linked[i.Id]));
-        return rows.Select(x =>
+        var scored = new List<ProposalDto>(rows.Count);
+        foreach (var x in rows)
         {
-            // Null when fusion's rules rule the pair out against what the viewer may see (or the viewer sees no report of it).
+            // Null when fusion's rules rule the pair out against what the viewer may see.
             var score = built.TryGetValue(x.Proposal.IncidentId, out var incident) && proposed.TryGetValue(x.Proposal.ReportId, out var report)
                 ? FusionScorer.Score(FusionFeatures.Of(report), incident)
                 : null;
-            return new ProposalDto(x.Proposal.Id, x.Proposal.ReportId, x.Proposal.IncidentId, x.Current,
-                score is null ? null : Math.Round(score.Total, 4), score is null ? null : Parse(score.ToJson()), Utc(x.Proposal.CreatedAt));
-        }).ToList();
+            if (x.Proposal.DecidedAt is null && score is not { Total: >= FusionScorer.ProposeThreshold }
+                && linked[x.Proposal.IncidentId].Count < stored[x.Proposal.IncidentId].ReportCount)
+            {
+                continue;
+            }
+
+            scored.Add(new ProposalDto(x.Proposal.Id, x.Proposal.ReportId, x.Proposal.IncidentId, x.Current,
+                score is null ? null : Math.Round(score.Total, 4), score is null ? null : Parse(score.ToJson()), Utc(x.Proposal.CreatedAt)));
+        }
+
+        return scored;
     }
 
     private static async Task<Results<Ok<ProvenanceDto>, NotFound, ProblemHttpResult>> Split(
@@ -258,6 +294,17 @@ internal static class FusionEndpoints
         if (proposal.DecidedAt is not null)
         {
             return Problems.Field("decision", $"this proposal was already {proposal.Decision}", StatusCodes.Status409Conflict);
+        }
+
+        // A closed incident takes no reports, as fusion gives it none. Judged from the status the analyst is shown: one
+        // decided on reports hidden from them is not theirs to be refused by (IncidentSummary.ViewFor).
+        if (body.Decision == "accept")
+        {
+            var target = await db.Incidents.AsNoTracking().SingleAsync(i => i.Id == proposal.IncidentId, context.RequestAborted);
+            if ((await db.AsSeenByAsync([target], viewer, context.RequestAborted)).Single().Status == IncidentStatus.Closed)
+            {
+                return Problems.Field("decision", "the proposed incident is closed: reopen it (set its status) before a report joins it", StatusCodes.Status409Conflict);
+            }
         }
 
         var now = time.GetUtcNow().UtcDateTime;
