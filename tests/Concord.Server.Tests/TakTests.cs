@@ -142,6 +142,37 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_inventing_uids_cannot_grow_the_tracks_without_bound()
+    {
+        // A device names uids of its own choosing (a gateway relays a radio net's), up to a limit of current tracks for
+        // its member's devices together, which reconnecting does not reset.
+        var member = await ForceColleagueAsync();
+        var certificate = await server.IssueDeviceAsync(member);
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(await ForceColleagueAsync()));
+        var prefix = "GW-" + Guid.NewGuid().ToString("N")[..8] + "-";
+        string Burst(int count) => string.Concat(Enumerable.Range(0, count).Select(i => Pli(prefix + i, "GW " + i, 5.0 + (i * 0.0001), 20.0)));
+        var limit = TakRouter.MaxTracksPerMember;
+
+        await using (var gateway = await server.ConnectTakAsync(certificate))
+        {
+            await Task.Delay(300);
+            await gateway.SendAsync(Burst(limit + 1));
+            Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == prefix + (limit - 1), TimeSpan.FromSeconds(30)));
+            Assert.Null(await watcher.WaitForAsync(e => e.Uid == prefix + limit, TimeSpan.FromSeconds(1)));
+        }
+
+        await using var again = await server.ConnectTakAsync(certificate);
+        await Task.Delay(300);
+        await again.SendAsync(Pli(prefix + "new", "GW NEW", 5.5, 20.5));
+        Assert.Null(await watcher.WaitForAsync(e => e.Uid == prefix + "new", TimeSpan.FromSeconds(1)));
+        Assert.Equal(limit, server.Services.GetRequiredService<TrackStore>().Current.Count(t => t.Track.Uid.StartsWith(prefix, StringComparison.Ordinal)));
+
+        // The tracks it has stay its own to move.
+        await again.SendAsync(Pli(prefix + "0", "GW 0", 5.5, 20.5, Now(1)));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == prefix + "0" && e.Point.Lat > 5.4));
+    }
+
+    [Fact]
     public async Task A_stale_time_far_ahead_holds_a_uid_for_an_hour_at_most()
     {
         var colleague = await ForceColleagueAsync();

@@ -382,6 +382,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return $"the uid is the device of another member ({owner})";
         }
 
+        if (route == Route.Position && !from.PositionUids.Contains(e.Uid) && TooManyTracks(from, e.Uid, now) is { } tooMany)
+        {
+            return tooMany;
+        }
+
         // An item (a marker, a drawing, a message) is its sender's organisation's: its members edit it together, as a team
         // does, but another organisation's device re-sending it under the same uid would replace it on every device under
         // its own marking, and freeze the owner's own edits until its time passed. (A device's own uid passes to another
@@ -405,6 +410,35 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                     return $"it deletes {target}, which is not the device's member's to delete";
                 }
             }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Current tracks one member's devices may hold together: a device sends its own position, a gateway relays a radio
+    /// net's or a fleet's. Reconnecting does not start a new count.
+    /// </summary>
+    public const int MaxTracksPerMember = 2_000;
+
+    /// <summary>
+    /// Why a position naming a uid its device has not sent before may not start a track, or null. Every track is held in
+    /// memory for up to two hours and sent to every device that connects: a device inventing uids would otherwise grow
+    /// both as fast as it can send. Counting is a scan of the tracks, so a device refused once is refused new uids
+    /// without one for the next ten seconds.
+    /// </summary>
+    private string? TooManyTracks(TakSession from, string uid, DateTimeOffset now)
+    {
+        var at = now.UtcDateTime;
+        if (tracks.OwnerOf(uid, at) == from.Viewer.MemberId)
+        {
+            return null;
+        }
+
+        if (from.TracksFullUntil > at || tracks.CurrentOf(from.Viewer.MemberId, at) >= MaxTracksPerMember)
+        {
+            from.TracksFullUntil = from.TracksFullUntil > at ? from.TracksFullUntil : at.AddSeconds(10);
+            return $"the member's devices hold {MaxTracksPerMember} current tracks already";
         }
 
         return null;
@@ -592,6 +626,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         {
             Refuse(from, e, "the uid is the current track of another member");
             return;
+        }
+
+        if (from.PositionUids.Add(e.Uid) && from.PositionUids.Count > 2 * MaxTracksPerMember)
+        {
+            // A gateway's uids come and go over days: those of tracks long stale are counted again when they come back.
+            from.PositionUids.Clear();
         }
 
         if (from.DeviceUid is null)

@@ -131,6 +131,12 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>The callsign the device last reported, whether or not it was given (<see cref="Callsign"/>): it is judged once.</summary>
     public string? ClaimedCallsign { get; set; }
 
+    /// <summary>The uids this device has sent positions for (its own, and those it relays): bounded by the router.</summary>
+    public HashSet<string> PositionUids { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Until when new position uids of this device are refused without counting its member's tracks again.</summary>
+    public DateTime TracksFullUntil { get; set; }
+
     /// <summary>Whether to log the next malformed event of this device: the first ten, then one in a hundred.</summary>
     public bool ShouldLogMalformed() => Sample(ref _malformedLogged);
 

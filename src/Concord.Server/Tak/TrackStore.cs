@@ -88,6 +88,9 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
         return stale > latest ? latest : stale;
     }
 
+    /// <summary>How many current (not stale) tracks <paramref name="memberId"/>'s devices hold: a scan, for the rare moment a device names a uid it has not sent before.</summary>
+    public int CurrentOf(Guid memberId, DateTime now) => _tracks.Values.Count(e => e.Track.MemberId == memberId && e.Track.StaleAt > now);
+
     /// <summary>The member whose current (not stale) track <paramref name="uid"/> is, if any.</summary>
     public Guid? OwnerOf(string uid, DateTime now) =>
         _tracks.TryGetValue(uid, out var entry) && entry.Track.StaleAt > now ? entry.Track.MemberId : null;
