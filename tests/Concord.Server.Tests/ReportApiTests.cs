@@ -176,6 +176,23 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Fact]
+    public async Task A_time_without_an_offset_is_UTC_whatever_the_servers_time_zone()
+    {
+        // scripts/test runs the server's tests in the mission's zone (TZ=Africa/Bangui, UTC+1), where the serializer's
+        // own reading put such a time an hour early.
+        var id = Guid.NewGuid();
+        var node = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(Api.Report(id: id), System.Text.Json.JsonSerializerOptions.Web))!;
+        node["observedAt"] = "2026-11-01T08:00:00";
+        var body = node.ToJsonString();
+        using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
+        var created = await Server.ClientFor("force").PostAsync("/api/reports", content);
+        var (_, report) = await Server.ClientFor("force").GetJson($"/api/reports/{id}");
+
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        Assert.Equal(new DateTimeOffset(2026, 11, 1, 8, 0, 0, TimeSpan.Zero), report.GetProperty("observedAt").GetDateTimeOffset());
+    }
+
+    [Fact]
     public async Task A_body_over_64_KiB_is_refused_with_413()
     {
         var json = "{\"narrative\": \"" + new string('a', 70 * 1024) + "\"}";

@@ -21,7 +21,31 @@ internal static class JsonBody
             DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         };
         options.Converters.Add(new NoNullElements());
+        options.Converters.Add(new UnzonedAsUtc());
         return options;
+    }
+
+    /// <summary>
+    /// A time written without an offset ("2026-11-01T08:00:00") is UTC, as in query strings, imports and the UI; the
+    /// serializer's own reading takes it in the server's local time zone, so the time stored would depend on the host.
+    /// </summary>
+    private sealed class UnzonedAsUtc : JsonConverter<DateTimeOffset>
+    {
+        public override DateTimeOffset Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+        {
+            if (reader.TokenType != JsonTokenType.String || !reader.TryGetDateTimeOffset(out var value))
+            {
+                // The serializer completes the message ("could not be converted") and the path.
+                throw new JsonException();
+            }
+
+            // Without an offset the text reads as a DateTime of unspecified kind.
+            return reader.TryGetDateTime(out var unzoned) && unzoned.Kind == DateTimeKind.Unspecified
+                ? new DateTimeOffset(unzoned, TimeSpan.Zero)
+                : value;
+        }
+
+        public override void Write(Utf8JsonWriter writer, DateTimeOffset value, JsonSerializerOptions options) => writer.WriteStringValue(value);
     }
 
     public static async Task<(T? Value, IResult? Problem)> ReadAsync<T>(HttpContext context, long maxBytes)
