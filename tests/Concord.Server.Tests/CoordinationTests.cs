@@ -537,6 +537,31 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task Organisation_codes_in_rules_route_as_written_in_any_case_and_spacing_and_rule_markings_name_real_communities()
+    {
+        // Validation took " unpol " as the party UNPOL, but the rule kept it as typed and the router, looking it up as
+        // written, routed nothing and escalated nowhere.
+        var (area, lat, lon) = await AreaAsync(-40);
+        await AgreementAsync([new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = " unpol ", acknowledgeMinutes = 60, escalateTo = " joc" }]);
+        var protest = await IncidentOfAsync("unpol", Api.Report(category: "acled.protests.peaceful-protest", latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "March to the town hall."));
+
+        var routed = await WaitForAsync(() => TasksAsync("joc", $"incident={protest}"), t => t.Count == 1, "the protest's lead task");
+        Assert.Equal("UNPOL", routed[0].GetProperty("organization").GetString());
+        Assert.Equal("JOC", routed[0].GetProperty("deadlines").GetProperty("escalateTo").GetString());
+
+        // A marking rule releasing to a mistyped organisation would mark every report it covers for nobody.
+        var (typo, problem) = await server.ClientFor("jocadmin").PostJson("/api/agreements", new
+        {
+            code = "MOU-TYPO" + Guid.NewGuid().ToString("N")[..4].ToUpperInvariant(),
+            name = "Typo",
+            parties = new[] { "JOC" },
+            rules = new[] { new { reporter = "org:JOC", category = "*", marking = Api.Marking("CONFIDENTIAL", ["org:UNPLO"]) } },
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, typo.StatusCode);
+        Assert.Equal(["rules[0].marking.releasableTo"], problem.ErrorFields());
+    }
+
+    [Fact]
     public async Task Responsibility_rules_name_parties_only()
     {
         var (response, problem) = await server.ClientFor("jocadmin").PostJson("/api/agreements", new

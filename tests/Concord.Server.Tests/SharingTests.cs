@@ -453,6 +453,41 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task Administration_refusals_name_the_field_and_names_must_be_text()
+    {
+        var name = "u" + Guid.NewGuid().ToString("N")[..8];
+        var admin = server.ClientFor("unpoladmin");
+        var mission = server.ClientFor("jocadmin");
+        var (_, created) = await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", displayName = "Officer One" });
+        Assert.Equal(name, created.GetProperty("userName").GetString());
+
+        var cases = new (string Path, HttpMethod Method, object Body, string Field)[]
+        {
+            ("/api/organizations", HttpMethod.Post, new { code = "X" + Guid.NewGuid().ToString("N")[..6], name = "", kind = "police" }, "name"),
+            ("/api/organizations", HttpMethod.Post, new { code = "X" + Guid.NewGuid().ToString("N")[..6], name = "A\u0000B", kind = "police" }, "name"),
+            ("/api/organizations", HttpMethod.Post, new { code = "X" + Guid.NewGuid().ToString("N")[..6], name = "New", kind = "navy" }, "kind"),
+            ("/api/organizations/UNPOL/members", HttpMethod.Post, new { userName = "x" + name, password = "short" }, "password"),
+            ("/api/organizations/UNPOL/members", HttpMethod.Post, new { userName = "x" + name, password = "a-long-password", displayName = "Tab\u0007Bell" }, "displayName"),
+            ($"/api/members/{name}", HttpMethod.Patch, new { displayName = "   " }, "displayName"),
+            ($"/api/members/{name}", HttpMethod.Patch, new { displayName = "Null\u0000Char" }, "displayName"),
+            ("/api/caveats", HttpMethod.Post, new { code = "CV-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant(), description = "" }, "description"),
+            ("/api/groups", HttpMethod.Post, new { code = "G" + Guid.NewGuid().ToString("N")[..6], name = "Bad\u0000name" }, "name"),
+        };
+        foreach (var (path, method, body, field) in cases)
+        {
+            var json = System.Text.Json.JsonSerializer.Serialize(body);
+            using var request = new HttpRequestMessage(method, path) { Content = new StringContent(json, System.Text.Encoding.UTF8, "application/json") };
+            using var response = await (path.Contains("members", StringComparison.Ordinal) ? admin : mission).SendAsync(request);
+            var problem = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{path} {json}: {response.StatusCode} {problem}");
+            Assert.Equal([field], problem.ErrorFields());
+        }
+
+        var (_, members) = await admin.GetJson("/api/organizations/UNPOL/members");
+        Assert.Equal("Officer One", members.EnumerateArray().Single(m => m.GetProperty("userName").GetString() == name).GetProperty("displayName").GetString());
+    }
+
+    [Fact]
     public async Task Administrators_manage_their_own_members_and_grant_nothing_they_do_not_hold()
     {
         var name = "u" + Guid.NewGuid().ToString("N")[..8];
@@ -485,8 +520,8 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var tag = Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
         var creations = new (string Path, object Body, string Field)[]
         {
-            ("/api/organizations", new { code = "ORG" + tag, name = "Same organisation", kind = "police" }, "organization"),
-            ("/api/organizations/JOC/members", new { userName = "same" + tag.ToLowerInvariant(), password = "a-long-password", clearance = "CONFIDENTIAL" }, "member"),
+            ("/api/organizations", new { code = "ORG" + tag, name = "Same organisation", kind = "police" }, "code"),
+            ("/api/organizations/JOC/members", new { userName = "same" + tag.ToLowerInvariant(), password = "a-long-password", clearance = "CONFIDENTIAL" }, "userName"),
             ("/api/groups", new { code = "GRP" + tag, name = "Same group" }, "code"),
             ("/api/agreements", new { code = "MOU" + tag, name = "Same agreement", parties = new[] { "JOC" }, rules = new[] { new { reporter = "org:JOC", category = "poc", marking = Api.Marking("CONFIDENTIAL", ["org:JOC"]) } } }, "code"),
         };

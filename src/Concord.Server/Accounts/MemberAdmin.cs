@@ -24,47 +24,52 @@ internal static partial class MemberAdmin
     public static string GeneratePassword() =>
         Convert.ToBase64String(RandomNumberGenerator.GetBytes(12)).Replace('+', 'x').Replace('/', 'y');
 
-    public static async Task<(Member? Member, string? Error)> AddAsync(
+    public static async Task<(Member? Member, AdminRefusal? Refusal)> AddAsync(
         ConcordDb db, NewMember request, ClassificationScheme scheme, CaveatRegistry caveats, TimeProvider time, CancellationToken cancellationToken)
     {
         var userName = request.UserName.Trim().ToLowerInvariant();
         if (!UserNamePattern().IsMatch(userName))
         {
-            return (null, $"user name '{request.UserName}' must be 2 to 64 letters, digits, '.', '-' or '_'");
+            return (null, new("userName", $"user name '{request.UserName}' must be 2 to 64 letters, digits, '.', '-' or '_'"));
         }
 
         var organizationCode = request.OrganizationCode.ToUpperInvariant();
         var organization = await db.Organizations.SingleOrDefaultAsync(o => o.Code == organizationCode, cancellationToken);
         if (organization is null)
         {
-            return (null, $"no organisation has the code '{request.OrganizationCode}' (add it with 'concord org add')");
+            return (null, new("organization", $"no organisation has the code '{request.OrganizationCode}' (add it with 'concord org add')"));
         }
 
         var unknownRole = request.Roles.FirstOrDefault(r => !MemberRoles.All.Contains(r));
         if (unknownRole is not null)
         {
-            return (null, $"role '{unknownRole}' is not one of {string.Join(", ", MemberRoles.All)}");
+            return (null, new("roles", $"role '{unknownRole}' is not one of {string.Join(", ", MemberRoles.All)}"));
         }
 
         var clearance = 0;
         if (request.Clearance is not null && !scheme.TryParse(request.Clearance, out clearance))
         {
-            return (null, $"clearance '{request.Clearance}' is not a level of the {scheme.Name} scheme ({string.Join(", ", scheme.Levels)})");
+            return (null, new("clearance", $"clearance '{request.Clearance}' is not a level of the {scheme.Name} scheme ({string.Join(", ", scheme.Levels)})"));
         }
 
         if (!caveats.TryGetBits(request.Caveats, out var caveatBits, out var unknownCaveat))
         {
-            return (null, $"caveat '{unknownCaveat}' is not known (known: {string.Join(", ", caveats.Codes)})");
+            return (null, new("caveats", $"caveat '{unknownCaveat}' is not known (known: {string.Join(", ", caveats.Codes)})"));
+        }
+
+        if (!string.IsNullOrWhiteSpace(request.DisplayName) && AdminRefusal.Text("displayName", request.DisplayName, 200) is { } badName)
+        {
+            return (null, badName with { Reason = "display name " + badName.Reason });
         }
 
         if (Passwords.Weakness(request.Password) is { } weakness)
         {
-            return (null, "password " + weakness);
+            return (null, new("password", "password " + weakness));
         }
 
         if (await db.Members.AnyAsync(m => m.UserName == userName, cancellationToken))
         {
-            return (null, $"a member named '{userName}' already exists");
+            return (null, new("userName", $"a member named '{userName}' already exists", Conflict: true));
         }
 
         var member = new Member

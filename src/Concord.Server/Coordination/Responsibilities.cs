@@ -20,6 +20,20 @@ internal sealed record AgreementCoordination(IReadOnlyList<ResponsibilityRule>? 
         JsonSerializer.Deserialize<AgreementCoordination>(json, JsonSerializerOptions.Web) ?? None;
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonSerializerOptions.Web);
+
+    /// <summary>
+    /// The rules with their organisation codes as stored elsewhere (trimmed, capitals): validation accepts " unpol ", and
+    /// the routers look codes up as written, so a rule kept as typed routed nothing and escalated nowhere.
+    /// </summary>
+    public AgreementCoordination Normalized()
+    {
+        static string? Code(string? code) => code?.Trim().ToUpperInvariant();
+        static string? Addressee(string? addressee) =>
+            addressee?.Trim() is { } trimmed && !trimmed.StartsWith("kind:", StringComparison.OrdinalIgnoreCase) ? trimmed.ToUpperInvariant() : addressee?.Trim();
+        return new AgreementCoordination(
+            Responsibilities?.Select(r => r with { Lead = Code(r.Lead), Supporting = r.Supporting?.Select(s => Code(s)!).ToList(), EscalateTo = Code(r.EscalateTo) }).ToList(),
+            Assistance?.Select(a => a with { Addressee = Addressee(a.Addressee), EscalateTo = Code(a.EscalateTo) }).ToList());
+    }
 }
 
 /// <summary>Incidents of <see cref="Categories"/> (a code covers the codes below it; <c>*</c> any) in <see cref="Areas"/> (area codes; <c>*</c> anywhere).</summary>

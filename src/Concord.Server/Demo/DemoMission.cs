@@ -217,7 +217,7 @@ internal static class DemoMission
     private static string LevelFor(ClassificationScheme scheme, string unLevel) =>
         ClassificationScheme.Un.TryParse(unLevel, out var rank) ? scheme.Label(Math.Min(rank, scheme.Highest)) : unLevel;
 
-    private static void Check(string? error)
+    private static void Check(AdminRefusal? error)
     {
         if (error is not null)
         {

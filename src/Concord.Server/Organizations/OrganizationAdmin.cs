@@ -1,3 +1,4 @@
+using Concord.Server.Accounts;
 using System.Text.RegularExpressions;
 using Concord.Server.Access;
 using Concord.Server.Data;
@@ -11,33 +12,33 @@ namespace Concord.Server.Organizations;
 /// </summary>
 internal static partial class OrganizationAdmin
 {
-    public static async Task<(Organization? Organization, string? Error)> AddAsync(
+    public static async Task<(Organization? Organization, AdminRefusal? Refusal)> AddAsync(
         ConcordDb db, string code, string name, string kind, string? nation, TimeProvider time, CancellationToken cancellationToken)
     {
         if (!Community.IsOrganizationCode(code))
         {
-            return (null, $"code '{code}' must be 1 to 40 letters, digits, '-' or '_'");
+            return (null, new("code", $"code '{code}' must be 1 to 40 letters, digits, '-' or '_'"));
         }
 
-        if (string.IsNullOrWhiteSpace(name) || name.Length > 200)
+        if (AdminRefusal.Text("name", name, 200) is { } badName)
         {
-            return (null, "name must be 1 to 200 characters");
+            return (null, badName with { Reason = "name " + badName.Reason });
         }
 
         if (!OrganizationKinds.TryParse(kind, out var parsedKind))
         {
-            return (null, $"kind '{kind}' is not one of {string.Join(", ", OrganizationKinds.All.Select(OrganizationKinds.Token))}");
+            return (null, new("kind", $"kind '{kind}' is not one of {string.Join(", ", OrganizationKinds.All.Select(OrganizationKinds.Token))}"));
         }
 
         if (nation is not null && !Iso3().IsMatch(nation))
         {
-            return (null, $"nation '{nation}' is not an ISO 3166-1 alpha-3 code");
+            return (null, new("nation", $"nation '{nation}' is not an ISO 3166-1 alpha-3 code"));
         }
 
         var normalized = code.ToUpperInvariant();
         if (await db.Organizations.AnyAsync(o => o.Code == normalized, cancellationToken))
         {
-            return (null, $"an organisation with code '{normalized}' already exists");
+            return (null, new("code", $"an organisation with code '{normalized}' already exists", Conflict: true));
         }
 
         var organization = new Organization

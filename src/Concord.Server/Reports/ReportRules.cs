@@ -131,11 +131,15 @@ internal static partial class ReportRules
     /// </summary>
     public static void RejectControlCharacters(string? text, string field, Dictionary<string, string[]> errors)
     {
-        if (text is null || errors.ContainsKey(field))
+        if (text is not null && !errors.ContainsKey(field) && ControlCharacterProblem(text) is { } problem)
         {
-            return;
+            errors[field] = [problem];
         }
+    }
 
+    /// <summary>What <see cref="RejectControlCharacters"/> says of <paramref name="text"/>, or null when it is text.</summary>
+    public static string? ControlCharacterProblem(string text)
+    {
         for (var i = 0; i < text.Length; i++)
         {
             var c = text[i];
@@ -144,11 +148,12 @@ internal static partial class ReportRules
                 || (char.IsLowSurrogate(c) && (i == 0 || !char.IsHighSurrogate(text[i - 1])));
             if (bad)
             {
-                errors[field] = [string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                    $"contains the control character U+{(int)c:X4} at position {i + 1}; only printable text, tabs and line breaks are allowed")];
-                return;
+                return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"contains the control character U+{(int)c:X4} at position {i + 1}; only printable text, tabs and line breaks are allowed");
             }
         }
+
+        return null;
     }
 
     /// <summary>At most <paramref name="length"/> characters of <paramref name="text"/>, never cutting a surrogate pair in half.</summary>

@@ -109,6 +109,9 @@ internal static class AdminEndpoints
     /// <summary>The key of an administrative change was found taken inside the chain's transaction: nothing is written.</summary>
     private sealed class KeyTaken : Exception;
 
+    private static ProblemHttpResult Refused(AdminRefusal refusal) =>
+        Problems.Field(refusal.Field, refusal.Reason, refusal.Conflict ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
+
     private static async Task<Results<Created<OrganizationDto>, ProblemHttpResult>> CreateOrganization(
         HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
     {
@@ -121,13 +124,13 @@ internal static class AdminEndpoints
         var (organization, error) = await OrganizationAdmin.AddAsync(db, body!.Code ?? "", body.Name ?? "", body.Kind ?? "", body.Nation, time, context.RequestAborted);
         if (organization is null)
         {
-            return Problems.Field("organization", error!, error!.Contains("already exists", StringComparison.Ordinal) ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
+            return Refused(error!);
         }
 
         if (!await Changed(db, chain, viewer, "organization", new { created = organization.Code }, directory, viewers, time, context.RequestAborted,
             d => d.Organizations.AnyAsync(o => o.Code == organization.Code, context.RequestAborted)))
         {
-            return Problems.Field("organization", $"organisation {organization.Code} already exists", StatusCodes.Status409Conflict);
+            return Problems.Field("code", $"organisation {organization.Code} already exists", StatusCodes.Status409Conflict);
         }
         return TypedResults.Created($"/api/organizations/{organization.Code}", organization.ToDto());
     }
@@ -206,13 +209,13 @@ internal static class AdminEndpoints
             markings.Scheme, markings.Caveats, time, context.RequestAborted);
         if (member is null)
         {
-            return Problems.Field("member", error!, error!.Contains("already exists", StringComparison.Ordinal) ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
+            return Refused(error!);
         }
 
         if (!await Changed(db, chain, viewer, "member", new { created = member.UserName, organization = organization.Code, roles = member.Roles, clearance = member.Clearance }, directory, viewers, time, context.RequestAborted,
             d => d.Members.AnyAsync(m => m.UserName == member.UserName, context.RequestAborted)))
         {
-            return Problems.Field("member", $"user {member.UserName} already exists", StatusCodes.Status409Conflict);
+            return Problems.Field("userName", $"user {member.UserName} already exists", StatusCodes.Status409Conflict);
         }
         return TypedResults.Created($"/api/members/{member.UserName}", ToDto(member, organization.Code, markings));
     }
@@ -255,12 +258,17 @@ internal static class AdminEndpoints
             errors["password"] = [weakness];
         }
 
+        if (body.DisplayName is not null && AdminRefusal.Text("displayName", body.DisplayName, 200) is { } badName)
+        {
+            errors[badName.Field] = [badName.Reason];
+        }
+
         if (errors.Count > 0)
         {
             return Problems.Invalid(errors);
         }
 
-        if (body.DisplayName is { Length: > 0 } display)
+        if (body.DisplayName is { } display)
         {
             member.DisplayName = display.Trim();
         }
@@ -321,9 +329,9 @@ internal static class AdminEndpoints
             return Problems.Field("code", "must be 1 to 40 letters, digits, '-' or '_'");
         }
 
-        if (string.IsNullOrWhiteSpace(body.Name) || body.Name.Length > 200)
+        if (AdminRefusal.Text("name", body.Name, 200) is { } badName)
         {
-            return Problems.Field("name", "is required, at most 200 characters");
+            return Refused(badName);
         }
 
         if (await db.SharingGroups.AnyAsync(g => g.Code == code, context.RequestAborted))
@@ -331,7 +339,7 @@ internal static class AdminEndpoints
             return Problems.Field("code", $"a group '{code}' already exists", StatusCodes.Status409Conflict);
         }
 
-        var group = new SharingGroup { Id = Guid.CreateVersion7(), Code = code, Name = body.Name.Trim(), OwnerOrganizationId = viewer.OrganizationId, CreatedAt = time.GetUtcNow().UtcDateTime };
+        var group = new SharingGroup { Id = Guid.CreateVersion7(), Code = code, Name = body.Name!.Trim(), OwnerOrganizationId = viewer.OrganizationId, CreatedAt = time.GetUtcNow().UtcDateTime };
         db.SharingGroups.Add(group);
         db.SharingGroupMembers.Add(new SharingGroupMember { GroupId = group.Id, OrganizationId = viewer.OrganizationId });
         if (!await Changed(db, chain, viewer, "group", new { created = code }, directory, viewers, time, context.RequestAborted,
@@ -398,9 +406,9 @@ internal static class AdminEndpoints
         AgreementRequest body, MissionDirectory directory, MarkingFormat markings, CancellationToken cancellationToken)
     {
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
-        if (string.IsNullOrWhiteSpace(body.Name) || body.Name.Length > 200)
+        if (AdminRefusal.Text("name", body.Name, 200) is { } badName)
         {
-            errors["name"] = ["is required, at most 200 characters"];
+            errors[badName.Field] = [badName.Reason];
         }
 
         var parties = new List<Guid>();
@@ -459,12 +467,23 @@ internal static class AdminEndpoints
             }
             else
             {
+                var normalized = new List<string>();
                 foreach (var community in rule.Marking.ReleasableTo ?? [])
                 {
-                    if (!Community.TryNormalize(community, out _, out var reason))
+                    if (!Community.TryNormalize(community, out var token, out var reason))
                     {
                         errors[field + ".marking.releasableTo"] = [reason];
                     }
+                    else
+                    {
+                        normalized.Add(token);
+                    }
+                }
+
+                // A rule releasing to a mistyped code would mark every report it covers for nobody, as a report's own marking would.
+                if (!errors.ContainsKey(field + ".marking.releasableTo") && await directory.UnknownCommunityAsync(Releasability.Encode(normalized), cancellationToken) is { } unknownCommunity)
+                {
+                    errors[field + ".marking.releasableTo"] = [unknownCommunity];
                 }
 
                 if (!markings.Caveats.TryGetBits(rule.Marking.Caveats ?? [], out _, out var unknown))
@@ -594,7 +613,7 @@ internal static class AdminEndpoints
         Name = body.Name!.Trim(),
         Parties = Releasability.Encode(parties.Select(p => Community.Organization(directory.Organization(p)!.Code))),
         RulesJson = JsonSerializer.Serialize(body.Rules ?? [], JsonSerializerOptions.Web),
-        CoordinationJson = new AgreementCoordination(body.Responsibilities ?? [], body.Assistance ?? []).ToJson(),
+        CoordinationJson = new AgreementCoordination(body.Responsibilities ?? [], body.Assistance ?? []).Normalized().ToJson(),
         CreatedAt = time.GetUtcNow().UtcDateTime,
         CreatedBy = createdBy,
     };
@@ -611,7 +630,7 @@ internal static class AdminEndpoints
         var (caveat, error) = await CaveatAdmin.AddAsync(db, body!.Code ?? "", body.Description ?? "", context.RequestAborted);
         if (caveat is null)
         {
-            return Problems.Field("code", error!, error!.Contains("exists", StringComparison.Ordinal) ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
+            return Refused(error!);
         }
 
         if (!await Changed(db, chain, viewer, "caveat", new { created = caveat.Code, caveat.Bit }, directory, viewers, time, context.RequestAborted,
@@ -625,28 +644,28 @@ internal static class AdminEndpoints
 
 internal static class CaveatAdmin
 {
-    public static async Task<(Caveat? Caveat, string? Error)> AddAsync(ConcordDb db, string code, string description, CancellationToken cancellationToken)
+    public static async Task<(Caveat? Caveat, AdminRefusal? Refusal)> AddAsync(ConcordDb db, string code, string description, CancellationToken cancellationToken)
     {
         var normalized = code.Trim().ToUpperInvariant();
         if (!CaveatRegistry.IsValidCode(normalized))
         {
-            return (null, "a caveat code is 2 to 40 capital letters, digits or '-'");
+            return (null, new("code", "a caveat code is 2 to 40 capital letters, digits or '-'"));
         }
 
-        if (string.IsNullOrWhiteSpace(description) || description.Length > 500)
+        if (AdminRefusal.Text("description", description, 500) is { } badDescription)
         {
-            return (null, "a caveat needs a description of at most 500 characters");
+            return (null, badDescription with { Reason = "a caveat's description " + badDescription.Reason });
         }
 
         var existing = await db.Caveats.ToListAsync(cancellationToken);
         if (existing.Any(c => c.Code == normalized))
         {
-            return (null, $"caveat {normalized} exists");
+            return (null, new("code", $"caveat {normalized} exists", Conflict: true));
         }
 
         if (existing.Count >= CaveatRegistry.MaxCaveats)
         {
-            return (null, $"a deployment has at most {CaveatRegistry.MaxCaveats} caveats");
+            return (null, new("code", $"a deployment has at most {CaveatRegistry.MaxCaveats} caveats", Conflict: true));
         }
 
         var caveat = new Caveat { Code = normalized, Bit = Enumerable.Range(0, CaveatRegistry.MaxCaveats).First(b => existing.All(c => c.Bit != b)), Description = description.Trim() };
