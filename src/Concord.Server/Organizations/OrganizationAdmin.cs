@@ -1,6 +1,6 @@
-using Concord.Server.Accounts;
 using System.Text.RegularExpressions;
 using Concord.Server.Access;
+using Concord.Server.Accounts;
 using Concord.Server.Data;
 using Microsoft.EntityFrameworkCore;
 
