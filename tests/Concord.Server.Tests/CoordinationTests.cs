@@ -537,6 +537,40 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_patrol_report_cut_off_after_the_report_was_stored_is_completed_by_the_next_attempt_whatever_it_says()
+    {
+        var (_, patrol) = await server.ClientFor("force").PostJson("/api/patrols", new
+        {
+            name = "Bria road joint patrol",
+            organizations = new[] { "FORCE", "UNPOL" },
+            route = new[] { new[] { 21.9, 6.5 }, new[] { 22.0, 6.6 } },
+            startsAt = Clock.GetUtcNow().AddHours(1),
+            endsAt = Clock.GetUtcNow().AddHours(5),
+        });
+        var id = Id(patrol);
+        var (filed, first) = await server.ClientFor("force").PostJson($"/api/patrols/{id}/report", new { category = "acled.strategic-developments.other", narrative = "Road open." });
+        Assert.Equal(HttpStatusCode.Created, filed.StatusCode);
+        var reportId = Id(first, "report");
+
+        // The state a dropped link leaves: the report stored, the patrol not yet completed. The next attempt comes later
+        // (its default time differs) from the other organisation, in other words.
+        await server.WithDbAsync(async db =>
+        {
+            var stored = await db.Patrols.SingleAsync(p => p.Id == id);
+            stored.Status = "under-way";
+            stored.ReportId = null;
+            return await db.SaveChangesAsync();
+        });
+        Clock.Advance(TimeSpan.FromMinutes(20));
+        var (again, done) = await server.ClientFor("unpol").PostJson($"/api/patrols/{id}/report", new { category = "acled.strategic-developments.other", narrative = "Road open, checkpoints gone." });
+
+        Assert.True(again.StatusCode == HttpStatusCode.Created, done.ToString());
+        Assert.Equal("completed", done.GetProperty("status").GetString());
+        Assert.Equal(reportId, Id(done, "report"));
+        Assert.Equal(1, await server.WithDbAsync(db => db.Reports.CountAsync(r => r.Id == reportId)));
+    }
+
+    [Fact]
     public async Task Organisation_codes_in_rules_route_as_written_in_any_case_and_spacing_and_rule_markings_name_real_communities()
     {
         // Validation took " unpol " as the party UNPOL, but the rule kept it as typed and the router, looking it up as

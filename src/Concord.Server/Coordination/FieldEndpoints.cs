@@ -235,28 +235,36 @@ internal static class FieldEndpoints
             return Problems.Invalid(errors);
         }
 
-        var outcome = await intake.CreateAsync(report, viewer, context.RequestAborted);
-        Guid reportId;
-        switch (outcome)
+        // The report is stored first, then the patrol completed: a request cut in between (a dropped link) left the report
+        // filed and the patrol open. Only this endpoint makes the patrol's report id, so a report with it is that report,
+        // whoever sends again and whatever their narrative or time now: the patrol is completed with it.
+        var reportId = report.Id!.Value;
+        if (!await desk.Db.Reports.AnyAsync(r => r.Id == reportId, context.RequestAborted))
         {
-            case ReportIntake.Outcome.Created created:
-                reportId = created.Report.Id;
-                break;
-            case ReportIntake.Outcome.Existing existing:
-                reportId = existing.Report.Id;
-                break;
-            case ReportIntake.Outcome.Invalid invalid:
-                return Problems.Invalid(invalid.Errors);
-            case ReportIntake.Outcome.Conflict conflict:
-                return Problems.Conflict(conflict.Reason);
-            default:
-                throw new InvalidOperationException("unknown outcome");
+            switch (await intake.CreateAsync(report, viewer, context.RequestAborted))
+            {
+                case ReportIntake.Outcome.Created or ReportIntake.Outcome.Existing:
+                    break;
+                case ReportIntake.Outcome.Invalid invalid:
+                    return Problems.Invalid(invalid.Errors);
+                case ReportIntake.Outcome.Conflict conflict:
+                    if (!await desk.Db.Reports.AnyAsync(r => r.Id == reportId, context.RequestAborted))
+                    {
+                        return Problems.Conflict(conflict.Reason);
+                    }
+
+                    // Another participant's request filed it a moment ago.
+                    break;
+                default:
+                    throw new InvalidOperationException("unknown outcome");
+            }
         }
 
         patrol.Status = PatrolStatuses.Completed;
         patrol.ReportId = reportId;
         patrol.UpdatedAt = desk.Now;
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, patrol.Classification, new { to = PatrolStatuses.Completed, report = reportId })], context.RequestAborted);
+        // Not cancelled with the request once the report is stored: the patrol is completed with it.
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, patrol.Classification, new { to = PatrolStatuses.Completed, report = reportId })], CancellationToken.None);
         return TypedResults.Created($"/api/reports/{reportId}", ToDto(patrol, desk));
     }
 
