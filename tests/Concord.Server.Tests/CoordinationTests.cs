@@ -458,6 +458,10 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (nullItem, nullProblem) = await joc.PostJson("/api/meetings", new { title = "Weekly", heldAt = Clock.GetUtcNow(), actionItems = new object?[] { null }, participants = new string?[] { null } });
         Assert.Equal(HttpStatusCode.BadRequest, nullItem.StatusCode);
         Assert.Contains("must not hold null", nullProblem.GetProperty("errors").ToString());
+        // A wrong type inside an element is named with the list and the element's index, not as the meeting's own title.
+        var (wrongType, wrongTypeProblem) = await joc.PostJson("/api/meetings", new { title = "Weekly", heldAt = Clock.GetUtcNow(), actionItems = new object[] { new { title = 5, organization = "UNPOL" } } });
+        Assert.Equal(HttpStatusCode.BadRequest, wrongType.StatusCode);
+        Assert.Equal(["actionItems[0].title"], wrongTypeProblem.ErrorFields());
         var (nul, nulProblem) = await joc.PostJson("/api/tasks", new { title = "Fix\u0000it", organization = "UNPOL" });
         Assert.Equal(HttpStatusCode.BadRequest, nul.StatusCode);
         Assert.Equal(["title"], nulProblem.ErrorFields());

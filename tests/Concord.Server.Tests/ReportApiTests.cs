@@ -148,6 +148,7 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     [InlineData("{\"location\": {\"latitude\": \"north\"}}", "location.latitude")]
     [InlineData("{\"observedAt\": ", "observedAt")]
     [InlineData("", "body")]
+    [InlineData("{\"actors\": [\"FACA\", 5]}", "actors[1]")]
     public async Task Malformed_json_is_a_problem_naming_the_field(string json, string field)
     {
         var response = await Server.ClientFor("force").PostAsync("/api/reports", new StringContent(json, Encoding.UTF8, "application/json"));
@@ -165,6 +166,7 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     [InlineData("{\"observedAt\": \"yesterday\"}", "must be a date and time")]
     [InlineData("{\"id\": \"not-an-id\"}", "must be an id")]
     [InlineData("{\"actors\": \"FACA\"}", "must be an array")]
+    [InlineData("{\"actors\": [\"FACA\", 5]}", "must be a string")]
     [InlineData("{\"colour\": \"red\"}", "is not a field of this request")]
     public async Task Malformed_json_gets_a_reason_in_the_clients_terms(string json, string reason)
     {

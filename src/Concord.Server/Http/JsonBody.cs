@@ -74,7 +74,8 @@ internal static class JsonBody
         }
         catch (JsonException e)
         {
-            var path = string.IsNullOrEmpty(e.Path) || e.Path == "$" ? "body" : e.Path.TrimStart('$', '.');
+            var full = e.Path + (e as NoNullElements.ElementException)?.Within;
+            var path = string.IsNullOrEmpty(full) || full == "$" ? "body" : full.TrimStart('$', '.');
             // A value of the wrong type is described by what the field must be; anything else (broken JSON) by the reader.
             var wrongType = e.Message.Contains("could not be converted", StringComparison.Ordinal);
             return (null, Problems.Field(path, (wrongType ? Expected(typeof(T), path) : null) ?? Reason(e)));

@@ -11,6 +11,12 @@ namespace Concord.Server.Http;
 /// </summary>
 internal sealed class NoNullElements : JsonConverterFactory
 {
+    /// <summary>A failure inside a list's element: <see cref="JsonException.Path"/> is the list's, <see cref="Within"/> the rest ("[2].title").</summary>
+    internal sealed class ElementException(string message, string within) : JsonException(message)
+    {
+        public string Within { get; } = within;
+    }
+
     public override bool CanConvert(Type typeToConvert) =>
         typeToConvert.IsGenericType && typeToConvert.GetGenericTypeDefinition() == typeof(IReadOnlyList<>) && !typeToConvert.GetGenericArguments()[0].IsValueType;
 
@@ -29,9 +35,22 @@ internal sealed class NoNullElements : JsonConverterFactory
             var items = new List<T>();
             while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
             {
-                items.Add(reader.TokenType == JsonTokenType.Null
-                    ? throw new JsonException($"must not hold null (item {items.Count})")
-                    : JsonSerializer.Deserialize<T>(ref reader, options)!);
+                if (reader.TokenType == JsonTokenType.Null)
+                {
+                    throw new JsonException($"must not hold null (item {items.Count})");
+                }
+
+                try
+                {
+                    items.Add(JsonSerializer.Deserialize<T>(ref reader, options)!);
+                }
+                catch (JsonException e)
+                {
+                    // The element was read on its own, so its path starts at the element: the serializer gives this
+                    // exception the list's path, and the element's index and path within it follow.
+                    var within = (e.Path is null or "$" ? "" : e.Path[1..]) + (e as ElementException)?.Within;
+                    throw new ElementException(e.Message, $"[{items.Count}]{within}");
+                }
             }
 
             return items;
