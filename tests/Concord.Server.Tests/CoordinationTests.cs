@@ -575,6 +575,33 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task Times_outside_what_a_mission_can_hold_are_refused_by_field_and_nothing_is_stored()
+    {
+        var early = new DateTimeOffset(1, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        var late = new DateTimeOffset(9999, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        var tag = Guid.NewGuid().ToString("N")[..8];
+        var cases = new (string User, string Path, object Body, string Field)[]
+        {
+            ("joc", "/api/meetings", new { title = "Weekly " + tag, heldAt = early }, "heldAt"),
+            ("joc", "/api/meetings", new { title = "Weekly " + tag, heldAt = Clock.GetUtcNow(), actionItems = new[] { new { title = "Do " + tag, organization = "UNPOL", dueAt = late } } }, "actionItems[0].dueAt"),
+            ("ocha", "/api/liaison", new { counterpart = "Chief " + tag, channel = "visit", summary = "Talked.", at = early }, "at"),
+            ("force", "/api/patrols", new { name = "Patrol " + tag, route = new[] { new[] { 20.6, 5.7 }, new[] { 20.7, 5.8 } }, startsAt = late.AddDays(-2), endsAt = late.AddDays(-1) }, "startsAt"),
+            ("unpol", "/api/requests", new { type = "engineering", title = "Bridge " + tag, details = "Two spans lost.", priority = "priority", addressee = "kind:military", location = new { latitude = 4.99, longitude = 19.98 }, windowStart = early, windowEnd = early.AddDays(1) }, "windowStart"),
+            ("joc", "/api/tasks", new { title = "Check " + tag, organization = "UNPOL", acknowledgeBy = late }, "acknowledgeBy"),
+        };
+        foreach (var (user, path, body, field) in cases)
+        {
+            var (response, problem) = await server.ClientFor(user).PostJson(path, body);
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{path}: {response.StatusCode} {problem}");
+            Assert.Equal([field], problem.ErrorFields());
+        }
+
+        Assert.Equal(0, await server.WithDbAsync(db => db.Meetings.CountAsync(m => m.Title.EndsWith(tag))));
+        Assert.Equal(0, await server.WithDbAsync(db => db.Tasks.CountAsync(t => t.Title.EndsWith(tag))));
+        Assert.Equal(0, await server.WithDbAsync(db => db.Patrols.CountAsync(p => p.Name.EndsWith(tag))));
+    }
+
+    [Fact]
     public async Task Organisation_codes_in_rules_route_as_written_in_any_case_and_spacing_and_rule_markings_name_real_communities()
     {
         // Validation took " unpol " as the party UNPOL, but the rule kept it as typed and the router, looking it up as

@@ -163,6 +163,19 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         return JsonSerializer.Serialize(route);
     }
 
+    /// <summary>
+    /// Refuses a time outside what any record of the mission can hold: before 1900 (as reports) or more than a century
+    /// from now. Without it a year 0001 or 9999 was stored, and lists ordered or filtered by time put it first or last for
+    /// ever (and some stores' date arithmetic fails on it). Leaves a field already refused alone.
+    /// </summary>
+    public void CheckTime(DateTimeOffset? value, string field, Dictionary<string, string[]> errors)
+    {
+        if (value is { } at && !errors.ContainsKey(field) && (at < Reports.ReportRules.Earliest || at.UtcDateTime > Now.AddYears(100)))
+        {
+            errors[field] = [$"must be a time from {Reports.ReportRules.Earliest:yyyy} on, within a century of now"];
+        }
+    }
+
     /// <summary>The reason a status move carries (trimmed; null when none): required, at least 3 characters, to decline; never longer than <see cref="MaxText"/>.</summary>
     public static Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult? ReasonProblem(string? text, bool declining, string record, out string? reason)
     {

@@ -115,6 +115,7 @@ internal static class FieldEndpoints
             errors["startsAt"] = ["is required"];
         }
 
+        desk.CheckTime(body.StartsAt, "startsAt", errors);
         if (body.EndsAt is null || body.EndsAt <= body.StartsAt || body.EndsAt - body.StartsAt > TimeSpan.FromDays(30))
         {
             errors["endsAt"] = ["is required, after startsAt and within 30 days of it"];
@@ -343,6 +344,8 @@ internal static class FieldEndpoints
             errors["heldAt"] = ["is required"];
         }
 
+        desk.CheckTime(body.HeldAt, "heldAt", errors);
+
         var participants = await OrganizationsAsync(body.Participants, "participants", desk, errors, cancellationToken);
         if (!participants.Any(o => o.Id == viewer.OrganizationId))
         {
@@ -375,6 +378,8 @@ internal static class FieldEndpoints
             {
                 errors[$"actionItems[{i}].dueAt"] = ["must be in the future"];
             }
+
+            desk.CheckTime(item.DueAt, $"actionItems[{i}].dueAt", errors);
         }
 
         var mustSee = participants.Select(o => (o, "participants")).Concat(assignees.Select(o => (o, "actionItems"))).ToList();
@@ -469,6 +474,8 @@ internal static class FieldEndpoints
         {
             errors["at"] = ["a contact is logged after it happened, not in the future"];
         }
+
+        desk.CheckTime(body.At, "at", errors);
 
         Organization? counterpartOrganization = null;
         if (body.CounterpartOrganization is { } code)

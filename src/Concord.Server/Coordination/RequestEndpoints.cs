@@ -197,6 +197,8 @@ internal static class RequestEndpoints
             errors["windowStart"] = ["is required"];
         }
 
+        desk.CheckTime(body.WindowStart, "windowStart", errors);
+
         if (end is null)
         {
             errors["windowEnd"] = ["is required"];

@@ -144,6 +144,9 @@ internal static class TaskEndpoints
             errors["respondBy"] = ["must not be before acknowledgeBy"];
         }
 
+        desk.CheckTime(body.AcknowledgeBy, "acknowledgeBy", errors);
+        desk.CheckTime(body.RespondBy, "respondBy", errors);
+
         if (body.Incident is { } incident && !await desk.Db.VisibleIncidents(desk.Db.Incidents.Where(i => i.Id == incident), viewer).AnyAsync(context.RequestAborted))
         {
             errors["incident"] = ["no incident you may see has this id"];
