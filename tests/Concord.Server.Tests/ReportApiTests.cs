@@ -321,6 +321,39 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Theory]
+    [InlineData("/api/reports?status=bogus", "status")]
+    [InlineData("/api/reports?classification=SECRET", "classification")]
+    [InlineData("/api/early-warning/forecasts?organization=NOPE", "organization")]
+    [InlineData("/api/early-warning/forecasts?limit=1", "limit")]
+    [InlineData("/api/reports/count?limit=10", "limit")]
+    [InlineData("/api/reports/by-category?limit=10", "limit")]
+    [InlineData("/api/early-warning/hotspots?limit=5000", "limit")]
+    [InlineData("/api/patrols?from=2027-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "from")]
+    public async Task A_parameter_a_listing_would_not_apply_is_refused_not_ignored(string path, string field)
+    {
+        var (response, problem) = await Server.ClientFor("joc").GetJson(path);
+
+        Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{path}: {response.StatusCode}");
+        Assert.Equal([field], problem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task An_export_takes_its_limit()
+    {
+        var tag = "exp" + Guid.NewGuid().ToString("N")[..8];
+        for (var i = 0; i < 3; i++)
+        {
+            await Server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: $"Patrol {tag} saw a crowd.", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        }
+
+        var all = await Server.ClientFor("force").GetStringAsync($"/api/exports/reports.csv?audience=organization&q={tag}");
+        var two = await Server.ClientFor("force").GetStringAsync($"/api/exports/reports.csv?audience=organization&q={tag}&limit=2");
+
+        Assert.Equal(3, all.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.Contains(tag, StringComparison.Ordinal)));
+        Assert.Equal(2, two.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.Contains(tag, StringComparison.Ordinal)));
+    }
+
+    [Theory]
     [InlineData("bbox=1,2,3", "bbox")]
     [InlineData("bbox=20,10,19,11", "bbox")]
     [InlineData("bbox=NaN,NaN,NaN,NaN", "bbox")]

@@ -43,6 +43,11 @@ internal static class FieldEndpoints
     {
         var query = new QueryReader(context.Request.Query);
         var (from, to) = (query.Time("from"), query.Time("to"));
+        if (from > to)
+        {
+            query.Errors["from"] = ["must not be after 'to'"];
+        }
+
         if (query.Errors.Count > 0)
         {
             return Problems.Invalid(query.Errors);

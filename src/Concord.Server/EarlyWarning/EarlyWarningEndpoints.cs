@@ -39,7 +39,7 @@ internal static class EarlyWarningEndpoints
         group.MapGet("/hotspots", Hotspots).WithSummary("Incidents and fatalities per 0.5° PRIO-GRID cell or per area over a window (by=cell|area; the list filters apply).");
         group.MapGet("/skill", Skill).WithSummary("The forecast's latest back-test on the bundled real UCDP data: mean CRPS and Brier of Concord and the benchmarks.");
         group.MapGet("/forecasts/areas", AreaForecasts).WithSummary("Next month's forecast per admin-1 area (its cells' distributions added up), as far as you may see them.");
-        group.MapGet("/forecasts", Forecasts).WithSummary("Next month's forecast per PRIO-GRID cell (expected fatalities, P(≥ 1), 90 % interval), as far as you may see them.");
+        group.MapGet("/forecasts", Forecasts).WithQueryParameter("bbox", "west,south,east,north in degrees (WGS 84): only cells whose centre is inside").WithSummary("Next month's forecast per PRIO-GRID cell (expected fatalities, P(≥ 1), 90 % interval), as far as you may see them.");
         group.MapGet("/spikes", Spikes).WithSummary("Areas whose recent incident count departs from their own baseline: Poisson upper-tail probability, alert below the threshold.");
     }
 
@@ -57,7 +57,7 @@ internal static class EarlyWarningEndpoints
 
     private static async Task<Results<Ok<ForecastsDto>, ProblemHttpResult>> Forecasts(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings)
     {
-        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, ["bbox"]))
         {
             return Problems.Invalid(errors);
         }
@@ -102,6 +102,11 @@ internal static class EarlyWarningEndpoints
             return Problems.Field("by", "must be cell or area");
         }
 
+        if (query.Limit > MaxHotspots)
+        {
+            return Problems.Field("limit", $"at most {MaxHotspots} hotspots are listed");
+        }
+
         var (visible, filterErrors) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, context.RequestAborted);
         if (visible is null)
         {
@@ -110,6 +115,9 @@ internal static class EarlyWarningEndpoints
 
         return TypedResults.Ok(await HotspotsAsync(directory, markings, visible, by, context.RequestAborted));
     }
+
+    /// <summary>The most hotspots one answer lists.</summary>
+    public const int MaxHotspots = 500;
 
     /// <summary>Hotspots over a visible query (the API and the early-warning page).</summary>
     internal static async Task<HotspotsDto> HotspotsAsync(
@@ -130,7 +138,7 @@ internal static class EarlyWarningEndpoints
                         area is null ? g.Average(r => r.Latitude) : (area.MinLatitude + area.MaxLatitude) / 2,
                         area is null ? g.Average(r => r.Longitude) : (area.MinLongitude + area.MaxLongitude) / 2, g.Count(), g.Sum(r => (long)(r.Killed ?? 0)));
                 }))
-            .OrderByDescending(h => h.Incidents).ThenByDescending(h => h.Killed).Take(Math.Min(query.Limit, 500)).ToList();
+            .OrderByDescending(h => h.Incidents).ThenByDescending(h => h.Killed).Take(Math.Min(query.Limit, MaxHotspots)).ToList();
         return new HotspotsDto(by, Utc(query.From), Utc(query.To), markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), items);
     }
 

@@ -38,7 +38,7 @@ internal static class ApiDescription
     });
 
     /// <summary>The filters of the report and incident lists (and their GeoJSON, map, counts and exports), and paging where <paramref name="paged"/>.</summary>
-    public static TBuilder WithListParameters<TBuilder>(this TBuilder builder, bool incidents = false, bool paged = false)
+    public static TBuilder WithListParameters<TBuilder>(this TBuilder builder, bool incidents = false, bool paged = false, bool limited = true)
         where TBuilder : IEndpointConventionBuilder =>
         builder.AddOpenApiOperationTransformer((operation, _, _) =>
         {
@@ -48,7 +48,11 @@ internal static class ApiDescription
             Add(operation, "category", "a taxonomy code; its sub-categories match too (GET /api/categories)", example: "acled.battles");
             Add(operation, "organization", "the code of the reporting organisation (incidents: of a report you may see)", example: "UNPOL");
             Add(operation, "q", "words the narrative (incidents: the title) contains");
-            Add(operation, "limit", $"at most this many items (1–{ListQuery.MaxLimit}; default {ListQuery.DefaultLimit})", type: JsonSchemaType.Integer);
+            if (limited)
+            {
+                Add(operation, "limit", $"at most this many items (1–{ListQuery.MaxLimit}; default {ListQuery.DefaultLimit})", type: JsonSchemaType.Integer);
+            }
+
             if (paged)
             {
                 Add(operation, "cursor", "the next value of the previous page, for the page after it");

@@ -29,13 +29,26 @@ internal sealed record ListQuery
 
     public Cursor? After { get; init; }
 
+    /// <summary>The filters every report listing applies.</summary>
+    public static readonly string[] ReportFilters = ["bbox", "from", "to", "category", "organization", "q"];
+
     /// <summary>
     /// Parses the filters; <paramref name="cursors"/> is given by the lists that page, and without it a cursor is refused
-    /// (a listing that is not paged would otherwise answer as if page two were page one).
+    /// (a listing that is not paged would otherwise answer as if page two were page one). With <paramref name="honoured"/>,
+    /// a parameter the listing does not apply is refused too, rather than answered as if it had been applied.
     /// </summary>
-    public static bool TryParse(IQueryCollection query, CursorKeys? cursors, out ListQuery result, out Dictionary<string, string[]> errors)
+    public static bool TryParse(IQueryCollection query, CursorKeys? cursors, out ListQuery result, out Dictionary<string, string[]> errors,
+        IReadOnlyCollection<string>? honoured = null)
     {
         errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        if (honoured is not null)
+        {
+            foreach (var key in query.Keys.Where(k => !honoured.Contains(k)))
+            {
+                errors[key] = [$"is not a parameter of this listing, which takes {string.Join(", ", honoured)}"];
+            }
+        }
+
         BoundingBox? bbox = null;
         if (query["bbox"].ToString() is { Length: > 0 } bboxText)
         {

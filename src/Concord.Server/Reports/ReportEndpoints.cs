@@ -71,7 +71,7 @@ internal static class ReportEndpoints
     private static async Task<Results<Ok<Page<ReportDto>>, ProblemHttpResult>> List(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time, CursorKeys cursors)
     {
-        if (!ListQuery.TryParse(context.Request.Query, cursors, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, cursors, out var query, out var errors, [.. ListQuery.ReportFilters, "limit", "cursor"]))
         {
             return Problems.Invalid(errors);
         }

@@ -30,8 +30,8 @@ internal static class ExportEndpoints
             .WithListParameters()
             .WithQueryParameter("audience", "who the export is for: public, community, clients or organization", required: true)
             .WithSummary("Reports you may see whose TLP allows the audience (public, community, clients, organization), as CSV.");
-        group.MapGet("/reports/count", Count).WithListParameters().WithSummary("How many reports you may see match the filters.");
-        group.MapGet("/reports/by-category", ByCategory).WithListParameters().WithSummary("Counts of the reports you may see, by category.");
+        group.MapGet("/reports/count", Count).WithListParameters(limited: false).WithSummary("How many reports you may see match the filters.");
+        group.MapGet("/reports/by-category", ByCategory).WithListParameters(limited: false).WithSummary("Counts of the reports you may see, by category.");
     }
 
     internal static bool TryAudience(string? text, out ExportAudience audience) =>
@@ -39,7 +39,7 @@ internal static class ExportEndpoints
 
     private static async Task<IResult> ReportsCsv(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
-        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, [.. ListQuery.ReportFilters, "limit", "audience"]))
         {
             return Problems.Invalid(errors);
         }
@@ -59,7 +59,7 @@ internal static class ExportEndpoints
             .Where(r => allowed.Contains(r.Tlp))
             .VisibleTo(viewer)
             .OrderBy(r => r.ObservedAt).ThenBy(r => r.Number)
-            .Take(MaxExportRows)
+            .Take(context.Request.Query.ContainsKey("limit") ? Math.Min(query.Limit, MaxExportRows) : MaxExportRows)
             .ToListAsync(context.RequestAborted);
 
         if (Audits.Read(viewer, "report", rows.Select(r => (r.Id, r.Classification)).ToList(), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime) is { } entry)
@@ -89,7 +89,7 @@ internal static class ExportEndpoints
 
     private static async Task<Results<Ok<CountDto>, ProblemHttpResult>> Count(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory)
     {
-        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, ListQuery.ReportFilters))
         {
             return Problems.Invalid(errors);
         }
@@ -105,7 +105,7 @@ internal static class ExportEndpoints
 
     private static async Task<Results<Ok<List<CategoryCount>>, ProblemHttpResult>> ByCategory(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory)
     {
-        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, ListQuery.ReportFilters))
         {
             return Problems.Invalid(errors);
         }
