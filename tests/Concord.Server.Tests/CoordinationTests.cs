@@ -599,6 +599,17 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(0, await server.WithDbAsync(db => db.Meetings.CountAsync(m => m.Title.EndsWith(tag))));
         Assert.Equal(0, await server.WithDbAsync(db => db.Tasks.CountAsync(t => t.Title.EndsWith(tag))));
         Assert.Equal(0, await server.WithDbAsync(db => db.Patrols.CountAsync(p => p.Name.EndsWith(tag))));
+
+        // Lists whose every element costs a task or a lookup are bounded; a patrol's status reason is text.
+        var items = Enumerable.Range(0, FieldEndpoints.MaxActionItems + 1).Select(i => new { title = $"Item {i} {tag}", organization = "UNPOL" }).ToArray();
+        var (tooMany, tooManyProblem) = await server.ClientFor("joc").PostJson("/api/meetings", new { title = "Weekly " + tag, heldAt = Clock.GetUtcNow(), actionItems = items });
+        Assert.Equal(HttpStatusCode.BadRequest, tooMany.StatusCode);
+        Assert.Equal(["actionItems"], tooManyProblem.ErrorFields());
+        var (_, patrol) = await server.ClientFor("force").PostJson("/api/patrols", new { name = "Patrol " + tag, route = new[] { new[] { 20.6, 5.7 }, new[] { 20.7, 5.8 } }, startsAt = Clock.GetUtcNow().AddHours(1), endsAt = Clock.GetUtcNow().AddHours(2) });
+        var (badReason, reasonProblem) = await server.ClientFor("force").PostJson($"/api/patrols/{Id(patrol)}/status", new { status = "under-way", reason = "Go\u0000now" });
+        Assert.Equal(HttpStatusCode.BadRequest, badReason.StatusCode);
+        Assert.Equal(["reason"], reasonProblem.ErrorFields());
+        Assert.Equal("planned", (await server.ClientFor("force").GetJson($"/api/patrols/{Id(patrol)}")).Item2.GetProperty("status").GetString());
     }
 
     [Fact]

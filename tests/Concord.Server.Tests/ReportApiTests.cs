@@ -149,6 +149,7 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     [InlineData("{\"observedAt\": ", "observedAt")]
     [InlineData("", "body")]
     [InlineData("{\"actors\": [\"FACA\", 5]}", "actors[1]")]
+    [InlineData("{\"narrative\": \"Calm.\", \"narrative\": \"Armed clash.\"}", "narrative")]
     public async Task Malformed_json_is_a_problem_naming_the_field(string json, string field)
     {
         var response = await Server.ClientFor("force").PostAsync("/api/reports", new StringContent(json, Encoding.UTF8, "application/json"));
@@ -167,6 +168,7 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     [InlineData("{\"id\": \"not-an-id\"}", "must be an id")]
     [InlineData("{\"actors\": \"FACA\"}", "must be an array")]
     [InlineData("{\"actors\": [\"FACA\", 5]}", "must be a string")]
+    [InlineData("{\"narrative\": \"Calm.\", \"narrative\": \"Armed clash.\"}", "is given more than once")]
     [InlineData("{\"colour\": \"red\"}", "is not a field of this request")]
     public async Task Malformed_json_gets_a_reason_in_the_clients_terms(string json, string reason)
     {
@@ -175,6 +177,20 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Contains(reason, problem.GetProperty("errors").EnumerateObject().Single().Value[0].GetString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("fr\n")]
+    [InlineData("fr-a1-b2-c3-d4-e5")]
+    public async Task A_language_tag_is_a_tag_and_nothing_more(string language)
+    {
+        var body = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(Api.Report(), System.Text.Json.JsonSerializerOptions.Web))!;
+        body["language"] = language;
+        using var content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
+        var refused = await Server.ClientFor("force").PostAsync("/api/reports", content);
+
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(["language"], (await refused.Json()).ErrorFields());
     }
 
     [Fact]

@@ -12,6 +12,12 @@ namespace Concord.Server.Coordination;
 /// <summary>Joint patrols, coordination meetings (with action items that become tasks) and the liaison log.</summary>
 internal static class FieldEndpoints
 {
+    /// <summary>Members one patrol names: each is looked up in the store.</summary>
+    public const int MaxPatrolMembers = 50;
+
+    /// <summary>Action items one meeting records: each becomes a task.</summary>
+    public const int MaxActionItems = 100;
+
     public static void MapCoordinationField(this IEndpointRouteBuilder app)
     {
         var patrols = app.MapGroup("/api/patrols").WithTags("Coordination").RequireAuthorization();
@@ -96,7 +102,12 @@ internal static class FieldEndpoints
         }
 
         var members = new List<string>();
-        foreach (var user in body.Members ?? [])
+        if (body.Members?.Count > MaxPatrolMembers)
+        {
+            errors["members"] = [$"at most {MaxPatrolMembers} members"];
+        }
+
+        foreach (var user in (body.Members ?? []).Take(MaxPatrolMembers))
         {
             var member = await desk.Db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == user, context.RequestAborted);
             if (member is null || organizations.All(o => o.Id != member.OrganizationId))
@@ -186,10 +197,15 @@ internal static class FieldEndpoints
             return Problems.Conflict($"a patrol cannot go from {patrol.Status} to {to}");
         }
 
+        if (CoordinationDesk.ReasonProblem(body.Reason, declining: false, "patrol", out var reason) is { } refused)
+        {
+            return refused;
+        }
+
         var from = patrol.Status;
         patrol.Status = to;
         patrol.UpdatedAt = desk.Now;
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, patrol.Classification, new { from, to, reason = body.Reason })], context.RequestAborted);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, patrol.Classification, new { from, to, reason })], context.RequestAborted);
         return TypedResults.Ok(ToDto(patrol, desk));
     }
 
@@ -365,6 +381,12 @@ internal static class FieldEndpoints
 
         var now = desk.Now;
         var items = body.ActionItems ?? [];
+        if (items.Count > MaxActionItems)
+        {
+            errors["actionItems"] = [$"at most {MaxActionItems} action items (each becomes a task)"];
+            items = [.. items.Take(MaxActionItems)];
+        }
+
         var assignees = new List<Organization>();
         for (var i = 0; i < items.Count; i++)
         {

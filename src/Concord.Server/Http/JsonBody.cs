@@ -18,6 +18,8 @@ internal static class JsonBody
         var options = new JsonSerializerOptions(JsonSerializerDefaults.Web)
         {
             UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+            // A field given twice is refused rather than the last one silently winning (what was checked may not be what is kept).
+            AllowDuplicateProperties = false,
             DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         };
         options.Converters.Add(new NoNullElements());
@@ -131,6 +133,11 @@ internal static class JsonBody
         if (message.Contains("could not be mapped to any .NET member", StringComparison.Ordinal))
         {
             return "is not a field of this request";
+        }
+
+        if (message.StartsWith("Duplicate property", StringComparison.Ordinal))
+        {
+            return "is given more than once";
         }
 
         const string Converted = "could not be converted to ";

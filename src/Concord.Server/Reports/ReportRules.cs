@@ -220,6 +220,7 @@ internal static partial class ReportRules
         }
     }
 
-    [GeneratedRegex("^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+    // \z, not $: $ also matches before a final line break, which let "fr\n" through.
+    [GeneratedRegex(@"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,4}\z")]
     private static partial Regex LanguageTag();
 }
