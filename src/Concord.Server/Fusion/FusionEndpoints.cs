@@ -259,13 +259,15 @@ internal static class FusionEndpoints
             return (ProblemHttpResult)problem;
         }
 
-        var outcome = await corrections.SplitAsync(viewer, id, body!.Reports, context.RequestAborted);
-        if (outcome.Incident is not { } split)
+        Ok<ProvenanceDto>? answer = null;
+        var outcome = await corrections.SplitAsync(viewer, id, body!.Reports, context.RequestAborted,
+            async split => answer = (await Provenance(split.Id, context, viewer, db, directory)).Result as Ok<ProvenanceDto>);
+        if (outcome.Incident is null)
         {
             return outcome.Field is null ? TypedResults.NotFound() : Problems.Field(outcome.Field, outcome.Reason!, outcome.Status);
         }
 
-        return await Provenance(split.Id, context, viewer, db, directory) is { Result: Ok<ProvenanceDto> ok } ? ok : TypedResults.NotFound();
+        return answer is { } ok ? ok : TypedResults.NotFound();
     }
 
     private static async Task<Results<Ok<ProposalDto>, NotFound, ProblemHttpResult>> Decide(

@@ -121,7 +121,11 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         }
     }
 
-    public async Task<Outcome> SplitAsync(Viewer viewer, Guid id, IReadOnlyList<Guid>? reportIds, CancellationToken cancellationToken)
+    /// <summary>
+    /// Moves <paramref name="reportIds"/> into a new incident. <paramref name="answer"/> runs once it is committed, before
+    /// the gate opens: another analyst's merge could otherwise take the new incident away before the answer is built.
+    /// </summary>
+    public async Task<Outcome> SplitAsync(Viewer viewer, Guid id, IReadOnlyList<Guid>? reportIds, CancellationToken cancellationToken, Func<Incident, Task>? answer = null)
     {
         using var held = await gate.EnterAsync(cancellationToken);
         var incident = await db.VisibleIncidents(db.Incidents, viewer).SingleOrDefaultAsync(i => i.Id == id, cancellationToken);
@@ -181,6 +185,11 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             Audits.Detail(new { into = split.Id, reports = moving }))], CancellationToken.None);
         fusion.Changed(IncidentSummary.Copy(incident));
         fusion.Changed(IncidentSummary.Copy(split));
+        if (answer is not null)
+        {
+            await answer(split);
+        }
+
         return new Outcome(split, null, null);
     }
 }
