@@ -370,6 +370,49 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_live_change_that_overtakes_the_opening_picture_is_where_the_device_ends()
+    {
+        // The opening picture is queried when the device connects and goes out one incident at a time; the live feed may
+        // send a newer view of an incident meanwhile, which the picture then overtook with the older one.
+        var (_, report) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Incident the device opens with", marking: Api.Marking("UNCLASSIFIED", ["kind:military"])));
+        var incident = report.GetProperty("incidentId").GetGuid();
+        var uid = CotMapping.IncidentUidPrefix + incident;
+        var tak = server.Services.GetRequiredService<TakServer>();
+        var paused = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        tak.BeforeOpeningIncident = async id =>
+        {
+            if (id == incident && paused.TrySetResult())
+            {
+                await release.Task;
+            }
+        };
+        try
+        {
+            await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
+            await paused.Task.WaitAsync(TimeSpan.FromSeconds(15));
+            var (verified, _) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
+            Assert.Equal(HttpStatusCode.OK, verified.StatusCode);
+            Assert.NotNull(await device.WaitForAsync(e => e.Uid == uid && e.Detail.Remarks!.Contains("verified", StringComparison.Ordinal)));
+            release.SetResult();
+
+            CotEvent? last = null;
+            while (await device.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(1.5)) is { } e)
+            {
+                last = e;
+            }
+
+            Assert.NotNull(last);
+            Assert.Contains("verified", last.Detail.Remarks, StringComparison.Ordinal);
+        }
+        finally
+        {
+            tak.BeforeOpeningIncident = null;
+            release.TrySetResult();
+        }
+    }
+
+    [Fact]
     public async Task An_incident_merged_away_is_withdrawn_from_the_devices_that_had_it()
     {
         var military = Api.Marking("UNCLASSIFIED", ["kind:military"]);

@@ -117,7 +117,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                 {
                     if (Lost(session.Viewer))
                     {
-                        session.Send(Withdrawal(incident.Id));
+                        Send(session, incident.Id, Withdrawal(incident.Id));
                     }
                 }
 
@@ -135,12 +135,12 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                         if (Lost(session.Viewer))
                         {
                             // The reports this member could see left it: what the device shows is gone for them.
-                            session.Send(Withdrawal(incident.Id));
+                            Send(session, incident.Id, Withdrawal(incident.Id));
                         }
                     }
                     else if (Newsworthy(session.Viewer))
                     {
-                        session.Send(item);
+                        Send(session, incident.Id, item);
                     }
                 }
 
@@ -159,7 +159,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                 {
                     if (Lost(session.Viewer))
                     {
-                        session.Send(Withdrawal(incident.Id));
+                        Send(session, incident.Id, Withdrawal(incident.Id));
                     }
 
                     continue;
@@ -174,12 +174,18 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
 
                 var view = IncidentSummary.ViewFor(incident, visible, seenLinks.Select(l => l.LinkedAt));
                 router.RememberSent(incident.Id, view, session.Viewer);
-                session.Send(new Outbound(CotMapping.ToCot(view, markings.ToDto(view).Label!, Tlps.Label(view.Tlp), now), droppable: false));
+                Send(session, incident.Id, new Outbound(CotMapping.ToCot(view, markings.ToDto(view).Label!, Tlps.Label(view.Tlp), now), droppable: false));
             }
         }
 
         return changes[^1].Sequence;
 
         Outbound Withdrawal(Guid id) => new(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + id.ToString("D"), now), droppable: false);
+    }
+
+    private static void Send(TakSession session, Guid incidentId, Outbound item)
+    {
+        session.NoteLiveIncident(incidentId);
+        session.Send(item);
     }
 }

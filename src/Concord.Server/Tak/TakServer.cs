@@ -507,19 +507,50 @@ internal sealed class TakServer(
         var sent = new List<Guid>();
         foreach (var incident in await incidents!.LatestChangedAsync(options.InitialIncidents, cancellationToken))
         {
+            if (BeforeOpeningIncident is { } pause)
+            {
+                await pause(incident.Id);
+            }
+
             router.RememberSent(incident.Id, incident, session.Viewer);
-            await session.SendWaitingAsync(new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false));
+            await session.SendWaitingAsync(ToCot(incident, now));
             sent.Add(incident.Id);
         }
 
-        // An incident deleted (merged away, emptied by a split) between the query and its turn may have been withdrawn
-        // before it went out: the device is told to remove it after all. One deleted later is withdrawn as usual.
-        var stored = await db.Incidents.AsNoTracking().Where(i => sent.Contains(i.Id)).Select(i => i.Id).ToListAsync(cancellationToken);
-        foreach (var gone in sent.Except(stored))
+        // The picture was queried before it went out, and goes out slowly to a slow device: the live feed may meanwhile
+        // have sent a newer view of one of its incidents (which the picture then overtook with the older one), or withdrawn
+        // it (after which the picture sent it back), or it may have been deleted (merged away, emptied by a split). Those
+        // incidents are sent again as the member sees them now, or withdrawn; what the feed sends after that is newer.
+        var touched = session.EndOpening().Intersect(sent).ToList();
+        var deleted = sent.Except(await db.Incidents.AsNoTracking().Where(i => sent.Contains(i.Id)).Select(i => i.Id).ToListAsync(cancellationToken));
+        var current = new Dictionary<Guid, Incident>();
+        if (touched.Count > 0)
         {
-            await session.SendWaitingAsync(new Outbound(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + gone.ToString("D"), time.GetUtcNow()), droppable: false));
+            var (again, _) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking().Where(i => touched.Contains(i.Id)), new Http.ListQuery(), session.Viewer,
+                scope.ServiceProvider.GetRequiredService<MissionDirectory>(), markings, cancellationToken);
+            current = (await again!.LatestChangedAsync(touched.Count, cancellationToken)).ToDictionary(i => i.Id);
+        }
+
+        var later = time.GetUtcNow();
+        foreach (var id in touched.Union(deleted))
+        {
+            if (current.TryGetValue(id, out var incident))
+            {
+                router.RememberSent(incident.Id, incident, session.Viewer);
+                await session.SendWaitingAsync(ToCot(incident, later));
+            }
+            else
+            {
+                await session.SendWaitingAsync(new Outbound(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + id.ToString("D"), later), droppable: false));
+            }
         }
     }
+
+    private Outbound ToCot(Incident incident, DateTimeOffset now) =>
+        new(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false);
+
+    /// <summary>For tests: runs before the opening picture sends each incident, the moment the live feed can overtake it.</summary>
+    internal Func<Guid, Task>? BeforeOpeningIncident { get; set; }
 
     /// <summary>
     /// Ends the sessions whose access has gone or changed since they connected: a lost device's certificate revoked, a

@@ -134,6 +134,18 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>The uids this device has sent positions for (its own, and those it relays): bounded by the router.</summary>
     public HashSet<string> PositionUids { get; } = new(StringComparer.Ordinal);
 
+    // Incidents the live feed sent this device (or withdrew from it) while its opening picture was going out; null after.
+    private ConcurrentDictionary<Guid, byte>? _liveWhileOpening = new();
+
+    /// <summary>Notes that the live feed sent or withdrew an incident, for the opening picture to reconcile (see <see cref="EndOpening"/>).</summary>
+    public void NoteLiveIncident(Guid incidentId) => _liveWhileOpening?.TryAdd(incidentId, 0);
+
+    /// <summary>
+    /// Ends the opening picture: the incidents the live feed sent or withdrew meanwhile, which the picture (queried before)
+    /// may have overtaken with an older view, or sent after their withdrawal.
+    /// </summary>
+    public ICollection<Guid> EndOpening() => Interlocked.Exchange(ref _liveWhileOpening, null)?.Keys ?? [];
+
     /// <summary>Until when new position uids of this device are refused without counting its member's tracks again.</summary>
     public DateTime TracksFullUntil { get; set; }
 
