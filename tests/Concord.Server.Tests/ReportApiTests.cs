@@ -542,8 +542,23 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.True(document.GetProperty("paths").GetProperty("/api/auth/signin").GetProperty("post").TryGetProperty("requestBody", out _));
         Assert.Equal(["application/geo+json", "application/json", "text/csv"],
             document.GetProperty("paths").GetProperty("/api/imports").GetProperty("post").GetProperty("requestBody").GetProperty("content").EnumerateObject().Select(c => c.Name).Order());
-        // Paging is offered where a listing pages, and nowhere else.
+        // Every endpoint that reads a JSON body describes it, with the schema of what it reads.
+        foreach (var (path, method, field) in new[]
+        {
+            ("/api/tasks", "post", "title"), ("/api/incidents/{id}/merge", "post", "incidents"), ("/api/incidents/{id}/split", "post", "reports"),
+            ("/api/agreements", "post", "rules"), ("/api/members/{userName}", "patch", "displayName"), ("/api/patrols/{id}/report", "post", "narrative"),
+        })
+        {
+            var body = document.GetProperty("paths").GetProperty(path).GetProperty(method).GetProperty("requestBody").GetProperty("content").GetProperty("application/json").GetProperty("schema");
+            var schema = body.TryGetProperty("$ref", out var reference)
+                ? document.GetProperty("components").GetProperty("schemas").GetProperty(reference.GetString()!.Split('/')[^1])
+                : body;
+            Assert.True(schema.GetProperty("properties").TryGetProperty(field, out _), $"{method} {path}: {schema}");
+        }
+
+        // Paging is offered where a listing pages, and nowhere else; counts take no limit.
         Assert.DoesNotContain("cursor", Parameters("/api/reports/count"));
+        Assert.DoesNotContain("limit", Parameters("/api/reports/count"));
         var schemes = document.GetProperty("components").GetProperty("securitySchemes");
         Assert.Equal("bearer", schemes.GetProperty("bearer").GetProperty("scheme").GetString());
         Assert.Equal("cookie", schemes.GetProperty("cookie").GetProperty("in").GetString());

@@ -43,7 +43,7 @@ internal static class AccountEndpoints
         me.MapGet("/", (Viewer viewer, MarkingFormat markings, CaveatRegistry caveats) => TypedResults.Ok(ToDto(viewer, markings, caveats)))
             .WithSummary("Who you are: organisation, roles, clearance, caveats.");
         me.MapGet("/tokens", ListTokens).WithSummary("Your personal access tokens.");
-        me.MapPost("/tokens", CreateToken).WithSummary("Create a personal access token; the secret is shown only in this answer.");
+        me.MapPost("/tokens", CreateToken).WithJsonBody<NewToken>().WithSummary("Create a personal access token; the secret is shown only in this answer.");
         me.MapDelete("/tokens/{id:guid}", RevokeToken).WithSummary("Revoke one of your tokens.");
     }
 

@@ -26,18 +26,18 @@ internal static class FieldEndpoints
             .WithQueryParameter("to", "only patrols starting at or before this time (ISO 8601)")
             .WithSummary("Joint patrols you may see, by start time.");
         patrols.MapGet("/{id:guid}", GetPatrol).WithSummary("One patrol with the latest TAK tracks of its members that you may see.");
-        patrols.MapPost("/", CreatePatrol).WithSummary("Plan a joint patrol: organisations, members, route, schedule.");
-        patrols.MapPost("/{id:guid}/status", SetPatrolStatus).WithSummary("Move a patrol: planned → under-way, or cancelled (participants).");
-        patrols.MapPost("/{id:guid}/report", ReportPatrol).WithSummary("File the patrol report: it becomes a Concord report and completes the patrol.");
+        patrols.MapPost("/", CreatePatrol).WithJsonBody<NewPatrol>().WithSummary("Plan a joint patrol: organisations, members, route, schedule.");
+        patrols.MapPost("/{id:guid}/status", SetPatrolStatus).WithJsonBody<StatusChange>().WithSummary("Move a patrol: planned → under-way, or cancelled (participants).");
+        patrols.MapPost("/{id:guid}/report", ReportPatrol).WithJsonBody<PatrolReport>().WithSummary("File the patrol report: it becomes a Concord report and completes the patrol.");
 
         var meetings = app.MapGroup("/api/meetings").WithTags("Coordination").RequireAuthorization();
         meetings.MapGet("/", ListMeetings).WithSummary("Coordination meetings you may see, newest first.");
         meetings.MapGet("/{id:guid}", GetMeeting).WithSummary("One meeting with its decisions and action items.");
-        meetings.MapPost("/", CreateMeeting).WithSummary("Record a meeting: participants, decisions; each action item becomes a task.");
+        meetings.MapPost("/", CreateMeeting).WithJsonBody<NewMeeting>().WithSummary("Record a meeting: participants, decisions; each action item becomes a task.");
 
         var liaison = app.MapGroup("/api/liaison").WithTags("Coordination").RequireAuthorization();
         liaison.MapGet("/", ListLiaison).WithSummary("The liaison log you may see, newest first (optionally with one organisation).");
-        liaison.MapPost("/", CreateLiaison).WithSummary("Log a contact with another organisation or a local counterpart.");
+        liaison.MapPost("/", CreateLiaison).WithJsonBody<NewLiaison>().WithSummary("Log a contact with another organisation or a local counterpart.");
     }
 
     private static PatrolDto ToDto(Patrol p, CoordinationDesk desk, IReadOnlyList<PatrolTrackDto>? tracks = null) => new(

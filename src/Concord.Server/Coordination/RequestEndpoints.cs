@@ -24,8 +24,8 @@ internal static class RequestEndpoints
             .WithQueryParameter("limit", $"at most this many (1–{TaskEndpoints.MaxPage}; default 100)", JsonSchemaType.Integer)
             .WithSummary("Requests you may see: incoming (to your organisation or its kind), outgoing (from it), or all; by status, type, overdue.");
         group.MapGet("/{id:guid}", Get).WithSummary("One request, with the criteria its requester stated and the moves open to you.");
-        group.MapPost("/", Create).WithSummary("Request assistance from an organisation (code) or a kind of organisation (kind:military).");
-        group.MapPost("/{id:guid}/status", SetStatus)
+        group.MapPost("/", Create).WithJsonBody<NewRequest>().WithSummary("Request assistance from an organisation (code) or a kind of organisation (kind:military).");
+        group.MapPost("/{id:guid}/status", SetStatus).WithJsonBody<StatusChange>()
             .WithSummary("Move a request: the addressee acknowledges, accepts or declines (with a reason), starts and completes it; the requester may cancel.");
     }
 

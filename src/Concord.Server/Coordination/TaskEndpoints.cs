@@ -25,9 +25,9 @@ internal static class TaskEndpoints
             .WithQueryParameter("limit", $"at most this many (1–{MaxPage}; default 100)", JsonSchemaType.Integer)
             .WithSummary("Tasks you may see, most urgent first: filter by organisation, status, incident, request, meeting or overdue.");
         group.MapGet("/{id:guid}", Get).WithSummary("One task with its comments.");
-        group.MapPost("/", Create).WithSummary("Assign a task to an organisation (or one of its members).");
-        group.MapPost("/{id:guid}/status", SetStatus).WithSummary("Move a task: open → acknowledged → in-progress → done, or declined with a reason (members of the assignee).");
-        group.MapPost("/{id:guid}/comments", Comment).WithSummary("Comment on a task you may see.");
+        group.MapPost("/", Create).WithJsonBody<NewTask>().WithSummary("Assign a task to an organisation (or one of its members).");
+        group.MapPost("/{id:guid}/status", SetStatus).WithJsonBody<StatusChange>().WithSummary("Move a task: open → acknowledged → in-progress → done, or declined with a reason (members of the assignee).");
+        group.MapPost("/{id:guid}/comments", Comment).WithJsonBody<NewComment>().WithSummary("Comment on a task you may see.");
     }
 
     private static async Task<Results<Ok<List<TaskDto>>, ProblemHttpResult>> List(

@@ -35,11 +35,11 @@ internal static class FusionEndpoints
     {
         app.MapGet("/api/incidents/{id:guid}/provenance", Provenance).WithTags("Fusion").RequireAuthorization()
             .WithSummary("The reports you may see in an incident, how each came there (opened, fused with its scores, merged, split, accepted) and pending proposals.");
-        app.MapPost("/api/incidents/{id:guid}/split", Split).WithTags("Fusion").RequireAuthorization(Policies.Analyst)
+        app.MapPost("/api/incidents/{id:guid}/split", Split).WithJsonBody<SplitIncident>().WithTags("Fusion").RequireAuthorization(Policies.Analyst)
             .WithSummary("Move some of an incident's reports into a new incident (analysts).");
         app.MapGet("/api/fusion/proposals", Proposals).WithTags("Fusion").RequireAuthorization(Policies.Analyst)
             .WithSummary("Reports fusion was unsure about, waiting for an analyst (those whose report and incident you may see).");
-        app.MapPost("/api/fusion/proposals/{id:guid}", Decide).WithTags("Fusion").RequireAuthorization(Policies.Analyst)
+        app.MapPost("/api/fusion/proposals/{id:guid}", Decide).WithJsonBody<DecideProposal>().WithTags("Fusion").RequireAuthorization(Policies.Analyst)
             .WithSummary("Accept (the report moves to the proposed incident) or reject a proposal (analysts).");
     }
 

@@ -37,6 +37,22 @@ internal static class ApiDescription
         return Task.CompletedTask;
     });
 
+    /// <summary>
+    /// Declares a JSON request body of <typeparamref name="T"/> for a handler that reads it itself (<see cref="JsonBody"/>,
+    /// which names the field of every problem). Described, not enforced: <c>Accepts</c> would also route by content type,
+    /// answering a wrong one with a bare 415 before the handler could name the body.
+    /// </summary>
+    public static RouteHandlerBuilder WithJsonBody<T>(this RouteHandlerBuilder builder) =>
+        builder.AddOpenApiOperationTransformer(async (operation, context, cancellationToken) =>
+        {
+            var schema = await context.GetOrCreateSchemaAsync(typeof(T), null, cancellationToken);
+            operation.RequestBody = new OpenApiRequestBody
+            {
+                Required = true,
+                Content = new Dictionary<string, OpenApiMediaType> { ["application/json"] = new() { Schema = schema } },
+            };
+        });
+
     /// <summary>The filters of the report and incident lists (and their GeoJSON, map, counts and exports), and paging where <paramref name="paged"/>.</summary>
     public static TBuilder WithListParameters<TBuilder>(this TBuilder builder, bool incidents = false, bool paged = false, bool limited = true)
         where TBuilder : IEndpointConventionBuilder =>

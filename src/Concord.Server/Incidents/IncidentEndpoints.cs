@@ -52,9 +52,9 @@ internal static class IncidentEndpoints
             .WithSummary("Incidents you may see as a GeoJSON FeatureCollection (same filters and paging as the list).");
         group.MapIncidentMap();
         group.MapGet("/{id:guid}", Get).WithSummary("One incident with the reports you may see.");
-        group.MapPost("/{id:guid}/status", SetStatus).RequireAuthorization(Policies.Analyst)
+        group.MapPost("/{id:guid}/status", SetStatus).WithJsonBody<ChangeStatus>().RequireAuthorization(Policies.Analyst)
             .WithSummary("Move an incident along reported → verified → closed (analysts).");
-        group.MapPost("/{id:guid}/merge", Merge).RequireAuthorization(Policies.Analyst)
+        group.MapPost("/{id:guid}/merge", Merge).WithJsonBody<MergeIncidents>().RequireAuthorization(Policies.Analyst)
             .WithSummary("Merge other incidents into this one: their reports move here and they are removed (analysts).");
         return group;
     }

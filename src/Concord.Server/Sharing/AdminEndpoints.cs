@@ -56,22 +56,22 @@ internal static class AdminEndpoints
     public static void MapAdministration(this IEndpointRouteBuilder app)
     {
         var admin = app.MapGroup("/api").WithTags("Administration");
-        admin.MapPost("/organizations", CreateOrganization).RequireAuthorization(Policies.MissionAdmin).WithSummary("Add an organisation (mission administrators).");
+        admin.MapPost("/organizations", CreateOrganization).WithJsonBody<NewOrganization>().RequireAuthorization(Policies.MissionAdmin).WithSummary("Add an organisation (mission administrators).");
         admin.MapGet("/organizations/{code}/members", ListMembers).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("An organisation's members (its administrators).");
-        admin.MapPost("/organizations/{code}/members", AddMember).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Add a member (the organisation's administrators).");
-        admin.MapPatch("/members/{userName}", UpdateMember).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Change a member's roles, clearance, caveats or status.");
+        admin.MapPost("/organizations/{code}/members", AddMember).WithJsonBody<MemberRequest>().RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Add a member (the organisation's administrators).");
+        admin.MapPatch("/members/{userName}", UpdateMember).WithJsonBody<MemberRequest>().RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Change a member's roles, clearance, caveats or status.");
         admin.MapGet("/groups", ListGroups).RequireAuthorization().WithSummary("Sharing groups and their member organisations.");
-        admin.MapPost("/groups", CreateGroup).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Create a sharing group owned by your organisation.");
+        admin.MapPost("/groups", CreateGroup).WithJsonBody<GroupRequest>().RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Create a sharing group owned by your organisation.");
         admin.MapPut("/groups/{code}/members/{organization}", AddGroupMember).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Add an organisation to a group your organisation owns.");
         admin.MapDelete("/groups/{code}/members/{organization}", RemoveGroupMember).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Remove an organisation from a group your organisation owns.");
         admin.MapGet("/agreements", ListAgreements).RequireAuthorization().WithSummary("Agreements in force (latest versions).");
         admin.MapGet("/agreements/{code}", AgreementVersions).RequireAuthorization().WithSummary("Every version of one agreement.");
-        admin.MapPost("/agreements", CreateAgreement).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Record an agreement between organisations (administrators of a party).");
-        admin.MapPut("/agreements/{code}", ReviseAgreement).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Write a new version of an agreement.");
+        admin.MapPost("/agreements", CreateAgreement).WithJsonBody<AgreementRequest>().RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Record an agreement between organisations (administrators of a party).");
+        admin.MapPut("/agreements/{code}", ReviseAgreement).WithJsonBody<AgreementRequest>().RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Write a new version of an agreement.");
         admin.MapDelete("/agreements/{code}", RetireAgreement).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Retire an agreement: it no longer marks new reports.");
         admin.MapGet("/caveats", (CaveatRegistry caveats, ConcordDb db) => db.Caveats.AsNoTracking().OrderBy(c => c.Bit).Select(c => new CaveatDto(c.Code, c.Description)).ToListAsync())
             .RequireAuthorization().WithSummary("The deployment's caveats.");
-        admin.MapPost("/caveats", CreateCaveat).RequireAuthorization(Policies.MissionAdmin).WithSummary("Add a caveat (mission administrators).");
+        admin.MapPost("/caveats", CreateCaveat).WithJsonBody<CaveatRequest>().RequireAuthorization(Policies.MissionAdmin).WithSummary("Add a caveat (mission administrators).");
     }
 
     /// <summary>
