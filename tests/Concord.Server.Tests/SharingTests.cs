@@ -448,6 +448,19 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Contains(entries, e => e.GetProperty("action").GetString() == "read" && e.GetProperty("actor").GetString() == "joc");
         Assert.All(entries, e => Assert.Equal("CONFIDENTIAL", e.GetProperty("classification").GetString()));
         Assert.Equal(HttpStatusCode.Forbidden, forbidden.StatusCode);
+
+        // By time: the same record's entries between two instants; nothing before the report was made; an unknown
+        // parameter is refused rather than ignored.
+        var created = entries.Single(e => e.GetProperty("action").GetString() == "create").GetProperty("at").GetDateTimeOffset();
+        var before = Uri.EscapeDataString(created.AddSeconds(-1).ToString("O", System.Globalization.CultureInfo.InvariantCulture));
+        var (_, inWindow) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={Id(report)}&from={before}");
+        var (_, earlier) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={Id(report)}&to={before}");
+        var (unknown, unknownProblem) = await server.ClientFor("jocadmin").GetJson("/api/audit?since=2026-01-01");
+        Assert.Equal(entries.Count, inWindow.GetProperty("items").GetArrayLength());
+        Assert.Equal(0, earlier.GetProperty("items").GetArrayLength());
+        Assert.Equal(HttpStatusCode.BadRequest, unknown.StatusCode);
+        Assert.Equal(["since"], unknownProblem.ErrorFields());
+
         var verification = await server.WithDbAsync(db => AuditVerifier.VerifyAsync(db, CancellationToken.None));
         Assert.True(verification.Intact, verification.Problem);
     }
