@@ -354,6 +354,16 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Fact]
+    public async Task Parameter_names_are_read_whatever_their_case_as_before()
+    {
+        var (reports, _) = await Server.ClientFor("joc").GetJson("/api/reports?Limit=5&BBOX=18,4,19,5");
+        var (audit, _) = await Server.ClientFor("jocadmin").GetJson("/api/audit?Limit=5");
+
+        Assert.Equal(HttpStatusCode.OK, reports.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, audit.StatusCode);
+    }
+
+    [Fact]
     public async Task An_export_takes_its_limit()
     {
         var tag = "exp" + Guid.NewGuid().ToString("N")[..8];
@@ -364,6 +374,8 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
 
         var all = await Server.ClientFor("force").GetStringAsync($"/api/exports/reports.csv?audience=organization&q={tag}");
         var two = await Server.ClientFor("force").GetStringAsync($"/api/exports/reports.csv?audience=organization&q={tag}&limit=2");
+        var empty = await Server.ClientFor("force").GetStringAsync($"/api/exports/reports.csv?audience=organization&q={tag}&limit=");
+        Assert.Equal(3, empty.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.Contains(tag, StringComparison.Ordinal)));
 
         Assert.Equal(3, all.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.Contains(tag, StringComparison.Ordinal)));
         Assert.Equal(2, two.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.Contains(tag, StringComparison.Ordinal)));

@@ -30,12 +30,8 @@ internal static class AuditEndpoints
     private static async Task<Results<Ok<AuditPage>, ProblemHttpResult>> Query(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings)
     {
         var q = context.Request.Query;
-        if (q.Keys.FirstOrDefault(k => !Parameters.Contains(k)) is { } unknown)
-        {
-            return Problems.Field(unknown, $"is not a parameter of the audit log, which takes {string.Join(", ", Parameters)}");
-        }
-
         var times = new QueryReader(q);
+        QueryReader.RefuseOthers(q, Parameters, "the audit log", times.Errors);
         var (from, to) = (times.Time("from")?.UtcDateTime, times.Time("to")?.UtcDateTime);
         if (times.Errors.Count > 0)
         {

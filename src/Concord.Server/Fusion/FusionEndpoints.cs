@@ -163,13 +163,25 @@ internal static class FusionEndpoints
 
         // The newest that stay once scored, page by page: cutting before scoring would let proposals the viewer is not
         // shown take places in the list.
-        var ordered = visible.OrderByDescending(p => p.CreatedAt).ThenByDescending(p => p.Id);
         var listed = new List<ProposalDto>();
-        for (var page = 0; listed.Count < count; page++)
+        var read = new List<Guid>();
+        DateTime? below = null;
+        while (listed.Count < count)
         {
-            var batch = ordered.Skip(page * count).Take(count);
-            listed.AddRange(await ScoredAsync(db, reports, batch, cancellationToken));
-            if (await batch.CountAsync(cancellationToken) < count)
+            // Pages by time, never reading a proposal twice: those the writer adds meanwhile are newer than every page.
+            var page = below is { } at ? visible.Where(p => p.CreatedAt <= at && !read.Contains(p.Id)) : visible;
+            var keys = await page.OrderByDescending(p => p.CreatedAt).ThenByDescending(p => p.Id).Take(count)
+                .Select(p => new { p.Id, p.CreatedAt }).ToListAsync(cancellationToken);
+            if (keys.Count == 0)
+            {
+                break;
+            }
+
+            var ids = keys.Select(k => k.Id).ToList();
+            read.AddRange(ids);
+            listed.AddRange((await ScoredAsync(db, reports, visible.Where(p => ids.Contains(p.Id)), cancellationToken)).OrderByDescending(p => p.CreatedAt));
+            below = keys[^1].CreatedAt;
+            if (keys.Count < count)
             {
                 break;
             }
@@ -238,7 +250,7 @@ internal static class FusionEndpoints
                 ? FusionScorer.Score(FusionFeatures.Of(report), incident)
                 : null;
             if (x.Proposal.DecidedAt is null && score is not { Total: >= FusionScorer.ProposeThreshold }
-                && linked[x.Proposal.IncidentId].Count < stored[x.Proposal.IncidentId].ReportCount)
+                && (!linked.TryGetValue(x.Proposal.IncidentId, out var seen) || !stored.TryGetValue(x.Proposal.IncidentId, out var whole) || seen.Count < whole.ReportCount))
             {
                 continue;
             }

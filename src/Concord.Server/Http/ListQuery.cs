@@ -43,10 +43,7 @@ internal sealed record ListQuery
         errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
         if (honoured is not null)
         {
-            foreach (var key in query.Keys.Where(k => !honoured.Contains(k)))
-            {
-                errors[key] = [$"is not a parameter of this listing, which takes {string.Join(", ", honoured)}"];
-            }
+            QueryReader.RefuseOthers(query, honoured, "this listing", errors);
         }
 
         BoundingBox? bbox = null;

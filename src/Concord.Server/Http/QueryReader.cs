@@ -11,6 +11,18 @@ internal sealed class QueryReader(IQueryCollection query, Dictionary<string, str
     /// <summary>What was wrong, by parameter (shared with the caller's own checks when it passes its dictionary in).</summary>
     public Dictionary<string, string[]> Errors { get; } = errors ?? new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Refuses the parameters of <paramref name="query"/> not in <paramref name="taken"/> (names compared as the query
+    /// collection does, ignoring case): a parameter a listing would not apply is refused rather than silently ignored.
+    /// </summary>
+    public static void RefuseOthers(IQueryCollection query, IReadOnlyCollection<string> taken, string what, Dictionary<string, string[]> errors)
+    {
+        foreach (var key in query.Keys.Where(k => !taken.Contains(k, StringComparer.OrdinalIgnoreCase)))
+        {
+            errors[key] = [$"is not a parameter of {what}, which takes {string.Join(", ", taken)}"];
+        }
+    }
+
     public bool? Bool(string name) => Read<bool>(name, text => bool.TryParse(text, out var value) ? value : null, "must be true or false");
 
     public Guid? Id(string name) => Read<Guid>(name, text => Guid.TryParse(text, out var value) ? value : null, "must be an id (a UUID)");

@@ -59,7 +59,7 @@ internal static class ExportEndpoints
             .Where(r => allowed.Contains(r.Tlp))
             .VisibleTo(viewer)
             .OrderBy(r => r.ObservedAt).ThenBy(r => r.Number)
-            .Take(context.Request.Query.ContainsKey("limit") ? Math.Min(query.Limit, MaxExportRows) : MaxExportRows)
+            .Take(context.Request.Query["limit"].ToString().Length > 0 ? Math.Min(query.Limit, MaxExportRows) : MaxExportRows)
             .ToListAsync(context.RequestAborted);
 
         if (Audits.Read(viewer, "report", rows.Select(r => (r.Id, r.Classification)).ToList(), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime) is { } entry)

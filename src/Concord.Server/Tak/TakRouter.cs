@@ -120,6 +120,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         {
             if (markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, session.Viewer)) && session.Send(delete))
             {
+                // A session still sending its opening picture reconciles this incident at its end (TakServer).
+                session.NoteLiveIncident(incidentId);
                 sent++;
             }
         }

@@ -521,30 +521,40 @@ internal sealed class TakServer(
         // have sent a newer view of one of its incidents (which the picture then overtook with the older one), or withdrawn
         // it (after which the picture sent it back), or it may have been deleted (merged away, emptied by a split). Those
         // incidents are sent again as the member sees them now, or withdrawn; what the feed sends after that is newer.
-        var touched = session.EndOpening().Intersect(sent).ToList();
+        // Sending them again waits for room while the feed's sends do not, so the feed may overtake that too: a few rounds,
+        // each for what the feed sent during the last.
         var deleted = sent.Except(await db.Incidents.AsNoTracking().Where(i => sent.Contains(i.Id)).Select(i => i.Id).ToListAsync(cancellationToken));
-        var current = new Dictionary<Guid, Incident>();
-        if (touched.Count > 0)
+        for (var round = 0; round < OpeningRounds; round++)
         {
+            var touched = session.TakeLiveIncidents(last: round == OpeningRounds - 1).Intersect(sent).Union(deleted).ToList();
+            deleted = [];
+            if (touched.Count == 0)
+            {
+                session.TakeLiveIncidents(last: true);
+                break;
+            }
+
             var (again, _) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking().Where(i => touched.Contains(i.Id)), new Http.ListQuery(), session.Viewer,
                 scope.ServiceProvider.GetRequiredService<MissionDirectory>(), markings, cancellationToken);
-            current = (await again!.LatestChangedAsync(touched.Count, cancellationToken)).ToDictionary(i => i.Id);
-        }
-
-        var later = time.GetUtcNow();
-        foreach (var id in touched.Union(deleted))
-        {
-            if (current.TryGetValue(id, out var incident))
+            var current = (await again!.LatestChangedAsync(touched.Count, cancellationToken)).ToDictionary(i => i.Id);
+            var later = time.GetUtcNow();
+            foreach (var id in touched)
             {
-                router.RememberSent(incident.Id, incident, session.Viewer);
-                await session.SendWaitingAsync(ToCot(incident, later));
-            }
-            else
-            {
-                await session.SendWaitingAsync(new Outbound(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + id.ToString("D"), later), droppable: false));
+                if (current.TryGetValue(id, out var incident))
+                {
+                    router.RememberSent(incident.Id, incident, session.Viewer);
+                    await session.SendWaitingAsync(ToCot(incident, later));
+                }
+                else
+                {
+                    await session.SendWaitingAsync(new Outbound(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + id.ToString("D"), later), droppable: false));
+                }
             }
         }
     }
+
+    /// <summary>How many times the end of the opening picture reconciles incidents the live feed sent meanwhile.</summary>
+    private const int OpeningRounds = 3;
 
     private Outbound ToCot(Incident incident, DateTimeOffset now) =>
         new(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false);

@@ -137,14 +137,15 @@ internal sealed class TakSession : IAsyncDisposable
     // Incidents the live feed sent this device (or withdrew from it) while its opening picture was going out; null after.
     private ConcurrentDictionary<Guid, byte>? _liveWhileOpening = new();
 
-    /// <summary>Notes that the live feed sent or withdrew an incident, for the opening picture to reconcile (see <see cref="EndOpening"/>).</summary>
+    /// <summary>Notes that the live feed sent or withdrew an incident, for the opening picture to reconcile (see <see cref="TakeLiveIncidents"/>).</summary>
     public void NoteLiveIncident(Guid incidentId) => _liveWhileOpening?.TryAdd(incidentId, 0);
 
     /// <summary>
-    /// Ends the opening picture: the incidents the live feed sent or withdrew meanwhile, which the picture (queried before)
-    /// may have overtaken with an older view, or sent after their withdrawal.
+    /// The incidents the live feed sent or withdrew since the opening picture began (or since the last call), which the
+    /// picture (queried before) may have overtaken with an older view, or sent after their withdrawal. With
+    /// <paramref name="last"/> the session stops noting them.
     /// </summary>
-    public ICollection<Guid> EndOpening() => Interlocked.Exchange(ref _liveWhileOpening, null)?.Keys ?? [];
+    public ICollection<Guid> TakeLiveIncidents(bool last) => Interlocked.Exchange(ref _liveWhileOpening, last ? null : new())?.Keys ?? [];
 
     /// <summary>Until when new position uids of this device are refused without counting its member's tracks again.</summary>
     public DateTime TracksFullUntil { get; set; }

@@ -89,7 +89,17 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
     }
 
     /// <summary>How many current (not stale) tracks <paramref name="memberId"/>'s devices hold: a scan, for the rare moment a device names a uid it has not sent before.</summary>
-    public int CurrentOf(Guid memberId, DateTime now) => _tracks.Values.Count(e => e.Track.MemberId == memberId && e.Track.StaleAt > now);
+    public int CurrentOf(Guid memberId, DateTime now)
+    {
+        // Enumerating the dictionary itself takes no lock (its Values property would take every bucket's and copy them).
+        var count = 0;
+        foreach (var (_, entry) in _tracks)
+        {
+            count += entry.Track.MemberId == memberId && entry.Track.StaleAt > now ? 1 : 0;
+        }
+
+        return count;
+    }
 
     /// <summary>The member whose current (not stale) track <paramref name="uid"/> is, if any.</summary>
     public Guid? OwnerOf(string uid, DateTime now) =>
