@@ -25,6 +25,24 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
 
     private static readonly DateTimeOffset When = new(2026, 9, 14, 6, 0, 0, TimeSpan.Zero);
 
+    /// <summary>An account of shots at a FACA post (5 km precision), by <paramref name="user"/>.</summary>
+    private async Task<System.Text.Json.JsonElement> FacaPostAsync(string user, double latitude, double longitude, DateTimeOffset at, string place, object marking, int killed = 3)
+    {
+        var (_, report) = await server.ClientFor(user).PostJson("/api/reports", Account(latitude, longitude, at, "ucdp.state-based", killed, $"Armed men fired on a FACA post at {place}.", marking, precision: 5000));
+        return report;
+    }
+
+    /// <summary>
+    /// UNPOL's account of the same shots an hour later and 8 km away, under a related category with very different
+    /// figures: an uncertain match against <see cref="FacaPostAsync"/>'s, proposed to an analyst.
+    /// </summary>
+    private async Task<System.Text.Json.JsonElement> UncertainMatchAsync(double latitude, double longitude, DateTimeOffset at, string place)
+    {
+        var (_, report) = await server.ClientFor("unpol").PostJson("/api/reports", Account(latitude + 0.0719, longitude, at.AddHours(1), "acled.violence-against-civilians.attack", 40,
+            $"Armed men fired on a FACA post at {place}.", Api.Marking("UNCLASSIFIED", ["mission"]), precision: 5000));
+        return report;
+    }
+
     [Fact]
     public async Task A_second_account_of_an_event_joins_its_incident_and_provenance_shows_why()
     {
@@ -425,12 +443,12 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         // proposed it, so the proposal itself would tell FORCE that the incident holds something it may not see.
         var at = When.AddDays(-150);
         var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
-        var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Account(8.3, 22.9, at, "ucdp.state-based", 3, "Armed men fired on a FACA post at Yalinga.", Api.Marking("STRICTLY CONFIDENTIAL", []), precision: 5000));
-        var (_, later) = await server.ClientFor("force").PostJson("/api/reports", Account(8.3, 22.9, at.AddDays(10), "ucdp.state-based", 1, "Armed men fired on a FACA post at Yalinga.", mission, precision: 5000));
+        var secret = await FacaPostAsync("joc", 8.3, 22.9, at, "Yalinga", Api.Marking("STRICTLY CONFIDENTIAL", []));
+        var later = await FacaPostAsync("force", 8.3, 22.9, at.AddDays(10), "Yalinga", mission, killed: 1);
         var incident = secret.GetProperty("incidentId").GetGuid();
         var (merged, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/merge", new { incidents = new[] { later.GetProperty("incidentId").GetGuid() } });
         Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
-        var (_, match) = await server.ClientFor("unpol").PostJson("/api/reports", Account(8.3719, 22.9, at.AddHours(1), "acled.violence-against-civilians.attack", 40, "Armed men fired on a FACA post at Yalinga.", mission, precision: 5000));
+        var match = await UncertainMatchAsync(8.3, 22.9, at, "Yalinga");
         bool Proposed(System.Text.Json.JsonElement proposals) => proposals.EnumerateArray().Any(p => p.GetProperty("reportId").GetGuid() == match.GetProperty("id").GetGuid());
 
         var (_, byJoc) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
@@ -446,9 +464,8 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     public async Task A_closed_incident_takes_no_report_by_an_accepted_proposal_until_it_is_reopened()
     {
         var at = When.AddDays(-160);
-        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
-        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(7.2, 21.6, at, "ucdp.state-based", 3, "Armed men fired on a FACA post at Kaga Bandoro.", mission, precision: 5000));
-        var (_, second) = await server.ClientFor("unpol").PostJson("/api/reports", Account(7.2719, 21.6, at.AddHours(1), "acled.violence-against-civilians.attack", 40, "Armed men fired on a FACA post at Kaga Bandoro.", mission, precision: 5000));
+        var first = await FacaPostAsync("force", 7.2, 21.6, at, "Kaga Bandoro", Api.Marking("UNCLASSIFIED", ["mission"]));
+        var second = await UncertainMatchAsync(7.2, 21.6, at, "Kaga Bandoro");
         var incident = first.GetProperty("incidentId").GetGuid();
         var (_, proposals) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
         var proposal = proposals.EnumerateArray().Single(p => p.GetProperty("reportId").GetGuid() == second.GetProperty("id").GetGuid()).GetProperty("id").GetGuid();
