@@ -54,7 +54,7 @@ internal static class ApiDescription
         });
 
     /// <summary>The filters of the report and incident lists (and their GeoJSON, map, counts and exports), and paging where <paramref name="paged"/>.</summary>
-    public static TBuilder WithListParameters<TBuilder>(this TBuilder builder, bool incidents = false, bool paged = false, bool limited = true)
+    public static TBuilder WithListParameters<TBuilder>(this TBuilder builder, bool incidents = false, bool paged = false, bool limited = true, string? limit = null)
         where TBuilder : IEndpointConventionBuilder =>
         builder.AddOpenApiOperationTransformer((operation, _, _) =>
         {
@@ -66,7 +66,7 @@ internal static class ApiDescription
             Add(operation, "q", "words the narrative (incidents: the title) contains");
             if (limited)
             {
-                Add(operation, "limit", $"at most this many items (1–{ListQuery.MaxLimit}; default {ListQuery.DefaultLimit})", type: JsonSchemaType.Integer);
+                Add(operation, "limit", limit ?? $"at most this many items (1–{ListQuery.MaxLimit}; default {ListQuery.DefaultLimit})", type: JsonSchemaType.Integer);
             }
 
             if (paged)

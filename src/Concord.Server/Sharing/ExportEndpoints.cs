@@ -27,7 +27,7 @@ internal static class ExportEndpoints
         var group = app.MapGroup("/api").WithTags("Sharing").RequireAuthorization();
         group.MapGet("/exports/reports.csv", ReportsCsv)
             .Produces(StatusCodes.Status200OK, contentType: "text/csv")
-            .WithListParameters()
+            .WithListParameters(limit: $"at most this many rows (1–{ListQuery.MaxLimit}; without it, up to {MaxExportRows})")
             .WithQueryParameter("audience", "who the export is for: public, community, clients or organization", required: true)
             .WithSummary("Reports you may see whose TLP allows the audience (public, community, clients, organization), as CSV.");
         group.MapGet("/reports/count", Count).WithListParameters(limited: false).WithSummary("How many reports you may see match the filters.");
