@@ -262,7 +262,8 @@ internal sealed class TakServer(
             if (session is not null)
             {
                 router.Detach(session);
-                logger.LogInformation("TAK device of {User} disconnected ({Reason})", session.Viewer.UserName, session.CloseReason);
+                logger.LogInformation("TAK device of {User} disconnected ({Reason}); positions dropped for it: {Dropped}; events it could not be sent in its format: {Unwritable}",
+                    session.Viewer.UserName, session.CloseReason, session.Dropped, session.Unwritable);
                 await session.DisposeAsync();
             }
             else
