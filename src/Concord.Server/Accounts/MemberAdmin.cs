@@ -57,9 +57,9 @@ internal static partial class MemberAdmin
             return (null, new("caveats", $"caveat '{unknownCaveat}' is not known (known: {string.Join(", ", caveats.Codes)})"));
         }
 
-        if (!string.IsNullOrWhiteSpace(request.DisplayName) && AdminRefusal.Text("displayName", request.DisplayName, 200) is { } badName)
+        if (!string.IsNullOrWhiteSpace(request.DisplayName) && AdminRefusal.Text("displayName", request.DisplayName, 200, "display name") is { } badName)
         {
-            return (null, badName with { Reason = "display name " + badName.Reason });
+            return (null, badName);
         }
 
         if (Passwords.Weakness(request.Password) is { } weakness)

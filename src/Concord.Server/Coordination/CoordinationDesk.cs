@@ -170,11 +170,16 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
     /// </summary>
     public void CheckTime(DateTimeOffset? value, string field, Dictionary<string, string[]> errors)
     {
-        if (value is { } at && !errors.ContainsKey(field) && (at < Reports.ReportRules.Earliest || at.UtcDateTime > Now.AddYears(100)))
+        if (value is { } at && !errors.ContainsKey(field) && OutOfRange(at, Now))
         {
-            errors[field] = [$"must be a time from {Reports.ReportRules.Earliest:yyyy} on, within a century of now"];
+            errors[field] = [TimeRange];
         }
     }
+
+    /// <summary>Whether a time lies outside what a record can hold (<see cref="CheckTime"/>).</summary>
+    public static bool OutOfRange(DateTimeOffset at, DateTime now) => at < Reports.ReportRules.Earliest || at.UtcDateTime > now.AddYears(100);
+
+    public static readonly string TimeRange = $"must be a time from {Reports.ReportRules.Earliest.Year} on, within a century of now";
 
     /// <summary>The reason a status move carries (trimmed; null when none): required, at least 3 characters, to decline; never longer than <see cref="MaxText"/>.</summary>
     public static Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult? ReasonProblem(string? text, bool declining, string record, out string? reason)

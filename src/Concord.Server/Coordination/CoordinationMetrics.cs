@@ -47,9 +47,9 @@ internal static class CoordinationMetrics
         var now = desk.Now;
         foreach (var (name, value) in new[] { ("from", from), ("to", to) })
         {
-            if (value < Reports.ReportRules.Earliest || value > now.AddYears(100))
+            if (value is { } at && CoordinationDesk.OutOfRange(at, now))
             {
-                return Problems.Field(name, $"must be a time from {Reports.ReportRules.Earliest:yyyy} on, within a century of now");
+                return Problems.Field(name, CoordinationDesk.TimeRange);
             }
         }
 

@@ -179,7 +179,8 @@ internal static class FusionEndpoints
 
             var ids = keys.Select(k => k.Id).ToList();
             read.AddRange(ids);
-            listed.AddRange((await ScoredAsync(db, reports, visible.Where(p => ids.Contains(p.Id)), cancellationToken)).OrderByDescending(p => p.CreatedAt));
+            // The page's ids came from the visible ones: scored without testing their visibility again.
+            listed.AddRange((await ScoredAsync(db, reports, db.FusionProposals.AsNoTracking().Where(p => ids.Contains(p.Id)), cancellationToken)).OrderByDescending(p => p.CreatedAt));
             below = keys[^1].CreatedAt;
             if (keys.Count < count)
             {

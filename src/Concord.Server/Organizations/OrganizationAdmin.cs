@@ -20,9 +20,9 @@ internal static partial class OrganizationAdmin
             return (null, new("code", $"code '{code}' must be 1 to 40 letters, digits, '-' or '_'"));
         }
 
-        if (AdminRefusal.Text("name", name, 200) is { } badName)
+        if (AdminRefusal.Text("name", name, 200, "name") is { } badName)
         {
-            return (null, badName with { Reason = "name " + badName.Reason });
+            return (null, badName);
         }
 
         if (!OrganizationKinds.TryParse(kind, out var parsedKind))

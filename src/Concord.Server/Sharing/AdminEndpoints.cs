@@ -652,9 +652,9 @@ internal static class CaveatAdmin
             return (null, new("code", "a caveat code is 2 to 40 capital letters, digits or '-'"));
         }
 
-        if (AdminRefusal.Text("description", description, 500) is { } badDescription)
+        if (AdminRefusal.Text("description", description, 500, "a caveat's description") is { } badDescription)
         {
-            return (null, badDescription with { Reason = "a caveat's description " + badDescription.Reason });
+            return (null, badDescription);
         }
 
         var existing = await db.Caveats.ToListAsync(cancellationToken);

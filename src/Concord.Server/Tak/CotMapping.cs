@@ -100,6 +100,14 @@ internal static class CotMapping
         _ => "a-h-G",
     };
 
+    /// <summary>An incident as it goes out to devices (never dropped), marked as <paramref name="markings"/> labels it.</summary>
+    public static Outbound Outgoing(Incident incident, Access.MarkingFormat markings, DateTimeOffset now) =>
+        new(ToCot(incident, markings.ToDto(incident).Label!, Sharing.Tlps.Label(incident.Tlp), now), droppable: false);
+
+    /// <summary>Tells devices to remove an incident (t-x-d-d with its uid), never dropped.</summary>
+    public static Outbound Withdrawal(Guid incidentId, DateTimeOffset now) =>
+        new(CotControl.CreateDelete(IncidentUidPrefix + incidentId.ToString("D"), now), droppable: false);
+
     public static CotEvent ToCot(Incident i, string markingLabel, string tlpLabel, DateTimeOffset now)
     {
         var title = i.Title.Length > 48 ? i.Title[..47] + "…" : i.Title;

@@ -1,8 +1,6 @@
-using Concord.Cot;
 using Concord.Server.Access;
 using Concord.Server.Data;
 using Concord.Server.Incidents;
-using Concord.Server.Sharing;
 using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Tak;
@@ -126,7 +124,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
 
             if (!incident.Mixed)
             {
-                var item = new Outbound(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false);
+                var item = CotMapping.Outgoing(incident, markings, now);
                 var marking = new MarkingDefault(incident.Classification, incident.ReleasableTo, incident.Caveats, "");
                 foreach (var session in router.Sessions)
                 {
@@ -174,13 +172,13 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
 
                 var view = IncidentSummary.ViewFor(incident, visible, seenLinks.Select(l => l.LinkedAt));
                 router.RememberSent(incident.Id, view, session.Viewer);
-                Send(session, incident.Id, new Outbound(CotMapping.ToCot(view, markings.ToDto(view).Label!, Tlps.Label(view.Tlp), now), droppable: false));
+                Send(session, incident.Id, CotMapping.Outgoing(view, markings, now));
             }
         }
 
         return changes[^1].Sequence;
 
-        Outbound Withdrawal(Guid id) => new(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + id.ToString("D"), now), droppable: false);
+        Outbound Withdrawal(Guid id) => CotMapping.Withdrawal(id, now);
     }
 
     private static void Send(TakSession session, Guid incidentId, Outbound item)

@@ -114,7 +114,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         var markings = sentWith.Markings;
 
-        var delete = new Outbound(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + incidentId.ToString("D"), now), droppable: false);
+        var delete = CotMapping.Withdrawal(incidentId, now);
         var sent = 0;
         foreach (var session in _sessions)
         {

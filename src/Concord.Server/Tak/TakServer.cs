@@ -9,7 +9,6 @@ using Concord.Cot;
 using Concord.Server.Access;
 using Concord.Server.Data;
 using Concord.Server.Incidents;
-using Concord.Server.Sharing;
 using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Tak;
@@ -503,8 +502,8 @@ internal sealed class TakServer(
 
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        var (incidents, _) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), new Http.ListQuery(), session.Viewer,
-            scope.ServiceProvider.GetRequiredService<MissionDirectory>(), markings, cancellationToken);
+        var directory = scope.ServiceProvider.GetRequiredService<MissionDirectory>();
+        var (incidents, _) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), new Http.ListQuery(), session.Viewer, directory, markings, cancellationToken);
         var sent = new List<Guid>();
         foreach (var incident in await incidents!.LatestChangedAsync(options.InitialIncidents, cancellationToken))
         {
@@ -514,7 +513,7 @@ internal sealed class TakServer(
             }
 
             router.RememberSent(incident.Id, incident, session.Viewer);
-            await session.SendWaitingAsync(ToCot(incident, now));
+            await session.SendWaitingAsync(CotMapping.Outgoing(incident, markings, now));
             sent.Add(incident.Id);
         }
 
@@ -536,7 +535,7 @@ internal sealed class TakServer(
             }
 
             var (again, _) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking().Where(i => touched.Contains(i.Id)), new Http.ListQuery(), session.Viewer,
-                scope.ServiceProvider.GetRequiredService<MissionDirectory>(), markings, cancellationToken);
+                directory, markings, cancellationToken);
             var current = (await again!.LatestChangedAsync(touched.Count, cancellationToken)).ToDictionary(i => i.Id);
             var later = time.GetUtcNow();
             foreach (var id in touched)
@@ -544,11 +543,11 @@ internal sealed class TakServer(
                 if (current.TryGetValue(id, out var incident))
                 {
                     router.RememberSent(incident.Id, incident, session.Viewer);
-                    await session.SendWaitingAsync(ToCot(incident, later));
+                    await session.SendWaitingAsync(CotMapping.Outgoing(incident, markings, later));
                 }
                 else
                 {
-                    await session.SendWaitingAsync(new Outbound(CotControl.CreateDelete(CotMapping.IncidentUidPrefix + id.ToString("D"), later), droppable: false));
+                    await session.SendWaitingAsync(CotMapping.Withdrawal(id, later));
                 }
             }
         }
@@ -556,9 +555,6 @@ internal sealed class TakServer(
 
     /// <summary>How many times the end of the opening picture reconciles incidents the live feed sent meanwhile.</summary>
     private const int OpeningRounds = 3;
-
-    private Outbound ToCot(Incident incident, DateTimeOffset now) =>
-        new(CotMapping.ToCot(incident, markings.ToDto(incident).Label!, Tlps.Label(incident.Tlp), now), droppable: false);
 
     /// <summary>For tests: runs before the opening picture sends each incident, the moment the live feed can overtake it.</summary>
     internal Func<Guid, Task>? BeforeOpeningIncident { get; set; }
