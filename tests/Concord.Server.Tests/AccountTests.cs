@@ -29,6 +29,41 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_new_password_or_a_disable_ends_the_sessions_signed_in_before_it()
+    {
+        var name = "s" + Guid.NewGuid().ToString("N")[..8];
+        var admin = server.ClientFor("unpoladmin");
+        var (created, _) = await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "first-password-1", clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        async Task<HttpClient> SignedIn(string password)
+        {
+            var client = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = server.BaseAddress };
+            var (signedIn, _) = await client.PostJson("/api/auth/signin", new { userName = name, password });
+            Assert.Equal(HttpStatusCode.OK, signedIn.StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/me")).StatusCode);
+            return client;
+        }
+
+        // The password is reset (say, after the laptop was lost): the old session ends, the new password opens a new one.
+        using var stolen = await SignedIn("first-password-1");
+        using var bystander = await SignedIn("first-password-1");
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { password = "second-password-2" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await stolen.GetAsync("/api/me")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await bystander.GetAsync("/api/me")).StatusCode);
+        using var renewed = await SignedIn("second-password-2");
+
+        // Disabled and enabled again: the sessions from before the disable stay ended.
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = true })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = false })).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await renewed.GetAsync("/api/me")).StatusCode);
+        using var again = await SignedIn("second-password-2");
+
+        // Other changes (a display name) end nothing.
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { displayName = "Officer Renamed" })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await again.GetAsync("/api/me")).StatusCode);
+    }
+
+    [Fact]
     public async Task Failed_sign_ins_are_rate_limited_and_do_not_say_which_names_exist()
     {
         var client = server.Anonymous();

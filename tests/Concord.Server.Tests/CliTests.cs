@@ -291,6 +291,12 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal((0, 0), (v1.Exit, v2.Exit));
         Assert.Contains("1 reports created", v1.Output);
         Assert.Contains("0 reports created, 1 already imported", v2.Output);
+        var twoBad = """{ "type": "FeatureCollection", "features": [ { "type": "Feature", "id": "s-2", "geometry": { "type": "Point", "coordinates": [18.56, 4.37] }, "properties": { "observedAt": "2025-06-01", "category": "poc", "narrative": "ok" } }, { "type": "Feature", "id": "s-3", "geometry": { "type": "Point", "coordinates": [1e400, 4.37] }, "properties": {} } ] }""";
+        File.WriteAllText(Path.Combine(DataDirectory, "survey-v3.geojson"), twoBad);
+        var v3 = await Run(["import", "--file", Path.Combine(DataDirectory, "survey-v3.geojson"), "--source", "ngo-survey", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
+        Assert.Equal(3, v3.Exit);
+        Assert.Contains("1 reports created", v3.Output);
+        Assert.Contains("  feature 2: geometry.coordinates [1e400, 4.37] are not finite numbers", v3.Output);
         var named = await Run(["import", "--file", Path.Combine(DataDirectory, "survey-v2.geojson"), "--source", new string('n', 101), "--user", "analyst", .. StoreArguments]);
         Assert.Equal(2, named.Exit);
         Assert.Contains("--source is 101 characters long", named.Errors);

@@ -369,6 +369,28 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task An_empty_releasableTo_keeps_the_rows_to_the_importing_organisation()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var geojson = $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{tag}}-1", "geometry": { "type": "Point", "coordinates": [18.56, 4.37] },
+                "properties": { "observedAt": "2025-06-01T10:00:00Z", "category": "poc.forced-displacement", "narrative": "{{tag}} families fled PK5" } }
+            ] }
+            """;
+
+        var (status, summary) = await ImportAsync("ocha", "format=geojson&source=ours-only&classification=UNCLASSIFIED&releasableTo=", geojson, "application/geo+json");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(1, summary.GetProperty("created").GetInt32());
+        var (_, own) = await server.ClientFor("ocha").GetJson($"/api/reports?q={tag}");
+        var report = Assert.Single(own.GetProperty("items").EnumerateArray());
+        Assert.Equal(["org:OCHA"], report.GetProperty("marking").GetProperty("releasableTo").EnumerateArray().Select(e => e.GetString()));
+        var (_, others) = await server.ClientFor("force").GetJson($"/api/reports?q={tag}");
+        Assert.Empty(others.GetProperty("items").EnumerateArray());
+    }
+
+    [Fact]
     public async Task A_GeoJSON_collection_becomes_reports_once()
     {
         var tag = Guid.NewGuid().ToString("N")[..6];
@@ -385,14 +407,19 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
               null,
               { "type": "Feature", "id": "{{tag}}-8", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "poc", "narrative": "x", "killed": -1 } },
               { "type": "Feature", "id": "{{tag}}-9", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "04/05/2025", "category": "poc", "narrative": "x" } },
-              { "type": "Feature", "id": "{{tag}}-10", "geometry": { "type": "Point", "coordinates": [18.57, 4.38] }, "properties": { "observedAt": "2025-06-03 08:30", "category": "poc.forced-displacement", "narrative": "{{tag}} more families fled" } }
+              { "type": "Feature", "id": "{{tag}}-10", "geometry": { "type": "Point", "coordinates": [18.57, 4.38] }, "properties": { "observedAt": "2025-06-03 08:30", "category": "poc.forced-displacement", "narrative": "{{tag}} more families fled" } },
+              { "type": "Feature", "id": "{{tag}}-11", "geometry": { "type": "Point", "coordinates": [1e400, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "poc", "narrative": "x" } },
+              { "type": "Feature", "id": "{{tag}}-12", "geometry": { "type": "Point", "coordinates": [18.6, 4.4] }, "properties": { "observedAt": "2025-06-02T10:00:00Z", "category": "poc", "narrative": "x", "precisionMeters": 1e400 } },
+              { "type": "Feature", "id": "{{tag}}-13", "geometry": { "type": "Point", "coordinates": [18.58, 4.39] }, "properties": { "observedAt": "2025-06-03 09:30", "category": "poc.forced-displacement", "narrative": "{{tag}} after the bad ones" } }
             ] }
             """;
         var (status, summary) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
 
         Assert.Equal(HttpStatusCode.OK, status);
-        Assert.Equal(2, summary.GetProperty("created").GetInt32());
+        Assert.Equal(3, summary.GetProperty("created").GetInt32());
         var rejected = summary.GetProperty("rejectedRows").EnumerateArray().ToDictionary(r => r.GetProperty("line").GetInt32(), r => r.GetProperty("reason").GetString()!);
+        Assert.Equal("geometry.coordinates [1e400, 4.4] are not finite numbers", rejected[11]);
+        Assert.Contains("precisionMeters", rejected[12]);
         Assert.Contains("no id", rejected[2]);
         Assert.Contains("Point", rejected[3]);
         Assert.Contains("category", rejected[4]);
@@ -401,9 +428,9 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal("feature is null, not an object", rejected[7]);
         Assert.Contains("properties.killed -1 must not be negative", rejected[8]);
         Assert.Contains("properties.observedAt '04/05/2025' is not an ISO 8601 date", rejected[9]);
-        Assert.Equal([2, 3, 4, 5, 6, 7, 8, 9], rejected.Keys.Order());
+        Assert.Equal([2, 3, 4, 5, 6, 7, 8, 9, 11, 12], rejected.Keys.Order());
         var (_, again) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
-        Assert.Equal(2, again.GetProperty("skipped").GetInt32());
+        Assert.Equal(3, again.GetProperty("skipped").GetInt32());
         var (_, broken) = await ImportAsync("ocha", "format=geojson&source=broken", "{ \"type\": ", "application/geo+json");
         Assert.Equal(1, broken.GetProperty("rejected").GetInt32());
         Assert.Contains("not valid JSON", broken.GetProperty("rejectedRows")[0].GetProperty("reason").GetString());
@@ -464,7 +491,7 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         using var curlClient = server.ClientFor("ocha");
         var posted = await curlClient.PostAsync("/api/imports?format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", curl);
         Assert.Equal(HttpStatusCode.OK, posted.StatusCode);
-        Assert.Equal(2, (await posted.Json()).GetProperty("skipped").GetInt32());
+        Assert.Equal(3, (await posted.Json()).GetProperty("skipped").GetInt32());
 
         Assert.Equal(HttpStatusCode.BadRequest, caveatOnly);
         Assert.Equal(["caveats"], caveatProblem.ErrorFields());

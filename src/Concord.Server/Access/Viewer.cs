@@ -24,6 +24,9 @@ internal sealed record Viewer
 
     public required int Clearance { get; init; }
 
+    /// <summary>The member's session version (<see cref="Accounts.Member.SessionVersion"/>): a cookie of another version is refused.</summary>
+    public int SessionVersion { get; init; }
+
     public required long CaveatBits { get; init; }
 
     public required IReadOnlySet<string> Roles { get; init; }

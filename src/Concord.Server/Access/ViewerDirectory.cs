@@ -102,6 +102,7 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
             OrganizationKind = row.Organization.Kind,
             Nation = row.Organization.Nation,
             Clearance = row.Member.Clearance,
+            SessionVersion = row.Member.SessionVersion,
             CaveatBits = row.Member.Caveats,
             Roles = row.Member.RoleSet,
             Groups = groups,

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security.Claims;
 using System.Text.Encodings.Web;
 using Concord.Server.Access;
@@ -32,11 +33,16 @@ internal static class ConcordAuthentication
                 o.Events.OnRedirectToAccessDenied = c => StatusOnly(c, StatusCodes.Status403Forbidden);
                 o.Events.OnValidatePrincipal = async c =>
                 {
-                    // A disabled member's cookie stops working within the viewer cache lifetime.
+                    // A disabled member's cookie, or one signed in before the password changed or the member was disabled,
+                    // stops working within the viewer cache lifetime (at once on the node that made the change), and is
+                    // taken out of the browser.
                     var directory = c.HttpContext.RequestServices.GetRequiredService<ViewerDirectory>();
-                    if (!Guid.TryParse(c.Principal?.FindFirstValue(MemberIdClaim), out var id) || await directory.ForMemberAsync(id, c.HttpContext.RequestAborted) is null)
+                    if (!Guid.TryParse(c.Principal?.FindFirstValue(MemberIdClaim), out var id)
+                        || await directory.ForMemberAsync(id, c.HttpContext.RequestAborted) is not { } viewer
+                        || c.Principal?.FindFirstValue(SessionClaim) != viewer.SessionVersion.ToString(CultureInfo.InvariantCulture))
                     {
                         c.RejectPrincipal();
+                        await c.HttpContext.SignOutAsync(CookieScheme);
                     }
                 };
             });
@@ -46,9 +52,12 @@ internal static class ConcordAuthentication
     /// <summary>On a principal signed in with an access token: the hash of its secret, for connections that outlive the request.</summary>
     public const string TokenHashClaim = "concord:token";
 
+    /// <summary>On a cookie: the member's session version when it was signed in (<see cref="Member.SessionVersion"/>).</summary>
+    public const string SessionClaim = "concord:session";
+
     public static ClaimsPrincipal Principal(Viewer viewer, string scheme, string? tokenHash = null) => new(new ClaimsIdentity(
         tokenHash is null
-            ? [new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName)]
+            ? [new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName), new Claim(SessionClaim, viewer.SessionVersion.ToString(CultureInfo.InvariantCulture))]
             : [new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName), new Claim(TokenHashClaim, tokenHash)],
         scheme));
 

@@ -24,6 +24,30 @@ internal sealed class Member : Realtime.IFeedEntity
 
     public bool Disabled { get; set; }
 
+    /// <summary>
+    /// Bumped when the password changes or the member is disabled: a browser session carries the version it was signed in
+    /// under and ends when it is no longer the member's (schema version 14).
+    /// </summary>
+    public int SessionVersion { get; set; }
+
+    /// <summary>Sets a new password and ends every session signed in with the old one.</summary>
+    public void SetPassword(string password)
+    {
+        PasswordHash = Passwords.Hash(this, password);
+        SessionVersion++;
+    }
+
+    /// <summary>Disables or enables the member; disabling ends every session, which enabling again does not revive.</summary>
+    public void SetDisabled(bool disabled)
+    {
+        if (disabled && !Disabled)
+        {
+            SessionVersion++;
+        }
+
+        Disabled = disabled;
+    }
+
     public required DateTime CreatedAt { get; init; }
 
     public IReadOnlySet<string> RoleSet => Roles.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal);

@@ -90,7 +90,7 @@ internal static class AdminCommands
 
             if (invocation.Has("--disable") || invocation.Has("--enable"))
             {
-                member.Disabled = invocation.Has("--disable");
+                member.SetDisabled(invocation.Has("--disable"));
             }
 
             await SaveAuditedAsync(services, db, "member", new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, cancellationToken);

@@ -93,9 +93,11 @@ internal static class ImportCommand
             await errors.WriteLineAsync();
             await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
                 $"{summary.Rows:N0} rows read in {summary.Elapsed.TotalSeconds:0.0} s ({summary.Rows / Math.Max(0.001, summary.Elapsed.TotalSeconds):N0} rows/s): {summary.Created:N0} reports created, {summary.Skipped:N0} already imported, {summary.Rejected:N0} rejected."));
+            // A GeoJSON row is a feature, numbered from 1 in the collection: a line number would point elsewhere in the file.
+            var unit = format == ImportFormat.GeoJson ? "feature" : "line";
             foreach (var rejected in summary.RejectedRows.Take(50))
             {
-                await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  line {rejected.Line}: {rejected.Reason}"));
+                await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  {unit} {rejected.Line}: {rejected.Reason}"));
             }
 
             if (summary.Rejected > 50)

@@ -86,7 +86,9 @@ internal static class ImportEndpoints
         }
 
         MarkingDto? marking = query["classification"].ToString() is { Length: > 0 } classification
-            ? new MarkingDto(classification, Split(query["releasableTo"].ToString() is { Length: > 0 } r ? r : "mission"), Split(query["caveats"]))
+            // Like `concord import --releasable-to ""`: a releasableTo given empty releases to the importer's organisation
+            // only; only one not given at all means the mission.
+            ? new MarkingDto(classification, Split(query["releasableTo"].Count > 0 ? query["releasableTo"].ToString() : "mission"), Split(query["caveats"]))
             : null;
         if (marking is null && (query["releasableTo"].Count > 0 || query["caveats"].Count > 0))
         {

@@ -276,6 +276,13 @@ internal static class GeoJsonReader
             return new ImportRow(n, null, "feature has no Point geometry with [longitude, latitude]");
         }
 
+        // A number too large for a double (1e400) is valid JSON: GetDouble would throw and end the whole import.
+        if (!coordinates[0].TryGetDouble(out var longitude) || !coordinates[1].TryGetDouble(out var latitude)
+            || !double.IsFinite(longitude) || !double.IsFinite(latitude))
+        {
+            return new ImportRow(n, null, $"geometry.coordinates [{coordinates[0].GetRawText()}, {coordinates[1].GetRawText()}] are not finite numbers");
+        }
+
         var properties = feature.TryGetProperty("properties", out var p) && p.ValueKind == JsonValueKind.Object ? p : default;
         var id = Text(properties, "id") ?? Text(feature, "id");
         if (string.IsNullOrWhiteSpace(id))
@@ -313,8 +320,9 @@ internal static class GeoJsonReader
             }
         }
 
+        var precision = 1000.0;
         if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty("precisionMeters", out var given) && given.ValueKind != JsonValueKind.Null
-            && !double.TryParse(Text(properties, "precisionMeters"), NumberStyles.Float, CultureInfo.InvariantCulture, out _))
+            && !(double.TryParse(Text(properties, "precisionMeters"), NumberStyles.Float, CultureInfo.InvariantCulture, out precision) && double.IsFinite(precision)))
         {
             errors.Add($"properties.precisionMeters {given.GetRawText()} must be a number of metres");
         }
@@ -336,8 +344,7 @@ internal static class GeoJsonReader
             Id = GedMapping.NameBasedGuid($"{Dataset}:{source}:{id}"),
             ObservedAt = observed,
             ObservedPrecision = Text(properties, "observedPrecision") ?? "day",
-            Location = new LocationInput(coordinates[1].GetDouble(), coordinates[0].GetDouble(),
-                double.TryParse(Text(properties, "precisionMeters"), NumberStyles.Float, CultureInfo.InvariantCulture, out var m) ? m : 1000, null),
+            Location = new LocationInput(latitude, longitude, precision, null),
             Category = Text(properties, "category"),
             Casualties = new CasualtiesInput(
                 killedCivilians is null ? null : new CasualtyRange(null, killedCivilians, null),

@@ -290,12 +290,12 @@ internal static class AdminEndpoints
 
         if (body.Disabled is { } disabled)
         {
-            member.Disabled = disabled;
+            member.SetDisabled(disabled);
         }
 
         if (body.Password is not null)
         {
-            member.PasswordHash = Passwords.Hash(member, body.Password);
+            member.SetPassword(body.Password);
         }
 
         if (!await Changed(db, chain, viewer, "member", new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, directory, viewers, time, context.RequestAborted))
