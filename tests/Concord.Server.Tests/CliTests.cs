@@ -533,6 +533,9 @@ public sealed class CommandLineTests
     [InlineData(new[] { "frobnicate" }, "unknown verb 'frobnicate'")]
     [InlineData(new[] { "serve", "--port", "1" }, "unknown option '--port' for 'serve'")]
     [InlineData(new[] { "serve", "--data" }, "option '--data' needs a value (DIR)")]
+    [InlineData(new[] { "serve", "--data", "" }, "option '--data' needs a value (DIR), not an empty one")]
+    [InlineData(new[] { "cert", "issue", "--user", "a", "--out=" }, "option '--out' needs a value (DIR), not an empty one")]
+    [InlineData(new[] { "migrate", "--store", "postgres", "--connection", "Host=127.0.0.1;Username=concord" }, "--connection names no Database")]
     [InlineData(new[] { "user" }, "did you mean 'user add' or 'user set'?")]
     [InlineData(new[] { "user", "add", "--org", "X" }, "'user add' needs --user NAME")]
     [InlineData(new[] { "serve", "--store", "mysql" }, "--store must be sqlite or postgres, not 'mysql'")]
@@ -552,6 +555,15 @@ public sealed class CommandLineTests
         {
             Assert.Contains("usage: concord", errors);
         }
+    }
+
+    [Theory]
+    [InlineData("--caveats", new[] { "user", "set", "--user", "a", "--caveats", "" })]
+    [InlineData("--releasable-to", new[] { "import", "--file", "f.csv", "--user", "a", "--level", "UNCLASSIFIED", "--releasable-to=" })]
+    public void A_list_option_may_be_given_empty(string option, string[] args)
+    {
+        Assert.True(Cli.CommandLine.TryParse(args, out var invocation, out var error), error);
+        Assert.Equal("", invocation[option]);
     }
 
     [Fact]

@@ -10,7 +10,14 @@ internal sealed record Invocation(string Verb, IReadOnlyDictionary<string, strin
 
 internal sealed record VerbSpec(string Name, string Summary, IReadOnlyList<OptionSpec> Options);
 
-internal sealed record OptionSpec(string Name, string Help, bool IsFlag = false, bool Required = false, string? Value = "VALUE");
+internal sealed record OptionSpec(string Name, string Help, bool IsFlag = false, bool Required = false, string? Value = "VALUE")
+{
+    /// <summary>
+    /// Whether an empty value means something: a list given empty (no caveats; releasable to no one beyond the
+    /// organisation). Any other option given empty (an unset shell variable: <c>--data "$DIR"</c>) is refused.
+    /// </summary>
+    public bool MayBeEmpty => Value is "LIST" or "CAVEATS" or "ROLES" or "ORGS";
+}
 
 /// <summary>
 /// A small, strict parser: every verb declares its options, anything else is an error with the usage.
@@ -208,6 +215,12 @@ internal static class CommandLine
                 }
 
                 value = rest[++i];
+            }
+
+            if (!spec.IsFlag && value.Length == 0 && !spec.MayBeEmpty)
+            {
+                error = $"option '{name}' needs a value ({spec.Value}), not an empty one";
+                return false;
             }
 
             if (!options.TryAdd(name, value))

@@ -147,7 +147,11 @@ internal static class Commands
 
                 try
                 {
-                    _ = new Npgsql.NpgsqlConnectionStringBuilder(connection);
+                    if (new Npgsql.NpgsqlConnectionStringBuilder(connection).Database is not { Length: > 0 })
+                    {
+                        error = "--connection names no Database: give Database=NAME (Concord creates it when it is missing)";
+                        return false;
+                    }
                 }
                 catch (ArgumentException e)
                 {

@@ -60,6 +60,9 @@ internal static class TakCommands
             var certificates = services.GetRequiredService<TakCertificates>();
             using var certificate = certificates.IssueClient(member.UserName, TimeSpan.FromDays(days));
             var thumbprint = TakCertificates.Thumbprint(certificate);
+            // The files first: a certificate recorded as issued whose key could not be written would be one nobody holds.
+            var host = invocation["--host"] ?? Environment.MachineName;
+            var files = certificates.Write(certificate, member.UserName, invocation["--out"] ?? "certs", host, port, password, invocation.Has("--package"));
             db.DeviceCertificates.Add(new DeviceCertificate
             {
                 Thumbprint = thumbprint,
@@ -70,8 +73,6 @@ internal static class TakCommands
                 ExpiresAt = certificate.NotAfter.ToUniversalTime(),
             });
             await db.SaveChangesAsync(cancellationToken);
-            var host = invocation["--host"] ?? Environment.MachineName;
-            var files = certificates.Write(certificate, member.UserName, invocation["--out"] ?? "certs", host, port, password, invocation.Has("--package"));
             await output.WriteLineAsync($"issued certificate {thumbprint} for {member.UserName}, valid until {certificate.NotAfter.ToUniversalTime():yyyy-MM-dd}");
             if (certificates.EnsureServerNames([host]))
             {
