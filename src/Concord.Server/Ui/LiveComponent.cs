@@ -18,6 +18,9 @@ public abstract class LiveComponent : UiComponent, IDisposable
     private bool _loading;
     private bool _again;
 
+    // Ids changed while a read ran: the next read marks them fresh (the renderer's one thread touches this set).
+    private readonly HashSet<Guid> _pending = [];
+
     private Dictionary<string, StringValues>? _opened;
 
     [Inject]
@@ -108,6 +111,7 @@ public abstract class LiveComponent : UiComponent, IDisposable
         if (_loading)
         {
             _again = true;
+            _pending.UnionWith(changed);
             return;
         }
 
@@ -118,6 +122,8 @@ public abstract class LiveComponent : UiComponent, IDisposable
             {
                 _again = false;
                 await ReloadAsync(changed);
+                changed = [.. _pending];
+                _pending.Clear();
                 Loads++;
                 StateHasChanged();
             }
