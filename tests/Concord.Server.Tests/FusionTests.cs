@@ -70,7 +70,8 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(HttpStatusCode.OK, split.StatusCode);
         var separate = result.GetProperty("incidentId").GetGuid();
         Assert.NotEqual(incident, separate);
-        Assert.Equal("split", result.GetProperty("reports")[0].GetProperty("decision").GetString());
+        // The split-off incident is new as anyone sees it (its report's former incident may hold reports others cannot see).
+        Assert.Equal("new", result.GetProperty("reports")[0].GetProperty("decision").GetString());
         var (_, after) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}");
         Assert.Equal(1, after.GetProperty("reportCount").GetInt32());
         var (refused, problem) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { first.GetProperty("id").GetGuid() } });

@@ -197,6 +197,16 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
 
         var (_, hidden) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(marking: Api.Marking("STRICTLY CONFIDENTIAL", [])));
         Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("pref").GetAsync($"/api/incidents/{Id(hidden, "incidentId")}")).StatusCode);
+
+        // The other way round: the open account is merged into the secret one's incident. Pref's only report must not read
+        // "merged" (that would say the incident already held reports pref cannot see): it opened the incident as pref sees it.
+        var (_, laterOpen) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: $"{tag} later open account", latitude: 7.0, longitude: 21.0,
+            marking: Api.Marking("UNCLASSIFIED", ["mission"]), observedAt: Api.Recent));
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{Id(hidden, "incidentId")}/merge", new { incidents = new[] { Id(laterOpen, "incidentId") } })).Response.StatusCode);
+        var (_, intoSecret) = await server.ClientFor("pref").GetJson($"/api/incidents/{Id(hidden, "incidentId")}/provenance");
+        Assert.Equal("new", intoSecret.GetProperty("reports").EnumerateArray().Single().GetProperty("decision").GetString());
+        var (_, intoSecretFull) = await server.ClientFor("joc").GetJson($"/api/incidents/{Id(hidden, "incidentId")}/provenance");
+        Assert.Equal(["new", "merged"], intoSecretFull.GetProperty("reports").EnumerateArray().Select(l => l.GetProperty("decision").GetString()));
     }
 
     [Fact]
@@ -419,6 +429,12 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.True(copy.GetProperty("location").GetProperty("precisionMeters").GetDouble() > 39_000);
         Assert.False(copy.GetProperty("source").TryGetProperty("protectedIdentity", out _));
         Assert.DoesNotContain("Informant", copy.ToString());
+        // The original's actors may name what the narrative was rewritten to hide: the copy has only those the releaser gives.
+        Assert.Empty(copy.GetProperty("actors").EnumerateArray());
+        var (_, named) = await server.ClientFor("unpoladmin").PostJson(path, new { release.marking, release.tlp, release.gridDegrees, release.narrative, release.reason, actors = new[] { "Armed group" } });
+        Assert.Equal(["Armed group"], named.GetProperty("actors").EnumerateArray().Select(a => a.GetString()));
+        var (_, tooMany) = await server.ClientFor("unpoladmin").PostJson(path, new { release.marking, release.tlp, release.gridDegrees, release.narrative, release.reason, actors = new[] { "a|b" } });
+        Assert.Equal(["actors"], tooMany.ErrorFields());
 
         var prefCopy = await server.ClientFor("pref").GetAsync($"/api/reports/{Id(copy)}");
         var prefOriginal = await server.ClientFor("pref").GetAsync($"/api/reports/{Id(original)}");
@@ -426,11 +442,12 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (_, stillOriginal) = await server.ClientFor("unpol").GetJson($"/api/reports/{Id(original)}");
         Assert.Equal(HttpStatusCode.OK, prefCopy.StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, prefOriginal.StatusCode);
-        Assert.Equal([Id(copy)], incident.GetProperty("reports").EnumerateArray().Select(r => Id(r)).ToArray());
+        Assert.Equal(new[] { Id(copy), Id(named) }.Order(), incident.GetProperty("reports").EnumerateArray().Select(r => Id(r)).Order());
         Assert.Equal(5.7612, stillOriginal.GetProperty("location").GetProperty("latitude").GetDouble());
         Assert.Equal("Informant K-17", stillOriginal.GetProperty("source").GetProperty("protectedIdentity").GetString());
         var audit = await server.WithDbAsync(db => db.Audit.Where(a => a.Action == AuditActions.Release && a.EntityId == Id(original)).ToListAsync());
-        Assert.Contains("access planning", Assert.Single(audit).Detail);
+        Assert.All(audit, a => Assert.Contains("access planning", a.Detail));
+        Assert.Equal(2, audit.Count);
     }
 
     [Fact]

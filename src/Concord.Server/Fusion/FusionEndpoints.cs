@@ -97,7 +97,9 @@ internal static class FusionEndpoints
             var analyst = x.Link.Decision is LinkDecisions.Merged or LinkDecisions.Split or LinkDecisions.Accepted;
             if (before.Count == 0)
             {
-                seen.Add(new LinkAsSeen(x.Report, analyst && x.Link.Decision != LinkDecisions.Accepted ? x.Link.Decision : LinkDecisions.New, 1.0, null, x.Link.LinkedAt));
+                // The first report the viewer may see opened the incident as they see it, however it came there: "merged"
+                // or "split" would say the incident held (or was cut from) reports before it, which may be hidden ones.
+                seen.Add(new LinkAsSeen(x.Report, LinkDecisions.New, 1.0, null, x.Link.LinkedAt));
             }
             else if (x.Link.Decision == LinkDecisions.SameRecord && before.Any(r => r.ExternalRef == x.Report.ExternalRef))
             {

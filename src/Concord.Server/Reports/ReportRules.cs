@@ -84,17 +84,7 @@ internal static partial class ReportRules
             errors["language"] = [$"'{r.Language}' is not a language tag such as en, fr or sg"];
         }
 
-        if (r.Actors is { } actors)
-        {
-            if (actors.Count > MaxActors)
-            {
-                errors["actors"] = [$"at most {MaxActors} actors are allowed"];
-            }
-            else if (actors.Any(a => string.IsNullOrWhiteSpace(a) || a.Length > 200 || a.Contains('|', StringComparison.Ordinal)))
-            {
-                errors["actors"] = ["each actor must be 1 to 200 characters, without '|'"];
-            }
-        }
+        CheckActors(r.Actors, errors);
 
         if (r.ExternalRef is { Length: > 200 })
         {
@@ -129,6 +119,24 @@ internal static partial class ReportRules
     /// Text must be text: control characters other than tab and line breaks (NUL above all, which PostgreSQL cannot store
     /// and SQLite would keep) and halves of a UTF-16 surrogate pair are refused, naming the first one and where it is.
     /// </summary>
+    /// <summary>A report's actors, or those a releaser gives a sanitised copy: at most 20, each 1 to 200 characters.</summary>
+    public static void CheckActors(IReadOnlyList<string>? actors, Dictionary<string, string[]> errors)
+    {
+        if (actors is null)
+        {
+            return;
+        }
+
+        if (actors.Count > MaxActors)
+        {
+            errors["actors"] = [$"at most {MaxActors} actors are allowed"];
+        }
+        else if (actors.Any(a => string.IsNullOrWhiteSpace(a) || a.Length > 200 || a.Contains('|', StringComparison.Ordinal)))
+        {
+            errors["actors"] = ["each actor must be 1 to 200 characters, without '|'"];
+        }
+    }
+
     public static void RejectControlCharacters(string? text, string field, Dictionary<string, string[]> errors)
     {
         if (text is not null && !errors.ContainsKey(field) && ControlCharacterProblem(text) is { } problem)

@@ -11,7 +11,8 @@ using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Sharing;
 
-internal sealed record ReleaseRequest(MarkingDto? Marking, string? Tlp, double? GridDegrees, string? Narrative, string? Reason);
+/// <summary>What a sanitised copy is released as; its actors are only those given here (the original's may name sources).</summary>
+internal sealed record ReleaseRequest(MarkingDto? Marking, string? Tlp, double? GridDegrees, string? Narrative, string? Reason, IReadOnlyList<string>? Actors = null);
 
 /// <summary>
 /// Sanitised release ("tearline"): a releaser of the reporting organisation publishes a copy of a report at a lower marking,
@@ -69,6 +70,7 @@ internal static class ReleaseEndpoints
 
         ReportRules.RejectControlCharacters(body.Narrative, "narrative", errors);
         ReportRules.RejectControlCharacters(body.Reason, "reason", errors);
+        ReportRules.CheckActors(body.Actors, errors);
 
         var grid = body.GridDegrees ?? 0.1;
         if (!double.IsFinite(grid) || grid < MinGrid || grid > MaxGrid)
@@ -134,7 +136,8 @@ internal static class ReleaseEndpoints
             InjuredOtherHigh = original.InjuredOtherHigh,
             Narrative = body.Narrative!.Trim(),
             NarrativeLanguage = original.NarrativeLanguage,
-            Actors = original.Actors,
+            // Named actors can identify a source or an operation as surely as a narrative: the releaser names them again.
+            Actors = Releasability.Encode(body.Actors?.Select(a => a.Trim()) ?? []),
             SourceReliability = original.SourceReliability,
             SourceCredibility = original.SourceCredibility,
             SourceDescription = $"Sanitised release by {viewer.OrganizationCode}",
