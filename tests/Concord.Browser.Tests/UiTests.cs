@@ -108,6 +108,11 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.True(int.Parse((await dashboard.TextContentAsync("#total-incidents"))!.Replace(",", ""), System.Globalization.CultureInfo.InvariantCulture) >= 1);
         await dashboard.WaitForFunctionAsync("document.querySelector('#chart-weekly').width > 0");
         await Screenshots.ScreenshotAsync(dashboard, $"{Store}-dashboard");
+
+        // A "to" date is the whole of that day: today's report counts on a dashboard ending today.
+        var today = DateTime.UtcNow.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        var todayOnly = await fixture.SignedInAsync("force", $"/dashboard?from={today}&to={today}");
+        Assert.True(int.Parse((await todayOnly.TextContentAsync("#total-incidents"))!.Replace(",", ""), System.Globalization.CultureInfo.InvariantCulture) >= 1);
     }
 
     [Fact]

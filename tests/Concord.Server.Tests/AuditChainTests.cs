@@ -29,3 +29,49 @@ public sealed class AuditChainTests
         Assert.Equal("e6af69f6994b09360f2b6fef1f2d0b09512079a0fe8dc7736eba91de8e17afed", AuditChain.Compute(entry));
     }
 }
+
+public sealed class AuditReadTests
+{
+    private static readonly Access.Viewer Analyst = new()
+    {
+        MemberId = Guid.NewGuid(),
+        UserName = "force.g2",
+        DisplayName = "G2",
+        OrganizationId = Guid.NewGuid(),
+        OrganizationCode = "FORCE",
+        OrganizationName = "Force",
+        OrganizationKind = Access.OrganizationKind.Military,
+        Clearance = 2,
+        CaveatBits = 0,
+        Roles = new HashSet<string>(StringComparer.Ordinal),
+    };
+
+    [Fact]
+    public void A_read_of_more_records_than_one_entry_holds_is_recorded_in_parts_naming_every_one()
+    {
+        // An export of 12,001 classified reports (and one unclassified, which is not named).
+        var records = Enumerable.Range(0, Audits.MaxIdsPerEntry * 2 + 2001).Select(i => (Id: Guid.NewGuid(), Classification: i == 7 ? 2 : 1)).ToList();
+        records.Add((Guid.NewGuid(), 0));
+
+        var entries = Audits.Read(Analyst, "report", records, "/api/exports/reports.csv?audience=mission", DateTime.UtcNow);
+
+        Assert.Equal(3, entries.Count);
+        var details = entries.Select(e => System.Text.Json.JsonDocument.Parse(e.Detail).RootElement).ToList();
+        Assert.Equal([1, 2, 3], details.Select(d => d.GetProperty("part").GetInt32()));
+        Assert.All(details, d => Assert.Equal(3, d.GetProperty("parts").GetInt32()));
+        Assert.All(details, d => Assert.Equal(12_001, d.GetProperty("count").GetInt32()));
+        var named = details.SelectMany(d => d.GetProperty("ids").EnumerateArray().Select(i => i.GetGuid())).ToList();
+        Assert.Equal(records.Where(r => r.Classification > 0).Select(r => r.Id), named);
+        Assert.Equal([2, 1, 1], entries.Select(e => e.Classification));
+    }
+
+    [Fact]
+    public void A_read_of_few_records_is_one_entry_and_of_unclassified_ones_none()
+    {
+        var one = Guid.NewGuid();
+        var entry = Assert.Single(Audits.Read(Analyst, "incident", [(one, 1), (Guid.NewGuid(), 0)], "/api/incidents", DateTime.UtcNow));
+        Assert.Equal(one, entry.EntityId);
+        Assert.False(System.Text.Json.JsonDocument.Parse(entry.Detail).RootElement.TryGetProperty("part", out _));
+        Assert.Empty(Audits.Read(Analyst, "incident", [(Guid.NewGuid(), 0)], "/api/incidents", DateTime.UtcNow));
+    }
+}

@@ -488,6 +488,29 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_classified_patrol_read_on_the_coordination_map_is_audited()
+    {
+        var force = server.ClientFor("force");
+        var (created, patrol) = await force.PostJson("/api/patrols", new
+        {
+            name = "Night patrol " + Guid.NewGuid().ToString("N")[..6],
+            organizations = new[] { "FORCE" },
+            members = new[] { "force" },
+            route = new[] { new[] { 20.65, 5.75 }, new[] { 20.9, 6.0 } },
+            startsAt = Clock.GetUtcNow().AddHours(2),
+            endsAt = Clock.GetUtcNow().AddHours(8),
+            marking = Api.Marking("CONFIDENTIAL", ["org:FORCE"]),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, patrol.ToString());
+
+        var (_, geo) = await force.GetJson("/api/coordination/geojson");
+
+        Assert.Contains(geo.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetGuid() == Id(patrol));
+        var reads = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == AuditActions.Read && a.Entity == "patrol" && a.Actor == "force").ToListAsync());
+        Assert.Contains(reads, a => a.Detail.Contains("/api/coordination/geojson", StringComparison.Ordinal) && a.Detail.Contains(Id(patrol).ToString(), StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_joint_patrol_is_planned_on_a_route_and_its_report_becomes_a_concord_report()
     {
         var force = server.ClientFor("force");

@@ -358,6 +358,45 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task Reading_provenance_or_proposals_of_classified_reports_is_audited()
+    {
+        var at = When.AddDays(-55);
+        var confidential = Api.Marking("CONFIDENTIAL", ["mission"]);
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(7.1, 19.1, at, "ucdp.state-based", 3, "Armed men attacked the Kabo checkpoint.", confidential));
+        var (_, second) = await server.ClientFor("unpol").PostJson("/api/reports", Account(7.101, 19.101, at.AddHours(1), "ucdp.state-based", 3, "Armed men attacked the Kabo checkpoint.", confidential));
+        var incident = first.GetProperty("incidentId").GetGuid();
+        Assert.Equal(incident, second.GetProperty("incidentId").GetGuid());
+        var (_, elsewhere) = await server.ClientFor("force").PostJson("/api/reports", Account(7.6, 19.6, at.AddDays(2), "ucdp.state-based", 1, "Shots heard near Batangafo.", confidential));
+        await server.WithDbAsync(async db =>
+        {
+            db.FusionProposals.Add(new Fusion.FusionProposal
+            {
+                Id = Guid.NewGuid(),
+                ReportId = elsewhere.GetProperty("id").GetGuid(),
+                IncidentId = incident,
+                Score = 0.62,
+                ScoreDetail = "{}",
+                CreatedAt = DateTime.UtcNow,
+            });
+            return await db.SaveChangesAsync();
+        });
+
+        var (provenanceRead, _) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}/provenance");
+        var (proposalsRead, _) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+
+        Assert.Equal(HttpStatusCode.OK, provenanceRead.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, proposalsRead.StatusCode);
+        var reads = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == "read" && a.Actor == "joc" && a.Entity == "report").ToListAsync());
+        var provenance = reads.Single(a => a.Detail.Contains($"/api/incidents/{incident}/provenance", StringComparison.Ordinal));
+        foreach (var report in new[] { first, second, elsewhere })
+        {
+            Assert.Contains(report.GetProperty("id").GetGuid().ToString(), provenance.Detail, StringComparison.Ordinal);
+        }
+
+        Assert.Contains(reads, a => a.Detail.Contains("/api/fusion/proposals", StringComparison.Ordinal) && a.Detail.Contains(elsewhere.GetProperty("id").GetGuid().ToString(), StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task An_uncertain_match_is_proposed_to_an_analyst_who_accepts_it()
     {
         var at = When.AddDays(-40);

@@ -1,3 +1,4 @@
+using Concord.Server.Access;
 using System.Threading.Channels;
 using Concord.Server.Data;
 
@@ -25,6 +26,21 @@ internal sealed class AuditWriter : IAsyncDisposable
         _chain = chain;
         _logger = logger;
         _loop = Task.Run(RunAsync);
+    }
+
+    /// <summary>Records what a viewer read (<see cref="Audits.Read"/>): nothing for unclassified records, else every id.</summary>
+    public async Task RecordReadAsync(Viewer viewer, string entity, IReadOnlyCollection<(Guid Id, int Classification)> records, string path, DateTime at, CancellationToken cancellationToken)
+    {
+        // All parts are queued before any is awaited, so that the writer stores them in one batch.
+        var recorded = new List<Task>();
+        foreach (var entry in Audits.Read(viewer, entity, records, path, at))
+        {
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            await _queue.Writer.WriteAsync((entry, done), cancellationToken);
+            recorded.Add(done.Task);
+        }
+
+        await Task.WhenAll(recorded).WaitAsync(cancellationToken);
     }
 
     public async Task RecordAsync(AuditEntry entry, CancellationToken cancellationToken)

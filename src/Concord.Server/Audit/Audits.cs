@@ -27,16 +27,23 @@ internal static class Audits
         author, AuditActions.Create, "report", report.Id, report.Classification, at,
         Detail(new { organization = author.OrganizationCode, category = report.Category, marking = markings.ToDto(report).Label, agreement = report.AgreementId, report.AgreementVersion }));
 
-    /// <summary>One entry per request that returned records above the lowest level, naming them.</summary>
-    public static AuditEntry? Read(Viewer viewer, string entity, IReadOnlyCollection<(Guid Id, int Classification)> records, string path, DateTime at)
+    /// <summary>
+    /// The entries for a request that returned records above the lowest level, naming every one of them: one entry, or for
+    /// more than <see cref="MaxIdsPerEntry"/> records (an export) one per that many, each saying which part of how many it is.
+    /// </summary>
+    public static List<AuditEntry> Read(Viewer viewer, string entity, IReadOnlyCollection<(Guid Id, int Classification)> records, string path, DateTime at)
     {
         var classified = records.Where(r => r.Classification > 0).ToList();
-        if (classified.Count == 0)
+        if (classified.Count <= MaxIdsPerEntry)
         {
-            return null;
+            return classified.Count == 0
+                ? []
+                : [Entry(viewer, AuditActions.Read, entity, classified.Count == 1 ? classified[0].Id : null, classified.Max(r => r.Classification), at,
+                    Detail(new { path, count = classified.Count, ids = classified.Select(r => r.Id) }))];
         }
 
-        return Entry(viewer, AuditActions.Read, entity, classified.Count == 1 ? classified[0].Id : null, classified.Max(r => r.Classification), at,
-            Detail(new { path, count = classified.Count, ids = classified.Take(MaxIdsPerEntry).Select(r => r.Id) }));
+        var parts = classified.Chunk(MaxIdsPerEntry).ToList();
+        return [.. parts.Select((part, i) => Entry(viewer, AuditActions.Read, entity, null, part.Max(r => r.Classification), at,
+            Detail(new { path, count = classified.Count, part = i + 1, parts = parts.Count, ids = part.Select(r => r.Id) })))];
     }
 }

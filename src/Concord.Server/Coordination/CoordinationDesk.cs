@@ -34,13 +34,8 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         Audits.Entry(actor, action, entity, id, classification, Now, Audits.Detail(detail));
 
     /// <summary>Records that a viewer read classified records (nothing for unclassified ones).</summary>
-    public async Task AuditReadAsync(Viewer viewer, string entity, IReadOnlyCollection<(Guid Id, int Classification)> records, HttpContext context)
-    {
-        if (Audits.Read(viewer, entity, records, context.Request.Path + context.Request.QueryString, Now) is { } entry)
-        {
-            await reads.RecordAsync(entry, context.RequestAborted);
-        }
-    }
+    public Task AuditReadAsync(Viewer viewer, string entity, IReadOnlyCollection<(Guid Id, int Classification)> records, HttpContext context) =>
+        reads.RecordReadAsync(viewer, entity, records, context.Request.Path + context.Request.QueryString, Now, context.RequestAborted);
 
     /// <summary>
     /// The marking a member asks for, or by default UNCLASSIFIED released to the organisations the record concerns.

@@ -123,6 +123,7 @@ internal static class CoordinationMetrics
         var patrols = await desk.Db.Patrols.AsNoTracking().VisibleTo(viewer)
             .Where(p => p.Status == PatrolStatuses.Planned || p.Status == PatrolStatuses.UnderWay).OrderByDescending(p => p.StartsAt).Take(500).ToListAsync(context.RequestAborted);
         await desk.AuditReadAsync(viewer, "request", requests.Select(r => (r.Id, r.Classification)).ToList(), context);
+        await desk.AuditReadAsync(viewer, "patrol", patrols.Select(p => (p.Id, p.Classification)).ToList(), context);
         var now = desk.Now;
         var features = new List<object>();
         foreach (var r in requests)

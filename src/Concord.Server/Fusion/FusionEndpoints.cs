@@ -45,7 +45,19 @@ internal static class FusionEndpoints
 
     private static JsonElement Parse(string json) => JsonDocument.Parse(json).RootElement.Clone();
 
-    private static async Task<Results<Ok<ProvenanceDto>, NotFound>> Provenance(Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory)
+    private static async Task<Results<Ok<ProvenanceDto>, NotFound>> Provenance(Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, AuditWriter audit, TimeProvider time)
+    {
+        var answer = await ProvenanceOf(id, context, viewer, db, directory);
+        if (answer.Result is Ok<ProvenanceDto> { Value: { } provenance })
+        {
+            await AuditReportsReadAsync(db, audit, viewer, provenance.Reports.Select(r => r.ReportId).Concat(provenance.Proposals.Select(p => p.ReportId)), context, time);
+        }
+
+        return answer;
+    }
+
+    /// <summary>An incident's provenance as the viewer may see it (unaudited: a split answers with it inside its correction, which is audited).</summary>
+    private static async Task<Results<Ok<ProvenanceDto>, NotFound>> ProvenanceOf(Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory)
     {
         if (!await db.VisibleIncidents(db.Incidents.AsNoTracking(), viewer).AnyAsync(i => i.Id == id, context.RequestAborted))
         {
@@ -140,11 +152,29 @@ internal static class FusionEndpoints
     /// stored score, or cut before the visibility check, the list would tell how many proposals there are that the
     /// viewer may not see, and which shown score a hidden report raised.
     /// </summary>
-    private static async Task<Ok<List<ProposalDto>>> Proposals(HttpContext context, Viewer viewer, ConcordDb db)
+    private static async Task<Ok<List<ProposalDto>>> Proposals(HttpContext context, Viewer viewer, ConcordDb db, AuditWriter audit, TimeProvider time)
     {
         var pending = db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null);
         var listed = await VisibleProposals(db, viewer, pending, context.RequestAborted, newest: MaxProposalsListed);
+        await AuditReportsReadAsync(db, audit, viewer, listed.Select(p => p.ReportId), context, time);
         return TypedResults.Ok(listed.OrderByDescending(p => p.Score ?? -1).ThenByDescending(p => p.CreatedAt).ToList());
+    }
+
+    /// <summary>
+    /// Audits the reports a fusion answer names (ids, organisations, times, categories, scores of classified reports), as
+    /// opening their incident would.
+    /// </summary>
+    private static async Task AuditReportsReadAsync(ConcordDb db, AuditWriter audit, Viewer viewer, IEnumerable<Guid> reportIds, HttpContext context, TimeProvider time)
+    {
+        var ids = reportIds.Distinct().ToList();
+        if (ids.Count == 0)
+        {
+            return;
+        }
+
+        var read = (await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id)).Select(r => new { r.Id, r.Classification }).ToListAsync(context.RequestAborted))
+            .Select(r => (r.Id, r.Classification)).ToList();
+        await audit.RecordReadAsync(viewer, "report", read, context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
     }
 
     /// <summary>
@@ -276,7 +306,7 @@ internal static class FusionEndpoints
 
         Ok<ProvenanceDto>? answer = null;
         var outcome = await corrections.SplitAsync(viewer, id, body!.Reports, context.RequestAborted,
-            async split => answer = (await Provenance(split.Id, context, viewer, db, directory)).Result as Ok<ProvenanceDto>);
+            async split => answer = (await ProvenanceOf(split.Id, context, viewer, db, directory)).Result as Ok<ProvenanceDto>);
         if (outcome.Incident is null)
         {
             return outcome.Field is null ? TypedResults.NotFound() : Problems.Field(outcome.Field, outcome.Reason!, outcome.Status);

@@ -181,9 +181,7 @@ internal static class IncidentEndpoints
         RecordReadAsync(audit, viewer, incidents.Select(i => (i.Id, i.Classification)).ToList(), path, time, cancellationToken);
 
     private static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<(Guid Id, int Classification)> read, string path, TimeProvider time, CancellationToken cancellationToken) =>
-        Audits.Read(viewer, "incident", read, path, time.GetUtcNow().UtcDateTime) is { } entry
-            ? audit.RecordAsync(entry, cancellationToken)
-            : Task.CompletedTask;
+        audit.RecordReadAsync(viewer, "incident", read, path, time.GetUtcNow().UtcDateTime, cancellationToken);
 
     private static async Task<Results<Ok<IncidentDto>, NotFound>> Get(Guid id, HttpContext context, Viewer viewer) =>
         await IncidentDetails.LoadAsync(context, viewer, id) is { } details ? TypedResults.Ok(details.Incident) : TypedResults.NotFound();

@@ -62,10 +62,7 @@ internal static class ExportEndpoints
             .Take(context.Request.Query["limit"].ToString().Length > 0 ? Math.Min(query.Limit, MaxExportRows) : MaxExportRows)
             .ToListAsync(context.RequestAborted);
 
-        if (Audits.Read(viewer, "report", rows.Select(r => (r.Id, r.Classification)).ToList(), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime) is { } entry)
-        {
-            await audit.RecordAsync(entry, context.RequestAborted);
-        }
+        await audit.RecordReadAsync(viewer, "report", rows.Select(r => (r.Id, r.Classification)).ToList(), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
 
         var highest = rows.Count == 0 ? 0 : rows.Max(r => r.Classification);
         context.Response.ContentType = "text/csv; charset=utf-8";
