@@ -1,5 +1,5 @@
-using Concord.Server.Access;
 using System.Threading.Channels;
+using Concord.Server.Access;
 using Concord.Server.Data;
 
 namespace Concord.Server.Audit;
