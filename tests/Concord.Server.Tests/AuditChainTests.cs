@@ -32,19 +32,7 @@ public sealed class AuditChainTests
 
 public sealed class AuditReadTests
 {
-    private static readonly Access.Viewer Analyst = new()
-    {
-        MemberId = Guid.NewGuid(),
-        UserName = "force.g2",
-        DisplayName = "G2",
-        OrganizationId = Guid.NewGuid(),
-        OrganizationCode = "FORCE",
-        OrganizationName = "Force",
-        OrganizationKind = Access.OrganizationKind.Military,
-        Clearance = 2,
-        CaveatBits = 0,
-        Roles = new HashSet<string>(StringComparer.Ordinal),
-    };
+    private static readonly Access.Viewer Analyst = Viewers.OfForce("force.g2", 2);
 
     [Fact]
     public void A_read_of_more_records_than_one_entry_holds_is_recorded_in_parts_naming_every_one()

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Text;
-using Concord.Server.Access;
 using Concord.Server.Tak;
 
 namespace Concord.Server.Tests;
@@ -141,19 +140,7 @@ public sealed class TakQueueTests
     }
 
     private static TakSession Session(Stream wire, int positionQueue, int alertQueue) =>
-        new(wire, new Viewer
-        {
-            MemberId = Guid.NewGuid(),
-            UserName = "patrol",
-            DisplayName = "Patrol",
-            OrganizationId = Guid.NewGuid(),
-            OrganizationCode = "force",
-            OrganizationName = "Force",
-            OrganizationKind = OrganizationKind.Military,
-            Clearance = 0,
-            CaveatBits = 0,
-            Roles = new HashSet<string>(),
-        }, "certificate", "test", Unclassified, CancellationToken.None, positionQueue, alertQueue);
+        new(wire, Viewers.OfForce("patrol", 0), "certificate", "test", Unclassified, CancellationToken.None, positionQueue, alertQueue);
 
     private static Outbound Item(string text, bool droppable) =>
         new(Encoding.UTF8.GetBytes(text + ";\n"), () => throw new InvalidOperationException("XML only"), droppable);
