@@ -137,6 +137,50 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_live_connection_of_a_session_is_closed_once_a_new_password_ends_the_session()
+    {
+        var name = "l" + Guid.NewGuid().ToString("N")[..8];
+        var admin = server.ClientFor("unpoladmin");
+        Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "first-password-1", clearance = "UNCLASSIFIED", roles = new[] { "reporter" } })).Response.StatusCode);
+        var cookies = new CookieContainer();
+        using var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = name, password = "first-password-1" })).Response.StatusCode);
+        var changes = new System.Collections.Concurrent.ConcurrentQueue<Guid>();
+        var closed = new TaskCompletionSource();
+        await using var live = new HubConnectionBuilder()
+            .WithUrl(new Uri(server.BaseAddress, "/hubs/live"), o => o.Cookies = cookies)
+            .Build();
+        live.On<List<JsonElement>>("changes", batch =>
+        {
+            foreach (var change in batch)
+            {
+                changes.Enqueue(change.GetProperty("id").GetGuid());
+            }
+        });
+        live.Closed += _ =>
+        {
+            closed.TrySetResult();
+            return Task.CompletedTask;
+        };
+        await live.StartAsync();
+
+        var open = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, before) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "seen live in a session", marking: open));
+        var beforeId = before.GetProperty("id").GetGuid();
+        for (var i = 0; i < 50 && !changes.Contains(beforeId); i++)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Contains(beforeId, changes);
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { password = "second-password-2" })).StatusCode);
+        var (_, after) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "after the new password", marking: open));
+
+        await closed.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.DoesNotContain(after.GetProperty("id").GetGuid(), changes);
+    }
+
+    [Fact]
     public async Task A_cached_token_lasts_no_longer_than_the_token()
     {
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);

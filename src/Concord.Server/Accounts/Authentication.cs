@@ -39,7 +39,7 @@ internal static class ConcordAuthentication
                     var directory = c.HttpContext.RequestServices.GetRequiredService<ViewerDirectory>();
                     if (!Guid.TryParse(c.Principal?.FindFirstValue(MemberIdClaim), out var id)
                         || await directory.ForMemberAsync(id, c.HttpContext.RequestAborted) is not { } viewer
-                        || c.Principal?.FindFirstValue(SessionClaim) != viewer.SessionVersion.ToString(CultureInfo.InvariantCulture))
+                        || !SameSession(c.Principal?.FindFirstValue(SessionClaim), viewer))
                     {
                         c.RejectPrincipal();
                         await c.HttpContext.SignOutAsync(CookieScheme);
@@ -54,6 +54,10 @@ internal static class ConcordAuthentication
 
     /// <summary>On a cookie: the member's session version when it was signed in (<see cref="Member.SessionVersion"/>).</summary>
     public const string SessionClaim = "concord:session";
+
+    /// <summary>Whether a cookie's session claim is the member's session version still (false for none).</summary>
+    public static bool SameSession(string? sessionClaim, Viewer viewer) =>
+        sessionClaim == viewer.SessionVersion.ToString(CultureInfo.InvariantCulture);
 
     public static ClaimsPrincipal Principal(Viewer viewer, string scheme, string? tokenHash = null) => new(new ClaimsIdentity(
         tokenHash is null

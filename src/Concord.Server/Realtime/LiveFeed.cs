@@ -26,7 +26,8 @@ internal sealed class LiveHub(LiveFeed feed) : Hub
     {
         if (Guid.TryParse(Context.User?.FindFirst(ConcordAuthentication.MemberIdClaim)?.Value, out var member))
         {
-            feed.Join(Context.ConnectionId, new LiveConnection(member, Context.User?.FindFirst(ConcordAuthentication.TokenHashClaim)?.Value, Context.Abort));
+            feed.Join(Context.ConnectionId, new LiveConnection(member, Context.User?.FindFirst(ConcordAuthentication.TokenHashClaim)?.Value,
+                Context.User?.FindFirst(ConcordAuthentication.SessionClaim)?.Value, Context.Abort));
         }
         else
         {
@@ -47,7 +48,8 @@ internal sealed class LiveHub(LiveFeed feed) : Hub
 /// A browser's (or a script's) live connection: its member, the hash of the access token it was opened with (null for a
 /// signed-in session), and how to close it once that member or token may no longer read.
 /// </summary>
-internal sealed record LiveConnection(Guid Member, string? TokenHash, Action Abort);
+/// <summary>A browser's live connection: opened with a token (its hash) or a signed-in session (its version).</summary>
+internal sealed record LiveConnection(Guid Member, string? TokenHash, string? Session, Action Abort);
 
 /// <summary>
 /// Tails the change feed for the connected browsers: each batch of changes is filtered once per connected member with the
@@ -133,12 +135,15 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
         foreach (var member in connections.Select(c => c.Key).Union(subscriptions.Select(s => s.Key)))
         {
             var viewer = await viewers.ForMemberAsync(member, cancellationToken);
-            // A connection is checked again before anything goes out on it: a disabled member's connections, and those
-            // opened with a token since revoked or expired, are closed instead (within the viewer cache's lifetime).
+            // A connection is checked again before anything goes out on it: a disabled member's connections, those opened
+            // with a token since revoked or expired, and those of a session a new password ended, are closed instead
+            // (within the viewer cache's lifetime).
             var ids = new List<string>();
             foreach (var (id, connection) in connections[member])
             {
-                if (viewer is not null && (connection.TokenHash is null || await viewers.ForTokenHashAsync(connection.TokenHash, cancellationToken) is not null))
+                if (viewer is not null && (connection.TokenHash is null
+                    ? ConcordAuthentication.SameSession(connection.Session, viewer)
+                    : await viewers.ForTokenHashAsync(connection.TokenHash, cancellationToken) is not null))
                 {
                     ids.Add(id);
                 }

@@ -44,9 +44,14 @@ public abstract class UiComponent : ComponentBase
         }
 
         if (_circuitViewer is null && Authentication is not null
-            && Guid.TryParse((await Authentication).User.FindFirst(Accounts.ConcordAuthentication.MemberIdClaim)?.Value, out var member))
+            && (await Authentication).User is var user
+            && Guid.TryParse(user.FindFirst(Accounts.ConcordAuthentication.MemberIdClaim)?.Value, out var member))
         {
-            _circuitViewer = await Service<ViewerDirectory>().ForMemberAsync(member, CancellationToken.None);
+            // A page opened in a session a new password or a disable has ended shows nothing more, like a disabled member's.
+            _circuitViewer = await Service<ViewerDirectory>().ForMemberAsync(member, CancellationToken.None) is { } viewer
+                && Accounts.ConcordAuthentication.SameSession(user.FindFirst(Accounts.ConcordAuthentication.SessionClaim)?.Value, viewer)
+                    ? viewer
+                    : null;
         }
 
         return _circuitViewer;
