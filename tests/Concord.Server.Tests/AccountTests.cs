@@ -102,24 +102,8 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     {
         var owner = await server.SignedInAsync("joc");
         var (_, token) = await owner.PostJson("/api/me/tokens", new { name = "wall display", expiresInDays = 30 });
-        var changes = new System.Collections.Concurrent.ConcurrentQueue<Guid>();
-        var closed = new TaskCompletionSource();
-        await using var live = new HubConnectionBuilder()
-            .WithUrl(new Uri(server.BaseAddress, "/hubs/live"), o => o.Headers["Authorization"] = "Bearer " + token.GetProperty("token").GetString())
-            .Build();
-        live.On<List<JsonElement>>("changes", batch =>
-        {
-            foreach (var change in batch)
-            {
-                changes.Enqueue(change.GetProperty("id").GetGuid());
-            }
-        });
-        live.Closed += _ =>
-        {
-            closed.TrySetResult();
-            return Task.CompletedTask;
-        };
-        await live.StartAsync();
+        var (live, changes, closed) = await OpenLiveAsync(o => o.Headers["Authorization"] = "Bearer " + token.GetProperty("token").GetString());
+        await using var _ = live;
 
         var (_, before) = await owner.PostJson("/api/reports", Api.Report(narrative: "seen live"));
         var beforeId = before.GetProperty("id").GetGuid();
@@ -132,7 +116,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(HttpStatusCode.NoContent, (await owner.DeleteAsync($"/api/me/tokens/{token.GetProperty("id").GetGuid()}")).StatusCode);
         var (_, after) = await owner.PostJson("/api/reports", Api.Report(narrative: "after the revocation"));
 
-        await closed.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await closed.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.DoesNotContain(after.GetProperty("id").GetGuid(), changes);
     }
 
@@ -145,24 +129,8 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         var cookies = new CookieContainer();
         using var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
         Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = name, password = "first-password-1" })).Response.StatusCode);
-        var changes = new System.Collections.Concurrent.ConcurrentQueue<Guid>();
-        var closed = new TaskCompletionSource();
-        await using var live = new HubConnectionBuilder()
-            .WithUrl(new Uri(server.BaseAddress, "/hubs/live"), o => o.Cookies = cookies)
-            .Build();
-        live.On<List<JsonElement>>("changes", batch =>
-        {
-            foreach (var change in batch)
-            {
-                changes.Enqueue(change.GetProperty("id").GetGuid());
-            }
-        });
-        live.Closed += _ =>
-        {
-            closed.TrySetResult();
-            return Task.CompletedTask;
-        };
-        await live.StartAsync();
+        var (live, changes, closed) = await OpenLiveAsync(o => o.Cookies = cookies);
+        await using var _ = live;
 
         var open = Api.Marking("UNCLASSIFIED", ["mission"]);
         var (_, before) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "seen live in a session", marking: open));
@@ -176,8 +144,31 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { password = "second-password-2" })).StatusCode);
         var (_, after) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "after the new password", marking: open));
 
-        await closed.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await closed.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.DoesNotContain(after.GetProperty("id").GetGuid(), changes);
+    }
+
+    /// <summary>A started connection to the live hub, the ids it was pushed, and a task that ends when the server closes it.</summary>
+    private async Task<(HubConnection Live, System.Collections.Concurrent.ConcurrentQueue<Guid> Changes, Task Closed)> OpenLiveAsync(
+        Action<Microsoft.AspNetCore.Http.Connections.Client.HttpConnectionOptions> authenticate)
+    {
+        var changes = new System.Collections.Concurrent.ConcurrentQueue<Guid>();
+        var closed = new TaskCompletionSource();
+        var live = new HubConnectionBuilder().WithUrl(new Uri(server.BaseAddress, "/hubs/live"), authenticate).Build();
+        live.On<List<JsonElement>>("changes", batch =>
+        {
+            foreach (var change in batch)
+            {
+                changes.Enqueue(change.GetProperty("id").GetGuid());
+            }
+        });
+        live.Closed += _ =>
+        {
+            closed.TrySetResult();
+            return Task.CompletedTask;
+        };
+        await live.StartAsync();
+        return (live, changes, closed.Task);
     }
 
     [Fact]
