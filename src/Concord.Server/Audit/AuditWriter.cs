@@ -35,19 +35,21 @@ internal sealed class AuditWriter : IAsyncDisposable
         var recorded = new List<Task>();
         foreach (var entry in Audits.Read(viewer, entity, records, path, at))
         {
-            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            await _queue.Writer.WriteAsync((entry, done), cancellationToken);
-            recorded.Add(done.Task);
+            recorded.Add(await EnqueueAsync(entry, cancellationToken));
         }
 
         await Task.WhenAll(recorded).WaitAsync(cancellationToken);
     }
 
-    public async Task RecordAsync(AuditEntry entry, CancellationToken cancellationToken)
+    public async Task RecordAsync(AuditEntry entry, CancellationToken cancellationToken) =>
+        await (await EnqueueAsync(entry, cancellationToken)).WaitAsync(cancellationToken);
+
+    /// <summary>Queues an entry; the task returned ends once it is stored.</summary>
+    private async Task<Task> EnqueueAsync(AuditEntry entry, CancellationToken cancellationToken)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await _queue.Writer.WriteAsync((entry, done), cancellationToken);
-        await done.Task.WaitAsync(cancellationToken);
+        return done.Task;
     }
 
     public async ValueTask DisposeAsync()

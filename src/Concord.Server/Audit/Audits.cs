@@ -34,16 +34,10 @@ internal static class Audits
     public static List<AuditEntry> Read(Viewer viewer, string entity, IReadOnlyCollection<(Guid Id, int Classification)> records, string path, DateTime at)
     {
         var classified = records.Where(r => r.Classification > 0).ToList();
-        if (classified.Count <= MaxIdsPerEntry)
-        {
-            return classified.Count == 0
-                ? []
-                : [Entry(viewer, AuditActions.Read, entity, classified.Count == 1 ? classified[0].Id : null, classified.Max(r => r.Classification), at,
-                    Detail(new { path, count = classified.Count, ids = classified.Select(r => r.Id) }))];
-        }
-
         var parts = classified.Chunk(MaxIdsPerEntry).ToList();
-        return [.. parts.Select((part, i) => Entry(viewer, AuditActions.Read, entity, null, part.Max(r => r.Classification), at,
-            Detail(new { path, count = classified.Count, part = i + 1, parts = parts.Count, ids = part.Select(r => r.Id) })))];
+        return [.. parts.Select((part, i) => Entry(viewer, AuditActions.Read, entity, classified.Count == 1 ? classified[0].Id : null, part.Max(r => r.Classification), at,
+            Detail(parts.Count == 1
+                ? new { path, count = classified.Count, ids = part.Select(r => r.Id) }
+                : (object)new { path, count = classified.Count, part = i + 1, parts = parts.Count, ids = part.Select(r => r.Id) })))];
     }
 }

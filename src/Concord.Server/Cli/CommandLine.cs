@@ -10,14 +10,11 @@ internal sealed record Invocation(string Verb, IReadOnlyDictionary<string, strin
 
 internal sealed record VerbSpec(string Name, string Summary, IReadOnlyList<OptionSpec> Options);
 
-internal sealed record OptionSpec(string Name, string Help, bool IsFlag = false, bool Required = false, string? Value = "VALUE")
-{
-    /// <summary>
-    /// Whether an empty value means something: a list given empty (no caveats; releasable to no one beyond the
-    /// organisation). Any other option given empty (an unset shell variable: <c>--data "$DIR"</c>) is refused.
-    /// </summary>
-    public bool MayBeEmpty => Value is "LIST" or "CAVEATS" or "ROLES" or "ORGS";
-}
+/// <param name="MayBeEmpty">
+/// Whether an empty value means something: a list given empty (no caveats; releasable to no one beyond the organisation).
+/// Any other option given empty (an unset shell variable: <c>--data "$DIR"</c>) is refused.
+/// </param>
+internal sealed record OptionSpec(string Name, string Help, bool IsFlag = false, bool Required = false, string? Value = "VALUE", bool MayBeEmpty = false);
 
 /// <summary>
 /// A small, strict parser: every verb declares its options, anything else is an error with the usage.
@@ -69,8 +66,8 @@ internal static class CommandLine
             new("--format", "ged, acled or geojson (default: geojson for .geojson/.json files)", Value: "FORMAT"),
             new("--user", "the member the reports are by (their organisation's agreements mark them)", Required: true, Value: "NAME"),
             new("--level", "mark every report at this classification level instead of by agreement (with --releasable-to and --caveats)", Value: "LEVEL"),
-            new("--releasable-to", "comma-separated communities, e.g. mission or kind:military,org:JOC (default mission)", Value: "LIST"),
-            new("--caveats", "comma-separated caveats", Value: "LIST"),
+            new("--releasable-to", "comma-separated communities, e.g. mission or kind:military,org:JOC (default mission)", Value: "LIST", MayBeEmpty: true),
+            new("--caveats", "comma-separated caveats", Value: "LIST", MayBeEmpty: true),
             new("--source", "the dataset's name (default: the file's name): keeps a GeoJSON file's feature ids apart from other datasets', so the same dataset under another file name imports again without duplicates; for GED, names the release (ged231, GEDEvent_v24_1)", Value: "NAME"),
         ]),
         new("org add", "add an organisation", [
@@ -85,17 +82,17 @@ internal static class CommandLine
             new("--user", "sign-in name", Required: true, Value: "NAME"),
             new("--org", "organisation code", Required: true, Value: "CODE"),
             new("--display", "display name (default: the sign-in name)", Value: "NAME"),
-            new("--roles", "comma-separated: reporter, analyst, org-admin, mission-admin, releaser, auditor (default reporter)", Value: "ROLES"),
+            new("--roles", "comma-separated: reporter, analyst, org-admin, mission-admin, releaser, auditor (default reporter)", Value: "ROLES", MayBeEmpty: true),
             new("--clearance", "highest classification the member may read (default the lowest level)", Value: "LEVEL"),
-            new("--caveats", "comma-separated caveats the member holds", Value: "CAVEATS"),
+            new("--caveats", "comma-separated caveats the member holds", Value: "CAVEATS", MayBeEmpty: true),
             new("--password", "password (default: read CONCORD_PASSWORD, else generate and print one)", Value: "PASSWORD"),
         ]),
         new("user set", "change a member's roles, clearance, caveats or status", [
             .. StoreOptions,
             new("--user", "sign-in name", Required: true, Value: "NAME"),
-            new("--roles", "comma-separated roles (replaces the current ones)", Value: "ROLES"),
+            new("--roles", "comma-separated roles (replaces the current ones)", Value: "ROLES", MayBeEmpty: true),
             new("--clearance", "highest classification the member may read", Value: "LEVEL"),
-            new("--caveats", "comma-separated caveats (replaces the current ones; empty for none)", Value: "CAVEATS"),
+            new("--caveats", "comma-separated caveats (replaces the current ones; empty for none)", Value: "CAVEATS", MayBeEmpty: true),
             new("--disable", "stop the member signing in and using tokens", IsFlag: true),
             new("--enable", "allow a disabled member again", IsFlag: true),
         ]),
@@ -116,7 +113,7 @@ internal static class CommandLine
             new("--code", "group code used in markings (group:CODE)", Required: true, Value: "CODE"),
             new("--name", "full name", Required: true, Value: "NAME"),
             new("--owner", "owner organisation code", Required: true, Value: "ORG"),
-            new("--members", "comma-separated organisation codes to add besides the owner", Value: "ORGS"),
+            new("--members", "comma-separated organisation codes to add besides the owner", Value: "ORGS", MayBeEmpty: true),
         ]),
         new("agreement add", "record an agreement (or a new version of it) from a JSON file", [
             .. StoreOptions,
