@@ -311,6 +311,27 @@ public abstract class CliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Forecast_refuses_a_history_too_short_to_learn_from()
+    {
+        await Run(["org", "add", "--code", "JMAC", "--name", "Joint Mission Analysis Centre", "--kind", "intelligence", .. StoreArguments]);
+        await Run(["user", "add", "--user", "analyst", "--org", "JMAC", "--roles", "analyst,reporter", "--clearance", "CONFIDENTIAL", "--password", "a-long-password-1", .. StoreArguments]);
+        // One year of the real events (id, relid and year, the first three columns, are never quoted).
+        var lines = File.ReadAllLines(Path.Combine(AppContext.BaseDirectory, "reference", "ucdp", "ged231_caf_events.csv"));
+        var year = Path.Combine(DataDirectory, "ged-2021.csv");
+        File.WriteAllLines(year, lines.Take(1).Concat(lines.Skip(1).Where(l => l.Split(',', 4) is [_, _, "2021", _])));
+        var import = await Run(["import", "--file", year, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", "--releasable-to", "mission", .. StoreArguments]);
+        Assert.Matches(@" [1-9][\d,]* reports created", import.Output);
+
+        var run = await Run(["forecast", .. StoreArguments]);
+
+        Assert.Equal(1, run.Exit);
+        Assert.Contains($"fewer than {EarlyWarning.ForecastService.MinimumMonths} months", run.Errors, StringComparison.Ordinal);
+        await using var services = Services(await StoreAsync());
+        await using var scope = services.CreateAsyncScope();
+        Assert.Equal(0, await scope.ServiceProvider.GetRequiredService<ConcordDb>().Forecasts.CountAsync());
+    }
+
+    [Fact]
     public async Task Forecast_writes_next_months_risk_for_the_mission_cells()
     {
         await Run(["demo", "--seed-only", .. StoreArguments]);

@@ -66,7 +66,7 @@ public sealed class CoordinationRulesTests
             Version = 1,
             Code = "MOU",
             Name = "MOU",
-            Parties = "|org:FORCE|",
+            Parties = "|org:FORCE|org:JOC|org:RWABATT|org:UNPOL|",
             RulesJson = "[]",
             CoordinationJson = new AgreementCoordination([], [
                 new AssistanceRule(["*"], "kind:military", 60, 240, "JOC"),
@@ -76,12 +76,16 @@ public sealed class CoordinationRulesTests
             CreatedBy = "test",
         };
 
-        var medevac = Responsibilities.ForRequest([agreement], "medevac", "urgent", "FORCE", OrganizationKind.Military);
+        var medevac = Responsibilities.ForRequest([agreement], "UNPOL", "medevac", "urgent", "FORCE", OrganizationKind.Military);
         Assert.Equal((TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(30), "JOC", "MOU"), (medevac.Acknowledge, medevac.Respond, medevac.EscalateTo, medevac.AgreementCode));
-        var escort = Responsibilities.ForRequest([agreement], "armed-escort", "routine", "RWABATT", OrganizationKind.Military);
+        var escort = Responsibilities.ForRequest([agreement], "UNPOL", "armed-escort", "routine", "RWABATT", OrganizationKind.Military);
         Assert.Equal(TimeSpan.FromMinutes(60), escort.Acknowledge);
-        var police = Responsibilities.ForRequest([agreement], "armed-escort", "urgent", "UNPOL", OrganizationKind.Police);
+        var police = Responsibilities.ForRequest([agreement], "FORCE", "armed-escort", "urgent", "UNPOL", OrganizationKind.Police);
         Assert.Equal((TimeSpan.FromMinutes(15), TimeSpan.FromHours(1), (string?)null, (string?)null), (police.Acknowledge, police.Respond, police.EscalateTo, police.AgreementCode));
+
+        // An agreement binds its parties only: a requester that did not sign it gets the priority's deadlines and no escalation.
+        var outsider = Responsibilities.ForRequest([agreement], "OCHA", "medevac", "urgent", "FORCE", OrganizationKind.Military);
+        Assert.Equal((TimeSpan.FromMinutes(15), TimeSpan.FromHours(1), (string?)null, (string?)null), (outsider.Acknowledge, outsider.Respond, outsider.EscalateTo, outsider.AgreementCode));
     }
 
     [Fact]

@@ -155,6 +155,20 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
     }
 
     [Fact]
+    public async Task A_dashboard_date_that_is_no_date_is_said_not_dropped()
+    {
+        using var joc = server.ClientFor("joc");
+
+        var html = await joc.GetStringAsync("/dashboard?from=2024-13-01&to=2024-12-31");
+        var good = await joc.GetStringAsync("/dashboard?from=2024-01-01&to=2024-12-31");
+
+        Assert.Contains("<ul class=\"error\" role=\"alert\">", html, StringComparison.Ordinal);
+        Assert.Matches("<li>from: (&#x27;|')2024-13-01(&#x27;|') is not a date \\(yyyy-MM-dd\\)</li>", html);
+        Assert.DoesNotContain("<li>to:", html, StringComparison.Ordinal);
+        Assert.DoesNotContain("role=\"alert\"", good, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Every_page_credits_the_data_and_the_licences_travel_with_it()
     {
         using var joc = server.ClientFor("joc");

@@ -115,6 +115,11 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Equal(before, await CountRows());
         var (tabs, _) = await Server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "line one\r\n\tline two"));
         Assert.Equal(HttpStatusCode.Created, tabs.StatusCode);
+
+        // Noncharacters are no text either (XML cannot carry them: an export or a TAK event would have to write them).
+        var (nonCharacter, nonCharacterProblem) = await Server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "attack \uFFFF at Bria"));
+        Assert.Equal(HttpStatusCode.BadRequest, nonCharacter.StatusCode);
+        Assert.Contains("noncharacter U+FFFF at position 8", nonCharacterProblem.GetProperty("errors").GetProperty("narrative")[0].GetString());
     }
 
     [Fact]

@@ -17,8 +17,8 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         DateTimeOffset.UtcNow.AddSeconds(offsetSeconds).ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
     /// <summary>A position report as ATAK sends it (single quotes, takv, contact endpoint).</summary>
-    private static string Pli(string uid, string callsign, double lat, double lon, string? time = null) =>
-        $"<event version='2.0' uid='{uid}' type='a-f-G-U-C' time='{time ?? Now()}' start='{time ?? Now()}' stale='{Now(120)}' how='h-e'>" +
+    private static string Pli(string uid, string callsign, double lat, double lon, string? time = null, double staleSeconds = 120) =>
+        $"<event version='2.0' uid='{uid}' type='a-f-G-U-C' time='{time ?? Now()}' start='{time ?? Now()}' stale='{Now(staleSeconds)}' how='h-e'>" +
         $"<point lat='{lat.ToString(CultureInfo.InvariantCulture)}' lon='{lon.ToString(CultureInfo.InvariantCulture)}' hae='9999999.0' ce='9999999.0' le='9999999.0'/>" +
         $"<detail><takv os='29' version='4.8.1' device='SAMSUNG SM-T560NU' platform='ATAK-CIV'/><contact endpoint='*:-1:stcp' callsign='{callsign}'/>" +
         "<__group role='Team Member' name='Cyan'/><track course='90.0' speed='2.5'/></detail></event>";
@@ -170,6 +170,26 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         // The tracks it has stay its own to move.
         await again.SendAsync(Pli(prefix + "0", "GW 0", 5.5, 20.5, Now(1)));
         Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == prefix + "0" && e.Point.Lat > 5.4));
+    }
+
+    [Fact]
+    public async Task Tracks_gone_stale_still_count_toward_the_limit_while_memory_holds_them()
+    {
+        // Each uid once, stale two seconds later: few tracks are ever current, but memory keeps each for the retention.
+        var member = await ForceColleagueAsync();
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(await ForceColleagueAsync()));
+        await using var gateway = await server.ConnectTakAsync(await server.IssueDeviceAsync(member));
+        await Task.Delay(300);
+        var prefix = "GS-" + Guid.NewGuid().ToString("N")[..8] + "-";
+        var limit = TakRouter.MaxTracksPerMember;
+        await gateway.SendAsync(string.Concat(Enumerable.Range(0, limit).Select(i => Pli(prefix + i, "GS " + i, 5.0 + (i * 0.0001), 20.0, staleSeconds: 2))));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == prefix + (limit - 1), TimeSpan.FromSeconds(30)));
+        await Task.Delay(TimeSpan.FromSeconds(3));
+
+        await gateway.SendAsync(Pli(prefix + "new", "GS NEW", 5.5, 20.5));
+
+        Assert.Null(await watcher.WaitForAsync(e => e.Uid == prefix + "new", TimeSpan.FromSeconds(1.5)));
+        Assert.False(gateway.Closed);
     }
 
     [Fact]
@@ -367,6 +387,51 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.NotNull(update);
         Assert.Equal("UNCLASSIFIED//REL TO KIND:MILITARY, ORG:FORCE", update.Access);
         Assert.Null(leaked);
+    }
+
+    [Fact]
+    public async Task An_incident_whose_stored_title_xml_cannot_carry_still_goes_out_with_the_characters_replaced()
+    {
+        // A title stored with U+FFFF (before the API refused it) and one whose 47th character is the first half of an
+        // emoji: either once stopped the opening picture (the device was dropped) and the live feed (no incident went out again).
+        var military = Api.Marking("UNCLASSIFIED", ["kind:military"]);
+        var (_, stored) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Placeholder title for a stored incident", marking: military));
+        var storedId = stored.GetProperty("incidentId").GetGuid();
+        await server.WithDbAsync(db => db.Incidents.Where(i => i.Id == storedId).ExecuteUpdateAsync(u => u.SetProperty(i => i.Title, "Roadblock \uFFFF at Bria")));
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
+
+        var opening = await device.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + storedId);
+        var (_, live) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: new string('a', 46) + "\U0001F600 rest of the title", marking: military));
+        var update = await device.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + live.GetProperty("incidentId").GetGuid());
+
+        Assert.NotNull(opening);
+        Assert.StartsWith("Roadblock \uFFFD at Bria", opening.Detail.Remarks);
+        Assert.NotNull(update);
+        Assert.Equal(new string('a', 46) + "…", update.Detail.Contact!.Callsign);
+        Assert.False(device.Closed);
+    }
+
+    [Fact]
+    public async Task A_deletion_the_store_cannot_check_costs_only_itself()
+    {
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await Task.Delay(300);
+        // Whose item a deletion names is asked of the store; here the store has lost its reports table for a moment.
+        await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync("ALTER TABLE reports RENAME TO reports_away"));
+        try
+        {
+            await sender.SendAsync($"<event version='2.0' uid='{Guid.NewGuid()}' type='t-x-d-d' time='{Now()}' start='{Now()}' stale='{Now(20)}' how='h-g-i-g-o'>" +
+                "<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='some-marker' relation='none' type='none'/><__forcedelete/></detail></event>");
+            await Task.Delay(500);
+        }
+        finally
+        {
+            await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync("ALTER TABLE reports_away RENAME TO reports"));
+        }
+
+        await sender.SendAsync($"<event version='2.0' uid='ANDROID-x-ping' type='t-x-c-t' time='{Now()}' start='{Now()}' stale='{Now(10)}' how='h-g-i-g-o'><point lat='0' lon='0' hae='0' ce='9999999' le='9999999'/><detail/></event>");
+        Assert.NotNull(await sender.WaitForAsync(e => e.Type == CotControl.PongType));
+        Assert.False(sender.Closed);
     }
 
     [Fact]
@@ -1041,6 +1106,41 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Equal(5.12, initial.Point.Lat);
         Assert.Equal("UNCLASSIFIED//REL TO ORG:FORCE", initial.Access);
         Assert.Equal([5.10, 5.11, 5.12], track.GetProperty("properties").GetProperty("history").EnumerateArray().Select(p => p[0].GetDouble()).ToArray());
+    }
+
+    [Fact]
+    public async Task A_read_of_classified_tracks_is_audited_naming_them()
+    {
+        var uid = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        var now = DateTime.UtcNow;
+        var member = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == "force").Select(m => m.Id).SingleAsync());
+        await server.WithDbAsync(async db =>
+        {
+            db.Tracks.Add(new Track
+            {
+                Uid = uid,
+                MemberId = member,
+                Callsign = "CONVOY 3",
+                CotType = "a-f-G-U-C",
+                Latitude = 6.0,
+                Longitude = 21.0,
+                Hae = 0,
+                ObservedAt = now,
+                StaleAt = now.AddMinutes(10),
+                HistoryJson = "[]",
+                UpdatedAt = now,
+                Classification = 1,
+                ReleasableTo = "|mission|",
+                Caveats = 0,
+            });
+            return await db.SaveChangesAsync();
+        });
+
+        var (_, tracks) = await server.ClientFor("force").GetJson("/api/tracks/geojson");
+
+        Assert.Contains(tracks.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetString() == uid);
+        var reads = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == "read" && a.Entity == "track" && a.Actor == "force").ToListAsync());
+        Assert.Contains(reads, a => a.Detail.Contains(uid, StringComparison.Ordinal) && a.Classification >= 1);
     }
 }
 

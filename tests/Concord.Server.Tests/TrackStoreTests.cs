@@ -18,9 +18,9 @@ public abstract class TrackStoreTests<TServer>(TServer server) : IClassFixture<T
 {
     private static readonly MarkingDefault Unclassified = new(0, "|mission|", 0, "UNCLASSIFIED");
 
-    private static CotEvent Position(string uid, DateTimeOffset at, TimeSpan staleAfter, double latitude = 4.36) => CotXml.Parse(
+    private static CotEvent Position(string uid, DateTimeOffset at, TimeSpan staleAfter, double latitude = 4.36, string? callsign = null) => CotXml.Parse(
         $"<event version=\"2.0\" uid=\"{uid}\" type=\"a-f-G-U-C\" how=\"m-g\" time=\"{Stamp(at)}\" start=\"{Stamp(at)}\" stale=\"{Stamp(at + staleAfter)}\">"
-        + $"<point lat=\"{latitude.ToString(CultureInfo.InvariantCulture)}\" lon=\"18.55\" hae=\"0\" ce=\"10\" le=\"10\"/><detail><contact callsign=\"{uid}\"/></detail></event>");
+        + $"<point lat=\"{latitude.ToString(CultureInfo.InvariantCulture)}\" lon=\"18.55\" hae=\"0\" ce=\"10\" le=\"10\"/><detail><contact callsign=\"{callsign ?? uid}\"/></detail></event>");
 
     private static string Stamp(DateTimeOffset at) => at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
@@ -137,6 +137,33 @@ public abstract class TrackStoreTests<TServer>(TServer server) : IClassFixture<T
         Assert.Equal(4.6, Assert.Single(tracks.Current).Track.Latitude);
         await tracks.FlushAsync(CancellationToken.None);
         Assert.Equal(4.6, (await server.WithDbAsync(db => db.Tracks.AsNoTracking().SingleAsync(t => t.Uid == uid))).Latitude);
+    }
+
+    [Fact]
+    public async Task A_callsign_is_cut_and_a_track_stored_with_one_too_long_to_send_still_loads()
+    {
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 30, 8, 0, 0, TimeSpan.Zero));
+        var member = await MemberAsync("force");
+        var cut = Prefix() + "cut";
+        var old = Prefix() + "old";
+        using (var tracks = NewStore(clock))
+        {
+            // '>' is written as "&gt;": 20,000 of them would make a detail too large to send again.
+            Assert.True(Update(tracks, Position(cut, clock.GetUtcNow(), TimeSpan.FromHours(1), callsign: new string('>', 20_000)), member));
+            Assert.True(Update(tracks, Position(old, clock.GetUtcNow(), TimeSpan.FromHours(1)), member));
+            await tracks.FlushAsync(CancellationToken.None);
+        }
+
+        Assert.Equal(new string('>', Track.CallsignLength), await server.WithDbAsync(db => db.Tracks.Where(t => t.Uid == cut).Select(t => t.Callsign).SingleAsync()));
+
+        // A track stored before callsigns were cut, with a character XML cannot carry: the listener loads it all the same.
+        await server.WithDbAsync(db => db.Tracks.Where(t => t.Uid == old).ExecuteUpdateAsync(u => u.SetProperty(t => t.Callsign, "\uFFFF" + new string('>', 20_000))));
+        using var restarted = NewStore(clock);
+        await restarted.LoadAsync(CancellationToken.None);
+
+        var loaded = Assert.Single(restarted.Current, t => t.Track.Uid == old);
+        Assert.Equal("\uFFFD" + new string('>', Track.CallsignLength - 1), loaded.Event!.Event.Detail.Contact!.Callsign);
+        Assert.Contains(restarted.Current, t => t.Track.Uid == cut);
     }
 }
 

@@ -29,7 +29,8 @@ internal sealed class AuditWriter : IAsyncDisposable
     }
 
     /// <summary>Records what a viewer read (<see cref="Audits.Read"/>): nothing for unclassified records, else every id.</summary>
-    public async Task RecordReadAsync(Viewer viewer, string entity, IReadOnlyCollection<(Guid Id, int Classification)> records, string path, DateTime at, CancellationToken cancellationToken)
+    public async Task RecordReadAsync<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification)> records, string path, DateTime at,
+        CancellationToken cancellationToken)
     {
         // All parts are queued before any is awaited, so that the writer stores them in one batch.
         var recorded = new List<Task>();

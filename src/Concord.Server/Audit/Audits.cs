@@ -30,12 +30,15 @@ internal static class Audits
     /// <summary>
     /// The entries for a request that returned records above the lowest level, naming every one of them: one entry, or for
     /// more than <see cref="MaxIdsPerEntry"/> records (an export) one per that many, each saying which part of how many it is.
+    /// Records are named by their id (a device's track by its uid); the entry's entity id is the record's when it is one
+    /// record with a Guid id.
     /// </summary>
-    public static List<AuditEntry> Read(Viewer viewer, string entity, IReadOnlyCollection<(Guid Id, int Classification)> records, string path, DateTime at)
+    public static List<AuditEntry> Read<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification)> records, string path, DateTime at)
     {
         var classified = records.Where(r => r.Classification > 0).ToList();
         var parts = classified.Chunk(MaxIdsPerEntry).ToList();
-        return [.. parts.Select((part, i) => Entry(viewer, AuditActions.Read, entity, classified.Count == 1 ? classified[0].Id : null, part.Max(r => r.Classification), at,
+        Guid? single = classified is [{ Id: Guid id }] ? id : null;
+        return [.. parts.Select((part, i) => Entry(viewer, AuditActions.Read, entity, single, part.Max(r => r.Classification), at,
             Detail(parts.Count == 1
                 ? new { path, count = classified.Count, ids = part.Select(r => r.Id) }
                 : (object)new { path, count = classified.Count, part = i + 1, parts = parts.Count, ids = part.Select(r => r.Id) })))];

@@ -109,7 +109,10 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         r.AddresseeOrganizationId is { } id ? directory.Organization(id)?.Kind
         : r.AddresseeKind is { } token && OrganizationKinds.TryParse(token, out var kind) ? kind : null;
 
-    /// <summary>Whether a viewer answers for a request: a member of its addressee, of the kind it names, or of the organisation that accepted it.</summary>
+    /// <summary>
+    /// Whether a viewer answers for a request: a member of its addressee, of the kind it names (other than the requesting
+    /// organisation, which asks others of its kind and cannot take its own request), or of the organisation that accepted it.
+    /// </summary>
     public static bool Answers(AssistanceRequest r, Viewer viewer)
     {
         if (r.AssignedOrganizationId is { } assigned)
@@ -118,7 +121,7 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         }
 
         return r.AddresseeOrganizationId is { } id ? id == viewer.OrganizationId
-            : r.AddresseeKind is { } kind && kind == OrganizationKinds.Token(viewer.OrganizationKind);
+            : r.AddresseeKind is { } kind && kind == OrganizationKinds.Token(viewer.OrganizationKind) && r.RequesterOrganizationId != viewer.OrganizationId;
     }
 
     /// <summary>The status moves a viewer may make on a request now (the UI offers exactly these).</summary>

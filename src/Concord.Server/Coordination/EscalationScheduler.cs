@@ -1,3 +1,4 @@
+using System.Globalization;
 using Concord.Server.Access;
 using Concord.Server.Audit;
 using Concord.Server.Data;
@@ -129,7 +130,8 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
                 {
                     Id = Guid.CreateVersion7(),
                     Title = title,
-                    Description = $"{entity} not {(deadline == Deadlines.Acknowledge ? "acknowledged" : "answered")} by {due:yyyy-MM-dd HH:mm} UTC",
+                    Description = string.Create(CultureInfo.InvariantCulture,
+                        $"{entity} not {(deadline == Deadlines.Acknowledge ? "acknowledged" : "answered")} by {due:yyyy-MM-dd HH:mm} UTC"),
                     OrganizationId = to.Id,
                     Role = TaskRoles.Escalation,
                     Status = TaskStatuses.Open,

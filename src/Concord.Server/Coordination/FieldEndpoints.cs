@@ -336,6 +336,8 @@ internal static class FieldEndpoints
 
         var tasks = await desk.Db.Tasks.AsNoTracking().VisibleTo(viewer).Where(t => t.MeetingId == id).OrderBy(t => t.Number).ToListAsync(context.RequestAborted);
         await desk.AuditReadAsync(viewer, "meeting", [(meeting.Id, meeting.Classification)], context);
+        // The meeting's action items are tasks, shown with it: read like tasks.
+        await desk.AuditReadAsync(viewer, "task", tasks.Select(t => (t.Id, t.Classification)).ToList(), context);
         return TypedResults.Ok(ToDto(meeting, desk, tasks.Select(t => desk.ToDto(t, new Dictionary<Guid, string>())).ToList()));
     }
 

@@ -47,7 +47,8 @@ internal static class RequestEndpoints
                 break;
             case "incoming":
                 requests = requests.Where(r => r.AssignedOrganizationId == viewer.OrganizationId
-                    || (r.AssignedOrganizationId == null && (r.AddresseeOrganizationId == viewer.OrganizationId || r.AddresseeKind == myKind)));
+                    || (r.AssignedOrganizationId == null && (r.AddresseeOrganizationId == viewer.OrganizationId
+                        || (r.AddresseeKind == myKind && r.RequesterOrganizationId != viewer.OrganizationId))));
                 break;
             case "outgoing":
                 requests = requests.Where(r => r.RequesterOrganizationId == viewer.OrganizationId);
@@ -232,7 +233,7 @@ internal static class RequestEndpoints
         }
 
         var now = desk.Now;
-        var terms = Responsibilities.ForRequest(await desk.Directory.AgreementsAsync(cancellationToken), type, priority, addressee?.Code, addresseeKind);
+        var terms = Responsibilities.ForRequest(await desk.Directory.AgreementsAsync(cancellationToken), viewer.OrganizationCode, type, priority, addressee?.Code, addresseeKind);
         var escalateTo = terms.EscalateTo is { } code ? await desk.Directory.OrganizationAsync(code, cancellationToken) : null;
         var criteria = new RequestCriteria(lastResort ? Trimmed(body.Criteria!.LastResort!) : null, escort ? Trimmed(body.Criteria!.Escort!) : null);
         var request = new AssistanceRequest

@@ -99,11 +99,17 @@ internal static class Responsibilities
         return matches.Where(m => m.Specificity == best).Select(m => m.Route).ToList();
     }
 
-    /// <summary>The terms for a request: the most specific assistance rule (organisation over kind, a type over any), else defaults by priority.</summary>
-    public static RequestTerms ForRequest(IEnumerable<Agreement> agreements, string type, string priority, string? addresseeCode, OrganizationKind? addresseeKind)
+    /// <summary>
+    /// The terms for a request: the most specific assistance rule (organisation over kind, a type over any) of an agreement
+    /// the requesting organisation is a party to, else defaults by priority. An agreement binds its parties only: one the
+    /// requester never signed does not set its deadlines, nor release its request to an escalation organisation.
+    /// </summary>
+    public static RequestTerms ForRequest(IEnumerable<Agreement> agreements, string requesterCode, string type, string priority, string? addresseeCode,
+        OrganizationKind? addresseeKind)
     {
         (AssistanceRule Rule, string Code, int Specificity)? best = null;
-        foreach (var agreement in agreements.Where(a => a.RetiredAt is null))
+        var requester = Releasability.Pattern(Community.Organization(requesterCode));
+        foreach (var agreement in agreements.Where(a => a.RetiredAt is null && a.Parties.Contains(requester, StringComparison.Ordinal)))
         {
             foreach (var rule in agreement.Coordination.Assistance ?? [])
             {

@@ -116,15 +116,24 @@ internal static class TaskEndpoints
         }
 
         Guid? memberId = null;
+        Accounts.Member? assignee = null;
         if (body.Member is { } user)
         {
-            var member = await desk.Db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == user, context.RequestAborted);
-            if (member is null || member.OrganizationId != organization?.Id)
+            // Names are kept in lower case (as members are added); text that is no name finds no one rather than reaching the store.
+            var name = user.Trim().ToLowerInvariant();
+            assignee = Reports.ReportRules.ControlCharacterProblem(name) is null
+                ? await desk.Db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == name, context.RequestAborted)
+                : null;
+            if (assignee is null || assignee.OrganizationId != organization?.Id)
             {
                 errors["member"] = [$"'{user}' is not a member of {body.Organization}"];
             }
+            else if (assignee.Disabled)
+            {
+                errors["member"] = [$"'{user}' is disabled"];
+            }
 
-            memberId = member?.Id;
+            memberId = assignee?.Id;
         }
 
         var now = desk.Now;
@@ -164,7 +173,13 @@ internal static class TaskEndpoints
         }
 
         var (markingOk, marking) = await desk.TryMarkingAsync(body.Marking, viewer, concerned, [(organization!, "organization")], errors, context.RequestAborted);
-        if (!markingOk)
+        if (markingOk && assignee is not null && (assignee.Clearance < marking.Classification || (marking.Caveats & ~assignee.Caveats) != 0))
+        {
+            // A task its assignee could not see would be assigned to no one.
+            errors["member"] = [$"'{body.Member}' may not see a task with this marking (clearance or caveats)"];
+        }
+
+        if (!markingOk || errors.Count > 0)
         {
             return Problems.Invalid(errors);
         }

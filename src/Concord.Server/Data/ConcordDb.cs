@@ -235,18 +235,23 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
         {
             e.ToTable("tasks");
             Numbered(e);
+            // Who may act next depends on the status: a save checks that it is still the one read (see Http.ConcurrentChange).
+            e.Property(x => x.Status).IsConcurrencyToken();
         });
         modelBuilder.Entity<Coordination.TaskComment>().ToTable("task_comments");
         modelBuilder.Entity<Coordination.AssistanceRequest>(e =>
         {
             e.ToTable("requests");
             Numbered(e);
+            // Who may act next depends on the status: a save checks that it is still the one read (see Http.ConcurrentChange).
+            e.Property(x => x.Status).IsConcurrencyToken();
         });
         modelBuilder.Entity<Coordination.Escalation>().ToTable("escalations");
         modelBuilder.Entity<Coordination.Patrol>(e =>
         {
             e.ToTable("patrols");
             Numbered(e);
+            e.Property(x => x.Status).IsConcurrencyToken();
         });
         modelBuilder.Entity<Coordination.Meeting>(e =>
         {

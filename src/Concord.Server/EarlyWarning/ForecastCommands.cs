@@ -18,7 +18,8 @@ internal static class ForecastCommands
             var summary = await scope.ServiceProvider.GetRequiredService<ForecastService>().RunAsync(cancellationToken);
             if (summary is null)
             {
-                await errors.WriteLineAsync("concord: no incidents releasable to the whole mission at the lowest level: nothing to learn from");
+                await errors.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                    $"concord: incidents releasable to the whole mission at the lowest level span fewer than {ForecastService.MinimumMonths} months (or there are none): too little to learn from"));
                 return 1;
             }
 

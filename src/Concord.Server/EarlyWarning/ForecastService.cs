@@ -92,9 +92,17 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         return new Built(Panel.Build(events, [.. cells], events.Min(e => e.At), events.Max(e => e.At)), incidents.Count);
     }
 
+    /// <summary>
+    /// The fewest months of history the model is fitted on: a year of lagged features before its first training month, and
+    /// a year of training months. With less it would learn nothing and forecast one chance in two for every cell (and so
+    /// near certainty for every area, which adds its cells up).
+    /// </summary>
+    public const int MinimumMonths = 25;
+
+    /// <summary>Forecasts next month and stores them; null when the stated audience's history is empty or shorter than <see cref="MinimumMonths"/>.</summary>
     public async Task<Summary?> RunAsync(CancellationToken cancellationToken)
     {
-        if (await BuildPanelAsync(cancellationToken) is not { } built)
+        if (await BuildPanelAsync(cancellationToken) is not { } built || built.Panel.Months < MinimumMonths)
         {
             return null;
         }

@@ -42,6 +42,9 @@ internal static class ConcordApp
         builder.Services.AddHttpContextAccessor();
         builder.Services.AddConcordPolicies();
         builder.Services.AddProblemDetails();
+        builder.Services.AddExceptionHandler<Http.ConcurrentChange>();
+        // A concurrent change is a conflict the client resolves, not a failure to log.
+        builder.Services.Configure<ExceptionHandlerOptions>(o => o.SuppressDiagnosticsCallback = c => c.Exception is Microsoft.EntityFrameworkCore.DbUpdateConcurrencyException);
         builder.Services.AddOpenApi(Http.ApiDescription.Configure);
         builder.Services.ConfigureHttpJsonOptions(json =>
         {

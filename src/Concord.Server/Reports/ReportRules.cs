@@ -159,6 +159,14 @@ internal static partial class ReportRules
                 return string.Create(System.Globalization.CultureInfo.InvariantCulture,
                     $"contains the control character U+{(int)c:X4} at position {i + 1}; only printable text, tabs and line breaks are allowed");
             }
+
+            // Not characters at all (Unicode keeps them out of text, XML cannot carry them): they would stop an export or a
+            // TAK event that has to write them.
+            if (c is '\uFFFE' or '\uFFFF')
+            {
+                return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"contains the noncharacter U+{(int)c:X4} at position {i + 1}; only printable text, tabs and line breaks are allowed");
+            }
         }
 
         return null;

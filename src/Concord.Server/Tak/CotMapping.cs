@@ -110,11 +110,14 @@ internal static class CotMapping
 
     public static CotEvent ToCot(Incident i, string markingLabel, string tlpLabel, DateTimeOffset now)
     {
-        var title = i.Title.Length > 48 ? i.Title[..47] + "…" : i.Title;
+        // Stored text may hold characters XML cannot carry (a narrative with U+FFFF came in through the API): they go out
+        // replaced, as one incident that cannot be written would stop the feed for every device.
+        var full = CotText.Printable(i.Title);
+        var title = full.Length > 48 ? ReportRules.Truncate(full, 47) + "…" : full;
         var range = i.KilledLow is { } low && i.KilledHigh is { } high && low != high ? string.Create(CultureInfo.InvariantCulture, $" ({low}–{high})") : "";
         var killed = i.KilledBest is { } k ? string.Create(CultureInfo.InvariantCulture, $"{k}{range} killed; ") : "";
         var remarks = string.Create(CultureInfo.InvariantCulture,
-            $"{i.Title}\n{i.Category}; {i.Status.ToString().ToLowerInvariant()}; {killed}{i.ReportCount} report(s); {i.StartsAt:yyyy-MM-dd HH:mm}Z\n{markingLabel} {tlpLabel}");
+            $"{full}\n{i.Category}; {i.Status.ToString().ToLowerInvariant()}; {killed}{i.ReportCount} report(s); {i.StartsAt:yyyy-MM-dd HH:mm}Z\n{markingLabel} {tlpLabel}");
         var detail = new CotDetailBuilder().Contact(title).Remarks(remarks).Marking(markingLabel).Build();
         return new CotEvent
         {

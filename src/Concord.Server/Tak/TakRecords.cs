@@ -25,6 +25,12 @@ internal sealed class Track : MarkedRecord
 {
     public const int HistoryLength = 100;
 
+    /// <summary>
+    /// The longest callsign kept: real ones are a few words. A longer one is cut, as a device could otherwise store one
+    /// too large to send again (an event's detail is limited) and stop the server from loading its tracks at start.
+    /// </summary>
+    public const int CallsignLength = 128;
+
     public required string Uid { get; init; }
 
     public required Guid MemberId { get; set; }

@@ -243,7 +243,20 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         // Before the replay check, which would otherwise record the time of an event that is then refused: a device must
         // not freeze, relabel or delete what belongs to another member, nor speak for Concord's own incidents.
-        if ((Refused(from, e, route, now) ?? (e.Type == CotMapping.DeleteType ? await DeletesItemOfAnotherAsync(from, e) : null)) is { } refusal)
+        string? refusal;
+        try
+        {
+            refusal = Refused(from, e, route, now) ?? (e.Type == CotMapping.DeleteType ? await DeletesItemOfAnotherAsync(from, e) : null);
+        }
+        catch (Exception failure) when (failure is not OperationCanceledException)
+        {
+            // Whose item a deletion names is asked of the store, which may fail (busy, restarting): the event costs only
+            // itself, and the device stays connected. Nothing was recorded, so the device may send it again.
+            logger.LogWarning(failure, "TAK event {Uid} ({Type}) from {User} could not be checked; the device stays connected", e.Uid, e.Type, from.Viewer.UserName);
+            return;
+        }
+
+        if (refusal is not null)
         {
             Refuse(from, e, refusal);
             return;
@@ -437,10 +450,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return null;
         }
 
-        if (from.TracksFullUntil > at || tracks.CurrentOf(from.Viewer.MemberId, at) >= MaxTracksPerMember)
+        if (from.TracksFullUntil > at || tracks.HeldBy(from.Viewer.MemberId) >= MaxTracksPerMember)
         {
             from.TracksFullUntil = from.TracksFullUntil > at ? from.TracksFullUntil : at.AddSeconds(10);
-            return $"the member's devices hold {MaxTracksPerMember} current tracks already";
+            return $"the member's devices hold {MaxTracksPerMember} tracks already (current, or stale within the hour)";
         }
 
         return null;

@@ -12,10 +12,13 @@ internal static class TrackEndpoints
             .Produces(StatusCodes.Status200OK, contentType: "application/geo+json")
             .WithSummary("Current (not stale) positions of field devices you may see, with their recent history, as GeoJSON.");
 
-    private static async Task GeoJson(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, TimeProvider time)
+    private static async Task GeoJson(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, Audit.AuditWriter audit, TimeProvider time)
     {
         var now = time.GetUtcNow().UtcDateTime;
         var tracks = await db.Tracks.AsNoTracking().Where(t => t.StaleAt > now).VisibleTo(viewer).OrderBy(t => t.Uid).ToListAsync(context.RequestAborted);
+        // Positions of classified tracks are read like any classified record: named in the audit, before they are sent.
+        await audit.RecordReadAsync(viewer, "track", tracks.Select(t => (t.Uid, t.Classification)).ToList(), context.Request.Path + context.Request.QueryString, now,
+            context.RequestAborted);
         await using var writer = GeoJsonFeatures.StartCollection(context);
         foreach (var t in tracks)
         {

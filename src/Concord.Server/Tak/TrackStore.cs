@@ -88,14 +88,19 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
         return stale > latest ? latest : stale;
     }
 
-    /// <summary>How many current (not stale) tracks <paramref name="memberId"/>'s devices hold: a scan, for the rare moment a device names a uid it has not sent before.</summary>
-    public int CurrentOf(Guid memberId, DateTime now)
+    /// <summary>
+    /// How many tracks of <paramref name="memberId"/>'s devices memory holds, current or stale within <see cref="Retention"/>:
+    /// a scan, for the rare moment a device names a uid it has not sent before. Stale tracks count too, since they stay in
+    /// memory (and in every scan) for the retention: a device sending each uid once with a stale time seconds ahead would
+    /// otherwise never hold many current tracks while memory filled with millions.
+    /// </summary>
+    public int HeldBy(Guid memberId)
     {
         // Enumerating the dictionary itself takes no lock (its Values property would take every bucket's and copy them).
         var count = 0;
         foreach (var (_, entry) in _tracks)
         {
-            count += entry.Track.MemberId == memberId && entry.Track.StaleAt > now ? 1 : 0;
+            count += entry.Track.MemberId == memberId ? 1 : 0;
         }
 
         return count;
@@ -192,7 +197,7 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
             }
 
             t.MemberId = memberId;
-            t.Callsign = e.Detail.Contact?.Callsign ?? e.Uid;
+            t.Callsign = Reports.ReportRules.Truncate(e.Detail.Contact?.Callsign ?? e.Uid, Track.CallsignLength);
             t.CotType = e.Type;
             t.Latitude = e.Point.Lat;
             t.Longitude = e.Point.Lon;
@@ -251,8 +256,20 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
         var now = time.GetUtcNow().UtcDateTime;
         foreach (var track in await db.Tracks.AsNoTracking().Where(t => t.StaleAt > now).ToListAsync(cancellationToken))
         {
-            // After a restart a track keeps its history, and devices that connect get it as it was last sent.
-            var entry = new Entry(track) { HasPosition = true, Last = new Outbound(ToCot(track), droppable: true) };
+            // After a restart a track keeps its history, and devices that connect get it as it was last sent. A track that
+            // cannot be sent again costs only itself: the listener must start whatever a device once stored.
+            CotEvent cot;
+            try
+            {
+                cot = ToCot(track);
+            }
+            catch (Exception e) when (e is CotParseException or ArgumentException)
+            {
+                logger.LogWarning(e, "track {Uid} could not be loaded; it is shown again when its device next reports", track.Uid);
+                continue;
+            }
+
+            var entry = new Entry(track) { HasPosition = true, Last = new Outbound(cot, droppable: true) };
             foreach (var point in ParseHistory(track.HistoryJson))
             {
                 entry.History.Enqueue(point);
@@ -266,7 +283,8 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
     private CotEvent ToCot(Track t)
     {
         var label = markings.ToDto(t.Classification, t.ReleasableTo, t.Caveats).Label!;
-        var detail = new CotDetailBuilder().Contact(t.Callsign);
+        // Stored before callsigns were cut, or by a path that did not check its characters: sent as it may be.
+        var detail = new CotDetailBuilder().Contact(CotText.Printable(Reports.ReportRules.Truncate(t.Callsign, Track.CallsignLength)));
         if (t.Course is { } course && t.Speed is { } speed)
         {
             detail.Track(course, speed);

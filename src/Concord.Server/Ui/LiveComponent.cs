@@ -15,6 +15,7 @@ public abstract class LiveComponent : UiComponent, IDisposable
 {
     private readonly CancellationTokenSource _closing = new();
     private IDisposable? _subscription;
+    private Guid _member;
     private bool _loading;
     private bool _again;
 
@@ -79,6 +80,7 @@ public abstract class LiveComponent : UiComponent, IDisposable
     {
         if (firstRender && await ViewerAsync() is { } viewer)
         {
+            _member = viewer.MemberId;
             _subscription = Service<LiveFeed>().Subscribe(viewer.MemberId, OnChanges);
             await OnLiveAsync();
             StateHasChanged();
@@ -99,7 +101,10 @@ public abstract class LiveComponent : UiComponent, IDisposable
     private void OnChanges(IReadOnlyList<LiveChange> changes)
     {
         var touched = changes.Where(c => Watched.Contains(c.Entity)).Select(c => c.Id).ToList();
-        if (touched.Count > 0)
+        // A change to this member (clearance, caveats, organisation), a sharing group or an agreement may take records
+        // away from what the member may see, and the feed does not tell of records one no longer sees: the view is read
+        // again with the viewer as it now is.
+        if (touched.Count > 0 || changes.Any(c => c.Entity is "group" or "agreement" or "organization" || (c.Entity == "member" && c.Id == _member)))
         {
             _ = InvokeAsync(() => RefreshAsync(touched));
         }

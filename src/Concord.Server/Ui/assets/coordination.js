@@ -290,9 +290,13 @@
   }
 
   const state = document.getElementById('co-live');
+  // A change to the member (clearance, caveats, organisation), a sharing group or an agreement may change what this member
+  // may see: the board is read again, so that nothing stays on screen the member no longer may see.
+  const access = c => c.entity === 'member' || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization';
   Concord.live(changes => {
-    if (changes.some(c => c.entity === 'request' || c.entity === 'task')) refresh();
-    if (changes.some(c => c.entity === 'liaison' || c.entity === 'meeting' || c.entity === 'patrol')) loadLog();
+    const reread = changes.some(access);
+    if (reread || changes.some(c => c.entity === 'request' || c.entity === 'task')) refresh();
+    if (reread || changes.some(c => c.entity === 'liaison' || c.entity === 'meeting' || c.entity === 'patrol')) loadLog();
   }, connected => { state.textContent = connected ? t('co.live.on') : t('co.live.off'); state.dataset.connected = String(connected); });
   refresh();
   loadLog();
