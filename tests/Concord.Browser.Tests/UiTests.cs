@@ -413,7 +413,27 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await fixture.Server.AddTrackAsync("force", uid, "FORCE-1", lat + 0.02, lon + 0.02);
         await page.WaitForFunctionAsync($"window.concordMap.tracks.includes('{uid}')", null, new() { Timeout = 15_000 });
 
-        // The risk layer: off by default; with forecasts computed, switching it on shades cells.
+        // A STRICTLY CONFIDENTIAL track in view raises the banners above the CONFIDENTIAL march; without the layer they come down.
+        Assert.StartsWith("CONFIDENTIAL", await page.TextContentAsync("#banner-top"));
+        await fixture.Server.AddTrackAsync("joc", uid + "-sc", "JOC-1", lat + 0.03, lon + 0.03, classification: 2);
+        await page.WaitForFunctionAsync($"window.concordMap.tracks.includes('{uid}-sc')", null, new() { Timeout = 15_000 });
+        await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '2'", null, new() { Timeout = 5_000 });
+        await page.UncheckAsync("#layer-tracks");
+        await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '1'", null, new() { Timeout = 5_000 });
+        await page.CheckAsync("#layer-tracks");
+
+        // The risk layer: off by default; with forecasts computed, switching it on shades cells. A forecast learns from at
+        // least 25 months of open history: two and a half years of it at the place.
+        using (var history = fixture.Server.ClientFor("force"))
+        {
+            for (var months = 3; months <= 30; months += 3)
+            {
+                var posted = await history.PostAsJsonAsync("/api/reports", Api.Report(narrative: $"Clash at the river, {months} months ago ({tag})", latitude: lat, longitude: lon,
+                    observedAt: DateTimeOffset.UtcNow.AddMonths(-months), marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+                Assert.True(posted.IsSuccessStatusCode, await posted.Content.ReadAsStringAsync());
+            }
+        }
+
         await using (var scope = fixture.Server.Services.CreateAsyncScope())
         {
             Assert.NotNull(await scope.ServiceProvider.GetRequiredService<Concord.Server.EarlyWarning.ForecastService>().RunAsync(CancellationToken.None));

@@ -122,6 +122,28 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task The_tasks_of_an_incident_merged_into_another_are_closed_and_stop_escalating()
+    {
+        var (area, lat, lon) = await AreaAsync(-43);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var kept = await IncidentOfAsync("unpol", Api.Report(latitude: lat - 0.4, longitude: lon - 0.4, marking: mission, narrative: "Clash at the northern ford."));
+        var merged = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.4, longitude: lon + 0.4, marking: mission, narrative: "Shooting near the southern market."));
+        await WaitForAsync(() => TasksAsync("joc", $"incident={kept}"), t => t.Count == 1, "the kept incident's lead task");
+        var mergedTask = (await WaitForAsync(() => TasksAsync("joc", $"incident={merged}"), t => t.Count == 1, "the merged incident's lead task")).Single();
+
+        var (merge, mergeBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{kept}/merge", new { incidents = new[] { merged } });
+        Assert.True(merge.StatusCode == HttpStatusCode.OK, mergeBody.ToString());
+
+        var closed = await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.Id == Id(mergedTask))), t => t.Status == TaskStatuses.Done, "the merged incident's task to close");
+        Assert.Contains("merged", closed.Reason, StringComparison.Ordinal);
+        Assert.Null(closed.NextDeadline);
+        Assert.Equal(1, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == closed.Id && a.Action == AuditActions.Status)));
+        var keptTask = (await TasksAsync("joc", $"incident={kept}")).Single();
+        Assert.Equal("open", keptTask.GetProperty("status").GetString());
+    }
+
+    [Fact]
     public async Task Incidents_route_by_category_and_area_and_a_missed_deadline_escalates_exactly_once_also_across_restarts()
     {
         var (area, lat, lon) = await AreaAsync(-31);

@@ -65,8 +65,9 @@ public abstract class ForecastApiTests<TServer>(TServer server) : IClassFixture<
     {
         var open = Api.Marking("UNCLASSIFIED", ["mission"]);
         using var joc = server.ClientFor("joc");
-        // Open history in one place over two years; a restricted massacre elsewhere must not be learnt from.
-        for (var m = 0; m < 24; m += 2)
+        // Open history in one place over two and a half years (a forecast needs 25 months); a restricted massacre elsewhere
+        // must not be learnt from.
+        for (var m = 0; m < 30; m += 2)
         {
             await joc.PostJson("/api/reports", Api.Report(latitude: -25.1, longitude: 30.1, observedAt: new DateTimeOffset(2024, 1, 5, 0, 0, 0, TimeSpan.Zero).AddMonths(m), marking: open));
         }

@@ -204,7 +204,7 @@ public abstract class TestServer : IAsyncLifetime
     }
 
     /// <summary>A TAK device's current position for a member, stored as the TAK listener stores it (mission-wide, unclassified).</summary>
-    internal Task AddTrackAsync(string user, string uid, string callsign, double latitude, double longitude) =>
+    internal Task AddTrackAsync(string user, string uid, string callsign, double latitude, double longitude, int classification = 0) =>
         WithDbAsync(async db =>
         {
             var member = await db.Members.SingleAsync(m => m.UserName == user);
@@ -221,7 +221,7 @@ public abstract class TestServer : IAsyncLifetime
                 StaleAt = DateTime.UtcNow.AddHours(1),
                 HistoryJson = "[]",
                 UpdatedAt = DateTime.UtcNow,
-                Classification = 0,
+                Classification = classification,
                 ReleasableTo = "|mission|",
                 Caveats = 0,
             });

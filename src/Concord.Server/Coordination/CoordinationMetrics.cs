@@ -136,7 +136,7 @@ internal static class CoordinationMetrics
                 type = "Feature",
                 id = r.Id,
                 geometry,
-                properties = new { kind = "request", r.Type, r.Title, r.Status, r.Priority, requester = desk.OrganizationCode(r.RequesterOrganizationId), overdue = r.OverdueAt(now), marking = desk.Markings.ToDto(r).Label, level = r.Classification },
+                properties = new { kind = "request", r.Type, r.Title, r.Status, r.Priority, requester = desk.OrganizationCode(r.RequesterOrganizationId), overdue = r.OverdueAt(now), marking = desk.Markings.ToDto(r).Label, level = r.Classification, caveats = r.Caveats },
             });
         }
 
@@ -147,7 +147,7 @@ internal static class CoordinationMetrics
                 type = "Feature",
                 id = p.Id,
                 geometry = new { type = "LineString", coordinates = JsonSerializer.Deserialize<List<double[]>>(p.RouteJson) },
-                properties = new { kind = "patrol", title = p.Name, p.Status, startsAt = CoordinationDesk.Utc(p.StartsAt), marking = desk.Markings.ToDto(p).Label, level = p.Classification },
+                properties = new { kind = "patrol", title = p.Name, p.Status, startsAt = CoordinationDesk.Utc(p.StartsAt), marking = desk.Markings.ToDto(p).Label, level = p.Classification, caveats = p.Caveats },
             });
         }
 

@@ -85,6 +85,12 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             await FollowIncidentsAsync(db, ids, now, audit, cancellationToken);
         }
 
+        var gone = window.Where(c => c.Entity == "incident" && c.Operation == "deleted").Select(c => c.EntityId).Distinct().ToList();
+        if (gone.Count > 0)
+        {
+            await CloseTasksOfGoneIncidentsAsync(db, gone, now, audit, cancellationToken);
+        }
+
         if (agreements.Count > 0 && ids.Count > 0)
         {
             var incidents = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id)).ToListAsync(cancellationToken);
@@ -217,6 +223,27 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             task.Category = m.Category;
             task.AreaId = m.AreaId;
             task.UpdatedAt = now;
+        }
+    }
+
+    /// <summary>
+    /// An incident merged into another, or emptied by a split, is gone: its open lead and supporting tasks are closed
+    /// (done, with the reason), so that they neither stay on an organisation's board pointing at nothing nor escalate.
+    /// The incident that remains is routed as its change says, and an organisation that has its task there keeps that one.
+    /// </summary>
+    private static async Task CloseTasksOfGoneIncidentsAsync(ConcordDb db, List<Guid> gone, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
+    {
+        const string Reason = "its incident was merged into another or emptied by a split";
+        var tasks = await db.Tasks.Where(t => t.IncidentId != null && gone.Contains(t.IncidentId.Value) && (t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting)
+            && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken);
+        foreach (var task in tasks)
+        {
+            audit.Add(Audits.Entry(null, AuditActions.Status, "task", task.Id, task.Classification, now, Audits.Detail(new { from = task.Status, to = TaskStatuses.Done, reason = Reason })));
+            task.Status = TaskStatuses.Done;
+            task.Reason = Reason;
+            task.CompletedAt = now;
+            task.UpdatedAt = now;
+            task.Reschedule();
         }
     }
 

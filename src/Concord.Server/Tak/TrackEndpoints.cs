@@ -37,6 +37,9 @@ internal static class TrackEndpoints
             }
 
             writer.WriteString("marking", markings.ToDto(t).Label);
+            // The map's banners rise to what is on screen, tracks included.
+            writer.WriteNumber("level", t.Classification);
+            writer.WriteNumber("caveats", t.Caveats);
             writer.WritePropertyName("history");
             writer.WriteRawValue(t.HistoryJson, skipInputValidation: true);
             GeoJsonFeatures.EndFeature(writer);

@@ -22,9 +22,10 @@ window.Concord = (() => {
     }
   }
 
-  // The live channel carries ids only. Every id received is kept (window.Concord.received) so tests can prove that a
-  // member never receives the id of a record they may not see.
+  // The live channel carries ids only. The ids received are kept (window.Concord.received) so tests can prove that a
+  // member never receives the id of a record they may not see: the latest 10,000, as a page may stay open for days.
   const received = [];
+  const keep = 10000;
   function live(onChanges, onState) {
     if (!window.signalR) return;
     const connection = new signalR.HubConnectionBuilder()
@@ -34,6 +35,7 @@ window.Concord = (() => {
       .build();
     connection.on('changes', changes => {
       for (const c of changes) received.push(c.id);
+      if (received.length > keep) received.splice(0, received.length - keep);
       onChanges(changes);
     });
     connection.onreconnecting(() => onState && onState(false));

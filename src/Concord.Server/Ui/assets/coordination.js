@@ -6,7 +6,10 @@
   const me = JSON.parse(document.getElementById('co-context').textContent);
   const when = new Intl.DateTimeFormat(Concord.context.culture, { dateStyle: 'short', timeStyle: 'short', timeZone: 'UTC' });
   const fmt = iso => iso ? when.format(new Date(iso)) + ' UTC' : '–';
+  // The markings on screen, keyed by a letter for the part of the page that shows the record (r request, t task, l liaison,
+  // m meeting, p patrol) and its id: each part, read again, forgets only its own, as the two parts load apart.
   const onScreen = new Map();
+  const forget = parts => { for (const key of [...onScreen.keys()]) if (parts.includes(key[0])) onScreen.delete(key); };
 
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
@@ -162,7 +165,7 @@
         fetch('/api/requests?' + new URLSearchParams({ direction: direction.value, limit: 200 })).then(r => r.ok ? r.json() : []),
         fetch('/api/tasks?' + new URLSearchParams({ organization: me.organization, limit: 200 })).then(r => r.ok ? r.json() : []),
       ]);
-      onScreen.clear();
+      forget('rt');
       fill(document.getElementById('request-board'), requests, requestCard);
       fill(document.getElementById('task-board'), tasks, taskCard);
       updateBanner();
@@ -228,6 +231,7 @@
   async function loadLog() {
     const [entries, meetings, patrols] = await Promise.all(['/api/liaison', '/api/meetings', '/api/patrols']
       .map(path => fetch(path).then(r => r.ok ? r.json() : []).catch(() => [])));
+    forget('lmp');
     for (const e of entries) onScreen.set('l' + e.id, e.marking);
     for (const m of meetings) onScreen.set('m' + m.id, m.marking);
     for (const p of patrols) onScreen.set('p' + p.id, p.marking);

@@ -83,10 +83,17 @@
       .map(v => v.toFixed(5)).join(',');
   }
 
-  // What is on screen decides the banners: incidents, cells and the open panel.
+  // What is on screen decides the banners: incidents and cells, tracks, requests and patrols, and the open panel.
   let onScreen = { level: 0, caveats: 0n };
+  const layerMarks = { tracks: { level: 0, caveats: 0n }, coordination: { level: 0, caveats: 0n } };
+  const marksOf = features => features.reduce((m, f) => ({ level: Math.max(m.level, f.properties.level ?? 0), caveats: m.caveats | BigInt(f.properties.caveats ?? 0) }), { level: 0, caveats: 0n });
   function updateBanner() {
     let level = onScreen.level, caveats = onScreen.caveats;
+    for (const [name, marks] of Object.entries(layerMarks)) {
+      if (!map.hasLayer(name === 'tracks' ? tracks : coordination)) continue;
+      level = Math.max(level, marks.level);
+      caveats |= marks.caveats;
+    }
     const shown = panel.hidden ? null : panel.querySelector('[data-level]');
     if (shown) { level = Math.max(level, Number(shown.dataset.level)); caveats |= BigInt(shown.dataset.caveats); }
     banner(level, caveats);
@@ -177,6 +184,8 @@
     const data = await response.json();
     tracks.clearLayers();
     state.tracks = data.features.map(f => f.id);
+    layerMarks.tracks = marksOf(data.features);
+    updateBanner();
     for (const f of data.features) {
       const [x, y] = f.geometry.coordinates;
       tracks.addLayer(L.circleMarker([y, x], { radius: 6, color: '#0b3d91', weight: 2, fillColor: '#8ab4f8', fillOpacity: 0.9 })
@@ -219,6 +228,8 @@
     const data = await response.json();
     coordination.clearLayers();
     state.coordination = data.features.map(f => f.id);
+    layerMarks.coordination = marksOf(data.features);
+    updateBanner();
     for (const f of data.features) {
       const p = f.properties;
       const color = p.kind === 'patrol' ? '#2e7d32' : p.overdue ? '#b3261e' : '#6a1b9a';
@@ -237,13 +248,15 @@
   form.addEventListener('change', () => soon(0));
   form.addEventListener('reset', () => setTimeout(() => { describeWindow(); soon(0); }, 0));
   for (const [id, layer] of Object.entries(layerToggles)) {
-    document.getElementById(id).addEventListener('change', e => { e.target.checked ? layer.addTo(map) : map.removeLayer(layer); if (layer === tracks) loadTracks(); if (layer === risk) loadRisk(); if (layer === coordination) loadCoordination(); });
+    document.getElementById(id).addEventListener('change', e => { e.target.checked ? layer.addTo(map) : map.removeLayer(layer); updateBanner(); if (layer === tracks) loadTracks(); if (layer === risk) loadRisk(); if (layer === coordination) loadCoordination(); });
   }
   setInterval(loadTracks, 5000);
 
   // Live: ids only. Re-read the view through the API, so visibility is decided there; reopen the panel if it changed.
   Concord.live(changes => {
     for (const c of changes) fresh.add(c.id);
+    // A map may stay open for days: the oldest marks go first (a set keeps the order ids came in).
+    for (const id of fresh) { if (fresh.size <= 5000) break; fresh.delete(id); }
     soon(100);
     if (changes.some(c => c.entity === 'request' || c.entity === 'patrol')) loadCoordination();
     if (!panel.hidden && changes.some(c => c.id === panel.dataset.id)) openPanel(panel.dataset.id);
