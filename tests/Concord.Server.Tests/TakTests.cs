@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Concord.Cot;
@@ -627,6 +628,36 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         {
             await server.ClientFor("unpoladmin").DeleteAsync($"/api/agreements/{code}");
         }
+    }
+
+    [Fact]
+    public async Task A_device_whose_member_loses_clearance_is_told_to_remove_what_they_may_no_longer_see_before_it_is_cut()
+    {
+        var name = "f" + Guid.NewGuid().ToString("N")[..8];
+        var (added, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" }, clearance = "CONFIDENTIAL" });
+        Assert.Equal(HttpStatusCode.Created, added.StatusCode);
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(name));
+        var (_, secret) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Armed group regrouping north of Ndele", latitude: -45.5, longitude: -75.5,
+            marking: Api.Marking("CONFIDENTIAL", ["kind:military"])));
+        var (_, open) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Market reopened in Ndele", latitude: -47.5, longitude: -77.5,
+            marking: Api.Marking("UNCLASSIFIED", ["kind:military"])));
+        var secretUid = CotMapping.IncidentUidPrefix + secret.GetProperty("incidentId").GetGuid();
+        var openUid = CotMapping.IncidentUidPrefix + open.GetProperty("incidentId").GetGuid();
+        Assert.NotNull(await device.WaitForAsync(e => e.Uid == secretUid));
+        Assert.NotNull(await device.WaitForAsync(e => e.Uid == openUid));
+
+        var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{name}", new { clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
+
+        var withdrawals = new List<string>();
+        while (await device.WaitForAsync(e => e.Type == CotControl.DeleteType, TimeSpan.FromSeconds(5)) is { } e)
+        {
+            withdrawals.AddRange(e.Detail.Links.Select(l => l.Uid).OfType<string>());
+        }
+
+        Assert.Contains(secretUid, withdrawals);
+        Assert.DoesNotContain(openUid, withdrawals);
+        Assert.True(device.Closed);
     }
 
     [Fact]

@@ -99,6 +99,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     public bool MayHave(Guid incidentId, Viewer viewer) =>
         _incidentsSent.TryGetValue(incidentId, out var sent) && sent.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer));
 
+    /// <summary>The incidents a device of <paramref name="viewer"/> may have been sent (a scan, for the rare moment a member's access changes).</summary>
+    public List<Guid> MayHaveAll(Viewer viewer) =>
+        [.. _incidentsSent.Where(e => e.Value.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer))).Select(e => e.Key)];
+
     /// <summary>Forgets a deleted incident that no device is connected to be told of.</summary>
     public void Forget(Guid incidentId) => _incidentsSent.TryRemove(incidentId, out _);
 

@@ -627,12 +627,12 @@ internal sealed class TakServer(
             if (current is null)
             {
                 logger.LogWarning("TAK device of {User} ({Remote}) cut: its certificate was revoked or has expired, or its member was disabled", session.Viewer.UserName, session.Remote);
-                session.Close("access withdrawn: certificate revoked or expired, or member disabled");
+                session.CloseAfter(await WithdrawalsAsync(session.Viewer, null, cancellationToken), "access withdrawn: certificate revoked or expired, or member disabled");
             }
             else if (!SameAccess(session.Viewer, current))
             {
                 logger.LogInformation("TAK device of {User} ({Remote}) cut: the member's access changed; it may reconnect", session.Viewer.UserName, session.Remote);
-                session.Close("the member's access changed; reconnect");
+                session.CloseAfter(await WithdrawalsAsync(session.Viewer, current, cancellationToken), "the member's access changed; reconnect");
             }
             else if (await PositionMarkingAsync(current) is var marking
                 && (marking.Classification, marking.ReleasableTo, marking.Caveats) != (session.Marking.Classification, session.Marking.ReleasableTo, session.Marking.Caveats))
@@ -643,6 +643,29 @@ internal sealed class TakServer(
                 session.Close("the marking of the member's positions changed; reconnect");
             }
         }
+    }
+
+    /// <summary>
+    /// Withdrawals of the incidents a device of <paramref name="before"/> may have been sent and <paramref name="now"/> may
+    /// not see (all of them when access is withdrawn): a device keeps an incident until it goes stale, a week after it was
+    /// sent, and neither the reconnect's opening picture nor the live feed would tell it to remove one it may no longer see.
+    /// </summary>
+    private async Task<List<Outbound>> WithdrawalsAsync(Viewer before, Viewer? now, CancellationToken cancellationToken)
+    {
+        var had = router.MayHaveAll(before);
+        var still = new HashSet<Guid>();
+        if (now is not null && had.Count > 0)
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            foreach (var chunk in had.Chunk(500))
+            {
+                still.UnionWith(await db.VisibleIncidents(db.Incidents.AsNoTracking().Where(i => chunk.Contains(i.Id)), now).Select(i => i.Id).ToListAsync(cancellationToken));
+            }
+        }
+
+        var at = time.GetUtcNow();
+        return [.. had.Where(id => !still.Contains(id)).Select(id => CotMapping.Withdrawal(id, at))];
     }
 
     /// <summary>Whether two views of a member decide the same reads: organisation, clearance, caveats, roles, groups, nation.</summary>

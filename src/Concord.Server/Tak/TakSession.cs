@@ -117,6 +117,8 @@ internal sealed class TakSession : IAsyncDisposable
 
     public string? CloseReason { get; private set; }
 
+    private volatile string? _closeWhenWritten;
+
     public bool UsesProtobuf => _protobuf;
 
     /// <summary>
@@ -172,7 +174,7 @@ internal sealed class TakSession : IAsyncDisposable
     /// </summary>
     public bool Send(Outbound item, bool ring = true)
     {
-        if (_closing.IsCancellationRequested)
+        if (_closing.IsCancellationRequested || _closeWhenWritten is not null)
         {
             return false;
         }
@@ -237,6 +239,25 @@ internal sealed class TakSession : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Queues <paramref name="last"/> as the session's last events and closes it once everything queued is written (or a
+    /// write stalls): nothing sent after this call goes out. A device whose access was withdrawn or narrowed is told first
+    /// to remove what it may no longer see.
+    /// </summary>
+    public void CloseAfter(IEnumerable<Outbound> last, string reason)
+    {
+        foreach (var item in last)
+        {
+            if (!Send(item, ring: false))
+            {
+                return;
+            }
+        }
+
+        _closeWhenWritten = reason;
+        Ring();
+    }
+
     public void Close(string reason)
     {
         CloseReason ??= reason;
@@ -266,6 +287,12 @@ internal sealed class TakSession : IAsyncDisposable
             {
                 if (!Fill(buffer))
                 {
+                    if (_closeWhenWritten is { } last)
+                    {
+                        Close(last);
+                        return;
+                    }
+
                     await _doorbell.WaitAsync();
                     continue;
                 }
