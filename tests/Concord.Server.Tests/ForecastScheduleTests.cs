@@ -54,6 +54,16 @@ public abstract class ForecastScheduleTests<TServer>(TServer server) : IClassFix
         Assert.True(series.Months.Count is > 0 and <= 12);
         Assert.All(series.Observed, o => Assert.Equal(3, o));
         Assert.All(series.Forecast, f => Assert.True(f > 0, "a place with deaths every month is not forecast to be quiet"));
+
+        // Every view of the page asks for it: it is fitted once and kept, until new forecasts are written.
+        await using (var another = server.Services.CreateAsyncScope())
+        {
+            Assert.Same(history, await another.ServiceProvider.GetRequiredService<ForecastService>().HistoryAsync(12, 50, CancellationToken.None));
+        }
+
+        Assert.NotNull(await scope.ServiceProvider.GetRequiredService<ForecastService>().RunAsync(CancellationToken.None));
+        await using var refreshed = server.Services.CreateAsyncScope();
+        Assert.NotSame(history, await refreshed.ServiceProvider.GetRequiredService<ForecastService>().HistoryAsync(12, 50, CancellationToken.None));
     }
 
     private static async Task<T> WaitForAsync<T>(Func<Task<T>> read, Func<T, bool> done)

@@ -9,7 +9,7 @@ namespace Concord.Server.EarlyWarning;
 /// audience is stated, not per viewer: it learns only from incidents marked UNCLASSIFIED, releasable to the whole mission
 /// and without caveats, and its forecasts carry that same marking, so everyone who sees them may see every input.
 /// </summary>
-internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, TimeProvider time)
+internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, TimeProvider time, ForecastHistoryCache cache)
 {
     public sealed record Summary(int Cells, DateTime Month, int Incidents, IReadOnlyList<Forecast> Highest);
 
@@ -20,7 +20,10 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
     /// The last <paramref name="months"/> months per area (the areas with most deaths first): observed, and what the
     /// model — trained on the months before them only — expected one month ahead. Out of sample, like the back-test.
     /// </summary>
-    public async Task<IReadOnlyList<AreaSeries>> HistoryAsync(int months, int areas, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<AreaSeries>> HistoryAsync(int months, int areas, CancellationToken cancellationToken) =>
+        cache.GetAsync((months, areas), () => ComputeHistoryAsync(months, areas, cancellationToken), cancellationToken);
+
+    private async Task<IReadOnlyList<AreaSeries>> ComputeHistoryAsync(int months, int areas, CancellationToken cancellationToken)
     {
         if (await BuildPanelAsync(cancellationToken) is not { } built || built.Panel.Months < 26)
         {
@@ -178,6 +181,7 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         db.AreaForecasts.AddRange(areaForecasts);
         await db.SaveChangesAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        cache.Clear();
         return new Summary(forecasts.Count, month, built.Incidents, forecasts.OrderByDescending(f => f.AtLeastOne).Take(10).ToList());
     }
 }
@@ -212,4 +216,47 @@ internal sealed class ForecastRefresher(IServiceScopeFactory scopes, TimeProvide
         {
         }
     }
+}
+
+/// <summary>
+/// The early-warning page's history of observed against forecast deaths, kept for <see cref="Lifetime"/>: computing it
+/// fits the model over the whole panel (about a second on two cores), and every view of the page asked for it. It is the
+/// same for every viewer (the stated audience's incidents only), so one copy serves all; a forecast refresh clears it.
+/// </summary>
+internal sealed class ForecastHistoryCache(TimeProvider time) : IDisposable
+{
+    public static readonly TimeSpan Lifetime = TimeSpan.FromMinutes(10);
+
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly Dictionary<(int Months, int Areas), (DateTimeOffset At, long Generation, IReadOnlyList<ForecastService.AreaSeries> Series)> _kept = [];
+    private long _generation;
+
+    /// <summary>The kept history for <paramref name="key"/>, or computes it (one computation at a time: views arriving together wait for it).</summary>
+    public async Task<IReadOnlyList<ForecastService.AreaSeries>> GetAsync((int Months, int Areas) key, Func<Task<IReadOnlyList<ForecastService.AreaSeries>>> compute,
+        CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            var now = time.GetUtcNow();
+            var generation = Interlocked.Read(ref _generation);
+            if (_kept.TryGetValue(key, out var kept) && kept.Generation == generation && now - kept.At < Lifetime)
+            {
+                return kept.Series;
+            }
+
+            var series = await compute();
+            _kept[key] = (now, generation, series);
+            return series;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Forgets what is kept (new forecasts were written): the next view computes the history again.</summary>
+    public void Clear() => Interlocked.Increment(ref _generation);
+
+    public void Dispose() => _gate.Dispose();
 }

@@ -40,6 +40,7 @@ internal static class ConcordServices
         services.AddSingleton<Import.Importer>();
         services.AddScoped<Incidents.IncidentCorrections>();
         services.AddScoped<EarlyWarning.ForecastService>();
+        services.AddSingleton<EarlyWarning.ForecastHistoryCache>();
         services.AddScoped<Coordination.CoordinationDesk>();
         services.AddSingleton<WalCheckpointer>();
         services.AddSingleton<WriterLease>();
