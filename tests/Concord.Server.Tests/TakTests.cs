@@ -287,16 +287,13 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Equal("|org:FORCE|", report.ReleasableTo);
     }
 
-    [Fact]
-    public async Task An_incident_of_markers_is_not_echoed_to_a_device_however_many_reports_it_may_not_see_are_in_it()
+    /// <summary>Sends a hostile marker from <paramref name="device"/> and returns the incident its report opened.</summary>
+    private async Task<Guid> MarkerIncidentAsync(TakClient device, double latitude, double longitude)
     {
-        var colleague = await ForceColleagueAsync();
-        await using var patrol = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
-        await using var analyst = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
-        await Task.Delay(300);
         var marker = Guid.NewGuid().ToString();
-        await patrol.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
-            "<point lat='5.91' lon='21.71' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Roadblock'/></detail></event>");
+        await device.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            $"<point lat='{latitude.ToString(CultureInfo.InvariantCulture)}' lon='{longitude.ToString(CultureInfo.InvariantCulture)}' hae='9999999.0' ce='9999999.0' le='9999999.0'/>" +
+            "<detail><contact callsign='Roadblock'/></detail></event>");
         Guid? found = null;
         for (var i = 0; i < 50 && found is null; i++)
         {
@@ -305,7 +302,32 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
                 .Select(l => (Guid?)l.IncidentId).SingleOrDefaultAsync());
         }
 
-        var incident = found!.Value;
+        return found!.Value;
+    }
+
+    [Fact]
+    public async Task An_incident_of_markers_is_not_in_a_connecting_devices_opening_picture_either()
+    {
+        var colleague = await ForceColleagueAsync();
+        await using var patrol = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        await Task.Delay(300);
+        var place = Api.Spot();
+        var uid = CotMapping.IncidentUidPrefix + await MarkerIncidentAsync(patrol, place.Latitude, place.Longitude);
+
+        await using var connecting = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+
+        Assert.NotNull(await connecting.WaitForAsync(e => e.Type == CotControl.VersionSupportType));
+        Assert.Null(await connecting.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(2)));
+    }
+
+    [Fact]
+    public async Task An_incident_of_markers_is_not_echoed_to_a_device_however_many_reports_it_may_not_see_are_in_it()
+    {
+        var colleague = await ForceColleagueAsync();
+        await using var patrol = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        await using var analyst = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await Task.Delay(300);
+        var incident = await MarkerIncidentAsync(patrol, 5.91, 21.71);
         var uid = CotMapping.IncidentUidPrefix + incident;
 
         // A CONFIDENTIAL report the patrol's member may not see goes into the marker's incident; then its status moves,
@@ -643,8 +665,9 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             marking: Api.Marking("UNCLASSIFIED", ["kind:military"])));
         var secretUid = CotMapping.IncidentUidPrefix + secret.GetProperty("incidentId").GetGuid();
         var openUid = CotMapping.IncidentUidPrefix + open.GetProperty("incidentId").GetGuid();
-        Assert.NotNull(await device.WaitForAsync(e => e.Uid == secretUid));
-        Assert.NotNull(await device.WaitForAsync(e => e.Uid == openUid));
+        // Both, in whichever order they come (a wait passes over the events before the one it waits for).
+        var pending = new HashSet<string>([secretUid, openUid]);
+        Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid) && pending.Count == 0));
 
         var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{name}", new { clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);

@@ -57,6 +57,13 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var latest = await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? after;
+        if (router.Sessions.Count > 0)
+        {
+            // A device connected meanwhile: its opening picture may have been read before some of these changes, which
+            // the next round therefore publishes rather than skips.
+            return after;
+        }
+
         if (router.RemembersIncidents && latest > after)
         {
             // No device to tell, but incidents deleted meanwhile need no withdrawal later.

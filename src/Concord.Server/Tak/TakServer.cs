@@ -505,7 +505,17 @@ internal sealed class TakServer(
         var directory = scope.ServiceProvider.GetRequiredService<MissionDirectory>();
         var (incidents, _) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), new Http.ListQuery(), session.Viewer, directory, markings, cancellationToken);
         var sent = new List<Guid>();
-        foreach (var incident in await incidents!.LatestChangedAsync(options.InitialIncidents, cancellationToken))
+        var latest = await incidents!.LatestChangedAsync(options.InitialIncidents, cancellationToken);
+        var latestIds = latest.Select(i => i.Id).ToList();
+        // As the live feed: an incident made only of devices' markers is not echoed back (the devices have the markers),
+        // judged on the reports the member may see.
+        var fromItemsOnly = (await db.IncidentReports.AsNoTracking().Where(l => latestIds.Contains(l.IncidentId))
+                .Join(db.Reports, l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, r.ExternalRef, r.Classification, r.ReleasableTo, r.Caveats }).ToListAsync(cancellationToken))
+            .Where(x => Marking.AllowsRead(x.Classification, x.ReleasableTo, x.Caveats, session.Viewer))
+            .GroupBy(x => x.IncidentId)
+            .Where(g => g.All(x => x.ExternalRef?.StartsWith(CotMapping.ItemRefPrefix, StringComparison.Ordinal) == true))
+            .Select(g => g.Key).ToHashSet();
+        foreach (var incident in latest.Where(i => !fromItemsOnly.Contains(i.Id)))
         {
             if (BeforeOpeningIncident is { } pause)
             {
