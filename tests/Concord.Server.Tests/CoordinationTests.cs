@@ -528,6 +528,27 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task Reading_a_classified_meeting_audits_its_action_items_as_tasks_read()
+    {
+        var (created, meeting) = await server.ClientFor("joc").PostJson("/api/meetings", new
+        {
+            title = "Restricted planning, Kaga-Bandoro",
+            heldAt = Clock.GetUtcNow().AddHours(-2),
+            actionItems = new[] { new { title = "Recce the northern approach", organization = "FORCE", dueAt = (DateTimeOffset?)null } },
+            marking = Api.Marking("CONFIDENTIAL", ["org:JOC", "org:FORCE"]),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, meeting.ToString());
+        var id = Id(meeting);
+
+        var (read, body) = await server.ClientFor("force").GetJson($"/api/meetings/{id}");
+
+        Assert.Equal(HttpStatusCode.OK, read.StatusCode);
+        var task = Id(Assert.Single(body.GetProperty("actionItems").EnumerateArray()));
+        Assert.Contains(await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == AuditActions.Read && a.Entity == "task" && a.Actor == "force").ToListAsync()),
+            a => a.Detail.Contains(task.ToString(), StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Meetings_turn_action_items_into_tasks_and_the_liaison_log_keeps_contacts()
     {
         var joc = server.ClientFor("joc");
