@@ -15,7 +15,7 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         await server.AddAreaAsync(code, "Early warning test area", -20, 40, -18, 42);
 
         var at = new DateTimeOffset(2026, 6, 30, 0, 0, 0, TimeSpan.Zero);
-        var restricted = Api.Marking("CONFIDENTIAL", ["org:UNPOL"]);
+        var restricted = Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["SOURCE-PROTECTED"]);
         using var unpol = server.ClientFor("unpol");
         // Baseline: two events a year; then six in the last month, each days apart and kilometres apart (distinct events).
         var days = new[] { -300, -150, -29, -25, -21, -17, -13, -9 };
@@ -34,6 +34,8 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         Assert.True(spike.GetProperty("alert").GetBoolean());
         Assert.True(spike.GetProperty("probability").GetDouble() < 1e-4);
         Assert.Equal("CONFIDENTIAL", seen.GetProperty("classification").GetString());
+        // A count tells of what it counts: the answer names the caveats of the records it was counted from too.
+        Assert.Contains("SOURCE-PROTECTED", seen.GetProperty("caveats").EnumerateArray().Select(c => c.GetString()));
 
         foreach (var (parameter, field) in new[] { ("threshold=NaN", "threshold"), ("at=0001-01-01T00:00:00Z", "at") })
         {
@@ -46,9 +48,11 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         var none = hidden.GetProperty("items").EnumerateArray().Single(s => s.GetProperty("area").GetString() == code);
         Assert.Equal(0, none.GetProperty("recent").GetInt32());
         Assert.False(none.GetProperty("alert").GetBoolean());
+        Assert.Empty(hidden.GetProperty("caveats").EnumerateArray());
 
         var (_, hot) = await unpol.GetJson("/api/early-warning/hotspots?bbox=40,-20,42,-18&by=area");
         Assert.Equal(8, hot.GetProperty("items").EnumerateArray().Single(h => h.GetProperty("key").GetString() == code).GetProperty("incidents").GetInt32());
+        Assert.Equal(["SOURCE-PROTECTED"], hot.GetProperty("caveats").EnumerateArray().Select(c => c.GetString()));
         var (_, cells) = await server.ClientFor("force").GetJson("/api/early-warning/hotspots?bbox=40,-20,42,-18&by=cell");
         Assert.Empty(cells.GetProperty("items").EnumerateArray());
         var (bad, problem) = await unpol.GetJson("/api/early-warning/spikes?days=0&threshold=2");

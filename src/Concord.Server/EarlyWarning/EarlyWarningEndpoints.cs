@@ -10,7 +10,7 @@ namespace Concord.Server.EarlyWarning;
 
 internal sealed record HotspotDto(string Key, string Name, double Latitude, double Longitude, int Incidents, long Killed);
 
-internal sealed record HotspotsDto(string By, DateTimeOffset? From, DateTimeOffset? To, string Classification, IReadOnlyList<HotspotDto> Items);
+internal sealed record HotspotsDto(string By, DateTimeOffset? From, DateTimeOffset? To, string Classification, IReadOnlyList<string> Caveats, IReadOnlyList<HotspotDto> Items);
 
 internal sealed record ForecastDto(int Gid, double Latitude, double Longitude, double Expected, double AtLeastOne, double Low, double High, string Marking);
 
@@ -24,7 +24,8 @@ internal sealed record SkillDto(string Data, int From, int To, IReadOnlyList<Ski
 
 internal sealed record SpikeDto(string Area, string Name, int Recent, int Baseline, double Expected, double Probability, bool Alert);
 
-internal sealed record SpikesDto(DateTimeOffset At, int Days, int BaselineDays, double Threshold, string Classification, IReadOnlyList<SpikeDto> Items);
+internal sealed record SpikesDto(DateTimeOffset At, int Days, int BaselineDays, double Threshold, string Classification, IReadOnlyList<string> Caveats,
+    IReadOnlyList<SpikeDto> Items);
 
 /// <summary>
 /// Hotspots and spikes over the incidents the caller may see (mixed incidents as rebuilt for the caller): a viewer's
@@ -82,11 +83,14 @@ internal static class EarlyWarningEndpoints
             new DateTimeOffset(DateTime.SpecifyKind(f.Month, DateTimeKind.Utc)), Math.Round(f.Expected, 3), Math.Round(f.AtLeastOne, 4), f.Low, f.High, markings.ToDto(f).Label ?? "")).ToList());
     }
 
-    private sealed record Row(double Latitude, double Longitude, Guid? AreaId, DateTime StartsAt, int? Killed, int Classification);
+    private sealed record Row(double Latitude, double Longitude, Guid? AreaId, DateTime StartsAt, int? Killed, int Classification, long Caveats);
 
     /// <summary>The selected incidents, with mixed ones rebuilt for the viewer.</summary>
     private static Task<List<Row>> RowsAsync(IncidentSelection selection, CancellationToken cancellationToken) =>
-        selection.RowsAsync(i => new Row(i.Latitude, i.Longitude, i.AreaId, i.StartsAt, i.KilledBest, i.Classification), cancellationToken);
+        selection.RowsAsync(i => new Row(i.Latitude, i.Longitude, i.AreaId, i.StartsAt, i.KilledBest, i.Classification, i.Caveats), cancellationToken);
+
+    /// <summary>The caveats of the records an answer was counted from, all of them: a count tells of what it counts.</summary>
+    private static IReadOnlyList<string> CaveatsOf(MarkingFormat markings, List<Row> rows) => markings.Caveats.CodesOf(rows.Aggregate(0L, (bits, r) => bits | r.Caveats));
 
     private static async Task<Results<Ok<HotspotsDto>, ProblemHttpResult>> Hotspots(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
@@ -139,7 +143,7 @@ internal static class EarlyWarningEndpoints
                         area is null ? g.Average(r => r.Longitude) : (area.MinLongitude + area.MaxLongitude) / 2, g.Count(), g.Sum(r => (long)(r.Killed ?? 0)));
                 }))
             .OrderByDescending(h => h.Incidents).ThenByDescending(h => h.Killed).Take(Math.Min(query.Limit, MaxHotspots)).ToList();
-        return new HotspotsDto(by, Utc(query.From), Utc(query.To), markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), items);
+        return new HotspotsDto(by, Utc(query.From), Utc(query.To), markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), CaveatsOf(markings, rows), items);
     }
 
     private static async Task<Results<Ok<SpikesDto>, ProblemHttpResult>> Spikes(
@@ -217,7 +221,7 @@ internal static class EarlyWarningEndpoints
             })
             .OrderBy(s => s.Probability).ToList();
         return new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, threshold,
-            markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), items);
+            markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), CaveatsOf(markings, rows), items);
     }
 
     /// <summary>P(X ≥ k) for X ~ Poisson(λ), summed in log space.</summary>
