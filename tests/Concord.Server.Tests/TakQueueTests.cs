@@ -99,6 +99,31 @@ public sealed class TakQueueTests
     }
 
     [Fact]
+    public async Task Queues_are_bounded_in_bytes_positions_go_first_and_an_alert_that_does_not_fit_cuts_the_device()
+    {
+        // Items of 10 bytes ("p0;\n" padded), a budget of 50: positions beyond it go oldest first.
+        var wire = new Wire();
+        await using var session = Session(wire, positionQueue: 100, alertQueue: 100, maxQueuedBytes: 50);
+        for (var i = 0; i < 8; i++)
+        {
+            Assert.True(session.Send(Item($"p{i}------", droppable: true), ring: false));
+        }
+
+        Assert.Equal(3, session.Dropped);
+
+        // An alert takes the room of the oldest positions; one that cannot fit even then cuts the device.
+        Assert.True(session.Send(Item("a0------", droppable: false), ring: false));
+        Assert.Equal(4, session.Dropped);
+        Assert.True(session.Send(Item("a1------", droppable: false), ring: false));
+        Assert.True(session.Send(Item("a2------", droppable: false), ring: false));
+        Assert.True(session.Send(Item("a3------", droppable: false), ring: false));
+        Assert.True(session.Send(Item("a4------", droppable: false), ring: false));
+        Assert.Equal(8, session.Dropped);
+        Assert.False(session.Send(Item("a5------", droppable: false), ring: false));
+        Assert.Equal("too slow: over 50 bytes queued", session.CloseReason);
+    }
+
+    [Fact]
     public async Task The_initial_picture_waits_for_room_instead_of_cutting_the_device()
     {
         var wire = new Wire();
@@ -139,8 +164,8 @@ public sealed class TakQueueTests
         await writer.WaitAsync(TimeSpan.FromSeconds(5));
     }
 
-    private static TakSession Session(Stream wire, int positionQueue, int alertQueue) =>
-        new(wire, Viewers.OfForce("patrol", 0), "certificate", "test", Unclassified, CancellationToken.None, positionQueue, alertQueue);
+    private static TakSession Session(Stream wire, int positionQueue, int alertQueue, int maxQueuedBytes = TakSession.DefaultMaxQueuedBytes) =>
+        new(wire, Viewers.OfForce("patrol", 0), "certificate", "test", Unclassified, CancellationToken.None, positionQueue, alertQueue, maxQueuedBytes);
 
     private static Outbound Item(string text, bool droppable) =>
         new(Encoding.UTF8.GetBytes(text + ";\n"), () => throw new InvalidOperationException("XML only"), droppable);

@@ -58,6 +58,13 @@ internal sealed class TakSession : IAsyncDisposable
 {
     public const int DefaultPositionQueue = 1024;
     public const int DefaultAlertQueue = 8192;
+
+    /// <summary>
+    /// The most a device's queues hold, in bytes of XML: the counts alone would let a slow device hold thousands of events
+    /// of up to 64 KB each (a drawing flood), gigabytes across devices. Positions beyond it go, oldest first; an alert that
+    /// does not fit cuts the device as too slow.
+    /// </summary>
+    public const int DefaultMaxQueuedBytes = 16 * 1024 * 1024;
     public static readonly TimeSpan WriteTimeout = TimeSpan.FromSeconds(15);
 
     private readonly Stream _stream;
@@ -69,6 +76,8 @@ internal sealed class TakSession : IAsyncDisposable
     private readonly Doorbell _room = new();
     private readonly int _positionQueue;
     private readonly int _alertQueue;
+    private readonly long _maxQueuedBytes;
+    private long _queuedBytes;
     private readonly CancellationTokenSource _closing;
     private int _positionCount;
     private int _alertCount;
@@ -79,10 +88,11 @@ internal sealed class TakSession : IAsyncDisposable
     private int _refusedLogged;
 
     public TakSession(Stream stream, Viewer viewer, string certificate, string remote, MarkingDefault marking, CancellationToken serverStopping,
-        int positionQueue = DefaultPositionQueue, int alertQueue = DefaultAlertQueue)
+        int positionQueue = DefaultPositionQueue, int alertQueue = DefaultAlertQueue, int maxQueuedBytes = DefaultMaxQueuedBytes)
     {
         _positionQueue = positionQueue;
         _alertQueue = alertQueue;
+        _maxQueuedBytes = maxQueuedBytes;
         _stream = stream;
         Viewer = viewer;
         Certificate = certificate;
@@ -182,17 +192,35 @@ internal sealed class TakSession : IAsyncDisposable
         if (item.Droppable)
         {
             _positions.Enqueue(item);
-            if (Interlocked.Increment(ref _positionCount) > _positionQueue && _positions.TryDequeue(out _))
+            Interlocked.Add(ref _queuedBytes, item.Xml.Length);
+            if (Interlocked.Increment(ref _positionCount) > _positionQueue)
             {
                 // The device falls behind: its oldest position goes, a newer one of the same device may well follow.
-                Interlocked.Decrement(ref _positionCount);
-                Interlocked.Increment(ref _dropped);
+                DropOldestPosition();
+            }
+
+            while (Interlocked.Read(ref _queuedBytes) > _maxQueuedBytes && DropOldestPosition())
+            {
             }
         }
-        else if (!TryQueueAlert(item))
+        else
         {
-            Close("too slow: its alert queue is full");
-            return false;
+            // Positions make room for an alert before the device is cut for it.
+            while (Interlocked.Read(ref _queuedBytes) + item.Xml.Length > _maxQueuedBytes && DropOldestPosition())
+            {
+            }
+
+            if (Interlocked.Read(ref _queuedBytes) + item.Xml.Length > _maxQueuedBytes)
+            {
+                Close(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"too slow: over {_maxQueuedBytes:N0} bytes queued"));
+                return false;
+            }
+
+            if (!TryQueueAlert(item))
+            {
+                Close("too slow: its alert queue is full");
+                return false;
+            }
         }
 
         if (ring)
@@ -203,12 +231,27 @@ internal sealed class TakSession : IAsyncDisposable
         return true;
     }
 
+    /// <summary>Drops the oldest queued position; false when there is none.</summary>
+    private bool DropOldestPosition()
+    {
+        if (!_positions.TryDequeue(out var dropped))
+        {
+            return false;
+        }
+
+        Interlocked.Decrement(ref _positionCount);
+        Interlocked.Add(ref _queuedBytes, -dropped.Xml.Length);
+        Interlocked.Increment(ref _dropped);
+        return true;
+    }
+
     /// <summary>Queues an alert if its queue holds fewer than <paramref name="limit"/> (by default, its length).</summary>
     private bool TryQueueAlert(Outbound item, int? limit = null)
     {
         if (Interlocked.Increment(ref _alertCount) <= (limit ?? _alertQueue))
         {
             _alerts.Enqueue(item);
+            Interlocked.Add(ref _queuedBytes, item.Xml.Length);
             return true;
         }
 
@@ -227,9 +270,10 @@ internal sealed class TakSession : IAsyncDisposable
     public async Task SendWaitingAsync(Outbound item)
     {
         var limit = Math.Max(1, _alertQueue - (_alertQueue / 4));
+        var bytes = _maxQueuedBytes - (_maxQueuedBytes / 4);
         while (!_closing.IsCancellationRequested)
         {
-            if (TryQueueAlert(item, limit))
+            if (Interlocked.Read(ref _queuedBytes) + item.Xml.Length <= bytes && TryQueueAlert(item, limit))
             {
                 Ring();
                 return;
@@ -382,12 +426,14 @@ internal sealed class TakSession : IAsyncDisposable
         if (_alerts.TryDequeue(out var alert))
         {
             Interlocked.Decrement(ref _alertCount);
+            Interlocked.Add(ref _queuedBytes, -alert.Xml.Length);
             return alert;
         }
 
         if (_positions.TryDequeue(out var position))
         {
             Interlocked.Decrement(ref _positionCount);
+            Interlocked.Add(ref _queuedBytes, -position.Xml.Length);
             return position;
         }
 
