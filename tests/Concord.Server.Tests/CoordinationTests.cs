@@ -518,7 +518,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (uncleared, unclearedProblem) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "UNPOL", member = "UNPOL2", marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"]) });
         Assert.Equal(HttpStatusCode.BadRequest, uncleared.StatusCode);
         Assert.Equal(["member"], unclearedProblem.ErrorFields());
-        Assert.Contains("may not see", unclearedProblem.GetProperty("errors").GetProperty("member")[0].GetString(), StringComparison.Ordinal);
+        Assert.Contains("who may see a task with this marking", unclearedProblem.GetProperty("errors").GetProperty("member")[0].GetString(), StringComparison.Ordinal);
         var (nobody, nobodyProblem) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "UNPOL", member = "unpol2\u0000" });
         Assert.Equal(HttpStatusCode.BadRequest, nobody.StatusCode);
         Assert.Equal(["member"], nobodyProblem.ErrorFields());

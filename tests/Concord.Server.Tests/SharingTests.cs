@@ -74,6 +74,10 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(["UNPOL"], groups.EnumerateArray().Single(g => g.GetProperty("code").GetString() == code).GetProperty("members").EnumerateArray().Select(m => m.GetString()!).ToArray());
         var (notOwner, _) = await server.ClientFor("ocha").PostJson("/api/groups", new { code = code + "X", name = "x" });
         Assert.Equal(HttpStatusCode.Forbidden, notOwner.StatusCode);
+        // Each change of membership is a change of the group in the feed (open pages read again what their members may see);
+        // removing an organisation that is no longer a member changes nothing.
+        var groupId = await server.WithDbAsync(db => db.SharingGroups.Where(g => g.Code == code).Select(g => g.Id).SingleAsync());
+        Assert.Equal(["created", "updated", "updated"], await server.ClientFor("ocha").ChangesOfAsync(groupId));
     }
 
     [Fact]

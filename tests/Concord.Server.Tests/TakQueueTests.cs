@@ -124,6 +124,41 @@ public sealed class TakQueueTests
     }
 
     [Fact]
+    public async Task A_session_on_its_way_out_takes_nothing_more_writes_its_last_events_past_the_limits_then_closes()
+    {
+        var wire = new Wire();
+        await using var session = Session(wire, positionQueue: 4, alertQueue: 2);
+        Assert.True(session.Send(Item("before", droppable: false), ring: false));
+        var writer = session.WriteLoopAsync();
+
+        session.StopSending("access changed", TimeSpan.FromSeconds(30));
+        Assert.True(session.Draining);
+        Assert.False(session.Send(Item("after", droppable: false)));
+        await session.SendWaitingAsync(Item("picture", droppable: false)).WaitAsync(TimeSpan.FromSeconds(1));
+        // The writer has written what was queued, and waits for the last events rather than closing without them.
+        Assert.Equal("before;", await wire.WaitForAsync(1));
+        await Task.Delay(200);
+        Assert.False(session.Closing.IsCancellationRequested);
+
+        session.SendLast([Item("d0", droppable: false), Item("d1", droppable: false), Item("d2", droppable: false)]);
+        await writer.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal("before;d0;d1;d2;", await wire.WaitForAsync(4));
+        Assert.Equal("access changed", session.CloseReason);
+    }
+
+    [Fact]
+    public async Task A_session_on_its_way_out_closes_after_its_time_even_without_its_last_events()
+    {
+        await using var session = Session(new Wire(), positionQueue: 4, alertQueue: 2);
+        var writer = session.WriteLoopAsync();
+
+        session.StopSending("access withdrawn", TimeSpan.FromMilliseconds(200));
+
+        await writer.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal("access withdrawn", session.CloseReason);
+    }
+
+    [Fact]
     public async Task The_initial_picture_waits_for_room_instead_of_cutting_the_device()
     {
         var wire = new Wire();

@@ -1195,6 +1195,15 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Contains(tracks.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetString() == uid);
         var reads = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == "read" && a.Entity == "track" && a.Actor == "force").ToListAsync());
         Assert.Contains(reads, a => a.Detail.Contains(uid, StringComparison.Ordinal) && a.Classification >= 1);
+
+        // The map asks for its view: a track outside it is neither sent nor named in the audit; a bad box is named.
+        var (_, elsewhere) = await server.ClientFor("force").GetJson("/api/tracks/geojson?bbox=10,10,11,11");
+        Assert.DoesNotContain(elsewhere.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetString() == uid);
+        var (_, inside) = await server.ClientFor("force").GetJson("/api/tracks/geojson?bbox=20.5,5.5,21.5,6.5");
+        Assert.Contains(inside.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetString() == uid);
+        var (bad, problem) = await server.ClientFor("force").GetJson("/api/tracks/geojson?bbox=1,2,3");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal(["bbox"], problem.ErrorFields());
     }
 }
 

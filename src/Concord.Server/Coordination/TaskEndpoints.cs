@@ -124,13 +124,9 @@ internal static class TaskEndpoints
             assignee = Reports.ReportRules.ControlCharacterProblem(name) is null
                 ? await desk.Db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == name, context.RequestAborted)
                 : null;
-            if (assignee is null || assignee.OrganizationId != organization?.Id)
+            if (assignee is null || assignee.OrganizationId != organization?.Id || assignee.Disabled)
             {
-                errors["member"] = [$"'{user}' is not a member of {body.Organization}"];
-            }
-            else if (assignee.Disabled)
-            {
-                errors["member"] = [$"'{user}' is disabled"];
+                errors["member"] = [NoAssignee(user, body.Organization)];
             }
 
             memberId = assignee?.Id;
@@ -175,8 +171,9 @@ internal static class TaskEndpoints
         var (markingOk, marking) = await desk.TryMarkingAsync(body.Marking, viewer, concerned, [(organization!, "organization")], errors, context.RequestAborted);
         if (markingOk && assignee is not null && (assignee.Clearance < marking.Classification || (marking.Caveats & ~assignee.Caveats) != 0))
         {
-            // A task its assignee could not see would be assigned to no one.
-            errors["member"] = [$"'{body.Member}' may not see a task with this marking (clearance or caveats)"];
+            // A task its assignee could not see would be assigned to no one. The refusal is the same whatever the reason,
+            // so that naming members does not tell anyone their clearance, caveats or whether they are disabled.
+            errors["member"] = [NoAssignee(body.Member!, body.Organization)];
         }
 
         if (!markingOk || errors.Count > 0)
@@ -210,6 +207,8 @@ internal static class TaskEndpoints
         desk.WakeScheduler();
         return TypedResults.Created($"/api/tasks/{task.Id}", desk.ToDto(task, await desk.MemberNamesAsync([memberId], context.RequestAborted)));
     }
+
+    private static string NoAssignee(string user, string? organization) => $"'{user}' is not an active member of {organization} who may see a task with this marking";
 
     private static async Task<Results<Ok<TaskDto>, NotFound, ProblemHttpResult>> SetStatus(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
     {

@@ -251,7 +251,6 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
         {
             e.ToTable("patrols");
             Numbered(e);
-            e.Property(x => x.Status).IsConcurrencyToken();
         });
         modelBuilder.Entity<Coordination.Meeting>(e =>
         {

@@ -381,6 +381,13 @@ internal static class AdminEndpoints
             db.SharingGroupMembers.Remove(existing);
         }
 
+        if (add == (existing is null))
+        {
+            // Memberships are not in the change feed; the group is, and its change tells open pages to read again what
+            // their members may see (a member of the organisation may now see less, or more).
+            db.Entry(group).State = EntityState.Modified;
+        }
+
         // False only when a concurrent request made the same change first: the answer is the same.
         _ = await Changed(db, chain, viewer, "group", new { group = group.Code, organization = organization.Code, added = add }, directory, viewers, time, context.RequestAborted,
             async d => add == await d.SharingGroupMembers.AnyAsync(m => m.GroupId == group.Id && m.OrganizationId == organization.Id, context.RequestAborted));

@@ -99,9 +99,13 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     public bool MayHave(Guid incidentId, Viewer viewer) =>
         _incidentsSent.TryGetValue(incidentId, out var sent) && sent.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer));
 
-    /// <summary>The incidents a device of <paramref name="viewer"/> may have been sent (a scan, for the rare moment a member's access changes).</summary>
-    public List<Guid> MayHaveAll(Viewer viewer) =>
-        [.. _incidentsSent.Where(e => e.Value.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer))).Select(e => e.Key)];
+    /// <summary>
+    /// The incidents a device of <paramref name="viewer"/> may have been sent, the <paramref name="limit"/> sent most
+    /// recently (a scan, for the rare moment a member's access changes).
+    /// </summary>
+    public List<Guid> MayHaveLatest(Viewer viewer, int limit) =>
+        [.. _incidentsSent.Where(e => e.Value.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer)))
+            .OrderByDescending(e => e.Value.At).Take(limit).Select(e => e.Key)];
 
     /// <summary>Forgets a deleted incident that no device is connected to be told of.</summary>
     public void Forget(Guid incidentId) => _incidentsSent.TryRemove(incidentId, out _);
@@ -181,6 +185,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// </summary>
     public async ValueTask OnEventAsync(TakSession from, CotEvent e, ReadOnlyMemory<byte> raw = default, Deliveries? deliveries = null)
     {
+        if (from.Draining)
+        {
+            // Its access was withdrawn or narrowed: what it still sends until the cut is not handled.
+            return;
+        }
+
         var now = time.GetUtcNow();
         if (CotControl.IsPing(e))
         {
@@ -435,8 +445,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     }
 
     /// <summary>
-    /// Current tracks one member's devices may hold together: a device sends its own position, a gateway relays a radio
-    /// net's or a fleet's. Reconnecting does not start a new count.
+    /// Tracks one member's devices may hold together in memory, current or stale within the hour a stale track is kept:
+    /// a device sends its own position, a gateway relays a radio net's or a fleet's. Reconnecting does not start a new count.
     /// </summary>
     public const int MaxTracksPerMember = 2_000;
 
@@ -449,7 +459,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     private string? TooManyTracks(TakSession from, string uid, DateTimeOffset now)
     {
         var at = now.UtcDateTime;
-        if (tracks.OwnerOf(uid, at) == from.Viewer.MemberId)
+        // A track the member's devices already hold, even gone stale (a gateway back after a lost link), is not a new one.
+        if (tracks.HolderOf(uid) == from.Viewer.MemberId)
         {
             return null;
         }

@@ -598,7 +598,7 @@ internal sealed class TakServer(
 
     internal async Task CheckAccessOnceAsync(CancellationToken cancellationToken)
     {
-        var sessions = router.Sessions.Where(s => !s.Closing.IsCancellationRequested).ToList();
+        var sessions = router.Sessions.Where(s => !s.Closing.IsCancellationRequested && !s.Draining).ToList();
         if (sessions.Count == 0)
         {
             return;
@@ -637,12 +637,12 @@ internal sealed class TakServer(
             if (current is null)
             {
                 logger.LogWarning("TAK device of {User} ({Remote}) cut: its certificate was revoked or has expired, or its member was disabled", session.Viewer.UserName, session.Remote);
-                session.CloseAfter(await WithdrawalsAsync(session.Viewer, null, cancellationToken), "access withdrawn: certificate revoked or expired, or member disabled");
+                await CutAsync(session, null, "access withdrawn: certificate revoked or expired, or member disabled", cancellationToken);
             }
             else if (!SameAccess(session.Viewer, current))
             {
                 logger.LogInformation("TAK device of {User} ({Remote}) cut: the member's access changed; it may reconnect", session.Viewer.UserName, session.Remote);
-                session.CloseAfter(await WithdrawalsAsync(session.Viewer, current, cancellationToken), "the member's access changed; reconnect");
+                await CutAsync(session, current, "the member's access changed; reconnect", cancellationToken);
             }
             else if (await PositionMarkingAsync(current) is var marking
                 && (marking.Classification, marking.ReleasableTo, marking.Caveats) != (session.Marking.Classification, session.Marking.ReleasableTo, session.Marking.Caveats))
@@ -655,14 +655,24 @@ internal sealed class TakServer(
         }
     }
 
+    /// <summary>How many incidents a device cut for narrower access is told to remove at most: the most recently sent.</summary>
+    public const int MaxWithdrawalsOnCut = 2_000;
+
+    /// <summary>How long a device cut for narrower access has to take its withdrawals before it is cut anyway.</summary>
+    public static readonly TimeSpan CutWithin = TimeSpan.FromSeconds(5);
+
     /// <summary>
-    /// Withdrawals of the incidents a device of <paramref name="before"/> may have been sent and <paramref name="now"/> may
-    /// not see (all of them when access is withdrawn): a device keeps an incident until it goes stale, a week after it was
-    /// sent, and neither the reconnect's opening picture nor the live feed would tell it to remove one it may no longer see.
+    /// Cuts a device whose access was withdrawn (<paramref name="now"/> null) or narrowed. It stops at once: nothing more
+    /// is sent to it and nothing it sends is handled. Before the cut it is sent a deletion of each incident it may have
+    /// been sent (the <see cref="MaxWithdrawalsOnCut"/> sent most recently) that its member may no longer see: a device
+    /// keeps an incident until it goes stale, a week after it was sent, and neither a reconnect's opening picture nor the
+    /// live feed would tell it to remove one it may no longer see. The cut follows once they are written, or after
+    /// <see cref="CutWithin"/>.
     /// </summary>
-    private async Task<List<Outbound>> WithdrawalsAsync(Viewer before, Viewer? now, CancellationToken cancellationToken)
+    private async Task CutAsync(TakSession session, Viewer? now, string reason, CancellationToken cancellationToken)
     {
-        var had = router.MayHaveAll(before);
+        session.StopSending(reason, CutWithin);
+        var had = router.MayHaveLatest(session.Viewer, MaxWithdrawalsOnCut);
         var still = new HashSet<Guid>();
         if (now is not null && had.Count > 0)
         {
@@ -675,7 +685,7 @@ internal sealed class TakServer(
         }
 
         var at = time.GetUtcNow();
-        return [.. had.Where(id => !still.Contains(id)).Select(id => CotMapping.Withdrawal(id, at))];
+        session.SendLast([.. had.Where(id => !still.Contains(id)).Select(id => CotMapping.Withdrawal(id, at))]);
     }
 
     /// <summary>Whether two views of a member decide the same reads: organisation, clearance, caveats, roles, groups, nation.</summary>

@@ -128,6 +128,7 @@ internal sealed class TakSession : IAsyncDisposable
     public string? CloseReason { get; private set; }
 
     private volatile string? _closeWhenWritten;
+    private volatile bool _lastQueued;
 
     public bool UsesProtobuf => _protobuf;
 
@@ -271,7 +272,7 @@ internal sealed class TakSession : IAsyncDisposable
     {
         var limit = Math.Max(1, _alertQueue - (_alertQueue / 4));
         var bytes = _maxQueuedBytes - (_maxQueuedBytes / 4);
-        while (!_closing.IsCancellationRequested)
+        while (!_closing.IsCancellationRequested && _closeWhenWritten is null)
         {
             if (Interlocked.Read(ref _queuedBytes) + item.Xml.Length <= bytes && TryQueueAlert(item, limit))
             {
@@ -284,22 +285,52 @@ internal sealed class TakSession : IAsyncDisposable
     }
 
     /// <summary>
-    /// Queues <paramref name="last"/> as the session's last events and closes it once everything queued is written (or a
-    /// write stalls): nothing sent after this call goes out. A device whose access was withdrawn or narrowed is told first
-    /// to remove what it may no longer see.
+    /// Begins the end of a session whose access was withdrawn or narrowed: from now on nothing more is queued for the device
+    /// and nothing it sends is handled; <see cref="SendLast"/> then queues its last events (deletions of what it may no
+    /// longer see), and the session closes once they are written, or after <paramref name="within"/> whatever is left.
     /// </summary>
-    public void CloseAfter(IEnumerable<Outbound> last, string reason)
+    public void StopSending(string reason, TimeSpan within)
     {
-        foreach (var item in last)
+        if (_closeWhenWritten is not null)
         {
-            if (!Send(item, ring: false))
-            {
-                return;
-            }
+            return;
         }
 
         _closeWhenWritten = reason;
+        _ = CloseAfterAsync(reason, within);
+    }
+
+    /// <summary>True once <see cref="StopSending"/> was called: the session is on its way out.</summary>
+    public bool Draining => _closeWhenWritten is not null;
+
+    /// <summary>Queues the last events of a draining session, past the queues' limits (they are its last), and lets it close once they are written.</summary>
+    public void SendLast(IReadOnlyCollection<Outbound> last)
+    {
+        foreach (var item in last)
+        {
+            Interlocked.Increment(ref _alertCount);
+            Interlocked.Add(ref _queuedBytes, item.Xml.Length);
+            _alerts.Enqueue(item);
+        }
+
+        _lastQueued = true;
         Ring();
+    }
+
+    private async Task CloseAfterAsync(string reason, TimeSpan within)
+    {
+        try
+        {
+            await Task.Delay(within, _closing.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        Close(reason);
     }
 
     public void Close(string reason)
@@ -331,7 +362,7 @@ internal sealed class TakSession : IAsyncDisposable
             {
                 if (!Fill(buffer))
                 {
-                    if (_closeWhenWritten is { } last)
+                    if (_lastQueued && _closeWhenWritten is { } last)
                     {
                         Close(last);
                         return;

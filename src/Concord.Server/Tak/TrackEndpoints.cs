@@ -9,13 +9,28 @@ internal static class TrackEndpoints
 {
     public static void MapTracks(this IEndpointRouteBuilder app) =>
         app.MapGet("/api/tracks/geojson", GeoJson).WithTags("Tracks").RequireAuthorization()
+            .WithQueryParameter("bbox", "west,south,east,north in degrees (WGS 84): only tracks inside")
             .Produces(StatusCodes.Status200OK, contentType: "application/geo+json")
+            .ProducesProblem(StatusCodes.Status400BadRequest)
             .WithSummary("Current (not stale) positions of field devices you may see, with their recent history, as GeoJSON.");
 
     private static async Task GeoJson(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, Audit.AuditWriter audit, TimeProvider time)
     {
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, ["bbox"]))
+        {
+            await Problems.Invalid(errors).ExecuteAsync(context);
+            return;
+        }
+
         var now = time.GetUtcNow().UtcDateTime;
-        var tracks = await db.Tracks.AsNoTracking().Where(t => t.StaleAt > now).VisibleTo(viewer).OrderBy(t => t.Uid).ToListAsync(context.RequestAborted);
+        var current = db.Tracks.AsNoTracking().Where(t => t.StaleAt > now);
+        if (query.Bbox is { } box)
+        {
+            // The map asks for its view: tracks off screen are neither sent, nor named in the audit, nor counted in the banners.
+            current = current.Where(t => t.Latitude >= box.South && t.Latitude <= box.North && t.Longitude >= box.West && t.Longitude <= box.East);
+        }
+
+        var tracks = await current.VisibleTo(viewer).OrderBy(t => t.Uid).ToListAsync(context.RequestAborted);
         // Positions of classified tracks are read like any classified record: named in the audit, before they are sent.
         await audit.RecordReadAsync(viewer, "track", tracks.Select(t => (t.Uid, t.Classification)).ToList(), context.Request.Path + context.Request.QueryString, now,
             context.RequestAborted);

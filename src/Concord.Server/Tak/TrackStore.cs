@@ -106,6 +106,9 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
         return count;
     }
 
+    /// <summary>The member whose track <paramref name="uid"/> memory holds, current or stale, if any.</summary>
+    public Guid? HolderOf(string uid) => _tracks.TryGetValue(uid, out var entry) ? entry.Track.MemberId : null;
+
     /// <summary>The member whose current (not stale) track <paramref name="uid"/> is, if any.</summary>
     public Guid? OwnerOf(string uid, DateTime now) =>
         _tracks.TryGetValue(uid, out var entry) && entry.Track.StaleAt > now ? entry.Track.MemberId : null;
