@@ -131,6 +131,10 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var merged = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.4, longitude: lon + 0.4, marking: mission, narrative: "Shooting near the southern market."));
         await WaitForAsync(() => TasksAsync("joc", $"incident={kept}"), t => t.Count == 1, "the kept incident's lead task");
         var mergedTask = (await WaitForAsync(() => TasksAsync("joc", $"incident={merged}"), t => t.Count == 1, "the merged incident's lead task")).Single();
+        // Unacknowledged past its deadline, it escalates to the JOC first.
+        Clock.Advance(TimeSpan.FromMinutes(31));
+        var notices = (await WaitForAsync(() => TasksAsync("joc", "organization=JOC"), t => t.Any(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(mergedTask)),
+            "the JOC's escalation notice")).Where(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(mergedTask)).Select(x => Id(x)).ToList();
 
         var (merge, mergeBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{kept}/merge", new { incidents = new[] { merged } });
         Assert.True(merge.StatusCode == HttpStatusCode.OK, mergeBody.ToString());
@@ -139,8 +143,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Contains("merged", closed.Reason, StringComparison.Ordinal);
         Assert.Null(closed.NextDeadline);
         Assert.Equal(1, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == closed.Id && a.Action == AuditActions.Status)));
-        var keptTask = (await TasksAsync("joc", $"incident={kept}")).Single();
+        var keptTask = (await TasksAsync("joc", $"incident={kept}")).Single(t => t.GetProperty("role").GetString() == "lead");
         Assert.Equal("open", keptTask.GetProperty("status").GetString());
+        Assert.All(await server.WithDbAsync(db => db.Tasks.AsNoTracking().Where(t => notices.Contains(t.Id)).ToListAsync()), n => Assert.Equal(TaskStatuses.Done, n.Status));
     }
 
     [Fact]

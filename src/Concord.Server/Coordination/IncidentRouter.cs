@@ -227,8 +227,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     }
 
     /// <summary>
-    /// An incident merged into another, or emptied by a split, is gone: its open lead and supporting tasks are closed
-    /// (done, with the reason), so that they neither stay on an organisation's board pointing at nothing nor escalate.
+    /// An incident merged into another, or emptied by a split, is gone: its open lead and supporting tasks, and their open
+    /// escalation notices, are closed (done, with the reason), so that they neither stay on a board pointing at nothing
+    /// nor escalate.
     /// The incident that remains is routed as its change says, and an organisation that has its task there keeps that one.
     /// </summary>
     private static async Task CloseTasksOfGoneIncidentsAsync(ConcordDb db, List<Guid> gone, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
@@ -236,6 +237,10 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         const string Reason = "its incident was merged into another or emptied by a split";
         var tasks = await db.Tasks.Where(t => t.IncidentId != null && gone.Contains(t.IncidentId.Value) && (t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting)
             && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken);
+        // The escalation notices of those tasks (an overdue one escalated to the JOC) go with them.
+        var closed = tasks.Select(t => (Guid?)t.Id).ToList();
+        tasks.AddRange(await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && closed.Contains(t.EscalatedItemId)
+            && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken));
         foreach (var task in tasks)
         {
             audit.Add(Audits.Entry(null, AuditActions.Status, "task", task.Id, task.Classification, now, Audits.Detail(new { from = task.Status, to = TaskStatuses.Done, reason = Reason })));

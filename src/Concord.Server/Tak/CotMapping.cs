@@ -62,7 +62,10 @@ internal static class CotMapping
     public static string ItemRef(string uid) => ItemRefPrefix + uid;
 
     /// <summary>Whether a report came from a TAK item (<see cref="ItemRef"/>).</summary>
-    public static bool IsFromItem(Reports.Report report) => report.ExternalRef?.StartsWith(ItemRefPrefix, StringComparison.Ordinal) == true;
+    public static bool IsFromItem(Reports.Report report) => IsItemRef(report.ExternalRef);
+
+    /// <summary>Whether a report's source reference is a TAK item's (a marker or spot report a device sent).</summary>
+    public static bool IsItemRef(string? externalRef) => externalRef?.StartsWith(ItemRefPrefix, StringComparison.Ordinal) == true;
 
     /// <summary>A marker as a report request; its id comes from the marker's uid and time, so a replay is the same report.</summary>
     public static CreateReport ToReport(CotEvent e, string category, string author)

@@ -513,7 +513,7 @@ internal sealed class TakServer(
                 .Join(db.Reports, l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, r.ExternalRef, r.Classification, r.ReleasableTo, r.Caveats }).ToListAsync(cancellationToken))
             .Where(x => Marking.AllowsRead(x.Classification, x.ReleasableTo, x.Caveats, session.Viewer))
             .GroupBy(x => x.IncidentId)
-            .Where(g => g.All(x => x.ExternalRef?.StartsWith(CotMapping.ItemRefPrefix, StringComparison.Ordinal) == true))
+            .Where(g => g.All(x => CotMapping.IsItemRef(x.ExternalRef)))
             .Select(g => g.Key).ToHashSet();
         foreach (var incident in latest.Where(i => !fromItemsOnly.Contains(i.Id)))
         {
