@@ -122,6 +122,25 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task An_incident_recorded_before_its_rules_is_not_routed_when_it_changes_later()
+    {
+        var (area, lat, lon) = await AreaAsync(-46);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var older = await IncidentOfAsync("unpol", Api.Report(latitude: lat - 0.4, longitude: lon - 0.4, marking: mission, narrative: "Clash before the SOP."));
+        Clock.Advance(TimeSpan.FromSeconds(1));
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+
+        // The older incident changes; then a new one is recorded. The router reads the feed in order: once the new one has
+        // its task, the change of the older one was judged.
+        var (verified, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{older}/status", new { status = "verified" });
+        Assert.Equal(HttpStatusCode.OK, verified.StatusCode);
+        var newer = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.4, longitude: lon + 0.4, marking: mission, narrative: "Clash after the SOP."));
+        await WaitForAsync(() => TasksAsync("joc", $"incident={newer}"), t => t.Count == 1, "the newer incident's lead task");
+
+        Assert.Empty(await TasksAsync("joc", $"incident={older}"));
+    }
+
+    [Fact]
     public async Task The_tasks_of_an_incident_merged_into_another_are_closed_and_stop_escalating()
     {
         var (area, lat, lon) = await AreaAsync(-43);

@@ -98,7 +98,10 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 .Select(t => t.RoutingKey!).ToListAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
             foreach (var incident in incidents)
             {
-                foreach (var route in Responsibilities.Resolve(agreements, incident.Category, directory.Area(incident.AreaId)?.Code))
+                // Rules apply to incidents recorded since their agreement was: an older incident that changes (a status, a
+                // fused report) is not routed retroactively by an agreement recorded after it.
+                var inForce = agreements.Where(a => a.CreatedAt <= incident.CreatedAt).ToList();
+                foreach (var route in Responsibilities.Resolve(inForce, incident.Category, directory.Area(incident.AreaId)?.Code))
                 {
                     foreach (var (code, role) in route.Supporting.Select(s => (s, TaskRoles.Supporting)).Prepend((route.Lead, TaskRoles.Lead)))
                     {
