@@ -37,7 +37,7 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         // A count tells of what it counts: the answer names the caveats of the records it was counted from too.
         Assert.Contains("SOURCE-PROTECTED", seen.GetProperty("caveats").EnumerateArray().Select(c => c.GetString()));
 
-        foreach (var (parameter, field) in new[] { ("threshold=NaN", "threshold"), ("at=0001-01-01T00:00:00Z", "at") })
+        foreach (var (parameter, field) in new[] { ("threshold=NaN", "threshold"), ("at=0001-01-01T00:00:00Z", "at"), ("bbox=40,-20,42,-18", "bbox") })
         {
             var (refused, refusal) = await unpol.GetJson($"/api/early-warning/spikes?{parameter}");
             Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);

@@ -188,6 +188,8 @@ internal static class EarlyWarningEndpoints
             }
         }
 
+        // Spikes are per area over the whole mission: a filter (bbox, category, from) would look applied and not be.
+        QueryReader.RefuseOthers(q, ["days", "baselineDays", "threshold", "at"], "spikes", errors);
         if (errors.Count > 0)
         {
             return Problems.Invalid(errors);
