@@ -29,12 +29,7 @@ internal sealed record Marking(int Classification, IReadOnlySet<string> Releasab
     /// <summary>The reference form of the access rule, in plain C#. The SQL form in <see cref="Visibility"/> must agree with it.</summary>
     public static bool AllowsRead(int classification, string releasableTo, long caveats, Viewer viewer)
     {
-        if (classification > viewer.Clearance)
-        {
-            return false;
-        }
-
-        if ((caveats & ~viewer.CaveatBits) != 0)
+        if (!Clears(viewer.Clearance, viewer.CaveatBits, classification, caveats))
         {
             return false;
         }
@@ -49,6 +44,10 @@ internal sealed record Marking(int Classification, IReadOnlySet<string> Releasab
 
         return false;
     }
+
+    /// <summary>Whether a clearance and caveats reach a marking's level and caveats (releasability aside).</summary>
+    public static bool Clears(int clearance, long caveatBits, int classification, long caveats) =>
+        classification <= clearance && (caveats & ~caveatBits) == 0;
 
     public static bool AllowsRead(IMarked record, Viewer viewer) =>
         AllowsRead(record.Classification, record.ReleasableTo, record.Caveats, viewer);

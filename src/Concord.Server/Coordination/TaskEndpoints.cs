@@ -169,7 +169,7 @@ internal static class TaskEndpoints
         }
 
         var (markingOk, marking) = await desk.TryMarkingAsync(body.Marking, viewer, concerned, [(organization!, "organization")], errors, context.RequestAborted);
-        if (markingOk && assignee is not null && (assignee.Clearance < marking.Classification || (marking.Caveats & ~assignee.Caveats) != 0))
+        if (markingOk && assignee is not null && !Marking.Clears(assignee.Clearance, assignee.Caveats, marking.Classification, marking.Caveats))
         {
             // A task its assignee could not see would be assigned to no one. The refusal is the same whatever the reason,
             // so that naming members does not tell anyone their clearance, caveats or whether they are disabled.

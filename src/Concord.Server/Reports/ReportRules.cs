@@ -154,18 +154,13 @@ internal static partial class ReportRules
             var bad = (c < ' ' && c is not '\t' and not '\n' and not '\r') || c == '\u007f'
                 || (char.IsHighSurrogate(c) && (i + 1 == text.Length || !char.IsLowSurrogate(text[i + 1])))
                 || (char.IsLowSurrogate(c) && (i == 0 || !char.IsHighSurrogate(text[i - 1])));
-            if (bad)
+            // Noncharacters are not characters at all (Unicode keeps them out of text, XML cannot carry them): they would
+            // stop an export or a TAK event that has to write them.
+            var noncharacter = c is '\uFFFE' or '\uFFFF';
+            if (bad || noncharacter)
             {
                 return string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                    $"contains the control character U+{(int)c:X4} at position {i + 1}; only printable text, tabs and line breaks are allowed");
-            }
-
-            // Not characters at all (Unicode keeps them out of text, XML cannot carry them): they would stop an export or a
-            // TAK event that has to write them.
-            if (c is '\uFFFE' or '\uFFFF')
-            {
-                return string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                    $"contains the noncharacter U+{(int)c:X4} at position {i + 1}; only printable text, tabs and line breaks are allowed");
+                    $"contains the {(noncharacter ? "noncharacter" : "control character")} U+{(int)c:X4} at position {i + 1}; only printable text, tabs and line breaks are allowed");
             }
         }
 

@@ -308,9 +308,7 @@ internal sealed class TakSession : IAsyncDisposable
     {
         foreach (var item in last)
         {
-            Interlocked.Increment(ref _alertCount);
-            Interlocked.Add(ref _queuedBytes, item.Xml.Length);
-            _alerts.Enqueue(item);
+            TryQueueAlert(item, int.MaxValue);
         }
 
         _lastQueued = true;
