@@ -47,9 +47,15 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // The password is reset (say, after the laptop was lost): the old session ends, the new password opens a new one.
         using var stolen = await SignedIn("first-password-1");
         using var bystander = await SignedIn("first-password-1");
+        // The thief made a token with the stolen session: the reset ends it too.
+        var (_, token) = await stolen.PostJson("/api/me/tokens", new { name = "kept", expiresInDays = 365 });
+        using var byToken = new HttpClient { BaseAddress = server.BaseAddress };
+        byToken.DefaultRequestHeaders.Authorization = new("Bearer", token.GetProperty("token").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await byToken.GetAsync("/api/me")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { password = "second-password-2" })).StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await stolen.GetAsync("/api/me")).StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await bystander.GetAsync("/api/me")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await byToken.GetAsync("/api/me")).StatusCode);
         using var renewed = await SignedIn("second-password-2");
 
         // Disabled and enabled again: the sessions from before the disable stay ended.

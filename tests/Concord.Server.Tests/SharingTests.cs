@@ -548,6 +548,99 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task Organisation_administrators_change_no_member_who_holds_more_than_they_do()
+    {
+        var chief = "c" + Guid.NewGuid().ToString("N")[..8];
+        var (created, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/UNPOL/members",
+            new { userName = chief, password = "chief-password-1", clearance = "STRICTLY CONFIDENTIAL", roles = new[] { "mission-admin", "reporter" } });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var admin = server.ClientFor("unpoladmin");
+
+        // Resetting a senior colleague's password would be signing in with what they hold.
+        var taken = await admin.PatchAsJsonAsync($"/api/members/{chief}", new { password = "taken-over-123" });
+        var demoted = await admin.PatchAsJsonAsync($"/api/members/{chief}", new { disabled = true });
+        var (signIn, _) = await server.Anonymous().PostJson("/api/auth/signin", new { userName = chief, password = "taken-over-123" });
+        var (auditor, refusal) = await admin.PostJson("/api/organizations/UNPOL/members",
+            new { userName = "a" + chief, password = "a-long-password", clearance = "UNCLASSIFIED", roles = new[] { "auditor" } });
+        var byMissionAdmin = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{chief}", new { displayName = "Chief of police" });
+
+        Assert.Equal(HttpStatusCode.Forbidden, taken.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, demoted.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, signIn.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, auditor.StatusCode);
+        Assert.Equal(["roles"], refusal.ErrorFields());
+        Assert.Equal(HttpStatusCode.OK, byMissionAdmin.StatusCode);
+    }
+
+    [Fact]
+    public async Task An_agreement_marks_only_its_parties_reports_and_each_organisation_agrees_its_own_defaults()
+    {
+        // A category no other test gives an agreement rule, and every agreement is retired at the end.
+        const string Category = "ocha-access.9-physical-environment";
+        object Rule(string reporter, string level, string[] releasableTo) => new { reporter, category = Category, marking = Api.Marking(level, releasableTo), tlp = "amber" };
+        string Code() => "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var unpolAdmin = server.ClientFor("unpoladmin");
+        var missionAdmin = server.ClientFor("jocadmin");
+        var codes = new List<string>();
+        async Task<HttpStatusCode> Record(HttpClient client, string code, string[] parties, params object[] rules)
+        {
+            var (answer, _) = await client.PostJson("/api/agreements", new { code, name = "Agreement " + code, parties, rules });
+            if (answer.StatusCode == HttpStatusCode.Created)
+            {
+                codes.Add(code);
+            }
+
+            return answer.StatusCode;
+        }
+
+        async Task<HttpStatusCode> Revise(HttpClient client, string code, string[] parties, params object[] rules) =>
+            (await client.PutAsJsonAsync($"/api/agreements/{code}", new { name = "Agreement " + code, parties, rules })).StatusCode;
+
+        async Task<JsonElement> OchaReport()
+        {
+            var (created, report) = await server.ClientFor("ocha").PostJson("/api/reports", Api.Fields(Api.Report(category: Category, marking: null), without: "marking"));
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            return report;
+        }
+
+        try
+        {
+            // UNPOL's administrator cannot release humanitarian reports to the military: not by naming OCHA a party...
+            Assert.Equal(HttpStatusCode.Forbidden, await Record(unpolAdmin, Code(), ["UNPOL", "OCHA"], Rule("kind:humanitarian", "UNCLASSIFIED", ["kind:military"])));
+            // ...nor by a rule for humanitarians in an agreement of UNPOL's own, which binds its parties only.
+            Assert.Equal(HttpStatusCode.Created, await Record(unpolAdmin, Code(), ["UNPOL"], Rule("kind:humanitarian", "UNCLASSIFIED", ["kind:military"])));
+            var unbound = await OchaReport();
+            Assert.Equal(["org:OCHA"], unbound.GetProperty("marking").GetProperty("releasableTo").EnumerateArray().Select(c => c.GetString()!).ToArray());
+            Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("force").GetAsync($"/api/reports/{Id(unbound)}")).StatusCode);
+
+            // An agreement between OCHA and UNPOL (recorded by a mission administrator): UNPOL's administrator may change
+            // UNPOL's defaults and keep OCHA's as agreed, not change OCHA's.
+            var shared = Code();
+            var ochaRule = Rule("org:OCHA", "CONFIDENTIAL", ["org:JOC"]);
+            Assert.Equal(HttpStatusCode.Created, await Record(missionAdmin, shared, ["UNPOL", "OCHA"], ochaRule, Rule("org:UNPOL", "CONFIDENTIAL", [])));
+            Assert.Equal(HttpStatusCode.OK, await Revise(unpolAdmin, shared, ["UNPOL", "OCHA"], ochaRule, Rule("org:UNPOL", "CONFIDENTIAL", ["org:JOC"])));
+            Assert.Equal(HttpStatusCode.Forbidden, await Revise(unpolAdmin, shared, ["UNPOL", "OCHA"], Rule("org:OCHA", "UNCLASSIFIED", ["kind:military"])));
+
+            // OCHA's agreement with the JOC: UNPOL's administrator, not a party, may not revise it, even by adding UNPOL.
+            var theirs = Code();
+            Assert.Equal(HttpStatusCode.Created, await Record(missionAdmin, theirs, ["OCHA", "JOC"], Rule("org:JOC", "CONFIDENTIAL", [])));
+            Assert.Equal(HttpStatusCode.Forbidden, await Revise(unpolAdmin, theirs, ["OCHA", "JOC", "UNPOL"], Rule("org:UNPOL", "UNCLASSIFIED", ["mission"])));
+
+            var agreed = await OchaReport();
+            Assert.Equal("CONFIDENTIAL", agreed.GetProperty("marking").GetProperty("classification").GetString());
+            Assert.Equal(["org:JOC", "org:OCHA"], agreed.GetProperty("marking").GetProperty("releasableTo").EnumerateArray().Select(c => c.GetString()!).ToArray());
+            Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("force").GetAsync($"/api/reports/{Id(agreed)}")).StatusCode);
+        }
+        finally
+        {
+            foreach (var code in codes)
+            {
+                await missionAdmin.DeleteAsync($"/api/agreements/{code}");
+            }
+        }
+    }
+
+    [Fact]
     public async Task Administrators_creating_the_same_record_at_once_get_one_creation_and_conflicts_naming_the_field()
     {
         var admin = server.ClientFor("jocadmin");

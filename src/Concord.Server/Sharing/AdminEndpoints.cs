@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Accounts;
@@ -176,9 +177,19 @@ internal static class AdminEndpoints
         {
             errors["roles"] = ["only a mission administrator grants mission-admin"];
         }
+        else if (body.Roles?.Contains(MemberRoles.Auditor) == true && !admin.HasRole(MemberRoles.MissionAdmin))
+        {
+            // The audit log is mission-wide: who reads it is the mission's decision, not one organisation's.
+            errors["roles"] = ["only a mission administrator grants auditor"];
+        }
 
         return errors;
     }
+
+    /// <summary>Whether <paramref name="member"/> holds something <paramref name="admin"/> could not grant.</summary>
+    private static bool HoldsMore(Member member, Viewer admin) =>
+        member.Clearance > admin.Clearance || (member.Caveats & ~admin.CaveatBits) != 0
+        || member.RoleSet.Contains(MemberRoles.MissionAdmin) || member.RoleSet.Contains(MemberRoles.Auditor);
 
     private static async Task<Results<Created<MemberDto>, NotFound, ProblemHttpResult>> AddMember(
         string code, HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
@@ -229,6 +240,12 @@ internal static class AdminEndpoints
         {
             // Administrators of other organisations learn nothing of this member.
             return TypedResults.NotFound();
+        }
+
+        if (!viewer.HasRole(MemberRoles.MissionAdmin) && HoldsMore(member, viewer))
+        {
+            // Else an organisation administrator could set a senior colleague's password and sign in with what they hold.
+            return Problems.Forbidden($"{member.UserName} holds more than you do (a higher clearance, a caveat you do not hold, or the {MemberRoles.MissionAdmin} or {MemberRoles.Auditor} role): a mission administrator changes this member");
         }
 
         var (body, problem) = await JsonBody.ReadAsync<MemberRequest>(context, 4096);
@@ -296,6 +313,13 @@ internal static class AdminEndpoints
         if (body.Password is not null)
         {
             member.SetPassword(body.Password);
+        }
+
+        if (body.Password is not null || body.Disabled == true)
+        {
+            // A reset after a lost laptop ends what was signed in with the old password, and the tokens made meanwhile too.
+            var now = time.GetUtcNow().UtcDateTime;
+            await db.AccessTokens.Where(t => t.MemberId == member.Id && t.RevokedAt == null).ForEachAsync(t => t.RevokedAt = now, context.RequestAborted);
         }
 
         if (!await Changed(db, chain, viewer, "member", new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, directory, viewers, time, context.RequestAborted))
@@ -538,6 +562,11 @@ internal static class AdminEndpoints
             return Problems.Forbidden("only administrators of a party organisation (or mission administrators) record its agreements");
         }
 
+        if (DefaultsForOthers(viewer, parties, body.Rules ?? [], directory, markings).FirstOrDefault() is { } imposed)
+        {
+            return Problems.Forbidden($"{imposed}: only its own administrators (or mission administrators) decide how its reports are marked");
+        }
+
         var agreement = NewVersion(Guid.CreateVersion7(), 1, code, body, parties, directory, viewer.UserName, time);
         db.Agreements.Add(agreement);
         if (!await Changed(db, chain, viewer, "agreement", new { created = code, version = 1 }, directory, viewers, time, context.RequestAborted,
@@ -570,10 +599,18 @@ internal static class AdminEndpoints
             return Problems.Invalid(errors);
         }
 
-        var current = Releasability.Decode(latest.Parties).Select(p => directory.Organizations.FirstOrDefault(o => "org:" + o.Code == p)?.Id ?? Guid.Empty);
-        if (!current.Concat(parties).Any(p => Administers(viewer, p)))
+        // Only the parties as they stand may revise: naming oneself a party in the new version gives no say over it.
+        var current = Releasability.Decode(latest.Parties).Select(p => directory.Organizations.FirstOrDefault(o => "org:" + o.Code == p)?.Id ?? Guid.Empty).ToList();
+        if (!current.Any(p => Administers(viewer, p)))
         {
             return Problems.Forbidden("only administrators of a party organisation (or mission administrators) revise its agreements");
+        }
+
+        // What the other parties agreed to for their own reports stays as they agreed it: nothing new is imposed on them.
+        var agreed = DefaultsForOthers(viewer, current, latest.Rules, directory, markings).ToHashSet(StringComparer.Ordinal);
+        if (DefaultsForOthers(viewer, parties, body!.Rules ?? [], directory, markings).FirstOrDefault(d => !agreed.Contains(d)) is { } imposed)
+        {
+            return Problems.Forbidden($"{imposed}: only its own administrators (or mission administrators) decide how its reports are marked");
         }
 
         var agreement = NewVersion(latest.Id, latest.Version + 1, normalized, body!, parties, directory, viewer.UserName, time);
@@ -612,6 +649,40 @@ internal static class AdminEndpoints
     }
 
     /// <summary>A version of an agreement from its validated text (the API, <c>concord agreement add</c> and the demo all record agreements this way).</summary>
+    /// <summary>
+    /// The defaults that <paramref name="rules"/> set for the reports of the parties <paramref name="viewer"/> does not
+    /// administer, one description per organisation and rule (the same rule and marking always read the same). An agreement
+    /// marks only its parties' reports, and how an organisation's reports are shared is for its own administrators to
+    /// agree: another party's administrator may keep what it agreed to, not set or change it.
+    /// </summary>
+    private static IEnumerable<string> DefaultsForOthers(Viewer viewer, IEnumerable<Guid> parties, IEnumerable<AgreementRule> rules, MissionDirectory directory, MarkingFormat markings)
+    {
+        var others = parties.Where(p => !Administers(viewer, p)).Select(directory.Organization).OfType<Organization>().ToList();
+        if (others.Count == 0)
+        {
+            yield break;
+        }
+
+        foreach (var rule in rules)
+        {
+            if (!Community.TryNormalize(rule.Reporter ?? "", out var reporter, out _))
+            {
+                continue;
+            }
+
+            foreach (var organization in others.Where(o => reporter == Community.Organization(o.Code) || reporter == Community.Kind(o.Kind)))
+            {
+                // The rules were validated (new ones above, stored ones when they were recorded).
+                var level = markings.Scheme.TryParse(rule.Marking?.Classification ?? "", out var parsed) ? markings.Scheme.Label(parsed) : rule.Marking?.Classification;
+                var communities = (rule.Marking?.ReleasableTo ?? []).Select(c => Community.TryNormalize(c, out var token, out _) ? token : c);
+                var caveats = markings.Caveats.TryGetBits(rule.Marking?.Caveats ?? [], out var bits, out _) ? string.Join(", ", markings.Caveats.CodesOf(bits)) : "";
+                var tlp = rule.Tlp is not null && Tlps.TryParse(rule.Tlp, out var t) ? t.ToString() : "default";
+                yield return string.Create(CultureInfo.InvariantCulture,
+                    $"the rule for {reporter} and category {rule.Category} sets the default marking of {organization.Code}'s reports ({level}, releasable to {Releasability.Encode(communities)}, caveats {caveats}, TLP {tlp})");
+            }
+        }
+    }
+
     internal static Agreement NewVersion(Guid id, int version, string code, AgreementRequest body, IEnumerable<Guid> parties, MissionDirectory directory, string createdBy, TimeProvider time) => new()
     {
         Id = id,

@@ -75,7 +75,9 @@ internal static class AgreementDecisions
         var orgToken = Community.Organization(organizationCode);
         var kindToken = Community.Kind(kind);
         var matches = new List<(Agreement Agreement, AgreementRule Rule, int Specificity)>();
-        foreach (var agreement in agreements.Where(a => a.RetiredAt is null))
+        // An agreement binds its parties only: a rule for a kind of organisation marks the reports of its parties of that kind.
+        var party = "|" + orgToken + "|";
+        foreach (var agreement in agreements.Where(a => a.RetiredAt is null && a.Parties.Contains(party, StringComparison.OrdinalIgnoreCase)))
         {
             foreach (var rule in agreement.Rules)
             {
