@@ -116,6 +116,34 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_map_whose_live_channel_dropped_shows_what_changed_meanwhile_once_it_is_back()
+    {
+        var map = await fixture.SignedInAsync("force");
+        await map.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
+        var place = Api.Spot();
+        var loads = await map.EvaluateAsync<int>("window.concordMap.loads");
+        await map.EvaluateAsync(FormattableString.Invariant($"() => {{ window.concordMap.map.setView([{place.Latitude}, {place.Longitude}], 9); }}"));
+        await map.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
+        await map.EvaluateAsync("window.__notReloaded = true");
+
+        // The channel drops (a weak link, a server restart): what is committed meanwhile is pushed to nobody on this page.
+        await map.EvaluateAsync("Concord.connections[0].stop()");
+        await map.WaitForSelectorAsync("#map[data-live='down']", new() { State = WaitForSelectorState.Attached });
+        using var unpol = fixture.Server.ClientFor("unpol");
+        var created = await unpol.PostAsJsonAsync("/api/reports", Api.Report(
+            narrative: "Shots heard at the ferry crossing.", latitude: place.Latitude, longitude: place.Longitude,
+            marking: Api.Marking("CONFIDENTIAL", ["kind:military", "org:UNPOL"])));
+        Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        var incidentId = (await created.Json()).GetProperty("incidentId").GetString()!;
+        Assert.False(await map.EvaluateAsync<bool>($"window.concordMap.ids.includes('{incidentId}')"));
+
+        // It comes back by itself, and the map reads its view again: no pan, no reload.
+        await map.WaitForSelectorAsync("#map[data-live='up']", new() { State = WaitForSelectorState.Attached, Timeout = 15000 });
+        Assert.True(await map.EvaluateAsync<bool>($"window.concordMap.ids.includes('{incidentId}')"));
+        Assert.True(await map.EvaluateAsync<bool>("window.__notReloaded === true"));
+    }
+
+    [Fact]
     public async Task The_incident_list_is_live_and_sorts_and_filters_in_place_for_those_who_may_see()
     {
         // Both lists look for one tag; UNPOL reports at CONFIDENTIAL for the military and UNPOL: FORCE may see it,

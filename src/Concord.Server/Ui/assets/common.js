@@ -24,9 +24,12 @@ window.Concord = (() => {
 
   // The live channel carries ids only. The ids received are kept (window.Concord.received) so tests can prove that a
   // member never receives the id of a record they may not see: the latest 10,000, as a page may stay open for days.
+  // The channel does not replay what was committed while it was down (a weak link, a server restart) or before it first
+  // joined (while the page read its view): each time it connects, onResync reads the view again.
   const received = [];
   const keep = 10000;
-  function live(onChanges, onState) {
+  const connections = [];
+  function live(onChanges, onState, onResync) {
     if (!window.signalR) return;
     const connection = new signalR.HubConnectionBuilder()
       .withUrl('/hubs/live')
@@ -38,13 +41,15 @@ window.Concord = (() => {
       if (received.length > keep) received.splice(0, received.length - keep);
       onChanges(changes);
     });
+    const up = () => { onState && onState(true); onResync && onResync(); };
     connection.onreconnecting(() => onState && onState(false));
-    connection.onreconnected(() => onState && onState(true));
-    const start = () => connection.start().then(() => onState && onState(true)).catch(() => { onState && onState(false); setTimeout(start, 3000); });
-    connection.onclose(() => setTimeout(start, 3000));
+    connection.onreconnected(up);
+    const start = () => connection.start().then(up).catch(() => { onState && onState(false); setTimeout(start, 3000); });
+    connection.onclose(() => { onState && onState(false); setTimeout(start, 3000); });
     start();
+    connections.push(connection);
     return connection;
   }
 
-  return { context, text, number, day, banner, live, received };
+  return { context, text, number, day, banner, live, received, connections };
 })();

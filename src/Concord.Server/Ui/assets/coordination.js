@@ -301,7 +301,8 @@
     const reread = changes.some(access);
     if (reread || changes.some(c => c.entity === 'request' || c.entity === 'task')) refresh();
     if (reread || changes.some(c => c.entity === 'liaison' || c.entity === 'meeting' || c.entity === 'patrol')) loadLog();
-  }, connected => { state.textContent = connected ? t('co.live.on') : t('co.live.off'); state.dataset.connected = String(connected); });
+  }, connected => { state.textContent = connected ? t('co.live.on') : t('co.live.off'); state.dataset.connected = String(connected); },
+  () => { refresh(); loadLog(); });
   refresh();
   loadLog();
 })();

@@ -30,7 +30,8 @@
     alerted = new Set(data.items.filter(s => s.alert).map(s => s.area));
     document.body.dataset.spikesRefreshed = String(Number(document.body.dataset.spikesRefreshed || 0) + 1);
   }
-  Concord.live(() => { clearTimeout(timer); timer = setTimeout(refreshSpikes, 500); });
+  const refreshSoon = () => { clearTimeout(timer); timer = setTimeout(refreshSpikes, 500); };
+  Concord.live(refreshSoon, null, refreshSoon);
 
   const source = document.getElementById('history-data');
   if (!source || !window.Chart) return;

@@ -260,7 +260,15 @@
     soon(100);
     if (changes.some(c => c.entity === 'request' || c.entity === 'patrol')) loadCoordination();
     if (!panel.hidden && changes.some(c => c.id === panel.dataset.id)) openPanel(panel.dataset.id);
-  }, up => { el.dataset.live = up ? 'up' : 'down'; if (!up) status.textContent = t('offline'); });
+  }, up => { if (!up) { el.dataset.live = 'down'; status.textContent = t('offline'); } }, () => {
+    // (Re)connected: what changed while the channel was down, or before it first joined, was not pushed. The map says it
+    // is live once it has read the view again.
+    clearTimeout(timer);
+    load().finally(() => { el.dataset.live = 'up'; });
+    loadTracks();
+    loadCoordination();
+    if (!panel.hidden) openPanel(panel.dataset.id);
+  });
 
   describeWindow();
   load();
