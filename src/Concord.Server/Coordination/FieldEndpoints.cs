@@ -263,7 +263,7 @@ internal static class FieldEndpoints
         var reportId = report.Id!.Value;
         if (!await desk.Db.Reports.AnyAsync(r => r.Id == reportId, context.RequestAborted))
         {
-            switch (await intake.CreateAsync(report, viewer, context.RequestAborted))
+            switch (await intake.CreateAsync(report, viewer, context.RequestAborted, idMadeByServer: true))
             {
                 case ReportIntake.Outcome.Created or ReportIntake.Outcome.Existing:
                     break;

@@ -30,15 +30,30 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         public sealed record Invalid(Dictionary<string, string[]> Errors) : Outcome;
     }
 
-    public async Task<Outcome> CreateAsync(CreateReport request, Viewer author, CancellationToken cancellationToken)
+    /// <summary>
+    /// Stores one report. <paramref name="idMadeByServer"/>: the id is Concord's own (a TAK marker's, a patrol's report),
+    /// name-based like an import's; any other id is the client's, and may not be name-based.
+    /// </summary>
+    public async Task<Outcome> CreateAsync(CreateReport request, Viewer author, CancellationToken cancellationToken, bool idMadeByServer = false)
     {
-        if (SourceIds.IsSourceKeyed(request))
+        if (!idMadeByServer && request.Id is { Version: 8 })
         {
-            // Stores from before schema 12 hold imported records under such ids: a report made under one would pass for
-            // an import of the record (and its organisation's copies would join it unscored).
+            // Imported records have name-based ids (version 8), and stores from before schema 12 hold them under ids anyone
+            // can compute from the record's name: a client choosing one would learn from the answer (409 or 201) whether
+            // an organisation imported that record, or take the id before its importer does.
             return new Outcome.Invalid(new Dictionary<string, string[]>(StringComparer.Ordinal)
             {
-                ["id"] = ["is the id an import gives the record externalRef names; choose another id or leave it out"],
+                ["id"] = ["is a name-based UUID (version 8), which Concord keeps for the records it names itself; use a random (version 4) or time-ordered (version 7) UUID, or leave it out"],
+            });
+        }
+
+        if (!idMadeByServer && Fusion.FusionFeatures.Dataset(request.ExternalRef) is { } dataset)
+        {
+            // Fusion never joins two records of one curated dataset (it codes each event once): a report passing for one
+            // would keep the dataset's real record of the event out of its incident.
+            return new Outcome.Invalid(new Dictionary<string, string[]>(StringComparer.Ordinal)
+            {
+                ["externalRef"] = [$"'{dataset}:' names a record of a curated dataset, which comes in through the importer (concord import, POST /api/import)"],
             });
         }
 

@@ -719,7 +719,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         Deliver(Stamped(e, raw, marking, droppable: false), marking, from, e.Detail);
         await using var scope = scopes.CreateAsyncScope();
         var intake = scope.ServiceProvider.GetRequiredService<ReportIntake>();
-        var outcome = await intake.CreateAsync(CotMapping.ToReport(e, category, from.Viewer.UserName), from.Viewer, from.ServerStopping);
+        var outcome = await intake.CreateAsync(CotMapping.ToReport(e, category, from.Viewer.UserName), from.Viewer, from.ServerStopping, idMadeByServer: true);
         if (outcome is ReportIntake.Outcome.Invalid invalid)
         {
             logger.LogInformation("marker {Uid} from {User} was not taken as a report: {Errors}", e.Uid, from.Viewer.UserName,
