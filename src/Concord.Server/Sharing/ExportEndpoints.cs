@@ -119,6 +119,11 @@ internal static class ExportEndpoints
         return TypedResults.Ok(counts.OrderByDescending(c => c.Count).ThenBy(c => c.Category, StringComparer.Ordinal).ToList());
     }
 
+    /// <summary>
+    /// A CSV text field. Text a spreadsheet would take for a formula (starting with =, +, -, @, a tab or a carriage return)
+    /// gets a leading apostrophe, as OWASP advises: narratives come from other organisations' reporters, and the analyst
+    /// opening the export must not run what one of them wrote.
+    /// </summary>
     private static string Quote(string? text) =>
-        text is null ? "" : "\"" + text.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+        text is null ? "" : "\"" + (text is [ '=' or '+' or '-' or '@' or '\t' or '\r', ..] ? "'" : "") + text.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 }
