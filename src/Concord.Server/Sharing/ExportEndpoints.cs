@@ -125,5 +125,5 @@ internal static class ExportEndpoints
     /// opening the export must not run what one of them wrote.
     /// </summary>
     private static string Quote(string? text) =>
-        text is null ? "" : "\"" + (text is [ '=' or '+' or '-' or '@' or '\t' or '\r', ..] ? "'" : "") + text.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+        text is null ? "" : "\"" + (text is ['=' or '+' or '-' or '@' or '\t' or '\r', ..] ? "'" : "") + text.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 }
