@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Concord.Cot;
+using Concord.Server.Audit;
 using Concord.Server.Reports;
 using Concord.Server.Tak;
 using Microsoft.EntityFrameworkCore;
@@ -1169,6 +1170,25 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Equal(5.12, initial.Point.Lat);
         Assert.Equal("UNCLASSIFIED//REL TO ORG:FORCE", initial.Access);
         Assert.Equal([5.10, 5.11, 5.12], track.GetProperty("properties").GetProperty("history").EnumerateArray().Select(p => p[0].GetDouble()).ToArray());
+    }
+
+    [Fact]
+    public async Task Classified_incidents_sent_to_a_device_are_audited_as_read_by_its_member()
+    {
+        var confidential = Api.Marking("CONFIDENTIAL", ["kind:military"]);
+        var (_, before) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Classified incident known before the device connects", marking: confidential));
+        var opening = before.GetProperty("incidentId").GetGuid();
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        Assert.NotNull(await device.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + opening));
+        var (_, during) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Classified incident while the device is connected", marking: confidential));
+        var live = during.GetProperty("incidentId").GetGuid();
+        Assert.NotNull(await device.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + live));
+
+        var member = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == "force").Select(m => m.Id).SingleAsync());
+        var reads = await server.WithDbAsync(db => db.Audit.Where(a => a.MemberId == member && a.Action == AuditActions.Read && a.Entity == "incident" && a.Detail.Contains("tak:"))
+            .Select(a => a.Detail).ToListAsync());
+        Assert.Contains(reads, d => d.Contains("tak:opening", StringComparison.Ordinal) && d.Contains(opening.ToString(), StringComparison.Ordinal));
+        Assert.Contains(reads, d => d.Contains("tak:live", StringComparison.Ordinal) && d.Contains(live.ToString(), StringComparison.Ordinal));
     }
 
     [Fact]

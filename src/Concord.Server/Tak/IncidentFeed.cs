@@ -10,7 +10,7 @@ namespace Concord.Server.Tak;
 /// device getting the incident as built from the reports its member may see. Incidents made only from TAK markers are
 /// not echoed back: the devices already have the marker itself.
 /// </summary>
-internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes, MarkingFormat markings, Realtime.ChangeSignal signal, TimeProvider time, ILogger<IncidentFeed> logger)
+internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes, MarkingFormat markings, Realtime.ChangeSignal signal, Audit.AuditWriter audit, TimeProvider time, ILogger<IncidentFeed> logger)
     : BackgroundService
 {
     /// <summary>The shortest gap between two reads of the feed.</summary>
@@ -103,6 +103,8 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
 
         var changesOf = changes.ToLookup(c => c.EntityId);
         var linksOf = links.ToLookup(l => l.IncidentId);
+        // What goes to each device, in order: classified incidents are named in the audit before any of it is sent.
+        var outgoing = new List<(TakSession Session, Guid Id, Outbound Item, int Classification)>();
         foreach (var incident in incidents)
         {
             var why = changesOf[incident.Id].ToList();
@@ -122,7 +124,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                 {
                     if (Lost(session.Viewer))
                     {
-                        Send(session, incident.Id, Withdrawal(incident.Id));
+                        outgoing.Add((session, incident.Id, Withdrawal(incident.Id), 0));
                     }
                 }
 
@@ -140,12 +142,12 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                         if (Lost(session.Viewer))
                         {
                             // The reports this member could see left it: what the device shows is gone for them.
-                            Send(session, incident.Id, Withdrawal(incident.Id));
+                            outgoing.Add((session, incident.Id, Withdrawal(incident.Id), 0));
                         }
                     }
                     else if (Newsworthy(session.Viewer))
                     {
-                        Send(session, incident.Id, item);
+                        outgoing.Add((session, incident.Id, item, incident.Classification));
                     }
                 }
 
@@ -164,7 +166,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
                 {
                     if (Lost(session.Viewer))
                     {
-                        Send(session, incident.Id, Withdrawal(incident.Id));
+                        outgoing.Add((session, incident.Id, Withdrawal(incident.Id), 0));
                     }
 
                     continue;
@@ -179,18 +181,22 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
 
                 var view = IncidentSummary.ViewFor(incident, visible, seenLinks.Select(l => l.LinkedAt));
                 router.RememberSent(incident.Id, view, session.Viewer);
-                Send(session, incident.Id, CotMapping.Outgoing(view, markings, now));
+                outgoing.Add((session, incident.Id, CotMapping.Outgoing(view, markings, now), view.Classification));
             }
+        }
+
+        // One entry per device and round, as a list read through the API is one entry per request.
+        await Task.WhenAll(outgoing.Where(o => o.Classification > 0).GroupBy(o => o.Session)
+            .Select(sent => audit.RecordReadAsync(sent.Key.Viewer, "incident", sent.Select(o => (o.Id, o.Classification)).ToList(), $"tak:live {sent.Key.Remote}",
+                now.UtcDateTime, cancellationToken)));
+        foreach (var (session, id, item, _) in outgoing)
+        {
+            session.NoteLiveIncident(id);
+            session.Send(item);
         }
 
         return changes[^1].Sequence;
 
         Outbound Withdrawal(Guid id) => CotMapping.Withdrawal(id, now);
-    }
-
-    private static void Send(TakSession session, Guid incidentId, Outbound item)
-    {
-        session.NoteLiveIncident(incidentId);
-        session.Send(item);
     }
 }

@@ -57,7 +57,7 @@ internal sealed record TakOptions
 /// </summary>
 internal sealed class TakServer(
     TakOptions options, TakCertificates certificates, TakRouter router, TrackStore tracks, ViewerDirectory viewers,
-    DeviceMarkings deviceMarkings, MarkingFormat markings, IServiceScopeFactory scopes, TimeProvider time, ILogger<TakServer> logger) : BackgroundService
+    DeviceMarkings deviceMarkings, MarkingFormat markings, Audit.AuditWriter audit, IServiceScopeFactory scopes, TimeProvider time, ILogger<TakServer> logger) : BackgroundService
 {
     private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<Task> _connections = [];
@@ -515,7 +515,11 @@ internal sealed class TakServer(
             .GroupBy(x => x.IncidentId)
             .Where(g => g.All(x => CotMapping.IsItemRef(x.ExternalRef)))
             .Select(g => g.Key).ToHashSet();
-        foreach (var incident in latest.Where(i => !fromItemsOnly.Contains(i.Id)))
+        var picture = latest.Where(i => !fromItemsOnly.Contains(i.Id)).ToList();
+        // Classified incidents are read like any classified record: named in the audit before they are sent.
+        await audit.RecordReadAsync(session.Viewer, "incident", picture.Select(i => (i.Id, i.Classification)).ToList(), $"tak:opening {session.Remote}",
+            now.UtcDateTime, cancellationToken);
+        foreach (var incident in picture)
         {
             if (BeforeOpeningIncident is { } pause)
             {
@@ -548,6 +552,8 @@ internal sealed class TakServer(
                 directory, markings, cancellationToken);
             var current = (await again!.LatestChangedAsync(touched.Count, cancellationToken)).ToDictionary(i => i.Id);
             var later = time.GetUtcNow();
+            await audit.RecordReadAsync(session.Viewer, "incident", current.Values.Select(i => (i.Id, i.Classification)).ToList(), $"tak:opening {session.Remote}",
+                later.UtcDateTime, cancellationToken);
             foreach (var id in touched)
             {
                 if (current.TryGetValue(id, out var incident))
