@@ -284,6 +284,29 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_report_that_joined_through_one_the_viewer_may_not_see_is_linked_without_scores()
+    {
+        var at = When.AddDays(-33);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        // A hidden account, an open one in its words (which joins it), and an open one in other words with the hidden one's
+        // toll: the last joins because of the hidden account; against the open one alone it scores under the join threshold.
+        var (_, hidden) = await server.ClientFor("unpol").PostJson("/api/reports", Account(5.41, 26.49, at, "ucdp.state-based", 10, "Clash between FACA and 3R at Obo market, ten killed.",
+            Api.Marking("CONFIDENTIAL", ["org:UNPOL"])));
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(5.4102, 26.4902, at.AddHours(1), "ucdp.state-based", 2, "Market clash at Obo market square.", mission));
+        var (_, second) = await server.ClientFor("force").PostJson("/api/reports", Account(5.4101, 26.4901, at.AddHours(2), "ucdp.state-based", 10, "FACA soldiers fired.", mission));
+        var incident = hidden.GetProperty("incidentId").GetGuid();
+        Assert.Equal(incident, first.GetProperty("incidentId").GetGuid());
+        Assert.Equal(incident, second.GetProperty("incidentId").GetGuid());
+
+        var (_, asPref) = await server.ClientFor("pref").GetJson($"/api/incidents/{incident}/provenance");
+        var (_, asUnpol) = await server.ClientFor("unpol").GetJson($"/api/incidents/{incident}/provenance");
+        Assert.Equal(["new", "linked"], asPref.GetProperty("reports").EnumerateArray().Select(l => l.GetProperty("decision").GetString()));
+        var linked = asPref.GetProperty("reports")[1];
+        Assert.False(linked.TryGetProperty("scores", out var scores) && scores.ValueKind != System.Text.Json.JsonValueKind.Null);
+        Assert.Equal(["new", "fused", "fused"], asUnpol.GetProperty("reports").EnumerateArray().Select(l => l.GetProperty("decision").GetString()));
+    }
+
+    [Fact]
     public async Task A_reopened_incident_takes_reports_again()
     {
         var at = When.AddDays(-50);

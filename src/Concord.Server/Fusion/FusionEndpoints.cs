@@ -120,8 +120,15 @@ internal static class FusionEndpoints
             }
             else
             {
+                // Fusion's link, scored against what the viewer sees of the incident: under the join threshold (or not
+                // scored at all) it was made through reports the viewer may not see, and is shown as linked, without scores.
                 var score = ScoreAgainst(x.Report, incident, before);
-                seen.Add(new LinkAsSeen(x.Report, score is null && !analyst ? LinkDecisions.Withheld : analyst ? x.Link.Decision : LinkDecisions.Fused,
+                if (!analyst && score is not { Total: >= FusionScorer.JoinThreshold })
+                {
+                    score = null;
+                }
+
+                seen.Add(new LinkAsSeen(x.Report, analyst ? x.Link.Decision : score is null ? LinkDecisions.Withheld : LinkDecisions.Fused,
                     score?.Total, score?.ToJson(), x.Link.LinkedAt));
             }
 
