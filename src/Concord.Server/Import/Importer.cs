@@ -57,9 +57,11 @@ internal sealed class Importer(IServiceScopeFactory scopes)
         }
 
         // One batch is written while the next is read and prepared: the writer and the reader each keep a core busy.
-        // Batches reach the one writer in file order, so the same id twice in a file is still one report.
+        // Batches reach the one writer in file order (each waits for the one before to hand its reports over), so the same
+        // id twice in a file is still one report, and the first of the two is the one stored.
         // At most two: the batch being stored and the one handed to the writer after it. Both stay here until they are
         // done, so that a failure of the first cannot leave the second writing unwatched after the import has returned.
+        Task previousHandedOver = Task.CompletedTask;
         var inFlight = new Queue<(Task<(int Created, int Skipped, IReadOnlyList<(int Index, Dictionary<string, string[]> Errors)> Rejected)> Written, List<(long Line, CreateReport Report)> Rows, AsyncServiceScope Scope)>(2);
 
         async Task CompleteOldestAsync()
@@ -93,7 +95,11 @@ internal sealed class Importer(IServiceScopeFactory scopes)
             var scope = scopes.CreateAsyncScope();
             var ready = batch;
             batch = new List<(long Line, CreateReport Report)>(BatchSize);
-            inFlight.Enqueue((scope.ServiceProvider.GetRequiredService<ReportIntake>().CreateManyAsync(ready.Select(b => b.Report).ToList(), author, cancellationToken), ready, scope));
+            // Prepared beside the batch before it, handed to the writer after it.
+            var handedOver = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            inFlight.Enqueue((scope.ServiceProvider.GetRequiredService<ReportIntake>().CreateManyAsync(ready.Select(b => b.Report).ToList(), author, cancellationToken,
+                after: previousHandedOver, handedOver: handedOver), ready, scope));
+            previousHandedOver = handedOver.Task;
             while (inFlight.Count > 1)
             {
                 await CompleteOldestAsync();

@@ -67,8 +67,24 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
     /// Writes many reports from one author in one transaction (the importer and the demo). Reports whose id already
     /// exists are skipped; invalid ones are returned with their errors and nothing of theirs is written.
     /// </summary>
+    /// <param name="after">Ends once the batch before this one has handed its reports to the writer: an import's batches are
+    /// prepared side by side, but reach the writer in file order (the later of two rows with one id is the one refused).</param>
+    /// <param name="handedOver">Set once this batch's reports are queued for the writer (or it failed before).</param>
     public async Task<(int Created, int Skipped, IReadOnlyList<(int Index, Dictionary<string, string[]> Errors)> Rejected)> CreateManyAsync(
-        IReadOnlyList<CreateReport> requests, Viewer author, CancellationToken cancellationToken)
+        IReadOnlyList<CreateReport> requests, Viewer author, CancellationToken cancellationToken, Task? after = null, TaskCompletionSource? handedOver = null)
+    {
+        try
+        {
+            return await CreateManyInOrderAsync(requests, author, after, handedOver, cancellationToken);
+        }
+        finally
+        {
+            handedOver?.TrySetResult();
+        }
+    }
+
+    private async Task<(int Created, int Skipped, IReadOnlyList<(int Index, Dictionary<string, string[]> Errors)> Rejected)> CreateManyInOrderAsync(
+        IReadOnlyList<CreateReport> requests, Viewer author, Task? after, TaskCompletionSource? handedOver, CancellationToken cancellationToken)
     {
         var rejected = new List<(int, Dictionary<string, string[]>)>();
         var ready = new List<(int Position, ReportWriter.Entry Entry)>();
@@ -101,7 +117,15 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         }
 
         // Through the one writer, like single creates: fusion sees every report in order, and the same id twice is one report.
-        var outcomes = await WriteAllAsync(ready);
+        if (after is not null)
+        {
+            await after.WaitAsync(cancellationToken);
+        }
+
+        // Each write is queued before its call returns (the writer's queue keeps callers in order when full).
+        var writing = WriteAllAsync(ready);
+        handedOver?.TrySetResult();
+        var outcomes = await writing;
 
         // Records another organisation imported first: this organisation's copies get ids of their own and join the
         // incidents of the first copies (the writer decided this, so two imports at once cannot both take one id).

@@ -135,6 +135,21 @@ internal sealed class ReportWriter : IAsyncDisposable
 
     private async Task WriteBatchAsync(IReadOnlyList<Pending> batch)
     {
+        try
+        {
+            await StoreBatchAsync(batch);
+        }
+        catch
+        {
+            // What fusion's index learnt from this batch (incidents opened, joined) was not stored: rebuild it from the
+            // store, whichever step failed (a query of the batch's candidates, or the save).
+            _fusion.Invalidate();
+            throw;
+        }
+    }
+
+    private async Task StoreBatchAsync(IReadOnlyList<Pending> batch)
+    {
         await using var scope = _scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var ids = batch.Select(p => p.Entry.Report.Id).Concat(batch.Select(p => p.Entry.LegacyId).OfType<Guid>()).Distinct().ToList();
@@ -273,17 +288,8 @@ internal sealed class ReportWriter : IAsyncDisposable
 
         if (added.Count > 0)
         {
-            try
-            {
-                await _chain.SaveAsync(db, added.Values.SelectMany(e => e.Audit).ToList(), CancellationToken.None,
-                    d => BulkInsert.FlushAsync(d, _feed, CancellationToken.None));
-            }
-            catch
-            {
-                // What the index learnt from this batch was not stored: rebuild it from the store.
-                _fusion.Invalidate();
-                throw;
-            }
+            await _chain.SaveAsync(db, added.Values.SelectMany(e => e.Audit).ToList(), CancellationToken.None,
+                d => BulkInsert.FlushAsync(d, _feed, CancellationToken.None));
         }
 
         foreach (var (pending, outcome) in outcomes)
