@@ -438,12 +438,17 @@ public abstract class CliTests : IAsyncLifetime
     [Fact]
     public async Task A_deployment_keeps_the_classification_scheme_it_started_with()
     {
-        var un = await Run(["migrate", .. StoreArguments]);
+        // Migrating the schema names no scheme; the first verb that does (here with --classification) fixes it for good.
+        var schema = await Run(["migrate", .. StoreArguments]);
         var nato = await Run(["migrate", "--classification", "nato", .. StoreArguments]);
+        var un = await Run(["org", "add", "--code", "pol", "--name", "Police", "--kind", "police", "--classification", "un", .. StoreArguments]);
+        var unnamed = await Run(["migrate", .. StoreArguments]);
 
-        Assert.Equal(0, un.Exit);
-        Assert.Equal(1, nato.Exit);
-        Assert.Contains("this deployment uses the 'un' classification scheme", nato.Errors);
+        Assert.Equal(0, schema.Exit);
+        Assert.Equal(0, nato.Exit);
+        Assert.Equal(1, un.Exit);
+        Assert.Contains("this deployment uses the 'nato' classification scheme", un.Errors);
+        Assert.Equal(0, unnamed.Exit);
     }
 
     private static ServiceProvider Services(StoreOptions store)

@@ -222,6 +222,7 @@ internal static class Commands
             TrustedProxies = proxies,
             DataDirectory = data,
             Classification = scheme,
+            ClassificationChosen = invocation["--classification"] is not null,
             Tak = tak,
             TileUrl = tileUrl ?? (tileDirectory is null ? null : "/tiles/{z}/{x}/{y}.png"),
             TileDirectory = tileDirectory is null ? null : Path.GetFullPath(tileDirectory),
@@ -373,7 +374,9 @@ internal static class Commands
     private static async Task<int> MigrateAsync(ServerOptions options, TextWriter output, CancellationToken cancellationToken)
     {
         await using var services = CoreServices(options);
-        var applied = await services.PrepareStoreAsync(cancellationToken);
+        // The schema only: a store migrated before its first serve gets its scheme from the verb that first names one
+        // (or from serve's default), not "un" from here.
+        var applied = await services.PrepareStoreAsync(cancellationToken, schemeMatters: options.ClassificationChosen);
         await output.WriteLineAsync(applied.Count == 0
             ? $"{options.Store.Describe()}: schema is up to date"
             : $"{options.Store.Describe()}: applied {string.Join(", ", applied.Select(m => m.Name))}");

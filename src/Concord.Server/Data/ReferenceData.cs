@@ -36,15 +36,16 @@ internal static class ReferenceData
         }).ToList();
     }
 
-    public static async Task EnsureAsync(ConcordDb db, ClassificationScheme scheme, CancellationToken cancellationToken)
+    /// <param name="scheme">The scheme the verb runs with; null for one that sets no markings (migrate): neither checked nor recorded.</param>
+    public static async Task EnsureAsync(ConcordDb db, ClassificationScheme? scheme, CancellationToken cancellationToken)
     {
         // Levels are stored as numbers: a deployment keeps the scheme it started with, or every marking would change meaning.
         var stored = await db.Settings.SingleOrDefaultAsync(s => s.Key == Setting.ClassificationScheme, cancellationToken);
-        if (stored is null)
+        if (scheme is not null && stored is null)
         {
             db.Settings.Add(new Setting { Key = Setting.ClassificationScheme, Value = scheme.Name });
         }
-        else if (stored.Value != scheme.Name)
+        else if (scheme is not null && stored!.Value != scheme.Name)
         {
             throw new SchemeMismatchException($"this deployment uses the '{stored.Value}' classification scheme; it cannot be served with '{scheme.Name}' (use --classification {stored.Value})");
         }

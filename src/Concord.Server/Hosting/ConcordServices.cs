@@ -52,14 +52,15 @@ internal static class ConcordServices
     }
 
     /// <summary>Creates the database if needed, applies migrations, seeds reference data, loads the directory and the deployment's keys and starts the store's background checkpoints.</summary>
-    public static async Task<IReadOnlyList<Migrator.Migration>> PrepareStoreAsync(this IServiceProvider services, CancellationToken cancellationToken)
+    /// <param name="schemeMatters">False for a verb that sets no markings and was given no scheme: the store's scheme is neither checked nor recorded.</param>
+    public static async Task<IReadOnlyList<Migrator.Migration>> PrepareStoreAsync(this IServiceProvider services, CancellationToken cancellationToken, bool schemeMatters = true)
     {
         var store = services.GetRequiredService<StoreOptions>();
         await store.EnsureExistsAsync(cancellationToken);
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var applied = await Migrator.MigrateAsync(db, store.Kind, services.GetRequiredService<TimeProvider>(), cancellationToken);
-        await ReferenceData.EnsureAsync(db, services.GetRequiredService<ClassificationScheme>(), cancellationToken);
+        await ReferenceData.EnsureAsync(db, schemeMatters ? services.GetRequiredService<ClassificationScheme>() : null, cancellationToken);
         await services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, cancellationToken);
         await services.GetRequiredService<DeploymentKeys>().LoadAsync(cancellationToken);
         services.GetRequiredService<WalCheckpointer>().Start();

@@ -15,6 +15,9 @@ internal sealed record ServerOptions
 
     public ClassificationScheme Classification { get; init; } = ClassificationScheme.Un;
 
+    /// <summary>Whether <c>--classification</c> was given (or the caller chose <see cref="Classification"/>): if not, a verb that sets no markings leaves the store's scheme alone.</summary>
+    public bool ClassificationChosen { get; init; } = true;
+
     /// <summary>The TAK listeners (TLS 8089 by default; plain TCP off).</summary>
     public Tak.TakOptions Tak { get; init; } = new();
 
