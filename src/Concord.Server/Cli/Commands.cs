@@ -502,7 +502,10 @@ internal static class Commands
     internal static ServiceProvider CoreServices(ServerOptions options)
     {
         var services = new ServiceCollection();
-        services.AddLogging();
+        // Warnings and errors on standard error: an import's "the store refused this report" points the operator there.
+        services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning)
+            .AddSimpleConsole(console => console.SingleLine = true)
+            .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace));
         services.AddConcordCore(options);
         return services.BuildServiceProvider();
     }

@@ -177,7 +177,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
                     rejected.Add((position, invalid.Errors));
                     break;
                 case null:
-                    rejected.Add((position, new Dictionary<string, string[]>(StringComparer.Ordinal) { ["report"] = ["the store refused this report (the server log says why)"] }));
+                    rejected.Add((position, new Dictionary<string, string[]>(StringComparer.Ordinal) { ["report"] = ["the store refused this report (the log says why: the server's, or standard error for concord import)"] }));
                     break;
             }
         }
