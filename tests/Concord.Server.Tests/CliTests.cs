@@ -502,6 +502,14 @@ public sealed class CliTests_Sqlite : CliTests
             Path.Combine(DataDirectory, "keys", "tak", "server.pfx"), null);
         Assert.True(updated.MatchesHostname("10.20.30.40") && updated.MatchesHostname("concord.mission.example"));
         Assert.Equal(server.Issuer, updated.Issuer);
+
+        // Run with another data directory than the server's (as a PostgreSQL store allows), there is no authority to sign
+        // with: none is made up, whose certificates the server would refuse.
+        File.Move(Path.Combine(DataDirectory, "keys", "tak", "ca.pfx"), Path.Combine(DataDirectory, "ca.pfx.away"));
+        var elsewhere = await Run(["cert", "issue", "--user", "patrol.one", "--out", certs, .. StoreArguments]);
+        Assert.Equal(1, elsewhere.Exit);
+        Assert.Contains("holds no certificate authority", elsewhere.Errors, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(DataDirectory, "keys", "tak", "ca.pfx")));
     }
 }
 

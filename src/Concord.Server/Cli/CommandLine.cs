@@ -24,7 +24,7 @@ internal static class CommandLine
 {
     private static readonly OptionSpec[] StoreOptions =
     [
-        new("--data", "directory of the embedded SQLite database (default ./data)", Value: "DIR"),
+        new("--data", "directory of the embedded SQLite database and of the deployment's keys, the TAK certificate authority among them (default ./data)", Value: "DIR"),
         new("--store", "sqlite (default) or postgres", Value: "KIND"),
         new("--connection", "PostgreSQL connection string, with --store postgres", Value: "STRING"),
         new("--classification", "classification scheme: un (default) or nato", Value: "SCHEME"),

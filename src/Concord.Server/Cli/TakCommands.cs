@@ -58,6 +58,15 @@ internal static class TakCommands
             }
 
             var certificates = services.GetRequiredService<TakCertificates>();
+            if (!certificates.HasAuthority && await db.DeviceCertificates.AnyAsync(cancellationToken))
+            {
+                // Another data directory than the server's (with PostgreSQL the store does not say where that is): a new
+                // authority here would sign a certificate the server refuses, in a data package that does not trust it.
+                await errors.WriteLineAsync($"concord: {certificates.Directory} holds no certificate authority, but this store's devices have certificates signed by one: " +
+                    "run cert issue with the --data directory the server runs with");
+                return 1;
+            }
+
             using var certificate = certificates.IssueClient(member.UserName, TimeSpan.FromDays(days));
             var thumbprint = TakCertificates.Thumbprint(certificate);
             // The files first: a certificate recorded as issued whose key could not be written would be one nobody holds.

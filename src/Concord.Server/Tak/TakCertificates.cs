@@ -24,6 +24,9 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
 
     public string Directory => Path.Combine(Path.GetFullPath(options.DataDirectory), "keys", "tak");
 
+    /// <summary>Whether this data directory holds a certificate authority yet (the first certificate creates one).</summary>
+    public bool HasAuthority => File.Exists(Path.Combine(Directory, "ca.pfx"));
+
     public X509Certificate2 Authority
     {
         get
