@@ -194,6 +194,7 @@ public abstract class CliTests : IAsyncLifetime
         await lease.AcquireAsync(CancellationToken.None);
         var import = await Run(["import", "--file", ged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
         var serve = await Run(["serve", "--urls", "http://127.0.0.1:0", "--no-tak", .. StoreArguments]);
+        var demo = await Run(["demo", "--seed-only", .. StoreArguments]);
         var user = await Run(["user", "add", "--user", "analyst.two", "--org", "JMAC", "--roles", "analyst", "--clearance", "UNCLASSIFIED", "--password", "a-long-password-2", .. StoreArguments]);
         await lease.DisposeAsync();
         var after = await Run(["import", "--file", ged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
@@ -204,6 +205,8 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal("", import.Output);
         Assert.Equal(1, serve.Exit);
         Assert.Contains("another Concord process writes reports to this store", serve.Errors);
+        Assert.Equal(1, demo.Exit);
+        Assert.Contains("another Concord process writes reports to this store", demo.Errors);
         Assert.True(user.Exit == 0, user.Errors);
         Assert.True(after.Exit == 0, after.Errors);
         Assert.Contains("1,848 reports created", after.Output);

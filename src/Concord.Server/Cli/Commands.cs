@@ -366,6 +366,9 @@ internal static class Commands
     private static async Task<int> SeedDemoAsync(ServerOptions options, TextWriter output, CancellationToken cancellationToken)
     {
         await using var services = CoreServices(options);
+        // As serve does: the lease before the store is migrated, so that a running server's store is left alone.
+        await options.Store.EnsureExistsAsync(cancellationToken);
+        await services.GetRequiredService<WriterLease>().AcquireAsync(cancellationToken);
         await services.PrepareStoreAsync(cancellationToken);
         await DemoMission.SeedAsync(services, output, cancellationToken);
         return 0;
