@@ -64,6 +64,12 @@ public abstract class CliTests : IAsyncLifetime
 
         var set = await Run(["user", "set", "--user", "deminer.one", "--clearance", "UNCLASSIFIED", "--caveats", "", "--roles", "reporter", "--disable", .. StoreArguments]);
         Assert.Equal((0, "deminer.one: reporter; clearance UNCLASSIFIED; caveats none; disabled"), (set.Exit, set.Output.Trim()));
+        // Disabling revokes the member's tokens: enabled again, the old ones do not come back.
+        await using (var disabled = services.CreateAsyncScope())
+        {
+            Assert.NotNull((await disabled.ServiceProvider.GetRequiredService<ConcordDb>().AccessTokens.SingleAsync(t => t.Id == stored.Id)).RevokedAt);
+        }
+
         // A disabled member gets no credential that would not work.
         var disabledToken = await Run(["token", "create", "--user", "deminer.one", .. StoreArguments]);
         var disabledCert = await Run(["cert", "issue", "--user", "deminer.one", .. StoreArguments]);

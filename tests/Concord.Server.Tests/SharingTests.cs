@@ -654,11 +654,20 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
             Assert.Equal(HttpStatusCode.Created, await Record(missionAdmin, shared, ["UNPOL", "OCHA"], ochaRule, Rule("org:UNPOL", "CONFIDENTIAL", [])));
             Assert.Equal(HttpStatusCode.OK, await Revise(unpolAdmin, shared, ["UNPOL", "OCHA"], ochaRule, Rule("org:UNPOL", "CONFIDENTIAL", ["org:JOC"])));
             Assert.Equal(HttpStatusCode.Forbidden, await Revise(unpolAdmin, shared, ["UNPOL", "OCHA"], Rule("org:OCHA", "UNCLASSIFIED", ["kind:military"])));
+            // Nor take OCHA's rule away (a broader, looser one would mark its reports), nor OCHA out of the agreement.
+            Assert.Equal(HttpStatusCode.Forbidden, await Revise(unpolAdmin, shared, ["UNPOL", "OCHA"], Rule("org:UNPOL", "CONFIDENTIAL", ["org:JOC"])));
+            Assert.Equal(HttpStatusCode.Forbidden, await Revise(unpolAdmin, shared, ["UNPOL"], Rule("org:UNPOL", "CONFIDENTIAL", ["org:JOC"])));
 
             // OCHA's agreement with the JOC: UNPOL's administrator, not a party, may not revise it, even by adding UNPOL.
             var theirs = Code();
             Assert.Equal(HttpStatusCode.Created, await Record(missionAdmin, theirs, ["OCHA", "JOC"], Rule("org:JOC", "CONFIDENTIAL", [])));
             Assert.Equal(HttpStatusCode.Forbidden, await Revise(unpolAdmin, theirs, ["OCHA", "JOC", "UNPOL"], Rule("org:UNPOL", "UNCLASSIFIED", ["mission"])));
+
+            // A retired agreement is not brought back by a new version of it: agreeing again is a new agreement.
+            var withdrawn = Code();
+            Assert.Equal(HttpStatusCode.Created, await Record(missionAdmin, withdrawn, ["UNPOL", "OCHA"], Rule("org:UNPOL", "CONFIDENTIAL", [])));
+            Assert.Equal(HttpStatusCode.NoContent, (await missionAdmin.DeleteAsync($"/api/agreements/{withdrawn}")).StatusCode);
+            Assert.Equal(HttpStatusCode.Conflict, await Revise(unpolAdmin, withdrawn, ["UNPOL", "OCHA"], Rule("org:UNPOL", "CONFIDENTIAL", [])));
 
             var agreed = await OchaReport();
             Assert.Equal("CONFIDENTIAL", agreed.GetProperty("marking").GetProperty("classification").GetString());

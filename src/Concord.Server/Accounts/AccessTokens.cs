@@ -55,6 +55,16 @@ internal static class AccessTokens
         return true;
     }
 
+    /// <summary>
+    /// Revokes every token of a member whose password was reset or who was disabled (tracked: saved with the change). A
+    /// reset after a lost laptop ends what was signed in with the old password, and the tokens made meanwhile too.
+    /// </summary>
+    public static Task RevokeAllAsync(ConcordDb db, Guid memberId, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        return db.AccessTokens.Where(t => t.MemberId == memberId && t.RevokedAt == null).ForEachAsync(t => t.RevokedAt = now, cancellationToken);
+    }
+
     private static string Base64Url(byte[] bytes) =>
         Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
 }

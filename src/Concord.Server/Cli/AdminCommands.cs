@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Audit;
+using Concord.Server.Accounts;
 using Concord.Server.Data;
 using Concord.Server.Hosting;
 using Concord.Server.Http;
@@ -91,6 +92,11 @@ internal static class AdminCommands
             if (invocation.Has("--disable") || invocation.Has("--enable"))
             {
                 member.SetDisabled(invocation.Has("--disable"));
+            }
+
+            if (invocation.Has("--disable"))
+            {
+                await AccessTokens.RevokeAllAsync(db, member.Id, services.GetRequiredService<TimeProvider>(), cancellationToken);
             }
 
             await SaveAuditedAsync(services, db, "member", new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, cancellationToken);

@@ -506,9 +506,8 @@ internal static class Commands
     {
         var services = new ServiceCollection();
         // Warnings and errors on standard error: an import's "the store refused this report" points the operator there.
-        services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning)
-            .AddSimpleConsole(console => console.SingleLine = true)
-            .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace));
+        services.AddLogging(logging => logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(console => console.SingleLine = true));
+        services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
         services.AddConcordCore(options);
         return services.BuildServiceProvider();
     }

@@ -398,8 +398,9 @@ internal sealed class ReportWriter : IAsyncDisposable
     /// <summary>The parts of a report that differ between what is stored and what came again: names of the API's fields.</summary>
     internal static IEnumerable<string> Changed(Report stored, Report again)
     {
-        // PostgreSQL keeps microseconds, a request may give ticks of a tenth of one: the same time once stored.
-        if (stored.ObservedAt.Ticks / 10 != again.ObservedAt.Ticks / 10 || stored.ObservedPrecision != again.ObservedPrecision)
+        // PostgreSQL keeps microseconds (rounding times before 2000 up, later ones down), a request may give ticks of a
+        // tenth of one: within a microsecond is the same time once stored.
+        if (Math.Abs(stored.ObservedAt.Ticks - again.ObservedAt.Ticks) >= 10 || stored.ObservedPrecision != again.ObservedPrecision)
         {
             yield return "observedAt";
         }

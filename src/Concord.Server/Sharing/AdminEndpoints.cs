@@ -317,9 +317,7 @@ internal static class AdminEndpoints
 
         if (body.Password is not null || body.Disabled == true)
         {
-            // A reset after a lost laptop ends what was signed in with the old password, and the tokens made meanwhile too.
-            var now = time.GetUtcNow().UtcDateTime;
-            await db.AccessTokens.Where(t => t.MemberId == member.Id && t.RevokedAt == null).ForEachAsync(t => t.RevokedAt = now, context.RequestAborted);
+            await AccessTokens.RevokeAllAsync(db, member.Id, time, context.RequestAborted);
         }
 
         if (!await Changed(db, chain, viewer, "member", new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, directory, viewers, time, context.RequestAborted))
@@ -593,6 +591,12 @@ internal static class AdminEndpoints
             return (ProblemHttpResult)problem;
         }
 
+        if (latest.RetiredAt is not null)
+        {
+            // A party withdrew from it: a new version would bring back what the others agreed to under it.
+            return Problems.Field("code", $"agreement '{normalized}' was retired; agreeing again is a new agreement (POST /api/agreements)", StatusCodes.Status409Conflict);
+        }
+
         var (parties, errors) = await ValidateAgreementAsync(body!, directory, markings, context.RequestAborted);
         if (errors.Count > 0)
         {
@@ -606,11 +610,18 @@ internal static class AdminEndpoints
             return Problems.Forbidden("only administrators of a party organisation (or mission administrators) revise its agreements");
         }
 
-        // What the other parties agreed to for their own reports stays as they agreed it: nothing new is imposed on them.
-        var agreed = DefaultsForOthers(viewer, current, latest.Rules, directory, markings).ToHashSet(StringComparer.Ordinal);
-        if (DefaultsForOthers(viewer, parties, body!.Rules ?? [], directory, markings).FirstOrDefault(d => !agreed.Contains(d)) is { } imposed)
+        // What the other parties agreed to for their own reports stays exactly as they agreed it: nothing added, and
+        // nothing taken away (without its most specific rule, a broader and looser one would mark their reports).
+        if (current.FirstOrDefault(p => !Administers(viewer, p) && !parties.Contains(p)) is var dropped && dropped != Guid.Empty)
         {
-            return Problems.Forbidden($"{imposed}: only its own administrators (or mission administrators) decide how its reports are marked");
+            return Problems.Forbidden($"{directory.Organization(dropped)?.Code} is a party: only its own administrators (or mission administrators) take it out");
+        }
+
+        var agreed = DefaultsForOthers(viewer, current, latest.Rules, directory, markings).ToHashSet(StringComparer.Ordinal);
+        var revised = DefaultsForOthers(viewer, parties, body!.Rules ?? [], directory, markings).ToHashSet(StringComparer.Ordinal);
+        if ((revised.FirstOrDefault(d => !agreed.Contains(d)) ?? agreed.FirstOrDefault(d => !revised.Contains(d))) is { } changed)
+        {
+            return Problems.Forbidden($"{changed}: only its own administrators (or mission administrators) decide how its reports are marked");
         }
 
         var agreement = NewVersion(latest.Id, latest.Version + 1, normalized, body!, parties, directory, viewer.UserName, time);
@@ -648,7 +659,6 @@ internal static class AdminEndpoints
         return TypedResults.NoContent();
     }
 
-    /// <summary>A version of an agreement from its validated text (the API, <c>concord agreement add</c> and the demo all record agreements this way).</summary>
     /// <summary>
     /// The defaults that <paramref name="rules"/> set for the reports of the parties <paramref name="viewer"/> does not
     /// administer, one description per organisation and rule (the same rule and marking always read the same). An agreement
@@ -676,13 +686,15 @@ internal static class AdminEndpoints
                 var level = markings.Scheme.TryParse(rule.Marking?.Classification ?? "", out var parsed) ? markings.Scheme.Label(parsed) : rule.Marking?.Classification;
                 var communities = (rule.Marking?.ReleasableTo ?? []).Select(c => Community.TryNormalize(c, out var token, out _) ? token : c);
                 var caveats = markings.Caveats.TryGetBits(rule.Marking?.Caveats ?? [], out var bits, out _) ? string.Join(", ", markings.Caveats.CodesOf(bits)) : "";
-                var tlp = rule.Tlp is not null && Tlps.TryParse(rule.Tlp, out var t) ? t.ToString() : "default";
+                // No TLP is the default one, amber (as Resolve reads it).
+                var tlp = Tlps.TryParse(rule.Tlp ?? "amber", out var t) ? t.ToString() : rule.Tlp;
                 yield return string.Create(CultureInfo.InvariantCulture,
                     $"the rule for {reporter} and category {rule.Category} sets the default marking of {organization.Code}'s reports ({level}, releasable to {Releasability.Encode(communities)}, caveats {caveats}, TLP {tlp})");
             }
         }
     }
 
+    /// <summary>A version of an agreement from its validated text (the API, <c>concord agreement add</c> and the demo all record agreements this way).</summary>
     internal static Agreement NewVersion(Guid id, int version, string code, AgreementRequest body, IEnumerable<Guid> parties, MissionDirectory directory, string createdBy, TimeProvider time) => new()
     {
         Id = id,

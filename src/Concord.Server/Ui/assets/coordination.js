@@ -157,9 +157,12 @@
 
   const direction = document.getElementById('co-direction');
   const showClosed = document.getElementById('co-closed');
+  // One read at a time; one asked for during a read runs once more after it (what it must show may be newer than what
+  // the read under way fetched).
   let loading = null;
+  let again = false;
   async function refresh() {
-    if (loading) return loading;
+    if (loading) { again = true; return loading; }
     loading = (async () => {
       const [requests, tasks] = await Promise.all([
         fetch('/api/requests?' + new URLSearchParams({ direction: direction.value, limit: 200 })).then(r => r.ok ? r.json() : []),
@@ -170,7 +173,7 @@
       fill(document.getElementById('task-board'), tasks, taskCard);
       updateBanner();
       loadMetrics();
-    })().finally(() => { loading = null; });
+    })().finally(() => { loading = null; if (again) { again = false; refresh(); } });
     return loading;
   }
   direction.addEventListener('change', refresh);
@@ -228,9 +231,12 @@
   });
 
   // The liaison log: contacts this member may see, newest first, and a form to log one.
+  let logGeneration = 0;
   async function loadLog() {
+    const mine = ++logGeneration;
     const [entries, meetings, patrols] = await Promise.all(['/api/liaison', '/api/meetings', '/api/patrols']
       .map(path => fetch(path).then(r => r.ok ? r.json() : []).catch(() => [])));
+    if (mine !== logGeneration) return; // a newer read was asked for meanwhile
     forget('lmp');
     for (const e of entries) onScreen.set('l' + e.id, e.marking);
     for (const m of meetings) onScreen.set('m' + m.id, m.marking);

@@ -101,6 +101,9 @@
 
   const fresh = new Set();
   let generation = 0;
+  // The live channel's state: up once the view read after it (re)connected is on screen.
+  let resynced = true;
+  let resyncedFrom = 0;
   // What the map shows, for tests and benchmarks: incident ids, track uids, shaded risk cells, requests and patrols.
   const state = window.concordMap = { loads: 0, lastLoadMs: 0, clustered: false, total: 0, ids: [], tracks: [], riskCells: 0, coordination: [], map };
   async function load() {
@@ -154,6 +157,8 @@
     status.textContent = clustered ? t('clustered', number.format(total)) : t('incidents', number.format(total));
     Object.assign(state, { loads: state.loads + 1, lastLoadMs: performance.now() - began, clustered, total, ids });
     el.dataset.loaded = String(state.loads);
+    // Live once a read started after the channel came up is on screen (this one, or a newer one that overtook it).
+    if (!resynced && mine > resyncedFrom) { resynced = true; el.dataset.live = 'up'; }
   }
 
   const escapeHtml = s => String(s).replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
@@ -260,11 +265,13 @@
     soon(100);
     if (changes.some(c => c.entity === 'request' || c.entity === 'patrol')) loadCoordination();
     if (!panel.hidden && changes.some(c => c.id === panel.dataset.id)) openPanel(panel.dataset.id);
-  }, up => { if (!up) { el.dataset.live = 'down'; status.textContent = t('offline'); } }, () => {
+  }, up => { if (!up) { resynced = true; el.dataset.live = 'down'; status.textContent = t('offline'); } }, () => {
     // (Re)connected: what changed while the channel was down, or before it first joined, was not pushed. The map says it
     // is live once it has read the view again.
     clearTimeout(timer);
-    load().finally(() => { el.dataset.live = 'up'; });
+    resyncedFrom = generation;
+    resynced = false;
+    load();
     loadTracks();
     loadCoordination();
     if (!panel.hidden) openPanel(panel.dataset.id);
