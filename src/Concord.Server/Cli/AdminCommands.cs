@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Concord.Server.Access;
-using Concord.Server.Audit;
 using Concord.Server.Accounts;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Hosting;
 using Concord.Server.Http;
