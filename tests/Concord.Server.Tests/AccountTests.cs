@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.SignalR.Client;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 
@@ -67,6 +68,37 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // Other changes (a display name) end nothing.
         Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { displayName = "Officer Renamed" })).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await again.GetAsync("/api/me")).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_page_told_of_a_change_to_its_member_reads_it_with_what_the_member_holds_now()
+    {
+        // The request that lowers a clearance commits before it forgets the viewers it cached; the live feed, woken by the
+        // commit, must not let a page re-read with the old clearance (the page would keep what it no longer reaches).
+        var name = "l" + Guid.NewGuid().ToString("N")[..8];
+        var (created, _) = await server.ClientFor("unpoladmin").PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "CONFIDENTIAL" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var memberId = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).Select(m => m.Id).SingleAsync());
+        var viewers = server.Services.GetRequiredService<Access.ViewerDirectory>();
+        Assert.Equal(1, (await viewers.ForMemberAsync(memberId, CancellationToken.None))!.Clearance);
+
+        var reread = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var page = server.Services.GetRequiredService<Realtime.LiveFeed>().Subscribe(memberId, changes =>
+        {
+            if (changes.Any(c => c.Entity == "member"))
+            {
+                _ = Task.Run(async () => reread.TrySetResult((await viewers.ForMemberAsync(memberId, CancellationToken.None))!.Clearance));
+            }
+        });
+
+        // Committed, and nothing forgotten yet (as in the moment before the request does).
+        await server.WithDbAsync(async db =>
+        {
+            var member = await db.Members.SingleAsync(m => m.Id == memberId);
+            member.Clearance = 0;
+            return await db.SaveChangesAsync();
+        });
+        Assert.Equal(0, await reread.Task.WaitAsync(TimeSpan.FromSeconds(15)));
     }
 
     [Fact]

@@ -55,7 +55,7 @@ internal sealed record LiveConnection(Guid Member, string? TokenHash, string? Se
 /// Tails the change feed for the connected browsers: each batch of changes is filtered once per connected member with the
 /// visibility predicate, and only the visible ids go to that member's connections. Idle when nobody is connected.
 /// </summary>
-internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory scopes, ViewerDirectory viewers, ChangeSignal signal, TimeProvider time, ILogger<LiveFeed> logger)
+internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory scopes, ViewerDirectory viewers, MissionDirectory directory, ChangeSignal signal, TimeProvider time, ILogger<LiveFeed> logger)
     : BackgroundService
 {
     /// <summary>The shortest gap between two reads of the feed: under load, the changes of this long go out together.</summary>
@@ -128,6 +128,15 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
         if (window.Count == 0)
         {
             return after;
+        }
+
+        if (window.Any(c => c.Entity is "member" or "organization" or "group" or "agreement"))
+        {
+            // Access changed, and is committed: the request that changed it may not have forgotten its cached viewers and
+            // directory yet (it reloads the directory first). Pages told of the change must read it with what a member
+            // holds now, or a lowered clearance would leave what it no longer reaches on screen until the next change.
+            await directory.ReloadAsync(force: true, cancellationToken);
+            viewers.Invalidate();
         }
 
         var connections = _connections.ToLookup(c => c.Value.Member);
