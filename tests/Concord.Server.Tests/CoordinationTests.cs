@@ -693,8 +693,10 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Contains(geo.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetGuid() == id && f.GetProperty("geometry").GetProperty("type").GetString() == "LineString");
 
         // Another member who sees the patrol takes the id its report had when it was a plain hash of the patrol's: the report still files.
+        // (One such hash in sixteen reads as a name-based UUID, which the API refuses: nobody can take that one.)
         var squatted = new Guid(System.Security.Cryptography.SHA256.HashData(id.ToByteArray())[..16]);
-        Assert.Equal(HttpStatusCode.Created, (await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(squatted))).Response.StatusCode);
+        Assert.Equal(squatted.Version == 8 ? HttpStatusCode.BadRequest : HttpStatusCode.Created,
+            (await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(squatted))).Response.StatusCode);
 
         var report = new { category = "acled.strategic-developments.other", narrative = "Road passable; two checkpoints of armed group A removed." };
         var (filed, done) = await force.PostJson($"/api/patrols/{id}/report", report);
