@@ -41,26 +41,22 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             // Imported records have name-based ids (version 8), and stores from before schema 12 hold them under ids anyone
             // can compute from the record's name: a client choosing one would learn from the answer (409 or 201) whether
             // an organisation imported that record, or take the id before its importer does.
-            return new Outcome.Invalid(new Dictionary<string, string[]>(StringComparer.Ordinal)
-            {
-                ["id"] = ["is a name-based UUID (version 8), which Concord keeps for the records it names itself; use a random (version 4) or time-ordered (version 7) UUID, or leave it out"],
-            });
+            return Refused("id", "is a name-based UUID (version 8), which Concord keeps for the records it names itself; use a random (version 4) or time-ordered (version 7) UUID, or leave it out");
         }
 
         if (!idMadeByServer && Fusion.FusionFeatures.Dataset(request.ExternalRef) is { } dataset)
         {
             // Fusion never joins two records of one curated dataset (it codes each event once): a report passing for one
             // would keep the dataset's real record of the event out of its incident.
-            return new Outcome.Invalid(new Dictionary<string, string[]>(StringComparer.Ordinal)
-            {
-                ["externalRef"] = [$"'{dataset}:' names a record of a curated dataset, which comes in through the importer (concord import, POST /api/import)"],
-            });
+            return Refused("externalRef", $"'{dataset}:' names a record of a curated dataset, which comes in through the importer (concord import, POST /api/import)");
         }
 
         var (prepared, errors) = await PrepareAsync(request, author, cancellationToken);
         return prepared is null
             ? new Outcome.Invalid(errors!)
             : await writer.WriteAsync(new ReportWriter.Entry(prepared.Report, prepared.Incident, prepared.Link, prepared.Audit), author, cancellationToken);
+
+        static Outcome.Invalid Refused(string field, string reason) => new(new Dictionary<string, string[]>(StringComparer.Ordinal) { [field] = [reason] });
     }
 
     /// <summary>

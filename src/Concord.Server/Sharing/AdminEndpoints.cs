@@ -560,9 +560,9 @@ internal static class AdminEndpoints
             return Problems.Forbidden("only administrators of a party organisation (or mission administrators) record its agreements");
         }
 
-        if (DefaultsForOthers(viewer, parties, body.Rules ?? [], directory, markings).FirstOrDefault() is { } imposed)
+        if (DefaultChangedForOthers(viewer, [], [], parties, body.Rules ?? [], directory, markings) is { } imposed)
         {
-            return Problems.Forbidden($"{imposed}: only its own administrators (or mission administrators) decide how its reports are marked");
+            return NotTheirsToDecide(imposed);
         }
 
         var agreement = NewVersion(Guid.CreateVersion7(), 1, code, body, parties, directory, viewer.UserName, time);
@@ -617,11 +617,9 @@ internal static class AdminEndpoints
             return Problems.Forbidden($"{directory.Organization(dropped)?.Code} is a party: only its own administrators (or mission administrators) take it out");
         }
 
-        var agreed = DefaultsForOthers(viewer, current, latest.Rules, directory, markings).ToHashSet(StringComparer.Ordinal);
-        var revised = DefaultsForOthers(viewer, parties, body!.Rules ?? [], directory, markings).ToHashSet(StringComparer.Ordinal);
-        if ((revised.FirstOrDefault(d => !agreed.Contains(d)) ?? agreed.FirstOrDefault(d => !revised.Contains(d))) is { } changed)
+        if (DefaultChangedForOthers(viewer, current, latest.Rules, parties, body!.Rules ?? [], directory, markings) is { } changed)
         {
-            return Problems.Forbidden($"{changed}: only its own administrators (or mission administrators) decide how its reports are marked");
+            return NotTheirsToDecide(changed);
         }
 
         var agreement = NewVersion(latest.Id, latest.Version + 1, normalized, body!, parties, directory, viewer.UserName, time);
@@ -658,6 +656,21 @@ internal static class AdminEndpoints
 
         return TypedResults.NoContent();
     }
+
+    /// <summary>
+    /// The first default of another party's reports that the new version sets, changes or removes against the one before
+    /// (none for a new agreement): what only that party's administrators may agree to.
+    /// </summary>
+    private static string? DefaultChangedForOthers(Viewer viewer, IEnumerable<Guid> partiesBefore, IEnumerable<AgreementRule> rulesBefore,
+        IEnumerable<Guid> partiesAfter, IEnumerable<AgreementRule> rulesAfter, MissionDirectory directory, MarkingFormat markings)
+    {
+        var agreed = DefaultsForOthers(viewer, partiesBefore, rulesBefore, directory, markings).ToHashSet(StringComparer.Ordinal);
+        var revised = DefaultsForOthers(viewer, partiesAfter, rulesAfter, directory, markings).ToHashSet(StringComparer.Ordinal);
+        return revised.FirstOrDefault(d => !agreed.Contains(d)) ?? agreed.FirstOrDefault(d => !revised.Contains(d));
+    }
+
+    private static ProblemHttpResult NotTheirsToDecide(string change) =>
+        Problems.Forbidden($"{change}: only its own administrators (or mission administrators) decide how its reports are marked");
 
     /// <summary>
     /// The defaults that <paramref name="rules"/> set for the reports of the parties <paramref name="viewer"/> does not

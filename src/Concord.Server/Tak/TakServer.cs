@@ -517,8 +517,9 @@ internal sealed class TakServer(
             .Select(g => g.Key).ToHashSet();
         var picture = latest.Where(i => !fromItemsOnly.Contains(i.Id)).ToList();
         // Classified incidents are read like any classified record: named in the audit before they are sent.
-        await audit.RecordReadAsync(session.Viewer, "incident", picture.Select(i => (i.Id, i.Classification)).ToList(), $"tak:opening {session.Remote}",
-            now.UtcDateTime, cancellationToken);
+        Task AuditedAsync(IEnumerable<Incident> sending, DateTimeOffset at) =>
+            audit.RecordReadAsync(session.Viewer, "incident", sending.Select(i => (i.Id, i.Classification)).ToList(), $"tak:opening {session.Remote}", at.UtcDateTime, cancellationToken);
+        await AuditedAsync(picture, now);
         foreach (var incident in picture)
         {
             if (BeforeOpeningIncident is { } pause)
@@ -552,8 +553,7 @@ internal sealed class TakServer(
                 directory, markings, cancellationToken);
             var current = (await again!.LatestChangedAsync(touched.Count, cancellationToken)).ToDictionary(i => i.Id);
             var later = time.GetUtcNow();
-            await audit.RecordReadAsync(session.Viewer, "incident", current.Values.Select(i => (i.Id, i.Classification)).ToList(), $"tak:opening {session.Remote}",
-                later.UtcDateTime, cancellationToken);
+            await AuditedAsync(current.Values, later);
             foreach (var id in touched)
             {
                 if (current.TryGetValue(id, out var incident))
