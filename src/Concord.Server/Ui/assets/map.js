@@ -106,10 +106,11 @@
   let resyncedFrom = 0;
   // What the map shows, for tests and benchmarks: incident ids, track uids, shaded risk cells, requests and patrols.
   const state = window.concordMap = { loads: 0, lastLoadMs: 0, clustered: false, total: 0, ids: [], tracks: [], riskCells: 0, coordination: [], map };
-  async function load() {
+  // quiet: a read in the background (after the live channel came up), which leaves the status line as it is.
+  async function load(quiet = false) {
     const mine = ++generation;
     const began = performance.now();
-    status.textContent = t('loading');
+    if (!quiet) status.textContent = t('loading');
     let response;
     try {
       response = await fetch('/api/incidents/map?' + query({ bbox: viewport(), zoom: map.getZoom() }), { headers: { Accept: 'application/geo+json' } });
@@ -271,7 +272,7 @@
     clearTimeout(timer);
     resyncedFrom = generation;
     resynced = false;
-    load();
+    load(true);
     loadTracks();
     loadCoordination();
     if (!panel.hidden) openPanel(panel.dataset.id);
