@@ -58,6 +58,19 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         var (bad, problem) = await unpol.GetJson("/api/early-warning/spikes?days=0&threshold=2");
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
         Assert.Equal(["days", "threshold"], problem.ErrorFields().Order());
+
+        // A parameter a listing would not apply is refused by name: an unfiltered answer would pass for a filtered one.
+        foreach (var (path, field) in new[]
+        {
+            ("/api/early-warning/hotspots?form=2024-01-01", "form"), ("/api/early-warning/hotspots?days=30", "days"),
+            ("/api/early-warning/forecasts/areas?bbox=40,-20,42,-18", "bbox"), ("/api/incidents?form=2024-01-01", "form"),
+            ("/api/incidents/geojson?catgory=protest", "catgory"), ("/api/incidents/map?zoom=5&bboxx=1", "bboxx"),
+        })
+        {
+            var (refused, refusal) = await unpol.GetJson(path);
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Equal([field], refusal.ErrorFields());
+        }
     }
 }
 

@@ -118,5 +118,56 @@ public sealed class EarlyWarningTests
         Assert.True(Mean("Concord") < Mean("all zeros") && Mean("Concord") < Mean("last value") && Mean("Concord") < Mean("conflictology"),
             $"Concord {Mean("Concord"):0.0000}, zeros {Mean("all zeros"):0.0000}, last {Mean("last value"):0.0000}, conflictology {Mean("conflictology"):0.0000}");
         Assert.StartsWith("<svg", ForecastEvaluation.Svg(result));
+        Assert.Equal(0, result.Rejected);
+
+        // The cells are chosen before the first held-out year: a cell outside the prefectures that only a later event
+        // reaches would be scored on outcomes its choice saw.
+        var areaCells = ForecastEvaluation.MissionCells(Path.Combine(reference, "geo", "ne10m_admin1_caf.geojson"), []).ToHashSet();
+        var added = result.Panel.Cells.Where(c => !areaCells.Contains(c)).ToList();
+        Assert.NotEmpty(added);
+        Assert.All(added, c => Assert.True(Before(c, 2015), $"cell {c} has no event before 2015"));
+
+        bool Before(int gid, int year)
+        {
+            using var reader = new StreamReader(Path.Combine(reference, "ucdp", "ged231_caf_events.csv"));
+            return Ucdp.GedReader.Read(reader).Any(r => r.Event is { } e && e.DateStart.Year < year && PrioGrid.Gid(e.Latitude, e.Longitude) == gid);
+        }
+    }
+
+    [Fact]
+    public void The_back_test_refuses_years_its_data_does_not_cover_and_files_without_events()
+    {
+        var reference = Path.Combine(AppContext.BaseDirectory, "reference");
+        var ged = Path.Combine(reference, "ucdp", "ged231_caf_events.csv");
+        var areas = Path.Combine(reference, "geo", "ne10m_admin1_caf.geojson");
+        // The file ends in December 2022: 2023 and 2024 would be scored as years without a death.
+        Assert.Contains("to 2022", Assert.Throws<ForecastEvaluation.Refused>(() => ForecastEvaluation.Run(ged, areas, 2015, 2024)).Message);
+        // It begins in 1991: a window needs two years before it.
+        Assert.Contains("from 1993", Assert.Throws<ForecastEvaluation.Refused>(() => ForecastEvaluation.Run(ged, areas, 1990, 1992)).Message);
+        var empty = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(empty, "");
+            Assert.Contains("no event", Assert.Throws<ForecastEvaluation.Refused>(() => ForecastEvaluation.Run(empty, areas, 2015, 2022)).Message);
+        }
+        finally
+        {
+            File.Delete(empty);
+        }
+    }
+
+    [Fact]
+    public void The_bootstrap_benchmark_draws_the_same_samples_in_every_process()
+    {
+        // Seeded by arithmetic, not HashCode (randomised per process): these are the draws of any run, on any machine.
+        var panel = new Panel([1, 2], new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc), 40);
+        for (var m = 0; m < 40; m++)
+        {
+            panel.Killed[0, m] = m;
+        }
+
+        var samples = new BootstrapForecaster().Forecast(panel, 0, 30);
+        Assert.Equal(new Random(unchecked((((240 * 31) + 0) * 31) + 30)).Next(0, 31), samples[0]);
+        Assert.Equal(samples, new BootstrapForecaster().Forecast(panel, 0, 30));
     }
 }

@@ -64,6 +64,19 @@ public abstract class ForecastScheduleTests<TServer>(TServer server) : IClassFix
         Assert.NotNull(await scope.ServiceProvider.GetRequiredService<ForecastService>().RunAsync(CancellationToken.None));
         await using var refreshed = server.Services.CreateAsyncScope();
         Assert.NotSame(history, await refreshed.ServiceProvider.GetRequiredService<ForecastService>().HistoryAsync(12, 50, CancellationToken.None));
+
+        // A month in progress is not a month: an incident today leaves the history ending with last month, and the forecast
+        // is for this month (it was for the month after, learnt from a month of one day, and on the 1st almost empty).
+        var now = Clock.GetUtcNow();
+        // (Signed in afresh: the tests' tokens last a day, and the clock has moved on by more.)
+        var (today, todayBody) = await (await server.SignedInAsync("joc")).PostJson("/api/reports", Api.Report(latitude: -24.75, longitude: 50.25, observedAt: now, narrative: $"{code} clash today",
+            marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.True(today.StatusCode == HttpStatusCode.Created, todayBody.ToString());
+        var summary = await scope.ServiceProvider.GetRequiredService<ForecastService>().RunAsync(CancellationToken.None);
+        Assert.Equal(new DateTime(now.Year, now.Month, 1, 0, 0, 0, DateTimeKind.Utc), summary!.Month);
+        await using var latest = server.Services.CreateAsyncScope();
+        var months = Assert.Single(await latest.ServiceProvider.GetRequiredService<ForecastService>().HistoryAsync(12, 50, CancellationToken.None), s => s.Area == "Forecast test area").Months;
+        Assert.True(string.CompareOrdinal(months[^1], now.ToString("yyyy-MM", System.Globalization.CultureInfo.InvariantCulture)) < 0, months[^1]);
     }
 
     private static async Task<T> WaitForAsync<T>(Func<Task<T>> read, Func<T, bool> done)

@@ -76,8 +76,16 @@ internal static class EarlyWarningEndpoints
             rows.Select(f => new ForecastDto(f.Gid, f.Latitude, f.Longitude, Math.Round(f.Expected, 3), Math.Round(f.AtLeastOne, 4), f.Low, f.High, markings.ToDto(f).Label ?? "")).ToList()));
     }
 
-    private static async Task<Ok<List<AreaForecastDto>>> AreaForecasts(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
+    private static async Task<Results<Ok<List<AreaForecastDto>>, ProblemHttpResult>> AreaForecasts(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
     {
+        // No filter: a bbox (or anything else) given here would otherwise answer with every area as if it had been applied.
+        var refused = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        QueryReader.RefuseOthers(context.Request.Query, [], "the area forecasts", refused);
+        if (refused.Count > 0)
+        {
+            return Problems.Invalid(refused);
+        }
+
         var rows = await db.AreaForecasts.AsNoTracking().VisibleTo(viewer).OrderByDescending(f => f.AtLeastOne).ToListAsync(context.RequestAborted);
         return TypedResults.Ok(rows.Select(f => new AreaForecastDto(directory.Area(f.AreaId)?.Code ?? "?", directory.Area(f.AreaId)?.Name ?? "?",
             new DateTimeOffset(DateTime.SpecifyKind(f.Month, DateTimeKind.Utc)), Math.Round(f.Expected, 3), Math.Round(f.AtLeastOne, 4), f.Low, f.High, markings.ToDto(f).Label ?? "")).ToList());
@@ -95,7 +103,7 @@ internal static class EarlyWarningEndpoints
     private static async Task<Results<Ok<HotspotsDto>, ProblemHttpResult>> Hotspots(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
     {
-        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, [.. ListQuery.IncidentFilters, "by", "limit"]))
         {
             return Problems.Invalid(errors);
         }

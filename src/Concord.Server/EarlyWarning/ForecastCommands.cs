@@ -56,7 +56,22 @@ internal static class ForecastCommands
         }
 
         var clock = Stopwatch.StartNew();
-        var result = ForecastEvaluation.Run(ged, areas, from, to);
+        ForecastEvaluation.Result result;
+        try
+        {
+            result = ForecastEvaluation.Run(ged, areas, from, to);
+        }
+        catch (ForecastEvaluation.Refused e)
+        {
+            await errors.WriteLineAsync("concord: " + e.Message);
+            return 1;
+        }
+
+        if (result.FirstRejected is { } bad)
+        {
+            await errors.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"concord: {result.Rejected:N0} rows of {ged} were not read (the first, line {bad.Line}: {bad.Error})"));
+        }
+
         var markdown = ForecastEvaluation.Markdown(result);
         await output.WriteAsync(markdown);
         await output.WriteLineAsync();

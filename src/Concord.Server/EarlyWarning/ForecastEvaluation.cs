@@ -16,11 +16,17 @@ internal static class ForecastEvaluation
     public static IReadOnlyList<IForecaster> Forecasters() =>
         [new HurdleForecaster(), new ZeroForecaster(), new LastValueForecaster(), new ConflictologyForecaster(), new BootstrapForecaster()];
 
-    public sealed record Result(Panel Panel, List<WindowScore> Scores, List<(double Probability, bool Happened)> Calibration);
+    /// <summary>The back-test's panel and scores; <paramref name="Rejected"/> counts the file's rows that were not read, the first with its line.</summary>
+    public sealed record Result(Panel Panel, List<WindowScore> Scores, List<(double Probability, bool Happened)> Calibration, int Rejected, GedRow? FirstRejected);
+
+    /// <summary>The data cannot answer what was asked (no events, held-out years outside what it covers): said in one line.</summary>
+    public sealed class Refused(string message) : Exception(message);
 
     public static Result Run(string gedPath, string areasPath, int firstYear, int lastYear)
     {
         var events = new List<ConflictEvent>();
+        var rejected = 0;
+        GedRow? firstRejected = null;
         using (var reader = new StreamReader(gedPath))
         {
             foreach (var row in GedReader.Read(reader))
@@ -29,19 +35,43 @@ internal static class ForecastEvaluation
                 {
                     events.Add(new ConflictEvent(e.Latitude, e.Longitude, e.DateStart, e.Best, e.TypeOfViolence == 3));
                 }
+                else
+                {
+                    rejected++;
+                    firstRejected ??= row;
+                }
             }
         }
 
-        var cells = MissionCells(areasPath, events);
-        var start = new DateTime(events.Min(e => e.At).Year, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        if (events.Count == 0)
+        {
+            throw new Refused($"{gedPath} holds no event to learn from" + (firstRejected is { } bad ? $" (line {bad.Line}: {bad.Error})" : ""));
+        }
+
+        // Every held-out window needs two years of data before it (a year of lagged features, then training months), and
+        // its twelve months inside the data: months after the file's last event would be scored as months without deaths.
+        var first = events.Min(e => e.At);
+        var last = events.Max(e => e.At);
+        var lastFullYear = last.Month == 12 ? last.Year : last.Year - 1;
+        if (firstYear < first.Year + 2 || lastYear > lastFullYear)
+        {
+            throw new Refused(string.Create(CultureInfo.InvariantCulture,
+                $"the data runs from {first:yyyy-MM} to {last:yyyy-MM}: held-out years go from {first.Year + 2} (two years of history before them) to {lastFullYear} (the last year it covers to December)"));
+        }
+
+        // The cells scored are fixed before the first held-out year: an event in a cell outside the areas adds it only
+        // if it happened before then (a cell chosen for its later deaths would be scored on outcomes the choice saw).
+        var start = new DateTime(first.Year, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        var heldOut = new DateTime(firstYear, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        var cells = MissionCells(areasPath, events.Where(e => e.At < heldOut));
         var end = new DateTime(lastYear, 12, 1, 0, 0, 0, DateTimeKind.Utc);
         var panel = Panel.Build(events, cells, start, end);
         var concord = Forecasters()[0].Name;
         var (scores, calibration) = Backtest.Run(panel, Forecasters(), firstYear, lastYear, concord);
-        return new Result(panel, scores, calibration);
+        return new Result(panel, scores, calibration, rejected, firstRejected);
     }
 
-    /// <summary>Cells whose centre lies in the mission's areas, and any cell with an event in them.</summary>
+    /// <summary>Cells whose centre lies in the mission's areas, and any cell with one of <paramref name="events"/> in them.</summary>
     public static List<int> MissionCells(string areasPath, IEnumerable<ConflictEvent> events)
     {
         var areas = DemoMission.ReadAreas(areasPath).Select(a => GeoJsonGeometry.Read(a.GeometryJson)).ToList();

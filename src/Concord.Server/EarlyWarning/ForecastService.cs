@@ -25,14 +25,16 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
 
     private async Task<IReadOnlyList<AreaSeries>> ComputeHistoryAsync(int months, int areas, CancellationToken cancellationToken)
     {
-        if (await BuildPanelAsync(cancellationToken) is not { } built || built.Panel.Months < 26)
+        // Each month shown is forecast by a model fitted on the months before the first one shown, with at least the
+        // history a forecast in service needs (MinimumMonths): the first month shown is the one after those.
+        if (await BuildPanelAsync(cancellationToken) is not { } built || built.Panel.Months <= MinimumMonths)
         {
             return [];
         }
 
         var panel = built.Panel;
         var last = panel.Months - 1;
-        var first = Math.Max(13, last - months + 1);
+        var first = Math.Max(MinimumMonths, last - months + 1);
         var model = new HurdleForecaster();
         model.Fit(panel, first - 1);
         var byArea = new Dictionary<string, (double[] Observed, double[] Forecast)>(StringComparer.Ordinal);
@@ -92,7 +94,14 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
             }
         }
 
-        return new Built(Panel.Build(events, [.. cells], events.Min(e => e.At), events.Max(e => e.At)), incidents.Count);
+        // The panel ends with the last month that is over by the clock and holds data: a month in progress would count as a
+        // quiet one (on the 1st, a day's incidents as the whole month), and the forecast would be for the month after it.
+        // A mission whose data ends earlier (the demo's GED history) is forecast from its last month.
+        var now = time.GetUtcNow().UtcDateTime;
+        var current = new DateTime(now.Year, now.Month, 1, 0, 0, 0, DateTimeKind.Utc);
+        var end = events.Max(e => e.At) is var latest && latest < current ? latest : current.AddMonths(-1);
+        var start = events.Min(e => e.At);
+        return start > end ? null : new Built(Panel.Build(events, [.. cells], start, end), incidents.Count);
     }
 
     /// <summary>

@@ -67,7 +67,9 @@ internal sealed class BootstrapForecaster(int seed = 240) : IForecaster
 
     public double[] Forecast(Panel panel, int row, int origin)
     {
-        var random = new Random(HashCode.Combine(seed, row, origin));
+        // A seed computed the same way in every process (HashCode is randomised per process): the benchmark's scores are
+        // reproducible, run after run.
+        var random = new Random(unchecked((((seed * 31) + row) * 31) + origin));
         var from = Math.Max(0, origin - 239);
         var samples = new double[Draws];
         for (var i = 0; i < Draws; i++)

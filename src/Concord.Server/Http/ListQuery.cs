@@ -32,6 +32,9 @@ internal sealed record ListQuery
     /// <summary>The filters every report listing applies.</summary>
     public static readonly string[] ReportFilters = ["bbox", "from", "to", "category", "organization", "q"];
 
+    /// <summary>The filters incident listings take: the report filters, the status and the classification.</summary>
+    public static readonly string[] IncidentFilters = [.. ReportFilters, "status", "classification"];
+
     /// <summary>
     /// Parses the filters; <paramref name="cursors"/> is given by the lists that page, and without it a cursor is refused
     /// (a listing that is not paged would otherwise answer as if page two were page one). With <paramref name="honoured"/>,

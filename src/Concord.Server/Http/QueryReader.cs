@@ -19,7 +19,7 @@ internal sealed class QueryReader(IQueryCollection query, Dictionary<string, str
     {
         foreach (var key in query.Keys.Where(k => !taken.Contains(k, StringComparer.OrdinalIgnoreCase)))
         {
-            errors[key] = [$"is not a parameter of {what}, which takes {string.Join(", ", taken)}"];
+            errors[key] = [taken.Count == 0 ? $"is not a parameter of {what}, which takes none" : $"is not a parameter of {what}, which takes {string.Join(", ", taken)}"];
         }
     }
 

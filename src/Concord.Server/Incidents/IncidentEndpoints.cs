@@ -139,7 +139,7 @@ internal static class IncidentEndpoints
     private static async Task<Results<Ok<Page<IncidentDto>>, ProblemHttpResult>> List(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time, CursorKeys cursors)
     {
-        if (!ListQuery.TryParse(context.Request.Query, cursors, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, cursors, out var query, out var errors, [.. ListQuery.IncidentFilters, "limit", "cursor"]))
         {
             return Problems.Invalid(errors);
         }
@@ -273,7 +273,7 @@ internal static class IncidentEndpoints
     private static async Task<IResult> GeoJson(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time, CursorKeys cursors)
     {
-        if (!ListQuery.TryParse(context.Request.Query, cursors, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, cursors, out var query, out var errors, [.. ListQuery.IncidentFilters, "limit", "cursor"]))
         {
             return Problems.Invalid(errors);
         }

@@ -31,7 +31,7 @@ internal static class IncidentMap
     private static async Task<IResult> Map(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
-        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors))
+        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, [.. ListQuery.IncidentFilters, "zoom", "maxPoints"]))
         {
             return Problems.Invalid(errors);
         }

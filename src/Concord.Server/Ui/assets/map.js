@@ -199,7 +199,7 @@
     }
   }
 
-  // The forecast risk layer: P(at least one fatality next month) per 0.5° cell, with the model's back-test skill beside it.
+  // The forecast risk layer: P(at least one fatality in the forecast month) per 0.5° cell, with the model's back-test skill beside it.
   async function loadRisk() {
     if (!map.hasLayer(risk)) return;
     const response = await fetch('/api/early-warning/forecasts?' + new URLSearchParams({ bbox: viewport() })).catch(() => null);
@@ -207,13 +207,17 @@
     const data = await response.json();
     risk.clearLayers();
     state.riskCells = 0;
+    // The month forecast: the one after the last complete month with data (the month in progress, in a live mission).
+    const forecastMonth = data.month
+      ? new Intl.DateTimeFormat(Concord.context.culture, { year: 'numeric', month: 'long', timeZone: 'UTC' }).format(new Date(data.month))
+      : '';
     for (const f of data.items) {
       const p = f.atLeastOne;
       if (p < 0.02) continue;
       state.riskCells++;
       risk.addLayer(L.rectangle([[f.latitude - 0.25, f.longitude - 0.25], [f.latitude + 0.25, f.longitude + 0.25]],
         { stroke: false, fillColor: '#a4161a', fillOpacity: Math.min(0.75, 0.1 + p * 0.8), interactive: true })
-        .bindTooltip(t('risk', number.format(Math.round(p * 100)), f.expected.toFixed(1), f.low, f.high)));
+        .bindTooltip(t('risk', number.format(Math.round(p * 100)), f.expected.toFixed(1), f.low, f.high, forecastMonth)));
     }
     const skill = document.getElementById('risk-skill');
     if (skill.hidden) {
