@@ -739,6 +739,13 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         var received = await receiver.WaitForAsync(e => e.Uid == uid);
         Assert.NotNull(received);
         Assert.Equal("PROTO 1", received.Detail.Contact?.Callsign);
+
+        // Asked again in protobuf: answered in protobuf (its XML in the stream would break the device's framing and cut it).
+        await sender.SendProtobufAsync(CotControl.CreateVersionRequest("ANDROID-pb", DateTimeOffset.UtcNow, 1));
+        Assert.NotNull(await sender.WaitForAsync(e => e.Type == CotControl.VersionResponseType));
+        await receiver.SendAsync(Pli("ANDROID-pbq-" + uid, "RECEIVER", 4.6, 18.6));
+        Assert.NotNull(await sender.WaitForAsync(e => e.Uid == "ANDROID-pbq-" + uid));
+        Assert.False(sender.Closed);
     }
 
     [Fact]
@@ -1021,6 +1028,15 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         }
 
         Assert.Equal($"|org:{code}|", report?.ReleasableTo);
+
+        // Another organisation's deletion whose own uid is the marker (as node-cot writes a force delete, no link needed),
+        // dated four minutes ahead: neither passed on nor recorded, so the battalion's next edit still goes out.
+        await otherForce.SendAsync($"<event version='2.0' uid='{marker}' type='t-x-d-d' time='{Now(240)}' start='{Now(240)}' stale='{Now(600)}' how='h-g-i-g-o'>" +
+            "<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><__forcedelete/></detail></event>");
+        Assert.Null(await comrade.WaitForAsync(e => e.Uid == marker && e.Type == CotControl.DeleteType, TimeSpan.FromSeconds(1.5)));
+        await sender.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now(1)}' start='{Now(1)}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='6.02' lon='20.51' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/><remarks>moved north</remarks></detail></event>");
+        Assert.Equal(6.02, (await comrade.WaitForAsync(e => e.Uid == marker && e.Type == "a-h-G"))?.Point.Lat);
     }
 
     [Fact]

@@ -10,7 +10,9 @@ namespace Concord.Server.Tak;
 /// device getting the incident as built from the reports its member may see. Incidents made only from TAK markers are
 /// not echoed back: the devices already have the marker itself.
 /// </summary>
-internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes, MarkingFormat markings, Realtime.ChangeSignal signal, Audit.AuditWriter audit, TimeProvider time, ILogger<IncidentFeed> logger)
+internal sealed class IncidentFeed(
+    TakRouter router, IServiceScopeFactory scopes, MarkingFormat markings, MissionDirectory directory, ViewerDirectory viewers, Realtime.ChangeSignal signal,
+    Audit.AuditWriter audit, TimeProvider time, ILogger<IncidentFeed> logger)
     : BackgroundService
 {
     /// <summary>The shortest gap between two reads of the feed.</summary>
@@ -87,6 +89,21 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             return after;
         }
 
+        if (changes.Any(c => c.Entity is "member" or "organization" or "group" or "agreement"))
+        {
+            // Access changed, and is committed (here, by another node, or by the CLI): the devices are checked against
+            // what their members hold now before anything of this round goes out, not within the periodic check's 10 s.
+            // A device whose member lost access is cut; one whose access changed is cut and reconnects.
+            await directory.ReloadAsync(force: true, cancellationToken);
+            viewers.Invalidate();
+            if (router.CheckAccess is { } check)
+            {
+                await check(cancellationToken);
+            }
+        }
+
+        // A device being cut gets only its withdrawals (TakServer.CutAsync).
+        var sessions = router.Sessions.Where(s => !s.Draining && !s.Closing.IsCancellationRequested).ToList();
         var now = time.GetUtcNow();
         foreach (var deleted in changes.Where(c => c.Entity == "incident" && c.Operation == "deleted"))
         {
@@ -120,7 +137,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             {
                 // Not echoed back: the devices have the markers themselves. One that had the incident while reports of
                 // other kinds were in it, and saw such a report leave, loses it.
-                foreach (var session in router.Sessions)
+                foreach (var session in sessions)
                 {
                     if (Lost(session.Viewer))
                     {
@@ -135,7 +152,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             {
                 var item = CotMapping.Outgoing(incident, markings, now);
                 var marking = new MarkingDefault(incident.Classification, incident.ReleasableTo, incident.Caveats, "");
-                foreach (var session in router.Sessions)
+                foreach (var session in sessions)
                 {
                     if (!Marking.AllowsRead(incident, session.Viewer))
                     {
@@ -158,7 +175,7 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             // A mixed incident is rebuilt for each device from the reports its member may see; made only of markers as
             // that member sees it, it is not echoed back either (whether it is must not tell of reports of other kinds
             // the member may not see).
-            foreach (var session in router.Sessions)
+            foreach (var session in sessions)
             {
                 var seenLinks = ownLinks.Where(l => Marking.AllowsRead(reports[l.ReportId], session.Viewer)).ToList();
                 var visible = seenLinks.Select(l => reports[l.ReportId]).ToList();
@@ -185,11 +202,25 @@ internal sealed class IncidentFeed(TakRouter router, IServiceScopeFactory scopes
             }
         }
 
-        // One entry per device and round, as a list read through the API is one entry per request.
-        await Task.WhenAll(outgoing.Where(o => o.Classification > 0).GroupBy(o => o.Session)
-            .Select(sent => audit.RecordReadAsync(sent.Key.Viewer, "incident", sent.Select(o => (o.Id, o.Classification)).ToList(), $"tak:live {sent.Key.Remote}",
-                now.UtcDateTime, cancellationToken)));
-        foreach (var (session, id, item, _) in outgoing)
+        // One entry per device and round, as a list read through the API is one entry per request. Each device's entry is
+        // written on its own: a failure for one device does not make the round run again (writing again the entries of
+        // the others); that device is cut instead, with nothing of the round sent to it, and reconnects to a fresh picture.
+        var unaudited = (await Task.WhenAll(outgoing.Where(o => o.Classification > 0).GroupBy(o => o.Session).Select(async sent =>
+        {
+            try
+            {
+                await audit.RecordReadAsync(sent.Key.Viewer, "incident", sent.Select(o => (o.Id, o.Classification)).ToList(), $"tak:live {sent.Key.Remote}",
+                    now.UtcDateTime, cancellationToken);
+                return null;
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                logger.LogWarning(e, "TAK device of {User} ({Remote}) cut: its reads could not be audited", sent.Key.Viewer.UserName, sent.Key.Remote);
+                sent.Key.Close("its reads could not be audited; reconnect");
+                return sent.Key;
+            }
+        }))).OfType<TakSession>().ToHashSet();
+        foreach (var (session, id, item, _) in outgoing.Where(o => !unaudited.Contains(o.Session)))
         {
             session.NoteLiveIncident(id);
             session.Send(item);

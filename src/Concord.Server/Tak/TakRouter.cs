@@ -47,6 +47,13 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     public IReadOnlyCollection<TakSession> Sessions => _sessions;
 
+    /// <summary>
+    /// Checks the connected devices' access again at once and cuts those whose access has gone or changed (set by the TAK
+    /// server when it starts): the incident feed calls it when the change feed shows a change to a member, an
+    /// organisation, a group or an agreement, before it sends anything of that round.
+    /// </summary>
+    public Func<CancellationToken, Task>? CheckAccess { get; set; }
+
     /// <summary>How many uids the replay check remembers.</summary>
     public int RememberedUids => Volatile.Read(ref _latestCount);
 
@@ -201,6 +208,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         if (e.Type == CotControl.VersionRequestType)
         {
             var accepted = CotControl.TryGetRequestedVersion(e, out var version) && version == 1;
+            if (from.SwitchRequested)
+            {
+                // Asked again once the stream is protobuf (or switching to it): answered in the stream's format, switching
+                // nothing. Written as the switch, its XML would land in a stream the device reads as frames, and cut it.
+                from.Send(new Outbound(CotControl.CreateVersionResponse("concord", now, accepted), droppable: false));
+                return;
+            }
+
             from.SwitchRequested = accepted;
             from.Send(new Outbound(CotControl.CreateVersionResponse("concord", now, accepted), droppable: false) { SwitchesToProtobuf = accepted });
             return;
@@ -487,14 +502,17 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     private async ValueTask<string?> DeletesItemOfAnotherAsync(TakSession from, CotEvent e)
     {
         var uids = e.Detail.Links.Select(l => l.Uid).OfType<string>().Where(u => u.Length > 0).Distinct(StringComparer.Ordinal).ToList();
-        if (uids.Count == 0)
-        {
-            return null;
-        }
-
         if (uids.Count > MaxDeletedItems)
         {
             return $"it deletes {uids.Count} items at once; at most {MaxDeletedItems}";
+        }
+
+        // The deletion's own uid too: some clients give it the item's uid (node-cot's force delete, with or without a link),
+        // and clients that delete by event uid remove that item. Routed, it would also record its time against the item,
+        // freezing the owner's edits until then, and after a restart make its sender the item's owner.
+        if (!uids.Contains(e.Uid, StringComparer.Ordinal))
+        {
+            uids.Add(e.Uid);
         }
 
         var items = uids.Select(CotMapping.ItemRef).ToList();

@@ -109,6 +109,7 @@ internal sealed class TakServer(
             }
 
             _listening.TrySetResult();
+            router.CheckAccess = CheckAccessOnceAsync;
             listeners.Add(CheckAccessAsync(stoppingToken));
             await Task.WhenAll(listeners);
         }
@@ -243,9 +244,12 @@ internal sealed class TakServer(
             router.Attach(session);
             logger.LogInformation("TAK device of {User} connected from {Remote}", viewer.UserName, remote);
             var writer = session.WriteLoopAsync();
-            await SendInitialAsync(session, stoppingToken);
+            // The device is read while its opening picture goes out (thousands of tracks, hundreds of incidents, at the
+            // pace of its link): an emergency it sends on reconnecting is routed at once, not after the picture.
+            var opening = OpenAsync(session, stoppingToken);
             await ReadLoopAsync(session, stream);
             session.Close(session.CloseReason ?? "the device disconnected");
+            await opening;
             await writer;
         }
         catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException or ObjectDisposedException)
@@ -271,6 +275,23 @@ internal sealed class TakServer(
             }
 
             client.Dispose();
+        }
+    }
+
+    /// <summary>Sends the opening picture; a failure to read it ends the session (the device reconnects for a whole one).</summary>
+    private async Task OpenAsync(TakSession session, CancellationToken stoppingToken)
+    {
+        try
+        {
+            await SendInitialAsync(session, stoppingToken);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (Exception e)
+        {
+            logger.LogWarning(e, "the opening picture for the TAK device of {User} ({Remote}) failed; the device is cut", session.Viewer.UserName, session.Remote);
+            session.Close("its opening picture could not be sent; reconnect");
         }
     }
 
@@ -602,7 +623,29 @@ internal sealed class TakServer(
         }
     }
 
+    /// <summary>One check at a time (the timer's and the incident feed's): two would cut a device twice, withdrawals and all.</summary>
+    private readonly SemaphoreSlim _checking = new(1, 1);
+
+    public override void Dispose()
+    {
+        _checking.Dispose();
+        base.Dispose();
+    }
+
     internal async Task CheckAccessOnceAsync(CancellationToken cancellationToken)
+    {
+        await _checking.WaitAsync(cancellationToken);
+        try
+        {
+            await CheckSessionsAsync(cancellationToken);
+        }
+        finally
+        {
+            _checking.Release();
+        }
+    }
+
+    private async Task CheckSessionsAsync(CancellationToken cancellationToken)
     {
         var sessions = router.Sessions.Where(s => !s.Closing.IsCancellationRequested && !s.Draining).ToList();
         if (sessions.Count == 0)

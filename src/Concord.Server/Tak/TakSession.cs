@@ -297,7 +297,27 @@ internal sealed class TakSession : IAsyncDisposable
         }
 
         _closeWhenWritten = reason;
+        // What is queued was queued under the access now withdrawn (a backlog of a slow device: thousands of alerts, a
+        // thousand positions): none of it is written, only the last events.
+        DropQueued();
+        // The opening picture, if it is still waiting for room, sees the end when it wakes.
+        _room.Ring();
         _ = CloseAfterAsync(reason, within);
+    }
+
+    private void DropQueued()
+    {
+        while (_alerts.TryDequeue(out var alert))
+        {
+            Interlocked.Decrement(ref _alertCount);
+            Interlocked.Add(ref _queuedBytes, -alert.Xml.Length);
+        }
+
+        while (_positions.TryDequeue(out var position))
+        {
+            Interlocked.Decrement(ref _positionCount);
+            Interlocked.Add(ref _queuedBytes, -position.Xml.Length);
+        }
     }
 
     /// <summary>True once <see cref="StopSending"/> was called: the session is on its way out.</summary>
@@ -306,6 +326,8 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>Queues the last events of a draining session, past the queues' limits (they are its last), and lets it close once they are written.</summary>
     public void SendLast(IReadOnlyCollection<Outbound> last)
     {
+        // Again: a Send that checked before StopSending may have queued since.
+        DropQueued();
         foreach (var item in last)
         {
             TryQueueAlert(item, int.MaxValue);
