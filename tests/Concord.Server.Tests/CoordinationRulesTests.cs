@@ -7,15 +7,17 @@ namespace Concord.Server.Tests;
 /// <summary>The pure decisions of coordination: which rule routes an incident, which terms a request gets, what a deadline owes.</summary>
 public sealed class CoordinationRulesTests
 {
-    private static Agreement With(string code, params ResponsibilityRule[] rules) => new()
+    private static Agreement With(string code, params ResponsibilityRule[] rules) => Agreement(code, "|org:FORCE|", new AgreementCoordination(rules, []));
+
+    private static Agreement Agreement(string code, string parties, AgreementCoordination coordination) => new()
     {
         Id = Guid.NewGuid(),
         Version = 1,
         Code = code,
         Name = code,
-        Parties = "|org:FORCE|",
+        Parties = parties,
         RulesJson = "[]",
-        CoordinationJson = new AgreementCoordination(rules, []).ToJson(),
+        CoordinationJson = coordination.ToJson(),
         CreatedAt = DateTime.UtcNow,
         CreatedBy = "test",
     };
@@ -60,21 +62,10 @@ public sealed class CoordinationRulesTests
     [Fact]
     public void Request_terms_come_from_the_most_specific_assistance_rule_or_the_priority()
     {
-        var agreement = new Agreement
-        {
-            Id = Guid.NewGuid(),
-            Version = 1,
-            Code = "MOU",
-            Name = "MOU",
-            Parties = "|org:FORCE|org:JOC|org:RWABATT|org:UNPOL|",
-            RulesJson = "[]",
-            CoordinationJson = new AgreementCoordination([], [
-                new AssistanceRule(["*"], "kind:military", 60, 240, "JOC"),
-                new AssistanceRule(["medevac"], "FORCE", 5, 30, "JOC"),
-            ]).ToJson(),
-            CreatedAt = DateTime.UtcNow,
-            CreatedBy = "test",
-        };
+        var agreement = Agreement("MOU", "|org:FORCE|org:JOC|org:RWABATT|org:UNPOL|", new AgreementCoordination([], [
+            new AssistanceRule(["*"], "kind:military", 60, 240, "JOC"),
+            new AssistanceRule(["medevac"], "FORCE", 5, 30, "JOC"),
+        ]));
 
         var medevac = Responsibilities.ForRequest([agreement], "UNPOL", "medevac", "urgent", "FORCE", OrganizationKind.Military);
         Assert.Equal((TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(30), "JOC", "MOU"), (medevac.Acknowledge, medevac.Respond, medevac.EscalateTo, medevac.AgreementCode));
@@ -86,6 +77,18 @@ public sealed class CoordinationRulesTests
         // An agreement binds its parties only: a requester that did not sign it gets the priority's deadlines and no escalation.
         var outsider = Responsibilities.ForRequest([agreement], "OCHA", "medevac", "urgent", "FORCE", OrganizationKind.Military);
         Assert.Equal((TimeSpan.FromMinutes(15), TimeSpan.FromHours(1), (string?)null, (string?)null), (outsider.Acknowledge, outsider.Respond, outsider.EscalateTo, outsider.AgreementCode));
+
+        // A rule that sets one deadline never leaves the answer due before the acknowledgement: the priority's default gives way.
+        var oneSided = Agreement("SOP", "|org:FORCE|org:UNPOL|", new AgreementCoordination([], [
+            new AssistanceRule(["armed-escort"], "kind:military", 120, null, null),
+            new AssistanceRule(["medevac"], "kind:military", null, 30, null),
+        ]));
+        var slowAcknowledge = Responsibilities.ForRequest([oneSided], "UNPOL", "armed-escort", "urgent", "FORCE", OrganizationKind.Military);
+        Assert.Equal((TimeSpan.FromMinutes(120), TimeSpan.FromMinutes(120)), (slowAcknowledge.Acknowledge, slowAcknowledge.Respond));
+        var quickAnswer = Responsibilities.ForRequest([oneSided], "UNPOL", "medevac", "routine", "FORCE", OrganizationKind.Military);
+        Assert.Equal((TimeSpan.FromMinutes(30), TimeSpan.FromMinutes(30)), (quickAnswer.Acknowledge, quickAnswer.Respond));
+        var defaults = Responsibilities.ForRequest([oneSided], "UNPOL", "armed-escort", "routine", "FORCE", OrganizationKind.Military);
+        Assert.Equal((TimeSpan.FromMinutes(120), TimeSpan.FromHours(24)), (defaults.Acknowledge, defaults.Respond));
     }
 
     [Fact]

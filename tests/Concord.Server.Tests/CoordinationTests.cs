@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
 using Concord.Server.Audit;
 using Concord.Server.Coordination;
@@ -678,16 +679,19 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("joc").PostJson($"/api/patrols/{id}/status", new { status = "under-way" })).Response.StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("unpol").PostJson($"/api/patrols/{id}/status", new { status = "under-way" })).Response.StatusCode);
 
-        // Its tracks are its members' TAK tracks: the force member's device shows, another member's does not.
-        foreach (var (user, uid) in new[] { ("force", "ANDROID-patrol-" + id.ToString("N")[..8]), ("rwabatt", "ANDROID-other-" + id.ToString("N")[..8]) })
-        {
-            await server.AddTrackAsync(user, uid, user.ToUpperInvariant(), 5.9, 20.8);
-        }
+        // Its tracks are its members' current TAK tracks: the force member's device shows (a CONFIDENTIAL track, read like any
+        // track: named in the audit), another member's does not, nor the force member's stale old device.
+        var patrolUid = "ANDROID-patrol-" + id.ToString("N")[..8];
+        await server.AddTrackAsync("force", patrolUid, "FORCE", 5.9, 20.8, classification: 1);
+        await server.AddTrackAsync("rwabatt", "ANDROID-other-" + id.ToString("N")[..8], "RWABATT", 5.9, 20.8);
+        await server.AddTrackAsync("force", "ANDROID-stale-" + id.ToString("N")[..8], "FORCE OLD", 5.9, 20.8, stale: true);
 
         var (_, withTracks) = await force.GetJson($"/api/patrols/{id}");
         var track = Assert.Single(withTracks.GetProperty("tracks").EnumerateArray());
         Assert.Equal("force", track.GetProperty("member").GetString());
-        Assert.StartsWith("ANDROID-patrol-", track.GetProperty("uid").GetString(), StringComparison.Ordinal);
+        Assert.Equal(patrolUid, track.GetProperty("uid").GetString());
+        var trackReads = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == AuditActions.Read && a.Entity == "track" && a.Actor == "force").ToListAsync());
+        Assert.Contains(trackReads, a => a.Detail.Contains(patrolUid, StringComparison.Ordinal) && a.Detail.Contains($"/api/patrols/{id}", StringComparison.Ordinal));
 
         var (_, geo) = await force.GetJson("/api/coordination/geojson");
         Assert.Contains(geo.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetGuid() == id && f.GetProperty("geometry").GetProperty("type").GetString() == "LineString");
@@ -711,6 +715,88 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (badRoute, routeProblem) = await force.PostJson("/api/patrols", new { name = "Nowhere", route = new[] { new[] { 200.0, 5.0 } }, startsAt = Clock.GetUtcNow(), endsAt = Clock.GetUtcNow().AddHours(1) });
         Assert.Equal(HttpStatusCode.BadRequest, badRoute.StatusCode);
         Assert.Equal(["route"], routeProblem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task A_revised_agreement_is_in_force_since_its_first_version()
+    {
+        // Routing applies an agreement to incidents recorded since it was: a revision (a deadline changed) must not stop it
+        // for the incidents recorded between its versions.
+        var (area, _, _) = await AreaAsync(-49);
+        var rule = new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120 };
+        var code = await AgreementAsync([rule]);
+        var directory = server.Services.GetRequiredService<MissionDirectory>();
+        var first = (await directory.AgreementsAsync(CancellationToken.None)).Single(a => a.Code == code);
+        Clock.Advance(TimeSpan.FromMinutes(5));
+        using var admin = server.ClientFor("jocadmin");
+        var revised = await admin.PutAsJsonAsync($"/api/agreements/{code}", new
+        {
+            name = "Protection of civilians SOP " + code,
+            parties = new[] { "JOC", "FORCE", "UNPOL", "OCHA" },
+            rules = Array.Empty<object>(),
+            responsibilities = new[] { rule with { acknowledgeMinutes = 45 } },
+            assistance = Array.Empty<object>(),
+        });
+        Assert.True(revised.StatusCode == HttpStatusCode.OK, await revised.Content.ReadAsStringAsync());
+        await directory.ReloadAsync(force: true, CancellationToken.None);
+
+        var latest = (await directory.AgreementsAsync(CancellationToken.None)).Single(a => a.Code == code);
+        Assert.Equal(2, latest.Version);
+        Assert.Equal(first.CreatedAt.AddMinutes(5), latest.CreatedAt, TimeSpan.FromSeconds(1));
+        Assert.Equal(first.CreatedAt, latest.InForceSince);
+    }
+
+    [Fact]
+    public async Task Two_moves_of_one_patrol_from_the_same_status_are_not_both_stored_and_bad_list_entries_are_refused_by_field()
+    {
+        var force = server.ClientFor("force");
+        var route = new[] { new[] { 22.3, 6.9 }, new[] { 22.4, 7.0 } };
+        // Sign-in names are matched as the directory keeps them: "Force" is force.
+        var (created, patrol) = await force.PostJson("/api/patrols", new
+        {
+            name = "Ndele road patrol " + Guid.NewGuid().ToString("N")[..6],
+            organizations = new[] { "FORCE" },
+            members = new[] { "Force" },
+            route,
+            startsAt = Clock.GetUtcNow().AddHours(1),
+            endsAt = Clock.GetUtcNow().AddHours(4),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, patrol.ToString());
+        Assert.Equal(["force"], patrol.GetProperty("members").EnumerateArray().Select(m => m.GetString()));
+        var id = Id(patrol);
+
+        // Both read it planned; one starts it, the other cancels it: the store takes the first save and refuses the second
+        // (the API answers 409), where the last write won (a cancelled patrol completed by its report, or the reverse).
+        // The refused save is made on SQLite only: on PostgreSQL it leaves a gap in the change numbers, which readers of
+        // the feed wait out on the server's clock, and this server's clock stands still between tests.
+        await using (var a = server.Services.CreateAsyncScope())
+        await using (var b = server.Services.CreateAsyncScope())
+        {
+            var (dbA, dbB) = (a.ServiceProvider.GetRequiredService<ConcordDb>(), b.ServiceProvider.GetRequiredService<ConcordDb>());
+            Assert.True(dbA.Model.FindEntityType(typeof(Patrol))!.FindProperty(nameof(Patrol.Status))!.IsConcurrencyToken);
+            if (dbA.Database.IsSqlite())
+            {
+                var (first, second) = (await dbA.Patrols.SingleAsync(p => p.Id == id), await dbB.Patrols.SingleAsync(p => p.Id == id));
+                first.Status = PatrolStatuses.UnderWay;
+                second.Status = PatrolStatuses.Cancelled;
+                await dbA.SaveChangesAsync();
+                await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => dbB.SaveChangesAsync());
+                Assert.Equal(PatrolStatuses.UnderWay, await server.WithDbAsync(db => db.Patrols.Where(p => p.Id == id).Select(p => p.Status).SingleAsync()));
+            }
+        }
+
+        // A null in a list is a 400 naming the list, not a server error.
+        foreach (var (path, body, field) in new (string, object, string)[]
+        {
+            ("/api/patrols", new { name = "Null patrol", organizations = new string?[] { null }, route, startsAt = Clock.GetUtcNow().AddHours(1), endsAt = Clock.GetUtcNow().AddHours(2) }, "organizations"),
+            ("/api/meetings", new { title = "Null meeting", heldAt = Clock.GetUtcNow().AddHours(-1), participants = new string?[] { null } }, "participants"),
+            ("/api/meetings", new { title = "Null action", heldAt = Clock.GetUtcNow().AddHours(-1), actionItems = new object?[] { null } }, "actionItems"),
+        })
+        {
+            var (refused, problem) = await force.PostJson(path, body);
+            Assert.True(refused.StatusCode == HttpStatusCode.BadRequest, problem.ToString());
+            Assert.Equal([field], problem.ErrorFields());
+        }
     }
 
     [Fact]

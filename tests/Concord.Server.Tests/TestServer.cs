@@ -204,9 +204,11 @@ public abstract class TestServer : IAsyncLifetime
     }
 
     /// <summary>A TAK device's current position for a member, stored as the TAK listener stores it (mission-wide, unclassified).</summary>
-    internal Task AddTrackAsync(string user, string uid, string callsign, double latitude, double longitude, int classification = 0) =>
+    internal Task AddTrackAsync(string user, string uid, string callsign, double latitude, double longitude, int classification = 0, bool stale = false) =>
         WithDbAsync(async db =>
         {
+            // On the server's clock (a test may have moved it on by days): current for an hour from now, or stale since one.
+            var now = Services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
             var member = await db.Members.SingleAsync(m => m.UserName == user);
             db.Tracks.Add(new Tak.Track
             {
@@ -217,10 +219,10 @@ public abstract class TestServer : IAsyncLifetime
                 Latitude = latitude,
                 Longitude = longitude,
                 Hae = 400,
-                ObservedAt = DateTime.UtcNow,
-                StaleAt = DateTime.UtcNow.AddHours(1),
+                ObservedAt = stale ? now.AddHours(-2) : now,
+                StaleAt = stale ? now.AddHours(-1) : now.AddHours(1),
                 HistoryJson = "[]",
-                UpdatedAt = DateTime.UtcNow,
+                UpdatedAt = now,
                 Classification = classification,
                 ReleasableTo = "|mission|",
                 Caveats = 0,

@@ -34,7 +34,7 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         Audits.Entry(actor, action, entity, id, classification, Now, Audits.Detail(detail));
 
     /// <summary>Records that a viewer read classified records (nothing for unclassified ones).</summary>
-    public Task AuditReadAsync(Viewer viewer, string entity, IReadOnlyCollection<(Guid Id, int Classification)> records, HttpContext context) =>
+    public Task AuditReadAsync<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification)> records, HttpContext context) =>
         reads.RecordReadAsync(viewer, entity, records, context.Request.Path + context.Request.QueryString, Now, context.RequestAborted);
 
     /// <summary>

@@ -75,12 +75,15 @@ internal static class FieldEndpoints
             return TypedResults.NotFound();
         }
 
-        // The patrol's tracks are its members' TAK tracks, each shown only if the viewer may see it.
+        // The patrol's tracks are its members' current TAK tracks (as on the map: a stale one is no position), each shown
+        // only if the viewer may see it, and read like any track: classified ones named in the audit.
         var names = Releasability.Decode(patrol.Members).ToList();
-        var tracks = await desk.Db.Tracks.AsNoTracking().VisibleTo(viewer)
+        var now = desk.Now;
+        var tracks = await desk.Db.Tracks.AsNoTracking().Where(t => t.StaleAt > now).VisibleTo(viewer)
             .Join(desk.Db.Members.Where(m => names.Contains(m.UserName)), t => t.MemberId, m => m.Id, (t, m) => new { t, m.UserName })
             .ToListAsync(context.RequestAborted);
         await desk.AuditReadAsync(viewer, "patrol", [(patrol.Id, patrol.Classification)], context);
+        await desk.AuditReadAsync(viewer, "track", tracks.Select(x => (x.t.Uid, x.t.Classification)).ToList(), context);
         return TypedResults.Ok(ToDto(patrol, desk, tracks.Select(x => new PatrolTrackDto(x.t.Uid, x.t.Callsign, x.UserName, x.t.Latitude, x.t.Longitude,
             CoordinationDesk.Utc(x.t.ObservedAt))).ToList()));
     }
@@ -107,8 +110,10 @@ internal static class FieldEndpoints
             errors["members"] = [$"at most {MaxPatrolMembers} members"];
         }
 
-        foreach (var user in (body.Members ?? []).Take(MaxPatrolMembers))
+        foreach (var given in (body.Members ?? []).Take(MaxPatrolMembers))
         {
+            // Sign-in names are kept in lower case (as the member directory reads them): "Alice" is alice.
+            var user = given?.Trim().ToLowerInvariant() ?? "";
             var member = await desk.Db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == user, context.RequestAborted);
             if (member is null || organizations.All(o => o.Id != member.OrganizationId))
             {
@@ -286,7 +291,23 @@ internal static class FieldEndpoints
         patrol.ReportId = reportId;
         patrol.UpdatedAt = desk.Now;
         // Not cancelled with the request once the report is stored: the patrol is completed with it.
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, patrol.Classification, new { to = PatrolStatuses.Completed, report = reportId })], CancellationToken.None);
+        try
+        {
+            await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, patrol.Classification, new { to = PatrolStatuses.Completed, report = reportId })], CancellationToken.None);
+        }
+        catch (DbUpdateConcurrencyException)
+        {
+            // Moved meanwhile. Completed with this report by another participant filing it at the same moment: that is this
+            // request's outcome too. Cancelled (or anything else): a 409 (the report stays filed, as a report).
+            var now = await desk.Db.Patrols.AsNoTracking().SingleAsync(p => p.Id == patrol.Id, CancellationToken.None);
+            if (now.Status != PatrolStatuses.Completed || now.ReportId != reportId)
+            {
+                throw;
+            }
+
+            return TypedResults.Created($"/api/reports/{reportId}", ToDto(now, desk));
+        }
+
         return TypedResults.Created($"/api/reports/{reportId}", ToDto(patrol, desk));
     }
 
@@ -299,7 +320,11 @@ internal static class FieldEndpoints
         var organizations = new List<Organization>();
         foreach (var code in codes ?? [])
         {
-            if (await desk.Directory.OrganizationAsync(code, cancellationToken) is { } organization)
+            if (string.IsNullOrWhiteSpace(code))
+            {
+                errors[field] = ["holds an empty organisation code (or null)"];
+            }
+            else if (await desk.Directory.OrganizationAsync(code, cancellationToken) is { } organization)
             {
                 if (!organizations.Contains(organization))
                 {

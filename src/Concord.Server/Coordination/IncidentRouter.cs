@@ -98,9 +98,10 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 .Select(t => t.RoutingKey!).ToListAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
             foreach (var incident in incidents)
             {
-                // Rules apply to incidents recorded since their agreement was: an older incident that changes (a status, a
-                // fused report) is not routed retroactively by an agreement recorded after it.
-                var inForce = agreements.Where(a => a.CreatedAt <= incident.CreatedAt).ToList();
+                // Rules apply to incidents recorded since their agreement was (its first version: a revision, of a deadline
+                // say, does not stop the routing of incidents recorded before it): an older incident that changes (a
+                // status, a fused report) is not routed retroactively by an agreement recorded after it.
+                var inForce = agreements.Where(a => a.InForceSince <= incident.CreatedAt).ToList();
                 foreach (var route in Responsibilities.Resolve(inForce, incident.Category, directory.Area(incident.AreaId)?.Code))
                 {
                     foreach (var (code, role) in route.Supporting.Select(s => (s, TaskRoles.Supporting)).Prepend((route.Lead, TaskRoles.Lead)))

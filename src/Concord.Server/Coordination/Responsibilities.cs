@@ -137,7 +137,13 @@ internal static class Responsibilities
             return new RequestTerms(null, acknowledge, respond, null);
         }
 
-        return new RequestTerms(found.Code, Minutes(found.Rule.AcknowledgeMinutes) ?? acknowledge, Minutes(found.Rule.RespondMinutes) ?? respond, found.Rule.EscalateTo?.ToUpperInvariant());
+        // A rule that sets one deadline keeps the priority's default for the other, but never one that puts the answer
+        // before the acknowledgement (a 120-minute acknowledgement with an urgent request's 60-minute answer would escalate
+        // "not answered" first, then "not acknowledged"): the default gives way to the rule's figure.
+        var (ruleAcknowledge, ruleRespond) = (Minutes(found.Rule.AcknowledgeMinutes), Minutes(found.Rule.RespondMinutes));
+        acknowledge = ruleAcknowledge ?? (ruleRespond is { } r && r < acknowledge ? r : acknowledge);
+        respond = ruleRespond ?? (acknowledge > respond ? acknowledge : respond);
+        return new RequestTerms(found.Code, acknowledge, respond, found.Rule.EscalateTo?.ToUpperInvariant());
     }
 
     /// <summary>Checks an agreement's coordination rules: organisations must be parties, categories and areas known, deadlines sane.</summary>

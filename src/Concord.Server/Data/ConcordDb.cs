@@ -251,6 +251,8 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
         {
             e.ToTable("patrols");
             Numbered(e);
+            // As for tasks and requests: a cancel racing the report (or a start) is a 409, not the last write winning.
+            e.Property(x => x.Status).IsConcurrencyToken();
         });
         modelBuilder.Entity<Coordination.Meeting>(e =>
         {

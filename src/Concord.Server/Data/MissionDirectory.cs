@@ -172,7 +172,12 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
             var categories = await db.Categories.Select(c => c.Code).ToListAsync(cancellationToken);
             caveats.Load(await db.Caveats.AsNoTracking().ToListAsync(cancellationToken));
             var agreements = (await db.Agreements.AsNoTracking().ToListAsync(cancellationToken))
-                .GroupBy(a => a.Id).Select(g => g.MaxBy(a => a.Version)!).Where(a => a.RetiredAt is null).ToList();
+                .GroupBy(a => a.Id).Select(g =>
+                {
+                    var latest = g.MaxBy(a => a.Version)!;
+                    latest.FirstRecordedAt(g.Min(a => a.CreatedAt));
+                    return latest;
+                }).Where(a => a.RetiredAt is null).ToList();
             var groups = await db.SharingGroups.Select(g => g.Code).ToListAsync(cancellationToken);
             var memberships = await db.SharingGroupMembers.Join(db.SharingGroups, m => m.GroupId, g => g.Id, (m, g) => new { m.OrganizationId, g.Code })
                 .ToListAsync(cancellationToken);

@@ -30,6 +30,16 @@ internal sealed class Agreement : Realtime.IFeedEntity
 
     public DateTime? RetiredAt { get; set; }
 
+    /// <summary>
+    /// When the agreement's first version was recorded (the mission directory sets it on the latest version it keeps;
+    /// otherwise this version's time): its rules apply to incidents recorded since then, whatever later revisions changed.
+    /// </summary>
+    public DateTime InForceSince => _inForceSince ?? CreatedAt;
+
+    private DateTime? _inForceSince;
+
+    internal void FirstRecordedAt(DateTime at) => _inForceSince = at;
+
     /// <summary>Responsibility and assistance rules (see <see cref="Coordination.AgreementCoordination"/>), as JSON.</summary>
     public string CoordinationJson { get; init; } = "{}";
 
