@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Concord.Server.Access;
 using Microsoft.AspNetCore.SignalR.Client;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -264,6 +265,36 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // A name no member can have is a wrong name, not a failure of the store (PostgreSQL refuses a NUL in text).
         var (odd, _) = await server.Anonymous().PostJson("/api/auth/signin", new { userName = "a\u0000b", password = "wrong-password" });
         Assert.Equal(HttpStatusCode.Unauthorized, odd.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_session_another_node_ended_makes_no_token_and_a_new_sign_in_carries_the_stores_session()
+    {
+        var name = "s" + Guid.NewGuid().ToString("N")[..8];
+        var (created, body) = await server.ClientFor("jocadmin").PostJson("/api/organizations/OCHA/members", new { userName = name, password = TestServer.Password, roles = new[] { "reporter" } });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
+        var stolen = await server.SignedInAsync(name);
+        Assert.Equal(HttpStatusCode.OK, (await stolen.GetAsync("/api/me")).StatusCode);
+
+        // Another node resets the password: the store's session version moves on; this node's cache still holds the old one.
+        await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).ExecuteUpdateAsync(u => u.SetProperty(m => m.SessionVersion, m => m.SessionVersion + 1)));
+        var (refused, problem) = await stolen.PostJson("/api/me/tokens", new { name = "escape", expiresInDays = 365 });
+        Assert.True(refused.StatusCode == HttpStatusCode.Forbidden, problem.ToString());
+        Assert.Empty(await server.WithDbAsync(db => db.AccessTokens.Where(t => t.Name == "escape").Join(db.Members.Where(m => m.UserName == name), t => t.MemberId, m => m.Id, (t, m) => t).ToListAsync()));
+
+        // Signing in again within the cache's lifetime stamps the store's version: the new cookie survives the cache's refresh.
+        var again = await server.SignedInAsync(name);
+        server.Services.GetRequiredService<ViewerDirectory>().Invalidate();
+        Assert.Equal(HttpStatusCode.OK, (await again.GetAsync("/api/me")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await stolen.GetAsync("/api/me")).StatusCode);
+    }
+
+    [Fact]
+    public async Task No_member_may_be_named_as_the_audit_names_the_system()
+    {
+        var (refused, problem) = await server.ClientFor("jocadmin").PostJson("/api/organizations/OCHA/members", new { userName = "System", password = TestServer.Password });
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(["userName"], problem.ErrorFields());
     }
 
     [Fact]

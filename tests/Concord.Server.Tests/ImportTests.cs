@@ -15,6 +15,35 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         return (response.StatusCode, await response.Json());
     }
 
+    [Fact]
+    public async Task A_signed_in_browser_imports_only_bodies_no_form_of_another_page_can_send()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..8];
+        var geojson = $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{tag}}", "geometry": { "type": "Point", "coordinates": [16.57, 7.43] },
+                "properties": { "observedAt": "2024-10-03T10:00:00Z", "category": "poc.forced-displacement", "narrative": "form {{tag}} families left",
+                                "precisionMeters": 500, "reliability": "C", "credibility": 3 } }
+            ] }
+            """;
+        var parameters = $"format=geojson&source=form-{tag}&classification=UNCLASSIFIED&releasableTo=mission";
+        var query = "/api/imports?" + parameters;
+        var session = await server.SignedInAsync("joc");
+        foreach (var type in new[] { "text/plain", "application/x-www-form-urlencoded" })
+        {
+            var refused = await session.PostAsync(query, new StringContent(geojson, Encoding.UTF8, type));
+            Assert.Equal(HttpStatusCode.UnsupportedMediaType, refused.StatusCode);
+            Assert.Equal(["body"], (await refused.Json()).ErrorFields());
+        }
+
+        Assert.False(await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.Narrative.Contains(tag))));
+        var accepted = await session.PostAsync(query, new StringContent(geojson, Encoding.UTF8, "application/geo+json"));
+        Assert.True(accepted.StatusCode == HttpStatusCode.OK, await accepted.Content.ReadAsStringAsync());
+        // With an access token, curl's default type still reads as the file.
+        var (status, result) = await ImportAsync("joc", parameters, geojson, "application/x-www-form-urlencoded");
+        Assert.True(status == HttpStatusCode.OK, result.ToString());
+    }
+
     /// <summary>Runs statements against the test store, in order (triggers that stand for a store's refusals and failures).</summary>
     private Task<int> ExecuteAsync(string[] statements) => server.WithDbAsync(async db =>
     {

@@ -976,8 +976,8 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Equal(5.72, (await watcher.WaitForAsync(e => e.Uid == uid))?.Point.Lat);
     }
 
-    [Fact]
-    public async Task A_marker_goes_out_under_the_marking_of_the_report_it_becomes()
+    /// <summary>A new military organisation of two members with the clearance given, party to an agreement with the rules given.</summary>
+    private async Task<(string Code, List<string> Members)> BattalionAsync(string clearance, Func<string, object[]> rules)
     {
         var code = "T" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
         var admin = server.ClientFor("jocadmin");
@@ -986,24 +986,44 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         foreach (var _ in Enumerable.Range(0, 2))
         {
             var name = "t" + Guid.NewGuid().ToString("N")[..8];
-            var (added, body) = await admin.PostJson($"/api/organizations/{code}/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" } });
+            var (added, body) = await admin.PostJson($"/api/organizations/{code}/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" }, clearance });
             Assert.True(added.StatusCode == HttpStatusCode.Created, body.ToString());
             members.Add(name);
         }
 
-        // Field data goes to every military organisation; hostile markers stay within the battalion.
-        var (recorded, agreement) = await admin.PostJson("/api/agreements", new
-        {
-            code = "SOP" + code,
-            name = "Battalion field data",
-            parties = new[] { code },
-            rules = new object[]
-            {
-                new { reporter = $"org:{code}", category = "field", marking = Api.Marking("UNCLASSIFIED", ["kind:military"]) },
-                new { reporter = $"org:{code}", category = "field.hostile", marking = Api.Marking("UNCLASSIFIED", [$"org:{code}"]) },
-            },
-        });
+        var (recorded, agreement) = await admin.PostJson("/api/agreements", new { code = "SOP" + code, name = "Battalion field data", parties = new[] { code }, rules = rules(code) });
         Assert.True(recorded.StatusCode == HttpStatusCode.Created, agreement.ToString());
+        return (code, members);
+    }
+
+    [Fact]
+    public async Task Classified_tracks_in_a_devices_opening_picture_are_audited_as_read_by_its_member()
+    {
+        var (_, members) = await BattalionAsync("CONFIDENTIAL", code =>
+            [new { reporter = $"org:{code}", category = "field", marking = Api.Marking("CONFIDENTIAL", ["kind:military"]) }]);
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[1]));
+        await Task.Delay(300);
+        var uid = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        await sender.SendAsync(Pli(uid, "CONF 1", 5.15, 20.15));
+        Assert.StartsWith("CONFIDENTIAL", (await watcher.WaitForAsync(e => e.Uid == uid))?.Access, StringComparison.Ordinal);
+
+        // The force's device connects after: the track comes in its opening picture, read from the server's memory.
+        await using var late = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        Assert.NotNull(await late.WaitForAsync(e => e.Uid == uid));
+        var reads = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == AuditActions.Read && a.Entity == "track" && a.Actor == "force").ToListAsync());
+        Assert.Contains(reads, a => a.Detail.Contains(uid, StringComparison.Ordinal) && a.Detail.Contains("tak:opening", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_marker_goes_out_under_the_marking_of_the_report_it_becomes()
+    {
+        // Field data goes to every military organisation; hostile markers stay within the battalion.
+        var (code, members) = await BattalionAsync("UNCLASSIFIED", battalion =>
+        [
+            new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking("UNCLASSIFIED", ["kind:military"]) },
+            new { reporter = $"org:{battalion}", category = "field.hostile", marking = Api.Marking("UNCLASSIFIED", [$"org:{battalion}"]) },
+        ]);
         await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
         await using var comrade = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[1]));
         await using var otherForce = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));

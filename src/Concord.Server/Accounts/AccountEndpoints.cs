@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Security.Claims;
 using Concord.Server.Access;
 using Concord.Server.Data;
 using Concord.Server.Http;
@@ -128,7 +129,15 @@ internal static class AccountEndpoints
             return Problems.Field("expiresInDays", $"must be from 1 to {MaxTokenDays}");
         }
 
+        // Checked against the store, not the cached viewer the cookie was checked against (up to its lifetime old, and on
+        // the node resetting a password old until the reset commits): a session a reset or a disable ended makes no token,
+        // which would outlive the reset that was to end the stolen session.
         var member = await db.Members.SingleAsync(m => m.Id == viewer.MemberId, context.RequestAborted);
+        if (member.Disabled || context.User.FindFirstValue(ConcordAuthentication.SessionClaim) != member.SessionVersion.ToString(CultureInfo.InvariantCulture))
+        {
+            return Problems.Forbidden("this session has ended (the password was changed or the member disabled): sign in again");
+        }
+
         var (token, secret) = await AccessTokens.CreateAsync(db, member, name, TimeSpan.FromDays(days), time, context.RequestAborted);
         return TypedResults.Created($"/api/me/tokens/{token.Id}", new CreatedTokenDto(token.Id, token.Name, Utc(token.ExpiresAt), secret));
     }

@@ -37,9 +37,24 @@ internal static class ConcordAuthentication
                     // stops working within the viewer cache lifetime (at once on the node that made the change), and is
                     // taken out of the browser.
                     var directory = c.HttpContext.RequestServices.GetRequiredService<ViewerDirectory>();
+                    var claim = c.Principal?.FindFirstValue(SessionClaim);
                     if (!Guid.TryParse(c.Principal?.FindFirstValue(MemberIdClaim), out var id)
-                        || await directory.ForMemberAsync(id, c.HttpContext.RequestAborted) is not { } viewer
-                        || !SameSession(c.Principal?.FindFirstValue(SessionClaim), viewer))
+                        || await directory.ForMemberAsync(id, c.HttpContext.RequestAborted) is not { } viewer)
+                    {
+                        c.RejectPrincipal();
+                        await c.HttpContext.SignOutAsync(CookieScheme);
+                        return;
+                    }
+
+                    if (int.TryParse(claim, NumberStyles.None, CultureInfo.InvariantCulture, out var version) && version > viewer.SessionVersion)
+                    {
+                        // A cookie newer than what this node holds: signed in after a password change made on another node,
+                        // within its cache's lifetime. Read again rather than take the new session out of the browser.
+                        directory.Invalidate();
+                        viewer = await directory.ForMemberAsync(id, c.HttpContext.RequestAborted);
+                    }
+
+                    if (viewer is null || !SameSession(claim, viewer))
                     {
                         c.RejectPrincipal();
                         await c.HttpContext.SignOutAsync(CookieScheme);

@@ -33,6 +33,12 @@ internal static partial class MemberAdmin
             return (null, new("userName", $"user name '{request.UserName}' must be 2 to 64 letters, digits, '.', '-' or '_'"));
         }
 
+        if (userName == Audit.Audits.SystemActor)
+        {
+            // The audit log names the CLI and the server's own work "system": a member of that name could not be told apart.
+            return (null, new("userName", $"'{userName}' is reserved: the audit log names the server's own actions so"));
+        }
+
         var organizationCode = request.OrganizationCode.ToUpperInvariant();
         var organization = await db.Organizations.SingleOrDefaultAsync(o => o.Code == organizationCode, cancellationToken);
         if (organization is null)

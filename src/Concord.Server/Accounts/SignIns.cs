@@ -39,6 +39,14 @@ internal static class SignIns
 
         throttle.Succeeded(userName, address);
         var viewer = await directory.ForMemberAsync(member.Id, context.RequestAborted);
+        if (viewer is not null && viewer.SessionVersion != member.SessionVersion)
+        {
+            // The password was changed (here by another node) within the cache's lifetime: the cookie carries the session
+            // version the store holds, or it would be refused as an old session once the cache caught up.
+            directory.Invalidate();
+            viewer = await directory.ForMemberAsync(member.Id, context.RequestAborted);
+        }
+
         if (viewer is null)
         {
             return new Outcome(null, null);

@@ -9,13 +9,16 @@ internal static class Audits
 {
     public const int MaxIdsPerEntry = 5000;
 
+    /// <summary>The actor of what no member did (the CLI, the server's own schedulers): no member may take this name.</summary>
+    public const string SystemActor = "system";
+
     public static string Detail(object value) => JsonSerializer.Serialize(value, JsonSerializerOptions.Web);
 
     public static AuditEntry Entry(Viewer? actor, string action, string? entity, Guid? entityId, int classification, DateTime at, string detail) => new()
     {
         At = AuditChain.Truncate(at),
         MemberId = actor?.MemberId,
-        Actor = actor?.UserName ?? "system",
+        Actor = actor?.UserName ?? SystemActor,
         Action = action,
         Entity = entity,
         EntityId = entityId,

@@ -1,4 +1,5 @@
 using Concord.Server.Access;
+using Concord.Server.Accounts;
 using Concord.Server.Data;
 using Concord.Server.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -59,6 +60,11 @@ internal static class ImportEndpoints
             : null;
     }
 
+    /// <summary>A content type an HTML form can send without the page's script (none given counts as one).</summary>
+    private static bool FormSendable(string? contentType) =>
+        !Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var type)
+        || type.MediaType.Value?.ToLowerInvariant() is "text/plain" or "application/x-www-form-urlencoded" or "multipart/form-data";
+
     private static async Task<Results<Ok<ImportResultDto>, ProblemHttpResult>> ImportAsync(HttpContext context, Viewer viewer, Importer importer, MarkingFormat markings, MissionDirectory directory)
     {
         var query = context.Request.Query;
@@ -72,6 +78,15 @@ internal static class ImportEndpoints
         if (BodyProblem(context.Request) is { } bodyProblem)
         {
             return Problems.Field("body", bodyProblem, StatusCodes.Status415UnsupportedMediaType);
+        }
+
+        // A page of another origin on the same site (which gets the session cookie) could post a plain HTML form here, as
+        // text/plain or a URL-encoded form, and import reports under the signed-in analyst's name and a marking of its
+        // choice. With a session, then, only the types no form can send; scripts with an access token keep curl's default.
+        if (context.User.Identity?.AuthenticationType == ConcordAuthentication.CookieScheme && FormSendable(context.Request.ContentType))
+        {
+            return Problems.Field("body", "a signed-in browser session sends the file as text/csv, application/json or application/geo+json",
+                StatusCodes.Status415UnsupportedMediaType);
         }
 
         // Kestrel refuses bodies over 30 MB by default, mid-read, as a server error: this endpoint counts its own limit.

@@ -183,7 +183,6 @@ internal sealed class TakServer(
                     continue;
                 }
 
-                client.NoDelay = true;
                 _connections.Add(Task.Run(() => HandleAsync(client, tlsMode, stoppingToken), CancellationToken.None));
             }
         }
@@ -191,11 +190,15 @@ internal sealed class TakServer(
 
     private async Task HandleAsync(TcpClient client, bool tlsMode, CancellationToken stoppingToken)
     {
-        var remote = client.Client.RemoteEndPoint?.ToString() ?? "?";
-        Stream stream = client.GetStream();
+        var remote = "?";
+        Stream? stream = null;
         TakSession? session = null;
         try
         {
+            // Inside the try: a peer gone between the accept and here (a port scan) fails these, and must cost only itself.
+            remote = client.Client.RemoteEndPoint?.ToString() ?? "?";
+            client.NoDelay = true;
+            stream = client.GetStream();
             Viewer? viewer;
             string certificate;
             if (tlsMode)
@@ -269,7 +272,7 @@ internal sealed class TakServer(
                     session.Viewer.UserName, session.CloseReason, session.Dropped, session.Unwritable);
                 await session.DisposeAsync();
             }
-            else
+            else if (stream is not null)
             {
                 await stream.DisposeAsync();
             }
@@ -514,7 +517,12 @@ internal sealed class TakServer(
     {
         var now = time.GetUtcNow();
         session.Send(new Outbound(CotControl.CreateVersionSupport("concord", now, 1), droppable: false));
-        foreach (var last in tracks.LastEventsFor(session.Viewer))
+        // Current tracks are read from the server's memory, not relayed from a device as they arrive: classified ones are
+        // named in the audit before they go out, as a read of the tracks through the API is.
+        var currentTracks = tracks.LastEventsFor(session.Viewer);
+        await audit.RecordReadAsync(session.Viewer, "track", currentTracks.Select(t => (t.Uid, t.Classification)).ToList(), $"tak:opening {session.Remote}", now.UtcDateTime,
+            cancellationToken);
+        foreach (var (_, _, last) in currentTracks)
         {
             // Waiting for room, like the incidents below: a picture of more tracks than the position queue holds must
             // not lose its oldest ones on the way to a device that has just connected.
