@@ -656,21 +656,24 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     [Fact]
     public async Task The_interface_speaks_French_with_French_dates_and_numbers()
     {
-        // Something to list: a report FORCE may see.
-        using (var api = fixture.Server.ClientFor("force"))
+        async Task MarchAsync(DateTimeOffset at, double latitude, double longitude, string narrative)
         {
+            using var api = fixture.Server.ClientFor("force");
             var created = await api.PostAsJsonAsync("/api/reports", new
             {
                 id = Guid.NewGuid(),
-                observedAt = new DateTimeOffset(2026, 3, 14, 9, 30, 0, TimeSpan.Zero),
-                location = new { latitude = 4.36, longitude = 18.55 },
+                observedAt = at,
+                location = new { latitude, longitude },
                 category = "acled.protests.peaceful-protest",
-                narrative = "Peaceful march in Bangui.",
+                narrative,
                 language = "en",
                 source = new { reliability = "B", credibility = 2 },
             });
             Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
         }
+
+        // Something to list: a report FORCE may see.
+        await MarchAsync(new DateTimeOffset(2026, 3, 14, 9, 30, 0, TimeSpan.Zero), 4.36, 18.55, "Peaceful march in Bangui.");
 
         var page = await fixture.PageAsync();
         await page.GotoAsync("/signin");
@@ -700,6 +703,14 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         var dates = await page.Locator("#incident-list tbody tr td time").AllTextContentsAsync();
         Assert.NotEmpty(dates);
         Assert.All(dates, date => Assert.Matches(@"^\d{2}/\d{2}/\d{4}$", date));
+
+        // A live refresh (the feed's own thread starts it) renders in the page's language too, not the server's default.
+        var loads = int.Parse((await page.GetAttributeAsync("#incident-list", "data-loads"))!, System.Globalization.CultureInfo.InvariantCulture);
+        await MarchAsync(DateTimeOffset.UtcNow.AddHours(-1), 4.37, 18.56, "Second march in Bangui.");
+
+        await page.WaitForFunctionAsync($"Number(document.querySelector('#incident-list').dataset.loads) > {loads}");
+        Assert.StartsWith("Page 1 sur", await page.TextContentAsync("#page-number"));
+        Assert.Equal("Carte", await page.TextContentAsync("nav a[href='/']"));
 
         await Screenshots.ScreenshotAsync(page, $"{Store}-list-fr");
     }

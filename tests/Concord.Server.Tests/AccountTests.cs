@@ -103,6 +103,35 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_disabled_members_open_pages_are_told_to_read_again_and_then_hear_no_more()
+    {
+        var name = "d" + Guid.NewGuid().ToString("N")[..8];
+        var (created, _) = await server.ClientFor("unpoladmin").PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var memberId = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).Select(m => m.Id).SingleAsync());
+        var told = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var calls = 0;
+        using var page = server.Services.GetRequiredService<Realtime.LiveFeed>().Subscribe(memberId, changes =>
+        {
+            Interlocked.Increment(ref calls);
+            if (changes.Any(c => c.Entity == "member" && c.Id == memberId))
+            {
+                told.TrySetResult();
+            }
+        });
+
+        // A page in a server circuit re-reads (and finds it may show nothing) only when told; the feed told a disabled
+        // member's pages nothing, so they kept their rows.
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("unpoladmin").PatchAsJsonAsync($"/api/members/{name}", new { disabled = true })).StatusCode);
+        await told.Task.WaitAsync(TimeSpan.FromSeconds(15));
+        var after = calls;
+        var (more, _) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(HttpStatusCode.Created, more.StatusCode);
+        await Task.Delay(1500);
+        Assert.Equal(after, calls);
+    }
+
+    [Fact]
     public async Task Failed_sign_ins_are_rate_limited_and_do_not_say_which_names_exist()
     {
         var client = server.Anonymous();

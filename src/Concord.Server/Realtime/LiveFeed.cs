@@ -164,6 +164,14 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
 
             if (viewer is null)
             {
+                // Disabled or removed: the member's pages in server circuits read their view once more (and find nothing
+                // they may show), then hear no more.
+                foreach (var subscription in subscriptions[member])
+                {
+                    subscription.Notify([new LiveChange(window[^1].Sequence, "member", member, "updated")], logger);
+                    subscription.Dispose();
+                }
+
                 continue;
             }
 

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Concord.Server.Realtime;
 using Microsoft.AspNetCore.Components;
 using Microsoft.AspNetCore.WebUtilities;
@@ -81,6 +82,8 @@ public abstract class LiveComponent : UiComponent, IDisposable
         if (firstRender && await ViewerAsync() is { } viewer)
         {
             _member = viewer.MemberId;
+            // The circuit's language, for renders the live feed starts from its own thread (whose culture is the process's).
+            _culture = (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture);
             _subscription = Service<LiveFeed>().Subscribe(viewer.MemberId, OnChanges);
             await OnLiveAsync();
             StateHasChanged();
@@ -106,9 +109,17 @@ public abstract class LiveComponent : UiComponent, IDisposable
         // again with the viewer as it now is.
         if (touched.Count > 0 || changes.Any(c => c.Entity is "group" or "agreement" or "organization" || (c.Entity == "member" && c.Id == _member)))
         {
-            _ = InvokeAsync(() => RefreshAsync(touched));
+            _ = InvokeAsync(() =>
+            {
+                // Restored for the re-read and render: a French page stays French (dates, numbers, labels) when the live
+                // feed refreshes it.
+                (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture) = _culture;
+                return RefreshAsync(touched);
+            });
         }
     }
+
+    private (CultureInfo Culture, CultureInfo UiCulture) _culture = (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture);
 
     /// <summary>Re-reads and renders; changes that arrive while a read runs are taken by one more read, not one each.</summary>
     private protected async Task RefreshAsync(IReadOnlyCollection<Guid> changed)

@@ -28,6 +28,19 @@
       notice.hidden = false;
     }
     alerted = new Set(data.items.filter(s => s.alert).map(s => s.area));
+    // The banners cover what is on screen: the rest of the page as rendered, and now these counts too, which name the
+    // highest classification and every caveat of the records they were counted from.
+    const top = document.getElementById('banner-top');
+    if (top) {
+      const levels = Concord.context.levels;
+      const level = Math.max(Number(top.dataset.level || 0), levels.indexOf(data.classification));
+      let bits = BigInt(top.dataset.caveats || '0');
+      for (const code of data.caveats || []) {
+        const bit = Concord.context.caveats.indexOf(code);
+        if (bit >= 0) bits |= 1n << BigInt(bit);
+      }
+      Concord.banner(level, bits);
+    }
     document.body.dataset.spikesRefreshed = String(Number(document.body.dataset.spikesRefreshed || 0) + 1);
   }
   const refreshSoon = () => { clearTimeout(timer); timer = setTimeout(refreshSpikes, 500); };

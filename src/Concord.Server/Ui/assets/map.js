@@ -26,7 +26,7 @@
 
   const areas = L.geoJSON(null, {
     style: { color: '#5b6b7a', weight: 1.2, fill: false, dashArray: '4 3' },
-    onEachFeature: (f, layer) => layer.bindTooltip(f.properties.name, { sticky: true }),
+    onEachFeature: (f, layer) => layer.bindTooltip(escapeHtml(f.properties.name), { sticky: true }),
   });
   fetch('/api/areas/geojson').then(r => r.ok ? r.json() : null).then(g => { if (g) areas.addData(g); });
   const incidents = L.layerGroup().addTo(map);
@@ -268,8 +268,12 @@
     // A map may stay open for days: the oldest marks go first (a set keeps the order ids came in).
     for (const id of fresh) { if (fresh.size <= 5000) break; fresh.delete(id); }
     soon(100);
-    if (changes.some(c => c.entity === 'request' || c.entity === 'patrol')) loadCoordination();
-    if (!panel.hidden && changes.some(c => c.id === panel.dataset.id)) openPanel(panel.dataset.id);
+    // A change of access (the member's clearance or caveats, a group, an agreement, an organisation) may take away what
+    // is drawn or open: everything is read again, as on reconnecting.
+    const access = changes.some(c => c.entity === 'member' || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization');
+    if (access) loadTracks();
+    if (access || changes.some(c => c.entity === 'request' || c.entity === 'patrol')) loadCoordination();
+    if (!panel.hidden && (access || changes.some(c => c.id === panel.dataset.id))) openPanel(panel.dataset.id);
   }, up => { if (!up) { resynced = true; el.dataset.live = 'down'; status.textContent = t('offline'); } }, () => {
     // (Re)connected: what changed while the channel was down, or before it first joined, was not pushed. The map says it
     // is live once it has read the view again.
