@@ -422,6 +422,23 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(42.0, engineering.GetProperty("medianRespondMinutes").GetDouble());
         Assert.Equal(0, engineering.GetProperty("overdue").GetInt32());
 
+        // A count tells of what it counts: the metrics name the highest classification and the caveats of the records
+        // counted, so that a page can mark them (a CONFIDENTIAL request to the force, which the battalion may not see).
+        var (confidential, secret) = await unpol.PostJson("/api/requests", new
+        {
+            type = "information",
+            title = "Armed group positions near Kouango",
+            details = "What the force knows of the positions.",
+            priority = "routine",
+            addressee = "FORCE",
+            windowStart = Clock.GetUtcNow().AddDays(1),
+            windowEnd = Clock.GetUtcNow().AddDays(3),
+            marking = Api.Marking("CONFIDENTIAL", ["org:FORCE", "org:UNPOL"]),
+        });
+        Assert.True(confidential.StatusCode == HttpStatusCode.Created, secret.ToString());
+        Assert.Equal("CONFIDENTIAL", (await server.ClientFor("force").GetJson("/api/coordination/metrics")).Body.GetProperty("classification").GetString());
+        Assert.Equal("UNCLASSIFIED", (await server.ClientFor("rwabatt").GetJson("/api/coordination/metrics")).Body.GetProperty("classification").GetString());
+
         // The police may cancel their own request; nobody may move it after that.
         var (cancelled, _) = await unpol.PostJson($"/api/requests/{id}/status", new { status = "cancelled", reason = "Bridge repaired by the prefecture." });
         Assert.Equal(HttpStatusCode.OK, cancelled.StatusCode);

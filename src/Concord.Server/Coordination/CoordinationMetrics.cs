@@ -11,8 +11,10 @@ namespace Concord.Server.Coordination;
 internal sealed record ResponseFigures(string Key, int Items, int Acknowledged, double? MedianAcknowledgeMinutes, double? P90AcknowledgeMinutes,
     int Responded, double? MedianRespondMinutes, double? P90RespondMinutes, int Overdue, int OpenOverdue);
 
+/// <summary>The metrics, with the highest classification and every caveat of the records counted: a count tells of what it counts.</summary>
 internal sealed record CoordinationMetricsDto(DateTimeOffset From, DateTimeOffset To, ResponseFigures Total, IReadOnlyList<ResponseFigures> ByOrganization,
-    IReadOnlyList<ResponseFigures> ByCategory, IReadOnlyList<ResponseFigures> ByRequestType, IReadOnlyList<ResponseFigures> ByWeek);
+    IReadOnlyList<ResponseFigures> ByCategory, IReadOnlyList<ResponseFigures> ByRequestType, IReadOnlyList<ResponseFigures> ByWeek, string Classification,
+    IReadOnlyList<string> Caveats);
 
 /// <summary>
 /// Coordination metrics over the tasks and requests a viewer may see: time to acknowledge and to respond (from creation),
@@ -22,7 +24,7 @@ internal sealed record CoordinationMetricsDto(DateTimeOffset From, DateTimeOffse
 internal static class CoordinationMetrics
 {
     private sealed record Item(Guid Organization, string? Category, string? Type, DateTime CreatedAt, DateTime? AcknowledgedAt, DateTime? RespondedAt,
-        DateTime? AcknowledgeBy, DateTime? RespondBy, DateTime? ClosedAt, bool Closed);
+        DateTime? AcknowledgeBy, DateTime? RespondBy, DateTime? ClosedAt, bool Closed, int Classification, long Caveats);
 
     public static void MapCoordinationViews(this IEndpointRouteBuilder app)
     {
@@ -62,12 +64,12 @@ internal static class CoordinationMetrics
 
         var tasks = await desk.Db.Tasks.AsNoTracking().VisibleTo(viewer).Where(t => t.CreatedAt >= start && t.CreatedAt < end && t.Role != TaskRoles.Escalation)
             .Select(t => new Item(t.OrganizationId, t.Category, null, t.CreatedAt, t.AcknowledgedAt, t.RespondedAt, t.AcknowledgeBy, t.RespondBy, t.CompletedAt,
-                t.Status == TaskStatuses.Done || t.Status == TaskStatuses.Declined))
+                t.Status == TaskStatuses.Done || t.Status == TaskStatuses.Declined, t.Classification, t.Caveats))
             .ToListAsync(context.RequestAborted);
         var requests = await desk.Db.Requests.AsNoTracking().VisibleTo(viewer).Where(r => r.CreatedAt >= start && r.CreatedAt < end)
             .Select(r => new Item(r.AssignedOrganizationId ?? r.AddresseeOrganizationId ?? Guid.Empty, null, r.Type, r.CreatedAt, r.AcknowledgedAt, r.RespondedAt,
                 r.AcknowledgeBy, r.RespondBy, r.CompletedAt,
-                r.Status == RequestStatuses.Declined || r.Status == RequestStatuses.Completed || r.Status == RequestStatuses.Cancelled))
+                r.Status == RequestStatuses.Declined || r.Status == RequestStatuses.Completed || r.Status == RequestStatuses.Cancelled, r.Classification, r.Caveats))
             .ToListAsync(context.RequestAborted);
         var all = tasks.Concat(requests).ToList();
         string Organization(Guid id) => id == Guid.Empty ? "(kind)" : desk.OrganizationCode(id);
@@ -77,7 +79,8 @@ internal static class CoordinationMetrics
             all.GroupBy(i => Organization(i.Organization)).Select(g => Figures(g.Key, g, now)).OrderBy(f => f.Key, StringComparer.Ordinal).ToList(),
             tasks.Where(t => t.Category is not null).GroupBy(t => t.Category!).Select(g => Figures(g.Key, g, now)).OrderBy(f => f.Key, StringComparer.Ordinal).ToList(),
             requests.GroupBy(r => r.Type!).Select(g => Figures(g.Key, g, now)).OrderBy(f => f.Key, StringComparer.Ordinal).ToList(),
-            all.GroupBy(i => Http.Weeks.Start(i.CreatedAt)).OrderBy(g => g.Key).Select(g => Figures(g.Key.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture), g, now)).ToList()));
+            all.GroupBy(i => Http.Weeks.Start(i.CreatedAt)).OrderBy(g => g.Key).Select(g => Figures(g.Key.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture), g, now)).ToList(),
+            desk.Markings.Scheme.Label(all.Count == 0 ? 0 : all.Max(i => i.Classification)), desk.Markings.Caveats.CodesOf(all.Aggregate(0L, (bits, i) => bits | i.Caveats))));
     }
 
     private static ResponseFigures Figures(string key, IEnumerable<Item> group, DateTime now)

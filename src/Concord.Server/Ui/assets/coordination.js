@@ -7,7 +7,8 @@
   const when = new Intl.DateTimeFormat(Concord.context.culture, { dateStyle: 'short', timeStyle: 'short', timeZone: 'UTC' });
   const fmt = iso => iso ? when.format(new Date(iso)) + ' UTC' : '–';
   // The markings on screen, keyed by a letter for the part of the page that shows the record (r request, t task, l liaison,
-  // m meeting, p patrol) and its id: each part, read again, forgets only its own, as the two parts load apart.
+  // m meeting, p patrol) and its id, and x for the metrics' counts: each part, read again, forgets only its own, as the
+  // parts load apart.
   const onScreen = new Map();
   const forget = parts => { for (const key of [...onScreen.keys()]) if (parts.includes(key[0])) onScreen.delete(key); };
 
@@ -274,6 +275,9 @@
     const response = await fetch('/api/coordination/metrics').catch(() => null);
     if (!response || !response.ok) return;
     const m = await response.json();
+    // The figures count records of other organisations too (not only the cards shown): the banners cover them.
+    onScreen.set('x', { classification: m.classification, caveats: m.caveats });
+    updateBanner();
     const rows = [m.total, ...m.byOrganization, ...m.byRequestType];
     document.querySelector('#co-metrics-table tbody').replaceChildren(...rows.map(f => el('tr', {},
       el('td', {}, f.key === 'all' ? t('co.metrics.all') : f.key), el('td', { class: 'number' }, Concord.number.format(f.items)),
