@@ -26,6 +26,9 @@ public sealed class TileTests
 
             await using var server = await StandaloneServer.StartAsync(["--urls", "http://127.0.0.1:0", "--tile-dir", tiles, "--tak-port", "0"], member: "duty");
             using var client = new HttpClient { BaseAddress = server.Address };
+            // Members only: the tiles may be the mission's own imagery.
+            Assert.Equal(HttpStatusCode.Unauthorized, (await client.GetAsync("/tiles/6/35/30.png")).StatusCode);
+            client.DefaultRequestHeaders.Authorization = new("Bearer", server.Token);
             var tile = await client.GetAsync("/tiles/6/35/30.png");
             Assert.Equal(HttpStatusCode.OK, tile.StatusCode);
             Assert.Equal("image/png", tile.Content.Headers.ContentType?.MediaType);
@@ -33,7 +36,6 @@ public sealed class TileTests
             Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/tiles/6/35/31.png")).StatusCode);
             Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/tiles/../../etc/passwd")).StatusCode);
 
-            client.DefaultRequestHeaders.Authorization = new("Bearer", server.Token);
             var page = await client.GetStringAsync("/");
             Assert.Contains("data-tiles=\"/tiles/{z}/{x}/{y}.png\"", page, StringComparison.Ordinal);
         }

@@ -85,6 +85,7 @@ internal static class ConcordApp
         app.UseStatusCodePages();
         app.UseConcordUiAssets();
         app.UseAuthentication();
+        app.UseConcordTiles();
         app.UseAuthorization();
         app.UseAntiforgery();
 

@@ -54,12 +54,34 @@ internal static class UiHosting
             });
         }
 
-        if (app.Services.GetRequiredService<Hosting.ServerOptions>().TileDirectory is { } tiles)
+        app.UseRequestLocalization();
+    }
+
+    /// <summary>
+    /// The mission's own map tiles (<c>--tile-dir</c>), after authentication: only members read them (they may be the
+    /// mission's imagery), as only sign-in, <c>/health</c> and the API description are open to anyone.
+    /// </summary>
+    public static void UseConcordTiles(this WebApplication app)
+    {
+        if (app.Services.GetRequiredService<Hosting.ServerOptions>().TileDirectory is not { } tiles)
         {
-            app.UseStaticFiles(new StaticFileOptions { FileProvider = new PhysicalFileProvider(tiles), RequestPath = "/tiles" });
+            return;
         }
 
-        app.UseRequestLocalization();
+        app.UseWhen(c => c.Request.Path.StartsWithSegments("/tiles", StringComparison.OrdinalIgnoreCase), branch =>
+        {
+            branch.Use(async (context, next) =>
+            {
+                if (context.User.Identity?.IsAuthenticated != true)
+                {
+                    context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+                    return;
+                }
+
+                await next(context);
+            });
+            branch.UseStaticFiles(new StaticFileOptions { FileProvider = new PhysicalFileProvider(tiles), RequestPath = "/tiles" });
+        });
     }
 
     public static void MapConcordUi(this WebApplication app)
