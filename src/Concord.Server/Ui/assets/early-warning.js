@@ -3,6 +3,9 @@
 (() => {
   // Spike alerts stay live: when records this member may see change, the spikes are read again through the API.
   const { text: t, number } = Concord;
+  // As the server renders them, in the page's language: two decimals, and up to four.
+  const twoDecimals = new Intl.NumberFormat(Concord.context.culture, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const upToFour = new Intl.NumberFormat(Concord.context.culture, { maximumFractionDigits: 4 });
   const table = document.querySelector('#spikes tbody');
   let timer = null;
   let alerted = new Set([...document.querySelectorAll('#spikes tr.alert')].map(r => r.dataset.area));
@@ -14,7 +17,7 @@
       const tr = document.createElement('tr');
       tr.dataset.area = s.area;
       if (s.alert) tr.className = 'alert';
-      for (const value of [s.name, number.format(s.recent), number.format(s.baseline), s.expected.toFixed(2), s.probability.toPrecision(2), s.alert ? t('alert') : '–']) {
+      for (const value of [s.name, number.format(s.recent), number.format(s.baseline), twoDecimals.format(s.expected), upToFour.format(s.probability), s.alert ? t('alert') : '–']) {
         const td = document.createElement('td');
         td.textContent = value;
         tr.append(td);

@@ -208,6 +208,7 @@
     risk.clearLayers();
     state.riskCells = 0;
     // The month forecast: the one after the last complete month with data (the month in progress, in a live mission).
+    const oneDecimal = new Intl.NumberFormat(Concord.context.culture, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
     const forecastMonth = data.month
       ? new Intl.DateTimeFormat(Concord.context.culture, { year: 'numeric', month: 'long', timeZone: 'UTC' }).format(new Date(data.month))
       : '';
@@ -217,7 +218,7 @@
       state.riskCells++;
       risk.addLayer(L.rectangle([[f.latitude - 0.25, f.longitude - 0.25], [f.latitude + 0.25, f.longitude + 0.25]],
         { stroke: false, fillColor: '#a4161a', fillOpacity: Math.min(0.75, 0.1 + p * 0.8), interactive: true })
-        .bindTooltip(t('risk', number.format(Math.round(p * 100)), f.expected.toFixed(1), f.low, f.high, forecastMonth)));
+        .bindTooltip(t('risk', number.format(Math.round(p * 100)), oneDecimal.format(f.expected), number.format(f.low), number.format(f.high), forecastMonth)));
     }
     const skill = document.getElementById('risk-skill');
     if (skill.hidden) {
