@@ -436,6 +436,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             marking = Api.Marking("CONFIDENTIAL", ["org:FORCE", "org:UNPOL"]),
         });
         Assert.True(confidential.StatusCode == HttpStatusCode.Created, secret.ToString());
+        // The metrics' window ends now, before it: this clock stands still unless moved.
+        Clock.Advance(TimeSpan.FromMinutes(1));
         Assert.Equal("CONFIDENTIAL", (await server.ClientFor("force").GetJson("/api/coordination/metrics")).Body.GetProperty("classification").GetString());
         Assert.Equal("UNCLASSIFIED", (await server.ClientFor("rwabatt").GetJson("/api/coordination/metrics")).Body.GetProperty("classification").GetString());
 

@@ -159,7 +159,8 @@ public sealed class EarlyWarningTests
     [Fact]
     public void The_bootstrap_benchmark_draws_the_same_samples_in_every_process()
     {
-        // Seeded by arithmetic, not HashCode (randomised per process): these are the draws of any run, on any machine.
+        // Seeded by a fixed mix, not HashCode (randomised per process): these are the draws of any run, on any machine, and
+        // neighbouring cell-months do not share one.
         var panel = new Panel([1, 2], new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc), 40);
         for (var m = 0; m < 40; m++)
         {
@@ -167,7 +168,11 @@ public sealed class EarlyWarningTests
         }
 
         var samples = new BootstrapForecaster().Forecast(panel, 0, 30);
-        Assert.Equal(new Random(unchecked((((240 * 31) + 0) * 31) + 30)).Next(0, 31), samples[0]);
+        Assert.Equal(new Random(BootstrapForecaster.Seed(240, 0, 30)).Next(0, 31), samples[0]);
+        var seeds = Enumerable.Range(0, 20).SelectMany(r => Enumerable.Range(31, 400).Select(o => (r, o, Seed: BootstrapForecaster.Seed(240, r, o)))).ToList();
+        Assert.Equal(seeds.Count, seeds.Select(s => s.Seed).Distinct().Count());
+        // (A seed of (seed·31 + row)·31 + origin gave a cell the draws of its neighbour 31 months earlier.)
+        Assert.DoesNotContain(seeds, s => s.Seed == BootstrapForecaster.Seed(240, s.r + 1, s.o - 31));
         Assert.Equal(samples, new BootstrapForecaster().Forecast(panel, 0, 30));
     }
 }

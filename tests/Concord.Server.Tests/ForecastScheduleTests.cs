@@ -19,7 +19,8 @@ public abstract class ForecastScheduleTests<TServer>(TServer server) : IClassFix
         await server.AddAreaAsync(code, "Forecast test area", -25, 50, -23, 52);
 
         // Thirty months of events (three killed each) in the area, released to the whole mission so the forecast may learn from them.
-        var first = new DateTimeOffset(Clock.GetUtcNow().Year - 3, Clock.GetUtcNow().Month, 10, 12, 0, 0, TimeSpan.Zero);
+        // The last of them last month: the history ends with the last month that is over, and quiet months count as such.
+        var first = new DateTimeOffset(Clock.GetUtcNow().Year, Clock.GetUtcNow().Month, 10, 12, 0, 0, TimeSpan.Zero).AddMonths(-30);
         using var joc = server.ClientFor("joc");
         for (var m = 0; m < 30; m++)
         {

@@ -131,7 +131,7 @@ public sealed class TakQueueTests
         Assert.True(session.Send(Item("before", droppable: false), ring: false));
         var writer = session.WriteLoopAsync();
 
-        session.StopSending("access changed", TimeSpan.FromSeconds(30));
+        session.StopSending("access changed", TimeSpan.FromSeconds(30), dropQueued: false);
         Assert.True(session.Draining);
         Assert.False(session.Send(Item("after", droppable: false)));
         await session.SendWaitingAsync(Item("picture", droppable: false)).WaitAsync(TimeSpan.FromSeconds(1));
@@ -140,10 +140,28 @@ public sealed class TakQueueTests
         await Task.Delay(200);
         Assert.False(session.Closing.IsCancellationRequested);
 
-        session.SendLast([Item("d0", droppable: false), Item("d1", droppable: false), Item("d2", droppable: false)]);
+        session.SendLast([Item("d0", droppable: false), Item("d1", droppable: false), Item("d2", droppable: false)], dropQueued: false);
         await writer.WaitAsync(TimeSpan.FromSeconds(5));
         Assert.Equal("before;d0;d1;d2;", await wire.WaitForAsync(4));
         Assert.Equal("access changed", session.CloseReason);
+    }
+
+    [Fact]
+    public async Task A_session_whose_access_narrowed_writes_nothing_it_had_queued_only_its_last_events()
+    {
+        var wire = new Wire();
+        await using var session = Session(wire, positionQueue: 4, alertQueue: 8);
+        // A slow device's backlog, queued under the access it had.
+        Assert.True(session.Send(Item("alert", droppable: false), ring: false));
+        Assert.True(session.Send(Item("position", droppable: true), ring: false));
+
+        session.StopSending("access narrowed", TimeSpan.FromSeconds(30), dropQueued: true);
+        session.SendLast([Item("d0", droppable: false)], dropQueued: true);
+        var writer = session.WriteLoopAsync();
+        await writer.WaitAsync(TimeSpan.FromSeconds(5));
+
+        Assert.Equal("d0;", await wire.WaitForAsync(1));
+        Assert.Equal("access narrowed", session.CloseReason);
     }
 
     [Fact]
@@ -152,7 +170,7 @@ public sealed class TakQueueTests
         await using var session = Session(new Wire(), positionQueue: 4, alertQueue: 2);
         var writer = session.WriteLoopAsync();
 
-        session.StopSending("access withdrawn", TimeSpan.FromMilliseconds(200));
+        session.StopSending("access withdrawn", TimeSpan.FromMilliseconds(200), dropQueued: true);
 
         await writer.WaitAsync(TimeSpan.FromSeconds(5));
         Assert.Equal("access withdrawn", session.CloseReason);

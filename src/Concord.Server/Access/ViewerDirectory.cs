@@ -35,6 +35,9 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
             return token is null ? (null, null) : (await Load(db, token.MemberId, cancellationToken), token.ExpiresAt);
         });
 
+    /// <summary>Forgets one member's entry (the cache is behind the store for that member only: a newer session seen).</summary>
+    public void Forget(Guid memberId) => _cache.TryRemove("m:" + memberId.ToString("N"), out _);
+
     /// <summary>Forgets everything cached, after a change made on this node.</summary>
     public void Invalidate()
     {

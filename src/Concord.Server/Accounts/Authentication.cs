@@ -50,7 +50,7 @@ internal static class ConcordAuthentication
                     {
                         // A cookie newer than what this node holds: signed in after a password change made on another node,
                         // within its cache's lifetime. Read again rather than take the new session out of the browser.
-                        directory.Invalidate();
+                        directory.Forget(id);
                         viewer = await directory.ForMemberAsync(id, c.HttpContext.RequestAborted);
                     }
 

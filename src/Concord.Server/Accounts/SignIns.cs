@@ -43,7 +43,7 @@ internal static class SignIns
         {
             // The password was changed (here by another node) within the cache's lifetime: the cookie carries the session
             // version the store holds, or it would be refused as an old session once the cache caught up.
-            directory.Invalidate();
+            directory.Forget(member.Id);
             viewer = await directory.ForMemberAsync(member.Id, context.RequestAborted);
         }
 

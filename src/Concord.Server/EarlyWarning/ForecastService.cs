@@ -94,15 +94,20 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
             }
         }
 
-        // The panel ends with the last month that is over by the clock and holds data: a month in progress would count as a
-        // quiet one (on the 1st, a day's incidents as the whole month), and the forecast would be for the month after it.
-        // A mission whose data ends earlier (the demo's GED history) is forecast from its last month.
+        // The panel ends with the last month that is over by the clock: a month in progress would count as a quiet one (on
+        // the 1st, a day's incidents as the whole month), and the forecast would be for the month after it. Quiet months
+        // before it are months without deaths, as in any panel. Data that ended more than a year ago is a history, not a
+        // mission going on (the demo's GED events, to 2022): it is forecast from its last month.
         var now = time.GetUtcNow().UtcDateTime;
         var current = new DateTime(now.Year, now.Month, 1, 0, 0, 0, DateTimeKind.Utc);
-        var end = events.Max(e => e.At) is var latest && latest < current ? latest : current.AddMonths(-1);
+        var latest = events.Max(e => e.At);
+        var end = latest < current.AddMonths(-HistoricAfterMonths) ? latest : current.AddMonths(-1);
         var start = events.Min(e => e.At);
         return start > end ? null : new Built(Panel.Build(events, [.. cells], start, end), incidents.Count);
     }
+
+    /// <summary>Data whose latest incident is this many months before the current month is a history, forecast from its end.</summary>
+    public const int HistoricAfterMonths = 12;
 
     /// <summary>
     /// The fewest months of history the model is fitted on: a year of lagged features before its first training month, and
@@ -190,6 +195,9 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         db.AreaForecasts.AddRange(areaForecasts);
         await db.SaveChangesAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        // Not kept tracked: the delete above does not see tracked rows, and a second run in the same scope (a month's
+        // forecasts again) would meet its own.
+        db.ChangeTracker.Clear();
         cache.Clear();
         return new Summary(forecasts.Count, month, built.Incidents, forecasts.OrderByDescending(f => f.AtLeastOne).Take(10).ToList());
     }

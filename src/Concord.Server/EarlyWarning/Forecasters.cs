@@ -65,11 +65,24 @@ internal sealed class BootstrapForecaster(int seed = 240) : IForecaster
     {
     }
 
+    /// <summary>
+    /// A seed computed the same way in every process (HashCode is randomised per process, so the benchmark's scores moved
+    /// from run to run), and well mixed (SplitMix64's finaliser): neighbouring cells and months draw unrelated samples.
+    /// </summary>
+    internal static int Seed(int seed, int row, int origin)
+    {
+        unchecked
+        {
+            var z = ((ulong)seed << 40) ^ ((ulong)(uint)row << 20) ^ (uint)origin;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            return (int)(z ^ (z >> 31));
+        }
+    }
+
     public double[] Forecast(Panel panel, int row, int origin)
     {
-        // A seed computed the same way in every process (HashCode is randomised per process): the benchmark's scores are
-        // reproducible, run after run.
-        var random = new Random(unchecked((((seed * 31) + row) * 31) + origin));
+        var random = new Random(Seed(seed, row, origin));
         var from = Math.Max(0, origin - 239);
         var samples = new double[Draws];
         for (var i = 0; i < Draws; i++)

@@ -79,11 +79,25 @@ internal sealed class IncidentFeed(
         return latest;
     }
 
+    /// <summary>
+    /// A round whose audit failed for some devices: it is run again for the same changes (up to <c>End</c>), for the devices
+    /// not in <c>Done</c> only (those were audited and sent to; again they would be audited twice).
+    /// </summary>
+    private (long After, long End, HashSet<TakSession> Done)? _retry;
+
     internal async Task<long> PublishAsync(long after, CancellationToken cancellationToken)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var changes = await ChangeWindows.ReadAsync(db, after, 1000, time.GetUtcNow().UtcDateTime, cancellationToken);
+        var done = new HashSet<TakSession>();
+        if (_retry is { } retry && retry.After == after)
+        {
+            changes = [.. changes.Where(c => c.Sequence <= retry.End)];
+            done = retry.Done;
+        }
+
+        _retry = null;
         if (changes.Count == 0)
         {
             return after;
@@ -103,7 +117,7 @@ internal sealed class IncidentFeed(
         }
 
         // A device being cut gets only its withdrawals (TakServer.CutAsync).
-        var sessions = router.Sessions.Where(s => !s.Draining && !s.Closing.IsCancellationRequested).ToList();
+        var sessions = router.Sessions.Where(s => !s.Draining && !s.Closing.IsCancellationRequested && !done.Contains(s)).ToList();
         var now = time.GetUtcNow();
         foreach (var deleted in changes.Where(c => c.Entity == "incident" && c.Operation == "deleted"))
         {
@@ -202,9 +216,9 @@ internal sealed class IncidentFeed(
             }
         }
 
-        // One entry per device and round, as a list read through the API is one entry per request. Each device's entry is
-        // written on its own: a failure for one device does not make the round run again (writing again the entries of
-        // the others); that device is cut instead, with nothing of the round sent to it, and reconnects to a fresh picture.
+        // One entry per device and round, as a list read through the API is one entry per request. A device whose entry
+        // could not be written is sent nothing of the round, which runs again for it alone (the others, audited and sent
+        // to, are not audited twice).
         var unaudited = (await Task.WhenAll(outgoing.Where(o => o.Classification > 0).GroupBy(o => o.Session).Select(async sent =>
         {
             try
@@ -215,8 +229,7 @@ internal sealed class IncidentFeed(
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                logger.LogWarning(e, "TAK device of {User} ({Remote}) cut: its reads could not be audited", sent.Key.Viewer.UserName, sent.Key.Remote);
-                sent.Key.Close("its reads could not be audited; reconnect");
+                logger.LogWarning(e, "the reads of the TAK device of {User} ({Remote}) could not be audited; its incidents wait for the next round", sent.Key.Viewer.UserName, sent.Key.Remote);
                 return sent.Key;
             }
         }))).OfType<TakSession>().ToHashSet();
@@ -224,6 +237,13 @@ internal sealed class IncidentFeed(
         {
             session.NoteLiveIncident(id);
             session.Send(item);
+        }
+
+        if (unaudited.Count > 0)
+        {
+            done.UnionWith(sessions.Where(s => !unaudited.Contains(s)));
+            _retry = (after, changes[^1].Sequence, done);
+            return after;
         }
 
         return changes[^1].Sequence;

@@ -728,7 +728,8 @@ internal sealed class TakServer(
     /// </summary>
     private async Task CutAsync(TakSession session, Viewer? now, string reason, CancellationToken cancellationToken)
     {
-        session.StopSending(reason, CutWithin);
+        var narrower = now is null || Narrower(session.Viewer, now);
+        session.StopSending(reason, CutWithin, dropQueued: narrower);
         var had = router.MayHaveLatest(session.Viewer, MaxWithdrawalsOnCut);
         var still = new HashSet<Guid>();
         if (now is not null && had.Count > 0)
@@ -742,8 +743,16 @@ internal sealed class TakServer(
         }
 
         var at = time.GetUtcNow();
-        session.SendLast([.. had.Where(id => !still.Contains(id)).Select(id => CotMapping.Withdrawal(id, at))]);
+        session.SendLast([.. had.Where(id => !still.Contains(id)).Select(id => CotMapping.Withdrawal(id, at))], dropQueued: narrower);
     }
+
+    /// <summary>
+    /// Whether <paramref name="now"/> may read less than <paramref name="before"/> did: a lower clearance, a caveat or a
+    /// group lost, another organisation or nation. (Roles decide what a member may do, not what they may read.)
+    /// </summary>
+    internal static bool Narrower(Viewer before, Viewer now) =>
+        now.Clearance < before.Clearance || (before.CaveatBits & ~now.CaveatBits) != 0 || now.OrganizationId != before.OrganizationId
+        || now.OrganizationKind != before.OrganizationKind || now.Nation != before.Nation || !before.Groups.All(now.Groups.Contains);
 
     /// <summary>Whether two views of a member decide the same reads: organisation, clearance, caveats, roles, groups, nation.</summary>
     internal static bool SameAccess(Viewer a, Viewer b) =>

@@ -289,7 +289,7 @@ internal sealed class TakSession : IAsyncDisposable
     /// and nothing it sends is handled; <see cref="SendLast"/> then queues its last events (deletions of what it may no
     /// longer see), and the session closes once they are written, or after <paramref name="within"/> whatever is left.
     /// </summary>
-    public void StopSending(string reason, TimeSpan within)
+    public void StopSending(string reason, TimeSpan within, bool dropQueued)
     {
         if (_closeWhenWritten is not null)
         {
@@ -297,9 +297,14 @@ internal sealed class TakSession : IAsyncDisposable
         }
 
         _closeWhenWritten = reason;
-        // What is queued was queued under the access now withdrawn (a backlog of a slow device: thousands of alerts, a
-        // thousand positions): none of it is written, only the last events.
-        DropQueued();
+        // What is queued was queued under the old access (a backlog of a slow device: thousands of alerts, a thousand
+        // positions): when that access was withdrawn or narrowed none of it is written, only the last events. A device
+        // whose access only grew keeps its backlog (a teammate's emergency in it would otherwise be lost).
+        if (dropQueued)
+        {
+            DropQueued();
+        }
+
         // The opening picture, if it is still waiting for room, sees the end when it wakes.
         _room.Ring();
         _ = CloseAfterAsync(reason, within);
@@ -324,10 +329,14 @@ internal sealed class TakSession : IAsyncDisposable
     public bool Draining => _closeWhenWritten is not null;
 
     /// <summary>Queues the last events of a draining session, past the queues' limits (they are its last), and lets it close once they are written.</summary>
-    public void SendLast(IReadOnlyCollection<Outbound> last)
+    public void SendLast(IReadOnlyCollection<Outbound> last, bool dropQueued)
     {
-        // Again: a Send that checked before StopSending may have queued since.
-        DropQueued();
+        if (dropQueued)
+        {
+            // Again: a Send that checked before StopSending may have queued since.
+            DropQueued();
+        }
+
         foreach (var item in last)
         {
             TryQueueAlert(item, int.MaxValue);
