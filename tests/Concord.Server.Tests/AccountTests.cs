@@ -304,6 +304,12 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
         var stolen = await server.SignedInAsync(name);
         Assert.Equal(HttpStatusCode.OK, (await stolen.GetAsync("/api/me")).StatusCode);
+        // A token the session made a moment before the reset (which revokes the tokens it finds: this one may come just after).
+        var (made, madeToken) = await stolen.PostJson("/api/me/tokens", new { name = "just-before", expiresInDays = 365 });
+        Assert.Equal(HttpStatusCode.Created, made.StatusCode);
+        using var withToken = server.Anonymous();
+        withToken.DefaultRequestHeaders.Authorization = new("Bearer", madeToken.GetProperty("token").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await withToken.GetAsync("/api/me")).StatusCode);
 
         // Another node resets the password: the store's session version moves on; this node's cache still holds the old one.
         await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).ExecuteUpdateAsync(u => u.SetProperty(m => m.SessionVersion, m => m.SessionVersion + 1)));
@@ -316,6 +322,8 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         server.Services.GetRequiredService<ViewerDirectory>().Invalidate();
         Assert.Equal(HttpStatusCode.OK, (await again.GetAsync("/api/me")).StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await stolen.GetAsync("/api/me")).StatusCode);
+        // The token was made under the session version the reset ended: it ends with it, revoked or not.
+        Assert.Equal(HttpStatusCode.Unauthorized, (await withToken.GetAsync("/api/me")).StatusCode);
     }
 
     [Fact]

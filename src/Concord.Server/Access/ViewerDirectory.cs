@@ -28,8 +28,11 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
         Cached("t:" + hash, async db =>
         {
             var now = time.GetUtcNow().UtcDateTime;
+            // A token made under an earlier session version than the member's now (a password change or a disable since)
+            // has ended with the sessions.
             var token = await db.AccessTokens
                 .Where(t => t.SecretHash == hash && t.RevokedAt == null && t.ExpiresAt > now)
+                .Where(t => t.SessionVersion == null || db.Members.Any(m => m.Id == t.MemberId && m.SessionVersion == t.SessionVersion))
                 .Select(t => new { t.MemberId, t.ExpiresAt })
                 .SingleOrDefaultAsync(cancellationToken);
             return token is null ? (null, null) : (await Load(db, token.MemberId, cancellationToken), token.ExpiresAt);

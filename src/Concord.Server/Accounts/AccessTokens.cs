@@ -36,6 +36,7 @@ internal static class AccessTokens
             SecretHash = HashSecret(secret),
             CreatedAt = now,
             ExpiresAt = now + lifetime,
+            SessionVersion = member.SessionVersion,
         };
         db.AccessTokens.Add(token);
         await db.SaveChangesAsync(cancellationToken);

@@ -71,4 +71,10 @@ internal sealed class AccessToken : Realtime.IFeedEntity
     public required DateTime ExpiresAt { get; init; }
 
     public DateTime? RevokedAt { get; set; }
+
+    /// <summary>
+    /// The member's session version when the token was made (<see cref="Member.SessionVersion"/>): it works only while it is
+    /// still theirs (null for tokens made before schema version 16).
+    /// </summary>
+    public int? SessionVersion { get; init; }
 }
