@@ -21,6 +21,7 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
     private Snapshot _snapshot = Snapshot.Empty;
     private DateTimeOffset _loadedAt = DateTimeOffset.MinValue;
     private readonly SemaphoreSlim _reload = new(1, 1);
+    private long _changesThrough;
 
     internal sealed record AreaEntry(Area Area, IPreparedGeometry Geometry);
 
@@ -152,16 +153,24 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
         return best?.Area;
     }
 
-    public async Task ReloadAsync(bool force, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads the directory again (unless <paramref name="force"/> is false and it was read less than
+    /// <see cref="MinimumReloadInterval"/> ago). With <paramref name="changesThrough"/>, for the change feed's access changes
+    /// up to that sequence: read once however many feeds of this node see them (the browsers' and the TAK devices').
+    /// </summary>
+    public async Task ReloadAsync(bool force, CancellationToken cancellationToken, long? changesThrough = null)
     {
         await _reload.WaitAsync(cancellationToken);
         try
         {
             var now = time.GetUtcNow();
-            if (!force && now - _loadedAt < MinimumReloadInterval)
+            if ((!force && now - _loadedAt < MinimumReloadInterval) || changesThrough <= _changesThrough)
             {
                 return;
             }
+
+            // Read after the changes were committed (the feeds see committed changes only): they are in what is read.
+            _changesThrough = Math.Max(_changesThrough, changesThrough ?? 0);
 
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();

@@ -130,14 +130,9 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
             return after;
         }
 
-        if (window.Any(c => c.Entity is "member" or "organization" or "group" or "agreement"))
-        {
-            // Access changed, and is committed: the request that changed it may not have forgotten its cached viewers and
-            // directory yet (it reloads the directory first). Pages told of the change must read it with what a member
-            // holds now, or a lowered clearance would leave what it no longer reaches on screen until the next change.
-            await directory.ReloadAsync(force: true, cancellationToken);
-            viewers.Invalidate();
-        }
+        // Pages told of an access change must read with what a member holds now, or a lowered clearance would leave what
+        // it no longer reaches on screen until the next change.
+        await AccessChanges.RefreshAsync(window, directory, viewers, cancellationToken);
 
         var connections = _connections.ToLookup(c => c.Value.Member);
         var subscriptions = _subscriptions.ToLookup(s => s.Value, s => s.Key);

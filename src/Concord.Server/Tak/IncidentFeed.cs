@@ -103,17 +103,12 @@ internal sealed class IncidentFeed(
             return after;
         }
 
-        if (changes.Any(c => c.Entity is "member" or "organization" or "group" or "agreement"))
+        // Access changed (here, on another node, or by the CLI): the devices are checked against what their members hold
+        // now before anything of this round goes out, not within the periodic check's 10 s. A device whose member lost
+        // access is cut; one whose access changed is cut and reconnects.
+        if (await Realtime.AccessChanges.RefreshAsync(changes, directory, viewers, cancellationToken) && router.CheckAccess is { } check)
         {
-            // Access changed, and is committed (here, by another node, or by the CLI): the devices are checked against
-            // what their members hold now before anything of this round goes out, not within the periodic check's 10 s.
-            // A device whose member lost access is cut; one whose access changed is cut and reconnects.
-            await directory.ReloadAsync(force: true, cancellationToken);
-            viewers.Invalidate();
-            if (router.CheckAccess is { } check)
-            {
-                await check(cancellationToken);
-            }
+            await check(cancellationToken);
         }
 
         // A device being cut gets only its withdrawals (TakServer.CutAsync).
