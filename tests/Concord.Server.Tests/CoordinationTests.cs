@@ -737,6 +737,26 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task An_escalation_notice_follows_its_incident_to_a_narrower_marking()
+    {
+        var (area, lat, lon) = await AreaAsync(-52);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the eastern bridge."));
+        var lead = (await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single();
+        Clock.Advance(TimeSpan.FromMinutes(31));
+        bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(lead);
+        await WaitForAsync(() => TasksAsync("pref", "organization=JOC"), t => t.Any(IsNotice), "the notice, seen mission-wide as its incident was");
+
+        // A CONFIDENTIAL account for the force and the JOC joins the incident: its marking narrows, and the notice follows
+        // (it kept the wider marking, telling the whole mission of an incident it may no longer see, and that it is overdue).
+        var (_, joined) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: lat, longitude: lon,
+            narrative: "Clash at the eastern bridge, force account.", marking: Api.Marking("CONFIDENTIAL", ["org:FORCE", "org:JOC"])));
+        Assert.Equal(incident, Id(joined, "incidentId"));
+        await WaitForAsync(() => TasksAsync("pref", "organization=JOC"), t => !t.Any(IsNotice), "the notice to follow its incident");
+        Assert.Contains(await TasksAsync("joc", "organization=JOC"), IsNotice);
+    }
+
+    [Fact]
     public async Task A_revised_agreement_is_in_force_since_its_first_version()
     {
         // Routing applies an agreement to incidents recorded since it was: a revision (a deadline changed) must not stop it

@@ -115,6 +115,10 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
         return Math.Max(tasks.Count, requests.Count);
     }
 
+    /// <summary>An escalation notice is released as its item is, and to the organisation the misses go to.</summary>
+    internal static string NoticeReleasableTo(string itemReleasableTo, string escalationOrganization) =>
+        Releasability.Encode(Releasability.Decode(itemReleasableTo).Append(Community.Organization(escalationOrganization)));
+
     private int Escalate(ConcordDb db, DeadlineRecord item, string entity, string title, Guid? incidentId, Guid? requestId, DateTime now, List<AuditEntry> audit)
     {
         var itemId = entity == "task" ? ((CoordinationTask)item).Id : ((AssistanceRequest)item).Id;
@@ -144,7 +148,7 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
                     CreatedAt = now,
                     UpdatedAt = now,
                     Classification = item.Classification,
-                    ReleasableTo = Releasability.Encode(Releasability.Decode(item.ReleasableTo).Append(Community.Organization(to.Code))),
+                    ReleasableTo = NoticeReleasableTo(item.ReleasableTo, to.Code),
                     Caveats = item.Caveats,
                 };
                 db.Tasks.Add(notice);

@@ -191,20 +191,36 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// </summary>
     private static async Task FollowIncidentsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
     {
-        var tasks = await db.Tasks.Where(t => t.IncidentId != null && ids.Contains(t.IncidentId.Value) && (t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting))
+        // Escalation notices of the incident's tasks too: raised under the incident's marking then, widened to the
+        // organisation misses go to, they must not keep telling of an incident now marked narrower.
+        var tasks = await db.Tasks.Where(t => t.IncidentId != null && ids.Contains(t.IncidentId.Value)
+                && (t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting || t.Role == TaskRoles.Escalation))
             .ToListAsync(cancellationToken);
         if (tasks.Count == 0)
         {
             return;
         }
 
+        var noticeOrganizations = tasks.Where(t => t.Role == TaskRoles.Escalation).Select(t => t.OrganizationId).Distinct().ToList();
+        var codes = noticeOrganizations.Count == 0
+            ? []
+            : await db.Organizations.Where(o => noticeOrganizations.Contains(o.Id)).ToDictionaryAsync(o => o.Id, o => o.Code, cancellationToken);
+
         var markings = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id))
             .Select(i => new { i.Id, i.Classification, i.ReleasableTo, i.Caveats, i.Title, i.Category, i.AreaId }).ToDictionaryAsync(i => i.Id, cancellationToken);
         foreach (var task in tasks)
         {
-            if (!markings.TryGetValue(task.IncidentId!.Value, out var m)
-                || (m.Classification == task.Classification && m.ReleasableTo == task.ReleasableTo && m.Caveats == task.Caveats
-                    && m.Title == task.Title && m.Category == task.Category && m.AreaId == task.AreaId))
+            if (!markings.TryGetValue(task.IncidentId!.Value, out var m))
+            {
+                continue;
+            }
+
+            // A notice stays released to the organisation the misses go to (as when it was raised), on top of the incident's.
+            var releasableTo = task.Role == TaskRoles.Escalation && codes.TryGetValue(task.OrganizationId, out var code)
+                ? EscalationScheduler.NoticeReleasableTo(m.ReleasableTo, code)
+                : m.ReleasableTo;
+            if (m.Classification == task.Classification && releasableTo == task.ReleasableTo && m.Caveats == task.Caveats
+                && m.Title == task.Title && m.Category == task.Category && m.AreaId == task.AreaId)
             {
                 continue;
             }
@@ -215,13 +231,13 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 incident = task.IncidentId,
                 marking = "follows its incident",
                 from = new { task.Classification, task.ReleasableTo, task.Caveats },
-                to = new { m.Classification, m.ReleasableTo, m.Caveats },
+                to = new { m.Classification, ReleasableTo = releasableTo, m.Caveats },
                 title = m.Title == task.Title ? null : "follows its incident",
                 category = m.Category == task.Category ? null : m.Category,
                 area = m.AreaId == task.AreaId ? null : m.AreaId,
             })));
             task.Classification = m.Classification;
-            task.ReleasableTo = m.ReleasableTo;
+            task.ReleasableTo = releasableTo;
             task.Caveats = m.Caveats;
             task.Title = m.Title;
             task.Category = m.Category;
