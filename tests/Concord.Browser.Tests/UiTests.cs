@@ -713,6 +713,10 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Equal("Carte", await page.TextContentAsync("nav a[href='/']"));
 
         await Screenshots.ScreenshotAsync(page, $"{Store}-list-fr");
+
+        // Kinds of organisation are named in French too ("Toute organisation military" before).
+        await page.GotoAsync("/coordination");
+        Assert.Contains("Toute organisation militaire", await page.InnerHTMLAsync("body"));
     }
 
     [Fact]

@@ -90,7 +90,7 @@
 
   function requestCard(r) {
     onScreen.set('r' + r.id, r.marking);
-    const who = `${r.requester} → ${r.addressee || t('co.anykind', r.addresseeKind)}${r.assignedTo && r.assignedTo !== r.addressee ? ' (' + r.assignedTo + ')' : ''}`;
+    const who = `${r.requester} → ${r.addressee || t('co.anykind', t('kindof.' + r.addresseeKind))}${r.assignedTo && r.assignedTo !== r.addressee ? ' (' + r.assignedTo + ')' : ''}`;
     return el('li', { class: 'co-card' + (r.deadlines.overdue ? ' overdue' : '') + ' priority-' + r.priority, 'data-id': r.id, 'data-status': r.status },
       el('p', { class: 'co-title' }, el('strong', {}, r.title)),
       el('p', {}, t('co.type.' + r.type), ' · ', t('co.priority.' + r.priority), ' · ', who),
