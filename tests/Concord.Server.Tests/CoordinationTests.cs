@@ -757,32 +757,39 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
-    public async Task A_revised_agreement_is_in_force_since_its_first_version()
+    public async Task A_revised_agreement_routes_the_incidents_recorded_since_its_first_version()
     {
-        // Routing applies an agreement to incidents recorded since it was: a revision (a deadline changed) must not stop it
-        // for the incidents recorded between its versions.
-        var (area, _, _) = await AreaAsync(-49);
-        var rule = new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120 };
-        var code = await AgreementAsync([rule]);
+        // Routing applies an agreement to incidents recorded since it was: a revision must not stop it for the incidents
+        // recorded between its versions (each revision is stored with its own time).
+        var (area, lat, lon) = await AreaAsync(-55);
+        var protests = new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", acknowledgeMinutes = 60, respondMinutes = 240 };
+        var code = await AgreementAsync([protests]);
         var directory = server.Services.GetRequiredService<MissionDirectory>();
         var first = (await directory.AgreementsAsync(CancellationToken.None)).Single(a => a.Code == code);
         Clock.Advance(TimeSpan.FromMinutes(5));
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the western ford."));
+        Clock.Advance(TimeSpan.FromMinutes(5));
+
+        // The revision adds a rule for battles; the incident, a battle recorded between the versions, changes next.
         using var admin = server.ClientFor("jocadmin");
         var revised = await admin.PutAsJsonAsync($"/api/agreements/{code}", new
         {
             name = "Protection of civilians SOP " + code,
             parties = new[] { "JOC", "FORCE", "UNPOL", "OCHA" },
             rules = Array.Empty<object>(),
-            responsibilities = new[] { rule with { acknowledgeMinutes = 45 } },
+            responsibilities = new object[] { protests, new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120 } },
             assistance = Array.Empty<object>(),
         });
         Assert.True(revised.StatusCode == HttpStatusCode.OK, await revised.Content.ReadAsStringAsync());
         await directory.ReloadAsync(force: true, CancellationToken.None);
-
         var latest = (await directory.AgreementsAsync(CancellationToken.None)).Single(a => a.Code == code);
-        Assert.Equal(2, latest.Version);
-        Assert.Equal(first.CreatedAt.AddMinutes(5), latest.CreatedAt, TimeSpan.FromSeconds(1));
-        Assert.Equal(first.CreatedAt, latest.InForceSince);
+        Assert.Equal((2, first.CreatedAt), (latest.Version, latest.InForceSince));
+        Assert.Empty(await TasksAsync("joc", $"incident={incident}"));
+
+        var (verified, body) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
+        Assert.True(verified.StatusCode == HttpStatusCode.OK, body.ToString());
+        var routed = await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count == 1, "the battle's lead task under the revised rules");
+        Assert.Equal("FORCE", routed[0].GetProperty("organization").GetString());
     }
 
     [Fact]
