@@ -86,7 +86,9 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         var reread = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         using var page = server.Services.GetRequiredService<Realtime.LiveFeed>().Subscribe(memberId, changes =>
         {
-            if (changes.Any(c => c.Entity == "member"))
+            // The member's creation may reach the feed after this subscription (it reads at most every 200 ms): only the
+            // update counts.
+            if (changes.Any(c => c.Entity == "member" && c.Id == memberId && c.Operation == "updated"))
             {
                 _ = Task.Run(async () => reread.TrySetResult((await viewers.ForMemberAsync(memberId, CancellationToken.None))!.Clearance));
             }
@@ -114,7 +116,8 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         using var page = server.Services.GetRequiredService<Realtime.LiveFeed>().Subscribe(memberId, changes =>
         {
             Interlocked.Increment(ref calls);
-            if (changes.Any(c => c.Entity == "member" && c.Id == memberId))
+            // The member's creation may reach the feed after this subscription: only the disable's update is the telling.
+            if (changes.Any(c => c.Entity == "member" && c.Id == memberId && c.Operation == "updated"))
             {
                 told.TrySetResult();
             }
