@@ -39,7 +39,6 @@ public sealed class FuzzTests(ITestOutputHelper output)
         var stats = await run.WaitAsync(TimeSpan.FromSeconds(60));
 
         output.WriteLine($"{stats.Iterations} inputs, {stats.Parsed} accepted, {stats.Refused} refused");
-        Assert.True(stats.Iterations > 200, $"only {stats.Iterations} iterations");
         Assert.True(stats.Parsed > 0 && stats.Refused > 0, $"parsed {stats.Parsed}, refused {stats.Refused}");
     }
 
@@ -54,15 +53,20 @@ public sealed class FuzzTests(ITestOutputHelper output)
         var stats = await run.WaitAsync(TimeSpan.FromSeconds(60));
 
         output.WriteLine($"{stats.Iterations} inputs, {stats.Parsed} accepted, {stats.Refused} refused");
-        Assert.True(stats.Iterations > 200, $"only {stats.Iterations} iterations");
         Assert.True(stats.Parsed > 0 && stats.Refused > 0, $"parsed {stats.Parsed}, refused {stats.Refused}");
     }
+
+    /// <summary>
+    /// Inputs tried at the least, however long they take: a time budget alone tried too few on a loaded machine (and the
+    /// test's minute-long wait is what catches a hang).
+    /// </summary>
+    private const int MinimumIterations = 500;
 
     private static Stats FuzzXml(List<byte[]> seeds, Random random, TimeSpan budget)
     {
         var stats = new Stats();
         var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < budget)
+        while (clock.Elapsed < budget || stats.Iterations < MinimumIterations)
         {
             stats.Iterations++;
             var input = Mutate(seeds[random.Next(seeds.Count)], random);
@@ -124,7 +128,7 @@ public sealed class FuzzTests(ITestOutputHelper output)
     {
         var stats = new Stats();
         var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < budget)
+        while (clock.Elapsed < budget || stats.Iterations < MinimumIterations)
         {
             stats.Iterations++;
             var input = Mutate(seeds[random.Next(seeds.Count)], random);

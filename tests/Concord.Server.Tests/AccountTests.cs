@@ -178,7 +178,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
 
         var (_, before) = await owner.PostJson("/api/reports", Api.Report(narrative: "seen live"));
         var beforeId = before.GetProperty("id").GetGuid();
-        for (var i = 0; i < 50 && !changes.Contains(beforeId); i++)
+        for (var i = 0; i < 150 && !changes.Contains(beforeId); i++)
         {
             await Task.Delay(100);
         }
@@ -206,7 +206,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         var open = Api.Marking("UNCLASSIFIED", ["mission"]);
         var (_, before) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "seen live in a session", marking: open));
         var beforeId = before.GetProperty("id").GetGuid();
-        for (var i = 0; i < 50 && !changes.Contains(beforeId); i++)
+        for (var i = 0; i < 150 && !changes.Contains(beforeId); i++)
         {
             await Task.Delay(100);
         }
@@ -239,6 +239,14 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
             return Task.CompletedTask;
         };
         await live.StartAsync();
+        // The client's start returns once the handshake is answered, before the hub has joined the connection to the feed;
+        // a change published before the join is never pushed to it.
+        var feed = server.Services.GetRequiredService<Realtime.LiveFeed>();
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); !feed.Has(live.ConnectionId!); await Task.Delay(20))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(10), "the live connection joined the feed");
+        }
+
         return (live, changes, closed.Task);
     }
 

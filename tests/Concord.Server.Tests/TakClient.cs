@@ -74,7 +74,7 @@ internal sealed class TakClient : IAsyncDisposable
     /// <summary>The next received event matching <paramref name="match"/>, or null after <paramref name="timeout"/>.</summary>
     public async Task<CotEvent?> WaitForAsync(Func<CotEvent, bool> match, TimeSpan? timeout = null)
     {
-        using var cancel = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(5));
+        using var cancel = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(15));
         try
         {
             while (true)
@@ -97,6 +97,9 @@ internal sealed class TakClient : IAsyncDisposable
     }
 
     public bool Closed => _reader.IsCompleted;
+
+    /// <summary>The device's own port, which the server sees as the remote end of its session.</summary>
+    public int LocalPort => ((System.Net.IPEndPoint)_tcp.Client.LocalEndPoint!).Port;
 
     private async Task ReadAsync()
     {

@@ -40,9 +40,36 @@ public abstract class TestServer : IAsyncLifetime
 
     public int TakTcpPort { get; private set; }
 
-    /// <summary>A test TAK device: over TLS with <paramref name="certificate"/>, or over the plain TCP listener without one.</summary>
-    internal Task<TakClient> ConnectTakAsync(System.Security.Cryptography.X509Certificates.X509Certificate2? certificate, bool read = true) =>
-        TakClient.ConnectAsync(certificate is null ? TakTcpPort : TakTlsPort, certificate, Services.GetRequiredService<TakCertificates>().Authority, read);
+    /// <summary>
+    /// A test TAK device: over TLS with <paramref name="certificate"/>, or over the plain TCP listener without one.
+    /// The device's side of the TLS handshake ends before the server has found its member and attached its session, and
+    /// what is sent meanwhile reaches it only if an opening picture replays it (tracks do; markers, chat and alerts do
+    /// not): unless <paramref name="attached"/> is false (a device the server should refuse), this waits for the session.
+    /// </summary>
+    internal async Task<TakClient> ConnectTakAsync(System.Security.Cryptography.X509Certificates.X509Certificate2? certificate, bool read = true, bool attached = true)
+    {
+        var device = await TakClient.ConnectAsync(certificate is null ? TakTcpPort : TakTlsPort, certificate, Services.GetRequiredService<TakCertificates>().Authority, read);
+        if (!attached)
+        {
+            return device;
+        }
+
+        var router = Services.GetRequiredService<TakRouter>();
+        var port = ":" + device.LocalPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!router.Sessions.Any(s => s.Remote.EndsWith(port, StringComparison.Ordinal)))
+        {
+            if (waited.Elapsed > TimeSpan.FromSeconds(15))
+            {
+                await device.DisposeAsync();
+                throw new TimeoutException("the server did not attach the test device's session within 15 s");
+            }
+
+            await Task.Delay(20);
+        }
+
+        return device;
+    }
 
     /// <summary>Issues a device certificate for a member, as <c>concord cert issue</c> does.</summary>
     internal async Task<System.Security.Cryptography.X509Certificates.X509Certificate2> IssueDeviceAsync(string user)

@@ -74,6 +74,9 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
 
     public void Join(string connectionId, LiveConnection connection) => _connections[connectionId] = connection;
 
+    /// <summary>Whether the connection is being told (a client's start returns before the hub has joined it here).</summary>
+    public bool Has(string connectionId) => _connections.ContainsKey(connectionId);
+
     public void Leave(string connectionId) => _connections.TryRemove(connectionId, out _);
 
     /// <summary>
