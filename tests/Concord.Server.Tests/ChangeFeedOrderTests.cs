@@ -31,12 +31,90 @@ public sealed class ChangeFeedOrderTests_Postgres(PostgresServer server) : IClas
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var (_, early) = await client.GetJson($"/api/changes?after={after}&limit=1000");
         Assert.True(early.GetProperty("next").GetInt64() < held, $"the feed moved to {early.GetProperty("next").GetInt64()}, past {held}, which is not committed yet");
+        Assert.True(early.GetProperty("held").GetBoolean(), "the answer says that committed changes wait behind the gap");
 
         await transaction.CommitAsync();
         var (_, late) = await client.GetJson($"/api/changes?after={early.GetProperty("next").GetInt64()}&limit=1000");
+        Assert.False(late.GetProperty("held").GetBoolean());
         var sequences = late.GetProperty("items").EnumerateArray().Select(c => c.GetProperty("sequence").GetInt64()).ToList();
         Assert.Contains(held, sequences);
         Assert.Contains(late.GetProperty("items").EnumerateArray(), c => c.GetProperty("id").GetGuid() == report.GetProperty("id").GetGuid());
+    }
+
+    [Fact]
+    public async Task A_rolled_back_write_holds_readers_only_until_the_transactions_then_running_have_ended()
+    {
+        var connection = await server.WithDbAsync(db => Task.FromResult(db.Database.GetConnectionString()!));
+        var after = await server.WithDbAsync(async db => await db.Changes.MaxAsync(c => (long?)c.Sequence) ?? 0);
+        // Readers' clock stands still: the gap's age alone (GapGrace) never settles it.
+        var now = DateTime.UtcNow;
+
+        // A write that drew its number and rolled back (a refused save), then one that commits.
+        long refused;
+        await using (var failed = new NpgsqlConnection(connection))
+        {
+            await failed.OpenAsync();
+            await using var transaction = await failed.BeginTransactionAsync();
+            refused = await InsertChangeAsync(failed, transaction);
+            await transaction.RollbackAsync();
+        }
+
+        await using var committed = new NpgsqlConnection(connection);
+        await committed.OpenAsync();
+        var later = await InsertChangeAsync(committed, null);
+
+        var read = await ReadUntilAsync(after, now, w => w.Contains(later), TimeSpan.FromSeconds(5));
+        Assert.Contains(later, read);
+        Assert.DoesNotContain(refused, read);
+    }
+
+    [Fact]
+    public async Task A_gap_held_by_a_running_transaction_is_never_passed_and_is_read_once_it_commits()
+    {
+        var connection = await server.WithDbAsync(db => Task.FromResult(db.Database.GetConnectionString()!));
+        var after = await server.WithDbAsync(async db => await db.Changes.MaxAsync(c => (long?)c.Sequence) ?? 0);
+        var now = DateTime.UtcNow;
+
+        await using var slow = new NpgsqlConnection(connection);
+        await slow.OpenAsync();
+        await using var transaction = await slow.BeginTransactionAsync();
+        var held = await InsertChangeAsync(slow, transaction);
+        await using var committed = new NpgsqlConnection(connection);
+        await committed.OpenAsync();
+        var later = await InsertChangeAsync(committed, null);
+
+        // Read again and again for well past the moment a reader notes the running transactions.
+        var read = await ReadUntilAsync(after, now, w => w.Contains(later), ChangeWindows.GapNotice * 10);
+        Assert.DoesNotContain(later, read);
+        Assert.DoesNotContain(held, read);
+
+        await transaction.CommitAsync();
+        read = await ReadUntilAsync(after, now, w => w.Contains(later), TimeSpan.FromSeconds(5));
+        Assert.Contains(held, read);
+        Assert.Contains(later, read);
+        Assert.True(read.IndexOf(held) < read.IndexOf(later));
+    }
+
+    private static async Task<long> InsertChangeAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction)
+    {
+        await using var insert = new NpgsqlCommand("INSERT INTO changes (entity, entity_id, operation, at) VALUES ('organization', gen_random_uuid(), 'updated', now()) RETURNING sequence", connection, transaction);
+        return (long)(await insert.ExecuteScalarAsync())!;
+    }
+
+    /// <summary>The sequence numbers a reader at <paramref name="after"/> is given, read every 50 ms until <paramref name="done"/> or <paramref name="limit"/> has passed.</summary>
+    private async Task<List<long>> ReadUntilAsync(long after, DateTime now, Func<List<long>, bool> done, TimeSpan limit)
+    {
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            var read = await server.WithDbAsync(async db => (await ChangeWindows.ReadAsync(db, after, 10_000, now, CancellationToken.None)).Select(c => c.Sequence).ToList());
+            if (done(read) || waited.Elapsed > limit)
+            {
+                return read;
+            }
+
+            await Task.Delay(50);
+        }
     }
 
     [Fact]

@@ -8,8 +8,12 @@ namespace Concord.Server.Realtime;
 
 internal sealed record ChangeDto(long Sequence, string Entity, Guid Id, string Operation, DateTimeOffset At);
 
-/// <summary>The feed a client resumes from. <c>next</c> is the last sequence examined, so invisible changes are skipped, never shown.</summary>
-internal sealed record ChangePage(IReadOnlyList<ChangeDto> Items, long Next);
+/// <summary>
+/// The feed a client resumes from. <c>next</c> is the last sequence examined, so invisible changes are skipped, never
+/// shown. <c>held</c>: changes already committed after <c>next</c> wait on an earlier write still in progress (read
+/// again shortly; without it, an answer with no items means the client has read to the end).
+/// </summary>
+internal sealed record ChangePage(IReadOnlyList<ChangeDto> Items, long Next, bool Held);
 
 internal static class ChangeEndpoints
 {
@@ -42,16 +46,16 @@ internal static class ChangeEndpoints
         }
 
         // Examine a window of the feed, then keep what the viewer may see: the window bound keeps the scan cheap.
-        var window = await ChangeWindows.ReadAsync(db, after, limit, time.GetUtcNow().UtcDateTime, context.RequestAborted);
+        var (window, held) = await ChangeWindows.ReadHeldAsync(db, after, limit, time.GetUtcNow().UtcDateTime, context.RequestAborted);
         if (window.Count == 0)
         {
-            return TypedResults.Ok(new ChangePage([], after));
+            return TypedResults.Ok(new ChangePage([], after, held));
         }
 
         var visible = await ChangeVisibility.VisibleAsync(db, viewer, window, context.RequestAborted);
         var items = visible
             .Select(c => new ChangeDto(c.Sequence, c.Entity, c.EntityId, c.Operation, new DateTimeOffset(c.At, TimeSpan.Zero)))
             .ToList();
-        return TypedResults.Ok(new ChangePage(items, window[^1].Sequence));
+        return TypedResults.Ok(new ChangePage(items, window[^1].Sequence, held));
     }
 }
