@@ -75,13 +75,22 @@ public sealed class ChangeFeedOrderTests_Postgres(PostgresServer server) : IClas
         var after = await server.WithDbAsync(async db => await db.Changes.MaxAsync(c => (long?)c.Sequence) ?? 0);
         var now = DateTime.UtcNow;
 
+        // The writer that commits first began first: its transaction id is older than the holder's, so the last
+        // transaction to have ended is just below the holder's (a snapshot's xmax is the holder's own id).
+        await using var committed = new NpgsqlConnection(connection);
+        await committed.OpenAsync();
+        await using var first = await committed.BeginTransactionAsync();
+        await using (var begin = new NpgsqlCommand("SELECT pg_current_xact_id()", committed, first))
+        {
+            await begin.ExecuteScalarAsync();
+        }
+
         await using var slow = new NpgsqlConnection(connection);
         await slow.OpenAsync();
         await using var transaction = await slow.BeginTransactionAsync();
         var held = await InsertChangeAsync(slow, transaction);
-        await using var committed = new NpgsqlConnection(connection);
-        await committed.OpenAsync();
-        var later = await InsertChangeAsync(committed, null);
+        var later = await InsertChangeAsync(committed, first);
+        await first.CommitAsync();
 
         // Read again and again for well past the moment a reader notes the running transactions.
         var read = await ReadUntilAsync(after, now, w => w.Contains(later), ChangeWindows.GapNotice * 10);

@@ -96,10 +96,10 @@ internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal sign
 /// incident router). On PostgreSQL a sequence number is drawn when a row is inserted, not when its transaction commits,
 /// so a later number can become visible before an earlier one: a reader that moved its cursor past the gap would never
 /// see the earlier row. A window therefore ends before the first gap that a transaction may still fill. A gap is known
-/// to be final (a transaction that rolled back: a refused save, a conflict, a crash) once every transaction that was
-/// running when the gap was noticed has ended, which PostgreSQL's snapshots tell (<see cref="RolledBack"/>); and
-/// whatever the snapshots say, once the row after the gap was written more than <see cref="GapGrace"/> ago. SQLite has
-/// one writer at a time, whose rows are numbered and committed in order: no gap there is ever filled later.
+/// to be final (a transaction that rolled back: a refused save, a conflict, a crash) once the transaction that drew its
+/// number has ended, which PostgreSQL's transaction ids tell (see <see cref="ReadHeldAsync"/>); and whatever they say,
+/// once the row after the gap was written more than <see cref="GapGrace"/> ago. SQLite has one writer at a time, whose
+/// rows are numbered and committed in order: no gap there is ever filled later.
 /// </summary>
 internal static class ChangeWindows
 {
@@ -107,8 +107,8 @@ internal static class ChangeWindows
     public static readonly TimeSpan GapGrace = TimeSpan.FromSeconds(15);
 
     /// <summary>
-    /// How long after a gap is first seen the transactions then running are noted. A transaction draws its number a moment
-    /// before it is given the transaction id that shows it as running; by this long after, it has it.
+    /// How long after a gap is first seen a transaction id is drawn to judge it by. A transaction draws its number a
+    /// moment before it is given its own transaction id (in the same statement); by this long after, it has it.
     /// </summary>
     public static readonly TimeSpan GapNotice = TimeSpan.FromMilliseconds(200);
 
@@ -124,6 +124,16 @@ internal static class ChangeWindows
     /// write still in progress (or a gap not yet judged): a reader then reads again shortly rather than think itself
     /// at the end.
     /// </summary>
+    /// <remarks>
+    /// How a gap is judged on PostgreSQL. The transaction holding it drew its number before the number after the gap, so
+    /// before the gap was first seen; <see cref="GapNotice"/> later it has a transaction id. A transaction id drawn then
+    /// (<c>pg_current_xact_id()</c>, in a statement of its own) is above every id given before it, the holder's too. Once
+    /// the oldest transaction still running (<c>pg_snapshot_xmin</c>) is at or past that id, the holder has ended; the
+    /// oldest running is read before the window is read again, so a holder that committed meanwhile has its row in that
+    /// read. (A snapshot's <c>xmax</c> would not do: it is one past the last transaction to have ended, and a running one
+    /// may hold it.) Readers run outside transactions of their own, on the primary; the feed's sequence keeps its default
+    /// cache of 1, so numbers are drawn in order across connections.
+    /// </remarks>
     public static async Task<(List<Change> Changes, bool Held)> ReadHeldAsync(ConcordDb db, long after, int limit, DateTime now, CancellationToken cancellationToken)
     {
         var window = await ReadWindowAsync(db, after, limit, cancellationToken);
@@ -138,22 +148,31 @@ internal static class ChangeWindows
             return (window, false);
         }
 
-        // A gap that may still be filled. The store's snapshot is taken first and the window read again after it: a
-        // transaction that had ended by the snapshot has, if it committed, its rows in the second read.
-        var snapshot = await SnapshotAsync(db, cancellationToken);
-        window = await ReadWindowAsync(db, after, limit, cancellationToken);
-        var store = db.Database.GetConnectionString() ?? "";
-        var ended = new HashSet<long>();
-        foreach (var missing in Missing(window, after, now))
+        if (db.Database.CurrentTransaction is not null)
         {
-            if (!RolledBack(store, missing, snapshot))
-            {
-                break;
-            }
-
-            ended.Add(missing);
+            // Inside a transaction of its own a reader would judge by its own snapshot and hold back the oldest running id:
+            // only age settles gaps there.
+            return (settled, true);
         }
 
+        var store = db.Database.GetConnectionString() ?? "";
+        ForgetOld();
+        var gaps = Missing(window, after, now).Select(missing => Gaps.AddOrUpdate((store, missing), _ => new Gap(), (_, gap) => gap.Old ? new Gap() : gap)).ToList();
+        var due = gaps.Where(g => g.Due).ToList();
+        if (due.Count > 0)
+        {
+            var boundary = await NewTransactionIdAsync(db, cancellationToken);
+            foreach (var gap in due)
+            {
+                gap.Judge(boundary);
+            }
+        }
+
+        var oldestRunning = await OldestRunningAsync(db, cancellationToken);
+        window = await ReadWindowAsync(db, after, limit, cancellationToken);
+        var ended = Missing(window, after, now)
+            .Where(missing => Gaps.TryGetValue((store, missing), out var gap) && gap.EndedBy(oldestRunning))
+            .ToHashSet();
         settled = Settled(window, after, now, ended);
         return (settled, settled.Count < window.Count);
     }
@@ -175,40 +194,6 @@ internal static class ChangeWindows
         return window;
     }
 
-    /// <summary>
-    /// Whether the transaction that drew <paramref name="missing"/> has ended without its row, judged by a snapshot of the
-    /// store taken before the gap was last read. The transaction drew the number before the number after the gap was
-    /// drawn, so before the gap was first seen; <see cref="GapNotice"/> later it has a transaction id, below the next id
-    /// of a snapshot taken then. Once the oldest transaction still running is at or past that id, it has ended.
-    /// </summary>
-    internal static bool RolledBack(string store, long missing, (ulong OldestRunning, ulong Next) snapshot)
-    {
-        if (Gaps.Count > 10_000)
-        {
-            // Gaps of stores gone, or passed by every reader: forget those seen long ago.
-            foreach (var old in Gaps.Where(g => Stopwatch.GetElapsedTime(g.Value.SeenAt) > 4 * GapGrace).Select(g => g.Key).ToList())
-            {
-                Gaps.TryRemove(old, out _);
-            }
-        }
-
-        var gap = Gaps.GetOrAdd((store, missing), _ => new Gap(Stopwatch.GetTimestamp()));
-        lock (gap)
-        {
-            if (gap.RunningBefore is null)
-            {
-                if (Stopwatch.GetElapsedTime(gap.SeenAt) < GapNotice)
-                {
-                    return false;
-                }
-
-                gap.RunningBefore = snapshot.Next;
-            }
-
-            return snapshot.OldestRunning >= gap.RunningBefore;
-        }
-    }
-
     private static Task<List<Change>> ReadWindowAsync(ConcordDb db, long after, int limit, CancellationToken cancellationToken) =>
         db.Changes.AsNoTracking().Where(c => c.Sequence > after).OrderBy(c => c.Sequence).Take(limit).ToListAsync(cancellationToken);
 
@@ -227,21 +212,65 @@ internal static class ChangeWindows
         }
     }
 
-    /// <summary>The oldest transaction id still running (every lower one has ended) and the next to be given, now.</summary>
-    private static async Task<(ulong OldestRunning, ulong Next)> SnapshotAsync(ConcordDb db, CancellationToken cancellationToken)
+    /// <summary>Gaps of stores gone, or passed by every reader long ago, are forgotten.</summary>
+    private static void ForgetOld()
     {
-        var text = await db.Database
-            .SqlQueryRaw<string>("SELECT pg_snapshot_xmin(s)::text || ' ' || pg_snapshot_xmax(s)::text AS \"Value\" FROM pg_current_snapshot() AS s")
-            .SingleAsync(cancellationToken);
-        var parts = text.Split(' ');
-        return (ulong.Parse(parts[0], CultureInfo.InvariantCulture), ulong.Parse(parts[1], CultureInfo.InvariantCulture));
+        if (Gaps.Count > 1_000)
+        {
+            foreach (var old in Gaps.Where(g => g.Value.Old).Select(g => g.Key).ToList())
+            {
+                Gaps.TryRemove(old, out _);
+            }
+        }
     }
 
-    private sealed class Gap(long seenAt)
-    {
-        public long SeenAt { get; } = seenAt;
+    /// <summary>A new transaction id, above every one given before (it costs the store one id and one commit record).</summary>
+    private static async Task<ulong> NewTransactionIdAsync(ConcordDb db, CancellationToken cancellationToken) =>
+        ulong.Parse(await db.Database.SqlQueryRaw<string>("SELECT pg_current_xact_id()::text AS \"Value\"").SingleAsync(cancellationToken), CultureInfo.InvariantCulture);
 
-        /// <summary>The next transaction id when the gap was noted: the transaction holding the gap has a lower one.</summary>
-        public ulong? RunningBefore { get; set; }
+    /// <summary>The oldest transaction id still running: every lower one has ended.</summary>
+    private static async Task<ulong> OldestRunningAsync(ConcordDb db, CancellationToken cancellationToken) =>
+        ulong.Parse(await db.Database.SqlQueryRaw<string>("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS \"Value\"").SingleAsync(cancellationToken), CultureInfo.InvariantCulture);
+
+    private sealed class Gap
+    {
+        private readonly long _seenAt = Stopwatch.GetTimestamp();
+
+        private readonly Lock _lock = new();
+
+        /// <summary>A transaction id drawn at least <see cref="GapNotice"/> after the gap was first seen: the holder's is below it.</summary>
+        private ulong? _boundary;
+
+        /// <summary>Seen so long ago that its row's age has settled it for every reader: a gap of that number now is another.</summary>
+        public bool Old => Stopwatch.GetElapsedTime(_seenAt) > 2 * GapGrace;
+
+        /// <summary>Not judged yet, and seen long enough ago for a transaction id drawn now to be above the holder's.</summary>
+        public bool Due
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return _boundary is null && Stopwatch.GetElapsedTime(_seenAt) >= GapNotice;
+                }
+            }
+        }
+
+        /// <summary>Takes <paramref name="boundary"/>, drawn after the gap was found <see cref="Due"/> (a boundary taken before stays).</summary>
+        public void Judge(ulong boundary)
+        {
+            lock (_lock)
+            {
+                _boundary ??= boundary;
+            }
+        }
+
+        public bool EndedBy(ulong oldestRunning)
+        {
+            lock (_lock)
+            {
+                return _boundary is { } boundary && oldestRunning >= boundary;
+            }
+        }
     }
 }
