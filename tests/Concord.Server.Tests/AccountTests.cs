@@ -1,8 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
-using System.Text.Json;
 using Concord.Server.Access;
-using Microsoft.AspNetCore.SignalR.Client;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
@@ -173,7 +171,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     {
         var owner = await server.SignedInAsync("joc");
         var (_, token) = await owner.PostJson("/api/me/tokens", new { name = "wall display", expiresInDays = 30 });
-        var (live, changes, closed) = await OpenLiveAsync(o => o.Headers["Authorization"] = "Bearer " + token.GetProperty("token").GetString());
+        var (live, changes, closed) = await server.OpenLiveAsync(o => o.Headers["Authorization"] = "Bearer " + token.GetProperty("token").GetString());
         await using var _ = live;
 
         var (_, before) = await owner.PostJson("/api/reports", Api.Report(narrative: "seen live"));
@@ -200,7 +198,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         var cookies = new CookieContainer();
         using var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
         Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = name, password = "first-password-1" })).Response.StatusCode);
-        var (live, changes, closed) = await OpenLiveAsync(o => o.Cookies = cookies);
+        var (live, changes, closed) = await server.OpenLiveAsync(o => o.Cookies = cookies);
         await using var _ = live;
 
         var open = Api.Marking("UNCLASSIFIED", ["mission"]);
@@ -217,37 +215,6 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
 
         await closed.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.DoesNotContain(after.GetProperty("id").GetGuid(), changes);
-    }
-
-    /// <summary>A started connection to the live hub, the ids it was pushed, and a task that ends when the server closes it.</summary>
-    private async Task<(HubConnection Live, System.Collections.Concurrent.ConcurrentQueue<Guid> Changes, Task Closed)> OpenLiveAsync(
-        Action<Microsoft.AspNetCore.Http.Connections.Client.HttpConnectionOptions> authenticate)
-    {
-        var changes = new System.Collections.Concurrent.ConcurrentQueue<Guid>();
-        var closed = new TaskCompletionSource();
-        var live = new HubConnectionBuilder().WithUrl(new Uri(server.BaseAddress, "/hubs/live"), authenticate).Build();
-        live.On<List<JsonElement>>("changes", batch =>
-        {
-            foreach (var change in batch)
-            {
-                changes.Enqueue(change.GetProperty("id").GetGuid());
-            }
-        });
-        live.Closed += _ =>
-        {
-            closed.TrySetResult();
-            return Task.CompletedTask;
-        };
-        await live.StartAsync();
-        // The client's start returns once the handshake is answered, before the hub has joined the connection to the feed;
-        // a change published before the join is never pushed to it.
-        var feed = server.Services.GetRequiredService<Realtime.LiveFeed>();
-        for (var waited = System.Diagnostics.Stopwatch.StartNew(); !feed.Has(live.ConnectionId!); await Task.Delay(20))
-        {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(10), "the live connection joined the feed");
-        }
-
-        return (live, changes, closed.Task);
     }
 
     [Fact]

@@ -27,7 +27,7 @@ internal static class ConcordAuthentication
                 o.Cookie.HttpOnly = true;
                 o.Cookie.SameSite = SameSiteMode.Strict;
                 o.SlidingExpiration = true;
-                o.ExpireTimeSpan = TimeSpan.FromHours(12);
+                o.ExpireTimeSpan = IdleLifetime;
                 // The API answers 401/403; the UI's pages send the browser to the sign-in page.
                 o.Events.OnRedirectToLogin = c => IsPage(c.Request) ? ToSignIn(c) : StatusOnly(c, StatusCodes.Status401Unauthorized);
                 o.Events.OnRedirectToAccessDenied = c => StatusOnly(c, StatusCodes.Status403Forbidden);
@@ -54,7 +54,10 @@ internal static class ConcordAuthentication
                         viewer = await directory.ForMemberAsync(id, c.HttpContext.RequestAborted);
                     }
 
-                    if (viewer is null || !SameSession(claim, viewer))
+                    // However often it is used, a session ends a day after its sign-in (a sliding cookie alone would last
+                    // as long as a page kept polling, on a shared operations-centre machine for weeks).
+                    var now = c.HttpContext.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+                    if (viewer is null || !SessionValid(c.Principal!, viewer, now))
                     {
                         c.RejectPrincipal();
                         await c.HttpContext.SignOutAsync(CookieScheme);
@@ -70,15 +73,42 @@ internal static class ConcordAuthentication
     /// <summary>On a cookie: the member's session version when it was signed in (<see cref="Member.SessionVersion"/>).</summary>
     public const string SessionClaim = "concord:session";
 
+    /// <summary>On a cookie: when its member signed in, in seconds since 1970 (UTC).</summary>
+    public const string SignedInClaim = "concord:signed-in";
+
+    /// <summary>A browser session ends this long after its last use.</summary>
+    public static readonly TimeSpan IdleLifetime = TimeSpan.FromHours(12);
+
+    /// <summary>A browser session ends this long after its sign-in, however often it is used.</summary>
+    public static readonly TimeSpan SessionLifetime = TimeSpan.FromHours(24);
+
+    /// <summary>
+    /// Whether a session cookie's principal may still read as <paramref name="viewer"/>: the member's session version is
+    /// the cookie's (no new password or disable since), and the sign-in is less than <see cref="SessionLifetime"/> ago (a
+    /// cookie without its time was made before sessions had a lifetime, and is not).
+    /// </summary>
+    public static bool SessionValid(ClaimsPrincipal session, Viewer viewer, DateTimeOffset now) =>
+        SameSession(session.FindFirstValue(SessionClaim), viewer)
+        && long.TryParse(session.FindFirstValue(SignedInClaim), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
+        && seconds >= (now - SessionLifetime).ToUnixTimeSeconds();
+
     /// <summary>Whether a cookie's session claim is the member's session version still (false for none).</summary>
     public static bool SameSession(string? sessionClaim, Viewer viewer) =>
         sessionClaim == viewer.SessionVersion.ToString(CultureInfo.InvariantCulture);
 
-    public static ClaimsPrincipal Principal(Viewer viewer, string scheme, string? tokenHash = null) => new(new ClaimsIdentity(
-        tokenHash is null
-            ? [new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName), new Claim(SessionClaim, viewer.SessionVersion.ToString(CultureInfo.InvariantCulture))]
-            : [new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName), new Claim(TokenHashClaim, tokenHash)],
+    /// <summary>A token's principal: the member and the hash of the token's secret.</summary>
+    public static ClaimsPrincipal Principal(Viewer viewer, string scheme, string tokenHash) => new(new ClaimsIdentity(
+        [new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName), new Claim(TokenHashClaim, tokenHash)],
         scheme));
+
+    /// <summary>A session cookie's principal: the member, its session version and the time of the sign-in.</summary>
+    public static ClaimsPrincipal SessionPrincipal(Viewer viewer, DateTimeOffset signedInAt) => new(new ClaimsIdentity(
+        [
+            new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName),
+            new Claim(SessionClaim, viewer.SessionVersion.ToString(CultureInfo.InvariantCulture)),
+            new Claim(SignedInClaim, signedInAt.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture)),
+        ],
+        CookieScheme));
 
     private static bool IsPage(HttpRequest request) =>
         !request.Path.StartsWithSegments("/api") && !request.Path.StartsWithSegments("/hubs") && !request.Path.StartsWithSegments("/ui");

@@ -52,7 +52,8 @@ internal static class SignIns
             return new Outcome(null, null);
         }
 
-        await context.SignInAsync(ConcordAuthentication.CookieScheme, ConcordAuthentication.Principal(viewer, ConcordAuthentication.CookieScheme));
+        var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+        await context.SignInAsync(ConcordAuthentication.CookieScheme, ConcordAuthentication.SessionPrincipal(viewer, now));
         return new Outcome(viewer, null);
     }
 }

@@ -26,8 +26,7 @@ internal sealed class LiveHub(LiveFeed feed) : Hub
     {
         if (Guid.TryParse(Context.User?.FindFirst(ConcordAuthentication.MemberIdClaim)?.Value, out var member))
         {
-            feed.Join(Context.ConnectionId, new LiveConnection(member, Context.User?.FindFirst(ConcordAuthentication.TokenHashClaim)?.Value,
-                Context.User?.FindFirst(ConcordAuthentication.SessionClaim)?.Value, Context.Abort));
+            feed.Join(Context.ConnectionId, new LiveConnection(member, Context.User!.FindFirst(ConcordAuthentication.TokenHashClaim)?.Value, Context.User, Context.Abort));
         }
         else
         {
@@ -46,10 +45,10 @@ internal sealed class LiveHub(LiveFeed feed) : Hub
 
 /// <summary>
 /// A browser's (or a script's) live connection: its member, the hash of the access token it was opened with (null for a
-/// signed-in session), and how to close it once that member or token may no longer read.
+/// signed-in session), the principal it was opened with (a session's version and sign-in time), and how to close it once
+/// that member, token or session may no longer read.
 /// </summary>
-/// <summary>A browser's live connection: opened with a token (its hash) or a signed-in session (its version).</summary>
-internal sealed record LiveConnection(Guid Member, string? TokenHash, string? Session, Action Abort);
+internal sealed record LiveConnection(Guid Member, string? TokenHash, System.Security.Claims.ClaimsPrincipal User, Action Abort);
 
 /// <summary>
 /// Tails the change feed for the connected browsers: each batch of changes is filtered once per connected member with the
@@ -143,13 +142,13 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
         {
             var viewer = await viewers.ForMemberAsync(member, cancellationToken);
             // A connection is checked again before anything goes out on it: a disabled member's connections, those opened
-            // with a token since revoked or expired, and those of a session a new password ended, are closed instead
+            // with a token since revoked or expired, and those of a session a new password or its lifetime ended, are closed instead
             // (within the viewer cache's lifetime).
             var ids = new List<string>();
             foreach (var (id, connection) in connections[member])
             {
                 if (viewer is not null && (connection.TokenHash is null
-                    ? ConcordAuthentication.SameSession(connection.Session, viewer)
+                    ? ConcordAuthentication.SessionValid(connection.User, viewer, time.GetUtcNow())
                     : await viewers.ForTokenHashAsync(connection.TokenHash, cancellationToken) is not null))
                 {
                     ids.Add(id);

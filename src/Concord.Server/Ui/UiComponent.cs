@@ -47,9 +47,10 @@ public abstract class UiComponent : ComponentBase
             && (await Authentication).User is var user
             && Guid.TryParse(user.FindFirst(Accounts.ConcordAuthentication.MemberIdClaim)?.Value, out var member))
         {
-            // A page opened in a session a new password or a disable has ended shows nothing more, like a disabled member's.
+            // A page opened in a session a new password, a disable or the session's lifetime has ended shows nothing more,
+            // like a disabled member's.
             _circuitViewer = await Service<ViewerDirectory>().ForMemberAsync(member, CancellationToken.None) is { } viewer
-                && Accounts.ConcordAuthentication.SameSession(user.FindFirst(Accounts.ConcordAuthentication.SessionClaim)?.Value, viewer)
+                && Accounts.ConcordAuthentication.SessionValid(user, viewer, Service<TimeProvider>().GetUtcNow())
                     ? viewer
                     : null;
         }

@@ -1,0 +1,45 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Concord.Server.Tests;
+
+/// <summary>
+/// A browser session slides while it is used, but ends a day after its sign-in however often it is used: the API, the
+/// live channel opened with it and its pages. On these servers the clock moves only when a test moves it.
+/// </summary>
+public abstract class SessionLifetimeTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer, IClockServer
+{
+    [Fact]
+    public async Task A_session_used_all_along_ends_a_day_after_its_sign_in()
+    {
+        var cookies = new CookieContainer();
+        using var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
+        server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+        Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = "joc", password = TestServer.Password })).Response.StatusCode);
+        var (live, _, closed) = await server.OpenLiveAsync(o => o.Cookies = cookies);
+        await using var _ = live;
+
+        // Used every ten hours (within the twelve hours a session lasts unused): it goes on for a day.
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/me")).StatusCode);
+        server.FakeClock.Advance(TimeSpan.FromHours(10));
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/me")).StatusCode);
+        server.FakeClock.Advance(TimeSpan.FromHours(10));
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/me")).StatusCode);
+        Assert.False(closed.IsCompleted);
+
+        // A day and an hour after its sign-in it has ended: the API refuses it, and the live channel is closed at the next
+        // change instead of being told of it.
+        server.FakeClock.Advance(TimeSpan.FromHours(5));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await browser.GetAsync("/api/me")).StatusCode);
+        using var other = await server.SignedInAsync("joc");
+        Assert.Equal(HttpStatusCode.OK, (await other.GetAsync("/api/me")).StatusCode);
+        var (created, _) = await other.PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        await closed.WaitAsync(TimeSpan.FromSeconds(15));
+    }
+}
+
+public sealed class SessionLifetimeTests_Sqlite(SqliteClockServer server) : SessionLifetimeTests<SqliteClockServer>(server);
+
+public sealed class SessionLifetimeTests_Postgres(PostgresClockServer server) : SessionLifetimeTests<PostgresClockServer>(server);
