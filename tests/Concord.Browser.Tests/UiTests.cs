@@ -677,8 +677,23 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
             Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
         }
 
-        // Something to list: a report FORCE may see.
+        // Something to list: a report FORCE may see; and a planned patrol of FORCE for the map's coordination layer.
         await MarchAsync(new DateTimeOffset(2026, 3, 14, 9, 30, 0, TimeSpan.Zero), 4.36, 18.55, "Peaceful march in Bangui.");
+        var patrolName = "Patrouille " + Guid.NewGuid().ToString("N")[..6];
+        string patrolId;
+        using (var api = fixture.Server.ClientFor("force"))
+        {
+            var patrol = await api.PostAsJsonAsync("/api/patrols", new
+            {
+                name = patrolName,
+                organizations = new[] { "FORCE" },
+                route = new[] { new[] { 18.55, 4.36 }, new[] { 18.60, 4.40 } },
+                startsAt = DateTimeOffset.UtcNow.AddHours(1),
+                endsAt = DateTimeOffset.UtcNow.AddHours(4),
+            });
+            Assert.True(patrol.IsSuccessStatusCode, await patrol.Content.ReadAsStringAsync());
+            patrolId = (await patrol.Json()).GetProperty("id").GetString()!;
+        }
 
         var page = await fixture.PageAsync();
         await page.GotoAsync("/signin");
@@ -693,6 +708,10 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Contains("Habilitation", await page.TextContentAsync("#member-clearance"));
         await page.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
         Assert.Contains("incidents", await page.TextContentAsync("#map-status"));
+        // The patrol's kind and status in the page's language (its status was shown as its code, "planned").
+        await page.WaitForFunctionAsync($"window.concordMap.coordination.includes('{patrolId}')");
+        var tooltips = await page.EvaluateAsync<string[]>("() => { const out = []; window.concordMap.map.eachLayer(l => { const tip = l.getTooltip && l.getTooltip(); if (tip) out.push(String(tip.getContent())); }); return out; }");
+        Assert.Contains(tooltips, tip => tip.StartsWith($"{patrolName} · patrouille conjointe · planifiée", StringComparison.Ordinal));
         await Screenshots.ScreenshotAsync(page, $"{Store}-map-fr");
 
         await page.GotoAsync("/report");

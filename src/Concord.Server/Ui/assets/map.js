@@ -244,7 +244,7 @@
     for (const f of data.features) {
       const p = f.properties;
       const color = p.kind === 'patrol' ? '#2e7d32' : p.overdue ? '#b3261e' : '#6a1b9a';
-      const label = `${escapeHtml(p.title)} · ${escapeHtml(p.kind === 'patrol' ? t('patrol') : t('request', t('co.type.' + p.type)))} · ${escapeHtml(p.status)}${p.overdue ? ' · ' + escapeHtml(t('overdue')) : ''} · ${escapeHtml(p.marking)}`;
+      const label = `${escapeHtml(p.title)} · ${escapeHtml(p.kind === 'patrol' ? t('patrol') : t('request', t('co.type.' + p.type)))} · ${escapeHtml(t((p.kind === 'patrol' ? 'co.patrol.' : 'co.request.') + p.status))}${p.overdue ? ' · ' + escapeHtml(t('overdue')) : ''} · ${escapeHtml(p.marking)}`;
       const layer = f.geometry.type === 'Point'
         ? L.circleMarker([f.geometry.coordinates[1], f.geometry.coordinates[0]], { radius: 8, color, weight: 3, fillColor: '#ffffff', fillOpacity: 0.9 })
         : L.polyline(f.geometry.coordinates.map(([x, y]) => [y, x]), { color, weight: 4, dashArray: p.kind === 'patrol' ? null : '8 6' });
