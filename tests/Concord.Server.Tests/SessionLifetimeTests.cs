@@ -17,7 +17,7 @@ public abstract class SessionLifetimeTests<TServer>(TServer server) : IClassFixt
         using var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
         server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
         Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = "joc", password = TestServer.Password })).Response.StatusCode);
-        var (live, _, closed) = await server.OpenLiveAsync(o => o.Cookies = cookies);
+        var (live, changes, closed) = await server.OpenLiveAsync(o => o.Cookies = cookies);
         await using var _ = live;
 
         // Used every ten hours (within the twelve hours a session lasts unused): it goes on for a day.
@@ -26,6 +26,19 @@ public abstract class SessionLifetimeTests<TServer>(TServer server) : IClassFixt
         Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/me")).StatusCode);
         server.FakeClock.Advance(TimeSpan.FromHours(10));
         Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/me")).StatusCode);
+
+        // At twenty hours the live channel is still told of a change (it is checked before each push).
+        using (var writer = await server.SignedInAsync("joc"))
+        {
+            var (written, report) = await writer.PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+            Assert.Equal(HttpStatusCode.Created, written.StatusCode);
+            var id = report.GetProperty("id").GetGuid();
+            for (var waited = System.Diagnostics.Stopwatch.StartNew(); !changes.Contains(id); await Task.Delay(50))
+            {
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), "the report was pushed to the live channel at twenty hours");
+            }
+        }
+
         Assert.False(closed.IsCompleted);
 
         // A day and an hour after its sign-in it has ended: the API refuses it, and the live channel is closed at the next

@@ -48,16 +48,19 @@ public abstract class TestServer : IAsyncLifetime
     /// </summary>
     internal async Task<TakClient> ConnectTakAsync(System.Security.Cryptography.X509Certificates.X509Certificate2? certificate, bool read = true, bool attached = true)
     {
+        // Sessions attached before this device connected (one may have had the same client port, on the other listener
+        // or before the port was reused) are not taken for its own.
+        var router = Services.GetRequiredService<TakRouter>();
+        var earlier = router.Sessions.ToHashSet();
         var device = await TakClient.ConnectAsync(certificate is null ? TakTcpPort : TakTlsPort, certificate, Services.GetRequiredService<TakCertificates>().Authority, read);
         if (!attached)
         {
             return device;
         }
 
-        var router = Services.GetRequiredService<TakRouter>();
         var port = ":" + device.LocalPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var waited = System.Diagnostics.Stopwatch.StartNew();
-        while (!router.Sessions.Any(s => s.Remote.EndsWith(port, StringComparison.Ordinal)))
+        while (!router.Sessions.Any(s => !earlier.Contains(s) && s.Remote.EndsWith(port, StringComparison.Ordinal)))
         {
             if (waited.Elapsed > TimeSpan.FromSeconds(15))
             {

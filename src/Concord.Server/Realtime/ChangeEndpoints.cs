@@ -10,8 +10,9 @@ internal sealed record ChangeDto(long Sequence, string Entity, Guid Id, string O
 
 /// <summary>
 /// The feed a client resumes from. <c>next</c> is the last sequence examined, so invisible changes are skipped, never
-/// shown. <c>held</c>: changes already committed after <c>next</c> wait on an earlier write still in progress (read
-/// again shortly; without it, an answer with no items means the client has read to the end).
+/// shown (an answer may have no items and a <c>next</c> that moved on). <c>held</c>: changes already committed after
+/// <c>next</c> wait on an earlier write still in progress (read again shortly); <c>next</c> equal to the request's
+/// <c>after</c> without <c>held</c> means the client has read to the end.
 /// </summary>
 internal sealed record ChangePage(IReadOnlyList<ChangeDto> Items, long Next, bool Held);
 
