@@ -25,6 +25,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
 
     private const int Window = 500;
 
+    /// <summary>Whether the last read stopped before committed changes waiting on a gap (read again soon, not at the fallback).</summary>
+    private volatile bool _held;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try
@@ -44,7 +47,8 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                     logger.LogWarning(e, "routing incidents failed; retrying");
                 }
 
-                await Realtime.ChangeSignal.WaitAsync(next, Fallback, Interval, started, stoppingToken);
+                // A rolled-back write wakes nobody: a read held at its gap is made again once the gap can be judged.
+                await Realtime.ChangeSignal.WaitAsync(next, _held ? ChangeWindows.GapNotice : Fallback, Interval, started, stoppingToken);
             }
         }
         catch (OperationCanceledException)
@@ -67,7 +71,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         }
 
         var after = long.Parse(cursor.Value, CultureInfo.InvariantCulture);
-        var window = await ChangeWindows.ReadAsync(db, after, Window, time.GetUtcNow().UtcDateTime, cancellationToken);
+        (var window, _held) = await ChangeWindows.ReadHeldAsync(db, after, Window, time.GetUtcNow().UtcDateTime, cancellationToken);
         if (window.Count == 0)
         {
             return 0;

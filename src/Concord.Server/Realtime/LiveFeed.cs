@@ -69,6 +69,9 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
 
     private readonly ConcurrentDictionary<Subscription, Guid> _subscriptions = new();
 
+    /// <summary>Whether the last read stopped before committed changes waiting on a gap (read again soon, not at the fallback).</summary>
+    private volatile bool _held;
+
     public int Connections => _connections.Count;
 
     public void Join(string connectionId, LiveConnection connection) => _connections[connectionId] = connection;
@@ -107,7 +110,8 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
                     logger.LogWarning(e, "sending live changes to browsers failed; retrying");
                 }
 
-                await ChangeSignal.WaitAsync(next, Fallback, Interval, started, stoppingToken);
+                // A rolled-back write wakes nobody: a read held at its gap is made again once the gap can be judged.
+                await ChangeSignal.WaitAsync(next, _held ? ChangeWindows.GapNotice : Fallback, Interval, started, stoppingToken);
             }
         }
         catch (OperationCanceledException)
@@ -123,10 +127,11 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
         if (after < 0 || (_connections.IsEmpty && _subscriptions.IsEmpty))
         {
             // Nobody to tell (or just started): move to the end of the feed so that nothing old is sent later.
+            _held = false;
             return await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
         }
 
-        var window = await ChangeWindows.ReadAsync(db, after, Window, time.GetUtcNow().UtcDateTime, cancellationToken);
+        (var window, _held) = await ChangeWindows.ReadHeldAsync(db, after, Window, time.GetUtcNow().UtcDateTime, cancellationToken);
         if (window.Count == 0)
         {
             return after;

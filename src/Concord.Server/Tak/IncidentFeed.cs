@@ -39,6 +39,7 @@ internal sealed class IncidentFeed(
                 try
                 {
                     // Nobody to tell: skip the work, but keep the position so that nothing old is sent later.
+                    _held = false;
                     after = router.Sessions.Count == 0 ? await LatestAsync(after, stoppingToken) : await PublishAsync(after, stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
@@ -46,7 +47,8 @@ internal sealed class IncidentFeed(
                     logger.LogWarning(e, "sending incident changes to TAK devices failed; retrying");
                 }
 
-                await Realtime.ChangeSignal.WaitAsync(next, Fallback, Interval, started, stoppingToken);
+                // A rolled-back write wakes nobody: a read held at its gap is made again once the gap can be judged.
+                await Realtime.ChangeSignal.WaitAsync(next, _held ? ChangeWindows.GapNotice : Fallback, Interval, started, stoppingToken);
             }
         }
         catch (OperationCanceledException)
@@ -85,11 +87,14 @@ internal sealed class IncidentFeed(
     /// </summary>
     private (long After, long End, HashSet<TakSession> Done)? _retry;
 
+    /// <summary>Whether the last read stopped before committed changes waiting on a gap (read again soon, not at the fallback).</summary>
+    private volatile bool _held;
+
     internal async Task<long> PublishAsync(long after, CancellationToken cancellationToken)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        var changes = await ChangeWindows.ReadAsync(db, after, 1000, time.GetUtcNow().UtcDateTime, cancellationToken);
+        (var changes, _held) = await ChangeWindows.ReadHeldAsync(db, after, 1000, time.GetUtcNow().UtcDateTime, cancellationToken);
         var done = new HashSet<TakSession>();
         if (_retry is { } retry && retry.After == after)
         {
