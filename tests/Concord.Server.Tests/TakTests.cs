@@ -443,6 +443,14 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     public async Task A_deletion_the_store_cannot_check_costs_only_itself()
     {
         await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        // The opening picture reads the store too, and a device whose picture fails is cut: the store breaks after it.
+        var port = ":" + sender.LocalPort.ToString(CultureInfo.InvariantCulture);
+        var router = server.Services.GetRequiredService<TakRouter>();
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); !router.Sessions.Any(s => s.Remote.EndsWith(port, StringComparison.Ordinal) && s.Opened); await Task.Delay(20))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), "the device's opening picture went out");
+        }
+
         // Whose item a deletion names is asked of the store; here the store has lost its reports table for a moment.
         await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync("ALTER TABLE reports RENAME TO reports_away"));
         try

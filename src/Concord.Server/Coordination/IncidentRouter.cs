@@ -38,6 +38,8 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 try
                 {
+                    // Set by a read that was held at a gap; a round that fails before reading waits the fallback.
+                    _held = false;
                     while (await RouteAsync(stoppingToken) == Window)
                     {
                     }

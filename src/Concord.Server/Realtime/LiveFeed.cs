@@ -103,6 +103,8 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
                 var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 try
                 {
+                    // Set by a read that was held at a gap; a round that fails before reading waits the fallback.
+                    _held = false;
                     after = await PublishAsync(after, stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
@@ -127,7 +129,6 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
         if (after < 0 || (_connections.IsEmpty && _subscriptions.IsEmpty))
         {
             // Nobody to tell (or just started): move to the end of the feed so that nothing old is sent later.
-            _held = false;
             return await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
         }
 

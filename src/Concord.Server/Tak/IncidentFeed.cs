@@ -38,8 +38,9 @@ internal sealed class IncidentFeed(
                 var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 try
                 {
-                    // Nobody to tell: skip the work, but keep the position so that nothing old is sent later.
+                    // Set by a read that was held at a gap; a round that fails before reading waits the fallback.
                     _held = false;
+                    // Nobody to tell: skip the work, but keep the position so that nothing old is sent later.
                     after = router.Sessions.Count == 0 ? await LatestAsync(after, stoppingToken) : await PublishAsync(after, stoppingToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)

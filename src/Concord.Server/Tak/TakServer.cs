@@ -287,6 +287,7 @@ internal sealed class TakServer(
         try
         {
             await SendInitialAsync(session, stoppingToken);
+            session.Opened = true;
         }
         catch (OperationCanceledException)
         {

@@ -138,6 +138,9 @@ internal sealed class TakSession : IAsyncDisposable
     /// </summary>
     public bool ReceiveOnly { get; init; }
 
+    /// <summary>True once the opening picture (current tracks and incidents) has gone to the device's queues.</summary>
+    public bool Opened { get; set; }
+
     /// <summary>The callsign of the device's own position reports, once it has sent one: GeoChat addresses devices by it.</summary>
     public string? Callsign { get; set; }
 
