@@ -444,9 +444,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     {
         await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
         // The opening picture reads the store too, and a device whose picture fails is cut: the store breaks after it.
-        var port = ":" + sender.LocalPort.ToString(CultureInfo.InvariantCulture);
-        var router = server.Services.GetRequiredService<TakRouter>();
-        for (var waited = System.Diagnostics.Stopwatch.StartNew(); !router.Sessions.Any(s => s.Remote.EndsWith(port, StringComparison.Ordinal) && s.Opened); await Task.Delay(20))
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); !server.SessionsOf(sender).Any(s => s.Opened); await Task.Delay(20))
         {
             Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), "the device's opening picture went out");
         }

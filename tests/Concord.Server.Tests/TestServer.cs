@@ -58,9 +58,8 @@ public abstract class TestServer : IAsyncLifetime
             return device;
         }
 
-        var port = ":" + device.LocalPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var waited = System.Diagnostics.Stopwatch.StartNew();
-        while (!router.Sessions.Any(s => !earlier.Contains(s) && s.Remote.EndsWith(port, StringComparison.Ordinal)))
+        while (!SessionsOf(device).Any(s => !earlier.Contains(s)))
         {
             if (waited.Elapsed > TimeSpan.FromSeconds(15))
             {
@@ -72,6 +71,13 @@ public abstract class TestServer : IAsyncLifetime
         }
 
         return device;
+    }
+
+    /// <summary>The server's sessions whose remote end is <paramref name="device"/>'s port (an earlier device's may have had it too).</summary>
+    internal IEnumerable<TakSession> SessionsOf(TakClient device)
+    {
+        var port = ":" + device.LocalPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return Services.GetRequiredService<TakRouter>().Sessions.Where(s => s.Remote.EndsWith(port, StringComparison.Ordinal));
     }
 
     /// <summary>Issues a device certificate for a member, as <c>concord cert issue</c> does.</summary>

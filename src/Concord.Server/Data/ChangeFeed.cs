@@ -180,15 +180,12 @@ internal static class ChangeWindows
     /// <summary>The start of <paramref name="window"/> up to its first gap that may still be filled (one whose first missing number is not in <paramref name="ended"/>).</summary>
     internal static List<Change> Settled(List<Change> window, long after, DateTime now, IReadOnlySet<long>? ended = null)
     {
-        var expected = after + 1;
-        for (var i = 0; i < window.Count; i++)
+        foreach (var (index, missing) in Unsettled(window, after, now))
         {
-            if (window[i].Sequence != expected && now - window[i].At < GapGrace && ended?.Contains(expected) != true)
+            if (ended?.Contains(missing) != true)
             {
-                return window[..i];
+                return window[..index];
             }
-
-            expected = window[i].Sequence + 1;
         }
 
         return window;
@@ -198,17 +195,20 @@ internal static class ChangeWindows
         db.Changes.AsNoTracking().Where(c => c.Sequence > after).OrderBy(c => c.Sequence).Take(limit).ToListAsync(cancellationToken);
 
     /// <summary>The first missing number of each gap of <paramref name="window"/> that its age alone does not settle, in order.</summary>
-    private static IEnumerable<long> Missing(List<Change> window, long after, DateTime now)
+    private static IEnumerable<long> Missing(List<Change> window, long after, DateTime now) => Unsettled(window, after, now).Select(g => g.Missing);
+
+    /// <summary>Each gap its age alone does not settle: the index of the row after it and its first missing number, in order.</summary>
+    private static IEnumerable<(int Index, long Missing)> Unsettled(List<Change> window, long after, DateTime now)
     {
         var expected = after + 1;
-        foreach (var change in window)
+        for (var i = 0; i < window.Count; i++)
         {
-            if (change.Sequence != expected && now - change.At < GapGrace)
+            if (window[i].Sequence != expected && now - window[i].At < GapGrace)
             {
-                yield return expected;
+                yield return (i, expected);
             }
 
-            expected = change.Sequence + 1;
+            expected = window[i].Sequence + 1;
         }
     }
 

@@ -21,10 +21,16 @@ internal sealed class ChangeSignal
     /// Waits for <paramref name="next"/> or <paramref name="fallback"/>, whichever comes first, then until at least
     /// <paramref name="minimumGap"/> has passed since <paramref name="lastRun"/> (a <see cref="Stopwatch"/> timestamp):
     /// under load the tailer reads once per gap, batching many commits; when idle it sleeps. Pacing is wall-clock time,
-    /// not the business clock.
+    /// not the business clock. A tailer whose last read was <paramref name="held"/> at a gap in the feed waits no longer
+    /// than <see cref="Data.ChangeWindows.GapNotice"/>: a rolled-back write wakes nobody, and the gap can be judged then.
     /// </summary>
-    public static async Task WaitAsync(Task next, TimeSpan fallback, TimeSpan minimumGap, long lastRun, CancellationToken cancellationToken)
+    public static async Task WaitAsync(Task next, TimeSpan fallback, TimeSpan minimumGap, long lastRun, bool held, CancellationToken cancellationToken)
     {
+        if (held && fallback > Data.ChangeWindows.GapNotice)
+        {
+            fallback = Data.ChangeWindows.GapNotice;
+        }
+
         using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {
             var delay = Task.Delay(fallback, timeout.Token);

@@ -112,8 +112,7 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
                     logger.LogWarning(e, "sending live changes to browsers failed; retrying");
                 }
 
-                // A rolled-back write wakes nobody: a read held at its gap is made again once the gap can be judged.
-                await ChangeSignal.WaitAsync(next, _held ? ChangeWindows.GapNotice : Fallback, Interval, started, stoppingToken);
+                await ChangeSignal.WaitAsync(next, Fallback, Interval, started, _held, stoppingToken);
             }
         }
         catch (OperationCanceledException)

@@ -48,8 +48,7 @@ internal sealed class IncidentFeed(
                     logger.LogWarning(e, "sending incident changes to TAK devices failed; retrying");
                 }
 
-                // A rolled-back write wakes nobody: a read held at its gap is made again once the gap can be judged.
-                await Realtime.ChangeSignal.WaitAsync(next, _held ? ChangeWindows.GapNotice : Fallback, Interval, started, stoppingToken);
+                await Realtime.ChangeSignal.WaitAsync(next, Fallback, Interval, started, _held, stoppingToken);
             }
         }
         catch (OperationCanceledException)
