@@ -774,10 +774,17 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Contains("Concord 0.3", await tablet.TextContentAsync("#risk-skill"));
         await Screenshots.ScreenshotAsync(tablet, $"{Store}-map-tablet");
 
+        // A copy of the session's cookie (another browser, a proxy's log) works until the page signs out, and not after.
+        var cookie = (await tablet.Context.CookiesAsync()).Single(c => c.Name == "concord");
+        using var copy = new HttpClient { BaseAddress = fixture.Server.BaseAddress };
+        copy.DefaultRequestHeaders.Add("Cookie", $"concord={cookie.Value}");
+        Assert.Equal(HttpStatusCode.OK, (await copy.GetAsync("/api/me")).StatusCode);
+
         await tablet.ClickAsync("#signout");
         await tablet.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/signin");
         await tablet.GotoAsync("/");
         Assert.Equal("/signin", new Uri(tablet.Url).AbsolutePath);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await copy.GetAsync("/api/me")).StatusCode);
     }
 
     private static int Number(string? text) => int.Parse(new string((text ?? "").Where(char.IsAsciiDigit).ToArray()), System.Globalization.CultureInfo.InvariantCulture);

@@ -29,6 +29,66 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task Signing_out_ends_the_session_for_every_copy_of_its_cookie_and_no_other_session()
+    {
+        var cookies = new CookieContainer();
+        using var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = "pref", password = TestServer.Password })).Response.StatusCode);
+        // The same cookie copied elsewhere (another browser, a proxy's log), and another session of the same member.
+        var copied = new CookieContainer();
+        copied.Add(cookies.GetCookies(server.BaseAddress));
+        using var copy = new HttpClient(new HttpClientHandler { CookieContainer = copied }) { BaseAddress = server.BaseAddress };
+        using var otherSession = await server.SignedInAsync("pref");
+        Assert.Equal(HttpStatusCode.OK, (await copy.GetAsync("/api/me")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await otherSession.GetAsync("/api/me")).StatusCode);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await browser.PostAsync("/api/auth/signout", null)).StatusCode);
+
+        Assert.Equal(HttpStatusCode.Unauthorized, (await browser.GetAsync("/api/me")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await copy.GetAsync("/api/me")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await copy.PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"])))).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await otherSession.GetAsync("/api/me")).StatusCode);
+        // The copy signing out again changes nothing; signing in again opens a new session.
+        Assert.Equal(HttpStatusCode.Unauthorized, (await copy.PostAsync("/api/auth/signout", null)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = "pref", password = TestServer.Password })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/me")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await copy.GetAsync("/api/me")).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_live_connection_of_a_session_is_closed_once_the_session_signs_out() =>
+        await LiveSessionEndsAsync("joc", TestServer.Password, async browser =>
+            Assert.Equal(HttpStatusCode.NoContent, (await browser.PostAsync("/api/auth/signout", null)).StatusCode));
+
+    /// <summary>
+    /// Signs <paramref name="userName"/> in, opens a live connection with the session and sees a change pushed on it; then
+    /// <paramref name="end"/> ends the session, and the connection must be closed rather than told of the next change.
+    /// </summary>
+    private async Task LiveSessionEndsAsync(string userName, string password, Func<HttpClient, Task> end)
+    {
+        var cookies = new CookieContainer();
+        using var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName, password })).Response.StatusCode);
+        var (live, changes, closed) = await server.OpenLiveAsync(o => o.Cookies = cookies);
+        await using var _ = live;
+
+        var open = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, before) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "seen live in a session", marking: open));
+        var beforeId = before.GetProperty("id").GetGuid();
+        for (var i = 0; i < 150 && !changes.Contains(beforeId); i++)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Contains(beforeId, changes);
+        await end(browser);
+        var (_, after) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "after the session ended", marking: open));
+
+        await closed.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.DoesNotContain(after.GetProperty("id").GetGuid(), changes);
+    }
+
+    [Fact]
     public async Task A_new_password_or_a_disable_ends_the_sessions_signed_in_before_it()
     {
         var name = "s" + Guid.NewGuid().ToString("N")[..8];
@@ -195,26 +255,8 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         var name = "l" + Guid.NewGuid().ToString("N")[..8];
         var admin = server.ClientFor("unpoladmin");
         Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "first-password-1", clearance = "UNCLASSIFIED", roles = new[] { "reporter" } })).Response.StatusCode);
-        var cookies = new CookieContainer();
-        using var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
-        Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = name, password = "first-password-1" })).Response.StatusCode);
-        var (live, changes, closed) = await server.OpenLiveAsync(o => o.Cookies = cookies);
-        await using var _ = live;
-
-        var open = Api.Marking("UNCLASSIFIED", ["mission"]);
-        var (_, before) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "seen live in a session", marking: open));
-        var beforeId = before.GetProperty("id").GetGuid();
-        for (var i = 0; i < 150 && !changes.Contains(beforeId); i++)
-        {
-            await Task.Delay(100);
-        }
-
-        Assert.Contains(beforeId, changes);
-        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { password = "second-password-2" })).StatusCode);
-        var (_, after) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "after the new password", marking: open));
-
-        await closed.WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.DoesNotContain(after.GetProperty("id").GetGuid(), changes);
+        await LiveSessionEndsAsync(name, "first-password-1", async _ =>
+            Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { password = "second-password-2" })).StatusCode));
     }
 
     [Fact]

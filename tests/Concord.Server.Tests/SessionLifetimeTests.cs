@@ -51,6 +51,47 @@ public abstract class SessionLifetimeTests<TServer>(TServer server) : IClassFixt
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         await closed.WaitAsync(TimeSpan.FromSeconds(15));
     }
+
+    [Fact]
+    public async Task A_signed_out_session_is_remembered_only_until_it_would_have_ended()
+    {
+        server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+        async Task<(HttpClient Browser, HttpClient Copy)> SignedOutAsync()
+        {
+            var cookies = new CookieContainer();
+            var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
+            Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = "ocha", password = TestServer.Password })).Response.StatusCode);
+            var copied = new CookieContainer();
+            copied.Add(cookies.GetCookies(server.BaseAddress));
+            var copy = new HttpClient(new HttpClientHandler { CookieContainer = copied }) { BaseAddress = server.BaseAddress };
+            Assert.Equal(HttpStatusCode.NoContent, (await browser.PostAsync("/api/auth/signout", null)).StatusCode);
+            return (browser, copy);
+        }
+
+        async Task<int> RememberedAsync()
+        {
+            using var scope = server.Services.CreateScope();
+            var db = scope.ServiceProvider.GetRequiredService<Data.ConcordDb>();
+            return await Microsoft.EntityFrameworkCore.EntityFrameworkQueryableExtensions.CountAsync(db.EndedSessions);
+        }
+
+        var before = await RememberedAsync();
+        var (first, firstCopy) = await SignedOutAsync();
+        using var _ = first;
+        using var __ = firstCopy;
+        Assert.Equal(before + 1, await RememberedAsync());
+        Assert.Equal(HttpStatusCode.Unauthorized, (await firstCopy.GetAsync("/api/me")).StatusCode);
+
+        // A day and an hour later that session would have ended anyway: the next sign-out forgets it, and its copy is
+        // still refused (by its age now).
+        server.FakeClock.Advance(TimeSpan.FromHours(25));
+        var (second, secondCopy) = await SignedOutAsync();
+        using var ___ = second;
+        using var ____ = secondCopy;
+        Assert.Equal(1, await RememberedAsync());
+        Assert.Equal(HttpStatusCode.Unauthorized, (await firstCopy.GetAsync("/api/me")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await secondCopy.GetAsync("/api/me")).StatusCode);
+    }
 }
 
 public sealed class SessionLifetimeTests_Sqlite(SqliteClockServer server) : SessionLifetimeTests<SqliteClockServer>(server);

@@ -27,6 +27,9 @@ internal sealed record Viewer
     /// <summary>The member's session version (<see cref="Accounts.Member.SessionVersion"/>): a cookie of another version is refused.</summary>
     public int SessionVersion { get; init; }
 
+    /// <summary>The member's browser sessions ended by signing out and not yet past their lifetime: their cookies are refused.</summary>
+    public IReadOnlySet<Guid> EndedSessions { get; init; } = new HashSet<Guid>();
+
     public required long CaveatBits { get; init; }
 
     public required IReadOnlySet<string> Roles { get; init; }

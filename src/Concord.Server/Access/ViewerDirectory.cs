@@ -21,7 +21,7 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
     private long _generation;
 
     public async Task<Viewer?> ForMemberAsync(Guid memberId, CancellationToken cancellationToken) =>
-        await Cached("m:" + memberId.ToString("N"), async db => (await Load(db, memberId, cancellationToken), null));
+        await Cached("m:" + memberId.ToString("N"), async db => (await Load(db, memberId, time.GetUtcNow().UtcDateTime, cancellationToken), null));
 
     /// <summary>A token by the hash of its secret (<see cref="AccessTokens.HashSecret"/>; a live connection opened with a token keeps it to check it again).</summary>
     public Task<Viewer?> ForTokenHashAsync(string hash, CancellationToken cancellationToken) =>
@@ -35,11 +35,18 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
                 .Where(t => t.SessionVersion == null || db.Members.Any(m => m.Id == t.MemberId && m.SessionVersion == t.SessionVersion))
                 .Select(t => new { t.MemberId, t.ExpiresAt })
                 .SingleOrDefaultAsync(cancellationToken);
-            return token is null ? (null, null) : (await Load(db, token.MemberId, cancellationToken), token.ExpiresAt);
+            return token is null ? (null, null) : (await Load(db, token.MemberId, now, cancellationToken), token.ExpiresAt);
         });
 
-    /// <summary>Forgets one member's entry (the cache is behind the store for that member only: a newer session seen).</summary>
-    public void Forget(Guid memberId) => _cache.TryRemove("m:" + memberId.ToString("N"), out _);
+    /// <summary>
+    /// Forgets one member's entry: the cache is behind the store for that member only (a newer session seen, one of their
+    /// sessions ended). A lookup already reading the store caches nothing.
+    /// </summary>
+    public void Forget(Guid memberId)
+    {
+        Interlocked.Increment(ref _generation);
+        _cache.TryRemove("m:" + memberId.ToString("N"), out _);
+    }
 
     /// <summary>Forgets everything cached, after a change made on this node.</summary>
     public void Invalidate()
@@ -82,7 +89,7 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
         return viewer;
     }
 
-    private static async Task<Viewer?> Load(ConcordDb db, Guid memberId, CancellationToken cancellationToken)
+    private static async Task<Viewer?> Load(ConcordDb db, Guid memberId, DateTime now, CancellationToken cancellationToken)
     {
         var row = await db.Members
             .Where(m => m.Id == memberId && !m.Disabled)
@@ -97,6 +104,7 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
         var groups = await db.SharingGroupMembers.Where(m => m.OrganizationId == row.Organization.Id)
             .Join(db.SharingGroups, m => m.GroupId, g => g.Id, (m, g) => g.Code)
             .ToListAsync(cancellationToken);
+        var ended = await db.EndedSessions.Where(e => e.MemberId == memberId && e.ExpiresAt > now).Select(e => e.Id).ToListAsync(cancellationToken);
         return new Viewer
         {
             MemberId = row.Member.Id,
@@ -109,6 +117,7 @@ internal sealed class ViewerDirectory(IServiceScopeFactory scopes, TimeProvider 
             Nation = row.Organization.Nation,
             Clearance = row.Member.Clearance,
             SessionVersion = row.Member.SessionVersion,
+            EndedSessions = ended.ToHashSet(),
             CaveatBits = row.Member.Caveats,
             Roles = row.Member.RoleSet,
             Groups = groups,

@@ -3,7 +3,6 @@ using System.Security.Claims;
 using Concord.Server.Access;
 using Concord.Server.Data;
 using Concord.Server.Http;
-using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
@@ -92,7 +91,7 @@ internal static class AccountEndpoints
 
     private static async Task<NoContent> SignOutAsync(HttpContext context)
     {
-        await context.SignOutAsync(ConcordAuthentication.CookieScheme);
+        await SignIns.SignOutAsync(context);
         return TypedResults.NoContent();
     }
 

@@ -76,6 +76,9 @@ internal static class ConcordAuthentication
     /// <summary>On a cookie: when its member signed in, in seconds since 1970 (UTC).</summary>
     public const string SignedInClaim = "concord:signed-in";
 
+    /// <summary>On a cookie: the session's own id, which signing out records (<see cref="EndedSession"/>).</summary>
+    public const string SessionIdClaim = "concord:sid";
+
     /// <summary>A browser session ends this long after its last use.</summary>
     public static readonly TimeSpan IdleLifetime = TimeSpan.FromHours(12);
 
@@ -84,13 +87,25 @@ internal static class ConcordAuthentication
 
     /// <summary>
     /// Whether a session cookie's principal may still read as <paramref name="viewer"/>: the member's session version is
-    /// the cookie's (no new password or disable since), and the sign-in is less than <see cref="SessionLifetime"/> ago (a
-    /// cookie without its time was made before sessions had a lifetime, and is not).
+    /// the cookie's (no new password or disable since), the sign-in is less than <see cref="SessionLifetime"/> ago (a
+    /// cookie without its time was made before sessions had a lifetime, and is not), and the session was not signed out
+    /// (a cookie without its id was made before signing out ended sessions on the server, and is not valid either).
     /// </summary>
     public static bool SessionValid(ClaimsPrincipal session, Viewer viewer, DateTimeOffset now) =>
         SameSession(session.FindFirstValue(SessionClaim), viewer)
         && long.TryParse(session.FindFirstValue(SignedInClaim), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
-        && seconds >= (now - SessionLifetime).ToUnixTimeSeconds();
+        && seconds >= (now - SessionLifetime).ToUnixTimeSeconds()
+        && SessionId(session) is { } id && !viewer.EndedSessions.Contains(id);
+
+    /// <summary>A session cookie's own id, or null for a principal that has none (an access token's, an old cookie's).</summary>
+    public static Guid? SessionId(ClaimsPrincipal session) =>
+        Guid.TryParseExact(session.FindFirstValue(SessionIdClaim), "N", out var id) ? id : null;
+
+    /// <summary>When a session cookie's sign-in was, or null when it does not say.</summary>
+    public static DateTimeOffset? SignedInAt(ClaimsPrincipal session) =>
+        long.TryParse(session.FindFirstValue(SignedInClaim), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
+            ? DateTimeOffset.FromUnixTimeSeconds(seconds)
+            : null;
 
     /// <summary>Whether a cookie's session claim is the member's session version still (false for none).</summary>
     public static bool SameSession(string? sessionClaim, Viewer viewer) =>
@@ -101,12 +116,13 @@ internal static class ConcordAuthentication
         [new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName), new Claim(TokenHashClaim, tokenHash)],
         scheme));
 
-    /// <summary>A session cookie's principal: the member, its session version and the time of the sign-in.</summary>
+    /// <summary>A session cookie's principal: the member, its session version, the time of the sign-in and the session's own id.</summary>
     public static ClaimsPrincipal SessionPrincipal(Viewer viewer, DateTimeOffset signedInAt) => new(new ClaimsIdentity(
         [
             new Claim(MemberIdClaim, viewer.MemberId.ToString()), new Claim(ClaimTypes.Name, viewer.UserName),
             new Claim(SessionClaim, viewer.SessionVersion.ToString(CultureInfo.InvariantCulture)),
             new Claim(SignedInClaim, signedInAt.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture)),
+            new Claim(SessionIdClaim, Guid.NewGuid().ToString("N")),
         ],
         CookieScheme));
 

@@ -78,3 +78,19 @@ internal sealed class AccessToken : Realtime.IFeedEntity
     /// </summary>
     public int? SessionVersion { get; init; }
 }
+
+/// <summary>
+/// A browser session ended by signing out (schema version 17): a copy of its cookie is refused from then on. Kept until the
+/// session would have ended anyway (<see cref="ConcordAuthentication.SessionLifetime"/> after its sign-in).
+/// </summary>
+internal sealed class EndedSession
+{
+    /// <summary>The session's id, from its cookie (<see cref="ConcordAuthentication.SessionIdClaim"/>).</summary>
+    public required Guid Id { get; init; }
+
+    public required Guid MemberId { get; init; }
+
+    public required DateTime EndedAt { get; init; }
+
+    public required DateTime ExpiresAt { get; init; }
+}

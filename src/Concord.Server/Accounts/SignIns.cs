@@ -1,3 +1,4 @@
+using System.Security.Claims;
 using Concord.Server.Access;
 using Concord.Server.Data;
 using Microsoft.AspNetCore.Authentication;
@@ -55,5 +56,41 @@ internal static class SignIns
         var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
         await context.SignInAsync(ConcordAuthentication.CookieScheme, ConcordAuthentication.SessionPrincipal(viewer, now));
         return new Outcome(viewer, null);
+    }
+
+    /// <summary>
+    /// Signs the browser out and ends its session on the server: the session's id is recorded, so that a copy of the cookie
+    /// (another browser, a proxy's log, a disk) is refused from now on, at once on this node and within the viewer cache's
+    /// lifetime on others. The record is kept until the session would have ended anyway; older records go here too.
+    /// </summary>
+    public static async Task SignOutAsync(HttpContext context)
+    {
+        var user = context.User;
+        if (ConcordAuthentication.SessionId(user) is { } id
+            && Guid.TryParse(user.FindFirstValue(ConcordAuthentication.MemberIdClaim), out var memberId)
+            && ConcordAuthentication.SignedInAt(user) is { } signedInAt)
+        {
+            var services = context.RequestServices;
+            var db = services.GetRequiredService<ConcordDb>();
+            var now = services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
+            var expiresAt = (signedInAt + ConcordAuthentication.SessionLifetime).UtcDateTime;
+            if (expiresAt > now && !await db.EndedSessions.AnyAsync(e => e.Id == id, context.RequestAborted))
+            {
+                db.EndedSessions.Add(new EndedSession { Id = id, MemberId = memberId, EndedAt = now, ExpiresAt = expiresAt });
+                try
+                {
+                    await db.SaveChangesAsync(context.RequestAborted);
+                }
+                catch (DbUpdateException e) when (StoreErrors.IsUniqueViolation(e))
+                {
+                    // Signed out twice at once (two tabs): the other request recorded it.
+                }
+            }
+
+            await db.EndedSessions.Where(e => e.ExpiresAt <= now).ExecuteDeleteAsync(context.RequestAborted);
+            services.GetRequiredService<ViewerDirectory>().Forget(memberId);
+        }
+
+        await context.SignOutAsync(ConcordAuthentication.CookieScheme);
     }
 }

@@ -24,6 +24,8 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
 
     public DbSet<AccessToken> AccessTokens => Set<AccessToken>();
 
+    public DbSet<EndedSession> EndedSessions => Set<EndedSession>();
+
     public DbSet<Caveat> Caveats => Set<Caveat>();
 
     public DbSet<Area> Areas => Set<Area>();
@@ -129,6 +131,7 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
             e.ToTable("access_tokens");
             e.Ignore(t => t.FeedName);
         });
+        modelBuilder.Entity<EndedSession>().ToTable("ended_sessions");
         modelBuilder.Entity<Caveat>(e =>
         {
             e.ToTable("caveats");

@@ -3,7 +3,6 @@ using Concord.Server.Access;
 using Concord.Server.Realtime;
 using Concord.Server.Ui.Shared;
 using Microsoft.AspNetCore.Antiforgery;
-using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Localization;
 using Microsoft.Extensions.FileProviders;
@@ -112,7 +111,7 @@ internal static class UiHosting
             return TypedResults.BadRequest();
         }
 
-        await context.SignOutAsync(Accounts.ConcordAuthentication.CookieScheme);
+        await Accounts.SignIns.SignOutAsync(context);
         return TypedResults.LocalRedirect("/signin");
     }
 
