@@ -149,6 +149,30 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_page_whose_session_was_signed_out_elsewhere_leaves_for_the_sign_in_page()
+    {
+        var map = await fixture.SignedInAsync("force", "/?from=2020-01-01");
+        await map.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
+        // The page knows when its session's day is over (it leaves then too).
+        var endsIn = TimeSpan.FromMilliseconds(await map.EvaluateAsync<double>("Concord.context.sessionEndsIn"));
+        Assert.InRange(endsIn, TimeSpan.FromHours(23), TimeSpan.FromHours(24));
+
+        // The session is signed out from elsewhere (a copy of its cookie, as another window of the same browser would).
+        var cookie = (await map.Context.CookiesAsync()).Single(c => c.Name == "concord");
+        using var copy = new HttpClient { BaseAddress = fixture.Server.BaseAddress };
+        copy.DefaultRequestHeaders.Add("Cookie", $"concord={cookie.Value}");
+        Assert.Equal(HttpStatusCode.NoContent, (await copy.PostAsync("/api/auth/signout", null)).StatusCode);
+
+        // The next change closes the page's live channel instead of reaching it; the page finds its session ended and
+        // goes to the sign-in page, which would bring the member back to where they were.
+        using var unpol = fixture.Server.ClientFor("unpol");
+        var created = await unpol.PostAsJsonAsync("/api/reports", Api.Report(narrative: "A change after the sign-out.", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        await map.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/signin", new() { Timeout = 20_000 });
+        Assert.Equal("/?from=2020-01-01", System.Web.HttpUtility.ParseQueryString(new Uri(map.Url).Query)["returnUrl"]);
+    }
+
+    [Fact]
     public async Task The_incident_list_is_live_and_sorts_and_filters_in_place_for_those_who_may_see()
     {
         // Both lists look for one tag; UNPOL reports at CONFIDENTIAL for the military and UNPOL: FORCE may see it,

@@ -22,6 +22,23 @@ window.Concord = (() => {
     }
   }
 
+  // A page whose session has ended (signed out in another window, a new password, a disable, its day is over) leaves for
+  // the sign-in page, which brings the member back here, rather than staying on screen with what it last showed: checked
+  // when its session's day is over and whenever the live channel drops (the server closes the channel of an ended
+  // session). A network failure is not an ended session: the page stays.
+  const signedIn = typeof context.sessionEndsIn === 'number';
+  let leaving = false;
+  function checkSession() {
+    if (!signedIn || leaving) return;
+    fetch('/api/me', { credentials: 'same-origin', cache: 'no-store' }).then(response => {
+      if (response.status === 401 && !leaving) {
+        leaving = true;
+        location.assign('/signin?returnUrl=' + encodeURIComponent(location.pathname + location.search));
+      }
+    }).catch(() => {});
+  }
+  if (signedIn) setTimeout(checkSession, Math.min(Math.max(0, context.sessionEndsIn) + 1000, 2147483647));
+
   // The live channel carries ids only. The ids received are kept (window.Concord.received) so tests can prove that a
   // member never receives the id of a record they may not see: the latest 10,000, as a page may stay open for days.
   // The channel does not replay what was committed while it was down (a weak link, a server restart) or before it first
@@ -42,14 +59,14 @@ window.Concord = (() => {
       onChanges(changes);
     });
     const up = () => { onState && onState(true); onResync && onResync(); };
-    connection.onreconnecting(() => onState && onState(false));
+    connection.onreconnecting(() => { onState && onState(false); checkSession(); });
     connection.onreconnected(up);
-    const start = () => connection.start().then(up).catch(() => { onState && onState(false); setTimeout(start, 3000); });
-    connection.onclose(() => { onState && onState(false); setTimeout(start, 3000); });
+    const start = () => connection.start().then(up).catch(() => { onState && onState(false); checkSession(); setTimeout(start, 3000); });
+    connection.onclose(() => { onState && onState(false); checkSession(); setTimeout(start, 3000); });
     start();
     connections.push(connection);
     return connection;
   }
 
-  return { context, text, number, day, banner, live, received, connections };
+  return { context, text, number, day, banner, live, received, connections, checkSession };
 })();
