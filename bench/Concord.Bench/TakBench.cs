@@ -261,11 +261,13 @@ internal static class TakBench
         public async Task PacedAsync(string prefix, int perSecond, TimeSpan duration)
         {
             var perSlice = Math.Max(1, perSecond / 100);
+            // A slice every 10 ms for the whole duration, no more: the one due at the end itself would be one too many.
+            var total = (long)(duration / TimeSpan.FromMilliseconds(10));
             var clock = Stopwatch.StartNew();
             var time = DateTime.UtcNow;
             long slices = 0;
             var builder = new StringBuilder();
-            while (clock.Elapsed < duration)
+            while (slices < total)
             {
                 var due = TimeSpan.FromMilliseconds(slices * 10);
                 if (clock.Elapsed < due)

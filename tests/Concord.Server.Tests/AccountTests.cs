@@ -56,6 +56,33 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_session_another_node_signed_out_makes_no_token()
+    {
+        var cookies = new CookieContainer();
+        using var stolen = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await stolen.PostJson("/api/auth/signin", new { userName = "pref", password = TestServer.Password })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await stolen.GetAsync("/api/me")).StatusCode);
+
+        // Another node signs the session out: the store records it; this node's cache does not know yet.
+        var cookie = cookies.GetCookies(server.BaseAddress)["concord"]!.Value;
+        var format = server.Services.GetRequiredService<Microsoft.Extensions.Options.IOptionsMonitor<Microsoft.AspNetCore.Authentication.Cookies.CookieAuthenticationOptions>>()
+            .Get(Accounts.ConcordAuthentication.CookieScheme).TicketDataFormat;
+        var principal = format.Unprotect(cookie)!.Principal;
+        var session = Accounts.ConcordAuthentication.SessionId(principal)!.Value;
+        var member = Guid.Parse(principal.FindFirst(Accounts.ConcordAuthentication.MemberIdClaim)!.Value);
+        await server.WithDbAsync(async db =>
+        {
+            db.EndedSessions.Add(new Accounts.EndedSession { Id = session, MemberId = member, EndedAt = DateTime.UtcNow, ExpiresAt = DateTime.UtcNow.AddDays(1) });
+            return await db.SaveChangesAsync();
+        });
+
+        // The copy of its cookie makes no token that would outlive the sign-out.
+        var (refused, problem) = await stolen.PostJson("/api/me/tokens", new { name = "escape-sign-out", expiresInDays = 365 });
+        Assert.True(refused.StatusCode == HttpStatusCode.Forbidden, problem.ToString());
+        Assert.Empty(await server.WithDbAsync(db => db.AccessTokens.Where(t => t.Name == "escape-sign-out").ToListAsync()));
+    }
+
+    [Fact]
     public async Task A_live_connection_of_a_session_is_closed_once_the_session_signs_out() =>
         await LiveSessionEndsAsync("joc", TestServer.Password, async browser =>
             Assert.Equal(HttpStatusCode.NoContent, (await browser.PostAsync("/api/auth/signout", null)).StatusCode));

@@ -129,12 +129,17 @@ internal static class AccountEndpoints
         }
 
         // Checked against the store, not the cached viewer the cookie was checked against (up to its lifetime old, and on
-        // the node resetting a password old until the reset commits): a session a reset or a disable ended makes no token,
-        // which would outlive the reset that was to end the stolen session.
+        // the node resetting a password or signing out old until that commits): a session a reset, a disable or a sign-out
+        // ended makes no token, which would outlive what was to end the stolen session.
         var member = await db.Members.SingleAsync(m => m.Id == viewer.MemberId, context.RequestAborted);
         if (member.Disabled || context.User.FindFirstValue(ConcordAuthentication.SessionClaim) != member.SessionVersion.ToString(CultureInfo.InvariantCulture))
         {
             return Problems.Forbidden("this session has ended (the password was changed or the member disabled): sign in again");
+        }
+
+        if (ConcordAuthentication.SessionId(context.User) is not { } session || await db.EndedSessions.AnyAsync(e => e.Id == session, context.RequestAborted))
+        {
+            return Problems.Forbidden("this session has ended (it was signed out): sign in again");
         }
 
         var (token, secret) = await AccessTokens.CreateAsync(db, member, name, TimeSpan.FromDays(days), time, context.RequestAborted);

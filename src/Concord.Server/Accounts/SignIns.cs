@@ -1,3 +1,4 @@
+using System.Data.Common;
 using System.Security.Claims;
 using Concord.Server.Access;
 using Concord.Server.Data;
@@ -73,13 +74,15 @@ internal static class SignIns
             var services = context.RequestServices;
             var db = services.GetRequiredService<ConcordDb>();
             var now = services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
-            var expiresAt = (signedInAt + ConcordAuthentication.SessionLifetime).UtcDateTime;
-            if (expiresAt > now && !await db.EndedSessions.AnyAsync(e => e.Id == id, context.RequestAborted))
+            // A minute past the session's end: its age check counts whole seconds, so the record must outlast it.
+            var expiresAt = (signedInAt + ConcordAuthentication.SessionLifetime + TimeSpan.FromMinutes(1)).UtcDateTime;
+            // Recorded even if the browser goes away meanwhile: the sign-out was asked for.
+            if (expiresAt > now && !await db.EndedSessions.AnyAsync(e => e.Id == id, CancellationToken.None))
             {
                 db.EndedSessions.Add(new EndedSession { Id = id, MemberId = memberId, EndedAt = now, ExpiresAt = expiresAt });
                 try
                 {
-                    await db.SaveChangesAsync(context.RequestAborted);
+                    await db.SaveChangesAsync(CancellationToken.None);
                 }
                 catch (DbUpdateException e) when (StoreErrors.IsUniqueViolation(e))
                 {
@@ -87,8 +90,16 @@ internal static class SignIns
                 }
             }
 
-            await db.EndedSessions.Where(e => e.ExpiresAt <= now).ExecuteDeleteAsync(context.RequestAborted);
             services.GetRequiredService<ViewerDirectory>().Forget(memberId);
+            try
+            {
+                await db.EndedSessions.Where(e => e.ExpiresAt <= now).ExecuteDeleteAsync(CancellationToken.None);
+            }
+            catch (Exception e) when (e is DbException or InvalidOperationException)
+            {
+                // Only housekeeping: the next sign-out removes them.
+                services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(SignIns)).LogWarning(e, "Could not remove ended sessions past their lifetime");
+            }
         }
 
         await context.SignOutAsync(ConcordAuthentication.CookieScheme);
