@@ -756,6 +756,70 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_requests_escalation_notice_keeps_the_requests_marking_when_its_incident_changes()
+    {
+        var (_, lat, lon) = await AreaAsync(-61);
+        await AgreementAsync([], [new { types = new[] { "medevac" }, addressee = "FORCE", acknowledgeMinutes = 10, respondMinutes = 30, escalateTo = "JOC" }]);
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Ambush on the southern road."));
+        // The police ask the force for a medevac about that mission-wide incident, for the force's eyes only (and the JOC's,
+        // where misses go under the agreement the police signed).
+        var (created, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
+        {
+            type = "medevac",
+            title = "Medevac for two wounded officers",
+            details = "Two officers wounded, one critical; landing zone at the southern checkpoint.",
+            priority = "urgent",
+            addressee = "FORCE",
+            location = new { latitude = lat, longitude = lon },
+            windowStart = Clock.GetUtcNow(),
+            windowEnd = Clock.GetUtcNow().AddHours(6),
+            incident,
+            marking = Api.Marking("UNCLASSIFIED", ["org:UNPOL", "org:FORCE"]),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
+        var requestId = Id(request);
+        Clock.Advance(TimeSpan.FromMinutes(11));
+        bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == requestId;
+        var notice = (await WaitForAsync(() => TasksAsync("joc", "organization=JOC"), t => t.Any(IsNotice), "the request's escalation notice")).Single(IsNotice);
+        var label = notice.GetProperty("marking").GetProperty("label").GetString();
+        Assert.DoesNotContain(await TasksAsync("pref", "organization=JOC"), IsNotice);
+
+        // The incident changes (another account fuses into it): the router follows the incident's tasks and their notices,
+        // not the request's notice, which would take the incident's mission-wide marking and title.
+        var (_, joined) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: lat, longitude: lon,
+            narrative: "Ambush on the southern road, force account.", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(incident, Id(joined, "incidentId"));
+        var last = await server.WithDbAsync(db => db.Changes.MaxAsync(c => c.Sequence));
+        await WaitForAsync(() => server.WithDbAsync(db => db.Settings.Where(x => x.Key == IncidentRouter.CursorKey).Select(x => x.Value).SingleAsync()),
+            cursor => long.Parse(cursor, System.Globalization.CultureInfo.InvariantCulture) >= last, "the router to pass the incident's change");
+        Assert.DoesNotContain(await TasksAsync("pref", "organization=JOC"), IsNotice);
+        var (_, after) = await server.ClientFor("joc").GetJson($"/api/tasks/{Id(notice)}");
+        Assert.Equal(label, after.GetProperty("marking").GetProperty("label").GetString());
+        Assert.Equal("Medevac for two wounded officers", after.GetProperty("title").GetString());
+    }
+
+    [Fact]
+    public async Task A_routed_task_escalates_to_no_organisation_its_incident_is_not_released_to()
+    {
+        var (area, lat, lon) = await AreaAsync(-64);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+        // The police report for themselves and the force only: the force gets its task, the JOC must learn nothing of it.
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL", "org:FORCE"]), narrative: "Clash seen by police and force only."));
+        var lead = (await WaitForAsync(() => TasksAsync("force", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single();
+        var leadId = Id(lead);
+        Clock.Advance(TimeSpan.FromMinutes(31));
+
+        // The miss is recorded, flagged and audited; no notice is raised that the JOC could see.
+        await WaitForAsync(() => EscalationsAsync(leadId, Deadlines.Acknowledge), n => n == 1, "the acknowledgement escalation");
+        Assert.Equal(0, await server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == leadId)));
+        var entry = await server.WithDbAsync(db => db.Audit.SingleAsync(a => a.EntityId == leadId && a.Action == AuditActions.Escalate));
+        Assert.Contains("may see none of the reports of the incident", entry.Detail);
+        var (_, overdue) = await server.ClientFor("force").GetJson($"/api/tasks/{leadId}");
+        Assert.Equal("acknowledge", overdue.GetProperty("deadlines").GetProperty("overdue").GetString());
+        Assert.DoesNotContain(await TasksAsync("joc", "organization=JOC"), x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == leadId);
+    }
+
+    [Fact]
     public async Task A_revised_agreement_routes_the_incidents_recorded_since_its_first_version()
     {
         // Routing applies an agreement to incidents recorded since it was: a revision must not stop it for the incidents

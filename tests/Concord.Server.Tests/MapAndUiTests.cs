@@ -227,6 +227,8 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         Assert.True(used.Count > 50, $"found only {used.Count} keys under {root}");
         Assert.DoesNotContain(used, key => !english.ContainsKey(key));
         Assert.NotEqual(english["nav.map"], text.Strings("fr")["nav.map"]);
+        // The report form names each field it shows an error for in the page's language (not as the API's path), the id too.
+        Assert.DoesNotContain(ReportForm.FieldIds.Keys.Append("id"), field => !english.ContainsKey("field." + field));
     }
 
     [GeneratedRegex(@"T(?:\[""|\.Format\("")([a-z0-9.]+)""")]

@@ -100,14 +100,15 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
 
         var audit = new List<AuditEntry>();
         var count = 0;
+        var reach = await IncidentReach.ReadAsync(db, tasks.Where(t => t.EscalateToOrganizationId is not null).Select(t => t.IncidentId), cancellationToken);
         foreach (var task in tasks)
         {
-            count += Escalate(db, task, "task", task.Title, task.IncidentId, task.RequestId, now, audit);
+            count += Escalate(db, task, "task", task.Title, task.IncidentId, task.RequestId, now, audit, reach);
         }
 
         foreach (var request in requests)
         {
-            count += Escalate(db, request, "request", request.Title, request.IncidentId, request.Id, now, audit);
+            count += Escalate(db, request, "request", request.Title, request.IncidentId, request.Id, now, audit, reach);
         }
 
         await chain.SaveAsync(db, audit, cancellationToken);
@@ -119,13 +120,25 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
     internal static string NoticeReleasableTo(string itemReleasableTo, string escalationOrganization) =>
         Releasability.Encode(Releasability.Decode(itemReleasableTo).Append(Community.Organization(escalationOrganization)));
 
-    private int Escalate(ConcordDb db, DeadlineRecord item, string entity, string title, Guid? incidentId, Guid? requestId, DateTime now, List<AuditEntry> audit)
+    private int Escalate(ConcordDb db, DeadlineRecord item, string entity, string title, Guid? incidentId, Guid? requestId, DateTime now, List<AuditEntry> audit,
+        IncidentReach reach)
     {
         var itemId = entity == "task" ? ((CoordinationTask)item).Id : ((AssistanceRequest)item).Id;
         var count = 0;
         foreach (var (deadline, due) in Due(item, now))
         {
             var to = item.EscalateToOrganizationId is { } id ? directory.Organization(id) : null;
+            // A task's notice tells the escalation organisation of the task's incident: only an organisation that may see
+            // the incident (one of its reports) is told; the incident's reporting organisations did not all sign the
+            // agreement that names where misses go. Only the requester of a request chose that agreement (and so its
+            // escalation organisation). Not told, the miss is recorded and audited without a notice.
+            var withheld = to is not null && item is CoordinationTask task
+                && !(task.IncidentId is { } incident ? reach.Reaches(incident, to, directory) : directory.ReleasesTo(item.ReleasableTo, to));
+            if (withheld)
+            {
+                to = null;
+            }
+
             CoordinationTask? notice = null;
             if (to is not null)
             {
@@ -175,7 +188,15 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
             }
 
             audit.Add(Audits.Entry(null, AuditActions.Escalate, entity, itemId, item.Classification, now,
-                Audits.Detail(new { deadline, due, to = to?.Code, notice = notice?.Id, agreement = item.AgreementCode })));
+                Audits.Detail(new
+                {
+                    deadline,
+                    due,
+                    to = to?.Code,
+                    notice = notice?.Id,
+                    agreement = item.AgreementCode,
+                    withheld = withheld ? "the escalation organisation may see none of the reports of the incident of the task" : null,
+                })));
             count++;
         }
 

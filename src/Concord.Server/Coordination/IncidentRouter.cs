@@ -87,7 +87,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var now = time.GetUtcNow().UtcDateTime;
         if (ids.Count > 0)
         {
-            await FollowIncidentsAsync(db, ids, now, audit, cancellationToken);
+            await FollowIncidentsAsync(db, directory, ids, now, audit, cancellationToken);
         }
 
         var gone = window.Where(c => c.Entity == "incident" && c.Operation == "deleted").Select(c => c.EntityId).Distinct().ToList();
@@ -194,22 +194,23 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// the same change: the title was the earliest report's first line when the task was routed, and a split that took
     /// that report out (widening the marking to the reports left) would otherwise show its words under the wider marking.
     /// </summary>
-    private static async Task FollowIncidentsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
+    private static async Task FollowIncidentsAsync(ConcordDb db, MissionDirectory directory, List<Guid> ids, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
     {
         // Escalation notices of the incident's tasks too: raised under the incident's marking then, widened to the
         // organisation misses go to, they must not keep telling of an incident now marked narrower.
         var tasks = await db.Tasks.Where(t => t.IncidentId != null && ids.Contains(t.IncidentId.Value)
                 && (t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting || t.Role == TaskRoles.Escalation))
             .ToListAsync(cancellationToken);
+        // Only the notices of those tasks: a request's notice names the request's incident too, but it is marked as the
+        // request (which its requester marked, and released to the escalation organisation), not as the incident.
+        var routed = tasks.Where(t => t.Role != TaskRoles.Escalation).Select(t => (Guid?)t.Id).ToHashSet();
+        tasks.RemoveAll(t => t.Role == TaskRoles.Escalation && !routed.Contains(t.EscalatedItemId));
         if (tasks.Count == 0)
         {
             return;
         }
 
-        var noticeOrganizations = tasks.Where(t => t.Role == TaskRoles.Escalation).Select(t => t.OrganizationId).Distinct().ToList();
-        var codes = noticeOrganizations.Count == 0
-            ? []
-            : await db.Organizations.Where(o => noticeOrganizations.Contains(o.Id)).ToDictionaryAsync(o => o.Id, o => o.Code, cancellationToken);
+        var reach = await IncidentReach.ReadAsync(db, tasks.Where(t => t.Role == TaskRoles.Escalation).Select(t => t.IncidentId), cancellationToken);
 
         var markings = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id))
             .Select(i => new { i.Id, i.Classification, i.ReleasableTo, i.Caveats, i.Title, i.Category, i.AreaId }).ToDictionaryAsync(i => i.Id, cancellationToken);
@@ -220,9 +221,11 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 continue;
             }
 
-            // A notice stays released to the organisation the misses go to (as when it was raised), on top of the incident's.
-            var releasableTo = task.Role == TaskRoles.Escalation && codes.TryGetValue(task.OrganizationId, out var code)
-                ? EscalationScheduler.NoticeReleasableTo(m.ReleasableTo, code)
+            // A notice stays released to the organisation the misses go to (as when it was raised) while that organisation
+            // may see the incident (one of its reports); once it may not, the notice is marked as the incident alone.
+            var releasableTo = task.Role == TaskRoles.Escalation && directory.Organization(task.OrganizationId) is { } to
+                && reach.Reaches(task.IncidentId!.Value, to, directory)
+                ? EscalationScheduler.NoticeReleasableTo(m.ReleasableTo, to.Code)
                 : m.ReleasableTo;
             if (m.Classification == task.Classification && releasableTo == task.ReleasableTo && m.Caveats == task.Caveats
                 && m.Title == task.Title && m.Category == task.Category && m.AreaId == task.AreaId)

@@ -212,7 +212,8 @@
     }
     const body = {
       type: type.value, addressee: addressee.value, priority: value('rq-priority'), title: value('rq-title'), details: value('rq-details'),
-      location: lat || lon ? { latitude: Number(lat.replace(',', '.')), longitude: Number(lon.replace(',', '.')) } : null,
+      // A half left blank goes as nothing (the server names it), not as 0 (a place in the Gulf of Guinea).
+      location: lat || lon ? { latitude: coordinate(lat), longitude: coordinate(lon) } : null,
       windowStart: iso(value('rq-start')), windowEnd: iso(value('rq-end')),
       criteria: Object.keys(criteriaBody).length ? criteriaBody : null,
     };
@@ -223,13 +224,29 @@
       refresh();
       return;
     }
-    let shown = false;
+    showErrors(form, error, result);
+  });
+
+  // A number typed with a comma or a point; blank or not a number is null, which the server refuses by field.
+  function coordinate(text) {
+    if (!text) return null;
+    const number = Number(text.replace(',', '.'));
+    return Number.isFinite(number) ? number : null;
+  }
+
+  // Errors go next to their fields; those of fields the form has no place for (and a refusal without fields) go in the
+  // form's alert, so that nothing the server said is lost.
+  function showErrors(form, alert, result) {
+    const rest = [];
     for (const [field, messages] of Object.entries(result.json.errors || {})) {
       const target = form.querySelector(`.field-error[data-for="${CSS.escape(field)}"]`);
-      if (target) { target.textContent = messages.join(' '); shown = true; }
+      if (target) target.textContent = messages.join(' ');
+      else rest.push(`${field}: ${messages.join(' ')}`);
     }
-    if (!shown) { error.textContent = result.json.detail || t('co.failed'); error.hidden = false; }
-  });
+    if (!result.json.errors) rest.push(result.json.detail || t('co.failed'));
+    alert.textContent = rest.join(' ');
+    alert.hidden = rest.length === 0;
+  }
 
   // The liaison log: contacts this member may see, newest first, and a form to log one.
   let logGeneration = 0;
@@ -263,11 +280,10 @@
       counterpartOrganization: value('li-organization') || null, counterpart: value('li-counterpart') || null,
       channel: value('li-channel'), summary: value('li-summary'),
     });
+    const error = document.getElementById('li-error');
+    error.hidden = true;
     if (result.ok) { liaison.reset(); loadLog(); return; }
-    for (const [field, messages] of Object.entries(result.json.errors || {})) {
-      const target = liaison.querySelector(`.field-error[data-for="${CSS.escape(field)}"]`);
-      if (target) target.textContent = messages.join(' ');
-    }
+    showErrors(liaison, error, result);
   });
 
   let charts = [];

@@ -118,7 +118,21 @@
       if (mine === generation) { status.textContent = t('failed'); setTimeout(load, 5000); }
       return;
     }
-    if (!response.ok) { if (mine === generation) status.textContent = t('failed'); return; }
+    if (!response.ok) {
+      if (mine !== generation) return;
+      if (response.status === 400) {
+        // The filters as they now stand were refused (a "from" after "to"): what the map shows was read for others.
+        incidents.clearLayers();
+        onScreen = { level: 0, caveats: 0n };
+        updateBanner();
+        Object.assign(state, { clustered: false, total: 0, ids: [] });
+        const problem = await response.json().catch(() => null);
+        status.textContent = problem && problem.errors ? Object.values(problem.errors).flat().join(' ') : t('failed');
+      } else {
+        status.textContent = t('failed');
+      }
+      return;
+    }
     const data = await response.json();
     if (mine !== generation) return; // a newer request has been made meanwhile
     const clustered = response.headers.get('X-Concord-Clustered') === 'true';
@@ -164,9 +178,16 @@
 
   const escapeHtml = s => String(s).replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 
+  // Each opening (a click, a live re-read) supersedes the one before, and a close supersedes them all: a slow answer
+  // does not bring back a panel closed meanwhile. An incident no longer to be seen (or a failed read) closes it.
+  let panelGeneration = 0;
   async function openPanel(id) {
-    const response = await fetch(`/ui/incidents/${id}/panel`);
-    panel.innerHTML = await response.text();
+    const mine = ++panelGeneration;
+    const response = await fetch(`/ui/incidents/${id}/panel`).catch(() => null);
+    const html = response && response.ok ? await response.text().catch(() => null) : null;
+    if (mine !== panelGeneration) return;
+    if (html === null) { hidePanel(); return; }
+    panel.innerHTML = html;
     panel.hidden = false;
     panel.dataset.id = id;
     updateBanner();
@@ -174,11 +195,15 @@
     panel.querySelector('h2')?.focus();
     panel.querySelector('#panel-close')?.addEventListener('click', closePanel);
   }
-  function closePanel() {
+  function hidePanel() {
+    panelGeneration++;
     panel.hidden = true;
     panel.innerHTML = '';
     delete panel.dataset.id;
     updateBanner();
+  }
+  function closePanel() {
+    hidePanel();
     el.focus();
   }
   document.addEventListener('keydown', e => { if (e.key === 'Escape' && !panel.hidden) closePanel(); });
