@@ -807,13 +807,18 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL", "org:FORCE"]), narrative: "Clash seen by police and force only."));
         var lead = (await WaitForAsync(() => TasksAsync("force", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single();
         var leadId = Id(lead);
+        // A mission-wide account joins the incident: the JOC may see that one, not the police's words the incident (and a
+        // notice) is titled with.
+        var (_, joined) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: lat, longitude: lon,
+            narrative: "Firing heard near the river.", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(incident, Id(joined, "incidentId"));
         Clock.Advance(TimeSpan.FromMinutes(31));
 
         // The miss is recorded, flagged and audited; no notice is raised that the JOC could see.
         await WaitForAsync(() => EscalationsAsync(leadId, Deadlines.Acknowledge), n => n == 1, "the acknowledgement escalation");
         Assert.Equal(0, await server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == leadId)));
         var entry = await server.WithDbAsync(db => db.Audit.SingleAsync(a => a.EntityId == leadId && a.Action == AuditActions.Escalate));
-        Assert.Contains("may see none of the reports of the incident", entry.Detail);
+        Assert.Contains("may not see every report of the incident", entry.Detail);
         var (_, overdue) = await server.ClientFor("force").GetJson($"/api/tasks/{leadId}");
         Assert.Equal("acknowledge", overdue.GetProperty("deadlines").GetProperty("overdue").GetString());
         Assert.DoesNotContain(await TasksAsync("joc", "organization=JOC"), x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == leadId);

@@ -228,7 +228,10 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         Assert.DoesNotContain(used, key => !english.ContainsKey(key));
         Assert.NotEqual(english["nav.map"], text.Strings("fr")["nav.map"]);
         // The report form names each field it shows an error for in the page's language (not as the API's path), the id too.
-        Assert.DoesNotContain(ReportForm.FieldIds.Keys.Append("id"), field => !english.ContainsKey("field." + field));
+        foreach (var language in UiText.Languages)
+        {
+            Assert.DoesNotContain(ReportForm.FieldIds.Keys.Append("id"), field => !text.Strings(language).ContainsKey("field." + field));
+        }
     }
 
     [GeneratedRegex(@"T(?:\[""|\.Format\("")([a-z0-9.]+)""")]

@@ -100,7 +100,9 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
 
         var audit = new List<AuditEntry>();
         var count = 0;
-        var reach = await IncidentReach.ReadAsync(db, tasks.Where(t => t.EscalateToOrganizationId is not null).Select(t => t.IncidentId), cancellationToken);
+        var reach = await IncidentReach.ReadAsync(db, tasks
+            .Where(t => t.EscalateToOrganizationId is { } to && directory.Organization(to) is { } organization && !directory.ReleasesTo(t.ReleasableTo, organization))
+            .Select(t => t.IncidentId), cancellationToken);
         foreach (var task in tasks)
         {
             count += Escalate(db, task, "task", task.Title, task.IncidentId, task.RequestId, now, audit, reach);
@@ -128,12 +130,11 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
         foreach (var (deadline, due) in Due(item, now))
         {
             var to = item.EscalateToOrganizationId is { } id ? directory.Organization(id) : null;
-            // A task's notice tells the escalation organisation of the task's incident: only an organisation that may see
-            // the incident (one of its reports) is told; the incident's reporting organisations did not all sign the
-            // agreement that names where misses go. Only the requester of a request chose that agreement (and so its
-            // escalation organisation). Not told, the miss is recorded and audited without a notice.
-            var withheld = to is not null && item is CoordinationTask task
-                && !(task.IncidentId is { } incident ? reach.Reaches(incident, to, directory) : directory.ReleasesTo(item.ReleasableTo, to));
+            // A task's notice tells the escalation organisation of the task's incident, words and all: only an organisation
+            // every report of it is released to is told (the reporting organisations did not all sign the agreement that
+            // names where misses go). Only the requester of a request chose that agreement (and so its escalation
+            // organisation). Not told, the miss is recorded and audited without a notice.
+            var withheld = to is not null && item is CoordinationTask task && !reach.Reaches(task.IncidentId, task.ReleasableTo, to, directory);
             if (withheld)
             {
                 to = null;
@@ -195,7 +196,7 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
                     to = to?.Code,
                     notice = notice?.Id,
                     agreement = item.AgreementCode,
-                    withheld = withheld ? "the escalation organisation may see none of the reports of the incident of the task" : null,
+                    withheld = withheld ? "the escalation organisation may not see every report of the incident of the task" : null,
                 })));
             count++;
         }

@@ -4,12 +4,14 @@ using Microsoft.EntityFrameworkCore;
 namespace Concord.Server.Coordination;
 
 /// <summary>
-/// Whom an incident's reports are released to: an organisation may see the incident (as built from the reports it may
-/// see) when one of them is released to it. The incident's own marking is what all of its reports share, narrower than
-/// that when they differ.
+/// Whether an organisation may be told of an incident as a whole, words and all (its title is its earliest report's
+/// first line, its category and area any report's): when every one of its reports is released to the organisation. The
+/// incident's own marking is what its reports share, so an organisation it releases to is reached by all of them; when
+/// the reports differ (a mixed incident) their own markings are read, for the incidents that need it only.
 /// </summary>
 internal sealed class IncidentReach(Dictionary<Guid, List<string>> releasableTo)
 {
+    /// <summary>Reads the markings of the reports of <paramref name="incidents"/> (those their own marking does not settle).</summary>
     public static async Task<IncidentReach> ReadAsync(ConcordDb db, IEnumerable<Guid?> incidents, CancellationToken cancellationToken)
     {
         var ids = incidents.OfType<Guid>().Distinct().ToList();
@@ -25,7 +27,11 @@ internal sealed class IncidentReach(Dictionary<Guid, List<string>> releasableTo)
         return new IncidentReach(rows.GroupBy(r => r.IncidentId).ToDictionary(g => g.Key, g => g.Select(r => r.ReleasableTo).ToList()));
     }
 
-    /// <summary>Whether one of the incident's reports is released to the organisation (none read: no).</summary>
-    public bool Reaches(Guid incident, Organizations.Organization organization, MissionDirectory directory) =>
-        releasableTo.TryGetValue(incident, out var markings) && markings.Any(r => directory.ReleasesTo(r, organization));
+    /// <summary>
+    /// Whether the incident (marked <paramref name="incidentReleasableTo"/>) reaches the organisation whole: its own marking
+    /// releases to it, or each of its reports (read by <see cref="ReadAsync"/>) does. No incident: its own marking only.
+    /// </summary>
+    public bool Reaches(Guid? incident, string incidentReleasableTo, Organizations.Organization organization, MissionDirectory directory) =>
+        directory.ReleasesTo(incidentReleasableTo, organization)
+        || (incident is { } id && releasableTo.TryGetValue(id, out var markings) && markings.Count > 0 && markings.All(r => directory.ReleasesTo(r, organization)));
 }

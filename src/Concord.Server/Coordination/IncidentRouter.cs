@@ -210,10 +210,13 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             return;
         }
 
-        var reach = await IncidentReach.ReadAsync(db, tasks.Where(t => t.Role == TaskRoles.Escalation).Select(t => t.IncidentId), cancellationToken);
 
         var markings = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id))
             .Select(i => new { i.Id, i.Classification, i.ReleasableTo, i.Caveats, i.Title, i.Category, i.AreaId }).ToDictionaryAsync(i => i.Id, cancellationToken);
+        var reach = await IncidentReach.ReadAsync(db, tasks
+            .Where(t => t.Role == TaskRoles.Escalation && markings.TryGetValue(t.IncidentId!.Value, out var m)
+                && directory.Organization(t.OrganizationId) is { } to && !directory.ReleasesTo(m.ReleasableTo, to))
+            .Select(t => t.IncidentId), cancellationToken);
         foreach (var task in tasks)
         {
             if (!markings.TryGetValue(task.IncidentId!.Value, out var m))
@@ -221,10 +224,11 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 continue;
             }
 
-            // A notice stays released to the organisation the misses go to (as when it was raised) while that organisation
-            // may see the incident (one of its reports); once it may not, the notice is marked as the incident alone.
+            // A notice stays released to the organisation the misses go to (as when it was raised) while every report of
+            // the incident is released to it (the notice carries the incident's words); otherwise it is marked as the
+            // incident alone.
             var releasableTo = task.Role == TaskRoles.Escalation && directory.Organization(task.OrganizationId) is { } to
-                && reach.Reaches(task.IncidentId!.Value, to, directory)
+                && reach.Reaches(task.IncidentId, m.ReleasableTo, to, directory)
                 ? EscalationScheduler.NoticeReleasableTo(m.ReleasableTo, to.Code)
                 : m.ReleasableTo;
             if (m.Classification == task.Classification && releasableTo == task.ReleasableTo && m.Caveats == task.Caveats

@@ -86,10 +86,7 @@ public abstract class LiveComponent : UiComponent, IDisposable
             _culture = (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture);
             _subscription = Service<LiveFeed>().Subscribe(viewer.MemberId, OnChanges);
             await OnLiveAsync();
-            // Read once more now that the circuit listens: what changed between the first render and the subscription (a
-            // lowered clearance, a new report) was told to nobody here, and the page would show it as it was until the next
-            // change it hears of.
-            await RefreshAsync([]);
+            StateHasChanged();
         }
     }
 

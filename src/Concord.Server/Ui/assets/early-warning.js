@@ -47,10 +47,16 @@
     document.body.dataset.spikesRefreshed = String(Number(document.body.dataset.spikesRefreshed || 0) + 1);
   }
   const refreshSoon = () => { clearTimeout(timer); timer = setTimeout(refreshSpikes, 500); };
-  // An access change (the member, an organisation, a sharing group, an agreement) may take away records that the
-  // server-rendered sections (hotspots, history, forecasts) were counted from: the whole page is read again.
-  const access = changes => changes.some(c => c.entity === 'member' || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization');
-  Concord.live(changes => { if (access(changes)) location.reload(); else refreshSoon(); }, null, refreshSoon);
+  // An access change (this member, an organisation, a sharing group, an agreement) may take away records that the
+  // server-rendered sections (hotspots, history, forecasts) were counted from: the whole page is read again, once, a
+  // second later (changes come in bursts). Other members' changes (an administrator hears of them) change nothing here.
+  const access = changes => changes.some(c => (c.entity === 'member' && c.id === Concord.context.member)
+    || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization');
+  let reloading = false;
+  Concord.live(changes => {
+    if (reloading) return;
+    if (access(changes)) { reloading = true; setTimeout(() => location.reload(), 1000); } else refreshSoon();
+  }, null, refreshSoon);
 
   const source = document.getElementById('history-data');
   if (!source || !window.Chart) return;

@@ -127,7 +127,10 @@
         updateBanner();
         Object.assign(state, { clustered: false, total: 0, ids: [] });
         const problem = await response.json().catch(() => null);
+        if (mine !== generation) return;
         status.textContent = problem && problem.errors ? Object.values(problem.errors).flat().join(' ') : t('failed');
+        // What is on screen is what these filters give (nothing): the channel is live if it came up meanwhile.
+        if (!resynced && mine > resyncedFrom) { resynced = true; el.dataset.live = 'up'; }
       } else {
         status.textContent = t('failed');
       }
@@ -179,14 +182,20 @@
   const escapeHtml = s => String(s).replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 
   // Each opening (a click, a live re-read) supersedes the one before, and a close supersedes them all: a slow answer
-  // does not bring back a panel closed meanwhile. An incident no longer to be seen (or a failed read) closes it.
+  // does not bring back a panel closed meanwhile. An incident the server no longer shows closes it; a failed read (a
+  // weak link) leaves it as it was.
   let panelGeneration = 0;
+  let panelWanted = null;
   async function openPanel(id) {
     const mine = ++panelGeneration;
+    panelWanted = id;
     const response = await fetch(`/ui/incidents/${id}/panel`).catch(() => null);
     const html = response && response.ok ? await response.text().catch(() => null) : null;
     if (mine !== panelGeneration) return;
-    if (html === null) { hidePanel(); return; }
+    if (html === null) {
+      if (response && !response.ok) hidePanel();
+      return;
+    }
     panel.innerHTML = html;
     panel.hidden = false;
     panel.dataset.id = id;
@@ -195,8 +204,11 @@
     panel.querySelector('h2')?.focus();
     panel.querySelector('#panel-close')?.addEventListener('click', closePanel);
   }
+  // A live re-read reads the incident last asked for (a click still loading wins over the one shown).
+  const rereadPanel = () => openPanel(panelWanted ?? panel.dataset.id);
   function hidePanel() {
     panelGeneration++;
+    panelWanted = null;
     panel.hidden = true;
     panel.innerHTML = '';
     delete panel.dataset.id;
@@ -299,7 +311,7 @@
     const access = changes.some(c => c.entity === 'member' || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization');
     if (access) loadTracks();
     if (access || changes.some(c => c.entity === 'request' || c.entity === 'patrol')) loadCoordination();
-    if (!panel.hidden && (access || changes.some(c => c.id === panel.dataset.id))) openPanel(panel.dataset.id);
+    if (!panel.hidden && (access || changes.some(c => c.id === panel.dataset.id || c.id === panelWanted))) rereadPanel();
   }, up => { if (!up) { resynced = true; el.dataset.live = 'down'; status.textContent = t('offline'); } }, () => {
     // (Re)connected: what changed while the channel was down, or before it first joined, was not pushed. The map says it
     // is live once it has read the view again.
@@ -309,7 +321,7 @@
     load(true);
     loadTracks();
     loadCoordination();
-    if (!panel.hidden) openPanel(panel.dataset.id);
+    if (!panel.hidden) rereadPanel();
   });
 
   describeWindow();
