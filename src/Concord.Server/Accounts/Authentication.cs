@@ -93,8 +93,7 @@ internal static class ConcordAuthentication
     /// </summary>
     public static bool SessionValid(ClaimsPrincipal session, Viewer viewer, DateTimeOffset now) =>
         SameSession(session.FindFirstValue(SessionClaim), viewer)
-        && long.TryParse(session.FindFirstValue(SignedInClaim), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
-        && seconds >= (now - SessionLifetime).ToUnixTimeSeconds()
+        && SignedInAt(session) is { } signedInAt && signedInAt.ToUnixTimeSeconds() >= (now - SessionLifetime).ToUnixTimeSeconds()
         && SessionId(session) is { } id && !viewer.EndedSessions.Contains(id);
 
     /// <summary>A session cookie's own id, or null for a principal that has none (an access token's, an old cookie's).</summary>

@@ -77,7 +77,7 @@ internal static class SignIns
             // A minute past the session's end: its age check counts whole seconds, so the record must outlast it.
             var expiresAt = (signedInAt + ConcordAuthentication.SessionLifetime + TimeSpan.FromMinutes(1)).UtcDateTime;
             // Recorded even if the browser goes away meanwhile: the sign-out was asked for.
-            if (expiresAt > now && !await db.EndedSessions.AnyAsync(e => e.Id == id, CancellationToken.None))
+            if (expiresAt > now)
             {
                 db.EndedSessions.Add(new EndedSession { Id = id, MemberId = memberId, EndedAt = now, ExpiresAt = expiresAt });
                 try
@@ -86,7 +86,7 @@ internal static class SignIns
                 }
                 catch (DbUpdateException e) when (StoreErrors.IsUniqueViolation(e))
                 {
-                    // Signed out twice at once (two tabs): the other request recorded it.
+                    // Signed out already (two tabs, or a copy of the cookie signing out again): recorded before.
                 }
             }
 

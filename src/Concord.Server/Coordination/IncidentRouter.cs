@@ -87,7 +87,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var now = time.GetUtcNow().UtcDateTime;
         if (ids.Count > 0)
         {
-            await FollowIncidentsAsync(db, directory, ids, now, audit, cancellationToken);
+            await FollowIncidentsAsync(db, ids, now, audit, cancellationToken);
         }
 
         var gone = window.Where(c => c.Entity == "incident" && c.Operation == "deleted").Select(c => c.EntityId).Distinct().ToList();
@@ -194,7 +194,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// the same change: the title was the earliest report's first line when the task was routed, and a split that took
     /// that report out (widening the marking to the reports left) would otherwise show its words under the wider marking.
     /// </summary>
-    private static async Task FollowIncidentsAsync(ConcordDb db, MissionDirectory directory, List<Guid> ids, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
+    private async Task FollowIncidentsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
     {
         // Escalation notices of the incident's tasks too: raised under the incident's marking then, widened to the
         // organisation misses go to, they must not keep telling of an incident now marked narrower.
