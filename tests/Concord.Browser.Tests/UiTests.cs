@@ -244,6 +244,37 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.StartsWith("UNCLASSIFIED", await uncleared.TextContentAsync("#banner-top"));
     }
 
+    [Fact]
+    public async Task A_report_filed_while_the_list_page_connects_is_shown_once_it_does()
+    {
+        // The list is read in the first (static) render, and the page listens only once the browser has fetched Blazor's
+        // script and connected (seconds on a weak link). The script is held back here while a report is filed: the list must
+        // show it once the page listens, without waiting for another change to come along.
+        var tag = "gap" + Guid.NewGuid().ToString("N")[..8];
+        var page = await fixture.SignedInAsync("force", "/dashboard");
+        var held = new TaskCompletionSource();
+        await page.RouteAsync("**/ui/lib/blazor.web.js", async route =>
+        {
+            await held.Task;
+            await route.ContinueAsync();
+        });
+        await page.GotoAsync("/incidents?q=" + tag, new() { WaitUntil = WaitUntilState.Commit });
+        await page.WaitForSelectorAsync("#list-count", new() { State = WaitForSelectorState.Attached });
+        Assert.Contains(" 0 ", " " + await page.TextContentAsync("#list-count"));
+
+        using var unpol = fixture.Server.ClientFor("unpol");
+        var place = Api.Spot();
+        var created = await unpol.PostAsJsonAsync("/api/reports", Api.Report(
+            narrative: $"Shots heard near the market ({tag}).", latitude: place.Latitude, longitude: place.Longitude, marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        var incidentId = (await created.Json()).GetProperty("incidentId").GetString()!;
+
+        held.SetResult();
+        await page.WaitForSelectorAsync("#list-live[data-live='on']", new() { State = WaitForSelectorState.Attached, Timeout = 15_000 });
+        await page.WaitForSelectorAsync($"#incident-list tr[data-id='{incidentId}']", new() { Timeout = 10_000 });
+        Assert.Contains("1", await page.TextContentAsync("#list-count"));
+    }
+
     /// <summary>A new CONFIDENTIAL force analyst (named after its tag) and a CONFIDENTIAL incident the police report for the military, which they may see.</summary>
     private async Task<(string Tag, string IncidentId)> ConfidentialWatcherAsync(HttpClient admin, string prefix, string narrative)
     {

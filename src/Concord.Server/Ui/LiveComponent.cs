@@ -1,7 +1,10 @@
 using System.Globalization;
+using Concord.Server.Access;
+using Concord.Server.Data;
 using Concord.Server.Realtime;
 using Microsoft.AspNetCore.Components;
 using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Primitives;
 using Microsoft.JSInterop;
 
@@ -59,6 +62,24 @@ public abstract class LiveComponent : UiComponent, IDisposable
         return path + QueryString.Create(query.Where(p => !string.IsNullOrEmpty(p.Value)));
     }
 
+    /// <summary>
+    /// Where the change feed stood just before the view was first read. The first read happens in the prerender (its result is
+    /// carried into the circuit), and the circuit listens only once the browser has loaded its script and connected, seconds
+    /// later on a slow link: the changes in between are looked up from here when it starts listening.
+    /// </summary>
+    [PersistentState]
+    public long? FeedPosition { get; set; }
+
+    /// <summary>Notes where the change feed stands; a page calls it just before its first read (once: a carried position is kept).</summary>
+    private protected async Task NoteFeedPositionAsync()
+    {
+        if (FeedPosition is null)
+        {
+            await using var scope = Service<IServiceScopeFactory>().CreateAsyncScope();
+            FeedPosition = await scope.ServiceProvider.GetRequiredService<ConcordDb>().Changes.MaxAsync(c => (long?)c.Sequence, Aborted) ?? 0;
+        }
+    }
+
     /// <summary>True once the circuit listens to the live feed (pages show it, tests wait for it).</summary>
     private protected bool Live => _subscription is not null;
 
@@ -85,8 +106,38 @@ public abstract class LiveComponent : UiComponent, IDisposable
             // The circuit's language, for renders the live feed starts from its own thread (whose culture is the process's).
             _culture = (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture);
             _subscription = Service<LiveFeed>().Subscribe(viewer.MemberId, OnChanges);
+            await CatchUpAsync(viewer);
             await OnLiveAsync();
             StateHasChanged();
+        }
+    }
+
+    /// <summary>
+    /// Takes the changes committed between the first read and the subscription as the live feed would have told them (only
+    /// those the member may see). Nothing is read again when nothing changed; a change also delivered by the feed costs one
+    /// more read at most. Many changes: the view is simply read again.
+    /// </summary>
+    private async Task CatchUpAsync(Viewer viewer)
+    {
+        if (FeedPosition is not { } position)
+        {
+            return;
+        }
+
+        const int most = 1000;
+        await using var scope = Service<IServiceScopeFactory>().CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var window = await db.Changes.AsNoTracking().Where(c => c.Sequence > position).OrderBy(c => c.Sequence).Take(most + 1).ToListAsync(_closing.Token);
+        if (window.Count > most)
+        {
+            await RefreshAsync([]);
+            return;
+        }
+
+        var visible = window.Count == 0 ? [] : await ChangeVisibility.VisibleAsync(db, viewer, window, _closing.Token);
+        if (visible.Count > 0)
+        {
+            OnChanges([.. visible.Select(c => new LiveChange(c.Sequence, c.Entity, c.EntityId, c.Operation))]);
         }
     }
 
