@@ -515,6 +515,50 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_comment_made_while_the_task_moves_is_kept()
+    {
+        var (created, task) = await server.ClientFor("joc").PostJson("/api/tasks", new
+        {
+            title = "Check the water point at the camp",
+            organization = "UNPOL",
+            respondBy = Clock.GetUtcNow().AddHours(6),
+            marking = Api.Marking("UNCLASSIFIED", ["org:UNPOL"]),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, task.ToString());
+        var id = Id(task);
+
+        // The audit chain's writer is held; the comment reads the task (open) and waits for the writer, then the task is
+        // acknowledged before the comment is saved: the comment's update of the task finds its status moved.
+        var chain = server.Services.GetRequiredService<AuditChain>();
+        var holding = new TaskCompletionSource();
+        var release = new TaskCompletionSource();
+        var held = server.WithDbAsync(async db =>
+        {
+            await chain.SaveAsync(db, [], CancellationToken.None, async db =>
+            {
+                holding.SetResult();
+                await release.Task;
+                var moved = await db.Tasks.SingleAsync(t => t.Id == id);
+                moved.Status = TaskStatuses.Acknowledged;
+                moved.UpdatedAt = Clock.GetUtcNow().UtcDateTime;
+            });
+            return true;
+        });
+        await holding.Task;
+        var comment = server.ClientFor("unpol").PostJson($"/api/tasks/{id}/comments", new { text = "The pump was repaired this morning." });
+        await Task.Delay(500);
+        release.SetResult();
+        await held;
+
+        var (response, body) = await comment;
+        Assert.True(response.StatusCode == HttpStatusCode.Created, body.ToString());
+        var (_, read) = await server.ClientFor("joc").GetJson($"/api/tasks/{id}");
+        Assert.Equal("acknowledged", read.GetProperty("status").GetString());
+        Assert.Equal("The pump was repaired this morning.", Assert.Single(read.GetProperty("comments").EnumerateArray()).GetProperty("text").GetString());
+        Assert.Single(await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == id && a.Action == AuditActions.Comment).ToListAsync()));
+    }
+
+    [Fact]
     public async Task Tasks_are_marked_declined_only_with_a_reason_and_moved_only_by_their_organisation()
     {
         var joc = server.ClientFor("joc");

@@ -273,25 +273,39 @@ internal static class TaskEndpoints
             return (ProblemHttpResult)problem;
         }
 
-        var task = await desk.Db.Tasks.VisibleTo(viewer).SingleOrDefaultAsync(t => t.Id == id, context.RequestAborted);
-        if (task is null)
-        {
-            return TypedResults.NotFound();
-        }
-
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
-        if (!CoordinationDesk.TryText(body!.Text, "text", 1, CoordinationDesk.MaxText, errors, out var text))
+        var text = "";
+        // A comment does not depend on the task's status. The task row is updated with it (its time of change), and that
+        // update is refused when someone moved the task between this read and the save: the comment is then saved against
+        // the task as it now is (if this member may still see it) instead of being lost to a conflict.
+        for (var attempt = 1; ; attempt++)
         {
-            return Problems.Invalid(errors);
-        }
+            var task = await desk.Db.Tasks.VisibleTo(viewer).SingleOrDefaultAsync(t => t.Id == id, context.RequestAborted);
+            if (task is null)
+            {
+                return TypedResults.NotFound();
+            }
 
-        var now = desk.Now;
-        var comment = new TaskComment { Id = Guid.CreateVersion7(), TaskId = id, MemberId = viewer.MemberId, Author = viewer.UserName, At = now, Text = text };
-        desk.Db.TaskComments.Add(comment);
-        task.UpdatedAt = now;
-        // The task is announced as updated even if the clock has not moved since its last change: a comment is news to its readers.
-        desk.Db.Entry(task).Property(t => t.UpdatedAt).IsModified = true;
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Comment, "task", task.Id, task.Classification, new { comment = comment.Id })], context.RequestAborted);
-        return TypedResults.Created($"/api/tasks/{id}", new CommentDto(comment.Author, CoordinationDesk.Utc(now), text));
+            if (attempt == 1 && !CoordinationDesk.TryText(body!.Text, "text", 1, CoordinationDesk.MaxText, errors, out text))
+            {
+                return Problems.Invalid(errors);
+            }
+
+            var now = desk.Now;
+            var comment = new TaskComment { Id = Guid.CreateVersion7(), TaskId = id, MemberId = viewer.MemberId, Author = viewer.UserName, At = now, Text = text };
+            desk.Db.TaskComments.Add(comment);
+            task.UpdatedAt = now;
+            // The task is announced as updated even if the clock has not moved since its last change: a comment is news to its readers.
+            desk.Db.Entry(task).Property(t => t.UpdatedAt).IsModified = true;
+            try
+            {
+                await desk.SaveAsync([desk.Audit(viewer, AuditActions.Comment, "task", task.Id, task.Classification, new { comment = comment.Id })], context.RequestAborted);
+                return TypedResults.Created($"/api/tasks/{id}", new CommentDto(comment.Author, CoordinationDesk.Utc(now), text));
+            }
+            catch (DbUpdateConcurrencyException) when (attempt < 3)
+            {
+                desk.Db.ChangeTracker.Clear();
+            }
+        }
     }
 }
