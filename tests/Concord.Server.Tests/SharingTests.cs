@@ -521,6 +521,82 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task Figures_counted_from_classified_records_are_audited_without_naming_them()
+    {
+        // Two CONFIDENTIAL incidents FORCE may see and one UNCLASSIFIED, alone in a box of their own.
+        const string Box = "bbox=40,-9,41,-8";
+        var unpol = server.ClientFor("unpol");
+        var confidential = Api.Marking("CONFIDENTIAL", ["kind:military", "org:UNPOL"]);
+        foreach (var (category, latitude, longitude, marking) in new[]
+        {
+            ("acled.battles.armed-clash", -8.5, 40.2, confidential),
+            ("acled.strategic-developments.other", -8.6, 40.6, confidential),
+            ("acled.riots.mob-violence", -8.3, 40.8, Api.Marking("UNCLASSIFIED", ["mission"])),
+        })
+        {
+            var (created, body) = await unpol.PostJson("/api/reports", Api.Report(category: category, latitude: latitude, longitude: longitude, marking: marking));
+            Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
+        }
+
+        async Task<List<AuditEntry>> AggregatesAsync(string user, string path) =>
+            (await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Actor == user && a.Action == AuditActions.Read && a.EntityId == null).ToListAsync()))
+                .Where(a => JsonDocument.Parse(a.Detail).RootElement is var d && d.TryGetProperty("aggregate", out _) && d.GetProperty("path").GetString() == path).ToList();
+
+        void CountedTwoConfidential(AuditEntry entry, string entity)
+        {
+            var detail = JsonDocument.Parse(entry.Detail).RootElement;
+            Assert.Equal(entity, entry.Entity);
+            Assert.Equal(1, entry.Classification);
+            Assert.Equal(2, detail.GetProperty("count").GetInt64());
+            Assert.Equal("{\"1\":2}", detail.GetProperty("levels").GetRawText());
+            Assert.False(detail.TryGetProperty("ids", out _));
+        }
+
+        var force = server.ClientFor("force");
+        var map = $"/api/incidents/map?{Box}&maxPoints=1";
+        var cells = await force.GetAsync(map);
+        Assert.Equal(HttpStatusCode.OK, cells.StatusCode);
+        Assert.Equal("true", cells.Headers.GetValues("X-Concord-Clustered").Single());
+        CountedTwoConfidential(Assert.Single(await AggregatesAsync("force", map)), "incident");
+
+        foreach (var path in new[] { $"/api/reports/count?{Box}", $"/api/reports/by-category?{Box}" })
+        {
+            Assert.Equal(HttpStatusCode.OK, (await force.GetAsync(path)).StatusCode);
+            CountedTwoConfidential(Assert.Single(await AggregatesAsync("force", path)), "report");
+        }
+
+        var hotspots = $"/api/early-warning/hotspots?{Box}";
+        Assert.Equal(HttpStatusCode.OK, (await force.GetAsync(hotspots)).StatusCode);
+        CountedTwoConfidential(Assert.Single(await AggregatesAsync("force", hotspots)), "incident");
+
+        // The dashboard page audits its figures as the API does (its address, with the box it was opened with).
+        var page = await server.SignedInAsync("force");
+        Assert.Equal(HttpStatusCode.OK, (await page.GetAsync($"/dashboard?{Box}")).StatusCode);
+        var dashboard = (await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Actor == "force" && a.Action == AuditActions.Read && a.EntityId == null).ToListAsync()))
+            .Where(a => JsonDocument.Parse(a.Detail).RootElement.GetProperty("path").GetString()!.StartsWith("/dashboard?bbox=40", StringComparison.Ordinal)).ToList();
+        CountedTwoConfidential(Assert.Single(dashboard), "incident");
+
+        // Spikes are counted over the whole mission (other tests' incidents too): at least these two, on the API and the page.
+        Assert.Equal(HttpStatusCode.OK, (await force.GetAsync("/api/early-warning/spikes")).StatusCode);
+        Assert.True(JsonDocument.Parse(Assert.Single(await AggregatesAsync("force", "/api/early-warning/spikes")).Detail).RootElement.GetProperty("levels").GetProperty("1").GetInt64() >= 2);
+        Assert.Equal(HttpStatusCode.OK, (await page.GetAsync("/early-warning")).StatusCode);
+        Assert.Single(await AggregatesAsync("force", "/early-warning#spikes"));
+        Assert.Single(await AggregatesAsync("force", "/early-warning#hotspots"));
+
+        // Figures from unclassified records only are not a classified read: RWABATT (UNCLASSIFIED) counts the one it may see.
+        var (_, count) = await server.ClientFor("rwabatt").GetJson($"/api/reports/count?{Box}");
+        Assert.Equal(1, count.GetProperty("count").GetInt64());
+        Assert.Empty(await AggregatesAsync("rwabatt", $"/api/reports/count?{Box}"));
+
+        // Coordination figures: a CONFIDENTIAL task counted in UNPOL's metrics.
+        var (assigned, task) = await server.ClientFor("joc").PostJson("/api/tasks", new { title = "Count the displaced at the church", organization = "UNPOL", marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"]) });
+        Assert.True(assigned.StatusCode == HttpStatusCode.Created, task.ToString());
+        Assert.Equal(HttpStatusCode.OK, (await unpol.GetAsync("/api/coordination/metrics")).StatusCode);
+        var metrics = Assert.Single(await AggregatesAsync("unpol", "/api/coordination/metrics"), a => a.Entity == "task");
+        Assert.True(JsonDocument.Parse(metrics.Detail).RootElement.GetProperty("levels").GetProperty("1").GetInt64() >= 1);
+    }
+
+    [Fact]
     public async Task Administration_refusals_name_the_field_and_names_must_be_text()
     {
         var name = "u" + Guid.NewGuid().ToString("N")[..8];

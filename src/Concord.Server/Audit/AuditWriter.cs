@@ -42,6 +42,10 @@ internal sealed class AuditWriter : IAsyncDisposable
         await Task.WhenAll(recorded).WaitAsync(cancellationToken);
     }
 
+    /// <summary>Records figures a viewer was given (<see cref="Audits.Aggregate"/>): nothing when no classified record went into them.</summary>
+    public Task RecordAggregateAsync(Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, string path, DateTime at, CancellationToken cancellationToken) =>
+        Audits.Aggregate(viewer, entity, counted, path, at) is { } entry ? RecordAsync(entry, cancellationToken) : Task.CompletedTask;
+
     public async Task RecordAsync(AuditEntry entry, CancellationToken cancellationToken) =>
         await (await EnqueueAsync(entry, cancellationToken)).WaitAsync(cancellationToken);
 

@@ -46,4 +46,36 @@ internal static class Audits
                 ? new { path, count = classified.Count, ids = part.Select(r => r.Id) }
                 : (object)new { path, count = classified.Count, part = i + 1, parts = parts.Count, ids = part.Select(r => r.Id) })))];
     }
+
+    /// <summary>
+    /// The entry for a request answered with figures (counts, sums, scores, forecasts) computed from records above the lowest
+    /// level, or null when none went into them. Figures reveal something of every record they count, so the read is
+    /// audited; the entry says how many records of each level were counted (<paramref name="counted"/>: level → records)
+    /// rather than naming them, since a country-wide count would name tens of thousands at every refresh.
+    /// </summary>
+    public static AuditEntry? Aggregate(Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, string path, DateTime at)
+    {
+        var classified = counted.Where(c => c.Key > 0 && c.Value > 0).GroupBy(c => c.Key).Select(g => (Level: g.Key, Count: g.Sum(c => c.Value))).OrderBy(c => c.Level).ToList();
+        return classified.Count == 0
+            ? null
+            : Entry(viewer, AuditActions.Read, entity, null, classified[^1].Level, at, Detail(new
+            {
+                path,
+                aggregate = true,
+                count = classified.Sum(c => c.Count),
+                levels = classified.ToDictionary(c => c.Level.ToString(System.Globalization.CultureInfo.InvariantCulture), c => c.Count),
+            }));
+    }
+
+    /// <summary>Records counted per level, from the level of each.</summary>
+    public static Dictionary<int, long> CountLevels(IEnumerable<int> levels)
+    {
+        var counted = new Dictionary<int, long>();
+        foreach (var level in levels)
+        {
+            counted[level] = counted.GetValueOrDefault(level) + 1;
+        }
+
+        return counted;
+    }
 }

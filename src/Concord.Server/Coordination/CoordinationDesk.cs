@@ -33,6 +33,10 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
     public AuditEntry Audit(Viewer actor, string action, string entity, Guid id, int classification, object detail) =>
         Audits.Entry(actor, action, entity, id, classification, Now, Audits.Detail(detail));
 
+    /// <summary>Records that a viewer was given figures computed from classified records (nothing when none went into them).</summary>
+    public Task AuditAggregateAsync(Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, HttpContext context) =>
+        reads.RecordAggregateAsync(viewer, entity, counted, context.Request.Path + context.Request.QueryString, Now, context.RequestAborted);
+
     /// <summary>Records that a viewer read classified records (nothing for unclassified ones).</summary>
     public Task AuditReadAsync<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification)> records, HttpContext context) =>
         reads.RecordReadAsync(viewer, entity, records, context.Request.Path + context.Request.QueryString, Now, context.RequestAborted);

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -72,6 +73,8 @@ internal static class CoordinationMetrics
                 r.Status == RequestStatuses.Declined || r.Status == RequestStatuses.Completed || r.Status == RequestStatuses.Cancelled, r.Classification, r.Caveats))
             .ToListAsync(context.RequestAborted);
         var all = tasks.Concat(requests).ToList();
+        await desk.AuditAggregateAsync(viewer, "task", Audits.CountLevels(tasks.Select(t => t.Classification)), context);
+        await desk.AuditAggregateAsync(viewer, "request", Audits.CountLevels(requests.Select(r => r.Classification)), context);
         string Organization(Guid id) => id == Guid.Empty ? "(kind)" : desk.OrganizationCode(id);
         return TypedResults.Ok(new CoordinationMetricsDto(
             CoordinationDesk.Utc(start), CoordinationDesk.Utc(end),

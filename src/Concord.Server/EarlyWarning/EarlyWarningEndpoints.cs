@@ -1,5 +1,6 @@
 using System.Globalization;
 using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
@@ -56,7 +57,7 @@ internal static class EarlyWarningEndpoints
 
     internal static Task<SkillDto> SkillAsync() => Evaluation.Value;
 
-    private static async Task<Results<Ok<ForecastsDto>, ProblemHttpResult>> Forecasts(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings)
+    private static async Task<Results<Ok<ForecastsDto>, ProblemHttpResult>> Forecasts(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
         if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, ["bbox"]))
         {
@@ -70,13 +71,14 @@ internal static class EarlyWarningEndpoints
         }
 
         var rows = await forecasts.VisibleTo(viewer).OrderByDescending(f => f.AtLeastOne).ToListAsync(context.RequestAborted);
+        await RecordAsync(audit, viewer, "forecast", Audits.CountLevels(rows.Select(f => f.Classification)), context, time);
         return TypedResults.Ok(new ForecastsDto(
             rows.Count == 0 ? null : new DateTimeOffset(DateTime.SpecifyKind(rows[0].Month, DateTimeKind.Utc)),
             rows.Count == 0 ? null : new DateTimeOffset(DateTime.SpecifyKind(rows.Max(r => r.ComputedAt), DateTimeKind.Utc)),
             rows.Select(f => new ForecastDto(f.Gid, f.Latitude, f.Longitude, Math.Round(f.Expected, 3), Math.Round(f.AtLeastOne, 4), f.Low, f.High, markings.ToDto(f).Label ?? "")).ToList()));
     }
 
-    private static async Task<Results<Ok<List<AreaForecastDto>>, ProblemHttpResult>> AreaForecasts(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
+    private static async Task<Results<Ok<List<AreaForecastDto>>, ProblemHttpResult>> AreaForecasts(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
         // No filter: a bbox (or anything else) given here would otherwise answer with every area as if it had been applied.
         var refused = new Dictionary<string, string[]>(StringComparer.Ordinal);
@@ -87,6 +89,7 @@ internal static class EarlyWarningEndpoints
         }
 
         var rows = await db.AreaForecasts.AsNoTracking().VisibleTo(viewer).OrderByDescending(f => f.AtLeastOne).ToListAsync(context.RequestAborted);
+        await RecordAsync(audit, viewer, "forecast", Audits.CountLevels(rows.Select(f => f.Classification)), context, time);
         return TypedResults.Ok(rows.Select(f => new AreaForecastDto(directory.Area(f.AreaId)?.Code ?? "?", directory.Area(f.AreaId)?.Name ?? "?",
             new DateTimeOffset(DateTime.SpecifyKind(f.Month, DateTimeKind.Utc)), Math.Round(f.Expected, 3), Math.Round(f.AtLeastOne, 4), f.Low, f.High, markings.ToDto(f).Label ?? "")).ToList());
     }
@@ -101,7 +104,7 @@ internal static class EarlyWarningEndpoints
     private static IReadOnlyList<string> CaveatsOf(MarkingFormat markings, List<Row> rows) => markings.Caveats.CodesOf(rows.Aggregate(0L, (bits, r) => bits | r.Caveats));
 
     private static async Task<Results<Ok<HotspotsDto>, ProblemHttpResult>> Hotspots(
-        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
+        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
         if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, [.. ListQuery.IncidentFilters, "by", "limit"]))
         {
@@ -125,14 +128,20 @@ internal static class EarlyWarningEndpoints
             return Problems.Invalid(filterErrors);
         }
 
-        return TypedResults.Ok(await HotspotsAsync(directory, markings, visible, by, context.RequestAborted));
+        var (hotspots, counted) = await HotspotsAsync(directory, markings, visible, by, context.RequestAborted);
+        await RecordAsync(audit, viewer, "incident", counted, context, time);
+        return TypedResults.Ok(hotspots);
     }
+
+    /// <summary>Audits figures computed from classified records (<see cref="Audits.Aggregate"/>).</summary>
+    private static Task RecordAsync(AuditWriter audit, Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, HttpContext context, TimeProvider time) =>
+        audit.RecordAggregateAsync(viewer, entity, counted, context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
 
     /// <summary>The most hotspots one answer lists.</summary>
     public const int MaxHotspots = 500;
 
     /// <summary>Hotspots over a visible query (the API and the early-warning page).</summary>
-    internal static async Task<HotspotsDto> HotspotsAsync(
+    internal static async Task<(HotspotsDto Answer, Dictionary<int, long> Counted)> HotspotsAsync(
         MissionDirectory directory, MarkingFormat markings, IncidentSelection visible, string by, CancellationToken cancellationToken)
     {
         var rows = await RowsAsync(visible, cancellationToken);
@@ -151,11 +160,12 @@ internal static class EarlyWarningEndpoints
                         area is null ? g.Average(r => r.Longitude) : (area.MinLongitude + area.MaxLongitude) / 2, g.Count(), g.Sum(r => (long)(r.Killed ?? 0)));
                 }))
             .OrderByDescending(h => h.Incidents).ThenByDescending(h => h.Killed).Take(Math.Min(query.Limit, MaxHotspots)).ToList();
-        return new HotspotsDto(by, Utc(query.From), Utc(query.To), markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), CaveatsOf(markings, rows), items);
+        return (new HotspotsDto(by, Utc(query.From), Utc(query.To), markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), CaveatsOf(markings, rows), items),
+            Audits.CountLevels(rows.Select(r => r.Classification)));
     }
 
     private static async Task<Results<Ok<SpikesDto>, ProblemHttpResult>> Spikes(
-        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
+        HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
         var q = context.Request.Query;
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
@@ -203,11 +213,13 @@ internal static class EarlyWarningEndpoints
             return Problems.Invalid(errors);
         }
 
-        return TypedResults.Ok(await SpikesAsync(db, directory, markings, viewer, days, baselineDays, threshold, at, context.RequestAborted));
+        var (spikes, counted) = await SpikesAsync(db, directory, markings, viewer, days, baselineDays, threshold, at, context.RequestAborted);
+        await RecordAsync(audit, viewer, "incident", counted, context, time);
+        return TypedResults.Ok(spikes);
     }
 
     /// <summary>Spikes per area for a viewer (the API and the early-warning page).</summary>
-    internal static async Task<SpikesDto> SpikesAsync(
+    internal static async Task<(SpikesDto Answer, Dictionary<int, long> Counted)> SpikesAsync(
         ConcordDb db, MissionDirectory directory, MarkingFormat markings, Viewer viewer, int days, int baselineDays, double threshold, DateTime? at, CancellationToken cancellationToken)
     {
         // Without 'at', the window ends with the latest incident the viewer may see (imported history is often old), as they see it.
@@ -230,8 +242,8 @@ internal static class EarlyWarningEndpoints
                 return new SpikeDto(area.Code, area.Name, recent, baseline, Math.Round(expected, 3), p, recent >= 3 && p < threshold);
             })
             .OrderBy(s => s.Probability).ToList();
-        return new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, threshold,
-            markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), CaveatsOf(markings, rows), items);
+        return (new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, threshold,
+            markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), CaveatsOf(markings, rows), items), Audits.CountLevels(rows.Select(r => r.Classification)));
     }
 
     /// <summary>P(X ≥ k) for X ~ Poisson(λ), summed in log space.</summary>

@@ -84,7 +84,7 @@ internal static class ExportEndpoints
         return TypedResults.Text(csv.ToString(), "text/csv; charset=utf-8", Encoding.UTF8);
     }
 
-    private static async Task<Results<Ok<CountDto>, ProblemHttpResult>> Count(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory)
+    private static async Task<Results<Ok<CountDto>, ProblemHttpResult>> Count(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, AuditWriter audit, TimeProvider time)
     {
         if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, ListQuery.ReportFilters))
         {
@@ -96,11 +96,17 @@ internal static class ExportEndpoints
             return Problems.Invalid(filterErrors);
         }
 
+        // Counted per level in the same query, for the audit.
         var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);
-        return TypedResults.Ok(new CountDto(await reports.VisibleTo(viewer).LongCountAsync(context.RequestAborted)));
+        var levels = await reports.VisibleTo(viewer).GroupBy(r => r.Classification).Select(g => new { Level = g.Key, Count = g.LongCount() }).ToListAsync(context.RequestAborted);
+        await RecordAsync(audit, viewer, levels.Select(l => KeyValuePair.Create(l.Level, l.Count)), context, time);
+        return TypedResults.Ok(new CountDto(levels.Sum(l => l.Count)));
     }
 
-    private static async Task<Results<Ok<List<CategoryCount>>, ProblemHttpResult>> ByCategory(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory)
+    private static Task RecordAsync(AuditWriter audit, Viewer viewer, IEnumerable<KeyValuePair<int, long>> counted, HttpContext context, TimeProvider time) =>
+        audit.RecordAggregateAsync(viewer, "report", counted, context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
+
+    private static async Task<Results<Ok<List<CategoryCount>>, ProblemHttpResult>> ByCategory(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, AuditWriter audit, TimeProvider time)
     {
         if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, ListQuery.ReportFilters))
         {
@@ -113,10 +119,12 @@ internal static class ExportEndpoints
         }
 
         var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);
-        var counts = await reports.VisibleTo(viewer)
-            .GroupBy(r => r.Category).Select(g => new CategoryCount(g.Key, g.LongCount()))
+        var groups = await reports.VisibleTo(viewer)
+            .GroupBy(r => new { r.Category, r.Classification }).Select(g => new { g.Key.Category, g.Key.Classification, Count = g.LongCount() })
             .ToListAsync(context.RequestAborted);
-        return TypedResults.Ok(counts.OrderByDescending(c => c.Count).ThenBy(c => c.Category, StringComparer.Ordinal).ToList());
+        await RecordAsync(audit, viewer, groups.Select(g => KeyValuePair.Create(g.Classification, g.Count)), context, time);
+        return TypedResults.Ok(groups.GroupBy(g => g.Category, StringComparer.Ordinal).Select(g => new CategoryCount(g.Key, g.Sum(c => c.Count)))
+            .OrderByDescending(c => c.Count).ThenBy(c => c.Category, StringComparer.Ordinal).ToList());
     }
 
     /// <summary>

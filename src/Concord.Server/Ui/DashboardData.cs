@@ -29,14 +29,14 @@ public sealed record DashboardData(
 
     private sealed record Row(string Category, DateTime StartsAt, int? Killed, int? Injured, Guid? AreaId, int Classification, long Caveats);
 
-    internal static async Task<(DashboardData Data, int Level, long Caveats)> BuildAsync(
+    internal static async Task<(DashboardData Data, int Level, long Caveats, Dictionary<int, long> Counted)> BuildAsync(
         IncidentSelection visible, MissionDirectory directory, CategoryLabels labels, CancellationToken cancellationToken)
     {
         var rows = await visible.RowsAsync(
             i => new Row(i.Category, i.StartsAt, i.KilledBest, i.InjuredBest, i.AreaId, i.Classification, i.Caveats), cancellationToken);
         if (rows.Count == 0)
         {
-            return (Empty, 0, 0);
+            return (Empty, 0, 0, []);
         }
 
         var language = UiText.Language;
@@ -91,7 +91,7 @@ public sealed record DashboardData(
             killed,
             injured,
             areas);
-        return (data, rows.Max(r => r.Classification), rows.Aggregate(0L, (bits, r) => bits | r.Caveats));
+        return (data, rows.Max(r => r.Classification), rows.Aggregate(0L, (bits, r) => bits | r.Caveats), Audit.Audits.CountLevels(rows.Select(r => r.Classification)));
     }
 }
 
