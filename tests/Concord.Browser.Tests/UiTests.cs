@@ -829,6 +829,17 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // Kinds of organisation are named in French too ("Toute organisation military" before).
         await page.GotoAsync("/coordination");
         Assert.Contains("Toute organisation militaire", await page.InnerHTMLAsync("body"));
+
+        // The report form says why it refused a value in French too, keeping the value as typed.
+        await page.GotoAsync("/report");
+        await page.FillAsync("#r-lat", "95");
+        await page.FillAsync("#r-lon", "19.1");
+        await page.SelectOptionAsync("#r-category", "poc.forced-displacement");
+        await page.FillAsync("#r-narrative", "Familles quittant le village après des menaces.");
+        await page.ClickAsync("#report-submit");
+        await page.WaitForSelectorAsync("#report-errors");
+        Assert.Equal("95 est hors de l'intervalle [-90, 90]", await page.TextContentAsync("#err-location-latitude"));
+        Assert.DoesNotContain("out of range", await page.TextContentAsync("#report-errors"));
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
@@ -130,6 +131,52 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal(["marking.caveats", "marking.classification", "marking.releasableTo"], problem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task A_request_in_French_is_told_why_in_French_on_the_same_fields()
+    {
+        var bad = new
+        {
+            id = Guid.NewGuid(),
+            observedAt = DateTimeOffset.UtcNow.AddDays(2),
+            observedPrecision = "fortnight",
+            location = new { latitude = 95.0, longitude = 200.0, precisionMeters = -1.0 },
+            category = "acled.no-such-thing",
+            casualties = new { killedCivilian = new { low = 5, best = 2, high = 4 } },
+            narrative = "Armed clash.",
+            language = "not a tag",
+            source = new { reliability = "Z", credibility = 9 },
+            tlp = "purple",
+            marking = Api.Marking("TOP", ["bogus"], ["NOPE"]),
+        };
+
+        async Task<Dictionary<string, string[]>> ErrorsAsync(string? language)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/api/reports") { Content = JsonContent.Create(bad) };
+            if (language is not null)
+            {
+                request.Headers.AcceptLanguage.ParseAdd(language);
+            }
+
+            var response = await Server.ClientFor("unpol").SendAsync(request);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            return (await response.Json()).GetProperty("errors").EnumerateObject()
+                .ToDictionary(p => p.Name, p => p.Value.EnumerateArray().Select(m => m.GetString()!).ToArray());
+        }
+
+        var english = await ErrorsAsync(null);
+        var french = await ErrorsAsync("fr-FR,fr;q=0.9");
+        Assert.True(english.Count >= 8, string.Join("; ", english.Keys));
+        Assert.Equal(english.Keys.Order(), french.Keys.Order());
+        foreach (var (field, reasons) in english)
+        {
+            Assert.All(reasons.Zip(french[field]), pair => Assert.NotEqual(pair.First, pair.Second));
+        }
+
+        Assert.Equal("95 est hors de l'intervalle [-90, 90]", Assert.Single(french["location.latitude"]));
+        Assert.Equal("« acled.no-such-thing » n'est pas dans la taxonomie (voir GET /api/categories)", Assert.Single(french["category"]));
+        Assert.Equal(english, await ErrorsAsync("en-GB"));
     }
 
     [Fact]

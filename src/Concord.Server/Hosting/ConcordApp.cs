@@ -41,7 +41,19 @@ internal static class ConcordApp
         builder.Services.AddConcordAuthentication();
         builder.Services.AddHttpContextAccessor();
         builder.Services.AddConcordPolicies();
-        builder.Services.AddProblemDetails();
+        // A request in French (the UI's language cookie, or Accept-Language) is told why its input was refused in French; the
+        // field names stay the API's. Reasons without a translation stay English (Ui/UiText.Reason).
+        builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = c =>
+        {
+            if (c.ProblemDetails is HttpValidationProblemDetails { Errors.Count: > 0 } invalid && Ui.UiText.Language != Ui.UiText.Languages[0]
+                && c.HttpContext.RequestServices.GetService<Ui.UiText>() is { } text)
+            {
+                foreach (var (field, reasons) in text.Reasons(invalid.Errors))
+                {
+                    invalid.Errors[field] = reasons;
+                }
+            }
+        });
         builder.Services.AddExceptionHandler<Http.ConcurrentChange>();
         // A concurrent change is a conflict the client resolves, not a failure to log.
         builder.Services.Configure<ExceptionHandlerOptions>(o => o.SuppressDiagnosticsCallback = c => c.Exception is Microsoft.EntityFrameworkCore.DbUpdateConcurrencyException);

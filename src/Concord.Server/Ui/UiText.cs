@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 
 namespace Concord.Server.Ui;
 
@@ -7,13 +8,16 @@ namespace Concord.Server.Ui;
 /// The UI's strings in every language it speaks, from <c>Ui/Strings/{language}.json</c>. Pages ask for a key and get it in
 /// the request's UI culture (chosen by the language switch, a cookie, or the browser's Accept-Language).
 /// </summary>
-internal sealed class UiText
+internal sealed partial class UiText
 {
     public static readonly IReadOnlyList<string> Languages = ["en", "fr"];
 
     public static readonly IReadOnlyList<CultureInfo> Cultures = [CultureInfo.GetCultureInfo("en-GB"), CultureInfo.GetCultureInfo("fr-FR")];
 
     private readonly Dictionary<string, IReadOnlyDictionary<string, string>> _byLanguage = new(StringComparer.Ordinal);
+
+    /// <summary>The server's validation reasons as patterns (from the "reason." strings of the first language), with their keys.</summary>
+    private readonly List<(Regex Pattern, string Key)> _reasons = [];
 
     public UiText()
     {
@@ -25,7 +29,52 @@ internal sealed class UiText
             _byLanguage[language] = JsonSerializer.Deserialize<Dictionary<string, string>>(stream)
                 ?? throw new InvalidOperationException($"the UI strings for '{language}' are empty");
         }
+
+        foreach (var (key, english) in Strings(Languages[0]).Where(p => p.Key.StartsWith(ReasonPrefix, StringComparison.Ordinal)))
+        {
+            // {0}, {1}…: any text, given back in the same place of the translation.
+            var pattern = EscapedPlaceholder().Replace(Regex.Escape(english), m => $"(?<a{m.Groups[1].Value}>.+?)");
+            _reasons.Add((new Regex("^" + pattern + "$", RegexOptions.Singleline | RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(100)), key));
+        }
     }
+
+    private const string ReasonPrefix = "reason.";
+
+    /// <summary>A placeholder ({0}) of a string.</summary>
+    [GeneratedRegex(@"\{(\d)\}")]
+    private static partial Regex Placeholder();
+
+    /// <summary>A placeholder as <see cref="Regex.Escape"/> leaves it (\{0}).</summary>
+    [GeneratedRegex(@"\\\{(\d)\}")]
+    private static partial Regex EscapedPlaceholder();
+
+    /// <summary>
+    /// A validation reason as the server states it (in English, as the API gives it to scripts) in the current language. Each
+    /// "reason." string of the first language is the pattern of one reason, its placeholders standing for the record's own
+    /// values (a code, a figure), which are given back unchanged in that reason's translation. A reason no pattern matches
+    /// stays as it is.
+    /// </summary>
+    public string Reason(string reason)
+    {
+        if (Language == Languages[0])
+        {
+            return reason;
+        }
+
+        foreach (var (pattern, key) in _reasons)
+        {
+            if (pattern.Match(reason) is { Success: true } match)
+            {
+                return Placeholder().Replace(Strings(Language)[key], m => match.Groups["a" + m.Groups[1].Value].Value);
+            }
+        }
+
+        return reason;
+    }
+
+    /// <summary>Every reason of a validation problem in the current language.</summary>
+    public Dictionary<string, string[]> Reasons(IDictionary<string, string[]> errors) =>
+        errors.ToDictionary(e => e.Key, e => e.Value.Select(Reason).ToArray(), StringComparer.Ordinal);
 
     /// <summary>The current request's language: one of <see cref="Languages"/>.</summary>
     public static string Language => CultureInfo.CurrentUICulture.TwoLetterISOLanguageName is var l && Languages.Contains(l) ? l : Languages[0];
