@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -206,6 +207,37 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         var hidden = await force.GetAsync($"/ui/incidents/{incident}/panel");
         Assert.Equal(HttpStatusCode.NotFound, hidden.StatusCode);
         Assert.DoesNotContain("Bambari", await hidden.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Every_validation_reason_is_given_in_French_with_its_values_and_others_stay_as_they_are()
+    {
+        var text = new UiText();
+        var english = text.Strings("en");
+        var french = text.Strings("fr");
+        var culture = (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture);
+        try
+        {
+            CultureInfo.CurrentUICulture = CultureInfo.GetCultureInfo("fr-FR");
+            var reasons = english.Where(p => p.Key.StartsWith("reason.", StringComparison.Ordinal)).ToList();
+            Assert.True(reasons.Count > 40, $"{reasons.Count} reasons");
+            foreach (var (key, pattern) in reasons)
+            {
+                // Each reason, with values of its own in its placeholders, comes back as its own translation with the same values
+                // (no other pattern takes it first).
+                object[] values = ["v-1 'x'", "42", "A, B"];
+                Assert.Equal(string.Format(CultureInfo.InvariantCulture, french[key], values), text.Reason(string.Format(CultureInfo.InvariantCulture, pattern, values)));
+            }
+
+            Assert.Equal("doit être de 1 à 10080 minutes", text.Reason("must be 1 to 10080 minutes"));
+            Assert.Equal("a reason nobody translated", text.Reason("a reason nobody translated"));
+            CultureInfo.CurrentUICulture = CultureInfo.GetCultureInfo("en-GB");
+            Assert.Equal("must be 1 to 10080 minutes", text.Reason("must be 1 to 10080 minutes"));
+        }
+        finally
+        {
+            (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture) = culture;
+        }
     }
 
     [Fact]
