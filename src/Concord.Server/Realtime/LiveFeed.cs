@@ -72,6 +72,15 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
     /// <summary>Whether the last read stopped before committed changes waiting on a gap (read again soon, not at the fallback).</summary>
     private volatile bool _held;
 
+    private long _position = -1;
+
+    /// <summary>
+    /// The last sequence of the feed this tailer has examined (−1 before its first round): every change after it is still to be
+    /// told to the subscribers of the moment. While anyone listens, it does not pass a gap on PostgreSQL that a running
+    /// transaction may still fill (a bare maximum of the feed could); while nobody does, it follows the end of the feed.
+    /// </summary>
+    public long Position => Interlocked.Read(ref _position);
+
     public int Connections => _connections.Count;
 
     public void Join(string connectionId, LiveConnection connection) => _connections[connectionId] = connection;
@@ -106,6 +115,7 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
                     // Set by a read that was held at a gap; a round that fails before reading waits the fallback.
                     _held = false;
                     after = await PublishAsync(after, stoppingToken);
+                    Interlocked.Exchange(ref _position, after);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {

@@ -17,7 +17,16 @@ namespace Concord.Server.Ui;
 /// </summary>
 public abstract class LiveComponent : UiComponent, IDisposable
 {
-    private readonly CancellationTokenSource _closing = new();
+    protected LiveComponent()
+    {
+        _closing = new();
+        _closed = _closing.Token;
+    }
+
+    private readonly CancellationTokenSource _closing;
+
+    // Taken once: the source's own Token throws once the component is disposed, and reads may still be finishing then.
+    private readonly CancellationToken _closed;
     private IDisposable? _subscription;
     private Guid _member;
     private bool _loading;
@@ -70,13 +79,22 @@ public abstract class LiveComponent : UiComponent, IDisposable
     [PersistentState]
     public long? FeedPosition { get; set; }
 
-    /// <summary>Notes where the change feed stands; a page calls it just before its first read (once: a carried position is kept).</summary>
+    /// <summary>
+    /// Notes where the change feed stands; a page calls it just before its first read (once: a carried position is kept). The
+    /// live feed's own position when it has one (it has examined everything up to it), else the end of the feed.
+    /// </summary>
     private protected async Task NoteFeedPositionAsync()
     {
         if (FeedPosition is null)
         {
-            await using var scope = Service<IServiceScopeFactory>().CreateAsyncScope();
-            FeedPosition = await scope.ServiceProvider.GetRequiredService<ConcordDb>().Changes.MaxAsync(c => (long?)c.Sequence, Aborted) ?? 0;
+            var position = Service<LiveFeed>().Position;
+            if (position < 0)
+            {
+                await using var scope = Service<IServiceScopeFactory>().CreateAsyncScope();
+                position = await scope.ServiceProvider.GetRequiredService<ConcordDb>().Changes.MaxAsync(c => (long?)c.Sequence, Aborted) ?? 0;
+            }
+
+            FeedPosition = position;
         }
     }
 
@@ -87,7 +105,7 @@ public abstract class LiveComponent : UiComponent, IDisposable
     private protected int Loads { get; set; }
 
     /// <summary>Cancelled when the request ends (static) or the circuit closes (live).</summary>
-    private protected CancellationToken Aborted => HttpContext?.RequestAborted ?? _closing.Token;
+    private protected CancellationToken Aborted => HttpContext?.RequestAborted ?? _closed;
 
     /// <summary>The kinds of records (change-feed entities) whose changes make this view read itself again.</summary>
     private protected abstract IReadOnlySet<string> Watched { get; }
@@ -100,13 +118,34 @@ public abstract class LiveComponent : UiComponent, IDisposable
 
     protected override async Task OnAfterRenderAsync(bool firstRender)
     {
-        if (firstRender && await ViewerAsync() is { } viewer)
+        if (firstRender && await ViewerAsync() is { } viewer && !_closing.IsCancellationRequested)
         {
             _member = viewer.MemberId;
             // The circuit's language, for renders the live feed starts from its own thread (whose culture is the process's).
             _culture = (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture);
-            _subscription = Service<LiveFeed>().Subscribe(viewer.MemberId, OnChanges);
-            await CatchUpAsync(viewer);
+            var subscription = Service<LiveFeed>().Subscribe(viewer.MemberId, OnChanges);
+            try
+            {
+                await CatchUpAsync(viewer);
+            }
+            catch (OperationCanceledException) when (_closing.IsCancellationRequested)
+            {
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // The changes since the first read could not be looked up: read the view again rather than risk missing one.
+                Service<ILogger<LiveComponent>>().LogWarning(e, "looking up the changes since a live page's first read failed; reading it again");
+                await RefreshAsync([]);
+            }
+
+            if (_closing.IsCancellationRequested)
+            {
+                subscription.Dispose();
+                return;
+            }
+
+            // Live once caught up: a page that says it listens shows every change since its first read.
+            _subscription = subscription;
             await OnLiveAsync();
             StateHasChanged();
         }
@@ -114,8 +153,9 @@ public abstract class LiveComponent : UiComponent, IDisposable
 
     /// <summary>
     /// Takes the changes committed between the first read and the subscription as the live feed would have told them (only
-    /// those the member may see). Nothing is read again when nothing changed; a change also delivered by the feed costs one
-    /// more read at most. Many changes: the view is simply read again.
+    /// those the member may see, after the access changes among them refreshed the directory), and reads the view again if
+    /// one concerns it. Nothing is read again when nothing changed; a change the feed also delivers costs one more read at
+    /// most. Many changes: the view is simply read again.
     /// </summary>
     private async Task CatchUpAsync(Viewer viewer)
     {
@@ -127,17 +167,23 @@ public abstract class LiveComponent : UiComponent, IDisposable
         const int most = 1000;
         await using var scope = Service<IServiceScopeFactory>().CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        var window = await db.Changes.AsNoTracking().Where(c => c.Sequence > position).OrderBy(c => c.Sequence).Take(most + 1).ToListAsync(_closing.Token);
+        var window = await db.Changes.AsNoTracking().Where(c => c.Sequence > position).OrderBy(c => c.Sequence).Take(most + 1).ToListAsync(_closed);
         if (window.Count > most)
         {
             await RefreshAsync([]);
             return;
         }
 
-        var visible = window.Count == 0 ? [] : await ChangeVisibility.VisibleAsync(db, viewer, window, _closing.Token);
-        if (visible.Count > 0)
+        if (window.Count == 0)
         {
-            OnChanges([.. visible.Select(c => new LiveChange(c.Sequence, c.Entity, c.EntityId, c.Operation))]);
+            return;
+        }
+
+        await AccessChanges.RefreshAsync(window, Service<MissionDirectory>(), Service<ViewerDirectory>(), _closed);
+        var visible = await ChangeVisibility.VisibleAsync(db, viewer, window, _closed);
+        if (Concerns(visible.Select(c => (c.Entity, c.EntityId)), out var touched))
+        {
+            await RefreshAsync(touched);
         }
     }
 
@@ -152,13 +198,20 @@ public abstract class LiveComponent : UiComponent, IDisposable
         GC.SuppressFinalize(this);
     }
 
-    private void OnChanges(IReadOnlyList<LiveChange> changes)
+    /// <summary>Whether changes concern this view: a record of a kind it shows (<paramref name="touched"/>), or this member's access.</summary>
+    private bool Concerns(IEnumerable<(string Entity, Guid Id)> changes, out List<Guid> touched)
     {
-        var touched = changes.Where(c => Watched.Contains(c.Entity)).Select(c => c.Id).ToList();
+        var all = changes.ToList();
+        touched = [.. all.Where(c => Watched.Contains(c.Entity)).Select(c => c.Id)];
         // A change to this member (clearance, caveats, organisation), a sharing group or an agreement may take records
         // away from what the member may see, and the feed does not tell of records one no longer sees: the view is read
         // again with the viewer as it now is.
-        if (touched.Count > 0 || changes.Any(c => c.Entity is "group" or "agreement" or "organization" || (c.Entity == "member" && c.Id == _member)))
+        return touched.Count > 0 || all.Any(c => c.Entity is "group" or "agreement" or "organization" || (c.Entity == "member" && c.Id == _member));
+    }
+
+    private void OnChanges(IReadOnlyList<LiveChange> changes)
+    {
+        if (Concerns(changes.Select(c => (c.Entity, c.Id)), out var touched))
         {
             _ = InvokeAsync(() =>
             {
