@@ -72,6 +72,38 @@ public abstract class TrackStoreTests<TServer>(TServer server) : IClassFixture<T
     }
 
     [Fact]
+    public async Task Stored_tracks_stale_for_longer_than_a_month_are_deleted_and_a_device_coming_back_is_stored_again()
+    {
+        // From the real time: the server's own track store prunes by it too (the row 31 days stale may go by either).
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        using var tracks = NewStore(clock);
+        var member = await MemberAsync("force");
+        var prefix = Prefix();
+
+        // One device last seen 31 days ago, one 29 days ago, one now.
+        Assert.True(Update(tracks, Position(prefix + "gone", clock.GetUtcNow() - TimeSpan.FromDays(31), TimeSpan.FromMinutes(5)), member));
+        Assert.True(Update(tracks, Position(prefix + "away", clock.GetUtcNow() - TimeSpan.FromDays(29), TimeSpan.FromMinutes(5)), member));
+        Assert.True(Update(tracks, Position(prefix + "here", clock.GetUtcNow(), TimeSpan.FromMinutes(5)), member));
+        await tracks.FlushAsync(CancellationToken.None);
+        Task<List<string>> StoredAsync() => server.WithDbAsync(db => db.Tracks.Where(t => t.Uid.StartsWith(prefix)).Select(t => t.Uid).OrderBy(u => u).ToListAsync());
+        Assert.Contains(prefix + "away", await StoredAsync());
+
+        await tracks.PruneAsync(CancellationToken.None);
+        Assert.Equal([prefix + "away", prefix + "here"], await StoredAsync());
+
+        // The device gone for a month reports again: its track is stored afresh.
+        Assert.Equal(2, tracks.Sweep());
+        Assert.True(Update(tracks, Position(prefix + "gone", clock.GetUtcNow(), TimeSpan.FromMinutes(5), latitude: 4.6), member));
+        await tracks.FlushAsync(CancellationToken.None);
+        Assert.Equal(4.6, await server.WithDbAsync(db => db.Tracks.Where(t => t.Uid == prefix + "gone").Select(t => t.Latitude).SingleAsync()));
+
+        // Two days on, the one away for 29 days is 31 days stale.
+        clock.Advance(TimeSpan.FromDays(2));
+        await tracks.PruneAsync(CancellationToken.None);
+        Assert.Equal([prefix + "gone", prefix + "here"], await StoredAsync());
+    }
+
+    [Fact]
     public async Task A_track_leaves_memory_only_once_the_store_holds_its_last_position()
     {
         var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 30, 8, 0, 0, TimeSpan.Zero));

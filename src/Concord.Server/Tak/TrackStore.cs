@@ -42,6 +42,14 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
     /// </summary>
     public static readonly TimeSpan Retention = TimeSpan.FromHours(1);
 
+    /// <summary>
+    /// How long the store keeps a track after it went stale. Nothing reads a stale track (maps, patrols and devices get
+    /// current ones; a restart loads current ones), but its row stayed for ever: devices that came and went, or one inventing
+    /// uids an hour apart, grew the table without bound. A month keeps the last position and route of a device away on leave
+    /// or rotation for whoever looks into the table.
+    /// </summary>
+    public static readonly TimeSpan StoredRetention = TimeSpan.FromDays(30);
+
     /// <summary>How often the flushing loop looks for tracks to forget.</summary>
     public static readonly TimeSpan SweepInterval = TimeSpan.FromMinutes(1);
 
@@ -348,6 +356,19 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
                     {
                         logger.LogDebug("forgot {Count} tracks stale for over {Retention}", forgotten, Retention);
                     }
+
+                    try
+                    {
+                        // Between flushes: a row deleted here that a later position brings back is written anew.
+                        if (await PruneAsync(CancellationToken.None) is > 0 and var pruned)
+                        {
+                            logger.LogInformation("deleted {Count} stored tracks stale for over {Retention}", pruned, StoredRetention);
+                        }
+                    }
+                    catch (Exception e)
+                    {
+                        logger.LogWarning(e, "deleting stored tracks stale for over {Retention} failed; trying again at the next sweep", StoredRetention);
+                    }
                 }
             }
         }
@@ -356,6 +377,14 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
         }
 
         await FlushAsync(CancellationToken.None);
+    }
+
+    /// <summary>Deletes the stored tracks stale for longer than <see cref="StoredRetention"/>; returns how many.</summary>
+    public async Task<int> PruneAsync(CancellationToken cancellationToken)
+    {
+        var cutoff = time.GetUtcNow().UtcDateTime - StoredRetention;
+        await using var scope = scopes.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<ConcordDb>().Tracks.Where(t => t.StaleAt < cutoff).ExecuteDeleteAsync(cancellationToken);
     }
 
     public async Task FlushAsync(CancellationToken cancellationToken)
