@@ -37,6 +37,14 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     };
 
     /// <summary>A square area of the test's own, far from every other test's reports.</summary>
+    /// <summary>Waits until the incident router has examined every change made so far.</summary>
+    private async Task RouterPassedAsync()
+    {
+        var last = await server.WithDbAsync(db => db.Changes.MaxAsync(c => c.Sequence));
+        await WaitForAsync(() => server.WithDbAsync(db => db.Settings.Where(x => x.Key == IncidentRouter.CursorKey).Select(x => x.Value).SingleAsync()),
+            cursor => long.Parse(cursor, System.Globalization.CultureInfo.InvariantCulture) >= last, "the router to pass the changes made so far");
+    }
+
     private async Task<(string Code, double Latitude, double Longitude)> AreaAsync(double latitude)
     {
         var code = "CO-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
@@ -800,6 +808,33 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task An_escalation_notice_is_withdrawn_when_its_organisation_leaves_the_group_its_incident_reached_it_through()
+    {
+        var (area, lat, lon) = await AreaAsync(-49);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "OCHA" }]);
+        // The police report for the force and a working group OCHA belongs to: misses go to OCHA, which may read the incident.
+        var group = "WG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var police = server.ClientFor("unpoladmin");
+        Assert.Equal(HttpStatusCode.Created, (await police.PostJson("/api/groups", new { code = group, name = "Access working group" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await police.PutAsync($"/api/groups/{group}/members/OCHA", null)).StatusCode);
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["org:FORCE", $"group:{group}"]),
+            narrative: "Clash near the OCHA warehouse."));
+        var lead = (await WaitForAsync(() => TasksAsync("force", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single();
+        Clock.Advance(TimeSpan.FromMinutes(31));
+        bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(lead);
+        await WaitForAsync(() => TasksAsync("ocha", "organization=OCHA"), t => t.Any(IsNotice), "the notice to OCHA");
+
+        // OCHA leaves the group: the incident no longer reaches it, nothing about the incident changed, and the notice (its
+        // words) goes back to the incident's marking, which OCHA is not in.
+        Assert.Equal(HttpStatusCode.NoContent, (await police.DeleteAsync($"/api/groups/{group}/members/OCHA")).StatusCode);
+        await WaitForAsync(() => TasksAsync("ocha", "organization=OCHA"), t => !t.Any(IsNotice), "the notice to be withdrawn from OCHA");
+        var notice = await server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.EscalatedItemId == Id(lead)));
+        Assert.DoesNotContain("org:OCHA", notice.ReleasableTo, StringComparison.Ordinal);
+        Assert.Contains(await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == notice.Id && a.Action == AuditActions.Update).Select(a => a.Detail).ToListAsync()),
+            d => d.Contains("follows its incident", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_requests_escalation_notice_keeps_the_requests_marking_when_its_incident_changes()
     {
         var (_, lat, lon) = await AreaAsync(-61);
@@ -833,9 +868,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (_, joined) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: lat, longitude: lon,
             narrative: "Ambush on the southern road, force account.", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         Assert.Equal(incident, Id(joined, "incidentId"));
-        var last = await server.WithDbAsync(db => db.Changes.MaxAsync(c => c.Sequence));
-        await WaitForAsync(() => server.WithDbAsync(db => db.Settings.Where(x => x.Key == IncidentRouter.CursorKey).Select(x => x.Value).SingleAsync()),
-            cursor => long.Parse(cursor, System.Globalization.CultureInfo.InvariantCulture) >= last, "the router to pass the incident's change");
+        await RouterPassedAsync();
         Assert.DoesNotContain(await TasksAsync("pref", "organization=JOC"), IsNotice);
         var (_, after) = await server.ClientFor("joc").GetJson($"/api/tasks/{Id(notice)}");
         Assert.Equal(label, after.GetProperty("marking").GetProperty("label").GetString());
@@ -880,6 +913,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var first = (await directory.AgreementsAsync(CancellationToken.None)).Single(a => a.Code == code);
         Clock.Advance(TimeSpan.FromMinutes(5));
         var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the western ford."));
+        // The router has seen the incident's creation under the first version (else it could meet it after the revision).
+        await RouterPassedAsync();
         Clock.Advance(TimeSpan.FromMinutes(5));
 
         // The revision adds a rule for battles; the incident, a battle recorded between the versions, changes next.
