@@ -608,6 +608,23 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(HttpStatusCode.BadRequest, unreadable.StatusCode);
         Assert.Equal(["marking.releasableTo"], unreadableProblem.ErrorFields());
 
+        // ... by someone in it: no member of UNPOL holds DECONFLICTION-ONLY, none of RWABATT is cleared for CONFIDENTIAL
+        // (released to them, but nobody there could read it, so nobody would act on it).
+        var (caveated, caveatedProblem) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "UNPOL", marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["DECONFLICTION-ONLY"]) });
+        Assert.Equal(HttpStatusCode.BadRequest, caveated.StatusCode);
+        Assert.Equal(["marking"], caveatedProblem.ErrorFields());
+        Assert.Equal("no member of UNPOL, named in organization, holds CONFIDENTIAL and DECONFLICTION-ONLY to read it", caveatedProblem.GetProperty("errors").GetProperty("marking")[0].GetString());
+        var (toUncleared, toUnclearedProblem) = await server.ClientFor("unpol").PostJson("/api/requests", new
+        {
+            type = "information",
+            title = "Who holds the bridge?",
+            addressee = "RWABATT",
+            location = new { latitude = 5.1, longitude = 18.2 },
+            marking = Api.Marking("CONFIDENTIAL", ["org:RWABATT"]),
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, toUncleared.StatusCode);
+        Assert.Contains("no member of RWABATT", toUnclearedProblem.GetProperty("errors").GetProperty("marking")[0].GetString(), StringComparison.Ordinal);
+
         // ... and by the member it is assigned to: unpol2 is cleared for UNCLASSIFIED only. Names are found as members are
         // kept (lower case); text that is no name is refused on the field, not by the store.
         var (uncleared, unclearedProblem) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "UNPOL", member = "UNPOL2", marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"]) });

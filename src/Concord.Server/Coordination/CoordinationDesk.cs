@@ -62,11 +62,17 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
             return (false, marking);
         }
 
-        foreach (var (organization, field) in mustSee)
+        foreach (var (organization, field) in mustSee.DistinctBy(m => m.Organization.Id))
         {
             if (!directory.ReleasesTo(releasableTo, organization))
             {
                 errors["marking.releasableTo"] = [$"does not release the record to {organization.Code}, named in {field}"];
+            }
+            else if (!await db.Members.AnyAsync(m => m.OrganizationId == organization.Id && !m.Disabled && m.Clearance >= classification && (m.Caveats & caveats) == caveats, cancellationToken))
+            {
+                // Released to the organisation, but nobody there holds the level and caveats to read it: nobody would act on it.
+                var held = markings.Scheme.Label(classification) + (caveats == 0 ? "" : " and " + string.Join(", ", markings.Caveats.CodesOf(caveats)));
+                errors["marking"] = [$"no member of {organization.Code}, named in {field}, holds {held} to read it"];
             }
         }
 
