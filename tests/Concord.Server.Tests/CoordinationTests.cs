@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Concord.Server.Access;
 using Concord.Server.Audit;
 using Concord.Server.Coordination;
 using Concord.Server.Data;
@@ -36,7 +37,6 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         limitedInTimeAndScale = "One convoy of 14 trucks, two days, under humanitarian coordination.",
     };
 
-    /// <summary>A square area of the test's own, far from every other test's reports.</summary>
     /// <summary>Waits until the incident router has examined every change made so far.</summary>
     private async Task RouterPassedAsync()
     {
@@ -45,6 +45,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             cursor => long.Parse(cursor, System.Globalization.CultureInfo.InvariantCulture) >= last, "the router to pass the changes made so far");
     }
 
+    /// <summary>A square area of the test's own, far from every other test's reports.</summary>
     private async Task<(string Code, double Latitude, double Longitude)> AreaAsync(double latitude)
     {
         var code = "CO-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
@@ -849,6 +850,53 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.DoesNotContain("org:OCHA", notice.ReleasableTo, StringComparison.Ordinal);
         Assert.Contains(await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == notice.Id && a.Action == AuditActions.Update).Select(a => a.Detail).ToListAsync()),
             d => d.Contains("follows its incident", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task An_escalation_read_before_its_task_narrowed_raises_its_notice_under_the_narrower_marking()
+    {
+        var (area, lat, lon) = await AreaAsync(-67);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the northern ferry."));
+        var lead = Id((await WaitForAsync(() => TasksAsync("force", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single());
+
+        // The audit writer is held: the scheduler reads the overdue task (mission-wide) and waits to save its escalation;
+        // meanwhile the task is narrowed (as the router does when its incident narrows) and saved first.
+        var chain = server.Services.GetRequiredService<AuditChain>();
+        // The test goes on outside the held transaction's thread: the fake clock runs due timers' continuations on the thread
+        // that moves it, and one of them (the track store's flush) would wait there for the very lock this test holds.
+        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var narrowed = Releasability.Encode(["org:FORCE", "org:UNPOL"]);
+        var held = server.WithDbAsync(async db =>
+        {
+            await chain.SaveAsync(db, [], CancellationToken.None, async db =>
+            {
+                holding.SetResult();
+                await release.Task;
+                var task = await db.Tasks.SingleAsync(t => t.Id == lead);
+                task.ReleasableTo = narrowed;
+            });
+            return true;
+        });
+        await holding.Task;
+        var advanced = Task.Run(() => Clock.Advance(TimeSpan.FromMinutes(31)));
+        await Task.Delay(1000);
+        release.SetResult();
+        await held;
+        await advanced;
+
+        // The notice is raised from the task as it now is: released to the force, the police and the JOC, not the mission.
+        // (A refused save is tried again a second later by the scheduler's clock.)
+        await WaitForAsync(() =>
+        {
+            Clock.Advance(TimeSpan.FromSeconds(1));
+            return server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == lead));
+        }, n => n == 1, "the notice");
+        var notice = await server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.EscalatedItemId == lead));
+        Assert.Equal(Releasability.Encode(["org:FORCE", "org:UNPOL", "org:JOC"]), notice.ReleasableTo);
+        Assert.Equal(narrowed, await server.WithDbAsync(db => db.Tasks.Where(t => t.Id == lead).Select(t => t.ReleasableTo).SingleAsync()));
+        Assert.Equal(1, await EscalationsAsync(lead, Deadlines.Acknowledge));
     }
 
     [Fact]

@@ -240,6 +240,11 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
             Numbered(e);
             // Who may act next depends on the status: a save checks that it is still the one read (see Http.ConcurrentChange).
             e.Property(x => x.Status).IsConcurrencyToken();
+            // The router narrows a routed task's marking when its incident narrows; an escalation read before that must not
+            // raise a notice (or save the task) under the marking it read: the save is refused and the scheduler reads again.
+            e.Property(x => x.Classification).IsConcurrencyToken();
+            e.Property(x => x.ReleasableTo).IsConcurrencyToken();
+            e.Property(x => x.Caveats).IsConcurrencyToken();
         });
         modelBuilder.Entity<Coordination.TaskComment>().ToTable("task_comments");
         modelBuilder.Entity<Coordination.AssistanceRequest>(e =>
