@@ -614,7 +614,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (caveated, caveatedProblem) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "UNPOL", marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["DECONFLICTION-ONLY"]) });
         Assert.Equal(HttpStatusCode.BadRequest, caveated.StatusCode);
         Assert.Equal(["marking"], caveatedProblem.ErrorFields());
-        Assert.Equal("no member of UNPOL, named in organization, holds CONFIDENTIAL and DECONFLICTION-ONLY to read it", caveatedProblem.GetProperty("errors").GetProperty("marking")[0].GetString());
+        Assert.Equal("no member of UNPOL, named in organization, may read a record with this marking", caveatedProblem.GetProperty("errors").GetProperty("marking")[0].GetString());
         var (toUncleared, toUnclearedProblem) = await server.ClientFor("unpol").PostJson("/api/requests", new
         {
             type = "information",

@@ -231,6 +231,11 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
 
             Assert.Equal("doit être de 1 à 10080 minutes", text.Reason("must be 1 to 10080 minutes"));
             Assert.Equal("a reason nobody translated", text.Reason("a reason nobody translated"));
+            // The more literal pattern wins over a shorter one that would also match, and a reason quoting pages of text
+            // stays as it is.
+            Assert.Equal("100 décisions au plus, chacune de 1 à 4000 caractères", text.Reason("at most 100 decisions, each 1 to 4000 characters"));
+            var long_ = $"'{new string('x', 2000)}' is not a community; use mission, org:CODE, kind:KIND, nation:ISO3 or group:CODE";
+            Assert.Equal(long_, text.Reason(long_));
             CultureInfo.CurrentUICulture = CultureInfo.GetCultureInfo("en-GB");
             Assert.Equal("must be 1 to 10080 minutes", text.Reason("must be 1 to 10080 minutes"));
         }

@@ -36,7 +36,7 @@ public abstract class TrackStoreTests<TServer>(TServer server) : IClassFixture<T
     [Fact]
     public async Task Tracks_stale_for_longer_than_the_retention_leave_memory_and_their_uid_can_come_back()
     {
-        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 30, 8, 0, 0, TimeSpan.Zero));
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
         using var tracks = NewStore(clock);
         var member = await MemberAsync("force");
         var other = await MemberAsync("unpol");
@@ -106,7 +106,7 @@ public abstract class TrackStoreTests<TServer>(TServer server) : IClassFixture<T
     [Fact]
     public async Task A_track_leaves_memory_only_once_the_store_holds_its_last_position()
     {
-        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 30, 8, 0, 0, TimeSpan.Zero));
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
         using var tracks = NewStore(clock);
         var member = await MemberAsync("force");
         var uid = Prefix() + "late";
@@ -127,7 +127,7 @@ public abstract class TrackStoreTests<TServer>(TServer server) : IClassFixture<T
     [Fact]
     public async Task Tracks_the_store_cannot_take_are_not_forgotten_however_long_it_is_away()
     {
-        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 30, 8, 0, 0, TimeSpan.Zero));
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
         // A store that fails every write (no services to write with), as one that is down for hours.
         using var tracks = new TrackStore(null!, null!, clock, NullLogger<TrackStore>.Instance);
         var member = await MemberAsync("force");
@@ -145,7 +145,7 @@ public abstract class TrackStoreTests<TServer>(TServer server) : IClassFixture<T
     [Fact]
     public async Task A_position_whose_track_the_sweep_evicts_under_it_starts_a_new_track()
     {
-        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 30, 8, 0, 0, TimeSpan.Zero));
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
         using var tracks = NewStore(clock);
         var member = await MemberAsync("force");
         var uid = Prefix() + "racer";
@@ -174,7 +174,7 @@ public abstract class TrackStoreTests<TServer>(TServer server) : IClassFixture<T
     [Fact]
     public async Task A_callsign_is_cut_and_a_track_stored_with_one_too_long_to_send_still_loads()
     {
-        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 11, 30, 8, 0, 0, TimeSpan.Zero));
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
         var member = await MemberAsync("force");
         var cut = Prefix() + "cut";
         var old = Prefix() + "old";

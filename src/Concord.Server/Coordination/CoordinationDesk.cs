@@ -68,15 +68,26 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
             {
                 errors["marking.releasableTo"] = [$"does not release the record to {organization.Code}, named in {field}"];
             }
-            else if (!await db.Members.AnyAsync(m => m.OrganizationId == organization.Id && !m.Disabled && m.Clearance >= classification && (m.Caveats & caveats) == caveats, cancellationToken))
+            else if (await NobodyMayReadAsync(organization, classification, caveats, cancellationToken))
             {
-                // Released to the organisation, but nobody there holds the level and caveats to read it: nobody would act on it.
-                var held = markings.Scheme.Label(classification) + (caveats == 0 ? "" : " and " + string.Join(", ", markings.Caveats.CodesOf(caveats)));
-                errors["marking"] = [$"no member of {organization.Code}, named in {field}, holds {held} to read it"];
+                // Released to the organisation, but none of its members may read it: nobody there would act on it. Said as
+                // the assignee check says it, without naming the level or caveats any member holds.
+                errors["marking"] = [$"no member of {organization.Code}, named in {field}, may read a record with this marking"];
             }
         }
 
         return (errors.Count == 0, marking);
+    }
+
+    /// <summary>
+    /// Whether an organisation with members in Concord has none who may read the level and caveats. One without enabled
+    /// members (a local authority met in person, say) is not refused: nobody there reads Concord at any level.
+    /// </summary>
+    private async Task<bool> NobodyMayReadAsync(Organization organization, int classification, long caveats, CancellationToken cancellationToken)
+    {
+        var members = db.Members.Where(m => m.OrganizationId == organization.Id && !m.Disabled);
+        return await members.AnyAsync(cancellationToken)
+            && !await members.AnyAsync(m => m.Clearance >= classification && (m.Caveats & caveats) == caveats, cancellationToken);
     }
 
     public static DateTimeOffset? Utc(DateTime? at) => at is { } t ? new DateTimeOffset(t, TimeSpan.Zero) : null;

@@ -85,24 +85,23 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var audit = new List<AuditEntry>();
         var routed = 0;
         var now = time.GetUtcNow().UtcDateTime;
-        if (ids.Count > 0)
-        {
-            await FollowIncidentsAsync(db, ids, now, audit, cancellationToken);
-        }
-
+        // A sharing group's members or an organisation's kind or nation changed: whether the organisation an escalation
+        // notice went to still reaches every report of its incident (and so may read the incident's words) may have changed
+        // with them, without the incident changing. The directory is read again first (the change may have been made on
+        // another node), before this window's incidents are followed or routed.
+        var follow = ids;
         if (window.Any(c => c.Entity is "group" or "organization"))
         {
-            // A sharing group's members or an organisation's kind or nation changed: whether the organisation an escalation
-            // notice went to still reaches every report of its incident (and so may read the incident's words) may have
-            // changed with them, without the incident changing. The directory is read again first (the change may have been
-            // made on another node).
             await directory.ReloadAsync(force: true, cancellationToken, changesThrough: window[^1].Sequence);
-            var noticed = await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && t.IncidentId != null && !ids.Contains(t.IncidentId.Value))
+            // Closed notices too: they are still read, words and all. (Group changes are rare; notices are few beside reports.)
+            var noticed = await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && t.IncidentId != null)
                 .Select(t => t.IncidentId!.Value).Distinct().ToListAsync(cancellationToken);
-            if (noticed.Count > 0)
-            {
-                await FollowIncidentsAsync(db, noticed, now, audit, cancellationToken);
-            }
+            follow = [.. ids.Union(noticed)];
+        }
+
+        if (follow.Count > 0)
+        {
+            await FollowIncidentsAsync(db, follow, now, audit, cancellationToken);
         }
 
         var gone = window.Where(c => c.Entity == "incident" && c.Operation == "deleted").Select(c => c.EntityId).Distinct().ToList();

@@ -126,28 +126,40 @@ public abstract class LiveComponent : UiComponent, IDisposable
             var subscription = Service<LiveFeed>().Subscribe(viewer.MemberId, OnChanges);
             try
             {
-                await CatchUpAsync(viewer);
+                try
+                {
+                    await CatchUpAsync(viewer);
+                }
+                catch (OperationCanceledException) when (_closing.IsCancellationRequested)
+                {
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // The changes since the first read could not be looked up: read the view again rather than risk missing one.
+                    Service<ILogger<LiveComponent>>().LogWarning(e, "looking up the changes since a live page's first read failed; reading it again");
+                    await RefreshAsync([]);
+                }
+
+                if (!_closing.IsCancellationRequested)
+                {
+                    // Live once caught up: a page that says it listens shows every change since its first read.
+                    _subscription = subscription;
+                }
             }
-            catch (OperationCanceledException) when (_closing.IsCancellationRequested)
+            finally
             {
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                // The changes since the first read could not be looked up: read the view again rather than risk missing one.
-                Service<ILogger<LiveComponent>>().LogWarning(e, "looking up the changes since a live page's first read failed; reading it again");
-                await RefreshAsync([]);
+                // Closed meanwhile, or the fallback read failed too: the feed must not hold on to this page.
+                if (_subscription is null)
+                {
+                    subscription.Dispose();
+                }
             }
 
-            if (_closing.IsCancellationRequested)
+            if (_subscription is not null)
             {
-                subscription.Dispose();
-                return;
+                await OnLiveAsync();
+                StateHasChanged();
             }
-
-            // Live once caught up: a page that says it listens shows every change since its first read.
-            _subscription = subscription;
-            await OnLiveAsync();
-            StateHasChanged();
         }
     }
 
@@ -167,7 +179,9 @@ public abstract class LiveComponent : UiComponent, IDisposable
         const int most = 1000;
         await using var scope = Service<IServiceScopeFactory>().CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        var window = await db.Changes.AsNoTracking().Where(c => c.Sequence > position).OrderBy(c => c.Sequence).Take(most + 1).ToListAsync(_closed);
+        // As the feed reads: never past a gap a running transaction may still fill (a late change there reaches this page
+        // through the feed, which stops before it), so the directory is not told it has seen changes it has not.
+        var (window, _) = await ChangeWindows.ReadHeldAsync(db, position, most + 1, Service<TimeProvider>().GetUtcNow().UtcDateTime, _closed);
         if (window.Count > most)
         {
             await RefreshAsync([]);
@@ -179,7 +193,18 @@ public abstract class LiveComponent : UiComponent, IDisposable
             return;
         }
 
-        await AccessChanges.RefreshAsync(window, Service<MissionDirectory>(), Service<ViewerDirectory>(), _closed);
+        // With the member as they now are, once the access changes among these are taken in (as the feed does).
+        if (await AccessChanges.RefreshAsync(window, Service<MissionDirectory>(), Service<ViewerDirectory>(), _closed))
+        {
+            if (await CurrentViewerAsync() is not { } current)
+            {
+                await RefreshAsync([]);
+                return;
+            }
+
+            viewer = current;
+        }
+
         var visible = await ChangeVisibility.VisibleAsync(db, viewer, window, _closed);
         if (Concerns(visible.Select(c => (c.Entity, c.EntityId)), out var touched))
         {
@@ -246,10 +271,10 @@ public abstract class LiveComponent : UiComponent, IDisposable
                 _pending.Clear();
                 Loads++;
                 StateHasChanged();
+                // Inside the loop: a change that arrives while the address is set is read too, not left pending.
+                await Js.InvokeVoidAsync("history.replaceState", null, "", Link());
             }
             while (_again && !_closing.IsCancellationRequested);
-
-            await Js.InvokeVoidAsync("history.replaceState", null, "", Link());
         }
         catch (OperationCanceledException) when (_closing.IsCancellationRequested)
         {

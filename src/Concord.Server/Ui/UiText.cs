@@ -30,7 +30,9 @@ internal sealed partial class UiText
                 ?? throw new InvalidOperationException($"the UI strings for '{language}' are empty");
         }
 
-        foreach (var (key, english) in Strings(Languages[0]).Where(p => p.Key.StartsWith(ReasonPrefix, StringComparison.Ordinal)))
+        // The most literal text first: "at most {0} characters" must not take "at most 100 decisions, each 1 to 4000 characters".
+        foreach (var (key, english) in Strings(Languages[0]).Where(p => p.Key.StartsWith(ReasonPrefix, StringComparison.Ordinal))
+            .OrderByDescending(p => Placeholder().Replace(p.Value, "").Length).ThenBy(p => p.Key, StringComparer.Ordinal))
         {
             // {0}, {1}…: any text, given back in the same place of the translation.
             var pattern = EscapedPlaceholder().Replace(Regex.Escape(english), m => $"(?<a{m.Groups[1].Value}>.+?)");
@@ -39,6 +41,8 @@ internal sealed partial class UiText
     }
 
     private const string ReasonPrefix = "reason.";
+
+    private const int MaxReasonLength = 1000;
 
     /// <summary>A placeholder ({0}) of a string.</summary>
     [GeneratedRegex(@"\{(\d)\}")]
@@ -56,17 +60,25 @@ internal sealed partial class UiText
     /// </summary>
     public string Reason(string reason)
     {
-        if (Language == Languages[0])
+        // A reason quoting a long value (up to a whole request body) is left as it is rather than matched at length.
+        if (Language == Languages[0] || reason.Length > MaxReasonLength)
         {
             return reason;
         }
 
-        foreach (var (pattern, key) in _reasons)
+        try
         {
-            if (pattern.Match(reason) is { Success: true } match)
+            foreach (var (pattern, key) in _reasons)
             {
-                return Placeholder().Replace(Strings(Language)[key], m => match.Groups["a" + m.Groups[1].Value].Value);
+                if (pattern.Match(reason) is { Success: true } match)
+                {
+                    return Placeholder().Replace(Strings(Language)[key], m => match.Groups["a" + m.Groups[1].Value].Value);
+                }
             }
+        }
+        catch (RegexMatchTimeoutException)
+        {
+            // Said in English rather than not at all.
         }
 
         return reason;
