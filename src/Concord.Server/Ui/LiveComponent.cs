@@ -179,10 +179,11 @@ public abstract class LiveComponent : UiComponent, IDisposable
         const int most = 1000;
         await using var scope = Service<IServiceScopeFactory>().CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        // As the feed reads: never past a gap a running transaction may still fill (a late change there reaches this page
-        // through the feed, which stops before it), so the directory is not told it has seen changes it has not.
-        var (window, _) = await ChangeWindows.ReadHeldAsync(db, position, most + 1, Service<TimeProvider>().GetUtcNow().UtcDateTime, _closed);
-        if (window.Count > most)
+        // As the feed reads: never past a gap a running transaction may still fill, so the directory is not told it has seen
+        // changes it has not. Held at such a gap (PostgreSQL), the committed changes beyond it may be ones an idle feed has
+        // already passed without telling anyone: the view is read again whole instead.
+        var (window, held) = await ChangeWindows.ReadHeldAsync(db, position, most + 1, Service<TimeProvider>().GetUtcNow().UtcDateTime, _closed);
+        if (window.Count > most || held)
         {
             await RefreshAsync([]);
             return;
