@@ -37,6 +37,45 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         limitedInTimeAndScale = "One convoy of 14 trucks, two days, under humanitarian coordination.",
     };
 
+    /// <summary>A task the JOC assigns to the police, marked at <paramref name="classification"/> for them, due in six hours.</summary>
+    private async Task<Guid> AssignedTaskAsync(string title, string classification)
+    {
+        var (created, task) = await server.ClientFor("joc").PostJson("/api/tasks", new
+        {
+            title,
+            organization = "UNPOL",
+            respondBy = Clock.GetUtcNow().AddHours(6),
+            marking = Api.Marking(classification, ["org:UNPOL"]),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, task.ToString());
+        return Id(task);
+    }
+
+    /// <summary>
+    /// Holds the audit writer, which every save waits for, until <paramref name="release"/> completes, then makes
+    /// <paramref name="change"/> in its transaction: a save read before and waiting meanwhile finds the store changed under
+    /// it. Returns once the writer is held; the task returned ends with the change stored. The test goes on outside the
+    /// held transaction's thread: the fake clock runs due timers' continuations on the thread that moves it, and one of
+    /// them (the track store's flush) would wait there for the very lock the test holds.
+    /// </summary>
+    private async Task<Task> HoldAuditWriterAsync(Task release, Func<ConcordDb, Task> change)
+    {
+        var chain = server.Services.GetRequiredService<AuditChain>();
+        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var held = server.WithDbAsync(async db =>
+        {
+            await chain.SaveAsync(db, [], CancellationToken.None, async db =>
+            {
+                holding.SetResult();
+                await release;
+                await change(db);
+            });
+            return true;
+        });
+        await holding.Task;
+        return held;
+    }
+
     /// <summary>Waits until the incident router has examined every change made so far.</summary>
     private async Task RouterPassedAsync()
     {
@@ -526,34 +565,17 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     [Fact]
     public async Task A_comment_made_while_the_task_moves_is_kept()
     {
-        var (created, task) = await server.ClientFor("joc").PostJson("/api/tasks", new
-        {
-            title = "Check the water point at the camp",
-            organization = "UNPOL",
-            respondBy = Clock.GetUtcNow().AddHours(6),
-            marking = Api.Marking("UNCLASSIFIED", ["org:UNPOL"]),
-        });
-        Assert.True(created.StatusCode == HttpStatusCode.Created, task.ToString());
-        var id = Id(task);
+        var id = await AssignedTaskAsync("Check the water point at the camp", "UNCLASSIFIED");
 
         // The audit chain's writer is held; the comment reads the task (open) and waits for the writer, then the task is
         // acknowledged before the comment is saved: the comment's update of the task finds its status moved.
-        var chain = server.Services.GetRequiredService<AuditChain>();
-        var holding = new TaskCompletionSource();
-        var release = new TaskCompletionSource();
-        var held = server.WithDbAsync(async db =>
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var held = await HoldAuditWriterAsync(release.Task, async db =>
         {
-            await chain.SaveAsync(db, [], CancellationToken.None, async db =>
-            {
-                holding.SetResult();
-                await release.Task;
-                var moved = await db.Tasks.SingleAsync(t => t.Id == id);
-                moved.Status = TaskStatuses.Acknowledged;
-                moved.UpdatedAt = Clock.GetUtcNow().UtcDateTime;
-            });
-            return true;
+            var moved = await db.Tasks.SingleAsync(t => t.Id == id);
+            moved.Status = TaskStatuses.Acknowledged;
+            moved.UpdatedAt = Clock.GetUtcNow().UtcDateTime;
         });
-        await holding.Task;
         var comment = server.ClientFor("unpol").PostJson($"/api/tasks/{id}/comments", new { text = "The pump was repaired this morning." });
         await Task.Delay(500);
         release.SetResult();
@@ -571,15 +593,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     public async Task Tasks_are_marked_declined_only_with_a_reason_and_moved_only_by_their_organisation()
     {
         var joc = server.ClientFor("joc");
-        var (created, task) = await joc.PostJson("/api/tasks", new
-        {
-            title = "Confirm casualty figures with the hospital",
-            organization = "UNPOL",
-            respondBy = Clock.GetUtcNow().AddHours(6),
-            marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"]),
-        });
-        Assert.True(created.StatusCode == HttpStatusCode.Created, task.ToString());
-        var id = Id(task);
+        var id = await AssignedTaskAsync("Confirm casualty figures with the hospital", "CONFIDENTIAL");
 
         Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("unpol2").GetAsync($"/api/tasks/{id}")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("force").GetAsync($"/api/tasks/{id}")).StatusCode);
@@ -862,24 +876,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
 
         // The audit writer is held: the scheduler reads the overdue task (mission-wide) and waits to save its escalation;
         // meanwhile the task is narrowed (as the router does when its incident narrows) and saved first.
-        var chain = server.Services.GetRequiredService<AuditChain>();
-        // The test goes on outside the held transaction's thread: the fake clock runs due timers' continuations on the thread
-        // that moves it, and one of them (the track store's flush) would wait there for the very lock this test holds.
-        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var narrowed = Releasability.Encode(["org:FORCE", "org:UNPOL"]);
-        var held = server.WithDbAsync(async db =>
-        {
-            await chain.SaveAsync(db, [], CancellationToken.None, async db =>
-            {
-                holding.SetResult();
-                await release.Task;
-                var task = await db.Tasks.SingleAsync(t => t.Id == lead);
-                task.ReleasableTo = narrowed;
-            });
-            return true;
-        });
-        await holding.Task;
+        var held = await HoldAuditWriterAsync(release.Task, async db => (await db.Tasks.SingleAsync(t => t.Id == lead)).ReleasableTo = narrowed);
         var advanced = Task.Run(() => Clock.Advance(TimeSpan.FromMinutes(31)));
         await Task.Delay(1000);
         release.SetResult();

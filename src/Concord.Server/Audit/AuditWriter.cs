@@ -46,6 +46,10 @@ internal sealed class AuditWriter : IAsyncDisposable
     public Task RecordAggregateAsync(Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, string path, DateTime at, CancellationToken cancellationToken) =>
         Audits.Aggregate(viewer, entity, counted, path, at) is { } entry ? RecordAsync(entry, cancellationToken) : Task.CompletedTask;
 
+    /// <summary>As above, for an API answer: named by the request's path and query, and given up with the request.</summary>
+    public Task RecordAggregateAsync(Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, HttpContext context, DateTime at) =>
+        RecordAggregateAsync(viewer, entity, counted, context.Request.Path + context.Request.QueryString, at, context.RequestAborted);
+
     public async Task RecordAsync(AuditEntry entry, CancellationToken cancellationToken) =>
         await (await EnqueueAsync(entry, cancellationToken)).WaitAsync(cancellationToken);
 

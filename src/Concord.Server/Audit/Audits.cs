@@ -68,14 +68,5 @@ internal static class Audits
     }
 
     /// <summary>Records counted per level, from the level of each.</summary>
-    public static Dictionary<int, long> CountLevels(IEnumerable<int> levels)
-    {
-        var counted = new Dictionary<int, long>();
-        foreach (var level in levels)
-        {
-            counted[level] = counted.GetValueOrDefault(level) + 1;
-        }
-
-        return counted;
-    }
+    public static Dictionary<int, long> CountLevels(IEnumerable<int> levels) => levels.CountBy(l => l).ToDictionary(c => c.Key, c => (long)c.Value);
 }

@@ -35,7 +35,7 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
 
     /// <summary>Records that a viewer was given figures computed from classified records (nothing when none went into them).</summary>
     public Task AuditAggregateAsync(Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, HttpContext context) =>
-        reads.RecordAggregateAsync(viewer, entity, counted, context.Request.Path + context.Request.QueryString, Now, context.RequestAborted);
+        reads.RecordAggregateAsync(viewer, entity, counted, context, Now);
 
     /// <summary>Records that a viewer read classified records (nothing for unclassified ones).</summary>
     public Task AuditReadAsync<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification)> records, HttpContext context) =>

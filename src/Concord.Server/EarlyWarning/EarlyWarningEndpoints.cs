@@ -71,7 +71,7 @@ internal static class EarlyWarningEndpoints
         }
 
         var rows = await forecasts.VisibleTo(viewer).OrderByDescending(f => f.AtLeastOne).ToListAsync(context.RequestAborted);
-        await RecordAsync(audit, viewer, "forecast", Audits.CountLevels(rows.Select(f => f.Classification)), context, time);
+        await audit.RecordAggregateAsync(viewer, "forecast", Audits.CountLevels(rows.Select(f => f.Classification)), context, time.GetUtcNow().UtcDateTime);
         return TypedResults.Ok(new ForecastsDto(
             rows.Count == 0 ? null : new DateTimeOffset(DateTime.SpecifyKind(rows[0].Month, DateTimeKind.Utc)),
             rows.Count == 0 ? null : new DateTimeOffset(DateTime.SpecifyKind(rows.Max(r => r.ComputedAt), DateTimeKind.Utc)),
@@ -89,7 +89,7 @@ internal static class EarlyWarningEndpoints
         }
 
         var rows = await db.AreaForecasts.AsNoTracking().VisibleTo(viewer).OrderByDescending(f => f.AtLeastOne).ToListAsync(context.RequestAborted);
-        await RecordAsync(audit, viewer, "forecast", Audits.CountLevels(rows.Select(f => f.Classification)), context, time);
+        await audit.RecordAggregateAsync(viewer, "forecast", Audits.CountLevels(rows.Select(f => f.Classification)), context, time.GetUtcNow().UtcDateTime);
         return TypedResults.Ok(rows.Select(f => new AreaForecastDto(directory.Area(f.AreaId)?.Code ?? "?", directory.Area(f.AreaId)?.Name ?? "?",
             new DateTimeOffset(DateTime.SpecifyKind(f.Month, DateTimeKind.Utc)), Math.Round(f.Expected, 3), Math.Round(f.AtLeastOne, 4), f.Low, f.High, markings.ToDto(f).Label ?? "")).ToList());
     }
@@ -129,13 +129,9 @@ internal static class EarlyWarningEndpoints
         }
 
         var (hotspots, counted) = await HotspotsAsync(directory, markings, visible, by, context.RequestAborted);
-        await RecordAsync(audit, viewer, "incident", counted, context, time);
+        await audit.RecordAggregateAsync(viewer, "incident", counted, context, time.GetUtcNow().UtcDateTime);
         return TypedResults.Ok(hotspots);
     }
-
-    /// <summary>Audits figures computed from classified records (<see cref="Audits.Aggregate"/>).</summary>
-    private static Task RecordAsync(AuditWriter audit, Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, HttpContext context, TimeProvider time) =>
-        audit.RecordAggregateAsync(viewer, entity, counted, context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
 
     /// <summary>The most hotspots one answer lists.</summary>
     public const int MaxHotspots = 500;
@@ -214,7 +210,7 @@ internal static class EarlyWarningEndpoints
         }
 
         var (spikes, counted) = await SpikesAsync(db, directory, markings, viewer, days, baselineDays, threshold, at, context.RequestAborted);
-        await RecordAsync(audit, viewer, "incident", counted, context, time);
+        await audit.RecordAggregateAsync(viewer, "incident", counted, context, time.GetUtcNow().UtcDateTime);
         return TypedResults.Ok(spikes);
     }
 

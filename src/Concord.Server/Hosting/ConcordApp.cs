@@ -48,9 +48,9 @@ internal static class ConcordApp
             if (c.ProblemDetails is HttpValidationProblemDetails { Errors.Count: > 0 } invalid && Ui.UiText.Language != Ui.UiText.Languages[0]
                 && c.HttpContext.RequestServices.GetService<Ui.UiText>() is { } text)
             {
-                foreach (var (field, reasons) in text.Reasons(invalid.Errors))
+                foreach (var field in invalid.Errors.Keys.ToList())
                 {
-                    invalid.Errors[field] = reasons;
+                    invalid.Errors[field] = [.. invalid.Errors[field].Select(text.Reason)];
                 }
             }
         });

@@ -76,7 +76,7 @@ internal static class IncidentMap
         var cells = Cells(groups, mixed, size);
         await audit.RecordAggregateAsync(viewer, "incident",
             groups.Select(g => KeyValuePair.Create(g.Classification, (long)g.Count)).Concat(mixed.Select(i => KeyValuePair.Create(i.Classification, 1L))),
-            context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
+            context, time.GetUtcNow().UtcDateTime);
         await using var writer = Start(context, cells.Sum(c => c.Count), clustered: true);
         foreach (var cell in cells)
         {

@@ -9,7 +9,10 @@ using Microsoft.EntityFrameworkCore;
 namespace Concord.Server.Realtime;
 
 /// <summary>What a browser is told of a change: the record's kind and id, never its content.</summary>
-internal sealed record LiveChange(long Sequence, string Entity, Guid Id, string Operation);
+internal sealed record LiveChange(long Sequence, string Entity, Guid Id, string Operation)
+{
+    public static LiveChange Of(Change change) => new(change.Sequence, change.Entity, change.EntityId, change.Operation);
+}
 
 /// <summary>
 /// The browser's live channel (<c>/hubs/live</c>). It only ever pushes ids of records the connected member may see; the page
@@ -130,6 +133,34 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
         }
     }
 
+    /// <summary>
+    /// The changes after <paramref name="after"/> that <paramref name="member"/> may see, as a round of this feed would tell
+    /// them (access changes among them taken in first, the member as they now are), for a page that starts listening late.
+    /// Null when they cannot be told change by change and the page must read its whole view again: more than a round holds,
+    /// a read held at a gap (an idle feed may already have passed the committed changes beyond it without telling anyone),
+    /// or a member no longer enabled.
+    /// </summary>
+    internal async Task<List<LiveChange>?> SinceAsync(Guid member, long after, CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var (window, held) = await ChangeWindows.ReadHeldAsync(db, after, Window + 1, time.GetUtcNow().UtcDateTime, cancellationToken);
+        if (held || window.Count > Window)
+        {
+            return null;
+        }
+
+        if (window.Count == 0)
+        {
+            return [];
+        }
+
+        await AccessChanges.RefreshAsync(window, directory, viewers, cancellationToken);
+        return await viewers.ForMemberAsync(member, cancellationToken) is { } viewer
+            ? [.. (await ChangeVisibility.VisibleAsync(db, viewer, window, cancellationToken)).Select(LiveChange.Of)]
+            : null;
+    }
+
     /// <summary>Sends the changes after <paramref name="after"/> (−1: start from now) and returns the last sequence examined.</summary>
     internal async Task<long> PublishAsync(long after, CancellationToken cancellationToken)
     {
@@ -193,7 +224,7 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
                 continue;
             }
 
-            var message = visible.Select(c => new LiveChange(c.Sequence, c.Entity, c.EntityId, c.Operation)).ToList();
+            var message = visible.Select(LiveChange.Of).ToList();
             if (ids.Count > 0)
             {
                 await hub.Clients.Clients(ids).SendAsync(LiveHub.ChangesMethod, message, cancellationToken);

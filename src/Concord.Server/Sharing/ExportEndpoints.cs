@@ -99,12 +99,9 @@ internal static class ExportEndpoints
         // Counted per level in the same query, for the audit.
         var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);
         var levels = await reports.VisibleTo(viewer).GroupBy(r => r.Classification).Select(g => new { Level = g.Key, Count = g.LongCount() }).ToListAsync(context.RequestAborted);
-        await RecordAsync(audit, viewer, levels.Select(l => KeyValuePair.Create(l.Level, l.Count)), context, time);
+        await audit.RecordAggregateAsync(viewer, "report", levels.Select(l => KeyValuePair.Create(l.Level, l.Count)), context, time.GetUtcNow().UtcDateTime);
         return TypedResults.Ok(new CountDto(levels.Sum(l => l.Count)));
     }
-
-    private static Task RecordAsync(AuditWriter audit, Viewer viewer, IEnumerable<KeyValuePair<int, long>> counted, HttpContext context, TimeProvider time) =>
-        audit.RecordAggregateAsync(viewer, "report", counted, context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
 
     private static async Task<Results<Ok<List<CategoryCount>>, ProblemHttpResult>> ByCategory(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, AuditWriter audit, TimeProvider time)
     {
@@ -122,7 +119,7 @@ internal static class ExportEndpoints
         var groups = await reports.VisibleTo(viewer)
             .GroupBy(r => new { r.Category, r.Classification }).Select(g => new { g.Key.Category, g.Key.Classification, Count = g.LongCount() })
             .ToListAsync(context.RequestAborted);
-        await RecordAsync(audit, viewer, groups.Select(g => KeyValuePair.Create(g.Classification, g.Count)), context, time);
+        await audit.RecordAggregateAsync(viewer, "report", groups.Select(g => KeyValuePair.Create(g.Classification, g.Count)), context, time.GetUtcNow().UtcDateTime);
         return TypedResults.Ok(groups.GroupBy(g => g.Category, StringComparer.Ordinal).Select(g => new CategoryCount(g.Key, g.Sum(c => c.Count)))
             .OrderByDescending(c => c.Count).ThenBy(c => c.Category, StringComparer.Ordinal).ToList());
     }

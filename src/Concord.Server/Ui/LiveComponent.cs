@@ -164,10 +164,10 @@ public abstract class LiveComponent : UiComponent, IDisposable
     }
 
     /// <summary>
-    /// Takes the changes committed between the first read and the subscription as the live feed would have told them (only
-    /// those the member may see, after the access changes among them refreshed the directory), and reads the view again if
-    /// one concerns it. Nothing is read again when nothing changed; a change the feed also delivers costs one more read at
-    /// most. Many changes: the view is simply read again.
+    /// Takes the changes committed between the first read and the subscription as the live feed would have told them, and
+    /// reads the view again if one concerns it. Nothing is read again when nothing changed; a change the feed also delivers
+    /// costs one more read at most; changes that cannot be told one by one (<see cref="LiveFeed.SinceAsync"/>) make the view
+    /// be read again whole.
     /// </summary>
     private async Task CatchUpAsync(Viewer viewer)
     {
@@ -176,38 +176,11 @@ public abstract class LiveComponent : UiComponent, IDisposable
             return;
         }
 
-        const int most = 1000;
-        await using var scope = Service<IServiceScopeFactory>().CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        // As the feed reads: never past a gap a running transaction may still fill, so the directory is not told it has seen
-        // changes it has not. Held at such a gap (PostgreSQL), the committed changes beyond it may be ones an idle feed has
-        // already passed without telling anyone: the view is read again whole instead.
-        var (window, held) = await ChangeWindows.ReadHeldAsync(db, position, most + 1, Service<TimeProvider>().GetUtcNow().UtcDateTime, _closed);
-        if (window.Count > most || held)
+        if (await Service<LiveFeed>().SinceAsync(viewer.MemberId, position, _closed) is not { } changes)
         {
             await RefreshAsync([]);
-            return;
         }
-
-        if (window.Count == 0)
-        {
-            return;
-        }
-
-        // With the member as they now are, once the access changes among these are taken in (as the feed does).
-        if (await AccessChanges.RefreshAsync(window, Service<MissionDirectory>(), Service<ViewerDirectory>(), _closed))
-        {
-            if (await CurrentViewerAsync() is not { } current)
-            {
-                await RefreshAsync([]);
-                return;
-            }
-
-            viewer = current;
-        }
-
-        var visible = await ChangeVisibility.VisibleAsync(db, viewer, window, _closed);
-        if (Concerns(visible.Select(c => (c.Entity, c.EntityId)), out var touched))
+        else if (Concerns(changes, out var touched))
         {
             await RefreshAsync(touched);
         }
@@ -225,19 +198,18 @@ public abstract class LiveComponent : UiComponent, IDisposable
     }
 
     /// <summary>Whether changes concern this view: a record of a kind it shows (<paramref name="touched"/>), or this member's access.</summary>
-    private bool Concerns(IEnumerable<(string Entity, Guid Id)> changes, out List<Guid> touched)
+    private bool Concerns(IReadOnlyList<LiveChange> changes, out List<Guid> touched)
     {
-        var all = changes.ToList();
-        touched = [.. all.Where(c => Watched.Contains(c.Entity)).Select(c => c.Id)];
+        touched = [.. changes.Where(c => Watched.Contains(c.Entity)).Select(c => c.Id)];
         // A change to this member (clearance, caveats, organisation), a sharing group or an agreement may take records
         // away from what the member may see, and the feed does not tell of records one no longer sees: the view is read
         // again with the viewer as it now is.
-        return touched.Count > 0 || all.Any(c => c.Entity is "group" or "agreement" or "organization" || (c.Entity == "member" && c.Id == _member));
+        return touched.Count > 0 || changes.Any(c => c.Entity is "group" or "agreement" or "organization" || (c.Entity == "member" && c.Id == _member));
     }
 
     private void OnChanges(IReadOnlyList<LiveChange> changes)
     {
-        if (Concerns(changes.Select(c => (c.Entity, c.Id)), out var touched))
+        if (Concerns(changes, out var touched))
         {
             _ = InvokeAsync(() =>
             {

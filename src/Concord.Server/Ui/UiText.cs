@@ -84,10 +84,6 @@ internal sealed partial class UiText
         return reason;
     }
 
-    /// <summary>Every reason of a validation problem in the current language.</summary>
-    public Dictionary<string, string[]> Reasons(IDictionary<string, string[]> errors) =>
-        errors.ToDictionary(e => e.Key, e => e.Value.Select(Reason).ToArray(), StringComparer.Ordinal);
-
     /// <summary>The current request's language: one of <see cref="Languages"/>.</summary>
     public static string Language => CultureInfo.CurrentUICulture.TwoLetterISOLanguageName is var l && Languages.Contains(l) ? l : Languages[0];
 
