@@ -899,6 +899,47 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task An_escalation_saved_after_the_router_read_its_task_is_narrowed_with_the_task()
+    {
+        var (area, lat, lon) = await AreaAsync(-70);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the western ford."));
+        var lead = Id((await WaitForAsync(() => TasksAsync("force", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single());
+        await RouterPassedAsync();
+
+        // A restricted account narrows the incident. The router reads its lead task to narrow it too; before the router
+        // saves, the scheduler escalates the task (still mission-wide in the store) and commits its notice.
+        var router = server.Services.GetRequiredService<IncidentRouter>();
+        var escalated = 0;
+        router.AfterFollowing = async followed =>
+        {
+            if (followed.Contains(incident) && Interlocked.Exchange(ref escalated, 1) == 0)
+            {
+                await Task.Run(() => Clock.Advance(TimeSpan.FromMinutes(31)));
+                await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == lead)), n => n == 1, "the notice");
+            }
+        };
+        try
+        {
+            var (_, joined) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: lat, longitude: lon,
+                narrative: "Clash at the western ford, force account.", marking: Api.Marking("CONFIDENTIAL", ["org:FORCE", "org:JOC"])));
+            Assert.Equal(incident, Id(joined, "incidentId"));
+            await RouterPassedAsync();
+        }
+        finally
+        {
+            router.AfterFollowing = null;
+        }
+
+        // The router's save found the notice it had not read and read the round again: the notice is narrowed with its task.
+        Assert.Equal(1, escalated);
+        var notice = await server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.EscalatedItemId == lead));
+        Assert.Equal(1, notice.Classification);
+        Assert.Equal(Releasability.Encode(["org:JOC"]), notice.ReleasableTo);
+        Assert.DoesNotContain(await TasksAsync("pref", "organization=JOC"), x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == lead);
+    }
+
+    [Fact]
     public async Task A_requests_escalation_notice_keeps_the_requests_marking_when_its_incident_changes()
     {
         var (_, lat, lon) = await AreaAsync(-61);

@@ -57,8 +57,28 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         }
     }
 
-    /// <summary>Routes the incidents of the next window of the feed; returns how many changes it examined.</summary>
+    /// <summary>Test hook: runs with the incidents a round followed, once their tasks are followed and before anything is saved.</summary>
+    internal Func<IReadOnlyList<Guid>, Task>? AfterFollowing { get; set; }
+
+    /// <summary>
+    /// Routes the incidents of the next window of the feed; returns how many changes it examined. A round that finds the
+    /// store changed under it (a task moved or escalated meanwhile) is read again, up to three times in a row.
+    /// </summary>
     internal async Task<int> RouteAsync(CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await RouteOnceAsync(cancellationToken);
+            }
+            catch (DbUpdateConcurrencyException) when (attempt < 3)
+            {
+            }
+        }
+    }
+
+    private async Task<int> RouteOnceAsync(CancellationToken cancellationToken)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
@@ -99,9 +119,10 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             follow = [.. ids.Union(noticed)];
         }
 
-        if (follow.Count > 0)
+        var followed = follow.Count > 0 ? await FollowIncidentsAsync(db, follow, now, audit, cancellationToken) : FollowedTasks.None;
+        if (AfterFollowing is { } hook)
         {
-            await FollowIncidentsAsync(db, follow, now, audit, cancellationToken);
+            await hook(follow);
         }
 
         var gone = window.Where(c => c.Entity == "incident" && c.Operation == "deleted").Select(c => c.EntityId).Distinct().ToList();
@@ -186,7 +207,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         // Tasks come with their audit entries; a window without any only moves the cursor (no need to take the audit chain's turn).
         if (audit.Count > 0)
         {
-            await chain.SaveAsync(db, audit, cancellationToken);
+            await chain.SaveAsync(db, audit, cancellationToken, followed.CheckNoNoticeRaisedMeanwhileAsync);
         }
         else
         {
@@ -208,7 +229,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// the same change: the title was the earliest report's first line when the task was routed, and a split that took
     /// that report out (widening the marking to the reports left) would otherwise show its words under the wider marking.
     /// </summary>
-    private async Task FollowIncidentsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
+    private async Task<FollowedTasks> FollowIncidentsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
     {
         // Escalation notices of the incident's tasks too: raised under the incident's marking then, widened to the
         // organisation misses go to, they must not keep telling of an incident now marked narrower.
@@ -221,9 +242,8 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         tasks.RemoveAll(t => t.Role == TaskRoles.Escalation && !routed.Contains(t.EscalatedItemId));
         if (tasks.Count == 0)
         {
-            return;
+            return FollowedTasks.None;
         }
-
 
         var markings = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id))
             .Select(i => new { i.Id, i.Classification, i.ReleasableTo, i.Caveats, i.Title, i.Category, i.AreaId }).ToDictionaryAsync(i => i.Id, cancellationToken);
@@ -231,6 +251,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             .Where(t => t.Role == TaskRoles.Escalation && markings.TryGetValue(t.IncidentId!.Value, out var m)
                 && directory.Organization(t.OrganizationId) is { } to && !directory.ReleasesTo(m.ReleasableTo, to))
             .Select(t => t.IncidentId), cancellationToken);
+        var changed = new List<Guid?>();
         foreach (var task in tasks)
         {
             if (!markings.TryGetValue(task.IncidentId!.Value, out var m))
@@ -251,6 +272,11 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 continue;
             }
 
+            if (task.Role != TaskRoles.Escalation)
+            {
+                changed.Add(task.Id);
+            }
+
             // The words themselves stay out of the audit entry, which readers of the audit see by their clearance alone.
             audit.Add(Audits.Entry(null, AuditActions.Update, "task", task.Id, Math.Max(task.Classification, m.Classification), now, Audits.Detail(new
             {
@@ -269,6 +295,30 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             task.Category = m.Category;
             task.AreaId = m.AreaId;
             task.UpdatedAt = now;
+        }
+
+        return new FollowedTasks(changed, [.. tasks.Where(t => t.Role == TaskRoles.Escalation).Select(t => t.Id)]);
+    }
+
+    /// <summary>
+    /// The routed tasks whose marking or words a round changed, and the escalation notices it read with them. The
+    /// scheduler may escalate one of those tasks between the round's read and its save: its save then finds the task's
+    /// marking unchanged (the round has not saved yet) and raises the notice under the wider marking the round is
+    /// narrowing. The round's save therefore looks, inside its transaction (after the audit chain's lock, which the
+    /// scheduler's save takes too, so its notice is committed or not yet read), for notices of those tasks it did not
+    /// read, and is read again if it finds one. The other order, a save of the scheduler read before the round's, is
+    /// refused by the task's marking, a concurrency token.
+    /// </summary>
+    private sealed record FollowedTasks(List<Guid?> Changed, List<Guid> Notices)
+    {
+        public static readonly FollowedTasks None = new([], []);
+
+        public async Task CheckNoNoticeRaisedMeanwhileAsync(ConcordDb db)
+        {
+            if (Changed.Count > 0 && await db.Tasks.AnyAsync(t => t.Role == TaskRoles.Escalation && Changed.Contains(t.EscalatedItemId) && !Notices.Contains(t.Id)))
+            {
+                throw new DbUpdateConcurrencyException("an escalation notice of a task this round changes was raised after the round read them");
+            }
         }
     }
 
