@@ -275,6 +275,41 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Contains("1", await page.TextContentAsync("#list-count"));
     }
 
+    [Fact]
+    public async Task A_live_list_whose_read_fails_says_it_is_not_up_to_date_and_recovers_by_itself()
+    {
+        var tag = "stale" + Guid.NewGuid().ToString("N")[..8];
+        var page = await fixture.SignedInAsync("unpol", "/incidents?q=" + tag);
+        await page.WaitForSelectorAsync("#list-live[data-live='on']", new() { State = WaitForSelectorState.Attached });
+
+        // The store's incidents cannot be read (the table is moved aside), and a change the list follows comes in: its read
+        // fails, and the page says so instead of passing for live.
+        using var admin = fixture.Server.ClientFor("jocadmin");
+        await fixture.Server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync("ALTER TABLE incidents RENAME TO incidents_aside"));
+        try
+        {
+            var group = await admin.PostAsJsonAsync("/api/groups", new { code = "ST" + tag[5..].ToUpperInvariant(), name = "Stale page test group" });
+            Assert.True(group.IsSuccessStatusCode, await group.Content.ReadAsStringAsync());
+            await page.WaitForSelectorAsync("#list-live[data-live='stale']", new() { State = WaitForSelectorState.Attached, Timeout = 15_000 });
+            Assert.Contains("Not up to date", await page.TextContentAsync("#list-live"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            await fixture.Server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync("ALTER TABLE incidents_aside RENAME TO incidents"));
+        }
+
+        // The store is back: the page tries again by itself (five seconds after the failure), with nothing else to prompt
+        // it, and is live again; it then follows changes as before.
+        await page.WaitForSelectorAsync("#list-live[data-live='on']", new() { State = WaitForSelectorState.Attached, Timeout = 15_000 });
+        using var unpol = fixture.Server.ClientFor("unpol");
+        var place = Api.Spot();
+        var created = await unpol.PostAsJsonAsync("/api/reports", Api.Report(
+            narrative: $"Looting at the market ({tag}).", latitude: place.Latitude, longitude: place.Longitude, marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        var incidentId = (await created.Json()).GetProperty("incidentId").GetString()!;
+        await page.WaitForSelectorAsync($"#incident-list tr[data-id='{incidentId}']", new() { Timeout = 10_000 });
+    }
+
     /// <summary>A new CONFIDENTIAL force analyst (named after its tag) and a CONFIDENTIAL incident the police report for the military, which they may see.</summary>
     private async Task<(string Tag, string IncidentId)> ConfidentialWatcherAsync(HttpClient admin, string prefix, string narrative)
     {

@@ -101,6 +101,30 @@ public abstract class LiveComponent : UiComponent, IDisposable
     /// <summary>True once the circuit listens to the live feed (pages show it, tests wait for it).</summary>
     private protected bool Live => _subscription is not null;
 
+    /// <summary>
+    /// "on" while the view listens and its last read succeeded; "stale" while it listens but its last read failed (the
+    /// store unreachable, say: it shows what it last read and tries again); "off" before it listens.
+    /// </summary>
+    private protected string LiveState => !Live ? "off" : _failedAt is null ? "on" : "stale";
+
+    /// <summary>What the page says of its state: <paramref name="liveKey"/>'s text, or since when it is not current.</summary>
+    private protected string LiveText(UiText text, string liveKey) => LiveState switch
+    {
+        "on" => text[liveKey],
+        "stale" => text.Format("live.stale", _failedAt!.Value.ToString("HH:mm:ss", CultureInfo.InvariantCulture)),
+        _ => "",
+    };
+
+    /// <summary>When reads began to fail (UTC), while they do; null while the view is current.</summary>
+    private DateTimeOffset? _failedAt;
+
+    /// <summary>The wait before the next try after a failed read: doubles from five seconds to a minute while reads fail.</summary>
+    private TimeSpan _retryIn = FirstRetry;
+
+    private static readonly TimeSpan FirstRetry = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan LastRetry = TimeSpan.FromMinutes(1);
+    private bool _retrying;
+
     /// <summary>Reads so far, in this render mode (pages expose it so a test can tell a re-read from none).</summary>
     private protected int Loads { get; set; }
 
@@ -148,7 +172,8 @@ public abstract class LiveComponent : UiComponent, IDisposable
             }
             finally
             {
-                // Closed meanwhile, or the fallback read failed too: the feed must not hold on to this page.
+                // Closed meanwhile (a failed read does not end here: the page says it is not current and tries again): the
+                // feed must not hold on to this page.
                 if (_subscription is null)
                 {
                     subscription.Dispose();
@@ -239,7 +264,24 @@ public abstract class LiveComponent : UiComponent, IDisposable
             do
             {
                 _again = false;
-                await ReloadAsync(changed);
+                try
+                {
+                    await ReloadAsync(changed);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !_closing.IsCancellationRequested)
+                {
+                    // The view could not be read again: it says since when it is not current rather than pass for live, keeps
+                    // the changes it has not shown, and tries again, less often the longer reads fail.
+                    Service<ILogger<LiveComponent>>().LogWarning(e, "a live page could not read itself again; trying again in {Delay}", _retryIn);
+                    _pending.UnionWith(changed);
+                    _failedAt ??= DateTimeOffset.UtcNow;
+                    StateHasChanged();
+                    RetryLater();
+                    return;
+                }
+
+                _failedAt = null;
+                _retryIn = FirstRetry;
                 changed = [.. _pending];
                 _pending.Clear();
                 Loads++;
@@ -258,6 +300,43 @@ public abstract class LiveComponent : UiComponent, IDisposable
         finally
         {
             _loading = false;
+        }
+    }
+
+    /// <summary>Reads the view again after the current wait (one try pending at a time), with the changes not yet shown.</summary>
+    private void RetryLater()
+    {
+        if (_retrying)
+        {
+            return;
+        }
+
+        _retrying = true;
+        var delay = _retryIn;
+        _retryIn = TimeSpan.FromTicks(Math.Min(_retryIn.Ticks * 2, LastRetry.Ticks));
+        _ = TryAgainAsync(delay);
+    }
+
+    private async Task TryAgainAsync(TimeSpan delay)
+    {
+        try
+        {
+            await Task.Delay(delay, _closed);
+            await InvokeAsync(() =>
+            {
+                _retrying = false;
+                (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture) = _culture;
+                IReadOnlyCollection<Guid> changed = [.. _pending];
+                _pending.Clear();
+                return RefreshAsync(changed);
+            });
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+            // The circuit closed meanwhile.
         }
     }
 
