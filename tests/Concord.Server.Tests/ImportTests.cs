@@ -44,6 +44,56 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.True(status == HttpStatusCode.OK, result.ToString());
     }
 
+    [Fact]
+    public async Task A_misspelt_marking_parameter_refuses_the_import_instead_of_storing_rows_marked_otherwise()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..8];
+        var geojson = $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{tag}}", "geometry": { "type": "Point", "coordinates": [16.57, 7.43] },
+                "properties": { "observedAt": "2024-10-03T10:00:00Z", "category": "poc.forced-displacement", "narrative": "caveat {{tag}} informant named",
+                                "precisionMeters": 500, "reliability": "C", "credibility": 3 } }
+            ] }
+            """;
+        // `caveat` for `caveats`: stored, the rows would go to every CONFIDENTIAL member of the JOC without the caveat.
+        var (status, problem) = await ImportAsync("joc", $"format=geojson&source=caveat-{tag}&classification=CONFIDENTIAL&releasableTo=org:JOC&caveat=SOURCE-PROTECTED",
+            geojson, "application/geo+json");
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Equal(["caveat"], problem.ErrorFields());
+        Assert.False(await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.Narrative.Contains(tag))));
+
+        var (stored, result) = await ImportAsync("joc", $"format=geojson&source=caveat-{tag}&classification=CONFIDENTIAL&releasableTo=org:JOC&caveats=SOURCE-PROTECTED",
+            geojson, "application/geo+json");
+        Assert.True(stored == HttpStatusCode.OK, result.ToString());
+        Assert.NotEqual(0L, await server.WithDbAsync(db => db.Reports.Where(r => r.Narrative.Contains(tag)).Select(r => r.Caveats).SingleAsync()));
+    }
+
+    [Fact]
+    public async Task Endpoints_that_read_their_own_query_refuse_a_parameter_they_would_not_apply_by_name()
+    {
+        using var unpol = server.ClientFor("unpol");
+        foreach (var (path, field) in new[]
+        {
+            ("/api/areas?bbox=16,7,17,8", "bbox"), ("/api/areas/geojson?kind=sector", "kind"), ("/api/categories?q=protest", "q"),
+            ("/api/early-warning/skill?from=2019", "from"), ("/api/tasks?organisation=UNPOL", "organisation"),
+            ("/api/requests?direction=incoming&statu=open", "statu"), ("/api/patrols?since=2024-01-01", "since"),
+            ("/api/coordination/metrics?form=2024-01-01", "form"), ("/api/changes?after=0&limt=5", "limt"),
+        })
+        {
+            var response = await unpol.GetAsync(path);
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, path);
+            Assert.Equal([field], (await response.Json()).ErrorFields());
+        }
+
+        // What they do take still reads.
+        foreach (var path in new[] { "/api/areas", "/api/categories", "/api/tasks?organization=UNPOL&open=true&limit=5", "/api/requests?direction=incoming&status=requested",
+            "/api/patrols?from=2024-01-01T00:00:00Z", "/api/coordination/metrics?from=2024-01-01T00:00:00Z", "/api/changes?after=0&limit=5" })
+        {
+            var response = await unpol.GetAsync(path);
+            Assert.True(response.StatusCode == HttpStatusCode.OK, path + ": " + await response.Content.ReadAsStringAsync());
+        }
+    }
+
     /// <summary>Runs statements against the test store, in order (triggers that stand for a store's refusals and failures).</summary>
     private Task<int> ExecuteAsync(string[] statements) => server.WithDbAsync(async db =>
     {

@@ -1,3 +1,4 @@
+using Concord.Server.Http;
 using System.Text.Json;
 using Concord.Server.Data;
 
@@ -12,8 +13,10 @@ internal static class AreaEndpoints
         var group = app.MapGroup("/api/areas").WithTags("Areas").RequireAuthorization();
         group.MapGet("/", (MissionDirectory directory) => TypedResults.Ok(directory.Areas.Select(e => e.Area).OrderBy(a => a.Name)
                 .Select(a => new AreaDto(a.Id, a.Code, a.Name, a.Kind, [a.MinLongitude, a.MinLatitude, a.MaxLongitude, a.MaxLatitude])).ToList()))
+            .TakesQuery()
             .WithSummary("The mission's areas (admin-1 regions, sectors) without geometry.");
         group.MapGet("/geojson", GeoJson)
+            .TakesQuery()
             .Produces(StatusCodes.Status200OK, contentType: "application/geo+json")
             .WithSummary("The mission's areas as a GeoJSON FeatureCollection.");
         return group;

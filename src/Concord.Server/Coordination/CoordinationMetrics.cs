@@ -33,6 +33,7 @@ internal static class CoordinationMetrics
         group.MapGet("/metrics", Metrics)
             .WithQueryParameter("from", "start of the period (ISO 8601; default 90 days before to)")
             .WithQueryParameter("to", "end of the period (ISO 8601; default now)")
+            .TakesQuery("from", "to")
             .WithSummary("Time to acknowledge and to respond, missed deadlines, per organisation, category, request type and week.");
         group.MapGet("/geojson", GeoJson).Produces(StatusCodes.Status200OK, contentType: "application/geo+json")
             .WithSummary("Open requests with a place or route and patrols, as GeoJSON, for the map.");

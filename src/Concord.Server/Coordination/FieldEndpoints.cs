@@ -24,6 +24,7 @@ internal static class FieldEndpoints
         patrols.MapGet("/", ListPatrols)
             .WithQueryParameter("from", "only patrols ending at or after this time (ISO 8601)")
             .WithQueryParameter("to", "only patrols starting at or before this time (ISO 8601)")
+            .TakesQuery("from", "to")
             .WithSummary("Joint patrols you may see, by start time.");
         patrols.MapGet("/{id:guid}", GetPatrol).WithSummary("One patrol with the latest TAK tracks of its members that you may see.");
         patrols.MapPost("/", CreatePatrol).WithJsonBody<NewPatrol>().WithSummary("Plan a joint patrol: organisations, members, route, schedule.");

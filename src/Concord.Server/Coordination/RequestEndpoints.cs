@@ -22,6 +22,7 @@ internal static class RequestEndpoints
             .WithQueryParameter("overdue", "true: only requests past a deadline", JsonSchemaType.Boolean)
             .WithQueryParameter("open", "true: only requests not yet completed, declined or cancelled", JsonSchemaType.Boolean)
             .WithQueryParameter("limit", $"at most this many (1–{TaskEndpoints.MaxPage}; default 100)", JsonSchemaType.Integer)
+            .TakesQuery("direction", "status", "type", "overdue", "open", "limit")
             .WithSummary("Requests you may see: incoming (to your organisation or its kind), outgoing (from it), or all; by status, type, overdue.");
         group.MapGet("/{id:guid}", Get).WithSummary("One request, with the criteria its requester stated and the moves open to you.");
         group.MapPost("/", Create).WithJsonBody<NewRequest>().WithSummary("Request assistance from an organisation (code) or a kind of organisation (kind:military).");

@@ -23,6 +23,7 @@ internal static class TaskEndpoints
             .WithQueryParameter("overdue", "true: only tasks past a deadline", JsonSchemaType.Boolean)
             .WithQueryParameter("open", "true: only tasks not done or declined", JsonSchemaType.Boolean)
             .WithQueryParameter("limit", $"at most this many (1–{MaxPage}; default 100)", JsonSchemaType.Integer)
+            .TakesQuery("organization", "status", "incident", "request", "meeting", "overdue", "open", "limit")
             .WithSummary("Tasks you may see, most urgent first: filter by organisation, status, incident, request, meeting or overdue.");
         group.MapGet("/{id:guid}", Get).WithSummary("One task with its comments.");
         group.MapPost("/", Create).WithJsonBody<NewTask>().WithSummary("Assign a task to an organisation (or one of its members).");

@@ -39,7 +39,7 @@ internal static class EarlyWarningEndpoints
     {
         var group = app.MapGroup("/api/early-warning").WithTags("Early warning").RequireAuthorization();
         group.MapGet("/hotspots", Hotspots).WithSummary("Incidents and fatalities per 0.5° PRIO-GRID cell or per area over a window (by=cell|area; the list filters apply).");
-        group.MapGet("/skill", Skill).WithSummary("The forecast's latest back-test on the bundled real UCDP data: mean CRPS and Brier of Concord and the benchmarks.");
+        group.MapGet("/skill", Skill).TakesQuery().WithSummary("The forecast's latest back-test on the bundled real UCDP data: mean CRPS and Brier of Concord and the benchmarks.");
         group.MapGet("/forecasts/areas", AreaForecasts).WithSummary("The forecast month's figures per admin-1 area (its cells' distributions added up), as far as you may see them.");
         group.MapGet("/forecasts", Forecasts).WithQueryParameter("bbox", "west,south,east,north in degrees (WGS 84): only cells whose centre is inside").WithSummary("The forecast month's figures per PRIO-GRID cell (expected fatalities, P(≥ 1), 90 % interval), as far as you may see them; month says which month.");
         group.MapGet("/spikes", Spikes).WithSummary("Areas whose recent incident count departs from their own baseline: Poisson upper-tail probability, alert below the threshold.");

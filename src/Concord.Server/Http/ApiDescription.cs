@@ -83,6 +83,18 @@ internal static class ApiDescription
             return Task.CompletedTask;
         });
 
+    /// <summary>
+    /// Refuses, by name, the query parameters an endpoint that reads its query itself does not take (none unless
+    /// <paramref name="taken"/> names them): a misspelt filter or marking parameter is an error, not silently ignored.
+    /// </summary>
+    public static RouteHandlerBuilder TakesQuery(this RouteHandlerBuilder builder, params string[] taken) =>
+        builder.AddEndpointFilter(async (context, next) =>
+        {
+            var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+            QueryReader.RefuseOthers(context.HttpContext.Request.Query, taken, "this endpoint", errors);
+            return errors.Count > 0 ? Problems.Invalid(errors) : await next(context);
+        });
+
     /// <summary>One query parameter of an operation.</summary>
     public static TBuilder WithQueryParameter<TBuilder>(this TBuilder builder, string name, string description, JsonSchemaType type = JsonSchemaType.String, bool required = false)
         where TBuilder : IEndpointConventionBuilder =>

@@ -15,6 +15,7 @@ internal static class ImportEndpoints
 
     public static void MapImports(this IEndpointRouteBuilder app) =>
         app.MapPost("/api/imports", ImportAsync).WithTags("Import").RequireAuthorization(Policies.Analyst)
+            .TakesQuery("format", "classification", "releasableTo", "caveats", "source")
             // Described, not enforced: routing by content type would answer a form or a missing type with a bare 415 (curl
             // --data-binary sends application/x-www-form-urlencoded unless told otherwise); the endpoint says what it refuses.
             .AddOpenApiOperationTransformer((operation, _, _) =>

@@ -26,6 +26,7 @@ internal static class ChangeEndpoints
         group.MapGet("/", List)
             .WithQueryParameter("after", "the sequence number after which to list changes (the next of the previous answer; 0 for the start)", Microsoft.OpenApi.JsonSchemaType.Integer)
             .WithQueryParameter("limit", "at most this many changes", Microsoft.OpenApi.JsonSchemaType.Integer)
+            .TakesQuery("after", "limit")
             .WithSummary("Changes after a sequence number, only for records you may see.");
         return group;
     }

@@ -23,7 +23,7 @@ internal static class ReportEndpoints
             .WithSummary("Create a report; the same id and body again returns the existing report (idempotent).");
         group.MapGet("/{id:guid}", Get).WithSummary("One report, if you may see it.");
         group.MapGet("/", List).WithListParameters(paged: true).ProducesProblem(StatusCodes.Status400BadRequest).WithSummary("Reports you may see, newest observed first, with filters and keyset paging.");
-        app.MapGet("/api/categories", Categories).WithTags("Reports").RequireAuthorization().WithSummary("The category taxonomy.");
+        app.MapGet("/api/categories", Categories).TakesQuery().WithTags("Reports").RequireAuthorization().WithSummary("The category taxonomy.");
         return group;
     }
 
