@@ -1,6 +1,6 @@
-using Concord.Server.Http;
 using System.Text.Json;
 using Concord.Server.Data;
+using Concord.Server.Http;
 
 namespace Concord.Server.Areas;
 
