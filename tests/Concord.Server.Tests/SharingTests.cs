@@ -345,6 +345,18 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_status_set_to_what_it_already_is_answers_the_incident_and_is_audited_as_a_read()
+    {
+        var (_, report) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:UNPOL", "org:JOC"])));
+        var target = Id(report, "incidentId");
+        var (same, body) = await server.ClientFor("joc").PostJson($"/api/incidents/{target}/status", new { status = "reported" });
+        Assert.Equal((HttpStatusCode.OK, "reported"), (same.StatusCode, body.GetProperty("status").GetString()));
+        // The answer tells the incident (title, place, figures, marking) as a GET would: it is named in a read entry.
+        Assert.Contains(await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Actor == "joc" && a.EntityId == target).Select(a => a.Action).ToListAsync()),
+            action => action == AuditActions.Read);
+    }
+
+    [Fact]
     public async Task A_status_decided_before_a_viewer_could_see_any_of_an_incidents_reports_is_not_shown_to_them()
     {
         // The JOC verifies an incident made of its own secret account; a mission-wide account joins it later.

@@ -188,7 +188,7 @@ internal static class IncidentEndpoints
 
     private static async Task<Results<Ok<IncidentDto>, NotFound, ProblemHttpResult>> SetStatus(
         Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time,
-        Fusion.FusionEngine fusion, IncidentGate gate)
+        Fusion.FusionEngine fusion, IncidentGate gate, AuditWriter audit)
     {
         // The body first: a slow client must not hold the gate that reports wait for.
         var (body, problem) = await JsonBody.ReadAsync<ChangeStatus>(context, 4096);
@@ -235,6 +235,12 @@ internal static class IncidentEndpoints
         }
 
         held.Dispose();
+        if (status == shown)
+        {
+            // Nothing to move, but the incident is answered all the same: a read, audited as a GET of it would be.
+            await RecordReadAsync(audit, viewer, [seen], context, time);
+        }
+
         return TypedResults.Ok(seen.ToDto(directory, markings));
     }
 
