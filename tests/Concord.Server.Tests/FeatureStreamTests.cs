@@ -94,6 +94,8 @@ public sealed class FeatureStreamTests
     [InlineData("{\"features\": [{\"id\": 1}, {\"id\" 2}]}", "not valid JSON")]
     [InlineData("{\"features\": [{\"id\": 1}], \"name\": \"HUGE\"}", "without the end of a value")]
     [InlineData("{\"features\": [{\"id\": 1}], \"features\": [{\"id\": 2}]}", "a second 'features' member")]
+    [InlineData("{\"features\": [{\"id\": 1}]}\n{\"features\": [{\"id\": 2}]}\n", "more text after the end of the feature collection")]
+    [InlineData("{\"features\": [{\"id\": 1}]} ,", "more text after the end of the feature collection")]
     public void A_document_that_breaks_off_keeps_the_features_before_it(string text, string reason)
     {
         var steps = All(new StringReader(text.Replace("HUGE", new string('h', 100_000), StringComparison.Ordinal)));
@@ -102,6 +104,13 @@ public sealed class FeatureStreamTests
         Assert.Contains(reason, broken.Reason);
         Assert.All(steps[..^1], s => Assert.Equal(FeatureStream.StepKind.Feature, s.Kind));
         Assert.Equal(text.Contains("[{\"id\": 1}", StringComparison.Ordinal) ? 1 : 0, steps.Count - 1);
+    }
+
+    [Fact]
+    public void White_space_after_the_collection_ends_it_as_usual()
+    {
+        var steps = All(new StringReader("{\"features\": [" + Feature(1) + "]}\r\n" + new string(' ', 100_000) + "\n\t\n"));
+        Assert.Equal("f1", Id(Assert.Single(steps)));
     }
 
     /// <summary>A FeatureCollection written as it is read, never held whole.</summary>

@@ -37,6 +37,7 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
         Collection,
         Features,
         Oversized,
+        Trailing,
         Done,
     }
 
@@ -149,9 +150,13 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
 
                 if (reader.TokenType == JsonTokenType.EndObject)
                 {
-                    _phase = Phase.Done;
-                    step = _sawFeatures ? new Step(StepKind.End) : new Step(StepKind.Broken, Reason: "not a GeoJSON FeatureCollection: no 'features' array");
-                    return Outcome.Produced;
+                    if (!_sawFeatures)
+                    {
+                        return Fail(out step, "not a GeoJSON FeatureCollection: no 'features' array");
+                    }
+
+                    Commit(ref reader, Phase.Trailing);
+                    return Outcome.Continue;
                 }
 
                 if (reader.ValueTextEquals("features"u8) && _sawFeatures)
@@ -218,6 +223,24 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                 var invalid = bytes.IndexOf("\uFFFD"u8) >= 0 ? "feature holds text that is not UTF-8 (GeoJSON files must be UTF-8)" : null;
                 Commit(ref reader, Phase.Features);
                 step = new Step(StepKind.Feature, feature, invalid);
+                return Outcome.Produced;
+
+            case Phase.Trailing:
+                // After the collection only white space: two documents run together (files joined with cat) or anything
+                // else after it is not read, and is said so rather than dropped unseen.
+                if (_buffer.AsSpan(_start, _end - _start).IndexOfAnyExcept(" \t\r\n"u8) >= 0)
+                {
+                    return Fail(out step, "more text after the end of the feature collection (a second document?): it is not read");
+                }
+
+                _start = _end;
+                if (!_final)
+                {
+                    return Outcome.NeedMore;
+                }
+
+                _phase = Phase.Done;
+                step = new Step(StepKind.End);
                 return Outcome.Produced;
 
             default:
