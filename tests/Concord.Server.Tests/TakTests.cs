@@ -674,11 +674,26 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             marking: Api.Marking("CONFIDENTIAL", ["kind:military"])));
         var (_, open) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Market reopened in Ndele", latitude: -47.5, longitude: -77.5,
             marking: Api.Marking("UNCLASSIFIED", ["kind:military"])));
+        // And one incident of both kinds of account (mixed): the device is sent it as its member sees it, secret account and all.
+        var (_, partOpen) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Shots heard at the Ndele ferry", latitude: -43.5, longitude: -73.5,
+            marking: Api.Marking("UNCLASSIFIED", ["kind:military"])));
+        var (_, partSecret) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Ferry attack: 40 killed, source in the armed group", latitude: -43.2, longitude: -73.2,
+            marking: Api.Marking("CONFIDENTIAL", ["kind:military"])));
+        var mixed = partOpen.GetProperty("incidentId").GetGuid();
+        if (partSecret.GetProperty("incidentId").GetGuid() != mixed)
+        {
+            var (merged, _) = await server.ClientFor("force").PostJson($"/api/incidents/{mixed}/merge", new { incidents = new[] { partSecret.GetProperty("incidentId").GetGuid() } });
+            Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        }
+
+        Assert.True(await server.WithDbAsync(db => db.Incidents.Where(i => i.Id == mixed).Select(i => i.Mixed).SingleAsync()));
         var secretUid = CotMapping.IncidentUidPrefix + secret.GetProperty("incidentId").GetGuid();
         var openUid = CotMapping.IncidentUidPrefix + open.GetProperty("incidentId").GetGuid();
-        // Both, in whichever order they come (a wait passes over the events before the one it waits for).
-        var pending = new HashSet<string>([secretUid, openUid]);
-        Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid) && pending.Count == 0));
+        var mixedUid = CotMapping.IncidentUidPrefix + mixed;
+        // All three, in whichever order they come (a wait passes over the events before the one it waits for).
+        var pending = new HashSet<string>([secretUid, openUid, mixedUid + " whole"]);
+        Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid == mixedUid && e.Detail.Remarks?.Contains("2 report(s)", StringComparison.Ordinal) == true ? mixedUid + " whole" : e.Uid)
+            && pending.Count == 0));
 
         var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{name}", new { clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
@@ -691,6 +706,9 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
 
         Assert.Contains(secretUid, withdrawals);
         Assert.DoesNotContain(openUid, withdrawals);
+        // The mixed incident is still in sight, but not as the device holds it (with the secret account's words and
+        // figures): it is withdrawn too, and a reconnect's opening picture sends it as the member now sees it.
+        Assert.Contains(mixedUid, withdrawals);
         Assert.True(device.Closed);
     }
 

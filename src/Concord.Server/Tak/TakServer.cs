@@ -722,7 +722,8 @@ internal sealed class TakServer(
     /// <summary>
     /// Cuts a device whose access was withdrawn (<paramref name="now"/> null) or narrowed. It stops at once: nothing more
     /// is sent to it and nothing it sends is handled. Before the cut it is sent a deletion of each incident it may have
-    /// been sent (the <see cref="MaxWithdrawalsOnCut"/> sent most recently) that its member may no longer see: a device
+    /// been sent (the <see cref="MaxWithdrawalsOnCut"/> sent most recently) that its member may no longer see, or may see
+    /// only in part now (a mixed incident, after a narrowing): a device
     /// keeps an incident until it goes stale, a week after it was sent, and neither a reconnect's opening picture nor the
     /// live feed would tell it to remove one it may no longer see. The cut follows once they are written, or after
     /// <see cref="CutWithin"/>.
@@ -739,7 +740,11 @@ internal sealed class TakServer(
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             foreach (var chunk in had.Chunk(500))
             {
-                still.UnionWith(await db.VisibleIncidents(db.Incidents.AsNoTracking().Where(i => chunk.Contains(i.Id)), now).Select(i => i.Id).ToListAsync(cancellationToken));
+                // A mixed incident still in sight is built for each member from the reports they may see: the device holds
+                // it as the member saw it before (a report's words and figures they may no longer read), so after a
+                // narrowing it is withdrawn too, and a reconnect's opening picture sends it as they now see it.
+                still.UnionWith(await db.VisibleIncidents(db.Incidents.AsNoTracking().Where(i => chunk.Contains(i.Id) && !(narrower && i.Mixed)), now)
+                    .Select(i => i.Id).ToListAsync(cancellationToken));
             }
         }
 
