@@ -169,6 +169,47 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_inventing_item_uids_is_held_to_a_number_of_new_items_a_minute()
+    {
+        // Each new marker or drawing is remembered by the replay check: a device sends at most so many new ones a minute.
+        // (The burst is sent well inside one minute of the server's clock, which starts a new count each minute.)
+        var limit = TakRouter.MaxNewItemsPerMinute;
+        while (DateTimeOffset.UtcNow.Second >= 45)
+        {
+            await Task.Delay(500);
+        }
+
+        var (watching, sending) = (await ForceColleagueAsync(), await ForceColleagueAsync());
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(watching));
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(sending));
+        var router = server.Services.GetRequiredService<TakRouter>();
+        var remembered = router.RememberedUids;
+        var prefix = "IT-" + Guid.NewGuid().ToString("N")[..8] + "-";
+        string Drawing(int i, double at = 0) =>
+            $"<event version='2.0' uid='{prefix}{i}' type='u-d-f' time='{Now(at)}' start='{Now(at)}' stale='{Now(3600)}' how='h-e'>" +
+            $"<point lat='5.7' lon='20.6' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><remarks>item {i} at {at}</remarks></detail></event>";
+        // In bursts the watching device can take (its alert queue is bounded), all within the minute.
+        for (var from = 0; from < limit; from += 50)
+        {
+            await device.SendAsync(string.Concat(Enumerable.Range(from, 50).Select(i => Drawing(i))));
+            var last = prefix + (from + 49);
+            Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == last, TimeSpan.FromSeconds(30)));
+        }
+
+        await device.SendAsync(Drawing(limit));
+        // An edit of one of its items still passes; events of one connection are handled in order.
+        await device.SendAsync(Drawing(0, at: 1));
+        var sawOverLimit = false;
+        Assert.NotNull(await watcher.WaitForAsync(e =>
+        {
+            sawOverLimit |= e.Uid == prefix + limit;
+            return e.Uid == prefix + "0" && e.Detail.Remarks == "item 0 at 1";
+        }, TimeSpan.FromSeconds(30)));
+        Assert.False(sawOverLimit);
+        Assert.Equal(remembered + limit, router.RememberedUids);
+    }
+
+    [Fact]
     public async Task Tracks_gone_stale_still_count_toward_the_limit_while_memory_holds_them()
     {
         // Each uid once, stale ten seconds later (long enough for the whole burst to be routed on a loaded machine, since an

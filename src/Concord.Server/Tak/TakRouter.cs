@@ -263,9 +263,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
-        if (Volatile.Read(ref _latestCount) > MaxTrackedUids && now.UtcTicks - Interlocked.Read(ref _forgotAt) > TimeSpan.TicksPerMinute)
+        if (Volatile.Read(ref _latestCount) is var count && count > TrackedUidLimit
+            && now.UtcTicks - Interlocked.Read(ref _forgotAt) > (count > 2 * TrackedUidLimit ? TimeSpan.TicksPerSecond : TimeSpan.TicksPerMinute))
         {
-            // At most once a minute: when every uid was seen within the day, forgetting finds nothing to forget.
+            // At most once a minute (when every uid was seen within the day, forgetting finds nothing to forget), or once a
+            // second while a flood of new uids holds twice the limit.
             Interlocked.Exchange(ref _forgotAt, now.UtcTicks);
             Forget(now);
         }
@@ -444,6 +446,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return "the uid is an item another organisation sent first";
         }
 
+        // Each new item (marker, drawing, message) is remembered by the replay check: a device inventing uids as fast as it
+        // can send would grow the server's memory. A person places a few a minute; a device past the limit is refused new
+        // ones until the minute is over (edits of its items still pass).
+        if (route != Route.Position && e.Type != CotMapping.DeleteType && !_latest.ContainsKey(e.Uid) && !from.TakeNewItem(now))
+        {
+            return $"more than {MaxNewItemsPerMinute} new items in a minute from one device";
+        }
+
         if (e.Type == CotMapping.DeleteType)
         {
             foreach (var link in e.Detail.Links)
@@ -598,16 +608,24 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         public readonly Guid OwnerOrganization = ownerOrganization;
     }
 
+    /// <summary>New items (uids not seen before) one device may send in a minute.</summary>
+    public const int MaxNewItemsPerMinute = 600;
+
     /// <summary>How many uids the replay check remembers before it forgets those not seen for a day (markers each have their own uid).</summary>
     public const int MaxTrackedUids = 200_000;
 
+    /// <summary>The limit in force: <see cref="MaxTrackedUids"/>, lower in a test.</summary>
+    internal int TrackedUidLimit { get; set; } = MaxTrackedUids;
+
     /// <summary>
     /// Forgets uids not seen for a day; when a flood of new uids was all seen within the day, those not seen for an hour,
-    /// then for ten minutes, so that memory stays bounded (a replay older than that then passes once more).
+    /// then ten minutes, then a minute, so that memory stays bounded (a replay older than that then passes once more).
+    /// With each device held to <see cref="MaxNewItemsPerMinute"/> new items and each member to
+    /// <see cref="MaxTracksPerMember"/> tracks, what a minute adds is bounded by the devices connected.
     /// </summary>
     private void Forget(DateTimeOffset now)
     {
-        foreach (var horizon in (ReadOnlySpan<TimeSpan>)[TimeSpan.FromDays(1), TimeSpan.FromHours(1), TimeSpan.FromMinutes(10)])
+        foreach (var horizon in (ReadOnlySpan<TimeSpan>)[TimeSpan.FromDays(1), TimeSpan.FromHours(1), TimeSpan.FromMinutes(10), TimeSpan.FromMinutes(1)])
         {
             var before = (now - horizon).UtcTicks;
             foreach (var (uid, latest) in _latest)
@@ -618,7 +636,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 }
             }
 
-            if (Volatile.Read(ref _latestCount) <= MaxTrackedUids / 2)
+            if (Volatile.Read(ref _latestCount) <= TrackedUidLimit / 2)
             {
                 return;
             }

@@ -150,6 +150,24 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>The uids this device has sent positions for (its own, and those it relays): bounded by the router.</summary>
     public HashSet<string> PositionUids { get; } = new(StringComparer.Ordinal);
 
+    private long _itemMinute;
+    private int _itemsThisMinute;
+
+    /// <summary>
+    /// Counts a new item (a uid the replay check has not seen) against this device's minute: false once it has sent
+    /// <see cref="TakRouter.MaxNewItemsPerMinute"/> in the minute. Called from the device's own reading loop.
+    /// </summary>
+    public bool TakeNewItem(DateTimeOffset now)
+    {
+        var minute = now.UtcTicks / TimeSpan.TicksPerMinute;
+        if (minute != _itemMinute)
+        {
+            (_itemMinute, _itemsThisMinute) = (minute, 0);
+        }
+
+        return ++_itemsThisMinute <= TakRouter.MaxNewItemsPerMinute;
+    }
+
     // Incidents the live feed sent this device (or withdrew from it) while its opening picture was going out; null after.
     private ConcurrentDictionary<Guid, byte>? _liveWhileOpening = new();
 
