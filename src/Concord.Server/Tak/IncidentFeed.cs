@@ -166,6 +166,7 @@ internal sealed class IncidentFeed(
             {
                 var item = CotMapping.Outgoing(incident, markings, now);
                 var marking = new MarkingDefault(incident.Classification, incident.ReleasableTo, incident.Caveats, "");
+                var sent = false;
                 foreach (var session in sessions)
                 {
                     if (!Marking.AllowsRead(incident, session.Viewer))
@@ -179,10 +180,17 @@ internal sealed class IncidentFeed(
                     else if (Newsworthy(session.Viewer))
                     {
                         outgoing.Add((session, incident.Id, item, incident.Classification));
+                        sent = true;
                     }
                 }
 
-                router.Remember(incident.Id, marking);
+                // Remembered for a later withdrawal only when some device was sent it (or had it already): incidents no
+                // device got would otherwise fill the list.
+                if (sent || router.MayHaveAny(incident.Id))
+                {
+                    router.Remember(incident.Id, marking);
+                }
+
                 continue;
             }
 

@@ -40,7 +40,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     // another, or emptied by a split) is withdrawn from exactly the devices that may have it, with nothing of it but its uid.
     private readonly ConcurrentDictionary<Guid, (MarkingDefault[] Markings, long At)> _incidentsSent = new();
 
-    /// <summary>How many incidents the withdrawal list holds at most; beyond it, new ones are not remembered.</summary>
+    /// <summary>How many incidents the withdrawal list holds at most; when full of incidents sent within the week, the tenth sent longest ago are forgotten.</summary>
     public const int MaxRememberedIncidents = 100_000;
 
     private long _prunedAt;
@@ -81,7 +81,13 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
             if (_incidentsSent.Count >= MaxRememberedIncidents)
             {
-                return;
+                // Still full of incidents sent within the week (a bulk import with devices connected): the tenth sent
+                // longest ago make room, rather than every incident sent from now on going unremembered, and so never
+                // withdrawn, for a week. Devices keep those until they go stale.
+                foreach (var id in _incidentsSent.OrderBy(e => e.Value.At).Take(MaxRememberedIncidents / 10).Select(e => e.Key).ToList())
+                {
+                    _incidentsSent.TryRemove(id, out _);
+                }
             }
         }
 
@@ -113,6 +119,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     public List<Guid> MayHaveLatest(Viewer viewer, int limit) =>
         [.. _incidentsSent.Where(e => e.Value.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer)))
             .OrderByDescending(e => e.Value.At).Take(limit).Select(e => e.Key)];
+
+    /// <summary>Whether some device may have been sent the incident, under any marking.</summary>
+    public bool MayHaveAny(Guid incidentId) => _incidentsSent.ContainsKey(incidentId);
 
     /// <summary>Forgets a deleted incident that no device is connected to be told of.</summary>
     public void Forget(Guid incidentId) => _incidentsSent.TryRemove(incidentId, out _);
