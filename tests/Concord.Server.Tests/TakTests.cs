@@ -754,6 +754,54 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_reconnecting_after_its_members_clearance_was_lowered_while_it_was_away_is_told_to_remove_what_they_may_no_longer_see()
+    {
+        var name = "g" + Guid.NewGuid().ToString("N")[..8];
+        var (added, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" }, clearance = "CONFIDENTIAL" });
+        Assert.Equal(HttpStatusCode.Created, added.StatusCode);
+        var certificate = await server.IssueDeviceAsync(name);
+        string secretUid, openUid;
+        await using (var device = await server.ConnectTakAsync(certificate))
+        {
+            var (_, secret) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Armed group camp east of Birao", latitude: -51.5, longitude: -81.5,
+                marking: Api.Marking("CONFIDENTIAL", ["kind:military"])));
+            var (_, open) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Birao market open again", latitude: -53.5, longitude: -83.5,
+                marking: Api.Marking("UNCLASSIFIED", ["kind:military"])));
+            (secretUid, openUid) = (CotMapping.IncidentUidPrefix + secret.GetProperty("incidentId").GetGuid(), CotMapping.IncidentUidPrefix + open.GetProperty("incidentId").GetGuid());
+            var pending = new HashSet<string>([secretUid, openUid]);
+            Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid) && pending.Count == 0));
+        }
+
+        // Switched off: its session is gone before the clearance is lowered, so no cut can tell it anything.
+        var router = server.Services.GetRequiredService<TakRouter>();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (router.Sessions.Any(s => s.Viewer.UserName == name))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), "the device's session to end");
+            await Task.Delay(50);
+        }
+
+        var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{name}", new { clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
+
+        // Back on: before its opening picture (which sends the open incident again) it is told to remove the secret one.
+        await using var again = await server.ConnectTakAsync(certificate);
+        var withdrawals = new List<string>();
+        Assert.NotNull(await again.WaitForAsync(e =>
+        {
+            if (e.Type == CotControl.DeleteType)
+            {
+                withdrawals.AddRange(e.Detail.Links.Select(l => l.Uid).OfType<string>());
+            }
+
+            return e.Uid == openUid;
+        }));
+        Assert.Contains(secretUid, withdrawals);
+        Assert.DoesNotContain(openUid, withdrawals);
+        Assert.False(again.Closed);
+    }
+
+    [Fact]
     public async Task Revoking_a_certificate_cuts_the_device_that_is_connected_with_it()
     {
         var colleague = await ForceColleagueAsync();

@@ -18,6 +18,34 @@ internal sealed class DeviceCertificate
     public required DateTime ExpiresAt { get; init; }
 
     public DateTime? RevokedAt { get; set; }
+
+    /// <summary>What the member could read when the device last connected (<see cref="DeviceAccess"/> as JSON); null before.</summary>
+    public string? LastAccess { get; set; }
+}
+
+/// <summary>What decides a member's reads, as a device's last connection knew it.</summary>
+internal sealed record DeviceAccess(int Clearance, long CaveatBits, Guid OrganizationId, string OrganizationCode, Access.OrganizationKind OrganizationKind,
+    string? Nation, IReadOnlyList<string> Groups)
+{
+    public static DeviceAccess Of(Access.Viewer viewer) =>
+        new(viewer.Clearance, viewer.CaveatBits, viewer.OrganizationId, viewer.OrganizationCode, viewer.OrganizationKind, viewer.Nation, [.. viewer.Groups]);
+
+    /// <summary><paramref name="member"/> as this access was (a new viewer: a copy would carry the member's cached communities).</summary>
+    public Access.Viewer As(Access.Viewer member) => new()
+    {
+        MemberId = member.MemberId,
+        UserName = member.UserName,
+        DisplayName = member.DisplayName,
+        OrganizationId = OrganizationId,
+        OrganizationCode = OrganizationCode,
+        OrganizationName = OrganizationCode,
+        OrganizationKind = OrganizationKind,
+        Nation = Nation,
+        Clearance = Clearance,
+        CaveatBits = CaveatBits,
+        Roles = new HashSet<string>(),
+        Groups = Groups,
+    };
 }
 
 /// <summary>The latest position of a field device, with its recent history, marked like any record.</summary>

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Buffers;
 using System.Net;
 using System.Net.Security;
@@ -518,6 +519,7 @@ internal sealed class TakServer(
     {
         var now = time.GetUtcNow();
         session.Send(new Outbound(CotControl.CreateVersionSupport("concord", now, 1), droppable: false));
+        await WithdrawWhatNarrowedMeanwhileAsync(session, now, cancellationToken);
         // Current tracks are read from the server's memory, not relayed from a device as they arrive: classified ones are
         // named in the audit before they go out, as a read of the tracks through the API is.
         var currentTracks = tracks.LastEventsFor(session.Viewer);
@@ -710,6 +712,54 @@ internal sealed class TakServer(
                 logger.LogInformation("TAK device of {User} ({Remote}) cut: the marking of its positions changed; it may reconnect", session.Viewer.UserName, session.Remote);
                 session.Close("the marking of the member's positions changed; reconnect");
             }
+        }
+    }
+
+    /// <summary>
+    /// A device keeps the incidents it was sent until they go stale, a week later, and the withdrawals of a narrowing reach
+    /// only devices connected at the time. A device whose member's access narrowed since its last connection (a lower
+    /// clearance, a caveat, group or organisation lost while it was switched off) is first told to remove what the old
+    /// access showed and the new one does not (the <see cref="MaxWithdrawalsOnCut"/> changed most recently within the
+    /// week), and the mixed incidents both show, which it holds as the old access saw them; the opening picture then
+    /// sends what the member now sees. The access is recorded with the certificate at each connection.
+    /// </summary>
+    private async Task WithdrawWhatNarrowedMeanwhileAsync(TakSession session, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (session.Certificate.StartsWith("tcp:", StringComparison.Ordinal))
+        {
+            return;
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        if (await db.DeviceCertificates.SingleOrDefaultAsync(c => c.Thumbprint == session.Certificate, cancellationToken) is not { } certificate)
+        {
+            return;
+        }
+
+        var current = DeviceAccess.Of(session.Viewer);
+        if (certificate.LastAccess is { } stored && JsonSerializer.Deserialize<DeviceAccess>(stored) is { } last && Narrower(last.As(session.Viewer), session.Viewer))
+        {
+            var before = last.As(session.Viewer);
+            var since = (now - CotMapping.IncidentLifetime).UtcDateTime;
+            var had = await db.VisibleIncidents(db.Incidents.AsNoTracking().Where(i => i.UpdatedAt >= since), before)
+                .OrderByDescending(i => i.UpdatedAt).Take(MaxWithdrawalsOnCut).Select(i => i.Id).ToListAsync(cancellationToken);
+            var still = await db.VisibleIncidents(db.Incidents.AsNoTracking().Where(i => had.Contains(i.Id) && !i.Mixed), session.Viewer).Select(i => i.Id).ToListAsync(cancellationToken);
+            var withdrawn = had.Except(still).ToList();
+            foreach (var id in withdrawn)
+            {
+                await session.SendWaitingAsync(CotMapping.Withdrawal(id, now));
+            }
+
+            logger.LogInformation("TAK device of {User} ({Remote}) told to remove {Count} incidents: its member's access narrowed since it last connected",
+                session.Viewer.UserName, session.Remote, withdrawn.Count);
+        }
+
+        var recorded = JsonSerializer.Serialize(current);
+        if (recorded != certificate.LastAccess)
+        {
+            certificate.LastAccess = recorded;
+            await db.SaveChangesAsync(cancellationToken);
         }
     }
 
