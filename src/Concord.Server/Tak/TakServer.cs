@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Buffers;
 using System.Net;
 using System.Net.Security;
@@ -6,6 +5,7 @@ using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
 using Concord.Cot;
 using Concord.Server.Access;
 using Concord.Server.Data;
