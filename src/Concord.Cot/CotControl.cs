@@ -193,9 +193,12 @@ public static class CotControl
             return elements;
         }
 
+        // Our own canonical XML of an event already parsed within the limits, but escaping can make it longer than the
+        // event was (each '>' of a text becomes "&gt;"): a detail past the reader's limit is no control message rather
+        // than an exception that would end the sending device's session.
         using var reader = XmlReader.Create(new StringReader("<detail>" + detail.Xml + "</detail>"), CotParseOptions.Default.ReaderSettings);
         var inControl = false;
-        while (reader.Read())
+        while (TryRead(reader))
         {
             if (reader.NodeType == XmlNodeType.EndElement && reader.Depth == 1)
             {
@@ -225,5 +228,17 @@ public static class CotControl
         }
 
         return elements;
+
+        static bool TryRead(XmlReader reader)
+        {
+            try
+            {
+                return reader.Read();
+            }
+            catch (XmlException)
+            {
+                return false;
+            }
+        }
     }
 }

@@ -60,6 +60,17 @@ public sealed class ControlTests
     }
 
     [Fact]
+    public void A_version_request_whose_detail_grows_past_the_limit_when_escaped_is_no_request_rather_than_an_error()
+    {
+        // 20,000 '>' in a text are 80,000 characters once written back as "&gt;", past the reader's limit for a document.
+        var request = CotXml.Parse(
+            "<event version='2.0' uid='big' type='t-x-takp-q' time='2024-01-01T00:00:00Z' start='2024-01-01T00:00:00Z' stale='2024-01-01T00:01:00Z' how='m-g'>" +
+            "<point lat='0' lon='0' hae='0' ce='0' le='0'/><detail><remarks>" + new string('>', 20_000) + "</remarks><TakControl><TakRequest version='1'/></TakControl></detail></event>");
+
+        Assert.False(CotControl.TryGetRequestedVersion(request, out _));
+    }
+
+    [Fact]
     public void Ordinary_events_are_not_mistaken_for_control_messages()
     {
         var chat = CotXml.Parse(Captures.Bytes("samples", "chat_b-t-f_geochat.xml"));
