@@ -193,6 +193,17 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
             Assert.Equal(HttpStatusCode.BadRequest, search.StatusCode);
             Assert.Equal(["q"], searchProblem.ErrorFields());
         }
+
+        // Times in a query are ISO 8601: 01/05/2024 would otherwise be read, month first, as the 5th of January.
+        foreach (var (path, field) in new[] { ("/api/reports?from=01/05/2024", "from"), ("/api/incidents?to=1%20May%202024", "to"),
+            ("/api/early-warning/spikes?at=05/01/2024", "at"), ("/api/patrols?from=Wed,%2001%20May%202024%2000:00:00%20GMT", "from") })
+        {
+            var (refused, refusal) = await Server.ClientFor("force").GetJson(path);
+            Assert.True(refused.StatusCode == HttpStatusCode.BadRequest, path);
+            Assert.Equal([field], refusal.ErrorFields());
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await Server.ClientFor("force").GetAsync("/api/reports?from=2024-05-01&to=2024-05-02T12:00:00Z")).StatusCode);
     }
 
     [Theory]

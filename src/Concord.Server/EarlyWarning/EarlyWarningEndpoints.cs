@@ -192,7 +192,7 @@ internal static class EarlyWarningEndpoints
         DateTime? at = null;
         if (q["at"].ToString() is { Length: > 0 } atText)
         {
-            if (DateTimeOffset.TryParse(atText, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed) && parsed >= Reports.ReportRules.Earliest)
+            if (Import.IsoDates.TryParse(atText, out var parsed) && parsed >= Reports.ReportRules.Earliest)
             {
                 at = parsed.UtcDateTime;
             }

@@ -28,7 +28,8 @@ internal sealed class QueryReader(IQueryCollection query, Dictionary<string, str
     public Guid? Id(string name) => Read<Guid>(name, text => Guid.TryParse(text, out var value) ? value : null, "must be an id (a UUID)");
 
     public DateTimeOffset? Time(string name) =>
-        Read<DateTimeOffset>(name, text => DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var value) ? value : null,
+        // ISO 8601 only: the invariant culture would also read 01/05/2024, as the 5th of January.
+        Read<DateTimeOffset>(name, text => Import.IsoDates.TryParse(text, out var value) ? value : null,
             "is not an ISO 8601 time such as 2024-05-01T00:00:00Z");
 
     public int Limit(int fallback, int max) =>
