@@ -254,6 +254,22 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_display_name_of_spaces_and_a_fraction_of_days_are_refused_with_their_reason()
+    {
+        var name = "d" + Guid.NewGuid().ToString("N")[..8];
+        var (spaces, problem) = await server.ClientFor("jocadmin").PostJson("/api/organizations/FORCE/members",
+            new { userName = name, displayName = "   ", password = "a-long-password", roles = new[] { "reporter" }, clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.BadRequest, spaces.StatusCode);
+        Assert.Equal(["displayName"], problem.ErrorFields());
+        Assert.False(await server.WithDbAsync(db => db.Members.AnyAsync(m => m.UserName == name)));
+
+        var owner = await server.SignedInAsync("joc");
+        var (fraction, days) = await owner.PostJson("/api/me/tokens", new { name = "half a day", expiresInDays = 1.5 });
+        Assert.Equal(HttpStatusCode.BadRequest, fraction.StatusCode);
+        Assert.Contains("must be a whole number", days.GetProperty("errors").GetProperty("expiresInDays")[0].GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_live_connection_opened_with_a_token_is_closed_once_the_token_is_revoked()
     {
         var owner = await server.SignedInAsync("joc");

@@ -63,7 +63,8 @@ internal static partial class MemberAdmin
             return (null, new("caveats", $"caveat '{unknownCaveat}' is not known (known: {string.Join(", ", caveats.Codes)})"));
         }
 
-        if (!string.IsNullOrWhiteSpace(request.DisplayName) && AdminRefusal.Text("displayName", request.DisplayName, 200, "display name") is { } badName)
+        // Not given: the user name stands for it. Given, it is held to the rules a change of it is (not only spaces).
+        if (request.DisplayName is not null && AdminRefusal.Text("displayName", request.DisplayName, 200, "display name") is { } badName)
         {
             return (null, badName);
         }
@@ -82,7 +83,7 @@ internal static partial class MemberAdmin
         {
             Id = Guid.CreateVersion7(),
             UserName = userName,
-            DisplayName = string.IsNullOrWhiteSpace(request.DisplayName) ? userName : request.DisplayName.Trim(),
+            DisplayName = request.DisplayName is null ? userName : request.DisplayName.Trim(),
             OrganizationId = organization.Id,
             Roles = string.Join(',', request.Roles.Count == 0 ? [MemberRoles.Reporter] : request.Roles.Distinct()),
             Clearance = clearance,

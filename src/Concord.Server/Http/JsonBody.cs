@@ -110,7 +110,8 @@ internal static class JsonBody
 
         return type switch
         {
-            _ when type == typeof(double) || type == typeof(int) || type == typeof(long) || type == typeof(decimal) => "must be a number",
+            _ when type == typeof(int) || type == typeof(long) => "must be a whole number",
+            _ when type == typeof(double) || type == typeof(decimal) => "must be a number",
             _ when type == typeof(DateTimeOffset) || type == typeof(DateTime) => "must be a date and time such as 2026-11-01T08:00:00Z",
             _ when type == typeof(Guid) => "must be an id such as 0192f4e0-7c1a-7b7e-9a3e-2f1d5c6b7a80",
             _ when type == typeof(bool) => "must be true or false",
