@@ -254,6 +254,32 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_session_cookie_makes_changes_only_from_concords_own_origin()
+    {
+        // A page of another origin on the same site gets the SameSite=Strict cookie too: its form or bodiless post would
+        // sign the analyst out, or file a report in their name. The browser says where the request came from.
+        var browser = await server.SignedInAsync("force");
+        foreach (var site in new[] { "same-site", "cross-site" })
+        {
+            using var signOut = new HttpRequestMessage(HttpMethod.Post, "/api/auth/signout");
+            signOut.Headers.Add("Sec-Fetch-Site", site);
+            Assert.Equal(HttpStatusCode.Forbidden, (await browser.SendAsync(signOut)).StatusCode);
+            using var report = new HttpRequestMessage(HttpMethod.Post, "/api/reports") { Content = JsonContent.Create(Api.Report(narrative: "filed from elsewhere " + site)) };
+            report.Headers.Add("Sec-Fetch-Site", site);
+            Assert.Equal(HttpStatusCode.Forbidden, (await browser.SendAsync(report)).StatusCode);
+        }
+
+        Assert.False(await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.Narrative.StartsWith("filed from elsewhere"))));
+        // Reads from anywhere, and changes from its own pages, go on as before.
+        using var read = new HttpRequestMessage(HttpMethod.Get, "/api/me");
+        read.Headers.Add("Sec-Fetch-Site", "cross-site");
+        Assert.Equal(HttpStatusCode.OK, (await browser.SendAsync(read)).StatusCode);
+        using var own = new HttpRequestMessage(HttpMethod.Post, "/api/auth/signout");
+        own.Headers.Add("Sec-Fetch-Site", "same-origin");
+        Assert.Equal(HttpStatusCode.NoContent, (await browser.SendAsync(own)).StatusCode);
+    }
+
+    [Fact]
     public async Task A_display_name_of_spaces_and_a_fraction_of_days_are_refused_with_their_reason()
     {
         var name = "d" + Guid.NewGuid().ToString("N")[..8];

@@ -97,6 +97,7 @@ internal static class ConcordApp
         app.UseStatusCodePages();
         app.UseConcordUiAssets();
         app.UseAuthentication();
+        Http.SameOriginChanges.UseSameOriginChanges(app);
         app.UseConcordTiles();
         app.UseAuthorization();
         app.UseAntiforgery();
