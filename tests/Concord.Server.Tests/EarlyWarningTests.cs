@@ -60,6 +60,10 @@ public sealed class EarlyWarningTests
         Assert.Equal(1, PrioGrid.Gid(-89.9, -179.9));
         Assert.Equal(8, PrioGrid.Neighbours(PrioGrid.Gid(6.25, 20.25)).Count());
         Assert.Equal((6.25, 20.25), PrioGrid.Centre(PrioGrid.Gid(6.3, 20.4)));
+        // The east and north edges are places too: they belong to the last column and row, not to the next row or off the grid.
+        Assert.Equal((5.25, 179.75), PrioGrid.Centre(PrioGrid.Gid(5.0, 180.0)));
+        Assert.Equal((89.75, 20.25), PrioGrid.Centre(PrioGrid.Gid(90.0, 20.4)));
+        Assert.Equal(360 * 720, PrioGrid.Gid(90.0, 180.0));
     }
 
     [Fact]

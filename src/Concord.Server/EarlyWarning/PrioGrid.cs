@@ -7,8 +7,10 @@ internal static class PrioGrid
 
     public static int Gid(double latitude, double longitude)
     {
-        var row = (int)Math.Floor((latitude + 90) / Size) + 1;
-        var col = (int)Math.Floor((longitude + 180) / Size) + 1;
+        // The grid's east and north edges (longitude 180, latitude 90, both valid places) belong to the last column and
+        // row: a cell past them would fall in the next row, or off the grid.
+        var row = Math.Min((int)Math.Floor((latitude + 90) / Size) + 1, 360);
+        var col = Math.Min((int)Math.Floor((longitude + 180) / Size) + 1, 720);
         return ((row - 1) * 720) + col;
     }
 
