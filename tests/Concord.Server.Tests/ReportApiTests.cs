@@ -432,8 +432,19 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         var tag = "exp" + Guid.NewGuid().ToString("N")[..8];
         for (var i = 0; i < 3; i++)
         {
-            await Server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: $"Patrol {tag} saw a crowd.", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+            await Server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: $"Patrol {tag} saw a crowd ({i}).", observedAt: Api.Recent.AddHours(i - 3),
+                marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         }
+
+        // Cut to its limit, an export keeps the newest rows (oldest first in the file) and says it was cut.
+        var cut = await Server.ClientFor("force").GetAsync($"/api/exports/reports.csv?audience=organization&q={tag}&limit=2");
+        Assert.Equal("true", cut.Headers.GetValues("X-Concord-Truncated").Single());
+        var kept = (await cut.Content.ReadAsStringAsync()).Split('\n').Where(l => l.Contains(tag, StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, kept.Count);
+        Assert.Contains("(1)", kept[0], StringComparison.Ordinal);
+        Assert.Contains("(2)", kept[1], StringComparison.Ordinal);
+        var whole = await Server.ClientFor("force").GetAsync($"/api/exports/reports.csv?audience=organization&q={tag}");
+        Assert.Equal("false", whole.Headers.GetValues("X-Concord-Truncated").Single());
 
         var all = await Server.ClientFor("force").GetStringAsync($"/api/exports/reports.csv?audience=organization&q={tag}");
         var two = await Server.ClientFor("force").GetStringAsync($"/api/exports/reports.csv?audience=organization&q={tag}&limit=2");

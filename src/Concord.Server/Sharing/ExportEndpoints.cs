@@ -55,12 +55,16 @@ internal static class ExportEndpoints
         }
 
         var allowed = Enum.GetValues<Tlp>().Where(t => Tlps.MayGoTo(t, audience)).ToList();
+        // More than the limit: the newest rows go (what an export for a briefing wants), and the answer says it is cut.
+        var limit = context.Request.Query["limit"].ToString().Length > 0 ? Math.Min(query.Limit, MaxExportRows) : MaxExportRows;
         var rows = await (await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted))
             .Where(r => allowed.Contains(r.Tlp))
             .VisibleTo(viewer)
-            .OrderBy(r => r.ObservedAt).ThenBy(r => r.Number)
-            .Take(context.Request.Query["limit"].ToString().Length > 0 ? Math.Min(query.Limit, MaxExportRows) : MaxExportRows)
+            .OrderByDescending(r => r.ObservedAt).ThenByDescending(r => r.Number)
+            .Take(limit + 1)
             .ToListAsync(context.RequestAborted);
+        var truncated = rows.Count > limit;
+        rows = [.. rows.Take(limit).Reverse()];
 
         await audit.RecordReadAsync(viewer, "report", rows.Select(r => (r.Id, r.Classification)).ToList(), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
 
@@ -69,6 +73,7 @@ internal static class ExportEndpoints
         context.Response.Headers.ContentDisposition = $"attachment; filename=\"concord-reports-{audience.ToString().ToLowerInvariant()}.csv\"";
         context.Response.Headers["X-Concord-Classification"] = markings.Scheme.Label(highest);
         context.Response.Headers["X-Concord-Audience"] = audience.ToString().ToLowerInvariant();
+        context.Response.Headers["X-Concord-Truncated"] = truncated ? "true" : "false";
         var csv = new StringBuilder();
         csv.AppendLine("id,observed_at,precision,latitude,longitude,precision_m,area,category,killed_civilian_best,killed_other_best,injured_civilian_best,injured_other_best,narrative,source_grade,marking,tlp,organization");
         foreach (var r in rows)
