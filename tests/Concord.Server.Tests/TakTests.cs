@@ -197,16 +197,22 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         }
 
         await device.SendAsync(Drawing(limit));
-        // An edit of one of its items still passes; events of one connection are handled in order.
+        // An edit of one of its items still passes, and so does an emergency, never held back; events of one connection
+        // are handled in order.
         await device.SendAsync(Drawing(0, at: 1));
-        var sawOverLimit = false;
+        var alert = prefix + "911";
+        await device.SendAsync($"<event version='2.0' uid='{alert}' type='b-a-o-tbl' time='{Now()}' start='{Now()}' stale='{Now(600)}' how='h-e'>" +
+            "<point lat='5.0' lon='20.0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><emergency type='911 Alert'>VIPER 1</emergency></detail></event>");
+        var (sawOverLimit, sawEdit) = (false, false);
         Assert.NotNull(await watcher.WaitForAsync(e =>
         {
             sawOverLimit |= e.Uid == prefix + limit;
-            return e.Uid == prefix + "0" && e.Detail.Remarks == "item 0 at 1";
+            sawEdit |= e.Uid == prefix + "0" && e.Detail.Remarks == "item 0 at 1";
+            return e.Uid == alert;
         }, TimeSpan.FromSeconds(30)));
+        Assert.True(sawEdit);
         Assert.False(sawOverLimit);
-        Assert.Equal(remembered + limit, router.RememberedUids);
+        Assert.Equal(remembered + limit + 1, router.RememberedUids);
     }
 
     [Fact]
@@ -770,6 +776,14 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             (secretUid, openUid) = (CotMapping.IncidentUidPrefix + secret.GetProperty("incidentId").GetGuid(), CotMapping.IncidentUidPrefix + open.GetProperty("incidentId").GetGuid());
             var pending = new HashSet<string>([secretUid, openUid]);
             Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid) && pending.Count == 0));
+            // What the member could read is recorded once the device's opening picture has gone out.
+            var thumbprint = TakCertificates.Thumbprint(certificate);
+            var recorded = System.Diagnostics.Stopwatch.StartNew();
+            while (await server.WithDbAsync(db => db.DeviceCertificates.Where(c => c.Thumbprint == thumbprint).Select(c => c.LastAccess).SingleAsync()) is null)
+            {
+                Assert.True(recorded.Elapsed < TimeSpan.FromSeconds(15), "the device's access to be recorded");
+                await Task.Delay(50);
+            }
         }
 
         // Switched off: its session is gone before the clearance is lowered, so no cut can tell it anything.

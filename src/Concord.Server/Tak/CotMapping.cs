@@ -15,6 +15,10 @@ internal static class CotMapping
     /// <summary>How long devices keep an incident after it was sent (its CoT stale time).</summary>
     public static readonly TimeSpan IncidentLifetime = TimeSpan.FromDays(7);
 
+    /// <summary>An emergency (b-a-…) or a CASEVAC request: never dropped, never held back.</summary>
+    public static bool IsAlert(string type) =>
+        type.StartsWith("b-a-", StringComparison.Ordinal) || type == "b-a" || type.StartsWith("b-r-f-h-c", StringComparison.Ordinal);
+
     /// <summary>
     /// Types passed on to other devices as they are, without becoming Concord records: emergency alerts (b-a-…: 911,
     /// ring the bell, geofence, cancel), CASEVAC/MEDEVAC requests (b-r-f-h-c), drawings and shapes (u-d-…), routes

@@ -27,6 +27,19 @@ internal sealed class DeviceCertificate
 internal sealed record DeviceAccess(int Clearance, long CaveatBits, Guid OrganizationId, string OrganizationCode, Access.OrganizationKind OrganizationKind,
     string? Nation, IReadOnlyList<string> Groups)
 {
+    /// <summary>The access recorded as JSON; null when none was, or it cannot be read (a device must still connect).</summary>
+    public static DeviceAccess? Read(string? json)
+    {
+        try
+        {
+            return json is null ? null : System.Text.Json.JsonSerializer.Deserialize<DeviceAccess>(json);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
+
     public static DeviceAccess Of(Access.Viewer viewer) =>
         new(viewer.Clearance, viewer.CaveatBits, viewer.OrganizationId, viewer.OrganizationCode, viewer.OrganizationKind, viewer.Nation, [.. viewer.Groups]);
 

@@ -457,8 +457,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         // Each new item (marker, drawing, message) is remembered by the replay check: a device inventing uids as fast as it
         // can send would grow the server's memory. A person places a few a minute; a device past the limit is refused new
-        // ones until the minute is over (edits of its items still pass).
-        if (route != Route.Position && e.Type != CotMapping.DeleteType && !_latest.ContainsKey(e.Uid) && !from.TakeNewItem(now))
+        // ones until the minute is over (edits of its items still pass). Emergencies and CASEVAC requests are never refused.
+        if (route != Route.Position && e.Type != CotMapping.DeleteType && !CotMapping.IsAlert(e.Type) && !_latest.ContainsKey(e.Uid) && !from.TakeNewItem(now))
         {
             return $"more than {MaxNewItemsPerMinute} new items in a minute from one device";
         }

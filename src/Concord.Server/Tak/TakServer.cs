@@ -289,6 +289,7 @@ internal sealed class TakServer(
         {
             await SendInitialAsync(session, stoppingToken);
             session.Opened = true;
+            await RecordAccessAsync(session, stoppingToken);
         }
         catch (OperationCanceledException)
         {
@@ -721,7 +722,8 @@ internal sealed class TakServer(
     /// clearance, a caveat, group or organisation lost while it was switched off) is first told to remove what the old
     /// access showed and the new one does not (the <see cref="MaxWithdrawalsOnCut"/> changed most recently within the
     /// week), and the mixed incidents both show, which it holds as the old access saw them; the opening picture then
-    /// sends what the member now sees. The access is recorded with the certificate at each connection.
+    /// sends what the member now sees. The access is recorded with the certificate once the picture is sent
+    /// (<see cref="RecordAccessAsync"/>).
     /// </summary>
     private async Task WithdrawWhatNarrowedMeanwhileAsync(TakSession session, DateTimeOffset now, CancellationToken cancellationToken)
     {
@@ -737,8 +739,7 @@ internal sealed class TakServer(
             return;
         }
 
-        var current = DeviceAccess.Of(session.Viewer);
-        if (certificate.LastAccess is { } stored && JsonSerializer.Deserialize<DeviceAccess>(stored) is { } last && Narrower(last.As(session.Viewer), session.Viewer))
+        if (DeviceAccess.Read(certificate.LastAccess) is { } last && Narrower(last.As(session.Viewer), session.Viewer))
         {
             var before = last.As(session.Viewer);
             var since = (now - CotMapping.IncidentLifetime).UtcDateTime;
@@ -754,12 +755,37 @@ internal sealed class TakServer(
             logger.LogInformation("TAK device of {User} ({Remote}) told to remove {Count} incidents: its member's access narrowed since it last connected",
                 session.Viewer.UserName, session.Remote, withdrawn.Count);
         }
+    }
 
-        var recorded = JsonSerializer.Serialize(current);
-        if (recorded != certificate.LastAccess)
+    /// <summary>
+    /// Records with the certificate what the member may read, once the device has been sent its withdrawals and opening
+    /// picture and is still connected: a session cut before (a weak link, a reconnect replacing it) leaves the access
+    /// recorded before, so the next connection withdraws again.
+    /// </summary>
+    private async Task RecordAccessAsync(TakSession session, CancellationToken cancellationToken)
+    {
+        if (session.Certificate.StartsWith("tcp:", StringComparison.Ordinal) || session.Closing.IsCancellationRequested)
         {
-            certificate.LastAccess = recorded;
-            await db.SaveChangesAsync(cancellationToken);
+            return;
+        }
+
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            var recorded = JsonSerializer.Serialize(DeviceAccess.Of(session.Viewer));
+            if (await db.DeviceCertificates.SingleOrDefaultAsync(c => c.Thumbprint == session.Certificate, cancellationToken) is { } certificate
+                && recorded != certificate.LastAccess)
+            {
+                certificate.LastAccess = recorded;
+                await db.SaveChangesAsync(cancellationToken);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Not recorded: the next connection compares with the access recorded before, which withdraws no less. The
+            // device stays connected.
+            logger.LogWarning(e, "the access of the TAK device of {User} ({Remote}) could not be recorded", session.Viewer.UserName, session.Remote);
         }
     }
 
