@@ -586,6 +586,9 @@ public sealed class CommandLineTests
     [InlineData(new[] { "serve", "--urls", "localhost" }, "--urls 'localhost' must be http(s)://HOST:PORT")]
     [InlineData(new[] { "serve", "--classification", "secret" }, "unknown classification scheme 'secret'")]
     [InlineData(new[] { "token", "create", "--user", "a", "--days", "999" }, "--days must be a whole number from 1 to 365")]
+    [InlineData(new[] { "token", "revoke", "--user", "a", "--id", "x" }, "--id must be a token id (a UUID)")]
+    [InlineData(new[] { "cert", "issue", "--user", "a", "--days", "0" }, "--days must be a whole number from 1 to 3650")]
+    [InlineData(new[] { "cert", "issue", "--user", "a", "--port", "70000" }, "--port must be a port number")]
     [InlineData(new[] { "serve", "--tile-url", "http://tiles/x.png" }, "--tile-url 'http://tiles/x.png' must contain {z}, {x} and {y}")]
     [InlineData(new[] { "serve", "--tile-dir", "/nonexistent/tiles" }, "--tile-dir '/nonexistent/tiles' is not a directory")]
     public async Task Bad_command_lines_print_a_reason_and_the_usage_and_exit_2(string[] args, string reason)
@@ -594,10 +597,7 @@ public sealed class CommandLineTests
 
         Assert.Equal(2, exit);
         Assert.Contains(reason, errors);
-        if (!reason.StartsWith("--days", StringComparison.Ordinal))
-        {
-            Assert.Contains("usage: concord", errors);
-        }
+        Assert.Contains("usage: concord", errors);
     }
 
     [Theory]

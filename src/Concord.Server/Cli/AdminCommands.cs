@@ -39,8 +39,7 @@ internal static class AdminCommands
         {
             if (invocation.Has("--disable") && invocation.Has("--enable"))
             {
-                await errors.WriteLineAsync("concord: --disable and --enable contradict each other");
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, "--disable and --enable contradict each other");
             }
 
             await services.PrepareStoreAsync(cancellationToken);

@@ -238,6 +238,14 @@ internal static class CommandLine
         return true;
     }
 
+    /// <summary>Says what is wrong with the command line, then the verb's usage, as every usage error does; returns exit code 2.</summary>
+    public static async Task<int> RefuseAsync(TextWriter errors, string? verbName, string reason)
+    {
+        await errors.WriteLineAsync("concord: " + reason);
+        await errors.WriteAsync(Usage(verbName));
+        return 2;
+    }
+
     public static string Usage(string? verbName = null)
     {
         var writer = new StringWriter();

@@ -439,15 +439,13 @@ internal static class Commands
         var days = 90;
         if (invocation["--days"] is { } daysText && (!int.TryParse(daysText, NumberStyles.None, CultureInfo.InvariantCulture, out days) || days is < 1 or > AccountEndpoints.MaxTokenDays))
         {
-            await errors.WriteLineAsync($"concord: --days must be a whole number from 1 to {AccountEndpoints.MaxTokenDays}");
-            return 2;
+            return await CommandLine.RefuseAsync(errors, invocation.Verb, $"--days must be a whole number from 1 to {AccountEndpoints.MaxTokenDays}");
         }
 
         var name = invocation["--name"]?.Trim() ?? "cli";
         if (!AccessTokens.IsValidName(name, out var nameError))
         {
-            await errors.WriteLineAsync($"concord: --name {nameError}");
-            return 2;
+            return await CommandLine.RefuseAsync(errors, invocation.Verb, $"--name {nameError}");
         }
 
         await using var services = CoreServices(options);
@@ -477,8 +475,7 @@ internal static class Commands
     {
         if (!Guid.TryParse(invocation["--id"], out var id))
         {
-            await errors.WriteLineAsync("concord: --id must be a token id (a UUID)");
-            return 2;
+            return await CommandLine.RefuseAsync(errors, invocation.Verb, "--id must be a token id (a UUID)");
         }
 
         await using var services = CoreServices(options);

@@ -16,28 +16,24 @@ internal static class TakCommands
             var days = 365;
             if (invocation["--days"] is { } daysText && (!int.TryParse(daysText, NumberStyles.None, CultureInfo.InvariantCulture, out days) || days is < 1 or > 3650))
             {
-                await errors.WriteLineAsync("concord: --days must be a whole number from 1 to 3650");
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, "--days must be a whole number from 1 to 3650");
             }
 
             var port = TakOptions.DefaultTlsPort;
             if (invocation["--port"] is { } portText && (!int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out port) || port is < 1 or > 65535))
             {
-                await errors.WriteLineAsync("concord: --port must be a port number");
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, "--port must be a port number");
             }
 
             var password = invocation["--password"] ?? TakCertificates.DefaultPassword;
             if (password.Length < 6)
             {
-                await errors.WriteLineAsync("concord: --password must be at least 6 characters (TAK clients require it)");
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, "--password must be at least 6 characters (TAK clients require it)");
             }
 
             if (invocation["--host"] is { } named && !TakCertificates.IsHostName(named))
             {
-                await errors.WriteLineAsync($"concord: --host '{named}' must be a DNS name or an IP address");
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, $"--host '{named}' must be a DNS name or an IP address");
             }
 
             await services.PrepareStoreAsync(cancellationToken);

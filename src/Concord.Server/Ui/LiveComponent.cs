@@ -259,6 +259,13 @@ public abstract class LiveComponent : UiComponent, IDisposable
         }
 
         _loading = true;
+        if (_pending.Count > 0)
+        {
+            // Changes a failed read could not show yet go with this one.
+            changed = [.. changed.Union(_pending)];
+            _pending.Clear();
+        }
+
         try
         {
             do
@@ -325,10 +332,14 @@ public abstract class LiveComponent : UiComponent, IDisposable
             await InvokeAsync(() =>
             {
                 _retrying = false;
+                // A read prompted by a change may have succeeded meanwhile: nothing left to try again.
+                if (_failedAt is null)
+                {
+                    return Task.CompletedTask;
+                }
+
                 (CultureInfo.CurrentCulture, CultureInfo.CurrentUICulture) = _culture;
-                IReadOnlyCollection<Guid> changed = [.. _pending];
-                _pending.Clear();
-                return RefreshAsync(changed);
+                return RefreshAsync([]);
             });
         }
         catch (OperationCanceledException)
