@@ -1195,6 +1195,14 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await sender.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now(1)}' start='{Now(1)}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
             "<point lat='6.02' lon='20.51' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/><remarks>moved north</remarks></detail></event>");
         Assert.Equal(6.02, (await comrade.WaitForAsync(e => e.Uid == marker && e.Type == "a-h-G"))?.Point.Lat);
+
+        // The battalion deletes its marker: the deletion goes where the marker went, under the marker's marking, and not
+        // to the other force, which sees the battalion's positions but never saw the marker (nor may learn its uid).
+        await sender.SendAsync($"<event version='2.0' uid='{Guid.NewGuid()}' type='t-x-d-d' time='{Now(2)}' start='{Now(2)}' stale='{Now(600)}' how='h-g-i-g-o'>" +
+            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{marker}' relation='none' type='none'/><__forcedelete/></detail></event>");
+        var deleted = await comrade.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == marker));
+        Assert.Equal($"UNCLASSIFIED//REL TO ORG:{code}", deleted?.Access);
+        Assert.Null(await otherForce.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == marker), TimeSpan.FromSeconds(1.5)));
     }
 
     [Fact]

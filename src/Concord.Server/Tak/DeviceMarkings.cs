@@ -14,6 +14,10 @@ internal sealed class DeviceMarkings(MissionDirectory directory, MarkingFormat m
 {
     public const string Positions = "field.position";
 
+    /// <summary>A stored record's marking as devices are sent it, labelled.</summary>
+    public MarkingDefault Of(int classification, string releasableTo, long caveats) =>
+        new(classification, releasableTo, caveats, markings.ToDto(classification, releasableTo, caveats).Label!);
+
     public async Task<MarkingDefault> ForAsync(Viewer viewer, string category, CancellationToken cancellationToken)
     {
         var resolved = AgreementDecisions.Resolve(await directory.AgreementsAsync(cancellationToken), viewer.OrganizationCode, viewer.OrganizationKind, category, markings.Scheme);

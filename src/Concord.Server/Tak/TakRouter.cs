@@ -284,9 +284,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // Before the replay check, which would otherwise record the time of an event that is then refused: a device must
         // not freeze, relabel or delete what belongs to another member, nor speak for Concord's own incidents.
         string? refusal;
+        MarkingDefault? itemMarking = null;
         try
         {
-            refusal = Refused(from, e, route, now) ?? (e.Type == CotMapping.DeleteType ? await DeletesItemOfAnotherAsync(from, e) : null);
+            refusal = Refused(from, e, route, now) ?? (e.Type == CotMapping.DeleteType ? await DeletesItemOfAnotherAsync(from, e, m => itemMarking = m) : null);
         }
         catch (Exception failure) when (failure is not OperationCanceledException)
         {
@@ -322,8 +323,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                     await MarkerAsync(from, e, category!, raw);
                     break;
                 default:
-                    // Emergencies, CASEVAC requests, drawings, routes and deletions: passed on to the devices that may see them, never dropped.
-                    Deliver(Stamped(e, raw, from.Marking, droppable: false), from.Marking, from, e.Detail);
+                    // Emergencies, CASEVAC requests, drawings, routes and deletions: passed on to the devices that may see them, never
+                    // dropped. A deletion of markers stored as reports goes where the markers went, under their marking.
+                    var marking = itemMarking ?? from.Marking;
+                    Deliver(Stamped(e, raw, marking, droppable: false), marking, from, e.Detail);
                     break;
             }
         }
@@ -518,9 +521,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// owner whoever sends the uid first, whatever they send. For items the store does not hold (drawings and routes
     /// are passed on without being stored) memory is all there is. One query for all the items a deletion names.
     /// </summary>
-    private async ValueTask<string?> DeletesItemOfAnotherAsync(TakSession from, CotEvent e)
+    private async ValueTask<string?> DeletesItemOfAnotherAsync(TakSession from, CotEvent e, Action<MarkingDefault> itemMarking)
     {
         var uids = e.Detail.Links.Select(l => l.Uid).OfType<string>().Where(u => u.Length > 0).Distinct(StringComparer.Ordinal).ToList();
+        // The items it names: its links, or (node-cot's force delete) its own uid.
+        List<string> named = uids.Count > 0 ? [.. uids] : [e.Uid];
         if (uids.Count > MaxDeletedItems)
         {
             return $"it deletes {uids.Count} items at once; at most {MaxDeletedItems}";
@@ -540,7 +545,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // The partial index of schema 13 holds only reports from TAK items; the query repeats its condition so that SQLite uses it.
         var reports = await db.Reports.AsNoTracking()
             .Where(r => items.Contains(r.ExternalRef!) && EF.Functions.Like(r.ExternalRef, CotMapping.ItemRefPrefix + "%"))
-            .Select(r => new { r.ExternalRef, r.ReceivedAt, r.Number, r.MemberId }).ToListAsync(CancellationToken.None);
+            .Select(r => new { r.ExternalRef, r.ReceivedAt, r.Number, r.MemberId, r.Classification, r.ReleasableTo, r.Caveats }).ToListAsync(CancellationToken.None);
         var firstSender = reports.GroupBy(r => r.ExternalRef!).ToDictionary(g => g.Key, g => g.MinBy(r => (r.ReceivedAt, r.Number))!.MemberId);
         foreach (var uid in uids)
         {
@@ -549,6 +554,16 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             {
                 return $"it deletes {uid}, an item another member sent first";
             }
+        }
+
+        // Markers went out under the marking of the reports they became, not the device's marking for positions: their
+        // deletion goes to the same devices (told to others, it would name a marker they may not see, and devices that see
+        // the marker but not the positions would keep it). Items of several markings, or not stored, keep the positions'.
+        var found = reports.Where(r => named.Select(CotMapping.ItemRef).Contains(r.ExternalRef!)).ToList();
+        if (named.All(u => firstSender.ContainsKey(CotMapping.ItemRef(u)))
+            && found.Select(r => (r.Classification, r.ReleasableTo, r.Caveats)).Distinct().ToList() is [var only])
+        {
+            itemMarking(markings.Of(only.Classification, only.ReleasableTo, only.Caveats));
         }
 
         return null;
