@@ -66,9 +66,7 @@ internal static class Commands
 
         if (!TryBuildOptions(invocation, out var options, out error))
         {
-            await errors.WriteLineAsync("concord: " + error);
-            await errors.WriteAsync(CommandLine.Usage(invocation.Verb));
-            return 2;
+            return await CommandLine.RefuseAsync(errors, invocation.Verb, error);
         }
 
         try

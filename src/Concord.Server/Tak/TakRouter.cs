@@ -559,8 +559,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // Markers went out under the marking of the reports they became, not the device's marking for positions: their
         // deletion goes to the same devices (told to others, it would name a marker they may not see, and devices that see
         // the marker but not the positions would keep it). Items of several markings, or not stored, keep the positions'.
-        var found = reports.Where(r => named.Select(CotMapping.ItemRef).Contains(r.ExternalRef!)).ToList();
-        if (named.All(u => firstSender.ContainsKey(CotMapping.ItemRef(u)))
+        var namedRefs = named.Select(CotMapping.ItemRef).ToHashSet(StringComparer.Ordinal);
+        var found = reports.Where(r => namedRefs.Contains(r.ExternalRef!)).ToList();
+        if (namedRefs.All(firstSender.ContainsKey)
             && found.Select(r => (r.Classification, r.ReleasableTo, r.Caveats)).Distinct().ToList() is [var only])
         {
             itemMarking(markings.Of(only.Classification, only.ReleasableTo, only.Caveats));

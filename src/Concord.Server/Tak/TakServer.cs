@@ -739,14 +739,12 @@ internal sealed class TakServer(
             return;
         }
 
-        if (DeviceAccess.Read(certificate.LastAccess) is { } last && Narrower(last.As(session.Viewer), session.Viewer))
+        if (DeviceAccess.Read(certificate.LastAccess)?.As(session.Viewer) is { } before && Narrower(before, session.Viewer))
         {
-            var before = last.As(session.Viewer);
             var since = (now - CotMapping.IncidentLifetime).UtcDateTime;
             var had = await db.VisibleIncidents(db.Incidents.AsNoTracking().Where(i => i.UpdatedAt >= since), before)
                 .OrderByDescending(i => i.UpdatedAt).Take(MaxWithdrawalsOnCut).Select(i => i.Id).ToListAsync(cancellationToken);
-            var still = await db.VisibleIncidents(db.Incidents.AsNoTracking().Where(i => had.Contains(i.Id) && !i.Mixed), session.Viewer).Select(i => i.Id).ToListAsync(cancellationToken);
-            var withdrawn = had.Except(still).ToList();
+            var withdrawn = await NoLongerShownAsync(db, had, session.Viewer, narrower: true, cancellationToken);
             foreach (var id in withdrawn)
             {
                 await session.SendWaitingAsync(CotMapping.Withdrawal(id, now));
@@ -809,23 +807,32 @@ internal sealed class TakServer(
         var narrower = now is null || Narrower(session.Viewer, now);
         session.StopSending(reason, CutWithin, dropQueued: narrower);
         var had = router.MayHaveLatest(session.Viewer, MaxWithdrawalsOnCut);
-        var still = new HashSet<Guid>();
+        var withdrawn = had;
         if (now is not null && had.Count > 0)
         {
             await using var scope = scopes.CreateAsyncScope();
-            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-            foreach (var chunk in had.Chunk(500))
-            {
-                // A mixed incident still in sight is built for each member from the reports they may see: the device holds
-                // it as the member saw it before (a report's words and figures they may no longer read), so after a
-                // narrowing it is withdrawn too, and a reconnect's opening picture sends it as they now see it.
-                still.UnionWith(await db.VisibleIncidents(db.Incidents.AsNoTracking().Where(i => chunk.Contains(i.Id) && !(narrower && i.Mixed)), now)
-                    .Select(i => i.Id).ToListAsync(cancellationToken));
-            }
+            withdrawn = await NoLongerShownAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), had, now, narrower, cancellationToken);
         }
 
         var at = time.GetUtcNow();
-        session.SendLast([.. had.Where(id => !still.Contains(id)).Select(id => CotMapping.Withdrawal(id, at))], dropQueued: narrower);
+        session.SendLast([.. withdrawn.Select(id => CotMapping.Withdrawal(id, at))], dropQueued: narrower);
+    }
+
+    /// <summary>
+    /// Of the incidents a device may hold, those to withdraw for <paramref name="viewer"/>: the ones they may no longer see
+    /// and, after a narrowing, the mixed ones still in sight, which are built for each member from the reports they may
+    /// see, so the device holds them as the member saw them before (words and figures they may no longer read).
+    /// </summary>
+    private static async Task<List<Guid>> NoLongerShownAsync(ConcordDb db, List<Guid> had, Viewer viewer, bool narrower, CancellationToken cancellationToken)
+    {
+        var still = new HashSet<Guid>();
+        foreach (var chunk in had.Chunk(500))
+        {
+            still.UnionWith(await db.VisibleIncidents(db.Incidents.AsNoTracking().Where(i => chunk.Contains(i.Id) && !(narrower && i.Mixed)), viewer)
+                .Select(i => i.Id).ToListAsync(cancellationToken));
+        }
+
+        return [.. had.Where(id => !still.Contains(id))];
     }
 
     /// <summary>
