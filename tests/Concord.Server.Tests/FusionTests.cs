@@ -460,6 +460,9 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         var (_, merged) = await server.ClientFor("joc").GetJson($"/api/incidents/{first.GetProperty("incidentId").GetGuid()}/provenance");
         Assert.Equal(["new", "accepted"], merged.GetProperty("reports").EnumerateArray().Select(l => l.GetProperty("decision").GetString()));
         Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("joc").GetAsync($"/api/incidents/{second.GetProperty("incidentId").GetGuid()}")).StatusCode);
+        // Its deletion names the report it held: a TAK device offline meanwhile is told to remove it if its member may read that.
+        var deletion = await server.WithDbAsync(db => db.Changes.SingleAsync(c => c.EntityId == second.GetProperty("incidentId").GetGuid() && c.Operation == "deleted"));
+        Assert.Equal([second.GetProperty("id").GetGuid()], deletion.CauseIds);
         var (again, _) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal.GetProperty("id").GetGuid()}", new { decision = "reject" });
         Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
 

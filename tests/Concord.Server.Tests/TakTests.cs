@@ -777,42 +777,114 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             var pending = new HashSet<string>([secretUid, openUid]);
             Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid) && pending.Count == 0));
             // What the member could read is recorded once the device's opening picture has gone out.
-            var thumbprint = TakCertificates.Thumbprint(certificate);
-            var recorded = System.Diagnostics.Stopwatch.StartNew();
-            while (await server.WithDbAsync(db => db.DeviceCertificates.Where(c => c.Thumbprint == thumbprint).Select(c => c.LastAccess).SingleAsync()) is null)
-            {
-                Assert.True(recorded.Elapsed < TimeSpan.FromSeconds(15), "the device's access to be recorded");
-                await Task.Delay(50);
-            }
+            await RecordedAccessAsync(certificate);
         }
 
         // Switched off: its session is gone before the clearance is lowered, so no cut can tell it anything.
-        var router = server.Services.GetRequiredService<TakRouter>();
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        while (router.Sessions.Any(s => s.Viewer.UserName == name))
-        {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), "the device's session to end");
-            await Task.Delay(50);
-        }
+        await SwitchedOffAsync(name);
 
         var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{name}", new { clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
 
         // Back on: before its opening picture (which sends the open incident again) it is told to remove the secret one.
         await using var again = await server.ConnectTakAsync(certificate);
+        var withdrawals = await WithdrawalsBeforeAsync(again, openUid);
+        Assert.Contains(secretUid, withdrawals);
+        Assert.DoesNotContain(openUid, withdrawals);
+        Assert.False(again.Closed);
+    }
+
+    [Fact]
+    public async Task A_device_reconnecting_after_an_incident_it_had_was_merged_away_is_told_to_remove_it_and_nothing_of_what_it_could_not_see()
+    {
+        var colleague = await ForceColleagueAsync();
+        var certificate = await server.IssueDeviceAsync(colleague);
+        async Task<Guid> IncidentAsync(string user, double latitude, double longitude, string narrative, object marking)
+        {
+            var (created, body) = await server.ClientFor(user).PostJson("/api/reports", Api.Report(narrative: narrative, latitude: latitude, longitude: longitude, marking: marking));
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            return body.GetProperty("incidentId").GetGuid();
+        }
+
+        // The position a connection records is the TAK incident feed's: it has one once the feed has read (at start).
+        var router = server.Services.GetRequiredService<TakRouter>();
+        for (var i = 0; i < 300 && router.Told == 0; i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Guid kept, mergedAway;
+        await using (var device = await server.ConnectTakAsync(certificate))
+        {
+            kept = await IncidentAsync("force", -57.5, -87.5, "Roadblock on the Bria road", Api.Marking("UNCLASSIFIED", ["kind:military"]));
+            mergedAway = await IncidentAsync("force", -58.5, -88.5, "Checkpoint at the Bria bridge", Api.Marking("UNCLASSIFIED", ["kind:military"]));
+            var pending = new HashSet<string>([CotMapping.IncidentUidPrefix + kept, CotMapping.IncidentUidPrefix + mergedAway]);
+            Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid) && pending.Count == 0));
+            Assert.NotNull((await RecordedAccessAsync(certificate)).Told);
+        }
+
+        await SwitchedOffAsync(colleague);
+
+        // While it is switched off, an analyst merges the second incident into the first, and the humanitarians merge two
+        // incidents of their own that the member never could see.
+        var (merged, _) = await server.ClientFor("force").PostJson($"/api/incidents/{kept}/merge", new { incidents = new[] { mergedAway } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        var theirs = await IncidentAsync("ocha", -59.5, -89.5, "Food distribution at Bria camp", Api.Marking("UNCLASSIFIED", ["org:OCHA"]));
+        var theirsMerged = await IncidentAsync("ocha", -60.5, -90.5, "Water point at Bria camp", Api.Marking("UNCLASSIFIED", ["org:OCHA"]));
+        var (mergedTheirs, _) = await server.ClientFor("ocha").PostJson($"/api/incidents/{theirs}/merge", new { incidents = new[] { theirsMerged } });
+        Assert.Equal(HttpStatusCode.OK, mergedTheirs.StatusCode);
+
+        // Back on: told to remove the merged-away incident before its opening picture sends the one it was merged into.
+        await using var again = await server.ConnectTakAsync(certificate);
+        var withdrawals = await WithdrawalsBeforeAsync(again, CotMapping.IncidentUidPrefix + kept);
+        Assert.Contains(CotMapping.IncidentUidPrefix + mergedAway, withdrawals);
+        Assert.DoesNotContain(CotMapping.IncidentUidPrefix + kept, withdrawals);
+        Assert.DoesNotContain(CotMapping.IncidentUidPrefix + theirsMerged, withdrawals);
+    }
+
+    /// <summary>What the server recorded with the certificate once the device's opening picture went out (waits for it).</summary>
+    private async Task<DeviceAccess> RecordedAccessAsync(System.Security.Cryptography.X509Certificates.X509Certificate2 certificate)
+    {
+        var thumbprint = TakCertificates.Thumbprint(certificate);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            if (DeviceAccess.Read(await server.WithDbAsync(db => db.DeviceCertificates.Where(c => c.Thumbprint == thumbprint).Select(c => c.LastAccess).SingleAsync())) is { } recorded)
+            {
+                return recorded;
+            }
+
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), "the device's access to be recorded");
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>The uids a device is told to remove before it receives <paramref name="uid"/> (which it must).</summary>
+    private static async Task<List<string>> WithdrawalsBeforeAsync(TakClient device, string uid)
+    {
         var withdrawals = new List<string>();
-        Assert.NotNull(await again.WaitForAsync(e =>
+        Assert.NotNull(await device.WaitForAsync(e =>
         {
             if (e.Type == CotControl.DeleteType)
             {
                 withdrawals.AddRange(e.Detail.Links.Select(l => l.Uid).OfType<string>());
             }
 
-            return e.Uid == openUid;
+            return e.Uid == uid;
         }));
-        Assert.Contains(secretUid, withdrawals);
-        Assert.DoesNotContain(openUid, withdrawals);
-        Assert.False(again.Closed);
+        return withdrawals;
+    }
+
+    /// <summary>Waits until no session of <paramref name="userName"/>'s devices is left on the server.</summary>
+    private async Task SwitchedOffAsync(string userName)
+    {
+        var router = server.Services.GetRequiredService<TakRouter>();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (router.Sessions.Any(s => s.Viewer.UserName == userName))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), "the device's session to end");
+            await Task.Delay(50);
+        }
     }
 
     [Fact]

@@ -80,12 +80,13 @@ internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal sign
         return [.. written.Select(e => For(e, operation, now))];
     }
 
-    /// <summary>The change row of one write, naming the reports that caused it (an incident opened for them, or joined or left by them); the causes are used up.</summary>
+    /// <summary>
+    /// The change row of one write, naming the reports that caused it (an incident opened for them, or joined or left by
+    /// them; for a deleted incident, the reports it held); the causes are used up.
+    /// </summary>
     private static Change For(IFeedEntity entity, string operation, DateTime at)
     {
-        var causes = entity.Causes.Count > 0 && operation is "updated" or "created"
-            ? Access.Releasability.Encode(entity.Causes.Select(c => c.ToString("D")))
-            : null;
+        var causes = entity.Causes.Count > 0 ? Access.Releasability.Encode(entity.Causes.Select(c => c.ToString("D"))) : null;
         entity.Causes.Clear();
         return new() { Entity = entity.FeedName, EntityId = entity.Id, Operation = operation, At = at, Causes = causes };
     }

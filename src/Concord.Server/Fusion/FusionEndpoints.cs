@@ -422,6 +422,8 @@ internal static class FusionEndpoints
         var remaining = staying.Select(l => l.ReportId).ToList();
         if (remaining.Count == 0)
         {
+            // The change row of its deletion names the report it held (Change.Causes).
+            from.Causes.Add(proposal.ReportId);
             db.Incidents.Remove(from);
         }
         else

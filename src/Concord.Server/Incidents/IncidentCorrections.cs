@@ -56,7 +56,17 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             Decision = LinkDecisions.Merged,
             ScoreDetail = l.ScoreDetail,
         }));
-        db.Incidents.RemoveRange(visible.Where(i => i.Id != id));
+        foreach (var removed in visible.Where(i => i.Id != id))
+        {
+            // Who may have had it: the change row of its deletion names the reports it held (Change.Causes).
+            foreach (var link in moved.Where(l => l.IncidentId == removed.Id))
+            {
+                removed.Causes.Add(link.ReportId);
+            }
+
+            db.Incidents.Remove(removed);
+        }
+
         await RetargetProposalsAsync(db, viewer, id, others, moved.Select(l => l.ReportId).ToList(), now, cancellationToken);
         var reportIds = moved.Select(l => l.ReportId).Concat(await db.IncidentReports.Where(l => l.IncidentId == id).Select(l => l.ReportId).ToListAsync(cancellationToken)).ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToListAsync(cancellationToken);

@@ -30,7 +30,10 @@ internal sealed class Change
     /// <summary>
     /// The reports whose joining or leaving an incident made this change, if that is what made it (an encoded set of
     /// ids): the change is announced only to those who may see one of them, since for anyone else the incident they see
-    /// has not changed. One row whatever their number, so that the feed's sequence does not count hidden reports.
+    /// has not changed. One row whatever their number, so that the feed's sequence does not count hidden reports. On the
+    /// deletion of an incident (merged into another, emptied by a move), the reports it held: whose devices may have had
+    /// it, for a device that was offline when it went (TakServer's withdrawals on reconnecting). A deletion itself is never
+    /// announced (<see cref="ChangeVisibility"/>).
     /// </summary>
     public string? Causes { get; init; }
 

@@ -30,6 +30,8 @@ internal sealed class IncidentFeed(
             after = await db.Changes.MaxAsync(c => (long?)c.Sequence, stoppingToken) ?? 0;
         }
 
+        router.Told = after;
+
         try
         {
             while (!stoppingToken.IsCancellationRequested)
@@ -42,6 +44,7 @@ internal sealed class IncidentFeed(
                     _held = false;
                     // Nobody to tell: skip the work, but keep the position so that nothing old is sent later.
                     after = router.Sessions.Count == 0 ? await LatestAsync(after, stoppingToken) : await PublishAsync(after, stoppingToken);
+                    router.Told = after;
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {

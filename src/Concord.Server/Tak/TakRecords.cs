@@ -23,9 +23,13 @@ internal sealed class DeviceCertificate
     public string? LastAccess { get; set; }
 }
 
-/// <summary>What decides a member's reads, as a device's last connection knew it.</summary>
+/// <summary>
+/// What decides a member's reads, as a device's last connection knew it, and <paramref name="Told"/>: the position of the
+/// change feed up to which the TAK incident feed had told connected devices of deleted incidents when that connection
+/// began (null when not known: recorded before it was kept, or the feed had not read yet).
+/// </summary>
 internal sealed record DeviceAccess(int Clearance, long CaveatBits, Guid OrganizationId, string OrganizationCode, Access.OrganizationKind OrganizationKind,
-    string? Nation, IReadOnlyList<string> Groups)
+    string? Nation, IReadOnlyList<string> Groups, long? Told = null)
 {
     /// <summary>The access recorded as JSON; null when none was, or it cannot be read (a device must still connect).</summary>
     public static DeviceAccess? Read(string? json)
@@ -40,8 +44,8 @@ internal sealed record DeviceAccess(int Clearance, long CaveatBits, Guid Organiz
         }
     }
 
-    public static DeviceAccess Of(Access.Viewer viewer) =>
-        new(viewer.Clearance, viewer.CaveatBits, viewer.OrganizationId, viewer.OrganizationCode, viewer.OrganizationKind, viewer.Nation, [.. viewer.Groups]);
+    public static DeviceAccess Of(Access.Viewer viewer, long? told) =>
+        new(viewer.Clearance, viewer.CaveatBits, viewer.OrganizationId, viewer.OrganizationCode, viewer.OrganizationKind, viewer.Nation, [.. viewer.Groups], told);
 
     /// <summary><paramref name="member"/> as this access was (a new viewer: a copy would carry the member's cached communities).</summary>
     public Access.Viewer As(Access.Viewer member) => new()

@@ -128,6 +128,19 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     public bool RemembersIncidents => !_incidentsSent.IsEmpty;
 
+    private long _told;
+
+    /// <summary>
+    /// The position of the change feed up to which the incident feed has withdrawn deleted incidents from the connected
+    /// devices (0 before its first read). A device connecting after it is told of later deletions live; of those up to it
+    /// that came after its last connection, on connecting (TakServer).
+    /// </summary>
+    public long Told
+    {
+        get => Interlocked.Read(ref _told);
+        set => Interlocked.Exchange(ref _told, value);
+    }
+
     /// <summary>Tells the devices that may have a deleted incident to remove it (t-x-d-d); the number of devices told.</summary>
     public int Withdraw(Guid incidentId, DateTimeOffset now)
     {

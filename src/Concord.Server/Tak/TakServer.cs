@@ -287,9 +287,11 @@ internal sealed class TakServer(
     {
         try
         {
+            // Read before the withdrawals: deletions after it reach this device live, it being attached.
+            var told = router.Told;
             await SendInitialAsync(session, stoppingToken);
             session.Opened = true;
-            await RecordAccessAsync(session, stoppingToken);
+            await RecordAccessAsync(session, told, stoppingToken);
         }
         catch (OperationCanceledException)
         {
@@ -520,7 +522,7 @@ internal sealed class TakServer(
     {
         var now = time.GetUtcNow();
         session.Send(new Outbound(CotControl.CreateVersionSupport("concord", now, 1), droppable: false));
-        await WithdrawWhatNarrowedMeanwhileAsync(session, now, cancellationToken);
+        await WithdrawWhatChangedMeanwhileAsync(session, now, cancellationToken);
         // Current tracks are read from the server's memory, not relayed from a device as they arrive: classified ones are
         // named in the audit before they go out, as a read of the tracks through the API is.
         var currentTracks = tracks.LastEventsFor(session.Viewer);
@@ -717,15 +719,21 @@ internal sealed class TakServer(
     }
 
     /// <summary>
-    /// A device keeps the incidents it was sent until they go stale, a week later, and the withdrawals of a narrowing reach
-    /// only devices connected at the time. A device whose member's access narrowed since its last connection (a lower
-    /// clearance, a caveat, group or organisation lost while it was switched off) is first told to remove what the old
-    /// access showed and the new one does not (the <see cref="MaxWithdrawalsOnCut"/> changed most recently within the
-    /// week), and the mixed incidents both show, which it holds as the old access saw them; the opening picture then
-    /// sends what the member now sees. The access is recorded with the certificate once the picture is sent
-    /// (<see cref="RecordAccessAsync"/>).
+    /// A device keeps the incidents it was sent until they go stale, a week later, and withdrawals reach only devices
+    /// connected at the time. On connecting, a device is first told to remove:
+    /// <list type="bullet">
+    /// <item>the incidents deleted since its last connection began (merged into another, emptied by a move) that it may have
+    /// had: those whose reports (named by their deletion's change row) its member may read, or could when it last
+    /// connected; the <see cref="MaxWithdrawalsOnCut"/> deleted most recently within the week;</item>
+    /// <item>after a narrowing of its member's access since then (a lower clearance, a caveat, group or organisation lost
+    /// while it was switched off), what the old access showed and the new one does not (the <see cref="MaxWithdrawalsOnCut"/>
+    /// changed most recently within the week), and the mixed incidents both show, which it holds as the old access saw
+    /// them.</item>
+    /// </list>
+    /// The opening picture then sends what the member now sees. The access is recorded with the certificate once the
+    /// picture is sent (<see cref="RecordAccessAsync"/>).
     /// </summary>
-    private async Task WithdrawWhatNarrowedMeanwhileAsync(TakSession session, DateTimeOffset now, CancellationToken cancellationToken)
+    private async Task WithdrawWhatChangedMeanwhileAsync(TakSession session, DateTimeOffset now, CancellationToken cancellationToken)
     {
         if (session.Certificate.StartsWith("tcp:", StringComparison.Ordinal))
         {
@@ -734,14 +742,45 @@ internal sealed class TakServer(
 
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        if (await db.DeviceCertificates.SingleOrDefaultAsync(c => c.Thumbprint == session.Certificate, cancellationToken) is not { } certificate)
+        if (await db.DeviceCertificates.SingleOrDefaultAsync(c => c.Thumbprint == session.Certificate, cancellationToken) is not { } certificate
+            || DeviceAccess.Read(certificate.LastAccess) is not { } last)
         {
             return;
         }
 
-        if (DeviceAccess.Read(certificate.LastAccess)?.As(session.Viewer) is { } before && Narrower(before, session.Viewer))
+        var before = last.As(session.Viewer);
+        var since = (now - CotMapping.IncidentLifetime).UtcDateTime;
+        if (last.Told is { } told)
         {
-            var since = (now - CotMapping.IncidentLifetime).UtcDateTime;
+            var deleted = await db.Changes.AsNoTracking()
+                .Where(c => c.Sequence > told && c.Entity == "incident" && c.Operation == "deleted" && c.At >= since && c.Causes != null)
+                .OrderByDescending(c => c.Sequence).Take(MaxDeletionsRead).ToListAsync(cancellationToken);
+            var held = deleted.SelectMany(c => c.CauseIds).Distinct().ToList();
+            var readable = new HashSet<Guid>();
+            foreach (var chunk in held.Chunk(500))
+            {
+                readable.UnionWith((await db.Reports.AsNoTracking().Where(r => chunk.Contains(r.Id))
+                        .Select(r => new { r.Id, r.Classification, r.ReleasableTo, r.Caveats }).ToListAsync(cancellationToken))
+                    .Where(r => Marking.AllowsRead(r.Classification, r.ReleasableTo, r.Caveats, session.Viewer)
+                        || Marking.AllowsRead(r.Classification, r.ReleasableTo, r.Caveats, before))
+                    .Select(r => r.Id));
+            }
+
+            var gone = deleted.Where(c => c.CauseIds.Any(readable.Contains)).Select(c => c.EntityId).Distinct().Take(MaxWithdrawalsOnCut).ToList();
+            foreach (var id in gone)
+            {
+                await session.SendWaitingAsync(CotMapping.Withdrawal(id, now));
+            }
+
+            if (gone.Count > 0)
+            {
+                logger.LogInformation("TAK device of {User} ({Remote}) told to remove {Count} incidents deleted since it last connected",
+                    session.Viewer.UserName, session.Remote, gone.Count);
+            }
+        }
+
+        if (Narrower(before, session.Viewer))
+        {
             var had = await db.VisibleIncidents(db.Incidents.AsNoTracking().Where(i => i.UpdatedAt >= since), before)
                 .OrderByDescending(i => i.UpdatedAt).Take(MaxWithdrawalsOnCut).Select(i => i.Id).ToListAsync(cancellationToken);
             var withdrawn = await NoLongerShownAsync(db, had, session.Viewer, narrower: true, cancellationToken);
@@ -755,12 +794,17 @@ internal sealed class TakServer(
         }
     }
 
+    /// <summary>How many incident deletions a connecting device's withdrawals look at, the latest first.</summary>
+    private const int MaxDeletionsRead = 20_000;
+
     /// <summary>
     /// Records with the certificate what the member may read, once the device has been sent its withdrawals and opening
     /// picture and is still connected: a session cut before (a weak link, a reconnect replacing it) leaves the access
     /// recorded before, so the next connection withdraws again.
     /// </summary>
-    private async Task RecordAccessAsync(TakSession session, CancellationToken cancellationToken)
+    /// <param name="told">The incident feed's <see cref="TakRouter.Told"/> when the connection began; 0 (not read yet)
+    /// keeps the position recorded before, which withdraws no less.</param>
+    private async Task RecordAccessAsync(TakSession session, long told, CancellationToken cancellationToken)
     {
         if (session.Certificate.StartsWith("tcp:", StringComparison.Ordinal) || session.Closing.IsCancellationRequested)
         {
@@ -771,8 +815,8 @@ internal sealed class TakServer(
         {
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-            var recorded = JsonSerializer.Serialize(DeviceAccess.Of(session.Viewer));
             if (await db.DeviceCertificates.SingleOrDefaultAsync(c => c.Thumbprint == session.Certificate, cancellationToken) is { } certificate
+                && JsonSerializer.Serialize(DeviceAccess.Of(session.Viewer, told > 0 ? told : DeviceAccess.Read(certificate.LastAccess)?.Told)) is var recorded
                 && recorded != certificate.LastAccess)
             {
                 certificate.LastAccess = recorded;
