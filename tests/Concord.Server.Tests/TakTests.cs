@@ -842,6 +842,28 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.DoesNotContain(CotMapping.IncidentUidPrefix + theirsMerged, withdrawals);
     }
 
+    [Fact]
+    public async Task A_connected_device_is_told_to_remove_an_incident_merged_away_that_the_server_no_longer_remembers_sending()
+    {
+        var colleague = await ForceColleagueAsync();
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Roadblock on the Ndele road", latitude: -61.5, longitude: -91.5,
+            marking: Api.Marking("UNCLASSIFIED", ["kind:military"])));
+        var (_, second) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Checkpoint at the Ndele bridge", latitude: -62.5, longitude: -92.5,
+            marking: Api.Marking("UNCLASSIFIED", ["kind:military"])));
+        var (kept, mergedAway) = (first.GetProperty("incidentId").GetGuid(), second.GetProperty("incidentId").GetGuid());
+        var pending = new HashSet<string>([CotMapping.IncidentUidPrefix + kept, CotMapping.IncidentUidPrefix + mergedAway]);
+        Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid) && pending.Count == 0));
+
+        // What the server remembers sending is kept in memory, lost when it restarts (or evicted from a full list).
+        server.Services.GetRequiredService<TakRouter>().Forget(mergedAway);
+        var (merged, _) = await server.ClientFor("force").PostJson($"/api/incidents/{kept}/merge", new { incidents = new[] { mergedAway } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+
+        var withdrawal = await device.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == CotMapping.IncidentUidPrefix + mergedAway));
+        Assert.NotNull(withdrawal);
+    }
+
     /// <summary>What the server recorded with the certificate once the device's opening picture went out (waits for it).</summary>
     private async Task<DeviceAccess> RecordedAccessAsync(System.Security.Cryptography.X509Certificates.X509Certificate2 certificate)
     {

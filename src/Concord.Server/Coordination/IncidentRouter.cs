@@ -323,14 +323,14 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     }
 
     /// <summary>
-    /// An incident merged into another, or emptied by a split, is gone: its open lead and supporting tasks, and their open
-    /// escalation notices, are closed (done, with the reason), so that they neither stay on a board pointing at nothing
+    /// An incident merged into another, or emptied when its last report moved to another, is gone: its open lead and
+    /// supporting tasks, and their open escalation notices, are closed (done, with the reason), so that they neither stay on a board pointing at nothing
     /// nor escalate.
     /// The incident that remains is routed as its change says, and an organisation that has its task there keeps that one.
     /// </summary>
     private static async Task CloseTasksOfGoneIncidentsAsync(ConcordDb db, List<Guid> gone, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
     {
-        const string Reason = "its incident was merged into another or emptied by a split";
+        const string Reason = "its incident was merged into another or emptied when its last report moved to another";
         var tasks = await db.Tasks.Where(t => t.IncidentId != null && gone.Contains(t.IncidentId.Value) && (t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting)
             && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken);
         // The escalation notices of those tasks (an overdue one escalated to the JOC) go with them.

@@ -122,11 +122,6 @@ internal sealed class IncidentFeed(
         // A device being cut gets only its withdrawals (TakServer.CutAsync).
         var sessions = router.Sessions.Where(s => !s.Draining && !s.Closing.IsCancellationRequested && !done.Contains(s)).ToList();
         var now = time.GetUtcNow();
-        foreach (var deleted in changes.Where(c => c.Entity == "incident" && c.Operation == "deleted"))
-        {
-            router.Withdraw(deleted.EntityId, now);
-        }
-
         var ids = changes.Where(c => c.Entity == "incident" && c.Operation != "deleted").Select(c => c.EntityId).Distinct().ToList();
         var incidents = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id)).ToListAsync(cancellationToken);
         var links = await db.IncidentReports.AsNoTracking().Where(l => ids.Contains(l.IncidentId)).ToListAsync(cancellationToken);
@@ -134,6 +129,12 @@ internal sealed class IncidentFeed(
         // may see it (see Change.Causes).
         var reportIds = links.Select(l => l.ReportId).Concat(changes.SelectMany(c => c.CauseIds)).Distinct().ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToDictionaryAsync(r => r.Id, cancellationToken);
+        foreach (var deleted in changes.Where(c => c.Entity == "incident" && c.Operation == "deleted"))
+        {
+            // Its deletion names the reports it held: a device whose member may read one may have it.
+            var held = deleted.CauseIds.Select(id => reports.GetValueOrDefault(id)).OfType<Reports.Report>().ToList();
+            router.Withdraw(deleted.EntityId, now, held.Count == 0 ? null : viewer => held.Any(r => Marking.AllowsRead(r, viewer)));
+        }
 
         var changesOf = changes.ToLookup(c => c.EntityId);
         var linksOf = links.ToLookup(l => l.IncidentId);

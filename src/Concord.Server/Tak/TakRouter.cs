@@ -37,7 +37,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     private long _ignored;
 
     // Incidents sent to devices, with the markings that let each device have them: a deleted incident (merged into
-    // another, or emptied by a split) is withdrawn from exactly the devices that may have it, with nothing of it but its uid.
+    // another, or emptied when its last report moved to another) is withdrawn from exactly the devices that may have it, with nothing of it but its uid.
     private readonly ConcurrentDictionary<Guid, (MarkingDefault[] Markings, long At)> _incidentsSent = new();
 
     /// <summary>How many incidents the withdrawal list holds at most; when full of incidents sent within the week, the tenth sent longest ago are forgotten.</summary>
@@ -141,21 +141,25 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         set => Interlocked.Exchange(ref _told, value);
     }
 
-    /// <summary>Tells the devices that may have a deleted incident to remove it (t-x-d-d); the number of devices told.</summary>
-    public int Withdraw(Guid incidentId, DateTimeOffset now)
+    /// <summary>
+    /// Tells the devices that may have a deleted incident to remove it (t-x-d-d): those this server remembers sending it
+    /// to, and those whose members <paramref name="held"/> says may read a report it held (which covers an incident
+    /// sent before a restart). The number of devices told.
+    /// </summary>
+    public int Withdraw(Guid incidentId, DateTimeOffset now, Func<Viewer, bool>? held = null)
     {
-        if (!_incidentsSent.TryRemove(incidentId, out var sentWith))
+        MarkingDefault[] markings = _incidentsSent.TryRemove(incidentId, out var sentWith) ? sentWith.Markings : [];
+        if (markings.Length == 0 && held is null)
         {
             return 0;
         }
-
-        var markings = sentWith.Markings;
 
         var delete = CotMapping.Withdrawal(incidentId, now);
         var sent = 0;
         foreach (var session in _sessions)
         {
-            if (markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, session.Viewer)) && session.Send(delete))
+            if ((markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, session.Viewer)) || held?.Invoke(session.Viewer) == true)
+                && session.Send(delete))
             {
                 // A session still sending its opening picture reconciles this incident at its end (TakServer).
                 session.NoteLiveIncident(incidentId);

@@ -569,7 +569,7 @@ internal sealed class TakServer(
 
         // The picture was queried before it went out, and goes out slowly to a slow device: the live feed may meanwhile
         // have sent a newer view of one of its incidents (which the picture then overtook with the older one), or withdrawn
-        // it (after which the picture sent it back), or it may have been deleted (merged away, emptied by a split). Those
+        // it (after which the picture sent it back), or it may have been deleted (merged away, emptied when its last report moved to another). Those
         // incidents are sent again as the member sees them now, or withdrawn; what the feed sends after that is newer.
         // Sending them again waits for room while the feed's sends do not, so the feed may overtake that too: a few rounds,
         // each for what the feed sent during the last.

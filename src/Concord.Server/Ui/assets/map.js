@@ -121,13 +121,14 @@
     if (!response.ok) {
       if (mine !== generation) return;
       if (response.status === 400) {
-        // The filters as they now stand were refused (a "from" after "to"): what the map shows was read for others.
+        // The filters as they now stand were refused (a "from" after "to"): what the map shows was read for others. It
+        // goes, and the reason shows, at once (not an empty map still saying it is loading while the reason is read).
+        const problem = await response.json().catch(() => null);
+        if (mine !== generation) return;
         incidents.clearLayers();
         onScreen = { level: 0, caveats: 0n };
         updateBanner();
         Object.assign(state, { clustered: false, total: 0, ids: [] });
-        const problem = await response.json().catch(() => null);
-        if (mine !== generation) return;
         status.textContent = problem && problem.errors ? Object.values(problem.errors).flat().join(' ') : t('failed');
         // What is on screen is what these filters give (nothing): the channel is live if it came up meanwhile.
         if (!resynced && mine > resyncedFrom) { resynced = true; el.dataset.live = 'up'; }
