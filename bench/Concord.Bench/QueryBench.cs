@@ -47,6 +47,8 @@ internal static class QueryBench
             var member = await db.Members.SingleAsync(m => m.UserName == "force.g2");
             await EnsureGroupAsync(db, "EW-NET", ["FORCE", "JOC"]);
             await EnsureGroupAsync(db, "PWG", ["FORCE", "UNPOL", "OCHA"]);
+            // Written past the admin endpoints: the directory may hold the member as the demo's seeding read them.
+            app.Services.GetRequiredService<ViewerDirectory>().Invalidate();
             memberId = member.Id;
             organizationId = member.OrganizationId;
             var existing = await db.Reports.CountAsync();
