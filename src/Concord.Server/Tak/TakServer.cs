@@ -288,7 +288,7 @@ internal sealed class TakServer(
         try
         {
             // Read before the withdrawals: deletions after it reach this device live, it being attached.
-            var told = router.Told;
+            var told = await SettledAsync(router.Told, stoppingToken);
             await SendInitialAsync(session, stoppingToken);
             session.Opened = true;
             await RecordAccessAsync(session, told, stoppingToken);
@@ -752,21 +752,7 @@ internal sealed class TakServer(
         var since = (now - CotMapping.IncidentLifetime).UtcDateTime;
         if (last.Told is { } told)
         {
-            var deleted = await db.Changes.AsNoTracking()
-                .Where(c => c.Sequence > told && c.Entity == "incident" && c.Operation == "deleted" && c.At >= since && c.Causes != null)
-                .OrderByDescending(c => c.Sequence).Take(MaxDeletionsRead).ToListAsync(cancellationToken);
-            var held = deleted.SelectMany(c => c.CauseIds).Distinct().ToList();
-            var readable = new HashSet<Guid>();
-            foreach (var chunk in held.Chunk(500))
-            {
-                readable.UnionWith((await db.Reports.AsNoTracking().Where(r => chunk.Contains(r.Id))
-                        .Select(r => new { r.Id, r.Classification, r.ReleasableTo, r.Caveats }).ToListAsync(cancellationToken))
-                    .Where(r => Marking.AllowsRead(r.Classification, r.ReleasableTo, r.Caveats, session.Viewer)
-                        || Marking.AllowsRead(r.Classification, r.ReleasableTo, r.Caveats, before))
-                    .Select(r => r.Id));
-            }
-
-            var gone = deleted.Where(c => c.CauseIds.Any(readable.Contains)).Select(c => c.EntityId).Distinct().Take(MaxWithdrawalsOnCut).ToList();
+            var gone = await DeletedSinceAsync(db, told, since, session.Viewer, before, cancellationToken);
             foreach (var id in gone)
             {
                 await session.SendWaitingAsync(CotMapping.Withdrawal(id, now));
@@ -798,13 +784,70 @@ internal sealed class TakServer(
     private const int MaxDeletionsRead = 20_000;
 
     /// <summary>
+    /// The incidents deleted after position <paramref name="told"/> of the change feed, within the week, that a device of
+    /// <paramref name="viewer"/> may have had: those holding a report the member may read, or could as
+    /// <paramref name="before"/> (their last connection). The latest first, read by the feed's index of deletions
+    /// (schema 19) a page at a time until <see cref="MaxWithdrawalsOnCut"/> are found.
+    /// </summary>
+    private static async Task<List<Guid>> DeletedSinceAsync(ConcordDb db, long told, DateTime since, Viewer viewer, Viewer before, CancellationToken cancellationToken)
+    {
+        var gone = new List<Guid>();
+        var below = long.MaxValue;
+        for (var looked = 0; looked < MaxDeletionsRead && gone.Count < MaxWithdrawalsOnCut;)
+        {
+            var page = await db.Changes.AsNoTracking()
+                .Where(c => c.Entity == "incident" && c.Operation == "deleted" && c.Sequence > told && c.Sequence < below)
+                .OrderByDescending(c => c.Sequence).Take(500).ToListAsync(cancellationToken);
+            var recent = page.Where(c => c.At >= since).ToList();
+            var held = recent.SelectMany(c => c.CauseIds).Distinct().ToList();
+            var readable = (await db.Reports.AsNoTracking().Where(r => held.Contains(r.Id))
+                    .Select(r => new { r.Id, r.Classification, r.ReleasableTo, r.Caveats }).ToListAsync(cancellationToken))
+                .Where(r => Marking.AllowsRead(r.Classification, r.ReleasableTo, r.Caveats, viewer) || Marking.AllowsRead(r.Classification, r.ReleasableTo, r.Caveats, before))
+                .Select(r => r.Id).ToHashSet();
+            gone.AddRange(recent.Where(c => c.CauseIds.Any(readable.Contains)).Select(c => c.EntityId).Except(gone).Take(MaxWithdrawalsOnCut - gone.Count));
+            // Older pages are older still: past the week (or the end of the feed), nothing more is looked at.
+            if (page.Count < 500 || recent.Count < page.Count)
+            {
+                break;
+            }
+
+            looked += page.Count;
+            below = page[^1].Sequence;
+        }
+
+        return gone;
+    }
+
+    /// <summary>
+    /// <paramref name="told"/>, or the last change before it written more than <see cref="ChangeWindows.GapGrace"/> ago if
+    /// later ones were written since: on PostgreSQL a change may commit after one with a higher sequence, and the incident
+    /// feed's position, taken as the latest sequence while no device was connected, may have passed a deletion still to
+    /// come. Recorded with the certificate, such a position would never be read below again; this one is, at the cost of
+    /// telling again of the deletions of the last few seconds.
+    /// </summary>
+    /// <returns>Null while the incident feed has not read yet (no position known).</returns>
+    private async Task<long?> SettledAsync(long told, CancellationToken cancellationToken)
+    {
+        if (told <= 0)
+        {
+            return null;
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var settled = (time.GetUtcNow() - ChangeWindows.GapGrace).UtcDateTime;
+        return await db.Changes.AsNoTracking().Where(c => c.Sequence <= told && c.At < settled).OrderByDescending(c => c.Sequence)
+            .Select(c => (long?)c.Sequence).FirstOrDefaultAsync(cancellationToken) ?? 0;
+    }
+
+    /// <summary>
     /// Records with the certificate what the member may read, once the device has been sent its withdrawals and opening
     /// picture and is still connected: a session cut before (a weak link, a reconnect replacing it) leaves the access
     /// recorded before, so the next connection withdraws again.
     /// </summary>
-    /// <param name="told">The incident feed's <see cref="TakRouter.Told"/> when the connection began; 0 (not read yet)
-    /// keeps the position recorded before, which withdraws no less.</param>
-    private async Task RecordAccessAsync(TakSession session, long told, CancellationToken cancellationToken)
+    /// <param name="told">The incident feed's position when the connection began (<see cref="SettledAsync"/>); null (not
+    /// read yet) keeps the position recorded before, which withdraws no less.</param>
+    private async Task RecordAccessAsync(TakSession session, long? told, CancellationToken cancellationToken)
     {
         if (session.Certificate.StartsWith("tcp:", StringComparison.Ordinal) || session.Closing.IsCancellationRequested)
         {
@@ -816,7 +859,7 @@ internal sealed class TakServer(
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             if (await db.DeviceCertificates.SingleOrDefaultAsync(c => c.Thumbprint == session.Certificate, cancellationToken) is { } certificate
-                && JsonSerializer.Serialize(DeviceAccess.Of(session.Viewer, told > 0 ? told : DeviceAccess.Read(certificate.LastAccess)?.Told)) is var recorded
+                && JsonSerializer.Serialize(DeviceAccess.Of(session.Viewer, told ?? DeviceAccess.Read(certificate.LastAccess)?.Told)) is var recorded
                 && recorded != certificate.LastAccess)
             {
                 certificate.LastAccess = recorded;
