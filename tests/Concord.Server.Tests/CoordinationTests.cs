@@ -171,6 +171,57 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task The_task_list_puts_open_tasks_first_the_earliest_deadline_owed_first_even_once_it_has_escalated()
+    {
+        var now = Clock.GetUtcNow().UtcDateTime;
+        var incident = Guid.NewGuid();
+        var force = await server.WithDbAsync(db => db.Organizations.Where(o => o.Code == "FORCE").Select(o => o.Id).SingleAsync());
+        CoordinationTask Task(string title, string status, DateTime? acknowledgeBy, DateTime? respondBy, bool escalated = false)
+        {
+            var task = new CoordinationTask
+            {
+                Id = Guid.NewGuid(),
+                Title = title,
+                OrganizationId = force,
+                Role = TaskRoles.Lead,
+                Status = status,
+                IncidentId = incident,
+                CreatedBy = "test",
+                CreatedAt = now,
+                UpdatedAt = now,
+                AcknowledgeBy = acknowledgeBy,
+                RespondBy = respondBy,
+                AcknowledgeEscalatedAt = escalated ? acknowledgeBy : null,
+                Classification = 0,
+                ReleasableTo = "|mission|",
+                Caveats = 0,
+            };
+            task.Reschedule();
+            return task;
+        }
+
+        // Added oldest first: the overdue one (its acknowledgement escalated an hour ago, so no deadline is left to watch),
+        // one due next week, one owing nothing, and newest a done one.
+        await server.WithDbAsync(async db =>
+        {
+            foreach (var task in (CoordinationTask[])[
+                Task("overdue", TaskStatuses.Open, now.AddHours(-1), null, escalated: true),
+                Task("next week", TaskStatuses.Open, now.AddDays(7), now.AddDays(8)),
+                Task("no deadline", TaskStatuses.Open, null, null),
+                Task("done", TaskStatuses.Done, now.AddHours(-2), null)])
+            {
+                db.Tasks.Add(task);
+                await db.SaveChangesAsync();
+            }
+
+            return 0;
+        });
+
+        var titles = (await TasksAsync("force", $"incident={incident}")).Select(t => t.GetProperty("title").GetString()).ToList();
+        Assert.Equal(["overdue", "next week", "no deadline", "done"], titles);
+    }
+
+    [Fact]
     public async Task An_incident_recorded_before_its_rules_is_not_routed_when_it_changes_later()
     {
         var (area, lat, lon) = await AreaAsync(-46);
@@ -373,6 +424,19 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
                 "criteria.lastResort.criticalNeed", "criteria.lastResort.limitedInTimeAndScale", "criteria.lastResort.noCivilianAlternative",
             },
             problem.ErrorFields().Order(StringComparer.Ordinal));
+        var (bell, bellProblem) = await ocha.PostJson("/api/requests", Body(new
+        {
+            escort = new
+            {
+                humanitarianNeed = "Food for 12,000 displaced people in Bria camp; stocks run out in four days.",
+                responsibleAuthorities = "The prefecture cannot secure the road; gendarmerie absent since March.",
+                safetyAndSecurity = "Two convoy attacks on this road in October; an escort reduces the risk per UNDSS.",
+                sustainability = "One-off escort while the road is repaired;\u0000 civilian access resumes after.",
+            },
+            lastResort = LastResortCriteria,
+        }));
+        Assert.Equal(HttpStatusCode.BadRequest, bell.StatusCode);
+        Assert.Equal(["criteria.escort.sustainability"], bellProblem.ErrorFields());
         var (partial, partialProblem) = await ocha.PostJson("/api/requests", Body(new { escort = EscortCriteria }));
         Assert.Equal(HttpStatusCode.BadRequest, partial.StatusCode);
         Assert.All(partialProblem.ErrorFields(), f => Assert.StartsWith("criteria.lastResort.", f, StringComparison.Ordinal));
@@ -736,6 +800,16 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (badChannel, channelProblem) = await ocha.PostJson("/api/liaison", new { counterpart = "Chief of Kouango", channel = "pigeon", summary = "Talked." });
         Assert.Equal(HttpStatusCode.BadRequest, badChannel.StatusCode);
         Assert.Equal(["channel"], channelProblem.ErrorFields());
+
+        // A misspelt filter is refused by name rather than ignored (which would list the whole log); so is a control
+        // character in a decision, by its place in the list.
+        var (misspelt, misspeltProblem) = await server.ClientFor("pref").GetJson("/api/liaison?organisation=OCHA");
+        Assert.Equal(HttpStatusCode.BadRequest, misspelt.StatusCode);
+        Assert.Equal(["organisation"], misspeltProblem.ErrorFields());
+        Assert.Equal(HttpStatusCode.BadRequest, (await joc.GetAsync("/api/meetings?limit=5")).StatusCode);
+        var (bell, bellProblem) = await joc.PostJson("/api/meetings", new { title = "Weekly", heldAt = Clock.GetUtcNow(), decisions = new[] { "Patrols twice a week.", "Ring the \u0007 bell." } });
+        Assert.Equal(HttpStatusCode.BadRequest, bell.StatusCode);
+        Assert.Equal(["decisions[1]"], bellProblem.ErrorFields());
     }
 
     [Fact]

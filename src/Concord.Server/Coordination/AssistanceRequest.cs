@@ -170,5 +170,7 @@ internal static class RequestRules
         {
             errors[field] = [$"state how this criterion is met ({MinimumStatement} to {MaximumStatement} characters)"];
         }
+
+        Reports.ReportRules.RejectControlCharacters(text, field, errors);
     }
 }

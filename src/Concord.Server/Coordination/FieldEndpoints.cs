@@ -32,12 +32,12 @@ internal static class FieldEndpoints
         patrols.MapPost("/{id:guid}/report", ReportPatrol).WithJsonBody<PatrolReport>().WithSummary("File the patrol report: it becomes a Concord report and completes the patrol.");
 
         var meetings = app.MapGroup("/api/meetings").WithTags("Coordination").RequireAuthorization();
-        meetings.MapGet("/", ListMeetings).WithSummary("Coordination meetings you may see, newest first.");
+        meetings.MapGet("/", ListMeetings).TakesQuery().WithSummary("Coordination meetings you may see, newest first.");
         meetings.MapGet("/{id:guid}", GetMeeting).WithSummary("One meeting with its decisions and action items.");
         meetings.MapPost("/", CreateMeeting).WithJsonBody<NewMeeting>().WithSummary("Record a meeting: participants, decisions; each action item becomes a task.");
 
         var liaison = app.MapGroup("/api/liaison").WithTags("Coordination").RequireAuthorization();
-        liaison.MapGet("/", ListLiaison).WithSummary("The liaison log you may see, newest first (optionally with one organisation).");
+        liaison.MapGet("/", ListLiaison).TakesQuery("organization").WithSummary("The liaison log you may see, newest first (optionally with one organisation).");
         liaison.MapPost("/", CreateLiaison).WithJsonBody<NewLiaison>().WithSummary("Log a contact with another organisation or a local counterpart.");
     }
 
@@ -405,6 +405,11 @@ internal static class FieldEndpoints
         if (decisions.Count > 100 || decisions.Any(d => d.Length is 0 or > CoordinationDesk.MaxText))
         {
             errors["decisions"] = [$"at most 100 decisions, each 1 to {CoordinationDesk.MaxText} characters"];
+        }
+
+        for (var i = 0; i < decisions.Count; i++)
+        {
+            Reports.ReportRules.RejectControlCharacters(decisions[i], $"decisions[{i}]", errors);
         }
 
         var now = desk.Now;

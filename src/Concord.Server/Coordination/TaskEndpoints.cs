@@ -79,7 +79,19 @@ internal static class TaskEndpoints
                     || (t.AcknowledgeBy != null && t.AcknowledgedAt == null && t.RespondedAt == null && t.AcknowledgeBy <= now)));
         }
 
-        var page = await tasks.OrderBy(t => t.NextDeadline == null).ThenBy(t => t.NextDeadline).ThenByDescending(t => t.Number).Take(take).ToListAsync(context.RequestAborted);
+        // Open tasks first, the earliest deadline still owed first, whether or not it has escalated yet (an overdue task
+        // is the most urgent of all, not one to sort among those that owe nothing); then the newest.
+        var page = await tasks
+            .Select(t => new
+            {
+                Task = t,
+                Closed = t.Status == TaskStatuses.Done || t.Status == TaskStatuses.Declined,
+                Acknowledge = t.AcknowledgeBy != null && t.AcknowledgedAt == null && t.RespondedAt == null ? t.AcknowledgeBy : null,
+                Respond = t.RespondBy != null && t.RespondedAt == null ? t.RespondBy : null,
+            })
+            .Select(x => new { x.Task, x.Closed, Due = x.Acknowledge == null ? x.Respond : x.Respond == null || x.Acknowledge < x.Respond ? x.Acknowledge : x.Respond })
+            .OrderBy(x => x.Closed).ThenBy(x => x.Closed || x.Due == null).ThenBy(x => x.Due).ThenByDescending(x => x.Task.Number)
+            .Select(x => x.Task).Take(take).ToListAsync(context.RequestAborted);
         await desk.AuditReadAsync(viewer, "task", page.Select(t => (t.Id, t.Classification)).ToList(), context);
         var members = await desk.MemberNamesAsync(page.Select(t => t.MemberId), context.RequestAborted);
         return TypedResults.Ok(page.Select(t => desk.ToDto(t, members)).ToList());

@@ -165,10 +165,17 @@
   async function refresh() {
     if (loading) { again = true; return loading; }
     loading = (async () => {
-      const [requests, tasks] = await Promise.all([
-        fetch('/api/requests?' + new URLSearchParams({ direction: direction.value, limit: 200 })).then(r => r.ok ? r.json() : []),
-        fetch('/api/tasks?' + new URLSearchParams({ organization: me.organization, limit: 200 })).then(r => r.ok ? r.json() : []),
+      // Everything still open (however old: an unanswered request or an overdue task must not drop off the board behind
+      // newer closed ones), then the latest of all for the closed columns.
+      const get = (path, params) => fetch(path + '?' + new URLSearchParams({ ...params, limit: 200 })).then(r => r.ok ? r.json() : []);
+      const openFirst = (open, latest) => { const ids = new Set(open.map(x => x.id)); return open.concat(latest.filter(x => !ids.has(x.id))); };
+      const [openRequests, latestRequests, openTasks, latestTasks] = await Promise.all([
+        get('/api/requests', { direction: direction.value, open: true }),
+        get('/api/requests', { direction: direction.value }),
+        get('/api/tasks', { organization: me.organization, open: true }),
+        get('/api/tasks', { organization: me.organization }),
       ]);
+      const requests = openFirst(openRequests, latestRequests), tasks = openFirst(openTasks, latestTasks);
       forget('rt');
       fill(document.getElementById('request-board'), requests, requestCard);
       fill(document.getElementById('task-board'), tasks, taskCard);
