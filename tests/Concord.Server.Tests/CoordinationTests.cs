@@ -1052,6 +1052,16 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (_, after) = await server.ClientFor("joc").GetJson($"/api/tasks/{Id(notice)}");
         Assert.Equal(label, after.GetProperty("marking").GetProperty("label").GetString());
         Assert.Equal("Medevac for two wounded officers", after.GetProperty("title").GetString());
+
+        // The force acknowledges late: the JOC's notice is closed with the reason (the JOC cannot read the request to
+        // find out), and the response deadline, not yet missed, has no notice to close.
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("joc").GetAsync($"/api/requests/{requestId}")).StatusCode);
+        var (acknowledged, acknowledgedBody) = await server.ClientFor("force").PostJson($"/api/requests/{requestId}/status", new { status = "acknowledged" });
+        Assert.True(acknowledged.StatusCode == HttpStatusCode.OK, acknowledgedBody.ToString());
+        var (_, closed) = await server.ClientFor("joc").GetJson($"/api/tasks/{Id(notice)}");
+        Assert.Equal("done", closed.GetProperty("status").GetString());
+        Assert.Equal("the request was acknowledged after this notice", closed.GetProperty("reason").GetString());
+        Assert.Equal(1, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == Id(notice) && a.Action == AuditActions.Status)));
     }
 
     [Fact]

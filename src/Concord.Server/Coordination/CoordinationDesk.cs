@@ -30,6 +30,41 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
     /// <summary>Saves pending changes with one audit entry per changed record.</summary>
     public Task SaveAsync(IReadOnlyList<AuditEntry> audit, CancellationToken cancellationToken) => chain.SaveAsync(db, audit, cancellationToken);
 
+    /// <summary>
+    /// Closes (done, with the reason, audited) the open escalation notices of <paramref name="item"/> that its move to
+    /// <paramref name="to"/> answered: the acknowledgement's once it is acknowledged, answered or closed, the response's once
+    /// answered or closed. Otherwise they would stay open on the escalation organisation's board, which may not see the
+    /// item itself to find out. The entries to save with the move.
+    /// </summary>
+    public async Task<List<AuditEntry>> CloseAnsweredNoticesAsync(DeadlineRecord item, Guid itemId, string entity, string to, CancellationToken cancellationToken)
+    {
+        List<string> answered = item.IsClosed || item.RespondedAt is not null ? [Coordination.Deadlines.Acknowledge, Coordination.Deadlines.Respond]
+            : item.AcknowledgedAt is not null ? [Coordination.Deadlines.Acknowledge]
+            : [];
+        if (answered.Count == 0)
+        {
+            return [];
+        }
+
+        var keys = answered.Select(d => $"escalation:{itemId:N}:{d}").ToList();
+        var notices = await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && t.EscalatedItemId == itemId && keys.Contains(t.RoutingKey!)
+            && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken);
+        var reason = $"the {entity} was {to} after this notice";
+        var now = Now;
+        var audit = new List<AuditEntry>();
+        foreach (var notice in notices)
+        {
+            audit.Add(Audits.Entry(null, AuditActions.Status, "task", notice.Id, notice.Classification, now, Audits.Detail(new { from = notice.Status, to = TaskStatuses.Done, reason })));
+            notice.Status = TaskStatuses.Done;
+            notice.Reason = reason;
+            notice.CompletedAt = now;
+            notice.UpdatedAt = now;
+            notice.Reschedule();
+        }
+
+        return audit;
+    }
+
     public AuditEntry Audit(Viewer actor, string action, string entity, Guid id, int classification, object detail) =>
         Audits.Entry(actor, action, entity, id, classification, Now, Audits.Detail(detail));
 

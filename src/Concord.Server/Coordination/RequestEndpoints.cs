@@ -341,7 +341,8 @@ internal static class RequestEndpoints
         request.Reason = reason is { Length: > 0 } ? reason : request.Reason;
         request.UpdatedAt = now;
         request.Reschedule();
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "request", request.Id, request.Classification, new { from, to, reason })], cancellationToken);
+        var notices = await desk.CloseAnsweredNoticesAsync(request, request.Id, "request", to, cancellationToken);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "request", request.Id, request.Classification, new { from, to, reason }), .. notices], cancellationToken);
         return null;
     }
 

@@ -274,7 +274,8 @@ internal static class TaskEndpoints
         task.CompletedAt = to is TaskStatuses.Done or TaskStatuses.Declined ? now : null;
         task.UpdatedAt = now;
         task.Reschedule();
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, task.Classification, new { from, to, reason })], context.RequestAborted);
+        var notices = await desk.CloseAnsweredNoticesAsync(task, task.Id, "task", to, context.RequestAborted);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, task.Classification, new { from, to, reason }), .. notices], context.RequestAborted);
         return TypedResults.Ok(desk.ToDto(task, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted)));
     }
 
