@@ -1,3 +1,4 @@
+using Microsoft.EntityFrameworkCore;
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -72,6 +73,30 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
             Assert.Equal([field], refusal.ErrorFields());
         }
     }
+
+    [Fact]
+    public async Task A_spike_baseline_counts_only_the_days_the_callers_incidents_cover()
+    {
+        // A mission that began reporting 44 days ago, at a steady rate of one incident every three days: the last 30 days are
+        // no spike against the 14 days before them, though against a year they would look like one.
+        var code = "EW-" + Guid.NewGuid().ToString("N")[..6];
+        await server.AddAreaAsync(code, "New mission area", -16, 44, -14, 46);
+        var at = new DateTimeOffset(2013, 6, 30, 0, 0, 0, TimeSpan.Zero);
+        using var unpol = server.ClientFor("unpol");
+        for (var i = 0; i < 15; i++)
+        {
+            var (response, _) = await unpol.PostJson("/api/reports", Api.Report(latitude: -15.5 + (i * 0.05), longitude: 45.0, observedAt: at.AddDays(-44 + (3 * i)),
+                narrative: $"{code} event {i}", marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL"])));
+            Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        }
+
+        var (_, spikes) = await unpol.GetJson($"/api/early-warning/spikes?at={Uri.EscapeDataString(at.ToString("O"))}&days=30&baselineDays=365");
+        Assert.Equal(14, spikes.GetProperty("baselineObservedDays").GetInt32());
+        var spike = spikes.GetProperty("items").EnumerateArray().Single(s => s.GetProperty("area").GetString() == code);
+        Assert.Equal(10, spike.GetProperty("recent").GetInt32());
+        Assert.Equal(5, spike.GetProperty("baseline").GetInt32());
+        Assert.False(spike.GetProperty("alert").GetBoolean());
+    }
 }
 
 public abstract class ForecastApiTests<TServer>(TServer server) : IClassFixture<TServer>
@@ -108,6 +133,21 @@ public abstract class ForecastApiTests<TServer>(TServer server) : IClassFixture<
         Assert.InRange(active.GetProperty("atLeastOne").GetDouble(), 0.01, 1);
         var (_, skill) = await server.ClientFor("pref").GetJson("/api/early-warning/skill");
         Assert.Equal(5, skill.GetProperty("models").GetArrayLength());
+
+        // Restricted accounts fuse into the open history (stored here as their marking would narrow it): too little is left
+        // open to forecast from, and the forecasts learnt from it go rather than stay on as the mission's.
+        var narrowed = await server.WithDbAsync(db => db.Incidents.Where(i => i.Latitude > -25.2 && i.Latitude < -25.0 && i.Classification == 0)
+            .ExecuteUpdateAsync(u => u.SetProperty(i => i.Classification, 1)));
+        Assert.Equal(15, narrowed);
+        await using (var scope = server.Services.CreateAsyncScope())
+        {
+            Assert.Null(await scope.ServiceProvider.GetRequiredService<EarlyWarning.ForecastService>().RunAsync(CancellationToken.None));
+        }
+
+        var (_, after) = await server.ClientFor("pref").GetJson("/api/early-warning/forecasts");
+        Assert.Empty(after.GetProperty("items").EnumerateArray());
+        var (_, areas) = await server.ClientFor("pref").GetJson("/api/early-warning/forecasts/areas");
+        Assert.Empty(areas.EnumerateArray());
     }
 }
 

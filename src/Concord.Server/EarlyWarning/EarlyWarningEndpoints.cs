@@ -25,8 +25,12 @@ internal sealed record SkillDto(string Data, int From, int To, IReadOnlyList<Ski
 
 internal sealed record SpikeDto(string Area, string Name, int Recent, int Baseline, double Expected, double Probability, bool Alert);
 
-internal sealed record SpikesDto(DateTimeOffset At, int Days, int BaselineDays, double Threshold, string Classification, IReadOnlyList<string> Caveats,
-    IReadOnlyList<SpikeDto> Items);
+/// <param name="BaselineObservedDays">
+/// The days of the baseline the caller's incidents cover: fewer than <paramref name="BaselineDays"/> when the earliest
+/// incident they may see in it came later (a mission that began reporting recently). The rate is taken over these.
+/// </param>
+internal sealed record SpikesDto(DateTimeOffset At, int Days, int BaselineDays, int BaselineObservedDays, double Threshold, string Classification,
+    IReadOnlyList<string> Caveats, IReadOnlyList<SpikeDto> Items);
 
 /// <summary>
 /// Hotspots and spikes over the incidents the caller may see (mixed incidents as rebuilt for the caller): a viewer's
@@ -209,17 +213,18 @@ internal static class EarlyWarningEndpoints
             return Problems.Invalid(errors);
         }
 
-        var (spikes, counted) = await SpikesAsync(db, directory, markings, viewer, days, baselineDays, threshold, at, context.RequestAborted);
+        var (spikes, counted) = await SpikesAsync(db, directory, markings, viewer, days, baselineDays, threshold, at, time.GetUtcNow().UtcDateTime, context.RequestAborted);
         await audit.RecordAggregateAsync(viewer, "incident", counted, context, time.GetUtcNow().UtcDateTime);
         return TypedResults.Ok(spikes);
     }
 
     /// <summary>Spikes per area for a viewer (the API and the early-warning page).</summary>
     internal static async Task<(SpikesDto Answer, Dictionary<int, long> Counted)> SpikesAsync(
-        ConcordDb db, MissionDirectory directory, MarkingFormat markings, Viewer viewer, int days, int baselineDays, double threshold, DateTime? at, CancellationToken cancellationToken)
+        ConcordDb db, MissionDirectory directory, MarkingFormat markings, Viewer viewer, int days, int baselineDays, double threshold, DateTime? at, DateTime now,
+        CancellationToken cancellationToken)
     {
         // Without 'at', the window ends with the latest incident the viewer may see (imported history is often old), as they see it.
-        var end = at ?? await (await Selection(new ListQuery())).LatestStartAsync(cancellationToken) ?? DateTime.UtcNow;
+        var end = at ?? await (await Selection(new ListQuery())).LatestStartAsync(cancellationToken) ?? now;
         var recentFrom = end.AddDays(-days);
         var baselineFrom = recentFrom.AddDays(-baselineDays);
         var window = (await Selection(new ListQuery { From = baselineFrom, To = end })).NarrowPlain(i => i.StartsAt >= baselineFrom);
@@ -227,18 +232,23 @@ internal static class EarlyWarningEndpoints
 
         async Task<IncidentSelection> Selection(ListQuery query) =>
             (await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, cancellationToken)).Incidents!;
+        // The baseline covers the days from the earliest incident the caller may see in it (in any area): before that,
+        // nothing was reported, which says nothing of any area's rate. Scaling a month of data as if it were a year would
+        // make every active area alarm. Alerts need a baseline at least as long as the recent window.
+        var firstSeen = rows.Count == 0 ? baselineFrom : rows.Min(r => r.StartsAt);
+        var observed = Math.Max(0, (int)Math.Floor((recentFrom - (firstSeen > baselineFrom ? firstSeen : baselineFrom)).TotalDays));
         var items = directory.Areas.Select(a => a.Area).Select(area =>
             {
                 var mine = rows.Where(r => r.AreaId == area.Id).ToList();
                 var recent = mine.Count(r => r.StartsAt > recentFrom);
                 var baseline = mine.Count - recent;
                 // Half an event of prior: an area never seen active still needs more than one event to alarm.
-                var expected = (baseline + 0.5) * days / baselineDays;
+                var expected = (baseline + 0.5) * days / Math.Max(observed, days);
                 var p = PoissonUpperTail(recent, expected);
-                return new SpikeDto(area.Code, area.Name, recent, baseline, Math.Round(expected, 3), p, recent >= 3 && p < threshold);
+                return new SpikeDto(area.Code, area.Name, recent, baseline, Math.Round(expected, 3), p, recent >= 3 && p < threshold && observed >= days);
             })
             .OrderBy(s => s.Probability).ToList();
-        return (new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, threshold,
+        return (new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, observed, threshold,
             markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), CaveatsOf(markings, rows), items), Audits.CountLevels(rows.Select(r => r.Classification)));
     }
 

@@ -37,7 +37,8 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         var first = Math.Max(MinimumMonths, last - months + 1);
         var model = new HurdleForecaster();
         model.Fit(panel, first - 1);
-        var byArea = new Dictionary<string, (double[] Observed, double[] Forecast)>(StringComparer.Ordinal);
+        // By area, not by name: two areas may share one (no rule says otherwise), and their series are not one.
+        var byArea = new Dictionary<Guid, (string Name, double[] Observed, double[] Forecast)>();
         for (var row = 0; row < panel.Cells.Count; row++)
         {
             var (lat, lon) = PrioGrid.Centre(panel.Cells[row]);
@@ -46,9 +47,9 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
                 continue;
             }
 
-            if (!byArea.TryGetValue(area.Name, out var series))
+            if (!byArea.TryGetValue(area.Id, out var series))
             {
-                byArea[area.Name] = series = (new double[last - first + 1], new double[last - first + 1]);
+                byArea[area.Id] = series = (area.Name, new double[last - first + 1], new double[last - first + 1]);
             }
 
             for (var target = first; target <= last; target++)
@@ -60,7 +61,7 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
 
         var labels = Enumerable.Range(first, last - first + 1).Select(m => panel.MonthStart(m).ToString("yyyy-MM", System.Globalization.CultureInfo.InvariantCulture)).ToList();
         return byArea.OrderByDescending(p => p.Value.Observed.Sum()).Take(areas)
-            .Select(p => new AreaSeries(p.Key, labels, p.Value.Observed, p.Value.Forecast.Select(f => Math.Round(f, 2)).ToList())).ToList();
+            .Select(p => new AreaSeries(p.Value.Name, labels, p.Value.Observed, p.Value.Forecast.Select(f => Math.Round(f, 2)).ToList())).ToList();
     }
 
     private sealed record Built(Panel Panel, int Incidents);
@@ -116,11 +117,21 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
     /// </summary>
     public const int MinimumMonths = 25;
 
-    /// <summary>Forecasts next month and stores them; null when the stated audience's history is empty or shorter than <see cref="MinimumMonths"/>.</summary>
+    /// <summary>
+    /// Forecasts next month and stores them; null when the stated audience's history is empty or shorter than
+    /// <see cref="MinimumMonths"/>, and then the forecasts stored before are removed: learnt from incidents the whole mission
+    /// could see then, some of which it may no longer (a restricted report fused into them), they would otherwise be
+    /// shown, marked for the whole mission, until enough history came back.
+    /// </summary>
     public async Task<Summary?> RunAsync(CancellationToken cancellationToken)
     {
         if (await BuildPanelAsync(cancellationToken) is not { } built || built.Panel.Months < MinimumMonths)
         {
+            await using var clearing = await db.Database.BeginTransactionAsync(cancellationToken);
+            await db.Forecasts.ExecuteDeleteAsync(cancellationToken);
+            await db.AreaForecasts.ExecuteDeleteAsync(cancellationToken);
+            await clearing.CommitAsync(cancellationToken);
+            cache.Clear();
             return null;
         }
 
