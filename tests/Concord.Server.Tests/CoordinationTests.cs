@@ -836,6 +836,26 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_mission_administrator_may_cancel_a_patrol_they_see_but_not_file_its_report()
+    {
+        var (created, patrol) = await server.ClientFor("force").PostJson("/api/patrols", new
+        {
+            name = "Bria road joint patrol",
+            organizations = new[] { "FORCE", "UNPOL" },
+            members = new[] { "force", "unpol" },
+            route = new[] { new[] { 21.95, 6.5 }, new[] { 22.0, 6.55 } },
+            startsAt = Clock.GetUtcNow().AddHours(2),
+            endsAt = Clock.GetUtcNow().AddHours(8),
+            marking = Api.Marking("UNCLASSIFIED", ["mission"]),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, patrol.ToString());
+        var admin = server.ClientFor("jocadmin");
+        var (refused, problem) = await admin.PostJson($"/api/patrols/{Id(patrol)}/report", new { category = "acled.strategic-developments.other", narrative = "Road open." });
+        Assert.True(refused.StatusCode == HttpStatusCode.Forbidden, problem.ToString());
+        Assert.Equal(HttpStatusCode.OK, (await admin.PostJson($"/api/patrols/{Id(patrol)}/status", new { status = "cancelled", reason = "left behind" })).Response.StatusCode);
+    }
+
+    [Fact]
     public async Task A_joint_patrol_is_planned_on_a_route_and_its_report_becomes_a_concord_report()
     {
         var force = server.ClientFor("force");

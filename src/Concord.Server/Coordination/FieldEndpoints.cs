@@ -229,7 +229,8 @@ internal static class FieldEndpoints
             return TypedResults.NotFound();
         }
 
-        if (!Participates(patrol, viewer))
+        // No administrator's exception here: the report becomes one of the reporting organisation's, with its account.
+        if (!Participates(patrol, viewer, administratorsToo: false))
         {
             return Problems.Forbidden("only participating organisations report on a patrol");
         }
@@ -312,9 +313,10 @@ internal static class FieldEndpoints
         return TypedResults.Created($"/api/reports/{reportId}", ToDto(patrol, desk));
     }
 
-    private static bool Participates(Patrol patrol, Viewer viewer) =>
+    /// <summary>Whether the viewer's organisation takes part in the patrol (or, to move it, the viewer is a mission administrator).</summary>
+    private static bool Participates(Patrol patrol, Viewer viewer, bool administratorsToo = true) =>
         patrol.Organizations.Contains(Releasability.Pattern(Community.Organization(viewer.OrganizationCode)), StringComparison.Ordinal)
-        || viewer.HasRole(MemberRoles.MissionAdmin);
+        || (administratorsToo && viewer.HasRole(MemberRoles.MissionAdmin));
 
     private static async Task<List<Organization>> OrganizationsAsync(IReadOnlyList<string>? codes, string field, CoordinationDesk desk, Dictionary<string, string[]> errors, CancellationToken cancellationToken)
     {
