@@ -201,14 +201,16 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         }
 
         // Added oldest first: the overdue one (its acknowledgement escalated an hour ago, so no deadline is left to watch),
-        // one due next week, one owing nothing, and newest a done one.
+        // one due next week, one owing nothing, then two done ones, the older closed with a deadline never met (as the
+        // router closes the tasks of an incident merged away).
         await server.WithDbAsync(async db =>
         {
             foreach (var task in (CoordinationTask[])[
                 Task("overdue", TaskStatuses.Open, now.AddHours(-1), null, escalated: true),
                 Task("next week", TaskStatuses.Open, now.AddDays(7), now.AddDays(8)),
                 Task("no deadline", TaskStatuses.Open, null, null),
-                Task("done", TaskStatuses.Done, now.AddHours(-2), null)])
+                Task("done", TaskStatuses.Done, now.AddHours(-2), null),
+                Task("done later", TaskStatuses.Done, null, null)])
             {
                 db.Tasks.Add(task);
                 await db.SaveChangesAsync();
@@ -218,7 +220,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         });
 
         var titles = (await TasksAsync("force", $"incident={incident}")).Select(t => t.GetProperty("title").GetString()).ToList();
-        Assert.Equal(["overdue", "next week", "no deadline", "done"], titles);
+        Assert.Equal(["overdue", "next week", "no deadline", "done later", "done"], titles);
+        Assert.Equal(["overdue", "next week", "no deadline"], (await TasksAsync("force", $"incident={incident}&open=true")).Select(t => t.GetProperty("title").GetString()));
+        Assert.Equal(["done later", "done"], (await TasksAsync("force", $"incident={incident}&open=false")).Select(t => t.GetProperty("title").GetString()));
     }
 
     [Fact]

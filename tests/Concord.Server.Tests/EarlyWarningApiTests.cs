@@ -75,27 +75,59 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
     }
 
     [Fact]
+    public async Task A_surge_after_a_quiet_spell_alerts_when_the_mission_reported_before_the_baseline()
+    {
+        // Reporting went on before the baseline began (one incident elsewhere, 400 days back), then the area was quiet for
+        // most of the baseline: three incidents in its last days and eight in the window. The quiet spell is part of the
+        // baseline, not a time before reporting began.
+        var at = new DateTimeOffset(2016, 6, 30, 0, 0, 0, TimeSpan.Zero);
+        int[] offsets = [-400, -40, -36, -32, -28, -25, -22, -19, -16, -13, -10, -7];
+        var (_, spikes, spike) = await SpikeAsync("Quiet then surging area", -12, 48, at,
+            offsets.Select((days, i) => i == 0 ? (-13.5, 51.5, days) : (-11.5 + (i * 0.05), 49.0, days)));
+        Assert.Equal(365, spikes.GetProperty("baselineObservedDays").GetInt32());
+        Assert.Equal(8, spike.GetProperty("recent").GetInt32());
+        Assert.Equal(3, spike.GetProperty("baseline").GetInt32());
+        Assert.True(spike.GetProperty("alert").GetBoolean());
+
+        // A baseline shorter than the window could never alert: refused by name.
+        var (refused, problem) = await server.ClientFor("unpol").GetJson("/api/early-warning/spikes?days=60&baselineDays=30");
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(["baselineDays"], problem.ErrorFields());
+    }
+
+    [Fact]
     public async Task A_spike_baseline_counts_only_the_days_the_callers_incidents_cover()
     {
         // A mission that began reporting 44 days ago, at a steady rate of one incident every three days: the last 30 days are
         // no spike against the 14 days before them, though against a year they would look like one.
-        var code = "EW-" + Guid.NewGuid().ToString("N")[..6];
-        await server.AddAreaAsync(code, "New mission area", -16, 44, -14, 46);
         var at = new DateTimeOffset(2013, 6, 30, 0, 0, 0, TimeSpan.Zero);
+        var (_, spikes, spike) = await SpikeAsync("New mission area", -16, 44, at, Enumerable.Range(0, 15).Select(i => (-15.5 + (i * 0.05), 45.0, -44 + (3 * i))));
+        Assert.Equal(14, spikes.GetProperty("baselineObservedDays").GetInt32());
+        Assert.Equal(10, spike.GetProperty("recent").GetInt32());
+        Assert.Equal(5, spike.GetProperty("baseline").GetInt32());
+        Assert.False(spike.GetProperty("alert").GetBoolean());
+    }
+
+    /// <summary>
+    /// A new two-degree area at (<paramref name="south"/>, <paramref name="west"/>), UNPOL's incidents (place, days before
+    /// <paramref name="at"/>), and the spikes UNPOL reads at <paramref name="at"/> (30 days against 365) with the area's row.
+    /// </summary>
+    private async Task<(string Code, System.Text.Json.JsonElement Spikes, System.Text.Json.JsonElement Spike)> SpikeAsync(string name, double south, double west, DateTimeOffset at,
+        IEnumerable<(double Latitude, double Longitude, int Days)> incidents)
+    {
+        var code = "EW-" + Guid.NewGuid().ToString("N")[..6];
+        await server.AddAreaAsync(code, name, south, west, south + 2, west + 2);
         using var unpol = server.ClientFor("unpol");
-        for (var i = 0; i < 15; i++)
+        var i = 0;
+        foreach (var (latitude, longitude, days) in incidents)
         {
-            var (response, _) = await unpol.PostJson("/api/reports", Api.Report(latitude: -15.5 + (i * 0.05), longitude: 45.0, observedAt: at.AddDays(-44 + (3 * i)),
-                narrative: $"{code} event {i}", marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL"])));
+            var (response, _) = await unpol.PostJson("/api/reports", Api.Report(latitude: latitude, longitude: longitude, observedAt: at.AddDays(days),
+                narrative: $"{code} event {i++}", marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL"])));
             Assert.Equal(HttpStatusCode.Created, response.StatusCode);
         }
 
         var (_, spikes) = await unpol.GetJson($"/api/early-warning/spikes?at={Uri.EscapeDataString(at.ToString("O"))}&days=30&baselineDays=365");
-        Assert.Equal(14, spikes.GetProperty("baselineObservedDays").GetInt32());
-        var spike = spikes.GetProperty("items").EnumerateArray().Single(s => s.GetProperty("area").GetString() == code);
-        Assert.Equal(10, spike.GetProperty("recent").GetInt32());
-        Assert.Equal(5, spike.GetProperty("baseline").GetInt32());
-        Assert.False(spike.GetProperty("alert").GetBoolean());
+        return (code, spikes, spikes.GetProperty("items").EnumerateArray().Single(s => s.GetProperty("area").GetString() == code));
     }
 }
 

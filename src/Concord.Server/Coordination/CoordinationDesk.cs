@@ -32,37 +32,59 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
 
     /// <summary>
     /// Closes (done, with the reason, audited) the open escalation notices of <paramref name="item"/> that its move to
-    /// <paramref name="to"/> answered: the acknowledgement's once it is acknowledged, answered or closed, the response's once
-    /// answered or closed. Otherwise they would stay open on the escalation organisation's board, which may not see the
-    /// item itself to find out. The entries to save with the move.
+    /// <paramref name="to"/>, already saved, answered: the acknowledgement's once it is acknowledged, answered or closed, the
+    /// response's once answered or closed. Otherwise they would stay open on the escalation organisation's board, which
+    /// may not see the item itself to find out. Saved on their own after the move, so that a notice moved meanwhile (by
+    /// the escalation organisation, or the router re-marking it) is read again rather than failing the move with a
+    /// conflict about a record its author may not see; after three conflicts it is left open.
     /// </summary>
-    public async Task<List<AuditEntry>> CloseAnsweredNoticesAsync(DeadlineRecord item, Guid itemId, string entity, string to, CancellationToken cancellationToken)
+    public async Task CloseAnsweredNoticesAsync(DeadlineRecord item, Guid itemId, string entity, string to, CancellationToken cancellationToken)
     {
         List<string> answered = item.IsClosed || item.RespondedAt is not null ? [Coordination.Deadlines.Acknowledge, Coordination.Deadlines.Respond]
             : item.AcknowledgedAt is not null ? [Coordination.Deadlines.Acknowledge]
             : [];
         if (answered.Count == 0)
         {
-            return [];
+            return;
         }
 
         var keys = answered.Select(d => $"escalation:{itemId:N}:{d}").ToList();
-        var notices = await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && t.EscalatedItemId == itemId && keys.Contains(t.RoutingKey!)
-            && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken);
         var reason = $"the {entity} was {to} after this notice";
-        var now = Now;
-        var audit = new List<AuditEntry>();
-        foreach (var notice in notices)
+        for (var attempt = 1; ; attempt++)
         {
-            audit.Add(Audits.Entry(null, AuditActions.Status, "task", notice.Id, notice.Classification, now, Audits.Detail(new { from = notice.Status, to = TaskStatuses.Done, reason })));
-            notice.Status = TaskStatuses.Done;
-            notice.Reason = reason;
-            notice.CompletedAt = now;
-            notice.UpdatedAt = now;
-            notice.Reschedule();
-        }
+            var notices = await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && t.EscalatedItemId == itemId && keys.Contains(t.RoutingKey!)
+                && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken);
+            if (notices.Count == 0)
+            {
+                return;
+            }
 
-        return audit;
+            var now = Now;
+            var audit = new List<AuditEntry>();
+            foreach (var notice in notices)
+            {
+                audit.Add(Audits.Entry(null, AuditActions.Status, "task", notice.Id, notice.Classification, now, Audits.Detail(new { from = notice.Status, to = TaskStatuses.Done, reason })));
+                notice.Status = TaskStatuses.Done;
+                notice.Reason = reason;
+                notice.CompletedAt = now;
+                notice.UpdatedAt = now;
+                notice.Reschedule();
+            }
+
+            try
+            {
+                await chain.SaveAsync(db, audit, cancellationToken);
+                return;
+            }
+            catch (DbUpdateConcurrencyException)
+            {
+                db.ChangeTracker.Clear();
+                if (attempt == 3)
+                {
+                    return;
+                }
+            }
+        }
     }
 
     public AuditEntry Audit(Viewer actor, string action, string entity, Guid id, int classification, object detail) =>

@@ -20,7 +20,7 @@ internal static class RequestEndpoints
         var group = app.MapGroup("/api/requests").WithTags("Coordination").RequireAuthorization();
         group.MapGet("/", List)
             .WithQueryParameter("overdue", "true: only requests past a deadline", JsonSchemaType.Boolean)
-            .WithQueryParameter("open", "true: only requests not yet completed, declined or cancelled", JsonSchemaType.Boolean)
+            .WithQueryParameter("open", "true: only requests not yet completed, declined or cancelled; false: only those", JsonSchemaType.Boolean)
             .WithQueryParameter("limit", $"at most this many (1–{TaskEndpoints.MaxPage}; default 100)", JsonSchemaType.Integer)
             .TakesQuery("direction", "status", "type", "overdue", "open", "limit")
             .WithSummary("Requests you may see: incoming (to your organisation or its kind), outgoing (from it), or all; by status, type, overdue.");
@@ -79,9 +79,9 @@ internal static class RequestEndpoints
         }
 
         var closed = new[] { RequestStatuses.Declined, RequestStatuses.Completed, RequestStatuses.Cancelled };
-        if (open == true)
+        if (open is { } wantOpen)
         {
-            requests = requests.Where(r => !closed.Contains(r.Status));
+            requests = wantOpen ? requests.Where(r => !closed.Contains(r.Status)) : requests.Where(r => closed.Contains(r.Status));
         }
 
         var now = desk.Now;
@@ -341,8 +341,8 @@ internal static class RequestEndpoints
         request.Reason = reason is { Length: > 0 } ? reason : request.Reason;
         request.UpdatedAt = now;
         request.Reschedule();
-        var notices = await desk.CloseAnsweredNoticesAsync(request, request.Id, "request", to, cancellationToken);
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "request", request.Id, request.Classification, new { from, to, reason }), .. notices], cancellationToken);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "request", request.Id, request.Classification, new { from, to, reason })], cancellationToken);
+        await desk.CloseAnsweredNoticesAsync(request, request.Id, "request", to, cancellationToken);
         return null;
     }
 

@@ -21,7 +21,7 @@ internal static class TaskEndpoints
             .WithQueryParameter("request", "only tasks for this request (id)")
             .WithQueryParameter("meeting", "only tasks from this meeting (id)")
             .WithQueryParameter("overdue", "true: only tasks past a deadline", JsonSchemaType.Boolean)
-            .WithQueryParameter("open", "true: only tasks not done or declined", JsonSchemaType.Boolean)
+            .WithQueryParameter("open", "true: only tasks not done or declined; false: only those", JsonSchemaType.Boolean)
             .WithQueryParameter("limit", $"at most this many (1–{MaxPage}; default 100)", JsonSchemaType.Integer)
             .TakesQuery("organization", "status", "incident", "request", "meeting", "overdue", "open", "limit")
             .WithSummary("Tasks you may see, most urgent first: filter by organisation, status, incident, request, meeting or overdue.");
@@ -63,9 +63,11 @@ internal static class TaskEndpoints
             tasks = tasks.Where(t => t.Status == status);
         }
 
-        if (open == true)
+        if (open is { } wantOpen)
         {
-            tasks = tasks.Where(t => t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined);
+            tasks = wantOpen
+                ? tasks.Where(t => t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined)
+                : tasks.Where(t => t.Status == TaskStatuses.Done || t.Status == TaskStatuses.Declined);
         }
 
         tasks = incident is { } i ? tasks.Where(t => t.IncidentId == i) : tasks;
@@ -89,8 +91,8 @@ internal static class TaskEndpoints
                 Acknowledge = t.AcknowledgeBy != null && t.AcknowledgedAt == null && t.RespondedAt == null ? t.AcknowledgeBy : null,
                 Respond = t.RespondBy != null && t.RespondedAt == null ? t.RespondBy : null,
             })
-            .Select(x => new { x.Task, x.Closed, Due = x.Acknowledge == null ? x.Respond : x.Respond == null || x.Acknowledge < x.Respond ? x.Acknowledge : x.Respond })
-            .OrderBy(x => x.Closed).ThenBy(x => x.Closed || x.Due == null).ThenBy(x => x.Due).ThenByDescending(x => x.Task.Number)
+            .Select(x => new { x.Task, x.Closed, Due = x.Closed ? null : x.Acknowledge == null ? x.Respond : x.Respond == null || x.Acknowledge < x.Respond ? x.Acknowledge : x.Respond })
+            .OrderBy(x => x.Closed).ThenBy(x => x.Due == null).ThenBy(x => x.Due).ThenByDescending(x => x.Task.Number)
             .Select(x => x.Task).Take(take).ToListAsync(context.RequestAborted);
         await desk.AuditReadAsync(viewer, "task", page.Select(t => (t.Id, t.Classification)).ToList(), context);
         var members = await desk.MemberNamesAsync(page.Select(t => t.MemberId), context.RequestAborted);
@@ -274,8 +276,8 @@ internal static class TaskEndpoints
         task.CompletedAt = to is TaskStatuses.Done or TaskStatuses.Declined ? now : null;
         task.UpdatedAt = now;
         task.Reschedule();
-        var notices = await desk.CloseAnsweredNoticesAsync(task, task.Id, "task", to, context.RequestAborted);
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, task.Classification, new { from, to, reason }), .. notices], context.RequestAborted);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, task.Classification, new { from, to, reason })], context.RequestAborted);
+        await desk.CloseAnsweredNoticesAsync(task, task.Id, "task", to, context.RequestAborted);
         return TypedResults.Ok(desk.ToDto(task, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted)));
     }
 

@@ -187,6 +187,11 @@ internal static class EarlyWarningEndpoints
 
         var days = Whole("days", 30, 1, 366);
         var baselineDays = Whole("baselineDays", 365, 7, 3660);
+        if (!errors.ContainsKey("days") && !errors.ContainsKey("baselineDays") && baselineDays < days)
+        {
+            // A baseline shorter than the window watched raises no alert (see SpikesAsync): refused rather than silent.
+            errors["baselineDays"] = [$"must be at least days ({days}): a rate is judged against a baseline as long as the window at least"];
+        }
         var threshold = 0.01;
         if (q["threshold"].ToString() is { Length: > 0 } t && (!double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out threshold) || !double.IsFinite(threshold) || threshold is <= 0 or >= 1))
         {
@@ -232,10 +237,14 @@ internal static class EarlyWarningEndpoints
 
         async Task<IncidentSelection> Selection(ListQuery query) =>
             (await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, cancellationToken)).Incidents!;
-        // The baseline covers the days from the earliest incident the caller may see in it (in any area): before that,
-        // nothing was reported, which says nothing of any area's rate. Scaling a month of data as if it were a year would
-        // make every active area alarm. Alerts need a baseline at least as long as the recent window.
-        var firstSeen = rows.Count == 0 ? baselineFrom : rows.Min(r => r.StartsAt);
+        // A caller who may see nothing before the baseline began has reporting only from the earliest incident they may
+        // see in it (in any area): before that, nothing was reported, which says nothing of any area's rate, and scaling a
+        // month of data as if it were a year would make every active area alarm. With anything older in sight, the whole
+        // baseline counts, quiet spells included (a mission gone quiet is when a surge matters). Alerts need a baseline
+        // at least as long as the recent window.
+        var reportingBefore = rows.Count > 0
+            && await (await Selection(new ListQuery { To = baselineFrom.AddTicks(-1) })).LatestStartAsync(cancellationToken) is not null;
+        var firstSeen = rows.Count == 0 || reportingBefore ? baselineFrom : rows.Min(r => r.StartsAt);
         var observed = Math.Max(0, (int)Math.Floor((recentFrom - (firstSeen > baselineFrom ? firstSeen : baselineFrom)).TotalDays));
         var items = directory.Areas.Select(a => a.Area).Select(area =>
             {

@@ -166,16 +166,15 @@
     if (loading) { again = true; return loading; }
     loading = (async () => {
       // Everything still open (however old: an unanswered request or an overdue task must not drop off the board behind
-      // newer closed ones), then the latest of all for the closed columns.
+      // newer closed ones), and the latest closed ones for the closed columns.
       const get = (path, params) => fetch(path + '?' + new URLSearchParams({ ...params, limit: 200 })).then(r => r.ok ? r.json() : []);
-      const openFirst = (open, latest) => { const ids = new Set(open.map(x => x.id)); return open.concat(latest.filter(x => !ids.has(x.id))); };
-      const [openRequests, latestRequests, openTasks, latestTasks] = await Promise.all([
+      const [openRequests, closedRequests, openTasks, closedTasks] = await Promise.all([
         get('/api/requests', { direction: direction.value, open: true }),
-        get('/api/requests', { direction: direction.value }),
+        get('/api/requests', { direction: direction.value, open: false }),
         get('/api/tasks', { organization: me.organization, open: true }),
-        get('/api/tasks', { organization: me.organization }),
+        get('/api/tasks', { organization: me.organization, open: false }),
       ]);
-      const requests = openFirst(openRequests, latestRequests), tasks = openFirst(openTasks, latestTasks);
+      const requests = openRequests.concat(closedRequests), tasks = openTasks.concat(closedTasks);
       forget('rt');
       fill(document.getElementById('request-board'), requests, requestCard);
       fill(document.getElementById('task-board'), tasks, taskCard);
