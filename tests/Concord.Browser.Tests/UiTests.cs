@@ -661,6 +661,21 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await unpol.WaitForFunctionAsync("document.body && window.Concord && Concord.received !== undefined");
         await Task.Delay(1000);
         using var api = fixture.Server.ClientFor("unpol");
+        // Spikes are judged against the mission's reporting before them: here it has reported for most of a year (one
+        // incident 300 days ago, elsewhere). Without any, a quiet area cannot be told from a mission that has just begun,
+        // and no alert is raised (EarlyWarningApiTests).
+        var history = await api.PostAsJsonAsync("/api/reports", new
+        {
+            id = Guid.NewGuid(),
+            observedAt = DateTimeOffset.UtcNow.AddDays(-300),
+            location = new { latitude = -31.5, longitude = 47.5, precisionMeters = 500 },
+            category = "acled.riots.violent-demonstration",
+            narrative = "An older riot outside the spike test prefecture",
+            language = "en",
+            source = new { reliability = "C", credibility = 3 },
+            marking = new { classification = "CONFIDENTIAL", releasableTo = new[] { "org:UNPOL" }, caveats = Array.Empty<string>() },
+        });
+        Assert.True(history.IsSuccessStatusCode, await history.Content.ReadAsStringAsync());
         for (var i = 0; i < 6; i++)
         {
             var response = await api.PostAsJsonAsync("/api/reports", new
