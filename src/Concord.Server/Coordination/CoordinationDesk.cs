@@ -60,16 +60,7 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
             }
 
             var now = Now;
-            var audit = new List<AuditEntry>();
-            foreach (var notice in notices)
-            {
-                audit.Add(Audits.Entry(null, AuditActions.Status, "task", notice.Id, notice.Classification, now, Audits.Detail(new { from = notice.Status, to = TaskStatuses.Done, reason })));
-                notice.Status = TaskStatuses.Done;
-                notice.Reason = reason;
-                notice.CompletedAt = now;
-                notice.UpdatedAt = now;
-                notice.Reschedule();
-            }
+            var audit = notices.Select(n => n.CloseBySystem(reason, now)).ToList();
 
             try
             {

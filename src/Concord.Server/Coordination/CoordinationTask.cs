@@ -54,6 +54,21 @@ internal sealed class CoordinationTask : DeadlineRecord, IFeedEntity
     public required DateTime UpdatedAt { get; set; }
 
     public override bool IsClosed => Status is TaskStatuses.Done or TaskStatuses.Declined;
+
+    /// <summary>
+    /// Closes the task as done for a reason no member gave (its incident gone, its escalated item answered): the audit
+    /// entry of the move, by the system, to save with it.
+    /// </summary>
+    public Audit.AuditEntry CloseBySystem(string reason, DateTime now)
+    {
+        var entry = Audit.Audits.Entry(null, Audit.AuditActions.Status, "task", Id, Classification, now, Audit.Audits.Detail(new { from = Status, to = TaskStatuses.Done, reason }));
+        Status = TaskStatuses.Done;
+        Reason = reason;
+        CompletedAt = now;
+        UpdatedAt = now;
+        Reschedule();
+        return entry;
+    }
 }
 
 internal static class TaskRoles

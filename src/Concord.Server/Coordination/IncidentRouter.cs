@@ -337,15 +337,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var closed = tasks.Select(t => (Guid?)t.Id).ToList();
         tasks.AddRange(await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && closed.Contains(t.EscalatedItemId)
             && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken));
-        foreach (var task in tasks)
-        {
-            audit.Add(Audits.Entry(null, AuditActions.Status, "task", task.Id, task.Classification, now, Audits.Detail(new { from = task.Status, to = TaskStatuses.Done, reason = Reason })));
-            task.Status = TaskStatuses.Done;
-            task.Reason = Reason;
-            task.CompletedAt = now;
-            task.UpdatedAt = now;
-            task.Reschedule();
-        }
+        audit.AddRange(tasks.Select(t => t.CloseBySystem(Reason, now)));
     }
 
     /// <summary>Sets the router's cursor (in the context, not yet saved) to the end of the change feed: what came before is not routed.</summary>

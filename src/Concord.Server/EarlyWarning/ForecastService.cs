@@ -127,11 +127,7 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
     {
         if (await BuildPanelAsync(cancellationToken) is not { } built || built.Panel.Months < MinimumMonths)
         {
-            await using var clearing = await db.Database.BeginTransactionAsync(cancellationToken);
-            await db.Forecasts.ExecuteDeleteAsync(cancellationToken);
-            await db.AreaForecasts.ExecuteDeleteAsync(cancellationToken);
-            await clearing.CommitAsync(cancellationToken);
-            cache.Clear();
+            await ReplaceAsync([], [], cancellationToken);
             return null;
         }
 
@@ -199,6 +195,13 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
             return forecast;
         }).ToList();
 
+        await ReplaceAsync(forecasts, areaForecasts, cancellationToken);
+        return new Summary(forecasts.Count, month, built.Incidents, forecasts.OrderByDescending(f => f.AtLeastOne).Take(10).ToList());
+    }
+
+    /// <summary>Replaces the stored forecasts (cells and areas) with these, in one transaction, and forgets the cached history.</summary>
+    private async Task ReplaceAsync(List<Forecast> forecasts, List<AreaForecast> areaForecasts, CancellationToken cancellationToken)
+    {
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
         await db.Forecasts.ExecuteDeleteAsync(cancellationToken);
         await db.AreaForecasts.ExecuteDeleteAsync(cancellationToken);
@@ -210,7 +213,6 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         // forecasts again) would meet its own.
         db.ChangeTracker.Clear();
         cache.Clear();
-        return new Summary(forecasts.Count, month, built.Incidents, forecasts.OrderByDescending(f => f.AtLeastOne).Take(10).ToList());
     }
 }
 

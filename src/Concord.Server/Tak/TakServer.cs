@@ -750,34 +750,27 @@ internal sealed class TakServer(
 
         var before = last.As(session.Viewer);
         var since = (now - CotMapping.IncidentLifetime).UtcDateTime;
-        if (last.Told is { } told)
-        {
-            var gone = await DeletedSinceAsync(db, told, since, session.Viewer, before, cancellationToken);
-            foreach (var id in gone)
-            {
-                await session.SendWaitingAsync(CotMapping.Withdrawal(id, now));
-            }
-
-            if (gone.Count > 0)
-            {
-                logger.LogInformation("TAK device of {User} ({Remote}) told to remove {Count} incidents deleted since it last connected",
-                    session.Viewer.UserName, session.Remote, gone.Count);
-            }
-        }
-
+        var deleted = last.Told is { } told ? await DeletedSinceAsync(db, told, since, session.Viewer, before, cancellationToken) : [];
+        var narrowed = new List<Guid>();
         if (Narrower(before, session.Viewer))
         {
             var had = await db.VisibleIncidents(db.Incidents.AsNoTracking().Where(i => i.UpdatedAt >= since), before)
                 .OrderByDescending(i => i.UpdatedAt).Take(MaxWithdrawalsOnCut).Select(i => i.Id).ToListAsync(cancellationToken);
-            var withdrawn = await NoLongerShownAsync(db, had, session.Viewer, narrower: true, cancellationToken);
-            foreach (var id in withdrawn)
-            {
-                await session.SendWaitingAsync(CotMapping.Withdrawal(id, now));
-            }
-
-            logger.LogInformation("TAK device of {User} ({Remote}) told to remove {Count} incidents: its member's access narrowed since it last connected",
-                session.Viewer.UserName, session.Remote, withdrawn.Count);
+            narrowed = await NoLongerShownAsync(db, had, session.Viewer, narrower: true, cancellationToken);
         }
+
+        if (deleted.Count + narrowed.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var id in deleted.Concat(narrowed))
+        {
+            await session.SendWaitingAsync(CotMapping.Withdrawal(id, now));
+        }
+
+        logger.LogInformation("TAK device of {User} ({Remote}) told to remove {Deleted} incidents deleted and {Narrowed} no longer shown to it since it last connected",
+            session.Viewer.UserName, session.Remote, deleted.Count, narrowed.Count);
     }
 
     /// <summary>How many incident deletions a connecting device's withdrawals look at, the latest first.</summary>
