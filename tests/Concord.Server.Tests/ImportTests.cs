@@ -428,6 +428,29 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task Datasets_whose_names_hold_a_colon_keep_their_features_apart()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        static string Feature(string id, double longitude, string narrative) => $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{id}}", "geometry": { "type": "Point", "coordinates": [{{longitude}}, 5.75] },
+                "properties": { "observedAt": "2025-07-01", "category": "poc", "narrative": "{{narrative}}" } } ] }
+            """;
+
+        // Dataset "tag:a" feature "b" and dataset "tag" feature "a:b": two records, not one.
+        var (_, first) = await ImportAsync("ocha", $"format=geojson&source={tag}%3Aa&classification=UNCLASSIFIED&releasableTo=mission", Feature("b", 16.1, $"{tag} first survey"), "application/geo+json");
+        var (_, second) = await ImportAsync("ocha", $"format=geojson&source={tag}&classification=UNCLASSIFIED&releasableTo=mission", Feature("a:b", 23.9, $"{tag} second survey"), "application/geo+json");
+
+        Assert.Equal(1, first.GetProperty("created").GetInt32());
+        Assert.Equal(1, second.GetProperty("created").GetInt32());
+        Assert.Equal(0, second.GetProperty("skipped").GetInt32());
+        var (_, reports) = await server.ClientFor("ocha").GetJson($"/api/reports?q={tag}");
+        Assert.Equal(2, reports.GetProperty("items").GetArrayLength());
+        var (_, again) = await ImportAsync("ocha", $"format=geojson&source={tag}%3Aa&classification=UNCLASSIFIED&releasableTo=mission", Feature("b", 16.1, $"{tag} first survey"), "application/geo+json");
+        Assert.Equal(1, again.GetProperty("skipped").GetInt32());
+    }
+
+    [Fact]
     public async Task A_store_that_fails_in_itself_fails_the_import_instead_of_rejecting_every_row()
     {
         var tag = Guid.NewGuid().ToString("N")[..6];

@@ -339,9 +339,13 @@ internal static class GeoJsonReader
             return new ImportRow(n, null, string.Join("; ", errors));
         }
 
+        // The dataset's name may hold ':' (a file's name does), so it is escaped: unescaped, dataset "a:b" with feature
+        // "c" and dataset "a" with feature "b:c" named one record, and the second import skipped a report never stored.
+        // A name without '%' or ':' reads as before, so records imported under it are still found.
+        var externalRef = $"{Dataset}:{source.Replace("%", "%25", StringComparison.Ordinal).Replace(":", "%3A", StringComparison.Ordinal)}:{id}";
         return new ImportRow(n, new CreateReport
         {
-            Id = GedMapping.NameBasedGuid($"{Dataset}:{source}:{id}"),
+            Id = GedMapping.NameBasedGuid(externalRef),
             ObservedAt = observed,
             ObservedPrecision = Text(properties, "observedPrecision") ?? "day",
             Location = new LocationInput(latitude, longitude, precision, null),
@@ -358,7 +362,7 @@ internal static class GeoJsonReader
                 : null,
             Source = new SourceInput(Text(properties, "reliability") ?? "F", Int(properties, "credibility") ?? 6, Text(properties, "source"), null),
             Marking = marking,
-            ExternalRef = $"{Dataset}:{source}:{id}",
+            ExternalRef = externalRef,
         }, null);
     }
 }
