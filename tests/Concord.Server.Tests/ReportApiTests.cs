@@ -204,6 +204,13 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         }
 
         Assert.Equal(HttpStatusCode.OK, (await Server.ClientFor("force").GetAsync("/api/reports?from=2024-05-01&to=2024-05-02T12:00:00Z")).StatusCode);
+        // RFC 3339's lower-case t and z, and ISO 8601's offsets without a colon.
+        Assert.Equal(HttpStatusCode.OK, (await Server.ClientFor("force").GetAsync("/api/reports?from=2024-05-01t00:00:00z&to=2024-05-02T12:00:00%2B0100")).StatusCode);
+        // An offset's + left unencoded reaches the server as a space: the refusal says how to write it.
+        var (plus, plusProblem) = await Server.ClientFor("force").GetJson("/api/incidents?from=2024-05-01T00:00:00+01:00");
+        Assert.Equal(HttpStatusCode.BadRequest, plus.StatusCode);
+        Assert.Equal(["from"], plusProblem.ErrorFields());
+        Assert.Contains("%2B", plusProblem.GetProperty("errors").GetProperty("from")[0].GetString(), StringComparison.Ordinal);
     }
 
     [Theory]

@@ -30,7 +30,7 @@ internal sealed class QueryReader(IQueryCollection query, Dictionary<string, str
     public DateTimeOffset? Time(string name) =>
         // ISO 8601 only: the invariant culture would also read 01/05/2024, as the 5th of January.
         Read<DateTimeOffset>(name, text => Import.IsoDates.TryParse(text, out var value) ? value : null,
-            "is not an ISO 8601 time such as 2024-05-01T00:00:00Z");
+            "is not an ISO 8601 time such as 2024-05-01T00:00:00Z or 2024-05-01T01:00:00%2B01:00 (a + in a query is written %2B)");
 
     public int Limit(int fallback, int max) =>
         Read<int>("limit", text => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value is >= 1 && value <= max ? value : null,
