@@ -72,8 +72,45 @@ internal static class ChangeVisibility
                 .GroupBy(l => l.IncidentId).Select(g => new { g.Key, First = g.Min(l => l.LinkedAt) })
                 .ToDictionaryAsync(f => f.Key, f => f.First, cancellationToken);
 
-        return window.Where(c => visible.Contains(c.EntityId)
+        var shown = window.Where(c => visible.Contains(c.EntityId)
             && (c.Causes is null ? !(firstSeen.TryGetValue(c.EntityId, out var first) && c.At < first) : c.CauseIds.Any(visibleCauses.Contains))).ToList();
+        return await AsFirstSightAsync(db, viewer, shown, visibleCauses, cancellationToken);
+    }
+
+    /// <summary>
+    /// An incident "updated" by a report joining it (fusion, a merge, a release, another organisation's copy of the same
+    /// source record) is "created" for a viewer when that report is the first of it they may see: to them the incident
+    /// begins there, as its view and provenance say (IncidentSummary.OpenFor). "Updated" would tell them it existed
+    /// before, built from reports hidden from them; a probe report placed at will could then map hidden reporting.
+    /// </summary>
+    private static async Task<List<Change>> AsFirstSightAsync(ConcordDb db, Viewer viewer, List<Change> shown, HashSet<Guid> visibleCauses, CancellationToken cancellationToken)
+    {
+        var joined = shown.Where(c => c.Entity == "incident" && c.Operation == "updated" && c.Causes is not null).ToList();
+        if (joined.Count == 0)
+        {
+            return shown;
+        }
+
+        var incidentIds = joined.Select(c => c.EntityId).Distinct().ToList();
+        var causeIds = joined.SelectMany(c => c.CauseIds).Where(visibleCauses.Contains).Distinct().ToList();
+        // When each visible cause joined the incident (a report that left since has no link: its change stays "updated").
+        var causeLinks = await db.IncidentReports.Where(l => incidentIds.Contains(l.IncidentId) && causeIds.Contains(l.ReportId))
+            .Select(l => new { l.IncidentId, l.ReportId, l.LinkedAt }).ToListAsync(cancellationToken);
+        if (causeLinks.Count == 0)
+        {
+            return shown;
+        }
+
+        var linkedIncidents = causeLinks.Select(l => l.IncidentId).Distinct().ToList();
+        var firstSeen = await db.IncidentReports.Where(l => linkedIncidents.Contains(l.IncidentId))
+            .Join(db.Reports.VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => l)
+            .GroupBy(l => l.IncidentId).Select(g => new { g.Key, First = g.Min(l => l.LinkedAt) })
+            .ToDictionaryAsync(f => f.Key, f => f.First, cancellationToken);
+        var linkedAt = causeLinks.ToDictionary(l => (l.IncidentId, l.ReportId), l => l.LinkedAt);
+        return [.. shown.Select(c => c.Entity == "incident" && c.Operation == "updated" && firstSeen.TryGetValue(c.EntityId, out var first)
+            && c.CauseIds.Any(r => linkedAt.TryGetValue((c.EntityId, r), out var at) && at <= first)
+            ? new Change { Sequence = c.Sequence, Entity = c.Entity, EntityId = c.EntityId, Operation = "created", At = c.At, Causes = c.Causes }
+            : c)];
     }
 
     /// <summary>Adds the ids of <paramref name="entity"/> changes in the window that the viewer may see (one query, none when the window has no such change).</summary>
