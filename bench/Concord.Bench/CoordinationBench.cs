@@ -50,7 +50,7 @@ internal static class CoordinationBench
             var (member, _) = await MemberAdmin.AddAsync(db, new NewMember("joc", "JOC", null, ["analyst"], "CONFIDENTIAL", [], "a-long-password-1"),
                 app.Services.GetRequiredService<ClassificationScheme>(), app.Services.GetRequiredService<CaveatRegistry>(), time, CancellationToken.None);
             await db.SaveChangesAsync();
-            (_, token) = await AccessTokens.CreateAsync(db, member!, "bench", TimeSpan.FromDays(1), time, CancellationToken.None);
+            (_, token) = await AccessTokens.CreateAsync(db, app.Services.GetRequiredService<Concord.Server.Audit.AuditChain>(), null, member!, "bench", TimeSpan.FromDays(1), time, CancellationToken.None);
         }
 
         await app.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);

@@ -65,7 +65,7 @@ internal static class QueryBench
                 await db.Database.ExecuteSqlRawAsync("VACUUM (ANALYZE) reports, incidents, incident_reports");
             }
 
-            token = (await AccessTokens.CreateAsync(db, member, "bench", TimeSpan.FromDays(1), time, CancellationToken.None)).Secret;
+            token = (await AccessTokens.CreateAsync(db, app.Services.GetRequiredService<Concord.Server.Audit.AuditChain>(), null, member, "bench", TimeSpan.FromDays(1), time, CancellationToken.None)).Secret;
         }
 
         await app.StartAsync();

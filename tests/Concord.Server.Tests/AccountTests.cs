@@ -296,6 +296,22 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task Making_and_revoking_a_token_is_audited_without_its_secret()
+    {
+        var owner = await server.SignedInAsync("joc");
+        var (_, token) = await owner.PostJson("/api/me/tokens", new { name = "audited display", expiresInDays = 30 });
+        var id = token.GetProperty("id").GetGuid();
+        Assert.Equal(HttpStatusCode.NoContent, (await owner.DeleteAsync($"/api/me/tokens/{id}")).StatusCode);
+
+        var (_, audit) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={id}");
+        var entries = audit.GetProperty("items").EnumerateArray().ToList();
+        Assert.Equal(["create", "update"], entries.Select(e => e.GetProperty("action").GetString()).Order());
+        Assert.All(entries, e => Assert.Equal(("joc", "token"), (e.GetProperty("actor").GetString(), e.GetProperty("entity").GetString())));
+        Assert.All(entries, e => Assert.DoesNotContain(token.GetProperty("token").GetString()!, e.ToString(), StringComparison.Ordinal));
+        Assert.Contains(entries, e => e.GetProperty("detail").ToString().Contains("audited display", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_live_connection_opened_with_a_token_is_closed_once_the_token_is_revoked()
     {
         var owner = await server.SignedInAsync("joc");

@@ -82,7 +82,18 @@ public abstract class CliTests : IAsyncLifetime
         var revoke = await Run(["token", "revoke", "--user", "deminer.one", "--id", stored.Id.ToString(), .. StoreArguments]);
         Assert.Equal(0, revoke.Exit);
         await using var check = services.CreateAsyncScope();
-        Assert.NotNull((await check.ServiceProvider.GetRequiredService<ConcordDb>().AccessTokens.SingleAsync(t => t.Id == stored.Id)).RevokedAt);
+        var checkDb = check.ServiceProvider.GetRequiredService<ConcordDb>();
+        Assert.NotNull((await checkDb.AccessTokens.SingleAsync(t => t.Id == stored.Id)).RevokedAt);
+
+        // A credential made and revoked is in the audit, by the system (the command line), never with its secret.
+        var audited = await checkDb.Audit.Where(e => e.Entity == "token" && e.EntityId == stored.Id).OrderBy(e => e.ChainIndex).ToListAsync();
+        Assert.Equal(["create", "update"], audited.Select(e => e.Action));
+        Assert.All(audited, e => Assert.Equal(("system", null), (e.Actor, e.MemberId)));
+        Assert.All(audited, e => Assert.Contains("deminer.one", e.Detail, StringComparison.Ordinal));
+        Assert.All(audited, e => Assert.DoesNotContain(token.Output.Trim(), e.Detail, StringComparison.Ordinal));
+        Assert.Contains("revokedAt", audited[1].Detail, StringComparison.Ordinal);
+        var verify = await Run(["audit", "verify", .. StoreArguments]);
+        Assert.True(verify.Exit == 0, verify.Output + verify.Errors);
     }
 
     [Fact]
@@ -460,7 +471,7 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal(0, unnamed.Exit);
     }
 
-    private static ServiceProvider Services(StoreOptions store)
+    private protected static ServiceProvider Services(StoreOptions store)
     {
         var services = new ServiceCollection();
         services.AddLogging();
@@ -493,6 +504,20 @@ public sealed class CliTests_Sqlite : CliTests
         var first = await Run(["cert", "issue", "--user", "patrol.one", "--host", "concord.mission.example", "--out", certs, .. StoreArguments]);
         Assert.Equal(0, first.Exit);
         Assert.Contains("now also names concord.mission.example", first.Output, StringComparison.Ordinal);
+
+        // Issued and revoked: both in the audit, with the certificate's thumbprint and its member.
+        var thumbprint = System.Text.RegularExpressions.Regex.Match(first.Output, "issued certificate ([0-9a-f]+) for").Groups[1].Value;
+        Assert.NotEmpty(thumbprint);
+        var revoked = await Run(["cert", "revoke", "--thumbprint", thumbprint, .. StoreArguments]);
+        Assert.Equal(0, revoked.Exit);
+        await using (var services = Services(await StoreAsync()))
+        await using (var scope = services.CreateAsyncScope())
+        {
+            var details = await scope.ServiceProvider.GetRequiredService<ConcordDb>().Audit.Where(e => e.Entity == "certificate").OrderBy(e => e.ChainIndex).Select(e => e.Detail).ToListAsync();
+            Assert.Equal(2, details.Count(d => d.Contains(thumbprint, StringComparison.Ordinal) && d.Contains("patrol.one", StringComparison.Ordinal)));
+            Assert.Contains("\"issued\"", details[^2], StringComparison.Ordinal);
+            Assert.Contains("\"revoked\"", details[^1], StringComparison.Ordinal);
+        }
 
         using var server = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12FromFile(
             Path.Combine(DataDirectory, "keys", "tak", "server.pfx"), null);

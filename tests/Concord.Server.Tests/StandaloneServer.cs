@@ -53,7 +53,7 @@ internal sealed class StandaloneServer : IAsyncDisposable
                 app.Services.GetRequiredService<Access.ClassificationScheme>(), app.Services.GetRequiredService<Access.CaveatRegistry>(), TimeProvider.System, CancellationToken.None);
             Assert.Null(memberError);
             await db.SaveChangesAsync();
-            (_, token) = await AccessTokens.CreateAsync(db, added!, "standalone", TimeSpan.FromHours(1), TimeProvider.System, CancellationToken.None);
+            (_, token) = await AccessTokens.CreateAsync(db, app.Services.GetRequiredService<Audit.AuditChain>(), null, added!, "standalone", TimeSpan.FromHours(1), TimeProvider.System, CancellationToken.None);
         }
 
         await app.StartAsync();

@@ -292,7 +292,7 @@ public abstract class TestServer : IAsyncLifetime
                 caveatList.Split(',', StringSplitOptions.RemoveEmptyEntries), Password), scheme, caveats, time, CancellationToken.None);
             Assert.Null(error);
             await db.SaveChangesAsync();
-            var (_, secret) = await AccessTokens.CreateAsync(db, member!, "tests", TimeSpan.FromDays(1), time, CancellationToken.None);
+            var (_, secret) = await AccessTokens.CreateAsync(db, Services.GetRequiredService<Audit.AuditChain>(), null, member!, "tests", TimeSpan.FromDays(1), time, CancellationToken.None);
             _tokens[user] = secret;
         }
 

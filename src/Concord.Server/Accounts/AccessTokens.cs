@@ -1,6 +1,8 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Security.Cryptography;
 using System.Text;
+using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Microsoft.EntityFrameworkCore;
 
@@ -24,7 +26,12 @@ internal static class AccessTokens
         return error is null;
     }
 
-    public static async Task<(AccessToken Token, string Secret)> CreateAsync(ConcordDb db, Member member, string name, TimeSpan lifetime, TimeProvider time, CancellationToken cancellationToken)
+    /// <summary>
+    /// Makes a token for <paramref name="member"/>, audited in the same transaction (by <paramref name="actor"/>, or the
+    /// system for <c>concord token create</c>): a credential that signs in for up to a year is recorded, never its secret.
+    /// </summary>
+    public static async Task<(AccessToken Token, string Secret)> CreateAsync(
+        ConcordDb db, AuditChain chain, Viewer? actor, Member member, string name, TimeSpan lifetime, TimeProvider time, CancellationToken cancellationToken)
     {
         var secret = NewSecret();
         var now = time.GetUtcNow().UtcDateTime;
@@ -39,11 +46,13 @@ internal static class AccessTokens
             SessionVersion = member.SessionVersion,
         };
         db.AccessTokens.Add(token);
-        await db.SaveChangesAsync(cancellationToken);
+        await chain.SaveAsync(db, [Audits.Entry(actor, AuditActions.Create, "token", token.Id, 0, now,
+            Audits.Detail(new { member = member.UserName, name, expiresAt = token.ExpiresAt }))], cancellationToken);
         return (token, secret);
     }
 
-    public static async Task<bool> RevokeAsync(ConcordDb db, Guid memberId, Guid tokenId, TimeProvider time, CancellationToken cancellationToken)
+    /// <summary>Revokes a token of the member (audited as <see cref="CreateAsync"/>); false when the member has no such token.</summary>
+    public static async Task<bool> RevokeAsync(ConcordDb db, AuditChain chain, Viewer? actor, Guid memberId, Guid tokenId, TimeProvider time, CancellationToken cancellationToken)
     {
         var token = await db.AccessTokens.SingleOrDefaultAsync(t => t.Id == tokenId && t.MemberId == memberId, cancellationToken);
         if (token is null)
@@ -51,8 +60,11 @@ internal static class AccessTokens
             return false;
         }
 
-        token.RevokedAt ??= time.GetUtcNow().UtcDateTime;
-        await db.SaveChangesAsync(cancellationToken);
+        var now = time.GetUtcNow().UtcDateTime;
+        token.RevokedAt ??= now;
+        var member = await db.Members.Where(m => m.Id == memberId).Select(m => m.UserName).SingleAsync(cancellationToken);
+        await chain.SaveAsync(db, [Audits.Entry(actor, AuditActions.Update, "token", token.Id, 0, now,
+            Audits.Detail(new { member, name = token.Name, revokedAt = token.RevokedAt }))], cancellationToken);
         return true;
     }
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Claims;
 using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -101,7 +102,7 @@ internal static class AccountEndpoints
         return TypedResults.Ok(tokens.Select(t => new TokenDto(t.Id, t.Name, Utc(t.CreatedAt), Utc(t.ExpiresAt), t.RevokedAt is { } r ? Utc(r) : null)).ToList());
     }
 
-    private static async Task<Results<Created<CreatedTokenDto>, ProblemHttpResult>> CreateToken(HttpContext context, Viewer viewer, ConcordDb db, TimeProvider time)
+    private static async Task<Results<Created<CreatedTokenDto>, ProblemHttpResult>> CreateToken(HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, TimeProvider time)
     {
         if (context.User.Identity?.AuthenticationType == ConcordAuthentication.TokenScheme)
         {
@@ -142,13 +143,13 @@ internal static class AccountEndpoints
             return Problems.Forbidden("this session has ended (it was signed out): sign in again");
         }
 
-        var (token, secret) = await AccessTokens.CreateAsync(db, member, name, TimeSpan.FromDays(days), time, context.RequestAborted);
+        var (token, secret) = await AccessTokens.CreateAsync(db, chain, viewer, member, name, TimeSpan.FromDays(days), time, context.RequestAborted);
         return TypedResults.Created($"/api/me/tokens/{token.Id}", new CreatedTokenDto(token.Id, token.Name, Utc(token.ExpiresAt), secret));
     }
 
-    private static async Task<Results<NoContent, NotFound>> RevokeToken(Guid id, Viewer viewer, ConcordDb db, TimeProvider time, ViewerDirectory directory, CancellationToken cancellationToken)
+    private static async Task<Results<NoContent, NotFound>> RevokeToken(Guid id, Viewer viewer, ConcordDb db, AuditChain chain, TimeProvider time, ViewerDirectory directory, CancellationToken cancellationToken)
     {
-        if (!await AccessTokens.RevokeAsync(db, viewer.MemberId, id, time, cancellationToken))
+        if (!await AccessTokens.RevokeAsync(db, chain, viewer, viewer.MemberId, id, time, cancellationToken))
         {
             return TypedResults.NotFound();
         }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Accounts;
 using Concord.Server.Data;
 using Concord.Server.Demo;
@@ -463,7 +464,7 @@ internal static class Commands
             return 1;
         }
 
-        var (token, secret) = await AccessTokens.CreateAsync(db, member, name, TimeSpan.FromDays(days), services.GetRequiredService<TimeProvider>(), cancellationToken);
+        var (token, secret) = await AccessTokens.CreateAsync(db, services.GetRequiredService<AuditChain>(), null, member, name, TimeSpan.FromDays(days), services.GetRequiredService<TimeProvider>(), cancellationToken);
         await errors.WriteLineAsync($"token {token.Id} for {member.UserName}, expires {token.ExpiresAt:yyyy-MM-dd}; it is shown only now:");
         await output.WriteLineAsync(secret);
         return 0;
@@ -481,7 +482,7 @@ internal static class Commands
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var member = await FindMemberAsync(db, invocation["--user"]!, cancellationToken);
-        if (member is null || !await AccessTokens.RevokeAsync(db, member.Id, id, services.GetRequiredService<TimeProvider>(), cancellationToken))
+        if (member is null || !await AccessTokens.RevokeAsync(db, services.GetRequiredService<AuditChain>(), null, member.Id, id, services.GetRequiredService<TimeProvider>(), cancellationToken))
         {
             await errors.WriteLineAsync($"concord: {invocation["--user"]} has no token {id}");
             return 1;

@@ -77,7 +77,9 @@ internal static class TakCommands
                 IssuedAt = certificate.NotBefore.ToUniversalTime(),
                 ExpiresAt = certificate.NotAfter.ToUniversalTime(),
             });
-            await db.SaveChangesAsync(cancellationToken);
+            // A device credential like a token: recorded in the audit with the certificate, never its key.
+            await AdminCommands.SaveAuditedAsync(services, db, "certificate",
+                new { issued = thumbprint, member = member.UserName, expiresAt = certificate.NotAfter.ToUniversalTime() }, cancellationToken);
             await output.WriteLineAsync($"issued certificate {thumbprint} for {member.UserName}, valid until {certificate.NotAfter.ToUniversalTime():yyyy-MM-dd}");
             if (certificates.EnsureServerNames([host]))
             {
@@ -110,7 +112,8 @@ internal static class TakCommands
             }
 
             certificate.RevokedAt ??= services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
-            await db.SaveChangesAsync(cancellationToken);
+            var member = await db.Members.Where(m => m.Id == certificate.MemberId).Select(m => m.UserName).SingleOrDefaultAsync(cancellationToken);
+            await AdminCommands.SaveAuditedAsync(services, db, "certificate", new { revoked = thumbprint, member }, cancellationToken);
             await output.WriteLineAsync($"revoked certificate {thumbprint}; the device cannot connect any more, and a running server cuts it within 10 seconds if it is connected");
             return 0;
         }
