@@ -1,7 +1,7 @@
 using System.Globalization;
 using Concord.Server.Access;
-using Concord.Server.Audit;
 using Concord.Server.Accounts;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Demo;
 using Concord.Server.Hosting;
