@@ -1192,6 +1192,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             ("/api/patrols", new { name = "Null patrol", organizations = new string?[] { null }, route, startsAt = Clock.GetUtcNow().AddHours(1), endsAt = Clock.GetUtcNow().AddHours(2) }, "organizations"),
             ("/api/meetings", new { title = "Null meeting", heldAt = Clock.GetUtcNow().AddHours(-1), participants = new string?[] { null } }, "participants"),
             ("/api/meetings", new { title = "Null action", heldAt = Clock.GetUtcNow().AddHours(-1), actionItems = new object?[] { null } }, "actionItems"),
+            // A NUL in a member's name names nobody (PostgreSQL refuses it in a query: it was a server error there).
+            ("/api/patrols", new { name = "NUL patrol", members = new[] { "for\u0000ce" }, route, startsAt = Clock.GetUtcNow().AddHours(1), endsAt = Clock.GetUtcNow().AddHours(2) }, "members"),
         })
         {
             var (refused, problem) = await force.PostJson(path, body);

@@ -643,6 +643,9 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
             ("/api/organizations", HttpMethod.Post, new { code = "X" + Guid.NewGuid().ToString("N")[..6], name = "", kind = "police" }, "name"),
             ("/api/organizations", HttpMethod.Post, new { code = "X" + Guid.NewGuid().ToString("N")[..6], name = "A\u0000B", kind = "police" }, "name"),
             ("/api/organizations", HttpMethod.Post, new { code = "X" + Guid.NewGuid().ToString("N")[..6], name = "New", kind = "navy" }, "kind"),
+            // A final line break is no part of a code (a regular expression's $ would let it through, to stand beside the real one).
+            ("/api/organizations", HttpMethod.Post, new { code = "X" + Guid.NewGuid().ToString("N")[..6] + "\n", name = "Look-alike", kind = "police" }, "code"),
+            ("/api/organizations", HttpMethod.Post, new { code = "X" + Guid.NewGuid().ToString("N")[..6], name = "Look-alike", kind = "police", nation = "FRA\n" }, "nation"),
             ("/api/organizations/UNPOL/members", HttpMethod.Post, new { userName = "x" + name, password = "short" }, "password"),
             ("/api/organizations/UNPOL/members", HttpMethod.Post, new { userName = "x" + name, password = "a-long-password", displayName = "Tab\u0007Bell" }, "displayName"),
             ($"/api/members/{name}", HttpMethod.Patch, new { displayName = "   " }, "displayName"),
@@ -658,6 +661,15 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
             var problem = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
             Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{path} {json}: {response.StatusCode} {problem}");
             Assert.Equal([field], problem.ErrorFields());
+        }
+
+        // A NUL in a name in the path names nothing: never a server error (PostgreSQL refuses it in a query's text).
+        foreach (var (method, path) in new[] { (HttpMethod.Get, "/api/agreements/A%00B"), (HttpMethod.Delete, "/api/agreements/A%00B"), (HttpMethod.Get, "/api/organizations/UN%00POL/members"),
+            (HttpMethod.Put, "/api/groups/G%00X/members/UNPOL"), (HttpMethod.Delete, "/api/groups/G%00X/members/UN%00POL"), (HttpMethod.Patch, "/api/members/a%00b") })
+        {
+            using var request = new HttpRequestMessage(method, path) { Content = method == HttpMethod.Patch ? JsonContent.Create(new { disabled = true }) : null };
+            using var answer = await mission.SendAsync(request);
+            Assert.True(answer.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.BadRequest, $"{method} {path}: {answer.StatusCode}");
         }
 
         var (_, members) = await admin.GetJson("/api/organizations/UNPOL/members");

@@ -79,6 +79,6 @@ internal sealed partial class CaveatRegistry
 
     public static bool IsValidCode(string code) => CodePattern().IsMatch(code);
 
-    [GeneratedRegex("^[A-Z0-9][A-Z0-9-]{1,39}$")]
+    [GeneratedRegex(@"^[A-Z0-9][A-Z0-9-]{1,39}\z")]
     private static partial Regex CodePattern();
 }

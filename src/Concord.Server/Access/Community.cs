@@ -64,9 +64,9 @@ internal static partial class Community
 
     public static bool IsOrganizationCode(string code) => CodePattern().IsMatch(code);
 
-    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")]
+    [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}\z")]
     private static partial Regex CodePattern();
 
-    [GeneratedRegex("^[A-Za-z]{3}$")]
+    [GeneratedRegex(@"^[A-Za-z]{3}\z")]
     private static partial Regex NationPattern();
 }

@@ -96,6 +96,6 @@ internal static partial class MemberAdmin
         return (member, null);
     }
 
-    [GeneratedRegex("^[a-z0-9][a-z0-9._-]{1,63}$")]
+    [GeneratedRegex(@"^[a-z0-9][a-z0-9._-]{1,63}\z")]
     private static partial Regex UserNamePattern();
 }

@@ -115,7 +115,10 @@ internal static class FieldEndpoints
         {
             // Sign-in names are kept in lower case (as the member directory reads them): "Alice" is alice.
             var user = given?.Trim().ToLowerInvariant() ?? "";
-            var member = await desk.Db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == user, context.RequestAborted);
+            // PostgreSQL refuses a NUL in a query's text (a 500): a name with a control character names nobody.
+            var member = Reports.ReportRules.ControlCharacterProblem(user) is null
+                ? await desk.Db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == user, context.RequestAborted)
+                : null;
             if (member is null || organizations.All(o => o.Id != member.OrganizationId))
             {
                 errors["members"] = [$"'{user}' is not a member of a participating organisation"];

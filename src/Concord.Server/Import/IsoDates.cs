@@ -11,7 +11,7 @@ namespace Concord.Server.Import;
 /// </summary>
 internal static partial class IsoDates
 {
-    [GeneratedRegex(@"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,7})?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,7})?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?\z", RegexOptions.CultureInvariant)]
     private static partial Regex Shape();
 
     /// <summary>The date and time as written, an offset given with them dropped (calendar days of the place, as GED's).</summary>

@@ -54,6 +54,6 @@ internal static partial class OrganizationAdmin
         return (organization, null);
     }
 
-    [GeneratedRegex("^[A-Za-z]{3}$")]
+    [GeneratedRegex(@"^[A-Za-z]{3}\z")]
     private static partial Regex Iso3();
 }
