@@ -46,9 +46,10 @@ public sealed class IncidentDetails
         await IncidentEndpoints.RecordReadAsync(audit, viewer, [seen], context, time);
         await ReportEndpoints.RecordReadAsync(audit, viewer, reports, context, time);
         var marked = reports.Cast<IMarked>().Append(seen).ToList();
+        var originals = await ReportMapping.VisibleOriginalsAsync(db, viewer, reports, context.RequestAborted);
         return new IncidentDetails
         {
-            Incident = seen.ToDto(directory, markings, reports.Select(r => r.ToDto(id, viewer, directory, markings)).ToList()),
+            Incident = seen.ToDto(directory, markings, reports.Select(r => r.ToDto(id, viewer, directory, markings, originals)).ToList()),
             Highest = (marked.Max(m => m.Classification), marked.Aggregate(0L, (bits, m) => bits | m.Caveats)),
             Links = rows.ToDictionary(x => x.Report.Id, x => (x.Decision, x.Contribution ?? 0.0)),
         };

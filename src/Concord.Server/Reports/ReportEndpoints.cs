@@ -28,7 +28,7 @@ internal static class ReportEndpoints
     }
 
     private static async Task<Results<Created<ReportDto>, Ok<ReportDto>, ProblemHttpResult>> Create(
-        HttpContext context, Viewer viewer, ReportIntake intake, MissionDirectory directory, MarkingFormat markings)
+        HttpContext context, Viewer viewer, ReportIntake intake, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
     {
         var (request, problem) = await JsonBody.ReadAsync<CreateReport>(context, MaxBodyBytes);
         if (problem is not null)
@@ -39,8 +39,10 @@ internal static class ReportEndpoints
         var outcome = await intake.CreateAsync(request!, viewer, context.RequestAborted);
         return outcome switch
         {
-            ReportIntake.Outcome.Created c => TypedResults.Created($"/api/reports/{c.Report.Id}", c.Report.ToDto(c.IncidentId, viewer, directory, markings)),
-            ReportIntake.Outcome.Existing e => TypedResults.Ok(e.Report.ToDto(e.IncidentId, viewer, directory, markings)),
+            ReportIntake.Outcome.Created c => TypedResults.Created($"/api/reports/{c.Report.Id}",
+                c.Report.ToDto(c.IncidentId, viewer, directory, markings, await ReportMapping.VisibleOriginalsAsync(db, viewer, [c.Report], context.RequestAborted))),
+            ReportIntake.Outcome.Existing e => TypedResults.Ok(e.Report.ToDto(e.IncidentId, viewer, directory, markings,
+                await ReportMapping.VisibleOriginalsAsync(db, viewer, [e.Report], context.RequestAborted))),
             ReportIntake.Outcome.Conflict c => Problems.Conflict(c.Reason),
             ReportIntake.Outcome.Invalid i => Problems.Invalid(i.Errors),
             _ => throw new InvalidOperationException("unknown intake outcome"),
@@ -60,7 +62,7 @@ internal static class ReportEndpoints
         }
 
         await RecordReadAsync(audit, viewer, [row.Report], context, time);
-        return TypedResults.Ok(row.Report.ToDto(row.IncidentId, viewer, directory, markings));
+        return TypedResults.Ok(row.Report.ToDto(row.IncidentId, viewer, directory, markings, await ReportMapping.VisibleOriginalsAsync(db, viewer, [row.Report], context.RequestAborted)));
     }
 
     internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Report> reports, HttpContext context, TimeProvider time) =>
@@ -97,7 +99,8 @@ internal static class ReportEndpoints
             .ToListAsync(context.RequestAborted);
         var page = rows.Take(query.Limit).ToList();
         await RecordReadAsync(audit, viewer, page.Select(r => r.Report).ToList(), context, time);
-        var items = page.Select(row => row.Report.ToDto(row.IncidentId, viewer, directory, markings)).ToList();
+        var originals = await ReportMapping.VisibleOriginalsAsync(db, viewer, page.Select(r => r.Report), context.RequestAborted);
+        var items = page.Select(row => row.Report.ToDto(row.IncidentId, viewer, directory, markings, originals)).ToList();
         var next = rows.Count > query.Limit ? new Cursor(rows[query.Limit - 1].Report.ObservedAt, rows[query.Limit - 1].Report.Number).Encode(cursors) : null;
         return TypedResults.Ok(new Page<ReportDto>(items, next));
     }

@@ -1,15 +1,31 @@
 using Concord.Server.Access;
 using Concord.Server.Data;
 using Concord.Server.Sharing;
+using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Reports;
 
 internal static class ReportMapping
 {
-    public static ReportDto ToDto(this Report r, Guid? incidentId, Viewer viewer, MissionDirectory directory, MarkingFormat markings) =>
-        r.ToDto(incidentId, viewer, directory, markings, markings.Caveats);
+    private static readonly IReadOnlySet<Guid> None = new HashSet<Guid>();
 
-    private static ReportDto ToDto(this Report r, Guid? incidentId, Viewer viewer, MissionDirectory directory, MarkingFormat markings, CaveatRegistry caveats) => new(
+    /// <param name="visibleOriginals">
+    /// The originals of released copies that <paramref name="viewer"/> may see (<see cref="VisibleOriginalsAsync"/>): a
+    /// copy names its original only to them, since the id of a record one may not see is itself something one may not learn.
+    /// </param>
+    public static ReportDto ToDto(this Report r, Guid? incidentId, Viewer viewer, MissionDirectory directory, MarkingFormat markings, IReadOnlySet<Guid> visibleOriginals) =>
+        r.ToDto(incidentId, viewer, directory, markings, markings.Caveats, visibleOriginals);
+
+    /// <summary>Which of the originals the released copies among <paramref name="reports"/> name the viewer may see (no query when none is a copy).</summary>
+    public static async Task<IReadOnlySet<Guid>> VisibleOriginalsAsync(ConcordDb db, Viewer viewer, IEnumerable<Report> reports, CancellationToken cancellationToken)
+    {
+        var originals = reports.Where(r => r.ReleasedFrom is not null).Select(r => r.ReleasedFrom!.Value).Distinct().ToList();
+        return originals.Count == 0
+            ? None
+            : (await db.Reports.VisibleTo(viewer).Where(r => originals.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken)).ToHashSet();
+    }
+
+    private static ReportDto ToDto(this Report r, Guid? incidentId, Viewer viewer, MissionDirectory directory, MarkingFormat markings, CaveatRegistry caveats, IReadOnlySet<Guid> visibleOriginals) => new(
         r.Id,
         incidentId,
         directory.Organization(r.OrganizationId)?.Code ?? r.OrganizationId.ToString(),
@@ -35,7 +51,7 @@ internal static class ReportMapping
         markings.ToDto(r),
         Tlps.Label(r.Tlp),
         r.AgreementId is { } agreementId ? new AgreementRefDto(agreementId, r.AgreementVersion ?? 0) : null,
-        r.ReleasedFrom,
+        r.ReleasedFrom is { } original && visibleOriginals.Contains(original) ? original : null,
         new DateTimeOffset(r.ReceivedAt, TimeSpan.Zero),
         r.ExternalRef);
 }

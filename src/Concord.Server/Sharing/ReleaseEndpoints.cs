@@ -182,6 +182,7 @@ internal static class ReleaseEndpoints
         // The release joined or opened an incident outside the report writer: fusion's index learns of it.
         fusion.Changed(await db.Incidents.AsNoTracking().SingleAsync(i => i.Id == incidentId, CancellationToken.None));
         held.Dispose();
-        return TypedResults.Created($"/api/reports/{copy.Id}", copy.ToDto(incidentId, viewer, directory, markings));
+        // The releaser may read the original (a release needs it): the copy names it.
+        return TypedResults.Created($"/api/reports/{copy.Id}", copy.ToDto(incidentId, viewer, directory, markings, new HashSet<Guid> { original.Id }));
     }
 }
