@@ -616,6 +616,9 @@ public sealed class CommandLineTests
     [InlineData(new[] { "cert", "issue", "--user", "a", "--port", "70000" }, "--port must be a port number")]
     [InlineData(new[] { "serve", "--tile-url", "http://tiles/x.png" }, "--tile-url 'http://tiles/x.png' must contain {z}, {x} and {y}")]
     [InlineData(new[] { "serve", "--tile-dir", "/nonexistent/tiles" }, "--tile-dir '/nonexistent/tiles' is not a directory")]
+    [InlineData(new[] { "serve", "--no-tak", "--tak-port", "9000" }, "--tak-port contradicts --no-tak")]
+    [InlineData(new[] { "serve", "--no-tak", "--tak-tcp-port", "8087", "--tak-tcp-user", "viewer" }, "--tak-tcp-port contradicts --no-tak")]
+    [InlineData(new[] { "serve", "--tak-tcp-user", "viewer" }, "--tak-tcp-user needs --tak-tcp-port")]
     public async Task Bad_command_lines_print_a_reason_and_the_usage_and_exit_2(string[] args, string reason)
     {
         var (exit, _, errors) = await CliTests.Run(args);

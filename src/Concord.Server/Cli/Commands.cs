@@ -233,11 +233,24 @@ internal static class Commands
     {
         tak = new TakOptions();
         error = "";
+        string[] listenerOptions = ["--tak-address", "--tak-port", "--tak-tcp-port", "--tak-tcp-user"];
         if (invocation.Has("--no-tak"))
         {
-            // No listener: no address or port to check.
+            // No listener: an option for one would be dropped, and the operator left believing a port is open.
+            if (listenerOptions.FirstOrDefault(o => invocation[o] is not null) is { } contradicting)
+            {
+                error = $"{contradicting} contradicts --no-tak (no TAK listener is started)";
+                return false;
+            }
+
             tak = new TakOptions { TlsPort = null, TcpPort = null };
             return true;
+        }
+
+        if (invocation["--tak-tcp-user"] is not null && invocation["--tak-tcp-port"] is null)
+        {
+            error = "--tak-tcp-user needs --tak-tcp-port PORT: plain TCP is off unless a port is given";
+            return false;
         }
 
         var host = new Uri(urls.Split(';')[0]).Host;
