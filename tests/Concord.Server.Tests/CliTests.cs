@@ -109,7 +109,12 @@ public abstract class CliTests : IAsyncLifetime
         // A store that was not made by the demo (its own JOC, none of its members): a message, not a stack trace.
         await Run(["org", "add", "--code", "JOC", "--name", "Another JOC", "--kind", "civilian", .. StoreArguments]);
         var demo = await Run(["demo", "--seed-only", .. StoreArguments]);
+        var blankGroup = await Run(["group", "add", "--code", "NET", "--name", "   ", "--owner", "DUP", .. StoreArguments]);
+        var bellGroup = await Run(["group", "add", "--code", "NET", "--name", "Ring\u0007", "--owner", "DUP", .. StoreArguments]);
 
+        Assert.Equal((1, 1), (blankGroup.Exit, bellGroup.Exit));
+        Assert.Contains("--name must be 1 to 200 characters", blankGroup.Errors, StringComparison.Ordinal);
+        Assert.Contains("--name contains the control character", bellGroup.Errors, StringComparison.Ordinal);
         Assert.Equal(1, kind.Exit);
         Assert.Contains("kind 'navy' is not one of military, police", kind.Errors);
         Assert.Equal(1, org.Exit);

@@ -138,6 +138,13 @@ internal static class AdminCommands
                 return 1;
             }
 
+            // As the API refuses it (POST /api/groups): a blank, overlong or control-character name.
+            if (AdminRefusal.Text("name", invocation["--name"], 200, "--name") is { } badName)
+            {
+                await errors.WriteLineAsync("concord: " + badName.Reason);
+                return 1;
+            }
+
             var codes = new[] { invocation["--owner"]! }.Concat((invocation["--members"] ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                 .Select(c => c.ToUpperInvariant()).Distinct().ToList();
             var organizations = await db.Organizations.Where(o => codes.Contains(o.Code)).ToListAsync(cancellationToken);
@@ -155,7 +162,7 @@ internal static class AdminCommands
             }
 
             var owner = organizations.Single(o => o.Code == codes[0]);
-            var group = new SharingGroup { Id = Guid.CreateVersion7(), Code = code, Name = invocation["--name"]!, OwnerOrganizationId = owner.Id, CreatedAt = services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime };
+            var group = new SharingGroup { Id = Guid.CreateVersion7(), Code = code, Name = invocation["--name"]!.Trim(), OwnerOrganizationId = owner.Id, CreatedAt = services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime };
             db.SharingGroups.Add(group);
             db.SharingGroupMembers.AddRange(organizations.Select(o => new SharingGroupMember { GroupId = group.Id, OrganizationId = o.Id }));
             await SaveAuditedAsync(services, db, "group", new { created = code, members = codes }, cancellationToken);
