@@ -102,9 +102,16 @@ internal static class JsonBody
             }
 
             type = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
-            if (part.Contains('[', StringComparison.Ordinal) && type.IsGenericType)
+            // One element type per index: route[0][1] is a number of a double[] of a list of them.
+            foreach (var _ in part.Where(c => c == '['))
             {
-                type = type.GetGenericArguments()[0];
+                var element = type.IsArray ? type.GetElementType() : type.IsGenericType ? type.GetGenericArguments()[0] : null;
+                if (element is null)
+                {
+                    return null;
+                }
+
+                type = Nullable.GetUnderlyingType(element) ?? element;
             }
         }
 
