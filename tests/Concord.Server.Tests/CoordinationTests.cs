@@ -1202,8 +1202,13 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         }
 
         // A wrong type inside a point of a route names the number it must be, not an array.
-        var (wrongType, wrongProblem) = await force.PostJson("/api/patrols", new { name = "Typed patrol", route = new object[] { new object[] { 22.3, "x" }, new[] { 22.4, 7.0 } },
-            startsAt = Clock.GetUtcNow().AddHours(1), endsAt = Clock.GetUtcNow().AddHours(2) });
+        var (wrongType, wrongProblem) = await force.PostJson("/api/patrols", new
+        {
+            name = "Typed patrol",
+            route = new object[] { new object[] { 22.3, "x" }, new[] { 22.4, 7.0 } },
+            startsAt = Clock.GetUtcNow().AddHours(1),
+            endsAt = Clock.GetUtcNow().AddHours(2)
+        });
         Assert.Equal(HttpStatusCode.BadRequest, wrongType.StatusCode);
         var reason = Assert.Single(wrongProblem.GetProperty("errors").EnumerateObject());
         Assert.Equal(("route[0][1]", "must be a number"), (reason.Name, reason.Value[0].GetString()));
