@@ -133,6 +133,25 @@ public abstract class CliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_demo_refuses_a_store_holding_another_mission_and_seeds_its_directory_audited()
+    {
+        await Run(["org", "add", "--code", "UNMAS", "--name", "UN Mine Action Service", "--kind", "humanitarian", .. StoreArguments]);
+        var refused = await Run(["demo", "--seed-only", .. StoreArguments]);
+
+        Assert.Equal(1, refused.Exit);
+        Assert.Contains("holds organisations or members the demo did not make", refused.Errors, StringComparison.Ordinal);
+        await using var services = Services(await StoreAsync());
+        await using (var scope = services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            // No demo organisation, and above all no mission administrator with the printed password.
+            Assert.Equal(["UNMAS"], await db.Organizations.Select(o => o.Code).ToListAsync());
+            Assert.False(await db.Members.AnyAsync());
+            Assert.False(await db.Audit.AnyAsync(e => e.Entity == "demo"));
+        }
+    }
+
+    [Fact]
     public async Task The_demo_seeds_the_real_UCDP_events_once_with_a_spread_of_markings()
     {
         var first = await Run(["demo", "--seed-only", .. StoreArguments]);
@@ -154,6 +173,10 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal(371, await ged.CountAsync(r => r.Category == "ucdp.non-state"));
         Assert.Equal(1076, await ged.CountAsync(r => r.Category == "ucdp.one-sided"));
         Assert.Equal(17, await db.Areas.CountAsync());
+        // The demo's directory went in as one audited write (the audit is not the place for its password).
+        var seeded = Assert.Single(await db.Audit.Where(e => e.Entity == "demo").ToListAsync());
+        Assert.Contains("jmac.analyst", seeded.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain(Demo.DemoMission.Password, seeded.Detail, StringComparison.Ordinal);
         Assert.True(await db.Reports.CountAsync(r => r.AreaId != null) > 1600, "most events fall in a prefecture");
         Assert.True(await db.Reports.Select(r => r.Classification).Distinct().CountAsync() == 3);
         Assert.True(await db.Members.CountAsync() >= 10);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Accounts;
 using Concord.Server.Areas;
 using Concord.Server.Data;
@@ -81,22 +82,37 @@ internal static class DemoMission
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             if (!await db.Organizations.AnyAsync(o => o.Code == "JOC", cancellationToken))
             {
-                foreach (var o in Organizations)
+                // A store holding another mission gets no demo organisations and no members with a printed password.
+                if (await db.Organizations.AnyAsync(cancellationToken) || await db.Members.AnyAsync(cancellationToken))
                 {
-                    var (_, error) = await OrganizationAdmin.AddAsync(db, o.Code, o.Name, o.Kind, o.Nation, time, cancellationToken);
-                    Check(error);
-                    await db.SaveChangesAsync(cancellationToken);
+                    throw new DemoSeedException("this store holds organisations or members the demo did not make; the demo seeds a store of its own: give it a new --data directory (or database)");
                 }
 
-                await directory.ReloadAsync(force: true, cancellationToken);
-                foreach (var m in Members)
+                // All or nothing, and audited: a refusal half-way left some organisations behind, and every later run then
+                // skipped the seeding because JOC was there.
+                var entry = Audits.Entry(null, AuditActions.Administer, "demo", null, 0, time.GetUtcNow().UtcDateTime, Audits.Detail(new
                 {
-                    var (_, error) = await MemberAdmin.AddAsync(db, new NewMember(m.UserName, m.Organization, m.DisplayName,
-                        m.Roles.Split(','), LevelFor(scheme, m.Clearance), m.Caveats.Split(',', StringSplitOptions.RemoveEmptyEntries), Password),
-                        scheme, services.GetRequiredService<CaveatRegistry>(), time, cancellationToken);
-                    Check(error);
-                    await db.SaveChangesAsync(cancellationToken);
-                }
+                    organizations = Organizations.Select(o => o.Code),
+                    members = Members.Select(m => m.UserName),
+                }));
+                await services.GetRequiredService<AuditChain>().SaveAsync(db, [entry], cancellationToken, async inTransaction =>
+                {
+                    foreach (var o in Organizations)
+                    {
+                        var (_, error) = await OrganizationAdmin.AddAsync(inTransaction, o.Code, o.Name, o.Kind, o.Nation, time, cancellationToken);
+                        Check(error);
+                    }
+
+                    // Members name their organisation by code, read from the store: the organisations are written first.
+                    await inTransaction.SaveChangesAsync(cancellationToken);
+                    foreach (var m in Members)
+                    {
+                        var (_, error) = await MemberAdmin.AddAsync(inTransaction, new NewMember(m.UserName, m.Organization, m.DisplayName,
+                            m.Roles.Split(','), LevelFor(scheme, m.Clearance), m.Caveats.Split(',', StringSplitOptions.RemoveEmptyEntries), Password),
+                            scheme, services.GetRequiredService<CaveatRegistry>(), time, cancellationToken);
+                        Check(error);
+                    }
+                });
             }
 
             if (!await db.Areas.AnyAsync(cancellationToken))
