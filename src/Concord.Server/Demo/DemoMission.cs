@@ -1,8 +1,8 @@
 using System.Text.Json;
 using Concord.Server.Access;
-using Concord.Server.Audit;
 using Concord.Server.Accounts;
 using Concord.Server.Areas;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Organizations;
 using Concord.Server.Reports;
