@@ -38,8 +38,8 @@ public sealed class AuditReadTests
     public void A_read_of_more_records_than_one_entry_holds_is_recorded_in_parts_naming_every_one()
     {
         // An export of 12,001 classified reports (and one unclassified, which is not named).
-        var records = Enumerable.Range(0, Audits.MaxIdsPerEntry * 2 + 2001).Select(i => (Id: Guid.NewGuid(), Classification: i == 7 ? 2 : 1)).ToList();
-        records.Add((Guid.NewGuid(), 0));
+        var records = Enumerable.Range(0, Audits.MaxIdsPerEntry * 2 + 2001).Select(i => (Id: Guid.NewGuid(), Classification: i == 7 ? 2 : 1, Caveats: 0L)).ToList();
+        records.Add((Guid.NewGuid(), 0, 0L));
 
         var entries = Audits.Read(Analyst, "report", records, "/api/exports/reports.csv?audience=mission", DateTime.UtcNow);
 
@@ -57,9 +57,14 @@ public sealed class AuditReadTests
     public void A_read_of_few_records_is_one_entry_and_of_unclassified_ones_none()
     {
         var one = Guid.NewGuid();
-        var entry = Assert.Single(Audits.Read(Analyst, "incident", [(one, 1), (Guid.NewGuid(), 0)], "/api/incidents", DateTime.UtcNow));
+        var entry = Assert.Single(Audits.Read(Analyst, "incident", [(one, 1, 0L), (Guid.NewGuid(), 0, 0L)], "/api/incidents", DateTime.UtcNow));
         Assert.Equal(one, entry.EntityId);
         Assert.False(System.Text.Json.JsonDocument.Parse(entry.Detail).RootElement.TryGetProperty("part", out _));
-        Assert.Empty(Audits.Read(Analyst, "incident", [(Guid.NewGuid(), 0)], "/api/incidents", DateTime.UtcNow));
+        Assert.Empty(Audits.Read(Analyst, "incident", [(Guid.NewGuid(), 0, 0L)], "/api/incidents", DateTime.UtcNow));
+
+        // Unclassified under a caveat (a humanitarian DECONFLICTION-ONLY site): named, at the lowest level.
+        var caveated = Guid.NewGuid();
+        var underCaveat = Assert.Single(Audits.Read(Analyst, "report", [(caveated, 0, 4L), (Guid.NewGuid(), 0, 0L)], "/api/reports", DateTime.UtcNow));
+        Assert.Equal((caveated, 0), (underCaveat.EntityId, underCaveat.Classification));
     }
 }

@@ -502,6 +502,26 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task Reads_of_unclassified_records_under_a_caveat_are_audited_and_plain_ones_are_not()
+    {
+        // A humanitarian site marked for deconfliction only: unclassified, but who read it is what OCHA will ask.
+        var (_, site) = await server.ClientFor("ocha").PostJson("/api/reports", Api.Report(narrative: "Clinic compound, deconfliction only",
+            marking: Api.Marking("UNCLASSIFIED", ["org:OCHA", "org:JOC"], ["DECONFLICTION-ONLY"])));
+        var (_, plain) = await server.ClientFor("ocha").PostJson("/api/reports", Api.Report(narrative: "Market day, open", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").GetAsync($"/api/reports/{Id(site)}")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").GetAsync($"/api/reports/{Id(plain)}")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").GetAsync($"/api/incidents/{Id(site, "incidentId")}")).StatusCode);
+
+        var (_, siteLog) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={Id(site)}");
+        var reads = siteLog.GetProperty("items").EnumerateArray().Where(e => e.GetProperty("action").GetString() == "read").ToList();
+        Assert.Contains(reads, e => e.GetProperty("actor").GetString() == "joc" && e.GetProperty("entity").GetString() == "report");
+        var (_, incidentLog) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={Id(site, "incidentId")}");
+        Assert.Contains(incidentLog.GetProperty("items").EnumerateArray(), e => e.GetProperty("action").GetString() == "read" && e.GetProperty("actor").GetString() == "joc");
+        var (_, plainLog) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={Id(plain)}");
+        Assert.DoesNotContain(plainLog.GetProperty("items").EnumerateArray(), e => e.GetProperty("action").GetString() == "read");
+    }
+
+    [Fact]
     public async Task Auditors_query_the_log_which_records_creates_and_classified_reads()
     {
         var (_, report) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["mission"])));

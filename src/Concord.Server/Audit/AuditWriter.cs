@@ -28,8 +28,8 @@ internal sealed class AuditWriter : IAsyncDisposable
         _loop = Task.Run(RunAsync);
     }
 
-    /// <summary>Records what a viewer read (<see cref="Audits.Read"/>): nothing for unclassified records, else every id.</summary>
-    public async Task RecordReadAsync<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification)> records, string path, DateTime at,
+    /// <summary>Records what a viewer read (<see cref="Audits.Read"/>): nothing for unclassified records without caveats, else every id.</summary>
+    public async Task RecordReadAsync<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification, long Caveats)> records, string path, DateTime at,
         CancellationToken cancellationToken)
     {
         // All parts are queued before any is awaited, so that the writer stores them in one batch.

@@ -31,14 +31,16 @@ internal static class Audits
         Detail(new { organization = author.OrganizationCode, category = report.Category, marking = markings.ToDto(report).Label, agreement = report.AgreementId, report.AgreementVersion }));
 
     /// <summary>
-    /// The entries for a request that returned records above the lowest level, naming every one of them: one entry, or for
+    /// The entries for a request that returned records above the lowest level or under a caveat, naming every one of them: one entry, or for
     /// more than <see cref="MaxIdsPerEntry"/> records (an export) one per that many, each saying which part of how many it is.
     /// Records are named by their id (a device's track by its uid); the entry's entity id is the record's when it is one
     /// record with a Guid id.
     /// </summary>
-    public static List<AuditEntry> Read<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification)> records, string path, DateTime at)
+    public static List<AuditEntry> Read<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification, long Caveats)> records, string path, DateTime at)
     {
-        var classified = records.Where(r => r.Classification > 0).ToList();
+        // Above the lowest level, or under a caveat at any level: a DECONFLICTION-ONLY humanitarian record is unclassified,
+        // and who read it is what its owners will ask.
+        var classified = records.Where(r => r.Classification > 0 || r.Caveats != 0).ToList();
         var parts = classified.Chunk(MaxIdsPerEntry).ToList();
         Guid? single = classified is [{ Id: Guid id }] ? id : null;
         return [.. parts.Select((part, i) => Entry(viewer, AuditActions.Read, entity, single, part.Max(r => r.Classification), at,

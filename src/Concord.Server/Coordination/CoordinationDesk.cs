@@ -85,8 +85,8 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
     public Task AuditAggregateAsync(Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, HttpContext context) =>
         reads.RecordAggregateAsync(viewer, entity, counted, context, Now);
 
-    /// <summary>Records that a viewer read classified records (nothing for unclassified ones).</summary>
-    public Task AuditReadAsync<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification)> records, HttpContext context) =>
+    /// <summary>Records that a viewer read classified or caveated records (nothing for other unclassified ones).</summary>
+    public Task AuditReadAsync<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification, long Caveats)> records, HttpContext context) =>
         reads.RecordReadAsync(viewer, entity, records, context.Request.Path + context.Request.QueryString, Now, context.RequestAborted);
 
     /// <summary>

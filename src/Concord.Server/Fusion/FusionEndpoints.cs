@@ -179,8 +179,8 @@ internal static class FusionEndpoints
             return;
         }
 
-        var read = (await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id)).Select(r => new { r.Id, r.Classification }).ToListAsync(context.RequestAborted))
-            .Select(r => (r.Id, r.Classification)).ToList();
+        var read = (await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id)).Select(r => new { r.Id, r.Classification, r.Caveats }).ToListAsync(context.RequestAborted))
+            .Select(r => (r.Id, r.Classification, r.Caveats)).ToList();
         await audit.RecordReadAsync(viewer, "report", read, context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
     }
 

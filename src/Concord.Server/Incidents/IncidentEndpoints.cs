@@ -174,13 +174,13 @@ internal static class IncidentEndpoints
         RecordReadAsync(audit, viewer, incidents, context.Request.Path + context.Request.QueryString, time, context.RequestAborted);
 
     internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<IncidentPoint> points, HttpContext context, TimeProvider time) =>
-        RecordReadAsync(audit, viewer, points.Select(p => (p.Id, p.Classification)).ToList(), context.Request.Path + context.Request.QueryString, time, context.RequestAborted);
+        RecordReadAsync(audit, viewer, points.Select(p => (p.Id, p.Classification, p.Caveats)).ToList(), context.Request.Path + context.Request.QueryString, time, context.RequestAborted);
 
     /// <summary>Audits a read of classified incidents by what was asked (a request path, or a live page's address).</summary>
     internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Incident> incidents, string path, TimeProvider time, CancellationToken cancellationToken) =>
-        RecordReadAsync(audit, viewer, incidents.Select(i => (i.Id, i.Classification)).ToList(), path, time, cancellationToken);
+        RecordReadAsync(audit, viewer, incidents.Select(i => (i.Id, i.Classification, i.Caveats)).ToList(), path, time, cancellationToken);
 
-    private static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<(Guid Id, int Classification)> read, string path, TimeProvider time, CancellationToken cancellationToken) =>
+    private static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<(Guid Id, int Classification, long Caveats)> read, string path, TimeProvider time, CancellationToken cancellationToken) =>
         audit.RecordReadAsync(viewer, "incident", read, path, time.GetUtcNow().UtcDateTime, cancellationToken);
 
     private static async Task<Results<Ok<IncidentDto>, NotFound>> Get(Guid id, HttpContext context, Viewer viewer) =>

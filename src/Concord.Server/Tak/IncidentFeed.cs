@@ -139,7 +139,7 @@ internal sealed class IncidentFeed(
         var changesOf = changes.ToLookup(c => c.EntityId);
         var linksOf = links.ToLookup(l => l.IncidentId);
         // What goes to each device, in order: classified incidents are named in the audit before any of it is sent.
-        var outgoing = new List<(TakSession Session, Guid Id, Outbound Item, int Classification)>();
+        var outgoing = new List<(TakSession Session, Guid Id, Outbound Item, int Classification, long Caveats)>();
         foreach (var incident in incidents)
         {
             var why = changesOf[incident.Id].ToList();
@@ -159,7 +159,7 @@ internal sealed class IncidentFeed(
                 {
                     if (Lost(session.Viewer))
                     {
-                        outgoing.Add((session, incident.Id, Withdrawal(incident.Id), 0));
+                        outgoing.Add((session, incident.Id, Withdrawal(incident.Id), 0, 0));
                     }
                 }
 
@@ -178,12 +178,12 @@ internal sealed class IncidentFeed(
                         if (Lost(session.Viewer))
                         {
                             // The reports this member could see left it: what the device shows is gone for them.
-                            outgoing.Add((session, incident.Id, Withdrawal(incident.Id), 0));
+                            outgoing.Add((session, incident.Id, Withdrawal(incident.Id), 0, 0));
                         }
                     }
                     else if (Newsworthy(session.Viewer))
                     {
-                        outgoing.Add((session, incident.Id, item, incident.Classification));
+                        outgoing.Add((session, incident.Id, item, incident.Classification, incident.Caveats));
                         sent = true;
                     }
                 }
@@ -209,7 +209,7 @@ internal sealed class IncidentFeed(
                 {
                     if (Lost(session.Viewer))
                     {
-                        outgoing.Add((session, incident.Id, Withdrawal(incident.Id), 0));
+                        outgoing.Add((session, incident.Id, Withdrawal(incident.Id), 0, 0));
                     }
 
                     continue;
@@ -224,18 +224,18 @@ internal sealed class IncidentFeed(
 
                 var view = IncidentSummary.ViewFor(incident, visible, seenLinks.Select(l => l.LinkedAt));
                 router.RememberSent(incident.Id, view, session.Viewer);
-                outgoing.Add((session, incident.Id, CotMapping.Outgoing(view, markings, now), view.Classification));
+                outgoing.Add((session, incident.Id, CotMapping.Outgoing(view, markings, now), view.Classification, view.Caveats));
             }
         }
 
         // One entry per device and round, as a list read through the API is one entry per request. A device whose entry
         // could not be written is sent nothing of the round, which runs again for it alone (the others, audited and sent
         // to, are not audited twice).
-        var unaudited = (await Task.WhenAll(outgoing.Where(o => o.Classification > 0).GroupBy(o => o.Session).Select(async sent =>
+        var unaudited = (await Task.WhenAll(outgoing.Where(o => o.Classification > 0 || o.Caveats != 0).GroupBy(o => o.Session).Select(async sent =>
         {
             try
             {
-                await audit.RecordReadAsync(sent.Key.Viewer, "incident", sent.Select(o => (o.Id, o.Classification)).ToList(), $"tak:live {sent.Key.Remote}",
+                await audit.RecordReadAsync(sent.Key.Viewer, "incident", sent.Select(o => (o.Id, o.Classification, o.Caveats)).ToList(), $"tak:live {sent.Key.Remote}",
                     now.UtcDateTime, cancellationToken);
                 return null;
             }
@@ -245,7 +245,7 @@ internal sealed class IncidentFeed(
                 return sent.Key;
             }
         }))).OfType<TakSession>().ToHashSet();
-        foreach (var (session, id, item, _) in outgoing.Where(o => !unaudited.Contains(o.Session)))
+        foreach (var (session, id, item, _, _) in outgoing.Where(o => !unaudited.Contains(o.Session)))
         {
             session.NoteLiveIncident(id);
             session.Send(item);

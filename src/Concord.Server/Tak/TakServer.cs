@@ -526,9 +526,9 @@ internal sealed class TakServer(
         // Current tracks are read from the server's memory, not relayed from a device as they arrive: classified ones are
         // named in the audit before they go out, as a read of the tracks through the API is.
         var currentTracks = tracks.LastEventsFor(session.Viewer);
-        await audit.RecordReadAsync(session.Viewer, "track", currentTracks.Select(t => (t.Uid, t.Classification)).ToList(), $"tak:opening {session.Remote}", now.UtcDateTime,
+        await audit.RecordReadAsync(session.Viewer, "track", currentTracks.Select(t => (t.Uid, t.Classification, t.Caveats)).ToList(), $"tak:opening {session.Remote}", now.UtcDateTime,
             cancellationToken);
-        foreach (var (_, _, last) in currentTracks)
+        foreach (var (_, _, _, last) in currentTracks)
         {
             // Waiting for room, like the incidents below: a picture of more tracks than the position queue holds must
             // not lose its oldest ones on the way to a device that has just connected.
@@ -553,7 +553,7 @@ internal sealed class TakServer(
         var picture = latest.Where(i => !fromItemsOnly.Contains(i.Id)).ToList();
         // Classified incidents are read like any classified record: named in the audit before they are sent.
         Task AuditedAsync(IEnumerable<Incident> sending, DateTimeOffset at) =>
-            audit.RecordReadAsync(session.Viewer, "incident", sending.Select(i => (i.Id, i.Classification)).ToList(), $"tak:opening {session.Remote}", at.UtcDateTime, cancellationToken);
+            audit.RecordReadAsync(session.Viewer, "incident", sending.Select(i => (i.Id, i.Classification, i.Caveats)).ToList(), $"tak:opening {session.Remote}", at.UtcDateTime, cancellationToken);
         await AuditedAsync(picture, now);
         foreach (var incident in picture)
         {

@@ -32,7 +32,7 @@ internal static class TrackEndpoints
 
         var tracks = await current.VisibleTo(viewer).OrderBy(t => t.Uid).ToListAsync(context.RequestAborted);
         // Positions of classified tracks are read like any classified record: named in the audit, before they are sent.
-        await audit.RecordReadAsync(viewer, "track", tracks.Select(t => (t.Uid, t.Classification)).ToList(), context.Request.Path + context.Request.QueryString, now,
+        await audit.RecordReadAsync(viewer, "track", tracks.Select(t => (t.Uid, t.Classification, t.Caveats)).ToList(), context.Request.Path + context.Request.QueryString, now,
             context.RequestAborted);
         await using var writer = GeoJsonFeatures.StartCollection(context);
         foreach (var t in tracks)

@@ -65,17 +65,17 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
     /// Each event is taken together with the marking it went out under, under its entry's lock: a track whose marking
     /// changes meanwhile never pairs the old event with the new marking.
     /// </summary>
-    public List<(string Uid, int Classification, Outbound Last)> LastEventsFor(Viewer viewer)
+    public List<(string Uid, int Classification, long Caveats, Outbound Last)> LastEventsFor(Viewer viewer)
     {
         var now = time.GetUtcNow().UtcDateTime;
-        var events = new List<(string, int, Outbound)>();
+        var events = new List<(string, int, long, Outbound)>();
         foreach (var entry in _tracks.Values)
         {
             lock (entry)
             {
                 if (entry.Track.StaleAt > now && entry.Last is { } last && Marking.AllowsRead(entry.Track, viewer))
                 {
-                    events.Add((entry.Track.Uid, entry.Track.Classification, last));
+                    events.Add((entry.Track.Uid, entry.Track.Classification, entry.Track.Caveats, last));
                 }
             }
         }
