@@ -421,6 +421,10 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         }
 
         Assert.Contains(reads, a => a.Detail.Contains("/api/fusion/proposals", StringComparison.Ordinal) && a.Detail.Contains(elsewhere.GetProperty("id").GetGuid().ToString(), StringComparison.Ordinal));
+        // The proposal's score is computed from the proposed incident: the incident is read too, by both answers.
+        var incidentReads = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == "read" && a.Actor == "joc" && a.Entity == "incident" && a.EntityId == incident).ToListAsync());
+        Assert.Contains(incidentReads, a => a.Detail.Contains("/api/fusion/proposals", StringComparison.Ordinal));
+        Assert.Contains(incidentReads, a => a.Detail.Contains($"/api/incidents/{incident}/provenance", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -51,6 +51,7 @@ internal static class FusionEndpoints
         if (answer.Result is Ok<ProvenanceDto> { Value: { } provenance })
         {
             await AuditReportsReadAsync(db, audit, viewer, provenance.Reports.Select(r => r.ReportId).Concat(provenance.Proposals.Select(p => p.ReportId)), context, time);
+            await AuditIncidentsReadAsync(db, audit, viewer, provenance.Proposals.Select(p => p.IncidentId).Append(id), context, time);
         }
 
         return answer;
@@ -164,7 +165,23 @@ internal static class FusionEndpoints
         var pending = db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null);
         var listed = await VisibleProposals(db, viewer, pending, context.RequestAborted, newest: MaxProposalsListed);
         await AuditReportsReadAsync(db, audit, viewer, listed.Select(p => p.ReportId), context, time);
+        // Each score is computed from the proposed incident's reports the viewer may see: the incidents are read too.
+        await AuditIncidentsReadAsync(db, audit, viewer, listed.Select(p => p.IncidentId), context, time);
         return TypedResults.Ok(listed.OrderByDescending(p => p.Score ?? -1).ThenByDescending(p => p.CreatedAt).ToList());
+    }
+
+    /// <summary>Audits the incidents a fusion answer names or scores against, as listing them would.</summary>
+    private static async Task AuditIncidentsReadAsync(ConcordDb db, AuditWriter audit, Viewer viewer, IEnumerable<Guid> incidentIds, HttpContext context, TimeProvider time)
+    {
+        var ids = incidentIds.Distinct().ToList();
+        if (ids.Count == 0)
+        {
+            return;
+        }
+
+        var read = (await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id)).Select(i => new { i.Id, i.Classification, i.Caveats }).ToListAsync(context.RequestAborted))
+            .Select(i => (i.Id, i.Classification, i.Caveats)).ToList();
+        await audit.RecordReadAsync(viewer, "incident", read, context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
     }
 
     /// <summary>
