@@ -997,6 +997,43 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_router_running_late_counts_deadlines_from_the_incidents_change_not_from_its_round()
+    {
+        var (area, lat, lon) = await AreaAsync(-58);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+        await RouterPassedAsync();
+
+        // The router is held at the start of a round (a restart, a backlog) while the incident is reported; it runs 20
+        // minutes later. The agreement gives FORCE 30 minutes from the report, not 30 from whenever the router got to it.
+        var router = server.Services.GetRequiredService<IncidentRouter>();
+        var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        router.BeforeRound = async () =>
+        {
+            waiting.TrySetResult();
+            await release.Task;
+        };
+        DateTimeOffset reportedAt;
+        Guid incident;
+        try
+        {
+            await waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            reportedAt = Clock.GetUtcNow();
+            incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the southern ford."));
+            await Task.Run(() => Clock.Advance(TimeSpan.FromMinutes(20)));
+        }
+        finally
+        {
+            router.BeforeRound = null;
+            release.TrySetResult();
+        }
+
+        var lead = (await WaitForAsync(() => TasksAsync("force", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single();
+        Assert.Equal(reportedAt.AddMinutes(30), lead.GetProperty("deadlines").GetProperty("acknowledgeBy").GetDateTimeOffset());
+        Assert.Equal(reportedAt.AddMinutes(120), lead.GetProperty("deadlines").GetProperty("respondBy").GetDateTimeOffset());
+    }
+
+    [Fact]
     public async Task An_escalation_saved_after_the_router_read_its_task_is_narrowed_with_the_task()
     {
         var (area, lat, lon) = await AreaAsync(-70);

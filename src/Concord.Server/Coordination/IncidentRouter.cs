@@ -60,6 +60,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// <summary>Test hook: runs with the incidents a round followed, once their tasks are followed and before anything is saved.</summary>
     internal Func<IReadOnlyList<Guid>, Task>? AfterFollowing { get; set; }
 
+    /// <summary>Test hook: runs at the start of each round, before the feed is read (a router running late).</summary>
+    internal Func<Task>? BeforeRound { get; set; }
+
     /// <summary>
     /// Routes the incidents of the next window of the feed; returns how many changes it examined. A round that finds the
     /// store changed under it (a task moved or escalated meanwhile) is read again, up to three times in a row.
@@ -80,6 +83,11 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
 
     private async Task<int> RouteOnceAsync(CancellationToken cancellationToken)
     {
+        if (BeforeRound is { } wait)
+        {
+            await wait();
+        }
+
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var cursor = await db.Settings.SingleOrDefaultAsync(s => s.Key == CursorKey, cancellationToken);
@@ -102,6 +110,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var agreements = (await directory.AgreementsAsync(cancellationToken)).Where(a => a.Coordination.Responsibilities is { Count: > 0 }).ToList();
         var ids = window.Where(c => c.Entity == "incident" && c.Operation != "deleted").Select(c => c.EntityId).Distinct().ToList();
         var created = window.Where(c => c.Entity == "incident" && c.Operation == "created").Select(c => c.EntityId).ToHashSet();
+        // Deadlines count from the change that brought an incident here, not from this round: a router running late (a
+        // restart, a backlog) must not give the lead organisation more time than the agreement does.
+        var changedAt = window.Where(c => c.Entity == "incident" && c.Operation != "deleted").GroupBy(c => c.EntityId).ToDictionary(g => g.Key, g => g.Min(c => c.At));
         var audit = new List<AuditEntry>();
         var routed = 0;
         var now = time.GetUtcNow().UtcDateTime;
@@ -171,6 +182,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                         }
 
                         var escalateTo = route.EscalateTo is { } e ? await directory.OrganizationAsync(e, cancellationToken) : null;
+                        var from = changedAt.TryGetValue(incident.Id, out var at) && at < now ? at : now;
                         var task = new CoordinationTask
                         {
                             Id = Guid.CreateVersion7(),
@@ -184,8 +196,8 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                             Category = incident.Category,
                             AreaId = incident.AreaId,
                             AgreementCode = route.AgreementCode,
-                            AcknowledgeBy = route.Acknowledge is { } a ? now + a : null,
-                            RespondBy = route.Respond is { } r ? now + r : null,
+                            AcknowledgeBy = route.Acknowledge is { } a ? from + a : null,
+                            RespondBy = route.Respond is { } r ? from + r : null,
                             EscalateToOrganizationId = escalateTo?.Id,
                             CreatedBy = "system",
                             CreatedAt = now,
