@@ -4,6 +4,7 @@ using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
+using Concord.Server.Realtime;
 using Concord.Server.Reports;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -50,8 +51,8 @@ internal static class FusionEndpoints
         var answer = await ProvenanceOf(id, context, viewer, db, directory);
         if (answer.Result is Ok<ProvenanceDto> { Value: { } provenance })
         {
-            await AuditReportsReadAsync(db, audit, viewer, provenance.Reports.Select(r => r.ReportId).Concat(provenance.Proposals.Select(p => p.ReportId)), context, time);
-            await AuditIncidentsReadAsync(db, audit, viewer, provenance.Proposals.Select(p => p.IncidentId).Append(id), context, time);
+            await AuditReadAsync(db.Reports, "report", audit, viewer, provenance.Reports.Select(r => r.ReportId).Concat(provenance.Proposals.Select(p => p.ReportId)), context, time);
+            await AuditReadAsync(db.Incidents, "incident", audit, viewer, provenance.Proposals.Select(p => p.IncidentId).Append(id), context, time);
         }
 
         return answer;
@@ -164,41 +165,28 @@ internal static class FusionEndpoints
     {
         var pending = db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null);
         var listed = await VisibleProposals(db, viewer, pending, context.RequestAborted, newest: MaxProposalsListed);
-        await AuditReportsReadAsync(db, audit, viewer, listed.Select(p => p.ReportId), context, time);
+        await AuditReadAsync(db.Reports, "report", audit, viewer, listed.Select(p => p.ReportId), context, time);
         // Each score is computed from the proposed incident's reports the viewer may see: the incidents are read too.
-        await AuditIncidentsReadAsync(db, audit, viewer, listed.Select(p => p.IncidentId), context, time);
+        await AuditReadAsync(db.Incidents, "incident", audit, viewer, listed.Select(p => p.IncidentId), context, time);
         return TypedResults.Ok(listed.OrderByDescending(p => p.Score ?? -1).ThenByDescending(p => p.CreatedAt).ToList());
     }
 
-    /// <summary>Audits the incidents a fusion answer names or scores against, as listing them would.</summary>
-    private static async Task AuditIncidentsReadAsync(ConcordDb db, AuditWriter audit, Viewer viewer, IEnumerable<Guid> incidentIds, HttpContext context, TimeProvider time)
-    {
-        var ids = incidentIds.Distinct().ToList();
-        if (ids.Count == 0)
-        {
-            return;
-        }
-
-        var read = (await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id)).Select(i => new { i.Id, i.Classification, i.Caveats }).ToListAsync(context.RequestAborted))
-            .Select(i => (i.Id, i.Classification, i.Caveats)).ToList();
-        await audit.RecordReadAsync(viewer, "incident", read, context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
-    }
-
     /// <summary>
-    /// Audits the reports a fusion answer names (ids, organisations, times, categories, scores of classified reports), as
-    /// opening their incident would.
+    /// Audits the records a fusion answer names or scores against, as listing them would: its reports (ids,
+    /// organisations, times, categories, scores) and the incidents they are proposed for or linked in.
     /// </summary>
-    private static async Task AuditReportsReadAsync(ConcordDb db, AuditWriter audit, Viewer viewer, IEnumerable<Guid> reportIds, HttpContext context, TimeProvider time)
+    private static async Task AuditReadAsync<T>(IQueryable<T> records, string entity, AuditWriter audit, Viewer viewer, IEnumerable<Guid> named, HttpContext context, TimeProvider time)
+        where T : class, IMarked, IFeedEntity
     {
-        var ids = reportIds.Distinct().ToList();
+        var ids = named.Distinct().ToList();
         if (ids.Count == 0)
         {
             return;
         }
 
-        var read = (await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id)).Select(r => new { r.Id, r.Classification, r.Caveats }).ToListAsync(context.RequestAborted))
+        var read = (await records.AsNoTracking().Where(r => ids.Contains(r.Id)).Select(r => new { r.Id, r.Classification, r.Caveats }).ToListAsync(context.RequestAborted))
             .Select(r => (r.Id, r.Classification, r.Caveats)).ToList();
-        await audit.RecordReadAsync(viewer, "report", read, context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
+        await audit.RecordReadAsync(viewer, entity, read, context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
     }
 
     /// <summary>
