@@ -302,6 +302,8 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         var (_, token) = await owner.PostJson("/api/me/tokens", new { name = "audited display", expiresInDays = 30 });
         var id = token.GetProperty("id").GetGuid();
         Assert.Equal(HttpStatusCode.NoContent, (await owner.DeleteAsync($"/api/me/tokens/{id}")).StatusCode);
+        // Revoked again: nothing changes, and nothing more is recorded.
+        Assert.Equal(HttpStatusCode.NoContent, (await owner.DeleteAsync($"/api/me/tokens/{id}")).StatusCode);
 
         var (_, audit) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={id}");
         var entries = audit.GetProperty("items").EnumerateArray().ToList();

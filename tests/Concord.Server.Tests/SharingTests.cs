@@ -244,6 +244,19 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(incident, second.GetProperty("incidentId").GetGuid());
         Assert.Equal(["created", "updated"], await server.ClientFor("pref").ChangesOfAsync(incident));
 
+        // FORCE's first report split out and merged back: its link is new, but the feed read again from the start still
+        // begins the incident, for PREF, with that report's joining, and every change after it is an update.
+        var (splitAnswer, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { open.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, splitAnswer.StatusCode);
+        var (_, moved) = await server.ClientFor("joc").GetJson($"/api/reports/{open.GetProperty("id").GetGuid()}");
+        var splitOff = moved.GetProperty("incidentId").GetGuid();
+        Assert.NotEqual(incident, splitOff);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/merge", new { incidents = new[] { splitOff } })).Response.StatusCode);
+        var again = await server.ClientFor("pref").ChangesOfAsync(incident);
+        Assert.Equal("created", again[0]);
+        Assert.All(again.Skip(1), operation => Assert.Equal("updated", operation));
+        Assert.True(again.Count >= 4, string.Join(",", again));
+
         // Merged into an incident of hidden reports: the open account's new incident begins, for PREF, at the merge.
         var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: "A closed meeting of armed group leaders near Kaga-Bandoro.",
             marking: Api.Marking("STRICTLY CONFIDENTIAL", [])));
@@ -689,15 +702,6 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
             var problem = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
             Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{path} {json}: {response.StatusCode} {problem}");
             Assert.Equal([field], problem.ErrorFields());
-        }
-
-        // A NUL in a name in the path names nothing: never a server error (PostgreSQL refuses it in a query's text).
-        foreach (var (method, path) in new[] { (HttpMethod.Get, "/api/agreements/A%00B"), (HttpMethod.Delete, "/api/agreements/A%00B"), (HttpMethod.Get, "/api/organizations/UN%00POL/members"),
-            (HttpMethod.Put, "/api/groups/G%00X/members/UNPOL"), (HttpMethod.Delete, "/api/groups/G%00X/members/UN%00POL"), (HttpMethod.Patch, "/api/members/a%00b") })
-        {
-            using var request = new HttpRequestMessage(method, path) { Content = method == HttpMethod.Patch ? JsonContent.Create(new { disabled = true }) : null };
-            using var answer = await mission.SendAsync(request);
-            Assert.True(answer.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.BadRequest, $"{method} {path}: {answer.StatusCode}");
         }
 
         var (_, members) = await admin.GetJson("/api/organizations/UNPOL/members");

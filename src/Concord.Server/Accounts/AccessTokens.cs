@@ -60,8 +60,14 @@ internal static class AccessTokens
             return false;
         }
 
+        if (token.RevokedAt is not null)
+        {
+            // Revoked already: nothing changes, nothing to record again.
+            return true;
+        }
+
         var now = time.GetUtcNow().UtcDateTime;
-        token.RevokedAt ??= now;
+        token.RevokedAt = now;
         var member = await db.Members.Where(m => m.Id == memberId).Select(m => m.UserName).SingleAsync(cancellationToken);
         await chain.SaveAsync(db, [Audits.Entry(actor, AuditActions.Update, "token", token.Id, 0, now,
             Audits.Detail(new { member, name = token.Name, revokedAt = token.RevokedAt }))], cancellationToken);
@@ -72,10 +78,17 @@ internal static class AccessTokens
     /// Revokes every token of a member whose password was reset or who was disabled (tracked: saved with the change). A
     /// reset after a lost laptop ends what was signed in with the old password, and the tokens made meanwhile too.
     /// </summary>
-    public static Task RevokeAllAsync(ConcordDb db, Guid memberId, TimeProvider time, CancellationToken cancellationToken)
+    /// <returns>The tokens revoked, for the caller's audit entry of the change.</returns>
+    public static async Task<List<Guid>> RevokeAllAsync(ConcordDb db, Guid memberId, TimeProvider time, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().UtcDateTime;
-        return db.AccessTokens.Where(t => t.MemberId == memberId && t.RevokedAt == null).ForEachAsync(t => t.RevokedAt = now, cancellationToken);
+        var revoked = new List<Guid>();
+        await db.AccessTokens.Where(t => t.MemberId == memberId && t.RevokedAt == null).ForEachAsync(t =>
+        {
+            t.RevokedAt = now;
+            revoked.Add(t.Id);
+        }, cancellationToken);
+        return revoked;
     }
 
     private static string Base64Url(byte[] bytes) =>

@@ -93,12 +93,9 @@ internal static class AdminCommands
                 member.SetDisabled(invocation.Has("--disable"));
             }
 
-            if (invocation.Has("--disable"))
-            {
-                await AccessTokens.RevokeAllAsync(db, member.Id, services.GetRequiredService<TimeProvider>(), cancellationToken);
-            }
-
-            await SaveAuditedAsync(services, db, "member", new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, cancellationToken);
+            var tokensRevoked = invocation.Has("--disable") ? await AccessTokens.RevokeAllAsync(db, member.Id, services.GetRequiredService<TimeProvider>(), cancellationToken) : [];
+            await SaveAuditedAsync(services, db, "member",
+                new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled, tokensRevoked }, cancellationToken);
             await output.WriteLineAsync($"{member.UserName}: {member.Roles}; clearance {markings.Scheme.Label(member.Clearance)}; caveats {string.Join(",", markings.Caveats.CodesOf(member.Caveats)) switch { "" => "none", var c => c }}{(member.Disabled ? "; disabled" : "")}");
             return 0;
         }

@@ -111,9 +111,14 @@ internal static class TakCommands
                 return 1;
             }
 
-            certificate.RevokedAt ??= services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
-            var member = await db.Members.Where(m => m.Id == certificate.MemberId).Select(m => m.UserName).SingleOrDefaultAsync(cancellationToken);
-            await AdminCommands.SaveAuditedAsync(services, db, "certificate", new { revoked = thumbprint, member }, cancellationToken);
+            // Revoked already: nothing changes, nothing to record again.
+            if (certificate.RevokedAt is null)
+            {
+                certificate.RevokedAt = services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
+                var member = await db.Members.Where(m => m.Id == certificate.MemberId).Select(m => m.UserName).SingleOrDefaultAsync(cancellationToken);
+                await AdminCommands.SaveAuditedAsync(services, db, "certificate", new { revoked = thumbprint, member }, cancellationToken);
+            }
+
             await output.WriteLineAsync($"revoked certificate {thumbprint}; the device cannot connect any more, and a running server cuts it within 10 seconds if it is connected");
             return 0;
         }

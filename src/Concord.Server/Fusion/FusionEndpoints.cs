@@ -4,7 +4,6 @@ using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
-using Concord.Server.Realtime;
 using Concord.Server.Reports;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
@@ -51,8 +50,8 @@ internal static class FusionEndpoints
         var answer = await ProvenanceOf(id, context, viewer, db, directory);
         if (answer.Result is Ok<ProvenanceDto> { Value: { } provenance })
         {
-            await AuditReadAsync(db.Reports, "report", audit, viewer, provenance.Reports.Select(r => r.ReportId).Concat(provenance.Proposals.Select(p => p.ReportId)), context, time);
-            await AuditReadAsync(db.Incidents, "incident", audit, viewer, provenance.Proposals.Select(p => p.IncidentId).Append(id), context, time);
+            await AuditReadAsync(db, audit, viewer, provenance.Reports.Select(r => r.ReportId).Concat(provenance.Proposals.Select(p => p.ReportId)),
+                provenance.Proposals.Select(p => p.IncidentId).Append(id), context, time);
         }
 
         return answer;
@@ -165,28 +164,34 @@ internal static class FusionEndpoints
     {
         var pending = db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null);
         var listed = await VisibleProposals(db, viewer, pending, context.RequestAborted, newest: MaxProposalsListed);
-        await AuditReadAsync(db.Reports, "report", audit, viewer, listed.Select(p => p.ReportId), context, time);
         // Each score is computed from the proposed incident's reports the viewer may see: the incidents are read too.
-        await AuditReadAsync(db.Incidents, "incident", audit, viewer, listed.Select(p => p.IncidentId), context, time);
+        await AuditReadAsync(db, audit, viewer, listed.Select(p => p.ReportId), listed.Select(p => p.IncidentId), context, time);
         return TypedResults.Ok(listed.OrderByDescending(p => p.Score ?? -1).ThenByDescending(p => p.CreatedAt).ToList());
     }
 
     /// <summary>
     /// Audits the records a fusion answer names or scores against, as listing them would: its reports (ids,
-    /// organisations, times, categories, scores) and the incidents they are proposed for or linked in.
+    /// organisations, times, categories, scores) and the incidents they are proposed for or linked in. Incidents are
+    /// audited at their marking as the viewer sees them (a mixed incident's stored marking counts reports hidden from them,
+    /// as GET /api/incidents/{id} audits it).
     /// </summary>
-    private static async Task AuditReadAsync<T>(IQueryable<T> records, string entity, AuditWriter audit, Viewer viewer, IEnumerable<Guid> named, HttpContext context, TimeProvider time)
-        where T : class, IMarked, IFeedEntity
+    private static async Task AuditReadAsync(ConcordDb db, AuditWriter audit, Viewer viewer, IEnumerable<Guid> reportIds, IEnumerable<Guid> incidentIds, HttpContext context, TimeProvider time)
     {
-        var ids = named.Distinct().ToList();
-        if (ids.Count == 0)
+        var reports = reportIds.Distinct().ToList();
+        var incidents = incidentIds.Distinct().ToList();
+        var path = context.Request.Path + context.Request.QueryString;
+        if (reports.Count > 0)
         {
-            return;
+            var read = await db.Reports.AsNoTracking().Where(r => reports.Contains(r.Id)).Select(r => new { r.Id, r.Classification, r.Caveats }).ToListAsync(context.RequestAborted);
+            await audit.RecordReadAsync(viewer, "report", read.Select(r => (r.Id, r.Classification, r.Caveats)).ToList(), path, time.GetUtcNow().UtcDateTime, context.RequestAborted);
         }
 
-        var read = (await records.AsNoTracking().Where(r => ids.Contains(r.Id)).Select(r => new { r.Id, r.Classification, r.Caveats }).ToListAsync(context.RequestAborted))
-            .Select(r => (r.Id, r.Classification, r.Caveats)).ToList();
-        await audit.RecordReadAsync(viewer, entity, read, context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
+        if (incidents.Count > 0)
+        {
+            var stored = await db.Incidents.AsNoTracking().Where(i => incidents.Contains(i.Id)).ToListAsync(context.RequestAborted);
+            var seen = await db.AsSeenByAsync(stored, viewer, context.RequestAborted);
+            await audit.RecordReadAsync(viewer, "incident", seen.Select(i => (i.Id, i.Classification, i.Caveats)).ToList(), path, time.GetUtcNow().UtcDateTime, context.RequestAborted);
+        }
     }
 
     /// <summary>

@@ -339,10 +339,10 @@ internal static class GeoJsonReader
             return new ImportRow(n, null, string.Join("; ", errors));
         }
 
-        // The dataset's name may hold ':' (a file's name does), so it is escaped: unescaped, dataset "a:b" with feature
-        // "c" and dataset "a" with feature "b:c" named one record, and the second import skipped a report never stored.
-        // A name without '%' or ':' reads as before, so records imported under it are still found.
-        var externalRef = $"{Dataset}:{source.Replace("%", "%25", StringComparison.Ordinal).Replace(":", "%3A", StringComparison.Ordinal)}:{id}";
+        // The dataset's name may hold ':' (a file's name may), written %3A: unescaped, dataset "a:b" with feature "c" and
+        // dataset "a" with feature "b:c" named one record, and the second import skipped a report never stored. '%' stays
+        // as it is, so that names holding one (downloaded files' often do) keep the references their records have.
+        var externalRef = $"{Dataset}:{source.Replace(":", "%3A", StringComparison.Ordinal)}:{id}";
         return new ImportRow(n, new CreateReport
         {
             Id = GedMapping.NameBasedGuid(externalRef),

@@ -79,38 +79,46 @@ internal static class ChangeVisibility
 
     /// <summary>
     /// An incident "updated" by a report joining it (fusion, a merge, a release, another organisation's copy of the same
-    /// source record) is "created" for a viewer when that report is the first of it they may see: to them the incident
-    /// begins there, as its view and provenance say (IncidentSummary.OpenFor). "Updated" would tell them it existed
-    /// before, built from reports hidden from them; a probe report placed at will could then map hidden reporting.
+    /// source record) is "created" for a viewer when nothing of it was theirs to see before: to them the incident begins
+    /// there, as its view and provenance say (IncidentSummary.OpenFor). "Updated" would tell them it existed before, built
+    /// from reports hidden from them; a probe report placed at will could then map hidden reporting. Each change is judged
+    /// by its own time: a visible report linked before it (other than the reports this window tells of joining), or an
+    /// earlier change of the window shown to the viewer, makes it an update. A report split out and merged back has a new
+    /// link time; that errs towards "created" for the change it first joined by, never towards "updated".
     /// </summary>
     private static async Task<List<Change>> AsFirstSightAsync(ConcordDb db, Viewer viewer, List<Change> shown, HashSet<Guid> visibleCauses, CancellationToken cancellationToken)
     {
-        var joined = shown.Where(c => c.Entity == "incident" && c.Operation == "updated" && c.Causes is not null).ToList();
-        if (joined.Count == 0)
+        var judged = shown.Where(c => c.Entity == "incident" && c.Operation == "updated" && c.Causes is not null).Select(c => c.EntityId).ToHashSet();
+        if (judged.Count == 0)
         {
             return shown;
         }
 
-        var incidentIds = joined.Select(c => c.EntityId).Distinct().ToList();
-        var causeIds = joined.SelectMany(c => c.CauseIds).Where(visibleCauses.Contains).Distinct().ToList();
-        // When each visible cause joined the incident (a report that left since has no link: its change stays "updated").
-        var causeLinks = await db.IncidentReports.Where(l => incidentIds.Contains(l.IncidentId) && causeIds.Contains(l.ReportId))
-            .Select(l => new { l.IncidentId, l.ReportId, l.LinkedAt }).ToListAsync(cancellationToken);
-        if (causeLinks.Count == 0)
-        {
-            return shown;
-        }
-
-        var linkedIncidents = causeLinks.Select(l => l.IncidentId).Distinct().ToList();
-        var firstSeen = await db.IncidentReports.Where(l => linkedIncidents.Contains(l.IncidentId))
+        var incidentIds = judged.ToList();
+        var told = shown.Where(c => c.Entity == "incident" && judged.Contains(c.EntityId)).SelectMany(c => c.CauseIds).Where(visibleCauses.Contains).Distinct().ToList();
+        var seenBefore = await db.IncidentReports.Where(l => incidentIds.Contains(l.IncidentId) && !told.Contains(l.ReportId))
             .Join(db.Reports.VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => l)
             .GroupBy(l => l.IncidentId).Select(g => new { g.Key, First = g.Min(l => l.LinkedAt) })
             .ToDictionaryAsync(f => f.Key, f => f.First, cancellationToken);
-        var linkedAt = causeLinks.ToDictionary(l => (l.IncidentId, l.ReportId), l => l.LinkedAt);
-        return [.. shown.Select(c => c.Entity == "incident" && c.Operation == "updated" && firstSeen.TryGetValue(c.EntityId, out var first)
-            && c.CauseIds.Any(r => linkedAt.TryGetValue((c.EntityId, r), out var at) && at <= first)
-            ? new Change { Sequence = c.Sequence, Entity = c.Entity, EntityId = c.EntityId, Operation = "created", At = c.At, Causes = c.Causes }
-            : c)];
+        var announced = new HashSet<Guid>();
+        var result = new List<Change>(shown.Count);
+        foreach (var c in shown)
+        {
+            if (c.Entity == "incident" && judged.Contains(c.EntityId))
+            {
+                var seen = announced.Contains(c.EntityId) || (seenBefore.TryGetValue(c.EntityId, out var first) && first < c.At);
+                announced.Add(c.EntityId);
+                if (!seen && c.Operation == "updated" && c.Causes is not null)
+                {
+                    result.Add(new Change { Sequence = c.Sequence, Entity = c.Entity, EntityId = c.EntityId, Operation = "created", At = c.At, Causes = c.Causes });
+                    continue;
+                }
+            }
+
+            result.Add(c);
+        }
+
+        return result;
     }
 
     /// <summary>Adds the ids of <paramref name="entity"/> changes in the window that the viewer may see (one query, none when the window has no such change).</summary>
