@@ -317,10 +317,15 @@ internal static class AdminEndpoints
 
         var tokensRevoked = body.Password is not null || body.Disabled == true ? await AccessTokens.RevokeAllAsync(db, member.Id, time, context.RequestAborted) : [];
         if (!await Changed(db, chain, viewer, "member", new
-            {
-                updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled,
-                passwordSet = body.Password is not null, tokensRevoked,
-            }, directory, viewers, time, context.RequestAborted))
+        {
+            updated = member.UserName,
+            roles = member.Roles,
+            clearance = member.Clearance,
+            caveats = member.Caveats,
+            disabled = member.Disabled,
+            passwordSet = body.Password is not null,
+            tokensRevoked,
+        }, directory, viewers, time, context.RequestAborted))
         {
             return Problems.Field("member", $"{member.UserName} was changed by another request meanwhile; read it again", StatusCodes.Status409Conflict);
         }
