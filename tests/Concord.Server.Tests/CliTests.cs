@@ -49,6 +49,7 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal((0, "added organisation UNMAS (UN Mine Action Service, humanitarian)"), (org.Exit, org.Output.Trim()));
         Assert.True(user.Exit == 0, user.Errors);
         Assert.Matches("password: \\S{10,}", user.Output);
+        Assert.DoesNotContain("warning", user.Errors, StringComparison.Ordinal);
         Assert.Equal(0, token.Exit);
         Assert.StartsWith("cnc_", token.Output.Trim());
 
@@ -257,6 +258,8 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal(1, demo.Exit);
         Assert.Contains("another Concord process writes reports to this store", demo.Errors);
         Assert.True(user.Exit == 0, user.Errors);
+        // A password on the command line is taken, with a warning (CONCORD_PASSWORD keeps it out of ps and the history).
+        Assert.Contains("--password is visible to other users", user.Errors, StringComparison.Ordinal);
         Assert.True(after.Exit == 0, after.Errors);
         Assert.Contains("1,848 reports created", after.Output);
     }

@@ -443,6 +443,13 @@ internal static class Commands
             await output.WriteLineAsync($"password: {password}");
         }
 
+        if (invocation["--password"] is not null)
+        {
+            // Accepted (scripts use it), but a command line is readable by every user of the machine (ps, /proc) and
+            // often kept in a shell's history.
+            await errors.WriteLineAsync("concord: warning: --password is visible to other users of this machine while the command runs and may stay in your shell's history; give it in CONCORD_PASSWORD instead");
+        }
+
         return 0;
     }
 
