@@ -30,6 +30,10 @@ internal static class Audits
         author, AuditActions.Create, "report", report.Id, report.Classification, at,
         Detail(new { organization = author.OrganizationCode, category = report.Category, marking = markings.ToDto(report).Label, agreement = report.AgreementId, report.AgreementVersion }));
 
+    /// <summary>What <see cref="Read"/> needs of each record: its id and its marking's level and caveats.</summary>
+    public static List<(Guid Id, int Classification, long Caveats)> Named<T>(IEnumerable<T> records)
+        where T : IMarked, Realtime.IFeedEntity => [.. records.Select(r => (r.Id, r.Classification, r.Caveats))];
+
     /// <summary>
     /// The entries for a request that returned records above the lowest level or under a caveat, naming every one of them: one entry, or for
     /// more than <see cref="MaxIdsPerEntry"/> records (an export) one per that many, each saying which part of how many it is.

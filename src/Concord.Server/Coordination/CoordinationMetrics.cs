@@ -129,8 +129,8 @@ internal static class CoordinationMetrics
             .Where(r => !closed.Contains(r.Status) && (r.Latitude != null || r.RouteJson != null)).OrderByDescending(r => r.Number).Take(2000).ToListAsync(context.RequestAborted);
         var patrols = await desk.Db.Patrols.AsNoTracking().VisibleTo(viewer)
             .Where(p => p.Status == PatrolStatuses.Planned || p.Status == PatrolStatuses.UnderWay).OrderByDescending(p => p.StartsAt).Take(500).ToListAsync(context.RequestAborted);
-        await desk.AuditReadAsync(viewer, "request", requests.Select(r => (r.Id, r.Classification, r.Caveats)).ToList(), context);
-        await desk.AuditReadAsync(viewer, "patrol", patrols.Select(p => (p.Id, p.Classification, p.Caveats)).ToList(), context);
+        await desk.AuditReadAsync(viewer, "request", Audits.Named(requests), context);
+        await desk.AuditReadAsync(viewer, "patrol", Audits.Named(patrols), context);
         var now = desk.Now;
         var features = new List<object>();
         foreach (var r in requests)

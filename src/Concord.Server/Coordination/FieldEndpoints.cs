@@ -64,7 +64,7 @@ internal static class FieldEndpoints
         patrols = from is { } f ? patrols.Where(p => p.EndsAt >= f.UtcDateTime) : patrols;
         patrols = to is { } t ? patrols.Where(p => p.StartsAt <= t.UtcDateTime) : patrols;
         var page = await patrols.OrderByDescending(p => p.StartsAt).Take(TaskEndpoints.MaxPage).ToListAsync(context.RequestAborted);
-        await desk.AuditReadAsync(viewer, "patrol", page.Select(p => (p.Id, p.Classification, p.Caveats)).ToList(), context);
+        await desk.AuditReadAsync(viewer, "patrol", Audits.Named(page), context);
         return TypedResults.Ok(page.Select(p => ToDto(p, desk)).ToList());
     }
 
@@ -83,7 +83,7 @@ internal static class FieldEndpoints
         var tracks = await desk.Db.Tracks.AsNoTracking().Where(t => t.StaleAt > now).VisibleTo(viewer)
             .Join(desk.Db.Members.Where(m => names.Contains(m.UserName)), t => t.MemberId, m => m.Id, (t, m) => new { t, m.UserName })
             .ToListAsync(context.RequestAborted);
-        await desk.AuditReadAsync(viewer, "patrol", [(patrol.Id, patrol.Classification, patrol.Caveats)], context);
+        await desk.AuditReadAsync(viewer, "patrol", Audits.Named([patrol]), context);
         await desk.AuditReadAsync(viewer, "track", tracks.Select(x => (x.t.Uid, x.t.Classification, x.t.Caveats)).ToList(), context);
         return TypedResults.Ok(ToDto(patrol, desk, tracks.Select(x => new PatrolTrackDto(x.t.Uid, x.t.Callsign, x.UserName, x.t.Latitude, x.t.Longitude,
             CoordinationDesk.Utc(x.t.ObservedAt))).ToList()));
@@ -353,7 +353,7 @@ internal static class FieldEndpoints
     private static async Task<Ok<List<MeetingDto>>> ListMeetings(HttpContext context, Viewer viewer, CoordinationDesk desk)
     {
         var page = await desk.Db.Meetings.AsNoTracking().VisibleTo(viewer).OrderByDescending(m => m.HeldAt).Take(TaskEndpoints.MaxPage).ToListAsync(context.RequestAborted);
-        await desk.AuditReadAsync(viewer, "meeting", page.Select(m => (m.Id, m.Classification, m.Caveats)).ToList(), context);
+        await desk.AuditReadAsync(viewer, "meeting", Audits.Named(page), context);
         return TypedResults.Ok(page.Select(m => ToDto(m, desk)).ToList());
     }
 
@@ -366,9 +366,9 @@ internal static class FieldEndpoints
         }
 
         var tasks = await desk.Db.Tasks.AsNoTracking().VisibleTo(viewer).Where(t => t.MeetingId == id).OrderBy(t => t.Number).ToListAsync(context.RequestAborted);
-        await desk.AuditReadAsync(viewer, "meeting", [(meeting.Id, meeting.Classification, meeting.Caveats)], context);
+        await desk.AuditReadAsync(viewer, "meeting", Audits.Named([meeting]), context);
         // The meeting's action items are tasks, shown with it: read like tasks.
-        await desk.AuditReadAsync(viewer, "task", tasks.Select(t => (t.Id, t.Classification, t.Caveats)).ToList(), context);
+        await desk.AuditReadAsync(viewer, "task", Audits.Named(tasks), context);
         return TypedResults.Ok(ToDto(meeting, desk, tasks.Select(t => desk.ToDto(t, new Dictionary<Guid, string>())).ToList()));
     }
 
@@ -515,7 +515,7 @@ internal static class FieldEndpoints
         }
 
         var page = await log.OrderByDescending(l => l.At).Take(TaskEndpoints.MaxPage).ToListAsync(context.RequestAborted);
-        await desk.AuditReadAsync(viewer, "liaison", page.Select(l => (l.Id, l.Classification, l.Caveats)).ToList(), context);
+        await desk.AuditReadAsync(viewer, "liaison", Audits.Named(page), context);
         var members = await desk.MemberNamesAsync(page.Select(l => (Guid?)l.MemberId), context.RequestAborted);
         return TypedResults.Ok(page.Select(l => ToDto(l, desk, members)).ToList());
     }

@@ -110,9 +110,6 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var agreements = (await directory.AgreementsAsync(cancellationToken)).Where(a => a.Coordination.Responsibilities is { Count: > 0 }).ToList();
         var ids = window.Where(c => c.Entity == "incident" && c.Operation != "deleted").Select(c => c.EntityId).Distinct().ToList();
         var created = window.Where(c => c.Entity == "incident" && c.Operation == "created").Select(c => c.EntityId).ToHashSet();
-        // Deadlines count from the change that brought an incident here, not from this round: a router running late (a
-        // restart, a backlog) must not give the lead organisation more time than the agreement does.
-        var changedAt = window.Where(c => c.Entity == "incident" && c.Operation != "deleted").GroupBy(c => c.EntityId).ToDictionary(g => g.Key, g => g.Min(c => c.At));
         var audit = new List<AuditEntry>();
         var routed = 0;
         var now = time.GetUtcNow().UtcDateTime;
@@ -145,6 +142,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         if (agreements.Count > 0 && ids.Count > 0)
         {
             var incidents = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id)).ToListAsync(cancellationToken);
+            // Deadlines count from the change that brought an incident here, not from this round: a router running late (a
+            // restart, a backlog) must not give the lead organisation more time than the agreement does.
+            var changedAt = window.Where(c => c.Entity == "incident" && c.Operation != "deleted").GroupBy(c => c.EntityId).ToDictionary(g => g.Key, g => g.Min(c => c.At));
             var existing = (await db.Tasks.Where(t => t.IncidentId != null && ids.Contains(t.IncidentId.Value) && t.RoutingKey != null)
                 .Select(t => t.RoutingKey!).ToListAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
             foreach (var incident in incidents)

@@ -93,7 +93,7 @@ internal static class RequestEndpoints
         }
 
         var page = await requests.OrderByDescending(r => r.Number).Take(take).ToListAsync(context.RequestAborted);
-        await desk.AuditReadAsync(viewer, "request", page.Select(r => (r.Id, r.Classification, r.Caveats)).ToList(), context);
+        await desk.AuditReadAsync(viewer, "request", Audits.Named(page), context);
         var members = await desk.MemberNamesAsync(page.Select(r => (Guid?)r.RequesterMemberId), context.RequestAborted);
         return TypedResults.Ok(page.Select(r => desk.ToDto(r, viewer, members)).ToList());
     }
@@ -106,7 +106,7 @@ internal static class RequestEndpoints
             return TypedResults.NotFound();
         }
 
-        await desk.AuditReadAsync(viewer, "request", [(request.Id, request.Classification, request.Caveats)], context);
+        await desk.AuditReadAsync(viewer, "request", Audits.Named([request]), context);
         return TypedResults.Ok(desk.ToDto(request, viewer, await desk.MemberNamesAsync([request.RequesterMemberId], context.RequestAborted)));
     }
 

@@ -94,7 +94,7 @@ internal static class TaskEndpoints
             .Select(x => new { x.Task, x.Closed, Due = x.Closed ? null : x.Acknowledge == null ? x.Respond : x.Respond == null || x.Acknowledge < x.Respond ? x.Acknowledge : x.Respond })
             .OrderBy(x => x.Closed).ThenBy(x => x.Due == null).ThenBy(x => x.Due).ThenByDescending(x => x.Task.Number)
             .Select(x => x.Task).Take(take).ToListAsync(context.RequestAborted);
-        await desk.AuditReadAsync(viewer, "task", page.Select(t => (t.Id, t.Classification, t.Caveats)).ToList(), context);
+        await desk.AuditReadAsync(viewer, "task", Audits.Named(page), context);
         var members = await desk.MemberNamesAsync(page.Select(t => t.MemberId), context.RequestAborted);
         return TypedResults.Ok(page.Select(t => desk.ToDto(t, members)).ToList());
     }
@@ -109,7 +109,7 @@ internal static class TaskEndpoints
 
         var comments = await desk.Db.TaskComments.AsNoTracking().Where(c => c.TaskId == id).OrderBy(c => c.At)
             .Select(c => new CommentDto(c.Author, new DateTimeOffset(c.At, TimeSpan.Zero), c.Text)).ToListAsync(context.RequestAborted);
-        await desk.AuditReadAsync(viewer, "task", [(task.Id, task.Classification, task.Caveats)], context);
+        await desk.AuditReadAsync(viewer, "task", Audits.Named([task]), context);
         return TypedResults.Ok(desk.ToDto(task, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted), comments));
     }
 

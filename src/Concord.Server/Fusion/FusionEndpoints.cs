@@ -190,7 +190,7 @@ internal static class FusionEndpoints
         {
             var stored = await db.Incidents.AsNoTracking().Where(i => incidents.Contains(i.Id)).ToListAsync(context.RequestAborted);
             var seen = await db.AsSeenByAsync(stored, viewer, context.RequestAborted);
-            await audit.RecordReadAsync(viewer, "incident", seen.Select(i => (i.Id, i.Classification, i.Caveats)).ToList(), path, time.GetUtcNow().UtcDateTime, context.RequestAborted);
+            await audit.RecordReadAsync(viewer, "incident", Audits.Named(seen), path, time.GetUtcNow().UtcDateTime, context.RequestAborted);
         }
     }
 

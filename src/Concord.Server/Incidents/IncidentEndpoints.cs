@@ -178,7 +178,7 @@ internal static class IncidentEndpoints
 
     /// <summary>Audits a read of classified incidents by what was asked (a request path, or a live page's address).</summary>
     internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Incident> incidents, string path, TimeProvider time, CancellationToken cancellationToken) =>
-        RecordReadAsync(audit, viewer, incidents.Select(i => (i.Id, i.Classification, i.Caveats)).ToList(), path, time, cancellationToken);
+        RecordReadAsync(audit, viewer, Audits.Named(incidents), path, time, cancellationToken);
 
     private static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<(Guid Id, int Classification, long Caveats)> read, string path, TimeProvider time, CancellationToken cancellationToken) =>
         audit.RecordReadAsync(viewer, "incident", read, path, time.GetUtcNow().UtcDateTime, cancellationToken);

@@ -66,7 +66,7 @@ internal static class ReportEndpoints
     }
 
     internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Report> reports, HttpContext context, TimeProvider time) =>
-        audit.RecordReadAsync(viewer, "report", reports.Select(r => (r.Id, r.Classification, r.Caveats)).ToList(), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
+        audit.RecordReadAsync(viewer, "report", Audits.Named(reports), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
 
     private static async Task<Results<Ok<Page<ReportDto>>, ProblemHttpResult>> List(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time, CursorKeys cursors)

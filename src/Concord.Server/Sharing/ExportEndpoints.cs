@@ -66,7 +66,7 @@ internal static class ExportEndpoints
         var truncated = rows.Count > limit;
         rows = [.. rows.Take(limit).Reverse()];
 
-        await audit.RecordReadAsync(viewer, "report", rows.Select(r => (r.Id, r.Classification, r.Caveats)).ToList(), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
+        await audit.RecordReadAsync(viewer, "report", Audits.Named(rows), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
 
         var highest = rows.Count == 0 ? 0 : rows.Max(r => r.Classification);
         context.Response.ContentType = "text/csv; charset=utf-8";

@@ -8,6 +8,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Concord.Cot;
 using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Incidents;
 using Microsoft.EntityFrameworkCore;
@@ -553,7 +554,7 @@ internal sealed class TakServer(
         var picture = latest.Where(i => !fromItemsOnly.Contains(i.Id)).ToList();
         // Classified incidents are read like any classified record: named in the audit before they are sent.
         Task AuditedAsync(IEnumerable<Incident> sending, DateTimeOffset at) =>
-            audit.RecordReadAsync(session.Viewer, "incident", sending.Select(i => (i.Id, i.Classification, i.Caveats)).ToList(), $"tak:opening {session.Remote}", at.UtcDateTime, cancellationToken);
+            audit.RecordReadAsync(session.Viewer, "incident", Audits.Named(sending), $"tak:opening {session.Remote}", at.UtcDateTime, cancellationToken);
         await AuditedAsync(picture, now);
         foreach (var incident in picture)
         {
