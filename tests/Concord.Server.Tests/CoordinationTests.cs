@@ -226,6 +226,26 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_report_is_linked_to_its_incident_at_the_time_of_the_business_clock()
+    {
+        // The change feed judges what a viewer saw first by comparing links' times with its changes' times, which the
+        // server's clock gives: a link stamped by another clock would put the two out of order.
+        // A second account of the same clash joins the first one's incident: the report writer links it.
+        Clock.Advance(TimeSpan.FromHours(2));
+        var observed = Clock.GetUtcNow().AddHours(-1);
+        object Account() => Api.Report(latitude: -72.5, longitude: 60.5, observedAt: observed, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Armed clash at the ferry roadblock.");
+        var incident = await IncidentOfAsync("unpol", Account());
+        Clock.Advance(TimeSpan.FromSeconds(1));
+        var before = Clock.GetUtcNow();
+        Assert.Equal(incident, await IncidentOfAsync("force", Account()));
+        var (_, provenance) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}/provenance");
+
+        var joined = provenance.GetProperty("reports").EnumerateArray().Single(r => r.GetProperty("organization").GetString() == "FORCE");
+        Assert.Equal("fused", joined.GetProperty("decision").GetString());
+        Assert.InRange(joined.GetProperty("linkedAt").GetDateTimeOffset(), before.AddMilliseconds(-1), Clock.GetUtcNow());
+    }
+
+    [Fact]
     public async Task An_incident_recorded_before_its_rules_is_not_routed_when_it_changes_later()
     {
         var (area, lat, lon) = await AreaAsync(-46);

@@ -535,6 +535,52 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task An_auditor_sees_no_entry_about_records_under_a_caveat_they_do_not_hold()
+    {
+        // An auditor of the JOC cleared to the top but not for DECONFLICTION-ONLY: who made, read or listed the
+        // humanitarian sites under that caveat is not theirs to learn, while the reads of other records in the same
+        // answer stay in their view.
+        var auditorName = "aud" + Guid.NewGuid().ToString("N")[..8];
+        var (added, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/JOC/members",
+            new { userName = auditorName, password = "auditor-password-1", clearance = "STRICTLY CONFIDENTIAL", caveats = new[] { "SOURCE-PROTECTED" }, roles = new[] { "auditor" } });
+        Assert.Equal(HttpStatusCode.Created, added.StatusCode);
+        server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+        var auditor = new HttpClient(new HttpClientHandler { CookieContainer = new System.Net.CookieContainer() }) { BaseAddress = server.BaseAddress };
+        (await auditor.PostJson("/api/auth/signin", new { userName = auditorName, password = "auditor-password-1" })).Response.EnsureSuccessStatusCode();
+
+        var word = "Caveataudit" + Guid.NewGuid().ToString("N")[..8];
+        var (_, site) = await server.ClientFor("ocha").PostJson("/api/reports", Api.Report(narrative: word + " clinic compound",
+            marking: Api.Marking("UNCLASSIFIED", ["org:OCHA", "org:JOC"], ["DECONFLICTION-ONLY"])));
+        var (_, convoy) = await server.ClientFor("ocha").PostJson("/api/reports", Api.Report(narrative: word + " convoy route",
+            marking: Api.Marking("CONFIDENTIAL", ["org:OCHA", "org:JOC"])));
+        var (listed, list) = await server.ClientFor("joc").GetJson($"/api/reports?q={word}");
+        Assert.Equal(HttpStatusCode.OK, listed.StatusCode);
+        Assert.Equal(2, list.GetProperty("items").GetArrayLength());
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").GetAsync($"/api/reports/{Id(site)}")).StatusCode);
+
+        var (_, full) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={Id(site)}");
+        var siteEntries = full.GetProperty("items").EnumerateArray().ToList();
+        Assert.Contains(siteEntries, e => e.GetProperty("action").GetString() == "create" && e.GetProperty("actor").GetString() == "ocha");
+        Assert.Equal(2, siteEntries.Count(e => e.GetProperty("action").GetString() == "read" && e.GetProperty("actor").GetString() == "joc"));
+        Assert.All(siteEntries.Where(e => e.GetProperty("entity").GetString() == "report"),
+            e => Assert.Equal(["DECONFLICTION-ONLY"], e.GetProperty("caveats").EnumerateArray().Select(c => c.GetString())));
+
+        var (allowed, bySite) = await auditor.GetJson($"/api/audit?record={Id(site)}");
+        var (_, byConvoy) = await auditor.GetJson($"/api/audit?record={Id(convoy)}");
+        var (_, jocReads) = await auditor.GetJson("/api/audit?member=joc&action=read&limit=1000");
+        Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
+        Assert.Equal(0, bySite.GetProperty("items").GetArrayLength());
+        var convoyEntries = byConvoy.GetProperty("items").EnumerateArray().ToList();
+        Assert.Contains(convoyEntries, e => e.GetProperty("action").GetString() == "create" && e.GetProperty("actor").GetString() == "ocha");
+        Assert.Contains(convoyEntries, e => e.GetProperty("action").GetString() == "read" && e.GetProperty("actor").GetString() == "joc"
+            && e.GetProperty("classification").GetString() == "CONFIDENTIAL" && e.GetProperty("caveats").GetArrayLength() == 0);
+        Assert.DoesNotContain(Id(site).ToString(), jocReads.ToString(), StringComparison.OrdinalIgnoreCase);
+
+        var verification = await server.WithDbAsync(db => AuditVerifier.VerifyAsync(db, CancellationToken.None));
+        Assert.True(verification.Intact, verification.Problem);
+    }
+
+    [Fact]
     public async Task Auditors_query_the_log_which_records_creates_and_classified_reads()
     {
         var (_, report) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["mission"])));

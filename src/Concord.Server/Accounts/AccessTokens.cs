@@ -46,7 +46,7 @@ internal static class AccessTokens
             SessionVersion = member.SessionVersion,
         };
         db.AccessTokens.Add(token);
-        await chain.SaveAsync(db, [Audits.Entry(actor, AuditActions.Create, "token", token.Id, 0, now,
+        await chain.SaveAsync(db, [Audits.Entry(actor, AuditActions.Create, "token", token.Id, AuditMarking.None, now,
             Audits.Detail(new { member = member.UserName, name, expiresAt = token.ExpiresAt }))], cancellationToken);
         return (token, secret);
     }
@@ -69,7 +69,7 @@ internal static class AccessTokens
         var now = time.GetUtcNow().UtcDateTime;
         token.RevokedAt = now;
         var member = await db.Members.Where(m => m.Id == memberId).Select(m => m.UserName).SingleAsync(cancellationToken);
-        await chain.SaveAsync(db, [Audits.Entry(actor, AuditActions.Update, "token", token.Id, 0, now,
+        await chain.SaveAsync(db, [Audits.Entry(actor, AuditActions.Update, "token", token.Id, AuditMarking.None, now,
             Audits.Detail(new { member, name = token.Name, revokedAt = token.RevokedAt }))], cancellationToken);
         return true;
     }

@@ -70,13 +70,14 @@ internal sealed class AuditChain : IDisposable
     public static DateTime Truncate(DateTime at) => new(at.Ticks - (at.Ticks % 10), DateTimeKind.Utc);
 
     /// <summary>
-    /// The entry's hash: SHA-256 of its fields joined by line feeds, as UTF-8. The bytes are built in a pooled buffer: a
-    /// read of a viewport names thousands of ids, and joining them into a string and then into an array put two copies of
-    /// a few hundred kilobytes on the large object heap for each request.
+    /// The entry's hash: SHA-256 of its fields joined by line feeds, as UTF-8. The caveats (a number, the bits) are a field
+    /// only when the entry has some, after the level, so that the entries written before they were recorded keep their
+    /// hashes. The bytes are built in a pooled buffer: a read of a viewport names thousands of ids, and joining them into a
+    /// string and then into an array put two copies of a few hundred kilobytes on the large object heap for each request.
     /// </summary>
     public static string Compute(AuditEntry e)
     {
-        ReadOnlySpan<string> parts =
+        string[] fields =
         [
             e.ChainIndex.ToString(CultureInfo.InvariantCulture),
             Truncate(e.At).ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture),
@@ -86,9 +87,11 @@ internal sealed class AuditChain : IDisposable
             e.Entity ?? "",
             e.EntityId?.ToString("D") ?? "",
             e.Classification.ToString(CultureInfo.InvariantCulture),
+            e.Caveats.ToString(CultureInfo.InvariantCulture),
             e.Detail,
             e.PreviousHash,
         ];
+        ReadOnlySpan<string> parts = e.Caveats == 0 ? [.. fields[..8], .. fields[9..]] : fields;
         var length = parts.Length - 1;
         foreach (var part in parts)
         {

@@ -7,7 +7,7 @@ using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Audit;
 
-internal sealed record AuditEntryDto(long Index, DateTimeOffset At, string Actor, string Action, string? Entity, Guid? EntityId, string Detail, string Classification, string Hash);
+internal sealed record AuditEntryDto(long Index, DateTimeOffset At, string Actor, string Action, string? Entity, Guid? EntityId, string Detail, string Classification, IReadOnlyList<string> Caveats, string Hash);
 
 internal sealed record AuditPage(IReadOnlyList<AuditEntryDto> Items, long? Next);
 
@@ -22,11 +22,11 @@ internal static class AuditEndpoints
             .WithQueryParameter("to", "entries at or before this time (ISO 8601)")
             .WithQueryParameter("after", "entries after this audit index: the next value of the previous page", type: Microsoft.OpenApi.JsonSchemaType.Integer)
             .WithQueryParameter("limit", "at most this many entries (1–1000; default 200)", type: Microsoft.OpenApi.JsonSchemaType.Integer)
-            .WithSummary("The audit log, for auditors: entries up to your clearance, filtered by record, member, action and time.");
+            .WithSummary("The audit log, for auditors: entries up to your clearance and under caveats you hold, filtered by record, member, action and time.");
 
     private static readonly string[] Parameters = ["record", "member", "action", "from", "to", "after", "limit"];
 
-    /// <summary>The audit is marked like any record: an auditor sees the entries at or below their clearance.</summary>
+    /// <summary>The audit is marked like any record: an auditor sees the entries at or below their clearance whose caveats they hold.</summary>
     private static async Task<Results<Ok<AuditPage>, ProblemHttpResult>> Query(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings)
     {
         var q = context.Request.Query;
@@ -40,7 +40,8 @@ internal static class AuditEndpoints
 
         // The log is keyed by its chain index only (a second index cost a third of report creation's rate), so a time
         // filter reads the log in order; entries are appended in time order.
-        var entries = db.Audit.AsNoTracking().Where(a => a.Classification <= viewer.Clearance);
+        var notHeld = ~viewer.CaveatBits;
+        var entries = db.Audit.AsNoTracking().Where(a => a.Classification <= viewer.Clearance && (a.Caveats & notHeld) == 0);
         entries = from is { } f ? entries.Where(a => a.At >= f) : entries;
         entries = to is { } t ? entries.Where(a => a.At <= t) : entries;
         if (q["record"].ToString() is { Length: > 0 } recordText)
@@ -83,7 +84,7 @@ internal static class AuditEndpoints
         }
 
         var rows = await entries.OrderBy(a => a.ChainIndex).Take(limit + 1).ToListAsync(context.RequestAborted);
-        var items = rows.Take(limit).Select(a => new AuditEntryDto(a.ChainIndex, new DateTimeOffset(a.At, TimeSpan.Zero), a.Actor, a.Action, a.Entity, a.EntityId, a.Detail, markings.Scheme.Label(a.Classification), a.Hash)).ToList();
+        var items = rows.Take(limit).Select(a => new AuditEntryDto(a.ChainIndex, new DateTimeOffset(a.At, TimeSpan.Zero), a.Actor, a.Action, a.Entity, a.EntityId, a.Detail, markings.Scheme.Label(a.Classification), markings.Caveats.CodesOf(a.Caveats), a.Hash)).ToList();
         return TypedResults.Ok(new AuditPage(items, rows.Count > limit ? rows[limit - 1].ChainIndex : null));
     }
 }

@@ -25,9 +25,28 @@ internal sealed class AuditEntry
     /// <summary>The audit is marked too: an entry is as classified as the records it names.</summary>
     public required int Classification { get; init; }
 
+    /// <summary>The caveats of the records it names (their bits, as the records hold them): an auditor sees the entry only holding them all.</summary>
+    public long Caveats { get; init; }
+
     public string PreviousHash { get; set; } = "";
 
     public string Hash { get; set; } = "";
+}
+
+/// <summary>
+/// The marking an audit entry takes from the records it names: the highest level and every caveat among them. An entry
+/// that names no marked record (an administrative change) is <see cref="None"/>.
+/// </summary>
+internal readonly record struct AuditMarking(int Level, long Caveats)
+{
+    public static AuditMarking None => default;
+
+    public static AuditMarking Of(Access.IMarked record) => new(record.Classification, record.Caveats);
+
+    /// <summary>The marking of an entry naming the records of both.</summary>
+    public AuditMarking With(AuditMarking other) => new(Math.Max(Level, other.Level), Caveats | other.Caveats);
+
+    public AuditMarking With(Access.IMarked record) => With(Of(record));
 }
 
 internal static class AuditActions

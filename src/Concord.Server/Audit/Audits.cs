@@ -14,7 +14,8 @@ internal static class Audits
 
     public static string Detail(object value) => JsonSerializer.Serialize(value, JsonSerializerOptions.Web);
 
-    public static AuditEntry Entry(Viewer? actor, string action, string? entity, Guid? entityId, int classification, DateTime at, string detail) => new()
+    /// <summary>An entry marked as the records it names (<paramref name="marking"/>); <see cref="AuditMarking.None"/> when it names none.</summary>
+    public static AuditEntry Entry(Viewer? actor, string action, string? entity, Guid? entityId, AuditMarking marking, DateTime at, string detail) => new()
     {
         At = AuditChain.Truncate(at),
         MemberId = actor?.MemberId,
@@ -23,11 +24,12 @@ internal static class Audits
         Entity = entity,
         EntityId = entityId,
         Detail = detail,
-        Classification = classification,
+        Classification = marking.Level,
+        Caveats = marking.Caveats,
     };
 
     public static AuditEntry Created(Viewer author, Report report, MarkingFormat markings, DateTime at) => Entry(
-        author, AuditActions.Create, "report", report.Id, report.Classification, at,
+        author, AuditActions.Create, "report", report.Id, AuditMarking.Of(report), at,
         Detail(new { organization = author.OrganizationCode, category = report.Category, marking = markings.ToDto(report).Label, agreement = report.AgreementId, report.AgreementVersion }));
 
     /// <summary>What <see cref="Read"/> needs of each record: its id and its marking's level and caveats.</summary>
@@ -35,22 +37,31 @@ internal static class Audits
         where T : IMarked, Realtime.IFeedEntity => [.. records.Select(r => (r.Id, r.Classification, r.Caveats))];
 
     /// <summary>
-    /// The entries for a request that returned records above the lowest level or under a caveat, naming every one of them: one entry, or for
-    /// more than <see cref="MaxIdsPerEntry"/> records (an export) one per that many, each saying which part of how many it is.
-    /// Records are named by their id (a device's track by its uid); the entry's entity id is the record's when it is one
-    /// record with a Guid id.
+    /// The entries for a request that returned records above the lowest level or under a caveat, naming every one of them:
+    /// one entry for the records of each marking (level and caveats), marked as they are, so that an auditor who may see
+    /// some of them finds their read without learning of the others; for more than <see cref="MaxIdsPerEntry"/> records
+    /// of one marking (an export) one entry per that many, each saying which part of how many it is. Records are named by
+    /// their id (a device's track by its uid); the entry's entity id is the record's when it names one record with a Guid id.
     /// </summary>
     public static List<AuditEntry> Read<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification, long Caveats)> records, string path, DateTime at)
     {
         // Above the lowest level, or under a caveat at any level: a DECONFLICTION-ONLY humanitarian record is unclassified,
         // and who read it is what its owners will ask.
-        var classified = records.Where(r => r.Classification > 0 || r.Caveats != 0).ToList();
-        var parts = classified.Chunk(MaxIdsPerEntry).ToList();
-        Guid? single = classified is [{ Id: Guid id }] ? id : null;
-        return [.. parts.Select((part, i) => Entry(viewer, AuditActions.Read, entity, single, part.Max(r => r.Classification), at,
-            Detail(parts.Count == 1
-                ? new { path, count = classified.Count, ids = part.Select(r => r.Id) }
-                : (object)new { path, count = classified.Count, part = i + 1, parts = parts.Count, ids = part.Select(r => r.Id) })))];
+        var entries = new List<AuditEntry>();
+        var markings = records.Where(r => r.Classification > 0 || r.Caveats != 0)
+            .GroupBy(r => new AuditMarking(r.Classification, r.Caveats))
+            .OrderBy(g => g.Key.Level).ThenBy(g => g.Key.Caveats);
+        foreach (var marking in markings)
+        {
+            var named = marking.ToList();
+            var parts = named.Chunk(MaxIdsPerEntry).ToList();
+            entries.AddRange(parts.Select((part, i) => Entry(viewer, AuditActions.Read, entity, part is [{ Id: Guid id }] ? id : null, marking.Key, at,
+                Detail(parts.Count == 1
+                    ? new { path, count = named.Count, ids = part.Select(r => r.Id) }
+                    : (object)new { path, count = named.Count, part = i + 1, parts = parts.Count, ids = part.Select(r => r.Id) }))));
+        }
+
+        return entries;
     }
 
     /// <summary>
@@ -64,7 +75,7 @@ internal static class Audits
         var classified = counted.Where(c => c.Key > 0 && c.Value > 0).GroupBy(c => c.Key).Select(g => (Level: g.Key, Count: g.Sum(c => c.Value))).OrderBy(c => c.Level).ToList();
         return classified.Count == 0
             ? null
-            : Entry(viewer, AuditActions.Read, entity, null, classified[^1].Level, at, Detail(new
+            : Entry(viewer, AuditActions.Read, entity, null, new AuditMarking(classified[^1].Level, 0), at, Detail(new
             {
                 path,
                 aggregate = true,

@@ -217,6 +217,6 @@ internal static class AdminCommands
 
     internal static Task SaveAuditedAsync(IServiceProvider services, ConcordDb db, string entity, object detail, CancellationToken cancellationToken) =>
         services.GetRequiredService<AuditChain>().SaveAsync(db,
-            [Audits.Entry(null, AuditActions.Administer, entity, null, 0, services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime, Audits.Detail(detail))],
+            [Audits.Entry(null, AuditActions.Administer, entity, null, AuditMarking.None, services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime, Audits.Detail(detail))],
             cancellationToken);
 }

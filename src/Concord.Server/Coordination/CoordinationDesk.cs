@@ -78,8 +78,8 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         }
     }
 
-    public AuditEntry Audit(Viewer actor, string action, string entity, Guid id, int classification, object detail) =>
-        Audits.Entry(actor, action, entity, id, classification, Now, Audits.Detail(detail));
+    public AuditEntry Audit(Viewer actor, string action, string entity, Guid id, AuditMarking marking, object detail) =>
+        Audits.Entry(actor, action, entity, id, marking, Now, Audits.Detail(detail));
 
     /// <summary>Records that a viewer was given figures computed from classified records (nothing when none went into them).</summary>
     public Task AuditAggregateAsync(Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, HttpContext context) =>

@@ -61,7 +61,7 @@ internal sealed class CoordinationTask : DeadlineRecord, IFeedEntity
     /// </summary>
     public Audit.AuditEntry CloseBySystem(string reason, DateTime now)
     {
-        var entry = Audit.Audits.Entry(null, Audit.AuditActions.Status, "task", Id, Classification, now, Audit.Audits.Detail(new { from = Status, to = TaskStatuses.Done, reason }));
+        var entry = Audit.Audits.Entry(null, Audit.AuditActions.Status, "task", Id, Audit.AuditMarking.Of(this), now, Audit.Audits.Detail(new { from = Status, to = TaskStatuses.Done, reason }));
         Status = TaskStatuses.Done;
         Reason = reason;
         CompletedAt = now;

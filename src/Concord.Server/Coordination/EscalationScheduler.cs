@@ -188,7 +188,7 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
                 item.RespondEscalatedAt = now;
             }
 
-            audit.Add(Audits.Entry(null, AuditActions.Escalate, entity, itemId, item.Classification, now,
+            audit.Add(Audits.Entry(null, AuditActions.Escalate, entity, itemId, AuditMarking.Of(item), now,
                 Audits.Detail(new
                 {
                     deadline,

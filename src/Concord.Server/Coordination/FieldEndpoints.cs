@@ -172,7 +172,7 @@ internal static class FieldEndpoints
             Caveats = marking.Caveats,
         };
         desk.Db.Patrols.Add(patrol);
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "patrol", patrol.Id, patrol.Classification, new { name, organizations = organizations.Select(o => o.Code), members })], context.RequestAborted);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "patrol", patrol.Id, AuditMarking.Of(patrol), new { name, organizations = organizations.Select(o => o.Code), members })], context.RequestAborted);
         return TypedResults.Created($"/api/patrols/{patrol.Id}", ToDto(patrol, desk));
     }
 
@@ -214,7 +214,7 @@ internal static class FieldEndpoints
         var from = patrol.Status;
         patrol.Status = to;
         patrol.UpdatedAt = desk.Now;
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, patrol.Classification, new { from, to, reason })], context.RequestAborted);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, AuditMarking.Of(patrol), new { from, to, reason })], context.RequestAborted);
         return TypedResults.Ok(ToDto(patrol, desk));
     }
 
@@ -298,7 +298,7 @@ internal static class FieldEndpoints
         // Not cancelled with the request once the report is stored: the patrol is completed with it.
         try
         {
-            await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, patrol.Classification, new { to = PatrolStatuses.Completed, report = reportId })], CancellationToken.None);
+            await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, AuditMarking.Of(patrol), new { to = PatrolStatuses.Completed, report = reportId })], CancellationToken.None);
         }
         catch (DbUpdateConcurrencyException)
         {
@@ -469,7 +469,7 @@ internal static class FieldEndpoints
             Caveats = marking.Caveats,
         };
         desk.Db.Meetings.Add(meeting);
-        var audit = new List<AuditEntry> { desk.Audit(viewer, AuditActions.Create, "meeting", meeting.Id, meeting.Classification, new { title, participants = participants.Select(o => o.Code), decisions = decisions.Count }) };
+        var audit = new List<AuditEntry> { desk.Audit(viewer, AuditActions.Create, "meeting", meeting.Id, AuditMarking.Of(meeting), new { title, participants = participants.Select(o => o.Code), decisions = decisions.Count }) };
         var tasks = new List<CoordinationTask>();
         for (var i = 0; i < items.Count; i++)
         {
@@ -493,7 +493,7 @@ internal static class FieldEndpoints
             task.Reschedule();
             tasks.Add(task);
             desk.Db.Tasks.Add(task);
-            audit.Add(desk.Audit(viewer, AuditActions.Create, "task", task.Id, task.Classification, new { meeting = meeting.Id, organization = assignees[i].Code, task.RespondBy }));
+            audit.Add(desk.Audit(viewer, AuditActions.Create, "task", task.Id, AuditMarking.Of(task), new { meeting = meeting.Id, organization = assignees[i].Code, task.RespondBy }));
         }
 
         await desk.SaveAsync(audit, cancellationToken);
@@ -582,7 +582,7 @@ internal static class FieldEndpoints
             Caveats = marking.Caveats,
         };
         desk.Db.LiaisonLog.Add(entry);
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "liaison", entry.Id, entry.Classification, new { counterpart = counterpartOrganization?.Code ?? counterpart, entry.Channel })], context.RequestAborted);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "liaison", entry.Id, AuditMarking.Of(entry), new { counterpart = counterpartOrganization?.Code ?? counterpart, entry.Channel })], context.RequestAborted);
         return TypedResults.Created($"/api/liaison/{entry.Id}", ToDto(entry, desk, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
     }
 }

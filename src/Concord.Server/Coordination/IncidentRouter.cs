@@ -173,7 +173,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                             // A task never widens what its incident may be seen by: the organisation is not told, the audit is.
                             if (created.Contains(incident.Id))
                             {
-                                audit.Add(Audits.Entry(null, AuditActions.RouteWithheld, "incident", incident.Id, incident.Classification, now,
+                                audit.Add(Audits.Entry(null, AuditActions.RouteWithheld, "incident", incident.Id, AuditMarking.Of(incident), now,
                                     Audits.Detail(new { organization = organization.Code, role, agreement = route.AgreementCode, reason = "the incident is not released to the organisation" })));
                             }
 
@@ -208,7 +208,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                         };
                         task.Reschedule();
                         db.Tasks.Add(task);
-                        audit.Add(Audits.Entry(null, AuditActions.Route, "task", task.Id, task.Classification, now,
+                        audit.Add(Audits.Entry(null, AuditActions.Route, "task", task.Id, AuditMarking.Of(task), now,
                             Audits.Detail(new { incident = incident.Id, organization = organization.Code, role, agreement = route.AgreementCode, acknowledgeBy = task.AcknowledgeBy, respondBy = task.RespondBy })));
                         routed++;
                     }
@@ -290,7 +290,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             }
 
             // The words themselves stay out of the audit entry, which readers of the audit see by their clearance alone.
-            audit.Add(Audits.Entry(null, AuditActions.Update, "task", task.Id, Math.Max(task.Classification, m.Classification), now, Audits.Detail(new
+            audit.Add(Audits.Entry(null, AuditActions.Update, "task", task.Id, AuditMarking.Of(task).With(new AuditMarking(m.Classification, m.Caveats)), now, Audits.Detail(new
             {
                 incident = task.IncidentId,
                 marking = "follows its incident",

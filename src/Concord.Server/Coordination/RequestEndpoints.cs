@@ -268,7 +268,7 @@ internal static class RequestEndpoints
         };
         request.Reschedule();
         desk.Db.Requests.Add(request);
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "request", request.Id, request.Classification,
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "request", request.Id, AuditMarking.Of(request),
             new { type, priority, addressee = addressee?.Code ?? request.AddresseeKind, agreement = terms.AgreementCode, request.AcknowledgeBy, request.RespondBy, lastResort, escort })], cancellationToken);
         desk.WakeScheduler();
         return (request, null);
@@ -341,7 +341,7 @@ internal static class RequestEndpoints
         request.Reason = reason is { Length: > 0 } ? reason : request.Reason;
         request.UpdatedAt = now;
         request.Reschedule();
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "request", request.Id, request.Classification, new { from, to, reason })], cancellationToken);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "request", request.Id, AuditMarking.Of(request), new { from, to, reason })], cancellationToken);
         await desk.CloseAnsweredNoticesAsync(request, request.Id, "request", to, cancellationToken);
         return null;
     }

@@ -218,7 +218,7 @@ internal static class TaskEndpoints
         };
         task.Reschedule();
         desk.Db.Tasks.Add(task);
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "task", task.Id, task.Classification, new { organization = organization.Code, member = body.Member, task.AcknowledgeBy, task.RespondBy })], context.RequestAborted);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "task", task.Id, AuditMarking.Of(task), new { organization = organization.Code, member = body.Member, task.AcknowledgeBy, task.RespondBy })], context.RequestAborted);
         desk.WakeScheduler();
         return TypedResults.Created($"/api/tasks/{task.Id}", desk.ToDto(task, await desk.MemberNamesAsync([memberId], context.RequestAborted)));
     }
@@ -276,7 +276,7 @@ internal static class TaskEndpoints
         task.CompletedAt = to is TaskStatuses.Done or TaskStatuses.Declined ? now : null;
         task.UpdatedAt = now;
         task.Reschedule();
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, task.Classification, new { from, to, reason })], context.RequestAborted);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, AuditMarking.Of(task), new { from, to, reason })], context.RequestAborted);
         await desk.CloseAnsweredNoticesAsync(task, task.Id, "task", to, context.RequestAborted);
         return TypedResults.Ok(desk.ToDto(task, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted)));
     }
@@ -315,7 +315,7 @@ internal static class TaskEndpoints
             desk.Db.Entry(task).Property(t => t.UpdatedAt).IsModified = true;
             try
             {
-                await desk.SaveAsync([desk.Audit(viewer, AuditActions.Comment, "task", task.Id, task.Classification, new { comment = comment.Id })], context.RequestAborted);
+                await desk.SaveAsync([desk.Audit(viewer, AuditActions.Comment, "task", task.Id, AuditMarking.Of(task), new { comment = comment.Id })], context.RequestAborted);
                 return TypedResults.Created($"/api/tasks/{id}", new CommentDto(comment.Author, CoordinationDesk.Utc(now), text));
             }
             catch (DbUpdateConcurrencyException) when (attempt < 3)

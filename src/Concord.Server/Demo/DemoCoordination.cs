@@ -56,7 +56,7 @@ internal static class DemoCoordination
         // The seeded history is not routed: the router starts at the end of the feed as it stands now.
         await IncidentRouter.MoveToEndAsync(db, cancellationToken);
 
-        await desk.SaveAsync([Audits.Entry(null, AuditActions.Administer, "agreement", null, 0, now, Audits.Detail(new { created = AgreementCode, version = 1 }))], cancellationToken);
+        await desk.SaveAsync([Audits.Entry(null, AuditActions.Administer, "agreement", null, AuditMarking.None, now, Audits.Detail(new { created = AgreementCode, version = 1 }))], cancellationToken);
         await directory.ReloadAsync(force: true, cancellationToken);
 
         async Task<Viewer> As(string user) =>

@@ -90,7 +90,7 @@ internal static class DemoMission
 
                 // All or nothing, and audited: a refusal half-way left some organisations behind, and every later run then
                 // skipped the seeding because JOC was there.
-                var entry = Audits.Entry(null, AuditActions.Administer, "demo", null, 0, time.GetUtcNow().UtcDateTime, Audits.Detail(new
+                var entry = Audits.Entry(null, AuditActions.Administer, "demo", null, AuditMarking.None, time.GetUtcNow().UtcDateTime, Audits.Detail(new
                 {
                     organizations = Organizations.Select(o => o.Code),
                     members = Members.Select(m => m.UserName),

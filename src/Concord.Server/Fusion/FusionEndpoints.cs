@@ -390,8 +390,8 @@ internal static class FusionEndpoints
             }
         }
 
-        var classification = await db.Reports.Where(r => r.Id == proposal.ReportId).Select(r => r.Classification).SingleAsync(context.RequestAborted);
-        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.FusionDecision, "incident", proposal.IncidentId, classification, now,
+        var marking = await db.Reports.Where(r => r.Id == proposal.ReportId).Select(r => new AuditMarking(r.Classification, r.Caveats)).SingleAsync(context.RequestAborted);
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.FusionDecision, "incident", proposal.IncidentId, marking, now,
             Audits.Detail(new { proposal = proposal.Id, report = proposal.ReportId, decision = proposal.Decision }))], CancellationToken.None);
         if (moved is var (from, fromRemoved, to))
         {

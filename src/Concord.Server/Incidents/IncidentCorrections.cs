@@ -78,7 +78,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             target.Causes.Add(link.ReportId);
         }
 
-        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, target.Classification, now, Audits.Detail(new { merged = others }))], CancellationToken.None);
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, AuditMarking.Of(target), now, Audits.Detail(new { merged = others }))], CancellationToken.None);
         fusion.Changed(IncidentSummary.Copy(target));
         foreach (var merged in others)
         {
@@ -191,7 +191,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             incident.Causes.Add(report.Id);
         }
 
-        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Split, "incident", id, Math.Max(incident.Classification, split.Classification), now,
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Split, "incident", id, AuditMarking.Of(incident).With(split), now,
             Audits.Detail(new { into = split.Id, reports = moving }))], CancellationToken.None);
         fusion.Changed(IncidentSummary.Copy(incident));
         fusion.Changed(IncidentSummary.Copy(split));

@@ -225,7 +225,7 @@ internal static class IncidentEndpoints
             incident.Status = status;
             incident.UpdatedAt = time.GetUtcNow().UtcDateTime;
             incident.StatusChangedAt = incident.UpdatedAt;
-            await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Update, "incident", incident.Id, incident.Classification, incident.UpdatedAt,
+            await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Update, "incident", incident.Id, AuditMarking.Of(incident), incident.UpdatedAt,
                 Audits.Detail(new { status = new { from = before.ToString().ToLowerInvariant(), to = status.ToString().ToLowerInvariant() } }))], CancellationToken.None);
             // Closed incidents take no more reports; one reopened takes them again.
             fusion.Changed(IncidentSummary.Copy(incident));

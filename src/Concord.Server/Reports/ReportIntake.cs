@@ -322,7 +322,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         List<AuditEntry> audit = [Audits.Created(author, report, markings, now.UtcDateTime)];
         if (loosenedDetail is not null)
         {
-            audit.Add(Audits.Entry(author, AuditActions.MarkingLoosened, "report", report.Id, report.Classification, now.UtcDateTime, loosenedDetail));
+            audit.Add(Audits.Entry(author, AuditActions.MarkingLoosened, "report", report.Id, AuditMarking.Of(report), now.UtcDateTime, loosenedDetail));
         }
 
         return (new Prepared(report, incident, link, audit), null);

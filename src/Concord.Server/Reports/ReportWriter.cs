@@ -34,11 +34,14 @@ internal sealed class ReportWriter : IAsyncDisposable
     private readonly ChangeFeedInterceptor _feed;
     private readonly IncidentGate _gate;
     private readonly WriterLease _lease;
+    private readonly TimeProvider _time;
     private readonly Task _loop;
 
-    public ReportWriter(IServiceScopeFactory scopes, AuditChain chain, FusionEngine fusion, ChangeFeedInterceptor feed, IncidentGate gate, WriterLease lease, ILogger<ReportWriter> logger)
+    public ReportWriter(IServiceScopeFactory scopes, AuditChain chain, FusionEngine fusion, ChangeFeedInterceptor feed, IncidentGate gate, WriterLease lease, TimeProvider time,
+        ILogger<ReportWriter> logger)
     {
         _scopes = scopes;
+        _time = time;
         _lease = lease;
         _gate = gate;
         _chain = chain;
@@ -184,7 +187,8 @@ internal sealed class ReportWriter : IAsyncDisposable
         var sameRecord = await SameRecordIncidentsAsync(db, holders.Values);
         // The reports of the incidents those are likely to join, so that a join rebuilds the summary without a query of its own.
         var linkedReports = await LinkedReportsAsync(db, fusion.Incidents.Values.Where(i => i.ReportCount < LargeIncident).Select(i => i.Id));
-        var now = DateTime.UtcNow;
+        // The business clock, as the change rows' times are: the change feed compares a link's time with its changes'.
+        var now = _time.GetUtcNow().UtcDateTime;
         foreach (var pending in batch)
         {
             var report = pending.Entry.Report;

@@ -88,7 +88,7 @@ internal static class AdminEndpoints
     {
         try
         {
-            await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Administer, entity, null, 0, time.GetUtcNow().UtcDateTime, Audits.Detail(detail))], cancellationToken,
+            await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Administer, entity, null, AuditMarking.None, time.GetUtcNow().UtcDateTime, Audits.Detail(detail))], cancellationToken,
                 taken is null ? null : async d =>
                 {
                     if (await taken(d))

@@ -168,7 +168,7 @@ internal static class ReleaseEndpoints
 
         await chain.SaveAsync(db,
         [
-            Audits.Entry(viewer, AuditActions.Release, "report", original.Id, original.Classification, now, Audits.Detail(new
+            Audits.Entry(viewer, AuditActions.Release, "report", original.Id, AuditMarking.Of(original), now, Audits.Detail(new
             {
                 release = copy.Id,
                 reason = body.Reason!.Trim(),
