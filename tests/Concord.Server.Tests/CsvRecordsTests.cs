@@ -69,6 +69,28 @@ public sealed class CsvRecordsTests
         Assert.Equal(["2", "Obo", "fine"], wide[2].Fields);
     }
 
+    [Theory]
+    [InlineData("\n")]
+    [InlineData("")]
+    public void A_quote_left_open_is_found_when_a_later_fields_opening_quote_closes_it_and_the_fields_add_up(string end)
+    {
+        // Line 2's quote closes at line 4's opening one; the rest of line 4 gives the header's four fields. Read as one
+        // record, it was row CAF1 with CAF3's fatalities, and CAF2 and CAF3 were lost without a word.
+        var records = Read("id,date,notes,fatalities\nCAF1,2024-05-01,\"Armed men attacked Bria,3\nCAF2,2024-05-02,Looting in Kaga-Bandoro,0\n"
+            + "CAF3,2024-05-03,\"Clashes near Bambari\",7" + end);
+
+        Assert.Equal([1L, 2, 3, 4], records.Select(r => r.Line));
+        Assert.Equal("a quoted field opened on this line is not closed on it", records[1].Error);
+        Assert.Equal(["CAF2", "2024-05-02", "Looting in Kaga-Bandoro", "0"], records[2].Fields);
+        Assert.Equal(["CAF3", "2024-05-03", "Clashes near Bambari", "7"], records[3].Fields);
+        Assert.All(records.Where(r => r.Line != 2), r => Assert.Null(r.Error));
+
+        // On one line, text after a closing quote is read as it is (spreadsheets write such rows), and a multi-line field
+        // followed by spaces before its separator is still one field.
+        Assert.Equal(["1", "Bria centre", "x"], Read("id,place,n\n1,\"Bria\" centre,x\n")[1].Fields);
+        Assert.Equal(["1", "two\nlines ", "x"], Read("id,note,n\n1,\"two\nlines\" ,x\n")[1].Fields);
+    }
+
     [Fact]
     public void Line_breaks_inside_a_quoted_field_are_kept_when_the_row_has_the_headers_fields()
     {

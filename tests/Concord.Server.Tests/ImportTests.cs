@@ -451,6 +451,41 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_feature_holding_half_a_surrogate_pair_is_rejected_alone_and_whole_numbers_may_carry_a_fraction()
+    {
+        // "\ud83d" is valid JSON (an emoji cut in two by a serialiser) but no text: it ended the whole import with a 500.
+        // GeoPandas writes an integer column with a missing value as 5.0: that is five.
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var geojson = $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{tag}}-1", "geometry": { "type": "Point", "coordinates": [21.41, 5.15] },
+                "properties": { "observedAt": "2025-07-02", "category": "poc", "narrative": "{{tag}} cut emoji \ud83d", "killed": 1 } },
+              { "type": "Feature", "id": "{{tag}}-2", "geometry": { "type": "Point", "coordinates": [21.91, 5.65] },
+                "properties": { "observedAt": "2025-07-02", "category": "poc", "narrative": "{{tag}} five killed", "killed": 5.0, "killedCivilians": 2.00, "credibility": 2.0, "reliability": "B" } },
+              { "type": "Feature", "id": "{{tag}}-3", "geometry": { "type": "Point", "coordinates": [22.41, 6.15] },
+                "properties": { "observedAt": "2025-07-02", "category": "poc", "narrative": "{{tag}} half a person", "killed": 5.5 } },
+              { "type": "Feature", "id": "{{tag}}-4", "geometry": { "type": "Point", "coordinates": [22.91, 6.65] },
+                "properties": { "observedAt": "2025-07-02", "category": "poc", "narrative": "{{tag}} bad actor", "actors": ["\udc00 group"] } }
+            ] }
+            """;
+
+        var (status, summary) = await ImportAsync("ocha", $"format=geojson&source=surrogates-{tag}&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(1, summary.GetProperty("created").GetInt32());
+        var rejected = summary.GetProperty("rejectedRows").EnumerateArray().ToDictionary(r => r.GetProperty("line").GetInt32(), r => r.GetProperty("reason").GetString());
+        Assert.Equal([1, 3, 4], rejected.Keys.Order());
+        Assert.StartsWith("feature.properties.narrative holds half of a surrogate pair", rejected[1], StringComparison.Ordinal);
+        Assert.Contains("properties.killed 5.5 must be a whole number", rejected[3], StringComparison.Ordinal);
+        Assert.StartsWith("feature.properties.actors[0] holds half of a surrogate pair", rejected[4], StringComparison.Ordinal);
+        var (_, list) = await server.ClientFor("ocha").GetJson($"/api/reports?q={tag}");
+        var report = Assert.Single(list.GetProperty("items").EnumerateArray());
+        Assert.Equal(2, report.GetProperty("casualties").GetProperty("killedCivilian").GetProperty("best").GetInt32());
+        Assert.Equal(3, report.GetProperty("casualties").GetProperty("killedOther").GetProperty("best").GetInt32());
+        Assert.Equal(2, report.GetProperty("source").GetProperty("credibility").GetInt32());
+    }
+
+    [Fact]
     public async Task A_store_that_fails_in_itself_fails_the_import_instead_of_rejecting_every_row()
     {
         var tag = Guid.NewGuid().ToString("N")[..6];

@@ -245,10 +245,79 @@ internal static class GeoJsonReader
             ImportRow row;
             using (step.Feature)
             {
-                row = step.Reason is { } reason ? new ImportRow(n, null, reason) : Map(n, step.Feature!.RootElement, marking, source);
+                row = step.Reason is { } reason ? new ImportRow(n, null, reason) : MapReadable(n, step.Feature!.RootElement, marking, source);
             }
 
             yield return row;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Map"/>, for a feature whose strings may not all be text: JSON lets a string hold an escaped half of a
+    /// surrogate pair (<c>"\ud83d"</c>, what a serialiser writes for an emoji cut in two), which reads as no string at all.
+    /// That feature is rejected, naming where, rather than ending the import.
+    /// </summary>
+    private static ImportRow MapReadable(int n, JsonElement feature, MarkingDto? marking, string source)
+    {
+        try
+        {
+            return Map(n, feature, marking, source);
+        }
+        catch (InvalidOperationException) when (Unreadable(feature, "feature") is { } where)
+        {
+            return new ImportRow(n, null, $"{where} holds half of a surrogate pair (an escape \\uD800–\\uDFFF without its other half): it is not text");
+        }
+    }
+
+    /// <summary>Where in <paramref name="value"/> a string or a property name does not read as text; null when all do.</summary>
+    internal static string? Unreadable(JsonElement value, string path)
+    {
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.String:
+                try
+                {
+                    _ = value.GetString();
+                    return null;
+                }
+                catch (InvalidOperationException)
+                {
+                    return path;
+                }
+
+            case JsonValueKind.Array:
+                var i = 0;
+                foreach (var item in value.EnumerateArray())
+                {
+                    if (Unreadable(item, string.Create(CultureInfo.InvariantCulture, $"{path}[{i++}]")) is { } inItem)
+                    {
+                        return inItem;
+                    }
+                }
+
+                return null;
+            case JsonValueKind.Object:
+                foreach (var property in value.EnumerateObject())
+                {
+                    string name;
+                    try
+                    {
+                        name = property.Name;
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        return $"a property name in {path}";
+                    }
+
+                    if (Unreadable(property.Value, $"{path}.{name}") is { } inProperty)
+                    {
+                        return inProperty;
+                    }
+                }
+
+                return null;
+            default:
+                return null;
         }
     }
 
@@ -262,7 +331,11 @@ internal static class GeoJsonReader
             _ => null,
         } : null;
 
-        int? Int(JsonElement e, string name) => Text(e, name) is { } t && int.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : null;
+        // A whole number written as 5.0 (GeoPandas writes integer columns with a missing value so) is still 5.
+        int? Int(JsonElement e, string name) => Text(e, name) is { } t
+            && (int.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v)
+                || (decimal.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d == decimal.Truncate(d) && d is >= int.MinValue and <= int.MaxValue && (v = (int)d) == d))
+            ? v : null;
 
         if (feature.ValueKind != JsonValueKind.Object)
         {

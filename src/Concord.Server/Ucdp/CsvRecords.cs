@@ -12,7 +12,9 @@ namespace Concord.Server.Ucdp;
 /// A quote opened and never closed on its line would otherwise swallow every line up to the next quote in the file,
 /// valid rows included. So a record that runs over several lines and then does not have the header's number of fields is
 /// taken for such a mistake: its first line is rejected with that reason and the lines after it are read again as rows
-/// of their own. A quoted field that really holds line breaks keeps them when the record has the header's field count.
+/// of their own; so is one whose fields add up but where text follows a closing quote (the quote that closed was the
+/// opening quote of a field further down). A quoted field that really holds line breaks keeps them when the record has
+/// the header's field count and nothing but a separator follows its closing quote.
 /// </remarks>
 internal static class CsvRecords
 {
@@ -49,6 +51,10 @@ internal static class CsvRecords
         var recordLine = 1L;
         var inQuotes = false;
         var quotedField = false;
+        // Text after a field's closing quote ("abc"def) is taken as it is on one line; in a record that ran over lines it
+        // says that the quote that closed was another field's opening one: a quote was left open further up.
+        var afterClose = false;
+        var stray = false;
         var any = false;
         var overflow = false;
         // What one record keeps of its fields, bounded like its raw text: a quote left open in a large file would
@@ -104,6 +110,7 @@ internal static class CsvRecords
                     else
                     {
                         inQuotes = false;
+                        afterClose = true;
                     }
                 }
                 else
@@ -136,6 +143,7 @@ internal static class CsvRecords
 
                     field.Clear();
                     quotedField = false;
+                    afterClose = false;
                     break;
                 case '\r' when source.Peek() == '\n':
                     break;
@@ -147,7 +155,7 @@ internal static class CsvRecords
                         yield return TooLong();
                         line++;
                     }
-                    else if (line > recordLine && fields.Count != expected && !overflow && Unclosed(raw, source) is { } first)
+                    else if (line > recordLine && (fields.Count != expected || stray) && !overflow && Unclosed(raw, source) is { } first)
                     {
                         // Read again from the second line of this record: only the first line is lost.
                         yield return new Record(recordLine, Split(first), "a quoted field opened on this line is not closed on it");
@@ -166,10 +174,13 @@ internal static class CsvRecords
                     kept = 0;
                     tooLong = false;
                     quotedField = false;
+                    afterClose = false;
+                    stray = false;
                     any = false;
                     recordLine = line;
                     break;
                 default:
+                    stray |= afterClose && ch is not (' ' or '\t');
                     if (Keep())
                     {
                         field.Append(ch);
@@ -204,7 +215,7 @@ internal static class CsvRecords
         else if (any)
         {
             fields.Add(field.ToString());
-            if (!tooLong && expected is { } width && line > recordLine && fields.Count != width && !overflow && Unclosed(raw, source) is { } first)
+            if (!tooLong && expected is { } width && line > recordLine && (fields.Count != width || stray) && !overflow && Unclosed(raw, source) is { } first)
             {
                 // As at the end of a line: a quote left open swallowed the lines after it, and the file ends without a newline.
                 yield return new Record(recordLine, Split(first), "a quoted field opened on this line is not closed on it");
