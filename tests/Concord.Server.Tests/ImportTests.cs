@@ -120,14 +120,17 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
             CAF{tag}7,2024-03-07,2024,7,Political violence,Battles,Armed clash,A,B,X,Y,5.1,20.1,9,S,bad precisions,1
             CAF{tag}8,2024-03-07,2024,1,Political violence,Battles,Armed clash,A,B,X,Y,5.1,20.1,1,S,fractional fatalities,2.7
             CAF{tag}9,2024-03-07,2024,1,Political violence,Battles,Pillow fight,A,B,X,Y,5.1,20.1,1,S,unknown sub-event type,1
+            CAF{tag}10,2099-03-07,2099,1,Political violence,Battles,Armed clash,A,B,X,Y,5.1,20.1,1,S,in the future,1
             """;
         var (status, summary) = await ImportAsync("joc", $"format=acled&classification=UNCLASSIFIED&releasableTo=mission", csv, "text/csv");
 
         Assert.Equal(HttpStatusCode.OK, status);
-        Assert.Equal(9, summary.GetProperty("rows").GetInt32());
+        Assert.Equal(10, summary.GetProperty("rows").GetInt32());
         Assert.Equal(3, summary.GetProperty("created").GetInt32());
         var rejected = summary.GetProperty("rejectedRows").EnumerateArray().ToDictionary(r => r.GetProperty("line").GetInt32(), r => r.GetProperty("reason").GetString()!);
-        Assert.Equal([5, 6, 7, 8, 9, 10], rejected.Keys.Order());
+        Assert.Equal([5, 6, 7, 8, 9, 10, 11], rejected.Keys.Order());
+        // Found by the report's rules after reading: named as a report's field and by the file's column it came from.
+        Assert.StartsWith("observedAt (from event_date): ", rejected[11], StringComparison.Ordinal);
         Assert.Contains("time_precision '7'", rejected[8]);
         Assert.Contains("geo_precision '9'", rejected[8]);
         Assert.Contains("fatalities '2.7' must be a whole number", rejected[9]);
@@ -605,7 +608,7 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Contains("precisionMeters", rejected[12]);
         Assert.Contains("no id", rejected[2]);
         Assert.Contains("Point", rejected[3]);
-        Assert.Contains("category", rejected[4]);
+        Assert.StartsWith("category (from properties.category): ", rejected[4], StringComparison.Ordinal);
         Assert.Contains("properties.killed \"many\" must be a whole number", rejected[5]);
         Assert.Contains("killedCivilians 5 is more than properties.killed 1", rejected[6]);
         Assert.Equal("feature is null, not an object", rejected[7]);

@@ -31,6 +31,64 @@ internal static class ImportReaders
         return Enum.IsDefined(format);
     }
 
+    /// <summary>
+    /// The report field an error found at intake names (<c>observedAt</c>, <c>narrative</c>, …), with where in the file
+    /// it came from, so that a rejection points at the columns to fix: <c>observedAt (from date_start)</c>.
+    /// </summary>
+    public static string Origin(ImportFormat format, string field)
+    {
+        var key = field.StartsWith("casualties", StringComparison.Ordinal) ? "casualties" : field;
+        var from = format switch
+        {
+            ImportFormat.Ged => key switch
+            {
+                "observedAt" => "date_start",
+                "observedPrecision" => "date_prec",
+                "location" => "latitude, longitude",
+                "location.latitude" => "latitude",
+                "location.longitude" => "longitude",
+                "location.precisionMeters" => "where_prec",
+                "category" => "type_of_violence",
+                "casualties" => "best, low, high, deaths_civilians",
+                "narrative" => "side_a, side_b, where_coordinates, adm_1, conflict_name",
+                "actors" => "side_a, side_b",
+                "source.description" or "externalRef" or "id" => "id",
+                _ => null,
+            },
+            ImportFormat.Acled => key switch
+            {
+                "observedAt" => "event_date",
+                "observedPrecision" => "time_precision",
+                "location" => "latitude, longitude",
+                "location.latitude" => "latitude",
+                "location.longitude" => "longitude",
+                "location.precisionMeters" => "geo_precision",
+                "category" => "event_type, sub_event_type",
+                "casualties" => "fatalities, civilian_targeting",
+                "narrative" => "notes (or event_type, sub_event_type, location)",
+                "actors" => "actor1, actor2",
+                "source.description" => "source",
+                "externalRef" or "id" => "event_id_cnty",
+                _ => null,
+            },
+            _ => key switch
+            {
+                "observedAt" or "observedPrecision" or "category" or "narrative" or "language" or "actors" => "properties." + key,
+                "location" => "geometry.coordinates",
+                "location.latitude" => "geometry.coordinates[1]",
+                "location.longitude" => "geometry.coordinates[0]",
+                "location.precisionMeters" => "properties.precisionMeters",
+                "casualties" => "properties.killed, killedCivilians, injured",
+                "source.reliability" => "properties.reliability",
+                "source.credibility" => "properties.credibility",
+                "source.description" => "properties.source",
+                "externalRef" or "id" => "the dataset's name and the feature's id",
+                _ => null,
+            },
+        };
+        return from is null ? field : $"{field} (from {from})";
+    }
+
     /// <summary>Why a dataset name given for an import (<c>--source</c>, <c>source=</c>) cannot be used, or null: 1 to 100 characters, none a control character.</summary>
     public static string? SourceProblem(string source) =>
         source.Length == 0 ? "must not be empty" : source.Length > 100 ? $"is {source.Length} characters long; at most 100" : source.Any(char.IsControl) ? "must not hold control characters" : null;

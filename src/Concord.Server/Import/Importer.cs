@@ -74,7 +74,7 @@ internal sealed class Importer(IServiceScopeFactory scopes)
                 skipped += result.Skipped;
                 foreach (var (index, errors) in result.Rejected)
                 {
-                    Reject(previous.Rows[index].Line, string.Join("; ", errors.Select(e => $"{e.Key}: {string.Join(", ", e.Value)}")));
+                    Reject(previous.Rows[index].Line, string.Join("; ", errors.Select(e => $"{ImportReaders.Origin(format, e.Key)}: {string.Join(", ", e.Value)}")));
                 }
             }
             finally
