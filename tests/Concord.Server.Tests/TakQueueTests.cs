@@ -217,6 +217,34 @@ public sealed class TakQueueTests
         await writer.WaitAsync(TimeSpan.FromSeconds(5));
     }
 
+    [Fact]
+    public async Task Answers_to_the_devices_own_requests_overtake_its_opening_picture_and_a_ping_flood_is_bounded()
+    {
+        // A device that asked to switch to protobuf sends nothing until it has the answer and gives up after a minute: on
+        // a slow link the answer queued behind thousands of incidents came too late, and the device reconnected for ever.
+        var wire = new Wire();
+        await using var session = Session(wire, positionQueue: 4, alertQueue: 8);
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.True(session.Send(Item($"picture{i}", droppable: false), ring: false));
+        }
+
+        Assert.True(session.Send(Item("position", droppable: true), ring: false));
+        for (var i = 0; i < TakSession.MaxControl + 4; i++)
+        {
+            session.SendControl(Item($"pong{i}", droppable: false));
+        }
+
+        var writer = session.WriteLoopAsync();
+        var written = await wire.WaitForAsync(TakSession.MaxControl + 6);
+        var expected = string.Concat(Enumerable.Range(0, TakSession.MaxControl).Select(i => $"pong{i};"))
+            + string.Concat(Enumerable.Range(0, 5).Select(i => $"picture{i};")) + "position;";
+        Assert.Equal(expected, written);
+
+        session.Close("done");
+        await writer.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
     private static TakSession Session(Stream wire, int positionQueue, int alertQueue, int maxQueuedBytes = TakSession.DefaultMaxQueuedBytes) =>
         new(wire, Viewers.OfForce("patrol", 0), "certificate", "test", Unclassified, CancellationToken.None, positionQueue, alertQueue, maxQueuedBytes);
 

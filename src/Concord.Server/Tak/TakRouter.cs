@@ -227,7 +227,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         var now = time.GetUtcNow();
         if (CotControl.IsPing(e))
         {
-            from.Send(new Outbound(CotControl.CreatePong(now), droppable: false));
+            from.SendControl(new Outbound(CotControl.CreatePong(now), droppable: false));
             return;
         }
 
@@ -238,12 +238,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             {
                 // Asked again once the stream is protobuf (or switching to it): answered in the stream's format, switching
                 // nothing. Written as the switch, its XML would land in a stream the device reads as frames, and cut it.
-                from.Send(new Outbound(CotControl.CreateVersionResponse("concord", now, accepted), droppable: false));
+                from.SendControl(new Outbound(CotControl.CreateVersionResponse("concord", now, accepted), droppable: false));
                 return;
             }
 
             from.SwitchRequested = accepted;
-            from.Send(new Outbound(CotControl.CreateVersionResponse("concord", now, accepted), droppable: false) { SwitchesToProtobuf = accepted });
+            from.SendControl(new Outbound(CotControl.CreateVersionResponse("concord", now, accepted), droppable: false) { SwitchesToProtobuf = accepted });
             return;
         }
 

@@ -70,8 +70,10 @@ internal sealed class TakSession : IAsyncDisposable
     private readonly Stream _stream;
     // Lock-free queues: the router (one thread per sending device) queues while the writer drains; with locked queues
     // the two spun on each queue's lock for a third of their time under load.
+    private readonly ConcurrentQueue<Outbound> _control = new();
     private readonly ConcurrentQueue<Outbound> _alerts = new();
     private readonly ConcurrentQueue<Outbound> _positions = new();
+    private int _controlCount;
     private readonly Doorbell _doorbell = new();
     private readonly Doorbell _room = new();
     private readonly int _positionQueue;
@@ -251,6 +253,36 @@ internal sealed class TakSession : IAsyncDisposable
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// The most protocol answers (pongs, the version switch's answer) a session holds unwritten: a device asks again only
+    /// after an answer, so more is a device pinging faster than it reads, and the extra pongs are dropped.
+    /// </summary>
+    public const int MaxControl = 16;
+
+    /// <summary>
+    /// Queues an answer to the device's own protocol request, ahead of everything else: a device waiting for the answer
+    /// to its version request sends nothing meanwhile (not even pings), and gives up after a minute, which an opening
+    /// picture queued before the answer could take on a slow link. Which format the events after it go out in is decided
+    /// as each is written, so overtaking them is safe.
+    /// </summary>
+    public void SendControl(Outbound item)
+    {
+        if (_closing.IsCancellationRequested || _closeWhenWritten is not null)
+        {
+            return;
+        }
+
+        if (Interlocked.Increment(ref _controlCount) > MaxControl)
+        {
+            Interlocked.Decrement(ref _controlCount);
+            return;
+        }
+
+        _control.Enqueue(item);
+        Interlocked.Add(ref _queuedBytes, item.Xml.Length);
+        Ring();
     }
 
     /// <summary>Drops the oldest queued position; false when there is none.</summary>
@@ -501,9 +533,16 @@ internal sealed class TakSession : IAsyncDisposable
         }
     }
 
-    /// <summary>The next event to write: alerts first.</summary>
+    /// <summary>The next event to write: protocol answers first, then alerts, then positions.</summary>
     private Outbound? Take()
     {
+        if (_control.TryDequeue(out var answer))
+        {
+            Interlocked.Decrement(ref _controlCount);
+            Interlocked.Add(ref _queuedBytes, -answer.Xml.Length);
+            return answer;
+        }
+
         if (_alerts.TryDequeue(out var alert))
         {
             Interlocked.Decrement(ref _alertCount);
