@@ -1346,6 +1346,37 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Null(await c.WaitForAsync(e => e.Uid == direct, TimeSpan.FromSeconds(1)));
         Assert.False(charlieGotDirect);
         Assert.Null(await b.WaitForAsync(e => e.Uid == group, TimeSpan.FromSeconds(1)));
+
+        // Charlie's device writing as Alpha's (its uid as the sender, or its callsign) is not passed on, nor kept; as
+        // itself it is. Each device's events reach Bravo in order: once Charlie's own message is there, the others were not.
+        string ChatFrom(string uid, string senderUid, string callsign) =>
+            $"<event version='2.0' uid='{uid}' type='b-t-f' time='{Now()}' start='{Now()}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
+            "<point lat='4.36' lon='18.58' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
+            $"<__chat parent='RootContactGroup' groupOwner='false' chatroom='All Chat Rooms' id='All Chat Rooms' senderCallsign='{callsign}'><chatgrp uid0='{senderUid}' id='All Chat Rooms'/></__chat>" +
+            $"<link uid='{senderUid}' type='a-f-G-U-C' relation='p-p'/><remarks source='BAO.F.ATAK.{senderUid}' to='All Chat Rooms' time='{Now()}'>withdraw {suffix}</remarks></detail></event>";
+        var (asAlphasDevice, asAlphasCallsign, asItself) = ($"GeoChat.{uidA}.All Chat Rooms.{Guid.NewGuid()}", $"GeoChat.{uidC}.All Chat Rooms.{Guid.NewGuid()}", $"GeoChat.{uidC}.All Chat Rooms.{Guid.NewGuid()}");
+        await c.SendAsync(ChatFrom(asAlphasDevice, uidA, "Charlie " + suffix));
+        await c.SendAsync(ChatFrom(asAlphasCallsign, uidC, "Alpha " + suffix));
+        await c.SendAsync(ChatFrom(asItself, uidC, "Charlie " + suffix));
+        var spoofed = new List<string>();
+        Assert.NotNull(await b.WaitForAsync(e =>
+        {
+            if (e.Uid == asAlphasDevice || e.Uid == asAlphasCallsign)
+            {
+                spoofed.Add(e.Uid);
+            }
+
+            return e.Uid == asItself;
+        }));
+        Assert.Empty(spoofed);
+        List<string> kept = [];
+        for (var i = 0; i < 50 && kept.Count == 0; i++)
+        {
+            await Task.Delay(100);
+            kept = await server.WithDbAsync(db => db.Messages.AsNoTracking().Where(m => m.Text == "withdraw " + suffix).Select(m => m.Sender).ToListAsync());
+        }
+
+        Assert.Equal(["Charlie " + suffix], kept);
     }
 
     [Fact]

@@ -762,6 +762,29 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     }
 
     /// <summary>
+    /// Why a GeoChat message may not go out as it is: it names as its sender (<c>chatgrp uid0</c>) another member's live
+    /// device, or a callsign such a device holds. Devices file a message under its sender: passed on, one member could
+    /// write in another's name. Null when the message speaks for its own device.
+    /// </summary>
+    private string? Impersonation(TakSession from, CotEvent e)
+    {
+        var member = from.Viewer.MemberId;
+        if (e.Detail.ChatGroupUids is [var sender, ..] && sender != from.DeviceUid
+            && _byDevice.TryGetValue(sender, out var device) && device.Viewer.MemberId != member && !device.Closing.IsCancellationRequested)
+        {
+            return $"it names as its sender {sender}, a live device of another member";
+        }
+
+        if (e.Detail.Chat?.SenderCallsign is { Length: > 0 } callsign && callsign != from.Callsign
+            && _sessions.Any(s => s != from && s.Callsign == callsign && s.Viewer.MemberId != member && !s.Closing.IsCancellationRequested))
+        {
+            return $"its sender's callsign {callsign} is held by a live device of another member";
+        }
+
+        return null;
+    }
+
+    /// <summary>
     /// Gives a device the callsign it reports, judged once per new claim and under the attaching lock (two devices claiming
     /// one callsign at once are judged in turn). Messages addressed by callsign go to the session holding it: a device of
     /// another member claiming a callsign a live device already has would receive that device's direct messages. The
@@ -807,6 +830,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     private async Task ChatAsync(TakSession from, CotEvent e)
     {
+        if (Impersonation(from, e) is { } reason)
+        {
+            Refuse(from, e, reason);
+            return;
+        }
+
         // A direct or group message goes only to the devices it names; a message to All Chat Rooms to every device.
         Deliver(new Outbound(Stamp(e, from.Marking), droppable: false), from.Marking, from, e.Detail);
         var text = e.Detail.Remarks ?? "";
