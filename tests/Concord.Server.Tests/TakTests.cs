@@ -216,6 +216,44 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_inventing_emergencies_is_held_to_a_number_a_minute_and_its_own_emergency_still_passes()
+    {
+        // Every emergency goes to every device and is never dropped from their queues: a device inventing them as fast as
+        // it can send would fill the others' queues (cutting them) and the replay check's memory. It sends its own under
+        // one uid, which passes again and again.
+        var limit = TakRouter.MaxNewAlertsPerMinute;
+        while (DateTimeOffset.UtcNow.Second >= 45)
+        {
+            await Task.Delay(500);
+        }
+
+        var (watching, sending) = (await ForceColleagueAsync(), await ForceColleagueAsync());
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(watching));
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(sending));
+        var prefix = "ALERT-" + Guid.NewGuid().ToString("N")[..8] + "-";
+        string Alert(string uid, double at = 0) =>
+            $"<event version='2.0' uid='{uid}' type='b-a-o-tbl' time='{Now(at)}' start='{Now(at)}' stale='{Now(600)}' how='h-e'>" +
+            $"<point lat='5.0' lon='20.0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><emergency type='911 Alert'>VIPER 1</emergency><remarks>{uid} at {at}</remarks></detail></event>";
+        await device.SendAsync(string.Concat(Enumerable.Range(0, limit).Select(i => Alert(prefix + i))));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == prefix + (limit - 1), TimeSpan.FromSeconds(30)));
+
+        await device.SendAsync(Alert(prefix + "over"));
+        await device.SendAsync(Alert(prefix + "0", at: 1));
+        var sentinel = prefix + "drawing";
+        await device.SendAsync($"<event version='2.0' uid='{sentinel}' type='u-d-f' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-e'>" +
+            "<point lat='5.7' lon='20.6' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail/></event>");
+        var (sawOverLimit, sawAgain) = (false, false);
+        Assert.NotNull(await watcher.WaitForAsync(e =>
+        {
+            sawOverLimit |= e.Uid == prefix + "over";
+            sawAgain |= e.Uid == prefix + "0" && e.Detail.Remarks == prefix + "0 at 1";
+            return e.Uid == sentinel;
+        }, TimeSpan.FromSeconds(30)));
+        Assert.False(sawOverLimit);
+        Assert.True(sawAgain);
+    }
+
+    [Fact]
     public async Task Tracks_gone_stale_still_count_toward_the_limit_while_memory_holds_them()
     {
         // Each uid once, stale ten seconds later (long enough for the whole burst to be routed on a loaded machine, since an

@@ -477,10 +477,19 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         // Each new item (marker, drawing, message) is remembered by the replay check: a device inventing uids as fast as it
         // can send would grow the server's memory. A person places a few a minute; a device past the limit is refused new
-        // ones until the minute is over (edits of its items still pass). Emergencies and CASEVAC requests are never refused.
-        if (route != Route.Position && e.Type != CotMapping.DeleteType && !CotMapping.IsAlert(e.Type) && !_latest.ContainsKey(e.Uid) && !from.TakeNewItem(now))
+        // ones until the minute is over (edits of its items still pass). Emergencies and CASEVAC requests count apart, against
+        // a minute of their own that no person reaches: another item never holds one back.
+        if (route != Route.Position && e.Type != CotMapping.DeleteType && !_latest.ContainsKey(e.Uid))
         {
-            return $"more than {MaxNewItemsPerMinute} new items in a minute from one device";
+            if (!CotMapping.IsAlert(e.Type) && !from.TakeNewItem(now))
+            {
+                return $"more than {MaxNewItemsPerMinute} new items in a minute from one device";
+            }
+
+            if (CotMapping.IsAlert(e.Type) && !from.TakeNewAlert(now))
+            {
+                return $"more than {MaxNewAlertsPerMinute} new emergencies or CASEVAC requests in a minute from one device";
+            }
         }
 
         if (e.Type == CotMapping.DeleteType)
@@ -652,6 +661,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     /// <summary>New items (uids not seen before) one device may send in a minute.</summary>
     public const int MaxNewItemsPerMinute = 600;
+
+    /// <summary>New emergencies and CASEVAC requests (uids not seen before) one device may send in a minute: a device re-sends its emergency under one uid.</summary>
+    public const int MaxNewAlertsPerMinute = 60;
 
     /// <summary>How many uids the replay check remembers before it forgets those not seen for a day (markers each have their own uid).</summary>
     public const int MaxTrackedUids = 200_000;

@@ -170,6 +170,25 @@ internal sealed class TakSession : IAsyncDisposable
         return ++_itemsThisMinute <= TakRouter.MaxNewItemsPerMinute;
     }
 
+    /// <summary>
+    /// As <see cref="TakeNewItem"/>, for new emergencies and CASEVAC requests, which have a minute of their own: they are
+    /// never held back by a device's other items, but a device inventing them as fast as it can send would grow the replay
+    /// check's memory and fill every other device's queue of alerts, which is never dropped (cutting those devices).
+    /// </summary>
+    public bool TakeNewAlert(DateTimeOffset now)
+    {
+        var minute = now.UtcTicks / TimeSpan.TicksPerMinute;
+        if (minute != _alertMinute)
+        {
+            (_alertMinute, _alertsThisMinute) = (minute, 0);
+        }
+
+        return ++_alertsThisMinute <= TakRouter.MaxNewAlertsPerMinute;
+    }
+
+    private long _alertMinute;
+    private int _alertsThisMinute;
+
     // Incidents the live feed sent this device (or withdrew from it) while its opening picture was going out; null after.
     private ConcurrentDictionary<Guid, byte>? _liveWhileOpening = new();
 
