@@ -1418,6 +1418,66 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task An_emergency_sent_after_a_marker_does_not_wait_for_the_markers_report_to_be_stored()
+    {
+        // The report writer busy (an import, a store failing over): here, on PostgreSQL, a trigger holding the marker's
+        // report for eight seconds. The other devices get the marker at once, and the emergency sent after it too; the
+        // report is stored once the writer can.
+        var postgres = await server.WithDbAsync(db => Task.FromResult(db.Database.IsNpgsql()));
+        var tag = Guid.NewGuid().ToString("N")[..8];
+        string[] slow = [$"CREATE FUNCTION slow_{tag}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.narrative LIKE '%{tag}%' THEN PERFORM pg_sleep(8); END IF; RETURN NEW; END $$",
+            $"CREATE TRIGGER slow_{tag} BEFORE INSERT ON reports FOR EACH ROW EXECUTE FUNCTION slow_{tag}()"];
+        var cure = $"DROP TRIGGER slow_{tag} ON reports";
+        if (postgres)
+        {
+            await server.WithDbAsync(async db =>
+            {
+                foreach (var sql in slow)
+                {
+                    await db.Database.ExecuteSqlRawAsync(sql);
+                }
+
+                return 0;
+            });
+        }
+
+        try
+        {
+            var colleague = await ForceColleagueAsync();
+            await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+            await using var receiver = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+            var (marker, alert) = (Guid.NewGuid().ToString(), "ANDROID-911-" + tag);
+            await sender.SendAsync($"<event version='2.0' uid='{marker}' type='b-m-p-s-m' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+                $"<point lat='5.1' lon='20.1' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Checkpoint'/><remarks>armed men at the checkpoint {tag}</remarks></detail></event>");
+            await sender.SendAsync($"<event version='2.0' uid='{alert}' type='b-a-o-tbl' time='{Now()}' start='{Now()}' stale='{Now(600)}' how='h-e'>" +
+                "<point lat='5.1' lon='20.1' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><emergency type='911 Alert'>VIPER 1</emergency></detail></event>");
+
+            Assert.NotNull(await receiver.WaitForAsync(e => e.Uid == alert));
+            var storedWhenAlerted = await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.ExternalRef == CotMapping.ItemRefPrefix + marker));
+            if (postgres)
+            {
+                Assert.False(storedWhenAlerted);
+            }
+
+            var stored = false;
+            for (var i = 0; i < 200 && !stored; i++)
+            {
+                await Task.Delay(100);
+                stored = await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.ExternalRef == CotMapping.ItemRefPrefix + marker));
+            }
+
+            Assert.True(stored);
+        }
+        finally
+        {
+            if (postgres)
+            {
+                await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(cure));
+            }
+        }
+    }
+
+    [Fact]
     public async Task Emergencies_and_deletions_are_passed_on_and_a_bad_frame_costs_only_itself()
     {
         var colleague = await ForceColleagueAsync();

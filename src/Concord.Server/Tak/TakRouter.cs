@@ -331,13 +331,13 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             switch (route)
             {
                 case Route.Chat:
-                    await ChatAsync(from, e);
+                    await ChatAsync(from, e, previous);
                     break;
                 case Route.Position:
                     Position(from, e, raw, deliveries);
                     break;
                 case Route.Marker:
-                    await MarkerAsync(from, e, category!, raw);
+                    await MarkerAsync(from, e, category!, raw, previous);
                     break;
                 default:
                     // Emergencies, CASEVAC requests, drawings, routes and deletions: passed on to the devices that may see them, never
@@ -347,20 +347,42 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                     break;
             }
         }
-        catch (OperationCanceledException)
-        {
-            // The server is stopping: the event is forgotten too, so that the device sending it again after the restart
-            // (same uid and time) is not taken for a replay.
-            Unrecord(e.Uid, e.Time, previous);
-        }
         catch (Exception failure)
         {
-            // The store failed (busy, restarting): the event costs only itself. The device stays connected, and the event
-            // is forgotten by the replay check, so that the device sending it again is not taken for a replay.
-            Unrecord(e.Uid, e.Time, previous);
+            Failed(from, e, previous, failure);
+        }
+    }
+
+    /// <summary>
+    /// An event that could not be handled costs only itself: the device stays connected, and the event is forgotten by the
+    /// replay check, so that the device sending it again (after a restart of the server, or once the store is back) is not
+    /// taken for a replay.
+    /// </summary>
+    private void Failed(TakSession from, CotEvent e, long previous, Exception failure)
+    {
+        Unrecord(e.Uid, e.Time, previous);
+        if (failure is not OperationCanceledException)
+        {
             logger.LogWarning(failure, "TAK event {Uid} ({Type}) from {User} could not be handled; the device stays connected", e.Uid, e.Type, from.Viewer.UserName);
         }
     }
+
+    /// <summary>
+    /// Stores what an event becomes (a report, a message) after the device's earlier stores and without holding up its later
+    /// events: the other devices already have the event, and an emergency sent after a marker must not wait for the report
+    /// writer (busy with an import, or a store failing over).
+    /// </summary>
+    private ValueTask StoreAsync(TakSession from, CotEvent e, long previous, Func<Task> store) => from.StoreAsync(async () =>
+    {
+        try
+        {
+            await store();
+        }
+        catch (Exception failure)
+        {
+            Failed(from, e, previous, failure);
+        }
+    });
 
     /// <summary>
     /// Forgets that <paramref name="uid"/> was routed at <paramref name="time"/>, unless a newer event has been since: an
@@ -822,7 +844,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         }
     }
 
-    private async Task MarkerAsync(TakSession from, CotEvent e, string category, ReadOnlyMemory<byte> raw)
+    private async Task MarkerAsync(TakSession from, CotEvent e, string category, ReadOnlyMemory<byte> raw, long previous)
     {
         // The marker goes out under the marking of the report it becomes (its category's agreement default), not under the
         // device's marking for positions: no device may receive a marker whose report its member could not read.
@@ -830,17 +852,20 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // cut, while its marker is being stored must not lose the report of a marker the other devices were already sent.
         var marking = await markings.ForAsync(from.Viewer, category, from.ServerStopping);
         Deliver(Stamped(e, raw, marking, droppable: false), marking, from, e.Detail);
-        await using var scope = scopes.CreateAsyncScope();
-        var intake = scope.ServiceProvider.GetRequiredService<ReportIntake>();
-        var outcome = await intake.CreateAsync(CotMapping.ToReport(e, category, from.Viewer.UserName), from.Viewer, from.ServerStopping, idMadeByServer: true);
-        if (outcome is ReportIntake.Outcome.Invalid invalid)
+        await StoreAsync(from, e, previous, async () =>
         {
-            logger.LogInformation("marker {Uid} from {User} was not taken as a report: {Errors}", e.Uid, from.Viewer.UserName,
-                string.Join("; ", invalid.Errors.Select(x => $"{x.Key}: {string.Join(' ', x.Value)}")));
-        }
+            await using var scope = scopes.CreateAsyncScope();
+            var intake = scope.ServiceProvider.GetRequiredService<ReportIntake>();
+            var outcome = await intake.CreateAsync(CotMapping.ToReport(e, category, from.Viewer.UserName), from.Viewer, from.ServerStopping, idMadeByServer: true);
+            if (outcome is ReportIntake.Outcome.Invalid invalid)
+            {
+                logger.LogInformation("marker {Uid} from {User} was not taken as a report: {Errors}", e.Uid, from.Viewer.UserName,
+                    string.Join("; ", invalid.Errors.Select(x => $"{x.Key}: {string.Join(' ', x.Value)}")));
+            }
+        });
     }
 
-    private async Task ChatAsync(TakSession from, CotEvent e)
+    private async Task ChatAsync(TakSession from, CotEvent e, long previous)
     {
         if (Impersonation(from, e) is { } reason)
         {
@@ -850,22 +875,25 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         // A direct or group message goes only to the devices it names; a message to All Chat Rooms to every device.
         Deliver(new Outbound(Stamp(e, from.Marking), droppable: false), from.Marking, from, e.Detail);
-        var text = e.Detail.Remarks ?? "";
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        db.Messages.Add(new ChatMessage
+        await StoreAsync(from, e, previous, async () =>
         {
-            Id = Guid.CreateVersion7(),
-            MemberId = from.Viewer.MemberId,
-            Chatroom = e.Detail.Chat?.Chatroom ?? "All Chat Rooms",
-            Sender = e.Detail.Chat?.SenderCallsign ?? from.Viewer.UserName,
-            Text = ReportRules.Truncate(text, 4000),
-            SentAt = e.Time.UtcDateTime,
-            Classification = from.Marking.Classification,
-            ReleasableTo = from.Marking.ReleasableTo,
-            Caveats = from.Marking.Caveats,
+            var text = e.Detail.Remarks ?? "";
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            db.Messages.Add(new ChatMessage
+            {
+                Id = Guid.CreateVersion7(),
+                MemberId = from.Viewer.MemberId,
+                Chatroom = e.Detail.Chat?.Chatroom ?? "All Chat Rooms",
+                Sender = e.Detail.Chat?.SenderCallsign ?? from.Viewer.UserName,
+                Text = ReportRules.Truncate(text, 4000),
+                SentAt = e.Time.UtcDateTime,
+                Classification = from.Marking.Classification,
+                ReleasableTo = from.Marking.ReleasableTo,
+                Caveats = from.Marking.Caveats,
+            });
+            await db.SaveChangesAsync(CancellationToken.None);
         });
-        await db.SaveChangesAsync(CancellationToken.None);
     }
 }
 

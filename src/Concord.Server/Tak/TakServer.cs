@@ -270,6 +270,8 @@ internal sealed class TakServer(
             if (session is not null)
             {
                 router.Detach(session);
+                // What it sent and the others were given is stored before the session goes (under the server's stopping token).
+                await session.Stored;
                 logger.LogInformation("TAK device of {User} disconnected ({Reason}); positions dropped for it: {Dropped}; events it could not be sent in its format: {Unwritable}",
                     session.Viewer.UserName, session.CloseReason, session.Dropped, session.Unwritable);
                 await session.DisposeAsync();

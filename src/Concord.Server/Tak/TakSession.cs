@@ -189,6 +189,49 @@ internal sealed class TakSession : IAsyncDisposable
     private long _alertMinute;
     private int _alertsThisMinute;
 
+    /// <summary>
+    /// Stores of this device's events (reports, messages) begun and not yet done, at most: past it the device waits. Enough
+    /// for what a person sends between two writes of the store; few enough that a device flooding markers is held back by
+    /// the store as before, rather than filling the other devices' queues of alerts (which are never dropped).
+    /// </summary>
+    public const int MaxStoring = 16;
+
+    private Task _stored = Task.CompletedTask;
+    private int _storing;
+
+    /// <summary>
+    /// Runs <paramref name="store"/> (which handles its own failures) once this device's earlier stores are done, without
+    /// waiting for it: the device's later events are handled meanwhile. With <see cref="MaxStoring"/> stores waiting, the
+    /// device waits for them (its reading stops), so a device cannot queue more work than the store takes. Called from the
+    /// device's own reading loop only.
+    /// </summary>
+    public async ValueTask StoreAsync(Func<Task> store)
+    {
+        if (Volatile.Read(ref _storing) >= MaxStoring)
+        {
+            await _stored;
+        }
+
+        Interlocked.Increment(ref _storing);
+        _stored = After(_stored, store);
+
+        async Task After(Task previous, Func<Task> next)
+        {
+            await previous;
+            try
+            {
+                await next();
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _storing);
+            }
+        }
+    }
+
+    /// <summary>Done once every store begun for this device is (they never fail: each handles its own failure).</summary>
+    public Task Stored => _stored;
+
     // Incidents the live feed sent this device (or withdrew from it) while its opening picture was going out; null after.
     private ConcurrentDictionary<Guid, byte>? _liveWhileOpening = new();
 
