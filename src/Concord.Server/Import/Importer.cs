@@ -123,6 +123,20 @@ internal sealed class Importer(IServiceScopeFactory scopes)
         // Rows the reader rejects are listed at once, rows the writer rejects when their batch is stored: in line order for people.
         return new ImportSummary(rows, created, skipped, rejected, [.. listed.UnorderedItems.Select(r => r.Element).OrderBy(r => r.Line)], started.Elapsed);
 
+        // The report's rules for its long texts, as the intake words them.
+        string? Oversized(CreateReport report)
+        {
+            var field = report switch
+            {
+                { Narrative.Length: > ReportRules.MaxNarrativeLength } => ("narrative", $"is {report.Narrative.Length} characters long; at most {ReportRules.MaxNarrativeLength} are allowed"),
+                _ when report.Actors?.Any(a => a.Length > ReportRules.MaxActorLength) == true => ("actors", $"each actor must be 1 to {ReportRules.MaxActorLength} characters, without '|'"),
+                { Source.Description.Length: > ReportRules.MaxTextLength } => ("source.description", $"at most {ReportRules.MaxTextLength} characters are allowed"),
+                { ExternalRef.Length: > ReportRules.MaxExternalRefLength } => ("externalRef", $"at most {ReportRules.MaxExternalRefLength} characters are allowed"),
+                _ => default((string Name, string Reason)?),
+            };
+            return field is var (name, reason) ? $"{ImportReaders.Origin(format, name)}: {reason}" : null;
+        }
+
         async Task ReadAsync()
         {
             foreach (var row in ImportReaders.Read(format, text, marking, source))
@@ -135,9 +149,15 @@ internal sealed class Importer(IServiceScopeFactory scopes)
                     ReportProgress();
                 }
 
-                if (row.Report is { } report)
+                if (row.Report is { } report && Oversized(report) is { } oversized)
                 {
-                    batch.Add((row.Line, report));
+                    // Refused now rather than when its batch is prepared: a batch holds its rows until then, and rows of
+                    // a megabyte of text each would make it gigabytes.
+                    Reject(row.Line, oversized);
+                }
+                else if (row.Report is { } accepted)
+                {
+                    batch.Add((row.Line, accepted));
                     if (batch.Count >= BatchSize)
                     {
                         await FlushAsync();

@@ -9,6 +9,12 @@ internal static partial class ReportRules
     public const int MaxNarrativeLength = 8000;
     public const int MaxActors = 20;
     public const int MaxTextLength = 500;
+
+    /// <summary>The longest name of one actor.</summary>
+    public const int MaxActorLength = 200;
+
+    /// <summary>The longest reference to a source record (<c>externalRef</c>).</summary>
+    public const int MaxExternalRefLength = 200;
     public const int MaxCasualties = 1_000_000;
     public const double MaxPrecisionMeters = 1_000_000;
 
@@ -86,9 +92,9 @@ internal static partial class ReportRules
 
         CheckActors(r.Actors, errors);
 
-        if (r.ExternalRef is { Length: > 200 })
+        if (r.ExternalRef is { Length: > MaxExternalRefLength })
         {
-            errors["externalRef"] = ["at most 200 characters are allowed"];
+            errors["externalRef"] = [$"at most {MaxExternalRefLength} characters are allowed"];
         }
 
         if (r.Source is { } s)
@@ -131,9 +137,9 @@ internal static partial class ReportRules
         {
             errors["actors"] = [$"at most {MaxActors} actors are allowed"];
         }
-        else if (actors.Any(a => string.IsNullOrWhiteSpace(a) || a.Length > 200 || a.Contains('|', StringComparison.Ordinal)))
+        else if (actors.Any(a => string.IsNullOrWhiteSpace(a) || a.Length > MaxActorLength || a.Contains('|', StringComparison.Ordinal)))
         {
-            errors["actors"] = ["each actor must be 1 to 200 characters, without '|'"];
+            errors["actors"] = [$"each actor must be 1 to {MaxActorLength} characters, without '|'"];
         }
     }
 
