@@ -720,7 +720,7 @@ internal static class AdminEndpoints
         Code = code,
         Name = body.Name!.Trim(),
         Parties = Releasability.Encode(parties.Select(p => Community.Organization(directory.Organization(p)!.Code))),
-        RulesJson = JsonSerializer.Serialize(body.Rules ?? [], JsonSerializerOptions.Web),
+        RulesJson = JsonSerializer.Serialize(Agreement.Normalized(body.Rules ?? []), JsonSerializerOptions.Web),
         CoordinationJson = new AgreementCoordination(body.Responsibilities ?? [], body.Assistance ?? []).Normalized().ToJson(),
         CreatedAt = time.GetUtcNow().UtcDateTime,
         CreatedBy = createdBy,

@@ -48,8 +48,16 @@ internal sealed class Agreement : Realtime.IFeedEntity
 
     private Coordination.AgreementCoordination? _coordination;
 
-    /// <summary>The rules, parsed once per loaded version: they are consulted on every report created.</summary>
-    public IReadOnlyList<AgreementRule> Rules => _rules ??= JsonSerializer.Deserialize<List<AgreementRule>>(RulesJson, JsonSerializerOptions.Web) ?? [];
+    /// <summary>
+    /// The rules, parsed once per loaded version: they are consulted on every report created. Their reporters are read as
+    /// validation read them (<c>" Kind: Humanitarian "</c> is <c>kind:humanitarian</c>), also for versions stored before
+    /// they were stored so.
+    /// </summary>
+    public IReadOnlyList<AgreementRule> Rules => _rules ??= Normalized(JsonSerializer.Deserialize<List<AgreementRule>>(RulesJson, JsonSerializerOptions.Web) ?? []);
+
+    /// <summary>The rules with each reporter as the community token it names.</summary>
+    public static List<AgreementRule> Normalized(IEnumerable<AgreementRule> rules) =>
+        [.. rules.Select(r => Access.Community.TryNormalize(r.Reporter ?? "", out var reporter, out _) ? r with { Reporter = reporter } : r)];
 
     private IReadOnlyList<AgreementRule>? _rules;
 }
