@@ -17,15 +17,17 @@ internal static class ChangeVisibility
     {
         var reportIds = window.Where(c => c.Entity == "report").Select(c => c.EntityId).Distinct().ToList();
         var incidentIds = window.Where(c => c.Entity == "incident").Select(c => c.EntityId).Distinct().ToList();
-        var visible = new HashSet<Guid>();
+        // Keyed by kind and id: ids are unique within a kind only (a report's id is its client's choice), and a record
+        // visible to the viewer must not make another kind's record of the same id visible.
+        var visible = new HashSet<(string Entity, Guid Id)>();
         if (reportIds.Count > 0)
         {
-            visible.UnionWith(await db.Reports.VisibleTo(viewer).Where(r => reportIds.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken));
+            Add(visible, "report", await db.Reports.VisibleTo(viewer).Where(r => reportIds.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken));
         }
 
         if (incidentIds.Count > 0)
         {
-            visible.UnionWith(await db.VisibleIncidents(db.Incidents.Where(i => incidentIds.Contains(i.Id)), viewer).Select(i => i.Id).ToListAsync(cancellationToken));
+            Add(visible, "incident", await db.VisibleIncidents(db.Incidents.Where(i => incidentIds.Contains(i.Id)), viewer).Select(i => i.Id).ToListAsync(cancellationToken));
         }
 
         // A change a report made to an incident (joining or leaving it) is news only to those who may see that report.
@@ -43,13 +45,13 @@ internal static class ChangeVisibility
         // The mission's directory and sharing rules are open to every member (as GET /api/organizations, /api/agreements
         // and /api/groups are); a member record to the member, their organisation's administrators and mission
         // administrators; a token to its owner.
-        visible.UnionWith(window.Where(c => c.Entity is "organization" or "agreement" or "group").Select(c => c.EntityId));
+        visible.UnionWith(window.Where(c => c.Entity is "organization" or "agreement" or "group").Select(c => (c.Entity, c.EntityId)));
         var memberIds = window.Where(c => c.Entity == "member").Select(c => c.EntityId).Distinct().ToList();
         if (memberIds.Count > 0)
         {
             var missionAdmin = viewer.HasRole(MemberRoles.MissionAdmin);
             var organizationAdmin = viewer.HasRole(MemberRoles.OrganizationAdmin);
-            visible.UnionWith(await db.Members.Where(m => memberIds.Contains(m.Id)
+            Add(visible, "member", await db.Members.Where(m => memberIds.Contains(m.Id)
                     && (m.Id == viewer.MemberId || missionAdmin || (organizationAdmin && m.OrganizationId == viewer.OrganizationId)))
                 .Select(m => m.Id).ToListAsync(cancellationToken));
         }
@@ -57,14 +59,14 @@ internal static class ChangeVisibility
         var tokenIds = window.Where(c => c.Entity == "token").Select(c => c.EntityId).Distinct().ToList();
         if (tokenIds.Count > 0)
         {
-            visible.UnionWith(await db.AccessTokens.Where(t => tokenIds.Contains(t.Id) && t.MemberId == viewer.MemberId).Select(t => t.Id).ToListAsync(cancellationToken));
+            Add(visible, "token", await db.AccessTokens.Where(t => tokenIds.Contains(t.Id) && t.MemberId == viewer.MemberId).Select(t => t.Id).ToListAsync(cancellationToken));
         }
 
         // A change no report made (a status moving) is news to those who see the incident, but one made before the first
         // report they may see joined it happened to other reports: hidden from them (a mixed incident), or since split or
         // moved out. Announcing it would tell that the incident existed, and was judged, before anything they can see was in
         // it (IncidentSummary.ViewFor, ForgetStatusDecidedBefore).
-        var causeless = window.Where(c => c.Entity == "incident" && c.Causes is null && visible.Contains(c.EntityId)).Select(c => c.EntityId).Distinct().ToList();
+        var causeless = window.Where(c => c.Entity == "incident" && c.Causes is null && visible.Contains((c.Entity, c.EntityId))).Select(c => c.EntityId).Distinct().ToList();
         var firstSeen = causeless.Count == 0
             ? []
             : await db.IncidentReports.Where(l => causeless.Contains(l.IncidentId))
@@ -72,7 +74,7 @@ internal static class ChangeVisibility
                 .GroupBy(l => l.IncidentId).Select(g => new { g.Key, First = g.Min(l => l.LinkedAt) })
                 .ToDictionaryAsync(f => f.Key, f => f.First, cancellationToken);
 
-        var shown = window.Where(c => visible.Contains(c.EntityId)
+        var shown = window.Where(c => visible.Contains((c.Entity, c.EntityId))
             && (c.Causes is null ? !(firstSeen.TryGetValue(c.EntityId, out var first) && c.At < first) : c.CauseIds.Any(visibleCauses.Contains))).ToList();
         return await AsFirstSightAsync(db, viewer, shown, visibleCauses, cancellationToken);
     }
@@ -122,13 +124,15 @@ internal static class ChangeVisibility
     }
 
     /// <summary>Adds the ids of <paramref name="entity"/> changes in the window that the viewer may see (one query, none when the window has no such change).</summary>
-    private static async Task AddVisibleAsync<T>(IQueryable<T> records, string entity, IReadOnlyList<Change> window, Viewer viewer, HashSet<Guid> visible, CancellationToken cancellationToken)
+    private static void Add(HashSet<(string Entity, Guid Id)> visible, string entity, IEnumerable<Guid> ids) => visible.UnionWith(ids.Select(id => (entity, id)));
+
+    private static async Task AddVisibleAsync<T>(IQueryable<T> records, string entity, IReadOnlyList<Change> window, Viewer viewer, HashSet<(string Entity, Guid Id)> visible, CancellationToken cancellationToken)
         where T : class, IMarked, IFeedEntity
     {
         var ids = window.Where(c => c.Entity == entity).Select(c => c.EntityId).Distinct().ToList();
         if (ids.Count > 0)
         {
-            visible.UnionWith(await records.VisibleTo(viewer).Where(r => ids.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken));
+            Add(visible, entity, await records.VisibleTo(viewer).Where(r => ids.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken));
         }
     }
 }
