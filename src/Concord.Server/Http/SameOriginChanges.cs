@@ -7,7 +7,9 @@ namespace Concord.Server.Http;
 /// keeps other sites out but not another origin of the same site (another service under the mission's domain): a page
 /// there could post a form, or a bodiless request, to the API with the analyst's cookie. Browsers say where a request
 /// comes from (<c>Sec-Fetch-Site</c>); a change to the API under a session cookie from anywhere but this origin is
-/// refused. Tokens (scripts, TAK gateways) are not cookies and are not concerned; neither are reads.
+/// refused. Tokens (scripts, TAK gateways) are not cookies and are not concerned; neither are reads, but for the live
+/// hub: a socket opened to it from another origin would read the member's stream of changes for as long as it stays open
+/// (a WebSocket is not held to the same-origin policy), so under a session cookie it is refused whatever the method.
 /// </summary>
 internal static class SameOriginChanges
 {
@@ -15,12 +17,15 @@ internal static class SameOriginChanges
         app.Use(async (context, next) =>
         {
             var request = context.Request;
-            if (!HttpMethods.IsGet(request.Method) && !HttpMethods.IsHead(request.Method) && !HttpMethods.IsOptions(request.Method)
-                && request.Path.StartsWithSegments("/api")
+            var change = !HttpMethods.IsGet(request.Method) && !HttpMethods.IsHead(request.Method) && !HttpMethods.IsOptions(request.Method)
+                && request.Path.StartsWithSegments("/api");
+            if ((change || request.Path.StartsWithSegments(Realtime.LiveHub.Path))
                 && context.User.Identity?.AuthenticationType == ConcordAuthentication.CookieScheme
                 && request.Headers["Sec-Fetch-Site"].ToString() is "same-site" or "cross-site")
             {
-                await Problems.Forbidden("a signed-in browser session makes changes only from Concord's own pages (this request came from another origin)")
+                await Problems.Forbidden(change
+                        ? "a signed-in browser session makes changes only from Concord's own pages (this request came from another origin)"
+                        : "a signed-in browser session follows live changes only from Concord's own pages (this request came from another origin)")
                     .ExecuteAsync(context);
                 return;
             }
