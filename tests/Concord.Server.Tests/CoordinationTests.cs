@@ -880,6 +880,52 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_patrol_report_looser_than_the_authors_agreement_takes_the_agreements_marking_rather_than_being_refused()
+    {
+        // FORCE agreed that its reports of this category are CONFIDENTIAL to FORCE. The patrol is marked for both forces;
+        // its FORCE member, not a releaser, may not loosen the agreement, and had no marking to give: the report was refused
+        // and the patrol could not be completed.
+        const string Category = "ocha-access.7-ongoing-hostilities";
+        var code = "MOU-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var admin = server.ClientFor("jocadmin");
+        var (recorded, agreement) = await admin.PostJson("/api/agreements", new
+        {
+            code,
+            name = "Force reporting " + code,
+            parties = new[] { "FORCE", "JOC" },
+            rules = new[] { new { reporter = "org:FORCE", category = Category, marking = Api.Marking("CONFIDENTIAL", ["org:FORCE"]), tlp = "amber" } },
+        });
+        Assert.True(recorded.StatusCode == HttpStatusCode.Created, agreement.ToString());
+        await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        try
+        {
+            var (created, patrol) = await server.ClientFor("force").PostJson("/api/patrols", new
+            {
+                name = "Bria road joint patrol " + code,
+                organizations = new[] { "FORCE", "UNPOL" },
+                members = new[] { "force", "unpol" },
+                route = new[] { new[] { 21.95, 6.5 }, new[] { 22.0, 6.55 } },
+                startsAt = Clock.GetUtcNow().AddHours(1),
+                endsAt = Clock.GetUtcNow().AddHours(5),
+            });
+            Assert.True(created.StatusCode == HttpStatusCode.Created, patrol.ToString());
+
+            var (filed, done) = await server.ClientFor("force").PostJson($"/api/patrols/{Id(patrol)}/report", new { category = Category, narrative = "Exchange of fire north of the bridge." });
+
+            Assert.True(filed.StatusCode == HttpStatusCode.Created, done.ToString());
+            Assert.Equal("completed", done.GetProperty("status").GetString());
+            var (_, report) = await server.ClientFor("force").GetJson($"/api/reports/{Id(done, "report")}");
+            Assert.Equal("CONFIDENTIAL", report.GetProperty("marking").GetProperty("classification").GetString());
+            Assert.Equal(["org:FORCE"], report.GetProperty("marking").GetProperty("releasableTo").EnumerateArray().Select(c => c.GetString()));
+        }
+        finally
+        {
+            await admin.DeleteAsync($"/api/agreements/{code}");
+            await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        }
+    }
+
+    [Fact]
     public async Task A_joint_patrol_is_planned_on_a_route_and_its_report_becomes_a_concord_report()
     {
         var force = server.ClientFor("force");

@@ -273,7 +273,16 @@ internal static class FieldEndpoints
         var reportId = report.Id!.Value;
         if (!await desk.Db.Reports.AnyAsync(r => r.Id == reportId, context.RequestAborted))
         {
-            switch (await intake.CreateAsync(report, viewer, context.RequestAborted, idMadeByServer: true))
+            var outcome = await intake.CreateAsync(report, viewer, context.RequestAborted, idMadeByServer: true);
+            if (outcome is ReportIntake.Outcome.Invalid { Errors: var refused } && refused.Keys.SequenceEqual(["marking"]))
+            {
+                // The patrol's marking is looser than the author's organisation agreed for reports of this category, and
+                // only a releaser may loosen it: the report takes the agreement's marking, as any report its author does
+                // not mark (the caller has no marking to give, and the patrol is not to stay open for it).
+                outcome = await intake.CreateAsync(report with { Marking = null }, viewer, context.RequestAborted, idMadeByServer: true);
+            }
+
+            switch (outcome)
             {
                 case ReportIntake.Outcome.Created or ReportIntake.Outcome.Existing:
                     break;

@@ -277,7 +277,8 @@ internal static class TaskEndpoints
         task.UpdatedAt = now;
         task.Reschedule();
         await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, AuditMarking.Of(task), new { from, to, reason })], context.RequestAborted);
-        await desk.CloseAnsweredNoticesAsync(task, task.Id, "task", to, context.RequestAborted);
+        // Not given up with the request: the move is stored, and its notices are to close whether or not the caller waits.
+        await desk.CloseAnsweredNoticesAsync(task, task.Id, "task", to, CancellationToken.None);
         return TypedResults.Ok(desk.ToDto(task, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted)));
     }
 
