@@ -535,6 +535,24 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_report_given_the_id_of_a_hidden_incident_does_not_open_that_incidents_changes()
+    {
+        // Report ids are their clients' choice; the feed judged visibility by id alone, so a report made with the id of an
+        // incident one may not see showed that incident's status changes.
+        var (_, hidden) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Force-only sighting", marking: Api.Marking("CONFIDENTIAL", ["org:FORCE"])));
+        var incident = Id(hidden, "incidentId");
+        var (verified, _) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
+        Assert.Equal(HttpStatusCode.OK, verified.StatusCode);
+        var (created, _) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(id: incident, narrative: "Probe", marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL"])));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+
+        using var unpol = server.ClientFor("unpol");
+        Assert.Equal(["created"], await unpol.ChangesOfAsync(incident));
+        using var force = server.ClientFor("force");
+        Assert.Contains("updated", await force.ChangesOfAsync(incident));
+    }
+
+    [Fact]
     public async Task An_auditor_sees_no_entry_about_records_under_a_caveat_they_do_not_hold()
     {
         // An auditor of the JOC cleared to the top but not for DECONFLICTION-ONLY: who made, read or listed the
@@ -803,6 +821,37 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(HttpStatusCode.BadRequest, auditor.StatusCode);
         Assert.Equal(["roles"], refusal.ErrorFields());
         Assert.Equal(HttpStatusCode.OK, byMissionAdmin.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_rule_whose_reporter_is_written_with_spaces_or_capitals_marks_the_reports_it_names()
+    {
+        // Validation read " Kind: Humanitarian " as kind:humanitarian, but the rule was stored and applied as written and
+        // matched nothing: another party's administrator could so switch off an organisation's rule while appearing to
+        // keep it.
+        const string Category = "ocha-access.8-mines-and-uxo";
+        var code = "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var missionAdmin = server.ClientFor("jocadmin");
+        var (recorded, _) = await missionAdmin.PostJson("/api/agreements", new
+        {
+            code,
+            name = "Agreement " + code,
+            parties = new[] { "OCHA", "JOC" },
+            rules = new[] { new { reporter = " Kind: Humanitarian ", category = Category, marking = Api.Marking("CONFIDENTIAL", ["org:OCHA", "org:JOC"]), tlp = "amber" } },
+        });
+        try
+        {
+            Assert.Equal(HttpStatusCode.Created, recorded.StatusCode);
+            var (created, report) = await server.ClientFor("ocha").PostJson("/api/reports", Api.Fields(Api.Report(category: Category, marking: null), without: "marking"));
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            Assert.Equal("CONFIDENTIAL", report.GetProperty("marking").GetProperty("classification").GetString());
+            var (_, versions) = await missionAdmin.GetJson($"/api/agreements/{code}");
+            Assert.Contains("\"reporter\":\"kind:humanitarian\"", versions.ToString(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            await missionAdmin.DeleteAsync($"/api/agreements/{code}");
+        }
     }
 
     [Fact]
