@@ -799,6 +799,37 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_mission_administrator_changes_no_member_cleared_above_them_or_under_a_caveat_they_lack()
+    {
+        // A mission administrator cleared CONFIDENTIAL could not grant STRICTLY CONFIDENTIAL but could set the password of a
+        // member who holds it, and sign in as them.
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var jocadmin = server.ClientFor("jocadmin");
+        Assert.Equal(HttpStatusCode.Created, (await jocadmin.PostJson("/api/organizations/JOC/members",
+            new { userName = "ma" + suffix, password = "mission-admin-pass-1", clearance = "CONFIDENTIAL", roles = new[] { "mission-admin" } })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await jocadmin.PostJson("/api/organizations/UNPOL/members",
+            new { userName = "senior" + suffix, password = "senior-password-1", clearance = "STRICTLY CONFIDENTIAL", roles = new[] { "reporter" } })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await jocadmin.PostJson("/api/organizations/UNPOL/members",
+            new { userName = "source" + suffix, password = "source-password-1", clearance = "CONFIDENTIAL", caveats = new[] { "SOURCE-PROTECTED" }, roles = new[] { "reporter" } })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await jocadmin.PostJson("/api/organizations/UNPOL/members",
+            new { userName = "junior" + suffix, password = "junior-password-1", clearance = "UNCLASSIFIED", roles = new[] { "reporter" } })).Response.StatusCode);
+        server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+        var admin = new HttpClient(new HttpClientHandler { CookieContainer = new System.Net.CookieContainer() }) { BaseAddress = server.BaseAddress };
+        (await admin.PostJson("/api/auth/signin", new { userName = "ma" + suffix, password = "mission-admin-pass-1" })).Response.EnsureSuccessStatusCode();
+
+        var senior = await admin.PatchAsJsonAsync($"/api/members/senior{suffix}", new { password = "taken-over-123" });
+        var source = await admin.PatchAsJsonAsync($"/api/members/source{suffix}", new { password = "taken-over-123" });
+        var junior = await admin.PatchAsJsonAsync($"/api/members/junior{suffix}", new { displayName = "Junior officer" });
+        var (signIn, _) = await server.Anonymous().PostJson("/api/auth/signin", new { userName = "senior" + suffix, password = "taken-over-123" });
+
+        Assert.Equal(HttpStatusCode.Forbidden, senior.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, source.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, junior.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, signIn.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await jocadmin.PatchAsJsonAsync($"/api/members/senior{suffix}", new { displayName = "Senior officer" })).StatusCode);
+    }
+
+    [Fact]
     public async Task Organisation_administrators_change_no_member_who_holds_more_than_they_do()
     {
         var chief = "c" + Guid.NewGuid().ToString("N")[..8];

@@ -188,8 +188,10 @@ internal static class AdminEndpoints
 
     /// <summary>Whether <paramref name="member"/> holds something <paramref name="admin"/> could not grant.</summary>
     private static bool HoldsMore(Member member, Viewer admin) =>
-        member.Clearance > admin.Clearance || (member.Caveats & ~admin.CaveatBits) != 0
-        || member.RoleSet.Contains(MemberRoles.MissionAdmin) || member.RoleSet.Contains(MemberRoles.Auditor);
+        OutClears(member, admin) || member.RoleSet.Contains(MemberRoles.MissionAdmin) || member.RoleSet.Contains(MemberRoles.Auditor);
+
+    /// <summary>A member cleared above the administrator, or holding a caveat the administrator does not.</summary>
+    private static bool OutClears(Member member, Viewer admin) => member.Clearance > admin.Clearance || (member.Caveats & ~admin.CaveatBits) != 0;
 
     private static async Task<Results<Created<MemberDto>, NotFound, ProblemHttpResult>> AddMember(
         string code, HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
@@ -246,6 +248,12 @@ internal static class AdminEndpoints
         {
             // Else an organisation administrator could set a senior colleague's password and sign in with what they hold.
             return Problems.Forbidden($"{member.UserName} holds more than you do (a higher clearance, a caveat you do not hold, or the {MemberRoles.MissionAdmin} or {MemberRoles.Auditor} role): a mission administrator changes this member");
+        }
+
+        if (viewer.HasRole(MemberRoles.MissionAdmin) && OutClears(member, viewer))
+        {
+            // A mission administrator may not grant a clearance or caveat they do not hold, nor take it over by a password.
+            return Problems.Forbidden($"{member.UserName} holds a higher clearance or a caveat you do not hold: a mission administrator who holds them, or concord user set on the server, changes this member");
         }
 
         var (body, problem) = await JsonBody.ReadAsync<MemberRequest>(context, 4096);
