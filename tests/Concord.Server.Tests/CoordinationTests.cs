@@ -1141,6 +1141,47 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task An_escalation_saved_after_the_router_closed_its_merged_incidents_task_is_closed_with_it()
+    {
+        var (area, lat, lon) = await AreaAsync(-76);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var kept = await IncidentOfAsync("unpol", Api.Report(latitude: lat - 0.4, longitude: lon - 0.4, marking: mission, narrative: "Clash at the northern crossing."));
+        var merged = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.4, longitude: lon + 0.4, marking: mission, narrative: "Shooting near the eastern mine."));
+        await WaitForAsync(() => TasksAsync("force", $"incident={kept}"), t => t.Count == 1, "the kept incident's lead task");
+        var lead = Id((await WaitForAsync(() => TasksAsync("force", $"incident={merged}"), t => t.Count == 1, "the merged incident's lead task")).Single());
+        await RouterPassedAsync();
+
+        // The router closes the merged incident's lead task; before it saves, the scheduler escalates that task (still
+        // open in the store) and commits its notice.
+        var router = server.Services.GetRequiredService<IncidentRouter>();
+        var escalated = 0;
+        router.AfterFollowing = async followed =>
+        {
+            if (followed.Contains(kept) && Interlocked.Exchange(ref escalated, 1) == 0)
+            {
+                await Task.Run(() => Clock.Advance(TimeSpan.FromMinutes(31)));
+                await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == lead)), n => n == 1, "the notice");
+            }
+        };
+        try
+        {
+            var (merge, body) = await server.ClientFor("joc").PostJson($"/api/incidents/{kept}/merge", new { incidents = new[] { merged } });
+            Assert.True(merge.StatusCode == HttpStatusCode.OK, body.ToString());
+            await RouterPassedAsync();
+        }
+        finally
+        {
+            router.AfterFollowing = null;
+        }
+
+        Assert.Equal(1, escalated);
+        var notice = await server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.EscalatedItemId == lead));
+        Assert.Equal(TaskStatuses.Done, notice.Status);
+        Assert.Equal(TaskStatuses.Done, await server.WithDbAsync(db => db.Tasks.Where(t => t.Id == lead).Select(t => t.Status).SingleAsync()));
+    }
+
+    [Fact]
     public async Task A_requests_escalation_notice_keeps_the_requests_marking_when_its_incident_changes()
     {
         var (_, lat, lon) = await AreaAsync(-61);

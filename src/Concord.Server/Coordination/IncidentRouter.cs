@@ -57,7 +57,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         }
     }
 
-    /// <summary>Test hook: runs with the incidents a round followed, once their tasks are followed and before anything is saved.</summary>
+    /// <summary>Test hook: runs with the incidents a round followed, once their tasks are followed (and those of gone incidents closed) and before anything is saved.</summary>
     internal Func<IReadOnlyList<Guid>, Task>? AfterFollowing { get; set; }
 
     /// <summary>Test hook: runs at the start of each round, before the feed is read (a router running late).</summary>
@@ -128,15 +128,15 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         }
 
         var followed = follow.Count > 0 ? await FollowIncidentsAsync(db, follow, now, audit, cancellationToken) : FollowedTasks.None;
-        if (AfterFollowing is { } hook)
-        {
-            await hook(follow);
-        }
-
         var gone = window.Where(c => c.Entity == "incident" && c.Operation == "deleted").Select(c => c.EntityId).Distinct().ToList();
         if (gone.Count > 0)
         {
-            await CloseTasksOfGoneIncidentsAsync(db, gone, now, audit, cancellationToken);
+            followed = followed.With(await CloseTasksOfGoneIncidentsAsync(db, gone, now, audit, cancellationToken));
+        }
+
+        if (AfterFollowing is { } hook)
+        {
+            await hook(follow);
         }
 
         if (agreements.Count > 0 && ids.Count > 0)
@@ -325,6 +325,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     {
         public static readonly FollowedTasks None = new([], []);
 
+        /// <summary>Both sets of tasks and the notices read for them.</summary>
+        public FollowedTasks With(FollowedTasks other) => new([.. Changed, .. other.Changed], [.. Notices, .. other.Notices]);
+
         public async Task CheckNoNoticeRaisedMeanwhileAsync(ConcordDb db)
         {
             if (Changed.Count > 0 && await db.Tasks.AnyAsync(t => t.Role == TaskRoles.Escalation && Changed.Contains(t.EscalatedItemId) && !Notices.Contains(t.Id)))
@@ -340,16 +343,22 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// nor escalate.
     /// The incident that remains is routed as its change says, and an organisation that has its task there keeps that one.
     /// </summary>
-    private static async Task CloseTasksOfGoneIncidentsAsync(ConcordDb db, List<Guid> gone, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
+    /// <returns>
+    /// The tasks closed and the notices read for them: a notice the scheduler raises for one of them after this read would
+    /// stay open on a board, pointing at a closed task of a gone incident; the round's save looks for one
+    /// (<see cref="FollowedTasks.CheckNoNoticeRaisedMeanwhileAsync"/>) and is read again if it finds it.
+    /// </returns>
+    private static async Task<FollowedTasks> CloseTasksOfGoneIncidentsAsync(ConcordDb db, List<Guid> gone, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
     {
         const string Reason = "its incident was merged into another or emptied when its last report moved to another";
         var tasks = await db.Tasks.Where(t => t.IncidentId != null && gone.Contains(t.IncidentId.Value) && (t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting)
             && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken);
         // The escalation notices of those tasks (an overdue one escalated to the JOC) go with them.
         var closed = tasks.Select(t => (Guid?)t.Id).ToList();
-        tasks.AddRange(await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && closed.Contains(t.EscalatedItemId)
-            && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken));
+        var notices = await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && closed.Contains(t.EscalatedItemId)).ToListAsync(cancellationToken);
+        tasks.AddRange(notices.Where(t => t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined));
         audit.AddRange(tasks.Select(t => t.CloseBySystem(Reason, now)));
+        return new FollowedTasks(closed, [.. notices.Select(n => n.Id)]);
     }
 
     /// <summary>Sets the router's cursor (in the context, not yet saved) to the end of the change feed: what came before is not routed.</summary>
