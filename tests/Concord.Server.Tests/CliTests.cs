@@ -281,6 +281,13 @@ public abstract class CliTests : IAsyncLifetime
         var unknownFormat = await Run(["import", "--file", unnamed, "--user", "analyst", .. StoreArguments]);
         Assert.Equal(2, unknownFormat.Exit);
         Assert.Contains("cannot tell the format of", unknownFormat.Errors);
+        // A GeoJSON file's name is its dataset's name by default: one so long that no feature's reference fits is refused
+        // at once, rather than every feature one by one.
+        var longName = Path.Combine(DataDirectory, new string('s', 200) + ".geojson");
+        await File.WriteAllTextAsync(longName, """{ "type": "FeatureCollection", "features": [] }""");
+        var tooLong = await Run(["import", "--file", longName, "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
+        Assert.Equal(2, tooLong.Exit);
+        Assert.Contains("give --source NAME", tooLong.Errors);
 
         var first = await Run(["import", "--file", ged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);
         var again = await Run(["import", "--file", ged, "--format", "ged", "--user", "analyst", "--level", "UNCLASSIFIED", .. StoreArguments]);

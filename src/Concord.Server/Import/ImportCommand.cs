@@ -48,6 +48,13 @@ internal static class ImportCommand
                 return 2;
             }
 
+            if (format == ImportFormat.GeoJson && GeoJsonReader.ReferenceOf(source, "1").Length > Reports.ReportRules.MaxExternalRefLength)
+            {
+                // Every feature's reference would be too long: all would be refused one by one.
+                await errors.WriteLineAsync($"concord: the file's name is too long ({source.Length} characters) to name its dataset; give --source NAME (1 to 100 characters)");
+                return 2;
+            }
+
             // Before the store is prepared or anything read: a running server on this store is the one writer (import
             // through its API), and the live store is left alone.
             await services.GetRequiredService<StoreOptions>().EnsureExistsAsync(cancellationToken);

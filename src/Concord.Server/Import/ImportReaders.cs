@@ -379,6 +379,9 @@ internal static class GeoJsonReader
         }
     }
 
+    /// <summary>A feature's source reference: the dataset's name (with <c>:</c> written <c>%3A</c>) and the feature's id.</summary>
+    public static string ReferenceOf(string source, string id) => $"{Dataset}:{source.Replace(":", "%3A", StringComparison.Ordinal)}:{id}";
+
     /// <summary>Features are numbered from 1 in place of lines.</summary>
     private static ImportRow Map(int n, JsonElement feature, MarkingDto? marking, string source)
     {
@@ -473,7 +476,7 @@ internal static class GeoJsonReader
         // The dataset's name may hold ':' (a file's name may), written %3A: unescaped, dataset "a:b" with feature "c" and
         // dataset "a" with feature "b:c" named one record, and the second import skipped a report never stored. '%' stays
         // as it is, so that names holding one (downloaded files' often do) keep the references their records have.
-        var externalRef = $"{Dataset}:{source.Replace(":", "%3A", StringComparison.Ordinal)}:{id}";
+        var externalRef = ReferenceOf(source, id);
         return new ImportRow(n, new CreateReport
         {
             Id = GedMapping.NameBasedGuid(externalRef),
