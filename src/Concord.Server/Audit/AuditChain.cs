@@ -77,7 +77,8 @@ internal sealed class AuditChain : IDisposable
     /// </summary>
     public static string Compute(AuditEntry e)
     {
-        string[] fields =
+        // A field left out is null: the caveats when the entry has none.
+        ReadOnlySpan<string?> parts =
         [
             e.ChainIndex.ToString(CultureInfo.InvariantCulture),
             Truncate(e.At).ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture),
@@ -87,29 +88,36 @@ internal sealed class AuditChain : IDisposable
             e.Entity ?? "",
             e.EntityId?.ToString("D") ?? "",
             e.Classification.ToString(CultureInfo.InvariantCulture),
-            e.Caveats.ToString(CultureInfo.InvariantCulture),
+            e.Caveats == 0 ? null : e.Caveats.ToString(CultureInfo.InvariantCulture),
             e.Detail,
             e.PreviousHash,
         ];
-        ReadOnlySpan<string> parts = e.Caveats == 0 ? [.. fields[..8], .. fields[9..]] : fields;
-        var length = parts.Length - 1;
+        var length = 0;
         foreach (var part in parts)
         {
-            length += Encoding.UTF8.GetByteCount(part);
+            length += part is null ? 0 : Encoding.UTF8.GetByteCount(part) + 1;
         }
 
         var buffer = ArrayPool<byte>.Shared.Rent(length);
         try
         {
             var written = 0;
-            for (var i = 0; i < parts.Length; i++)
+            var first = true;
+            foreach (var part in parts)
             {
-                if (i > 0)
+                if (part is null)
+                {
+                    continue;
+                }
+
+                if (!first)
                 {
                     buffer[written++] = (byte)'\n';
                 }
 
-                written += Encoding.UTF8.GetBytes(parts[i], buffer.AsSpan(written));
+                first = false;
+
+                written += Encoding.UTF8.GetBytes(part, buffer.AsSpan(written));
             }
 
             return Convert.ToHexStringLower(SHA256.HashData(buffer.AsSpan(0, written)));

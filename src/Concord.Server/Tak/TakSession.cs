@@ -152,42 +152,39 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>The uids this device has sent positions for (its own, and those it relays): bounded by the router.</summary>
     public HashSet<string> PositionUids { get; } = new(StringComparer.Ordinal);
 
-    private long _itemMinute;
-    private int _itemsThisMinute;
+    private MinuteCount _newItems;
+    private MinuteCount _newAlerts;
 
     /// <summary>
     /// Counts a new item (a uid the replay check has not seen) against this device's minute: false once it has sent
     /// <see cref="TakRouter.MaxNewItemsPerMinute"/> in the minute. Called from the device's own reading loop.
     /// </summary>
-    public bool TakeNewItem(DateTimeOffset now)
-    {
-        var minute = now.UtcTicks / TimeSpan.TicksPerMinute;
-        if (minute != _itemMinute)
-        {
-            (_itemMinute, _itemsThisMinute) = (minute, 0);
-        }
-
-        return ++_itemsThisMinute <= TakRouter.MaxNewItemsPerMinute;
-    }
+    public bool TakeNewItem(DateTimeOffset now) => _newItems.Take(now, TakRouter.MaxNewItemsPerMinute);
 
     /// <summary>
     /// As <see cref="TakeNewItem"/>, for new emergencies and CASEVAC requests, which have a minute of their own: they are
     /// never held back by a device's other items, but a device inventing them as fast as it can send would grow the replay
     /// check's memory and fill every other device's queue of alerts, which is never dropped (cutting those devices).
     /// </summary>
-    public bool TakeNewAlert(DateTimeOffset now)
+    public bool TakeNewAlert(DateTimeOffset now) => _newAlerts.Take(now, TakRouter.MaxNewAlertsPerMinute);
+
+    /// <summary>What was counted in the current minute of the clock; a new minute starts from none.</summary>
+    private struct MinuteCount
     {
-        var minute = now.UtcTicks / TimeSpan.TicksPerMinute;
-        if (minute != _alertMinute)
+        private long _minute;
+        private int _count;
+
+        public bool Take(DateTimeOffset now, int limit)
         {
-            (_alertMinute, _alertsThisMinute) = (minute, 0);
+            var minute = now.UtcTicks / TimeSpan.TicksPerMinute;
+            if (minute != _minute)
+            {
+                (_minute, _count) = (minute, 0);
+            }
+
+            return ++_count <= limit;
         }
-
-        return ++_alertsThisMinute <= TakRouter.MaxNewAlertsPerMinute;
     }
-
-    private long _alertMinute;
-    private int _alertsThisMinute;
 
     /// <summary>
     /// Stores of this device's events (reports, messages) begun and not yet done, at most: past it the device waits. Enough
