@@ -461,6 +461,11 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             var position = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
             await sender.SendAsync(Pli(position, "VIPER 1-1", 4.36, 18.58));
             Assert.NotNull(await receiver.WaitForAsync(e => e.Uid == position));
+
+            // A device's stores run in order: once a marker sent after the message is a report, the message's store has
+            // failed (the table was away), rather than being still on its way and succeeding once the table is back.
+            var place = Api.Spot();
+            await MarkerIncidentAsync(sender, place.Latitude, place.Longitude);
         }
         finally
         {
