@@ -327,6 +327,31 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task Sign_ins_failed_sign_ins_and_sign_outs_are_audited_with_the_address()
+    {
+        var name = "s" + Guid.NewGuid().ToString("N")[..8];
+        var (created, _) = await server.ClientFor("unpoladmin").PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var memberId = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).Select(m => m.Id).SingleAsync());
+        server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+        using var browser = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = server.BaseAddress };
+
+        Assert.Equal(HttpStatusCode.Unauthorized, (await browser.PostJson("/api/auth/signin", new { userName = name, password = "not-the-password" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = name, password = "a-long-password" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await browser.PostAsync("/api/auth/signout", null)).StatusCode);
+
+        var (_, audit) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={memberId}");
+        var entries = audit.GetProperty("items").EnumerateArray().Where(e => e.GetProperty("action").GetString()!.StartsWith("sign-", StringComparison.Ordinal))
+            .OrderBy(e => e.GetProperty("index").GetInt64()).ToList();
+        Assert.Equal(["sign-in-failed", "sign-in", "sign-out"], entries.Select(e => e.GetProperty("action").GetString()));
+        // A failed attempt is nobody's act (the name is in the detail); the sign-in and the sign-out are the member's.
+        Assert.Equal(["system", name, name], entries.Select(e => e.GetProperty("actor").GetString()));
+        Assert.All(entries, e => Assert.Equal("member", e.GetProperty("entity").GetString()));
+        Assert.All(entries, e => Assert.Contains("127.0.0.1", e.GetProperty("detail").ToString(), StringComparison.Ordinal));
+        Assert.DoesNotContain(entries, e => e.ToString().Contains("password", StringComparison.OrdinalIgnoreCase));
+    }
+
+    [Fact]
     public async Task A_live_connection_opened_with_a_token_is_closed_once_the_token_is_revoked()
     {
         var owner = await server.SignedInAsync("joc");

@@ -1,6 +1,7 @@
 using System.Data.Common;
 using System.Security.Claims;
 using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.EntityFrameworkCore;
@@ -36,6 +37,8 @@ internal static class SignIns
 
         if (!Passwords.Verify(member, password))
         {
+            // A wrong password for a member's name is what an auditor looks for (guessing); a name nobody has names nobody.
+            await AuditAsync(context, db, null, AuditActions.SignInFailed, member.Id, new { member = member.UserName, address = AddressText(context) });
             return new Outcome(null, null);
         }
 
@@ -55,8 +58,21 @@ internal static class SignIns
         }
 
         var now = context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+        // Audited first: a sign-in the audit could not record does not happen.
+        await AuditAsync(context, db, viewer, AuditActions.SignIn, member.Id, new { address = AddressText(context) });
         await context.SignInAsync(ConcordAuthentication.CookieScheme, ConcordAuthentication.SessionPrincipal(viewer, now));
         return new Outcome(viewer, null);
+    }
+
+    private static string? AddressText(HttpContext context) => context.Connection.RemoteIpAddress?.ToString();
+
+    /// <summary>Appends a sign-in, a failed one or a sign-out to the audit chain (recorded even if the browser goes away meanwhile).</summary>
+    private static Task AuditAsync(HttpContext context, ConcordDb db, Viewer? actor, string action, Guid memberId, object detail)
+    {
+        var services = context.RequestServices;
+        var at = services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
+        return services.GetRequiredService<AuditChain>().SaveAsync(db,
+            [Audits.Entry(actor, action, "member", memberId, AuditMarking.None, at, Audits.Detail(detail))], CancellationToken.None);
     }
 
     /// <summary>
@@ -77,6 +93,7 @@ internal static class SignIns
             // A minute past the session's end: its age check counts whole seconds, so the record must outlast it.
             var expiresAt = (signedInAt + ConcordAuthentication.SessionLifetime + TimeSpan.FromMinutes(1)).UtcDateTime;
             // Recorded even if the browser goes away meanwhile: the sign-out was asked for.
+            var again = false;
             if (expiresAt > now)
             {
                 db.EndedSessions.Add(new EndedSession { Id = id, MemberId = memberId, EndedAt = now, ExpiresAt = expiresAt });
@@ -87,7 +104,23 @@ internal static class SignIns
                 catch (DbUpdateException e) when (StoreErrors.IsUniqueViolation(e))
                 {
                     // Signed out already (two tabs, or a copy of the cookie signing out again): recorded before.
+                    again = true;
+                    db.ChangeTracker.Clear();
                 }
+            }
+
+            if (!again)
+            {
+                // By the member the cookie names (who may have been disabled since: the directory would not know them).
+                await services.GetRequiredService<AuditChain>().SaveAsync(db,
+                [
+                    new AuditEntry
+                    {
+                        At = AuditChain.Truncate(now), MemberId = memberId, Actor = user.FindFirstValue(ClaimTypes.Name) ?? Audits.SystemActor,
+                        Action = AuditActions.SignOut, Entity = "member", EntityId = memberId,
+                        Detail = Audits.Detail(new { address = AddressText(context) }), Classification = 0,
+                    },
+                ], CancellationToken.None);
             }
 
             services.GetRequiredService<ViewerDirectory>().Forget(memberId);

@@ -65,4 +65,7 @@ internal static class AuditActions
     public const string Status = "status";
     public const string Comment = "comment";
     public const string Escalate = "escalate";
+    public const string SignIn = "sign-in";
+    public const string SignInFailed = "sign-in-failed";
+    public const string SignOut = "sign-out";
 }
