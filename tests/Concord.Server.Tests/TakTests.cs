@@ -106,6 +106,10 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
 
         await owner.SendAsync(Drawing(marker, "checkpoint sector", Now()));
         Assert.Equal("checkpoint sector", (await watcher.WaitForAsync(e => e.Uid == marker))?.Detail.Remarks);
+        // A range and bearing line drawn to it goes the same way.
+        var line = Guid.NewGuid().ToString();
+        await owner.SendAsync(Drawing(line, "1.2 km to checkpoint", Now()).Replace("type='u-d-f'", "type='u-rb-a'", StringComparison.Ordinal));
+        Assert.Equal("u-rb-a", (await watcher.WaitForAsync(e => e.Uid == line))?.Type);
 
         // A teammate edits it, as a team does; another organisation's device re-sending it with a later time is refused
         // (its own organisation's devices are not sent it), and it does not freeze the owner's edits.

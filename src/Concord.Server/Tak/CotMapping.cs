@@ -28,6 +28,7 @@ internal static class CotMapping
         type.StartsWith("b-a-", StringComparison.Ordinal) || type == "b-a"
         || type.StartsWith("b-r-f-h-c", StringComparison.Ordinal)
         || type.StartsWith("u-d-", StringComparison.Ordinal)
+        || type == "u-rb-a"
         || type == "b-m-r" || type.StartsWith("b-m-r-", StringComparison.Ordinal)
         || type == DeleteType;
     public const string IncidentUidPrefix = "concord.incident.";
