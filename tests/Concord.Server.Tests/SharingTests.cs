@@ -108,6 +108,9 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (stricter, _) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Fields(Api.Report(category: "poc.abduction", marking: Api.Marking("CONFIDENTIAL", ["org:JOC"], ["SOURCE-PROTECTED"])), tlp: "red"));
         var (byReleaser, loosened) = await server.ClientFor("unpoladmin").PostJson("/api/reports", Api.Report(category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         var (otherCategory, free) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(category: "acled.riots", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        // Marked by the agreement, but with a wider TLP: as loose as a looser marking.
+        var (widerTlp, tlpProblem) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Fields(Api.Fields(Api.Report(category: "poc.abduction", marking: null), without: "marking"), tlp: "clear"));
+        var (widerTlpByReleaser, tlpLoosened) = await server.ClientFor("unpoladmin").PostJson("/api/reports", Api.Fields(Api.Fields(Api.Report(category: "poc.abduction", marking: null), without: "marking"), tlp: "green"));
 
         var marking = byDefault.GetProperty("marking");
         Assert.Equal("CONFIDENTIAL", marking.GetProperty("classification").GetString());
@@ -123,6 +126,11 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal("UNCLASSIFIED", free.GetProperty("marking").GetProperty("classification").GetString());
         var entries = await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == Id(loosened)).Select(a => a.Action).ToListAsync());
         Assert.Contains(AuditActions.MarkingLoosened, entries);
+        Assert.Equal(HttpStatusCode.BadRequest, widerTlp.StatusCode);
+        Assert.Contains("TLP:CLEAR instead of TLP:AMBER+STRICT", tlpProblem.GetProperty("errors").GetProperty("tlp")[0].GetString());
+        Assert.Equal(HttpStatusCode.Created, widerTlpByReleaser.StatusCode);
+        Assert.Equal(("CONFIDENTIAL", "TLP:GREEN"), (tlpLoosened.GetProperty("marking").GetProperty("classification").GetString(), tlpLoosened.GetProperty("tlp").GetString()));
+        Assert.Contains(AuditActions.MarkingLoosened, await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == Id(tlpLoosened)).Select(a => a.Action).ToListAsync()));
 
         // A new version applies to new reports; old reports keep the version that marked them.
         var (put, v2) = await server.ClientFor("unpoladmin").PutAsJsonAsync($"/api/agreements/{code}",

@@ -222,6 +222,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         if (request.Tlp is not null && !Tlps.TryParse(request.Tlp, out tlp))
         {
             errors["tlp"] = ["must be one of clear, green, amber, amber+strict, red"];
+            tlp = @default?.Tlp ?? Tlp.Amber;
         }
 
         int classification;
@@ -234,23 +235,24 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             {
                 errors["marking.releasableTo"] = [unknown];
             }
-
-            if (@default is not null && !errors.ContainsKey("marking.classification") && !errors.ContainsKey("marking.caveats")
-                && AgreementDecisions.Loosening(@default, classification, Releasability.Decode(releasableTo).ToList(), markings.Caveats.CodesOf(caveats), tlp, author.OrganizationCode, markings.Scheme) is { } loosening)
-            {
-                if (author.HasRole(MemberRoles.Releaser))
-                {
-                    loosenedDetail = Audits.Detail(new { agreement = @default.AgreementCode, version = @default.AgreementVersion, loosened = loosening });
-                }
-                else
-                {
-                    errors["marking"] = [$"is looser than agreement {@default.AgreementCode} (version {@default.AgreementVersion}) allows: {loosening}; only a releaser may loosen it"];
-                }
-            }
         }
         else
         {
             (classification, releasableTo, caveats) = AgreementDecisions.Marks(@default, author.OrganizationCode, markings.Caveats);
+        }
+
+        // A report marked by the agreement may still ask for a wider TLP: that loosens the agreement as a looser marking does.
+        if (@default is not null && !errors.ContainsKey("marking.classification") && !errors.ContainsKey("marking.caveats")
+            && AgreementDecisions.Loosening(@default, classification, Releasability.Decode(releasableTo).ToList(), markings.Caveats.CodesOf(caveats), tlp, author.OrganizationCode, markings.Scheme) is { } loosening)
+        {
+            if (author.HasRole(MemberRoles.Releaser))
+            {
+                loosenedDetail = Audits.Detail(new { agreement = @default.AgreementCode, version = @default.AgreementVersion, loosened = loosening });
+            }
+            else
+            {
+                errors[request.Marking is null ? "tlp" : "marking"] = [$"is looser than agreement {@default.AgreementCode} (version {@default.AgreementVersion}) allows: {loosening}; only a releaser may loosen it"];
+            }
         }
 
         Guid? areaId = null;
