@@ -944,6 +944,15 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
             // Nor take OCHA's rule away (a broader, looser one would mark its reports), nor OCHA out of the agreement.
             Assert.Equal(HttpStatusCode.Forbidden, await Revise(unpolAdmin, shared, ["UNPOL", "OCHA"], Rule("org:UNPOL", "CONFIDENTIAL", ["org:JOC"])));
             Assert.Equal(HttpStatusCode.Forbidden, await Revise(unpolAdmin, shared, ["UNPOL"], Rule("org:UNPOL", "CONFIDENTIAL", ["org:JOC"])));
+            // Nor retire the agreement, which takes OCHA's rule away as well: OCHA's reports keep their agreed marking.
+            var (retire, refusal) = await unpolAdmin.DeleteAsync($"/api/agreements/{shared}") is var d ? (d, await d.Json()) : default;
+            Assert.Equal(HttpStatusCode.Forbidden, retire.StatusCode);
+            Assert.Contains("revise the agreement without it", refusal.GetProperty("detail").GetString(), StringComparison.Ordinal);
+            Assert.Equal(["org:JOC", "org:OCHA"], (await OchaReport()).GetProperty("marking").GetProperty("releasableTo").EnumerateArray().Select(c => c.GetString()!).ToArray());
+            // An agreement whose rules are UNPOL's alone is UNPOL's administrator's to retire.
+            var unpolsOwn = Code();
+            Assert.Equal(HttpStatusCode.Created, await Record(missionAdmin, unpolsOwn, ["UNPOL", "OCHA"], Rule("org:UNPOL", "CONFIDENTIAL", [])));
+            Assert.Equal(HttpStatusCode.NoContent, (await unpolAdmin.DeleteAsync($"/api/agreements/{unpolsOwn}")).StatusCode);
 
             // OCHA's agreement with the JOC: UNPOL's administrator, not a party, may not revise it, even by adding UNPOL.
             var theirs = Code();

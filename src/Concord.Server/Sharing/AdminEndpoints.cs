@@ -646,7 +646,7 @@ internal static class AdminEndpoints
     }
 
     private static async Task<Results<NoContent, NotFound, ProblemHttpResult>> RetireAgreement(
-        string code, HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
+        string code, HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
     {
         var normalized = code.ToUpperInvariant();
         var latest = await db.Agreements.Where(a => a.Code == normalized).OrderByDescending(a => a.Version).FirstOrDefaultAsync(context.RequestAborted);
@@ -655,10 +655,17 @@ internal static class AdminEndpoints
             return TypedResults.NotFound();
         }
 
-        var parties = Releasability.Decode(latest.Parties).Select(p => directory.Organizations.FirstOrDefault(o => "org:" + o.Code == p)?.Id ?? Guid.Empty);
+        var parties = Releasability.Decode(latest.Parties).Select(p => directory.Organizations.FirstOrDefault(o => "org:" + o.Code == p)?.Id ?? Guid.Empty).ToList();
         if (!parties.Any(p => Administers(viewer, p)))
         {
             return Problems.Forbidden("only administrators of a party organisation (or mission administrators) retire its agreements");
+        }
+
+        // Retiring takes away every rule, the other parties' too: without them a broader, looser rule would mark their
+        // reports, which only their own administrators decide. A party withdraws alone by a new version without it.
+        if (latest.RetiredAt is null && DefaultChangedForOthers(viewer, parties, latest.Rules, [], [], directory, markings) is { } changed)
+        {
+            return Problems.Forbidden($"{changed}: only its own administrators (or mission administrators) retire it; to withdraw your organisation, revise the agreement without it");
         }
 
         latest.RetiredAt ??= time.GetUtcNow().UtcDateTime;
