@@ -30,6 +30,18 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Fact]
+    public async Task An_incident_title_cut_at_an_emoji_keeps_the_emoji_whole()
+    {
+        // The title is the first line cut to 120 characters; here the cut falls between the halves of the emoji.
+        var narrative = new string('a', Incidents.IncidentSummary.TitleLength - 2) + "\U0001F525 village burning, residents fleeing north";
+        var (created, report) = await Server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: narrative, marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+
+        var (_, incident) = await Server.ClientFor("joc").GetJson($"/api/incidents/{report.GetProperty("incidentId").GetGuid()}");
+        Assert.Equal(new string('a', Incidents.IncidentSummary.TitleLength - 2) + "…", incident.GetProperty("title").GetString());
+    }
+
+    [Fact]
     public async Task Concurrent_retries_of_one_report_store_it_exactly_once()
     {
         var client = Server.ClientFor("force");

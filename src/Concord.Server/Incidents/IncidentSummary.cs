@@ -267,7 +267,9 @@ internal static class IncidentSummary
             firstLine = firstLine[..end];
         }
 
-        return firstLine.Length <= TitleLength ? firstLine.ToString() : string.Concat(firstLine[..(TitleLength - 1)], "…");
+        // Never between the halves of a surrogate pair (an emoji): PostgreSQL refuses the half left as text that is not UTF-8.
+        return firstLine.Length <= TitleLength ? firstLine.ToString()
+            : string.Concat(firstLine[..(char.IsHighSurrogate(firstLine[TitleLength - 2]) ? TitleLength - 2 : TitleLength - 1)], "…");
     }
 
     /// <summary>Civilian and other figures together; none when neither is given.</summary>
