@@ -461,6 +461,39 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_release_waiting_for_a_status_change_does_not_show_that_status_to_those_who_see_only_the_copy()
+    {
+        var place = Api.Spot();
+        var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: place.Latitude, longitude: place.Longitude,
+            marking: Api.Marking("CONFIDENTIAL", ["org:JOC"])));
+        var incident = Id(original, "incidentId");
+        var release = new { marking = Api.Marking("UNCLASSIFIED", ["mission"]), tlp = "green", gridDegrees = 0.5, narrative = "Armed clash reported.", reason = "For partners' access planning" };
+
+        // The release waits for the gate while an analyst's status change (judged on the CONFIDENTIAL report) commits.
+        var gate = server.Services.GetRequiredService<Incidents.IncidentGate>();
+        Task<(HttpResponseMessage Response, JsonElement Body)> released;
+        using (await gate.EnterAsync(CancellationToken.None))
+        {
+            released = server.ClientFor("unpoladmin").PostJson($"/api/reports/{Id(original)}/releases", release);
+            await Task.Delay(1000);
+            await server.WithDbAsync(async db =>
+            {
+                var stored = await db.Incidents.SingleAsync(i => i.Id == incident);
+                stored.Status = Incidents.IncidentStatus.Verified;
+                stored.StatusChangedAt = stored.UpdatedAt = DateTime.UtcNow;
+                return await db.SaveChangesAsync();
+            });
+        }
+
+        var (created, _) = await released;
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var (_, seen) = await server.ClientFor("pref").GetJson($"/api/incidents/{incident}");
+        Assert.Equal("reported", seen.GetProperty("status").GetString());
+        var (_, full) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}");
+        Assert.Equal("verified", full.GetProperty("status").GetString());
+    }
+
+    [Fact]
     public async Task A_releaser_publishes_a_sanitised_copy_and_the_original_stays_untouched()
     {
         var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: 5.7612, longitude: 20.6724,

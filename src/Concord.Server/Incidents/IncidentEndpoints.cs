@@ -271,7 +271,8 @@ internal static class IncidentEndpoints
         var reports = await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id)).ToListAsync(cancellationToken);
         reports.Add(report);
         IncidentSummary.Rebuild(incident, reports);
-        incident.UpdatedAt = now;
+        // Never back in time (the writer's rule too): a change may have been stored at a later time of another node's clock.
+        incident.UpdatedAt = now > incident.UpdatedAt ? now : incident.UpdatedAt;
         incident.Causes.Add(report.Id);
     }
 

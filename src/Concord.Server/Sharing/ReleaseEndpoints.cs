@@ -153,16 +153,19 @@ internal static class ReleaseEndpoints
         db.Reports.Add(copy);
         // The release joins the original's incident: no report fuses into it and no merge removes it meanwhile.
         using var held = await gate.EnterAsync(context.RequestAborted);
+        // Linked at a time read inside the gate: a status change stored while this request waited for it is older than the
+        // link, so that a viewer who sees only the copy is not shown a status judged on reports they may not see.
+        var linkedAt = time.GetUtcNow().UtcDateTime;
         var incidentId = await db.IncidentReports.Where(l => l.ReportId == original.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefaultAsync(context.RequestAborted);
         if (incidentId is { } existing)
         {
-            await IncidentEndpoints.LinkAsync(db, existing, copy, now, context.RequestAborted);
+            await IncidentEndpoints.LinkAsync(db, existing, copy, linkedAt, context.RequestAborted);
         }
         else
         {
-            var incident = IncidentSummary.OpenFor(copy, now);
+            var incident = IncidentSummary.OpenFor(copy, linkedAt);
             db.Incidents.Add(incident);
-            db.IncidentReports.Add(new IncidentReport { IncidentId = incident.Id, ReportId = copy.Id, Contribution = 1.0, LinkedAt = now });
+            db.IncidentReports.Add(new IncidentReport { IncidentId = incident.Id, ReportId = copy.Id, Contribution = 1.0, LinkedAt = linkedAt });
             incidentId = incident.Id;
         }
 
