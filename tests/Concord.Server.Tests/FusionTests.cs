@@ -537,7 +537,7 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
-    public async Task A_closed_incident_takes_no_report_by_an_accepted_proposal_until_it_is_reopened()
+    public async Task A_closed_incident_takes_no_report_by_an_accepted_proposal_or_a_merge_until_it_is_reopened()
     {
         var at = When.AddDays(-160);
         var first = await FacaPostAsync("force", 7.2, 21.6, at, "Kaga Bandoro", Api.Marking("UNCLASSIFIED", ["mission"]));
@@ -550,6 +550,11 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         var (refused, problem) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal}", new { decision = "accept" });
         Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
         Assert.Equal(["decision"], problem.ErrorFields());
+        Assert.Equal(second.GetProperty("incidentId").GetGuid(), (await server.ClientFor("joc").GetJson($"/api/reports/{second.GetProperty("id").GetGuid()}")).Item2.GetProperty("incidentId").GetGuid());
+        // Nor by a merge.
+        var (mergeRefused, mergeProblem) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/merge", new { incidents = new[] { second.GetProperty("incidentId").GetGuid() } });
+        Assert.Equal(HttpStatusCode.Conflict, mergeRefused.StatusCode);
+        Assert.Equal(["incidents"], mergeProblem.ErrorFields());
         Assert.Equal(second.GetProperty("incidentId").GetGuid(), (await server.ClientFor("joc").GetJson($"/api/reports/{second.GetProperty("id").GetGuid()}")).Item2.GetProperty("incidentId").GetGuid());
 
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" })).Response.StatusCode);

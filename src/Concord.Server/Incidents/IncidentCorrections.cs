@@ -43,6 +43,13 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             return new Outcome(null, "incidents", $"no incident {string.Join(", ", missing)}", StatusCodes.Status404NotFound);
         }
 
+        // A closed incident takes no reports, from fusion or from an analyst. Judged from the status the analyst is shown:
+        // one decided on reports hidden from them is not theirs to be refused by (IncidentSummary.ViewFor).
+        if ((await db.AsSeenByAsync([target], viewer, cancellationToken)).Single().Status == IncidentStatus.Closed)
+        {
+            return new Outcome(null, "incidents", "this incident is closed: reopen it (set its status) before others are merged into it", StatusCodes.Status409Conflict);
+        }
+
         // Every report of the merged incidents moves, including those this analyst may not see: they learn nothing of them.
         var moved = await db.IncidentReports.Where(l => others.Contains(l.IncidentId)).ToListAsync(cancellationToken);
         var now = time.GetUtcNow().UtcDateTime;
