@@ -179,4 +179,16 @@ public sealed class EarlyWarningTests
         Assert.DoesNotContain(seeds, s => s.Seed == BootstrapForecaster.Seed(240, s.r + 1, s.o - 31));
         Assert.Equal(samples, new BootstrapForecaster().Forecast(panel, 0, 30));
     }
+
+    [Fact]
+    public async Task The_back_test_that_failed_is_run_again_and_one_that_succeeded_is_kept()
+    {
+        var runs = 0;
+        var once = new OnceUnlessFailed<int>(() => Task.Run(() => ++runs == 1 ? throw new IOException("reference file locked") : runs));
+
+        await Assert.ThrowsAsync<IOException>(() => once.Value);
+        Assert.Equal(2, await once.Value);
+        Assert.Equal(2, await once.Value);
+        Assert.Equal(2, runs);
+    }
 }

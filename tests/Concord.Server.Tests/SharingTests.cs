@@ -494,6 +494,18 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_release_keeps_the_originals_TLP_unless_the_releaser_gives_another()
+    {
+        var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Fields(Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:JOC"])), tlp: "red"));
+        var path = $"/api/reports/{Id(original)}/releases";
+        var (_, kept) = await server.ClientFor("unpoladmin").PostJson(path, new { marking = Api.Marking("UNCLASSIFIED", ["org:JOC"]), narrative = "Clash reported.", reason = "For the JOC's brief" });
+        var (_, given) = await server.ClientFor("unpoladmin").PostJson(path, new { marking = Api.Marking("UNCLASSIFIED", ["org:JOC"]), tlp = "amber", narrative = "Clash reported.", reason = "For the JOC's brief" });
+
+        Assert.Equal("TLP:RED", kept.GetProperty("tlp").GetString());
+        Assert.Equal("TLP:AMBER", given.GetProperty("tlp").GetString());
+    }
+
+    [Fact]
     public async Task A_releaser_publishes_a_sanitised_copy_and_the_original_stays_untouched()
     {
         var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: 5.7612, longitude: 20.6724,
@@ -997,6 +1009,10 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
             Assert.Equal(HttpStatusCode.Created, await Record(missionAdmin, withdrawn, ["UNPOL", "OCHA"], Rule("org:UNPOL", "CONFIDENTIAL", [])));
             Assert.Equal(HttpStatusCode.NoContent, (await missionAdmin.DeleteAsync($"/api/agreements/{withdrawn}")).StatusCode);
             Assert.Equal(HttpStatusCode.Conflict, await Revise(unpolAdmin, withdrawn, ["UNPOL", "OCHA"], Rule("org:UNPOL", "CONFIDENTIAL", [])));
+            // Nor recorded again under its code, which stays with its history: the answer says to take a new one.
+            var (again, againProblem) = await missionAdmin.PostJson("/api/agreements", new { code = withdrawn, name = "Agreement " + withdrawn, parties = new[] { "UNPOL", "OCHA" }, rules = new[] { Rule("org:UNPOL", "CONFIDENTIAL", []) } });
+            Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+            Assert.Contains("takes a new code", againProblem.GetProperty("errors").GetProperty("code")[0].GetString(), StringComparison.Ordinal);
 
             var agreed = await OchaReport();
             Assert.Equal("CONFIDENTIAL", agreed.GetProperty("marking").GetProperty("classification").GetString());

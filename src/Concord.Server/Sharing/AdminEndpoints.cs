@@ -558,9 +558,12 @@ internal static class AdminEndpoints
         {
             errors["code"] = ["must be 1 to 40 letters, digits, '-' or '_'"];
         }
-        else if (await db.Agreements.AnyAsync(a => a.Code == code, context.RequestAborted))
+        else if (await db.Agreements.Where(a => a.Code == code).OrderByDescending(a => a.Version).Select(a => new { a.RetiredAt }).FirstOrDefaultAsync(context.RequestAborted) is { } existing)
         {
-            return Problems.Field("code", $"agreement '{code}' exists; write a new version with PUT /api/agreements/{code}", StatusCodes.Status409Conflict);
+            // A code names one agreement and its history, retired ones too (reports name the versions that marked them).
+            return Problems.Field("code", existing.RetiredAt is null
+                ? $"agreement '{code}' exists; write a new version with PUT /api/agreements/{code}"
+                : $"agreement '{code}' was retired and its code stays with its history; agreeing again takes a new code", StatusCodes.Status409Conflict);
         }
 
         if (errors.Count > 0)
@@ -607,7 +610,7 @@ internal static class AdminEndpoints
         if (latest.RetiredAt is not null)
         {
             // A party withdrew from it: a new version would bring back what the others agreed to under it.
-            return Problems.Field("code", $"agreement '{normalized}' was retired; agreeing again is a new agreement (POST /api/agreements)", StatusCodes.Status409Conflict);
+            return Problems.Field("code", $"agreement '{normalized}' was retired; agreeing again is a new agreement under a new code (POST /api/agreements)", StatusCodes.Status409Conflict);
         }
 
         var (parties, errors) = await ValidateAgreementAsync(body!, directory, markings, context.RequestAborted);

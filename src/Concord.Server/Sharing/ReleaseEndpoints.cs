@@ -78,7 +78,8 @@ internal static class ReleaseEndpoints
             errors["gridDegrees"] = [$"must be between {MinGrid} and {MaxGrid} degrees"];
         }
 
-        var tlp = Tlp.Amber;
+        // The original's TLP unless the releaser gives another: a copy of a TLP:RED report is not TLP:AMBER by omission.
+        var tlp = original.Tlp;
         if (body.Tlp is not null && !Tlps.TryParse(body.Tlp, out tlp))
         {
             errors["tlp"] = ["must be one of clear, green, amber, amber+strict, red"];
