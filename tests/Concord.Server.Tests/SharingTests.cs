@@ -494,6 +494,53 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task An_agreement_revised_while_it_was_being_retired_is_not_retired_behind_the_new_version()
+    {
+        var code = "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var admin = server.ClientFor("unpoladmin");
+        Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/agreements", new
+        {
+            code, name = "Agreement " + code, parties = new[] { "UNPOL" },
+            rules = new[] { new { reporter = "org:UNPOL", category = "poc", marking = Api.Marking("CONFIDENTIAL", []), tlp = "amber" } },
+        })).Response.StatusCode);
+
+        // Version 2 commits after the retirement read version 1 and before it is stored: the store's writer (SQLite) or the
+        // audit chain's lock (PostgreSQL), which every administrative change takes, is held while the retirement waits.
+        HttpResponseMessage retired = null!;
+        await server.WithDbAsync(async db =>
+        {
+            await using var transaction = await db.Database.BeginTransactionAsync();
+            if (!db.Database.IsSqlite())
+            {
+                await db.Database.ExecuteSqlRawAsync("SELECT pg_advisory_xact_lock(4242002)");
+            }
+            else
+            {
+                // A write takes SQLite's lock now, not at the insert below.
+                await db.Database.ExecuteSqlRawAsync("UPDATE agreements SET name = name WHERE 0");
+            }
+
+            var retiring = admin.DeleteAsync($"/api/agreements/{code}");
+            await Task.Delay(2000);
+            var first = await db.Agreements.AsNoTracking().SingleAsync(a => a.Code == code);
+            db.Agreements.Add(new Sharing.Agreement
+            {
+                Id = first.Id, Version = 2, Code = code, Name = first.Name, Parties = first.Parties, RulesJson = first.RulesJson,
+                CoordinationJson = first.CoordinationJson, CreatedAt = DateTime.UtcNow, CreatedBy = "unpoladmin",
+            });
+            await db.SaveChangesAsync();
+            await transaction.CommitAsync();
+            retired = await retiring;
+            return 0;
+        });
+
+        Assert.Equal(HttpStatusCode.Conflict, retired.StatusCode);
+        var versions = await server.WithDbAsync(db => db.Agreements.AsNoTracking().Where(a => a.Code == code).OrderBy(a => a.Version).Select(a => a.RetiredAt).ToListAsync());
+        Assert.Equal([null, null], versions);
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/agreements/{code}")).StatusCode);
+    }
+
+    [Fact]
     public async Task A_release_keeps_the_originals_TLP_unless_the_releaser_gives_another()
     {
         var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Fields(Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:JOC"])), tlp: "red"));

@@ -641,9 +641,11 @@ internal static class AdminEndpoints
         var agreement = NewVersion(latest.Id, latest.Version + 1, normalized, body!, parties, directory, viewer.UserName, time);
         db.Agreements.Add(agreement);
         if (!await Changed(db, chain, viewer, "agreement", new { revised = normalized, version = agreement.Version }, directory, viewers, time, context.RequestAborted,
-            d => d.Agreements.AnyAsync(a => a.Code == normalized && a.Version == agreement.Version, context.RequestAborted)))
+            // Checked inside the chain's transaction, which retiring takes too: a version written meanwhile, or a retirement
+            // committed after this request read the agreement, and this version is not written.
+            d => d.Agreements.AnyAsync(a => a.Code == normalized && (a.Version == agreement.Version || a.RetiredAt != null), context.RequestAborted)))
         {
-            return Problems.Field("code", $"agreement '{normalized}' was revised by another request meanwhile; read version {agreement.Version} and revise that", StatusCodes.Status409Conflict);
+            return Problems.Field("code", $"agreement '{normalized}' was revised or retired by another request meanwhile; read it again", StatusCodes.Status409Conflict);
         }
         return TypedResults.Ok(ToDto(agreement));
     }
@@ -672,7 +674,9 @@ internal static class AdminEndpoints
         }
 
         latest.RetiredAt ??= time.GetUtcNow().UtcDateTime;
-        if (!await Changed(db, chain, viewer, "agreement", new { retired = normalized, version = latest.Version }, directory, viewers, time, context.RequestAborted))
+        // A version written after this request read the agreement would stay in force with this one retired.
+        if (!await Changed(db, chain, viewer, "agreement", new { retired = normalized, version = latest.Version }, directory, viewers, time, context.RequestAborted,
+            d => d.Agreements.AnyAsync(a => a.Code == normalized && a.Version > latest.Version, context.RequestAborted)))
         {
             return Problems.Field("code", $"agreement '{normalized}' was changed by another request meanwhile; read it again", StatusCodes.Status409Conflict);
         }
