@@ -133,7 +133,53 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     {
         var (response, body) = await server.ClientFor(user).GetJson("/api/tasks?" + query);
         Assert.True(response.StatusCode == HttpStatusCode.OK, body.ToString());
-        return body.EnumerateArray().ToList();
+        return body.GetProperty("items").EnumerateArray().ToList();
+    }
+
+    /// <summary>Every item of a coordination list, read <paramref name="limit"/> at a time by following its cursors.</summary>
+    private async Task<List<JsonElement>> PagesAsync(string user, string path, int limit)
+    {
+        var items = new List<JsonElement>();
+        string? cursor = null;
+        do
+        {
+            var (response, page) = await server.ClientFor(user).GetJson($"{path}{(path.Contains('?', StringComparison.Ordinal) ? '&' : '?')}limit={limit}{(cursor is null ? "" : "&cursor=" + cursor)}");
+            Assert.True(response.StatusCode == HttpStatusCode.OK, page.ToString());
+            Assert.True(page.GetProperty("items").GetArrayLength() <= limit);
+            items.AddRange(page.GetProperty("items").EnumerateArray());
+            cursor = page.TryGetProperty("next", out var next) && next.ValueKind == JsonValueKind.String ? next.GetString() : null;
+        }
+        while (cursor is not null && items.Count < 1000);
+        return items;
+    }
+
+    [Fact]
+    public async Task Every_coordination_list_pages_through_the_same_items_as_one_long_page()
+    {
+        // Contacts logged at the same time: a page that ends among them neither repeats nor skips one.
+        var at = Clock.GetUtcNow().AddHours(-3);
+        for (var i = 0; i < 5; i++)
+        {
+            var (logged, entry) = await server.ClientFor("ocha").PostJson("/api/liaison", new { counterpart = $"Chief of village {i}", channel = "visit", summary = "Talked about access.", at });
+            Assert.True(logged.StatusCode == HttpStatusCode.Created, entry.ToString());
+        }
+
+        foreach (var user in new[] { "ocha", "joc" })
+        {
+            foreach (var path in new[] { "/api/liaison", "/api/meetings", "/api/patrols", "/api/requests", "/api/tasks" })
+            {
+                var (_, whole) = await server.ClientFor(user).GetJson($"{path}?limit=500");
+                var ids = whole.GetProperty("items").EnumerateArray().Select(i => Id(i)).ToList();
+                Assert.True(ids.Count < 500, path);
+                Assert.False(whole.TryGetProperty("next", out var none) && none.ValueKind == JsonValueKind.String, path);
+                Assert.Equal(ids, (await PagesAsync(user, path, 2)).Select(i => Id(i)));
+            }
+        }
+
+        Assert.True((await PagesAsync("ocha", "/api/liaison", 2)).Count >= 5);
+        var (forged, problem) = await server.ClientFor("ocha").GetJson("/api/liaison?cursor=NjM4AAAA");
+        Assert.Equal(HttpStatusCode.BadRequest, forged.StatusCode);
+        Assert.Equal(["cursor"], problem.ErrorFields());
     }
 
     private Task<int> EscalationsAsync(Guid itemId, string deadline) =>
@@ -208,7 +254,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             foreach (var task in (CoordinationTask[])[
                 Task("overdue", TaskStatuses.Open, now.AddHours(-1), null, escalated: true),
                 Task("next week", TaskStatuses.Open, now.AddDays(7), now.AddDays(8)),
+                Task("next week too", TaskStatuses.Open, now.AddDays(7), now.AddDays(8)),
                 Task("no deadline", TaskStatuses.Open, null, null),
+                Task("no deadline either", TaskStatuses.Open, null, null),
                 Task("done", TaskStatuses.Done, now.AddHours(-2), null),
                 Task("done later", TaskStatuses.Done, null, null)])
             {
@@ -219,9 +267,15 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             return 0;
         });
 
+        // Of two with the same deadline (or none), the newer first.
         var titles = (await TasksAsync("force", $"incident={incident}")).Select(t => t.GetProperty("title").GetString()).ToList();
-        Assert.Equal(["overdue", "next week", "no deadline", "done later", "done"], titles);
-        Assert.Equal(["overdue", "next week", "no deadline"], (await TasksAsync("force", $"incident={incident}&open=true")).Select(t => t.GetProperty("title").GetString()));
+        Assert.Equal(["overdue", "next week too", "next week", "no deadline either", "no deadline", "done later", "done"], titles);
+        Assert.Equal(["overdue", "next week too", "next week", "no deadline either", "no deadline"], (await TasksAsync("force", $"incident={incident}&open=true")).Select(t => t.GetProperty("title").GetString()));
+        // A page at a time, whichever task a page ends on, the same order.
+        foreach (var limit in new[] { 1, 2, 3 })
+        {
+            Assert.Equal(titles, (await PagesAsync("force", $"/api/tasks?incident={incident}", limit)).Select(t => t.GetProperty("title").GetString()));
+        }
         Assert.Equal(["done later", "done"], (await TasksAsync("force", $"incident={incident}&open=false")).Select(t => t.GetProperty("title").GetString()));
     }
 
@@ -479,12 +533,12 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // The police are not party to the request: it does not exist for them.
         Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("unpol").GetAsync($"/api/requests/{id}")).StatusCode);
         var (_, policeList) = await server.ClientFor("unpol").GetJson("/api/requests");
-        Assert.DoesNotContain(policeList.EnumerateArray(), r => Id(r) == id);
+        Assert.DoesNotContain(policeList.GetProperty("items").EnumerateArray(), r => Id(r) == id);
 
         // The force sees the criteria, and what it may do, before it answers.
         var force = server.ClientFor("force");
         var (_, incoming) = await force.GetJson("/api/requests?direction=incoming&open=true");
-        var seen = incoming.EnumerateArray().Single(r => Id(r) == id);
+        var seen = incoming.GetProperty("items").EnumerateArray().Single(r => Id(r) == id);
         Assert.True(seen.GetProperty("lastResortRequired").GetBoolean());
         Assert.True(seen.GetProperty("escortCriteriaRequired").GetBoolean());
         Assert.StartsWith("No commercial or NGO carrier", seen.GetProperty("criteria").GetProperty("lastResort").GetProperty("noCivilianAlternative").GetString(), StringComparison.Ordinal);
@@ -538,7 +592,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal("military", request.GetProperty("addresseeKind").GetString());
 
         // Both military organisations see it as incoming; the first to accept takes it, and the other may no longer answer.
-        Assert.Contains((await server.ClientFor("rwabatt").GetJson("/api/requests?direction=incoming")).Body.EnumerateArray(), r => Id(r) == id);
+        Assert.Contains((await server.ClientFor("rwabatt").GetJson("/api/requests?direction=incoming")).Body.GetProperty("items").EnumerateArray(), r => Id(r) == id);
         Clock.Advance(TimeSpan.FromMinutes(12));
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("force").PostJson($"/api/requests/{id}/status", new { status = "acknowledged" })).Response.StatusCode);
         Clock.Advance(TimeSpan.FromMinutes(30));
@@ -608,10 +662,10 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var id = Id(request);
 
         // The requester cannot take its own request (which would meet the deadline and stop escalation); the force may.
-        Assert.DoesNotContain((await server.ClientFor("rwabatt").GetJson("/api/requests?direction=incoming")).Body.EnumerateArray(), r => Id(r) == id);
+        Assert.DoesNotContain((await server.ClientFor("rwabatt").GetJson("/api/requests?direction=incoming")).Body.GetProperty("items").EnumerateArray(), r => Id(r) == id);
         Assert.DoesNotContain("accepted", request.GetProperty("actions").EnumerateArray().Select(a => a.GetString()));
         Assert.Equal(HttpStatusCode.Forbidden, (await server.ClientFor("rwabatt").PostJson($"/api/requests/{id}/status", new { status = "accepted" })).Response.StatusCode);
-        Assert.Contains((await server.ClientFor("force").GetJson("/api/requests?direction=incoming")).Body.EnumerateArray(), r => Id(r) == id);
+        Assert.Contains((await server.ClientFor("force").GetJson("/api/requests?direction=incoming")).Body.GetProperty("items").EnumerateArray(), r => Id(r) == id);
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("force").PostJson($"/api/requests/{id}/status", new { status = "accepted" })).Response.StatusCode);
     }
 
@@ -819,8 +873,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.True(logged.StatusCode == HttpStatusCode.Created, entry.ToString());
         Assert.Equal("PREF", entry.GetProperty("counterpartOrganization").GetString());
         var (_, prefLog) = await server.ClientFor("pref").GetJson("/api/liaison?organization=OCHA");
-        Assert.Contains(prefLog.EnumerateArray(), e => Id(e) == Id(entry));
-        Assert.DoesNotContain((await server.ClientFor("force").GetJson("/api/liaison")).Body.EnumerateArray(), e => Id(e) == Id(entry));
+        Assert.Contains(prefLog.GetProperty("items").EnumerateArray(), e => Id(e) == Id(entry));
+        Assert.DoesNotContain((await server.ClientFor("force").GetJson("/api/liaison")).Body.GetProperty("items").EnumerateArray(), e => Id(e) == Id(entry));
         var (badChannel, channelProblem) = await ocha.PostJson("/api/liaison", new { counterpart = "Chief of Kouango", channel = "pigeon", summary = "Talked." });
         Assert.Equal(HttpStatusCode.BadRequest, badChannel.StatusCode);
         Assert.Equal(["channel"], channelProblem.ErrorFields());
@@ -830,7 +884,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (misspelt, misspeltProblem) = await server.ClientFor("pref").GetJson("/api/liaison?organisation=OCHA");
         Assert.Equal(HttpStatusCode.BadRequest, misspelt.StatusCode);
         Assert.Equal(["organisation"], misspeltProblem.ErrorFields());
-        Assert.Equal(HttpStatusCode.BadRequest, (await joc.GetAsync("/api/meetings?limit=5")).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await joc.GetAsync("/api/meetings?from=2024-01-01T00:00:00Z")).StatusCode);
         var (bell, bellProblem) = await joc.PostJson("/api/meetings", new { title = "Weekly", heldAt = Clock.GetUtcNow(), decisions = new[] { "Patrols twice a week.", "Ring the \u0007 bell." } });
         Assert.Equal(HttpStatusCode.BadRequest, bell.StatusCode);
         Assert.Equal(["decisions[1]"], bellProblem.ErrorFields());

@@ -500,7 +500,9 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var admin = server.ClientFor("unpoladmin");
         Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/agreements", new
         {
-            code, name = "Agreement " + code, parties = new[] { "UNPOL" },
+            code,
+            name = "Agreement " + code,
+            parties = new[] { "UNPOL" },
             rules = new[] { new { reporter = "org:UNPOL", category = "poc", marking = Api.Marking("CONFIDENTIAL", []), tlp = "amber" } },
         })).Response.StatusCode);
 
@@ -525,8 +527,15 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
             var first = await db.Agreements.AsNoTracking().SingleAsync(a => a.Code == code);
             db.Agreements.Add(new Sharing.Agreement
             {
-                Id = first.Id, Version = 2, Code = code, Name = first.Name, Parties = first.Parties, RulesJson = first.RulesJson,
-                CoordinationJson = first.CoordinationJson, CreatedAt = DateTime.UtcNow, CreatedBy = "unpoladmin",
+                Id = first.Id,
+                Version = 2,
+                Code = code,
+                Name = first.Name,
+                Parties = first.Parties,
+                RulesJson = first.RulesJson,
+                CoordinationJson = first.CoordinationJson,
+                CreatedAt = DateTime.UtcNow,
+                CreatedBy = "unpoladmin",
             });
             await db.SaveChangesAsync();
             await transaction.CommitAsync();

@@ -24,20 +24,22 @@ internal static class FieldEndpoints
         patrols.MapGet("/", ListPatrols)
             .WithQueryParameter("from", "only patrols ending at or after this time (ISO 8601)")
             .WithQueryParameter("to", "only patrols starting at or before this time (ISO 8601)")
-            .TakesQuery("from", "to")
-            .WithSummary("Joint patrols you may see, by start time.");
+            .WithPage()
+            .TakesQuery(["from", "to", .. CoordinationPages.Parameters])
+            .WithSummary("Joint patrols you may see, the latest start first, a page at a time.");
         patrols.MapGet("/{id:guid}", GetPatrol).WithSummary("One patrol with the latest TAK tracks of its members that you may see.");
         patrols.MapPost("/", CreatePatrol).WithJsonBody<NewPatrol>().WithSummary("Plan a joint patrol: organisations, members, route, schedule.");
         patrols.MapPost("/{id:guid}/status", SetPatrolStatus).WithJsonBody<StatusChange>().WithSummary("Move a patrol: planned → under-way, or cancelled (participants).");
         patrols.MapPost("/{id:guid}/report", ReportPatrol).WithJsonBody<PatrolReport>().WithSummary("File the patrol report: it becomes a Concord report and completes the patrol.");
 
         var meetings = app.MapGroup("/api/meetings").WithTags("Coordination").RequireAuthorization();
-        meetings.MapGet("/", ListMeetings).TakesQuery().WithSummary("Coordination meetings you may see, newest first.");
+        meetings.MapGet("/", ListMeetings).WithPage().TakesQuery(CoordinationPages.Parameters).WithSummary("Coordination meetings you may see, newest first, a page at a time.");
         meetings.MapGet("/{id:guid}", GetMeeting).WithSummary("One meeting with its decisions and action items.");
         meetings.MapPost("/", CreateMeeting).WithJsonBody<NewMeeting>().WithSummary("Record a meeting: participants, decisions; each action item becomes a task.");
 
         var liaison = app.MapGroup("/api/liaison").WithTags("Coordination").RequireAuthorization();
-        liaison.MapGet("/", ListLiaison).TakesQuery("organization").WithSummary("The liaison log you may see, newest first (optionally with one organisation).");
+        liaison.MapGet("/", ListLiaison).WithPage().TakesQuery(["organization", .. CoordinationPages.Parameters])
+            .WithSummary("The liaison log you may see, newest first (optionally with one organisation), a page at a time.");
         liaison.MapPost("/", CreateLiaison).WithJsonBody<NewLiaison>().WithSummary("Log a contact with another organisation or a local counterpart.");
     }
 
@@ -46,10 +48,11 @@ internal static class FieldEndpoints
         CoordinationDesk.Utc(p.StartsAt), CoordinationDesk.Utc(p.EndsAt), p.Status, p.ReportId, p.CreatedBy, CoordinationDesk.Utc(p.UpdatedAt),
         desk.Markings.ToDto(p), tracks);
 
-    private static async Task<Results<Ok<List<PatrolDto>>, ProblemHttpResult>> ListPatrols(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    private static async Task<Results<Ok<Page<PatrolDto>>, ProblemHttpResult>> ListPatrols(HttpContext context, Viewer viewer, CoordinationDesk desk, CursorKeys cursors)
     {
         var query = new QueryReader(context.Request.Query);
         var (from, to) = (query.Time("from"), query.Time("to"));
+        var (limit, after) = CoordinationPages.Read(query, cursors);
         if (from > to)
         {
             query.Errors["from"] = ["must not be after 'to'"];
@@ -63,9 +66,15 @@ internal static class FieldEndpoints
         var patrols = desk.Db.Patrols.AsNoTracking().VisibleTo(viewer);
         patrols = from is { } f ? patrols.Where(p => p.EndsAt >= f.UtcDateTime) : patrols;
         patrols = to is { } t ? patrols.Where(p => p.StartsAt <= t.UtcDateTime) : patrols;
-        var page = await patrols.OrderByDescending(p => p.StartsAt).Take(TaskEndpoints.MaxPage).ToListAsync(context.RequestAborted);
+        if (after is { At: var at, Number: var number })
+        {
+            patrols = patrols.Where(p => p.StartsAt < at || (p.StartsAt == at && p.Number < number));
+        }
+
+        var (page, next) = await CoordinationPages.TakeAsync(patrols.OrderByDescending(p => p.StartsAt).ThenByDescending(p => p.Number), limit,
+            p => new Cursor(p.StartsAt, p.Number), context.RequestAborted);
         await desk.AuditReadAsync(viewer, "patrol", Audits.Named(page), context);
-        return TypedResults.Ok(page.Select(p => ToDto(p, desk)).ToList());
+        return TypedResults.Ok(new Page<PatrolDto>(page.Select(p => ToDto(p, desk)).ToList(), next?.Encode(cursors)));
     }
 
     private static async Task<Results<Ok<PatrolDto>, NotFound>> GetPatrol(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
@@ -359,11 +368,25 @@ internal static class FieldEndpoints
         m.Id, m.Title, CoordinationDesk.Utc(m.HeldAt), m.Place, CoordinationDesk.Codes(m.Participants),
         JsonSerializer.Deserialize<List<string>>(m.DecisionsJson) ?? [], m.CreatedBy, desk.Markings.ToDto(m), actions);
 
-    private static async Task<Ok<List<MeetingDto>>> ListMeetings(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    private static async Task<Results<Ok<Page<MeetingDto>>, ProblemHttpResult>> ListMeetings(HttpContext context, Viewer viewer, CoordinationDesk desk, CursorKeys cursors)
     {
-        var page = await desk.Db.Meetings.AsNoTracking().VisibleTo(viewer).OrderByDescending(m => m.HeldAt).Take(TaskEndpoints.MaxPage).ToListAsync(context.RequestAborted);
+        var query = new QueryReader(context.Request.Query);
+        var (limit, after) = CoordinationPages.Read(query, cursors);
+        if (query.Errors.Count > 0)
+        {
+            return Problems.Invalid(query.Errors);
+        }
+
+        var meetings = desk.Db.Meetings.AsNoTracking().VisibleTo(viewer);
+        if (after is { At: var at, Number: var number })
+        {
+            meetings = meetings.Where(m => m.HeldAt < at || (m.HeldAt == at && m.Number < number));
+        }
+
+        var (page, next) = await CoordinationPages.TakeAsync(meetings.OrderByDescending(m => m.HeldAt).ThenByDescending(m => m.Number), limit,
+            m => new Cursor(m.HeldAt, m.Number), context.RequestAborted);
         await desk.AuditReadAsync(viewer, "meeting", Audits.Named(page), context);
-        return TypedResults.Ok(page.Select(m => ToDto(m, desk)).ToList());
+        return TypedResults.Ok(new Page<MeetingDto>(page.Select(m => ToDto(m, desk)).ToList(), next?.Encode(cursors)));
     }
 
     private static async Task<Results<Ok<MeetingDto>, NotFound>> GetMeeting(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
@@ -510,8 +533,15 @@ internal static class FieldEndpoints
         return (meeting, tasks, null);
     }
 
-    private static async Task<Results<Ok<List<LiaisonDto>>, ProblemHttpResult>> ListLiaison(HttpContext context, Viewer viewer, CoordinationDesk desk, string? organization)
+    private static async Task<Results<Ok<Page<LiaisonDto>>, ProblemHttpResult>> ListLiaison(HttpContext context, Viewer viewer, CoordinationDesk desk, CursorKeys cursors, string? organization)
     {
+        var query = new QueryReader(context.Request.Query);
+        var (limit, after) = CoordinationPages.Read(query, cursors);
+        if (query.Errors.Count > 0)
+        {
+            return Problems.Invalid(query.Errors);
+        }
+
         var log = desk.Db.LiaisonLog.AsNoTracking().VisibleTo(viewer);
         if (organization is not null)
         {
@@ -523,10 +553,16 @@ internal static class FieldEndpoints
             log = log.Where(l => l.OrganizationId == org.Id || l.CounterpartOrganizationId == org.Id);
         }
 
-        var page = await log.OrderByDescending(l => l.At).Take(TaskEndpoints.MaxPage).ToListAsync(context.RequestAborted);
+        if (after is { At: var at, Number: var number })
+        {
+            log = log.Where(l => l.At < at || (l.At == at && l.Number < number));
+        }
+
+        var (page, next) = await CoordinationPages.TakeAsync(log.OrderByDescending(l => l.At).ThenByDescending(l => l.Number), limit,
+            l => new Cursor(l.At, l.Number), context.RequestAborted);
         await desk.AuditReadAsync(viewer, "liaison", Audits.Named(page), context);
         var members = await desk.MemberNamesAsync(page.Select(l => (Guid?)l.MemberId), context.RequestAborted);
-        return TypedResults.Ok(page.Select(l => ToDto(l, desk, members)).ToList());
+        return TypedResults.Ok(new Page<LiaisonDto>(page.Select(l => ToDto(l, desk, members)).ToList(), next?.Encode(cursors)));
     }
 
     private static LiaisonDto ToDto(LiaisonEntry l, CoordinationDesk desk, IReadOnlyDictionary<Guid, string> members) => new(

@@ -4,6 +4,7 @@ using Concord.Server.Audit;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
 using Concord.Server.Organizations;
+using Concord.Server.Reports;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.OpenApi;
@@ -21,20 +22,21 @@ internal static class RequestEndpoints
         group.MapGet("/", List)
             .WithQueryParameter("overdue", "true: only requests past a deadline", JsonSchemaType.Boolean)
             .WithQueryParameter("open", "true: only requests not yet completed, declined or cancelled; false: only those", JsonSchemaType.Boolean)
-            .WithQueryParameter("limit", $"at most this many (1–{TaskEndpoints.MaxPage}; default 100)", JsonSchemaType.Integer)
-            .TakesQuery("direction", "status", "type", "overdue", "open", "limit")
-            .WithSummary("Requests you may see: incoming (to your organisation or its kind), outgoing (from it), or all; by status, type, overdue.");
+            .WithPage()
+            .TakesQuery(["direction", "status", "type", "overdue", "open", .. CoordinationPages.Parameters])
+            .WithSummary("Requests you may see, newest first, a page at a time: incoming (to your organisation or its kind), outgoing (from it), or all; by status, type, overdue.");
         group.MapGet("/{id:guid}", Get).WithSummary("One request, with the criteria its requester stated and the moves open to you.");
         group.MapPost("/", Create).WithJsonBody<NewRequest>().WithSummary("Request assistance from an organisation (code) or a kind of organisation (kind:military).");
         group.MapPost("/{id:guid}/status", SetStatus).WithJsonBody<StatusChange>()
             .WithSummary("Move a request: the addressee acknowledges, accepts or declines (with a reason), starts and completes it; the requester may cancel.");
     }
 
-    private static async Task<Results<Ok<List<RequestDto>>, ProblemHttpResult>> List(
-        HttpContext context, Viewer viewer, CoordinationDesk desk, string? direction, string? status, string? type)
+    private static async Task<Results<Ok<Page<RequestDto>>, ProblemHttpResult>> List(
+        HttpContext context, Viewer viewer, CoordinationDesk desk, CursorKeys cursors, string? direction, string? status, string? type)
     {
         var query = new QueryReader(context.Request.Query);
-        var (overdue, open, take) = (query.Bool("overdue"), query.Bool("open"), query.Limit(100, TaskEndpoints.MaxPage));
+        var (overdue, open) = (query.Bool("overdue"), query.Bool("open"));
+        var (limit, after) = CoordinationPages.Read(query, cursors);
         if (query.Errors.Count > 0)
         {
             return Problems.Invalid(query.Errors);
@@ -92,10 +94,15 @@ internal static class RequestEndpoints
                     || (r.AcknowledgeBy != null && r.AcknowledgedAt == null && r.RespondedAt == null && r.AcknowledgeBy <= now)));
         }
 
-        var page = await requests.OrderByDescending(r => r.Number).Take(take).ToListAsync(context.RequestAborted);
+        if (after is { Number: var number })
+        {
+            requests = requests.Where(r => r.Number < number);
+        }
+
+        var (page, next) = await CoordinationPages.TakeAsync(requests.OrderByDescending(r => r.Number), limit, r => new Cursor(DateTime.MinValue, r.Number), context.RequestAborted);
         await desk.AuditReadAsync(viewer, "request", Audits.Named(page), context);
         var members = await desk.MemberNamesAsync(page.Select(r => (Guid?)r.RequesterMemberId), context.RequestAborted);
-        return TypedResults.Ok(page.Select(r => desk.ToDto(r, viewer, members)).ToList());
+        return TypedResults.Ok(new Page<RequestDto>(page.Select(r => desk.ToDto(r, viewer, members)).ToList(), next?.Encode(cursors)));
     }
 
     private static async Task<Results<Ok<RequestDto>, NotFound>> Get(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)

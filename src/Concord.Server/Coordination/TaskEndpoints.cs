@@ -2,6 +2,7 @@ using Concord.Server.Access;
 using Concord.Server.Audit;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
+using Concord.Server.Reports;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.OpenApi;
@@ -11,8 +12,6 @@ namespace Concord.Server.Coordination;
 /// <summary>Tasks: work owed by an organisation, with deadlines, status, comments and links. Everything filtered by marking.</summary>
 internal static class TaskEndpoints
 {
-    public const int MaxPage = 500;
-
     public static void MapTasks(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/tasks").WithTags("Coordination").RequireAuthorization();
@@ -22,21 +21,22 @@ internal static class TaskEndpoints
             .WithQueryParameter("meeting", "only tasks from this meeting (id)")
             .WithQueryParameter("overdue", "true: only tasks past a deadline", JsonSchemaType.Boolean)
             .WithQueryParameter("open", "true: only tasks not done or declined; false: only those", JsonSchemaType.Boolean)
-            .WithQueryParameter("limit", $"at most this many (1–{MaxPage}; default 100)", JsonSchemaType.Integer)
-            .TakesQuery("organization", "status", "incident", "request", "meeting", "overdue", "open", "limit")
-            .WithSummary("Tasks you may see, most urgent first: filter by organisation, status, incident, request, meeting or overdue.");
+            .WithPage()
+            .TakesQuery(["organization", "status", "incident", "request", "meeting", "overdue", "open", .. CoordinationPages.Parameters])
+            .WithSummary("Tasks you may see, most urgent first, a page at a time: filter by organisation, status, incident, request, meeting or overdue.");
         group.MapGet("/{id:guid}", Get).WithSummary("One task with its comments.");
         group.MapPost("/", Create).WithJsonBody<NewTask>().WithSummary("Assign a task to an organisation (or one of its members).");
         group.MapPost("/{id:guid}/status", SetStatus).WithJsonBody<StatusChange>().WithSummary("Move a task: open → acknowledged → in-progress → done, or declined with a reason (members of the assignee).");
         group.MapPost("/{id:guid}/comments", Comment).WithJsonBody<NewComment>().WithSummary("Comment on a task you may see.");
     }
 
-    private static async Task<Results<Ok<List<TaskDto>>, ProblemHttpResult>> List(
-        HttpContext context, Viewer viewer, CoordinationDesk desk, string? organization, string? status)
+    private static async Task<Results<Ok<Page<TaskDto>>, ProblemHttpResult>> List(
+        HttpContext context, Viewer viewer, CoordinationDesk desk, CursorKeys cursors, string? organization, string? status)
     {
         var query = new QueryReader(context.Request.Query);
         var (incident, request, meeting) = (query.Id("incident"), query.Id("request"), query.Id("meeting"));
-        var (overdue, open, take) = (query.Bool("overdue"), query.Bool("open"), query.Limit(100, MaxPage));
+        var (overdue, open) = (query.Bool("overdue"), query.Bool("open"));
+        var (limit, after) = CoordinationPages.Read(query, cursors);
         if (query.Errors.Count > 0)
         {
             return Problems.Invalid(query.Errors);
@@ -83,7 +83,7 @@ internal static class TaskEndpoints
 
         // Open tasks first, the earliest deadline still owed first, whether or not it has escalated yet (an overdue task
         // is the most urgent of all, not one to sort among those that owe nothing); then the newest.
-        var page = await tasks
+        var placed = tasks
             .Select(t => new
             {
                 Task = t,
@@ -91,12 +91,24 @@ internal static class TaskEndpoints
                 Acknowledge = t.AcknowledgeBy != null && t.AcknowledgedAt == null && t.RespondedAt == null ? t.AcknowledgeBy : null,
                 Respond = t.RespondBy != null && t.RespondedAt == null ? t.RespondBy : null,
             })
-            .Select(x => new { x.Task, x.Closed, Due = x.Closed ? null : x.Acknowledge == null ? x.Respond : x.Respond == null || x.Acknowledge < x.Respond ? x.Acknowledge : x.Respond })
-            .OrderBy(x => x.Closed).ThenBy(x => x.Due == null).ThenBy(x => x.Due).ThenByDescending(x => x.Task.Number)
-            .Select(x => x.Task).Take(take).ToListAsync(context.RequestAborted);
+            .Select(x => new { x.Task, x.Closed, Due = x.Closed ? null : x.Acknowledge == null ? x.Respond : x.Respond == null || x.Acknowledge < x.Respond ? x.Acknowledge : x.Respond });
+        if (after is { } cursor)
+        {
+            // The tasks after the cursor's in the order below: closed ones come after every open one, and open ones owing
+            // nothing after those owing a deadline.
+            var (closed, due, number) = CoordinationPages.TaskPlace(cursor);
+            placed = closed ? placed.Where(x => x.Closed && x.Task.Number < number)
+                : due is not { } owed ? placed.Where(x => x.Closed || (x.Due == null && x.Task.Number < number))
+                : placed.Where(x => x.Closed || x.Due == null || x.Due > owed || (x.Due == owed && x.Task.Number < number));
+        }
+
+        var (rows, next) = await CoordinationPages.TakeAsync(
+            placed.OrderBy(x => x.Closed).ThenBy(x => x.Due == null).ThenBy(x => x.Due).ThenByDescending(x => x.Task.Number), limit,
+            x => CoordinationPages.TaskKey(x.Closed, x.Due, x.Task.Number), context.RequestAborted);
+        var page = rows.Select(x => x.Task).ToList();
         await desk.AuditReadAsync(viewer, "task", Audits.Named(page), context);
         var members = await desk.MemberNamesAsync(page.Select(t => t.MemberId), context.RequestAborted);
-        return TypedResults.Ok(page.Select(t => desk.ToDto(t, members)).ToList());
+        return TypedResults.Ok(new Page<TaskDto>(page.Select(t => desk.ToDto(t, members)).ToList(), next?.Encode(cursors)));
     }
 
     private static async Task<Results<Ok<TaskDto>, NotFound>> Get(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)

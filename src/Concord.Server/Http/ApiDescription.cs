@@ -83,6 +83,16 @@ internal static class ApiDescription
             return Task.CompletedTask;
         });
 
+    /// <summary>The paging parameters of the coordination lists (<see cref="Coordination.CoordinationPages"/>).</summary>
+    public static TBuilder WithPage<TBuilder>(this TBuilder builder)
+        where TBuilder : IEndpointConventionBuilder =>
+        builder.AddOpenApiOperationTransformer((operation, _, _) =>
+        {
+            Add(operation, "limit", $"at most this many items (1–{Coordination.CoordinationPages.MaxLimit}; default {Coordination.CoordinationPages.DefaultLimit})", type: JsonSchemaType.Integer);
+            Add(operation, "cursor", "the next value of the previous page, for the page after it");
+            return Task.CompletedTask;
+        });
+
     /// <summary>
     /// Refuses, by name, the query parameters an endpoint that reads its query itself does not take (none unless
     /// <paramref name="taken"/> names them): a misspelt filter or marking parameter is an error, not silently ignored.

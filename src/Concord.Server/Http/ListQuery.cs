@@ -73,20 +73,13 @@ internal sealed record ListQuery
         var limit = reader.Limit(DefaultLimit, MaxLimit);
 
         Cursor? after = null;
-        if (query["cursor"].ToString() is { Length: > 0 } cursorText)
+        if (cursors is not null)
         {
-            if (cursors is null)
-            {
-                errors["cursor"] = ["this listing is not paged"];
-            }
-            else if (Cursor.TryDecode(cursorText, cursors, out var cursor))
-            {
-                after = cursor;
-            }
-            else
-            {
-                errors["cursor"] = ["is not a cursor returned by this API"];
-            }
+            after = reader.Cursor(cursors);
+        }
+        else if (query["cursor"].ToString() is { Length: > 0 })
+        {
+            errors["cursor"] = ["this listing is not paged"];
         }
 
         var text = query["q"].ToString();

@@ -36,6 +36,10 @@ internal sealed class QueryReader(IQueryCollection query, Dictionary<string, str
         Read<int>("limit", text => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value is >= 1 && value <= max ? value : null,
             $"must be a whole number from 1 to {max}", quoted: false) ?? fallback;
 
+    /// <summary>The position a paged list's <c>cursor</c> (the <c>next</c> of its page before) holds; null when absent or (with an error) not one this API sealed.</summary>
+    public Cursor? Cursor(CursorKeys keys) =>
+        Read<Cursor>("cursor", text => Http.Cursor.TryDecode(text, keys, out var cursor) ? cursor : null, "is not a cursor returned by this API", quoted: false);
+
     /// <summary>The value of <paramref name="name"/>, null when absent or (with an error) when <paramref name="parse"/> refuses it.</summary>
     private T? Read<T>(string name, Func<string, T?> parse, string rule, bool quoted = true)
         where T : struct

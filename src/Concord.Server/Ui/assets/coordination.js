@@ -166,13 +166,24 @@
     if (loading) { again = true; return loading; }
     loading = (async () => {
       // Everything still open (however old: an unanswered request or an overdue task must not drop off the board behind
-      // newer closed ones), and the latest closed ones for the closed columns.
-      const get = (path, params) => fetch(path + '?' + new URLSearchParams({ ...params, limit: 200 })).then(r => r.ok ? r.json() : []);
+      // newer closed ones), page after page, and the latest closed ones for the closed columns.
+      const get = async (path, params, pages) => {
+        const items = [];
+        let cursor = null;
+        for (let i = 0; i < pages; i++) {
+          const query = new URLSearchParams({ ...params, limit: 200, ...(cursor ? { cursor } : {}) });
+          const page = await fetch(path + '?' + query).then(r => r.ok ? r.json() : null).catch(() => null);
+          if (!page) break;
+          items.push(...page.items);
+          if (!(cursor = page.next)) break;
+        }
+        return items;
+      };
       const [openRequests, closedRequests, openTasks, closedTasks] = await Promise.all([
-        get('/api/requests', { direction: direction.value, open: true }),
-        get('/api/requests', { direction: direction.value, open: false }),
-        get('/api/tasks', { organization: me.organization, open: true }),
-        get('/api/tasks', { organization: me.organization, open: false }),
+        get('/api/requests', { direction: direction.value, open: true }, 25),
+        get('/api/requests', { direction: direction.value, open: false }, 1),
+        get('/api/tasks', { organization: me.organization, open: true }, 25),
+        get('/api/tasks', { organization: me.organization, open: false }, 1),
       ]);
       const requests = openRequests.concat(closedRequests), tasks = openTasks.concat(closedTasks);
       forget('rt');
@@ -258,21 +269,22 @@
   let logGeneration = 0;
   async function loadLog() {
     const mine = ++logGeneration;
-    const [entries, meetings, patrols] = await Promise.all(['/api/liaison', '/api/meetings', '/api/patrols']
-      .map(path => fetch(path).then(r => r.ok ? r.json() : []).catch(() => [])));
+    // As many as the page shows: the latest 30 contacts, 10 meetings and 10 patrols.
+    const [entries, meetings, patrols] = await Promise.all([['/api/liaison', 30], ['/api/meetings', 10], ['/api/patrols', 10]]
+      .map(([path, limit]) => fetch(`${path}?limit=${limit}`).then(r => r.ok ? r.json() : { items: [] }).then(page => page.items).catch(() => [])));
     if (mine !== logGeneration) return; // a newer read was asked for meanwhile
     forget('lmp');
     for (const e of entries) onScreen.set('l' + e.id, e.marking);
     for (const m of meetings) onScreen.set('m' + m.id, m.marking);
     for (const p of patrols) onScreen.set('p' + p.id, p.marking);
     updateBanner();
-    document.querySelector('#liaison-log tbody').replaceChildren(...entries.slice(0, 30).map(e => el('tr', { 'data-id': e.id },
+    document.querySelector('#liaison-log tbody').replaceChildren(...entries.map(e => el('tr', { 'data-id': e.id },
       el('td', {}, fmt(e.at)), el('td', {}, `${e.organization} (${e.member}) ↔ ${e.counterpart}${e.counterpartOrganization ? ' (' + e.counterpartOrganization + ')' : ''}`),
       el('td', {}, t('co.channel.' + e.channel)), el('td', {}, e.summary), el('td', {}, el('span', { class: 'marking' }, e.marking.label)))));
-    document.getElementById('meetings').replaceChildren(...meetings.slice(0, 10).map(m => el('li', { 'data-id': m.id },
+    document.getElementById('meetings').replaceChildren(...meetings.map(m => el('li', { 'data-id': m.id },
       el('strong', {}, m.title), ` · ${fmt(m.heldAt)} · ${m.place} · ${m.participants.join(', ')}`,
       m.decisions.length ? el('ul', {}, m.decisions.map(d => el('li', {}, d))) : null, el('span', { class: 'marking' }, m.marking.label))));
-    document.getElementById('patrols').replaceChildren(...patrols.slice(0, 10).map(p => el('li', { 'data-id': p.id },
+    document.getElementById('patrols').replaceChildren(...patrols.map(p => el('li', { 'data-id': p.id },
       el('strong', {}, p.name), ` · ${t('co.patrol.' + p.status)} · ${fmt(p.startsAt)} – ${fmt(p.endsAt)} · ${p.organizations.join(', ')}`,
       el('span', { class: 'marking' }, p.marking.label))));
   }
