@@ -980,6 +980,63 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_patrol_report_is_never_lower_or_wider_than_its_patrol_whatever_the_agreement_says()
+    {
+        // FORCE agreed two defaults: UNCLASSIFIED to the whole mission for one category, CONFIDENTIAL to the mission for
+        // another. A patrol of both forces is marked CONFIDENTIAL, or UNCLASSIFIED, for the two of them.
+        const string Open = "ocha-access.5-interference-in-implementation", Confidential = "ocha-access.4-restriction-of-movement";
+        var code = "MOU-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var admin = server.ClientFor("jocadmin");
+        var (recorded, agreement) = await admin.PostJson("/api/agreements", new
+        {
+            code,
+            name = "Force reporting " + code,
+            parties = new[] { "FORCE", "JOC" },
+            rules = new[]
+            {
+                new { reporter = "org:FORCE", category = Open, marking = Api.Marking("UNCLASSIFIED", ["mission"]), tlp = "amber" },
+                new { reporter = "org:FORCE", category = Confidential, marking = Api.Marking("CONFIDENTIAL", ["mission"]), tlp = "amber" },
+            },
+        });
+        Assert.True(recorded.StatusCode == HttpStatusCode.Created, agreement.ToString());
+        await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        async Task<JsonElement> ReportOfPatrolAsync(string level, string category)
+        {
+            var (created, patrol) = await server.ClientFor("force").PostJson("/api/patrols", new
+            {
+                name = $"Ndele joint patrol {code} {level}",
+                organizations = new[] { "FORCE", "UNPOL" },
+                members = new[] { "force", "unpol" },
+                route = new[] { new[] { 20.65, 8.4 }, new[] { 20.7, 8.45 } },
+                startsAt = Clock.GetUtcNow().AddHours(1),
+                endsAt = Clock.GetUtcNow().AddHours(5),
+                marking = Api.Marking(level, ["org:FORCE", "org:UNPOL"]),
+            });
+            Assert.True(created.StatusCode == HttpStatusCode.Created, patrol.ToString());
+            var (filed, done) = await server.ClientFor("force").PostJson($"/api/patrols/{Id(patrol)}/report", new { category, narrative = "Checkpoint removed at the market." });
+            Assert.True(filed.StatusCode == HttpStatusCode.Created, done.ToString());
+            return (await server.ClientFor("force").GetJson($"/api/reports/{Id(done, "report")}")).Body.GetProperty("marking");
+        }
+
+        try
+        {
+            // Stricter than the agreement: the patrol's marking stands (the mission holds both forces).
+            var kept = await ReportOfPatrolAsync("CONFIDENTIAL", Open);
+            Assert.Equal("CONFIDENTIAL", kept.GetProperty("classification").GetString());
+            Assert.Equal(["org:FORCE", "org:UNPOL"], kept.GetProperty("releasableTo").EnumerateArray().Select(c => c.GetString()).Order());
+            // Lower than the agreement: the agreement's level, for the patrol's two forces only, not the whole mission.
+            var raised = await ReportOfPatrolAsync("UNCLASSIFIED", Confidential);
+            Assert.Equal("CONFIDENTIAL", raised.GetProperty("classification").GetString());
+            Assert.Equal(["org:FORCE", "org:UNPOL"], raised.GetProperty("releasableTo").EnumerateArray().Select(c => c.GetString()).Order());
+        }
+        finally
+        {
+            await admin.DeleteAsync($"/api/agreements/{code}");
+            await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        }
+    }
+
+    [Fact]
     public async Task A_joint_patrol_is_planned_on_a_route_and_its_report_becomes_a_concord_report()
     {
         var force = server.ClientFor("force");

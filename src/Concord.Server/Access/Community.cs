@@ -18,6 +18,32 @@ internal static partial class Community
 
     public static string Group(string code) => "group:" + code;
 
+    /// <summary>
+    /// Whether everyone in community <paramref name="narrow"/> is in <paramref name="wide"/>: the same community; the mission
+    /// holds every organisation, kind and nation; a kind or a nation holds the organisations of that kind or nation
+    /// (<paramref name="organization"/> finds one by its code). A sharing group holds only itself, and is held only by itself.
+    /// </summary>
+    public static bool Covers(string wide, string narrow, Func<string, Organizations.Organization?> organization)
+    {
+        if (wide == narrow)
+        {
+            return true;
+        }
+
+        if (narrow.StartsWith("group:", StringComparison.Ordinal) || narrow == Mission)
+        {
+            return false;
+        }
+
+        if (wide == Mission)
+        {
+            return true;
+        }
+
+        return narrow.StartsWith("org:", StringComparison.Ordinal) && organization(narrow[4..]) is { } member
+            && (wide == Kind(member.Kind) || (member.Nation is { Length: > 0 } nation && wide == Nation(nation)));
+    }
+
     /// <summary>Normalises a token written by a user, or explains why it is not one.</summary>
     public static bool TryNormalize(string raw, out string token, out string error)
     {

@@ -283,12 +283,14 @@ internal static class FieldEndpoints
         if (!await desk.Db.Reports.AnyAsync(r => r.Id == reportId, context.RequestAborted))
         {
             var outcome = await intake.CreateAsync(report, viewer, context.RequestAborted, idMadeByServer: true);
-            if (outcome is ReportIntake.Outcome.Invalid { Errors: var refused } && refused.Keys.SequenceEqual(["marking"]))
+            if (outcome is ReportIntake.Outcome.Invalid { Errors: var refused } && refused.Keys.SequenceEqual(["marking"])
+                && await StricterOfBothAsync(report.Marking!, body.Category, viewer, desk, context.RequestAborted) is { } both)
             {
                 // The patrol's marking is looser than the author's organisation agreed for reports of this category, and
-                // only a releaser may loosen it: the report takes the agreement's marking, as any report its author does
-                // not mark (the caller has no marking to give, and the patrol is not to stay open for it).
-                outcome = await intake.CreateAsync(report with { Marking = null }, viewer, context.RequestAborted, idMadeByServer: true);
+                // only a releaser may loosen it: the report takes the stricter of the two in every part (the caller has no
+                // marking to give, and the patrol is not to stay open for it). Never the agreement's alone: a patrol
+                // marked higher or for fewer than the agreement would see its report go lower or wider.
+                outcome = await intake.CreateAsync(report with { Marking = both }, viewer, context.RequestAborted, idMadeByServer: true);
             }
 
             switch (outcome)
@@ -362,6 +364,28 @@ internal static class FieldEndpoints
         }
 
         return organizations;
+    }
+
+    /// <summary>
+    /// The marking no looser than the patrol's nor than the one the author's organisation agreed for reports of
+    /// <paramref name="category"/>: the higher level, every caveat of both, and the communities one of them names that the
+    /// other holds (<see cref="Community.Covers"/>). Null when no agreement applies or no community is in both.
+    /// </summary>
+    private static async Task<MarkingDto?> StricterOfBothAsync(MarkingDto patrol, string? category, Viewer viewer, CoordinationDesk desk, CancellationToken cancellationToken)
+    {
+        var scheme = desk.Markings.Scheme;
+        if (category is null || !scheme.TryParse(patrol.Classification, out var level)
+            || Sharing.AgreementDecisions.Resolve(await desk.Directory.AgreementsAsync(cancellationToken), viewer.OrganizationCode, viewer.OrganizationKind, category, scheme) is not { } agreed)
+        {
+            return null;
+        }
+
+        Organizations.Organization? ByCode(string code) => desk.Directory.Organizations.FirstOrDefault(o => o.Code == code);
+        var communities = patrol.ReleasableTo.Where(p => agreed.ReleasableTo.Any(a => Community.Covers(a, p, ByCode)))
+            .Concat(agreed.ReleasableTo.Where(a => patrol.ReleasableTo.Any(p => Community.Covers(p, a, ByCode))))
+            .Distinct(StringComparer.Ordinal).ToList();
+        return communities.Count == 0 ? null
+            : new MarkingDto(scheme.Label(Math.Max(level, agreed.Classification)), communities, patrol.Caveats.Union(agreed.Caveats, StringComparer.OrdinalIgnoreCase).ToList());
     }
 
     private static MeetingDto ToDto(Meeting m, CoordinationDesk desk, IReadOnlyList<TaskDto>? actions = null) => new(

@@ -243,7 +243,8 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
 
         // A report marked by the agreement may still ask for a wider TLP: that loosens the agreement as a looser marking does.
         if (@default is not null && !errors.ContainsKey("marking.classification") && !errors.ContainsKey("marking.caveats")
-            && AgreementDecisions.Loosening(@default, classification, Releasability.Decode(releasableTo).ToList(), markings.Caveats.CodesOf(caveats), tlp, author.OrganizationCode, markings.Scheme) is { } loosening)
+            && AgreementDecisions.Loosening(@default, classification, Releasability.Decode(releasableTo).ToList(), markings.Caveats.CodesOf(caveats), tlp, author.OrganizationCode, markings.Scheme,
+                code => directory.Organizations.FirstOrDefault(o => o.Code == code)) is { } loosening)
         {
             if (author.HasRole(MemberRoles.Releaser))
             {

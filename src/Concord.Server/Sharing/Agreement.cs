@@ -152,8 +152,12 @@ internal static class AgreementDecisions
         return new DefaultMarking(level, communities, caveats, tlp, source.Id, source.Version, source.Code);
     }
 
-    /// <summary>Why an explicit marking is looser than the default, or null when it is at least as restrictive.</summary>
-    public static string? Loosening(DefaultMarking @default, int classification, IReadOnlyCollection<string> releasableTo, IReadOnlyCollection<string> caveats, Tlp tlp, string authorOrganizationCode, ClassificationScheme scheme)
+    /// <summary>
+    /// Why an explicit marking is looser than the default, or null when it is at least as restrictive: a community is wider
+    /// unless one of the default's holds it (<see cref="Community.Covers"/>: <c>org:FORCE</c> is within <c>mission</c>).
+    /// </summary>
+    public static string? Loosening(DefaultMarking @default, int classification, IReadOnlyCollection<string> releasableTo, IReadOnlyCollection<string> caveats, Tlp tlp, string authorOrganizationCode, ClassificationScheme scheme,
+        Func<string, Organizations.Organization?> organization)
     {
         var reasons = new List<string>();
         if (classification < @default.Classification)
@@ -162,7 +166,7 @@ internal static class AgreementDecisions
         }
 
         var own = Community.Organization(authorOrganizationCode);
-        var wider = releasableTo.Where(c => c != own && !@default.ReleasableTo.Contains(c)).ToList();
+        var wider = releasableTo.Where(c => c != own && !@default.ReleasableTo.Any(d => Community.Covers(d, c, organization))).ToList();
         if (wider.Count > 0)
         {
             reasons.Add($"released also to {string.Join(", ", wider)}");
