@@ -277,7 +277,10 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(HttpStatusCode.OK, (await browser.SendAsync(read)).StatusCode);
         // The live hub, whatever the method: a socket opened from another origin (no same-origin policy holds a WebSocket)
         // would read the member's stream of changes.
-        foreach (var (method, path) in new[] { (HttpMethod.Post, "/hubs/live/negotiate?negotiateVersion=1"), (HttpMethod.Get, "/hubs/live") })
+        // So are the live pages' own sockets (the incident list, the dashboard): a circuit opened from another origin would
+        // render the member's rows to it.
+        foreach (var (method, path) in new[] { (HttpMethod.Post, "/hubs/live/negotiate?negotiateVersion=1"), (HttpMethod.Get, "/hubs/live"),
+            (HttpMethod.Post, "/_blazor/negotiate?negotiateVersion=1"), (HttpMethod.Get, "/_blazor") })
         {
             using var hub = new HttpRequestMessage(method, path);
             hub.Headers.Add("Sec-Fetch-Site", "same-site");
@@ -287,6 +290,9 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         using var ownHub = new HttpRequestMessage(HttpMethod.Post, "/hubs/live/negotiate?negotiateVersion=1");
         ownHub.Headers.Add("Sec-Fetch-Site", "same-origin");
         Assert.Equal(HttpStatusCode.OK, (await browser.SendAsync(ownHub)).StatusCode);
+        using var ownCircuit = new HttpRequestMessage(HttpMethod.Post, "/_blazor/negotiate?negotiateVersion=1");
+        ownCircuit.Headers.Add("Sec-Fetch-Site", "same-origin");
+        Assert.Equal(HttpStatusCode.OK, (await browser.SendAsync(ownCircuit)).StatusCode);
         using var own = new HttpRequestMessage(HttpMethod.Post, "/api/auth/signout");
         own.Headers.Add("Sec-Fetch-Site", "same-origin");
         Assert.Equal(HttpStatusCode.NoContent, (await browser.SendAsync(own)).StatusCode);

@@ -9,17 +9,21 @@ namespace Concord.Server.Http;
 /// comes from (<c>Sec-Fetch-Site</c>); a change to the API under a session cookie from anywhere but this origin is
 /// refused. Tokens (scripts, TAK gateways) are not cookies and are not concerned; neither are reads, but for the live
 /// hub: a socket opened to it from another origin would read the member's stream of changes for as long as it stays open
-/// (a WebSocket is not held to the same-origin policy), so under a session cookie it is refused whatever the method.
+/// (a WebSocket is not held to the same-origin policy), so under a session cookie it is refused whatever the method; so
+/// is a live page's circuit, which renders the member's rows to whoever holds the socket.
 /// </summary>
 internal static class SameOriginChanges
 {
+    /// <summary>The live pages' own sockets (Blazor's circuits), which render the member's rows as the live hub pushes their changes.</summary>
+    private const string BlazorCircuits = "/_blazor";
+
     public static IApplicationBuilder UseSameOriginChanges(this IApplicationBuilder app) =>
         app.Use(async (context, next) =>
         {
             var request = context.Request;
             var change = !HttpMethods.IsGet(request.Method) && !HttpMethods.IsHead(request.Method) && !HttpMethods.IsOptions(request.Method)
                 && request.Path.StartsWithSegments("/api");
-            if ((change || request.Path.StartsWithSegments(Realtime.LiveHub.Path))
+            if ((change || request.Path.StartsWithSegments(Realtime.LiveHub.Path) || request.Path.StartsWithSegments(BlazorCircuits))
                 && context.User.Identity?.AuthenticationType == ConcordAuthentication.CookieScheme
                 && request.Headers["Sec-Fetch-Site"].ToString() is "same-site" or "cross-site")
             {
