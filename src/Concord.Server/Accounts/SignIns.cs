@@ -38,7 +38,9 @@ internal static class SignIns
         if (!Passwords.Verify(member, password))
         {
             // A wrong password for a member's name is what an auditor looks for (guessing); a name nobody has names nobody.
-            await AuditAsync(context, db, null, AuditActions.SignInFailed, member.Id, new { member = member.UserName, address = AddressText(context) });
+            // Written once the answer has gone: its time would otherwise tell which names are members' (a name nobody has
+            // is answered after the same password work, and no write).
+            AuditAfterAnswer(context, AuditActions.SignInFailed, member.Id, new { member = member.UserName, address = AddressText(context) });
             return new Outcome(null, null);
         }
 
@@ -65,6 +67,26 @@ internal static class SignIns
     }
 
     private static string? AddressText(HttpContext context) => context.Connection.RemoteIpAddress?.ToString();
+
+    private static void AuditAfterAnswer(HttpContext context, string action, Guid memberId, object detail)
+    {
+        var services = context.RequestServices;
+        var entry = Audits.Entry(null, action, "member", memberId, AuditMarking.None, services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime, Audits.Detail(detail));
+        var scopes = services.GetRequiredService<IServiceScopeFactory>();
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(SignIns));
+        context.Response.OnCompleted(async () =>
+        {
+            try
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                await scope.ServiceProvider.GetRequiredService<AuditChain>().SaveAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), [entry], CancellationToken.None);
+            }
+            catch (Exception e)
+            {
+                logger.LogError(e, "A failed sign-in for member {Member} could not be audited", memberId);
+            }
+        });
+    }
 
     /// <summary>Appends a sign-in, a failed one or a sign-out to the audit chain (recorded even if the browser goes away meanwhile).</summary>
     private static Task AuditAsync(HttpContext context, ConcordDb db, Viewer? actor, string action, Guid memberId, object detail)
