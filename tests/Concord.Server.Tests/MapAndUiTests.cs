@@ -167,6 +167,10 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         Assert.Matches("<li>from: (&#x27;|')2024-13-01(&#x27;|') is not a date \\(yyyy-MM-dd\\)</li>", html);
         Assert.DoesNotContain("<li>to:", html, StringComparison.Ordinal);
         Assert.DoesNotContain("role=\"alert\"", good, StringComparison.Ordinal);
+        // The calendar's last day is a date too (it has no next day to end the filter at).
+        var last = await joc.GetAsync("/dashboard?from=2024-01-01&to=9999-12-31");
+        Assert.Equal(HttpStatusCode.OK, last.StatusCode);
+        Assert.DoesNotContain("role=\"alert\"", await last.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     [Fact]
