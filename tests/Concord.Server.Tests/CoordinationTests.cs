@@ -791,6 +791,12 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (nobody, nobodyProblem) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "UNPOL", member = "unpol2\u0000" });
         Assert.Equal(HttpStatusCode.BadRequest, nobody.StatusCode);
         Assert.Equal(["member"], nobodyProblem.ErrorFields());
+        // A bad marking is named whether or not the member exists: the refusal does not tell an active member from nobody.
+        foreach (var member in new[] { "unpol2", "nobody-" + Guid.NewGuid().ToString("N")[..6] })
+        {
+            var (_, probe) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "UNPOL", member, marking = new { classification = "BOGUS" } });
+            Assert.Contains("marking.classification", probe.ErrorFields());
+        }
         var (assigned, assignedBody) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "UNPOL", member = "UNPOL2" });
         Assert.True(assigned.StatusCode == HttpStatusCode.Created, assignedBody.ToString());
         Assert.Equal("unpol2", assignedBody.GetProperty("member").GetString());

@@ -189,14 +189,12 @@ internal static class TaskEndpoints
             errors["request"] = ["no request you may see has this id"];
         }
 
+        // The marking is checked whatever else is wrong: a refusal naming the marking only when the member exists would
+        // tell who is an active member of the organisation without making anything.
         var concerned = organization is null ? [] : new[] { Community.Organization(organization.Code) };
-        if (errors.Count > 0)
-        {
-            return Problems.Invalid(errors);
-        }
-
-        var (markingOk, marking) = await desk.TryMarkingAsync(body.Marking, viewer, concerned, [(organization!, "organization")], errors, context.RequestAborted);
-        if (markingOk && assignee is not null && !Marking.Clears(assignee.Clearance, assignee.Caveats, marking.Classification, marking.Caveats))
+        var (markingOk, marking) = organization is null ? (false, default)
+            : await desk.TryMarkingAsync(body.Marking, viewer, concerned, [(organization, "organization")], errors, context.RequestAborted);
+        if (markingOk && assignee is not null && !errors.ContainsKey("member") && !Marking.Clears(assignee.Clearance, assignee.Caveats, marking.Classification, marking.Caveats))
         {
             // A task its assignee could not see would be assigned to no one. The refusal is the same whatever the reason,
             // so that naming members does not tell anyone their clearance, caveats or whether they are disabled.
