@@ -1086,6 +1086,10 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             (await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(squatted))).Response.StatusCode);
 
         var report = new { category = "acled.strategic-developments.other", narrative = "Road passable; two checkpoints of armed group A removed." };
+        // Half a place is refused by its missing half, not completed from the route's end; the patrol stays open.
+        var (half, halfProblem) = await force.PostJson($"/api/patrols/{id}/report", new { report.category, report.narrative, location = new { latitude = 6.3 } });
+        Assert.Equal(HttpStatusCode.BadRequest, half.StatusCode);
+        Assert.Equal(["location.longitude"], halfProblem.ErrorFields());
         var (filed, done) = await force.PostJson($"/api/patrols/{id}/report", report);
         Assert.True(filed.StatusCode == HttpStatusCode.Created, done.ToString());
         Assert.Equal("completed", done.GetProperty("status").GetString());

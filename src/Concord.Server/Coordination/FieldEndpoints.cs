@@ -271,6 +271,12 @@ internal static class FieldEndpoints
         };
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
         CoordinationDesk.TryText(body.Narrative, "narrative", 3, CoordinationDesk.MaxText, errors, out _);
+        // A place given is given whole: half of one completed from the route's end would be a place nobody reported.
+        if (body.Location is { Latitude: null } or { Longitude: null })
+        {
+            errors[body.Location.Latitude is null ? "location.latitude" : "location.longitude"] = ["is required when location is given (or leave location out: the route's end)"];
+        }
+
         if (errors.Count > 0)
         {
             return Problems.Invalid(errors);
