@@ -1354,6 +1354,53 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_move_stored_is_answered_as_stored_when_its_notices_cannot_be_closed()
+    {
+        var (_, lat, lon) = await AreaAsync(-73);
+        await AgreementAsync([], [new { types = new[] { "medevac" }, addressee = "FORCE", acknowledgeMinutes = 10, respondMinutes = 30, escalateTo = "JOC" }]);
+        var (created, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
+        {
+            type = "medevac", title = "Medevac for a wounded driver", details = "One driver wounded; landing zone at the bridge.", priority = "urgent",
+            addressee = "FORCE", location = new { latitude = lat, longitude = lon }, windowStart = Clock.GetUtcNow(), windowEnd = Clock.GetUtcNow().AddHours(6),
+            marking = Api.Marking("UNCLASSIFIED", ["org:UNPOL", "org:FORCE"]),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
+        var requestId = Id(request);
+        Clock.Advance(TimeSpan.FromMinutes(11));
+        bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == requestId;
+        var notice = (await WaitForAsync(() => TasksAsync("joc", "organization=JOC"), t => t.Any(IsNotice), "the request's escalation notice")).Single(IsNotice);
+
+        // The store refuses to close the notice (as a store failing would): the acknowledgement is stored all the same,
+        // and said to be, rather than a 500 the force would retry into a 409.
+        var sqlite = await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
+        string[] refuse = sqlite
+            ? ["CREATE TRIGGER refuse_notices BEFORE UPDATE ON tasks WHEN OLD.role = 'escalation' BEGIN SELECT RAISE(ABORT, 'refused'); END"]
+            : ["CREATE FUNCTION refuse_notices() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
+               "CREATE TRIGGER refuse_notices BEFORE UPDATE ON tasks FOR EACH ROW WHEN (OLD.role = 'escalation') EXECUTE FUNCTION refuse_notices()"];
+        string[] allow = sqlite ? ["DROP TRIGGER refuse_notices"] : ["DROP TRIGGER refuse_notices ON tasks", "DROP FUNCTION refuse_notices()"];
+        foreach (var sql in refuse)
+        {
+            await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sql));
+        }
+
+        try
+        {
+            var (acknowledged, body) = await server.ClientFor("force").PostJson($"/api/requests/{requestId}/status", new { status = "acknowledged" });
+            Assert.True(acknowledged.StatusCode == HttpStatusCode.OK, body.ToString());
+            Assert.Equal("acknowledged", body.GetProperty("status").GetString());
+        }
+        finally
+        {
+            foreach (var sql in allow)
+            {
+                await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sql));
+            }
+        }
+
+        Assert.Equal("open", (await server.ClientFor("joc").GetJson($"/api/tasks/{Id(notice)}")).Body.GetProperty("status").GetString());
+    }
+
+    [Fact]
     public async Task A_routed_task_escalates_to_no_organisation_its_incident_is_not_released_to()
     {
         var (area, lat, lon) = await AreaAsync(-64);

@@ -12,7 +12,7 @@ namespace Concord.Server.Coordination;
 /// and saving a change with its audit entries in one transaction (the change feed row comes with the save).
 /// </summary>
 internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, AuditWriter reads,
-    TimeProvider time, EscalationScheduler? scheduler = null)
+    TimeProvider time, ILogger<CoordinationDesk> logger, EscalationScheduler? scheduler = null)
 {
     public const int MaxText = 4000;
 
@@ -36,9 +36,22 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
     /// response's once answered or closed. Otherwise they would stay open on the escalation organisation's board, which
     /// may not see the item itself to find out. Saved on their own after the move, so that a notice moved meanwhile (by
     /// the escalation organisation, or the router re-marking it) is read again rather than failing the move with a
-    /// conflict about a record its author may not see; after three conflicts it is left open.
+    /// conflict about a record its author may not see; after three conflicts it is left open. A store failing here (the
+    /// move is stored) is logged, not answered as the move's failure: the caller would retry a move already made.
     /// </summary>
     public async Task CloseAnsweredNoticesAsync(DeadlineRecord item, Guid itemId, string entity, string to, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await CloseNoticesAsync(item, itemId, entity, to, cancellationToken);
+        }
+        catch (Exception e) when (e is System.Data.Common.DbException or DbUpdateException or InvalidOperationException or TimeoutException)
+        {
+            logger.LogWarning(e, "The escalation notices of {Entity} {Id}, answered by its move to {Status}, could not be closed; they stay open", entity, itemId, to);
+        }
+    }
+
+    private async Task CloseNoticesAsync(DeadlineRecord item, Guid itemId, string entity, string to, CancellationToken cancellationToken)
     {
         List<string> answered = item.IsClosed || item.RespondedAt is not null ? [Coordination.Deadlines.Acknowledge, Coordination.Deadlines.Respond]
             : item.AcknowledgedAt is not null ? [Coordination.Deadlines.Acknowledge]
