@@ -1360,8 +1360,14 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         await AgreementAsync([], [new { types = new[] { "medevac" }, addressee = "FORCE", acknowledgeMinutes = 10, respondMinutes = 30, escalateTo = "JOC" }]);
         var (created, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
         {
-            type = "medevac", title = "Medevac for a wounded driver", details = "One driver wounded; landing zone at the bridge.", priority = "urgent",
-            addressee = "FORCE", location = new { latitude = lat, longitude = lon }, windowStart = Clock.GetUtcNow(), windowEnd = Clock.GetUtcNow().AddHours(6),
+            type = "medevac",
+            title = "Medevac for a wounded driver",
+            details = "One driver wounded; landing zone at the bridge.",
+            priority = "urgent",
+            addressee = "FORCE",
+            location = new { latitude = lat, longitude = lon },
+            windowStart = Clock.GetUtcNow(),
+            windowEnd = Clock.GetUtcNow().AddHours(6),
             marking = Api.Marking("UNCLASSIFIED", ["org:UNPOL", "org:FORCE"]),
         });
         Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
