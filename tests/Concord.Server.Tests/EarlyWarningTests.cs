@@ -191,4 +191,13 @@ public sealed class EarlyWarningTests
         Assert.Equal(2, await once.Value);
         Assert.Equal(2, runs);
     }
+
+    [Fact]
+    public void The_panel_starts_at_the_first_incident_but_no_more_than_forty_years_before_its_end()
+    {
+        var end = new DateTime(2022, 12, 1, 0, 0, 0, DateTimeKind.Utc);
+        // The bundled GED history (from 1989) is kept whole; a report dated 1900 does not stretch the panel back to it.
+        Assert.Equal(new DateTime(1989, 1, 3, 0, 0, 0, DateTimeKind.Utc), ForecastService.PanelStart(new DateTime(1989, 1, 3, 0, 0, 0, DateTimeKind.Utc), end));
+        Assert.Equal(new DateTime(1982, 12, 1, 0, 0, 0, DateTimeKind.Utc), ForecastService.PanelStart(new DateTime(1900, 1, 1, 0, 0, 0, DateTimeKind.Utc), end));
+    }
 }

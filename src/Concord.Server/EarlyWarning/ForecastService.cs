@@ -103,8 +103,22 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         var current = new DateTime(now.Year, now.Month, 1, 0, 0, 0, DateTimeKind.Utc);
         var latest = events.Max(e => e.At);
         var end = latest < current.AddMonths(-HistoricAfterMonths) ? latest : current.AddMonths(-1);
-        var start = events.Min(e => e.At);
+        var start = PanelStart(events.Min(e => e.At), end);
         return start > end ? null : new Built(Panel.Build(events, [.. cells], start, end), incidents.Count);
+    }
+
+    /// <summary>The longest history the panel holds: UCDP's own record starts in 1989, and older months only add quiet ones.</summary>
+    public const int MaxHistoryYears = 40;
+
+    /// <summary>
+    /// Where the panel starts: at the first incident, but no more than <see cref="MaxHistoryYears"/> before its end, so that
+    /// one report dated a century back (which any reporter may file) does not make a panel of decades of quiet months that
+    /// drag every cell's forecast down.
+    /// </summary>
+    internal static DateTime PanelStart(DateTime firstIncident, DateTime end)
+    {
+        var earliest = new DateTime(end.Year - MaxHistoryYears, end.Month, 1, 0, 0, 0, DateTimeKind.Utc);
+        return firstIncident < earliest ? earliest : firstIncident;
     }
 
     /// <summary>Data whose latest incident is this many months before the current month is a history, forecast from its end.</summary>
