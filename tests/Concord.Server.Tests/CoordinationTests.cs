@@ -1571,6 +1571,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     {
         var early = new DateTimeOffset(1, 1, 1, 0, 0, 0, TimeSpan.Zero);
         var late = new DateTimeOffset(9999, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        var edge = Clock.GetUtcNow().AddYears(100).AddDays(-1);
         var tag = Guid.NewGuid().ToString("N")[..8];
         var cases = new (string User, string Path, object Body, string Field)[]
         {
@@ -1580,6 +1581,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             ("force", "/api/patrols", new { name = "Patrol " + tag, route = new[] { new[] { 20.6, 5.7 }, new[] { 20.7, 5.8 } }, startsAt = late.AddDays(-2), endsAt = late.AddDays(-1) }, "startsAt"),
             ("unpol", "/api/requests", new { type = "engineering", title = "Bridge " + tag, details = "Two spans lost.", priority = "priority", addressee = "kind:military", location = new { latitude = 4.99, longitude = 19.98 }, windowStart = early, windowEnd = early.AddDays(1) }, "windowStart"),
             ("joc", "/api/tasks", new { title = "Check " + tag, organization = "UNPOL", acknowledgeBy = late }, "acknowledgeBy"),
+            // An end past the century though its start is within it.
+            ("force", "/api/patrols", new { name = "Patrol " + tag, route = new[] { new[] { 20.6, 5.7 }, new[] { 20.7, 5.8 } }, startsAt = edge, endsAt = edge.AddDays(2) }, "endsAt"),
+            ("unpol", "/api/requests", new { type = "engineering", title = "Bridge " + tag, details = "Two spans lost.", priority = "priority", addressee = "kind:military", location = new { latitude = 4.99, longitude = 19.98 }, windowStart = edge, windowEnd = edge.AddDays(10) }, "windowEnd"),
         };
         foreach (var (user, path, body, field) in cases)
         {

@@ -155,6 +155,12 @@ internal static class FieldEndpoints
             errors["endsAt"] = ["is required, after startsAt and within 30 days of it"];
         }
 
+        // (An end after a start refused is within days of it: only the start is named.)
+        if (!errors.ContainsKey("startsAt"))
+        {
+            desk.CheckTime(body.EndsAt, "endsAt", errors);
+        }
+
         var (markingOk, marking) = await desk.TryMarkingAsync(body.Marking, viewer, organizations.Select(o => Community.Organization(o.Code)),
             organizations.Select(o => (o, "organizations")).ToList(), errors, context.RequestAborted);
         if (!markingOk || errors.Count > 0)

@@ -217,6 +217,12 @@ internal static class RequestEndpoints
             errors["windowEnd"] = [$"must be after windowStart, within {MaximumWindow.TotalDays} days of it"];
         }
 
+        // (An end after a start refused is within days of it: only the start is named.)
+        if (!errors.ContainsKey("windowStart"))
+        {
+            desk.CheckTime(body.WindowEnd, "windowEnd", errors);
+        }
+
         if (body.Incident is { } incident && !await desk.Db.VisibleIncidents(desk.Db.Incidents.Where(i => i.Id == incident), viewer).AnyAsync(cancellationToken))
         {
             errors["incident"] = ["no incident you may see has this id"];
