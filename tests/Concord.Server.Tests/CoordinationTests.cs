@@ -939,6 +939,28 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(HttpStatusCode.OK, (await admin.PostJson($"/api/patrols/{Id(patrol)}/status", new { status = "cancelled", reason = "left behind" })).Response.StatusCode);
     }
 
+    /// <summary>An agreement of FORCE (with the JOC) that marks FORCE's reports of each category as given; in force at once.</summary>
+    private async Task<string> ForceReportingAsync(params (string Category, string Level, string[] To)[] rules)
+    {
+        var code = "MOU-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var (recorded, agreement) = await server.ClientFor("jocadmin").PostJson("/api/agreements", new
+        {
+            code,
+            name = "Force reporting " + code,
+            parties = new[] { "FORCE", "JOC" },
+            rules = rules.Select(r => new { reporter = "org:FORCE", category = r.Category, marking = Api.Marking(r.Level, r.To), tlp = "amber" }).ToArray(),
+        });
+        Assert.True(recorded.StatusCode == HttpStatusCode.Created, agreement.ToString());
+        await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        return code;
+    }
+
+    private async Task RetireAsync(string code)
+    {
+        await server.ClientFor("jocadmin").DeleteAsync($"/api/agreements/{code}");
+        await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+    }
+
     [Fact]
     public async Task A_patrol_report_looser_than_the_authors_agreement_takes_the_agreements_marking_rather_than_being_refused()
     {
@@ -946,17 +968,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // its FORCE member, not a releaser, may not loosen the agreement, and had no marking to give: the report was refused
         // and the patrol could not be completed.
         const string Category = "ocha-access.7-ongoing-hostilities";
-        var code = "MOU-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
-        var admin = server.ClientFor("jocadmin");
-        var (recorded, agreement) = await admin.PostJson("/api/agreements", new
-        {
-            code,
-            name = "Force reporting " + code,
-            parties = new[] { "FORCE", "JOC" },
-            rules = new[] { new { reporter = "org:FORCE", category = Category, marking = Api.Marking("CONFIDENTIAL", ["org:FORCE"]), tlp = "amber" } },
-        });
-        Assert.True(recorded.StatusCode == HttpStatusCode.Created, agreement.ToString());
-        await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        var code = await ForceReportingAsync((Category, "CONFIDENTIAL", ["org:FORCE"]));
         try
         {
             var (created, patrol) = await server.ClientFor("force").PostJson("/api/patrols", new
@@ -980,8 +992,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         }
         finally
         {
-            await admin.DeleteAsync($"/api/agreements/{code}");
-            await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+            await RetireAsync(code);
         }
     }
 
@@ -991,21 +1002,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // FORCE agreed two defaults: UNCLASSIFIED to the whole mission for one category, CONFIDENTIAL to the mission for
         // another. A patrol of both forces is marked CONFIDENTIAL, or UNCLASSIFIED, for the two of them.
         const string Open = "ocha-access.5-interference-in-implementation", Confidential = "ocha-access.4-restriction-of-movement";
-        var code = "MOU-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
-        var admin = server.ClientFor("jocadmin");
-        var (recorded, agreement) = await admin.PostJson("/api/agreements", new
-        {
-            code,
-            name = "Force reporting " + code,
-            parties = new[] { "FORCE", "JOC" },
-            rules = new[]
-            {
-                new { reporter = "org:FORCE", category = Open, marking = Api.Marking("UNCLASSIFIED", ["mission"]), tlp = "amber" },
-                new { reporter = "org:FORCE", category = Confidential, marking = Api.Marking("CONFIDENTIAL", ["mission"]), tlp = "amber" },
-            },
-        });
-        Assert.True(recorded.StatusCode == HttpStatusCode.Created, agreement.ToString());
-        await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+        var code = await ForceReportingAsync((Open, "UNCLASSIFIED", ["mission"]), (Confidential, "CONFIDENTIAL", ["mission"]));
         async Task<JsonElement> ReportOfPatrolAsync(string level, string category)
         {
             var (created, patrol) = await server.ClientFor("force").PostJson("/api/patrols", new
@@ -1037,8 +1034,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         }
         finally
         {
-            await admin.DeleteAsync($"/api/agreements/{code}");
-            await server.Services.GetRequiredService<MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+            await RetireAsync(code);
         }
     }
 
@@ -1302,19 +1298,18 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(TaskStatuses.Done, await server.WithDbAsync(db => db.Tasks.Where(t => t.Id == lead).Select(t => t.Status).SingleAsync()));
     }
 
-    [Fact]
-    public async Task A_requests_escalation_notice_keeps_the_requests_marking_when_its_incident_changes()
+    /// <summary>
+    /// An urgent medevac the police ask of the force, for the two of them, under an agreement that sends a missed
+    /// acknowledgement (10 minutes) to the JOC; the clock is moved past it. Returns the request and the JOC's notice.
+    /// </summary>
+    private async Task<(Guid Request, JsonElement Notice)> MissedMedevacAsync(double lat, double lon, string title, Guid? incident = null)
     {
-        var (_, lat, lon) = await AreaAsync(-61);
         await AgreementAsync([], [new { types = new[] { "medevac" }, addressee = "FORCE", acknowledgeMinutes = 10, respondMinutes = 30, escalateTo = "JOC" }]);
-        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Ambush on the southern road."));
-        // The police ask the force for a medevac about that mission-wide incident, for the force's eyes only (and the JOC's,
-        // where misses go under the agreement the police signed).
         var (created, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
         {
             type = "medevac",
-            title = "Medevac for two wounded officers",
-            details = "Two officers wounded, one critical; landing zone at the southern checkpoint.",
+            title,
+            details = "Wounded; landing zone at the southern checkpoint.",
             priority = "urgent",
             addressee = "FORCE",
             location = new { latitude = lat, longitude = lon },
@@ -1327,7 +1322,18 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var requestId = Id(request);
         Clock.Advance(TimeSpan.FromMinutes(11));
         bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == requestId;
-        var notice = (await WaitForAsync(() => TasksAsync("joc", "organization=JOC"), t => t.Any(IsNotice), "the request's escalation notice")).Single(IsNotice);
+        return (requestId, (await WaitForAsync(() => TasksAsync("joc", "organization=JOC"), t => t.Any(IsNotice), "the request's escalation notice")).Single(IsNotice));
+    }
+
+    [Fact]
+    public async Task A_requests_escalation_notice_keeps_the_requests_marking_when_its_incident_changes()
+    {
+        var (_, lat, lon) = await AreaAsync(-61);
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Ambush on the southern road."));
+        // The police ask the force for a medevac about that mission-wide incident, for the force's eyes only (and the JOC's,
+        // where misses go under the agreement the police signed).
+        var (requestId, notice) = await MissedMedevacAsync(lat, lon, "Medevac for two wounded officers", incident);
+        bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == requestId;
         var label = notice.GetProperty("marking").GetProperty("label").GetString();
         Assert.DoesNotContain(await TasksAsync("pref", "organization=JOC"), IsNotice);
 
@@ -1357,24 +1363,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     public async Task A_move_stored_is_answered_as_stored_when_its_notices_cannot_be_closed()
     {
         var (_, lat, lon) = await AreaAsync(-73);
-        await AgreementAsync([], [new { types = new[] { "medevac" }, addressee = "FORCE", acknowledgeMinutes = 10, respondMinutes = 30, escalateTo = "JOC" }]);
-        var (created, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
-        {
-            type = "medevac",
-            title = "Medevac for a wounded driver",
-            details = "One driver wounded; landing zone at the bridge.",
-            priority = "urgent",
-            addressee = "FORCE",
-            location = new { latitude = lat, longitude = lon },
-            windowStart = Clock.GetUtcNow(),
-            windowEnd = Clock.GetUtcNow().AddHours(6),
-            marking = Api.Marking("UNCLASSIFIED", ["org:UNPOL", "org:FORCE"]),
-        });
-        Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
-        var requestId = Id(request);
-        Clock.Advance(TimeSpan.FromMinutes(11));
-        bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == requestId;
-        var notice = (await WaitForAsync(() => TasksAsync("joc", "organization=JOC"), t => t.Any(IsNotice), "the request's escalation notice")).Single(IsNotice);
+        var (requestId, notice) = await MissedMedevacAsync(lat, lon, "Medevac for a wounded driver");
 
         // The store refuses to close the notice (as a store failing would): the acknowledgement is stored all the same,
         // and said to be, rather than a 500 the force would retry into a 409.
