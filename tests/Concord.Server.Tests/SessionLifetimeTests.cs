@@ -14,9 +14,7 @@ public abstract class SessionLifetimeTests<TServer>(TServer server) : IClassFixt
     public async Task A_session_used_all_along_ends_a_day_after_its_sign_in()
     {
         var cookies = new CookieContainer();
-        using var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
-        server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
-        Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = "joc", password = TestServer.Password })).Response.StatusCode);
+        using var browser = await BrowserSignedInAsync("joc", cookies);
         var (live, changes, closed) = await server.OpenLiveAsync(o => o.Cookies = cookies);
         await using var _ = live;
 
@@ -53,14 +51,31 @@ public abstract class SessionLifetimeTests<TServer>(TServer server) : IClassFixt
     }
 
     [Fact]
+    public async Task A_live_channel_ends_with_its_session_left_unused_past_the_idle_limit()
+    {
+        var cookies = new CookieContainer();
+        using var browser = await BrowserSignedInAsync("pref", cookies);
+        var (live, _, closed) = await server.OpenLiveAsync(o => o.Cookies = cookies);
+        await using var _ = live;
+
+        // Thirteen hours without a request under the cookie: the session has ended as the cookie has, and the live channel
+        // is closed at the next change instead of being told of it.
+        server.FakeClock.Advance(TimeSpan.FromHours(13));
+        using var other = await server.SignedInAsync("joc");
+        var (created, _) = await other.PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        await closed.WaitAsync(TimeSpan.FromSeconds(15));
+        Assert.Equal(HttpStatusCode.Unauthorized, (await browser.GetAsync("/api/me")).StatusCode);
+    }
+
+    [Fact]
     public async Task A_signed_out_session_is_remembered_only_until_it_would_have_ended()
     {
         server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
         async Task<(HttpClient Browser, HttpClient Copy)> SignedOutAsync()
         {
             var cookies = new CookieContainer();
-            var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
-            Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = "ocha", password = TestServer.Password })).Response.StatusCode);
+            var browser = await BrowserSignedInAsync("ocha", cookies);
             var copied = new CookieContainer();
             copied.Add(cookies.GetCookies(server.BaseAddress));
             var copy = new HttpClient(new HttpClientHandler { CookieContainer = copied }) { BaseAddress = server.BaseAddress };
@@ -91,6 +106,15 @@ public abstract class SessionLifetimeTests<TServer>(TServer server) : IClassFixt
         Assert.Equal(1, await RememberedAsync());
         Assert.Equal(HttpStatusCode.Unauthorized, (await firstCopy.GetAsync("/api/me")).StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, (await secondCopy.GetAsync("/api/me")).StatusCode);
+    }
+
+    /// <summary>A browser's client keeping in <paramref name="cookies"/> the cookie of <paramref name="userName"/>'s new session.</summary>
+    private async Task<HttpClient> BrowserSignedInAsync(string userName, CookieContainer cookies)
+    {
+        var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
+        server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+        Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName, password = TestServer.Password })).Response.StatusCode);
+        return browser;
     }
 }
 

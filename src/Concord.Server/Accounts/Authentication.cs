@@ -17,6 +17,7 @@ internal static class ConcordAuthentication
 
     public static IServiceCollection AddConcordAuthentication(this IServiceCollection services)
     {
+        services.AddSingleton<SessionActivity>();
         services.AddAuthentication(Scheme)
             .AddPolicyScheme(Scheme, "Cookie or access token", o => o.ForwardDefaultSelector = context =>
                 context.Request.Headers.Authorization.ToString().StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? TokenScheme : CookieScheme)
@@ -61,7 +62,10 @@ internal static class ConcordAuthentication
                     {
                         c.RejectPrincipal();
                         await c.HttpContext.SignOutAsync(CookieScheme);
+                        return;
                     }
+
+                    c.HttpContext.RequestServices.GetRequiredService<SessionActivity>().Seen(c.Principal!, now);
                 };
             });
         return services;

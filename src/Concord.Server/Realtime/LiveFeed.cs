@@ -57,7 +57,8 @@ internal sealed record LiveConnection(Guid Member, string? TokenHash, System.Sec
 /// Tails the change feed for the connected browsers: each batch of changes is filtered once per connected member with the
 /// visibility predicate, and only the visible ids go to that member's connections. Idle when nobody is connected.
 /// </summary>
-internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory scopes, ViewerDirectory viewers, MissionDirectory directory, ChangeSignal signal, TimeProvider time, ILogger<LiveFeed> logger)
+internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory scopes, ViewerDirectory viewers, MissionDirectory directory, ChangeSignal signal, TimeProvider time,
+    Accounts.SessionActivity activity, ILogger<LiveFeed> logger)
     : BackgroundService
 {
     /// <summary>The shortest gap between two reads of the feed: under load, the changes of this long go out together.</summary>
@@ -188,13 +189,13 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
         {
             var viewer = await viewers.ForMemberAsync(member, cancellationToken);
             // A connection is checked again before anything goes out on it: a disabled member's connections, those opened
-            // with a token since revoked or expired, and those of a session a new password or its lifetime ended, are closed instead
+            // with a token since revoked or expired, and those of a session a new password, its lifetime or its idle limit ended, are closed instead
             // (within the viewer cache's lifetime).
             var ids = new List<string>();
             foreach (var (id, connection) in connections[member])
             {
                 if (viewer is not null && (connection.TokenHash is null
-                    ? ConcordAuthentication.SessionValid(connection.User, viewer, time.GetUtcNow())
+                    ? ConcordAuthentication.SessionValid(connection.User, viewer, time.GetUtcNow()) && !activity.Idle(connection.User, time.GetUtcNow())
                     : await viewers.ForTokenHashAsync(connection.TokenHash, cancellationToken) is not null))
                 {
                     ids.Add(id);
