@@ -436,6 +436,25 @@ public abstract class CliTests : IAsyncLifetime
         await Sql("INSERT INTO audit SELECT * FROM audit_backup");
         var restored = await Run(["audit", "verify", .. StoreArguments]);
 
+        // The hash joins the fields by line feeds and leaves out caveats of 0: an entry's caveats moved into its detail (as
+        // "4\n{...}") hash exactly as before, and the entry would show to auditors without them. The verifier refuses it.
+        Audit.AuditEntry caveated;
+        await using (var scope = services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            caveated = await db.Audit.AsNoTracking().Where(a => a.Caveats != 0).OrderBy(a => a.ChainIndex).FirstAsync();
+            var forgedDetail = caveated.Caveats.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n" + caveated.Detail;
+            await db.Audit.Where(a => a.ChainIndex == caveated.ChainIndex).ExecuteUpdateAsync(u => u.SetProperty(a => a.Caveats, 0).SetProperty(a => a.Detail, forgedDetail));
+            Assert.Equal(caveated.Hash, Audit.AuditChain.Compute(await db.Audit.AsNoTracking().SingleAsync(a => a.ChainIndex == caveated.ChainIndex)));
+        }
+
+        var uncaveated = await Run(["audit", "verify", .. StoreArguments]);
+        await using (var scope = services.CreateAsyncScope())
+        {
+            await scope.ServiceProvider.GetRequiredService<ConcordDb>().Audit.Where(a => a.ChainIndex == caveated.ChainIndex)
+                .ExecuteUpdateAsync(u => u.SetProperty(a => a.Caveats, caveated.Caveats).SetProperty(a => a.Detail, caveated.Detail));
+        }
+
         await Sql("CREATE TABLE audit_backup2 AS SELECT * FROM audit WHERE chain_index = 200");
         await Sql("DELETE FROM audit WHERE chain_index = 200");
         var removed = await Run(["audit", "verify", .. StoreArguments]);
@@ -459,10 +478,38 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal(1, altered.Exit);
         Assert.Contains("broken at entry 100: entry 100 was altered", altered.Errors);
         Assert.Equal(0, restored.Exit);
+        Assert.Equal(1, uncaveated.Exit);
+        Assert.Contains($"broken at entry {caveated.ChainIndex}: entry {caveated.ChainIndex} was altered", uncaveated.Errors, StringComparison.Ordinal);
         Assert.Equal(1, removed.Exit);
         Assert.Contains("entry 200 is missing", removed.Errors);
         Assert.Equal(1, inserted.Exit);
         Assert.Contains("entry 301 does not follow entry 300", inserted.Errors);
+    }
+
+    [Fact]
+    public async Task Audit_verify_of_a_store_that_is_not_there_fails_and_creates_nothing()
+    {
+        // An empty chain would read as intact: a mistyped --data or --connection must not pass for a verified audit.
+        var missing = await Run(["audit", "verify", .. StoreArguments]);
+
+        Assert.Equal(1, missing.Exit);
+        Assert.Contains("nothing to verify", missing.Errors, StringComparison.Ordinal);
+        Assert.DoesNotContain("intact", missing.Output, StringComparison.Ordinal);
+        var store = await StoreAsync();
+        if (store.Kind == StoreKind.Sqlite)
+        {
+            Assert.False(await store.ExistsAsync(CancellationToken.None));
+        }
+        else
+        {
+            await using var services = Services(store);
+            await using var scope = services.CreateAsyncScope();
+            Assert.Null(await Migrator.PendingAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), store.Kind, CancellationToken.None));
+        }
+
+        await Run(["migrate", .. StoreArguments]);
+        var migrated = await Run(["audit", "verify", .. StoreArguments]);
+        Assert.True(migrated.Exit == 0, migrated.Errors);
     }
 
     [Fact]
@@ -481,6 +528,8 @@ public abstract class CliTests : IAsyncLifetime
         var second = await Run(["agreement", "add", "--file", file, .. StoreArguments]);
         await File.WriteAllTextAsync(file, "{\"code\": \"bad\", \"name\": \"x\", \"parties\": [\"NOPE\"], \"rules\": []}");
         var bad = await Run(["agreement", "add", "--file", file, .. StoreArguments]);
+        await File.WriteAllTextAsync(file, "{\"code\": \"mou cmcoord\", \"name\": \"x\", \"parties\": [\"OCHA\"], \"rules\": []}");
+        var spaced = await Run(["agreement", "add", "--file", file, .. StoreArguments]);
 
         Assert.Equal((0, "added caveat PROTECTION-SENSITIVE (bit 2)"), (caveat.Exit, caveat.Output.Trim()));
         Assert.Equal(0, group.Exit);
@@ -488,6 +537,7 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Contains("version 2", second.Output);
         Assert.Equal(1, bad.Exit);
         Assert.Contains("parties: no organisation has the code 'NOPE'", bad.Errors);
+        Assert.Equal((1, "concord: code: must be 1 to 40 letters, digits, '-' or '_'"), (spaced.Exit, spaced.Errors.Trim()));
         await using var services = Services(await StoreAsync());
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
@@ -497,6 +547,17 @@ public abstract class CliTests : IAsyncLifetime
         // and the two versions.
         Assert.Equal(6, await db.Audit.CountAsync(a => a.Action == "administer" && a.Actor == "system"));
         Assert.Equal(1, await db.Audit.CountAsync(a => a.Action == "administer" && a.Entity == "demo"));
+
+        // A retired agreement's code stays with its history: the verb refuses to write a version that would revive it.
+        await db.Agreements.Where(a => a.Code == "MOU-CMCOORD" && a.Version == 2).ExecuteUpdateAsync(u => u.SetProperty(a => a.RetiredAt, DateTime.UtcNow));
+        await File.WriteAllTextAsync(file, """
+            {"code": "mou-cmcoord", "name": "Revived", "parties": ["OCHA", "FORCE"],
+             "rules": [{"reporter": "org:OCHA", "category": "*", "marking": {"classification": "UNCLASSIFIED", "releasableTo": ["org:FORCE"]}}]}
+            """);
+        var revived = await Run(["agreement", "add", "--file", file, .. StoreArguments]);
+        Assert.Equal(1, revived.Exit);
+        Assert.Contains("agreement 'MOU-CMCOORD' was retired", revived.Errors);
+        Assert.Equal(2, await db.Agreements.CountAsync(a => a.Code == "MOU-CMCOORD"));
     }
 
     [Fact]

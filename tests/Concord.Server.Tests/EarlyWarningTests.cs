@@ -153,6 +153,14 @@ public sealed class EarlyWarningTests
         {
             File.WriteAllText(empty, "");
             Assert.Contains("no event", Assert.Throws<ForecastEvaluation.Refused>(() => ForecastEvaluation.Run(empty, areas, 2015, 2022)).Message);
+            // Areas of another shape are refused with the file named, not thrown as a stack trace: not JSON, not a
+            // FeatureCollection, a Point, a ring of one-number positions, and no area at all.
+            foreach (var text in new[] { "{", """{"type": "Feature"}""", """{"features": [{"properties": {"adm1_code": "A", "name": "A"}, "geometry": {"type": "Point", "coordinates": [1, 2]}}]}""",
+                """{"features": [{"properties": {"adm1_code": "A", "name": "A"}, "geometry": {"type": "Polygon", "coordinates": [[[1], [2], [3], [1]]]}}]}""", """{"features": []}""" })
+            {
+                File.WriteAllText(empty, text);
+                Assert.Contains(empty, Assert.Throws<ForecastEvaluation.Refused>(() => ForecastEvaluation.Run(ged, empty, 2015, 2022)).Message, StringComparison.Ordinal);
+            }
         }
         finally
         {

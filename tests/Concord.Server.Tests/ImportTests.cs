@@ -456,6 +456,39 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task Codes_as_long_as_a_feature_and_too_many_actors_are_refused_without_being_quoted_back()
+    {
+        // A feature may be up to 1 MB: a category, language or grade that long is no code, and its reason must not quote it
+        // (the summary would carry every such megabyte back); 21 actors are one more than a report may name.
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var huge = new string('x', 200_000);
+        var actors = string.Join(", ", Enumerable.Range(1, 21).Select(i => $"\"group {i}\""));
+        var geojson = $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{tag}}-1", "geometry": { "type": "Point", "coordinates": [21.41, 5.15] }, "properties": { "observedAt": "2025-07-02", "category": "{{huge}}", "narrative": "{{tag}} long category" } },
+              { "type": "Feature", "id": "{{tag}}-2", "geometry": { "type": "Point", "coordinates": [21.41, 5.15] }, "properties": { "observedAt": "2025-07-02", "category": "poc", "language": "{{huge}}", "narrative": "{{tag}} long language" } },
+              { "type": "Feature", "id": "{{tag}}-3", "geometry": { "type": "Point", "coordinates": [21.41, 5.15] }, "properties": { "observedAt": "2025-07-02", "category": "poc", "observedPrecision": "{{huge}}", "narrative": "{{tag}} long precision" } },
+              { "type": "Feature", "id": "{{tag}}-4", "geometry": { "type": "Point", "coordinates": [21.41, 5.15] }, "properties": { "observedAt": "2025-07-02", "category": "poc", "reliability": "{{huge}}", "narrative": "{{tag}} long grade" } },
+              { "type": "Feature", "id": "{{tag}}-5", "geometry": { "type": "Point", "coordinates": [21.41, 5.15] }, "properties": { "observedAt": "2025-07-02", "category": "poc", "actors": [{{actors}}], "narrative": "{{tag}} many actors" } },
+              { "type": "Feature", "id": "{{tag}}-6", "geometry": { "type": "Point", "coordinates": [21.41, 5.15] }, "properties": { "observedAt": "2025-07-02", "category": "poc", "narrative": "{{tag}} good" } }
+            ] }
+            """;
+
+        var (status, summary) = await ImportAsync("ocha", $"format=geojson&source=long-codes-{tag}&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(1, summary.GetProperty("created").GetInt32());
+        var rejected = summary.GetProperty("rejectedRows").EnumerateArray().ToDictionary(r => r.GetProperty("line").GetInt32(), r => r.GetProperty("reason").GetString()!);
+        Assert.Equal([1, 2, 3, 4, 5], rejected.Keys.Order());
+        Assert.All(rejected.Values, reason => Assert.InRange(reason.Length, 1, 299));
+        Assert.StartsWith("category (from properties.category): is 200000 characters long", rejected[1], StringComparison.Ordinal);
+        Assert.StartsWith("language (from properties.language): ", rejected[2], StringComparison.Ordinal);
+        Assert.StartsWith("observedPrecision (from properties.observedPrecision): must be one of", rejected[3], StringComparison.Ordinal);
+        Assert.StartsWith("source.reliability (from properties.reliability): ", rejected[4], StringComparison.Ordinal);
+        Assert.Equal("actors (from properties.actors): at most 20 actors are allowed", rejected[5]);
+    }
+
+    [Fact]
     public async Task A_feature_holding_half_a_surrogate_pair_is_rejected_alone_and_whole_numbers_may_carry_a_fraction()
     {
         // "\ud83d" is valid JSON (an emoji cut in two by a serialiser) but no text: it ended the whole import with a 500.

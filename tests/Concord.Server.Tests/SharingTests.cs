@@ -600,6 +600,10 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(["Armed group"], named.GetProperty("actors").EnumerateArray().Select(a => a.GetString()));
         var (_, tooMany) = await server.ClientFor("unpoladmin").PostJson(path, new { release.marking, release.tlp, release.gridDegrees, release.narrative, release.reason, actors = new[] { "a|b" } });
         Assert.Equal(["actors"], tooMany.ErrorFields());
+        // NUL is the character PostgreSQL cannot store: a release's actors are held to text as a report's are.
+        var (nul, nulProblem) = await server.ClientFor("unpoladmin").PostJson(path, new { release.marking, release.tlp, release.gridDegrees, release.narrative, release.reason, actors = new[] { "Armed\0group" } });
+        Assert.Equal(HttpStatusCode.BadRequest, nul.StatusCode);
+        Assert.Equal(["actors"], nulProblem.ErrorFields());
 
         var prefCopy = await server.ClientFor("pref").GetAsync($"/api/reports/{Id(copy)}");
         var prefOriginal = await server.ClientFor("pref").GetAsync($"/api/reports/{Id(original)}");

@@ -49,6 +49,15 @@ internal static class AuditVerifier
                         $"entry {entry.ChainIndex} does not follow entry {entry.ChainIndex - 1}: its previous hash differs, so an entry was inserted, removed or altered before it");
                 }
 
+                // The hash joins the fields by line feeds and leaves out caveats of 0: were a field allowed a line feed, or a
+                // detail allowed to start as a number, caveats moved into the detail (or text between fields) would hash
+                // alike. Concord writes every detail as one line of JSON object and no line feed in the other fields.
+                if (!entry.Detail.StartsWith('{') || Multiline(entry.Detail) || Multiline(entry.Actor) || Multiline(entry.Action) || Multiline(entry.Entity))
+                {
+                    return new AuditVerification(count, previousHash, entry.ChainIndex,
+                        $"entry {entry.ChainIndex} was altered: its fields are not as Concord writes them (a detail is one line of JSON object)");
+                }
+
                 if (AuditChain.Compute(entry) != entry.Hash)
                 {
                     return new AuditVerification(count, previousHash, entry.ChainIndex,
@@ -66,4 +75,6 @@ internal static class AuditVerifier
             }
         }
     }
+
+    private static bool Multiline(string? field) => field is not null && field.Contains('\n', StringComparison.Ordinal);
 }

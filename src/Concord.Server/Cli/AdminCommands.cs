@@ -17,9 +17,27 @@ internal static class AdminCommands
     {
         await using (services)
         {
-            await services.PrepareStoreAsync(cancellationToken);
+            // Verifying reads: it neither creates a missing store (an empty chain would read as intact) nor migrates one.
+            var store = services.GetRequiredService<StoreOptions>();
+            if (!await store.ExistsAsync(cancellationToken))
+            {
+                await errors.WriteLineAsync($"concord: there is no store at {store.Describe()}: nothing to verify");
+                return 1;
+            }
+
             await using var scope = services.CreateAsyncScope();
-            var result = await AuditVerifier.VerifyAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), cancellationToken);
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            switch (await Migrator.PendingAsync(db, store.Kind, cancellationToken))
+            {
+                case null:
+                    await errors.WriteLineAsync($"concord: {store.Describe()} holds no Concord schema: nothing to verify");
+                    return 1;
+                case > 0:
+                    await errors.WriteLineAsync($"concord: {store.Describe()} has an older schema than this build; run 'concord migrate' first");
+                    return 1;
+            }
+
+            var result = await AuditVerifier.VerifyAsync(db, cancellationToken);
             if (!result.Intact)
             {
                 await errors.WriteLineAsync($"concord: audit chain broken at entry {result.BrokenAt}: {result.Problem}");
@@ -189,6 +207,13 @@ internal static class AdminCommands
                 return 1;
             }
 
+            var code = request.Code.Trim().ToUpperInvariant();
+            if (!Community.IsOrganizationCode(code))
+            {
+                await errors.WriteLineAsync("concord: code: must be 1 to 40 letters, digits, '-' or '_'");
+                return 1;
+            }
+
             await services.PrepareStoreAsync(cancellationToken);
             var directory = services.GetRequiredService<MissionDirectory>();
             var (parties, problems) = await AdminEndpoints.ValidateAgreementAsync(request, directory, services.GetRequiredService<MarkingFormat>(), cancellationToken);
@@ -204,8 +229,14 @@ internal static class AdminCommands
 
             await using var scope = services.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-            var code = request.Code.Trim().ToUpperInvariant();
             var latest = await db.Agreements.Where(a => a.Code == code).OrderByDescending(a => a.Version).FirstOrDefaultAsync(cancellationToken);
+            if (latest?.RetiredAt is not null)
+            {
+                // As the API refuses it: a retired code stays with its history, and a new version would revive it unseen.
+                await errors.WriteLineAsync($"concord: code: agreement '{code}' was retired; agreeing again is a new agreement under a new code");
+                return 1;
+            }
+
             var agreement = AdminEndpoints.NewVersion(latest?.Id ?? Guid.CreateVersion7(), (latest?.Version ?? 0) + 1, code, request, parties, directory, "system",
                 services.GetRequiredService<TimeProvider>());
             db.Agreements.Add(agreement);

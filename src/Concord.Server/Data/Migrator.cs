@@ -98,6 +98,44 @@ internal static class Migrator
         }
     }
 
+    /// <summary>
+    /// How many of this build's migrations the database has not seen, without applying any; null when it holds no Concord
+    /// schema at all.
+    /// </summary>
+    public static async Task<int?> PendingAsync(ConcordDb db, StoreKind kind, CancellationToken cancellationToken)
+    {
+        var connection = db.Database.GetDbConnection();
+        await db.Database.OpenConnectionAsync(cancellationToken);
+        try
+        {
+            await using (var table = connection.CreateCommand())
+            {
+                table.CommandText = kind == StoreKind.Sqlite
+                    ? "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+                    : "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'schema_migrations'";
+                if (Convert.ToInt64(await table.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture) == 0)
+                {
+                    return null;
+                }
+            }
+
+            var applied = new HashSet<int>();
+            await using var command = connection.CreateCommand();
+            command.CommandText = "SELECT version FROM schema_migrations";
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                applied.Add(reader.GetInt32(0));
+            }
+
+            return For(kind).Count(m => !applied.Contains(m.Version));
+        }
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
+    }
+
     private static async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken)
     {
         await using var command = connection.CreateCommand();

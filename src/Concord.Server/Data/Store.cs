@@ -57,18 +57,47 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
             return;
         }
 
-        var target = new NpgsqlConnectionStringBuilder(ConnectionString);
-        var database = target.Database ?? throw new InvalidOperationException("the PostgreSQL connection string names no Database");
+        var (connection, database) = await OpenPostgresAdminAsync(cancellationToken);
+        await using (connection)
+        {
+            if (!await PostgresDatabaseExistsAsync(connection, database, cancellationToken))
+            {
+                await using var create = new NpgsqlCommand($"CREATE DATABASE \"{database.Replace("\"", "\"\"", StringComparison.Ordinal)}\"", connection);
+                await create.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>Whether the store's file or database is there, without creating it (a read-only verb must not).</summary>
+    public async Task<bool> ExistsAsync(CancellationToken cancellationToken)
+    {
+        if (Kind == StoreKind.Sqlite)
+        {
+            return File.Exists(new SqliteConnectionStringBuilder(ConnectionString).DataSource);
+        }
+
+        var (connection, database) = await OpenPostgresAdminAsync(cancellationToken);
+        await using (connection)
+        {
+            return await PostgresDatabaseExistsAsync(connection, database, cancellationToken);
+        }
+    }
+
+    private async Task<(NpgsqlConnection Connection, string Database)> OpenPostgresAdminAsync(CancellationToken cancellationToken)
+    {
+        var database = new NpgsqlConnectionStringBuilder(ConnectionString).Database
+            ?? throw new InvalidOperationException("the PostgreSQL connection string names no Database");
         var admin = new NpgsqlConnectionStringBuilder(ConnectionString) { Database = "postgres", Pooling = false };
-        await using var connection = new NpgsqlConnection(admin.ToString());
+        var connection = new NpgsqlConnection(admin.ToString());
         await connection.OpenAsync(cancellationToken);
+        return (connection, database);
+    }
+
+    private static async Task<bool> PostgresDatabaseExistsAsync(NpgsqlConnection connection, string database, CancellationToken cancellationToken)
+    {
         await using var exists = new NpgsqlCommand("SELECT 1 FROM pg_database WHERE datname = @name", connection);
         exists.Parameters.AddWithValue("name", database);
-        if (await exists.ExecuteScalarAsync(cancellationToken) is null)
-        {
-            await using var create = new NpgsqlCommand($"CREATE DATABASE \"{database.Replace("\"", "\"\"", StringComparison.Ordinal)}\"", connection);
-            await create.ExecuteNonQueryAsync(cancellationToken);
-        }
+        return await exists.ExecuteScalarAsync(cancellationToken) is not null;
     }
 
     private string DescribePostgres()

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using System.Text.Json;
 using Concord.Server.Areas;
 using Concord.Server.Demo;
 using Concord.Server.Ucdp;
@@ -74,7 +75,23 @@ internal static class ForecastEvaluation
     /// <summary>Cells whose centre lies in the mission's areas, and any cell with one of <paramref name="events"/> in them.</summary>
     public static List<int> MissionCells(string areasPath, IEnumerable<ConflictEvent> events)
     {
-        var areas = DemoMission.ReadAreas(areasPath).Select(a => GeoJsonGeometry.Read(a.GeometryJson)).ToList();
+        List<NetTopologySuite.Geometries.Geometry> areas;
+        try
+        {
+            areas = DemoMission.ReadAreas(areasPath).Select(a => GeoJsonGeometry.Read(a.GeometryJson)).ToList();
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException
+            or ArgumentException or IndexOutOfRangeException or IOException)
+        {
+            // A file of another shape is the user's mistake, said as one, not a stack trace.
+            throw new Refused($"{areasPath} is not a GeoJSON FeatureCollection of Polygon or MultiPolygon features with 'adm1_code' and 'name' properties: {e.Message}");
+        }
+
+        if (areas.Count == 0)
+        {
+            throw new Refused($"{areasPath} holds no area: the scored cells are those inside the mission's areas");
+        }
+
         var envelope = areas.Aggregate(new NetTopologySuite.Geometries.Envelope(), (env, g) =>
         {
             env.ExpandToInclude(g.EnvelopeInternal);

@@ -19,6 +19,9 @@ internal sealed record ImportSummary(long Rows, long Created, long Skipped, long
 /// </summary>
 internal sealed class Importer(IServiceScopeFactory scopes)
 {
+    /// <summary>The longest category, language tag or time precision a row may give: every real one is far shorter.</summary>
+    private const int MaxCodeLength = 100;
+
     /// <summary>
     /// Rows per batch. Larger batches commit less often (4,000 instead of 256 made a 200,000-row import about 40 % faster),
     /// but every object of a batch lives until it is stored, and the longer they live the more of them the collector moves
@@ -129,7 +132,14 @@ internal sealed class Importer(IServiceScopeFactory scopes)
             var field = report switch
             {
                 { Narrative.Length: > ReportRules.MaxNarrativeLength } => ("narrative", $"is {report.Narrative.Length} characters long; at most {ReportRules.MaxNarrativeLength} are allowed"),
+                { Actors.Count: > ReportRules.MaxActors } => ("actors", $"at most {ReportRules.MaxActors} actors are allowed"),
                 _ when report.Actors?.Any(a => a.Length > ReportRules.MaxActorLength) == true => ("actors", $"each actor must be 1 to {ReportRules.MaxActorLength} characters, without '|'"),
+                // Codes and grades are short: one as long as a feature may be is refused here, before the row is queued and
+                // before the intake quotes it back in its reason.
+                { Category.Length: > MaxCodeLength } => ("category", $"is {report.Category.Length} characters long; no category in the taxonomy is (see GET /api/categories)"),
+                { Language.Length: > MaxCodeLength } => ("language", "is not a language tag such as en, fr or sg"),
+                { ObservedPrecision.Length: > MaxCodeLength } => ("observedPrecision", $"must be one of {string.Join(", ", Enum.GetNames<TimePrecision>().Select(n => n.ToLowerInvariant()))}"),
+                { Source.Reliability.Length: > 1 } => ("source.reliability", "must be an Admiralty reliability grade A to F"),
                 { Source.Description.Length: > ReportRules.MaxTextLength } => ("source.description", $"at most {ReportRules.MaxTextLength} characters are allowed"),
                 { ExternalRef.Length: > ReportRules.MaxExternalRefLength } => ("externalRef", $"at most {ReportRules.MaxExternalRefLength} characters are allowed"),
                 _ => default((string Name, string Reason)?),

@@ -80,11 +80,6 @@ internal static partial class ReportRules
         RejectControlCharacters(r.ExternalRef, "externalRef", errors);
         RejectControlCharacters(r.Source?.Description, "source.description", errors);
         RejectControlCharacters(r.Source?.ProtectedIdentity, "source.protectedIdentity", errors);
-        foreach (var actor in r.Actors ?? [])
-        {
-            RejectControlCharacters(actor, "actors", errors);
-        }
-
         if (r.Language is not null && !LanguageTag().IsMatch(r.Language))
         {
             errors["language"] = [$"'{r.Language}' is not a language tag such as en, fr or sg"];
@@ -122,10 +117,8 @@ internal static partial class ReportRules
     }
 
     /// <summary>
-    /// Text must be text: control characters other than tab and line breaks (NUL above all, which PostgreSQL cannot store
-    /// and SQLite would keep) and halves of a UTF-16 surrogate pair are refused, naming the first one and where it is.
+    /// A report's actors, or those a releaser gives a sanitised copy: at most 20, each 1 to 200 characters of text.
     /// </summary>
-    /// <summary>A report's actors, or those a releaser gives a sanitised copy: at most 20, each 1 to 200 characters.</summary>
     public static void CheckActors(IReadOnlyList<string>? actors, Dictionary<string, string[]> errors)
     {
         if (actors is null)
@@ -141,8 +134,19 @@ internal static partial class ReportRules
         {
             errors["actors"] = [$"each actor must be 1 to {MaxActorLength} characters, without '|'"];
         }
+        else
+        {
+            foreach (var actor in actors)
+            {
+                RejectControlCharacters(actor, "actors", errors);
+            }
+        }
     }
 
+    /// <summary>
+    /// Text must be text: control characters other than tab and line breaks (NUL above all, which PostgreSQL cannot store
+    /// and SQLite would keep) and halves of a UTF-16 surrogate pair are refused, naming the first one and where it is.
+    /// </summary>
     public static void RejectControlCharacters(string? text, string field, Dictionary<string, string[]> errors)
     {
         if (text is not null && !errors.ContainsKey(field) && ControlCharacterProblem(text) is { } problem)
