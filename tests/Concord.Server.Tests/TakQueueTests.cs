@@ -194,6 +194,34 @@ public sealed class TakQueueTests
     }
 
     [Fact]
+    public async Task The_opening_picture_counts_as_written_only_once_the_writer_wrote_it_and_never_when_the_session_ends_first()
+    {
+        // A device's access is recorded as told only when its withdrawals are on the wire: queued is not sent.
+        var wire = new Wire();
+        await using var session = Session(wire, positionQueue: 4, alertQueue: 8);
+        await session.SendWaitingAsync(Item("withdraw", droppable: false));
+        await session.SendWaitingAsync(Item("picture", droppable: false));
+        var written = session.WrittenAsync();
+        await Task.Delay(100);
+        Assert.False(written.IsCompleted);
+
+        var writer = session.WriteLoopAsync();
+        Assert.True(await written.WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.Equal("withdraw;picture;", await wire.WaitForAsync(2));
+
+        // Narrowed access drops what was queued: it was never written, and is not said to be.
+        await using var narrowed = Session(new Wire(), positionQueue: 4, alertQueue: 8);
+        await narrowed.SendWaitingAsync(Item("withdraw", droppable: false));
+        var never = narrowed.WrittenAsync();
+        narrowed.StopSending("access narrowed", TimeSpan.FromSeconds(30), dropQueued: true);
+        Assert.False(await never.WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.False(await narrowed.WrittenAsync());
+
+        session.Close("test over");
+        await writer.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
     public async Task The_initial_picture_leaves_room_for_live_alerts()
     {
         var wire = new Wire();

@@ -201,6 +201,9 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         }
 
         await device.SendAsync(Drawing(limit));
+        // A deletion carries a uid of its own, remembered as an item's: past the limit it waits for the next minute too.
+        await device.SendAsync($"<event version='2.0' uid='{prefix}delete' type='t-x-d-d' time='{Now()}' start='{Now()}' stale='{Now(60)}' how='h-e'>" +
+            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{prefix}1' relation='none' type='u-d-f'/><__forcedelete/></detail></event>");
         // An edit of one of its items still passes, and so does an emergency, never held back; events of one connection
         // are handled in order.
         await device.SendAsync(Drawing(0, at: 1));
@@ -210,7 +213,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         var (sawOverLimit, sawEdit) = (false, false);
         Assert.NotNull(await watcher.WaitForAsync(e =>
         {
-            sawOverLimit |= e.Uid == prefix + limit;
+            sawOverLimit |= e.Uid == prefix + limit || e.Uid == prefix + "delete";
             sawEdit |= e.Uid == prefix + "0" && e.Detail.Remarks == "item 0 at 1";
             return e.Uid == alert;
         }, TimeSpan.FromSeconds(30)));

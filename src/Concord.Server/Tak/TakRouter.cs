@@ -500,8 +500,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // Each new item (marker, drawing, message) is remembered by the replay check: a device inventing uids as fast as it
         // can send would grow the server's memory. A person places a few a minute; a device past the limit is refused new
         // ones until the minute is over (edits of its items still pass). Emergencies and CASEVAC requests count apart, against
-        // a minute of their own that no person reaches: another item never holds one back.
-        if (route != Route.Position && e.Type != CotMapping.DeleteType && !_latest.ContainsKey(e.Uid))
+        // a minute of their own that no person reaches: another item never holds one back. A deletion counts as a new item:
+        // devices give each one a uid of its own, remembered as any other (and asked of the store before it passes).
+        if (route != Route.Position && !_latest.ContainsKey(e.Uid))
         {
             if (!CotMapping.IsAlert(e.Type) && !from.TakeNewItem(now))
             {

@@ -294,7 +294,12 @@ internal sealed class TakServer(
             var told = await SettledAsync(router.Told, stoppingToken);
             await SendInitialAsync(session, stoppingToken);
             session.Opened = true;
-            await RecordAccessAsync(session, told, stoppingToken);
+            // Recorded once the withdrawals and the picture are on the wire: a device cut with them still queued (a slow
+            // link, access narrowed meanwhile, which drops them) keeps the access recorded before, and is told again.
+            if (await session.WrittenAsync())
+            {
+                await RecordAccessAsync(session, told, stoppingToken);
+            }
         }
         catch (OperationCanceledException)
         {
@@ -845,7 +850,7 @@ internal sealed class TakServer(
     /// read yet) keeps the position recorded before, which withdraws no less.</param>
     private async Task RecordAccessAsync(TakSession session, long? told, CancellationToken cancellationToken)
     {
-        if (session.Certificate.StartsWith("tcp:", StringComparison.Ordinal) || session.Closing.IsCancellationRequested)
+        if (session.Certificate.StartsWith("tcp:", StringComparison.Ordinal) || session.Closing.IsCancellationRequested || session.Draining)
         {
             return;
         }

@@ -84,6 +84,12 @@ internal sealed class TakSession : IAsyncDisposable
     private int _positionCount;
     private int _alertCount;
     private long _dropped;
+
+    // Alerts ever queued, and ever written and flushed to the stream (by the writer; the alerts of its current batch are
+    // counted once that batch is written).
+    private long _alertsQueued;
+    private long _alertsWritten;
+    private long _batchAlerts;
     private long _unwritable;
     private volatile bool _protobuf;
     private int _malformedLogged;
@@ -365,6 +371,7 @@ internal sealed class TakSession : IAsyncDisposable
         {
             _alerts.Enqueue(item);
             Interlocked.Add(ref _queuedBytes, item.Xml.Length);
+            Interlocked.Increment(ref _alertsQueued);
             return true;
         }
 
@@ -435,6 +442,27 @@ internal sealed class TakSession : IAsyncDisposable
             Interlocked.Decrement(ref _positionCount);
             Interlocked.Add(ref _queuedBytes, -position.Xml.Length);
         }
+    }
+
+    /// <summary>
+    /// True once every alert queued before the call (an opening picture and its withdrawals) has been written to the
+    /// device's connection; false when the session closes or begins its end first, its queue dropped or not written.
+    /// One caller at a time, and not while <see cref="SendWaitingAsync"/> waits (the opening picture calls both in turn).
+    /// </summary>
+    public async Task<bool> WrittenAsync()
+    {
+        var queued = Interlocked.Read(ref _alertsQueued);
+        while (!_closing.IsCancellationRequested && _closeWhenWritten is null)
+        {
+            if (Interlocked.Read(ref _alertsWritten) >= queued)
+            {
+                return true;
+            }
+
+            await _room.WaitAsync();
+        }
+
+        return false;
     }
 
     /// <summary>True once <see cref="StopSending"/> was called: the session is on its way out.</summary>
@@ -535,6 +563,9 @@ internal sealed class TakSession : IAsyncDisposable
                 }
 
                 buffer.ResetWrittenCount();
+                Interlocked.Add(ref _alertsWritten, _batchAlerts);
+                _batchAlerts = 0;
+                _room.Ring();
             }
         }
         catch (OperationCanceledException)
@@ -606,6 +637,7 @@ internal sealed class TakSession : IAsyncDisposable
         {
             Interlocked.Decrement(ref _alertCount);
             Interlocked.Add(ref _queuedBytes, -alert.Xml.Length);
+            _batchAlerts++;
             return alert;
         }
 
