@@ -489,6 +489,39 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task Properties_of_the_wrong_kind_are_named_instead_of_read_as_missing()
+    {
+        // Actors given as one string were imported as none, a category given as an object was "required": a value that is
+        // there but of another kind is named with its path, and the feature is rejected alone.
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        string Feature(string id, string properties) =>
+            $$"""{ "type": "Feature", {{id}} "geometry": { "type": "Point", "coordinates": [21.41, 5.15] }, "properties": {{properties}} }""";
+        var ok = $"\"observedAt\": \"2025-07-02\", \"category\": \"poc\", \"narrative\": \"{tag}";
+        var geojson = "{ \"type\": \"FeatureCollection\", \"features\": [" + string.Join(",\n", [
+            Feature($"\"id\": \"{tag}-1\",", $$"""{ {{ok}} 1", "category": { "code": "poc" } }"""),
+            Feature($"\"id\": \"{tag}-2\",", $$"""{ {{ok}} 2", "actors": "Armed group" }"""),
+            Feature($"\"id\": \"{tag}-3\",", $$"""{ {{ok}} 3", "actors": ["Armed group", 5] }"""),
+            Feature($"\"id\": \"{tag}-4\",", $$"""{ "observedAt": "2025-07-02", "category": "poc", "narrative": true }"""),
+            Feature($"\"id\": \"{tag}-5\",", "[]"),
+            Feature("\"id\": { \"n\": 6 },", $$"""{ {{ok}} 6" }"""),
+            Feature($"\"id\": \"{tag}-7\",", $$"""{ {{ok}} 7", "actors": null, "language": "fr" }"""),
+        ]) + "] }";
+
+        var (status, summary) = await ImportAsync("ocha", $"format=geojson&source=kinds-{tag}&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(1, summary.GetProperty("created").GetInt32());
+        var rejected = summary.GetProperty("rejectedRows").EnumerateArray().ToDictionary(r => r.GetProperty("line").GetInt32(), r => r.GetProperty("reason").GetString()!);
+        Assert.Equal("properties.category is an object, not text", rejected[1]);
+        Assert.Equal("properties.actors is text, not an array of names", rejected[2]);
+        Assert.Equal("properties.actors[1] is a number, not a name", rejected[3]);
+        Assert.Equal("properties.narrative is true, not text", rejected[4]);
+        Assert.Equal("feature.properties is an array, not an object", rejected[5]);
+        Assert.Equal("feature.id is an object, not text", rejected[6]);
+        Assert.Equal([1, 2, 3, 4, 5, 6], rejected.Keys.Order());
+    }
+
+    [Fact]
     public async Task A_feature_holding_half_a_surrogate_pair_is_rejected_alone_and_whole_numbers_may_carry_a_fraction()
     {
         // "\ud83d" is valid JSON (an emoji cut in two by a serialiser) but no text: it ended the whole import with a 500.

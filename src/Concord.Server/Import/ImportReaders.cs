@@ -382,6 +382,22 @@ internal static class GeoJsonReader
     /// <summary>A feature's source reference: the dataset's name (with <c>:</c> written <c>%3A</c>) and the feature's id.</summary>
     public static string ReferenceOf(string source, string id) => $"{Dataset}:{source.Replace(":", "%3A", StringComparison.Ordinal)}:{id}";
 
+    /// <summary>Why <paramref name="name"/> of <paramref name="e"/> cannot be read as text (an object, an array, true or false), or null.</summary>
+    private static string? WrongKind(JsonElement e, string name, string path) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind is JsonValueKind.Object or JsonValueKind.Array or JsonValueKind.True or JsonValueKind.False
+            ? $"{path} is {Kind(v)}, not text"
+            : null;
+
+    private static string Kind(JsonElement e) => e.ValueKind switch
+    {
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "text",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => e.GetRawText(),
+        _ => "null",
+    };
+
     /// <summary>Features are numbered from 1 in place of lines.</summary>
     private static ImportRow Map(int n, JsonElement feature, MarkingDto? marking, string source)
     {
@@ -417,7 +433,19 @@ internal static class GeoJsonReader
             return new ImportRow(n, null, $"geometry.coordinates [{coordinates[0].GetRawText()}, {coordinates[1].GetRawText()}] are not finite numbers");
         }
 
-        var properties = feature.TryGetProperty("properties", out var p) && p.ValueKind == JsonValueKind.Object ? p : default;
+        if (feature.TryGetProperty("properties", out var given) && given.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
+        {
+            return new ImportRow(n, null, $"feature.properties is {Kind(given)}, not an object");
+        }
+
+        var properties = given.ValueKind == JsonValueKind.Object ? given : default;
+        // A value of the wrong kind is named, not read as missing: a category given as an object would otherwise become
+        // "category is required", and actors given as one string would be imported as none.
+        if ((WrongKind(feature, "id", "feature.id") ?? WrongKind(properties, "id", "properties.id")) is { } wrongId)
+        {
+            return new ImportRow(n, null, wrongId);
+        }
+
         var id = Text(properties, "id") ?? Text(feature, "id");
         if (string.IsNullOrWhiteSpace(id))
         {
@@ -426,6 +454,27 @@ internal static class GeoJsonReader
 
         // A value that is there must read as one: "many" is not imported as no casualties, nor -1 ("unknown") as none.
         var errors = new List<string>();
+        foreach (var name in (string[])["observedAt", "observedPrecision", "category", "narrative", "language", "reliability", "source"])
+        {
+            if (WrongKind(properties, name, "properties." + name) is { } wrong)
+            {
+                errors.Add(wrong);
+            }
+        }
+
+        JsonElement actorsGiven = default;
+        if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty("actors", out actorsGiven) && actorsGiven.ValueKind != JsonValueKind.Null)
+        {
+            if (actorsGiven.ValueKind != JsonValueKind.Array)
+            {
+                errors.Add($"properties.actors is {Kind(actorsGiven)}, not an array of names");
+            }
+            else if (actorsGiven.EnumerateArray().Select((a, i) => (a, i)).FirstOrDefault(x => x.a.ValueKind != JsonValueKind.String) is { a.ValueKind: not JsonValueKind.Undefined } notName)
+            {
+                errors.Add($"properties.actors[{notName.i}] is {Kind(notName.a)}, not a name");
+            }
+        }
+
         DateTimeOffset? observed = null;
         if (Text(properties, "observedAt") is { } observedText)
         {
@@ -455,10 +504,10 @@ internal static class GeoJsonReader
         }
 
         var precision = 1000.0;
-        if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty("precisionMeters", out var given) && given.ValueKind != JsonValueKind.Null
+        if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty("precisionMeters", out var givenPrecision) && givenPrecision.ValueKind != JsonValueKind.Null
             && !(double.TryParse(Text(properties, "precisionMeters"), NumberStyles.Float, CultureInfo.InvariantCulture, out precision) && double.IsFinite(precision)))
         {
-            errors.Add($"properties.precisionMeters {given.GetRawText()} must be a number of metres");
+            errors.Add($"properties.precisionMeters {givenPrecision.GetRawText()} must be a number of metres");
         }
 
         var killed = Int(properties, "killed");
@@ -491,9 +540,7 @@ internal static class GeoJsonReader
                 Int(properties, "injured") is { } injured ? new CasualtyRange(null, injured, null) : null),
             Narrative = Text(properties, "narrative"),
             Language = Text(properties, "language") ?? "en",
-            Actors = properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty("actors", out var actors) && actors.ValueKind == JsonValueKind.Array
-                ? actors.EnumerateArray().Where(a => a.ValueKind == JsonValueKind.String).Select(a => a.GetString()!).ToList()
-                : null,
+            Actors = actorsGiven.ValueKind == JsonValueKind.Array ? actorsGiven.EnumerateArray().Select(a => a.GetString()!).ToList() : null,
             Source = new SourceInput(Text(properties, "reliability") ?? "F", Int(properties, "credibility") ?? 6, Text(properties, "source"), null),
             Marking = marking,
             ExternalRef = externalRef,

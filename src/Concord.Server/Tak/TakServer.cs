@@ -51,6 +51,20 @@ internal sealed record TakOptions
     /// connection is closed at once, so that a flood cannot take every file handle the server has.
     /// </summary>
     public int MaxConnections { get; init; } = 4_000;
+
+    /// <summary>
+    /// Connections still in their TLS handshake (or, on plain TCP, not yet a session) held at once, of
+    /// <see cref="MaxConnections"/>: connections that never finish a handshake (15 s each) cannot take the places of
+    /// devices.
+    /// </summary>
+    public int MaxHandshakes { get; init; } = 1_000;
+
+    /// <summary>
+    /// Handshakes from one address at once: one host opening connections and never finishing them cannot take the
+    /// handshake places of the others. A real handshake takes well under a second, so even a gateway in front of a whole
+    /// company of devices reconnecting together stays far below it.
+    /// </summary>
+    public int MaxHandshakesPerAddress { get; init; } = 64;
 }
 
 /// <summary>
@@ -63,6 +77,11 @@ internal sealed class TakServer(
 {
     private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<Task> _connections = [];
+
+    // Connections not yet sessions, by address (under the lock of _connections); the refusals for it, for sampled logging.
+    private readonly Dictionary<IPAddress, int> _handshaking = [];
+    private int _handshakingCount;
+    private long _handshakesRefused;
 
     public int? BoundTlsPort { get; private set; }
 
@@ -185,16 +204,51 @@ internal sealed class TakServer(
                     continue;
                 }
 
-                _connections.Add(Task.Run(() => HandleAsync(client, tlsMode, stoppingToken), CancellationToken.None));
+                var address = (client.Client.RemoteEndPoint as IPEndPoint)?.Address ?? IPAddress.None;
+                var fromAddress = _handshaking.GetValueOrDefault(address);
+                if (_handshakingCount >= options.MaxHandshakes || fromAddress >= options.MaxHandshakesPerAddress)
+                {
+                    // Sampled: a flood of such connections must not become a flood of log lines.
+                    if (++_handshakesRefused is 1 or 10 or 100 || _handshakesRefused % 1000 == 0)
+                    {
+                        logger.LogWarning("TAK: {Count} connections are in their handshake, {FromAddress} of them from {Address} (at most {Max} and {MaxPerAddress}); a new one was closed ({Refused} so far)",
+                            _handshakingCount, fromAddress, address, options.MaxHandshakes, options.MaxHandshakesPerAddress, _handshakesRefused);
+                    }
+
+                    client.Dispose();
+                    continue;
+                }
+
+                _handshaking[address] = fromAddress + 1;
+                _handshakingCount++;
+                _connections.Add(Task.Run(() => HandleAsync(client, address, tlsMode, stoppingToken), CancellationToken.None));
             }
         }
     }
 
-    private async Task HandleAsync(TcpClient client, bool tlsMode, CancellationToken stoppingToken)
+    /// <summary>Gives back the handshake place of a connection from <paramref name="address"/>.</summary>
+    private void Handshaken(IPAddress address)
+    {
+        lock (_connections)
+        {
+            _handshakingCount--;
+            if (_handshaking[address] == 1)
+            {
+                _handshaking.Remove(address);
+            }
+            else
+            {
+                _handshaking[address]--;
+            }
+        }
+    }
+
+    private async Task HandleAsync(TcpClient client, IPAddress address, bool tlsMode, CancellationToken stoppingToken)
     {
         var remote = "?";
         Stream? stream = null;
         TakSession? session = null;
+        var handshaking = true;
         try
         {
             // Inside the try: a peer gone between the accept and here (a port scan) fails these, and must cost only itself.
@@ -246,6 +300,8 @@ internal sealed class TakServer(
             {
                 ReceiveOnly = !tlsMode,
             };
+            handshaking = false;
+            Handshaken(address);
             router.Attach(session);
             logger.LogInformation("TAK device of {User} connected from {Remote}", viewer.UserName, remote);
             var writer = session.WriteLoopAsync();
@@ -267,6 +323,11 @@ internal sealed class TakServer(
         }
         finally
         {
+            if (handshaking)
+            {
+                Handshaken(address);
+            }
+
             if (session is not null)
             {
                 router.Detach(session);
