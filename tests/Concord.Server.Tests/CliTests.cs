@@ -154,6 +154,19 @@ public abstract class CliTests : IAsyncLifetime
             Assert.False(await db.Members.AnyAsync());
             Assert.False(await db.Audit.AnyAsync(e => e.Entity == "demo"));
         }
+
+        // A real mission has a JOC of its own: that is not the demo's store either, and gets no demo areas or reports.
+        await Run(["org", "add", "--code", "JOC", "--name", "Joint Operations Centre", "--kind", "civilian", .. StoreArguments]);
+        var withJoc = await Run(["demo", "--seed-only", .. StoreArguments]);
+        Assert.Equal(1, withJoc.Exit);
+        Assert.Contains("holds organisations or members the demo did not make", withJoc.Errors, StringComparison.Ordinal);
+        await using (var scope = services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            Assert.False(await db.Areas.AnyAsync());
+            Assert.False(await db.Reports.AnyAsync());
+            Assert.False(await db.Members.AnyAsync());
+        }
     }
 
     [Fact]

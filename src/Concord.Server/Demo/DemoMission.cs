@@ -80,7 +80,12 @@ internal static class DemoMission
         await using (var scope = services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-            if (!await db.Organizations.AnyAsync(o => o.Code == "JOC", cancellationToken))
+            // The demo's own store is the one its seeding audited (or, made before that was audited, one holding all its
+            // members): a real mission's store with a JOC of its own is another mission, and gets no demo areas or reports.
+            var names = Members.Select(m => m.UserName).ToList();
+            var demoMade = await db.Audit.AnyAsync(e => e.Action == AuditActions.Administer && e.Entity == "demo" && e.Actor == Audits.SystemActor, cancellationToken)
+                || await db.Members.CountAsync(m => names.Contains(m.UserName), cancellationToken) == names.Count;
+            if (!demoMade)
             {
                 // A store holding another mission gets no demo organisations and no members with a printed password.
                 if (await db.Organizations.AnyAsync(cancellationToken) || await db.Members.AnyAsync(cancellationToken))
