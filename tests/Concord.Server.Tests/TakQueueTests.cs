@@ -83,6 +83,50 @@ public sealed class TakQueueTests
     }
 
     [Fact]
+    public async Task A_slow_device_is_written_only_the_latest_queued_event_of_each_uid_in_the_order_of_the_latest()
+    {
+        // A device keeps one thing per uid: a marker edited ten times while a slow link was busy goes out once, as it is
+        // now, and the edits it skipped free their places (a queue of 4 takes ten edits of one marker without cutting).
+        var wire = new Wire();
+        await using var session = Session(wire, positionQueue: 4, alertQueue: 4);
+        Assert.True(session.Send(Item("marker-0", droppable: false, uid: "marker"), ring: false));
+        Assert.True(session.Send(Item("drawing-0", droppable: false, uid: "drawing"), ring: false));
+        for (var i = 1; i < 10; i++)
+        {
+            Assert.True(session.Send(Item($"marker-{i}", droppable: false, uid: "marker"), ring: false));
+        }
+
+        // Without a uid (a chat message) nothing is superseded.
+        Assert.True(session.Send(Item("chat", droppable: false), ring: false));
+        Assert.Null(session.CloseReason);
+        Assert.Equal(9, session.Superseded);
+        var written = session.WrittenAsync();
+
+        var writer = session.WriteLoopAsync();
+        session.Ring();
+        Assert.Equal("drawing-0;marker-9;chat;", await wire.WaitForAsync(3));
+        Assert.True(await written.WaitAsync(TimeSpan.FromSeconds(5)));
+
+        // Once written, a newer edit goes out again.
+        Assert.True(session.Send(Item("marker-10", droppable: false, uid: "marker")));
+        Assert.Equal("drawing-0;marker-9;chat;marker-10;", await wire.WaitForAsync(4));
+        Assert.Equal(9, session.Superseded);
+        session.Close("test over");
+        await writer.WaitAsync(TimeSpan.FromSeconds(5));
+
+        // Skipped edits leave the queue only as the writer passes them: a flood towards a device that is not writing is
+        // bounded at four entries per place, and cuts it as a full queue does.
+        await using var flooded = Session(new Wire(), positionQueue: 4, alertQueue: 2);
+        for (var i = 0; i < 8; i++)
+        {
+            Assert.True(flooded.Send(Item($"edit-{i}", droppable: false, uid: "marker"), ring: false));
+        }
+
+        Assert.False(flooded.Send(Item("edit-8", droppable: false, uid: "marker"), ring: false));
+        Assert.Equal("too slow: its alert queue is full", flooded.CloseReason);
+    }
+
+    [Fact]
     public async Task A_device_whose_alert_queue_is_full_is_cut()
     {
         var wire = new Wire();
@@ -276,8 +320,8 @@ public sealed class TakQueueTests
     private static TakSession Session(Stream wire, int positionQueue, int alertQueue, int maxQueuedBytes = TakSession.DefaultMaxQueuedBytes) =>
         new(wire, Viewers.OfForce("patrol", 0), "certificate", "test", Unclassified, CancellationToken.None, positionQueue, alertQueue, maxQueuedBytes);
 
-    private static Outbound Item(string text, bool droppable) =>
-        new(Encoding.UTF8.GetBytes(text + ";\n"), () => throw new InvalidOperationException("XML only"), droppable);
+    private static Outbound Item(string text, bool droppable, string? uid = null) =>
+        new(Encoding.UTF8.GetBytes(text + ";\n"), () => throw new InvalidOperationException("XML only"), droppable) { Uid = uid };
 
     /// <summary>A write-only stream that records what the session wrote, one item per line.</summary>
     private sealed class Wire : Stream

@@ -110,7 +110,7 @@ internal static class CotMapping
 
     /// <summary>An incident as it goes out to devices (never dropped), marked as <paramref name="markings"/> labels it.</summary>
     public static Outbound Outgoing(Incident incident, Access.MarkingFormat markings, DateTimeOffset now) =>
-        new(ToCot(incident, markings.ToDto(incident).Label!, Sharing.Tlps.Label(incident.Tlp), now), droppable: false);
+        new(ToCot(incident, markings.ToDto(incident).Label!, Sharing.Tlps.Label(incident.Tlp), now), droppable: false) { Uid = IncidentUidPrefix + incident.Id.ToString("D") };
 
     /// <summary>Tells devices to remove an incident (t-x-d-d with its uid), never dropped.</summary>
     public static Outbound Withdrawal(Guid incidentId, DateTimeOffset now) =>

@@ -749,9 +749,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     public Outbound Stamped(CotEvent e, ReadOnlyMemory<byte> raw, MarkingDefault marking, bool droppable)
     {
         var stamp = time.GetUtcNow().UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+        // Alerts carry their uid, so that a slow device's queue keeps only the latest edit of a marker or drawing.
+        var uid = droppable ? null : e.Uid;
         return RawStamp.TryInsert(raw.Span, marking.Label, FlowTag, stamp) is { } xml
-            ? new Outbound(xml, () => Stamp(e, marking), droppable)
-            : new Outbound(Stamp(e, marking), droppable);
+            ? new Outbound(xml, () => Stamp(e, marking), droppable) { Uid = uid }
+            : new Outbound(Stamp(e, marking), droppable) { Uid = uid };
     }
 
     public CotEvent Stamp(CotEvent e, MarkingDefault marking)

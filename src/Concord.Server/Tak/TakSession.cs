@@ -35,6 +35,13 @@ internal sealed class Outbound
     /// <summary>The answer to a protocol request: sent as XML, after which the session speaks TAK protocol v1.</summary>
     public bool SwitchesToProtobuf { get; init; }
 
+    /// <summary>
+    /// The uid of what this event is the latest state of (an item, an incident), or null. A device keeps one thing per
+    /// uid, the latest event's: so an alert still queued for a device when a newer one of the same uid is queued is not
+    /// written at all, and a slow link carries each thing's latest state rather than every edit on the way to it.
+    /// </summary>
+    public string? Uid { get; init; }
+
     public byte[] Xml => _xml ??= Serialize(Event);
 
     public byte[] Protobuf => _protobuf ??= TakFraming.EncodeStreamFrame(Event.ToTakMessage());
@@ -71,7 +78,10 @@ internal sealed class TakSession : IAsyncDisposable
     // Lock-free queues: the router (one thread per sending device) queues while the writer drains; with locked queues
     // the two spun on each queue's lock for a third of their time under load.
     private readonly ConcurrentQueue<Outbound> _control = new();
-    private readonly ConcurrentQueue<Outbound> _alerts = new();
+    private readonly ConcurrentQueue<Queued> _alerts = new();
+
+    // The alert queued last for each uid that has one still queued (Outbound.Uid).
+    private readonly ConcurrentDictionary<string, Queued> _queuedByUid = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<Outbound> _positions = new();
     private int _controlCount;
     private readonly Doorbell _doorbell = new();
@@ -90,6 +100,11 @@ internal sealed class TakSession : IAsyncDisposable
     private long _alertsQueued;
     private long _alertsWritten;
     private long _batchAlerts;
+    private long _superseded;
+
+    // Alerts in the queue, superseded ones included (which _alertCount no longer counts), and the most of those per place.
+    private int _alertEntries;
+    private const int MaxEntriesPerAlert = 4;
     private long _unwritable;
     private volatile bool _protobuf;
     private int _malformedLogged;
@@ -130,6 +145,9 @@ internal sealed class TakSession : IAsyncDisposable
 
     /// <summary>Events skipped because they could not be written in this device's format.</summary>
     public long Unwritable => Interlocked.Read(ref _unwritable);
+
+    /// <summary>Alerts not written because a newer event of the same uid was queued after them (<see cref="Outbound.Uid"/>).</summary>
+    public long Superseded => Interlocked.Read(ref _superseded);
 
     public CancellationToken Closing => _closing.Token;
 
@@ -367,16 +385,106 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>Queues an alert if its queue holds fewer than <paramref name="limit"/> (by default, its length).</summary>
     private bool TryQueueAlert(Outbound item, int? limit = null)
     {
+        // Superseded alerts leave the count at once but the queue only when the writer passes them: a flood of edits of
+        // one marker towards a link slower than the flood is bounded here (a session's last events are not).
+        if (limit != int.MaxValue && Volatile.Read(ref _alertEntries) >= MaxEntriesPerAlert * (long)_alertQueue)
+        {
+            return false;
+        }
+
         if (Interlocked.Increment(ref _alertCount) <= (limit ?? _alertQueue))
         {
-            _alerts.Enqueue(item);
+            var queued = new Queued(item);
+            Interlocked.Increment(ref _alertEntries);
+            _alerts.Enqueue(queued);
             Interlocked.Add(ref _queuedBytes, item.Xml.Length);
             Interlocked.Increment(ref _alertsQueued);
+            if (item.Uid is { } uid)
+            {
+                Supersede(uid, queued);
+            }
+
             return true;
         }
 
         Interlocked.Decrement(ref _alertCount);
         return false;
+    }
+
+    /// <summary>Makes <paramref name="queued"/> the latest of <paramref name="uid"/>, and gives up the one before if still queued.</summary>
+    private void Supersede(string uid, Queued queued)
+    {
+        Remember(uid, queued);
+
+        // Taken by the writer before it was remembered: forgotten again, or it would stay until the uid's next event.
+        if (Volatile.Read(ref queued.State) != Queued.Waiting)
+        {
+            _queuedByUid.TryRemove(KeyValuePair.Create(uid, queued));
+        }
+    }
+
+    private void Remember(string uid, Queued queued)
+    {
+        while (true)
+        {
+            if (_queuedByUid.TryGetValue(uid, out var previous))
+            {
+                if (!_queuedByUid.TryUpdate(uid, queued, previous))
+                {
+                    continue;
+                }
+
+                // Taken by the writer meanwhile (or dropped), it is no longer queued: nothing to give up.
+                if (Interlocked.CompareExchange(ref previous.State, Queued.Superseded, Queued.Waiting) == Queued.Waiting)
+                {
+                    Interlocked.Decrement(ref _alertCount);
+                    Interlocked.Add(ref _queuedBytes, -previous.Item.Xml.Length);
+                    // Counted as written: what it said goes out in the newer event.
+                    Interlocked.Increment(ref _alertsWritten);
+                    Interlocked.Increment(ref _superseded);
+                    _room.Ring();
+                }
+
+                return;
+            }
+
+            if (_queuedByUid.TryAdd(uid, queued))
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Takes <paramref name="queued"/> off the queue's count; false when it was superseded (already off the count, not
+    /// to be written).
+    /// </summary>
+    private bool Take(Queued queued)
+    {
+        if (Interlocked.CompareExchange(ref queued.State, Queued.Taken, Queued.Waiting) != Queued.Waiting)
+        {
+            return false;
+        }
+
+        Interlocked.Decrement(ref _alertCount);
+        Interlocked.Add(ref _queuedBytes, -queued.Item.Xml.Length);
+        if (queued.Item.Uid is { } uid)
+        {
+            _queuedByUid.TryRemove(KeyValuePair.Create(uid, queued));
+        }
+
+        return true;
+    }
+
+    /// <summary>An alert in a session's queue: waiting, taken by the writer (or dropped), or superseded by a newer one.</summary>
+    private sealed class Queued(Outbound item)
+    {
+        public const int Waiting = 0;
+        public const int Taken = 1;
+        public const int Superseded = 2;
+
+        public readonly Outbound Item = item;
+        public int State;
     }
 
     /// <summary>Wakes the writer for what was queued without ringing.</summary>
@@ -433,8 +541,8 @@ internal sealed class TakSession : IAsyncDisposable
     {
         while (_alerts.TryDequeue(out var alert))
         {
-            Interlocked.Decrement(ref _alertCount);
-            Interlocked.Add(ref _queuedBytes, -alert.Xml.Length);
+            Interlocked.Decrement(ref _alertEntries);
+            Take(alert);
         }
 
         while (_positions.TryDequeue(out var position))
@@ -633,12 +741,14 @@ internal sealed class TakSession : IAsyncDisposable
             return answer;
         }
 
-        if (_alerts.TryDequeue(out var alert))
+        while (_alerts.TryDequeue(out var alert))
         {
-            Interlocked.Decrement(ref _alertCount);
-            Interlocked.Add(ref _queuedBytes, -alert.Xml.Length);
-            _batchAlerts++;
-            return alert;
+            Interlocked.Decrement(ref _alertEntries);
+            if (Take(alert))
+            {
+                _batchAlerts++;
+                return alert.Item;
+            }
         }
 
         if (_positions.TryDequeue(out var position))
