@@ -27,7 +27,8 @@ internal static class AuditEndpoints
     private static readonly string[] Parameters = ["record", "member", "action", "from", "to", "after", "limit"];
 
     /// <summary>The audit is marked like any record: an auditor sees the entries at or below their clearance whose caveats they hold.</summary>
-    private static async Task<Results<Ok<AuditPage>, ProblemHttpResult>> Query(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings)
+    private static async Task<Results<Ok<AuditPage>, ProblemHttpResult>> Query(HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, AuditWriter audit,
+        TimeProvider time)
     {
         var q = context.Request.Query;
         var times = new QueryReader(q);
@@ -84,7 +85,20 @@ internal static class AuditEndpoints
         }
 
         var rows = await entries.OrderBy(a => a.ChainIndex).Take(limit + 1).ToListAsync(context.RequestAborted);
-        var items = rows.Take(limit).Select(a => new AuditEntryDto(a.ChainIndex, new DateTimeOffset(a.At, TimeSpan.Zero), a.Actor, a.Action, a.Entity, a.EntityId, a.Detail, markings.Scheme.Label(a.Classification), markings.Caveats.CodesOf(a.Caveats), a.Hash)).ToList();
+        var page = rows.Take(limit).ToList();
+        var items = page.Select(a => new AuditEntryDto(a.ChainIndex, new DateTimeOffset(a.At, TimeSpan.Zero), a.Actor, a.Action, a.Entity, a.EntityId, a.Detail, markings.Scheme.Label(a.Classification), markings.Caveats.CodesOf(a.Caveats), a.Hash)).ToList();
+
+        // Reading the log is an access like any other, and the one that watches the others: on record before the answer
+        // leaves, with what was asked and which entries were seen, marked as the most sensitive of them (an auditor who may
+        // not see those entries does not learn that someone looked at them).
+        var marking = page.Aggregate(AuditMarking.None, (m, a) => m.With(new AuditMarking(a.Classification, a.Caveats)));
+        await audit.RecordAsync(Audits.Entry(viewer, AuditActions.Read, "audit", null, marking, time.GetUtcNow().UtcDateTime, Audits.Detail(new
+        {
+            query = context.Request.QueryString.Value,
+            entries = page.Count,
+            first = page.FirstOrDefault()?.ChainIndex,
+            last = page.LastOrDefault()?.ChainIndex,
+        })), context.RequestAborted);
         return TypedResults.Ok(new AuditPage(items, rows.Count > limit ? rows[limit - 1].ChainIndex : null));
     }
 }
