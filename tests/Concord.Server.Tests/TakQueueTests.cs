@@ -209,6 +209,35 @@ public sealed class TakQueueTests
     }
 
     [Fact]
+    public async Task An_event_sent_as_the_access_narrows_is_dropped_or_refused_never_written_after_the_last_events()
+    {
+        // Events routed under the old access race the cut: one that passed the session's check just before it must still
+        // be dropped with the queue, not queued after the withdrawals and written to a device that may no longer see it.
+        for (var round = 0; round < 300; round++)
+        {
+            var wire = new Wire();
+            // Positions: a full queue drops its oldest rather than cutting the device, so the senders go on until the cut.
+            await using var session = Session(wire, positionQueue: 1024, alertQueue: 8);
+            using var go = new ManualResetEventSlim();
+            var senders = Enumerable.Range(0, 2).Select(t => Task.Run(() =>
+            {
+                go.Wait();
+                for (var i = 0; session.Send(Item($"old{t}-{i}", droppable: true), ring: false); i++)
+                {
+                }
+            })).ToArray();
+            go.Set();
+            await Task.Delay(round % 3);
+            session.StopSending("access narrowed", TimeSpan.FromSeconds(30), dropQueued: true);
+            session.SendLast([Item("last", droppable: false)], dropQueued: true);
+            await Task.WhenAll(senders).WaitAsync(TimeSpan.FromSeconds(30));
+
+            await session.WriteLoopAsync().WaitAsync(TimeSpan.FromSeconds(5));
+            Assert.Equal("last;", await wire.WaitForAsync(1));
+        }
+    }
+
+    [Fact]
     public async Task A_session_on_its_way_out_closes_after_its_time_even_without_its_last_events()
     {
         await using var session = Session(new Wire(), positionQueue: 4, alertQueue: 2);

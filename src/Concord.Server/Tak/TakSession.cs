@@ -154,6 +154,9 @@ internal sealed class TakSession : IAsyncDisposable
     public string? CloseReason { get; private set; }
 
     private volatile string? _closeWhenWritten;
+
+    // Sends checking and queuing at this moment (see StopSending).
+    private int _sending;
     private volatile bool _lastQueued;
 
     public bool UsesProtobuf => _protobuf;
@@ -290,6 +293,21 @@ internal sealed class TakSession : IAsyncDisposable
     /// read) and then rings once, so that the device gets them in one write rather than in one write each.
     /// </summary>
     public bool Send(Outbound item, bool ring = true)
+    {
+        // Counted while it checks and queues: StopSending waits for sends under way before it drops the queues, so that an
+        // event that passed the check under the old access cannot be queued after the session's last events.
+        Interlocked.Increment(ref _sending);
+        try
+        {
+            return SendCounted(item, ring);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _sending);
+        }
+    }
+
+    private bool SendCounted(Outbound item, bool ring)
     {
         if (_closing.IsCancellationRequested || _closeWhenWritten is not null)
         {
@@ -499,12 +517,25 @@ internal sealed class TakSession : IAsyncDisposable
     {
         var limit = Math.Max(1, _alertQueue - (_alertQueue / 4));
         var bytes = _maxQueuedBytes - (_maxQueuedBytes / 4);
-        while (!_closing.IsCancellationRequested && _closeWhenWritten is null)
+        while (true)
         {
-            if (Interlocked.Read(ref _queuedBytes) + item.Xml.Length <= bytes && TryQueueAlert(item, limit))
+            Interlocked.Increment(ref _sending);
+            try
             {
-                Ring();
-                return;
+                if (_closing.IsCancellationRequested || _closeWhenWritten is not null)
+                {
+                    return;
+                }
+
+                if (Interlocked.Read(ref _queuedBytes) + item.Xml.Length <= bytes && TryQueueAlert(item, limit))
+                {
+                    Ring();
+                    return;
+                }
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _sending);
             }
 
             await _room.WaitAsync();
@@ -524,6 +555,10 @@ internal sealed class TakSession : IAsyncDisposable
         }
 
         _closeWhenWritten = reason;
+        Interlocked.MemoryBarrier();
+        // Sends that checked before the line above finish queuing first (they never wait), so the queues dropped below
+        // hold them too.
+        SpinWait.SpinUntil(() => Volatile.Read(ref _sending) == 0);
         // What is queued was queued under the old access (a backlog of a slow device: thousands of alerts, a thousand
         // positions): when that access was withdrawn or narrowed none of it is written, only the last events. A device
         // whose access only grew keeps its backlog (a teammate's emergency in it would otherwise be lost).
