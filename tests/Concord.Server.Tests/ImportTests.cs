@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Concord.Server.Tests;
 
@@ -238,6 +239,63 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(["FORCE", "FORCE", "OCHA", "OCHA"], forces.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("organization").GetString()).Order());
         var (_, incidents) = await server.ClientFor("joc").GetJson($"/api/incidents?q={tag}");
         Assert.Equal(2, incidents.GetProperty("items").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task A_reference_crafted_to_name_another_organisations_copy_does_not_take_its_place()
+    {
+        // Copies' ids hashed "reference@organisation": OCHA importing a feature whose id is "X@<FORCE's id>" took the id
+        // FORCE's copy of X would get, and FORCE's import of X was then refused as a clash.
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var force = await server.WithDbAsync(db => db.Organizations.Where(o => o.Code == "FORCE").Select(o => o.Id).SingleAsync());
+        string Collection(string id) => $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{id}}", "geometry": { "type": "Point", "coordinates": [20.67, 5.76] },
+                "properties": { "observedAt": "2025-08-01", "category": "poc", "narrative": "{{tag}} shared survey point" } } ] }
+            """;
+        var query = $"format=geojson&source=survey-{tag}&classification=UNCLASSIFIED&releasableTo=";
+
+        var (_, first) = await ImportAsync("joc", query + "org:JOC", Collection("X"), "application/geo+json");
+        var (_, crafted) = await ImportAsync("ocha", query + "org:OCHA", Collection($"X@{force:N}"), "application/geo+json");
+        var (_, copy) = await ImportAsync("force", query + "org:FORCE", Collection("X"), "application/geo+json");
+
+        Assert.Equal(1, first.GetProperty("created").GetInt32());
+        Assert.Equal(1, crafted.GetProperty("created").GetInt32());
+        Assert.Equal((1, 0), (copy.GetProperty("created").GetInt32(), copy.GetProperty("rejected").GetInt32()));
+    }
+
+    [Fact]
+    public async Task Copies_stored_under_the_id_copies_had_before_are_found_again()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var csv = $"""
+            event_id_cnty,event_date,year,time_precision,disorder_type,event_type,sub_event_type,actor1,actor2,admin1,location,latitude,longitude,geo_precision,source,notes,fatalities
+            CAF{tag}1,2024-06-02,2024,1,Political violence,Battles,Armed clash,Armed forces,UPC,Ouaka,Ippy,6.2500,21.2200,1,Radio Ndeke Luka,"{tag} soldiers and UPC exchanged fire, 4 killed.",4
+            """;
+        const string Query = "format=acled&classification=UNCLASSIFIED&releasableTo=";
+        var (_, first) = await ImportAsync("joc", Query + "org:JOC", csv, "text/csv");
+        var (_, copied) = await ImportAsync("force", Query + "org:FORCE", csv, "text/csv");
+        Assert.Equal(1, first.GetProperty("created").GetInt32());
+        Assert.Equal(1, copied.GetProperty("created").GetInt32());
+
+        // Make the store as a copy made before 2026-12-04 left it: under the id of "reference@organisation", with that
+        // request's hash.
+        var key = await server.Services.GetRequiredService<Data.DeploymentKeys>().SourceIdsAsync(CancellationToken.None);
+        var force = await server.WithDbAsync(db => db.Organizations.Where(o => o.Code == "FORCE").Select(o => o.Id).SingleAsync());
+        var row = Import.ImportReaders.Read(Import.ImportFormat.Acled, new StringReader(csv), new Access.MarkingDto("UNCLASSIFIED", ["org:FORCE"], []), "upload").Single().Report!;
+        var legacy = row with { Id = Reports.SourceIds.LegacyFor(key, force, row.ExternalRef!), Source = row.Source! with { Description = null } };
+        await server.WithDbAsync(async db =>
+        {
+            var copy = await db.Reports.Where(r => r.ExternalRef == row.ExternalRef && r.OrganizationId == force).Select(r => r.Id).SingleAsync();
+            await db.IncidentReports.Where(l => l.ReportId == copy).ExecuteUpdateAsync(u => u.SetProperty(l => l.ReportId, legacy.Id!.Value));
+            return await db.Reports.Where(r => r.Id == copy)
+                .ExecuteUpdateAsync(u => u.SetProperty(r => r.Id, legacy.Id!.Value).SetProperty(r => r.RequestHash, Reports.ReportIntake.Hash(legacy)));
+        });
+
+        var (_, again) = await ImportAsync("force", Query + "org:FORCE", csv, "text/csv");
+
+        Assert.Equal((0, 1, 0), (again.GetProperty("created").GetInt32(), again.GetProperty("skipped").GetInt32(), again.GetProperty("rejected").GetInt32()));
+        Assert.Equal([legacy.Id!.Value], await server.WithDbAsync(db => db.Reports.Where(r => r.ExternalRef == row.ExternalRef && r.OrganizationId == force).Select(r => r.Id).ToListAsync()));
     }
 
     [Fact]

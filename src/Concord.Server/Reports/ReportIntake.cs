@@ -139,7 +139,15 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
                     continue;
                 }
 
-                copies.Add((ready[k].Position, prepared.Entry with { SourceKeyed = true, SameRecordAs = ready[k].Entry.Report.Id }));
+                // A copy stored under the id copies had before is this organisation's copy: found there, not made twice.
+                var legacyCopy = request with { Id = SourceIds.LegacyFor(key!, author.OrganizationId, request.ExternalRef!) };
+                copies.Add((ready[k].Position, prepared.Entry with
+                {
+                    SourceKeyed = true,
+                    SameRecordAs = ready[k].Entry.Report.Id,
+                    LegacyId = legacyCopy.Id,
+                    LegacyHash = RequestHash(legacyCopy, sourceKeyed: true),
+                }));
                 copied.Add(k);
             }
         }
@@ -318,7 +326,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             AgreementId = @default?.AgreementId,
             AgreementVersion = @default?.AgreementVersion,
             ReceivedAt = now.UtcDateTime,
-            RequestHash = Hash(sourceKeyed && request.Source is { } described ? request with { Source = described with { Description = null } } : request),
+            RequestHash = RequestHash(request, sourceKeyed),
         };
         var incident = IncidentSummary.OpenFor(report, now.UtcDateTime);
         var link = new IncidentReport { IncidentId = incident.Id, ReportId = report.Id, Contribution = 1.0, LinkedAt = now.UtcDateTime };
@@ -332,6 +340,10 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
     }
 
     /// <summary>The request re-serialised in one canonical form, so whitespace and field order do not make a retry look different.</summary>
+    /// <summary>What a report keeps of its request to tell the same request again (an import's source description aside).</summary>
+    private static string RequestHash(CreateReport request, bool sourceKeyed) =>
+        Hash(sourceKeyed && request.Source is { } described ? request with { Source = described with { Description = null } } : request);
+
     internal static string Hash(CreateReport request) =>
         Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(request, JsonBody.Options)));
 }

@@ -25,8 +25,18 @@ internal static class SourceIds
     /// <summary>The id of the first copy of a source record.</summary>
     public static Guid Of(byte[] key, string externalRef) => Keyed(key, externalRef);
 
-    /// <summary>The id of an organisation's copy of a source record another organisation holds under <see cref="Of"/>.</summary>
-    public static Guid For(byte[] key, Guid organizationId, string externalRef) => Keyed(key, $"{externalRef}@{organizationId:N}");
+    /// <summary>
+    /// The id of an organisation's copy of a source record another organisation holds under <see cref="Of"/>. Its name
+    /// begins with NUL, which no stored reference holds (texts with control characters are refused), so no record's
+    /// <see cref="Of"/> can be a copy's id.
+    /// </summary>
+    public static Guid For(byte[] key, Guid organizationId, string externalRef) => Keyed(key, $"\0copy\0{organizationId:N}\0{externalRef}");
+
+    /// <summary>
+    /// The id copies had until 2026-12-04, looked up so that importing again finds them. A reference crafted as
+    /// <c>X@organisation</c> took it as its own <see cref="Of"/>, and the organisation's copy of X was refused as a clash.
+    /// </summary>
+    public static Guid LegacyFor(byte[] key, Guid organizationId, string externalRef) => Keyed(key, $"{externalRef}@{organizationId:N}");
 
     /// <summary>The id of a joint patrol's report (no source record has a name of this form).</summary>
     public static Guid OfPatrol(byte[] key, Guid patrolId) => Keyed(key, $"concord-patrol-report:{patrolId:N}");
