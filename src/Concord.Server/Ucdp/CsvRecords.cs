@@ -4,7 +4,7 @@ using System.Text;
 namespace Concord.Server.Ucdp;
 
 /// <summary>
-/// A streaming RFC 4180 CSV reader: quoted fields, doubled quotes, line breaks inside quotes, CRLF or LF.
+/// A streaming RFC 4180 CSV reader: quoted fields, doubled quotes, line breaks inside quotes, CRLF, LF or CR alone.
 /// It yields each record with the line it starts on and keeps only one record in memory.
 /// (Written here because the CsvHelper version served to this project changed its API; the format is small.)
 /// </summary>
@@ -115,7 +115,8 @@ internal static class CsvRecords
                 }
                 else
                 {
-                    if (ch == '\n')
+                    // A line ends with LF, CRLF or CR alone (old Mac spreadsheets): counted once each.
+                    if (ch == '\n' || (ch == '\r' && source.Peek() != '\n'))
                     {
                         line++;
                     }
@@ -252,14 +253,15 @@ internal static class CsvRecords
     private static string? Unclosed(StringBuilder raw, Source source)
     {
         var text = raw.ToString();
-        var end = text.IndexOf('\n', StringComparison.Ordinal);
-        if (end < 0 || end == text.Length - 1)
+        var end = text.AsSpan().IndexOfAny('\r', '\n');
+        var next = end < 0 ? -1 : end + (text[end] == '\r' && end + 1 < text.Length && text[end + 1] == '\n' ? 2 : 1);
+        if (end < 0 || next >= text.Length)
         {
             return null;
         }
 
-        source.PushBack(text[(end + 1)..]);
-        return text[..end].TrimEnd('\r');
+        source.PushBack(text[next..]);
+        return text[..end];
     }
 
     /// <summary>The first line's fields as well as they read, for the rejection's context.</summary>
