@@ -493,6 +493,35 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_change_to_a_member_that_races_a_change_of_what_the_member_holds_is_refused()
+    {
+        // An administrator may change only members who hold no more than they do, judged on the member as the request
+        // read it: a password reset read before a mission administrator raised the member (or reset it first) must not
+        // be stored over the member as it is now.
+        var name = "r" + Guid.NewGuid().ToString("N")[..8];
+        var (created, _) = await server.ClientFor("unpoladmin").PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+
+        foreach (var raise in new Func<Data.ConcordDb, Task<int>>[]
+        {
+            db => db.Members.Where(m => m.UserName == name).ExecuteUpdateAsync(u => u.SetProperty(m => m.Clearance, m => m.Clearance + 1)),
+            db => db.Members.Where(m => m.UserName == name).ExecuteUpdateAsync(u => u.SetProperty(m => m.Roles, "reporter,mission-admin")),
+            db => db.Members.Where(m => m.UserName == name).ExecuteUpdateAsync(u => u.SetProperty(m => m.SessionVersion, m => m.SessionVersion + 1)),
+        })
+        {
+            await using var scope = server.Services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<Data.ConcordDb>();
+            var read = await db.Members.SingleAsync(m => m.UserName == name);
+            var before = read.PasswordHash;
+            Assert.Equal(1, await server.WithDbAsync(raise));
+
+            read.SetPassword("taken-over-password");
+            await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => db.SaveChangesAsync());
+            Assert.Equal(before, await server.WithDbAsync(d => d.Members.Where(m => m.UserName == name).Select(m => m.PasswordHash).SingleAsync()));
+        }
+    }
+
+    [Fact]
     public async Task A_token_cannot_be_revoked_by_someone_else()
     {
         var (_, token) = await (await server.SignedInAsync("ocha")).PostJson("/api/me/tokens", new { name = "mine" });

@@ -125,6 +125,15 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
             e.ToTable("members");
             e.Ignore(m => m.RoleSet);
             e.Ignore(m => m.FeedName);
+            // Who may change a member is decided on what the member holds (an administrator may not change one who holds
+            // more than they do): a save checks that it still holds what the request read, so a change racing a raise in
+            // clearance or roles, or a password reset, is refused (409) rather than applied to the member as it now is.
+            e.Property(m => m.OrganizationId).IsConcurrencyToken();
+            e.Property(m => m.Roles).IsConcurrencyToken();
+            e.Property(m => m.Clearance).IsConcurrencyToken();
+            e.Property(m => m.Caveats).IsConcurrencyToken();
+            e.Property(m => m.Disabled).IsConcurrencyToken();
+            e.Property(m => m.SessionVersion).IsConcurrencyToken();
         });
         modelBuilder.Entity<AccessToken>(e =>
         {
