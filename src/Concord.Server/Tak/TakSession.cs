@@ -95,11 +95,8 @@ internal sealed class TakSession : IAsyncDisposable
     private int _alertCount;
     private long _dropped;
 
-    // Alerts ever queued, and ever written and flushed to the stream (by the writer; the alerts of its current batch are
-    // counted once that batch is written).
-    private long _alertsQueued;
-    private long _alertsWritten;
-    private long _batchAlerts;
+    // The markers of WrittenAsync the writer has passed in its current batch: done once that batch is written.
+    private readonly List<TaskCompletionSource<bool>> _batchMarkers = [];
     private long _superseded;
 
     // Alerts in the queue, superseded ones included (which _alertCount no longer counts), and the most of those per place.
@@ -414,12 +411,20 @@ internal sealed class TakSession : IAsyncDisposable
         {
             var queued = new Queued(item);
             Interlocked.Increment(ref _alertEntries);
-            _alerts.Enqueue(queued);
             Interlocked.Add(ref _queuedBytes, item.Xml.Length);
-            Interlocked.Increment(ref _alertsQueued);
             if (item.Uid is { } uid)
             {
-                Supersede(uid, queued);
+                // Queued and made the uid's latest in one step: two events of one uid queued at once (the opening picture
+                // and the live feed) must leave the later in the queue as the latest, never the earlier.
+                lock (_queuedByUid)
+                {
+                    _alerts.Enqueue(queued);
+                    Supersede(uid, queued);
+                }
+            }
+            else
+            {
+                _alerts.Enqueue(queued);
             }
 
             return true;
@@ -452,13 +457,12 @@ internal sealed class TakSession : IAsyncDisposable
                     continue;
                 }
 
-                // Taken by the writer meanwhile (or dropped), it is no longer queued: nothing to give up.
+                // Taken by the writer meanwhile (or dropped), it is no longer queued: nothing to give up. Its place is given
+                // up at once; its bytes only when the writer passes it (they are held until then: the byte bound is the
+                // memory bound).
                 if (Interlocked.CompareExchange(ref previous.State, Queued.Superseded, Queued.Waiting) == Queued.Waiting)
                 {
                     Interlocked.Decrement(ref _alertCount);
-                    Interlocked.Add(ref _queuedBytes, -previous.Item.Xml.Length);
-                    // Counted as written: what it said goes out in the newer event.
-                    Interlocked.Increment(ref _alertsWritten);
                     Interlocked.Increment(ref _superseded);
                     _room.Ring();
                 }
@@ -474,18 +478,18 @@ internal sealed class TakSession : IAsyncDisposable
     }
 
     /// <summary>
-    /// Takes <paramref name="queued"/> off the queue's count; false when it was superseded (already off the count, not
-    /// to be written).
+    /// Takes <paramref name="queued"/> (an event, not a marker) off the queue's count and bytes; false when it was
+    /// superseded (off the count already, its bytes now, not to be written).
     /// </summary>
     private bool Take(Queued queued)
     {
+        Interlocked.Add(ref _queuedBytes, -queued.Item!.Xml.Length);
         if (Interlocked.CompareExchange(ref queued.State, Queued.Taken, Queued.Waiting) != Queued.Waiting)
         {
             return false;
         }
 
         Interlocked.Decrement(ref _alertCount);
-        Interlocked.Add(ref _queuedBytes, -queued.Item.Xml.Length);
         if (queued.Item.Uid is { } uid)
         {
             _queuedByUid.TryRemove(KeyValuePair.Create(uid, queued));
@@ -494,14 +498,18 @@ internal sealed class TakSession : IAsyncDisposable
         return true;
     }
 
-    /// <summary>An alert in a session's queue: waiting, taken by the writer (or dropped), or superseded by a newer one.</summary>
-    private sealed class Queued(Outbound item)
+    /// <summary>
+    /// An alert in a session's queue (waiting, taken by the writer or dropped, or superseded by a newer one), or a marker of
+    /// <see cref="WrittenAsync"/> (no event: done when the writer has written everything queued before it).
+    /// </summary>
+    private sealed class Queued(Outbound? item, TaskCompletionSource<bool>? marker = null)
     {
         public const int Waiting = 0;
         public const int Taken = 1;
         public const int Superseded = 2;
 
-        public readonly Outbound Item = item;
+        public readonly Outbound? Item = item;
+        public readonly TaskCompletionSource<bool>? Marker = marker;
         public int State;
     }
 
@@ -577,7 +585,14 @@ internal sealed class TakSession : IAsyncDisposable
         while (_alerts.TryDequeue(out var alert))
         {
             Interlocked.Decrement(ref _alertEntries);
-            Take(alert);
+            if (alert.Marker is { } marker)
+            {
+                marker.TrySetResult(false);
+            }
+            else
+            {
+                Take(alert);
+            }
         }
 
         while (_positions.TryDequeue(out var position))
@@ -594,18 +609,25 @@ internal sealed class TakSession : IAsyncDisposable
     /// </summary>
     public async Task<bool> WrittenAsync()
     {
-        var queued = Interlocked.Read(ref _alertsQueued);
-        while (!_closing.IsCancellationRequested && _closeWhenWritten is null)
+        if (_closing.IsCancellationRequested || _closeWhenWritten is not null)
         {
-            if (Interlocked.Read(ref _alertsWritten) >= queued)
-            {
-                return true;
-            }
-
-            await _room.WaitAsync();
+            return false;
         }
 
-        return false;
+        // A marker in the alert queue, behind what was queued before it: the writer says when it has written up to it.
+        // (A count of alerts written would be moved by alerts queued later, and skipped ones, too.)
+        var marker = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Interlocked.Increment(ref _alertEntries);
+        _alerts.Enqueue(new Queued(null, marker));
+        Ring();
+        try
+        {
+            return await marker.Task.WaitAsync(_closing.Token) && _closeWhenWritten is null;
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+        {
+            return false;
+        }
     }
 
     /// <summary>True once <see cref="StopSending"/> was called: the session is on its way out.</summary>
@@ -674,6 +696,8 @@ internal sealed class TakSession : IAsyncDisposable
             {
                 if (!Fill(buffer))
                 {
+                    // Markers passed with nothing left to write: what was queued before them went out in earlier writes.
+                    CompleteMarkers();
                     if (_lastQueued && _closeWhenWritten is { } last)
                     {
                         Close(last);
@@ -706,9 +730,7 @@ internal sealed class TakSession : IAsyncDisposable
                 }
 
                 buffer.ResetWrittenCount();
-                Interlocked.Add(ref _alertsWritten, _batchAlerts);
-                _batchAlerts = 0;
-                _room.Ring();
+                CompleteMarkers();
             }
         }
         catch (OperationCanceledException)
@@ -779,9 +801,12 @@ internal sealed class TakSession : IAsyncDisposable
         while (_alerts.TryDequeue(out var alert))
         {
             Interlocked.Decrement(ref _alertEntries);
-            if (Take(alert))
+            if (alert.Marker is { } marker)
             {
-                _batchAlerts++;
+                _batchMarkers.Add(marker);
+            }
+            else if (Take(alert))
+            {
                 return alert.Item;
             }
         }
@@ -794,6 +819,16 @@ internal sealed class TakSession : IAsyncDisposable
         }
 
         return null;
+    }
+
+    private void CompleteMarkers()
+    {
+        foreach (var marker in _batchMarkers)
+        {
+            marker.TrySetResult(true);
+        }
+
+        _batchMarkers.Clear();
     }
 
     public async ValueTask DisposeAsync()
