@@ -43,6 +43,10 @@ internal static class AuditEndpoints
         // filter reads the log in order; entries are appended in time order.
         var notHeld = ~viewer.CaveatBits;
         var entries = db.Audit.AsNoTracking().Where(a => a.Classification <= viewer.Clearance && (a.Caveats & notHeld) == 0);
+        // An auditor's own reads of the log are not shown back to them (other auditors see them): each page would add
+        // one, and paging to the end would never end.
+        var self = viewer.MemberId;
+        entries = entries.Where(a => !(a.MemberId == self && a.Action == AuditActions.Read && a.Entity == "audit"));
         entries = from is { } f ? entries.Where(a => a.At >= f) : entries;
         entries = to is { } t ? entries.Where(a => a.At <= t) : entries;
         if (q["record"].ToString() is { Length: > 0 } recordText)
