@@ -1,4 +1,6 @@
+using Concord.Cot;
 using Concord.Server.Tak;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 
@@ -31,5 +33,83 @@ public sealed class TakRouterTests
         Assert.False(router.MayHaveAny(sent[(TakRouter.MaxRememberedIncidents / 10) - 1]));
         Assert.True(router.MayHaveAny(sent[TakRouter.MaxRememberedIncidents / 10]));
         Assert.True(router.MayHaveAny(sent[^1]));
+    }
+
+    [Fact]
+    public async Task An_event_stale_on_arrival_is_not_routed_and_the_log_says_why()
+    {
+        // A patrol's device whose clock runs ten minutes behind: each position it sends is stale (two minutes after its
+        // time) before it arrives. Nothing of it is routed, and the log tells the operators why their patrol is missing.
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
+        var log = new Lines();
+        var router = new TakRouter(null!, null!, null!, clock, log);
+        await using var device = new TakSession(new MemoryStream(), Viewers.OfForce("patrol", 0), "certificate", "device", new MarkingDefault(0, "mission", 0, "UNCLASSIFIED"),
+            CancellationToken.None);
+        var behind = clock.GetUtcNow().AddMinutes(-10);
+        var e = CotXml.Parse($"<event version='2.0' uid='ANDROID-behind' type='a-f-G-U-C' time='{behind:O}' start='{behind:O}' stale='{behind.AddMinutes(2):O}' how='m-g'>" +
+            "<point lat='4.36' lon='18.55' hae='0' ce='10' le='10'/><detail><contact callsign='VIPER 1' endpoint='*:-1:stcp'/></detail></event>");
+
+        await router.OnEventAsync(device, e);
+
+        Assert.Equal(1, router.Ignored);
+        var line = Assert.Single(log.Written);
+        Assert.Contains("ANDROID-behind", line, StringComparison.Ordinal);
+        Assert.Contains("stale on arrival (stale at 2026-12-04T11:52:00.0000000Z, the server's time 2026-12-04T12:00:00.0000000Z)", line, StringComparison.Ordinal);
+        Assert.Contains("device clock running behind", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_device_may_edit_its_items_600_times_a_minute_and_replays_cost_it_nothing()
+    {
+        // A drawing sent, then edited over and over (a device re-sending its items as fast as it can): each edit would go
+        // to every device, and a marker's to the store as a report.
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
+        var log = new Lines();
+        // The tracks in memory only, which the router asks who owns a uid (no store behind them).
+        using var tracks = new TrackStore(null!, null!, clock, NullLogger<TrackStore>.Instance);
+        var router = new TakRouter(null!, tracks, null!, clock, log);
+        await using var device = new TakSession(new MemoryStream(), Viewers.OfForce("patrol", 0), "certificate", "device", new MarkingDefault(0, "mission", 0, "UNCLASSIFIED"),
+            CancellationToken.None);
+        var edits = 0;
+        CotEvent Drawing()
+        {
+            var at = clock.GetUtcNow().AddSeconds(-50).AddMilliseconds(edits++);
+            return CotXml.Parse($"<event version='2.0' uid='drawing-1' type='u-d-f' time='{at:O}' start='{at:O}' stale='{at.AddDays(1):O}' how='h-e'>" +
+                "<point lat='4.36' lon='18.55' hae='0' ce='10' le='10'/><detail><contact callsign='Checkpoint line'/></detail></event>");
+        }
+
+        await router.OnEventAsync(device, Drawing());
+        for (var i = 0; i < TakRouter.MaxEditsPerMinute; i++)
+        {
+            var edit = Drawing();
+            await router.OnEventAsync(device, edit);
+            // The same edit again (a loop, a replay) is dropped by the replay check and does not count as an edit.
+            await router.OnEventAsync(device, edit);
+        }
+
+        var replays = router.Ignored;
+        await router.OnEventAsync(device, Drawing());
+        var refused = router.Ignored;
+        clock.Advance(TimeSpan.FromMinutes(1));
+        await router.OnEventAsync(device, Drawing());
+
+        Assert.Equal(TakRouter.MaxEditsPerMinute, replays);
+        Assert.Equal(replays + 1, refused);
+        Assert.Equal(refused, router.Ignored);
+        Assert.Contains($"more than {TakRouter.MaxEditsPerMinute} edits of items in a minute from one device", Assert.Single(log.Written), StringComparison.Ordinal);
+    }
+
+    /// <summary>The lines a router logs.</summary>
+    private sealed class Lines : ILogger<TakRouter>
+    {
+        public List<string> Written { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Written.Add(formatter(state, exception));
     }
 }

@@ -572,16 +572,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         var (_, report) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Incident the device opens with", marking: Api.Marking("UNCLASSIFIED", ["kind:military"])));
         var incident = report.GetProperty("incidentId").GetGuid();
         var uid = CotMapping.IncidentUidPrefix + incident;
-        var tak = server.Services.GetRequiredService<TakServer>();
-        var paused = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        tak.BeforeOpeningIncident = async id =>
-        {
-            if (id == incident && paused.TrySetResult())
-            {
-                await release.Task;
-            }
-        };
+        var (tak, paused, release) = PauseOpeningAt(incident);
         try
         {
             await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
@@ -606,6 +597,68 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             tak.BeforeOpeningIncident = null;
             release.TrySetResult();
         }
+    }
+
+    [Fact]
+    public async Task An_opening_picture_stops_when_its_device_goes()
+    {
+        // The picture is paused at a classified incident; the live feed sends a newer view of it meanwhile, which the
+        // picture would send again, read anew and audited, after its last incident. The device goes first: nothing more
+        // is read for it, so nothing more is recorded as read by its member.
+        var (_, report) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Classified incident of a device that leaves",
+            marking: Api.Marking("CONFIDENTIAL", ["kind:military"])));
+        var incident = report.GetProperty("incidentId").GetGuid();
+        var (tak, paused, release) = PauseOpeningAt(incident);
+        var member = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == "force").Select(m => m.Id).SingleAsync());
+        Task<int> OpeningReadsAsync() => server.WithDbAsync(db => db.Audit.CountAsync(a => a.MemberId == member && a.Action == AuditActions.Read
+            && a.Entity == "incident" && a.Detail.Contains("tak:opening") && a.Detail.Contains(incident.ToString())));
+        try
+        {
+            var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+            var sessions = server.SessionsOf(device).ToList();
+            await paused.Task.WaitAsync(TimeSpan.FromSeconds(15));
+            var (verified, _) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
+            Assert.Equal(HttpStatusCode.OK, verified.StatusCode);
+            Assert.NotNull(await device.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + incident && e.Detail.Remarks!.Contains("verified", StringComparison.Ordinal)));
+            await device.DisposeAsync();
+            for (var waited = System.Diagnostics.Stopwatch.StartNew(); !sessions.All(s => s.Closing.IsCancellationRequested); await Task.Delay(20))
+            {
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), "the server saw the device go");
+            }
+
+            var before = await OpeningReadsAsync();
+            release.SetResult();
+            // The session is detached once its opening picture has ended.
+            var router = server.Services.GetRequiredService<TakRouter>();
+            for (var waited = System.Diagnostics.Stopwatch.StartNew(); sessions.Any(router.Sessions.Contains); await Task.Delay(20))
+            {
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), "the session ended");
+            }
+
+            Assert.Equal(1, before);
+            Assert.Equal(before, await OpeningReadsAsync());
+        }
+        finally
+        {
+            tak.BeforeOpeningIncident = null;
+            release.TrySetResult();
+        }
+    }
+
+    /// <summary>Holds the next opening picture before it sends <paramref name="incident"/>: paused once it is held, until released.</summary>
+    private (TakServer Tak, TaskCompletionSource Paused, TaskCompletionSource Release) PauseOpeningAt(Guid incident)
+    {
+        var tak = server.Services.GetRequiredService<TakServer>();
+        var paused = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        tak.BeforeOpeningIncident = async id =>
+        {
+            if (id == incident && paused.TrySetResult())
+            {
+                await release.Task;
+            }
+        };
+        return (tak, paused, release);
     }
 
     [Fact]

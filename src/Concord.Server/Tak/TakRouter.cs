@@ -282,10 +282,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         // Replays, duplicates and loops: nothing newer than what was already routed for this uid. A re-sent event that
         // carries our flow tag but a newer time is a legitimate edit and goes through.
-        // An event already stale is a replay (or a very late delivery) that no device should display.
+        // An event already stale is a replay (or a very late delivery) that no device should display. Said in the log
+        // (sampled, as every refusal): a device whose clock runs behind sends nothing but such events, and its patrol
+        // would otherwise be missing from the picture with nothing telling the operators why.
         if (e.IsStaleAt(now))
         {
-            Interlocked.Increment(ref _ignored);
+            Refuse(from, e, $"it was stale on arrival (stale at {e.Stale.UtcDateTime:O}, the server's time {now.UtcDateTime:O}): a replay, a late delivery, or a device clock running behind");
             return;
         }
 
@@ -514,6 +516,15 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 return $"more than {MaxNewAlertsPerMinute} new emergencies or CASEVAC requests in a minute from one device";
             }
         }
+        else if (route != Route.Position && !CotMapping.IsAlert(e.Type) && _latest.TryGetValue(e.Uid, out var edited) && e.Time.UtcTicks > Interlocked.Read(ref edited.Ticks)
+            && !from.TakeEdit(now))
+        {
+            // Edits have a minute of their own: each goes to every device that may see the item, and each edit of a marker
+            // is stored as a report, so a device re-sending its markers as fast as it can would otherwise fill the store at
+            // the writer's pace. A person moves a few markers a minute. Counted only when newer than what passed (a replay is
+            // dropped by the check below, costing nothing); an emergency re-sent under its uid always passes.
+            return $"more than {MaxEditsPerMinute} edits of items in a minute from one device";
+        }
 
         if (e.Type == CotMapping.DeleteType)
         {
@@ -684,6 +695,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     /// <summary>New items (uids not seen before) one device may send in a minute.</summary>
     public const int MaxNewItemsPerMinute = 600;
+
+    /// <summary>Edits of items (a marker, drawing or message sent again under its uid with a newer time) one device may send in a minute.</summary>
+    public const int MaxEditsPerMinute = 600;
 
     /// <summary>New emergencies and CASEVAC requests (uids not seen before) one device may send in a minute: a device re-sends its emergency under one uid.</summary>
     public const int MaxNewAlertsPerMinute = 60;

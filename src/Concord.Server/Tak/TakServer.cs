@@ -351,9 +351,10 @@ internal sealed class TakServer(
     {
         try
         {
-            // Read before the withdrawals: deletions after it reach this device live, it being attached.
-            var told = await SettledAsync(router.Told, stoppingToken);
-            await SendInitialAsync(session, stoppingToken);
+            // Read before the withdrawals: deletions after it reach this device live, it being attached. The picture stops
+            // when the session closes or begins its end: what it would still query and audit would never reach the device.
+            var told = await SettledAsync(router.Told, session.Ending);
+            await SendInitialAsync(session, session.Ending);
             session.Opened = true;
             // Recorded once the withdrawals and the picture are on the wire: a device cut with them still queued (a slow
             // link, access narrowed meanwhile, which drops them) keeps the access recorded before, and is told again.
@@ -599,6 +600,7 @@ internal sealed class TakServer(
             cancellationToken);
         foreach (var (_, _, _, last) in currentTracks)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             // Waiting for room, like the incidents below: a picture of more tracks than the position queue holds must
             // not lose its oldest ones on the way to a device that has just connected.
             await session.SendWaitingAsync(last);
@@ -631,6 +633,7 @@ internal sealed class TakServer(
                 await pause(incident.Id);
             }
 
+            cancellationToken.ThrowIfCancellationRequested();
             router.RememberSent(incident.Id, incident, session.Viewer);
             await session.SendWaitingAsync(CotMapping.Outgoing(incident, markings, now));
             sent.Add(incident.Id);
@@ -645,6 +648,7 @@ internal sealed class TakServer(
         var deleted = sent.Except(await db.Incidents.AsNoTracking().Where(i => sent.Contains(i.Id)).Select(i => i.Id).ToListAsync(cancellationToken));
         for (var round = 0; round < OpeningRounds; round++)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             var touched = session.TakeLiveIncidents(last: round == OpeningRounds - 1).Intersect(sent).Union(deleted).ToList();
             deleted = [];
             if (touched.Count == 0)
@@ -660,6 +664,7 @@ internal sealed class TakServer(
             await AuditedAsync(current.Values, later);
             foreach (var id in touched)
             {
+                cancellationToken.ThrowIfCancellationRequested();
                 if (current.TryGetValue(id, out var incident))
                 {
                     router.RememberSent(incident.Id, incident, session.Viewer);

@@ -91,6 +91,7 @@ internal sealed class TakSession : IAsyncDisposable
     private readonly long _maxQueuedBytes;
     private long _queuedBytes;
     private readonly CancellationTokenSource _closing;
+    private readonly CancellationTokenSource _ending;
     private int _positionCount;
     private int _alertCount;
     private long _dropped;
@@ -120,6 +121,7 @@ internal sealed class TakSession : IAsyncDisposable
         Marking = marking;
         ServerStopping = serverStopping;
         _closing = CancellationTokenSource.CreateLinkedTokenSource(serverStopping);
+        _ending = CancellationTokenSource.CreateLinkedTokenSource(_closing.Token);
     }
 
     /// <summary>Cancelled when the server stops: what a device sent is finished under it, even if the session closes first.</summary>
@@ -147,6 +149,12 @@ internal sealed class TakSession : IAsyncDisposable
     public long Superseded => Interlocked.Read(ref _superseded);
 
     public CancellationToken Closing => _closing.Token;
+
+    /// <summary>
+    /// Cancelled when the session closes or begins its end (<see cref="StopSending"/>): work done only for what the device
+    /// will be sent (its opening picture's queries and their audit) stops, as nothing more reaches it.
+    /// </summary>
+    public CancellationToken Ending => _ending.Token;
 
     public string? CloseReason { get; private set; }
 
@@ -178,6 +186,7 @@ internal sealed class TakSession : IAsyncDisposable
 
     private MinuteCount _newItems;
     private MinuteCount _newAlerts;
+    private MinuteCount _edits;
 
     /// <summary>
     /// Counts a new item (a uid the replay check has not seen) against this device's minute: false once it has sent
@@ -191,6 +200,9 @@ internal sealed class TakSession : IAsyncDisposable
     /// check's memory and fill every other device's queue of alerts, which is never dropped (cutting those devices).
     /// </summary>
     public bool TakeNewAlert(DateTimeOffset now) => _newAlerts.Take(now, TakRouter.MaxNewAlertsPerMinute);
+
+    /// <summary>As <see cref="TakeNewItem"/>, for edits of items the replay check holds (<see cref="TakRouter.MaxEditsPerMinute"/>).</summary>
+    public bool TakeEdit(DateTimeOffset now) => _edits.Take(now, TakRouter.MaxEditsPerMinute);
 
     /// <summary>What was counted in the current minute of the clock; a new minute starts from none.</summary>
     private struct MinuteCount
@@ -576,6 +588,7 @@ internal sealed class TakSession : IAsyncDisposable
         }
 
         // The opening picture, if it is still waiting for room, sees the end when it wakes.
+        Cancel(_ending);
         _room.Ring();
         _ = CloseAfterAsync(reason, within);
     }
@@ -670,13 +683,7 @@ internal sealed class TakSession : IAsyncDisposable
     public void Close(string reason)
     {
         CloseReason ??= reason;
-        try
-        {
-            _closing.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-        }
+        Cancel(_closing);
 
         // The writer and a sender waiting for room see the closing when they wake.
         _doorbell.Ring();
@@ -831,10 +838,22 @@ internal sealed class TakSession : IAsyncDisposable
         _batchMarkers.Clear();
     }
 
+    private static void Cancel(CancellationTokenSource source)
+    {
+        try
+        {
+            source.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         Close("closed");
         await _stream.DisposeAsync();
+        _ending.Dispose();
         _closing.Dispose();
     }
 }
