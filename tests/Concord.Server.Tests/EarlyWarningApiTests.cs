@@ -105,6 +105,23 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         Assert.Equal(14, spikes.GetProperty("baselineObservedDays").GetInt32());
         Assert.Equal(10, spike.GetProperty("recent").GetInt32());
         Assert.Equal(5, spike.GetProperty("baseline").GetInt32());
+        // The rate of the 14 days covered: (5 + ½) × 30 / 14, not scaled as if 30 days had been.
+        Assert.Equal(11.786, spike.GetProperty("expected").GetDouble());
+        Assert.Equal(EarlyWarning.EarlyWarningEndpoints.PoissonUpperTail(10, 5.5 * 30 / 14), spike.GetProperty("probability").GetDouble(), 12);
+        Assert.False(spike.GetProperty("alert").GetBoolean());
+    }
+
+    [Fact]
+    public async Task A_spike_gives_no_rate_before_any_baseline_day_is_covered()
+    {
+        // JOC's first incidents it may see (and of this test's server) are all within the recent window: there is no rate to
+        // judge them by, and no figure is made up.
+        var at = new DateTimeOffset(2005, 1, 31, 0, 0, 0, TimeSpan.Zero);
+        var (_, spikes, spike) = await SpikeAsync("First weeks area", -20, 50, at, Enumerable.Range(0, 5).Select(i => (-19.5 + (i * 0.05), 51.0, -10 + i)), "joc", "JOC");
+        Assert.Equal(0, spikes.GetProperty("baselineObservedDays").GetInt32());
+        Assert.Equal(5, spike.GetProperty("recent").GetInt32());
+        Assert.False(spike.TryGetProperty("expected", out _));
+        Assert.False(spike.TryGetProperty("probability", out _));
         Assert.False(spike.GetProperty("alert").GetBoolean());
     }
 
@@ -113,16 +130,16 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
     /// <paramref name="at"/>), and the spikes UNPOL reads at <paramref name="at"/> (30 days against 365) with the area's row.
     /// </summary>
     private async Task<(string Code, System.Text.Json.JsonElement Spikes, System.Text.Json.JsonElement Spike)> SpikeAsync(string name, double south, double west, DateTimeOffset at,
-        IEnumerable<(double Latitude, double Longitude, int Days)> incidents)
+        IEnumerable<(double Latitude, double Longitude, int Days)> incidents, string member = "unpol", string organisation = "UNPOL")
     {
         var code = "EW-" + Guid.NewGuid().ToString("N")[..6];
         await server.AddAreaAsync(code, name, south, west, south + 2, west + 2);
-        using var unpol = server.ClientFor("unpol");
+        using var unpol = server.ClientFor(member);
         var i = 0;
         foreach (var (latitude, longitude, days) in incidents)
         {
             var (response, _) = await unpol.PostJson("/api/reports", Api.Report(latitude: latitude, longitude: longitude, observedAt: at.AddDays(days),
-                narrative: $"{code} event {i++}", marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL"])));
+                narrative: $"{code} event {i++}", marking: Api.Marking("UNCLASSIFIED", ["org:" + organisation])));
             Assert.Equal(HttpStatusCode.Created, response.StatusCode);
         }
 

@@ -23,7 +23,7 @@ internal sealed record SkillRowDto(string Model, double Crps, double Brier);
 
 internal sealed record SkillDto(string Data, int From, int To, IReadOnlyList<SkillRowDto> Models);
 
-internal sealed record SpikeDto(string Area, string Name, int Recent, int Baseline, double Expected, double Probability, bool Alert);
+internal sealed record SpikeDto(string Area, string Name, int Recent, int Baseline, double? Expected, double? Probability, bool Alert);
 
 /// <param name="BaselineObservedDays">
 /// The days of the baseline the caller's incidents cover: fewer than <paramref name="BaselineDays"/> when the earliest
@@ -254,12 +254,19 @@ internal static class EarlyWarningEndpoints
                 var mine = rows.Where(r => r.AreaId == area.Id).ToList();
                 var recent = mine.Count(r => r.StartsAt > recentFrom);
                 var baseline = mine.Count - recent;
-                // Half an event of prior: an area never seen active still needs more than one event to alarm.
-                var expected = (baseline + 0.5) * days / Math.Max(observed, days);
+                // Half an event of prior: an area never seen active still needs more than one event to alarm. The rate is
+                // that of the days covered (scaled as if they were the recent window's length would understate it); with
+                // none covered there is no rate to judge by, and no figure is given.
+                if (observed == 0)
+                {
+                    return new SpikeDto(area.Code, area.Name, recent, baseline, null, null, false);
+                }
+
+                var expected = (baseline + 0.5) * days / observed;
                 var p = PoissonUpperTail(recent, expected);
                 return new SpikeDto(area.Code, area.Name, recent, baseline, Math.Round(expected, 3), p, recent >= 3 && p < threshold && observed >= days);
             })
-            .OrderBy(s => s.Probability).ToList();
+            .OrderBy(s => s.Probability ?? 2).ToList();
         return (new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, observed, threshold,
             markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), CaveatsOf(markings, rows), items), Audits.CountLevels(rows.Select(r => r.Classification)));
     }
