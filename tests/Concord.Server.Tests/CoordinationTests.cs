@@ -457,6 +457,11 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var incident = await IncidentOfAsync("ocha", Api.Report(latitude: lat, longitude: lon, narrative: Secret, marking: Api.Marking("UNCLASSIFIED", ["org:OCHA"])));
         var support = (await WaitForAsync(() => TasksAsync("ocha", $"incident={incident}"), t => t.Count == 1, "OCHA's supporting task")).Single();
         Assert.Equal(Secret, support.GetProperty("title").GetString());
+        // OCHA's words on its task, written while only OCHA could read it: a comment, and the reason it declines.
+        var (commented, _) = await server.ClientFor("ocha").PostJson($"/api/tasks/{Id(support)}/comments", new { text = "ALPHA says they move at dawn." });
+        Assert.Equal(HttpStatusCode.Created, commented.StatusCode);
+        var (declined, _) = await server.ClientFor("ocha").PostJson($"/api/tasks/{Id(support)}/status", new { status = "declined", reason = "ALPHA's safety comes first." });
+        Assert.Equal(HttpStatusCode.OK, declined.StatusCode);
 
         // The force's mission-wide account joins it; OCHA's analyst takes OCHA's own account out again.
         var (_, force) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: lat, longitude: lon,
@@ -472,6 +477,18 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var followed = seen.Single(x => Id(x) == Id(support));
         Assert.Equal("Patrol saw an armed group massing at the Ouham ford, forty fighters.", followed.GetProperty("title").GetString());
         Assert.DoesNotContain("ALPHA", followed.ToString(), StringComparison.Ordinal);
+        // Nor do the comment and the reason written for OCHA alone reach those the wider marking lets in; OCHA still reads them.
+        var (_, prefView) = await server.ClientFor("pref").GetJson($"/api/tasks/{Id(support)}");
+        Assert.Equal("declined", prefView.GetProperty("status").GetString());
+        Assert.DoesNotContain("ALPHA", prefView.ToString(), StringComparison.Ordinal);
+        var (_, ochaView) = await server.ClientFor("ocha").GetJson($"/api/tasks/{Id(support)}");
+        Assert.Equal("ALPHA's safety comes first.", ochaView.GetProperty("reason").GetString());
+        Assert.Equal(["ALPHA says they move at dawn."], ochaView.GetProperty("comments").EnumerateArray().Select(c => c.GetProperty("text").GetString()));
+        // A comment written under the wider marking is for everyone it lets in.
+        var (later, _) = await server.ClientFor("pref").PostJson($"/api/tasks/{Id(support)}/comments", new { text = "Prefecture informed." });
+        Assert.Equal(HttpStatusCode.Created, later.StatusCode);
+        var (_, again) = await server.ClientFor("pref").GetJson($"/api/tasks/{Id(support)}");
+        Assert.Equal(["Prefecture informed."], again.GetProperty("comments").EnumerateArray().Select(c => c.GetProperty("text").GetString()));
     }
 
     [Fact]

@@ -168,8 +168,8 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         return wanted.Count == 0 ? [] : await db.Members.Where(m => wanted.Contains(m.Id)).ToDictionaryAsync(m => m.Id, m => m.UserName, cancellationToken);
     }
 
-    public TaskDto ToDto(CoordinationTask t, IReadOnlyDictionary<Guid, string> members, IReadOnlyList<CommentDto>? comments = null) => new(
-        t.Id, t.Title, t.Description, OrganizationCode(t.OrganizationId), t.MemberId is { } m ? members.GetValueOrDefault(m) : null, t.Role, t.Status, t.Reason,
+    public TaskDto ToDto(CoordinationTask t, Viewer viewer, IReadOnlyDictionary<Guid, string> members, IReadOnlyList<CommentDto>? comments = null) => new(
+        t.Id, t.Title, t.Description, OrganizationCode(t.OrganizationId), t.MemberId is { } m ? members.GetValueOrDefault(m) : null, t.Role, t.Status, t.ReasonFor(viewer),
         t.IncidentId, t.RequestId, t.MeetingId, t.EscalatedItemId, t.Category, directory.Area(t.AreaId)?.Code, Deadlines(t), t.CreatedBy,
         Utc(t.CreatedAt), Utc(t.UpdatedAt), markings.ToDto(t), comments);
 

@@ -27,8 +27,32 @@ internal sealed class CoordinationTask : DeadlineRecord, IFeedEntity
 
     public required string Status { get; set; }
 
-    /// <summary>Why it was declined.</summary>
-    public string? Reason { get; set; }
+    /// <summary>Why it was declined or closed (<see cref="GiveReason"/>).</summary>
+    public string? Reason { get; private set; }
+
+    /// <summary>
+    /// The marking the task had when its reason was given. A routed task follows its incident's marking, which widens when
+    /// a report leaves it: the reason, written for those who could read the task then (and perhaps quoting that report),
+    /// is shown only to those who may read it under that marking.
+    /// </summary>
+    public int? ReasonClassification { get; private set; }
+
+    public string? ReasonReleasableTo { get; private set; }
+
+    public long? ReasonCaveats { get; private set; }
+
+    /// <summary>Sets the reason, under the task's marking as it is now.</summary>
+    public void GiveReason(string? reason)
+    {
+        Reason = reason;
+        ReasonClassification = reason is null ? null : Classification;
+        ReasonReleasableTo = reason is null ? null : ReleasableTo;
+        ReasonCaveats = reason is null ? null : Caveats;
+    }
+
+    /// <summary>The reason, if <paramref name="viewer"/> may read it under the marking it was given under.</summary>
+    public string? ReasonFor(Access.Viewer viewer) =>
+        Reason is not null && ReasonClassification is { } level && Access.Marking.AllowsRead(level, ReasonReleasableTo!, ReasonCaveats ?? 0, viewer) ? Reason : null;
 
     /// <summary>Makes automatic creation idempotent (one lead task per incident and organisation, one task per escalation).</summary>
     public string? RoutingKey { get; init; }
@@ -63,7 +87,7 @@ internal sealed class CoordinationTask : DeadlineRecord, IFeedEntity
     {
         var entry = Audit.Audits.Entry(null, Audit.AuditActions.Status, "task", Id, Audit.AuditMarking.Of(this), now, Audit.Audits.Detail(new { from = Status, to = TaskStatuses.Done, reason }));
         Status = TaskStatuses.Done;
-        Reason = reason;
+        GiveReason(reason);
         CompletedAt = now;
         UpdatedAt = now;
         Reschedule();
@@ -101,9 +125,19 @@ internal static class TaskStatuses
     };
 }
 
-/// <summary>A comment on a task; it is read with the task and so has the task's marking.</summary>
+/// <summary>
+/// A comment on a task, read with the task. It keeps the marking the task had when it was written: a routed task's marking
+/// widens when a report leaves its incident, and a comment written for the narrower audience (perhaps quoting that report)
+/// is shown only to those who may read it under its own.
+/// </summary>
 internal sealed class TaskComment
 {
+    public required int Classification { get; init; }
+
+    public required string ReleasableTo { get; init; }
+
+    public required long Caveats { get; init; }
+
     public required Guid Id { get; init; }
 
     public required Guid TaskId { get; init; }

@@ -106,9 +106,12 @@ internal static class TaskEndpoints
             placed.OrderBy(x => x.Closed).ThenBy(x => x.Due == null).ThenBy(x => x.Due).ThenByDescending(x => x.Task.Number), limit,
             x => CoordinationPages.TaskKey(x.Closed, x.Due, x.Task.Number), context.RequestAborted);
         var page = rows.Select(x => x.Task).ToList();
-        await desk.AuditReadAsync(viewer, "task", Audits.Named(page), context);
+        // A reason shown under a marking of its own (given before the task's widened) is read at the higher of the two.
+        await desk.AuditReadAsync(viewer, "task", [.. page.Select(t => t.ReasonFor(viewer) is null
+            ? (t.Id, t.Classification, t.Caveats)
+            : (t.Id, Math.Max(t.Classification, t.ReasonClassification!.Value), t.Caveats | (t.ReasonCaveats ?? 0)))], context);
         var members = await desk.MemberNamesAsync(page.Select(t => t.MemberId), context.RequestAborted);
-        return TypedResults.Ok(new Page<TaskDto>(page.Select(t => desk.ToDto(t, members)).ToList(), next?.Encode(cursors)));
+        return TypedResults.Ok(new Page<TaskDto>(page.Select(t => desk.ToDto(t, viewer, members)).ToList(), next?.Encode(cursors)));
     }
 
     private static async Task<Results<Ok<TaskDto>, NotFound>> Get(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
@@ -119,10 +122,20 @@ internal static class TaskEndpoints
             return TypedResults.NotFound();
         }
 
-        var comments = await desk.Db.TaskComments.AsNoTracking().Where(c => c.TaskId == id).OrderBy(c => c.At)
-            .Select(c => new CommentDto(c.Author, new DateTimeOffset(c.At, TimeSpan.Zero), c.Text)).ToListAsync(context.RequestAborted);
-        await desk.AuditReadAsync(viewer, "task", Audits.Named([task]), context);
-        return TypedResults.Ok(desk.ToDto(task, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted), comments));
+        // Each comment as marked when it was written (the task's marking then): one written before the task's marking
+        // widened is not shown to those only the wider marking lets in.
+        var comments = (await desk.Db.TaskComments.AsNoTracking().Where(c => c.TaskId == id).OrderBy(c => c.At).ToListAsync(context.RequestAborted))
+            .Where(c => Marking.AllowsRead(c.Classification, c.ReleasableTo, c.Caveats, viewer)).ToList();
+        // The read is of the task and of what it shows under a marking of its own: named at the highest of them.
+        var shown = comments.Select(c => (c.Classification, c.Caveats)).Append((task.Classification, task.Caveats));
+        if (task.ReasonFor(viewer) is not null)
+        {
+            shown = shown.Append((task.ReasonClassification!.Value, task.ReasonCaveats ?? 0));
+        }
+
+        await desk.AuditReadAsync(viewer, "task", [(task.Id, shown.Max(m => m.Classification), shown.Aggregate(0L, (all, m) => all | m.Caveats))], context);
+        return TypedResults.Ok(desk.ToDto(task, viewer, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted),
+            [.. comments.Select(c => new CommentDto(c.Author, new DateTimeOffset(c.At, TimeSpan.Zero), c.Text))]));
     }
 
     private static async Task<Results<Created<TaskDto>, ProblemHttpResult>> Create(HttpContext context, Viewer viewer, CoordinationDesk desk)
@@ -230,7 +243,7 @@ internal static class TaskEndpoints
         desk.Db.Tasks.Add(task);
         await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "task", task.Id, AuditMarking.Of(task), new { organization = organization.Code, member = body.Member, task.AcknowledgeBy, task.RespondBy })], context.RequestAborted);
         desk.WakeScheduler();
-        return TypedResults.Created($"/api/tasks/{task.Id}", desk.ToDto(task, await desk.MemberNamesAsync([memberId], context.RequestAborted)));
+        return TypedResults.Created($"/api/tasks/{task.Id}", desk.ToDto(task, viewer, await desk.MemberNamesAsync([memberId], context.RequestAborted)));
     }
 
     private static string NoAssignee(string user, string? organization) => $"'{user}' is not an active member of {organization} who may see a task with this marking";
@@ -273,7 +286,11 @@ internal static class TaskEndpoints
         var from = task.Status;
         var now = desk.Now;
         task.Status = to;
-        task.Reason = to == TaskStatuses.Declined ? reason : task.Reason;
+        if (to == TaskStatuses.Declined)
+        {
+            task.GiveReason(reason);
+        }
+
         if (to == TaskStatuses.Acknowledged)
         {
             task.AcknowledgedAt = now;
@@ -289,7 +306,7 @@ internal static class TaskEndpoints
         await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, AuditMarking.Of(task), new { from, to, reason })], context.RequestAborted);
         // Not given up with the request: the move is stored, and its notices are to close whether or not the caller waits.
         await desk.CloseAnsweredNoticesAsync(task, task.Id, "task", to, CancellationToken.None);
-        return TypedResults.Ok(desk.ToDto(task, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted)));
+        return TypedResults.Ok(desk.ToDto(task, viewer, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted)));
     }
 
     private static async Task<Results<Created<CommentDto>, NotFound, ProblemHttpResult>> Comment(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
@@ -319,7 +336,18 @@ internal static class TaskEndpoints
             }
 
             var now = desk.Now;
-            var comment = new TaskComment { Id = Guid.CreateVersion7(), TaskId = id, MemberId = viewer.MemberId, Author = viewer.UserName, At = now, Text = text };
+            var comment = new TaskComment
+            {
+                Id = Guid.CreateVersion7(),
+                TaskId = id,
+                MemberId = viewer.MemberId,
+                Author = viewer.UserName,
+                At = now,
+                Text = text,
+                Classification = task.Classification,
+                ReleasableTo = task.ReleasableTo,
+                Caveats = task.Caveats,
+            };
             desk.Db.TaskComments.Add(comment);
             task.UpdatedAt = now;
             // The task is announced as updated even if the clock has not moved since its last change: a comment is news to its readers.
