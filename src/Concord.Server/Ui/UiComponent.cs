@@ -47,10 +47,12 @@ public abstract class UiComponent : ComponentBase
             && (await Authentication).User is var user
             && Guid.TryParse(user.FindFirst(Accounts.ConcordAuthentication.MemberIdClaim)?.Value, out var member))
         {
-            // A page opened in a session a new password, a disable or the session's lifetime has ended shows nothing more,
-            // like a disabled member's.
+            // A page opened in a session a new password, a disable, the session's lifetime or its idle limit has ended shows
+            // nothing more, like a disabled member's. (A circuit outlives the request that opened it: the session's use is
+            // judged by its requests, as the cookie's own idle limit is, and as the live channel's.)
+            var now = Service<TimeProvider>().GetUtcNow();
             _circuitViewer = await Service<ViewerDirectory>().ForMemberAsync(member, CancellationToken.None) is { } viewer
-                && Accounts.ConcordAuthentication.SessionValid(user, viewer, Service<TimeProvider>().GetUtcNow())
+                && Accounts.ConcordAuthentication.SessionValid(user, viewer, now) && !Service<Accounts.SessionActivity>().Idle(user, now)
                     ? viewer
                     : null;
         }
