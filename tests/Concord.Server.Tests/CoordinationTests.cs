@@ -814,6 +814,14 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             var (_, probe) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "UNPOL", member, marking = new { classification = "BOGUS" } });
             Assert.Contains("marking.classification", probe.ErrorFields());
         }
+
+        // Nor is the member judged while anything else is refused: a request bound to fail on its title tells nothing of
+        // whether a name is an active member, or what they are cleared for.
+        foreach (var (member, level) in new[] { ("unpol2", "UNCLASSIFIED"), ("unpol2", "CONFIDENTIAL"), ("nobody-" + Guid.NewGuid().ToString("N")[..6], "UNCLASSIFIED") })
+        {
+            var (_, probe) = await joc.PostJson("/api/tasks", new { title = "x", organization = "UNPOL", member, marking = Api.Marking(level, ["org:UNPOL"]) });
+            Assert.Equal(["title"], probe.ErrorFields());
+        }
         var (assigned, assignedBody) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "UNPOL", member = "UNPOL2" });
         Assert.True(assigned.StatusCode == HttpStatusCode.Created, assignedBody.ToString());
         Assert.Equal("unpol2", assignedBody.GetProperty("member").GetString());

@@ -157,6 +157,7 @@ internal static class TaskEndpoints
 
         Guid? memberId = null;
         Accounts.Member? assignee = null;
+        var unassignable = false;
         if (body.Member is { } user)
         {
             // Names are kept in lower case (as members are added); text that is no name finds no one rather than reaching the store.
@@ -164,10 +165,7 @@ internal static class TaskEndpoints
             assignee = Reports.ReportRules.ControlCharacterProblem(name) is null
                 ? await desk.Db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == name, context.RequestAborted)
                 : null;
-            if (assignee is null || assignee.OrganizationId != organization?.Id || assignee.Disabled)
-            {
-                errors["member"] = [NoAssignee(user, body.Organization)];
-            }
+            unassignable = assignee is null || assignee.OrganizationId != organization?.Id || assignee.Disabled;
 
             memberId = assignee?.Id;
         }
@@ -207,10 +205,14 @@ internal static class TaskEndpoints
         var concerned = organization is null ? [] : new[] { Community.Organization(organization.Code) };
         var (markingOk, marking) = organization is null ? (false, default)
             : await desk.TryMarkingAsync(body.Marking, viewer, concerned, [(organization, "organization")], errors, context.RequestAborted);
-        if (markingOk && assignee is not null && !errors.ContainsKey("member") && !Marking.Clears(assignee.Clearance, assignee.Caveats, marking.Classification, marking.Caveats))
+        // The member is judged last, once everything else would be accepted, and the refusal is the same whatever the
+        // reason (no such member, another organisation's, disabled, or not cleared for the marking: a task its assignee
+        // could not see would be assigned to no one). Judged alongside other errors, a request bound to fail on its title
+        // would tell, without making anything or leaving an audited record, whether a name is an active member and what
+        // levels and caveats they hold; this way learning it takes a task, audited, in the caller's name.
+        if (markingOk && errors.Count == 0 && body.Member is not null
+            && (unassignable || !Marking.Clears(assignee!.Clearance, assignee.Caveats, marking.Classification, marking.Caveats)))
         {
-            // A task its assignee could not see would be assigned to no one. The refusal is the same whatever the reason,
-            // so that naming members does not tell anyone their clearance, caveats or whether they are disabled.
             errors["member"] = [NoAssignee(body.Member!, body.Organization)];
         }
 
