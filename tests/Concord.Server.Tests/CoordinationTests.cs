@@ -447,6 +447,23 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task No_task_is_routed_to_an_organisation_none_of_whose_members_may_read_the_incident()
+    {
+        var (area, lat, lon) = await AreaAsync(-79);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", supporting = new[] { "UNPOL" }, acknowledgeMinutes = 30 }]);
+
+        // A battle released to the whole mission under SOURCE-PROTECTED: the force may be sent it, but none of its members
+        // holds the caveat. A lead task nobody there could see would escalate as the force's miss; it is withheld, and audited.
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, narrative: "Exchange of fire at the Kouki checkpoint.",
+            marking: Api.Marking("CONFIDENTIAL", ["mission"], ["SOURCE-PROTECTED"])));
+        var tasks = await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count >= 1, "the police's supporting task");
+        Assert.Equal(["UNPOL"], tasks.Select(t => t.GetProperty("organization").GetString()));
+        var withheld = await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == incident && a.Action == AuditActions.RouteWithheld).Select(a => a.Detail).ToListAsync());
+        Assert.Contains("no member of the organisation may read the incident", Assert.Single(withheld), StringComparison.Ordinal);
+        Assert.Contains("FORCE", withheld[0], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_routed_task_that_follows_a_wider_marking_after_a_split_no_longer_carries_the_words_of_the_report_split_out()
     {
         var (area, lat, lon) = await AreaAsync(-37);

@@ -144,9 +144,13 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
     /// Whether an organisation with members in Concord has none who may read the level and caveats. One without enabled
     /// members (a local authority met in person, say) is not refused: nobody there reads Concord at any level.
     /// </summary>
-    private async Task<bool> NobodyMayReadAsync(Organization organization, int classification, long caveats, CancellationToken cancellationToken)
+    private Task<bool> NobodyMayReadAsync(Organization organization, int classification, long caveats, CancellationToken cancellationToken) =>
+        NobodyMayReadAsync(db, organization.Id, classification, caveats, cancellationToken);
+
+    /// <inheritdoc cref="NobodyMayReadAsync(Organization, int, long, CancellationToken)"/>
+    public static async Task<bool> NobodyMayReadAsync(ConcordDb db, Guid organization, int classification, long caveats, CancellationToken cancellationToken)
     {
-        var members = db.Members.Where(m => m.OrganizationId == organization.Id && !m.Disabled);
+        var members = db.Members.Where(m => m.OrganizationId == organization && !m.Disabled);
         return await members.AnyAsync(cancellationToken)
             && !await members.AnyAsync(m => m.Clearance >= classification && (m.Caveats & caveats) == caveats, cancellationToken);
     }

@@ -168,13 +168,18 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                             continue;
                         }
 
-                        if (!directory.ReleasesTo(incident.ReleasableTo, organization))
+                        // A task never widens what its incident may be seen by: the organisation is not told, the audit is. Nor
+                        // is it given a task none of its members may read (the level or a caveat above all of them, as a task
+                        // assigned by hand is refused): nobody would see it, and it would escalate as the organisation's miss.
+                        var withheld = !directory.ReleasesTo(incident.ReleasableTo, organization) ? "the incident is not released to the organisation"
+                            : await CoordinationDesk.NobodyMayReadAsync(db, organization.Id, incident.Classification, incident.Caveats, cancellationToken)
+                                ? "no member of the organisation may read the incident" : null;
+                        if (withheld is not null)
                         {
-                            // A task never widens what its incident may be seen by: the organisation is not told, the audit is.
                             if (created.Contains(incident.Id))
                             {
                                 audit.Add(Audits.Entry(null, AuditActions.RouteWithheld, "incident", incident.Id, AuditMarking.Of(incident), now,
-                                    Audits.Detail(new { organization = organization.Code, role, agreement = route.AgreementCode, reason = "the incident is not released to the organisation" })));
+                                    Audits.Detail(new { organization = organization.Code, role, agreement = route.AgreementCode, reason = withheld })));
                             }
 
                             existing.Remove(key);
