@@ -447,6 +447,52 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_request_or_task_names_its_incident_only_to_those_who_may_see_it()
+    {
+        // OCHA's own account (OCHA only), and a request about it to the force, marked for both.
+        var incident = await IncidentOfAsync("ocha", Api.Report(latitude: -81.5, longitude: 60.5, narrative: "Convoy stopped at the Kaga-Bandoro checkpoint.",
+            marking: Api.Marking("UNCLASSIFIED", ["org:OCHA"])));
+        var (created, request) = await server.ClientFor("ocha").PostJson("/api/requests", new
+        {
+            type = "information",
+            title = "Who holds the checkpoint?",
+            addressee = "FORCE",
+            location = new { latitude = -81.5, longitude = 60.5 },
+            priority = "routine",
+            windowStart = Clock.GetUtcNow().AddDays(1),
+            windowEnd = Clock.GetUtcNow().AddDays(3),
+            criteria = new { lastResort = LastResortCriteria },
+            incident,
+            marking = Api.Marking("UNCLASSIFIED", ["org:OCHA", "org:FORCE"]),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
+        Assert.Equal(incident, Id(request, "incident"));
+
+        // The force reads the request, not the incident (which answers it 404): the request does not name it.
+        var (_, forceView) = await server.ClientFor("force").GetJson($"/api/requests/{Id(request)}");
+        Assert.False(forceView.TryGetProperty("incident", out _));
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("force").GetAsync($"/api/incidents/{incident}")).StatusCode);
+        var (_, forceList) = await server.ClientFor("force").GetJson("/api/requests?limit=200");
+        Assert.False(forceList.GetProperty("items").EnumerateArray().Single(r => Id(r) == Id(request)).TryGetProperty("incident", out _));
+        var (_, ochaView) = await server.ClientFor("ocha").GetJson($"/api/requests/{Id(request)}");
+        Assert.Equal(incident, Id(ochaView, "incident"));
+
+        // Likewise a task OCHA assigns the force about it.
+        var (assigned, task) = await server.ClientFor("ocha").PostJson("/api/tasks", new
+        {
+            title = "Report on the checkpoint",
+            organization = "FORCE",
+            incident,
+            marking = Api.Marking("UNCLASSIFIED", ["org:OCHA", "org:FORCE"]),
+        });
+        Assert.True(assigned.StatusCode == HttpStatusCode.Created, task.ToString());
+        var (_, forceTask) = await server.ClientFor("force").GetJson($"/api/tasks/{Id(task)}");
+        Assert.False(forceTask.TryGetProperty("incident", out _));
+        var (_, ochaTask) = await server.ClientFor("ocha").GetJson($"/api/tasks/{Id(task)}");
+        Assert.Equal(incident, Id(ochaTask, "incident"));
+    }
+
+    [Fact]
     public async Task No_task_is_routed_to_an_organisation_none_of_whose_members_may_read_the_incident()
     {
         var (area, lat, lon) = await AreaAsync(-79);

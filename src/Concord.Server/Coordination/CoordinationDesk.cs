@@ -2,6 +2,7 @@ using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Audit;
 using Concord.Server.Data;
+using Concord.Server.Incidents;
 using Concord.Server.Organizations;
 using Microsoft.EntityFrameworkCore;
 
@@ -172,9 +173,46 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         return wanted.Count == 0 ? [] : await db.Members.Where(m => wanted.Contains(m.Id)).ToDictionaryAsync(m => m.Id, m => m.UserName, cancellationToken);
     }
 
+    // The records the tasks and requests of this request link to that its viewer may see (SeeLinksAsync).
+    private readonly HashSet<Guid> _visibleLinks = [];
+
+    /// <summary>
+    /// Reads which of the records <paramref name="tasks"/> and <paramref name="requests"/> link to (incidents, requests,
+    /// meetings) <paramref name="viewer"/> may see. Their DTOs name only those: a task or request may be
+    /// released wider than what it links to, and naming a record to someone it answers 404 would tell them of it (as a
+    /// release names its original only to those who may read it). Links not read here are left out.
+    /// </summary>
+    public async Task SeeLinksAsync(Viewer viewer, IEnumerable<CoordinationTask> tasks, IEnumerable<AssistanceRequest> requests, CancellationToken cancellationToken)
+    {
+        var taskList = tasks.ToList();
+        var requestList = requests.ToList();
+        List<Guid> Ids(IEnumerable<Guid?> ids) => [.. ids.OfType<Guid>().Where(id => !_visibleLinks.Contains(id)).Distinct()];
+        var incidents = Ids(taskList.Select(t => t.IncidentId).Concat(requestList.Select(r => r.IncidentId)));
+        var linkedRequests = Ids(taskList.Select(t => t.RequestId));
+        var meetings = Ids(taskList.Select(t => t.MeetingId));
+        if (incidents.Count > 0)
+        {
+            _visibleLinks.UnionWith(await db.VisibleIncidents(db.Incidents.Where(i => incidents.Contains(i.Id)), viewer).Select(i => i.Id).ToListAsync(cancellationToken));
+        }
+
+        if (linkedRequests.Count > 0)
+        {
+            _visibleLinks.UnionWith(await db.Requests.VisibleTo(viewer).Where(r => linkedRequests.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken));
+        }
+
+        if (meetings.Count > 0)
+        {
+            _visibleLinks.UnionWith(await db.Meetings.VisibleTo(viewer).Where(m => meetings.Contains(m.Id)).Select(m => m.Id).ToListAsync(cancellationToken));
+        }
+    }
+
+    private Guid? Link(Guid? id) => id is { } value && _visibleLinks.Contains(value) ? value : null;
+
     public TaskDto ToDto(CoordinationTask t, Viewer viewer, IReadOnlyDictionary<Guid, string> members, IReadOnlyList<CommentDto>? comments = null) => new(
         t.Id, t.Title, t.Description, OrganizationCode(t.OrganizationId), t.MemberId is { } m ? members.GetValueOrDefault(m) : null, t.Role, t.Status, t.ReasonFor(viewer),
-        t.IncidentId, t.RequestId, t.MeetingId, t.EscalatedItemId, t.Category, directory.Area(t.AreaId)?.Code, Deadlines(t), t.CreatedBy,
+        // An escalation notice names what it is about as it was raised (the scheduler marks it so: it tells the escalation
+        // organisation of a miss by an item that organisation may not see); other tasks name only what the viewer may see.
+        t.Role == TaskRoles.Escalation ? t.IncidentId : Link(t.IncidentId), Link(t.RequestId), Link(t.MeetingId), t.EscalatedItemId, t.Category, directory.Area(t.AreaId)?.Code, Deadlines(t), t.CreatedBy,
         Utc(t.CreatedAt), Utc(t.UpdatedAt), markings.ToDto(t), comments);
 
     public RequestDto ToDto(AssistanceRequest r, Viewer viewer, IReadOnlyDictionary<Guid, string> members)
@@ -186,7 +224,7 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
             r.Id, r.Type, r.Title, r.Details, r.Priority, OrganizationCode(r.RequesterOrganizationId), members.GetValueOrDefault(r.RequesterMemberId, "?"),
             r.AddresseeOrganizationId is { } a ? OrganizationCode(a) : null, r.AddresseeKind, r.AssignedOrganizationId is { } s ? OrganizationCode(s) : null,
             r.Latitude is { } lat && r.Longitude is { } lon ? new PointInput(lat, lon) : null, route, Utc(r.WindowStart), Utc(r.WindowEnd), r.Status, r.Reason,
-            criteria, requesterKind is { } k && RequestRules.NeedsLastResort(k, AddresseeKind(r)), RequestRules.NeedsEscortCriteria(r.Type), r.IncidentId,
+            criteria, requesterKind is { } k && RequestRules.NeedsLastResort(k, AddresseeKind(r)), RequestRules.NeedsEscortCriteria(r.Type), Link(r.IncidentId),
             Deadlines(r), Utc(r.CreatedAt), Utc(r.UpdatedAt), markings.ToDto(r), Actions(r, viewer));
     }
 

@@ -437,6 +437,7 @@ internal static class FieldEndpoints
         await desk.AuditReadAsync(viewer, "meeting", Audits.Named([meeting]), context);
         // The meeting's action items are tasks, shown with it: read like tasks.
         await desk.AuditReadAsync(viewer, "task", Audits.Named(tasks), context);
+        await desk.SeeLinksAsync(viewer, tasks, [], context.RequestAborted);
         return TypedResults.Ok(ToDto(meeting, desk, tasks.Select(t => desk.ToDto(t, viewer, new Dictionary<Guid, string>())).ToList()));
     }
 
@@ -449,9 +450,13 @@ internal static class FieldEndpoints
         }
 
         var (meeting, tasks, refused) = await CreateMeetingAsync(desk, body!, viewer, context.RequestAborted);
-        return refused is not null
-            ? refused
-            : TypedResults.Created($"/api/meetings/{meeting!.Id}", ToDto(meeting, desk, tasks.Select(t => desk.ToDto(t, viewer, new Dictionary<Guid, string>())).ToList()));
+        if (refused is not null)
+        {
+            return refused;
+        }
+
+        await desk.SeeLinksAsync(viewer, tasks, [], context.RequestAborted);
+        return TypedResults.Created($"/api/meetings/{meeting!.Id}", ToDto(meeting, desk, tasks.Select(t => desk.ToDto(t, viewer, new Dictionary<Guid, string>())).ToList()));
     }
 
     /// <summary>Validates and stores a meeting with a task per action item (the API's and the demo's way in).</summary>

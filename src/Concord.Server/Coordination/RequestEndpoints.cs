@@ -102,6 +102,7 @@ internal static class RequestEndpoints
         var (page, next) = await CoordinationPages.TakeAsync(requests.OrderByDescending(r => r.Number), limit, r => new Cursor(DateTime.MinValue, r.Number), context.RequestAborted);
         await desk.AuditReadAsync(viewer, "request", Audits.Named(page), context);
         var members = await desk.MemberNamesAsync(page.Select(r => (Guid?)r.RequesterMemberId), context.RequestAborted);
+        await desk.SeeLinksAsync(viewer, [], page, context.RequestAborted);
         return TypedResults.Ok(new Page<RequestDto>(page.Select(r => desk.ToDto(r, viewer, members)).ToList(), next?.Encode(cursors)));
     }
 
@@ -114,6 +115,7 @@ internal static class RequestEndpoints
         }
 
         await desk.AuditReadAsync(viewer, "request", Audits.Named([request]), context);
+        await desk.SeeLinksAsync(viewer, [], [request], context.RequestAborted);
         return TypedResults.Ok(desk.ToDto(request, viewer, await desk.MemberNamesAsync([request.RequesterMemberId], context.RequestAborted)));
     }
 
@@ -131,6 +133,7 @@ internal static class RequestEndpoints
             return refused;
         }
 
+        await desk.SeeLinksAsync(viewer, [], [request!], context.RequestAborted);
         return TypedResults.Created($"/api/requests/{request!.Id}", desk.ToDto(request, viewer, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
     }
 
@@ -302,9 +305,13 @@ internal static class RequestEndpoints
         }
 
         var refused = await MoveAsync(desk, request, body!, viewer, context.RequestAborted);
-        return refused is not null
-            ? refused
-            : TypedResults.Ok(desk.ToDto(request, viewer, await desk.MemberNamesAsync([request.RequesterMemberId], context.RequestAborted)));
+        if (refused is not null)
+        {
+            return refused;
+        }
+
+        await desk.SeeLinksAsync(viewer, [], [request], context.RequestAborted);
+        return TypedResults.Ok(desk.ToDto(request, viewer, await desk.MemberNamesAsync([request.RequesterMemberId], context.RequestAborted)));
     }
 
     /// <summary>Moves a request the viewer may see along its lifecycle, or says why not (the API's and the demo's way).</summary>

@@ -111,6 +111,7 @@ internal static class TaskEndpoints
             ? (t.Id, t.Classification, t.Caveats)
             : (t.Id, Math.Max(t.Classification, t.ReasonClassification!.Value), t.Caveats | (t.ReasonCaveats ?? 0)))], context);
         var members = await desk.MemberNamesAsync(page.Select(t => t.MemberId), context.RequestAborted);
+        await desk.SeeLinksAsync(viewer, page, [], context.RequestAborted);
         return TypedResults.Ok(new Page<TaskDto>(page.Select(t => desk.ToDto(t, viewer, members)).ToList(), next?.Encode(cursors)));
     }
 
@@ -134,6 +135,7 @@ internal static class TaskEndpoints
         }
 
         await desk.AuditReadAsync(viewer, "task", [(task.Id, shown.Max(m => m.Classification), shown.Aggregate(0L, (all, m) => all | m.Caveats))], context);
+        await desk.SeeLinksAsync(viewer, [task], [], context.RequestAborted);
         return TypedResults.Ok(desk.ToDto(task, viewer, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted),
             [.. comments.Select(c => new CommentDto(c.Author, new DateTimeOffset(c.At, TimeSpan.Zero), c.Text))]));
     }
@@ -245,6 +247,7 @@ internal static class TaskEndpoints
         desk.Db.Tasks.Add(task);
         await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "task", task.Id, AuditMarking.Of(task), new { organization = organization.Code, member = body.Member, task.AcknowledgeBy, task.RespondBy })], context.RequestAborted);
         desk.WakeScheduler();
+        await desk.SeeLinksAsync(viewer, [task], [], context.RequestAborted);
         return TypedResults.Created($"/api/tasks/{task.Id}", desk.ToDto(task, viewer, await desk.MemberNamesAsync([memberId], context.RequestAborted)));
     }
 
@@ -308,6 +311,7 @@ internal static class TaskEndpoints
         await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, AuditMarking.Of(task), new { from, to, reason })], context.RequestAborted);
         // Not given up with the request: the move is stored, and its notices are to close whether or not the caller waits.
         await desk.CloseAnsweredNoticesAsync(task, task.Id, "task", to, CancellationToken.None);
+        await desk.SeeLinksAsync(viewer, [task], [], context.RequestAborted);
         return TypedResults.Ok(desk.ToDto(task, viewer, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted)));
     }
 
