@@ -244,6 +244,53 @@ public abstract class VisibilityTests<TServer>(TServer server) : IClassFixture<T
             after = next;
         }
     }
+
+    [Fact]
+    public async Task Incidents_that_sort_alike_are_not_listed_in_the_order_they_were_opened()
+    {
+        // Six places, all reported at the same minute. At three of them a report the force may not see opened the incident
+        // before the force's own report joined it; the other three the force opened. Listed in the order they were opened
+        // (the store number), the force would learn which incidents hidden reports had opened: they are listed in an order
+        // fixed at random when each was opened.
+        var tag = "tie" + Guid.NewGuid().ToString("N")[..8];
+        var at = new DateTimeOffset(2019, 3, 14, 6, 0, 0, TimeSpan.Zero);
+        var opened = new List<Guid>();
+        for (var i = 0; i < 6; i++)
+        {
+            var (latitude, longitude) = (-70.5 - i, 100.5);
+            Guid? hidden = null;
+            if (i % 2 == 0)
+            {
+                var (_, secret) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: latitude, longitude: longitude, observedAt: at,
+                    narrative: $"{tag} source report {i}", marking: Api.Marking("CONFIDENTIAL", ["org:UNPOL"])));
+                hidden = secret.GetProperty("incidentId").GetGuid();
+            }
+
+            var (created, own) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: latitude, longitude: longitude, observedAt: at,
+                narrative: $"{tag} patrol report {i}", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            Assert.Equal(hidden ?? own.GetProperty("incidentId").GetGuid(), own.GetProperty("incidentId").GetGuid());
+            opened.Add(own.GetProperty("incidentId").GetGuid());
+        }
+
+        var ties = await server.WithDbAsync(db => db.Incidents.Where(i => opened.Contains(i.Id)).ToDictionaryAsync(i => i.Id, i => i.Tie));
+        var expected = opened.OrderByDescending(id => ties[id]).ToList();
+        // Two at a time, so that the cursor pages through the tie too.
+        var listed = new List<Guid>();
+        string? next = null;
+        do
+        {
+            var (response, page) = await server.ClientFor("force").GetJson($"/api/incidents?q={tag}&limit=2" + (next is null ? "" : "&cursor=" + Uri.EscapeDataString(next)));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            listed.AddRange(page.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("id").GetGuid()));
+            next = page.TryGetProperty("next", out var cursor) ? cursor.GetString() : null;
+        }
+        while (next is not null);
+
+        Assert.Equal(expected, listed);
+        Assert.Equal(expected, (await server.ClientFor("force").GetJson($"/api/incidents/geojson?q={tag}")).Body.GetProperty("features").EnumerateArray()
+            .Select(f => f.GetProperty("id").GetGuid()));
+    }
 }
 
 public sealed class VisibilityTests_Sqlite(SqliteServer server) : VisibilityTests<SqliteServer>(server);

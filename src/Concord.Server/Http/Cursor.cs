@@ -4,7 +4,8 @@ using System.Security.Cryptography;
 namespace Concord.Server.Http;
 
 /// <summary>
-/// An opaque keyset cursor: the sort time and the store number of the last item of a page, encrypted. The store number
+/// An opaque keyset cursor: the sort time and the store number of the last item of a page (for incidents, their random
+/// tie-breaker, <see cref="Incidents.Incident.Tie"/>), encrypted. The store number
 /// counts every record ever stored, those the viewer may not see too, so a readable cursor told how many records were
 /// stored between two the viewer sees. The cursor is the pair in one AES block with a truncated HMAC of it, under keys
 /// derived from a secret the store holds (<see cref="CursorKeys"/>), so it can be neither read nor made up, and it stays

@@ -11,6 +11,15 @@ internal sealed class Incident : MarkedRecord, IFeedEntity
 
     public long Number { get; init; }
 
+    /// <summary>
+    /// Orders incidents that sort alike (the same start, the same number of reports): a random number, fixed when the
+    /// incident is opened. The store number would tell in which order they were opened, and so whether a report hidden
+    /// from a viewer opened an incident before the viewer's own report joined it. Never negative (cursors hold it).
+    /// </summary>
+    public long Tie { get; init; } = NewTie();
+
+    public static long NewTie() => System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) & long.MaxValue;
+
     public required Guid Id { get; init; }
 
     public required string Category { get; set; }

@@ -150,7 +150,7 @@ internal static class IncidentEndpoints
             return Problems.Invalid(filterErrors);
         }
 
-        var (page, cursor) = await incidents.NewestAsync(i => i, i => i, i => new Cursor(i.StartsAt, i.Number), query.Limit, null, context.RequestAborted);
+        var (page, cursor) = await incidents.NewestAsync(i => i, i => i, i => new Cursor(i.StartsAt, i.Tie), query.Limit, null, context.RequestAborted);
         await RecordReadAsync(audit, viewer, page, context, time);
         return TypedResults.Ok(new Page<IncidentDto>(page.Select(i => i.ToDto(directory, markings)).ToList(), cursor?.Encode(cursors)));
     }
@@ -320,7 +320,7 @@ internal static class IncidentEndpoints
     /// </summary>
     internal static Task<(List<IncidentPoint> Rows, Cursor? Next)> NewestPointsAsync(
         IncidentSelection incidents, ListQuery query, IReadOnlyList<Incident>? seenMixed, CancellationToken cancellationToken) =>
-        incidents.NewestAsync(IncidentPoint.Of, IncidentPoint.From, p => new Cursor(p.StartsAt, p.Number), query.Limit, seenMixed, cancellationToken);
+        incidents.NewestAsync(IncidentPoint.Of, IncidentPoint.From, p => new Cursor(p.StartsAt, p.Tie), query.Limit, seenMixed, cancellationToken);
 
     internal static void WriteFeatures(Utf8JsonWriter writer, IEnumerable<IncidentPoint> rows, MarkingFormat markings)
     {

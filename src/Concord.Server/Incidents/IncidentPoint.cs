@@ -5,7 +5,7 @@ namespace Concord.Server.Incidents;
 
 /// <summary>What a map point or a GeoJSON feature shows of an incident, read without the columns it does not show.</summary>
 internal sealed record IncidentPoint(
-    long Number,
+    long Tie,
     Guid Id,
     double Latitude,
     double Longitude,
@@ -24,7 +24,7 @@ internal sealed record IncidentPoint(
 {
     /// <summary>The projection the store runs.</summary>
     public static readonly Expression<Func<Incident, IncidentPoint>> Of = i => new IncidentPoint(
-        i.Number, i.Id, i.Latitude, i.Longitude, i.Category, i.Status, i.Title, i.StartsAt, i.EndsAt, i.KilledBest, i.ReportCount,
+        i.Tie, i.Id, i.Latitude, i.Longitude, i.Category, i.Status, i.Title, i.StartsAt, i.EndsAt, i.KilledBest, i.ReportCount,
         i.Classification, i.ReleasableTo, i.Caveats, i.Tlp, i.Mixed);
 
     private static readonly Func<Incident, IncidentPoint> Compiled = Of.Compile();

@@ -78,10 +78,10 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
     /// </summary>
     public async Task<List<Incident>> LatestChangedAsync(int count, CancellationToken cancellationToken)
     {
-        var rows = await plain.OrderByDescending(i => i.UpdatedAt).ThenByDescending(i => i.Number).Take(count).ToListAsync(cancellationToken);
+        var rows = await plain.OrderByDescending(i => i.UpdatedAt).ThenByDescending(i => i.Tie).Take(count).ToListAsync(cancellationToken);
         var floor = rows.Count >= count ? rows[^1].UpdatedAt : DateTime.MinValue;
         var seen = await MixedAsSeenAsync(mixed.Where(i => i.UpdatedAt >= floor), cancellationToken);
-        return [.. rows.Concat(seen).OrderByDescending(i => i.UpdatedAt).ThenByDescending(i => i.Number).Take(count)];
+        return [.. rows.Concat(seen).OrderByDescending(i => i.UpdatedAt).ThenByDescending(i => i.Tie).Take(count)];
     }
 
     /// <summary>The earliest start and the latest end the viewer would see, if any incident matches.</summary>
@@ -129,7 +129,7 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
         // A caller that has rebuilt the mixed incidents already (the map, to count them) passes them: the bounds above only spare reading.
         if ((seenMixed ?? await MixedAsSeenAsync(candidates, cancellationToken)) is { Count: > 0 } seen)
         {
-            rows.AddRange(seen.Where(i => after is not { } a || i.StartsAt < a.At || (i.StartsAt == a.At && i.Number < a.Number)).Select(fromIncident));
+            rows.AddRange(seen.Where(i => after is not { } a || i.StartsAt < a.At || (i.StartsAt == a.At && i.Tie < a.Number)).Select(fromIncident));
             rows = [.. rows.Select(r => (Row: r, Key: key(r))).OrderByDescending(r => r.Key.At).ThenByDescending(r => r.Key.Number).Take(limit + 1).Select(r => r.Row)];
         }
 
@@ -146,7 +146,7 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
     {
         var seen = await MixedAsSeenAsync(null, cancellationToken);
         var total = await plain.CountAsync(cancellationToken) + seen.Count;
-        var ordered = (ascending ? plain.OrderBy(key) : plain.OrderByDescending(key)).ThenByDescending(i => i.Number);
+        var ordered = (ascending ? plain.OrderBy(key) : plain.OrderByDescending(key)).ThenByDescending(i => i.Tie);
         if (seen.Count == 0)
         {
             return (total, await ordered.Skip(skip).Take(take).ToListAsync(cancellationToken));
@@ -154,7 +154,7 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
 
         // With m mixed incidents, the page's plain rows are among plain rows skip − m … skip + take. Mixed ones that sort
         // before the first of those are counted, not merged: they fill the places before it.
-        int Compare(Incident a, Incident b) => (ascending ? sameOrder(a, b) : sameOrder(b, a)) is var order and not 0 ? order : b.Number.CompareTo(a.Number);
+        int Compare(Incident a, Incident b) => (ascending ? sameOrder(a, b) : sameOrder(b, a)) is var order and not 0 ? order : b.Tie.CompareTo(a.Tie);
         var from = Math.Max(0, skip - seen.Count);
         if (skip >= total)
         {
@@ -171,8 +171,8 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
 
     /// <summary>Newest first by stored start: exact for plain incidents.</summary>
     public static IOrderedQueryable<Incident> Newest(IQueryable<Incident> incidents) =>
-        incidents.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Number);
+        incidents.OrderByDescending(i => i.StartsAt).ThenByDescending(i => i.Tie);
 
     private static IQueryable<Incident> After(IQueryable<Incident> incidents, Cursor? after) =>
-        after is { } a ? incidents.Where(i => i.StartsAt < a.At || (i.StartsAt == a.At && i.Number < a.Number)) : incidents;
+        after is { } a ? incidents.Where(i => i.StartsAt < a.At || (i.StartsAt == a.At && i.Tie < a.Number)) : incidents;
 }

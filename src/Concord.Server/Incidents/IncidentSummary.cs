@@ -218,6 +218,7 @@ internal static class IncidentSummary
     public static Incident Copy(Incident i) => new()
     {
         Number = i.Number,
+        Tie = i.Tie,
         Id = i.Id,
         Category = i.Category,
         StartsAt = i.StartsAt,
