@@ -27,7 +27,7 @@ internal static class SyntheticReports
     [
         "id", "category", "starts_at", "ends_at", "latitude", "longitude", "location_precision_meters", "area_id", "status", "title",
         "killed_best", "injured_best", "report_count", "classification", "releasable_to", "release_mask", "caveats", "created_at", "updated_at", "cell",
-        "killed_low", "killed_high", "south", "north", "west", "east",
+        "killed_low", "killed_high", "south", "north", "west", "east", "tie",
     ];
 
     private static readonly string[] LinkColumns = ["incident_id", "report_id", "contribution", "linked_at"];
@@ -84,7 +84,7 @@ internal static class SyntheticReports
                 incidents.Add([
                     incidentId, category, observed, observed.AddDays(1), lat, lon, 1000.0, null, "reported", narrative, killed, null, 1,
                     marking.Level, marking.Releasable, Releasability.Mask(marking.Releasable), marking.Caveats, now, now, MapCells.Of(lat, lon),
-                    killed, killed, lat, lat, lon, lon,
+                    killed, killed, lat, lat, lon, lon, Incident.NewTie(),
                 ]);
                 links.Add([incidentId, reportId, 1.0, now]);
             }
