@@ -274,6 +274,7 @@ public abstract class VisibilityTests<TServer>(TServer server) : IClassFixture<T
         }
 
         var ties = await server.WithDbAsync(db => db.Incidents.Where(i => opened.Contains(i.Id)).ToDictionaryAsync(i => i.Id, i => i.Tie));
+        Assert.Equal(6, ties.Values.Where(t => t > 0).Distinct().Count());
         var expected = opened.OrderByDescending(id => ties[id]).ToList();
         // Two at a time, so that the cursor pages through the tie too.
         var listed = new List<Guid>();

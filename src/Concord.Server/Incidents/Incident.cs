@@ -14,9 +14,11 @@ internal sealed class Incident : MarkedRecord, IFeedEntity
     /// <summary>
     /// Orders incidents that sort alike (the same start, the same number of reports): a random number, fixed when the
     /// incident is opened. The store number would tell in which order they were opened, and so whether a report hidden
-    /// from a viewer opened an incident before the viewer's own report joined it. Never negative (cursors hold it).
+    /// from a viewer opened an incident before the viewer's own report joined it. Never negative (cursors hold it). Drawn
+    /// where incidents are opened (<see cref="IncidentSummary.OpenFor"/>), not here: incidents read from the store would
+    /// each draw one only to have it replaced.
     /// </summary>
-    public long Tie { get; init; } = NewTie();
+    public long Tie { get; init; }
 
     public static long NewTie() => System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) & long.MaxValue;
 

@@ -24,6 +24,7 @@ internal static class IncidentSummary
         // Random, not time-ordered: an incident's id must not tell when it was opened, which may be by a report hidden
         // from someone who sees the incident (a version 7 id carries its creation time).
         Id = Guid.NewGuid(),
+        Tie = Incident.NewTie(),
         Category = report.Category,
         StartsAt = report.ObservedAt,
         EndsAt = report.ObservedAt + TimePrecisions.Span(report.ObservedPrecision),
