@@ -50,6 +50,11 @@ internal sealed class CoordinationTask : DeadlineRecord, IFeedEntity
         ReasonCaveats = reason is null ? null : Caveats;
     }
 
+    /// <summary>The marking a read of the task by <paramref name="viewer"/> is audited at: the task's, raised to its reason's when they are shown it.</summary>
+    public (int Classification, long Caveats) ReadBy(Access.Viewer viewer) => ReasonFor(viewer) is null
+        ? (Classification, Caveats)
+        : (Math.Max(Classification, ReasonClassification!.Value), Caveats | (ReasonCaveats ?? 0));
+
     /// <summary>The reason, if <paramref name="viewer"/> may read it under the marking it was given under.</summary>
     public string? ReasonFor(Access.Viewer viewer) =>
         Reason is not null && ReasonClassification is { } level && Access.Marking.AllowsRead(level, ReasonReleasableTo!, ReasonCaveats ?? 0, viewer) ? Reason : null;

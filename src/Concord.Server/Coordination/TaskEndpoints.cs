@@ -107,9 +107,7 @@ internal static class TaskEndpoints
             x => CoordinationPages.TaskKey(x.Closed, x.Due, x.Task.Number), context.RequestAborted);
         var page = rows.Select(x => x.Task).ToList();
         // A reason shown under a marking of its own (given before the task's widened) is read at the higher of the two.
-        await desk.AuditReadAsync(viewer, "task", [.. page.Select(t => t.ReasonFor(viewer) is null
-            ? (t.Id, t.Classification, t.Caveats)
-            : (t.Id, Math.Max(t.Classification, t.ReasonClassification!.Value), t.Caveats | (t.ReasonCaveats ?? 0)))], context);
+        await desk.AuditReadAsync(viewer, "task", [.. page.Select(t => t.ReadBy(viewer) is var (level, caveats) ? (t.Id, level, caveats) : default)], context);
         var members = await desk.MemberNamesAsync(page.Select(t => t.MemberId), context.RequestAborted);
         await desk.SeeLinksAsync(viewer, page, [], context.RequestAborted);
         return TypedResults.Ok(new Page<TaskDto>(page.Select(t => desk.ToDto(t, viewer, members)).ToList(), next?.Encode(cursors)));
@@ -128,13 +126,13 @@ internal static class TaskEndpoints
         var comments = (await desk.Db.TaskComments.AsNoTracking().Where(c => c.TaskId == id).OrderBy(c => c.At).ToListAsync(context.RequestAborted))
             .Where(c => Marking.AllowsRead(c.Classification, c.ReleasableTo, c.Caveats, viewer)).ToList();
         // The read is of the task and of what it shows under a marking of its own: named at the highest of them.
-        var shown = comments.Select(c => (c.Classification, c.Caveats)).Append((task.Classification, task.Caveats));
-        if (task.ReasonFor(viewer) is not null)
+        var (level, caveats) = task.ReadBy(viewer);
+        foreach (var comment in comments)
         {
-            shown = shown.Append((task.ReasonClassification!.Value, task.ReasonCaveats ?? 0));
+            (level, caveats) = (Math.Max(level, comment.Classification), caveats | comment.Caveats);
         }
 
-        await desk.AuditReadAsync(viewer, "task", [(task.Id, shown.Max(m => m.Classification), shown.Aggregate(0L, (all, m) => all | m.Caveats))], context);
+        await desk.AuditReadAsync(viewer, "task", [(task.Id, level, caveats)], context);
         await desk.SeeLinksAsync(viewer, [task], [], context.RequestAborted);
         return TypedResults.Ok(desk.ToDto(task, viewer, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted),
             [.. comments.Select(c => new CommentDto(c.Author, new DateTimeOffset(c.At, TimeSpan.Zero), c.Text))]));
