@@ -457,6 +457,23 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task Caveat_sets_above_two_to_the_53_are_read_exactly_by_the_pages()
+    {
+        // The API writes a record's caveats as a 64-bit set; the map's banners are built from the sets of what is on screen.
+        // Bits 0 and 60 together are 2^60 + 1, which a plain JSON parse rounds to 2^60 (the caveat of bit 0 lost).
+        var page = await fixture.SignedInAsync("force");
+        await page.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
+        var read = await page.EvaluateAsync<string>("""
+            async () => {
+              const body = '{"type":"FeatureCollection","features":[{"properties":{"caveats":1152921504606846977,"count":3}}]}';
+              const data = await Concord.readJson(new Response(body));
+              return data.features[0].properties.caveats.toString() + ' ' + typeof data.features[0].properties.count;
+            }
+            """);
+        Assert.Equal("1152921504606846977 number", read);
+    }
+
+    [Fact]
     public async Task Filters_the_time_slider_and_the_layers_change_what_the_map_shows()
     {
         // Three incidents at a place of their own: a police clash 400 days ago, a force clash 20 days ago, a force-reported

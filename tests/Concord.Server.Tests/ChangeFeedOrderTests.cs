@@ -2,6 +2,7 @@ using System.Net;
 using Concord.Server.Data;
 using Concord.Server.Realtime;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
 namespace Concord.Server.Tests;
@@ -102,6 +103,100 @@ public sealed class ChangeFeedOrderTests_Postgres(PostgresServer server) : IClas
         Assert.Contains(held, read);
         Assert.Contains(later, read);
         Assert.True(read.IndexOf(held) < read.IndexOf(later));
+    }
+
+    [Fact]
+    public async Task Followers_with_nobody_to_tell_do_not_move_past_a_change_still_being_written()
+    {
+        // With no page or device listening, the browser feed and the TAK incident feed follow the end of the feed; a page
+        // or device that starts listening from there must still hear of a change whose write was running meanwhile.
+        var connection = await server.WithDbAsync(db => Task.FromResult(db.Database.GetConnectionString()!));
+        var feed = server.Services.GetRequiredService<LiveFeed>();
+        var tak = server.Services.GetRequiredService<Tak.TakRouter>();
+        // Both have started (a follower's first read starts from the end of the feed: a page that listens before then catches
+        // up from where it noted the feed stood, LiveComponent).
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); feed.Position < 0 || tak.Told == 0; await Task.Delay(20))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "the followers did not start within 30 s");
+        }
+
+        await using var slow = new NpgsqlConnection(connection);
+        await slow.OpenAsync();
+        await using var transaction = await slow.BeginTransactionAsync();
+        var organization = Guid.NewGuid();
+        long held;
+        await using (var insert = new NpgsqlCommand("INSERT INTO changes (entity, entity_id, operation, at) VALUES ('organization', @id, 'updated', now()) RETURNING sequence", slow, transaction))
+        {
+            insert.Parameters.AddWithValue("id", organization);
+            held = (long)(await insert.ExecuteScalarAsync())!;
+        }
+
+        await using var committed = new NpgsqlConnection(connection);
+        await committed.OpenAsync();
+        var later = await InsertChangeAsync(committed, null);
+
+        // Both followers read at least once a second when this process writes nothing (and sooner behind a gap).
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.True(feed.Position < held, $"the idle browser feed moved to {feed.Position}, past {held}, which is not committed yet");
+        Assert.True(tak.Told < held, $"the idle TAK incident feed moved to {tak.Told}, past {held}, which is not committed yet");
+
+        var joc = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == "joc").Select(m => m.Id).SingleAsync());
+        var told = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var page = feed.Subscribe(joc, changes =>
+        {
+            if (changes.Any(c => c.Id == organization))
+            {
+                told.TrySetResult();
+            }
+        });
+        var position = feed.Position;
+        await transaction.CommitAsync();
+        Assert.True(await Task.WhenAny(told.Task, Task.Delay(TimeSpan.FromSeconds(10))) == told.Task,
+            $"the change {held} committed late was not told (the feed stood at {position} before it was committed, at {feed.Position} now)");
+    }
+
+    [Fact]
+    public async Task A_backlog_written_by_another_process_is_told_without_a_wait_between_windows()
+    {
+        // Another process's commits wake nobody here: the feed finds them at its fallback read. It then reads window after
+        // window until it has caught up, rather than one window per fallback (a second for each thousand changes).
+        var connection = await server.WithDbAsync(db => Task.FromResult(db.Database.GetConnectionString()!));
+        var feed = server.Services.GetRequiredService<LiveFeed>();
+        var joc = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == "joc").Select(m => m.Id).SingleAsync());
+        var told = new System.Collections.Concurrent.ConcurrentDictionary<Guid, bool>();
+        using var page = feed.Subscribe(joc, changes =>
+        {
+            foreach (var change in changes.Where(c => c.Entity == "organization"))
+            {
+                told[change.Id] = true;
+            }
+        });
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); feed.Position < 0; await Task.Delay(20))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "the feed did not start within 30 s");
+        }
+
+        var written = new List<Guid>();
+        await using (var other = new NpgsqlConnection(connection))
+        {
+            await other.OpenAsync();
+            await using var insert = new NpgsqlCommand(
+                "INSERT INTO changes (entity, entity_id, operation, at) SELECT 'organization', gen_random_uuid(), 'updated', now() FROM generate_series(1, 3500) RETURNING entity_id", other);
+            await using var reader = await insert.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                written.Add(reader.GetGuid(0));
+            }
+        }
+
+        var waits = feed.Waits;
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); !written.All(told.ContainsKey); await Task.Delay(20))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"{written.Count(told.ContainsKey)} of {written.Count} changes told after a minute");
+        }
+
+        // At most the wait it was in when they were committed and one that began just before: four windows' worth.
+        Assert.InRange(feed.Waits - waits, 0, 2);
     }
 
     private static async Task<long> InsertChangeAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction)

@@ -125,6 +125,37 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         Assert.False(spike.GetProperty("alert").GetBoolean());
     }
 
+    [Fact]
+    public async Task Spikes_are_marked_with_the_incident_that_tells_reporting_went_on_before_the_baseline()
+    {
+        // Only a CONFIDENTIAL incident, long before the baseline, tells that reporting went on before it (and so that the
+        // whole year counts): the answer is built from it and marked with it, though every incident it counts is unclassified.
+        var at = new DateTimeOffset(2015, 6, 30, 0, 0, 0, TimeSpan.Zero);
+        var code = "EW-" + Guid.NewGuid().ToString("N")[..6];
+        await server.AddAreaAsync(code, "Marked baseline area", -24, 36, -22, 38);
+        using var ocha = server.ClientFor("ocha");
+        foreach (var (days, marking) in new[] { (-400, Api.Marking("CONFIDENTIAL", ["org:OCHA"], ["DECONFLICTION-ONLY"])), (-10, Api.Marking("UNCLASSIFIED", ["org:OCHA"])) })
+        {
+            var (response, _) = await ocha.PostJson("/api/reports", Api.Report(latitude: -23.0, longitude: 37.0 + (days / 1000.0), observedAt: at.AddDays(days),
+                narrative: $"{code} event {days}", marking: marking));
+            Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        }
+
+        var (_, spikes) = await ocha.GetJson($"/api/early-warning/spikes?at={Uri.EscapeDataString(at.ToString("O"))}&days=30&baselineDays=365");
+        Assert.Equal(365, spikes.GetProperty("baselineObservedDays").GetInt32());
+        Assert.Equal(1, spikes.GetProperty("items").EnumerateArray().Single(s => s.GetProperty("area").GetString() == code).GetProperty("recent").GetInt32());
+        Assert.Equal("CONFIDENTIAL", spikes.GetProperty("classification").GetString());
+        Assert.Equal(["DECONFLICTION-ONLY"], spikes.GetProperty("caveats").EnumerateArray().Select(c => c.GetString()));
+
+        // An unclassified incident before the baseline tells the same: the answer is then unclassified.
+        var (early, _) = await ocha.PostJson("/api/reports", Api.Report(latitude: -23.5, longitude: 36.5, observedAt: at.AddDays(-500),
+            narrative: $"{code} early event", marking: Api.Marking("UNCLASSIFIED", ["org:OCHA"])));
+        Assert.Equal(HttpStatusCode.Created, early.StatusCode);
+        (_, spikes) = await ocha.GetJson($"/api/early-warning/spikes?at={Uri.EscapeDataString(at.ToString("O"))}&days=30&baselineDays=365");
+        Assert.Equal("UNCLASSIFIED", spikes.GetProperty("classification").GetString());
+        Assert.Empty(spikes.GetProperty("caveats").EnumerateArray());
+    }
+
     /// <summary>
     /// A new two-degree area at (<paramref name="south"/>, <paramref name="west"/>), UNPOL's incidents (place, days before
     /// <paramref name="at"/>), and the spikes UNPOL reads at <paramref name="at"/> (30 days against 365) with the area's row.

@@ -52,6 +52,27 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task Caveats_are_listed_with_the_bit_that_stands_for_them_in_GeoJSON_caveat_sets()
+    {
+        // GeoJSON properties carry a record's caveats as a set of bits; the list of caveats says which bit is which.
+        var code = "CV-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var (added, caveat) = await server.ClientFor("jocadmin").PostJson("/api/caveats", new { code, description = "Bit test" });
+        Assert.Equal(HttpStatusCode.Created, added.StatusCode);
+        var (_, list) = await server.ClientFor("joc").GetJson("/api/caveats");
+        var bits = list.EnumerateArray().ToDictionary(c => c.GetProperty("code").GetString()!, c => c.GetProperty("bit").GetInt32());
+        Assert.Equal(caveat.GetProperty("bit").GetInt32(), bits[code]);
+        Assert.Equal(bits.Count, bits.Values.Distinct().Count());
+
+        var tag = "bits" + Guid.NewGuid().ToString("N")[..8];
+        var (created, report) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(narrative: $"Caveat bits ({tag}).",
+            marking: Api.Marking("CONFIDENTIAL", ["org:JOC"], ["SOURCE-PROTECTED", "DECONFLICTION-ONLY"])));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var (_, geojson) = await server.ClientFor("joc").GetJson($"/api/incidents/geojson?q={tag}");
+        var feature = geojson.GetProperty("features").EnumerateArray().Single(f => f.GetProperty("id").GetGuid() == report.GetProperty("incidentId").GetGuid());
+        Assert.Equal((1L << bits["SOURCE-PROTECTED"]) | (1L << bits["DECONFLICTION-ONLY"]), feature.GetProperty("properties").GetProperty("caveats").GetInt64());
+    }
+
+    [Fact]
     public async Task A_sharing_group_opens_records_to_its_member_organisations_and_only_its_owner_manages_it()
     {
         var code = "PWG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();

@@ -178,6 +178,43 @@ internal static class ChangeWindows
         return (settled, settled.Count < window.Count);
     }
 
+    /// <summary>
+    /// Where a follower with nobody to tell may move its cursor without skipping anything it must tell later: the last change
+    /// after <paramref name="after"/> before the first gap a running transaction may still fill (on SQLite, the end of the
+    /// feed). A bare maximum of the feed on PostgreSQL could pass such a gap, and a listener who joined afterwards would never
+    /// hear of the change that fills it. Held: the end stops before committed changes waiting on a gap (read again soon).
+    /// Behind: <paramref name="windows"/> windows were read and the feed goes on (move again at once). A follower without a
+    /// cursor yet (<paramref name="after"/> below 0) starts from the last change older than <see cref="GapGrace"/>, every gap
+    /// before which is settled.
+    /// </summary>
+    public static async Task<(long End, bool Held, bool Behind)> SettledEndAsync(ConcordDb db, long after, DateTime now, CancellationToken cancellationToken, int windows = 10)
+    {
+        if (db.Database.IsSqlite())
+        {
+            return (await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? Math.Max(after, 0), false, false);
+        }
+
+        if (after < 0)
+        {
+            // From the end of the feed backwards (its key), to the first change old enough: the young ones only are read.
+            var settled = now - GapGrace;
+            after = await db.Changes.OrderByDescending(c => c.Sequence).Where(c => c.At < settled).Select(c => (long?)c.Sequence).FirstOrDefaultAsync(cancellationToken) ?? 0;
+        }
+
+        const int Limit = 10_000;
+        for (var read = 0; read < windows; read++)
+        {
+            var (window, held) = await ReadHeldAsync(db, after, Limit, now, cancellationToken);
+            after = window.Count > 0 ? window[^1].Sequence : after;
+            if (held || window.Count < Limit)
+            {
+                return (after, held, false);
+            }
+        }
+
+        return (after, false, true);
+    }
+
     /// <summary>The start of <paramref name="window"/> up to its first gap that may still be filled (one whose first missing number is not in <paramref name="ended"/>).</summary>
     internal static List<Change> Settled(List<Change> window, long after, DateTime now, IReadOnlySet<long>? ended = null)
     {

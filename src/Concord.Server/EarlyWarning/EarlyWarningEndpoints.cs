@@ -244,9 +244,10 @@ internal static class EarlyWarningEndpoints
         // see in it (in any area): before that, nothing was reported, which says nothing of any area's rate, and scaling a
         // month of data as if it were a year would make every active area alarm. With anything older in sight, the whole
         // baseline counts, quiet spells included (a mission gone quiet is when a surge matters). Alerts need a baseline
-        // at least as long as the recent window.
-        var reportingBefore = rows.Count > 0
-            && await (await Selection(new ListQuery { To = baselineFrom.AddTicks(-1) })).LatestStartAsync(cancellationToken) is not null;
+        // at least as long as the recent window. Whether there is such an incident is told from the least marked one (its
+        // marking is the answer's too, and it is counted in the audit).
+        var before = rows.Count > 0 ? await (await Selection(new ListQuery { To = baselineFrom.AddTicks(-1) })).LeastMarkedAsync(cancellationToken) : null;
+        var reportingBefore = before is not null;
         var firstSeen = rows.Count == 0 || reportingBefore ? baselineFrom : rows.Min(r => r.StartsAt);
         var observed = Math.Max(0, (int)Math.Floor((recentFrom - (firstSeen > baselineFrom ? firstSeen : baselineFrom)).TotalDays));
         var items = directory.Areas.Select(a => a.Area).Select(area =>
@@ -267,8 +268,11 @@ internal static class EarlyWarningEndpoints
                 return new SpikeDto(area.Code, area.Name, recent, baseline, Math.Round(expected, 3), p, recent >= 3 && p < threshold && observed >= days);
             })
             .OrderBy(s => s.Probability ?? 2).ToList();
+        var decided = before is { } b ? [b] : Array.Empty<(int Classification, long Caveats)>();
+        var levels = rows.Select(r => r.Classification).Concat(decided.Select(d => d.Classification)).ToList();
+        var caveats = rows.Aggregate(0L, (bits, r) => bits | r.Caveats) | decided.Aggregate(0L, (bits, d) => bits | d.Caveats);
         return (new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, observed, threshold,
-            markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), CaveatsOf(markings, rows), items), Audits.CountLevels(rows.Select(r => r.Classification)));
+            markings.Scheme.Label(levels.Count == 0 ? 0 : levels.Max()), markings.Caveats.CodesOf(caveats), items), Audits.CountLevels(levels));
     }
 
     /// <summary>P(X ≥ k) for X ~ Poisson(λ), summed in log space.</summary>

@@ -72,6 +72,24 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
     }
 
     /// <summary>
+    /// The marking of the least marked incident the viewer would see (the lowest level; at that level, one without caveats
+    /// if any), or null when none: what an answer that tells only whether some incident matches tells it from.
+    /// </summary>
+    public async Task<(int Classification, long Caveats)?> LeastMarkedAsync(CancellationToken cancellationToken)
+    {
+        var least = (await plain.OrderBy(i => i.Classification).ThenBy(i => i.Caveats == 0 ? 0 : 1)
+            .Select(i => new { i.Classification, i.Caveats }).Take(1).ToListAsync(cancellationToken)).Select(m => (m.Classification, m.Caveats)).ToList();
+        if (least is [(0, 0)])
+        {
+            return least[0];
+        }
+
+        // A viewer's copy of a mixed incident may be marked lower than the stored one: rebuilt, all of them (they are few).
+        var seen = (await MixedAsSeenAsync(null, cancellationToken)).Select(i => (i.Classification, i.Caveats));
+        return least.Concat(seen).OrderBy(m => m.Item1).ThenBy(m => m.Item2 == 0 ? 0 : 1).Select(m => ((int, long)?)m).FirstOrDefault();
+    }
+
+    /// <summary>
     /// The <paramref name="count"/> incidents last changed as the viewer sees them (what a TAK device gets when it
     /// connects). A viewer's copy of a mixed incident changed no later than the stored incident, so only mixed incidents
     /// stored as changed since the last plain one taken can be among them.

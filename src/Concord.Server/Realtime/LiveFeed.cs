@@ -76,6 +76,9 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
     /// <summary>Whether the last read stopped before committed changes waiting on a gap (read again soon, not at the fallback).</summary>
     private volatile bool _held;
 
+    /// <summary>Whether the last read stopped at its window's end with more of the feed to read.</summary>
+    private volatile bool _behind;
+
     private long _position = -1;
 
     /// <summary>
@@ -86,6 +89,11 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
     public long Position => Interlocked.Read(ref _position);
 
     public int Connections => _connections.Count;
+
+    private int _waits;
+
+    /// <summary>How many times the feed has waited between rounds (for tests: a backlog is read without waits).</summary>
+    internal int Waits => Volatile.Read(ref _waits);
 
     public void Join(string connectionId, LiveConnection connection) => _connections[connectionId] = connection;
 
@@ -118,14 +126,22 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
                 {
                     // Set by a read that was held at a gap; a round that fails before reading waits the fallback.
                     _held = false;
-                    after = await PublishAsync(after, stoppingToken);
-                    Interlocked.Exchange(ref _position, after);
+                    do
+                    {
+                        // A full window: the rest is read at once, not after a wait (a backlog written by another process
+                        // wakes nobody here, and would otherwise drain one window a second).
+                        _behind = false;
+                        after = await PublishAsync(after, stoppingToken);
+                        Interlocked.Exchange(ref _position, after);
+                    }
+                    while (_behind && !stoppingToken.IsCancellationRequested);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     logger.LogWarning(e, "sending live changes to browsers failed; retrying");
                 }
 
+                Interlocked.Increment(ref _waits);
                 await ChangeSignal.WaitAsync(next, Fallback, Interval, started, _held, stoppingToken);
             }
         }
@@ -169,11 +185,14 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         if (after < 0 || (_connections.IsEmpty && _subscriptions.IsEmpty))
         {
-            // Nobody to tell (or just started): move to the end of the feed so that nothing old is sent later.
-            return await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
+            // Nobody to tell (or just started): move to the end of the feed so that nothing old is sent later, but not past a
+            // change still being written: a page that starts listening from here must hear of it.
+            (var end, _held, _behind) = await ChangeWindows.SettledEndAsync(db, after, time.GetUtcNow().UtcDateTime, cancellationToken);
+            return end;
         }
 
         (var window, _held) = await ChangeWindows.ReadHeldAsync(db, after, Window, time.GetUtcNow().UtcDateTime, cancellationToken);
+        _behind = window.Count == Window;
         if (window.Count == 0)
         {
             return after;

@@ -45,7 +45,8 @@ internal sealed record AgreementDto(
 
 internal sealed record CaveatRequest(string? Code, string? Description);
 
-internal sealed record CaveatDto(string Code, string Description);
+/// <summary>A caveat: its code, what it means, and its bit in the caveat sets GeoJSON properties carry (<c>caveats</c>).</summary>
+internal sealed record CaveatDto(string Code, string Description, int Bit);
 
 /// <summary>
 /// Administration, itself authorised: mission administrators create organisations and caveats; an organisation's
@@ -70,7 +71,7 @@ internal static class AdminEndpoints
         admin.MapPost("/agreements", CreateAgreement).WithJsonBody<AgreementRequest>().RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Record an agreement between organisations (administrators of a party).");
         admin.MapPut("/agreements/{code}", ReviseAgreement).WithJsonBody<AgreementRequest>().RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Write a new version of an agreement.");
         admin.MapDelete("/agreements/{code}", RetireAgreement).RequireAuthorization(Policies.OrganizationAdmin).WithSummary("Retire an agreement: it no longer marks new reports.");
-        admin.MapGet("/caveats", (CaveatRegistry caveats, ConcordDb db) => db.Caveats.AsNoTracking().OrderBy(c => c.Bit).Select(c => new CaveatDto(c.Code, c.Description)).ToListAsync())
+        admin.MapGet("/caveats", (CaveatRegistry caveats, ConcordDb db) => db.Caveats.AsNoTracking().OrderBy(c => c.Bit).Select(c => new CaveatDto(c.Code, c.Description, c.Bit)).ToListAsync())
             .RequireAuthorization().WithSummary("The deployment's caveats.");
         admin.MapPost("/caveats", CreateCaveat).WithJsonBody<CaveatRequest>().RequireAuthorization(Policies.MissionAdmin).WithSummary("Add a caveat (mission administrators).");
     }
@@ -768,7 +769,7 @@ internal static class AdminEndpoints
         {
             return Problems.Field("code", $"caveat {caveat.Code} exists, or another caveat was created at the same time; list the caveats and try again", StatusCodes.Status409Conflict);
         }
-        return TypedResults.Created($"/api/caveats/{caveat.Code}", new CaveatDto(caveat.Code, caveat.Description));
+        return TypedResults.Created($"/api/caveats/{caveat.Code}", new CaveatDto(caveat.Code, caveat.Description, caveat.Bit));
     }
 }
 

@@ -21,13 +21,15 @@ internal sealed class IncidentFeed(
     /// <summary>How often the feed is read when this process commits nothing (for writes by other processes).</summary>
     public static readonly TimeSpan Fallback = TimeSpan.FromSeconds(1);
 
+    private const int Window = 1000;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         long after;
         await using (var scope = scopes.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-            after = await db.Changes.MaxAsync(c => (long?)c.Sequence, stoppingToken) ?? 0;
+            (after, _, _) = await ChangeWindows.SettledEndAsync(db, -1, time.GetUtcNow().UtcDateTime, stoppingToken);
         }
 
         router.Told = after;
@@ -42,9 +44,15 @@ internal sealed class IncidentFeed(
                 {
                     // Set by a read that was held at a gap; a round that fails before reading waits the fallback.
                     _held = false;
-                    // Nobody to tell: skip the work, but keep the position so that nothing old is sent later.
-                    after = router.Sessions.Count == 0 ? await LatestAsync(after, stoppingToken) : await PublishAsync(after, stoppingToken);
-                    router.Told = after;
+                    do
+                    {
+                        // A full window: the rest is read at once (a backlog written by another process wakes nobody here).
+                        _behind = false;
+                        // Nobody to tell: skip the work, but keep the position so that nothing old is sent later.
+                        after = router.Sessions.Count == 0 ? await LatestAsync(after, stoppingToken) : await PublishAsync(after, stoppingToken);
+                        router.Told = after;
+                    }
+                    while (_behind && !stoppingToken.IsCancellationRequested);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
@@ -63,7 +71,8 @@ internal sealed class IncidentFeed(
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        var latest = await db.Changes.MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? after;
+        // Not past a change still being written: a device that connects from here must be told of it.
+        (var latest, _held, _behind) = await ChangeWindows.SettledEndAsync(db, after, time.GetUtcNow().UtcDateTime, cancellationToken);
         if (router.Sessions.Count > 0)
         {
             // A device connected meanwhile: its opening picture may have been read before some of these changes, which
@@ -93,11 +102,15 @@ internal sealed class IncidentFeed(
     /// <summary>Whether the last read stopped before committed changes waiting on a gap (read again soon, not at the fallback).</summary>
     private volatile bool _held;
 
+    /// <summary>Whether the last read stopped at its window's end with more of the feed to read.</summary>
+    private volatile bool _behind;
+
     internal async Task<long> PublishAsync(long after, CancellationToken cancellationToken)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        (var changes, _held) = await ChangeWindows.ReadHeldAsync(db, after, 1000, time.GetUtcNow().UtcDateTime, cancellationToken);
+        (var changes, _held) = await ChangeWindows.ReadHeldAsync(db, after, Window, time.GetUtcNow().UtcDateTime, cancellationToken);
+        _behind = changes.Count == Window;
         var done = new HashSet<TakSession>();
         if (_retry is { } retry && retry.After == after)
         {
@@ -255,6 +268,8 @@ internal sealed class IncidentFeed(
         {
             done.UnionWith(sessions.Where(s => !unaudited.Contains(s)));
             _retry = (after, changes[^1].Sequence, done);
+            // Tried again after the usual wait, not at once.
+            _behind = false;
             return after;
         }
 

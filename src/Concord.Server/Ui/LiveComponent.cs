@@ -91,7 +91,7 @@ public abstract class LiveComponent : UiComponent, IDisposable
             if (position < 0)
             {
                 await using var scope = Service<IServiceScopeFactory>().CreateAsyncScope();
-                position = await scope.ServiceProvider.GetRequiredService<ConcordDb>().Changes.MaxAsync(c => (long?)c.Sequence, Aborted) ?? 0;
+                (position, _, _) = await ChangeWindows.SettledEndAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), -1, Service<TimeProvider>().GetUtcNow().UtcDateTime, Aborted);
             }
 
             FeedPosition = position;

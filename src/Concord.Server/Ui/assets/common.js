@@ -22,6 +22,11 @@ window.Concord = (() => {
     }
   }
 
+  // Caveat sets travel in the API's JSON as 64-bit integers (GeoJSON properties "caveats"); a plain parse rounds those
+  // above 2^53, dropping or inventing caveats of bit 53 and up. Read exactly, as BigInts, from the number's own text.
+  const readJson = async response => JSON.parse(await response.text(), (key, value, parsed) =>
+    key === 'caveats' && typeof value === 'number' ? BigInt(parsed?.source ?? value) : value);
+
   // A page whose session has ended (signed out in another window, a new password, a disable, its day is over) leaves for
   // the sign-in page, which brings the member back here, rather than staying on screen with what it last showed: checked
   // when its session's day is over and whenever the live channel drops (the server closes the channel of an ended
@@ -68,5 +73,5 @@ window.Concord = (() => {
     return connection;
   }
 
-  return { context, text, number, day, banner, live, received, connections, checkSession };
+  return { context, text, number, day, banner, readJson, live, received, connections, checkSession };
 })();

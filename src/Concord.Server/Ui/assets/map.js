@@ -137,7 +137,7 @@
       }
       return;
     }
-    const data = await response.json();
+    const data = await Concord.readJson(response);
     if (mine !== generation) return; // a newer request has been made meanwhile
     const clustered = response.headers.get('X-Concord-Clustered') === 'true';
     const total = Number(response.headers.get('X-Concord-Total'));
@@ -225,7 +225,7 @@
     if (!map.hasLayer(tracks)) return;
     const response = await fetch('/api/tracks/geojson?' + new URLSearchParams({ bbox: viewport() })).catch(() => null);
     if (!response || !response.ok) return;
-    const data = await response.json();
+    const data = await Concord.readJson(response);
     tracks.clearLayers();
     state.tracks = data.features.map(f => f.id);
     layerMarks.tracks = marksOf(data.features);
@@ -274,7 +274,7 @@
     if (!map.hasLayer(coordination)) return;
     const response = await fetch('/api/coordination/geojson').catch(() => null);
     if (!response || !response.ok) return;
-    const data = await response.json();
+    const data = await Concord.readJson(response);
     coordination.clearLayers();
     state.coordination = data.features.map(f => f.id);
     layerMarks.coordination = marksOf(data.features);
