@@ -140,6 +140,21 @@ internal static class QueryBench
             }
         }
 
+        // Hotspots over everything the viewer may see, no time range (an analyst asking where, over all time): every
+        // incident of the store is counted.
+        var hotspotsByCell = new Measurements();
+        var hotspotsByArea = new Measurements();
+        for (var i = 0; i < 7; i++)
+        {
+            var (cellMs, _) = await TimeHttpAsync(http, "/api/early-warning/hotspots?by=cell");
+            var (areaMs, _) = await TimeHttpAsync(http, "/api/early-warning/hotspots?by=area");
+            if (i >= 2)
+            {
+                hotspotsByCell.Add(cellMs);
+                hotspotsByArea.Add(areaMs);
+            }
+        }
+
         await app.StopAsync();
         await app.DisposeAsync();
 
@@ -155,6 +170,8 @@ internal static class QueryBench
             string.Create(CultureInfo.InvariantCulture, $"| {name} | GET /api/reports viewport (HTTP) | {Measurements.Ms(listHttp.Percentile(50))} | {Measurements.Ms(listHttp.Percentile(95))} | {Measurements.Ms(listHttp.Percentile(99))} | {rows.Average():0} visible rows on average, max {rows.Max()} |"),
             string.Create(CultureInfo.InvariantCulture, $"| {name} | GET /api/incidents/geojson viewport (HTTP) | {Measurements.Ms(geoHttp.Percentile(50))} | {Measurements.Ms(geoHttp.Percentile(95))} | {Measurements.Ms(geoHttp.Percentile(99))} | {features.Average():0} features on average, max {features.Max()}; target p95 < 50 ms |"),
             string.Create(CultureInfo.InvariantCulture, $"| {name} | GET /api/incidents/geojson, densest 0.6° box (HTTP) | {Measurements.Ms(denseHttp.Percentile(50))} | {Measurements.Ms(denseHttp.Percentile(95))} | {Measurements.Ms(denseHttp.Percentile(99))} | far more than 5,000 match; the newest 5,000 are sent |"),
+            string.Create(CultureInfo.InvariantCulture, $"| {name} | GET /api/early-warning/hotspots by cell, whole store (HTTP) | {Measurements.Ms(hotspotsByCell.Percentile(50))} | {Measurements.Ms(hotspotsByCell.Percentile(95))} | {Measurements.Ms(hotspotsByCell.Percentile(99))} | every incident counted (5 runs after 2) |"),
+            string.Create(CultureInfo.InvariantCulture, $"| {name} | GET /api/early-warning/hotspots by area, whole store (HTTP) | {Measurements.Ms(hotspotsByArea.Percentile(50))} | {Measurements.Ms(hotspotsByArea.Percentile(95))} | {Measurements.Ms(hotspotsByArea.Percentile(99))} | idem |"),
         ];
     }
 

@@ -59,17 +59,29 @@ public abstract class CliTests : IAsyncLifetime
         var member = await db.Members.SingleAsync(m => m.UserName == "deminer.one");
         Assert.Equal(1, member.Clearance);
         Assert.Equal("reporter,analyst", member.Roles);
+        var creation = await db.Audit.Where(e => e.Entity == "member" && e.Detail.Contains("\"created\":\"deminer.one\"")).Select(e => e.Detail).SingleAsync();
+        Assert.NotEqual(0, member.Caveats);
+        Assert.Contains($"\"caveats\":{member.Caveats}", creation, StringComparison.Ordinal);
         var stored = await db.AccessTokens.SingleAsync(t => t.MemberId == member.Id);
         Assert.Equal(Accounts.AccessTokens.HashSecret(token.Output.Trim()), stored.SecretHash);
         Assert.Equal(7, (stored.ExpiresAt - stored.CreatedAt).TotalDays, 3);
 
+        var device = await Run(["cert", "issue", "--user", "deminer.one", "--out", Path.Combine(_directory, "device-certs"), .. StoreArguments]);
+        Assert.True(device.Exit == 0, device.Errors);
+        var thumbprint = System.Text.RegularExpressions.Regex.Match(device.Output, "issued certificate ([0-9a-f]+)").Groups[1].Value;
         var set = await Run(["user", "set", "--user", "deminer.one", "--clearance", "UNCLASSIFIED", "--caveats", "", "--roles", "reporter", "--disable", .. StoreArguments]);
         Assert.Equal((0, "deminer.one: reporter; clearance UNCLASSIFIED; caveats none; disabled"), (set.Exit, set.Output.Trim()));
-        // Disabling revokes the member's tokens: enabled again, the old ones do not come back.
+        var enable = await Run(["user", "set", "--user", "deminer.one", "--enable", .. StoreArguments]);
+        Assert.Equal(0, enable.Exit);
+        // Disabling revokes the member's tokens and device certificates: enabled again, the old ones do not come back.
         await using (var disabled = services.CreateAsyncScope())
         {
-            Assert.NotNull((await disabled.ServiceProvider.GetRequiredService<ConcordDb>().AccessTokens.SingleAsync(t => t.Id == stored.Id)).RevokedAt);
+            var disabledDb = disabled.ServiceProvider.GetRequiredService<ConcordDb>();
+            Assert.NotNull((await disabledDb.AccessTokens.SingleAsync(t => t.Id == stored.Id)).RevokedAt);
+            Assert.NotNull((await disabledDb.DeviceCertificates.SingleAsync(c => c.Thumbprint == thumbprint)).RevokedAt);
         }
+
+        Assert.Equal(0, (await Run(["user", "set", "--user", "deminer.one", "--disable", .. StoreArguments])).Exit);
 
         // A disabled member gets no credential that would not work.
         var disabledToken = await Run(["token", "create", "--user", "deminer.one", .. StoreArguments]);
@@ -88,7 +100,7 @@ public abstract class CliTests : IAsyncLifetime
 
         // Disabling the member revoked the token: the member's entry names it.
         var disabling = await checkDb.Audit.Where(e => e.Entity == "member" && e.Detail.Contains("\"disabled\":true")).ToListAsync();
-        Assert.Contains(disabling, e => e.Detail.Contains(stored.Id.ToString(), StringComparison.Ordinal));
+        Assert.Contains(disabling, e => e.Detail.Contains(stored.Id.ToString(), StringComparison.Ordinal) && e.Detail.Contains(thumbprint, StringComparison.Ordinal));
 
         // A credential made is in the audit, by the system (the command line), never with its secret; revoked again by
         // 'token revoke' after the disable revoked it, nothing more is recorded.

@@ -54,6 +54,11 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         var (_, hot) = await unpol.GetJson("/api/early-warning/hotspots?bbox=40,-20,42,-18&by=area");
         Assert.Equal(8, hot.GetProperty("items").EnumerateArray().Single(h => h.GetProperty("key").GetString() == code).GetProperty("incidents").GetInt32());
         Assert.Equal(["SOURCE-PROTECTED"], hot.GetProperty("caveats").EnumerateArray().Select(c => c.GetString()));
+        // All eight in one PRIO-GRID cell (19° S–18.5° S, 41° E–41.5° E), with their deaths (three each).
+        var (_, mine) = await unpol.GetJson("/api/early-warning/hotspots?bbox=40,-20,42,-18&by=cell");
+        var cell = Assert.Single(mine.GetProperty("items").EnumerateArray());
+        Assert.Equal(("102683", 8, 24L, -18.75, 41.25), (cell.GetProperty("key").GetString(), cell.GetProperty("incidents").GetInt32(), cell.GetProperty("killed").GetInt64(),
+            cell.GetProperty("latitude").GetDouble(), cell.GetProperty("longitude").GetDouble()));
         var (_, cells) = await server.ClientFor("force").GetJson("/api/early-warning/hotspots?bbox=40,-20,42,-18&by=cell");
         Assert.Empty(cells.GetProperty("items").EnumerateArray());
         var (bad, problem) = await unpol.GetJson("/api/early-warning/spikes?days=0&threshold=2");

@@ -369,6 +369,25 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         }
 
         Assert.Equal(Api.Recent.UtcDateTime, await selection.LatestStartAsync(CancellationToken.None));
+
+        // Hotspots count it where and as deadly as pref sees it (3 at 7.3° N 22.1° E, PRIO-GRID 140085), not in the hidden
+        // account's cell (140806) with its 40; the plain ones are counted in the store.
+        var (_, cells) = await server.ClientFor("pref").GetJson($"/api/early-warning/hotspots?q={tag}&by=cell");
+        var items = cells.GetProperty("items").EnumerateArray().ToList();
+        Assert.Equal(5, items.Sum(h => h.GetProperty("incidents").GetInt32()));
+        Assert.Equal(38, items.Sum(h => h.GetProperty("killed").GetInt64()));
+        Assert.Contains(items, h => h.GetProperty("key").GetString() == "140085" && h.GetProperty("latitude").GetDouble() == 7.25 && h.GetProperty("longitude").GetDouble() == 22.25);
+        Assert.DoesNotContain(items, h => h.GetProperty("key").GetString() == "140806");
+        Assert.Equal("UNCLASSIFIED", cells.GetProperty("classification").GetString());
+        var (_, jocCells) = await server.ClientFor("joc").GetJson($"/api/early-warning/hotspots?q={tag}&by=cell");
+        var jocItems = jocCells.GetProperty("items").EnumerateArray().ToList();
+        var (_, jocTarget) = await server.ClientFor("joc").GetJson($"/api/incidents/{target}");
+        Assert.Equal(35 + jocTarget.GetProperty("killedBest").GetInt64(), jocItems.Sum(h => h.GetProperty("killed").GetInt64()));
+        Assert.Contains(jocItems, h => h.GetProperty("key").GetString() == "140806");
+        Assert.Equal("STRICTLY CONFIDENTIAL", jocCells.GetProperty("classification").GetString());
+        var (_, areas) = await server.ClientFor("pref").GetJson($"/api/early-warning/hotspots?q={tag}&by=area");
+        Assert.Equal(5, areas.GetProperty("items").EnumerateArray().Sum(h => h.GetProperty("incidents").GetInt32()));
+        Assert.Equal(38, areas.GetProperty("items").EnumerateArray().Sum(h => h.GetProperty("killed").GetInt64()));
     }
 
     [Fact]
@@ -666,6 +685,17 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Contains(incidentLog.GetProperty("items").EnumerateArray(), e => e.GetProperty("action").GetString() == "read" && e.GetProperty("actor").GetString() == "joc");
         var (_, plainLog) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={Id(plain)}");
         Assert.DoesNotContain(plainLog.GetProperty("items").EnumerateArray(), e => e.GetProperty("action").GetString() == "read");
+
+        // Another auditor who looked the record up under another spelling of its id (upper case, without dashes) is found by
+        // a later search for it: the watchers are watched whatever they type.
+        var auditor = "aud" + Guid.NewGuid().ToString("N")[..8];
+        var (made, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/JOC/members",
+            new { userName = auditor, password = TestServer.Password, roles = new[] { "auditor" }, clearance = "CONFIDENTIAL", caveats = new[] { "DECONFLICTION-ONLY" } });
+        Assert.Equal(HttpStatusCode.Created, made.StatusCode);
+        using var other = await server.SignedInAsync(auditor);
+        Assert.Equal(HttpStatusCode.OK, (await other.GetAsync($"/api/audit?record={Id(site).ToString("N").ToUpperInvariant()}")).StatusCode);
+        var (_, watched) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={Id(site)}");
+        Assert.Contains(watched.GetProperty("items").EnumerateArray(), e => e.GetProperty("actor").GetString() == auditor && e.GetProperty("entity").GetString() == "audit");
     }
 
     [Fact]
@@ -928,7 +958,8 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var admin = server.ClientFor("unpoladmin");
         var (tooHigh, high) = await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "STRICTLY CONFIDENTIAL" });
         var (elsewhere, _) = await admin.PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password" });
-        var (created, member) = await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "CONFIDENTIAL", roles = new[] { "reporter" } });
+        var (created, member) = await admin.PostJson("/api/organizations/UNPOL/members",
+            new { userName = name, password = "a-long-password", clearance = "CONFIDENTIAL", roles = new[] { "reporter" }, caveats = new[] { "SOURCE-PROTECTED" }, displayName = "Officer Two" });
         var patch = await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = true });
         var foreign = await server.ClientFor("ocha").PatchAsJsonAsync($"/api/members/{name}", new { disabled = false });
         var (orgByAdmin, _) = await admin.PostJson("/api/organizations", new { code = "NEWORG", name = "New", kind = "police" });
@@ -945,6 +976,12 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(HttpStatusCode.Created, orgByMissionAdmin.StatusCode);
         var (signIn, _) = await server.Anonymous().PostJson("/api/auth/signin", new { userName = name, password = "a-long-password" });
         Assert.Equal(HttpStatusCode.Unauthorized, signIn.StatusCode);
+
+        // What the member was granted when created is in the audit, the caveats too (as later changes are).
+        var bits = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).Select(m => m.Caveats).SingleAsync());
+        Assert.NotEqual(0, bits);
+        var creation = JsonDocument.Parse(await server.WithDbAsync(db => db.Audit.Where(e => e.Entity == "member" && e.Detail.Contains($"\"created\":\"{name}\"")).Select(e => e.Detail).SingleAsync())).RootElement;
+        Assert.Equal((bits, "Officer Two", 1), (creation.GetProperty("caveats").GetInt64(), creation.GetProperty("displayName").GetString(), creation.GetProperty("clearance").GetInt32()));
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
+using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Tests;
 
@@ -17,7 +18,8 @@ public abstract class TakAccessTests<TServer>(TServer server) : IClassFixture<TS
         using var admin = server.ClientFor("jocadmin");
         var (created, body) = await admin.PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" } });
         Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
-        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(name));
+        var certificate = await server.IssueDeviceAsync(name);
+        await using var device = await server.ConnectTakAsync(certificate);
         await Task.Delay(500);
         Assert.False(device.Closed);
 
@@ -28,6 +30,18 @@ public abstract class TakAccessTests<TServer>(TServer server) : IClassFixture<TS
         }
 
         Assert.True(device.Closed, "the disabled member's device is still connected");
+
+        // The disable revoked the device's certificate (the audit names it): enabled again, the member does not get the
+        // device back (one taken from them, say); a new certificate is issued for a device they hold.
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = false })).StatusCode);
+        var thumbprint = Tak.TakCertificates.Thumbprint(certificate);
+        Assert.NotNull(await server.WithDbAsync(db => db.DeviceCertificates.Where(c => c.Thumbprint == thumbprint).Select(c => c.RevokedAt).SingleAsync()));
+        Assert.Contains(await server.WithDbAsync(db => db.Audit.Where(e => e.Entity == "member" && e.Detail.Contains("\"disabled\":true")).Select(e => e.Detail).ToListAsync()),
+            detail => detail.Contains(thumbprint, StringComparison.Ordinal));
+        await using var again = await server.ConnectTakAsync(certificate, attached: false);
+        Assert.Null(await again.WaitForAsync(e => e.Type == Cot.CotControl.VersionSupportType, TimeSpan.FromSeconds(2)));
+        await using var renewed = await server.ConnectTakAsync(await server.IssueDeviceAsync(name));
+        Assert.NotNull(await renewed.WaitForAsync(e => e.Type == Cot.CotControl.VersionSupportType));
     }
 }
 

@@ -49,6 +49,10 @@ internal static class AuditEndpoints
         entries = entries.Where(a => !(a.MemberId == self && a.Action == AuditActions.Read && a.Entity == "audit"));
         entries = from is { } f ? entries.Where(a => a.At >= f) : entries;
         entries = to is { } t ? entries.Where(a => a.At <= t) : entries;
+        // The record asked about, in the form every entry names records in: an id may be typed in other forms (upper case,
+        // without dashes, in braces), and the auditor's own read entry names it in this one, so that a later search for the
+        // record finds who looked it up.
+        string? recordId = null;
         if (q["record"].ToString() is { Length: > 0 } recordText)
         {
             if (!Guid.TryParse(recordText, out var record))
@@ -56,8 +60,8 @@ internal static class AuditEndpoints
                 return Problems.Field("record", "must be a record id");
             }
 
-            var pattern = record.ToString("D");
-            entries = entries.Where(a => a.EntityId == record || a.Detail.Contains(pattern));
+            recordId = record.ToString("D");
+            entries = entries.Where(a => a.EntityId == record || a.Detail.Contains(recordId));
         }
 
         if (q["member"].ToString() is { Length: > 0 } member)
@@ -99,6 +103,7 @@ internal static class AuditEndpoints
         await audit.RecordAsync(Audits.Entry(viewer, AuditActions.Read, "audit", null, marking, time.GetUtcNow().UtcDateTime, Audits.Detail(new
         {
             query = context.Request.QueryString.Value,
+            record = recordId,
             entries = page.Count,
             first = page.FirstOrDefault()?.ChainIndex,
             last = page.LastOrDefault()?.ChainIndex,

@@ -112,8 +112,10 @@ internal static class AdminCommands
             }
 
             var tokensRevoked = invocation.Has("--disable") ? await AccessTokens.RevokeAllAsync(db, member.Id, services.GetRequiredService<TimeProvider>(), cancellationToken) : [];
+            var certificatesRevoked = invocation.Has("--disable") ? await Tak.DeviceCertificates.RevokeAllAsync(db, member.Id, services.GetRequiredService<TimeProvider>(), cancellationToken) : [];
             await SaveAuditedAsync(services, db, "member",
-                new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled, tokensRevoked }, cancellationToken);
+                new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled, tokensRevoked, certificatesRevoked },
+                cancellationToken);
             await output.WriteLineAsync($"{member.UserName}: {member.Roles}; clearance {markings.Scheme.Label(member.Clearance)}; caveats {string.Join(",", markings.Caveats.CodesOf(member.Caveats)) switch { "" => "none", var c => c }}{(member.Disabled ? "; disabled" : "")}");
             return 0;
         }

@@ -436,7 +436,7 @@ internal static class Commands
         }
 
         await AdminCommands.SaveAuditedAsync(services, scope.ServiceProvider.GetRequiredService<ConcordDb>(), "member",
-            new { created = member.UserName, organization = invocation["--org"]!.ToUpperInvariant(), roles = member.Roles, clearance = member.Clearance }, cancellationToken);
+            new { created = member.UserName, organization = invocation["--org"]!.ToUpperInvariant(), displayName = member.DisplayName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats }, cancellationToken);
         await output.WriteLineAsync($"added member {member.UserName} ({member.Roles}; clearance {options.Classification.Label(member.Clearance)})");
         if (generated)
         {

@@ -147,24 +147,54 @@ internal static class EarlyWarningEndpoints
     internal static async Task<(HotspotsDto Answer, Dictionary<int, long> Counted)> HotspotsAsync(
         MissionDirectory directory, MarkingFormat markings, IncidentSelection visible, string by, CancellationToken cancellationToken)
     {
-        var rows = await RowsAsync(visible, cancellationToken);
+        var tallies = await TalliesAsync(visible, by == "cell", cancellationToken);
         var query = visible.Query;
         var items = (by == "cell"
-                ? rows.GroupBy(r => PrioGrid.Gid(r.Latitude, r.Longitude)).Select(g =>
+                ? tallies.GroupBy(t => PrioGrid.OfFloors(t.Row, t.Column)).Select(g =>
                 {
                     var (lat, lon) = PrioGrid.Centre(g.Key);
-                    return new HotspotDto(g.Key.ToString(CultureInfo.InvariantCulture), $"PRIO-GRID {g.Key}", lat, lon, g.Count(), g.Sum(r => (long)(r.Killed ?? 0)));
+                    return new HotspotDto(g.Key.ToString(CultureInfo.InvariantCulture), $"PRIO-GRID {g.Key}", lat, lon, g.Sum(t => t.Count), g.Sum(t => t.Killed));
                 })
-                : rows.GroupBy(r => r.AreaId).Select(g =>
+                : tallies.GroupBy(t => t.AreaId).Select(g =>
                 {
                     var area = directory.Area(g.Key);
+                    var count = g.Sum(t => t.Count);
                     return new HotspotDto(area?.Code ?? "-", area?.Name ?? "outside the mission's areas",
-                        area is null ? g.Average(r => r.Latitude) : (area.MinLatitude + area.MaxLatitude) / 2,
-                        area is null ? g.Average(r => r.Longitude) : (area.MinLongitude + area.MaxLongitude) / 2, g.Count(), g.Sum(r => (long)(r.Killed ?? 0)));
+                        area is null ? g.Sum(t => t.Latitude * t.Count) / count : (area.MinLatitude + area.MaxLatitude) / 2,
+                        area is null ? g.Sum(t => t.Longitude * t.Count) / count : (area.MinLongitude + area.MaxLongitude) / 2, count, g.Sum(t => t.Killed));
                 }))
             .OrderByDescending(h => h.Incidents).ThenByDescending(h => h.Killed).Take(Math.Min(query.Limit, MaxHotspots)).ToList();
-        return (new HotspotsDto(by, Utc(query.From), Utc(query.To), markings.Scheme.Label(rows.Count == 0 ? 0 : rows.Max(r => r.Classification)), CaveatsOf(markings, rows), items),
-            Audits.CountLevels(rows.Select(r => r.Classification)));
+        var counted = tallies.GroupBy(t => t.Classification).ToDictionary(g => g.Key, g => (long)g.Sum(t => t.Count));
+        return (new HotspotsDto(by, Utc(query.From), Utc(query.To), markings.Scheme.Label(tallies.Count == 0 ? 0 : tallies.Max(t => t.Classification)),
+            markings.Caveats.CodesOf(tallies.Aggregate(0L, (bits, t) => bits | t.Caveats)), items), counted);
+    }
+
+    /// <summary>
+    /// Incidents counted together: in one cell (the floors <see cref="PrioGrid.OfFloors"/> takes) or one area,
+    /// under one marking, with their deaths and (for an area) mean place.
+    /// </summary>
+    private sealed record Tally(double Row, double Column, Guid? AreaId, int Classification, long Caveats, int Count, long Killed, double Latitude, double Longitude);
+
+    /// <summary>
+    /// The selection's incidents counted by cell or area and marking: plain ones in the store (a year of a large mission is
+    /// hundreds of thousands of incidents, none of which needs reading), mixed ones as the viewer sees them, one by one.
+    /// </summary>
+    private static async Task<List<Tally>> TalliesAsync(IncidentSelection visible, bool byCell, CancellationToken cancellationToken)
+    {
+        var tallies = byCell
+            ? await visible.Plain
+                .GroupBy(i => new { Row = Math.Floor((i.Latitude + 90) / PrioGrid.Size), Column = Math.Floor((i.Longitude + 180) / PrioGrid.Size), i.Classification, i.Caveats })
+                .Select(g => new Tally(g.Key.Row, g.Key.Column, null, g.Key.Classification, g.Key.Caveats, g.Count(), g.Sum(i => (long)(i.KilledBest ?? 0)), 0, 0))
+                .ToListAsync(cancellationToken)
+            : await visible.Plain
+                .GroupBy(i => new { i.AreaId, i.Classification, i.Caveats })
+                .Select(g => new Tally(0, 0, g.Key.AreaId, g.Key.Classification, g.Key.Caveats, g.Count(), g.Sum(i => (long)(i.KilledBest ?? 0)),
+                    g.Average(i => i.Latitude), g.Average(i => i.Longitude)))
+                .ToListAsync(cancellationToken);
+        tallies.AddRange((await visible.MixedAsSeenAsync(null, cancellationToken)).Select(i => new Tally(
+            Math.Floor((i.Latitude + 90) / PrioGrid.Size), Math.Floor((i.Longitude + 180) / PrioGrid.Size), i.AreaId, i.Classification, i.Caveats, 1, i.KilledBest ?? 0,
+            i.Latitude, i.Longitude)));
+        return tallies;
     }
 
     private static async Task<Results<Ok<SpikesDto>, ProblemHttpResult>> Spikes(

@@ -5,12 +5,18 @@ internal static class PrioGrid
 {
     public const double Size = 0.5;
 
-    public static int Gid(double latitude, double longitude)
+    public static int Gid(double latitude, double longitude) => OfFloors(Math.Floor((latitude + 90) / Size), Math.Floor((longitude + 180) / Size));
+
+    /// <summary>
+    /// The cell of the floors of (latitude + 90) / <see cref="Size"/> and (longitude + 180) / <see cref="Size"/>, as a
+    /// store computes them when it groups by cell.
+    /// </summary>
+    public static int OfFloors(double rowFloor, double columnFloor)
     {
         // The grid's east and north edges (longitude 180, latitude 90, both valid places) belong to the last column and
         // row: a cell past them would fall in the next row, or off the grid.
-        var row = Math.Min((int)Math.Floor((latitude + 90) / Size) + 1, 360);
-        var col = Math.Min((int)Math.Floor((longitude + 180) / Size) + 1, 720);
+        var row = Math.Min((int)rowFloor + 1, 360);
+        var col = Math.Min((int)columnFloor + 1, 720);
         return ((row - 1) * 720) + col;
     }
 

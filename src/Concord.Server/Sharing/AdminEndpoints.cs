@@ -226,7 +226,7 @@ internal static class AdminEndpoints
             return Refused(error!);
         }
 
-        if (!await Changed(db, chain, viewer, "member", new { created = member.UserName, organization = organization.Code, roles = member.Roles, clearance = member.Clearance }, directory, viewers, time, context.RequestAborted,
+        if (!await Changed(db, chain, viewer, "member", new { created = member.UserName, organization = organization.Code, displayName = member.DisplayName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats }, directory, viewers, time, context.RequestAborted,
             d => d.Members.AnyAsync(m => m.UserName == member.UserName, context.RequestAborted)))
         {
             return Problems.Field("userName", $"user {member.UserName} already exists", StatusCodes.Status409Conflict);
@@ -325,6 +325,9 @@ internal static class AdminEndpoints
         }
 
         var tokensRevoked = body.Password is not null || body.Disabled == true ? await AccessTokens.RevokeAllAsync(db, member.Id, time, context.RequestAborted) : [];
+        // A device certificate is a credential of its own, not of a session: a new password leaves the member's devices
+        // connected, a disable revokes them for good (enabling the member again must not let a taken device back in).
+        var certificatesRevoked = body.Disabled == true ? await Tak.DeviceCertificates.RevokeAllAsync(db, member.Id, time, context.RequestAborted) : [];
         if (!await Changed(db, chain, viewer, "member", new
         {
             updated = member.UserName,
@@ -334,6 +337,7 @@ internal static class AdminEndpoints
             disabled = member.Disabled,
             passwordSet = body.Password is not null,
             tokensRevoked,
+            certificatesRevoked,
         }, directory, viewers, time, context.RequestAborted))
         {
             return Problems.Field("member", $"{member.UserName} was changed by another request meanwhile; read it again", StatusCodes.Status409Conflict);

@@ -1,4 +1,5 @@
 using Concord.Server.Access;
+using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Tak;
 
@@ -119,4 +120,25 @@ internal sealed class ChatMessage : MarkedRecord
 
     public required DateTime SentAt { get; init; }
 
+}
+
+/// <summary>The member's device certificates, as a whole.</summary>
+internal static class DeviceCertificates
+{
+    /// <summary>
+    /// Revokes (in the context, not yet saved) every certificate of the member not revoked yet, and returns their
+    /// thumbprints. A disable does this: the certificates of a member who leaves, or whose device was taken, must not
+    /// connect again when the member is enabled later.
+    /// </summary>
+    public static async Task<List<string>> RevokeAllAsync(Data.ConcordDb db, Guid memberId, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        var revoked = new List<string>();
+        await db.DeviceCertificates.Where(c => c.MemberId == memberId && c.RevokedAt == null).ForEachAsync(c =>
+        {
+            c.RevokedAt = now;
+            revoked.Add(c.Thumbprint);
+        }, cancellationToken);
+        return revoked;
+    }
 }
