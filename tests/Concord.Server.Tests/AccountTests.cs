@@ -365,6 +365,56 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task The_audit_of_a_failed_sign_in_does_not_hold_up_the_next_request_on_the_connection()
+    {
+        // The server reads the next request on a kept-alive connection only once the answer's completion callbacks have run.
+        // The failed sign-in's audit write (for a member's name only) ran there and was waited for: a request sent after it
+        // on the same connection was answered later for a member's name than for nobody's. Here the store holds its writers
+        // back (another transaction holds the write lock): the next request must be answered meanwhile.
+        var name = "k" + Guid.NewGuid().ToString("N")[..8];
+        var (created, _) = await server.ClientFor("unpoladmin").PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var memberId = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).Select(m => m.Id).SingleAsync());
+        server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+        using var client = new HttpClient { BaseAddress = server.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health")).StatusCode);
+
+        var connection = await server.WithDbAsync(db => Task.FromResult(db.Database.GetConnectionString()!));
+        var sqlite = await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
+        await using System.Data.Common.DbConnection blocker = sqlite ? new Microsoft.Data.Sqlite.SqliteConnection(connection) : new Npgsql.NpgsqlConnection(connection);
+        await blocker.OpenAsync();
+        await using var hold = await blocker.BeginTransactionAsync();
+        await using (var command = blocker.CreateCommand())
+        {
+            command.Transaction = hold;
+            // SQLite: take the write lock (an insert, rolled back); PostgreSQL: the audit table, which the chain reads and appends to.
+            command.CommandText = sqlite ? "INSERT INTO settings (key, value) VALUES ('blocker', 'x')" : "LOCK TABLE audit IN ACCESS EXCLUSIVE MODE";
+            await command.ExecuteNonQueryAsync();
+        }
+
+        Task<HttpResponseMessage> next;
+        try
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, (await client.PostJson("/api/auth/signin", new { userName = name, password = "not-the-password" })).Response.StatusCode);
+            next = client.GetAsync("/health");
+            Assert.Same(next, await Task.WhenAny(next, Task.Delay(TimeSpan.FromSeconds(10))));
+        }
+        finally
+        {
+            await hold.RollbackAsync();
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await next).StatusCode);
+        // Recorded once the store lets it.
+        for (var i = 0; i < 100 && !await server.WithDbAsync(db => db.Audit.AnyAsync(a => a.EntityId == memberId && a.Action == Audit.AuditActions.SignInFailed)); i++)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.True(await server.WithDbAsync(db => db.Audit.AnyAsync(a => a.EntityId == memberId && a.Action == Audit.AuditActions.SignInFailed)));
+    }
+
+    [Fact]
     public async Task A_live_connection_opened_with_a_token_is_closed_once_the_token_is_revoked()
     {
         var owner = await server.SignedInAsync("joc");

@@ -72,19 +72,13 @@ internal static class SignIns
     {
         var services = context.RequestServices;
         var entry = Audits.Entry(null, action, "member", memberId, AuditMarking.None, services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime, Audits.Detail(detail));
-        var scopes = services.GetRequiredService<IServiceScopeFactory>();
-        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(SignIns));
-        context.Response.OnCompleted(async () =>
+        var writer = services.GetRequiredService<AuditWriter>();
+        // Handed to the audit writer once the answer has gone, and not waited for: the server reads the next request on a
+        // kept-alive connection only once this callback has returned, so waiting here would time the write on the next answer.
+        context.Response.OnCompleted(() =>
         {
-            try
-            {
-                await using var scope = scopes.CreateAsyncScope();
-                await scope.ServiceProvider.GetRequiredService<AuditChain>().SaveAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), [entry], CancellationToken.None);
-            }
-            catch (Exception e)
-            {
-                logger.LogError(e, "A failed sign-in for member {Member} could not be audited", memberId);
-            }
+            writer.Post(entry);
+            return Task.CompletedTask;
         });
     }
 

@@ -53,6 +53,18 @@ internal sealed class AuditWriter : IAsyncDisposable
     public async Task RecordAsync(AuditEntry entry, CancellationToken cancellationToken) =>
         await (await EnqueueAsync(entry, cancellationToken)).WaitAsync(cancellationToken);
 
+    /// <summary>
+    /// Queues an entry and returns at once, without waiting for it to be stored (a failure is logged, as every failed batch
+    /// is): for entries whose writing must not hold up, nor be timed by, the request that made them.
+    /// </summary>
+    public void Post(AuditEntry entry)
+    {
+        if (!_queue.Writer.TryWrite((entry, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously))))
+        {
+            _logger.LogError("the audit queue is full or closed: {Action} of {Entity} {Id} was not recorded", entry.Action, entry.Entity, entry.EntityId);
+        }
+    }
+
     /// <summary>Queues an entry; the task returned ends once it is stored.</summary>
     private async Task<Task> EnqueueAsync(AuditEntry entry, CancellationToken cancellationToken)
     {
