@@ -53,6 +53,29 @@ public sealed class IncidentSummaryTests
         Assert.Contains("6 (4–13) killed", remarks, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void An_incident_opened_for_a_long_narrative_has_the_keywords_a_rebuild_gives_it()
+    {
+        // More words than an incident keeps, in no alphabetical order: fusion scored the next report against the first ones
+        // in the text, a rebuild (provenance, proposals) against the first ones alphabetically.
+        var words = Enumerable.Range(0, 60).Select(i => "word" + (char)('z' - (i % 26)) + (char)('a' + (i / 26)) + "x").ToList();
+        var report = Account(killedCivilian: (null, 1, null), killedOther: null, injuredOther: null, narrative: string.Join(' ', words));
+        Assert.True(Fusion.FusionFeatures.Tokens(report.Narrative).Distinct().Count() > Fusion.FusionFeatures.MaxKeywords);
+        var opened = IncidentSummary.OpenFor(report, Start);
+        var rebuilt = IncidentSummary.OpenFor(report, Start);
+        IncidentSummary.Rebuild(rebuilt, [report]);
+
+        Assert.Equal(rebuilt.Keywords, opened.Keywords);
+        // Late in the text, early in the alphabet.
+        Assert.Contains("wordabx", opened.Keywords, StringComparison.Ordinal);
+        // A short one keeps every word.
+        var shortReport = Account(killedCivilian: (null, 1, null), killedOther: null, injuredOther: null, narrative: "Gunmen burned the market of Kaga-Bandoro at dawn");
+        var shortRebuilt = IncidentSummary.OpenFor(shortReport, Start);
+        IncidentSummary.Rebuild(shortRebuilt, [shortReport]);
+        Assert.Equal(shortRebuilt.Keywords, IncidentSummary.OpenFor(shortReport, Start).Keywords);
+        Assert.Contains("market", shortRebuilt.Keywords, StringComparison.Ordinal);
+    }
+
     private static Report Account(
         (int? Low, int? Best, int? High) killedCivilian, int? killedOther, int? injuredOther, int? injuredCivilian = null, int? injuredOtherHigh = null,
         DateTime? at = null, double latitude = 4.5, double longitude = 20.5, double precision = 500, string category = "ucdp.one-sided", string narrative = "Attack on a village.") => new()

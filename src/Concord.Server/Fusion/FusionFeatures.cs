@@ -94,10 +94,28 @@ internal sealed record FusionFeatures
     public static void Describe(Incident incident, IReadOnlyList<Report> reports)
     {
         incident.Actors = Releasability.Encode(reports.SelectMany(r => Releasability.Decode(r.Actors)));
-        incident.Keywords = Encode(reports.SelectMany(r => Tokens(r.Narrative).Distinct(StringComparer.Ordinal))
+        incident.Keywords = KeywordsOf(reports.Select(r => r.Narrative));
+        incident.Datasets = Releasability.Encode(reports.Select(r => Dataset(r.ExternalRef)).OfType<string>());
+    }
+
+    /// <summary>
+    /// An incident's keywords: the words most of its narratives use, then alphabetically, at most <see cref="MaxKeywords"/>.
+    /// An incident opened for one report gets them the same way, so that fusion scores the next report against the words
+    /// a rebuild of that incident (its provenance, its proposals) would score it against.
+    /// </summary>
+    public static string KeywordsOf(IEnumerable<string> narratives) =>
+        Encode(narratives.SelectMany(n => Tokens(n).Distinct(StringComparer.Ordinal))
             .GroupBy(w => w, StringComparer.Ordinal).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal)
             .Select(g => g.Key).Take(MaxKeywords));
-        incident.Datasets = Releasability.Encode(reports.Select(r => Dataset(r.ExternalRef)).OfType<string>());
+
+    /// <summary>
+    /// <see cref="KeywordsOf(IEnumerable{string})"/> for one narrative, where every word is used once: the first words
+    /// alphabetically (opening an incident is on fusion's hot path, and most narratives hold fewer words than are kept).
+    /// </summary>
+    public static string KeywordsOf(string narrative)
+    {
+        var words = Tokens(narrative);
+        return Encode(words.Count <= MaxKeywords ? words : words.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).Take(MaxKeywords));
     }
 
     public static string Encode(IEnumerable<string> words) => Releasability.Encode(words);

@@ -50,7 +50,7 @@ internal static class IncidentSummary
         Caveats = report.Caveats,
         Tlp = report.Tlp,
         Actors = report.Actors,
-        Keywords = Fusion.FusionFeatures.Encode(Fusion.FusionFeatures.Tokens(report.Narrative).Take(Fusion.FusionFeatures.MaxKeywords)),
+        Keywords = Fusion.FusionFeatures.KeywordsOf(report.Narrative),
         Datasets = Fusion.FusionFeatures.Dataset(report.ExternalRef) is { } dataset ? Access.Releasability.Encode([dataset]) : "",
         CreatedAt = now,
         UpdatedAt = now,
