@@ -384,6 +384,45 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task Bad_values_as_long_as_a_record_are_quoted_by_their_start_and_length()
+    {
+        // A record may hold a megabyte in one field, and up to a thousand reasons are kept and sent back: a reason quoting a
+        // bad date, coordinate or number whole would carry it (ACLED, GED and GeoJSON alike).
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var huge = new string('9', 200_000);
+        var acled = $"""
+            event_id_cnty,event_date,year,time_precision,disorder_type,event_type,sub_event_type,actor1,actor2,admin1,location,latitude,longitude,geo_precision,source,notes,fatalities
+            CAF{tag}1,{huge},2024,1,Political violence,Battles,Armed clash,A,B,X,Y,5.1,20.1,1,S,long date,1
+            CAF{tag}2,2024-03-07,2024,1,Political violence,Battles,Armed clash,A,B,X,Y,{huge},20.1,1,S,long latitude,1
+            CAF{tag}3,2024-03-07,2024,{huge},Political violence,{huge},Armed clash,A,B,X,Y,5.1,20.1,1,S,long codes,1
+            """;
+        var (_, acledSummary) = await ImportAsync("ocha", "format=acled&classification=UNCLASSIFIED&releasableTo=mission", acled, "text/csv");
+
+        var lines = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "reference", "ucdp", "ged231_caf_events.csv")).Take(2).ToList();
+        var fields = lines[1].Split(',');
+        var header = lines[0].Split(',');
+        fields[Array.IndexOf(header, "date_start")] = huge;
+        fields[Array.IndexOf(header, "latitude")] = huge;
+        fields[Array.IndexOf(header, "best")] = huge + "x";
+        fields[0] = Random.Shared.NextInt64(30_000_000_000, 40_000_000_000).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var (_, gedSummary) = await ImportAsync("joc", "format=ged&classification=UNCLASSIFIED&releasableTo=mission", lines[0] + "\n" + string.Join(',', fields), "text/csv");
+
+        var geojson = $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{tag}}-1", "geometry": { "type": "Point", "coordinates": [21.41, 5.15] }, "properties": { "observedAt": "{{huge}}", "category": "poc", "narrative": "{{tag}} long date" } },
+              { "type": "Feature", "id": "{{tag}}-2", "geometry": { "type": "Point", "coordinates": [21.41, 5.15] }, "properties": { "observedAt": "2025-07-02", "category": "poc", "precisionMeters": -{{huge}}, "killed": 1.{{huge}}, "narrative": "{{tag}} long numbers" } }
+            ] }
+            """;
+        var (_, geoSummary) = await ImportAsync("ocha", $"format=geojson&source=long-values-{tag}&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
+
+        var reasons = new[] { acledSummary, gedSummary, geoSummary }.SelectMany(s => s.GetProperty("rejectedRows").EnumerateArray()).Select(r => r.GetProperty("reason").GetString()!).ToList();
+        Assert.Equal(3 + 1 + 2, reasons.Count);
+        Assert.All(reasons, reason => Assert.InRange(reason.Length, 1, 400));
+        Assert.All(reasons, reason => Assert.Contains("(200,00", reason, StringComparison.Ordinal));
+        Assert.Contains(reasons, r => r.StartsWith("event_date '9999999999", StringComparison.Ordinal) && r.Contains("…' (200,000 characters) is not a date", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_GED_file_credits_the_release_its_name_gives()
     {
         // Two real GED events under ids of their own, so that this test owns them.

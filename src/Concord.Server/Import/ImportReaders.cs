@@ -176,7 +176,7 @@ internal static class AcledReader
 
         if (!DateTime.TryParseExact(field("event_date"), ["yyyy-MM-dd", "dd MMMM yyyy", "d MMMM yyyy"], CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var date))
         {
-            errors.Add($"event_date '{field("event_date")}' is not a date such as 2024-05-01");
+            errors.Add($"event_date {Quoted.Of(field("event_date"))} is not a date such as 2024-05-01");
         }
 
         var latitude = Number("latitude", -90, 90);
@@ -185,26 +185,26 @@ internal static class AcledReader
         var fatalities = (int)fatalityValue;
         if (fatalities != fatalityValue)
         {
-            errors.Add($"fatalities '{field("fatalities")}' must be a whole number");
+            errors.Add($"fatalities {Quoted.Of(field("fatalities"))} must be a whole number");
         }
 
         // ACLED: time_precision 1 day, 2 week, 3 month; geo_precision 1 the place, 2 near it, 3 the admin area.
         var precision = field("time_precision") switch { "1" => "day", "2" => "week", "3" => "month", _ => null };
         if (precision is null)
         {
-            errors.Add($"time_precision '{field("time_precision")}' must be 1 (day), 2 (week) or 3 (month)");
+            errors.Add($"time_precision {Quoted.Of(field("time_precision"))} must be 1 (day), 2 (week) or 3 (month)");
         }
 
         double? meters = field("geo_precision") switch { "1" => 2_000.0, "2" => 25_000.0, "3" => 100_000.0, _ => null };
         if (meters is null)
         {
-            errors.Add($"geo_precision '{field("geo_precision")}' must be 1 (the place), 2 (near it) or 3 (the admin area)");
+            errors.Add($"geo_precision {Quoted.Of(field("geo_precision"))} must be 1 (the place), 2 (near it) or 3 (the admin area)");
         }
 
         var category = Category(field("event_type"), field("sub_event_type"));
         if (category is null)
         {
-            errors.Add($"event_type '{field("event_type")}' / sub_event_type '{field("sub_event_type")}' is not an ACLED type");
+            errors.Add($"event_type {Quoted.Of(field("event_type"))} / sub_event_type {Quoted.Of(field("sub_event_type"))} is not an ACLED type");
         }
 
         if (errors.Count > 0)
@@ -237,7 +237,7 @@ internal static class AcledReader
                 return v;
             }
 
-            errors.Add($"{name} '{field(name)}' must be a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}");
+            errors.Add($"{name} {Quoted.Of(field(name))} must be a number from {min.ToString(CultureInfo.InvariantCulture)} to {max.ToString(CultureInfo.InvariantCulture)}");
             return 0;
         }
     }
@@ -367,7 +367,7 @@ internal static class GeoJsonReader
                         return $"a property name in {path}";
                     }
 
-                    if (Unreadable(property.Value, $"{path}.{name}") is { } inProperty)
+                    if (Unreadable(property.Value, $"{path}.{Quoted.Raw(name)}") is { } inProperty)
                     {
                         return inProperty;
                     }
@@ -430,7 +430,7 @@ internal static class GeoJsonReader
         if (!coordinates[0].TryGetDouble(out var longitude) || !coordinates[1].TryGetDouble(out var latitude)
             || !double.IsFinite(longitude) || !double.IsFinite(latitude))
         {
-            return new ImportRow(n, null, $"geometry.coordinates [{coordinates[0].GetRawText()}, {coordinates[1].GetRawText()}] are not finite numbers");
+            return new ImportRow(n, null, $"geometry.coordinates [{Quoted.Raw(coordinates[0].GetRawText())}, {Quoted.Raw(coordinates[1].GetRawText())}] are not finite numbers");
         }
 
         if (feature.TryGetProperty("properties", out var given) && given.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
@@ -484,7 +484,7 @@ internal static class GeoJsonReader
             }
             else
             {
-                errors.Add($"properties.observedAt '{observedText}' is not an ISO 8601 date (yyyy-mm-dd, optionally with a time and offset)");
+                errors.Add($"properties.observedAt {Quoted.Of(observedText)} is not an ISO 8601 date (yyyy-mm-dd, optionally with a time and offset)");
             }
         }
 
@@ -494,7 +494,7 @@ internal static class GeoJsonReader
             {
                 if (Int(properties, name) is not { } figure)
                 {
-                    errors.Add($"properties.{name} {value.GetRawText()} must be a whole number");
+                    errors.Add($"properties.{name} {Quoted.Raw(value.GetRawText())} must be a whole number");
                 }
                 else if (figure < 0)
                 {
@@ -507,7 +507,7 @@ internal static class GeoJsonReader
         if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty("precisionMeters", out var givenPrecision) && givenPrecision.ValueKind != JsonValueKind.Null
             && !(double.TryParse(Text(properties, "precisionMeters"), NumberStyles.Float, CultureInfo.InvariantCulture, out precision) && double.IsFinite(precision)))
         {
-            errors.Add($"properties.precisionMeters {givenPrecision.GetRawText()} must be a number of metres");
+            errors.Add($"properties.precisionMeters {Quoted.Raw(givenPrecision.GetRawText())} must be a number of metres");
         }
 
         var killed = Int(properties, "killed");

@@ -105,7 +105,7 @@ internal static class GedReader
                 return v;
             }
 
-            errors.Add($"{name} '{Field(name)}' is not a whole number");
+            errors.Add($"{name} {Import.Quoted.Of(Field(name))} is not a whole number");
             return 0;
         }
 
@@ -127,7 +127,7 @@ internal static class GedReader
                 return v;
             }
 
-            errors.Add($"{name} '{Field(name)}' is not a coordinate within ±{limit}");
+            errors.Add($"{name} {Import.Quoted.Of(Field(name))} is not a coordinate within ±{limit}");
             return 0;
         }
 
@@ -139,7 +139,7 @@ internal static class GedReader
                 return v;
             }
 
-            errors.Add($"{name} '{Field(name)}' is not an ISO 8601 date (yyyy-mm-dd, optionally with a time)");
+            errors.Add($"{name} {Import.Quoted.Of(Field(name))} is not an ISO 8601 date (yyyy-mm-dd, optionally with a time)");
             return default;
         }
 
