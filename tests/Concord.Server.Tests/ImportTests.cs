@@ -423,6 +423,40 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_colleague_repeating_a_releasers_import_finds_the_stored_rows_already_imported()
+    {
+        // JOC's agreement marks its abduction reports CONFIDENTIAL for JOC; its releaser imported a file for the whole
+        // mission, looser than the agreement, which only a releaser may do. A colleague who is not one runs the same import
+        // again (to finish an interrupted run, say): the stored rows are already imported, under the marking they were
+        // stored with, and only a row new to the file is refused for the marking asked.
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var (recorded, _) = await server.ClientFor("jocadmin").PostJson("/api/agreements", new
+        {
+            code = "MOU" + tag.ToUpperInvariant(),
+            name = "JOC abduction reporting",
+            parties = new[] { "JOC" },
+            rules = new[] { new { reporter = "org:JOC", category = "poc.abduction", marking = Api.Marking("CONFIDENTIAL", ["org:JOC"]), tlp = "amber" } },
+        });
+        Assert.Equal(HttpStatusCode.Created, recorded.StatusCode);
+        string Feature(int n) =>
+            $$"""{ "type": "Feature", "id": "{{tag}}-{{n}}", "geometry": { "type": "Point", "coordinates": [{{16.1 + (n * 0.3)}}, 7.2] }, "properties": { "observedAt": "2025-08-0{{n}}", "category": "poc.abduction", "narrative": "{{tag}} abduction {{n}}" } }""";
+        var query = $"format=geojson&source=protection-{tag}&classification=UNCLASSIFIED&releasableTo=mission";
+
+        var (first, imported) = await ImportAsync("jocadmin", query, $$"""{ "type": "FeatureCollection", "features": [{{Feature(1)}}, {{Feature(2)}}] }""", "application/geo+json");
+        Assert.Equal(HttpStatusCode.OK, first);
+        Assert.Equal(2, imported.GetProperty("created").GetInt32());
+
+        var (again, repeated) = await ImportAsync("joc", query, $$"""{ "type": "FeatureCollection", "features": [{{Feature(1)}}, {{Feature(2)}}, {{Feature(3)}}] }""", "application/geo+json");
+        Assert.Equal(HttpStatusCode.OK, again);
+        Assert.Equal((0, 2, 1), (repeated.GetProperty("created").GetInt32(), repeated.GetProperty("skipped").GetInt32(), repeated.GetProperty("rejected").GetInt32()));
+        var row = Assert.Single(repeated.GetProperty("rejectedRows").EnumerateArray());
+        Assert.Equal(3, row.GetProperty("line").GetInt32());
+        Assert.Contains("only a releaser may loosen it", row.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        var (_, stored) = await server.ClientFor("force").GetJson($"/api/reports?q={tag}");
+        Assert.Equal(2, stored.GetProperty("items").GetArrayLength());
+    }
+
+    [Fact]
     public async Task A_GED_file_credits_the_release_its_name_gives()
     {
         // Two real GED events under ids of their own, so that this test owns them.

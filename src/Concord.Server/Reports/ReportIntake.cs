@@ -208,7 +208,10 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
 
     private sealed record Prepared(Report Report, Incident Incident, IncidentReport Link, IReadOnlyList<AuditEntry> Audit)
     {
-        public ReportWriter.Entry Entry => new(Report, Incident, Link, Audit);
+        /// <summary>Why the row may not be stored if the organisation does not hold its record already (see <see cref="ReportWriter.Entry.RefusedIfNew"/>).</summary>
+        public Dictionary<string, string[]>? RefusedIfNew { get; init; }
+
+        public ReportWriter.Entry Entry => new(Report, Incident, Link, Audit) { RefusedIfNew = RefusedIfNew };
     }
 
     /// <param name="sourceKeyed">
@@ -219,6 +222,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
     {
         var now = time.GetUtcNow();
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        Dictionary<string, string[]>? refusedIfNew = null;
         ReportRules.Validate(request, now, directory.IsKnownCategory, errors);
 
         string? loosenedDetail = null;
@@ -260,7 +264,24 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             }
             else
             {
-                errors[request.Marking is null ? "tlp" : "marking"] = [$"is looser than agreement {@default.AgreementCode} (version {@default.AgreementVersion}) allows: {loosening}; only a releaser may loosen it"];
+                var refusal = new Dictionary<string, string[]>(StringComparer.Ordinal)
+                {
+                    [request.Marking is null ? "tlp" : "marking"] = [$"is looser than agreement {@default.AgreementCode} (version {@default.AgreementVersion}) allows: {loosening}; only a releaser may loosen it"],
+                };
+                if (sourceKeyed)
+                {
+                    // An imported record the organisation holds already is skipped under the marking it was stored with,
+                    // whatever this run asks (an agreement tightened since the first run, a colleague's options): the
+                    // writer refuses the row only if it would be new.
+                    refusedIfNew = refusal;
+                }
+                else
+                {
+                    foreach (var (field, reasons) in refusal)
+                    {
+                        errors[field] = reasons;
+                    }
+                }
             }
         }
 
@@ -336,7 +357,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             audit.Add(Audits.Entry(author, AuditActions.MarkingLoosened, "report", report.Id, AuditMarking.Of(report), now.UtcDateTime, loosenedDetail));
         }
 
-        return (new Prepared(report, incident, link, audit), null);
+        return (new Prepared(report, incident, link, audit) { RefusedIfNew = refusedIfNew }, null);
     }
 
     /// <summary>The request re-serialised in one canonical form, so whitespace and field order do not make a retry look different.</summary>

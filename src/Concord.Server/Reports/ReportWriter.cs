@@ -59,6 +59,13 @@ internal sealed class ReportWriter : IAsyncDisposable
         /// </summary>
         public bool SourceKeyed { get; init; }
 
+        /// <summary>
+        /// An imported row refused for its marking (looser than the organisation's agreement allows its author): refused
+        /// with these reasons if it would be new, and found already imported (or changed at the source) if the organisation
+        /// holds its record, whose stored marking stands.
+        /// </summary>
+        public Dictionary<string, string[]>? RefusedIfNew { get; init; }
+
         /// <summary>Another organisation's copy of the same source record: this report joins the incident that copy is in.</summary>
         public Guid? SameRecordAs { get; init; }
 
@@ -205,6 +212,10 @@ internal sealed class ReportWriter : IAsyncDisposable
             else if (added.TryGetValue(report.Id, out var first))
             {
                 outcomes.Add((pending, Decide(first.Report, first.Link.IncidentId, report, pending.Author, pending.Entry.SourceKeyed)));
+            }
+            else if (pending.Entry.RefusedIfNew is { } refusal)
+            {
+                outcomes.Add((pending, new ReportIntake.Outcome.Invalid(refusal)));
             }
             else
             {
