@@ -370,6 +370,18 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
 
         Assert.Equal(Api.Recent.UtcDateTime, await selection.LatestStartAsync(CancellationToken.None));
 
+        // Plain incidents going between the count and the page's read (merged away meanwhile; here, closed under a selection
+        // of open ones) leave a shorter page, not a failed one.
+        var stillOpen = selection.NarrowPlain(i => i.Status != Incidents.IncidentStatus.Closed);
+        var plainIds = older.Append(Id(other, "incidentId")).ToList();
+        stillOpen.AfterCounting = () => server.WithDbAsync(d => d.Incidents.Where(i => plainIds.Contains(i.Id))
+            .ExecuteUpdateAsync(u => u.SetProperty(i => i.Status, Incidents.IncidentStatus.Closed)));
+        var (counted, late) = await stillOpen.SortedPageAsync(i => i.KilledBest ?? -1, (a, b) => (a.KilledBest ?? -1).CompareTo(b.KilledBest ?? -1), false, 3, 1, CancellationToken.None);
+        Assert.Equal(5, counted);
+        Assert.Empty(late);
+        var (_, firstPage) = await stillOpen.SortedPageAsync(i => i.KilledBest ?? -1, (a, b) => (a.KilledBest ?? -1).CompareTo(b.KilledBest ?? -1), false, 0, 5, CancellationToken.None);
+        Assert.Equal([target], firstPage.Select(i => i.Id).ToArray());
+
         // Hotspots count it where and as deadly as pref sees it (3 at 7.3° N 22.1° E, PRIO-GRID 140085), not in the hidden
         // account's cell (140806) with its 40; the plain ones are counted in the store.
         var (_, cells) = await server.ClientFor("pref").GetJson($"/api/early-warning/hotspots?q={tag}&by=cell");

@@ -17,6 +17,9 @@ namespace Concord.Server.Incidents;
 /// </summary>
 internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery query, IQueryable<Incident> plain, IQueryable<Incident> mixed)
 {
+    /// <summary>Test hook: runs in <see cref="SortedPageAsync"/> between the count and the page's read (incidents going meanwhile).</summary>
+    internal Func<Task>? AfterCounting { get; set; }
+
     /// <summary>The filters this selection applies.</summary>
     public ListQuery Query => query;
 
@@ -179,8 +182,20 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
             return (total, []);
         }
 
-        // Below the total, the plain rows from `from` on cannot have run out (at most m of the first skip are mixed).
+        if (AfterCounting is { } hook)
+        {
+            await hook();
+        }
+
+        // Below the total, the plain rows from `from` on cannot have run out (at most m of the first skip are mixed), unless
+        // incidents went meanwhile (merged away, say): then the page is merged from the first plain row, as for a first page.
         var merged = await ordered.Skip(from).Take(skip - from + take).ToListAsync(cancellationToken);
+        if (merged.Count == 0 && from > 0)
+        {
+            from = 0;
+            merged = await ordered.Take(skip + take).ToListAsync(cancellationToken);
+        }
+
         var before = from == 0 ? 0 : seen.Count(m => Compare(m, merged[0]) < 0);
         merged.AddRange(from == 0 ? seen : seen.Where(m => Compare(m, merged[0]) >= 0));
         merged.Sort(Compare);
