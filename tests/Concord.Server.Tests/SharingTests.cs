@@ -87,6 +87,8 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var ochaSees = await server.ClientFor("ocha").GetAsync(path);
         var forceSees = await server.ClientFor("force").GetAsync(path);
         var foreignAdmin = await server.ClientFor("jocadmin").DeleteAsync($"/api/groups/{code}/members/OCHA");
+        var foreignAdd = await server.ClientFor("jocadmin").PutAsync($"/api/groups/{code}/members/FORCE", null);
+        var ochaBetween = await server.ClientFor("ocha").GetAsync(path);
         var byOwner = await admin.DeleteAsync($"/api/groups/{code}/members/OCHA");
         var ochaAfter = await server.ClientFor("ocha").GetAsync(path);
         var (_, groups) = await server.ClientFor("pref").GetJson("/api/groups");
@@ -95,7 +97,10 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(HttpStatusCode.NoContent, added.StatusCode);
         Assert.Equal(HttpStatusCode.OK, ochaSees.StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, forceSees.StatusCode);
-        Assert.Equal(HttpStatusCode.NoContent, foreignAdmin.StatusCode);
+        // A mission administrator of another organisation is not the owner's: refused (OCHA stayed in until the owner removed it).
+        Assert.Equal(HttpStatusCode.Forbidden, foreignAdmin.StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, foreignAdd.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, ochaBetween.StatusCode);
         Assert.Equal(HttpStatusCode.NoContent, byOwner.StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, ochaAfter.StatusCode);
         Assert.Equal(["UNPOL"], groups.EnumerateArray().Single(g => g.GetProperty("code").GetString() == code).GetProperty("members").EnumerateArray().Select(m => m.GetString()!).ToArray());
@@ -105,6 +110,58 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         // removing an organisation that is no longer a member changes nothing.
         var groupId = await server.WithDbAsync(db => db.SharingGroups.Where(g => g.Code == code).Select(g => g.Id).SingleAsync());
         Assert.Equal(["created", "updated", "updated"], await server.ClientFor("ocha").ChangesOfAsync(groupId));
+    }
+
+    [Fact]
+    public async Task A_caveat_written_with_spaces_in_a_rule_is_the_caveat()
+    {
+        // The rule's caveat code was typed with a space before it: accepted as the caveat, it must mark as the caveat too,
+        // not make every report in its category "looser" than the agreement (refused to reporters, audited for releasers).
+        var code = "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var (recorded, _) = await server.ClientFor("unpoladmin").PostJson("/api/agreements", new
+        {
+            code,
+            name = "UNPOL school attacks",
+            parties = new[] { "UNPOL" },
+            rules = new[] { new { reporter = "org:UNPOL", category = "poc.attacks-on-schools-and-hospitals", marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"], [" SOURCE-PROTECTED"]), tlp = "amber" } },
+        });
+        Assert.Equal(HttpStatusCode.Created, recorded.StatusCode);
+        var (byDefault, report) = await server.ClientFor("unpol").PostJson("/api/reports",
+            Api.Fields(Api.Report(category: "poc.attacks-on-schools-and-hospitals", marking: null), without: "marking"));
+        Assert.True(byDefault.StatusCode == HttpStatusCode.Created, report.ToString());
+        Assert.Equal(["SOURCE-PROTECTED"], report.GetProperty("marking").GetProperty("caveats").EnumerateArray().Select(c => c.GetString()));
+        var (given, givenReport) = await server.ClientFor("unpoladmin").PostJson("/api/reports",
+            Api.Report(category: "poc.attacks-on-schools-and-hospitals", marking: Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["SOURCE-PROTECTED"])));
+        Assert.Equal(HttpStatusCode.Created, given.StatusCode);
+        Assert.DoesNotContain(AuditActions.MarkingLoosened, await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == Id(givenReport)).Select(a => a.Action).ToListAsync()));
+    }
+
+    [Fact]
+    public async Task A_default_marking_its_author_could_not_read_back_is_refused_not_stored()
+    {
+        // UNPOL agreed to mark its sexual-violence reports DECONFLICTION-ONLY, a caveat its reporter does not hold: stored, the
+        // report would answer its own author 404, and a retry 409.
+        var code = "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var (recorded, _) = await server.ClientFor("unpoladmin").PostJson("/api/agreements", new
+        {
+            code,
+            name = "UNPOL protection caveat",
+            parties = new[] { "UNPOL" },
+            rules = new[] { new { reporter = "org:UNPOL", category = "poc.sexual-and-gender-based-violence", marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["DECONFLICTION-ONLY"]), tlp = "red" } },
+        });
+        Assert.Equal(HttpStatusCode.Created, recorded.StatusCode);
+        var id = Guid.NewGuid();
+        var (refused, problem) = await server.ClientFor("unpol").PostJson("/api/reports",
+            Api.Fields(Api.Report(id: id, category: "poc.sexual-and-gender-based-violence", marking: null), without: "marking"));
+
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(["marking"], problem.ErrorFields());
+        Assert.Contains($"agreement {code}", problem.GetProperty("errors").GetProperty("marking")[0].GetString(), StringComparison.Ordinal);
+        Assert.False(await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.Id == id)));
+        // A releaser may give such a report a marking they may read (looser than the agreement: audited as loosened).
+        var (explicitly, _) = await server.ClientFor("unpoladmin").PostJson("/api/reports",
+            Api.Report(category: "poc.sexual-and-gender-based-violence", marking: Api.Marking("CONFIDENTIAL", ["org:UNPOL"])));
+        Assert.Equal(HttpStatusCode.Created, explicitly.StatusCode);
     }
 
     [Fact]
@@ -131,6 +188,12 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (otherCategory, free) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(category: "acled.riots", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         // Marked by the agreement, but with a wider TLP: as loose as a looser marking.
         var (widerTlp, tlpProblem) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Fields(Api.Fields(Api.Report(category: "poc.abduction", marking: null), without: "marking"), tlp: "clear"));
+        // The agreement's marking given as it is, with a wider TLP: the TLP is the field refused, not the marking.
+        var (givenWiderTlp, givenTlpProblem) = await server.ClientFor("unpol").PostJson("/api/reports",
+            Api.Fields(Api.Report(category: "poc.abduction", marking: Api.Marking("CONFIDENTIAL", ["kind:military", "org:JOC"])), tlp: "clear"));
+        // Both looser: each field says its own.
+        var (bothLooser, bothProblem) = await server.ClientFor("unpol").PostJson("/api/reports",
+            Api.Fields(Api.Report(category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["kind:military", "org:JOC"])), tlp: "clear"));
         var (widerTlpByReleaser, tlpLoosened) = await server.ClientFor("unpoladmin").PostJson("/api/reports", Api.Fields(Api.Fields(Api.Report(category: "poc.abduction", marking: null), without: "marking"), tlp: "green"));
 
         var marking = byDefault.GetProperty("marking");
@@ -149,6 +212,12 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Contains(AuditActions.MarkingLoosened, entries);
         Assert.Equal(HttpStatusCode.BadRequest, widerTlp.StatusCode);
         Assert.Contains("TLP:CLEAR instead of TLP:AMBER+STRICT", tlpProblem.GetProperty("errors").GetProperty("tlp")[0].GetString());
+        Assert.Equal(HttpStatusCode.BadRequest, givenWiderTlp.StatusCode);
+        Assert.Equal(["tlp"], givenTlpProblem.ErrorFields());
+        Assert.Equal(HttpStatusCode.BadRequest, bothLooser.StatusCode);
+        Assert.Equal(["marking", "tlp"], bothProblem.ErrorFields().Order());
+        Assert.Contains("classification below CONFIDENTIAL", bothProblem.GetProperty("errors").GetProperty("marking")[0].GetString());
+        Assert.DoesNotContain("TLP", bothProblem.GetProperty("errors").GetProperty("marking")[0].GetString());
         Assert.Equal(HttpStatusCode.Created, widerTlpByReleaser.StatusCode);
         Assert.Equal(("CONFIDENTIAL", "TLP:GREEN"), (tlpLoosened.GetProperty("marking").GetProperty("classification").GetString(), tlpLoosened.GetProperty("tlp").GetString()));
         Assert.Contains(AuditActions.MarkingLoosened, await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == Id(tlpLoosened)).Select(a => a.Action).ToListAsync()));
@@ -161,6 +230,11 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(HttpStatusCode.OK, put.StatusCode);
         Assert.Equal(2, v2.GetProperty("version").GetInt32());
         Assert.Equal(1, afterRevision.GetProperty("agreement").GetProperty("version").GetInt32());
+        // Another agreement's file sent to this one's address is refused by its code, not taken as this one's next version.
+        var mismatched = await server.ClientFor("unpoladmin").PutAsJsonAsync($"/api/agreements/{code}",
+            new { code = code + "B", name = agreement.name, parties = agreement.parties, rules = agreement.rules });
+        Assert.Equal(HttpStatusCode.BadRequest, mismatched.StatusCode);
+        Assert.Equal(["code"], (await mismatched.Json()).ErrorFields());
         var (_, versions) = await server.ClientFor("pref").GetJson($"/api/agreements/{code}");
         Assert.Equal(2, versions.GetArrayLength());
         var (foreign, _) = await server.ClientFor("ocha").PostJson("/api/agreements", agreement with { code = code + "X" });

@@ -251,12 +251,21 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         else
         {
             (classification, releasableTo, caveats) = AgreementDecisions.Marks(@default, author.OrganizationCode, markings.Caveats);
+            if (@default is not null && !Marking.Clears(author.Clearance, author.CaveatBits, classification, caveats))
+            {
+                // Stored, the report would be one its author could not read back (a 404, and a retry a 409): refused instead.
+                errors["marking"] = [$"agreement {@default.AgreementCode} (version {@default.AgreementVersion}) marks these reports " +
+                    $"{markings.ToDto(classification, releasableTo, caveats).Label}, above your clearance or under a caveat you do not hold: " +
+                    "a report you could not read back is not stored (a releaser of your organisation may give it a marking you may read, or an administrator may clear you)"];
+            }
         }
 
         // A report marked by the agreement may still ask for a wider TLP: that loosens the agreement as a looser marking does.
+        var communities = Releasability.Decode(releasableTo).ToList();
+        var codes = markings.Caveats.CodesOf(caveats);
+        Organizations.Organization? OrganizationOf(string code) => directory.Organizations.FirstOrDefault(o => o.Code == code);
         if (@default is not null && !errors.ContainsKey("marking.classification") && !errors.ContainsKey("marking.caveats")
-            && AgreementDecisions.Loosening(@default, classification, Releasability.Decode(releasableTo).ToList(), markings.Caveats.CodesOf(caveats), tlp, author.OrganizationCode, markings.Scheme,
-                code => directory.Organizations.FirstOrDefault(o => o.Code == code)) is { } loosening)
+            && AgreementDecisions.Loosening(@default, classification, communities, codes, tlp, author.OrganizationCode, markings.Scheme, OrganizationOf) is { } loosening)
         {
             if (author.HasRole(MemberRoles.Releaser))
             {
@@ -264,10 +273,19 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             }
             else
             {
-                var refusal = new Dictionary<string, string[]>(StringComparer.Ordinal)
+                // Each reason under the field it is about: the marking's, and the TLP's.
+                var agreed = $"agreement {@default.AgreementCode} (version {@default.AgreementVersion})";
+                var refusal = new Dictionary<string, string[]>(StringComparer.Ordinal);
+                if (AgreementDecisions.Loosening(@default, classification, communities, codes, @default.Tlp, author.OrganizationCode, markings.Scheme, OrganizationOf) is { } looserMarking)
                 {
-                    [request.Marking is null ? "tlp" : "marking"] = [$"is looser than agreement {@default.AgreementCode} (version {@default.AgreementVersion}) allows: {loosening}; only a releaser may loosen it"],
-                };
+                    refusal["marking"] = [$"is looser than {agreed} allows: {looserMarking}; only a releaser may loosen it"];
+                }
+
+                if (tlp < @default.Tlp)
+                {
+                    refusal["tlp"] = [$"is looser than {agreed} allows: {Tlps.Label(tlp)} instead of {Tlps.Label(@default.Tlp)}; only a releaser may loosen it"];
+                }
+
                 if (sourceKeyed)
                 {
                     // An imported record the organisation holds already is skipped under the marking it was stored with,

@@ -406,7 +406,10 @@ internal static class AdminEndpoints
             return TypedResults.NotFound();
         }
 
-        if (!Administers(viewer, group.OwnerOrganizationId))
+        // The owner's administrators alone, not mission administrators: a group is how an organisation shares with those it
+        // chose (a humanitarian protection working group); another organisation's administrator adding the force to it
+        // would release its records outside any agreement.
+        if (!viewer.HasRole(MemberRoles.OrganizationAdmin) || viewer.OrganizationId != group.OwnerOrganizationId)
         {
             return Problems.Forbidden($"only administrators of the owner organisation manage group {group.Code}");
         }
@@ -619,6 +622,12 @@ internal static class AdminEndpoints
         }
 
         var (parties, errors) = await ValidateAgreementAsync(body!, directory, markings, context.RequestAborted);
+        if (body!.Code is { Length: > 0 } named && !string.Equals(named.Trim(), normalized, StringComparison.OrdinalIgnoreCase))
+        {
+            // The file of another agreement sent to this one's address would replace its rules with the other's.
+            errors["code"] = [$"names agreement '{named.Trim()}', not '{normalized}' (the address): send it to /api/agreements/{named.Trim().ToUpperInvariant()}, or leave the code out"];
+        }
+
         if (errors.Count > 0)
         {
             return Problems.Invalid(errors);

@@ -142,7 +142,8 @@ internal static class AgreementDecisions
                 }
             }
 
-            caveats.UnionWith(rule.Marking.Caveats ?? []);
+            // As the registry knows them (a rule's code may have been written with spaces around it).
+            caveats.UnionWith((rule.Marking.Caveats ?? []).Select(c => c.Trim()));
             var ruleTlp = Tlps.TryParse(rule.Tlp, out var t) ? t : Tlp.Amber;
             tlp = ruleTlp > tlp ? ruleTlp : tlp;
         }
