@@ -73,6 +73,16 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.StartsWith("CONFIDENTIAL", await observer.TextContentAsync("#banner-bottom"));
         await Screenshots.ScreenshotAsync(observer, $"{Store}-map-live-panel");
 
+        // A live re-read of the open panel (its incident verified meanwhile) leaves the focus where the member types.
+        await observer.FocusAsync("#f-q");
+        using (var analyst = fixture.Server.ClientFor("force"))
+        {
+            Assert.Equal(HttpStatusCode.OK, (await analyst.PostAsJsonAsync($"/api/incidents/{incidentId}/status", new { status = "verified" })).StatusCode);
+        }
+
+        await observer.WaitForFunctionAsync("document.getElementById('panel').textContent.includes('Verified')");
+        Assert.Equal("f-q", await observer.EvaluateAsync<string>("document.activeElement.id"));
+
         // The live feed has sent this change to everyone who may see it; give it a few more rounds for the others.
         await Task.Delay(1500);
         foreach (var (page, who) in new[] { (uncleared, "rwabatt"), (outsider, "ocha") })
@@ -457,6 +467,80 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task The_coordination_page_raises_its_banners_to_open_comments_and_keeps_its_boards_when_a_read_fails()
+    {
+        var title = "Board check " + Guid.NewGuid().ToString("N")[..8];
+        var page = await fixture.SignedInAsync("joc", "/coordination");
+        await page.WaitForSelectorAsync("#co-live[data-connected='true']", new() { State = WaitForSelectorState.Attached });
+        using var joc = fixture.Server.ClientFor("joc");
+        var created = await joc.PostAsJsonAsync("/api/tasks", new { title, organization = "JOC", marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "org:JOC" }, caveats = Array.Empty<string>() } });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var taskId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        var card = page.Locator($"#task-board .co-card:has-text('{title}')");
+        await card.WaitForAsync();
+
+        // A comment written while the task was marked higher (STRICTLY CONFIDENTIAL, SOURCE-PROTECTED) keeps that marking:
+        // opened, the banners rise to it.
+        var member = await fixture.Server.WithDbAsync(db => db.Members.Where(m => m.UserName == "joc").Select(m => m.Id).SingleAsync());
+        Assert.True(fixture.Server.Services.GetRequiredService<Concord.Server.Access.MarkingFormat>().Caveats.TryGetBits(["SOURCE-PROTECTED"], out var protectedBit, out _));
+        await fixture.Server.WithDbAsync(db =>
+        {
+            db.TaskComments.Add(new Concord.Server.Coordination.TaskComment
+            {
+                Id = Guid.NewGuid(),
+                TaskId = taskId,
+                MemberId = member,
+                Author = "joc",
+                At = DateTime.UtcNow,
+                Text = "Source K-17 confirms the route",
+                Classification = 2,
+                ReleasableTo = "|org:JOC|",
+                Caveats = protectedBit,
+            });
+            return db.SaveChangesAsync();
+        });
+        Assert.DoesNotContain("SOURCE-PROTECTED", await page.TextContentAsync("#banner-top"));
+        await card.Locator("details.task-comments summary").ClickAsync();
+        await page.WaitForSelectorAsync($"#task-board .co-card:has-text('{title}') .comments li:has-text('K-17')");
+        await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '2'", null, new() { Timeout = 5_000 });
+
+        // A read of the boards that fails (a weak link) leaves them as they were and says the page is not up to date; the
+        // next read that succeeds brings them up to date.
+        await page.RouteAsync("**/api/tasks?**", route => route.AbortAsync());
+        var later = title + " later";
+        Assert.Equal(HttpStatusCode.Created, (await joc.PostAsJsonAsync("/api/tasks", new { title = later, organization = "JOC", marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "org:JOC" }, caveats = Array.Empty<string>() } })).StatusCode);
+        await page.WaitForSelectorAsync("#co-live[data-stale='true']", new() { State = WaitForSelectorState.Attached, Timeout = 10_000 });
+        Assert.True(await card.IsVisibleAsync());
+        await page.UnrouteAsync("**/api/tasks?**");
+        await page.WaitForSelectorAsync("#co-live[data-stale='false']", new() { State = WaitForSelectorState.Attached, Timeout = 15_000 });
+        await page.Locator($"#task-board .co-card:has-text('{later}')").WaitForAsync();
+    }
+
+    [Fact]
+    public async Task A_map_read_the_server_fails_is_tried_again()
+    {
+        // A 503 from a proxy or an overloaded server, once: the map says it failed and reads again, as after a network failure.
+        var page = await fixture.SignedInAsync("force");
+        await page.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
+        var asked = 0;
+        await page.RouteAsync("**/api/incidents/map?**", async route =>
+        {
+            if (++asked == 1)
+            {
+                await route.FulfillAsync(new() { Status = 503, ContentType = "application/problem+json", Body = "{\"status\":503}" });
+            }
+            else
+            {
+                await route.ContinueAsync();
+            }
+        });
+        var loads = await page.EvaluateAsync<int>("window.concordMap.loads");
+        await page.EvaluateAsync("() => { window.concordMap.map.setView([6.5, 20.5], 7); }");
+        await page.WaitForFunctionAsync($"window.concordMap.loads > {loads}", null, new() { Timeout = 20_000 });
+        Assert.True(asked >= 2);
+    }
+
+    [Fact]
     public async Task Caveat_sets_above_two_to_the_53_are_read_exactly_by_the_pages()
     {
         // The API writes a record's caveats as a 64-bit set; the map's banners are built from the sets of what is on screen.
@@ -716,6 +800,13 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await Task.Delay(1500);
         Assert.True(await page.IsHiddenAsync("#spike-alert"));
         Assert.Equal(0, await page.Locator($"#spikes tr[data-area='{code}'].alert").CountAsync());
+
+        // The live channel drops and comes back: what changed meanwhile was pushed to nobody, so the page (hotspots,
+        // history and forecasts are rendered by the server) is read again whole.
+        await unpol.EvaluateAsync("window.__notReloaded = true");
+        await unpol.EvaluateAsync("Concord.connections[0].stop()");
+        await unpol.WaitForFunctionAsync("window.__notReloaded !== true", null, new() { Timeout = 20_000 });
+        await unpol.WaitForSelectorAsync("#spikes", new() { State = WaitForSelectorState.Attached });
     }
 
     [Fact]

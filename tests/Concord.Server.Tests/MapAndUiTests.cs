@@ -3,6 +3,7 @@ using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Concord.Server.Ui;
+using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Tests;
 
@@ -153,6 +154,18 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         Assert.StartsWith($"{tag} event 53", deadliest.Titles[1], StringComparison.Ordinal);
         var oldest = await Page("sort=startsAt&dir=asc");
         Assert.StartsWith($"{tag} event 54", oldest.Titles[0], StringComparison.Ordinal);
+
+        // The count on the first page counts a CONFIDENTIAL incident on the second: the banners rise to it, and the count
+        // is audited as counts are.
+        Assert.Contains("data-level=\"0\"", await joc.GetStringAsync($"/incidents?q={tag}&sort=startsAt&dir=desc"), StringComparison.Ordinal);
+        var (secret, _) = await joc.PostJson("/api/reports", Api.Report(latitude: -36.5, longitude: -50.5, narrative: $"{tag} event 99 confidential",
+            observedAt: Api.Recent.AddDays(-90), marking: Api.Marking("CONFIDENTIAL", ["mission"])));
+        Assert.Equal(HttpStatusCode.Created, secret.StatusCode);
+        var first = await joc.GetStringAsync($"/incidents?q={tag}&sort=startsAt&dir=desc");
+        Assert.DoesNotContain($"{tag} event 99", first, StringComparison.Ordinal);
+        Assert.Contains("id=\"banner-top\" role=\"note\" data-level=\"1\"", first, StringComparison.Ordinal);
+        var counted = await server.WithDbAsync(db => db.Audit.Where(a => a.Actor == "joc" && a.EntityId == null && a.Detail.Contains("#count")).Select(a => a.Detail).ToListAsync());
+        Assert.Contains(counted, d => d.Contains($"q={tag}", StringComparison.Ordinal) && d.Contains("\"levels\":{\"1\":1}", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -26,7 +26,8 @@ internal sealed record NewMeeting(string? Title, DateTimeOffset? HeldAt, string?
 
 internal sealed record NewLiaison(DateTimeOffset? At, string? CounterpartOrganization, string? Counterpart, string? Channel, string? Summary, MarkingDto? Marking);
 
-internal sealed record CommentDto(string Author, DateTimeOffset At, string Text);
+/// <summary>A task's comment, with the marking the task had when it was written (pages raise their banners to it).</summary>
+internal sealed record CommentDto(string Author, DateTimeOffset At, string Text, MarkingDto Marking);
 
 internal sealed record DeadlinesDto(DateTimeOffset? AcknowledgeBy, DateTimeOffset? RespondBy, DateTimeOffset? AcknowledgedAt, DateTimeOffset? RespondedAt,
     DateTimeOffset? CompletedAt, DateTimeOffset? AcknowledgeEscalatedAt, DateTimeOffset? RespondEscalatedAt, string? Overdue, string? EscalateTo, string? Agreement);

@@ -135,7 +135,7 @@ internal static class TaskEndpoints
         await desk.AuditReadAsync(viewer, "task", [(task.Id, level, caveats)], context);
         await desk.SeeLinksAsync(viewer, [task], [], context.RequestAborted);
         return TypedResults.Ok(desk.ToDto(task, viewer, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted),
-            [.. comments.Select(c => new CommentDto(c.Author, new DateTimeOffset(c.At, TimeSpan.Zero), c.Text))]));
+            [.. comments.Select(c => new CommentDto(c.Author, new DateTimeOffset(c.At, TimeSpan.Zero), c.Text, desk.Markings.ToDto(c.Classification, c.ReleasableTo, c.Caveats)))]));
     }
 
     private static async Task<Results<Created<TaskDto>, ProblemHttpResult>> Create(HttpContext context, Viewer viewer, CoordinationDesk desk)
@@ -359,7 +359,7 @@ internal static class TaskEndpoints
             try
             {
                 await desk.SaveAsync([desk.Audit(viewer, AuditActions.Comment, "task", task.Id, AuditMarking.Of(task), new { comment = comment.Id })], context.RequestAborted);
-                return TypedResults.Created($"/api/tasks/{id}", new CommentDto(comment.Author, CoordinationDesk.Utc(now), text));
+                return TypedResults.Created($"/api/tasks/{id}", new CommentDto(comment.Author, CoordinationDesk.Utc(now), text, desk.Markings.ToDto(comment.Classification, comment.ReleasableTo, comment.Caveats)));
             }
             catch (DbUpdateConcurrencyException) when (attempt < 3)
             {

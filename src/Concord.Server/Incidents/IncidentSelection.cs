@@ -163,10 +163,11 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
     /// <paramref name="key"/>, to merge rebuilt mixed incidents in; when there are none the store pages alone.
     /// </summary>
     public async Task<(int Total, List<Incident> Page)> SortedPageAsync<TKey>(
-        Expression<Func<Incident, TKey>> key, Comparison<Incident> sameOrder, bool ascending, int skip, int take, CancellationToken cancellationToken)
+        Expression<Func<Incident, TKey>> key, Comparison<Incident> sameOrder, bool ascending, int skip, int take, CancellationToken cancellationToken,
+        Tally? counted = null)
     {
-        var seen = await MixedAsSeenAsync(null, cancellationToken);
-        var total = await plain.CountAsync(cancellationToken) + seen.Count;
+        var seen = counted?.Seen ?? await MixedAsSeenAsync(null, cancellationToken);
+        var total = (counted?.Plain ?? await plain.CountAsync(cancellationToken)) + seen.Count;
         var ordered = (ascending ? plain.OrderBy(key) : plain.OrderByDescending(key)).ThenByDescending(i => i.Tie);
         if (seen.Count == 0)
         {
@@ -200,6 +201,31 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
         merged.AddRange(from == 0 ? seen : seen.Where(m => Compare(m, merged[0]) >= 0));
         merged.Sort(Compare);
         return (total, merged.Skip(skip - from - before).Take(take).ToList());
+    }
+
+    /// <summary>
+    /// How many incidents match, under each marking: plain ones counted by the store by level and caveats, mixed ones as the
+    /// viewer sees them (kept, for <see cref="SortedPageAsync"/> to page without counting again). What a count is marked
+    /// and audited by: it tells of every incident it counts.
+    /// </summary>
+    public async Task<Tally> TallyAsync(CancellationToken cancellationToken)
+    {
+        var groups = await plain.GroupBy(i => new { i.Classification, i.Caveats }).Select(g => new { g.Key.Classification, g.Key.Caveats, Count = g.Count() })
+            .ToListAsync(cancellationToken);
+        var seen = await MixedAsSeenAsync(null, cancellationToken);
+        return new Tally(groups.Sum(g => g.Count), seen,
+            [.. groups.Select(g => (g.Classification, g.Caveats, g.Count)), .. seen.Select(i => (i.Classification, i.Caveats, 1))]);
+    }
+
+    /// <summary>What <see cref="TallyAsync"/> found: the plain incidents' number, the mixed ones as seen, and the counts by marking of both.</summary>
+    public sealed record Tally(int Plain, List<Incident> Seen, List<(int Classification, long Caveats, int Count)> ByMarking)
+    {
+        public int Level => ByMarking.Count == 0 ? 0 : ByMarking.Max(m => m.Classification);
+
+        public long Caveats => ByMarking.Aggregate(0L, (bits, m) => bits | m.Caveats);
+
+        /// <summary>How many at each level, as an aggregate read is audited.</summary>
+        public IEnumerable<KeyValuePair<int, long>> Levels => ByMarking.GroupBy(m => m.Classification).Select(g => KeyValuePair.Create(g.Key, (long)g.Sum(m => m.Count)));
     }
 
     /// <summary>Newest first by stored start: exact for plain incidents.</summary>

@@ -32,10 +32,16 @@
     Concord.banner(level, bits);
   }
 
+  // A send that failed on the way (the link dropped) answers as a refusal without fields, so that every form says so
+  // and keeps what was typed.
   async function post(path, body) {
-    const response = await fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify(body) });
-    const json = await response.json().catch(() => ({}));
-    return { ok: response.ok, status: response.status, json };
+    try {
+      const response = await fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify(body) });
+      const json = await response.json().catch(() => ({}));
+      return { ok: response.ok, status: response.status, json };
+    } catch {
+      return { ok: false, status: 0, json: { detail: t('co.failed') } };
+    }
   }
 
   function deadlines(d) {
@@ -124,13 +130,25 @@
     const input = el('input', { 'aria-label': t('co.comment'), placeholder: t('co.comment'), maxlength: '4000' });
     const problem = el('p', { class: 'field-error', role: 'alert' });
     async function load() {
-      const response = await fetch(`/api/tasks/${task.id}`);
-      if (!response.ok) return;
+      const response = await fetch(`/api/tasks/${task.id}`).catch(() => null);
+      if (!response || !response.ok) return;
       const full = await response.json();
-      list.replaceChildren(...(full.comments || []).map(c => el('li', {}, el('strong', {}, c.author), ' · ', fmt(c.at), ': ', c.text)));
+      const shown = full.comments || [];
+      list.replaceChildren(...shown.map(c => el('li', {}, el('strong', {}, c.author), ' · ', fmt(c.at), ': ', c.text, ' ', el('span', { class: 'marking' }, c.marking.label))));
+      // Each comment keeps the marking the task had when it was written, which may be above the task's now: the banners
+      // rise to the highest shown.
+      if (openComments.has(task.id) && shown.length) {
+        const top = shown.reduce((m, c) => Concord.context.levels.indexOf(c.marking.classification) > Concord.context.levels.indexOf(m.classification) ? c.marking : m, shown[0].marking);
+        onScreen.set('c' + task.id, { classification: top.classification, caveats: [...new Set(shown.flatMap(c => c.marking.caveats))] });
+      } else {
+        onScreen.delete('c' + task.id);
+      }
+      updateBanner();
     }
     const box = el('details', { class: 'task-comments', open: openComments.has(task.id),
-      ontoggle: e => { if (e.target.open) { openComments.add(task.id); load(); } else openComments.delete(task.id); } },
+      ontoggle: e => {
+        if (e.target.open) { openComments.add(task.id); load(); } else { openComments.delete(task.id); onScreen.delete('c' + task.id); updateBanner(); }
+      } },
       el('summary', {}, t('co.comments')), list,
       el('form', { onsubmit: async e => {
         e.preventDefault();
@@ -156,6 +174,17 @@
     }
   }
 
+  // Since when the boards could not be read (null while they are current), and the next try.
+  let failed = null;
+  let retry;
+  let connected = false;
+  const state = document.getElementById('co-live');
+  function showState() {
+    state.textContent = failed ? t('live.stale', failed.toISOString().slice(11, 19)) : connected ? t('co.live.on') : t('co.live.off');
+    state.dataset.connected = String(connected);
+    state.dataset.stale = String(failed !== null);
+  }
+
   const direction = document.getElementById('co-direction');
   const showClosed = document.getElementById('co-closed');
   // One read at a time; one asked for during a read runs once more after it (what it must show may be newer than what
@@ -173,20 +202,35 @@
         for (let i = 0; i < pages; i++) {
           const query = new URLSearchParams({ ...params, limit: 200, ...(cursor ? { cursor } : {}) });
           const page = await fetch(path + '?' + query).then(r => r.ok ? r.json() : null).catch(() => null);
-          if (!page) break;
+          // A page that could not be read fails the whole read: half a board would pass for the whole of it.
+          if (!page) return null;
           items.push(...page.items);
           if (!(cursor = page.next)) break;
         }
         return items;
       };
-      const [openRequests, closedRequests, openTasks, closedTasks] = await Promise.all([
+      const read = await Promise.all([
         get('/api/requests', { direction: direction.value, open: true }, 25),
         get('/api/requests', { direction: direction.value, open: false }, 1),
         get('/api/tasks', { organization: me.organization, open: true }, 25),
         get('/api/tasks', { organization: me.organization, open: false }, 1),
       ]);
+      if (read.includes(null)) {
+        // The boards keep what they last showed, the page says since when it is not up to date, and reads again.
+        failed ??= new Date();
+        showState();
+        clearTimeout(retry);
+        retry = setTimeout(refresh, 5000);
+        return;
+      }
+      failed = null;
+      showState();
+      const [openRequests, closedRequests, openTasks, closedTasks] = read;
       const requests = openRequests.concat(closedRequests), tasks = openTasks.concat(closedTasks);
       forget('rt');
+      // Comments of tasks no longer on the boards are no longer on screen.
+      const shownTasks = new Set(tasks.map(task => task.id));
+      for (const key of [...onScreen.keys()]) if (key[0] === 'c' && !shownTasks.has(key.slice(1))) onScreen.delete(key);
       fill(document.getElementById('request-board'), requests, requestCard);
       fill(document.getElementById('task-board'), tasks, taskCard);
       updateBanner();
@@ -270,9 +314,15 @@
   async function loadLog() {
     const mine = ++logGeneration;
     // As many as the page shows: the latest 30 contacts, 10 meetings and 10 patrols.
-    const [entries, meetings, patrols] = await Promise.all([['/api/liaison', 30], ['/api/meetings', 10], ['/api/patrols', 10]]
-      .map(([path, limit]) => fetch(`${path}?limit=${limit}`).then(r => r.ok ? r.json() : { items: [] }).then(page => page.items).catch(() => [])));
+    const read = await Promise.all([['/api/liaison', 30], ['/api/meetings', 10], ['/api/patrols', 10]]
+      .map(([path, limit]) => fetch(`${path}?limit=${limit}`).then(r => r.ok ? r.json() : null).then(page => page?.items ?? null).catch(() => null)));
     if (mine !== logGeneration) return; // a newer read was asked for meanwhile
+    if (read.includes(null)) {
+      // Kept as last read, and read again shortly (an empty log would pass for no contacts).
+      setTimeout(() => { if (mine === logGeneration) loadLog(); }, 5000);
+      return;
+    }
+    const [entries, meetings, patrols] = read;
     forget('lmp');
     for (const e of entries) onScreen.set('l' + e.id, e.marking);
     for (const m of meetings) onScreen.set('m' + m.id, m.marking);
@@ -337,16 +387,17 @@
     ];
   }
 
-  const state = document.getElementById('co-live');
   // A change to the member (clearance, caveats, organisation), a sharing group or an agreement may change what this member
   // may see: the board is read again, so that nothing stays on screen the member no longer may see.
   const access = c => c.entity === 'member' || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization';
   Concord.live(changes => {
     const reread = changes.some(access);
+    // Cards are redrawn on an access change, open comments read again with them.
+    if (reread) cards.clear();
     if (reread || changes.some(c => c.entity === 'request' || c.entity === 'task')) refresh();
     if (reread || changes.some(c => c.entity === 'liaison' || c.entity === 'meeting' || c.entity === 'patrol')) loadLog();
-  }, connected => { state.textContent = connected ? t('co.live.on') : t('co.live.off'); state.dataset.connected = String(connected); },
-  () => { refresh(); loadLog(); });
+  }, up => { connected = up; showState(); },
+  () => { cards.clear(); refresh(); loadLog(); });
   refresh();
   loadLog();
 })();

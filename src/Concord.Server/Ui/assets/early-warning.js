@@ -53,10 +53,15 @@
   const access = changes => changes.some(c => (c.entity === 'member' && c.id === Concord.context.member)
     || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization');
   let reloading = false;
+  let listened = false;
   Concord.live(changes => {
     if (reloading) return;
     if (access(changes)) { reloading = true; setTimeout(() => location.reload(), 1000); } else refreshSoon();
-  }, null, refreshSoon);
+  }, null, () => {
+    // Connected: the spikes are read again. Connected again after a drop: what changed meanwhile was pushed to nobody
+    // (an access change among it), so the whole page is read again, its server-rendered sections too.
+    if (!listened) { listened = true; refreshSoon(); } else if (!reloading) { reloading = true; location.reload(); }
+  });
 
   const source = document.getElementById('history-data');
   if (!source || !window.Chart) return;

@@ -133,7 +133,9 @@
         // What is on screen is what these filters give (nothing): the channel is live if it came up meanwhile.
         if (!resynced && mine > resyncedFrom) { resynced = true; el.dataset.live = 'up'; }
       } else {
+        // The server or a proxy failed (a 5xx, a 429): tried again, as after a network failure.
         status.textContent = t('failed');
+        setTimeout(() => { if (mine === generation) load(); }, 5000);
       }
       return;
     }
@@ -166,8 +168,8 @@
           title: p.title, alt: p.title, riseOnHover: true,
         });
         m.bindTooltip(`${escapeHtml(p.title)}<br>${escapeHtml(p.marking ?? '')}`);
-        m.on('click', () => openPanel(f.id));
-        m.on('keypress', e => { if (e.originalEvent.key === 'Enter') openPanel(f.id); });
+        m.on('click', () => openPanel(f.id, true));
+        m.on('keypress', e => { if (e.originalEvent.key === 'Enter') openPanel(f.id, true); });
         incidents.addLayer(m);
       }
     }
@@ -187,7 +189,8 @@
   // weak link) leaves it as it was.
   let panelGeneration = 0;
   let panelWanted = null;
-  async function openPanel(id) {
+  // focus: the member opened it (a click, Enter), not a live re-read, which must not take the focus from where they type.
+  async function openPanel(id, focus = false) {
     const mine = ++panelGeneration;
     panelWanted = id;
     const response = await fetch(`/ui/incidents/${id}/panel`).catch(() => null);
@@ -202,7 +205,7 @@
     panel.dataset.id = id;
     updateBanner();
     panel.querySelector('h2')?.setAttribute('tabindex', '-1');
-    panel.querySelector('h2')?.focus();
+    if (focus) panel.querySelector('h2')?.focus();
     panel.querySelector('#panel-close')?.addEventListener('click', closePanel);
   }
   // A live re-read reads the incident last asked for (a click still loading wins over the one shown).
