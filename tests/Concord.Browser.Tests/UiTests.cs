@@ -517,6 +517,46 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_request_whose_answer_was_lost_is_sent_again_and_stored_once()
+    {
+        // The request reaches the server, the answer does not (a weak link): the form says the send failed and keeps what
+        // was typed; sending again stores nothing more, and the board shows the request once.
+        var title = "Water trucking to Kaga-Bandoro " + Guid.NewGuid().ToString("N")[..8];
+        var page = await fixture.SignedInAsync("ocha", "/coordination");
+        await page.WaitForSelectorAsync("#co-live[data-connected='true']", new() { State = WaitForSelectorState.Attached });
+        await page.SelectOptionAsync("#rq-type", "information");
+        await page.SelectOptionAsync("#rq-addressee", "UNPOL");
+        await page.FillAsync("#rq-title", title);
+        await page.FillAsync("#rq-lat", "6.98");
+        await page.FillAsync("#rq-lon", "19.18");
+        var start = DateTime.UtcNow.AddDays(1);
+        await page.FillAsync("#rq-start", start.ToString("yyyy-MM-dd'T'HH:mm", System.Globalization.CultureInfo.InvariantCulture));
+        await page.FillAsync("#rq-end", start.AddDays(1).ToString("yyyy-MM-dd'T'HH:mm", System.Globalization.CultureInfo.InvariantCulture));
+        var lost = 0;
+        await page.RouteAsync("**/api/requests", async route =>
+        {
+            if (route.Request.Method == "POST" && lost++ == 0)
+            {
+                await route.FetchAsync();
+                await route.AbortAsync("connectionreset");
+            }
+            else
+            {
+                await route.ContinueAsync();
+            }
+        });
+
+        await page.ClickAsync("#rq-submit");
+        await page.WaitForSelectorAsync("#rq-error:not([hidden])");
+        Assert.Equal(title, await page.InputValueAsync("#rq-title"));
+        await page.ClickAsync("#rq-submit");
+        await page.WaitForFunctionAsync("document.getElementById('rq-sent').textContent.length > 0");
+        await page.WaitForSelectorAsync($"#request-board .co-card:has-text('{title}')");
+        Assert.Equal(1, await page.Locator($"#request-board .co-card:has-text('{title}')").CountAsync());
+        Assert.Equal(1, await fixture.Server.WithDbAsync(db => db.Requests.CountAsync(r => r.Title == title)));
+    }
+
+    [Fact]
     public async Task A_map_read_the_server_fails_is_tried_again()
     {
         // A 503 from a proxy or an overloaded server, once: the map says it failed and reads again, as after a network failure.

@@ -447,6 +447,42 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_request_sent_again_with_its_id_after_a_lost_answer_is_stored_once()
+    {
+        var id = Guid.NewGuid();
+        object Body(string title) => new
+        {
+            id,
+            type = "information",
+            title,
+            addressee = "FORCE",
+            location = new { latitude = -81.6, longitude = 60.6 },
+            priority = "routine",
+            windowStart = Clock.GetUtcNow().AddDays(1),
+            windowEnd = Clock.GetUtcNow().AddDays(3),
+            criteria = new { lastResort = LastResortCriteria },
+        };
+        var ocha = server.ClientFor("ocha");
+        var (first, stored) = await ocha.PostJson("/api/requests", Body("Is the Bria road open?"));
+        var (again, answered) = await ocha.PostJson("/api/requests", Body("Is the Bria road open?"));
+        var (other, problem) = await ocha.PostJson("/api/requests", Body("Is the Ippy road open?"));
+        var (byAnother, _) = await server.ClientFor("unpol").PostJson("/api/requests", Body("Is the Bria road open?"));
+        var (empty, emptyProblem) = await ocha.PostJson("/api/requests", new { id = Guid.Empty, type = "information" });
+
+        Assert.True(first.StatusCode == HttpStatusCode.Created, stored.ToString());
+        Assert.Equal(id, Id(stored));
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.Equal(id, Id(answered));
+        Assert.Equal(HttpStatusCode.Conflict, other.StatusCode);
+        Assert.Equal(["id"], problem.ErrorFields());
+        Assert.Equal(HttpStatusCode.Conflict, byAnother.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, empty.StatusCode);
+        Assert.Equal(["id"], emptyProblem.ErrorFields());
+        Assert.Equal(1, await server.WithDbAsync(db => db.Requests.CountAsync(r => r.Id == id || r.Title == "Is the Ippy road open?")));
+        Assert.Equal(1, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.Entity == "request" && a.EntityId == id && a.Action == AuditActions.Create)));
+    }
+
+    [Fact]
     public async Task A_request_or_task_names_its_incident_only_to_those_who_may_see_it()
     {
         // OCHA's own account (OCHA only), and a request about it to the force, marked for both.

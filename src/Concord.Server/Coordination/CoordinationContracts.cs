@@ -7,8 +7,13 @@ internal sealed record PointInput(double? Latitude, double? Longitude);
 internal sealed record NewTask(string? Title, string? Description, string? Organization, string? Member, DateTimeOffset? AcknowledgeBy, DateTimeOffset? RespondBy,
     Guid? Incident, Guid? Request, MarkingDto? Marking);
 
+/// <param name="Id">
+/// Chosen by the client (optional), so that a send whose answer was lost can be repeated: the same id again from the same
+/// member with the same request answers the request already stored.
+/// </param>
 internal sealed record NewRequest(string? Type, string? Title, string? Details, string? Priority, string? Addressee, PointInput? Location,
-    IReadOnlyList<double[]>? Route, DateTimeOffset? WindowStart, DateTimeOffset? WindowEnd, RequestCriteria? Criteria, Guid? Incident, MarkingDto? Marking);
+    IReadOnlyList<double[]>? Route, DateTimeOffset? WindowStart, DateTimeOffset? WindowEnd, RequestCriteria? Criteria, Guid? Incident, MarkingDto? Marking,
+    Guid? Id = null);
 
 internal sealed record StatusChange(string? Status, string? Reason);
 

@@ -119,7 +119,7 @@ internal static class RequestEndpoints
         return TypedResults.Ok(desk.ToDto(request, viewer, await desk.MemberNamesAsync([request.RequesterMemberId], context.RequestAborted)));
     }
 
-    private static async Task<Results<Created<RequestDto>, ProblemHttpResult>> Create(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    private static async Task<Results<Created<RequestDto>, Ok<RequestDto>, ProblemHttpResult>> Create(HttpContext context, Viewer viewer, CoordinationDesk desk)
     {
         var (body, problem) = await JsonBody.ReadAsync<NewRequest>(context, 128 * 1024);
         if (problem is not null)
@@ -127,7 +127,28 @@ internal static class RequestEndpoints
             return (ProblemHttpResult)problem;
         }
 
-        var (request, refused) = await CreateAsync(desk, body!, viewer, context.RequestAborted);
+        if (body!.Id == Guid.Empty)
+        {
+            return Problems.Field("id", "must not be the empty id (leave it out, or give a new random one)");
+        }
+
+        if (await RetriedAsync(desk, body, viewer, context.RequestAborted) is { } retried)
+        {
+            return retried;
+        }
+
+        AssistanceRequest? request;
+        ProblemHttpResult? refused;
+        try
+        {
+            (request, refused) = await CreateAsync(desk, body, viewer, context.RequestAborted);
+        }
+        catch (DbUpdateException e) when (body.Id is not null && Data.StoreErrors.IsConstraintViolation(e.GetBaseException()))
+        {
+            // The same id stored meanwhile (the first send of a retry still under way): answered as a retry.
+            return await RetriedAsync(desk, body, viewer, context.RequestAborted) ?? throw new InvalidOperationException("a request id was refused but is not stored", e);
+        }
+
         if (refused is not null)
         {
             return refused;
@@ -135,6 +156,31 @@ internal static class RequestEndpoints
 
         await desk.SeeLinksAsync(viewer, [], [request!], context.RequestAborted);
         return TypedResults.Created($"/api/requests/{request!.Id}", desk.ToDto(request, viewer, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
+    }
+
+    /// <summary>
+    /// The answer to a send of a request whose id is stored already: the stored request when it is this member's with the
+    /// same type, title, addressee and window (a retry after a lost answer), else a 409 on <c>id</c>; null when the id is new.
+    /// </summary>
+    private static async Task<Results<Created<RequestDto>, Ok<RequestDto>, ProblemHttpResult>?> RetriedAsync(CoordinationDesk desk, NewRequest body, Viewer viewer, CancellationToken cancellationToken)
+    {
+        if (body.Id is not { } id || await desk.Db.Requests.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken) is not { } stored)
+        {
+            return null;
+        }
+
+        var addressee = body.Addressee?.Trim() ?? "";
+        var sameAddressee = addressee.StartsWith("kind:", StringComparison.OrdinalIgnoreCase)
+            ? stored.AddresseeOrganizationId is null && OrganizationKinds.TryParse(addressee[5..], out var kind) && stored.AddresseeKind == OrganizationKinds.Token(kind)
+            : stored.AddresseeOrganizationId is { } to && (await desk.Directory.OrganizationAsync(addressee, cancellationToken))?.Id == to;
+        if (stored.RequesterMemberId != viewer.MemberId || !Marking.AllowsRead(stored, viewer) || !sameAddressee || stored.Type != body.Type
+            || stored.Title != body.Title?.Trim() || stored.WindowStart != body.WindowStart?.UtcDateTime || stored.WindowEnd != body.WindowEnd?.UtcDateTime)
+        {
+            return Problems.Field("id", "is already used by another request: a retry must send the same request (start a new form to send another)", StatusCodes.Status409Conflict);
+        }
+
+        await desk.SeeLinksAsync(viewer, [], [stored], cancellationToken);
+        return TypedResults.Ok(desk.ToDto(stored, viewer, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
     }
 
     /// <summary>Validates and stores a request (the API's and the demo's way in).</summary>
@@ -255,7 +301,7 @@ internal static class RequestEndpoints
         var criteria = new RequestCriteria(lastResort ? Trimmed(body.Criteria!.LastResort!) : null, escort ? Trimmed(body.Criteria!.Escort!) : null);
         var request = new AssistanceRequest
         {
-            Id = Guid.CreateVersion7(),
+            Id = body.Id ?? Guid.CreateVersion7(),
             Type = type,
             Title = title,
             Details = details,

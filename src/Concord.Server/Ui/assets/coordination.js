@@ -180,7 +180,7 @@
   let connected = false;
   const state = document.getElementById('co-live');
   function showState() {
-    state.textContent = failed ? t('live.stale', failed.toISOString().slice(11, 19)) : connected ? t('co.live.on') : t('co.live.off');
+    state.textContent = failed ? t('co.stale', failed.toISOString().slice(11, 19)) : connected ? t('co.live.on') : t('co.live.off');
     state.dataset.connected = String(connected);
     state.dataset.stale = String(failed !== null);
   }
@@ -278,8 +278,14 @@
       windowStart: iso(value('rq-start')), windowEnd: iso(value('rq-end')),
       criteria: Object.keys(criteriaBody).length ? criteriaBody : null,
     };
+    // One id per request this form sends, kept until it is stored: sent again after a lost answer, the server answers
+    // the request it already stored rather than storing a second one.
+    form.dataset.requestId ||= newId();
+    body.id = form.dataset.requestId;
     const result = await post('/api/requests', body);
+    if (result.status === 409 && result.json.errors && result.json.errors.id) delete form.dataset.requestId;
     if (result.ok) {
+      delete form.dataset.requestId;
       form.reset(); toggleCriteria();
       document.getElementById('rq-sent').textContent = t('co.sent');
       refresh();
@@ -287,6 +293,14 @@
     }
     showErrors(form, error, result);
   });
+
+  // A random (version 4) id; crypto.randomUUID is only offered to pages served over HTTPS or from localhost.
+  function newId() {
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+    const h = [...b].map(x => x.toString(16).padStart(2, '0')).join('');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
 
   // A number typed with a comma or a point; blank or not a number is null, which the server refuses by field.
   function coordinate(text) {
