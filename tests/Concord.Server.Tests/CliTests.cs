@@ -784,6 +784,14 @@ public sealed class CommandLineTests
         var (helpVerbExit, helpVerb, _) = await CliTests.Run("help", "token", "create");
         Assert.Equal(0, helpVerbExit);
         Assert.Contains("--name", helpVerb);
+
+        // The first word of two-word verbs lists them with their options.
+        var (groupExit, groupHelp, groupErrors) = await CliTests.Run("token", "--help");
+        Assert.True(groupExit == 0, groupErrors);
+        Assert.Contains("token create", groupHelp);
+        Assert.Contains("token revoke", groupHelp);
+        Assert.Contains("--name", groupHelp);
+        Assert.DoesNotContain("cert issue", groupHelp);
     }
 
     [Fact]
@@ -819,6 +827,18 @@ public sealed class CommandLineTests
 
         Assert.Equal(1, exit);
         Assert.Contains($"cannot listen on http://127.0.0.1:{port}", errors);
+        Assert.DoesNotContain("listening", output);
+    }
+
+    [Fact]
+    public async Task Serve_on_an_address_the_machine_does_not_have_says_so_and_exits_1()
+    {
+        // 192.0.2.1 is reserved for documentation (RFC 5737): no machine has it, and binding it fails with its own socket
+        // error (not "address in use"), which used to crash the process with a stack trace.
+        var (_, exit, output, errors) = await ServeWithAPortTakenAsync((data, _) => ["serve", "--data", data, "--urls", "http://192.0.2.1:5080", "--no-tak"]);
+
+        Assert.Equal(1, exit);
+        Assert.Contains("cannot listen on http://192.0.2.1:5080", errors);
         Assert.DoesNotContain("listening", output);
     }
 

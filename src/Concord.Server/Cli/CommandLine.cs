@@ -249,7 +249,8 @@ internal static class CommandLine
     public static string Usage(string? verbName = null)
     {
         var writer = new StringWriter();
-        var verbs = verbName is null ? Verbs : Verbs.Where(v => v.Name == verbName).ToList();
+        // A verb, or the first word of two-word verbs ('token': 'token create' and 'token revoke').
+        var verbs = verbName is null ? Verbs : Verbs.Where(v => v.Name == verbName || v.Name.StartsWith(verbName + " ", StringComparison.Ordinal)).ToList();
         writer.WriteLine("usage: concord [VERB] [OPTIONS]");
         writer.WriteLine();
         foreach (var verb in verbs)

@@ -44,7 +44,7 @@ internal static class Commands
     {
         if (HelpAsked(args, out var words))
         {
-            var verb = CommandLine.Verbs.FirstOrDefault(v => v.Name == words);
+            var verb = CommandLine.Verbs.FirstOrDefault(v => v.Name == words || v.Name.StartsWith(words + " ", StringComparison.Ordinal));
             if (verb is null && words.Length > 0)
             {
                 await errors.WriteLineAsync($"concord: unknown verb '{words}'");
@@ -53,7 +53,7 @@ internal static class Commands
                 return 2;
             }
 
-            await output.WriteAsync(CommandLine.Usage(verb?.Name));
+            await output.WriteAsync(CommandLine.Usage(verb is null ? null : words));
             return 0;
         }
 
@@ -338,7 +338,7 @@ internal static class Commands
         {
             // The TAK listener failed while the web server was still starting, and its failure stopped the host: said below.
         }
-        catch (Exception e) when (e is Microsoft.AspNetCore.Connections.AddressInUseException
+        catch (Exception e) when (e is Microsoft.AspNetCore.Connections.AddressInUseException or System.Net.Sockets.SocketException
             || e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException or System.Net.Sockets.SocketException)
         {
             // Said only once it is true: "listening" is printed after the server has bound its addresses.
@@ -372,7 +372,8 @@ internal static class Commands
         await output.WriteLineAsync($"Concord is listening on {options.Urls} ({options.Store.Describe()}). API description: {options.Urls.Split(';')[0]}/openapi/v1.json");
         await app.WaitForShutdownAsync(cancellationToken);
         await app.DisposeAsync();
-        return 0;
+        // Stopped by Ctrl+C (or SIGTERM): 130, as the README says, like the other verbs an interrupt ends.
+        return cancellationToken.IsCancellationRequested ? 130 : 0;
     }
 
     private static async Task<int> SeedDemoAsync(ServerOptions options, TextWriter output, CancellationToken cancellationToken)
