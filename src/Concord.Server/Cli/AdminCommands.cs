@@ -111,8 +111,8 @@ internal static class AdminCommands
                 member.SetDisabled(invocation.Has("--disable"));
             }
 
-            var tokensRevoked = invocation.Has("--disable") ? await AccessTokens.RevokeAllAsync(db, member.Id, services.GetRequiredService<TimeProvider>(), cancellationToken) : [];
-            var certificatesRevoked = invocation.Has("--disable") ? await Tak.DeviceCertificates.RevokeAllAsync(db, member.Id, services.GetRequiredService<TimeProvider>(), cancellationToken) : [];
+            var (tokensRevoked, certificatesRevoked) = await MemberCredentials.EndAsync(db, member.Id, passwordSet: false, invocation.Has("--disable"),
+                services.GetRequiredService<TimeProvider>(), cancellationToken);
             await SaveAuditedAsync(services, db, "member",
                 new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled, tokensRevoked, certificatesRevoked },
                 cancellationToken);

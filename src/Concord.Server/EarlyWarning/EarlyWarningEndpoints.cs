@@ -107,9 +107,6 @@ internal static class EarlyWarningEndpoints
     private static Task<List<Row>> RowsAsync(IncidentSelection selection, CancellationToken cancellationToken) =>
         selection.RowsAsync(i => new Row(i.Latitude, i.Longitude, i.AreaId, i.StartsAt, i.KilledBest, i.Classification, i.Caveats), cancellationToken);
 
-    /// <summary>The caveats of the records an answer was counted from, all of them: a count tells of what it counts.</summary>
-    private static IReadOnlyList<string> CaveatsOf(MarkingFormat markings, List<Row> rows) => markings.Caveats.CodesOf(rows.Aggregate(0L, (bits, r) => bits | r.Caveats));
-
     private static async Task<Results<Ok<HotspotsDto>, ProblemHttpResult>> Hotspots(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
@@ -173,25 +170,25 @@ internal static class EarlyWarningEndpoints
     /// Incidents counted together: in one cell (the floors <see cref="PrioGrid.OfFloors"/> takes) or one area,
     /// under one marking, with their deaths and (for an area) mean place.
     /// </summary>
-    private sealed record Tally(double Row, double Column, Guid? AreaId, int Classification, long Caveats, int Count, long Killed, double Latitude, double Longitude);
+    private sealed record HotspotTally(double Row, double Column, Guid? AreaId, int Classification, long Caveats, int Count, long Killed, double Latitude, double Longitude);
 
     /// <summary>
     /// The selection's incidents counted by cell or area and marking: plain ones in the store (a year of a large mission is
     /// hundreds of thousands of incidents, none of which needs reading), mixed ones as the viewer sees them, one by one.
     /// </summary>
-    private static async Task<List<Tally>> TalliesAsync(IncidentSelection visible, bool byCell, CancellationToken cancellationToken)
+    private static async Task<List<HotspotTally>> TalliesAsync(IncidentSelection visible, bool byCell, CancellationToken cancellationToken)
     {
         var tallies = byCell
             ? await visible.Plain
                 .GroupBy(i => new { Row = Math.Floor((i.Latitude + 90) / PrioGrid.Size), Column = Math.Floor((i.Longitude + 180) / PrioGrid.Size), i.Classification, i.Caveats })
-                .Select(g => new Tally(g.Key.Row, g.Key.Column, null, g.Key.Classification, g.Key.Caveats, g.Count(), g.Sum(i => (long)(i.KilledBest ?? 0)), 0, 0))
+                .Select(g => new HotspotTally(g.Key.Row, g.Key.Column, null, g.Key.Classification, g.Key.Caveats, g.Count(), g.Sum(i => (long)(i.KilledBest ?? 0)), 0, 0))
                 .ToListAsync(cancellationToken)
             : await visible.Plain
                 .GroupBy(i => new { i.AreaId, i.Classification, i.Caveats })
-                .Select(g => new Tally(0, 0, g.Key.AreaId, g.Key.Classification, g.Key.Caveats, g.Count(), g.Sum(i => (long)(i.KilledBest ?? 0)),
+                .Select(g => new HotspotTally(0, 0, g.Key.AreaId, g.Key.Classification, g.Key.Caveats, g.Count(), g.Sum(i => (long)(i.KilledBest ?? 0)),
                     g.Average(i => i.Latitude), g.Average(i => i.Longitude)))
                 .ToListAsync(cancellationToken);
-        tallies.AddRange((await visible.MixedAsSeenAsync(null, cancellationToken)).Select(i => new Tally(
+        tallies.AddRange((await visible.MixedAsSeenAsync(null, cancellationToken)).Select(i => new HotspotTally(
             Math.Floor((i.Latitude + 90) / PrioGrid.Size), Math.Floor((i.Longitude + 180) / PrioGrid.Size), i.AreaId, i.Classification, i.Caveats, 1, i.KilledBest ?? 0,
             i.Latitude, i.Longitude)));
         return tallies;
@@ -298,9 +295,16 @@ internal static class EarlyWarningEndpoints
                 return new SpikeDto(area.Code, area.Name, recent, baseline, Math.Round(expected, 3), p, recent >= 3 && p < threshold && observed >= days);
             })
             .OrderBy(s => s.Probability ?? 2).ToList();
-        var decided = before is { } b ? [b] : Array.Empty<(int Classification, long Caveats)>();
-        var levels = rows.Select(r => r.Classification).Concat(decided.Select(d => d.Classification)).ToList();
-        var caveats = rows.Aggregate(0L, (bits, r) => bits | r.Caveats) | decided.Aggregate(0L, (bits, d) => bits | d.Caveats);
+        // The answer is marked with, and counts in the audit, the incidents it was computed from: caveats too (a count tells
+        // of what it counts), and the one that decided the baseline.
+        var levels = rows.Select(r => r.Classification).ToList();
+        var caveats = rows.Aggregate(0L, (bits, r) => bits | r.Caveats);
+        if (before is { } decided)
+        {
+            levels.Add(decided.Classification);
+            caveats |= decided.Caveats;
+        }
+
         return (new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, observed, threshold,
             markings.Scheme.Label(levels.Count == 0 ? 0 : levels.Max()), markings.Caveats.CodesOf(caveats), items), Audits.CountLevels(levels));
     }

@@ -80,17 +80,19 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
     /// </summary>
     public async Task<(int Classification, long Caveats)?> LeastMarkedAsync(CancellationToken cancellationToken)
     {
-        var least = (await plain.OrderBy(i => i.Classification).ThenBy(i => i.Caveats == 0 ? 0 : 1)
-            .Select(i => new { i.Classification, i.Caveats }).Take(1).ToListAsync(cancellationToken)).Select(m => (m.Classification, m.Caveats)).ToList();
-        if (least is [(0, 0)])
+        var least = await plain.OrderBy(i => i.Classification).ThenBy(i => i.Caveats == 0 ? 0 : 1)
+            .Select(i => new Mark(i.Classification, i.Caveats)).FirstOrDefaultAsync(cancellationToken);
+        if (least is { Classification: 0, Caveats: 0 })
         {
-            return least[0];
+            return (0, 0);
         }
 
         // A viewer's copy of a mixed incident may be marked lower than the stored one: rebuilt, all of them (they are few).
-        var seen = (await MixedAsSeenAsync(null, cancellationToken)).Select(i => (i.Classification, i.Caveats));
-        return least.Concat(seen).OrderBy(m => m.Item1).ThenBy(m => m.Item2 == 0 ? 0 : 1).Select(m => ((int, long)?)m).FirstOrDefault();
+        var candidates = (await MixedAsSeenAsync(null, cancellationToken)).Select(i => new Mark(i.Classification, i.Caveats)).Append(least).OfType<Mark>();
+        return candidates.OrderBy(m => m.Classification).ThenBy(m => m.Caveats == 0 ? 0 : 1).Select(m => ((int, long)?)(m.Classification, m.Caveats)).FirstOrDefault();
     }
+
+    private sealed record Mark(int Classification, long Caveats);
 
     /// <summary>
     /// The <paramref name="count"/> incidents last changed as the viewer sees them (what a TAK device gets when it

@@ -261,29 +261,25 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         }
 
         // A report marked by the agreement may still ask for a wider TLP: that loosens the agreement as a looser marking does.
-        var communities = Releasability.Decode(releasableTo).ToList();
-        var codes = markings.Caveats.CodesOf(caveats);
-        Organizations.Organization? OrganizationOf(string code) => directory.Organizations.FirstOrDefault(o => o.Code == code);
         if (@default is not null && !errors.ContainsKey("marking.classification") && !errors.ContainsKey("marking.caveats")
-            && AgreementDecisions.Loosening(@default, classification, communities, codes, tlp, author.OrganizationCode, markings.Scheme, OrganizationOf) is { } loosening)
+            && AgreementDecisions.Loosening(@default, classification, Releasability.Decode(releasableTo).ToList(), markings.Caveats.CodesOf(caveats), tlp, author.OrganizationCode, markings.Scheme,
+                code => directory.Organizations.FirstOrDefault(o => o.Code == code)) is { } loosening)
         {
             if (author.HasRole(MemberRoles.Releaser))
             {
-                loosenedDetail = Audits.Detail(new { agreement = @default.AgreementCode, version = @default.AgreementVersion, loosened = loosening });
+                loosenedDetail = Audits.Detail(new { agreement = @default.AgreementCode, version = @default.AgreementVersion, loosened = loosening.ToString() });
             }
             else
             {
                 // Each reason under the field it is about: the marking's, and the TLP's.
                 var agreed = $"agreement {@default.AgreementCode} (version {@default.AgreementVersion})";
                 var refusal = new Dictionary<string, string[]>(StringComparer.Ordinal);
-                if (AgreementDecisions.Loosening(@default, classification, communities, codes, @default.Tlp, author.OrganizationCode, markings.Scheme, OrganizationOf) is { } looserMarking)
+                foreach (var (field, reason) in new[] { ("marking", loosening.Marking), ("tlp", loosening.Tlp) })
                 {
-                    refusal["marking"] = [$"is looser than {agreed} allows: {looserMarking}; only a releaser may loosen it"];
-                }
-
-                if (tlp < @default.Tlp)
-                {
-                    refusal["tlp"] = [$"is looser than {agreed} allows: {Tlps.Label(tlp)} instead of {Tlps.Label(@default.Tlp)}; only a releaser may loosen it"];
+                    if (reason is not null)
+                    {
+                        refusal[field] = [$"is looser than {agreed} allows: {reason}; only a releaser may loosen it"];
+                    }
                 }
 
                 if (sourceKeyed)

@@ -324,10 +324,7 @@ internal static class AdminEndpoints
             member.SetPassword(body.Password);
         }
 
-        var tokensRevoked = body.Password is not null || body.Disabled == true ? await AccessTokens.RevokeAllAsync(db, member.Id, time, context.RequestAborted) : [];
-        // A device certificate is a credential of its own, not of a session: a new password leaves the member's devices
-        // connected, a disable revokes them for good (enabling the member again must not let a taken device back in).
-        var certificatesRevoked = body.Disabled == true ? await Tak.DeviceCertificates.RevokeAllAsync(db, member.Id, time, context.RequestAborted) : [];
+        var (tokensRevoked, certificatesRevoked) = await MemberCredentials.EndAsync(db, member.Id, body.Password is not null, body.Disabled == true, time, context.RequestAborted);
         if (!await Changed(db, chain, viewer, "member", new
         {
             updated = member.UserName,

@@ -154,10 +154,11 @@ internal static class AgreementDecisions
     }
 
     /// <summary>
-    /// Why an explicit marking is looser than the default, or null when it is at least as restrictive: a community is wider
-    /// unless one of the default's holds it (<see cref="Community.Covers"/>: <c>org:FORCE</c> is within <c>mission</c>).
+    /// How an explicit marking and TLP are looser than the default (each part apart, as each is refused under its own
+    /// field), or null when both are at least as restrictive: a community is wider unless one of the default's holds it
+    /// (<see cref="Community.Covers"/>: <c>org:FORCE</c> is within <c>mission</c>).
     /// </summary>
-    public static string? Loosening(DefaultMarking @default, int classification, IReadOnlyCollection<string> releasableTo, IReadOnlyCollection<string> caveats, Tlp tlp, string authorOrganizationCode, ClassificationScheme scheme,
+    public static Looser? Loosening(DefaultMarking @default, int classification, IReadOnlyCollection<string> releasableTo, IReadOnlyCollection<string> caveats, Tlp tlp, string authorOrganizationCode, ClassificationScheme scheme,
         Func<string, Organizations.Organization?> organization)
     {
         var reasons = new List<string>();
@@ -179,11 +180,14 @@ internal static class AgreementDecisions
             reasons.Add($"without caveat {string.Join(", ", dropped)}");
         }
 
-        if (tlp < @default.Tlp)
-        {
-            reasons.Add($"{Tlps.Label(tlp)} instead of {Tlps.Label(@default.Tlp)}");
-        }
-
-        return reasons.Count == 0 ? null : string.Join("; ", reasons);
+        var widerTlp = tlp < @default.Tlp ? $"{Tlps.Label(tlp)} instead of {Tlps.Label(@default.Tlp)}" : null;
+        return reasons.Count == 0 && widerTlp is null ? null : new Looser(reasons.Count == 0 ? null : string.Join("; ", reasons), widerTlp);
     }
+}
+
+/// <summary>Why a marking (its level, communities, caveats) and why a TLP are looser than an agreement's default; null where not.</summary>
+internal sealed record Looser(string? Marking, string? Tlp)
+{
+    /// <summary>Both reasons, as the audit records a loosening.</summary>
+    public override string ToString() => string.Join("; ", new[] { Marking, Tlp }.OfType<string>());
 }
