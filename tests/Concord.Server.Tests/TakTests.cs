@@ -1403,6 +1403,39 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_marker_its_member_could_not_read_back_goes_nowhere_and_is_not_stored()
+    {
+        // Hostile markers are CONFIDENTIAL for every military organisation; the battalion's members are cleared UNCLASSIFIED.
+        var (_, members) = await BattalionAsync("UNCLASSIFIED", battalion =>
+        [
+            new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking("UNCLASSIFIED", ["kind:military"]) },
+            new { reporter = $"org:{battalion}", category = "field.hostile", marking = Api.Marking("CONFIDENTIAL", ["kind:military"]) },
+        ]);
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
+        await using var force = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        var position = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        var marker = Guid.NewGuid().ToString();
+        var hostile = $"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='6.01' lon='20.51' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/><remarks>armed group</remarks></detail></event>";
+
+        await sender.SendAsync(hostile);
+        await sender.SendAsync(Pli(position, "BAT 1", 5.5, 20.5));
+
+        // The force (cleared CONFIDENTIAL) gets the position sent after the marker, and never the marker: it would be the
+        // marker of a report the intake refuses (its author could not read it back).
+        Assert.Equal(position, (await force.WaitForAsync(e => e.Uid == marker || e.Uid == position))?.Uid);
+        Assert.Null(await force.WaitForAsync(e => e.Uid == marker, TimeSpan.FromSeconds(1)));
+        Assert.Equal(0, await server.WithDbAsync(db => db.Reports.CountAsync(r => r.ExternalRef == "tak:" + marker)));
+
+        // Not remembered either: once the member is cleared, the same event sent again is no replay.
+        var cleared = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{members[0]}", new { clearance = "CONFIDENTIAL" });
+        Assert.True(cleared.IsSuccessStatusCode, await cleared.Content.ReadAsStringAsync());
+        await using var again = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
+        await again.SendAsync(hostile);
+        Assert.Equal("a-h-G", (await force.WaitForAsync(e => e.Uid == marker))?.Type);
+    }
+
+    [Fact]
     public async Task A_direct_message_reaches_only_the_device_it_is_for()
     {
         var (alpha, bravo, charlie) = (await ForceColleagueAsync(), await ForceColleagueAsync(), await ForceColleagueAsync());

@@ -868,6 +868,16 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // Under the server's stopping token, not the session's: a device that reconnects (replacing this session), or is
         // cut, while its marker is being stored must not lose the report of a marker the other devices were already sent.
         var marking = await markings.ForAsync(from.Viewer, category, from.ServerStopping);
+        if (!Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, from.Viewer))
+        {
+            // The report would be one its author could not read back, which the intake refuses (as the API does): the
+            // marker then goes nowhere, rather than to other devices as a marker of no report, and is not remembered: once
+            // the member is cleared (or the agreement changes), the device sending it again is no replay.
+            Unrecord(e.Uid, e.Time, previous);
+            Refuse(from, e, $"its category's agreement marks it {marking.Label}, which its member may not read");
+            return;
+        }
+
         Deliver(Stamped(e, raw, marking, droppable: false), marking, from, e.Detail);
         await StoreAsync(from, e, previous, async () =>
         {
