@@ -446,40 +446,116 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(2, await server.WithDbAsync(db => db.Audit.CountAsync(a => (a.EntityId == leadId || a.EntityId == supportId) && a.Action == AuditActions.Update)));
     }
 
-    [Fact]
-    public async Task A_request_sent_again_with_its_id_after_a_lost_answer_is_stored_once()
+    [Theory]
+    [InlineData("request")]
+    [InlineData("task")]
+    [InlineData("comment")]
+    [InlineData("patrol")]
+    [InlineData("meeting")]
+    [InlineData("liaison")]
+    public async Task Coordination_records_sent_again_with_their_id_after_a_lost_answer_are_stored_once(string kind)
     {
         var id = Guid.NewGuid();
-        object Body(string title) => new
+        // Ticks of a tenth of a microsecond, which PostgreSQL does not keep: the retry's times are still the stored ones.
+        var at = Clock.GetUtcNow().AddTicks(1_234_567);
+        var task = kind == "comment" ? await AssignedTaskAsync("Count the displaced at the church", "UNCLASSIFIED") : Guid.Empty;
+        // The member sending, a body with the id and a text (the same record, or another under the same id), and the path.
+        var (user, path) = kind switch
         {
-            id,
-            type = "information",
-            title,
-            addressee = "FORCE",
-            location = new { latitude = -81.6, longitude = 60.6 },
-            priority = "routine",
-            windowStart = Clock.GetUtcNow().AddDays(1),
-            windowEnd = Clock.GetUtcNow().AddDays(3),
-            criteria = new { lastResort = LastResortCriteria },
+            "request" => ("ocha", "/api/requests"),
+            "task" => ("joc", "/api/tasks"),
+            "comment" => ("unpol", $"/api/tasks/{task}/comments"),
+            "patrol" => ("force", "/api/patrols"),
+            "meeting" => ("joc", "/api/meetings"),
+            _ => ("ocha", "/api/liaison"),
         };
-        var ocha = server.ClientFor("ocha");
-        var (first, stored) = await ocha.PostJson("/api/requests", Body("Is the Bria road open?"));
-        var (again, answered) = await ocha.PostJson("/api/requests", Body("Is the Bria road open?"));
-        var (other, problem) = await ocha.PostJson("/api/requests", Body("Is the Ippy road open?"));
-        var (byAnother, _) = await server.ClientFor("unpol").PostJson("/api/requests", Body("Is the Bria road open?"));
-        var (empty, emptyProblem) = await ocha.PostJson("/api/requests", new { id = Guid.Empty, type = "information" });
+        object Body(string text) => kind switch
+        {
+            "request" => new
+            {
+                id,
+                type = "information",
+                title = text,
+                addressee = "FORCE",
+                location = new { latitude = -81.6, longitude = 60.6 },
+                priority = "routine",
+                windowStart = at.AddDays(1),
+                windowEnd = at.AddDays(3),
+                criteria = new { lastResort = LastResortCriteria },
+                marking = Api.Marking("CONFIDENTIAL", ["org:OCHA", "org:FORCE"]),
+            },
+            "task" => new { id, title = text, organization = "UNPOL", respondBy = at.AddHours(6), marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"]) },
+            "comment" => new { id, text },
+            "patrol" => new
+            {
+                id,
+                name = text,
+                organizations = new[] { "FORCE" },
+                route = new[] { new[] { 20.65, 5.75 }, new[] { 20.9, 6.0 } },
+                startsAt = at.AddHours(2),
+                endsAt = at.AddHours(8),
+                marking = Api.Marking("CONFIDENTIAL", ["org:FORCE"]),
+            },
+            "meeting" => (object)new
+            {
+                id,
+                title = text,
+                heldAt = at.AddHours(-1),
+                actionItems = new[] { new { title = "Share the list", organization = "OCHA" } },
+                marking = Api.Marking("CONFIDENTIAL", ["org:JOC", "org:OCHA"]),
+            },
+            _ => new { id, counterpart = "Chief of Ndélé", channel = "visit", summary = text, at = at.AddHours(-1), marking = Api.Marking("CONFIDENTIAL", ["org:OCHA"]) },
+        };
+        var client = server.ClientFor(user);
+        var (first, stored) = await client.PostJson(path, Body("Road to Ndélé, first " + kind));
+        var (again, answered) = await client.PostJson(path, Body("Road to Ndélé, first " + kind));
+        var (other, problem) = await client.PostJson(path, Body("Road to Ndélé, second " + kind));
+        // A colleague of the same organisation (the comment's task is the police's: another of its members).
+        var colleague = user switch { "joc" => "force", "unpol" => "unpol2", "force" => "joc", _ => "force" };
+        var (byAnother, _) = await server.ClientFor(colleague).PostJson(path, Body("Road to Ndélé, first " + kind));
+        var (empty, emptyProblem) = await client.PostJson(path, new { id = Guid.Empty });
 
         Assert.True(first.StatusCode == HttpStatusCode.Created, stored.ToString());
-        Assert.Equal(id, Id(stored));
-        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
-        Assert.Equal(id, Id(answered));
+        Assert.True(again.StatusCode == HttpStatusCode.OK, answered.ToString());
+        if (kind == "comment")
+        {
+            Assert.Equal(stored.GetProperty("text").GetString(), answered.GetProperty("text").GetString());
+        }
+        else
+        {
+            Assert.Equal(id, Id(stored));
+            Assert.Equal(id, Id(answered));
+        }
+
         Assert.Equal(HttpStatusCode.Conflict, other.StatusCode);
         Assert.Equal(["id"], problem.ErrorFields());
         Assert.Equal(HttpStatusCode.Conflict, byAnother.StatusCode);
         Assert.Equal(HttpStatusCode.BadRequest, empty.StatusCode);
         Assert.Equal(["id"], emptyProblem.ErrorFields());
-        Assert.Equal(1, await server.WithDbAsync(db => db.Requests.CountAsync(r => r.Id == id || r.Title == "Is the Ippy road open?")));
-        Assert.Equal(1, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.Entity == "request" && a.EntityId == id && a.Action == AuditActions.Create)));
+        var (count, created) = await server.WithDbAsync(async db => kind switch
+        {
+            "request" => (await db.Requests.CountAsync(r => r.Id == id || r.Title.StartsWith("Road to Ndélé, second")),
+                await db.Audit.CountAsync(a => a.EntityId == id && a.Action == AuditActions.Create)),
+            "task" => (await db.Tasks.CountAsync(t => t.Id == id || t.Title.StartsWith("Road to Ndélé, second")),
+                await db.Audit.CountAsync(a => a.EntityId == id && a.Action == AuditActions.Create)),
+            "comment" => (await db.TaskComments.CountAsync(c => c.TaskId == task), await db.Audit.CountAsync(a => a.EntityId == task && a.Action == AuditActions.Comment)),
+            "patrol" => (await db.Patrols.CountAsync(p => p.Id == id || p.Name.StartsWith("Road to Ndélé, second")),
+                await db.Audit.CountAsync(a => a.EntityId == id && a.Action == AuditActions.Create)),
+            "meeting" => (await db.Meetings.CountAsync(m => m.Id == id || m.Title.StartsWith("Road to Ndélé, second")) + await db.Tasks.CountAsync(t => t.MeetingId == id) - 1,
+                await db.Audit.CountAsync(a => a.EntityId == id && a.Action == AuditActions.Create)),
+            _ => (await db.LiaisonLog.CountAsync(l => l.Id == id || l.Summary.StartsWith("Road to Ndélé, second")),
+                await db.Audit.CountAsync(a => a.EntityId == id && a.Action == AuditActions.Create)),
+        });
+        Assert.Equal(1, count);
+        Assert.Equal(1, created);
+        if (kind != "comment")
+        {
+            // The retry answered the record as it is now: read, as a GET of it would be (the refused sends read nothing).
+            Assert.Equal(1, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == id && a.Action == AuditActions.Read)));
+            // Where the creation said the record is, its author finds it, and a member it is not released to does not.
+            Assert.Equal(HttpStatusCode.OK, (await client.GetJson(first.Headers.Location!.ToString())).Response.StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("pref").GetJson(first.Headers.Location!.ToString())).Response.StatusCode);
+        }
     }
 
     [Fact]

@@ -4,12 +4,13 @@ namespace Concord.Server.Coordination;
 
 internal sealed record PointInput(double? Latitude, double? Longitude);
 
+/// <param name="Id">Chosen by the client (optional), as for requests (see <see cref="ClientIds"/>).</param>
 internal sealed record NewTask(string? Title, string? Description, string? Organization, string? Member, DateTimeOffset? AcknowledgeBy, DateTimeOffset? RespondBy,
-    Guid? Incident, Guid? Request, MarkingDto? Marking);
+    Guid? Incident, Guid? Request, MarkingDto? Marking, Guid? Id = null);
 
 /// <param name="Id">
 /// Chosen by the client (optional), so that a send whose answer was lost can be repeated: the same id again from the same
-/// member with the same request answers the request already stored.
+/// member with the same request answers the request already stored (see <see cref="ClientIds"/>).
 /// </param>
 internal sealed record NewRequest(string? Type, string? Title, string? Details, string? Priority, string? Addressee, PointInput? Location,
     IReadOnlyList<double[]>? Route, DateTimeOffset? WindowStart, DateTimeOffset? WindowEnd, RequestCriteria? Criteria, Guid? Incident, MarkingDto? Marking,
@@ -17,19 +18,24 @@ internal sealed record NewRequest(string? Type, string? Title, string? Details, 
 
 internal sealed record StatusChange(string? Status, string? Reason);
 
-internal sealed record NewComment(string? Text);
+/// <param name="Id">Chosen by the client (optional), as for requests (see <see cref="ClientIds"/>).</param>
+internal sealed record NewComment(string? Text, Guid? Id = null);
 
+/// <param name="Id">Chosen by the client (optional), as for requests (see <see cref="ClientIds"/>).</param>
 internal sealed record NewPatrol(string? Name, IReadOnlyList<string>? Organizations, IReadOnlyList<string>? Members, IReadOnlyList<double[]>? Route,
-    DateTimeOffset? StartsAt, DateTimeOffset? EndsAt, MarkingDto? Marking);
+    DateTimeOffset? StartsAt, DateTimeOffset? EndsAt, MarkingDto? Marking, Guid? Id = null);
 
 internal sealed record PatrolReport(string? Category, string? Narrative, DateTimeOffset? ObservedAt, PointInput? Location, string? Language);
 
 internal sealed record NewActionItem(string? Title, string? Organization, DateTimeOffset? DueAt);
 
+/// <param name="Id">Chosen by the client (optional), as for requests (see <see cref="ClientIds"/>).</param>
 internal sealed record NewMeeting(string? Title, DateTimeOffset? HeldAt, string? Place, IReadOnlyList<string>? Participants, IReadOnlyList<string>? Decisions,
-    IReadOnlyList<NewActionItem>? ActionItems, MarkingDto? Marking);
+    IReadOnlyList<NewActionItem>? ActionItems, MarkingDto? Marking, Guid? Id = null);
 
-internal sealed record NewLiaison(DateTimeOffset? At, string? CounterpartOrganization, string? Counterpart, string? Channel, string? Summary, MarkingDto? Marking);
+/// <param name="Id">Chosen by the client (optional), as for requests (see <see cref="ClientIds"/>).</param>
+internal sealed record NewLiaison(DateTimeOffset? At, string? CounterpartOrganization, string? Counterpart, string? Channel, string? Summary, MarkingDto? Marking,
+    Guid? Id = null);
 
 /// <summary>A task's comment, with the marking the task had when it was written (pages raise their banners to it).</summary>
 internal sealed record CommentDto(string Author, DateTimeOffset At, string Text, MarkingDto Marking);

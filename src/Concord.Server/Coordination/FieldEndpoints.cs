@@ -40,6 +40,7 @@ internal static class FieldEndpoints
         var liaison = app.MapGroup("/api/liaison").WithTags("Coordination").RequireAuthorization();
         liaison.MapGet("/", ListLiaison).WithPage().TakesQuery(["organization", .. CoordinationPages.Parameters])
             .WithSummary("The liaison log you may see, newest first (optionally with one organisation), a page at a time.");
+        liaison.MapGet("/{id:guid}", GetLiaison).WithSummary("One entry of the liaison log, if you may see it.");
         liaison.MapPost("/", CreateLiaison).WithJsonBody<NewLiaison>().WithSummary("Log a contact with another organisation or a local counterpart.");
     }
 
@@ -98,7 +99,7 @@ internal static class FieldEndpoints
             CoordinationDesk.Utc(x.t.ObservedAt))).ToList()));
     }
 
-    private static async Task<Results<Created<PatrolDto>, ProblemHttpResult>> CreatePatrol(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    private static async Task<Results<Created<PatrolDto>, Ok<PatrolDto>, ProblemHttpResult>> CreatePatrol(HttpContext context, Viewer viewer, CoordinationDesk desk)
     {
         var (body, problem) = await JsonBody.ReadAsync<NewPatrol>(context, 256 * 1024);
         if (problem is not null)
@@ -106,8 +107,37 @@ internal static class FieldEndpoints
             return (ProblemHttpResult)problem;
         }
 
+        if (ClientIds.Refused(body!.Id) is { } badId)
+        {
+            return badId;
+        }
+
+        return await ClientIds.OnceAsync(body.Id, () => PatrolRetriedAsync(desk, body, viewer, context), () => CreatePatrolAsync(context, viewer, desk, body));
+    }
+
+    /// <summary>The answer to a patrol whose id is stored already: the stored patrol when this member planned it with the same name and schedule; else a 409 on <c>id</c>.</summary>
+    private static async Task<Results<Created<PatrolDto>, Ok<PatrolDto>, ProblemHttpResult>?> PatrolRetriedAsync(CoordinationDesk desk, NewPatrol body, Viewer viewer, HttpContext context)
+    {
+        var cancellationToken = context.RequestAborted;
+        if (body.Id is not { } id || await desk.Db.Patrols.AsNoTracking().SingleOrDefaultAsync(p => p.Id == id, cancellationToken) is not { } stored)
+        {
+            return null;
+        }
+
+        if (!ClientIds.IsRetry(stored, viewer, stored.CreatedBy == viewer.UserName && stored.Name == body.Name?.Trim()
+            && ClientIds.SameTime(stored.StartsAt, body.StartsAt) && ClientIds.SameTime(stored.EndsAt, body.EndsAt)))
+        {
+            return ClientIds.Taken("patrol");
+        }
+
+        await desk.AuditReadAsync(viewer, "patrol", Audits.Named([stored]), context);
+        return TypedResults.Ok(ToDto(stored, desk));
+    }
+
+    private static async Task<Results<Created<PatrolDto>, Ok<PatrolDto>, ProblemHttpResult>> CreatePatrolAsync(HttpContext context, Viewer viewer, CoordinationDesk desk, NewPatrol body)
+    {
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
-        CoordinationDesk.TryText(body!.Name, "name", 3, 200, errors, out var name);
+        CoordinationDesk.TryText(body.Name, "name", 3, 200, errors, out var name);
         var organizations = await OrganizationsAsync(body.Organizations, "organizations", desk, errors, context.RequestAborted);
         if (!organizations.Any(o => o.Id == viewer.OrganizationId))
         {
@@ -171,7 +201,7 @@ internal static class FieldEndpoints
         var now = desk.Now;
         var patrol = new Patrol
         {
-            Id = Guid.CreateVersion7(),
+            Id = body.Id ?? Guid.CreateVersion7(),
             Name = name,
             Organizations = Releasability.Encode(organizations.Select(o => Community.Organization(o.Code))),
             Members = Releasability.Encode(members),
@@ -441,7 +471,7 @@ internal static class FieldEndpoints
         return TypedResults.Ok(ToDto(meeting, desk, tasks.Select(t => desk.ToDto(t, viewer, new Dictionary<Guid, string>())).ToList()));
     }
 
-    private static async Task<Results<Created<MeetingDto>, ProblemHttpResult>> CreateMeeting(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    private static async Task<Results<Created<MeetingDto>, Ok<MeetingDto>, ProblemHttpResult>> CreateMeeting(HttpContext context, Viewer viewer, CoordinationDesk desk)
     {
         var (body, problem) = await JsonBody.ReadAsync<NewMeeting>(context, 256 * 1024);
         if (problem is not null)
@@ -449,14 +479,46 @@ internal static class FieldEndpoints
             return (ProblemHttpResult)problem;
         }
 
-        var (meeting, tasks, refused) = await CreateMeetingAsync(desk, body!, viewer, context.RequestAborted);
-        if (refused is not null)
+        if (ClientIds.Refused(body!.Id) is { } badId)
         {
-            return refused;
+            return badId;
         }
 
-        await desk.SeeLinksAsync(viewer, tasks, [], context.RequestAborted);
-        return TypedResults.Created($"/api/meetings/{meeting!.Id}", ToDto(meeting, desk, tasks.Select(t => desk.ToDto(t, viewer, new Dictionary<Guid, string>())).ToList()));
+        return await ClientIds.OnceAsync<Results<Created<MeetingDto>, Ok<MeetingDto>, ProblemHttpResult>>(body.Id, () => MeetingRetriedAsync(desk, body, viewer, context), async () =>
+            {
+                var (meeting, tasks, refused) = await CreateMeetingAsync(desk, body, viewer, context.RequestAborted);
+                if (refused is not null)
+                {
+                    return refused;
+                }
+
+                await desk.SeeLinksAsync(viewer, tasks, [], context.RequestAborted);
+                return TypedResults.Created($"/api/meetings/{meeting!.Id}", ToDto(meeting, desk, tasks.Select(t => desk.ToDto(t, viewer, new Dictionary<Guid, string>())).ToList()));
+            });
+    }
+
+    /// <summary>
+    /// The answer to a meeting whose id is stored already: the stored meeting with its action items when this member
+    /// recorded it with the same title and time; else a 409 on <c>id</c>.
+    /// </summary>
+    private static async Task<Results<Created<MeetingDto>, Ok<MeetingDto>, ProblemHttpResult>?> MeetingRetriedAsync(CoordinationDesk desk, NewMeeting body, Viewer viewer, HttpContext context)
+    {
+        var cancellationToken = context.RequestAborted;
+        if (body.Id is not { } id || await desk.Db.Meetings.AsNoTracking().SingleOrDefaultAsync(m => m.Id == id, cancellationToken) is not { } stored)
+        {
+            return null;
+        }
+
+        if (!ClientIds.IsRetry(stored, viewer, stored.CreatedBy == viewer.UserName && stored.Title == body.Title?.Trim() && ClientIds.SameTime(stored.HeldAt, body.HeldAt)))
+        {
+            return ClientIds.Taken("meeting");
+        }
+
+        var tasks = await desk.Db.Tasks.AsNoTracking().VisibleTo(viewer).Where(t => t.MeetingId == id).OrderBy(t => t.Number).ToListAsync(cancellationToken);
+        await desk.AuditReadAsync(viewer, "meeting", Audits.Named([stored]), context);
+        await desk.AuditReadAsync(viewer, "task", Audits.Named(tasks), context);
+        await desk.SeeLinksAsync(viewer, tasks, [], cancellationToken);
+        return TypedResults.Ok(ToDto(stored, desk, tasks.Select(t => desk.ToDto(t, viewer, new Dictionary<Guid, string>())).ToList()));
     }
 
     /// <summary>Validates and stores a meeting with a task per action item (the API's and the demo's way in).</summary>
@@ -529,7 +591,7 @@ internal static class FieldEndpoints
 
         var meeting = new Meeting
         {
-            Id = Guid.CreateVersion7(),
+            Id = body.Id ?? Guid.CreateVersion7(),
             Title = title,
             HeldAt = body.HeldAt!.Value.UtcDateTime,
             Place = place,
@@ -606,11 +668,23 @@ internal static class FieldEndpoints
         return TypedResults.Ok(new Page<LiaisonDto>(page.Select(l => ToDto(l, desk, members)).ToList(), next?.Encode(cursors)));
     }
 
+    private static async Task<Results<Ok<LiaisonDto>, NotFound>> GetLiaison(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
+    {
+        var entry = await desk.Db.LiaisonLog.AsNoTracking().VisibleTo(viewer).SingleOrDefaultAsync(l => l.Id == id, context.RequestAborted);
+        if (entry is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        await desk.AuditReadAsync(viewer, "liaison", Audits.Named([entry]), context);
+        return TypedResults.Ok(ToDto(entry, desk, await desk.MemberNamesAsync([entry.MemberId], context.RequestAborted)));
+    }
+
     private static LiaisonDto ToDto(LiaisonEntry l, CoordinationDesk desk, IReadOnlyDictionary<Guid, string> members) => new(
         l.Id, CoordinationDesk.Utc(l.At), desk.OrganizationCode(l.OrganizationId), members.GetValueOrDefault(l.MemberId, "?"),
         l.CounterpartOrganizationId is { } c ? desk.OrganizationCode(c) : null, l.Counterpart, l.Channel, l.Summary, desk.Markings.ToDto(l));
 
-    private static async Task<Results<Created<LiaisonDto>, ProblemHttpResult>> CreateLiaison(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    private static async Task<Results<Created<LiaisonDto>, Ok<LiaisonDto>, ProblemHttpResult>> CreateLiaison(HttpContext context, Viewer viewer, CoordinationDesk desk)
     {
         var (body, problem) = await JsonBody.ReadAsync<NewLiaison>(context, 64 * 1024);
         if (problem is not null)
@@ -618,9 +692,41 @@ internal static class FieldEndpoints
             return (ProblemHttpResult)problem;
         }
 
+        if (ClientIds.Refused(body!.Id) is { } badId)
+        {
+            return badId;
+        }
+
+        return await ClientIds.OnceAsync(body.Id, () => LiaisonRetriedAsync(desk, body, viewer, context), () => CreateLiaisonAsync(context, viewer, desk, body));
+    }
+
+    /// <summary>
+    /// The answer to a liaison entry whose id is stored already: the stored entry when this member logged it with the same
+    /// channel and summary (and time, when one was given); else a 409 on <c>id</c>.
+    /// </summary>
+    private static async Task<Results<Created<LiaisonDto>, Ok<LiaisonDto>, ProblemHttpResult>?> LiaisonRetriedAsync(CoordinationDesk desk, NewLiaison body, Viewer viewer, HttpContext context)
+    {
+        var cancellationToken = context.RequestAborted;
+        if (body.Id is not { } id || await desk.Db.LiaisonLog.AsNoTracking().SingleOrDefaultAsync(l => l.Id == id, cancellationToken) is not { } stored)
+        {
+            return null;
+        }
+
+        if (!ClientIds.IsRetry(stored, viewer, stored.MemberId == viewer.MemberId && stored.Channel == body.Channel && stored.Summary == body.Summary?.Trim()
+            && (body.At is null || ClientIds.SameTime(stored.At, body.At))))
+        {
+            return ClientIds.Taken("liaison entry");
+        }
+
+        await desk.AuditReadAsync(viewer, "liaison", Audits.Named([stored]), context);
+        return TypedResults.Ok(ToDto(stored, desk, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
+    }
+
+    private static async Task<Results<Created<LiaisonDto>, Ok<LiaisonDto>, ProblemHttpResult>> CreateLiaisonAsync(HttpContext context, Viewer viewer, CoordinationDesk desk, NewLiaison body)
+    {
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
         var now = desk.Now;
-        var at = body!.At?.UtcDateTime ?? now;
+        var at = body.At?.UtcDateTime ?? now;
         if (at > now + TimeSpan.FromMinutes(5))
         {
             errors["at"] = ["a contact is logged after it happened, not in the future"];
@@ -654,7 +760,7 @@ internal static class FieldEndpoints
 
         var entry = new LiaisonEntry
         {
-            Id = Guid.CreateVersion7(),
+            Id = body.Id ?? Guid.CreateVersion7(),
             At = at,
             OrganizationId = viewer.OrganizationId,
             MemberId = viewer.MemberId,

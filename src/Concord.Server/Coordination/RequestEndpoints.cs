@@ -127,43 +127,31 @@ internal static class RequestEndpoints
             return (ProblemHttpResult)problem;
         }
 
-        if (body!.Id == Guid.Empty)
+        if (ClientIds.Refused(body!.Id) is { } badId)
         {
-            return Problems.Field("id", "must not be the empty id (leave it out, or give a new random one)");
+            return badId;
         }
 
-        if (await RetriedAsync(desk, body, viewer, context.RequestAborted) is { } retried)
+        return await ClientIds.OnceAsync<Results<Created<RequestDto>, Ok<RequestDto>, ProblemHttpResult>>(body.Id, () => RetriedAsync(desk, body, viewer, context), async () =>
         {
-            return retried;
-        }
+            var (request, refused) = await CreateAsync(desk, body, viewer, context.RequestAborted);
+            if (refused is not null)
+            {
+                return refused;
+            }
 
-        AssistanceRequest? request;
-        ProblemHttpResult? refused;
-        try
-        {
-            (request, refused) = await CreateAsync(desk, body, viewer, context.RequestAborted);
-        }
-        catch (DbUpdateException e) when (body.Id is not null && Data.StoreErrors.IsConstraintViolation(e.GetBaseException()))
-        {
-            // The same id stored meanwhile (the first send of a retry still under way): answered as a retry.
-            return await RetriedAsync(desk, body, viewer, context.RequestAborted) ?? throw new InvalidOperationException("a request id was refused but is not stored", e);
-        }
-
-        if (refused is not null)
-        {
-            return refused;
-        }
-
-        await desk.SeeLinksAsync(viewer, [], [request!], context.RequestAborted);
-        return TypedResults.Created($"/api/requests/{request!.Id}", desk.ToDto(request, viewer, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
+            await desk.SeeLinksAsync(viewer, [], [request!], context.RequestAborted);
+            return TypedResults.Created($"/api/requests/{request!.Id}", desk.ToDto(request, viewer, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
+        });
     }
 
     /// <summary>
     /// The answer to a send of a request whose id is stored already: the stored request when it is this member's with the
     /// same type, title, addressee and window (a retry after a lost answer), else a 409 on <c>id</c>; null when the id is new.
     /// </summary>
-    private static async Task<Results<Created<RequestDto>, Ok<RequestDto>, ProblemHttpResult>?> RetriedAsync(CoordinationDesk desk, NewRequest body, Viewer viewer, CancellationToken cancellationToken)
+    private static async Task<Results<Created<RequestDto>, Ok<RequestDto>, ProblemHttpResult>?> RetriedAsync(CoordinationDesk desk, NewRequest body, Viewer viewer, HttpContext context)
     {
+        var cancellationToken = context.RequestAborted;
         if (body.Id is not { } id || await desk.Db.Requests.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken) is not { } stored)
         {
             return null;
@@ -173,12 +161,14 @@ internal static class RequestEndpoints
         var sameAddressee = addressee.StartsWith("kind:", StringComparison.OrdinalIgnoreCase)
             ? stored.AddresseeOrganizationId is null && OrganizationKinds.TryParse(addressee[5..], out var kind) && stored.AddresseeKind == OrganizationKinds.Token(kind)
             : stored.AddresseeOrganizationId is { } to && (await desk.Directory.OrganizationAsync(addressee, cancellationToken))?.Id == to;
-        if (stored.RequesterMemberId != viewer.MemberId || !Marking.AllowsRead(stored, viewer) || !sameAddressee || stored.Type != body.Type
-            || stored.Title != body.Title?.Trim() || stored.WindowStart != body.WindowStart?.UtcDateTime || stored.WindowEnd != body.WindowEnd?.UtcDateTime)
+        if (!ClientIds.IsRetry(stored, viewer, stored.RequesterMemberId == viewer.MemberId && sameAddressee && stored.Type == body.Type
+            && stored.Title == body.Title?.Trim() && ClientIds.SameTime(stored.WindowStart, body.WindowStart) && ClientIds.SameTime(stored.WindowEnd, body.WindowEnd)))
         {
-            return Problems.Field("id", "is already used by another request: a retry must send the same request (start a new form to send another)", StatusCodes.Status409Conflict);
+            return ClientIds.Taken("request");
         }
 
+        // The request as it is now (accepted since, with a reason): read, as a GET of it would be.
+        await desk.AuditReadAsync(viewer, "request", Audits.Named([stored]), context);
         await desk.SeeLinksAsync(viewer, [], [stored], cancellationToken);
         return TypedResults.Ok(desk.ToDto(stored, viewer, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
     }

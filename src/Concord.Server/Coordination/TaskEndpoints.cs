@@ -138,7 +138,7 @@ internal static class TaskEndpoints
             [.. comments.Select(c => new CommentDto(c.Author, new DateTimeOffset(c.At, TimeSpan.Zero), c.Text, desk.Markings.ToDto(c.Classification, c.ReleasableTo, c.Caveats)))]));
     }
 
-    private static async Task<Results<Created<TaskDto>, ProblemHttpResult>> Create(HttpContext context, Viewer viewer, CoordinationDesk desk)
+    private static async Task<Results<Created<TaskDto>, Ok<TaskDto>, ProblemHttpResult>> Create(HttpContext context, Viewer viewer, CoordinationDesk desk)
     {
         var (body, problem) = await JsonBody.ReadAsync<NewTask>(context, 64 * 1024);
         if (problem is not null)
@@ -146,8 +146,43 @@ internal static class TaskEndpoints
             return (ProblemHttpResult)problem;
         }
 
+        if (ClientIds.Refused(body!.Id) is { } badId)
+        {
+            return badId;
+        }
+
+        return await ClientIds.OnceAsync(body.Id, () => RetriedAsync(desk, body, viewer, context), () => CreateAsync(context, viewer, desk, body));
+    }
+
+    /// <summary>
+    /// The answer to a send of a task whose id is stored already: the stored task when this member created it with the same
+    /// title for the same organisation, incident and request (a retry after a lost answer), else a 409 on <c>id</c>; null
+    /// when the id is new.
+    /// </summary>
+    private static async Task<Results<Created<TaskDto>, Ok<TaskDto>, ProblemHttpResult>?> RetriedAsync(CoordinationDesk desk, NewTask body, Viewer viewer, HttpContext context)
+    {
+        var cancellationToken = context.RequestAborted;
+        if (body.Id is not { } id || await desk.Db.Tasks.AsNoTracking().SingleOrDefaultAsync(t => t.Id == id, cancellationToken) is not { } stored)
+        {
+            return null;
+        }
+
+        var organization = await desk.Directory.OrganizationAsync(body.Organization ?? "", cancellationToken);
+        if (!ClientIds.IsRetry(stored, viewer, stored.CreatedBy == viewer.UserName && stored.Role == TaskRoles.Assigned && stored.Title == body.Title?.Trim()
+            && stored.OrganizationId == organization?.Id && stored.IncidentId == body.Incident && stored.RequestId == body.Request))
+        {
+            return ClientIds.Taken("task");
+        }
+
+        await desk.AuditReadAsync(viewer, "task", Audits.Named([stored]), context);
+        await desk.SeeLinksAsync(viewer, [stored], [], cancellationToken);
+        return TypedResults.Ok(desk.ToDto(stored, viewer, await desk.MemberNamesAsync([stored.MemberId], cancellationToken)));
+    }
+
+    private static async Task<Results<Created<TaskDto>, Ok<TaskDto>, ProblemHttpResult>> CreateAsync(HttpContext context, Viewer viewer, CoordinationDesk desk, NewTask body)
+    {
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
-        CoordinationDesk.TryText(body!.Title, "title", 3, 300, errors, out var title);
+        CoordinationDesk.TryText(body.Title, "title", 3, 300, errors, out var title);
         CoordinationDesk.TryText(body.Description, "description", 0, CoordinationDesk.MaxText, errors, out var description);
         var organization = await desk.Directory.OrganizationAsync(body.Organization ?? "", context.RequestAborted);
         if (organization is null)
@@ -223,7 +258,7 @@ internal static class TaskEndpoints
 
         var task = new CoordinationTask
         {
-            Id = Guid.CreateVersion7(),
+            Id = body.Id ?? Guid.CreateVersion7(),
             Title = title,
             Description = description.Length == 0 ? null : description,
             OrganizationId = organization!.Id,
@@ -313,7 +348,7 @@ internal static class TaskEndpoints
         return TypedResults.Ok(desk.ToDto(task, viewer, await desk.MemberNamesAsync([task.MemberId], context.RequestAborted)));
     }
 
-    private static async Task<Results<Created<CommentDto>, NotFound, ProblemHttpResult>> Comment(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
+    private static async Task<Results<Created<CommentDto>, Ok<CommentDto>, NotFound, ProblemHttpResult>> Comment(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
     {
         var (body, problem) = await JsonBody.ReadAsync<NewComment>(context, 16 * 1024);
         if (problem is not null)
@@ -321,6 +356,41 @@ internal static class TaskEndpoints
             return (ProblemHttpResult)problem;
         }
 
+        if (ClientIds.Refused(body!.Id) is { } badId)
+        {
+            return badId;
+        }
+
+        if (!await desk.Db.Tasks.VisibleTo(viewer).AnyAsync(t => t.Id == id, context.RequestAborted))
+        {
+            return TypedResults.NotFound();
+        }
+
+        return await ClientIds.OnceAsync(body.Id, () => CommentRetriedAsync(desk, id, body, viewer, context), () => CommentAsync(id, context, viewer, desk, body));
+    }
+
+    /// <summary>The answer to a comment whose id is stored already: the stored comment when it is this member's, on this task, with the same text; else a 409 on <c>id</c>.</summary>
+    private static async Task<Results<Created<CommentDto>, Ok<CommentDto>, NotFound, ProblemHttpResult>?> CommentRetriedAsync(CoordinationDesk desk, Guid taskId, NewComment body, Viewer viewer,
+        HttpContext context)
+    {
+        if (body.Id is not { } id || await desk.Db.TaskComments.AsNoTracking().SingleOrDefaultAsync(c => c.Id == id, context.RequestAborted) is not { } stored)
+        {
+            return null;
+        }
+
+        if (stored.MemberId != viewer.MemberId || stored.TaskId != taskId || stored.Text != body.Text?.Trim()
+            || !Marking.AllowsRead(stored.Classification, stored.ReleasableTo, stored.Caveats, viewer))
+        {
+            return ClientIds.Taken("comment");
+        }
+
+        // Comments are read with their task (under the marking the task had when each was written).
+        await desk.AuditReadAsync(viewer, "task", [(taskId, stored.Classification, stored.Caveats)], context);
+        return TypedResults.Ok(new CommentDto(stored.Author, CoordinationDesk.Utc(stored.At), stored.Text, desk.Markings.ToDto(stored.Classification, stored.ReleasableTo, stored.Caveats)));
+    }
+
+    private static async Task<Results<Created<CommentDto>, Ok<CommentDto>, NotFound, ProblemHttpResult>> CommentAsync(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk, NewComment body)
+    {
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
         var text = "";
         // A comment does not depend on the task's status. The task row is updated with it (its time of change), and that
@@ -334,7 +404,7 @@ internal static class TaskEndpoints
                 return TypedResults.NotFound();
             }
 
-            if (attempt == 1 && !CoordinationDesk.TryText(body!.Text, "text", 1, CoordinationDesk.MaxText, errors, out text))
+            if (attempt == 1 && !CoordinationDesk.TryText(body.Text, "text", 1, CoordinationDesk.MaxText, errors, out text))
             {
                 return Problems.Invalid(errors);
             }
@@ -342,7 +412,7 @@ internal static class TaskEndpoints
             var now = desk.Now;
             var comment = new TaskComment
             {
-                Id = Guid.CreateVersion7(),
+                Id = body.Id ?? Guid.CreateVersion7(),
                 TaskId = id,
                 MemberId = viewer.MemberId,
                 Author = viewer.UserName,

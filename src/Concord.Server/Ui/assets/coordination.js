@@ -152,7 +152,7 @@
       el('summary', {}, t('co.comments')), list,
       el('form', { onsubmit: async e => {
         e.preventDefault();
-        const result = await post(`/api/tasks/${task.id}/comments`, { text: input.value });
+        const result = await postOnce(e.target, `/api/tasks/${task.id}/comments`, { text: input.value });
         if (!result.ok) { problem.textContent = Object.values(result.json.errors || {}).flat().join(' ') || t('co.failed'); return; }
         input.value = ''; problem.textContent = ''; load();
       } }, input, el('button', { type: 'submit' }, t('co.comment.add')), problem));
@@ -278,14 +278,8 @@
       windowStart: iso(value('rq-start')), windowEnd: iso(value('rq-end')),
       criteria: Object.keys(criteriaBody).length ? criteriaBody : null,
     };
-    // One id per request this form sends, kept until it is stored: sent again after a lost answer, the server answers
-    // the request it already stored rather than storing a second one.
-    form.dataset.requestId ||= newId();
-    body.id = form.dataset.requestId;
-    const result = await post('/api/requests', body);
-    if (result.status === 409 && result.json.errors && result.json.errors.id) delete form.dataset.requestId;
+    const result = await postOnce(form, '/api/requests', body);
     if (result.ok) {
-      delete form.dataset.requestId;
       form.reset(); toggleCriteria();
       document.getElementById('rq-sent').textContent = t('co.sent');
       refresh();
@@ -293,6 +287,16 @@
     }
     showErrors(form, error, result);
   });
+
+  // Sends what a form makes with one id per record, kept until it is stored: sent again after a lost answer, the server
+  // answers the record it already stored rather than storing a second one. A 409 on the id (the form was changed before
+  // sending again) starts a new record with a new id.
+  async function postOnce(form, path, body) {
+    form.dataset.clientId ||= newId();
+    const result = await post(path, { ...body, id: form.dataset.clientId });
+    if (result.ok || (result.status === 409 && result.json.errors && result.json.errors.id)) delete form.dataset.clientId;
+    return result;
+  }
 
   // A random (version 4) id; crypto.randomUUID is only offered to pages served over HTTPS or from localhost.
   function newId() {
@@ -358,7 +362,7 @@
     event.preventDefault();
     for (const p of liaison.querySelectorAll('.field-error')) p.textContent = '';
     const value = id => document.getElementById(id).value.trim();
-    const result = await post('/api/liaison', {
+    const result = await postOnce(liaison, '/api/liaison', {
       counterpartOrganization: value('li-organization') || null, counterpart: value('li-counterpart') || null,
       channel: value('li-channel'), summary: value('li-summary'),
     });
