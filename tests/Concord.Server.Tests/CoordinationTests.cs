@@ -946,6 +946,12 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Single(read.GetProperty("comments").EnumerateArray());
         Assert.Equal(HttpStatusCode.Conflict, (await unpol.PostJson($"/api/tasks/{id}/status", new { status = "in-progress" })).Response.StatusCode);
 
+        // The decline is audited with the length of its reason, not its words: auditors read the log mission-wide, by
+        // clearance alone, and the task (with its reason) is released to the police and the JOC only.
+        var declineEntry = await server.WithDbAsync(db => db.Audit.SingleAsync(a => a.EntityId == id && a.Action == AuditActions.Status && a.Detail.Contains("declined")));
+        Assert.DoesNotContain("hospital", declineEntry.Detail, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("59 characters", declineEntry.Detail, StringComparison.Ordinal);
+
         // Each change is audited (and so is the JOC's read of the CONFIDENTIAL task) and on the change feed, for those who may see the task only.
         var actions = await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == id && a.Entity == "task").Select(a => a.Action).ToListAsync());
         Assert.Equal([AuditActions.Comment, AuditActions.Create, AuditActions.Read, AuditActions.Status], actions.Order(StringComparer.Ordinal));
@@ -1560,6 +1566,24 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_requests_escalation_notice_names_its_incident_only_to_those_who_may_see_it()
+    {
+        var (_, lat, lon) = await AreaAsync(-28);
+        // The police link an incident only they may see to the request: the force (the addressee) and the JOC (where
+        // misses go) read the request's notice, and neither may learn the incident's id from it.
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL"]), narrative: "Officer shot at the checkpoint."));
+        var (requestId, notice) = await MissedMedevacAsync(lat, lon, "Medevac for a wounded officer", incident);
+
+        Assert.False(notice.TryGetProperty("incident", out _));
+        var (_, read) = await server.ClientFor("joc").GetJson($"/api/tasks/{Id(notice)}");
+        Assert.False(read.TryGetProperty("incident", out _));
+        // The police, who may see it, find it named by the notice (released to the request's readers).
+        var (_, theirs) = await server.ClientFor("unpol").GetJson($"/api/tasks/{Id(notice)}");
+        Assert.Equal(incident, theirs.GetProperty("incident").GetGuid());
+        Assert.Equal(requestId, theirs.GetProperty("escalatedItem").GetGuid());
+    }
+
+    [Fact]
     public async Task A_move_stored_is_answered_as_stored_when_its_notices_cannot_be_closed()
     {
         var (_, lat, lon) = await AreaAsync(-73);
@@ -1657,6 +1681,24 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.True(verified.StatusCode == HttpStatusCode.OK, body.ToString());
         var routed = await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count == 1, "the battle's lead task under the revised rules");
         Assert.Equal("FORCE", routed[0].GetProperty("organization").GetString());
+    }
+
+    [Fact]
+    public async Task Too_many_rules_are_refused_under_the_list_that_has_them()
+    {
+        var rule = new { types = new[] { "medevac" }, addressee = "FORCE", acknowledgeMinutes = 10, respondMinutes = 30 };
+        var (refused, problem) = await server.ClientFor("jocadmin").PostJson("/api/agreements", new
+        {
+            code = "SOP-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant(),
+            name = "Too many assistance rules",
+            parties = new[] { "JOC", "FORCE", "UNPOL" },
+            rules = Array.Empty<object>(),
+            responsibilities = Array.Empty<object>(),
+            assistance = Enumerable.Repeat(rule, 201).ToArray(),
+        });
+
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(["assistance"], problem.ErrorFields());
     }
 
     [Fact]

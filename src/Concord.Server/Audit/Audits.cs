@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Reports;
@@ -31,6 +32,13 @@ internal static class Audits
     public static AuditEntry Created(Viewer author, Report report, MarkingFormat markings, DateTime at) => Entry(
         author, AuditActions.Create, "report", report.Id, AuditMarking.Of(report), at,
         Detail(new { organization = author.OrganizationCode, category = report.Category, marking = markings.ToDto(report).Label, agreement = report.AgreementId, report.AgreementVersion }));
+
+    /// <summary>
+    /// How an entry speaks of words a member wrote (a reason, a title, a counterpart's name): by their length only. The
+    /// log is mission-wide, read by auditors by their clearance and caveats alone, and the words are released only as
+    /// their record is; the record itself (which the auditor can look up, if they may read it) holds them.
+    /// </summary>
+    public static string? Words(string? text) => text is null ? null : string.Create(CultureInfo.InvariantCulture, $"{text.Length} characters");
 
     /// <summary>What <see cref="Read"/> needs of each record: its id and its marking's level and caveats.</summary>
     public static List<(Guid Id, int Classification, long Caveats)> Named<T>(IEnumerable<T> records)

@@ -210,9 +210,10 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
 
     public TaskDto ToDto(CoordinationTask t, Viewer viewer, IReadOnlyDictionary<Guid, string> members, IReadOnlyList<CommentDto>? comments = null) => new(
         t.Id, t.Title, t.Description, OrganizationCode(t.OrganizationId), t.MemberId is { } m ? members.GetValueOrDefault(m) : null, t.Role, t.Status, t.ReasonFor(viewer),
-        // An escalation notice names what it is about as it was raised (the scheduler marks it so: it tells the escalation
-        // organisation of a miss by an item that organisation may not see); other tasks name only what the viewer may see.
-        t.Role == TaskRoles.Escalation ? t.IncidentId : Link(t.IncidentId), Link(t.RequestId), Link(t.MeetingId), t.EscalatedItemId, t.Category, directory.Area(t.AreaId)?.Code, Deadlines(t), t.CreatedBy,
+        // A task's escalation notice names the task's incident as it was raised: the scheduler raises one only for an
+        // escalation organisation every report of that incident is released to. A request's notice (its escalated item is
+        // the request it names) had no such check, and other tasks name only what the viewer may see.
+        t.Role == TaskRoles.Escalation && t.EscalatedItemId != t.RequestId ? t.IncidentId : Link(t.IncidentId), Link(t.RequestId), Link(t.MeetingId), t.EscalatedItemId, t.Category, directory.Area(t.AreaId)?.Code, Deadlines(t), t.CreatedBy,
         Utc(t.CreatedAt), Utc(t.UpdatedAt), markings.ToDto(t), comments);
 
     public RequestDto ToDto(AssistanceRequest r, Viewer viewer, IReadOnlyDictionary<Guid, string> members)

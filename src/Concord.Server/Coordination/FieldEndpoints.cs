@@ -217,7 +217,7 @@ internal static class FieldEndpoints
             Caveats = marking.Caveats,
         };
         desk.Db.Patrols.Add(patrol);
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "patrol", patrol.Id, AuditMarking.Of(patrol), new { name, organizations = organizations.Select(o => o.Code), members })], context.RequestAborted);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "patrol", patrol.Id, AuditMarking.Of(patrol), new { name = Audits.Words(name), organizations = organizations.Select(o => o.Code), members })], context.RequestAborted);
         return TypedResults.Created($"/api/patrols/{patrol.Id}", ToDto(patrol, desk));
     }
 
@@ -259,7 +259,7 @@ internal static class FieldEndpoints
         var from = patrol.Status;
         patrol.Status = to;
         patrol.UpdatedAt = desk.Now;
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, AuditMarking.Of(patrol), new { from, to, reason })], context.RequestAborted);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, AuditMarking.Of(patrol), new { from, to, reason = Audits.Words(reason) })], context.RequestAborted);
         return TypedResults.Ok(ToDto(patrol, desk));
     }
 
@@ -604,7 +604,7 @@ internal static class FieldEndpoints
             Caveats = marking.Caveats,
         };
         desk.Db.Meetings.Add(meeting);
-        var audit = new List<AuditEntry> { desk.Audit(viewer, AuditActions.Create, "meeting", meeting.Id, AuditMarking.Of(meeting), new { title, participants = participants.Select(o => o.Code), decisions = decisions.Count }) };
+        var audit = new List<AuditEntry> { desk.Audit(viewer, AuditActions.Create, "meeting", meeting.Id, AuditMarking.Of(meeting), new { title = Audits.Words(title), participants = participants.Select(o => o.Code), decisions = decisions.Count }) };
         var tasks = new List<CoordinationTask>();
         for (var i = 0; i < items.Count; i++)
         {
@@ -774,7 +774,7 @@ internal static class FieldEndpoints
             Caveats = marking.Caveats,
         };
         desk.Db.LiaisonLog.Add(entry);
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "liaison", entry.Id, AuditMarking.Of(entry), new { counterpart = counterpartOrganization?.Code ?? counterpart, entry.Channel })], context.RequestAborted);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "liaison", entry.Id, AuditMarking.Of(entry), new { counterpart = counterpartOrganization?.Code ?? Audits.Words(counterpart), entry.Channel })], context.RequestAborted);
         return TypedResults.Created($"/api/liaison/{entry.Id}", ToDto(entry, desk, new Dictionary<Guid, string> { [viewer.MemberId] = viewer.UserName }));
     }
 }

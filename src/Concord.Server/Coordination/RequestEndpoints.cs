@@ -397,7 +397,7 @@ internal static class RequestEndpoints
         request.Reason = reason is { Length: > 0 } ? reason : request.Reason;
         request.UpdatedAt = now;
         request.Reschedule();
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "request", request.Id, AuditMarking.Of(request), new { from, to, reason })], cancellationToken);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "request", request.Id, AuditMarking.Of(request), new { from, to, reason = Audits.Words(reason) })], cancellationToken);
         // Not given up with the request: the move is stored, and its notices are to close whether or not the caller waits.
         await desk.CloseAnsweredNoticesAsync(request, request.Id, "request", to, CancellationToken.None);
         return null;

@@ -150,9 +150,18 @@ internal static class Responsibilities
     public static void Validate(AgreementCoordination coordination, IReadOnlyCollection<string> partyCodes, MissionDirectory directory, Dictionary<string, string[]> errors)
     {
         var responsibilities = coordination.Responsibilities ?? [];
-        if (responsibilities.Count > 200 || (coordination.Assistance?.Count ?? 0) > 200)
+        var tooMany = false;
+        foreach (var (field, count) in new[] { ("responsibilities", responsibilities.Count), ("assistance", coordination.Assistance?.Count ?? 0) })
         {
-            errors["responsibilities"] = ["at most 200 responsibility and 200 assistance rules"];
+            if (count > 200)
+            {
+                errors[field] = [$"at most 200 {(field == "assistance" ? "assistance" : "responsibility")} rules ({count} given)"];
+                tooMany = true;
+            }
+        }
+
+        if (tooMany)
+        {
             return;
         }
 

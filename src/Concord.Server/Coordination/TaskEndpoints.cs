@@ -341,7 +341,7 @@ internal static class TaskEndpoints
         task.CompletedAt = to is TaskStatuses.Done or TaskStatuses.Declined ? now : null;
         task.UpdatedAt = now;
         task.Reschedule();
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, AuditMarking.Of(task), new { from, to, reason })], context.RequestAborted);
+        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, AuditMarking.Of(task), new { from, to, reason = Audits.Words(reason) })], context.RequestAborted);
         // Not given up with the request: the move is stored, and its notices are to close whether or not the caller waits.
         await desk.CloseAnsweredNoticesAsync(task, task.Id, "task", to, CancellationToken.None);
         await desk.SeeLinksAsync(viewer, [task], [], context.RequestAborted);
