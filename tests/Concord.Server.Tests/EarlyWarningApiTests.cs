@@ -236,6 +236,53 @@ public abstract class ForecastApiTests<TServer>(TServer server) : IClassFixture<
     }
 }
 
+/// <summary>Forecasts with a store of their own: what they learn from is the whole store's open history.</summary>
+public abstract class PublicForecastTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer
+{
+    [Fact]
+    public async Task A_restricted_account_joining_an_open_incident_does_not_move_the_mission_forecast()
+    {
+        var open = Api.Marking("UNCLASSIFIED", ["mission"]);
+        using var joc = server.ClientFor("joc");
+        var times = Enumerable.Range(0, 15).Select(m => new DateTimeOffset(2024, 1, 5, 0, 0, 0, TimeSpan.Zero).AddMonths(2 * m)).ToList();
+        foreach (var at in times)
+        {
+            var (created, body) = await joc.PostJson("/api/reports", Api.Report(latitude: -23.1, longitude: 28.1, observedAt: at, marking: open));
+            Assert.True(created.IsSuccessStatusCode, body.ToString());
+        }
+
+        async Task<string> ForecastsAsync()
+        {
+            await using (var scope = server.Services.CreateAsyncScope())
+            {
+                Assert.NotNull(await scope.ServiceProvider.GetRequiredService<EarlyWarning.ForecastService>().RunAsync(CancellationToken.None));
+            }
+
+            var (_, forecasts) = await server.ClientFor("pref").GetJson("/api/early-warning/forecasts");
+            var (_, areas) = await server.ClientFor("pref").GetJson("/api/early-warning/forecasts/areas");
+            return forecasts.GetProperty("items").ToString() + areas;
+        }
+
+        var before = await ForecastsAsync();
+        Assert.Contains($"\"gid\":{EarlyWarning.PrioGrid.Gid(-23.1, 28.1)},", before, StringComparison.Ordinal);
+
+        // The JOC's restricted account of the latest event fuses into its open incident: the mission (pref among it) still
+        // sees that incident as it was, and the forecast marked for the mission must not tell that anything joined it.
+        var (joined, report) = await joc.PostJson("/api/reports", Api.Report(latitude: -23.1, longitude: 28.1, observedAt: times[^1],
+            marking: Api.Marking("STRICTLY CONFIDENTIAL", ["org:JOC"])));
+        Assert.True(joined.IsSuccessStatusCode, report.ToString());
+        var incident = report.GetProperty("incidentId").GetGuid();
+        Assert.True(await server.WithDbAsync(db => db.Incidents.Where(i => i.Id == incident).Select(i => i.Mixed).SingleAsync()));
+
+        Assert.Equal(before, await ForecastsAsync());
+    }
+}
+
+public sealed class PublicForecastTests_Sqlite(SqliteServer server) : PublicForecastTests<SqliteServer>(server);
+
+public sealed class PublicForecastTests_Postgres(PostgresServer server) : PublicForecastTests<PostgresServer>(server);
+
 public sealed class ForecastApiTests_Sqlite(SqliteServer server) : ForecastApiTests<SqliteServer>(server);
 
 public sealed class ForecastApiTests_Postgres(PostgresServer server) : ForecastApiTests<PostgresServer>(server);

@@ -1,5 +1,6 @@
 using Concord.Server.Access;
 using Concord.Server.Data;
+using Concord.Server.Incidents;
 using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.EarlyWarning;
@@ -66,12 +67,30 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
 
     private sealed record Built(Panel Panel, int Incidents);
 
-    /// <summary>The panel of the stated audience's incidents: UNCLASSIFIED, releasable to the whole mission, no caveats.</summary>
+    /// <summary>
+    /// The panel of the stated audience's incidents (UNCLASSIFIED, releasable to the whole mission, no caveats), as that
+    /// audience sees them: an incident of one marking carries its reports' marking; a mixed one (a restricted account fused
+    /// into an open incident) is taken as built from its open reports only. Taking the stored incident's marking instead
+    /// would drop the incident when a restricted report joined it, and its cell's forecast would move: telling everyone
+    /// who may see the forecast that a report they may not see joined an incident they see unchanged.
+    /// </summary>
     private async Task<Built?> BuildPanelAsync(CancellationToken cancellationToken)
     {
-        var open = db.Incidents.AsNoTracking()
-            .Where(i => i.Classification == 0 && i.Caveats == 0 && (i.ReleaseMask & Releasability.MissionBit) != 0);
-        var incidents = await open.Select(i => new { i.Latitude, i.Longitude, i.StartsAt, i.KilledBest, i.Category }).ToListAsync(cancellationToken);
+        var plain = await db.Incidents.AsNoTracking()
+            .Where(i => !i.Mixed && i.Classification == 0 && i.Caveats == 0 && (i.ReleaseMask & Releasability.MissionBit) != 0)
+            .Select(i => new { i.Latitude, i.Longitude, i.StartsAt, i.KilledBest, i.Category }).ToListAsync(cancellationToken);
+        var incidents = plain.Select(i => (i.Latitude, i.Longitude, i.StartsAt, i.KilledBest, i.Category)).ToList();
+        var openReports = db.Reports.AsNoTracking().Where(r => r.Classification == 0 && r.Caveats == 0 && (r.ReleaseMask & Releasability.MissionBit) != 0);
+        var mixed = await db.IncidentReports.AsNoTracking()
+            .Join(db.Incidents.AsNoTracking().Where(i => i.Mixed), l => l.IncidentId, i => i.Id, (l, i) => new { l.ReportId, l.LinkedAt, Incident = i })
+            .Join(openReports, x => x.ReportId, r => r.Id, (x, r) => new { x.Incident, x.LinkedAt, Report = r })
+            .ToListAsync(cancellationToken);
+        foreach (var seen in mixed.GroupBy(m => m.Incident.Id))
+        {
+            var view = IncidentSummary.ViewFor(seen.First().Incident, [.. seen.Select(m => m.Report)], seen.Select(m => m.LinkedAt));
+            incidents.Add((view.Latitude, view.Longitude, view.StartsAt, view.KilledBest, view.Category));
+        }
+
         if (incidents.Count == 0)
         {
             return null;
