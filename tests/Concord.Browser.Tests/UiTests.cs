@@ -877,6 +877,38 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_spike_without_a_rate_is_shown_with_a_dash_when_read_live()
+    {
+        // A mission reporting for less than its baseline has no rate yet: the server leaves expected and probability out
+        // (EarlyWarningApiTests), and the live table says so as the server-rendered one does, rather than "NaN".
+        var page = await fixture.SignedInAsync("force", "/early-warning");
+        await page.WaitForFunctionAsync("Number(document.body.dataset.spikesRefreshed || 0) >= 1");
+        var refreshed = await page.EvaluateAsync<string>("document.body.dataset.spikesRefreshed");
+        await page.RouteAsync("**/api/early-warning/spikes", route => route.FulfillAsync(new()
+        {
+            ContentType = "application/json",
+            Body = "{\"items\":[{\"area\":\"NEW-1\",\"name\":\"New sector\",\"recent\":3,\"baseline\":0,\"alert\":false}],\"classification\":\"UNCLASSIFIED\",\"caveats\":[]}",
+        }));
+
+        // A report of the force's changes what the spikes count: the table is read again, live.
+        using var api = fixture.Server.ClientFor("force");
+        var created = await api.PostAsJsonAsync("/api/reports", new
+        {
+            id = Guid.NewGuid(),
+            observedAt = DateTimeOffset.UtcNow.AddHours(-2),
+            location = new { latitude = -33.5, longitude = 47.5, precisionMeters = 500 },
+            category = "acled.riots.violent-demonstration",
+            narrative = "A riot the spike table hears of",
+            language = "en",
+            source = new { reliability = "C", credibility = 3 },
+        });
+        Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        await page.WaitForFunctionAsync($"Number(document.body.dataset.spikesRefreshed) > {refreshed}");
+        var cells = await page.Locator("#spikes tr[data-area='NEW-1'] td").AllTextContentsAsync();
+        Assert.Equal(["New sector", "3", "0", "–", "–", "–"], cells);
+    }
+
+    [Fact]
     public async Task Invalid_fields_are_shown_next_to_the_fields_and_nothing_is_saved()
     {
         var page = await fixture.SignedInAsync("force", "/report");

@@ -17,7 +17,10 @@
       const tr = document.createElement('tr');
       tr.dataset.area = s.area;
       if (s.alert) tr.className = 'alert';
-      for (const value of [s.name, number.format(s.recent), number.format(s.baseline), twoDecimals.format(s.expected), upToFour.format(s.probability), s.alert ? t('alert') : '–']) {
+      // No rate before any baseline day is covered: the server leaves it out, and the table says so as the page renders it.
+      const rate = (value, format) => value == null ? '–' : format.format(value);
+      for (const value of [s.name, number.format(s.recent), number.format(s.baseline), rate(s.expected, twoDecimals), rate(s.probability, upToFour),
+        s.alert ? t('alert') : '–']) {
         const td = document.createElement('td');
         td.textContent = value;
         tr.append(td);
@@ -46,7 +49,18 @@
     }
     document.body.dataset.spikesRefreshed = String(Number(document.body.dataset.spikesRefreshed || 0) + 1);
   }
-  const refreshSoon = () => { clearTimeout(timer); timer = setTimeout(refreshSpikes, 500); };
+  // Half a second after the last change of a burst, and at least every five seconds while changes keep coming (an
+  // import's batches): a wait reset by every batch would never end, and no new alert would be announced.
+  let firstAsked = 0;
+  const refreshSoon = () => {
+    const now = Date.now();
+    if (timer === null) firstAsked = now;
+    else if (now - firstAsked >= 5000) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => { timer = null; refreshSpikes(); }, 500);
+  };
+  // Spikes are counted from incidents (which reports open and change): other records' changes do not move them.
+  const counted = changes => changes.some(c => c.entity === 'incident' || c.entity === 'report');
   // An access change (this member, an organisation, a sharing group, an agreement) may take away records that the
   // server-rendered sections (hotspots, history, forecasts) were counted from: the whole page is read again, once, a
   // second later (changes come in bursts). Other members' changes (an administrator hears of them) change nothing here.
@@ -56,7 +70,7 @@
   let listened = false;
   Concord.live(changes => {
     if (reloading) return;
-    if (access(changes)) { reloading = true; setTimeout(() => location.reload(), 1000); } else refreshSoon();
+    if (access(changes)) { reloading = true; setTimeout(() => location.reload(), 1000); } else if (counted(changes)) refreshSoon();
   }, null, () => {
     // Connected: the spikes are read again. Connected again after a drop: what changed meanwhile was pushed to nobody
     // (an access change among it), so the whole page is read again, its server-rendered sections too.
