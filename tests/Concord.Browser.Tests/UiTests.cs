@@ -832,32 +832,11 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // Spikes are judged against the mission's reporting before them: here it has reported for most of a year (one
         // incident 300 days ago, elsewhere). Without any, a quiet area cannot be told from a mission that has just begun,
         // and no alert is raised (EarlyWarningApiTests).
-        var history = await api.PostAsJsonAsync("/api/reports", new
-        {
-            id = Guid.NewGuid(),
-            observedAt = DateTimeOffset.UtcNow.AddDays(-300),
-            location = new { latitude = -31.5, longitude = 47.5, precisionMeters = 500 },
-            category = "acled.riots.violent-demonstration",
-            narrative = "An older riot outside the spike test prefecture",
-            language = "en",
-            source = new { reliability = "C", credibility = 3 },
-            marking = new { classification = "CONFIDENTIAL", releasableTo = new[] { "org:UNPOL" }, caveats = Array.Empty<string>() },
-        });
-        Assert.True(history.IsSuccessStatusCode, await history.Content.ReadAsStringAsync());
+        var unpolOnly = new { classification = "CONFIDENTIAL", releasableTo = new[] { "org:UNPOL" }, caveats = Array.Empty<string>() };
+        await RiotAsync(api, DateTimeOffset.UtcNow.AddDays(-300), -31.5, 47.5, "An older riot outside the spike test prefecture", unpolOnly);
         for (var i = 0; i < 6; i++)
         {
-            var response = await api.PostAsJsonAsync("/api/reports", new
-            {
-                id = Guid.NewGuid(),
-                observedAt = DateTimeOffset.UtcNow.AddDays(-1 - (4 * i)),
-                location = new { latitude = -29.0 + (i * 0.1), longitude = 45.0, precisionMeters = 500 },
-                category = "acled.riots.violent-demonstration",
-                narrative = $"Riot {i} in the spike test prefecture",
-                language = "en",
-                source = new { reliability = "C", credibility = 3 },
-                marking = new { classification = "CONFIDENTIAL", releasableTo = new[] { "org:UNPOL" }, caveats = Array.Empty<string>() },
-            });
-            Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+            await RiotAsync(api, DateTimeOffset.UtcNow.AddDays(-1 - (4 * i)), -29.0 + (i * 0.1), 45.0, $"Riot {i} in the spike test prefecture", unpolOnly);
         }
 
         await unpol.WaitForSelectorAsync("#spike-alert:not([hidden])", new() { Timeout = 30_000 });
@@ -876,6 +855,22 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await unpol.WaitForSelectorAsync("#spikes", new() { State = WaitForSelectorState.Attached });
     }
 
+    private static async Task RiotAsync(HttpClient api, DateTimeOffset at, double latitude, double longitude, string narrative, object? marking = null)
+    {
+        var response = await api.PostAsJsonAsync("/api/reports", new
+        {
+            id = Guid.NewGuid(),
+            observedAt = at,
+            location = new { latitude, longitude, precisionMeters = 500 },
+            category = "acled.riots.violent-demonstration",
+            narrative,
+            language = "en",
+            source = new { reliability = "C", credibility = 3 },
+            marking,
+        });
+        Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+    }
+
     [Fact]
     public async Task A_spike_without_a_rate_is_shown_with_a_dash_when_read_live()
     {
@@ -892,17 +887,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
 
         // A report of the force's changes what the spikes count: the table is read again, live.
         using var api = fixture.Server.ClientFor("force");
-        var created = await api.PostAsJsonAsync("/api/reports", new
-        {
-            id = Guid.NewGuid(),
-            observedAt = DateTimeOffset.UtcNow.AddHours(-2),
-            location = new { latitude = -33.5, longitude = 47.5, precisionMeters = 500 },
-            category = "acled.riots.violent-demonstration",
-            narrative = "A riot the spike table hears of",
-            language = "en",
-            source = new { reliability = "C", credibility = 3 },
-        });
-        Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        await RiotAsync(api, DateTimeOffset.UtcNow.AddHours(-2), -33.5, 47.5, "A riot the spike table hears of");
         await page.WaitForFunctionAsync($"Number(document.body.dataset.spikesRefreshed) > {refreshed}");
         var cells = await page.Locator("#spikes tr[data-area='NEW-1'] td").AllTextContentsAsync();
         Assert.Equal(["New sector", "3", "0", "–", "–", "–"], cells);
