@@ -1289,6 +1289,32 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Equal(5.72, (await watcher.WaitForAsync(e => e.Uid == uid))?.Point.Lat);
     }
 
+    [Fact]
+    public async Task A_devices_uid_passes_to_a_colleague_once_its_track_is_stale_but_never_to_another_organisation()
+    {
+        var colleague = await ForceColleagueAsync();
+        var uid = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using (var owner = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague)))
+        {
+            // A position that goes stale two seconds after it is sent; then the device's link drops.
+            await owner.SendAsync(Pli(uid, "VIPER 7", 5.80, 20.70, staleSeconds: 2));
+            Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == uid));
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(3));
+
+        // Another organisation's device claims the uid (and with it the callsign and the direct messages to it): refused.
+        await using var intruder = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol"));
+        await intruder.SendAsync(Pli(uid, "VIPER 7", 4.40, 18.50));
+        Assert.Null(await watcher.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(1.5)));
+
+        // The device handed on within the force: it passes, and its owner's next positions (its own uid) still do.
+        await using var handedOn = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await handedOn.SendAsync(Pli(uid, "VIPER 7", 5.81, 20.71, Now(1)));
+        Assert.Equal(5.81, (await watcher.WaitForAsync(e => e.Uid == uid))?.Point.Lat);
+    }
+
     /// <summary>
     /// The track <paramref name="uid"/> on <paramref name="user"/>'s common picture once it satisfies
     /// <paramref name="until"/>: tracks reach the store on a one-second timer, later than that on a loaded machine.

@@ -488,15 +488,17 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         // An item (a marker, a drawing, a message) is its sender's organisation's: its members edit it together, as a team
         // does, but another organisation's device re-sending it under the same uid would replace it on every device under
-        // its own marking, and freeze the owner's own edits until its time passed. (A device's own uid passes to another
-        // member once its track is no longer current: OtherOwner.)
+        // its own marking, and freeze the owner's own edits until its time passed.
         // A position naming an item's uid (an event of type a-… with takv or a contact endpoint, as any device can write)
         // is judged as an edit of that item: as a position it would become another organisation's track under the item's
         // uid, owned by them, and lock the item's owners out of their own marker.
-        if (e.Type != CotMapping.DeleteType && _latest.TryGetValue(e.Uid, out var latest) && (route != Route.Position || latest.Item)
-            && latest.OwnerOrganization != from.Viewer.OrganizationId)
+        // A device's own uid passes to another member of its organisation once its track is no longer current and no live
+        // session holds it (OtherOwner: a device handed on within a unit), but not to another organisation's: a device
+        // whose link dropped for half a minute would otherwise come back to find its uid, callsign and direct messages
+        // taken, and every position it sends refused. (While the server remembers the uid: a day unseen, as below.)
+        if (e.Type != CotMapping.DeleteType && _latest.TryGetValue(e.Uid, out var latest) && latest.OwnerOrganization != from.Viewer.OrganizationId)
         {
-            return "the uid is an item another organisation sent first";
+            return latest.Item ? "the uid is an item another organisation sent first" : "the uid is the device of another organisation's member";
         }
 
         // Each new item (marker, drawing, message) is remembered by the replay check: a device inventing uids as fast as it

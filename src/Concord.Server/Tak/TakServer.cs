@@ -785,9 +785,11 @@ internal sealed class TakServer(
                 && (marking.Classification, marking.ReleasableTo, marking.Caveats) != (session.Marking.Classification, session.Marking.ReleasableTo, session.Marking.Caveats))
             {
                 // An agreement changed what the device's positions and chat may reach: they must not keep going where the
-                // old one sent them. On reconnecting the device gets the new marking.
+                // old one sent them, including the rest of a read under way (the session's events are handled no more from
+                // here, as on any cut). What is queued for the device is written: its member's access did not change. On
+                // reconnecting the device gets the new marking.
                 logger.LogInformation("TAK device of {User} ({Remote}) cut: the marking of its positions changed; it may reconnect", session.Viewer.UserName, session.Remote);
-                session.Close("the marking of the member's positions changed; reconnect");
+                session.StopSending("the marking of the member's positions changed; reconnect", CutWithin, dropQueued: false);
             }
         }
     }
