@@ -474,6 +474,28 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Equal(2, two.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.Contains(tag, StringComparison.Ordinal)));
     }
 
+    [Fact]
+    public async Task An_export_of_more_rows_than_it_reads_at_once_has_each_row_once_oldest_first()
+    {
+        // Rows are written a few hundred at a time (the export streams): 1,050 reports take three reads.
+        var tag = "bulk" + Guid.NewGuid().ToString("N")[..8];
+        var client = Server.ClientFor("force");
+        await Parallel.ForEachAsync(Enumerable.Range(0, 1050), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (i, _) =>
+        {
+            var (created, body) = await client.PostJson("/api/reports", Api.Report(narrative: $"Convoy {tag} counted at checkpoint ({i}).",
+                observedAt: Api.Recent.AddMinutes(-2000 + i), marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+            Assert.True(created.IsSuccessStatusCode, body.ToString());
+        });
+
+        var export = await client.GetAsync($"/api/exports/reports.csv?audience=organization&q={tag}");
+        var rows = (await export.Content.ReadAsStringAsync()).Split('\n').Where(l => l.Contains(tag, StringComparison.Ordinal)).ToList();
+
+        Assert.Equal("false", export.Headers.GetValues("X-Concord-Truncated").Single());
+        Assert.Equal(1050, rows.Count);
+        Assert.Equal(1050, rows.Select(r => r.Split(',')[0]).Distinct().Count());
+        Assert.Equal(Enumerable.Range(0, 1050).Select(i => $"({i})"), rows.Select(r => r[r.LastIndexOf('(')..(r.LastIndexOf(')') + 1)]));
+    }
+
     [Theory]
     [InlineData("bbox=1,2,3", "bbox")]
     [InlineData("bbox=20,10,19,11", "bbox")]
