@@ -69,6 +69,19 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         Assert.Equal(0, cell.GetProperty("properties").GetProperty("classification").GetInt32());
         Assert.Equal(1, Assert.Single(unpolCells.Body.GetProperty("features").EnumerateArray()).GetProperty("properties").GetProperty("classification").GetInt32());
 
+        // A cell is an aggregate, audited as a count: it is placed at its cell's centre, never finer than about a kilometre,
+        // so a cell of one incident at the closest zoom does not give that incident's place.
+        var close = await server.ClientFor("force").GetAsync($"/api/incidents/map?bbox=-41,-31,-39,-29&zoom=22&q={tag}&maxPoints=1");
+        var closeCells = (await close.Json()).GetProperty("features").EnumerateArray().ToList();
+        var size = Incidents.IncidentMap.CellDegrees(Incidents.IncidentMap.FinestCellZoom);
+        Assert.All(closeCells, c =>
+        {
+            var at = c.GetProperty("geometry").GetProperty("coordinates");
+            Assert.Equal((Math.Floor(-30.01 / size) + 0.5) * size, at[1].GetDouble(), 5);
+            Assert.Equal((Math.Floor(-40.0 / size) + 0.5) * size, at[0].GetDouble(), 5);
+        });
+        Assert.Equal(2, closeCells.Sum(c => c.GetProperty("properties").GetProperty("count").GetInt32()));
+
         // The local authority sees the mission's two as well, and a level filter applies before counting; bad parameters are named.
         Assert.Equal(2, (await MapFor("pref", "&maxPoints=1")).Total);
         Assert.Equal(1, (await MapFor("unpol", "&maxPoints=1&classification=CONFIDENTIAL")).Total);

@@ -25,6 +25,21 @@ public abstract class MapCellTests<TServer>(TServer server) : IClassFixture<TSer
     private static int _day;
 
     [Fact]
+    public void Cells_beyond_the_most_one_answer_holds_are_merged_into_cells_of_twice_the_size_on_both_sides_of_zero()
+    {
+        // Four cells, at most two per answer: in cells twice the size, (0,0) and (1,1) are one, (-1,-1) and (-2,-2) another.
+        var cells = IncidentMap.Cells([(0, 0, 1, 0, 0), (1, 1, 2, 1, 0), (-1, -1, 3, 0, 4), (-2, -2, 4, 0, 0)], 0.5, maxCells: 2);
+
+        Assert.Equal(2, cells.Count);
+        Assert.Equal((-1L, -1L, 7, 0, 4L), (cells[0].Y, cells[0].X, cells[0].Count, cells[0].Classification, cells[0].Caveats));
+        Assert.Equal((0L, 0L, 3, 1, 0L), (cells[1].Y, cells[1].X, cells[1].Count, cells[1].Classification, cells[1].Caveats));
+        // Each at the centre of its cell of one degree.
+        Assert.Equal((-0.5, -0.5), (cells[0].Latitude, cells[0].Longitude));
+        Assert.Equal((0.5, 0.5), (cells[1].Latitude, cells[1].Longitude));
+        Assert.Equal(4, IncidentMap.Cells([(0, 0, 1, 0, 0), (1, 1, 2, 1, 0), (-1, -1, 3, 0, 4), (-2, -2, 4, 0, 0)], 0.5).Count);
+    }
+
+    [Fact]
     public async Task The_store_and_the_code_put_each_incident_in_the_same_map_cell()
     {
         var ids = new List<Guid>();

@@ -277,11 +277,21 @@ internal static class EarlyWarningEndpoints
         var reportingBefore = before is not null;
         var firstSeen = rows.Count == 0 || reportingBefore ? baselineFrom : rows.Min(r => r.StartsAt);
         var observed = Math.Max(0, (int)Math.Floor((recentFrom - (firstSeen > baselineFrom ? firstSeen : baselineFrom)).TotalDays));
+        // Counted per area in one pass (a pass over every row for each area was areas × rows).
+        var perArea = new Dictionary<Guid, (int Recent, int Total)>();
+        foreach (var row in rows)
+        {
+            if (row.AreaId is { } areaId)
+            {
+                var (recentSoFar, totalSoFar) = perArea.GetValueOrDefault(areaId);
+                perArea[areaId] = (recentSoFar + (row.StartsAt > recentFrom ? 1 : 0), totalSoFar + 1);
+            }
+        }
+
         var items = directory.Areas.Select(a => a.Area).Select(area =>
             {
-                var mine = rows.Where(r => r.AreaId == area.Id).ToList();
-                var recent = mine.Count(r => r.StartsAt > recentFrom);
-                var baseline = mine.Count - recent;
+                var (recent, total) = perArea.GetValueOrDefault(area.Id);
+                var baseline = total - recent;
                 // Half an event of prior: an area never seen active still needs more than one event to alarm. The rate is
                 // that of the days covered (scaled as if they were the recent window's length would understate it); with
                 // none covered there is no rate to judge by, and no figure is given.

@@ -28,6 +28,16 @@ internal static class IncidentMap
     /// <summary>Grid cell size in degrees for a Leaflet zoom level: about 40 screen pixels.</summary>
     public static double CellDegrees(int zoom) => 45.0 / Math.Pow(2, zoom);
 
+    /// <summary>
+    /// The finest grid cells are those of this zoom level (0.011°, about 1.2 km): a cell is placed at its centre and
+    /// audited as a count, so a finer one (a metre at zoom 22) holding a single incident would give its exact place and
+    /// marking without the read of it being recorded.
+    /// </summary>
+    public const int FinestCellZoom = 12;
+
+    /// <summary>The most cells one answer holds: a finer grid over a large viewport is coarsened (cells of twice the size) until it fits.</summary>
+    public const int MaxCells = 10_000;
+
     private static async Task<IResult> Map(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
@@ -58,7 +68,7 @@ internal static class IncidentMap
 
         // One pass over the viewport counts it and groups it: a whole-country view reads every entry in its cells, and
         // counting first then grouping read them twice.
-        var size = CellDegrees(zoom);
+        var size = CellDegrees(Math.Min(zoom, FinestCellZoom));
         var groups = await GroupsAsync(incidents.Plain, size, context.RequestAborted);
         // Mixed incidents are counted and placed as the viewer sees them; a viewport seldom holds any.
         var mixed = await incidents.MixedAsSeenAsync(incidents.Mixed.OrderBy(i => i.Number).Take(10 * MaxPoints), context.RequestAborted);
@@ -73,7 +83,10 @@ internal static class IncidentMap
             return TypedResults.Empty;
         }
 
-        var cells = Cells(groups, mixed, size);
+        var cells = Cells(
+            groups.Select(g => ((long)g.Y, (long)g.X, g.Count, g.Classification, g.Caveats))
+                .Concat(mixed.Select(i => ((long)Math.Floor(i.Latitude / size), (long)Math.Floor(i.Longitude / size), 1, i.Classification, i.Caveats))),
+            size);
         await audit.RecordAggregateAsync(viewer, "incident",
             groups.Select(g => KeyValuePair.Create(g.Classification, (long)g.Count)).Concat(mixed.Select(i => KeyValuePair.Create(i.Classification, 1L))),
             context, time.GetUtcNow().UtcDateTime);
@@ -103,30 +116,43 @@ internal static class IncidentMap
 
     internal sealed record Cell(long Y, long X, int Count, double Latitude, double Longitude, int Classification, long Caveats);
 
-    private sealed record Group(double Y, double X, int Classification, long Caveats, int Count, double Latitude, double Longitude);
+    private sealed record Group(double Y, double X, int Classification, long Caveats, int Count);
 
     /// <summary>The plain incidents of a viewport grouped by cell and marking, in the database.</summary>
     private static Task<List<Group>> GroupsAsync(IQueryable<Incident> plain, double size, CancellationToken cancellationToken) =>
         plain
             .GroupBy(i => new { Y = Math.Floor(i.Latitude / size), X = Math.Floor(i.Longitude / size), i.Classification, i.Caveats })
-            .Select(g => new Group(g.Key.Y, g.Key.X, g.Key.Classification, g.Key.Caveats, g.Count(), g.Average(i => i.Latitude), g.Average(i => i.Longitude)))
+            .Select(g => new Group(g.Key.Y, g.Key.X, g.Key.Classification, g.Key.Caveats, g.Count()))
             .ToListAsync(cancellationToken);
 
-    /// <summary>Counts per cell: the plain incidents' groups and the mixed incidents as the viewer sees them.</summary>
-    private static List<Cell> Cells(List<Group> groups, List<Incident> mixed, double size)
+    /// <summary>
+    /// Counts per cell (the plain incidents' groups and the mixed incidents as the viewer sees them, by the cells of
+    /// <paramref name="size"/> they are in), each placed at its cell's centre (not where its incidents are: a cell of one
+    /// incident would place it), in cells of twice the size, and again, while there are more than <paramref name="maxCells"/>.
+    /// </summary>
+    internal static List<Cell> Cells(IEnumerable<(long Y, long X, int Count, int Classification, long Caveats)> counted, double size, int maxCells = MaxCells)
     {
-        var parts = groups.Select(g => new Cell((long)g.Y, (long)g.X, g.Count, g.Latitude, g.Longitude, g.Classification, g.Caveats)).ToList();
-        parts.AddRange(mixed.Select(i => new Cell((long)Math.Floor(i.Latitude / size), (long)Math.Floor(i.Longitude / size), 1, i.Latitude, i.Longitude, i.Classification, i.Caveats)));
-        return parts.GroupBy(p => (p.Y, p.X))
+        var parts = counted.ToList();
+        var scale = 1L;
+        while (parts.Select(p => (FloorDiv(p.Y, scale), FloorDiv(p.X, scale))).Distinct().Count() > maxCells)
+        {
+            scale *= 2;
+        }
+
+        var cellSize = size * scale;
+        return parts.GroupBy(p => (Y: FloorDiv(p.Y, scale), X: FloorDiv(p.X, scale)))
             .Select(g => new Cell(
                 g.Key.Y,
                 g.Key.X,
                 g.Sum(p => p.Count),
-                g.Sum(p => p.Latitude * p.Count) / g.Sum(p => p.Count),
-                g.Sum(p => p.Longitude * p.Count) / g.Sum(p => p.Count),
+                (g.Key.Y + 0.5) * cellSize,
+                (g.Key.X + 0.5) * cellSize,
                 g.Max(p => p.Classification),
                 g.Aggregate(0L, (bits, p) => bits | p.Caveats)))
             .OrderBy(c => c.Y).ThenBy(c => c.X)
             .ToList();
     }
+
+    /// <summary>The cell of twice, four times… the size holding a cell (rounding down for cells west or south of zero too).</summary>
+    private static long FloorDiv(long value, long scale) => value >= 0 ? value / scale : -((-value + scale - 1) / scale);
 }
