@@ -1667,6 +1667,37 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_marker_stays_its_organisations_after_a_restart()
+    {
+        var (owner, teammate) = (await ForceColleagueAsync(), await ForceColleagueAsync());
+        var marker = Guid.NewGuid().ToString();
+        string Hostile(double lat, string time) =>
+            $"<event version='2.0' uid='{marker}' type='a-h-G' time='{time}' start='{time}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            $"<point lat='{lat.ToString(CultureInfo.InvariantCulture)}' lon='20.52' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Roadblock'/></detail></event>";
+        await using (var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(owner)))
+        {
+            await device.SendAsync(Hostile(6.02, Now()));
+            for (var i = 0; i < 50 && !await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.ExternalRef == "tak:" + marker)); i++)
+            {
+                await Task.Delay(100);
+            }
+        }
+
+        // The router's memory of who sent what is gone; the store still knows the marker is the force's.
+        await server.RestartAsync();
+        await using var watching = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using var police = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol"));
+        await police.SendAsync(Hostile(4.40, Now(1)));
+        Assert.Null(await watching.WaitForAsync(e => e.Uid == marker, TimeSpan.FromSeconds(1.5)));
+        Assert.Equal(0, await server.WithDbAsync(db => db.Reports.CountAsync(r => r.ExternalRef == "tak:" + marker && r.Latitude == 4.40)));
+
+        // A teammate of the owner moves it: an edit of the force's marker passes.
+        await using var team = await server.ConnectTakAsync(await server.IssueDeviceAsync(teammate));
+        await team.SendAsync(Hostile(6.03, Now(2)));
+        Assert.Equal(6.03, (await watching.WaitForAsync(e => e.Uid == marker))?.Point.Lat);
+    }
+
+    [Fact]
     public async Task Tracks_keep_their_history_across_a_restart_and_go_to_devices_that_connect_after_it()
     {
         var colleague = await ForceColleagueAsync();

@@ -306,7 +306,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         MarkingDefault? itemMarking = null;
         try
         {
-            refusal = Refused(from, e, route, now) ?? (e.Type == CotMapping.DeleteType ? await DeletesItemOfAnotherAsync(from, e, m => itemMarking = m) : null);
+            refusal = Refused(from, e, route, now)
+                ?? (e.Type == CotMapping.DeleteType ? await DeletesItemOfAnotherAsync(from, e, m => itemMarking = m)
+                    : route == Route.Marker && !_latest.ContainsKey(e.Uid) ? await MarkerOfAnotherOrganisationAsync(from, e) : null);
         }
         catch (Exception failure) when (failure is not OperationCanceledException)
         {
@@ -571,6 +573,26 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// Why a marker whose uid memory does not hold (a new marker, or any after a restart, or one not seen for a day) may not
+    /// be routed because another organisation sent it first, or null. Memory takes as owner whoever sends a uid first; the
+    /// store knows who did before (the marker's first report), so another organisation's device cannot take over a marker
+    /// once the server has forgotten it, replace it on every device under its own marking, and lock its owners' edits out.
+    /// One query per marker uid not in memory.
+    /// </summary>
+    private async ValueTask<string?> MarkerOfAnotherOrganisationAsync(TakSession from, CotEvent e)
+    {
+        var item = CotMapping.ItemRef(e.Uid);
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        // The partial index of schema 13 holds only reports from TAK items; the query repeats its condition so that SQLite uses it.
+        var first = await db.Reports.AsNoTracking()
+            .Where(r => r.ExternalRef == item && EF.Functions.Like(r.ExternalRef, CotMapping.ItemRefPrefix + "%"))
+            .OrderBy(r => r.ReceivedAt).ThenBy(r => r.Number)
+            .Select(r => (Guid?)r.OrganizationId).FirstOrDefaultAsync(CancellationToken.None);
+        return first is { } organization && organization != from.Viewer.OrganizationId ? "the uid is an item another organisation sent first" : null;
     }
 
     /// <summary>How many items one deletion may name: a device deletes one at a time; each is looked up in the store.</summary>
