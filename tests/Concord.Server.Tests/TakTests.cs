@@ -863,6 +863,39 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_whose_member_loses_clearance_is_told_to_remove_the_markers_they_may_no_longer_see()
+    {
+        // Hostile markers are CONFIDENTIAL within the battalion; its positions and drawings UNCLASSIFIED.
+        var (_, members) = await BattalionAsync("CONFIDENTIAL", battalion =>
+        [
+            new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking("UNCLASSIFIED", [$"org:{battalion}"]) },
+            new { reporter = $"org:{battalion}", category = "field.hostile", marking = Api.Marking("CONFIDENTIAL", [$"org:{battalion}"]) },
+        ]);
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[1]));
+        var (marker, drawing) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        await sender.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='6.11' lon='20.61' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/></detail></event>");
+        await sender.SendAsync($"<event version='2.0' uid='{drawing}' type='u-d-f' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-e'>" +
+            "<point lat='6.12' lon='20.62' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail/></event>");
+        var pending = new HashSet<string>([marker, drawing]);
+        Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid) && pending.Count == 0));
+
+        var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{members[1]}", new { clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
+        var withdrawals = new List<string>();
+        while (await device.WaitForAsync(e => e.Type == CotControl.DeleteType, TimeSpan.FromSeconds(15)) is { } e)
+        {
+            withdrawals.AddRange(e.Detail.Links.Select(l => l.Uid).OfType<string>());
+        }
+
+        // The CONFIDENTIAL marker is withdrawn; the drawing, which the member may still see, stays.
+        Assert.Contains(marker, withdrawals);
+        Assert.DoesNotContain(drawing, withdrawals);
+        Assert.True(device.Closed);
+    }
+
+    [Fact]
     public async Task A_device_reconnecting_after_its_members_clearance_was_lowered_while_it_was_away_is_told_to_remove_what_they_may_no_longer_see()
     {
         var name = "g" + Guid.NewGuid().ToString("N")[..8];

@@ -45,7 +45,57 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     private long _prunedAt;
 
+    // Items relayed to devices (markers, drawings, routes, alerts) with the markings they went out under: a device whose
+    // member loses access to one is told to remove it before it is cut, as for incidents (devices keep markers, archived,
+    // across their own restarts). Bounded: when full, those relayed more than a day ago are forgotten, then new ones go
+    // unremembered until some are deleted.
+    private readonly ConcurrentDictionary<string, (MarkingDefault[] Markings, long At)> _itemsSent = new(StringComparer.Ordinal);
+
+    /// <summary>How many relayed items the withdrawal list holds at most.</summary>
+    public const int MaxRememberedItems = 100_000;
+
+    private long _itemsPrunedAt;
+
     public IReadOnlyCollection<TakSession> Sessions => _sessions;
+
+    private void RememberItem(string uid, MarkingDefault marking)
+    {
+        var now = time.GetUtcNow().UtcTicks;
+        if (_itemsSent.Count >= MaxRememberedItems && !_itemsSent.ContainsKey(uid))
+        {
+            var last = Interlocked.Read(ref _itemsPrunedAt);
+            if (now - last >= TimeSpan.TicksPerMinute && Interlocked.CompareExchange(ref _itemsPrunedAt, now, last) == last)
+            {
+                foreach (var (known, entry) in _itemsSent)
+                {
+                    if (now - entry.At > TimeSpan.TicksPerDay)
+                    {
+                        _itemsSent.TryRemove(known, out _);
+                    }
+                }
+            }
+
+            if (_itemsSent.Count >= MaxRememberedItems)
+            {
+                return;
+            }
+        }
+
+        _itemsSent.AddOrUpdate(uid, ([marking], now), (_, known) =>
+            (known.Markings.Any(k => k.Classification == marking.Classification && k.ReleasableTo == marking.ReleasableTo && k.Caveats == marking.Caveats)
+                ? known.Markings
+                : [.. known.Markings, marking], now));
+    }
+
+    /// <summary>
+    /// The relayed items a device of <paramref name="viewer"/> may hold (sent under a marking they may read) that
+    /// <paramref name="now"/> may not read under any (all of them when <paramref name="now"/> is null: access withdrawn),
+    /// the <paramref name="limit"/> relayed most recently.
+    /// </summary>
+    public List<string> ItemsNoLongerReadable(Viewer viewer, Viewer? now, int limit) =>
+        [.. _itemsSent.Where(e => e.Value.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer))
+                && (now is null || !e.Value.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, now))))
+            .OrderByDescending(e => e.Value.At).Take(limit).Select(e => e.Key)];
 
     /// <summary>
     /// Checks the connected devices' access again at once and cuts those whose access has gone or changed (set by the TAK
@@ -347,6 +397,19 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                     // Emergencies, CASEVAC requests, drawings, routes and deletions: passed on to the devices that may see them, never
                     // dropped. A deletion of markers stored as reports goes where the markers went, under their marking.
                     var marking = itemMarking ?? from.Marking;
+                    if (e.Type == CotMapping.DeleteType)
+                    {
+                        // Gone from the devices: nothing to withdraw any more.
+                        foreach (var uid in e.Detail.Links.Select(l => l.Uid).OfType<string>().Append(e.Uid))
+                        {
+                            _itemsSent.TryRemove(uid, out _);
+                        }
+                    }
+                    else
+                    {
+                        RememberItem(e.Uid, marking);
+                    }
+
                     Deliver(Stamped(e, raw, marking, droppable: false), marking, from, e.Detail);
                     break;
             }
@@ -902,6 +965,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
+        RememberItem(e.Uid, marking);
         Deliver(Stamped(e, raw, marking, droppable: false), marking, from, e.Detail);
         await StoreAsync(from, e, previous, async () =>
         {

@@ -970,8 +970,11 @@ internal sealed class TakServer(
             withdrawn = await NoLongerShownAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), had, now, narrower, cancellationToken);
         }
 
+        // Markers, drawings and alerts other devices sent, relayed under markings the member may no longer read, go too.
+        var items = router.ItemsNoLongerReadable(session.Viewer, now, MaxWithdrawalsOnCut);
         var at = time.GetUtcNow();
-        session.SendLast([.. withdrawn.Select(id => CotMapping.Withdrawal(id, at))], dropQueued: narrower);
+        session.SendLast([.. withdrawn.Select(id => CotMapping.Withdrawal(id, at)), .. items.Select(uid => new Outbound(CotControl.CreateDelete(uid, at), droppable: false))],
+            dropQueued: narrower);
     }
 
     /// <summary>
