@@ -873,13 +873,18 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         ]);
         await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
         await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[1]));
-        var (marker, drawing) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        var (marker, drawing, spot) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
         await sender.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
             "<point lat='6.11' lon='20.61' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/></detail></event>");
         await sender.SendAsync($"<event version='2.0' uid='{drawing}' type='u-d-f' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-e'>" +
             "<point lat='6.12' lon='20.62' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail/></event>");
-        var pending = new HashSet<string>([marker, drawing]);
-        Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid) && pending.Count == 0));
+        // A spot report (UNCLASSIFIED), then edited into a hostile marker (CONFIDENTIAL): the device holds the latter.
+        await sender.SendAsync($"<event version='2.0' uid='{spot}' type='b-m-p-s-m' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='6.13' lon='20.63' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Spot'/></detail></event>");
+        await sender.SendAsync($"<event version='2.0' uid='{spot}' type='a-h-G' time='{Now(1)}' start='{Now(1)}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='6.13' lon='20.63' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Spot'/></detail></event>");
+        var pending = new HashSet<string>([marker, drawing, spot + " hostile"]);
+        Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid == spot && e.Type == "a-h-G" ? spot + " hostile" : e.Uid) && pending.Count == 0));
 
         var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{members[1]}", new { clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
@@ -889,8 +894,10 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             withdrawals.AddRange(e.Detail.Links.Select(l => l.Uid).OfType<string>());
         }
 
-        // The CONFIDENTIAL marker is withdrawn; the drawing, which the member may still see, stays.
+        // The CONFIDENTIAL markers are withdrawn (the spot report as the device holds it, edited); the drawing, which the
+        // member may still see, stays.
         Assert.Contains(marker, withdrawals);
+        Assert.Contains(spot, withdrawals);
         Assert.DoesNotContain(drawing, withdrawals);
         Assert.True(device.Closed);
     }
@@ -1337,10 +1344,15 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
 
         await Task.Delay(TimeSpan.FromSeconds(3));
 
-        // Another organisation's device claims the uid (and with it the callsign and the direct messages to it): refused.
+        // Another organisation's device claims the uid (and with it the callsign and the direct messages to it): refused,
+        // so not even its colleagues, who may see its positions, are sent it.
         await using var intruder = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol"));
+        await using var intruderColleague = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol2"));
+        var probe = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
         await intruder.SendAsync(Pli(uid, "VIPER 7", 4.40, 18.50));
-        Assert.Null(await watcher.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(1.5)));
+        await intruder.SendAsync(Pli(probe, "PROBE", 4.41, 18.51));
+        Assert.Equal(probe, (await intruderColleague.WaitForAsync(e => e.Uid == uid || e.Uid == probe))?.Uid);
+        Assert.Null(await watcher.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(1)));
 
         // The device handed on within the force: it passes, and its owner's next positions (its own uid) still do.
         await using var handedOn = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
@@ -1720,8 +1732,13 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await server.RestartAsync();
         await using var watching = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
         await using var police = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol"));
+        await using var policeColleague = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol2"));
+        var probe = Guid.NewGuid().ToString();
         await police.SendAsync(Hostile(4.40, Now(1)));
-        Assert.Null(await watching.WaitForAsync(e => e.Uid == marker, TimeSpan.FromSeconds(1.5)));
+        await police.SendAsync(Hostile(4.40, Now(1)).Replace(marker, probe, StringComparison.Ordinal));
+        // Not even the police's own devices, which see what the police mark, are sent it (the probe, sent after, they are).
+        Assert.Equal(probe, (await policeColleague.WaitForAsync(e => e.Uid == marker || e.Uid == probe))?.Uid);
+        Assert.Null(await watching.WaitForAsync(e => e.Uid == marker, TimeSpan.FromSeconds(1)));
         Assert.Equal(0, await server.WithDbAsync(db => db.Reports.CountAsync(r => r.ExternalRef == "tak:" + marker && r.Latitude == 4.40)));
 
         // A teammate of the owner moves it: an edit of the force's marker passes.

@@ -174,7 +174,9 @@ internal static class TaskEndpoints
             return ClientIds.Taken("task");
         }
 
-        await desk.AuditReadAsync(viewer, "task", Audits.Named([stored]), context);
+        // Read as a GET of it is: at the level of what it shows this member (a reason marked above the task included).
+        var (level, caveats) = stored.ReadBy(viewer);
+        await desk.AuditReadAsync(viewer, "task", [(stored.Id, level, caveats)], context);
         await desk.SeeLinksAsync(viewer, [stored], [], cancellationToken);
         return TypedResults.Ok(desk.ToDto(stored, viewer, await desk.MemberNamesAsync([stored.MemberId], cancellationToken)));
     }

@@ -81,14 +81,16 @@ internal static class ExportEndpoints
         context.Response.Headers["X-Concord-Truncated"] = truncated ? "true" : "false";
         await using var csv = new StreamWriter(context.Response.Body, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), 64 * 1024);
         await csv.WriteLineAsync("id,observed_at,precision,latitude,longitude,precision_m,area,category,killed_civilian_best,killed_other_best,injured_civilian_best,injured_other_best,narrative,source_grade,marking,tlp,organization");
-        foreach (var chunk in rows.Select(r => r.Id).Chunk(500))
+        foreach (var chunk in rows.Chunk(500))
         {
-            // Read again under the same conditions: a report released more narrowly since it was chosen is left out.
-            var read = await db.Reports.AsNoTracking().Where(r => chunk.Contains(r.Id) && allowed.Contains(r.Tlp)).VisibleTo(viewer)
+            // Read again under the same conditions: a report released more narrowly since it was chosen is left out, and so
+            // is one whose level or caveats changed (the headers and the audit, already written, name the chosen ones).
+            var ids = chunk.Select(c => c.Id).ToList();
+            var read = await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id) && allowed.Contains(r.Tlp)).VisibleTo(viewer)
                 .ToDictionaryAsync(r => r.Id, context.RequestAborted);
-            foreach (var id in chunk)
+            foreach (var chosenRow in chunk)
             {
-                if (read.TryGetValue(id, out var r))
+                if (read.TryGetValue(chosenRow.Id, out var r) && r.Classification == chosenRow.Classification && r.Caveats == chosenRow.Caveats)
                 {
                     await csv.WriteLineAsync(Row(r, directory, markings));
                 }

@@ -175,7 +175,7 @@ internal static class ReleaseEndpoints
             Audits.Entry(viewer, AuditActions.Release, "report", original.Id, AuditMarking.Of(original), now, Audits.Detail(new
             {
                 release = copy.Id,
-                reason = body.Reason!.Trim(),
+                reason = Audits.Words(body.Reason!.Trim()),
                 gridDegrees = grid,
                 from = markings.ToDto(original).Label,
                 to = markings.ToDto(copy).Label,

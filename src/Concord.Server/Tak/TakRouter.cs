@@ -49,7 +49,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     // member loses access to one is told to remove it before it is cut, as for incidents (devices keep markers, archived,
     // across their own restarts). Bounded: when full, those relayed more than a day ago are forgotten, then new ones go
     // unremembered until some are deleted.
-    private readonly ConcurrentDictionary<string, (MarkingDefault[] Markings, long At)> _itemsSent = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (MarkingDefault[] Markings, long At, Guid Sender)> _itemsSent = new(StringComparer.Ordinal);
 
     /// <summary>How many relayed items the withdrawal list holds at most.</summary>
     public const int MaxRememberedItems = 100_000;
@@ -58,7 +58,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     public IReadOnlyCollection<TakSession> Sessions => _sessions;
 
-    private void RememberItem(string uid, MarkingDefault marking)
+    private void RememberItem(string uid, MarkingDefault marking, Guid sender)
     {
         var now = time.GetUtcNow().UtcTicks;
         if (_itemsSent.Count >= MaxRememberedItems && !_itemsSent.ContainsKey(uid))
@@ -81,20 +81,20 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             }
         }
 
-        _itemsSent.AddOrUpdate(uid, ([marking], now), (_, known) =>
-            (known.Markings.Any(k => k.Classification == marking.Classification && k.ReleasableTo == marking.ReleasableTo && k.Caveats == marking.Caveats)
-                ? known.Markings
-                : [.. known.Markings, marking], now));
+        // The markings it went out under, the latest last: a device holds the latest version its member could read.
+        _itemsSent.AddOrUpdate(uid, ([marking], now, sender), (_, known) =>
+            ([.. known.Markings.Where(k => (k.Classification, k.ReleasableTo, k.Caveats) != (marking.Classification, marking.ReleasableTo, marking.Caveats)), marking], now, known.Sender));
     }
 
     /// <summary>
-    /// The relayed items a device of <paramref name="viewer"/> may hold (sent under a marking they may read) that
-    /// <paramref name="now"/> may not read under any (all of them when <paramref name="now"/> is null: access withdrawn),
-    /// the <paramref name="limit"/> relayed most recently.
+    /// The items other members' devices sent that a device of <paramref name="viewer"/> may hold (the latest version
+    /// relayed under a marking they may read) and <paramref name="now"/> may not read (all of them when
+    /// <paramref name="now"/> is null: access withdrawn), the <paramref name="limit"/> relayed most recently.
     /// </summary>
     public List<string> ItemsNoLongerReadable(Viewer viewer, Viewer? now, int limit) =>
-        [.. _itemsSent.Where(e => e.Value.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer))
-                && (now is null || !e.Value.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, now))))
+        [.. _itemsSent.Where(e => e.Value.Sender != viewer.MemberId
+                && e.Value.Markings.LastOrDefault(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer)) is { } held
+                && (now is null || !Marking.AllowsRead(held.Classification, held.ReleasableTo, held.Caveats, now)))
             .OrderByDescending(e => e.Value.At).Take(limit).Select(e => e.Key)];
 
     /// <summary>
@@ -407,7 +407,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                     }
                     else
                     {
-                        RememberItem(e.Uid, marking);
+                        RememberItem(e.Uid, marking, from.Viewer.MemberId);
                     }
 
                     Deliver(Stamped(e, raw, marking, droppable: false), marking, from, e.Detail);
@@ -560,8 +560,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // A device's own uid passes to another member of its organisation once its track is no longer current and no live
         // session holds it (OtherOwner: a device handed on within a unit), but not to another organisation's: a device
         // whose link dropped for half a minute would otherwise come back to find its uid, callsign and direct messages
-        // taken, and every position it sends refused. (While the server remembers the uid: a day unseen, as below.)
-        if (e.Type != CotMapping.DeleteType && _latest.TryGetValue(e.Uid, out var latest) && latest.OwnerOrganization != from.Viewer.OrganizationId)
+        // taken, and every position it sends refused. For as long as its track may be kept (current for up to an hour, then
+        // kept an hour: two hours after its last position): a device handed to another organisation's member passes after that.
+        if (e.Type != CotMapping.DeleteType && _latest.TryGetValue(e.Uid, out var latest) && latest.OwnerOrganization != from.Viewer.OrganizationId
+            && (latest.Item || now.UtcTicks - Interlocked.Read(ref latest.Ticks) < (TrackStore.MaxStale + TrackStore.Retention).Ticks))
         {
             return latest.Item ? "the uid is an item another organisation sent first" : "the uid is the device of another organisation's member";
         }
@@ -965,7 +967,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
-        RememberItem(e.Uid, marking);
+        RememberItem(e.Uid, marking, from.Viewer.MemberId);
         Deliver(Stamped(e, raw, marking, droppable: false), marking, from, e.Detail);
         await StoreAsync(from, e, previous, async () =>
         {

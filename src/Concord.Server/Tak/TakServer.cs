@@ -790,6 +790,7 @@ internal sealed class TakServer(
                 // reconnecting the device gets the new marking.
                 logger.LogInformation("TAK device of {User} ({Remote}) cut: the marking of its positions changed; it may reconnect", session.Viewer.UserName, session.Remote);
                 session.StopSending("the marking of the member's positions changed; reconnect", CutWithin, dropQueued: false);
+                session.SendLast([], dropQueued: false);
             }
         }
     }
