@@ -112,20 +112,27 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(["created", "updated", "updated"], await server.ClientFor("ocha").ChangesOfAsync(groupId));
     }
 
+    /// <summary>Records an agreement of UNPOL's alone with one rule for its reports of <paramref name="category"/>; its code.</summary>
+    private async Task<string> UnpolRuleAsync(string name, string category, object marking, string tlp)
+    {
+        var code = "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var (recorded, _) = await server.ClientFor("unpoladmin").PostJson("/api/agreements", new
+        {
+            code,
+            name,
+            parties = new[] { "UNPOL" },
+            rules = new[] { new { reporter = "org:UNPOL", category, marking, tlp } },
+        });
+        Assert.Equal(HttpStatusCode.Created, recorded.StatusCode);
+        return code;
+    }
+
     [Fact]
     public async Task A_caveat_written_with_spaces_in_a_rule_is_the_caveat()
     {
         // The rule's caveat code was typed with a space before it: accepted as the caveat, it must mark as the caveat too,
         // not make every report in its category "looser" than the agreement (refused to reporters, audited for releasers).
-        var code = "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
-        var (recorded, _) = await server.ClientFor("unpoladmin").PostJson("/api/agreements", new
-        {
-            code,
-            name = "UNPOL school attacks",
-            parties = new[] { "UNPOL" },
-            rules = new[] { new { reporter = "org:UNPOL", category = "poc.attacks-on-schools-and-hospitals", marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"], [" SOURCE-PROTECTED"]), tlp = "amber" } },
-        });
-        Assert.Equal(HttpStatusCode.Created, recorded.StatusCode);
+        await UnpolRuleAsync("UNPOL school attacks", "poc.attacks-on-schools-and-hospitals", Api.Marking("CONFIDENTIAL", ["org:UNPOL"], [" SOURCE-PROTECTED"]), "amber");
         var (byDefault, report) = await server.ClientFor("unpol").PostJson("/api/reports",
             Api.Fields(Api.Report(category: "poc.attacks-on-schools-and-hospitals", marking: null), without: "marking"));
         Assert.True(byDefault.StatusCode == HttpStatusCode.Created, report.ToString());
@@ -141,15 +148,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     {
         // UNPOL agreed to mark its sexual-violence reports DECONFLICTION-ONLY, a caveat its reporter does not hold: stored, the
         // report would answer its own author 404, and a retry 409.
-        var code = "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
-        var (recorded, _) = await server.ClientFor("unpoladmin").PostJson("/api/agreements", new
-        {
-            code,
-            name = "UNPOL protection caveat",
-            parties = new[] { "UNPOL" },
-            rules = new[] { new { reporter = "org:UNPOL", category = "poc.sexual-and-gender-based-violence", marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["DECONFLICTION-ONLY"]), tlp = "red" } },
-        });
-        Assert.Equal(HttpStatusCode.Created, recorded.StatusCode);
+        var code = await UnpolRuleAsync("UNPOL protection caveat", "poc.sexual-and-gender-based-violence", Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["DECONFLICTION-ONLY"]), "red");
         var id = Guid.NewGuid();
         var (refused, problem) = await server.ClientFor("unpol").PostJson("/api/reports",
             Api.Fields(Api.Report(id: id, category: "poc.sexual-and-gender-based-violence", marking: null), without: "marking"));

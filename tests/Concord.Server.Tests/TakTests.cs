@@ -848,11 +848,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{name}", new { clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
 
-        var withdrawals = new List<string>();
-        while (await device.WaitForAsync(e => e.Type == CotControl.DeleteType, TimeSpan.FromSeconds(15)) is { } e)
-        {
-            withdrawals.AddRange(e.Detail.Links.Select(l => l.Uid).OfType<string>());
-        }
+        var withdrawals = await WithdrawalsAsync(device);
 
         Assert.Contains(secretUid, withdrawals);
         Assert.DoesNotContain(openUid, withdrawals);
@@ -860,6 +856,18 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         // figures): it is withdrawn too, and a reconnect's opening picture sends it as the member now sees it.
         Assert.Contains(mixedUid, withdrawals);
         Assert.True(device.Closed);
+    }
+
+    /// <summary>The uids of every deletion a device is sent until none comes for 15 s (the cut follows them).</summary>
+    private static async Task<List<string>> WithdrawalsAsync(TakClient device)
+    {
+        var withdrawals = new List<string>();
+        while (await device.WaitForAsync(e => e.Type == CotControl.DeleteType, TimeSpan.FromSeconds(15)) is { } e)
+        {
+            withdrawals.AddRange(e.Detail.Links.Select(l => l.Uid).OfType<string>());
+        }
+
+        return withdrawals;
     }
 
     [Fact]
@@ -888,11 +896,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
 
         var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{members[1]}", new { clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
-        var withdrawals = new List<string>();
-        while (await device.WaitForAsync(e => e.Type == CotControl.DeleteType, TimeSpan.FromSeconds(15)) is { } e)
-        {
-            withdrawals.AddRange(e.Detail.Links.Select(l => l.Uid).OfType<string>());
-        }
+        var withdrawals = await WithdrawalsAsync(device);
 
         // The CONFIDENTIAL markers are withdrawn (the spot report as the device holds it, edited); the drawing, which the
         // member may still see, stays.

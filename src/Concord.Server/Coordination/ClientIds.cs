@@ -32,13 +32,20 @@ internal static class ClientIds
         Problems.Field("id", $"is already used by another {what}: a retry must send the same {what} (start a new form to send another)", StatusCodes.Status409Conflict);
 
     /// <summary>
-    /// The record a retry sends again (<paramref name="retried"/>: null when its id is new, or none was given), else the
-    /// answer of <paramref name="create"/>. A constraint violation on storing it with a client id is the same id stored
-    /// meanwhile (the first send of a retry still under way), answered as a retry.
+    /// Creates a record under the client's id, once: an empty id is refused (<paramref name="refused"/> gives the 400 as
+    /// the endpoint's answer); the record a retry sends again (<paramref name="retried"/>: null when its id is new, or
+    /// none was given) is answered as it is; else the answer of <paramref name="create"/>. A constraint violation on
+    /// storing it with a client id is the same id stored meanwhile (the first send of a retry still under way), answered
+    /// as a retry.
     /// </summary>
-    public static async Task<TResult> OnceAsync<TResult>(Guid? id, Func<Task<TResult?>> retried, Func<Task<TResult>> create)
+    public static async Task<TResult> OnceAsync<TResult>(Guid? id, Func<ProblemHttpResult, TResult> refused, Func<Task<TResult?>> retried, Func<Task<TResult>> create)
         where TResult : class
     {
+        if (Refused(id) is { } badId)
+        {
+            return refused(badId);
+        }
+
         if (await retried() is { } again)
         {
             return again;

@@ -107,12 +107,7 @@ internal static class FieldEndpoints
             return (ProblemHttpResult)problem;
         }
 
-        if (ClientIds.Refused(body!.Id) is { } badId)
-        {
-            return badId;
-        }
-
-        return await ClientIds.OnceAsync(body.Id, () => PatrolRetriedAsync(desk, body, viewer, context), () => CreatePatrolAsync(context, viewer, desk, body));
+        return await ClientIds.OnceAsync(body!.Id, badId => badId, () => PatrolRetriedAsync(desk, body, viewer, context), () => CreatePatrolAsync(context, viewer, desk, body));
     }
 
     /// <summary>The answer to a patrol whose id is stored already: the stored patrol when this member planned it with the same name and schedule; else a 409 on <c>id</c>.</summary>
@@ -479,12 +474,7 @@ internal static class FieldEndpoints
             return (ProblemHttpResult)problem;
         }
 
-        if (ClientIds.Refused(body!.Id) is { } badId)
-        {
-            return badId;
-        }
-
-        return await ClientIds.OnceAsync<Results<Created<MeetingDto>, Ok<MeetingDto>, ProblemHttpResult>>(body.Id, () => MeetingRetriedAsync(desk, body, viewer, context), async () =>
+        return await ClientIds.OnceAsync<Results<Created<MeetingDto>, Ok<MeetingDto>, ProblemHttpResult>>(body!.Id, badId => badId, () => MeetingRetriedAsync(desk, body, viewer, context), async () =>
             {
                 var (meeting, tasks, refused) = await CreateMeetingAsync(desk, body, viewer, context.RequestAborted);
                 if (refused is not null)
@@ -692,12 +682,7 @@ internal static class FieldEndpoints
             return (ProblemHttpResult)problem;
         }
 
-        if (ClientIds.Refused(body!.Id) is { } badId)
-        {
-            return badId;
-        }
-
-        return await ClientIds.OnceAsync(body.Id, () => LiaisonRetriedAsync(desk, body, viewer, context), () => CreateLiaisonAsync(context, viewer, desk, body));
+        return await ClientIds.OnceAsync(body!.Id, badId => badId, () => LiaisonRetriedAsync(desk, body, viewer, context), () => CreateLiaisonAsync(context, viewer, desk, body));
     }
 
     /// <summary>

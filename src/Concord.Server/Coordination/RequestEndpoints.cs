@@ -127,12 +127,7 @@ internal static class RequestEndpoints
             return (ProblemHttpResult)problem;
         }
 
-        if (ClientIds.Refused(body!.Id) is { } badId)
-        {
-            return badId;
-        }
-
-        return await ClientIds.OnceAsync<Results<Created<RequestDto>, Ok<RequestDto>, ProblemHttpResult>>(body.Id, () => RetriedAsync(desk, body, viewer, context), async () =>
+        return await ClientIds.OnceAsync<Results<Created<RequestDto>, Ok<RequestDto>, ProblemHttpResult>>(body!.Id, badId => badId, () => RetriedAsync(desk, body, viewer, context), async () =>
         {
             var (request, refused) = await CreateAsync(desk, body, viewer, context.RequestAborted);
             if (refused is not null)

@@ -146,12 +146,7 @@ internal static class TaskEndpoints
             return (ProblemHttpResult)problem;
         }
 
-        if (ClientIds.Refused(body!.Id) is { } badId)
-        {
-            return badId;
-        }
-
-        return await ClientIds.OnceAsync(body.Id, () => RetriedAsync(desk, body, viewer, context), () => CreateAsync(context, viewer, desk, body));
+        return await ClientIds.OnceAsync(body!.Id, badId => badId, () => RetriedAsync(desk, body, viewer, context), () => CreateAsync(context, viewer, desk, body));
     }
 
     /// <summary>
@@ -358,6 +353,7 @@ internal static class TaskEndpoints
             return (ProblemHttpResult)problem;
         }
 
+        // An empty id is refused before the task is looked for, as it was (OnceAsync refuses it too, for the other records).
         if (ClientIds.Refused(body!.Id) is { } badId)
         {
             return badId;
@@ -368,7 +364,7 @@ internal static class TaskEndpoints
             return TypedResults.NotFound();
         }
 
-        return await ClientIds.OnceAsync(body.Id, () => CommentRetriedAsync(desk, id, body, viewer, context), () => CommentAsync(id, context, viewer, desk, body));
+        return await ClientIds.OnceAsync(body.Id, refused => refused, () => CommentRetriedAsync(desk, id, body, viewer, context), () => CommentAsync(id, context, viewer, desk, body));
     }
 
     /// <summary>The answer to a comment whose id is stored already: the stored comment when it is this member's, on this task, with the same text; else a 409 on <c>id</c>.</summary>

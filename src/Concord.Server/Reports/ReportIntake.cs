@@ -206,6 +206,12 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         }
     }
 
+    /// <summary>
+    /// Whether the author of a report marked by their agreement may read it back: one refused otherwise (the API's 400 on
+    /// <c>marking</c>), and a TAK marker that would become one goes to no device (TakRouter).
+    /// </summary>
+    public static bool AuthorMayRead(Viewer author, int classification, long caveats) => Marking.Clears(author.Clearance, author.CaveatBits, classification, caveats);
+
     private sealed record Prepared(Report Report, Incident Incident, IncidentReport Link, IReadOnlyList<AuditEntry> Audit)
     {
         /// <summary>Why the row may not be stored if the organisation does not hold its record already (see <see cref="ReportWriter.Entry.RefusedIfNew"/>).</summary>
@@ -251,7 +257,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         else
         {
             (classification, releasableTo, caveats) = AgreementDecisions.Marks(@default, author.OrganizationCode, markings.Caveats);
-            if (@default is not null && !Marking.Clears(author.Clearance, author.CaveatBits, classification, caveats))
+            if (@default is not null && !AuthorMayRead(author, classification, caveats))
             {
                 // Stored, the report would be one its author could not read back (a 404, and a retry a 409): refused instead.
                 errors["marking"] = [$"agreement {@default.AgreementCode} (version {@default.AgreementVersion}) marks these reports " +

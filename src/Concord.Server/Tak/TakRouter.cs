@@ -82,8 +82,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         }
 
         // The markings it went out under, the latest last: a device holds the latest version its member could read.
-        _itemsSent.AddOrUpdate(uid, ([marking], now, sender), (_, known) =>
-            ([.. known.Markings.Where(k => (k.Classification, k.ReleasableTo, k.Caveats) != (marking.Classification, marking.ReleasableTo, marking.Caveats)), marking], now, known.Sender));
+        _itemsSent.AddOrUpdate(uid, ([marking], now, sender), (_, known) => (WithLatest(known.Markings, marking), now, known.Sender));
     }
 
     /// <summary>
@@ -141,11 +140,16 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             }
         }
 
-        _incidentsSent.AddOrUpdate(incidentId, ([marking], now), (_, known) =>
-            (known.Markings.Any(k => k.Classification == marking.Classification && k.ReleasableTo == marking.ReleasableTo && k.Caveats == marking.Caveats)
-                ? known.Markings
-                : [.. known.Markings, marking], now));
+        _incidentsSent.AddOrUpdate(incidentId, ([marking], now), (_, known) => (WithLatest(known.Markings, marking), now));
     }
+
+    /// <summary>The markings something went out under, with <paramref name="marking"/> as the latest (last, once).</summary>
+    private static MarkingDefault[] WithLatest(MarkingDefault[] known, MarkingDefault marking) =>
+        known is [.., var last] && Same(last, marking)
+            ? known
+            : [.. known.Where(k => !Same(k, marking)), marking];
+
+    private static bool Same(MarkingDefault a, MarkingDefault b) => (a.Classification, a.ReleasableTo, a.Caveats) == (b.Classification, b.ReleasableTo, b.Caveats);
 
     /// <summary>
     /// Records that <paramref name="viewer"/>'s device was sent <paramref name="view"/>, the incident as built from the
@@ -647,18 +651,29 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// once the server has forgotten it, replace it on every device under its own marking, and lock its owners' edits out.
     /// One query per marker uid not in memory.
     /// </summary>
-    private async ValueTask<string?> MarkerOfAnotherOrganisationAsync(TakSession from, CotEvent e)
+    private async ValueTask<string?> MarkerOfAnotherOrganisationAsync(TakSession from, CotEvent e) =>
+        FirstOf(await StoredItemsAsync([e.Uid])).Values.SingleOrDefault() is { } first && first.OrganizationId != from.Viewer.OrganizationId
+            ? "the uid is an item another organisation sent first"
+            : null;
+
+    private sealed record StoredItem(string ExternalRef, DateTime ReceivedAt, long Number, Guid MemberId, Guid OrganizationId, int Classification, string ReleasableTo, long Caveats);
+
+    /// <summary>The reports the store holds of the items <paramref name="uids"/> (a marker's each edit is one).</summary>
+    private async Task<List<StoredItem>> StoredItemsAsync(IReadOnlyCollection<string> uids)
     {
-        var item = CotMapping.ItemRef(e.Uid);
+        var items = uids.Select(CotMapping.ItemRef).ToList();
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         // The partial index of schema 13 holds only reports from TAK items; the query repeats its condition so that SQLite uses it.
-        var first = await db.Reports.AsNoTracking()
-            .Where(r => r.ExternalRef == item && EF.Functions.Like(r.ExternalRef, CotMapping.ItemRefPrefix + "%"))
-            .OrderBy(r => r.ReceivedAt).ThenBy(r => r.Number)
-            .Select(r => (Guid?)r.OrganizationId).FirstOrDefaultAsync(CancellationToken.None);
-        return first is { } organization && organization != from.Viewer.OrganizationId ? "the uid is an item another organisation sent first" : null;
+        return await db.Reports.AsNoTracking()
+            .Where(r => items.Contains(r.ExternalRef!) && EF.Functions.Like(r.ExternalRef, CotMapping.ItemRefPrefix + "%"))
+            .Select(r => new StoredItem(r.ExternalRef!, r.ReceivedAt, r.Number, r.MemberId, r.OrganizationId, r.Classification, r.ReleasableTo, r.Caveats))
+            .ToListAsync(CancellationToken.None);
     }
+
+    /// <summary>Each stored item's first report, by its reference: who sent it first is its owner.</summary>
+    private static Dictionary<string, StoredItem> FirstOf(List<StoredItem> reports) =>
+        reports.GroupBy(r => r.ExternalRef).ToDictionary(g => g.Key, g => g.MinBy(r => (r.ReceivedAt, r.Number))!);
 
     /// <summary>How many items one deletion may name: a device deletes one at a time; each is looked up in the store.</summary>
     public const int MaxDeletedItems = 16;
@@ -688,17 +703,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             uids.Add(e.Uid);
         }
 
-        var items = uids.Select(CotMapping.ItemRef).ToList();
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        // The partial index of schema 13 holds only reports from TAK items; the query repeats its condition so that SQLite uses it.
-        var reports = await db.Reports.AsNoTracking()
-            .Where(r => items.Contains(r.ExternalRef!) && EF.Functions.Like(r.ExternalRef, CotMapping.ItemRefPrefix + "%"))
-            .Select(r => new { r.ExternalRef, r.ReceivedAt, r.Number, r.MemberId, r.Classification, r.ReleasableTo, r.Caveats }).ToListAsync(CancellationToken.None);
-        var firstSender = reports.GroupBy(r => r.ExternalRef!).ToDictionary(g => g.Key, g => g.MinBy(r => (r.ReceivedAt, r.Number))!.MemberId);
+        var reports = await StoredItemsAsync(uids);
+        var firstSender = FirstOf(reports);
         foreach (var uid in uids)
         {
-            var owner = firstSender.TryGetValue(CotMapping.ItemRef(uid), out var stored) ? stored : _latest.TryGetValue(uid, out var latest) ? latest.Owner : from.Viewer.MemberId;
+            var owner = firstSender.TryGetValue(CotMapping.ItemRef(uid), out var stored) ? stored.MemberId : _latest.TryGetValue(uid, out var latest) ? latest.Owner : from.Viewer.MemberId;
             if (owner != from.Viewer.MemberId)
             {
                 return $"it deletes {uid}, an item another member sent first";
@@ -709,7 +718,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // deletion goes to the same devices (told to others, it would name a marker they may not see, and devices that see
         // the marker but not the positions would keep it). Items of several markings, or not stored, keep the positions'.
         var namedRefs = named.Select(CotMapping.ItemRef).ToHashSet(StringComparer.Ordinal);
-        var found = reports.Where(r => namedRefs.Contains(r.ExternalRef!)).ToList();
+        var found = reports.Where(r => namedRefs.Contains(r.ExternalRef)).ToList();
         if (namedRefs.All(firstSender.ContainsKey)
             && found.Select(r => (r.Classification, r.ReleasableTo, r.Caveats)).Distinct().ToList() is [var only])
         {
@@ -957,7 +966,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // Under the server's stopping token, not the session's: a device that reconnects (replacing this session), or is
         // cut, while its marker is being stored must not lose the report of a marker the other devices were already sent.
         var marking = await markings.ForAsync(from.Viewer, category, from.ServerStopping);
-        if (!Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, from.Viewer))
+        if (!ReportIntake.AuthorMayRead(from.Viewer, marking.Classification, marking.Caveats))
         {
             // The report would be one its author could not read back, which the intake refuses (as the API does): the
             // marker then goes nowhere, rather than to other devices as a marker of no report, and is not remembered: once
