@@ -1327,6 +1327,44 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_routed_task_narrowed_out_of_its_organisations_reach_is_withdrawn_with_its_notice_and_routed_again_when_it_widens()
+    {
+        var (area, lat, lon) = await AreaAsync(-82);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "OCHA", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the southern market."));
+        var lead = Id((await WaitForAsync(() => TasksAsync("ocha", $"incident={incident}"), t => t.Count == 1, "OCHA's lead task")).Single());
+        Clock.Advance(TimeSpan.FromMinutes(31));
+        bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.ValueKind == JsonValueKind.String && e.GetGuid() == lead;
+        await WaitForAsync(() => TasksAsync("joc", "organization=JOC"), t => t.Any(IsNotice), "the notice of OCHA's miss");
+
+        // The JOC's account for itself and the police joins: the incident is no longer released to OCHA. OCHA's task, which
+        // nobody at OCHA may see any more, is withdrawn, and the JOC's notice of OCHA's miss with it (both stayed open,
+        // counted against OCHA, and the task escalated again at its response deadline).
+        var (_, joined) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(latitude: lat, longitude: lon,
+            narrative: "Clash at the southern market, JOC account.", marking: Api.Marking("UNCLASSIFIED", ["org:JOC", "org:UNPOL"])));
+        Assert.Equal(incident, Id(joined, "incidentId"));
+        var withdrawn = await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.Id == lead)),
+            t => t.Status == TaskStatuses.Done, "the task to be withdrawn");
+        Assert.Equal("withdrawn: its incident is no longer released to the organisation", withdrawn.Reason);
+        Assert.Null(withdrawn.RoutingKey);
+        var notice = await server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.EscalatedItemId == lead));
+        Assert.Equal(TaskStatuses.Done, notice.Status);
+        Assert.Equal("its task was withdrawn: its incident is no longer released to the organisation", notice.Reason);
+        Assert.Equal(2, await server.WithDbAsync(db => db.Audit.CountAsync(a => (a.EntityId == lead || a.EntityId == notice.Id) && a.Action == AuditActions.Status)));
+
+        // The JOC's account is split out again: the incident is the mission's once more, and OCHA is given a new lead task,
+        // its deadlines counted from then.
+        var splitAt = Clock.GetUtcNow();
+        var (split, splitBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { Id(joined) } });
+        Assert.True(split.StatusCode == HttpStatusCode.OK, splitBody.ToString());
+        // (OCHA sees the JOC's notice of its miss again, closed, as it sees the incident.)
+        bool IsNewLead(JsonElement x) => Id(x) != lead && x.GetProperty("role").GetString() == "lead";
+        var again = (await WaitForAsync(() => TasksAsync("ocha", $"incident={incident}"), t => t.Any(IsNewLead), "OCHA's task routed again")).Single(IsNewLead);
+        Assert.Equal("open", again.GetProperty("status").GetString());
+        Assert.Equal(splitAt.AddMinutes(30), again.GetProperty("deadlines").GetProperty("acknowledgeBy").GetDateTimeOffset());
+    }
+
+    [Fact]
     public async Task An_escalation_notice_is_withdrawn_when_its_organisation_leaves_the_group_its_incident_reached_it_through()
     {
         var (area, lat, lon) = await AreaAsync(-49);

@@ -59,8 +59,11 @@ internal sealed class CoordinationTask : DeadlineRecord, IFeedEntity
     public string? ReasonFor(Access.Viewer viewer) =>
         Reason is not null && ReasonClassification is { } level && Access.Marking.AllowsRead(level, ReasonReleasableTo!, ReasonCaveats ?? 0, viewer) ? Reason : null;
 
-    /// <summary>Makes automatic creation idempotent (one lead task per incident and organisation, one task per escalation).</summary>
-    public string? RoutingKey { get; init; }
+    /// <summary>
+    /// Makes automatic creation idempotent (one lead task per incident and organisation, one task per escalation). A routed
+    /// task withdrawn from its organisation gives its key up, so that the incident may be routed to it again.
+    /// </summary>
+    public string? RoutingKey { get; set; }
 
     public Guid? IncidentId { get; init; }
 

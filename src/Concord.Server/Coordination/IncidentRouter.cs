@@ -269,6 +269,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 && directory.Organization(t.OrganizationId) is { } to && !directory.ReleasesTo(m.ReleasableTo, to))
             .Select(t => t.IncidentId), cancellationToken);
         var changed = new List<Guid?>();
+        var withdrawn = new Dictionary<Guid, string>();
         foreach (var task in tasks)
         {
             if (!markings.TryGetValue(task.IncidentId!.Value, out var m))
@@ -312,10 +313,39 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             task.Category = m.Category;
             task.AreaId = m.AreaId;
             task.UpdatedAt = now;
+            if (task.Role != TaskRoles.Escalation && task.Status is not (TaskStatuses.Done or TaskStatuses.Declined)
+                && await WithdrawnAsync(db, task, cancellationToken) is { } reason)
+            {
+                audit.Add(task.CloseBySystem(reason, now));
+                // Routed again, with deadlines from then, if the incident comes back within the organisation's reach.
+                task.RoutingKey = null;
+                withdrawn[task.Id] = reason;
+            }
+        }
+
+        // Their escalation notices go with them: a miss of a task its organisation could not see is no miss.
+        foreach (var notice in tasks.Where(t => t.Role == TaskRoles.Escalation && t.Status is not (TaskStatuses.Done or TaskStatuses.Declined)))
+        {
+            if (notice.EscalatedItemId is { } item && withdrawn.TryGetValue(item, out var reason))
+            {
+                audit.Add(notice.CloseBySystem($"its task was {reason}", now));
+            }
         }
 
         return new FollowedTasks(changed, [.. tasks.Where(t => t.Role == TaskRoles.Escalation).Select(t => t.Id)]);
     }
+
+    /// <summary>
+    /// Why a routed task that has just followed its incident to a narrower marking is withdrawn from its organisation:
+    /// the incident is no longer released to it, or none of its members may read it any more. Such a task would stay
+    /// open where nobody there can see it and escalate as the organisation's miss (the router never routes one: the
+    /// same two reasons withhold a route).
+    /// </summary>
+    private async Task<string?> WithdrawnAsync(ConcordDb db, CoordinationTask task, CancellationToken cancellationToken) =>
+        directory.Organization(task.OrganizationId) is not { } organization ? null
+        : !directory.ReleasesTo(task.ReleasableTo, organization) ? "withdrawn: its incident is no longer released to the organisation"
+        : await CoordinationDesk.NobodyMayReadAsync(db, organization.Id, task.Classification, task.Caveats, cancellationToken)
+            ? "withdrawn: no member of the organisation may read its incident any more" : null;
 
     /// <summary>
     /// The routed tasks whose marking or words a round changed, and the escalation notices it read with them. The
