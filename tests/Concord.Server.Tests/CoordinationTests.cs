@@ -1329,13 +1329,13 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     [Fact]
     public async Task A_routed_task_narrowed_out_of_its_organisations_reach_is_withdrawn_with_its_notice_and_routed_again_when_it_widens()
     {
-        var (area, lat, lon) = await AreaAsync(-82);
+        var (area, lat, lon) = await AreaAsync(-85);
         await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "OCHA", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
         var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the southern market."));
         var lead = Id((await WaitForAsync(() => TasksAsync("ocha", $"incident={incident}"), t => t.Count == 1, "OCHA's lead task")).Single());
         Clock.Advance(TimeSpan.FromMinutes(31));
         bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.ValueKind == JsonValueKind.String && e.GetGuid() == lead;
-        await WaitForAsync(() => TasksAsync("joc", "organization=JOC"), t => t.Any(IsNotice), "the notice of OCHA's miss");
+        await WaitForAsync(() => TasksAsync("joc", $"incident={incident}&organization=JOC"), t => t.Any(IsNotice), "the notice of OCHA's miss");
 
         // The JOC's account for itself and the police joins: the incident is no longer released to OCHA. OCHA's task, which
         // nobody at OCHA may see any more, is withdrawn, and the JOC's notice of OCHA's miss with it (both stayed open,

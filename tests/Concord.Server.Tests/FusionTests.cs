@@ -537,6 +537,26 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task The_audit_of_a_fusion_decision_is_marked_as_the_incident_it_names_as_well_as_the_report()
+    {
+        // The JOC's strictly confidential account, and a mission-wide account proposed against its incident; the JOC rejects it.
+        var at = When.AddDays(-170);
+        var secret = await FacaPostAsync("joc", 7.9, 23.4, at, "Ouanda Djalle", Api.Marking("STRICTLY CONFIDENTIAL", []));
+        var match = await UncertainMatchAsync(7.9, 23.4, at, "Ouanda Djalle");
+        var incident = secret.GetProperty("incidentId").GetGuid();
+        var (_, proposals) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+        var proposal = proposals.EnumerateArray().Single(p => p.GetProperty("reportId").GetGuid() == match.GetProperty("id").GetGuid());
+        Assert.Equal(incident, proposal.GetProperty("incidentId").GetGuid());
+        var (rejected, _) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal.GetProperty("id").GetGuid()}", new { decision = "reject" });
+        Assert.Equal(HttpStatusCode.OK, rejected.StatusCode);
+
+        // The entry names the secret incident: it is marked strictly confidential, not as the mission-wide report alone.
+        var entry = await server.WithDbAsync(db => db.Audit.AsNoTracking().SingleAsync(a => a.Action == Audit.AuditActions.FusionDecision && a.EntityId == incident));
+        Assert.True(Access.ClassificationScheme.Un.TryParse("STRICTLY CONFIDENTIAL", out var level));
+        Assert.Equal(level, entry.Classification);
+    }
+
+    [Fact]
     public async Task A_closed_incident_takes_no_report_by_an_accepted_proposal_or_a_merge_until_it_is_reopened()
     {
         var at = When.AddDays(-160);

@@ -390,7 +390,10 @@ internal static class FusionEndpoints
             }
         }
 
-        var marking = await db.Reports.Where(r => r.Id == proposal.ReportId).Select(r => new AuditMarking(r.Classification, r.Caveats)).SingleAsync(context.RequestAborted);
+        // The entry names the incident as well as the report: it is marked as both (as a merge's and a split's are), so that
+        // an auditor cleared for the report alone does not learn of a classified incident it was matched against.
+        var marking = (await db.Reports.Where(r => r.Id == proposal.ReportId).Select(r => new AuditMarking(r.Classification, r.Caveats)).SingleAsync(context.RequestAborted))
+            .With(await db.Incidents.Where(i => i.Id == proposal.IncidentId).Select(i => new AuditMarking(i.Classification, i.Caveats)).SingleAsync(context.RequestAborted));
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.FusionDecision, "incident", proposal.IncidentId, marking, now,
             Audits.Detail(new { proposal = proposal.Id, report = proposal.ReportId, decision = proposal.Decision }))], CancellationToken.None);
         if (moved is var (from, fromRemoved, to))
