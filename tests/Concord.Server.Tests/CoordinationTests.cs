@@ -741,7 +741,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (noReason, noReasonProblem) = await force.PostJson($"/api/requests/{id}/status", new { status = "declined" });
         Assert.Equal(HttpStatusCode.BadRequest, noReason.StatusCode);
         Assert.Equal(["reason"], noReasonProblem.ErrorFields());
-        Assert.Equal(HttpStatusCode.Conflict, (await force.PostJson($"/api/requests/{id}/status", new { status = "completed" })).Response.StatusCode);
+        var (notYet, notYetProblem) = await force.PostJson($"/api/requests/{id}/status", new { status = "completed" });
+        Assert.Equal(HttpStatusCode.Conflict, notYet.StatusCode);
+        Assert.Equal(["status"], notYetProblem.ErrorFields());
 
         Clock.Advance(TimeSpan.FromMinutes(4));
         var (acked, _) = await force.PostJson($"/api/requests/{id}/status", new { status = "acknowledged" });
@@ -944,7 +946,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal("declined", read.GetProperty("status").GetString());
         Assert.StartsWith("The hospital", read.GetProperty("reason").GetString(), StringComparison.Ordinal);
         Assert.Single(read.GetProperty("comments").EnumerateArray());
-        Assert.Equal(HttpStatusCode.Conflict, (await unpol.PostJson($"/api/tasks/{id}/status", new { status = "in-progress" })).Response.StatusCode);
+        var (moved, movedProblem) = await unpol.PostJson($"/api/tasks/{id}/status", new { status = "in-progress" });
+        Assert.Equal(HttpStatusCode.Conflict, moved.StatusCode);
+        Assert.Equal(["status"], movedProblem.ErrorFields());
 
         // The decline is audited with the length of its reason, not its words: auditors read the log mission-wide, by
         // clearance alone, and the task (with its reason) is released to the police and the JOC only.

@@ -16,7 +16,7 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     {
         var client = Server.ClientFor("force");
         var id = Guid.NewGuid();
-        var body = Api.Report(id, marking: Api.Marking("UNCLASSIFIED", ["mission"]));
+        var body = Api.Report(id, marking: Api.Marking("CONFIDENTIAL", ["mission"]));
 
         var (first, created) = await client.PostJson("/api/reports", body);
         var (second, again) = await client.PostJson("/api/reports", body);
@@ -27,6 +27,8 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Equal(created.GetProperty("incidentId").GetGuid(), again.GetProperty("incidentId").GetGuid());
         Assert.Equal(1, await Server.WithDbAsync(db => db.Reports.CountAsync(r => r.Id == id)));
         Assert.Equal(1, await Server.WithDbAsync(db => db.Changes.CountAsync(c => c.EntityId == id)));
+        // The retry was answered with the stored (confidential) report: a read, audited as a GET of it is.
+        Assert.Equal(1, await Server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == id && a.Action == Audit.AuditActions.Read)));
     }
 
     [Fact]
@@ -69,6 +71,7 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
         Assert.Contains("different body", problem.GetProperty("detail").GetString());
+        Assert.Equal(["id"], problem.ErrorFields());
     }
 
     [Fact]
@@ -80,6 +83,7 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         var (response, problem) = await Server.ClientFor("force").PostJson("/api/reports", Api.Report(id, narrative: "Informant says the militia moved north."));
 
         Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
+        Assert.Equal(["id"], problem.ErrorFields());
         Assert.DoesNotContain("militia", problem.ToString());
     }
 

@@ -243,7 +243,7 @@ internal static class FieldEndpoints
 
         if (!PatrolStatuses.CanMove(patrol.Status, to))
         {
-            return Problems.Conflict($"a patrol cannot go from {patrol.Status} to {to}");
+            return Problems.Field("status", $"a patrol cannot go from {patrol.Status} to {to}", StatusCodes.Status409Conflict);
         }
 
         if (CoordinationDesk.ReasonProblem(body.Reason, declining: false, "patrol", out var reason) is { } refused)

@@ -369,7 +369,7 @@ internal static class RequestEndpoints
 
         if (!RequestStatuses.CanMove(request.Status, to))
         {
-            return Problems.Conflict($"a request cannot go from {request.Status} to {to}");
+            return Problems.Field("status", $"a request cannot go from {request.Status} to {to}", StatusCodes.Status409Conflict);
         }
 
         var from = request.Status;

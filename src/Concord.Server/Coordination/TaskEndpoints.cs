@@ -315,7 +315,7 @@ internal static class TaskEndpoints
 
         if (!TaskStatuses.CanMove(task.Status, to))
         {
-            return Problems.Conflict($"a task cannot go from {task.Status} to {to}");
+            return Problems.Field("status", $"a task cannot go from {task.Status} to {to}", StatusCodes.Status409Conflict);
         }
 
         var from = task.Status;

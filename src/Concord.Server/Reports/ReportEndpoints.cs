@@ -28,7 +28,7 @@ internal static class ReportEndpoints
     }
 
     private static async Task<Results<Created<ReportDto>, Ok<ReportDto>, ProblemHttpResult>> Create(
-        HttpContext context, Viewer viewer, ReportIntake intake, ConcordDb db, MissionDirectory directory, MarkingFormat markings)
+        HttpContext context, Viewer viewer, ReportIntake intake, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
         var (request, problem) = await JsonBody.ReadAsync<CreateReport>(context, MaxBodyBytes);
         if (problem is not null)
@@ -37,13 +37,19 @@ internal static class ReportEndpoints
         }
 
         var outcome = await intake.CreateAsync(request!, viewer, context.RequestAborted);
+        if (outcome is ReportIntake.Outcome.Existing existing)
+        {
+            // A retry is answered with the report as it is stored now (perhaps corrected since): a read, audited as a GET of it is.
+            await RecordReadAsync(audit, viewer, [existing.Report], context, time);
+        }
+
         return outcome switch
         {
             ReportIntake.Outcome.Created c => TypedResults.Created($"/api/reports/{c.Report.Id}",
                 c.Report.ToDto(c.IncidentId, viewer, directory, markings, await ReportMapping.VisibleOriginalsAsync(db, viewer, [c.Report], context.RequestAborted))),
             ReportIntake.Outcome.Existing e => TypedResults.Ok(e.Report.ToDto(e.IncidentId, viewer, directory, markings,
                 await ReportMapping.VisibleOriginalsAsync(db, viewer, [e.Report], context.RequestAborted))),
-            ReportIntake.Outcome.Conflict c => Problems.Conflict(c.Reason),
+            ReportIntake.Outcome.Conflict c => Problems.Field("id", c.Reason, StatusCodes.Status409Conflict),
             ReportIntake.Outcome.Invalid i => Problems.Invalid(i.Errors),
             _ => throw new InvalidOperationException("unknown intake outcome"),
         };
