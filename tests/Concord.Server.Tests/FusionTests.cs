@@ -77,6 +77,16 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         var (refused, problem) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { first.GetProperty("id").GetGuid() } });
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         Assert.Equal(["reports"], problem.ErrorFields());
+        // Unknown ids are named, the first ten of them, however many were sent; more than a thousand is refused unread.
+        var strangers = Enumerable.Range(0, 25).Select(_ => Guid.NewGuid()).ToList();
+        var (unknown, unknownProblem) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/split", new { reports = strangers });
+        Assert.Equal(HttpStatusCode.BadRequest, unknown.StatusCode);
+        var reason = unknownProblem.GetProperty("errors").GetProperty("reports")[0].GetString()!;
+        Assert.Equal($"not in this incident: {string.Join(", ", strangers.Take(10))} and 15 more", reason);
+        var (tooMany, tooManyProblem) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/split",
+            new { reports = Enumerable.Range(0, 1001).Select(_ => Guid.NewGuid()) });
+        Assert.Equal(HttpStatusCode.BadRequest, tooMany.StatusCode);
+        Assert.Equal("name 1 to 1,000 reports to move into a new incident", tooManyProblem.GetProperty("errors").GetProperty("reports")[0].GetString());
         var (byReporter, _) = await server.ClientFor("rwabatt").PostJson($"/api/incidents/{separate}/split", new { reports = new[] { second.GetProperty("id").GetGuid() } });
         Assert.Equal(HttpStatusCode.Forbidden, byReporter.StatusCode);
     }

@@ -138,6 +138,12 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         }
     }
 
+    /// <summary>The most reports one split moves: each is a parameter of its queries, and a much-reported event's incident holds fewer.</summary>
+    public const int MaxSplit = 1000;
+
+    /// <summary>The most unknown report ids a refused split names.</summary>
+    private const int MaxNamed = 10;
+
     /// <summary>
     /// Moves <paramref name="reportIds"/> into a new incident. <paramref name="answer"/> runs once it is committed, before
     /// the gate opens: another analyst's merge could otherwise take the new incident away before the answer is built.
@@ -152,9 +158,9 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         }
 
         var moving = reportIds?.Distinct().ToList() ?? [];
-        if (moving.Count == 0)
+        if (moving.Count is 0 or > MaxSplit)
         {
-            return new Outcome(null, "reports", "name the reports to move into a new incident");
+            return new Outcome(null, "reports", $"name 1 to {MaxSplit:N0} reports to move into a new incident");
         }
 
         // Only reports the analyst may see can be named; all the incident's reports are needed to rebuild what stays.
@@ -163,7 +169,9 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         var unknown = moving.Where(m => !visible.Contains(m) || links.All(l => l.ReportId != m)).ToList();
         if (unknown.Count > 0)
         {
-            return new Outcome(null, "reports", $"not in this incident: {string.Join(", ", unknown)}");
+            // The first few by name, as many as there are in all: the answer stays short whatever was sent.
+            var named = string.Join(", ", unknown.Take(MaxNamed));
+            return new Outcome(null, "reports", $"not in this incident: {named}{(unknown.Count > MaxNamed ? $" and {unknown.Count - MaxNamed:N0} more" : "")}");
         }
 
         // Counted among the reports the analyst may see: counting all of them would tell whether hidden ones remain.
