@@ -164,6 +164,42 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_retry_of_a_stored_report_is_answered_with_it_after_its_author_loses_the_role_that_let_it_be_written()
+    {
+        var code = "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var (recorded, _) = await server.ClientFor("unpoladmin").PostJson("/api/agreements", new
+        {
+            code,
+            name = "UNPOL–Force abduction reporting MOU",
+            parties = new[] { "UNPOL", "FORCE" },
+            rules = new[] { new { reporter = "org:UNPOL", category = "poc", marking = Api.Marking("CONFIDENTIAL", ["kind:military", "org:JOC"]), tlp = "amber+strict" } },
+        });
+        Assert.Equal(HttpStatusCode.Created, recorded.StatusCode);
+        var name = "rel" + Guid.NewGuid().ToString("N")[..8];
+        var admin = server.ClientFor("unpoladmin");
+        Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/organizations/UNPOL/members",
+            new { userName = name, password = TestServer.Password, clearance = "CONFIDENTIAL", roles = new[] { "reporter", "releaser" } })).Response.StatusCode);
+        using var releaser = await server.SignedInAsync(name);
+
+        // A releaser files a report looser than the agreement; the answer is lost on the way back.
+        var id = Guid.NewGuid();
+        var body = Api.Report(id, category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Two aid workers taken at the Kabo checkpoint.");
+        Assert.Equal(HttpStatusCode.Created, (await releaser.PostJson("/api/reports", body)).Response.StatusCode);
+        // The role is taken away before the retry: the retry is still answered with the stored report, not refused as new.
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { roles = new[] { "reporter" } })).StatusCode);
+        var (again, stored) = await releaser.PostJson("/api/reports", body);
+        Assert.True(again.StatusCode == HttpStatusCode.OK, stored.ToString());
+        Assert.Equal((id, "UNCLASSIFIED"), (stored.GetProperty("id").GetGuid(), stored.GetProperty("marking").GetProperty("classification").GetString()));
+        // A new report so marked is theirs to file no longer; nor is the stored one's id with another body.
+        var (fresh, freshProblem) = await releaser.PostJson("/api/reports", Api.Report(category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(HttpStatusCode.BadRequest, fresh.StatusCode);
+        Assert.Equal(["marking"], freshProblem.ErrorFields());
+        var (changed, _) = await releaser.PostJson("/api/reports", Api.Report(id, category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Three aid workers taken."));
+        Assert.Equal(HttpStatusCode.BadRequest, changed.StatusCode);
+        Assert.Equal(1, await server.WithDbAsync(db => db.Reports.CountAsync(r => r.Id == id)));
+    }
+
+    [Fact]
     public async Task An_agreement_marks_reports_by_default_and_only_a_releaser_may_loosen_it()
     {
         var code = "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();

@@ -6,6 +6,7 @@ using Concord.Server.Data;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
 using Concord.Server.Sharing;
+using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Reports;
 
@@ -13,7 +14,7 @@ namespace Concord.Server.Reports;
 /// Takes reports in, from every door (HTTP, importer, demo, later CoT): validates, applies the marking, assigns the area,
 /// and writes the report with its incident in one transaction, so a rejected report leaves nothing behind.
 /// </summary>
-internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat markings, ReportWriter writer, DeploymentKeys keys, TimeProvider time)
+internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat markings, ReportWriter writer, DeploymentKeys keys, ConcordDb db, TimeProvider time)
 {
     internal abstract record Outcome
     {
@@ -52,11 +53,33 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         }
 
         var (prepared, errors) = await PrepareAsync(request, author, cancellationToken);
-        return prepared is null
-            ? new Outcome.Invalid(errors!)
-            : await writer.WriteAsync(new ReportWriter.Entry(prepared.Report, prepared.Incident, prepared.Link, prepared.Audit), author, cancellationToken);
+        if (prepared is null)
+        {
+            // A retry of a report stored before is answered with it, whatever changed since (the author's releaser role
+            // taken away, an agreement tightened, an area renamed): its first send was accepted, and refusing the same
+            // request now would tell the author it was not.
+            return (Outcome?)await StoredRetryAsync(request, author, cancellationToken) ?? new Outcome.Invalid(errors!);
+        }
+
+        return await writer.WriteAsync(new ReportWriter.Entry(prepared.Report, prepared.Incident, prepared.Link, prepared.Audit), author, cancellationToken);
 
         static Outcome.Invalid Refused(string field, string reason) => new(new Dictionary<string, string[]>(StringComparer.Ordinal) { [field] = [reason] });
+    }
+
+    /// <summary>The stored report this request is an exact retry of: same id, same author, same request, and readable by them still.</summary>
+    private async Task<Outcome.Existing?> StoredRetryAsync(CreateReport request, Viewer author, CancellationToken cancellationToken)
+    {
+        if (request.Id is not { } id)
+        {
+            return null;
+        }
+
+        var stored = await db.Reports.AsNoTracking().Where(r => r.Id == id && r.MemberId == author.MemberId)
+            .Select(r => new { Report = r, IncidentId = db.IncidentReports.Where(l => l.ReportId == r.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefault() })
+            .SingleOrDefaultAsync(cancellationToken);
+        return stored is not null && ReportWriter.Decide(stored.Report, stored.IncidentId, stored.Report, author, candidateHash: RequestHash(request, sourceKeyed: false)) is Outcome.Existing existing
+            ? existing
+            : null;
     }
 
     /// <summary>
