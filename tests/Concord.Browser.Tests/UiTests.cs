@@ -988,6 +988,29 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         var found = await api.GetFromJsonAsync<JsonElement>("/api/reports?q=" + Uri.EscapeDataString(narrative));
         Assert.Equal(1, found.GetProperty("items").GetArrayLength());
         Assert.Equal(id, found.GetProperty("items")[0].GetProperty("id").GetString());
+
+        // Sent again with a detail added since: what was received stands, and the page says so; the changed form comes back
+        // under a new id (under the old one every later send would conflict too), and its next send files it as a new report.
+        var changed = narrative + ", two trucks turned back";
+        var headers = new Dictionary<string, string> { ["Content-Type"] = "application/x-www-form-urlencoded" };
+        var edited = With(form, "Input.Narrative", changed);
+        var conflicted = await page.APIRequest.PostAsync("/report", new() { Headers = headers, Data = edited });
+        Assert.Equal(422, conflicted.Status);
+        var html = await conflicted.TextAsync();
+        Assert.Contains("already been sent and received, with other content", html);
+        Assert.Contains("id=\"resent-incident\"", html);
+        Assert.Contains(System.Net.WebUtility.HtmlEncode(changed), html);
+        var newId = System.Text.RegularExpressions.Regex.Match(html, "name=\"Input.Id\" value=\"([^\"]+)\"").Groups[1].Value;
+        Assert.True(Guid.TryParse(newId, out _) && newId != id, newId);
+        var filed = await page.APIRequest.PostAsync("/report", new() { Headers = headers, Data = With(edited, "Input.Id", newId) });
+        Assert.Equal(200, filed.Status);
+        Assert.Contains("Report received.", await filed.TextAsync());
+        var both = await api.GetFromJsonAsync<JsonElement>("/api/reports?q=" + Uri.EscapeDataString(narrative));
+        Assert.Equal(new[] { id, newId }.Order(), both.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("id").GetString()!).Order());
+
+        // The form's encoded fields with one field's value replaced.
+        static string With(string encoded, string field, string value) =>
+            string.Join('&', encoded.Split('&').Select(pair => pair.StartsWith(field + "=", StringComparison.Ordinal) ? $"{field}={Uri.EscapeDataString(value)}" : pair));
     }
 
     [Fact]

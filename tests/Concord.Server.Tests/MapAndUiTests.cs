@@ -312,6 +312,27 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         }
     }
 
+    [Fact]
+    public void The_report_form_counts_a_line_break_as_the_browser_does_and_stores_it_as_the_api_does()
+    {
+        // As long as the text area's maxlength allows, counting each line break once; the browser sends each as CRLF.
+        var lines = Enumerable.Range(0, 21).Select(i => new string((char)('a' + i), (Reports.ReportRules.MaxNarrativeLength - 20) / 21)).ToList();
+        var typed = string.Join("\n", lines).PadRight(Reports.ReportRules.MaxNarrativeLength, 'z');
+        Assert.Equal(Reports.ReportRules.MaxNarrativeLength, typed.Length);
+        var form = ReportForm.Fresh(DateTimeOffset.UtcNow, "en");
+        form.Narrative = typed.Replace("\n", "\r\n", StringComparison.Ordinal);
+        form.Latitude = "5.7";
+        form.Longitude = "19.1";
+        form.Category = "acled.riots";
+
+        var (request, errors) = form.ToRequest(["mission"], []);
+        Assert.Empty(errors);
+        Assert.Equal(typed, request.Narrative);
+        var rules = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        Reports.ReportRules.Validate(request, DateTimeOffset.UtcNow, _ => true, rules);
+        Assert.False(rules.ContainsKey("narrative"), string.Join("; ", rules.SelectMany(r => r.Value)));
+    }
+
     [GeneratedRegex(@"T(?:\[""|\.Format\("")([a-z0-9.]+)""")]
     private static partial Regex KeyPattern();
 }

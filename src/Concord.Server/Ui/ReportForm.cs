@@ -136,7 +136,9 @@ public sealed class ReportForm
             Location = new LocationInput(latitude, longitude, precision, Blank(Area)),
             Category = Blank(Category),
             Casualties = casualties,
-            Narrative = Narrative ?? "",
+            // A browser sends a text area's line breaks as CRLF but counts each as one character against its maxlength: as
+            // sent, a narrative the form let the member type in full could be refused as too long. Stored as the API's are, with LF.
+            Narrative = (Narrative ?? "").Replace("\r\n", "\n", StringComparison.Ordinal),
             Language = Blank(Language),
             Source = new SourceInput(Blank(Reliability), credibility is { } c ? (int)c : null, Blank(SourceDescription), Blank(ProtectedIdentity)),
             Marking = MarkingMode == "explicit" ? new MarkingDto(Classification ?? "", [.. releasableTo], [.. caveats]) : null,
