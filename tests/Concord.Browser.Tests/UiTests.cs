@@ -808,6 +808,23 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Equal(2, await page.Locator(".timeline .report").CountAsync());
         Assert.Equal((int)HttpStatusCode.NotFound, (await page.GotoAsync(into))!.Status);
 
+        // In French, a mistyped entry is named as typed under the field's label, and the service's reasons are in French.
+        await page.GotoAsync("/incidents/" + incident);
+        await page.ClickAsync("#lang-fr");
+        await page.WaitForSelectorAsync("html[lang='fr']");
+        await page.FillAsync("#merge-ids", "abc, " + into);
+        await page.ClickAsync("#merge-submit");
+        await page.WaitForSelectorAsync("#correction-error");
+        Assert.Equal("Incidents décrivant le même événement (identifiants ou liens) : 'abc' n'est ni un identifiant ni un lien d'incident",
+            await page.TextContentAsync("#correction-error"));
+        await page.FillAsync("#merge-ids", into);
+        await page.ClickAsync("#merge-submit");
+        await page.WaitForFunctionAsync("document.querySelector('#correction-error')?.textContent.includes('aucun incident')");
+        Assert.EndsWith("aucun incident " + into.Split('/')[^1], await page.TextContentAsync("#correction-error"));
+        // A link to the incident merged away finds the not-found page, in the member's language, not a bare problem document.
+        Assert.Equal((int)HttpStatusCode.NotFound, (await page.GotoAsync(into))!.Status);
+        Assert.Equal("Introuvable", await page.TextContentAsync("#not-found h1"));
+
         // A reporter sees no correction forms.
         var reporter = await fixture.SignedInAsync("rwabatt", "/incidents/" + incident);
         Assert.Equal(0, await reporter.Locator("#split-form").CountAsync());
