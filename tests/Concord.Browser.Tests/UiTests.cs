@@ -710,7 +710,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await Shows([old, recent, march], []);
 
         // The sliders crossed (the window's start after its end): the server refuses those filters, and the map shows
-        // nothing under them, with the server's reason, rather than the last picture read for other filters.
+        // nothing under them, saying why in the page's language, rather than the last picture read for other filters.
         await page.EvaluateAsync(@"() => {
             const from = document.getElementById('f-from'), to = document.getElementById('f-to');
             to.value = '0';
@@ -718,7 +718,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
             from.dispatchEvent(new Event('input', { bubbles: true }));
         }");
         await page.WaitForFunctionAsync("window.concordMap.ids.length === 0 && document.querySelectorAll('#map .incident-icon').length === 0");
-        Assert.Contains("must not be after", await page.TextContentAsync("#map-status"));
+        Assert.Equal("The window's start is after its end: move the sliders back.", await page.TextContentAsync("#map-status"));
         await page.ClickAsync("#f-reset");
         await Shows([old, recent, march], []);
 

@@ -190,9 +190,20 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         var good = await joc.GetStringAsync("/dashboard?from=2024-01-01&to=2024-12-31");
 
         Assert.Contains("<ul class=\"error\" role=\"alert\">", html, StringComparison.Ordinal);
-        Assert.Matches("<li>from: (&#x27;|')2024-13-01(&#x27;|') is not a date \\(yyyy-MM-dd\\)</li>", html);
-        Assert.DoesNotContain("<li>to:", html, StringComparison.Ordinal);
+        Assert.Matches("<li>From: (&#x27;|')2024-13-01(&#x27;|') is not a date \\(yyyy-MM-dd\\)</li>", html);
+        Assert.DoesNotContain("<li>To:", html, StringComparison.Ordinal);
         Assert.DoesNotContain("role=\"alert\"", good, StringComparison.Ordinal);
+        // In French, the fields by their labels on the form, the reasons in French (a window's start after its end too).
+        using var french = new HttpClient(new HttpClientHandler { CookieContainer = new System.Net.CookieContainer() }) { BaseAddress = server.BaseAddress };
+        french.DefaultRequestHeaders.Authorization = joc.DefaultRequestHeaders.Authorization;
+        await french.GetAsync("/ui/culture?lang=fr&returnUrl=/");
+        var unread = await french.GetStringAsync("/dashboard?from=2024-13-01&to=2024-12-31");
+        Assert.Contains("<li>Du : « 2024-13-01 » n'est pas une date (aaaa-mm-jj)</li>", WebUtility.HtmlDecode(unread), StringComparison.Ordinal);
+        var crossed = await french.GetStringAsync("/dashboard?from=2024-12-05&to=2024-11-30");
+        Assert.Contains("<li>Du : ne doit pas être après la date de fin</li>", WebUtility.HtmlDecode(crossed), StringComparison.Ordinal);
+        var list = await french.GetStringAsync("/incidents?status=maybe");
+        Assert.Contains("<li>Statut : doit être signalé, vérifié ou clos</li>", WebUtility.HtmlDecode(list), StringComparison.Ordinal);
+
         // The calendar's last day is a date too (it has no next day to end the filter at).
         var last = await joc.GetAsync("/dashboard?from=2024-01-01&to=9999-12-31");
         Assert.Equal(HttpStatusCode.OK, last.StatusCode);

@@ -84,6 +84,22 @@ internal sealed partial class UiText
         return reason;
     }
 
+    /// <summary>
+    /// A filter's refusal as a list page shows it: the field by its label on the page's form (the API's name for one the
+    /// form does not show), each reason in the page's language.
+    /// </summary>
+    public string FilterError(string field, IEnumerable<string> reasons) =>
+        Format("filter.error", FilterLabels.TryGetValue(field, out var key) ? this[key] : field, string.Join("; ", reasons.Select(Reason)));
+
+    private static readonly Dictionary<string, string> FilterLabels = new(StringComparer.Ordinal)
+    {
+        ["q"] = "filter.text",
+        ["category"] = "filter.category",
+        ["status"] = "filter.status",
+        ["from"] = "filter.from",
+        ["to"] = "filter.to",
+    };
+
     /// <summary>The current request's language: one of <see cref="Languages"/>.</summary>
     public static string Language => CultureInfo.CurrentUICulture.TwoLetterISOLanguageName is var l && Languages.Contains(l) ? l : Languages[0];
 

@@ -129,7 +129,9 @@
         onScreen = { level: 0, caveats: 0n };
         updateBanner();
         Object.assign(state, { clustered: false, total: 0, ids: [] });
-        status.textContent = problem && problem.errors ? Object.values(problem.errors).flat().join(' ') : t('failed');
+        // Crossed sliders are said in the page's language; any other refusal (an address edited by hand) as the server words it.
+        status.textContent = !problem || !problem.errors ? t('failed')
+          : problem.errors.from ? t('crossed') : Object.entries(problem.errors).map(([k, v]) => `${k}: ${v.join(' ')}`).join(' ');
         // What is on screen is what these filters give (nothing): the channel is live if it came up meanwhile.
         if (!resynced && mine > resyncedFrom) { resynced = true; el.dataset.live = 'up'; }
       } else {
