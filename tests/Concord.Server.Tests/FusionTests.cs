@@ -567,6 +567,29 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_split_that_answers_with_a_proposal_to_another_incident_audits_reading_it()
+    {
+        // A confidential account at Ouadda-Djalle's ford, and a mission-wide one proposed against its incident; an analyst
+        // merges the second's own incident into an unrelated one, then splits the report out again.
+        var at = When.AddDays(-190);
+        var confidential = await FacaPostAsync("force", 7.6, 24.1, at, "the ford", Api.Marking("CONFIDENTIAL", ["mission"]));
+        var match = await UncertainMatchAsync(7.6, 24.1, at, "the ford");
+        var proposed = confidential.GetProperty("incidentId").GetGuid();
+        var elsewhere = await FacaPostAsync("force", 7.0, 25.0, at.AddDays(20), "Sam Ouandja", Api.Marking("UNCLASSIFIED", ["mission"]));
+        var target = elsewhere.GetProperty("incidentId").GetGuid();
+        var (merged, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{target}/merge", new { incidents = new[] { match.GetProperty("incidentId").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+
+        var (split, answer) = await server.ClientFor("joc").PostJson($"/api/incidents/{target}/split", new { reports = new[] { match.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+        Assert.Contains(answer.GetProperty("proposals").EnumerateArray(), p => p.GetProperty("incidentId").GetGuid() == proposed);
+        // The answer scored the report against the confidential incident: that is a read of it, as GET provenance audits it.
+        Assert.Contains(await server.WithDbAsync(db => db.Audit.AsNoTracking()
+                .Where(a => a.Action == Audit.AuditActions.Read && a.Entity == "incident" && a.EntityId == proposed && a.Actor == "joc").Select(a => a.Detail).ToListAsync()),
+            d => d.Contains("/split", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_closed_incident_takes_no_report_by_an_accepted_proposal_or_a_merge_until_it_is_reopened()
     {
         var at = When.AddDays(-160);

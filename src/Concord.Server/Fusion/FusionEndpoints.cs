@@ -313,7 +313,7 @@ internal static class FusionEndpoints
     }
 
     private static async Task<Results<Ok<ProvenanceDto>, NotFound, ProblemHttpResult>> Split(
-        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, IncidentCorrections corrections)
+        Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, IncidentCorrections corrections, AuditWriter audit, TimeProvider time)
     {
         var (body, problem) = await JsonBody.ReadAsync<SplitIncident>(context, 64 * 1024);
         if (problem is not null)
@@ -329,7 +329,19 @@ internal static class FusionEndpoints
             return outcome.Field is null ? TypedResults.NotFound() : Problems.Field(outcome.Field, outcome.Reason!, outcome.Status);
         }
 
-        return answer is { } ok ? ok : TypedResults.NotFound();
+        if (answer is not { } ok)
+        {
+            return TypedResults.NotFound();
+        }
+
+        // The split's own entry names the incidents and the reports it moved; the answer also scores the moved reports
+        // against the other incidents they are proposed for, read as GET provenance reads them.
+        if (ok.Value!.Proposals.Where(p => p.IncidentId != ok.Value.IncidentId).ToList() is { Count: > 0 } elsewhere)
+        {
+            await AuditReadAsync(db, audit, viewer, elsewhere.Select(p => p.ReportId), elsewhere.Select(p => p.IncidentId), context, time);
+        }
+
+        return ok;
     }
 
     private static async Task<Results<Ok<ProposalDto>, NotFound, ProblemHttpResult>> Decide(
