@@ -157,6 +157,97 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task Member_administration_does_what_it_is_asked_or_names_what_it_refuses()
+    {
+        var name = "p" + Guid.NewGuid().ToString("N")[..8];
+        var admin = server.ClientFor("unpoladmin");
+        async Task<HttpStatusCode> SignInAsync()
+        {
+            server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+            return (await server.Anonymous().PostJson("/api/auth/signin", new { userName = name, password = "first-password-1" })).Response.StatusCode;
+        }
+
+        // An account prepared disabled for someone not yet arrived: created so (it was created enabled, the field ignored).
+        var (created, member) = await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "first-password-1", clearance = "UNCLASSIFIED", disabled = true });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        Assert.True(member.GetProperty("disabled").GetBoolean());
+        Assert.Equal(HttpStatusCode.Unauthorized, await SignInAsync());
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = false })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, await SignInAsync());
+
+        // A user name is not changed: refused by its field (it answered 200 and changed nothing); the same name passes.
+        var renamed = await admin.PatchAsJsonAsync($"/api/members/{name}", new { userName = name + "x", displayName = "Officer Three" });
+        Assert.Equal(HttpStatusCode.BadRequest, renamed.StatusCode);
+        Assert.Equal(["userName"], (await renamed.Json()).ErrorFields());
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { userName = name.ToUpperInvariant(), displayName = "Officer Three" })).StatusCode);
+
+        // A sign-in without both fields names both.
+        var (empty, problem) = await server.Anonymous().PostJson("/api/auth/signin", new { });
+        Assert.Equal(HttpStatusCode.BadRequest, empty.StatusCode);
+        Assert.Equal(["password", "userName"], problem.ErrorFields().Order());
+    }
+
+    [Fact]
+    public async Task A_sign_in_that_overlaps_a_password_reset_gets_no_session_that_outlives_it()
+    {
+        var name = "r" + Guid.NewGuid().ToString("N")[..8];
+        var admin = server.ClientFor("unpoladmin");
+        var (created, _) = await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "first-password-1", clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+
+        // Someone holding the old password signs in over and over on three connections while the password is reset: each
+        // sign-in's password check (a tenth of a second of key stretching) is a window the reset can land in.
+        var sessions = new System.Collections.Concurrent.ConcurrentBag<HttpClient>();
+        using var stop = new CancellationTokenSource();
+        async Task SignInsAsync()
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var client = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = server.BaseAddress };
+                var (response, _) = await client.PostJson("/api/auth/signin", new { userName = name, password = "first-password-1" });
+                if (response.StatusCode == HttpStatusCode.OK)
+                {
+                    sessions.Add(client);
+                    continue;
+                }
+
+                client.Dispose();
+                if (response.StatusCode == HttpStatusCode.TooManyRequests)
+                {
+                    return;
+                }
+            }
+        }
+
+        try
+        {
+            var loops = Enumerable.Range(0, 3).Select(_ => Task.Run(SignInsAsync)).ToList();
+            await Task.Delay(500);
+            Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { password = "second-password-2" })).StatusCode);
+            await Task.Delay(300);
+            await stop.CancelAsync();
+            await Task.WhenAll(loops);
+
+            // Every session signed in with the old password ended with the reset, however its sign-in overlapped it.
+            Assert.NotEmpty(sessions);
+            foreach (var session in sessions)
+            {
+                Assert.Equal(HttpStatusCode.Unauthorized, (await session.GetAsync("/api/me")).StatusCode);
+            }
+        }
+        finally
+        {
+            foreach (var session in sessions)
+            {
+                session.Dispose();
+            }
+
+            // The old password's failures after the reset count against the loopback address every test signs in from.
+            server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+        }
+    }
+
+    [Fact]
     public async Task A_page_told_of_a_change_to_its_member_reads_it_with_what_the_member_holds_now()
     {
         // The request that lowers a clearance commits before it forgets the viewers it cached; the live feed, woken by the

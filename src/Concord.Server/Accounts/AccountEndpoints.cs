@@ -68,10 +68,19 @@ internal static class AccountEndpoints
 
         if (string.IsNullOrWhiteSpace(body!.UserName) || string.IsNullOrEmpty(body.Password))
         {
-            return Problems.Invalid(new Dictionary<string, string[]>
+            // Each missing field named.
+            var missing = new Dictionary<string, string[]>(StringComparer.Ordinal);
+            if (string.IsNullOrWhiteSpace(body.UserName))
             {
-                [string.IsNullOrWhiteSpace(body.UserName) ? "userName" : "password"] = ["is required"],
-            });
+                missing["userName"] = ["is required"];
+            }
+
+            if (string.IsNullOrEmpty(body.Password))
+            {
+                missing["password"] = ["is required"];
+            }
+
+            return Problems.Invalid(missing);
         }
 
         var outcome = await SignIns.AttemptAsync(context, db, throttle, directory, body.UserName, body.Password);

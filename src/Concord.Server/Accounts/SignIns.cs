@@ -46,15 +46,18 @@ internal static class SignIns
 
         throttle.Succeeded(userName, address);
         var viewer = await directory.ForMemberAsync(member.Id, context.RequestAborted);
-        if (viewer is not null && viewer.SessionVersion != member.SessionVersion)
+        if (viewer is not null && viewer.SessionVersion < member.SessionVersion)
         {
-            // The password was changed (here by another node) within the cache's lifetime: the cookie carries the session
-            // version the store holds, or it would be refused as an old session once the cache caught up.
+            // The password was changed (here by another node) within the cache's lifetime, before the member was read: the
+            // cookie carries the session version the password was checked under, or it would be refused as an old session
+            // once the cache caught up.
             directory.Forget(member.Id);
             viewer = await directory.ForMemberAsync(member.Id, context.RequestAborted);
         }
 
-        if (viewer is null)
+        // The password proves only the session version it was checked under. A reset (or a disable) landing while it was
+        // being checked has ended that version: a session under the newer one would outlive the reset meant to end it.
+        if (viewer is null || viewer.SessionVersion != member.SessionVersion)
         {
             return new Outcome(null, null);
         }

@@ -226,7 +226,9 @@ internal static class AdminEndpoints
             return Refused(error!);
         }
 
-        if (!await Changed(db, chain, viewer, "member", new { created = member.UserName, organization = organization.Code, displayName = member.DisplayName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats }, directory, viewers, time, context.RequestAborted,
+        // Added disabled, an account is prepared for someone not yet arrived: its password works once it is enabled.
+        member.Disabled = body.Disabled ?? false;
+        if (!await Changed(db, chain, viewer, "member", new { created = member.UserName, organization = organization.Code, displayName = member.DisplayName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, directory, viewers, time, context.RequestAborted,
             d => d.Members.AnyAsync(m => m.UserName == member.UserName, context.RequestAborted)))
         {
             return Problems.Field("userName", $"user {member.UserName} already exists", StatusCodes.Status409Conflict);
@@ -267,6 +269,12 @@ internal static class AdminEndpoints
         if (body!.Clearance is not null && !markings.Scheme.TryParse(body.Clearance, out _))
         {
             errors["clearance"] = [$"'{body.Clearance}' is not a level of the {markings.Scheme.Name} scheme"];
+        }
+
+        // A user name is who signed every audit entry of the member: it is not changed (silently ignoring it answered 200).
+        if (body.UserName is { } renamed && !string.Equals(renamed.Trim(), member.UserName, StringComparison.OrdinalIgnoreCase))
+        {
+            errors["userName"] = ["a member's user name cannot be changed: add a member under the new name (and disable this one)"];
         }
 
         if (body.Caveats is not null && !markings.Caveats.TryGetBits(body.Caveats, out _, out var unknown))
