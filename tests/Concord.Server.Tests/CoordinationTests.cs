@@ -1344,11 +1344,23 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // The JOC's account for itself and the police joins: the incident is no longer released to OCHA. OCHA's task, which
         // nobody at OCHA may see any more, is withdrawn, and the JOC's notice of OCHA's miss with it (both stayed open,
         // counted against OCHA, and the task escalated again at its response deadline).
+        // OCHA's coordination board is open: it is told the task was withdrawn from it (the update itself it may not see
+        // now), so that it drops the card rather than show an open, overdue task until something else refreshes it.
+        var ochaToken = server.ClientFor("ocha").DefaultRequestHeaders.Authorization!.ToString();
+        var (live, pushed, _) = await server.OpenLiveAsync(o => o.Headers["Authorization"] = ochaToken);
+        await using var liveConnection = live;
+        var feedBefore = await server.WithDbAsync(db => db.Changes.MaxAsync(c => c.Sequence));
+        // What the feed pushed of earlier changes (the escalation updated the task) is not what this test waits for.
+        await WaitForAsync(() => Task.FromResult(server.Services.GetRequiredService<Realtime.LiveFeed>().Position), p => p >= feedBefore, "the live feed to catch up");
+        pushed.Clear();
         var (_, joined) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(latitude: lat, longitude: lon,
             narrative: "Clash at the southern market, JOC account.", marking: Api.Marking("UNCLASSIFIED", ["org:JOC", "org:UNPOL"])));
         Assert.Equal(incident, Id(joined, "incidentId"));
         var withdrawn = await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.Id == lead)),
             t => t.Status == TaskStatuses.Done, "the task to be withdrawn");
+        await WaitForAsync(() => Task.FromResult(pushed.ToArray()), ids => ids.Contains(lead), "OCHA's board to be told the task was withdrawn");
+        var (_, feed) = await server.ClientFor("ocha").GetJson($"/api/changes?after={feedBefore}&limit=500");
+        Assert.Contains(feed.GetProperty("items").EnumerateArray(), c => c.GetProperty("id").GetGuid() == lead && c.GetProperty("operation").GetString() == "withdrawn");
         Assert.Equal("withdrawn: its incident is no longer released to the organisation", withdrawn.Reason);
         Assert.Null(withdrawn.RoutingKey);
         var notice = await server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.EscalatedItemId == lead));

@@ -71,7 +71,7 @@ internal static class BulkInsert
                 throw new DbUpdateException($"updating incidents failed: {e.Message}", e);
             }
 
-            changes.AddRange(feed.Rows(modified.Select(e => (IFeedEntity)e.Entity), "updated"));
+            changes.AddRange(feed.Updated(modified));
         }
 
         foreach (var table in Tables)

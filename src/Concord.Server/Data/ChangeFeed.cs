@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Concord.Server.Realtime;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 
 namespace Concord.Server.Data;
@@ -66,7 +67,7 @@ internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal sign
             };
             if (operation is not null)
             {
-                changes.Add(For(entry.Entity, operation, now));
+                changes.Add(For(entry.Entity, operation, now, PriorMarking(entry)));
             }
         }
 
@@ -77,18 +78,52 @@ internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal sign
     public List<Change> Rows(IEnumerable<IFeedEntity> written, string operation)
     {
         var now = time.GetUtcNow().UtcDateTime;
-        return [.. written.Select(e => For(e, operation, now))];
+        return [.. written.Select(e => For(e, operation, now, null))];
+    }
+
+    /// <summary>The change rows of records updated outside SaveChanges (the writer's joined incidents), with the markings they had.</summary>
+    public List<Change> Updated(IEnumerable<EntityEntry> updated)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        return [.. updated.Select(e => For((IFeedEntity)e.Entity, "updated", now, PriorMarking(e)))];
+    }
+
+    /// <summary>The marking an updated record had before this write, when the write changes it.</summary>
+    private static (int Classification, string ReleasableTo, long Caveats)? PriorMarking(EntityEntry entry)
+    {
+        if (entry.State != EntityState.Modified || entry.Entity is not Access.IMarked)
+        {
+            return null;
+        }
+
+        var classification = entry.Property(nameof(Access.IMarked.Classification));
+        var releasableTo = entry.Property(nameof(Access.IMarked.ReleasableTo));
+        var caveats = entry.Property(nameof(Access.IMarked.Caveats));
+        return Equals(classification.OriginalValue, classification.CurrentValue) && Equals(releasableTo.OriginalValue, releasableTo.CurrentValue)
+            && Equals(caveats.OriginalValue, caveats.CurrentValue)
+            ? null
+            : ((int)classification.OriginalValue!, (string)releasableTo.OriginalValue!, (long)caveats.OriginalValue!);
     }
 
     /// <summary>
     /// The change row of one write, naming the reports that caused it (an incident opened for them, or joined or left by
     /// them; for a deleted incident, the reports it held); the causes are used up.
     /// </summary>
-    private static Change For(IFeedEntity entity, string operation, DateTime at)
+    private static Change For(IFeedEntity entity, string operation, DateTime at, (int Classification, string ReleasableTo, long Caveats)? prior)
     {
         var causes = entity.Causes.Count > 0 ? Access.Releasability.Encode(entity.Causes.Select(c => c.ToString("D"))) : null;
         entity.Causes.Clear();
-        return new() { Entity = entity.FeedName, EntityId = entity.Id, Operation = operation, At = at, Causes = causes };
+        return new()
+        {
+            Entity = entity.FeedName,
+            EntityId = entity.Id,
+            Operation = operation,
+            At = at,
+            Causes = causes,
+            PriorClassification = prior?.Classification,
+            PriorReleasableTo = prior?.ReleasableTo,
+            PriorCaveats = prior?.Caveats,
+        };
     }
 }
 

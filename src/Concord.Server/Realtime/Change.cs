@@ -37,6 +37,19 @@ internal sealed class Change
     /// </summary>
     public string? Causes { get; init; }
 
+    /// <summary>
+    /// On an update that changed the record's marking, the marking it had before (schema 23): those who could read it then
+    /// and may not now are told the record was withdrawn from them (<see cref="ChangeVisibility"/>), so that a page or a
+    /// client drops what it shows of it. Null on every other change.
+    /// </summary>
+    public int? PriorClassification { get; init; }
+
+    /// <inheritdoc cref="PriorClassification"/>
+    public string? PriorReleasableTo { get; init; }
+
+    /// <inheritdoc cref="PriorClassification"/>
+    public long? PriorCaveats { get; init; }
+
     private Guid[]? _decodedCauses;
 
     /// <summary>The ids in <see cref="Causes"/>, decoded once (feeds read them for every viewer).</summary>

@@ -76,8 +76,19 @@ internal static class ChangeVisibility
 
         var shown = window.Where(c => visible.Contains((c.Entity, c.EntityId))
             && (c.Causes is null ? !(firstSeen.TryGetValue(c.EntityId, out var first) && c.At < first) : c.CauseIds.Any(visibleCauses.Contains))).ToList();
-        return await AsFirstSightAsync(db, viewer, shown, visibleCauses, cancellationToken);
+        var told = await AsFirstSightAsync(db, viewer, shown, visibleCauses, cancellationToken);
+        return Withdrawn(window, viewer, visible) is { Count: > 0 } withdrawn ? [.. told.Concat(withdrawn).OrderBy(c => c.Sequence)] : told;
     }
+
+    /// <summary>
+    /// The updates of the window that took a record the viewer could read (by the marking it had before the update) out of
+    /// their reach, as "withdrawn": a page or client drops what it shows of it, as it would not learn otherwise (the update
+    /// itself is hidden from them now). It tells them nothing they could not read before: the record was theirs to see.
+    /// </summary>
+    private static List<Change> Withdrawn(IReadOnlyList<Change> window, Viewer viewer, HashSet<(string Entity, Guid Id)> visible) =>
+        [.. window.Where(c => c is { PriorClassification: { } level, PriorReleasableTo: { } releasableTo, PriorCaveats: { } caveats }
+                && !visible.Contains((c.Entity, c.EntityId)) && Marking.AllowsRead(level, releasableTo, caveats, viewer))
+            .Select(c => new Change { Sequence = c.Sequence, Entity = c.Entity, EntityId = c.EntityId, Operation = "withdrawn", At = c.At })];
 
     /// <summary>
     /// An incident "updated" by a report joining it (fusion, a merge, a release, another organisation's copy of the same
