@@ -51,31 +51,6 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         return Id(task);
     }
 
-    /// <summary>
-    /// Holds the audit writer, which every save waits for, until <paramref name="release"/> completes, then makes
-    /// <paramref name="change"/> in its transaction: a save read before and waiting meanwhile finds the store changed under
-    /// it. Returns once the writer is held; the task returned ends with the change stored. The test goes on outside the
-    /// held transaction's thread: the fake clock runs due timers' continuations on the thread that moves it, and one of
-    /// them (the track store's flush) would wait there for the very lock the test holds.
-    /// </summary>
-    private async Task<Task> HoldAuditWriterAsync(Task release, Func<ConcordDb, Task> change)
-    {
-        var chain = server.Services.GetRequiredService<AuditChain>();
-        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var held = server.WithDbAsync(async db =>
-        {
-            await chain.SaveAsync(db, [], CancellationToken.None, async db =>
-            {
-                holding.SetResult();
-                await release;
-                await change(db);
-            });
-            return true;
-        });
-        await holding.Task;
-        return held;
-    }
-
     /// <summary>Waits until the incident router has examined every change made so far.</summary>
     private async Task RouterPassedAsync()
     {
@@ -906,7 +881,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // The audit chain's writer is held; the comment reads the task (open) and waits for the writer, then the task is
         // acknowledged before the comment is saved: the comment's update of the task finds its status moved.
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var held = await HoldAuditWriterAsync(release.Task, async db =>
+        var held = await server.HoldAuditWriterAsync(release.Task, async db =>
         {
             var moved = await db.Tasks.SingleAsync(t => t.Id == id);
             moved.Status = TaskStatuses.Acknowledged;
@@ -1419,7 +1394,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // meanwhile the task is narrowed (as the router does when its incident narrows) and saved first.
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var narrowed = Releasability.Encode(["org:FORCE", "org:UNPOL"]);
-        var held = await HoldAuditWriterAsync(release.Task, async db => (await db.Tasks.SingleAsync(t => t.Id == lead)).ReleasableTo = narrowed);
+        var held = await server.HoldAuditWriterAsync(release.Task, async db => (await db.Tasks.SingleAsync(t => t.Id == lead)).ReleasableTo = narrowed);
         var advanced = Task.Run(() => Clock.Advance(TimeSpan.FromMinutes(31)));
         await Task.Delay(1000);
         release.SetResult();

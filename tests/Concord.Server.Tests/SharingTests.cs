@@ -73,6 +73,40 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_group_membership_removal_that_races_an_addition_is_refused_rather_than_said_done()
+    {
+        var code = "RWG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var admin = server.ClientFor("unpoladmin");
+        Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/groups", new { code, name = "Returns working group" })).Response.StatusCode);
+        var (groupId, ocha) = await server.WithDbAsync(async db => (await db.SharingGroups.Where(g => g.Code == code).Select(g => g.Id).SingleAsync(),
+            await db.Organizations.Where(o => o.Code == "OCHA").Select(o => o.Id).SingleAsync()));
+
+        // OCHA is added while a removal is under way: the removal read "not a member", and waits for the audit writer
+        // while the addition is stored.
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var addition = await server.HoldAuditWriterAsync(release.Task, db =>
+        {
+            db.SharingGroupMembers.Add(new Sharing.SharingGroupMember { GroupId = groupId, OrganizationId = ocha });
+            return Task.CompletedTask;
+        });
+        var removal = admin.DeleteAsync($"/api/groups/{code}/members/OCHA");
+        await Task.Delay(500);
+        release.SetResult();
+        await addition;
+        var answer = await removal;
+
+        // It did not remove OCHA: it says so (it answered 204 and audited a removal while OCHA stayed in the group).
+        Assert.Equal(HttpStatusCode.Conflict, answer.StatusCode);
+        Assert.Equal(["organization"], (await answer.Json()).ErrorFields());
+        Assert.True(await server.WithDbAsync(db => db.SharingGroupMembers.AnyAsync(m => m.GroupId == groupId && m.OrganizationId == ocha)));
+        Assert.DoesNotContain(await server.WithDbAsync(db => db.Audit.Where(a => a.Entity == "group" && a.Detail.Contains(code)).Select(a => a.Detail).ToListAsync()),
+            d => d.Contains("\"added\":false", StringComparison.Ordinal));
+        // Sent again, it removes OCHA.
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/groups/{code}/members/OCHA")).StatusCode);
+        Assert.False(await server.WithDbAsync(db => db.SharingGroupMembers.AnyAsync(m => m.GroupId == groupId && m.OrganizationId == ocha)));
+    }
+
+    [Fact]
     public async Task A_sharing_group_opens_records_to_its_member_organisations_and_only_its_owner_manages_it()
     {
         var code = "PWG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();

@@ -266,6 +266,31 @@ public abstract class TestServer : IAsyncLifetime
             return await db.SaveChangesAsync();
         });
 
+    /// <summary>
+    /// Holds the audit writer, which every save waits for, until <paramref name="release"/> completes, then makes
+    /// <paramref name="change"/> in its transaction: a save read before and waiting meanwhile finds the store changed under
+    /// it. Returns once the writer is held; the task returned ends with the change stored. The test goes on outside the
+    /// held transaction's thread: the fake clock runs due timers' continuations on the thread that moves it, and one of
+    /// them (the track store's flush) would wait there for the very lock the test holds.
+    /// </summary>
+    internal async Task<Task> HoldAuditWriterAsync(Task release, Func<ConcordDb, Task> change)
+    {
+        var chain = Services.GetRequiredService<Audit.AuditChain>();
+        var holding = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var held = WithDbAsync(async db =>
+        {
+            await chain.SaveAsync(db, [], CancellationToken.None, async db =>
+            {
+                holding.SetResult();
+                await release;
+                await change(db);
+            });
+            return true;
+        });
+        await holding.Task;
+        return held;
+    }
+
     internal async Task<T> WithDbAsync<T>(Func<ConcordDb, Task<T>> work)
     {
         await using var scope = Services.CreateAsyncScope();

@@ -169,9 +169,6 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
                 return;
             }
 
-            // Read after the changes were committed (the feeds see committed changes only): they are in what is read.
-            _changesThrough = Math.Max(_changesThrough, changesThrough ?? 0);
-
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             var organizations = await db.Organizations.AsNoTracking().ToListAsync(cancellationToken);
@@ -200,6 +197,10 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
                 groups.ToFrozenSet(StringComparer.OrdinalIgnoreCase),
                 memberships.GroupBy(m => m.OrganizationId).ToFrozenDictionary(g => g.Key, g => g.Select(m => m.Code).ToArray()));
             _loadedAt = now;
+            // Read after the changes were committed (the feeds see committed changes only): they are in what was read. Noted
+            // only now: a reload cancelled or failed part-way (a page closed during its catch-up) read none of them, and
+            // the feed that reloads for the same changes next must not skip its reload.
+            _changesThrough = Math.Max(_changesThrough, changesThrough ?? 0);
         }
         finally
         {

@@ -436,10 +436,20 @@ internal static class AdminEndpoints
             db.Entry(group).State = EntityState.Modified;
         }
 
-        // False only when a concurrent request made the same change first: the answer is the same.
-        _ = await Changed(db, chain, viewer, "group", new { group = group.Code, organization = organization.Code, added = add }, directory, viewers, time, context.RequestAborted,
-            async d => add == await d.SharingGroupMembers.AnyAsync(m => m.GroupId == group.Id && m.OrganizationId == organization.Id, context.RequestAborted));
-        return TypedResults.NoContent();
+        // Written only if the membership is still as it was read: a concurrent request may have changed it since (inside the
+        // chain's transaction, every other administrative change waits).
+        var wasMember = existing is not null;
+        if (await Changed(db, chain, viewer, "group", new { group = group.Code, organization = organization.Code, added = add }, directory, viewers, time, context.RequestAborted,
+            async d => wasMember != await d.SharingGroupMembers.AnyAsync(m => m.GroupId == group.Id && m.OrganizationId == organization.Id, context.RequestAborted)))
+        {
+            return TypedResults.NoContent();
+        }
+
+        // Changed meanwhile: by the same change made first (the answer is the same), or by the opposite one, which this
+        // request did not undo (a removal answered 204 while the organisation stayed in the group, audited as removed).
+        return add == await db.SharingGroupMembers.AsNoTracking().AnyAsync(m => m.GroupId == group.Id && m.OrganizationId == organization.Id, context.RequestAborted)
+            ? TypedResults.NoContent()
+            : Problems.Field("organization", $"{organization.Code}'s membership of {group.Code} was changed by another request meanwhile: read the group again", StatusCodes.Status409Conflict);
     }
 
     private static AgreementDto ToDto(Agreement a) => new(a.Id, a.Code, a.Version, a.Name, Releasability.Decode(a.Parties).Select(p => p[4..]).ToList(), a.Rules,
