@@ -107,6 +107,27 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_release_to_a_nation_no_organisation_has_is_refused_as_a_mistyped_code_would_be()
+    {
+        // RWD for RWA: every report the rule marks, or the one report so marked, would reach nobody beyond its author.
+        var (agreement, agreementProblem) = await server.ClientFor("unpoladmin").PostJson("/api/agreements", new
+        {
+            code = "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant(),
+            name = "UNPOL–Rwandan battalion MOU",
+            parties = new[] { "UNPOL", "RWABATT" },
+            rules = new[] { new { reporter = "org:UNPOL", category = "poc", marking = Api.Marking("UNCLASSIFIED", ["nation:RWD", "org:UNPOL"]), tlp = "amber" } },
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, agreement.StatusCode);
+        Assert.Equal(["rules[0].marking.releasableTo"], agreementProblem.ErrorFields());
+        Assert.Equal("no organisation has the nation 'RWD'", agreementProblem.GetProperty("errors").GetProperty("rules[0].marking.releasableTo")[0].GetString());
+        var (mistyped, problem) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["nation:RWD"])));
+        Assert.Equal(HttpStatusCode.BadRequest, mistyped.StatusCode);
+        Assert.Equal(["marking.releasableTo"], problem.ErrorFields());
+        // The battalion's nation is one an organisation has.
+        Assert.Equal(HttpStatusCode.Created, (await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["nation:RWA"])))).Response.StatusCode);
+    }
+
+    [Fact]
     public async Task A_sharing_group_opens_records_to_its_member_organisations_and_only_its_owner_manages_it()
     {
         var code = "PWG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
@@ -209,28 +230,36 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
             rules = new[] { new { reporter = "org:UNPOL", category = "poc", marking = Api.Marking("CONFIDENTIAL", ["kind:military", "org:JOC"]), tlp = "amber+strict" } },
         });
         Assert.Equal(HttpStatusCode.Created, recorded.StatusCode);
-        var name = "rel" + Guid.NewGuid().ToString("N")[..8];
-        var admin = server.ClientFor("unpoladmin");
-        Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/organizations/UNPOL/members",
-            new { userName = name, password = TestServer.Password, clearance = "CONFIDENTIAL", roles = new[] { "reporter", "releaser" } })).Response.StatusCode);
-        using var releaser = await server.SignedInAsync(name);
+        // Retired at the end: other tests of this server read the defaults UNPOL's agreements give its reports.
+        try
+        {
+            var name = "rel" + Guid.NewGuid().ToString("N")[..8];
+            var admin = server.ClientFor("unpoladmin");
+            Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/organizations/UNPOL/members",
+                new { userName = name, password = TestServer.Password, clearance = "CONFIDENTIAL", roles = new[] { "reporter", "releaser" } })).Response.StatusCode);
+            using var releaser = await server.SignedInAsync(name);
 
-        // A releaser files a report looser than the agreement; the answer is lost on the way back.
-        var id = Guid.NewGuid();
-        var body = Api.Report(id, category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Two aid workers taken at the Kabo checkpoint.");
-        Assert.Equal(HttpStatusCode.Created, (await releaser.PostJson("/api/reports", body)).Response.StatusCode);
-        // The role is taken away before the retry: the retry is still answered with the stored report, not refused as new.
-        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { roles = new[] { "reporter" } })).StatusCode);
-        var (again, stored) = await releaser.PostJson("/api/reports", body);
-        Assert.True(again.StatusCode == HttpStatusCode.OK, stored.ToString());
-        Assert.Equal((id, "UNCLASSIFIED"), (stored.GetProperty("id").GetGuid(), stored.GetProperty("marking").GetProperty("classification").GetString()));
-        // A new report so marked is theirs to file no longer; nor is the stored one's id with another body.
-        var (fresh, freshProblem) = await releaser.PostJson("/api/reports", Api.Report(category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
-        Assert.Equal(HttpStatusCode.BadRequest, fresh.StatusCode);
-        Assert.Equal(["marking"], freshProblem.ErrorFields());
-        var (changed, _) = await releaser.PostJson("/api/reports", Api.Report(id, category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Three aid workers taken."));
-        Assert.Equal(HttpStatusCode.BadRequest, changed.StatusCode);
-        Assert.Equal(1, await server.WithDbAsync(db => db.Reports.CountAsync(r => r.Id == id)));
+            // A releaser files a report looser than the agreement; the answer is lost on the way back.
+            var id = Guid.NewGuid();
+            var body = Api.Report(id, category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Two aid workers taken at the Kabo checkpoint.");
+            Assert.Equal(HttpStatusCode.Created, (await releaser.PostJson("/api/reports", body)).Response.StatusCode);
+            // The role is taken away before the retry: the retry is still answered with the stored report, not refused as new.
+            Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { roles = new[] { "reporter" } })).StatusCode);
+            var (again, stored) = await releaser.PostJson("/api/reports", body);
+            Assert.True(again.StatusCode == HttpStatusCode.OK, stored.ToString());
+            Assert.Equal((id, "UNCLASSIFIED"), (stored.GetProperty("id").GetGuid(), stored.GetProperty("marking").GetProperty("classification").GetString()));
+            // A new report so marked is theirs to file no longer; nor is the stored one's id with another body.
+            var (fresh, freshProblem) = await releaser.PostJson("/api/reports", Api.Report(category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+            Assert.Equal(HttpStatusCode.BadRequest, fresh.StatusCode);
+            Assert.Equal(["marking"], freshProblem.ErrorFields());
+            var (changed, _) = await releaser.PostJson("/api/reports", Api.Report(id, category: "poc.abduction", marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Three aid workers taken."));
+            Assert.Equal(HttpStatusCode.BadRequest, changed.StatusCode);
+            Assert.Equal(1, await server.WithDbAsync(db => db.Reports.CountAsync(r => r.Id == id)));
+        }
+        finally
+        {
+            Assert.Equal(HttpStatusCode.NoContent, (await server.ClientFor("unpoladmin").DeleteAsync($"/api/agreements/{code}")).StatusCode);
+        }
     }
 
     [Fact]

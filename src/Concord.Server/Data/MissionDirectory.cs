@@ -80,9 +80,27 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
             {
                 return $"no sharing group has the code '{token[6..]}'";
             }
+
+            // A nation is released to through its organisations: one no organisation has (a typo, RWD for RWA) reaches nobody.
+            if (token.StartsWith("nation:", StringComparison.Ordinal) && !await IsKnownNationAsync(token[7..], cancellationToken))
+            {
+                return $"no organisation has the nation '{token[7..]}'";
+            }
         }
 
         return null;
+    }
+
+    private async Task<bool> IsKnownNationAsync(string nation, CancellationToken cancellationToken)
+    {
+        bool Known() => Organizations.Any(o => string.Equals(o.Nation, nation, StringComparison.OrdinalIgnoreCase));
+        if (Known())
+        {
+            return true;
+        }
+
+        await ReloadAsync(force: false, cancellationToken);
+        return Known();
     }
 
     public async Task<bool> IsKnownGroupAsync(string code, CancellationToken cancellationToken)
