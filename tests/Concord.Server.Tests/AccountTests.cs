@@ -172,6 +172,18 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         Assert.True(member.GetProperty("disabled").GetBoolean());
         Assert.Equal(HttpStatusCode.Unauthorized, await SignInAsync());
+        // The attempt on the disabled account is audited (it was answered as a name nobody has, and left no trace), with
+        // whether its password was right: someone holds the password of an account that should not be used.
+        var memberId = member.GetProperty("id").GetGuid();
+        string? attempt = null;
+        for (var i = 0; i < 100 && attempt is null; i++, await Task.Delay(50))
+        {
+            attempt = await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == memberId && a.Action == Audit.AuditActions.SignInFailed).Select(a => a.Detail).FirstOrDefaultAsync());
+        }
+
+        Assert.NotNull(attempt);
+        Assert.Contains("\"disabled\":true", attempt, StringComparison.Ordinal);
+        Assert.Contains("\"passwordRight\":true", attempt, StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = false })).StatusCode);
         Assert.Equal(HttpStatusCode.OK, await SignInAsync());
 

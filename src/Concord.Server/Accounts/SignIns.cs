@@ -28,10 +28,19 @@ internal static class SignIns
         // A name no member can have (too long, control characters: PostgreSQL refuses a NUL in text) is not looked up.
         var member = name.Length > SignInThrottle.MaxNameLength || name.Any(char.IsControl)
             ? null
-            : await db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == name && !m.Disabled, context.RequestAborted);
+            : await db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == name, context.RequestAborted);
         if (member is null)
         {
             Passwords.VerifyNobody(password);
+            return new Outcome(null, null);
+        }
+
+        if (member.Disabled)
+        {
+            // Answered as a wrong password is, after the same work; but an attempt on a disabled account (a member who left,
+            // a compromised one) is what an auditor watches for, whatever the password: recorded, after the answer.
+            var right = Passwords.Verify(member, password);
+            AuditAfterAnswer(context, AuditActions.SignInFailed, member.Id, new { member = member.UserName, address = AddressText(context), disabled = true, passwordRight = right });
             return new Outcome(null, null);
         }
 
