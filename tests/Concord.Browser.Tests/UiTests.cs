@@ -544,6 +544,44 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Equal(1, await fixture.Server.WithDbAsync(db => db.Requests.CountAsync(r => r.Title == title)));
     }
 
+    [Fact]
+    public async Task A_task_withdrawn_from_an_organisation_leaves_its_open_board()
+    {
+        // OCHA leads on clashes in a sector of this test's own; its board is open when the JOC's account, released to the
+        // JOC and the police only, joins the incident and takes it (and OCHA's task with it) out of OCHA's reach.
+        var area = "WD-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        await fixture.Server.AddAreaAsync(area, "Withdrawal test sector " + area, -60, 70, -59, 71, kind: "sector");
+        using var jocadmin = fixture.Server.ClientFor("jocadmin");
+        var agreement = "SOP-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var made = await jocadmin.PostAsJsonAsync("/api/agreements", new
+        {
+            code = agreement,
+            name = "Withdrawal test SOP " + agreement,
+            parties = new[] { "JOC", "FORCE", "UNPOL", "OCHA" },
+            rules = Array.Empty<object>(),
+            responsibilities = new[] { new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "OCHA", acknowledgeMinutes = 60 } },
+            assistance = Array.Empty<object>(),
+        });
+        Assert.True(made.StatusCode == HttpStatusCode.Created, await made.Content.ReadAsStringAsync());
+        await fixture.Server.Services.GetRequiredService<Concord.Server.Data.MissionDirectory>().ReloadAsync(force: true, CancellationToken.None);
+
+        var page = await fixture.SignedInAsync("ocha", "/coordination");
+        await page.WaitForSelectorAsync("#co-live[data-connected='true']", new() { State = WaitForSelectorState.Attached });
+        var narrative = "Clash at the Bossangoa ferry " + area;
+        using var unpol = fixture.Server.ClientFor("unpol");
+        var opened = await unpol.PostAsJsonAsync("/api/reports", Api.Report(latitude: -59.5, longitude: 70.5, narrative: narrative, marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(HttpStatusCode.Created, opened.StatusCode);
+        var card = $"#task-board .co-card:has-text('{narrative}')";
+        await page.WaitForSelectorAsync(card);
+
+        using var joc = fixture.Server.ClientFor("joc");
+        var joined = await joc.PostAsJsonAsync("/api/reports", Api.Report(latitude: -59.5, longitude: 70.5, narrative: narrative + ", JOC account.",
+            marking: Api.Marking("UNCLASSIFIED", ["org:JOC", "org:UNPOL"])));
+        Assert.Equal(HttpStatusCode.Created, joined.StatusCode);
+        // The board is told the task was withdrawn and drops its card (it stayed, open, until something else refreshed it).
+        await page.WaitForSelectorAsync(card, new() { State = WaitForSelectorState.Detached });
+    }
+
     /// <summary>The first POST to <paramref name="url"/> reaches the server and its answer is lost (a weak link); later ones pass.</summary>
     private static async Task LoseFirstAnswerAsync(IPage page, string url)
     {
