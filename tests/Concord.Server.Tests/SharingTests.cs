@@ -1024,6 +1024,39 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task Figures_are_audited_in_one_entry_per_set_of_caveats_so_an_auditor_sees_only_the_part_they_may()
+    {
+        // In a box of their own: a CONFIDENTIAL incident, a CONFIDENTIAL one under SOURCE-PROTECTED, and an UNCLASSIFIED
+        // humanitarian one under DECONFLICTION-ONLY (unclassified, yet who counted it is what its owners will ask).
+        const string Box = "bbox=50,-9,51,-8";
+        foreach (var (user, latitude, marking) in new[]
+        {
+            ("unpol", -8.2, Api.Marking("CONFIDENTIAL", ["mission"])),
+            ("unpol", -8.5, Api.Marking("CONFIDENTIAL", ["mission"], ["SOURCE-PROTECTED"])),
+            ("ocha", -8.8, Api.Marking("UNCLASSIFIED", ["mission"], ["DECONFLICTION-ONLY"])),
+        })
+        {
+            var (created, body) = await server.ClientFor(user).PostJson("/api/reports", Api.Report(latitude: latitude, longitude: 50.5, marking: marking));
+            Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
+        }
+
+        var (_, list) = await server.ClientFor("joc").GetJson("/api/caveats");
+        var bits = list.EnumerateArray().ToDictionary(c => c.GetProperty("code").GetString()!, c => 1L << c.GetProperty("bit").GetInt32());
+        var map = $"/api/incidents/map?{Box}&maxPoints=1";
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").GetAsync(map)).StatusCode);
+
+        // One entry per set of caveats, marked with it (the count's caveats were dropped: an auditor without SOURCE-PROTECTED
+        // learnt how many source-protected incidents the count took in, and the DECONFLICTION-ONLY one was not audited at all).
+        var entries = (await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Actor == "joc" && a.Action == AuditActions.Read && a.EntityId == null).ToListAsync()))
+            .Where(a => JsonDocument.Parse(a.Detail).RootElement is var d && d.TryGetProperty("aggregate", out _) && d.GetProperty("path").GetString() == map)
+            .ToDictionary(a => a.Caveats, a => (a.Classification, JsonDocument.Parse(a.Detail).RootElement.GetProperty("levels").GetRawText()));
+        Assert.Equal(3, entries.Count);
+        Assert.Equal((1, "{\"1\":1}"), entries[0]);
+        Assert.Equal((1, "{\"1\":1}"), entries[bits["SOURCE-PROTECTED"]]);
+        Assert.Equal((0, "{\"0\":1}"), entries[bits["DECONFLICTION-ONLY"]]);
+    }
+
+    [Fact]
     public async Task Figures_counted_from_classified_records_are_audited_without_naming_them()
     {
         // Two CONFIDENTIAL incidents FORCE may see and one UNCLASSIFIED, alone in a box of their own.

@@ -73,24 +73,34 @@ internal static class Audits
     }
 
     /// <summary>
-    /// The entry for a request answered with figures (counts, sums, scores, forecasts) computed from records above the lowest
-    /// level, or null when none went into them. Figures reveal something of every record they count, so the read is
-    /// audited; the entry says how many records of each level were counted (<paramref name="counted"/>: level → records)
-    /// rather than naming them, since a country-wide count would name tens of thousands at every refresh.
+    /// The entries for a request answered with figures (counts, sums, scores, forecasts) computed from records above the
+    /// lowest level or under a caveat, none when no such record went into them. Figures reveal something of every record
+    /// they count, so the read is audited; an entry says how many records of each level were counted (<paramref name="counted"/>:
+    /// level, caveats → records) rather than naming them, since a country-wide count would name tens of thousands at every
+    /// refresh. One entry per set of caveats, marked with it and the highest level under it, as reads are split by marking:
+    /// an auditor sees the part of the figures they may (an auditor without SOURCE-PROTECTED does not learn how many
+    /// source-protected records a count took in).
     /// </summary>
-    public static AuditEntry? Aggregate(Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, string path, DateTime at)
-    {
-        var classified = counted.Where(c => c.Key > 0 && c.Value > 0).GroupBy(c => c.Key).Select(g => (Level: g.Key, Count: g.Sum(c => c.Value))).OrderBy(c => c.Level).ToList();
-        return classified.Count == 0
-            ? null
-            : Entry(viewer, AuditActions.Read, entity, null, new AuditMarking(classified[^1].Level, 0), at, Detail(new
+    public static List<AuditEntry> Aggregate(Viewer viewer, string entity, IEnumerable<(int Level, long Caveats, long Count)> counted, string path, DateTime at) =>
+        [.. counted.Where(c => (c.Level > 0 || c.Caveats != 0) && c.Count > 0).GroupBy(c => c.Caveats).OrderBy(g => g.Key).Select(group =>
+        {
+            var levels = group.GroupBy(c => c.Level).Select(g => (Level: g.Key, Count: g.Sum(c => c.Count))).OrderBy(c => c.Level).ToList();
+            return Entry(viewer, AuditActions.Read, entity, null, new AuditMarking(levels[^1].Level, group.Key), at, Detail(new
             {
                 path,
                 aggregate = true,
-                count = classified.Sum(c => c.Count),
-                levels = classified.ToDictionary(c => c.Level.ToString(System.Globalization.CultureInfo.InvariantCulture), c => c.Count),
+                count = levels.Sum(c => c.Count),
+                levels = levels.ToDictionary(c => c.Level.ToString(System.Globalization.CultureInfo.InvariantCulture), c => c.Count),
             }));
-    }
+        })];
+
+    /// <summary>Figures counted by level alone (records without caveats, or counted where their caveats are not at hand).</summary>
+    public static IEnumerable<(int Level, long Caveats, long Count)> ByLevel(IEnumerable<KeyValuePair<int, long>> counted) =>
+        counted.Select(c => (c.Key, 0L, c.Value));
+
+    /// <summary>Records counted per marking, from the level and caveats of each.</summary>
+    public static List<(int Level, long Caveats, long Count)> CountMarkings(IEnumerable<(int Level, long Caveats)> records) =>
+        [.. records.CountBy(r => r).Select(c => (c.Key.Level, c.Key.Caveats, (long)c.Value))];
 
     /// <summary>Records counted per level, from the level of each.</summary>
     public static Dictionary<int, long> CountLevels(IEnumerable<int> levels) => levels.CountBy(l => l).ToDictionary(c => c.Key, c => (long)c.Value);

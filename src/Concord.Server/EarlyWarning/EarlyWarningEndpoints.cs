@@ -141,7 +141,7 @@ internal static class EarlyWarningEndpoints
     public const int MaxHotspots = 500;
 
     /// <summary>Hotspots over a visible query (the API and the early-warning page).</summary>
-    internal static async Task<(HotspotsDto Answer, Dictionary<int, long> Counted)> HotspotsAsync(
+    internal static async Task<(HotspotsDto Answer, List<(int Level, long Caveats, long Count)> Counted)> HotspotsAsync(
         MissionDirectory directory, MarkingFormat markings, IncidentSelection visible, string by, CancellationToken cancellationToken)
     {
         var tallies = await TalliesAsync(visible, by == "cell", cancellationToken);
@@ -161,7 +161,7 @@ internal static class EarlyWarningEndpoints
                         area is null ? g.Sum(t => t.Longitude * t.Count) / count : (area.MinLongitude + area.MaxLongitude) / 2, count, g.Sum(t => t.Killed));
                 }))
             .OrderByDescending(h => h.Incidents).ThenByDescending(h => h.Killed).Take(Math.Min(query.Limit, MaxHotspots)).ToList();
-        var counted = tallies.GroupBy(t => t.Classification).ToDictionary(g => g.Key, g => (long)g.Sum(t => t.Count));
+        var counted = tallies.GroupBy(t => (t.Classification, t.Caveats)).Select(g => (g.Key.Classification, g.Key.Caveats, (long)g.Sum(t => t.Count))).ToList();
         return (new HotspotsDto(by, Utc(query.From), Utc(query.To), markings.Scheme.Label(tallies.Count == 0 ? 0 : tallies.Max(t => t.Classification)),
             markings.Caveats.CodesOf(tallies.Aggregate(0L, (bits, t) => bits | t.Caveats)), items), counted);
     }
@@ -254,7 +254,7 @@ internal static class EarlyWarningEndpoints
     }
 
     /// <summary>Spikes per area for a viewer (the API and the early-warning page).</summary>
-    internal static async Task<(SpikesDto Answer, Dictionary<int, long> Counted)> SpikesAsync(
+    internal static async Task<(SpikesDto Answer, List<(int Level, long Caveats, long Count)> Counted)> SpikesAsync(
         ConcordDb db, MissionDirectory directory, MarkingFormat markings, Viewer viewer, int days, int baselineDays, double threshold, DateTime? at, DateTime now,
         CancellationToken cancellationToken)
     {
@@ -316,7 +316,8 @@ internal static class EarlyWarningEndpoints
         }
 
         return (new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, observed, threshold,
-            markings.Scheme.Label(levels.Count == 0 ? 0 : levels.Max()), markings.Caveats.CodesOf(caveats), items), Audits.CountLevels(levels));
+            markings.Scheme.Label(levels.Count == 0 ? 0 : levels.Max()), markings.Caveats.CodesOf(caveats), items),
+            Audits.CountMarkings(rows.Select(r => (r.Classification, r.Caveats)).Concat(before is { } counted ? [(counted.Classification, counted.Caveats)] : [])));
     }
 
     /// <summary>P(X ≥ k) for X ~ Poisson(λ), summed in log space.</summary>

@@ -88,7 +88,7 @@ internal static class IncidentMap
                 .Concat(mixed.Select(i => ((long)Math.Floor(i.Latitude / size), (long)Math.Floor(i.Longitude / size), 1, i.Classification, i.Caveats))),
             size);
         await audit.RecordAggregateAsync(viewer, "incident",
-            groups.Select(g => KeyValuePair.Create(g.Classification, (long)g.Count)).Concat(mixed.Select(i => KeyValuePair.Create(i.Classification, 1L))),
+            groups.Select(g => (g.Classification, g.Caveats, (long)g.Count)).Concat(mixed.Select(i => (i.Classification, i.Caveats, 1L))),
             context, time.GetUtcNow().UtcDateTime);
         await using var writer = Start(context, cells.Sum(c => c.Count), clustered: true);
         foreach (var cell in cells)

@@ -29,7 +29,7 @@ public sealed record DashboardData(
 
     private sealed record Row(string Category, DateTime StartsAt, int? Killed, int? Injured, Guid? AreaId, int Classification, long Caveats);
 
-    internal static async Task<(DashboardData Data, int Level, long Caveats, Dictionary<int, long> Counted)> BuildAsync(
+    internal static async Task<(DashboardData Data, int Level, long Caveats, List<(int Level, long Caveats, long Count)> Counted)> BuildAsync(
         IncidentSelection visible, MissionDirectory directory, CategoryLabels labels, CancellationToken cancellationToken)
     {
         var rows = await visible.RowsAsync(
@@ -91,7 +91,7 @@ public sealed record DashboardData(
             killed,
             injured,
             areas);
-        return (data, rows.Max(r => r.Classification), rows.Aggregate(0L, (bits, r) => bits | r.Caveats), Audit.Audits.CountLevels(rows.Select(r => r.Classification)));
+        return (data, rows.Max(r => r.Classification), rows.Aggregate(0L, (bits, r) => bits | r.Caveats), Audit.Audits.CountMarkings(rows.Select(r => (r.Classification, r.Caveats))));
     }
 }
 
