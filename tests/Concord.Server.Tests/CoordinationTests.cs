@@ -305,7 +305,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var mergedTask = (await WaitForAsync(() => TasksAsync("joc", $"incident={merged}"), t => t.Count == 1, "the merged incident's lead task")).Single();
         // Unacknowledged past its deadline, it escalates to the JOC first.
         Clock.Advance(TimeSpan.FromMinutes(31));
-        var notices = (await WaitForAsync(() => TasksAsync("joc", "organization=JOC"), t => t.Any(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(mergedTask)),
+        var notices = (await WaitForAsync(() => TasksAsync("joc", "organization=JOC&limit=500"), t => t.Any(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(mergedTask)),
             "the JOC's escalation notice")).Where(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(mergedTask)).Select(x => Id(x)).ToList();
 
         var (merge, mergeBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{kept}/merge", new { incidents = new[] { merged } });
@@ -376,7 +376,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(0, await EscalationsAsync(leadId, Deadlines.Acknowledge));
         Clock.Advance(TimeSpan.FromMinutes(2));
         await WaitForAsync(() => EscalationsAsync(leadId, Deadlines.Acknowledge), n => n == 1, "the acknowledgement escalation");
-        var notices = await WaitForAsync(() => TasksAsync("joc", "organization=JOC"), t => t.Any(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == leadId), "the JOC's escalation task");
+        var notices = await WaitForAsync(() => TasksAsync("joc", "organization=JOC&limit=500"), t => t.Any(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == leadId), "the JOC's escalation task");
         var notice = notices.Single(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == leadId);
         Assert.Equal("escalation", notice.GetProperty("role").GetString());
         Assert.Equal(battle, Id(notice, "incident"));
@@ -1294,15 +1294,15 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var lead = (await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single();
         Clock.Advance(TimeSpan.FromMinutes(31));
         bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(lead);
-        await WaitForAsync(() => TasksAsync("pref", "organization=JOC"), t => t.Any(IsNotice), "the notice, seen mission-wide as its incident was");
+        await WaitForAsync(() => TasksAsync("pref", "organization=JOC&limit=500"), t => t.Any(IsNotice), "the notice, seen mission-wide as its incident was");
 
         // A CONFIDENTIAL account for the force and the JOC joins the incident: its marking narrows, and the notice follows
         // (it kept the wider marking, telling the whole mission of an incident it may no longer see, and that it is overdue).
         var (_, joined) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: lat, longitude: lon,
             narrative: "Clash at the eastern bridge, force account.", marking: Api.Marking("CONFIDENTIAL", ["org:FORCE", "org:JOC"])));
         Assert.Equal(incident, Id(joined, "incidentId"));
-        await WaitForAsync(() => TasksAsync("pref", "organization=JOC"), t => !t.Any(IsNotice), "the notice to follow its incident");
-        Assert.Contains(await TasksAsync("joc", "organization=JOC"), IsNotice);
+        await WaitForAsync(() => TasksAsync("pref", "organization=JOC&limit=500"), t => !t.Any(IsNotice), "the notice to follow its incident");
+        Assert.Contains(await TasksAsync("joc", "organization=JOC&limit=500"), IsNotice);
     }
 
     [Fact]
@@ -1489,7 +1489,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var notice = await server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.EscalatedItemId == lead));
         Assert.Equal(1, notice.Classification);
         Assert.Equal(Releasability.Encode(["org:JOC"]), notice.ReleasableTo);
-        Assert.DoesNotContain(await TasksAsync("pref", "organization=JOC"), x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == lead);
+        Assert.DoesNotContain(await TasksAsync("pref", "organization=JOC&limit=500"), x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == lead);
     }
 
     [Fact]
@@ -1557,7 +1557,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var requestId = Id(request);
         Clock.Advance(TimeSpan.FromMinutes(11));
         bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == requestId;
-        return (requestId, (await WaitForAsync(() => TasksAsync("joc", "organization=JOC"), t => t.Any(IsNotice), "the request's escalation notice")).Single(IsNotice));
+        return (requestId, (await WaitForAsync(() => TasksAsync("joc", "organization=JOC&limit=500"), t => t.Any(IsNotice), "the request's escalation notice")).Single(IsNotice));
     }
 
     [Fact]
@@ -1570,7 +1570,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (requestId, notice) = await MissedMedevacAsync(lat, lon, "Medevac for two wounded officers", incident);
         bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == requestId;
         var label = notice.GetProperty("marking").GetProperty("label").GetString();
-        Assert.DoesNotContain(await TasksAsync("pref", "organization=JOC"), IsNotice);
+        Assert.DoesNotContain(await TasksAsync("pref", "organization=JOC&limit=500"), IsNotice);
 
         // The incident changes (another account fuses into it): the router follows the incident's tasks and their notices,
         // not the request's notice, which would take the incident's mission-wide marking and title.
@@ -1578,7 +1578,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             narrative: "Ambush on the southern road, force account.", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         Assert.Equal(incident, Id(joined, "incidentId"));
         await RouterPassedAsync();
-        Assert.DoesNotContain(await TasksAsync("pref", "organization=JOC"), IsNotice);
+        Assert.DoesNotContain(await TasksAsync("pref", "organization=JOC&limit=500"), IsNotice);
         var (_, after) = await server.ClientFor("joc").GetJson($"/api/tasks/{Id(notice)}");
         Assert.Equal(label, after.GetProperty("marking").GetProperty("label").GetString());
         Assert.Equal("Medevac for two wounded officers", after.GetProperty("title").GetString());
@@ -1671,7 +1671,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Contains("may not see every report of the incident", entry.Detail);
         var (_, overdue) = await server.ClientFor("force").GetJson($"/api/tasks/{leadId}");
         Assert.Equal("acknowledge", overdue.GetProperty("deadlines").GetProperty("overdue").GetString());
-        Assert.DoesNotContain(await TasksAsync("joc", "organization=JOC"), x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == leadId);
+        Assert.DoesNotContain(await TasksAsync("joc", "organization=JOC&limit=500"), x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == leadId);
     }
 
     [Fact]
