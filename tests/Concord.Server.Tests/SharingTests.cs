@@ -1042,18 +1042,20 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
 
         var (_, list) = await server.ClientFor("joc").GetJson("/api/caveats");
         var bits = list.EnumerateArray().ToDictionary(c => c.GetProperty("code").GetString()!, c => 1L << c.GetProperty("bit").GetInt32());
-        var map = $"/api/incidents/map?{Box}&maxPoints=1";
-        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").GetAsync(map)).StatusCode);
-
-        // One entry per set of caveats, marked with it (the count's caveats were dropped: an auditor without SOURCE-PROTECTED
-        // learnt how many source-protected incidents the count took in, and the DECONFLICTION-ONLY one was not audited at all).
-        var entries = (await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Actor == "joc" && a.Action == AuditActions.Read && a.EntityId == null).ToListAsync()))
-            .Where(a => JsonDocument.Parse(a.Detail).RootElement is var d && d.TryGetProperty("aggregate", out _) && d.GetProperty("path").GetString() == map)
-            .ToDictionary(a => a.Caveats, a => (a.Classification, JsonDocument.Parse(a.Detail).RootElement.GetProperty("levels").GetRawText()));
-        Assert.Equal(3, entries.Count);
-        Assert.Equal((1, "{\"1\":1}"), entries[0]);
-        Assert.Equal((1, "{\"1\":1}"), entries[bits["SOURCE-PROTECTED"]]);
-        Assert.Equal((0, "{\"0\":1}"), entries[bits["DECONFLICTION-ONLY"]]);
+        // The map's counts per cell, and the reports' count: one entry per set of caveats, marked with it (the caveats were
+        // dropped: an auditor without SOURCE-PROTECTED learnt how many source-protected incidents or reports a count took
+        // in, and the DECONFLICTION-ONLY one was not audited at all).
+        foreach (var path in new[] { $"/api/incidents/map?{Box}&maxPoints=1", $"/api/reports/count?{Box}" })
+        {
+            Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").GetAsync(path)).StatusCode);
+            var entries = (await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Actor == "joc" && a.Action == AuditActions.Read && a.EntityId == null).ToListAsync()))
+                .Where(a => JsonDocument.Parse(a.Detail).RootElement is var d && d.TryGetProperty("aggregate", out _) && d.GetProperty("path").GetString() == path)
+                .ToDictionary(a => a.Caveats, a => (a.Classification, JsonDocument.Parse(a.Detail).RootElement.GetProperty("levels").GetRawText()));
+            Assert.Equal(3, entries.Count);
+            Assert.Equal((1, "{\"1\":1}"), entries[0]);
+            Assert.Equal((1, "{\"1\":1}"), entries[bits["SOURCE-PROTECTED"]]);
+            Assert.Equal((0, "{\"0\":1}"), entries[bits["DECONFLICTION-ONLY"]]);
+        }
     }
 
     [Fact]

@@ -54,17 +54,9 @@ internal sealed class AuditWriter : IAsyncDisposable
         await Task.WhenAll(recorded).WaitAsync(cancellationToken);
     }
 
-    /// <summary>As above, for figures counted by level alone (<see cref="Audits.ByLevel"/>).</summary>
-    public Task RecordAggregateAsync(Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, string path, DateTime at, CancellationToken cancellationToken) =>
-        RecordAggregateAsync(viewer, entity, Audits.ByLevel(counted), path, at, cancellationToken);
-
     /// <summary>As above, for an API answer: named by the request's path and query, and given up with the request.</summary>
     public Task RecordAggregateAsync(Viewer viewer, string entity, IEnumerable<(int Level, long Caveats, long Count)> counted, HttpContext context, DateTime at) =>
         RecordAggregateAsync(viewer, entity, counted, context.Request.Path + context.Request.QueryString, at, context.RequestAborted);
-
-    /// <inheritdoc cref="RecordAggregateAsync(Viewer, string, IEnumerable{ValueTuple{int, long, long}}, HttpContext, DateTime)"/>
-    public Task RecordAggregateAsync(Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, HttpContext context, DateTime at) =>
-        RecordAggregateAsync(viewer, entity, Audits.ByLevel(counted), context, at);
 
     public async Task RecordAsync(AuditEntry entry, CancellationToken cancellationToken) =>
         await (await EnqueueAsync(entry, cancellationToken)).WaitAsync(cancellationToken);

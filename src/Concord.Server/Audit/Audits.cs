@@ -94,14 +94,7 @@ internal static class Audits
             }));
         })];
 
-    /// <summary>Figures counted by level alone (records without caveats, or counted where their caveats are not at hand).</summary>
-    public static IEnumerable<(int Level, long Caveats, long Count)> ByLevel(IEnumerable<KeyValuePair<int, long>> counted) =>
-        counted.Select(c => (c.Key, 0L, c.Value));
-
     /// <summary>Records counted per marking, from the level and caveats of each.</summary>
     public static List<(int Level, long Caveats, long Count)> CountMarkings(IEnumerable<(int Level, long Caveats)> records) =>
         [.. records.CountBy(r => r).Select(c => (c.Key.Level, c.Key.Caveats, (long)c.Value))];
-
-    /// <summary>Records counted per level, from the level of each.</summary>
-    public static Dictionary<int, long> CountLevels(IEnumerable<int> levels) => levels.CountBy(l => l).ToDictionary(c => c.Key, c => (long)c.Value);
 }

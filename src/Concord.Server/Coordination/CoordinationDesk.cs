@@ -96,7 +96,7 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         Audits.Entry(actor, action, entity, id, marking, Now, Audits.Detail(detail));
 
     /// <summary>Records that a viewer was given figures computed from classified records (nothing when none went into them).</summary>
-    public Task AuditAggregateAsync(Viewer viewer, string entity, IEnumerable<KeyValuePair<int, long>> counted, HttpContext context) =>
+    public Task AuditAggregateAsync(Viewer viewer, string entity, IEnumerable<(int Level, long Caveats, long Count)> counted, HttpContext context) =>
         reads.RecordAggregateAsync(viewer, entity, counted, context, Now);
 
     /// <summary>Records that a viewer read classified or caveated records (nothing for other unclassified ones).</summary>

@@ -74,8 +74,8 @@ internal static class CoordinationMetrics
                 r.Status == RequestStatuses.Declined || r.Status == RequestStatuses.Completed || r.Status == RequestStatuses.Cancelled, r.Classification, r.Caveats))
             .ToListAsync(context.RequestAborted);
         var all = tasks.Concat(requests).ToList();
-        await desk.AuditAggregateAsync(viewer, "task", Audits.CountLevels(tasks.Select(t => t.Classification)), context);
-        await desk.AuditAggregateAsync(viewer, "request", Audits.CountLevels(requests.Select(r => r.Classification)), context);
+        await desk.AuditAggregateAsync(viewer, "task", Audits.CountMarkings(tasks.Select(t => (t.Classification, t.Caveats))), context);
+        await desk.AuditAggregateAsync(viewer, "request", Audits.CountMarkings(requests.Select(r => (r.Classification, r.Caveats))), context);
         string Organization(Guid id) => id == Guid.Empty ? "(kind)" : desk.OrganizationCode(id);
         return TypedResults.Ok(new CoordinationMetricsDto(
             CoordinationDesk.Utc(start), CoordinationDesk.Utc(end),

@@ -78,7 +78,7 @@ internal static class EarlyWarningEndpoints
         }
 
         var rows = await forecasts.VisibleTo(viewer).OrderByDescending(f => f.AtLeastOne).ToListAsync(context.RequestAborted);
-        await audit.RecordAggregateAsync(viewer, "forecast", Audits.CountLevels(rows.Select(f => f.Classification)), context, time.GetUtcNow().UtcDateTime);
+        await audit.RecordAggregateAsync(viewer, "forecast", Audits.CountMarkings(rows.Select(f => (f.Classification, f.Caveats))), context, time.GetUtcNow().UtcDateTime);
         return TypedResults.Ok(new ForecastsDto(
             rows.Count == 0 ? null : new DateTimeOffset(DateTime.SpecifyKind(rows[0].Month, DateTimeKind.Utc)),
             rows.Count == 0 ? null : new DateTimeOffset(DateTime.SpecifyKind(rows.Max(r => r.ComputedAt), DateTimeKind.Utc)),
@@ -96,7 +96,7 @@ internal static class EarlyWarningEndpoints
         }
 
         var rows = await db.AreaForecasts.AsNoTracking().VisibleTo(viewer).OrderByDescending(f => f.AtLeastOne).ToListAsync(context.RequestAborted);
-        await audit.RecordAggregateAsync(viewer, "forecast", Audits.CountLevels(rows.Select(f => f.Classification)), context, time.GetUtcNow().UtcDateTime);
+        await audit.RecordAggregateAsync(viewer, "forecast", Audits.CountMarkings(rows.Select(f => (f.Classification, f.Caveats))), context, time.GetUtcNow().UtcDateTime);
         return TypedResults.Ok(rows.Select(f => new AreaForecastDto(directory.Area(f.AreaId)?.Code ?? "?", directory.Area(f.AreaId)?.Name ?? "?",
             new DateTimeOffset(DateTime.SpecifyKind(f.Month, DateTimeKind.Utc)), Math.Round(f.Expected, 3), Math.Round(f.AtLeastOne, 4), f.Low, f.High, markings.ToDto(f).Label ?? "")).ToList());
     }

@@ -123,10 +123,11 @@ internal static class ExportEndpoints
             return Problems.Invalid(filterErrors);
         }
 
-        // Counted per level in the same query, for the audit.
+        // Counted per marking in the same query, for the audit.
         var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);
-        var levels = await reports.VisibleTo(viewer).GroupBy(r => r.Classification).Select(g => new { Level = g.Key, Count = g.LongCount() }).ToListAsync(context.RequestAborted);
-        await audit.RecordAggregateAsync(viewer, "report", levels.Select(l => KeyValuePair.Create(l.Level, l.Count)), context, time.GetUtcNow().UtcDateTime);
+        var levels = await reports.VisibleTo(viewer).GroupBy(r => new { r.Classification, r.Caveats })
+            .Select(g => new { g.Key.Classification, g.Key.Caveats, Count = g.LongCount() }).ToListAsync(context.RequestAborted);
+        await audit.RecordAggregateAsync(viewer, "report", levels.Select(l => (l.Classification, l.Caveats, l.Count)), context, time.GetUtcNow().UtcDateTime);
         return TypedResults.Ok(new CountDto(levels.Sum(l => l.Count)));
     }
 
@@ -144,9 +145,9 @@ internal static class ExportEndpoints
 
         var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);
         var groups = await reports.VisibleTo(viewer)
-            .GroupBy(r => new { r.Category, r.Classification }).Select(g => new { g.Key.Category, g.Key.Classification, Count = g.LongCount() })
+            .GroupBy(r => new { r.Category, r.Classification, r.Caveats }).Select(g => new { g.Key.Category, g.Key.Classification, g.Key.Caveats, Count = g.LongCount() })
             .ToListAsync(context.RequestAborted);
-        await audit.RecordAggregateAsync(viewer, "report", groups.Select(g => KeyValuePair.Create(g.Classification, g.Count)), context, time.GetUtcNow().UtcDateTime);
+        await audit.RecordAggregateAsync(viewer, "report", groups.Select(g => (g.Classification, g.Caveats, g.Count)), context, time.GetUtcNow().UtcDateTime);
         return TypedResults.Ok(groups.GroupBy(g => g.Category, StringComparer.Ordinal).Select(g => new CategoryCount(g.Key, g.Sum(c => c.Count)))
             .OrderByDescending(c => c.Count).ThenBy(c => c.Category, StringComparer.Ordinal).ToList());
     }
