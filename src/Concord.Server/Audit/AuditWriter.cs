@@ -29,34 +29,29 @@ internal sealed class AuditWriter : IAsyncDisposable
     }
 
     /// <summary>Records what a viewer read (<see cref="Audits.Read"/>): nothing for unclassified records without caveats, else every id.</summary>
-    public async Task RecordReadAsync<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification, long Caveats)> records, string path, DateTime at,
-        CancellationToken cancellationToken)
-    {
-        // All parts are queued before any is awaited, so that the writer stores them in one batch.
-        var recorded = new List<Task>();
-        foreach (var entry in Audits.Read(viewer, entity, records, path, at))
-        {
-            recorded.Add(await EnqueueAsync(entry, cancellationToken));
-        }
-
-        await Task.WhenAll(recorded).WaitAsync(cancellationToken);
-    }
+    public Task RecordReadAsync<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification, long Caveats)> records, string path, DateTime at,
+        CancellationToken cancellationToken) =>
+        RecordAllAsync(Audits.Read(viewer, entity, records, path, at), cancellationToken);
 
     /// <summary>Records figures a viewer was given (<see cref="Audits.Aggregate"/>): nothing when no classified or caveated record went into them.</summary>
-    public async Task RecordAggregateAsync(Viewer viewer, string entity, IEnumerable<(int Level, long Caveats, long Count)> counted, string path, DateTime at, CancellationToken cancellationToken)
-    {
-        var recorded = new List<Task>();
-        foreach (var entry in Audits.Aggregate(viewer, entity, counted, path, at))
-        {
-            recorded.Add(await EnqueueAsync(entry, cancellationToken));
-        }
-
-        await Task.WhenAll(recorded).WaitAsync(cancellationToken);
-    }
+    public Task RecordAggregateAsync(Viewer viewer, string entity, IEnumerable<(int Level, long Caveats, long Count)> counted, string path, DateTime at, CancellationToken cancellationToken) =>
+        RecordAllAsync(Audits.Aggregate(viewer, entity, counted, path, at), cancellationToken);
 
     /// <summary>As above, for an API answer: named by the request's path and query, and given up with the request.</summary>
     public Task RecordAggregateAsync(Viewer viewer, string entity, IEnumerable<(int Level, long Caveats, long Count)> counted, HttpContext context, DateTime at) =>
         RecordAggregateAsync(viewer, entity, counted, context.Request.Path + context.Request.QueryString, at, context.RequestAborted);
+
+    /// <summary>Stores the entries of one read, all queued before any is awaited, so that the writer stores them in one batch.</summary>
+    private async Task RecordAllAsync(IEnumerable<AuditEntry> entries, CancellationToken cancellationToken)
+    {
+        var recorded = new List<Task>();
+        foreach (var entry in entries)
+        {
+            recorded.Add(await EnqueueAsync(entry, cancellationToken));
+        }
+
+        await Task.WhenAll(recorded).WaitAsync(cancellationToken);
+    }
 
     public async Task RecordAsync(AuditEntry entry, CancellationToken cancellationToken) =>
         await (await EnqueueAsync(entry, cancellationToken)).WaitAsync(cancellationToken);

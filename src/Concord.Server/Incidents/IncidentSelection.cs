@@ -226,9 +226,6 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
 
         public long Caveats => ByMarking.Aggregate(0L, (bits, m) => bits | m.Caveats);
 
-        /// <summary>How many at each level, as an aggregate read is audited.</summary>
-        public IEnumerable<KeyValuePair<int, long>> Levels => ByMarking.GroupBy(m => m.Classification).Select(g => KeyValuePair.Create(g.Key, (long)g.Sum(m => m.Count)));
-
         /// <summary>The counts by level and caveats, as the audit of figures takes them.</summary>
         public IEnumerable<(int Level, long Caveats, long Count)> Markings => ByMarking.Select(m => (m.Classification, m.Caveats, (long)m.Count));
     }

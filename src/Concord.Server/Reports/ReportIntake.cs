@@ -74,13 +74,19 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             return null;
         }
 
-        var stored = await db.Reports.AsNoTracking().Where(r => r.Id == id && r.MemberId == author.MemberId)
-            .Select(r => new { Report = r, IncidentId = db.IncidentReports.Where(l => l.ReportId == r.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefault() })
-            .SingleOrDefaultAsync(cancellationToken);
-        return stored is not null && ReportWriter.Decide(stored.Report, stored.IncidentId, stored.Report, author, candidateHash: RequestHash(request, sourceKeyed: false)) is Outcome.Existing existing
+        return await AuthorsAsync(id, author, cancellationToken) is var (report, incidentId)
+            && ReportWriter.Decide(report, incidentId, report, author, candidateHash: RequestHash(request, sourceKeyed: false)) is Outcome.Existing existing
             ? existing
             : null;
     }
+
+    /// <summary>The report stored under <paramref name="id"/> if <paramref name="author"/> wrote it, with the incident it is in.</summary>
+    public async Task<(Report Report, Guid? IncidentId)?> AuthorsAsync(Guid id, Viewer author, CancellationToken cancellationToken) =>
+        await db.Reports.AsNoTracking().Where(r => r.Id == id && r.MemberId == author.MemberId)
+            .Select(r => new { Report = r, IncidentId = db.IncidentReports.Where(l => l.ReportId == r.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefault() })
+            .SingleOrDefaultAsync(cancellationToken) is { } stored
+            ? (stored.Report, stored.IncidentId)
+            : null;
 
     /// <summary>
     /// Writes many reports from one author in one transaction (the importer and the demo). Reports whose id already
