@@ -834,10 +834,28 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Equal(2, await page.Locator(".timeline .report").CountAsync());
         Assert.Contains("score", await page.TextContentAsync($"#report-{second.GetProperty("id").GetString()} .provenance"));
         await page.CheckAsync($"input[name='split'][value='{second.GetProperty("id").GetString()}']");
+        // What the form sends, kept (the answer is a new page) to send it again as a double click or a resend after a lost answer would.
+        await page.EvaluateAsync("() => { sessionStorage.splitSent = JSON.stringify([...new FormData(document.querySelector('#split-form')).entries()]); }");
         await page.ClickAsync("#split-submit");
         await page.WaitForSelectorAsync("#correction-done");
         Assert.Equal(1, await page.Locator(".timeline .report").CountAsync());
         var into = (await page.GetAttributeAsync("#split-into", "href"))!;
+
+        // Sent again, the split is not an error: the page says the reports already moved, and where.
+        var again = await page.EvaluateAsync<JsonElement>("""
+            async () => {
+                const body = new URLSearchParams();
+                for (const [k, v] of JSON.parse(sessionStorage.splitSent)) body.append(k, v);
+                const r = await fetch(location.pathname, { method: 'POST', body });
+                const html = new DOMParser().parseFromString(await r.text(), 'text/html');
+                return { status: r.status, done: html.querySelector('#correction-done')?.textContent ?? null,
+                    into: html.querySelector('#split-into')?.getAttribute('href') ?? null, error: html.querySelector('#correction-error')?.textContent ?? null };
+            }
+            """);
+        Assert.Equal(200, again.GetProperty("status").GetInt32());
+        Assert.Equal(JsonValueKind.Null, again.GetProperty("error").ValueKind);
+        Assert.Contains("already moved", again.GetProperty("done").GetString());
+        Assert.Equal(into, again.GetProperty("into").GetString());
         await Screenshots.ScreenshotAsync(page, $"{Store}-incident-split");
 
         await page.FillAsync("#merge-ids", into);

@@ -138,6 +138,34 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         }
     }
 
+    /// <summary>
+    /// The incident an earlier split made of exactly <paramref name="reportIds"/>, as the analyst may see it: a split form
+    /// sent twice (a double click, a resend after a lost answer) is refused the second time, since the reports left this
+    /// incident, and the page tells where they went instead. Only an incident the analyst may see, holding those reports
+    /// and no other, each linked by a split, is named: nothing the analyst could not see already is told.
+    /// </summary>
+    public async Task<Guid?> SplitIntoAsync(Viewer viewer, IReadOnlyList<Guid> reportIds, CancellationToken cancellationToken)
+    {
+        var moved = reportIds.Distinct().ToList();
+        if (moved.Count is 0 or > MaxSplit)
+        {
+            return null;
+        }
+
+        var links = await db.IncidentReports.AsNoTracking().Where(l => moved.Contains(l.ReportId)).ToListAsync(cancellationToken);
+        if (links.Count != moved.Count || links.Any(l => l.Decision != LinkDecisions.Split || l.IncidentId != links[0].IncidentId))
+        {
+            return null;
+        }
+
+        var into = links[0].IncidentId;
+        var seen = await db.Reports.AsNoTracking().VisibleTo(viewer).CountAsync(r => moved.Contains(r.Id), cancellationToken);
+        return seen == moved.Count
+            && await db.VisibleIncidents(db.Incidents, viewer).AnyAsync(i => i.Id == into, cancellationToken)
+            && await db.IncidentReports.CountAsync(l => l.IncidentId == into, cancellationToken) == moved.Count
+            ? into : null;
+    }
+
     /// <summary>The most reports one split moves: each is a parameter of its queries, and a much-reported event's incident holds fewer.</summary>
     public const int MaxSplit = 1000;
 
