@@ -648,6 +648,46 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task The_map_zooms_no_closer_than_its_query_answers_and_draws_only_the_newest_answer_of_a_layer()
+    {
+        var page = await fixture.SignedInAsync("force");
+        await page.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
+        // Without a tile server nothing limited the zoom: past 22 the map query refused it and the map went blank.
+        await page.EvaluateAsync("() => { window.concordMap.map.setZoom(25, { animate: false }); }");
+        Assert.Equal(22, await page.EvaluateAsync<int>("window.concordMap.map.getZoom()"));
+
+        // An answer that arrives after a newer one (a weak network) is not drawn: it could hold what was withdrawn since.
+        var stale = """{"type":"FeatureCollection","features":[{"type":"Feature","id":"stale-request","geometry":{"type":"Point","coordinates":[20.5,6.5]},"properties":{"kind":"request","type":"escort","title":"stale","status":"open","overdue":false,"marking":"UNCLASSIFIED","classification":0,"caveats":0}}]}""";
+        var newestDone = new TaskCompletionSource();
+        var staleSent = new TaskCompletionSource();
+        var asked = 0;
+        await page.RouteAsync("**/api/coordination/geojson", async route =>
+        {
+            if (Interlocked.Increment(ref asked) == 1)
+            {
+                await newestDone.Task;
+                await route.FulfillAsync(new() { Status = 200, ContentType = "application/geo+json", Body = stale });
+                staleSent.SetResult();
+            }
+            else
+            {
+                await route.ContinueAsync();
+                newestDone.TrySetResult();
+            }
+        });
+        var toggle = page.Locator("#layer-coordination");
+        await toggle.UncheckAsync();
+        await toggle.CheckAsync();
+        await toggle.UncheckAsync();
+        await toggle.CheckAsync();
+        await staleSent.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        // The newest answer drawn, then time for the late one to be read (and, before, drawn over it).
+        await page.WaitForFunctionAsync("Array.isArray(window.concordMap.coordination)");
+        await page.WaitForTimeoutAsync(1000);
+        Assert.False(await page.EvaluateAsync<bool>("window.concordMap.coordination.includes('stale-request')"));
+    }
+
+    [Fact]
     public async Task Caveat_sets_above_two_to_the_53_are_read_exactly_by_the_pages()
     {
         // The API writes a record's caveats as a 64-bit set; the map's banners are built from the sets of what is on screen.
@@ -804,6 +844,14 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
             throw new InvalidOperationException("the risk layer shaded no cell; the forecasts in view: " + diag);
         }
         await page.WaitForSelectorAsync("#risk-skill:not([hidden])", new() { State = WaitForSelectorState.Attached });
+        // The back-test's scores as the page writes numbers (they were printed to the last digit of a double).
+        Assert.Matches(@"Concord \d+\.\d{4}, all zeros \d+\.\d{4}, conflictology \d+\.\d{4}\.", await page.TextContentAsync("#risk-skill"));
+        await page.ClickAsync("#lang-fr");
+        await page.WaitForSelectorAsync("html[lang='fr']");
+        await page.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
+        await page.CheckAsync("#layer-risk");
+        await page.WaitForSelectorAsync("#risk-skill:not([hidden])", new() { State = WaitForSelectorState.Attached });
+        Assert.Matches(@"Concord \d+,\d{4}, zéros \d+,\d{4}, conflictologie \d+,\d{4}\.", await page.TextContentAsync("#risk-skill"));
     }
 
     [Fact]

@@ -40,6 +40,19 @@ public abstract class MapCellTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public void Cells_at_the_edge_of_the_world_are_placed_inside_it()
+    {
+        // Latitude 90 and longitude 180 start cells of their own, beyond the world but for their edge.
+        var cells = IncidentMap.Cells([(180, 360, 1, 0, 0), (-180, -360, 1, 0, 0), (179, 359, 1, 0, 0)], 0.5);
+        Assert.Equal([(-89.75, -179.75), (89.75, 179.75), (90.0, 180.0)], cells.Select(c => (c.Latitude, c.Longitude)));
+
+        // Merged into cells larger than the world, they are placed in the middle of the part of it they cover.
+        // (Cells of 256°: the north-east one covers latitudes 0 to 90 and longitudes 0 to 180 of the world.)
+        var halves = IncidentMap.Cells([(180, 360, 1, 0, 0), (0, 0, 1, 0, 0), (-180, -360, 1, 0, 0)], 0.5, maxCells: 2);
+        Assert.Equal([(-45.0, -90.0), (45.0, 90.0)], halves.Select(c => (c.Latitude, c.Longitude)));
+    }
+
+    [Fact]
     public async Task The_store_and_the_code_put_each_incident_in_the_same_map_cell()
     {
         var ids = new List<Guid>();

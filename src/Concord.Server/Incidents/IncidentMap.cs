@@ -145,13 +145,20 @@ internal static class IncidentMap
                 g.Key.Y,
                 g.Key.X,
                 g.Sum(p => p.Count),
-                (g.Key.Y + 0.5) * cellSize,
-                (g.Key.X + 0.5) * cellSize,
+                Centre(g.Key.Y, cellSize, 90),
+                Centre(g.Key.X, cellSize, 180),
                 g.Max(p => p.Classification),
                 g.Aggregate(0L, (bits, p) => bits | p.Caveats)))
             .OrderBy(c => c.Y).ThenBy(c => c.X)
             .ToList();
     }
+
+    /// <summary>
+    /// The middle of a cell's part of the world: the cell of latitude 90 (or longitude 180) starts at the edge of the world
+    /// and would otherwise be placed beyond it, at a position no GeoJSON reader accepts.
+    /// </summary>
+    private static double Centre(long index, double cellSize, double edge) =>
+        (Math.Max(index * cellSize, -edge) + Math.Min((index + 1) * cellSize, edge)) / 2;
 
     /// <summary>The cell of twice, four times… the size holding a cell (rounding down for cells west or south of zero too).</summary>
     private static long FloorDiv(long value, long scale) => value >= 0 ? value / scale : -((-value + scale - 1) / scale);

@@ -14,12 +14,14 @@
   const start = new Date(el.dataset.start);
   const days = Number(el.dataset.days);
 
-  const map = L.map(el, { preferCanvas: true, worldCopyJump: true, attributionControl: true });
+  // Zoom stops where the server's map stops (22): with no tile layer to set a limit, Leaflet would zoom on for ever, to a
+  // zoom the map query refuses.
+  const map = L.map(el, { preferCanvas: true, worldCopyJump: true, attributionControl: true, maxZoom: 22 });
   // The base map's credit, on the map itself (Natural Earth asks for it; the page footer credits the event data).
   map.attributionControl.setPrefix(false).addAttribution('Made with Natural Earth');
   const b = (el.dataset.bounds || '14.4,2.2,27.5,11.0').split(',').map(Number);
   map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
-  if (el.dataset.tiles) L.tileLayer(el.dataset.tiles, { maxZoom: 18 }).addTo(map);
+  if (el.dataset.tiles) L.tileLayer(el.dataset.tiles, { maxNativeZoom: 18, maxZoom: 22 }).addTo(map);
   else fetch('ui/geo/countries-50m.json').then(r => r.json()).then(topo => {
     L.geoJSON(topojson.feature(topo, topo.objects.countries), { style: { color: '#7a7a70', weight: 1, fillColor: '#f1f1ea', fillOpacity: 1 }, interactive: false }).addTo(map).bringToBack();
   });
@@ -226,11 +228,16 @@
   }
   document.addEventListener('keydown', e => { if (e.key === 'Escape' && !panel.hidden) closePanel(); });
 
+  // Each layer draws only its newest answer: an older one arriving late (a weak network) would draw again what a
+  // withdrawal since took away.
+  const latest = { tracks: 0, risk: 0, coordination: 0 };
   async function loadTracks() {
     if (!map.hasLayer(tracks)) return;
+    const mine = ++latest.tracks;
     const response = await fetch('/api/tracks/geojson?' + new URLSearchParams({ bbox: viewport() })).catch(() => null);
-    if (!response || !response.ok) return;
+    if (!response || !response.ok || mine !== latest.tracks) return;
     const data = await Concord.readJson(response);
+    if (mine !== latest.tracks) return;
     tracks.clearLayers();
     state.tracks = data.features.map(f => f.id);
     layerMarks.tracks = marksOf(data.features);
@@ -245,9 +252,11 @@
   // The forecast risk layer: P(at least one fatality in the forecast month) per 0.5° cell, with the model's back-test skill beside it.
   async function loadRisk() {
     if (!map.hasLayer(risk)) return;
+    const mine = ++latest.risk;
     const response = await fetch('/api/early-warning/forecasts?' + new URLSearchParams({ bbox: viewport() })).catch(() => null);
-    if (!response || !response.ok) return;
+    if (!response || !response.ok || mine !== latest.risk) return;
     const data = await response.json();
+    if (mine !== latest.risk) return;
     risk.clearLayers();
     state.riskCells = 0;
     // The month forecast: the one after the last complete month with data (the month in progress, in a live mission).
@@ -267,7 +276,9 @@
     if (skill.hidden) {
       const s = await fetch('/api/early-warning/skill').then(r => r.ok ? r.json() : null).catch(() => null);
       if (s) {
-        const crps = name => s.models.find(m => m.model.startsWith(name))?.crps;
+        // Scores as the page's language writes numbers; a model missing from the back-test shows as a dash.
+        const fourDecimals = new Intl.NumberFormat(Concord.context.culture, { minimumFractionDigits: 4, maximumFractionDigits: 4 });
+        const crps = name => { const m = s.models.find(m => m.model.startsWith(name)); return m ? fourDecimals.format(m.crps) : '—'; };
         skill.textContent = t('skill', crps('Concord'), crps('all zeros'), crps('conflictology'), s.from, s.to);
         skill.hidden = false;
       }
@@ -277,9 +288,11 @@
   // Open requests for assistance (at their place or along their route) and planned or running joint patrols.
   async function loadCoordination() {
     if (!map.hasLayer(coordination)) return;
+    const mine = ++latest.coordination;
     const response = await fetch('/api/coordination/geojson').catch(() => null);
-    if (!response || !response.ok) return;
+    if (!response || !response.ok || mine !== latest.coordination) return;
     const data = await Concord.readJson(response);
+    if (mine !== latest.coordination) return;
     coordination.clearLayers();
     state.coordination = data.features.map(f => f.id);
     layerMarks.coordination = marksOf(data.features);
