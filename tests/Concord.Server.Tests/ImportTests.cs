@@ -368,19 +368,28 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
 
         // A field report may not pass for a record of a curated dataset: fusion would keep the dataset's own record of the
         // event out of its incident.
-        var (posing, posingProblem) = await server.ClientFor("force").PostJson("/api/reports", new
+        var (posing, posingProblem) = await PosingAsync("A field report that says it is ACLED's", $"acled:CAF{tag}7");
+        Assert.Equal(HttpStatusCode.BadRequest, posing.StatusCode);
+        Assert.Equal(["externalRef"], posingProblem.ErrorFields());
+
+        // Nor for a TAK device's marker: its incident would be taken for one made only of markers, sent to no device, and
+        // the report would count as the marker's first sender when the router judges who owns the uid.
+        var (posingAsMarker, markerProblem) = await PosingAsync("A field report that says it is a device's marker", $"tak:ANDROID-{tag}");
+        Assert.Equal(HttpStatusCode.BadRequest, posingAsMarker.StatusCode);
+        Assert.Equal(["externalRef"], markerProblem.ErrorFields());
+        Assert.False(await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.ExternalRef == $"tak:ANDROID-{tag}")));
+
+        Guid row0(string reference) => rows.Single(r => r.ExternalRef == reference).Id!.Value;
+
+        Task<(HttpResponseMessage, System.Text.Json.JsonElement)> PosingAsync(string narrative, string externalRef) => server.ClientFor("force").PostJson("/api/reports", new
         {
             id = Guid.NewGuid(),
             observedAt = Api.Recent,
             location = new { latitude = 5.1, longitude = 20.1 },
             category = "acled.battles.armed-clash",
-            narrative = "A field report that says it is ACLED's",
-            externalRef = $"acled:CAF{tag}7",
+            narrative,
+            externalRef,
         });
-        Assert.Equal(HttpStatusCode.BadRequest, posing.StatusCode);
-        Assert.Equal(["externalRef"], posingProblem.ErrorFields());
-
-        Guid row0(string reference) => rows.Single(r => r.ExternalRef == reference).Id!.Value;
     }
 
     [Fact]

@@ -1,5 +1,8 @@
 using Concord.Cot;
+using Concord.Server.Data;
+using Concord.Server.Hosting;
 using Concord.Server.Tak;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
@@ -36,6 +39,31 @@ public sealed class TakRouterTests
     }
 
     [Fact]
+    public void A_full_list_of_relayed_items_forgets_those_relayed_longest_ago_rather_than_every_new_one()
+    {
+        // Devices drawing all day fill the list within the day: an item relayed then must still be withdrawn from a device
+        // whose member loses access to it (it was left unremembered for the rest of the day).
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var router = new TakRouter(null!, null!, null!, clock, NullLogger<TakRouter>.Instance);
+        var marking = new MarkingDefault(0, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "UNCLASSIFIED");
+        var sender = Guid.NewGuid();
+        for (var i = 0; i < TakRouter.MaxRememberedItems; i++)
+        {
+            router.RememberItem($"item-{i}", marking, sender);
+            clock.Advance(TimeSpan.FromMilliseconds(1));
+        }
+
+        clock.Advance(TimeSpan.FromMinutes(2));
+        router.RememberItem("late", marking, sender);
+        var held = router.ItemsNoLongerReadable(Viewers.OfForce("watcher", 0), null, int.MaxValue).ToHashSet();
+        Assert.Contains("late", held);
+        Assert.DoesNotContain("item-0", held);
+        Assert.DoesNotContain($"item-{(TakRouter.MaxRememberedItems / 10) - 1}", held);
+        Assert.Contains($"item-{TakRouter.MaxRememberedItems / 10}", held);
+        Assert.Contains($"item-{TakRouter.MaxRememberedItems - 1}", held);
+    }
+
+    [Fact]
     public async Task An_event_stale_on_arrival_is_not_routed_and_the_log_says_why()
     {
         // A patrol's device whose clock runs ten minutes behind: each position it sends is stale (two minutes after its
@@ -65,9 +93,11 @@ public sealed class TakRouterTests
         // to every device, and a marker's to the store as a report.
         var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
         var log = new Lines();
-        // The tracks in memory only, which the router asks who owns a uid (no store behind them).
+        // The tracks in memory only, which the router asks who owns a uid (no store behind them); an empty store of its
+        // own, which it asks whether a new uid is another organisation's marker.
         using var tracks = new TrackStore(null!, null!, clock, NullLogger<TrackStore>.Instance);
-        var router = new TakRouter(null!, tracks, null!, clock, log);
+        var (store, directory) = await StoreAsync();
+        var router = new TakRouter(store.GetRequiredService<IServiceScopeFactory>(), tracks, null!, clock, log);
         await using var device = new TakSession(new MemoryStream(), Viewers.OfForce("patrol", 0), "certificate", "device", new MarkingDefault(0, "mission", 0, "UNCLASSIFIED"),
             CancellationToken.None);
         var edits = 0;
@@ -97,6 +127,66 @@ public sealed class TakRouterTests
         Assert.Equal(replays + 1, refused);
         Assert.Equal(refused, router.Ignored);
         Assert.Contains($"more than {TakRouter.MaxEditsPerMinute} edits of items in a minute from one device", Assert.Single(log.Written), StringComparison.Ordinal);
+        await store.DisposeAsync();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        directory.Delete(recursive: true);
+    }
+
+    [Fact]
+    public async Task A_replayed_deletion_is_dropped_without_asking_the_store()
+    {
+        // Whose items a deletion names is asked of the store, once: a device looping the same deletion (a replay, the same
+        // uid and time) must not cost a query a copy.
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
+        using var tracks = new TrackStore(null!, null!, clock, NullLogger<TrackStore>.Instance);
+        var (store, directory) = await StoreAsync();
+        var scopes = new CountedScopes(store.GetRequiredService<IServiceScopeFactory>());
+        var router = new TakRouter(scopes, tracks, null!, clock, NullLogger<TakRouter>.Instance);
+        await using var device = new TakSession(new MemoryStream(), Viewers.OfForce("patrol", 0), "certificate", "device", new MarkingDefault(0, "mission", 0, "UNCLASSIFIED"),
+            CancellationToken.None);
+        var at = clock.GetUtcNow().AddSeconds(-5);
+        var deletion = CotXml.Parse($"<event version='2.0' uid='deletion-1' type='t-x-d-d' time='{at:O}' start='{at:O}' stale='{at.AddMinutes(10):O}' how='h-e'>" +
+            "<point lat='0' lon='0' hae='0' ce='10' le='10'/><detail><link uid='drawing-1' relation='none' type='u-d-f'/><__forcedelete/></detail></event>");
+
+        await router.OnEventAsync(device, deletion);
+        var asked = scopes.Created;
+        for (var i = 0; i < 100; i++)
+        {
+            await router.OnEventAsync(device, deletion);
+        }
+
+        Assert.Equal(1, asked);
+        Assert.Equal(asked, scopes.Created);
+        Assert.Equal(100, router.Ignored);
+        await store.DisposeAsync();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        directory.Delete(recursive: true);
+    }
+
+    /// <summary>An empty SQLite store of a test's own, which the router asks who sent an item first.</summary>
+    private static async Task<(ServiceProvider Store, DirectoryInfo Directory)> StoreAsync()
+    {
+        var directory = Directory.CreateTempSubdirectory("concord-router-");
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddConcordCore(new ServerOptions { Store = StoreOptions.Sqlite(directory.FullName) });
+        var store = services.BuildServiceProvider();
+        await store.PrepareStoreAsync(CancellationToken.None);
+        return (store, directory);
+    }
+
+    /// <summary>Counts the scopes the router opens: one per question to the store.</summary>
+    private sealed class CountedScopes(IServiceScopeFactory inner) : IServiceScopeFactory
+    {
+        private int _created;
+
+        public int Created => Volatile.Read(ref _created);
+
+        public IServiceScope CreateScope()
+        {
+            Interlocked.Increment(ref _created);
+            return inner.CreateScope();
+        }
     }
 
     /// <summary>The lines a router logs.</summary>

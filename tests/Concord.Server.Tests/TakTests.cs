@@ -1744,6 +1744,21 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Equal(probe, (await policeColleague.WaitForAsync(e => e.Uid == marker || e.Uid == probe))?.Uid);
         Assert.Null(await watching.WaitForAsync(e => e.Uid == marker, TimeSpan.FromSeconds(1)));
         Assert.Equal(0, await server.WithDbAsync(db => db.Reports.CountAsync(r => r.ExternalRef == "tak:" + marker && r.Latitude == 4.40)));
+        // Nor anything else under its uid, which would make the police its owner in memory and lock the force out: a
+        // drawing, a GeoChat message, a position.
+        var time = Now(1);
+        foreach (var other in new[]
+        {
+            $"<event version='2.0' uid='{marker}' type='u-d-f' time='{time}' start='{time}' stale='{Now(3600)}' how='h-e'>" +
+                "<point lat='4.4' lon='20.52' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><remarks>taken</remarks></detail></event>",
+            Pli(marker, "TAKEN", 4.40, 20.52, time),
+        })
+        {
+            var next = Guid.NewGuid().ToString();
+            await police.SendAsync(other);
+            await police.SendAsync(Hostile(4.40, Now(1)).Replace(marker, next, StringComparison.Ordinal));
+            Assert.Equal(next, (await policeColleague.WaitForAsync(e => e.Uid == marker || e.Uid == next))?.Uid);
+        }
 
         // A teammate of the owner moves it: an edit of the force's marker passes.
         await using var team = await server.ConnectTakAsync(await server.IssueDeviceAsync(teammate));

@@ -30,7 +30,7 @@ internal sealed record CreateReport
     /// <summary>TLP 2.0 for dissemination outside Concord: clear, green, amber, amber+strict, red.</summary>
     public string? Tlp { get; init; }
 
-    /// <summary>Where the report comes from outside Concord, e.g. <c>tak:ANDROID-…</c> or <c>ucdp-ged:12345</c>.</summary>
+    /// <summary>Where the report comes from outside Concord, e.g. a message's or another system's id (<c>tak:</c> and curated datasets' prefixes such as <c>ucdp-ged:</c> are Concord's own).</summary>
     public string? ExternalRef { get; init; }
 }
 

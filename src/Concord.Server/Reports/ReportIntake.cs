@@ -52,6 +52,13 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             return Refused("externalRef", $"'{dataset}:' names a record of a curated dataset, which comes in through the importer (concord import, POST /api/import)");
         }
 
+        if (!idMadeByServer && Tak.CotMapping.IsItemRef(request.ExternalRef))
+        {
+            // A marker's reports are judged by their reference: who sent its first owns its uid, and an incident made only of
+            // them goes to no device (the devices have the marker itself). A report passing for one would do both.
+            return Refused("externalRef", $"'{Tak.CotMapping.ItemRefPrefix}' names a marker a TAK device sent, which comes in through the TAK listener");
+        }
+
         var (prepared, errors) = await PrepareAsync(request, author, cancellationToken);
         if (prepared is null)
         {

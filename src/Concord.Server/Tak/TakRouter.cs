@@ -47,8 +47,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     // Items relayed to devices (markers, drawings, routes, alerts) with the markings they went out under: a device whose
     // member loses access to one is told to remove it before it is cut, as for incidents (devices keep markers, archived,
-    // across their own restarts). Bounded: when full, those relayed more than a day ago are forgotten, then new ones go
-    // unremembered until some are deleted.
+    // across their own restarts). Bounded: when full, those relayed more than a day ago are forgotten, and when still full
+    // the tenth relayed longest ago.
     private readonly ConcurrentDictionary<string, (MarkingDefault[] Markings, long At, Guid Sender)> _itemsSent = new(StringComparer.Ordinal);
 
     /// <summary>How many relayed items the withdrawal list holds at most.</summary>
@@ -58,26 +58,36 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     public IReadOnlyCollection<TakSession> Sessions => _sessions;
 
-    private void RememberItem(string uid, MarkingDefault marking, Guid sender)
+    /// <summary>Records that an item <paramref name="sender"/>'s device sent was relayed under <paramref name="marking"/>.</summary>
+    internal void RememberItem(string uid, MarkingDefault marking, Guid sender)
     {
         var now = time.GetUtcNow().UtcTicks;
         if (_itemsSent.Count >= MaxRememberedItems && !_itemsSent.ContainsKey(uid))
         {
+            // A full list is scanned at most once a minute; within that minute new items go unremembered.
             var last = Interlocked.Read(ref _itemsPrunedAt);
-            if (now - last >= TimeSpan.TicksPerMinute && Interlocked.CompareExchange(ref _itemsPrunedAt, now, last) == last)
+            if (now - last < TimeSpan.TicksPerMinute || Interlocked.CompareExchange(ref _itemsPrunedAt, now, last) != last)
             {
-                foreach (var (known, entry) in _itemsSent)
+                return;
+            }
+
+            foreach (var (known, entry) in _itemsSent)
+            {
+                if (now - entry.At > TimeSpan.TicksPerDay)
                 {
-                    if (now - entry.At > TimeSpan.TicksPerDay)
-                    {
-                        _itemsSent.TryRemove(known, out _);
-                    }
+                    _itemsSent.TryRemove(known, out _);
                 }
             }
 
             if (_itemsSent.Count >= MaxRememberedItems)
             {
-                return;
+                // Still full of items relayed within the day (devices drawing all day, a gateway relaying a fleet's
+                // markers): the tenth relayed longest ago make room, rather than every item relayed from now on going
+                // unremembered, and so never withdrawn from a device whose member loses access to it, for the rest of the day.
+                foreach (var known in _itemsSent.OrderBy(e => e.Value.At).Take(MaxRememberedItems / 10).Select(e => e.Key).ToList())
+                {
+                    _itemsSent.TryRemove(known, out _);
+                }
             }
         }
 
@@ -356,13 +366,20 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         // Before the replay check, which would otherwise record the time of an event that is then refused: a device must
         // not freeze, relabel or delete what belongs to another member, nor speak for Concord's own incidents.
-        string? refusal;
+        var refusal = Refused(from, e, route, now);
+        if (refusal is null && _latest.TryGetValue(e.Uid, out var seen) && e.Time.UtcTicks <= Interlocked.Read(ref seen.Ticks))
+        {
+            // A replay, dropped before anything is asked of the store (the replay check below would drop it too, after a
+            // deletion's query of who owns what it names: a device looping one deletion would cost a query a copy).
+            Interlocked.Increment(ref _ignored);
+            return;
+        }
+
         MarkingDefault? itemMarking = null;
         try
         {
-            refusal = Refused(from, e, route, now)
-                ?? (e.Type == CotMapping.DeleteType ? await DeletesItemOfAnotherAsync(from, e, m => itemMarking = m)
-                    : route == Route.Marker && !_latest.ContainsKey(e.Uid) ? await MarkerOfAnotherOrganisationAsync(from, e) : null);
+            refusal ??= e.Type == CotMapping.DeleteType ? await DeletesItemOfAnotherAsync(from, e, m => itemMarking = m)
+                : !_latest.ContainsKey(e.Uid) ? await MarkerOfAnotherOrganisationAsync(from, e) : null;
         }
         catch (Exception failure) when (failure is not OperationCanceledException)
         {
@@ -645,11 +662,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     }
 
     /// <summary>
-    /// Why a marker whose uid memory does not hold (a new marker, or any after a restart, or one not seen for a day) may not
-    /// be routed because another organisation sent it first, or null. Memory takes as owner whoever sends a uid first; the
-    /// store knows who did before (the marker's first report), so another organisation's device cannot take over a marker
-    /// once the server has forgotten it, replace it on every device under its own marking, and lock its owners' edits out.
-    /// One query per marker uid not in memory.
+    /// Why an event whose uid memory does not hold (a new uid, or any after a restart, or one not seen for a day) may not
+    /// be routed because the uid is a marker another organisation sent first, or null. Memory takes as owner whoever sends a
+    /// uid first, whatever they send; the store knows who did before (the marker's first report), so another organisation's
+    /// device cannot take over a marker once the server has forgotten it (with a marker, a drawing, a message or a position
+    /// under its uid), replace it on every device under its own marking, and lock its owners' edits out. One query per uid
+    /// not in memory: a device's first position, each new item.
     /// </summary>
     private async ValueTask<string?> MarkerOfAnotherOrganisationAsync(TakSession from, CotEvent e) =>
         FirstOf(await StoredItemsAsync([e.Uid])).Values.SingleOrDefault() is { } first && first.OrganizationId != from.Viewer.OrganizationId
