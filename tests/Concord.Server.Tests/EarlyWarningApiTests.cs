@@ -61,9 +61,24 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
             cell.GetProperty("latitude").GetDouble(), cell.GetProperty("longitude").GetDouble()));
         var (_, cells) = await server.ClientFor("force").GetJson("/api/early-warning/hotspots?bbox=40,-20,42,-18&by=cell");
         Assert.Empty(cells.GetProperty("items").EnumerateArray());
-        var (bad, problem) = await unpol.GetJson("/api/early-warning/spikes?days=0&threshold=2");
+        // A window ending in the future would count days without incidents against a full rate: refused with the rest.
+        var (bad, problem) = await unpol.GetJson($"/api/early-warning/spikes?days=0&threshold=2&at={Uri.EscapeDataString(DateTimeOffset.UtcNow.AddDays(1).ToString("O"))}");
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
-        Assert.Equal(["days", "threshold"], problem.ErrorFields().Order());
+        Assert.Equal(["at", "days", "threshold"], problem.ErrorFields().Order());
+        // Hotspots name every bad parameter, the limit with their own bound.
+        foreach (var limit in new[] { 600, 6000 })
+        {
+            var (badHotspots, hotspotsProblem) = await unpol.GetJson($"/api/early-warning/hotspots?limit={limit}&by=bogus&status=bogus");
+            Assert.Equal(HttpStatusCode.BadRequest, badHotspots.StatusCode);
+            Assert.Equal(["by", "limit", "status"], hotspotsProblem.ErrorFields().Order());
+            Assert.StartsWith("must be a whole number from 1 to 500", hotspotsProblem.GetProperty("errors").GetProperty("limit")[0].GetString());
+        }
+
+        // A window and baseline before anything the caller may see cover no day: no rate, no figure, no claim of coverage.
+        var (_, nothing) = await unpol.GetJson("/api/early-warning/spikes?at=1990-01-01T00:00:00Z&baselineDays=365");
+        Assert.Equal(0, nothing.GetProperty("baselineObservedDays").GetInt32());
+        Assert.All(nothing.GetProperty("items").EnumerateArray(), i =>
+            Assert.True(!i.TryGetProperty("expected", out var expected) || expected.ValueKind == System.Text.Json.JsonValueKind.Null));
 
         // A parameter a listing would not apply is refused by name: an unfiltered answer would pass for a filtered one.
         foreach (var (path, field) in new[]

@@ -96,6 +96,46 @@ public abstract class ForecastScheduleTests<TServer>(TServer server) : IClassFix
     }
 }
 
+/// <summary>Which month is forecast: a server of its own, whose store holds nothing but the history the test writes.</summary>
+public abstract class ForecastMonthTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer, IClockServer
+{
+    [Fact]
+    public async Task Data_more_than_a_year_old_is_forecast_for_the_month_after_it_and_a_small_area_by_the_cell_it_lies_in()
+    {
+        // The latest incident more than a year before now, though in the month a year before this one (on 20 March, one
+        // of 5 March last year): a history, forecast for the month after it (it was taken for a mission going on, and
+        // the months since padded as quiet ones).
+        var now = server.FakeClock.GetUtcNow().UtcDateTime;
+        var monthAYearAgo = new DateTime(now.Year, now.Month, 1, 0, 0, 0, DateTimeKind.Utc).AddMonths(-12);
+        var latest = monthAYearAgo + ((now.AddYears(-1) - monthAYearAgo) / 2);
+        var code = "FM-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        await server.AddAreaAsync(code, "Forecast month area", -25, 50, -23, 52);
+        using var joc = server.ClientFor("joc");
+        for (var m = 0; m < 30; m++)
+        {
+            var (response, body) = await joc.PostJson("/api/reports", Api.Report(latitude: -24.75 + (m % 5 * 0.3), longitude: 50.25 + (m / 5 * 0.3),
+                observedAt: new DateTimeOffset(latest.AddMonths(-m)), narrative: $"{code} clash {m}", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+            Assert.True(response.StatusCode == HttpStatusCode.Created, body.ToString());
+        }
+
+        // A town smaller than a cell, holding no cell's centre (they are at .25 and .75 degrees), far from any incident:
+        // forecast by the cell it lies in (it had no forecast unless an incident happened to fall in that cell).
+        var town = "FT-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        await server.AddAreaAsync(town, "Small town", -30.1, 55.1, -29.9, 55.3);
+
+        await using var scope = server.Services.CreateAsyncScope();
+        var summary = await scope.ServiceProvider.GetRequiredService<ForecastService>().RunAsync(CancellationToken.None);
+        Assert.Equal(monthAYearAgo.AddMonths(1), summary!.Month);
+        var (_, areas) = await joc.GetJson("/api/early-warning/forecasts/areas");
+        Assert.Contains(areas.EnumerateArray(), a => a.GetProperty("area").GetString() == town);
+    }
+}
+
+public sealed class ForecastMonthTests_Sqlite(SqliteClockServer server) : ForecastMonthTests<SqliteClockServer>(server);
+
+public sealed class ForecastMonthTests_Postgres(PostgresClockServer server) : ForecastMonthTests<PostgresClockServer>(server);
+
 public sealed class ForecastScheduleTests_Sqlite(SqliteClockServer server) : ForecastScheduleTests<SqliteClockServer>(server);
 
 public sealed class ForecastScheduleTests_Postgres(PostgresClockServer server) : ForecastScheduleTests<PostgresClockServer>(server);

@@ -110,26 +110,30 @@ internal static class EarlyWarningEndpoints
     private static async Task<Results<Ok<HotspotsDto>, ProblemHttpResult>> Hotspots(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
-        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, [.. ListQuery.IncidentFilters, "by", "limit"]))
-        {
-            return Problems.Invalid(errors);
-        }
-
+        // Every bad parameter named at once, the limit with this answer's own bound (a listing's is larger).
+        _ = ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, [.. ListQuery.IncidentFilters, "by", "limit"]);
         var by = context.Request.Query["by"].ToString() is { Length: > 0 } b ? b : "cell";
         if (by is not ("cell" or "area"))
         {
-            return Problems.Field("by", "must be cell or area");
+            errors["by"] = ["must be cell or area"];
         }
 
-        if (query.Limit > MaxHotspots)
+        if (errors.ContainsKey("limit") || query.Limit > MaxHotspots)
         {
-            return Problems.Field("limit", $"at most {MaxHotspots} hotspots are listed");
+            errors["limit"] = [$"must be a whole number from 1 to {MaxHotspots}: at most {MaxHotspots} hotspots are listed"];
         }
 
+        // The filters' values (status, category, organisation…) are judged as the selection is built, beside the others
+        // (a parameter the query could not read is left out of it, and named by its own reason).
         var (visible, filterErrors) = await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, context.RequestAborted);
-        if (visible is null)
+        foreach (var (field, reasons) in filterErrors)
         {
-            return Problems.Invalid(filterErrors);
+            errors.TryAdd(field, reasons);
+        }
+
+        if (errors.Count > 0 || visible is null)
+        {
+            return Problems.Invalid(errors);
         }
 
         var (hotspots, counted) = await HotspotsAsync(directory, markings, visible, by, context.RequestAborted);
@@ -231,13 +235,15 @@ internal static class EarlyWarningEndpoints
         DateTime? at = null;
         if (q["at"].ToString() is { Length: > 0 } atText)
         {
-            if (Import.IsoDates.TryParse(atText, out var parsed) && parsed >= Reports.ReportRules.Earliest)
+            if (Import.IsoDates.TryParse(atText, out var parsed) && parsed >= Reports.ReportRules.Earliest && parsed <= time.GetUtcNow() + Reports.ReportRules.ClockSkew)
             {
                 at = parsed.UtcDateTime;
             }
             else
             {
-                errors["at"] = [$"must be an ISO 8601 time from {Reports.ReportRules.Earliest:yyyy} on"];
+                // A window ending in the future holds fewer days of incidents than it counts: judged against a full rate,
+                // every area would look quiet, and alerts would be lost without a word.
+                errors["at"] = [$"must be an ISO 8601 time from {Reports.ReportRules.Earliest:yyyy} on, and not in the future"];
             }
         }
 
@@ -273,9 +279,10 @@ internal static class EarlyWarningEndpoints
         // baseline counts, quiet spells included (a mission gone quiet is when a surge matters). Alerts need a baseline
         // at least as long as the recent window. Whether there is such an incident is told from the least marked one (its
         // marking is the answer's too, and it is counted in the audit).
-        var before = rows.Count > 0 ? await (await Selection(new ListQuery { To = baselineFrom.AddTicks(-1) })).LeastMarkedAsync(cancellationToken) : null;
+        // With nothing in sight, in the window or before it, no day is covered: no rate, no figure.
+        var before = await (await Selection(new ListQuery { To = baselineFrom.AddTicks(-1) })).LeastMarkedAsync(cancellationToken);
         var reportingBefore = before is not null;
-        var firstSeen = rows.Count == 0 || reportingBefore ? baselineFrom : rows.Min(r => r.StartsAt);
+        var firstSeen = reportingBefore ? baselineFrom : rows.Count == 0 ? recentFrom : rows.Min(r => r.StartsAt);
         var observed = Math.Max(0, (int)Math.Floor((recentFrom - (firstSeen > baselineFrom ? firstSeen : baselineFrom)).TotalDays));
         // Counted per area in one pass (a pass over every row for each area was areas × rows).
         var perArea = new Dictionary<Guid, (int Recent, int Total)>();

@@ -102,15 +102,24 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         foreach (var area in directory.Areas)
         {
             var envelope = area.Area;
+            // An area smaller than a cell (a capital) may hold no cell's centre: it is forecast by the cell it lies in (see
+            // RunAsync), which is then in the panel whether or not an incident happens to fall in it.
+            var holdsACentre = false;
             for (var lat = Math.Floor(envelope.MinLatitude * 2) / 2; lat <= envelope.MaxLatitude; lat += PrioGrid.Size)
             {
                 for (var lon = Math.Floor(envelope.MinLongitude * 2) / 2; lon <= envelope.MaxLongitude; lon += PrioGrid.Size)
                 {
-                    if (directory.AreaAt(lat + 0.25, lon + 0.25) is not null)
+                    if (directory.AreaAt(lat + 0.25, lon + 0.25) is { } at)
                     {
                         cells.Add(PrioGrid.Gid(lat + 0.25, lon + 0.25));
+                        holdsACentre |= at.Id == envelope.Id;
                     }
                 }
+            }
+
+            if (!holdsACentre)
+            {
+                cells.Add(PrioGrid.Gid((envelope.MinLatitude + envelope.MaxLatitude) / 2, (envelope.MinLongitude + envelope.MaxLongitude) / 2));
             }
         }
 
@@ -121,7 +130,7 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         var now = time.GetUtcNow().UtcDateTime;
         var current = new DateTime(now.Year, now.Month, 1, 0, 0, 0, DateTimeKind.Utc);
         var latest = events.Max(e => e.At);
-        var end = latest < current.AddMonths(-HistoricAfterMonths) ? latest : current.AddMonths(-1);
+        var end = latest < now.AddMonths(-HistoricAfterMonths) ? latest : current.AddMonths(-1);
         var start = PanelStart(events.Min(e => e.At), end);
         return start > end ? null : new Built(Panel.Build(events, [.. cells], start, end), incidents.Count);
     }
