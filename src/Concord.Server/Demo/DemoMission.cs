@@ -128,13 +128,47 @@ internal static class DemoMission
         }
 
         await directory.ReloadAsync(force: true, cancellationToken);
-        var (created, rejected, duplicates) = await SeedReportsAsync(services, scheme, cancellationToken);
-        await DemoCoordination.SeedAsync(services, output, cancellationToken);
-        await output.WriteLineAsync($"Demo mission: {Organizations.Count} organisations, {Members.Count} members, {directory.Areas.Count()} areas; {created} reports added from UCDP GED 23.1 (CC BY 4.0){(rejected > 0 ? $", {rejected} rejected" : "")}, and {duplicates} accounts of the same events by other organisations for fusion to match.");
-        await output.WriteLineAsync($"Sign in with any of these names and the password '{Password}':");
-        foreach (var m in Members)
+        bool seeded;
+        await using (var scope = services.CreateAsyncScope())
         {
-            await output.WriteLineAsync($"  {m.UserName,-16} {m.Organization,-12} {LevelFor(scheme, m.Clearance),-22} {(m.Caveats.Length > 0 ? m.Caveats : "-"),-36} {m.Roles}");
+            seeded = await DemoCoordination.SeededAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), cancellationToken);
+        }
+
+        if (seeded)
+        {
+            // Seeded whole before (the coordination, seeded last, is there): served as it is. Seeding the reports again
+            // would add nothing, and would judge each as new against what changed since (an author disabled or cleared
+            // lower: "rejected" for reports that are stored, or no run at all).
+            await output.WriteLineAsync($"Demo mission: {Organizations.Count} organisations, {Members.Count} members, {directory.Areas.Count()} areas; seeded before, nothing added.");
+        }
+        else
+        {
+            var (created, rejected, duplicates) = await SeedReportsAsync(services, scheme, cancellationToken);
+            await DemoCoordination.SeedAsync(services, output, cancellationToken);
+            await output.WriteLineAsync($"Demo mission: {Organizations.Count} organisations, {Members.Count} members, {directory.Areas.Count()} areas; {created} reports added from UCDP GED 23.1 (CC BY 4.0){(rejected > 0 ? $", {rejected} rejected" : "")}, and {duplicates} accounts of the same events by other organisations for fusion to match.");
+        }
+
+        await SignInsAsync(services, output, cancellationToken);
+    }
+
+    /// <summary>
+    /// The demo's members as the store holds them now (clearance, caveats and roles changed since, disabled ones left out),
+    /// not as the demo first made them: a list that names an account that cannot sign in misleads whoever reads it.
+    /// </summary>
+    private static async Task SignInsAsync(IServiceProvider services, TextWriter output, CancellationToken cancellationToken)
+    {
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var markings = services.GetRequiredService<MarkingFormat>();
+        var names = Members.Select(m => m.UserName).ToList();
+        var members = await db.Members.AsNoTracking().Where(m => names.Contains(m.UserName) && !m.Disabled)
+            .Join(db.Organizations.AsNoTracking(), m => m.OrganizationId, o => o.Id, (m, o) => new { m.UserName, Organization = o.Code, m.Clearance, m.Caveats, m.Roles })
+            .ToListAsync(cancellationToken);
+        await output.WriteLineAsync($"Sign in with any of these names and the password '{Password}' (unless changed since):");
+        foreach (var m in members.OrderBy(m => names.IndexOf(m.UserName)))
+        {
+            var caveats = markings.Caveats.CodesOf(m.Caveats);
+            await output.WriteLineAsync($"  {m.UserName,-16} {m.Organization,-12} {markings.Scheme.Label(m.Clearance),-22} {(caveats.Count > 0 ? string.Join(',', caveats) : "-"),-36} {m.Roles}");
         }
     }
 
@@ -235,7 +269,7 @@ internal static class DemoMission
         $"the demo's member {userName} is missing or disabled in this store; the demo seeds a store of its own: give it a new --data directory (or database)";
 
     /// <summary>The demo is written in UN levels; under another scheme it uses the level at the same rank.</summary>
-    private static string LevelFor(ClassificationScheme scheme, string unLevel) =>
+    internal static string LevelFor(ClassificationScheme scheme, string unLevel) =>
         ClassificationScheme.Un.TryParse(unLevel, out var rank) ? scheme.Label(Math.Min(rank, scheme.Highest)) : unLevel;
 
     private static void Check(AdminRefusal? error)
