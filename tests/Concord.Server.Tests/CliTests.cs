@@ -669,6 +669,32 @@ public abstract class CliTests : IAsyncLifetime
 
 public sealed class CliTests_Sqlite : CliTests
 {
+    [Fact]
+    public async Task Verbs_acting_on_members_make_no_store_where_there_is_none()
+    {
+        // A mistyped --data made an empty store fixed to this run's classification scheme, and the verb then found nobody.
+        var nowhere = Path.Combine(DataDirectory, "typo");
+        var ged = Path.Combine(AppContext.BaseDirectory, "reference", "ucdp", "ged231_caf_events.csv");
+        foreach (var args in new[]
+        {
+            new[] { "token", "create", "--user", "someone" },
+            ["token", "revoke", "--user", "someone", "--id", Guid.NewGuid().ToString()],
+            ["user", "set", "--user", "someone", "--disable"],
+            ["cert", "issue", "--user", "someone"],
+            ["import", "--file", ged, "--format", "ged", "--user", "someone"],
+        })
+        {
+            var run = await Run([.. args, "--data", nowhere]);
+            Assert.Equal(1, run.Exit);
+            Assert.Contains($"there is no store at", run.Errors, StringComparison.Ordinal);
+            Assert.False(File.Exists(Path.Combine(nowhere, "concord.db")), string.Join(' ', args));
+        }
+
+        // So its scheme is still to be chosen.
+        var nato = await Run(["migrate", "--classification", "nato", "--data", nowhere]);
+        Assert.True(nato.Exit == 0, nato.Errors);
+    }
+
     internal override string[] StoreArguments => ["--data", DataDirectory];
 
     internal override Task<StoreOptions> StoreAsync() => Task.FromResult(StoreOptions.Sqlite(DataDirectory));
@@ -806,6 +832,12 @@ public sealed class CommandLineTests
     [InlineData(new[] { "serve", "--no-tak", "--tak-port", "9000" }, "--tak-port contradicts --no-tak")]
     [InlineData(new[] { "serve", "--no-tak", "--tak-tcp-port", "8087", "--tak-tcp-user", "viewer" }, "--tak-tcp-port contradicts --no-tak")]
     [InlineData(new[] { "serve", "--tak-tcp-user", "viewer" }, "--tak-tcp-user needs --tak-tcp-port")]
+    [InlineData(new[] { "import", "--file", "/nonexistent/events.csv", "--user", "a" }, "--file '/nonexistent/events.csv' does not exist")]
+    [InlineData(new[] { "import", "--file", "/etc/passwd", "--format", "xml", "--user", "a" }, "--format must be ged, acled or geojson, not 'xml'")]
+    [InlineData(new[] { "import", "--file", "/etc/passwd", "--format", "ged", "--user", "a", "--caveats", "X" }, "--releasable-to and --caveats go with --level")]
+    [InlineData(new[] { "forecast", "evaluate", "--file", "/nonexistent/ged.csv" }, "'/nonexistent/ged.csv' does not exist")]
+    [InlineData(new[] { "demo", "--seed-only", "--urls", "http://0.0.0.0:5080" }, "--urls is for serving; --seed-only seeds the store and exits")]
+    [InlineData(new[] { "demo", "--seed-only", "--tak-tcp-port", "8087", "--tak-tcp-user", "x" }, "--tak-tcp-port is for serving")]
     public async Task Bad_command_lines_print_a_reason_and_the_usage_and_exit_2(string[] args, string reason)
     {
         var (exit, _, errors) = await CliTests.Run(args);

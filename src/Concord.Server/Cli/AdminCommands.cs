@@ -60,7 +60,10 @@ internal static class AdminCommands
                 return await CommandLine.RefuseAsync(errors, invocation.Verb, "--disable and --enable contradict each other");
             }
 
-            await services.PrepareStoreAsync(cancellationToken);
+            if (!await Commands.PrepareHeldStoreAsync(services, errors, cancellationToken))
+            {
+                return 1;
+            }
             await using var scope = services.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             var markings = services.GetRequiredService<MarkingFormat>();

@@ -44,6 +44,9 @@ internal static class CommandLine
         new("--trusted-proxy", "the address(es) of a reverse proxy in front of the server, whose X-Forwarded-For names the client (for sign-in limits)", Value: "IP[,IP]"),
     ];
 
+    /// <summary>The options only a serving verb uses (a seeding that exits listens nowhere).</summary>
+    public static IEnumerable<string> ServingOnly => ServeOptions.Except(StoreOptions).Select(o => o.Name);
+
     public static readonly IReadOnlyList<VerbSpec> Verbs =
     [
         new("serve", "run the server (the default verb)", ServeOptions),

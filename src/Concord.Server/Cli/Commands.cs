@@ -70,6 +70,12 @@ internal static class Commands
             return await CommandLine.RefuseAsync(errors, invocation.Verb, error);
         }
 
+        if (invocation.Verb == "demo" && invocation.Has("--seed-only") && CommandLine.ServingOnly.FirstOrDefault(invocation.Has) is { } serving)
+        {
+            // Taken and ignored, it would look applied: --urls with --seed-only listens nowhere.
+            return await CommandLine.RefuseAsync(errors, invocation.Verb, $"{serving} is for serving; --seed-only seeds the store and exits");
+        }
+
         try
         {
             return invocation.Verb switch
@@ -469,7 +475,10 @@ internal static class Commands
         }
 
         await using var services = CoreServices(options);
-        await services.PrepareStoreAsync(cancellationToken);
+        if (!await PrepareHeldStoreAsync(services, errors, cancellationToken))
+        {
+            return 1;
+        }
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var member = await FindMemberAsync(db, invocation["--user"]!, cancellationToken);
@@ -499,7 +508,10 @@ internal static class Commands
         }
 
         await using var services = CoreServices(options);
-        await services.PrepareStoreAsync(cancellationToken);
+        if (!await PrepareHeldStoreAsync(services, errors, cancellationToken))
+        {
+            return 1;
+        }
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var member = await FindMemberAsync(db, invocation["--user"]!, cancellationToken);
@@ -517,6 +529,35 @@ internal static class Commands
     {
         var normalized = userName.Trim().ToLowerInvariant();
         return db.Members.SingleOrDefaultAsync(m => m.UserName == normalized, cancellationToken);
+    }
+
+    /// <summary>
+    /// Prepares the store of a verb that acts on what it holds (a member, a token, a certificate): a store that is not
+    /// there is said, not made (a mistyped --data made an empty store, fixed to this run's classification scheme, and the
+    /// verb then found no member in it). False once said.
+    /// </summary>
+    internal static async Task<bool> PrepareHeldStoreAsync(IServiceProvider services, TextWriter errors, CancellationToken cancellationToken)
+    {
+        if (!await StoreThereAsync(services, errors, cancellationToken))
+        {
+            return false;
+        }
+
+        await services.PrepareStoreAsync(cancellationToken);
+        return true;
+    }
+
+    /// <summary>Whether the store is there; if not, says so (see <see cref="PrepareHeldStoreAsync"/>).</summary>
+    internal static async Task<bool> StoreThereAsync(IServiceProvider services, TextWriter errors, CancellationToken cancellationToken)
+    {
+        var store = services.GetRequiredService<StoreOptions>();
+        if (await store.ExistsAsync(cancellationToken))
+        {
+            return true;
+        }
+
+        await errors.WriteLineAsync($"concord: there is no store at {store.Describe()}, so nobody to act on: check --data (or --connection), or make one with 'concord migrate' and add members with 'concord user add'");
+        return false;
     }
 
     internal static ServiceProvider CoreServices(ServerOptions options)

@@ -1,6 +1,5 @@
 using System.Globalization;
 using Concord.Server.Data;
-using Concord.Server.Hosting;
 using Concord.Server.Tak;
 using Microsoft.EntityFrameworkCore;
 
@@ -36,7 +35,10 @@ internal static class TakCommands
                 return await CommandLine.RefuseAsync(errors, invocation.Verb, $"--host '{named}' must be a DNS name or an IP address");
             }
 
-            await services.PrepareStoreAsync(cancellationToken);
+            if (!await Commands.PrepareHeldStoreAsync(services, errors, cancellationToken))
+            {
+                return 1;
+            }
             await using var scope = services.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             var name = invocation["--user"]!.Trim().ToLowerInvariant();
@@ -100,7 +102,10 @@ internal static class TakCommands
     {
         await using (services)
         {
-            await services.PrepareStoreAsync(cancellationToken);
+            if (!await Commands.PrepareHeldStoreAsync(services, errors, cancellationToken))
+            {
+                return 1;
+            }
             await using var scope = services.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             var thumbprint = invocation["--thumbprint"]!.Trim().ToLowerInvariant();

@@ -42,8 +42,7 @@ internal static class ForecastCommands
         {
             if (!File.Exists(path))
             {
-                await errors.WriteLineAsync($"concord: '{path}' does not exist");
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, $"'{path}' does not exist");
             }
         }
 
@@ -51,8 +50,7 @@ internal static class ForecastCommands
             || !int.TryParse(invocation["--to"] ?? "2022", NumberStyles.None, CultureInfo.InvariantCulture, out var to)
             || from < 1990 || to < from || to > 2100)
         {
-            await errors.WriteLineAsync("concord: --from and --to must be years, --from ≤ --to (e.g. --from 2015 --to 2022)");
-            return 2;
+            return await CommandLine.RefuseAsync(errors, invocation.Verb, "--from and --to must be years, --from ≤ --to (e.g. --from 2015 --to 2022)");
         }
 
         var clock = Stopwatch.StartNew();

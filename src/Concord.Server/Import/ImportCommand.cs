@@ -17,16 +17,14 @@ internal static class ImportCommand
             var path = invocation["--file"]!;
             if (!File.Exists(path))
             {
-                await errors.WriteLineAsync($"concord: --file '{path}' does not exist");
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, $"--file '{path}' does not exist");
             }
 
             if (!ImportReaders.TryParseFormat(invocation["--format"] ?? Guess(path), out var format))
             {
-                await errors.WriteLineAsync(invocation["--format"] is { } given
-                    ? $"concord: --format must be ged, acled or geojson, not '{given}'"
-                    : $"concord: cannot tell the format of '{path}' from its name; give --format ged, acled or geojson");
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, invocation["--format"] is { } given
+                    ? $"--format must be ged, acled or geojson, not '{given}'"
+                    : $"cannot tell the format of '{path}' from its name; give --format ged, acled or geojson");
             }
 
             MarkingDto? marking = null;
@@ -36,34 +34,35 @@ internal static class ImportCommand
             }
             else if (invocation.Has("--releasable-to") || invocation.Has("--caveats"))
             {
-                await errors.WriteLineAsync("concord: --releasable-to and --caveats go with --level (without them the importing organisation's agreements mark the reports)");
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, "--releasable-to and --caveats go with --level (without them the importing organisation's agreements mark the reports)");
             }
 
             // A name given is checked; a file's own name is taken as it is, as before --source existed.
             var source = invocation["--source"]?.Trim() ?? Path.GetFileNameWithoutExtension(path);
             if (invocation.Has("--source") && ImportReaders.SourceProblem(source) is { } sourceProblem)
             {
-                await errors.WriteLineAsync($"concord: --source {sourceProblem}");
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, $"--source {sourceProblem}");
             }
 
             if (format == ImportFormat.GeoJson && GeoJsonReader.ReferenceOf(source, "1").Length > Reports.ReportRules.MaxExternalRefLength)
             {
                 // Every feature's reference would be too long: all would be refused one by one.
-                await errors.WriteLineAsync($"concord: the file's name is too long ({source.Length} characters) to name its dataset; give --source NAME (1 to 100 characters)");
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, $"the file's name is too long ({source.Length} characters) to name its dataset; give --source NAME (1 to 100 characters)");
             }
 
             // Before the store is prepared or anything read: a running server on this store is the one writer (import
             // through its API), and the live store is left alone.
-            await services.GetRequiredService<StoreOptions>().EnsureExistsAsync(cancellationToken);
+            // An import is made by a member of the store: a store that is not there is said, not made.
+            if (!await Cli.Commands.StoreThereAsync(services, errors, cancellationToken))
+            {
+                return 1;
+            }
+
             await services.GetRequiredService<WriterLease>().AcquireAsync(cancellationToken);
             await services.PrepareStoreAsync(cancellationToken);
             if (marking is not null && services.GetRequiredService<ClassificationScheme>() is var scheme && !scheme.TryParse(marking.Classification, out _))
             {
-                await errors.WriteLineAsync($"concord: --level must be one of {string.Join(", ", scheme.Levels)}, not '{marking.Classification}'");
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, $"--level must be one of {string.Join(", ", scheme.Levels)}, not '{marking.Classification}'");
             }
 
             Guid memberId;
@@ -82,13 +81,8 @@ internal static class ImportCommand
             // A marking that cannot be read, or is released to communities that do not exist, would reject every row.
             if (marking is not null && await ImportEndpoints.MarkingErrorsAsync(marking, author, services.GetRequiredService<MarkingFormat>(), services.GetRequiredService<MissionDirectory>(), cancellationToken) is { Count: > 0 } markingErrors)
             {
-                foreach (var (field, reasons) in markingErrors)
-                {
-                    var option = field switch { "classification" => "--level", "releasableTo" => "--releasable-to", _ => "--caveats" };
-                    await errors.WriteLineAsync($"concord: {option} {string.Join("; ", reasons)}");
-                }
-
-                return 2;
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, string.Join(Environment.NewLine + "concord: ", markingErrors.Select(e =>
+                    $"{e.Key switch { "classification" => "--level", "releasableTo" => "--releasable-to", _ => "--caveats" }} {string.Join("; ", e.Value)}")));
             }
 
             await using var file = File.OpenRead(path);
