@@ -1511,6 +1511,40 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_whose_link_dropped_keeps_its_callsign_and_its_direct_messages_while_its_track_is_current()
+    {
+        var (alpha, bravo, charlie) = (await ForceColleagueAsync(), await ForceColleagueAsync(), await ForceColleagueAsync());
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var (uidA, uidB, uidC, callsign) = ("ANDROID-a" + suffix, "ANDROID-b" + suffix, "ANDROID-c" + suffix, "Bravo " + suffix);
+        await using var a = await server.ConnectTakAsync(await server.IssueDeviceAsync(alpha));
+        await using var c = await server.ConnectTakAsync(await server.IssueDeviceAsync(charlie));
+        await a.SendAsync(Pli(uidA, "Alpha " + suffix, 5.1, 20.1));
+        await c.SendAsync(Pli(uidC, "Charlie " + suffix, 5.3, 20.3));
+        await using (var b = await server.ConnectTakAsync(await server.IssueDeviceAsync(bravo)))
+        {
+            await b.SendAsync(Pli(uidB, callsign, 5.2, 20.2));
+            Assert.NotNull(await a.WaitForAsync(e => e.Uid == uidB));
+        }
+
+        // Bravo's link drops; Charlie's device claims the callsign while Bravo's track is still current, then Bravo is back.
+        await c.SendAsync(Pli(uidC, callsign, 5.3, 20.3, Now(1)));
+        Assert.NotNull(await a.WaitForAsync(e => e.Uid == uidC && e.Detail.Contact?.Callsign == callsign));
+        await using var back = await server.ConnectTakAsync(await server.IssueDeviceAsync(bravo));
+        await back.SendAsync(Pli(uidB, callsign, 5.25, 20.2, Now(2)));
+        Assert.NotNull(await a.WaitForAsync(e => e.Uid == uidB && e.Point.Lat == 5.25));
+
+        // A direct message to the callsign, as ATAK addresses it: to Bravo's device, not Charlie's.
+        var direct = $"GeoChat.{uidA}.{uidB}.{Guid.NewGuid()}";
+        await a.SendAsync($"<event version='2.0' uid='{direct}' type='b-t-f' time='{Now()}' start='{Now()}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
+            "<point lat='4.36' lon='18.58' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
+            $"<__chat parent='RootContactGroup' groupOwner='false' chatroom='{callsign}' id='{uidB}' senderCallsign='Alpha {suffix}'><chatgrp uid0='{uidA}' uid1='{uidB}' id='{uidB}'/></__chat>" +
+            $"<link uid='{uidA}' type='a-f-G-U-C' relation='p-p'/><remarks source='BAO.F.ATAK.{uidA}' to='{uidB}' time='{Now()}'>are you back?</remarks>" +
+            $"<marti><dest callsign='{callsign}'/></marti></detail></event>");
+        Assert.NotNull(await back.WaitForAsync(e => e.Uid == direct));
+        Assert.Null(await c.WaitForAsync(e => e.Uid == direct, TimeSpan.FromSeconds(1)));
+    }
+
+    [Fact]
     public async Task A_direct_message_reaches_only_the_device_it_is_for()
     {
         var (alpha, bravo, charlie) = (await ForceColleagueAsync(), await ForceColleagueAsync(), await ForceColleagueAsync());

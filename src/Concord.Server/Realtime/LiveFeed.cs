@@ -188,6 +188,14 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
             // Nobody to tell (or just started): move to the end of the feed so that nothing old is sent later, but not past a
             // change still being written: a page that starts listening from here must hear of it.
             (var end, _held, _behind) = await ChangeWindows.SettledEndAsync(db, after, time.GetUtcNow().UtcDateTime, cancellationToken);
+            if (after >= 0 && !(_connections.IsEmpty && _subscriptions.IsEmpty))
+            {
+                // Someone started listening while the feed was read: what this round passed may have been committed after
+                // they did (after their catch-up read), and would be told to nobody. Read again at once, telling them.
+                _behind = true;
+                return after;
+            }
+
             return end;
         }
 

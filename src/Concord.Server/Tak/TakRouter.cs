@@ -56,6 +56,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     private long _itemsPrunedAt;
 
+    // The callsigns of devices whose session ended, with their member and device uid (under _attaching): see Claim.
+    private readonly Dictionary<string, (Guid Member, string Device)> _droppedCallsigns = new(StringComparer.Ordinal);
+
+    /// <summary>How many callsigns of devices gone are held at most; those whose track is no longer current are let go first.</summary>
+    public const int MaxDroppedCallsigns = 10_000;
+
     public IReadOnlyCollection<TakSession> Sessions => _sessions;
 
     /// <summary>Records that an item <paramref name="sender"/>'s device sent was relayed under <paramref name="marking"/>.</summary>
@@ -266,6 +272,24 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         lock (_attaching)
         {
             _sessions = [.. _sessions.Where(s => s != session)];
+            if (session.Callsign is { } callsign && session.DeviceUid is { } device)
+            {
+                // Held for the device while its track is current (see Claim): a link that drops for a minute must not give
+                // its callsign, and the direct messages addressed to it, to another member's device.
+                if (_droppedCallsigns.Count >= MaxDroppedCallsigns)
+                {
+                    var now = time.GetUtcNow().UtcDateTime;
+                    foreach (var known in _droppedCallsigns.Where(d => tracks.OwnerOf(d.Value.Device, now) != d.Value.Member).Select(d => d.Key).ToList())
+                    {
+                        _droppedCallsigns.Remove(known);
+                    }
+                }
+
+                if (_droppedCallsigns.Count < MaxDroppedCallsigns)
+                {
+                    _droppedCallsigns[callsign] = (session.Viewer.MemberId, device);
+                }
+            }
         }
 
         _byCertificate.TryRemove(new KeyValuePair<string, TakSession>(session.Certificate, session));
@@ -962,12 +986,28 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         lock (_attaching)
         {
             from.ClaimedCallsign = callsign;
-            if (_sessions.FirstOrDefault(s => s != from && s.Callsign == callsign && s.Viewer.MemberId != from.Viewer.MemberId && !s.Closing.IsCancellationRequested) is { } holder)
+            // A device whose link dropped holds its callsign while its track is current, as it holds its uid: it would
+            // otherwise come back to find its direct messages going to another member's device.
+            // (A session closing, not yet detached, holds it too: its callsign goes to the list of dropped ones as it detaches.)
+            var holder = _sessions.FirstOrDefault(s => s != from && s.Callsign == callsign && s.Viewer.MemberId != from.Viewer.MemberId)?.Viewer.UserName;
+            if (holder is null && _droppedCallsigns.TryGetValue(callsign, out var dropped))
+            {
+                if (dropped.Member != from.Viewer.MemberId && tracks.OwnerOf(dropped.Device, time.GetUtcNow().UtcDateTime) == dropped.Member)
+                {
+                    holder = $"the device {dropped.Device}, whose link dropped while its track is current";
+                }
+                else
+                {
+                    _droppedCallsigns.Remove(callsign);
+                }
+            }
+
+            if (holder is not null)
             {
                 if (from.ShouldLogRefused())
                 {
-                    logger.LogInformation("TAK device {Uid} of {User} ({Remote}) claims callsign {Callsign}, held by a live device of {Holder}: messages to that callsign are not delivered to it",
-                        e.Uid, from.Viewer.UserName, from.Remote, callsign, holder.Viewer.UserName);
+                    logger.LogInformation("TAK device {Uid} of {User} ({Remote}) claims callsign {Callsign}, held by {Holder}: messages to that callsign are not delivered to it",
+                        e.Uid, from.Viewer.UserName, from.Remote, callsign, holder);
                 }
             }
             else
