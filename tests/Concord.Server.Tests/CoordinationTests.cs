@@ -385,6 +385,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal("acknowledge", overdue.GetProperty("deadlines").GetProperty("overdue").GetString());
         Assert.NotEqual(JsonValueKind.Null, overdue.GetProperty("deadlines").GetProperty("acknowledgeEscalatedAt").ValueKind);
         Assert.Contains(await TasksAsync("force", "overdue=true"), t => Id(t) == leadId);
+        // overdue=false lists the others (it was ignored, listing this one too).
+        Assert.DoesNotContain(await TasksAsync("force", "overdue=false&limit=500"), t => Id(t) == leadId);
+        Assert.Contains(await TasksAsync("unpol", "overdue=false&limit=500"), t => Id(t) == supportId);
 
         Clock.Advance(TimeSpan.FromMinutes(5));
         await Task.Delay(300);
@@ -444,7 +447,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             "meeting" => ("joc", "/api/meetings"),
             _ => ("ocha", "/api/liaison"),
         };
-        object Body(string text) => kind switch
+        object Body(string text, string? organization = null) => kind switch
         {
             "request" => new
             {
@@ -465,7 +468,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             {
                 id,
                 name = text,
-                organizations = new[] { "FORCE" },
+                organizations = organization is null ? new[] { "FORCE" } : ["FORCE", organization],
                 route = new[] { new[] { 20.65, 5.75 }, new[] { 20.9, 6.0 } },
                 startsAt = at.AddHours(2),
                 endsAt = at.AddHours(8),
@@ -476,10 +479,11 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
                 id,
                 title = text,
                 heldAt = at.AddHours(-1),
+                participants = organization is null ? null : new[] { organization },
                 actionItems = new[] { new { title = "Share the list", organization = "OCHA" } },
                 marking = Api.Marking("CONFIDENTIAL", ["org:JOC", "org:OCHA"]),
             },
-            _ => new { id, counterpart = "Chief of Ndélé", channel = "visit", summary = text, at = at.AddHours(-1), marking = Api.Marking("CONFIDENTIAL", ["org:OCHA"]) },
+            _ => new { id, counterpartOrganization = organization, counterpart = "Chief of Ndélé", channel = "visit", summary = text, at = at.AddHours(-1), marking = Api.Marking("CONFIDENTIAL", ["org:OCHA"]) },
         };
         var client = server.ClientFor(user);
         var (first, stored) = await client.PostJson(path, Body("Road to Ndélé, first " + kind));
@@ -505,6 +509,15 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(HttpStatusCode.Conflict, other.StatusCode);
         Assert.Equal(["id"], problem.ErrorFields());
         Assert.Equal(HttpStatusCode.Conflict, byAnother.StatusCode);
+        if (kind is "patrol" or "meeting" or "liaison")
+        {
+            // Sent again corrected to another organisation (the answer was lost, the officer fixed the counterpart): another
+            // record under the same id, not the stored one answered as if it were the same.
+            var (elsewhere, elsewhereProblem) = await client.PostJson(path, Body("Road to Ndélé, first " + kind, "UNPOL"));
+            Assert.Equal(HttpStatusCode.Conflict, elsewhere.StatusCode);
+            Assert.Equal(["id"], elsewhereProblem.ErrorFields());
+        }
+
         Assert.Equal(HttpStatusCode.BadRequest, empty.StatusCode);
         Assert.Equal(["id"], emptyProblem.ErrorFields());
         var (count, created) = await server.WithDbAsync(async db => kind switch

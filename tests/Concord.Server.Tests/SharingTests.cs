@@ -786,6 +786,21 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_release_is_audited_as_marked_as_its_copy_when_the_copy_is_marked_higher()
+    {
+        // The entry names the copy and its marking: an auditor without the copy's caveat must not read it (it was marked as
+        // the original only, which has no caveat).
+        var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:JOC"])));
+        var (created, copy) = await server.ClientFor("unpoladmin").PostJson($"/api/reports/{Id(original)}/releases",
+            new { marking = Api.Marking("CONFIDENTIAL", ["org:JOC"], ["SOURCE-PROTECTED"]), narrative = "Clash reported.", reason = "Source to be protected" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var copyCaveats = await server.WithDbAsync(db => db.Reports.Where(r => r.Id == Id(copy)).Select(r => r.Caveats).SingleAsync());
+        Assert.NotEqual(0, copyCaveats);
+        var entry = await server.WithDbAsync(db => db.Audit.SingleAsync(a => a.Action == AuditActions.Release && a.EntityId == Id(original)));
+        Assert.Equal(copyCaveats, entry.Caveats & copyCaveats);
+    }
+
+    [Fact]
     public async Task A_releaser_publishes_a_sanitised_copy_and_the_original_stays_untouched()
     {
         var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: 5.7612, longitude: 20.6724,

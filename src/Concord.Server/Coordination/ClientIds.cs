@@ -28,6 +28,14 @@ internal static class ClientIds
     public static bool SameTime(DateTime? stored, DateTimeOffset? sent) =>
         stored is null ? sent is null : sent is not null && Math.Abs(stored.Value.Ticks - sent.Value.UtcTicks) < 10;
 
+    /// <summary>
+    /// Whether a sent list of organisation codes names the organisations a stored record holds (<c>|org:A|org:B|</c>), in
+    /// any order and case, with the sender's own organisation, which creating it adds.
+    /// </summary>
+    public static bool SameOrganizations(string stored, IReadOnlyList<string>? sent, Viewer viewer) =>
+        Releasability.Decode(stored).Select(t => t.StartsWith("org:", StringComparison.Ordinal) ? t[4..] : t).ToHashSet(StringComparer.OrdinalIgnoreCase)
+            .SetEquals((sent ?? []).Select(c => c.Trim()).Append(viewer.OrganizationCode));
+
     public static ProblemHttpResult Taken(string what) =>
         Problems.Field("id", $"is already used by another {what}: a retry must send the same {what} (start a new form to send another)", StatusCodes.Status409Conflict);
 

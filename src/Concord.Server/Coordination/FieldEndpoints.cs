@@ -120,7 +120,8 @@ internal static class FieldEndpoints
         }
 
         if (!ClientIds.IsRetry(stored, viewer, stored.CreatedBy == viewer.UserName && stored.Name == body.Name?.Trim()
-            && ClientIds.SameTime(stored.StartsAt, body.StartsAt) && ClientIds.SameTime(stored.EndsAt, body.EndsAt)))
+            && ClientIds.SameTime(stored.StartsAt, body.StartsAt) && ClientIds.SameTime(stored.EndsAt, body.EndsAt)
+            && ClientIds.SameOrganizations(stored.Organizations, body.Organizations, viewer)))
         {
             return ClientIds.Taken("patrol");
         }
@@ -499,7 +500,8 @@ internal static class FieldEndpoints
             return null;
         }
 
-        if (!ClientIds.IsRetry(stored, viewer, stored.CreatedBy == viewer.UserName && stored.Title == body.Title?.Trim() && ClientIds.SameTime(stored.HeldAt, body.HeldAt)))
+        if (!ClientIds.IsRetry(stored, viewer, stored.CreatedBy == viewer.UserName && stored.Title == body.Title?.Trim() && ClientIds.SameTime(stored.HeldAt, body.HeldAt)
+            && ClientIds.SameOrganizations(stored.Participants, body.Participants, viewer)))
         {
             return ClientIds.Taken("meeting");
         }
@@ -697,8 +699,11 @@ internal static class FieldEndpoints
             return null;
         }
 
+        // The counterpart too: a resend corrected to another organisation is another contact, not the one stored.
+        var counterpartOrganization = body.CounterpartOrganization is { } code ? (await desk.Directory.OrganizationAsync(code, cancellationToken))?.Id ?? Guid.Empty : (Guid?)null;
         if (!ClientIds.IsRetry(stored, viewer, stored.MemberId == viewer.MemberId && stored.Channel == body.Channel && stored.Summary == body.Summary?.Trim()
-            && (body.At is null || ClientIds.SameTime(stored.At, body.At))))
+            && (body.At is null || ClientIds.SameTime(stored.At, body.At))
+            && stored.CounterpartOrganizationId == counterpartOrganization && (body.Counterpart is null || stored.Counterpart == body.Counterpart.Trim())))
         {
             return ClientIds.Taken("liaison entry");
         }

@@ -87,11 +87,12 @@ internal static class RequestEndpoints
         }
 
         var now = desk.Now;
-        if (overdue == true)
+        if (overdue is { } wanted)
         {
-            requests = requests.Where(r => !closed.Contains(r.Status)
+            // overdue=false lists those that are not (it was taken and ignored, listing the overdue ones too).
+            requests = requests.Where(r => (!closed.Contains(r.Status)
                 && ((r.RespondBy != null && r.RespondedAt == null && r.RespondBy <= now)
-                    || (r.AcknowledgeBy != null && r.AcknowledgedAt == null && r.RespondedAt == null && r.AcknowledgeBy <= now)));
+                    || (r.AcknowledgeBy != null && r.AcknowledgedAt == null && r.RespondedAt == null && r.AcknowledgeBy <= now))) == wanted);
         }
 
         if (after is { Number: var number })

@@ -74,11 +74,12 @@ internal static class TaskEndpoints
         tasks = request is { } r ? tasks.Where(t => t.RequestId == r) : tasks;
         tasks = meeting is { } m ? tasks.Where(t => t.MeetingId == m) : tasks;
         var now = desk.Now;
-        if (overdue == true)
+        if (overdue is { } wanted)
         {
-            tasks = tasks.Where(t => t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined
+            // overdue=false lists those that are not (it was taken and ignored, listing the overdue ones too).
+            tasks = tasks.Where(t => (t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined
                 && ((t.RespondBy != null && t.RespondedAt == null && t.RespondBy <= now)
-                    || (t.AcknowledgeBy != null && t.AcknowledgedAt == null && t.RespondedAt == null && t.AcknowledgeBy <= now)));
+                    || (t.AcknowledgeBy != null && t.AcknowledgedAt == null && t.RespondedAt == null && t.AcknowledgeBy <= now))) == wanted);
         }
 
         // Open tasks first, the earliest deadline still owed first, whether or not it has escalated yet (an overdue task

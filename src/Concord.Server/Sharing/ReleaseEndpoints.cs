@@ -172,7 +172,7 @@ internal static class ReleaseEndpoints
 
         await chain.SaveAsync(db,
         [
-            Audits.Entry(viewer, AuditActions.Release, "report", original.Id, AuditMarking.Of(original), now, Audits.Detail(new
+            Audits.Entry(viewer, AuditActions.Release, "report", original.Id, AuditMarking.Of(original).With(copy), now, Audits.Detail(new
             {
                 release = copy.Id,
                 reason = Audits.Words(body.Reason!.Trim()),
