@@ -1396,6 +1396,30 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_routed_task_is_withdrawn_when_its_organisation_leaves_the_group_its_incident_reached_it_through()
+    {
+        var (area, lat, lon) = await AreaAsync(-88);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "OCHA", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+        var group = "WG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var police = server.ClientFor("unpoladmin");
+        Assert.Equal(HttpStatusCode.Created, (await police.PostJson("/api/groups", new { code = group, name = "Market access group" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await police.PutAsync($"/api/groups/{group}/members/OCHA", null)).StatusCode);
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["org:JOC", $"group:{group}"]),
+            narrative: "Clash at the cattle market."));
+        var lead = Id((await WaitForAsync(() => TasksAsync("ocha", $"incident={incident}"), t => t.Count == 1, "OCHA's lead task")).Single());
+
+        // OCHA leaves the group: nothing about the incident changed, but nobody at OCHA may see it or its task any more. The
+        // task is withdrawn (it stayed open, OCHA's, and escalated to the JOC at its deadline as OCHA's miss).
+        Assert.Equal(HttpStatusCode.NoContent, (await police.DeleteAsync($"/api/groups/{group}/members/OCHA")).StatusCode);
+        var withdrawn = await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.Id == lead)),
+            t => t.Status == TaskStatuses.Done, "the task to be withdrawn");
+        Assert.Equal("withdrawn: its incident is no longer released to the organisation", withdrawn.Reason);
+        Clock.Advance(TimeSpan.FromMinutes(31));
+        await Task.Delay(300);
+        Assert.Equal(0, await EscalationsAsync(lead, Deadlines.Acknowledge));
+    }
+
+    [Fact]
     public async Task An_escalation_read_before_its_task_narrowed_raises_its_notice_under_the_narrower_marking()
     {
         var (area, lat, lon) = await AreaAsync(-67);

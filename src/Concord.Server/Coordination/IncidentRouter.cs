@@ -118,16 +118,26 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         // with them, without the incident changing. The directory is read again first (the change may have been made on
         // another node), before this window's incidents are followed or routed.
         var follow = ids;
-        if (window.Any(c => c.Entity is "group" or "organization"))
+        // The same changes, and a member's (clearance, caveats, disabled), may take an incident out of the reach of an
+        // organisation that holds an open routed task of it, without the incident changing: such tasks are judged again
+        // (withdrawn, as when the incident narrows), or they would stay open where nobody there can see them and escalate
+        // as the organisation's miss.
+        var accessChanged = window.Any(c => c.Entity is "group" or "organization" or "member");
+        if (accessChanged)
         {
-            await directory.ReloadAsync(force: true, cancellationToken, changesThrough: window[^1].Sequence);
+            if (window.Any(c => c.Entity is "group" or "organization"))
+            {
+                await directory.ReloadAsync(force: true, cancellationToken, changesThrough: window[^1].Sequence);
+            }
+
             // Closed notices too: they are still read, words and all. (Group changes are rare; notices are few beside reports.)
-            var noticed = await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && t.IncidentId != null)
+            var noticed = await db.Tasks.Where(t => t.IncidentId != null && (t.Role == TaskRoles.Escalation
+                    || ((t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting) && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined)))
                 .Select(t => t.IncidentId!.Value).Distinct().ToListAsync(cancellationToken);
             follow = [.. ids.Union(noticed)];
         }
 
-        var followed = follow.Count > 0 ? await FollowIncidentsAsync(db, follow, now, audit, cancellationToken) : FollowedTasks.None;
+        var followed = follow.Count > 0 ? await FollowIncidentsAsync(db, follow, now, audit, accessChanged, cancellationToken) : FollowedTasks.None;
         var gone = window.Where(c => c.Entity == "incident" && c.Operation == "deleted").Select(c => c.EntityId).Distinct().ToList();
         if (gone.Count > 0)
         {
@@ -246,7 +256,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// the same change: the title was the earliest report's first line when the task was routed, and a split that took
     /// that report out (widening the marking to the reports left) would otherwise show its words under the wider marking.
     /// </summary>
-    private async Task<FollowedTasks> FollowIncidentsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
+    private async Task<FollowedTasks> FollowIncidentsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, bool accessChanged, CancellationToken cancellationToken)
     {
         // Escalation notices of the incident's tasks too: raised under the incident's marking then, widened to the
         // organisation misses go to, they must not keep telling of an incident now marked narrower.
@@ -284,9 +294,20 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 && reach.Reaches(task.IncidentId, m.ReleasableTo, to, directory)
                 ? EscalationScheduler.NoticeReleasableTo(m.ReleasableTo, to.Code)
                 : m.ReleasableTo;
+            var open = task.Role != TaskRoles.Escalation && task.Status is not (TaskStatuses.Done or TaskStatuses.Declined);
             if (m.Classification == task.Classification && releasableTo == task.ReleasableTo && m.Caveats == task.Caveats
                 && m.Title == task.Title && m.Category == task.Category && m.AreaId == task.AreaId)
             {
+                // Unchanged, but the organisations or members around it may have: judged again.
+                if (accessChanged && open && await WithdrawnAsync(db, task, cancellationToken) is { } gone)
+                {
+                    audit.Add(task.CloseBySystem(gone, now));
+                    task.RoutingKey = null;
+                    task.UpdatedAt = now;
+                    withdrawn[task.Id] = gone;
+                    changed.Add(task.Id);
+                }
+
                 continue;
             }
 
