@@ -100,6 +100,14 @@ internal static class AuditEndpoints
         // leaves, with what was asked and which entries were seen, marked as the most sensitive of them (an auditor who may
         // not see those entries does not learn that someone looked at them).
         var marking = page.Aggregate(AuditMarking.None, (m, a) => m.With(new AuditMarking(a.Classification, a.Caveats)));
+        if (recordId is not null && Guid.Parse(recordId) is var named)
+        {
+            // The entry names the record asked about, whatever the page held (a window or a member that matched nothing):
+            // it is marked as that record too, or an auditor who may not see the record would learn its id, and that it is
+            // being looked into, from it.
+            marking = marking.With(await NamedRecordMarkingAsync(db, named, context.RequestAborted));
+        }
+
         await audit.RecordAsync(Audits.Entry(viewer, AuditActions.Read, "audit", null, marking, time.GetUtcNow().UtcDateTime, Audits.Detail(new
         {
             query = context.Request.QueryString.Value,
@@ -109,5 +117,15 @@ internal static class AuditEndpoints
             last = page.LastOrDefault()?.ChainIndex,
         })), context.RequestAborted);
         return TypedResults.Ok(new AuditPage(items, rows.Count > limit ? rows[limit - 1].ChainIndex : null));
+    }
+
+    /// <summary>The marking of the record an id names (a report, an incident, a task or a request), none when there is no such record.</summary>
+    private static async Task<AuditMarking> NamedRecordMarkingAsync(ConcordDb db, Guid id, CancellationToken cancellationToken)
+    {
+        var found = await db.Reports.AsNoTracking().Where(r => r.Id == id).Select(r => new { r.Classification, r.Caveats }).FirstOrDefaultAsync(cancellationToken)
+            ?? await db.Incidents.AsNoTracking().Where(i => i.Id == id).Select(i => new { i.Classification, i.Caveats }).FirstOrDefaultAsync(cancellationToken)
+            ?? await db.Tasks.AsNoTracking().Where(t => t.Id == id).Select(t => new { t.Classification, t.Caveats }).FirstOrDefaultAsync(cancellationToken)
+            ?? await db.Requests.AsNoTracking().Where(r => r.Id == id).Select(r => new { r.Classification, r.Caveats }).FirstOrDefaultAsync(cancellationToken);
+        return found is null ? AuditMarking.None : new AuditMarking(found.Classification, found.Caveats);
     }
 }
