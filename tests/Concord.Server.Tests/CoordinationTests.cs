@@ -1291,7 +1291,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (_, stored) = await server.ClientFor("unpol").GetJson($"/api/reports/{reportId}");
         Assert.StartsWith("Patrol Ippy road joint patrol 1", stored.GetProperty("narrative").GetString(), StringComparison.Ordinal);
         Assert.Equal(6.25, stored.GetProperty("location").GetProperty("latitude").GetDouble(), 6);
-        Assert.Equal(HttpStatusCode.Conflict, (await force.PostJson($"/api/patrols/{id}/report", report)).Response.StatusCode);
+        var (filedAgain, filedProblem) = await force.PostJson($"/api/patrols/{id}/report", report);
+        Assert.Equal(HttpStatusCode.Conflict, filedAgain.StatusCode);
+        Assert.Equal(["status"], filedProblem.ErrorFields());
 
         var (badRoute, routeProblem) = await force.PostJson("/api/patrols", new { name = "Nowhere", route = new[] { new[] { 200.0, 5.0 } }, startsAt = Clock.GetUtcNow(), endsAt = Clock.GetUtcNow().AddHours(1) });
         Assert.Equal(HttpStatusCode.BadRequest, badRoute.StatusCode);

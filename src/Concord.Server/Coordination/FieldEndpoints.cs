@@ -281,7 +281,7 @@ internal static class FieldEndpoints
 
         if (!PatrolStatuses.CanMove(patrol.Status, PatrolStatuses.Completed))
         {
-            return Problems.Conflict($"the patrol is {patrol.Status}; its report was filed or it was cancelled");
+            return Problems.Field("status", $"the patrol is {patrol.Status}; its report was filed or it was cancelled", StatusCodes.Status409Conflict);
         }
 
         // The report is a Concord report like any other (validated, marked, fused); by default it is placed at the route's end
