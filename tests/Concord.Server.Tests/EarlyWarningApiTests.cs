@@ -305,3 +305,27 @@ public sealed class ForecastApiTests_Postgres(PostgresServer server) : ForecastA
 public sealed class EarlyWarningApiTests_Sqlite(SqliteServer server) : EarlyWarningApiTests<SqliteServer>(server);
 
 public sealed class EarlyWarningApiTests_Postgres(PostgresServer server) : EarlyWarningApiTests<PostgresServer>(server);
+
+/// <summary>The forecast's skill when its back-test cannot run.</summary>
+public sealed class SkillAnswerTests
+{
+    [Fact]
+    public async Task A_back_test_that_cannot_read_its_reference_data_answers_503_with_the_reason()
+    {
+        // A deployment whose reference files are missing or unreadable: a 503 saying why (it was a bare 500).
+        var empty = Directory.CreateTempSubdirectory("concord-reference-");
+        try
+        {
+            var answer = await EarlyWarning.EarlyWarningEndpoints.SkillAnswerAsync(Task.Run(() => EarlyWarning.EarlyWarningEndpoints.Evaluate(empty.FullName)),
+                Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+            var problem = Assert.IsType<Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult>(answer.Result);
+            Assert.Equal(503, problem.StatusCode);
+            Assert.Contains("ged231_caf_events.csv", problem.ProblemDetails.Detail, StringComparison.Ordinal);
+            Assert.Contains("tried again at the next request", problem.ProblemDetails.Detail, StringComparison.Ordinal);
+        }
+        finally
+        {
+            empty.Delete(recursive: true);
+        }
+    }
+}

@@ -53,7 +53,25 @@ internal static class EarlyWarningEndpoints
     // by the next request instead of failing until the server restarts.
     private static readonly OnceUnlessFailed<SkillDto> Evaluation = new(() => Task.Run(() => Evaluate(Demo.DemoMission.ReferenceDirectory)));
 
-    private static async Task<Ok<SkillDto>> Skill() => TypedResults.Ok(await SkillAsync());
+    private static Task<Results<Ok<SkillDto>, ProblemHttpResult>> Skill(ILogger<SkillDto> logger) => SkillAnswerAsync(SkillAsync(), logger);
+
+    /// <summary>
+    /// The back-test's figures, or a 503 saying why it could not run (a reference file missing or unreadable): the next
+    /// request runs it again. It answered a bare 500.
+    /// </summary>
+    internal static async Task<Results<Ok<SkillDto>, ProblemHttpResult>> SkillAnswerAsync(Task<SkillDto> evaluation, ILogger logger)
+    {
+        try
+        {
+            return TypedResults.Ok(await evaluation);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or FormatException or ForecastEvaluation.Refused)
+        {
+            logger.LogWarning(e, "The back-test of the bundled reference data failed");
+            return TypedResults.Problem($"the back-test of the bundled reference data could not run ({e.Message}); it is tried again at the next request",
+                statusCode: StatusCodes.Status503ServiceUnavailable, title: "The forecast's skill is not available.");
+        }
+    }
 
     internal static Task<SkillDto> SkillAsync() => Evaluation.Value;
 
