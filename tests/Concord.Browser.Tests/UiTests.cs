@@ -854,6 +854,18 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Matches(@"Concord \d+,\d{4}, zéros \d+,\d{4}, conflictologie \d+,\d{4}\.", await page.TextContentAsync("#risk-skill"));
     }
 
+    /// <summary>Posts again what a form sent (kept in session storage under <paramref name="saved"/>), and reads the page it answers.</summary>
+    private static Task<JsonElement> ResendAsync(IPage page, string saved) => page.EvaluateAsync<JsonElement>("""
+        async saved => {
+            const body = new URLSearchParams();
+            for (const [k, v] of JSON.parse(sessionStorage[saved])) body.append(k, v);
+            const r = await fetch(location.pathname, { method: 'POST', body });
+            const html = new DOMParser().parseFromString(await r.text(), 'text/html');
+            return { status: r.status, done: html.querySelector('#correction-done')?.textContent ?? null,
+                into: html.querySelector('#split-into')?.getAttribute('href') ?? null, error: html.querySelector('#correction-error')?.textContent ?? null };
+        }
+        """, saved);
+
     [Fact]
     public async Task An_analyst_splits_and_merges_incidents_on_the_incident_page()
     {
@@ -890,16 +902,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         var into = (await page.GetAttributeAsync("#split-into", "href"))!;
 
         // Sent again, the split is not an error: the page says the reports already moved, and where.
-        var again = await page.EvaluateAsync<JsonElement>("""
-            async () => {
-                const body = new URLSearchParams();
-                for (const [k, v] of JSON.parse(sessionStorage.splitSent)) body.append(k, v);
-                const r = await fetch(location.pathname, { method: 'POST', body });
-                const html = new DOMParser().parseFromString(await r.text(), 'text/html');
-                return { status: r.status, done: html.querySelector('#correction-done')?.textContent ?? null,
-                    into: html.querySelector('#split-into')?.getAttribute('href') ?? null, error: html.querySelector('#correction-error')?.textContent ?? null };
-            }
-            """);
+        var again = await ResendAsync(page, "splitSent");
         Assert.Equal(200, again.GetProperty("status").GetInt32());
         Assert.Equal(JsonValueKind.Null, again.GetProperty("error").ValueKind);
         Assert.Contains("already moved", again.GetProperty("done").GetString());
@@ -907,9 +910,15 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await Screenshots.ScreenshotAsync(page, $"{Store}-incident-split");
 
         await page.FillAsync("#merge-ids", into);
+        await page.EvaluateAsync("() => { sessionStorage.mergeSent = JSON.stringify([...new FormData(document.querySelector('#merge-form')).entries()]); }");
         await page.ClickAsync("#merge-submit");
         await page.WaitForSelectorAsync("#correction-done");
         Assert.Equal(2, await page.Locator(".timeline .report").CountAsync());
+        // Sent again, the merge is not an error either ("no incident …"): the page says it was done.
+        var mergedAgain = await ResendAsync(page, "mergeSent");
+        Assert.Equal(200, mergedAgain.GetProperty("status").GetInt32());
+        Assert.Equal(JsonValueKind.Null, mergedAgain.GetProperty("error").ValueKind);
+        Assert.Contains("already merged", mergedAgain.GetProperty("done").GetString());
         Assert.Equal((int)HttpStatusCode.NotFound, (await page.GotoAsync(into))!.Status);
 
         // In French, a mistyped entry is named as typed under the field's label, and the service's reasons are in French.
@@ -921,10 +930,16 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await page.WaitForSelectorAsync("#correction-error");
         Assert.Equal("Incidents décrivant le même événement (identifiants ou liens) : 'abc' n'est ni un identifiant ni un lien d'incident",
             await page.TextContentAsync("#correction-error"));
+        // The incident merged a moment ago, named again by the analyst who merged it: said to be merged already.
         await page.FillAsync("#merge-ids", into);
         await page.ClickAsync("#merge-submit");
+        await page.WaitForFunctionAsync("document.querySelector('#correction-done')?.textContent.includes('déjà été fusionnés')");
+        // An incident that is not there: named, in French.
+        var nowhere = Guid.NewGuid().ToString();
+        await page.FillAsync("#merge-ids", nowhere);
+        await page.ClickAsync("#merge-submit");
         await page.WaitForFunctionAsync("document.querySelector('#correction-error')?.textContent.includes('aucun incident')");
-        Assert.EndsWith("aucun incident " + into.Split('/')[^1], await page.TextContentAsync("#correction-error"));
+        Assert.EndsWith("aucun incident " + nowhere, await page.TextContentAsync("#correction-error"));
         // A link to the incident merged away finds the not-found page, in the member's language, not a bare problem document.
         Assert.Equal((int)HttpStatusCode.NotFound, (await page.GotoAsync(into))!.Status);
         Assert.Equal("Introuvable", await page.TextContentAsync("#not-found h1"));

@@ -166,6 +166,29 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             ? into : null;
     }
 
+    /// <summary>How far back in the audit a merge sent twice is looked for: a double click's second send comes seconds after.</summary>
+    private const int RecentEntries = 10_000;
+
+    /// <summary>
+    /// Whether <paramref name="viewer"/> merged every one of <paramref name="others"/> into <paramref name="id"/> a moment
+    /// ago: a merge form sent twice (a double click, a resend after a lost answer) finds them gone, and the page says they
+    /// were merged instead of "no incident". Read from the analyst's own recent merge entries (the last
+    /// <see cref="RecentEntries"/> of the audit, by its key): nothing another analyst did is told.
+    /// </summary>
+    public async Task<bool> MergedAlreadyAsync(Viewer viewer, Guid id, IReadOnlyList<Guid> others, CancellationToken cancellationToken)
+    {
+        var wanted = others.Distinct().Where(o => o != id).Select(o => o.ToString("D")).ToList();
+        if (wanted.Count == 0)
+        {
+            return false;
+        }
+
+        var details = await db.Audit.AsNoTracking().OrderByDescending(a => a.ChainIndex).Take(RecentEntries)
+            .Where(a => a.Action == AuditActions.Merge && a.EntityId == id && a.MemberId == viewer.MemberId)
+            .Select(a => a.Detail).ToListAsync(cancellationToken);
+        return wanted.All(w => details.Any(d => d.Contains(w, StringComparison.Ordinal)));
+    }
+
     /// <summary>The most reports one split moves: each is a parameter of its queries, and a much-reported event's incident holds fewer.</summary>
     public const int MaxSplit = 1000;
 
