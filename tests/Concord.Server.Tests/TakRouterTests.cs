@@ -96,8 +96,8 @@ public sealed class TakRouterTests
         // The tracks in memory only, which the router asks who owns a uid (no store behind them); an empty store of its
         // own, which it asks whether a new uid is another organisation's marker.
         using var tracks = new TrackStore(null!, null!, clock, NullLogger<TrackStore>.Instance);
-        var (store, directory) = await StoreAsync();
-        var router = new TakRouter(store.GetRequiredService<IServiceScopeFactory>(), tracks, null!, clock, log);
+        await using var store = await RouterStore.CreateAsync();
+        var router = new TakRouter(store.Scopes, tracks, null!, clock, log);
         await using var device = new TakSession(new MemoryStream(), Viewers.OfForce("patrol", 0), "certificate", "device", new MarkingDefault(0, "mission", 0, "UNCLASSIFIED"),
             CancellationToken.None);
         var edits = 0;
@@ -127,9 +127,6 @@ public sealed class TakRouterTests
         Assert.Equal(replays + 1, refused);
         Assert.Equal(refused, router.Ignored);
         Assert.Contains($"more than {TakRouter.MaxEditsPerMinute} edits of items in a minute from one device", Assert.Single(log.Written), StringComparison.Ordinal);
-        await store.DisposeAsync();
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        directory.Delete(recursive: true);
     }
 
     [Fact]
@@ -139,8 +136,8 @@ public sealed class TakRouterTests
         // uid and time) must not cost a query a copy.
         var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
         using var tracks = new TrackStore(null!, null!, clock, NullLogger<TrackStore>.Instance);
-        var (store, directory) = await StoreAsync();
-        var scopes = new CountedScopes(store.GetRequiredService<IServiceScopeFactory>());
+        await using var store = await RouterStore.CreateAsync();
+        var scopes = new CountedScopes(store.Scopes);
         var router = new TakRouter(scopes, tracks, null!, clock, NullLogger<TakRouter>.Instance);
         await using var device = new TakSession(new MemoryStream(), Viewers.OfForce("patrol", 0), "certificate", "device", new MarkingDefault(0, "mission", 0, "UNCLASSIFIED"),
             CancellationToken.None);
@@ -158,21 +155,30 @@ public sealed class TakRouterTests
         Assert.Equal(1, asked);
         Assert.Equal(asked, scopes.Created);
         Assert.Equal(100, router.Ignored);
-        await store.DisposeAsync();
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        directory.Delete(recursive: true);
     }
 
-    /// <summary>An empty SQLite store of a test's own, which the router asks who sent an item first.</summary>
-    private static async Task<(ServiceProvider Store, DirectoryInfo Directory)> StoreAsync()
+    /// <summary>An empty SQLite store of a test's own, which the router asks who sent an item first; gone when disposed.</summary>
+    private sealed class RouterStore(ServiceProvider services, DirectoryInfo directory) : IAsyncDisposable
     {
-        var directory = Directory.CreateTempSubdirectory("concord-router-");
-        var services = new ServiceCollection();
-        services.AddLogging();
-        services.AddConcordCore(new ServerOptions { Store = StoreOptions.Sqlite(directory.FullName) });
-        var store = services.BuildServiceProvider();
-        await store.PrepareStoreAsync(CancellationToken.None);
-        return (store, directory);
+        public IServiceScopeFactory Scopes => services.GetRequiredService<IServiceScopeFactory>();
+
+        public static async Task<RouterStore> CreateAsync()
+        {
+            var directory = Directory.CreateTempSubdirectory("concord-router-");
+            var collection = new ServiceCollection();
+            collection.AddLogging();
+            collection.AddConcordCore(new ServerOptions { Store = StoreOptions.Sqlite(directory.FullName) });
+            var services = collection.BuildServiceProvider();
+            await services.PrepareStoreAsync(CancellationToken.None);
+            return new RouterStore(services, directory);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await services.DisposeAsync();
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            directory.Delete(recursive: true);
+        }
     }
 
     /// <summary>Counts the scopes the router opens: one per question to the store.</summary>

@@ -53,6 +53,7 @@ internal static class AuditEndpoints
         // without dashes, in braces), and the auditor's own read entry names it in this one, so that a later search for the
         // record finds who looked it up.
         string? recordId = null;
+        Guid? asked = null;
         if (q["record"].ToString() is { Length: > 0 } recordText)
         {
             if (!Guid.TryParse(recordText, out var record))
@@ -60,6 +61,7 @@ internal static class AuditEndpoints
                 return Problems.Field("record", "must be a record id");
             }
 
+            asked = record;
             recordId = record.ToString("D");
             entries = entries.Where(a => a.EntityId == record || a.Detail.Contains(recordId));
         }
@@ -100,7 +102,7 @@ internal static class AuditEndpoints
         // leaves, with what was asked and which entries were seen, marked as the most sensitive of them (an auditor who may
         // not see those entries does not learn that someone looked at them).
         var marking = page.Aggregate(AuditMarking.None, (m, a) => m.With(new AuditMarking(a.Classification, a.Caveats)));
-        if (recordId is not null && Guid.Parse(recordId) is var named)
+        if (asked is { } named)
         {
             // The entry names the record asked about, whatever the page held (a window or a member that matched nothing):
             // it is marked as that record too, or an auditor who may not see the record would learn its id, and that it is
@@ -122,10 +124,10 @@ internal static class AuditEndpoints
     /// <summary>The marking of the record an id names (a report, an incident, a task or a request), none when there is no such record.</summary>
     private static async Task<AuditMarking> NamedRecordMarkingAsync(ConcordDb db, Guid id, CancellationToken cancellationToken)
     {
-        var found = await db.Reports.AsNoTracking().Where(r => r.Id == id).Select(r => new { r.Classification, r.Caveats }).FirstOrDefaultAsync(cancellationToken)
-            ?? await db.Incidents.AsNoTracking().Where(i => i.Id == id).Select(i => new { i.Classification, i.Caveats }).FirstOrDefaultAsync(cancellationToken)
-            ?? await db.Tasks.AsNoTracking().Where(t => t.Id == id).Select(t => new { t.Classification, t.Caveats }).FirstOrDefaultAsync(cancellationToken)
-            ?? await db.Requests.AsNoTracking().Where(r => r.Id == id).Select(r => new { r.Classification, r.Caveats }).FirstOrDefaultAsync(cancellationToken);
-        return found is null ? AuditMarking.None : new AuditMarking(found.Classification, found.Caveats);
+        return await db.Reports.AsNoTracking().Where(r => r.Id == id).Select(r => (AuditMarking?)new AuditMarking(r.Classification, r.Caveats)).FirstOrDefaultAsync(cancellationToken)
+            ?? await db.Incidents.AsNoTracking().Where(i => i.Id == id).Select(i => (AuditMarking?)new AuditMarking(i.Classification, i.Caveats)).FirstOrDefaultAsync(cancellationToken)
+            ?? await db.Tasks.AsNoTracking().Where(t => t.Id == id).Select(t => (AuditMarking?)new AuditMarking(t.Classification, t.Caveats)).FirstOrDefaultAsync(cancellationToken)
+            ?? await db.Requests.AsNoTracking().Where(r => r.Id == id).Select(r => (AuditMarking?)new AuditMarking(r.Classification, r.Caveats)).FirstOrDefaultAsync(cancellationToken)
+            ?? AuditMarking.None;
     }
 }

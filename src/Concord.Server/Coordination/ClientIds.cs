@@ -33,7 +33,7 @@ internal static class ClientIds
     /// any order and case, with the sender's own organisation, which creating it adds.
     /// </summary>
     public static bool SameOrganizations(string stored, IReadOnlyList<string>? sent, Viewer viewer) =>
-        Releasability.Decode(stored).Select(t => t.StartsWith("org:", StringComparison.Ordinal) ? t[4..] : t).ToHashSet(StringComparer.OrdinalIgnoreCase)
+        CoordinationDesk.Codes(stored).ToHashSet(StringComparer.OrdinalIgnoreCase)
             .SetEquals((sent ?? []).Select(c => c.Trim()).Append(viewer.OrganizationCode));
 
     public static ProblemHttpResult Taken(string what) =>

@@ -280,6 +280,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             .Select(t => t.IncidentId), cancellationToken);
         var changed = new List<Guid?>();
         var withdrawn = new Dictionary<Guid, string>();
+        var unread = new Dictionary<(Guid, int, long), bool>();
         foreach (var task in tasks)
         {
             if (!markings.TryGetValue(task.IncidentId!.Value, out var m))
@@ -295,52 +296,49 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 ? EscalationScheduler.NoticeReleasableTo(m.ReleasableTo, to.Code)
                 : m.ReleasableTo;
             var open = task.Role != TaskRoles.Escalation && task.Status is not (TaskStatuses.Done or TaskStatuses.Declined);
-            if (m.Classification == task.Classification && releasableTo == task.ReleasableTo && m.Caveats == task.Caveats
-                && m.Title == task.Title && m.Category == task.Category && m.AreaId == task.AreaId)
+            var unchanged = m.Classification == task.Classification && releasableTo == task.ReleasableTo && m.Caveats == task.Caveats
+                && m.Title == task.Title && m.Category == task.Category && m.AreaId == task.AreaId;
+            // Unchanged, a task is judged again only when the organisations or members around it may have changed.
+            if (unchanged && !(accessChanged && open))
             {
-                // Unchanged, but the organisations or members around it may have: judged again.
-                if (accessChanged && open && await WithdrawnAsync(db, task, cancellationToken) is { } gone)
-                {
-                    audit.Add(task.CloseBySystem(gone, now));
-                    task.RoutingKey = null;
-                    task.UpdatedAt = now;
-                    withdrawn[task.Id] = gone;
-                    changed.Add(task.Id);
-                }
-
                 continue;
             }
 
-            if (task.Role != TaskRoles.Escalation)
+            if (!unchanged)
             {
-                changed.Add(task.Id);
+                // The words themselves stay out of the audit entry, which readers of the audit see by their clearance alone.
+                audit.Add(Audits.Entry(null, AuditActions.Update, "task", task.Id, AuditMarking.Of(task).With(new AuditMarking(m.Classification, m.Caveats)), now, Audits.Detail(new
+                {
+                    incident = task.IncidentId,
+                    marking = "follows its incident",
+                    from = new { task.Classification, task.ReleasableTo, task.Caveats },
+                    to = new { m.Classification, ReleasableTo = releasableTo, m.Caveats },
+                    title = m.Title == task.Title ? null : "follows its incident",
+                    category = m.Category == task.Category ? null : m.Category,
+                    area = m.AreaId == task.AreaId ? null : m.AreaId,
+                })));
+                task.Classification = m.Classification;
+                task.ReleasableTo = releasableTo;
+                task.Caveats = m.Caveats;
+                task.Title = m.Title;
+                task.Category = m.Category;
+                task.AreaId = m.AreaId;
+                task.UpdatedAt = now;
             }
 
-            // The words themselves stay out of the audit entry, which readers of the audit see by their clearance alone.
-            audit.Add(Audits.Entry(null, AuditActions.Update, "task", task.Id, AuditMarking.Of(task).With(new AuditMarking(m.Classification, m.Caveats)), now, Audits.Detail(new
-            {
-                incident = task.IncidentId,
-                marking = "follows its incident",
-                from = new { task.Classification, task.ReleasableTo, task.Caveats },
-                to = new { m.Classification, ReleasableTo = releasableTo, m.Caveats },
-                title = m.Title == task.Title ? null : "follows its incident",
-                category = m.Category == task.Category ? null : m.Category,
-                area = m.AreaId == task.AreaId ? null : m.AreaId,
-            })));
-            task.Classification = m.Classification;
-            task.ReleasableTo = releasableTo;
-            task.Caveats = m.Caveats;
-            task.Title = m.Title;
-            task.Category = m.Category;
-            task.AreaId = m.AreaId;
-            task.UpdatedAt = now;
-            if (task.Role != TaskRoles.Escalation && task.Status is not (TaskStatuses.Done or TaskStatuses.Declined)
-                && await WithdrawnAsync(db, task, cancellationToken) is { } reason)
+            var reason = open ? await WithdrawnAsync(db, task, unread, cancellationToken) : null;
+            if (reason is not null)
             {
                 audit.Add(task.CloseBySystem(reason, now));
                 // Routed again, with deadlines from then, if the incident comes back within the organisation's reach.
                 task.RoutingKey = null;
+                task.UpdatedAt = now;
                 withdrawn[task.Id] = reason;
+            }
+
+            if (task.Role != TaskRoles.Escalation && (!unchanged || reason is not null))
+            {
+                changed.Add(task.Id);
             }
         }
 
@@ -360,13 +358,29 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// Why a routed task that has just followed its incident to a narrower marking is withdrawn from its organisation:
     /// the incident is no longer released to it, or none of its members may read it any more. Such a task would stay
     /// open where nobody there can see it and escalate as the organisation's miss (the router never routes one: the
-    /// same two reasons withhold a route).
+    /// same two reasons withhold a route). <paramref name="unread"/> keeps, for one round, whether anyone in an organisation may read a level and caveats: a
+    /// change to a member judges every open routed task again, and most share their organisation and marking.
     /// </summary>
-    private async Task<string?> WithdrawnAsync(ConcordDb db, CoordinationTask task, CancellationToken cancellationToken) =>
-        directory.Organization(task.OrganizationId) is not { } organization ? null
-        : !directory.ReleasesTo(task.ReleasableTo, organization) ? "withdrawn: its incident is no longer released to the organisation"
-        : await CoordinationDesk.NobodyMayReadAsync(db, organization.Id, task.Classification, task.Caveats, cancellationToken)
-            ? "withdrawn: no member of the organisation may read its incident any more" : null;
+    private async Task<string?> WithdrawnAsync(ConcordDb db, CoordinationTask task, Dictionary<(Guid, int, long), bool> unread, CancellationToken cancellationToken)
+    {
+        if (directory.Organization(task.OrganizationId) is not { } organization)
+        {
+            return null;
+        }
+
+        if (!directory.ReleasesTo(task.ReleasableTo, organization))
+        {
+            return "withdrawn: its incident is no longer released to the organisation";
+        }
+
+        var key = (organization.Id, task.Classification, task.Caveats);
+        if (!unread.TryGetValue(key, out var nobody))
+        {
+            unread[key] = nobody = await CoordinationDesk.NobodyMayReadAsync(db, organization.Id, task.Classification, task.Caveats, cancellationToken);
+        }
+
+        return nobody ? "withdrawn: no member of the organisation may read its incident any more" : null;
+    }
 
     /// <summary>
     /// The routed tasks whose marking or words a round changed, and the escalation notices it read with them. The

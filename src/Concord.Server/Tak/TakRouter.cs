@@ -391,7 +391,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // Before the replay check, which would otherwise record the time of an event that is then refused: a device must
         // not freeze, relabel or delete what belongs to another member, nor speak for Concord's own incidents.
         var refusal = Refused(from, e, route, now);
-        if (refusal is null && _latest.TryGetValue(e.Uid, out var seen) && e.Time.UtcTicks <= Interlocked.Read(ref seen.Ticks))
+        var known = _latest.TryGetValue(e.Uid, out var seen);
+        if (refusal is null && known && e.Time.UtcTicks <= Interlocked.Read(ref seen!.Ticks))
         {
             // A replay, dropped before anything is asked of the store (the replay check below would drop it too, after a
             // deletion's query of who owns what it names: a device looping one deletion would cost a query a copy).
@@ -403,7 +404,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         try
         {
             refusal ??= e.Type == CotMapping.DeleteType ? await DeletesItemOfAnotherAsync(from, e, m => itemMarking = m)
-                : !_latest.ContainsKey(e.Uid) ? await MarkerOfAnotherOrganisationAsync(from, e) : null;
+                : !known ? await MarkerOfAnotherOrganisationAsync(from, e) : null;
         }
         catch (Exception failure) when (failure is not OperationCanceledException)
         {
