@@ -32,6 +32,9 @@ public sealed class CotDetail : IEquatable<CotDetail>
                 case "__chat" when Chat is null:
                     Chat = new CotChat(node.Attribute("chatroom"), node.Attribute("senderCallsign"), node.Attribute("id"), node.Attribute("parent"));
                     break;
+                case "__chatreceipt" when ChatReceipt is null:
+                    ChatReceipt = new CotChat(node.Attribute("chatroom"), node.Attribute("senderCallsign"), node.Attribute("id"), node.Attribute("parent"));
+                    break;
                 case "link":
                     (links ??= []).Add(new CotLink(node.Attribute("uid"), node.Attribute("type"), node.Attribute("relation"), node.Attribute("parent_callsign")));
                     break;
@@ -86,6 +89,13 @@ public sealed class CotDetail : IEquatable<CotDetail>
     public string? Remarks { get; }
 
     public CotChat? Chat { get; }
+
+    /// <summary>
+    /// &lt;__chatreceipt&gt; of a GeoChat receipt (b-t-f-d delivered, b-t-f-r read) as ATAK writes it: the attributes of the
+    /// message it answers, its chat group being the receipt's sender (uid0) and the message's (uid1). WinTAK writes a
+    /// receipt's &lt;__chat&gt; instead (<see cref="Chat"/>).
+    /// </summary>
+    public CotChat? ChatReceipt { get; }
 
     public IReadOnlyList<CotLink> Links { get; }
 
@@ -158,10 +168,11 @@ public sealed class CotDetail : IEquatable<CotDetail>
         .ToList().AsReadOnly();
 
     /// <summary>
-    /// The uids of a GeoChat group's members (&lt;__chat&gt;&lt;chatgrp uid0 uid1 …/&gt;): for a direct message, the
-    /// sender and the addressee; empty when there is no such element.
+    /// The uids of a GeoChat group's members (&lt;__chat&gt;&lt;chatgrp uid0 uid1 …/&gt;, or a receipt's
+    /// &lt;__chatreceipt&gt;&lt;chatgrp …/&gt; when there is no &lt;__chat&gt;): for a direct message, the sender and the
+    /// addressee; empty when there is no such element.
     /// </summary>
-    public IReadOnlyList<string> ChatGroupUids => _chatGroup ??= ChildAttributes("__chat", "chatgrp")
+    public IReadOnlyList<string> ChatGroupUids => _chatGroup ??= ChildAttributes(Contains("__chat") ? "__chat" : "__chatreceipt", "chatgrp")
         .Take(1)
         .SelectMany(a => a.Where(p => p.Key.StartsWith("uid", StringComparison.Ordinal) && p.Key.Length > 3 && p.Key[3..].All(char.IsAsciiDigit)))
         .Select(p => p.Value)

@@ -25,7 +25,7 @@ internal readonly record struct DetailNode(string Name, int Start, int Length, K
     // Elements whose attributes the typed accessors or the TAK protocol mapping read.
     internal static bool IsInterpreted(string name) => name switch
     {
-        "contact" or "__group" or "remarks" or "__chat" or "link" or "_flow-tags_" or "status" or "track"
+        "contact" or "__group" or "remarks" or "__chat" or "__chatreceipt" or "link" or "_flow-tags_" or "status" or "track"
             or "takv" or "precisionlocation" or "__concord" => true,
         _ => false,
     };

@@ -63,6 +63,20 @@ public sealed class SampleTests
     }
 
     [Fact]
+    public void A_chat_receipt_names_the_message_it_answers_and_its_chat_group()
+    {
+        // As ATAK writes a delivery receipt: <__chatreceipt> with the message's attributes, its sender first in the group.
+        var receipt = CotDetail.Parse("<__chatreceipt parent='RootContactGroup' groupOwner='false' messageId='4de0262c' chatroom='Alpha' id='ANDROID-a' senderCallsign='Bravo'>" +
+            "<chatgrp uid0='ANDROID-b' uid1='ANDROID-a' id='ANDROID-a'/></__chatreceipt><link uid='ANDROID-b' type='a-f-G-U-C' relation='p-p'/><marti><dest callsign='Alpha'/></marti>");
+
+        Assert.Null(receipt.Chat);
+        Assert.Equal(new CotChat("Alpha", "Bravo", "ANDROID-a", "RootContactGroup"), receipt.ChatReceipt);
+        Assert.Equal(["ANDROID-b", "ANDROID-a"], receipt.ChatGroupUids);
+        // A message's own group comes first when an event holds both.
+        Assert.Equal(["ANDROID-c"], CotDetail.Parse("<__chatreceipt id='x'><chatgrp uid0='ANDROID-b'/></__chatreceipt><__chat id='y'><chatgrp uid0='ANDROID-c'/></__chat>").ChatGroupUids);
+    }
+
+    [Fact]
     public void Marti_destinations_name_the_devices_an_event_is_for()
     {
         var detail = CotDetail.Parse("<contact callsign='x'/><marti><dest callsign='Bravo 1'/><dest uid='ANDROID-b'/><other/></marti>");

@@ -1625,6 +1625,63 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_chat_receipt_goes_back_to_the_sender_of_the_message_only()
+    {
+        var (alpha, bravo, charlie) = (await ForceColleagueAsync(), await ForceColleagueAsync(), await ForceColleagueAsync());
+        await using var a = await server.ConnectTakAsync(await server.IssueDeviceAsync(alpha));
+        await using var b = await server.ConnectTakAsync(await server.IssueDeviceAsync(bravo));
+        await using var c = await server.ConnectTakAsync(await server.IssueDeviceAsync(charlie));
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var (uidA, uidB, uidC) = ("ANDROID-a" + suffix, "ANDROID-b" + suffix, "ANDROID-c" + suffix);
+        await a.SendAsync(Pli(uidA, "Alpha " + suffix, 5.1, 20.1));
+        await b.SendAsync(Pli(uidB, "Bravo " + suffix, 5.2, 20.2));
+        await c.SendAsync(Pli(uidC, "Charlie " + suffix, 5.3, 20.3));
+        // Waiting skips what does not match: both colleagues' positions are waited for at once.
+        var seen = new HashSet<string>();
+        Assert.NotNull(await a.WaitForAsync(e => seen.Add(e.Uid) && seen.IsSupersetOf([uidB, uidC])));
+
+        string Receipt(string type, string messageId, string element, string roomId, string senderUid, string callsign, string dest) =>
+            $"<event version='2.0' uid='{messageId}' type='{type}' time='{Now()}' start='{Now()}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
+            "<point lat='0.0' lon='0.0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
+            $"<{element} parent='RootContactGroup' groupOwner='false' messageId='{messageId}' chatroom='Alpha {suffix}' id='{roomId}' senderCallsign='{callsign}'>" +
+            $"<chatgrp uid0='{senderUid}' uid1='{uidA}' id='{roomId}'/></{element}><link uid='{senderUid}' type='a-f-G-U-C' relation='p-p'/>{dest}</detail></event>";
+
+        // Bravo's device answers a direct message of Alpha's: delivered, as ATAK writes it (<__chatreceipt>, the sender named
+        // in <marti>), then read, as WinTAK does (<__chat> naming the two devices, no <marti>).
+        var message = Guid.NewGuid().ToString();
+        await b.SendAsync(Receipt("b-t-f-d", message, "__chatreceipt", uidA, uidB, "Bravo " + suffix, $"<marti><dest callsign='Alpha {suffix}'/></marti>"));
+        await b.SendAsync(Receipt("b-t-f-r", message, "__chat", uidA, uidB, "Bravo " + suffix, ""));
+        var delivered = await a.WaitForAsync(e => e.Uid == message && e.Type == "b-t-f-d");
+        Assert.NotNull(delivered);
+        Assert.NotNull(delivered.Access);
+        Assert.NotNull(await a.WaitForAsync(e => e.Uid == message && e.Type == "b-t-f-r"));
+
+        // A receipt naming nobody (no <marti>, the room for everyone) goes nowhere; nor does Charlie's device answering as
+        // Bravo's. Each device's events arrive in order: once the event each sent after reaches Alpha, the others were not sent.
+        var (nobody, asBravo, asItself) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        await b.SendAsync(Receipt("b-t-f-d", nobody, "__chat", "All Chat Rooms", uidB, "Bravo " + suffix, ""));
+        await b.SendAsync(Receipt("b-t-f-d", asItself + "-b", "__chatreceipt", uidA, uidB, "Bravo " + suffix, $"<marti><dest uid='{uidA}'/></marti>"));
+        await c.SendAsync(Receipt("b-t-f-r", asBravo, "__chatreceipt", uidA, uidB, "Charlie " + suffix, $"<marti><dest uid='{uidA}'/></marti>"));
+        await c.SendAsync(Receipt("b-t-f-r", asItself, "__chatreceipt", uidA, uidC, "Charlie " + suffix, $"<marti><dest uid='{uidA}'/></marti>"));
+        var unwanted = new List<string>();
+        bool AtAlpha(CotEvent e, string uid)
+        {
+            if (e.Uid == nobody || e.Uid == asBravo)
+            {
+                unwanted.Add(e.Uid);
+            }
+
+            return e.Uid == uid;
+        }
+
+        Assert.NotNull(await a.WaitForAsync(e => AtAlpha(e, asItself + "-b")));
+        Assert.NotNull(await a.WaitForAsync(e => AtAlpha(e, asItself)));
+        Assert.Empty(unwanted);
+        // Charlie's device, not a party to the chat, was sent none of Bravo's receipts.
+        Assert.Null(await c.WaitForAsync(e => e.Type.StartsWith("b-t-f", StringComparison.Ordinal), TimeSpan.FromSeconds(1)));
+    }
+
+    [Fact]
     public async Task An_emergency_sent_after_a_marker_does_not_wait_for_the_markers_report_to_be_stored()
     {
         // The report writer busy (an import, a store failing over): here, on PostgreSQL, a trigger holding the marker's

@@ -12,6 +12,9 @@ internal static class CotMapping
     public const string DeleteType = CotControl.DeleteType;
     public const string AllChatRooms = "All Chat Rooms";
 
+    /// <summary>A GeoChat receipt: the message was delivered to (b-t-f-d) or read on (b-t-f-r) the device sending it.</summary>
+    public static bool IsChatReceipt(string type) => type is "b-t-f-d" or "b-t-f-r";
+
     /// <summary>How long devices keep an incident after it was sent (its CoT stale time).</summary>
     public static readonly TimeSpan IncidentLifetime = TimeSpan.FromDays(7);
 

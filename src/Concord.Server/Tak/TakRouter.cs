@@ -379,6 +379,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
+        if (route == Route.Receipt)
+        {
+            // Nothing of a receipt is kept or remembered (its uid is the message's id, which every member of a group answers
+            // under): it goes to the message's sender, or is dropped.
+            Receipt(from, e);
+            return;
+        }
+
         if (Volatile.Read(ref _latestCount) is var count && count > TrackedUidLimit
             && now.UtcTicks - Interlocked.Read(ref _forgotAt) > (count > 2 * TrackedUidLimit ? TimeSpan.TicksPerSecond : TimeSpan.TicksPerMinute))
         {
@@ -525,6 +533,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     {
         None,
         Chat,
+        Receipt,
         Position,
         Marker,
         Relayed,
@@ -532,6 +541,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     private static (Route Route, string? Category) RouteOf(TakSession from, CotEvent e) =>
         e.Type == CotMapping.ChatType ? (Route.Chat, null)
+        : CotMapping.IsChatReceipt(e.Type) ? (Route.Receipt, null)
         : CotMapping.IsPosition(e, from.DeviceUid) ? (Route.Position, null)
         : CotMapping.MarkerCategory(e.Type) is { } category ? (Route.Marker, (string?)category)
         : CotMapping.IsRelayed(e.Type) ? (Route.Relayed, null)
@@ -554,7 +564,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     private int Deliver(Outbound item, MarkingDefault marking, TakSession from, CotDetail detail)
     {
         var destinations = detail.Destinations;
-        IReadOnlyList<string> group = destinations.Count == 0 && detail.Chat is { Id: { } room } && room != CotMapping.AllChatRooms ? detail.ChatGroupUids : [];
+        IReadOnlyList<string> group = destinations.Count == 0 && ChatRoomOf(detail) is { } room && room != CotMapping.AllChatRooms ? detail.ChatGroupUids : [];
         if (destinations.Count == 0 && group.Count == 0)
         {
             return Broadcast(item, marking, from);
@@ -958,6 +968,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// device, or a callsign such a device holds. Devices file a message under its sender: passed on, one member could
     /// write in another's name. Null when the message speaks for its own device.
     /// </summary>
+    /// <summary>The id of the chat room a GeoChat message (or a receipt of one) is in, or null for other events.</summary>
+    private static string? ChatRoomOf(CotDetail detail) => (detail.Chat ?? detail.ChatReceipt)?.Id;
+
     private string? Impersonation(TakSession from, CotEvent e)
     {
         var member = from.Viewer.MemberId;
@@ -967,7 +980,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return $"it names as its sender {sender}, a live device of another member";
         }
 
-        if (e.Detail.Chat?.SenderCallsign is { Length: > 0 } callsign && callsign != from.Callsign
+        if ((e.Detail.Chat ?? e.Detail.ChatReceipt)?.SenderCallsign is { Length: > 0 } callsign && callsign != from.Callsign
             && _sessions.Any(s => s != from && s.Callsign == callsign && s.Viewer.MemberId != member && !s.Closing.IsCancellationRequested))
         {
             return $"its sender's callsign {callsign} is held by a live device of another member";
@@ -1048,6 +1061,29 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                     string.Join("; ", invalid.Errors.Select(x => $"{x.Key}: {string.Join(' ', x.Value)}")));
             }
         });
+    }
+
+    /// <summary>
+    /// A GeoChat receipt goes back to the devices it names: as ATAK sends one, the message's sender in &lt;marti&gt;; as WinTAK
+    /// does, the chat group's other member. Never to everyone (a receipt naming nobody, or All Chat Rooms, is dropped), and
+    /// like the message only to devices whose member may see the sender's field marking. Nothing is stored; a lost receipt
+    /// costs a tick on the sender's screen, so it may be dropped from a full queue as a position is.
+    /// </summary>
+    private void Receipt(TakSession from, CotEvent e)
+    {
+        if (Impersonation(from, e) is { } reason)
+        {
+            Refuse(from, e, reason);
+            return;
+        }
+
+        if (e.Detail.Destinations.Count == 0 && (ChatRoomOf(e.Detail) is not { } room || room == CotMapping.AllChatRooms || e.Detail.ChatGroupUids.Count == 0))
+        {
+            Refuse(from, e, "a chat receipt names nobody it is for (no <marti> destination, no chat group)");
+            return;
+        }
+
+        Deliver(new Outbound(Stamp(e, from.Marking), droppable: true), from.Marking, from, e.Detail);
     }
 
     private async Task ChatAsync(TakSession from, CotEvent e, long previous)
