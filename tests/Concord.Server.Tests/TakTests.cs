@@ -1544,18 +1544,32 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Null(await c.WaitForAsync(e => e.Uid == direct, TimeSpan.FromSeconds(1)));
     }
 
+    /// <summary>
+    /// Three colleagues of the force member, each with a device that has reported its position: uids ANDROID-a, -b and -c
+    /// and callsigns Alpha, Bravo and Charlie, each followed by the suffix returned.
+    /// </summary>
+    private async Task<(TakClient A, TakClient B, TakClient C, string Suffix)> ThreeColleaguesAsync()
+    {
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var devices = new List<TakClient>();
+        foreach (var (letter, name, offset) in new[] { ("a", "Alpha", 0.1), ("b", "Bravo", 0.2), ("c", "Charlie", 0.3) })
+        {
+            var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(await ForceColleagueAsync()));
+            devices.Add(device);
+            await device.SendAsync(Pli($"ANDROID-{letter}{suffix}", $"{name} {suffix}", 5 + offset, 20 + offset));
+        }
+
+        return (devices[0], devices[1], devices[2], suffix);
+    }
+
     [Fact]
     public async Task A_direct_message_reaches_only_the_device_it_is_for()
     {
-        var (alpha, bravo, charlie) = (await ForceColleagueAsync(), await ForceColleagueAsync(), await ForceColleagueAsync());
-        await using var a = await server.ConnectTakAsync(await server.IssueDeviceAsync(alpha));
-        await using var b = await server.ConnectTakAsync(await server.IssueDeviceAsync(bravo));
-        await using var c = await server.ConnectTakAsync(await server.IssueDeviceAsync(charlie));
-        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var (a, b, c, suffix) = await ThreeColleaguesAsync();
+        await using var disposeA = a;
+        await using var disposeB = b;
+        await using var disposeC = c;
         var (uidA, uidB, uidC) = ("ANDROID-a" + suffix, "ANDROID-b" + suffix, "ANDROID-c" + suffix);
-        await a.SendAsync(Pli(uidA, "Alpha " + suffix, 5.1, 20.1));
-        await b.SendAsync(Pli(uidB, "Bravo " + suffix, 5.2, 20.2));
-        await c.SendAsync(Pli(uidC, "Charlie " + suffix, 5.3, 20.3));
         Assert.NotNull(await c.WaitForAsync(e => e.Uid == uidB));
         // Charlie's device then claims Bravo's callsign: Bravo's live device keeps it, and its direct messages.
         await c.SendAsync(Pli(uidC, "Bravo " + suffix, 5.3, 20.3, Now(1)));
@@ -1627,15 +1641,11 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     [Fact]
     public async Task A_chat_receipt_goes_back_to_the_sender_of_the_message_only()
     {
-        var (alpha, bravo, charlie) = (await ForceColleagueAsync(), await ForceColleagueAsync(), await ForceColleagueAsync());
-        await using var a = await server.ConnectTakAsync(await server.IssueDeviceAsync(alpha));
-        await using var b = await server.ConnectTakAsync(await server.IssueDeviceAsync(bravo));
-        await using var c = await server.ConnectTakAsync(await server.IssueDeviceAsync(charlie));
-        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var (a, b, c, suffix) = await ThreeColleaguesAsync();
+        await using var disposeA = a;
+        await using var disposeB = b;
+        await using var disposeC = c;
         var (uidA, uidB, uidC) = ("ANDROID-a" + suffix, "ANDROID-b" + suffix, "ANDROID-c" + suffix);
-        await a.SendAsync(Pli(uidA, "Alpha " + suffix, 5.1, 20.1));
-        await b.SendAsync(Pli(uidB, "Bravo " + suffix, 5.2, 20.2));
-        await c.SendAsync(Pli(uidC, "Charlie " + suffix, 5.3, 20.3));
         // Waiting skips what does not match: both colleagues' positions are waited for at once.
         var seen = new HashSet<string>();
         Assert.NotNull(await a.WaitForAsync(e => seen.Add(e.Uid) && seen.IsSupersetOf([uidB, uidC])));
