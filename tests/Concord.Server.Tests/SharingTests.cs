@@ -964,6 +964,40 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_page_of_the_audit_log_ends_at_its_size_and_the_next_page_goes_on_from_there()
+    {
+        // Read entries naming 5,000 records each (a full viewport), about 200 kB apiece: a thousand to a page would be
+        // held and sent whole. The page ends once its details reach the bound; nothing is skipped or repeated.
+        var action = "bulky-" + Guid.NewGuid().ToString("N")[..8];
+        var audit = server.Services.GetRequiredService<AuditWriter>();
+        for (var i = 0; i < 25; i++)
+        {
+            var detail = Audits.Detail(new { records = Enumerable.Range(0, 5000).Select(_ => Guid.NewGuid()).ToArray() });
+            await audit.RecordAsync(Audits.Entry(null, action, "report", null, AuditMarking.None, DateTime.UtcNow, detail), CancellationToken.None);
+        }
+
+        var seen = new List<long>();
+        var pages = 0;
+        string? after = null;
+        do
+        {
+            var (response, page) = await server.ClientFor("jocadmin").GetJson($"/api/audit?action={action}&limit=1000{(after is null ? "" : "&after=" + after)}");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var items = page.GetProperty("items").EnumerateArray().ToList();
+            Assert.NotEmpty(items);
+            Assert.True(items.Sum(e => (long)e.GetProperty("detail").GetString()!.Length) <= AuditEndpoints.MaxPageCharacters);
+            seen.AddRange(items.Select(e => e.GetProperty("index").GetInt64()));
+            after = page.TryGetProperty("next", out var next) && next.ValueKind == JsonValueKind.Number ? next.GetInt64().ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
+            pages++;
+        }
+        while (after is not null && pages < 10);
+
+        Assert.Equal(2, pages);
+        Assert.Equal(25, seen.Distinct().Count());
+        Assert.Equal(25, seen.Count);
+    }
+
+    [Fact]
     public async Task Auditors_query_the_log_which_records_creates_and_classified_reads()
     {
         var (_, report) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["mission"])));

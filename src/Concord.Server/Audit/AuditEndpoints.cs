@@ -24,6 +24,9 @@ internal static class AuditEndpoints
             .WithQueryParameter("limit", "at most this many entries (1–1000; default 200)", type: Microsoft.OpenApi.JsonSchemaType.Integer)
             .WithSummary("The audit log, for auditors: entries up to your clearance and under caveats you hold, filtered by record, member, action and time.");
 
+    /// <summary>The details one page of the log holds at most (in characters), unless its first entry alone is longer.</summary>
+    internal const int MaxPageCharacters = 4_000_000;
+
     private static readonly string[] Parameters = ["record", "member", "action", "from", "to", "after", "limit"];
 
     /// <summary>The audit is marked like any record: an auditor sees the entries at or below their clearance whose caveats they hold.</summary>
@@ -94,8 +97,22 @@ internal static class AuditEndpoints
             return Problems.Field("limit", "must be a whole number from 1 to 1000");
         }
 
-        var rows = await entries.OrderBy(a => a.ChainIndex).Take(limit + 1).ToListAsync(context.RequestAborted);
-        var page = rows.Take(limit).ToList();
+        // A page also ends once its entries' details reach MaxPageCharacters (a read entry names up to 5,000 records, some
+        // 200 kB): a thousand of them would be held, and sent, whole. The next page goes on from where it ended.
+        var page = new List<AuditEntry>();
+        var (characters, more) = (0L, false);
+        await foreach (var row in entries.OrderBy(a => a.ChainIndex).Take(limit + 1).AsAsyncEnumerable().WithCancellation(context.RequestAborted))
+        {
+            if (page.Count == limit || (page.Count > 0 && characters + row.Detail.Length > MaxPageCharacters))
+            {
+                more = true;
+                break;
+            }
+
+            page.Add(row);
+            characters += row.Detail.Length;
+        }
+
         var items = page.Select(a => new AuditEntryDto(a.ChainIndex, new DateTimeOffset(a.At, TimeSpan.Zero), a.Actor, a.Action, a.Entity, a.EntityId, a.Detail, markings.Scheme.Label(a.Classification), markings.Caveats.CodesOf(a.Caveats), a.Hash)).ToList();
 
         // Reading the log is an access like any other, and the one that watches the others: on record before the answer
@@ -118,7 +135,7 @@ internal static class AuditEndpoints
             first = page.FirstOrDefault()?.ChainIndex,
             last = page.LastOrDefault()?.ChainIndex,
         })), context.RequestAborted);
-        return TypedResults.Ok(new AuditPage(items, rows.Count > limit ? rows[limit - 1].ChainIndex : null));
+        return TypedResults.Ok(new AuditPage(items, more ? page[^1].ChainIndex : null));
     }
 
     /// <summary>The marking of the record an id names (a report, an incident, a task or a request), none when there is no such record.</summary>

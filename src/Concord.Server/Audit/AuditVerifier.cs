@@ -32,9 +32,11 @@ internal static class AuditVerifier
         while (true)
         {
             var from = expectedIndex;
-            var page = await db.Audit.AsNoTracking().Where(a => a.ChainIndex >= from).OrderBy(a => a.ChainIndex).Take(Page).ToListAsync(cancellationToken);
-            foreach (var entry in page)
+            // Read an entry at a time: a read entry names up to 5,000 records, so a page held whole could take a gigabyte.
+            var read = 0;
+            await foreach (var entry in db.Audit.AsNoTracking().Where(a => a.ChainIndex >= from).OrderBy(a => a.ChainIndex).Take(Page).AsAsyncEnumerable().WithCancellation(cancellationToken))
             {
+                read++;
                 if (entry.ChainIndex != expectedIndex)
                 {
                     return new AuditVerification(count, previousHash, entry.ChainIndex,
@@ -69,7 +71,7 @@ internal static class AuditVerifier
                 count++;
             }
 
-            if (page.Count < Page)
+            if (read < Page)
             {
                 return new AuditVerification(count, previousHash, null, null);
             }
