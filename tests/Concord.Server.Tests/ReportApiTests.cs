@@ -133,6 +133,14 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         var (tabs, _) = await Server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "line one\r\n\tline two"));
         Assert.Equal(HttpStatusCode.Created, tabs.StatusCode);
 
+        // Nor are the C1 controls: U+009B starts a terminal's escape sequence as ESC [ does; in a search too.
+        var (c1, c1Problem) = await Server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Clash \u009b31m at Bria"));
+        Assert.Equal(HttpStatusCode.BadRequest, c1.StatusCode);
+        Assert.Contains("U+009B at position 7", c1Problem.GetProperty("errors").GetProperty("narrative")[0].GetString());
+        var (search, searchProblem) = await Server.ClientFor("force").GetJson("/api/reports?q=%C2%85");
+        Assert.Equal(HttpStatusCode.BadRequest, search.StatusCode);
+        Assert.Equal(["q"], searchProblem.ErrorFields());
+
         // Noncharacters are no text either (XML cannot carry them: an export or a TAK event would have to write them).
         var (nonCharacter, nonCharacterProblem) = await Server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "attack \uFFFF at Bria"));
         Assert.Equal(HttpStatusCode.BadRequest, nonCharacter.StatusCode);
@@ -284,16 +292,19 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     {
         // scripts/test runs the server's tests in the mission's zone (TZ=Africa/Bangui, UTC+1), where the serializer's
         // own reading put such a time an hour early.
-        var id = Guid.NewGuid();
-        var node = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(Api.Report(id: id), System.Text.Json.JsonSerializerOptions.Web))!;
-        node["observedAt"] = "2026-11-01T08:00:00";
-        var body = node.ToJsonString();
-        using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
-        var created = await Server.ClientFor("force").PostAsync("/api/reports", content);
-        var (_, report) = await Server.ClientFor("force").GetJson($"/api/reports/{id}");
-
-        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
-        Assert.Equal(new DateTimeOffset(2026, 11, 1, 8, 0, 0, TimeSpan.Zero), report.GetProperty("observedAt").GetDateTimeOffset());
+        // Bodies read times as query strings and imports do (docs/api.md): offsets as ±hhmm, lower-case t and z.
+        foreach (var (written, expected) in new[] { ("2026-11-01T08:00:00", "08:00"), ("2026-11-01T09:30:00+0100", "08:30"), ("2026-11-01t08:15:00z", "08:15") })
+        {
+            var id = Guid.NewGuid();
+            var node = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(Api.Report(id: id), System.Text.Json.JsonSerializerOptions.Web))!;
+            node["observedAt"] = written;
+            var body = node.ToJsonString();
+            using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
+            var created = await Server.ClientFor("force").PostAsync("/api/reports", content);
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            var (_, report) = await Server.ClientFor("force").GetJson($"/api/reports/{id}");
+            Assert.Equal(DateTimeOffset.Parse("2026-11-01T" + expected + ":00Z", System.Globalization.CultureInfo.InvariantCulture), report.GetProperty("observedAt").GetDateTimeOffset());
+        }
     }
 
     [Fact]

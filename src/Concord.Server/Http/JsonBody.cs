@@ -28,23 +28,22 @@ internal static class JsonBody
     }
 
     /// <summary>
-    /// A time written without an offset ("2026-11-01T08:00:00") is UTC, as in query strings, imports and the UI; the
-    /// serializer's own reading takes it in the server's local time zone, so the time stored would depend on the host.
+    /// Times in bodies are read as in query strings and imports (<see cref="Import.IsoDates"/>): ISO 8601 with upper- or
+    /// lower-case T and Z and offsets as ±hh, ±hhmm or ±hh:mm, and a time written without an offset ("2026-11-01T08:00:00")
+    /// is UTC. The serializer's own reading takes such a time in the server's local time zone (the time stored would
+    /// depend on the host) and refuses the other forms.
     /// </summary>
     private sealed class UnzonedAsUtc : JsonConverter<DateTimeOffset>
     {
         public override DateTimeOffset Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
         {
-            if (reader.TokenType != JsonTokenType.String || !reader.TryGetDateTimeOffset(out var value))
+            if (reader.TokenType != JsonTokenType.String || !Import.IsoDates.TryParse(reader.GetString(), out var value))
             {
                 // The serializer completes the message ("could not be converted") and the path.
                 throw new JsonException();
             }
 
-            // Without an offset the text reads as a DateTime of unspecified kind.
-            return reader.TryGetDateTime(out var unzoned) && unzoned.Kind == DateTimeKind.Unspecified
-                ? new DateTimeOffset(unzoned, TimeSpan.Zero)
-                : value;
+            return value;
         }
 
         public override void Write(Utf8JsonWriter writer, DateTimeOffset value, JsonSerializerOptions options) => writer.WriteStringValue(value);

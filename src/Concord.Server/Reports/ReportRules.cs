@@ -161,7 +161,8 @@ internal static partial class ReportRules
         for (var i = 0; i < text.Length; i++)
         {
             var c = text[i];
-            var bad = (c < ' ' && c is not '\t' and not '\n' and not '\r') || c == '\u007f'
+            // C0 and C1 controls alike: U+009B (CSI) starts a terminal's escape sequence as ESC [ does.
+            var bad = (char.IsControl(c) && c is not '\t' and not '\n' and not '\r')
                 || (char.IsHighSurrogate(c) && (i + 1 == text.Length || !char.IsLowSurrogate(text[i + 1])))
                 || (char.IsLowSurrogate(c) && (i == 0 || !char.IsHighSurrogate(text[i - 1])));
             // Noncharacters are not characters at all (Unicode keeps them out of text, XML cannot carry them): they would
