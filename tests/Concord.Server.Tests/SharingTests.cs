@@ -786,6 +786,28 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_release_sent_again_is_the_copy_already_made()
+    {
+        // A double click, or a resend after the answer was lost on a weak link: one copy, not two in the incident.
+        var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:JOC"])));
+        var path = $"/api/reports/{Id(original)}/releases";
+        var release = new { marking = Api.Marking("UNCLASSIFIED", ["org:JOC"]), narrative = "Clash reported.", reason = "For the JOC's brief" };
+        var sends = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ => server.ClientFor("unpoladmin").PostJson(path, release)));
+        var (again, againCopy) = await server.ClientFor("unpoladmin").PostJson(path, release);
+        // A different release (another narrative) of the same report is a copy of its own.
+        var (other, otherCopy) = await server.ClientFor("unpoladmin").PostJson(path, release with { narrative = "Clash reported near the market." });
+
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.Created], sends.Select(s => s.Item1.StatusCode).Order());
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.Single(sends.Select(s => Id(s.Item2)).Append(Id(againCopy)).Distinct());
+        Assert.Equal(HttpStatusCode.Created, other.StatusCode);
+        Assert.NotEqual(Id(againCopy), Id(otherCopy));
+        Assert.Equal(2, await server.WithDbAsync(db => db.Reports.CountAsync(r => r.ReleasedFrom == Id(original))));
+        var (_, incident) = await server.ClientFor("joc").GetJson($"/api/incidents/{Id(original, "incidentId")}");
+        Assert.Equal(3, incident.GetProperty("reportCount").GetInt32());
+    }
+
+    [Fact]
     public async Task A_release_is_audited_as_marked_as_its_copy_when_the_copy_is_marked_higher()
     {
         // The entry names the copy and its marking: an auditor without the copy's caveat must not read it (it was marked as

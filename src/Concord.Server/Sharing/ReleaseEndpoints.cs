@@ -32,7 +32,7 @@ internal static class ReleaseEndpoints
     /// <summary>The centre of the grid cell a coordinate falls in.</summary>
     public static double Snap(double value, double grid) => (Math.Floor(value / grid) * grid) + (grid / 2);
 
-    private static async Task<Results<Created<ReportDto>, NotFound, ProblemHttpResult>> Release(
+    private static async Task<Results<Created<ReportDto>, Ok<ReportDto>, NotFound, ProblemHttpResult>> Release(
         Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time, Fusion.FusionEngine fusion,
         IncidentGate gate)
     {
@@ -151,13 +151,24 @@ internal static class ReleaseEndpoints
             ReceivedAt = now,
             RequestHash = Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(body, JsonBody.Options))),
         };
-        db.Reports.Add(copy);
         // The release joins the original's incident: no report fuses into it and no merge removes it meanwhile.
         using var held = await gate.EnterAsync(context.RequestAborted);
         // Linked at a time read inside the gate: a status change stored while this request waited for it is older than the
         // link, so that a viewer who sees only the copy is not shown a status judged on reports they may not see.
         var linkedAt = time.GetUtcNow().UtcDateTime;
         var incidentId = await db.IncidentReports.Where(l => l.ReportId == original.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefaultAsync(context.RequestAborted);
+        // The same release sent again by its releaser (a double click, a resend after an answer lost on a weak link) is the
+        // copy already made, not a second one: viewers who see only the copies would see an incident of two reports. Looked
+        // for among the incident's reports, where the copy went (inside the gate: two sends at once make one copy).
+        if (incidentId is { } joined && await db.IncidentReports.Where(l => l.IncidentId == joined)
+                .Join(db.Reports, l => l.ReportId, r => r.Id, (l, r) => r)
+                .Where(r => r.ReleasedFrom == original.Id && r.MemberId == viewer.MemberId && r.RequestHash == copy.RequestHash)
+                .AsNoTracking().FirstOrDefaultAsync(context.RequestAborted) is { } sent)
+        {
+            return TypedResults.Ok(sent.ToDto(joined, viewer, directory, markings, new HashSet<Guid> { original.Id }));
+        }
+
+        db.Reports.Add(copy);
         if (incidentId is { } existing)
         {
             await IncidentEndpoints.LinkAsync(db, existing, copy, linkedAt, context.RequestAborted);
