@@ -29,6 +29,26 @@ public sealed class FeatureStreamTests
     private static string? Id(FeatureStream.Step step) => step.Feature?.RootElement.GetProperty("id").GetString();
 
     [Fact]
+    public void A_features_id_is_the_same_whole_number_however_it_is_written()
+    {
+        // GeoPandas and GDAL write an integer column as 7.0 once it has a missing value: the same features, imported again
+        // from such a file, are the same reports, not new ones. A blank properties.id leaves the feature's own id.
+        static string? Reference(string feature) => ImportReaders.Read(ImportFormat.GeoJson, new StringReader($$"""{ "type": "FeatureCollection", "features": [{{feature}}] }"""),
+            new Access.MarkingDto("UNCLASSIFIED", ["mission"], []), "geopandas").Single().Report?.ExternalRef;
+        static string With(string id, string properties = "") =>
+            $$"""{ "type": "Feature", "id": {{id}}, "geometry": { "type": "Point", "coordinates": [18.5, 4.3] }, "properties": { {{properties}}"observedAt": "2025-06-01", "category": "poc", "narrative": "x" } }""";
+
+        var seven = Reference(With("7"));
+        Assert.NotNull(seven);
+        Assert.Equal(seven, Reference(With("7.0")));
+        Assert.Equal(seven, Reference(With("\"7\"")));
+        Assert.Equal(seven, Reference(With("70e-1")));
+        Assert.Equal(seven, Reference(With("\"other\"", "\"id\": 7.0, ")));
+        Assert.Equal(seven, Reference(With("7", "\"id\": \" \", ")));
+        Assert.NotEqual(seven, Reference(With("7.5")));
+    }
+
+    [Fact]
     public void A_large_collection_is_read_feature_by_feature_in_bounded_memory()
     {
         // About 40 MB of features, with members before and after the features (skipped wherever they stand).

@@ -59,6 +59,24 @@ public sealed class GedMappingTests
     }
 
     [Fact]
+    public void Blank_lines_before_the_header_are_counted_not_taken_for_it()
+    {
+        var names = string.Join(",", GedReader.RequiredColumns);
+        var row = string.Join(",", GedReader.RequiredColumns.Select(n => Row[n]));
+        // A quoted field over two lines in the first row: the width it is judged by is the header's, not the blank line's.
+        var multiline = string.Join(",", GedReader.RequiredColumns.Select(n => n == "conflict_name" ? "\"CAR:\r\nGovernment\"" : Row[n]));
+        using var text = new StringReader($"\r\n\r\n{names}\r\n{multiline}\r\n{row}\r\n");
+
+        var rows = GedReader.Read(text).ToList();
+
+        Assert.Equal([4L, 6L], rows.Select(r => r.Line));
+        Assert.All(rows, r => Assert.Null(r.Error));
+        Assert.Equal("CAR:\r\nGovernment", rows[0].Event?.ConflictName);
+        using var headerOnlyBad = new StringReader("\n\nid,best\n1,2\n");
+        Assert.Equal(3L, Assert.Single(GedReader.Read(headerOnlyBad)).Line);
+    }
+
+    [Fact]
     public void A_GED_day_written_with_an_offset_stays_that_day()
     {
         var rows = Read(GedReader.RequiredColumns, n => n is "date_start" or "date_end" ? "2010-03-05T00:00:00+02:00" : Row[n]);

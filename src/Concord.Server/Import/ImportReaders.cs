@@ -128,7 +128,7 @@ internal static class AcledReader
     public static IEnumerable<ImportRow> Read(TextReader text, MarkingDto? marking)
     {
         using var records = CsvRecords.Read(text).GetEnumerator();
-        if (!records.MoveNext())
+        if (!CsvRecords.MoveToHeader(records))
         {
             yield return new ImportRow(1, null, "the file is empty: no header row");
             yield break;
@@ -137,7 +137,7 @@ internal static class AcledReader
         var header = CsvRecords.Header(records.Current.Fields);
         if (CsvRecords.HeaderProblem(header, RequiredColumns, "ACLED") is { } problem)
         {
-            yield return new ImportRow(1, null, problem);
+            yield return new ImportRow(records.Current.Line, null, problem);
             yield break;
         }
 
@@ -446,7 +446,13 @@ internal static class GeoJsonReader
             return new ImportRow(n, null, wrongId);
         }
 
-        var id = Text(properties, "id") ?? Text(feature, "id");
+        // An id written as 7.0 (GeoPandas and GDAL write an integer column so once it has a missing value) is the feature 7
+        // was: another text would import every feature again as new. A blank properties.id leaves the feature's own.
+        string? Id(JsonElement e) => Text(e, "id") is not { } t ? null
+            : e.GetProperty("id").ValueKind == JsonValueKind.Number && decimal.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d == decimal.Truncate(d)
+                ? decimal.Truncate(d).ToString(CultureInfo.InvariantCulture)
+                : string.IsNullOrWhiteSpace(t) ? null : t;
+        var id = Id(properties) ?? Id(feature);
         if (string.IsNullOrWhiteSpace(id))
         {
             return new ImportRow(n, null, "feature has no id (properties.id or id): it is needed to import again without duplicates");

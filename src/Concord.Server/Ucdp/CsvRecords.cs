@@ -39,6 +39,20 @@ internal static class CsvRecords
         return twice.Count > 0 ? $"the header names the column(s) {string.Join(", ", twice)} more than once" : null;
     }
 
+    /// <summary>Moves to the header: the first record that is not blank (blank lines before it are counted, not taken for it).</summary>
+    public static bool MoveToHeader(IEnumerator<Record> records)
+    {
+        while (records.MoveNext())
+        {
+            if (records.Current.Fields is not [""])
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public static IEnumerable<Record> Read(TextReader reader)
     {
         var source = new Source(reader);
@@ -150,7 +164,12 @@ internal static class CsvRecords
                     break;
                 case '\n' or '\r':
                     fields.Add(field.ToString());
-                    expected ??= fields.Count;
+                    // A blank line before the header is not the header: the width comes from the first record with text.
+                    if (fields is not [""])
+                    {
+                        expected ??= fields.Count;
+                    }
+
                     if (tooLong)
                     {
                         yield return TooLong();

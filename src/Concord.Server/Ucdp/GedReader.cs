@@ -60,7 +60,7 @@ internal static class GedReader
     public static IEnumerable<GedRow> Read(TextReader text)
     {
         using var records = CsvRecords.Read(text).GetEnumerator();
-        if (!records.MoveNext())
+        if (!CsvRecords.MoveToHeader(records))
         {
             yield return new GedRow(1, null, "the file is empty: no header row");
             yield break;
@@ -69,7 +69,7 @@ internal static class GedReader
         var header = CsvRecords.Header(records.Current.Fields);
         if (CsvRecords.HeaderProblem(header, RequiredColumns, "GED") is { } problem)
         {
-            yield return new GedRow(1, null, problem);
+            yield return new GedRow(records.Current.Line, null, problem);
             yield break;
         }
 
