@@ -106,12 +106,41 @@ public sealed class FeatureStreamTests
         Assert.Equal("f8", Id(steps[7]));
     }
 
+    [Fact]
+    public void A_feature_that_is_not_JSON_costs_only_itself()
+    {
+        // NaN where a figure is missing (Python's json.dumps writes it so), brackets and escaped quotes inside its strings;
+        // a feature nested deeper than the reader goes; one whose fault comes before the end of the text held (its end
+        // is read in a later chunk). Each is returned with the reason, and the features after it are read.
+        static string Bad(string id, string properties) =>
+            $$"""{ "type": "Feature", "id": "{{id}}", "geometry": { "type": "Point", "coordinates": [18.5, 4.3] }, "properties": {{properties}} }""";
+        var deep = string.Concat(Enumerable.Repeat("{\"a\": ", 70)) + "1" + new string('}', 70);
+        var text = "{\"type\": \"FeatureCollection\", \"features\": [" + string.Join(", ",
+            Feature(1),
+            Bad("nan", "{ \"narrative\": \"a } ] \\\" { b\", \"killed\": NaN }"),
+            Feature(3),
+            Bad("deep", deep),
+            Feature(5),
+            Bad("long", "{ \"killed\": Infinity, \"narrative\": \"" + new string('x', 40_000) + "\" }"),
+            Feature(7)) + "]}";
+
+        var steps = All(new StringReader(text), maxFeatureBytes: 64 * 1024);
+
+        Assert.Equal(7, steps.Count);
+        Assert.All(steps, s => Assert.Equal(FeatureStream.StepKind.Feature, s.Kind));
+        Assert.Equal(["f1", "f3", "f5", "f7"], steps.Where(s => s.Feature is not null).Select(Id));
+        Assert.Equal([1, 3, 5], steps.Select((s, i) => (s, i)).Where(p => p.s.Feature is null).Select(p => p.i));
+        Assert.All(steps.Where(s => s.Feature is null), s => Assert.StartsWith("feature is not valid JSON: ", s.Reason, StringComparison.Ordinal));
+        Assert.DoesNotContain("LineNumber", steps[1].Reason, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("[1, 2]", "not an object")]
     [InlineData("{\"type\": \"FeatureCollection\"}", "no 'features' array")]
     [InlineData("{\"features\": {}}", "'features' is not an array")]
     [InlineData("{\"features\": [{\"id\": 1}, {\"id\": ", "not valid JSON")]
-    [InlineData("{\"features\": [{\"id\": 1}, {\"id\" 2}]}", "not valid JSON")]
+    [InlineData("{\"features\": [{\"id\": 1} {\"id\": 2}]}", "not valid JSON")]
+    [InlineData("{\"features\": [{\"id\": 1}, {\"id\": \"open]}", "not valid JSON")]
     [InlineData("{\"features\": [{\"id\": 1}], \"name\": \"HUGE\"}", "without the end of a value")]
     [InlineData("{\"features\": [{\"id\": 1}], \"features\": [{\"id\": 2}]}", "a second 'features' member")]
     [InlineData("{\"features\": [{\"id\": 1}]}\n{\"features\": [{\"id\": 2}]}\n", "more text after the end of the feature collection")]

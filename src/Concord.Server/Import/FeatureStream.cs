@@ -60,6 +60,12 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
     /// <summary>Where the feature being read starts, after the unit committed last; -1 when none has started.</summary>
     private int _featureStart = -1;
 
+    /// <summary>Where the element of the features array being read starts, after the unit committed last; -1 between elements.</summary>
+    private int _element = -1;
+
+    /// <summary>Why the element being read again (an empty object standing in for it) could not be read, until it is returned.</summary>
+    private string? _unreadable;
+
     /// <summary>The bytes the reader holds now: bounded by the largest feature read, not by the document.</summary>
     internal int BufferBytes => _buffer.Length;
 
@@ -79,8 +85,25 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
             }
             catch (JsonException e)
             {
-                _phase = Phase.Done;
-                return new Step(StepKind.Broken, Reason: "not valid JSON: " + e.Message);
+                switch (_phase == Phase.Features && _element >= 0 ? EndOfElement(_buffer.AsSpan(_start + _element, _end - _start - _element)) : NoEnd)
+                {
+                    case > 0 and var end:
+                        // One feature that is not JSON (NaN where a figure is missing, as Python writes it; nesting deeper
+                        // than the reader goes) costs only itself: it is put out of the reader's way and read again as an
+                        // empty object, which the next round returns rejected with the reason.
+                        var element = _buffer.AsSpan(_start + _element, end);
+                        element.Fill((byte)' ');
+                        element[0] = (byte)'{';
+                        element[1] = (byte)'}';
+                        _unreadable = "feature is not valid JSON: " + Plain(e.Message);
+                        continue;
+                    case NotYet when !_final && _end - (_start + _element) <= maxFeatureBytes:
+                        Refill();
+                        continue;
+                    default:
+                        _phase = Phase.Done;
+                        return new Step(StepKind.Broken, Reason: "not valid JSON: " + Plain(e.Message));
+                }
             }
 
             if (outcome == Outcome.NeedMore)
@@ -193,6 +216,7 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
 
             case Phase.Features:
                 _featureStart = -1;
+                _element = -1;
                 if (!reader.Read())
                 {
                     return Outcome.NeedMore;
@@ -205,10 +229,19 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                 }
 
                 var from = (int)reader.TokenStartIndex;
+                _element = from;
                 if (!reader.TrySkip())
                 {
                     _featureStart = from;
                     return Outcome.NeedMore;
+                }
+
+                if (_unreadable is { } unreadable)
+                {
+                    _unreadable = null;
+                    Commit(ref reader, Phase.Features);
+                    step = new Step(StepKind.Feature, Reason: unreadable);
+                    return Outcome.Produced;
                 }
 
                 var bytes = _buffer.AsSpan(_start + from, (int)reader.BytesConsumed - from);
@@ -259,6 +292,57 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                 return Outcome.NeedMore;
         }
     }
+
+    private const int NoEnd = -2;
+    private const int NotYet = -1;
+
+    /// <summary>
+    /// Where the object or array that <paramref name="bytes"/> start with ends, by its brackets and strings alone (a value
+    /// the reader refused need not be JSON inside): <see cref="NotYet"/> when the bytes held end first, <see cref="NoEnd"/>
+    /// when they do not start with one.
+    /// </summary>
+    private static int EndOfElement(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.IsEmpty || bytes[0] is not ((byte)'{' or (byte)'['))
+        {
+            return NoEnd;
+        }
+
+        var depth = 0;
+        var inString = false;
+        for (var i = 0; i < bytes.Length; i++)
+        {
+            var b = bytes[i];
+            if (inString)
+            {
+                if (b == '\\')
+                {
+                    i++;
+                }
+                else if (b == '"')
+                {
+                    inString = false;
+                }
+            }
+            else if (b == '"')
+            {
+                inString = true;
+            }
+            else if (b is (byte)'{' or (byte)'[')
+            {
+                depth++;
+            }
+            else if (b is (byte)'}' or (byte)']' && --depth == 0)
+            {
+                return i + 1;
+            }
+        }
+
+        return NotYet;
+    }
+
+    /// <summary>The reader's message without its position, which counts from the part of the document held, not from its start.</summary>
+    private static string Plain(string message) => message.Split(" LineNumber:", 2)[0].Trim();
 
     private Outcome Fail(out Step step, string reason)
     {
