@@ -77,17 +77,23 @@ internal static class ChangeVisibility
         var shown = window.Where(c => visible.Contains((c.Entity, c.EntityId))
             && (c.Causes is null ? !(firstSeen.TryGetValue(c.EntityId, out var first) && c.At < first) : c.CauseIds.Any(visibleCauses.Contains))).ToList();
         var told = await AsFirstSightAsync(db, viewer, shown, visibleCauses, cancellationToken);
-        return Withdrawn(window, viewer, visible) is { Count: > 0 } withdrawn ? [.. told.Concat(withdrawn).OrderBy(c => c.Sequence)] : told;
+        return Withdrawn(window, viewer, visible, visibleCauses) is { Count: > 0 } withdrawn ? [.. told.Concat(withdrawn).OrderBy(c => c.Sequence)] : told;
     }
 
     /// <summary>
-    /// The updates of the window that took a record the viewer could read (by the marking it had before the update) out of
-    /// their reach, as "withdrawn": a page or client drops what it shows of it, as it would not learn otherwise (the update
-    /// itself is hidden from them now). It tells them nothing they could not read before: the record was theirs to see.
+    /// The updates of the window that took a record the viewer could read out of their reach, as "withdrawn": a page or
+    /// client drops what it shows of it, as it would not learn otherwise (the update itself is hidden from them now). It
+    /// tells them nothing they could not read before: the record was theirs to see. An incident a report joined or left
+    /// is judged by that report: withdrawn for a viewer who may see a report that left it (they knew the incident through
+    /// it; a mixed incident's marking is never theirs to read, so its prior marking would not tell), and never by a report
+    /// hidden from them joining it (read later, after the incident left their reach, that would date the hidden report's
+    /// joining). Any other record by the marking it had before the update.
     /// </summary>
-    private static List<Change> Withdrawn(IReadOnlyList<Change> window, Viewer viewer, HashSet<(string Entity, Guid Id)> visible) =>
-        [.. window.Where(c => c is { PriorClassification: { } level, PriorReleasableTo: { } releasableTo, PriorCaveats: { } caveats }
-                && !visible.Contains((c.Entity, c.EntityId)) && Marking.AllowsRead(level, releasableTo, caveats, viewer))
+    private static List<Change> Withdrawn(IReadOnlyList<Change> window, Viewer viewer, HashSet<(string Entity, Guid Id)> visible, HashSet<Guid> visibleCauses) =>
+        [.. window.Where(c => c.Operation == "updated" && !visible.Contains((c.Entity, c.EntityId))
+                && (c.Entity == "incident" && c.Causes is not null
+                    ? c.CauseIds.Any(visibleCauses.Contains)
+                    : c is { PriorClassification: { } level, PriorReleasableTo: { } releasableTo, PriorCaveats: { } caveats } && Marking.AllowsRead(level, releasableTo, caveats, viewer)))
             .Select(c => new Change { Sequence = c.Sequence, Entity = c.Entity, EntityId = c.EntityId, Operation = "withdrawn", At = c.At })];
 
     /// <summary>
