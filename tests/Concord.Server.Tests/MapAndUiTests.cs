@@ -12,6 +12,31 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
     where TServer : TestServer
 {
     [Fact]
+    public async Task Sign_out_from_a_page_of_an_earlier_session_ends_the_session_of_the_day()
+    {
+        // A page rendered under another session (a colleague's at a shared desk) carries that session's antiforgery token:
+        // sent from this origin, its sign-out ends the current session; from elsewhere, or without the browser saying
+        // where it came from, it is refused and the session stays.
+        using var member = await server.SignedInAsync("rwabatt");
+        async Task<HttpStatusCode> SignOutAsync(string? site)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/signout") { Content = new FormUrlEncodedContent([new("__RequestVerificationToken", "from-an-earlier-session")]) };
+            if (site is not null)
+            {
+                request.Headers.Add("Sec-Fetch-Site", site);
+            }
+
+            return (await member.SendAsync(request)).StatusCode;
+        }
+
+        Assert.Equal(HttpStatusCode.BadRequest, await SignOutAsync(null));
+        Assert.Equal(HttpStatusCode.BadRequest, await SignOutAsync("same-site"));
+        Assert.Equal(HttpStatusCode.OK, (await member.GetAsync("/api/me")).StatusCode);
+        await SignOutAsync("same-origin");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await member.GetAsync("/api/me")).StatusCode);
+    }
+
+    [Fact]
     public async Task The_language_switch_goes_back_only_to_a_page_of_this_site()
     {
         using var anonymous = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = server.BaseAddress };

@@ -103,10 +103,15 @@ internal static class UiHosting
         return TypedResults.LocalRedirect(LocalUrl(returnUrl));
     }
 
-    /// <summary>Sign-out by a form post carrying the antiforgery token (a link could be followed by another site).</summary>
+    /// <summary>
+    /// Sign-out by a form post carrying the antiforgery token (a link could be followed by another site). A page rendered
+    /// under an earlier session (another member's at a shared desk, or the member's own before it expired) carries that
+    /// session's token: its sign-out still ends the session of the day when the browser says the form is this origin's
+    /// own (<c>Sec-Fetch-Site</c>), rather than answering 400 and leaving the member signed in while they think they left.
+    /// </summary>
     private static async Task<IResult> SignOutAsync(HttpContext context, IAntiforgery antiforgery)
     {
-        if (!await antiforgery.IsRequestValidAsync(context))
+        if (!await antiforgery.IsRequestValidAsync(context) && context.Request.Headers["Sec-Fetch-Site"].ToString() != "same-origin")
         {
             return TypedResults.BadRequest();
         }
