@@ -30,6 +30,10 @@ public sealed class CursorTests
         Assert.False(Cursor.TryDecode("not a cursor!", keys, out _));
         Assert.False(Cursor.TryDecode(new string('A', 200), keys, out _));
 
+        // One listing's keys open none of another's cursors; the same listing's keys, made again, open them.
+        Assert.False(Cursor.TryDecode(cursor.Encode(keys.For(CursorListings.Reports)), keys.For(CursorListings.Requests), out _));
+        Assert.True(Cursor.TryDecode(cursor.Encode(keys.For(CursorListings.Reports)), keys.For(CursorListings.Reports), out var listed) && listed == cursor);
+
         // Another deployment's keys (another store) open none of this one's cursors; the same secret gives the same keys.
         Assert.False(Cursor.TryDecode(text, new CursorKeys(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)), out _));
     }

@@ -504,7 +504,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (_, jocFirst) = await server.ClientFor("joc").GetJson($"/api/incidents?q={tag}&limit=1");
         Assert.Equal([target], first.GetProperty("items").EnumerateArray().Select(i => Id(i)).ToArray());
         // (Sealed for clients; the server can open it.)
-        Assert.True(Http.Cursor.TryDecode(cursor, server.Services.GetRequiredService<Http.CursorKeys>(), out var opened));
+        Assert.True(Http.Cursor.TryDecode(cursor, server.Services.GetRequiredService<Http.CursorKeys>().For(Http.CursorListings.Incidents), out var opened));
         Assert.Equal(Api.Recent.UtcTicks, opened.At.Ticks);
         Assert.Equal([Id(other, "incidentId")], second.GetProperty("items").EnumerateArray().Select(i => Id(i)).ToArray());
         // joc sees the secret account too, so for joc the incident began two days earlier and comes second.

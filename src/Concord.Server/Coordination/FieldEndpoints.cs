@@ -53,7 +53,7 @@ internal static class FieldEndpoints
     {
         var query = new QueryReader(context.Request.Query);
         var (from, to) = (query.Time("from"), query.Time("to"));
-        var (limit, after) = CoordinationPages.Read(query, cursors);
+        var (limit, after) = CoordinationPages.Read(query, cursors.For(CursorListings.Patrols));
         if (from > to)
         {
             query.Errors["from"] = ["must not be after 'to'"];
@@ -75,7 +75,7 @@ internal static class FieldEndpoints
         var (page, next) = await CoordinationPages.TakeAsync(patrols.OrderByDescending(p => p.StartsAt).ThenByDescending(p => p.Number), limit,
             p => new Cursor(p.StartsAt, p.Number), context.RequestAborted);
         await desk.AuditReadAsync(viewer, "patrol", Audits.Named(page), context);
-        return TypedResults.Ok(new Page<PatrolDto>(page.Select(p => ToDto(p, desk)).ToList(), next?.Encode(cursors)));
+        return TypedResults.Ok(new Page<PatrolDto>(page.Select(p => ToDto(p, desk)).ToList(), next?.Encode(cursors.For(CursorListings.Patrols))));
     }
 
     private static async Task<Results<Ok<PatrolDto>, NotFound>> GetPatrol(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
@@ -433,7 +433,7 @@ internal static class FieldEndpoints
     private static async Task<Results<Ok<Page<MeetingDto>>, ProblemHttpResult>> ListMeetings(HttpContext context, Viewer viewer, CoordinationDesk desk, CursorKeys cursors)
     {
         var query = new QueryReader(context.Request.Query);
-        var (limit, after) = CoordinationPages.Read(query, cursors);
+        var (limit, after) = CoordinationPages.Read(query, cursors.For(CursorListings.Meetings));
         if (query.Errors.Count > 0)
         {
             return Problems.Invalid(query.Errors);
@@ -448,7 +448,7 @@ internal static class FieldEndpoints
         var (page, next) = await CoordinationPages.TakeAsync(meetings.OrderByDescending(m => m.HeldAt).ThenByDescending(m => m.Number), limit,
             m => new Cursor(m.HeldAt, m.Number), context.RequestAborted);
         await desk.AuditReadAsync(viewer, "meeting", Audits.Named(page), context);
-        return TypedResults.Ok(new Page<MeetingDto>(page.Select(m => ToDto(m, desk)).ToList(), next?.Encode(cursors)));
+        return TypedResults.Ok(new Page<MeetingDto>(page.Select(m => ToDto(m, desk)).ToList(), next?.Encode(cursors.For(CursorListings.Meetings))));
     }
 
     private static async Task<Results<Ok<MeetingDto>, NotFound>> GetMeeting(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)
@@ -631,7 +631,7 @@ internal static class FieldEndpoints
     private static async Task<Results<Ok<Page<LiaisonDto>>, ProblemHttpResult>> ListLiaison(HttpContext context, Viewer viewer, CoordinationDesk desk, CursorKeys cursors, string? organization)
     {
         var query = new QueryReader(context.Request.Query);
-        var (limit, after) = CoordinationPages.Read(query, cursors);
+        var (limit, after) = CoordinationPages.Read(query, cursors.For(CursorListings.Liaison));
         if (query.Errors.Count > 0)
         {
             return Problems.Invalid(query.Errors);
@@ -657,7 +657,7 @@ internal static class FieldEndpoints
             l => new Cursor(l.At, l.Number), context.RequestAborted);
         await desk.AuditReadAsync(viewer, "liaison", Audits.Named(page), context);
         var members = await desk.MemberNamesAsync(page.Select(l => (Guid?)l.MemberId), context.RequestAborted);
-        return TypedResults.Ok(new Page<LiaisonDto>(page.Select(l => ToDto(l, desk, members)).ToList(), next?.Encode(cursors)));
+        return TypedResults.Ok(new Page<LiaisonDto>(page.Select(l => ToDto(l, desk, members)).ToList(), next?.Encode(cursors.For(CursorListings.Liaison))));
     }
 
     private static async Task<Results<Ok<LiaisonDto>, NotFound>> GetLiaison(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)

@@ -36,7 +36,7 @@ internal static class RequestEndpoints
     {
         var query = new QueryReader(context.Request.Query);
         var (overdue, open) = (query.Bool("overdue"), query.Bool("open"));
-        var (limit, after) = CoordinationPages.Read(query, cursors);
+        var (limit, after) = CoordinationPages.Read(query, cursors.For(CursorListings.Requests));
         if (query.Errors.Count > 0)
         {
             return Problems.Invalid(query.Errors);
@@ -104,7 +104,7 @@ internal static class RequestEndpoints
         await desk.AuditReadAsync(viewer, "request", Audits.Named(page), context);
         var members = await desk.MemberNamesAsync(page.Select(r => (Guid?)r.RequesterMemberId), context.RequestAborted);
         await desk.SeeLinksAsync(viewer, [], page, context.RequestAborted);
-        return TypedResults.Ok(new Page<RequestDto>(page.Select(r => desk.ToDto(r, viewer, members)).ToList(), next?.Encode(cursors)));
+        return TypedResults.Ok(new Page<RequestDto>(page.Select(r => desk.ToDto(r, viewer, members)).ToList(), next?.Encode(cursors.For(CursorListings.Requests))));
     }
 
     private static async Task<Results<Ok<RequestDto>, NotFound>> Get(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)

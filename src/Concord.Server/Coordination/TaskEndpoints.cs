@@ -36,7 +36,7 @@ internal static class TaskEndpoints
         var query = new QueryReader(context.Request.Query);
         var (incident, request, meeting) = (query.Id("incident"), query.Id("request"), query.Id("meeting"));
         var (overdue, open) = (query.Bool("overdue"), query.Bool("open"));
-        var (limit, after) = CoordinationPages.Read(query, cursors);
+        var (limit, after) = CoordinationPages.Read(query, cursors.For(CursorListings.Tasks));
         if (query.Errors.Count > 0)
         {
             return Problems.Invalid(query.Errors);
@@ -111,7 +111,7 @@ internal static class TaskEndpoints
         await desk.AuditReadAsync(viewer, "task", [.. page.Select(t => t.ReadBy(viewer) is var (level, caveats) ? (t.Id, level, caveats) : default)], context);
         var members = await desk.MemberNamesAsync(page.Select(t => t.MemberId), context.RequestAborted);
         await desk.SeeLinksAsync(viewer, page, [], context.RequestAborted);
-        return TypedResults.Ok(new Page<TaskDto>(page.Select(t => desk.ToDto(t, viewer, members)).ToList(), next?.Encode(cursors)));
+        return TypedResults.Ok(new Page<TaskDto>(page.Select(t => desk.ToDto(t, viewer, members)).ToList(), next?.Encode(cursors.For(CursorListings.Tasks))));
     }
 
     private static async Task<Results<Ok<TaskDto>, NotFound>> Get(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk)

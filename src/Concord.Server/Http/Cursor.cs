@@ -88,7 +88,33 @@ internal sealed class CursorKeys
         Mac = keys[16..];
     }
 
+    private CursorKeys(byte[] encryption, byte[] mac)
+    {
+        Encryption = encryption;
+        Mac = mac;
+    }
+
+    /// <summary>
+    /// The keys of one listing's cursors: a cursor of another listing is refused there rather than read as a position in
+    /// it (a report list's cursor holds a report's store number, which against the requests' numbers would tell how many
+    /// reports, seen or not, were stored between two).
+    /// </summary>
+    public CursorKeys For(string listing) => new(Encryption, HMACSHA256.HashData(Mac, System.Text.Encoding.UTF8.GetBytes(listing)));
+
     public byte[] Encryption { get; }
 
     public byte[] Mac { get; }
+}
+
+/// <summary>The listings that page with cursors, each sealing its cursors under keys of its own (<see cref="CursorKeys.For"/>).</summary>
+internal static class CursorListings
+{
+    public const string Reports = "reports";
+    public const string Incidents = "incidents";
+    public const string IncidentsGeoJson = "incidents.geojson";
+    public const string Requests = "requests";
+    public const string Tasks = "tasks";
+    public const string Patrols = "patrols";
+    public const string Meetings = "meetings";
+    public const string Liaison = "liaison";
 }

@@ -139,7 +139,7 @@ internal static class IncidentEndpoints
     private static async Task<Results<Ok<Page<IncidentDto>>, ProblemHttpResult>> List(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time, CursorKeys cursors)
     {
-        if (!ListQuery.TryParse(context.Request.Query, cursors, out var query, out var errors, [.. ListQuery.IncidentFilters, "limit", "cursor"]))
+        if (!ListQuery.TryParse(context.Request.Query, cursors.For(CursorListings.Incidents), out var query, out var errors, [.. ListQuery.IncidentFilters, "limit", "cursor"]))
         {
             return Problems.Invalid(errors);
         }
@@ -152,7 +152,7 @@ internal static class IncidentEndpoints
 
         var (page, cursor) = await incidents.NewestAsync(i => i, i => i, i => new Cursor(i.StartsAt, i.Tie), query.Limit, null, context.RequestAborted);
         await RecordReadAsync(audit, viewer, page, context, time);
-        return TypedResults.Ok(new Page<IncidentDto>(page.Select(i => i.ToDto(directory, markings)).ToList(), cursor?.Encode(cursors)));
+        return TypedResults.Ok(new Page<IncidentDto>(page.Select(i => i.ToDto(directory, markings)).ToList(), cursor?.Encode(cursors.For(CursorListings.Incidents))));
     }
 
     /// <summary>
@@ -280,7 +280,7 @@ internal static class IncidentEndpoints
     private static async Task<IResult> GeoJson(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time, CursorKeys cursors)
     {
-        if (!ListQuery.TryParse(context.Request.Query, cursors, out var query, out var errors, [.. ListQuery.IncidentFilters, "limit", "cursor"]))
+        if (!ListQuery.TryParse(context.Request.Query, cursors.For(CursorListings.IncidentsGeoJson), out var query, out var errors, [.. ListQuery.IncidentFilters, "limit", "cursor"]))
         {
             return Problems.Invalid(errors);
         }
@@ -294,7 +294,7 @@ internal static class IncidentEndpoints
         // Pages like the list (newest first as the viewer sees them, keyset cursor).
         var (rows, cursor) = await NewestPointsAsync(incidents, query, null, context.RequestAborted);
         var truncated = cursor is not null;
-        var next = cursor?.Encode(cursors);
+        var next = cursor?.Encode(cursors.For(CursorListings.IncidentsGeoJson));
         await RecordReadAsync(audit, viewer, rows, context, time);
         await using var writer = GeoJsonFeatures.StartCollection(context);
         WriteFeatures(writer, rows, markings);

@@ -77,7 +77,7 @@ internal static class ReportEndpoints
     private static async Task<Results<Ok<Page<ReportDto>>, ProblemHttpResult>> List(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time, CursorKeys cursors)
     {
-        if (!ListQuery.TryParse(context.Request.Query, cursors, out var query, out var errors, [.. ListQuery.ReportFilters, "limit", "cursor"]))
+        if (!ListQuery.TryParse(context.Request.Query, cursors.For(CursorListings.Reports), out var query, out var errors, [.. ListQuery.ReportFilters, "limit", "cursor"]))
         {
             return Problems.Invalid(errors);
         }
@@ -107,7 +107,7 @@ internal static class ReportEndpoints
         await RecordReadAsync(audit, viewer, page.Select(r => r.Report).ToList(), context, time);
         var originals = await ReportMapping.VisibleOriginalsAsync(db, viewer, page.Select(r => r.Report), context.RequestAborted);
         var items = page.Select(row => row.Report.ToDto(row.IncidentId, viewer, directory, markings, originals)).ToList();
-        var next = rows.Count > query.Limit ? new Cursor(rows[query.Limit - 1].Report.ObservedAt, rows[query.Limit - 1].Report.Number).Encode(cursors) : null;
+        var next = rows.Count > query.Limit ? new Cursor(rows[query.Limit - 1].Report.ObservedAt, rows[query.Limit - 1].Report.Number).Encode(cursors.For(CursorListings.Reports)) : null;
         return TypedResults.Ok(new Page<ReportDto>(items, next));
     }
 
