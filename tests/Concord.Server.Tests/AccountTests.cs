@@ -349,6 +349,43 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_browser_the_member_signed_in_from_is_not_locked_out_by_wrong_passwords_from_its_address()
+    {
+        // On a mission network many organisations share one router: anyone there typing wrong passwords for a member's name
+        // would lock the member out where they work. The browser the member signed in from keeps signing in; only its own
+        // mistakes count against it.
+        var name = "d" + Guid.NewGuid().ToString("N")[..8];
+        var (created, body) = await server.ClientFor("jocadmin").PostJson("/api/organizations/OCHA/members", new { userName = name, password = TestServer.Password, roles = new[] { "reporter" } });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
+        var cookies = new CookieContainer();
+        using var desk = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await desk.PostAsJsonAsync("/api/auth/signin", new { userName = name, password = TestServer.Password })).StatusCode);
+        Assert.Contains(cookies.GetCookies(server.BaseAddress).Cast<Cookie>(), c => c.Name == Accounts.SignInDevices.CookieName && c.HttpOnly);
+
+        using var someoneElse = server.Anonymous();
+        for (var i = 0; i < Accounts.SignInThrottle.PairLimit; i++)
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, (await someoneElse.PostAsJsonAsync("/api/auth/signin", new { userName = name, password = "wrong-password" })).StatusCode);
+        }
+
+        using var newBrowser = server.Anonymous();
+        using var madeUp = server.Anonymous();
+        madeUp.DefaultRequestHeaders.Add("Cookie", Accounts.SignInDevices.CookieName + "=CfDJ8made-up");
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await newBrowser.PostAsJsonAsync("/api/auth/signin", new { userName = name, password = TestServer.Password })).StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await madeUp.PostAsJsonAsync("/api/auth/signin", new { userName = name, password = TestServer.Password })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await desk.PostAsJsonAsync("/api/auth/signin", new { userName = name, password = TestServer.Password })).StatusCode);
+
+        // The device's own mistakes do count: five, and it waits as any browser would.
+        for (var i = 0; i < Accounts.SignInThrottle.PairLimit; i++)
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, (await desk.PostAsJsonAsync("/api/auth/signin", new { userName = name, password = "mistyped-password" })).StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, (await desk.PostAsJsonAsync("/api/auth/signin", new { userName = name, password = TestServer.Password })).StatusCode);
+        server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+    }
+
+    [Fact]
     public async Task Sign_in_requires_both_fields()
     {
         var (response, problem) = await server.Anonymous().PostJson("/api/auth/signin", new { userName = "force" });

@@ -112,11 +112,16 @@ internal sealed class SignInThrottle(TimeProvider time)
 
     private DateTimeOffset _sweptAt;
 
+    private static string DeviceKey(string device) => "device:" + device;
+
     /// <summary>
     /// Zero when the attempt may go ahead (and then counts as a failure until <see cref="Succeeded"/>); otherwise how long
-    /// the caller must wait.
+    /// the caller must wait. <paramref name="device"/>: the browser's device for this name (<see cref="SignInDevices"/>),
+    /// or null. A device the member signed in from is limited by its own failures only, as a pair is: whoever shares its
+    /// address (an office behind one router, a whole network's /64) cannot lock the member out of it by typing wrong
+    /// passwords for their name, nor by trying many names.
     /// </summary>
-    public TimeSpan Begin(string userName, string address)
+    public TimeSpan Begin(string userName, string address, string? device = null)
     {
         var now = time.GetUtcNow();
         var user = UserKey(userName);
@@ -127,6 +132,18 @@ internal sealed class SignInThrottle(TimeProvider time)
             if (now - _sweptAt > Window)
             {
                 Sweep(now);
+            }
+
+            if (device is not null)
+            {
+                var deviceWait = Wait(DeviceKey(device), PairLimit, now);
+                if (deviceWait > TimeSpan.Zero)
+                {
+                    return deviceWait;
+                }
+
+                Record(DeviceKey(device), now);
+                return TimeSpan.Zero;
             }
 
             var wait = Max(Wait(pair, PairLimit, now), Wait(addr, AddressLimit, now));
@@ -151,12 +168,20 @@ internal sealed class SignInThrottle(TimeProvider time)
     /// The attempt let through by <see cref="Begin"/> succeeded: the name's failures are forgotten (from this address and
     /// from anywhere), this attempt no longer counts against the address, and the address becomes a known one for the name.
     /// </summary>
-    public void Succeeded(string userName, string address)
+    public void Succeeded(string userName, string address, string? device = null)
     {
         var now = time.GetUtcNow();
         var user = UserKey(userName);
         lock (_lock)
         {
+            if (device is not null)
+            {
+                // Its attempt was counted against the device only.
+                _failures.Remove(DeviceKey(device));
+                _failures.Remove(user);
+                return;
+            }
+
             _failures.Remove(PairKey(user, address));
             _failures.Remove(user);
             if (_failures.TryGetValue("addr:" + address, out var queue) && queue.Count > 0)

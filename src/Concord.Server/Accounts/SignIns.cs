@@ -17,8 +17,11 @@ internal static class SignIns
     public static async Task<Outcome> AttemptAsync(HttpContext context, ConcordDb db, SignInThrottle throttle, ViewerDirectory directory, string userName, string password)
     {
         var address = SignInThrottle.AddressOf(context.Connection.RemoteIpAddress);
+        // A browser the member signed in from is limited by its own failures, not its address's (SignInDevices).
+        var devices = context.RequestServices.GetRequiredService<SignInDevices>();
+        var device = devices.DeviceFor(context, userName);
         // Counted as a failure from here until it succeeds: parallel guesses cannot all slip past the limit.
-        var wait = throttle.Begin(userName, address);
+        var wait = throttle.Begin(userName, address, device);
         if (wait > TimeSpan.Zero)
         {
             return new Outcome(null, wait);
@@ -53,7 +56,7 @@ internal static class SignIns
             return new Outcome(null, null);
         }
 
-        throttle.Succeeded(userName, address);
+        throttle.Succeeded(userName, address, device);
         var viewer = await directory.ForMemberAsync(member.Id, context.RequestAborted);
         if (viewer is not null && viewer.SessionVersion < member.SessionVersion)
         {
@@ -75,6 +78,7 @@ internal static class SignIns
         // Audited first: a sign-in the audit could not record does not happen.
         await AuditAsync(context, db, viewer, AuditActions.SignIn, member.Id, new { address = AddressText(context) });
         await context.SignInAsync(ConcordAuthentication.CookieScheme, ConcordAuthentication.SessionPrincipal(viewer, now));
+        devices.Remember(context, userName, device);
         return new Outcome(viewer, null);
     }
 

@@ -33,6 +33,7 @@ internal static class ConcordServices
         services.AddSingleton(sp => sp.GetRequiredService<DeploymentKeys>().Cursors);
         services.AddSingleton<ViewerDirectory>();
         services.AddSingleton<SignInThrottle>();
+        services.AddSingleton<SignInDevices>();
         services.AddSingleton<AuditChain>();
         services.AddSingleton<AuditWriter>();
         services.AddSingleton<Fusion.FusionEngine>();
