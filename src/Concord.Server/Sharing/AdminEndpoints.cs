@@ -103,7 +103,11 @@ internal static class AdminEndpoints
             return false;
         }
 
-        await directory.ReloadAsync(force: true, cancellationToken);
+        // Stored: the change applies on this server at once, whatever becomes of the request. The cached viewers go first
+        // (a reload that fails, or a client that leaves, must not keep old clearances and memberships in force here), and
+        // the reload runs to its end even if the client has gone; viewers built meanwhile from the old directory go again.
+        viewers.Invalidate();
+        await directory.ReloadAsync(force: true, CancellationToken.None);
         viewers.Invalidate();
         return true;
     }
