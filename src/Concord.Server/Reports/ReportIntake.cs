@@ -235,7 +235,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             {
                 return await writing;
             }
-            catch (Microsoft.EntityFrameworkCore.DbUpdateException)
+            catch (Microsoft.EntityFrameworkCore.DbUpdateException refused) when (Data.StoreErrors.IsConstraintViolation(refused.GetBaseException()))
             {
                 return null;
             }
