@@ -61,6 +61,23 @@ check('the marking travels in the access attribute',
 check('a member without the releasability receives nothing', seenByCarol.length === 0, `received ${seenByCarol.length}`);
 check('the sender does not get its own positions back', alice.received.filter((c) => c.raw.event._attributes.uid === uid).length === 0);
 
+// A GeoChat read receipt, as ATAK writes one (<__chatreceipt>, the message's sender named in <marti>), from Alice's device
+// to Bob's: it goes to Bob's device only.
+const bobUid = `ANDROID-interop-bob-${Date.now()}`;
+await bob.tak.write([position(bobUid, 'FORCE G2', 5.7, 20.6, 0)]);
+await sleep(1000);
+const messageId = `${Date.now().toString(16)}-receipt`;
+const now = new Date().toISOString();
+const later = new Date(Date.now() + 60000).toISOString();
+await alice.tak.write([new CoT(`<event version="2.0" uid="${messageId}" type="b-t-f-r" time="${now}" start="${now}" stale="${later}" how="h-g-i-g-o">`
+    + '<point lat="0.0" lon="0.0" hae="9999999.0" ce="9999999.0" le="9999999.0"/><detail>'
+    + `<__chatreceipt parent="RootContactGroup" groupOwner="false" messageId="${messageId}" chatroom="FORCE G2" id="${bobUid}" senderCallsign="RWABATT 2-1">`
+    + `<chatgrp uid0="${uid}" uid1="${bobUid}" id="${bobUid}"/></__chatreceipt><link uid="${uid}" type="a-f-G-U-C" relation="p-p"/>`
+    + `<marti><dest uid="${bobUid}"/></marti></detail></event>`)]);
+await sleep(2000);
+const receiptAt = (d) => d.received.filter((c) => c.raw.event._attributes.uid === messageId && c.raw.event._attributes.type === 'b-t-f-r').length;
+check('a GeoChat read receipt reaches the device it names, and no other', receiptAt(bob) === 1 && receiptAt(carol) === 0, `bob ${receiptAt(bob)}, carol ${receiptAt(carol)}`);
+
 for (const d of [alice, bob, carol]) d.tak.destroy();
 const passed = results.filter(Boolean).length;
 console.log(`interop: ${passed} passed, ${results.length - passed} failed`);
