@@ -655,6 +655,61 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_map_answer_cut_off_midway_is_tried_again()
+    {
+        // The link breaks while the answer (streamed) comes: the map says it failed and reads again, rather than saying
+        // "Loading" for ever.
+        var page = await fixture.SignedInAsync("force");
+        await page.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
+        var asked = 0;
+        var cut = new TaskCompletionSource();
+        var readAgain = new TaskCompletionSource();
+        await page.RouteAsync("**/api/incidents/map?**", async route =>
+        {
+            if (Interlocked.Increment(ref asked) == 1)
+            {
+                await route.FulfillAsync(new() { Status = 200, ContentType = "application/geo+json", Body = "{\"type\":\"FeatureCollection\",\"features\":[{\"type\":" });
+                cut.TrySetResult();
+            }
+            else
+            {
+                await route.ContinueAsync();
+                readAgain.TrySetResult();
+            }
+        });
+        await page.EvaluateAsync("() => { window.concordMap.map.setView([6.5, 20.5], 7); }");
+        await cut.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        var loads = await page.EvaluateAsync<int>("window.concordMap.loads");
+        await readAgain.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await page.WaitForFunctionAsync($"window.concordMap.loads > {loads}", null, new() { Timeout = 20_000 });
+    }
+
+    [Fact]
+    public async Task Tracks_are_drawn_on_a_link_slower_than_their_poll()
+    {
+        // Each answer comes only once the next poll has asked again (a link slower than the five-second poll): each is
+        // still newer than the one drawn, and is drawn (only the newest asked was, so none ever was).
+        var page = await fixture.SignedInAsync("force");
+        await page.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
+        var waiting = new List<TaskCompletionSource>();
+        var body = """{"type":"FeatureCollection","features":[{"type":"Feature","id":"slow-link-track","geometry":{"type":"Point","coordinates":[20.5,6.5]},"properties":{"callsign":"SLOW","level":0,"caveats":0}}]}""";
+        await page.RouteAsync("**/api/tracks/geojson?**", async route =>
+        {
+            var next = new TaskCompletionSource();
+            lock (waiting)
+            {
+                // This request releases the answer of the one before it.
+                waiting.LastOrDefault()?.TrySetResult();
+                waiting.Add(next);
+            }
+
+            await next.Task;
+            await route.FulfillAsync(new() { Status = 200, ContentType = "application/geo+json", Body = body });
+        });
+        await page.WaitForFunctionAsync("window.concordMap.tracks.includes('slow-link-track')", null, new() { Timeout = 20_000 });
+    }
+
+    [Fact]
     public async Task The_map_zooms_no_closer_than_its_query_answers_and_draws_only_the_newest_answer_of_a_layer()
     {
         var page = await fixture.SignedInAsync("force");
@@ -819,6 +874,12 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '2'", null, new() { Timeout = 5_000 });
         await page.UncheckAsync("#layer-tracks");
         await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '1'", null, new() { Timeout = 5_000 });
+        // Nor do the incidents once their layer is off: with every layer off, nothing on the map is classified.
+        await page.UncheckAsync("#layer-coordination");
+        await page.UncheckAsync("#layer-incidents");
+        await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '0'", null, new() { Timeout = 5_000 });
+        await page.CheckAsync("#layer-incidents");
+        await page.CheckAsync("#layer-coordination");
         await page.CheckAsync("#layer-tracks");
 
         // The risk layer: off by default; with forecasts computed, switching it on shades cells. A forecast learns from at

@@ -90,7 +90,8 @@
   const layerMarks = { tracks: { level: 0, caveats: 0n }, coordination: { level: 0, caveats: 0n } };
   const marksOf = features => features.reduce((m, f) => ({ level: Math.max(m.level, f.properties.level ?? 0), caveats: m.caveats | BigInt(f.properties.caveats ?? 0) }), { level: 0, caveats: 0n });
   function updateBanner() {
-    let level = onScreen.level, caveats = onScreen.caveats;
+    // Incidents count only while their layer is shown, as the other layers do.
+    let level = map.hasLayer(incidents) ? onScreen.level : 0, caveats = map.hasLayer(incidents) ? onScreen.caveats : 0n;
     for (const [name, marks] of Object.entries(layerMarks)) {
       if (!map.hasLayer(name === 'tracks' ? tracks : coordination)) continue;
       level = Math.max(level, marks.level);
@@ -143,7 +144,14 @@
       }
       return;
     }
-    const data = await Concord.readJson(response);
+    let data;
+    try {
+      data = await Concord.readJson(response);
+    } catch {
+      // The link broke while the answer came (it is streamed): tried again, as after a failed request.
+      if (mine === generation) { status.textContent = t('failed'); setTimeout(() => { if (mine === generation) load(); }, 5000); }
+      return;
+    }
     if (mine !== generation) return; // a newer request has been made meanwhile
     const clustered = response.headers.get('X-Concord-Clustered') === 'true';
     const total = Number(response.headers.get('X-Concord-Total'));
@@ -228,16 +236,20 @@
   }
   document.addEventListener('keydown', e => { if (e.key === 'Escape' && !panel.hidden) closePanel(); });
 
-  // Each layer draws only its newest answer: an older one arriving late (a weak network) would draw again what a
-  // withdrawal since took away.
+  // Each layer draws an answer only if it is newer than the one it shows: an older one arriving late (a weak network)
+  // would draw again what a withdrawal since took away. Newer than the one shown, not the newest asked: on a link slower
+  // than the tracks' five-second poll, every answer would otherwise be overtaken by the next request and none drawn.
   const latest = { tracks: 0, risk: 0, coordination: 0 };
+  const drawn = { tracks: 0, risk: 0, coordination: 0 };
+  // The answer's body, or null when the request or the body failed (a weak link).
+  const bodyOf = async (response, read) => (response && response.ok ? await read(response).catch(() => null) : null);
   async function loadTracks() {
     if (!map.hasLayer(tracks)) return;
     const mine = ++latest.tracks;
     const response = await fetch('/api/tracks/geojson?' + new URLSearchParams({ bbox: viewport() })).catch(() => null);
-    if (!response || !response.ok || mine !== latest.tracks) return;
-    const data = await Concord.readJson(response);
-    if (mine !== latest.tracks) return;
+    const data = await bodyOf(response, Concord.readJson);
+    if (!data || mine < drawn.tracks) return;
+    drawn.tracks = mine;
     tracks.clearLayers();
     state.tracks = data.features.map(f => f.id);
     layerMarks.tracks = marksOf(data.features);
@@ -254,9 +266,9 @@
     if (!map.hasLayer(risk)) return;
     const mine = ++latest.risk;
     const response = await fetch('/api/early-warning/forecasts?' + new URLSearchParams({ bbox: viewport() })).catch(() => null);
-    if (!response || !response.ok || mine !== latest.risk) return;
-    const data = await response.json();
-    if (mine !== latest.risk) return;
+    const data = await bodyOf(response, r => r.json());
+    if (!data || mine < drawn.risk) return;
+    drawn.risk = mine;
     risk.clearLayers();
     state.riskCells = 0;
     // The month forecast: the one after the last complete month with data (the month in progress, in a live mission).
@@ -290,9 +302,14 @@
     if (!map.hasLayer(coordination)) return;
     const mine = ++latest.coordination;
     const response = await fetch('/api/coordination/geojson').catch(() => null);
-    if (!response || !response.ok || mine !== latest.coordination) return;
-    const data = await Concord.readJson(response);
-    if (mine !== latest.coordination) return;
+    const data = await bodyOf(response, Concord.readJson);
+    if (!data) {
+      // Not polled as the tracks are: a failed read is tried again, or a request withdrawn meanwhile would stay drawn.
+      if (mine === latest.coordination && (!response || response.status >= 500 || response.status === 429 || response.ok)) setTimeout(() => { if (mine === latest.coordination) loadCoordination(); }, 5000);
+      return;
+    }
+    if (mine < drawn.coordination) return;
+    drawn.coordination = mine;
     coordination.clearLayers();
     state.coordination = data.features.map(f => f.id);
     layerMarks.coordination = marksOf(data.features);
