@@ -593,6 +593,50 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_merge_keeps_the_ids_of_the_proposals_it_retargets_and_leaves_none_pointing_at_a_merged_incident()
+    {
+        // Two accounts at two places, each with an uncertain match proposed against its incident; the second proposal is
+        // rejected. Both incidents are merged into a third.
+        var at = When.AddDays(-210);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var first = await FacaPostAsync("force", 8.6, 16.1, at, "Paoua", mission);
+        var firstMatch = await UncertainMatchAsync(8.6, 16.1, at, "Paoua");
+        var second = await FacaPostAsync("force", 8.9, 16.9, at.AddDays(3), "Markounda", mission);
+        var secondMatch = await UncertainMatchAsync(8.9, 16.9, at.AddDays(3), "Markounda");
+        var target = (await FacaPostAsync("force", 9.4, 17.7, at.AddDays(9), "Kabo", mission)).GetProperty("incidentId").GetGuid();
+        var (_, before) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+        Guid ProposalOf(System.Text.Json.JsonElement list, System.Text.Json.JsonElement report) =>
+            list.EnumerateArray().Single(p => p.GetProperty("reportId").GetGuid() == report.GetProperty("id").GetGuid()).GetProperty("id").GetGuid();
+        var (pending, rejectedOne) = (ProposalOf(before, firstMatch), ProposalOf(before, secondMatch));
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{rejectedOne}", new { decision = "reject" })).Item1.StatusCode);
+
+        var (merged, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{target}/merge",
+            new { incidents = new[] { first.GetProperty("incidentId").GetGuid(), second.GetProperty("incidentId").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+
+        // The pending proposal now proposes the merged incident, under the id the analyst was shown: deciding on it works.
+        var (_, after) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+        var retargeted = after.EnumerateArray().Single(p => p.GetProperty("reportId").GetGuid() == firstMatch.GetProperty("id").GetGuid());
+        Assert.Equal((pending, target), (retargeted.GetProperty("id").GetGuid(), retargeted.GetProperty("incidentId").GetGuid()));
+        var (accepted, acceptedBody) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{pending}", new { decision = "accept" });
+        Assert.True(accepted.StatusCode == HttpStatusCode.OK, acceptedBody.ToString());
+        // Its audit says where the incident the report left went (it held that report only).
+        var decision = await server.WithDbAsync(db => db.Audit.AsNoTracking().SingleAsync(a => a.Action == Audit.AuditActions.FusionDecision && a.Detail.Contains(pending.ToString())));
+        Assert.Contains($"\"from\":\"{firstMatch.GetProperty("incidentId").GetGuid()}\"", decision.Detail, StringComparison.Ordinal);
+        Assert.Contains("\"removed\":true", decision.Detail, StringComparison.Ordinal);
+        // The decided one follows too: sent again, it is found decided, not missing.
+        var (again, againProblem) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{rejectedOne}", new { decision = "reject" });
+        Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+        Assert.Equal(["decision"], againProblem.ErrorFields());
+        Assert.Equal(0, await server.WithDbAsync(db => db.FusionProposals.CountAsync(p => !db.Incidents.Any(i => i.Id == p.IncidentId))));
+
+        // The list takes no parameter: one it would not apply is refused by name.
+        var (withLimit, limitProblem) = await server.ClientFor("joc").GetJson("/api/fusion/proposals?limit=10");
+        Assert.Equal(HttpStatusCode.BadRequest, withLimit.StatusCode);
+        Assert.Equal(["limit"], limitProblem.ErrorFields());
+    }
+
+    [Fact]
     public async Task The_audit_of_a_fusion_decision_is_marked_as_the_incident_it_names_as_well_as_the_report()
     {
         // The JOC's strictly confidential account, and a mission-wide account proposed against its incident; the JOC rejects it.

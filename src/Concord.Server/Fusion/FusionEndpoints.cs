@@ -33,11 +33,11 @@ internal static class FusionEndpoints
 {
     public static void MapFusion(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/api/incidents/{id:guid}/provenance", Provenance).WithTags("Fusion").RequireAuthorization()
+        app.MapGet("/api/incidents/{id:guid}/provenance", Provenance).TakesQuery().WithTags("Fusion").RequireAuthorization()
             .WithSummary("The reports you may see in an incident, how each came there (opened, fused with its scores, merged, split, accepted) and pending proposals.");
         app.MapPost("/api/incidents/{id:guid}/split", Split).WithJsonBody<SplitIncident>().WithTags("Fusion").RequireAuthorization(Policies.Analyst)
             .WithSummary("Move some of an incident's reports into a new incident (analysts).");
-        app.MapGet("/api/fusion/proposals", Proposals).WithTags("Fusion").RequireAuthorization(Policies.Analyst)
+        app.MapGet("/api/fusion/proposals", Proposals).TakesQuery().WithTags("Fusion").RequireAuthorization(Policies.Analyst)
             .WithSummary("Reports fusion was unsure about, waiting for an analyst (those whose report and incident you may see).");
         app.MapPost("/api/fusion/proposals/{id:guid}", Decide).WithJsonBody<DecideProposal>().WithTags("Fusion").RequireAuthorization(Policies.Analyst)
             .WithSummary("Accept (the report moves to the proposed incident) or reject a proposal (analysts).");
@@ -228,8 +228,8 @@ internal static class FusionEndpoints
 
             var ids = keys.Select(k => k.Id).ToList();
             read.AddRange(ids);
-            // The page's ids came from the visible ones: scored without testing their visibility again.
-            listed.AddRange((await ScoredAsync(db, reports, db.FusionProposals.AsNoTracking().Where(p => ids.Contains(p.Id)), cancellationToken)).OrderByDescending(p => p.CreatedAt));
+            // Read again under the same conditions: one decided (or merged away) since its key was read is no longer listed as pending.
+            listed.AddRange((await ScoredAsync(db, reports, visible.Where(p => ids.Contains(p.Id)), cancellationToken)).OrderByDescending(p => p.CreatedAt));
             below = keys[^1].CreatedAt;
             if (keys.Count < count)
             {
@@ -406,8 +406,15 @@ internal static class FusionEndpoints
         // an auditor cleared for the report alone does not learn of a classified incident it was matched against.
         var marking = (await db.Reports.Where(r => r.Id == proposal.ReportId).Select(r => new AuditMarking(r.Classification, r.Caveats)).SingleAsync(context.RequestAborted))
             .With(await db.Incidents.Where(i => i.Id == proposal.IncidentId).Select(i => new AuditMarking(i.Classification, i.Caveats)).SingleAsync(context.RequestAborted));
+        // An accepted proposal also names the incident the report left (and whether it went, its last report gone), as a
+        // merge names the incidents it removed: the audit says where every incident went. Marked as that incident too.
+        if (moved is var (left, _, _))
+        {
+            marking = marking.With(AuditMarking.Of(left));
+        }
+
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.FusionDecision, "incident", proposal.IncidentId, marking, now,
-            Audits.Detail(new { proposal = proposal.Id, report = proposal.ReportId, decision = proposal.Decision }))], CancellationToken.None);
+            Audits.Detail(new { proposal = proposal.Id, report = proposal.ReportId, decision = proposal.Decision, from = moved?.From.Id, removed = moved?.FromRemoved }))], CancellationToken.None);
         if (moved is var (from, fromRemoved, to))
         {
             // Both incidents changed; the one the report left is gone when it was its only report.

@@ -7,7 +7,7 @@ internal sealed class FusionProposal
 
     public required Guid ReportId { get; init; }
 
-    public required Guid IncidentId { get; init; }
+    public required Guid IncidentId { get; set; }
 
     public required double Score { get; init; }
 

@@ -97,43 +97,33 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
     }
 
     /// <summary>
-    /// Pending proposals follow a merge (or an accepted proposal that emptied the incident its report left): one that
-    /// proposed a merged incident now proposes the incident it went into, and one whose report came into the incident it
-    /// proposed is settled by the merge ("merged"). None is left pointing at an incident that no longer exists.
+    /// Proposals follow a merge (or an accepted proposal that emptied the incident its report left): a pending one that
+    /// proposed a merged incident now proposes the incident it went into, under its own id (an analyst deciding on the id
+    /// they were shown decides on it; a new id would also date the merge), and one whose report came into the incident it
+    /// proposed, or that proposes a report already proposed there, is settled by the merge ("merged"). Decided ones follow
+    /// too: none is left pointing at an incident that no longer exists (a decision sent again finds it decided).
     /// </summary>
     internal static async Task RetargetProposalsAsync(ConcordDb db, Viewer viewer, Guid target, IReadOnlyList<Guid> merged, IReadOnlyList<Guid> movedReports, DateTime now, CancellationToken cancellationToken)
     {
-        // Pending in the store and in this unit of work (a proposal just decided is tracked, not yet saved).
-        var pending = (await db.FusionProposals.Where(p => p.DecidedAt == null && (merged.Contains(p.IncidentId) || p.IncidentId == target)).ToListAsync(cancellationToken))
-            .Where(p => p.DecidedAt is null).ToList();
+        // In the store and in this unit of work (a proposal just decided is tracked, not yet saved).
+        var proposals = await db.FusionProposals.Where(p => merged.Contains(p.IncidentId) || (p.IncidentId == target && p.DecidedAt == null)).ToListAsync(cancellationToken);
         var inTarget = (await db.IncidentReports.Where(l => l.IncidentId == target).Select(l => l.ReportId).ToListAsync(cancellationToken)).Concat(movedReports).ToHashSet();
         // One pending proposal per report for the target: those already there, and the first retargeted of each report.
-        var proposedHere = pending.Where(p => p.IncidentId == target).Select(p => p.ReportId).ToHashSet();
-        foreach (var proposal in pending)
+        var proposedHere = proposals.Where(p => p.IncidentId == target && p.DecidedAt is null).Select(p => p.ReportId).ToHashSet();
+        foreach (var proposal in proposals.OrderBy(p => p.IncidentId == target ? 0 : 1))
         {
-            if (inTarget.Contains(proposal.ReportId))
+            var pending = proposal.DecidedAt is null;
+            var moved = proposal.IncidentId != target;
+            if (moved)
+            {
+                proposal.IncidentId = target;
+            }
+
+            if (pending && (inTarget.Contains(proposal.ReportId) || (moved && !proposedHere.Add(proposal.ReportId))))
             {
                 proposal.DecidedAt = now;
                 proposal.Decision = "merged";
                 proposal.DecidedBy = viewer.MemberId;
-            }
-            else if (proposal.IncidentId != target)
-            {
-                db.FusionProposals.Remove(proposal);
-                if (!proposedHere.Add(proposal.ReportId))
-                {
-                    continue;
-                }
-
-                db.FusionProposals.Add(new Fusion.FusionProposal
-                {
-                    Id = Guid.CreateVersion7(),
-                    ReportId = proposal.ReportId,
-                    IncidentId = target,
-                    Score = proposal.Score,
-                    ScoreDetail = proposal.ScoreDetail,
-                    CreatedAt = proposal.CreatedAt,
-                });
             }
         }
     }
