@@ -12,6 +12,32 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
     where TServer : TestServer
 {
     [Fact]
+    public async Task A_protected_source_shown_raises_the_banners_to_its_caveat()
+    {
+        // An unclassified police report naming its informant: a colleague holding SOURCE-PROTECTED sees the name, and the
+        // panel's and the page's markings carry the caveat; a colleague without it sees neither.
+        var (_, report) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL"]),
+            source: new { reliability = "B", credibility = 2, description = "Community contact", protectedIdentity = "Informant K-22" }));
+        var incident = report.GetProperty("incidentId").GetGuid();
+        async Task<(string Panel, string Page)> ShownTo(string user)
+        {
+            using var browser = await server.SignedInAsync(user);
+            return (await browser.GetStringAsync($"/ui/incidents/{incident}/panel"), await browser.GetStringAsync($"/incidents/{incident}"));
+        }
+
+        var (cleared, clearedPage) = await ShownTo("unpol");
+        var (uncleared, unclearedPage) = await ShownTo("unpol2");
+
+        Assert.Contains("Informant K-22", cleared, StringComparison.Ordinal);
+        Assert.DoesNotContain("data-caveats=\"0\"", cleared, StringComparison.Ordinal);
+        static string Banner(string page) => System.Text.RegularExpressions.Regex.Match(page, "id=\"banner-top\"[^>]*>([^<]*)<").Groups[1].Value;
+        Assert.Equal("UNCLASSIFIED//SOURCE-PROTECTED", Banner(clearedPage));
+        Assert.DoesNotContain("Informant K-22", uncleared, StringComparison.Ordinal);
+        Assert.Contains($"id=\"incident-{incident}\" data-id=\"{incident}\" data-level=\"0\" data-caveats=\"0\"", uncleared, StringComparison.Ordinal);
+        Assert.Equal("UNCLASSIFIED", Banner(unclearedPage));
+    }
+
+    [Fact]
     public async Task Sign_out_from_a_page_of_an_earlier_session_ends_the_session_of_the_day()
     {
         // A page rendered under another session (a colleague's at a shared desk) carries that session's antiforgery token:

@@ -47,10 +47,19 @@ public sealed class IncidentDetails
         await ReportEndpoints.RecordReadAsync(audit, viewer, reports, context, time);
         var marked = reports.Cast<IMarked>().Append(seen).ToList();
         var originals = await ReportMapping.VisibleOriginalsAsync(db, viewer, reports, context.RequestAborted);
+        var shown = reports.Select(r => r.ToDto(id, viewer, directory, markings, originals)).ToList();
+        var caveats = marked.Aggregate(0L, (bits, m) => bits | m.Caveats);
+        // A protected source shown (to members of its organisation who hold SOURCE-PROTECTED) is under that caveat, whatever
+        // its report's marking says: the banners carry it as long as it is on screen.
+        if (shown.Any(r => r.Source.ProtectedIdentity is { Length: > 0 }) && markings.Caveats.TryGetBits([Caveat.SourceProtected], out var protectedBit, out _))
+        {
+            caveats |= protectedBit;
+        }
+
         return new IncidentDetails
         {
-            Incident = seen.ToDto(directory, markings, reports.Select(r => r.ToDto(id, viewer, directory, markings, originals)).ToList()),
-            Highest = (marked.Max(m => m.Classification), marked.Aggregate(0L, (bits, m) => bits | m.Caveats)),
+            Incident = seen.ToDto(directory, markings, shown),
+            Highest = (marked.Max(m => m.Classification), caveats),
             Links = rows.ToDictionary(x => x.Report.Id, x => (x.Decision, x.Contribution ?? 0.0)),
         };
     }
