@@ -467,6 +467,34 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_card_redrawn_while_the_member_types_on_it_keeps_what_was_typed_and_the_cursor()
+    {
+        var title = "Typing check " + Guid.NewGuid().ToString("N")[..8];
+        var page = await fixture.SignedInAsync("joc", "/coordination");
+        await page.WaitForSelectorAsync("#co-live[data-connected='true']", new() { State = WaitForSelectorState.Attached });
+        using var joc = fixture.Server.ClientFor("joc");
+        var created = await joc.PostAsJsonAsync("/api/tasks", new { title, organization = "JOC", marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "org:JOC" }, caveats = Array.Empty<string>() } });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var taskId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        var card = page.Locator($"#task-board .co-card:has-text('{title}')");
+        await card.WaitForAsync();
+
+        // A reason for declining half written, then a comment being typed; meanwhile a colleague comments on the task,
+        // which changes it: its card is drawn again.
+        await card.Locator("button[data-action='declined']").ClickAsync();
+        await card.Locator("input.reason").FillAsync("No vehicle until");
+        await card.Locator("details.task-comments summary").ClickAsync();
+        var comment = card.Locator("details.task-comments input");
+        await comment.FillAsync("Route checked as far as");
+        Assert.Equal(HttpStatusCode.Created, (await joc.PostAsJsonAsync($"/api/tasks/{taskId}/comments", new { text = "Colleague's note" })).StatusCode);
+        await page.WaitForSelectorAsync($"#task-board .co-card:has-text('{title}') .comments li:has-text('Colleague')");
+
+        Assert.Equal("Route checked as far as", await comment.InputValueAsync());
+        Assert.Equal("No vehicle until", await card.Locator("input.reason").InputValueAsync());
+        Assert.True(await comment.EvaluateAsync<bool>("e => document.activeElement === e"));
+    }
+
+    [Fact]
     public async Task The_coordination_page_raises_its_banners_to_open_comments_and_keeps_its_boards_when_a_read_fails()
     {
         var title = "Board check " + Guid.NewGuid().ToString("N")[..8];
@@ -542,6 +570,9 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await page.WaitForSelectorAsync($"#request-board .co-card:has-text('{title}')");
         Assert.Equal(1, await page.Locator($"#request-board .co-card:has-text('{title}')").CountAsync());
         Assert.Equal(1, await fixture.Server.WithDbAsync(db => db.Requests.CountAsync(r => r.Title == title)));
+        // The metrics name request types in the page's language, not by their codes.
+        await page.WaitForSelectorAsync("#co-metrics-table td:text-is('Information request')");
+        Assert.Equal(0, await page.Locator("#co-metrics-table td:text-is('information')").CountAsync());
     }
 
     [Fact]

@@ -160,17 +160,51 @@
     return box;
   }
 
+  // What is being typed on a card (a comment, a reason for declining) goes to the card drawn in its place.
+  const typed = ['input.reason', '.task-comments input'];
+  function carry(from, to) {
+    const reason = from.querySelector('input.reason');
+    const actions = to.querySelector('.co-actions');
+    if (reason && reason.value && actions && !actions.querySelector('input.reason')) {
+      actions.prepend(el('input', { class: 'reason', 'aria-label': t('co.reason'), placeholder: t('co.reason') }));
+    }
+    for (const selector of typed) {
+      const was = from.querySelector(selector), now = to.querySelector(selector);
+      if (was && now && was.value) now.value = was.value;
+    }
+  }
+
   // A card is redrawn only when its record changed (or became overdue), so that a refresh caused by another record does
-  // not take away a comment being typed or a reason being written.
+  // not take away a comment being typed or a reason being written; one redrawn (its record changed, or every card after
+  // the live channel came back) keeps what was typed on it, and the field being typed in keeps the cursor.
   const cards = new Map();
   function fill(board, items, card) {
+    const drawn = new Map([...board.querySelectorAll('.co-card[data-id]')].map(node => [node.dataset.id, node]));
+    const active = document.activeElement;
+    const activeCard = active && board.contains(active) ? active.closest('.co-card[data-id]') : null;
+    const selection = activeCard && typeof active.selectionStart === 'number' ? [active.selectionStart, active.selectionEnd] : null;
     for (const column of board.querySelectorAll('.column')) column.querySelector('.cards').replaceChildren();
     for (const item of items) {
       const stamp = `${item.updatedAt}|${item.deadlines.overdue ?? ''}|${(item.actions || []).join(',')}`;
       let known = cards.get(item.id);
-      if (!known || known.stamp !== stamp) cards.set(item.id, known = { stamp, node: card(item) });
-      else onScreen.set((card === requestCard ? 'r' : 't') + item.id, item.marking);
+      if (!known || known.stamp !== stamp) {
+        const node = card(item);
+        const before = drawn.get(item.id) ?? known?.node;
+        if (before) carry(before, node);
+        cards.set(item.id, known = { stamp, node });
+      } else {
+        onScreen.set((card === requestCard ? 'r' : 't') + item.id, item.marking);
+      }
       board.querySelector(`.column[data-status="${item.status}"] .cards`)?.append(known.node);
+    }
+    if (activeCard) {
+      // Taken out and put back (or drawn anew): the field gets the cursor back where it was.
+      const now = board.querySelector(`.co-card[data-id="${activeCard.dataset.id}"]`);
+      const field = now === activeCard ? active : typed.map(selector => active.matches(selector) && now?.querySelector(selector)).find(Boolean);
+      if (field && document.activeElement !== field) {
+        field.focus();
+        if (selection && field.setSelectionRange) field.setSelectionRange(...selection);
+      }
     }
   }
 
@@ -373,6 +407,7 @@
   });
 
   let charts = [];
+  const oneDecimal = new Intl.NumberFormat(Concord.context.culture, { maximumFractionDigits: 1 });
   async function loadMetrics() {
     const response = await fetch('/api/coordination/metrics').catch(() => null);
     if (!response || !response.ok) return;
@@ -380,10 +415,13 @@
     // The figures count records of other organisations too (not only the cards shown): the banners cover them.
     onScreen.set('x', { classification: m.classification, caveats: m.caveats });
     updateBanner();
-    const rows = [m.total, ...m.byOrganization, ...m.byRequestType];
+    // Organisations by their codes, request types and minutes in the page's language.
+    const rows = [{ ...m.total, label: t('co.metrics.all') }, ...m.byOrganization.map(f => ({ ...f, label: f.key })),
+      ...m.byRequestType.map(f => ({ ...f, label: t('co.type.' + f.key) }))];
+    const minutes = value => value === null || value === undefined ? '–' : oneDecimal.format(value);
     document.querySelector('#co-metrics-table tbody').replaceChildren(...rows.map(f => el('tr', {},
-      el('td', {}, f.key === 'all' ? t('co.metrics.all') : f.key), el('td', { class: 'number' }, Concord.number.format(f.items)),
-      el('td', { class: 'number' }, f.medianAcknowledgeMinutes ?? '–'), el('td', { class: 'number' }, f.medianRespondMinutes ?? '–'),
+      el('td', {}, f.label), el('td', { class: 'number' }, Concord.number.format(f.items)),
+      el('td', { class: 'number' }, minutes(f.medianAcknowledgeMinutes)), el('td', { class: 'number' }, minutes(f.medianRespondMinutes)),
       el('td', { class: 'number' + (f.openOverdue ? ' overdue' : '') }, Concord.number.format(f.overdue)))));
     if (!window.Chart) return;
     charts.forEach(c => c.destroy());
