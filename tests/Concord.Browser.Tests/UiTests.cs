@@ -466,18 +466,26 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.DoesNotContain(title, await police.ContentAsync());
     }
 
-    [Fact]
-    public async Task A_card_redrawn_while_the_member_types_on_it_keeps_what_was_typed_and_the_cursor()
+    /// <summary>The JOC's coordination page, live, showing a new task of the JOC's titled <paramref name="prefix"/> and a suffix.</summary>
+    private async Task<(IPage Page, HttpClient Joc, string Title, Guid TaskId, ILocator Card)> JocTaskCardAsync(string prefix)
     {
-        var title = "Typing check " + Guid.NewGuid().ToString("N")[..8];
+        var title = prefix + " " + Guid.NewGuid().ToString("N")[..8];
         var page = await fixture.SignedInAsync("joc", "/coordination");
         await page.WaitForSelectorAsync("#co-live[data-connected='true']", new() { State = WaitForSelectorState.Attached });
-        using var joc = fixture.Server.ClientFor("joc");
+        var joc = fixture.Server.ClientFor("joc");
         var created = await joc.PostAsJsonAsync("/api/tasks", new { title, organization = "JOC", marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "org:JOC" }, caveats = Array.Empty<string>() } });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var taskId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
         var card = page.Locator($"#task-board .co-card:has-text('{title}')");
         await card.WaitForAsync();
+        return (page, joc, title, taskId, card);
+    }
+
+    [Fact]
+    public async Task A_card_redrawn_while_the_member_types_on_it_keeps_what_was_typed_and_the_cursor()
+    {
+        var (page, joc, title, taskId, card) = await JocTaskCardAsync("Typing check");
+        using var disposeJoc = joc;
 
         // A reason for declining half written, then a comment being typed; meanwhile a colleague comments on the task,
         // which changes it: its card is drawn again.
@@ -497,15 +505,8 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     [Fact]
     public async Task The_coordination_page_raises_its_banners_to_open_comments_and_keeps_its_boards_when_a_read_fails()
     {
-        var title = "Board check " + Guid.NewGuid().ToString("N")[..8];
-        var page = await fixture.SignedInAsync("joc", "/coordination");
-        await page.WaitForSelectorAsync("#co-live[data-connected='true']", new() { State = WaitForSelectorState.Attached });
-        using var joc = fixture.Server.ClientFor("joc");
-        var created = await joc.PostAsJsonAsync("/api/tasks", new { title, organization = "JOC", marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "org:JOC" }, caveats = Array.Empty<string>() } });
-        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
-        var taskId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
-        var card = page.Locator($"#task-board .co-card:has-text('{title}')");
-        await card.WaitForAsync();
+        var (page, joc, title, taskId, card) = await JocTaskCardAsync("Board check");
+        using var disposeJoc = joc;
 
         // A comment written while the task was marked higher (STRICTLY CONFIDENTIAL, SOURCE-PROTECTED) keeps that marking:
         // opened, the banners rise to it.
