@@ -505,6 +505,44 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task Comments_read_late_do_not_drop_a_comment_just_added_and_a_failed_read_says_so()
+    {
+        var (page, joc, title, taskId, card) = await JocTaskCardAsync("Comments check");
+        using var disposeJoc = joc;
+        // The first read of the comments is answered (as the task was then, without comments) only after the comment
+        // added meanwhile was read back: a weak link delivering answers out of order. (The comment also changes the task,
+        // so its card is usually drawn anew before the late answer comes; the list shown must keep the comment either way.)
+        var release = new TaskCompletionSource();
+        var reads = 0;
+        await page.RouteAsync($"**/api/tasks/{taskId}", async route =>
+        {
+            if (route.Request.Method != "GET" || Interlocked.Increment(ref reads) != 1)
+            {
+                await route.ContinueAsync();
+                return;
+            }
+
+            var early = await route.FetchAsync();
+            await release.Task;
+            await route.FulfillAsync(new() { Response = early });
+        });
+        await card.Locator("details.task-comments summary").ClickAsync();
+        await card.Locator("details.task-comments input").FillAsync("Bridge passable on foot");
+        await card.Locator("details.task-comments button[type='submit']").ClickAsync();
+        await page.WaitForSelectorAsync($"#task-board .co-card:has-text('{title}') .comments li:has-text('Bridge passable')");
+        release.SetResult();
+        await page.WaitForTimeoutAsync(1000);
+        Assert.Equal(1, await card.Locator(".comments li:has-text('Bridge passable')").CountAsync());
+
+        // A read that fails says so, rather than showing an empty list that passes for a task without comments.
+        await page.UnrouteAsync($"**/api/tasks/{taskId}");
+        await page.RouteAsync($"**/api/tasks/{taskId}", route => route.Request.Method == "GET" ? route.AbortAsync() : route.ContinueAsync());
+        await card.Locator("details.task-comments summary").ClickAsync();
+        await card.Locator("details.task-comments summary").ClickAsync();
+        await page.WaitForSelectorAsync($"#task-board .co-card:has-text('{title}') .task-comments .field-error:text-is('The request failed; try again.')");
+    }
+
+    [Fact]
     public async Task The_coordination_page_raises_its_banners_to_open_comments_and_keeps_its_boards_when_a_read_fails()
     {
         var (page, joc, title, taskId, card) = await JocTaskCardAsync("Board check");

@@ -129,10 +129,19 @@
     const list = el('ul', { class: 'comments' });
     const input = el('input', { 'aria-label': t('co.comment'), placeholder: t('co.comment'), maxlength: '4000' });
     const problem = el('p', { class: 'field-error', role: 'alert' });
+    // Each read supersedes the one before: an older answer arriving late (a weak link) would drop a comment just added.
+    let reads = 0;
     async function load() {
+      const mine = ++reads;
       const response = await fetch(`/api/tasks/${task.id}`).catch(() => null);
-      if (!response || !response.ok) return;
-      const full = await response.json();
+      const full = response && response.ok ? await response.json().catch(() => null) : null;
+      if (mine !== reads) return;
+      if (!full) {
+        // Not an empty list, which would pass for a task without comments: the read failed, and says so.
+        problem.textContent = t('co.failed');
+        return;
+      }
+      problem.textContent = '';
       const shown = full.comments || [];
       list.replaceChildren(...shown.map(c => el('li', {}, el('strong', {}, c.author), ' · ', fmt(c.at), ': ', c.text, ' ', el('span', { class: 'marking' }, c.marking.label))));
       // Each comment keeps the marking the task had when it was written, which may be above the task's now: the banners
