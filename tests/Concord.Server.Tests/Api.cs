@@ -69,9 +69,13 @@ internal static class Api
     }
 
     /// <summary>The operations the change feed shows this client for one record, reading the whole feed page by page.</summary>
-    public static async Task<List<string>> ChangesOfAsync(this HttpClient client, Guid id)
+    public static async Task<List<string>> ChangesOfAsync(this HttpClient client, Guid id) =>
+        [.. (await ChangeRowsOfAsync(client, id)).Select(c => c.Operation)];
+
+    /// <summary>The changes (sequence and operation) the change feed shows this client for one record, reading the whole feed page by page.</summary>
+    public static async Task<List<(long Sequence, string Operation)>> ChangeRowsOfAsync(this HttpClient client, Guid id)
     {
-        var operations = new List<string>();
+        var operations = new List<(long Sequence, string Operation)>();
         long after = 0;
         var waited = System.Diagnostics.Stopwatch.StartNew();
         while (true)
@@ -82,7 +86,8 @@ internal static class Api
             }
 
             var (_, page) = await client.GetJson($"/api/changes?after={after}&limit=1000");
-            operations.AddRange(page.GetProperty("items").EnumerateArray().Where(c => c.GetProperty("id").GetGuid() == id).Select(c => c.GetProperty("operation").GetString()!));
+            operations.AddRange(page.GetProperty("items").EnumerateArray().Where(c => c.GetProperty("id").GetGuid() == id)
+                .Select(c => (c.GetProperty("sequence").GetInt64(), c.GetProperty("operation").GetString()!)));
             var next = page.GetProperty("next").GetInt64();
             if (page.GetProperty("held").GetBoolean())
             {

@@ -1546,9 +1546,9 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
 
     /// <summary>
     /// Three colleagues of the force member, each with a device that has reported its position: uids ANDROID-a, -b and -c
-    /// and callsigns Alpha, Bravo and Charlie, each followed by the suffix returned.
+    /// and callsigns Alpha, Bravo and Charlie, each followed by the suffix.
     /// </summary>
-    private async Task<(TakClient A, TakClient B, TakClient C, string Suffix)> ThreeColleaguesAsync()
+    private async Task<Colleagues> ThreeColleaguesAsync()
     {
         var suffix = Guid.NewGuid().ToString("N")[..8];
         var devices = new List<TakClient>();
@@ -1559,17 +1559,27 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             await device.SendAsync(Pli($"ANDROID-{letter}{suffix}", $"{name} {suffix}", 5 + offset, 20 + offset));
         }
 
-        return (devices[0], devices[1], devices[2], suffix);
+        return new Colleagues(devices[0], devices[1], devices[2], suffix);
+    }
+
+    private sealed record Colleagues(TakClient A, TakClient B, TakClient C, string Suffix) : IAsyncDisposable
+    {
+        public string Uid(string letter) => $"ANDROID-{letter}{Suffix}";
+
+        public async ValueTask DisposeAsync()
+        {
+            await A.DisposeAsync();
+            await B.DisposeAsync();
+            await C.DisposeAsync();
+        }
     }
 
     [Fact]
     public async Task A_direct_message_reaches_only_the_device_it_is_for()
     {
-        var (a, b, c, suffix) = await ThreeColleaguesAsync();
-        await using var disposeA = a;
-        await using var disposeB = b;
-        await using var disposeC = c;
-        var (uidA, uidB, uidC) = ("ANDROID-a" + suffix, "ANDROID-b" + suffix, "ANDROID-c" + suffix);
+        await using var colleagues = await ThreeColleaguesAsync();
+        var (a, b, c, suffix) = (colleagues.A, colleagues.B, colleagues.C, colleagues.Suffix);
+        var (uidA, uidB, uidC) = (colleagues.Uid("a"), colleagues.Uid("b"), colleagues.Uid("c"));
         Assert.NotNull(await c.WaitForAsync(e => e.Uid == uidB));
         // Charlie's device then claims Bravo's callsign: Bravo's live device keeps it, and its direct messages.
         await c.SendAsync(Pli(uidC, "Bravo " + suffix, 5.3, 20.3, Now(1)));
@@ -1641,11 +1651,9 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     [Fact]
     public async Task A_chat_receipt_goes_back_to_the_sender_of_the_message_only()
     {
-        var (a, b, c, suffix) = await ThreeColleaguesAsync();
-        await using var disposeA = a;
-        await using var disposeB = b;
-        await using var disposeC = c;
-        var (uidA, uidB, uidC) = ("ANDROID-a" + suffix, "ANDROID-b" + suffix, "ANDROID-c" + suffix);
+        await using var colleagues = await ThreeColleaguesAsync();
+        var (a, b, c, suffix) = (colleagues.A, colleagues.B, colleagues.C, colleagues.Suffix);
+        var (uidA, uidB, uidC) = (colleagues.Uid("a"), colleagues.Uid("b"), colleagues.Uid("c"));
         // Waiting skips what does not match: both colleagues' positions are waited for at once.
         var seen = new HashSet<string>();
         Assert.NotNull(await a.WaitForAsync(e => seen.Add(e.Uid) && seen.IsSupersetOf([uidB, uidC])));
