@@ -30,10 +30,10 @@ public sealed class CotDetail : IEquatable<CotDetail>
                     Group = new CotGroup(node.Attribute("name"), node.Attribute("role"));
                     break;
                 case "__chat" when Chat is null:
-                    Chat = new CotChat(node.Attribute("chatroom"), node.Attribute("senderCallsign"), node.Attribute("id"), node.Attribute("parent"));
+                    Chat = ChatOf(node);
                     break;
                 case "__chatreceipt" when ChatReceipt is null:
-                    ChatReceipt = new CotChat(node.Attribute("chatroom"), node.Attribute("senderCallsign"), node.Attribute("id"), node.Attribute("parent"));
+                    ChatReceipt = ChatOf(node);
                     break;
                 case "link":
                     (links ??= []).Add(new CotLink(node.Attribute("uid"), node.Attribute("type"), node.Attribute("relation"), node.Attribute("parent_callsign")));
@@ -96,6 +96,12 @@ public sealed class CotDetail : IEquatable<CotDetail>
     /// receipt's &lt;__chat&gt; instead (<see cref="Chat"/>).
     /// </summary>
     public CotChat? ChatReceipt { get; }
+
+    /// <summary>The message's &lt;__chat&gt;, or else a receipt's &lt;__chatreceipt&gt;: the chat an event belongs to.</summary>
+    public CotChat? ChatOrReceipt => Chat ?? ChatReceipt;
+
+    private static CotChat ChatOf(DetailNode node) =>
+        new(node.Attribute("chatroom"), node.Attribute("senderCallsign"), node.Attribute("id"), node.Attribute("parent"));
 
     public IReadOnlyList<CotLink> Links { get; }
 
@@ -172,7 +178,7 @@ public sealed class CotDetail : IEquatable<CotDetail>
     /// &lt;__chatreceipt&gt;&lt;chatgrp …/&gt; when there is no &lt;__chat&gt;): for a direct message, the sender and the
     /// addressee; empty when there is no such element.
     /// </summary>
-    public IReadOnlyList<string> ChatGroupUids => _chatGroup ??= ChildAttributes(Contains("__chat") ? "__chat" : "__chatreceipt", "chatgrp")
+    public IReadOnlyList<string> ChatGroupUids => _chatGroup ??= ChildAttributes(Chat is not null ? "__chat" : "__chatreceipt", "chatgrp")
         .Take(1)
         .SelectMany(a => a.Where(p => p.Key.StartsWith("uid", StringComparison.Ordinal) && p.Key.Length > 3 && p.Key[3..].All(char.IsAsciiDigit)))
         .Select(p => p.Value)

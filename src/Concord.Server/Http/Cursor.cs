@@ -99,7 +99,11 @@ internal sealed class CursorKeys
     /// it (a report list's cursor holds a report's store number, which against the requests' numbers would tell how many
     /// reports, seen or not, were stored between two).
     /// </summary>
-    public CursorKeys For(string listing) => new(Encryption, HMACSHA256.HashData(Mac, System.Text.Encoding.UTF8.GetBytes(listing)));
+    public CursorKeys For(string listing) =>
+        _listings.GetOrAdd(listing, (name, keys) => new CursorKeys(keys.Encryption, HMACSHA256.HashData(keys.Mac, System.Text.Encoding.UTF8.GetBytes(name))), this);
+
+    /// <summary>Each listing's keys, derived once (the listings are the few of <see cref="CursorListings"/>).</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, CursorKeys> _listings = new(StringComparer.Ordinal);
 
     public byte[] Encryption { get; }
 

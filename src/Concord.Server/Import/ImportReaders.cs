@@ -409,9 +409,10 @@ internal static class GeoJsonReader
         } : null;
 
         // A whole number written as 5.0 (GeoPandas writes integer columns with a missing value so) is still 5.
+        static decimal? Whole(string t) => decimal.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d == decimal.Truncate(d) ? decimal.Truncate(d) : null;
         int? Int(JsonElement e, string name) => Text(e, name) is { } t
             && (int.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v)
-                || (decimal.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d == decimal.Truncate(d) && d is >= int.MinValue and <= int.MaxValue && (v = (int)d) == d))
+                || (Whole(t) is { } d && d is >= int.MinValue and <= int.MaxValue && (v = (int)d) == d))
             ? v : null;
 
         if (feature.ValueKind != JsonValueKind.Object)
@@ -449,9 +450,8 @@ internal static class GeoJsonReader
         // An id written as 7.0 (GeoPandas and GDAL write an integer column so once it has a missing value) is the feature 7
         // was: another text would import every feature again as new. A blank properties.id leaves the feature's own.
         string? Id(JsonElement e) => Text(e, "id") is not { } t ? null
-            : e.GetProperty("id").ValueKind == JsonValueKind.Number && decimal.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d == decimal.Truncate(d)
-                ? decimal.Truncate(d).ToString(CultureInfo.InvariantCulture)
-                : string.IsNullOrWhiteSpace(t) ? null : t;
+            : e.GetProperty("id").ValueKind == JsonValueKind.Number && Whole(t) is { } whole ? whole.ToString(CultureInfo.InvariantCulture)
+            : string.IsNullOrWhiteSpace(t) ? null : t;
         var id = Id(properties) ?? Id(feature);
         if (string.IsNullOrWhiteSpace(id))
         {

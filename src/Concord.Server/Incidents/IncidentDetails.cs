@@ -51,7 +51,7 @@ public sealed class IncidentDetails
         var caveats = marked.Aggregate(0L, (bits, m) => bits | m.Caveats);
         // A protected source shown (to members of its organisation who hold SOURCE-PROTECTED) is under that caveat, whatever
         // its report's marking says: the banners carry it as long as it is on screen.
-        if (shown.Any(r => r.Source.ProtectedIdentity is { Length: > 0 }) && markings.Caveats.TryGetBits([Caveat.SourceProtected], out var protectedBit, out _))
+        if (shown.Any(r => r.Source.ProtectedIdentity is { Length: > 0 }) && Sharing.SourceProtection.TryGetBit(markings.Caveats, out var protectedBit))
         {
             caveats |= protectedBit;
         }

@@ -12,6 +12,9 @@ internal static class SourceProtection
     public static bool MaySeeSource(Report report, Viewer viewer, CaveatRegistry caveats) =>
         report.ProtectedSource is not null
         && viewer.OrganizationId == report.OrganizationId
-        && caveats.TryGetBits([Caveat.SourceProtected], out var bit, out _)
+        && TryGetBit(caveats, out var bit)
         && (viewer.CaveatBits & bit) == bit;
+
+    /// <summary>The bit of the caveat that protects sources (shown sources raise the banners to it), when the mission has it.</summary>
+    public static bool TryGetBit(CaveatRegistry caveats, out long bit) => caveats.TryGetBits([Caveat.SourceProtected], out bit, out _);
 }

@@ -564,7 +564,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     private int Deliver(Outbound item, MarkingDefault marking, TakSession from, CotDetail detail)
     {
         var destinations = detail.Destinations;
-        IReadOnlyList<string> group = destinations.Count == 0 && ChatRoomOf(detail) is { } room && room != CotMapping.AllChatRooms ? detail.ChatGroupUids : [];
+        IReadOnlyList<string> group = destinations.Count == 0 && detail.ChatOrReceipt?.Id is { } room && room != CotMapping.AllChatRooms ? detail.ChatGroupUids : [];
         if (destinations.Count == 0 && group.Count == 0)
         {
             return Broadcast(item, marking, from);
@@ -964,13 +964,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     }
 
     /// <summary>
-    /// Why a GeoChat message may not go out as it is: it names as its sender (<c>chatgrp uid0</c>) another member's live
-    /// device, or a callsign such a device holds. Devices file a message under its sender: passed on, one member could
-    /// write in another's name. Null when the message speaks for its own device.
+    /// Why a GeoChat message (or a receipt of one) may not go out as it is: it names as its sender (<c>chatgrp uid0</c>)
+    /// another member's live device, or a callsign such a device holds. Devices file a message under its sender: passed
+    /// on, one member could write in another's name. Null when the message speaks for its own device.
     /// </summary>
-    /// <summary>The id of the chat room a GeoChat message (or a receipt of one) is in, or null for other events.</summary>
-    private static string? ChatRoomOf(CotDetail detail) => (detail.Chat ?? detail.ChatReceipt)?.Id;
-
     private string? Impersonation(TakSession from, CotEvent e)
     {
         var member = from.Viewer.MemberId;
@@ -980,7 +977,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return $"it names as its sender {sender}, a live device of another member";
         }
 
-        if ((e.Detail.Chat ?? e.Detail.ChatReceipt)?.SenderCallsign is { Length: > 0 } callsign && callsign != from.Callsign
+        if (e.Detail.ChatOrReceipt?.SenderCallsign is { Length: > 0 } callsign && callsign != from.Callsign
             && _sessions.Any(s => s != from && s.Callsign == callsign && s.Viewer.MemberId != member && !s.Closing.IsCancellationRequested))
         {
             return $"its sender's callsign {callsign} is held by a live device of another member";
@@ -1077,7 +1074,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
-        if (e.Detail.Destinations.Count == 0 && (ChatRoomOf(e.Detail) is not { } room || room == CotMapping.AllChatRooms || e.Detail.ChatGroupUids.Count == 0))
+        if (e.Detail.Destinations.Count == 0 && (e.Detail.ChatOrReceipt?.Id is not { } room || room == CotMapping.AllChatRooms || e.Detail.ChatGroupUids.Count == 0))
         {
             Refuse(from, e, "a chat receipt names nobody it is for (no <marti> destination, no chat group)");
             return;
