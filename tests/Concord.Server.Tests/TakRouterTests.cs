@@ -47,20 +47,113 @@ public sealed class TakRouterTests
         var router = new TakRouter(null!, null!, null!, clock, NullLogger<TakRouter>.Instance);
         var marking = new MarkingDefault(0, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "UNCLASSIFIED");
         var sender = Guid.NewGuid();
+        var item = Item("item", clock.GetUtcNow());
         for (var i = 0; i < TakRouter.MaxRememberedItems; i++)
         {
-            router.RememberItem($"item-{i}", marking, sender);
+            Relay(router, item with { Uid = $"item-{i}" }, marking, sender);
             clock.Advance(TimeSpan.FromMilliseconds(1));
         }
 
         clock.Advance(TimeSpan.FromMinutes(2));
-        router.RememberItem("late", marking, sender);
+        Relay(router, item with { Uid = "late" }, marking, sender);
         var held = router.ItemsNoLongerReadable(Viewers.OfForce("watcher", 0), null, int.MaxValue).ToHashSet();
         Assert.Contains("late", held);
         Assert.DoesNotContain("item-0", held);
         Assert.DoesNotContain($"item-{(TakRouter.MaxRememberedItems / 10) - 1}", held);
         Assert.Contains($"item-{TakRouter.MaxRememberedItems / 10}", held);
         Assert.Contains($"item-{TakRouter.MaxRememberedItems - 1}", held);
+    }
+
+    /// <summary>A drawing as a device sends it, valid for <paramref name="stale"/> (an hour by default).</summary>
+    private static CotEvent Item(string uid, DateTimeOffset at, string detail = "", TimeSpan? stale = null) =>
+        CotXml.Parse($"<event version='2.0' uid='{uid}' type='u-d-f' time='{at:O}' start='{at:O}' stale='{at + (stale ?? TimeSpan.FromHours(1)):O}' how='h-e'>" +
+            $"<point lat='4.36' lon='18.55' hae='0' ce='10' le='10'/><detail>{detail}</detail></event>");
+
+    /// <summary>What the router does with an item it relays: remembers it as it goes out.</summary>
+    private static Outbound Relay(TakRouter router, CotEvent e, MarkingDefault marking, Guid sender)
+    {
+        var sent = new Outbound(e, droppable: false) { Uid = e.Uid };
+        router.RememberItem(e, marking, sender, sent);
+        return sent;
+    }
+
+    [Fact]
+    public void A_device_connecting_later_is_sent_the_latest_version_of_each_current_item_its_member_may_see()
+    {
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
+        var router = new TakRouter(null!, null!, null!, clock, NullLogger<TakRouter>.Instance);
+        var open = new MarkingDefault(0, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "UNCLASSIFIED");
+        var secret = new MarkingDefault(1, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "CONFIDENTIAL");
+        var viewer = Viewers.OfForce("watcher", 0);
+        var sender = Guid.NewGuid();
+        var now = clock.GetUtcNow();
+
+        Relay(router, Item("edited", now.AddSeconds(-10), "<remarks>v1</remarks>"), open, sender);
+        var edited = Relay(router, Item("edited", now.AddSeconds(-5), "<remarks>v2</remarks>"), open, sender);
+        // An older version routed late (two devices of the team editing at once) does not replace the newer one.
+        Relay(router, Item("edited", now.AddSeconds(-8), "<remarks>v0</remarks>"), open, sender);
+        Relay(router, Item("secret", now), secret, sender);
+        Relay(router, Item("short", now, stale: TimeSpan.FromMinutes(1)), open, sender);
+        Relay(router, Item("named", now, "<marti><dest callsign='VIPER 2'/></marti>"), open, sender);
+        Relay(router, Item("deleted", now), open, sender);
+        router.ItemDeleted("deleted");
+        Relay(router, Item("own", now), open, viewer.MemberId);
+        clock.Advance(TimeSpan.FromMinutes(2));
+
+        // The latest edit, as it went out; not what the member may not read, what went stale, what went to a named device
+        // only, what was deleted, nor what the member's own devices sent.
+        var current = router.CurrentItemsFor(viewer, clock.GetUtcNow(), 100);
+        var (uid, xml, marking) = Assert.Single(current);
+        Assert.Equal("edited", uid);
+        Assert.Same(edited.Xml, xml);
+        Assert.Equal(open, marking);
+        var again = TakRouter.ItemOutbound(uid, xml);
+        Assert.Equal("v2", again.Event.Detail.Remarks);
+        Assert.NotEmpty(again.Protobuf);
+        Assert.Equal(["edited", "own", "secret"], router.CurrentItemsFor(Viewers.OfForce("cleared", 1), clock.GetUtcNow(), 100).Select(c => c.Uid).Order(StringComparer.Ordinal));
+
+        // An opening picture that sent it, checking after: nothing while it is the latest; the newer version once edited;
+        // a deletion once deleted, or once relayed under a marking the member may not read.
+        Assert.Null(router.CurrentItem("edited", xml, viewer, clock.GetUtcNow()));
+        var v3 = Relay(router, Item("edited", clock.GetUtcNow(), "<remarks>v3</remarks>"), open, sender);
+        var (newer, latest) = router.CurrentItem("edited", xml, viewer, clock.GetUtcNow())!.Value;
+        Assert.Same(v3.Xml, latest);
+        Assert.Equal("v3", newer.Event.Detail.Remarks);
+        router.ItemDeleted("edited");
+        var (deletion, none) = router.CurrentItem("edited", latest!, viewer, clock.GetUtcNow())!.Value;
+        Assert.Equal(CotControl.DeleteType, deletion.Event.Type);
+        Assert.Equal("edited", Assert.Single(deletion.Event.Detail.Links).Uid);
+        Assert.Null(none);
+        var sentOpen = Relay(router, Item("regraded", clock.GetUtcNow()), open, sender).Xml;
+        Relay(router, Item("regraded", clock.GetUtcNow().AddSeconds(1)), secret, sender);
+        Assert.Equal(CotControl.DeleteType, router.CurrentItem("regraded", sentOpen, viewer, clock.GetUtcNow())!.Value.Send.Event.Type);
+        Assert.Empty(router.CurrentItemsFor(viewer, clock.GetUtcNow(), 100));
+    }
+
+    [Fact]
+    public void Items_past_the_memorys_budget_are_still_withdrawn_but_sent_to_no_device_connecting_later()
+    {
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
+        var router = new TakRouter(null!, null!, null!, clock, NullLogger<TakRouter>.Instance);
+        var open = new MarkingDefault(0, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "UNCLASSIFIED");
+        var viewer = Viewers.OfForce("watcher", 0);
+        var large = Item("large", clock.GetUtcNow(), $"<remarks>{new string('x', 60_000)}</remarks>");
+        var count = (int)(TakRouter.MaxRememberedItemBytes / 60_000) + 10;
+        for (var i = 0; i < count; i++)
+        {
+            Relay(router, large with { Uid = $"large-{i}" }, open, Guid.NewGuid());
+            clock.Advance(TimeSpan.FromMilliseconds(1));
+        }
+
+        var current = router.CurrentItemsFor(viewer, clock.GetUtcNow(), int.MaxValue);
+        Assert.InRange(current.Sum(c => (long)c.Xml.Length), TakRouter.MaxRememberedItemBytes - 70_000, TakRouter.MaxRememberedItemBytes);
+        Assert.DoesNotContain(current, c => c.Uid == $"large-{count - 1}");
+        Assert.Equal(count, router.ItemsNoLongerReadable(viewer, null, int.MaxValue).Count);
+
+        // A deletion gives its bytes back: the next item is kept for devices connecting later again.
+        router.ItemDeleted("large-0");
+        Relay(router, large with { Uid = "after" }, open, Guid.NewGuid());
+        Assert.Contains(router.CurrentItemsFor(viewer, clock.GetUtcNow(), int.MaxValue), c => c.Uid == "after");
     }
 
     [Fact]

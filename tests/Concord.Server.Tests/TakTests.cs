@@ -1427,6 +1427,71 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_connecting_later_is_sent_the_markers_and_drawings_other_devices_sent_that_its_member_may_see()
+    {
+        // Field data goes to every military organisation; hostile markers stay within the battalion, CONFIDENTIAL.
+        var (_, members) = await BattalionAsync("CONFIDENTIAL", battalion =>
+        [
+            new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking("UNCLASSIFIED", ["kind:military"]) },
+            new { reporter = $"org:{battalion}", category = "field.hostile", marking = Api.Marking("CONFIDENTIAL", [$"org:{battalion}"]) },
+        ]);
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[1]));
+        var (marker, drawing, deleted, addressed) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        string Drawing(string uid, string detail = "") => $"<event version='2.0' uid='{uid}' type='u-d-f' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-e'>" +
+            $"<point lat='6.12' lon='20.62' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>{detail}</detail></event>";
+        await sender.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='6.11' lon='20.61' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/><remarks>first sighting</remarks></detail></event>");
+        await sender.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now(1)}' start='{Now(1)}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='6.11' lon='20.61' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/><remarks>about twenty armed men</remarks></detail></event>");
+        await sender.SendAsync(Drawing(deleted));
+        await sender.SendAsync($"<event version='2.0' uid='{Guid.NewGuid()}' type='t-x-d-d' time='{Now()}' start='{Now()}' stale='{Now(60)}' how='h-g-i-g-o'>" +
+            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{deleted}' relation='none' type='u-d-f'/><__forcedelete/></detail></event>");
+        // Drawn for one named device only: nobody else is sent it, then or later.
+        await sender.SendAsync(Drawing(addressed, "<marti><dest callsign='NOBODY HERE'/></marti>"));
+        await sender.SendAsync(Drawing(drawing));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == marker && e.Detail.Remarks == "about twenty armed men"));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == drawing));
+
+        // Everything a device connecting now is sent, until it falls quiet.
+        async Task<List<CotEvent>> PictureAsync(string user)
+        {
+            await using var late = await server.ConnectTakAsync(await server.IssueDeviceAsync(user));
+            var events = new List<CotEvent>();
+            while (await late.WaitForAsync(_ => true, TimeSpan.FromSeconds(2)) is { } e)
+            {
+                events.Add(e);
+            }
+
+            return events;
+        }
+
+        // The watcher's member on another device: the marker as last edited and the drawing, marked as they went out; not
+        // the deleted drawing nor the one for a named device.
+        var colleague = await PictureAsync(members[1]);
+        var sent = colleague.Where(e => e.Uid == marker).ToList();
+        Assert.Equal("about twenty armed men", Assert.Single(sent).Detail.Remarks);
+        Assert.StartsWith("CONFIDENTIAL", sent[0].Access, StringComparison.Ordinal);
+        Assert.Single(colleague, e => e.Uid == drawing);
+        Assert.DoesNotContain(colleague, e => e.Uid == deleted || e.Uid == addressed);
+
+        // Another military organisation's member below CONFIDENTIAL: the drawing only. A police member: nothing. The sender's
+        // own member: nothing of theirs (their devices have it).
+        var rwabatt = await PictureAsync("rwabatt");
+        Assert.Contains(rwabatt, e => e.Uid == drawing);
+        Assert.DoesNotContain(rwabatt, e => e.Uid == marker);
+        Assert.DoesNotContain(await PictureAsync("unpol"), e => e.Uid == drawing || e.Uid == marker);
+        Assert.DoesNotContain(await PictureAsync(members[0]), e => e.Uid == drawing || e.Uid == marker);
+
+        // Read from the server's memory, the CONFIDENTIAL marker is named in the audit as read by the member.
+        var reads = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == AuditActions.Read && a.Entity == "tak-item" && a.Actor == members[1]).ToListAsync());
+        var read = Assert.Single(reads);
+        Assert.Contains(marker, read.Detail, StringComparison.Ordinal);
+        Assert.Contains("tak:opening", read.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain(drawing, read.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_marker_goes_out_under_the_marking_of_the_report_it_becomes()
     {
         // Field data goes to every military organisation; hostile markers stay within the battalion.

@@ -78,7 +78,25 @@ await sleep(2000);
 const receiptAt = (d) => d.received.filter((c) => c.raw.event._attributes.uid === messageId && c.raw.event._attributes.type === 'b-t-f-r').length;
 check('a GeoChat read receipt reaches the device it names, and no other', receiptAt(bob) === 1 && receiptAt(carol) === 0, `bob ${receiptAt(bob)}, carol ${receiptAt(carol)}`);
 
-for (const d of [alice, bob, carol]) d.tak.destroy();
+// A hostile marker Alice's device places (it becomes a report too), then Bob's device switched off and on again: the
+// marker comes in its opening picture; Carol's device, switched on again, may not see it and is not sent it.
+const markerUid = `interop-marker-${Date.now()}`;
+const placed = new Date().toISOString();
+await alice.tak.write([new CoT(`<event version="2.0" uid="${markerUid}" type="a-h-G" time="${placed}" start="${placed}" stale="${new Date(Date.now() + 3600000).toISOString()}" how="h-g-i-g-o">`
+    + '<point lat="5.75" lon="20.66" hae="9999999.0" ce="9999999.0" le="9999999.0"/>'
+    + `<detail><contact callsign="Roadblock"/><remarks>Armed men at a roadblock</remarks><link uid="${uid}" type="a-f-G-U-C" relation="p-p"/></detail></event>`)]);
+await sleep(1500);
+for (const d of [bob, carol]) d.tak.destroy();
+await sleep(500);
+const bobAgain = await device('bob-again', 'force.g2');
+const carolAgain = await device('carol-again', 'ocha.cmcoord');
+await sleep(3000);
+const markerAt = (d) => d.received.filter((c) => c.raw.event._attributes.uid === markerUid);
+check('a device switched on after a marker was placed is sent it as placed, and one that may not see it is not',
+    markerAt(bobAgain).length === 1 && markerAt(bobAgain)[0].raw.event.detail.remarks?._text === 'Armed men at a roadblock' && markerAt(carolAgain).length === 0,
+    `bob ${markerAt(bobAgain).length}, carol ${markerAt(carolAgain).length}`);
+
+for (const d of [alice, bobAgain, carolAgain]) d.tak.destroy();
 const passed = results.filter(Boolean).length;
 console.log(`interop: ${passed} passed, ${results.length - passed} failed`);
 process.exit(0);

@@ -47,14 +47,30 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     // Items relayed to devices (markers, drawings, routes, alerts) with the markings they went out under: a device whose
     // member loses access to one is told to remove it before it is cut, as for incidents (devices keep markers, archived,
-    // across their own restarts). Bounded: when full, those relayed more than a day ago are forgotten, and when still full
-    // the tenth relayed longest ago.
-    private readonly ConcurrentDictionary<string, (MarkingDefault[] Markings, long At, Guid Sender)> _itemsSent = new(StringComparer.Ordinal);
+    // across their own restarts). With each, its latest version as it went out, for the opening picture of devices that
+    // connect later. Bounded: when full, those relayed more than a day ago are forgotten, and when still full the tenth
+    // relayed longest ago. Changed under _itemsGate (items are few: a person places a few a minute), read without it.
+    private readonly ConcurrentDictionary<string, RelayedItem> _itemsSent = new(StringComparer.Ordinal);
+    private readonly Lock _itemsGate = new();
+    private long _itemsPrunedAt;
+    private long _itemBytes;
 
     /// <summary>How many relayed items the withdrawal list holds at most.</summary>
     public const int MaxRememberedItems = 100_000;
 
-    private long _itemsPrunedAt;
+    /// <summary>
+    /// How many bytes of relayed items' latest versions are kept for opening pictures at most (an event is at most 64 KiB):
+    /// past it an item is still withdrawn when access narrows, but goes to no device that connects later.
+    /// </summary>
+    public const long MaxRememberedItemBytes = 64L * 1024 * 1024;
+
+    /// <summary>
+    /// An item relayed to devices: the markings its versions went out under (the latest last), when it was last relayed,
+    /// the member whose device sent it first, and its latest version as it went out with that version's time and stale
+    /// time (null when that version went only to the devices it named, or past <see cref="MaxRememberedItemBytes"/>).
+    /// <paramref name="Deleted"/>: a deletion of it was routed since (devices no longer hold it).
+    /// </summary>
+    private sealed record RelayedItem(MarkingDefault[] Markings, long At, Guid Sender, byte[]? Latest, long Time, long Stale, bool Deleted = false);
 
     // The callsigns of devices whose session ended, with their member and device uid (under _attaching): see Claim.
     private readonly Dictionary<string, (Guid Member, string Device)> _droppedCallsigns = new(StringComparer.Ordinal);
@@ -64,42 +80,135 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     public IReadOnlyCollection<TakSession> Sessions => _sessions;
 
-    /// <summary>Records that an item <paramref name="sender"/>'s device sent was relayed under <paramref name="marking"/>.</summary>
-    internal void RememberItem(string uid, MarkingDefault marking, Guid sender)
+    /// <summary>
+    /// Records that an item <paramref name="sender"/>'s device sent was relayed under <paramref name="marking"/>, as
+    /// <paramref name="sent"/>: to everyone who may see it, or only to the devices it names (<see cref="CotDetail.Destinations"/>).
+    /// </summary>
+    internal void RememberItem(CotEvent e, MarkingDefault marking, Guid sender, Outbound sent)
     {
         var now = time.GetUtcNow().UtcTicks;
-        if (_itemsSent.Count >= MaxRememberedItems && !_itemsSent.ContainsKey(uid))
+        lock (_itemsGate)
         {
-            // A full list is scanned at most once a minute; within that minute new items go unremembered.
-            var last = Interlocked.Read(ref _itemsPrunedAt);
-            if (now - last < TimeSpan.TicksPerMinute || Interlocked.CompareExchange(ref _itemsPrunedAt, now, last) != last)
+            _itemsSent.TryGetValue(e.Uid, out var known);
+            if (known is null && _itemsSent.Count >= MaxRememberedItems)
             {
+                // A full list is scanned at most once a minute; within that minute new items go unremembered.
+                if (now - _itemsPrunedAt < TimeSpan.TicksPerMinute)
+                {
+                    return;
+                }
+
+                _itemsPrunedAt = now;
+                foreach (var (uid, entry) in _itemsSent)
+                {
+                    if (now - entry.At > TimeSpan.TicksPerDay)
+                    {
+                        RemoveItem(uid, entry);
+                    }
+                }
+
+                if (_itemsSent.Count >= MaxRememberedItems)
+                {
+                    // Still full of items relayed within the day (devices drawing all day, a gateway relaying a fleet's
+                    // markers): the tenth relayed longest ago make room, rather than every item relayed from now on going
+                    // unremembered, and so never withdrawn from a device whose member loses access to it, for the rest of the day.
+                    foreach (var (uid, entry) in _itemsSent.OrderBy(e => e.Value.At).Take(MaxRememberedItems / 10).ToList())
+                    {
+                        RemoveItem(uid, entry);
+                    }
+                }
+            }
+
+            // Two devices of one organisation editing an item at once may be routed out of order: the newer version stays.
+            if (known is { Deleted: false } && known.Time > e.Time.UtcTicks)
+            {
+                _itemsSent[e.Uid] = known with { Markings = WithLatest(known.Markings, marking), At = now };
                 return;
             }
 
-            foreach (var (known, entry) in _itemsSent)
+            // A version sent to named devices only is for them: a device connecting later is sent none of the item.
+            var latest = e.Detail.Destinations.Count == 0 ? sent.Xml : null;
+            _itemBytes -= known?.Latest?.Length ?? 0;
+            if (latest is not null && _itemBytes + latest.Length > MaxRememberedItemBytes)
             {
-                if (now - entry.At > TimeSpan.TicksPerDay)
-                {
-                    _itemsSent.TryRemove(known, out _);
-                }
+                latest = null;
             }
 
-            if (_itemsSent.Count >= MaxRememberedItems)
+            _itemBytes += latest?.Length ?? 0;
+            // The markings it went out under, the latest last: a device holds the latest version its member could read.
+            _itemsSent[e.Uid] = known is { Deleted: false }
+                ? known with { Markings = WithLatest(known.Markings, marking), At = now, Latest = latest, Time = e.Time.UtcTicks, Stale = e.Stale.UtcTicks }
+                : new RelayedItem([marking], now, sender, latest, e.Time.UtcTicks, e.Stale.UtcTicks);
+        }
+    }
+
+    /// <summary>Records that a deletion of <paramref name="uid"/> was routed: devices no longer hold it, so there is nothing to withdraw or send.</summary>
+    internal void ItemDeleted(string uid)
+    {
+        lock (_itemsGate)
+        {
+            if (_itemsSent.TryGetValue(uid, out var known))
             {
-                // Still full of items relayed within the day (devices drawing all day, a gateway relaying a fleet's
-                // markers): the tenth relayed longest ago make room, rather than every item relayed from now on going
-                // unremembered, and so never withdrawn from a device whose member loses access to it, for the rest of the day.
-                foreach (var known in _itemsSent.OrderBy(e => e.Value.At).Take(MaxRememberedItems / 10).Select(e => e.Key).ToList())
-                {
-                    _itemsSent.TryRemove(known, out _);
-                }
+                _itemBytes -= known.Latest?.Length ?? 0;
+                // Kept as deleted (until pruned as any other) for an opening picture that sent it meanwhile (CurrentItem).
+                _itemsSent[uid] = known with { Latest = null, Deleted = true };
             }
         }
-
-        // The markings it went out under, the latest last: a device holds the latest version its member could read.
-        _itemsSent.AddOrUpdate(uid, ([marking], now, sender), (_, known) => (WithLatest(known.Markings, marking), now, known.Sender));
     }
+
+    private void RemoveItem(string uid, RelayedItem entry)
+    {
+        if (_itemsSent.TryRemove(KeyValuePair.Create(uid, entry)))
+        {
+            _itemBytes -= entry.Latest?.Length ?? 0;
+        }
+    }
+
+    /// <summary>
+    /// The latest versions of the items other members' devices sent that <paramref name="viewer"/> may see now, not yet
+    /// stale, that went to every device that may see them: the <paramref name="limit"/> relayed most recently, for the
+    /// opening picture of a device connecting after they went out.
+    /// </summary>
+    public List<(string Uid, byte[] Xml, MarkingDefault Marking)> CurrentItemsFor(Viewer viewer, DateTimeOffset now, int limit) =>
+        [.. _itemsSent.Select(e => (e.Key, e.Value, Xml: CurrentFor(e.Value, viewer, now)))
+            .Where(e => e.Xml is not null)
+            .OrderByDescending(e => e.Value.At).Take(limit)
+            .Select(e => (e.Key, e.Xml!, e.Value.Markings[^1]))];
+
+    /// <summary>
+    /// What a device of <paramref name="viewer"/> should hold of <paramref name="uid"/> now, for an opening picture that
+    /// sent <paramref name="sent"/>: null when that is still it (or the item is forgotten), its latest version when it
+    /// changed since (with its bytes), or a deletion when it was deleted since or relayed since under a marking they may not read.
+    /// </summary>
+    public (Outbound Send, byte[]? Latest)? CurrentItem(string uid, byte[] sent, Viewer viewer, DateTimeOffset now)
+    {
+        if (!_itemsSent.TryGetValue(uid, out var entry) || ReferenceEquals(entry.Latest, sent))
+        {
+            return null;
+        }
+
+        if (CurrentFor(entry, viewer, now) is { } latest)
+        {
+            return (ItemOutbound(uid, latest), latest);
+        }
+
+        // A version since that went to named devices only (or past the memory's budget) leaves the device with the one it
+        // has, as it leaves the devices connected then.
+        var marking = entry.Markings[^1];
+        return entry.Deleted || !Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, viewer)
+            ? (new Outbound(CotControl.CreateDelete(uid, now), droppable: false) { Uid = uid }, null)
+            : null;
+    }
+
+    /// <summary>An item's latest version as it went out, sent again (parsed again only for a device speaking protobuf).</summary>
+    public static Outbound ItemOutbound(string uid, byte[] xml) =>
+        new(xml, () => CotXml.Parse(xml, new CotParseOptions { MaxDocumentBytes = Math.Max(xml.Length, CotParseOptions.DefaultMaxDocumentBytes) }), droppable: false) { Uid = uid };
+
+    private static byte[]? CurrentFor(RelayedItem entry, Viewer viewer, DateTimeOffset now) =>
+        entry is { Deleted: false, Latest: { } latest } && entry.Sender != viewer.MemberId && entry.Stale > now.UtcTicks
+            && entry.Markings[^1] is var marking && Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, viewer)
+            ? latest
+            : null;
 
     /// <summary>
     /// The items other members' devices sent that a device of <paramref name="viewer"/> may hold (the latest version
@@ -107,7 +216,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// <paramref name="now"/> is null: access withdrawn), the <paramref name="limit"/> relayed most recently.
     /// </summary>
     public List<string> ItemsNoLongerReadable(Viewer viewer, Viewer? now, int limit) =>
-        [.. _itemsSent.Where(e => e.Value.Sender != viewer.MemberId
+        [.. _itemsSent.Where(e => !e.Value.Deleted && e.Value.Sender != viewer.MemberId
                 && e.Value.Markings.LastOrDefault(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer)) is { } held
                 && (now is null || !Marking.AllowsRead(held.Classification, held.ReleasableTo, held.Caveats, now)))
             .OrderByDescending(e => e.Value.At).Take(limit).Select(e => e.Key)];
@@ -456,15 +565,17 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                         // Gone from the devices: nothing to withdraw any more.
                         foreach (var uid in e.Detail.Links.Select(l => l.Uid).OfType<string>().Append(e.Uid))
                         {
-                            _itemsSent.TryRemove(uid, out _);
+                            ItemDeleted(uid);
                         }
                     }
-                    else
+
+                    var relayed = Stamped(e, raw, marking, droppable: false);
+                    if (e.Type != CotMapping.DeleteType)
                     {
-                        RememberItem(e.Uid, marking, from.Viewer.MemberId);
+                        RememberItem(e, marking, from.Viewer.MemberId, relayed);
                     }
 
-                    Deliver(Stamped(e, raw, marking, droppable: false), marking, from, e.Detail);
+                    Deliver(relayed, marking, from, e.Detail);
                     break;
             }
         }
@@ -1045,8 +1156,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
-        RememberItem(e.Uid, marking, from.Viewer.MemberId);
-        Deliver(Stamped(e, raw, marking, droppable: false), marking, from, e.Detail);
+        var relayed = Stamped(e, raw, marking, droppable: false);
+        RememberItem(e, marking, from.Viewer.MemberId, relayed);
+        Deliver(relayed, marking, from, e.Detail);
         await StoreAsync(from, e, previous, async () =>
         {
             await using var scope = scopes.CreateAsyncScope();

@@ -40,6 +40,9 @@ internal sealed record TakOptions
     /// <summary>How many recent incidents a device receives when it connects.</summary>
     public int InitialIncidents { get; init; } = 500;
 
+    /// <summary>How many markers, drawings, routes and alerts other devices sent a device receives when it connects (those relayed most recently).</summary>
+    public int InitialItems { get; init; } = 2000;
+
     /// <summary>
     /// How often connected devices are checked against their certificates and members: a revoked or expired certificate,
     /// a disabled member or a changed clearance, organisation, caveats, roles or groups ends the session.
@@ -587,6 +590,51 @@ internal sealed class TakServer(
         framer.Append(bytes);
     }
 
+    /// <summary>
+    /// The markers, drawings, routes and alerts other members' devices sent, that a device connecting later would otherwise
+    /// never see (an incident made only of markers is not sent: devices have the markers): the latest version of each, as
+    /// it went out, if the member may see it and it is not stale; the <see cref="TakOptions.InitialItems"/> relayed most recently.
+    /// Read from the server's memory, so named in the audit before they go out, as tracks are. An item edited, deleted or
+    /// withdrawn while the picture went out (which may then have overtaken the live change) is sent again as it is now.
+    /// </summary>
+    private async Task SendItemsAsync(TakSession session, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var items = router.CurrentItemsFor(session.Viewer, now, options.InitialItems);
+        if (items.Count == 0)
+        {
+            return;
+        }
+
+        await audit.RecordReadAsync(session.Viewer, "tak-item", items.Select(i => (i.Uid, i.Marking.Classification, i.Marking.Caveats)).ToList(), $"tak:opening {session.Remote}",
+            now.UtcDateTime, cancellationToken);
+        foreach (var (uid, xml, _) in items)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            await session.SendWaitingAsync(TakRouter.ItemOutbound(uid, xml));
+        }
+
+        var sent = items.Select(i => (i.Uid, i.Xml)).ToList();
+        for (var round = 0; round < OpeningRounds && sent.Count > 0; round++)
+        {
+            var again = new List<(string Uid, byte[] Xml)>();
+            foreach (var (uid, xml) in sent)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                // A newer version relayed meanwhile went to the device live as well: it is no read of the server's memory.
+                if (router.CurrentItem(uid, xml, session.Viewer, time.GetUtcNow()) is var (current, latest))
+                {
+                    await session.SendWaitingAsync(current);
+                    if (latest is not null)
+                    {
+                        again.Add((uid, latest));
+                    }
+                }
+            }
+
+            sent = again;
+        }
+    }
+
     /// <summary>What a device sees when it connects: the protocols on offer, current tracks and recent incidents it may see.</summary>
     private async Task SendInitialAsync(TakSession session, CancellationToken cancellationToken)
     {
@@ -606,6 +654,7 @@ internal sealed class TakServer(
             await session.SendWaitingAsync(last);
         }
 
+        await SendItemsAsync(session, now, cancellationToken);
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var directory = scope.ServiceProvider.GetRequiredService<MissionDirectory>();
