@@ -942,6 +942,61 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_device_reconnecting_is_told_to_remove_the_items_deleted_while_it_was_away_and_those_its_member_may_no_longer_see()
+    {
+        // Hostile markers are CONFIDENTIAL within the battalion; its drawings UNCLASSIFIED.
+        var (_, members) = await BattalionAsync("CONFIDENTIAL", battalion =>
+        [
+            new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking("UNCLASSIFIED", [$"org:{battalion}"]) },
+            new { reporter = $"org:{battalion}", category = "field.hostile", marking = Api.Marking("CONFIDENTIAL", [$"org:{battalion}"]) },
+        ]);
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
+        // Another device of the sender's member, which sees each deletion routed.
+        await using var witness = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
+        var certificate = await server.IssueDeviceAsync(members[1]);
+        var (marker, cleared, standing, unseen) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        string Drawing(string uid) => $"<event version='2.0' uid='{uid}' type='u-d-f' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-e'>" +
+            "<point lat='6.12' lon='20.62' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail/></event>";
+        string Deletion(string uid) => $"<event version='2.0' uid='{Guid.NewGuid()}' type='t-x-d-d' time='{Now()}' start='{Now()}' stale='{Now(60)}' how='h-g-i-g-o'>" +
+            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{uid}' relation='none' type='u-d-f'/><__forcedelete/></detail></event>";
+        // Deleted before the device ever connected: it never had it, and is not told of it.
+        async Task DeleteAsync(string uid)
+        {
+            await sender.SendAsync(Deletion(uid));
+            Assert.NotNull(await witness.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == uid)));
+        }
+
+        await sender.SendAsync(Drawing(unseen));
+        await DeleteAsync(unseen);
+        await using (var device = await server.ConnectTakAsync(certificate))
+        {
+            await sender.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+                "<point lat='6.11' lon='20.61' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/></detail></event>");
+            await sender.SendAsync(Drawing(cleared));
+            await sender.SendAsync(Drawing(standing));
+            var pending = new HashSet<string>([marker, cleared, standing]);
+            Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid) && pending.Count == 0));
+            await RecordedAccessAsync(certificate);
+        }
+
+        // Switched off; meanwhile the roadblock drawing is cleared and the member's clearance lowered.
+        await SwitchedOffAsync(members[1]);
+        await DeleteAsync(cleared);
+        var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{members[1]}", new { clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
+
+        // Back on: before its opening picture (which sends the standing drawing again) it is told to remove the cleared
+        // drawing and the CONFIDENTIAL marker, and nothing it never had.
+        await using var again = await server.ConnectTakAsync(certificate);
+        var withdrawals = await WithdrawalsBeforeAsync(again, standing);
+        Assert.Contains(cleared, withdrawals);
+        Assert.Contains(marker, withdrawals);
+        Assert.DoesNotContain(standing, withdrawals);
+        Assert.DoesNotContain(unseen, withdrawals);
+        Assert.False(again.Closed);
+    }
+
+    [Fact]
     public async Task A_device_reconnecting_after_an_incident_it_had_was_merged_away_is_told_to_remove_it_and_nothing_of_what_it_could_not_see()
     {
         var colleague = await ForceColleagueAsync();

@@ -27,10 +27,11 @@ internal sealed class DeviceCertificate
 /// <summary>
 /// What decides a member's reads, as a device's last connection knew it, and <paramref name="Told"/>: the position of the
 /// change feed up to which the TAK incident feed had told connected devices of deleted incidents when that connection
-/// began (null when not known: recorded before it was kept, or the feed had not read yet).
+/// began (null when not known: recorded before it was kept, or the feed had not read yet), and <paramref name="Began"/>:
+/// when that connection began, from which on it was sent deletions of items live (null when recorded before it was kept).
 /// </summary>
 internal sealed record DeviceAccess(int Clearance, long CaveatBits, Guid OrganizationId, string OrganizationCode, Access.OrganizationKind OrganizationKind,
-    string? Nation, IReadOnlyList<string> Groups, long? Told = null)
+    string? Nation, IReadOnlyList<string> Groups, long? Told = null, DateTimeOffset? Began = null)
 {
     /// <summary>The access recorded as JSON; null when none was, or it cannot be read (a device must still connect).</summary>
     public static DeviceAccess? Read(string? json)
@@ -45,8 +46,8 @@ internal sealed record DeviceAccess(int Clearance, long CaveatBits, Guid Organiz
         }
     }
 
-    public static DeviceAccess Of(Access.Viewer viewer, long? told) =>
-        new(viewer.Clearance, viewer.CaveatBits, viewer.OrganizationId, viewer.OrganizationCode, viewer.OrganizationKind, viewer.Nation, [.. viewer.Groups], told);
+    public static DeviceAccess Of(Access.Viewer viewer, long? told, DateTimeOffset began) =>
+        new(viewer.Clearance, viewer.CaveatBits, viewer.OrganizationId, viewer.OrganizationCode, viewer.OrganizationKind, viewer.Nation, [.. viewer.Groups], told, began);
 
     /// <summary><paramref name="member"/> as this access was (a new viewer: a copy would carry the member's cached communities).</summary>
     public Access.Viewer As(Access.Viewer member) => new()

@@ -150,8 +150,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             if (_itemsSent.TryGetValue(uid, out var known))
             {
                 _itemBytes -= known.Latest?.Length ?? 0;
-                // Kept as deleted (until pruned as any other) for an opening picture that sent it meanwhile (CurrentItem).
-                _itemsSent[uid] = known with { Latest = null, Deleted = true };
+                // Kept as deleted, since when (until pruned as any other), for an opening picture that sent it meanwhile
+                // (CurrentItem) and for devices that were away (ItemsGoneSince).
+                _itemsSent[uid] = known with { Latest = null, Deleted = true, At = time.GetUtcNow().UtcTicks };
             }
         }
     }
@@ -220,6 +221,24 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 && e.Value.Markings.LastOrDefault(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer)) is { } held
                 && (now is null || !Marking.AllowsRead(held.Classification, held.ReleasableTo, held.Caveats, now)))
             .OrderByDescending(e => e.Value.At).Take(limit).Select(e => e.Key)];
+
+    /// <summary>
+    /// What a device of the member, connecting as <paramref name="now"/>, may still hold of what other devices sent since its
+    /// last connection began (<paramref name="began"/>, as <paramref name="before"/>): the items deleted since that it may
+    /// have had (a version relayed under a marking <paramref name="before"/> or <paramref name="now"/> may read) and, when
+    /// access <paramref name="narrowed"/>, those relayed under a marking they could read and may no longer; the
+    /// <paramref name="limit"/> relayed or deleted most recently. Deleted items are known only from a connection that
+    /// recorded when it began.
+    /// </summary>
+    public List<string> ItemsGoneSince(Viewer before, Viewer now, DateTimeOffset? began, bool narrowed, int limit)
+    {
+        var deleted = began is { } since
+            ? _itemsSent.Where(e => e.Value.Deleted && e.Value.At >= since.UtcTicks
+                    && e.Value.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, before) || Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, now)))
+                .OrderByDescending(e => e.Value.At).Take(limit).Select(e => e.Key).ToList()
+            : [];
+        return narrowed ? [.. deleted, .. ItemsNoLongerReadable(before, now, limit - deleted.Count)] : deleted;
+    }
 
     /// <summary>
     /// Checks the connected devices' access again at once and cuts those whose access has gone or changed (set by the TAK

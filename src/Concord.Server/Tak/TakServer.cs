@@ -356,6 +356,7 @@ internal sealed class TakServer(
         {
             // Read before the withdrawals: deletions after it reach this device live, it being attached. The picture stops
             // when the session closes or begins its end: what it would still query and audit would never reach the device.
+            var began = time.GetUtcNow();
             var told = await SettledAsync(router.Told, session.Ending);
             await SendInitialAsync(session, session.Ending);
             session.Opened = true;
@@ -363,7 +364,7 @@ internal sealed class TakServer(
             // link, access narrowed meanwhile, which drops them) keeps the access recorded before, and is told again.
             if (await session.WrittenAsync())
             {
-                await RecordAccessAsync(session, told, stoppingToken);
+                await RecordAccessAsync(session, told, began, stoppingToken);
             }
         }
         catch (OperationCanceledException)
@@ -885,7 +886,10 @@ internal sealed class TakServer(
             narrowed = await NoLongerShownAsync(db, had, session.Viewer, narrower: true, cancellationToken);
         }
 
-        if (deleted.Count + narrowed.Count == 0)
+        // Markers, drawings and alerts of other devices deleted since (as the device may have had them), or relayed under a
+        // marking the member could read then and no longer may: the device keeps them, archived, until told.
+        var items = router.ItemsGoneSince(before, session.Viewer, last.Began, Narrower(before, session.Viewer), MaxWithdrawalsOnCut);
+        if (deleted.Count + narrowed.Count + items.Count == 0)
         {
             return;
         }
@@ -895,8 +899,13 @@ internal sealed class TakServer(
             await session.SendWaitingAsync(CotMapping.Withdrawal(id, now));
         }
 
-        logger.LogInformation("TAK device of {User} ({Remote}) told to remove {Deleted} incidents deleted and {Narrowed} no longer shown to it since it last connected",
-            session.Viewer.UserName, session.Remote, deleted.Count, narrowed.Count);
+        foreach (var uid in items)
+        {
+            await session.SendWaitingAsync(new Outbound(CotControl.CreateDelete(uid, now), droppable: false) { Uid = uid });
+        }
+
+        logger.LogInformation("TAK device of {User} ({Remote}) told to remove {Deleted} incidents deleted, {Narrowed} no longer shown to it and {Items} items deleted or no longer shown since it last connected",
+            session.Viewer.UserName, session.Remote, deleted.Count, narrowed.Count, items.Count);
     }
 
     /// <summary>How many incident deletions a connecting device's withdrawals look at, the latest first.</summary>
@@ -966,7 +975,8 @@ internal sealed class TakServer(
     /// </summary>
     /// <param name="told">The incident feed's position when the connection began (<see cref="SettledAsync"/>); null (not
     /// read yet) keeps the position recorded before, which withdraws no less.</param>
-    private async Task RecordAccessAsync(TakSession session, long? told, CancellationToken cancellationToken)
+    /// <param name="began">When the connection began: deletions of items routed after it reached the device live.</param>
+    private async Task RecordAccessAsync(TakSession session, long? told, DateTimeOffset began, CancellationToken cancellationToken)
     {
         if (session.Certificate.StartsWith("tcp:", StringComparison.Ordinal) || session.Closing.IsCancellationRequested || session.Draining)
         {
@@ -978,7 +988,7 @@ internal sealed class TakServer(
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             if (await db.DeviceCertificates.SingleOrDefaultAsync(c => c.Thumbprint == session.Certificate, cancellationToken) is { } certificate
-                && JsonSerializer.Serialize(DeviceAccess.Of(session.Viewer, told ?? DeviceAccess.Read(certificate.LastAccess)?.Told)) is var recorded
+                && JsonSerializer.Serialize(DeviceAccess.Of(session.Viewer, told ?? DeviceAccess.Read(certificate.LastAccess)?.Told, began)) is var recorded
                 && recorded != certificate.LastAccess)
             {
                 certificate.LastAccess = recorded;
