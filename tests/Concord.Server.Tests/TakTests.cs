@@ -1655,14 +1655,45 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
 
         // A direct message to the callsign, as ATAK addresses it: to Bravo's device, not Charlie's.
         var direct = $"GeoChat.{uidA}.{uidB}.{Guid.NewGuid()}";
-        await a.SendAsync($"<event version='2.0' uid='{direct}' type='b-t-f' time='{Now()}' start='{Now()}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
-            "<point lat='4.36' lon='18.58' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
-            $"<__chat parent='RootContactGroup' groupOwner='false' chatroom='{callsign}' id='{uidB}' senderCallsign='Alpha {suffix}'><chatgrp uid0='{uidA}' uid1='{uidB}' id='{uidB}'/></__chat>" +
-            $"<link uid='{uidA}' type='a-f-G-U-C' relation='p-p'/><remarks source='BAO.F.ATAK.{uidA}' to='{uidB}' time='{Now()}'>are you back?</remarks>" +
-            $"<marti><dest callsign='{callsign}'/></marti></detail></event>");
+        await a.SendAsync(DirectMessage(direct, uidA, "Alpha " + suffix, uidB, callsign, "are you back?"));
         Assert.NotNull(await back.WaitForAsync(e => e.Uid == direct));
         Assert.Null(await c.WaitForAsync(e => e.Uid == direct, TimeSpan.FromSeconds(1)));
     }
+
+    [Fact]
+    public async Task A_device_refused_a_callsign_takes_it_once_its_holder_lets_it_go()
+    {
+        await using var colleagues = await ThreeColleaguesAsync();
+        var (a, b, c, suffix) = (colleagues.A, colleagues.B, colleagues.C, colleagues.Suffix);
+        var (uidA, uidB, uidC) = (colleagues.Uid("a"), colleagues.Uid("b"), colleagues.Uid("c"));
+        var bravo = "Bravo " + suffix;
+        var seen = new HashSet<string>();
+        Assert.NotNull(await a.WaitForAsync(e => seen.Add(e.Uid) && seen.IsSupersetOf([uidB, uidC])));
+
+        // Charlie's device reports Bravo's callsign while Bravo's holds it: refused. Bravo's device then reports another
+        // (a new patrol name), and Charlie's next position, still under Bravo's old name, takes it.
+        await c.SendAsync(Pli(uidC, bravo, 5.3, 20.3, Now(1)));
+        Assert.NotNull(await a.WaitForAsync(e => e.Uid == uidC && e.Detail.Contact?.Callsign == bravo));
+        await b.SendAsync(Pli(uidB, "Bravo-2 " + suffix, 5.2, 20.2, Now(1)));
+        Assert.NotNull(await a.WaitForAsync(e => e.Uid == uidB && e.Detail.Contact?.Callsign == "Bravo-2 " + suffix));
+        await Task.Delay(TakRouter.ClaimRetry + TimeSpan.FromMilliseconds(200));
+        await c.SendAsync(Pli(uidC, bravo, 5.31, 20.3, Now(2)));
+        Assert.NotNull(await a.WaitForAsync(e => e.Uid == uidC && e.Point.Lat == 5.31));
+
+        // A direct message to the callsign, as ATAK addresses it: to Charlie's device now, not Bravo's.
+        var direct = $"GeoChat.{uidA}.{uidC}.{Guid.NewGuid()}";
+        await a.SendAsync(DirectMessage(direct, uidA, "Alpha " + suffix, uidC, bravo, "new callsign?"));
+        Assert.NotNull(await c.WaitForAsync(e => e.Uid == direct));
+        Assert.Null(await b.WaitForAsync(e => e.Uid == direct, TimeSpan.FromSeconds(1)));
+    }
+
+    /// <summary>A direct GeoChat message as ATAK sends it through a server: the addressee's device by callsign in &lt;marti&gt;.</summary>
+    private static string DirectMessage(string uid, string fromUid, string fromCallsign, string toUid, string toCallsign, string text) =>
+        $"<event version='2.0' uid='{uid}' type='b-t-f' time='{Now()}' start='{Now()}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
+        "<point lat='4.36' lon='18.58' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
+        $"<__chat parent='RootContactGroup' groupOwner='false' chatroom='{toCallsign}' id='{toUid}' senderCallsign='{fromCallsign}'><chatgrp uid0='{fromUid}' uid1='{toUid}' id='{toUid}'/></__chat>" +
+        $"<link uid='{fromUid}' type='a-f-G-U-C' relation='p-p'/><remarks source='BAO.F.ATAK.{fromUid}' to='{toUid}' time='{Now()}'>{text}</remarks>" +
+        $"<marti><dest callsign='{toCallsign}'/></marti></detail></event>";
 
     /// <summary>
     /// Three colleagues of the force member, each with a device that has reported its position: uids ANDROID-a, -b and -c

@@ -75,6 +75,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     // The callsigns of devices whose session ended, with their member and device uid (under _attaching): see Claim.
     private readonly Dictionary<string, (Guid Member, string Device)> _droppedCallsigns = new(StringComparer.Ordinal);
 
+    /// <summary>How often a device whose callsign claim was refused is judged again, on its positions.</summary>
+    public static readonly TimeSpan ClaimRetry = TimeSpan.FromSeconds(1);
+
     /// <summary>How many callsigns of devices gone are held at most; those whose track is no longer current are let go first.</summary>
     public const int MaxDroppedCallsigns = 10_000;
 
@@ -1085,7 +1088,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             }
         }
 
-        if (e.Uid == from.DeviceUid && e.Detail.Contact?.Callsign is { Length: > 0 } callsign && callsign != from.ClaimedCallsign)
+        // A refused claim is judged again on the device's later positions, at most once per ClaimRetry: the holder may
+        // have let the callsign go (reported another, or its track is no longer current after its link dropped).
+        if (e.Uid == from.DeviceUid && e.Detail.Contact?.Callsign is { Length: > 0 } callsign
+            && (callsign != from.ClaimedCallsign || (callsign != from.Callsign && time.GetUtcNow().UtcTicks - from.ClaimJudgedAt >= ClaimRetry.Ticks)))
         {
             Claim(from, e, callsign);
         }
@@ -1126,7 +1132,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     {
         lock (_attaching)
         {
+            // A claim judged again is logged once, when it was new.
+            var again = callsign == from.ClaimedCallsign;
             from.ClaimedCallsign = callsign;
+            from.ClaimJudgedAt = time.GetUtcNow().UtcTicks;
             // A device whose link dropped holds its callsign while its track is current, as it holds its uid: it would
             // otherwise come back to find its direct messages going to another member's device.
             // (A session closing, not yet detached, holds it too: its callsign goes to the list of dropped ones as it detaches.)
@@ -1145,7 +1154,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
             if (holder is not null)
             {
-                if (from.ShouldLogRefused())
+                if (!again && from.ShouldLogRefused())
                 {
                     logger.LogInformation("TAK device {Uid} of {User} ({Remote}) claims callsign {Callsign}, held by {Holder}: messages to that callsign are not delivered to it",
                         e.Uid, from.Viewer.UserName, from.Remote, callsign, holder);

@@ -178,8 +178,13 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>The callsign of the device's own position reports, once it has sent one: GeoChat addresses devices by it.</summary>
     public string? Callsign { get; set; }
 
-    /// <summary>The callsign the device last reported, whether or not it was given (<see cref="Callsign"/>): it is judged once.</summary>
+    /// <summary>
+    /// The callsign the device last reported, whether or not it was given (<see cref="Callsign"/>): judged when it is new,
+    /// and while refused again at most once per <see cref="TakRouter.ClaimRetry"/> (at <see cref="ClaimJudgedAt"/>, in ticks).
+    /// </summary>
     public string? ClaimedCallsign { get; set; }
+
+    public long ClaimJudgedAt { get; set; }
 
     /// <summary>The uids this device has sent positions for (its own, and those it relays): bounded by the router.</summary>
     public HashSet<string> PositionUids { get; } = new(StringComparer.Ordinal);
