@@ -69,11 +69,11 @@ public sealed class TakRouterTests
         CotXml.Parse($"<event version='2.0' uid='{uid}' type='u-d-f' time='{at:O}' start='{at:O}' stale='{at + (stale ?? TimeSpan.FromHours(1)):O}' how='h-e'>" +
             $"<point lat='4.36' lon='18.55' hae='0' ce='10' le='10'/><detail>{detail}</detail></event>");
 
-    /// <summary>What the router does with an item it relays: remembers it as it goes out.</summary>
-    private static Outbound Relay(TakRouter router, CotEvent e, MarkingDefault marking, Guid sender)
+    /// <summary>What the router does with an item a device (by its certificate) relays: remembers it as it goes out.</summary>
+    private static Outbound Relay(TakRouter router, CotEvent e, MarkingDefault marking, Guid sender, string device = "sender-device")
     {
         var sent = new Outbound(e, droppable: false) { Uid = e.Uid };
-        router.RememberItem(e, marking, sender, sent);
+        router.RememberItem(e, marking, sender, device, sent);
         return sent;
     }
 
@@ -85,6 +85,7 @@ public sealed class TakRouterTests
         var open = new MarkingDefault(0, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "UNCLASSIFIED");
         var secret = new MarkingDefault(1, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "CONFIDENTIAL");
         var viewer = Viewers.OfForce("watcher", 0);
+        const string Device = "watcher-device";
         var sender = Guid.NewGuid();
         var now = clock.GetUtcNow();
 
@@ -95,65 +96,111 @@ public sealed class TakRouterTests
         Relay(router, Item("secret", now), secret, sender);
         Relay(router, Item("short", now, stale: TimeSpan.FromMinutes(1)), open, sender);
         Relay(router, Item("named", now, "<marti><dest callsign='VIPER 2'/></marti>"), open, sender);
+        // An alert for a GeoChat group goes to the group's devices only, as a message to the group does.
+        Relay(router, Item("grouped", now, "<__chat id='grp-1' chatroom='Patrol'><chatgrp uid0='ANDROID-1' uid1='ANDROID-2' id='grp-1'/></__chat>"), open, sender);
         Relay(router, Item("deleted", now), open, sender);
         router.ItemDeleted("deleted");
-        Relay(router, Item("own", now), open, viewer.MemberId);
+        // The connecting device's own item (it has it); another device of its member is another matter.
+        Relay(router, Item("own", now), open, viewer.MemberId, Device);
+        Relay(router, Item("colleague", now), open, viewer.MemberId, "tablet");
         clock.Advance(TimeSpan.FromMinutes(2));
 
-        // The latest edit, as it went out; not what the member may not read, what went stale, what went to a named device
-        // only, what was deleted, nor what the member's own devices sent.
-        var current = router.CurrentItemsFor(viewer, clock.GetUtcNow(), 100);
-        var (uid, xml, marking) = Assert.Single(current);
-        Assert.Equal("edited", uid);
+        // The latest edit, as it went out; not what the member may not read, what went stale, what went to named devices
+        // only, what was deleted, nor what this device sent.
+        var current = router.CurrentItemsFor(viewer, Device, clock.GetUtcNow(), 100);
+        Assert.Equal(["colleague", "edited"], current.Select(c => c.Uid).Order(StringComparer.Ordinal));
+        var (uid, xml, marking) = current.Single(c => c.Uid == "edited");
         Assert.Same(edited.Xml, xml);
         Assert.Equal(open, marking);
         var again = TakRouter.ItemOutbound(uid, xml);
         Assert.Equal("v2", again.Event.Detail.Remarks);
         Assert.NotEmpty(again.Protobuf);
-        Assert.Equal(["edited", "own", "secret"], router.CurrentItemsFor(Viewers.OfForce("cleared", 1), clock.GetUtcNow(), 100).Select(c => c.Uid).Order(StringComparer.Ordinal));
+        Assert.Equal(["colleague", "edited", "own", "secret"], router.CurrentItemsFor(Viewers.OfForce("cleared", 1), "other", clock.GetUtcNow(), 100).Select(c => c.Uid).Order(StringComparer.Ordinal));
 
         // An opening picture that sent it, checking after: nothing while it is the latest; the newer version once edited;
         // a deletion once deleted, or once relayed under a marking the member may not read.
-        Assert.Null(router.CurrentItem("edited", xml, viewer, clock.GetUtcNow()));
+        Assert.Null(router.CurrentItem("edited", xml, viewer, Device, clock.GetUtcNow()));
         var v3 = Relay(router, Item("edited", clock.GetUtcNow(), "<remarks>v3</remarks>"), open, sender);
-        var (newer, latest) = router.CurrentItem("edited", xml, viewer, clock.GetUtcNow())!.Value;
+        var (newer, latest) = router.CurrentItem("edited", xml, viewer, Device, clock.GetUtcNow())!.Value;
         Assert.Same(v3.Xml, latest);
         Assert.Equal("v3", newer.Event.Detail.Remarks);
         router.ItemDeleted("edited");
-        var (deletion, none) = router.CurrentItem("edited", latest!, viewer, clock.GetUtcNow())!.Value;
+        var (deletion, none) = router.CurrentItem("edited", latest!, viewer, Device, clock.GetUtcNow())!.Value;
         Assert.Equal(CotControl.DeleteType, deletion.Event.Type);
         Assert.Equal("edited", Assert.Single(deletion.Event.Detail.Links).Uid);
         Assert.Null(none);
         var sentOpen = Relay(router, Item("regraded", clock.GetUtcNow()), open, sender).Xml;
         Relay(router, Item("regraded", clock.GetUtcNow().AddSeconds(1)), secret, sender);
-        Assert.Equal(CotControl.DeleteType, router.CurrentItem("regraded", sentOpen, viewer, clock.GetUtcNow())!.Value.Send.Event.Type);
-        Assert.Empty(router.CurrentItemsFor(viewer, clock.GetUtcNow(), 100));
+        Assert.Equal(CotControl.DeleteType, router.CurrentItem("regraded", sentOpen, viewer, Device, clock.GetUtcNow())!.Value.Send.Event.Type);
+        Assert.Equal(["colleague"], router.CurrentItemsFor(viewer, Device, clock.GetUtcNow(), 100).Select(c => c.Uid));
     }
 
     [Fact]
-    public void Items_past_the_memorys_budget_are_still_withdrawn_but_sent_to_no_device_connecting_later()
+    public void An_older_version_routed_late_leaves_the_newer_one_with_its_own_marking()
+    {
+        // A teammate re-types a marker hostile (CONFIDENTIAL) while another's older edit (UNCLASSIFIED) is still on its way:
+        // the older arrives last. A device connecting later is judged by the marking of the version it would be sent.
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
+        var router = new TakRouter(null!, null!, null!, clock, NullLogger<TakRouter>.Instance);
+        var open = new MarkingDefault(0, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "UNCLASSIFIED");
+        var secret = new MarkingDefault(1, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "CONFIDENTIAL");
+        var now = clock.GetUtcNow();
+        var hostile = Relay(router, Item("marker", now, "<remarks>hostile</remarks>"), secret, Guid.NewGuid());
+        Relay(router, Item("marker", now.AddSeconds(-1), "<remarks>friendly</remarks>"), open, Guid.NewGuid());
+
+        Assert.Empty(router.CurrentItemsFor(Viewers.OfForce("uncleared", 0), "device", clock.GetUtcNow(), 100));
+        var (_, xml, marking) = Assert.Single(router.CurrentItemsFor(Viewers.OfForce("cleared", 1), "device", clock.GetUtcNow(), 100));
+        Assert.Same(hostile.Xml, xml);
+        Assert.Equal(secret, marking);
+    }
+
+    [Fact]
+    public void The_memorys_budget_makes_room_from_stale_items_then_those_relayed_longest_ago()
     {
         var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
         var router = new TakRouter(null!, null!, null!, clock, NullLogger<TakRouter>.Instance);
         var open = new MarkingDefault(0, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "UNCLASSIFIED");
         var viewer = Viewers.OfForce("watcher", 0);
-        var large = Item("large", clock.GetUtcNow(), $"<remarks>{new string('x', 60_000)}</remarks>");
-        var count = (int)(TakRouter.MaxRememberedItemBytes / 60_000) + 10;
+        var remarks = $"<remarks>{new string('x', 60_000)}</remarks>";
+        CotEvent Large(string uid, TimeSpan stale) => Item(uid, clock.GetUtcNow(), remarks, stale);
+        var size = new Outbound(Large("probe", TimeSpan.FromDays(1)), droppable: false).Xml.Length;
+        List<string> Current() => [.. router.CurrentItemsFor(viewer, "device", clock.GetUtcNow(), int.MaxValue).Select(c => c.Uid)];
+        // Exactly full; two in five valid for a minute only, the rest for a day.
+        var count = (int)(TakRouter.MaxRememberedItemBytes / size);
         for (var i = 0; i < count; i++)
         {
-            Relay(router, large with { Uid = $"large-{i}" }, open, Guid.NewGuid());
+            Relay(router, Large($"large-{i}", i % 5 < 2 ? TimeSpan.FromMinutes(1) : TimeSpan.FromDays(1)), open, Guid.NewGuid());
             clock.Advance(TimeSpan.FromMilliseconds(1));
         }
 
-        var current = router.CurrentItemsFor(viewer, clock.GetUtcNow(), int.MaxValue);
-        Assert.InRange(current.Sum(c => (long)c.Xml.Length), TakRouter.MaxRememberedItemBytes - 70_000, TakRouter.MaxRememberedItemBytes);
-        Assert.DoesNotContain(current, c => c.Uid == $"large-{count - 1}");
-        Assert.Equal(count, router.ItemsNoLongerReadable(viewer, null, int.MaxValue).Count);
+        Assert.Equal(count, Current().Count);
 
-        // A deletion gives its bytes back: the next item is kept for devices connecting later again.
-        router.ItemDeleted("large-0");
-        Relay(router, large with { Uid = "after" }, open, Guid.NewGuid());
-        Assert.Contains(router.CurrentItemsFor(viewer, clock.GetUtcNow(), int.MaxValue), c => c.Uid == "after");
+        // One more finds no room: nothing is stale yet, so those relayed longest ago give theirs until a quarter is free.
+        Relay(router, Large("over", TimeSpan.FromDays(1)), open, Guid.NewGuid());
+        var current = Current();
+        Assert.Contains("over", current);
+        Assert.DoesNotContain("large-0", current);
+        Assert.Contains($"large-{count - 1}", current);
+        Assert.InRange(router.RememberedItemBytes, (TakRouter.MaxRememberedItemBytes / 4 * 3) - size, (TakRouter.MaxRememberedItemBytes / 4 * 3) + size);
+
+        // Within the same minute, once full again, a new item finds no room: it is still withdrawn when access narrows.
+        var added = 0;
+        while (Current().Contains($"more-{added - 1}") || added == 0)
+        {
+            Relay(router, Large($"more-{added++}", TimeSpan.FromDays(1)), open, Guid.NewGuid());
+            Assert.True(added < count, "the memory filled up");
+        }
+
+        Assert.Contains($"more-{added - 1}", router.ItemsNoLongerReadable(viewer, null, int.MaxValue));
+
+        // Two minutes on, the items valid for a minute have gone stale: their room is enough, and no current item loses its own.
+        clock.Advance(TimeSpan.FromMinutes(2));
+        var before = Current();
+        Relay(router, Large("later", TimeSpan.FromDays(1)), open, Guid.NewGuid());
+        var later = Current();
+        Assert.Contains("later", later);
+        Assert.Empty(before.Except(later));
+        Assert.True(router.RememberedItemBytes <= TakRouter.MaxRememberedItemBytes / 4 * 3, $"{router.RememberedItemBytes} bytes kept");
     }
 
     [Fact]

@@ -54,23 +54,39 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     private readonly Lock _itemsGate = new();
     private long _itemsPrunedAt;
     private long _itemBytes;
+    private long _itemBytesFreedAt;
 
     /// <summary>How many relayed items the withdrawal list holds at most.</summary>
     public const int MaxRememberedItems = 100_000;
 
+    /// <summary>The bytes of relayed items' latest versions held for opening pictures.</summary>
+    public long RememberedItemBytes
+    {
+        get
+        {
+            lock (_itemsGate)
+            {
+                return _itemBytes;
+            }
+        }
+    }
+
     /// <summary>
-    /// How many bytes of relayed items' latest versions are kept for opening pictures at most (an event is at most 64 KiB):
-    /// past it an item is still withdrawn when access narrows, but goes to no device that connects later.
+    /// How many bytes of relayed items' latest versions are kept for opening pictures at most (an event is at most 64 KiB).
+    /// When full, at most once a minute, the versions of items gone stale are let go, then those relayed longest ago until
+    /// a quarter is free; an item whose version finds no room is still withdrawn when access narrows, but goes to no device
+    /// that connects later.
     /// </summary>
     public const long MaxRememberedItemBytes = 64L * 1024 * 1024;
 
     /// <summary>
-    /// An item relayed to devices: the markings its versions went out under (the latest last), when it was last relayed,
-    /// the member whose device sent it first, and its latest version as it went out with that version's time and stale
-    /// time (null when that version went only to the devices it named, or past <see cref="MaxRememberedItemBytes"/>).
-    /// <paramref name="Deleted"/>: a deletion of it was routed since (devices no longer hold it).
+    /// An item relayed to devices: the markings its versions went out under (the latest version's last), when it was last
+    /// relayed (or deleted), the member whose device sent it first (its organisation's item), and its latest version: the
+    /// bytes as they went out (null when that version went only to the devices it named, or found no room in
+    /// <see cref="MaxRememberedItemBytes"/>), its time and stale time, and the certificate of the device that sent it.
+    /// <paramref name="Deleted"/>: a deletion of it was routed since to every device that may see it.
     /// </summary>
-    private sealed record RelayedItem(MarkingDefault[] Markings, long At, Guid Sender, byte[]? Latest, long Time, long Stale, bool Deleted = false);
+    private sealed record RelayedItem(MarkingDefault[] Markings, long At, Guid Sender, byte[]? Latest, long Time, long Stale, string From, bool Deleted = false);
 
     // The callsigns of devices whose session ended, with their member and device uid (under _attaching): see Claim.
     private readonly Dictionary<string, (Guid Member, string Device)> _droppedCallsigns = new(StringComparer.Ordinal);
@@ -84,10 +100,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     public IReadOnlyCollection<TakSession> Sessions => _sessions;
 
     /// <summary>
-    /// Records that an item <paramref name="sender"/>'s device sent was relayed under <paramref name="marking"/>, as
-    /// <paramref name="sent"/>: to everyone who may see it, or only to the devices it names (<see cref="CotDetail.Destinations"/>).
+    /// Records that an item <paramref name="sender"/>'s device (with certificate <paramref name="from"/>) sent was relayed
+    /// under <paramref name="marking"/>, as <paramref name="sent"/>: to everyone who may see it, or only to the devices it
+    /// names (<see cref="ForEveryone"/>).
     /// </summary>
-    internal void RememberItem(CotEvent e, MarkingDefault marking, Guid sender, Outbound sent)
+    internal void RememberItem(CotEvent e, MarkingDefault marking, Guid sender, string from, Outbound sent)
     {
         var now = time.GetUtcNow().UtcTicks;
         lock (_itemsGate)
@@ -122,30 +139,81 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 }
             }
 
-            // Two devices of one organisation editing an item at once may be routed out of order: the newer version stays.
             if (known is { Deleted: false } && known.Time > e.Time.UtcTicks)
             {
-                _itemsSent[e.Uid] = known with { Markings = WithLatest(known.Markings, marking), At = now };
+                // Two devices of one organisation editing an item at once may be routed out of order: the newer version
+                // stays, and its marking stays the last (devices may still hold the older under its own).
+                _itemsSent[e.Uid] = known with
+                {
+                    Markings = Same(known.Markings[^1], marking) ? known.Markings : [.. known.Markings[..^1].Where(k => !Same(k, marking)), marking, known.Markings[^1]],
+                    At = now,
+                };
                 return;
             }
 
-            // A version sent to named devices only is for them: a device connecting later is sent none of the item.
-            var latest = e.Detail.Destinations.Count == 0 ? sent.Xml : null;
-            _itemBytes -= known?.Latest?.Length ?? 0;
-            if (latest is not null && _itemBytes + latest.Length > MaxRememberedItemBytes)
+            if (known?.Latest is { } replaced)
             {
-                latest = null;
+                _itemBytes -= replaced.Length;
+                _itemsSent[e.Uid] = known = known with { Latest = null };
             }
 
+            // A version sent to named devices only is for them: a device connecting later is sent none of the item.
+            var latest = ForEveryone(e.Detail) && sent.Xml is var xml && Room(xml.Length, now) ? xml : null;
             _itemBytes += latest?.Length ?? 0;
             // The markings it went out under, the latest last: a device holds the latest version its member could read.
             _itemsSent[e.Uid] = known is { Deleted: false }
-                ? known with { Markings = WithLatest(known.Markings, marking), At = now, Latest = latest, Time = e.Time.UtcTicks, Stale = e.Stale.UtcTicks }
-                : new RelayedItem([marking], now, sender, latest, e.Time.UtcTicks, e.Stale.UtcTicks);
+                ? known with { Markings = WithLatest(known.Markings, marking), At = now, Latest = latest, Time = e.Time.UtcTicks, Stale = e.Stale.UtcTicks, From = from }
+                : new RelayedItem([marking], now, sender, latest, e.Time.UtcTicks, e.Stale.UtcTicks, from);
         }
     }
 
-    /// <summary>Records that a deletion of <paramref name="uid"/> was routed: devices no longer hold it, so there is nothing to withdraw or send.</summary>
+    /// <summary>
+    /// Whether <paramref name="bytes"/> more of items' latest versions fit in <see cref="MaxRememberedItemBytes"/>, making
+    /// room when full (at most once a minute): first from items gone stale, then from those relayed longest ago. Under _itemsGate.
+    /// </summary>
+    private bool Room(long bytes, long now)
+    {
+        if (_itemBytes + bytes <= MaxRememberedItemBytes)
+        {
+            return true;
+        }
+
+        if (now - _itemBytesFreedAt < TimeSpan.TicksPerMinute)
+        {
+            return false;
+        }
+
+        _itemBytesFreedAt = now;
+        foreach (var (uid, entry) in _itemsSent)
+        {
+            if (entry.Latest is { } stale && entry.Stale <= now)
+            {
+                _itemBytes -= stale.Length;
+                _itemsSent[uid] = entry with { Latest = null };
+            }
+        }
+
+        const long Target = MaxRememberedItemBytes / 4 * 3;
+        if (_itemBytes + bytes > Target)
+        {
+            foreach (var (uid, entry) in _itemsSent.Where(e => e.Value.Latest is not null).OrderBy(e => e.Value.At).ToList())
+            {
+                _itemBytes -= entry.Latest!.Length;
+                _itemsSent[uid] = entry with { Latest = null };
+                if (_itemBytes + bytes <= Target)
+                {
+                    break;
+                }
+            }
+        }
+
+        return _itemBytes + bytes <= MaxRememberedItemBytes;
+    }
+
+    /// <summary>
+    /// Records that a deletion of <paramref name="uid"/> was routed to every device that may see it: devices no longer
+    /// hold it, so there is nothing to withdraw or send.
+    /// </summary>
     internal void ItemDeleted(string uid)
     {
         lock (_itemsGate)
@@ -169,34 +237,38 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     }
 
     /// <summary>
-    /// The latest versions of the items other members' devices sent that <paramref name="viewer"/> may see now, not yet
-    /// stale, that went to every device that may see them: the <paramref name="limit"/> relayed most recently, for the
-    /// opening picture of a device connecting after they went out.
+    /// The latest versions of the items other devices sent that <paramref name="viewer"/> may see now, not yet stale, that
+    /// went to every device that may see them: the <paramref name="limit"/> relayed most recently, for the opening picture
+    /// of the device with certificate <paramref name="device"/> connecting after they went out.
     /// </summary>
-    public List<(string Uid, byte[] Xml, MarkingDefault Marking)> CurrentItemsFor(Viewer viewer, DateTimeOffset now, int limit) =>
-        [.. _itemsSent.Select(e => (e.Key, e.Value, Xml: CurrentFor(e.Value, viewer, now)))
+    public List<(string Uid, byte[] Xml, MarkingDefault Marking)> CurrentItemsFor(Viewer viewer, string device, DateTimeOffset now, int limit) =>
+        [.. _itemsSent.Select(e => (e.Key, e.Value, Xml: CurrentFor(e.Value, viewer, device, now)))
             .Where(e => e.Xml is not null)
             .OrderByDescending(e => e.Value.At).Take(limit)
             .Select(e => (e.Key, e.Xml!, e.Value.Markings[^1]))];
+
+    /// <summary>The latest version of <paramref name="uid"/> for the device, as <see cref="CurrentItemsFor"/> would give it, or null.</summary>
+    public byte[]? CurrentItemFor(string uid, Viewer viewer, string device, DateTimeOffset now) =>
+        _itemsSent.TryGetValue(uid, out var entry) ? CurrentFor(entry, viewer, device, now) : null;
 
     /// <summary>
     /// What a device of <paramref name="viewer"/> should hold of <paramref name="uid"/> now, for an opening picture that
     /// sent <paramref name="sent"/>: null when that is still it (or the item is forgotten), its latest version when it
     /// changed since (with its bytes), or a deletion when it was deleted since or relayed since under a marking they may not read.
     /// </summary>
-    public (Outbound Send, byte[]? Latest)? CurrentItem(string uid, byte[] sent, Viewer viewer, DateTimeOffset now)
+    public (Outbound Send, byte[]? Latest)? CurrentItem(string uid, byte[] sent, Viewer viewer, string device, DateTimeOffset now)
     {
         if (!_itemsSent.TryGetValue(uid, out var entry) || ReferenceEquals(entry.Latest, sent))
         {
             return null;
         }
 
-        if (CurrentFor(entry, viewer, now) is { } latest)
+        if (CurrentFor(entry, viewer, device, now) is { } latest)
         {
             return (ItemOutbound(uid, latest), latest);
         }
 
-        // A version since that went to named devices only (or past the memory's budget) leaves the device with the one it
+        // A version since that went to named devices only (or found no room in memory) leaves the device with the one it
         // has, as it leaves the devices connected then.
         var marking = entry.Markings[^1];
         return entry.Deleted || !Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, viewer)
@@ -208,8 +280,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     public static Outbound ItemOutbound(string uid, byte[] xml) =>
         new(xml, () => CotXml.Parse(xml, new CotParseOptions { MaxDocumentBytes = Math.Max(xml.Length, CotParseOptions.DefaultMaxDocumentBytes) }), droppable: false) { Uid = uid };
 
-    private static byte[]? CurrentFor(RelayedItem entry, Viewer viewer, DateTimeOffset now) =>
-        entry is { Deleted: false, Latest: { } latest } && entry.Sender != viewer.MemberId && entry.Stale > now.UtcTicks
+    private static byte[]? CurrentFor(RelayedItem entry, Viewer viewer, string device, DateTimeOffset now) =>
+        entry is { Deleted: false, Latest: { } latest } && entry.From != device && entry.Stale > now.UtcTicks
             && entry.Markings[^1] is var marking && Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, viewer)
             ? latest
             : null;
@@ -582,9 +654,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                     // Emergencies, CASEVAC requests, drawings, routes and deletions: passed on to the devices that may see them, never
                     // dropped. A deletion of markers stored as reports goes where the markers went, under their marking.
                     var marking = itemMarking ?? from.Marking;
-                    if (e.Type == CotMapping.DeleteType)
+                    if (e.Type == CotMapping.DeleteType && ForEveryone(e.Detail))
                     {
-                        // Gone from the devices: nothing to withdraw any more.
+                        // Gone from the devices (a deletion for named devices only leaves the others holding it): nothing
+                        // to withdraw any more.
                         foreach (var uid in e.Detail.Links.Select(l => l.Uid).OfType<string>().Append(e.Uid))
                         {
                             ItemDeleted(uid);
@@ -594,7 +667,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                     var relayed = Stamped(e, raw, marking, droppable: false);
                     if (e.Type != CotMapping.DeleteType)
                     {
-                        RememberItem(e, marking, from.Viewer.MemberId, relayed);
+                        RememberItem(e, marking, from.Viewer.MemberId, from.Certificate, relayed);
                     }
 
                     Deliver(relayed, marking, from, e.Detail);
@@ -690,18 +763,26 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     }
 
     /// <summary>
+    /// Whether an event is for every device that may see it: it names no &lt;marti&gt; destination and is not a GeoChat
+    /// message (or receipt) to a group (see <see cref="Deliver"/>).
+    /// </summary>
+    internal static bool ForEveryone(CotDetail detail) =>
+        detail.Destinations.Count == 0 && (detail.ChatOrReceipt?.Id is not { } room || room == CotMapping.AllChatRooms || detail.ChatGroupUids.Count == 0);
+
+    /// <summary>
     /// Sends an event to the devices it is for: those its &lt;marti&gt; destinations name (by uid or callsign), or, for a
     /// GeoChat message to a group, the group's members; otherwise every device. Always only those whose member may see
     /// <paramref name="marking"/>.
     /// </summary>
     private int Deliver(Outbound item, MarkingDefault marking, TakSession from, CotDetail detail)
     {
-        var destinations = detail.Destinations;
-        IReadOnlyList<string> group = destinations.Count == 0 && detail.ChatOrReceipt?.Id is { } room && room != CotMapping.AllChatRooms ? detail.ChatGroupUids : [];
-        if (destinations.Count == 0 && group.Count == 0)
+        if (ForEveryone(detail))
         {
             return Broadcast(item, marking, from);
         }
+
+        var destinations = detail.Destinations;
+        var group = destinations.Count == 0 ? detail.ChatGroupUids : [];
 
         var sent = 0;
         foreach (var session in _sessions)
@@ -1185,7 +1266,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         }
 
         var relayed = Stamped(e, raw, marking, droppable: false);
-        RememberItem(e, marking, from.Viewer.MemberId, relayed);
+        RememberItem(e, marking, from.Viewer.MemberId, from.Certificate, relayed);
         Deliver(relayed, marking, from, e.Detail);
         await StoreAsync(from, e, previous, async () =>
         {

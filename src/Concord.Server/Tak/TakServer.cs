@@ -592,15 +592,17 @@ internal sealed class TakServer(
     }
 
     /// <summary>
-    /// The markers, drawings, routes and alerts other members' devices sent, that a device connecting later would otherwise
-    /// never see (an incident made only of markers is not sent: devices have the markers): the latest version of each, as
-    /// it went out, if the member may see it and it is not stale; the <see cref="TakOptions.InitialItems"/> relayed most recently.
+    /// The markers, drawings, routes and alerts other devices sent, that a device connecting later would otherwise never see
+    /// (an incident made only of markers is not sent: devices have the markers): the latest version of each, as it went
+    /// out to every device that may see it, if the member may see it, it is not stale and this device did not send it; the
+    /// <see cref="TakOptions.InitialItems"/> relayed most recently.
     /// Read from the server's memory, so named in the audit before they go out, as tracks are. An item edited, deleted or
     /// withdrawn while the picture went out (which may then have overtaken the live change) is sent again as it is now.
     /// </summary>
-    private async Task SendItemsAsync(TakSession session, DateTimeOffset now, CancellationToken cancellationToken)
+    private async Task SendItemsAsync(TakSession session, CancellationToken cancellationToken)
     {
-        var items = router.CurrentItemsFor(session.Viewer, now, options.InitialItems);
+        var now = time.GetUtcNow();
+        var items = router.CurrentItemsFor(session.Viewer, session.Certificate, now, options.InitialItems);
         if (items.Count == 0)
         {
             return;
@@ -608,13 +610,19 @@ internal sealed class TakServer(
 
         await audit.RecordReadAsync(session.Viewer, "tak-item", items.Select(i => (i.Uid, i.Marking.Classification, i.Marking.Caveats)).ToList(), $"tak:opening {session.Remote}",
             now.UtcDateTime, cancellationToken);
-        foreach (var (uid, xml, _) in items)
+        var sent = new List<(string Uid, byte[] Xml)>(items.Count);
+        foreach (var (uid, _, _) in items)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            await session.SendWaitingAsync(TakRouter.ItemOutbound(uid, xml));
+            // As it is when queued (the picture waits for room on a slow link): an item edited since the list was read goes
+            // out in its newer version, which went to the device live as well, and one gone stale or deleted not at all.
+            if (router.CurrentItemFor(uid, session.Viewer, session.Certificate, time.GetUtcNow()) is { } xml)
+            {
+                await session.SendWaitingAsync(TakRouter.ItemOutbound(uid, xml));
+                sent.Add((uid, xml));
+            }
         }
 
-        var sent = items.Select(i => (i.Uid, i.Xml)).ToList();
         for (var round = 0; round < OpeningRounds && sent.Count > 0; round++)
         {
             var again = new List<(string Uid, byte[] Xml)>();
@@ -622,7 +630,7 @@ internal sealed class TakServer(
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 // A newer version relayed meanwhile went to the device live as well: it is no read of the server's memory.
-                if (router.CurrentItem(uid, xml, session.Viewer, time.GetUtcNow()) is var (current, latest))
+                if (router.CurrentItem(uid, xml, session.Viewer, session.Certificate, time.GetUtcNow()) is var (current, latest))
                 {
                     await session.SendWaitingAsync(current);
                     if (latest is not null)
@@ -655,7 +663,7 @@ internal sealed class TakServer(
             await session.SendWaitingAsync(last);
         }
 
-        await SendItemsAsync(session, now, cancellationToken);
+        await SendItemsAsync(session, cancellationToken);
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var directory = scope.ServiceProvider.GetRequiredService<MissionDirectory>();
