@@ -482,6 +482,20 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_declined_task_shows_why_on_its_card()
+    {
+        var (page, joc, title, taskId, _) = await JocTaskCardAsync("Decline check");
+        using var disposeJoc = joc;
+
+        var declined = await joc.PostAsJsonAsync($"/api/tasks/{taskId}/status", new { status = "declined", reason = "No vehicle until Thursday" });
+
+        Assert.Equal(HttpStatusCode.OK, declined.StatusCode);
+        // Closed tasks are shown on asking for them.
+        await page.Locator("#co-closed").CheckAsync();
+        await page.WaitForSelectorAsync($"#task-board .co-card[data-status='declined']:has-text('{title}') .reason:has-text('No vehicle until Thursday')");
+    }
+
+    [Fact]
     public async Task A_card_redrawn_while_the_member_types_on_it_keeps_what_was_typed_and_the_cursor()
     {
         var (page, joc, title, taskId, card) = await JocTaskCardAsync("Typing check");

@@ -118,6 +118,8 @@
         task.incident ? el('a', { href: `/incidents/${task.incident}` }, t('co.incident')) : null),
       task.description ? el('p', {}, task.description) : null,
       deadlines(task.deadlines),
+      // Why it was declined or closed (its incident merged away, withdrawn from the organisation), when the member may read it.
+      task.reason ? el('p', { class: 'reason' }, t('co.reason') + ': ' + task.reason) : null,
       el('span', { class: 'marking' }, task.marking.label),
       mine ? actionButtons(taskMoves[task.status] || [], `/api/tasks/${task.id}/status`, refresh) : null,
       comments(task));
