@@ -52,6 +52,42 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task An_export_opens_in_spreadsheet_software_with_its_accents_and_exports_and_counts_carry_their_marking()
+    {
+        var client = server.ClientFor("joc");
+        var tag = "xl" + Guid.NewGuid().ToString("N")[..8];
+        var (created, _) = await client.PostJson("/api/reports", Api.Report(narrative: $"Attaque à Ndélé, Ouham-Pendé ({tag})",
+            marking: Api.Marking("CONFIDENTIAL", ["org:JOC"], ["DECONFLICTION-ONLY"])));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+
+        // UTF-8 with its byte order mark and CRLF line ends, as spreadsheet software reads a CSV file; the file's headers
+        // name its highest level and every caveat its rows carry.
+        var response = await client.GetAsync($"/api/exports/reports.csv?audience=organization&q={tag}");
+        var bytes = await response.Content.ReadAsByteArrayAsync();
+        Assert.Equal(new byte[] { 0xEF, 0xBB, 0xBF }, bytes[..3]);
+        var text = System.Text.Encoding.UTF8.GetString(bytes, 3, bytes.Length - 3);
+        Assert.StartsWith("id,observed_at,", text, StringComparison.Ordinal);
+        Assert.Equal(2, text.Split("\r\n", StringSplitOptions.RemoveEmptyEntries).Length);
+        Assert.DoesNotContain('\n', text.Replace("\r\n", "", StringComparison.Ordinal));
+        Assert.Contains("Attaque à Ndélé, Ouham-Pendé", text, StringComparison.Ordinal);
+        Assert.Equal("CONFIDENTIAL", response.Headers.GetValues("X-Concord-Classification").Single());
+        Assert.Equal("DECONFLICTION-ONLY", response.Headers.GetValues("X-Concord-Caveats").Single());
+
+        // Counts are figures from those records: marked as hotspots are, with the highest level and every caveat counted.
+        var (_, count) = await client.GetJson($"/api/reports/count?q={tag}");
+        Assert.Equal(1, count.GetProperty("count").GetInt64());
+        Assert.Equal("CONFIDENTIAL", count.GetProperty("classification").GetString());
+        Assert.Equal(["DECONFLICTION-ONLY"], count.GetProperty("caveats").EnumerateArray().Select(c => c.GetString()));
+        var (_, byCategory) = await client.GetJson($"/api/reports/by-category?q={tag}");
+        Assert.Equal(1, Assert.Single(byCategory.GetProperty("items").EnumerateArray()).GetProperty("count").GetInt64());
+        Assert.Equal("CONFIDENTIAL", byCategory.GetProperty("classification").GetString());
+        Assert.Equal(["DECONFLICTION-ONLY"], byCategory.GetProperty("caveats").EnumerateArray().Select(c => c.GetString()));
+        var (_, none) = await client.GetJson($"/api/reports/count?q=nothing{tag}");
+        Assert.Equal("UNCLASSIFIED", none.GetProperty("classification").GetString());
+        Assert.Empty(none.GetProperty("caveats").EnumerateArray());
+    }
+
+    [Fact]
     public async Task Caveats_are_listed_with_the_bit_that_stands_for_them_in_GeoJSON_caveat_sets()
     {
         // GeoJSON properties carry a record's caveats as a set of bits; the list of caveats says which bit is which.

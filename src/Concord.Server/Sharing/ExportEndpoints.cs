@@ -10,9 +10,13 @@ using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Sharing;
 
-internal sealed record CountDto(long Count);
+/// <summary>A count, marked as figures are: the highest classification and every caveat of the records counted.</summary>
+internal sealed record CountDto(long Count, string Classification, IReadOnlyList<string> Caveats);
 
 internal sealed record CategoryCount(string Category, long Count);
+
+/// <summary>Counts by category, marked as <see cref="CountDto"/> is.</summary>
+internal sealed record CategoryCountsDto(string Classification, IReadOnlyList<string> Caveats, IReadOnlyList<CategoryCount> Items);
 
 /// <summary>
 /// What leaves Concord, and the counts derived from what is in it. Exports carry only what the viewer may see and whose
@@ -74,12 +78,17 @@ internal static class ExportEndpoints
             time.GetUtcNow().UtcDateTime, context.RequestAborted);
 
         var highest = rows.Count == 0 ? 0 : rows.Max(r => r.Classification);
+        var caveats = rows.Aggregate(0L, (bits, r) => bits | r.Caveats);
         context.Response.ContentType = "text/csv; charset=utf-8";
         context.Response.Headers.ContentDisposition = $"attachment; filename=\"concord-reports-{audience.ToString().ToLowerInvariant()}.csv\"";
         context.Response.Headers["X-Concord-Classification"] = markings.Scheme.Label(highest);
+        // Every caveat a row of the file carries (each row's own marking is in its marking column).
+        context.Response.Headers["X-Concord-Caveats"] = string.Join(", ", markings.Caveats.CodesOf(caveats));
         context.Response.Headers["X-Concord-Audience"] = audience.ToString().ToLowerInvariant();
         context.Response.Headers["X-Concord-Truncated"] = truncated ? "true" : "false";
-        await using var csv = new StreamWriter(context.Response.Body, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), 64 * 1024);
+        // UTF-8 with its byte order mark and CRLF line ends (RFC 4180): spreadsheet software opening the file otherwise
+        // reads it in the computer's legacy code page, and place names such as Ndélé or Ouham-Pendé come out garbled.
+        await using var csv = new StreamWriter(context.Response.Body, new UTF8Encoding(encoderShouldEmitUTF8Identifier: true), 64 * 1024) { NewLine = "\r\n" };
         await csv.WriteLineAsync("id,observed_at,precision,latitude,longitude,precision_m,area,category,killed_civilian_best,killed_other_best,injured_civilian_best,injured_other_best,narrative,source_grade,marking,tlp,organization");
         foreach (var chunk in rows.Chunk(500))
         {
@@ -111,7 +120,8 @@ internal static class ExportEndpoints
             .ToString();
     }
 
-    private static async Task<Results<Ok<CountDto>, ProblemHttpResult>> Count(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, AuditWriter audit, TimeProvider time)
+    private static async Task<Results<Ok<CountDto>, ProblemHttpResult>> Count(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings,
+        AuditWriter audit, TimeProvider time)
     {
         if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, ListQuery.ReportFilters))
         {
@@ -128,10 +138,11 @@ internal static class ExportEndpoints
         var levels = await reports.VisibleTo(viewer).GroupBy(r => new { r.Classification, r.Caveats })
             .Select(g => new { g.Key.Classification, g.Key.Caveats, Count = g.LongCount() }).ToListAsync(context.RequestAborted);
         await audit.RecordAggregateAsync(viewer, "report", levels.Select(l => (l.Classification, l.Caveats, l.Count)), context, time.GetUtcNow().UtcDateTime);
-        return TypedResults.Ok(new CountDto(levels.Sum(l => l.Count)));
+        return TypedResults.Ok(new CountDto(levels.Sum(l => l.Count), Highest(markings, levels.Select(l => l.Classification)), All(markings, levels.Select(l => l.Caveats))));
     }
 
-    private static async Task<Results<Ok<List<CategoryCount>>, ProblemHttpResult>> ByCategory(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, AuditWriter audit, TimeProvider time)
+    private static async Task<Results<Ok<CategoryCountsDto>, ProblemHttpResult>> ByCategory(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory,
+        MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
         if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, ListQuery.ReportFilters))
         {
@@ -148,9 +159,16 @@ internal static class ExportEndpoints
             .GroupBy(r => new { r.Category, r.Classification, r.Caveats }).Select(g => new { g.Key.Category, g.Key.Classification, g.Key.Caveats, Count = g.LongCount() })
             .ToListAsync(context.RequestAborted);
         await audit.RecordAggregateAsync(viewer, "report", groups.Select(g => (g.Classification, g.Caveats, g.Count)), context, time.GetUtcNow().UtcDateTime);
-        return TypedResults.Ok(groups.GroupBy(g => g.Category, StringComparer.Ordinal).Select(g => new CategoryCount(g.Key, g.Sum(c => c.Count)))
-            .OrderByDescending(c => c.Count).ThenBy(c => c.Category, StringComparer.Ordinal).ToList());
+        return TypedResults.Ok(new CategoryCountsDto(Highest(markings, groups.Select(g => g.Classification)), All(markings, groups.Select(g => g.Caveats)),
+            groups.GroupBy(g => g.Category, StringComparer.Ordinal).Select(g => new CategoryCount(g.Key, g.Sum(c => c.Count)))
+                .OrderByDescending(c => c.Count).ThenBy(c => c.Category, StringComparer.Ordinal).ToList()));
     }
+
+    /// <summary>The label of the highest of <paramref name="levels"/> (the lowest level when there is none).</summary>
+    private static string Highest(MarkingFormat markings, IEnumerable<int> levels) => markings.Scheme.Label(levels.DefaultIfEmpty(0).Max());
+
+    /// <summary>The codes of every caveat in <paramref name="bits"/>.</summary>
+    private static IReadOnlyList<string> All(MarkingFormat markings, IEnumerable<long> bits) => markings.Caveats.CodesOf(bits.Aggregate(0L, (all, b) => all | b));
 
     /// <summary>
     /// A CSV text field. Text a spreadsheet would take for a formula (starting with =, +, -, @, a tab or a carriage return)
