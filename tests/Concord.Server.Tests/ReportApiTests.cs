@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
@@ -10,6 +11,26 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     where TServer : TestServer
 {
     protected TServer Server { get; } = server;
+
+    [Fact]
+    public async Task A_date_alone_as_the_end_of_a_range_takes_in_the_whole_of_that_day()
+    {
+        // Asking for records up to the 31st means the 31st too: a report of that evening is in, read as its midnight it was not.
+        var client = Server.ClientFor("force");
+        var tag = "until" + Guid.NewGuid().ToString("N")[..8];
+        var evening = new DateTimeOffset(DateTime.UtcNow.Date.AddDays(-2).AddHours(21), TimeSpan.Zero);
+        var (created, _) = await client.PostJson("/api/reports", Api.Report(narrative: $"Shots heard at dusk ({tag})", observedAt: evening));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var day = evening.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+
+        async Task<long> CountAsync(string to) => (await client.GetJson($"/api/reports/count?q={tag}&to={to}")).Item2.GetProperty("count").GetInt64();
+        Assert.Equal(1, await CountAsync(day));
+        Assert.Equal(1, await CountAsync(day + "Z"));
+        Assert.Equal(0, await CountAsync(day + "T00:00:00Z"));
+        Assert.Equal(0, await CountAsync(evening.AddDays(-1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture)));
+        var (_, list) = await client.GetJson($"/api/reports?q={tag}&from={day}&to={day}");
+        Assert.Single(list.GetProperty("items").EnumerateArray());
+    }
 
     [Fact]
     public async Task Creating_a_report_twice_with_the_same_id_and_body_returns_the_existing_report()

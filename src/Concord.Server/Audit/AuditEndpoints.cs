@@ -36,7 +36,7 @@ internal static class AuditEndpoints
         var q = context.Request.Query;
         var times = new QueryReader(q);
         QueryReader.RefuseOthers(q, Parameters, "the audit log", times.Errors);
-        var (from, to) = (times.Time("from")?.UtcDateTime, times.Time("to")?.UtcDateTime);
+        var (from, to) = (times.Time("from")?.UtcDateTime, times.Until("to")?.UtcDateTime);
         if (times.Errors.Count > 0)
         {
             return Problems.Invalid(times.Errors);

@@ -42,7 +42,7 @@ internal static class CoordinationMetrics
     private static async Task<Results<Ok<CoordinationMetricsDto>, ProblemHttpResult>> Metrics(HttpContext context, Viewer viewer, CoordinationDesk desk)
     {
         var query = new QueryReader(context.Request.Query);
-        var (from, to) = (query.Time("from"), query.Time("to"));
+        var (from, to) = (query.Time("from"), query.Until("to"));
         if (query.Errors.Count > 0)
         {
             return Problems.Invalid(query.Errors);

@@ -52,7 +52,7 @@ internal static class FieldEndpoints
     private static async Task<Results<Ok<Page<PatrolDto>>, ProblemHttpResult>> ListPatrols(HttpContext context, Viewer viewer, CoordinationDesk desk, CursorKeys cursors)
     {
         var query = new QueryReader(context.Request.Query);
-        var (from, to) = (query.Time("from"), query.Time("to"));
+        var (from, to) = (query.Time("from"), query.Until("to"));
         var (limit, after) = CoordinationPages.Read(query, cursors.For(CursorListings.Patrols));
         if (from > to)
         {

@@ -64,7 +64,7 @@ internal sealed record ListQuery
 
         var reader = new QueryReader(query, errors);
         var from = reader.Time("from")?.UtcDateTime;
-        var to = reader.Time("to")?.UtcDateTime;
+        var to = reader.Until("to")?.UtcDateTime;
         if (from > to)
         {
             errors["from"] = ["must not be after 'to'"];

@@ -27,6 +27,20 @@ internal sealed class QueryReader(IQueryCollection query, Dictionary<string, str
 
     public Guid? Id(string name) => Read<Guid>(name, text => Guid.TryParse(text, out var value) ? value : null, "must be an id (a UUID)");
 
+    /// <summary>
+    /// The end of a time range: as <see cref="Time"/>, but a date alone (2024-03-31) means the end of that day (its last
+    /// microsecond, the finest time both stores keep), as someone asking for records up to the 31st means: read as its
+    /// midnight, the range would leave out nearly all of that day.
+    /// </summary>
+    public DateTimeOffset? Until(string name)
+    {
+        var text = query[name].ToString().Trim();
+        var at = Time(name);
+        return at is { } day && text.Length >= 10 && (text.Length == 10 || text[10] is '+' or '-' or 'Z' or 'z')
+            ? (day < DateTimeOffset.MaxValue.AddDays(-1) ? day.AddDays(1).AddTicks(-TimeSpan.TicksPerMicrosecond) : DateTimeOffset.MaxValue)
+            : at;
+    }
+
     public DateTimeOffset? Time(string name) =>
         // ISO 8601 only: the invariant culture would also read 01/05/2024, as the 5th of January.
         Read<DateTimeOffset>(name, text => Import.IsoDates.TryParse(text, out var value) ? value : null,
