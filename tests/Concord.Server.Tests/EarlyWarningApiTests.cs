@@ -132,6 +132,20 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
     }
 
     [Fact]
+    public async Task A_gap_in_reporting_longer_than_the_baseline_is_not_taken_for_a_quiet_spell()
+    {
+        // A dataset's history ended four years before the mission's own reports began, 44 days ago: the baseline is the 14
+        // days those cover, not a year of calm that would make every steady area alarm.
+        var at = new DateTimeOffset(2010, 6, 30, 0, 0, 0, TimeSpan.Zero);
+        var (_, spikes, spike) = await SpikeAsync("Resumed reporting area", -28, 40, at,
+            Enumerable.Range(0, 15).Select(i => (-27.5 + (i * 0.05), 41.0, -44 + (3 * i))).Prepend((-27.0, 40.5, -1500)));
+        Assert.Equal(14, spikes.GetProperty("baselineObservedDays").GetInt32());
+        Assert.Equal(10, spike.GetProperty("recent").GetInt32());
+        Assert.Equal(5, spike.GetProperty("baseline").GetInt32());
+        Assert.False(spike.GetProperty("alert").GetBoolean());
+    }
+
+    [Fact]
     public async Task A_spike_gives_no_rate_before_any_baseline_day_is_covered()
     {
         // JOC's first incidents it may see (and of this test's server) are all within the recent window: there is no rate to
