@@ -1883,6 +1883,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             // An end past the century though its start is within it.
             ("force", "/api/patrols", new { name = "Patrol " + tag, route = new[] { new[] { 20.6, 5.7 }, new[] { 20.7, 5.8 } }, startsAt = edge, endsAt = edge.AddDays(2) }, "endsAt"),
             ("unpol", "/api/requests", new { type = "engineering", title = "Bridge " + tag, details = "Two spans lost.", priority = "priority", addressee = "kind:military", location = new { latitude = 4.99, longitude = 19.98 }, windowStart = edge, windowEnd = edge.AddDays(10) }, "windowEnd"),
+            // A window already over: nobody could give the assistance, and it would escalate as the addressee's miss.
+            ("unpol", "/api/requests", new { type = "engineering", title = "Bridge " + tag, details = "Two spans lost.", priority = "priority", addressee = "kind:military", location = new { latitude = 4.99, longitude = 19.98 }, windowStart = Clock.GetUtcNow().AddDays(-3), windowEnd = Clock.GetUtcNow().AddDays(-2) }, "windowEnd"),
         };
         foreach (var (user, path, body, field) in cases)
         {
@@ -1894,6 +1896,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(0, await server.WithDbAsync(db => db.Meetings.CountAsync(m => m.Title.EndsWith(tag))));
         Assert.Equal(0, await server.WithDbAsync(db => db.Tasks.CountAsync(t => t.Title.EndsWith(tag))));
         Assert.Equal(0, await server.WithDbAsync(db => db.Patrols.CountAsync(p => p.Name.EndsWith(tag))));
+        Assert.Equal(0, await server.WithDbAsync(db => db.Requests.CountAsync(r => r.Title.EndsWith(tag))));
 
         // Lists whose every element costs a task or a lookup are bounded; a patrol's status reason is text.
         var items = Enumerable.Range(0, FieldEndpoints.MaxActionItems + 1).Select(i => new { title = $"Item {i} {tag}", organization = "UNPOL" }).ToArray();

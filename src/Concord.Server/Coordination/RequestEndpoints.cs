@@ -251,6 +251,12 @@ internal static class RequestEndpoints
         {
             errors["windowEnd"] = [$"must be after windowStart, within {MaximumWindow.TotalDays} days of it"];
         }
+        else if (end < desk.Now && !errors.ContainsKey("windowStart"))
+        {
+            // Assistance is asked for a time to come (or under way): a window already over would get deadlines, escalate as
+            // the addressee's miss, and nobody could give it.
+            errors["windowEnd"] = ["is in the past: assistance is asked for a time still to come (or under way)"];
+        }
 
         // (An end after a start refused is within days of it: only the start is named.)
         if (!errors.ContainsKey("windowStart"))
