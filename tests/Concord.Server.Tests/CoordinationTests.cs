@@ -1110,9 +1110,15 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         });
         Assert.True(created.StatusCode == HttpStatusCode.Created, patrol.ToString());
 
-        var (_, geo) = await force.GetJson("/api/coordination/geojson");
+        var answer = await force.GetAsync("/api/coordination/geojson");
+        var geo = System.Text.Json.JsonDocument.Parse(await answer.Content.ReadAsStringAsync()).RootElement;
 
         Assert.Contains(geo.GetProperty("features").EnumerateArray(), f => f.GetProperty("id").GetGuid() == Id(patrol));
+        Assert.Equal("false", answer.Headers.GetValues("X-Concord-Truncated").Single());
+        // The map's feed is the mission's: a box or a filter would look applied and not be, so it is refused by name.
+        var (boxed, refusal) = await force.GetJson("/api/coordination/geojson?bbox=20,5,21,6");
+        Assert.Equal(HttpStatusCode.BadRequest, boxed.StatusCode);
+        Assert.Equal(["bbox"], refusal.ErrorFields());
         var reads = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == AuditActions.Read && a.Entity == "patrol" && a.Actor == "force").ToListAsync());
         Assert.Contains(reads, a => a.Detail.Contains("/api/coordination/geojson", StringComparison.Ordinal) && a.Detail.Contains(Id(patrol).ToString(), StringComparison.Ordinal));
     }

@@ -36,7 +36,8 @@ internal static class CoordinationMetrics
             .TakesQuery("from", "to")
             .WithSummary("Time to acknowledge and to respond, missed deadlines, per organisation, category, request type and week.");
         group.MapGet("/geojson", GeoJson).Produces(StatusCodes.Status200OK, contentType: "application/geo+json")
-            .WithSummary("Open requests with a place or route and patrols, as GeoJSON, for the map.");
+            .TakesQuery()
+            .WithSummary($"Open requests with a place or route and patrols, as GeoJSON, for the map: the {MaxMapRequests} requests made last and the {MaxMapPatrols} patrols starting last (X-Concord-Truncated says when there are more).");
     }
 
     private static async Task<Results<Ok<CoordinationMetricsDto>, ProblemHttpResult>> Metrics(HttpContext context, Viewer viewer, CoordinationDesk desk)
@@ -122,13 +123,20 @@ internal static class CoordinationMetrics
         return Math.Round(sorted[lower] + ((sorted[upper] - sorted[lower]) * (position - lower)), 1);
     }
 
+    public const int MaxMapRequests = 2000;
+    public const int MaxMapPatrols = 500;
+
     private static async Task<IResult> GeoJson(HttpContext context, Viewer viewer, CoordinationDesk desk)
     {
         var closed = new[] { RequestStatuses.Declined, RequestStatuses.Completed, RequestStatuses.Cancelled };
         var requests = await desk.Db.Requests.AsNoTracking().VisibleTo(viewer)
-            .Where(r => !closed.Contains(r.Status) && (r.Latitude != null || r.RouteJson != null)).OrderByDescending(r => r.Number).Take(2000).ToListAsync(context.RequestAborted);
+            .Where(r => !closed.Contains(r.Status) && (r.Latitude != null || r.RouteJson != null)).OrderByDescending(r => r.Number).Take(MaxMapRequests + 1).ToListAsync(context.RequestAborted);
         var patrols = await desk.Db.Patrols.AsNoTracking().VisibleTo(viewer)
-            .Where(p => p.Status == PatrolStatuses.Planned || p.Status == PatrolStatuses.UnderWay).OrderByDescending(p => p.StartsAt).Take(500).ToListAsync(context.RequestAborted);
+            .Where(p => p.Status == PatrolStatuses.Planned || p.Status == PatrolStatuses.UnderWay).OrderByDescending(p => p.StartsAt).Take(MaxMapPatrols + 1).ToListAsync(context.RequestAborted);
+        // More than the map shows: the newest are, and the answer says the rest are left out (as a cut export does).
+        context.Response.Headers["X-Concord-Truncated"] = requests.Count > MaxMapRequests || patrols.Count > MaxMapPatrols ? "true" : "false";
+        requests = [.. requests.Take(MaxMapRequests)];
+        patrols = [.. patrols.Take(MaxMapPatrols)];
         await desk.AuditReadAsync(viewer, "request", Audits.Named(requests), context);
         await desk.AuditReadAsync(viewer, "patrol", Audits.Named(patrols), context);
         var now = desk.Now;
