@@ -89,6 +89,47 @@ public sealed class EarlyWarningTests
         Assert.NotEqual(forecast, model.Forecast(panel, 0, 30));
     }
 
+    /// <summary>A forecaster that records what the back-test lets it learn from and what it asks it to forecast.</summary>
+    private sealed class Spy : IForecaster
+    {
+        private int _fitted = -1;
+
+        public string Name => "spy";
+
+        public List<int> Fits { get; } = [];
+
+        public List<(int Fitted, int Origin)> Forecasts { get; } = [];
+
+        public void Fit(Panel panel, int lastTarget)
+        {
+            _fitted = lastTarget;
+            Fits.Add(lastTarget);
+        }
+
+        public double[] Forecast(Panel panel, int row, int origin)
+        {
+            Forecasts.Add((_fitted, origin));
+            return [0];
+        }
+    }
+
+    [Fact]
+    public void The_back_test_trains_before_each_held_out_year_and_forecasts_only_months_after_it()
+    {
+        // 2000–2002: only 2002 has the two years of history a window needs (2000 and 2001 are skipped, not scored on a
+        // model that learnt from nothing); it is learnt up to December 2001 (month 23) and each of its months forecast one
+        // month ahead from the month before.
+        var panel = Toy();
+        var spy = new Spy();
+        var (scores, calibration) = Backtest.Run(panel, [spy], 2000, 2002, "spy");
+
+        Assert.Equal([23], spy.Fits);
+        Assert.Equal(Enumerable.Range(23, 12).SelectMany(origin => new[] { (23, origin), (23, origin) }), spy.Forecasts);
+        Assert.All(spy.Forecasts, f => Assert.True(f.Origin + 1 > f.Fitted, $"target {f.Origin + 1} was learnt from (fitted to {f.Fitted})"));
+        Assert.Equal(2002, Assert.Single(scores).Year);
+        Assert.Equal(24, calibration.Count);
+    }
+
     [Fact]
     public void The_hurdle_forecast_puts_zeros_and_sizes_in_proportion()
     {
@@ -161,6 +202,10 @@ public sealed class EarlyWarningTests
                 File.WriteAllText(empty, text);
                 Assert.Contains(empty, Assert.Throws<ForecastEvaluation.Refused>(() => ForecastEvaluation.Run(ged, empty, 2015, 2022)).Message, StringComparison.Ordinal);
             }
+
+            // An area far from every event, smaller than a cell (in the Pacific): no cell to score, said rather than scored as NaN.
+            File.WriteAllText(empty, """{"features": [{"properties": {"adm1_code": "P", "name": "Pacific"}, "geometry": {"type": "Polygon", "coordinates": [[[-150.1, -10.1], [-150.0, -10.1], [-150.0, -10.0], [-150.1, -10.0], [-150.1, -10.1]]]}}]}""");
+            Assert.Contains("nothing to score", Assert.Throws<ForecastEvaluation.Refused>(() => ForecastEvaluation.Run(ged, empty, 2015, 2022)).Message, StringComparison.Ordinal);
         }
         finally
         {

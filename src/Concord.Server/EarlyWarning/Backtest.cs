@@ -20,7 +20,9 @@ internal static class Backtest
         {
             var firstTarget = panel.MonthOf(new DateTime(year, 1, 1, 0, 0, 0, DateTimeKind.Utc));
             var lastTarget = Math.Min(panel.Months - 1, firstTarget + 11);
-            if (firstTarget < 13 || firstTarget >= panel.Months)
+            // Two years before the window: a year of lagged features, then a year of training months (with fewer, the
+            // model would learn from no month, and every forecast would be a coin toss scored as a model's skill).
+            if (firstTarget < 24 || firstTarget >= panel.Months || panel.Cells.Count == 0)
             {
                 continue;
             }

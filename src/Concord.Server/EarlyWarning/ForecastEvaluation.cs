@@ -65,6 +65,10 @@ internal static class ForecastEvaluation
         var start = new DateTime(first.Year, 1, 1, 0, 0, 0, DateTimeKind.Utc);
         var heldOut = new DateTime(firstYear, 1, 1, 0, 0, 0, DateTimeKind.Utc);
         var cells = MissionCells(areasPath, events.Where(e => e.At < heldOut));
+        if (cells.Count == 0)
+        {
+            throw new Refused($"no PRIO-GRID cell lies in the areas of {areasPath}, and no event before {firstYear} is in one: there is nothing to score");
+        }
         var end = new DateTime(lastYear, 12, 1, 0, 0, 0, DateTimeKind.Utc);
         var panel = Panel.Build(events, cells, start, end);
         var concord = Forecasters()[0].Name;
