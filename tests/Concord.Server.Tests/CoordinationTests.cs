@@ -321,6 +321,43 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_lead_task_the_rules_no_longer_give_its_organisation_after_a_recategorisation_is_closed_and_the_new_lead_gets_one()
+    {
+        // Protests go to UNPOL, battles to FORCE. A protest's incident is routed to UNPOL; an analyst then merges into it a
+        // clash reported earlier nearby: its earliest report, the clash, makes it a battle. UNPOL's task, left open, would
+        // escalate as UNPOL's miss for an incident that is now FORCE's.
+        var (area, lat, lon) = await AreaAsync(-82);
+        await AgreementAsync(
+        [
+            new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
+            new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
+        ]);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var protest = await IncidentOfAsync("unpol", Api.Report(category: "acled.protests.peaceful-protest", latitude: lat - 0.4, longitude: lon - 0.4, marking: mission,
+            narrative: "Crowd gathering at the prefecture."));
+        var clash = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.4, longitude: lon + 0.4, marking: mission, observedAt: Api.Recent.AddHours(-3),
+            narrative: "Shots fired at the prefecture earlier."));
+        var unpolTask = (await WaitForAsync(() => TasksAsync("unpol", $"incident={protest}"), t => t.Count == 1, "UNPOL's lead task")).Single();
+        await WaitForAsync(() => TasksAsync("force", $"incident={clash}"), t => t.Count == 1, "FORCE's lead task of the clash");
+
+        var (merge, mergeBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{protest}/merge", new { incidents = new[] { clash } });
+        Assert.True(merge.StatusCode == HttpStatusCode.OK, mergeBody.ToString());
+        Assert.Equal("acled.battles.armed-clash", (await server.WithDbAsync(db => db.Incidents.AsNoTracking().SingleAsync(i => i.Id == protest))).Category);
+
+        var closed = await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.Id == Id(unpolTask))), t => t.Status == TaskStatuses.Done,
+            "UNPOL's task to be superseded");
+        Assert.Contains("no longer give its incident to the organisation", closed.Reason, StringComparison.Ordinal);
+        Assert.Null(closed.NextDeadline);
+        var forceLead = await WaitForAsync(() => TasksAsync("force", $"incident={protest}"), t => t.Any(x => x.GetProperty("status").GetString() == "open"), "FORCE's lead task of the merged incident");
+        Assert.Equal("lead", forceLead.Single(x => x.GetProperty("status").GetString() == "open").GetProperty("role").GetString());
+        // Past UNPOL's old deadline, nothing escalates as UNPOL's miss.
+        Clock.Advance(TimeSpan.FromMinutes(31));
+        await RouterPassedAsync();
+        await Task.Delay(300);
+        Assert.DoesNotContain(await TasksAsync("joc", "organization=JOC&limit=500"), x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(unpolTask));
+    }
+
+    [Fact]
     public async Task Incidents_route_by_category_and_area_and_a_missed_deadline_escalates_exactly_once_also_across_restarts()
     {
         var (area, lat, lon) = await AreaAsync(-31);

@@ -273,7 +273,8 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         }
 
         var markings = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id))
-            .Select(i => new { i.Id, i.Classification, i.ReleasableTo, i.Caveats, i.Title, i.Category, i.AreaId }).ToDictionaryAsync(i => i.Id, cancellationToken);
+            .Select(i => new { i.Id, i.Classification, i.ReleasableTo, i.Caveats, i.Title, i.Category, i.AreaId, i.CreatedAt }).ToDictionaryAsync(i => i.Id, cancellationToken);
+        List<Agreement>? agreements = null;
         var reach = await IncidentReach.ReadAsync(db, tasks
             .Where(t => t.Role == TaskRoles.Escalation && markings.TryGetValue(t.IncidentId!.Value, out var m)
                 && directory.Organization(t.OrganizationId) is { } to && !directory.ReleasesTo(m.ReleasableTo, to))
@@ -304,6 +305,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 continue;
             }
 
+            // An incident recategorised or moved (a merge brought an earlier report of another kind, a report moved out): the
+            // rules that routed a task may no longer name its organisation for it.
+            var moved = m.Category != task.Category || m.AreaId != task.AreaId;
             if (!unchanged)
             {
                 // The words themselves stay out of the audit entry, which readers of the audit see by their clearance alone.
@@ -327,6 +331,16 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             }
 
             var reason = open ? await WithdrawnAsync(db, task, unread, cancellationToken) : null;
+            if (reason is null && open && moved && task.RoutingKey is not null && task.Role is TaskRoles.Lead or TaskRoles.Supporting)
+            {
+                // As routing judges it (the agreements in force when the incident was recorded): a task left open where the
+                // rules no longer send the incident would escalate as its organisation's miss.
+                agreements ??= [.. (await directory.AgreementsAsync(cancellationToken)).Where(a => a.Coordination.Responsibilities is { Count: > 0 })];
+                var code = directory.Organization(task.OrganizationId)?.Code;
+                var named = Responsibilities.Resolve(agreements.Where(a => a.InForceSince <= m.CreatedAt), m.Category, directory.Area(m.AreaId)?.Code)
+                    .Any(route => route.Lead == code || route.Supporting.Contains(code));
+                reason = named ? null : "superseded: the agreements no longer give its incident to the organisation (its category or area changed)";
+            }
             if (reason is not null)
             {
                 audit.Add(task.CloseBySystem(reason, now));
