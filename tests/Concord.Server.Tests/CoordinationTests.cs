@@ -358,6 +358,40 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_rule_that_comes_to_apply_to_an_incident_it_cannot_be_routed_under_is_recorded_once()
+    {
+        // A police-only protest (UNPOL's) becomes a battle (FORCE's) when an earlier police-only clash is merged into it:
+        // FORCE may not see it, so it is not routed there, and the audit says so once, not at each later change.
+        var (area, lat, lon) = await AreaAsync(-22);
+        await AgreementAsync(
+        [
+            new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
+            new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
+        ]);
+        // The police's and the JOC's (whose analysts merge), not the force's.
+        var policeOnly = Api.Marking("UNCLASSIFIED", ["org:UNPOL", "org:JOC"]);
+        var protest = await IncidentOfAsync("unpol", Api.Report(category: "acled.protests.peaceful-protest", latitude: lat - 0.4, longitude: lon - 0.4, marking: policeOnly,
+            narrative: "Crowd at the police post."));
+        var clash = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.4, longitude: lon + 0.4, marking: policeOnly, observedAt: Api.Recent.AddHours(-3),
+            narrative: "Shots at the police post earlier."));
+        await WaitForAsync(() => TasksAsync("unpol", $"incident={protest}"), t => t.Count == 1, "UNPOL's lead task");
+        Task<List<string>> WithheldAsync() => server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == protest && a.Action == AuditActions.RouteWithheld).Select(a => a.Detail).ToListAsync());
+        Assert.Empty(await WithheldAsync());
+
+        var (merge, mergeBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{protest}/merge", new { incidents = new[] { clash } });
+        Assert.True(merge.StatusCode == HttpStatusCode.OK, mergeBody.ToString());
+        var withheld = Assert.Single(await WaitForAsync(WithheldAsync, w => w.Count > 0, "the withheld route's audit entry"));
+        Assert.Contains("\"organization\":\"FORCE\"", withheld, StringComparison.Ordinal);
+        Assert.Contains("not released to the organisation", withheld, StringComparison.Ordinal);
+
+        // A later change of the incident (its status) finds the same rule withheld: not recorded again.
+        var (verified, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{protest}/status", new { status = "verified" });
+        Assert.Equal(HttpStatusCode.OK, verified.StatusCode);
+        await RouterPassedAsync();
+        Assert.Single(await WithheldAsync());
+    }
+
+    [Fact]
     public async Task Incidents_route_by_category_and_area_and_a_missed_deadline_escalates_exactly_once_also_across_restarts()
     {
         var (area, lat, lon) = await AreaAsync(-31);

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using Concord.Server.Audit;
 using Concord.Server.Data;
@@ -186,7 +187,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                                 ? "no member of the organisation may read the incident" : null;
                         if (withheld is not null)
                         {
-                            if (created.Contains(incident.Id))
+                            // Recorded when the incident is created, and when a later change first makes a rule apply that
+                            // cannot route it (a recategorisation, a move): not again at each change of it.
+                            if (FirstWithheld(key + ":" + route.AgreementCode + ":" + withheld) || created.Contains(incident.Id))
                             {
                                 audit.Add(Audits.Entry(null, AuditActions.RouteWithheld, "incident", incident.Id, AuditMarking.Of(incident), now,
                                     Audits.Detail(new { organization = organization.Code, role, agreement = route.AgreementCode, reason = withheld })));
@@ -256,6 +259,24 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// the same change: the title was the earliest report's first line when the task was routed, and a split that took
     /// that report out (widening the marking to the reports left) would otherwise show its words under the wider marking.
     /// </summary>
+    // The routes withheld already recorded in the audit (incident, organisation, agreement, reason), so that each is recorded
+    // once, not at every change of its incident. In memory: after a restart a withheld route is recorded again at its
+    // incident's next change. Bounded: when full it starts again.
+    private readonly ConcurrentDictionary<string, byte> _withheld = new(StringComparer.Ordinal);
+
+    /// <summary>How many withheld routes the router remembers having recorded.</summary>
+    public const int MaxWithheldRemembered = 100_000;
+
+    private bool FirstWithheld(string key)
+    {
+        if (_withheld.Count >= MaxWithheldRemembered)
+        {
+            _withheld.Clear();
+        }
+
+        return _withheld.TryAdd(key, 0);
+    }
+
     private async Task<FollowedTasks> FollowIncidentsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, bool accessChanged, CancellationToken cancellationToken)
     {
         // Escalation notices of the incident's tasks too: raised under the incident's marking then, widened to the
