@@ -320,23 +320,32 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.All(await server.WithDbAsync(db => db.Tasks.AsNoTracking().Where(t => notices.Contains(t.Id)).ToListAsync()), n => Assert.Equal(TaskStatuses.Done, n.Status));
     }
 
+    /// <summary>
+    /// A new area where protests go to UNPOL and battles to FORCE, UNPOL's protest there and, nearby, a clash reported three
+    /// hours before it (merged into the protest's incident, it makes it a battle): the two incidents.
+    /// </summary>
+    private async Task<(Guid Protest, Guid Clash)> ProtestAndEarlierClashAsync(double areaLatitude, object marking)
+    {
+        var (area, lat, lon) = await AreaAsync(areaLatitude);
+        await AgreementAsync(
+        [
+            new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
+            new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
+        ]);
+        var protest = await IncidentOfAsync("unpol", Api.Report(category: "acled.protests.peaceful-protest", latitude: lat - 0.4, longitude: lon - 0.4, marking: marking,
+            narrative: "Crowd gathering at the prefecture."));
+        var clash = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.4, longitude: lon + 0.4, marking: marking, observedAt: Api.Recent.AddHours(-3),
+            narrative: "Shots fired at the prefecture earlier."));
+        return (protest, clash);
+    }
+
     [Fact]
     public async Task A_lead_task_the_rules_no_longer_give_its_organisation_after_a_recategorisation_is_closed_and_the_new_lead_gets_one()
     {
         // Protests go to UNPOL, battles to FORCE. A protest's incident is routed to UNPOL; an analyst then merges into it a
         // clash reported earlier nearby: its earliest report, the clash, makes it a battle. UNPOL's task, left open, would
         // escalate as UNPOL's miss for an incident that is now FORCE's.
-        var (area, lat, lon) = await AreaAsync(-82);
-        await AgreementAsync(
-        [
-            new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
-            new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
-        ]);
-        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
-        var protest = await IncidentOfAsync("unpol", Api.Report(category: "acled.protests.peaceful-protest", latitude: lat - 0.4, longitude: lon - 0.4, marking: mission,
-            narrative: "Crowd gathering at the prefecture."));
-        var clash = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.4, longitude: lon + 0.4, marking: mission, observedAt: Api.Recent.AddHours(-3),
-            narrative: "Shots fired at the prefecture earlier."));
+        var (protest, clash) = await ProtestAndEarlierClashAsync(-82, Api.Marking("UNCLASSIFIED", ["mission"]));
         var unpolTask = (await WaitForAsync(() => TasksAsync("unpol", $"incident={protest}"), t => t.Count == 1, "UNPOL's lead task")).Single();
         await WaitForAsync(() => TasksAsync("force", $"incident={clash}"), t => t.Count == 1, "FORCE's lead task of the clash");
 
@@ -362,18 +371,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     {
         // A police-only protest (UNPOL's) becomes a battle (FORCE's) when an earlier police-only clash is merged into it:
         // FORCE may not see it, so it is not routed there, and the audit says so once, not at each later change.
-        var (area, lat, lon) = await AreaAsync(-22);
-        await AgreementAsync(
-        [
-            new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
-            new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
-        ]);
         // The police's and the JOC's (whose analysts merge), not the force's.
-        var policeOnly = Api.Marking("UNCLASSIFIED", ["org:UNPOL", "org:JOC"]);
-        var protest = await IncidentOfAsync("unpol", Api.Report(category: "acled.protests.peaceful-protest", latitude: lat - 0.4, longitude: lon - 0.4, marking: policeOnly,
-            narrative: "Crowd at the police post."));
-        var clash = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.4, longitude: lon + 0.4, marking: policeOnly, observedAt: Api.Recent.AddHours(-3),
-            narrative: "Shots at the police post earlier."));
+        var (protest, clash) = await ProtestAndEarlierClashAsync(-22, Api.Marking("UNCLASSIFIED", ["org:UNPOL", "org:JOC"]));
         await WaitForAsync(() => TasksAsync("unpol", $"incident={protest}"), t => t.Count == 1, "UNPOL's lead task");
         Task<List<string>> WithheldAsync() => server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == protest && a.Action == AuditActions.RouteWithheld).Select(a => a.Detail).ToListAsync());
         Assert.Empty(await WithheldAsync());
