@@ -1942,6 +1942,31 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_patrol_shows_why_it_was_last_moved()
+    {
+        var force = server.ClientFor("force");
+        var (created, patrol) = await force.PostJson("/api/patrols", new
+        {
+            name = "Bria road patrol " + Guid.NewGuid().ToString("N")[..6],
+            route = new[] { new[] { 21.9, 6.5 }, new[] { 22.1, 6.6 } },
+            startsAt = Clock.GetUtcNow().AddHours(1),
+            endsAt = Clock.GetUtcNow().AddHours(5),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, patrol.ToString());
+        var id = Id(patrol);
+        Assert.False(patrol.TryGetProperty("reason", out _));
+
+        var (started, _) = await force.PostJson($"/api/patrols/{id}/status", new { status = "under-way", reason = "  Left late: fuel delivery  " });
+        Assert.Equal(HttpStatusCode.OK, started.StatusCode);
+        Assert.Equal("Left late: fuel delivery", (await force.GetJson($"/api/patrols/{id}")).Item2.GetProperty("reason").GetString());
+
+        // The next move without a reason shows none, rather than the last move's under this one.
+        var (cancelled, answer) = await force.PostJson($"/api/patrols/{id}/status", new { status = "cancelled" });
+        Assert.Equal(HttpStatusCode.OK, cancelled.StatusCode);
+        Assert.False(answer.TryGetProperty("reason", out _));
+    }
+
+    [Fact]
     public async Task Times_outside_what_a_mission_can_hold_are_refused_by_field_and_nothing_is_stored()
     {
         var early = new DateTimeOffset(1, 1, 1, 0, 0, 0, TimeSpan.Zero);

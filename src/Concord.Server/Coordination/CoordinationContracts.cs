@@ -53,7 +53,7 @@ internal sealed record RequestDto(Guid Id, string Type, string Title, string Det
     DeadlinesDto Deadlines, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, MarkingDto Marking, IReadOnlyList<string> Actions);
 
 internal sealed record PatrolDto(Guid Id, string Name, IReadOnlyList<string> Organizations, IReadOnlyList<string> Members, IReadOnlyList<double[]> Route,
-    DateTimeOffset StartsAt, DateTimeOffset EndsAt, string Status, Guid? Report, string CreatedBy, DateTimeOffset UpdatedAt, MarkingDto Marking,
+    DateTimeOffset StartsAt, DateTimeOffset EndsAt, string Status, string? Reason, Guid? Report, string CreatedBy, DateTimeOffset UpdatedAt, MarkingDto Marking,
     IReadOnlyList<PatrolTrackDto>? Tracks = null);
 
 internal sealed record PatrolTrackDto(string Uid, string Callsign, string Member, double Latitude, double Longitude, DateTimeOffset ObservedAt);

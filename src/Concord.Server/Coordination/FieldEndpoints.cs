@@ -46,7 +46,7 @@ internal static class FieldEndpoints
 
     private static PatrolDto ToDto(Patrol p, CoordinationDesk desk, IReadOnlyList<PatrolTrackDto>? tracks = null) => new(
         p.Id, p.Name, CoordinationDesk.Codes(p.Organizations), Releasability.Decode(p.Members), JsonSerializer.Deserialize<List<double[]>>(p.RouteJson) ?? [],
-        CoordinationDesk.Utc(p.StartsAt), CoordinationDesk.Utc(p.EndsAt), p.Status, p.ReportId, p.CreatedBy, CoordinationDesk.Utc(p.UpdatedAt),
+        CoordinationDesk.Utc(p.StartsAt), CoordinationDesk.Utc(p.EndsAt), p.Status, p.Reason, p.ReportId, p.CreatedBy, CoordinationDesk.Utc(p.UpdatedAt),
         desk.Markings.ToDto(p), tracks);
 
     private static async Task<Results<Ok<Page<PatrolDto>>, ProblemHttpResult>> ListPatrols(HttpContext context, Viewer viewer, CoordinationDesk desk, CursorKeys cursors)
@@ -254,6 +254,8 @@ internal static class FieldEndpoints
 
         var from = patrol.Status;
         patrol.Status = to;
+        // The reason of this move (none given: none shown, rather than the last move's under this one).
+        patrol.Reason = string.IsNullOrEmpty(reason) ? null : reason;
         patrol.UpdatedAt = desk.Now;
         await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, AuditMarking.Of(patrol), new { from, to, reason = Audits.Words(reason) })], context.RequestAborted);
         return TypedResults.Ok(ToDto(patrol, desk));

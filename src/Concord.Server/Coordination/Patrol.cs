@@ -29,6 +29,9 @@ internal sealed class Patrol : MarkedRecord, IFeedEntity
 
     public required string Status { get; set; }
 
+    /// <summary>Why the patrol was last moved (cancelled, delayed), as its mover gave it; shown under the patrol's marking.</summary>
+    public string? Reason { get; set; }
+
     public Guid? ReportId { get; set; }
 
     public required string CreatedBy { get; init; }

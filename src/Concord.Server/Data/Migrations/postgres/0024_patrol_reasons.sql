@@ -1,0 +1,3 @@
+-- Concord schema, version 24 (PostgreSQL): a patrol keeps the reason it was last moved with (cancelled because the bridge
+-- is down), which was checked and then dropped.
+ALTER TABLE patrols ADD COLUMN reason text NULL;
