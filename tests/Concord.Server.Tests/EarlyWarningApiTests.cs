@@ -298,11 +298,17 @@ public abstract class PublicForecastTests<TServer>(TServer server) : IClassFixtu
 
         // The JOC's restricted account of the latest event fuses into its open incident: the mission (pref among it) still
         // sees that incident as it was, and the forecast marked for the mission must not tell that anything joined it.
-        var (joined, report) = await joc.PostJson("/api/reports", Api.Report(latitude: -23.1, longitude: 28.1, observedAt: times[^1],
-            marking: Api.Marking("STRICTLY CONFIDENTIAL", ["org:JOC"])));
+        // Its figures differ, so that the stored incident's differ from the mission's view of it (the lower median of the
+        // two accounts: nobody killed, against three): a forecast from the stored incident would move.
+        var (joined, report) = await joc.PostJson("/api/reports", new Dictionary<string, object?>(Api.Fields(Api.Report(latitude: -23.1, longitude: 28.1, observedAt: times[^1],
+            marking: Api.Marking("STRICTLY CONFIDENTIAL", ["org:JOC"]))))
+        {
+            ["casualties"] = new { killedCivilian = new { low = 0, best = 0, high = 0 }, killedOther = new { best = 0 } },
+        });
         Assert.True(joined.IsSuccessStatusCode, report.ToString());
         var incident = report.GetProperty("incidentId").GetGuid();
         Assert.True(await server.WithDbAsync(db => db.Incidents.Where(i => i.Id == incident).Select(i => i.Mixed).SingleAsync()));
+        Assert.Equal(0, await server.WithDbAsync(db => db.Incidents.Where(i => i.Id == incident).Select(i => i.KilledBest).SingleAsync()));
 
         Assert.Equal(before, await ForecastsAsync());
     }
