@@ -321,16 +321,17 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     /// <summary>
-    /// A new area where protests go to UNPOL and battles to FORCE, UNPOL's protest there and, nearby, a clash reported three
-    /// hours before it (merged into the protest's incident, it makes it a battle): the two incidents.
+    /// A new area where protests go to UNPOL and battles to FORCE (each supported by the other when <paramref name="supported"/>),
+    /// UNPOL's protest there and, nearby, a clash reported three hours before it (merged into the protest's incident, it
+    /// makes it a battle): the two incidents.
     /// </summary>
-    private async Task<(Guid Protest, Guid Clash)> ProtestAndEarlierClashAsync(double areaLatitude, object marking)
+    private async Task<(Guid Protest, Guid Clash)> ProtestAndEarlierClashAsync(double areaLatitude, object marking, bool supported = false)
     {
         var (area, lat, lon) = await AreaAsync(areaLatitude);
         await AgreementAsync(
         [
-            new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
-            new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
+            new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", supporting = supported ? new[] { "FORCE" } : [], acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
+            new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", supporting = supported ? new[] { "UNPOL" } : [], acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" },
         ]);
         var protest = await IncidentOfAsync("unpol", Api.Report(category: "acled.protests.peaceful-protest", latitude: lat - 0.4, longitude: lon - 0.4, marking: marking,
             narrative: "Crowd gathering at the prefecture."));
@@ -342,12 +343,14 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     [Fact]
     public async Task A_lead_task_the_rules_no_longer_give_its_organisation_after_a_recategorisation_is_closed_and_the_new_lead_gets_one()
     {
-        // Protests go to UNPOL, battles to FORCE. A protest's incident is routed to UNPOL; an analyst then merges into it a
-        // clash reported earlier nearby: its earliest report, the clash, makes it a battle. UNPOL's task, left open, would
-        // escalate as UNPOL's miss for an incident that is now FORCE's.
-        var (protest, clash) = await ProtestAndEarlierClashAsync(-82, Api.Marking("UNCLASSIFIED", ["mission"]));
-        var unpolTask = (await WaitForAsync(() => TasksAsync("unpol", $"incident={protest}"), t => t.Count == 1, "UNPOL's lead task")).Single();
-        await WaitForAsync(() => TasksAsync("force", $"incident={clash}"), t => t.Count == 1, "FORCE's lead task of the clash");
+        // Protests are led by UNPOL with FORCE supporting, battles the other way round. A protest's incident is routed to
+        // both; an analyst then merges into it a clash reported earlier nearby: its earliest report, the clash, makes it a
+        // battle. UNPOL's lead task, left open, would escalate as UNPOL's miss for an incident that is now FORCE's to lead.
+        var (protest, clash) = await ProtestAndEarlierClashAsync(-82, Api.Marking("UNCLASSIFIED", ["mission"]), supported: true);
+        var unpolTask = (await WaitForAsync(() => TasksAsync("unpol", $"incident={protest}&organization=UNPOL"), t => t.Count == 1, "UNPOL's lead task")).Single();
+        var forceSupport = (await WaitForAsync(() => TasksAsync("force", $"incident={protest}&organization=FORCE"), t => t.Count == 1, "FORCE's supporting task")).Single();
+        Assert.Equal("supporting", forceSupport.GetProperty("role").GetString());
+        await WaitForAsync(() => TasksAsync("force", $"incident={clash}&organization=FORCE"), t => t.Count == 1, "FORCE's lead task of the clash");
 
         var (merge, mergeBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{protest}/merge", new { incidents = new[] { clash } });
         Assert.True(merge.StatusCode == HttpStatusCode.OK, mergeBody.ToString());
@@ -357,8 +360,12 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             "UNPOL's task to be superseded");
         Assert.Contains("no longer give its incident to the organisation", closed.Reason, StringComparison.Ordinal);
         Assert.Null(closed.NextDeadline);
-        var forceLead = await WaitForAsync(() => TasksAsync("force", $"incident={protest}"), t => t.Any(x => x.GetProperty("status").GetString() == "open"), "FORCE's lead task of the merged incident");
-        Assert.Equal("lead", forceLead.Single(x => x.GetProperty("status").GetString() == "open").GetProperty("role").GetString());
+        // Each organisation is routed the role the rules now give it: FORCE leads, UNPOL supports.
+        var forceTasks = await WaitForAsync(() => TasksAsync("force", $"incident={protest}&organization=FORCE"), t => t.Any(x => x.GetProperty("status").GetString() == "open" && x.GetProperty("role").GetString() == "lead"),
+            "FORCE's lead task of the merged incident");
+        Assert.Equal(TaskStatuses.Done, forceTasks.Single(x => Id(x) == Id(forceSupport)).GetProperty("status").GetString());
+        var unpolTasks = await WaitForAsync(() => TasksAsync("unpol", $"incident={protest}&organization=UNPOL"), t => t.Any(x => x.GetProperty("status").GetString() == "open"), "UNPOL's supporting task");
+        Assert.Equal("supporting", unpolTasks.Single(x => x.GetProperty("status").GetString() == "open").GetProperty("role").GetString());
         // Past UNPOL's old deadline, nothing escalates as UNPOL's miss.
         Clock.Advance(TimeSpan.FromMinutes(31));
         await RouterPassedAsync();
@@ -1960,10 +1967,23 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(HttpStatusCode.OK, started.StatusCode);
         Assert.Equal("Left late: fuel delivery", (await force.GetJson($"/api/patrols/{id}")).Item2.GetProperty("reason").GetString());
 
-        // The next move without a reason shows none, rather than the last move's under this one.
+        // The next move without a reason shows none, rather than the last move's under this one: a cancellation, or the
+        // report that completes a patrol.
         var (cancelled, answer) = await force.PostJson($"/api/patrols/{id}/status", new { status = "cancelled" });
         Assert.Equal(HttpStatusCode.OK, cancelled.StatusCode);
         Assert.False(answer.TryGetProperty("reason", out _));
+        var (_, other) = await force.PostJson("/api/patrols", new
+        {
+            name = "Bria market patrol " + Guid.NewGuid().ToString("N")[..6],
+            route = new[] { new[] { 21.9, 6.5 }, new[] { 22.0, 6.55 } },
+            startsAt = Clock.GetUtcNow().AddHours(1),
+            endsAt = Clock.GetUtcNow().AddHours(3),
+        });
+        Assert.Equal(HttpStatusCode.OK, (await force.PostJson($"/api/patrols/{Id(other)}/status", new { status = "under-way", reason = "Escort joined late" })).Response.StatusCode);
+        var (filed, done) = await force.PostJson($"/api/patrols/{Id(other)}/report", new { category = "acled.strategic-developments.other", narrative = "Market calm." });
+        Assert.True(filed.StatusCode == HttpStatusCode.Created, done.ToString());
+        Assert.Equal("completed", done.GetProperty("status").GetString());
+        Assert.False(done.TryGetProperty("reason", out _));
     }
 
     [Fact]

@@ -353,6 +353,8 @@ internal static class FieldEndpoints
         }
 
         patrol.Status = PatrolStatuses.Completed;
+        // A move of its own: the last move's reason (left late) is not this one's.
+        patrol.Reason = null;
         patrol.ReportId = reportId;
         patrol.UpdatedAt = desk.Now;
         // Not cancelled with the request once the report is stored: the patrol is completed with it.

@@ -111,6 +111,8 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var agreements = (await directory.AgreementsAsync(cancellationToken)).Where(a => a.Coordination.Responsibilities is { Count: > 0 }).ToList();
         var ids = window.Where(c => c.Entity == "incident" && c.Operation != "deleted").Select(c => c.EntityId).Distinct().ToList();
         var created = window.Where(c => c.Entity == "incident" && c.Operation == "created").Select(c => c.EntityId).ToHashSet();
+        // The withheld routes this round records (remembered once the round is stored).
+        var recorded = new HashSet<string>(StringComparer.Ordinal);
         var audit = new List<AuditEntry>();
         var routed = 0;
         var now = time.GetUtcNow().UtcDateTime;
@@ -158,6 +160,11 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             var changedAt = window.Where(c => c.Entity == "incident" && c.Operation != "deleted").GroupBy(c => c.EntityId).ToDictionary(g => g.Key, g => g.Min(c => c.At));
             var existing = (await db.Tasks.Where(t => t.IncidentId != null && ids.Contains(t.IncidentId.Value) && t.RoutingKey != null)
                 .Select(t => t.RoutingKey!).ToListAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
+            // The keys this round's withdrawals and supersessions gave up (not saved yet): those organisations may be routed
+            // anew now (a protest's supporting organisation that is a battle's lead).
+            existing.ExceptWith(db.ChangeTracker.Entries<CoordinationTask>()
+                .Where(e => e.Entity.RoutingKey is null && e.Property(t => t.RoutingKey).OriginalValue is not null)
+                .Select(e => e.Property(t => t.RoutingKey).OriginalValue!));
             foreach (var incident in incidents)
             {
                 // Rules apply to incidents recorded since their agreement was (its first version: a revision, of a deadline
@@ -189,7 +196,8 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                         {
                             // Recorded when the incident is created, and when a later change first makes a rule apply that
                             // cannot route it (a recategorisation, a move): not again at each change of it.
-                            if (FirstWithheld(key + ":" + route.AgreementCode + ":" + withheld) || created.Contains(incident.Id))
+                            var withheldKey = key + ":" + route.AgreementCode + ":" + withheld;
+                            if ((!_withheld.ContainsKey(withheldKey) || created.Contains(incident.Id)) && recorded.Add(withheldKey))
                             {
                                 audit.Add(Audits.Entry(null, AuditActions.RouteWithheld, "incident", incident.Id, AuditMarking.Of(incident), now,
                                     Audits.Detail(new { organization = organization.Code, role, agreement = route.AgreementCode, reason = withheld })));
@@ -244,6 +252,12 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             await db.SaveChangesAsync(cancellationToken);
         }
 
+        // Remembered once stored: a round that failed (and is read again) records them then.
+        foreach (var withheldKey in recorded)
+        {
+            RememberWithheld(withheldKey);
+        }
+
         if (routed > 0)
         {
             scheduler.Wake();
@@ -267,14 +281,14 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// <summary>How many withheld routes the router remembers having recorded.</summary>
     public const int MaxWithheldRemembered = 100_000;
 
-    private bool FirstWithheld(string key)
+    private void RememberWithheld(string key)
     {
         if (_withheld.Count >= MaxWithheldRemembered)
         {
             _withheld.Clear();
         }
 
-        return _withheld.TryAdd(key, 0);
+        _withheld.TryAdd(key, 0);
     }
 
     private async Task<FollowedTasks> FollowIncidentsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, bool accessChanged, CancellationToken cancellationToken)
@@ -329,6 +343,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             // An incident recategorised or moved (a merge brought an earlier report of another kind, a report moved out): the
             // rules that routed a task may no longer name its organisation for it.
             var moved = m.Category != task.Category || m.AreaId != task.AreaId;
+            var (formerCategory, formerArea) = (task.Category, task.AreaId);
             if (!unchanged)
             {
                 // The words themselves stay out of the audit entry, which readers of the audit see by their clearance alone.
@@ -356,12 +371,18 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             {
                 // As routing judges it (the agreements in force when the incident was recorded): a task left open where the
                 // rules no longer send the incident would escalate as its organisation's miss.
+                // Judged by the same agreements for where the incident was and where it is: a task routed under an agreement
+                // retired since is not taken for one the rules moved (nor is one assigned in a role they never gave it).
                 agreements ??= [.. (await directory.AgreementsAsync(cancellationToken)).Where(a => a.Coordination.Responsibilities is { Count: > 0 })];
                 var code = directory.Organization(task.OrganizationId)?.Code;
-                var named = Responsibilities.Resolve(agreements.Where(a => a.InForceSince <= m.CreatedAt), m.Category, directory.Area(m.AreaId)?.Code)
-                    .Any(route => route.Lead == code || route.Supporting.Contains(code));
-                reason = named ? null : "superseded: the agreements no longer give its incident to the organisation (its category or area changed)";
+                var inForce = agreements.Where(a => a.InForceSince <= m.CreatedAt).ToList();
+                bool Gives(string? category, Guid? area) => category is not null && Responsibilities.Resolve(inForce, category, directory.Area(area)?.Code)
+                    .Any(route => task.Role == TaskRoles.Lead ? route.Lead == code : route.Supporting.Contains(code));
+                reason = Gives(formerCategory, formerArea) && !Gives(m.Category, m.AreaId)
+                    ? $"superseded: the agreements no longer give its incident to the organisation as {task.Role} (its category or area changed)"
+                    : null;
             }
+
             if (reason is not null)
             {
                 audit.Add(task.CloseBySystem(reason, now));

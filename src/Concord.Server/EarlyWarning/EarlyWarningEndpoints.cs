@@ -277,6 +277,9 @@ internal static class EarlyWarningEndpoints
         return TypedResults.Ok(spikes);
     }
 
+    /// <summary>How long a mission may show no incident before a spike baseline and still have its whole baseline counted as quiet.</summary>
+    public const int MinimumReportingGapDays = 365;
+
     /// <summary>Spikes per area for a viewer (the API and the early-warning page).</summary>
     internal static async Task<(SpikesDto Answer, List<(int Level, long Caveats, long Count)> Counted)> SpikesAsync(
         ConcordDb db, MissionDirectory directory, MarkingFormat markings, Viewer viewer, int days, int baselineDays, double threshold, DateTime? at, DateTime now,
@@ -291,15 +294,16 @@ internal static class EarlyWarningEndpoints
 
         async Task<IncidentSelection> Selection(ListQuery query) =>
             (await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, cancellationToken)).Incidents!;
-        // A caller who may see nothing in the baseline's length before it began has reporting only from the earliest
-        // incident they may see in it (in any area): before that, nothing was reported, which says nothing of any area's
-        // rate, and scaling a month of data as if it were a year would make every active area alarm. Reporting that
-        // stopped longer ago than that is a gap, not a quiet spell (a dataset's history ending in 2022, a mission's own
-        // reports from 2026 on). With an incident in sight in that time, the whole baseline counts, quiet spells included
+        // A caller who may see nothing in the baseline's length (at least a year) before it began has reporting only from
+        // the earliest incident they may see in it (in any area): before that, nothing was reported, which says nothing of
+        // any area's rate, and scaling a month of data as if it were a year would make every active area alarm. Reporting
+        // that stopped longer ago than that is a gap, not a quiet spell (a dataset's history ending in 2022, a mission's
+        // own reports from 2026 on); a quiet week or month before a short baseline is a quiet spell. With an incident in sight in that time, the whole baseline counts, quiet spells included
         // (a mission gone quiet is when a surge matters). Alerts need a baseline at least as long as the recent window.
         // Whether there is such an incident is told from the least marked one (its marking is the answer's too, and it is
         // counted in the audit). With nothing in sight, in the window or before it, no day is covered: no rate, no figure.
-        var before = await (await Selection(new ListQuery { From = baselineFrom.AddDays(-baselineDays), To = baselineFrom.AddTicks(-1) })).LeastMarkedAsync(cancellationToken);
+        var before = await (await Selection(new ListQuery { From = baselineFrom.AddDays(-Math.Max(baselineDays, MinimumReportingGapDays)), To = baselineFrom.AddTicks(-1) }))
+            .LeastMarkedAsync(cancellationToken);
         var reportingBefore = before is not null;
         var firstSeen = reportingBefore ? baselineFrom : rows.Count == 0 ? recentFrom : rows.Min(r => r.StartsAt);
         var observed = Math.Max(0, (int)Math.Floor((recentFrom - (firstSeen > baselineFrom ? firstSeen : baselineFrom)).TotalDays));
