@@ -19,7 +19,7 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         var client = Server.ClientFor("force");
         var tag = "until" + Guid.NewGuid().ToString("N")[..8];
         var evening = new DateTimeOffset(DateTime.UtcNow.Date.AddDays(-2).AddHours(21), TimeSpan.Zero);
-        var (created, _) = await client.PostJson("/api/reports", Api.Report(narrative: $"Shots heard at dusk ({tag})", observedAt: evening));
+        var (created, body) = await client.PostJson("/api/reports", Api.Report(narrative: $"Shots heard at dusk ({tag})", observedAt: evening));
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var day = evening.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
 
@@ -30,6 +30,16 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Equal(0, await CountAsync(evening.AddDays(-1).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture)));
         var (_, list) = await client.GetJson($"/api/reports?q={tag}&from={day}&to={day}");
         Assert.Single(list.GetProperty("items").EnumerateArray());
+
+        // The audit log reads its 'to' the same way: the report's creation, recorded today, is in up to today.
+        var admin = Server.ClientFor("jocadmin");
+        var record = body.GetProperty("id").GetGuid();
+        var (_, all) = await admin.GetJson($"/api/audit?record={record}");
+        var recorded = all.GetProperty("items").EnumerateArray().Single(e => e.GetProperty("action").GetString() == "create").GetProperty("at").GetDateTimeOffset();
+        var today = recorded.UtcDateTime.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+        async Task<int> CreationsAsync(string to) => (await admin.GetJson($"/api/audit?record={record}&action=create&to={to}")).Item2.GetProperty("items").GetArrayLength();
+        Assert.Equal(1, await CreationsAsync(today));
+        Assert.Equal(recorded.UtcDateTime.TimeOfDay == TimeSpan.Zero ? 1 : 0, await CreationsAsync(today + "T00:00:00Z"));
     }
 
     [Fact]
