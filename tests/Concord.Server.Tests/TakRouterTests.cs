@@ -69,6 +69,16 @@ public sealed class TakRouterTests
         CotXml.Parse($"<event version='2.0' uid='{uid}' type='u-d-f' time='{at:O}' start='{at:O}' stale='{at + (stale ?? TimeSpan.FromHours(1)):O}' how='h-e'>" +
             $"<point lat='4.36' lon='18.55' hae='0' ce='10' le='10'/><detail>{detail}</detail></event>");
 
+    /// <summary>A router on a clock of its own, without a store or devices: its memory of relayed items alone.</summary>
+    private static (FakeTimeProvider Clock, TakRouter Router) ItemRouter()
+    {
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
+        return (clock, new TakRouter(null!, null!, null!, clock, NullLogger<TakRouter>.Instance));
+    }
+
+    private static readonly MarkingDefault Open = new(0, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "UNCLASSIFIED");
+    private static readonly MarkingDefault Secret = new(1, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "CONFIDENTIAL");
+
     /// <summary>What the router does with an item a device (by its certificate) relays: remembers it as it goes out.</summary>
     private static Outbound Relay(TakRouter router, CotEvent e, MarkingDefault marking, Guid sender, string device = "sender-device")
     {
@@ -80,29 +90,26 @@ public sealed class TakRouterTests
     [Fact]
     public void A_device_connecting_later_is_sent_the_latest_version_of_each_current_item_its_member_may_see()
     {
-        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
-        var router = new TakRouter(null!, null!, null!, clock, NullLogger<TakRouter>.Instance);
-        var open = new MarkingDefault(0, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "UNCLASSIFIED");
-        var secret = new MarkingDefault(1, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "CONFIDENTIAL");
+        var (clock, router) = ItemRouter();
         var viewer = Viewers.OfForce("watcher", 0);
         const string Device = "watcher-device";
         var sender = Guid.NewGuid();
         var now = clock.GetUtcNow();
 
-        Relay(router, Item("edited", now.AddSeconds(-10), "<remarks>v1</remarks>"), open, sender);
-        var edited = Relay(router, Item("edited", now.AddSeconds(-5), "<remarks>v2</remarks>"), open, sender);
+        Relay(router, Item("edited", now.AddSeconds(-10), "<remarks>v1</remarks>"), Open, sender);
+        var edited = Relay(router, Item("edited", now.AddSeconds(-5), "<remarks>v2</remarks>"), Open, sender);
         // An older version routed late (two devices of the team editing at once) does not replace the newer one.
-        Relay(router, Item("edited", now.AddSeconds(-8), "<remarks>v0</remarks>"), open, sender);
-        Relay(router, Item("secret", now), secret, sender);
-        Relay(router, Item("short", now, stale: TimeSpan.FromMinutes(1)), open, sender);
-        Relay(router, Item("named", now, "<marti><dest callsign='VIPER 2'/></marti>"), open, sender);
+        Relay(router, Item("edited", now.AddSeconds(-8), "<remarks>v0</remarks>"), Open, sender);
+        Relay(router, Item("secret", now), Secret, sender);
+        Relay(router, Item("short", now, stale: TimeSpan.FromMinutes(1)), Open, sender);
+        Relay(router, Item("named", now, "<marti><dest callsign='VIPER 2'/></marti>"), Open, sender);
         // An alert for a GeoChat group goes to the group's devices only, as a message to the group does.
-        Relay(router, Item("grouped", now, "<__chat id='grp-1' chatroom='Patrol'><chatgrp uid0='ANDROID-1' uid1='ANDROID-2' id='grp-1'/></__chat>"), open, sender);
-        Relay(router, Item("deleted", now), open, sender);
+        Relay(router, Item("grouped", now, "<__chat id='grp-1' chatroom='Patrol'><chatgrp uid0='ANDROID-1' uid1='ANDROID-2' id='grp-1'/></__chat>"), Open, sender);
+        Relay(router, Item("deleted", now), Open, sender);
         router.ItemDeleted("deleted");
         // The connecting device's own item (it has it); another device of its member is another matter.
-        Relay(router, Item("own", now), open, viewer.MemberId, Device);
-        Relay(router, Item("colleague", now), open, viewer.MemberId, "tablet");
+        Relay(router, Item("own", now), Open, viewer.MemberId, Device);
+        Relay(router, Item("colleague", now), Open, viewer.MemberId, "tablet");
         clock.Advance(TimeSpan.FromMinutes(2));
 
         // The latest edit, as it went out; not what the member may not read, what went stale, what went to named devices
@@ -111,7 +118,7 @@ public sealed class TakRouterTests
         Assert.Equal(["colleague", "edited"], current.Select(c => c.Uid).Order(StringComparer.Ordinal));
         var (uid, xml, marking) = current.Single(c => c.Uid == "edited");
         Assert.Same(edited.Xml, xml);
-        Assert.Equal(open, marking);
+        Assert.Equal(Open, marking);
         var again = TakRouter.ItemOutbound(uid, xml);
         Assert.Equal("v2", again.Event.Detail.Remarks);
         Assert.NotEmpty(again.Protobuf);
@@ -120,7 +127,7 @@ public sealed class TakRouterTests
         // An opening picture that sent it, checking after: nothing while it is the latest; the newer version once edited;
         // a deletion once deleted, or once relayed under a marking the member may not read.
         Assert.Null(router.CurrentItem("edited", xml, viewer, Device, clock.GetUtcNow()));
-        var v3 = Relay(router, Item("edited", clock.GetUtcNow(), "<remarks>v3</remarks>"), open, sender);
+        var v3 = Relay(router, Item("edited", clock.GetUtcNow(), "<remarks>v3</remarks>"), Open, sender);
         var (newer, latest) = router.CurrentItem("edited", xml, viewer, Device, clock.GetUtcNow())!.Value;
         Assert.Same(v3.Xml, latest);
         Assert.Equal("v3", newer.Event.Detail.Remarks);
@@ -129,8 +136,8 @@ public sealed class TakRouterTests
         Assert.Equal(CotControl.DeleteType, deletion.Event.Type);
         Assert.Equal("edited", Assert.Single(deletion.Event.Detail.Links).Uid);
         Assert.Null(none);
-        var sentOpen = Relay(router, Item("regraded", clock.GetUtcNow()), open, sender).Xml;
-        Relay(router, Item("regraded", clock.GetUtcNow().AddSeconds(1)), secret, sender);
+        var sentOpen = Relay(router, Item("regraded", clock.GetUtcNow()), Open, sender).Xml;
+        Relay(router, Item("regraded", clock.GetUtcNow().AddSeconds(1)), Secret, sender);
         Assert.Equal(CotControl.DeleteType, router.CurrentItem("regraded", sentOpen, viewer, Device, clock.GetUtcNow())!.Value.Send.Event.Type);
         Assert.Equal(["colleague"], router.CurrentItemsFor(viewer, Device, clock.GetUtcNow(), 100).Select(c => c.Uid));
     }
@@ -140,26 +147,21 @@ public sealed class TakRouterTests
     {
         // A teammate re-types a marker hostile (CONFIDENTIAL) while another's older edit (UNCLASSIFIED) is still on its way:
         // the older arrives last. A device connecting later is judged by the marking of the version it would be sent.
-        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
-        var router = new TakRouter(null!, null!, null!, clock, NullLogger<TakRouter>.Instance);
-        var open = new MarkingDefault(0, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "UNCLASSIFIED");
-        var secret = new MarkingDefault(1, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "CONFIDENTIAL");
+        var (clock, router) = ItemRouter();
         var now = clock.GetUtcNow();
-        var hostile = Relay(router, Item("marker", now, "<remarks>hostile</remarks>"), secret, Guid.NewGuid());
-        Relay(router, Item("marker", now.AddSeconds(-1), "<remarks>friendly</remarks>"), open, Guid.NewGuid());
+        var hostile = Relay(router, Item("marker", now, "<remarks>hostile</remarks>"), Secret, Guid.NewGuid());
+        Relay(router, Item("marker", now.AddSeconds(-1), "<remarks>friendly</remarks>"), Open, Guid.NewGuid());
 
         Assert.Empty(router.CurrentItemsFor(Viewers.OfForce("uncleared", 0), "device", clock.GetUtcNow(), 100));
         var (_, xml, marking) = Assert.Single(router.CurrentItemsFor(Viewers.OfForce("cleared", 1), "device", clock.GetUtcNow(), 100));
         Assert.Same(hostile.Xml, xml);
-        Assert.Equal(secret, marking);
+        Assert.Equal(Secret, marking);
     }
 
     [Fact]
     public void The_memorys_budget_makes_room_from_stale_items_then_those_relayed_longest_ago()
     {
-        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero));
-        var router = new TakRouter(null!, null!, null!, clock, NullLogger<TakRouter>.Instance);
-        var open = new MarkingDefault(0, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "UNCLASSIFIED");
+        var (clock, router) = ItemRouter();
         var viewer = Viewers.OfForce("watcher", 0);
         var remarks = $"<remarks>{new string('x', 60_000)}</remarks>";
         CotEvent Large(string uid, TimeSpan stale) => Item(uid, clock.GetUtcNow(), remarks, stale);
@@ -169,14 +171,14 @@ public sealed class TakRouterTests
         var count = (int)(TakRouter.MaxRememberedItemBytes / size);
         for (var i = 0; i < count; i++)
         {
-            Relay(router, Large($"large-{i}", i % 5 < 2 ? TimeSpan.FromMinutes(1) : TimeSpan.FromDays(1)), open, Guid.NewGuid());
+            Relay(router, Large($"large-{i}", i % 5 < 2 ? TimeSpan.FromMinutes(1) : TimeSpan.FromDays(1)), Open, Guid.NewGuid());
             clock.Advance(TimeSpan.FromMilliseconds(1));
         }
 
         Assert.Equal(count, Current().Count);
 
         // One more finds no room: nothing is stale yet, so those relayed longest ago give theirs until a quarter is free.
-        Relay(router, Large("over", TimeSpan.FromDays(1)), open, Guid.NewGuid());
+        Relay(router, Large("over", TimeSpan.FromDays(1)), Open, Guid.NewGuid());
         var current = Current();
         Assert.Contains("over", current);
         Assert.DoesNotContain("large-0", current);
@@ -187,7 +189,7 @@ public sealed class TakRouterTests
         var added = 0;
         while (Current().Contains($"more-{added - 1}") || added == 0)
         {
-            Relay(router, Large($"more-{added++}", TimeSpan.FromDays(1)), open, Guid.NewGuid());
+            Relay(router, Large($"more-{added++}", TimeSpan.FromDays(1)), Open, Guid.NewGuid());
             Assert.True(added < count, "the memory filled up");
         }
 
@@ -196,7 +198,7 @@ public sealed class TakRouterTests
         // Two minutes on, the items valid for a minute have gone stale: their room is enough, and no current item loses its own.
         clock.Advance(TimeSpan.FromMinutes(2));
         var before = Current();
-        Relay(router, Large("later", TimeSpan.FromDays(1)), open, Guid.NewGuid());
+        Relay(router, Large("later", TimeSpan.FromDays(1)), Open, Guid.NewGuid());
         var later = Current();
         Assert.Contains("later", later);
         Assert.Empty(before.Except(later));

@@ -874,11 +874,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     public async Task A_device_whose_member_loses_clearance_is_told_to_remove_the_markers_they_may_no_longer_see()
     {
         // Hostile markers are CONFIDENTIAL within the battalion; its positions and drawings UNCLASSIFIED.
-        var (_, members) = await BattalionAsync("CONFIDENTIAL", battalion =>
-        [
-            new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking("UNCLASSIFIED", [$"org:{battalion}"]) },
-            new { reporter = $"org:{battalion}", category = "field.hostile", marking = Api.Marking("CONFIDENTIAL", [$"org:{battalion}"]) },
-        ]);
+        var (_, members) = await HostileConfidentialBattalionAsync();
         await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
         await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[1]));
         var (marker, drawing, spot) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
@@ -945,11 +941,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     public async Task A_device_reconnecting_is_told_to_remove_the_items_deleted_while_it_was_away_and_those_its_member_may_no_longer_see()
     {
         // Hostile markers are CONFIDENTIAL within the battalion; its drawings UNCLASSIFIED.
-        var (_, members) = await BattalionAsync("CONFIDENTIAL", battalion =>
-        [
-            new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking("UNCLASSIFIED", [$"org:{battalion}"]) },
-            new { reporter = $"org:{battalion}", category = "field.hostile", marking = Api.Marking("CONFIDENTIAL", [$"org:{battalion}"]) },
-        ]);
+        var (_, members) = await HostileConfidentialBattalionAsync();
         await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
         // Another device of the sender's member, which sees each deletion routed.
         await using var witness = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
@@ -1444,6 +1436,16 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     private static double Latitude(JsonElement feature) => feature.GetProperty("geometry").GetProperty("coordinates")[1].GetDouble();
 
     /// <summary>A new military organisation of two members with the clearance given, party to an agreement with the rules given.</summary>
+    /// <summary>
+    /// A battalion of members cleared CONFIDENTIAL whose hostile markers are CONFIDENTIAL within it, and whose other field
+    /// data (positions, drawings) is UNCLASSIFIED for <paramref name="field"/> (the battalion itself when null).
+    /// </summary>
+    private Task<(string Code, List<string> Members)> HostileConfidentialBattalionAsync(string? field = null) => BattalionAsync("CONFIDENTIAL", battalion =>
+    [
+        new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking("UNCLASSIFIED", [field ?? $"org:{battalion}"]) },
+        new { reporter = $"org:{battalion}", category = "field.hostile", marking = Api.Marking("CONFIDENTIAL", [$"org:{battalion}"]) },
+    ]);
+
     private async Task<(string Code, List<string> Members)> BattalionAsync(string clearance, Func<string, object[]> rules)
     {
         var code = "T" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
@@ -1485,11 +1487,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     public async Task A_device_connecting_later_is_sent_the_markers_and_drawings_other_devices_sent_that_its_member_may_see()
     {
         // Field data goes to every military organisation; hostile markers stay within the battalion, CONFIDENTIAL.
-        var (_, members) = await BattalionAsync("CONFIDENTIAL", battalion =>
-        [
-            new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking("UNCLASSIFIED", ["kind:military"]) },
-            new { reporter = $"org:{battalion}", category = "field.hostile", marking = Api.Marking("CONFIDENTIAL", [$"org:{battalion}"]) },
-        ]);
+        var (_, members) = await HostileConfidentialBattalionAsync("kind:military");
         await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
         await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[1]));
         var (marker, drawing, deleted, addressed) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString());

@@ -16,6 +16,16 @@ internal sealed class MarkingFormat(ClassificationScheme scheme, CaveatRegistry 
 
     public MarkingDto ToDto(IMarked record) => ToDto(record.Classification, record.ReleasableTo, record.Caveats);
 
+    /// <summary>
+    /// How figures (counts, hotspots, spikes) or a file computed from records of these levels and caveats are marked: the
+    /// highest level (the lowest when there is none) and every caveat.
+    /// </summary>
+    public (string Classification, IReadOnlyList<string> Caveats) Figures(IEnumerable<(int Level, long Caveats)> records)
+    {
+        var (level, bits) = records.Aggregate((Level: 0, Caveats: 0L), (all, r) => (Math.Max(all.Level, r.Level), all.Caveats | r.Caveats));
+        return (scheme.Label(level), caveats.CodesOf(bits));
+    }
+
     public MarkingDto ToDto(int classification, string releasableTo, long caveatBits)
     {
         var communities = Releasability.Decode(releasableTo);

@@ -184,8 +184,8 @@ internal static class EarlyWarningEndpoints
                 }))
             .OrderByDescending(h => h.Incidents).ThenByDescending(h => h.Killed).Take(Math.Min(query.Limit, MaxHotspots)).ToList();
         var counted = tallies.GroupBy(t => (t.Classification, t.Caveats)).Select(g => (g.Key.Classification, g.Key.Caveats, (long)g.Sum(t => t.Count))).ToList();
-        return (new HotspotsDto(by, Utc(query.From), Utc(query.To), markings.Scheme.Label(tallies.Count == 0 ? 0 : tallies.Max(t => t.Classification)),
-            markings.Caveats.CodesOf(tallies.Aggregate(0L, (bits, t) => bits | t.Caveats)), items), counted);
+        var (classification, caveats) = markings.Figures(tallies.Select(t => (t.Classification, t.Caveats)));
+        return (new HotspotsDto(by, Utc(query.From), Utc(query.To), classification, caveats, items), counted);
     }
 
     /// <summary>
@@ -337,17 +337,9 @@ internal static class EarlyWarningEndpoints
             .OrderBy(s => s.Probability ?? 2).ToList();
         // The answer is marked with, and counts in the audit, the incidents it was computed from: caveats too (a count tells
         // of what it counts), and the one that decided the baseline.
-        var levels = rows.Select(r => r.Classification).ToList();
-        var caveats = rows.Aggregate(0L, (bits, r) => bits | r.Caveats);
-        if (before is { } decided)
-        {
-            levels.Add(decided.Classification);
-            caveats |= decided.Caveats;
-        }
-
-        return (new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, observed, threshold,
-            markings.Scheme.Label(levels.Count == 0 ? 0 : levels.Max()), markings.Caveats.CodesOf(caveats), items),
-            Audits.CountMarkings(rows.Select(r => (r.Classification, r.Caveats)).Concat(before is { } counted ? [(counted.Classification, counted.Caveats)] : [])));
+        List<(int Level, long Caveats)> from = [.. rows.Select(r => (r.Classification, r.Caveats)), .. before is { } decided ? [(decided.Classification, decided.Caveats)] : Array.Empty<(int, long)>()];
+        var (classification, caveats) = markings.Figures(from);
+        return (new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, observed, threshold, classification, caveats, items), Audits.CountMarkings(from));
     }
 
     /// <summary>P(X ≥ k) for X ~ Poisson(λ), summed in log space.</summary>

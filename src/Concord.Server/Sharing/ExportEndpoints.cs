@@ -77,13 +77,12 @@ internal static class ExportEndpoints
         await audit.RecordReadAsync(viewer, "report", [.. rows.Select(r => (r.Id, r.Classification, r.Caveats))], context.Request.Path + context.Request.QueryString,
             time.GetUtcNow().UtcDateTime, context.RequestAborted);
 
-        var highest = rows.Count == 0 ? 0 : rows.Max(r => r.Classification);
-        var caveats = rows.Aggregate(0L, (bits, r) => bits | r.Caveats);
+        var (highest, caveats) = markings.Figures(rows.Select(r => (r.Classification, r.Caveats)));
         context.Response.ContentType = "text/csv; charset=utf-8";
         context.Response.Headers.ContentDisposition = $"attachment; filename=\"concord-reports-{audience.ToString().ToLowerInvariant()}.csv\"";
-        context.Response.Headers["X-Concord-Classification"] = markings.Scheme.Label(highest);
+        context.Response.Headers["X-Concord-Classification"] = highest;
         // Every caveat a row of the file carries (each row's own marking is in its marking column).
-        context.Response.Headers["X-Concord-Caveats"] = string.Join(", ", markings.Caveats.CodesOf(caveats));
+        context.Response.Headers["X-Concord-Caveats"] = string.Join(", ", caveats);
         context.Response.Headers["X-Concord-Audience"] = audience.ToString().ToLowerInvariant();
         context.Response.Headers["X-Concord-Truncated"] = truncated ? "true" : "false";
         // UTF-8 with its byte order mark and CRLF line ends (RFC 4180): spreadsheet software opening the file otherwise
@@ -138,7 +137,8 @@ internal static class ExportEndpoints
         var levels = await reports.VisibleTo(viewer).GroupBy(r => new { r.Classification, r.Caveats })
             .Select(g => new { g.Key.Classification, g.Key.Caveats, Count = g.LongCount() }).ToListAsync(context.RequestAborted);
         await audit.RecordAggregateAsync(viewer, "report", levels.Select(l => (l.Classification, l.Caveats, l.Count)), context, time.GetUtcNow().UtcDateTime);
-        return TypedResults.Ok(new CountDto(levels.Sum(l => l.Count), Highest(markings, levels.Select(l => l.Classification)), All(markings, levels.Select(l => l.Caveats))));
+        var (classification, caveats) = markings.Figures(levels.Select(l => (l.Classification, l.Caveats)));
+        return TypedResults.Ok(new CountDto(levels.Sum(l => l.Count), classification, caveats));
     }
 
     private static async Task<Results<Ok<CategoryCountsDto>, ProblemHttpResult>> ByCategory(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory,
@@ -159,16 +159,11 @@ internal static class ExportEndpoints
             .GroupBy(r => new { r.Category, r.Classification, r.Caveats }).Select(g => new { g.Key.Category, g.Key.Classification, g.Key.Caveats, Count = g.LongCount() })
             .ToListAsync(context.RequestAborted);
         await audit.RecordAggregateAsync(viewer, "report", groups.Select(g => (g.Classification, g.Caveats, g.Count)), context, time.GetUtcNow().UtcDateTime);
-        return TypedResults.Ok(new CategoryCountsDto(Highest(markings, groups.Select(g => g.Classification)), All(markings, groups.Select(g => g.Caveats)),
+        var (classification, caveats) = markings.Figures(groups.Select(g => (g.Classification, g.Caveats)));
+        return TypedResults.Ok(new CategoryCountsDto(classification, caveats,
             groups.GroupBy(g => g.Category, StringComparer.Ordinal).Select(g => new CategoryCount(g.Key, g.Sum(c => c.Count)))
                 .OrderByDescending(c => c.Count).ThenBy(c => c.Category, StringComparer.Ordinal).ToList()));
     }
-
-    /// <summary>The label of the highest of <paramref name="levels"/> (the lowest level when there is none).</summary>
-    private static string Highest(MarkingFormat markings, IEnumerable<int> levels) => markings.Scheme.Label(levels.DefaultIfEmpty(0).Max());
-
-    /// <summary>The codes of every caveat in <paramref name="bits"/>.</summary>
-    private static IReadOnlyList<string> All(MarkingFormat markings, IEnumerable<long> bits) => markings.Caveats.CodesOf(bits.Aggregate(0L, (all, b) => all | b));
 
     /// <summary>
     /// A CSV text field. Text a spreadsheet would take for a formula (starting with =, +, -, @, a tab or a carriage return)

@@ -151,19 +151,20 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 return;
             }
 
-            if (known?.Latest is { } replaced)
+            if (known?.Latest is not null)
             {
-                _itemBytes -= replaced.Length;
-                _itemsSent[e.Uid] = known = known with { Latest = null };
+                // Its room given back first, so that making room below does not count it twice.
+                var without = known with { Latest = null };
+                Replace(e.Uid, known, without);
+                known = without;
             }
 
             // A version sent to named devices only is for them: a device connecting later is sent none of the item.
             var latest = ForEveryone(e.Detail) && sent.Xml is var xml && Room(xml.Length, now) ? xml : null;
-            _itemBytes += latest?.Length ?? 0;
             // The markings it went out under, the latest last: a device holds the latest version its member could read.
-            _itemsSent[e.Uid] = known is { Deleted: false }
+            Replace(e.Uid, known, known is { Deleted: false }
                 ? known with { Markings = WithLatest(known.Markings, marking), At = now, Latest = latest, Time = e.Time.UtcTicks, Stale = e.Stale.UtcTicks, From = from }
-                : new RelayedItem([marking], now, sender, latest, e.Time.UtcTicks, e.Stale.UtcTicks, from);
+                : new RelayedItem([marking], now, sender, latest, e.Time.UtcTicks, e.Stale.UtcTicks, from));
         }
     }
 
@@ -186,10 +187,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         _itemBytesFreedAt = now;
         foreach (var (uid, entry) in _itemsSent)
         {
-            if (entry.Latest is { } stale && entry.Stale <= now)
+            if (entry.Latest is not null && entry.Stale <= now)
             {
-                _itemBytes -= stale.Length;
-                _itemsSent[uid] = entry with { Latest = null };
+                Replace(uid, entry, entry with { Latest = null });
             }
         }
 
@@ -198,8 +198,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         {
             foreach (var (uid, entry) in _itemsSent.Where(e => e.Value.Latest is not null).OrderBy(e => e.Value.At).ToList())
             {
-                _itemBytes -= entry.Latest!.Length;
-                _itemsSent[uid] = entry with { Latest = null };
+                Replace(uid, entry, entry with { Latest = null });
                 if (_itemBytes + bytes <= Target)
                 {
                     break;
@@ -220,12 +219,18 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         {
             if (_itemsSent.TryGetValue(uid, out var known))
             {
-                _itemBytes -= known.Latest?.Length ?? 0;
                 // Kept as deleted, since when (until pruned as any other), for an opening picture that sent it meanwhile
                 // (CurrentItem) and for devices that were away (ItemsGoneSince).
-                _itemsSent[uid] = known with { Latest = null, Deleted = true, At = time.GetUtcNow().UtcTicks };
+                Replace(uid, known, known with { Latest = null, Deleted = true, At = time.GetUtcNow().UtcTicks });
             }
         }
+    }
+
+    /// <summary>Puts <paramref name="entry"/> in place of <paramref name="known"/> (none before it: null), counting the room their latest versions take. Under _itemsGate.</summary>
+    private void Replace(string uid, RelayedItem? known, RelayedItem entry)
+    {
+        _itemBytes += (entry.Latest?.Length ?? 0) - (known?.Latest?.Length ?? 0);
+        _itemsSent[uid] = entry;
     }
 
     private void RemoveItem(string uid, RelayedItem entry)
@@ -271,10 +276,13 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // A version since that went to named devices only (or found no room in memory) leaves the device with the one it
         // has, as it leaves the devices connected then.
         var marking = entry.Markings[^1];
-        return entry.Deleted || !Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, viewer)
-            ? (new Outbound(CotControl.CreateDelete(uid, now), droppable: false) { Uid = uid }, null)
+        return entry.Deleted || !marking.ReadableBy(viewer)
+            ? (ItemDeletion(uid, now), null)
             : null;
     }
+
+    /// <summary>A deletion of an item for a device that may hold it (the latest event of the item's uid in its queue).</summary>
+    public static Outbound ItemDeletion(string uid, DateTimeOffset at) => new(CotControl.CreateDelete(uid, at), droppable: false) { Uid = uid };
 
     /// <summary>An item's latest version as it went out, sent again (parsed again only for a device speaking protobuf).</summary>
     public static Outbound ItemOutbound(string uid, byte[] xml) =>
@@ -282,7 +290,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     private static byte[]? CurrentFor(RelayedItem entry, Viewer viewer, string device, DateTimeOffset now) =>
         entry is { Deleted: false, Latest: { } latest } && entry.From != device && entry.Stale > now.UtcTicks
-            && entry.Markings[^1] is var marking && Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, viewer)
+            && entry.Markings[^1] is var marking && marking.ReadableBy(viewer)
             ? latest
             : null;
 
@@ -293,8 +301,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// </summary>
     public List<string> ItemsNoLongerReadable(Viewer viewer, Viewer? now, int limit) =>
         [.. _itemsSent.Where(e => !e.Value.Deleted && e.Value.Sender != viewer.MemberId
-                && e.Value.Markings.LastOrDefault(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer)) is { } held
-                && (now is null || !Marking.AllowsRead(held.Classification, held.ReleasableTo, held.Caveats, now)))
+                && e.Value.Markings.LastOrDefault(m => m.ReadableBy(viewer)) is { } held
+                && (now is null || !held.ReadableBy(now)))
             .OrderByDescending(e => e.Value.At).Take(limit).Select(e => e.Key)];
 
     /// <summary>
@@ -309,7 +317,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     {
         var deleted = began is { } since
             ? _itemsSent.Where(e => e.Value.Deleted && e.Value.At >= since.UtcTicks
-                    && e.Value.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, before) || Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, now)))
+                    && e.Value.Markings.Any(m => m.ReadableBy(before) || m.ReadableBy(now)))
                 .OrderByDescending(e => e.Value.At).Take(limit).Select(e => e.Key).ToList()
             : [];
         return narrowed ? [.. deleted, .. ItemsNoLongerReadable(before, now, limit - deleted.Count)] : deleted;
@@ -383,14 +391,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     /// <summary>Whether a device of <paramref name="viewer"/> may have been sent the incident (under a marking they may read).</summary>
     public bool MayHave(Guid incidentId, Viewer viewer) =>
-        _incidentsSent.TryGetValue(incidentId, out var sent) && sent.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer));
+        _incidentsSent.TryGetValue(incidentId, out var sent) && sent.Markings.Any(m => m.ReadableBy(viewer));
 
     /// <summary>
     /// The incidents a device of <paramref name="viewer"/> may have been sent, the <paramref name="limit"/> sent most
     /// recently (a scan, for the rare moment a member's access changes).
     /// </summary>
     public List<Guid> MayHaveLatest(Viewer viewer, int limit) =>
-        [.. _incidentsSent.Where(e => e.Value.Markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, viewer)))
+        [.. _incidentsSent.Where(e => e.Value.Markings.Any(m => m.ReadableBy(viewer)))
             .OrderByDescending(e => e.Value.At).Take(limit).Select(e => e.Key)];
 
     /// <summary>Whether some device may have been sent the incident, under any marking.</summary>
@@ -431,7 +439,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         var sent = 0;
         foreach (var session in _sessions)
         {
-            if ((markings.Any(m => Marking.AllowsRead(m.Classification, m.ReleasableTo, m.Caveats, session.Viewer)) || held?.Invoke(session.Viewer) == true)
+            if ((markings.Any(m => m.ReadableBy(session.Viewer)) || held?.Invoke(session.Viewer) == true)
                 && session.Send(delete))
             {
                 // A session still sending its opening picture reconciles this incident at its end (TakServer).
@@ -790,7 +798,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             var addressed = destinations.Count > 0
                 ? destinations.Any(d => (d.Uid is { Length: > 0 } uid && uid == session.DeviceUid) || (d.Callsign is { Length: > 0 } callsign && callsign == session.Callsign))
                 : session.DeviceUid is { } deviceUid && group.Contains(deviceUid);
-            if (session != from && addressed && Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, session.Viewer) && session.Send(item))
+            if (session != from && addressed && marking.ReadableBy(session.Viewer) && session.Send(item))
             {
                 sent++;
             }
@@ -1108,7 +1116,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         var sent = 0;
         foreach (var session in _sessions)
         {
-            if (session != except && Marking.AllowsRead(marking.Classification, marking.ReleasableTo, marking.Caveats, session.Viewer)
+            if (session != except && marking.ReadableBy(session.Viewer)
                 && session.Send(item, ring: deliveries is null))
             {
                 deliveries?.Add(session);

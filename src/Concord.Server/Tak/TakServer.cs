@@ -909,7 +909,7 @@ internal sealed class TakServer(
 
         foreach (var uid in items)
         {
-            await session.SendWaitingAsync(new Outbound(CotControl.CreateDelete(uid, now), droppable: false) { Uid = uid });
+            await session.SendWaitingAsync(TakRouter.ItemDeletion(uid, now));
         }
 
         logger.LogInformation("TAK device of {User} ({Remote}) told to remove {Deleted} incidents deleted, {Narrowed} no longer shown to it and {Items} items deleted or no longer shown since it last connected",

@@ -864,4 +864,8 @@ internal sealed class TakSession : IAsyncDisposable
 }
 
 /// <summary>The marking a device's records get, as stored columns and as the label sent in CoT.</summary>
-internal sealed record MarkingDefault(int Classification, string ReleasableTo, long Caveats, string Label);
+internal sealed record MarkingDefault(int Classification, string ReleasableTo, long Caveats, string Label)
+{
+    /// <summary>Whether <paramref name="viewer"/> may read what goes out under this marking.</summary>
+    public bool ReadableBy(Access.Viewer viewer) => Access.Marking.AllowsRead(Classification, ReleasableTo, Caveats, viewer);
+}
