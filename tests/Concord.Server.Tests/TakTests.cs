@@ -947,32 +947,18 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await using var witness = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
         var certificate = await server.IssueDeviceAsync(members[1]);
         var (marker, cleared, standing, unseen) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
-        string Drawing(string uid) => $"<event version='2.0' uid='{uid}' type='u-d-f' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-e'>" +
-            "<point lat='6.12' lon='20.62' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail/></event>";
-        string Deletion(string uid) => $"<event version='2.0' uid='{Guid.NewGuid()}' type='t-x-d-d' time='{Now()}' start='{Now()}' stale='{Now(60)}' how='h-g-i-g-o'>" +
-            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{uid}' relation='none' type='u-d-f'/><__forcedelete/></detail></event>";
         // Deleted before the device ever connected: it never had it, and is not told of it.
         async Task DeleteAsync(string uid)
         {
-            await sender.SendAsync(Deletion(uid));
+            await sender.SendAsync(DrawingDeletion(uid));
             Assert.NotNull(await witness.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == uid)));
         }
 
         await sender.SendAsync(Drawing(unseen));
         await DeleteAsync(unseen);
-        await using (var device = await server.ConnectTakAsync(certificate))
-        {
-            await sender.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
-                "<point lat='6.11' lon='20.61' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/></detail></event>");
-            await sender.SendAsync(Drawing(cleared));
-            await sender.SendAsync(Drawing(standing));
-            var pending = new HashSet<string>([marker, cleared, standing]);
-            Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid) && pending.Count == 0));
-            await RecordedAccessAsync(certificate);
-        }
+        await HeldThenSwitchedOffAsync(sender, certificate, members[1], marker, cleared, standing);
 
-        // Switched off; meanwhile the roadblock drawing is cleared and the member's clearance lowered.
-        await SwitchedOffAsync(members[1]);
+        // Meanwhile the roadblock drawing is cleared and the member's clearance lowered.
         await DeleteAsync(cleared);
         var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{members[1]}", new { clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
@@ -1489,35 +1475,20 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         // Field data goes to every military organisation; hostile markers stay within the battalion, CONFIDENTIAL.
         var (_, members) = await HostileConfidentialBattalionAsync("kind:military");
         await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
-        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[1]));
+        var watching = await server.IssueDeviceAsync(members[1]);
+        await using var watcher = await server.ConnectTakAsync(watching);
+        // Its opening picture over before anything is sent: it reads nothing from the server's memory.
+        await RecordedAccessAsync(watching);
         var (marker, drawing, deleted, addressed) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
-        string Drawing(string uid, string detail = "") => $"<event version='2.0' uid='{uid}' type='u-d-f' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-e'>" +
-            $"<point lat='6.12' lon='20.62' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>{detail}</detail></event>";
-        await sender.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
-            "<point lat='6.11' lon='20.61' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/><remarks>first sighting</remarks></detail></event>");
-        await sender.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now(1)}' start='{Now(1)}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
-            "<point lat='6.11' lon='20.61' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/><remarks>about twenty armed men</remarks></detail></event>");
+        await sender.SendAsync(Ambush(marker, "first sighting"));
+        await sender.SendAsync(Ambush(marker, "about twenty armed men", Now(1)));
         await sender.SendAsync(Drawing(deleted));
-        await sender.SendAsync($"<event version='2.0' uid='{Guid.NewGuid()}' type='t-x-d-d' time='{Now()}' start='{Now()}' stale='{Now(60)}' how='h-g-i-g-o'>" +
-            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{deleted}' relation='none' type='u-d-f'/><__forcedelete/></detail></event>");
+        await sender.SendAsync(DrawingDeletion(deleted));
         // Drawn for one named device only: nobody else is sent it, then or later.
         await sender.SendAsync(Drawing(addressed, "<marti><dest callsign='NOBODY HERE'/></marti>"));
         await sender.SendAsync(Drawing(drawing));
         Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == marker && e.Detail.Remarks == "about twenty armed men"));
         Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == drawing));
-
-        // Everything a device connecting now is sent, until it falls quiet.
-        async Task<List<CotEvent>> PictureAsync(string user)
-        {
-            await using var late = await server.ConnectTakAsync(await server.IssueDeviceAsync(user));
-            var events = new List<CotEvent>();
-            while (await late.WaitForAsync(_ => true, TimeSpan.FromSeconds(2)) is { } e)
-            {
-                events.Add(e);
-            }
-
-            return events;
-        }
 
         // The watcher's member on another device: the marker as last edited and the drawing, marked as they went out; not
         // the deleted drawing nor the one for a named device.
@@ -1544,6 +1515,136 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Contains(marker, read.Detail, StringComparison.Ordinal);
         Assert.Contains("tak:opening", read.Detail, StringComparison.Ordinal);
         Assert.DoesNotContain(drawing, read.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Markers_and_drawings_outlive_a_restart_for_devices_connecting_after_it_and_for_devices_to_be_told_to_remove()
+    {
+        // Field data goes to every military organisation; hostile markers stay within the battalion, CONFIDENTIAL.
+        var (_, members) = await HostileConfidentialBattalionAsync("kind:military");
+        var certificate = await server.IssueDeviceAsync(members[1]);
+        var (marker, standing, cleared) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        await using (var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0])))
+        await using (var witness = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0])))
+        {
+            await HeldThenSwitchedOffAsync(sender, certificate, members[1], marker, standing, cleared);
+
+            // Meanwhile one drawing is cleared.
+            await sender.SendAsync(DrawingDeletion(cleared));
+            Assert.NotNull(await witness.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == cleared)));
+        }
+
+        // A stored item that cannot be read (written by hand, damaged) costs only itself, and is let go.
+        var member = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == members[0]).Select(m => m.Id).SingleAsync());
+        var damaged = Guid.NewGuid().ToString();
+        await server.WithDbAsync(db =>
+        {
+            db.TakItems.Add(new TakItem
+            {
+                Uid = damaged,
+                Markings = "[{",
+                RelayedAt = DateTime.UtcNow,
+                SenderId = member,
+                Latest = [1, 2, 3],
+                EventTime = DateTime.UtcNow,
+                StaleAt = DateTime.UtcNow.AddHours(1),
+                FromCertificate = "",
+                Deleted = false,
+            });
+            return db.SaveChangesAsync();
+        });
+
+        // The server stops (writing what it remembers) and starts again: its memory is read back from the store.
+        await server.RestartAsync();
+
+        // Devices connecting after the restart are sent what their members may see, as it last went out.
+        var colleague = await PictureAsync(members[1]);
+        var sent = Assert.Single(colleague, e => e.Uid == marker);
+        Assert.Equal("about twenty armed men", sent.Detail.Remarks);
+        Assert.StartsWith("CONFIDENTIAL", sent.Access, StringComparison.Ordinal);
+        Assert.Single(colleague, e => e.Uid == standing);
+        Assert.DoesNotContain(colleague, e => e.Uid == cleared);
+        var rwabatt = await PictureAsync("rwabatt");
+        Assert.Contains(rwabatt, e => e.Uid == standing);
+        Assert.DoesNotContain(rwabatt, e => e.Uid == marker || e.Uid == cleared);
+
+        // The device that was away, its member's clearance lowered since: told to remove the drawing cleared before the
+        // restart and the CONFIDENTIAL marker, then sent the standing drawing again.
+        var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{members[1]}", new { clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
+        await using var again = await server.ConnectTakAsync(certificate);
+        var withdrawals = await WithdrawalsBeforeAsync(again, standing);
+        Assert.Contains(cleared, withdrawals);
+        Assert.Contains(marker, withdrawals);
+        Assert.DoesNotContain(standing, withdrawals);
+
+        // The drawing is still the battalion's: another organisation's device re-sending it under its uid is refused (its
+        // own other device gets the probe sent after, not the drawing).
+        await using var other = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
+        await using var otherTablet = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
+        Assert.NotNull(await otherTablet.WaitForAsync(e => e.Uid == standing));
+        var probe = Guid.NewGuid().ToString();
+        await other.SendAsync(Drawing(standing));
+        await other.SendAsync(Drawing(probe));
+        Assert.Equal(probe, (await otherTablet.WaitForAsync(e => e.Uid == standing || e.Uid == probe))?.Uid);
+        for (var i = 0; i < 50 && await server.WithDbAsync(db => db.TakItems.AnyAsync(t => t.Uid == damaged)); i++)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.False(await server.WithDbAsync(db => db.TakItems.AnyAsync(t => t.Uid == damaged)));
+    }
+
+    /// <summary>A hostile marker (an ambush) with <paramref name="remarks"/>, sent at <paramref name="time"/> (now).</summary>
+    private static string Ambush(string uid, string remarks, string? time = null) =>
+        $"<event version='2.0' uid='{uid}' type='a-h-G' time='{time ?? Now()}' start='{time ?? Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+        $"<point lat='6.11' lon='20.61' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/><remarks>{remarks}</remarks></detail></event>";
+
+    /// <summary>A freehand drawing, sent now, with <paramref name="detail"/>.</summary>
+    private static string Drawing(string uid, string detail = "") =>
+        $"<event version='2.0' uid='{uid}' type='u-d-f' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-e'>" +
+        $"<point lat='6.12' lon='20.62' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>{detail}</detail></event>";
+
+    /// <summary>A deletion of the drawing <paramref name="uid"/>, as ATAK sends one.</summary>
+    private static string DrawingDeletion(string uid) =>
+        $"<event version='2.0' uid='{Guid.NewGuid()}' type='t-x-d-d' time='{Now()}' start='{Now()}' stale='{Now(60)}' how='h-g-i-g-o'>" +
+        $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{uid}' relation='none' type='u-d-f'/><__forcedelete/></detail></event>";
+
+    /// <summary>
+    /// <paramref name="sender"/> places an ambush marker and <paramref name="drawings"/> while a device of
+    /// <paramref name="user"/> with <paramref name="certificate"/> is connected; once it holds them and its access is
+    /// recorded, it is switched off.
+    /// </summary>
+    private async Task HeldThenSwitchedOffAsync(TakClient sender, System.Security.Cryptography.X509Certificates.X509Certificate2 certificate, string user, string marker,
+        params string[] drawings)
+    {
+        await using (var device = await server.ConnectTakAsync(certificate))
+        {
+            await sender.SendAsync(Ambush(marker, "about twenty armed men"));
+            foreach (var drawing in drawings)
+            {
+                await sender.SendAsync(Drawing(drawing));
+            }
+
+            var pending = new HashSet<string>([marker, .. drawings]);
+            Assert.NotNull(await device.WaitForAsync(e => pending.Remove(e.Uid) && pending.Count == 0));
+            await RecordedAccessAsync(certificate);
+        }
+
+        await SwitchedOffAsync(user);
+    }
+
+    /// <summary>Everything a device of <paramref name="user"/> connecting now is sent, until it falls quiet.</summary>
+    private async Task<List<CotEvent>> PictureAsync(string user)
+    {
+        await using var late = await server.ConnectTakAsync(await server.IssueDeviceAsync(user));
+        var events = new List<CotEvent>();
+        while (await late.WaitForAsync(_ => true, TimeSpan.FromSeconds(2)) is { } e)
+        {
+            events.Add(e);
+        }
+
+        return events;
     }
 
     [Fact]
@@ -1995,6 +2096,8 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         // The router's memory of who sent what is gone; the store still knows the marker is the force's.
         await server.RestartAsync();
         await using var watching = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        // Its opening picture holds the marker as the force placed it (the router's memory of items is kept across restarts).
+        Assert.Equal(6.02, (await watching.WaitForAsync(e => e.Uid == marker))?.Point.Lat);
         await using var police = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol"));
         await using var policeColleague = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol2"));
         var probe = Guid.NewGuid().ToString();

@@ -60,6 +60,8 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
 
     public DbSet<Track> Tracks => Set<Track>();
 
+    public DbSet<TakItem> TakItems => Set<TakItem>();
+
     public DbSet<ChatMessage> Messages => Set<ChatMessage>();
 
     public DbSet<Coordination.CoordinationTask> Tasks => Set<Coordination.CoordinationTask>();
@@ -239,6 +241,11 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
         modelBuilder.Entity<Track>(e =>
         {
             e.ToTable("tracks");
+            e.HasKey(t => t.Uid);
+        });
+        modelBuilder.Entity<TakItem>(e =>
+        {
+            e.ToTable("tak_items");
             e.HasKey(t => t.Uid);
         });
         modelBuilder.Entity<ChatMessage>().ToTable("messages");

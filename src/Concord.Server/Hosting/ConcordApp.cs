@@ -66,6 +66,9 @@ internal static class ConcordApp
         builder.Services.AddSingleton<TakRouter>();
         builder.Services.AddSingleton<TrackStore>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TrackStore>());
+        // Before the TAK server: stopped after it, so the items its last moments changed are written.
+        builder.Services.AddSingleton<TakItemStore>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<TakItemStore>());
         builder.Services.AddSingleton<TakServer>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TakServer>());
         builder.Services.AddHostedService<IncidentFeed>();

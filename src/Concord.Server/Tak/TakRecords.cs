@@ -123,6 +123,36 @@ internal sealed class ChatMessage : MarkedRecord
 
 }
 
+/// <summary>
+/// A marker, drawing, route or alert relayed to devices, as the TAK router remembers it (see <see cref="TakRouter"/>),
+/// stored so that a restart keeps what devices connecting later are sent and what devices are told to remove.
+/// </summary>
+internal sealed class TakItem
+{
+    public required string Uid { get; init; }
+
+    /// <summary>The markings its versions went out under, the latest version's last, as JSON.</summary>
+    public required string Markings { get; set; }
+
+    /// <summary>When it was last relayed, or deleted.</summary>
+    public required DateTime RelayedAt { get; set; }
+
+    /// <summary>The member whose device sent it first.</summary>
+    public required Guid SenderId { get; set; }
+
+    /// <summary>Its latest version as it went out (null: that version went to named devices only, or found no room).</summary>
+    public byte[]? Latest { get; set; }
+
+    public required DateTime EventTime { get; set; }
+
+    public required DateTime StaleAt { get; set; }
+
+    /// <summary>The thumbprint of the certificate of the device that sent its latest version.</summary>
+    public required string FromCertificate { get; set; }
+
+    public required bool Deleted { get; set; }
+}
+
 /// <summary>The member's device certificates, as a whole.</summary>
 internal static class DeviceCertificates
 {

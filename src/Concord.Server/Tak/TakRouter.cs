@@ -86,7 +86,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// <see cref="MaxRememberedItemBytes"/>), its time and stale time, and the certificate of the device that sent it.
     /// <paramref name="Deleted"/>: a deletion of it was routed since to every device that may see it.
     /// </summary>
-    private sealed record RelayedItem(MarkingDefault[] Markings, long At, Guid Sender, byte[]? Latest, long Time, long Stale, string From, bool Deleted = false);
+    internal sealed record RelayedItem(MarkingDefault[] Markings, long At, Guid Sender, byte[]? Latest, long Time, long Stale, string From, bool Deleted = false);
+
+    // The uids whose item changed (or was forgotten) since the store last wrote them (see TakItemStore).
+    private readonly ConcurrentDictionary<string, byte> _itemsChanged = new(StringComparer.Ordinal);
 
     // The callsigns of devices whose session ended, with their member and device uid (under _attaching): see Claim.
     private readonly Dictionary<string, (Guid Member, string Device)> _droppedCallsigns = new(StringComparer.Ordinal);
@@ -143,11 +146,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             {
                 // Two devices of one organisation editing an item at once may be routed out of order: the newer version
                 // stays, and its marking stays the last (devices may still hold the older under its own).
-                _itemsSent[e.Uid] = known with
+                Replace(e.Uid, known, known with
                 {
                     Markings = Same(known.Markings[^1], marking) ? known.Markings : [.. known.Markings[..^1].Where(k => !Same(k, marking)), marking, known.Markings[^1]],
                     At = now,
-                };
+                });
                 return;
             }
 
@@ -231,6 +234,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     {
         _itemBytes += (entry.Latest?.Length ?? 0) - (known?.Latest?.Length ?? 0);
         _itemsSent[uid] = entry;
+        _itemsChanged[uid] = 0;
     }
 
     private void RemoveItem(string uid, RelayedItem entry)
@@ -238,6 +242,72 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         if (_itemsSent.TryRemove(KeyValuePair.Create(uid, entry)))
         {
             _itemBytes -= entry.Latest?.Length ?? 0;
+            _itemsChanged[uid] = 0;
+        }
+    }
+
+    /// <summary>
+    /// The items changed or forgotten (null) since this was last called, as they are now, for the store to write. Read
+    /// without the gate: an item changed again meanwhile is given again by the next call.
+    /// </summary>
+    internal List<(string Uid, RelayedItem? Item)> TakeChangedItems()
+    {
+        var changed = new List<(string, RelayedItem?)>();
+        foreach (var uid in _itemsChanged.Keys)
+        {
+            if (_itemsChanged.TryRemove(uid, out _))
+            {
+                changed.Add((uid, _itemsSent.TryGetValue(uid, out var item) ? item : null));
+            }
+        }
+
+        return changed;
+    }
+
+    /// <summary>Gives <paramref name="uids"/> to the next <see cref="TakeChangedItems"/> again (writing them failed).</summary>
+    internal void ItemsNotStored(IEnumerable<string> uids)
+    {
+        foreach (var uid in uids)
+        {
+            _itemsChanged[uid] = 0;
+        }
+    }
+
+    /// <summary>
+    /// Takes the items stored before a restart into memory (before any device connects), the
+    /// <see cref="MaxRememberedItems"/> relayed most recently; the latest versions of those not stale, relayed most
+    /// recently first, while they fit in <see cref="MaxRememberedItemBytes"/>. What is left out is forgotten in the store too.
+    /// The replay check learns each item's latest time and owner (its first sender and their organisation), as it knew
+    /// them: an older version replayed after the restart is dropped, and a drawing stays its organisation's.
+    /// </summary>
+    internal void LoadItems(IEnumerable<(string Uid, RelayedItem Item, Guid SenderOrganization)> stored)
+    {
+        var now = time.GetUtcNow().UtcTicks;
+        lock (_itemsGate)
+        {
+            var kept = 0;
+            foreach (var (uid, item, organization) in stored.OrderByDescending(s => s.Item.At))
+            {
+                if (kept++ >= MaxRememberedItems)
+                {
+                    _itemsChanged[uid] = 0;
+                    continue;
+                }
+
+                var fits = item.Latest is { } latest && item.Stale > now && _itemBytes + latest.Length <= MaxRememberedItemBytes;
+                var entry = fits ? item : item with { Latest = null };
+                if (entry.Latest is null && item.Latest is not null)
+                {
+                    _itemsChanged[uid] = 0;
+                }
+
+                _itemBytes += entry.Latest?.Length ?? 0;
+                _itemsSent[uid] = entry;
+                if (_latest.TryAdd(uid, new Latest(item.Time, item.Sender, organization, item: true)))
+                {
+                    Interlocked.Increment(ref _latestCount);
+                }
+            }
         }
     }
 

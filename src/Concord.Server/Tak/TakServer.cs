@@ -75,7 +75,7 @@ internal sealed record TakOptions
 /// bound to one named member. Each connection becomes a <see cref="TakSession"/> for the member its certificate maps to.
 /// </summary>
 internal sealed class TakServer(
-    TakOptions options, TakCertificates certificates, TakRouter router, TrackStore tracks, ViewerDirectory viewers,
+    TakOptions options, TakCertificates certificates, TakRouter router, TrackStore tracks, TakItemStore items, ViewerDirectory viewers,
     DeviceMarkings deviceMarkings, MarkingFormat markings, Audit.AuditWriter audit, IServiceScopeFactory scopes, TimeProvider time, ILogger<TakServer> logger) : BackgroundService
 {
     private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -99,6 +99,7 @@ internal sealed class TakServer(
         try
         {
             await tracks.LoadAsync(stoppingToken);
+            await items.LoadAsync(stoppingToken);
             if (options.TlsPort is { } tlsPort)
             {
                 _ = certificates.Server;
