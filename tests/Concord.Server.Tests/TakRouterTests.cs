@@ -143,6 +143,55 @@ public sealed class TakRouterTests
     }
 
     [Fact]
+    public void Items_read_back_after_a_restart_keep_the_memorys_bounds_and_the_store_lets_go_of_what_they_leave_out()
+    {
+        var (clock, router) = ItemRouter();
+        var now = clock.GetUtcNow();
+        var sender = Guid.NewGuid();
+        var version = new byte[1024 * 1024];
+        // One more item than memory holds, relayed a millisecond apart (item-0 last); the 70 relayed last with a version of
+        // 1 MiB each (more than the 64 MiB kept), and one of them stale.
+        var stored = Enumerable.Range(0, TakRouter.MaxRememberedItems + 1).Select(i => ($"item-{i}",
+                new TakRouter.RelayedItem([Open], (now - TimeSpan.FromMilliseconds(i)).UtcTicks, sender, i < 70 ? version : null, now.UtcTicks,
+                    (i == 3 ? now.AddMinutes(-1) : now.AddHours(1)).UtcTicks, "device"),
+                Guid.NewGuid()))
+            .Reverse();
+        router.LoadItems(stored);
+
+        // What the store is to be told: the item relayed longest ago is forgotten; versions beyond the budget (those
+        // relayed longest ago) and the stale one's are let go. Nothing else changed.
+        var changed = router.TakeChangedItems().ToDictionary(c => c.Uid, c => c.Item);
+        Assert.Null(changed[$"item-{TakRouter.MaxRememberedItems}"]);
+        Assert.Null(changed["item-3"]!.Latest);
+        Assert.Equal(Enumerable.Range(65, 5).Select(i => $"item-{i}").Append("item-3").Append($"item-{TakRouter.MaxRememberedItems}").Order(StringComparer.Ordinal),
+            changed.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(64L * version.Length, router.RememberedItemBytes);
+        var current = router.CurrentItemsFor(Viewers.OfForce("watcher", 0), "other", clock.GetUtcNow(), int.MaxValue).Select(c => c.Uid).ToHashSet();
+        Assert.Equal(64, current.Count);
+        Assert.Contains("item-64", current);
+        Assert.DoesNotContain("item-3", current);
+        Assert.Empty(router.TakeChangedItems());
+    }
+
+    [Fact]
+    public void An_item_sent_again_after_its_deletion_stays_its_first_senders()
+    {
+        // A team member deletes a drawing and a teammate's device shares it again (devices keep deleted items archived): it
+        // is still the first sender's, as the replay check holds, and so it is stored and read back after a restart.
+        var (clock, router) = ItemRouter();
+        var (first, teammate) = (Guid.NewGuid(), Guid.NewGuid());
+        Relay(router, Item("drawing", clock.GetUtcNow()), Open, first);
+        router.ItemDeleted("drawing");
+        clock.Advance(TimeSpan.FromSeconds(5));
+        Relay(router, Item("drawing", clock.GetUtcNow()), Open, teammate, "teammate-device");
+
+        var (_, item) = Assert.Single(router.TakeChangedItems());
+        Assert.Equal(first, item!.Sender);
+        Assert.False(item.Deleted);
+        Assert.Equal("teammate-device", item.From);
+    }
+
+    [Fact]
     public void An_older_version_routed_late_leaves_the_newer_one_with_its_own_marking()
     {
         // A teammate re-types a marker hostile (CONFIDENTIAL) while another's older edit (UNCLASSIFIED) is still on its way:

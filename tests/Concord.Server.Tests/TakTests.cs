@@ -1634,6 +1634,9 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await SwitchedOffAsync(user);
     }
 
+    /// <summary>Empties the router's stored memory of relayed items (for a restart as from a store that kept none).</summary>
+    private static Task ForgetTakItems(Concord.Server.Data.ConcordDb db) => db.TakItems.ExecuteDeleteAsync();
+
     /// <summary>Everything a device of <paramref name="user"/> connecting now is sent, until it falls quiet.</summary>
     private async Task<List<CotEvent>> PictureAsync(string user)
     {
@@ -2051,8 +2054,9 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             }
         }
 
-        // The router's memory of who sent what is gone; the store still knows.
-        await server.RestartAsync();
+        // The router's memory of who sent what is gone (its stored items emptied, as in a store from before they were
+        // kept); the store's reports still know.
+        await server.RestartAsync(ForgetTakItems);
         await using var watching = await server.ConnectTakAsync(await server.IssueDeviceAsync(watcher));
         await using var other = await server.ConnectTakAsync(await server.IssueDeviceAsync(intruder));
         await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(owner));
@@ -2093,11 +2097,10 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             }
         }
 
-        // The router's memory of who sent what is gone; the store still knows the marker is the force's.
-        await server.RestartAsync();
+        // The router's memory of who sent what is gone (its stored items emptied, as in a store from before they were
+        // kept); the store's reports still know the marker is the force's.
+        await server.RestartAsync(ForgetTakItems);
         await using var watching = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
-        // Its opening picture holds the marker as the force placed it (the router's memory of items is kept across restarts).
-        Assert.Equal(6.02, (await watching.WaitForAsync(e => e.Uid == marker))?.Point.Lat);
         await using var police = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol"));
         await using var policeColleague = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol2"));
         var probe = Guid.NewGuid().ToString();

@@ -140,10 +140,22 @@ public abstract class TestServer : IAsyncLifetime
         await StartAppAsync(seed: true);
     }
 
-    /// <summary>Stops the server and starts a new one on the same store, as an operator's restart does (the ports change).</summary>
-    public async Task RestartAsync()
+    /// <summary>
+    /// Stops the server and starts a new one on the same store, as an operator's restart does (the ports change);
+    /// <paramref name="whileStopped"/> changes the store in between.
+    /// </summary>
+    internal async Task RestartAsync(Func<ConcordDb, Task>? whileStopped = null)
     {
         await _app!.StopAsync();
+        if (whileStopped is not null)
+        {
+            await WithDbAsync(async db =>
+            {
+                await whileStopped(db);
+                return true;
+            });
+        }
+
         await _app.DisposeAsync();
         await StartAppAsync(seed: false);
     }

@@ -14,16 +14,31 @@ internal sealed class TakItemStore(IServiceScopeFactory scopes, TakRouter router
 {
     public static readonly TimeSpan FlushInterval = TimeSpan.FromSeconds(1);
 
-    /// <summary>Reads the stored items into the router's memory (before the listeners start). A row that cannot be read is logged and deleted.</summary>
+    /// <summary>
+    /// Reads the stored items into the router's memory (before the listeners start). A row that cannot be read is logged
+    /// and deleted; a table that cannot be read is logged and the listeners start without it (as tracks: what was once
+    /// stored must not keep devices out).
+    /// </summary>
     public async Task LoadAsync(CancellationToken cancellationToken)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var loaded = new List<(string, TakRouter.RelayedItem, Guid)>();
-        var rows = await db.TakItems.AsNoTracking().Join(db.Members, t => t.SenderId, m => m.Id, (t, m) => new { Row = t, m.OrganizationId }).ToListAsync(cancellationToken);
-        foreach (var (row, organization) in rows.Select(r => (r.Row, r.OrganizationId)))
+        List<(TakItem Row, Guid Organization)> rows;
+        try
         {
-            if (ReadMarkings(row.Markings) is not [_, ..] markings)
+            rows = [.. (await db.TakItems.AsNoTracking().Join(db.Members, t => t.SenderId, m => m.Id, (t, m) => new { Row = t, m.OrganizationId }).ToListAsync(cancellationToken))
+                .Select(r => (r.Row, r.OrganizationId))];
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            logger.LogError(e, "the stored TAK items could not be read; devices connecting are sent only items relayed from now on");
+            return;
+        }
+
+        foreach (var (row, organization) in rows)
+        {
+            if (ReadMarkings(row.Markings) is not { } markings)
             {
                 // Deleted at the next flush: the router knows nothing of it, as of an item it forgot.
                 logger.LogWarning("TAK item {Uid} could not be loaded (its markings cannot be read); it is known again when a device next sends it", row.Uid);
@@ -52,35 +67,29 @@ internal sealed class TakItemStore(IServiceScopeFactory scopes, TakRouter router
         {
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-            var stored = new Dictionary<string, TakItem>(StringComparer.Ordinal);
+            // Which are stored already (their uids only: an item's latest version may be 64 KiB).
+            var stored = new HashSet<string>(StringComparer.Ordinal);
             foreach (var chunk in uids.Chunk(500))
             {
-                foreach (var row in await db.TakItems.Where(t => chunk.Contains(t.Uid)).ToListAsync(cancellationToken))
-                {
-                    stored[row.Uid] = row;
-                }
+                stored.UnionWith(await db.TakItems.Where(t => chunk.Contains(t.Uid)).Select(t => t.Uid).ToListAsync(cancellationToken));
             }
 
             foreach (var (uid, item) in changed)
             {
-                stored.TryGetValue(uid, out var row);
                 if (item is null)
                 {
-                    if (row is not null)
+                    if (stored.Contains(uid))
                     {
-                        db.TakItems.Remove(row);
+                        db.TakItems.Remove(Row(uid, null));
                     }
-
-                    continue;
                 }
-
-                if (row is null)
+                else if (stored.Contains(uid))
                 {
-                    db.TakItems.Add(Row(uid, item));
+                    db.TakItems.Update(Row(uid, item));
                 }
                 else
                 {
-                    db.Entry(row).CurrentValues.SetValues(Row(uid, item));
+                    db.TakItems.Add(Row(uid, item));
                 }
             }
 
@@ -94,24 +103,28 @@ internal sealed class TakItemStore(IServiceScopeFactory scopes, TakRouter router
         }
     }
 
-    private static TakItem Row(string uid, TakRouter.RelayedItem item) => new()
+    /// <summary>The row of <paramref name="item"/> (null: a row that only names its uid, to delete it).</summary>
+    private static TakItem Row(string uid, TakRouter.RelayedItem? item) => new()
     {
         Uid = uid,
-        Markings = JsonSerializer.Serialize(item.Markings),
-        RelayedAt = new DateTime(item.At, DateTimeKind.Utc),
-        SenderId = item.Sender,
-        Latest = item.Latest,
-        EventTime = new DateTime(item.Time, DateTimeKind.Utc),
-        StaleAt = new DateTime(item.Stale, DateTimeKind.Utc),
-        FromCertificate = item.From,
-        Deleted = item.Deleted,
+        Markings = item is null ? "" : JsonSerializer.Serialize(item.Markings),
+        RelayedAt = new DateTime(item?.At ?? 0, DateTimeKind.Utc),
+        SenderId = item?.Sender ?? Guid.Empty,
+        Latest = item?.Latest,
+        EventTime = new DateTime(item?.Time ?? 0, DateTimeKind.Utc),
+        StaleAt = new DateTime(item?.Stale ?? 0, DateTimeKind.Utc),
+        FromCertificate = item?.From ?? "",
+        Deleted = item?.Deleted ?? false,
     };
 
+    /// <summary>The markings stored as JSON, or null when they are not a list of whole markings (at least one).</summary>
     private static MarkingDefault[]? ReadMarkings(string json)
     {
         try
         {
-            return JsonSerializer.Deserialize<MarkingDefault[]>(json);
+            return JsonSerializer.Deserialize<MarkingDefault?[]>(json) is [_, ..] markings && markings.All(m => m is { ReleasableTo: not null, Label: not null })
+                ? [.. markings.OfType<MarkingDefault>()]
+                : null;
         }
         catch (JsonException)
         {

@@ -165,9 +165,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             // A version sent to named devices only is for them: a device connecting later is sent none of the item.
             var latest = ForEveryone(e.Detail) && sent.Xml is var xml && Room(xml.Length, now) ? xml : null;
             // The markings it went out under, the latest last: a device holds the latest version its member could read.
+            // Its sender stays the member who sent it first, also when it comes back after a deletion or after memory
+            // forgot it (a teammate re-sharing it): the replay check knows them, and after a restart learns them from it.
             Replace(e.Uid, known, known is { Deleted: false }
                 ? known with { Markings = WithLatest(known.Markings, marking), At = now, Latest = latest, Time = e.Time.UtcTicks, Stale = e.Stale.UtcTicks, From = from }
-                : new RelayedItem([marking], now, sender, latest, e.Time.UtcTicks, e.Stale.UtcTicks, from));
+                : new RelayedItem([marking], now, known?.Sender ?? (_latest.TryGetValue(e.Uid, out var first) ? first.Owner : sender), latest, e.Time.UtcTicks, e.Stale.UtcTicks,
+                    from));
         }
     }
 
@@ -1026,9 +1029,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// <summary>
     /// Why a deletion may not be routed because it deletes an item another member sent first, or null. A marker or spot
     /// report became a report, so the member who sent an item's first report is its owner, whatever memory says: memory
-    /// (<see cref="Newer"/>) is emptied by a restart, forgets uids not seen for a day, and after a restart takes as
-    /// owner whoever sends the uid first, whatever they send. For items the store does not hold (drawings and routes
-    /// are passed on without being stored) memory is all there is. One query for all the items a deletion names.
+    /// (<see cref="Newer"/>) forgets uids not seen for a day, and takes as owner whoever sends a uid it does not hold
+    /// first, whatever they send (after a restart it holds the relayed items read back from the store, not every uid).
+    /// For items the store holds no report of (drawings and routes) memory is all there is. One query for all the items a
+    /// deletion names.
     /// </summary>
     private async ValueTask<string?> DeletesItemOfAnotherAsync(TakSession from, CotEvent e, Action<MarkingDefault> itemMarking)
     {
