@@ -670,6 +670,52 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task Requests_and_assigned_tasks_follow_their_incident_when_an_analyst_merges_it_into_another()
+    {
+        // Two accounts of one ambush, far enough apart that fusion kept them apart; OCHA asks the force about the second,
+        // and assigns it a task about it. The JOC then merges the second into the first.
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var kept = await IncidentOfAsync("unpol", Api.Report(latitude: -85.2, longitude: 100.5, narrative: "Ambush on the Ndele road, two vehicles burnt.", marking: mission));
+        var merged = await IncidentOfAsync("ocha", Api.Report(latitude: -86.4, longitude: 100.5, narrative: "Convoy attacked north of Ndele.", marking: mission));
+        var (created, request) = await server.ClientFor("ocha").PostJson("/api/requests", new
+        {
+            type = "medevac",
+            title = "Two drivers wounded",
+            addressee = "FORCE",
+            location = new { latitude = -86.4, longitude = 100.5 },
+            priority = "urgent",
+            windowStart = Clock.GetUtcNow().AddHours(1),
+            windowEnd = Clock.GetUtcNow().AddHours(6),
+            criteria = new { lastResort = LastResortCriteria },
+            incident = merged,
+            marking = Api.Marking("UNCLASSIFIED", ["org:OCHA", "org:FORCE"]),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
+        var (assigned, task) = await server.ClientFor("ocha").PostJson("/api/tasks", new
+        {
+            title = "Secure the road for the medevac",
+            organization = "FORCE",
+            incident = merged,
+            marking = Api.Marking("UNCLASSIFIED", ["org:OCHA", "org:FORCE"]),
+        });
+        Assert.True(assigned.StatusCode == HttpStatusCode.Created, task.ToString());
+
+        var (merge, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{kept}/merge", new { incidents = new[] { merged } });
+        Assert.Equal(HttpStatusCode.OK, merge.StatusCode);
+
+        // Both now name the incident the ambush is, to everyone who may see it; the change is on the feed for them.
+        foreach (var user in new[] { "ocha", "force" })
+        {
+            var (_, requestNow) = await server.ClientFor(user).GetJson($"/api/requests/{Id(request)}");
+            Assert.Equal(kept, Id(requestNow, "incident"));
+            var (_, taskNow) = await server.ClientFor(user).GetJson($"/api/tasks/{Id(task)}");
+            Assert.Equal(kept, Id(taskNow, "incident"));
+        }
+
+        Assert.Equal(2, (await ChangesOfAsync("force", Id(task))).Count);
+    }
+
+    [Fact]
     public async Task No_task_is_routed_to_an_organisation_none_of_whose_members_may_read_the_incident()
     {
         var (area, lat, lon) = await AreaAsync(-79);

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Concord.Server.Tests;
 
@@ -510,6 +511,39 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_split_sent_again_is_recognised_by_what_the_analyst_may_see_of_the_incident_it_made()
+    {
+        // FORCE merges two accounts and splits one out again; later the JOC merges a STRICTLY CONFIDENTIAL account into the
+        // incident the split made. FORCE's split form, sent again, is still told where its report went: whether the
+        // incident holds more than FORCE sees must not change the answer.
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, kept) = await server.ClientFor("force").PostJson("/api/reports", Account(-47.1, -131.2, When.AddDays(-200), "ucdp.state-based", 2, "Shots at the Bria checkpoint.", mission));
+        var (_, moved) = await server.ClientFor("force").PostJson("/api/reports", Account(-47.9, -133.8, When.AddDays(-200), "ucdp.state-based", 2, "Shots near the Bria road.", mission));
+        var incident = kept.GetProperty("incidentId").GetGuid();
+        var (merged, _) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/merge", new { incidents = new[] { moved.GetProperty("incidentId").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        var (split, into) = await server.ClientFor("force").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { moved.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+        var made = into.GetProperty("incidentId").GetGuid();
+
+        async Task<Guid?> SentAgainAsync()
+        {
+            await using var scope = server.Services.CreateAsyncScope();
+            var member = await scope.ServiceProvider.GetRequiredService<Data.ConcordDb>().Members.Where(m => m.UserName == "force").Select(m => m.Id).SingleAsync();
+            var viewer = await scope.ServiceProvider.GetRequiredService<Access.ViewerDirectory>().ForMemberAsync(member, CancellationToken.None);
+            return await scope.ServiceProvider.GetRequiredService<Incidents.IncidentCorrections>().SplitIntoAsync(viewer!, [moved.GetProperty("id").GetGuid()], CancellationToken.None);
+        }
+
+        Assert.Equal(made, await SentAgainAsync());
+        var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Account(-48.6, -135.5, When.AddDays(-200), "ucdp.state-based", 2, "Source report on the Bria road.",
+            Api.Marking("STRICTLY CONFIDENTIAL", [])));
+        var (joined, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{made}/merge", new { incidents = new[] { secret.GetProperty("incidentId").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, joined.StatusCode);
+
+        Assert.Equal(made, await SentAgainAsync());
+    }
+
+    [Fact]
     public async Task A_proposal_is_scored_against_the_incident_as_it_is_now()
     {
         var at = When.AddDays(-90);
@@ -656,7 +690,7 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
-    public async Task A_closed_incident_takes_no_report_by_an_accepted_proposal_or_a_merge_until_it_is_reopened()
+    public async Task A_closed_incident_takes_no_report_by_an_accepted_proposal_or_a_merge_nor_is_merged_into_another_until_it_is_reopened()
     {
         var at = When.AddDays(-160);
         var first = await FacaPostAsync("force", 7.2, 21.6, at, "Kaga Bandoro", Api.Marking("UNCLASSIFIED", ["mission"]));
@@ -675,6 +709,11 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(HttpStatusCode.Conflict, mergeRefused.StatusCode);
         Assert.Equal(["incidents"], mergeProblem.ErrorFields());
         Assert.Equal(second.GetProperty("incidentId").GetGuid(), (await server.ClientFor("joc").GetJson($"/api/reports/{second.GetProperty("id").GetGuid()}")).Item2.GetProperty("incidentId").GetGuid());
+        // Nor does it go into another by a merge: its reports would be open to fusion again, its closing lost.
+        var (closedAway, closedProblem) = await server.ClientFor("joc").PostJson($"/api/incidents/{second.GetProperty("incidentId").GetGuid()}/merge", new { incidents = new[] { incident } });
+        Assert.Equal(HttpStatusCode.Conflict, closedAway.StatusCode);
+        Assert.Equal(["incidents"], closedProblem.ErrorFields());
+        Assert.Equal(incident, (await server.ClientFor("joc").GetJson($"/api/reports/{first.GetProperty("id").GetGuid()}")).Item2.GetProperty("incidentId").GetGuid());
 
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" })).Response.StatusCode);
         var (accepted, decided) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal}", new { decision = "accept" });

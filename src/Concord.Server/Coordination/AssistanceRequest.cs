@@ -54,7 +54,8 @@ internal sealed class AssistanceRequest : DeadlineRecord, IFeedEntity
     /// <summary>The requester's statements against the last-resort and armed-escort criteria, as JSON.</summary>
     public required string CriteriaJson { get; init; }
 
-    public Guid? IncidentId { get; init; }
+    /// <summary>The incident it is about; an incident merged into another takes its requests along (IncidentCorrections).</summary>
+    public Guid? IncidentId { get; set; }
 
     public required DateTime CreatedAt { get; init; }
 

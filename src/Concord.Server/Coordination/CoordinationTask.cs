@@ -65,7 +65,8 @@ internal sealed class CoordinationTask : DeadlineRecord, IFeedEntity
     /// </summary>
     public string? RoutingKey { get; set; }
 
-    public Guid? IncidentId { get; init; }
+    /// <summary>The incident it is about; an incident merged into another takes its assigned tasks and meeting actions along (IncidentCorrections).</summary>
+    public Guid? IncidentId { get; set; }
 
     public Guid? RequestId { get; init; }
 

@@ -45,9 +45,18 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
 
         // A closed incident takes no reports, from fusion or from an analyst. Judged from the status the analyst is shown:
         // one decided on reports hidden from them is not theirs to be refused by (IncidentSummary.ViewFor).
-        if ((await db.AsSeenByAsync([target], viewer, cancellationToken)).Single().Status == IncidentStatus.Closed)
+        var seen = (await db.AsSeenByAsync(visible, viewer, cancellationToken)).ToDictionary(i => i.Id);
+        if (seen[id].Status == IncidentStatus.Closed)
         {
             return new Outcome(null, "incidents", "this incident is closed: reopen it (set its status) before others are merged into it", StatusCodes.Status409Conflict);
+        }
+
+        // Nor does a closed incident go into another by a merge: its reports would be open to fusion again through the
+        // incident they join, and its closing lost without a word. The analyst reopens it first, if that is what is meant.
+        string StatusOf(Guid incident) => (seen.TryGetValue(incident, out var i) ? i.Status : IncidentStatus.Reported).ToString().ToLowerInvariant();
+        if (others.Where(o => StatusOf(o) == "closed").ToList() is [_, ..] closed)
+        {
+            return new Outcome(null, "incidents", $"closed: {string.Join(", ", closed)}; reopen an incident (set its status) before merging it into another", StatusCodes.Status409Conflict);
         }
 
         // Every report of the merged incidents moves, including those this analyst may not see: they learn nothing of them.
@@ -85,7 +94,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             target.Causes.Add(link.ReportId);
         }
 
-        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, AuditMarking.Of(target), now, Audits.Detail(new { merged = others }))], CancellationToken.None);
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, AuditMarking.Of(target), now, Audits.Detail(new { merged = others, statuses = others.Select(StatusOf) }))], CancellationToken.None);
         fusion.Changed(IncidentSummary.Copy(target));
         foreach (var merged in others)
         {
@@ -105,6 +114,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
     /// </summary>
     internal static async Task RetargetProposalsAsync(ConcordDb db, Viewer viewer, Guid target, IReadOnlyList<Guid> merged, IReadOnlyList<Guid> movedReports, DateTime now, CancellationToken cancellationToken)
     {
+        await RelinkCoordinationAsync(db, target, merged, cancellationToken);
         // In the store and in this unit of work (a proposal just decided is tracked, not yet saved).
         var proposals = await db.FusionProposals.Where(p => merged.Contains(p.IncidentId) || (p.IncidentId == target && p.DecidedAt == null)).ToListAsync(cancellationToken);
         var inTarget = (await db.IncidentReports.Where(l => l.IncidentId == target).Select(l => l.ReportId).ToListAsync(cancellationToken)).Concat(movedReports).ToHashSet();
@@ -129,10 +139,32 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
     }
 
     /// <summary>
+    /// Requests for assistance, assigned tasks and meeting actions about an incident merged into <paramref name="target"/>
+    /// (or emptied into it by an accepted proposal) are about that incident from now on: a medevac request about one of two
+    /// accounts of an ambush still names the ambush once an analyst merged them, rather than an incident that is gone.
+    /// Routed tasks and escalations are the router's and the scheduler's, which close those of an incident that is gone.
+    /// Each link is shown, as before, only to those who may see the incident (CoordinationDesk.SeeLinksAsync).
+    /// </summary>
+    private static async Task RelinkCoordinationAsync(ConcordDb db, Guid target, IReadOnlyList<Guid> merged, CancellationToken cancellationToken)
+    {
+        foreach (var task in await db.Tasks.Where(t => t.IncidentId != null && merged.Contains(t.IncidentId.Value) && (t.Role == Coordination.TaskRoles.Assigned || t.Role == Coordination.TaskRoles.Action))
+            .ToListAsync(cancellationToken))
+        {
+            task.IncidentId = target;
+        }
+
+        foreach (var request in await db.Requests.Where(r => r.IncidentId != null && merged.Contains(r.IncidentId.Value)).ToListAsync(cancellationToken))
+        {
+            request.IncidentId = target;
+        }
+    }
+
+    /// <summary>
     /// The incident an earlier split made of exactly <paramref name="reportIds"/>, as the analyst may see it: a split form
     /// sent twice (a double click, a resend after a lost answer) is refused the second time, since the reports left this
     /// incident, and the page tells where they went instead. Only an incident the analyst may see, holding those reports
-    /// and no other, each linked by a split, is named: nothing the analyst could not see already is told.
+    /// and no other the analyst may see, each linked by a split, is named: nothing the analyst could not see already is
+    /// told (whether it holds reports they may not see changes nothing).
     /// </summary>
     public async Task<Guid?> SplitIntoAsync(Viewer viewer, IReadOnlyList<Guid> reportIds, CancellationToken cancellationToken)
     {
@@ -152,7 +184,8 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         var seen = await db.Reports.AsNoTracking().VisibleTo(viewer).CountAsync(r => moved.Contains(r.Id), cancellationToken);
         return seen == moved.Count
             && await db.VisibleIncidents(db.Incidents, viewer).AnyAsync(i => i.Id == into, cancellationToken)
-            && await db.IncidentReports.CountAsync(l => l.IncidentId == into, cancellationToken) == moved.Count
+            && await db.IncidentReports.Where(l => l.IncidentId == into).Join(db.Reports.VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, _) => l)
+                .CountAsync(cancellationToken) == moved.Count
             ? into : null;
     }
 
