@@ -173,6 +173,7 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
             var cells = (await response.Json()).GetProperty("features").EnumerateArray().ToList();
             Assert.Equal("true", response.Headers.GetValues("X-Concord-Clustered").Single());
             Assert.Equal("2", response.Headers.GetValues("X-Concord-Total").Single());
+            Assert.Equal("false", response.Headers.GetValues("X-Concord-Truncated").Single());
             Assert.Equal(2, cells.Sum(c => c.GetProperty("properties").GetProperty("count").GetInt32()));
         }
         var (bad, problem) = await server.ClientFor("force").GetJson("/api/incidents?organization=NOPE");

@@ -38,6 +38,12 @@ internal static class IncidentMap
     /// <summary>The most cells one answer holds: a finer grid over a large viewport is coarsened (cells of twice the size) until it fits.</summary>
     public const int MaxCells = 10_000;
 
+    /// <summary>
+    /// How many mixed incidents (reports under different markings) one answer reads, each rebuilt as the viewer sees it:
+    /// a box that may hold more matching ones says that its counts may be short (X-Concord-Truncated).
+    /// </summary>
+    public const int MaxMixed = 10 * MaxPoints;
+
     private static async Task<IResult> Map(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
@@ -70,8 +76,12 @@ internal static class IncidentMap
         // counting first then grouping read them twice.
         var size = CellDegrees(Math.Min(zoom, FinestCellZoom));
         var groups = await GroupsAsync(incidents.Plain, size, context.RequestAborted);
-        // Mixed incidents are counted and placed as the viewer sees them; a viewport seldom holds any.
-        var mixed = await incidents.MixedAsSeenAsync(incidents.Mixed.OrderBy(i => i.Number).Take(10 * MaxPoints), context.RequestAborted);
+        // Mixed incidents are counted and placed as the viewer sees them (each rebuilt from its reports); a viewport seldom
+        // holds many. At most MaxMixed are read: when there are more, the counts may be short, and the answer says so.
+        var candidates = incidents.Mixed.OrderBy(i => i.Number);
+        var mixed = await incidents.MixedAsSeenAsync(candidates.Take(MaxMixed), context.RequestAborted);
+        var truncated = await candidates.Skip(MaxMixed).AnyAsync(context.RequestAborted);
+        context.Response.Headers["X-Concord-Truncated"] = truncated ? "true" : "false";
         var total = groups.Sum(g => g.Count) + mixed.Count;
         if (total <= maxPoints)
         {

@@ -155,6 +155,8 @@
     if (mine !== generation) return; // a newer request has been made meanwhile
     const clustered = response.headers.get('X-Concord-Clustered') === 'true';
     const total = Number(response.headers.get('X-Concord-Total'));
+    // More incidents combining reports under different markings than one answer rebuilds: the counts may be short.
+    const short = response.headers.get('X-Concord-Truncated') === 'true';
     incidents.clearLayers();
     let level = 0, caveats = 0n;
     const ids = [];
@@ -187,7 +189,7 @@
     }
     onScreen = { level, caveats };
     updateBanner();
-    status.textContent = clustered ? t('clustered', number.format(total)) : t('incidents', number.format(total));
+    status.textContent = clustered ? t(short ? 'clusteredShort' : 'clustered', number.format(total)) : t('incidents', number.format(total));
     Object.assign(state, { loads: state.loads + 1, lastLoadMs: performance.now() - began, clustered, total, ids });
     el.dataset.loaded = String(state.loads);
     // Live once a read started after the channel came up is on screen (this one, or a newer one that overtook it).
