@@ -712,6 +712,54 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task An_administrator_demoted_disabled_or_reset_elsewhere_changes_nothing_while_this_node_still_knows_them_as_they_were()
+    {
+        // A change made with the CLI, or on another node, reaches this node's cache of members within seconds; an
+        // administrator's request in between must not undo their own demotion or leave a foothold behind a disable.
+        var target = "t" + Guid.NewGuid().ToString("N")[..8];
+        Assert.Equal(HttpStatusCode.Created, (await server.ClientFor("unpoladmin").PostJson("/api/organizations/UNPOL/members", new { userName = target, password = "a-long-password" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("unpoladmin").PatchAsJsonAsync($"/api/members/{target}", new { displayName = target })).StatusCode);
+        // Its creation and change are found in the audit by the member's id, the change with its display name.
+        var id = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == target).Select(m => m.Id).SingleAsync());
+        var changes = await server.WithDbAsync(db => db.Audit.Where(a => a.EntityId == id && a.Action == Audit.AuditActions.Administer).Select(a => a.Detail).ToListAsync());
+        Assert.Equal(2, changes.Count);
+        Assert.Contains(changes, d => d.Contains("\"displayName\":\"" + target, StringComparison.Ordinal) && d.Contains("updated", StringComparison.Ordinal));
+        foreach (var (what, change) in new (string, Func<Data.ConcordDb, string, Task<int>>)[]
+        {
+            ("demoted", (db, name) => db.Members.Where(m => m.UserName == name).ExecuteUpdateAsync(u => u.SetProperty(m => m.Roles, "reporter"))),
+            ("disabled", (db, name) => db.Members.Where(m => m.UserName == name).ExecuteUpdateAsync(u => u.SetProperty(m => m.Disabled, true))),
+            ("reset", (db, name) => db.Members.Where(m => m.UserName == name).ExecuteUpdateAsync(u => u.SetProperty(m => m.SessionVersion, m => m.SessionVersion + 1))),
+            ("lowered", (db, name) => db.Members.Where(m => m.UserName == name).ExecuteUpdateAsync(u => u.SetProperty(m => m.Clearance, 0))),
+        })
+        {
+            var admin = "a" + Guid.NewGuid().ToString("N")[..8];
+            var (added, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/UNPOL/members",
+                new { userName = admin, password = "a-long-password", roles = new[] { "org-admin" }, clearance = "CONFIDENTIAL" });
+            Assert.Equal(HttpStatusCode.Created, added.StatusCode);
+            using var client = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = server.BaseAddress };
+            Assert.Equal(HttpStatusCode.OK, (await client.PostJson("/api/auth/signin", new { userName = admin, password = "a-long-password" })).Response.StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/me")).StatusCode);
+            Assert.Equal(1, await server.WithDbAsync(db => change(db, admin)));
+
+            var refused = await client.PatchAsJsonAsync($"/api/members/{target}", new { displayName = "Taken over " + what, password = "taken-over-password" });
+            Assert.True(refused.StatusCode == HttpStatusCode.Forbidden, what + ": " + await refused.Content.ReadAsStringAsync());
+            Assert.Equal(target, await server.WithDbAsync(db => db.Members.Where(m => m.UserName == target).Select(m => m.DisplayName).SingleAsync()));
+
+            // Refused, the request made this node read the administrator again: they are now judged as they are (a lowered
+            // clearance still administers, up to that clearance).
+            if (what == "lowered")
+            {
+                continue;
+            }
+
+            var foothold = "f" + Guid.NewGuid().ToString("N")[..8];
+            var (again, _) = await client.PostJson("/api/organizations/UNPOL/members", new { userName = foothold, password = "a-long-password" });
+            Assert.True(again.StatusCode is HttpStatusCode.Forbidden or HttpStatusCode.Unauthorized, what + ": " + again.StatusCode);
+            Assert.False(await server.WithDbAsync(db => db.Members.AnyAsync(m => m.UserName == foothold)));
+        }
+    }
+
+    [Fact]
     public async Task A_token_cannot_be_revoked_by_someone_else()
     {
         var (_, token) = await (await server.SignedInAsync("ocha")).PostJson("/api/me/tokens", new { name = "mine" });

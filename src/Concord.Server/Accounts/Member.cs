@@ -50,7 +50,10 @@ internal sealed class Member : Realtime.IFeedEntity
 
     public required DateTime CreatedAt { get; init; }
 
-    public IReadOnlySet<string> RoleSet => Roles.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal);
+    public IReadOnlySet<string> RoleSet => RolesOf(Roles);
+
+    /// <summary>The roles stored as <paramref name="roles"/> (comma-separated).</summary>
+    public static IReadOnlySet<string> RolesOf(string roles) => roles.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal);
 }
 
 /// <summary>A personal access token. Only the SHA-256 of the secret is stored: tokens are 256-bit random, so a fast hash is enough.</summary>

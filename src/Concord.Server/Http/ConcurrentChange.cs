@@ -31,3 +31,40 @@ internal sealed class ConcurrentChange(IProblemDetailsService problems) : IExcep
         });
     }
 }
+
+/// <summary>
+/// The member a request acts as changed between the check of their access and the request's save (a password reset, a
+/// disable, other roles, clearance or caveats, on another node or by the CLI): nothing was stored, and the answer is a 403
+/// that says to sign in again or retry, not a server error.
+/// </summary>
+internal sealed class AccessChangedException : Exception
+{
+    public AccessChangedException()
+        : base("the member's access changed since the request was checked")
+    {
+    }
+}
+
+/// <summary>Answers <see cref="AccessChangedException"/> with a 403 problem.</summary>
+internal sealed class AccessChanged(IProblemDetailsService problems) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        if (exception is not AccessChangedException)
+        {
+            return false;
+        }
+
+        httpContext.Response.StatusCode = StatusCodes.Status403Forbidden;
+        return await problems.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = httpContext,
+            ProblemDetails =
+            {
+                Status = StatusCodes.Status403Forbidden,
+                Title = "Forbidden",
+                Detail = "your access changed since this request was checked (a password reset, a disable, or other roles, clearance or caveats): nothing was stored; sign in again, or retry",
+            },
+        });
+    }
+}

@@ -85,14 +85,15 @@ internal static class AdminEndpoints
     /// the last word (another process writing without the chain).
     /// </summary>
     private static async Task<bool> Changed(ConcordDb db, AuditChain chain, Viewer viewer, string entity, object detail, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time, CancellationToken cancellationToken,
-        Func<ConcordDb, Task<bool>>? taken = null)
+        Func<ConcordDb, Task<bool>>? taken = null, Guid? record = null)
     {
         try
         {
-            await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Administer, entity, null, AuditMarking.None, time.GetUtcNow().UtcDateTime, Audits.Detail(detail))], cancellationToken,
-                taken is null ? null : async d =>
+            await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Administer, entity, record, AuditMarking.None, time.GetUtcNow().UtcDateTime, Audits.Detail(detail))], cancellationToken,
+                async d =>
                 {
-                    if (await taken(d))
+                    await AdministratorUnchangedAsync(d, viewer, cancellationToken);
+                    if (taken is not null && await taken(d))
                     {
                         throw new KeyTaken();
                     }
@@ -101,6 +102,12 @@ internal static class AdminEndpoints
         catch (Exception e) when (e is KeyTaken or DbUpdateConcurrencyException || (e is DbUpdateException update && StoreErrors.IsUniqueViolation(update)))
         {
             return false;
+        }
+        catch (Http.AccessChangedException)
+        {
+            // The next request is judged by the administrator as they now are.
+            viewers.Invalidate();
+            throw;
         }
 
         // Stored: the change applies on this server at once, whatever becomes of the request. The cached viewers go first
@@ -114,6 +121,24 @@ internal static class AdminEndpoints
 
     /// <summary>The key of an administrative change was found taken inside the chain's transaction: nothing is written.</summary>
     private sealed class KeyTaken : Exception;
+
+    /// <summary>
+    /// Refuses (with <see cref="Http.AccessChangedException"/>) an administrative change whose administrator is no longer as
+    /// the request was judged: the viewer it was checked against is cached (for up to <see cref="ViewerDirectory.Lifetime"/>,
+    /// on every other node, and on every node after a change made with the CLI), so an administrator demoted, disabled or
+    /// signed out everywhere by a password reset could otherwise undo their demotion, or add a member to keep a foothold,
+    /// within that window. Read inside the audit chain's transaction, which administrative changes take one at a time.
+    /// </summary>
+    private static async Task AdministratorUnchangedAsync(ConcordDb db, Viewer viewer, CancellationToken cancellationToken)
+    {
+        var stored = await db.Members.AsNoTracking().Where(m => m.Id == viewer.MemberId)
+            .Select(m => new { m.Disabled, m.SessionVersion, m.Clearance, m.Caveats, m.Roles, m.OrganizationId }).SingleOrDefaultAsync(cancellationToken);
+        if (stored is null || stored.Disabled || stored.SessionVersion != viewer.SessionVersion || stored.Clearance != viewer.Clearance || stored.Caveats != viewer.CaveatBits
+            || stored.OrganizationId != viewer.OrganizationId || !Member.RolesOf(stored.Roles).SetEquals(viewer.Roles))
+        {
+            throw new Http.AccessChangedException();
+        }
+    }
 
     private static ProblemHttpResult Refused(AdminRefusal refusal) =>
         Problems.Field(refusal.Field, refusal.Reason, refusal.Conflict ? StatusCodes.Status409Conflict : StatusCodes.Status400BadRequest);
@@ -233,7 +258,7 @@ internal static class AdminEndpoints
         // Added disabled, an account is prepared for someone not yet arrived: its password works once it is enabled.
         member.Disabled = body.Disabled ?? false;
         if (!await Changed(db, chain, viewer, "member", new { created = member.UserName, organization = organization.Code, displayName = member.DisplayName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, directory, viewers, time, context.RequestAborted,
-            d => d.Members.AnyAsync(m => m.UserName == member.UserName, context.RequestAborted)))
+            d => d.Members.AnyAsync(m => m.UserName == member.UserName, context.RequestAborted), member.Id))
         {
             return Problems.Field("userName", $"user {member.UserName} already exists", StatusCodes.Status409Conflict);
         }
@@ -340,6 +365,7 @@ internal static class AdminEndpoints
         if (!await Changed(db, chain, viewer, "member", new
         {
             updated = member.UserName,
+            displayName = member.DisplayName,
             roles = member.Roles,
             clearance = member.Clearance,
             caveats = member.Caveats,
@@ -347,7 +373,7 @@ internal static class AdminEndpoints
             passwordSet = body.Password is not null,
             tokensRevoked,
             certificatesRevoked,
-        }, directory, viewers, time, context.RequestAborted))
+        }, directory, viewers, time, context.RequestAborted, record: member.Id))
         {
             return Problems.Field("member", $"{member.UserName} was changed by another request meanwhile; read it again", StatusCodes.Status409Conflict);
         }
