@@ -55,7 +55,6 @@ internal static class ConcordApp
             }
         });
         builder.Services.AddExceptionHandler<Http.ConcurrentChange>();
-        builder.Services.AddExceptionHandler<Http.AccessChanged>();
         // A concurrent change is a conflict the client resolves, not a failure to log.
         builder.Services.Configure<ExceptionHandlerOptions>(o => o.SuppressDiagnosticsCallback = c => c.Exception is Microsoft.EntityFrameworkCore.DbUpdateConcurrencyException or Http.AccessChangedException);
         builder.Services.AddOpenApi(Http.ApiDescription.Configure);
