@@ -289,6 +289,8 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
 
     [Theory]
     [InlineData("{\"location\": {\"latitude\": \"north\", \"longitude\": 20}}", "must be a number")]
+    [InlineData("{\"location\": {\"latitude\": \"5.7\", \"longitude\": 20}}", "must be a number")]
+    [InlineData("{\"source\": {\"reliability\": \"B\", \"credibility\": \"2\"}}", "must be a whole number")]
     [InlineData("{\"observedAt\": \"yesterday\"}", "must be a date and time")]
     [InlineData("{\"id\": \"not-an-id\"}", "must be an id")]
     [InlineData("{\"actors\": \"FACA\"}", "must be an array")]
@@ -302,6 +304,20 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Contains(reason, problem.GetProperty("errors").EnumerateObject().Single().Value[0].GetString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("/api/reports?q=ambush&q=Bria", "q")]
+    [InlineData("/api/incidents?organization=FORCE&organization=UNPOL", "organization")]
+    [InlineData("/api/tasks?status=open&status=done", "status")]
+    public async Task A_query_parameter_given_twice_is_refused_by_name(string path, string parameter)
+    {
+        var refused = await Server.ClientFor("force").GetAsync(path);
+
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        var problem = await refused.Json();
+        Assert.Equal([parameter], problem.ErrorFields());
+        Assert.Contains("more than once", problem.GetProperty("errors").GetProperty(parameter)[0].GetString(), StringComparison.Ordinal);
     }
 
     [Theory]

@@ -100,6 +100,7 @@ internal static class ConcordApp
         app.UseStatusCodePages();
         app.UseConcordUiAssets();
         app.UseAuthentication();
+        Http.QueryReader.UseOneValueEach(app);
         Http.SameOriginChanges.UseSameOriginChanges(app);
         app.UseConcordTiles();
         app.UseAuthorization();

@@ -20,6 +20,9 @@ internal static class JsonBody
             UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
             // A field given twice is refused rather than the last one silently winning (what was checked may not be what is kept).
             AllowDuplicateProperties = false,
+            // A number is a JSON number: "5.7" where a latitude belongs is refused naming the field, as documented (the web
+            // defaults read numbers from strings).
+            NumberHandling = JsonNumberHandling.Strict,
             DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         };
         options.Converters.Add(new NoNullElements());

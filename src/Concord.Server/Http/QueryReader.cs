@@ -23,6 +23,22 @@ internal sealed class QueryReader(IQueryCollection query, Dictionary<string, str
         }
     }
 
+    /// <summary>
+    /// Refuses an API request that gives a query parameter more than once (400 naming it): every parameter of the API
+    /// takes one value, and a repeated one was read as its values joined by commas (<c>q=foo&amp;q=bar</c> searched for
+    /// "foo,bar"; two organisations were "no organisation 'A,B'") rather than refused.
+    /// </summary>
+    public static void UseOneValueEach(IApplicationBuilder app) => app.Use(async (context, next) =>
+    {
+        if (context.Request.Path.StartsWithSegments("/api") && context.Request.Query.Where(p => p.Value.Count > 1).Select(p => p.Key).ToList() is [_, ..] repeated)
+        {
+            await Problems.Invalid(repeated.ToDictionary(k => k, _ => new[] { "is given more than once: give it once" }, StringComparer.Ordinal)).ExecuteAsync(context);
+            return;
+        }
+
+        await next(context);
+    });
+
     public bool? Bool(string name) => Read<bool>(name, text => bool.TryParse(text, out var value) ? value : null, "must be true or false");
 
     public Guid? Id(string name) => Read<Guid>(name, text => Guid.TryParse(text, out var value) ? value : null, "must be an id (a UUID)");

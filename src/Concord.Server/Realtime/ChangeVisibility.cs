@@ -75,7 +75,7 @@ internal static class ChangeVisibility
                 .ToDictionaryAsync(f => f.Key, f => f.First, cancellationToken);
 
         var shown = window.Where(c => visible.Contains((c.Entity, c.EntityId))
-            && (c.Causes is null ? !(firstSeen.TryGetValue(c.EntityId, out var first) && c.At < first) : c.CauseIds.Any(visibleCauses.Contains))).ToList();
+            && (c.Causes is null ? !(c.Entity == "incident" && firstSeen.TryGetValue(c.EntityId, out var first) && c.At < first) : c.CauseIds.Any(visibleCauses.Contains))).ToList();
         var told = await AsFirstSightAsync(db, viewer, shown, visibleCauses, cancellationToken);
         return Withdrawn(window, viewer, visible, visibleCauses) is { Count: > 0 } withdrawn ? [.. told.Concat(withdrawn).OrderBy(c => c.Sequence)] : told;
     }
