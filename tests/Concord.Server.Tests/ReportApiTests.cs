@@ -306,6 +306,55 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Contains(reason, problem.GetProperty("errors").EnumerateObject().Single().Value[0].GetString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_marking_label_that_says_something_else_than_the_marking_is_refused_and_one_sent_back_as_read_passes()
+    {
+        var (created, first) = await Server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Checkpoint reopened at Sibut.", marking: Api.Marking("CONFIDENTIAL", ["kind:military"])));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var read = System.Text.Json.Nodes.JsonNode.Parse(first.GetProperty("marking").GetRawText())!;
+        Assert.NotNull(read["label"]);
+
+        var again = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(Api.Report(narrative: "Checkpoint closed again at Sibut."), System.Text.Json.JsonSerializerOptions.Web))!;
+        again["marking"] = read.DeepClone();
+        using (var content = new StringContent(again.ToJsonString(), Encoding.UTF8, "application/json"))
+        {
+            Assert.Equal(HttpStatusCode.Created, (await Server.ClientFor("force").PostAsync("/api/reports", content)).StatusCode);
+        }
+
+        var lying = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(Api.Report(narrative: "Convoy passed Sibut."), System.Text.Json.JsonSerializerOptions.Web))!;
+        lying["marking"] = read.DeepClone();
+        lying["marking"]!["classification"] = "UNCLASSIFIED";
+        using var lie = new StringContent(lying.ToJsonString(), Encoding.UTF8, "application/json");
+        var refused = await Server.ClientFor("force").PostAsync("/api/reports", lie);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(["marking.label"], (await refused.Json()).ErrorFields());
+    }
+
+    [Fact]
+    public async Task A_refusal_quotes_no_more_than_the_start_of_what_was_sent()
+    {
+        // A category, an area or a level of 10,000 characters (or with control characters) is named by its start only.
+        var body = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(Api.Report(), System.Text.Json.JsonSerializerOptions.Web))!;
+        body["category"] = "acled." + new string('x', 10_000);
+        body["location"]!["area"] = "CF-" + new string('y', 10_000);
+        body["marking"] = new System.Text.Json.Nodes.JsonObject { ["classification"] = "SECRET\u0007" + new string('z', 10_000), ["releasableTo"] = new System.Text.Json.Nodes.JsonArray("mission") };
+        using var content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
+        var refused = await Server.ClientFor("force").PostAsync("/api/reports", content);
+
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        var errors = (await refused.Json()).GetProperty("errors");
+        foreach (var field in new[] { "category", "location.area", "marking.classification" })
+        {
+            var reason = errors.GetProperty(field)[0].GetString()!;
+            Assert.True(reason.Length < 200, field + ": " + reason.Length);
+            Assert.DoesNotContain('\u0007', reason);
+        }
+
+        var (listed, problem) = await Server.ClientFor("force").GetJson("/api/reports?organization=" + new string('o', 3000));
+        Assert.Equal(HttpStatusCode.BadRequest, listed.StatusCode);
+        Assert.True(problem.GetProperty("errors").GetProperty("organization")[0].GetString()!.Length < 200);
+    }
+
     [Theory]
     [InlineData("/api/reports?q=ambush&q=Bria", "q")]
     [InlineData("/api/incidents?organization=FORCE&organization=UNPOL", "organization")]

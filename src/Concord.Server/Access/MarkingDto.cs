@@ -65,7 +65,7 @@ internal sealed class MarkingFormat(ClassificationScheme scheme, CaveatRegistry 
 
         if (string.IsNullOrWhiteSpace(dto.Classification) || !scheme.TryParse(dto.Classification, out classification))
         {
-            errors[field + ".classification"] = [$"'{dto.Classification}' is not a level of the {scheme.Name} scheme ({string.Join(", ", scheme.Levels)})"];
+            errors[field + ".classification"] = [$"'{Http.QueryReader.Shown(dto.Classification ?? "")}' is not a level of the {scheme.Name} scheme ({string.Join(", ", scheme.Levels)})"];
         }
         else if (classification > author.Clearance)
         {
@@ -100,6 +100,15 @@ internal sealed class MarkingFormat(ClassificationScheme scheme, CaveatRegistry 
         }
 
         releasableTo = Releasability.Encode(tokens);
+        // The label is the server's rendering of the marking: sent back as read (or as the marking sent renders) it passes,
+        // but a label that says something else ("SECRET//NOFORN" on an UNCLASSIFIED marking) is refused, not ignored.
+        if (errors.Count == start && dto.Label is { } label
+            && !string.Equals(label.Trim(), Label(classification, Releasability.Decode(releasableTo), caveats.CodesOf(caveatBits)), StringComparison.OrdinalIgnoreCase)
+            && !string.Equals(label.Trim(), Label(classification, dto.ReleasableTo ?? [], caveats.CodesOf(caveatBits)), StringComparison.OrdinalIgnoreCase))
+        {
+            errors[field + ".label"] = [$"does not match the marking, which is labelled {Label(classification, Releasability.Decode(releasableTo), caveats.CodesOf(caveatBits))}: leave the label out, or send it as read"];
+        }
+
         return errors.Count == start;
     }
 }

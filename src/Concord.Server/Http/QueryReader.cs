@@ -89,5 +89,6 @@ internal sealed class QueryReader(IQueryCollection query, Dictionary<string, str
     }
 
     // A value is quoted back, cut short and without control characters (it may come from anywhere).
-    private static string Shown(string text) => new([.. text.Take(40).Select(c => char.IsControl(c) ? '?' : c)]);
+    /// <summary>A value a client sent, as an error message quotes it: its first 40 characters, control characters as '?'.</summary>
+    public static string Shown(string text) => new([.. text.Take(40).Select(c => char.IsControl(c) ? '?' : c)]);
 }

@@ -12,12 +12,12 @@ internal static class ReportFilters
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
         if (query.Organization is { } code && await directory.OrganizationAsync(code, cancellationToken) is null)
         {
-            errors["organization"] = [$"no organisation '{code}'"];
+            errors["organization"] = [$"no organisation '{Http.QueryReader.Shown(code)}'"];
         }
 
         if (query.Category is { } category && !directory.IsKnownCategory(category))
         {
-            errors["category"] = [$"no category '{category}' in the taxonomy"];
+            errors["category"] = [$"no category '{Http.QueryReader.Shown(category)}' in the taxonomy"];
         }
 
         return errors.Count > 0 ? errors : null;

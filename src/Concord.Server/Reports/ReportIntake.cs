@@ -347,7 +347,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             areaId = directory.AreaByCode(areaCode)?.Id;
             if (areaId is null)
             {
-                errors["location.area"] = [$"no area has the code '{areaCode}'"];
+                errors["location.area"] = [$"no area has the code '{Http.QueryReader.Shown(areaCode)}'"];
             }
         }
 

@@ -56,7 +56,7 @@ internal static partial class ReportRules
         }
         else if (!isKnownCategory(r.Category))
         {
-            errors["category"] = [$"'{r.Category}' is not in the taxonomy (see GET /api/categories)"];
+            errors["category"] = [$"'{Http.QueryReader.Shown(r.Category)}' is not in the taxonomy (see GET /api/categories)"];
         }
 
         if (r.Casualties is { } c)
