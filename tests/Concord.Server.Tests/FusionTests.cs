@@ -349,19 +349,28 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(incident, again.GetProperty("incidentId").GetGuid());
     }
 
-    [Fact]
-    public async Task A_viewer_whose_report_is_split_out_of_a_mixed_incident_is_told_it_is_withdrawn_and_not_when_a_hidden_report_joined()
+    /// <summary>
+    /// FORCE's account, for the mission, opens an incident; UNPOL's confidential account of the same event joins it (the
+    /// incident is mixed: RWABATT sees it through FORCE's report only). The JOC splits FORCE's account out; the incident
+    /// is returned.
+    /// </summary>
+    private async Task<Guid> SplitOutOfMixedAsync(double latitude, double longitude, DateTimeOffset at, string place)
     {
-        // FORCE's account, for the mission, opens an incident; UNPOL's confidential account of the same event joins it
-        // (the incident is mixed: RWABATT sees it through FORCE's report only). The JOC splits FORCE's account out.
-        var at = When.AddDays(-70);
-        var (_, open) = await server.ClientFor("force").PostJson("/api/reports", Account(6.21, 18.21, at, "ucdp.one-sided", 2, "Gunmen attacked the Bossangoa market.", Api.Marking("UNCLASSIFIED", ["mission"])));
-        var (_, hidden) = await server.ClientFor("unpol").PostJson("/api/reports", Account(6.2104, 18.2104, at.AddHours(1), "ucdp.one-sided", 2, "Gunmen attacked the Bossangoa market.",
-            Api.Marking("CONFIDENTIAL", ["org:UNPOL", "org:JOC"])));
+        var (_, open) = await server.ClientFor("force").PostJson("/api/reports", Account(latitude, longitude, at, "ucdp.one-sided", 2, $"Gunmen attacked the {place} market.",
+            Api.Marking("UNCLASSIFIED", ["mission"])));
+        var (_, hidden) = await server.ClientFor("unpol").PostJson("/api/reports", Account(latitude + 0.0004, longitude + 0.0004, at.AddHours(1), "ucdp.one-sided", 2,
+            $"Gunmen attacked the {place} market.", Api.Marking("CONFIDENTIAL", ["org:UNPOL", "org:JOC"])));
         var incident = open.GetProperty("incidentId").GetGuid();
         Assert.Equal(incident, hidden.GetProperty("incidentId").GetGuid());
         var (split, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { open.GetProperty("id").GetGuid() } });
         Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+        return incident;
+    }
+
+    [Fact]
+    public async Task A_viewer_whose_report_is_split_out_of_a_mixed_incident_is_told_it_is_withdrawn_and_not_when_a_hidden_report_joined()
+    {
+        var incident = await SplitOutOfMixedAsync(6.21, 18.21, When.AddDays(-70), "Bossangoa");
         Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("rwabatt").GetAsync($"/api/incidents/{incident}")).StatusCode);
 
         // Read from the feed afterwards, as a client resuming with ?after=: RWABATT is told the incident was withdrawn, at
@@ -369,6 +378,22 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         var joc = await server.ClientFor("joc").ChangeRowsOfAsync(incident);
         var rwabatt = await server.ClientFor("rwabatt").ChangeRowsOfAsync(incident);
         Assert.Equal([(joc[^1].Sequence, "withdrawn")], rwabatt);
+    }
+
+    [Fact]
+    public async Task A_member_added_after_a_withdrawal_is_not_told_of_it_when_reading_the_feed_from_before()
+    {
+        var incident = await SplitOutOfMixedAsync(6.61, 18.61, When.AddDays(-72), "Bossembele");
+
+        // A member who joins RWABATT afterwards could never read the incident; reading the feed from its start, they are not
+        // told it was withdrawn (its id, and when a hidden report made it theirs no more). RWABATT's member of old is.
+        var name = "n" + Guid.NewGuid().ToString("N")[..8];
+        Assert.Equal(HttpStatusCode.Created, (await server.ClientFor("jocadmin").PostJson("/api/organizations/RWABATT/members", new { userName = name, password = "a-long-password" })).Response.StatusCode);
+        using var newcomer = new HttpClient(new HttpClientHandler { CookieContainer = new System.Net.CookieContainer() }) { BaseAddress = server.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await newcomer.PostJson("/api/auth/signin", new { userName = name, password = "a-long-password" })).Response.StatusCode);
+
+        Assert.Empty(await newcomer.ChangeRowsOfAsync(incident));
+        Assert.Equal(["withdrawn"], (await server.ClientFor("rwabatt").ChangeRowsOfAsync(incident)).Select(r => r.Operation));
     }
 
     [Fact]

@@ -77,13 +77,35 @@ internal static class ChangeVisibility
         var shown = window.Where(c => visible.Contains((c.Entity, c.EntityId))
             && (c.Causes is null ? !(c.Entity == "incident" && firstSeen.TryGetValue(c.EntityId, out var first) && c.At < first) : c.CauseIds.Any(visibleCauses.Contains))).ToList();
         var told = await AsFirstSightAsync(db, viewer, shown, visibleCauses, cancellationToken);
-        return Withdrawn(window, viewer, visible, visibleCauses) is { Count: > 0 } withdrawn ? [.. told.Concat(withdrawn).OrderBy(c => c.Sequence)] : told;
+        if (Withdrawn(window, viewer, visible, visibleCauses) is not { Count: > 0 } withdrawn)
+        {
+            return told;
+        }
+
+        // Judged by the access the viewer has now: told only of withdrawals after it last changed, when it was already so.
+        // Before that they may not have been able to read the record (a member cleared later, reading from an old position).
+        var since = await AccessChangedAtAsync(db, viewer, cancellationToken);
+        return [.. told.Concat(withdrawn.Where(c => c.Sequence > since)).OrderBy(c => c.Sequence)];
+    }
+
+    /// <summary>
+    /// The position of the last change to what decides the viewer's reads: their member record (clearance, caveats, and
+    /// its creation), their organisation, and the sharing groups it is in (memberships change the group's row). 0 when none.
+    /// </summary>
+    private static async Task<long> AccessChangedAtAsync(ConcordDb db, Viewer viewer, CancellationToken cancellationToken)
+    {
+        var groups = viewer.Groups.Count == 0 ? [] : await db.SharingGroups.Where(g => viewer.Groups.Contains(g.Code)).Select(g => g.Id).ToListAsync(cancellationToken);
+        var member = await db.Changes.Where(c => c.Entity == "member" && c.EntityId == viewer.MemberId).MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
+        var organization = await db.Changes.Where(c => c.Entity == "organization" && c.EntityId == viewer.OrganizationId).MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
+        var group = groups.Count == 0 ? 0 : await db.Changes.Where(c => c.Entity == "group" && groups.Contains(c.EntityId)).MaxAsync(c => (long?)c.Sequence, cancellationToken) ?? 0;
+        return Math.Max(member, Math.Max(organization, group));
     }
 
     /// <summary>
     /// The updates of the window that took a record the viewer could read out of their reach, as "withdrawn": a page or
     /// client drops what it shows of it, as it would not learn otherwise (the update itself is hidden from them now). It
-    /// tells them nothing they could not read before: the record was theirs to see. An incident a report joined or left
+    /// tells them nothing they could not read before: the record was theirs to see (told only when it came after their
+    /// access last changed: see <see cref="AccessChangedAtAsync"/>). An incident a report joined or left
     /// is judged by that report: withdrawn for a viewer who may see a report that left it (they knew the incident through
     /// it; a mixed incident's marking is never theirs to read, so its prior marking would not tell), and never by a report
     /// hidden from them joining it (read later, after the incident left their reach, that would date the hidden report's
