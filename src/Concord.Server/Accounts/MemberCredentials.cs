@@ -15,4 +15,12 @@ internal static class MemberCredentials
         CancellationToken cancellationToken) =>
         (passwordSet || disabled ? await AccessTokens.RevokeAllAsync(db, memberId, time, cancellationToken) : [],
             disabled ? await Tak.DeviceCertificates.RevokeAllAsync(db, memberId, time, cancellationToken) : []);
+
+    /// <summary>
+    /// For a disable, inside the audit chain's transaction (which <c>concord cert issue</c> takes too): revokes the device
+    /// certificates issued since <see cref="EndAsync"/> read them, which would otherwise work again once the member is
+    /// enabled. A certificate issued after this commit finds the member disabled and is refused.
+    /// </summary>
+    public static Task RevokeIssuedMeanwhileAsync(ConcordDb db, Guid memberId, TimeProvider time, CancellationToken cancellationToken) =>
+        Tak.DeviceCertificates.RevokeAllAsync(db, memberId, time, cancellationToken);
 }

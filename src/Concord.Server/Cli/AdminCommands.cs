@@ -118,7 +118,7 @@ internal static class AdminCommands
                 services.GetRequiredService<TimeProvider>(), cancellationToken);
             await SaveAuditedAsync(services, db, "member",
                 new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled, tokensRevoked, certificatesRevoked },
-                cancellationToken);
+                cancellationToken, invocation.Has("--disable") ? d => MemberCredentials.RevokeIssuedMeanwhileAsync(d, member.Id, services.GetRequiredService<TimeProvider>(), cancellationToken) : null);
             await output.WriteLineAsync($"{member.UserName}: {member.Roles}; clearance {markings.Scheme.Label(member.Clearance)}; caveats {string.Join(",", markings.Caveats.CodesOf(member.Caveats)) switch { "" => "none", var c => c }}{(member.Disabled ? "; disabled" : "")}");
             return 0;
         }
@@ -251,8 +251,10 @@ internal static class AdminCommands
         }
     }
 
-    internal static Task SaveAuditedAsync(IServiceProvider services, ConcordDb db, string entity, object detail, CancellationToken cancellationToken) =>
+    /// <summary>Saves with an audit entry by the system; <paramref name="beforeSave"/> runs inside the audit chain's transaction.</summary>
+    internal static Task SaveAuditedAsync(IServiceProvider services, ConcordDb db, string entity, object detail, CancellationToken cancellationToken,
+        Func<ConcordDb, Task>? beforeSave = null) =>
         services.GetRequiredService<AuditChain>().SaveAsync(db,
             [Audits.Entry(null, AuditActions.Administer, entity, null, AuditMarking.None, services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime, Audits.Detail(detail))],
-            cancellationToken);
+            cancellationToken, beforeSave);
 }

@@ -79,9 +79,31 @@ internal static class TakCommands
                 IssuedAt = certificate.NotBefore.ToUniversalTime(),
                 ExpiresAt = certificate.NotAfter.ToUniversalTime(),
             });
-            // A device credential like a token: recorded in the audit with the certificate, never its key.
-            await AdminCommands.SaveAuditedAsync(services, db, "certificate",
-                new { issued = thumbprint, member = member.UserName, expiresAt = certificate.NotAfter.ToUniversalTime() }, cancellationToken);
+            // A device credential like a token: recorded in the audit with the certificate, never its key. Inside the chain's
+            // transaction (which a disable takes too) the member is read again: one disabled since the check above gets no
+            // certificate that would work again once they are enabled.
+            try
+            {
+                await AdminCommands.SaveAuditedAsync(services, db, "certificate",
+                    new { issued = thumbprint, member = member.UserName, expiresAt = certificate.NotAfter.ToUniversalTime() }, cancellationToken,
+                    async d =>
+                    {
+                        if (await d.Members.AsNoTracking().AnyAsync(m => m.Id == member.Id && m.Disabled, cancellationToken))
+                        {
+                            throw new Http.AccessChangedException();
+                        }
+                    });
+            }
+            catch (Http.AccessChangedException)
+            {
+                foreach (var file in files)
+                {
+                    File.Delete(file);
+                }
+
+                await errors.WriteLineAsync($"concord: {member.UserName} was disabled meanwhile; no certificate was issued");
+                return 1;
+            }
             await output.WriteLineAsync($"issued certificate {thumbprint} for {member.UserName}, valid until {certificate.NotAfter.ToUniversalTime():yyyy-MM-dd}");
             if (certificates.EnsureServerNames([host]))
             {

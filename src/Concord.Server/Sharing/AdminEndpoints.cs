@@ -373,7 +373,13 @@ internal static class AdminEndpoints
             passwordSet = body.Password is not null,
             tokensRevoked,
             certificatesRevoked,
-        }, directory, viewers, time, context.RequestAborted, record: member.Id))
+        }, directory, viewers, time, context.RequestAborted, body.Disabled == true
+            ? async d =>
+            {
+                await MemberCredentials.RevokeIssuedMeanwhileAsync(d, member.Id, time, context.RequestAborted);
+                return false;
+            }
+            : null, member.Id))
         {
             return Problems.Field("member", $"{member.UserName} was changed by another request meanwhile; read it again", StatusCodes.Status409Conflict);
         }
