@@ -362,6 +362,12 @@ internal static class AdminEndpoints
         }
 
         var (tokensRevoked, certificatesRevoked) = await MemberCredentials.EndAsync(db, member.Id, body.Password is not null, body.Disabled == true, time, context.RequestAborted);
+        async Task<bool> RevokeIssuedMeanwhile(ConcordDb d)
+        {
+            await MemberCredentials.RevokeIssuedMeanwhileAsync(d, member.Id, time, context.RequestAborted);
+            return false;
+        }
+
         if (!await Changed(db, chain, viewer, "member", new
         {
             updated = member.UserName,
@@ -373,13 +379,7 @@ internal static class AdminEndpoints
             passwordSet = body.Password is not null,
             tokensRevoked,
             certificatesRevoked,
-        }, directory, viewers, time, context.RequestAborted, body.Disabled == true
-            ? async d =>
-            {
-                await MemberCredentials.RevokeIssuedMeanwhileAsync(d, member.Id, time, context.RequestAborted);
-                return false;
-            }
-            : null, member.Id))
+        }, directory, viewers, time, context.RequestAborted, body.Disabled == true ? RevokeIssuedMeanwhile : null, member.Id))
         {
             return Problems.Field("member", $"{member.UserName} was changed by another request meanwhile; read it again", StatusCodes.Status409Conflict);
         }
