@@ -12,7 +12,9 @@ namespace Concord.Server.Accounts;
 /// organisations sit behind one router, and anyone there could otherwise lock a member out by typing wrong passwords for
 /// their name. A browser keeps the devices of the last <see cref="MaxAccounts"/> accounts that signed in on it (a shared
 /// desk). The cookie proves nothing but a past sign-in: it gives no access, and a copy of it gives its holder the device's
-/// few guesses, not more.
+/// few guesses, not more. Each entry holds the member's session version when it was made: a password reset or a disable
+/// (which end the member's sessions) ends the device too, so a browser that once signed in (a stolen laptop, an intruder
+/// who knew the old password) keeps no guesses of its own past the reset.
 /// </summary>
 internal sealed class SignInDevices(IDataProtectionProvider protection, TimeProvider time)
 {
@@ -23,24 +25,30 @@ internal sealed class SignInDevices(IDataProtectionProvider protection, TimeProv
 
     private readonly IDataProtector _protector = protection.CreateProtector("concord.sign-in-devices");
 
-    private sealed record Entry(string Account, string Device, DateTimeOffset SignedInAt);
+    private sealed record Entry(string Account, string Device, DateTimeOffset SignedInAt, int SessionVersion);
 
-    /// <summary>The device this browser holds for <paramref name="userName"/>, or null (none, expired, or a cookie not sealed here).</summary>
-    public string? DeviceFor(HttpContext context, string userName)
+    /// <summary>
+    /// The device this browser holds for <paramref name="userName"/> under the member's current <paramref name="sessionVersion"/>
+    /// (null for a name no member has), or null (none, expired, made before the member's last reset, or a cookie not sealed here).
+    /// </summary>
+    public string? DeviceFor(HttpContext context, string userName, int? sessionVersion)
     {
         var account = SignInThrottle.Normalize(userName);
         var now = time.GetUtcNow();
-        return Read(context).FirstOrDefault(e => e.Account == account && now - e.SignedInAt < SignInThrottle.KnownFor)?.Device;
+        return sessionVersion is { } version
+            ? Read(context).FirstOrDefault(e => e.Account == account && e.SessionVersion == version && now - e.SignedInAt < SignInThrottle.KnownFor)?.Device
+            : null;
     }
 
     /// <summary>After a successful sign-in: the browser keeps (or gets) a device for the account, its time renewed.</summary>
-    public void Remember(HttpContext context, string userName, string? device)
+    public void Remember(HttpContext context, string userName, string? device, int sessionVersion)
     {
         var account = SignInThrottle.Normalize(userName);
         var now = time.GetUtcNow();
         var entries = Read(context).Where(e => e.Account != account && now - e.SignedInAt < SignInThrottle.KnownFor).Take(MaxAccounts - 1)
-            .Prepend(new Entry(account, device ?? Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)), now));
-        var text = string.Join('\n', entries.Select(e => string.Join('\t', e.Account, e.Device, e.SignedInAt.UtcTicks.ToString(CultureInfo.InvariantCulture))));
+            .Prepend(new Entry(account, device ?? Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)), now, sessionVersion));
+        var text = string.Join('\n', entries.Select(e => string.Join('\t', e.Account, e.Device, e.SignedInAt.UtcTicks.ToString(CultureInfo.InvariantCulture),
+            e.SessionVersion.ToString(CultureInfo.InvariantCulture))));
         context.Response.Cookies.Append(CookieName, _protector.Protect(text), new CookieOptions
         {
             HttpOnly = true,
@@ -72,10 +80,11 @@ internal sealed class SignInDevices(IDataProtectionProvider protection, TimeProv
         var entries = new List<Entry>();
         foreach (var line in text.Split('\n'))
         {
-            if (line.Split('\t') is [var account, var device, var ticks] && long.TryParse(ticks, NumberStyles.None, CultureInfo.InvariantCulture, out var at)
-                && at <= DateTimeOffset.MaxValue.UtcTicks)
+            // Entries of cookies made before session versions were kept (three fields) are no devices: signed in again, they are.
+            if (line.Split('\t') is [var account, var device, var ticks, var version] && long.TryParse(ticks, NumberStyles.None, CultureInfo.InvariantCulture, out var at)
+                && at <= DateTimeOffset.MaxValue.UtcTicks && int.TryParse(version, NumberStyles.None, CultureInfo.InvariantCulture, out var sessionVersion))
             {
-                entries.Add(new Entry(account, device, new DateTimeOffset(at, TimeSpan.Zero)));
+                entries.Add(new Entry(account, device, new DateTimeOffset(at, TimeSpan.Zero), sessionVersion));
             }
         }
 

@@ -17,9 +17,15 @@ internal static class SignIns
     public static async Task<Outcome> AttemptAsync(HttpContext context, ConcordDb db, SignInThrottle throttle, ViewerDirectory directory, string userName, string password)
     {
         var address = SignInThrottle.AddressOf(context.Connection.RemoteIpAddress);
+        var name = SignInThrottle.Normalize(userName);
+        // A name no member can have (too long, control characters: PostgreSQL refuses a NUL in text) is not looked up. Read
+        // before the throttle, for every name alike (a throttled attempt too): the device is judged by the member's session.
+        var member = name.Length > SignInThrottle.MaxNameLength || name.Any(char.IsControl)
+            ? null
+            : await db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == name, context.RequestAborted);
         // A browser the member signed in from is limited by its own failures, not its address's (SignInDevices).
         var devices = context.RequestServices.GetRequiredService<SignInDevices>();
-        var device = devices.DeviceFor(context, userName);
+        var device = devices.DeviceFor(context, userName, member?.SessionVersion);
         // Counted as a failure from here until it succeeds: parallel guesses cannot all slip past the limit.
         var wait = throttle.Begin(userName, address, device);
         if (wait > TimeSpan.Zero)
@@ -27,11 +33,6 @@ internal static class SignIns
             return new Outcome(null, wait);
         }
 
-        var name = SignInThrottle.Normalize(userName);
-        // A name no member can have (too long, control characters: PostgreSQL refuses a NUL in text) is not looked up.
-        var member = name.Length > SignInThrottle.MaxNameLength || name.Any(char.IsControl)
-            ? null
-            : await db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == name, context.RequestAborted);
         if (member is null)
         {
             Passwords.VerifyNobody(password);
@@ -78,7 +79,7 @@ internal static class SignIns
         // Audited first: a sign-in the audit could not record does not happen.
         await AuditAsync(context, db, viewer, AuditActions.SignIn, member.Id, new { address = AddressText(context) });
         await context.SignInAsync(ConcordAuthentication.CookieScheme, ConcordAuthentication.SessionPrincipal(viewer, now));
-        devices.Remember(context, userName, device);
+        devices.Remember(context, userName, device, viewer.SessionVersion);
         return new Outcome(viewer, null);
     }
 
