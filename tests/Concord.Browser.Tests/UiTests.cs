@@ -1205,6 +1205,14 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await page.ClickAsync("#report-submit");
         await page.WaitForSelectorAsync("#report-errors");
         Assert.StartsWith("UNCLASSIFIED", await page.TextContentAsync("#banner-top"));
+
+        // A protected source typed and shown back is under SOURCE-PROTECTED, whatever the marking chosen.
+        Assert.DoesNotContain("SOURCE-PROTECTED", await page.TextContentAsync("#banner-top"));
+        await page.FillAsync("#r-protected", "Informant K-17");
+        await page.ClickAsync("#report-submit");
+        await page.WaitForSelectorAsync("#report-errors");
+        Assert.Equal("Informant K-17", await page.InputValueAsync("#r-protected"));
+        Assert.Contains("SOURCE-PROTECTED", await page.TextContentAsync("#banner-top"));
     }
 
     [Fact]

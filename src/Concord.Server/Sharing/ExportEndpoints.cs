@@ -59,13 +59,16 @@ internal static class ExportEndpoints
         }
 
         var allowed = Enum.GetValues<Tlp>().Where(t => Tlps.MayGoTo(t, audience)).ToList();
+        // A caveat is a compartment (DECONFLICTION-ONLY, SOURCE-PROTECTED): whatever its TLP (AMBER by default), a record under
+        // one leaves only for the exporter's own organisation, never for its clients, a community or the public.
+        var caveatsMayGo = audience == ExportAudience.Organization;
         // More than the limit: the newest rows go (what an export for a briefing wants), and the answer says it is cut.
         // What is exported is chosen first by id and marking alone (tens of bytes a row), for the headers and the audit;
         // the rows are then read and written a few hundred at a time, so that an export of 100,000 reports with long
         // narratives streams in bounded memory rather than being held whole (three times: rows, text, bytes).
         var limit = context.Request.Query["limit"].ToString().Length > 0 ? Math.Min(query.Limit, MaxExportRows) : MaxExportRows;
         var chosen = await (await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted))
-            .Where(r => allowed.Contains(r.Tlp))
+            .Where(r => allowed.Contains(r.Tlp) && (caveatsMayGo || r.Caveats == 0))
             .VisibleTo(viewer)
             .OrderByDescending(r => r.ObservedAt).ThenByDescending(r => r.Number)
             .Select(r => new { r.Id, r.Classification, r.Caveats })
@@ -94,7 +97,7 @@ internal static class ExportEndpoints
             // Read again under the same conditions: a report released more narrowly since it was chosen is left out, and so
             // is one whose level or caveats changed (the headers and the audit, already written, name the chosen ones).
             var ids = chunk.Select(c => c.Id).ToList();
-            var read = await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id) && allowed.Contains(r.Tlp)).VisibleTo(viewer)
+            var read = await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id) && allowed.Contains(r.Tlp) && (caveatsMayGo || r.Caveats == 0)).VisibleTo(viewer)
                 .ToDictionaryAsync(r => r.Id, context.RequestAborted);
             foreach (var chosenRow in chunk)
             {
