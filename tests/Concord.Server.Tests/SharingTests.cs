@@ -39,9 +39,8 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(new[] { ids["clear"], ids["green"], ids["amber"] }.ToHashSet(), await Export("clients"));
         Assert.Equal(new[] { ids["clear"], ids["green"], ids["amber"], ids["amber+strict"] }.ToHashSet(), await Export("organization"));
         // A record under a caveat (a compartment) goes to the exporter's organisation only, whatever its TLP.
-        var (_, caveated) = await client.PostJson("/api/reports", new Dictionary<string, object?>(Api.Fields(Api.Report(narrative: $"{tag} deconfliction",
-            marking: Api.Marking("UNCLASSIFIED", ["org:JOC"], ["DECONFLICTION-ONLY"]))))
-        { ["tlp"] = "clear" });
+        var site = Api.Report(narrative: $"{tag} deconfliction", marking: Api.Marking("UNCLASSIFIED", ["org:JOC"], ["DECONFLICTION-ONLY"]));
+        var (_, caveated) = await client.PostJson("/api/reports", new Dictionary<string, object?>(Api.Fields(site)) { ["tlp"] = "clear" });
         Assert.DoesNotContain(Id(caveated), await Export("public"));
         Assert.DoesNotContain(Id(caveated), await Export("clients"));
         Assert.Contains(Id(caveated), await Export("organization"));
