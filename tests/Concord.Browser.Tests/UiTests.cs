@@ -944,7 +944,10 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await page.UncheckAsync("#layer-coordination");
         await page.UncheckAsync("#layer-incidents");
         await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '0'", null, new() { Timeout = 5_000 });
+        // The line counting them goes with them: it is figures drawn from the incidents.
+        Assert.False(await page.IsVisibleAsync("#map-status"));
         await page.CheckAsync("#layer-incidents");
+        Assert.True(await page.IsVisibleAsync("#map-status"));
         await page.CheckAsync("#layer-coordination");
         await page.CheckAsync("#layer-tracks");
 

@@ -90,7 +90,9 @@
   const layerMarks = { tracks: { level: 0, caveats: 0n }, coordination: { level: 0, caveats: 0n } };
   const marksOf = features => features.reduce((m, f) => ({ level: Math.max(m.level, f.properties.level ?? 0), caveats: m.caveats | BigInt(f.properties.caveats ?? 0) }), { level: 0, caveats: 0n });
   function updateBanner() {
-    // Incidents count only while their layer is shown, as the other layers do.
+    // Incidents count only while their layer is shown, as the other layers do; so does the line that counts them, which
+    // is figures drawn from them (a count of three STRICTLY CONFIDENTIAL incidents under an UNCLASSIFIED banner otherwise).
+    status.hidden = !map.hasLayer(incidents);
     let level = map.hasLayer(incidents) ? onScreen.level : 0, caveats = map.hasLayer(incidents) ? onScreen.caveats : 0n;
     for (const [name, marks] of Object.entries(layerMarks)) {
       if (!map.hasLayer(name === 'tracks' ? tracks : coordination)) continue;
