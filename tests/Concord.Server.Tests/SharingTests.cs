@@ -917,11 +917,14 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         // The copy names its original only to those who may read it: to pref its id would name a record pref may not see.
         var prefCopyBody = await prefCopy.Content.ReadFromJsonAsync<JsonElement>();
         Assert.False(prefCopyBody.TryGetProperty("releasedFrom", out var from) && from.ValueKind != JsonValueKind.Null, prefCopyBody.ToString());
+        // Nor why it was released: the releaser's words are about the original.
+        Assert.False(prefCopyBody.TryGetProperty("releaseReason", out _), prefCopyBody.ToString());
         Assert.DoesNotContain(Id(original).ToString(), incident.ToString(), StringComparison.OrdinalIgnoreCase);
         var (_, prefList) = await server.ClientFor("pref").GetJson("/api/reports?q=Bambari%20area&limit=1000");
         Assert.DoesNotContain(Id(original).ToString(), prefList.ToString(), StringComparison.OrdinalIgnoreCase);
         var (_, jocCopy) = await server.ClientFor("joc").GetJson($"/api/reports/{Id(copy)}");
         Assert.Equal(Id(original), jocCopy.GetProperty("releasedFrom").GetGuid());
+        Assert.Equal("Needed by humanitarian partners for access planning", jocCopy.GetProperty("releaseReason").GetString());
         Assert.Equal(new[] { Id(copy), Id(named) }.Order(), incident.GetProperty("reports").EnumerateArray().Select(r => Id(r)).Order());
         Assert.Equal(5.7612, stillOriginal.GetProperty("location").GetProperty("latitude").GetDouble());
         Assert.Equal("Informant K-17", stillOriginal.GetProperty("source").GetProperty("protectedIdentity").GetString());

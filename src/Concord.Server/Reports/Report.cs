@@ -89,6 +89,9 @@ internal sealed class Report : MarkedRecord, IFeedEntity
     /// <summary>For a sanitised release: the original report it was made from.</summary>
     public Guid? ReleasedFrom { get; init; }
 
+    /// <summary>For a sanitised release: why it was released, as its releaser gave it (shown to those who may read the original).</summary>
+    public string? ReleaseReason { get; init; }
+
     public required DateTime ReceivedAt { get; init; }
 
     /// <summary>SHA-256 of the canonical create request: a retry with the same id and body is recognised, a different body is a conflict.</summary>

@@ -59,6 +59,7 @@ internal sealed record ReportDto(
     string Tlp,
     AgreementRefDto? Agreement,
     Guid? ReleasedFrom,
+    string? ReleaseReason,
     DateTimeOffset ReceivedAt,
     string? ExternalRef);
 

@@ -52,6 +52,7 @@ internal static class ReportMapping
         Tlps.Label(r.Tlp),
         r.AgreementId is { } agreementId ? new AgreementRefDto(agreementId, r.AgreementVersion ?? 0) : null,
         r.ReleasedFrom is { } original && visibleOriginals.Contains(original) ? original : null,
+        r.ReleasedFrom is { } releasedFrom && visibleOriginals.Contains(releasedFrom) ? r.ReleaseReason : null,
         new DateTimeOffset(r.ReceivedAt, TimeSpan.Zero),
         r.ExternalRef);
 }

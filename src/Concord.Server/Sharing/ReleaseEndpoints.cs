@@ -65,7 +65,7 @@ internal static class ReleaseEndpoints
 
         if (string.IsNullOrWhiteSpace(body.Reason) || body.Reason.Length > 1000)
         {
-            errors["reason"] = ["is required (at most 1,000 characters): the audit keeps why this was released"];
+            errors["reason"] = ["is required (at most 1,000 characters): the copy keeps why it was released, for those who may read the original"];
         }
 
         ReportRules.RejectControlCharacters(body.Narrative, "narrative", errors);
@@ -148,6 +148,7 @@ internal static class ReleaseEndpoints
             Caveats = caveats,
             Tlp = tlp,
             ReleasedFrom = original.Id,
+            ReleaseReason = body.Reason!.Trim(),
             ReceivedAt = now,
             RequestHash = Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(body, JsonBody.Options))),
         };
