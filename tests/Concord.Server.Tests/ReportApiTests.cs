@@ -737,6 +737,14 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.False(outsider.GetProperty("source").TryGetProperty("protectedIdentity", out _), "holds the caveat, but of another organisation");
         Assert.Equal("C3", outsider.GetProperty("source").GetProperty("grade").GetString());
         Assert.Equal("Community contact", outsider.GetProperty("source").GetProperty("description").GetString());
+
+        // The report is unclassified and under no caveat, but the holder read the informant's name: that read is audited,
+        // under SOURCE-PROTECTED; the colleague's and the outsider's, who saw no name, are not.
+        var id = created.GetProperty("id").GetGuid();
+        var reads = await Server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == Audit.AuditActions.Read && a.Entity == "report" && a.EntityId == id).ToListAsync());
+        var read = Assert.Single(reads);
+        Assert.Equal("unpol", read.Actor);
+        Assert.NotEqual(0, read.Caveats);
     }
 
     [Fact]

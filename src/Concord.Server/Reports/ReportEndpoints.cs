@@ -71,8 +71,19 @@ internal static class ReportEndpoints
         return TypedResults.Ok(row.Report.ToDto(row.IncidentId, viewer, directory, markings, await ReportMapping.VisibleOriginalsAsync(db, viewer, [row.Report], context.RequestAborted)));
     }
 
-    internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Report> reports, HttpContext context, TimeProvider time) =>
-        audit.RecordReadAsync(viewer, "report", Audits.Named(reports), context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
+    /// <summary>
+    /// Names the classified and caveated reports read in the audit. A report whose protected source the answer shows (to
+    /// a member of its organisation who holds SOURCE-PROTECTED) is read under that caveat whatever its own marking: who
+    /// read an informant's name is what the source's handlers will ask, on an unclassified report too.
+    /// </summary>
+    internal static Task RecordReadAsync(AuditWriter audit, Viewer viewer, IReadOnlyCollection<Report> reports, HttpContext context, TimeProvider time)
+    {
+        var caveats = context.RequestServices.GetRequiredService<MarkingFormat>().Caveats;
+        var protectedBit = Sharing.SourceProtection.TryGetBit(caveats, out var bit) ? bit : 0;
+        var named = reports.Select(r => (r.Id, r.Classification,
+            Caveats: r.ProtectedSource is { Length: > 0 } && Sharing.SourceProtection.MaySeeSource(r, viewer, caveats) ? r.Caveats | protectedBit : r.Caveats)).ToList();
+        return audit.RecordReadAsync(viewer, "report", named, context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
+    }
 
     private static async Task<Results<Ok<Page<ReportDto>>, ProblemHttpResult>> List(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time, CursorKeys cursors)
