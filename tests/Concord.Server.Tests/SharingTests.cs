@@ -44,6 +44,10 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.DoesNotContain(Id(caveated), await Export("public"));
         Assert.DoesNotContain(Id(caveated), await Export("clients"));
         Assert.Contains(Id(caveated), await Export("organization"));
+        // Every export is audited, unclassified ones too: who took how many rows, for which audience.
+        var exports = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == Audit.AuditActions.Export && a.Actor == "joc" && a.Detail.Contains("audience=public")).ToListAsync());
+        Assert.NotEmpty(exports);
+        Assert.All(exports, e => Assert.Contains("\"audience\":\"public\"", e.Detail, StringComparison.Ordinal));
         var (missing, problem) = await client.GetJson("/api/exports/reports.csv");
         Assert.Equal(HttpStatusCode.BadRequest, missing.StatusCode);
         Assert.Equal(["audience"], problem.ErrorFields());

@@ -81,6 +81,12 @@ internal static class ExportEndpoints
             time.GetUtcNow().UtcDateTime, context.RequestAborted);
 
         var (highest, caveats) = markings.Figures(rows.Select(r => (r.Classification, r.Caveats)));
+        // An export leaves Concord: whatever it holds (unclassified rows too, which reads do not name), one entry says who took
+        // how many rows for which audience, marked as the file is (its highest level and every caveat of its rows).
+        var fileMarking = new AuditMarking(rows.Count == 0 ? 0 : rows.Max(r => r.Classification), rows.Aggregate(0L, (bits, r) => bits | r.Caveats));
+        await audit.RecordAsync(Audits.Entry(viewer, AuditActions.Export, "report", null, fileMarking, time.GetUtcNow().UtcDateTime,
+            Audits.Detail(new { path = context.Request.Path + context.Request.QueryString, audience = audience.ToString().ToLowerInvariant(), rows = rows.Count, truncated })),
+            context.RequestAborted);
         context.Response.ContentType = "text/csv; charset=utf-8";
         context.Response.Headers.ContentDisposition = $"attachment; filename=\"concord-reports-{audience.ToString().ToLowerInvariant()}.csv\"";
         context.Response.Headers["X-Concord-Classification"] = highest;
