@@ -716,6 +716,44 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task An_organisation_takes_on_coordination_duties_only_by_its_own_administrators()
+    {
+        // UNPOL's administrator records an SOP with the force: UNPOL may commit itself, not the force (a lead role with
+        // one-minute deadlines, requests to answer, misses escalated to it are the force's to agree to).
+        var code = "SOP-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        object Sop(object[] responsibilities, object[] assistance) => new
+        {
+            code,
+            name = "Police–force SOP " + code,
+            parties = new[] { "UNPOL", "FORCE" },
+            rules = Array.Empty<object>(),
+            responsibilities,
+            assistance,
+        };
+        var ours = new { categories = new[] { "acled.protests" }, areas = new[] { "*" }, lead = "UNPOL", acknowledgeMinutes = 30, respondMinutes = 120 };
+        var admin = server.ClientFor("unpoladmin");
+        foreach (var (responsibilities, assistance) in new (object[], object[])[]
+        {
+            ([new { categories = new[] { "acled.battles" }, areas = new[] { "*" }, lead = "FORCE", acknowledgeMinutes = 1, respondMinutes = 5 }], []),
+            ([new { categories = new[] { "acled.protests" }, areas = new[] { "*" }, lead = "UNPOL", supporting = new[] { "FORCE" }, acknowledgeMinutes = 30, respondMinutes = 120 }], []),
+            ([ours], [new { types = new[] { "armed-escort" }, addressee = "FORCE", acknowledgeMinutes = 1, respondMinutes = 5 }]),
+        })
+        {
+            var (refused, problem) = await admin.PostJson("/api/agreements", Sop(responsibilities, assistance));
+            Assert.True(refused.StatusCode == HttpStatusCode.Forbidden, problem.ToString());
+            Assert.Contains("FORCE", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        }
+
+        var (created, body) = await admin.PostJson("/api/agreements", Sop([ours], []));
+        Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
+        // Nor by a revision; the force's own administrator (here a mission administrator) may.
+        var revised = await admin.PutAsJsonAsync($"/api/agreements/{code}", Sop([ours, new { categories = new[] { "acled.battles" }, areas = new[] { "*" }, lead = "FORCE" }], []));
+        Assert.Equal(HttpStatusCode.Forbidden, revised.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("jocadmin").PutAsJsonAsync($"/api/agreements/{code}",
+            Sop([ours, new { categories = new[] { "acled.battles" }, areas = new[] { "*" }, lead = "FORCE" }], []))).StatusCode);
+    }
+
+    [Fact]
     public async Task No_task_is_routed_to_an_organisation_none_of_whose_members_may_read_the_incident()
     {
         var (area, lat, lon) = await AreaAsync(-79);

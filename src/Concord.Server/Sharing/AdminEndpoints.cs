@@ -640,6 +640,11 @@ internal static class AdminEndpoints
             return NotTheirsToDecide(imposed);
         }
 
+        if (DutiesChangedForOthers(viewer, [], [], [], parties, body.Responsibilities ?? [], body.Assistance ?? [], directory) is { } committed)
+        {
+            return NotTheirsToCommit(committed);
+        }
+
         var agreement = NewVersion(Guid.CreateVersion7(), 1, code, body, parties, directory, viewer.UserName, time);
         db.Agreements.Add(agreement);
         if (!await Changed(db, chain, viewer, "agreement", new { created = code, version = 1 }, directory, viewers, time, context.RequestAborted,
@@ -703,6 +708,12 @@ internal static class AdminEndpoints
             return NotTheirsToDecide(changed);
         }
 
+        if (DutiesChangedForOthers(viewer, current, latest.Coordination.Responsibilities ?? [], latest.Coordination.Assistance ?? [], parties, body.Responsibilities ?? [],
+                body.Assistance ?? [], directory) is { } recommitted)
+        {
+            return NotTheirsToCommit(recommitted);
+        }
+
         var agreement = NewVersion(latest.Id, latest.Version + 1, normalized, body!, parties, directory, viewer.UserName, time);
         db.Agreements.Add(agreement);
         if (!await Changed(db, chain, viewer, "agreement", new { revised = normalized, version = agreement.Version }, directory, viewers, time, context.RequestAborted,
@@ -760,6 +771,54 @@ internal static class AdminEndpoints
         var revised = DefaultsForOthers(viewer, partiesAfter, rulesAfter, directory, markings).ToHashSet(StringComparer.Ordinal);
         return revised.FirstOrDefault(d => !agreed.Contains(d)) ?? agreed.FirstOrDefault(d => !revised.Contains(d));
     }
+
+    /// <summary>
+    /// The first duty (a lead or supporting role with its deadlines, requests to answer, misses escalated to it) that the
+    /// coordination rules set for a party <paramref name="viewer"/> does not administer and that changed between the two
+    /// versions, or null. As for markings: an organisation takes on duties by its own administrators only; another party
+    /// may keep what it agreed to, not set or change it.
+    /// </summary>
+    private static string? DutiesChangedForOthers(Viewer viewer, IEnumerable<Guid> partiesBefore, IEnumerable<Coordination.ResponsibilityRule> responsibilitiesBefore,
+        IEnumerable<Coordination.AssistanceRule> assistanceBefore, IEnumerable<Guid> partiesAfter, IEnumerable<Coordination.ResponsibilityRule> responsibilitiesAfter,
+        IEnumerable<Coordination.AssistanceRule> assistanceAfter, MissionDirectory directory)
+    {
+        var agreed = DutiesOfOthers(viewer, partiesBefore, responsibilitiesBefore, assistanceBefore, directory).ToHashSet(StringComparer.Ordinal);
+        var revised = DutiesOfOthers(viewer, partiesAfter, responsibilitiesAfter, assistanceAfter, directory).ToHashSet(StringComparer.Ordinal);
+        return revised.FirstOrDefault(d => !agreed.Contains(d)) ?? agreed.FirstOrDefault(d => !revised.Contains(d));
+    }
+
+    /// <summary>The duties the rules give the parties <paramref name="viewer"/> does not administer, one description per organisation and rule.</summary>
+    private static IEnumerable<string> DutiesOfOthers(Viewer viewer, IEnumerable<Guid> parties, IEnumerable<Coordination.ResponsibilityRule> responsibilities,
+        IEnumerable<Coordination.AssistanceRule> assistance, MissionDirectory directory)
+    {
+        var others = parties.Where(p => !Administers(viewer, p)).Select(directory.Organization).OfType<Organization>().ToList();
+        bool Names(string? named, Organization o) => named is { Length: > 0 } && (string.Equals(named.Trim(), o.Code, StringComparison.OrdinalIgnoreCase)
+            || (Community.TryNormalize(named, out var token, out _) && (token == Community.Organization(o.Code) || token == Community.Kind(o.Kind))));
+        foreach (var organization in others)
+        {
+            foreach (var rule in responsibilities)
+            {
+                var role = Names(rule.Lead, organization) ? "leads" : rule.Supporting?.Any(s => Names(s, organization)) == true ? "supports" : Names(rule.EscalateTo, organization) ? "takes the escalations" : null;
+                if (role is not null)
+                {
+                    yield return string.Create(CultureInfo.InvariantCulture,
+                        $"the responsibility rule for categories {string.Join(", ", rule.Categories ?? [])} in areas {string.Join(", ", rule.Areas ?? [])} says {organization.Code} {role} (lead {rule.Lead}, supporting {string.Join(", ", rule.Supporting ?? [])}, acknowledge {rule.AcknowledgeMinutes} min, respond {rule.RespondMinutes} min, escalating to {rule.EscalateTo})");
+                }
+            }
+
+            foreach (var rule in assistance)
+            {
+                if (Names(rule.Addressee, organization) || Names(rule.EscalateTo, organization))
+                {
+                    yield return string.Create(CultureInfo.InvariantCulture,
+                        $"the assistance rule for requests of types {string.Join(", ", rule.Types ?? [])} to {rule.Addressee} binds {organization.Code} (acknowledge {rule.AcknowledgeMinutes} min, respond {rule.RespondMinutes} min, escalating to {rule.EscalateTo})");
+                }
+            }
+        }
+    }
+
+    private static ProblemHttpResult NotTheirsToCommit(string duty) =>
+        Problems.Forbidden($"{duty}: only its own administrators (or mission administrators) commit it to coordination duties");
 
     private static ProblemHttpResult NotTheirsToDecide(string change) =>
         Problems.Forbidden($"{change}: only its own administrators (or mission administrators) decide how its reports are marked");
