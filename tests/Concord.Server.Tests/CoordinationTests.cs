@@ -721,6 +721,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // UNPOL's administrator records an SOP with the force: UNPOL may commit itself, not the force (a lead role with
         // one-minute deadlines, requests to answer, misses escalated to it are the force's to agree to).
         var code = "SOP-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        // In an area of its own: the rules recorded here must route nothing of the other tests.
+        var (area, _, _) = await AreaAsync(-25);
         object Sop(object[] responsibilities, object[] assistance) => new
         {
             code,
@@ -730,12 +732,12 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             responsibilities,
             assistance,
         };
-        var ours = new { categories = new[] { "acled.protests" }, areas = new[] { "*" }, lead = "UNPOL", acknowledgeMinutes = 30, respondMinutes = 120 };
+        var ours = new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", acknowledgeMinutes = 30, respondMinutes = 120 };
         var admin = server.ClientFor("unpoladmin");
         foreach (var (responsibilities, assistance) in new (object[], object[])[]
         {
-            ([new { categories = new[] { "acled.battles" }, areas = new[] { "*" }, lead = "FORCE", acknowledgeMinutes = 1, respondMinutes = 5 }], []),
-            ([new { categories = new[] { "acled.protests" }, areas = new[] { "*" }, lead = "UNPOL", supporting = new[] { "FORCE" }, acknowledgeMinutes = 30, respondMinutes = 120 }], []),
+            ([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 1, respondMinutes = 5 }], []),
+            ([new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", supporting = new[] { "FORCE" }, acknowledgeMinutes = 30, respondMinutes = 120 }], []),
             ([ours], [new { types = new[] { "armed-escort" }, addressee = "FORCE", acknowledgeMinutes = 1, respondMinutes = 5 }]),
         })
         {
@@ -747,10 +749,10 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (created, body) = await admin.PostJson("/api/agreements", Sop([ours], []));
         Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
         // Nor by a revision; the force's own administrator (here a mission administrator) may.
-        var revised = await admin.PutAsJsonAsync($"/api/agreements/{code}", Sop([ours, new { categories = new[] { "acled.battles" }, areas = new[] { "*" }, lead = "FORCE" }], []));
+        var revised = await admin.PutAsJsonAsync($"/api/agreements/{code}", Sop([ours, new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE" }], []));
         Assert.Equal(HttpStatusCode.Forbidden, revised.StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("jocadmin").PutAsJsonAsync($"/api/agreements/{code}",
-            Sop([ours, new { categories = new[] { "acled.battles" }, areas = new[] { "*" }, lead = "FORCE" }], []))).StatusCode);
+            Sop([ours, new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE" }], []))).StatusCode);
     }
 
     [Fact]
