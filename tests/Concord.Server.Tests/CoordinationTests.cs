@@ -623,18 +623,15 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         }
     }
 
-    [Fact]
-    public async Task A_request_or_task_names_its_incident_only_to_those_who_may_see_it()
+    /// <summary>OCHA asks the force for information about <paramref name="incident"/> and assigns it a task about it, both marked for the two.</summary>
+    private async Task<(JsonElement Request, JsonElement Task)> OchaAsksTheForceAboutAsync(Guid incident, double latitude, double longitude)
     {
-        // OCHA's own account (OCHA only), and a request about it to the force, marked for both.
-        var incident = await IncidentOfAsync("ocha", Api.Report(latitude: -81.5, longitude: 60.5, narrative: "Convoy stopped at the Kaga-Bandoro checkpoint.",
-            marking: Api.Marking("UNCLASSIFIED", ["org:OCHA"])));
         var (created, request) = await server.ClientFor("ocha").PostJson("/api/requests", new
         {
             type = "information",
             title = "Who holds the checkpoint?",
             addressee = "FORCE",
-            location = new { latitude = -81.5, longitude = 60.5 },
+            location = new { latitude, longitude },
             priority = "routine",
             windowStart = Clock.GetUtcNow().AddDays(1),
             windowEnd = Clock.GetUtcNow().AddDays(3),
@@ -643,6 +640,24 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             marking = Api.Marking("UNCLASSIFIED", ["org:OCHA", "org:FORCE"]),
         });
         Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
+        var (assigned, task) = await server.ClientFor("ocha").PostJson("/api/tasks", new
+        {
+            title = "Report on the checkpoint",
+            organization = "FORCE",
+            incident,
+            marking = Api.Marking("UNCLASSIFIED", ["org:OCHA", "org:FORCE"]),
+        });
+        Assert.True(assigned.StatusCode == HttpStatusCode.Created, task.ToString());
+        return (request, task);
+    }
+
+    [Fact]
+    public async Task A_request_or_task_names_its_incident_only_to_those_who_may_see_it()
+    {
+        // OCHA's own account (OCHA only), and a request about it to the force, marked for both.
+        var incident = await IncidentOfAsync("ocha", Api.Report(latitude: -81.5, longitude: 60.5, narrative: "Convoy stopped at the Kaga-Bandoro checkpoint.",
+            marking: Api.Marking("UNCLASSIFIED", ["org:OCHA"])));
+        var (request, task) = await OchaAsksTheForceAboutAsync(incident, -81.5, 60.5);
         Assert.Equal(incident, Id(request, "incident"));
 
         // The force reads the request, not the incident (which answers it 404): the request does not name it.
@@ -655,14 +670,6 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(incident, Id(ochaView, "incident"));
 
         // Likewise a task OCHA assigns the force about it.
-        var (assigned, task) = await server.ClientFor("ocha").PostJson("/api/tasks", new
-        {
-            title = "Report on the checkpoint",
-            organization = "FORCE",
-            incident,
-            marking = Api.Marking("UNCLASSIFIED", ["org:OCHA", "org:FORCE"]),
-        });
-        Assert.True(assigned.StatusCode == HttpStatusCode.Created, task.ToString());
         var (_, forceTask) = await server.ClientFor("force").GetJson($"/api/tasks/{Id(task)}");
         Assert.False(forceTask.TryGetProperty("incident", out _));
         var (_, ochaTask) = await server.ClientFor("ocha").GetJson($"/api/tasks/{Id(task)}");
@@ -677,28 +684,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
         var kept = await IncidentOfAsync("unpol", Api.Report(latitude: -85.2, longitude: 100.5, narrative: "Ambush on the Ndele road, two vehicles burnt.", marking: mission));
         var merged = await IncidentOfAsync("ocha", Api.Report(latitude: -86.4, longitude: 100.5, narrative: "Convoy attacked north of Ndele.", marking: mission));
-        var (created, request) = await server.ClientFor("ocha").PostJson("/api/requests", new
-        {
-            type = "medevac",
-            title = "Two drivers wounded",
-            addressee = "FORCE",
-            location = new { latitude = -86.4, longitude = 100.5 },
-            priority = "urgent",
-            windowStart = Clock.GetUtcNow().AddHours(1),
-            windowEnd = Clock.GetUtcNow().AddHours(6),
-            criteria = new { lastResort = LastResortCriteria },
-            incident = merged,
-            marking = Api.Marking("UNCLASSIFIED", ["org:OCHA", "org:FORCE"]),
-        });
-        Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
-        var (assigned, task) = await server.ClientFor("ocha").PostJson("/api/tasks", new
-        {
-            title = "Secure the road for the medevac",
-            organization = "FORCE",
-            incident = merged,
-            marking = Api.Marking("UNCLASSIFIED", ["org:OCHA", "org:FORCE"]),
-        });
-        Assert.True(assigned.StatusCode == HttpStatusCode.Created, task.ToString());
+        var (request, task) = await OchaAsksTheForceAboutAsync(merged, -86.4, 100.5);
 
         var (merge, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{kept}/merge", new { incidents = new[] { merged } });
         Assert.Equal(HttpStatusCode.OK, merge.StatusCode);

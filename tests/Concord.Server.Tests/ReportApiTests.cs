@@ -306,6 +306,16 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Contains(reason, problem.GetProperty("errors").EnumerateObject().Single().Value[0].GetString(), StringComparison.Ordinal);
     }
 
+    /// <summary>A report body as JSON, to be edited field by field.</summary>
+    private static System.Text.Json.Nodes.JsonNode ReportNode(object report) =>
+        System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(report, System.Text.Json.JsonSerializerOptions.Web))!;
+
+    private async Task<HttpResponseMessage> PostNodeAsync(string user, System.Text.Json.Nodes.JsonNode body)
+    {
+        using var content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
+        return await Server.ClientFor(user).PostAsync("/api/reports", content);
+    }
+
     [Fact]
     public async Task A_marking_label_that_says_something_else_than_the_marking_is_refused_and_one_sent_back_as_read_passes()
     {
@@ -314,18 +324,14 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         var read = System.Text.Json.Nodes.JsonNode.Parse(first.GetProperty("marking").GetRawText())!;
         Assert.NotNull(read["label"]);
 
-        var again = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(Api.Report(narrative: "Checkpoint closed again at Sibut."), System.Text.Json.JsonSerializerOptions.Web))!;
+        var again = ReportNode(Api.Report(narrative: "Checkpoint closed again at Sibut."));
         again["marking"] = read.DeepClone();
-        using (var content = new StringContent(again.ToJsonString(), Encoding.UTF8, "application/json"))
-        {
-            Assert.Equal(HttpStatusCode.Created, (await Server.ClientFor("force").PostAsync("/api/reports", content)).StatusCode);
-        }
+        Assert.Equal(HttpStatusCode.Created, (await PostNodeAsync("force", again)).StatusCode);
 
-        var lying = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(Api.Report(narrative: "Convoy passed Sibut."), System.Text.Json.JsonSerializerOptions.Web))!;
+        var lying = ReportNode(Api.Report(narrative: "Convoy passed Sibut."));
         lying["marking"] = read.DeepClone();
         lying["marking"]!["classification"] = "UNCLASSIFIED";
-        using var lie = new StringContent(lying.ToJsonString(), Encoding.UTF8, "application/json");
-        var refused = await Server.ClientFor("force").PostAsync("/api/reports", lie);
+        var refused = await PostNodeAsync("force", lying);
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         Assert.Equal(["marking.label"], (await refused.Json()).ErrorFields());
     }
@@ -334,12 +340,11 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     public async Task A_refusal_quotes_no_more_than_the_start_of_what_was_sent()
     {
         // A category, an area or a level of 10,000 characters (or with control characters) is named by its start only.
-        var body = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(Api.Report(), System.Text.Json.JsonSerializerOptions.Web))!;
+        var body = ReportNode(Api.Report());
         body["category"] = "acled." + new string('x', 10_000);
         body["location"]!["area"] = "CF-" + new string('y', 10_000);
         body["marking"] = new System.Text.Json.Nodes.JsonObject { ["classification"] = "SECRET\u0007" + new string('z', 10_000), ["releasableTo"] = new System.Text.Json.Nodes.JsonArray("mission") };
-        using var content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
-        var refused = await Server.ClientFor("force").PostAsync("/api/reports", content);
+        var refused = await PostNodeAsync("force", body);
 
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         var errors = (await refused.Json()).GetProperty("errors");
@@ -374,10 +379,9 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     [InlineData("fr-a1-b2-c3-d4-e5")]
     public async Task A_language_tag_is_a_tag_and_nothing_more(string language)
     {
-        var body = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(Api.Report(), System.Text.Json.JsonSerializerOptions.Web))!;
+        var body = ReportNode(Api.Report());
         body["language"] = language;
-        using var content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json");
-        var refused = await Server.ClientFor("force").PostAsync("/api/reports", content);
+        var refused = await PostNodeAsync("force", body);
 
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         Assert.Equal(["language"], (await refused.Json()).ErrorFields());
@@ -392,11 +396,9 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         foreach (var (written, expected) in new[] { ("2026-11-01T08:00:00", "08:00"), ("2026-11-01T09:30:00+0100", "08:30"), ("2026-11-01t08:15:00z", "08:15") })
         {
             var id = Guid.NewGuid();
-            var node = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(Api.Report(id: id), System.Text.Json.JsonSerializerOptions.Web))!;
+            var node = ReportNode(Api.Report(id: id));
             node["observedAt"] = written;
-            var body = node.ToJsonString();
-            using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
-            var created = await Server.ClientFor("force").PostAsync("/api/reports", content);
+            var created = await PostNodeAsync("force", node);
             Assert.Equal(HttpStatusCode.Created, created.StatusCode);
             var (_, report) = await Server.ClientFor("force").GetJson($"/api/reports/{id}");
             Assert.Equal(DateTimeOffset.Parse("2026-11-01T" + expected + ":00Z", System.Globalization.CultureInfo.InvariantCulture), report.GetProperty("observedAt").GetDateTimeOffset());

@@ -964,13 +964,11 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
 
         // Meanwhile the roadblock drawing is cleared and the member's clearance lowered.
         await DeleteAsync(cleared);
-        var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{members[1]}", new { clearance = "UNCLASSIFIED" });
-        Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
 
         // Back on: before its opening picture (which sends the standing drawing again) it is told to remove the cleared
         // drawing and the CONFIDENTIAL marker, and nothing it never had.
-        await using var again = await server.ConnectTakAsync(certificate);
-        var withdrawals = await WithdrawalsBeforeAsync(again, standing);
+        var (again, withdrawals) = await LoweredAndBackAsync(members[1], certificate, standing);
+        await using var reconnected = again;
         Assert.Contains(cleared, withdrawals);
         Assert.Contains(marker, withdrawals);
         Assert.DoesNotContain(standing, withdrawals);
@@ -1063,6 +1061,19 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), "the device's access to be recorded");
             await Task.Delay(50);
         }
+    }
+
+    /// <summary>
+    /// Lowers <paramref name="member"/>'s clearance to UNCLASSIFIED while their device is away, connects it again with
+    /// <paramref name="certificate"/>, and gathers the deletions it is sent before <paramref name="sentAgain"/>.
+    /// </summary>
+    private async Task<(TakClient Device, List<string> Withdrawals)> LoweredAndBackAsync(string member, System.Security.Cryptography.X509Certificates.X509Certificate2 certificate,
+        string sentAgain)
+    {
+        var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{member}", new { clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
+        var device = await server.ConnectTakAsync(certificate);
+        return (device, await WithdrawalsBeforeAsync(device, sentAgain));
     }
 
     /// <summary>The uids a device is told to remove before it receives <paramref name="uid"/> (which it must).</summary>
@@ -1574,10 +1585,8 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
 
         // The device that was away, its member's clearance lowered since: told to remove the drawing cleared before the
         // restart and the CONFIDENTIAL marker, then sent the standing drawing again.
-        var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{members[1]}", new { clearance = "UNCLASSIFIED" });
-        Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
-        await using var again = await server.ConnectTakAsync(certificate);
-        var withdrawals = await WithdrawalsBeforeAsync(again, standing);
+        var (again, withdrawals) = await LoweredAndBackAsync(members[1], certificate, standing);
+        await again.DisposeAsync();
         Assert.Contains(cleared, withdrawals);
         Assert.Contains(marker, withdrawals);
         Assert.DoesNotContain(standing, withdrawals);

@@ -398,6 +398,7 @@ internal static class FusionEndpoints
                 {
                     // Proposals to join the incident the report left go with the report, as after a merge.
                     await IncidentCorrections.RetargetProposalsAsync(db, viewer, proposal.IncidentId, [current.IncidentId], [proposal.ReportId], now, context.RequestAborted);
+                    await IncidentCorrections.RelinkCoordinationAsync(db, proposal.IncidentId, [current.IncidentId], context.RequestAborted);
                 }
             }
         }

@@ -84,6 +84,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         }
 
         await RetargetProposalsAsync(db, viewer, id, others, moved.Select(l => l.ReportId).ToList(), now, cancellationToken);
+        await RelinkCoordinationAsync(db, id, others, cancellationToken);
         var reportIds = moved.Select(l => l.ReportId).Concat(await db.IncidentReports.Where(l => l.IncidentId == id).Select(l => l.ReportId).ToListAsync(cancellationToken)).ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToListAsync(cancellationToken);
         IncidentSummary.Rebuild(target, reports);
@@ -114,7 +115,6 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
     /// </summary>
     internal static async Task RetargetProposalsAsync(ConcordDb db, Viewer viewer, Guid target, IReadOnlyList<Guid> merged, IReadOnlyList<Guid> movedReports, DateTime now, CancellationToken cancellationToken)
     {
-        await RelinkCoordinationAsync(db, target, merged, cancellationToken);
         // In the store and in this unit of work (a proposal just decided is tracked, not yet saved).
         var proposals = await db.FusionProposals.Where(p => merged.Contains(p.IncidentId) || (p.IncidentId == target && p.DecidedAt == null)).ToListAsync(cancellationToken);
         var inTarget = (await db.IncidentReports.Where(l => l.IncidentId == target).Select(l => l.ReportId).ToListAsync(cancellationToken)).Concat(movedReports).ToHashSet();
@@ -145,7 +145,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
     /// Routed tasks and escalations are the router's and the scheduler's, which close those of an incident that is gone.
     /// Each link is shown, as before, only to those who may see the incident (CoordinationDesk.SeeLinksAsync).
     /// </summary>
-    private static async Task RelinkCoordinationAsync(ConcordDb db, Guid target, IReadOnlyList<Guid> merged, CancellationToken cancellationToken)
+    internal static async Task RelinkCoordinationAsync(ConcordDb db, Guid target, IReadOnlyList<Guid> merged, CancellationToken cancellationToken)
     {
         foreach (var task in await db.Tasks.Where(t => t.IncidentId != null && merged.Contains(t.IncidentId.Value) && (t.Role == Coordination.TaskRoles.Assigned || t.Role == Coordination.TaskRoles.Action))
             .ToListAsync(cancellationToken))

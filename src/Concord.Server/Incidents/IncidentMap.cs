@@ -78,9 +78,9 @@ internal static class IncidentMap
         var groups = await GroupsAsync(incidents.Plain, size, context.RequestAborted);
         // Mixed incidents are counted and placed as the viewer sees them (each rebuilt from its reports); a viewport seldom
         // holds many. At most MaxMixed are read: when there are more, the counts may be short, and the answer says so.
-        var candidates = incidents.Mixed.OrderBy(i => i.Number);
-        var mixed = await incidents.MixedAsSeenAsync(candidates.Take(MaxMixed), context.RequestAborted);
-        var truncated = await candidates.Skip(MaxMixed).AnyAsync(context.RequestAborted);
+        var stored = await incidents.Mixed.OrderBy(i => i.Number).Take(MaxMixed + 1).ToListAsync(context.RequestAborted);
+        var truncated = stored.Count > MaxMixed;
+        var mixed = await incidents.SeenAsync(truncated ? stored[..MaxMixed] : stored, context.RequestAborted);
         context.Response.Headers["X-Concord-Truncated"] = truncated ? "true" : "false";
         var total = groups.Sum(g => g.Count) + mixed.Count;
         if (total <= maxPoints)

@@ -37,11 +37,12 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
         new(db, viewer, query, plain.Where(predicate), mixed);
 
     /// <summary>Mixed incidents (of <paramref name="candidates"/>, by default all) as the viewer sees them, still matching the query.</summary>
-    public async Task<List<Incident>> MixedAsSeenAsync(IQueryable<Incident>? candidates, CancellationToken cancellationToken)
-    {
-        var stored = await (candidates ?? mixed).ToListAsync(cancellationToken);
-        return stored.Count == 0 ? [] : [.. (await db.AsSeenByAsync(stored, viewer, cancellationToken)).Where(i => IncidentEndpoints.Matches(query, i))];
-    }
+    public async Task<List<Incident>> MixedAsSeenAsync(IQueryable<Incident>? candidates, CancellationToken cancellationToken) =>
+        await SeenAsync(await (candidates ?? mixed).ToListAsync(cancellationToken), cancellationToken);
+
+    /// <summary>Mixed incidents already read (stored values) as the viewer sees them, still matching the query.</summary>
+    public async Task<List<Incident>> SeenAsync(List<Incident> stored, CancellationToken cancellationToken) =>
+        stored.Count == 0 ? [] : [.. (await db.AsSeenByAsync(stored, viewer, cancellationToken)).Where(i => IncidentEndpoints.Matches(query, i))];
 
     /// <summary>
     /// Every selected incident as a row: plain ones projected in the database, mixed ones rebuilt and projected in memory.

@@ -62,13 +62,14 @@ internal static class ExportEndpoints
         // A caveat is a compartment (DECONFLICTION-ONLY, SOURCE-PROTECTED): whatever its TLP (AMBER by default), a record under
         // one leaves only for the exporter's own organisation, never for its clients, a community or the public.
         var caveatsMayGo = audience == ExportAudience.Organization;
+        System.Linq.Expressions.Expression<Func<Report, bool>> exportable = r => allowed.Contains(r.Tlp) && (caveatsMayGo || r.Caveats == 0);
         // More than the limit: the newest rows go (what an export for a briefing wants), and the answer says it is cut.
         // What is exported is chosen first by id and marking alone (tens of bytes a row), for the headers and the audit;
         // the rows are then read and written a few hundred at a time, so that an export of 100,000 reports with long
         // narratives streams in bounded memory rather than being held whole (three times: rows, text, bytes).
         var limit = context.Request.Query["limit"].ToString().Length > 0 ? Math.Min(query.Limit, MaxExportRows) : MaxExportRows;
         var chosen = await (await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted))
-            .Where(r => allowed.Contains(r.Tlp) && (caveatsMayGo || r.Caveats == 0))
+            .Where(exportable)
             .VisibleTo(viewer)
             .OrderByDescending(r => r.ObservedAt).ThenByDescending(r => r.Number)
             .Select(r => new { r.Id, r.Classification, r.Caveats })
@@ -80,10 +81,11 @@ internal static class ExportEndpoints
         await audit.RecordReadAsync(viewer, "report", [.. rows.Select(r => (r.Id, r.Classification, r.Caveats))], context.Request.Path + context.Request.QueryString,
             time.GetUtcNow().UtcDateTime, context.RequestAborted);
 
-        var (highest, caveats) = markings.Figures(rows.Select(r => (r.Classification, r.Caveats)));
-        // An export leaves Concord: whatever it holds (unclassified rows too, which reads do not name), one entry says who took
-        // how many rows for which audience, marked as the file is (its highest level and every caveat of its rows).
+        // The file is marked with its highest level and every caveat of its rows.
         var fileMarking = new AuditMarking(rows.Count == 0 ? 0 : rows.Max(r => r.Classification), rows.Aggregate(0L, (bits, r) => bits | r.Caveats));
+        var (highest, caveats) = markings.Figures([(fileMarking.Level, fileMarking.Caveats)]);
+        // An export leaves Concord: whatever it holds (unclassified rows too, which reads do not name), one entry says who took
+        // how many rows for which audience, marked as the file is.
         await audit.RecordAsync(Audits.Entry(viewer, AuditActions.Export, "report", null, fileMarking, time.GetUtcNow().UtcDateTime,
             Audits.Detail(new { path = context.Request.Path + context.Request.QueryString, audience = audience.ToString().ToLowerInvariant(), rows = rows.Count, truncated })),
             context.RequestAborted);
@@ -103,7 +105,7 @@ internal static class ExportEndpoints
             // Read again under the same conditions: a report released more narrowly since it was chosen is left out, and so
             // is one whose level or caveats changed (the headers and the audit, already written, name the chosen ones).
             var ids = chunk.Select(c => c.Id).ToList();
-            var read = await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id) && allowed.Contains(r.Tlp) && (caveatsMayGo || r.Caveats == 0)).VisibleTo(viewer)
+            var read = await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id)).Where(exportable).VisibleTo(viewer)
                 .ToDictionaryAsync(r => r.Id, context.RequestAborted);
             foreach (var chosenRow in chunk)
             {
