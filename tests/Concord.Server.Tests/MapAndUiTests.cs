@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Concord.Server.Ui;
@@ -60,6 +61,102 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         Assert.Equal(HttpStatusCode.OK, (await member.GetAsync("/api/me")).StatusCode);
         await SignOutAsync("same-origin");
         Assert.Equal(HttpStatusCode.Unauthorized, (await member.GetAsync("/api/me")).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_form_opened_under_another_sign_in_is_shown_again_and_saves_nothing()
+    {
+        // A shared browser: the report form opened by one member, a colleague signs in meanwhile (another tab), and the form
+        // is sent. Filed now it would be the colleague's report: nothing is saved, the page says who is signed in, keeps what
+        // was typed, and carries this session's token, so that sending it again files it.
+        using var browser = await server.SignedInAsync("rwabatt");
+        var form = Hidden(await browser.GetStringAsync("/report"));
+        var (signedIn, _) = await browser.PostJson("/api/auth/signin", new { userName = "unpol", password = TestServer.Password });
+        signedIn.EnsureSuccessStatusCode();
+        var me = await browser.GetFromJsonAsync<JsonElement>("/api/me");
+        Assert.Equal("unpol", me.GetProperty("userName").GetString());
+        var unpol = me.GetProperty("displayName").GetString()!;
+        var narrative = "Roadblock at the bridge " + form["Input.Id"][..8];
+        async Task<(HttpStatusCode Status, string Html)> SendAsync(Dictionary<string, string> hidden, string? site = null)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/report")
+            {
+                Content = new FormUrlEncodedContent(new Dictionary<string, string>(hidden)
+                {
+                    ["Input.ObservedAt"] = DateTime.UtcNow.AddHours(-2).ToString("yyyy-MM-dd'T'HH:mm", CultureInfo.InvariantCulture),
+                    ["Input.ObservedPrecision"] = "hour",
+                    ["Input.Latitude"] = "5.61",
+                    ["Input.Longitude"] = "18.42",
+                    ["Input.PrecisionMeters"] = "100",
+                    ["Input.Category"] = "poc.forced-displacement",
+                    ["Input.Narrative"] = narrative,
+                    ["Input.Language"] = "en",
+                    ["Input.Reliability"] = "C",
+                    ["Input.Credibility"] = "3",
+                    ["Input.MarkingMode"] = "agreement",
+                }),
+            };
+            if (site is not null)
+            {
+                request.Headers.Add("Sec-Fetch-Site", site);
+            }
+
+            var response = await browser.SendAsync(request);
+            return (response.StatusCode, await response.Content.ReadAsStringAsync());
+        }
+
+        // Sent from this origin or not, the form of the other sign-in files nothing.
+        var again = form;
+        foreach (var site in new[] { null, "same-origin" })
+        {
+            var (status, html) = await SendAsync(form, site);
+            Assert.Equal(HttpStatusCode.BadRequest, status);
+            Assert.Contains("id=\"report-stale\"", html, StringComparison.Ordinal);
+            Assert.Contains(WebUtility.HtmlEncode(unpol), html, StringComparison.Ordinal);
+            Assert.Contains(WebUtility.HtmlEncode(narrative), html, StringComparison.Ordinal);
+            again = Hidden(html);
+            Assert.Equal(form["Input.Id"], again["Input.Id"]);
+            Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("unpol").GetAsync($"/api/reports/{form["Input.Id"]}")).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("rwabatt").GetAsync($"/api/reports/{form["Input.Id"]}")).StatusCode);
+        }
+
+        // The page shown again is this session's: sent again, it files the report under the member signed in.
+        var (saved, savedHtml) = await SendAsync(again);
+        Assert.Equal(HttpStatusCode.OK, saved);
+        Assert.Contains("id=\"report-saved\"", savedHtml, StringComparison.Ordinal);
+        var report = await server.ClientFor("unpol").GetFromJsonAsync<JsonElement>($"/api/reports/{form["Input.Id"]}");
+        Assert.Equal("UNPOL", report.GetProperty("organization").GetString());
+
+        // The sign-in page opened before: from this origin it signs in; from elsewhere it asks to sign in again.
+        var signin = Hidden(await browser.GetStringAsync("/signin"));
+        var (back, _) = await browser.PostJson("/api/auth/signin", new { userName = "rwabatt", password = TestServer.Password });
+        back.EnsureSuccessStatusCode();
+        async Task<HttpResponseMessage> SignInAsync(string? site)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/signin")
+            {
+                Content = new FormUrlEncodedContent(new Dictionary<string, string>(signin) { ["Input.UserName"] = "pref", ["Input.Password"] = TestServer.Password }),
+            };
+            if (site is not null)
+            {
+                request.Headers.Add("Sec-Fetch-Site", site);
+            }
+
+            return await browser.SendAsync(request);
+        }
+
+        var refused = await SignInAsync("cross-site");
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains("id=\"signin-error\"", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal("rwabatt", (await browser.GetFromJsonAsync<JsonElement>("/api/me")).GetProperty("userName").GetString());
+        await SignInAsync("same-origin");
+        Assert.Equal("pref", (await browser.GetFromJsonAsync<JsonElement>("/api/me")).GetProperty("userName").GetString());
+
+        // The hidden fields of a page's forms (the token, in each form the same; the form's name; the report's id).
+        static Dictionary<string, string> Hidden(string html) => Regex
+            .Matches(html, "<input type=\"hidden\" name=\"([^\"]+)\" value=\"([^\"]*)\"")
+            .GroupBy(m => m.Groups[1].Value)
+            .ToDictionary(g => g.Key, g => WebUtility.HtmlDecode(g.Last().Groups[2].Value));
     }
 
     [Fact]

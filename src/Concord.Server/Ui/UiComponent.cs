@@ -77,6 +77,15 @@ public abstract class UiComponent : ComponentBase
     private protected T Service<T>()
         where T : notnull => Services.GetRequiredService<T>();
 
+    /// <summary>
+    /// Whether the posted form carries this session's antiforgery token. A page opened under another sign-in (a colleague's
+    /// at a shared desk, a second tab that signed in since, a session that ended) carries that sign-in's token. Pages that
+    /// answer such a form themselves (<c>[RequireAntiforgeryToken(required: false)]</c>, instead of the framework's bare
+    /// 400) ask this first in every handler and act only when it holds: they show the form again, with what was typed and
+    /// a fresh token, saying that nothing was done.
+    /// </summary>
+    private protected Task<bool> FormOfThisSessionAsync() => Service<Microsoft.AspNetCore.Antiforgery.IAntiforgery>().IsRequestValidAsync(Http);
+
     /// <summary>The page's path, in either mode.</summary>
     private protected string PathAndQuery => "/" + Navigation.ToBaseRelativePath(Navigation.Uri);
 }
