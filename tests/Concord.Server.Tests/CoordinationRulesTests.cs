@@ -7,6 +7,16 @@ namespace Concord.Server.Tests;
 /// <summary>The pure decisions of coordination: which rule routes an incident, which terms a request gets, what a deadline owes.</summary>
 public sealed class CoordinationRulesTests
 {
+    /// <summary>The kinds of the organisations these tests name.</summary>
+    private static OrganizationKind? KindOf(string code) => code switch
+    {
+        "FORCE" or "RWABATT" or "ZAMBATT" => OrganizationKind.Military,
+        "UNPOL" => OrganizationKind.Police,
+        "OCHA" => OrganizationKind.Humanitarian,
+        "JOC" => OrganizationKind.Civilian,
+        _ => null,
+    };
+
     private static Agreement With(string code, params ResponsibilityRule[] rules) => Agreement(code, "|org:FORCE|", new AgreementCoordination(rules, []));
 
     private static Agreement Agreement(string code, string parties, AgreementCoordination coordination) => new()
@@ -67,27 +77,38 @@ public sealed class CoordinationRulesTests
             new AssistanceRule(["medevac"], "FORCE", 5, 30, "JOC"),
         ]));
 
-        var medevac = Responsibilities.ForRequest([agreement], "UNPOL", "medevac", "urgent", "FORCE", OrganizationKind.Military);
+        var medevac = Responsibilities.ForRequest([agreement], "UNPOL", "medevac", "urgent", "FORCE", OrganizationKind.Military, KindOf);
         Assert.Equal((TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(30), "JOC", "MOU"), (medevac.Acknowledge, medevac.Respond, medevac.EscalateTo, medevac.AgreementCode));
-        var escort = Responsibilities.ForRequest([agreement], "UNPOL", "armed-escort", "routine", "RWABATT", OrganizationKind.Military);
+        var escort = Responsibilities.ForRequest([agreement], "UNPOL", "armed-escort", "routine", "RWABATT", OrganizationKind.Military, KindOf);
         Assert.Equal(TimeSpan.FromMinutes(60), escort.Acknowledge);
-        var police = Responsibilities.ForRequest([agreement], "FORCE", "armed-escort", "urgent", "UNPOL", OrganizationKind.Police);
+        var police = Responsibilities.ForRequest([agreement], "FORCE", "armed-escort", "urgent", "UNPOL", OrganizationKind.Police, KindOf);
         Assert.Equal((TimeSpan.FromMinutes(15), TimeSpan.FromHours(1), (string?)null, (string?)null), (police.Acknowledge, police.Respond, police.EscalateTo, police.AgreementCode));
 
         // An agreement binds its parties only: a requester that did not sign it gets the priority's deadlines and no escalation.
-        var outsider = Responsibilities.ForRequest([agreement], "OCHA", "medevac", "urgent", "FORCE", OrganizationKind.Military);
+        var outsider = Responsibilities.ForRequest([agreement], "OCHA", "medevac", "urgent", "FORCE", OrganizationKind.Military, KindOf);
         Assert.Equal((TimeSpan.FromMinutes(15), TimeSpan.FromHours(1), (string?)null, (string?)null), (outsider.Acknowledge, outsider.Respond, outsider.EscalateTo, outsider.AgreementCode));
+
+        // A rule for a kind binds the parties of that kind only: a military organisation that never signed keeps the
+        // priority's deadlines, and a request to the kind is held to it only while some party is of that kind.
+        var nonParty = Responsibilities.ForRequest([agreement], "UNPOL", "armed-escort", "routine", "ZAMBATT", OrganizationKind.Military, KindOf);
+        Assert.Equal((TimeSpan.FromHours(4), TimeSpan.FromHours(24), (string?)null, (string?)null), (nonParty.Acknowledge, nonParty.Respond, nonParty.EscalateTo, nonParty.AgreementCode));
+        var toTheKind = Responsibilities.ForRequest([agreement], "UNPOL", "armed-escort", "routine", null, OrganizationKind.Military, KindOf);
+        Assert.Equal((TimeSpan.FromMinutes(60), "MOU"), (toTheKind.Acknowledge, toTheKind.AgreementCode));
+        var ochaAlone = Agreement("OCHA-ONLY", "|org:OCHA|", new AgreementCoordination([], [new AssistanceRule(["*"], "kind:military", 1, 2, "OCHA")]));
+        var toForce = Responsibilities.ForRequest([ochaAlone], "OCHA", "armed-escort", "routine", "FORCE", OrganizationKind.Military, KindOf);
+        var toMilitary = Responsibilities.ForRequest([ochaAlone], "OCHA", "armed-escort", "routine", null, OrganizationKind.Military, KindOf);
+        Assert.All(new[] { toForce, toMilitary }, terms => Assert.Equal((TimeSpan.FromHours(4), (string?)null), (terms.Acknowledge, terms.AgreementCode)));
 
         // A rule that sets one deadline never leaves the answer due before the acknowledgement: the priority's default gives way.
         var oneSided = Agreement("SOP", "|org:FORCE|org:UNPOL|", new AgreementCoordination([], [
             new AssistanceRule(["armed-escort"], "kind:military", 120, null, null),
             new AssistanceRule(["medevac"], "kind:military", null, 30, null),
         ]));
-        var slowAcknowledge = Responsibilities.ForRequest([oneSided], "UNPOL", "armed-escort", "urgent", "FORCE", OrganizationKind.Military);
+        var slowAcknowledge = Responsibilities.ForRequest([oneSided], "UNPOL", "armed-escort", "urgent", "FORCE", OrganizationKind.Military, KindOf);
         Assert.Equal((TimeSpan.FromMinutes(120), TimeSpan.FromMinutes(120)), (slowAcknowledge.Acknowledge, slowAcknowledge.Respond));
-        var quickAnswer = Responsibilities.ForRequest([oneSided], "UNPOL", "medevac", "routine", "FORCE", OrganizationKind.Military);
+        var quickAnswer = Responsibilities.ForRequest([oneSided], "UNPOL", "medevac", "routine", "FORCE", OrganizationKind.Military, KindOf);
         Assert.Equal((TimeSpan.FromMinutes(30), TimeSpan.FromMinutes(30)), (quickAnswer.Acknowledge, quickAnswer.Respond));
-        var defaults = Responsibilities.ForRequest([oneSided], "UNPOL", "armed-escort", "routine", "FORCE", OrganizationKind.Military);
+        var defaults = Responsibilities.ForRequest([oneSided], "UNPOL", "armed-escort", "routine", "FORCE", OrganizationKind.Military, KindOf);
         Assert.Equal((TimeSpan.FromMinutes(120), TimeSpan.FromHours(24)), (defaults.Acknowledge, defaults.Respond));
     }
 

@@ -2143,6 +2143,23 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(
             new[] { "responsibilities[0].acknowledgeMinutes", "responsibilities[0].categories", "responsibilities[0].escalateTo", "responsibilities[0].lead" },
             problem.ErrorFields().Order(StringComparer.Ordinal));
+
+        // An assistance rule for a kind needs a party of that kind: it would otherwise hold organisations that never signed.
+        var (byKind, kindProblem) = await server.ClientFor("jocadmin").PostJson("/api/agreements", new
+        {
+            code = "SOP-KIND" + Guid.NewGuid().ToString("N")[..4].ToUpperInvariant(),
+            name = "No military party",
+            parties = new[] { "JOC", "UNPOL" },
+            rules = Array.Empty<object>(),
+            assistance = new object[]
+            {
+                new { types = new[] { "*" }, addressee = "kind:police", acknowledgeMinutes = 30 },
+                new { types = new[] { "*" }, addressee = "kind:military", acknowledgeMinutes = 1, respondMinutes = 2, escalateTo = "JOC" },
+            },
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, byKind.StatusCode);
+        Assert.Equal(["assistance[1].addressee"], kindProblem.ErrorFields());
+        Assert.Contains("no party is of kind military", kindProblem.GetProperty("errors").GetProperty("assistance[1].addressee")[0].GetString(), StringComparison.Ordinal);
     }
 }
 

@@ -288,7 +288,8 @@ internal static class RequestEndpoints
         }
 
         var now = desk.Now;
-        var terms = Responsibilities.ForRequest(await desk.Directory.AgreementsAsync(cancellationToken), viewer.OrganizationCode, type, priority, addressee?.Code, addresseeKind);
+        var terms = Responsibilities.ForRequest(await desk.Directory.AgreementsAsync(cancellationToken), viewer.OrganizationCode, type, priority, addressee?.Code, addresseeKind,
+            code => desk.Directory.OrganizationByCode(code)?.Kind);
         var escalateTo = terms.EscalateTo is { } code ? await desk.Directory.OrganizationAsync(code, cancellationToken) : null;
         var criteria = new RequestCriteria(lastResort ? Trimmed(body.Criteria!.LastResort!) : null, escort ? Trimmed(body.Criteria!.Escort!) : null);
         var request = new AssistanceRequest

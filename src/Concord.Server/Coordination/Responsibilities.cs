@@ -102,10 +102,13 @@ internal static class Responsibilities
     /// <summary>
     /// The terms for a request: the most specific assistance rule (organisation over kind, a type over any) of an agreement
     /// the requesting organisation is a party to, else defaults by priority. An agreement binds its parties only: one the
-    /// requester never signed does not set its deadlines, nor release its request to an escalation organisation.
+    /// requester never signed does not set its deadlines, nor release its request to an escalation organisation; and a
+    /// rule for a kind (<c>kind:military</c>) holds an addressee of that kind to its deadlines only if the addressee signed
+    /// it too, and a request to the kind only if some party is of that kind (<paramref name="kindOf"/>: an organisation's
+    /// kind by code).
     /// </summary>
     public static RequestTerms ForRequest(IEnumerable<Agreement> agreements, string requesterCode, string type, string priority, string? addresseeCode,
-        OrganizationKind? addresseeKind)
+        OrganizationKind? addresseeKind, Func<string, OrganizationKind?> kindOf)
     {
         (AssistanceRule Rule, string Code, int Specificity)? best = null;
         var requester = Releasability.Pattern(Community.Organization(requesterCode));
@@ -115,7 +118,10 @@ internal static class Responsibilities
             {
                 var addressee = rule.Addressee?.Trim() ?? "";
                 var byOrganization = addresseeCode is not null && string.Equals(addressee, addresseeCode, StringComparison.OrdinalIgnoreCase);
-                var byKind = addresseeKind is { } kind && string.Equals(addressee, Community.Kind(kind), StringComparison.OrdinalIgnoreCase);
+                var byKind = addresseeKind is { } kind && string.Equals(addressee, Community.Kind(kind), StringComparison.OrdinalIgnoreCase)
+                    && (addresseeCode is not null
+                        ? agreement.Parties.Contains(Releasability.Pattern(Community.Organization(addresseeCode)), StringComparison.Ordinal)
+                        : PartyCodes(agreement).Any(code => kindOf(code) == kind));
                 var types = rule.Types is { Count: > 0 } t ? t : ["*"];
                 var byType = types.Contains(type);
                 if ((!byOrganization && !byKind) || (!byType && !types.Contains("*")))
@@ -222,10 +228,20 @@ internal static class Responsibilities
             {
                 errors[field + ".addressee"] = ["must be a party organisation's code or kind:KIND"];
             }
+            else if (isKind && OrganizationKinds.TryParse(addressee[5..], out var kind) && !partyCodes.Any(c => directory.OrganizationByCode(c)?.Kind == kind))
+            {
+                // An agreement binds its parties only: a kind no party is of would hold to its deadlines organisations that
+                // never signed it.
+                errors[field + ".addressee"] = [$"no party is of kind {OrganizationKinds.Token(kind)}: an agreement binds its parties only"];
+            }
 
             CheckDeadlines(rule.AcknowledgeMinutes, rule.RespondMinutes, rule.EscalateTo, field, IsParty, errors);
         }
     }
+
+    /// <summary>The codes of an agreement's parties (stored <c>|org:A|org:B|</c>).</summary>
+    private static IEnumerable<string> PartyCodes(Agreement agreement) =>
+        agreement.Parties.Split('|', StringSplitOptions.RemoveEmptyEntries).Where(p => p.StartsWith("org:", StringComparison.Ordinal)).Select(p => p[4..]);
 
     private static void CheckDeadlines(int? acknowledge, int? respond, string? escalateTo, string field, Func<string?, bool> isParty, Dictionary<string, string[]> errors)
     {

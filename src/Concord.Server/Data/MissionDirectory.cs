@@ -116,6 +116,9 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
 
     public Organization? Organization(Guid id) => _snapshot.OrganizationsById.GetValueOrDefault(id);
 
+    /// <summary>An organisation by its code as stored (capitals), from the directory as loaded.</summary>
+    public Organization? OrganizationByCode(string code) => _snapshot.OrganizationsByCode.GetValueOrDefault(code);
+
     public async Task<Organization?> OrganizationAsync(string code, CancellationToken cancellationToken)
     {
         if (_snapshot.OrganizationsByCode.TryGetValue(code, out var organization))
