@@ -77,6 +77,22 @@ public sealed class GedMappingTests
     }
 
     [Fact]
+    public void Rows_of_separators_or_spaces_only_are_skipped_as_blank_lines_are()
+    {
+        // Spreadsheets write ",,,,," for rows formatted and left empty; a line of spaces is as empty.
+        var names = string.Join(",", GedReader.RequiredColumns);
+        var row = string.Join(",", GedReader.RequiredColumns.Select(n => Row[n]));
+        var separators = new string(',', GedReader.RequiredColumns.Count - 1);
+        var quotedEmpty = string.Join(",", GedReader.RequiredColumns.Select(_ => "\"\""));
+        using var text = new StringReader($"{names}\n{row}\n{separators}\n   \n{quotedEmpty}\n{row.Replace("4242", "4243", StringComparison.Ordinal)}\n,,,\n");
+
+        var rows = GedReader.Read(text).ToList();
+
+        Assert.Equal([(2L, 4242), (6L, 4243)], rows.Select(r => (r.Line, r.Event?.Id ?? 0)));
+        Assert.All(rows, r => Assert.Null(r.Error));
+    }
+
+    [Fact]
     public void A_GED_day_written_with_an_offset_stays_that_day()
     {
         var rows = Read(GedReader.RequiredColumns, n => n is "date_start" or "date_end" ? "2010-03-05T00:00:00+02:00" : Row[n]);

@@ -463,6 +463,22 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Contains("only a releaser may loosen it", row.GetProperty("reason").GetString(), StringComparison.Ordinal);
         var (_, stored) = await server.ClientFor("force").GetJson($"/api/reports?q={tag}");
         Assert.Equal(2, stored.GetProperty("items").GetArrayLength());
+
+        // A colleague cleared below the agreement's marking, running it with no marking options: the agreement would mark
+        // the rows above their clearance, which is refused for a row new to the file only; the stored ones are skipped.
+        var junior = "junior" + tag;
+        var (made, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/JOC/members",
+            new { userName = junior, password = TestServer.Password, roles = new[] { "analyst" }, clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.Created, made.StatusCode);
+        using var browser = await server.SignedInAsync(junior);
+        var plain = await browser.PostAsync($"/api/imports?format=geojson&source=protection-{tag}",
+            new StringContent($$"""{ "type": "FeatureCollection", "features": [{{Feature(1)}}, {{Feature(2)}}, {{Feature(3)}}] }""", Encoding.UTF8, "application/geo+json"));
+        var unmarked = await plain.Json();
+        Assert.Equal(HttpStatusCode.OK, plain.StatusCode);
+        Assert.Equal((0, 2, 1), (unmarked.GetProperty("created").GetInt32(), unmarked.GetProperty("skipped").GetInt32(), unmarked.GetProperty("rejected").GetInt32()));
+        var refused = Assert.Single(unmarked.GetProperty("rejectedRows").EnumerateArray());
+        Assert.Equal(3, refused.GetProperty("line").GetInt32());
+        Assert.Contains("above your clearance", refused.GetProperty("reason").GetString(), StringComparison.Ordinal);
     }
 
     [Fact]

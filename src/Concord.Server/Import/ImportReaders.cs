@@ -145,7 +145,7 @@ internal static class AcledReader
         while (records.MoveNext())
         {
             var record = records.Current;
-            if (record.Fields is [""])
+            if (record.IsBlank)
             {
                 continue;
             }

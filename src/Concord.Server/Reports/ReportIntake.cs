@@ -296,9 +296,12 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             if (@default is not null && !AuthorMayRead(author, classification, caveats))
             {
                 // Stored, the report would be one its author could not read back (a 404, and a retry a 409): refused instead.
-                errors["marking"] = [$"agreement {@default.AgreementCode} (version {@default.AgreementVersion}) marks these reports " +
+                // An imported record the organisation holds already (a colleague's run, marked otherwise) is skipped: the
+                // writer refuses the row only if it would be new.
+                string[] refusal = [$"agreement {@default.AgreementCode} (version {@default.AgreementVersion}) marks these reports " +
                     $"{markings.ToDto(classification, releasableTo, caveats).Label}, above your clearance or under a caveat you do not hold: " +
                     "a report you could not read back is not stored (a releaser of your organisation may give it a marking you may read, or an administrator may clear you)"];
+                (sourceKeyed ? refusedIfNew ??= new(StringComparer.Ordinal) : errors)["marking"] = refusal;
             }
         }
 
@@ -324,19 +327,13 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
                     }
                 }
 
-                if (sourceKeyed)
+                // An imported record the organisation holds already is skipped under the marking it was stored with,
+                // whatever this run asks (an agreement tightened since the first run, a colleague's options): the writer
+                // refuses the row only if it would be new.
+                var refused = sourceKeyed ? refusedIfNew ??= new(StringComparer.Ordinal) : errors;
+                foreach (var (field, reasons) in refusal)
                 {
-                    // An imported record the organisation holds already is skipped under the marking it was stored with,
-                    // whatever this run asks (an agreement tightened since the first run, a colleague's options): the
-                    // writer refuses the row only if it would be new.
-                    refusedIfNew = refusal;
-                }
-                else
-                {
-                    foreach (var (field, reasons) in refusal)
-                    {
-                        errors[field] = reasons;
-                    }
+                    refused[field] = reasons;
                 }
             }
         }

@@ -18,7 +18,14 @@ namespace Concord.Server.Ucdp;
 /// </remarks>
 internal static class CsvRecords
 {
-    internal sealed record Record(long Line, string[] Fields, string? Error);
+    internal sealed record Record(long Line, string[] Fields, string? Error)
+    {
+        /// <summary>
+        /// A row with nothing in it: an empty line, spaces, or only separators (spreadsheets write <c>,,,,</c> for rows
+        /// that were formatted and left empty). Skipped, as blank lines are, rather than rejected field by field.
+        /// </summary>
+        public bool IsBlank => Error is null && Fields.All(string.IsNullOrWhiteSpace);
+    }
 
     /// <summary>The longest record (in characters) kept whole so that its lines can be read again: 1 MiB.</summary>
     public const int MaxRecovered = 1 << 20;
@@ -44,7 +51,7 @@ internal static class CsvRecords
     {
         while (records.MoveNext())
         {
-            if (records.Current.Fields is not [""])
+            if (!records.Current.IsBlank)
             {
                 return true;
             }

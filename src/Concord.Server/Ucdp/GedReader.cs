@@ -77,7 +77,7 @@ internal static class GedReader
         while (records.MoveNext())
         {
             var record = records.Current;
-            if (record.Fields is [""])
+            if (record.IsBlank)
             {
                 continue;
             }
