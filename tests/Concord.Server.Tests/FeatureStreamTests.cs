@@ -134,6 +134,44 @@ public sealed class FeatureStreamTests
         Assert.DoesNotContain("LineNumber", steps[1].Reason, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_feature_too_large_to_hold_costs_only_itself_whatever_it_holds()
+    {
+        // Features over the limit are skipped by their brackets, whatever is inside: NaN near the start (the reader fails
+        // before the end is held), NaN after the limit, nesting deeper than the reader goes, brackets and escaped quotes in
+        // strings, and a single string (a single value is held, up to eight times the limit). The buffer never holds one
+        // of the features whole.
+        static string Bad(string id, string properties) =>
+            $$"""{ "type": "Feature", "id": "{{id}}", "geometry": { "type": "Polygon", "coordinates": [[{{string.Join(", ", Enumerable.Repeat("[18.5, 4.3]", 20_000))}}]] }, "properties": {{properties}} }""";
+        var deep = string.Concat(Enumerable.Repeat("{\"a\": ", 70)) + "1" + new string('}', 70);
+        var text = "{\"type\": \"FeatureCollection\", \"features\": [" + string.Join(",\n",
+            Feature(1),
+            $$"""{ "type": "Feature", "properties": { "killed": NaN, "narrative": "{{new string('x', 300_000)}}" } }""",
+            Feature(3),
+            Bad("late-nan", "{ \"narrative\": \"a } ] \\\" { b\", \"killed\": NaN }"),
+            Feature(5),
+            Bad("deep", deep),
+            Feature(7),
+            "\"" + new string('s', 100_000) + "\"",
+            Feature(9)) + "]}";
+
+        var stream = new FeatureStream(new StringReader(text), 64 * 1024);
+        var steps = new List<FeatureStream.Step>();
+        var largest = 0;
+        for (var step = stream.Next(); step.Kind != FeatureStream.StepKind.End; step = stream.Next())
+        {
+            Assert.Equal(FeatureStream.StepKind.Feature, step.Kind);
+            steps.Add(step);
+            largest = Math.Max(largest, stream.BufferBytes);
+        }
+
+        Assert.Equal(9, steps.Count);
+        Assert.Equal(["f1", "f3", "f5", "f7", "f9"], steps.Where(s => s.Feature is not null).Select(Id));
+        Assert.Equal([1, 3, 5, 7], steps.Select((s, i) => (s, i)).Where(p => p.s.Feature is null).Select(p => p.i));
+        Assert.All(steps.Where(s => s.Feature is null), s => Assert.Contains("larger than 64 KB", s.Reason, StringComparison.Ordinal));
+        Assert.True(largest <= 256 * 1024, $"the reader held {largest} bytes");
+    }
+
     [Theory]
     [InlineData("[1, 2]", "not an object")]
     [InlineData("{\"type\": \"FeatureCollection\"}", "no 'features' array")]

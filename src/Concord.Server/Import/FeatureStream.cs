@@ -5,8 +5,8 @@ namespace Concord.Server.Import;
 
 /// <summary>
 /// The features of a GeoJSON FeatureCollection, one at a time, from a text of any length: the reader keeps the
-/// unread part of the document in a buffer that grows only to the largest feature (a larger one is skipped token by
-/// token; no single value over eight times <c>maxFeatureBytes</c> is held), so a file of a million features costs no
+/// unread part of the document in a buffer that grows only to the largest feature (a larger one is skipped by its
+/// brackets, whatever it holds; no single value over eight times <c>maxFeatureBytes</c> is held), so a file of a million features costs no
 /// more memory than one. Members of the collection other than
 /// <c>features</c> (type, name, crs, bbox, …) are skipped wherever they stand.
 /// </summary>
@@ -73,6 +73,16 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
     {
         while (_phase != Phase.Done)
         {
+            if (_phase == Phase.Oversized)
+            {
+                if (SkipOversized() is { } broken)
+                {
+                    return broken;
+                }
+
+                continue;
+            }
+
             var reader = new Utf8JsonReader(_buffer.AsSpan(_start, _end - _start), _final, _state);
             Outcome outcome;
             try
@@ -100,6 +110,9 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                     case NotYet when !_final && _end - (_start + _element) <= maxFeatureBytes:
                         Refill();
                         continue;
+                    case NotYet when _end - (_start + _element) > maxFeatureBytes && StartSkipping():
+                        // Too large to hold, and not JSON inside: skipped by its brackets as any feature too large is.
+                        continue;
                     default:
                         _phase = Phase.Done;
                         return new Step(StepKind.Broken, Reason: "not valid JSON: " + Plain(e.Message));
@@ -114,11 +127,10 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                     return new Step(StepKind.Broken, Reason: "not valid JSON: the document ends before the feature collection does");
                 }
 
-                if (_phase == Phase.Features && _featureStart >= 0 && _end - (_start + _featureStart) > maxFeatureBytes)
+                if (_phase == Phase.Features && _featureStart >= 0 && _end - (_start + _featureStart) > maxFeatureBytes && StartSkipping())
                 {
-                    // A feature larger than the limit: skipped token by token, never held whole.
-                    _phase = Phase.Oversized;
-                    return new Step(StepKind.Feature, Reason: TooLarge);
+                    // A feature larger than the limit: skipped by its brackets, never held whole.
+                    continue;
                 }
 
                 if (_end - _start > (long)MaxHeld * maxFeatureBytes)
@@ -277,20 +289,104 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                 return Outcome.Produced;
 
             default:
-                // Phase.Oversized: tokens of the feature too large to hold, up to its end. Only the feature's own tokens
-                // are at the depth of the array's elements: its start and end, or itself when it is a single value.
-                while (reader.Read())
-                {
-                    var ends = reader.CurrentDepth == 2 && reader.TokenType is not (JsonTokenType.StartObject or JsonTokenType.StartArray);
-                    Commit(ref reader, ends ? Phase.Features : Phase.Oversized);
-                    if (ends)
-                    {
-                        return Outcome.Continue;
-                    }
-                }
-
-                return Outcome.NeedMore;
+                // Phase.Oversized is read by SkipOversized, without the JSON reader.
+                throw new InvalidOperationException("the oversized feature is skipped by its brackets");
         }
+    }
+
+    /// <summary>The bytes between the unit committed last and the oversized feature (a comma, white space), kept for after it.</summary>
+    private byte[]? _separator;
+
+    private int _skipDepth;
+    private bool _skipInString;
+    private bool _skipEscape;
+
+    /// <summary>
+    /// Starts skipping the element of the features array being read (too large to hold) by its brackets and strings alone,
+    /// as <see cref="EndOfElement"/> finds an element's end: nothing inside it need be JSON (NaN, nesting deeper than the
+    /// reader goes), and none of it is held. False for an element that is neither an object, an array nor a string.
+    /// </summary>
+    private bool StartSkipping()
+    {
+        if (_element < 0 || _element > maxFeatureBytes || _buffer[_start + _element] is not ((byte)'{' or (byte)'[' or (byte)'"'))
+        {
+            return false;
+        }
+
+        _separator = _buffer.AsSpan(_start, _element).ToArray();
+        (_skipDepth, _skipInString, _skipEscape) = (0, false, false);
+        _start += _element;
+        _phase = Phase.Oversized;
+        return true;
+    }
+
+    /// <summary>
+    /// Reads on to the end of the oversized feature; there, an empty object stands in for it after the bytes that came
+    /// before it, so that the reader goes on from its state before the feature, and the next round returns the feature
+    /// with the reason. A step only when the document ends inside the feature.
+    /// </summary>
+    private Step? SkipOversized()
+    {
+        var held = _buffer.AsSpan(_start, _end - _start);
+        var end = -1;
+        for (var i = 0; i < held.Length && end < 0; i++)
+        {
+            var b = held[i];
+            if (_skipInString)
+            {
+                if (_skipEscape)
+                {
+                    _skipEscape = false;
+                }
+                else if (b == '\\')
+                {
+                    _skipEscape = true;
+                }
+                else if (b == '"')
+                {
+                    _skipInString = false;
+                    end = _skipDepth == 0 ? i + 1 : -1;
+                }
+            }
+            else if (b == '"')
+            {
+                _skipInString = true;
+            }
+            else if (b is (byte)'{' or (byte)'[')
+            {
+                _skipDepth++;
+            }
+            else if (b is (byte)'}' or (byte)']' && --_skipDepth == 0)
+            {
+                end = i + 1;
+            }
+        }
+
+        if (end < 0)
+        {
+            if (_final)
+            {
+                _phase = Phase.Done;
+                return new Step(StepKind.Broken, Reason: "not valid JSON: the document ends inside a feature");
+            }
+
+            _start = _end;
+            Refill();
+            return null;
+        }
+
+        var rest = _end - (_start + end);
+        var stand = _separator!.Length + 2;
+        var target = _buffer.Length >= stand + rest ? _buffer : new byte[stand + rest];
+        _buffer.AsSpan(_start + end, rest).CopyTo(target.AsSpan(stand));
+        _buffer = target;
+        _separator.CopyTo(_buffer.AsSpan());
+        _buffer[stand - 2] = (byte)'{';
+        _buffer[stand - 1] = (byte)'}';
+        (_start, _end, _separator) = (0, stand + rest, null);
+        _unreadable = TooLarge;
+        _phase = Phase.Features;
+        return null;
     }
 
     private const int NoEnd = -2;
