@@ -183,6 +183,63 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_map_whose_reads_are_refused_once_its_session_ended_clears_and_leaves_for_the_sign_in_page()
+    {
+        // Signed out in another window on a quiet night: no change comes to close the live channel, but the map's next
+        // read (a pan) is refused; what it showed goes, and the page leaves for the sign-in page.
+        using var api = fixture.Server.ClientFor("force");
+        var created = await api.PostAsJsonAsync("/api/reports", Api.Report(latitude: 7.61234, longitude: 21.71234, narrative: $"Quiet night {Store}.", marking: Api.Marking("CONFIDENTIAL", ["org:FORCE"])));
+        Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        var incidentId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("incidentId").GetString()!;
+        var map = await fixture.SignedInAsync("force", "/?from=2020-01-01");
+        await map.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
+        var loads = await map.EvaluateAsync<int>("window.concordMap.loads");
+        await map.EvaluateAsync("() => { window.concordMap.map.setView([7.61234, 21.71234], 12); }");
+        await map.WaitForFunctionAsync($"window.concordMap.loads > {loads} && window.concordMap.ids.includes('{incidentId}')");
+        Assert.StartsWith("CONFIDENTIAL", await map.TextContentAsync("#banner-top"));
+        var cookie = (await map.Context.CookiesAsync()).Single(c => c.Name == "concord");
+        using var copy = new HttpClient { BaseAddress = fixture.Server.BaseAddress };
+        copy.DefaultRequestHeaders.Add("Cookie", $"concord={cookie.Value}");
+        Assert.Equal(HttpStatusCode.NoContent, (await copy.PostAsync("/api/auth/signout", null)).StatusCode);
+
+        // The page is held on the map (its session check recorded, not made) to see what the refused read leaves on it.
+        await map.EvaluateAsync("() => { window.__check = Concord.checkSession; Concord.checkSession = () => { window.__checked = true; }; }");
+        await map.EvaluateAsync("() => { window.concordMap.map.panBy([20, 0]); }");
+        await map.WaitForFunctionAsync("window.__checked === true && window.concordMap.total === 0");
+        Assert.Equal(0, await map.EvaluateAsync<int>("window.concordMap.total"));
+        Assert.Equal(0, await map.EvaluateAsync<int>("document.querySelectorAll('#map .sym').length"));
+        Assert.Equal("UNCLASSIFIED", (await map.TextContentAsync("#banner-top"))?.Trim());
+        await map.EvaluateAsync("() => { window.__check(); }");
+        await map.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/signin", new() { Timeout = 20_000 });
+    }
+
+    [Fact]
+    public async Task An_open_panel_whose_live_re_read_fails_is_hidden_and_comes_back_once_read()
+    {
+        // A change to the incident in the open panel (here its status; a clearance lowered or a report split out alike)
+        // asks for the panel again; on a link that fails then, what it showed goes, until a later read brings it back.
+        using var api = fixture.Server.ClientFor("force");
+        var created = await api.PostAsJsonAsync("/api/reports", Api.Report(latitude: 7.31234, longitude: 21.41234, narrative: $"Panel re-read {Store}.", marking: Api.Marking("CONFIDENTIAL", ["org:FORCE"])));
+        Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        var incidentId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("incidentId").GetString()!;
+        var map = await fixture.SignedInAsync("force", "/?from=2020-01-01");
+        await map.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
+        var loads = await map.EvaluateAsync<int>("window.concordMap.loads");
+        await map.EvaluateAsync("() => { window.concordMap.map.setView([7.31234, 21.41234], 12); }");
+        await map.WaitForFunctionAsync($"window.concordMap.loads > {loads} && window.concordMap.ids.includes('{incidentId}')");
+        await map.ClickAsync($".sym[data-id='{incidentId}']");
+        await map.WaitForSelectorAsync($"#panel #incident-{incidentId}");
+        Assert.StartsWith("CONFIDENTIAL", await map.TextContentAsync("#banner-top"));
+
+        await map.RouteAsync("**/ui/incidents/*/panel", route => route.AbortAsync("connectionreset"));
+        Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incidentId}/status", new { status = "verified" })).StatusCode);
+        await map.WaitForFunctionAsync("document.getElementById('panel').hidden && document.getElementById('panel').textContent === ''");
+
+        await map.UnrouteAsync("**/ui/incidents/*/panel");
+        await map.WaitForFunctionAsync("!document.getElementById('panel').hidden && document.getElementById('panel').textContent.includes('Verified')", null, new() { Timeout = 15_000 });
+    }
+
+    [Fact]
     public async Task The_incident_list_is_live_and_sorts_and_filters_in_place_for_those_who_may_see()
     {
         // Both lists look for one tag; UNPOL reports at CONFIDENTIAL for the military and UNPOL: FORCE may see it,

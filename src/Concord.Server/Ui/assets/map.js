@@ -125,6 +125,18 @@
     }
     if (!response.ok) {
       if (mine !== generation) return;
+      if (response.status === 401 || response.status === 403) {
+        // The session ended (signed out in another window, a password changed, an account disabled) or no longer reads
+        // the map: what it showed goes at once, and an ended session leaves for the sign-in page, rather than keeping the
+        // incidents drawn until the next change anywhere closes the live channel.
+        incidents.clearLayers();
+        onScreen = { level: 0, caveats: 0n };
+        updateBanner();
+        Object.assign(state, { clustered: false, total: 0, ids: [] });
+        status.textContent = t('failed');
+        Concord.checkSession();
+        return;
+      }
       if (response.status === 400) {
         // The filters as they now stand were refused (a "from" after "to"): what the map shows was read for others. It
         // goes, and the reason shows, at once (not an empty map still saying it is loading while the reason is read).
@@ -201,19 +213,28 @@
   const escapeHtml = s => String(s).replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 
   // Each opening (a click, a live re-read) supersedes the one before, and a close supersedes them all: a slow answer
-  // does not bring back a panel closed meanwhile. An incident the server no longer shows closes it; a failed read (a
-  // weak link) leaves it as it was.
+  // does not bring back a panel closed meanwhile. An incident the server no longer shows closes it. A live re-read that
+  // fails (a weak link) hides the panel too, since the change it was for may have withdrawn what it shows (a clearance
+  // lowered, a report split out), and tries again every five seconds until it is answered or the member opens another;
+  // a click that fails leaves the panel as it was.
   let panelGeneration = 0;
   let panelWanted = null;
   // focus: the member opened it (a click, Enter), not a live re-read, which must not take the focus from where they type.
-  async function openPanel(id, focus = false) {
+  async function openPanel(id, focus = false, reread = false) {
     const mine = ++panelGeneration;
     panelWanted = id;
     const response = await fetch(`/ui/incidents/${id}/panel`).catch(() => null);
     const html = response && response.ok ? await response.text().catch(() => null) : null;
     if (mine !== panelGeneration) return;
     if (html === null) {
-      if (response && !response.ok) hidePanel();
+      if (response && !response.ok) {
+        hidePanel();
+        if (response.status === 401) Concord.checkSession();
+      } else if (reread) {
+        hidePanel();
+        const hidden = panelGeneration;
+        setTimeout(() => { if (hidden === panelGeneration) openPanel(id, false, true); }, 5000);
+      }
       return;
     }
     panel.innerHTML = html;
@@ -225,7 +246,7 @@
     panel.querySelector('#panel-close')?.addEventListener('click', closePanel);
   }
   // A live re-read reads the incident last asked for (a click still loading wins over the one shown).
-  const rereadPanel = () => openPanel(panelWanted ?? panel.dataset.id);
+  const rereadPanel = () => openPanel(panelWanted ?? panel.dataset.id, false, true);
   function hidePanel() {
     panelGeneration++;
     panelWanted = null;
