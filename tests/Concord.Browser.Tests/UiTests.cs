@@ -182,20 +182,27 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Equal("/?from=2020-01-01", System.Web.HttpUtility.ParseQueryString(new Uri(map.Url).Query)["returnUrl"]);
     }
 
-    [Fact]
-    public async Task A_map_whose_reads_are_refused_once_its_session_ended_clears_and_leaves_for_the_sign_in_page()
+    /// <summary>A report of FORCE's own (CONFIDENTIAL, FORCE only) at a place, and FORCE's live map showing its incident there.</summary>
+    private async Task<(IPage Map, string IncidentId)> ForcesMapOnANewIncidentAsync(double latitude, double longitude, string narrative)
     {
-        // Signed out in another window on a quiet night: no change comes to close the live channel, but the map's next
-        // read (a pan) is refused; what it showed goes, and the page leaves for the sign-in page.
         using var api = fixture.Server.ClientFor("force");
-        var created = await api.PostAsJsonAsync("/api/reports", Api.Report(latitude: 7.61234, longitude: 21.71234, narrative: $"Quiet night {Store}.", marking: Api.Marking("CONFIDENTIAL", ["org:FORCE"])));
+        var created = await api.PostAsJsonAsync("/api/reports", Api.Report(latitude: latitude, longitude: longitude, narrative: narrative, marking: Api.Marking("CONFIDENTIAL", ["org:FORCE"])));
         Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
         var incidentId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("incidentId").GetString()!;
         var map = await fixture.SignedInAsync("force", "/?from=2020-01-01");
         await map.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
         var loads = await map.EvaluateAsync<int>("window.concordMap.loads");
-        await map.EvaluateAsync("() => { window.concordMap.map.setView([7.61234, 21.71234], 12); }");
+        await map.EvaluateAsync(FormattableString.Invariant($"() => {{ window.concordMap.map.setView([{latitude}, {longitude}], 12); }}"));
         await map.WaitForFunctionAsync($"window.concordMap.loads > {loads} && window.concordMap.ids.includes('{incidentId}')");
+        return (map, incidentId);
+    }
+
+    [Fact]
+    public async Task A_map_whose_reads_are_refused_once_its_session_ended_clears_and_leaves_for_the_sign_in_page()
+    {
+        // Signed out in another window on a quiet night: no change comes to close the live channel, but the map's next
+        // read (a pan) is refused; what it showed goes, and the page leaves for the sign-in page.
+        var (map, _) = await ForcesMapOnANewIncidentAsync(7.61234, 21.71234, $"Quiet night {Store}.");
         Assert.StartsWith("CONFIDENTIAL", await map.TextContentAsync("#banner-top"));
         var cookie = (await map.Context.CookiesAsync()).Single(c => c.Name == "concord");
         using var copy = new HttpClient { BaseAddress = fixture.Server.BaseAddress };
@@ -218,15 +225,8 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     {
         // A change to the incident in the open panel (here its status; a clearance lowered or a report split out alike)
         // asks for the panel again; on a link that fails then, what it showed goes, until a later read brings it back.
+        var (map, incidentId) = await ForcesMapOnANewIncidentAsync(7.31234, 21.41234, $"Panel re-read {Store}.");
         using var api = fixture.Server.ClientFor("force");
-        var created = await api.PostAsJsonAsync("/api/reports", Api.Report(latitude: 7.31234, longitude: 21.41234, narrative: $"Panel re-read {Store}.", marking: Api.Marking("CONFIDENTIAL", ["org:FORCE"])));
-        Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
-        var incidentId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("incidentId").GetString()!;
-        var map = await fixture.SignedInAsync("force", "/?from=2020-01-01");
-        await map.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
-        var loads = await map.EvaluateAsync<int>("window.concordMap.loads");
-        await map.EvaluateAsync("() => { window.concordMap.map.setView([7.31234, 21.41234], 12); }");
-        await map.WaitForFunctionAsync($"window.concordMap.loads > {loads} && window.concordMap.ids.includes('{incidentId}')");
         await map.ClickAsync($".sym[data-id='{incidentId}']");
         await map.WaitForSelectorAsync($"#panel #incident-{incidentId}");
         Assert.StartsWith("CONFIDENTIAL", await map.TextContentAsync("#banner-top"));
