@@ -190,6 +190,31 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         Assert.Empty(spikes.GetProperty("caveats").EnumerateArray());
     }
 
+    [Fact]
+    public async Task A_day_given_alone_for_spikes_is_the_whole_of_that_day()
+    {
+        // "at=2015-06-30" counts that day's incidents, as "to=2015-06-30" does elsewhere; at its midnight it would not.
+        // Today given alone is up to now (not refused as a time to come).
+        var code = "EW-" + Guid.NewGuid().ToString("N")[..6];
+        await server.AddAreaAsync(code, "Whole day area", -52, 36, -50, 38);
+        using var unpol = server.ClientFor("unpol");
+        var (made, _) = await unpol.PostJson("/api/reports", Api.Report(latitude: -51, longitude: 37, observedAt: new DateTimeOffset(2015, 6, 30, 15, 0, 0, TimeSpan.Zero),
+            narrative: $"{code} afternoon event", marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL"])));
+        Assert.Equal(HttpStatusCode.Created, made.StatusCode);
+        async Task<int> RecentAsync(string at)
+        {
+            var (_, spikes) = await unpol.GetJson($"/api/early-warning/spikes?at={Uri.EscapeDataString(at)}&days=30&baselineDays=365");
+            return spikes.GetProperty("items").EnumerateArray().Single(s => s.GetProperty("area").GetString() == code).GetProperty("recent").GetInt32();
+        }
+
+        Assert.Equal(1, await RecentAsync("2015-06-30"));
+        Assert.Equal(0, await RecentAsync("2015-06-30T00:00:00Z"));
+        var today = DateTime.UtcNow.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        var (response, now) = await unpol.GetJson($"/api/early-warning/spikes?at={today}");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.InRange(now.GetProperty("at").GetDateTimeOffset(), DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddMinutes(1));
+    }
+
     /// <summary>
     /// A new two-degree area at (<paramref name="south"/>, <paramref name="west"/>), UNPOL's incidents (place, days before
     /// <paramref name="at"/>), and the spikes UNPOL reads at <paramref name="at"/> (30 days against 365) with the area's row.

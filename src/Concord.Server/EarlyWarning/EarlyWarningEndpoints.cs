@@ -251,9 +251,13 @@ internal static class EarlyWarningEndpoints
         }
 
         DateTime? at = null;
-        if (q["at"].ToString() is { Length: > 0 } atText)
+        if (q["at"].ToString() is { Length: > 0 })
         {
-            if (Import.IsoDates.TryParse(atText, out var parsed) && parsed >= Reports.ReportRules.Earliest && parsed <= time.GetUtcNow() + Reports.ReportRules.ClockSkew)
+            // A day alone is the whole of that day, as "to" is elsewhere (its midnight would leave its incidents out of the
+            // window), and today alone is up to now.
+            var reader = new QueryReader(q, new Dictionary<string, string[]>(StringComparer.Ordinal));
+            var (now, from, until) = (time.GetUtcNow(), reader.Time("at"), reader.Until("at"));
+            if ((until > now && from <= now ? now : until) is { } parsed && parsed >= Reports.ReportRules.Earliest && parsed <= now + Reports.ReportRules.ClockSkew)
             {
                 at = parsed.UtcDateTime;
             }
