@@ -836,6 +836,7 @@ public sealed class CommandLineTests
     [InlineData(new[] { "import", "--file", "/etc/passwd", "--format", "xml", "--user", "a" }, "--format must be ged, acled or geojson, not 'xml'")]
     [InlineData(new[] { "import", "--file", "/etc/passwd", "--format", "ged", "--user", "a", "--caveats", "X" }, "--releasable-to and --caveats go with --level")]
     [InlineData(new[] { "forecast", "evaluate", "--file", "/nonexistent/ged.csv" }, "'/nonexistent/ged.csv' does not exist")]
+    [InlineData(new[] { "forecast", "evaluate", "--out", "/etc/hostname/evaluation" }, "--out '/etc/hostname/evaluation' cannot be written")]
     [InlineData(new[] { "demo", "--seed-only", "--urls", "http://0.0.0.0:5080" }, "--urls is for serving; --seed-only seeds the store and exits")]
     [InlineData(new[] { "demo", "--seed-only", "--tak-tcp-port", "8087", "--tak-tcp-user", "x" }, "--tak-tcp-port is for serving")]
     public async Task Bad_command_lines_print_a_reason_and_the_usage_and_exit_2(string[] args, string reason)

@@ -187,8 +187,9 @@ public sealed class EarlyWarningTests
         var areas = Path.Combine(reference, "geo", "ne10m_admin1_caf.geojson");
         // The file ends in December 2022: 2023 and 2024 would be scored as years without a death.
         Assert.Contains("to 2022", Assert.Throws<ForecastEvaluation.Refused>(() => ForecastEvaluation.Run(ged, areas, 2015, 2024)).Message);
-        // It begins in 1991: a window needs two years before it.
-        Assert.Contains("from 1993", Assert.Throws<ForecastEvaluation.Refused>(() => ForecastEvaluation.Run(ged, areas, 1990, 1992)).Message);
+        // It begins in August 1991: a window needs two years after the first event before it (January 1993 has 17 months).
+        Assert.Contains("from 1994", Assert.Throws<ForecastEvaluation.Refused>(() => ForecastEvaluation.Run(ged, areas, 1990, 1992)).Message);
+        Assert.Contains("from 1994", Assert.Throws<ForecastEvaluation.Refused>(() => ForecastEvaluation.Run(ged, areas, 1993, 1993)).Message);
         var empty = Path.GetTempFileName();
         try
         {

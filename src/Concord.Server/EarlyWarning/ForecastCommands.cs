@@ -53,6 +53,12 @@ internal static class ForecastCommands
             return await CommandLine.RefuseAsync(errors, invocation.Verb, "--from and --to must be years, --from ≤ --to (e.g. --from 2015 --to 2022)");
         }
 
+        // The folder for --out is made before the evaluation, so that one that cannot be is said at once, not after it.
+        if (invocation["--out"] is { } outDirectory && WriteProblem(() => Directory.CreateDirectory(outDirectory)) is { } cannot)
+        {
+            return await CommandLine.RefuseAsync(errors, invocation.Verb, $"--out '{outDirectory}' cannot be written: {cannot}");
+        }
+
         var clock = Stopwatch.StartNew();
         ForecastEvaluation.Result result;
         try
@@ -76,12 +82,33 @@ internal static class ForecastCommands
         await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"({clock.Elapsed.TotalSeconds:0.0} s)"));
         if (invocation["--out"] is { } directory)
         {
-            Directory.CreateDirectory(directory);
-            await File.WriteAllTextAsync(Path.Combine(directory, "forecast-evaluation.md"), markdown);
-            await File.WriteAllTextAsync(Path.Combine(directory, "forecast-crps.svg"), ForecastEvaluation.Svg(result));
+            if (WriteProblem(() =>
+                {
+                    File.WriteAllText(Path.Combine(directory, "forecast-evaluation.md"), markdown);
+                    File.WriteAllText(Path.Combine(directory, "forecast-crps.svg"), ForecastEvaluation.Svg(result));
+                }) is { } failed)
+            {
+                await errors.WriteLineAsync($"concord: the evaluation was not written to '{directory}': {failed}");
+                return 1;
+            }
+
             await output.WriteLineAsync($"wrote {Path.Combine(directory, "forecast-evaluation.md")} and forecast-crps.svg");
         }
 
         return 0;
+    }
+
+    /// <summary>Why writing failed (a file where a folder should be, no permission, a full disk), or null when it did not.</summary>
+    private static string? WriteProblem(Action write)
+    {
+        try
+        {
+            write();
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return e.Message;
+        }
     }
 }
