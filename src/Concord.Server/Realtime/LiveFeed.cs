@@ -69,6 +69,13 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
 
     private const int Window = 1000;
 
+    /// <summary>
+    /// How long the connections of a round have, once the round has handed out its messages, to take them: a browser that
+    /// does not read (a frozen tab, a script) would otherwise hold up every later round for everyone. Cut at this, it
+    /// reconnects and reads its whole view again. (Ids are small: a weak link takes a round's in well under this.)
+    /// </summary>
+    internal TimeSpan SendTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
     private readonly ConcurrentDictionary<string, LiveConnection> _connections = new(StringComparer.Ordinal);
 
     private readonly ConcurrentDictionary<Subscription, Guid> _subscriptions = new();
@@ -212,20 +219,24 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
 
         var connections = _connections.ToLookup(c => c.Value.Member);
         var subscriptions = _subscriptions.ToLookup(s => s.Value, s => s.Key);
+        // Each connection is sent its message on its own, all at once: one that does not read waits alone, and is cut once
+        // the round's time is up (SignalR's send waits while a connection's buffer is full).
+        using var sending = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var sends = new List<(string Id, LiveConnection Connection, Task Send)>();
         foreach (var member in connections.Select(c => c.Key).Union(subscriptions.Select(s => s.Key)))
         {
             var viewer = await viewers.ForMemberAsync(member, cancellationToken);
             // A connection is checked again before anything goes out on it: a disabled member's connections, those opened
             // with a token since revoked or expired, and those of a session a new password, its lifetime or its idle limit ended, are closed instead
             // (within the viewer cache's lifetime).
-            var ids = new List<string>();
+            var open = new List<(string Id, LiveConnection Connection)>();
             foreach (var (id, connection) in connections[member])
             {
                 if (viewer is not null && (connection.TokenHash is null
                     ? ConcordAuthentication.SessionValid(connection.User, viewer, time.GetUtcNow()) && !activity.Idle(connection.User, time.GetUtcNow())
                     : await viewers.ForTokenHashAsync(connection.TokenHash, cancellationToken) is not null))
                 {
-                    ids.Add(id);
+                    open.Add((id, connection));
                 }
                 else if (_connections.TryRemove(id, out _))
                 {
@@ -253,9 +264,9 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
             }
 
             var message = visible.Select(LiveChange.Of).ToList();
-            if (ids.Count > 0)
+            foreach (var (id, connection) in open)
             {
-                await hub.Clients.Clients(ids).SendAsync(LiveHub.ChangesMethod, message, cancellationToken);
+                sends.Add((id, connection, hub.Clients.Client(id).SendAsync(LiveHub.ChangesMethod, message, sending.Token)));
             }
 
             foreach (var subscription in subscriptions[member])
@@ -264,7 +275,35 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
             }
         }
 
+        await DeliveredAsync(sends, sending, cancellationToken);
         return window[^1].Sequence;
+    }
+
+    /// <summary>Waits for the round's sends, up to <see cref="SendTimeout"/>; a connection whose send failed or did not finish is closed.</summary>
+    private async Task DeliveredAsync(List<(string Id, LiveConnection Connection, Task Send)> sends, CancellationTokenSource sending, CancellationToken cancellationToken)
+    {
+        if (sends.Count == 0)
+        {
+            return;
+        }
+
+        sending.CancelAfter(SendTimeout);
+        foreach (var (id, connection, send) in sends)
+        {
+            try
+            {
+                await send;
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                // It reconnects (its page's channel does so by itself) and reads its whole view again.
+                logger.LogInformation(e is OperationCanceledException ? null : e, "a live connection that did not take its changes within {Timeout} was closed", SendTimeout);
+                if (_connections.TryRemove(id, out _))
+                {
+                    connection.Abort();
+                }
+            }
+        }
     }
 
     private sealed class Subscription(LiveFeed feed, Action<IReadOnlyList<LiveChange>> onChanges) : IDisposable
