@@ -195,7 +195,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     public async Task The_task_list_puts_open_tasks_first_the_earliest_deadline_owed_first_even_once_it_has_escalated()
     {
         var now = Clock.GetUtcNow().UtcDateTime;
-        var incident = Guid.NewGuid();
+        // An incident of its own, whose tasks are listed: assigned by hand (the router follows the lead and supporting tasks
+        // of an incident, and may close those no rule gives any more).
+        var incident = await IncidentOfAsync("force", Api.Report(latitude: 45.5, longitude: -120.5, marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         var force = await server.WithDbAsync(db => db.Organizations.Where(o => o.Code == "FORCE").Select(o => o.Id).SingleAsync());
         CoordinationTask Task(string title, string status, DateTime? acknowledgeBy, DateTime? respondBy, bool escalated = false)
         {
@@ -204,7 +206,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
                 Id = Guid.NewGuid(),
                 Title = title,
                 OrganizationId = force,
-                Role = TaskRoles.Lead,
+                Role = TaskRoles.Assigned,
                 Status = status,
                 IncidentId = incident,
                 CreatedBy = "test",
@@ -242,16 +244,19 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             return 0;
         });
 
-        // Of two with the same deadline (or none), the newer first.
-        var titles = (await TasksAsync("force", $"incident={incident}")).Select(t => t.GetProperty("title").GetString()).ToList();
-        Assert.Equal(["overdue", "next week too", "next week", "no deadline either", "no deadline", "done later", "done"], titles);
-        Assert.Equal(["overdue", "next week too", "next week", "no deadline either", "no deadline"], (await TasksAsync("force", $"incident={incident}&open=true")).Select(t => t.GetProperty("title").GetString()));
+        // Of two with the same deadline (or none), the newer first. (Only the tasks made here are compared: a responsibility
+        // rule another test recorded may route the incident to an organisation too.)
+        string[] ours = ["overdue", "next week too", "next week", "no deadline either", "no deadline", "done later", "done"];
+        IEnumerable<string?> Ours(IEnumerable<System.Text.Json.JsonElement> tasks) => tasks.Select(t => t.GetProperty("title").GetString()).Where(ours.Contains);
+        var titles = Ours(await TasksAsync("force", $"incident={incident}")).ToList();
+        Assert.Equal(ours, titles);
+        Assert.Equal(ours[..5], Ours(await TasksAsync("force", $"incident={incident}&open=true")));
         // A page at a time, whichever task a page ends on, the same order.
         foreach (var limit in new[] { 1, 2, 3 })
         {
-            Assert.Equal(titles, (await PagesAsync("force", $"/api/tasks?incident={incident}", limit)).Select(t => t.GetProperty("title").GetString()));
+            Assert.Equal(titles, Ours(await PagesAsync("force", $"/api/tasks?incident={incident}", limit)));
         }
-        Assert.Equal(["done later", "done"], (await TasksAsync("force", $"incident={incident}&open=false")).Select(t => t.GetProperty("title").GetString()));
+        Assert.Equal(["done later", "done"], Ours(await TasksAsync("force", $"incident={incident}&open=false")));
     }
 
     [Fact]
@@ -674,6 +679,12 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.False(forceTask.TryGetProperty("incident", out _));
         var (_, ochaTask) = await server.ClientFor("ocha").GetJson($"/api/tasks/{Id(task)}");
         Assert.Equal(incident, Id(ochaTask, "incident"));
+
+        // Nor does a filter on the link tell it: the force's list of tasks about that incident is empty; OCHA's has the task.
+        var (_, forceFiltered) = await server.ClientFor("force").GetJson($"/api/tasks?incident={incident}&limit=200");
+        Assert.Empty(forceFiltered.GetProperty("items").EnumerateArray());
+        var (_, ochaFiltered) = await server.ClientFor("ocha").GetJson($"/api/tasks?incident={incident}&limit=200");
+        Assert.Contains(ochaFiltered.GetProperty("items").EnumerateArray(), t => Id(t) == Id(task));
     }
 
     [Fact]

@@ -70,9 +70,28 @@ internal static class TaskEndpoints
                 : tasks.Where(t => t.Status == TaskStatuses.Done || t.Status == TaskStatuses.Declined);
         }
 
-        tasks = incident is { } i ? tasks.Where(t => t.IncidentId == i) : tasks;
-        tasks = request is { } r ? tasks.Where(t => t.RequestId == r) : tasks;
-        tasks = meeting is { } m ? tasks.Where(t => t.MeetingId == m) : tasks;
+        // A filter on a link matches only as the answers name links: those the viewer may see (and an escalation notice's
+        // incident, which it names to its readers). Matching the others would tell that a task is linked to a record the
+        // viewer may not see, which its answer leaves out.
+        if (incident is { } i)
+        {
+            tasks = await desk.Db.VisibleIncidents(desk.Db.Incidents.Where(x => x.Id == i), viewer).AnyAsync(context.RequestAborted)
+                ? tasks.Where(t => t.IncidentId == i)
+                : tasks.Where(t => t.IncidentId == i && t.Role == TaskRoles.Escalation && t.EscalatedItemId != t.RequestId);
+        }
+
+        if (request is { } r)
+        {
+            var seen = await desk.Db.Requests.VisibleTo(viewer).AnyAsync(x => x.Id == r, context.RequestAborted);
+            tasks = tasks.Where(t => seen && t.RequestId == r);
+        }
+
+        if (meeting is { } m)
+        {
+            var seen = await desk.Db.Meetings.VisibleTo(viewer).AnyAsync(x => x.Id == m, context.RequestAborted);
+            tasks = tasks.Where(t => seen && t.MeetingId == m);
+        }
+
         var now = desk.Now;
         if (overdue is { } wanted)
         {
