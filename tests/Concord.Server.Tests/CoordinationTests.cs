@@ -710,6 +710,16 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         }
 
         Assert.Equal(2, (await ChangesOfAsync("force", Id(task))).Count);
+
+        // Each move is in the audit, on the request and the task, by the analyst who merged, naming both incidents.
+        foreach (var (entity, record) in new[] { ("request", Id(request)), ("task", Id(task)) })
+        {
+            var (_, audit) = await server.ClientFor("jocadmin").GetJson($"/api/audit?record={record}");
+            var moved = Assert.Single(audit.GetProperty("items").EnumerateArray(), e => e.GetProperty("action").GetString() == "update");
+            Assert.Equal((entity, "joc"), (moved.GetProperty("entity").GetString(), moved.GetProperty("actor").GetString()));
+            var detail = System.Text.Json.JsonDocument.Parse(moved.GetProperty("detail").GetString()!).RootElement;
+            Assert.Equal((kept, merged), (detail.GetProperty("incident").GetGuid(), detail.GetProperty("from").GetGuid()));
+        }
     }
 
     [Fact]

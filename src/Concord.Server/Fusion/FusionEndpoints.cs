@@ -388,6 +388,7 @@ internal static class FusionEndpoints
         proposal.DecidedBy = viewer.MemberId;
         proposal.Decision = body.Decision == "accept" ? "accepted" : "rejected";
         (Incident From, bool FromRemoved, Incident To)? moved = null;
+        List<AuditEntry> relinked = [];
         if (body.Decision == "accept")
         {
             var current = await db.IncidentReports.SingleAsync(l => l.ReportId == proposal.ReportId, context.RequestAborted);
@@ -398,7 +399,7 @@ internal static class FusionEndpoints
                 {
                     // Proposals to join the incident the report left go with the report, as after a merge.
                     await IncidentCorrections.RetargetProposalsAsync(db, viewer, proposal.IncidentId, [current.IncidentId], [proposal.ReportId], now, context.RequestAborted);
-                    await IncidentCorrections.RelinkCoordinationAsync(db, proposal.IncidentId, [current.IncidentId], context.RequestAborted);
+                    relinked = await IncidentCorrections.RelinkCoordinationAsync(db, viewer, proposal.IncidentId, [current.IncidentId], now, context.RequestAborted);
                 }
             }
         }
@@ -415,7 +416,7 @@ internal static class FusionEndpoints
         }
 
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.FusionDecision, "incident", proposal.IncidentId, marking, now,
-            Audits.Detail(new { proposal = proposal.Id, report = proposal.ReportId, decision = proposal.Decision, from = moved?.From.Id, removed = moved?.FromRemoved }))], CancellationToken.None);
+            Audits.Detail(new { proposal = proposal.Id, report = proposal.ReportId, decision = proposal.Decision, from = moved?.From.Id, removed = moved?.FromRemoved })), .. relinked], CancellationToken.None);
         if (moved is var (from, fromRemoved, to))
         {
             // Both incidents changed; the one the report left is gone when it was its only report.

@@ -84,7 +84,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         }
 
         await RetargetProposalsAsync(db, viewer, id, others, moved.Select(l => l.ReportId).ToList(), now, cancellationToken);
-        await RelinkCoordinationAsync(db, id, others, cancellationToken);
+        var relinked = await RelinkCoordinationAsync(db, viewer, id, others, now, cancellationToken);
         var reportIds = moved.Select(l => l.ReportId).Concat(await db.IncidentReports.Where(l => l.IncidentId == id).Select(l => l.ReportId).ToListAsync(cancellationToken)).ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToListAsync(cancellationToken);
         IncidentSummary.Rebuild(target, reports);
@@ -95,7 +95,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             target.Causes.Add(link.ReportId);
         }
 
-        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, AuditMarking.Of(target), now, Audits.Detail(new { merged = others, statuses = others.Select(StatusOf) }))], CancellationToken.None);
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, AuditMarking.Of(target), now, Audits.Detail(new { merged = others, statuses = others.Select(StatusOf) })), .. relinked], CancellationToken.None);
         fusion.Changed(IncidentSummary.Copy(target));
         foreach (var merged in others)
         {
@@ -145,18 +145,25 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
     /// Routed tasks and escalations are the router's and the scheduler's, which close those of an incident that is gone.
     /// Each link is shown, as before, only to those who may see the incident (CoordinationDesk.SeeLinksAsync).
     /// </summary>
-    internal static async Task RelinkCoordinationAsync(ConcordDb db, Guid target, IReadOnlyList<Guid> merged, CancellationToken cancellationToken)
+    internal static async Task<List<AuditEntry>> RelinkCoordinationAsync(ConcordDb db, Viewer viewer, Guid target, IReadOnlyList<Guid> merged, DateTime now, CancellationToken cancellationToken)
     {
+        // Each move is audited on the record that moved (as any change to it is), under its own marking, naming the
+        // incident it was about and the one it is about now.
+        var audit = new List<AuditEntry>();
         foreach (var task in await db.Tasks.Where(t => t.IncidentId != null && merged.Contains(t.IncidentId.Value) && (t.Role == Coordination.TaskRoles.Assigned || t.Role == Coordination.TaskRoles.Action))
             .ToListAsync(cancellationToken))
         {
+            audit.Add(Audits.Entry(viewer, AuditActions.Update, "task", task.Id, AuditMarking.Of(task), now, Audits.Detail(new { incident = target, from = task.IncidentId, reason = "its incident was merged into another" })));
             task.IncidentId = target;
         }
 
         foreach (var request in await db.Requests.Where(r => r.IncidentId != null && merged.Contains(r.IncidentId.Value)).ToListAsync(cancellationToken))
         {
+            audit.Add(Audits.Entry(viewer, AuditActions.Update, "request", request.Id, AuditMarking.Of(request), now, Audits.Detail(new { incident = target, from = request.IncidentId, reason = "its incident was merged into another" })));
             request.IncidentId = target;
         }
+
+        return audit;
     }
 
     /// <summary>
