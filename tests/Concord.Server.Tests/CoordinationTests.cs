@@ -1598,6 +1598,45 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_request_and_a_task_given_by_hand_are_withdrawn_when_their_organisation_leaves_the_group_they_reached_it_through()
+    {
+        // The police ask OCHA, and give it a task, under a marking that reaches OCHA through a working group. OCHA leaves the
+        // group: nobody there may see either any more. Both close with the reason (the request declined, which the police
+        // see), rather than staying open on nobody's board and escalating as OCHA's miss.
+        var group = "WG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var police = server.ClientFor("unpoladmin");
+        Assert.Equal(HttpStatusCode.Created, (await police.PostJson("/api/groups", new { code = group, name = "Shelter working group" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await police.PutAsync($"/api/groups/{group}/members/OCHA", null)).StatusCode);
+        var marking = Api.Marking("UNCLASSIFIED", ["org:UNPOL", $"group:{group}"]);
+        var (asked, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
+        {
+            type = "information",
+            title = "Which shelters are full?",
+            addressee = "OCHA",
+            location = new { latitude = -40.5, longitude = 70.5 },
+            priority = "urgent",
+            windowStart = Clock.GetUtcNow().AddDays(1),
+            windowEnd = Clock.GetUtcNow().AddDays(3),
+            marking,
+        });
+        Assert.True(asked.StatusCode == HttpStatusCode.Created, request.ToString());
+        var (assigned, task) = await server.ClientFor("unpol").PostJson("/api/tasks", new { title = "List the shelters", organization = "OCHA", marking, respondBy = Clock.GetUtcNow().AddHours(1) });
+        Assert.True(assigned.StatusCode == HttpStatusCode.Created, task.ToString());
+
+        Assert.Equal(HttpStatusCode.NoContent, (await police.DeleteAsync($"/api/groups/{group}/members/OCHA")).StatusCode);
+        var declined = await WaitForAsync(() => server.ClientFor("unpol").GetJson($"/api/requests/{Id(request)}").ContinueWith(r => r.Result.Body, TaskScheduler.Default),
+            r => r.GetProperty("status").GetString() == "declined", "the request to be declined");
+        Assert.Equal("withdrawn: it is no longer released to the organisation", declined.GetProperty("reason").GetString());
+        var closed = await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.Id == Id(task))), t => t.Status == TaskStatuses.Done, "the task to be withdrawn");
+        Assert.Equal("withdrawn: it is no longer released to the organisation", closed.Reason);
+
+        // Their deadlines (15 minutes and an hour) pass without an escalation.
+        Clock.Advance(TimeSpan.FromMinutes(61));
+        await Task.Delay(300);
+        Assert.Equal(0, await EscalationsAsync(Id(request), Deadlines.Acknowledge) + await EscalationsAsync(Id(task), Deadlines.Respond));
+    }
+
+    [Fact]
     public async Task An_escalation_read_before_its_task_narrowed_raises_its_notice_under_the_narrower_marking()
     {
         var (area, lat, lon) = await AreaAsync(-67);

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using Concord.Server.Access;
 using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Sharing;
@@ -141,6 +142,10 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         }
 
         var followed = follow.Count > 0 ? await FollowIncidentsAsync(db, follow, now, audit, accessChanged, cancellationToken) : FollowedTasks.None;
+        if (accessChanged)
+        {
+            await WithdrawUnreadableAsync(db, now, audit, cancellationToken);
+        }
         var gone = window.Where(c => c.Entity == "incident" && c.Operation == "deleted").Select(c => c.EntityId).Distinct().ToList();
         if (gone.Count > 0)
         {
@@ -411,32 +416,89 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     }
 
     /// <summary>
+    /// Requests for assistance and tasks given by hand are marked by whoever gave them, and their organisation could read
+    /// them then (they are refused otherwise). An access change (a sharing group, an organisation's kind or nation, a
+    /// member's clearance or caveats, a disabled account) may take one out of its organisation's reach: nobody there can
+    /// see it any more, yet it would stay open on nobody's board and escalate as that organisation's miss. Such a task is
+    /// closed, and such a request declined, by the system with the reason, as a routed task is withdrawn; their open
+    /// escalation notices close with them. The requester sees the request declined and why, and may ask again.
+    /// </summary>
+    private async Task WithdrawUnreadableAsync(ConcordDb db, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
+    {
+        var unread = new Dictionary<(Guid, int, long), bool>();
+        var withdrawn = new Dictionary<Guid, string>();
+        var tasks = await db.Tasks.Where(t => (t.Role == TaskRoles.Assigned || t.Role == TaskRoles.Action) && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined)
+            .ToListAsync(cancellationToken);
+        foreach (var task in tasks)
+        {
+            if (await UnreadableAsync(db, task.OrganizationId, task, "it", unread, cancellationToken) is { } reason)
+            {
+                audit.Add(task.CloseBySystem(reason, now));
+                withdrawn[task.Id] = "task was " + reason;
+            }
+        }
+
+        // A request is answered by the organisation that accepted it, else the one it is addressed to (one addressed to a
+        // kind is answered by whichever of that kind takes it up: not judged here).
+        var requests = await db.Requests.Where(r => r.Status != RequestStatuses.Declined && r.Status != RequestStatuses.Completed && r.Status != RequestStatuses.Cancelled
+            && (r.AssignedOrganizationId != null || r.AddresseeOrganizationId != null)).ToListAsync(cancellationToken);
+        foreach (var request in requests)
+        {
+            if (await UnreadableAsync(db, (request.AssignedOrganizationId ?? request.AddresseeOrganizationId)!.Value, request, "it", unread, cancellationToken) is { } reason)
+            {
+                audit.Add(Audits.Entry(null, AuditActions.Status, "request", request.Id, AuditMarking.Of(request), now,
+                    Audits.Detail(new { from = request.Status, to = RequestStatuses.Declined, reason })));
+                request.Status = RequestStatuses.Declined;
+                request.Reason = reason;
+                request.RespondedAt ??= now;
+                request.UpdatedAt = now;
+                request.Reschedule();
+                withdrawn[request.Id] = "request was declined: " + reason;
+            }
+        }
+
+        if (withdrawn.Count > 0)
+        {
+            var items = withdrawn.Keys.ToList();
+            foreach (var notice in await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && t.EscalatedItemId != null && items.Contains(t.EscalatedItemId.Value)
+                && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken))
+            {
+                audit.Add(notice.CloseBySystem($"its {withdrawn[notice.EscalatedItemId!.Value]}", now));
+            }
+        }
+    }
+
+    /// <summary>Why <paramref name="organization"/> can no longer take <paramref name="record"/>: not released to it, or none of its members may read it.</summary>
+    private async Task<string?> UnreadableAsync(ConcordDb db, Guid organization, IMarked record, string what, Dictionary<(Guid, int, long), bool> unread, CancellationToken cancellationToken)
+    {
+        if (directory.Organization(organization) is not { } to)
+        {
+            return null;
+        }
+
+        if (!directory.ReleasesTo(record.ReleasableTo, to))
+        {
+            return $"withdrawn: {what} is no longer released to the organisation";
+        }
+
+        var key = (to.Id, record.Classification, record.Caveats);
+        if (!unread.TryGetValue(key, out var nobody))
+        {
+            unread[key] = nobody = await CoordinationDesk.NobodyMayReadAsync(db, to.Id, record.Classification, record.Caveats, cancellationToken);
+        }
+
+        return nobody ? $"withdrawn: no member of the organisation may read {what} any more" : null;
+    }
+
+    /// <summary>
     /// Why a routed task that has just followed its incident to a narrower marking is withdrawn from its organisation:
     /// the incident is no longer released to it, or none of its members may read it any more. Such a task would stay
     /// open where nobody there can see it and escalate as the organisation's miss (the router never routes one: the
     /// same two reasons withhold a route). <paramref name="unread"/> keeps, for one round, whether anyone in an organisation may read a level and caveats: a
     /// change to a member judges every open routed task again, and most share their organisation and marking.
     /// </summary>
-    private async Task<string?> WithdrawnAsync(ConcordDb db, CoordinationTask task, Dictionary<(Guid, int, long), bool> unread, CancellationToken cancellationToken)
-    {
-        if (directory.Organization(task.OrganizationId) is not { } organization)
-        {
-            return null;
-        }
-
-        if (!directory.ReleasesTo(task.ReleasableTo, organization))
-        {
-            return "withdrawn: its incident is no longer released to the organisation";
-        }
-
-        var key = (organization.Id, task.Classification, task.Caveats);
-        if (!unread.TryGetValue(key, out var nobody))
-        {
-            unread[key] = nobody = await CoordinationDesk.NobodyMayReadAsync(db, organization.Id, task.Classification, task.Caveats, cancellationToken);
-        }
-
-        return nobody ? "withdrawn: no member of the organisation may read its incident any more" : null;
-    }
+    private Task<string?> WithdrawnAsync(ConcordDb db, CoordinationTask task, Dictionary<(Guid, int, long), bool> unread, CancellationToken cancellationToken) =>
+        UnreadableAsync(db, task.OrganizationId, task, "its incident", unread, cancellationToken);
 
     /// <summary>
     /// The routed tasks whose marking or words a round changed, and the escalation notices it read with them. The
