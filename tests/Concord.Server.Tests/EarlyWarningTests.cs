@@ -247,11 +247,19 @@ public sealed class EarlyWarningTests
     }
 
     [Fact]
-    public void The_panel_starts_at_the_first_incident_but_no_more_than_forty_years_before_its_end()
+    public void The_panel_starts_at_the_first_incident_after_its_last_long_quiet_and_no_more_than_forty_years_before_its_end()
     {
-        var end = new DateTime(2022, 12, 1, 0, 0, 0, DateTimeKind.Utc);
-        // The bundled GED history (from 1989) is kept whole; a report dated 1900 does not stretch the panel back to it.
-        Assert.Equal(new DateTime(1989, 1, 3, 0, 0, 0, DateTimeKind.Utc), ForecastService.PanelStart(new DateTime(1989, 1, 3, 0, 0, 0, DateTimeKind.Utc), end));
-        Assert.Equal(new DateTime(1982, 12, 1, 0, 0, 0, DateTimeKind.Utc), ForecastService.PanelStart(new DateTime(1900, 1, 1, 0, 0, 0, DateTimeKind.Utc), end));
+        static DateTime At(int year, int month, int day = 1) => new(year, month, day, 0, 0, 0, DateTimeKind.Utc);
+        var end = At(2022, 12);
+        // The bundled GED history (from 1989) is kept whole; reporting since 1975 is held to the last forty years.
+        Assert.Equal(At(1989, 1, 3), ForecastService.PanelStart([At(1989, 1, 3), .. Enumerable.Range(1, 406).Select(m => At(1989, 1).AddMonths(m))], end));
+        Assert.Equal(At(1982, 12), ForecastService.PanelStart([.. Enumerable.Range(0, 48 * 12).Select(m => At(1975, 1).AddMonths(m))], end));
+        // A report mistyped as 2001 beside six months of a new mission's: the panel is those months (too few to forecast
+        // from), not 21 years of quiet ones before them; 24 quiet months are still history, 25 are not.
+        Assert.Equal(At(2022, 6), ForecastService.PanelStart([At(2001, 1), At(2022, 6, 15), At(2022, 9), At(2022, 12)], end));
+        Assert.Equal(At(2020, 1), ForecastService.PanelStart([At(2020, 1), At(2022, 1), At(2022, 12)], end));
+        Assert.Equal(At(2022, 2), ForecastService.PanelStart([At(2019, 12), At(2022, 2), At(2022, 12)], end));
+        // A later incident than the end (a month in progress) is no part of it.
+        Assert.Equal(At(2020, 1), ForecastService.PanelStart([At(2020, 1), At(2022, 1), At(2026, 1)], end));
     }
 }

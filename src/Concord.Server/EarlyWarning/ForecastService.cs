@@ -131,22 +131,39 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         var current = new DateTime(now.Year, now.Month, 1, 0, 0, 0, DateTimeKind.Utc);
         var latest = events.Max(e => e.At);
         var end = latest < now.AddMonths(-HistoricAfterMonths) ? latest : current.AddMonths(-1);
-        var start = PanelStart(events.Min(e => e.At), end);
+        var start = PanelStart(events.Select(e => e.At), end);
         return start > end ? null : new Built(Panel.Build(events, [.. cells], start, end), incidents.Count);
     }
 
     /// <summary>The longest history the panel holds: UCDP's own record starts in 1989, and older months only add quiet ones.</summary>
     public const int MaxHistoryYears = 40;
 
+    /// <summary>The longest run of months without an open incident that the panel's history runs through.</summary>
+    public const int LongestQuietMonths = 24;
+
     /// <summary>
-    /// Where the panel starts: at the first incident, but no more than <see cref="MaxHistoryYears"/> before its end, so that
-    /// one report dated a century back (which any reporter may file) does not make a panel of decades of quiet months that
-    /// drag every cell's forecast down.
+    /// Where the panel starts: at the first incident after the last run of more than <see cref="LongestQuietMonths"/>
+    /// months without one (up to the panel's end), and no more than <see cref="MaxHistoryYears"/> before its end. A report
+    /// dated years back (mistyped, or one old event filed with a new mission's reports) would otherwise add years of quiet
+    /// months that count towards the history a forecast needs and drag every cell's forecast down, while the model learnt
+    /// from a few months of real data. A history with such a gap is forecast from what follows it.
     /// </summary>
-    internal static DateTime PanelStart(DateTime firstIncident, DateTime end)
+    internal static DateTime PanelStart(IEnumerable<DateTime> incidents, DateTime end)
     {
+        static int Month(DateTime at) => (at.Year * 12) + at.Month - 1;
+        var months = incidents.Where(at => Month(at) <= Month(end)).Select(Month).Distinct().Order().ToList();
+        var first = incidents.Min();
+        for (var i = months.Count - 1; i > 0; i--)
+        {
+            if (months[i] - months[i - 1] - 1 > LongestQuietMonths)
+            {
+                first = new DateTime(months[i] / 12, (months[i] % 12) + 1, 1, 0, 0, 0, DateTimeKind.Utc);
+                break;
+            }
+        }
+
         var earliest = new DateTime(end.Year - MaxHistoryYears, end.Month, 1, 0, 0, 0, DateTimeKind.Utc);
-        return firstIncident < earliest ? earliest : firstIncident;
+        return first < earliest ? earliest : first;
     }
 
     /// <summary>Data whose latest incident is this many months before the current month is a history, forecast from its end.</summary>
