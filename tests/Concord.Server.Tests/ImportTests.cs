@@ -479,6 +479,15 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         var refused = Assert.Single(unmarked.GetProperty("rejectedRows").EnumerateArray());
         Assert.Equal(3, refused.GetProperty("line").GetInt32());
         Assert.Contains("above your clearance", refused.GetProperty("reason").GetString(), StringComparison.Ordinal);
+
+        // Each run is audited, the one that created nothing too: who, which source, with which options, what came of it.
+        var (_, runs) = await server.ClientFor("jocadmin").GetJson($"/api/audit?action=import&member={junior}");
+        var run = Assert.Single(runs.GetProperty("items").EnumerateArray());
+        var detail = System.Text.Json.JsonDocument.Parse(run.GetProperty("detail").GetString()!).RootElement;
+        Assert.Equal(($"protection-{tag}", 3, 0, 2, 1), (detail.GetProperty("source").GetString(), detail.GetProperty("rows").GetInt32(),
+            detail.GetProperty("created").GetInt32(), detail.GetProperty("skipped").GetInt32(), detail.GetProperty("rejected").GetInt32()));
+        var (_, releasers) = await server.ClientFor("jocadmin").GetJson("/api/audit?action=import&member=jocadmin&limit=1000");
+        Assert.Contains(releasers.GetProperty("items").EnumerateArray(), e => e.GetProperty("detail").GetString()!.Contains($"protection-{tag}", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -160,6 +160,35 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
     }
 
     [Fact]
+    public async Task A_merge_sent_from_an_incident_page_of_another_sign_in_changes_nothing_and_says_why()
+    {
+        // The JOC analyst opens an incident page; a colleague (FORCE's analyst) signs in at the same browser; the merge form
+        // of the page is sent. It is not made: the page says so, under the member now signed in.
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, kept) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: -33.2, longitude: 140.5, narrative: "Ambush on the river road.", marking: mission));
+        var (_, other) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(latitude: -34.6, longitude: 140.5, narrative: "Vehicles burnt by the river.", marking: mission));
+        var (keptIncident, otherIncident) = (kept.GetProperty("incidentId").GetGuid(), other.GetProperty("incidentId").GetGuid());
+        using var browser = await server.SignedInAsync("joc");
+        var html = await browser.GetStringAsync($"/incidents/{keptIncident}");
+        var token = Regex.Match(html, "name=\"__RequestVerificationToken\" value=\"([^\"]+)\"").Groups[1].Value;
+        Assert.NotEmpty(token);
+        var (signedIn, _) = await browser.PostJson("/api/auth/signin", new { userName = "force", password = TestServer.Password });
+        signedIn.EnsureSuccessStatusCode();
+
+        var response = await browser.PostAsync($"/incidents/{keptIncident}", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["__RequestVerificationToken"] = WebUtility.HtmlDecode(token),
+            ["_handler"] = "merge",
+            ["MergeIds"] = otherIncident.ToString(),
+        }));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var page = await response.Content.ReadAsStringAsync();
+        Assert.Contains("id=\"correction-error\"", page, StringComparison.Ordinal);
+        Assert.Contains("opened under another sign-in", page, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").GetAsync($"/api/incidents/{otherIncident}")).StatusCode);
+    }
+
+    [Fact]
     public async Task The_language_switch_goes_back_only_to_a_page_of_this_site()
     {
         using var anonymous = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = server.BaseAddress };

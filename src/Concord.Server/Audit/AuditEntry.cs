@@ -56,6 +56,7 @@ internal static class AuditActions
     public const string Read = "read";
     public const string Release = "release";
     public const string Export = "export";
+    public const string Import = "import";
     public const string MarkingLoosened = "marking-loosened";
     public const string Merge = "merge";
     public const string Split = "split";

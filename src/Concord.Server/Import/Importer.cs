@@ -1,4 +1,6 @@
 using Concord.Server.Access;
+using Concord.Server.Audit;
+using Concord.Server.Data;
 using Concord.Server.Reports;
 
 namespace Concord.Server.Import;
@@ -121,6 +123,17 @@ internal sealed class Importer(IServiceScopeFactory scopes)
                 await Task.WhenAny(unfinished.Written);
                 await unfinished.Scope.DisposeAsync();
             }
+        }
+
+        // The run itself is audited (who imported which source, with which marking options, and what came of it), also when
+        // it created nothing: each report created has its own entry, a run that only skipped or rejected rows had none.
+        // Marked at the importer's clearance and caveats: what it skipped is what their organisation holds.
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            await scope.ServiceProvider.GetRequiredService<AuditChain>().SaveAsync(db, [Audits.Entry(author, AuditActions.Import, "import", Guid.CreateVersion7(),
+                new AuditMarking(author.Clearance, author.CaveatBits), scope.ServiceProvider.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime,
+                Audits.Detail(new { format = format.ToString().ToLowerInvariant(), source, marking, rows, created, skipped, rejected }))], CancellationToken.None);
         }
 
         // Rows the reader rejects are listed at once, rows the writer rejects when their batch is stored: in line order for people.

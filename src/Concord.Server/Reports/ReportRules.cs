@@ -21,6 +21,9 @@ internal static partial class ReportRules
     /// <summary>How far in the future an observation may be, to allow for device clocks.</summary>
     public static readonly TimeSpan ClockSkew = TimeSpan.FromMinutes(5);
 
+    /// <summary>How far ahead of UTC the earliest time zone is (UTC+14): a day has begun somewhere once it is this close.</summary>
+    public static readonly TimeSpan EarliestTimeZone = TimeSpan.FromHours(14);
+
     public static readonly DateTimeOffset Earliest = new(1900, 1, 1, 0, 0, 0, TimeSpan.Zero);
 
     public static void Validate(CreateReport r, DateTimeOffset now, Func<string, bool> isKnownCategory, Dictionary<string, string[]> errors)
@@ -34,9 +37,13 @@ internal static partial class ReportRules
         {
             errors["observedAt"] = ["is required"];
         }
-        else if (observed > now + ClockSkew)
+        else if (ByDay(r.ObservedPrecision) ? observed.UtcDateTime.Date > (now + EarliestTimeZone).UtcDateTime.Date : observed > now + ClockSkew)
         {
-            errors["observedAt"] = [$"is in the future beyond the {ClockSkew.TotalMinutes:0} minutes allowed for clock skew"];
+            // A day (or a coarser period) is written as its date, read as its start in UTC: a day that has begun somewhere
+            // (east of UTC, the mission's own) is not in the future though its UTC midnight may be.
+            errors["observedAt"] = [ByDay(r.ObservedPrecision)
+                ? "is a day that has not begun yet anywhere"
+                : $"is in the future beyond the {ClockSkew.TotalMinutes:0} minutes allowed for clock skew"];
         }
         else if (observed < Earliest)
         {
@@ -188,6 +195,9 @@ internal static partial class ReportRules
 
         return char.IsHighSurrogate(text[length - 1]) ? text[..(length - 1)] : text[..length];
     }
+
+    /// <summary>Whether a stated time precision is a day or a coarser period.</summary>
+    private static bool ByDay(string? precision) => precision is { } text && TryParsePrecision(text, out var stated) && stated >= TimePrecision.Day;
 
     public static bool TryParsePrecision(string text, out TimePrecision precision) =>
         EnumNames.TryParse(text, out precision);
