@@ -294,7 +294,14 @@ internal static class EarlyWarningEndpoints
         var recentFrom = end.AddDays(-days);
         var baselineFrom = recentFrom.AddDays(-baselineDays);
         var window = (await Selection(new ListQuery { From = baselineFrom, To = end })).NarrowPlain(i => i.StartsAt >= baselineFrom);
-        var rows = (await RowsAsync(window, cancellationToken)).Where(r => r.StartsAt >= baselineFrom).ToList();
+        // Counted by the database per area, window part and marking (a baseline of years holds every incident of those
+        // years: read one by one, each request held them all in memory); mixed incidents, rebuilt for the viewer, one by one.
+        var tallies = await window.Plain
+            .GroupBy(i => new { i.AreaId, Recent = i.StartsAt > recentFrom, i.Classification, i.Caveats })
+            .Select(g => new SpikeTally(g.Key.AreaId, g.Key.Recent, g.Key.Classification, g.Key.Caveats, g.Count(), g.Min(i => i.StartsAt)))
+            .ToListAsync(cancellationToken);
+        tallies.AddRange((await window.MixedAsSeenAsync(null, cancellationToken)).Where(i => i.StartsAt >= baselineFrom)
+            .Select(i => new SpikeTally(i.AreaId, i.StartsAt > recentFrom, i.Classification, i.Caveats, 1, i.StartsAt)));
 
         async Task<IncidentSelection> Selection(ListQuery query) =>
             (await IncidentQuery.ApplyAsync(db, db.Incidents.AsNoTracking(), query, viewer, directory, markings, cancellationToken)).Incidents!;
@@ -309,16 +316,15 @@ internal static class EarlyWarningEndpoints
         var before = await (await Selection(new ListQuery { From = baselineFrom.AddDays(-Math.Max(baselineDays, MinimumReportingGapDays)), To = baselineFrom.AddTicks(-1) }))
             .LeastMarkedAsync(cancellationToken);
         var reportingBefore = before is not null;
-        var firstSeen = reportingBefore ? baselineFrom : rows.Count == 0 ? recentFrom : rows.Min(r => r.StartsAt);
+        var firstSeen = reportingBefore ? baselineFrom : tallies.Count == 0 ? recentFrom : tallies.Min(t => t.First);
         var observed = Math.Max(0, (int)Math.Floor((recentFrom - (firstSeen > baselineFrom ? firstSeen : baselineFrom)).TotalDays));
-        // Counted per area in one pass (a pass over every row for each area was areas × rows).
         var perArea = new Dictionary<Guid, (int Recent, int Total)>();
-        foreach (var row in rows)
+        foreach (var tally in tallies)
         {
-            if (row.AreaId is { } areaId)
+            if (tally.AreaId is { } areaId)
             {
                 var (recentSoFar, totalSoFar) = perArea.GetValueOrDefault(areaId);
-                perArea[areaId] = (recentSoFar + (row.StartsAt > recentFrom ? 1 : 0), totalSoFar + 1);
+                perArea[areaId] = (recentSoFar + (tally.Recent ? tally.Count : 0), totalSoFar + tally.Count);
             }
         }
 
@@ -341,10 +347,15 @@ internal static class EarlyWarningEndpoints
             .OrderBy(s => s.Probability ?? 2).ToList();
         // The answer is marked with, and counts in the audit, the incidents it was computed from: caveats too (a count tells
         // of what it counts), and the one that decided the baseline.
-        List<(int Level, long Caveats)> from = [.. rows.Select(r => (r.Classification, r.Caveats)), .. before is { } decided ? [(decided.Classification, decided.Caveats)] : Array.Empty<(int, long)>()];
-        var (classification, caveats) = markings.Figures(from);
-        return (new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, observed, threshold, classification, caveats, items), Audits.CountMarkings(from));
+        List<(int Level, long Caveats, long Count)> from = [.. tallies.Select(t => (t.Classification, t.Caveats, (long)t.Count)),
+            .. before is { } decided ? [(decided.Classification, decided.Caveats, 1L)] : Array.Empty<(int, long, long)>()];
+        var (classification, caveats) = markings.Figures(from.Select(f => (f.Level, f.Caveats)));
+        var counted = from.GroupBy(f => (f.Level, f.Caveats)).Select(g => (g.Key.Level, g.Key.Caveats, g.Sum(f => f.Count))).ToList();
+        return (new SpikesDto(new DateTimeOffset(end, TimeSpan.Zero), days, baselineDays, observed, threshold, classification, caveats, items), counted);
     }
+
+    /// <summary>Incidents of one area, window part (recent or baseline) and marking: how many, and the earliest start among them.</summary>
+    private sealed record SpikeTally(Guid? AreaId, bool Recent, int Classification, long Caveats, int Count, DateTime First);
 
     /// <summary>P(X ≥ k) for X ~ Poisson(λ), summed in log space.</summary>
     public static double PoissonUpperTail(int k, double lambda)
