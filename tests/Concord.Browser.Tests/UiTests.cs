@@ -394,6 +394,29 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_map_told_of_an_access_change_reads_its_view_again_once_every_node_judges_the_member_anew()
+    {
+        // Behind a load balancer, the read the push starts may reach a node that still judges the member as before for up
+        // to its member cache's lifetime: the map reads its view at once, and again once that is over.
+        using var admin = fixture.Server.ClientFor("jocadmin");
+        var (tag, _) = await ConfidentialWatcherAsync(admin, "mapwatch", "Shots heard at the river crossing");
+        var map = await fixture.SignedInAsync(tag, "/?from=2020-01-01");
+        await map.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
+        var settles = await map.EvaluateAsync<int>("Concord.context.accessSettlesIn");
+        Assert.InRange(settles, 10_000, 12_000);
+        var loads = await map.EvaluateAsync<int>("window.concordMap.loads");
+
+        var lowered = await admin.PatchAsJsonAsync($"/api/members/{tag}", new { clearance = "UNCLASSIFIED" });
+        Assert.True(lowered.IsSuccessStatusCode, await lowered.Content.ReadAsStringAsync());
+        await map.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
+        var told = System.Diagnostics.Stopwatch.StartNew();
+        await Task.Delay(settles - 2_000);
+        var before = await map.EvaluateAsync<int>("window.concordMap.loads");
+        await map.WaitForFunctionAsync($"window.concordMap.loads > {before}", null, new() { Timeout = 8_000 });
+        Assert.InRange(told.Elapsed, TimeSpan.FromMilliseconds(settles - 2_000), TimeSpan.FromMilliseconds(settles + 6_000));
+    }
+
+    [Fact]
     public async Task A_live_list_follows_the_members_clearance_and_shows_nothing_once_the_account_is_disabled()
     {
         // A circuit can stay open for hours: each read takes the member as they are now, not as they were at sign-in.

@@ -73,5 +73,15 @@ window.Concord = (() => {
     return connection;
   }
 
-  return { context, text, number, day, banner, readJson, live, received, connections, checkSession };
+  // An access change is heard on the node of the live channel, which reads the member again at once; a read answered by
+  // another node (behind a load balancer) may still judge the member as before for up to its member cache's lifetime.
+  // What depends on the member's access is read at once and again once that is over (the latest access change counts).
+  let settling = null;
+  function afterAccessChange(reread) {
+    reread();
+    clearTimeout(settling);
+    settling = setTimeout(reread, context.accessSettlesIn || 11000);
+  }
+
+  return { context, text, number, day, banner, readJson, live, received, connections, checkSession, afterAccessChange };
 })();

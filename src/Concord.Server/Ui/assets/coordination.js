@@ -458,11 +458,14 @@
   // may see: the board is read again, so that nothing stays on screen the member no longer may see.
   const access = c => c.entity === 'member' || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization';
   Concord.live(changes => {
-    const reread = changes.some(access);
-    // Cards are redrawn on an access change, open comments read again with them.
-    if (reread) cards.clear();
-    if (reread || changes.some(c => c.entity === 'request' || c.entity === 'task')) refresh();
-    if (reread || changes.some(c => c.entity === 'liaison' || c.entity === 'meeting' || c.entity === 'patrol')) loadLog();
+    // Cards are redrawn on an access change, open comments read again with them, at once and again once every node
+    // judges the member anew (Concord.afterAccessChange).
+    if (changes.some(access)) {
+      Concord.afterAccessChange(() => { cards.clear(); refresh(); loadLog(); });
+      return;
+    }
+    if (changes.some(c => c.entity === 'request' || c.entity === 'task')) refresh();
+    if (changes.some(c => c.entity === 'liaison' || c.entity === 'meeting' || c.entity === 'patrol')) loadLog();
   }, up => { connected = up; showState(); },
   () => { cards.clear(); refresh(); loadLog(); });
   refresh();

@@ -370,9 +370,13 @@
     // A change of access (the member's clearance or caveats, a group, an agreement, an organisation) may take away what
     // is drawn or open: everything is read again, as on reconnecting.
     const access = changes.some(c => c.entity === 'member' || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization');
-    if (access) loadTracks();
-    if (access || changes.some(c => c.entity === 'request' || c.entity === 'patrol')) loadCoordination();
-    if (!panel.hidden && (access || changes.some(c => c.id === panel.dataset.id || c.id === panelWanted))) rereadPanel();
+    if (access) {
+      // Read at once and again once every node judges the member anew (Concord.afterAccessChange).
+      Concord.afterAccessChange(() => { soon(0); loadTracks(); loadCoordination(); if (!panel.hidden) rereadPanel(); });
+      return;
+    }
+    if (changes.some(c => c.entity === 'request' || c.entity === 'patrol')) loadCoordination();
+    if (!panel.hidden && changes.some(c => c.id === panel.dataset.id || c.id === panelWanted)) rereadPanel();
   }, up => { if (!up) { resynced = true; el.dataset.live = 'down'; status.textContent = t('offline'); } }, () => {
     // (Re)connected: what changed while the channel was down, or before it first joined, was not pushed. The map says it
     // is live once it has read the view again.
