@@ -211,7 +211,7 @@ internal sealed class ReportWriter : IAsyncDisposable
             }
             else if (added.TryGetValue(report.Id, out var first))
             {
-                outcomes.Add((pending, Decide(first.Report, first.Link.IncidentId, report, pending.Author, pending.Entry.SourceKeyed)));
+                outcomes.Add((pending, Decide(first.Report, first.Link.IncidentId, report, pending.Author, pending.Entry.SourceKeyed, earlierInBatch: true)));
             }
             else if (pending.Entry.RefusedIfNew is { } refusal)
             {
@@ -376,7 +376,11 @@ internal sealed class ReportWriter : IAsyncDisposable
     /// importing the same file skips what is there), and another organisation's copy is a conflict the intake resolves
     /// by giving the report an id of its organisation's own.
     /// </summary>
-    internal static ReportIntake.Outcome Decide(Report existing, Guid? incidentId, Report candidate, Viewer author, bool sourceKeyed = false, string? candidateHash = null)
+    /// <param name="earlierInBatch">
+    /// <paramref name="existing"/> is not stored yet: a row earlier in the same batch (an import's file giving the id twice).
+    /// </param>
+    internal static ReportIntake.Outcome Decide(Report existing, Guid? incidentId, Report candidate, Viewer author, bool sourceKeyed = false, string? candidateHash = null,
+        bool earlierInBatch = false)
     {
         if (sourceKeyed && existing.OrganizationId != author.OrganizationId)
         {
@@ -405,8 +409,11 @@ internal sealed class ReportWriter : IAsyncDisposable
 
         // Reports are what a source said when it said it, never edited: a record the source has revised since it was
         // imported keeps its stored report, and the importer is told what the source changed.
+        var parts = string.Join(", ", changed.Where(c => c != "marking"));
         return sourceKeyed
-            ? new ReportIntake.Outcome.Conflict($"changed at the source since it was imported ({string.Join(", ", changed.Where(c => c != "marking"))}); the stored report is kept, as reports are not edited")
+            ? new ReportIntake.Outcome.Conflict(earlierInBatch
+                ? $"the same record is given earlier in this file with other content ({parts}); the first is kept"
+                : $"changed at the source since it was imported ({parts}), or given twice in this file; the stored report is kept, as reports are not edited")
             : new ReportIntake.Outcome.Conflict($"report {candidate.Id} already exists with a different body; a retry must send the same body");
     }
 
