@@ -247,7 +247,7 @@ public sealed class EarlyWarningTests
     }
 
     [Fact]
-    public void The_panel_starts_at_the_first_incident_after_its_last_long_quiet_and_no_more_than_forty_years_before_its_end()
+    public void The_panel_starts_past_a_short_stretch_of_reporting_cut_off_from_the_rest_and_no_more_than_forty_years_before_its_end()
     {
         static DateTime At(int year, int month, int day = 1) => new(year, month, day, 0, 0, 0, DateTimeKind.Utc);
         var end = At(2022, 12);
@@ -259,6 +259,11 @@ public sealed class EarlyWarningTests
         Assert.Equal(At(2022, 6), ForecastService.PanelStart([At(2001, 1), At(2022, 6, 15), At(2022, 9), At(2022, 12)], end));
         Assert.Equal(At(2020, 1), ForecastService.PanelStart([At(2020, 1), At(2022, 1), At(2022, 12)], end));
         Assert.Equal(At(2022, 2), ForecastService.PanelStart([At(2019, 12), At(2022, 2), At(2022, 12)], end));
+        // A long history is kept whole when reporting resumes after a gap (a mission's first report after a dataset's
+        // history ended years before), and short stretches before it go one after another.
+        var history = Enumerable.Range(0, 10 * 12).Select(m => At(2009, 1).AddMonths(m)).ToList();
+        Assert.Equal(At(2009, 1), ForecastService.PanelStart([.. history, At(2022, 12)], end));
+        Assert.Equal(At(2009, 1), ForecastService.PanelStart([At(1990, 3), At(1995, 7), .. history, At(2022, 12)], end));
         // A later incident than the end (a month in progress) is no part of it.
         Assert.Equal(At(2020, 1), ForecastService.PanelStart([At(2020, 1), At(2022, 1), At(2026, 1)], end));
     }

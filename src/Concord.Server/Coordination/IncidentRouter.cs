@@ -144,7 +144,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var followed = follow.Count > 0 ? await FollowIncidentsAsync(db, follow, now, audit, accessChanged, cancellationToken) : FollowedTasks.None;
         if (accessChanged)
         {
-            await WithdrawUnreadableAsync(db, now, audit, cancellationToken);
+            followed = followed.With(await WithdrawUnreadableAsync(db, now, audit, cancellationToken));
         }
         var gone = window.Where(c => c.Entity == "incident" && c.Operation == "deleted").Select(c => c.EntityId).Distinct().ToList();
         if (gone.Count > 0)
@@ -423,7 +423,11 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// closed, and such a request declined, by the system with the reason, as a routed task is withdrawn; their open
     /// escalation notices close with them. The requester sees the request declined and why, and may ask again.
     /// </summary>
-    private async Task WithdrawUnreadableAsync(ConcordDb db, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
+    /// <returns>
+    /// The items withdrawn and every notice of theirs read: a notice the scheduler raises for one of them before the round
+    /// is stored is found then, and the round is read again (<see cref="FollowedTasks.CheckNoNoticeRaisedMeanwhileAsync"/>).
+    /// </returns>
+    private async Task<FollowedTasks> WithdrawUnreadableAsync(ConcordDb db, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
     {
         var unread = new Dictionary<(Guid, int, long), bool>();
         var withdrawn = new Dictionary<Guid, string>();
@@ -457,15 +461,19 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             }
         }
 
-        if (withdrawn.Count > 0)
+        if (withdrawn.Count == 0)
         {
-            var items = withdrawn.Keys.ToList();
-            foreach (var notice in await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && t.EscalatedItemId != null && items.Contains(t.EscalatedItemId.Value)
-                && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken))
-            {
-                audit.Add(notice.CloseBySystem($"its {withdrawn[notice.EscalatedItemId!.Value]}", now));
-            }
+            return FollowedTasks.None;
         }
+
+        var items = withdrawn.Keys.ToList();
+        var notices = await db.Tasks.Where(t => t.Role == TaskRoles.Escalation && t.EscalatedItemId != null && items.Contains(t.EscalatedItemId.Value)).ToListAsync(cancellationToken);
+        foreach (var notice in notices.Where(n => n.Status is not (TaskStatuses.Done or TaskStatuses.Declined)))
+        {
+            audit.Add(notice.CloseBySystem($"its {withdrawn[notice.EscalatedItemId!.Value]}", now));
+        }
+
+        return new FollowedTasks([.. items.Select(id => (Guid?)id)], [.. notices.Select(n => n.Id)]);
     }
 
     /// <summary>Why <paramref name="organization"/> can no longer take <paramref name="record"/>: not released to it, or none of its members may read it.</summary>

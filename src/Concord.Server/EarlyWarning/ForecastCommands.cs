@@ -53,8 +53,15 @@ internal static class ForecastCommands
             return await CommandLine.RefuseAsync(errors, invocation.Verb, "--from and --to must be years, --from ≤ --to (e.g. --from 2015 --to 2022)");
         }
 
-        // The folder for --out is made before the evaluation, so that one that cannot be is said at once, not after it.
-        if (invocation["--out"] is { } outDirectory && WriteProblem(() => Directory.CreateDirectory(outDirectory)) is { } cannot)
+        // The folder for --out is made, and written to, before the evaluation, so that one that cannot be (a file in the way,
+        // a folder without permission) is said at once, not after it.
+        if (invocation["--out"] is { } outDirectory && WriteProblem(() =>
+            {
+                Directory.CreateDirectory(outDirectory);
+                var probe = Path.Combine(outDirectory, ".concord-write-test");
+                File.WriteAllText(probe, "");
+                File.Delete(probe);
+            }) is { } cannot)
         {
             return await CommandLine.RefuseAsync(errors, invocation.Verb, $"--out '{outDirectory}' cannot be written: {cannot}");
         }

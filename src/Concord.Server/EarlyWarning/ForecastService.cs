@@ -142,23 +142,32 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
     public const int LongestQuietMonths = 24;
 
     /// <summary>
-    /// Where the panel starts: at the first incident after the last run of more than <see cref="LongestQuietMonths"/>
-    /// months without one (up to the panel's end), and no more than <see cref="MaxHistoryYears"/> before its end. A report
-    /// dated years back (mistyped, or one old event filed with a new mission's reports) would otherwise add years of quiet
-    /// months that count towards the history a forecast needs and drag every cell's forecast down, while the model learnt
-    /// from a few months of real data. A history with such a gap is forecast from what follows it.
+    /// Where the panel starts: at the first incident, no more than <see cref="MaxHistoryYears"/> before its end, and past
+    /// any stretch of reporting at its start that spans fewer than <see cref="MinimumMonths"/> months and is cut off from
+    /// what follows by more than <see cref="LongestQuietMonths"/> months without an incident. Such a stretch (a report
+    /// mistyped as years back, one old event filed with a new mission's reports) would otherwise add years of quiet months
+    /// that count towards the history a forecast needs and drag every cell's forecast down, while the model learnt from a
+    /// few months of real data. A long history is kept whole, also when reporting resumes after a gap (a mission's own
+    /// reports after a dataset's history).
     /// </summary>
     internal static DateTime PanelStart(IEnumerable<DateTime> incidents, DateTime end)
     {
         static int Month(DateTime at) => (at.Year * 12) + at.Month - 1;
         var months = incidents.Where(at => Month(at) <= Month(end)).Select(Month).Distinct().Order().ToList();
         var first = incidents.Min();
-        for (var i = months.Count - 1; i > 0; i--)
+        var stretchStart = 0;
+        for (var i = 1; i < months.Count; i++)
         {
             if (months[i] - months[i - 1] - 1 > LongestQuietMonths)
             {
+                if (months[i - 1] - months[stretchStart] + 1 >= MinimumMonths)
+                {
+                    break;
+                }
+
+                // Too short to learn from and cut off from the rest: the panel starts after it.
+                stretchStart = i;
                 first = new DateTime(months[i] / 12, (months[i] % 12) + 1, 1, 0, 0, 0, DateTimeKind.Utc);
-                break;
             }
         }
 

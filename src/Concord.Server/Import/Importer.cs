@@ -111,29 +111,36 @@ internal sealed class Importer(IServiceScopeFactory scopes)
             }
         }
 
+        var completed = false;
         try
         {
-            await ReadAsync();
+            try
+            {
+                await ReadAsync();
+            }
+            finally
+            {
+                // Stopped by an error or a cancellation: let the batches being written finish before their scopes go.
+                while (inFlight.TryDequeue(out var unfinished))
+                {
+                    await Task.WhenAny(unfinished.Written);
+                    await unfinished.Scope.DisposeAsync();
+                }
+            }
+
+            completed = true;
         }
         finally
         {
-            // Stopped by an error or a cancellation: let the batches being written finish before their scopes go.
-            while (inFlight.TryDequeue(out var unfinished))
-            {
-                await Task.WhenAny(unfinished.Written);
-                await unfinished.Scope.DisposeAsync();
-            }
-        }
-
-        // The run itself is audited (who imported which source, with which marking options, and what came of it), also when
-        // it created nothing: each report created has its own entry, a run that only skipped or rejected rows had none.
-        // Marked at the importer's clearance and caveats: what it skipped is what their organisation holds.
-        await using (var scope = scopes.CreateAsyncScope())
-        {
+            // The run itself is audited (who imported which source, with which marking options, what came of it), also when
+            // it created nothing, and when it stopped before the end (a cancelled upload, a failure) with what it had done:
+            // each report created has its own entry, a run that only skipped or rejected rows had none. Marked at the
+            // importer's clearance and caveats: what it skipped is what their organisation holds.
+            await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             await scope.ServiceProvider.GetRequiredService<AuditChain>().SaveAsync(db, [Audits.Entry(author, AuditActions.Import, "import", Guid.CreateVersion7(),
                 new AuditMarking(author.Clearance, author.CaveatBits), scope.ServiceProvider.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime,
-                Audits.Detail(new { format = format.ToString().ToLowerInvariant(), source, marking, rows, created, skipped, rejected }))], CancellationToken.None);
+                Audits.Detail(new { format = format.ToString().ToLowerInvariant(), source, marking, rows, created, skipped, rejected, completed }))], CancellationToken.None);
         }
 
         // Rows the reader rejects are listed at once, rows the writer rejects when their batch is stored: in line order for people.
