@@ -51,6 +51,16 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         return Id(task);
     }
 
+    /// <summary>
+    /// Moves the test's clock and wakes the escalation scheduler: one that computed its sleep (to the next deadline) just
+    /// before the jump and set its timer just after it would sleep on a clock that no longer moves. (Real time flows.)
+    /// </summary>
+    private void Advance(TimeSpan by)
+    {
+        Clock.Advance(by);
+        server.Services.GetRequiredService<EscalationScheduler>().Wake();
+    }
+
     /// <summary>Waits until the incident router has examined every change made so far.</summary>
     private async Task RouterPassedAsync()
     {
@@ -265,11 +275,11 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // The change feed judges what a viewer saw first by comparing links' times with its changes' times, which the
         // server's clock gives: a link stamped by another clock would put the two out of order.
         // A second account of the same clash joins the first one's incident: the report writer links it.
-        Clock.Advance(TimeSpan.FromHours(2));
+        Advance(TimeSpan.FromHours(2));
         var observed = Clock.GetUtcNow().AddHours(-1);
         object Account() => Api.Report(latitude: -72.5, longitude: 60.5, observedAt: observed, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Armed clash at the ferry roadblock.");
         var incident = await IncidentOfAsync("unpol", Account());
-        Clock.Advance(TimeSpan.FromSeconds(1));
+        Advance(TimeSpan.FromSeconds(1));
         var before = Clock.GetUtcNow();
         Assert.Equal(incident, await IncidentOfAsync("force", Account()));
         var (_, provenance) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}/provenance");
@@ -285,7 +295,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (area, lat, lon) = await AreaAsync(-46);
         var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
         var older = await IncidentOfAsync("unpol", Api.Report(latitude: lat - 0.4, longitude: lon - 0.4, marking: mission, narrative: "Clash before the SOP."));
-        Clock.Advance(TimeSpan.FromSeconds(1));
+        Advance(TimeSpan.FromSeconds(1));
         await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
 
         // The older incident changes; then a new one is recorded. The router reads the feed in order: once the new one has
@@ -309,7 +319,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         await WaitForAsync(() => TasksAsync("joc", $"incident={kept}"), t => t.Count == 1, "the kept incident's lead task");
         var mergedTask = (await WaitForAsync(() => TasksAsync("joc", $"incident={merged}"), t => t.Count == 1, "the merged incident's lead task")).Single();
         // Unacknowledged past its deadline, it escalates to the JOC first.
-        Clock.Advance(TimeSpan.FromMinutes(31));
+        Advance(TimeSpan.FromMinutes(31));
         var notices = (await WaitForAsync(() => TasksAsync("joc", "organization=JOC&limit=500"), t => t.Any(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(mergedTask)),
             "the JOC's escalation notice")).Where(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(mergedTask)).Select(x => Id(x)).ToList();
 
@@ -372,7 +382,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var unpolTasks = await WaitForAsync(() => TasksAsync("unpol", $"incident={protest}&organization=UNPOL"), t => t.Any(x => x.GetProperty("status").GetString() == "open"), "UNPOL's supporting task");
         Assert.Equal("supporting", unpolTasks.Single(x => x.GetProperty("status").GetString() == "open").GetProperty("role").GetString());
         // Past UNPOL's old deadline, nothing escalates as UNPOL's miss.
-        Clock.Advance(TimeSpan.FromMinutes(31));
+        Advance(TimeSpan.FromMinutes(31));
         await RouterPassedAsync();
         await Task.Delay(300);
         Assert.DoesNotContain(await TasksAsync("joc", "organization=JOC&limit=500"), x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(unpolTask));
@@ -448,15 +458,15 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var leadId = Id(lead);
         var supportId = Id(support);
         Assert.Contains(await TasksAsync("force", "organization=FORCE&open=true"), t => Id(t) == leadId);
-        Clock.Advance(TimeSpan.FromMinutes(10));
+        Advance(TimeSpan.FromMinutes(10));
         var (acknowledged, ackBody) = await server.ClientFor("unpol").PostJson($"/api/tasks/{supportId}/status", new { status = "acknowledged" });
         Assert.True(acknowledged.StatusCode == HttpStatusCode.OK, ackBody.ToString());
 
         // One minute before the deadline nothing happens; one minute after, the force's task escalates to the JOC, once.
-        Clock.Advance(TimeSpan.FromMinutes(19));
+        Advance(TimeSpan.FromMinutes(19));
         await Task.Delay(300);
         Assert.Equal(0, await EscalationsAsync(leadId, Deadlines.Acknowledge));
-        Clock.Advance(TimeSpan.FromMinutes(2));
+        Advance(TimeSpan.FromMinutes(2));
         await WaitForAsync(() => EscalationsAsync(leadId, Deadlines.Acknowledge), n => n == 1, "the acknowledgement escalation");
         var notices = await WaitForAsync(() => TasksAsync("joc", "organization=JOC&limit=500"), t => t.Any(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == leadId), "the JOC's escalation task");
         var notice = notices.Single(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == leadId);
@@ -471,18 +481,18 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.DoesNotContain(await TasksAsync("force", "overdue=false&limit=500"), t => Id(t) == leadId);
         Assert.Contains(await TasksAsync("unpol", "overdue=false&limit=500"), t => Id(t) == supportId);
 
-        Clock.Advance(TimeSpan.FromMinutes(5));
+        Advance(TimeSpan.FromMinutes(5));
         await Task.Delay(300);
         Assert.Equal(1, await EscalationsAsync(leadId, Deadlines.Acknowledge));
         Assert.Equal(1, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == leadId && a.Action == AuditActions.Escalate)));
 
         // The server is down while the response deadline (120 min) passes: on restart both tasks' response deadlines escalate, once.
         await server.RestartAsync();
-        Clock.Advance(TimeSpan.FromMinutes(90));
+        Advance(TimeSpan.FromMinutes(90));
         await WaitForAsync(() => EscalationsAsync(leadId, Deadlines.Respond), n => n == 1, "the response escalation after restart");
         await WaitForAsync(() => EscalationsAsync(supportId, Deadlines.Respond), n => n == 1, "the supporting task's response escalation");
         await server.RestartAsync();
-        Clock.Advance(TimeSpan.FromMinutes(30));
+        Advance(TimeSpan.FromMinutes(30));
         await Task.Delay(500);
         Assert.Equal(1, await EscalationsAsync(leadId, Deadlines.Acknowledge));
         Assert.Equal(1, await EscalationsAsync(leadId, Deadlines.Respond));
@@ -903,10 +913,10 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(HttpStatusCode.Conflict, notYet.StatusCode);
         Assert.Equal(["status"], notYetProblem.ErrorFields());
 
-        Clock.Advance(TimeSpan.FromMinutes(4));
+        Advance(TimeSpan.FromMinutes(4));
         var (acked, _) = await force.PostJson($"/api/requests/{id}/status", new { status = "acknowledged" });
         Assert.Equal(HttpStatusCode.OK, acked.StatusCode);
-        Clock.Advance(TimeSpan.FromMinutes(6));
+        Advance(TimeSpan.FromMinutes(6));
         var (accepted, acceptedBody) = await force.PostJson($"/api/requests/{id}/status", new { status = "accepted" });
         Assert.True(accepted.StatusCode == HttpStatusCode.OK, acceptedBody.ToString());
         Assert.Equal("FORCE", acceptedBody.GetProperty("assignedTo").GetString());
@@ -945,9 +955,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
 
         // Both military organisations see it as incoming; the first to accept takes it, and the other may no longer answer.
         Assert.Contains((await server.ClientFor("rwabatt").GetJson("/api/requests?direction=incoming")).Body.GetProperty("items").EnumerateArray(), r => Id(r) == id);
-        Clock.Advance(TimeSpan.FromMinutes(12));
+        Advance(TimeSpan.FromMinutes(12));
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("force").PostJson($"/api/requests/{id}/status", new { status = "acknowledged" })).Response.StatusCode);
-        Clock.Advance(TimeSpan.FromMinutes(30));
+        Advance(TimeSpan.FromMinutes(30));
         var (accepted, body) = await server.ClientFor("rwabatt").PostJson($"/api/requests/{id}/status", new { status = "accepted" });
         Assert.True(accepted.StatusCode == HttpStatusCode.OK, body.ToString());
         Assert.Equal(HttpStatusCode.Forbidden, (await server.ClientFor("force").PostJson($"/api/requests/{id}/status", new { status = "in-progress" })).Response.StatusCode);
@@ -979,7 +989,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         });
         Assert.True(confidential.StatusCode == HttpStatusCode.Created, secret.ToString());
         // The metrics' window ends now, before it: this clock stands still unless moved.
-        Clock.Advance(TimeSpan.FromMinutes(1));
+        Advance(TimeSpan.FromMinutes(1));
         Assert.Equal("CONFIDENTIAL", (await server.ClientFor("force").GetJson("/api/coordination/metrics")).Body.GetProperty("classification").GetString());
         Assert.Equal("UNCLASSIFIED", (await server.ClientFor("rwabatt").GetJson("/api/coordination/metrics")).Body.GetProperty("classification").GetString());
 
@@ -1483,7 +1493,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
         var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the eastern bridge."));
         var lead = (await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single();
-        Clock.Advance(TimeSpan.FromMinutes(31));
+        Advance(TimeSpan.FromMinutes(31));
         bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(lead);
         await WaitForAsync(() => TasksAsync("pref", "organization=JOC&limit=500"), t => t.Any(IsNotice), "the notice, seen mission-wide as its incident was");
 
@@ -1503,7 +1513,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "OCHA", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
         var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the southern market."));
         var lead = Id((await WaitForAsync(() => TasksAsync("ocha", $"incident={incident}"), t => t.Count == 1, "OCHA's lead task")).Single());
-        Clock.Advance(TimeSpan.FromMinutes(31));
+        Advance(TimeSpan.FromMinutes(31));
         bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.ValueKind == JsonValueKind.String && e.GetGuid() == lead;
         await WaitForAsync(() => TasksAsync("joc", $"incident={incident}&organization=JOC"), t => t.Any(IsNotice), "the notice of OCHA's miss");
 
@@ -1559,7 +1569,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["org:FORCE", $"group:{group}"]),
             narrative: "Clash near the OCHA warehouse."));
         var lead = (await WaitForAsync(() => TasksAsync("force", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single();
-        Clock.Advance(TimeSpan.FromMinutes(31));
+        Advance(TimeSpan.FromMinutes(31));
         bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(lead);
         await WaitForAsync(() => TasksAsync("ocha", "organization=OCHA"), t => t.Any(IsNotice), "the notice to OCHA");
 
@@ -1592,7 +1602,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var withdrawn = await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.Id == lead)),
             t => t.Status == TaskStatuses.Done, "the task to be withdrawn");
         Assert.Equal("withdrawn: its incident is no longer released to the organisation", withdrawn.Reason);
-        Clock.Advance(TimeSpan.FromMinutes(31));
+        Advance(TimeSpan.FromMinutes(31));
         await Task.Delay(300);
         Assert.Equal(0, await EscalationsAsync(lead, Deadlines.Acknowledge));
     }
@@ -1631,7 +1641,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal("withdrawn: it is no longer released to the organisation", closed.Reason);
 
         // Their deadlines (15 minutes and an hour) pass without an escalation.
-        Clock.Advance(TimeSpan.FromMinutes(61));
+        Advance(TimeSpan.FromMinutes(61));
         await Task.Delay(300);
         Assert.Equal(0, await EscalationsAsync(Id(request), Deadlines.Acknowledge) + await EscalationsAsync(Id(task), Deadlines.Respond));
     }
@@ -1649,7 +1659,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var narrowed = Releasability.Encode(["org:FORCE", "org:UNPOL"]);
         var held = await server.HoldAuditWriterAsync(release.Task, async db => (await db.Tasks.SingleAsync(t => t.Id == lead)).ReleasableTo = narrowed);
-        var advanced = Task.Run(() => Clock.Advance(TimeSpan.FromMinutes(31)));
+        var advanced = Task.Run(() => Advance(TimeSpan.FromMinutes(31)));
         await Task.Delay(1000);
         release.SetResult();
         await held;
@@ -1659,7 +1669,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // (A refused save is tried again a second later by the scheduler's clock.)
         await WaitForAsync(() =>
         {
-            Clock.Advance(TimeSpan.FromSeconds(1));
+            Advance(TimeSpan.FromSeconds(1));
             return server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == lead));
         }, n => n == 1, "the notice");
         var notice = await server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.EscalatedItemId == lead));
@@ -1692,7 +1702,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             await waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
             reportedAt = Clock.GetUtcNow();
             incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the southern ford."));
-            await Task.Run(() => Clock.Advance(TimeSpan.FromMinutes(20)));
+            await Task.Run(() => Advance(TimeSpan.FromMinutes(20)));
         }
         finally
         {
@@ -1722,7 +1732,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         {
             if (followed.Contains(incident) && Interlocked.Exchange(ref escalated, 1) == 0)
             {
-                await Task.Run(() => Clock.Advance(TimeSpan.FromMinutes(31)));
+                await Task.Run(() => Advance(TimeSpan.FromMinutes(31)));
                 await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == lead)), n => n == 1, "the notice");
             }
         };
@@ -1766,7 +1776,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         {
             if (followed.Contains(kept) && Interlocked.Exchange(ref escalated, 1) == 0)
             {
-                await Task.Run(() => Clock.Advance(TimeSpan.FromMinutes(31)));
+                await Task.Run(() => Advance(TimeSpan.FromMinutes(31)));
                 await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == lead)), n => n == 1, "the notice");
             }
         };
@@ -1809,10 +1819,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         });
         Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
         var requestId = Id(request);
-        Clock.Advance(TimeSpan.FromMinutes(11));
-        // The test's clock jumps: a scheduler that computed its sleep (to the deadline, ten minutes) just before the jump
-        // and sets its timer just after it would sleep ten minutes of a clock that no longer moves. Real time flows.
-        server.Services.GetRequiredService<EscalationScheduler>().Wake();
+        Advance(TimeSpan.FromMinutes(11));
         bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == requestId;
         return (requestId, (await WaitForAsync(() => TasksAsync("joc", "organization=JOC&limit=500"), t => t.Any(IsNotice), "the request's escalation notice")).Single(IsNotice));
     }
@@ -1919,7 +1926,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (_, joined) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: lat, longitude: lon,
             narrative: "Firing heard near the river.", marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         Assert.Equal(incident, Id(joined, "incidentId"));
-        Clock.Advance(TimeSpan.FromMinutes(31));
+        Advance(TimeSpan.FromMinutes(31));
 
         // The miss is recorded, flagged and audited; no notice is raised that the JOC could see.
         await WaitForAsync(() => EscalationsAsync(leadId, Deadlines.Acknowledge), n => n == 1, "the acknowledgement escalation");
@@ -1941,11 +1948,11 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var code = await AgreementAsync([protests]);
         var directory = server.Services.GetRequiredService<MissionDirectory>();
         var first = (await directory.AgreementsAsync(CancellationToken.None)).Single(a => a.Code == code);
-        Clock.Advance(TimeSpan.FromMinutes(5));
+        Advance(TimeSpan.FromMinutes(5));
         var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the western ford."));
         // The router has seen the incident's creation under the first version (else it could meet it after the revision).
         await RouterPassedAsync();
-        Clock.Advance(TimeSpan.FromMinutes(5));
+        Advance(TimeSpan.FromMinutes(5));
 
         // The revision adds a rule for battles; the incident, a battle recorded between the versions, changes next.
         using var admin = server.ClientFor("jocadmin");
@@ -2074,7 +2081,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             stored.ReportId = null;
             return await db.SaveChangesAsync();
         });
-        Clock.Advance(TimeSpan.FromMinutes(20));
+        Advance(TimeSpan.FromMinutes(20));
         var (again, done) = await server.ClientFor("unpol").PostJson($"/api/patrols/{id}/report", new { category = "acled.strategic-developments.other", narrative = "Road open, checkpoints gone." });
 
         Assert.True(again.StatusCode == HttpStatusCode.Created, done.ToString());
