@@ -297,9 +297,8 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
     /// <summary>The bytes between the unit committed last and the oversized feature (a comma, white space), kept for after it.</summary>
     private byte[]? _separator;
 
-    private int _skipDepth;
-    private bool _skipInString;
-    private bool _skipEscape;
+    /// <summary>Where the oversized feature's scan stands (its depth, inside a string or not) between refills.</summary>
+    private BracketScan _skip;
 
     /// <summary>
     /// Starts skipping the element of the features array being read (too large to hold) by its brackets and strings alone,
@@ -314,7 +313,7 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
         }
 
         _separator = _buffer.AsSpan(_start, _element).ToArray();
-        (_skipDepth, _skipInString, _skipEscape) = (0, false, false);
+        _skip = default;
         _start += _element;
         _phase = Phase.Oversized;
         return true;
@@ -327,41 +326,7 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
     /// </summary>
     private Step? SkipOversized()
     {
-        var held = _buffer.AsSpan(_start, _end - _start);
-        var end = -1;
-        for (var i = 0; i < held.Length && end < 0; i++)
-        {
-            var b = held[i];
-            if (_skipInString)
-            {
-                if (_skipEscape)
-                {
-                    _skipEscape = false;
-                }
-                else if (b == '\\')
-                {
-                    _skipEscape = true;
-                }
-                else if (b == '"')
-                {
-                    _skipInString = false;
-                    end = _skipDepth == 0 ? i + 1 : -1;
-                }
-            }
-            else if (b == '"')
-            {
-                _skipInString = true;
-            }
-            else if (b is (byte)'{' or (byte)'[')
-            {
-                _skipDepth++;
-            }
-            else if (b is (byte)'}' or (byte)']' && --_skipDepth == 0)
-            {
-                end = i + 1;
-            }
-        }
-
+        var end = _skip.Find(_buffer.AsSpan(_start, _end - _start));
         if (end < 0)
         {
             if (_final)
@@ -404,37 +369,61 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
             return NoEnd;
         }
 
-        var depth = 0;
-        var inString = false;
-        for (var i = 0; i < bytes.Length; i++)
+        var scan = default(BracketScan);
+        return scan.Find(bytes) is var end and >= 0 ? end : NotYet;
+    }
+
+    /// <summary>
+    /// Finds the end of a JSON value that starts an object, an array or a string by its brackets and strings alone (what
+    /// is inside need not be JSON), over as many pieces of the text as it takes: the state is kept between calls.
+    /// </summary>
+    private struct BracketScan
+    {
+        private int _depth;
+        private bool _inString;
+        private bool _escaped;
+
+        /// <summary>Where the value ends in <paramref name="bytes"/> (the index after it), or −1 when it goes on after them.</summary>
+        public int Find(ReadOnlySpan<byte> bytes)
         {
-            var b = bytes[i];
-            if (inString)
+            for (var i = 0; i < bytes.Length; i++)
             {
-                if (b == '\\')
+                var b = bytes[i];
+                if (_inString)
                 {
-                    i++;
+                    if (_escaped)
+                    {
+                        _escaped = false;
+                    }
+                    else if (b == '\\')
+                    {
+                        _escaped = true;
+                    }
+                    else if (b == '"')
+                    {
+                        _inString = false;
+                        if (_depth == 0)
+                        {
+                            return i + 1;
+                        }
+                    }
                 }
                 else if (b == '"')
                 {
-                    inString = false;
+                    _inString = true;
+                }
+                else if (b is (byte)'{' or (byte)'[')
+                {
+                    _depth++;
+                }
+                else if (b is (byte)'}' or (byte)']' && --_depth == 0)
+                {
+                    return i + 1;
                 }
             }
-            else if (b == '"')
-            {
-                inString = true;
-            }
-            else if (b is (byte)'{' or (byte)'[')
-            {
-                depth++;
-            }
-            else if (b is (byte)'}' or (byte)']' && --depth == 0)
-            {
-                return i + 1;
-            }
-        }
 
-        return NotYet;
+            return -1;
+        }
     }
 
     /// <summary>The reader's message without its position, which counts from the part of the document held, not from its start.</summary>

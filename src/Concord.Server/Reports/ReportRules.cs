@@ -37,12 +37,12 @@ internal static partial class ReportRules
         {
             errors["observedAt"] = ["is required"];
         }
-        else if (observed > now + ClockSkew + (ByDay(r.ObservedPrecision) ? EarliestTimeZone : TimeSpan.Zero))
+        else if (ByDay(r.ObservedPrecision) is var byDay && observed > now + ClockSkew + (byDay ? EarliestTimeZone : TimeSpan.Zero))
         {
             // A day (or a coarser period) is written as its date, read as its start in UTC: a day that has begun somewhere
             // (east of UTC, the mission's own) is not in the future though its UTC midnight may be. Its time is held to
             // that too (no later than it is now at UTC+14).
-            errors["observedAt"] = [ByDay(r.ObservedPrecision)
+            errors["observedAt"] = [byDay
                 ? "is a day that has not begun yet anywhere"
                 : $"is in the future beyond the {ClockSkew.TotalMinutes:0} minutes allowed for clock skew"];
         }

@@ -111,7 +111,7 @@ internal static class UiHosting
     /// </summary>
     private static async Task<IResult> SignOutAsync(HttpContext context, IAntiforgery antiforgery)
     {
-        if (!await antiforgery.IsRequestValidAsync(context) && context.Request.Headers["Sec-Fetch-Site"].ToString() != "same-origin")
+        if (!await antiforgery.IsRequestValidAsync(context) && !FromThisOrigin(context))
         {
             return TypedResults.BadRequest();
         }
@@ -119,6 +119,9 @@ internal static class UiHosting
         await Accounts.SignIns.SignOutAsync(context);
         return TypedResults.LocalRedirect("/signin");
     }
+
+    /// <summary>Whether the browser says the request comes from a page of this origin (<c>Sec-Fetch-Site</c>, which other sites cannot set).</summary>
+    public static bool FromThisOrigin(HttpContext context) => context.Request.Headers["Sec-Fetch-Site"].ToString() == "same-origin";
 
     /// <summary>A return address inside this site only: anything else becomes the map.</summary>
     public static string LocalUrl(string? url) =>
