@@ -82,6 +82,11 @@ public abstract class CliTests : IAsyncLifetime
         }
 
         Assert.Equal(0, (await Run(["user", "set", "--user", "deminer.one", "--disable", .. StoreArguments])).Exit);
+        // Disabled on the server, as by a mission administrator: the organisation's administrators do not enable them again.
+        await using (var suspended = services.CreateAsyncScope())
+        {
+            Assert.True(await suspended.ServiceProvider.GetRequiredService<ConcordDb>().Members.Where(m => m.UserName == "deminer.one").Select(m => m.DisabledByMission).SingleAsync());
+        }
 
         // A disabled member gets no credential that would not work.
         var disabledToken = await Run(["token", "create", "--user", "deminer.one", .. StoreArguments]);

@@ -1328,6 +1328,42 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_member_the_mission_disabled_is_enabled_again_only_by_a_mission_administrator()
+    {
+        // A suspension the mission decided (a compromised account) was undone by the member's organisation's administrator.
+        var name = "s" + Guid.NewGuid().ToString("N")[..8];
+        var admin = server.ClientFor("unpoladmin");
+        var jocadmin = server.ClientFor("jocadmin");
+        Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" })).Response.StatusCode);
+        async Task<JsonElement> Listed() => (await admin.GetJson("/api/organizations/UNPOL/members")).Body.EnumerateArray().Single(m => m.GetProperty("userName").GetString() == name);
+
+        Assert.Equal(HttpStatusCode.OK, (await jocadmin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = true })).StatusCode);
+        Assert.True((await Listed()).GetProperty("disabledByMission").GetBoolean());
+        var lifted = await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = false });
+        var refusal = await lifted.Json();
+        // Disabling again changes nothing of whose suspension it is.
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = true, displayName = "Officer Three" })).StatusCode);
+        var liftedAgain = await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = false });
+        var (signIn, _) = await server.Anonymous().PostJson("/api/auth/signin", new { userName = name, password = "a-long-password" });
+
+        Assert.Equal(HttpStatusCode.Forbidden, lifted.StatusCode);
+        Assert.Contains("disabled by a mission administrator", refusal.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Forbidden, liftedAgain.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, signIn.StatusCode);
+        var listed = await Listed();
+        Assert.True(listed.GetProperty("disabled").GetBoolean());
+        Assert.Equal("Officer Three", listed.GetProperty("displayName").GetString());
+
+        // The mission enables them; a later disable by the organisation is the organisation's to lift.
+        Assert.Equal(HttpStatusCode.OK, (await jocadmin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = false })).StatusCode);
+        Assert.False((await Listed()).GetProperty("disabledByMission").GetBoolean());
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = true })).StatusCode);
+        Assert.False((await Listed()).GetProperty("disabledByMission").GetBoolean());
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = false })).StatusCode);
+        Assert.False((await Listed()).GetProperty("disabled").GetBoolean());
+    }
+
+    [Fact]
     public async Task A_mission_administrator_changes_no_member_cleared_above_them_or_under_a_caveat_they_lack()
     {
         // A mission administrator cleared CONFIDENTIAL could not grant STRICTLY CONFIDENTIAL but could set the password of a

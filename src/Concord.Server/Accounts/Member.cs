@@ -37,14 +37,25 @@ internal sealed class Member : Realtime.IFeedEntity
         SessionVersion++;
     }
 
-    /// <summary>Disables or enables the member; disabling ends every session, which enabling again does not revive.</summary>
-    public void SetDisabled(bool disabled)
+    /// <summary>
+    /// Disabled by a mission administrator or on the server (schema version 28): the member's organisation's
+    /// administrators may not enable them again, which would undo a suspension the mission decided.
+    /// </summary>
+    public bool DisabledByMission { get; set; }
+
+    /// <summary>
+    /// Disables or enables the member; disabling ends every session, which enabling again does not revive. A disable
+    /// <paramref name="byMission"/> stays the mission's until the member is enabled (an organisation administrator
+    /// disabling them again meanwhile does not make it theirs).
+    /// </summary>
+    public void SetDisabled(bool disabled, bool byMission)
     {
         if (disabled && !Disabled)
         {
             SessionVersion++;
         }
 
+        DisabledByMission = disabled && (byMission || (Disabled && DisabledByMission));
         Disabled = disabled;
     }
 

@@ -111,7 +111,7 @@ internal static class AdminCommands
 
             if (invocation.Has("--disable") || invocation.Has("--enable"))
             {
-                member.SetDisabled(invocation.Has("--disable"));
+                member.SetDisabled(invocation.Has("--disable"), byMission: true);
             }
 
             var (tokensRevoked, certificatesRevoked) = await MemberCredentials.EndAsync(db, member.Id, passwordSet: false, invocation.Has("--disable"),

@@ -135,6 +135,7 @@ internal sealed class ConcordDb(DbContextOptions<ConcordDb> options) : DbContext
             e.Property(m => m.Clearance).IsConcurrencyToken();
             e.Property(m => m.Caveats).IsConcurrencyToken();
             e.Property(m => m.Disabled).IsConcurrencyToken();
+            e.Property(m => m.DisabledByMission).IsConcurrencyToken();
             e.Property(m => m.SessionVersion).IsConcurrencyToken();
         });
         modelBuilder.Entity<AccessToken>(e =>

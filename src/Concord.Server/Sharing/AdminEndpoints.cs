@@ -16,7 +16,11 @@ internal sealed record NewOrganization(string? Code, string? Name, string? Kind,
 
 internal sealed record MemberRequest(string? UserName, string? DisplayName, IReadOnlyList<string>? Roles, string? Clearance, IReadOnlyList<string>? Caveats, string? Password, bool? Disabled);
 
-internal sealed record MemberDto(Guid Id, string UserName, string DisplayName, string Organization, IReadOnlyList<string> Roles, string Clearance, IReadOnlyList<string> Caveats, bool Disabled);
+internal sealed record MemberDto(Guid Id, string UserName, string DisplayName, string Organization, IReadOnlyList<string> Roles, string Clearance, IReadOnlyList<string> Caveats, bool Disabled)
+{
+    /// <summary>Disabled by a mission administrator or on the server: only a mission administrator enables the member again.</summary>
+    public bool DisabledByMission { get; init; }
+}
 
 internal sealed record GroupRequest(string? Code, string? Name);
 
@@ -171,7 +175,8 @@ internal static class AdminEndpoints
         viewer.HasRole(MemberRoles.MissionAdmin) || (viewer.HasRole(MemberRoles.OrganizationAdmin) && viewer.OrganizationId == organizationId);
 
     private static MemberDto ToDto(Member m, string organization, MarkingFormat markings) =>
-        new(m.Id, m.UserName, m.DisplayName, organization, m.RoleSet.Order(StringComparer.Ordinal).ToList(), markings.Scheme.Label(m.Clearance), markings.Caveats.CodesOf(m.Caveats), m.Disabled);
+        new(m.Id, m.UserName, m.DisplayName, organization, m.RoleSet.Order(StringComparer.Ordinal).ToList(), markings.Scheme.Label(m.Clearance), markings.Caveats.CodesOf(m.Caveats), m.Disabled)
+        { DisabledByMission = m.DisabledByMission };
 
     private static async Task<Results<Ok<List<MemberDto>>, NotFound, ProblemHttpResult>> ListMembers(string code, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, CancellationToken cancellationToken)
     {
@@ -331,6 +336,13 @@ internal static class AdminEndpoints
             return Problems.Invalid(errors);
         }
 
+        var missionAdmin = viewer.HasRole(MemberRoles.MissionAdmin);
+        if (body.Disabled == false && member.Disabled && member.DisabledByMission && !missionAdmin)
+        {
+            // A suspension the mission decided (a compromised account, a member withdrawn) is not the organisation's to lift.
+            return Problems.Forbidden($"{member.UserName} was disabled by a mission administrator: a mission administrator enables this member again");
+        }
+
         if (body.DisplayName is { } display)
         {
             member.DisplayName = display.Trim();
@@ -353,7 +365,7 @@ internal static class AdminEndpoints
 
         if (body.Disabled is { } disabled)
         {
-            member.SetDisabled(disabled);
+            member.SetDisabled(disabled, byMission: missionAdmin);
         }
 
         if (body.Password is not null)
@@ -376,6 +388,7 @@ internal static class AdminEndpoints
             clearance = member.Clearance,
             caveats = member.Caveats,
             disabled = member.Disabled,
+            disabledByMission = member.DisabledByMission,
             passwordSet = body.Password is not null,
             tokensRevoked,
             certificatesRevoked,
