@@ -1167,6 +1167,43 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task The_incident_page_reads_itself_again_when_the_incident_changes_unless_a_correction_is_being_typed()
+    {
+        using var api = fixture.Server.ClientFor("force");
+        var created = await (await api.PostAsJsonAsync("/api/reports", new
+        {
+            id = Guid.NewGuid(),
+            observedAt = new DateTimeOffset(2026, 7, 14, 9, 0, 0, TimeSpan.Zero).AddDays(-(Store.Length * 11)),
+            location = new { latitude = 8.3 + (Store.Length * 0.01), longitude = 19.2, precisionMeters = 500 },
+            category = "ucdp.one-sided",
+            narrative = "Looting at the market of Kabo " + Store,
+            language = "en",
+            source = new { reliability = "B", credibility = 2 },
+            marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "mission" }, caveats = Array.Empty<string>() },
+        })).Content.ReadFromJsonAsync<JsonElement>();
+        var incident = created.GetProperty("incidentId").GetString();
+        var page = await fixture.SignedInAsync("force", "/incidents/" + incident);
+        await page.WaitForFunctionAsync("Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
+        await page.EvaluateAsync("() => { window.readBefore = true; }");
+
+        // Verified elsewhere: the page reads itself again and shows it.
+        Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incident}/status", new { status = "verified" })).StatusCode);
+        await page.WaitForFunctionAsync("document.getElementById('incident-changed')?.dataset.version.startsWith('verified|') && window.readBefore === undefined");
+
+        // With ids typed to merge, the page stays as it is and says the incident changed; its link reads it again.
+        await page.WaitForFunctionAsync("Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
+        await page.FillAsync("#merge-ids", "typed-but-not-sent");
+        await page.EvaluateAsync("() => { window.readBefore = true; }");
+        Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incident}/status", new { status = "closed" })).StatusCode);
+        await page.WaitForSelectorAsync("#incident-changed:not([hidden])");
+        Assert.Equal("typed-but-not-sent", await page.InputValueAsync("#merge-ids"));
+        Assert.True(await page.EvaluateAsync<bool>("window.readBefore === true"));
+        await page.ClickAsync("#incident-changed-read");
+        await page.WaitForFunctionAsync("document.getElementById('incident-changed')?.dataset.version.startsWith('closed|')");
+        Assert.Equal("", await page.InputValueAsync("#merge-ids"));
+    }
+
+    [Fact]
     public async Task The_early_warning_page_shows_spikes_hotspots_history_and_skill()
     {
         var page = await fixture.SignedInAsync("force", "/early-warning");

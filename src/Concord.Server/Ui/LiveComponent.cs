@@ -1,6 +1,5 @@
 using System.Globalization;
 using Concord.Server.Access;
-using Concord.Server.Data;
 using Concord.Server.Realtime;
 using Microsoft.AspNetCore.Components;
 using Microsoft.AspNetCore.WebUtilities;
@@ -85,17 +84,7 @@ public abstract class LiveComponent : UiComponent, IDisposable
     /// </summary>
     private protected async Task NoteFeedPositionAsync()
     {
-        if (FeedPosition is null)
-        {
-            var position = Service<LiveFeed>().Position;
-            if (position < 0)
-            {
-                await using var scope = Service<IServiceScopeFactory>().CreateAsyncScope();
-                (position, _, _) = await ChangeWindows.SettledEndAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), -1, Service<TimeProvider>().GetUtcNow().UtcDateTime, Aborted);
-            }
-
-            FeedPosition = position;
-        }
+        FeedPosition ??= await FeedPositionAsync(Aborted);
     }
 
     /// <summary>True once the circuit listens to the live feed (pages show it, tests wait for it).</summary>

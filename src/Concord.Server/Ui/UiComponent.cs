@@ -88,6 +88,23 @@ public abstract class UiComponent : ComponentBase
 
     /// <summary>The page's path, in either mode.</summary>
     private protected string PathAndQuery => "/" + Navigation.ToBaseRelativePath(Navigation.Uri);
+
+    /// <summary>
+    /// Where the change feed stands, read just before a view is: the live feed's own position when it has one (it has
+    /// examined everything up to it), else the settled end of the feed. What changes after it, the view has not shown.
+    /// </summary>
+    private protected async Task<long> FeedPositionAsync(CancellationToken cancellationToken)
+    {
+        var position = Service<Realtime.LiveFeed>().Position;
+        if (position < 0)
+        {
+            await using var scope = Service<IServiceScopeFactory>().CreateAsyncScope();
+            (position, _, _) = await Data.ChangeWindows.SettledEndAsync(scope.ServiceProvider.GetRequiredService<Data.ConcordDb>(), -1,
+                Service<TimeProvider>().GetUtcNow().UtcDateTime, cancellationToken);
+        }
+
+        return position;
+    }
 }
 
 /// <summary>One entry of the taxonomy for pickers, labelled in the page's language.</summary>
