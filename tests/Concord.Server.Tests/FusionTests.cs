@@ -299,6 +299,49 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_report_that_joined_an_incident_of_hidden_reports_is_not_told_by_its_times_from_one_that_opened_its_own()
+    {
+        // Linked by the writer at its batch's time, a report that joined was later than its receivedAt (the intake's time),
+        // while one that opened its own incident had all three equal: a probe report told whether hidden reporting existed.
+        var at = When.AddDays(-67);
+        var (_, hidden) = await server.ClientFor("unpol").PostJson("/api/reports", Account(4.731, 22.821, at, "ucdp.state-based", 5, "FACA and UPC clashed at Bangassou, five killed.",
+            Api.Marking("CONFIDENTIAL", ["org:UNPOL"])));
+        Task<(HttpResponseMessage Response, JsonElement Body)> probe, control;
+        using (await server.Services.GetRequiredService<Incidents.IncidentGate>().EnterAsync(CancellationToken.None))
+        {
+            // Both wait for the writer while the gate is held, as under load.
+            probe = server.ClientFor("force").PostJson("/api/reports", Account(4.733, 22.823, at.AddHours(1), "acled.battles.armed-clash", 5, "Clash between FACA and UPC at Bangassou: five dead.",
+                Api.Marking("UNCLASSIFIED", ["mission"])));
+            control = server.ClientFor("force").PostJson("/api/reports", Account(3.512, 16.043, at.AddDays(-3), "ucdp.one-sided", 1, "A herder was shot near Nola.",
+                Api.Marking("UNCLASSIFIED", ["mission"])));
+            await Task.Delay(1500);
+        }
+
+        var (_, joined) = await probe;
+        var (_, opened) = await control;
+        Assert.Equal(hidden.GetProperty("incidentId").GetGuid(), joined.GetProperty("incidentId").GetGuid());
+        Assert.NotEqual(hidden.GetProperty("incidentId").GetGuid(), opened.GetProperty("incidentId").GetGuid());
+        async Task<(DateTimeOffset Received, DateTimeOffset Updated, DateTimeOffset Linked)> TimesAsync(JsonElement report)
+        {
+            var force = server.ClientFor("force");
+            var (_, stored) = await force.GetJson($"/api/reports/{report.GetProperty("id").GetGuid()}");
+            var (_, incident) = await force.GetJson($"/api/incidents/{report.GetProperty("incidentId").GetGuid()}");
+            var (_, provenance) = await force.GetJson($"/api/incidents/{report.GetProperty("incidentId").GetGuid()}/provenance");
+            return (stored.GetProperty("receivedAt").GetDateTimeOffset(), incident.GetProperty("updatedAt").GetDateTimeOffset(),
+                Assert.Single(provenance.GetProperty("reports").EnumerateArray()).GetProperty("linkedAt").GetDateTimeOffset());
+        }
+
+        var probeTimes = await TimesAsync(joined);
+        var controlTimes = await TimesAsync(opened);
+        // Each seen as built from its one report, linked when the batch was stored (after the gate), not when it was received.
+        foreach (var (received, updated, linked) in new[] { probeTimes, controlTimes })
+        {
+            Assert.Equal(updated, linked);
+            Assert.True(linked - received >= TimeSpan.FromSeconds(1), $"linked {linked:O}, received {received:O}");
+        }
+    }
+
+    [Fact]
     public async Task A_report_that_joined_through_one_the_viewer_may_not_see_is_linked_without_scores()
     {
         var at = When.AddDays(-33);

@@ -106,7 +106,7 @@ internal sealed class Incident : MarkedRecord, IFeedEntity
     [System.ComponentModel.DataAnnotations.Schema.NotMapped]
     public ICollection<Guid> Causes { get; } = [];
 
-    public required DateTime CreatedAt { get; init; }
+    public required DateTime CreatedAt { get; set; }
 
     public required DateTime UpdatedAt { get; set; }
 
@@ -140,7 +140,7 @@ internal sealed class IncidentReport
 
     public required double Contribution { get; set; }
 
-    public required DateTime LinkedAt { get; init; }
+    public required DateTime LinkedAt { get; set; }
 
     /// <summary>How the report came here: new (opened the incident), fused (scored above the threshold), accepted (an analyst accepted a proposal), merged, split.</summary>
     public string Decision { get; set; } = LinkDecisions.New;

@@ -278,6 +278,10 @@ internal sealed class ReportWriter : IAsyncDisposable
                 }
                 else
                 {
+                    // Opened at the batch's time, as a report joining an incident is linked: an incident a report opened
+                    // must not be told by its times (updatedAt, linkedAt, each later than the report's receivedAt when it
+                    // joined) from one it joined whose other reports the viewer may not see.
+                    entry.Incident.CreatedAt = entry.Incident.UpdatedAt = entry.Link.LinkedAt = now;
                     db.Incidents.Add(entry.Incident);
                     db.IncidentReports.Add(entry.Link);
                     incidents[entry.Incident.Id] = (entry.Incident, [report]);
