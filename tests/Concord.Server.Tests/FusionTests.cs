@@ -9,7 +9,10 @@ namespace Concord.Server.Tests;
 public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServer>
     where TServer : TestServer
 {
-    private static object Account(double latitude, double longitude, DateTimeOffset at, string category, int killed, string narrative, object? marking = null, double precision = 500) => new
+    /// <summary>The class's server, for tests of one store only.</summary>
+    private protected TServer Server => server;
+
+    private protected static object Account(double latitude, double longitude, DateTimeOffset at, string category, int killed, string narrative, object? marking = null, double precision = 500) => new
     {
         id = Guid.NewGuid(),
         observedAt = at,
@@ -24,7 +27,7 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         marking,
     };
 
-    private static readonly DateTimeOffset When = new(2026, 9, 14, 6, 0, 0, TimeSpan.Zero);
+    private protected static readonly DateTimeOffset When = new(2026, 9, 14, 6, 0, 0, TimeSpan.Zero);
 
     /// <summary>An account of shots at a FACA post (5 km precision), by <paramref name="user"/>.</summary>
     private async Task<System.Text.Json.JsonElement> FacaPostAsync(string user, double latitude, double longitude, DateTimeOffset at, string place, object marking, int killed = 3)
@@ -885,4 +888,34 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
 
 public sealed class FusionTests_Sqlite(SqliteServer server) : FusionTests<SqliteServer>(server);
 
-public sealed class FusionTests_Postgres(PostgresServer server) : FusionTests<PostgresServer>(server);
+public sealed class FusionTests_Postgres(PostgresServer server) : FusionTests<PostgresServer>(server)
+{
+    [Fact]
+    public async Task Fusion_reads_the_store_again_once_the_writer_lease_lost_with_its_connection_is_taken_again()
+    {
+        // While the database had dropped the lease's connection (a restart, an idle timeout), another process could take
+        // the lease and write incidents this server's fusion index does not hold (an import): taken again, it reads them.
+        var at = When.AddDays(-71);
+        var (_, first) = await Server.ClientFor("force").PostJson("/api/reports", Account(5.012, 21.514, at, "ucdp.state-based", 2, "FACA and UPC clashed at Mobaye, two killed.",
+            Api.Marking("UNCLASSIFIED", ["mission"])));
+        var incident = first.GetProperty("incidentId").GetGuid();
+        var report = first.GetProperty("id").GetGuid();
+        // Moved in the store behind the writer's back, as another process's correction would move it.
+        await Server.WithDbAsync(async db =>
+        {
+            await db.Reports.Where(r => r.Id == report).ExecuteUpdateAsync(u => u.SetProperty(r => r.Latitude, 4.312).SetProperty(r => r.Longitude, 20.211));
+            return await db.Incidents.Where(i => i.Id == incident).ExecuteUpdateAsync(u => u.SetProperty(i => i.Latitude, 4.312).SetProperty(i => i.Longitude, 20.211)
+                .SetProperty(i => i.South, 4.312).SetProperty(i => i.North, 4.312).SetProperty(i => i.West, 20.211).SetProperty(i => i.East, 20.211));
+        });
+        Assert.Equal(1, await Server.WithDbAsync(db => db.Database.SqlQueryRaw<int>(
+            "SELECT count(pg_terminate_backend(l.pid))::int AS \"Value\" FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND l.objid = 4242003 AND d.datname = current_database()")
+            .SingleAsync()));
+        // The writer asks its lease's connection at most once a second.
+        await Task.Delay(1100);
+
+        var (_, second) = await Server.ClientFor("force").PostJson("/api/reports", Account(4.313, 20.212, at.AddHours(1), "acled.battles.armed-clash", 2, "Clash between FACA and UPC at Mobaye: two dead.",
+            Api.Marking("UNCLASSIFIED", ["mission"])));
+
+        Assert.Equal(incident, second.GetProperty("incidentId").GetGuid());
+    }
+}

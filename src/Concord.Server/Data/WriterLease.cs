@@ -51,12 +51,14 @@ internal sealed class WriterLease(StoreOptions store) : IAsyncDisposable
     /// Before the writer stores a batch: on PostgreSQL the lock lives as long as its connection, which a database restart,
     /// a failover or an idle timeout ends without a word. At most once a second the connection is asked for a row; when it
     /// is gone the lease is taken again, or <see cref="StoreBusyException"/> says that another process took it meanwhile.
+    /// Returns true when the lease was taken again: another process may have written reports while it was not held (an
+    /// import run while the database had dropped the connection), which the caller's view of the store does not know.
     /// </summary>
-    public async Task EnsureHeldAsync(CancellationToken cancellationToken)
+    public async Task<bool> EnsureHeldAsync(CancellationToken cancellationToken)
     {
         if (_file is not null || (_connection is not null && Environment.TickCount64 - _checkedAt < 1000))
         {
-            return;
+            return false;
         }
 
         await _taking.WaitAsync(cancellationToken);
@@ -69,7 +71,7 @@ internal sealed class WriterLease(StoreOptions store) : IAsyncDisposable
                     await using var probe = new NpgsqlCommand("SELECT 1", held);
                     await probe.ExecuteScalarAsync(cancellationToken);
                     _checkedAt = Environment.TickCount64;
-                    return;
+                    return false;
                 }
                 catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
                 {
@@ -78,10 +80,13 @@ internal sealed class WriterLease(StoreOptions store) : IAsyncDisposable
                 }
             }
 
-            if (!Held)
+            if (Held)
             {
-                await TakeAsync(cancellationToken);
+                return false;
             }
+
+            await TakeAsync(cancellationToken);
+            return true;
         }
         finally
         {

@@ -106,7 +106,12 @@ internal sealed class ReportWriter : IAsyncDisposable
             using var held = await _gate.EnterAsync(CancellationToken.None);
             try
             {
-                await _lease.EnsureHeldAsync(CancellationToken.None);
+                if (await _lease.EnsureHeldAsync(CancellationToken.None))
+                {
+                    // Without the lease another process may have written incidents (an import): fusion reads them anew.
+                    _fusion.Invalidate();
+                }
+
                 await WriteBatchAsync(batch);
             }
             catch (DbUpdateException refused) when (StoreErrors.IsConstraintViolation(refused.GetBaseException()))
