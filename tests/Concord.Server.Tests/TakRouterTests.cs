@@ -174,6 +174,30 @@ public sealed class TakRouterTests
     }
 
     [Fact]
+    public void A_members_own_item_a_teammate_edited_is_withdrawn_from_their_devices_when_they_may_no_longer_read_the_edit()
+    {
+        // A member's own items were never withdrawn from their devices (they wrote them), also when a teammate's edit had
+        // added what they may no longer read: their clearance lowered, or their lost device's certificate revoked.
+        var (clock, router) = ItemRouter();
+        var member = Viewers.OfForce("patrol", 1);
+        var teammate = Guid.NewGuid();
+        Relay(router, Item("edited-by-teammate", clock.GetUtcNow(), "<remarks>v1</remarks>"), Open, member.MemberId, "patrol-device");
+        Relay(router, Item("own-only", clock.GetUtcNow(), "<remarks>mine</remarks>"), Secret, member.MemberId, "patrol-device");
+        clock.Advance(TimeSpan.FromSeconds(5));
+        Relay(router, Item("edited-by-teammate", clock.GetUtcNow(), "<remarks>v2: two armed men seen</remarks>"), Secret, teammate, "teammate-device");
+
+        var lowered = router.ItemsNoLongerReadable(member, member with { Clearance = 0 }, int.MaxValue);
+        var revoked = router.ItemsNoLongerReadable(member, null, int.MaxValue);
+
+        Assert.Equal(["edited-by-teammate"], lowered);
+        Assert.Equal(["edited-by-teammate"], revoked);
+        // Remembered as edited through the store, for after a restart.
+        var changed = router.TakeChangedItems().ToDictionary(c => c.Uid, c => c.Item);
+        Assert.True(changed["edited-by-teammate"]!.Edited);
+        Assert.False(changed["own-only"]!.Edited);
+    }
+
+    [Fact]
     public void An_item_sent_again_after_its_deletion_stays_its_first_senders()
     {
         // A team member deletes a drawing and a teammate's device shares it again (devices keep deleted items archived): it

@@ -1552,6 +1552,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         // A stored item that cannot be read (written by hand, damaged) costs only itself, and is let go.
         var member = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == members[0]).Select(m => m.Id).SingleAsync());
         var damaged = Guid.NewGuid().ToString();
+        var (ownEdited, ownOnly) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
         await server.WithDbAsync(db =>
         {
             db.TakItems.Add(new TakItem
@@ -1566,11 +1567,33 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
                 FromCertificate = "",
                 Deleted = false,
             });
+            // Two of the member's own drawings, one of them edited by a teammate: which is remembered across the restart.
+            foreach (var (uid, edited) in new[] { (ownEdited, true), (ownOnly, false) })
+            {
+                db.TakItems.Add(new TakItem
+                {
+                    Uid = uid,
+                    Markings = System.Text.Json.JsonSerializer.Serialize(new[] { new MarkingDefault(0, Concord.Server.Access.Releasability.Encode(["mission"]), 0, "UNCLASSIFIED") }),
+                    RelayedAt = DateTime.UtcNow,
+                    SenderId = member,
+                    Latest = null,
+                    EventTime = DateTime.UtcNow,
+                    StaleAt = DateTime.UtcNow.AddHours(1),
+                    FromCertificate = "",
+                    Deleted = false,
+                    EditedByOthers = edited,
+                });
+            }
+
             return db.SaveChangesAsync();
         });
 
         // The server stops (writing what it remembers) and starts again: its memory is read back from the store.
         await server.RestartAsync();
+        var held = server.Services.GetRequiredService<TakRouter>().ItemsNoLongerReadable(
+            (await server.Services.GetRequiredService<Concord.Server.Access.ViewerDirectory>().ForMemberAsync(member, CancellationToken.None))!, null, int.MaxValue);
+        Assert.Contains(ownEdited, held);
+        Assert.DoesNotContain(ownOnly, held);
 
         // Devices connecting after the restart are sent what their members may see, as it last went out.
         var colleague = await PictureAsync(members[1]);

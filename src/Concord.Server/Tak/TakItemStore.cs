@@ -47,7 +47,7 @@ internal sealed class TakItemStore(IServiceScopeFactory scopes, TakRouter router
             }
 
             loaded.Add((row.Uid, new TakRouter.RelayedItem(markings, row.RelayedAt.Ticks, row.SenderId, row.Latest, row.EventTime.Ticks, row.StaleAt.Ticks, row.FromCertificate,
-                row.Deleted), organization));
+                row.Deleted, row.EditedByOthers), organization));
         }
 
         router.LoadItems(loaded);
@@ -115,6 +115,7 @@ internal sealed class TakItemStore(IServiceScopeFactory scopes, TakRouter router
         StaleAt = new DateTime(item?.Stale ?? 0, DateTimeKind.Utc),
         FromCertificate = item?.From ?? "",
         Deleted = item?.Deleted ?? false,
+        EditedByOthers = item?.Edited ?? false,
     };
 
     /// <summary>The markings stored as JSON, or null when they are not a list of whole markings (at least one).</summary>

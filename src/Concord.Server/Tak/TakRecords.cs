@@ -151,6 +151,9 @@ internal sealed class TakItem
     public required string FromCertificate { get; set; }
 
     public required bool Deleted { get; set; }
+
+    /// <summary>A version came from another member's device than its first sender's (schema version 28).</summary>
+    public bool EditedByOthers { get; set; }
 }
 
 /// <summary>The member's device certificates, as a whole.</summary>

@@ -85,8 +85,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// bytes as they went out (null when that version went only to the devices it named, or found no room in
     /// <see cref="MaxRememberedItemBytes"/>), its time and stale time, and the certificate of the device that sent it.
     /// <paramref name="Deleted"/>: a deletion of it was routed since to every device that may see it.
+    /// <paramref name="Edited"/>: a version of it came from another member's device (a teammate's edit, a re-share): its
+    /// first sender's devices may hold what they did not write, and are told to remove it when they may no longer read it.
     /// </summary>
-    internal sealed record RelayedItem(MarkingDefault[] Markings, long At, Guid Sender, byte[]? Latest, long Time, long Stale, string From, bool Deleted = false);
+    internal sealed record RelayedItem(MarkingDefault[] Markings, long At, Guid Sender, byte[]? Latest, long Time, long Stale, string From, bool Deleted = false,
+        bool Edited = false);
 
     // The uids whose item changed (or was forgotten) since the store last wrote them (see TakItemStore).
     private readonly ConcurrentDictionary<string, byte> _itemsChanged = new(StringComparer.Ordinal);
@@ -150,6 +153,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 {
                     Markings = Same(known.Markings[^1], marking) ? known.Markings : [.. known.Markings[..^1].Where(k => !Same(k, marking)), marking, known.Markings[^1]],
                     At = now,
+                    Edited = known.Edited || sender != known.Sender,
                 });
                 return;
             }
@@ -167,10 +171,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             // The markings it went out under, the latest last: a device holds the latest version its member could read.
             // Its sender stays the member who sent it first, also when it comes back after a deletion or after memory
             // forgot it (a teammate re-sharing it): the replay check knows them, and after a restart learns them from it.
+            var owner = known?.Sender ?? (_latest.TryGetValue(e.Uid, out var first) ? first.Owner : sender);
             Replace(e.Uid, known, known is { Deleted: false }
-                ? known with { Markings = WithLatest(known.Markings, marking), At = now, Latest = latest, Time = e.Time.UtcTicks, Stale = e.Stale.UtcTicks, From = from }
-                : new RelayedItem([marking], now, known?.Sender ?? (_latest.TryGetValue(e.Uid, out var first) ? first.Owner : sender), latest, e.Time.UtcTicks, e.Stale.UtcTicks,
-                    from));
+                ? known with
+                {
+                    Markings = WithLatest(known.Markings, marking), At = now, Latest = latest, Time = e.Time.UtcTicks, Stale = e.Stale.UtcTicks, From = from,
+                    Edited = known.Edited || sender != owner,
+                }
+                : new RelayedItem([marking], now, owner, latest, e.Time.UtcTicks, e.Stale.UtcTicks, from, Edited: (known?.Edited ?? false) || sender != owner));
         }
     }
 
@@ -368,12 +376,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             : null;
 
     /// <summary>
-    /// The items other members' devices sent that a device of <paramref name="viewer"/> may hold (the latest version
+    /// The items other members' devices sent (or edited) that a device of <paramref name="viewer"/> may hold (the latest version
     /// relayed under a marking they may read) and <paramref name="now"/> may not read (all of them when
     /// <paramref name="now"/> is null: access withdrawn), the <paramref name="limit"/> relayed most recently.
     /// </summary>
     public List<string> ItemsNoLongerReadable(Viewer viewer, Viewer? now, int limit) =>
-        [.. _itemsSent.Where(e => !e.Value.Deleted && e.Value.Sender != viewer.MemberId
+        [.. _itemsSent.Where(e => !e.Value.Deleted && (e.Value.Sender != viewer.MemberId || e.Value.Edited)
                 && e.Value.Markings.LastOrDefault(m => m.ReadableBy(viewer)) is { } held
                 && (now is null || !held.ReadableBy(now)))
             .OrderByDescending(e => e.Value.At).Take(limit).Select(e => e.Key)];
