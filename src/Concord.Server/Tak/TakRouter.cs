@@ -175,7 +175,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             Replace(e.Uid, known, known is { Deleted: false }
                 ? known with
                 {
-                    Markings = WithLatest(known.Markings, marking), At = now, Latest = latest, Time = e.Time.UtcTicks, Stale = e.Stale.UtcTicks, From = from,
+                    Markings = WithLatest(known.Markings, marking),
+                    At = now,
+                    Latest = latest,
+                    Time = e.Time.UtcTicks,
+                    Stale = e.Stale.UtcTicks,
+                    From = from,
                     Edited = known.Edited || sender != owner,
                 }
                 : new RelayedItem([marking], now, owner, latest, e.Time.UtcTicks, e.Stale.UtcTicks, from, Edited: (known?.Edited ?? false) || sender != owner));
