@@ -198,6 +198,24 @@ public sealed class TakRouterTests
     }
 
     [Fact]
+    public void An_event_whose_flow_tags_are_named_with_a_namespace_prefix_is_stamped_without_them()
+    {
+        // Rebuilt without the prefix's declaration, such a tag made the stamped detail unreadable: the event was lost, and
+        // a chat receipt carrying one closed its sender's connection.
+        var (clock, router) = ItemRouter();
+        var at = clock.GetUtcNow();
+        var e = CotXml.Parse($"<event version='2.0' xmlns:p='urn:example:relay' uid='tagged' type='b-t-f-d' time='{at:O}' start='{at:O}' stale='{at.AddMinutes(5):O}' how='h-g-i-g-o'>" +
+            "<point lat='4.36' lon='18.55' hae='0' ce='10' le='10'/><detail><_flow-tags_ p:relay='2026-12-05T10:00:00Z' gateway-a='2026-12-05T10:00:01Z'/></detail></event>");
+
+        var stamped = router.Stamp(e, Open);
+
+        var again = CotXml.Parse(CotXml.Serialize(stamped));
+        Assert.Equal("2026-12-05T10:00:01Z", again.Detail.FlowTags["gateway-a"]);
+        Assert.True(again.Detail.FlowTags.ContainsKey(router.FlowTag));
+        Assert.DoesNotContain(again.Detail.FlowTags.Keys, k => k.Contains(':', StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void An_item_sent_again_after_its_deletion_stays_its_first_senders()
     {
         // A team member deletes a drawing and a teammate's device shares it again (devices keep deleted items archived): it

@@ -679,8 +679,16 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         if (route == Route.Receipt)
         {
             // Nothing of a receipt is kept or remembered (its uid is the message's id, which every member of a group answers
-            // under): it goes to the message's sender, or is dropped.
-            Receipt(from, e);
+            // under): it goes to the message's sender, or is dropped. One that cannot be handled costs only itself.
+            try
+            {
+                Receipt(from, e);
+            }
+            catch (Exception failure) when (failure is not OperationCanceledException)
+            {
+                logger.LogWarning(failure, "TAK receipt {Uid} from {User} could not be handled; the device stays connected", e.Uid, from.Viewer.UserName);
+            }
+
             return;
         }
 
@@ -1232,11 +1240,18 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     public CotEvent Stamp(CotEvent e, MarkingDefault marking)
     {
-        var tags = string.Join(' ', e.Detail.FlowTags.Where(t => t.Key != FlowTag).Select(t => $"{t.Key}=\"{System.Security.SecurityElement.Escape(t.Value)}\""));
+        // Tags named with a namespace prefix (declared on the event or its detail, not on the tags element rebuilt here)
+        // would make the detail unreadable, and the event with it: they are left out; loops are told by unprefixed tags.
+        var tags = string.Join(' ', e.Detail.FlowTags.Where(t => t.Key != FlowTag && PlainName(t.Key))
+            .Select(t => $"{t.Key}=\"{System.Security.SecurityElement.Escape(t.Value)}\""));
         var stamp = time.GetUtcNow().UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
         var detail = e.Detail.WithMarking(marking.Label).Without("_flow-tags_").With($"<_flow-tags_ {tags} {FlowTag}=\"{stamp}\"/>");
         return e with { Access = marking.Label, Detail = detail };
     }
+
+    /// <summary>A name an attribute may have without a namespace: no prefix, not a namespace declaration.</summary>
+    private static bool PlainName(string name) =>
+        name.Length > 0 && name != "xmlns" && System.Xml.XmlConvert.IsStartNCNameChar(name[0]) && name.All(System.Xml.XmlConvert.IsNCNameChar);
 
     private void Position(TakSession from, CotEvent e, ReadOnlyMemory<byte> raw, Deliveries? deliveries)
     {
