@@ -793,6 +793,29 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_closed_incident_is_not_split_until_it_is_reopened()
+    {
+        // The incident split off opened as reported, its reports open to fusion again: the closing was lost without a word.
+        var at = When.AddDays(-165);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var first = await FacaPostAsync("force", 6.3, 16.2, at, "Bozoum", mission);
+        var second = await FacaPostAsync("unpol", 6.3, 16.2, at.AddMinutes(30), "Bozoum", mission);
+        var incident = first.GetProperty("incidentId").GetGuid();
+        Assert.Equal(incident, second.GetProperty("incidentId").GetGuid());
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "closed" })).Response.StatusCode);
+
+        var (refused, problem) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { second.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.Equal(["reports"], problem.ErrorFields());
+        Assert.Equal(2, (await server.ClientFor("joc").GetJson($"/api/incidents/{incident}")).Body.GetProperty("reportCount").GetInt32());
+
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" })).Response.StatusCode);
+        var (split, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { second.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+        Assert.Equal(1, (await server.ClientFor("joc").GetJson($"/api/incidents/{incident}")).Body.GetProperty("reportCount").GetInt32());
+    }
+
+    [Fact]
     public async Task Pending_proposals_follow_a_merge_and_are_settled_when_it_joins_them()
     {
         var at = When.AddDays(-70);

@@ -244,6 +244,13 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             return new Outcome(null, "reports", $"name 1 to {MaxSplit:N0} reports to move into a new incident");
         }
 
+        // As for a merge, a closed incident is not split: the new incident would open its reports to fusion again, and
+        // the closing would be lost without a word. Judged from the status the analyst is shown (IncidentSummary.ViewFor).
+        if ((await db.AsSeenByAsync([incident], viewer, cancellationToken)).SingleOrDefault() is { Status: IncidentStatus.Closed })
+        {
+            return new Outcome(null, "reports", "this incident is closed: reopen it (set its status) before splitting it", StatusCodes.Status409Conflict);
+        }
+
         // Only reports the analyst may see can be named; all the incident's reports are needed to rebuild what stays.
         var links = await db.IncidentReports.Where(l => l.IncidentId == id).ToListAsync(cancellationToken);
         var visible = await db.Reports.AsNoTracking().VisibleTo(viewer).Where(r => moving.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken);
