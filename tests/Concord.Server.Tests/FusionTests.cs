@@ -816,6 +816,26 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task An_incident_an_accepted_proposal_leaves_empty_is_withdrawn_as_one_it_leaves_with_hidden_reports_is()
+    {
+        // Left with a hidden report, the incident was "withdrawn" for viewers of the report that moved; left empty (deleted),
+        // nothing was said: the feed told whether hidden reports had been in it.
+        var at = When.AddDays(-170);
+        var first = await FacaPostAsync("force", 8.4, 20.6, at, "Kabo", Api.Marking("UNCLASSIFIED", ["mission"]));
+        var second = await UncertainMatchAsync(8.4, 20.6, at, "Kabo");
+        var left = second.GetProperty("incidentId").GetGuid();
+        Assert.NotEqual(first.GetProperty("incidentId").GetGuid(), left);
+        var (_, proposals) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+        var proposal = proposals.EnumerateArray().Single(p => p.GetProperty("reportId").GetGuid() == second.GetProperty("id").GetGuid()).GetProperty("id").GetGuid();
+
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal}", new { decision = "accept" })).Response.StatusCode);
+
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("rwabatt").GetAsync($"/api/incidents/{left}")).StatusCode);
+        // Read afterwards, as a client resuming with ?after= would: its creation is no longer to be seen, its withdrawal is.
+        Assert.Equal(["withdrawn"], await server.ClientFor("rwabatt").ChangesOfAsync(left));
+    }
+
+    [Fact]
     public async Task Pending_proposals_follow_a_merge_and_are_settled_when_it_joins_them()
     {
         var at = When.AddDays(-70);

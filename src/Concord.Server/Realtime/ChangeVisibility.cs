@@ -11,7 +11,8 @@ internal static class ChangeVisibility
     /// <summary>
     /// The changes of <paramref name="window"/> about reports, incidents, coordination records, the mission's directory
     /// (organisations, members, tokens) and sharing rules (agreements, groups) <paramref name="viewer"/> may see, in feed order.
-    /// A deleted record cannot be checked, so its deletion is never announced: clients re-read what they show.
+    /// A deleted record cannot be checked, so its deletion is not announced (clients re-read what they show), except an
+    /// incident's that a report the viewer may see left, as "withdrawn" (see <see cref="Withdrawn"/>).
     /// </summary>
     public static async Task<List<Change>> VisibleAsync(ConcordDb db, Viewer viewer, IReadOnlyList<Change> window, CancellationToken cancellationToken)
     {
@@ -111,8 +112,10 @@ internal static class ChangeVisibility
     /// hidden from them joining it (read later, after the incident left their reach, that would date the hidden report's
     /// joining). Any other record by the marking it had before the update.
     /// </summary>
+    /// An incident deleted because its last report left it (an accepted proposal, a merge) is withdrawn alike for those who
+    /// may see that report: were it told only when hidden reports stayed behind (an update), its silence would tell that none did.
     private static List<Change> Withdrawn(IReadOnlyList<Change> window, Viewer viewer, HashSet<(string Entity, Guid Id)> visible, HashSet<Guid> visibleCauses) =>
-        [.. window.Where(c => c.Operation == "updated" && !visible.Contains((c.Entity, c.EntityId))
+        [.. window.Where(c => (c.Operation == "updated" || (c.Operation == "deleted" && c.Entity == "incident" && c.Causes is not null)) && !visible.Contains((c.Entity, c.EntityId))
                 && (c.Entity == "incident" && c.Causes is not null
                     ? c.CauseIds.Any(visibleCauses.Contains)
                     : c is { PriorClassification: { } level, PriorReleasableTo: { } releasableTo, PriorCaveats: { } caveats } && Marking.AllowsRead(level, releasableTo, caveats, viewer)))
