@@ -47,6 +47,13 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         return report;
     }
 
+    /// <summary>The pending proposal of <paramref name="report"/>, as the JOC's analyst lists it.</summary>
+    private async Task<Guid> ProposalOfAsync(System.Text.Json.JsonElement report)
+    {
+        var (_, proposals) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+        return proposals.EnumerateArray().Single(p => p.GetProperty("reportId").GetGuid() == report.GetProperty("id").GetGuid()).GetProperty("id").GetGuid();
+    }
+
     [Fact]
     public async Task A_second_account_of_an_event_joins_its_incident_and_provenance_shows_why()
     {
@@ -767,8 +774,7 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         var first = await FacaPostAsync("force", 7.2, 21.6, at, "Kaga Bandoro", Api.Marking("UNCLASSIFIED", ["mission"]));
         var second = await UncertainMatchAsync(7.2, 21.6, at, "Kaga Bandoro");
         var incident = first.GetProperty("incidentId").GetGuid();
-        var (_, proposals) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
-        var proposal = proposals.EnumerateArray().Single(p => p.GetProperty("reportId").GetGuid() == second.GetProperty("id").GetGuid()).GetProperty("id").GetGuid();
+        var proposal = await ProposalOfAsync(second);
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "closed" })).Response.StatusCode);
 
         var (refused, problem) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal}", new { decision = "accept" });
@@ -825,8 +831,7 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         var second = await UncertainMatchAsync(8.4, 20.6, at, "Kabo");
         var left = second.GetProperty("incidentId").GetGuid();
         Assert.NotEqual(first.GetProperty("incidentId").GetGuid(), left);
-        var (_, proposals) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
-        var proposal = proposals.EnumerateArray().Single(p => p.GetProperty("reportId").GetGuid() == second.GetProperty("id").GetGuid()).GetProperty("id").GetGuid();
+        var proposal = await ProposalOfAsync(second);
 
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal}", new { decision = "accept" })).Response.StatusCode);
 
