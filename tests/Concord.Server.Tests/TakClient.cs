@@ -154,8 +154,16 @@ internal sealed class TakClient : IAsyncDisposable
         }
     }
 
+    private bool _disposed;
+
     public async ValueTask DisposeAsync()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
         await _stop.CancelAsync();
         await _stream.DisposeAsync();
         _tcp.Dispose();

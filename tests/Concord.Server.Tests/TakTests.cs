@@ -1937,6 +1937,30 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         }
 
         Assert.Equal(["Charlie " + suffix], kept);
+
+        // Alpha's link drops while its track is current: its uid and callsign are still not Charlie's to write under.
+        await a.DisposeAsync();
+        var router = server.Services.GetRequiredService<TakRouter>();
+        for (var i = 0; i < 100 && router.Sessions.Any(s => s.DeviceUid == uidA); i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.DoesNotContain(router.Sessions, s => s.DeviceUid == uidA);
+        var (asDroppedDevice, asDroppedCallsign, asItselfAgain) = ($"GeoChat.{uidA}.All Chat Rooms.{Guid.NewGuid()}", $"GeoChat.{uidC}.All Chat Rooms.{Guid.NewGuid()}", $"GeoChat.{uidC}.All Chat Rooms.{Guid.NewGuid()}");
+        await c.SendAsync(ChatFrom(asDroppedDevice, uidA, "Charlie " + suffix));
+        await c.SendAsync(ChatFrom(asDroppedCallsign, uidC, "Alpha " + suffix));
+        await c.SendAsync(ChatFrom(asItselfAgain, uidC, "Charlie " + suffix));
+        Assert.NotNull(await b.WaitForAsync(e =>
+        {
+            if (e.Uid == asDroppedDevice || e.Uid == asDroppedCallsign)
+            {
+                spoofed.Add(e.Uid);
+            }
+
+            return e.Uid == asItselfAgain;
+        }));
+        Assert.Empty(spoofed);
     }
 
     [Fact]

@@ -1292,22 +1292,33 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     /// <summary>
     /// Why a GeoChat message (or a receipt of one) may not go out as it is: it names as its sender (<c>chatgrp uid0</c>)
-    /// another member's live device, or a callsign such a device holds. Devices file a message under its sender: passed
-    /// on, one member could write in another's name. Null when the message speaks for its own device.
+    /// another member's device, or a callsign such a device holds, while that device is live or, its link dropped, its
+    /// track is current (as it keeps its uid and callsign: see <see cref="Claim"/>). Devices file a message under its
+    /// sender: passed on, one member could write in another's name. Null when the message speaks for its own device.
     /// </summary>
     private string? Impersonation(TakSession from, CotEvent e)
     {
         var member = from.Viewer.MemberId;
-        if (e.Detail.ChatGroupUids is [var sender, ..] && sender != from.DeviceUid
-            && _byDevice.TryGetValue(sender, out var device) && device.Viewer.MemberId != member && !device.Closing.IsCancellationRequested)
+        var now = time.GetUtcNow();
+        if (e.Detail.ChatGroupUids is [var sender, ..] && sender != from.DeviceUid && OtherOwner(from, sender, now) is not null)
         {
-            return $"it names as its sender {sender}, a live device of another member";
+            return $"it names as its sender {sender}, a device of another member (live, or its track current)";
         }
 
-        if (e.Detail.ChatOrReceipt?.SenderCallsign is { Length: > 0 } callsign && callsign != from.Callsign
-            && _sessions.Any(s => s != from && s.Callsign == callsign && s.Viewer.MemberId != member && !s.Closing.IsCancellationRequested))
+        if (e.Detail.ChatOrReceipt?.SenderCallsign is { Length: > 0 } callsign && callsign != from.Callsign)
         {
-            return $"its sender's callsign {callsign} is held by a live device of another member";
+            if (_sessions.Any(s => s != from && s.Callsign == callsign && s.Viewer.MemberId != member && !s.Closing.IsCancellationRequested))
+            {
+                return $"its sender's callsign {callsign} is held by a live device of another member";
+            }
+
+            lock (_attaching)
+            {
+                if (_droppedCallsigns.TryGetValue(callsign, out var dropped) && dropped.Member != member && tracks.OwnerOf(dropped.Device, now.UtcDateTime) == dropped.Member)
+                {
+                    return $"its sender's callsign {callsign} is held by the device {dropped.Device} of another member, whose link dropped while its track is current";
+                }
+            }
         }
 
         return null;
