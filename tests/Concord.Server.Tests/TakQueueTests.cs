@@ -362,6 +362,26 @@ public sealed class TakQueueTests
         await writer.WaitAsync(TimeSpan.FromSeconds(5));
     }
 
+    [Fact]
+    public async Task The_answer_that_switches_to_protobuf_is_never_dropped_by_a_ping_flood()
+    {
+        // Dropped behind a flood of unwritten pongs, the answer never came while the server switched anyway: the device,
+        // still speaking XML, was cut as a broken protobuf stream.
+        var wire = new Wire();
+        await using var session = Session(wire, positionQueue: 4, alertQueue: 8);
+        for (var i = 0; i < TakSession.MaxControl; i++)
+        {
+            session.SendControl(Item($"pong{i}", droppable: false));
+        }
+
+        session.SendControl(new Outbound(Encoding.UTF8.GetBytes("switch;\n"), () => throw new InvalidOperationException("XML only"), droppable: false) { SwitchesToProtobuf = true });
+
+        var writer = session.WriteLoopAsync();
+        Assert.EndsWith("pong15;switch;", await wire.WaitForAsync(TakSession.MaxControl + 1));
+        session.Close("done");
+        await writer.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
     private static TakSession Session(Stream wire, int positionQueue, int alertQueue, int maxQueuedBytes = TakSession.DefaultMaxQueuedBytes) =>
         new(wire, Viewers.OfForce("patrol", 0), "certificate", "test", Unclassified, CancellationToken.None, positionQueue, alertQueue, maxQueuedBytes);
 

@@ -389,7 +389,9 @@ internal sealed class TakSession : IAsyncDisposable
             return;
         }
 
-        if (Interlocked.Increment(ref _controlCount) > MaxControl)
+        // The answer that switches the stream to protobuf is never dropped (once a session): the stream switches when it is
+        // written, and a device that never had it would go on speaking XML into a protobuf stream.
+        if (Interlocked.Increment(ref _controlCount) > MaxControl && !item.SwitchesToProtobuf)
         {
             Interlocked.Decrement(ref _controlCount);
             return;
