@@ -266,6 +266,10 @@ internal static class FusionEndpoints
         var proposalReports = rows.Select(x => x.Proposal.ReportId).Distinct().ToList();
         var stored = new Dictionary<Guid, Incident>();
         var linked = new Dictionary<Guid, List<Report>>();
+        // Every report linked to each incident, counted in the statement that reads the visible ones: counted apart (the
+        // incident's report count, read before), a report the viewer may see joining in between made a partial view look
+        // whole, and a proposal that tells of hidden reports was shown.
+        var links = new Dictionary<Guid, int>();
         foreach (var chunk in incidentIds.Chunk(500))
         {
             foreach (var incident in await db.Incidents.AsNoTracking().Where(i => chunk.Contains(i.Id)).ToListAsync(cancellationToken))
@@ -273,10 +277,16 @@ internal static class FusionEndpoints
                 stored[incident.Id] = incident;
             }
 
+            var visibleIds = reports.Select(r => r.Id);
             foreach (var x in await db.IncidentReports.AsNoTracking().Where(l => chunk.Contains(l.IncidentId))
-                .Join(reports.AsNoTracking(), l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, Report = r }).ToListAsync(cancellationToken))
+                .Select(l => new { l.IncidentId, Report = visibleIds.Contains(l.ReportId) ? db.Reports.FirstOrDefault(r => r.Id == l.ReportId) : null })
+                .ToListAsync(cancellationToken))
             {
-                (linked.TryGetValue(x.IncidentId, out var list) ? list : linked[x.IncidentId] = []).Add(x.Report);
+                links[x.IncidentId] = links.GetValueOrDefault(x.IncidentId) + 1;
+                if (x.Report is { } report)
+                {
+                    (linked.TryGetValue(x.IncidentId, out var list) ? list : linked[x.IncidentId] = []).Add(report);
+                }
             }
         }
 
@@ -300,7 +310,7 @@ internal static class FusionEndpoints
                 ? FusionScorer.Score(FusionFeatures.Of(report), incident)
                 : null;
             if (x.Proposal.DecidedAt is null && score is not { Total: >= FusionScorer.ProposeThreshold }
-                && (!linked.TryGetValue(x.Proposal.IncidentId, out var seen) || !stored.TryGetValue(x.Proposal.IncidentId, out var whole) || seen.Count < whole.ReportCount))
+                && (!linked.TryGetValue(x.Proposal.IncidentId, out var seen) || seen.Count < links.GetValueOrDefault(x.Proposal.IncidentId)))
             {
                 continue;
             }
