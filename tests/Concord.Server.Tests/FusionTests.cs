@@ -257,6 +257,12 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(14, summary.GetProperty("killed").GetProperty("high").GetInt32());
         Assert.False(summary.TryGetProperty("injured", out var injured) && injured.ValueKind != JsonValueKind.Null);
         Assert.Equal(at, summary.GetProperty("startsAt").GetDateTimeOffset());
+        // Its provenance explains every join, those past the threshold too, scored against the incident as it had grown.
+        var (_, provenance) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}/provenance");
+        var links = provenance.GetProperty("reports").EnumerateArray().ToList();
+        Assert.Equal(count, links.Count);
+        Assert.Equal(["new", .. Enumerable.Repeat("fused", count - 1)], links.Select(l => l.GetProperty("decision").GetString()));
+        Assert.All(links.Skip(1), l => Assert.True(l.GetProperty("scores").GetProperty("total").GetDouble() >= Fusion.FusionScorer.JoinThreshold));
 
         // More accounts than it holds arrive in one import, so in one batch of the writer: each counts in the median.
         var features = string.Join(",", Enumerable.Range(0, count + 4).Select(i => $$"""

@@ -104,6 +104,11 @@ internal static class FusionEndpoints
         }
 
         var before = new List<Report>();
+        var records = new HashSet<string>(StringComparer.Ordinal);
+        // The incident as built from the reports seen so far, and their casualty figures (see below).
+        FusionFeatures? features = null;
+        Incident? view = null;
+        var figures = new List<(int? Killed, int? Injured)>();
         var seen = new List<LinkAsSeen>();
         foreach (var x in rows.OrderBy(x => x.Link.LinkedAt).ThenBy(x => x.Report.ObservedAt))
         {
@@ -114,7 +119,7 @@ internal static class FusionEndpoints
                 // or "split" would say the incident held (or was cut from) reports before it, which may be hidden ones.
                 seen.Add(new LinkAsSeen(x.Report, LinkDecisions.New, 1.0, null, x.Link.LinkedAt));
             }
-            else if (x.Link.Decision == LinkDecisions.SameRecord && before.Any(r => r.ExternalRef == x.Report.ExternalRef))
+            else if (x.Link.Decision == LinkDecisions.SameRecord && x.Report.ExternalRef is { } record && records.Contains(record))
             {
                 // A copy of a source record an earlier report the viewer may see also holds.
                 seen.Add(new LinkAsSeen(x.Report, LinkDecisions.SameRecord, 1.0, SourceIds.SameRecordDetail(x.Report.ExternalRef!), x.Link.LinkedAt));
@@ -123,7 +128,7 @@ internal static class FusionEndpoints
             {
                 // Fusion's link, scored against what the viewer sees of the incident: under the join threshold (or not
                 // scored at all) it was made through reports the viewer may not see, and is shown as linked, without scores.
-                var score = ScoreAgainst(x.Report, incident, before);
+                var score = FusionScorer.Score(FusionFeatures.Of(x.Report), features!);
                 if (!analyst && score is not { Total: >= FusionScorer.JoinThreshold })
                 {
                     score = null;
@@ -134,14 +139,30 @@ internal static class FusionEndpoints
             }
 
             before.Add(x.Report);
+            if (x.Report.ExternalRef is { } external)
+            {
+                records.Add(external);
+            }
+
+            // Rebuilt from every report seen so far while the incident is small; from then on grown report by report, as
+            // the report writer grows a large incident (a rebuild per link made a large incident's provenance, and every
+            // read of its page, quadratic in its reports).
+            if (view is null || before.Count <= ReportWriter.LargeIncident)
+            {
+                view = IncidentSummary.Copy(incident);
+                IncidentSummary.Rebuild(view, before);
+            }
+            else
+            {
+                IncidentSummary.Add(view, x.Report, figures);
+            }
+
+            figures.Add((IncidentSummary.Sum(x.Report.KilledCivilianBest, x.Report.KilledOtherBest), IncidentSummary.Sum(x.Report.InjuredCivilianBest, x.Report.InjuredOtherBest)));
+            features = FusionFeatures.Of(view);
         }
 
         return [.. seen.OrderBy(l => l.Report.ObservedAt)];
     }
-
-    /// <summary>Fusion's score of <paramref name="report"/> against <paramref name="incident"/> as built from <paramref name="reports"/> only.</summary>
-    private static FusionScore? ScoreAgainst(Report report, Incident incident, IReadOnlyList<Report> reports) =>
-        FusionScorer.Score(FusionFeatures.Of(report), FeaturesAsBuiltFrom(incident, reports));
 
     /// <summary>What fusion compares of <paramref name="incident"/> as built from <paramref name="reports"/> only.</summary>
     private static FusionFeatures FeaturesAsBuiltFrom(Incident incident, IReadOnlyList<Report> reports)
