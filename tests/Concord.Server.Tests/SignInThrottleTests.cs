@@ -148,3 +148,38 @@ public sealed class SignInThrottleTests
         Assert.Equal(key, SignInThrottle.AddressOf(IPAddress.Parse(address)));
     }
 }
+
+public sealed class SignInDevicesTests
+{
+    [Fact]
+    public void The_device_cookie_is_opened_whether_or_not_a_member_has_the_name()
+    {
+        // Opened only for members' names, a forged 4 KB cookie cost a failed decryption for those alone: the answer's time
+        // told which names are members', also to an address whose attempts were all refused by the throttle.
+        var protector = new CountingProtector();
+        var devices = new SignInDevices(protector, TimeProvider.System);
+        var context = new Microsoft.AspNetCore.Http.DefaultHttpContext();
+        context.Request.Headers.Cookie = SignInDevices.CookieName + "=" + new string('A', 4000);
+
+        Assert.Null(devices.DeviceFor(context, "no.such.member", sessionVersion: null));
+        Assert.Null(devices.DeviceFor(context, "force.g2", sessionVersion: 3));
+
+        Assert.Equal(2, protector.Opened);
+    }
+
+    /// <summary>Counts the cookies it is asked to open, and opens none (as for a cookie not sealed here).</summary>
+    private sealed class CountingProtector : Microsoft.AspNetCore.DataProtection.IDataProtector
+    {
+        public int Opened { get; private set; }
+
+        public Microsoft.AspNetCore.DataProtection.IDataProtector CreateProtector(string purpose) => this;
+
+        public byte[] Protect(byte[] plaintext) => plaintext;
+
+        public byte[] Unprotect(byte[] protectedData)
+        {
+            Opened++;
+            throw new System.Security.Cryptography.CryptographicException("not sealed here");
+        }
+    }
+}

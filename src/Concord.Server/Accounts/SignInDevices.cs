@@ -35,8 +35,11 @@ internal sealed class SignInDevices(IDataProtectionProvider protection, TimeProv
     {
         var account = SignInThrottle.Normalize(userName);
         var now = time.GetUtcNow();
+        // The cookie is opened whether or not a member has the name: opened only for members, the time it takes (a
+        // forged cookie of 4 KB, refused by the decryption) told which names are members', even to an address throttled.
+        var entries = Read(context);
         return sessionVersion is { } version
-            ? Read(context).FirstOrDefault(e => e.Account == account && e.SessionVersion == version && now - e.SignedInAt < SignInThrottle.KnownFor)?.Device
+            ? entries.FirstOrDefault(e => e.Account == account && e.SessionVersion == version && now - e.SignedInAt < SignInThrottle.KnownFor)?.Device
             : null;
     }
 
