@@ -1181,6 +1181,32 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task An_audit_query_naming_a_classified_meeting_is_recorded_under_the_meetings_marking()
+    {
+        // Marked as no record (only reports, incidents, tasks and requests were looked up), the entry recording the query
+        // showed every auditor the meeting's id, and whom it was being looked into with.
+        var (_, meeting) = await server.ClientFor("joc").PostJson("/api/meetings", new
+        {
+            title = "Restricted source handling, Bria",
+            heldAt = Clock.GetUtcNow().AddHours(-3),
+            actionItems = Array.Empty<object>(),
+            marking = Api.Marking("STRICTLY CONFIDENTIAL", ["org:JOC"], ["SOURCE-PROTECTED"]),
+        });
+        var id = Id(meeting);
+        var unknown = Guid.NewGuid();
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("jocadmin").GetAsync($"/api/audit?record={id}&member=nobody")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("jocadmin").GetAsync($"/api/audit?record={unknown}")).StatusCode);
+
+        var queries = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == AuditActions.Read && a.Entity == "audit").ToListAsync());
+        var named = Assert.Single(queries, a => a.Detail.Contains(id.ToString(), StringComparison.OrdinalIgnoreCase));
+        Assert.Equal((2, server.Services.GetRequiredService<Access.CaveatRegistry>().Bits(["SOURCE-PROTECTED"])), (named.Classification, named.Caveats));
+        // An id of no record (or of one deleted since) is marked as the asker is cleared.
+        var nowhere = Assert.Single(queries, a => a.Detail.Contains(unknown.ToString(), StringComparison.OrdinalIgnoreCase));
+        var asker = await server.WithDbAsync(db => db.Members.AsNoTracking().SingleAsync(m => m.UserName == "jocadmin"));
+        Assert.Equal((asker.Clearance, asker.Caveats), (nowhere.Classification, nowhere.Caveats));
+    }
+
+    [Fact]
     public async Task Reading_a_classified_meeting_audits_its_action_items_as_tasks_read()
     {
         var (created, meeting) = await server.ClientFor("joc").PostJson("/api/meetings", new

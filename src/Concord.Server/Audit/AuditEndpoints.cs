@@ -124,7 +124,7 @@ internal static class AuditEndpoints
             // The entry names the record asked about, whatever the page held (a window or a member that matched nothing):
             // it is marked as that record too, or an auditor who may not see the record would learn its id, and that it is
             // being looked into, from it.
-            marking = marking.With(await NamedRecordMarkingAsync(db, named, context.RequestAborted));
+            marking = marking.With(await NamedRecordMarkingAsync(db, named, viewer, context.RequestAborted));
         }
 
         await audit.RecordAsync(Audits.Entry(viewer, AuditActions.Read, "audit", null, marking, time.GetUtcNow().UtcDateTime, Audits.Detail(new
@@ -138,13 +138,20 @@ internal static class AuditEndpoints
         return TypedResults.Ok(new AuditPage(items, more ? page[^1].ChainIndex : null));
     }
 
-    /// <summary>The marking of the record an id names (a report, an incident, a task or a request), none when there is no such record.</summary>
-    private static async Task<AuditMarking> NamedRecordMarkingAsync(ConcordDb db, Guid id, CancellationToken cancellationToken)
+    /// <summary>
+    /// The marking of the marked record an id names (a report, an incident, a task, a request, a patrol, a meeting or a
+    /// liaison entry); for an id no such record has (another kind's, or one deleted since: a merged incident), the
+    /// asker's own clearance and caveats, which no auditor cleared below them reads.
+    /// </summary>
+    private static async Task<AuditMarking> NamedRecordMarkingAsync(ConcordDb db, Guid id, Viewer asker, CancellationToken cancellationToken)
     {
         return await db.Reports.AsNoTracking().Where(r => r.Id == id).Select(r => (AuditMarking?)new AuditMarking(r.Classification, r.Caveats)).FirstOrDefaultAsync(cancellationToken)
             ?? await db.Incidents.AsNoTracking().Where(i => i.Id == id).Select(i => (AuditMarking?)new AuditMarking(i.Classification, i.Caveats)).FirstOrDefaultAsync(cancellationToken)
             ?? await db.Tasks.AsNoTracking().Where(t => t.Id == id).Select(t => (AuditMarking?)new AuditMarking(t.Classification, t.Caveats)).FirstOrDefaultAsync(cancellationToken)
             ?? await db.Requests.AsNoTracking().Where(r => r.Id == id).Select(r => (AuditMarking?)new AuditMarking(r.Classification, r.Caveats)).FirstOrDefaultAsync(cancellationToken)
-            ?? AuditMarking.None;
+            ?? await db.Patrols.AsNoTracking().Where(p => p.Id == id).Select(p => (AuditMarking?)new AuditMarking(p.Classification, p.Caveats)).FirstOrDefaultAsync(cancellationToken)
+            ?? await db.Meetings.AsNoTracking().Where(m => m.Id == id).Select(m => (AuditMarking?)new AuditMarking(m.Classification, m.Caveats)).FirstOrDefaultAsync(cancellationToken)
+            ?? await db.LiaisonLog.AsNoTracking().Where(l => l.Id == id).Select(l => (AuditMarking?)new AuditMarking(l.Classification, l.Caveats)).FirstOrDefaultAsync(cancellationToken)
+            ?? new AuditMarking(asker.Clearance, asker.CaveatBits);
     }
 }
