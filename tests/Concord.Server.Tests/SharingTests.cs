@@ -854,6 +854,21 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_classified_release_sent_again_is_audited_as_a_read_of_the_copy_it_answers_with()
+    {
+        // The 200 of a release sent again hands back the copy made by the first: a read, as for a report sent again.
+        var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:JOC", "org:UNPOL"])));
+        var path = $"/api/reports/{Id(original)}/releases";
+        var release = new { marking = Api.Marking("CONFIDENTIAL", ["org:JOC", "org:UNPOL"]), narrative = "Clash reported in the sector.", reason = "For the JOC's brief" };
+        var (first, copy) = await server.ClientFor("unpoladmin").PostJson(path, release);
+        var (again, _) = await server.ClientFor("unpoladmin").PostJson(path, release);
+
+        Assert.Equal((HttpStatusCode.Created, HttpStatusCode.OK), (first.StatusCode, again.StatusCode));
+        var reads = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == AuditActions.Read && a.Actor == "unpoladmin" && a.Entity == "report").ToListAsync());
+        Assert.Contains(reads, a => a.Detail.Contains(Id(copy).ToString(), StringComparison.OrdinalIgnoreCase) && a.Detail.Contains("/releases", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_release_is_audited_as_marked_as_its_copy_when_the_copy_is_marked_higher()
     {
         // The entry names the copy and its marking: an auditor without the copy's caveat must not read it (it was marked as

@@ -34,7 +34,7 @@ internal static class ReleaseEndpoints
 
     private static async Task<Results<Created<ReportDto>, Ok<ReportDto>, NotFound, ProblemHttpResult>> Release(
         Guid id, HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, TimeProvider time, Fusion.FusionEngine fusion,
-        IncidentGate gate)
+        IncidentGate gate, AuditWriter audit)
     {
         var original = await db.Reports.AsNoTracking().VisibleTo(viewer).SingleOrDefaultAsync(r => r.Id == id, context.RequestAborted);
         if (original is null)
@@ -162,10 +162,13 @@ internal static class ReleaseEndpoints
         // copy already made, not a second one: viewers who see only the copies would see an incident of two reports. Looked
         // for among the incident's reports, where the copy went (inside the gate: two sends at once make one copy).
         if (incidentId is { } joined && await db.IncidentReports.Where(l => l.IncidentId == joined)
-                .Join(db.Reports, l => l.ReportId, r => r.Id, (l, r) => r)
+                .Join(db.Reports.VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => r)
                 .Where(r => r.ReleasedFrom == original.Id && r.MemberId == viewer.MemberId && r.RequestHash == copy.RequestHash)
                 .AsNoTracking().FirstOrDefaultAsync(context.RequestAborted) is { } sent)
         {
+            held.Dispose();
+            // Answered with the copy: a read of it, audited as any other (as a report sent again is).
+            await ReportEndpoints.RecordReadAsync(audit, viewer, [sent], context, time);
             return TypedResults.Ok(sent.ToDto(joined, viewer, directory, markings, new HashSet<Guid> { original.Id }));
         }
 
