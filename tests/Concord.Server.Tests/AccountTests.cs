@@ -449,6 +449,19 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
             Assert.Equal(HttpStatusCode.Forbidden, (await browser.SendAsync(hub)).StatusCode);
         }
 
+        // A browser that does not say where a request comes from (no Sec-Fetch-Site) still names its origin on a
+        // cross-origin post or socket: another host is refused, this one is not.
+        using var unsaid = new HttpRequestMessage(HttpMethod.Post, "/api/reports") { Content = JsonContent.Create(Api.Report(narrative: "filed from elsewhere, unsaid")) };
+        unsaid.Headers.Add("Origin", "https://wiki.mission.example");
+        Assert.Equal(HttpStatusCode.Forbidden, (await browser.SendAsync(unsaid)).StatusCode);
+        using var unsaidHub = new HttpRequestMessage(HttpMethod.Get, "/hubs/live");
+        unsaidHub.Headers.Add("Origin", "null");
+        Assert.Equal(HttpStatusCode.Forbidden, (await browser.SendAsync(unsaidHub)).StatusCode);
+        Assert.False(await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.Narrative.StartsWith("filed from elsewhere"))));
+        using var ownOrigin = new HttpRequestMessage(HttpMethod.Post, "/hubs/live/negotiate?negotiateVersion=1");
+        ownOrigin.Headers.Add("Origin", server.BaseAddress.GetLeftPart(UriPartial.Authority));
+        Assert.Equal(HttpStatusCode.OK, (await browser.SendAsync(ownOrigin)).StatusCode);
+
         using var ownHub = new HttpRequestMessage(HttpMethod.Post, "/hubs/live/negotiate?negotiateVersion=1");
         ownHub.Headers.Add("Sec-Fetch-Site", "same-origin");
         Assert.Equal(HttpStatusCode.OK, (await browser.SendAsync(ownHub)).StatusCode);

@@ -25,7 +25,7 @@ internal static class SameOriginChanges
                 && request.Path.StartsWithSegments("/api");
             if ((change || request.Path.StartsWithSegments(Realtime.LiveHub.Path) || request.Path.StartsWithSegments(BlazorCircuits))
                 && context.User.Identity?.AuthenticationType == ConcordAuthentication.CookieScheme
-                && request.Headers["Sec-Fetch-Site"].ToString() is "same-site" or "cross-site")
+                && FromAnotherOrigin(request))
             {
                 await Problems.Forbidden(change
                         ? "a signed-in browser session makes changes only from Concord's own pages (this request came from another origin)"
@@ -36,4 +36,21 @@ internal static class SameOriginChanges
 
             await next();
         });
+
+    /// <summary>
+    /// Whether the browser says the request comes from another origin: by <c>Sec-Fetch-Site</c>, or, from a browser that
+    /// does not send it (older ones), by <c>Origin</c> (sent with every cross-origin POST and WebSocket handshake) naming
+    /// another host than the request's. The scheme is not compared: behind a proxy that ends TLS the request is plain HTTP.
+    /// </summary>
+    internal static bool FromAnotherOrigin(HttpRequest request)
+    {
+        var site = request.Headers["Sec-Fetch-Site"].ToString();
+        if (site.Length > 0)
+        {
+            return site is "same-site" or "cross-site";
+        }
+
+        return request.Headers.Origin.ToString() is { Length: > 0 } origin
+            && !(Uri.TryCreate(origin, UriKind.Absolute, out var uri) && string.Equals(uri.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase));
+    }
 }
