@@ -203,6 +203,11 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // Signed out in another window on a quiet night: no change comes to close the live channel, but the map's next
         // read (a pan) is refused; what it showed goes, and the page leaves for the sign-in page.
         var (map, _) = await ForcesMapOnANewIncidentAsync(7.61234, 21.71234, $"Quiet night {Store}.");
+        // A patrol's device on the tracks layer: tracks move without a change on the live channel, and their reads
+        // refused left the last positions drawn.
+        var uid = $"ANDROID-quiet-{Store}-{Guid.NewGuid():N}";
+        await fixture.Server.AddTrackAsync("force", uid, "QUIET-1", 7.61534, 21.71534, classification: 1);
+        await map.WaitForFunctionAsync($"window.concordMap.tracks.includes('{uid}')", null, new() { Timeout = 15_000 });
         Assert.StartsWith("CONFIDENTIAL", await map.TextContentAsync("#banner-top"));
         var cookie = (await map.Context.CookiesAsync()).Single(c => c.Name == "concord");
         using var copy = new HttpClient { BaseAddress = fixture.Server.BaseAddress };
@@ -213,6 +218,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await map.EvaluateAsync("() => { window.__check = Concord.checkSession; Concord.checkSession = () => { window.__checked = true; }; }");
         await map.EvaluateAsync("() => { window.concordMap.map.panBy([20, 0]); }");
         await map.WaitForFunctionAsync("window.__checked === true && window.concordMap.total === 0");
+        await map.WaitForFunctionAsync("window.concordMap.tracks.length === 0", null, new() { Timeout = 15_000 });
         Assert.Equal(0, await map.EvaluateAsync<int>("window.concordMap.total"));
         Assert.Equal(0, await map.EvaluateAsync<int>("document.querySelectorAll('#map .sym').length"));
         Assert.Equal("UNCLASSIFIED", (await map.TextContentAsync("#banner-top"))?.Trim());

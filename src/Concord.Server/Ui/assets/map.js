@@ -89,6 +89,27 @@
   let onScreen = { level: 0, caveats: 0n };
   const layerMarks = { tracks: { level: 0, caveats: 0n }, coordination: { level: 0, caveats: 0n } };
   const marksOf = features => features.reduce((m, f) => ({ level: Math.max(m.level, f.properties.level ?? 0), caveats: m.caveats | BigInt(f.properties.caveats ?? 0) }), { level: 0, caveats: 0n });
+  // The incidents drawn go (a refused read): nothing of them is shown or counted in the banner.
+  function clearIncidents() {
+    incidents.clearLayers();
+    onScreen = { level: 0, caveats: 0n };
+    updateBanner();
+    Object.assign(state, { clustered: false, total: 0, ids: [] });
+  }
+
+  // A layer's read refused because the session ended (signed out in another window, a password changed, an account
+  // disabled) or may no longer read it: what the layer shows goes at once, as the incidents do, rather than staying drawn
+  // (tracks move without a change on the live channel, which would close it). True when it was so.
+  function refusedLayer(response, layer, name) {
+    if (!response || (response.status !== 401 && response.status !== 403)) return false;
+    layer.clearLayers();
+    state[name] = [];
+    layerMarks[name] = { level: 0, caveats: 0n };
+    updateBanner();
+    Concord.checkSession();
+    return true;
+  }
+
   function updateBanner() {
     // Incidents count only while their layer is shown, as the other layers do; so does the line that counts them, which
     // is figures drawn from them (a count of three STRICTLY CONFIDENTIAL incidents under an UNCLASSIFIED banner otherwise).
@@ -129,10 +150,7 @@
         // The session ended (signed out in another window, a password changed, an account disabled) or no longer reads
         // the map: what it showed goes at once, and an ended session leaves for the sign-in page, rather than keeping the
         // incidents drawn until the next change anywhere closes the live channel.
-        incidents.clearLayers();
-        onScreen = { level: 0, caveats: 0n };
-        updateBanner();
-        Object.assign(state, { clustered: false, total: 0, ids: [] });
+        clearIncidents();
         status.textContent = t('failed');
         Concord.checkSession();
         return;
@@ -142,10 +160,7 @@
         // goes, and the reason shows, at once (not an empty map still saying it is loading while the reason is read).
         const problem = await response.json().catch(() => null);
         if (mine !== generation) return;
-        incidents.clearLayers();
-        onScreen = { level: 0, caveats: 0n };
-        updateBanner();
-        Object.assign(state, { clustered: false, total: 0, ids: [] });
+        clearIncidents();
         // Crossed sliders are said in the page's language; any other refusal (an address edited by hand) as the server words it.
         status.textContent = !problem || !problem.errors ? t('failed')
           : problem.errors.from ? t('crossed') : Object.entries(problem.errors).map(([k, v]) => `${k}: ${v.join(' ')}`).join(' ');
@@ -272,6 +287,7 @@
     if (!map.hasLayer(tracks)) return;
     const mine = ++latest.tracks;
     const response = await fetch('/api/tracks/geojson?' + new URLSearchParams({ bbox: viewport() })).catch(() => null);
+    if (mine >= drawn.tracks && refusedLayer(response, tracks, 'tracks')) { drawn.tracks = mine; return; }
     const data = await bodyOf(response, Concord.readJson);
     if (!data || mine < drawn.tracks) return;
     drawn.tracks = mine;
@@ -327,6 +343,7 @@
     if (!map.hasLayer(coordination)) return;
     const mine = ++latest.coordination;
     const response = await fetch('/api/coordination/geojson').catch(() => null);
+    if (mine >= drawn.coordination && refusedLayer(response, coordination, 'coordination')) { drawn.coordination = mine; return; }
     const data = await bodyOf(response, Concord.readJson);
     if (!data) {
       // Not polled as the tracks are: a failed read is tried again, or a request withdrawn meanwhile would stay drawn.
