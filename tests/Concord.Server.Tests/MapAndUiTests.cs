@@ -13,6 +13,36 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
     where TServer : TestServer
 {
     [Fact]
+    public async Task The_sign_in_page_takes_no_form_larger_than_a_sign_in_needs()
+    {
+        // Open to anyone, it read forms of up to the server's 30 MB a request, each buffered, copied and written back.
+        using var anonymous = server.Anonymous();
+        var signin = await anonymous.GetStringAsync("/signin");
+        var token = Regex.Match(signin, "name=\"__RequestVerificationToken\" value=\"([^\"]*)\"").Groups[1].Value;
+        HttpRequestMessage Oversized(bool chunked)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/signin")
+            {
+                Content = new FormUrlEncodedContent(new Dictionary<string, string>
+                {
+                    ["__RequestVerificationToken"] = WebUtility.HtmlDecode(token),
+                    ["_handler"] = "signin",
+                    ["Input.UserName"] = new string('a', 4 * 1024 * 1024),
+                    ["Input.Password"] = "x",
+                }),
+            };
+            // Sent without its length, it is found too large as it is read.
+            request.Headers.TransferEncodingChunked = chunked;
+            return request;
+        }
+
+        using var withLength = Oversized(chunked: false);
+        using var withoutLength = Oversized(chunked: true);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, (await anonymous.SendAsync(withLength)).StatusCode);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, (await anonymous.SendAsync(withoutLength)).StatusCode);
+    }
+
+    [Fact]
     public async Task A_protected_source_shown_raises_the_banners_to_its_caveat()
     {
         // An unclassified police report naming its informant: a colleague holding SOURCE-PROTECTED sees the name, and the

@@ -38,9 +38,45 @@ internal static class UiHosting
         return services;
     }
 
+    /// <summary>The largest sign-in form accepted: a name, a password, the return address and the antiforgery token.</summary>
+    public const long MaxSignInFormBytes = 16 * 1024;
+
     /// <summary>Static assets first (no authentication needed for scripts and styles), then the request's language.</summary>
     public static void UseConcordUiAssets(this WebApplication app)
     {
+        // The sign-in page is open to anyone: its form is held to what a sign-in needs before anything reads it (the
+        // server's default, 30 MB a request, let an anonymous client have each one buffered, copied and written back).
+        app.Use(async (context, next) =>
+        {
+            if (!HttpMethods.IsPost(context.Request.Method) || !context.Request.Path.Equals("/signin", StringComparison.OrdinalIgnoreCase))
+            {
+                await next(context);
+                return;
+            }
+
+            if (context.Request.ContentLength > MaxSignInFormBytes)
+            {
+                context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
+                return;
+            }
+
+            if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+            {
+                limit.MaxRequestBodySize = MaxSignInFormBytes;
+            }
+
+            try
+            {
+                await next(context);
+            }
+            catch (BadHttpRequestException tooLarge) when (tooLarge.StatusCode == StatusCodes.Status413PayloadTooLarge && !context.Response.HasStarted)
+            {
+                // A body sent without its length, found too large as it is read.
+                context.Response.Clear();
+                context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
+            }
+        });
+
         var root = Path.Combine(AppContext.BaseDirectory, "ui");
         if (Directory.Exists(root))
         {
