@@ -854,6 +854,41 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_release_may_coarsen_the_time_as_it_coarsens_the_place()
+    {
+        // The copy kept the original's time to the second: with category and figures, enough to match it to other reporting.
+        var observed = new DateTimeOffset(2026, 11, 19, 21, 17, 43, TimeSpan.Zero); // a Thursday
+        var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:JOC", "org:UNPOL"]), observedAt: observed));
+        var path = $"/api/reports/{Id(original)}/releases";
+        async Task<JsonElement> Released(string? precision)
+        {
+            var (created, copy) = await server.ClientFor("unpoladmin").PostJson(path, new
+            {
+                marking = Api.Marking("UNCLASSIFIED", ["mission"]),
+                narrative = "Clash reported in the sector " + precision,
+                reason = "For partners' planning",
+                timePrecision = precision,
+            });
+            Assert.True(created.StatusCode == HttpStatusCode.Created, copy.ToString());
+            return copy;
+        }
+
+        var byDay = await Released("day");
+        var byWeek = await Released("week");
+        var kept = await Released(null);
+        var (refused, problem) = await server.ClientFor("unpoladmin").PostJson(path, new
+        {
+            marking = Api.Marking("UNCLASSIFIED", ["mission"]), narrative = "Clash reported.", reason = "For partners", timePrecision = "minute",
+        });
+
+        Assert.Equal((new DateTimeOffset(2026, 11, 19, 0, 0, 0, TimeSpan.Zero), "day"), (byDay.GetProperty("observedAt").GetDateTimeOffset(), byDay.GetProperty("observedPrecision").GetString()));
+        Assert.Equal((new DateTimeOffset(2026, 11, 16, 0, 0, 0, TimeSpan.Zero), "week"), (byWeek.GetProperty("observedAt").GetDateTimeOffset(), byWeek.GetProperty("observedPrecision").GetString()));
+        Assert.Equal(observed, kept.GetProperty("observedAt").GetDateTimeOffset());
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(["timePrecision"], problem.ErrorFields());
+    }
+
+    [Fact]
     public async Task A_classified_release_sent_again_is_audited_as_a_read_of_the_copy_it_answers_with()
     {
         // The 200 of a release sent again hands back the copy made by the first: a read, as for a report sent again.

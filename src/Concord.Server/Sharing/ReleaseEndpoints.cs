@@ -12,7 +12,8 @@ using Microsoft.EntityFrameworkCore;
 namespace Concord.Server.Sharing;
 
 /// <summary>What a sanitised copy is released as; its actors are only those given here (the original's may name sources).</summary>
-internal sealed record ReleaseRequest(MarkingDto? Marking, string? Tlp, double? GridDegrees, string? Narrative, string? Reason, IReadOnlyList<string>? Actors = null);
+internal sealed record ReleaseRequest(MarkingDto? Marking, string? Tlp, double? GridDegrees, string? Narrative, string? Reason, IReadOnlyList<string>? Actors = null,
+    string? TimePrecision = null);
 
 /// <summary>
 /// Sanitised release ("tearline"): a releaser of the reporting organisation publishes a copy of a report at a lower marking,
@@ -28,6 +29,16 @@ internal static class ReleaseEndpoints
         app.MapPost("/api/reports/{id:guid}/releases", Release).WithTags("Sharing").RequireAuthorization(Policies.Releaser)
             .Accepts<ReleaseRequest>("application/json")
             .WithSummary("Publish a sanitised copy of a report at a lower marking (releasers of the reporting organisation).");
+
+    /// <summary>The start of the hour, day, week (from Monday) or month <paramref name="at"/> falls in (UTC).</summary>
+    internal static DateTime Truncate(DateTime at, TimePrecision precision) => precision switch
+    {
+        TimePrecision.Hour => new DateTime(at.Year, at.Month, at.Day, at.Hour, 0, 0, DateTimeKind.Utc),
+        TimePrecision.Day => new DateTime(at.Year, at.Month, at.Day, 0, 0, 0, DateTimeKind.Utc),
+        TimePrecision.Week => new DateTime(at.Year, at.Month, at.Day, 0, 0, 0, DateTimeKind.Utc).AddDays(-(((int)at.DayOfWeek + 6) % 7)),
+        TimePrecision.Month => new DateTime(at.Year, at.Month, 1, 0, 0, 0, DateTimeKind.Utc),
+        _ => at,
+    };
 
     /// <summary>The centre of the grid cell a coordinate falls in.</summary>
     public static double Snap(double value, double grid) => (Math.Floor(value / grid) * grid) + (grid / 2);
@@ -71,6 +82,21 @@ internal static class ReleaseEndpoints
         ReportRules.RejectControlCharacters(body.Narrative, "narrative", errors);
         ReportRules.RejectControlCharacters(body.Reason, "reason", errors);
         ReportRules.CheckActors(body.Actors, errors);
+
+        // The time coarsened as the place is, when the releaser asks: to the hour, the day, the week or the month.
+        var precision = original.ObservedPrecision;
+        if (body.TimePrecision is { } asked)
+        {
+            if (!Enum.TryParse<TimePrecision>(asked, ignoreCase: true, out var coarser) || asked.Any(c => !char.IsAsciiLetter(c))
+                || coarser is not (TimePrecision.Hour or TimePrecision.Day or TimePrecision.Week or TimePrecision.Month))
+            {
+                errors["timePrecision"] = ["must be one of hour, day, week, month"];
+            }
+            else if (TimePrecisions.Span(coarser) > TimePrecisions.Span(precision))
+            {
+                precision = coarser;
+            }
+        }
 
         var grid = body.GridDegrees ?? 0.1;
         if (!double.IsFinite(grid) || grid < MinGrid || grid > MaxGrid)
@@ -116,8 +142,8 @@ internal static class ReleaseEndpoints
             Id = Guid.CreateVersion7(),
             OrganizationId = viewer.OrganizationId,
             MemberId = viewer.MemberId,
-            ObservedAt = original.ObservedAt,
-            ObservedPrecision = original.ObservedPrecision,
+            ObservedAt = precision == original.ObservedPrecision ? original.ObservedAt : Truncate(original.ObservedAt, precision),
+            ObservedPrecision = precision,
             Latitude = latitude,
             Longitude = longitude,
             LocationPrecisionMeters = Math.Max(original.LocationPrecisionMeters, cellMeters),
