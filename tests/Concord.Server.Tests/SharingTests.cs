@@ -878,7 +878,10 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var kept = await Released(null);
         var (refused, problem) = await server.ClientFor("unpoladmin").PostJson(path, new
         {
-            marking = Api.Marking("UNCLASSIFIED", ["mission"]), narrative = "Clash reported.", reason = "For partners", timePrecision = "minute",
+            marking = Api.Marking("UNCLASSIFIED", ["mission"]),
+            narrative = "Clash reported.",
+            reason = "For partners",
+            timePrecision = "minute",
         });
 
         Assert.Equal((new DateTimeOffset(2026, 11, 19, 0, 0, 0, TimeSpan.Zero), "day"), (byDay.GetProperty("observedAt").GetDateTimeOffset(), byDay.GetProperty("observedPrecision").GetString()));
