@@ -229,6 +229,33 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_party_this_server_does_not_know_yet_keeps_its_say_over_the_agreement()
+    {
+        // An organisation created on another node a moment ago, party to an agreement: this node's cache of organisations
+        // did not know it, counted it as no party, and let another party take it out of the agreement.
+        var code = "MOU" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        // One rule, for a category no other test of this class reports in, at the marking UNPOL's reports take anyway.
+        var rules = new[] { new { reporter = "org:UNPOL", category = "ocha-access.3-impediments-to-entry", marking = Api.Marking("UNCLASSIFIED", ["org:UNPOL"]), tlp = "amber" } };
+        var (recorded, _) = await server.ClientFor("unpoladmin").PostJson("/api/agreements", new { code, name = "Late party", parties = new[] { "UNPOL" }, rules });
+        Assert.Equal(HttpStatusCode.Created, recorded.StatusCode);
+        var late = "LATE" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        await server.WithDbAsync(async db =>
+        {
+            db.Organizations.Add(new Organizations.Organization { Id = Guid.NewGuid(), Code = late, Name = "Late Agency", Kind = Access.OrganizationKind.Humanitarian, CreatedAt = DateTime.UtcNow });
+            await db.SaveChangesAsync();
+            return await db.Agreements.Where(a => a.Code == code).ExecuteUpdateAsync(u => u.SetProperty(a => a.Parties, Access.Releasability.Encode(["org:UNPOL", "org:" + late])));
+        });
+        // Past the interval within which this server reads its organisations at most once.
+        await Task.Delay(2100);
+
+        var dropped = await server.ClientFor("unpoladmin").PutAsJsonAsync($"/api/agreements/{code}", new { name = "Late party", parties = new[] { "UNPOL" }, rules });
+
+        Assert.Equal(HttpStatusCode.Forbidden, dropped.StatusCode);
+        Assert.Contains(late + " is a party", (await dropped.Json()).GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.NoContent, (await server.ClientFor("jocadmin").DeleteAsync($"/api/agreements/{code}")).StatusCode);
+    }
+
+    [Fact]
     public async Task A_caveat_written_with_spaces_in_a_rule_is_the_caveat()
     {
         // The rule's caveat code was typed with a space before it: accepted as the caveat, it must mark as the caveat too,

@@ -703,7 +703,11 @@ internal static class AdminEndpoints
         }
 
         // Only the parties as they stand may revise: naming oneself a party in the new version gives no say over it.
-        var current = Releasability.Decode(latest.Parties).Select(p => directory.Organizations.FirstOrDefault(o => "org:" + o.Code == p)?.Id ?? Guid.Empty).ToList();
+        if (await PartiesAsync(latest, directory, context.RequestAborted) is not { } current)
+        {
+            return UnknownParty(normalized);
+        }
+
         if (!current.Any(p => Administers(viewer, p)))
         {
             return Problems.Forbidden("only administrators of a party organisation (or mission administrators) revise its agreements");
@@ -739,6 +743,30 @@ internal static class AdminEndpoints
         return TypedResults.Ok(ToDto(agreement));
     }
 
+    /// <summary>
+    /// The parties of an agreement's version, by id; null when one is not known to this server (an organisation created
+    /// on another node a moment ago, looked up in the store once): treated as no party, it would lose its say over the
+    /// agreement and the protection of its own rules.
+    /// </summary>
+    private static async Task<List<Guid>?> PartiesAsync(Agreement version, MissionDirectory directory, CancellationToken cancellationToken)
+    {
+        var parties = new List<Guid>();
+        foreach (var party in Releasability.Decode(version.Parties))
+        {
+            if (!party.StartsWith("org:", StringComparison.Ordinal) || await directory.OrganizationAsync(party[4..], cancellationToken) is not { } organization)
+            {
+                return null;
+            }
+
+            parties.Add(organization.Id);
+        }
+
+        return parties;
+    }
+
+    private static ProblemHttpResult UnknownParty(string code) =>
+        Problems.Field("code", $"a party to agreement '{code}' is not known to this server yet; try again in a moment", StatusCodes.Status409Conflict);
+
     private static async Task<Results<NoContent, NotFound, ProblemHttpResult>> RetireAgreement(
         string code, HttpContext context, Viewer viewer, ConcordDb db, MarkingFormat markings, AuditChain chain, MissionDirectory directory, ViewerDirectory viewers, TimeProvider time)
     {
@@ -749,7 +777,11 @@ internal static class AdminEndpoints
             return TypedResults.NotFound();
         }
 
-        var parties = Releasability.Decode(latest.Parties).Select(p => directory.Organizations.FirstOrDefault(o => "org:" + o.Code == p)?.Id ?? Guid.Empty).ToList();
+        if (await PartiesAsync(latest, directory, context.RequestAborted) is not { } parties)
+        {
+            return UnknownParty(normalized);
+        }
+
         if (!parties.Any(p => Administers(viewer, p)))
         {
             return Problems.Forbidden("only administrators of a party organisation (or mission administrators) retire its agreements");
