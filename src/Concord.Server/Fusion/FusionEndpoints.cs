@@ -157,7 +157,7 @@ internal static class FusionEndpoints
                 IncidentSummary.Add(view, x.Report, figures);
             }
 
-            figures.Add((IncidentSummary.Sum(x.Report.KilledCivilianBest, x.Report.KilledOtherBest), IncidentSummary.Sum(x.Report.InjuredCivilianBest, x.Report.InjuredOtherBest)));
+            figures.Add(IncidentSummary.Figures(x.Report));
             features = FusionFeatures.Of(view);
         }
 
@@ -298,9 +298,10 @@ internal static class FusionEndpoints
                 stored[incident.Id] = incident;
             }
 
-            var visibleIds = reports.Select(r => r.Id);
+            // Every link, with its report when the viewer may see it (a left join on the visible reports).
             foreach (var x in await db.IncidentReports.AsNoTracking().Where(l => chunk.Contains(l.IncidentId))
-                .Select(l => new { l.IncidentId, Report = visibleIds.Contains(l.ReportId) ? db.Reports.FirstOrDefault(r => r.Id == l.ReportId) : null })
+                .GroupJoin(reports.AsNoTracking(), l => l.ReportId, r => r.Id, (l, seen) => new { l.IncidentId, seen })
+                .SelectMany(x => x.seen.DefaultIfEmpty(), (x, r) => new { x.IncidentId, Report = r })
                 .ToListAsync(cancellationToken))
             {
                 links[x.IncidentId] = links.GetValueOrDefault(x.IncidentId) + 1;

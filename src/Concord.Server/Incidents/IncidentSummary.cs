@@ -275,6 +275,10 @@ internal static class IncidentSummary
     }
 
     /// <summary>Civilian and other figures together; none when neither is given.</summary>
+    /// <summary>A report's best estimates of killed and injured, civilians and others together: what a large incident's medians are taken from.</summary>
+    internal static (int? Killed, int? Injured) Figures(Report report) =>
+        (Sum(report.KilledCivilianBest, report.KilledOtherBest), Sum(report.InjuredCivilianBest, report.InjuredOtherBest));
+
     internal static int? Sum(int? a, int? b) => a is null && b is null ? null : (a ?? 0) + (b ?? 0);
 
     // A report's casualty range: each part's low (or high) estimate where it gives one, else its best.

@@ -252,7 +252,7 @@ internal sealed class ReportWriter : IAsyncDisposable
                         }
 
                         IncidentSummary.Add(joined, report, figures);
-                        figures.Add((IncidentSummary.Sum(report.KilledCivilianBest, report.KilledOtherBest), IncidentSummary.Sum(report.InjuredCivilianBest, report.InjuredOtherBest)));
+                        figures.Add(IncidentSummary.Figures(report));
                         // Never back in time: a status change may have been stored since this batch took its time.
                         joined.UpdatedAt = now > joined.UpdatedAt ? now : joined.UpdatedAt;
                         joined.Causes.Add(report.Id);

@@ -1314,15 +1314,24 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
             lock (_attaching)
             {
-                if (_droppedCallsigns.TryGetValue(callsign, out var dropped) && dropped.Member != member && tracks.OwnerOf(dropped.Device, now.UtcDateTime) == dropped.Member)
+                if (DroppedHolder(callsign, member, now) is { } device)
                 {
-                    return $"its sender's callsign {callsign} is held by the device {dropped.Device} of another member, whose link dropped while its track is current";
+                    return $"its sender's callsign {callsign} is held by the device {device} of another member, whose link dropped while its track is current";
                 }
             }
         }
 
         return null;
     }
+
+    /// <summary>
+    /// The device of another member than <paramref name="member"/> that holds <paramref name="callsign"/> though its link
+    /// dropped, its track still current; null when none does. Under _attaching.
+    /// </summary>
+    private string? DroppedHolder(string callsign, Guid member, DateTimeOffset now) =>
+        _droppedCallsigns.TryGetValue(callsign, out var dropped) && dropped.Member != member && tracks.OwnerOf(dropped.Device, now.UtcDateTime) == dropped.Member
+            ? dropped.Device
+            : null;
 
     /// <summary>
     /// Gives a device the callsign it reports, judged once per new claim and under the attaching lock (two devices claiming
@@ -1342,11 +1351,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             // otherwise come back to find its direct messages going to another member's device.
             // (A session closing, not yet detached, holds it too: its callsign goes to the list of dropped ones as it detaches.)
             var holder = _sessions.FirstOrDefault(s => s != from && s.Callsign == callsign && s.Viewer.MemberId != from.Viewer.MemberId)?.Viewer.UserName;
-            if (holder is null && _droppedCallsigns.TryGetValue(callsign, out var dropped))
+            if (holder is null && _droppedCallsigns.ContainsKey(callsign))
             {
-                if (dropped.Member != from.Viewer.MemberId && tracks.OwnerOf(dropped.Device, time.GetUtcNow().UtcDateTime) == dropped.Member)
+                if (DroppedHolder(callsign, from.Viewer.MemberId, time.GetUtcNow()) is { } device)
                 {
-                    holder = $"the device {dropped.Device}, whose link dropped while its track is current";
+                    holder = $"the device {device}, whose link dropped while its track is current";
                 }
                 else
                 {

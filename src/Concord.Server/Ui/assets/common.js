@@ -76,6 +76,8 @@ window.Concord = (() => {
   // An access change is heard on the node of the live channel, which reads the member again at once; a read answered by
   // another node (behind a load balancer) may still judge the member as before for up to its member cache's lifetime.
   // What depends on the member's access is read at once and again once that is over (the latest access change counts).
+  // A change of what decides the member's reads (a member, a group, an agreement, an organisation): views read again.
+  const isAccessChange = c => c.entity === 'member' || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization';
   let settling = null;
   function afterAccessChange(reread) {
     reread();
@@ -83,5 +85,5 @@ window.Concord = (() => {
     settling = setTimeout(reread, context.accessSettlesIn || 11000);
   }
 
-  return { context, text, number, day, banner, readJson, live, received, connections, checkSession, afterAccessChange };
+  return { context, text, number, day, banner, readJson, live, received, connections, checkSession, afterAccessChange, isAccessChange };
 })();

@@ -456,7 +456,7 @@
 
   // A change to the member (clearance, caveats, organisation), a sharing group or an agreement may change what this member
   // may see: the board is read again, so that nothing stays on screen the member no longer may see.
-  const access = c => c.entity === 'member' || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization';
+  const access = Concord.isAccessChange;
   Concord.live(changes => {
     // Cards are redrawn on an access change, open comments read again with them, at once and again once every node
     // judges the member anew (Concord.afterAccessChange).

@@ -12,8 +12,7 @@
   const version = notice.dataset.version;
   // The change feed's position when the server read the page: what changed after it, the page has not shown.
   let after = Number(notice.dataset.after);
-  const access = c => c.entity === 'member' || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization';
-  const concerns = c => c.id === id || access(c);
+  const concerns = c => c.id === id || Concord.isAccessChange(c);
   const correcting = () => Boolean(document.getElementById('merge-ids')?.value.trim()) || document.querySelector('input[name="split"]:checked') !== null;
   let leaving = false;
   let checking = null;

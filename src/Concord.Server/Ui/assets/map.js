@@ -386,7 +386,7 @@
     soon(100);
     // A change of access (the member's clearance or caveats, a group, an agreement, an organisation) may take away what
     // is drawn or open: everything is read again, as on reconnecting.
-    const access = changes.some(c => c.entity === 'member' || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization');
+    const access = changes.some(Concord.isAccessChange);
     if (access) {
       // Read at once and again once every node judges the member anew (Concord.afterAccessChange).
       Concord.afterAccessChange(() => { soon(0); loadTracks(); loadCoordination(); if (!panel.hidden) rereadPanel(); });
