@@ -400,6 +400,42 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_live_page_that_lost_its_circuit_says_so_in_its_language_and_comes_back()
+    {
+        var page = await fixture.SignedInAsync("force", "/dashboard");
+        // The page's circuit runs on a WebSocket that offline emulation leaves open: the test keeps each one to close it.
+        await page.AddInitScriptAsync("""
+            window.__sockets = [];
+            const Native = window.WebSocket;
+            window.WebSocket = class extends Native { constructor(...args) { super(...args); window.__sockets.push(this); } };
+            """);
+        await page.ClickAsync("#lang-fr");
+        await page.WaitForSelectorAsync("html[lang='fr']");
+        await page.WaitForSelectorAsync("#dashboard-live[data-live='on']", new() { State = WaitForSelectorState.Attached });
+        Assert.False(await page.IsVisibleAsync("#components-reconnect-modal"));
+
+        // The link goes down: the open circuit breaks and nothing reaches the server until it is back.
+        await page.Context.SetOfflineAsync(true);
+        await page.EvaluateAsync("window.__sockets.filter(s => s.url.includes('_blazor')).forEach(s => s.close(4000))");
+        await page.WaitForSelectorAsync("#components-reconnect-modal", new() { State = WaitForSelectorState.Visible });
+        var notice = await page.InnerTextAsync("#components-reconnect-modal");
+        Assert.Matches("Connexion au serveur perdue|Toujours pas de connexion au serveur", notice);
+        Assert.DoesNotContain("Rejoin", notice);
+        // Blazor's own English notice is not shown beside it.
+        Assert.Equal(1, await page.Locator("[id='components-reconnect-modal']").CountAsync());
+
+        await page.Context.SetOfflineAsync(false);
+        await page.WaitForSelectorAsync("#components-reconnect-modal", new() { State = WaitForSelectorState.Hidden, Timeout = 60_000 });
+        // The circuit is back and live: the filter applies in place, without a page load.
+        await page.EvaluateAsync("window.__notReloaded = true");
+        var loads = await page.GetAttributeAsync("#dashboard-live", "data-loads");
+        await page.FillAsync("#d-from", "2020-01-01");
+        await page.ClickAsync("#dashboard-apply");
+        await page.WaitForFunctionAsync("l => document.getElementById('dashboard-live').dataset.loads !== l", loads);
+        Assert.True(await page.EvaluateAsync<bool>("window.__notReloaded === true"));
+    }
+
+    [Fact]
     public async Task A_map_told_of_an_access_change_reads_its_view_again_once_every_node_judges_the_member_anew()
     {
         // Behind a load balancer, the read the push starts may reach a node that still judges the member as before for up
