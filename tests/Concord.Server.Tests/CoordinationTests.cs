@@ -934,6 +934,85 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_task_given_the_id_of_a_request_escalates_as_the_request_does_each_once()
+    {
+        // Clients choose the ids of tasks and requests; one id may name one of each. Their escalations are told apart by
+        // kind: neither stops the other (or every escalation after them) from escalating.
+        var id = Guid.NewGuid();
+        var (created, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
+        {
+            id,
+            type = "transport",
+            title = "Ferry cable snapped at Mobaye",
+            details = "The ferry cannot cross; patrols are cut off.",
+            priority = "urgent",
+            addressee = "PREF",
+            location = new { latitude = 4.32, longitude = 21.18 },
+            windowStart = Clock.GetUtcNow().AddDays(1),
+            windowEnd = Clock.GetUtcNow().AddDays(2),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
+        // A task is not given a request's id, nor a request a task's.
+        var (taken, takenProblem) = await server.ClientFor("unpol").PostJson("/api/tasks", new
+        {
+            id,
+            title = "Check the ferry landing",
+            organization = "UNPOL",
+            acknowledgeBy = Clock.GetUtcNow().AddMinutes(16),
+            marking = Api.Marking("UNCLASSIFIED", ["org:UNPOL"]),
+        });
+        Assert.Equal(HttpStatusCode.Conflict, taken.StatusCode);
+        Assert.Equal(["id"], takenProblem.ErrorFields());
+        var (otherTask, other) = await server.ClientFor("unpol").PostJson("/api/tasks", new { title = "Check the ferry landing", organization = "UNPOL" });
+        Assert.True(otherTask.StatusCode == HttpStatusCode.Created, other.ToString());
+        var (takenByTask, takenByTaskProblem) = await server.ClientFor("unpol").PostJson("/api/requests", new
+        {
+            id = Id(other),
+            type = "transport",
+            title = "Ferry cable snapped at Mobaye",
+            details = "The ferry cannot cross; patrols are cut off.",
+            priority = "urgent",
+            addressee = "PREF",
+            location = new { latitude = 4.32, longitude = 21.18 },
+        });
+        Assert.Equal(HttpStatusCode.Conflict, takenByTask.StatusCode);
+        Assert.Equal(["id"], takenByTaskProblem.ErrorFields());
+
+        // Two sends at once can still store one of each (or a store from before the check holds them): such a task
+        // escalates as the request does, each once.
+        var unpol = await server.WithDbAsync(db => db.Organizations.Where(o => o.Code == "UNPOL").Select(o => o.Id).SingleAsync());
+        await server.WithDbAsync(async db =>
+        {
+            var now = Clock.GetUtcNow().UtcDateTime;
+            var task = new CoordinationTask
+            {
+                Id = id,
+                Title = "Check the ferry landing",
+                OrganizationId = unpol,
+                Role = TaskRoles.Assigned,
+                Status = TaskStatuses.Open,
+                CreatedBy = "test",
+                CreatedAt = now,
+                UpdatedAt = now,
+                AcknowledgeBy = now.AddMinutes(16),
+                Classification = 0,
+                ReleasableTo = "|org:UNPOL|",
+                Caveats = 0,
+            };
+            task.Reschedule();
+            db.Tasks.Add(task);
+            await db.SaveChangesAsync();
+            return 0;
+        });
+
+        Advance(TimeSpan.FromMinutes(17));
+        Task<int> EscalatedAsync(string entity) =>
+            server.WithDbAsync(db => db.Escalations.CountAsync(e => e.ItemId == id && e.ItemEntity == entity && e.Deadline == Deadlines.Acknowledge));
+        await WaitForAsync(() => EscalatedAsync("request"), n => n == 1, "the request's escalation");
+        await WaitForAsync(() => EscalatedAsync("task"), n => n == 1, "the task's escalation");
+    }
+
+    [Fact]
     public async Task Requests_to_a_kind_are_taken_by_one_organisation_and_measured()
     {
         var unpol = server.ClientFor("unpol");

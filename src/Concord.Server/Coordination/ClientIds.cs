@@ -36,6 +36,10 @@ internal static class ClientIds
         CoordinationDesk.Codes(stored).ToHashSet(StringComparer.OrdinalIgnoreCase)
             .SetEquals((sent ?? []).Select(c => c.Trim()).Append(viewer.OrganizationCode));
 
+    /// <summary>The id is a record's of the other kind (a task's for a request, or a request's for a task).</summary>
+    public static ProblemHttpResult TakenByOther(string what) =>
+        Problems.Field("id", $"is already used by a {what}: start a new form to send this one", StatusCodes.Status409Conflict);
+
     public static ProblemHttpResult Taken(string what) =>
         Problems.Field("id", $"is already used by another {what}: a retry must send the same {what} (start a new form to send another)", StatusCodes.Status409Conflict);
 

@@ -62,7 +62,7 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
             return;
         }
 
-        var keys = answered.Select(d => $"escalation:{itemId:N}:{d}").ToList();
+        var keys = answered.Select(d => EscalationScheduler.NoticeKey(entity, itemId, d)).ToList();
         var reason = $"the {entity} was {to} after this notice";
         for (var attempt = 1; ; attempt++)
         {

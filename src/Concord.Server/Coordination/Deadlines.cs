@@ -68,7 +68,7 @@ internal static class Deadlines
 }
 
 /// <summary>
-/// One missed deadline, escalated. The unique key (item, deadline) makes an escalation happen exactly once, whatever
+/// One missed deadline, escalated. The unique key (kind, item, deadline) makes an escalation happen exactly once, whatever
 /// restarts or concurrent schedulers do: a second insert fails and its transaction rolls back.
 /// </summary>
 internal sealed class Escalation

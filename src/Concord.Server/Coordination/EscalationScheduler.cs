@@ -10,7 +10,7 @@ namespace Concord.Server.Coordination;
 /// Escalates missed deadlines of tasks and requests, on the injected clock. It sleeps until the earliest pending deadline
 /// (found through one indexed column) or until woken by a new deadline, so it costs nothing between deadlines however
 /// many items are open. Each escalation is stored with its item's new state and its audit entry in one transaction, and
-/// the (item, deadline) key is unique: after a restart, deadlines missed while the server was down escalate once, and
+/// the (kind, item, deadline) key is unique: after a restart, deadlines missed while the server was down escalate once, and
 /// those already escalated never again.
 /// </summary>
 internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDirectory directory, AuditChain chain, TimeProvider time, ILogger<EscalationScheduler> logger)
@@ -118,6 +118,12 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
         return Math.Max(tasks.Count, requests.Count);
     }
 
+    /// <summary>
+    /// The routing key of the notice of one missed deadline of a task or request: unique as the escalation is, by kind too
+    /// (clients choose the ids of tasks and requests, so one id may name one of each).
+    /// </summary>
+    internal static string NoticeKey(string entity, Guid itemId, string deadline) => $"escalation:{entity}:{itemId:N}:{deadline}";
+
     /// <summary>An escalation notice is released as its item is, and to the organisation the misses go to.</summary>
     internal static string NoticeReleasableTo(string itemReleasableTo, string escalationOrganization) =>
         Releasability.Encode(Releasability.Decode(itemReleasableTo).Append(Community.Organization(escalationOrganization)));
@@ -153,7 +159,7 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
                     OrganizationId = to.Id,
                     Role = TaskRoles.Escalation,
                     Status = TaskStatuses.Open,
-                    RoutingKey = $"escalation:{itemId:N}:{deadline}",
+                    RoutingKey = NoticeKey(entity, itemId, deadline),
                     IncidentId = incidentId,
                     RequestId = requestId,
                     EscalatedItemId = itemId,

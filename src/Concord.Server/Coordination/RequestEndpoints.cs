@@ -148,8 +148,19 @@ internal static class RequestEndpoints
     private static async Task<Results<Created<RequestDto>, Ok<RequestDto>, ProblemHttpResult>?> RetriedAsync(CoordinationDesk desk, NewRequest body, Viewer viewer, HttpContext context)
     {
         var cancellationToken = context.RequestAborted;
-        if (body.Id is not { } id || await desk.Db.Requests.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken) is not { } stored)
+        if (body.Id is not { } id)
         {
+            return null;
+        }
+
+        if (await desk.Db.Requests.AsNoTracking().SingleOrDefaultAsync(r => r.Id == id, cancellationToken) is not { } stored)
+        {
+            // Escalations, their notices and the records they answer tell tasks and requests apart by their ids.
+            if (await desk.Db.Tasks.AnyAsync(t => t.Id == id, cancellationToken))
+            {
+                return ClientIds.TakenByOther("task");
+            }
+
             return null;
         }
 

@@ -177,8 +177,19 @@ internal static class TaskEndpoints
     private static async Task<Results<Created<TaskDto>, Ok<TaskDto>, ProblemHttpResult>?> RetriedAsync(CoordinationDesk desk, NewTask body, Viewer viewer, HttpContext context)
     {
         var cancellationToken = context.RequestAborted;
-        if (body.Id is not { } id || await desk.Db.Tasks.AsNoTracking().SingleOrDefaultAsync(t => t.Id == id, cancellationToken) is not { } stored)
+        if (body.Id is not { } id)
         {
+            return null;
+        }
+
+        if (await desk.Db.Tasks.AsNoTracking().SingleOrDefaultAsync(t => t.Id == id, cancellationToken) is not { } stored)
+        {
+            // Escalations, their notices and the records they answer tell tasks and requests apart by their ids.
+            if (await desk.Db.Requests.AnyAsync(r => r.Id == id, cancellationToken))
+            {
+                return ClientIds.TakenByOther("request");
+            }
+
             return null;
         }
 
