@@ -500,19 +500,18 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(0, await EscalationsAsync(supportId, Deadlines.Acknowledge));
         Assert.Equal(2, await server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == leadId)));
 
-        // The incident becomes CONFIDENTIAL for the force only (as a correction would make it): its tasks follow, and the
-        // police no longer see their own supporting task, which would otherwise tell them of an incident they may not see.
-        await server.WithDbAsync(async db =>
-        {
-            var incident = await db.Incidents.SingleAsync(i => i.Id == battle);
-            incident.Classification = 1;
-            incident.ReleasableTo = "|org:FORCE|";
-            return await db.SaveChangesAsync();
-        });
+        // A CONFIDENTIAL account for the force alone joins the incident: its tasks follow. The police no longer see their own
+        // supporting task, which would otherwise tell them of an account they may not read, and it is withdrawn; the force,
+        // which may read both accounts, keeps its lead task, marked for it.
+        var (_, joined) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(latitude: lat, longitude: lon,
+            narrative: "Armed clash reported near Bambari market, force account.", marking: Api.Marking("CONFIDENTIAL", ["org:FORCE"])));
+        Assert.Equal(battle, Id(joined, "incidentId"));
         await WaitForAsync(async () => (await server.ClientFor("unpol").GetAsync($"/api/tasks/{supportId}")).StatusCode, s => s == HttpStatusCode.NotFound, "the supporting task to follow the incident's marking");
-        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("force").GetAsync($"/api/tasks/{supportId}")).StatusCode);
+        Assert.Equal("withdrawn: its incident is no longer released to the organisation",
+            (await server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.Id == supportId))).Reason);
         var (_, followed) = await server.ClientFor("force").GetJson($"/api/tasks/{leadId}");
         Assert.Equal("CONFIDENTIAL//REL TO ORG:FORCE", followed.GetProperty("marking").GetProperty("label").GetString());
+        Assert.Equal("open", followed.GetProperty("status").GetString());
         Assert.Equal(2, await server.WithDbAsync(db => db.Audit.CountAsync(a => (a.EntityId == leadId || a.EntityId == supportId) && a.Action == AuditActions.Update)));
     }
 
@@ -1609,6 +1608,58 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(incident, Id(joined, "incidentId"));
         await WaitForAsync(() => TasksAsync("pref", "organization=JOC&limit=500"), t => !t.Any(IsNotice), "the notice to follow its incident");
         Assert.Contains(await TasksAsync("joc", "organization=JOC&limit=500"), IsNotice);
+
+        // The force may read both accounts (the mission's, and its own): its lead task stays its own, open, now marked for
+        // it alone beside the incident (it was withdrawn, as if the incident were no longer released to it).
+        var task = await server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.Id == Id(lead)));
+        Assert.True(task.Status == TaskStatuses.Open, task.Reason);
+        Assert.NotNull(task.RoutingKey);
+        Assert.Equal("|org:FORCE|", task.ReleasableTo);
+        Assert.Contains(await TasksAsync("force", $"incident={incident}"), t => Id(t) == Id(lead));
+    }
+
+    [Fact]
+    public async Task An_escalation_notice_is_not_changed_by_a_change_of_its_incident_that_leaves_what_it_says()
+    {
+        var (area, lat, lon) = await AreaAsync(-54);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the western ford."));
+        var lead = (await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single();
+        Advance(TimeSpan.FromMinutes(31));
+        bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(lead);
+        var notice = Id((await WaitForAsync(() => TasksAsync("joc", "organization=JOC&limit=500"), t => t.Any(IsNotice), "the notice")).Single(IsNotice));
+
+        // The incident is verified: its words, category, area and marking stay, and so does the notice (it was updated,
+        // audited and pushed once, as if it had changed, its category and area being unset).
+        var (verified, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
+        Assert.Equal(HttpStatusCode.OK, verified.StatusCode);
+        await RouterPassedAsync();
+        Assert.Equal(0, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == notice && a.Action == AuditActions.Update)));
+    }
+
+    [Fact]
+    public async Task A_request_moved_without_a_reason_shows_none_not_the_last_moves()
+    {
+        var unpol = server.ClientFor("unpol");
+        var (created, request) = await unpol.PostJson("/api/requests", new
+        {
+            type = "security-assessment",
+            title = "Assess the Kouango road",
+            details = "Is the road safe for police patrols?",
+            priority = "routine",
+            addressee = "FORCE",
+            location = new { latitude = 5.0, longitude = 20.0 },
+            windowStart = Clock.GetUtcNow().AddDays(1),
+            windowEnd = Clock.GetUtcNow().AddDays(2),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
+        var id = Id(request);
+        var (accepted, acceptedBody) = await server.ClientFor("force").PostJson($"/api/requests/{id}/status", new { status = "accepted", reason = "Two vehicles at 06:00." });
+        Assert.True(accepted.StatusCode == HttpStatusCode.OK, acceptedBody.ToString());
+        Assert.Equal("Two vehicles at 06:00.", acceptedBody.GetProperty("reason").GetString());
+        var (cancelled, cancelledBody) = await unpol.PostJson($"/api/requests/{id}/status", new { status = "cancelled" });
+        Assert.True(cancelled.StatusCode == HttpStatusCode.OK, cancelledBody.ToString());
+        Assert.False(cancelledBody.TryGetProperty("reason", out var reason) && reason.ValueKind == JsonValueKind.String, cancelledBody.ToString());
     }
 
     [Fact]

@@ -161,6 +161,9 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
                     Status = TaskStatuses.Open,
                     RoutingKey = NoticeKey(entity, itemId, deadline),
                     IncidentId = incidentId,
+                    // What the task says of its incident, as the task does (the router compares both with the incident's).
+                    Category = (item as CoordinationTask)?.Category,
+                    AreaId = (item as CoordinationTask)?.AreaId,
                     RequestId = requestId,
                     EscalatedItemId = itemId,
                     AgreementCode = item.AgreementCode,

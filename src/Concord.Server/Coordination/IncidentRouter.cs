@@ -170,6 +170,13 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             existing.ExceptWith(db.ChangeTracker.Entries<CoordinationTask>()
                 .Where(e => e.Entity.RoutingKey is null && e.Property(t => t.RoutingKey).OriginalValue is not null)
                 .Select(e => e.Property(t => t.RoutingKey).OriginalValue!));
+            // The reports' own markings, for incidents whose marking leaves out an organisation the rules name (a mixed
+            // incident: its marking is what all its reports share, which may be less than each releases to it).
+            var reach = await IncidentReach.ReadAsync(db, incidents.Where(incident => agreements.Any(a => a.InForceSince <= incident.CreatedAt)
+                && Responsibilities.Resolve([.. agreements.Where(a => a.InForceSince <= incident.CreatedAt)], incident.Category, directory.Area(incident.AreaId)?.Code)
+                    .SelectMany(route => route.Supporting.Prepend(route.Lead))
+                    .Any(code => directory.OrganizationByCode(code) is not { } named || !directory.ReleasesTo(incident.ReleasableTo, named)))
+                .Select(incident => (Guid?)incident.Id), cancellationToken);
             foreach (var incident in incidents)
             {
                 // Rules apply to incidents recorded since their agreement was (its first version: a revision, of a deadline
@@ -194,7 +201,8 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                         // A task never widens what its incident may be seen by: the organisation is not told, the audit is. Nor
                         // is it given a task none of its members may read (the level or a caveat above all of them, as a task
                         // assigned by hand is refused): nobody would see it, and it would escalate as the organisation's miss.
-                        var withheld = !directory.ReleasesTo(incident.ReleasableTo, organization) ? "the incident is not released to the organisation"
+                        var releasableTo = RoutedReleasableTo(incident.Id, incident.ReleasableTo, organization, reach);
+                        var withheld = releasableTo is null ? "the incident is not released to the organisation"
                             : await CoordinationDesk.NobodyMayReadAsync(db, organization.Id, incident.Classification, incident.Caveats, cancellationToken)
                                 ? "no member of the organisation may read the incident" : null;
                         if (withheld is not null)
@@ -234,7 +242,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                             CreatedAt = now,
                             UpdatedAt = now,
                             Classification = incident.Classification,
-                            ReleasableTo = incident.ReleasableTo,
+                            ReleasableTo = releasableTo!,
                             Caveats = incident.Caveats,
                         };
                         task.Reschedule();
@@ -316,7 +324,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             .Select(i => new { i.Id, i.Classification, i.ReleasableTo, i.Caveats, i.Title, i.Category, i.AreaId, i.CreatedAt }).ToDictionaryAsync(i => i.Id, cancellationToken);
         List<Agreement>? agreements = null;
         var reach = await IncidentReach.ReadAsync(db, tasks
-            .Where(t => t.Role == TaskRoles.Escalation && markings.TryGetValue(t.IncidentId!.Value, out var m)
+            .Where(t => markings.TryGetValue(t.IncidentId!.Value, out var m)
                 && directory.Organization(t.OrganizationId) is { } to && !directory.ReleasesTo(m.ReleasableTo, to))
             .Select(t => t.IncidentId), cancellationToken);
         var changed = new List<Guid?>();
@@ -332,9 +340,10 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             // A notice stays released to the organisation the misses go to (as when it was raised) while every report of
             // the incident is released to it (the notice carries the incident's words); otherwise it is marked as the
             // incident alone.
-            var releasableTo = task.Role == TaskRoles.Escalation && directory.Organization(task.OrganizationId) is { } to
-                && reach.Reaches(task.IncidentId, m.ReleasableTo, to, directory)
-                ? EscalationScheduler.NoticeReleasableTo(m.ReleasableTo, to.Code)
+            // A lead or supporting task is its organisation's as long as every report of its incident is released to it.
+            var releasableTo = directory.Organization(task.OrganizationId) is not { } to ? m.ReleasableTo
+                : task.Role != TaskRoles.Escalation ? RoutedReleasableTo(task.IncidentId!.Value, m.ReleasableTo, to, reach) ?? m.ReleasableTo
+                : reach.Reaches(task.IncidentId, m.ReleasableTo, to, directory) ? EscalationScheduler.NoticeReleasableTo(m.ReleasableTo, to.Code)
                 : m.ReleasableTo;
             var open = task.Role != TaskRoles.Escalation && task.Status is not (TaskStatuses.Done or TaskStatuses.Declined);
             var unchanged = m.Classification == task.Classification && releasableTo == task.ReleasableTo && m.Caveats == task.Caveats
@@ -497,6 +506,17 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
 
         return nobody ? $"withdrawn: no member of the organisation may read {what} any more" : null;
     }
+
+    /// <summary>
+    /// The marking of an organisation's lead or supporting task of an incident: the incident's, and released to the
+    /// organisation too when each of the incident's reports is, though not all to the same communities (a mixed incident's
+    /// own marking is what its reports share: UNPOL's account released to the mission and the force's own to the force
+    /// and the JOC share no community, yet the force may read both). Null when some report is not released to it.
+    /// </summary>
+    private string? RoutedReleasableTo(Guid incident, string incidentReleasableTo, Organizations.Organization organization, IncidentReach reach) =>
+        directory.ReleasesTo(incidentReleasableTo, organization) ? incidentReleasableTo
+        : reach.Reaches(incident, incidentReleasableTo, organization, directory) ? EscalationScheduler.NoticeReleasableTo(incidentReleasableTo, organization.Code)
+        : null;
 
     /// <summary>
     /// Why a routed task that has just followed its incident to a narrower marking is withdrawn from its organisation:

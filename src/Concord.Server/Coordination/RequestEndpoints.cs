@@ -408,7 +408,8 @@ internal static class RequestEndpoints
                 break;
         }
 
-        request.Reason = reason is { Length: > 0 } ? reason : request.Reason;
+        // The reason of this move (none given: none shown, rather than an earlier move's under this one, as for patrols).
+        request.Reason = reason is { Length: > 0 } ? reason : null;
         request.UpdatedAt = now;
         request.Reschedule();
         await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "request", request.Id, AuditMarking.Of(request), new { from, to, reason = Audits.Words(reason) })], cancellationToken);

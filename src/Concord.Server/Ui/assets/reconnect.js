@@ -7,6 +7,8 @@
   const resume = async () => { if (!await Blazor.resumeCircuit()) location.reload(); };
   document.getElementById('reconnect-retry').addEventListener('click', async () => { if (!await Blazor.reconnect()) await resume(); });
   document.getElementById('reconnect-resume').addEventListener('click', resume);
+  // This page, filters and all (a link would resolve against the base address, the map).
+  document.getElementById('reconnect-reload').addEventListener('click', () => location.reload());
   modal.addEventListener('components-reconnect-state-changed', event => {
     // The server no longer holds this page's circuit (restarted, or it let it go): only a fresh page is live again.
     if (event.detail.state === 'rejected') location.reload();
