@@ -1246,6 +1246,31 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task An_incident_page_whose_re_read_fails_hides_the_incident_until_it_is_read()
+    {
+        using var api = fixture.Server.ClientFor("force");
+        var created = await (await api.PostAsJsonAsync("/api/reports", Api.Report(latitude: 8.9 + (Store.Length * 0.01), longitude: 19.9,
+            narrative: "Shots fired at the Kaga checkpoint " + Store, marking: Api.Marking("UNCLASSIFIED", ["mission"])))).Content.ReadFromJsonAsync<JsonElement>();
+        var incident = created.GetProperty("incidentId").GetString()!;
+        var page = await fixture.SignedInAsync("force", "/incidents/" + incident);
+        await page.WaitForFunctionAsync("Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
+        Assert.True(await page.IsVisibleAsync("#incident-body"));
+
+        // The incident changes (a clearance lowered or a report split out alike) on a link that fails: what the page showed
+        // goes, and it says why.
+        await page.RouteAsync("**/incidents/" + incident, route => route.AbortAsync("connectionreset"));
+        Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incident}/status", new { status = "verified" })).StatusCode);
+        await page.WaitForSelectorAsync("#incident-unread", new() { State = WaitForSelectorState.Visible });
+        Assert.False(await page.IsVisibleAsync("#incident-body"));
+
+        // The link back, the page is read again by itself and shows the incident as it is now.
+        await page.UnrouteAsync("**/incidents/" + incident);
+        await page.WaitForFunctionAsync("document.getElementById('incident-changed')?.dataset.version.startsWith('verified|')", null, new() { Timeout = 20_000 });
+        Assert.True(await page.IsVisibleAsync("#incident-body"));
+        Assert.False(await page.IsVisibleAsync("#incident-unread"));
+    }
+
+    [Fact]
     public async Task The_early_warning_page_shows_spikes_hotspots_history_and_skill()
     {
         var page = await fixture.SignedInAsync("force", "/early-warning");

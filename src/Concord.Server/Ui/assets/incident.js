@@ -3,7 +3,8 @@
 // a report released to the member; or of the member's access), the page is read again in the background and compared
 // with what is on screen; if it differs (or the incident is gone from the member's view) the page shows the new reading,
 // unless the analyst has begun a correction (ids typed to merge, reports ticked to split): then it says the incident
-// changed, with a link to read it again. The page's own merge or split is already on screen and changes nothing.
+// changed, with a link to read it again. The page's own merge or split is already on screen and changes nothing. A reading
+// that fails hides the incident until one succeeds.
 'use strict';
 (() => {
   const notice = document.getElementById('incident-changed');
@@ -14,18 +15,33 @@
   let after = Number(notice.dataset.after);
   const concerns = c => c.id === id || Concord.isAccessChange(c);
   const correcting = () => Boolean(document.getElementById('merge-ids')?.value.trim()) || document.querySelector('input[name="split"]:checked') !== null;
+  const body = document.getElementById('incident-body');
+  const unread = document.getElementById('incident-unread');
   let leaving = false;
   let checking = null;
+  // After a failed reading: the wait before the next, doubling from 5 s to a minute while readings fail.
+  let retryIn = 5000;
+  let retry = null;
 
   async function differs() {
     const response = await fetch('/incidents/' + id, { credentials: 'same-origin', cache: 'no-store' });
     if (response.status === 404) return true;
     if (!response.ok) {
       Concord.checkSession();
-      return false;
+      throw new Error('the page answered ' + response.status);
     }
     const page = new DOMParser().parseFromString(await response.text(), 'text/html');
     return page.getElementById('incident-changed')?.dataset.version !== version;
+  }
+
+  // A change was told and the page could not be read again: what it shows may be what the member may no longer see (a
+  // clearance lowered, a report split out), so it is hidden, as the map hides its panel, and read again until it can be.
+  function failed() {
+    body.hidden = true;
+    unread.hidden = false;
+    clearTimeout(retry);
+    retry = setTimeout(check, retryIn);
+    retryIn = Math.min(retryIn * 2, 60000);
   }
 
   function check() {
@@ -39,6 +55,8 @@
     differs().then(changed => {
       const again = checking.again;
       checking = null;
+      clearTimeout(retry);
+      retryIn = 5000;
       if (changed) {
         if (correcting()) notice.hidden = false;
         else {
@@ -46,8 +64,12 @@
           // A GET of the page's own address: the page on screen may be the answer to a merge or split (a POST).
           location.replace('/incidents/' + id);
         }
-      } else if (again) check();
-    }, () => { checking = null; });
+      } else {
+        body.hidden = false;
+        unread.hidden = true;
+        if (again) check();
+      }
+    }, () => { checking = null; failed(); });
   }
 
   // What was committed before the live channel joined (the page was read first) or while it was down is not pushed: the
@@ -57,7 +79,7 @@
       const response = await fetch('/api/changes?after=' + after + '&limit=500', { credentials: 'same-origin', cache: 'no-store' });
       if (!response.ok) {
         Concord.checkSession();
-        return false;
+        return true;
       }
       const changes = await response.json();
       if (changes.items.some(concerns)) return true;
@@ -68,5 +90,6 @@
   }
 
   Concord.live(changes => { if (changes.some(concerns)) check(); }, null,
-    () => changedSince().then(changed => { if (changed) check(); }, () => {}));
+    // The feed unreadable, the page itself is compared (and hidden while it cannot be read).
+    () => changedSince().then(changed => { if (changed) check(); }, check));
 })();
