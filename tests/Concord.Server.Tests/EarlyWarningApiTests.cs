@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -142,6 +143,25 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         Assert.Equal(14, spikes.GetProperty("baselineObservedDays").GetInt32());
         Assert.Equal(10, spike.GetProperty("recent").GetInt32());
         Assert.Equal(5, spike.GetProperty("baseline").GetInt32());
+        Assert.False(spike.GetProperty("alert").GetBoolean());
+    }
+
+    [Fact]
+    public async Task An_incident_dated_to_its_year_before_the_look_back_does_not_stretch_the_baseline()
+    {
+        // An event known only by its year, observed 800 days back, is over by 434 days back (its year ends then), inside the
+        // year before the baseline: yet it did not happen in it. The mission began reporting 44 days ago, and the baseline
+        // is the 14 days its reports cover (a year would make its steady rate look like a surge).
+        var at = new DateTimeOffset(2001, 6, 30, 0, 0, 0, TimeSpan.Zero);
+        using var unpol = server.ClientFor("unpol");
+        var yearOnly = JsonSerializer.SerializeToNode(Api.Report(latitude: -43.5, longitude: 45.5, observedAt: at.AddDays(-800), narrative: "An event of that year",
+            marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL"])))!;
+        yearOnly["observedPrecision"] = "year";
+        var (stored, body) = await unpol.PostJson("/api/reports", yearOnly);
+        Assert.True(stored.StatusCode == HttpStatusCode.Created, body.ToString());
+        var (_, spikes, spike) = await SpikeAsync("Year-dated history area", -44, 44, at, Enumerable.Range(0, 15).Select(i => (-43.5 + (i * 0.05), 45.0, -44 + (3 * i))));
+        Assert.Equal(14, spikes.GetProperty("baselineObservedDays").GetInt32());
+        Assert.Equal(10, spike.GetProperty("recent").GetInt32());
         Assert.False(spike.GetProperty("alert").GetBoolean());
     }
 

@@ -313,8 +313,12 @@ internal static class EarlyWarningEndpoints
         // (a mission gone quiet is when a surge matters). Alerts need a baseline at least as long as the recent window.
         // Whether there is such an incident is told from the least marked one (its marking is the answer's too, and it is
         // counted in the audit). With nothing in sight, in the window or before it, no day is covered: no rate, no figure.
-        var before = await (await Selection(new ListQuery { From = baselineFrom.AddDays(-Math.Max(baselineDays, MinimumReportingGapDays)), To = baselineFrom.AddTicks(-1) }))
-            .LeastMarkedAsync(cancellationToken);
+        // An incident is in that time by its start, as in the window: a list's filter takes any incident overlapping it, and
+        // one dated only to its year (an imported event of long ago) overlaps a year after it began.
+        var lookBackFrom = baselineFrom.AddDays(-Math.Max(baselineDays, MinimumReportingGapDays));
+        var before = await (await Selection(new ListQuery { From = lookBackFrom, To = baselineFrom.AddTicks(-1) }))
+            .NarrowPlain(i => i.StartsAt >= lookBackFrom)
+            .LeastMarkedAsync(cancellationToken, i => i.StartsAt >= lookBackFrom);
         var reportingBefore = before is not null;
         var firstSeen = reportingBefore ? baselineFrom : tallies.Count == 0 ? recentFrom : tallies.Min(t => t.First);
         var observed = Math.Max(0, (int)Math.Floor((recentFrom - (firstSeen > baselineFrom ? firstSeen : baselineFrom)).TotalDays));

@@ -79,7 +79,8 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
     /// The marking of the least marked incident the viewer would see (the lowest level; at that level, one without caveats
     /// if any), or null when none: what an answer that tells only whether some incident matches tells it from.
     /// </summary>
-    public async Task<(int Classification, long Caveats)?> LeastMarkedAsync(CancellationToken cancellationToken)
+    /// <param name="seen">A further condition on mixed incidents as the viewer sees them (as <see cref="NarrowPlain"/> leaves to its caller).</param>
+    public async Task<(int Classification, long Caveats)?> LeastMarkedAsync(CancellationToken cancellationToken, Func<Incident, bool>? seen = null)
     {
         var least = await plain.OrderBy(i => i.Classification).ThenBy(i => i.Caveats == 0 ? 0 : 1)
             .Select(i => new Mark(i.Classification, i.Caveats)).FirstOrDefaultAsync(cancellationToken);
@@ -89,7 +90,7 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
         }
 
         // A viewer's copy of a mixed incident may be marked lower than the stored one: rebuilt, all of them (they are few).
-        var candidates = (await MixedAsSeenAsync(null, cancellationToken)).Select(i => new Mark(i.Classification, i.Caveats)).Append(least).OfType<Mark>();
+        var candidates = (await MixedAsSeenAsync(null, cancellationToken)).Where(seen ?? (_ => true)).Select(i => new Mark(i.Classification, i.Caveats)).Append(least).OfType<Mark>();
         return candidates.OrderBy(m => m.Classification).ThenBy(m => m.Caveats == 0 ? 0 : 1).Select(m => ((int, long)?)(m.Classification, m.Caveats)).FirstOrDefault();
     }
 
