@@ -164,6 +164,9 @@ public sealed class EarlyWarningTests
             $"Concord {Mean("Concord"):0.0000}, zeros {Mean("all zeros"):0.0000}, last {Mean("last value"):0.0000}, conflictology {Mean("conflictology"):0.0000}");
         Assert.StartsWith("<svg", ForecastEvaluation.Svg(result));
         Assert.Equal(0, result.Rejected);
+        // Held-out months with no death at all score every model zero: the chart draws bars of no height, not NaN ones.
+        var quiet = result with { Scores = [.. result.Scores.Select(s => s with { Crps = 0 })] };
+        Assert.DoesNotContain("NaN", ForecastEvaluation.Svg(quiet), StringComparison.Ordinal);
 
         // The cells are chosen before the first held-out year: a cell outside the prefectures that only a later event
         // reaches would be scored on outcomes its choice saw.

@@ -17,6 +17,8 @@ public abstract class ForecastScheduleTests<TServer>(TServer server) : IClassFix
     {
         var code = "FC-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
         await server.AddAreaAsync(code, "Forecast test area", -25, 50, -23, 52);
+        // A town smaller than a cell, holding no cell's centre (as Bangui holds none): forecast by the cell it lies in.
+        await server.AddAreaAsync(code + "-T", "Forecast test town", -24.95, 50.05, -24.8, 50.2);
 
         // Thirty months of events (three killed each) in the area, released to the whole mission so the forecast may learn from them.
         // The last of them last month: the history ends with the last month that is over, and quiet months count as such.
@@ -55,6 +57,8 @@ public abstract class ForecastScheduleTests<TServer>(TServer server) : IClassFix
         Assert.True(series.Months.Count is > 0 and <= 12);
         Assert.All(series.Observed, o => Assert.Equal(3, o));
         Assert.All(series.Forecast, f => Assert.True(f > 0, "a place with deaths every month is not forecast to be quiet"));
+        // The town is charted too, by the cell it lies in, as its forecast is made (it was left out of the charts).
+        Assert.Equal(series.Months, Assert.Single(history, s => s.Area == "Forecast test town").Months);
 
         // Every view of the page asks for it: it is fitted once and kept, until new forecasts are written.
         await using (var another = server.Services.CreateAsyncScope())

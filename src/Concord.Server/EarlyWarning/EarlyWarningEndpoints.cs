@@ -182,7 +182,8 @@ internal static class EarlyWarningEndpoints
                         area is null ? g.Sum(t => t.Latitude * t.Count) / count : (area.MinLatitude + area.MaxLatitude) / 2,
                         area is null ? g.Sum(t => t.Longitude * t.Count) / count : (area.MinLongitude + area.MaxLongitude) / 2, count, g.Sum(t => t.Killed));
                 }))
-            .OrderByDescending(h => h.Incidents).ThenByDescending(h => h.Killed).Take(Math.Min(query.Limit, MaxHotspots)).ToList();
+            // Ties broken by the key: which of equal places make the cut must not follow the store's grouping order.
+            .OrderByDescending(h => h.Incidents).ThenByDescending(h => h.Killed).ThenBy(h => h.Key, StringComparer.Ordinal).Take(Math.Min(query.Limit, MaxHotspots)).ToList();
         var counted = tallies.GroupBy(t => (t.Classification, t.Caveats)).Select(g => (g.Key.Classification, g.Key.Caveats, (long)g.Sum(t => t.Count))).ToList();
         var (classification, caveats) = markings.Figures(tallies.Select(t => (t.Classification, t.Caveats)));
         return (new HotspotsDto(by, Utc(query.From), Utc(query.To), classification, caveats, items), counted);

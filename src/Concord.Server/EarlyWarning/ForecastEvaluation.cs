@@ -183,7 +183,8 @@ internal static class ForecastEvaluation
             for (var m = 0; m < models.Count; m++)
             {
                 var value = result.Scores.Single(s => s.Year == years[y] && s.Model == models[m]).Crps;
-                var h = (Height - Bottom - Top) * value / max;
+                // Every score zero (no death in the held-out months): bars of no height, not NaN.
+                var h = max > 0 ? (Height - Bottom - Top) * value / max : 0;
                 var x = Left + (y * groupWidth) + (m * barWidth);
                 svg.AppendLine(CultureInfo.InvariantCulture, $"<rect x=\"{x:0.0}\" y=\"{Height - Bottom - h:0.0}\" width=\"{barWidth - 1:0.0}\" height=\"{h:0.0}\" fill=\"{colours[m % colours.Length]}\"><title>{models[m]} {years[y]}: {value:0.0000}</title></rect>");
             }

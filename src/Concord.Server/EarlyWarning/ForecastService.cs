@@ -40,14 +40,8 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         model.Fit(panel, first - 1);
         // By area, not by name: two areas may share one (no rule says otherwise), and their series are not one.
         var byArea = new Dictionary<Guid, (string Name, double[] Observed, double[] Forecast)>();
-        for (var row = 0; row < panel.Cells.Count; row++)
+        void Add(Areas.Area area, int row)
         {
-            var (lat, lon) = PrioGrid.Centre(panel.Cells[row]);
-            if (directory.AreaAt(lat, lon) is not { } area)
-            {
-                continue;
-            }
-
             if (!byArea.TryGetValue(area.Id, out var series))
             {
                 byArea[area.Id] = series = (area.Name, new double[last - first + 1], new double[last - first + 1]);
@@ -57,6 +51,26 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
             {
                 series.Observed[target - first] += panel.Killed[row, target];
                 series.Forecast[target - first] += model.Forecast(panel, row, target - 1).Average();
+            }
+        }
+
+        for (var row = 0; row < panel.Cells.Count; row++)
+        {
+            var (lat, lon) = PrioGrid.Centre(panel.Cells[row]);
+            if (directory.AreaAt(lat, lon) is { } area)
+            {
+                Add(area, row);
+            }
+        }
+
+        // An area smaller than a cell (a capital) holds no cell's centre: charted by the cell it lies in, as it is forecast
+        // (RunAsync).
+        var rows = panel.Cells.Select((gid, row) => (gid, row)).ToDictionary(c => c.gid, c => c.row);
+        foreach (var area in directory.Areas.Select(a => a.Area).Where(a => !byArea.ContainsKey(a.Id)))
+        {
+            if (rows.TryGetValue(PrioGrid.Gid((area.MinLatitude + area.MaxLatitude) / 2, (area.MinLongitude + area.MaxLongitude) / 2), out var row))
+            {
+                Add(area, row);
             }
         }
 
