@@ -841,6 +841,7 @@ public sealed class CommandLineTests
     [InlineData(new[] { "serve", "--no-tak", "--tak-tcp-port", "8087", "--tak-tcp-user", "viewer" }, "--tak-tcp-port contradicts --no-tak")]
     [InlineData(new[] { "serve", "--tak-tcp-user", "viewer" }, "--tak-tcp-user needs --tak-tcp-port")]
     [InlineData(new[] { "import", "--file", "/nonexistent/events.csv", "--user", "a" }, "--file '/nonexistent/events.csv' does not exist")]
+    [InlineData(new[] { "import", "--file", "/etc", "--user", "a" }, "--file '/etc' is a folder, not a file")]
     [InlineData(new[] { "import", "--file", "/etc/passwd", "--format", "xml", "--user", "a" }, "--format must be ged, acled or geojson, not 'xml'")]
     [InlineData(new[] { "import", "--file", "/etc/passwd", "--format", "ged", "--user", "a", "--caveats", "X" }, "--releasable-to and --caveats go with --level")]
     [InlineData(new[] { "forecast", "evaluate", "--file", "/nonexistent/ged.csv" }, "'/nonexistent/ged.csv' does not exist")]

@@ -74,6 +74,12 @@ public sealed class GedMappingTests
         Assert.Equal("CAR:\r\nGovernment", rows[0].Event?.ConflictName);
         using var headerOnlyBad = new StringReader("\n\nid,best\n1,2\n");
         Assert.Equal(3L, Assert.Single(GedReader.Read(headerOnlyBad)).Line);
+
+        // A line of spaces, or of separators, before the header is as blank: the width is still the header's.
+        using var spaced = new StringReader($"   \r\n,,\r\n{names}\r\n{multiline}\r\n{row}\r\n");
+        var spacedRows = GedReader.Read(spaced).ToList();
+        Assert.Equal([4L, 6L], spacedRows.Select(r => r.Line));
+        Assert.All(spacedRows, r => Assert.Null(r.Error));
     }
 
     [Fact]
@@ -90,6 +96,14 @@ public sealed class GedMappingTests
 
         Assert.Equal([(2L, 4242), (6L, 4243)], rows.Select(r => (r.Line, r.Event?.Id ?? 0)));
         Assert.All(rows, r => Assert.Null(r.Error));
+    }
+
+    [Fact]
+    public void A_code_that_is_not_a_number_is_refused_once_for_what_the_file_holds()
+    {
+        var row = Assert.Single(Read(GedReader.RequiredColumns, n => n == "type_of_violence" ? "x" : Row[n]));
+
+        Assert.Equal("type_of_violence 'x' is not a whole number", row.Error);
     }
 
     [Fact]

@@ -17,7 +17,7 @@ internal static class ImportCommand
             var path = invocation["--file"]!;
             if (!File.Exists(path))
             {
-                return await CommandLine.RefuseAsync(errors, invocation.Verb, $"--file '{path}' does not exist");
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, Directory.Exists(path) ? $"--file '{path}' is a folder, not a file" : $"--file '{path}' does not exist");
             }
 
             if (!ImportReaders.TryParseFormat(invocation["--format"] ?? Guess(path), out var format))
@@ -49,6 +49,19 @@ internal static class ImportCommand
                 // Every feature's reference would be too long: all would be refused one by one.
                 return await CommandLine.RefuseAsync(errors, invocation.Verb, $"the file's name is too long ({source.Length} characters) to name its dataset; give --source NAME (1 to 100 characters)");
             }
+
+            // A file that cannot be read (its permissions, a folder given) is said before the store is touched.
+            FileStream file;
+            try
+            {
+                file = File.OpenRead(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, $"--file '{path}' cannot be read: {e.Message}");
+            }
+
+            await using var opened = file;
 
             // Before the store is prepared or anything read: a running server on this store is the one writer (import
             // through its API), and the live store is left alone.
@@ -85,7 +98,6 @@ internal static class ImportCommand
                     $"{e.Key switch { "classification" => "--level", "releasableTo" => "--releasable-to", _ => "--caveats" }} {string.Join("; ", e.Value)}")));
             }
 
-            await using var file = File.OpenRead(path);
             var started = DateTime.UtcNow;
             // Written on the importer's thread: Progress<T> would post each line to the thread pool, and the last one
             // could come after the summary (or, for a file of one batch, after the command had returned).

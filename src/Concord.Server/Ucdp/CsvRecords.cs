@@ -171,8 +171,9 @@ internal static class CsvRecords
                     break;
                 case '\n' or '\r':
                     fields.Add(field.ToString());
-                    // A blank line before the header is not the header: the width comes from the first record with text.
-                    if (fields is not [""])
+                    // A blank line before the header (empty, spaces, or separators only) is not the header: the width
+                    // comes from the first record with text.
+                    if (!fields.All(string.IsNullOrWhiteSpace))
                     {
                         expected ??= fields.Count;
                     }

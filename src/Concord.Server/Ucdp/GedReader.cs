@@ -111,8 +111,10 @@ internal static class GedReader
 
         int Int(string name, int min, int max)
         {
+            var unreadable = errors.Count;
             var v = Long(name);
-            if (v < min || v > max)
+            // Not a number: said once, not again as a 0 out of range that the file never held.
+            if (errors.Count == unreadable && (v < min || v > max))
             {
                 errors.Add($"{name} {v} is outside {min}..{max}");
             }
