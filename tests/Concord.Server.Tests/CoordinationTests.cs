@@ -706,8 +706,12 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var merged = await IncidentOfAsync("ocha", Api.Report(latitude: -86.4, longitude: 100.5, narrative: "Convoy attacked north of Ndele.", marking: mission));
         var (request, task) = await OchaAsksTheForceAboutAsync(merged, -86.4, 100.5);
 
+        Advance(TimeSpan.FromMinutes(1));
         var (merge, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{kept}/merge", new { incidents = new[] { merged } });
         Assert.Equal(HttpStatusCode.OK, merge.StatusCode);
+        // Changed when they moved: a board that tells its cards apart by their update time draws them again.
+        Assert.Equal(Clock.GetUtcNow(), (await server.ClientFor("ocha").GetJson($"/api/requests/{Id(request)}")).Body.GetProperty("updatedAt").GetDateTimeOffset());
+        Assert.Equal(Clock.GetUtcNow(), (await server.ClientFor("ocha").GetJson($"/api/tasks/{Id(task)}")).Body.GetProperty("updatedAt").GetDateTimeOffset());
 
         // Both now name the incident the ambush is, to everyone who may see it; the change is on the feed for them.
         foreach (var user in new[] { "ocha", "force" })

@@ -148,19 +148,21 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
     internal static async Task<List<AuditEntry>> RelinkCoordinationAsync(ConcordDb db, Viewer viewer, Guid target, IReadOnlyList<Guid> merged, DateTime now, CancellationToken cancellationToken)
     {
         // Each move is audited on the record that moved (as any change to it is), under its own marking, naming the
-        // incident it was about and the one it is about now.
+        // incident it was about and the one it is about now; its update time moves (pages tell a changed card by it).
         var audit = new List<AuditEntry>();
         foreach (var task in await db.Tasks.Where(t => t.IncidentId != null && merged.Contains(t.IncidentId.Value) && (t.Role == Coordination.TaskRoles.Assigned || t.Role == Coordination.TaskRoles.Action))
             .ToListAsync(cancellationToken))
         {
             audit.Add(Audits.Entry(viewer, AuditActions.Update, "task", task.Id, AuditMarking.Of(task), now, Audits.Detail(new { incident = target, from = task.IncidentId, reason = "its incident was merged into another" })));
             task.IncidentId = target;
+            task.UpdatedAt = now;
         }
 
         foreach (var request in await db.Requests.Where(r => r.IncidentId != null && merged.Contains(r.IncidentId.Value)).ToListAsync(cancellationToken))
         {
             audit.Add(Audits.Entry(viewer, AuditActions.Update, "request", request.Id, AuditMarking.Of(request), now, Audits.Detail(new { incident = target, from = request.IncidentId, reason = "its incident was merged into another" })));
             request.IncidentId = target;
+            request.UpdatedAt = now;
         }
 
         return audit;
