@@ -1876,6 +1876,50 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_router_running_late_counts_deadlines_of_an_incident_that_came_under_a_rule_from_its_latest_change()
+    {
+        var (area, lat, lon) = await AreaAsync(-59);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var protest = await IncidentOfAsync("unpol", Api.Report(category: "acled.protests.peaceful-protest", latitude: lat, longitude: lon, marking: mission,
+            narrative: "March at the western market."));
+        await RouterPassedAsync();
+
+        // Held while the protest is verified, then ten minutes later merged with an earlier account of a battle (which makes
+        // it a battle): the rule applies from the merge, not from the verification the router reads with it.
+        var router = server.Services.GetRequiredService<IncidentRouter>();
+        var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        router.BeforeRound = async () =>
+        {
+            waiting.TrySetResult();
+            await release.Task;
+        };
+        DateTimeOffset mergedAt;
+        try
+        {
+            await waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{protest}/status", new { status = "verified" })).Response.StatusCode);
+            await Task.Run(() => Advance(TimeSpan.FromMinutes(10)));
+            var battle = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.3, longitude: lon + 0.3, marking: mission, narrative: "Clash at the western market.",
+                observedAt: Api.Recent.AddHours(-1)));
+            Assert.NotEqual(protest, battle);
+            mergedAt = Clock.GetUtcNow();
+            var (merge, body) = await server.ClientFor("joc").PostJson($"/api/incidents/{protest}/merge", new { incidents = new[] { battle } });
+            Assert.True(merge.StatusCode == HttpStatusCode.OK, body.ToString());
+            await Task.Run(() => Advance(TimeSpan.FromMinutes(5)));
+        }
+        finally
+        {
+            router.BeforeRound = null;
+            release.TrySetResult();
+        }
+
+        var lead = (await WaitForAsync(() => TasksAsync("force", $"incident={protest}"), t => t.Count == 1, "the lead task")).Single();
+        Assert.Equal(mergedAt.AddMinutes(30), lead.GetProperty("deadlines").GetProperty("acknowledgeBy").GetDateTimeOffset());
+    }
+
+    [Fact]
     public async Task An_escalation_saved_after_the_router_read_its_task_is_narrowed_with_the_task()
     {
         var (area, lat, lon) = await AreaAsync(-70);

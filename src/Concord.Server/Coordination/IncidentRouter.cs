@@ -162,7 +162,12 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             var incidents = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id)).ToListAsync(cancellationToken);
             // Deadlines count from the change that brought an incident here, not from this round: a router running late (a
             // restart, a backlog) must not give the lead organisation more time than the agreement does.
-            var changedAt = window.Where(c => c.Entity == "incident" && c.Operation != "deleted").GroupBy(c => c.EntityId).ToDictionary(g => g.Key, g => g.Min(c => c.At));
+            // Which change made a rule apply is not recorded: an incident created in the window is counted from its creation;
+            // one that existed before came under the rule with one of its changes in the window, counted from the latest of
+            // them (from the earliest, a recategorisation read late with an older change would be routed already overdue and
+            // escalate at once as the organisation's miss).
+            var changedAt = window.Where(c => c.Entity == "incident" && c.Operation != "deleted").GroupBy(c => c.EntityId)
+                .ToDictionary(g => g.Key, g => created.Contains(g.Key) ? g.Min(c => c.At) : g.Max(c => c.At));
             var existing = (await db.Tasks.Where(t => t.IncidentId != null && ids.Contains(t.IncidentId.Value) && t.RoutingKey != null)
                 .Select(t => t.RoutingKey!).ToListAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
             // The keys this round's withdrawals and supersessions gave up (not saved yet): those organisations may be routed
