@@ -291,6 +291,10 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Equal(HttpStatusCode.BadRequest, plus.StatusCode);
         Assert.Equal(["from"], plusProblem.ErrorFields());
         Assert.Contains("%2B", plusProblem.GetProperty("errors").GetProperty("from")[0].GetString(), StringComparison.Ordinal);
+        // So is a date with its offset: read as a date and a time (02:00 UTC), it would answer for another window.
+        var (datePlus, datePlusProblem) = await Server.ClientFor("force").GetJson("/api/reports?from=2024-05-01+02:00&to=2024-05-01+02:00");
+        Assert.Equal(HttpStatusCode.BadRequest, datePlus.StatusCode);
+        Assert.Equal(["from", "to"], datePlusProblem.ErrorFields().Order(StringComparer.Ordinal));
     }
 
     [Theory]

@@ -58,8 +58,10 @@ internal sealed class QueryReader(IQueryCollection query, Dictionary<string, str
     }
 
     public DateTimeOffset? Time(string name) =>
-        // ISO 8601 only: the invariant culture would also read 01/05/2024, as the 5th of January.
-        Read<DateTimeOffset>(name, text => Import.IsoDates.TryParse(text, out var value) ? value : null,
+        // ISO 8601 only: the invariant culture would also read 01/05/2024, as the 5th of January. With a T between date and
+        // time, as a query has no spaces of its own: a space is a + left unencoded, and 2024-05-01+02:00 (a day from
+        // 22:00 UTC) would be read as 02:00 UTC on the 1st.
+        Read<DateTimeOffset>(name, text => !text.Contains(' ', StringComparison.Ordinal) && Import.IsoDates.TryParse(text, out var value) ? value : null,
             "is not an ISO 8601 time such as 2024-05-01T00:00:00Z or 2024-05-01T01:00:00%2B01:00 (a + in a query is written %2B)");
 
     public int Limit(int fallback, int max) =>
