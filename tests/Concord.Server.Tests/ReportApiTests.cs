@@ -297,6 +297,21 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Equal(["from", "to"], datePlusProblem.ErrorFields().Order(StringComparer.Ordinal));
     }
 
+    [Fact]
+    public async Task A_report_sent_as_something_else_than_JSON_is_told_so_by_field_and_only_to_a_member()
+    {
+        using var text = new StringContent("{}", System.Text.Encoding.UTF8, "text/plain");
+        var refused = await Server.ClientFor("force").PostAsync("/api/reports", text);
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, refused.StatusCode);
+        var problem = await refused.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(["body"], problem.ErrorFields());
+
+        // Nobody signed in is asked to sign in first, whatever they send.
+        using var anonymous = Server.Anonymous();
+        using var again = new StringContent("{}", System.Text.Encoding.UTF8, "text/plain");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.PostAsync("/api/reports", again)).StatusCode);
+    }
+
     [Theory]
     [InlineData("{\"observedAt\": \"2026-11-01T08:00:00Z\", \"colour\": \"red\"}", "colour")]
     [InlineData("{\"location\": {\"latitude\": \"north\"}}", "location.latitude")]
@@ -820,6 +835,14 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         var create = document.GetProperty("paths").GetProperty("/api/reports").GetProperty("post").GetProperty("responses");
         Assert.Superset(new HashSet<string> { "201", "200", "400", "409", "413", "415" }, create.EnumerateObject().Select(r => r.Name).ToHashSet());
         Assert.True(document.GetProperty("paths").GetProperty("/api/auth/signin").GetProperty("post").TryGetProperty("requestBody", out _));
+        // The bodies of report creation and releases described too (declared, not routed by content type).
+        foreach (var (path, field) in new[] { ("/api/reports", "observedAt"), ("/api/reports/{id}/releases", "marking") })
+        {
+            var body = document.GetProperty("paths").GetProperty(path).GetProperty("post").GetProperty("requestBody").GetProperty("content").GetProperty("application/json").GetProperty("schema");
+            var schema = body.TryGetProperty("$ref", out var reference) ? document.GetProperty("components").GetProperty("schemas").GetProperty(reference.GetString()!.Split('/')[^1]) : body;
+            Assert.True(schema.GetProperty("properties").TryGetProperty(field, out _), $"{path}: {schema}");
+        }
+
         Assert.Equal(["application/geo+json", "application/json", "text/csv"],
             document.GetProperty("paths").GetProperty("/api/imports").GetProperty("post").GetProperty("requestBody").GetProperty("content").EnumerateObject().Select(c => c.Name).Order());
         // Every endpoint that reads a JSON body describes it, with the schema of what it reads.

@@ -35,7 +35,7 @@ internal static class AccountEndpoints
     public static void MapAccounts(this IEndpointRouteBuilder app)
     {
         var auth = app.MapGroup("/api/auth").WithTags("Accounts");
-        auth.MapPost("/signin", SignInAsync).AllowAnonymous().Accepts<SignIn>("application/json")
+        auth.MapPost("/signin", SignInAsync).AllowAnonymous().WithJsonBody<SignIn>()
             .ProducesProblem(StatusCodes.Status400BadRequest).ProducesProblem(StatusCodes.Status401Unauthorized).ProducesProblem(StatusCodes.Status429TooManyRequests)
             .WithSummary("Sign in with user name and password; sets the session cookie.");
         auth.MapPost("/signout", (Delegate)SignOutAsync).RequireAuthorization().WithSummary("End the session.");

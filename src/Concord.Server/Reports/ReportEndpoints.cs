@@ -15,7 +15,7 @@ internal static class ReportEndpoints
     {
         var group = app.MapGroup("/api/reports").WithTags("Reports").RequireAuthorization();
         group.MapPost("/", Create)
-            .Accepts<CreateReport>("application/json")
+            .WithJsonBody<CreateReport>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status409Conflict)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)

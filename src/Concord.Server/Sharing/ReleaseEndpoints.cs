@@ -27,7 +27,7 @@ internal static class ReleaseEndpoints
 
     public static void MapReleases(this IEndpointRouteBuilder app) =>
         app.MapPost("/api/reports/{id:guid}/releases", Release).WithTags("Sharing").RequireAuthorization(Policies.Releaser)
-            .Accepts<ReleaseRequest>("application/json")
+            .WithJsonBody<ReleaseRequest>()
             .WithSummary("Publish a sanitised copy of a report at a lower marking (releasers of the reporting organisation).");
 
     /// <summary>The start of the hour, day, week (from Monday) or month <paramref name="at"/> falls in (UTC).</summary>
