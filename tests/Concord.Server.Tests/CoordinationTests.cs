@@ -1839,6 +1839,20 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task An_organisation_two_equally_specific_rules_name_as_lead_and_as_support_is_given_the_lead()
+    {
+        var (area, lat, lon) = await AreaAsync(-62);
+        // Recorded first: the rule that has the force support the police; then another SOP that has it lead.
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "UNPOL", supporting = new[] { "FORCE" }, acknowledgeMinutes = 60, respondMinutes = 240 }]);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120 }]);
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the northern ferry."));
+
+        var tasks = await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count == 2, "the two organisations' tasks");
+        Assert.Equal([("FORCE", "lead"), ("UNPOL", "lead")],
+            tasks.Select(t => (t.GetProperty("organization").GetString()!, t.GetProperty("role").GetString()!)).Order().ToList());
+    }
+
+    [Fact]
     public async Task A_router_running_late_counts_deadlines_from_the_incidents_change_not_from_its_round()
     {
         var (area, lat, lon) = await AreaAsync(-58);

@@ -188,74 +188,77 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 // say, does not stop the routing of incidents recorded before it): an older incident that changes (a
                 // status, a fused report) is not routed retroactively by an agreement recorded after it.
                 var inForce = agreements.Where(a => a.InForceSince <= incident.CreatedAt).ToList();
-                foreach (var route in Responsibilities.Resolve(inForce, incident.Category, directory.Area(incident.AreaId)?.Code))
+                // Every lead first, then every supporting role, each by agreement: an organisation two equally specific rules
+                // name in both roles is given the lead (one task per incident and organisation; which one it got followed
+                // the order the store returned the agreements in).
+                var roles = Responsibilities.Resolve(inForce, incident.Category, directory.Area(incident.AreaId)?.Code)
+                    .SelectMany(route => route.Supporting.Select(s => (Route: route, Code: s, Role: TaskRoles.Supporting)).Prepend((Route: route, Code: route.Lead, Role: TaskRoles.Lead)))
+                    .OrderBy(r => r.Role == TaskRoles.Lead ? 0 : 1).ThenBy(r => r.Route.AgreementCode, StringComparer.Ordinal);
+                foreach (var (route, code, role) in roles)
                 {
-                    foreach (var (code, role) in route.Supporting.Select(s => (s, TaskRoles.Supporting)).Prepend((route.Lead, TaskRoles.Lead)))
+                    if (await directory.OrganizationAsync(code, cancellationToken) is not { } organization)
                     {
-                        if (await directory.OrganizationAsync(code, cancellationToken) is not { } organization)
-                        {
-                            continue;
-                        }
-
-                        var key = RoutingKey(incident.Id, organization.Id);
-                        if (!existing.Add(key))
-                        {
-                            continue;
-                        }
-
-                        // A task never widens what its incident may be seen by: the organisation is not told, the audit is. Nor
-                        // is it given a task none of its members may read (the level or a caveat above all of them, as a task
-                        // assigned by hand is refused): nobody would see it, and it would escalate as the organisation's miss.
-                        var releasableTo = RoutedReleasableTo(incident.Id, incident.ReleasableTo, organization, reach);
-                        var withheld = releasableTo is null ? "the incident is not released to the organisation"
-                            : await CoordinationDesk.NobodyMayReadAsync(db, organization.Id, incident.Classification, incident.Caveats, cancellationToken)
-                                ? "no member of the organisation may read the incident" : null;
-                        if (withheld is not null)
-                        {
-                            // Recorded when the incident is created, and when a later change first makes a rule apply that
-                            // cannot route it (a recategorisation, a move): not again at each change of it.
-                            var withheldKey = key + ":" + route.AgreementCode + ":" + withheld;
-                            if ((!_withheld.ContainsKey(withheldKey) || created.Contains(incident.Id)) && recorded.Add(withheldKey))
-                            {
-                                audit.Add(Audits.Entry(null, AuditActions.RouteWithheld, "incident", incident.Id, AuditMarking.Of(incident), now,
-                                    Audits.Detail(new { organization = organization.Code, role, agreement = route.AgreementCode, reason = withheld })));
-                            }
-
-                            existing.Remove(key);
-                            continue;
-                        }
-
-                        var escalateTo = route.EscalateTo is { } e ? await directory.OrganizationAsync(e, cancellationToken) : null;
-                        var from = changedAt.TryGetValue(incident.Id, out var at) && at < now ? at : now;
-                        var task = new CoordinationTask
-                        {
-                            Id = Guid.CreateVersion7(),
-                            Title = incident.Title,
-                            Description = role == TaskRoles.Lead ? $"Lead under {route.AgreementCode}" : $"Support under {route.AgreementCode}",
-                            OrganizationId = organization.Id,
-                            Role = role,
-                            Status = TaskStatuses.Open,
-                            RoutingKey = key,
-                            IncidentId = incident.Id,
-                            Category = incident.Category,
-                            AreaId = incident.AreaId,
-                            AgreementCode = route.AgreementCode,
-                            AcknowledgeBy = route.Acknowledge is { } a ? from + a : null,
-                            RespondBy = route.Respond is { } r ? from + r : null,
-                            EscalateToOrganizationId = escalateTo?.Id,
-                            CreatedBy = "system",
-                            CreatedAt = now,
-                            UpdatedAt = now,
-                            Classification = incident.Classification,
-                            ReleasableTo = releasableTo!,
-                            Caveats = incident.Caveats,
-                        };
-                        task.Reschedule();
-                        db.Tasks.Add(task);
-                        audit.Add(Audits.Entry(null, AuditActions.Route, "task", task.Id, AuditMarking.Of(task), now,
-                            Audits.Detail(new { incident = incident.Id, organization = organization.Code, role, agreement = route.AgreementCode, acknowledgeBy = task.AcknowledgeBy, respondBy = task.RespondBy })));
-                        routed++;
+                        continue;
                     }
+
+                    var key = RoutingKey(incident.Id, organization.Id);
+                    if (!existing.Add(key))
+                    {
+                        continue;
+                    }
+
+                    // A task never widens what its incident may be seen by: the organisation is not told, the audit is. Nor
+                    // is it given a task none of its members may read (the level or a caveat above all of them, as a task
+                    // assigned by hand is refused): nobody would see it, and it would escalate as the organisation's miss.
+                    var releasableTo = RoutedReleasableTo(incident.Id, incident.ReleasableTo, organization, reach);
+                    var withheld = releasableTo is null ? "the incident is not released to the organisation"
+                        : await CoordinationDesk.NobodyMayReadAsync(db, organization.Id, incident.Classification, incident.Caveats, cancellationToken)
+                            ? "no member of the organisation may read the incident" : null;
+                    if (withheld is not null)
+                    {
+                        // Recorded when the incident is created, and when a later change first makes a rule apply that
+                        // cannot route it (a recategorisation, a move): not again at each change of it.
+                        var withheldKey = key + ":" + route.AgreementCode + ":" + withheld;
+                        if ((!_withheld.ContainsKey(withheldKey) || created.Contains(incident.Id)) && recorded.Add(withheldKey))
+                        {
+                            audit.Add(Audits.Entry(null, AuditActions.RouteWithheld, "incident", incident.Id, AuditMarking.Of(incident), now,
+                                Audits.Detail(new { organization = organization.Code, role, agreement = route.AgreementCode, reason = withheld })));
+                        }
+
+                        existing.Remove(key);
+                        continue;
+                    }
+
+                    var escalateTo = route.EscalateTo is { } e ? await directory.OrganizationAsync(e, cancellationToken) : null;
+                    var from = changedAt.TryGetValue(incident.Id, out var at) && at < now ? at : now;
+                    var task = new CoordinationTask
+                    {
+                        Id = Guid.CreateVersion7(),
+                        Title = incident.Title,
+                        Description = role == TaskRoles.Lead ? $"Lead under {route.AgreementCode}" : $"Support under {route.AgreementCode}",
+                        OrganizationId = organization.Id,
+                        Role = role,
+                        Status = TaskStatuses.Open,
+                        RoutingKey = key,
+                        IncidentId = incident.Id,
+                        Category = incident.Category,
+                        AreaId = incident.AreaId,
+                        AgreementCode = route.AgreementCode,
+                        AcknowledgeBy = route.Acknowledge is { } a ? from + a : null,
+                        RespondBy = route.Respond is { } r ? from + r : null,
+                        EscalateToOrganizationId = escalateTo?.Id,
+                        CreatedBy = "system",
+                        CreatedAt = now,
+                        UpdatedAt = now,
+                        Classification = incident.Classification,
+                        ReleasableTo = releasableTo!,
+                        Caveats = incident.Caveats,
+                    };
+                    task.Reschedule();
+                    db.Tasks.Add(task);
+                    audit.Add(Audits.Entry(null, AuditActions.Route, "task", task.Id, AuditMarking.Of(task), now,
+                        Audits.Detail(new { incident = incident.Id, organization = organization.Code, role, agreement = route.AgreementCode, acknowledgeBy = task.AcknowledgeBy, respondBy = task.RespondBy })));
+                    routed++;
                 }
             }
         }
