@@ -388,16 +388,29 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         body["category"] = "acled." + new string('x', 10_000);
         body["location"]!["area"] = "CF-" + new string('y', 10_000);
         body["marking"] = new System.Text.Json.Nodes.JsonObject { ["classification"] = "SECRET\u0007" + new string('z', 10_000), ["releasableTo"] = new System.Text.Json.Nodes.JsonArray("mission") };
+        body["language"] = "e\u0007" + new string('n', 10_000);
         var refused = await PostNodeAsync("force", body);
 
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         var errors = (await refused.Json()).GetProperty("errors");
-        foreach (var field in new[] { "category", "location.area", "marking.classification" })
+        foreach (var field in new[] { "category", "location.area", "marking.classification", "language" })
         {
             var reason = errors.GetProperty(field)[0].GetString()!;
             Assert.True(reason.Length < 200, field + ": " + reason.Length);
             Assert.DoesNotContain('\u0007', reason);
         }
+
+        // A caveat alike.
+        var caveated = ReportNode(Api.Report());
+        caveated["marking"] = new System.Text.Json.Nodes.JsonObject
+        {
+            ["classification"] = "CONFIDENTIAL",
+            ["releasableTo"] = new System.Text.Json.Nodes.JsonArray("mission"),
+            ["caveats"] = new System.Text.Json.Nodes.JsonArray("X\u0007" + new string('c', 10_000)),
+        };
+        var caveatReason = (await (await PostNodeAsync("force", caveated)).Json()).GetProperty("errors").GetProperty("marking.caveats")[0].GetString()!;
+        Assert.True(caveatReason.Length < 200, caveatReason.Length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.DoesNotContain('\u0007', caveatReason);
 
         var (listed, problem) = await Server.ClientFor("force").GetJson("/api/reports?organization=" + new string('o', 3000));
         Assert.Equal(HttpStatusCode.BadRequest, listed.StatusCode);

@@ -92,7 +92,7 @@ internal sealed class MarkingFormat(ClassificationScheme scheme, CaveatRegistry 
         }
         else if (!caveats.TryGetBits(dto.Caveats ?? [], out caveatBits, out var unknown))
         {
-            errors[field + ".caveats"] = [$"unknown caveat '{unknown}'"];
+            errors[field + ".caveats"] = [$"unknown caveat '{Http.QueryReader.Shown(unknown)}'"];
         }
         else if ((caveatBits & ~author.CaveatBits) != 0)
         {

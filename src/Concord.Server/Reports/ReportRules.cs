@@ -90,7 +90,8 @@ internal static partial class ReportRules
         RejectControlCharacters(r.Source?.ProtectedIdentity, "source.protectedIdentity", errors);
         if (r.Language is not null && !LanguageTag().IsMatch(r.Language))
         {
-            errors["language"] = [$"'{r.Language}' is not a language tag such as en, fr or sg"];
+            // Quoted by its start, control characters shown as '?', as every refused value is.
+            errors["language"] = [$"'{Http.QueryReader.Shown(r.Language)}' is not a language tag such as en, fr or sg"];
         }
 
         CheckActors(r.Actors, errors);
