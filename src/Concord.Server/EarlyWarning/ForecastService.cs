@@ -98,6 +98,7 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         var mixed = await db.IncidentReports.AsNoTracking()
             .Join(db.Incidents.AsNoTracking().Where(i => i.Mixed), l => l.IncidentId, i => i.Id, (l, i) => new { l.ReportId, l.LinkedAt, Incident = i })
             .Join(openReports, x => x.ReportId, r => r.Id, (x, r) => new { x.Incident, x.LinkedAt, Report = r })
+            .OrderBy(x => x.Report.Number)
             .ToListAsync(cancellationToken);
         foreach (var seen in mixed.GroupBy(m => m.Incident.Id))
         {

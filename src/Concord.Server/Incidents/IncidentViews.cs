@@ -49,6 +49,9 @@ internal static class IncidentViews
 
         var visible = await db.IncidentReports.Where(l => mixedIds.Contains(l.IncidentId))
             .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, l.LinkedAt, Report = r })
+            // In the order the store received them, as the writer reads them: two reports observed at the same time (or
+            // placed as precisely) give the summary the same title and place in every view and on both stores.
+            .OrderBy(v => v.Report.Number)
             .ToListAsync(cancellationToken);
         var byIncident = visible.GroupBy(v => v.IncidentId).ToDictionary(g => g.Key, g => (Reports: g.Select(v => v.Report).ToList(), LinkedAt: g.Select(v => v.LinkedAt).ToList()));
         var result = new List<Incident>(incidents.Count);

@@ -347,7 +347,9 @@ internal sealed class ReportWriter : IAsyncDisposable
         foreach (var chunk in incidentIds.Chunk(500))
         {
             var rows = await db.IncidentReports.AsNoTracking().Where(l => chunk.Contains(l.IncidentId))
-                .Join(db.Reports, l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, Report = r }).ToListAsync();
+                .Join(db.Reports, l => l.ReportId, r => r.Id, (l, r) => new { l.IncidentId, Report = r })
+                // In the order the store received them: the summary's ties (same time, same precision) go the same way in every view.
+                .OrderBy(x => x.Report.Number).ToListAsync();
             foreach (var row in rows)
             {
                 if (!linked.TryGetValue(row.IncidentId, out var reports))
