@@ -208,6 +208,10 @@
       }
       board.querySelector(`.column[data-status="${item.status}"] .cards`)?.append(known.node);
     }
+    // Records that left this board (closed past its first page, withdrawn) are forgotten: a page open for days would
+    // otherwise keep every card it ever drew.
+    const shown = new Set(items.map(item => item.id));
+    for (const id of drawn.keys()) if (!shown.has(id)) cards.delete(id);
     if (activeCard) {
       // Taken out and put back (or drawn anew): the field gets the cursor back where it was.
       const now = board.querySelector(`.co-card[data-id="${activeCard.dataset.id}"]`);

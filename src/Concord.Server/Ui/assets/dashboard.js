@@ -1,30 +1,30 @@
 // Draws the dashboard's charts from the figures the server computed over what this member may see: from the page on its
 // first render, then whenever the live page (a server circuit) calls Concord.drawDashboard with new figures.
 'use strict';
+// The charts drawn last are kept on Concord (this script may run again in the page), whether or not their canvases are
+// still on the page: the circuit replaces the first render's canvases, and refused dates take them away; a chart left
+// undestroyed keeps its observers and its place in Chart.js.
 Concord.drawDashboard = data => {
   if (!window.Chart) return;
-  for (const id of ['chart-weekly', 'chart-casualties', 'chart-areas']) {
-    const canvas = document.getElementById(id);
-    if (!canvas) return;
-    const chart = Chart.getChart(canvas);
-    if (chart) chart.destroy();
-  }
+  for (const chart of Concord.dashboardCharts ?? []) chart.destroy();
+  const drawn = Concord.dashboardCharts = [];
+  if (['chart-weekly', 'chart-casualties', 'chart-areas'].some(id => !document.getElementById(id))) return;
   const t = Concord.text;
   const palette = ['#b3261e', '#c25e00', '#7b1fa2', '#1565c0', '#2e7d32', '#6d4c41', '#546e7a'];
   Chart.defaults.font.family = 'system-ui, sans-serif';
   Chart.defaults.animation = false;
   const locale = Concord.context.culture;
 
-  new Chart(document.getElementById('chart-weekly'), {
+  drawn.push(new Chart(document.getElementById('chart-weekly'), {
     type: 'bar',
     data: {
       labels: data.weeks,
       datasets: data.weeklyByCategory.map((s, i) => ({ label: s.label || t('other'), data: s.counts, backgroundColor: palette[i % palette.length], stack: 'c' })),
     },
     options: { locale, responsive: true, maintainAspectRatio: false, scales: { x: { stacked: true, ticks: { maxTicksLimit: 12 } }, y: { stacked: true, beginAtZero: true } } },
-  });
+  }));
 
-  new Chart(document.getElementById('chart-casualties'), {
+  drawn.push(new Chart(document.getElementById('chart-casualties'), {
     type: 'line',
     data: {
       labels: data.months,
@@ -34,9 +34,9 @@ Concord.drawDashboard = data => {
       ],
     },
     options: { locale, responsive: true, maintainAspectRatio: false, scales: { x: { ticks: { maxTicksLimit: 12 } }, y: { beginAtZero: true } } },
-  });
+  }));
 
-  new Chart(document.getElementById('chart-areas'), {
+  drawn.push(new Chart(document.getElementById('chart-areas'), {
     type: 'bar',
     data: {
       labels: data.areas.map(a => a.name),
@@ -46,7 +46,7 @@ Concord.drawDashboard = data => {
       ],
     },
     options: { locale, indexAxis: 'y', responsive: true, maintainAspectRatio: false, scales: { x: { beginAtZero: true } } },
-  });
+  }));
 };
 
 (() => {
