@@ -942,9 +942,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // Clients choose the ids of tasks and requests; one id may name one of each. Their escalations are told apart by
         // kind: neither stops the other (or every escalation after them) from escalating.
         var id = Guid.NewGuid();
-        var (created, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
+        object Ferry(Guid requestId) => new
         {
-            id,
+            id = requestId,
             type = "transport",
             title = "Ferry cable snapped at Mobaye",
             details = "The ferry cannot cross; patrols are cut off.",
@@ -953,7 +953,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             location = new { latitude = 4.32, longitude = 21.18 },
             windowStart = Clock.GetUtcNow().AddDays(1),
             windowEnd = Clock.GetUtcNow().AddDays(2),
-        });
+        };
+        var (created, request) = await server.ClientFor("unpol").PostJson("/api/requests", Ferry(id));
         Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
         // A task is not given a request's id, nor a request a task's.
         var (taken, takenProblem) = await server.ClientFor("unpol").PostJson("/api/tasks", new
@@ -968,16 +969,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(["id"], takenProblem.ErrorFields());
         var (otherTask, other) = await server.ClientFor("unpol").PostJson("/api/tasks", new { title = "Check the ferry landing", organization = "UNPOL" });
         Assert.True(otherTask.StatusCode == HttpStatusCode.Created, other.ToString());
-        var (takenByTask, takenByTaskProblem) = await server.ClientFor("unpol").PostJson("/api/requests", new
-        {
-            id = Id(other),
-            type = "transport",
-            title = "Ferry cable snapped at Mobaye",
-            details = "The ferry cannot cross; patrols are cut off.",
-            priority = "urgent",
-            addressee = "PREF",
-            location = new { latitude = 4.32, longitude = 21.18 },
-        });
+        var (takenByTask, takenByTaskProblem) = await server.ClientFor("unpol").PostJson("/api/requests", Ferry(Id(other)));
         Assert.Equal(HttpStatusCode.Conflict, takenByTask.StatusCode);
         Assert.Equal(["id"], takenByTaskProblem.ErrorFields());
 

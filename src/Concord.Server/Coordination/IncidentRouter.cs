@@ -175,26 +175,24 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             existing.ExceptWith(db.ChangeTracker.Entries<CoordinationTask>()
                 .Where(e => e.Entity.RoutingKey is null && e.Property(t => t.RoutingKey).OriginalValue is not null)
                 .Select(e => e.Property(t => t.RoutingKey).OriginalValue!));
+            // Rules apply to incidents recorded since their agreement was (its first version: a revision, of a deadline say,
+            // does not stop the routing of incidents recorded before it): an older incident that changes (a status, a fused
+            // report) is not routed retroactively by an agreement recorded after it. Every lead first, then every supporting
+            // role, each by agreement: an organisation two equally specific rules name in both roles is given the lead (one
+            // task per incident and organisation; which one it got followed the order the store returned the agreements in).
+            var named = incidents.ToDictionary(i => i.Id, incident => Responsibilities.Resolve(
+                    [.. agreements.Where(a => a.InForceSince <= incident.CreatedAt)], incident.Category, directory.Area(incident.AreaId)?.Code)
+                .SelectMany(route => route.Supporting.Select(s => (Route: route, Code: s, Role: TaskRoles.Supporting)).Prepend((Route: route, Code: route.Lead, Role: TaskRoles.Lead)))
+                .OrderBy(r => r.Role == TaskRoles.Lead ? 0 : 1).ThenBy(r => r.Route.AgreementCode, StringComparer.Ordinal)
+                .ToList());
             // The reports' own markings, for incidents whose marking leaves out an organisation the rules name (a mixed
             // incident: its marking is what all its reports share, which may be less than each releases to it).
-            var reach = await IncidentReach.ReadAsync(db, incidents.Where(incident => agreements.Any(a => a.InForceSince <= incident.CreatedAt)
-                && Responsibilities.Resolve([.. agreements.Where(a => a.InForceSince <= incident.CreatedAt)], incident.Category, directory.Area(incident.AreaId)?.Code)
-                    .SelectMany(route => route.Supporting.Prepend(route.Lead))
-                    .Any(code => directory.OrganizationByCode(code) is not { } named || !directory.ReleasesTo(incident.ReleasableTo, named)))
+            var reach = await IncidentReach.ReadAsync(db, incidents
+                .Where(incident => named[incident.Id].Any(r => directory.OrganizationByCode(r.Code) is not { } organization || !directory.ReleasesTo(incident.ReleasableTo, organization)))
                 .Select(incident => (Guid?)incident.Id), cancellationToken);
             foreach (var incident in incidents)
             {
-                // Rules apply to incidents recorded since their agreement was (its first version: a revision, of a deadline
-                // say, does not stop the routing of incidents recorded before it): an older incident that changes (a
-                // status, a fused report) is not routed retroactively by an agreement recorded after it.
-                var inForce = agreements.Where(a => a.InForceSince <= incident.CreatedAt).ToList();
-                // Every lead first, then every supporting role, each by agreement: an organisation two equally specific rules
-                // name in both roles is given the lead (one task per incident and organisation; which one it got followed
-                // the order the store returned the agreements in).
-                var roles = Responsibilities.Resolve(inForce, incident.Category, directory.Area(incident.AreaId)?.Code)
-                    .SelectMany(route => route.Supporting.Select(s => (Route: route, Code: s, Role: TaskRoles.Supporting)).Prepend((Route: route, Code: route.Lead, Role: TaskRoles.Lead)))
-                    .OrderBy(r => r.Role == TaskRoles.Lead ? 0 : 1).ThenBy(r => r.Route.AgreementCode, StringComparer.Ordinal);
-                foreach (var (route, code, role) in roles)
+                foreach (var (route, code, role) in named[incident.Id])
                 {
                     if (await directory.OrganizationAsync(code, cancellationToken) is not { } organization)
                     {
