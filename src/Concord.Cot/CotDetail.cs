@@ -152,7 +152,7 @@ public sealed class CotDetail : IEquatable<CotDetail>
         {
             using var reader = XmlReader.Create(new StringReader(string.Concat("<detail>", xml, "</detail>")), options.ThreadReaderSettings());
             reader.MoveToContent();
-            var detail = DetailCanonicalizer.Read(reader, options.MaxDepth, depthOffset: 1);
+            var detail = DetailCanonicalizer.Read(reader, options.MaxDepth, depthOffset: 1, options.MaxDocumentBytes);
             while (reader.Read())
             {
             }
@@ -277,7 +277,7 @@ public sealed class CotDetail : IEquatable<CotDetail>
 
     // A rewrite of a detail already accepted: its canonical form may exceed the size the device's XML was read under.
     // (The reader's limit counts the <detail> wrapper the parse adds.)
-    private static CotDetail Reparse(string xml) =>
+    internal static CotDetail Reparse(string xml) =>
         Parse(xml, xml.Length <= CotParseOptions.DefaultMaxDocumentBytes - 64 ? CotParseOptions.Default : new CotParseOptions { MaxDocumentBytes = xml.Length + 64 });
 
     public bool Equals(CotDetail? other) => other is not null && string.Equals(Xml, other.Xml, StringComparison.Ordinal);

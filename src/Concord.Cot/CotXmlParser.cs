@@ -173,7 +173,7 @@ internal static class CotXmlParser
                         }
 
                         sawDetail = true;
-                        detail = DetailCanonicalizer.Read(reader, options.MaxDepth, depthOffset: 0);
+                        detail = DetailCanonicalizer.Read(reader, options.MaxDepth, depthOffset: 0, options.MaxDocumentBytes);
                         break;
 
                     default:

@@ -19,9 +19,17 @@ internal static class DetailCanonicalizer
         Text,
     }
 
+    /// <summary>
+    /// How much longer than the document it came from a canonical detail may be: escaping grows text (a '"' in a
+    /// single-quoted value is written as six characters), and a namespace declared on &lt;event&gt; travels with each
+    /// element using it. Beyond this the input was built to make the copy huge, not sent by a device.
+    /// </summary>
+    internal const int MaxGrowth = 8;
+
     // The reader is on the <detail> start tag; on return it is on the matching end tag.
     // depthOffset is the absolute depth of <detail> minus reader.Depth, so limits count from <event>.
-    internal static CotDetail Read(XmlReader reader, int maxDepth, int depthOffset)
+    // maxDocumentCharacters is the limit the document was read under: the canonical detail stays within MaxGrowth times it.
+    internal static CotDetail Read(XmlReader reader, int maxDepth, int depthOffset, int maxDocumentCharacters)
     {
         if (reader.IsEmptyElement)
         {
@@ -35,8 +43,14 @@ internal static class DetailCanonicalizer
         try
         {
             var state = new WalkState();
+            var maxCharacters = (long)maxDocumentCharacters * MaxGrowth;
             while (reader.Read())
             {
+                if (xml.Length > maxCharacters)
+                {
+                    throw new CotParseException(string.Create(CultureInfo.InvariantCulture, $"detail exceeds {maxCharacters} characters once written out"));
+                }
+
                 var level = reader.Depth - detailDepth;
                 switch (reader.NodeType)
                 {
@@ -120,6 +134,8 @@ internal static class DetailCanonicalizer
             state.ChildHasContent = !empty;
         }
 
+        // Declarations of elements that are not this one's ancestors go out of scope (each child of <detail> stands alone).
+        state.Declared?.RemoveAll(d => d.Level >= level);
         xml.Append('<').Append(name);
         var interpret = level == 1 && DetailNode.IsInterpreted(name);
         List<KeyValuePair<string, string>>? attributes = interpret ? [] : null;
@@ -138,6 +154,7 @@ internal static class DetailCanonicalizer
                 if (reader.Prefix == "xmlns")
                 {
                     (declared ??= []).Add(reader.LocalName);
+                    (state.Declared ??= []).Add((level, reader.LocalName));
                 }
                 else if (reader.Prefix.Length > 0)
                 {
@@ -152,10 +169,13 @@ internal static class DetailCanonicalizer
         {
             foreach (var prefix in used.Distinct(StringComparer.Ordinal))
             {
-                if (prefix != "xml" && declared?.Contains(prefix) != true && reader.LookupNamespace(prefix) is { } uri)
+                // Not again where an ancestor in the written detail declares it: its scope holds the same namespace.
+                if (prefix != "xml" && declared?.Contains(prefix) != true && state.Declared?.Exists(d => d.Prefix == prefix) != true
+                    && reader.LookupNamespace(prefix) is { } uri)
                 {
                     XmlText.AppendAttribute(xml, "xmlns:" + prefix, uri);
                     (declared ??= []).Add(prefix);
+                    (state.Declared ??= []).Add((level, prefix));
                 }
             }
         }
@@ -213,6 +233,9 @@ internal static class DetailCanonicalizer
         }
 
         public List<DetailNode> Nodes { get; } = [];
+
+        /// <summary>The namespace prefixes declared in the written detail on the current element's ancestors, by level.</summary>
+        public List<(int Level, string Prefix)>? Declared { get; set; }
 
         public Previous Previous { get; set; } = Previous.StartTag;
 

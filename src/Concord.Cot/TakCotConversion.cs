@@ -222,7 +222,8 @@ public static class TakCotConversion
             added = true;
         }
 
-        return added ? CotDetail.Parse(xml.ToString(), options) : fromXml;
+        // Read again as a rewrite of a detail already accepted: escaping may have made it longer than the sender's XML was.
+        return added ? CotDetail.Reparse(xml.ToString()) : fromXml;
     }
 
     private static void Element(StringBuilder xml, string name, params ReadOnlySpan<(string Name, string? Value)> attributes)

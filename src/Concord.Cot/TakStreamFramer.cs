@@ -106,11 +106,23 @@ public sealed class TakStreamFramer
             }
 
             var b = data[at++];
+            if (shift == 63 && b is > 1 and < 0x80)
+            {
+                throw Fault("TAK protocol frame length varint exceeds 64 bits");
+            }
+
             length |= (ulong)(b & 0x7F) << shift;
             if (b < 0x80)
             {
                 break;
             }
+        }
+
+        // No protobuf message is 2 GiB or more: such a length is noise, not a frame to skip (skipping it would swallow the
+        // rest of the connection, frame after frame, without a word).
+        if (length > int.MaxValue)
+        {
+            throw Fault(string.Create(CultureInfo.InvariantCulture, $"TAK protocol frame length {length} is not a frame's"));
         }
 
         if (length > (ulong)MaxPayloadBytes)

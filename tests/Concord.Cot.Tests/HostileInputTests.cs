@@ -34,6 +34,28 @@ public sealed class HostileInputTests
     }
 
     [Fact]
+    public void A_namespace_copied_to_each_element_cannot_make_the_detail_many_times_the_event()
+    {
+        // A hundred children of <detail> use a prefix <event> declares with a 32,000-character name: each child stands
+        // alone, so each carries the declaration, and the written detail would be a hundred times the 33 kB event.
+        var uri = "urn:" + new string('a', 32_000);
+        var xml = Event(detail: "<detail>" + string.Concat(Enumerable.Repeat("<p:a/>", 100)) + "</detail>").Replace("<event ", $"<event xmlns:p=\"{uri}\" ", StringComparison.Ordinal);
+
+        Assert.Equal("detail exceeds 524288 characters once written out", ReasonFor(xml));
+    }
+
+    [Fact]
+    public void A_namespace_from_the_event_is_declared_once_on_each_child_of_detail_that_uses_it()
+    {
+        var xml = Event(detail: "<detail><p:a><p:b/><c><p:d x=\"1\"/></c></p:a><p:e/></detail>").Replace("<event ", "<event xmlns:p=\"urn:x\" ", StringComparison.Ordinal);
+
+        var detail = CotXml.Parse(xml).Detail;
+
+        Assert.Equal("<p:a xmlns:p=\"urn:x\"><p:b/><c><p:d x=\"1\"/></c></p:a><p:e xmlns:p=\"urn:x\"/>", detail.Xml);
+        Assert.Equal(detail, CotDetail.Parse(detail.Xml));
+    }
+
+    [Fact]
     public void Undeclared_entity_is_malformed_xml()
     {
         Assert.StartsWith("malformed XML: ", ReasonFor(Event(detail: "<detail><remarks>&xxe;</remarks></detail>")), StringComparison.Ordinal);

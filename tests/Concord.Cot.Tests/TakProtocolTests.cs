@@ -200,6 +200,19 @@ public sealed class TakProtocolTests
     }
 
     [Fact]
+    public void A_detail_that_escaping_makes_longer_than_the_limit_is_kept_when_typed_fields_are_added()
+    {
+        // 17,000 '>' in the remarks are 68,000 characters written out: accepted from XML, so from protobuf with a contact too.
+        var valid = TakProtobuf.Decode(Hex("spot", "takmessage_v1_hex")).CotEvent!;
+        var remarks = new string('>', 17_000);
+
+        var cot = (valid with { Detail = new TakDetail { XmlDetail = "<remarks>" + remarks + "</remarks>", Contact = new TakContact { Callsign = "ALPHA-1" } } }).ToCotEvent();
+
+        Assert.Equal(remarks, cot.Detail.Remarks);
+        Assert.True(cot.Detail.Contains("contact"));
+    }
+
+    [Fact]
     public void Invalid_events_are_refused_when_mapped_to_xml()
     {
         var valid = TakProtobuf.Decode(Hex("spot", "takmessage_v1_hex")).CotEvent!;
@@ -263,6 +276,15 @@ public sealed class TakProtocolTests
         var overlong = new TakStreamFramer();
         overlong.Append([0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
         Assert.Equal("TAK protocol frame length varint is longer than 10 bytes", Assert.Throws<CotFramingException>(() => overlong.TryReadPayload(out _)).Reason);
+
+        // A length no frame has (2^64 - 1) faults rather than skipping the rest of the stream unseen; so do bits past 64.
+        var endless = new TakStreamFramer();
+        endless.Append([0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        Assert.Equal("TAK protocol frame length 18446744073709551615 is not a frame's", Assert.Throws<CotFramingException>(() => endless.TryReadPayload(out _)).Reason);
+        Assert.True(endless.IsFaulted);
+        var wide = new TakStreamFramer();
+        wide.Append([0xbf, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]);
+        Assert.Equal("TAK protocol frame length varint exceeds 64 bits", Assert.Throws<CotFramingException>(() => wide.TryReadPayload(out _)).Reason);
     }
 
     [Fact]

@@ -223,6 +223,9 @@ public abstract class CliTests : IAsyncLifetime
         // The demo's directory went in as one audited write (the audit is not the place for its password).
         var seeded = Assert.Single(await db.Audit.Where(e => e.Entity == "demo").ToListAsync());
         Assert.Contains("jmac.analyst", seeded.Detail, StringComparison.Ordinal);
+        // With the rights each was given: the mission administrator's roles and clearance are on record.
+        Assert.Contains("{\"user\":\"admin\",\"organization\":\"JOC\",\"roles\":[\"mission-admin\"", seeded.Detail, StringComparison.Ordinal);
+        Assert.Contains("CAF-809", Assert.Single(await db.Audit.Where(e => e.Entity == "area").ToListAsync()).Detail, StringComparison.Ordinal);
         Assert.DoesNotContain(Demo.DemoMission.Password, seeded.Detail, StringComparison.Ordinal);
         Assert.True(await db.Reports.CountAsync(r => r.AreaId != null) > 1600, "most events fall in a prefecture");
         Assert.True(await db.Reports.Select(r => r.Classification).Distinct().CountAsync() == 3);
@@ -252,6 +255,18 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal(1, await db.Meetings.CountAsync());
         Assert.Equal(3, await db.Requests.CountAsync());
         Assert.True(await db.Tasks.CountAsync() >= 3, "the meeting's three action items");
+        Assert.Equal(Audit.Audits.SystemActor, await db.Agreements.Where(a => a.Code == Demo.DemoCoordination.AgreementCode).Select(a => a.CreatedBy).SingleAsync());
+
+        // A run stopped between creating the escort request and accepting it, before the meeting: the next run accepts it
+        // (it found the request and skipped both steps, leaving it requested for good).
+        var escort = await db.Requests.AsNoTracking().SingleAsync(r => r.Type == Coordination.RequestTypes.ArmedEscort);
+        Assert.Equal(Coordination.RequestStatuses.Accepted, escort.Status);
+        await db.Requests.Where(r => r.Id == escort.Id).ExecuteUpdateAsync(u => u.SetProperty(r => r.Status, Coordination.RequestStatuses.Requested));
+        await db.Meetings.ExecuteUpdateAsync(u => u.SetProperty(m => m.Title, "Stopped before the meeting"));
+        var again = await Run(["demo", "--seed-only", "--classification", "nato", .. StoreArguments]);
+        Assert.True(again.Exit == 0, again.Errors);
+        Assert.Equal(Coordination.RequestStatuses.Accepted, await db.Requests.Where(r => r.Id == escort.Id).Select(r => r.Status).SingleAsync());
+        Assert.Equal(3, await db.Requests.CountAsync());
     }
 
     [Fact]
@@ -500,6 +515,63 @@ public abstract class CliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Audit_verify_with_a_recorded_entry_finds_a_chain_cut_short_or_rewritten_that_verifies_on_its_own()
+    {
+        foreach (var code in new[] { "XA1", "XA2", "XA3" })
+        {
+            Assert.Equal(0, (await Run(["org", "add", "--code", code, "--name", "Org " + code, "--kind", "police", .. StoreArguments])).Exit);
+        }
+
+        var first = await Run(["audit", "verify", .. StoreArguments]);
+        var recorded = System.Text.RegularExpressions.Regex.Match(first.Output, "Record '(\\d+):([0-9a-f]{64})'");
+        Assert.True(recorded.Success, first.Output);
+        var (index, hash) = (long.Parse(recorded.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), recorded.Groups[2].Value);
+        Assert.Equal(0, (await Run(["org", "add", "--code", "XA4", "--name", "Org XA4", "--kind", "police", .. StoreArguments])).Exit);
+        var grown = await Run(["audit", "verify", "--expect", $"{index}:{hash.ToUpperInvariant()}", .. StoreArguments]);
+        Assert.True(grown.Exit == 0, grown.Errors);
+        Assert.Contains($"entry {index} has the recorded hash", grown.Output, StringComparison.Ordinal);
+
+        // Rewritten from the recorded entry on, every hash recomputed (the method is public): the chain verifies, the record does not.
+        await using var services = Services(await StoreAsync());
+        await using (var scope = services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            Assert.Equal(1, await db.Audit.Where(a => a.ChainIndex == index && a.Detail.Contains("XA3")).ExecuteUpdateAsync(u => u.SetProperty(a => a.Detail, a => a.Detail.Replace("XA3", "XB3"))));
+            var tail = await db.Audit.Where(a => a.ChainIndex >= index).OrderBy(a => a.ChainIndex).ToListAsync();
+            var previous = await db.Audit.Where(a => a.ChainIndex == index - 1).Select(a => a.Hash).SingleAsync();
+            foreach (var entry in tail)
+            {
+                entry.PreviousHash = previous;
+                entry.Hash = Audit.AuditChain.Compute(entry);
+                previous = entry.Hash;
+            }
+
+            await db.SaveChangesAsync();
+        }
+
+        var rewritten = await Run(["audit", "verify", "--expect", $"{index}:{hash}", .. StoreArguments]);
+        Assert.Equal(0, (await Run(["audit", "verify", .. StoreArguments])).Exit);
+        Assert.Equal(1, rewritten.Exit);
+        Assert.Contains($"entry {index} has hash", rewritten.Errors, StringComparison.Ordinal);
+        Assert.Contains($"not {hash} as recorded", rewritten.Errors, StringComparison.Ordinal);
+
+        // Cut off from the recorded entry on: the chain verifies, the record does not.
+        await using (var scope = services.CreateAsyncScope())
+        {
+            await scope.ServiceProvider.GetRequiredService<ConcordDb>().Audit.Where(a => a.ChainIndex >= index).ExecuteDeleteAsync();
+        }
+
+        var cut = await Run(["audit", "verify", "--expect", $"{index}:{hash}", .. StoreArguments]);
+        Assert.Equal(0, (await Run(["audit", "verify", .. StoreArguments])).Exit);
+        Assert.Equal(1, cut.Exit);
+        Assert.Contains($"entry {index} is missing: the chain ends at entry {index - 1}", cut.Errors, StringComparison.Ordinal);
+
+        var malformed = await Run(["audit", "verify", "--expect", hash, .. StoreArguments]);
+        Assert.Equal(2, malformed.Exit);
+        Assert.Contains("--expect must be INDEX:HASH", malformed.Errors, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Audit_verify_names_the_entry_that_was_altered_removed_or_inserted()
     {
         await Run(["demo", "--seed-only", .. StoreArguments]);
@@ -630,9 +702,9 @@ public abstract class CliTests : IAsyncLifetime
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         Assert.Equal(3, await db.SharingGroupMembers.CountAsync());
         Assert.Equal([1, 2], await db.Agreements.Where(a => a.Code == "MOU-CMCOORD").Select(a => a.Version).OrderBy(v => v).ToListAsync());
-        // The demo's directory (its organisations and members) and its own agreement (SOP-POC), then the caveat, the group
-        // and the two versions.
-        Assert.Equal(6, await db.Audit.CountAsync(a => a.Action == "administer" && a.Actor == "system"));
+        // The demo's directory (its organisations and members), its areas and its own agreement (SOP-POC), then the caveat,
+        // the group and the two versions.
+        Assert.Equal(7, await db.Audit.CountAsync(a => a.Action == "administer" && a.Actor == "system"));
         Assert.Equal(1, await db.Audit.CountAsync(a => a.Action == "administer" && a.Entity == "demo"));
 
         // A retired agreement's code stays with its history: the verb refuses to write a version that would revive it.

@@ -773,6 +773,28 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(HttpStatusCode.Forbidden, revised.StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("jocadmin").PutAsJsonAsync($"/api/agreements/{code}",
             Sop([ours, new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE" }], []))).StatusCode);
+
+        // Nor by retiring the agreement, which ends the force's duties as surely as a revision without them.
+        var (retire, refusal) = await admin.DeleteAsync($"/api/agreements/{code}") is var d ? (d, await d.Json()) : default;
+        Assert.Equal(HttpStatusCode.Forbidden, retire.StatusCode);
+        Assert.Contains("FORCE leads", refusal.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        var (_, inForce) = await server.ClientFor("ocha").GetJson("/api/agreements");
+        Assert.Contains(inForce.EnumerateArray(), a => a.GetProperty("code").GetString() == code);
+
+        // Nor by a look-alike of another party's code: "ſ" (a long s) upper-cases to S, naming that party for the router.
+        var sector = "S" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var (organization, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations", new { code = sector, name = "Sector " + sector, kind = "military" });
+        Assert.Equal(HttpStatusCode.Created, organization.StatusCode);
+        var (lookAlike, lookAlikeProblem) = await admin.PostJson("/api/agreements", new
+        {
+            code = code + "B",
+            name = "Police–sector SOP " + code,
+            parties = new[] { "UNPOL", sector },
+            rules = Array.Empty<object>(),
+            responsibilities = new object[] { ours, new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "\u017F" + sector[1..], acknowledgeMinutes = 1 } },
+        });
+        Assert.True(lookAlike.StatusCode == HttpStatusCode.BadRequest, lookAlikeProblem.ToString());
+        Assert.Contains("responsibilities[1].lead", lookAlikeProblem.GetProperty("errors").EnumerateObject().Select(e => e.Name));
     }
 
     [Fact]

@@ -183,6 +183,26 @@ public sealed class EarlyWarningTests
     }
 
     [Fact]
+    public void Areas_given_in_metres_rather_than_degrees_are_refused_with_the_position()
+    {
+        // A prefecture in UTM metres: read as degrees its cells would number a million million, and the cell walk never ends.
+        var path = Path.Combine(Path.GetTempPath(), $"areas-{Guid.NewGuid():N}.geojson");
+        File.WriteAllText(path, """
+            {"type":"FeatureCollection","features":[{"type":"Feature","properties":{"adm1_code":"X-1","name":"Metres"},
+             "geometry":{"type":"Polygon","coordinates":[[[500000,1000000],[510000,1000000],[510000,1010000],[500000,1000000]]]}}]}
+            """);
+        try
+        {
+            var refused = Assert.Throws<ForecastEvaluation.Refused>(() => ForecastEvaluation.MissionCells(path, []));
+            Assert.Contains("position [500000, 1000000] is not a longitude from -180 to 180", refused.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public void The_back_test_refuses_years_its_data_does_not_cover_and_files_without_events()
     {
         var reference = Path.Combine(AppContext.BaseDirectory, "reference");

@@ -1651,6 +1651,14 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (_, groups) = await admin.GetJson("/api/groups");
         var group = groups.EnumerateArray().Single(g => g.GetProperty("code").GetString() == "GRP" + tag);
         Assert.Equal(["JOC", "OCHA"], group.GetProperty("members").EnumerateArray().Select(m => m.GetString()!).Order().ToArray());
+
+        // Retired again, an agreement is answered as retired, and its retirement recorded once (the audit tells of changes made).
+        var agreement = "AGR" + tag;
+        Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/agreements", new { code = agreement, name = "Agreement " + tag, parties = new[] { "JOC" }, rules = new[] { new { reporter = "org:JOC", category = "poc", marking = Api.Marking("CONFIDENTIAL", ["org:JOC"]) } } })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/agreements/{agreement}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/agreements/{agreement}")).StatusCode);
+        var recorded = await server.WithDbAsync(db => db.Audit.Where(a => a.Action == AuditActions.Administer && a.Entity == "agreement").Select(a => a.Detail).ToListAsync());
+        Assert.Equal(1, recorded.Count(d => d.Contains("\"retired\":\"" + agreement + "\"", StringComparison.Ordinal)));
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using Concord.Server.Data;
 using Concord.Server.Hosting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
 
 namespace Concord.Server.Tests;
 
@@ -28,6 +29,30 @@ public abstract class StoreTests
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             Assert.True(await db.Categories.CountAsync() > 50);
             Assert.Equal(2, await db.Caveats.CountAsync());
+        }
+        finally
+        {
+            await DropStoreAsync();
+        }
+    }
+
+    [Fact]
+    public async Task A_build_older_than_the_store_refuses_it_rather_than_serve_a_schema_it_does_not_know()
+    {
+        var store = await CreateStoreAsync();
+        try
+        {
+            await using var services = Services(store);
+            await services.PrepareStoreAsync(CancellationToken.None);
+            var newest = Migrator.For(store.Kind)[^1].Version;
+            await using (var scope = services.CreateAsyncScope())
+            {
+                await scope.ServiceProvider.GetRequiredService<ConcordDb>().Database.ExecuteSqlAsync(
+                    $"INSERT INTO schema_migrations (version, name, applied_at) VALUES ({newest + 1}, 'from_a_newer_build', {DateTime.UtcNow})");
+            }
+
+            var refused = await Assert.ThrowsAsync<StoreTooNewException>(() => services.PrepareStoreAsync(CancellationToken.None));
+            Assert.Contains($"schema is at version {newest + 1}, newer than this build's {newest}", refused.Message, StringComparison.Ordinal);
         }
         finally
         {
@@ -163,4 +188,67 @@ public sealed class StoreTests_Postgres : StoreTests
     internal override async Task<StoreOptions> CreateStoreAsync() => StoreOptions.Postgres(await _database.CreateAsync());
 
     internal override Task DropStoreAsync() => _database.DropAsync();
+
+    [Fact]
+    public async Task A_role_that_may_connect_to_its_own_database_only_runs_Concord_there()
+    {
+        // A hardened deployment: Concord's role may not connect to the maintenance database "postgres", only to its own.
+        var tag = Guid.NewGuid().ToString("N")[..8];
+        var (role, database) = ("concord_only_" + tag, "concord_own_" + tag);
+        await AdminAsync($"CREATE ROLE {role} LOGIN", $"CREATE DATABASE {database} OWNER {role}", $"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC",
+            $"GRANT CONNECT ON DATABASE {database} TO {role}");
+        try
+        {
+            // Granted to PUBLIC by default; taken back for the test's length (superusers, which the other tests are, need none).
+            await AdminAsync("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC");
+            var own = new NpgsqlConnectionStringBuilder(PostgresDatabase.ServerConnection) { Username = role, Database = database, Password = null }.ToString();
+            await using var services = Services(StoreOptions.Postgres(own));
+            Assert.True(await StoreOptions.Postgres(own).ExistsAsync(CancellationToken.None));
+            Assert.NotEmpty(await services.PrepareStoreAsync(CancellationToken.None));
+        }
+        finally
+        {
+            NpgsqlConnection.ClearAllPools();
+            await AdminAsync("GRANT CONNECT ON DATABASE postgres TO PUBLIC", $"DROP DATABASE IF EXISTS {database} WITH (FORCE)", $"DROP ROLE IF EXISTS {role}");
+        }
+    }
+
+    [Fact]
+    public async Task A_database_that_cannot_hold_unicode_text_is_refused_at_start_and_one_Concord_creates_is_utf8()
+    {
+        var tag = Guid.NewGuid().ToString("N")[..8];
+        var (ascii, created) = ("concord_ascii_" + tag, "concord_new_" + tag);
+        await AdminAsync($"CREATE DATABASE {ascii} ENCODING 'SQL_ASCII' TEMPLATE template0");
+        try
+        {
+            var asciiStore = StoreOptions.Postgres(new NpgsqlConnectionStringBuilder(PostgresDatabase.ServerConnection) { Database = ascii }.ToString());
+            await using var services = Services(asciiStore);
+            var refused = await Assert.ThrowsAsync<StoreUnsuitableException>(() => services.PrepareStoreAsync(CancellationToken.None));
+            Assert.Contains($"database '{ascii}' uses the encoding SQL_ASCII; Concord needs UTF8", refused.Message, StringComparison.Ordinal);
+
+            var newStore = StoreOptions.Postgres(new NpgsqlConnectionStringBuilder(PostgresDatabase.ServerConnection) { Database = created }.ToString());
+            Assert.False(await newStore.ExistsAsync(CancellationToken.None));
+            await newStore.EnsureExistsAsync(CancellationToken.None);
+            await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(PostgresDatabase.ServerConnection) { Database = created }.ToString());
+            await connection.OpenAsync();
+            await using var encoding = new NpgsqlCommand("SHOW server_encoding", connection);
+            Assert.Equal("UTF8", await encoding.ExecuteScalarAsync());
+        }
+        finally
+        {
+            NpgsqlConnection.ClearAllPools();
+            await AdminAsync($"DROP DATABASE IF EXISTS {ascii} WITH (FORCE)", $"DROP DATABASE IF EXISTS {created} WITH (FORCE)");
+        }
+    }
+
+    private static async Task AdminAsync(params string[] statements)
+    {
+        await using var connection = new NpgsqlConnection(PostgresDatabase.ServerConnection);
+        await connection.OpenAsync();
+        foreach (var statement in statements)
+        {
+            await using var command = new NpgsqlCommand(statement, connection);
+            await command.ExecuteNonQueryAsync();
+        }
+    }
 }

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using Concord.Server.Access;
 using Concord.Server.Data;
+using Concord.Server.Http;
 using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Accounts;
@@ -30,7 +31,7 @@ internal static partial class MemberAdmin
         var userName = request.UserName.Trim().ToLowerInvariant();
         if (!UserNamePattern().IsMatch(userName))
         {
-            return (null, new("userName", $"user name '{request.UserName}' must be 2 to 64 letters, digits, '.', '-' or '_'"));
+            return (null, new("userName", $"user name '{QueryReader.Shown(request.UserName)}' must be 2 to 64 letters, digits, '.', '-' or '_'"));
         }
 
         if (userName == Audit.Audits.SystemActor)
@@ -55,12 +56,12 @@ internal static partial class MemberAdmin
         var clearance = 0;
         if (request.Clearance is not null && !scheme.TryParse(request.Clearance, out clearance))
         {
-            return (null, new("clearance", $"clearance '{request.Clearance}' is not a level of the {scheme.Name} scheme ({string.Join(", ", scheme.Levels)})"));
+            return (null, new("clearance", $"clearance '{QueryReader.Shown(request.Clearance)}' is not a level of the {scheme.Name} scheme ({string.Join(", ", scheme.Levels)})"));
         }
 
         if (!caveats.TryGetBits(request.Caveats, out var caveatBits, out var unknownCaveat))
         {
-            return (null, new("caveats", $"caveat '{unknownCaveat}' is not known (known: {string.Join(", ", caveats.Codes)})"));
+            return (null, new("caveats", $"caveat '{QueryReader.Shown(unknownCaveat)}' is not known (known: {string.Join(", ", caveats.Codes)})"));
         }
 
         // Not given: the user name stands for it. Given, it is held to the rules a change of it is (not only spaces).

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using NetTopologySuite.Geometries;
 
@@ -31,12 +32,28 @@ internal static class GeoJsonGeometry
     private static Polygon ReadPolygon(JsonElement rings)
     {
         var linear = rings.EnumerateArray().Select(ring => Factory.CreateLinearRing(
-            ring.EnumerateArray().Select(p => new Coordinate(p[0].GetDouble(), p[1].GetDouble())).ToArray())).ToArray();
+            ring.EnumerateArray().Select(Position).ToArray())).ToArray();
         if (linear.Length == 0)
         {
             throw new FormatException("a polygon needs at least one ring");
         }
 
         return Factory.CreatePolygon(linear[0], linear[1..]);
+    }
+
+    /// <summary>
+    /// A position in degrees of WGS 84, as GeoJSON has them (RFC 7946): a file in metres of a projection (UTM) would read
+    /// as areas millions of degrees wide, which no cell grid or map can hold.
+    /// </summary>
+    private static Coordinate Position(JsonElement position)
+    {
+        var (longitude, latitude) = (position[0].GetDouble(), position[1].GetDouble());
+        if (!(longitude is >= -180 and <= 180) || !(latitude is >= -90 and <= 90))
+        {
+            throw new FormatException(string.Create(CultureInfo.InvariantCulture,
+                $"position [{longitude}, {latitude}] is not a longitude from -180 to 180 and a latitude from -90 to 90 (GeoJSON positions are WGS 84 degrees)"));
+        }
+
+        return new Coordinate(longitude, latitude);
     }
 }

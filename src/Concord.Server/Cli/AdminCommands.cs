@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Accounts;
@@ -13,10 +14,23 @@ namespace Concord.Server.Cli;
 /// <summary>The sharing-model verbs. Changes made here are audited as done by "system" (whoever runs the CLI on the server).</summary>
 internal static class AdminCommands
 {
-    public static async Task<int> VerifyAuditAsync(ServiceProvider services, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    public static async Task<int> VerifyAuditAsync(ServiceProvider services, Invocation invocation, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
     {
         await using (services)
         {
+            (long Index, string Hash)? expected = null;
+            if (invocation["--expect"] is { } expect)
+            {
+                var parts = expect.Split(':');
+                if (parts.Length != 2 || !long.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var index) || index < 1
+                    || parts[1].Length != 64 || !parts[1].All(char.IsAsciiHexDigit))
+                {
+                    return await CommandLine.RefuseAsync(errors, invocation.Verb, $"--expect must be INDEX:HASH as a verify printed it (an entry number and 64 hexadecimal digits), not '{QueryReader.Shown(expect)}'");
+                }
+
+                expected = (index, parts[1].ToLowerInvariant());
+            }
+
             // Verifying reads: it neither creates a missing store (an empty chain would read as intact) nor migrates one.
             var store = services.GetRequiredService<StoreOptions>();
             if (!await store.ExistsAsync(cancellationToken))
@@ -46,7 +60,28 @@ internal static class AdminCommands
             }
 
             await output.WriteLineAsync($"audit chain intact: {result.Entries} entries; head {result.HeadHash}");
-            await output.WriteLineAsync("Record the head hash outside this server: it is what proves later that no entry was cut off the end.");
+            if (expected is { } recorded)
+            {
+                // The chain links each entry to the one before: the recorded entry there with its hash vouches for every
+                // entry up to it. Anyone may recompute the hashes, so a chain cut short or rewritten from some entry on
+                // verifies; only a hash kept elsewhere shows it.
+                if (recorded.Index > result.Entries)
+                {
+                    await errors.WriteLineAsync($"concord: entry {recorded.Index} is missing: the chain ends at entry {result.Entries}, so entries were cut off its end");
+                    return 1;
+                }
+
+                var hash = await db.Audit.AsNoTracking().Where(a => a.ChainIndex == recorded.Index).Select(a => a.Hash).SingleAsync(cancellationToken);
+                if (hash != recorded.Hash)
+                {
+                    await errors.WriteLineAsync($"concord: entry {recorded.Index} has hash {hash}, not {recorded.Hash} as recorded: the chain was rewritten up to it");
+                    return 1;
+                }
+
+                await output.WriteLineAsync($"entry {recorded.Index} has the recorded hash: no entry up to it was cut off or rewritten.");
+            }
+
+            await output.WriteLineAsync($"Record '{result.Entries}:{result.HeadHash}' outside this server: 'concord audit verify --expect {result.Entries}:{result.HeadHash}' proves later that no entry up to it was cut off or rewritten.");
             return 0;
         }
     }

@@ -105,7 +105,10 @@ internal static class CommandLine
             new("--name", "what the token is for (default cli)", Value: "NAME"),
             new("--days", "lifetime in days, 1 to 365 (default 90)", Value: "DAYS"),
         ]),
-        new("audit verify", "walk the audit log's hash chain and report the first altered, inserted or missing entry", StoreOptions),
+        new("audit verify", "walk the audit log's hash chain and report the first altered, inserted or missing entry", [
+            .. StoreOptions,
+            new("--expect", "an entry as an earlier verify printed it: fail unless it is there with that hash (nothing cut off or rewritten)", Value: "INDEX:HASH"),
+        ]),
         new("caveat add", "add a caveat (a compartment members must hold to read records carrying it)", [
             .. StoreOptions,
             new("--code", "caveat code, e.g. PROTECTION-SENSITIVE", Required: true, Value: "CODE"),

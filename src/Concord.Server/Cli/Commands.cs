@@ -91,7 +91,7 @@ internal static class Commands
                 "cert issue" => await TakCommands.IssueAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 "cert revoke" => await TakCommands.RevokeAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 "user set" => await AdminCommands.SetUserAsync(CoreServices(options), invocation, output, errors, cancellationToken),
-                "audit verify" => await AdminCommands.VerifyAuditAsync(CoreServices(options), output, errors, cancellationToken),
+                "audit verify" => await AdminCommands.VerifyAuditAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 "caveat add" => await AdminCommands.AddCaveatAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 "group add" => await AdminCommands.AddGroupAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 "agreement add" => await AdminCommands.AddAgreementAsync(CoreServices(options), invocation, output, errors, cancellationToken),
@@ -107,7 +107,7 @@ internal static class Commands
             await errors.WriteLineAsync($"concord: the store refused the change: {e.GetBaseException().Message}");
             return 1;
         }
-        catch (Exception e) when (e is SchemeMismatchException or Demo.DemoSeedException or StoreBusyException)
+        catch (Exception e) when (e is SchemeMismatchException or Demo.DemoSeedException or StoreBusyException or StoreTooNewException or StoreUnsuitableException)
         {
             await errors.WriteLineAsync("concord: " + e.Message);
             return 1;

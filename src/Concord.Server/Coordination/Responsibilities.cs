@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Data;
+using Concord.Server.Http;
 using Concord.Server.Sharing;
 
 namespace Concord.Server.Coordination;
@@ -171,7 +172,9 @@ internal static class Responsibilities
             return;
         }
 
-        bool IsParty(string? code) => code is not null && partyCodes.Contains(code.Trim().ToUpperInvariant());
+        // A code as organisations are coded (ASCII): "UNMAſ" (a long s) upper-cases to UNMAS, and a check comparing it with
+        // UNMAS ordinally would not see the duty it gives that party.
+        bool IsParty(string? code) => code is not null && Community.IsOrganizationCode(code.Trim()) && partyCodes.Contains(code.Trim().ToUpperInvariant());
 
         for (var i = 0; i < responsibilities.Count; i++)
         {
@@ -181,7 +184,7 @@ internal static class Responsibilities
             {
                 if (category != "*" && !directory.IsKnownCategory(category))
                 {
-                    errors[field + ".categories"] = [$"'{category}' is not in the taxonomy (or use *)"];
+                    errors[field + ".categories"] = [$"'{QueryReader.Shown(category)}' is not in the taxonomy (or use *)"];
                 }
             }
 
@@ -189,20 +192,20 @@ internal static class Responsibilities
             {
                 if (area != "*" && directory.AreaByCode(area) is null)
                 {
-                    errors[field + ".areas"] = [$"no area has the code '{area}' (or use *)"];
+                    errors[field + ".areas"] = [$"no area has the code '{QueryReader.Shown(area)}' (or use *)"];
                 }
             }
 
             if (!IsParty(rule.Lead))
             {
-                errors[field + ".lead"] = [$"'{rule.Lead}' must be a party organisation of the agreement"];
+                errors[field + ".lead"] = [$"'{QueryReader.Shown(rule.Lead ?? "")}' must be a party organisation of the agreement"];
             }
 
             foreach (var supporting in rule.Supporting ?? [])
             {
                 if (!IsParty(supporting))
                 {
-                    errors[field + ".supporting"] = [$"'{supporting}' must be a party organisation of the agreement"];
+                    errors[field + ".supporting"] = [$"'{QueryReader.Shown(supporting ?? "")}' must be a party organisation of the agreement"];
                 }
             }
 
@@ -218,7 +221,7 @@ internal static class Responsibilities
             {
                 if (type != "*" && !RequestTypes.All.Contains(type))
                 {
-                    errors[field + ".types"] = [$"'{type}' is not a request type ({string.Join(", ", RequestTypes.All)}, or *)"];
+                    errors[field + ".types"] = [$"'{QueryReader.Shown(type)}' is not a request type ({string.Join(", ", RequestTypes.All)}, or *)"];
                 }
             }
 
@@ -261,7 +264,7 @@ internal static class Responsibilities
 
         if (escalateTo is not null && !isParty(escalateTo))
         {
-            errors[field + ".escalateTo"] = [$"'{escalateTo}' must be a party organisation of the agreement"];
+            errors[field + ".escalateTo"] = [$"'{QueryReader.Shown(escalateTo)}' must be a party organisation of the agreement"];
         }
     }
 

@@ -64,10 +64,31 @@ internal static class Migrator
                 }
             }
 
+            var migrations = For(kind);
+            if (applied.Count > 0 && applied.Max() > migrations[^1].Version)
+            {
+                // An older build (a rollback) on a store a newer one migrated: its queries assume a schema that is gone.
+                throw new StoreTooNewException($"the store's schema is at version {applied.Max()}, newer than this build's {migrations[^1].Version}: run the build that migrated it, or a newer one");
+            }
+
             var done = new List<Migration>();
-            foreach (var migration in For(kind).Where(m => !applied.Contains(m.Version)))
+            foreach (var migration in migrations.Where(m => !applied.Contains(m.Version)))
             {
                 await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+                // Applied meanwhile by another process (on SQLite nothing else serialises two processes migrating at once;
+                // the transaction's write lock does from here on): read again inside it.
+                await using (var check = connection.CreateCommand())
+                {
+                    check.Transaction = transaction;
+                    check.CommandText = "SELECT COUNT(*) FROM schema_migrations WHERE version = @v";
+                    AddParameter(check, "@v", migration.Version);
+                    if (Convert.ToInt64(await check.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture) > 0)
+                    {
+                        await transaction.RollbackAsync(cancellationToken);
+                        continue;
+                    }
+                }
+
                 await ExecuteAsync(connection, transaction, migration.Sql, cancellationToken);
                 await using (var record = connection.CreateCommand())
                 {
@@ -85,15 +106,24 @@ internal static class Migrator
                 done.Add(migration);
             }
 
-            if (kind == StoreKind.Postgres)
-            {
-                await ExecuteAsync(connection, null, "SELECT pg_advisory_unlock(4242001)", cancellationToken);
-            }
-
             return done;
         }
         finally
         {
+            if (kind == StoreKind.Postgres && connection.State == System.Data.ConnectionState.Open)
+            {
+                // Also after a failed migration: the connection goes back to the pool holding the lock, which stops every
+                // other node migrating until the pool resets that connection on its next use.
+                try
+                {
+                    await ExecuteAsync(connection, null, "SELECT pg_advisory_unlock(4242001)", CancellationToken.None);
+                }
+                catch (DbException)
+                {
+                    // The connection is broken: the server ended the session, and its locks with it.
+                }
+            }
+
             await db.Database.CloseConnectionAsync();
         }
     }
@@ -152,3 +182,6 @@ internal static class Migrator
         command.Parameters.Add(parameter);
     }
 }
+
+/// <summary>The store was migrated by a newer build than this one.</summary>
+internal sealed class StoreTooNewException(string message) : Exception(message);

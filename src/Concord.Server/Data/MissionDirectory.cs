@@ -20,6 +20,10 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
 
     private Snapshot _snapshot = Snapshot.Empty;
     private DateTimeOffset _loadedAt = DateTimeOffset.MinValue;
+
+    // When a reload last failed: the callers queued behind it keep the snapshot they have for a moment rather than each
+    // wait out the same failure (a store unreachable for a connect timeout, one caller after the other).
+    private DateTimeOffset _failedAt = DateTimeOffset.MinValue;
     private readonly SemaphoreSlim _reload = new(1, 1);
     private long _changesThrough;
 
@@ -185,48 +189,64 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
         try
         {
             var now = time.GetUtcNow();
-            if ((!force && now - _loadedAt < MinimumReloadInterval) || changesThrough <= _changesThrough)
+            if ((!force && (now - _loadedAt < MinimumReloadInterval || (now - _failedAt < MinimumReloadInterval && changesThrough is null))) || changesThrough <= _changesThrough)
             {
                 return;
             }
 
-            await using var scope = scopes.CreateAsyncScope();
-            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-            var organizations = await db.Organizations.AsNoTracking().ToListAsync(cancellationToken);
-            var areas = (await db.Areas.AsNoTracking().ToListAsync(cancellationToken))
-                .Select(a => new AreaEntry(a, PreparedGeometryFactory.Prepare(GeoJsonGeometry.Read(a.GeometryJson))))
-                .ToList();
-            var categories = await db.Categories.Select(c => c.Code).ToListAsync(cancellationToken);
-            caveats.Load(await db.Caveats.AsNoTracking().ToListAsync(cancellationToken));
-            var agreements = (await db.Agreements.AsNoTracking().ToListAsync(cancellationToken))
-                .GroupBy(a => a.Id).Select(g =>
-                {
-                    var latest = g.MaxBy(a => a.Version)!;
-                    latest.FirstRecordedAt(g.Min(a => a.CreatedAt));
-                    return latest;
-                }).Where(a => a.RetiredAt is null).ToList();
-            var groups = await db.SharingGroups.Select(g => g.Code).ToListAsync(cancellationToken);
-            var memberships = await db.SharingGroupMembers.Join(db.SharingGroups, m => m.GroupId, g => g.Id, (m, g) => new { m.OrganizationId, g.Code })
-                .ToListAsync(cancellationToken);
-            _snapshot = new Snapshot(
-                organizations.ToFrozenDictionary(o => o.Id),
-                organizations.ToFrozenDictionary(o => o.Code, StringComparer.OrdinalIgnoreCase),
-                areas.ToFrozenDictionary(a => a.Area.Id),
-                areas.ToFrozenDictionary(a => a.Area.Code, StringComparer.OrdinalIgnoreCase),
-                categories.ToFrozenSet(StringComparer.Ordinal),
-                agreements,
-                groups.ToFrozenSet(StringComparer.OrdinalIgnoreCase),
-                memberships.GroupBy(m => m.OrganizationId).ToFrozenDictionary(g => g.Key, g => g.Select(m => m.Code).ToArray()));
-            _loadedAt = now;
-            // Read after the changes were committed (the feeds see committed changes only): they are in what was read. Noted
-            // only now: a reload cancelled or failed part-way (a page closed during its catch-up) read none of them, and
-            // the feed that reloads for the same changes next must not skip its reload.
-            _changesThrough = Math.Max(_changesThrough, changesThrough ?? 0);
+            try
+            {
+                await LoadAsync(now, changesThrough, cancellationToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                _failedAt = time.GetUtcNow();
+                throw;
+            }
         }
         finally
         {
             _reload.Release();
         }
+    }
+
+    private async Task LoadAsync(DateTimeOffset now, long? changesThrough, CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var organizations = await db.Organizations.AsNoTracking().ToListAsync(cancellationToken);
+        var areas = (await db.Areas.AsNoTracking().ToListAsync(cancellationToken))
+            .Select(a => new AreaEntry(a, PreparedGeometryFactory.Prepare(GeoJsonGeometry.Read(a.GeometryJson))))
+            .ToList();
+        var categories = await db.Categories.Select(c => c.Code).ToListAsync(cancellationToken);
+        var caveatList = await db.Caveats.AsNoTracking().ToListAsync(cancellationToken);
+        var agreements = (await db.Agreements.AsNoTracking().ToListAsync(cancellationToken))
+            .GroupBy(a => a.Id).Select(g =>
+            {
+                var latest = g.MaxBy(a => a.Version)!;
+                latest.FirstRecordedAt(g.Min(a => a.CreatedAt));
+                return latest;
+            }).Where(a => a.RetiredAt is null).ToList();
+        var groups = await db.SharingGroups.Select(g => g.Code).ToListAsync(cancellationToken);
+        var memberships = await db.SharingGroupMembers.Join(db.SharingGroups, m => m.GroupId, g => g.Id, (m, g) => new { m.OrganizationId, g.Code })
+            .ToListAsync(cancellationToken);
+        // Applied together with the rest, once everything is read: a reload failing after the caveats left them newer
+        // than the agreements that use them.
+        caveats.Load(caveatList);
+        _snapshot = new Snapshot(
+            organizations.ToFrozenDictionary(o => o.Id),
+            organizations.ToFrozenDictionary(o => o.Code, StringComparer.OrdinalIgnoreCase),
+            areas.ToFrozenDictionary(a => a.Area.Id),
+            areas.ToFrozenDictionary(a => a.Area.Code, StringComparer.OrdinalIgnoreCase),
+            categories.ToFrozenSet(StringComparer.Ordinal),
+            agreements,
+            groups.ToFrozenSet(StringComparer.OrdinalIgnoreCase),
+            memberships.GroupBy(m => m.OrganizationId).ToFrozenDictionary(g => g.Key, g => g.Select(m => m.Code).ToArray()));
+        _loadedAt = now;
+        // Read after the changes were committed (the feeds see committed changes only): they are in what was read. Noted
+        // only now: a reload cancelled or failed part-way (a page closed during its catch-up) read none of them, and
+        // the feed that reloads for the same changes next must not skip its reload.
+        _changesThrough = Math.Max(_changesThrough, changesThrough ?? 0);
     }
 
     public void Dispose() => _reload.Dispose();

@@ -57,14 +57,78 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
             return;
         }
 
+        if (await OpenPostgresTargetAsync(cancellationToken) is { } target)
+        {
+            await using (target)
+            {
+                await CheckEncodingAsync(target, cancellationToken);
+                return;
+            }
+        }
+
         var (connection, database) = await OpenPostgresAdminAsync(cancellationToken);
         await using (connection)
         {
             if (!await PostgresDatabaseExistsAsync(connection, database, cancellationToken))
             {
-                await using var create = new NpgsqlCommand($"CREATE DATABASE \"{database.Replace("\"", "\"\"", StringComparison.Ordinal)}\"", connection);
-                await create.ExecuteNonQueryAsync(cancellationToken);
+                // UTF8 whatever the cluster's default: text search folds case and normalises Unicode, which PostgreSQL
+                // does in UTF8 only (a cluster made without a locale defaults to SQL_ASCII). template0, as UTF8 may differ
+                // from template1's encoding; a cluster whose locale cannot hold UTF8 gets its default, refused below.
+                var name = database.Replace("\"", "\"\"", StringComparison.Ordinal);
+                try
+                {
+                    await using var create = new NpgsqlCommand($"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0", connection);
+                    await create.ExecuteNonQueryAsync(cancellationToken);
+                }
+                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidParameterValue)
+                {
+                    await using var create = new NpgsqlCommand($"CREATE DATABASE \"{name}\"", connection);
+                    await create.ExecuteNonQueryAsync(cancellationToken);
+                }
             }
+        }
+
+        if (await OpenPostgresTargetAsync(cancellationToken) is { } created)
+        {
+            await using (created)
+            {
+                await CheckEncodingAsync(created, cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A connection to the store's own database, or null when the server says it does not exist. Tried before the
+    /// maintenance database: a deployment may let Concord's role connect to its own database only.
+    /// </summary>
+    private async Task<NpgsqlConnection?> OpenPostgresTargetAsync(CancellationToken cancellationToken)
+    {
+        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(ConnectionString) { Pooling = false }.ToString());
+        try
+        {
+            await connection.OpenAsync(cancellationToken);
+            return connection;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName)
+        {
+            await connection.DisposeAsync();
+            return null;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static async Task CheckEncodingAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SHOW server_encoding", connection);
+        if (await command.ExecuteScalarAsync(cancellationToken) is string encoding && !string.Equals(encoding, "UTF8", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new StoreUnsuitableException(
+                $"database '{connection.Database}' uses the encoding {encoding}; Concord needs UTF8 (its text search folds case and normalises Unicode): "
+                + "create it with CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0, or let Concord create it");
         }
     }
 
@@ -76,11 +140,13 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
             return File.Exists(new SqliteConnectionStringBuilder(ConnectionString).DataSource);
         }
 
-        var (connection, database) = await OpenPostgresAdminAsync(cancellationToken);
-        await using (connection)
+        if (await OpenPostgresTargetAsync(cancellationToken) is { } target)
         {
-            return await PostgresDatabaseExistsAsync(connection, database, cancellationToken);
+            await target.DisposeAsync();
+            return true;
         }
+
+        return false;
     }
 
     private async Task<(NpgsqlConnection Connection, string Database)> OpenPostgresAdminAsync(CancellationToken cancellationToken)
@@ -132,3 +198,6 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
         }
     }
 }
+
+/// <summary>The store is there but cannot hold Concord's data as Concord needs it.</summary>
+internal sealed class StoreUnsuitableException(string message) : Exception(message);

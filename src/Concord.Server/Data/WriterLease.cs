@@ -114,7 +114,16 @@ internal sealed class WriterLease(StoreOptions store) : IAsyncDisposable
             return;
         }
 
-        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(store.ConnectionString) { Pooling = false, Multiplexing = false }.ToString());
+        // Kept busy every 30 s unless the connection string says otherwise: a firewall or NAT that forgets an idle
+        // connection leaves its server session holding the lock (until the server's own keepalive, hours by default),
+        // and every report write refused as another process's meanwhile.
+        var lease = new NpgsqlConnectionStringBuilder(store.ConnectionString) { Pooling = false, Multiplexing = false };
+        if (lease.KeepAlive == 0)
+        {
+            lease.KeepAlive = 30;
+        }
+
+        var connection = new NpgsqlConnection(lease.ToString());
         try
         {
             await connection.OpenAsync(cancellationToken);

@@ -60,7 +60,7 @@ internal static class DemoCoordination
         {
             var (parties, errors) = await AdminEndpoints.ValidateAgreementAsync(Sop, directory, markings, cancellationToken);
             Check(errors.Count == 0 ? null : string.Join("; ", errors.Select(e => $"{e.Key}: {string.Join(' ', e.Value)}")));
-            db.Agreements.Add(AdminEndpoints.NewVersion(Guid.CreateVersion7(), 1, AgreementCode, Sop, parties, directory, "demo", time));
+            db.Agreements.Add(AdminEndpoints.NewVersion(Guid.CreateVersion7(), 1, AgreementCode, Sop, parties, directory, Audits.SystemActor, time));
 
             // The seeded history is not routed: the router starts at the end of the feed as it stands now.
             await IncidentRouter.MoveToEndAsync(db, cancellationToken);
@@ -69,15 +69,17 @@ internal static class DemoCoordination
             await directory.ReloadAsync(force: true, cancellationToken);
         }
 
-        async Task<bool> Missing(string title) => !await db.Requests.AnyAsync(r => r.Title == title, cancellationToken);
+        async Task<AssistanceRequest?> Made(string title) => await db.Requests.SingleOrDefaultAsync(r => r.Title == title, cancellationToken);
 
         async Task<Viewer> As(string user) =>
             await viewers.ForMemberAsync(await DemoMission.MemberIdAsync(services, user, cancellationToken), cancellationToken)
             ?? throw new DemoSeedException($"demo member {user} is missing");
 
-        if (await Missing(EscortTitle))
+        // A request is moved on unless it was (a run stopped between its creation and its move left it as requested).
+        var escort = await Made(EscortTitle);
+        if (escort is null)
         {
-            var (escort, problem) = await RequestEndpoints.CreateAsync(desk, new NewRequest(
+            (escort, var problem) = await RequestEndpoints.CreateAsync(desk, new NewRequest(
                 RequestTypes.ArmedEscort, EscortTitle, "14 trucks of food for the Bria displacement sites; departure 06:00 from the Bambari logistics base.",
                 RequestPriorities.Priority, "FORCE", null, [[20.67, 5.76], [21.2, 6.1], [21.99, 6.54]], now.AddDays(2), now.AddDays(3),
                 new RequestCriteria(
@@ -92,12 +94,15 @@ internal static class DemoCoordination
                         "A single escorted convoy while the road is repaired; the cluster reviews access weekly.")),
                 null, null), await As("ocha.cmcoord"), cancellationToken);
             Check(problem?.ProblemDetails.Detail);
-            Check((await RequestEndpoints.MoveAsync(desk, escort!, new StatusChange(RequestStatuses.Accepted, null), await As("force.g2"), cancellationToken))?.ProblemDetails.Detail);
         }
 
-        if (await Missing(MedevacTitle))
+        if (escort!.Status == RequestStatuses.Requested)
         {
+            Check((await RequestEndpoints.MoveAsync(desk, escort, new StatusChange(RequestStatuses.Accepted, null), await As("force.g2"), cancellationToken))?.ProblemDetails.Detail);
+        }
 
+        if (await Made(MedevacTitle) is null)
+        {
             var (_, medevacProblem) = await RequestEndpoints.CreateAsync(desk, new NewRequest(
                 RequestTypes.Evacuation, MedevacTitle, "Two patients with gunshot wounds need surgery in Bangui.",
                 RequestPriorities.Urgent, "FORCE", new PointInput(5.7636, 20.6742), null, now, now.AddHours(6),
@@ -109,20 +114,23 @@ internal static class DemoCoordination
             Check(medevacProblem?.ProblemDetails.Detail);
         }
 
-        if (await Missing(AssessmentTitle))
+        var assessment = await Made(AssessmentTitle);
+        if (assessment is null)
         {
-
-            var (assessment, assessmentProblem) = await RequestEndpoints.CreateAsync(desk, new NewRequest(
+            (assessment, var assessmentProblem) = await RequestEndpoints.CreateAsync(desk, new NewRequest(
                 RequestTypes.SecurityAssessment, AssessmentTitle, "Traders report checkpoints; we need an assessment before market day.",
                 RequestPriorities.Routine, "kind:military", new PointInput(5.7306, 20.0581), null, now.AddDays(1), now.AddDays(4), null, null, null),
                 await As("civaff.officer"), cancellationToken);
             Check(assessmentProblem?.ProblemDetails.Detail);
-            Check((await RequestEndpoints.MoveAsync(desk, assessment!, new StatusChange(RequestStatuses.Acknowledged, null), await As("rwabatt.patrol"), cancellationToken))?.ProblemDetails.Detail);
+        }
+
+        if (assessment!.Status == RequestStatuses.Requested)
+        {
+            Check((await RequestEndpoints.MoveAsync(desk, assessment, new StatusChange(RequestStatuses.Acknowledged, null), await As("rwabatt.patrol"), cancellationToken))?.ProblemDetails.Detail);
         }
 
         if (!await db.Meetings.AnyAsync(m => m.Title == MeetingTitle, cancellationToken))
         {
-
             var (_, _, meetingProblem) = await FieldEndpoints.CreateMeetingAsync(desk, new NewMeeting(
                 MeetingTitle, now.AddHours(-2), "MINUSCA Bambari field office",
                 ["FORCE", "RWABATT", "UNPOL", "CIVAFF", "OCHA"],

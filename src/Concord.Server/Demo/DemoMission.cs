@@ -98,7 +98,15 @@ internal static class DemoMission
                 var entry = Audits.Entry(null, AuditActions.Administer, "demo", null, AuditMarking.None, time.GetUtcNow().UtcDateTime, Audits.Detail(new
                 {
                     organizations = Organizations.Select(o => o.Code),
-                    members = Members.Select(m => m.UserName),
+                    // With what each may do, as 'user add' records it: the audit tells who was given the mission's keys.
+                    members = Members.Select(m => new
+                    {
+                        user = m.UserName,
+                        organization = m.Organization,
+                        roles = m.Roles.Split(','),
+                        clearance = m.Clearance,
+                        caveats = m.Caveats.Split(',', StringSplitOptions.RemoveEmptyEntries),
+                    }),
                 }));
                 await services.GetRequiredService<AuditChain>().SaveAsync(db, [entry], cancellationToken, async inTransaction =>
                 {
@@ -122,8 +130,11 @@ internal static class DemoMission
 
             if (!await db.Areas.AnyAsync(cancellationToken))
             {
-                db.Areas.AddRange(ReadAreas(Path.Combine(ReferenceDirectory, "geo", "ne10m_admin1_caf.geojson")));
-                await db.SaveChangesAsync(cancellationToken);
+                // Audited as every administrative change is: areas decide routing and who leads where.
+                var areas = ReadAreas(Path.Combine(ReferenceDirectory, "geo", "ne10m_admin1_caf.geojson")).ToList();
+                db.Areas.AddRange(areas);
+                await services.GetRequiredService<AuditChain>().SaveAsync(db, [Audits.Entry(null, AuditActions.Administer, "area", null, AuditMarking.None,
+                    time.GetUtcNow().UtcDateTime, Audits.Detail(new { added = areas.Select(a => a.Code), source = "Natural Earth admin-1, CAR" }))], cancellationToken);
             }
         }
 

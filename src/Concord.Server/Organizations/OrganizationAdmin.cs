@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using Concord.Server.Access;
 using Concord.Server.Accounts;
 using Concord.Server.Data;
+using Concord.Server.Http;
 using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Organizations;
@@ -17,7 +18,7 @@ internal static partial class OrganizationAdmin
     {
         if (!Community.IsOrganizationCode(code))
         {
-            return (null, new("code", $"code '{code}' must be 1 to 40 letters, digits, '-' or '_'"));
+            return (null, new("code", $"code '{QueryReader.Shown(code)}' must be 1 to 40 letters, digits, '-' or '_'"));
         }
 
         if (AdminRefusal.Text("name", name, 200, "name") is { } badName)
@@ -32,7 +33,7 @@ internal static partial class OrganizationAdmin
 
         if (nation is not null && !Iso3().IsMatch(nation))
         {
-            return (null, new("nation", $"nation '{nation}' is not an ISO 3166-1 alpha-3 code"));
+            return (null, new("nation", $"nation '{QueryReader.Shown(nation)}' is not an ISO 3166-1 alpha-3 code"));
         }
 
         var normalized = code.ToUpperInvariant();

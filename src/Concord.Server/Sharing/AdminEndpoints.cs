@@ -302,7 +302,7 @@ internal static class AdminEndpoints
         var errors = GrantErrors(viewer, body!, markings);
         if (body!.Clearance is not null && !markings.Scheme.TryParse(body.Clearance, out _))
         {
-            errors["clearance"] = [$"'{body.Clearance}' is not a level of the {markings.Scheme.Name} scheme"];
+            errors["clearance"] = [$"'{QueryReader.Shown(body.Clearance)}' is not a level of the {markings.Scheme.Name} scheme"];
         }
 
         // A user name is who signed every audit entry of the member: it is not changed (silently ignoring it answered 200).
@@ -313,12 +313,12 @@ internal static class AdminEndpoints
 
         if (body.Caveats is not null && !markings.Caveats.TryGetBits(body.Caveats, out _, out var unknown))
         {
-            errors["caveats"] = [$"unknown caveat '{unknown}'"];
+            errors["caveats"] = [$"unknown caveat '{QueryReader.Shown(unknown)}'"];
         }
 
         if (body.Roles?.FirstOrDefault(r => !MemberRoles.All.Contains(r)) is { } badRole)
         {
-            errors["roles"] = [$"'{badRole}' is not one of {string.Join(", ", MemberRoles.All)}"];
+            errors["roles"] = [$"'{QueryReader.Shown(badRole)}' is not one of {string.Join(", ", MemberRoles.All)}"];
         }
 
         if (body.Password is not null && Passwords.Weakness(body.Password) is { } weakness)
@@ -534,7 +534,7 @@ internal static class AdminEndpoints
             }
             else
             {
-                errors["parties"] = [$"no organisation has the code '{code}'"];
+                errors["parties"] = [$"no organisation has the code '{QueryReader.Shown(code)}'"];
             }
         }
 
@@ -572,7 +572,7 @@ internal static class AdminEndpoints
 
             if (rule.Category != "*" && !directory.IsKnownCategory(rule.Category ?? ""))
             {
-                errors[field + ".category"] = [$"'{rule.Category}' is not in the taxonomy (or use *)"];
+                errors[field + ".category"] = [$"'{QueryReader.Shown(rule.Category ?? "")}' is not in the taxonomy (or use *)"];
             }
 
             if (rule.Marking is null || !markings.Scheme.TryParse(rule.Marking.Classification ?? "", out _))
@@ -602,7 +602,7 @@ internal static class AdminEndpoints
 
                 if (!markings.Caveats.TryGetBits(rule.Marking.Caveats ?? [], out _, out var unknown))
                 {
-                    errors[field + ".marking.caveats"] = [$"unknown caveat '{unknown}'"];
+                    errors[field + ".marking.caveats"] = [$"unknown caveat '{QueryReader.Shown(unknown)}'"];
                 }
             }
 
@@ -694,7 +694,7 @@ internal static class AdminEndpoints
         if (body!.Code is { Length: > 0 } named && !string.Equals(named.Trim(), normalized, StringComparison.OrdinalIgnoreCase))
         {
             // The file of another agreement sent to this one's address would replace its rules with the other's.
-            errors["code"] = [$"names agreement '{named.Trim()}', not '{normalized}' (the address): send it to /api/agreements/{named.Trim().ToUpperInvariant()}, or leave the code out"];
+            errors["code"] = [$"names agreement '{QueryReader.Shown(named.Trim())}', not '{normalized}' (the address): send it to /api/agreements/{QueryReader.Shown(named.Trim().ToUpperInvariant())}, or leave the code out"];
         }
 
         if (errors.Count > 0)
@@ -787,19 +787,35 @@ internal static class AdminEndpoints
             return Problems.Forbidden("only administrators of a party organisation (or mission administrators) retire its agreements");
         }
 
+        if (latest.RetiredAt is not null)
+        {
+            // Retired already: nothing changes, so nothing is recorded.
+            return TypedResults.NoContent();
+        }
+
         // Retiring takes away every rule, the other parties' too: without them a broader, looser rule would mark their
         // reports, which only their own administrators decide. A party withdraws alone by a new version without it.
-        if (latest.RetiredAt is null && DefaultChangedForOthers(viewer, parties, latest.Rules, [], [], directory, markings) is { } changed)
+        if (DefaultChangedForOthers(viewer, parties, latest.Rules, [], [], directory, markings) is { } changed)
         {
             return Problems.Forbidden($"{changed}: only its own administrators (or mission administrators) retire it; to withdraw your organisation, revise the agreement without it");
         }
 
-        latest.RetiredAt ??= time.GetUtcNow().UtcDateTime;
-        // A version written after this request read the agreement would stay in force with this one retired.
-        if (!await Changed(db, chain, viewer, "agreement", new { retired = normalized, version = latest.Version }, directory, viewers, time, context.RequestAborted,
-            d => d.Agreements.AnyAsync(a => a.Code == normalized && a.Version > latest.Version, context.RequestAborted)))
+        // So do its coordination duties: retiring ends another party's lead, support, escalations and requests to answer.
+        if (DutiesChangedForOthers(viewer, parties, latest.Coordination.Responsibilities ?? [], latest.Coordination.Assistance ?? [], [], [], [], directory) is { } duty)
         {
-            return Problems.Field("code", $"agreement '{normalized}' was changed by another request meanwhile; read it again", StatusCodes.Status409Conflict);
+            return Problems.Forbidden($"{duty}: only its own administrators (or mission administrators) retire it; to withdraw your organisation, revise the agreement without it");
+        }
+
+        latest.RetiredAt = time.GetUtcNow().UtcDateTime;
+        // A version written after this request read the agreement would stay in force with this one retired; a retirement
+        // made meanwhile is this one's answer, recorded once.
+        if (!await Changed(db, chain, viewer, "agreement", new { retired = normalized, version = latest.Version }, directory, viewers, time, context.RequestAborted,
+            d => d.Agreements.AnyAsync(a => a.Code == normalized && (a.Version > latest.Version || (a.Version == latest.Version && a.RetiredAt != null)), context.RequestAborted)))
+        {
+            return await db.Agreements.AsNoTracking().AnyAsync(a => a.Code == normalized && a.Version == latest.Version && a.RetiredAt != null, context.RequestAborted)
+                && !await db.Agreements.AnyAsync(a => a.Code == normalized && a.Version > latest.Version, context.RequestAborted)
+                ? TypedResults.NoContent()
+                : Problems.Field("code", $"agreement '{normalized}' was changed by another request meanwhile; read it again", StatusCodes.Status409Conflict);
         }
 
         return TypedResults.NoContent();
