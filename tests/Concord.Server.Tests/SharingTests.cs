@@ -1353,6 +1353,8 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
             // A final line break is no part of a code (a regular expression's $ would let it through, to stand beside the real one).
             ("/api/organizations", HttpMethod.Post, new { code = "X" + Guid.NewGuid().ToString("N")[..6] + "\n", name = "Look-alike", kind = "police" }, "code"),
             ("/api/organizations", HttpMethod.Post, new { code = "X" + Guid.NewGuid().ToString("N")[..6], name = "Look-alike", kind = "police", nation = "FRA\n" }, "nation"),
+            // Shaped as a code, but no nation's: RWD for RWA.
+            ("/api/organizations", HttpMethod.Post, new { code = "X" + Guid.NewGuid().ToString("N")[..6], name = "Typo", kind = "military", nation = "RWD" }, "nation"),
             ("/api/organizations/UNPOL/members", HttpMethod.Post, new { userName = "x" + name, password = "short" }, "password"),
             ("/api/organizations/UNPOL/members", HttpMethod.Post, new { userName = "x" + name, password = "a-long-password", displayName = "Tab\u0007Bell" }, "displayName"),
             ($"/api/members/{name}", HttpMethod.Patch, new { displayName = "   " }, "displayName"),

@@ -31,9 +31,9 @@ internal static partial class OrganizationAdmin
             return (null, new("kind", $"kind '{kind}' is not one of {string.Join(", ", OrganizationKinds.All.Select(OrganizationKinds.Token))}"));
         }
 
-        if (nation is not null && !Iso3().IsMatch(nation))
+        if (nation is not null && !(Iso3().IsMatch(nation) && Nations.IsKnown(nation)))
         {
-            return (null, new("nation", $"nation '{QueryReader.Shown(nation)}' is not an ISO 3166-1 alpha-3 code"));
+            return (null, new("nation", $"nation '{QueryReader.Shown(nation)}' is not an ISO 3166-1 alpha-3 code (RWA, CAF, FRA …)"));
         }
 
         var normalized = code.ToUpperInvariant();
