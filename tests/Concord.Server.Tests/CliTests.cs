@@ -614,6 +614,28 @@ public abstract class CliTests : IAsyncLifetime
                 .ExecuteUpdateAsync(u => u.SetProperty(a => a.Caveats, caveated.Caveats).SetProperty(a => a.Detail, caveated.Detail));
         }
 
+        // An entity of '' hashes as none does (Concord writes neither): one given the head entry verifies unless refused.
+        Audit.AuditEntry head;
+        await using (var scope = services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            head = await db.Audit.AsNoTracking().OrderByDescending(a => a.ChainIndex).FirstAsync();
+            var emptiedHead = new Audit.AuditEntry
+            {
+                ChainIndex = head.ChainIndex, At = head.At, MemberId = head.MemberId, Actor = head.Actor, Action = head.Action, Entity = "", EntityId = head.EntityId,
+                Detail = head.Detail, Classification = head.Classification, Caveats = head.Caveats, PreviousHash = head.PreviousHash,
+            };
+            var hash = Audit.AuditChain.Compute(emptiedHead);
+            await db.Audit.Where(a => a.ChainIndex == head.ChainIndex).ExecuteUpdateAsync(u => u.SetProperty(a => a.Entity, "").SetProperty(a => a.Hash, hash));
+        }
+
+        var emptied = await Run(["audit", "verify", .. StoreArguments]);
+        await using (var scope = services.CreateAsyncScope())
+        {
+            await scope.ServiceProvider.GetRequiredService<ConcordDb>().Audit.Where(a => a.ChainIndex == head.ChainIndex)
+                .ExecuteUpdateAsync(u => u.SetProperty(a => a.Entity, head.Entity).SetProperty(a => a.Hash, head.Hash));
+        }
+
         await Sql("CREATE TABLE audit_backup2 AS SELECT * FROM audit WHERE chain_index = 200");
         await Sql("DELETE FROM audit WHERE chain_index = 200");
         var removed = await Run(["audit", "verify", .. StoreArguments]);
@@ -639,6 +661,8 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal(0, restored.Exit);
         Assert.Equal(1, uncaveated.Exit);
         Assert.Contains($"broken at entry {caveated.ChainIndex}: entry {caveated.ChainIndex} was altered", uncaveated.Errors, StringComparison.Ordinal);
+        Assert.Equal(1, emptied.Exit);
+        Assert.Contains($"broken at entry {head.ChainIndex}: entry {head.ChainIndex} was altered", emptied.Errors, StringComparison.Ordinal);
         Assert.Equal(1, removed.Exit);
         Assert.Contains("entry 200 is missing", removed.Errors);
         Assert.Equal(1, inserted.Exit);

@@ -54,10 +54,11 @@ internal static class AuditVerifier
                 // The hash joins the fields by line feeds and leaves out caveats of 0: were a field allowed a line feed, or a
                 // detail allowed to start as a number, caveats moved into the detail (or text between fields) would hash
                 // alike. Concord writes every detail as one line of JSON object and no line feed in the other fields.
-                if (!entry.Detail.StartsWith('{') || Multiline(entry.Detail) || Multiline(entry.Actor) || Multiline(entry.Action) || Multiline(entry.Entity))
+                // Nor an empty entity, which hashes as none does: an entry's entity cleared to '' would verify as before.
+                if (!entry.Detail.StartsWith('{') || Multiline(entry.Detail) || Multiline(entry.Actor) || Multiline(entry.Action) || Multiline(entry.Entity) || entry.Entity is "")
                 {
                     return new AuditVerification(count, previousHash, entry.ChainIndex,
-                        $"entry {entry.ChainIndex} was altered: its fields are not as Concord writes them (a detail is one line of JSON object)");
+                        $"entry {entry.ChainIndex} was altered: its fields are not as Concord writes them (a detail is one line of JSON object, an entity is named or none)");
                 }
 
                 if (AuditChain.Compute(entry) != entry.Hash)
