@@ -622,8 +622,17 @@ public abstract class CliTests : IAsyncLifetime
             head = await db.Audit.AsNoTracking().OrderByDescending(a => a.ChainIndex).FirstAsync();
             var emptiedHead = new Audit.AuditEntry
             {
-                ChainIndex = head.ChainIndex, At = head.At, MemberId = head.MemberId, Actor = head.Actor, Action = head.Action, Entity = "", EntityId = head.EntityId,
-                Detail = head.Detail, Classification = head.Classification, Caveats = head.Caveats, PreviousHash = head.PreviousHash,
+                ChainIndex = head.ChainIndex,
+                At = head.At,
+                MemberId = head.MemberId,
+                Actor = head.Actor,
+                Action = head.Action,
+                Entity = "",
+                EntityId = head.EntityId,
+                Detail = head.Detail,
+                Classification = head.Classification,
+                Caveats = head.Caveats,
+                PreviousHash = head.PreviousHash,
             };
             var hash = Audit.AuditChain.Compute(emptiedHead);
             await db.Audit.Where(a => a.ChainIndex == head.ChainIndex).ExecuteUpdateAsync(u => u.SetProperty(a => a.Entity, "").SetProperty(a => a.Hash, hash));
