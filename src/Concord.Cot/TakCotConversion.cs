@@ -223,7 +223,7 @@ public static class TakCotConversion
         }
 
         // Read again as a rewrite of a detail already accepted: escaping may have made it longer than the sender's XML was.
-        return added ? CotDetail.Reparse(xml.ToString()) : fromXml;
+        return added ? CotDetail.Reparse(xml.ToString(), options) : fromXml;
     }
 
     private static void Element(StringBuilder xml, string name, params ReadOnlySpan<(string Name, string? Value)> attributes)

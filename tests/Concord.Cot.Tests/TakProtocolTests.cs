@@ -210,6 +210,11 @@ public sealed class TakProtocolTests
 
         Assert.Equal(remarks, cot.Detail.Remarks);
         Assert.True(cot.Detail.Contains("contact"));
+
+        // Read again under the caller's limits, not the defaults: a detail nested deeper than 32 levels, allowed 40.
+        var deep = string.Concat(Enumerable.Repeat("<n>", 34)) + string.Concat(Enumerable.Repeat("</n>", 34));
+        var nested = (valid with { Detail = new TakDetail { XmlDetail = deep, Contact = new TakContact { Callsign = "ALPHA-1" } } }).ToCotEvent(new CotParseOptions { MaxDepth = 40 });
+        Assert.True(nested.Detail.Contains("n") && nested.Detail.Contains("contact"));
     }
 
     [Fact]

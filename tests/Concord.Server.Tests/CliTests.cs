@@ -256,6 +256,9 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal(3, await db.Requests.CountAsync());
         Assert.True(await db.Tasks.CountAsync() >= 3, "the meeting's three action items");
         Assert.Equal(Audit.Audits.SystemActor, await db.Agreements.Where(a => a.Code == Demo.DemoCoordination.AgreementCode).Select(a => a.CreatedBy).SingleAsync());
+        // The members' clearances are audited as given, in the store's scheme.
+        var seededDirectory = await db.Audit.Where(e => e.Entity == "demo").Select(e => e.Detail).SingleAsync();
+        Assert.Contains("\"user\":\"jmac.analyst\",\"organization\":\"JMAC\",\"roles\":[\"analyst\",\"reporter\"],\"clearance\":\"NATO CONFIDENTIAL\"", seededDirectory, StringComparison.Ordinal);
 
         // A run stopped between creating the escort request and accepting it, before the meeting: the next run accepts it
         // (it found the request and skipped both steps, leaving it requested for good).
@@ -702,6 +705,8 @@ public abstract class CliTests : IAsyncLifetime
         await Run(["migrate", .. StoreArguments]);
         var migrated = await Run(["audit", "verify", .. StoreArguments]);
         Assert.True(migrated.Exit == 0, migrated.Errors);
+        // An empty chain has no entry to record: no '--expect 0:…', which verify would refuse.
+        Assert.DoesNotContain("--expect", migrated.Output, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -81,7 +81,11 @@ internal static class AdminCommands
                 await output.WriteLineAsync($"entry {recorded.Index} has the recorded hash: no entry up to it was cut off or rewritten.");
             }
 
-            await output.WriteLineAsync($"Record '{result.Entries}:{result.HeadHash}' outside this server: 'concord audit verify --expect {result.Entries}:{result.HeadHash}' proves later that no entry up to it was cut off or rewritten.");
+            if (result.Entries > 0)
+            {
+                await output.WriteLineAsync($"Record '{result.Entries}:{result.HeadHash}' outside this server: 'concord audit verify --expect {result.Entries}:{result.HeadHash}' proves later that no entry up to it was cut off or rewritten.");
+            }
+
             return 0;
         }
     }

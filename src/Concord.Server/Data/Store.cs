@@ -73,7 +73,8 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
             {
                 // UTF8 whatever the cluster's default: text search folds case and normalises Unicode, which PostgreSQL
                 // does in UTF8 only (a cluster made without a locale defaults to SQL_ASCII). template0, as UTF8 may differ
-                // from template1's encoding; a cluster whose locale cannot hold UTF8 gets its default, refused below.
+                // from template1's encoding. A cluster whose locale cannot hold UTF8 gets no database at all: one in its
+                // own encoding would only be refused at every start after.
                 var name = database.Replace("\"", "\"\"", StringComparison.Ordinal);
                 try
                 {
@@ -82,8 +83,9 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
                 }
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidParameterValue)
                 {
-                    await using var create = new NpgsqlCommand($"CREATE DATABASE \"{name}\"", connection);
-                    await create.ExecuteNonQueryAsync(cancellationToken);
+                    throw new StoreUnsuitableException(
+                        $"database '{database}' cannot be created in UTF8, which Concord needs, on this PostgreSQL cluster ({e.MessageText}): "
+                        + "create it with a UTF-8 locale (CREATE DATABASE … ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0), or use a cluster initialised with one");
                 }
             }
         }
@@ -128,7 +130,8 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
         {
             throw new StoreUnsuitableException(
                 $"database '{connection.Database}' uses the encoding {encoding}; Concord needs UTF8 (its text search folds case and normalises Unicode): "
-                + "create it with CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0, or let Concord create it");
+                + "create it with CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0, or let Concord create it; a store already in use is moved by "
+                + "pg_dump from it and pg_restore into a UTF8 database");
         }
     }
 

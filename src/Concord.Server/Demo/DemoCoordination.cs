@@ -69,7 +69,8 @@ internal static class DemoCoordination
             await directory.ReloadAsync(force: true, cancellationToken);
         }
 
-        async Task<AssistanceRequest?> Made(string title) => await db.Requests.SingleOrDefaultAsync(r => r.Title == title, cancellationToken);
+        // The first of that title (a member may have made one of the same title since): titles are not unique.
+        async Task<AssistanceRequest?> Made(string title) => await db.Requests.Where(r => r.Title == title).OrderBy(r => r.Number).FirstOrDefaultAsync(cancellationToken);
 
         async Task<Viewer> As(string user) =>
             await viewers.ForMemberAsync(await DemoMission.MemberIdAsync(services, user, cancellationToken), cancellationToken)

@@ -98,13 +98,13 @@ internal static class DemoMission
                 var entry = Audits.Entry(null, AuditActions.Administer, "demo", null, AuditMarking.None, time.GetUtcNow().UtcDateTime, Audits.Detail(new
                 {
                     organizations = Organizations.Select(o => o.Code),
-                    // With what each may do, as 'user add' records it: the audit tells who was given the mission's keys.
+                    // With what each may do (the clearance in the store's scheme): the audit tells who was given the mission's keys.
                     members = Members.Select(m => new
                     {
                         user = m.UserName,
                         organization = m.Organization,
                         roles = m.Roles.Split(','),
-                        clearance = m.Clearance,
+                        clearance = LevelFor(scheme, m.Clearance),
                         caveats = m.Caveats.Split(',', StringSplitOptions.RemoveEmptyEntries),
                     }),
                 }));
