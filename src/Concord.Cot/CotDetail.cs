@@ -277,10 +277,11 @@ public sealed class CotDetail : IEquatable<CotDetail>
 
     // A rewrite of a detail already accepted: its canonical form may exceed the size the device's XML was read under.
     // (The reader's limit counts the <detail> wrapper the parse adds.)
-    internal static CotDetail Reparse(string xml, CotParseOptions? options = null) =>
-        options is null || options.MaxDepth == CotParseOptions.Default.MaxDepth
-            ? Parse(xml, xml.Length <= CotParseOptions.DefaultMaxDocumentBytes - 64 ? CotParseOptions.Default : new CotParseOptions { MaxDocumentBytes = xml.Length + 64 })
-            : Parse(xml, new CotParseOptions { MaxDocumentBytes = Math.Max(options.MaxDocumentBytes, xml.Length + 64), MaxDepth = options.MaxDepth });
+    internal static CotDetail Reparse(string xml, CotParseOptions? options = null)
+    {
+        options ??= CotParseOptions.Default;
+        return Parse(xml, xml.Length <= options.MaxDocumentBytes - 64 ? options : new CotParseOptions { MaxDocumentBytes = xml.Length + 64, MaxDepth = options.MaxDepth });
+    }
 
     public bool Equals(CotDetail? other) => other is not null && string.Equals(Xml, other.Xml, StringComparison.Ordinal);
 

@@ -139,10 +139,9 @@ internal static class DetailCanonicalizer
         xml.Append('<').Append(name);
         var interpret = level == 1 && DetailNode.IsInterpreted(name);
         List<KeyValuePair<string, string>>? attributes = interpret ? [] : null;
-        // Prefixes this element and its attributes use, and those it declares itself: a prefix declared further up (on
-        // <event> or <detail>) must travel with the element, or the detail would not read again on its own.
+        // Prefixes this element and its attributes use: a prefix declared further up (on <event> or <detail>) must travel
+        // with the element, or the detail would not read again on its own.
         List<string>? used = reader.Prefix.Length > 0 ? [reader.Prefix] : null;
-        List<string>? declared = null;
         if (reader.MoveToFirstAttribute())
         {
             do
@@ -153,7 +152,6 @@ internal static class DetailCanonicalizer
                 attributes?.Add(new(attributeName, value));
                 if (reader.Prefix == "xmlns")
                 {
-                    (declared ??= []).Add(reader.LocalName);
                     (state.Declared ??= []).Add((level, reader.LocalName));
                 }
                 else if (reader.Prefix.Length > 0)
@@ -169,12 +167,10 @@ internal static class DetailCanonicalizer
         {
             foreach (var prefix in used.Distinct(StringComparer.Ordinal))
             {
-                // Not again where an ancestor in the written detail declares it: its scope holds the same namespace.
-                if (prefix != "xml" && declared?.Contains(prefix) != true && state.Declared?.Exists(d => d.Prefix == prefix) != true
-                    && reader.LookupNamespace(prefix) is { } uri)
+                // Not where this element or an ancestor in the written detail declares it: its scope holds the same namespace.
+                if (prefix != "xml" && state.Declared?.Exists(d => d.Prefix == prefix) != true && reader.LookupNamespace(prefix) is { } uri)
                 {
                     XmlText.AppendAttribute(xml, "xmlns:" + prefix, uri);
-                    (declared ??= []).Add(prefix);
                     (state.Declared ??= []).Add((level, prefix));
                 }
             }
@@ -234,7 +230,7 @@ internal static class DetailCanonicalizer
 
         public List<DetailNode> Nodes { get; } = [];
 
-        /// <summary>The namespace prefixes declared in the written detail on the current element's ancestors, by level.</summary>
+        /// <summary>The namespace prefixes declared in the written detail on the current element and its ancestors, by level.</summary>
         public List<(int Level, string Prefix)>? Declared { get; set; }
 
         public Previous Previous { get; set; } = Previous.StartTag;

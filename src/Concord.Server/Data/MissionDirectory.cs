@@ -189,7 +189,8 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
         try
         {
             var now = time.GetUtcNow();
-            if ((!force && (now - _loadedAt < MinimumReloadInterval || (now - _failedAt < MinimumReloadInterval && changesThrough is null))) || changesThrough <= _changesThrough)
+            var recent = now - _loadedAt < MinimumReloadInterval || (now - _failedAt < MinimumReloadInterval && changesThrough is null);
+            if ((!force && recent) || changesThrough <= _changesThrough)
             {
                 return;
             }

@@ -794,16 +794,12 @@ internal static class AdminEndpoints
         }
 
         // Retiring takes away every rule, the other parties' too: without them a broader, looser rule would mark their
-        // reports, which only their own administrators decide. A party withdraws alone by a new version without it.
-        if (DefaultChangedForOthers(viewer, parties, latest.Rules, [], [], directory, markings) is { } changed)
+        // reports, and their lead, support, escalations and requests to answer end, which only their own administrators
+        // decide. A party withdraws alone by a new version without it.
+        if ((DefaultChangedForOthers(viewer, parties, latest.Rules, [], [], directory, markings)
+            ?? DutiesChangedForOthers(viewer, parties, latest.Coordination.Responsibilities ?? [], latest.Coordination.Assistance ?? [], [], [], [], directory)) is { } changed)
         {
             return Problems.Forbidden($"{changed}: only its own administrators (or mission administrators) retire it; to withdraw your organisation, revise the agreement without it");
-        }
-
-        // So do its coordination duties: retiring ends another party's lead, support, escalations and requests to answer.
-        if (DutiesChangedForOthers(viewer, parties, latest.Coordination.Responsibilities ?? [], latest.Coordination.Assistance ?? [], [], [], [], directory) is { } duty)
-        {
-            return Problems.Forbidden($"{duty}: only its own administrators (or mission administrators) retire it; to withdraw your organisation, revise the agreement without it");
         }
 
         latest.RetiredAt = time.GetUtcNow().UtcDateTime;
