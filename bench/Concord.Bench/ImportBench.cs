@@ -85,7 +85,7 @@ internal static class ImportBench
             $"| {store.Kind} | import GED CSV | {events1.Rows:N0} rows, {events1.Created:N0} created, {events1.Rejected} rejected | {Rate(events1)} rows/s | ≥ 100,000 rows/s | {100_000 / (events1.Rows / events1.Elapsed.TotalSeconds):0.0}× short |",
             $"| {store.Kind} | import ACLED accounts (fused) | {accounts.Rows:N0} rows, {joined:N0} joined an event's incident | {Rate(accounts)} rows/s | | |",
             $"| {store.Kind} | fusion decisions | {(fusion1 + fusion2).TotalSeconds:0.0} s for {events1.Created + accounts.Created:N0} reports = {perMillion:0} s per million; {fusion.Indexed:N0} incidents indexed; GED {fusion1.TotalSeconds:0.0} s, ACLED {fusion2.TotalSeconds:0.0} s; the collector paused the whole process {GC.GetTotalPauseDuration().TotalSeconds:0.0} s in all ({GC.CollectionCount(2)} full collections) | | ≤ 60 s per million | {perMillion / 60:0.00} |",
-            $"| {store.Kind} | peak memory (whole process) | {peak:N0} MB resident at peak; sampled each 0.5 s: at most {own:N0} MB the process's own (heap, stacks, the store's page cache; at most {committed:N0} MB of it committed by the collector), at most {mapped:N0} MB pages of files mapped in (code; on SQLite also the database file, read through mmap); {(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")} GC; live objects after a full collection {liveAfterEvents:N0} MB after the events, {liveAfterAccounts:N0} MB after the accounts | | < 2,048 MB | {peak / 2048:0.00} |",
+            $"| {store.Kind} | peak memory (whole process) | {peak:N0} MB resident at peak; sampled each 0.5 s: at most {own:N0} MB the process's own (heap, stacks, the store's page cache; at most {committed:N0} MB of it committed by the collector), at most {mapped:N0} MB pages of files mapped in (code and libraries); {(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")} GC; live objects after a full collection {liveAfterEvents:N0} MB after the events, {liveAfterAccounts:N0} MB after the accounts | | < 2,048 MB | {peak / 2048:0.00} |",
         ];
     }
 
@@ -148,8 +148,8 @@ internal static class ImportBench
 
 /// <summary>
 /// Samples the process's resident memory twice a second from /proc/self/status, split into its own (anonymous) pages and
-/// pages of mapped files: the peak working set alone counts the SQLite file's pages read through mmap, which are the
-/// operating system's file cache rather than memory the process allocated.
+/// pages of mapped files (code and libraries; the SQLite file's pages too when connections read it through a memory map,
+/// as they did until 2026-12-06), which are the operating system's file cache rather than memory the process allocated.
 /// </summary>
 internal sealed class MemorySampler : IDisposable
 {

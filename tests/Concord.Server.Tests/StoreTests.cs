@@ -165,6 +165,28 @@ public sealed class StoreTests_Sqlite : StoreTests, IDisposable
     }
 
     [Fact]
+    public async Task Connections_read_through_page_caches_held_together_under_the_process_limit()
+    {
+        await using var services = Services(await CreateStoreAsync());
+        await services.PrepareStoreAsync(CancellationToken.None);
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        await db.Database.OpenConnectionAsync();
+        await using var command = db.Database.GetDbConnection().CreateCommand();
+        // No memory map: SQLite unmaps a connection's map each time another connection has committed.
+        command.CommandText = "PRAGMA mmap_size";
+        Assert.Equal(0L, await command.ExecuteScalarAsync());
+        command.CommandText = "PRAGMA soft_heap_limit";
+        Assert.Equal(StoreOptions.SqliteMemoryLimit, await command.ExecuteScalarAsync());
+        // The limit acts only where SQLite counts its memory (a build without memory statistics would report none).
+        command.CommandText = "SELECT count(*) FROM reports";
+        await command.ExecuteScalarAsync();
+        Assert.True(SQLitePCL.raw.sqlite3_memory_used() > 0, "SQLite does not count the memory it holds");
+        await db.Database.CloseConnectionAsync();
+        await DropStoreAsync();
+    }
+
+    [Fact]
     public async Task Connections_checkpoint_inline_only_past_the_higher_threshold()
     {
         await using var services = Services(await CreateStoreAsync());

@@ -175,6 +175,12 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
         return $"{b.Host}:{b.Port}/{b.Database}";
     }
 
+    /// <summary>
+    /// The memory SQLite may hold in this process (its soft heap limit, in bytes), the page caches of every pooled
+    /// connection together: past it a connection reuses its own least recently used pages instead of allocating more.
+    /// </summary>
+    internal const long SqliteMemoryLimit = 256L << 20;
+
     /// <summary>WAL is set once by the migrator (it persists); synchronous=NORMAL is per connection and is safe under WAL.</summary>
     private sealed class SqlitePragmas : DbConnectionInterceptor
     {
@@ -191,11 +197,14 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
         private static void Apply(DbConnection connection)
         {
             using var command = connection.CreateCommand();
-            // Memory-mapped reads avoid a system call per page; the page cache is per connection. Each pooled connection
-            // maps the file on its own and the process's resident memory counts every mapping, so the map is kept to the
-            // first 256 MiB: with 1 GiB, importing a million reports showed 1.8 GB of mapped pages beside 1 GB of heap,
-            // and viewport requests were no faster (docs/benchmarks-notes.md, "Peak memory and the SQLite memory map").
-            command.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA mmap_size=268435456; PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=" + WalCheckpointer.InlineThreshold.ToString(System.Globalization.CultureInfo.InvariantCulture) + ";";
+            // Reads go through each connection's page cache, not a memory map: SQLite drops a connection's map whenever
+            // another connection has committed since its last read, so under a stream of commits every pooled connection
+            // unmapped and mapped the file again and refilled the page tables (creation at 32 connections +23 % without
+            // the map, docs/architecture.md "SQLite reads through page caches, not a memory map"). The caches are per
+            // connection; the soft heap limit, which is the process's, bounds all of them together.
+            command.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA mmap_size=0; PRAGMA cache_size=-32768; " +
+                "PRAGMA soft_heap_limit=" + SqliteMemoryLimit.ToString(System.Globalization.CultureInfo.InvariantCulture) + "; PRAGMA temp_store=MEMORY; " +
+                "PRAGMA wal_autocheckpoint=" + WalCheckpointer.InlineThreshold.ToString(System.Globalization.CultureInfo.InvariantCulture) + ";";
             command.ExecuteNonQuery();
             ((SqliteConnection)connection).CreateFunction(ConcordDb.LowerFunction, (string? text) => text is null ? null : Http.TextSearch.Fold(text), isDeterministic: true);
         }
