@@ -165,14 +165,8 @@ public sealed class StoreTests_Sqlite : StoreTests, IDisposable
     }
 
     [Fact]
-    public async Task Connections_read_through_page_caches_held_together_under_the_process_limit()
+    public Task Connections_read_through_page_caches_held_together_under_the_process_limit() => OnConnectionAsync(async command =>
     {
-        await using var services = Services(await CreateStoreAsync());
-        await services.PrepareStoreAsync(CancellationToken.None);
-        await using var scope = services.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        await db.Database.OpenConnectionAsync();
-        await using var command = db.Database.GetDbConnection().CreateCommand();
         // No memory map: SQLite unmaps a connection's map each time another connection has committed.
         command.CommandText = "PRAGMA mmap_size";
         Assert.Equal(0L, await command.ExecuteScalarAsync());
@@ -182,23 +176,32 @@ public sealed class StoreTests_Sqlite : StoreTests, IDisposable
         command.CommandText = "SELECT count(*) FROM reports";
         await command.ExecuteScalarAsync();
         Assert.True(SQLitePCL.raw.sqlite3_memory_used() > 0, "SQLite does not count the memory it holds");
-        await db.Database.CloseConnectionAsync();
-        await DropStoreAsync();
-    }
+    });
 
     [Fact]
-    public async Task Connections_checkpoint_inline_only_past_the_higher_threshold()
+    public Task Connections_checkpoint_inline_only_past_the_higher_threshold() => OnConnectionAsync(async command =>
+    {
+        command.CommandText = "PRAGMA wal_autocheckpoint";
+        Assert.Equal((long)WalCheckpointer.InlineThreshold, await command.ExecuteScalarAsync());
+    });
+
+    /// <summary>Runs <paramref name="test"/> with a command on a connection of a migrated store, opened as Concord opens them.</summary>
+    private async Task OnConnectionAsync(Func<DbCommand, Task> test)
     {
         await using var services = Services(await CreateStoreAsync());
         await services.PrepareStoreAsync(CancellationToken.None);
-        await using var scope = services.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        var connection = db.Database.GetDbConnection();
-        await db.Database.OpenConnectionAsync();
-        await using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA wal_autocheckpoint";
-        Assert.Equal((long)WalCheckpointer.InlineThreshold, await command.ExecuteScalarAsync());
-        await db.Database.CloseConnectionAsync();
+        await using (var scope = services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            await db.Database.OpenConnectionAsync();
+            await using (var command = db.Database.GetDbConnection().CreateCommand())
+            {
+                await test(command);
+            }
+
+            await db.Database.CloseConnectionAsync();
+        }
+
         await DropStoreAsync();
     }
 }

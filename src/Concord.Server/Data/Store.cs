@@ -194,17 +194,26 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
             return Task.CompletedTask;
         }
 
+        // Reads go through each connection's page cache, not a memory map: SQLite drops a connection's map whenever
+        // another connection has committed since its last read, so under a stream of commits every pooled connection
+        // unmapped and mapped the file again and refilled the page tables (creation at 32 connections +23 % without the
+        // map, docs/architecture.md "SQLite reads through page caches, not a memory map").
+        private static readonly string Pragmas = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA mmap_size=0; PRAGMA cache_size=-32768; " +
+            "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=" + WalCheckpointer.InlineThreshold.ToString(System.Globalization.CultureInfo.InvariantCulture) + ";";
+
+        private static int _limited;
+
         private static void Apply(DbConnection connection)
         {
+            // The caches are per connection; the soft heap limit, which is the process's, bounds all of them together. Set
+            // once, when the first connection has loaded SQLite.
+            if (Interlocked.Exchange(ref _limited, 1) == 0)
+            {
+                SQLitePCL.raw.sqlite3_soft_heap_limit64(SqliteMemoryLimit);
+            }
+
             using var command = connection.CreateCommand();
-            // Reads go through each connection's page cache, not a memory map: SQLite drops a connection's map whenever
-            // another connection has committed since its last read, so under a stream of commits every pooled connection
-            // unmapped and mapped the file again and refilled the page tables (creation at 32 connections +23 % without
-            // the map, docs/architecture.md "SQLite reads through page caches, not a memory map"). The caches are per
-            // connection; the soft heap limit, which is the process's, bounds all of them together.
-            command.CommandText = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; PRAGMA mmap_size=0; PRAGMA cache_size=-32768; " +
-                "PRAGMA soft_heap_limit=" + SqliteMemoryLimit.ToString(System.Globalization.CultureInfo.InvariantCulture) + "; PRAGMA temp_store=MEMORY; " +
-                "PRAGMA wal_autocheckpoint=" + WalCheckpointer.InlineThreshold.ToString(System.Globalization.CultureInfo.InvariantCulture) + ";";
+            command.CommandText = Pragmas;
             command.ExecuteNonQuery();
             ((SqliteConnection)connection).CreateFunction(ConcordDb.LowerFunction, (string? text) => text is null ? null : Http.TextSearch.Fold(text), isDeterministic: true);
         }
