@@ -382,6 +382,64 @@ public sealed class TakQueueTests
         await writer.WaitAsync(TimeSpan.FromSeconds(5));
     }
 
+    [Fact]
+    public async Task A_classified_relay_waits_for_its_audit_entry_and_holds_the_later_events_of_its_uid_but_no_other()
+    {
+        var wire = new Wire();
+        await using var session = Session(wire, positionQueue: 16, alertQueue: 16);
+        var rounds = new List<TakSession>();
+        var confidential = new RelayRecord(RelayEntities.Track, "alpha", 1, 0);
+
+        // Alpha's first classified position waits; its next event (even one needing no entry) waits behind it; bravo's goes.
+        Assert.True(session.Relays.Send(session, Item("alpha-1", droppable: true), "alpha", confidential, ring: false, rounds.Add));
+        Assert.True(session.Relays.Send(session, Item("alpha-1b", droppable: true), "alpha", null, ring: false, rounds.Add));
+        Assert.True(session.Relays.Send(session, Item("bravo-1", droppable: true), "bravo", null, ring: false, rounds.Add));
+        Assert.True(session.Relays.Holding);
+        Assert.Equal(2, session.Relays.Held);
+        Assert.Same(session, Assert.Single(rounds));
+
+        var writer = session.WriteLoopAsync();
+        session.Ring();
+        Assert.Equal("bravo-1;", await wire.WaitForAsync(1));
+
+        // A round that failed leaves them waiting; the session is queued again.
+        var records = session.Relays.TakeUnaudited();
+        Assert.Equal([confidential], records);
+        Assert.True(session.Relays.Requeue());
+        Assert.Equal(2, session.Relays.Held);
+
+        // Written: alpha's events go out in the order they came; its later positions go at once, without another round.
+        session.Relays.Audited(session, session.Relays.TakeUnaudited());
+        Assert.False(session.Relays.Holding);
+        Assert.True(session.Relays.Send(session, Item("alpha-2", droppable: true), "alpha", confidential, ring: true, rounds.Add));
+        Assert.Equal("bravo-1;alpha-1;alpha-1b;alpha-2;", await wire.WaitForAsync(4));
+        Assert.Single(rounds);
+
+        // Under another marking the same uid is another read.
+        Assert.True(session.Relays.Send(session, Item("alpha-3", droppable: true), "alpha", confidential with { Caveats = 1 }, ring: true, rounds.Add));
+        Assert.Equal(1, session.Relays.Held);
+        Assert.Equal(2, rounds.Count);
+        session.Close("test over");
+        await writer.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task Relays_waiting_for_an_audit_that_cannot_be_written_are_bounded()
+    {
+        await using var session = Session(new Wire(), positionQueue: 16, alertQueue: 16);
+        for (var i = 0; i < RelayHold.MaxHeld; i++)
+        {
+            Assert.True(session.Relays.Send(session, Item($"p{i}", droppable: true), $"u{i}", new RelayRecord(RelayEntities.Track, $"u{i}", 1, 0), ring: false, _ => { }));
+        }
+
+        // A position past the bound is dropped; an alert cuts the device, as a full alert queue does.
+        Assert.False(session.Relays.Send(session, Item("late", droppable: true), "late", new RelayRecord(RelayEntities.Track, "late", 1, 0), ring: false, _ => { }));
+        Assert.Equal(1, session.Relays.Dropped);
+        Assert.Null(session.CloseReason);
+        Assert.False(session.Relays.Send(session, Item("alert", droppable: false), "alert", new RelayRecord(RelayEntities.Item, "alert", 1, 0), ring: false, _ => { }));
+        Assert.Contains("audit", session.CloseReason, StringComparison.Ordinal);
+    }
+
     private static TakSession Session(Stream wire, int positionQueue, int alertQueue, int maxQueuedBytes = TakSession.DefaultMaxQueuedBytes) =>
         new(wire, Viewers.OfForce("patrol", 0), "certificate", "test", Unclassified, CancellationToken.None, positionQueue, alertQueue, maxQueuedBytes);
 

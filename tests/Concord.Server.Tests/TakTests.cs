@@ -1525,12 +1525,71 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Contains(tablet, e => e.Uid == marker);
 
         // Read from the server's memory, the CONFIDENTIAL marker is named in the audit as read by the member.
+        // (The watcher's live relay of it has an entry of its own, "tak:relay".)
         var reads = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == AuditActions.Read && a.Entity == "tak-item" && a.Actor == members[1]).ToListAsync());
-        var read = Assert.Single(reads);
+        var read = Assert.Single(reads, a => a.Detail.Contains("tak:opening", StringComparison.Ordinal));
         Assert.Contains(marker, read.Detail, StringComparison.Ordinal);
-        Assert.Contains("tak:opening", read.Detail, StringComparison.Ordinal);
         Assert.DoesNotContain(drawing, read.Detail, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Classified_tracks_markers_and_chat_relayed_between_devices_are_audited_as_read_before_they_arrive_once_per_connection()
+    {
+        // Positions and chat CONFIDENTIAL for every military organisation; the battalion's hostile markers CONFIDENTIAL within it.
+        var (_, members) = await BattalionAsync("CONFIDENTIAL", battalion =>
+        [
+            new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking("CONFIDENTIAL", ["kind:military"]) },
+            new { reporter = $"org:{battalion}", category = "field.hostile", marking = Api.Marking("CONFIDENTIAL", [$"org:{battalion}"]) },
+        ]);
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
+        var watching = await server.IssueDeviceAsync(members[1]);
+        await using var watcher = await server.ConnectTakAsync(watching);
+        await RecordedAccessAsync(watching);
+        var (track, marker, chat) = ("ANDROID-" + Guid.NewGuid().ToString("N")[..12], Guid.NewGuid().ToString(), "GeoChat." + Guid.NewGuid().ToString("N"));
+
+        async Task<List<AuditEntry>> RelayReadsAsync(string entity) => await server.WithDbAsync(db => db.Audit.AsNoTracking()
+            .Where(a => a.Action == AuditActions.Read && a.Entity == entity && a.Actor == members[1] && a.Detail.Contains("tak:relay")).ToListAsync());
+
+        // The first position: its read is in the audit by the time the device has it, marked as the track.
+        await sender.SendAsync(Pli(track, "CONF 2", 5.2, 20.2));
+        Assert.StartsWith("CONFIDENTIAL", (await watcher.WaitForAsync(e => e.Uid == track))?.Access, StringComparison.Ordinal);
+        var trackRead = Assert.Single(await RelayReadsAsync("track"));
+        Assert.Contains(track, trackRead.Detail, StringComparison.Ordinal);
+        Assert.Equal(1, trackRead.Classification);
+        Assert.Equal(members[1], trackRead.Actor);
+
+        // The next positions of the same track on the same connection: no entry of their own.
+        await sender.SendAsync(Pli(track, "CONF 2", 5.21, 20.21, Now(1)));
+        await sender.SendAsync(Pli(track, "CONF 2", 5.22, 20.22, Now(2)));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == track && e.Point.Lat == 5.22));
+        Assert.Single(await RelayReadsAsync("track"));
+
+        // A marker and a message: named as an item and a message.
+        await sender.SendAsync(Ambush(marker, "armed men on the road"));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == marker));
+        Assert.Contains(marker, Assert.Single(await RelayReadsAsync("tak-item")).Detail, StringComparison.Ordinal);
+        await sender.SendAsync(AllChat(chat, track, "CONF 2", "road blocked at the bridge"));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == chat));
+        Assert.Contains(chat, Assert.Single(await RelayReadsAsync("tak-chat")).Detail, StringComparison.Ordinal);
+
+        // Nobody else's read: the sender is not sent its own events back.
+        Assert.False(await server.WithDbAsync(db => db.Audit.AnyAsync(a => a.Actor == members[0] && a.Detail.Contains("tak:relay"))));
+
+        // On a new connection the track comes in the opening picture (audited there): its next position needs no relay entry.
+        await watcher.DisposeAsync();
+        await using var again = await server.ConnectTakAsync(watching);
+        Assert.NotNull(await again.WaitForAsync(e => e.Uid == track));
+        await sender.SendAsync(Pli(track, "CONF 2", 5.23, 20.23, Now(3)));
+        Assert.NotNull(await again.WaitForAsync(e => e.Uid == track && e.Point.Lat == 5.23));
+        Assert.Single(await RelayReadsAsync("track"));
+    }
+
+    /// <summary>A GeoChat message to All Chat Rooms from the device <paramref name="fromUid"/>, as ATAK sends one.</summary>
+    private static string AllChat(string uid, string fromUid, string fromCallsign, string text) =>
+        $"<event version='2.0' uid='{uid}' type='b-t-f' time='{Now()}' start='{Now()}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
+        "<point lat='4.36' lon='18.58' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
+        $"<__chat parent='RootContactGroup' groupOwner='false' chatroom='All Chat Rooms' id='All Chat Rooms' senderCallsign='{fromCallsign}'><chatgrp uid0='{fromUid}' uid1='All Chat Rooms' id='All Chat Rooms'/></__chat>" +
+        $"<link uid='{fromUid}' type='a-f-G-U-C' relation='p-p'/><remarks source='BAO.F.ATAK.{fromUid}' to='All Chat Rooms' time='{Now()}'>{text}</remarks></detail></event>";
 
     [Fact]
     public async Task Markers_and_drawings_outlive_a_restart_for_devices_connecting_after_it_and_for_devices_to_be_told_to_remove()

@@ -63,6 +63,7 @@ internal static class ConcordApp
             json.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
         });
         builder.Services.AddSingleton<DeviceMarkings>();
+        builder.Services.AddSingleton<RelayAuditor>();
         builder.Services.AddSingleton<TakRouter>();
         builder.Services.AddSingleton<TrackStore>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TrackStore>());

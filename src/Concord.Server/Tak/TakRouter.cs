@@ -15,7 +15,8 @@ namespace Concord.Server.Tak;
 /// markers and spot reports become Concord reports (and go to those sessions at once); GeoChat is stored and routed the
 /// same way. Each event is stamped with the marking (CoT <c>access</c> and a <c>__concord</c> detail) and Concord's flow tag.
 /// </summary>
-internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, DeviceMarkings markings, TimeProvider time, ILogger<TakRouter> logger)
+internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, DeviceMarkings markings, TimeProvider time, ILogger<TakRouter> logger,
+    RelayAuditor? relayAudit = null)
 {
     /// <summary>The flow tag this node adds; an event coming back with it and no newer time is a loop.</summary>
     public string FlowTag { get; } = "concord-" + Guid.NewGuid().ToString("N")[..8];
@@ -772,7 +773,16 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                         RememberItem(e, marking, from.Viewer.MemberId, from.Certificate, relayed);
                     }
 
-                    Deliver(relayed, marking, from, e.Detail);
+                    // A deletion names what it deletes, and reads nothing of it: it waits only behind that item's events.
+                    if (e.Type == CotMapping.DeleteType)
+                    {
+                        Deliver(relayed, marking, from, e.Detail, e.Detail.Links.Select(l => l.Uid).OfType<string>().FirstOrDefault() ?? e.Uid, null);
+                    }
+                    else
+                    {
+                        Deliver(relayed, marking, from, e.Detail, e.Uid, RelayEntities.Item);
+                    }
+
                     break;
             }
         }
@@ -876,12 +886,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// GeoChat message to a group, the group's members; otherwise every device. Always only those whose member may see
     /// <paramref name="marking"/>.
     /// </summary>
-    private int Deliver(Outbound item, MarkingDefault marking, TakSession from, CotDetail detail)
+    private int Deliver(Outbound item, MarkingDefault marking, TakSession from, CotDetail detail, string uid, string? entity)
     {
         if (ForEveryone(detail))
         {
-            return Broadcast(item, marking, from);
+            return Broadcast(item, marking, from, uid, entity);
         }
+
+        var record = entity is null ? null : RelayRecord.Of(entity, uid, marking);
 
         var destinations = detail.Destinations;
         var group = destinations.Count == 0 ? detail.ChatGroupUids : [];
@@ -892,7 +904,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             var addressed = destinations.Count > 0
                 ? destinations.Any(d => (d.Uid is { Length: > 0 } uid && uid == session.DeviceUid) || (d.Callsign is { Length: > 0 } callsign && callsign == session.Callsign))
                 : session.DeviceUid is { } deviceUid && group.Contains(deviceUid);
-            if (session != from && addressed && marking.ReadableBy(session.Viewer) && session.Send(item))
+            if (session != from && addressed && marking.ReadableBy(session.Viewer) && Relay(session, item, uid, record, ring: true))
             {
                 sent++;
             }
@@ -1206,13 +1218,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// Sends to every other session whose member may see <paramref name="marking"/>; with <paramref name="deliveries"/>
     /// the sessions are woken when the caller rings them.
     /// </summary>
-    public int Broadcast(Outbound item, MarkingDefault marking, TakSession? except, Deliveries? deliveries = null)
+    public int Broadcast(Outbound item, MarkingDefault marking, TakSession? except, string uid, string? entity, Deliveries? deliveries = null)
     {
+        var record = entity is null ? null : RelayRecord.Of(entity, uid, marking);
         var sent = 0;
         foreach (var session in _sessions)
         {
             if (session != except && marking.ReadableBy(session.Viewer)
-                && session.Send(item, ring: deliveries is null))
+                && Relay(session, item, uid, record, ring: deliveries is null))
             {
                 deliveries?.Add(session);
                 sent++;
@@ -1222,6 +1235,17 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         Interlocked.Increment(ref _routed);
         return sent;
     }
+
+    /// <summary>
+    /// Queues an event of <paramref name="uid"/> for <paramref name="session"/>: at once, or (a classified record its member
+    /// was not yet relayed on this connection, or an event of a uid one such waits for) once the read is in the audit.
+    /// </summary>
+    private bool Relay(TakSession session, Outbound item, string uid, RelayRecord? record, bool ring) =>
+        relayAudit is null || (record is null && !session.Relays.Holding)
+            ? session.Send(item, ring)
+            : session.Relays.Send(session, item, uid, record, ring, _auditRelays!);
+
+    private readonly Action<TakSession>? _auditRelays = relayAudit is null ? null : relayAudit.Enqueue;
 
     /// <summary>
     /// The event as it goes out. The usual case — an event with a detail and no access attribute, flow tags or marking of
@@ -1287,7 +1311,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             Claim(from, e, callsign);
         }
 
-        Broadcast(stamped, from.Marking, from, deliveries);
+        Broadcast(stamped, from.Marking, from, e.Uid, RelayEntities.Track, deliveries);
     }
 
     /// <summary>
@@ -1397,7 +1421,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         var relayed = Stamped(e, raw, marking, droppable: false);
         RememberItem(e, marking, from.Viewer.MemberId, from.Certificate, relayed);
-        Deliver(relayed, marking, from, e.Detail);
+        Deliver(relayed, marking, from, e.Detail, e.Uid, RelayEntities.Item);
         await StoreAsync(from, e, previous, async () =>
         {
             await using var scope = scopes.CreateAsyncScope();
@@ -1431,7 +1455,8 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
-        Deliver(new Outbound(Stamp(e, from.Marking), droppable: true), from.Marking, from, e.Detail);
+        // A receipt says only that a message arrived: nothing of a record is read.
+        Deliver(new Outbound(Stamp(e, from.Marking), droppable: true), from.Marking, from, e.Detail, e.Uid, null);
     }
 
     private async Task ChatAsync(TakSession from, CotEvent e, long previous)
@@ -1443,7 +1468,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         }
 
         // A direct or group message goes only to the devices it names; a message to All Chat Rooms to every device.
-        Deliver(new Outbound(Stamp(e, from.Marking), droppable: false), from.Marking, from, e.Detail);
+        Deliver(new Outbound(Stamp(e, from.Marking), droppable: false), from.Marking, from, e.Detail, e.Uid, RelayEntities.Chat);
         await StoreAsync(from, e, previous, async () =>
         {
             var text = e.Detail.Remarks ?? "";

@@ -609,8 +609,10 @@ internal sealed class TakServer(
             return;
         }
 
-        await audit.RecordReadAsync(session.Viewer, "tak-item", items.Select(i => (i.Uid, i.Marking.Classification, i.Marking.Caveats)).ToList(), $"tak:opening {session.Remote}",
+        await audit.RecordReadAsync(session.Viewer, RelayEntities.Item, items.Select(i => (i.Uid, i.Marking.Classification, i.Marking.Caveats)).ToList(), $"tak:opening {session.Remote}",
             now.UtcDateTime, cancellationToken);
+        // Read on this connection now: their next relays need no entry of their own.
+        session.Relays.MarkAudited(items.Select(i => RelayRecord.Of(RelayEntities.Item, i.Uid, i.Marking)).OfType<RelayRecord>());
         var sent = new List<(string Uid, byte[] Xml)>(items.Count);
         foreach (var (uid, _, _) in items)
         {
@@ -654,8 +656,9 @@ internal sealed class TakServer(
         // Current tracks are read from the server's memory, not relayed from a device as they arrive: classified ones are
         // named in the audit before they go out, as a read of the tracks through the API is.
         var currentTracks = tracks.LastEventsFor(session.Viewer);
-        await audit.RecordReadAsync(session.Viewer, "track", currentTracks.Select(t => (t.Uid, t.Classification, t.Caveats)).ToList(), $"tak:opening {session.Remote}", now.UtcDateTime,
+        await audit.RecordReadAsync(session.Viewer, RelayEntities.Track, currentTracks.Select(t => (t.Uid, t.Classification, t.Caveats)).ToList(), $"tak:opening {session.Remote}", now.UtcDateTime,
             cancellationToken);
+        session.Relays.MarkAudited(currentTracks.Where(t => t.Classification > 0 || t.Caveats != 0).Select(t => new RelayRecord(RelayEntities.Track, t.Uid, t.Classification, t.Caveats)));
         foreach (var (_, _, _, last) in currentTracks)
         {
             cancellationToken.ThrowIfCancellationRequested();

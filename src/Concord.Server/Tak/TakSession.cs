@@ -189,6 +189,9 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>The uids this device has sent positions for (its own, and those it relays): bounded by the router.</summary>
     public HashSet<string> PositionUids { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>The classified records relayed to the device on this connection that are in the audit, and those waiting for it.</summary>
+    public RelayHold Relays { get; } = new();
+
     private MinuteCount _newItems;
     private MinuteCount _newAlerts;
     private MinuteCount _edits;

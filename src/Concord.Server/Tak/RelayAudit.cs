@@ -1,0 +1,341 @@
+using System.Threading.Channels;
+using Concord.Server.Audit;
+
+namespace Concord.Server.Tak;
+
+/// <summary>What the audit calls the records relayed between devices.</summary>
+internal static class RelayEntities
+{
+    /// <summary>A device's position report: its track, as the opening picture and the tracks API name it.</summary>
+    public const string Track = "track";
+
+    /// <summary>A marker, drawing, route or alert, as the opening picture names it.</summary>
+    public const string Item = "tak-item";
+
+    /// <summary>A GeoChat message, by the uid of its event.</summary>
+    public const string Chat = "tak-chat";
+}
+
+/// <summary>A classified record a device was relayed: what it is (a track, an item, a chat message), its uid and its marking.</summary>
+internal readonly record struct RelayRecord(string Entity, string Uid, int Level, long Caveats)
+{
+    /// <summary>The record of <paramref name="uid"/> under <paramref name="marking"/>, or null when its relay is not audited (unclassified, no caveat).</summary>
+    public static RelayRecord? Of(string entity, string uid, MarkingDefault marking) =>
+        marking.Classification > 0 || marking.Caveats != 0 ? new RelayRecord(entity, uid, marking.Classification, marking.Caveats) : null;
+}
+
+/// <summary>
+/// One device's relayed classified records: those already named in the audit as read by its member on this connection, and
+/// what waits for its entry. A classified track, item or message goes to a device only once its member's read of it is in
+/// the audit (as the opening picture's and the incidents' are); the first relay of each waits for one round of the
+/// <see cref="RelayAuditor"/>, the later ones (the next positions of the same track) go out at once. Events of a uid that
+/// has one waiting wait behind it, so that a device never gets a uid's events out of order.
+/// </summary>
+internal sealed class RelayHold
+{
+    /// <summary>The most records remembered as audited; past it the memory starts again (and each record's next relay is audited again).</summary>
+    public const int MaxAudited = 20_000;
+
+    /// <summary>The most events waiting for an entry (a store failing for a while): past it positions are dropped, and an alert cuts the device as a full queue does.</summary>
+    public const int MaxHeld = 4_096;
+
+    private readonly Lock _gate = new();
+    private readonly HashSet<RelayRecord> _audited = [];
+    private readonly HashSet<RelayRecord> _unaudited = [];
+    // In the order they came; Record is the entry each waits for (null: it waits only behind an earlier event of its uid).
+    private readonly List<(Outbound Item, string Uid, RelayRecord? Record)> _held = [];
+    private readonly Dictionary<string, int> _heldUids = new(StringComparer.Ordinal);
+    private bool _queued;
+    private long _dropped;
+    private volatile int _heldCount;
+
+    /// <summary>Whether events wait: then every event goes through <see cref="Send"/>, so that none overtakes one of its uid.</summary>
+    public bool Holding => _heldCount > 0;
+
+    /// <summary>Positions dropped while waiting for their entry.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    /// <summary>Events waiting for their entry.</summary>
+    public int Held
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _held.Count;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends <paramref name="item"/> (an event of <paramref name="uid"/>; <paramref name="record"/> when its relay is audited)
+    /// to <paramref name="session"/> now, or holds it until the record is audited (and calls <paramref name="audit"/> when the
+    /// session needs a round); false when it was not queued (the session is closing, or too much waits).
+    /// </summary>
+    public bool Send(TakSession session, Outbound item, string uid, RelayRecord? record, bool ring, Action<TakSession> audit)
+    {
+        bool wake;
+        lock (_gate)
+        {
+            if (!_heldUids.ContainsKey(uid) && (record is not { } r || _audited.Contains(r)))
+            {
+                return session.Send(item, ring);
+            }
+
+            if (_held.Count >= MaxHeld)
+            {
+                if (item.Droppable)
+                {
+                    Interlocked.Increment(ref _dropped);
+                    return false;
+                }
+
+                session.Close($"too slow: over {MaxHeld:N0} relayed events wait for their audit entry");
+                return false;
+            }
+
+            // Held with its record only when that still needs an entry: one audited already waits for its uid alone (and
+            // must not wait for an entry again if the memory of audited records starts again meanwhile).
+            var unaudited = record is { } waiting && !_audited.Contains(waiting) ? record : null;
+            _held.Add((item, uid, unaudited));
+            _heldCount = _held.Count;
+            _heldUids[uid] = _heldUids.GetValueOrDefault(uid) + 1;
+            if (unaudited is { } needed)
+            {
+                _unaudited.Add(needed);
+            }
+
+            wake = !_queued && _unaudited.Count > 0;
+            _queued |= wake;
+        }
+
+        if (wake)
+        {
+            audit(session);
+        }
+
+        return true;
+    }
+
+    /// <summary>Records now in the audit as read on this connection (its opening picture's): their relays go out at once.</summary>
+    public void MarkAudited(IEnumerable<RelayRecord> records)
+    {
+        lock (_gate)
+        {
+            foreach (var record in records)
+            {
+                AddAudited(record);
+            }
+        }
+    }
+
+    /// <summary>The records waiting for an entry, for one round of the auditor; the session may be queued again from here on.</summary>
+    public List<RelayRecord> TakeUnaudited()
+    {
+        lock (_gate)
+        {
+            _queued = false;
+            return [.. _unaudited];
+        }
+    }
+
+    /// <summary>Whether the session is to be queued for another round: records still wait (a round whose entry could not be written).</summary>
+    public bool Requeue()
+    {
+        lock (_gate)
+        {
+            if (_unaudited.Count == 0)
+            {
+                return false;
+            }
+
+            _queued = true;
+            return true;
+        }
+    }
+
+    /// <summary>Records the round's entries were written for: the events waiting for them go out, in the order they came.</summary>
+    public void Audited(TakSession session, IReadOnlyCollection<RelayRecord> records)
+    {
+        lock (_gate)
+        {
+            foreach (var record in records)
+            {
+                _unaudited.Remove(record);
+                AddAudited(record);
+            }
+
+            // Each uid's events in order: one still waiting holds every later one of its uid.
+            var blocked = new HashSet<string>(StringComparer.Ordinal);
+            var kept = 0;
+            for (var i = 0; i < _held.Count; i++)
+            {
+                var (item, uid, record) = _held[i];
+                if (!blocked.Contains(uid) && (record is not { } r || !_unaudited.Contains(r)))
+                {
+                    session.Send(item);
+                    if (--_heldUids[uid] == 0)
+                    {
+                        _heldUids.Remove(uid);
+                    }
+                }
+                else
+                {
+                    blocked.Add(uid);
+                    _held[kept++] = _held[i];
+                }
+            }
+
+            _held.RemoveRange(kept, _held.Count - kept);
+            _heldCount = _held.Count;
+        }
+    }
+
+    private void AddAudited(RelayRecord record)
+    {
+        if (_audited.Count >= MaxAudited)
+        {
+            _audited.Clear();
+        }
+
+        _audited.Add(record);
+    }
+}
+
+/// <summary>
+/// Writes the audit entries of classified records relayed between devices (tracks, markers, drawings, alerts, chat), one
+/// round at a time for every device that has some waiting: per device, one entry per kind of record and marking naming
+/// them (<see cref="Audits.Read"/>, path <c>tak:relay</c> and the device's address), then lets the waiting events go. A
+/// device whose entry cannot be written (the store failing for a moment) keeps them waiting and is tried again a second
+/// later; the others are not held up.
+/// </summary>
+internal sealed class RelayAuditor : IAsyncDisposable
+{
+    public static readonly TimeSpan Retry = TimeSpan.FromSeconds(1);
+
+    private readonly Channel<TakSession> _queue = Channel.CreateUnbounded<TakSession>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly AuditWriter _audit;
+    private readonly TimeProvider _time;
+    private readonly ILogger<RelayAuditor> _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Task _loop;
+    private long _rounds;
+
+    public RelayAuditor(AuditWriter audit, TimeProvider time, ILogger<RelayAuditor> logger)
+    {
+        _audit = audit;
+        _time = time;
+        _logger = logger;
+        _loop = Task.Run(RunAsync);
+    }
+
+    /// <summary>Rounds run so far.</summary>
+    public long Rounds => Interlocked.Read(ref _rounds);
+
+    public void Enqueue(TakSession session) => _queue.Writer.TryWrite(session);
+
+    private async Task RunAsync()
+    {
+        try
+        {
+            while (await _queue.Reader.WaitToReadAsync(_stopping.Token))
+            {
+                var sessions = new HashSet<TakSession>();
+                while (_queue.Reader.TryRead(out var session))
+                {
+                    sessions.Add(session);
+                }
+
+                try
+                {
+                    await RoundAsync(sessions);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !_stopping.IsCancellationRequested)
+                {
+                    // Nothing of a round may stop the rounds: its devices are tried again, as for a failed entry.
+                    _logger.LogError(e, "a round of TAK relay audits failed; its devices are tried again");
+                    _ = RetryAsync([.. sessions]);
+                }
+
+                Interlocked.Increment(ref _rounds);
+            }
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task RoundAsync(IEnumerable<TakSession> sessions)
+    {
+        var at = _time.GetUtcNow().UtcDateTime;
+        var rounds = new List<(TakSession Session, List<RelayRecord> Records, Task Written)>();
+        foreach (var session in sessions)
+        {
+            if (session.Ending.IsCancellationRequested)
+            {
+                continue;
+            }
+
+            var records = session.Relays.TakeUnaudited();
+            if (records.Count == 0)
+            {
+                continue;
+            }
+
+            // All queued before any is awaited, so that the audit writer stores the round in one batch.
+            var path = $"tak:relay {session.Remote}";
+            var written = Task.WhenAll(records.GroupBy(r => r.Entity).Select(kind =>
+                _audit.RecordReadAsync(session.Viewer, kind.Key, kind.Select(r => (r.Uid, r.Level, r.Caveats)).ToList(), path, at, session.Ending)));
+            rounds.Add((session, records, written));
+        }
+
+        var failed = new List<TakSession>();
+        foreach (var (session, records, written) in rounds)
+        {
+            try
+            {
+                await written;
+                session.Relays.Audited(session, records);
+            }
+            catch (Exception e) when (!session.Ending.IsCancellationRequested)
+            {
+                _logger.LogWarning(e, "the relays to the TAK device of {User} ({Remote}) could not be audited; they wait for the next round", session.Viewer.UserName, session.Remote);
+                failed.Add(session);
+            }
+            catch (Exception) when (session.Ending.IsCancellationRequested)
+            {
+                // The device went: what waited for it goes with it.
+            }
+        }
+
+        if (failed.Count > 0)
+        {
+            _ = RetryAsync(failed);
+        }
+    }
+
+    private async Task RetryAsync(List<TakSession> sessions)
+    {
+        try
+        {
+            await Task.Delay(Retry, _time, _stopping.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        foreach (var session in sessions.Where(s => s.Relays.Requeue()))
+        {
+            Enqueue(session);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        await _stopping.CancelAsync();
+        await _loop;
+        _stopping.Dispose();
+    }
+}
