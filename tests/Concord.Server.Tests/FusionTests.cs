@@ -595,6 +595,48 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_report_that_fits_two_incidents_equally_is_proposed_for_both_and_accepting_one_rejects_the_other()
+    {
+        var at = When.AddDays(-75);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        const string Narrative = "Gunmen burned granaries and a clinic at Kouki.";
+        // Two events 12 km apart (beyond fusion's reach of each other at 1 km precision, its least), and an account half-way between:
+        // it fits both exactly as well.
+        var (_, north) = await server.ClientFor("force").PostJson("/api/reports", Account(6.954, 17.3, at, "ucdp.one-sided", 2, Narrative, mission));
+        var (_, south) = await server.ClientFor("force").PostJson("/api/reports", Account(6.846, 17.3, at, "ucdp.one-sided", 2, Narrative, mission));
+        var (incidentN, incidentS) = (north.GetProperty("incidentId").GetGuid(), south.GetProperty("incidentId").GetGuid());
+        Assert.NotEqual(incidentN, incidentS);
+        var (_, between) = await server.ClientFor("unpol").PostJson("/api/reports", Account(6.9, 17.3, at, "ucdp.one-sided", 2, Narrative, mission));
+        var reportId = between.GetProperty("id").GetGuid();
+        Assert.NotEqual(incidentN, between.GetProperty("incidentId").GetGuid());
+        Assert.NotEqual(incidentS, between.GetProperty("incidentId").GetGuid());
+
+        // Both are proposed, side by side, scored alike.
+        var (_, listed) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+        var proposals = listed.EnumerateArray().Where(p => p.GetProperty("reportId").GetGuid() == reportId).ToList();
+        Assert.Equal(new[] { incidentN, incidentS }.Order(), proposals.Select(p => p.GetProperty("incidentId").GetGuid()).Order());
+        Assert.InRange(Math.Abs(proposals[0].GetProperty("score").GetDouble() - proposals[1].GetProperty("score").GetDouble()), 0, 0.025);
+
+        // The analyst picks the southern event: the northern proposal is rejected by the same choice, in their name.
+        var chosen = proposals.Single(p => p.GetProperty("incidentId").GetGuid() == incidentS).GetProperty("id").GetGuid();
+        var other = proposals.Single(p => p.GetProperty("incidentId").GetGuid() == incidentN).GetProperty("id").GetGuid();
+        var (accepted, decided) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{chosen}", new { decision = "accept" });
+        Assert.Equal(HttpStatusCode.OK, accepted.StatusCode);
+        Assert.Equal(incidentS, decided.GetProperty("reportIncidentId").GetGuid());
+        var (_, after) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+        Assert.DoesNotContain(after.EnumerateArray(), p => p.GetProperty("reportId").GetGuid() == reportId);
+        var joc = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == "joc").Select(m => m.Id).SingleAsync());
+        var rejected = await server.WithDbAsync(db => db.FusionProposals.AsNoTracking().SingleAsync(p => p.Id == other));
+        Assert.Equal(("rejected", (Guid?)joc), (rejected.Decision, rejected.DecidedBy));
+        var (again, _) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{other}", new { decision = "accept" });
+        Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+
+        // The decision's audit entry names the proposal it rejected with it.
+        var entry = await server.WithDbAsync(db => db.Audit.AsNoTracking().SingleAsync(a => a.Action == Audit.AuditActions.FusionDecision && a.EntityId == incidentS));
+        Assert.Contains(other.ToString(), entry.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_split_sent_again_is_recognised_by_what_the_analyst_may_see_of_the_incident_it_made()
     {
         // FORCE merges two accounts and splits one out again; later the JOC merges a STRICTLY CONFIDENTIAL account into the

@@ -421,8 +421,21 @@ internal static class FusionEndpoints
         proposal.Decision = body.Decision == "accept" ? "accepted" : "rejected";
         (Incident From, bool FromRemoved, Incident To)? moved = null;
         List<AuditEntry> relinked = [];
+        List<FusionProposal> alsoRejected = [];
         if (body.Decision == "accept")
         {
+            // A report tells of one event: the other incidents it is proposed for (a near-tie's alternatives), those this
+            // analyst is shown, are rejected by the same choice. Those they are not shown stay for an analyst who is.
+            var others = (await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking()
+                .Where(p => p.ReportId == proposal.ReportId && p.Id != proposal.Id && p.DecidedAt == null), context.RequestAborted)).Select(p => p.Id).ToList();
+            alsoRejected = await db.FusionProposals.Where(p => others.Contains(p.Id)).ToListAsync(context.RequestAborted);
+            foreach (var other in alsoRejected)
+            {
+                other.DecidedAt = now;
+                other.DecidedBy = viewer.MemberId;
+                other.Decision = "rejected";
+            }
+
             var current = await db.IncidentReports.SingleAsync(l => l.ReportId == proposal.ReportId, context.RequestAborted);
             if (current.IncidentId != proposal.IncidentId)
             {
@@ -447,8 +460,23 @@ internal static class FusionEndpoints
             marking = marking.With(AuditMarking.Of(left));
         }
 
+        // And the proposals it rejected with it, marked as their incidents too.
+        var rejectedIncidents = alsoRejected.Select(p => p.IncidentId).Distinct().ToList();
+        foreach (var other in await db.Incidents.Where(i => rejectedIncidents.Contains(i.Id)).Select(i => new AuditMarking(i.Classification, i.Caveats)).ToListAsync(context.RequestAborted))
+        {
+            marking = marking.With(other);
+        }
+
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.FusionDecision, "incident", proposal.IncidentId, marking, now,
-            Audits.Detail(new { proposal = proposal.Id, report = proposal.ReportId, decision = proposal.Decision, from = moved?.From.Id, removed = moved?.FromRemoved })), .. relinked], CancellationToken.None);
+            Audits.Detail(new
+            {
+                proposal = proposal.Id,
+                report = proposal.ReportId,
+                decision = proposal.Decision,
+                from = moved?.From.Id,
+                removed = moved?.FromRemoved,
+                rejected = alsoRejected.Count == 0 ? null : alsoRejected.Select(p => new { proposal = p.Id, incident = p.IncidentId }),
+            })), .. relinked], CancellationToken.None);
         if (moved is var (from, fromRemoved, to))
         {
             // Both incidents changed; the one the report left is gone when it was its only report.

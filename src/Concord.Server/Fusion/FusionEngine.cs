@@ -21,7 +21,12 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
     {
         public sealed record Join(Incident Incident, FusionScore Score) : Decision;
 
-        public sealed record Propose(Guid IncidentId, FusionScore Score) : Decision;
+        /// <summary>
+        /// The best incident (in the grey band, or on a near-tie) and the others within <see cref="FusionScorer.Margin"/>
+        /// of it (at most <see cref="MaxAlternatives"/>, best first): each becomes a proposal, so that the analyst sees
+        /// the incidents the report fits almost equally well side by side.
+        /// </summary>
+        public sealed record Propose(Guid IncidentId, FusionScore Score, IReadOnlyList<(Guid IncidentId, FusionScore Score)> Alternatives) : Decision;
 
         public sealed record Open : Decision;
 
@@ -136,6 +141,9 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
         return scored;
     }
 
+    /// <summary>The most incidents proposed beside the best one on a near-tie.</summary>
+    public const int MaxAlternatives = 2;
+
     private async Task<Decision> DecideCoreAsync(ConcordDb db, Report report, Batch batch, Func<Guid, Incident?> local, CancellationToken cancellationToken)
     {
         // A failed write may have marked the index stale since the batch was prepared.
@@ -145,19 +153,39 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
         for (var n = 0; n < scored.Count; n++)
         {
             var (id, score) = scored[n];
-            var incident = local(id) ?? batch.Incidents.GetValueOrDefault(id) ?? await db.Incidents.SingleOrDefaultAsync(i => i.Id == id, cancellationToken);
-            if (incident is null || incident.Status == IncidentStatus.Closed)
+            if (await OpenAsync(db, id, batch, local, cancellationToken) is not { } incident)
             {
-                _index.Remove(id);
                 continue;
             }
 
-            // Two incidents fit almost equally well: do not guess, ask.
-            var ambiguous = n + 1 < scored.Count && score.Total - scored[n + 1].Score.Total < FusionScorer.Margin;
-            return score.Total >= FusionScorer.JoinThreshold && !ambiguous ? new Decision.Join(incident, score) : new Decision.Propose(id, score);
+            // Two incidents fit almost equally well: do not guess, ask, naming each (an incident the index still held
+            // after it was closed or removed is no alternative, and makes no tie).
+            var alternatives = new List<(Guid IncidentId, FusionScore Score)>();
+            for (var m = n + 1; m < scored.Count && alternatives.Count < MaxAlternatives && score.Total - scored[m].Score.Total < FusionScorer.Margin; m++)
+            {
+                if (await OpenAsync(db, scored[m].Id, batch, local, cancellationToken) is not null)
+                {
+                    alternatives.Add(scored[m]);
+                }
+            }
+
+            return score.Total >= FusionScorer.JoinThreshold && alternatives.Count == 0 ? new Decision.Join(incident, score) : new Decision.Propose(id, score, alternatives);
         }
 
         return new Decision.Open();
+    }
+
+    /// <summary>The incident the index matched, confirmed open; null (and out of the index) when it was closed or removed since.</summary>
+    private async Task<Incident?> OpenAsync(ConcordDb db, Guid id, Batch batch, Func<Guid, Incident?> local, CancellationToken cancellationToken)
+    {
+        var incident = local(id) ?? batch.Incidents.GetValueOrDefault(id) ?? await db.Incidents.SingleOrDefaultAsync(i => i.Id == id, cancellationToken);
+        if (incident is null || incident.Status == IncidentStatus.Closed)
+        {
+            _index.Remove(id);
+            return null;
+        }
+
+        return incident;
     }
 
     /// <summary>Records an incident's new state (after it was opened or a report joined it).</summary>

@@ -293,15 +293,18 @@ internal sealed class ReportWriter : IAsyncDisposable
                     _fusion.Put(entry.Incident);
                     if (decision is FusionEngine.Decision.Propose propose)
                     {
-                        db.FusionProposals.Add(new FusionProposal
+                        foreach (var (incidentId, score) in propose.Alternatives.Prepend((propose.IncidentId, propose.Score)))
                         {
-                            Id = Guid.CreateVersion7(),
-                            ReportId = report.Id,
-                            IncidentId = propose.IncidentId,
-                            Score = propose.Score.Total,
-                            ScoreDetail = propose.Score.ToJson(),
-                            CreatedAt = now,
-                        });
+                            db.FusionProposals.Add(new FusionProposal
+                            {
+                                Id = Guid.CreateVersion7(),
+                                ReportId = report.Id,
+                                IncidentId = incidentId,
+                                Score = score.Total,
+                                ScoreDetail = score.ToJson(),
+                                CreatedAt = now,
+                            });
+                        }
                     }
                 }
 
