@@ -424,6 +424,40 @@ public sealed class TakQueueTests
     }
 
     [Fact]
+    public async Task After_a_failed_round_a_device_waits_for_the_retry_and_at_its_end_gives_up_what_waited_in_order()
+    {
+        await using var session = Session(new Wire(), positionQueue: 16, alertQueue: 16);
+        var rounds = 0;
+        var alpha = new RelayRecord(RelayEntities.Track, "alpha", 1, 0);
+        Assert.True(session.Relays.Send(session, Item("alpha-1", droppable: true), "alpha", alpha, ring: false, _ => rounds++));
+        Assert.Equal(1, rounds);
+
+        // The round fails: more events for the device do not start another at once (the store is failing), the retry does.
+        Assert.Equal([alpha], session.Relays.TakeUnaudited());
+        session.Relays.Failed();
+        Assert.True(session.Relays.Send(session, Item("bravo-1", droppable: true), "bravo", alpha with { Uid = "bravo" }, ring: false, _ => rounds++));
+        Assert.Equal(1, rounds);
+        Assert.True(session.Relays.Requeue());
+
+        // A deletion naming alpha and charlie waits behind alpha; a later event of charlie waits behind the deletion.
+        Assert.True(session.Relays.Send(session, Item("delete", droppable: false), "alpha", null, ring: false, _ => rounds++, ["charlie", "delete-uid"]));
+        Assert.True(session.Relays.Send(session, Item("charlie-1", droppable: true), "charlie", null, ring: false, _ => rounds++));
+        Assert.Equal(4, session.Relays.Held);
+
+        // The device's end begins with its queue kept: everything that waited is given up, in order, with what needs an entry.
+        var (records, held) = session.Relays.TakeAll();
+        Assert.Equal(2, records.Count);
+        Assert.Equal(["alpha-1;\n", "bravo-1;\n", "delete;\n", "charlie-1;\n"], held.Select(h => System.Text.Encoding.UTF8.GetString(h.Xml)));
+        Assert.False(session.Relays.Holding);
+        Assert.False(session.Relays.Requeue());
+
+        // Once it is stopping nothing more waits for it.
+        session.StopSending("test over", TimeSpan.FromSeconds(1), dropQueued: false);
+        Assert.False(session.Relays.Send(session, Item("alpha-2", droppable: true), "alpha", alpha, ring: false, _ => rounds++));
+        Assert.Equal(0, session.Relays.Held);
+    }
+
+    [Fact]
     public async Task Relays_waiting_for_an_audit_that_cannot_be_written_are_bounded()
     {
         await using var session = Session(new Wire(), positionQueue: 16, alertQueue: 16);

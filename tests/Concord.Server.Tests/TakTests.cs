@@ -1584,6 +1584,43 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Single(await RelayReadsAsync("track"));
     }
 
+    [Fact]
+    public async Task The_relay_auditor_goes_on_past_a_device_that_went_while_its_relays_waited()
+    {
+        var auditor = server.Services.GetRequiredService<RelayAuditor>();
+        var confidential = new MarkingDefault(1, "mission", 0, "CONFIDENTIAL");
+        static Outbound Event(string uid) => new(System.Text.Encoding.UTF8.GetBytes(uid + "\n"), () => throw new InvalidOperationException("XML only"), droppable: true);
+
+        // A device whose relay waits for its entry goes (disposed) before the round reaches it; another waits in the same round.
+        var gone = new TakSession(new MemoryStream(), Viewers.OfForce("relay.gone", 1), "certificate", "gone", confidential, CancellationToken.None);
+        var goneUid = "gone-" + Guid.NewGuid().ToString("N");
+        Assert.True(gone.Relays.Send(gone, Event(goneUid), goneUid, new RelayRecord(RelayEntities.Track, goneUid, 1, 0), ring: false, _ => { }));
+        await gone.DisposeAsync();
+        await using var live = new TakSession(new MemoryStream(), Viewers.OfForce("relay.live", 1), "certificate", "live", confidential, CancellationToken.None);
+        var liveUid = "live-" + Guid.NewGuid().ToString("N");
+        auditor.Enqueue(gone);
+        Assert.True(live.Relays.Send(live, Event(liveUid), liveUid, new RelayRecord(RelayEntities.Track, liveUid, 1, 0), ring: false, auditor.Enqueue));
+
+        // The live one's relay is audited and let go, and so is the next device's: the rounds go on.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (live.Relays.Holding && waited.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.False(live.Relays.Holding);
+        var nextUid = "next-" + Guid.NewGuid().ToString("N");
+        Assert.True(live.Relays.Send(live, Event(nextUid), nextUid, new RelayRecord(RelayEntities.Track, nextUid, 1, 0), ring: false, auditor.Enqueue));
+        while (live.Relays.Holding && waited.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.False(live.Relays.Holding);
+        Assert.True(await server.WithDbAsync(db => db.Audit.AnyAsync(a => a.Actor == "relay.live" && a.Detail.Contains(nextUid))));
+        Assert.False(await server.WithDbAsync(db => db.Audit.AnyAsync(a => a.Actor == "relay.gone")));
+    }
+
     /// <summary>A GeoChat message to All Chat Rooms from the device <paramref name="fromUid"/>, as ATAK sends one.</summary>
     private static string AllChat(string uid, string fromUid, string fromCallsign, string text) =>
         $"<event version='2.0' uid='{uid}' type='b-t-f' time='{Now()}' start='{Now()}' stale='{Now(86400)}' how='h-g-i-g-o'>" +

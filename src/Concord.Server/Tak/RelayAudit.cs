@@ -42,8 +42,9 @@ internal sealed class RelayHold
     private readonly Lock _gate = new();
     private readonly HashSet<RelayRecord> _audited = [];
     private readonly HashSet<RelayRecord> _unaudited = [];
-    // In the order they came; Record is the entry each waits for (null: it waits only behind an earlier event of its uid).
-    private readonly List<(Outbound Item, string Uid, RelayRecord? Record)> _held = [];
+    // In the order they came, with the uids each waits behind (one; a deletion's every uid it names); Record is the
+    // entry each waits for (null: it waits only behind earlier events of its uids).
+    private readonly List<(Outbound Item, string[] Uids, RelayRecord? Record)> _held = [];
     private readonly Dictionary<string, int> _heldUids = new(StringComparer.Ordinal);
     private bool _queued;
     private long _dropped;
@@ -68,16 +69,23 @@ internal sealed class RelayHold
     }
 
     /// <summary>
-    /// Sends <paramref name="item"/> (an event of <paramref name="uid"/>; <paramref name="record"/> when its relay is audited)
+    /// Sends <paramref name="item"/> (an event of <paramref name="uid"/>, and of <paramref name="alsoUids"/> for a deletion
+    /// naming several; <paramref name="record"/> when its relay is audited)
     /// to <paramref name="session"/> now, or holds it until the record is audited (and calls <paramref name="audit"/> when the
     /// session needs a round); false when it was not queued (the session is closing, or too much waits).
     /// </summary>
-    public bool Send(TakSession session, Outbound item, string uid, RelayRecord? record, bool ring, Action<TakSession> audit)
+    public bool Send(TakSession session, Outbound item, string uid, RelayRecord? record, bool ring, Action<TakSession> audit, IReadOnlyList<string>? alsoUids = null)
     {
         bool wake;
         lock (_gate)
         {
-            if (!_heldUids.ContainsKey(uid) && (record is not { } r || _audited.Contains(r)))
+            // Nothing more is queued for a device whose end has begun (what waited goes with TakeAll).
+            if (session.Stopped)
+            {
+                return false;
+            }
+
+            if (!_heldUids.ContainsKey(uid) && (alsoUids is null || !alsoUids.Any(_heldUids.ContainsKey)) && (record is not { } r || _audited.Contains(r)))
             {
                 return session.Send(item, ring);
             }
@@ -97,9 +105,14 @@ internal sealed class RelayHold
             // Held with its record only when that still needs an entry: one audited already waits for its uid alone (and
             // must not wait for an entry again if the memory of audited records starts again meanwhile).
             var unaudited = record is { } waiting && !_audited.Contains(waiting) ? record : null;
-            _held.Add((item, uid, unaudited));
+            string[] uids = alsoUids is null ? [uid] : [uid, .. alsoUids.Where(u => u != uid).Distinct(StringComparer.Ordinal)];
+            _held.Add((item, uids, unaudited));
             _heldCount = _held.Count;
-            _heldUids[uid] = _heldUids.GetValueOrDefault(uid) + 1;
+            foreach (var behind in uids)
+            {
+                _heldUids[behind] = _heldUids.GetValueOrDefault(behind) + 1;
+            }
+
             if (unaudited is { } needed)
             {
                 _unaudited.Add(needed);
@@ -144,13 +157,17 @@ internal sealed class RelayHold
     {
         lock (_gate)
         {
-            if (_unaudited.Count == 0)
-            {
-                return false;
-            }
+            _queued = _unaudited.Count > 0;
+            return _queued;
+        }
+    }
 
+    /// <summary>A round for this session failed: it waits for the auditor's retry, not for the next event relayed to it.</summary>
+    public void Failed()
+    {
+        lock (_gate)
+        {
             _queued = true;
-            return true;
         }
     }
 
@@ -165,34 +182,68 @@ internal sealed class RelayHold
                 AddAudited(record);
             }
 
-            // Each uid's events in order: one still waiting holds every later one of its uid.
-            var blocked = new HashSet<string>(StringComparer.Ordinal);
-            var kept = 0;
-            for (var i = 0; i < _held.Count; i++)
+            foreach (var item in Release(all: false))
             {
-                var (item, uid, record) = _held[i];
-                if (!blocked.Contains(uid) && (record is not { } r || !_unaudited.Contains(r)))
+                session.Send(item);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Everything waiting, for a device whose end has begun with its queue kept (its member's access grew, or its positions'
+    /// marking changed): the records that still need their entry, and every waiting event in order. Nothing waits after.
+    /// </summary>
+    public (List<RelayRecord> Records, List<Outbound> Held) TakeAll()
+    {
+        lock (_gate)
+        {
+            var records = _unaudited.ToList();
+            _unaudited.Clear();
+            return (records, Release(all: true));
+        }
+    }
+
+    /// <summary>Takes off the waiting list the events free to go (all of them with <paramref name="all"/>), in order. Under the lock.</summary>
+    private List<Outbound> Release(bool all)
+    {
+        // Each uid's events in order: one still waiting holds every later one of its uids.
+        var released = new List<Outbound>();
+        var blocked = new HashSet<string>(StringComparer.Ordinal);
+        var kept = 0;
+        for (var i = 0; i < _held.Count; i++)
+        {
+            var (item, uids, record) = _held[i];
+            if (all || (!uids.Any(blocked.Contains) && (record is not { } r || !_unaudited.Contains(r))))
+            {
+                released.Add(item);
+                foreach (var uid in uids)
                 {
-                    session.Send(item);
                     if (--_heldUids[uid] == 0)
                     {
                         _heldUids.Remove(uid);
                     }
                 }
-                else
-                {
-                    blocked.Add(uid);
-                    _held[kept++] = _held[i];
-                }
             }
-
-            _held.RemoveRange(kept, _held.Count - kept);
-            _heldCount = _held.Count;
+            else
+            {
+                blocked.UnionWith(uids);
+                _held[kept++] = _held[i];
+            }
         }
+
+        _held.RemoveRange(kept, _held.Count - kept);
+        _heldCount = _held.Count;
+        return released;
     }
 
     private void AddAudited(RelayRecord record)
     {
+        // A message is relayed once: remembering it would only fill the memory of tracks and items.
+        if (record.Entity == RelayEntities.Chat)
+        {
+            return;
+        }
+
         if (_audited.Count >= MaxAudited)
         {
             _audited.Clear();
@@ -252,8 +303,13 @@ internal sealed class RelayAuditor : IAsyncDisposable
                 }
                 catch (Exception e) when (e is not OperationCanceledException || !_stopping.IsCancellationRequested)
                 {
-                    // Nothing of a round may stop the rounds: its devices are tried again, as for a failed entry.
+                    // Nothing may stop the rounds (each device's part has its own failure path; this is the last line).
                     _logger.LogError(e, "a round of TAK relay audits failed; its devices are tried again");
+                    foreach (var session in sessions.Where(s => !s.Stopped))
+                    {
+                        session.Relays.Failed();
+                    }
+
                     _ = RetryAsync([.. sessions]);
                 }
 
@@ -265,31 +321,38 @@ internal sealed class RelayAuditor : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// One round: each device's entries queued before any is awaited (so that the audit writer stores the round in one
+    /// batch), then each device's waiting events let go as its entries are stored. Each device apart: one whose entry
+    /// fails (or whose part fails in any way) waits for the retry, the others go on.
+    /// </summary>
     private async Task RoundAsync(IEnumerable<TakSession> sessions)
     {
         var at = _time.GetUtcNow().UtcDateTime;
         var rounds = new List<(TakSession Session, List<RelayRecord> Records, Task Written)>();
+        var failed = new List<TakSession>();
         foreach (var session in sessions)
         {
-            if (session.Ending.IsCancellationRequested)
+            // A device gone, or whose end has begun, is sent nothing more from here (its end takes what waited: TakeAll).
+            if (session.Stopped)
             {
                 continue;
             }
 
-            var records = session.Relays.TakeUnaudited();
-            if (records.Count == 0)
+            try
             {
-                continue;
+                var records = session.Relays.TakeUnaudited();
+                if (records.Count > 0)
+                {
+                    rounds.Add((session, records, Write(session, records, at)));
+                }
             }
-
-            // All queued before any is awaited, so that the audit writer stores the round in one batch.
-            var path = $"tak:relay {session.Remote}";
-            var written = Task.WhenAll(records.GroupBy(r => r.Entity).Select(kind =>
-                _audit.RecordReadAsync(session.Viewer, kind.Key, kind.Select(r => (r.Uid, r.Level, r.Caveats)).ToList(), path, at, session.Ending)));
-            rounds.Add((session, records, written));
+            catch (Exception e)
+            {
+                Failed(session, e, failed);
+            }
         }
 
-        var failed = new List<TakSession>();
         foreach (var (session, records, written) in rounds)
         {
             try
@@ -297,14 +360,9 @@ internal sealed class RelayAuditor : IAsyncDisposable
                 await written;
                 session.Relays.Audited(session, records);
             }
-            catch (Exception e) when (!session.Ending.IsCancellationRequested)
+            catch (Exception e)
             {
-                _logger.LogWarning(e, "the relays to the TAK device of {User} ({Remote}) could not be audited; they wait for the next round", session.Viewer.UserName, session.Remote);
-                failed.Add(session);
-            }
-            catch (Exception) when (session.Ending.IsCancellationRequested)
-            {
-                // The device went: what waited for it goes with it.
+                Failed(session, e, failed);
             }
         }
 
@@ -312,6 +370,57 @@ internal sealed class RelayAuditor : IAsyncDisposable
         {
             _ = RetryAsync(failed);
         }
+    }
+
+    /// <summary>
+    /// Writes the entries of what waits for a device whose end has begun with its queue kept (<paramref name="keep"/>;
+    /// otherwise drops it), and gives back its waiting events to be written as its last; none (they are dropped, and the device gets the tracks and items among them again
+    /// in its next opening picture) when the entries cannot be written.
+    /// </summary>
+    public async Task<List<Outbound>> TakeForLastAsync(TakSession session, bool keep = true)
+    {
+        var (records, held) = session.Relays.TakeAll();
+        if (!keep)
+        {
+            // A narrowing: they go with the queue, unread.
+            return [];
+        }
+
+        if (records.Count == 0)
+        {
+            return held;
+        }
+
+        try
+        {
+            await Write(session, records, _time.GetUtcNow().UtcDateTime);
+            return held;
+        }
+        catch (Exception e)
+        {
+            _logger.LogWarning(e, "the relays waiting for the TAK device of {User} ({Remote}) at its cut could not be audited; they are not sent", session.Viewer.UserName, session.Remote);
+            return [];
+        }
+    }
+
+    private Task Write(TakSession session, List<RelayRecord> records, DateTime at)
+    {
+        var path = $"tak:relay {session.Remote}";
+        // Not given up with the session: an entry written is a read recorded, whether or not the device is still there.
+        return Task.WhenAll(records.GroupBy(r => r.Entity).Select(kind =>
+            _audit.RecordReadAsync(session.Viewer, kind.Key, kind.Select(r => (r.Uid, r.Level, r.Caveats)).ToList(), path, at, CancellationToken.None)));
+    }
+
+    private void Failed(TakSession session, Exception e, List<TakSession> failed)
+    {
+        if (session.Stopped)
+        {
+            return;
+        }
+
+        _logger.LogWarning(e, "the relays to the TAK device of {User} ({Remote}) could not be audited; they wait for the next round", session.Viewer.UserName, session.Remote);
+        session.Relays.Failed();
+        failed.Add(session);
     }
 
     private async Task RetryAsync(List<TakSession> sessions)
@@ -325,7 +434,7 @@ internal sealed class RelayAuditor : IAsyncDisposable
             return;
         }
 
-        foreach (var session in sessions.Where(s => s.Relays.Requeue()))
+        foreach (var session in sessions.Where(s => !s.Stopped && s.Relays.Requeue()))
         {
             Enqueue(session);
         }

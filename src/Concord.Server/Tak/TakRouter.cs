@@ -773,10 +773,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                         RememberItem(e, marking, from.Viewer.MemberId, from.Certificate, relayed);
                     }
 
-                    // A deletion names what it deletes, and reads nothing of it: it waits only behind that item's events.
+                    // A deletion names what it deletes, and reads nothing of it: it waits only behind the events of those uids.
                     if (e.Type == CotMapping.DeleteType)
                     {
-                        Deliver(relayed, marking, from, e.Detail, e.Detail.Links.Select(l => l.Uid).OfType<string>().FirstOrDefault() ?? e.Uid, null);
+                        var named = e.Detail.Links.Select(l => l.Uid).OfType<string>().Append(e.Uid).ToList();
+                        Deliver(relayed, marking, from, e.Detail, named[0], null, named);
                     }
                     else
                     {
@@ -886,11 +887,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// GeoChat message to a group, the group's members; otherwise every device. Always only those whose member may see
     /// <paramref name="marking"/>.
     /// </summary>
-    private int Deliver(Outbound item, MarkingDefault marking, TakSession from, CotDetail detail, string uid, string? entity)
+    private int Deliver(Outbound item, MarkingDefault marking, TakSession from, CotDetail detail, string uid, string? entity, IReadOnlyList<string>? alsoUids = null)
     {
         if (ForEveryone(detail))
         {
-            return Broadcast(item, marking, from, uid, entity);
+            return Broadcast(item, marking, from, uid, entity, alsoUids: alsoUids);
         }
 
         var record = entity is null ? null : RelayRecord.Of(entity, uid, marking);
@@ -904,7 +905,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             var addressed = destinations.Count > 0
                 ? destinations.Any(d => (d.Uid is { Length: > 0 } uid && uid == session.DeviceUid) || (d.Callsign is { Length: > 0 } callsign && callsign == session.Callsign))
                 : session.DeviceUid is { } deviceUid && group.Contains(deviceUid);
-            if (session != from && addressed && marking.ReadableBy(session.Viewer) && Relay(session, item, uid, record, ring: true))
+            if (session != from && addressed && marking.ReadableBy(session.Viewer) && Relay(session, item, uid, record, ring: true, alsoUids))
             {
                 sent++;
             }
@@ -1218,14 +1219,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// Sends to every other session whose member may see <paramref name="marking"/>; with <paramref name="deliveries"/>
     /// the sessions are woken when the caller rings them.
     /// </summary>
-    public int Broadcast(Outbound item, MarkingDefault marking, TakSession? except, string uid, string? entity, Deliveries? deliveries = null)
+    public int Broadcast(Outbound item, MarkingDefault marking, TakSession? except, string uid, string? entity, Deliveries? deliveries = null, IReadOnlyList<string>? alsoUids = null)
     {
         var record = entity is null ? null : RelayRecord.Of(entity, uid, marking);
         var sent = 0;
         foreach (var session in _sessions)
         {
             if (session != except && marking.ReadableBy(session.Viewer)
-                && Relay(session, item, uid, record, ring: deliveries is null))
+                && Relay(session, item, uid, record, ring: deliveries is null, alsoUids))
             {
                 deliveries?.Add(session);
                 sent++;
@@ -1237,13 +1238,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     }
 
     /// <summary>
-    /// Queues an event of <paramref name="uid"/> for <paramref name="session"/>: at once, or (a classified record its member
-    /// was not yet relayed on this connection, or an event of a uid one such waits for) once the read is in the audit.
+    /// Queues an event of <paramref name="uid"/> (and <paramref name="alsoUids"/>) for <paramref name="session"/>: at once,
+    /// or (a classified record its member was not yet relayed on this connection, or an event of a uid one such waits
+    /// for) once the read is in the audit.
     /// </summary>
-    private bool Relay(TakSession session, Outbound item, string uid, RelayRecord? record, bool ring) =>
+    private bool Relay(TakSession session, Outbound item, string uid, RelayRecord? record, bool ring, IReadOnlyList<string>? alsoUids = null) =>
         relayAudit is null || (record is null && !session.Relays.Holding)
             ? session.Send(item, ring)
-            : session.Relays.Send(session, item, uid, record, ring, _auditRelays!);
+            : session.Relays.Send(session, item, uid, record, ring, _auditRelays!, alsoUids);
 
     private readonly Action<TakSession>? _auditRelays = relayAudit is null ? null : relayAudit.Enqueue;
 

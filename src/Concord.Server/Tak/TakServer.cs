@@ -76,7 +76,8 @@ internal sealed record TakOptions
 /// </summary>
 internal sealed class TakServer(
     TakOptions options, TakCertificates certificates, TakRouter router, TrackStore tracks, TakItemStore items, ViewerDirectory viewers,
-    DeviceMarkings deviceMarkings, MarkingFormat markings, Audit.AuditWriter audit, IServiceScopeFactory scopes, TimeProvider time, ILogger<TakServer> logger) : BackgroundService
+    DeviceMarkings deviceMarkings, MarkingFormat markings, Audit.AuditWriter audit, RelayAuditor relayAudit, IServiceScopeFactory scopes, TimeProvider time, ILogger<TakServer> logger)
+    : BackgroundService
 {
     private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<Task> _connections = [];
@@ -852,7 +853,8 @@ internal sealed class TakServer(
                 // reconnecting the device gets the new marking.
                 logger.LogInformation("TAK device of {User} ({Remote}) cut: the marking of its positions changed; it may reconnect", session.Viewer.UserName, session.Remote);
                 session.StopSending("the marking of the member's positions changed; reconnect", CutWithin, dropQueued: false);
-                session.SendLast([], dropQueued: false);
+                // With the relays that were waiting for their audit entry: they were relayed under the old marking.
+                session.SendLast(await relayAudit.TakeForLastAsync(session), dropQueued: false);
             }
         }
     }
@@ -1045,7 +1047,10 @@ internal sealed class TakServer(
         // Markers, drawings and alerts other devices sent, relayed under markings the member may no longer read, go too.
         var items = router.ItemsNoLongerReadable(session.Viewer, now, MaxWithdrawalsOnCut);
         var at = time.GetUtcNow();
-        session.SendLast([.. withdrawn.Select(id => CotMapping.Withdrawal(id, at)), .. items.Select(uid => new Outbound(CotControl.CreateDelete(uid, at), droppable: false))],
+        // A device whose access only grew keeps its queue, and the relays that were waiting for their audit entry with it
+        // (written first: a withdrawal may name one of them); after a narrowing they go with the queue.
+        var held = await relayAudit.TakeForLastAsync(session, keep: !narrower);
+        session.SendLast([.. held, .. withdrawn.Select(id => CotMapping.Withdrawal(id, at)), .. items.Select(uid => new Outbound(CotControl.CreateDelete(uid, at), droppable: false))],
             dropQueued: narrower);
     }
 

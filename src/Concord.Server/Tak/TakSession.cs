@@ -656,6 +656,9 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>True once <see cref="StopSending"/> was called: the session is on its way out.</summary>
     public bool Draining => _closeWhenWritten is not null;
 
+    /// <summary>Closed, or draining: nothing more is queued for the device. Safe to read after the session is disposed.</summary>
+    public bool Stopped => _closeWhenWritten is not null || _closing.IsCancellationRequested;
+
     /// <summary>Queues the last events of a draining session, past the queues' limits (they are its last), and lets it close once they are written.</summary>
     public void SendLast(IReadOnlyCollection<Outbound> last, bool dropQueued)
     {
