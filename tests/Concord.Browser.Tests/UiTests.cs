@@ -413,6 +413,8 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await page.WaitForSelectorAsync("html[lang='fr']");
         await page.WaitForSelectorAsync("#dashboard-live[data-live='on']", new() { State = WaitForSelectorState.Attached });
         Assert.False(await page.IsVisibleAsync("#components-reconnect-modal"));
+        // The circuit's own socket, open, among those kept: closing them below must break the circuit, not nothing.
+        await page.WaitForFunctionAsync("() => window.__sockets.some(s => s.url.includes('_blazor') && s.readyState === WebSocket.OPEN)");
 
         // The link goes down: the open circuit breaks and nothing reaches the server until it is back.
         await page.Context.SetOfflineAsync(true);
