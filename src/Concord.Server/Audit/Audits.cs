@@ -40,6 +40,12 @@ internal static class Audits
     /// </summary>
     public static string? Words(string? text) => text is null ? null : string.Create(CultureInfo.InvariantCulture, $"{text.Length} characters");
 
+    /// <summary>
+    /// Whether reading a record of this marking is audited: above the lowest level, or under a caveat at any level (a
+    /// DECONFLICTION-ONLY humanitarian record is unclassified, and who read it is what its owners will ask).
+    /// </summary>
+    public static bool IsAudited(int level, long caveats) => level > 0 || caveats != 0;
+
     /// <summary>What <see cref="Read"/> needs of each record: its id and its marking's level and caveats.</summary>
     public static List<(Guid Id, int Classification, long Caveats)> Named<T>(IEnumerable<T> records)
         where T : IMarked, Realtime.IFeedEntity => [.. records.Select(r => (r.Id, r.Classification, r.Caveats))];
@@ -53,10 +59,8 @@ internal static class Audits
     /// </summary>
     public static List<AuditEntry> Read<TId>(Viewer viewer, string entity, IReadOnlyCollection<(TId Id, int Classification, long Caveats)> records, string path, DateTime at)
     {
-        // Above the lowest level, or under a caveat at any level: a DECONFLICTION-ONLY humanitarian record is unclassified,
-        // and who read it is what its owners will ask.
         var entries = new List<AuditEntry>();
-        var markings = records.Where(r => r.Classification > 0 || r.Caveats != 0)
+        var markings = records.Where(r => IsAudited(r.Classification, r.Caveats))
             .GroupBy(r => new AuditMarking(r.Classification, r.Caveats))
             .OrderBy(g => g.Key.Level).ThenBy(g => g.Key.Caveats);
         foreach (var marking in markings)
@@ -82,7 +86,7 @@ internal static class Audits
     /// source-protected records a count took in).
     /// </summary>
     public static List<AuditEntry> Aggregate(Viewer viewer, string entity, IEnumerable<(int Level, long Caveats, long Count)> counted, string path, DateTime at) =>
-        [.. counted.Where(c => (c.Level > 0 || c.Caveats != 0) && c.Count > 0).GroupBy(c => c.Caveats).OrderBy(g => g.Key).Select(group =>
+        [.. counted.Where(c => IsAudited(c.Level, c.Caveats) && c.Count > 0).GroupBy(c => c.Caveats).OrderBy(g => g.Key).Select(group =>
         {
             var levels = group.GroupBy(c => c.Level).Select(g => (Level: g.Key, Count: g.Sum(c => c.Count))).OrderBy(c => c.Level).ToList();
             return Entry(viewer, AuditActions.Read, entity, null, new AuditMarking(levels[^1].Level, group.Key), at, Detail(new

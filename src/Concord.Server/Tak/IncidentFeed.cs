@@ -244,7 +244,7 @@ internal sealed class IncidentFeed(
         // One entry per device and round, as a list read through the API is one entry per request. A device whose entry
         // could not be written is sent nothing of the round, which runs again for it alone (the others, audited and sent
         // to, are not audited twice).
-        var unaudited = (await Task.WhenAll(outgoing.Where(o => o.Classification > 0 || o.Caveats != 0).GroupBy(o => o.Session).Select(async sent =>
+        var unaudited = (await Task.WhenAll(outgoing.Where(o => Audit.Audits.IsAudited(o.Classification, o.Caveats)).GroupBy(o => o.Session).Select(async sent =>
         {
             try
             {

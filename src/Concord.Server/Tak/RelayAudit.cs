@@ -20,8 +20,11 @@ internal static class RelayEntities
 internal readonly record struct RelayRecord(string Entity, string Uid, int Level, long Caveats)
 {
     /// <summary>The record of <paramref name="uid"/> under <paramref name="marking"/>, or null when its relay is not audited (unclassified, no caveat).</summary>
-    public static RelayRecord? Of(string entity, string uid, MarkingDefault marking) =>
-        marking.Classification > 0 || marking.Caveats != 0 ? new RelayRecord(entity, uid, marking.Classification, marking.Caveats) : null;
+    public static RelayRecord? Of(string entity, string uid, MarkingDefault marking) => Of(entity, uid, marking.Classification, marking.Caveats);
+
+    /// <summary>The record of <paramref name="uid"/> at <paramref name="level"/> under <paramref name="caveats"/>, or null when its reads are not audited.</summary>
+    public static RelayRecord? Of(string entity, string uid, int level, long caveats) =>
+        Audits.IsAudited(level, caveats) ? new RelayRecord(entity, uid, level, caveats) : null;
 }
 
 /// <summary>
@@ -270,7 +273,6 @@ internal sealed class RelayAuditor : IAsyncDisposable
     private readonly ILogger<RelayAuditor> _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _loop;
-    private long _rounds;
 
     public RelayAuditor(AuditWriter audit, TimeProvider time, ILogger<RelayAuditor> logger)
     {
@@ -279,9 +281,6 @@ internal sealed class RelayAuditor : IAsyncDisposable
         _logger = logger;
         _loop = Task.Run(RunAsync);
     }
-
-    /// <summary>Rounds run so far.</summary>
-    public long Rounds => Interlocked.Read(ref _rounds);
 
     public void Enqueue(TakSession session) => _queue.Writer.TryWrite(session);
 
@@ -313,7 +312,6 @@ internal sealed class RelayAuditor : IAsyncDisposable
                     _ = RetryAsync([.. sessions]);
                 }
 
-                Interlocked.Increment(ref _rounds);
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)

@@ -659,7 +659,7 @@ internal sealed class TakServer(
         var currentTracks = tracks.LastEventsFor(session.Viewer);
         await audit.RecordReadAsync(session.Viewer, RelayEntities.Track, currentTracks.Select(t => (t.Uid, t.Classification, t.Caveats)).ToList(), $"tak:opening {session.Remote}", now.UtcDateTime,
             cancellationToken);
-        session.Relays.MarkAudited(currentTracks.Where(t => t.Classification > 0 || t.Caveats != 0).Select(t => new RelayRecord(RelayEntities.Track, t.Uid, t.Classification, t.Caveats)));
+        session.Relays.MarkAudited(currentTracks.Select(t => RelayRecord.Of(RelayEntities.Track, t.Uid, t.Classification, t.Caveats)).OfType<RelayRecord>());
         foreach (var (_, _, _, last) in currentTracks)
         {
             cancellationToken.ThrowIfCancellationRequested();
