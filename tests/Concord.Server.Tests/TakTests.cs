@@ -1621,6 +1621,84 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.False(await server.WithDbAsync(db => db.Audit.AnyAsync(a => a.Actor == "relay.gone")));
     }
 
+    [Fact]
+    public async Task Relays_waiting_for_their_entry_when_a_device_is_cut_go_as_its_last_events_once_audited_unless_its_access_narrowed()
+    {
+        var (_, members) = await BattalionAsync("CONFIDENTIAL", battalion =>
+            [new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking("CONFIDENTIAL", ["kind:military"]) }]);
+        var (growing, narrowing) = (members[0], members[1]);
+        await using var grown = await server.ConnectTakAsync(await server.IssueDeviceAsync(growing));
+        await using var narrowed = await server.ConnectTakAsync(await server.IssueDeviceAsync(narrowing));
+        var (kept, dropped) = (await HoldRelayAsync(growing), await HoldRelayAsync(narrowing));
+        Assert.Null(await grown.WaitForAsync(e => e.Uid == kept, TimeSpan.FromMilliseconds(500)));
+
+        // One member cleared higher (the device is cut with its queue kept), the other lower (the queue goes with it).
+        var admin = server.ClientFor("jocadmin");
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{growing}", new { clearance = "STRICTLY CONFIDENTIAL" })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{narrowing}", new { clearance = "UNCLASSIFIED" })).StatusCode);
+
+        // The kept one arrives before the cut, its read in the audit; the other never does, and no read of it is recorded.
+        Assert.NotNull(await grown.WaitForAsync(e => e.Uid == kept));
+        Assert.Contains(kept, Assert.Single(await RelayReadsAsync(growing)).Detail, StringComparison.Ordinal);
+        Assert.Null(await narrowed.WaitForAsync(e => e.Uid == dropped, TimeSpan.FromSeconds(3)));
+        Assert.Empty(await RelayReadsAsync(narrowing));
+        await ClosedAsync(grown);
+        await ClosedAsync(narrowed);
+    }
+
+    [Fact]
+    public async Task Relays_waiting_for_their_entry_when_an_agreement_changes_where_a_devices_positions_go_are_audited_and_sent_before_the_cut()
+    {
+        var rules = (string battalion, string level) => new object[]
+            { new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking(level, ["kind:military"]) } };
+        var (code, members) = await BattalionAsync("CONFIDENTIAL", battalion => rules(battalion, "CONFIDENTIAL"));
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
+        var held = await HoldRelayAsync(members[0]);
+
+        var revised = await server.ClientFor("jocadmin").PutAsJsonAsync($"/api/agreements/SOP{code}",
+            new { name = "Battalion field data", parties = new[] { code }, rules = rules(code, "UNCLASSIFIED") });
+        Assert.True(revised.IsSuccessStatusCode, await revised.Content.ReadAsStringAsync());
+
+        Assert.NotNull(await device.WaitForAsync(e => e.Uid == held));
+        Assert.Contains(held, Assert.Single(await RelayReadsAsync(members[0])).Detail, StringComparison.Ordinal);
+        await ClosedAsync(device);
+    }
+
+    /// <summary>
+    /// A CONFIDENTIAL position relayed to <paramref name="member"/>'s connected device, waiting for its audit entry: held as
+    /// the router holds one, with no round of the auditor asked for, so it still waits when the device is cut.
+    /// </summary>
+    private async Task<string> HoldRelayAsync(string member)
+    {
+        var router = server.Services.GetRequiredService<TakRouter>();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        TakSession? session;
+        while ((session = router.Sessions.SingleOrDefault(s => s.Viewer.UserName == member)) is null)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), $"the device of {member} to be connected");
+            await Task.Delay(20);
+        }
+
+        var uid = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        Assert.True(session.Relays.Send(session, new Outbound(CotXml.Parse(Pli(uid, "HELD", 5.3, 20.3)), droppable: true), uid,
+            new RelayRecord(RelayEntities.Track, uid, 1, 0), ring: true, _ => { }));
+        Assert.Equal(1, session.Relays.Held);
+        return uid;
+    }
+
+    private Task<List<AuditEntry>> RelayReadsAsync(string member) => server.WithDbAsync(db => db.Audit.AsNoTracking()
+        .Where(a => a.Action == AuditActions.Read && a.Entity == RelayEntities.Track && a.Actor == member && a.Detail.Contains("tak:relay")).ToListAsync());
+
+    private static async Task ClosedAsync(TakClient device)
+    {
+        for (var i = 0; i < 150 && !device.Closed; i++)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.True(device.Closed);
+    }
+
     /// <summary>A GeoChat message to All Chat Rooms from the device <paramref name="fromUid"/>, as ATAK sends one.</summary>
     private static string AllChat(string uid, string fromUid, string fromCallsign, string text) =>
         $"<event version='2.0' uid='{uid}' type='b-t-f' time='{Now()}' start='{Now()}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
