@@ -313,13 +313,23 @@ public abstract class CliTests : IAsyncLifetime
         var reports = await db.Reports.AsNoTracking().ToListAsync();
         var events = reports.Where(r => r.ExternalRef?.StartsWith($"{Ucdp.GedMapping.Dataset}:", StringComparison.Ordinal) == true).ToList();
         var eventReport = events.ToDictionary(r => truth[r.Id]);
+        // Words weighed as fusion weighs them at the end: by their rarity among the open incidents anyone may read.
+        var rarity = new Fusion.WordRarity();
+        foreach (var incident in await db.Incidents.AsNoTracking().Where(i => i.Status != Incidents.IncidentStatus.Closed).ToListAsync())
+        {
+            if (Fusion.WordRarity.Counts(incident))
+            {
+                rarity.Count(Fusion.FusionFeatures.Of(incident).Words, +1);
+            }
+        }
+
         var decidable = new List<long>();
         foreach (var account in reports.Except(events))
         {
             var features = Fusion.FusionFeatures.Of(account);
-            var own = Fusion.FusionScorer.Score(features, Fusion.FusionFeatures.Of(eventReport[truth[account.Id]]))?.Total ?? 0;
+            var own = Fusion.FusionScorer.Score(features, Fusion.FusionFeatures.Of(eventReport[truth[account.Id]]), rarity)?.Total ?? 0;
             var rival = events.Where(g => truth[g.Id] != truth[account.Id] && Math.Abs((g.ObservedAt - account.ObservedAt).TotalDays) <= Fusion.FusionScorer.MaxGap.TotalDays + 1)
-                .Select(g => Fusion.FusionScorer.Score(features, Fusion.FusionFeatures.Of(g))?.Total ?? 0).DefaultIfEmpty(0).Max();
+                .Select(g => Fusion.FusionScorer.Score(features, Fusion.FusionFeatures.Of(g), rarity)?.Total ?? 0).DefaultIfEmpty(0).Max();
             if (rival < own - Fusion.FusionScorer.Margin)
             {
                 decidable.Add(truth[account.Id]);

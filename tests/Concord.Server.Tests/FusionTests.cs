@@ -55,6 +55,24 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_server_weighs_words_by_their_rarity_from_its_start_before_any_report_comes()
+    {
+        // An incident anyone in the mission may read: its words count towards their rarity.
+        await FacaPostAsync("force", 6.9, 17.9, When.AddDays(40), "Bozoum north", Api.Marking("UNCLASSIFIED", ["mission"]));
+        await server.RestartAsync();
+
+        // Provenance scores with the rarity fusion's index keeps: loaded when the server starts, not with its first report.
+        var rarity = server.Services.GetRequiredService<Fusion.FusionEngine>().Rarity;
+        for (var i = 0; i < 200 && rarity.Incidents == 0; i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.True(rarity.Incidents > 0);
+        Assert.True(rarity.Weight("bozoum") < rarity.Weight("nowhere"));
+    }
+
+    [Fact]
     public async Task A_second_account_of_an_event_joins_its_incident_and_provenance_shows_why()
     {
         var mission = Api.Marking("UNCLASSIFIED", ["mission"]);

@@ -65,9 +65,9 @@ internal static class FusionEndpoints
             return TypedResults.NotFound();
         }
 
-        var links = await LinksAsSeenAsync(db, viewer, id, context.RequestAborted);
+        var links = await LinksAsSeenAsync(db, viewer, id, RarityOf(context), context.RequestAborted);
         var reportIds = links.Select(l => l.Report.Id).ToList();
-        var proposals = await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null && (p.IncidentId == id || reportIds.Contains(p.ReportId))), context.RequestAborted);
+        var proposals = await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null && (p.IncidentId == id || reportIds.Contains(p.ReportId))), RarityOf(context), context.RequestAborted);
         return TypedResults.Ok(new ProvenanceDto(
             id,
             links.Select(l => new ProvenanceLinkDto(l.Report.Id, directory.Organization(l.Report.OrganizationId)?.Code ?? "?", Utc(l.Report.ObservedAt), l.Report.Category,
@@ -87,7 +87,7 @@ internal static class FusionEndpoints
     /// (an analyst's merge, split or acceptance keeps its name, a copy of a record an earlier one holds is "same-record").
     /// What the viewer is told then depends only on what they may see, and never on what was there before.
     /// </summary>
-    internal static async Task<List<LinkAsSeen>> LinksAsSeenAsync(ConcordDb db, Viewer viewer, Guid incidentId, CancellationToken cancellationToken)
+    internal static async Task<List<LinkAsSeen>> LinksAsSeenAsync(ConcordDb db, Viewer viewer, Guid incidentId, WordRarity rarity, CancellationToken cancellationToken)
     {
         var rows = await db.IncidentReports.AsNoTracking().Where(l => l.IncidentId == incidentId)
             .Join(db.Reports.AsNoTracking().VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => new { Link = l, Report = r })
@@ -128,7 +128,7 @@ internal static class FusionEndpoints
             {
                 // Fusion's link, scored against what the viewer sees of the incident: under the join threshold (or not
                 // scored at all) it was made through reports the viewer may not see, and is shown as linked, without scores.
-                var score = FusionScorer.Score(FusionFeatures.Of(x.Report), features!);
+                var score = FusionScorer.Score(FusionFeatures.Of(x.Report), features!, rarity);
                 if (!analyst && score is not { Total: >= FusionScorer.JoinThreshold })
                 {
                     score = null;
@@ -184,7 +184,7 @@ internal static class FusionEndpoints
     private static async Task<Ok<List<ProposalDto>>> Proposals(HttpContext context, Viewer viewer, ConcordDb db, AuditWriter audit, TimeProvider time)
     {
         var pending = db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null);
-        var listed = await VisibleProposals(db, viewer, pending, context.RequestAborted, newest: MaxProposalsListed);
+        var listed = await VisibleProposals(db, viewer, pending, RarityOf(context), context.RequestAborted, newest: MaxProposalsListed);
         // Each score is computed from the proposed incident's reports the viewer may see: the incidents are read too.
         await AuditReadAsync(db, audit, viewer, listed.Select(p => p.ReportId), listed.Select(p => p.IncidentId), context, time);
         return TypedResults.Ok(listed.OrderByDescending(p => p.Score ?? -1).ThenByDescending(p => p.CreatedAt).ToList());
@@ -196,6 +196,9 @@ internal static class FusionEndpoints
     /// audited at their marking as the viewer sees them (a mixed incident's stored marking counts reports hidden from them,
     /// as GET /api/incidents/{id} audits it).
     /// </summary>
+    /// <summary>The words' rarity fusion decides with, for scores worked out again for a viewer (from records anyone may read).</summary>
+    private static WordRarity RarityOf(HttpContext context) => context.RequestServices.GetRequiredService<FusionEngine>().Rarity;
+
     private static async Task AuditReadAsync(ConcordDb db, AuditWriter audit, Viewer viewer, IEnumerable<Guid> reportIds, IEnumerable<Guid> incidentIds, HttpContext context, TimeProvider time)
     {
         var reports = reportIds.Distinct().ToList();
@@ -221,14 +224,14 @@ internal static class FusionEndpoints
     /// against every report the incident held then, some of which the viewer may not see or which have left it since
     /// (split out, moved by an accepted proposal). With <paramref name="newest"/>, only that many, newest first.
     /// </summary>
-    private static async Task<List<ProposalDto>> VisibleProposals(ConcordDb db, Viewer viewer, IQueryable<FusionProposal> source, CancellationToken cancellationToken, int? newest = null)
+    private static async Task<List<ProposalDto>> VisibleProposals(ConcordDb db, Viewer viewer, IQueryable<FusionProposal> source, WordRarity rarity, CancellationToken cancellationToken, int? newest = null)
     {
         var reports = db.Reports.VisibleTo(viewer);
         var incidents = db.VisibleIncidents(db.Incidents, viewer);
         var visible = source.Where(p => reports.Any(r => r.Id == p.ReportId) && incidents.Any(i => i.Id == p.IncidentId));
         if (newest is not { } count)
         {
-            return await ScoredAsync(db, reports, visible, cancellationToken);
+            return await ScoredAsync(db, reports, visible, rarity, cancellationToken);
         }
 
         // The newest that stay once scored, page by page: cutting before scoring would let proposals the viewer is not
@@ -250,7 +253,7 @@ internal static class FusionEndpoints
             var ids = keys.Select(k => k.Id).ToList();
             read.AddRange(ids);
             // Read again under the same conditions: one decided (or merged away) since its key was read is no longer listed as pending.
-            listed.AddRange((await ScoredAsync(db, reports, visible.Where(p => ids.Contains(p.Id)), cancellationToken)).OrderByDescending(p => p.CreatedAt));
+            listed.AddRange((await ScoredAsync(db, reports, visible.Where(p => ids.Contains(p.Id)), rarity, cancellationToken)).OrderByDescending(p => p.CreatedAt));
             below = keys[^1].CreatedAt;
             if (keys.Count < count)
             {
@@ -269,7 +272,7 @@ internal static class FusionEndpoints
     /// incident is shown such a proposal with its low or null score: analysts' merges and splits since it was made
     /// explain it.)
     /// </summary>
-    private static async Task<List<ProposalDto>> ScoredAsync(ConcordDb db, IQueryable<Report> reports, IQueryable<FusionProposal> visible, CancellationToken cancellationToken)
+    private static async Task<List<ProposalDto>> ScoredAsync(ConcordDb db, IQueryable<Report> reports, IQueryable<FusionProposal> visible, WordRarity rarity, CancellationToken cancellationToken)
     {
         var rows = await visible
             .Select(p => new
@@ -329,7 +332,7 @@ internal static class FusionEndpoints
         {
             // Null when fusion's rules rule the pair out against what the viewer may see.
             var score = built.TryGetValue(x.Proposal.IncidentId, out var incident) && proposed.TryGetValue(x.Proposal.ReportId, out var report)
-                ? FusionScorer.Score(FusionFeatures.Of(report), incident)
+                ? FusionScorer.Score(FusionFeatures.Of(report), incident, rarity)
                 : null;
             if (x.Proposal.DecidedAt is null && score is not { Total: >= FusionScorer.ProposeThreshold }
                 && (!linked.TryGetValue(x.Proposal.IncidentId, out var seen) || seen.Count < links.GetValueOrDefault(x.Proposal.IncidentId)))
@@ -392,7 +395,7 @@ internal static class FusionEndpoints
 
         // An accepted proposal moves a report between incidents: no report fuses into either meanwhile.
         using var held = await gate.EnterAsync(context.RequestAborted);
-        var visible = await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.Id == id), context.RequestAborted);
+        var visible = await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.Id == id), fusion.Rarity, context.RequestAborted);
         if (visible.Count == 0)
         {
             return TypedResults.NotFound();
@@ -427,7 +430,7 @@ internal static class FusionEndpoints
             // A report tells of one event: the other incidents it is proposed for (a near-tie's alternatives), those this
             // analyst is shown, are rejected by the same choice. Those they are not shown stay for an analyst who is.
             var others = (await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking()
-                .Where(p => p.ReportId == proposal.ReportId && p.Id != proposal.Id && p.DecidedAt == null), context.RequestAborted)).Select(p => p.Id).ToList();
+                .Where(p => p.ReportId == proposal.ReportId && p.Id != proposal.Id && p.DecidedAt == null), fusion.Rarity, context.RequestAborted)).Select(p => p.Id).ToList();
             alsoRejected = await db.FusionProposals.Where(p => others.Contains(p.Id)).ToListAsync(context.RequestAborted);
             foreach (var other in alsoRejected)
             {
@@ -492,7 +495,7 @@ internal static class FusionEndpoints
         }
 
         // Built before the gate opens: another analyst's merge or split could otherwise take the proposal's incident away first.
-        var decided = (await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.Id == id), context.RequestAborted)).Single();
+        var decided = (await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.Id == id), fusion.Rarity, context.RequestAborted)).Single();
         held.Dispose();
         return TypedResults.Ok(decided);
     }

@@ -53,6 +53,9 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
 
     public int Indexed => _index.Count;
 
+    /// <summary>How rare each word is among the open incidents anyone may read, as the index holds them (provenance scores with it too).</summary>
+    public WordRarity Rarity => _index.Rarity;
+
     /// <summary>Decisions taken and the time they took (for benchmarks and operations).</summary>
     public (long Decisions, TimeSpan Elapsed, long Joined, long Proposed) Statistics => (_decisions, TimeSpan.FromTicks(_elapsed), _joined, _proposed);
 
@@ -132,7 +135,7 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
         var scored = new List<(Guid Id, FusionScore Score)>();
         foreach (var entry in _index.Near(features))
         {
-            if (FusionScorer.Score(features, entry.Features) is { Total: >= FusionScorer.ProposeThreshold } score)
+            if (FusionScorer.Score(features, entry.Features, _index.Rarity) is { Total: >= FusionScorer.ProposeThreshold } score)
             {
                 scored.Add((entry.Id, score));
             }

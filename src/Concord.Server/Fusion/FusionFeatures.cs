@@ -201,15 +201,19 @@ internal sealed record FusionFeatures
     }
 
     /// <summary>How many strings two sorted (ordinal) arrays share, without allocating.</summary>
-    public static int Shared(string[] a, string[] b)
+    public static int Shared(string[] a, string[] b) => (int)Shared(a, b, null);
+
+    /// <summary>The weight of the strings two sorted (ordinal) arrays share: each as rare as it is, or 1 without <paramref name="rarity"/>.</summary>
+    public static double Shared(string[] a, string[] b, WordRarity? rarity)
     {
-        int i = 0, j = 0, shared = 0;
+        var shared = 0.0;
+        int i = 0, j = 0;
         while (i < a.Length && j < b.Length)
         {
             var c = string.CompareOrdinal(a[i], b[j]);
             if (c == 0)
             {
-                shared++;
+                shared += rarity?.Weight(a[i]) ?? 1;
                 i++;
                 j++;
             }

@@ -55,7 +55,8 @@ internal static class FusionScorer
     public const double WeightText = 0.15;
     public const double WeightCasualties = 0.15;
 
-    public static FusionScore? Score(FusionFeatures report, FusionFeatures incident)
+    /// <param name="rarity">How rare each word is (fusion's and provenance's); without it every word weighs the same.</param>
+    public static FusionScore? Score(FusionFeatures report, FusionFeatures incident, WordRarity? rarity = null)
     {
         if (FusionFeatures.Shared(report.Datasets, incident.Datasets) > 0)
         {
@@ -90,7 +91,7 @@ internal static class FusionScorer
         // below the join threshold (recall 0.878 against 0.920 on the demo's accounts), and lifted poor ones towards it.
         var actorsKnown = report.Actors.Length > 0 && incident.Actors.Length > 0;
         var actors = actorsKnown ? Jaccard(report.Actors, incident.Actors) : 0.5;
-        var text = report.Words.Length == 0 || incident.Words.Length == 0 ? 0.0 : Overlap(report.Words, incident.Words);
+        var text = report.Words.Length == 0 || incident.Words.Length == 0 ? 0.0 : Overlap(report.Words, incident.Words, rarity);
         var casualtiesKnown = report.Killed is not null && incident.Killed is not null;
         var casualties = report.Killed is { } a && incident.Killed is { } b ? 1 - ((double)Math.Abs(a - b) / Math.Max(1, Math.Max(a, b))) : 0.5;
         var weighed = (WeightDistance * distance) + (WeightTime * time) + (WeightCategory * category) + (WeightText * text)
@@ -211,6 +212,19 @@ internal static class FusionScorer
         return shared == 0 ? 0 : (double)shared / (a.Length + b.Length - shared);
     }
 
-    /// <summary>Shared words over the smaller set: a short report that repeats an incident's key words scores high.</summary>
-    private static double Overlap(string[] a, string[] b) => (double)FusionFeatures.Shared(a, b) / Math.Min(a.Length, b.Length);
+    /// <summary>
+    /// The weight of the words two sorted sets share over the weight of the smaller set (the one of fewer words): a short
+    /// report that repeats an incident's key words scores high. Each word weighs as rare as it is (<see cref="WordRarity"/>),
+    /// so phrasing many reports share counts for less than a place or a group named.
+    /// </summary>
+    private static double Overlap(string[] a, string[] b, WordRarity? rarity)
+    {
+        if (rarity is null || rarity.Incidents == 0)
+        {
+            return (double)FusionFeatures.Shared(a, b) / Math.Min(a.Length, b.Length);
+        }
+
+        var shared = FusionFeatures.Shared(a, b, rarity);
+        return shared == 0 ? 0 : Math.Min(1, shared / Math.Min(rarity.Weight(a), rarity.Weight(b)));
+    }
 }

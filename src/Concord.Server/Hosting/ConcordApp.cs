@@ -79,6 +79,8 @@ internal static class ConcordApp
         builder.Services.AddHostedService(sp => sp.GetRequiredService<EscalationScheduler>());
         builder.Services.AddSingleton<IncidentRouter>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<IncidentRouter>());
+        // The report writer starts with the server, and loads fusion's index before the first report (provenance needs it).
+        builder.Services.AddHostedService(sp => new StartWith<Reports.ReportWriter>(sp));
         overrides?.Invoke(builder.Services);
 
         var app = builder.Build();
@@ -130,4 +132,17 @@ internal static class ConcordApp
         app.MapConcordUi();
         return app;
     }
+}
+
+/// <summary>Creates a singleton when the host starts instead of at its first use (its constructor starts its work).</summary>
+internal sealed class StartWith<T>(IServiceProvider services) : IHostedService
+    where T : notnull
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _ = services.GetRequiredService<T>();
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

@@ -35,7 +35,7 @@ public sealed class IncidentDetails
             return null;
         }
 
-        var rows = await Fusion.FusionEndpoints.LinksAsSeenAsync(db, viewer, id, context.RequestAborted);
+        var rows = await Fusion.FusionEndpoints.LinksAsSeenAsync(db, viewer, id, services.GetRequiredService<Fusion.FusionEngine>().Rarity, context.RequestAborted);
         var reports = rows.Select(x => x.Report).ToList();
         // Null when an analyst's merge or split took the incident's visible reports away since it was read.
         if ((await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).SingleOrDefault() is not { } seen)

@@ -94,6 +94,7 @@ internal sealed class ReportWriter : IAsyncDisposable
 
     private async Task RunAsync()
     {
+        await LoadFusionAsync();
         var batch = new List<Pending>(MaxBatch);
         while (await _queue.Reader.WaitToReadAsync())
         {
@@ -145,6 +146,26 @@ internal sealed class ReportWriter : IAsyncDisposable
             }
 
             batch.Clear();
+        }
+    }
+
+    /// <summary>
+    /// Loads fusion's index on the writer's own thread before the first report rather than with it: provenance weighs
+    /// words by their rarity among the indexed incidents (<see cref="WordRarity"/>), and a server just started would
+    /// otherwise explain links with unweighted words until a report came. A failure leaves it to the first report.
+    /// </summary>
+    private async Task LoadFusionAsync()
+    {
+        try
+        {
+            using var held = await _gate.EnterAsync(CancellationToken.None);
+            await using var scope = _scopes.CreateAsyncScope();
+            await _fusion.PrepareAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), [], CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            _logger.LogWarning(e, "loading fusion's index failed; it is loaded with the first report");
+            _fusion.Invalidate();
         }
     }
 
