@@ -313,15 +313,9 @@ public abstract class CliTests : IAsyncLifetime
         var reports = await db.Reports.AsNoTracking().ToListAsync();
         var events = reports.Where(r => r.ExternalRef?.StartsWith($"{Ucdp.GedMapping.Dataset}:", StringComparison.Ordinal) == true).ToList();
         var eventReport = events.ToDictionary(r => truth[r.Id]);
-        // Words weighed as fusion weighs them at the end: by their rarity among the open incidents anyone may read.
+        // Words weighed as fusion weighs them at the end: by their rarity among the reports anyone may read.
         var rarity = new Fusion.WordRarity();
-        foreach (var incident in await db.Incidents.AsNoTracking().Where(i => i.Status != Incidents.IncidentStatus.Closed).ToListAsync())
-        {
-            if (Fusion.WordRarity.Counts(incident))
-            {
-                rarity.Count(Fusion.FusionFeatures.Of(incident).Words, +1);
-            }
-        }
+        rarity.Stored(reports);
 
         var decidable = new List<long>();
         foreach (var account in reports.Except(events))

@@ -152,60 +152,6 @@ public sealed class FusionIndexTests
         Assert.Equal(FusionFeatures.Of(second).Actors, Assert.Single(index.Near(FusionFeatures.Of(probe))).Features.Actors);
     }
 
-    [Fact]
-    public void Words_many_incidents_share_weigh_less_than_a_place_named_and_incidents_not_everyone_may_read_are_not_counted()
-    {
-        var index = new FusionIndex();
-        string[] phrasing = ["bilan", "dont", "provisoire", "sources"];
-        Incident Holding(string[] words, int level = 0, string releasableTo = "mission", long caveats = 0)
-        {
-            var incident = RandomIncident(new Random(3));
-            incident.Keywords = FusionFeatures.Encode(words);
-            incident.Classification = level;
-            incident.ReleasableTo = releasableTo;
-            incident.Caveats = caveats;
-            return incident;
-        }
-
-        // Twenty incidents written in one organisation's phrasing, each about another village.
-        for (var n = 0; n < 20; n++)
-        {
-            index.Put(Holding([.. phrasing, $"village{n}"]));
-        }
-
-        var sameWords = Holding([.. phrasing, "bambari"]);
-        var samePlace = Holding(["attaque", "gbakora", "marche"]);
-        index.Put(sameWords);
-        index.Put(samePlace);
-        var rarity = index.Rarity;
-        Assert.Equal(22, rarity.Incidents);
-        Assert.True(rarity.Weight("gbakora") > 3 * rarity.Weight("bilan"), $"{rarity.Weight("gbakora")} against {rarity.Weight("bilan")}");
-
-        // A report in that phrasing about Gbakora: the phrasing counts for less, the village's name for more.
-        var report = FusionFeatures.Of(samePlace) with { Words = [.. phrasing.Append("gbakora").Order(StringComparer.Ordinal)], Datasets = [] };
-        double Text(Incident incident, WordRarity? weights) => FusionScorer.Score(report, FusionFeatures.Of(incident) with { Datasets = [] }, weights)!.Text;
-        Assert.Equal(0.8, Text(sameWords, null), 6);
-        Assert.Equal(1 / 3.0, Text(samePlace, null), 6);
-        Assert.True(Text(sameWords, rarity) < 0.6, $"{Text(sameWords, rarity)}");
-        Assert.True(Text(samePlace, rarity) > 0.4, $"{Text(samePlace, rarity)}");
-
-        // Incidents not everyone may read change no weight: a score shown to one viewer tells nothing of records they may not see.
-        var weights = new[] { "bilan", "gbakora", "bambari", "secret" }.ToDictionary(w => w, rarity.Weight);
-        index.Put(Holding(["bilan", "gbakora", "secret"], level: 1));
-        index.Put(Holding(["bilan", "gbakora", "secret"], releasableTo: "org:FORCE"));
-        index.Put(Holding(["bilan", "gbakora", "secret"], caveats: 1));
-        Assert.Equal(22, rarity.Incidents);
-        Assert.All(weights, w => Assert.Equal(w.Value, rarity.Weight(w.Key)));
-
-        // An incident leaving the index (closed, removed) takes its words with it.
-        index.Remove(samePlace.Id);
-        Assert.Equal(21, rarity.Incidents);
-        Assert.True(rarity.Weight("gbakora") > weights["gbakora"]);
-        index.Clear();
-        Assert.Equal(0, rarity.Incidents);
-        Assert.Equal(1, rarity.Weight("bilan"));
-    }
-
     private static Incident RandomIncident(Random random)
     {
         var (latitude, longitude) = Place(random);

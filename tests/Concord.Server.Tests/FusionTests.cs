@@ -55,20 +55,25 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
-    public async Task A_server_weighs_words_by_their_rarity_from_its_start_before_any_report_comes()
+    public async Task Words_count_towards_their_rarity_when_a_report_anyone_may_read_is_stored_and_from_a_servers_start()
     {
-        // An incident anyone in the mission may read: its words count towards their rarity.
+        // A report anyone in the mission may read: its words count towards their rarity once stored; a CONFIDENTIAL one's do not.
+        var counted = server.Services.GetRequiredService<Fusion.FusionEngine>().Rarity;
+        var before = counted.Reports;
         await FacaPostAsync("force", 6.9, 17.9, When.AddDays(40), "Bozoum north", Api.Marking("UNCLASSIFIED", ["mission"]));
+        Assert.Equal(before + 1, counted.Reports);
+        await FacaPostAsync("force", 6.9, 17.9, When.AddDays(41), "Bozoum south", Api.Marking("CONFIDENTIAL", ["mission"]));
+        Assert.Equal(before + 1, counted.Reports);
         await server.RestartAsync();
 
         // Provenance scores with the rarity fusion's index keeps: loaded when the server starts, not with its first report.
         var rarity = server.Services.GetRequiredService<Fusion.FusionEngine>().Rarity;
-        for (var i = 0; i < 200 && rarity.Incidents == 0; i++)
+        for (var i = 0; i < 200 && rarity.Reports == 0; i++)
         {
             await Task.Delay(50);
         }
 
-        Assert.True(rarity.Incidents > 0);
+        Assert.True(rarity.Reports > 0);
         Assert.True(rarity.Weight("bozoum") < rarity.Weight("nowhere"));
     }
 
@@ -380,12 +385,14 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     {
         var at = When.AddDays(-33);
         var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
-        // A hidden account, an open one in its words (which joins it), and an open one in other words with the hidden one's
-        // toll: the last joins because of the hidden account; against the open one alone it scores under the join threshold.
+        // A hidden account, an open one in its words (which joins it), and an open one that shares only a word and the toll
+        // with the hidden one: the last joins because of the hidden account; against the open one alone it scores under
+        // the join threshold. (Each open account's words are all in the hidden one's, so however rare the words are, the
+        // words part stays whole.)
         var (_, hidden) = await server.ClientFor("unpol").PostJson("/api/reports", Account(5.41, 26.49, at, "ucdp.state-based", 10, "Clash between FACA and 3R at Obo market, ten killed.",
             Api.Marking("CONFIDENTIAL", ["org:UNPOL"])));
-        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(5.4102, 26.4902, at.AddHours(1), "ucdp.state-based", 2, "Market clash at Obo market square.", mission));
-        var (_, second) = await server.ClientFor("force").PostJson("/api/reports", Account(5.4101, 26.4901, at.AddHours(2), "ucdp.state-based", 10, "FACA soldiers fired.", mission));
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(5.4102, 26.4902, at.AddHours(1), "ucdp.state-based", 2, "Clash at Obo market.", mission));
+        var (_, second) = await server.ClientFor("force").PostJson("/api/reports", Account(5.4101, 26.4901, at.AddHours(2), "ucdp.state-based", 10, "FACA: ten killed.", mission));
         var incident = hidden.GetProperty("incidentId").GetGuid();
         Assert.Equal(incident, first.GetProperty("incidentId").GetGuid());
         Assert.Equal(incident, second.GetProperty("incidentId").GetGuid());

@@ -15,6 +15,7 @@ namespace Concord.Server.Fusion;
 internal sealed class FusionEngine(ILogger<FusionEngine> logger)
 {
     private readonly FusionIndex _index = new();
+    private readonly WordRarity _rarity = new();
     private volatile bool _stale = true;
 
     internal abstract record Decision
@@ -53,8 +54,12 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
 
     public int Indexed => _index.Count;
 
-    /// <summary>How rare each word is among the open incidents anyone may read, as the index holds them (provenance scores with it too).</summary>
-    public WordRarity Rarity => _index.Rarity;
+    /// <summary>How rare each word is among the reports anyone may read (provenance scores with it too).</summary>
+    public WordRarity Rarity => _rarity;
+
+    /// <summary>Reports just stored (committed): those anyone may read count towards the words' rarity (with the words <paramref name="batch"/> read).</summary>
+    public void Stored(IEnumerable<Report> reports, Batch? batch = null) =>
+        _rarity.Stored(reports, batch is null ? null : r => batch.Features.TryGetValue(r.Id, out var features) ? features.Words : null);
 
     /// <summary>Decisions taken and the time they took (for benchmarks and operations).</summary>
     public (long Decisions, TimeSpan Elapsed, long Joined, long Proposed) Statistics => (_decisions, TimeSpan.FromTicks(_elapsed), _joined, _proposed);
@@ -135,7 +140,7 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
         var scored = new List<(Guid Id, FusionScore Score)>();
         foreach (var entry in _index.Near(features))
         {
-            if (FusionScorer.Score(features, entry.Features, _index.Rarity) is { Total: >= FusionScorer.ProposeThreshold } score)
+            if (FusionScorer.Score(features, entry.Features, _rarity) is { Total: >= FusionScorer.ProposeThreshold } score)
             {
                 scored.Add((entry.Id, score));
             }
@@ -225,6 +230,10 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
             {
                 _index.Put(incident);
             }
+
+            await _rarity.Load(db.Reports.AsNoTracking()
+                .Where(r => r.Classification == 0 && r.Caveats == 0 && (r.ReleaseMask & Access.Releasability.MissionBit) != 0)
+                .Select(r => r.Narrative).AsAsyncEnumerable(), cancellationToken);
         }
         catch
         {

@@ -52,9 +52,6 @@ internal sealed class FusionIndex
         public FusionFeatures Features { get; } = features;
 
         public int Seen { get; set; }
-
-        /// <summary>Whether its words are counted in <see cref="Rarity"/> (anyone may read it).</summary>
-        public bool Counted { get; init; }
     }
 
     /// <summary>
@@ -82,9 +79,6 @@ internal sealed class FusionIndex
 
     public int Count => _entries.Count;
 
-    /// <summary>How rare each word is among the open incidents anyone may read (<see cref="WordRarity"/>).</summary>
-    public WordRarity Rarity { get; } = new();
-
     public void Clear()
     {
         _buckets.Clear();
@@ -93,7 +87,6 @@ internal sealed class FusionIndex
         Array.Clear(_widestKm);
         _words.Clear();
         _sets.Clear();
-        Rarity.Clear();
     }
 
     /// <summary>Adds or refreshes an incident; closed incidents leave the index.</summary>
@@ -105,12 +98,7 @@ internal sealed class FusionIndex
             return;
         }
 
-        var entry = new Entry(incident.Id, Share(FusionFeatures.Of(incident))) { Counted = WordRarity.Counts(incident) };
-        if (entry.Counted)
-        {
-            Rarity.Count(entry.Features.Words, +1);
-        }
-
+        var entry = new Entry(incident.Id, Share(FusionFeatures.Of(incident)));
         var slot = new Slot(entry);
         var level = LevelOf(entry.Features);
         _held[level]++;
@@ -170,10 +158,6 @@ internal sealed class FusionIndex
 
         var level = LevelOf(entry.Features);
         _held[level]--;
-        if (entry.Counted)
-        {
-            Rarity.Count(entry.Features.Words, -1);
-        }
 
         foreach (var key in Keys(entry.Features, level))
         {

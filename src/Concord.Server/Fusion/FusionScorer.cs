@@ -213,18 +213,18 @@ internal static class FusionScorer
     }
 
     /// <summary>
-    /// The weight of the words two sorted sets share over the weight of the smaller set (the one of fewer words): a short
+    /// The weight of the words two sorted sets share over the weight of the lighter set: a short
     /// report that repeats an incident's key words scores high. Each word weighs as rare as it is (<see cref="WordRarity"/>),
     /// so phrasing many reports share counts for less than a place or a group named.
     /// </summary>
     private static double Overlap(string[] a, string[] b, WordRarity? rarity)
     {
-        if (rarity is null || rarity.Incidents == 0)
+        if (rarity is null || rarity.Reports == 0)
         {
             return (double)FusionFeatures.Shared(a, b) / Math.Min(a.Length, b.Length);
         }
 
         var shared = FusionFeatures.Shared(a, b, rarity);
-        return shared == 0 ? 0 : Math.Min(1, shared / Math.Min(rarity.Weight(a), rarity.Weight(b)));
+        return shared == 0 ? 0 : Math.Clamp(shared / Math.Min(rarity.Weight(a), rarity.Weight(b)), 0, 1);
     }
 }

@@ -1,86 +1,112 @@
 using System.Collections.Concurrent;
 using Concord.Server.Access;
-using Concord.Server.Incidents;
+using Concord.Server.Reports;
 
 namespace Concord.Server.Fusion;
 
 /// <summary>
-/// How rare each narrative word is among the open incidents every member may read, so that fusion's word part counts a
-/// place name or a group's name for more than the phrasing many reports share ("bilan provisoire selon des sources",
-/// "figures unconfirmed"): an organisation's reports written to one template otherwise fit each other's incidents on
-/// those words alone. A word's weight is the smoothed inverse document frequency 1 + ln((n + 1) / (d + 1)) over n such
-/// incidents, d of which use it; with none counted every word weighs 1, as it did before.
+/// How rare each narrative word is among the reports every member may read, so that fusion's word part counts a place
+/// name or a group's name for more than the phrasing many reports share ("bilan provisoire selon des sources", "figures
+/// unconfirmed"): an organisation's reports written to one template otherwise fit each other's incidents on those words
+/// alone. A word's weight is the smoothed inverse document frequency 1 + ln((n + 1) / (d + 1)) over n such reports, d of
+/// which use it; with none counted every word weighs 1, as it did before.
 /// <para>
-/// Only incidents at the lowest level, under no caveat and released to the whole mission count: anyone may read those,
-/// so the weights (and provenance's scores, which use them) tell no viewer anything about records they may not see.
-/// Kept by the fusion index as it takes incidents in and out; read by provenance on request threads, hence concurrent.
+/// Only reports at the lowest level, under no caveat and released to the whole mission count, each as it is stored: anyone
+/// may read those, so the weights (and provenance's scores, which use them) move only when such a report is stored, and
+/// tell no viewer anything about records they may not see. Not incidents: an incident's marking is the strictest of its
+/// reports', so a hidden report joining an open one would take its words out of the count, for all to notice.
+/// </para>
+/// <para>
+/// Counted by the report writer after each commit and by a release's copy once stored; built anew with fusion's index
+/// (<see cref="Load"/>) and swapped in whole, so a reader never sees a count half rebuilt. Read by provenance on request
+/// threads, hence concurrent; counts only grow between loads (reports are never taken back), so d ≤ n at every moment.
 /// </para>
 /// </summary>
 internal sealed class WordRarity
 {
-    // Per word: the incidents using it, and ln(that + 1), kept beside it so that scoring (millions of lookups in an
-    // import) takes no logarithm: a weight is 1 + ln(n + 1) - ln(d + 1).
-    private readonly ConcurrentDictionary<string, (int Using, double Log)> _words = new(StringComparer.Ordinal);
+    private sealed class Table
+    {
+        // Per word: the reports using it, and ln(that + 1), kept beside it so that scoring (millions of lookups in an
+        // import) takes no logarithm: a weight is 1 + ln(n + 1) - ln(d + 1).
+        public ConcurrentDictionary<string, (int Using, double Log)> Words { get; } = new(StringComparer.Ordinal);
+
+        public int Reports;
+
+        public double LogReports;
+    }
+
     private readonly Lock _gate = new();
-    private int _incidents;
-    private double _logIncidents;
+    private volatile Table _table = new();
 
-    /// <summary>Open incidents counted (those every member may read).</summary>
-    public int Incidents => Volatile.Read(ref _incidents);
+    /// <summary>Reports counted (those every member may read).</summary>
+    public int Reports => Volatile.Read(ref _table.Reports);
 
-    /// <summary>Whether an incident's words count: anyone in the mission may read it.</summary>
-    public static bool Counts(Incident incident) =>
-        incident.Classification == 0 && incident.Caveats == 0 && (incident.ReleaseMask & Releasability.MissionBit) != 0;
+    /// <summary>Whether a report's words count: anyone in the mission may read it.</summary>
+    public static bool Counts(Report report) =>
+        report.Classification == 0 && report.Caveats == 0 && (report.ReleaseMask & Releasability.MissionBit) != 0;
 
-    /// <summary>The weight of <paramref name="word"/>: 1 for a word every counted incident uses, more the rarer it is.</summary>
-    public double Weight(string word) => 1 + Volatile.Read(ref _logIncidents) - (_words.TryGetValue(word, out var used) ? used.Log : 0);
+    /// <summary>The distinct words of a report's narrative, as fusion reads them.</summary>
+    public static IEnumerable<string> WordsOf(string narrative) => FusionFeatures.Tokens(narrative).Distinct(StringComparer.Ordinal);
+
+    /// <summary>The weight of <paramref name="word"/>: 1 for a word every counted report uses, more the rarer it is.</summary>
+    public double Weight(string word)
+    {
+        var table = _table;
+        return Math.Max(1, 1 + Volatile.Read(ref table.LogReports) - (table.Words.TryGetValue(word, out var used) ? used.Log : 0));
+    }
 
     /// <summary>The weight of a set of words: the sum of theirs.</summary>
     public double Weight(string[] words)
     {
-        var weight = words.Length * (1 + Volatile.Read(ref _logIncidents));
+        var weight = 0.0;
         foreach (var word in words)
         {
-            if (_words.TryGetValue(word, out var used))
-            {
-                weight -= used.Log;
-            }
+            weight += Weight(word);
         }
 
         return weight;
     }
 
-    /// <summary>An incident's words (distinct) come in (<paramref name="delta"/> 1) or go out (-1).</summary>
-    public void Count(string[] words, int delta)
+    /// <summary>
+    /// Counts the reports among <paramref name="reports"/> anyone may read (just stored), with their words as
+    /// <paramref name="known"/> gives them when fusion has read them already (distinct), else read from the narrative.
+    /// </summary>
+    public void Stored(IEnumerable<Report> reports, Func<Report, string[]?>? known = null)
     {
-        // One writer at a time (the fusion index has one); readers see each word's pair whole.
         lock (_gate)
         {
-            var incidents = _incidents + delta;
-            Volatile.Write(ref _incidents, incidents);
-            Volatile.Write(ref _logIncidents, Math.Log(incidents + 1.0));
-            foreach (var word in words)
+            foreach (var report in reports.Where(Counts))
             {
-                var now = _words.GetValueOrDefault(word).Using + delta;
-                if (now <= 0)
-                {
-                    _words.TryRemove(word, out _);
-                }
-                else
-                {
-                    _words[word] = (now, Math.Log(now + 1.0));
-                }
+                Add(_table, known?.Invoke(report) ?? WordsOf(report.Narrative));
             }
         }
     }
 
-    public void Clear()
+    /// <summary>Counts anew from the narratives of every report anyone may read, then takes the new count in whole.</summary>
+    public async Task Load(IAsyncEnumerable<string> narratives, CancellationToken cancellationToken)
     {
+        var table = new Table();
+        await foreach (var narrative in narratives.WithCancellation(cancellationToken))
+        {
+            Add(table, WordsOf(narrative));
+        }
+
         lock (_gate)
         {
-            _words.Clear();
-            Volatile.Write(ref _incidents, 0);
-            Volatile.Write(ref _logIncidents, 0);
+            _table = table;
+        }
+    }
+
+    private static void Add(Table table, IEnumerable<string> words)
+    {
+        // The number of reports first: a reader between the two sees a word at most as common as the reports counted.
+        var reports = table.Reports + 1;
+        Volatile.Write(ref table.Reports, reports);
+        Volatile.Write(ref table.LogReports, Math.Log(reports + 1.0));
+        foreach (var word in words)
+        {
+            var now = table.Words.GetValueOrDefault(word).Using + 1;
+            table.Words[word] = (now, Math.Log(now + 1.0));
         }
     }
 }

@@ -107,8 +107,9 @@ internal sealed class ReportWriter : IAsyncDisposable
             using var held = await _gate.EnterAsync(CancellationToken.None);
             try
             {
-                if (await _lease.EnsureHeldAsync(CancellationToken.None))
+                if (await _lease.EnsureHeldAsync(CancellationToken.None) | _loadedWithoutLease)
                 {
+                    _loadedWithoutLease = false;
                     // Without the lease another process may have written incidents (an import): fusion reads them anew.
                     _fusion.Invalidate();
                 }
@@ -158,7 +159,9 @@ internal sealed class ReportWriter : IAsyncDisposable
     {
         try
         {
-            using var held = await _gate.EnterAsync(CancellationToken.None);
+            // Loaded before this process held the lease (a server that takes it with its first report), another may have
+            // written since: the first batch loads again (a server serving takes the lease before it starts).
+            _loadedWithoutLease = !_lease.Held;
             await using var scope = _scopes.CreateAsyncScope();
             await _fusion.PrepareAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), [], CancellationToken.None);
         }
@@ -168,6 +171,8 @@ internal sealed class ReportWriter : IAsyncDisposable
             _fusion.Invalidate();
         }
     }
+
+    private bool _loadedWithoutLease;
 
     private async Task WriteBatchAsync(IReadOnlyList<Pending> batch)
     {
@@ -338,6 +343,8 @@ internal sealed class ReportWriter : IAsyncDisposable
         {
             await _chain.SaveAsync(db, added.Values.SelectMany(e => e.Audit).ToList(), CancellationToken.None,
                 d => BulkInsert.FlushAsync(d, _feed, CancellationToken.None));
+            // Committed: those anyone may read count towards the words' rarity (not before, so no failed batch counts).
+            _fusion.Stored(added.Values.Select(e => e.Report), fusion);
         }
 
         foreach (var (pending, outcome) in outcomes)

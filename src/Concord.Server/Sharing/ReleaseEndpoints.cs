@@ -224,8 +224,10 @@ internal static class ReleaseEndpoints
             })),
             Audits.Created(viewer, copy, markings, now),
         ], CancellationToken.None);
-        // The release joined or opened an incident outside the report writer: fusion's index learns of it.
+        // The release joined or opened an incident outside the report writer: fusion's index learns of it (and of the
+        // copy's words, when anyone may read it).
         fusion.Changed(await db.Incidents.AsNoTracking().SingleAsync(i => i.Id == incidentId, CancellationToken.None));
+        fusion.Stored([copy]);
         held.Dispose();
         // The releaser may read the original (a release needs it): the copy names it.
         return TypedResults.Created($"/api/reports/{copy.Id}", copy.ToDto(incidentId, viewer, directory, markings, new HashSet<Guid> { original.Id }));
