@@ -190,15 +190,15 @@ internal static class FusionEndpoints
         return TypedResults.Ok(listed.OrderByDescending(p => p.Score ?? -1).ThenByDescending(p => p.CreatedAt).ToList());
     }
 
+    /// <summary>The words' rarity fusion decides with, for scores worked out again for a viewer (from records anyone may read).</summary>
+    private static WordRarity RarityOf(HttpContext context) => context.RequestServices.GetRequiredService<FusionEngine>().Rarity;
+
     /// <summary>
     /// Audits the records a fusion answer names or scores against, as listing them would: its reports (ids,
     /// organisations, times, categories, scores) and the incidents they are proposed for or linked in. Incidents are
     /// audited at their marking as the viewer sees them (a mixed incident's stored marking counts reports hidden from them,
     /// as GET /api/incidents/{id} audits it).
     /// </summary>
-    /// <summary>The words' rarity fusion decides with, for scores worked out again for a viewer (from records anyone may read).</summary>
-    private static WordRarity RarityOf(HttpContext context) => context.RequestServices.GetRequiredService<FusionEngine>().Rarity;
-
     private static async Task AuditReadAsync(ConcordDb db, AuditWriter audit, Viewer viewer, IEnumerable<Guid> reportIds, IEnumerable<Guid> incidentIds, HttpContext context, TimeProvider time)
     {
         var reports = reportIds.Distinct().ToList();
