@@ -496,16 +496,21 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         // The same feature id twice (a file joined from two exports): the first is stored; the same again is counted as
         // already there; one with other content is listed as given earlier in this file, not as changed at the source.
         var tag = Guid.NewGuid().ToString("N")[..6];
+        var refused = "arson" + new string([.. tag.Select(c => (char)('a' + (c % 26)))]);
         string Feature(string narrative) =>
             $$"""{ "type": "Feature", "id": "{{tag}}-1", "geometry": { "type": "Point", "coordinates": [17.3, 6.1] }, "properties": { "observedAt": "2025-07-01", "category": "poc", "narrative": "{{narrative}}" } }""";
         var (status, result) = await ImportAsync("joc", $"format=geojson&source=twice-{tag}&classification=UNCLASSIFIED&releasableTo=mission",
-            $$"""{ "type": "FeatureCollection", "features": [{{Feature("Looting at the market")}}, {{Feature("Looting at the market")}}, {{Feature("Looting and arson at the market")}}] }""",
+            $$"""{ "type": "FeatureCollection", "features": [{{Feature("Looting at the market")}}, {{Feature("Looting at the market")}}, {{Feature($"Looting and {refused} at the market")}}] }""",
             "application/geo+json");
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal((1, 1, 1), (result.GetProperty("created").GetInt32(), result.GetProperty("skipped").GetInt32(), result.GetProperty("rejected").GetInt32()));
         var row = Assert.Single(result.GetProperty("rejectedRows").EnumerateArray());
         Assert.Equal(3, row.GetProperty("line").GetInt32());
         Assert.Contains("given earlier in this file with other content (narrative); the first is kept", row.GetProperty("reason").GetString(), StringComparison.Ordinal);
+
+        // Fusion counted the words of the report it stored (the first), not those of the one refused after it.
+        var rarity = server.Services.GetRequiredService<Fusion.FusionEngine>().Rarity;
+        Assert.Equal(rarity.Weight("neverwrittenanywhere"), rarity.Weight(refused));
     }
 
     [Fact]

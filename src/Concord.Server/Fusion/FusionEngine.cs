@@ -59,7 +59,7 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
 
     /// <summary>Reports just stored (committed): those anyone may read count towards the words' rarity (with the words <paramref name="batch"/> read).</summary>
     public void Stored(IEnumerable<Report> reports, Batch? batch = null) =>
-        _rarity.Stored(reports, batch is null ? null : r => batch.Features.TryGetValue(r.Id, out var features) ? features.Words : null);
+        _rarity.Stored(reports, batch is null ? null : r => batch.Features.TryGetValue(r, out var features) ? features.Words : null);
 
     /// <summary>Decisions taken and the time they took (for benchmarks and operations).</summary>
     public (long Decisions, TimeSpan Elapsed, long Joined, long Proposed) Statistics => (_decisions, TimeSpan.FromTicks(_elapsed), _joined, _proposed);
@@ -72,7 +72,11 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
     /// <summary>What the decisions of one writer batch share: each report's features, computed once, and the incidents read for them.</summary>
     internal sealed class Batch
     {
-        public Dictionary<Guid, FusionFeatures> Features { get; } = [];
+        /// <summary>
+        /// By report (the object, not its id: two reports of one id in a batch, of which the writer stores one, each keep
+        /// their own features, so that neither is scored, or counted, with the other's words).
+        /// </summary>
+        public Dictionary<Report, FusionFeatures> Features { get; } = new(ReferenceEqualityComparer.Instance);
 
         public Dictionary<Guid, Incident> Incidents { get; } = [];
     }
@@ -92,7 +96,7 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
         foreach (var report in reports)
         {
             var features = FusionFeatures.Of(report);
-            batch.Features[report.Id] = features;
+            batch.Features[report] = features;
             // The best match, and those within the margin of it (a tie may sort either way). Each decision scores the
             // report again: by then incidents opened or joined earlier in the batch have changed the index.
             var scored = Scored(features);
@@ -156,7 +160,7 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
     {
         // A failed write may have marked the index stale since the batch was prepared.
         await EnsureLoadedAsync(db, cancellationToken);
-        var scored = Scored(batch.Features.GetValueOrDefault(report.Id) ?? FusionFeatures.Of(report));
+        var scored = Scored(batch.Features.GetValueOrDefault(report) ?? FusionFeatures.Of(report));
         scored.Sort((a, b) => b.Score.Total.CompareTo(a.Score.Total));
         for (var n = 0; n < scored.Count; n++)
         {

@@ -99,7 +99,7 @@ internal sealed class WordRarity
 
     private static void Add(Table table, IEnumerable<string> words)
     {
-        // The number of reports first: a reader between the two sees a word at most as common as the reports counted.
+        // A reader may see a word's count grow past the reports it read a moment before: weights are held at 1 at least.
         var reports = table.Reports + 1;
         Volatile.Write(ref table.Reports, reports);
         Volatile.Write(ref table.LogReports, Math.Log(reports + 1.0));

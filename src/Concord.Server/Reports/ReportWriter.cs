@@ -162,6 +162,9 @@ internal sealed class ReportWriter : IAsyncDisposable
             // Loaded before this process held the lease (a server that takes it with its first report), another may have
             // written since: the first batch loads again (a server serving takes the lease before it starts).
             _loadedWithoutLease = !_lease.Held;
+            // Between corrections and releases, as a batch's load is: a release's copy stored while the count is rebuilt
+            // would be lost with the old count, or counted twice.
+            using var held = await _gate.EnterAsync(CancellationToken.None);
             await using var scope = _scopes.CreateAsyncScope();
             await _fusion.PrepareAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), [], CancellationToken.None);
         }
