@@ -43,6 +43,21 @@ internal static class Visibility
         return Expression.Lambda<Func<T, bool>>(body, record);
     }
 
+    /// <summary>
+    /// Records every member of the mission may read, whoever they are: at the lowest level, under no caveat, released to
+    /// the whole mission. What is drawn from these alone (a forecast, fusion's word weights) tells no one of other records.
+    /// </summary>
+    public static Expression<Func<T, bool>> OpenToAll<T>()
+        where T : class, IMarked
+    {
+        var record = Expression.Parameter(typeof(T), "r");
+        Expression Column(string name) => Expression.Property(record, typeof(T).GetProperty(name)!);
+        var body = Expression.AndAlso(
+            Expression.AndAlso(Expression.Equal(Column(nameof(IMarked.Classification)), Expression.Constant(0)), Expression.Equal(Column(nameof(IMarked.Caveats)), Expression.Constant(0L))),
+            Expression.NotEqual(Expression.And(Column(nameof(IMarked.ReleaseMask)), Expression.Constant(Releasability.MissionBit)), Expression.Constant(0L)));
+        return Expression.Lambda<Func<T, bool>>(body, record);
+    }
+
     // Wrapping a value in a closure makes EF treat it as a parameter rather than inlining a constant.
     private static MemberExpression Capture<TValue>(TValue value)
     {

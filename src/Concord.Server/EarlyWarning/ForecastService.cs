@@ -91,10 +91,10 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
     private async Task<Built?> BuildPanelAsync(CancellationToken cancellationToken)
     {
         var plain = await db.Incidents.AsNoTracking()
-            .Where(i => !i.Mixed && i.Classification == 0 && i.Caveats == 0 && (i.ReleaseMask & Releasability.MissionBit) != 0)
+            .Where(i => !i.Mixed).Where(Visibility.OpenToAll<Incident>())
             .Select(i => new { i.Latitude, i.Longitude, i.StartsAt, i.KilledBest, i.Category }).ToListAsync(cancellationToken);
         var incidents = plain.Select(i => (i.Latitude, i.Longitude, i.StartsAt, i.KilledBest, i.Category)).ToList();
-        var openReports = db.Reports.AsNoTracking().Where(r => r.Classification == 0 && r.Caveats == 0 && (r.ReleaseMask & Releasability.MissionBit) != 0);
+        var openReports = db.Reports.AsNoTracking().Where(Visibility.OpenToAll<Reports.Report>());
         var mixed = await db.IncidentReports.AsNoTracking()
             .Join(db.Incidents.AsNoTracking().Where(i => i.Mixed), l => l.IncidentId, i => i.Id, (l, i) => new { l.ReportId, l.LinkedAt, Incident = i })
             .Join(openReports, x => x.ReportId, r => r.Id, (x, r) => new { x.Incident, x.LinkedAt, Report = r })

@@ -236,7 +236,7 @@ internal sealed class FusionEngine(ILogger<FusionEngine> logger)
             }
 
             await _rarity.Load(db.Reports.AsNoTracking()
-                .Where(r => r.Classification == 0 && r.Caveats == 0 && (r.ReleaseMask & Access.Releasability.MissionBit) != 0)
+                .Where(Access.Visibility.OpenToAll<Report>())
                 .Select(r => r.Narrative).AsAsyncEnumerable(), cancellationToken);
         }
         catch

@@ -219,12 +219,8 @@ internal static class FusionScorer
     /// </summary>
     private static double Overlap(string[] a, string[] b, WordRarity? rarity)
     {
-        if (rarity is null || rarity.Reports == 0)
-        {
-            return (double)FusionFeatures.Shared(a, b) / Math.Min(a.Length, b.Length);
-        }
-
+        // Weights are 1 at least (every word 1 without a count), so the share is never above 1.
         var shared = FusionFeatures.Shared(a, b, rarity);
-        return shared == 0 ? 0 : Math.Clamp(shared / Math.Min(rarity.Weight(a), rarity.Weight(b)), 0, 1);
+        return shared == 0 ? 0 : shared / Math.Min(rarity?.Weight(a) ?? a.Length, rarity?.Weight(b) ?? b.Length);
     }
 }

@@ -41,9 +41,8 @@ internal sealed class WordRarity
     /// <summary>Reports counted (those every member may read).</summary>
     public int Reports => Volatile.Read(ref _table.Reports);
 
-    /// <summary>Whether a report's words count: anyone in the mission may read it.</summary>
-    public static bool Counts(Report report) =>
-        report.Classification == 0 && report.Caveats == 0 && (report.ReleaseMask & Releasability.MissionBit) != 0;
+    /// <summary>Whether a report's words count: anyone in the mission may read it (the rule the store's load asks it by).</summary>
+    public static readonly Func<Report, bool> Counts = Visibility.OpenToAll<Report>().Compile();
 
     /// <summary>The distinct words of a report's narrative, as fusion reads them.</summary>
     public static IEnumerable<string> WordsOf(string narrative) => FusionFeatures.Tokens(narrative).Distinct(StringComparer.Ordinal);
