@@ -359,6 +359,66 @@ public abstract class PublicForecastTests<TServer>(TServer server) : IClassFixtu
     }
 }
 
+/// <summary>Which cells the forecast's panel holds, with a store of its own (its fit is the whole store's open history).</summary>
+public abstract class ForecastCellTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer
+{
+    [Fact]
+    public async Task Incidents_outside_the_areas_choose_no_cell_from_the_months_they_are_charted_against_or_the_month_in_progress()
+    {
+        var open = Api.Marking("UNCLASSIFIED", ["mission"]);
+        using var joc = server.ClientFor("joc");
+        await server.AddAreaAsync("CHART", "Chart prefecture", -21.5, 26.0, -21.0, 26.5);
+        var now = server.Services.GetRequiredService<TimeProvider>().GetUtcNow();
+        var month = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
+        // Open history in the area's one cell from 34 months back to six months ago: the charts show the last nine months
+        // (a forecast needs 25 months of history first).
+        for (var back = 34; back >= 6; back -= 2)
+        {
+            var (created, body) = await joc.PostJson("/api/reports", Api.Report(latitude: -21.1, longitude: 26.1, observedAt: month.AddMonths(-back).AddDays(4), marking: open));
+            Assert.True(created.IsSuccessStatusCode, body.ToString());
+        }
+
+        async Task<string> ChartsAsync()
+        {
+            server.Services.GetRequiredService<EarlyWarning.ForecastHistoryCache>().Clear();
+            await using var scope = server.Services.CreateAsyncScope();
+            var series = await scope.ServiceProvider.GetRequiredService<EarlyWarning.ForecastService>().HistoryAsync(12, 10, CancellationToken.None);
+            var chart = Assert.Single(series);
+            Assert.Equal("Chart prefecture", chart.Area);
+            Assert.Equal(9, chart.Months.Count);
+            Assert.Contains(chart.Forecast, f => f > 0);
+            return JsonSerializer.Serialize(chart);
+        }
+
+        var before = await ChartsAsync();
+        // Deaths three months ago in the next cell east, outside every area: shown against nothing (its cell is in no area),
+        // and chosen as a cell for the fit it would move the chart's forecasts, which are said to be out of sample.
+        var (east, eastBody) = await joc.PostJson("/api/reports", Api.Report(latitude: -21.1, longitude: 26.6, observedAt: month.AddMonths(-3).AddDays(4), marking: open));
+        Assert.True(east.IsSuccessStatusCode, eastBody.ToString());
+        Assert.Equal(before, await ChartsAsync());
+
+        // In service, an incident of the month in progress (which the panel does not hold yet) gives its cell no forecast;
+        // one of a month the panel holds does.
+        var (current, currentBody) = await joc.PostJson("/api/reports", Api.Report(latitude: -21.1, longitude: 27.1, observedAt: month, marking: open));
+        Assert.True(current.IsSuccessStatusCode, currentBody.ToString());
+        await using (var scope = server.Services.CreateAsyncScope())
+        {
+            Assert.NotNull(await scope.ServiceProvider.GetRequiredService<EarlyWarning.ForecastService>().RunAsync(CancellationToken.None));
+        }
+
+        var (_, forecasts) = await server.ClientFor("pref").GetJson("/api/early-warning/forecasts");
+        var cells = forecasts.GetProperty("items").EnumerateArray().Select(f => f.GetProperty("gid").GetInt32()).ToList();
+        Assert.Contains(EarlyWarning.PrioGrid.Gid(-21.1, 26.1), cells);
+        Assert.Contains(EarlyWarning.PrioGrid.Gid(-21.1, 26.6), cells);
+        Assert.DoesNotContain(EarlyWarning.PrioGrid.Gid(-21.1, 27.1), cells);
+    }
+}
+
+public sealed class ForecastCellTests_Sqlite(SqliteServer server) : ForecastCellTests<SqliteServer>(server);
+
+public sealed class ForecastCellTests_Postgres(PostgresServer server) : ForecastCellTests<PostgresServer>(server);
+
 public sealed class PublicForecastTests_Sqlite(SqliteServer server) : PublicForecastTests<SqliteServer>(server);
 
 public sealed class PublicForecastTests_Postgres(PostgresServer server) : PublicForecastTests<PostgresServer>(server);

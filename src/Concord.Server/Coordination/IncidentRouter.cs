@@ -190,6 +190,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             var reach = await IncidentReach.ReadAsync(db, incidents
                 .Where(incident => named[incident.Id].Any(r => directory.OrganizationByCode(r.Code) is not { } organization || !directory.ReleasesTo(incident.ReleasableTo, organization)))
                 .Select(incident => (Guid?)incident.Id), cancellationToken);
+            // Whether anyone in an organisation may read a level and caveats, asked once per round: most of a window's
+            // incidents share their marking, and each route asked the store twice.
+            var unread = new Dictionary<(Guid, int, long), bool>();
             foreach (var incident in incidents)
             {
                 foreach (var (route, code, role) in named[incident.Id])
@@ -210,8 +213,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                     // assigned by hand is refused): nobody would see it, and it would escalate as the organisation's miss.
                     var releasableTo = RoutedReleasableTo(incident.Id, incident.ReleasableTo, organization, reach);
                     var withheld = releasableTo is null ? "the incident is not released to the organisation"
-                        : await CoordinationDesk.NobodyMayReadAsync(db, organization.Id, incident.Classification, incident.Caveats, cancellationToken)
-                            ? "no member of the organisation may read the incident" : null;
+                        : await NobodyMayReadAsync(db, organization.Id, incident, unread, cancellationToken) ? "no member of the organisation may read the incident" : null;
                     if (withheld is not null)
                     {
                         // Recorded when the incident is created, and when a later change first makes a rule apply that
@@ -504,13 +506,19 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             return $"withdrawn: {what} is no longer released to the organisation";
         }
 
-        var key = (to.Id, record.Classification, record.Caveats);
+        return await NobodyMayReadAsync(db, to.Id, record, unread, cancellationToken) ? $"withdrawn: no member of the organisation may read {what} any more" : null;
+    }
+
+    /// <summary>Whether no member of <paramref name="organization"/> may read <paramref name="record"/>'s level and caveats, each asked of the store once per round (<paramref name="unread"/>).</summary>
+    private static async Task<bool> NobodyMayReadAsync(ConcordDb db, Guid organization, IMarked record, Dictionary<(Guid, int, long), bool> unread, CancellationToken cancellationToken)
+    {
+        var key = (organization, record.Classification, record.Caveats);
         if (!unread.TryGetValue(key, out var nobody))
         {
-            unread[key] = nobody = await CoordinationDesk.NobodyMayReadAsync(db, to.Id, record.Classification, record.Caveats, cancellationToken);
+            unread[key] = nobody = await CoordinationDesk.NobodyMayReadAsync(db, organization, record.Classification, record.Caveats, cancellationToken);
         }
 
-        return nobody ? $"withdrawn: no member of the organisation may read {what} any more" : null;
+        return nobody;
     }
 
     /// <summary>

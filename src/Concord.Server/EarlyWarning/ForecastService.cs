@@ -28,14 +28,14 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
     {
         // Each month shown is forecast by a model fitted on the months before the first one shown, with at least the
         // history a forecast in service needs (MinimumMonths): the first month shown is the one after those.
-        if (await BuildPanelAsync(cancellationToken) is not { } built || built.Panel.Months <= MinimumMonths)
+        if (await BuildPanelAsync(panelMonths => FirstCharted(panelMonths, months), cancellationToken) is not { } built || built.Panel.Months <= MinimumMonths)
         {
             return [];
         }
 
         var panel = built.Panel;
         var last = panel.Months - 1;
-        var first = Math.Max(MinimumMonths, last - months + 1);
+        var first = FirstCharted(panel.Months, months);
         var model = new HurdleForecaster();
         model.Fit(panel, first - 1);
         // By area, not by name: two areas may share one (no rule says otherwise), and their series are not one.
@@ -79,6 +79,9 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
             .Select(p => new AreaSeries(p.Value.Name, labels, p.Value.Observed, p.Value.Forecast.Select(f => Math.Round(f, 2)).ToList())).ToList();
     }
 
+    /// <summary>The first of the last <paramref name="months"/> months of a panel of <paramref name="panelMonths"/> that the charts show: none before the history a forecast needs.</summary>
+    private static int FirstCharted(int panelMonths, int months) => Math.Max(MinimumMonths, panelMonths - months);
+
     private sealed record Built(Panel Panel, int Incidents);
 
     /// <summary>
@@ -87,8 +90,15 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
     /// into an open incident) is taken as built from its open reports only. Taking the stored incident's marking instead
     /// would drop the incident when a restricted report joined it, and its cell's forecast would move: telling everyone
     /// who may see the forecast that a report they may not see joined an incident they see unchanged.
+    /// <para>
+    /// Its cells are those whose centre lies in an area, and those of incidents outside the areas from before the month
+    /// <paramref name="cellsBefore"/> gives for the panel's length (by default, every month of the panel; not the month in
+    /// progress). A cell chosen for incidents of the months the charts show would join the fit with its quiet months and
+    /// move its neighbours' forecasts: a forecast said to be out of sample would depend on the outcomes it is shown against
+    /// (the back-test fixes its cells before its held-out years for the same reason).
+    /// </para>
     /// </summary>
-    private async Task<Built?> BuildPanelAsync(CancellationToken cancellationToken)
+    private async Task<Built?> BuildPanelAsync(Func<int, int>? cellsBefore, CancellationToken cancellationToken)
     {
         var plain = await db.Incidents.AsNoTracking()
             .Where(i => !i.Mixed).Where(Visibility.OpenToAll<Incident>())
@@ -113,7 +123,7 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
 
         var events = incidents.Select(i => new ConflictEvent(i.Latitude, i.Longitude, i.StartsAt, i.KilledBest ?? 0,
             i.Category.StartsWith("ucdp.one-sided", StringComparison.Ordinal) || i.Category.StartsWith("acled.violence-against-civilians", StringComparison.Ordinal))).ToList();
-        var cells = new SortedSet<int>(events.Select(e => PrioGrid.Gid(e.Latitude, e.Longitude)));
+        var cells = new SortedSet<int>();
         foreach (var area in directory.Areas)
         {
             var envelope = area.Area;
@@ -147,7 +157,15 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         var latest = events.Max(e => e.At);
         var end = latest < now.AddMonths(-HistoricAfterMonths) ? latest : current.AddMonths(-1);
         var start = PanelStart(events.Select(e => e.At), end);
-        return start > end ? null : new Built(Panel.Build(events, [.. cells], start, end), incidents.Count);
+        if (start > end)
+        {
+            return null;
+        }
+
+        var months = Panel.MonthsFrom(start, end);
+        var cellsUntil = new DateTime(start.Year, start.Month, 1, 0, 0, 0, DateTimeKind.Utc).AddMonths(cellsBefore?.Invoke(months) ?? months);
+        cells.UnionWith(events.Where(e => e.At < cellsUntil).Select(e => PrioGrid.Gid(e.Latitude, e.Longitude)));
+        return new Built(Panel.Build(events, [.. cells], start, end), incidents.Count);
     }
 
     /// <summary>The longest history the panel holds: UCDP's own record starts in 1989, and older months only add quiet ones.</summary>
@@ -208,7 +226,7 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
     /// </summary>
     public async Task<Summary?> RunAsync(CancellationToken cancellationToken)
     {
-        if (await BuildPanelAsync(cancellationToken) is not { } built || built.Panel.Months < MinimumMonths)
+        if (await BuildPanelAsync(null, cancellationToken) is not { } built || built.Panel.Months < MinimumMonths)
         {
             await ReplaceAsync([], [], cancellationToken);
             return null;

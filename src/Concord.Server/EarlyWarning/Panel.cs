@@ -44,10 +44,13 @@ internal sealed class Panel
 
     public int? RowOf(int gid) => _row.TryGetValue(gid, out var row) ? row : null;
 
+    /// <summary>The months of a panel from <paramref name="start"/>'s month to <paramref name="end"/>'s, both in.</summary>
+    public static int MonthsFrom(DateTime start, DateTime end) => ((end.Year - start.Year) * 12) + end.Month - start.Month + 1;
+
     /// <summary>Builds the panel; events outside the cells or the months are left out.</summary>
     public static Panel Build(IEnumerable<ConflictEvent> events, IReadOnlyList<int> cells, DateTime start, DateTime end)
     {
-        var months = ((end.Year - start.Year) * 12) + end.Month - start.Month + 1;
+        var months = MonthsFrom(start, end);
         var panel = new Panel(cells, start, months);
         foreach (var e in events)
         {
