@@ -436,14 +436,26 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     /// <summary>
     /// FORCE's account, for the mission, opens an incident; UNPOL's confidential account of the same event joins it (the
     /// incident is mixed: RWABATT sees it through FORCE's report only). The JOC splits FORCE's account out; the incident
-    /// is returned.
+    /// is returned. With <paramref name="hiddenFirst"/> UNPOL's account opens the incident and FORCE's joins it.
     /// </summary>
-    private async Task<Guid> SplitOutOfMixedAsync(double latitude, double longitude, DateTimeOffset at, string place)
+    private async Task<Guid> SplitOutOfMixedAsync(double latitude, double longitude, DateTimeOffset at, string place, bool hiddenFirst = false)
     {
-        var (_, open) = await server.ClientFor("force").PostJson("/api/reports", Account(latitude, longitude, at, "ucdp.one-sided", 2, $"Gunmen attacked the {place} market.",
-            Api.Marking("UNCLASSIFIED", ["mission"])));
-        var (_, hidden) = await server.ClientFor("unpol").PostJson("/api/reports", Account(latitude + 0.0004, longitude + 0.0004, at.AddHours(1), "ucdp.one-sided", 2,
-            $"Gunmen attacked the {place} market.", Api.Marking("CONFIDENTIAL", ["org:UNPOL", "org:JOC"])));
+        async Task<JsonElement> Post(string user, double offset, DateTimeOffset when, object marking) =>
+            (await server.ClientFor(user).PostJson("/api/reports", Account(latitude + offset, longitude + offset, when, "ucdp.one-sided", 2, $"Gunmen attacked the {place} market.", marking))).Body;
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var policeAndJoc = Api.Marking("CONFIDENTIAL", ["org:UNPOL", "org:JOC"]);
+        JsonElement open, hidden;
+        if (hiddenFirst)
+        {
+            hidden = await Post("unpol", 0.0004, at, policeAndJoc);
+            open = await Post("force", 0, at.AddHours(1), mission);
+        }
+        else
+        {
+            open = await Post("force", 0, at, mission);
+            hidden = await Post("unpol", 0.0004, at.AddHours(1), policeAndJoc);
+        }
+
         var incident = open.GetProperty("incidentId").GetGuid();
         Assert.Equal(incident, hidden.GetProperty("incidentId").GetGuid());
         var (split, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { open.GetProperty("id").GetGuid() } });
@@ -462,6 +474,19 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         var joc = await server.ClientFor("joc").ChangeRowsOfAsync(incident);
         var rwabatt = await server.ClientFor("rwabatt").ChangeRowsOfAsync(incident);
         Assert.Equal([(joc[^1].Sequence, "withdrawn")], rwabatt);
+    }
+
+    [Fact]
+    public async Task A_viewer_whose_report_joined_an_incident_a_hidden_report_opened_is_told_only_of_its_withdrawal_when_split_out()
+    {
+        // The other order: UNPOL's hidden account opened the incident, FORCE's joined it. Read from the feed afterwards,
+        // RWABATT is told exactly what it is told when FORCE's account opened the incident: withdrawn at the split, and
+        // nothing at the joining (a withdrawal there would tell that the incident existed before FORCE's account came).
+        var incident = await SplitOutOfMixedAsync(6.41, 18.41, When.AddDays(-71), "Bouca", hiddenFirst: true);
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("rwabatt").GetAsync($"/api/incidents/{incident}")).StatusCode);
+        var joc = await server.ClientFor("joc").ChangeRowsOfAsync(incident);
+        Assert.Equal(["created", "updated", "updated"], joc.Select(r => r.Operation));
+        Assert.Equal([(joc[^1].Sequence, "withdrawn")], await server.ClientFor("rwabatt").ChangeRowsOfAsync(incident));
     }
 
     [Fact]
@@ -911,6 +936,28 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("rwabatt").GetAsync($"/api/incidents/{left}")).StatusCode);
         // Read afterwards, as a client resuming with ?after= would: its creation is no longer to be seen, its withdrawal is.
         Assert.Equal(["withdrawn"], await server.ClientFor("rwabatt").ChangesOfAsync(left));
+    }
+
+    [Fact]
+    public async Task An_incident_an_accepted_proposal_leaves_with_hidden_reports_is_withdrawn_at_the_move()
+    {
+        var at = When.AddDays(-175);
+        var first = await FacaPostAsync("force", 8.9, 21.1, at, "Ouanda Djallé", Api.Marking("UNCLASSIFIED", ["mission"]));
+        var second = await UncertainMatchAsync(8.9, 21.1, at, "Ouanda Djallé");
+        var left = second.GetProperty("incidentId").GetGuid();
+        Assert.NotEqual(first.GetProperty("incidentId").GetGuid(), left);
+        // UNPOL's own confidential copy of its account joins the incident it opened, and stays there when the account moves.
+        var (_, hidden) = await server.ClientFor("unpol").PostJson("/api/reports", Account(8.9 + 0.0719, 21.1, at.AddHours(1), "acled.violence-against-civilians.attack", 40,
+            "Armed men fired on a FACA post at Ouanda Djallé.", Api.Marking("CONFIDENTIAL", ["org:UNPOL", "org:JOC"]), precision: 5000));
+        Assert.Equal(left, hidden.GetProperty("incidentId").GetGuid());
+        var proposal = await ProposalOfAsync(second);
+
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal}", new { decision = "accept" })).Response.StatusCode);
+
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("rwabatt").GetAsync($"/api/incidents/{left}")).StatusCode);
+        var joc = await server.ClientFor("joc").ChangeRowsOfAsync(left);
+        Assert.Equal(["created", "updated", "updated"], joc.Select(r => r.Operation));
+        Assert.Equal([(joc[^1].Sequence, "withdrawn")], await server.ClientFor("rwabatt").ChangeRowsOfAsync(left));
     }
 
     [Fact]

@@ -111,8 +111,11 @@ internal sealed class ChangeFeedInterceptor(TimeProvider time, ChangeSignal sign
     /// </summary>
     private static Change For(IFeedEntity entity, string operation, DateTime at, (int Classification, string ReleasableTo, long Caveats)? prior)
     {
-        var causes = entity.Causes.Count > 0 ? Access.Releasability.Encode(entity.Causes.Select(c => c.ToString("D"))) : null;
+        var causes = entity.Causes.Count + entity.Departed.Count > 0
+            ? Access.Releasability.Encode(entity.Causes.Select(c => c.ToString("D")).Concat(entity.Departed.Select(d => Change.DepartedMark + d.ToString("D"))))
+            : null;
         entity.Causes.Clear();
+        entity.Departed.Clear();
         return new()
         {
             Entity = entity.FeedName,

@@ -529,7 +529,7 @@ internal static class FusionEndpoints
             IncidentSummary.ForgetStatusDecidedBefore(from, staying.Select(l => l.LinkedAt));
             // A report leaving is not a change of the time: for a viewer who may not see it, nothing happened.
             from.UpdatedAt = IncidentSummary.LastChange(from, staying.Select(l => l.LinkedAt));
-            from.Causes.Add(proposal.ReportId);
+            from.Departed.Add(proposal.ReportId);
         }
 
         var joined = await db.IncidentReports.Where(l => l.IncidentId == to.Id).Select(l => l.ReportId).ToListAsync(cancellationToken);

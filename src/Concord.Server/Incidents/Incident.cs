@@ -106,6 +106,10 @@ internal sealed class Incident : MarkedRecord, IFeedEntity
     [System.ComponentModel.DataAnnotations.Schema.NotMapped]
     public ICollection<Guid> Causes { get; } = [];
 
+    /// <summary>The reports whose leaving is being written (see <see cref="IFeedEntity.Departed"/>); not stored.</summary>
+    [System.ComponentModel.DataAnnotations.Schema.NotMapped]
+    public ICollection<Guid> Departed { get; } = [];
+
     public required DateTime CreatedAt { get; set; }
 
     public required DateTime UpdatedAt { get; set; }

@@ -293,7 +293,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         incident.UpdatedAt = IncidentSummary.LastChange(incident, staying);
         foreach (var report in moved)
         {
-            incident.Causes.Add(report.Id);
+            incident.Departed.Add(report.Id);
         }
 
         await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Split, "incident", id, AuditMarking.Of(incident).With(split), now,

@@ -12,6 +12,12 @@ internal interface IFeedEntity
     /// Empty for every other write.
     /// </summary>
     ICollection<Guid> Causes => [];
+
+    /// <summary>
+    /// The reports whose leaving made this write (a split, an accepted proposal moving a report out), written with the
+    /// causes and marked as gone (<see cref="Change.DepartedIds"/>). Empty for every other write.
+    /// </summary>
+    ICollection<Guid> Departed => [];
 }
 
 /// <summary>One row of the append-only change feed: what changed, never its content.</summary>
@@ -30,7 +36,9 @@ internal sealed class Change
     /// <summary>
     /// The reports whose joining or leaving an incident made this change, if that is what made it (an encoded set of
     /// ids): the change is announced only to those who may see one of them, since for anyone else the incident they see
-    /// has not changed. One row whatever their number, so that the feed's sequence does not count hidden reports. On the
+    /// has not changed. Reports that left are marked (<see cref="DepartedIds"/>): a viewer is told an incident was withdrawn
+    /// where a report they may see left it, never where one joined it. One row whatever their number, so that the feed's
+    /// sequence does not count hidden reports. On the
     /// deletion of an incident (merged into another, emptied by a move), the reports it held: whose devices may have had
     /// it, for a device that was offline when it went (TakServer's withdrawals on reconnecting). A deletion itself is never
     /// announced (<see cref="ChangeVisibility"/>).
@@ -50,8 +58,30 @@ internal sealed class Change
     /// <inheritdoc cref="PriorClassification"/>
     public long? PriorCaveats { get; init; }
 
-    private Guid[]? _decodedCauses;
+    /// <summary>How a report that left the incident is written among <see cref="Causes"/>: its id after this mark.</summary>
+    public const char DepartedMark = '-';
 
-    /// <summary>The ids in <see cref="Causes"/>, decoded once (feeds read them for every viewer).</summary>
-    public IReadOnlyList<Guid> CauseIds => _decodedCauses ??= Causes is { } causes ? [.. Access.Releasability.Decode(causes).Select(Guid.Parse)] : [];
+    private (Guid[] All, Guid[] Departed)? _decodedCauses;
+
+    /// <summary>The ids in <see cref="Causes"/>, of reports that joined or left, decoded once (feeds read them for every viewer).</summary>
+    public IReadOnlyList<Guid> CauseIds => Decoded.All;
+
+    /// <summary>
+    /// The ids in <see cref="Causes"/> of reports that left the incident (marked since 2026-12-06: rows written before
+    /// name a report that left as they name one that joined, and are read as joins).
+    /// </summary>
+    public IReadOnlyList<Guid> DepartedIds => Decoded.Departed;
+
+    private (Guid[] All, Guid[] Departed) Decoded => _decodedCauses ??= Decode(Causes);
+
+    private static (Guid[], Guid[]) Decode(string? causes)
+    {
+        if (causes is null)
+        {
+            return ([], []);
+        }
+
+        var tokens = Access.Releasability.Decode(causes);
+        return ([.. tokens.Select(t => Guid.Parse(t.TrimStart(DepartedMark)))], [.. tokens.Where(t => t[0] == DepartedMark).Select(t => Guid.Parse(t.AsSpan(1)))]);
+    }
 }

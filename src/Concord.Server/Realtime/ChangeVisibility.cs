@@ -108,16 +108,19 @@ internal static class ChangeVisibility
     /// tells them nothing they could not read before: the record was theirs to see (told only when it came after their
     /// access last changed: see <see cref="AccessChangedAtAsync"/>). An incident a report joined or left
     /// is judged by that report: withdrawn for a viewer who may see a report that left it (they knew the incident through
-    /// it; a mixed incident's marking is never theirs to read, so its prior marking would not tell), and never by a report
-    /// hidden from them joining it (read later, after the incident left their reach, that would date the hidden report's
-    /// joining). Any other record by the marking it had before the update.
+    /// it; a mixed incident's marking is never theirs to read, so its prior marking would not tell), and never at a
+    /// report's joining, whether hidden from them (read later, after the incident left their reach, that would date the
+    /// hidden report's joining) or not: a report they may see joining an incident they no longer see, read later, would be
+    /// withdrawn where its opening of one would be silent (a creation is never withdrawn), telling that the incident existed
+    /// before it, built from reports hidden from them (<see cref="AsFirstSightAsync"/>). Rows written before the leaving
+    /// was marked (<see cref="Change.DepartedIds"/>) count as joins. Any other record by the marking it had before the update.
     /// </summary>
     /// An incident deleted because its last report left it (an accepted proposal, a merge) is withdrawn alike for those who
     /// may see that report: were it told only when hidden reports stayed behind (an update), its silence would tell that none did.
     private static List<Change> Withdrawn(IReadOnlyList<Change> window, Viewer viewer, HashSet<(string Entity, Guid Id)> visible, HashSet<Guid> visibleCauses) =>
         [.. window.Where(c => (c.Operation == "updated" || (c.Operation == "deleted" && c.Entity == "incident" && c.Causes is not null)) && !visible.Contains((c.Entity, c.EntityId))
                 && (c.Entity == "incident" && c.Causes is not null
-                    ? c.CauseIds.Any(visibleCauses.Contains)
+                    ? (c.Operation == "deleted" ? c.CauseIds : c.DepartedIds).Any(visibleCauses.Contains)
                     : c is { PriorClassification: { } level, PriorReleasableTo: { } releasableTo, PriorCaveats: { } caveats } && Marking.AllowsRead(level, releasableTo, caveats, viewer)))
             .Select(c => new Change { Sequence = c.Sequence, Entity = c.Entity, EntityId = c.EntityId, Operation = "withdrawn", At = c.At })];
 
