@@ -76,19 +76,24 @@ internal sealed record FusionFeatures
         Killed = Incidents.IncidentSummary.Sum(r.KilledCivilianBest, r.KilledOtherBest),
     };
 
-    public static FusionFeatures Of(Incident i) => new()
-    {
-        Latitude = i.Latitude,
-        Longitude = i.Longitude,
-        PrecisionKm = Math.Max(1, i.LocationPrecisionMeters / 1000),
-        Start = i.StartsAt,
-        End = i.EndsAt,
-        Category = i.Category,
-        Actors = Sorted(Releasability.Decode(i.Actors).SelectMany(Tokens)),
-        Words = Sorted(Releasability.Decode(i.Keywords)),
-        Datasets = Sorted(Releasability.Decode(i.Datasets)),
-        Killed = i.KilledBest,
-    };
+    public static FusionFeatures Of(Incident i) =>
+        OfIncident(i.Latitude, i.Longitude, i.LocationPrecisionMeters, i.StartsAt, i.EndsAt, i.Category, i.Actors, i.Keywords, i.Datasets, i.KilledBest);
+
+    /// <summary>An incident's features from the columns they are made of (fusion's index loads only those).</summary>
+    public static FusionFeatures OfIncident(double latitude, double longitude, double precisionMeters, DateTime startsAt, DateTime endsAt, string category, string actors,
+        string keywords, string datasets, int? killedBest) => new()
+        {
+            Latitude = latitude,
+            Longitude = longitude,
+            PrecisionKm = Math.Max(1, precisionMeters / 1000),
+            Start = startsAt,
+            End = endsAt,
+            Category = category,
+            Actors = Sorted(Releasability.Decode(actors).SelectMany(Tokens)),
+            Words = Sorted(Releasability.Decode(keywords)),
+            Datasets = Sorted(Releasability.Decode(datasets)),
+            Killed = killedBest,
+        };
 
     /// <summary>Sets the incident's actors, keywords and datasets from its reports (called whenever the summary is rebuilt).</summary>
     public static void Describe(Incident incident, IReadOnlyList<Report> reports)

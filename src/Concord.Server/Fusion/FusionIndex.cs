@@ -92,13 +92,20 @@ internal sealed class FusionIndex
     /// <summary>Adds or refreshes an incident; closed incidents leave the index.</summary>
     public void Put(Incident incident)
     {
-        Remove(incident.Id);
         if (incident.Status == IncidentStatus.Closed)
         {
+            Remove(incident.Id);
             return;
         }
 
-        var entry = new Entry(incident.Id, Share(FusionFeatures.Of(incident)));
+        Put(incident.Id, FusionFeatures.Of(incident));
+    }
+
+    /// <summary>Indexes an open incident by its features.</summary>
+    public void Put(Guid id, FusionFeatures features)
+    {
+        Remove(id);
+        var entry = new Entry(id, Share(features));
         var slot = new Slot(entry);
         var level = LevelOf(entry.Features);
         _held[level]++;
@@ -113,7 +120,7 @@ internal sealed class FusionIndex
             list.Add(slot);
         }
 
-        _entries[incident.Id] = entry;
+        _entries[id] = entry;
     }
 
     /// <summary>The first level whose uncertainty and window fit the incident's (the last takes any).</summary>
