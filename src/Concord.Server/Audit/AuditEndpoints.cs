@@ -37,6 +37,18 @@ internal static class AuditEndpoints
         var times = new QueryReader(q);
         QueryReader.RefuseOthers(q, Parameters, "the audit log", times.Errors);
         var (from, to) = (times.Time("from")?.UtcDateTime, times.Until("to")?.UtcDateTime);
+        if (from > to)
+        {
+            // An empty answer would read as "nothing happened then".
+            times.Errors["from"] = ["must not be after 'to'"];
+        }
+
+        var action = q["action"].ToString().Trim().ToLowerInvariant();
+        if (action.Length > 0 && !AuditActions.All.Contains(action))
+        {
+            times.Errors["action"] = [$"is not an action the log records; one of: {string.Join(", ", AuditActions.All.Order(StringComparer.Ordinal))}"];
+        }
+
         if (times.Errors.Count > 0)
         {
             return Problems.Invalid(times.Errors);
@@ -75,7 +87,7 @@ internal static class AuditEndpoints
             entries = entries.Where(a => a.Actor == name);
         }
 
-        if (q["action"].ToString() is { Length: > 0 } action)
+        if (action.Length > 0)
         {
             entries = entries.Where(a => a.Action == action);
         }

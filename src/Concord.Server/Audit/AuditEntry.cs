@@ -70,4 +70,8 @@ internal static class AuditActions
     public const string SignIn = "sign-in";
     public const string SignInFailed = "sign-in-failed";
     public const string SignOut = "sign-out";
+
+    /// <summary>Every action an entry may record: a query naming another finds nothing, and is refused rather than answered empty.</summary>
+    public static readonly IReadOnlySet<string> All = typeof(AuditActions).GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+        .Where(f => f.IsLiteral).Select(f => (string)f.GetRawConstantValue()!).ToHashSet(StringComparer.Ordinal);
 }

@@ -167,7 +167,9 @@ internal static class ReleaseEndpoints
             Actors = Releasability.Encode(body.Actors?.Select(a => a.Trim()) ?? []),
             SourceReliability = original.SourceReliability,
             SourceCredibility = original.SourceCredibility,
-            SourceDescription = $"Sanitised release by {viewer.OrganizationCode}",
+            // Removed, not replaced by a word of the release: to those who may not read the original, the copy must not
+            // tell that a report of a higher marking lies behind it (as releasedFrom is not shown to them).
+            SourceDescription = null,
             ProtectedSource = null,
             Classification = classification,
             ReleasableTo = releasableTo,
