@@ -1495,6 +1495,16 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             var (_, report) = await server.ClientFor("force").GetJson($"/api/reports/{Id(done, "report")}");
             Assert.Equal("CONFIDENTIAL", report.GetProperty("marking").GetProperty("classification").GetString());
             Assert.Equal(["org:FORCE"], report.GetProperty("marking").GetProperty("releasableTo").EnumerateArray().Select(c => c.GetString()));
+
+            // UNPOL sees the patrol and not its report: the patrol does not name it to them (its id would tell of a record
+            // they may not read), in the patrol, the list of patrols, or the answer to a move.
+            Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("unpol").GetAsync($"/api/reports/{Id(done, "report")}")).StatusCode);
+            var (_, seenByUnpol) = await server.ClientFor("unpol").GetJson($"/api/patrols/{Id(patrol)}");
+            Assert.False(seenByUnpol.TryGetProperty("report", out var named) && named.ValueKind != JsonValueKind.Null, seenByUnpol.ToString());
+            var (_, unpolList) = await server.ClientFor("unpol").GetJson("/api/patrols?limit=200");
+            Assert.DoesNotContain(Id(done, "report").ToString(), unpolList.ToString(), StringComparison.OrdinalIgnoreCase);
+            var (_, seenByForce) = await server.ClientFor("force").GetJson($"/api/patrols/{Id(patrol)}");
+            Assert.Equal(Id(done, "report"), seenByForce.GetProperty("report").GetGuid());
         }
         finally
         {
@@ -2170,18 +2180,19 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.DoesNotContain(await TasksAsync("joc", "organization=JOC&limit=500"), x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == leadId);
     }
 
-    [Fact]
-    public async Task A_revised_agreement_routes_the_incidents_recorded_since_its_first_version()
+    /// <summary>
+    /// A battle recorded under an agreement whose rules name only protests, which is then revised to route battles (its
+    /// first version's time stays the agreement's): the incident, recorded between the versions, is returned unrouted.
+    /// </summary>
+    private async Task<Guid> BattleBeforeARevisionAsync(double areaLatitude, string narrative)
     {
-        // Routing applies an agreement to incidents recorded since it was: a revision must not stop it for the incidents
-        // recorded between its versions (each revision is stored with its own time).
-        var (area, lat, lon) = await AreaAsync(-55);
+        var (area, lat, lon) = await AreaAsync(areaLatitude);
         var protests = new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", acknowledgeMinutes = 60, respondMinutes = 240 };
         var code = await AgreementAsync([protests]);
         var directory = server.Services.GetRequiredService<MissionDirectory>();
         var first = (await directory.AgreementsAsync(CancellationToken.None)).Single(a => a.Code == code);
         Advance(TimeSpan.FromMinutes(5));
-        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the western ford."));
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: narrative));
         // The router has seen the incident's creation under the first version (else it could meet it after the revision).
         await RouterPassedAsync();
         Advance(TimeSpan.FromMinutes(5));
@@ -2201,9 +2212,37 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var latest = (await directory.AgreementsAsync(CancellationToken.None)).Single(a => a.Code == code);
         Assert.Equal((2, first.CreatedAt), (latest.Version, latest.InForceSince));
         Assert.Empty(await TasksAsync("joc", $"incident={incident}"));
+        return incident;
+    }
+
+    [Fact]
+    public async Task A_revised_agreement_routes_the_incidents_recorded_since_its_first_version()
+    {
+        // Routing applies an agreement to incidents recorded since it was: a revision must not stop it for the incidents
+        // recorded between its versions (each revision is stored with its own time).
+        var incident = await BattleBeforeARevisionAsync(-55, "Clash at the western ford.");
 
         var (verified, body) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
         Assert.True(verified.StatusCode == HttpStatusCode.OK, body.ToString());
+        var routed = await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count == 1, "the battle's lead task under the revised rules");
+        Assert.Equal("FORCE", routed[0].GetProperty("organization").GetString());
+    }
+
+    [Fact]
+    public async Task A_closed_incident_is_routed_to_nobody_when_its_closing_brings_a_rule_that_applies_to_it()
+    {
+        // As above; the incident's next change is its closing: a lead task then would be due, and escalate as the
+        // organisation's miss, on an incident nobody works on any more.
+        var incident = await BattleBeforeARevisionAsync(-57, "Clash at the eastern ford.");
+
+        var (closed, body) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "closed" });
+        Assert.True(closed.StatusCode == HttpStatusCode.OK, body.ToString());
+        await RouterPassedAsync();
+        Assert.Empty(await TasksAsync("joc", $"incident={incident}"));
+
+        // Reopened, it is routed under the revised rules.
+        var (reopened, reopenedBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
+        Assert.True(reopened.StatusCode == HttpStatusCode.OK, reopenedBody.ToString());
         var routed = await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count == 1, "the battle's lead task under the revised rules");
         Assert.Equal("FORCE", routed[0].GetProperty("organization").GetString());
     }

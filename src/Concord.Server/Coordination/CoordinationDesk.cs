@@ -206,7 +206,22 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         }
     }
 
-    private Guid? Link(Guid? id) => id is { } value && _visibleLinks.Contains(value) ? value : null;
+    /// <summary>
+    /// Reads which of the reports <paramref name="patrols"/> were reported in <paramref name="viewer"/> may see: a patrol
+    /// report takes the stricter of its patrol's marking and its author's agreement, so it may be hidden from those who
+    /// see the patrol, and a patrol names it only to those who may read it (<see cref="Link"/>).
+    /// </summary>
+    public async Task SeeReportsAsync(Viewer viewer, IEnumerable<Patrol> patrols, CancellationToken cancellationToken)
+    {
+        var reports = patrols.Select(p => p.ReportId).OfType<Guid>().Where(id => !_visibleLinks.Contains(id)).Distinct().ToList();
+        if (reports.Count > 0)
+        {
+            _visibleLinks.UnionWith(await db.Reports.VisibleTo(viewer).Where(r => reports.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken));
+        }
+    }
+
+    /// <summary>The id of a record a task, request or patrol links to, if its viewer may see it (read by <see cref="SeeLinksAsync"/> or <see cref="SeeReportsAsync"/>).</summary>
+    public Guid? Link(Guid? id) => id is { } value && _visibleLinks.Contains(value) ? value : null;
 
     public TaskDto ToDto(CoordinationTask t, Viewer viewer, IReadOnlyDictionary<Guid, string> members, IReadOnlyList<CommentDto>? comments = null) => new(
         t.Id, t.Title, t.Description, OrganizationCode(t.OrganizationId), t.MemberId is { } m ? members.GetValueOrDefault(m) : null, t.Role, t.Status, t.ReasonFor(viewer),

@@ -44,9 +44,10 @@ internal static class FieldEndpoints
         liaison.MapPost("/", CreateLiaison).WithJsonBody<NewLiaison>().WithSummary("Log a contact with another organisation or a local counterpart.");
     }
 
+    /// <summary>A patrol as its viewer sees it: its report named only if they may read it (read first: <see cref="CoordinationDesk.SeeReportsAsync"/>).</summary>
     private static PatrolDto ToDto(Patrol p, CoordinationDesk desk, IReadOnlyList<PatrolTrackDto>? tracks = null) => new(
         p.Id, p.Name, CoordinationDesk.Codes(p.Organizations), Releasability.Decode(p.Members), JsonSerializer.Deserialize<List<double[]>>(p.RouteJson) ?? [],
-        CoordinationDesk.Utc(p.StartsAt), CoordinationDesk.Utc(p.EndsAt), p.Status, p.Reason, p.ReportId, p.CreatedBy, CoordinationDesk.Utc(p.UpdatedAt),
+        CoordinationDesk.Utc(p.StartsAt), CoordinationDesk.Utc(p.EndsAt), p.Status, p.Reason, desk.Link(p.ReportId), p.CreatedBy, CoordinationDesk.Utc(p.UpdatedAt),
         desk.Markings.ToDto(p), tracks);
 
     private static async Task<Results<Ok<Page<PatrolDto>>, ProblemHttpResult>> ListPatrols(HttpContext context, Viewer viewer, CoordinationDesk desk, CursorKeys cursors)
@@ -75,6 +76,7 @@ internal static class FieldEndpoints
         var (page, next) = await CoordinationPages.TakeAsync(patrols.OrderByDescending(p => p.StartsAt).ThenByDescending(p => p.Number), limit,
             p => new Cursor(p.StartsAt, p.Number), context.RequestAborted);
         await desk.AuditReadAsync(viewer, "patrol", Audits.Named(page), context);
+        await desk.SeeReportsAsync(viewer, page, context.RequestAborted);
         return TypedResults.Ok(new Page<PatrolDto>(page.Select(p => ToDto(p, desk)).ToList(), next?.Encode(cursors.For(CursorListings.Patrols))));
     }
 
@@ -95,6 +97,7 @@ internal static class FieldEndpoints
             .ToListAsync(context.RequestAborted);
         await desk.AuditReadAsync(viewer, "patrol", Audits.Named([patrol]), context);
         await desk.AuditReadAsync(viewer, "track", tracks.Select(x => (x.t.Uid, x.t.Classification, x.t.Caveats)).ToList(), context);
+        await desk.SeeReportsAsync(viewer, [patrol], context.RequestAborted);
         return TypedResults.Ok(ToDto(patrol, desk, tracks.Select(x => new PatrolTrackDto(x.t.Uid, x.t.Callsign, x.UserName, x.t.Latitude, x.t.Longitude,
             CoordinationDesk.Utc(x.t.ObservedAt))).ToList()));
     }
@@ -127,6 +130,7 @@ internal static class FieldEndpoints
         }
 
         await desk.AuditReadAsync(viewer, "patrol", Audits.Named([stored]), context);
+        await desk.SeeReportsAsync(viewer, [stored], context.RequestAborted);
         return TypedResults.Ok(ToDto(stored, desk));
     }
 
@@ -258,6 +262,7 @@ internal static class FieldEndpoints
         patrol.Reason = string.IsNullOrEmpty(reason) ? null : reason;
         patrol.UpdatedAt = desk.Now;
         await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, AuditMarking.Of(patrol), new { from, to, reason = Audits.Words(reason) })], context.RequestAborted);
+        await desk.SeeReportsAsync(viewer, [patrol], context.RequestAborted);
         return TypedResults.Ok(ToDto(patrol, desk));
     }
 
@@ -372,9 +377,11 @@ internal static class FieldEndpoints
                 throw;
             }
 
+            await desk.SeeReportsAsync(viewer, [now], CancellationToken.None);
             return TypedResults.Created($"/api/reports/{reportId}", ToDto(now, desk));
         }
 
+        await desk.SeeReportsAsync(viewer, [patrol], CancellationToken.None);
         return TypedResults.Created($"/api/reports/{reportId}", ToDto(patrol, desk));
     }
 

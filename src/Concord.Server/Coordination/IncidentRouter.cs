@@ -159,7 +159,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
 
         if (agreements.Count > 0 && ids.Count > 0)
         {
-            var incidents = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id)).ToListAsync(cancellationToken);
+            // A closed incident is routed to nobody: its change (the closing itself, a correction) could otherwise bring a rule
+            // that applies to it now (an agreement revised since it was recorded) and a task due, and escalating, at once.
+            var incidents = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id) && i.Status != Incidents.IncidentStatus.Closed).ToListAsync(cancellationToken);
             // Deadlines count from the change that brought an incident here, not from this round: a router running late (a
             // restart, a backlog) must not give the lead organisation more time than the agreement does.
             // Which change made a rule apply is not recorded: an incident created in the window is counted from its creation;
