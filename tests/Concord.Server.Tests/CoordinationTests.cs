@@ -860,6 +860,26 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_request_whose_window_ends_when_it_starts_is_refused_naming_its_end()
+    {
+        // An instant is no window to do anything in (a patrol's schedule is refused alike).
+        var at = Clock.GetUtcNow().AddDays(1);
+        var (refused, problem) = await server.ClientFor("unpol").PostJson("/api/requests", new
+        {
+            type = "engineering",
+            title = "Culvert repair at Kouango",
+            details = "The culvert collapsed; police patrols cannot cross.",
+            priority = "priority",
+            addressee = "kind:military",
+            location = new { latitude = 4.98, longitude = 19.97 },
+            windowStart = at,
+            windowEnd = at,
+        });
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(["windowEnd"], problem.ErrorFields());
+    }
+
+    [Fact]
     public async Task A_humanitarian_escort_request_needs_both_sets_of_criteria_and_the_addressee_sees_them_before_accepting()
     {
         var ocha = server.ClientFor("ocha");

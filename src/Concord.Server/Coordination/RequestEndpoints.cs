@@ -258,7 +258,7 @@ internal static class RequestEndpoints
         {
             errors["windowEnd"] = ["is required"];
         }
-        else if (start is not null && (end < start || end - start > MaximumWindow))
+        else if (start is not null && (end <= start || end - start > MaximumWindow))
         {
             errors["windowEnd"] = [$"must be after windowStart, within {MaximumWindow.TotalDays} days of it"];
         }

@@ -575,7 +575,7 @@ internal static class AdminEndpoints
                 errors[field + ".category"] = [$"'{QueryReader.Shown(rule.Category ?? "")}' is not in the taxonomy (or use *)"];
             }
 
-            if (rule.Marking is null || !markings.Scheme.TryParse(rule.Marking.Classification ?? "", out _))
+            if (rule.Marking is null || !markings.Scheme.TryParse(rule.Marking.Classification ?? "", out var level))
             {
                 errors[field + ".marking.classification"] = [$"must be a level of the {markings.Scheme.Name} scheme"];
             }
@@ -600,9 +600,20 @@ internal static class AdminEndpoints
                     errors[field + ".marking.releasableTo"] = [unknownCommunity];
                 }
 
-                if (!markings.Caveats.TryGetBits(rule.Marking.Caveats ?? [], out _, out var unknown))
+                if (!markings.Caveats.TryGetBits(rule.Marking.Caveats ?? [], out var bits, out var unknown))
                 {
                     errors[field + ".marking.caveats"] = [$"unknown caveat '{QueryReader.Shown(unknown)}'"];
+                }
+                else if (rule.Marking.Label is { } label && !errors.Keys.Any(k => k.StartsWith(field + ".marking.", StringComparison.Ordinal)))
+                {
+                    // As a report's marking: a label is the server's rendering, and one that says something else (a rule
+                    // that releases to the military labelled as staying within the police) is refused, not stored and shown.
+                    var rendered = markings.Label(level, Releasability.Decode(Releasability.Encode(normalized)), markings.Caveats.CodesOf(bits));
+                    if (!string.Equals(label.Trim(), rendered, StringComparison.OrdinalIgnoreCase)
+                        && !string.Equals(label.Trim(), markings.Label(level, rule.Marking.ReleasableTo ?? [], markings.Caveats.CodesOf(bits)), StringComparison.OrdinalIgnoreCase))
+                    {
+                        errors[field + ".marking.label"] = [$"does not match the marking, which is labelled {rendered}: leave the label out, or send it as read"];
+                    }
                 }
             }
 
