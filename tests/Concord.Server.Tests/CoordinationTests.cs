@@ -77,9 +77,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         return (code, latitude + 0.5, 60.5);
     }
 
-    private async Task<string> AgreementAsync(object[] responsibilities, object[]? assistance = null)
+    private async Task<string> AgreementAsync(object[] responsibilities, object[]? assistance = null, string? code = null)
     {
-        var code = "SOP-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        code ??= "SOP-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
         var (response, body) = await server.ClientFor("jocadmin").PostJson("/api/agreements", new
         {
             code,
@@ -2084,6 +2084,39 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Advance(TimeSpan.FromMinutes(11));
         bool IsNotice(JsonElement x) => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == requestId;
         return (requestId, (await WaitForAsync(() => TasksAsync("joc", "organization=JOC&limit=500"), t => t.Any(IsNotice), "the request's escalation notice")).Single(IsNotice));
+    }
+
+    [Fact]
+    public async Task Of_two_agreements_with_equally_specific_rules_for_a_request_the_one_first_by_code_sets_its_terms()
+    {
+        // The police signed two agreements that both set a security assessment by the force, with other deadlines: the
+        // one recorded first (first in the store's order) is not the one that decides; the one first by code is.
+        var suffix = Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var later = await AgreementAsync([], [new { types = new[] { "security-assessment" }, addressee = "FORCE", acknowledgeMinutes = 15, respondMinutes = 45 }], "SOP-ZZ" + suffix);
+        var first = await AgreementAsync([], [new { types = new[] { "security-assessment" }, addressee = "FORCE", acknowledgeMinutes = 25, respondMinutes = 50 }], "SOP-AA" + suffix);
+        try
+        {
+            var (created, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
+            {
+                type = "security-assessment",
+                title = "Assessment of the Kaga-Bandoro road",
+                details = "Before the convoy season.",
+                priority = "routine",
+                addressee = "FORCE",
+                location = new { latitude = 6.99, longitude = 19.18 },
+                windowStart = Clock.GetUtcNow().AddDays(1),
+                windowEnd = Clock.GetUtcNow().AddDays(3),
+            });
+            Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
+            var deadlines = request.GetProperty("deadlines");
+            Assert.Equal(first, deadlines.GetProperty("agreement").GetString());
+            Assert.Equal(request.GetProperty("createdAt").GetDateTimeOffset().AddMinutes(25), deadlines.GetProperty("acknowledgeBy").GetDateTimeOffset());
+        }
+        finally
+        {
+            await RetireAsync(later);
+            await RetireAsync(first);
+        }
     }
 
     [Fact]

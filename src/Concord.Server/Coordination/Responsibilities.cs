@@ -131,7 +131,11 @@ internal static class Responsibilities
                 }
 
                 var specificity = (byOrganization ? 2 : 0) + (byType ? 1 : 0);
-                if (best is null || specificity > best.Value.Specificity)
+                // Of equally specific rules of two agreements, the agreement first by code, as the router's order is: the
+                // store's order of agreements (which a new version or PostgreSQL moving a row changes) must not decide
+                // the deadlines and where a miss goes.
+                if (best is null || specificity > best.Value.Specificity
+                    || (specificity == best.Value.Specificity && string.CompareOrdinal(agreement.Code, best.Value.Code) < 0))
                 {
                     best = (rule, agreement.Code, specificity);
                 }
