@@ -2367,6 +2367,17 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             Assert.Equal([field], problem.ErrorFields());
         }
 
+        // A member is judged once everything else would be accepted: a patrol bound to fail on its schedule does not tell
+        // whether a name is an active member of an organisation. A disabled account is no patrol member.
+        var (early, earlyProblem) = await force.PostJson("/api/patrols", new { name = "Probe patrol", members = new[] { "unpol" }, route, startsAt = Clock.GetUtcNow().AddHours(2), endsAt = Clock.GetUtcNow().AddHours(1) });
+        Assert.Equal(HttpStatusCode.BadRequest, early.StatusCode);
+        Assert.Equal(["endsAt"], earlyProblem.ErrorFields());
+        var disabled = "d" + Guid.NewGuid().ToString("N")[..8];
+        Assert.Equal(HttpStatusCode.Created, (await server.ClientFor("jocadmin").PostJson("/api/organizations/FORCE/members", new { userName = disabled, password = "a-long-password-1", disabled = true })).Response.StatusCode);
+        var (inactive, inactiveProblem) = await force.PostJson("/api/patrols", new { name = "Inactive patrol", members = new[] { disabled }, route, startsAt = Clock.GetUtcNow().AddHours(1), endsAt = Clock.GetUtcNow().AddHours(2) });
+        Assert.Equal(HttpStatusCode.BadRequest, inactive.StatusCode);
+        Assert.Equal(["members"], inactiveProblem.ErrorFields());
+
         // A wrong type inside a point of a route names the number it must be, not an array.
         var (wrongType, wrongProblem) = await force.PostJson("/api/patrols", new
         {

@@ -145,6 +145,7 @@ internal static class FieldEndpoints
         }
 
         var members = new List<string>();
+        string? notMember = null;
         if (body.Members?.Count > MaxPatrolMembers)
         {
             errors["members"] = [$"at most {MaxPatrolMembers} members"];
@@ -158,9 +159,9 @@ internal static class FieldEndpoints
             var member = Reports.ReportRules.ControlCharacterProblem(user) is null
                 ? await desk.Db.Members.AsNoTracking().SingleOrDefaultAsync(m => m.UserName == user, context.RequestAborted)
                 : null;
-            if (member is null || organizations.All(o => o.Id != member.OrganizationId))
+            if (member is null || member.Disabled || organizations.All(o => o.Id != member.OrganizationId))
             {
-                errors["members"] = [$"'{user}' is not a member of a participating organisation"];
+                notMember ??= user;
             }
             else
             {
@@ -193,6 +194,14 @@ internal static class FieldEndpoints
 
         var (markingOk, marking) = await desk.TryMarkingAsync(body.Marking, viewer, organizations.Select(o => Community.Organization(o.Code)),
             organizations.Select(o => (o, "organizations")).ToList(), errors, context.RequestAborted);
+        // The members are judged last, once everything else would be accepted, with one refusal whatever the reason (no such
+        // name, another organisation's member, a disabled account), as a task's assignee is: judged alongside other errors,
+        // a request bound to fail would tell who is an active member of an organisation without making anything.
+        if (markingOk && errors.Count == 0 && notMember is not null)
+        {
+            errors["members"] = [$"'{notMember}' is not an active member of a participating organisation"];
+        }
+
         if (!markingOk || errors.Count > 0)
         {
             return Problems.Invalid(errors);
