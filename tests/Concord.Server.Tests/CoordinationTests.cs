@@ -1525,6 +1525,18 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             Assert.DoesNotContain(Id(done, "report").ToString(), unpolList.ToString(), StringComparison.OrdinalIgnoreCase);
             var (_, seenByForce) = await server.ClientFor("force").GetJson($"/api/patrols/{Id(patrol)}");
             Assert.Equal(Id(done, "report"), seenByForce.GetProperty("report").GetGuid());
+            // The completion's audit entry names the report: marked as the report is, not only as the patrol.
+            var completion = await server.WithDbAsync(db => db.Audit.Where(a => a.Entity == "patrol" && a.EntityId == Id(patrol) && a.Action == "status").OrderByDescending(a => a.ChainIndex).FirstAsync());
+            Assert.Equal(1, completion.Classification);
+
+            // Filed again by UNPOL after a link dropped before the patrol was completed (the report stored, the patrol not
+            // completed yet): completed with FORCE's report, whose id the answer's location does not give UNPOL either.
+            await server.WithDbAsync(db => db.Patrols.Where(p => p.Id == Id(patrol)).ExecuteUpdateAsync(u => u.SetProperty(p => p.Status, PatrolStatuses.UnderWay).SetProperty(p => p.ReportId, (Guid?)null)));
+            var (again, againBody) = await server.ClientFor("unpol").PostJson($"/api/patrols/{Id(patrol)}/report", new { category = Category, narrative = "Shots heard north of the bridge." });
+            Assert.True(again.StatusCode == HttpStatusCode.Created, againBody.ToString());
+            Assert.Equal($"/api/patrols/{Id(patrol)}", again.Headers.Location!.OriginalString);
+            Assert.DoesNotContain(Id(done, "report").ToString(), againBody.ToString(), StringComparison.OrdinalIgnoreCase);
+            Assert.Equal(Id(done, "report"), await server.WithDbAsync(db => db.Patrols.Where(p => p.Id == Id(patrol)).Select(p => p.ReportId).SingleAsync()));
         }
         finally
         {

@@ -165,6 +165,24 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         });
 
     [Fact]
+    public async Task Release_copies_stored_before_schema_30_lose_the_source_description_that_said_they_are_releases()
+    {
+        var (created, report) = await server.ClientFor("force").PostJson("/api/reports", Api.Report());
+        var (_, other) = await server.ClientFor("force").PostJson("/api/reports", Api.Report());
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var id = report.GetProperty("id").GetGuid();
+        // As a release made before schema version 30 stored its copy (here the report stands for its own original).
+        await server.WithDbAsync(db => db.Reports.Where(r => r.Id == id)
+            .ExecuteUpdateAsync(u => u.SetProperty(r => r.ReleasedFrom, id).SetProperty(r => r.SourceDescription, "Sanitised release by FORCE")));
+        var applied = await MigrateAgainAsync("DELETE FROM schema_migrations WHERE version = 30");
+        Assert.Equal([30], applied);
+        Assert.Null(await server.WithDbAsync(db => db.Reports.Where(r => r.Id == id).Select(r => r.SourceDescription).SingleAsync()));
+        // A report that is no release keeps its source's words.
+        var otherId = other.GetProperty("id").GetGuid();
+        Assert.Equal("Patrol observation", await server.WithDbAsync(db => db.Reports.Where(r => r.Id == otherId).Select(r => r.SourceDescription).SingleAsync()));
+    }
+
+    [Fact]
     public async Task A_store_that_held_imported_reports_is_marked_so_when_it_gets_its_key()
     {
         var (created, _) = await server.ClientFor("force").PostJson("/api/reports", new Dictionary<string, object?>(Api.Fields(Api.Report()))

@@ -371,10 +371,14 @@ internal static class FieldEndpoints
         patrol.Reason = null;
         patrol.ReportId = reportId;
         patrol.UpdatedAt = desk.Now;
+        // The entry names the report: marked as it too (it may be marked stricter than the patrol), so that an auditor who
+        // may read the patrol and not the report does not read its id.
+        var filed = await desk.Db.Reports.AsNoTracking().Where(r => r.Id == reportId).Select(r => new { r.Classification, r.Caveats }).SingleAsync(CancellationToken.None);
         // Not cancelled with the request once the report is stored: the patrol is completed with it.
         try
         {
-            await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, AuditMarking.Of(patrol), new { to = PatrolStatuses.Completed, report = reportId })], CancellationToken.None);
+            await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "patrol", patrol.Id, AuditMarking.Of(patrol).With(new AuditMarking(filed.Classification, filed.Caveats)),
+                new { to = PatrolStatuses.Completed, report = reportId })], CancellationToken.None);
         }
         catch (DbUpdateConcurrencyException)
         {
@@ -387,12 +391,18 @@ internal static class FieldEndpoints
             }
 
             await desk.SeeReportsAsync(viewer, [now], CancellationToken.None);
-            return TypedResults.Created($"/api/reports/{reportId}", ToDto(now, desk));
+            return TypedResults.Created(FiledAt(now, desk), ToDto(now, desk));
         }
 
         await desk.SeeReportsAsync(viewer, [patrol], CancellationToken.None);
-        return TypedResults.Created($"/api/reports/{reportId}", ToDto(patrol, desk));
+        return TypedResults.Created(FiledAt(patrol, desk), ToDto(patrol, desk));
     }
+
+    /// <summary>
+    /// Where a filed patrol report is: the report, to those who may read it; else the patrol (filing again after a dropped
+    /// link finds the report another participant filed, which may be marked stricter than the patrol).
+    /// </summary>
+    private static string FiledAt(Patrol patrol, CoordinationDesk desk) => desk.Link(patrol.ReportId) is { } report ? $"/api/reports/{report}" : $"/api/patrols/{patrol.Id}";
 
     /// <summary>Whether the viewer's organisation takes part in the patrol (or, to move it, the viewer is a mission administrator).</summary>
     private static bool Participates(Patrol patrol, Viewer viewer, bool administratorsToo = true) =>

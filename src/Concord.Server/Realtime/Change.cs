@@ -67,8 +67,8 @@ internal sealed class Change
     public IReadOnlyList<Guid> CauseIds => Decoded.All;
 
     /// <summary>
-    /// The ids in <see cref="Causes"/> of reports that left the incident (marked since 2026-12-06: rows written before
-    /// name a report that left as they name one that joined, and are read as joins).
+    /// The ids in <see cref="Causes"/> of reports that left the incident (marked since schema version 30: rows written
+    /// before name a report that left as they name one that joined, and are read as joins).
     /// </summary>
     public IReadOnlyList<Guid> DepartedIds => Decoded.Departed;
 
