@@ -1511,6 +1511,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
             var (filed, done) = await server.ClientFor("force").PostJson($"/api/patrols/{Id(patrol)}/report", new { category = Category, narrative = "Exchange of fire north of the bridge." });
 
             Assert.True(filed.StatusCode == HttpStatusCode.Created, done.ToString());
+            // To its author the answer's location is the report.
+            Assert.Equal($"/api/reports/{Id(done, "report")}", filed.Headers.Location!.OriginalString);
             Assert.Equal("completed", done.GetProperty("status").GetString());
             var (_, report) = await server.ClientFor("force").GetJson($"/api/reports/{Id(done, "report")}");
             Assert.Equal("CONFIDENTIAL", report.GetProperty("marking").GetProperty("classification").GetString());
