@@ -36,6 +36,26 @@ internal sealed class MarkingFormat(ClassificationScheme scheme, CaveatRegistry 
         };
     }
 
+    /// <summary>
+    /// The label is the server's rendering of the marking: sent back as read (or as the marking sent renders) it passes,
+    /// but a label that says something else ("SECRET//NOFORN" on an UNCLASSIFIED marking) is refused on
+    /// <paramref name="field"/>.label, not ignored. <paramref name="releasableTo"/> is the marking's encoded communities.
+    /// </summary>
+    public void CheckLabel(MarkingDto dto, int classification, string releasableTo, long caveatBits, string field, Dictionary<string, string[]> errors)
+    {
+        if (dto.Label is not { } label)
+        {
+            return;
+        }
+
+        var codes = caveats.CodesOf(caveatBits);
+        var rendered = Label(classification, Releasability.Decode(releasableTo), codes);
+        if (!string.Equals(label.Trim(), rendered, StringComparison.OrdinalIgnoreCase) && !string.Equals(label.Trim(), Label(classification, dto.ReleasableTo ?? [], codes), StringComparison.OrdinalIgnoreCase))
+        {
+            errors[field + ".label"] = [$"does not match the marking, which is labelled {rendered}: leave the label out, or send it as read"];
+        }
+    }
+
     public string Label(int classification, IReadOnlyList<string> communities, IReadOnlyList<string> caveatCodes)
     {
         var label = scheme.Label(classification);
@@ -100,13 +120,9 @@ internal sealed class MarkingFormat(ClassificationScheme scheme, CaveatRegistry 
         }
 
         releasableTo = Releasability.Encode(tokens);
-        // The label is the server's rendering of the marking: sent back as read (or as the marking sent renders) it passes,
-        // but a label that says something else ("SECRET//NOFORN" on an UNCLASSIFIED marking) is refused, not ignored.
-        if (errors.Count == start && dto.Label is { } label
-            && !string.Equals(label.Trim(), Label(classification, Releasability.Decode(releasableTo), caveats.CodesOf(caveatBits)), StringComparison.OrdinalIgnoreCase)
-            && !string.Equals(label.Trim(), Label(classification, dto.ReleasableTo ?? [], caveats.CodesOf(caveatBits)), StringComparison.OrdinalIgnoreCase))
+        if (errors.Count == start)
         {
-            errors[field + ".label"] = [$"does not match the marking, which is labelled {Label(classification, Releasability.Decode(releasableTo), caveats.CodesOf(caveatBits))}: leave the label out, or send it as read"];
+            CheckLabel(dto, classification, releasableTo, caveatBits, field, errors);
         }
 
         return errors.Count == start;

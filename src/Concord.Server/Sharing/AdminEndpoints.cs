@@ -604,16 +604,11 @@ internal static class AdminEndpoints
                 {
                     errors[field + ".marking.caveats"] = [$"unknown caveat '{QueryReader.Shown(unknown)}'"];
                 }
-                else if (rule.Marking.Label is { } label && !errors.Keys.Any(k => k.StartsWith(field + ".marking.", StringComparison.Ordinal)))
+                else if (!errors.Keys.Any(k => k.StartsWith(field + ".marking.", StringComparison.Ordinal)))
                 {
-                    // As a report's marking: a label is the server's rendering, and one that says something else (a rule
-                    // that releases to the military labelled as staying within the police) is refused, not stored and shown.
-                    var rendered = markings.Label(level, Releasability.Decode(Releasability.Encode(normalized)), markings.Caveats.CodesOf(bits));
-                    if (!string.Equals(label.Trim(), rendered, StringComparison.OrdinalIgnoreCase)
-                        && !string.Equals(label.Trim(), markings.Label(level, rule.Marking.ReleasableTo ?? [], markings.Caveats.CodesOf(bits)), StringComparison.OrdinalIgnoreCase))
-                    {
-                        errors[field + ".marking.label"] = [$"does not match the marking, which is labelled {rendered}: leave the label out, or send it as read"];
-                    }
+                    // As a report's marking: a rule that releases to the military labelled as staying within the police is
+                    // refused, not stored and shown.
+                    markings.CheckLabel(rule.Marking, level, Releasability.Encode(normalized), bits, field + ".marking", errors);
                 }
             }
 
