@@ -1323,15 +1323,23 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await plain.SendAsync($"<event version='2.0' uid='ANDROID-x-ping' type='t-x-c-t' time='{Now()}' start='{Now()}' stale='{Now(10)}' how='h-g-i-g-o'><point lat='0' lon='0' hae='0' ce='9999999' le='9999999'/><detail/></event>");
 
         // The incident and the pong may come in either order; waiting for one consumes what comes before it.
+        // The Force's incident is watched for all along, as it would come with the other.
         var openUid = CotMapping.IncidentUidPrefix + open.GetProperty("incidentId").GetGuid();
-        var incidentFirst = false;
+        var secretUid = CotMapping.IncidentUidPrefix + secret.GetProperty("incidentId").GetGuid();
+        var (incidentFirst, secretSent) = (false, false);
         Assert.NotNull(await plain.WaitForAsync(e =>
         {
             incidentFirst |= e.Uid == openUid;
+            secretSent |= e.Uid == secretUid;
             return e.Type == CotControl.PongType;
         }));
-        Assert.True(incidentFirst || await plain.WaitForAsync(e => e.Uid == openUid) is not null);
-        Assert.Null(await plain.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + secret.GetProperty("incidentId").GetGuid(), TimeSpan.FromSeconds(1)));
+        Assert.True(incidentFirst || await plain.WaitForAsync(e =>
+        {
+            secretSent |= e.Uid == secretUid;
+            return e.Uid == openUid;
+        }) is not null);
+        Assert.Null(await plain.WaitForAsync(e => e.Uid == secretUid, TimeSpan.FromSeconds(1)));
+        Assert.False(secretSent);
         Assert.Null(await listener.WaitForAsync(e => e.Uid == uid, TimeSpan.FromSeconds(1)));
         Assert.False(await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.ExternalRef == "tak:" + uid)));
     }
@@ -1502,8 +1510,11 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         // Drawn for one named device only: nobody else is sent it, then or later.
         await sender.SendAsync(Drawing(addressed, "<marti><dest callsign='NOBODY HERE'/></marti>"));
         await sender.SendAsync(Drawing(drawing));
-        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == marker && e.Detail.Remarks == "about twenty armed men"));
-        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == drawing));
+        // The marker's first relay to the watcher waits for its audit entry, the drawing (unmarked) does not: either may
+        // come first, so both are waited for at once.
+        var pending = new HashSet<string> { marker, drawing };
+        Assert.NotNull(await watcher.WaitForAsync(e =>
+            (e.Uid != marker || e.Detail.Remarks == "about twenty armed men") && pending.Remove(e.Uid) && pending.Count == 0));
 
         // The watcher's member on another device: the marker as last edited and the drawing, marked as they went out; not
         // the deleted drawing nor the one for a named device.
@@ -1880,7 +1891,8 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             "<point lat='6.01' lon='20.51' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Ambush'/><remarks>armed group on the road</remarks></detail></event>");
 
         var toComrade = await comrade.WaitForAsync(e => e.Uid == marker);
-        Assert.NotNull(await otherForce.WaitForAsync(e => e.Uid == position));
+        // A marker goes out before positions queued with it: the wait for the position must not skip it unseen.
+        Assert.Equal(position, (await otherForce.WaitForAsync(e => e.Uid == position || e.Uid == marker))?.Uid);
         Assert.Null(await otherForce.WaitForAsync(e => e.Uid == marker, TimeSpan.FromSeconds(1.5)));
         Assert.NotNull(toComrade);
         Assert.Equal($"UNCLASSIFIED//REL TO ORG:{code}", toComrade.Access);
@@ -2075,10 +2087,18 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         }
 
         Assert.NotNull(await c.WaitForAsync(e => AtCharlie(e, group)));
-        Assert.NotNull(await b.WaitForAsync(e => e.Uid == everyone));
+        // Bravo is watched for the group message as well: sent between the direct message and the one for everyone, it
+        // would come before the latter.
+        var bravoGotGroup = false;
+        Assert.NotNull(await b.WaitForAsync(e =>
+        {
+            bravoGotGroup |= e.Uid == group;
+            return e.Uid == everyone;
+        }));
         Assert.NotNull(await c.WaitForAsync(e => AtCharlie(e, everyone)));
         Assert.Null(await c.WaitForAsync(e => e.Uid == direct, TimeSpan.FromSeconds(1)));
         Assert.False(charlieGotDirect);
+        Assert.False(bravoGotGroup);
         Assert.Null(await b.WaitForAsync(e => e.Uid == group, TimeSpan.FromSeconds(1)));
 
         // Charlie's device writing as Alpha's (its uid as the sender, or its callsign) is not passed on, nor kept; as
@@ -2170,19 +2190,19 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await b.SendAsync(Receipt("b-t-f-d", asItself + "-b", "__chatreceipt", uidA, uidB, "Bravo " + suffix, $"<marti><dest uid='{uidA}'/></marti>"));
         await c.SendAsync(Receipt("b-t-f-r", asBravo, "__chatreceipt", uidA, uidB, "Charlie " + suffix, $"<marti><dest uid='{uidA}'/></marti>"));
         await c.SendAsync(Receipt("b-t-f-r", asItself, "__chatreceipt", uidA, uidC, "Charlie " + suffix, $"<marti><dest uid='{uidA}'/></marti>"));
+        // Bravo's and Charlie's sessions are read concurrently: their receipts reach Alpha in either order, so both are
+        // waited for at once (waiting for one, then the other, would skip and lose the second if it came first).
         var unwanted = new List<string>();
-        bool AtAlpha(CotEvent e, string uid)
+        var awaited = new HashSet<string> { asItself + "-b", asItself };
+        Assert.NotNull(await a.WaitForAsync(e =>
         {
             if (e.Uid == nobody || e.Uid == asBravo)
             {
                 unwanted.Add(e.Uid);
             }
 
-            return e.Uid == uid;
-        }
-
-        Assert.NotNull(await a.WaitForAsync(e => AtAlpha(e, asItself + "-b")));
-        Assert.NotNull(await a.WaitForAsync(e => AtAlpha(e, asItself)));
+            return awaited.Remove(e.Uid) && awaited.Count == 0;
+        }));
         Assert.Empty(unwanted);
         // Charlie's device, not a party to the chat, was sent none of Bravo's receipts.
         Assert.Null(await c.WaitForAsync(e => e.Type.StartsWith("b-t-f", StringComparison.Ordinal), TimeSpan.FromSeconds(1)));
@@ -2304,8 +2324,19 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await sender.SendAsync(Deletion(many, [marker, .. Enumerable.Range(0, TakRouter.MaxDeletedItems).Select(_ => Guid.NewGuid().ToString())]));
         await sender.SendAsync(Deletion(allowed, marker));
 
-        Assert.NotNull(await watching.WaitForAsync(e => e.Uid == allowed));
+        // Either refused deletion, had it gone out, could come before the allowed one: watched for all along.
+        var passedOn = new List<string>();
+        Assert.NotNull(await watching.WaitForAsync(e =>
+        {
+            if (e.Uid == refused || e.Uid == many)
+            {
+                passedOn.Add(e.Uid);
+            }
+
+            return e.Uid == allowed;
+        }));
         Assert.Null(await watching.WaitForAsync(e => e.Uid == refused || e.Uid == many, TimeSpan.FromSeconds(1.5)));
+        Assert.Empty(passedOn);
         Assert.False(other.Closed);
 
         static string Deletion(string uid, params string[] targets) =>
