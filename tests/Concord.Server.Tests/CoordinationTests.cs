@@ -736,6 +736,27 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_request_or_task_moved_by_a_merge_is_audited_under_the_marking_of_the_incident_it_names_too()
+    {
+        // OCHA asks the force about its mission-wide account; the JOC merges it into the JOC's own CONFIDENTIAL account. The
+        // entries of the move name the merged incident: an auditor cleared for the request alone may not read of it.
+        var kept = await IncidentOfAsync("joc", Api.Report(latitude: -87.2, longitude: 120.5, narrative: "Ambush on the Birao road.",
+            marking: Api.Marking("CONFIDENTIAL", ["org:JOC"])));
+        var merged = await IncidentOfAsync("ocha", Api.Report(latitude: -88.4, longitude: 120.5, narrative: "Convoy attacked south of Birao.",
+            marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        var (request, task) = await OchaAsksTheForceAboutAsync(merged, -88.4, 120.5);
+
+        var (merge, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{kept}/merge", new { incidents = new[] { merged } });
+        Assert.Equal(HttpStatusCode.OK, merge.StatusCode);
+
+        var moves = await server.WithDbAsync(db => db.Audit.AsNoTracking()
+            .Where(a => a.Action == Audit.AuditActions.Update && (a.EntityId == Id(request) || a.EntityId == Id(task)))
+            .Select(a => new { a.Entity, a.Classification }).ToListAsync());
+        Assert.Equal(["request", "task"], moves.Select(m => m.Entity).Order());
+        Assert.All(moves, m => Assert.Equal(1, m.Classification));
+    }
+
+    [Fact]
     public async Task An_organisation_takes_on_coordination_duties_only_by_its_own_administrators()
     {
         // UNPOL's administrator records an SOP with the force: UNPOL may commit itself, not the force (a lead role with

@@ -797,6 +797,78 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_proposal_made_before_the_first_report_a_viewer_may_see_joined_its_incident_is_not_shown_to_them()
+    {
+        // The JOC's secret account opens the incident; UNPOL's uncertain match is proposed against it; only then does
+        // FORCE's mission-wide account of the same shots join it. Against FORCE's account alone the match scores in the grey
+        // band, but the proposal's date, earlier than anything FORCE may see in the incident, would tell that the
+        // incident was there before, built from reports FORCE may not see.
+        var at = When.AddDays(-215);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var secret = await FacaPostAsync("joc", 5.1, 19.4, at, "Mbrès", Api.Marking("STRICTLY CONFIDENTIAL", []));
+        var match = await UncertainMatchAsync(5.1, 19.4, at, "Mbrès");
+        var proposal = await ProposalOfAsync(match);
+        var visible = await FacaPostAsync("force", 5.1, 19.4, at.AddMinutes(20), "Mbrès", mission);
+        var incident = secret.GetProperty("incidentId").GetGuid();
+        Assert.Equal(incident, visible.GetProperty("incidentId").GetGuid());
+        bool Proposed(System.Text.Json.JsonElement proposals) => proposals.EnumerateArray().Any(p => p.GetProperty("id").GetGuid() == proposal);
+
+        var (_, byForce) = await server.ClientFor("force").GetJson("/api/fusion/proposals");
+        var (_, provenance) = await server.ClientFor("force").GetJson($"/api/incidents/{incident}/provenance");
+        var (_, ofMatch) = await server.ClientFor("rwabatt").GetJson($"/api/incidents/{match.GetProperty("incidentId").GetGuid()}/provenance");
+        var (_, byJoc) = await server.ClientFor("joc").GetJson("/api/fusion/proposals");
+
+        Assert.Equal(1, provenance.GetProperty("reports").GetArrayLength());
+        Assert.False(Proposed(byForce));
+        Assert.False(Proposed(provenance.GetProperty("proposals")));
+        Assert.False(Proposed(ofMatch.GetProperty("proposals")));
+        Assert.True(Proposed(byJoc));
+
+        // The secret account split out (FORCE's alone left in the incident): the proposal is FORCE's to see.
+        var (split, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { secret.GetProperty("id").GetGuid() } });
+        Assert.Equal(HttpStatusCode.OK, split.StatusCode);
+        Assert.True(Proposed((await server.ClientFor("force").GetJson($"/api/incidents/{incident}/provenance")).Item2.GetProperty("proposals")));
+    }
+
+    [Fact]
+    public async Task A_merges_audit_entry_names_the_statuses_the_merged_incidents_had_not_those_the_analyst_was_shown()
+    {
+        // The JOC verifies the incident of its secret account; FORCE's account joins it later, so FORCE is shown it as
+        // reported (the verification was decided on a report it may not see). FORCE merges it into another: the merge's
+        // entry, marked as the incident the secret account is now in, says it was verified.
+        var at = When.AddDays(-220);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var secret = await FacaPostAsync("joc", 4.6, 18.1, at, "Boali", Api.Marking("STRICTLY CONFIDENTIAL", []));
+        var incident = secret.GetProperty("incidentId").GetGuid();
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" })).Response.StatusCode);
+        var joined = await FacaPostAsync("force", 4.6, 18.1, at.AddMinutes(20), "Boali", mission);
+        Assert.Equal(incident, joined.GetProperty("incidentId").GetGuid());
+        Assert.Equal("reported", (await server.ClientFor("force").GetJson($"/api/incidents/{incident}")).Body.GetProperty("status").GetString());
+        var other = (await FacaPostAsync("force", 5.4, 18.1, at, "Bossembele", mission)).GetProperty("incidentId").GetGuid();
+
+        var (merged, _) = await server.ClientFor("force").PostJson($"/api/incidents/{other}/merge", new { incidents = new[] { incident } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+
+        var entry = await server.WithDbAsync(db => db.Audit.AsNoTracking().SingleAsync(a => a.Action == Audit.AuditActions.Merge && a.EntityId == other));
+        Assert.Equal(2, entry.Classification);
+        var detail = System.Text.Json.JsonDocument.Parse(entry.Detail).RootElement;
+        Assert.Equal(["verified"], detail.GetProperty("statuses").EnumerateArray().Select(x => x.GetString()));
+    }
+
+    [Fact]
+    public async Task An_incident_whose_reports_left_between_the_reads_of_one_request_is_not_found()
+    {
+        // The moment between reading an incident and reading its links, when another analyst's merge has just moved its
+        // reports away (its row removed in the same transaction): here the links are gone and the row is still there.
+        var report = await FacaPostAsync("force", 3.9, 17.2, When.AddDays(-225), "Mbaïki", Api.Marking("UNCLASSIFIED", ["mission"]));
+        var incident = report.GetProperty("incidentId").GetGuid();
+        await server.WithDbAsync(db => db.IncidentReports.Where(l => l.IncidentId == incident).ExecuteDeleteAsync());
+
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("force").GetAsync($"/api/incidents/{incident}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("force").GetAsync($"/api/incidents/{incident}/provenance")).StatusCode);
+    }
+
+    [Fact]
     public async Task A_merge_keeps_the_ids_of_the_proposals_it_retargets_and_leaves_none_pointing_at_a_merged_incident()
     {
         // Two accounts at two places, each with an uncertain match proposed against its incident; the second proposal is
@@ -884,7 +956,7 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
-    public async Task A_closed_incident_takes_no_report_by_an_accepted_proposal_or_a_merge_nor_is_merged_into_another_until_it_is_reopened()
+    public async Task A_closed_incident_takes_no_report_by_an_accepted_proposal_or_a_merge_nor_gives_one_up_until_it_is_reopened()
     {
         var at = When.AddDays(-160);
         var first = await FacaPostAsync("force", 7.2, 21.6, at, "Kaga Bandoro", Api.Marking("UNCLASSIFIED", ["mission"]));
@@ -909,6 +981,15 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(incident, (await server.ClientFor("joc").GetJson($"/api/reports/{first.GetProperty("id").GetGuid()}")).Item2.GetProperty("incidentId").GetGuid());
 
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" })).Response.StatusCode);
+        // Nor does a report leave a closed incident by an accepted proposal (its closing would be lost for it, as by a merge).
+        var secondIncident = second.GetProperty("incidentId").GetGuid();
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{secondIncident}/status", new { status = "closed" })).Response.StatusCode);
+        var (leaving, leavingProblem) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal}", new { decision = "accept" });
+        Assert.Equal(HttpStatusCode.Conflict, leaving.StatusCode);
+        Assert.Equal(["decision"], leavingProblem.ErrorFields());
+        Assert.Equal(secondIncident, (await server.ClientFor("joc").GetJson($"/api/reports/{second.GetProperty("id").GetGuid()}")).Item2.GetProperty("incidentId").GetGuid());
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{secondIncident}/status", new { status = "verified" })).Response.StatusCode);
+
         var (accepted, decided) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal}", new { decision = "accept" });
         Assert.Equal(HttpStatusCode.OK, accepted.StatusCode);
         Assert.Equal(incident, decided.GetProperty("reportIncidentId").GetGuid());

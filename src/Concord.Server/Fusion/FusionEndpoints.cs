@@ -66,6 +66,12 @@ internal static class FusionEndpoints
         }
 
         var links = await LinksAsSeenAsync(db, viewer, id, RarityOf(context), context.RequestAborted);
+        if (links.Count == 0)
+        {
+            // Merged away, or its visible reports moved, by another analyst since it was read.
+            return TypedResults.NotFound();
+        }
+
         var reportIds = links.Select(l => l.Report.Id).ToList();
         var proposals = await VisibleProposals(db, viewer, db.FusionProposals.AsNoTracking().Where(p => p.DecidedAt == null && (p.IncidentId == id || reportIds.Contains(p.ReportId))), RarityOf(context), context.RequestAborted);
         return TypedResults.Ok(new ProvenanceDto(
@@ -270,7 +276,8 @@ internal static class FusionEndpoints
     /// proposing threshold against the others (or fusion's rules rule it out): fusion proposes nothing under it, so the
     /// proposal would tell that the incident holds reports the viewer may not see. (A viewer who sees every report of the
     /// incident is shown such a proposal with its low or null score: analysts' merges and splits since it was made
-    /// explain it.)
+    /// explain it.) Nor is one shown that was made before the first of the incident's reports the viewer may see joined
+    /// it: its date would tell that the incident was there before, built from reports they may not see.
     /// </summary>
     private static async Task<List<ProposalDto>> ScoredAsync(ConcordDb db, IQueryable<Report> reports, IQueryable<FusionProposal> visible, WordRarity rarity, CancellationToken cancellationToken)
     {
@@ -294,6 +301,8 @@ internal static class FusionEndpoints
         // incident's report count, read before), a report the viewer may see joining in between made a partial view look
         // whole, and a proposal that tells of hidden reports was shown.
         var links = new Dictionary<Guid, int>();
+        // When the first report the viewer may see in each incident joined it.
+        var firstSeenLink = new Dictionary<Guid, DateTime>();
         foreach (var chunk in incidentIds.Chunk(500))
         {
             foreach (var incident in await db.Incidents.AsNoTracking().Where(i => chunk.Contains(i.Id)).ToListAsync(cancellationToken))
@@ -303,14 +312,18 @@ internal static class FusionEndpoints
 
             // Every link, with its report when the viewer may see it (a left join on the visible reports).
             foreach (var x in await db.IncidentReports.AsNoTracking().Where(l => chunk.Contains(l.IncidentId))
-                .GroupJoin(reports.AsNoTracking(), l => l.ReportId, r => r.Id, (l, seen) => new { l.IncidentId, seen })
-                .SelectMany(x => x.seen.DefaultIfEmpty(), (x, r) => new { x.IncidentId, Report = r })
+                .GroupJoin(reports.AsNoTracking(), l => l.ReportId, r => r.Id, (l, seen) => new { l.IncidentId, l.LinkedAt, seen })
+                .SelectMany(x => x.seen.DefaultIfEmpty(), (x, r) => new { x.IncidentId, x.LinkedAt, Report = r })
                 .ToListAsync(cancellationToken))
             {
                 links[x.IncidentId] = links.GetValueOrDefault(x.IncidentId) + 1;
                 if (x.Report is { } report)
                 {
                     (linked.TryGetValue(x.IncidentId, out var list) ? list : linked[x.IncidentId] = []).Add(report);
+                    if (!firstSeenLink.TryGetValue(x.IncidentId, out var first) || x.LinkedAt < first)
+                    {
+                        firstSeenLink[x.IncidentId] = x.LinkedAt;
+                    }
                 }
             }
         }
@@ -326,7 +339,7 @@ internal static class FusionEndpoints
 
         // Each proposed incident is built once for the viewer, however many proposals name it.
         var built = stored.Values.Where(i => linked.TryGetValue(i.Id, out var seen) && seen.Count > 0)
-            .ToDictionary(i => i.Id, i => FeaturesAsBuiltFrom(i, linked[i.Id]));
+            .ToDictionary(i => i.Id, i => FeaturesAsBuiltFrom(i, [.. linked[i.Id].OrderBy(r => r.Number)]));
         var scored = new List<ProposalDto>(rows.Count);
         foreach (var x in rows)
         {
@@ -334,8 +347,9 @@ internal static class FusionEndpoints
             var score = built.TryGetValue(x.Proposal.IncidentId, out var incident) && proposed.TryGetValue(x.Proposal.ReportId, out var report)
                 ? FusionScorer.Score(FusionFeatures.Of(report), incident, rarity)
                 : null;
-            if (x.Proposal.DecidedAt is null && score is not { Total: >= FusionScorer.ProposeThreshold }
-                && (!linked.TryGetValue(x.Proposal.IncidentId, out var seen) || seen.Count < links.GetValueOrDefault(x.Proposal.IncidentId)))
+            var partial = !linked.TryGetValue(x.Proposal.IncidentId, out var seen) || seen.Count < links.GetValueOrDefault(x.Proposal.IncidentId);
+            if (x.Proposal.DecidedAt is null && partial
+                && (score is not { Total: >= FusionScorer.ProposeThreshold } || x.Proposal.CreatedAt < firstSeenLink.GetValueOrDefault(x.Proposal.IncidentId)))
             {
                 continue;
             }
@@ -416,6 +430,15 @@ internal static class FusionEndpoints
             {
                 return Problems.Field("decision", "the proposed incident is closed: reopen it (set its status) before a report joins it", StatusCodes.Status409Conflict);
             }
+
+            // Nor does a report leave a closed incident (as a closed incident is neither split nor merged into another: the
+            // report would be open to fusion again, the closing lost for it).
+            var leaving = await db.IncidentReports.AsNoTracking().Where(l => l.ReportId == proposal.ReportId && l.IncidentId != proposal.IncidentId)
+                .Join(db.Incidents.AsNoTracking(), l => l.IncidentId, i => i.Id, (l, i) => i).SingleOrDefaultAsync(context.RequestAborted);
+            if (leaving is not null && (await db.AsSeenByAsync([leaving], viewer, context.RequestAborted)).Single().Status == IncidentStatus.Closed)
+            {
+                return Problems.Field("decision", "the report's incident is closed: reopen it (set its status) before the report leaves it", StatusCodes.Status409Conflict);
+            }
         }
 
         var now = time.GetUtcNow().UtcDateTime;
@@ -447,7 +470,7 @@ internal static class FusionEndpoints
                 {
                     // Proposals to join the incident the report left go with the report, as after a merge.
                     await IncidentCorrections.RetargetProposalsAsync(db, viewer, proposal.IncidentId, [current.IncidentId], [proposal.ReportId], now, context.RequestAborted);
-                    relinked = await IncidentCorrections.RelinkCoordinationAsync(db, viewer, proposal.IncidentId, [current.IncidentId], now, context.RequestAborted);
+                    relinked = await IncidentCorrections.RelinkCoordinationAsync(db, viewer, moved.Value.To, [current.IncidentId], now, context.RequestAborted);
                 }
             }
         }
@@ -525,7 +548,7 @@ internal static class FusionEndpoints
         }
         else
         {
-            IncidentSummary.Rebuild(from, await db.Reports.AsNoTracking().Where(r => remaining.Contains(r.Id)).ToListAsync(cancellationToken));
+            IncidentSummary.Rebuild(from, await db.Reports.AsNoTracking().Where(r => remaining.Contains(r.Id)).OrderBy(r => r.Number).ToListAsync(cancellationToken));
             IncidentSummary.ForgetStatusDecidedBefore(from, staying.Select(l => l.LinkedAt));
             // A report leaving is not a change of the time: for a viewer who may not see it, nothing happened.
             from.UpdatedAt = IncidentSummary.LastChange(from, staying.Select(l => l.LinkedAt));
@@ -534,7 +557,7 @@ internal static class FusionEndpoints
 
         var joined = await db.IncidentReports.Where(l => l.IncidentId == to.Id).Select(l => l.ReportId).ToListAsync(cancellationToken);
         joined.Add(proposal.ReportId);
-        IncidentSummary.Rebuild(to, await db.Reports.AsNoTracking().Where(r => joined.Contains(r.Id)).ToListAsync(cancellationToken));
+        IncidentSummary.Rebuild(to, await db.Reports.AsNoTracking().Where(r => joined.Contains(r.Id)).OrderBy(r => r.Number).ToListAsync(cancellationToken));
         to.UpdatedAt = now;
         to.Causes.Add(proposal.ReportId);
         return (from, remaining.Count == 0, to);

@@ -84,10 +84,10 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         }
 
         await RetargetProposalsAsync(db, viewer, id, others, moved.Select(l => l.ReportId).ToList(), now, cancellationToken);
-        var relinked = await RelinkCoordinationAsync(db, viewer, id, others, now, cancellationToken);
         var reportIds = moved.Select(l => l.ReportId).Concat(await db.IncidentReports.Where(l => l.IncidentId == id).Select(l => l.ReportId).ToListAsync(cancellationToken)).ToList();
-        var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).ToListAsync(cancellationToken);
+        var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).OrderBy(r => r.Number).ToListAsync(cancellationToken);
         IncidentSummary.Rebuild(target, reports);
+        var relinked = await RelinkCoordinationAsync(db, viewer, target, others, now, cancellationToken);
         target.UpdatedAt = now;
         // Announced to those who may see a report that moved: for anyone else the incident they see is the same.
         foreach (var link in moved)
@@ -95,7 +95,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
             target.Causes.Add(link.ReportId);
         }
 
-        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, AuditMarking.Of(target), now, Audits.Detail(new { merged = others, statuses = others.Select(StatusOf) })), .. relinked], CancellationToken.None);
+        await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Merge, "incident", id, AuditMarking.Of(target), now, Audits.Detail(new { merged = others, statuses = others.Select(o => visible.Single(i => i.Id == o).Status.ToString().ToLowerInvariant()) })), .. relinked], CancellationToken.None);
         fusion.Changed(IncidentSummary.Copy(target));
         foreach (var merged in others)
         {
@@ -145,23 +145,26 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
     /// Routed tasks and escalations are the router's and the scheduler's, which close those of an incident that is gone.
     /// Each link is shown, as before, only to those who may see the incident (CoordinationDesk.SeeLinksAsync).
     /// </summary>
-    internal static async Task<List<AuditEntry>> RelinkCoordinationAsync(ConcordDb db, Viewer viewer, Guid target, IReadOnlyList<Guid> merged, DateTime now, CancellationToken cancellationToken)
+    internal static async Task<List<AuditEntry>> RelinkCoordinationAsync(ConcordDb db, Viewer viewer, Incident target, IReadOnlyList<Guid> merged, DateTime now, CancellationToken cancellationToken)
     {
-        // Each move is audited on the record that moved (as any change to it is), under its own marking, naming the
-        // incident it was about and the one it is about now; its update time moves (pages tell a changed card by it).
+        // Each move is audited on the record that moved (as any change to it is), naming the incident it was about and the
+        // one it is about now; its update time moves (pages tell a changed card by it). The entry is marked as the record
+        // and as the incident it names now (which holds every report of those it was about): an auditor cleared for the
+        // record alone is not told of incidents they may not see, as the record's own page does not name them.
+        var marking = AuditMarking.Of(target);
         var audit = new List<AuditEntry>();
         foreach (var task in await db.Tasks.Where(t => t.IncidentId != null && merged.Contains(t.IncidentId.Value) && (t.Role == Coordination.TaskRoles.Assigned || t.Role == Coordination.TaskRoles.Action))
             .ToListAsync(cancellationToken))
         {
-            audit.Add(Audits.Entry(viewer, AuditActions.Update, "task", task.Id, AuditMarking.Of(task), now, Audits.Detail(new { incident = target, from = task.IncidentId, reason = "its incident was merged into another" })));
-            task.IncidentId = target;
+            audit.Add(Audits.Entry(viewer, AuditActions.Update, "task", task.Id, AuditMarking.Of(task).With(marking), now, Audits.Detail(new { incident = target.Id, from = task.IncidentId, reason = "its incident was merged into another" })));
+            task.IncidentId = target.Id;
             task.UpdatedAt = now;
         }
 
         foreach (var request in await db.Requests.Where(r => r.IncidentId != null && merged.Contains(r.IncidentId.Value)).ToListAsync(cancellationToken))
         {
-            audit.Add(Audits.Entry(viewer, AuditActions.Update, "request", request.Id, AuditMarking.Of(request), now, Audits.Detail(new { incident = target, from = request.IncidentId, reason = "its incident was merged into another" })));
-            request.IncidentId = target;
+            audit.Add(Audits.Entry(viewer, AuditActions.Update, "request", request.Id, AuditMarking.Of(request).With(marking), now, Audits.Detail(new { incident = target.Id, from = request.IncidentId, reason = "its incident was merged into another" })));
+            request.IncidentId = target.Id;
             request.UpdatedAt = now;
         }
 
@@ -273,7 +276,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         }
 
         var all = links.Select(l => l.ReportId).ToList();
-        var reports = await db.Reports.AsNoTracking().Where(r => all.Contains(r.Id)).ToListAsync(cancellationToken);
+        var reports = await db.Reports.AsNoTracking().Where(r => all.Contains(r.Id)).OrderBy(r => r.Number).ToListAsync(cancellationToken);
         var now = time.GetUtcNow().UtcDateTime;
         var moved = reports.Where(r => moving.Contains(r.Id)).OrderBy(r => r.ObservedAt).ToList();
         var split = IncidentSummary.OpenFor(moved[0], now);

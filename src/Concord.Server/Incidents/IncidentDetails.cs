@@ -37,8 +37,9 @@ public sealed class IncidentDetails
 
         var rows = await Fusion.FusionEndpoints.LinksAsSeenAsync(db, viewer, id, services.GetRequiredService<Fusion.FusionEngine>().Rarity, context.RequestAborted);
         var reports = rows.Select(x => x.Report).ToList();
-        // Null when an analyst's merge or split took the incident's visible reports away since it was read.
-        if ((await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).SingleOrDefault() is not { } seen)
+        // Gone when an analyst's merge or split took the incident, or its visible reports, away since it was read (no
+        // visible link left: the incident read first is a stale copy, whether all its reports were visible or not).
+        if (rows.Count == 0 || (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).SingleOrDefault() is not { } seen)
         {
             return null;
         }
