@@ -641,6 +641,13 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(2, reports.GetProperty("items").GetArrayLength());
         var (_, again) = await ImportAsync("ocha", $"format=geojson&source={tag}%3Aa&classification=UNCLASSIFIED&releasableTo=mission", Feature("b", 16.1, $"{tag} first survey"), "application/geo+json");
         Assert.Equal(1, again.GetProperty("skipped").GetInt32());
+
+        // A name of 80 colons is short enough, but written into each feature's reference it is not: refused before the
+        // file is read, not feature by feature.
+        var (status, problem) = await ImportAsync("ocha", $"format=geojson&source={string.Concat(Enumerable.Repeat("%3A", 80))}&classification=UNCLASSIFIED&releasableTo=mission",
+            Feature("c", 16.2, $"{tag} colons"), "application/geo+json");
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Equal(["source"], problem.ErrorFields());
     }
 
     [Fact]
@@ -830,6 +837,84 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(["org:OCHA"], report.GetProperty("marking").GetProperty("releasableTo").EnumerateArray().Select(e => e.GetString()));
         var (_, others) = await server.ClientFor("force").GetJson($"/api/reports?q={tag}");
         Assert.Empty(others.GetProperty("items").EnumerateArray());
+    }
+
+    /// <summary>A file that cancels its import once the reader is past <paramref name="fraction"/> of it (a client that goes away).</summary>
+    private sealed class CancellingStream(byte[] bytes, double fraction, CancellationTokenSource cancel) : MemoryStream(bytes)
+    {
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            if (Position > Length * fraction)
+            {
+                cancel.Cancel();
+            }
+
+            return base.Read(buffer, offset, count);
+        }
+    }
+
+    [Fact]
+    public async Task An_import_stopped_part_way_counts_in_its_audit_entry_every_row_it_stored()
+    {
+        // Cancelled while batches are with the writer: those are stored all the same, and the run's entry counts them.
+        var source = "stopped-" + Guid.NewGuid().ToString("N")[..8];
+        var features = Enumerable.Range(0, 4 * Import.Importer.BatchSize).Select(i =>
+            $$"""{ "type": "Feature", "id": "{{i}}", "geometry": { "type": "Point", "coordinates": [{{(16 + i % 1000 * 0.004).ToString(System.Globalization.CultureInfo.InvariantCulture)}}, 9.1] }, "properties": { "observedAt": "2019-03-01T10:00:00Z", "category": "poc", "narrative": "Stopped import row {{i}}." } }""");
+        var bytes = Encoding.UTF8.GetBytes($$"""{ "type": "FeatureCollection", "features": [{{string.Join(",\n", features)}}] }""");
+        using var cancel = new CancellationTokenSource();
+        await using var input = new CancellingStream(bytes, 0.6, cancel);
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => server.Services.GetRequiredService<Import.Importer>()
+            .RunAsync(Import.ImportFormat.GeoJson, input, server.ViewerOf("ocha"), new Access.MarkingDto("UNCLASSIFIED", ["mission"], []), source, null, cancel.Token));
+
+        var stored = await server.WithDbAsync(db => db.Reports.CountAsync(r => r.ExternalRef!.StartsWith($"geojson:{source}:")));
+        var entry = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == Audit.AuditActions.Import && a.Detail.Contains(source)).SingleAsync());
+        var detail = System.Text.Json.JsonDocument.Parse(entry.Detail).RootElement;
+        Assert.InRange(stored, 1, 4 * Import.Importer.BatchSize - 1);
+        Assert.Equal(stored, detail.GetProperty("created").GetInt32());
+        Assert.False(detail.GetProperty("completed").GetBoolean());
+    }
+
+    [Fact]
+    public async Task An_import_stops_when_its_authors_access_ends_or_changes_and_keeps_what_it_stored()
+    {
+        // A long upload with a token the member revokes once the first rows are in: the rest is not imported.
+        var source = "revoked-" + Guid.NewGuid().ToString("N")[..8];
+        var total = 6 * Import.Importer.BatchSize;
+        var features = Enumerable.Range(0, total).Select(i =>
+            $$"""{ "type": "Feature", "id": "{{i}}", "geometry": { "type": "Point", "coordinates": [{{(16 + i % 1000 * 0.004).ToString(System.Globalization.CultureInfo.InvariantCulture)}}, 9.3] }, "properties": { "observedAt": "2019-04-01T10:00:00Z", "category": "poc", "narrative": "Revoked import row {{i}}." } }""");
+        // Signed in (a token makes no tokens), OCHA's analyst makes the token the upload uses, and revokes it.
+        using var ocha = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = server.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await ocha.PostJson("/api/auth/signin", new { userName = "ocha", password = TestServer.Password })).Response.StatusCode);
+        var (_, token) = await ocha.PostJson("/api/me/tokens", new { name = source, expiresInDays = 1 });
+        using var byToken = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromMinutes(5) };
+        byToken.DefaultRequestHeaders.Authorization = new("Bearer", token.GetProperty("token").GetString());
+        var importing = byToken.PostAsync($"/api/imports?format=geojson&source={source}&classification=UNCLASSIFIED&releasableTo=mission",
+            new StringContent($$"""{ "type": "FeatureCollection", "features": [{{string.Join(",\n", features)}}] }""", Encoding.UTF8, "application/geo+json"));
+        Task<int> StoredAsync() => server.WithDbAsync(db => db.Reports.CountAsync(r => r.ExternalRef!.StartsWith($"geojson:{source}:")));
+        for (var i = 0; i < 600 && await StoredAsync() == 0 && !importing.IsCompleted; i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.Equal(HttpStatusCode.NoContent, (await ocha.DeleteAsync($"/api/me/tokens/{token.GetProperty("id").GetGuid()}")).StatusCode);
+        var answer = await importing;
+
+        Assert.Equal(HttpStatusCode.Forbidden, answer.StatusCode);
+        Assert.Contains("access ended", (await answer.Json()).GetProperty("detail").GetString(), StringComparison.Ordinal);
+        var stored = await StoredAsync();
+        Assert.InRange(stored, 1, total - 1);
+        var entry = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == Audit.AuditActions.Import && a.Detail.Contains(source)).SingleAsync());
+        var detail = System.Text.Json.JsonDocument.Parse(entry.Detail).RootElement;
+        Assert.Equal((stored, false), (detail.GetProperty("created").GetInt32(), detail.GetProperty("completed").GetBoolean()));
+
+        // What marks and releases the rows changing stops it too; a change to nothing of that does not.
+        var viewer = server.ViewerOf("ocha");
+        Assert.Null(Import.Importer.AccessChanged(viewer, viewer with { DisplayName = "Renamed" }));
+        Assert.NotNull(Import.Importer.AccessChanged(viewer, viewer with { Clearance = viewer.Clearance - 1 }));
+        Assert.NotNull(Import.Importer.AccessChanged(viewer, viewer with { CaveatBits = viewer.CaveatBits | 1 }));
+        Assert.NotNull(Import.Importer.AccessChanged(viewer, viewer with { Roles = new HashSet<string>() }));
+        Assert.NotNull(Import.Importer.AccessChanged(viewer, viewer with { Groups = [.. viewer.Groups, "new-group"] }));
     }
 
     [Fact]

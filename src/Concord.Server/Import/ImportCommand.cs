@@ -102,7 +102,20 @@ internal static class ImportCommand
             // Written on the importer's thread: Progress<T> would post each line to the thread pool, and the last one
             // could come after the summary (or, for a file of one batch, after the command had returned).
             var bar = new ProgressLine(errors, started);
-            var summary = await services.GetRequiredService<Importer>().RunAsync(format, file, author, marking, source, bar, cancellationToken);
+            var viewers = services.GetRequiredService<ViewerDirectory>();
+            ImportSummary summary;
+            try
+            {
+                summary = await services.GetRequiredService<Importer>().RunAsync(format, file, author, marking, source, bar, cancellationToken,
+                    authorNow: ct => viewers.ForMemberAsync(author.MemberId, ct));
+            }
+            catch (ImportStoppedException stopped)
+            {
+                await errors.WriteLineAsync();
+                await errors.WriteLineAsync($"concord: {stopped.Message}: the import stopped; the rows stored before stay (importing the file again skips them)");
+                return 1;
+            }
+
             await errors.WriteLineAsync();
             await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
                 $"{summary.Rows:N0} rows read in {summary.Elapsed.TotalSeconds:0.0} s ({summary.Rows / Math.Max(0.001, summary.Elapsed.TotalSeconds):N0} rows/s): {summary.Created:N0} reports created, {summary.Skipped:N0} already imported, {summary.Rejected:N0} rejected."));

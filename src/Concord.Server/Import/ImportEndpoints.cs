@@ -129,6 +129,12 @@ internal static class ImportEndpoints
             return Problems.Field("source", sourceProblem);
         }
 
+        if (format == ImportFormat.GeoJson && GeoJsonReader.ReferenceOf(source, "1").Length > Reports.ReportRules.MaxExternalRefLength)
+        {
+            // Every feature's reference would be too long: all would be refused one by one.
+            return Problems.Field("source", $"names every feature's reference, which would be longer than {Reports.ReportRules.MaxExternalRefLength} characters (each ':' is written as three)");
+        }
+
         // The upload is kept in a temporary file first: the readers are synchronous, and a slow link should not hold a
         // transaction open while it trickles in.
         await using var buffer = new FileStream(Path.GetTempFileName(), FileMode.Create, FileAccess.ReadWrite, FileShare.None, 81920, FileOptions.DeleteOnClose | FileOptions.Asynchronous);
@@ -145,7 +151,26 @@ internal static class ImportEndpoints
         }
 
         buffer.Position = 0;
-        var summary = await importer.RunAsync(format, buffer, viewer, marking, source, null, context.RequestAborted);
+        // Asked before each batch: a member disabled, signed out or given a new password, a token revoked, or a clearance
+        // lowered while a long upload is imported stops it (what it stored stays), as their next request would be refused.
+        var viewers = context.RequestServices.GetRequiredService<ViewerDirectory>();
+        var time = context.RequestServices.GetRequiredService<TimeProvider>();
+        async Task<Viewer?> AuthorNow(CancellationToken cancellationToken) =>
+            context.User.FindFirst(ConcordAuthentication.TokenHashClaim)?.Value is { } tokenHash
+                ? await viewers.ForTokenHashAsync(tokenHash, cancellationToken)
+                : await viewers.ForMemberAsync(viewer.MemberId, cancellationToken) is { } member && ConcordAuthentication.SessionValid(context.User, member, time.GetUtcNow()) ? member : null;
+
+        ImportSummary summary;
+        try
+        {
+            summary = await importer.RunAsync(format, buffer, viewer, marking, source, null, context.RequestAborted, AuthorNow);
+        }
+        catch (ImportStoppedException stopped)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status403Forbidden, title: "The import stopped",
+                detail: $"{stopped.Message}. The rows stored before it stopped stay; importing the file again, once allowed, skips them.");
+        }
+
         return TypedResults.Ok(new ImportResultDto(summary.Rows, summary.Created, summary.Skipped, summary.Rejected, summary.RejectedRows));
     }
 

@@ -34,8 +34,26 @@ internal sealed class Importer(IServiceScopeFactory scopes)
     public const int BatchSize = 2000;
     public const int MaxListed = 1000;
 
+    /// <summary>
+    /// Why an import by <paramref name="before"/> may not go on as <paramref name="now"/>, or null: their access ended, or
+    /// what marks and releases their rows changed (clearance, caveats, organisation, sharing groups, roles), so that the
+    /// rest of the file would be stored under powers they no longer hold.
+    /// </summary>
+    public static string? AccessChanged(Viewer before, Viewer? now) =>
+        now is null ? "the importing member's access ended (disabled, signed out, a new password, or the token revoked or expired)"
+        : now.MemberId != before.MemberId || now.OrganizationId != before.OrganizationId || now.Clearance != before.Clearance || now.CaveatBits != before.CaveatBits
+            || !now.Roles.SetEquals(before.Roles) || !now.Groups.Order(StringComparer.Ordinal).SequenceEqual(before.Groups.Order(StringComparer.Ordinal), StringComparer.Ordinal)
+            ? "the importing member's clearance, caveats, organisation, groups or roles changed"
+            : null;
+
+    /// <param name="authorNow">
+    /// The author as the store knows them now (null: their access ended: disabled, signed out, a new password, a token
+    /// revoked or expired), asked before each batch: a long import stops when its author's access ends or changes (see
+    /// <see cref="AccessChanged"/>), as every request after it would be refused.
+    /// </param>
     public async Task<ImportSummary> RunAsync(
-        ImportFormat format, Stream input, Viewer author, MarkingDto? marking, string source, IProgress<ImportProgress>? progress, CancellationToken cancellationToken)
+        ImportFormat format, Stream input, Viewer author, MarkingDto? marking, string source, IProgress<ImportProgress>? progress, CancellationToken cancellationToken,
+        Func<CancellationToken, Task<Viewer?>>? authorNow = null)
     {
         var started = System.Diagnostics.Stopwatch.StartNew();
         long? total = input.CanSeek ? input.Length : null;
@@ -97,6 +115,11 @@ internal sealed class Importer(IServiceScopeFactory scopes)
                 return;
             }
 
+            if (authorNow is not null && AccessChanged(author, await authorNow(cancellationToken)) is { } changed)
+            {
+                throw new ImportStoppedException(changed);
+            }
+
             var scope = scopes.CreateAsyncScope();
             var ready = batch;
             batch = new List<(long Line, CreateReport Report)>(BatchSize);
@@ -120,11 +143,19 @@ internal sealed class Importer(IServiceScopeFactory scopes)
             }
             finally
             {
-                // Stopped by an error or a cancellation: let the batches being written finish before their scopes go.
-                while (inFlight.TryDequeue(out var unfinished))
+                // Stopped by an error or a cancellation: let the batches being written finish before their scopes go, and
+                // count what they stored (a batch handed to the writer is stored whatever happens to the run: the summary
+                // and the run's audit entry say so). A second failure is not this run's news: the first is what it stops with.
+                while (inFlight.Count > 0)
                 {
-                    await Task.WhenAny(unfinished.Written);
-                    await unfinished.Scope.DisposeAsync();
+                    try
+                    {
+                        await CompleteOldestAsync();
+                    }
+                    catch (Exception)
+                    {
+                        // Counted what could be; the batch's rows that never reached the writer are not in the store.
+                    }
                 }
             }
 
@@ -207,3 +238,6 @@ internal sealed class Importer(IServiceScopeFactory scopes)
         }
     }
 }
+
+/// <summary>An import stopped before its end because its author may not go on (<see cref="Importer.AccessChanged"/>); what it stored stays.</summary>
+internal sealed class ImportStoppedException(string reason) : Exception(reason);

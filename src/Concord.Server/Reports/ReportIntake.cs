@@ -101,7 +101,8 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
     /// </summary>
     /// <param name="after">Ends once the batch before this one has handed its reports to the writer: an import's batches are
     /// prepared side by side, but reach the writer in file order (the later of two rows with one id is the one refused).</param>
-    /// <param name="handedOver">Set once this batch's reports are queued for the writer (or it failed before).</param>
+    /// <param name="handedOver">Set once this batch's reports are queued for the writer (or it failed before). Given, the
+    /// batch is carried through from then on, whatever <paramref name="cancellationToken"/> says.</param>
     public async Task<(int Created, int Skipped, IReadOnlyList<(int Index, Dictionary<string, string[]> Errors)> Rejected)> CreateManyAsync(
         IReadOnlyList<CreateReport> requests, Viewer author, CancellationToken cancellationToken, Task? after = null, TaskCompletionSource? handedOver = null)
     {
@@ -152,6 +153,13 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         if (after is not null)
         {
             await after.WaitAsync(cancellationToken);
+        }
+
+        // An import's batch, once its turn came, is seen through even when the run is cancelled: the writer stores what is
+        // queued either way, and the run counts what it stored (in its summary and its audit entry).
+        if (handedOver is not null)
+        {
+            cancellationToken = CancellationToken.None;
         }
 
         // Each write is queued before its call returns (the writer's queue keeps callers in order when full).
