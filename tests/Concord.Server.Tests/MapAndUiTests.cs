@@ -472,6 +472,25 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
     }
 
     [Fact]
+    public async Task Answers_holding_records_are_never_stored_by_the_browser()
+    {
+        // A shared desk: what one member read must not come back from the cache or the history to the next one.
+        using var unpol = server.ClientFor("unpol");
+        var (_, body) = await unpol.PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:UNPOL"])));
+        var (report, incident) = (body.GetProperty("id").GetString(), body.GetProperty("incidentId").GetString());
+        foreach (var path in new[] { $"/api/reports/{report}", $"/api/incidents/{incident}", "/api/incidents/map?bbox=14,2,28,11", $"/ui/incidents/{incident}/panel", "/api/me", "/api/nothing-here" })
+        {
+            var answer = await unpol.GetAsync(path);
+            Assert.True(answer.Headers.CacheControl?.NoStore == true, $"{path}: {answer.Headers.CacheControl}");
+            Assert.Equal(["nosniff"], answer.Headers.GetValues("X-Content-Type-Options"));
+        }
+
+        // Refused ones too (a 401 for a signed-out browser is not kept in place of the next answer).
+        using var anonymous = server.Anonymous();
+        Assert.True((await anonymous.GetAsync($"/api/reports/{report}")).Headers.CacheControl?.NoStore == true);
+    }
+
+    [Fact]
     public void Every_validation_reason_is_given_in_French_with_its_values_and_others_stay_as_they_are()
     {
         var text = new UiText();

@@ -99,6 +99,7 @@ internal static class ConcordApp
             app.UseForwardedHeaders(forwarded);
         }
 
+        Http.ResponseHeaders.UseResponseHeaders(app);
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseConcordUiAssets();
