@@ -167,6 +167,20 @@ public sealed class CotDetail : IEquatable<CotDetail>
 
     public bool Contains(string elementName) => Array.Exists(Nodes, node => node.Name == elementName);
 
+    /// <summary>An attribute of the first &lt;remarks&gt; (GeoChat's <c>source</c>, <c>sourceID</c>, <c>to</c>, <c>time</c>), or null.</summary>
+    public string? RemarksAttribute(string name)
+    {
+        foreach (var node in Nodes)
+        {
+            if (node.Name == "remarks")
+            {
+                return node.Attribute(name);
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>The addressees in &lt;marti&gt;&lt;dest .../&gt;&lt;/marti&gt;; empty when the event names none (it is for everyone).</summary>
     public IReadOnlyList<CotDestination> Destinations => _destinations ??= ChildAttributes("marti", "dest")
         .Select(a => new CotDestination(Find(a, "callsign"), Find(a, "uid")))

@@ -2123,6 +2123,32 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
             return e.Uid == asItself;
         }));
         Assert.Empty(spoofed);
+
+        // Clients read the sender from more places than the chat group (ATAK: the event's uid, <remarks sourceID> and
+        // source, the p-p link): Charlie's device naming Alpha's in any one of them, all else its own, is refused too.
+        string Naming(string uid, string linkUid, string source, string sourceId) =>
+            $"<event version='2.0' uid='{uid}' type='b-t-f' time='{Now()}' start='{Now()}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
+            "<point lat='4.36' lon='18.58' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
+            $"<__chat parent='RootContactGroup' groupOwner='false' chatroom='All Chat Rooms' id='All Chat Rooms' senderCallsign='Charlie {suffix}'><chatgrp uid0='{uidC}' id='All Chat Rooms'/></__chat>" +
+            $"<link uid='{linkUid}' type='a-f-G-U-C' relation='p-p'/><remarks source='BAO.F.ATAK.{source}' sourceID='{sourceId}' to='All Chat Rooms' time='{Now()}'>spoof {suffix}</remarks></detail></event>";
+        var byUid = $"GeoChat.{uidA}.All Chat Rooms.{Guid.NewGuid()}";
+        var (byLink, bySource, bySourceId, honest) = ($"GeoChat.{uidC}.All Chat Rooms.{Guid.NewGuid()}", $"GeoChat.{uidC}.All Chat Rooms.{Guid.NewGuid()}",
+            $"GeoChat.{uidC}.All Chat Rooms.{Guid.NewGuid()}", $"GeoChat.{uidC}.All Chat Rooms.{Guid.NewGuid()}");
+        await c.SendAsync(Naming(byUid, uidC, uidC, uidC));
+        await c.SendAsync(Naming(byLink, uidA, uidC, uidC));
+        await c.SendAsync(Naming(bySource, uidC, uidA, uidC));
+        await c.SendAsync(Naming(bySourceId, uidC, uidC, uidA));
+        await c.SendAsync(Naming(honest, uidC, uidC, uidC));
+        Assert.NotNull(await b.WaitForAsync(e =>
+        {
+            if (e.Uid == byUid || e.Uid == byLink || e.Uid == bySource || e.Uid == bySourceId)
+            {
+                spoofed.Add(e.Uid);
+            }
+
+            return e.Uid == honest;
+        }));
+        Assert.Empty(spoofed);
         List<string> kept = [];
         for (var i = 0; i < 50 && kept.Count == 0; i++)
         {
@@ -2206,6 +2232,49 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Empty(unwanted);
         // Charlie's device, not a party to the chat, was sent none of Bravo's receipts.
         Assert.Null(await c.WaitForAsync(e => e.Type.StartsWith("b-t-f", StringComparison.Ordinal), TimeSpan.FromSeconds(1)));
+    }
+
+    [Fact]
+    public async Task A_devices_emergency_uid_and_name_are_its_own_whoever_sent_them_first()
+    {
+        // ATAK sends a device's 911 under the device's uid and "-9-1-1", and clients show an alert as the device's its p-p
+        // link names. A police device sends that uid first, before the force device ever connected: the force device's
+        // own 911 still goes out (another organisation's item of that uid would otherwise block it for good). Once the
+        // force device is live, the police device may neither send under that uid nor name the device as an alert's sender.
+        var (forcing, watching) = (await ForceColleagueAsync(), await ForceColleagueAsync());
+        var forceUid = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        string Alert(string uid, string sender, string remarks) =>
+            $"<event version='2.0' uid='{uid}' type='b-a-o-tbl' time='{Now()}' start='{Now()}' stale='{Now(600)}' how='h-e'>" +
+            "<point lat='5.0' lon='20.0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
+            $"<link uid='{sender}' type='a-f-G-U-C' relation='p-p'/><emergency type='911 Alert'>VIPER 1</emergency><remarks>{remarks}</remarks></detail></event>";
+        await using var police = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol"));
+        await using var policeWatcher = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol2"));
+        var policeUid = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        await police.SendAsync(Pli(policeUid, "POLICE " + policeUid[^4..], 4.4, 18.6));
+        await police.SendAsync(Alert(forceUid + "-9-1-1", policeUid, "squatted"));
+        Assert.NotNull(await policeWatcher.WaitForAsync(e => e.Uid == forceUid + "-9-1-1"));
+
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(watching));
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(forcing));
+        await device.SendAsync(Pli(forceUid, "VIPER 1", 5.0, 20.0));
+        await device.SendAsync(Alert(forceUid + "-9-1-1", forceUid, "man down"));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == forceUid + "-9-1-1" && e.Detail.Remarks == "man down"));
+
+        var (named, honest) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        await police.SendAsync(Alert(forceUid + "-9-1-1", policeUid, "squatted again"));
+        await police.SendAsync(Alert(named, forceUid, "in the force device's name"));
+        await police.SendAsync(Alert(honest, policeUid, "our own"));
+        var spoofed = new List<string>();
+        Assert.NotNull(await policeWatcher.WaitForAsync(e =>
+        {
+            if (e.Uid == named || (e.Uid == forceUid + "-9-1-1" && e.Detail.Remarks == "squatted again"))
+            {
+                spoofed.Add(e.Uid);
+            }
+
+            return e.Uid == honest;
+        }));
+        Assert.Empty(spoofed);
     }
 
     [Fact]

@@ -915,6 +915,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         return sent;
     }
 
+    /// <summary>What ATAK adds to its device's uid for the uid of that device's emergency alert.</summary>
+    private const string EmergencySuffix = "-9-1-1";
+
     /// <summary>
     /// Why an event from <paramref name="from"/> may not be routed, or null: its uid (or, for a deletion, the uid it
     /// deletes) is Concord's incident, another member's live device or current track, or an item another member sent first.
@@ -929,6 +932,29 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         if (OtherOwner(from, e.Uid, now) is { } owner)
         {
             return $"the uid is the device of another member ({owner})";
+        }
+
+        // A device's emergency goes out under its own uid and "-9-1-1" (ATAK): the uid is that device's, whoever sent it first.
+        // Another member's device may not take it (and so block the real alert later); the device itself always may.
+        var ownEmergency = false;
+        if (e.Uid.EndsWith(EmergencySuffix, StringComparison.Ordinal) && e.Uid[..^EmergencySuffix.Length] is { Length: > 0 } emergencyOf)
+        {
+            if (emergencyOf == from.DeviceUid)
+            {
+                ownEmergency = true;
+            }
+            else if (OtherOwner(from, emergencyOf, now) is { } holder)
+            {
+                return $"the uid is the emergency of another member's device ({holder})";
+            }
+        }
+
+        // An emergency or CASEVAC request names the device it comes from (<link relation="p-p">), and clients show it as that
+        // device's: it may not name another member's.
+        if (CotMapping.IsAlert(e.Type)
+            && e.Detail.Links.FirstOrDefault(l => l.Relation == "p-p" && l.Uid is { Length: > 0 } uid && uid != from.DeviceUid && OtherOwner(from, uid, now) is not null) is { } named)
+        {
+            return $"it names as its sender the device {named.Uid} of another member (live, or its track current)";
         }
 
         if (route == Route.Position && !from.PositionUids.Contains(e.Uid) && TooManyTracks(from, e.Uid, now) is { } tooMany)
@@ -947,7 +973,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // whose link dropped for half a minute would otherwise come back to find its uid, callsign and direct messages
         // taken, and every position it sends refused. For as long as its track may be kept (current for up to an hour, then
         // kept an hour: two hours after its last position): a device handed to another organisation's member passes after that.
-        if (e.Type != CotMapping.DeleteType && _latest.TryGetValue(e.Uid, out var latest) && latest.OwnerOrganization != from.Viewer.OrganizationId
+        if (e.Type != CotMapping.DeleteType && !ownEmergency && _latest.TryGetValue(e.Uid, out var latest) && latest.OwnerOrganization != from.Viewer.OrganizationId
             && (latest.Item || now.UtcTicks - Interlocked.Read(ref latest.Ticks) < (TrackStore.MaxStale + TrackStore.Retention).Ticks))
         {
             return latest.Item ? "the uid is an item another organisation sent first" : "the uid is the device of another organisation's member";
@@ -1326,9 +1352,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     {
         var member = from.Viewer.MemberId;
         var now = time.GetUtcNow();
-        if (e.Detail.ChatGroupUids is [var sender, ..] && sender != from.DeviceUid && OtherOwner(from, sender, now) is not null)
+        foreach (var sender in ChatSenders(e, receipt: CotMapping.IsChatReceipt(e.Type)).Distinct(StringComparer.Ordinal))
         {
-            return $"it names as its sender {sender}, a device of another member (live, or its track current)";
+            if (sender != from.DeviceUid && OtherOwner(from, sender, now) is not null)
+            {
+                return $"it names as its sender {sender}, a device of another member (live, or its track current)";
+            }
         }
 
         if (e.Detail.ChatOrReceipt?.SenderCallsign is { Length: > 0 } callsign && callsign != from.Callsign)
@@ -1348,6 +1377,47 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// Every place a GeoChat client reads a message's sender from (ATAK files it under the first it finds): the event's uid
+    /// (<c>GeoChat.SENDER.ROOM.ID</c>), <c>&lt;remarks sourceID&gt;</c> and <c>source</c> (<c>BAO.F.ATAK.SENDER</c>),
+    /// <c>&lt;link relation="p-p"&gt;</c> and the chat group's first member. A receipt (<paramref name="receipt"/>) carries
+    /// the uid of the message it answers, which names that message's sender: only its link and chat group name its own.
+    /// </summary>
+    internal static IEnumerable<string> ChatSenders(CotEvent e, bool receipt)
+    {
+        if (!receipt)
+        {
+            if (e.Uid.StartsWith("GeoChat.", StringComparison.Ordinal) && e.Uid.Split('.') is [_, { Length: > 0 } inUid, ..])
+            {
+                yield return inUid;
+            }
+
+            if (e.Detail.RemarksAttribute("sourceID") is { Length: > 0 } sourceId)
+            {
+                yield return sourceId;
+            }
+
+            // "BAO.F.ATAK.uid", "BAO.F.WinTAK.uid": the uid after the client's name.
+            if (e.Detail.RemarksAttribute("source") is { Length: > 0 } source)
+            {
+                yield return source.StartsWith("BAO.F.", StringComparison.Ordinal) && source.IndexOf('.', 6) is var dot and > 6 ? source[(dot + 1)..] : source;
+            }
+        }
+
+        foreach (var link in e.Detail.Links)
+        {
+            if (link.Relation == "p-p" && link.Uid is { Length: > 0 } linked)
+            {
+                yield return linked;
+            }
+        }
+
+        if (e.Detail.ChatGroupUids is [var first, ..])
+        {
+            yield return first;
+        }
     }
 
     /// <summary>
