@@ -2235,6 +2235,71 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task After_a_restart_another_organisations_device_still_may_not_take_a_device_uid_for_two_hours()
+    {
+        // A force device reports with a short stale time and goes off the air; the server restarts; once the track is no
+        // longer current, a police device sends under its uid. Before the restart that was refused for two hours after the
+        // last position (the device would come back to find its uid and messages taken): after it, the same.
+        var (owner, watching) = (await ForceColleagueAsync(), await ForceColleagueAsync());
+        var uid = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        await using (var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(owner)))
+        {
+            await device.SendAsync(Pli(uid, "VIPER 7", 5.4, 20.4, staleSeconds: 2));
+            for (var i = 0; i < 100 && !await server.WithDbAsync(db => db.Tracks.AnyAsync(t => t.Uid == uid)); i++)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        await server.RestartAsync();
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        await using var police = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol"));
+        await using var policeWatcher = await server.ConnectTakAsync(await server.IssueDeviceAsync("unpol2"));
+        var own = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        await police.SendAsync(Pli(uid, "TAKEN", 4.4, 18.6));
+        await police.SendAsync(Pli(own, "POLICE " + own[^4..], 4.4, 18.6));
+        var taken = false;
+        Assert.NotNull(await policeWatcher.WaitForAsync(e =>
+        {
+            taken |= e.Uid == uid;
+            return e.Uid == own;
+        }));
+        Assert.False(taken);
+
+        // The force device back: its uid is its own.
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(watching));
+        await using var back = await server.ConnectTakAsync(await server.IssueDeviceAsync(owner));
+        await back.SendAsync(Pli(uid, "VIPER 7", 5.5, 20.5));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == uid && e.Detail.Contact?.Callsign == "VIPER 7"));
+    }
+
+    [Fact]
+    public async Task A_position_too_large_to_keep_or_with_a_callsign_longer_than_a_track_keeps_is_refused()
+    {
+        // Each track keeps its last position for hours and claims its callsign: one padded to the frame's limit under many
+        // uids would hold hundreds of megabytes for one member. Real devices' are a few hundred characters.
+        var (watching, sending) = (await ForceColleagueAsync(), await ForceColleagueAsync());
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(watching));
+        await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(sending));
+        var (padded, named, plain) = ("ANDROID-" + Guid.NewGuid().ToString("N")[..12], "ANDROID-" + Guid.NewGuid().ToString("N")[..12], "ANDROID-" + Guid.NewGuid().ToString("N")[..12]);
+        await device.SendAsync(Pli(padded, "PADDED", 5.1, 20.1).Replace("</detail>", $"<remarks>{new string('x', TakRouter.MaxPositionDetailLength)}</remarks></detail>", StringComparison.Ordinal));
+        await device.SendAsync(Pli(named, new string('N', Track.CallsignLength + 1), 5.2, 20.2));
+        await device.SendAsync(Pli(plain, new string('P', Track.CallsignLength), 5.3, 20.3));
+        var refused = new List<string>();
+        Assert.NotNull(await watcher.WaitForAsync(e =>
+        {
+            if (e.Uid == padded || e.Uid == named)
+            {
+                refused.Add(e.Uid);
+            }
+
+            return e.Uid == plain;
+        }));
+        Assert.Empty(refused);
+        Assert.False(await server.WithDbAsync(db => db.Tracks.AnyAsync(t => t.Uid == padded || t.Uid == named)));
+    }
+
+    [Fact]
     public async Task A_devices_emergency_uid_and_name_are_its_own_whoever_sent_them_first()
     {
         // ATAK sends a device's 911 under the device's uid and "-9-1-1", and clients show an alert as the device's its p-p

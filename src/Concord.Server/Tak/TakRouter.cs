@@ -297,6 +297,22 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// The replay check learns each item's latest time and owner (its first sender and their organisation), as it knew
     /// them: an older version replayed after the restart is dropped, and a drawing stays its organisation's.
     /// </summary>
+    /// <summary>
+    /// At start, the devices that reported within the last two hours (TrackStore.RecentDevicesAsync): the replay check
+    /// learns each one's latest position and owner, so that another organisation's device is refused their uid for as long
+    /// as before the restart (<see cref="Refused"/>), and an older position replayed is dropped.
+    /// </summary>
+    internal void LoadDevices(IEnumerable<(string Uid, DateTime At, Guid Member, Guid Organization)> devices)
+    {
+        foreach (var (uid, at, member, organization) in devices)
+        {
+            if (_latest.TryAdd(uid, new Latest(at.Ticks, member, organization, item: false)))
+            {
+                Interlocked.Increment(ref _latestCount);
+            }
+        }
+    }
+
     internal void LoadItems(IEnumerable<(string Uid, RelayedItem Item, Guid SenderOrganization)> stored)
     {
         var now = time.GetUtcNow().UtcTicks;
@@ -659,6 +675,20 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
+        if (route == Route.Position && e.Detail.Xml.Length > MaxPositionDetailLength)
+        {
+            Refuse(from, e, $"its detail is longer than the {MaxPositionDetailLength} characters a position may carry");
+            return;
+        }
+
+        // A callsign is claimed (messages are addressed by it) and remembered after the device's link drops: one longer than a
+        // track keeps could be made as long as a frame, each held for an hour.
+        if (route == Route.Position && e.Detail.Contact?.Callsign is { Length: > Track.CallsignLength } longCallsign)
+        {
+            Refuse(from, e, $"its callsign is {longCallsign.Length} characters long; at most {Track.CallsignLength} are allowed");
+            return;
+        }
+
         // A device whose clock runs ahead would otherwise freeze its uid: nothing older than that time would pass again.
         if (e.Time > now + ReportRules.ClockSkew)
         {
@@ -847,6 +877,13 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     /// <summary>The longest uid routed: real devices' uids (GeoChat's are the longest) are under 100 characters.</summary>
     public const int MaxUidLength = 256;
+
+    /// <summary>
+    /// The largest detail of a position, in characters: real devices' are under 2,000. Each track keeps its last position
+    /// for up to two hours and sends it to every device that connects; positions padded to the frame's limit under new
+    /// uids (up to <see cref="MaxTracksPerMember"/>) would hold hundreds of megabytes for one member.
+    /// </summary>
+    public const int MaxPositionDetailLength = 8_192;
 
     private enum Route
     {

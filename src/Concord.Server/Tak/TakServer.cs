@@ -100,6 +100,7 @@ internal sealed class TakServer(
         try
         {
             await tracks.LoadAsync(stoppingToken);
+            router.LoadDevices(await tracks.RecentDevicesAsync(stoppingToken));
             await items.LoadAsync(stoppingToken);
             if (options.TlsPort is { } tlsPort)
             {

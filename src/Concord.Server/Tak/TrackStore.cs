@@ -260,6 +260,22 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
         return forgotten;
     }
 
+    /// <summary>
+    /// The devices that reported a position within the last <see cref="MaxStale"/> plus <see cref="Retention"/> (two
+    /// hours), with their member and organisation and the time of that position: after a restart, as before it, another
+    /// organisation's device may not take such a device's uid (TakRouter.LoadDevices).
+    /// </summary>
+    public async Task<List<(string Uid, DateTime At, Guid Member, Guid Organization)>> RecentDevicesAsync(CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var since = time.GetUtcNow().UtcDateTime - (MaxStale + Retention);
+        var rows = await db.Tracks.AsNoTracking().Where(t => t.ObservedAt > since)
+            .Join(db.Members.AsNoTracking(), t => t.MemberId, m => m.Id, (t, m) => new { t.Uid, t.ObservedAt, t.MemberId, m.OrganizationId })
+            .ToListAsync(cancellationToken);
+        return [.. rows.Select(r => (r.Uid, DateTime.SpecifyKind(r.ObservedAt, DateTimeKind.Utc), r.MemberId, r.OrganizationId))];
+    }
+
     public async Task LoadAsync(CancellationToken cancellationToken)
     {
         await using var scope = scopes.CreateAsyncScope();
