@@ -910,11 +910,11 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
 
         // What marks and releases the rows changing stops it too; a change to nothing of that does not.
         var viewer = server.ViewerOf("ocha");
-        Assert.Null(Import.Importer.AccessChanged(viewer, viewer with { DisplayName = "Renamed" }));
-        Assert.NotNull(Import.Importer.AccessChanged(viewer, viewer with { Clearance = viewer.Clearance - 1 }));
-        Assert.NotNull(Import.Importer.AccessChanged(viewer, viewer with { CaveatBits = viewer.CaveatBits | 1 }));
-        Assert.NotNull(Import.Importer.AccessChanged(viewer, viewer with { Roles = new HashSet<string>() }));
-        Assert.NotNull(Import.Importer.AccessChanged(viewer, viewer with { Groups = [.. viewer.Groups, "new-group"] }));
+        Assert.Null(Access.AccessChange.Of(viewer, viewer with { DisplayName = "Renamed" }));
+        Assert.NotNull(Access.AccessChange.Of(viewer, viewer with { Clearance = viewer.Clearance - 1 }));
+        Assert.NotNull(Access.AccessChange.Of(viewer, viewer with { CaveatBits = viewer.CaveatBits | 1 }));
+        Assert.NotNull(Access.AccessChange.Of(viewer, viewer with { Roles = new HashSet<string>() }));
+        Assert.NotNull(Access.AccessChange.Of(viewer, viewer with { Groups = [.. viewer.Groups, "new-group"] }));
     }
 
     [Fact]

@@ -967,6 +967,26 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task The_read_a_release_sent_again_is_audited_as_is_marked_as_the_original_it_names_too()
+    {
+        // The entry's path names the original (…/reports/{original}/releases) and the answer gives its id as releasedFrom:
+        // marked as the copy alone, an auditor cleared for the copy only would learn of a higher-marked original.
+        var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["SOURCE-PROTECTED"])));
+        var path = $"/api/reports/{Id(original)}/releases";
+        var release = new { marking = Api.Marking("CONFIDENTIAL", ["org:JOC", "org:UNPOL"]), narrative = "Clash reported in the sector.", reason = "Tearline for the JOC" };
+        var (first, copy) = await server.ClientFor("unpoladmin").PostJson(path, release);
+        var (again, _) = await server.ClientFor("unpoladmin").PostJson(path, release);
+
+        Assert.Equal((HttpStatusCode.Created, HttpStatusCode.OK), (first.StatusCode, again.StatusCode));
+        var read = await server.WithDbAsync(db => db.Audit.AsNoTracking()
+            .SingleAsync(a => a.Action == AuditActions.Read && a.Actor == "unpoladmin" && a.Detail.Contains(Id(original).ToString())));
+        Assert.Contains(Id(copy).ToString(), read.Detail, StringComparison.OrdinalIgnoreCase);
+        var originalCaveats = await server.WithDbAsync(db => db.Reports.Where(r => r.Id == Id(original)).Select(r => r.Caveats).SingleAsync());
+        Assert.NotEqual(0, originalCaveats);
+        Assert.Equal(originalCaveats, read.Caveats & originalCaveats);
+    }
+
+    [Fact]
     public async Task A_release_is_audited_as_marked_as_its_copy_when_the_copy_is_marked_higher()
     {
         // The entry names the copy and its marking: an auditor without the copy's caveat must not read it (it was marked as

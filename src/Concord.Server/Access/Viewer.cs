@@ -108,3 +108,32 @@ internal static class ViewerBinding
         return resolved;
     }
 }
+
+/// <summary>
+/// Whether a long request (an import, an export) may go on as its member is now: their access ended, or what decides
+/// what they may read and how their rows are marked changed since it began (clearance, caveats, organisation, sharing
+/// groups, roles). Every request after it would be judged on the member as they are now.
+/// </summary>
+internal static class AccessChange
+{
+    /// <summary>Why a request begun as <paramref name="before"/> may not go on as <paramref name="now"/> (null: access ended), or null.</summary>
+    public static string? Of(Viewer before, Viewer? now) =>
+        now is null ? "the member's access ended (disabled, signed out, a new password, or the token revoked or expired)"
+        : now.MemberId != before.MemberId || now.OrganizationId != before.OrganizationId || now.Clearance != before.Clearance || now.CaveatBits != before.CaveatBits
+            || !now.Roles.SetEquals(before.Roles) || !now.Groups.Order(StringComparer.Ordinal).SequenceEqual(before.Groups.Order(StringComparer.Ordinal), StringComparer.Ordinal)
+            ? "the member's clearance, caveats, organisation, groups or roles changed"
+            : null;
+
+    /// <summary>
+    /// The request's member as the store knows them now: by the request's access token, or, for a browser session, by
+    /// the member and the session's validity (signed out, a new password, its lifetime); null when it no longer signs in.
+    /// </summary>
+    public static async Task<Viewer?> NowAsync(HttpContext context, Viewer viewer, CancellationToken cancellationToken)
+    {
+        var viewers = context.RequestServices.GetRequiredService<ViewerDirectory>();
+        return context.User.FindFirst(Accounts.ConcordAuthentication.TokenHashClaim)?.Value is { } tokenHash
+            ? await viewers.ForTokenHashAsync(tokenHash, cancellationToken)
+            : await viewers.ForMemberAsync(viewer.MemberId, cancellationToken) is { } member
+                && Accounts.ConcordAuthentication.SessionValid(context.User, member, context.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow()) ? member : null;
+    }
+}

@@ -153,17 +153,11 @@ internal static class ImportEndpoints
         buffer.Position = 0;
         // Asked before each batch: a member disabled, signed out or given a new password, a token revoked, or a clearance
         // lowered while a long upload is imported stops it (what it stored stays), as their next request would be refused.
-        var viewers = context.RequestServices.GetRequiredService<ViewerDirectory>();
-        var time = context.RequestServices.GetRequiredService<TimeProvider>();
-        async Task<Viewer?> AuthorNow(CancellationToken cancellationToken) =>
-            context.User.FindFirst(ConcordAuthentication.TokenHashClaim)?.Value is { } tokenHash
-                ? await viewers.ForTokenHashAsync(tokenHash, cancellationToken)
-                : await viewers.ForMemberAsync(viewer.MemberId, cancellationToken) is { } member && ConcordAuthentication.SessionValid(context.User, member, time.GetUtcNow()) ? member : null;
-
         ImportSummary summary;
         try
         {
-            summary = await importer.RunAsync(format, buffer, viewer, marking, source, null, context.RequestAborted, AuthorNow);
+            summary = await importer.RunAsync(format, buffer, viewer, marking, source, null, context.RequestAborted,
+                cancellationToken => AccessChange.NowAsync(context, viewer, cancellationToken));
         }
         catch (ImportStoppedException stopped)
         {

@@ -34,22 +34,11 @@ internal sealed class Importer(IServiceScopeFactory scopes)
     public const int BatchSize = 2000;
     public const int MaxListed = 1000;
 
-    /// <summary>
-    /// Why an import by <paramref name="before"/> may not go on as <paramref name="now"/>, or null: their access ended, or
-    /// what marks and releases their rows changed (clearance, caveats, organisation, sharing groups, roles), so that the
-    /// rest of the file would be stored under powers they no longer hold.
-    /// </summary>
-    public static string? AccessChanged(Viewer before, Viewer? now) =>
-        now is null ? "the importing member's access ended (disabled, signed out, a new password, or the token revoked or expired)"
-        : now.MemberId != before.MemberId || now.OrganizationId != before.OrganizationId || now.Clearance != before.Clearance || now.CaveatBits != before.CaveatBits
-            || !now.Roles.SetEquals(before.Roles) || !now.Groups.Order(StringComparer.Ordinal).SequenceEqual(before.Groups.Order(StringComparer.Ordinal), StringComparer.Ordinal)
-            ? "the importing member's clearance, caveats, organisation, groups or roles changed"
-            : null;
 
     /// <param name="authorNow">
     /// The author as the store knows them now (null: their access ended: disabled, signed out, a new password, a token
     /// revoked or expired), asked before each batch: a long import stops when its author's access ends or changes (see
-    /// <see cref="AccessChanged"/>), as every request after it would be refused.
+    /// <see cref="AccessChange.Of"/>), as every request after it would be refused.
     /// </param>
     public async Task<ImportSummary> RunAsync(
         ImportFormat format, Stream input, Viewer author, MarkingDto? marking, string source, IProgress<ImportProgress>? progress, CancellationToken cancellationToken,
@@ -115,7 +104,7 @@ internal sealed class Importer(IServiceScopeFactory scopes)
                 return;
             }
 
-            if (authorNow is not null && AccessChanged(author, await authorNow(cancellationToken)) is { } changed)
+            if (authorNow is not null && AccessChange.Of(author, await authorNow(cancellationToken)) is { } changed)
             {
                 throw new ImportStoppedException(changed);
             }
@@ -239,5 +228,5 @@ internal sealed class Importer(IServiceScopeFactory scopes)
     }
 }
 
-/// <summary>An import stopped before its end because its author may not go on (<see cref="Importer.AccessChanged"/>); what it stored stays.</summary>
+/// <summary>An import stopped before its end because its author may not go on (<see cref="AccessChange.Of"/>); what it stored stays.</summary>
 internal sealed class ImportStoppedException(string reason) : Exception(reason);

@@ -195,8 +195,10 @@ internal static class ReleaseEndpoints
                 .AsNoTracking().FirstOrDefaultAsync(context.RequestAborted) is { } sent)
         {
             held.Dispose();
-            // Answered with the copy: a read of it, audited as any other (as a report sent again is).
-            await ReportEndpoints.RecordReadAsync(audit, viewer, [sent], context, time);
+            // Answered with the copy: a read of it, audited as any other (as a report sent again is), but marked as the
+            // original too: the entry's path and the answer's releasedFrom name it (the copy has no protected source).
+            await audit.RecordReadAsync(viewer, "report", [(sent.Id, Math.Max(sent.Classification, original.Classification), sent.Caveats | original.Caveats)],
+                context.Request.Path + context.Request.QueryString, time.GetUtcNow().UtcDateTime, context.RequestAborted);
             return TypedResults.Ok(sent.ToDto(joined, viewer, directory, markings, new HashSet<Guid> { original.Id }));
         }
 

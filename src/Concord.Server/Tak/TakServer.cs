@@ -884,8 +884,19 @@ internal sealed class TakServer(
 
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        if (await db.DeviceCertificates.SingleOrDefaultAsync(c => c.Thumbprint == session.Certificate, cancellationToken) is not { } certificate
-            || DeviceAccess.Read(certificate.LastAccess) is not { } last)
+        if (await db.DeviceCertificates.SingleOrDefaultAsync(c => c.Thumbprint == session.Certificate, cancellationToken) is not { } certificate)
+        {
+            return;
+        }
+
+        // A certificate connecting for the first time may be a renewed or re-issued one on a device that held records under
+        // an earlier certificate of the member's (a yearly renewal; a new one after a disable, which revokes them all): what
+        // the member's latest connection knew stands for it, so that the device is told what the member lost meanwhile.
+        // (On a new device this withdraws what it never had, which it ignores.)
+        var lastAccess = certificate.LastAccess ?? await db.DeviceCertificates.AsNoTracking()
+            .Where(c => c.MemberId == certificate.MemberId && c.Thumbprint != certificate.Thumbprint && c.LastAccess != null)
+            .OrderByDescending(c => c.IssuedAt).Select(c => c.LastAccess).FirstOrDefaultAsync(cancellationToken);
+        if (DeviceAccess.Read(lastAccess) is not { } last)
         {
             return;
         }
