@@ -289,5 +289,10 @@ public sealed class EarlyWarningTests
         Assert.Equal(At(2009, 1), ForecastService.PanelStart([At(1990, 3), At(1995, 7), .. history, At(2022, 12)], end));
         // A later incident than the end (a month in progress) is no part of it.
         Assert.Equal(At(2020, 1), ForecastService.PanelStart([At(2020, 1), At(2022, 1), At(2026, 1)], end));
+
+        // Nor are the cells of incidents before the start (the mistyped report's) in the panel: only quiet months there.
+        ConflictEvent[] events = [new(-29.1, 35.1, At(2001, 1), 0, false), new(4.4, 18.6, At(2022, 6, 15), 1, false), new(5.6, 20.6, At(2022, 9), 0, false)];
+        var start = ForecastService.PanelStart(events.Select(e => e.At), end);
+        Assert.Equal([PrioGrid.Gid(4.4, 18.6), PrioGrid.Gid(5.6, 20.6)], ForecastService.CellsOf(events, start, end.AddMonths(1)).Order());
     }
 }

@@ -164,9 +164,17 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
 
         var months = Panel.MonthsFrom(start, end);
         var cellsUntil = new DateTime(start.Year, start.Month, 1, 0, 0, 0, DateTimeKind.Utc).AddMonths(cellsBefore?.Invoke(months) ?? months);
-        cells.UnionWith(events.Where(e => e.At < cellsUntil).Select(e => PrioGrid.Gid(e.Latitude, e.Longitude)));
+        cells.UnionWith(CellsOf(events, start, cellsUntil));
         return new Built(Panel.Build(events, [.. cells], start, end), incidents.Count);
     }
+
+    /// <summary>
+    /// The cells of the incidents from <paramref name="start"/> (the panel's first month) up to <paramref name="until"/>. An
+    /// incident before the panel (a stretch <see cref="PanelStart"/> left out, a report mistyped as years back) would bring
+    /// in a cell of nothing but quiet months, to the fit and to the Risk layer.
+    /// </summary>
+    internal static IEnumerable<int> CellsOf(IEnumerable<ConflictEvent> events, DateTime start, DateTime until) =>
+        events.Where(e => e.At >= start && e.At < until).Select(e => PrioGrid.Gid(e.Latitude, e.Longitude));
 
     /// <summary>The longest history the panel holds: UCDP's own record starts in 1989, and older months only add quiet ones.</summary>
     public const int MaxHistoryYears = 40;
