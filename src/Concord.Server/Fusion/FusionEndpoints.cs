@@ -423,6 +423,7 @@ internal static class FusionEndpoints
 
         // A closed incident takes no reports, as fusion gives it none. Judged from the status the analyst is shown: one
         // decided on reports hidden from them is not theirs to be refused by (IncidentSummary.ViewFor).
+        IncidentReport? current = null;
         if (body.Decision == "accept")
         {
             var target = await db.Incidents.AsNoTracking().SingleAsync(i => i.Id == proposal.IncidentId, context.RequestAborted);
@@ -433,9 +434,10 @@ internal static class FusionEndpoints
 
             // Nor does a report leave a closed incident (as a closed incident is neither split nor merged into another: the
             // report would be open to fusion again, the closing lost for it).
-            var leaving = await db.IncidentReports.AsNoTracking().Where(l => l.ReportId == proposal.ReportId && l.IncidentId != proposal.IncidentId)
-                .Join(db.Incidents.AsNoTracking(), l => l.IncidentId, i => i.Id, (l, i) => i).SingleOrDefaultAsync(context.RequestAborted);
-            if (leaving is not null && (await db.AsSeenByAsync([leaving], viewer, context.RequestAborted)).Single().Status == IncidentStatus.Closed)
+            current = await db.IncidentReports.SingleAsync(l => l.ReportId == proposal.ReportId, context.RequestAborted);
+            if (current.IncidentId != proposal.IncidentId
+                && await db.Incidents.AsNoTracking().SingleAsync(i => i.Id == current.IncidentId, context.RequestAborted) is var leaving
+                && (await db.AsSeenByAsync([leaving], viewer, context.RequestAborted)).Single().Status == IncidentStatus.Closed)
             {
                 return Problems.Field("decision", "the report's incident is closed: reopen it (set its status) before the report leaves it", StatusCodes.Status409Conflict);
             }
@@ -462,8 +464,7 @@ internal static class FusionEndpoints
                 other.Decision = "rejected";
             }
 
-            var current = await db.IncidentReports.SingleAsync(l => l.ReportId == proposal.ReportId, context.RequestAborted);
-            if (current.IncidentId != proposal.IncidentId)
+            if (current!.IncidentId != proposal.IncidentId)
             {
                 moved = await MoveAsync(db, current, proposal, now, context.RequestAborted);
                 if (moved.Value.FromRemoved)
