@@ -1204,6 +1204,27 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_tasks_move_keeps_its_reason_until_the_next_move_as_the_audit_counts_it()
+    {
+        var id = await AssignedTaskAsync("Check the road to the Bambari market", "UNCLASSIFIED");
+        var unpol = server.ClientFor("unpol");
+
+        var (moved, body) = await unpol.PostJson($"/api/tasks/{id}/status", new { status = "done", reason = "Road cleared at 14:00; the market reopened." });
+        Assert.True(moved.StatusCode == HttpStatusCode.OK, body.ToString());
+        Assert.Equal("Road cleared at 14:00; the market reopened.", body.GetProperty("reason").GetString());
+        Assert.Equal("Road cleared at 14:00; the market reopened.", (await server.ClientFor("joc").GetJson($"/api/tasks/{id}")).Body.GetProperty("reason").GetString());
+        var entry = await server.WithDbAsync(db => db.Audit.AsNoTracking().SingleAsync(a => a.EntityId == id && a.Action == AuditActions.Status));
+        Assert.Contains("\"reason\":\"43 characters\"", entry.Detail, StringComparison.Ordinal);
+
+        // Moved on without a reason, the last one no longer stands for it.
+        var other = await AssignedTaskAsync("Check the ford at Kouango", "UNCLASSIFIED");
+        await unpol.PostJson($"/api/tasks/{other}/status", new { status = "acknowledged", reason = "On our way." });
+        var (again, againBody) = await unpol.PostJson($"/api/tasks/{other}/status", new { status = "in-progress" });
+        Assert.True(again.StatusCode == HttpStatusCode.OK, againBody.ToString());
+        Assert.False(againBody.TryGetProperty("reason", out _), againBody.ToString());
+    }
+
+    [Fact]
     public async Task A_comment_made_while_the_task_moves_is_kept()
     {
         var id = await AssignedTaskAsync("Check the water point at the camp", "UNCLASSIFIED");
@@ -1341,6 +1362,97 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var nowhere = Assert.Single(queries, a => a.Detail.Contains(unknown.ToString(), StringComparison.OrdinalIgnoreCase));
         var asker = await server.WithDbAsync(db => db.Members.AsNoTracking().SingleAsync(m => m.UserName == "jocadmin"));
         Assert.Equal((asker.Clearance, asker.Caveats), (nowhere.Classification, nowhere.Caveats));
+    }
+
+    [Fact]
+    public async Task A_member_of_an_organisation_added_behind_the_servers_back_may_record_a_patrol_and_a_meeting_at_once()
+    {
+        // The organisation and its member were added by the command line (or another node) a moment ago: this server's
+        // directory does not hold the organisation yet, and the patrol's and meeting's own organisation was read from it.
+        var code = "NEW" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var user = "new" + Guid.NewGuid().ToString("N")[..6];
+        // Their change rows are taken out before the commit: this server's feed followers would otherwise read the directory
+        // again at once, and the test would depend on whether they came first.
+        var secret = await server.WithDbAsync(async db =>
+        {
+            var time = server.Services.GetRequiredService<TimeProvider>();
+            Accounts.Member? member;
+            await using (var transaction = await db.Database.BeginTransactionAsync())
+            {
+                var (organization, error) = await Organizations.OrganizationAdmin.AddAsync(db, code, "New battalion", "military", null, time, CancellationToken.None);
+                Assert.Null(error);
+                await db.SaveChangesAsync();
+                (member, var memberError) = await Accounts.MemberAdmin.AddAsync(db, new Accounts.NewMember(user, code, null, ["reporter"], "UNCLASSIFIED", [], TestServer.Password),
+                    server.Services.GetRequiredService<ClassificationScheme>(), server.Services.GetRequiredService<CaveatRegistry>(), time, CancellationToken.None);
+                Assert.Null(memberError);
+                await db.SaveChangesAsync();
+                await db.Changes.Where(c => c.EntityId == organization!.Id || c.EntityId == member!.Id).ExecuteDeleteAsync();
+                await transaction.CommitAsync();
+            }
+
+            db.ChangeTracker.Clear();
+            return (await Accounts.AccessTokens.CreateAsync(db, server.Services.GetRequiredService<AuditChain>(), null, member!, "tests", TimeSpan.FromHours(1), time, CancellationToken.None)).Item2;
+        });
+        Assert.Null(server.Services.GetRequiredService<MissionDirectory>().OrganizationByCode(code));
+        var client = server.Anonymous();
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", secret);
+
+        var (patrol, patrolBody) = await client.PostJson("/api/patrols", new
+        {
+            name = "First patrol of " + code,
+            route = new[] { new[] { 22.3, 6.9 }, new[] { 22.4, 7.0 } },
+            startsAt = Clock.GetUtcNow().AddHours(1),
+            endsAt = Clock.GetUtcNow().AddHours(3),
+        });
+        Assert.True(patrol.StatusCode == HttpStatusCode.Created, patrolBody.ToString());
+        Assert.Equal([code], patrolBody.GetProperty("organizations").EnumerateArray().Select(o => o.GetString()));
+        var (meeting, meetingBody) = await client.PostJson("/api/meetings", new { title = "Arrival briefing of " + code, heldAt = Clock.GetUtcNow().AddHours(-1) });
+        Assert.True(meeting.StatusCode == HttpStatusCode.Created, meetingBody.ToString());
+    }
+
+    [Fact]
+    public async Task A_meeting_given_the_id_of_a_hidden_incident_does_not_make_a_task_listed_beside_it_name_that_incident()
+    {
+        // Meeting ids are the client's: OCHA gives its meeting the id of a JOC-only incident it learnt of. Its action item
+        // and a task of OCHA's linked to that incident are listed on one page: the visible meeting must not make the task
+        // name the incident OCHA may not see.
+        var hidden = await IncidentOfAsync("joc", Api.Report(latitude: 44.5, longitude: -118.5, marking: Api.Marking("CONFIDENTIAL", ["org:JOC"]), narrative: "Informant reports arms cache."));
+        var (created, meeting) = await server.ClientFor("ocha").PostJson("/api/meetings", new
+        {
+            id = hidden,
+            title = "Cluster coordination, Bria",
+            heldAt = Clock.GetUtcNow().AddHours(-1),
+            actionItems = new[] { new { title = "Share the cluster's access map", organization = "OCHA", dueAt = (DateTimeOffset?)null } },
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, meeting.ToString());
+        var now = Clock.GetUtcNow().UtcDateTime;
+        var linked = Guid.NewGuid();
+        await server.WithDbAsync(async db =>
+        {
+            var task = new CoordinationTask
+            {
+                Id = linked,
+                Title = "Follow the incident up",
+                OrganizationId = await db.Organizations.Where(o => o.Code == "OCHA").Select(o => o.Id).SingleAsync(),
+                Role = TaskRoles.Assigned,
+                Status = TaskStatuses.Open,
+                IncidentId = hidden,
+                CreatedBy = "test",
+                CreatedAt = now,
+                UpdatedAt = now,
+                Classification = 0,
+                ReleasableTo = Releasability.Encode(["org:OCHA"]),
+                Caveats = 0,
+            };
+            task.Reschedule();
+            db.Tasks.Add(task);
+            return await db.SaveChangesAsync();
+        });
+
+        var tasks = await TasksAsync("ocha", "organization=OCHA&open=true&limit=500");
+        Assert.Equal(hidden, Id(tasks.Single(t => t.TryGetProperty("meeting", out var m) && m.GetGuid() == hidden), "meeting"));
+        var task = tasks.Single(t => Id(t) == linked);
+        Assert.False(task.TryGetProperty("incident", out _), task.ToString());
     }
 
     [Fact]
@@ -2094,6 +2206,47 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(TaskStatuses.Done, await server.WithDbAsync(db => db.Tasks.Where(t => t.Id == lead).Select(t => t.Status).SingleAsync()));
     }
 
+    [Fact]
+    public async Task Closing_an_incident_closes_its_open_routed_tasks_so_they_do_not_escalate_and_reopening_routes_it_anew()
+    {
+        var (area, lat, lon) = await AreaAsync(-78);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var hoax = await IncidentOfAsync("unpol", Api.Report(latitude: lat - 0.4, longitude: lon - 0.4, marking: mission, narrative: "Shots reported at the northern crossing."));
+        var real = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.4, longitude: lon + 0.4, marking: mission, narrative: "Clash near the eastern mine."));
+        var hoaxTask = Id((await WaitForAsync(() => TasksAsync("force", $"incident={hoax}"), t => t.Count == 1, "the first incident's lead task")).Single());
+        var realTask = Id((await WaitForAsync(() => TasksAsync("force", $"incident={real}"), t => t.Count == 1, "the second incident's lead task")).Single());
+
+        // Both miss their acknowledgement: the JOC is told of each.
+        Advance(TimeSpan.FromMinutes(31));
+        var notice = await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.AsNoTracking().Where(t => t.EscalatedItemId == hoaxTask).ToListAsync()), n => n.Count == 1, "the first incident's notice");
+        await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == realTask)), n => n == 1, "the second incident's notice");
+
+        // The first is then closed as a hoax: its lead task is closed with it, with the reason, and the notice of its miss.
+        var (closed, body) = await server.ClientFor("joc").PostJson($"/api/incidents/{hoax}/status", new { status = "closed" });
+        Assert.True(closed.StatusCode == HttpStatusCode.OK, body.ToString());
+        await RouterPassedAsync();
+        // (The JOC's notice of its miss names the incident too, released as widely: the mission.)
+        static bool Lead(JsonElement t) => t.GetProperty("role").GetString() == TaskRoles.Lead;
+        var task = (await TasksAsync("force", $"incident={hoax}")).Single(Lead);
+        Assert.Equal(TaskStatuses.Done, task.GetProperty("status").GetString());
+        Assert.Equal("its incident was closed", task.GetProperty("reason").GetString());
+        var closedNotice = await server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.Id == notice[0].Id));
+        Assert.Equal((TaskStatuses.Done, "its incident was closed"), (closedNotice.Status, closedNotice.Reason));
+
+        // Past the response deadline both would have missed: only the open incident's task escalates again.
+        Advance(TimeSpan.FromMinutes(90));
+        await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == realTask)), n => n == 2, "the second incident's second notice");
+        Assert.Equal(1, await server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == hoaxTask)));
+
+        // Reopened, it is routed again, due from its reopening.
+        var (reopened, reopenedBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{hoax}/status", new { status = "verified" });
+        Assert.True(reopened.StatusCode == HttpStatusCode.OK, reopenedBody.ToString());
+        var tasks = await WaitForAsync(() => TasksAsync("force", $"incident={hoax}"), t => t.Count(Lead) == 2, "the reopened incident's new lead task");
+        var fresh = tasks.Where(Lead).Single(t => Id(t) != hoaxTask);
+        Assert.NotEqual(TaskStatuses.Done, fresh.GetProperty("status").GetString());
+    }
+
     /// <summary>
     /// An urgent medevac the police ask of the force, for the two of them, under an agreement that sends a missed
     /// acknowledgement (10 minutes) to the JOC; the clock is moved past it. Returns the request and the JOC's notice.
@@ -2121,6 +2274,43 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         return (requestId, (await WaitForAsync(() => TasksAsync("joc", "organization=JOC&limit=500"), t => t.Any(IsNotice), "the request's escalation notice")).Single(IsNotice));
     }
 
+    /// <summary>A routine request of the police's: the agreement that set its terms, and the time it is given to acknowledge.</summary>
+    private async Task<(string? Agreement, TimeSpan Acknowledge)> TermsOfARequestAsync(string type, string addressee)
+    {
+        var (created, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
+        {
+            type,
+            title = "Support for the Kaga-Bandoro police post",
+            details = "Before the convoy season.",
+            priority = "routine",
+            addressee,
+            location = new { latitude = 6.99, longitude = 19.18 },
+            windowStart = Clock.GetUtcNow().AddDays(1),
+            windowEnd = Clock.GetUtcNow().AddDays(3),
+        });
+        Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
+        var deadlines = request.GetProperty("deadlines");
+        return (deadlines.TryGetProperty("agreement", out var agreement) ? agreement.GetString() : null,
+            deadlines.GetProperty("acknowledgeBy").GetDateTimeOffset() - request.GetProperty("createdAt").GetDateTimeOffset());
+    }
+
+    [Fact]
+    public async Task An_assistance_rule_for_a_kind_written_with_spaces_and_capitals_sets_the_terms_of_requests_to_that_kind()
+    {
+        // Validation accepts "KIND: Military " (as it accepts " force "): kept as typed, the rule never matched a request.
+        var code = await AgreementAsync([], [new { types = new[] { "transport" }, addressee = " KIND: Military ", acknowledgeMinutes = 17, respondMinutes = 70, escalateTo = "joc" }]);
+        try
+        {
+            var (_, agreement) = await server.ClientFor("jocadmin").GetJson($"/api/agreements/{code}");
+            Assert.Equal("kind:military", agreement[0].GetProperty("assistance")[0].GetProperty("addressee").GetString());
+            Assert.Equal((code, TimeSpan.FromMinutes(17)), await TermsOfARequestAsync("transport", "kind:military"));
+        }
+        finally
+        {
+            await RetireAsync(code);
+        }
+    }
+
     [Fact]
     public async Task Of_two_agreements_with_equally_specific_rules_for_a_request_the_one_first_by_code_sets_its_terms()
     {
@@ -2131,21 +2321,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var first = await AgreementAsync([], [new { types = new[] { "security-assessment" }, addressee = "FORCE", acknowledgeMinutes = 25, respondMinutes = 50 }], "SOP-AA" + suffix);
         try
         {
-            var (created, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
-            {
-                type = "security-assessment",
-                title = "Assessment of the Kaga-Bandoro road",
-                details = "Before the convoy season.",
-                priority = "routine",
-                addressee = "FORCE",
-                location = new { latitude = 6.99, longitude = 19.18 },
-                windowStart = Clock.GetUtcNow().AddDays(1),
-                windowEnd = Clock.GetUtcNow().AddDays(3),
-            });
-            Assert.True(created.StatusCode == HttpStatusCode.Created, request.ToString());
-            var deadlines = request.GetProperty("deadlines");
-            Assert.Equal(first, deadlines.GetProperty("agreement").GetString());
-            Assert.Equal(request.GetProperty("createdAt").GetDateTimeOffset().AddMinutes(25), deadlines.GetProperty("acknowledgeBy").GetDateTimeOffset());
+            Assert.Equal((first, TimeSpan.FromMinutes(25)), await TermsOfARequestAsync("security-assessment", "FORCE"));
         }
         finally
         {

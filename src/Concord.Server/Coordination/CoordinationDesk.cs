@@ -173,8 +173,18 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         return wanted.Count == 0 ? [] : await db.Members.Where(m => wanted.Contains(m.Id)).ToDictionaryAsync(m => m.Id, m => m.UserName, cancellationToken);
     }
 
-    // The records the tasks and requests of this request link to that its viewer may see (SeeLinksAsync).
-    private readonly HashSet<Guid> _visibleLinks = [];
+    // The records the tasks and requests of this request link to that its viewer may see (SeeLinksAsync), by kind: clients
+    // choose the ids of requests and meetings, so one id may name a hidden incident and a visible meeting.
+    private readonly HashSet<(LinkKind Kind, Guid Id)> _visibleLinks = [];
+
+    /// <summary>The kinds of record a task, request or patrol links to.</summary>
+    public enum LinkKind
+    {
+        Incident,
+        Request,
+        Meeting,
+        Report,
+    }
 
     /// <summary>
     /// Reads which of the records <paramref name="tasks"/> and <paramref name="requests"/> link to (incidents, requests,
@@ -186,23 +196,24 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
     {
         var taskList = tasks.ToList();
         var requestList = requests.ToList();
-        List<Guid> Ids(IEnumerable<Guid?> ids) => [.. ids.OfType<Guid>().Where(id => !_visibleLinks.Contains(id)).Distinct()];
-        var incidents = Ids(taskList.Select(t => t.IncidentId).Concat(requestList.Select(r => r.IncidentId)));
-        var linkedRequests = Ids(taskList.Select(t => t.RequestId));
-        var meetings = Ids(taskList.Select(t => t.MeetingId));
+        List<Guid> Ids(LinkKind kind, IEnumerable<Guid?> ids) => [.. ids.OfType<Guid>().Where(id => !_visibleLinks.Contains((kind, id))).Distinct()];
+        void See(LinkKind kind, List<Guid> visible) => _visibleLinks.UnionWith(visible.Select(id => (kind, id)));
+        var incidents = Ids(LinkKind.Incident, taskList.Select(t => t.IncidentId).Concat(requestList.Select(r => r.IncidentId)));
+        var linkedRequests = Ids(LinkKind.Request, taskList.Select(t => t.RequestId));
+        var meetings = Ids(LinkKind.Meeting, taskList.Select(t => t.MeetingId));
         if (incidents.Count > 0)
         {
-            _visibleLinks.UnionWith(await db.VisibleIncidents(db.Incidents.Where(i => incidents.Contains(i.Id)), viewer).Select(i => i.Id).ToListAsync(cancellationToken));
+            See(LinkKind.Incident, await db.VisibleIncidents(db.Incidents.Where(i => incidents.Contains(i.Id)), viewer).Select(i => i.Id).ToListAsync(cancellationToken));
         }
 
         if (linkedRequests.Count > 0)
         {
-            _visibleLinks.UnionWith(await db.Requests.VisibleTo(viewer).Where(r => linkedRequests.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken));
+            See(LinkKind.Request, await db.Requests.VisibleTo(viewer).Where(r => linkedRequests.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken));
         }
 
         if (meetings.Count > 0)
         {
-            _visibleLinks.UnionWith(await db.Meetings.VisibleTo(viewer).Where(m => meetings.Contains(m.Id)).Select(m => m.Id).ToListAsync(cancellationToken));
+            See(LinkKind.Meeting, await db.Meetings.VisibleTo(viewer).Where(m => meetings.Contains(m.Id)).Select(m => m.Id).ToListAsync(cancellationToken));
         }
     }
 
@@ -213,22 +224,22 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
     /// </summary>
     public async Task SeeReportsAsync(Viewer viewer, IEnumerable<Patrol> patrols, CancellationToken cancellationToken)
     {
-        var reports = patrols.Select(p => p.ReportId).OfType<Guid>().Where(id => !_visibleLinks.Contains(id)).Distinct().ToList();
+        var reports = patrols.Select(p => p.ReportId).OfType<Guid>().Where(id => !_visibleLinks.Contains((LinkKind.Report, id))).Distinct().ToList();
         if (reports.Count > 0)
         {
-            _visibleLinks.UnionWith(await db.Reports.VisibleTo(viewer).Where(r => reports.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken));
+            _visibleLinks.UnionWith((await db.Reports.VisibleTo(viewer).Where(r => reports.Contains(r.Id)).Select(r => r.Id).ToListAsync(cancellationToken)).Select(id => (LinkKind.Report, id)));
         }
     }
 
     /// <summary>The id of a record a task, request or patrol links to, if its viewer may see it (read by <see cref="SeeLinksAsync"/> or <see cref="SeeReportsAsync"/>).</summary>
-    public Guid? Link(Guid? id) => id is { } value && _visibleLinks.Contains(value) ? value : null;
+    public Guid? Link(LinkKind kind, Guid? id) => id is { } value && _visibleLinks.Contains((kind, value)) ? value : null;
 
     public TaskDto ToDto(CoordinationTask t, Viewer viewer, IReadOnlyDictionary<Guid, string> members, IReadOnlyList<CommentDto>? comments = null) => new(
         t.Id, t.Title, t.Description, OrganizationCode(t.OrganizationId), t.MemberId is { } m ? members.GetValueOrDefault(m) : null, t.Role, t.Status, t.ReasonFor(viewer),
         // A task's escalation notice names the task's incident as it was raised: the scheduler raises one only for an
         // escalation organisation every report of that incident is released to. A request's notice (its escalated item is
         // the request it names) had no such check, and other tasks name only what the viewer may see.
-        t.Role == TaskRoles.Escalation && t.EscalatedItemId != t.RequestId ? t.IncidentId : Link(t.IncidentId), Link(t.RequestId), Link(t.MeetingId), t.EscalatedItemId, t.Category, directory.Area(t.AreaId)?.Code, Deadlines(t), t.CreatedBy,
+        t.Role == TaskRoles.Escalation && t.EscalatedItemId != t.RequestId ? t.IncidentId : Link(LinkKind.Incident, t.IncidentId), Link(LinkKind.Request, t.RequestId), Link(LinkKind.Meeting, t.MeetingId), t.EscalatedItemId, t.Category, directory.Area(t.AreaId)?.Code, Deadlines(t), t.CreatedBy,
         Utc(t.CreatedAt), Utc(t.UpdatedAt), markings.ToDto(t), comments);
 
     public RequestDto ToDto(AssistanceRequest r, Viewer viewer, IReadOnlyDictionary<Guid, string> members)
@@ -240,7 +251,7 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
             r.Id, r.Type, r.Title, r.Details, r.Priority, OrganizationCode(r.RequesterOrganizationId), members.GetValueOrDefault(r.RequesterMemberId, "?"),
             r.AddresseeOrganizationId is { } a ? OrganizationCode(a) : null, r.AddresseeKind, r.AssignedOrganizationId is { } s ? OrganizationCode(s) : null,
             r.Latitude is { } lat && r.Longitude is { } lon ? new PointInput(lat, lon) : null, route, Utc(r.WindowStart), Utc(r.WindowEnd), r.Status, r.Reason,
-            criteria, requesterKind is { } k && RequestRules.NeedsLastResort(k, AddresseeKind(r)), RequestRules.NeedsEscortCriteria(r.Type), Link(r.IncidentId),
+            criteria, requesterKind is { } k && RequestRules.NeedsLastResort(k, AddresseeKind(r)), RequestRules.NeedsEscortCriteria(r.Type), Link(LinkKind.Incident, r.IncidentId),
             Deadlines(r), Utc(r.CreatedAt), Utc(r.UpdatedAt), markings.ToDto(r), Actions(r, viewer));
     }
 

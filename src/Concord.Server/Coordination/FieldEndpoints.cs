@@ -47,7 +47,7 @@ internal static class FieldEndpoints
     /// <summary>A patrol as its viewer sees it: its report named only if they may read it (read first: <see cref="CoordinationDesk.SeeReportsAsync"/>).</summary>
     private static PatrolDto ToDto(Patrol p, CoordinationDesk desk, IReadOnlyList<PatrolTrackDto>? tracks = null) => new(
         p.Id, p.Name, CoordinationDesk.Codes(p.Organizations), Releasability.Decode(p.Members), JsonSerializer.Deserialize<List<double[]>>(p.RouteJson) ?? [],
-        CoordinationDesk.Utc(p.StartsAt), CoordinationDesk.Utc(p.EndsAt), p.Status, p.Reason, desk.Link(p.ReportId), p.CreatedBy, CoordinationDesk.Utc(p.UpdatedAt),
+        CoordinationDesk.Utc(p.StartsAt), CoordinationDesk.Utc(p.EndsAt), p.Status, p.Reason, desk.Link(CoordinationDesk.LinkKind.Report, p.ReportId), p.CreatedBy, CoordinationDesk.Utc(p.UpdatedAt),
         desk.Markings.ToDto(p), tracks);
 
     private static async Task<Results<Ok<Page<PatrolDto>>, ProblemHttpResult>> ListPatrols(HttpContext context, Viewer viewer, CoordinationDesk desk, CursorKeys cursors)
@@ -134,6 +134,22 @@ internal static class FieldEndpoints
         return TypedResults.Ok(ToDto(stored, desk));
     }
 
+    /// <summary>
+    /// The viewer's own organisation; the directory is read again (at once: a signed-in member's organisation is in the store)
+    /// when it does not hold it yet.
+    /// </summary>
+    private static async Task<Organization> OwnOrganizationAsync(Viewer viewer, CoordinationDesk desk, CancellationToken cancellationToken)
+    {
+        if (desk.Directory.Organization(viewer.OrganizationId) is { } known)
+        {
+            return known;
+        }
+
+        await desk.Directory.ReloadAsync(force: true, cancellationToken);
+        return desk.Directory.Organization(viewer.OrganizationId)
+            ?? throw new InvalidOperationException($"the organisation {viewer.OrganizationCode} of a signed-in member is not in the store");
+    }
+
     private static async Task<Results<Created<PatrolDto>, Ok<PatrolDto>, ProblemHttpResult>> CreatePatrolAsync(HttpContext context, Viewer viewer, CoordinationDesk desk, NewPatrol body)
     {
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
@@ -141,7 +157,9 @@ internal static class FieldEndpoints
         var organizations = await OrganizationsAsync(body.Organizations, "organizations", desk, errors, context.RequestAborted);
         if (!organizations.Any(o => o.Id == viewer.OrganizationId))
         {
-            organizations.Insert(0, desk.Directory.Organization(viewer.OrganizationId)!);
+            // By code: one by id is not reloaded, and an organisation added by another node or the command line moments ago
+            // is not in the directory yet (the insert of a null failed as a server error).
+            organizations.Insert(0, await OwnOrganizationAsync(viewer, desk, context.RequestAborted));
         }
 
         var members = new List<string>();
@@ -402,7 +420,7 @@ internal static class FieldEndpoints
     /// Where a filed patrol report is: the report, to those who may read it; else the patrol (filing again after a dropped
     /// link finds the report another participant filed, which may be marked stricter than the patrol).
     /// </summary>
-    private static string FiledAt(Patrol patrol, CoordinationDesk desk) => desk.Link(patrol.ReportId) is { } report ? $"/api/reports/{report}" : $"/api/patrols/{patrol.Id}";
+    private static string FiledAt(Patrol patrol, CoordinationDesk desk) => desk.Link(CoordinationDesk.LinkKind.Report, patrol.ReportId) is { } report ? $"/api/reports/{report}" : $"/api/patrols/{patrol.Id}";
 
     /// <summary>Whether the viewer's organisation takes part in the patrol (or, to move it, the viewer is a mission administrator).</summary>
     private static bool Participates(Patrol patrol, Viewer viewer, bool administratorsToo = true) =>
@@ -560,7 +578,7 @@ internal static class FieldEndpoints
         var participants = await OrganizationsAsync(body.Participants, "participants", desk, errors, cancellationToken);
         if (!participants.Any(o => o.Id == viewer.OrganizationId))
         {
-            participants.Insert(0, desk.Directory.Organization(viewer.OrganizationId)!);
+            participants.Insert(0, await OwnOrganizationAsync(viewer, desk, cancellationToken));
         }
 
         var decisions = (body.Decisions ?? []).Select(d => d?.Trim() ?? "").ToList();

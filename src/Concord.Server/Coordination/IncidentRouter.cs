@@ -314,6 +314,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         _withheld.TryAdd(key, 0);
     }
 
+    /// <summary>Why a routed task was closed with its incident.</summary>
+    public const string IncidentClosedReason = "its incident was closed";
+
     private async Task<FollowedTasks> FollowIncidentsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, bool accessChanged, CancellationToken cancellationToken)
     {
         // Escalation notices of the incident's tasks too: raised under the incident's marking then, widened to the
@@ -331,7 +334,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         }
 
         var markings = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id))
-            .Select(i => new { i.Id, i.Classification, i.ReleasableTo, i.Caveats, i.Title, i.Category, i.AreaId, i.CreatedAt }).ToDictionaryAsync(i => i.Id, cancellationToken);
+            .Select(i => new { i.Id, i.Classification, i.ReleasableTo, i.Caveats, i.Title, i.Category, i.AreaId, i.CreatedAt, i.Status }).ToDictionaryAsync(i => i.Id, cancellationToken);
         List<Agreement>? agreements = null;
         var reach = await IncidentReach.ReadAsync(db, tasks
             .Where(t => markings.TryGetValue(t.IncidentId!.Value, out var m)
@@ -356,10 +359,13 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 : reach.Reaches(task.IncidentId, m.ReleasableTo, to, directory) ? EscalationScheduler.NoticeReleasableTo(m.ReleasableTo, to.Code)
                 : m.ReleasableTo;
             var open = task.Role != TaskRoles.Escalation && task.Status is not (TaskStatuses.Done or TaskStatuses.Declined);
+            // A closed incident (a hoax, an event over) is worked on by nobody: its routed tasks left open would escalate as
+            // their organisations' misses. Reopened, it is routed anew (the key is given up), due from its reopening.
+            var incidentClosed = open && m.Status == Incidents.IncidentStatus.Closed;
             var unchanged = m.Classification == task.Classification && releasableTo == task.ReleasableTo && m.Caveats == task.Caveats
                 && m.Title == task.Title && m.Category == task.Category && m.AreaId == task.AreaId;
             // Unchanged, a task is judged again only when the organisations or members around it may have changed.
-            if (unchanged && !(accessChanged && open))
+            if (unchanged && !(accessChanged && open) && !incidentClosed)
             {
                 continue;
             }
@@ -390,7 +396,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 task.UpdatedAt = now;
             }
 
-            var reason = open ? await WithdrawnAsync(db, task, unread, cancellationToken) : null;
+            var reason = incidentClosed ? IncidentClosedReason : open ? await WithdrawnAsync(db, task, unread, cancellationToken) : null;
             if (reason is null && open && moved && task.RoutingKey is not null && task.Role is TaskRoles.Lead or TaskRoles.Supporting)
             {
                 // As routing judges it (the agreements in force when the incident was recorded): a task left open where the
@@ -427,7 +433,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         {
             if (notice.EscalatedItemId is { } item && withdrawn.TryGetValue(item, out var reason))
             {
-                audit.Add(notice.CloseBySystem($"its task was {reason}", now));
+                audit.Add(notice.CloseBySystem(reason == IncidentClosedReason ? reason : $"its task was {reason}", now));
             }
         }
 

@@ -29,8 +29,11 @@ internal sealed record AgreementCoordination(IReadOnlyList<ResponsibilityRule>? 
     public AgreementCoordination Normalized()
     {
         static string? Code(string? code) => code?.Trim().ToUpperInvariant();
+        // A kind as its token ("kind: Military" is kind:military): the request terms compare it with the addressee's kind.
         static string? Addressee(string? addressee) =>
-            addressee?.Trim() is { } trimmed && !trimmed.StartsWith("kind:", StringComparison.OrdinalIgnoreCase) ? trimmed.ToUpperInvariant() : addressee?.Trim();
+            addressee?.Trim() is not { } trimmed ? null
+            : !trimmed.StartsWith("kind:", StringComparison.OrdinalIgnoreCase) ? trimmed.ToUpperInvariant()
+            : OrganizationKinds.TryParse(trimmed[5..], out var kind) ? Community.Kind(kind) : trimmed;
         return new AgreementCoordination(
             Responsibilities?.Select(r => r with { Lead = Code(r.Lead), Supporting = r.Supporting?.Select(s => Code(s)!).ToList(), EscalateTo = Code(r.EscalateTo) }).ToList(),
             Assistance?.Select(a => a with { Addressee = Addressee(a.Addressee), EscalateTo = Code(a.EscalateTo) }).ToList());
@@ -119,7 +122,9 @@ internal static class Responsibilities
             {
                 var addressee = rule.Addressee?.Trim() ?? "";
                 var byOrganization = addresseeCode is not null && string.Equals(addressee, addresseeCode, StringComparison.OrdinalIgnoreCase);
-                var byKind = addresseeKind is { } kind && string.Equals(addressee, Community.Kind(kind), StringComparison.OrdinalIgnoreCase)
+                // Parsed, not compared as text: an agreement stored before its rules were normalised may hold "kind: military".
+                var byKind = addresseeKind is { } kind && addressee.StartsWith("kind:", StringComparison.OrdinalIgnoreCase)
+                    && OrganizationKinds.TryParse(addressee[5..], out var ruleKind) && ruleKind == kind
                     && (addresseeCode is not null
                         ? agreement.Parties.Contains(Releasability.Pattern(Community.Organization(addresseeCode)), StringComparison.Ordinal)
                         : PartyCodes(agreement).Any(code => kindOf(code) == kind));

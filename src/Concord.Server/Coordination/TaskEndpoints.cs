@@ -352,10 +352,9 @@ internal static class TaskEndpoints
         var from = task.Status;
         var now = desk.Now;
         task.Status = to;
-        if (to == TaskStatuses.Declined)
-        {
-            task.GiveReason(reason);
-        }
+        // Each move's reason is kept (and shown) until the next move, as a request's and a patrol's are: the audit entry
+        // counts its words, which the record holds.
+        task.GiveReason(reason is { Length: > 0 } ? reason : null);
 
         if (to == TaskStatuses.Acknowledged)
         {
