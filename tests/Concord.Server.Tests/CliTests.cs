@@ -106,6 +106,10 @@ public abstract class CliTests : IAsyncLifetime
         // Disabling the member revoked the token: the member's entry names it.
         var disabling = await checkDb.Audit.Where(e => e.Entity == "member" && e.Detail.Contains("\"disabled\":true")).ToListAsync();
         Assert.Contains(disabling, e => e.Detail.Contains(stored.Id.ToString(), StringComparison.Ordinal) && e.Detail.Contains(thumbprint, StringComparison.Ordinal));
+        // Each change of the member (its creation, three sets) names it as its record, as the API's do (?record= finds
+        // them), with its values after the change.
+        Assert.Equal(4, await checkDb.Audit.CountAsync(e => e.Entity == "member" && e.EntityId == member.Id));
+        Assert.Contains(disabling, e => e.Detail.Contains("\"disabledByMission\":true", StringComparison.Ordinal) && e.Detail.Contains("\"displayName\":", StringComparison.Ordinal));
 
         // A credential made is in the audit, by the system (the command line), never with its secret; revoked again by
         // 'token revoke' after the disable revoked it, nothing more is recorded.
@@ -794,6 +798,8 @@ public sealed class CliTests_Sqlite : CliTests
         // A mistyped --data made an empty store fixed to this run's classification scheme, and the verb then found nobody.
         var nowhere = Path.Combine(DataDirectory, "typo");
         var ged = Path.Combine(AppContext.BaseDirectory, "reference", "ucdp", "ged231_caf_events.csv");
+        var agreement = Path.Combine(DataDirectory, "agreement.json");
+        await File.WriteAllTextAsync(agreement, """{"code":"SOP-1","name":"Security SOP","parties":["JOC"],"rules":[]}""");
         foreach (var args in new[]
         {
             new[] { "token", "create", "--user", "someone" },
@@ -801,6 +807,9 @@ public sealed class CliTests_Sqlite : CliTests
             ["user", "set", "--user", "someone", "--disable"],
             ["cert", "issue", "--user", "someone"],
             ["import", "--file", ged, "--format", "ged", "--user", "someone"],
+            // An organisation's member, and an agreement between parties, need what a new store does not hold.
+            ["user", "add", "--user", "someone", "--org", "JOC"],
+            ["agreement", "add", "--file", agreement],
         })
         {
             var run = await Run([.. args, "--data", nowhere]);
@@ -812,6 +821,57 @@ public sealed class CliTests_Sqlite : CliTests
         // So its scheme is still to be chosen.
         var nato = await Run(["migrate", "--classification", "nato", "--data", nowhere]);
         Assert.True(nato.Exit == 0, nato.Errors);
+    }
+
+    [Fact]
+    public async Task A_certificate_authority_that_cannot_be_read_is_said_in_one_line()
+    {
+        await Run(["org", "add", "--code", "pol", "--name", "Police", "--kind", "police", .. StoreArguments]);
+        await Run(["user", "add", "--user", "patrol.two", "--org", "POL", "--roles", "reporter", .. StoreArguments]);
+        var certs = Path.Combine(DataDirectory, "certs-two");
+        var first = await Run(["cert", "issue", "--user", "patrol.two", "--out", certs, .. StoreArguments]);
+        Assert.True(first.Exit == 0, first.Errors);
+        Assert.Empty(Directory.GetFiles(Path.Combine(DataDirectory, "keys", "tak"), "*.new"));
+
+        // Cut short (a disk full, a copy stopped half-way): a stack trace and exit 134 were all the operator got.
+        var authority = Path.Combine(DataDirectory, "keys", "tak", "ca.pfx");
+        var bytes = await File.ReadAllBytesAsync(authority);
+        await File.WriteAllBytesAsync(authority, bytes[..(bytes.Length / 2)]);
+        var again = await Run(["cert", "issue", "--user", "patrol.two", "--out", certs, .. StoreArguments]);
+
+        Assert.Equal(1, again.Exit);
+        Assert.Contains($"{authority} cannot be read as a certificate and key", again.Errors, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", again.Errors, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task A_new_store_is_readable_by_its_owner_only()
+    {
+        // It holds every record whatever its marking, the audit, password hashes and the deployment's keys: made readable
+        // by everyone (0644 in a 0755 folder), any account on the machine could read it with sqlite3.
+        var data = Path.Combine(DataDirectory, "private");
+        var migrate = await Run(["migrate", "--data", data]);
+        Assert.True(migrate.Exit == 0, migrate.Errors);
+        var ownerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        Assert.Equal(ownerOnly | UnixFileMode.UserExecute, File.GetUnixFileMode(data));
+        Assert.Equal(ownerOnly, File.GetUnixFileMode(Path.Combine(data, "concord.db")));
+        // An existing folder (the repository's data/, which holds the demo's sources) keeps its mode; the file is still private.
+        var shared = Path.Combine(DataDirectory, "shared");
+        Directory.CreateDirectory(shared);
+        File.SetUnixFileMode(shared, ownerOnly | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        var org = await Run(["org", "add", "--code", "pol", "--name", "Police", "--kind", "police", "--data", shared]);
+        Assert.True(org.Exit == 0, org.Errors);
+        Assert.Equal(ownerOnly, File.GetUnixFileMode(Path.Combine(shared, "concord.db")));
+        // SQLite gives its journal files the database file's mode (the server writes in WAL mode).
+        await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(shared, "concord.db")};Pooling=False"))
+        {
+            await connection.OpenAsync();
+            await using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA journal_mode=WAL; UPDATE organizations SET name = name;";
+            await command.ExecuteNonQueryAsync();
+            Assert.Equal(ownerOnly, File.GetUnixFileMode(Path.Combine(shared, "concord.db-wal")));
+        }
     }
 
     internal override string[] StoreArguments => ["--data", DataDirectory];
@@ -951,6 +1011,7 @@ public sealed class CommandLineTests
     [InlineData(new[] { "cert", "issue", "--user", "a", "--port", "70000" }, "--port must be a port number")]
     [InlineData(new[] { "serve", "--tile-url", "http://tiles/x.png" }, "--tile-url 'http://tiles/x.png' must contain {z}, {x} and {y}")]
     [InlineData(new[] { "serve", "--tile-dir", "/nonexistent/tiles" }, "--tile-dir '/nonexistent/tiles' is not a directory")]
+    [InlineData(new[] { "serve", "--tile-url", "http://tiles.mission/{z}/{x}/{y}.png", "--tile-dir", "/tmp" }, "--tile-url and --tile-dir each give the map its tiles: give one")]
     [InlineData(new[] { "serve", "--no-tak", "--tak-port", "9000" }, "--tak-port contradicts --no-tak")]
     [InlineData(new[] { "serve", "--no-tak", "--tak-tcp-port", "8087", "--tak-tcp-user", "viewer" }, "--tak-tcp-port contradicts --no-tak")]
     [InlineData(new[] { "serve", "--tak-tcp-user", "viewer" }, "--tak-tcp-user needs --tak-tcp-port")]
@@ -969,6 +1030,39 @@ public sealed class CommandLineTests
         Assert.Equal(2, exit);
         Assert.Contains(reason, errors);
         Assert.Contains("usage: concord", errors);
+    }
+
+    [Fact]
+    public async Task An_interrupted_forecast_evaluation_exits_130_and_writes_nothing()
+    {
+        // It ignored Ctrl+C: a back-test over a whole GED file ran to its end, wrote its files and exited 0.
+        var directory = Directory.CreateTempSubdirectory("concord-evaluation-").FullName;
+        try
+        {
+            using var interrupted = new CancellationTokenSource();
+            await interrupted.CancelAsync();
+            var (output, errors) = (new StringWriter(), new StringWriter());
+            var exit = await Commands.RunAsync(["forecast", "evaluate", "--out", directory], output, errors, interrupted.Token);
+
+            Assert.Equal(130, exit);
+            Assert.Contains("interrupted", errors.ToString(), StringComparison.Ordinal);
+            Assert.Empty(Directory.GetFiles(directory));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_password_in_the_connection_string_is_warned_of_and_not_repeated()
+    {
+        // A serving process keeps its command line, readable by every user of the machine (ps, /proc), for months.
+        var (exit, _, errors) = await CliTests.Run(["migrate", "--store", "postgres", "--connection", "Host=127.0.0.1;Port=1;Database=concord;Username=concord;Password=s3cret-Pw;Timeout=3"]);
+
+        Assert.Equal(1, exit);
+        Assert.Contains("the password in --connection is visible to other users", errors, StringComparison.Ordinal);
+        Assert.DoesNotContain("s3cret-Pw", errors, StringComparison.Ordinal);
     }
 
     [Theory]

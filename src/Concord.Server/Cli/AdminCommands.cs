@@ -155,9 +155,21 @@ internal static class AdminCommands
 
             var (tokensRevoked, certificatesRevoked) = await MemberCredentials.EndAsync(db, member.Id, passwordSet: false, invocation.Has("--disable"),
                 services.GetRequiredService<TimeProvider>(), cancellationToken);
+            // With the member as the entry's record and its values after the change, as the API's are (found by ?record=).
             await SaveAuditedAsync(services, db, "member",
-                new { updated = member.UserName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled, tokensRevoked, certificatesRevoked },
-                cancellationToken, invocation.Has("--disable") ? d => MemberCredentials.RevokeIssuedMeanwhileAsync(d, member.Id, services.GetRequiredService<TimeProvider>(), cancellationToken) : null);
+                new
+                {
+                    updated = member.UserName,
+                    displayName = member.DisplayName,
+                    roles = member.Roles,
+                    clearance = member.Clearance,
+                    caveats = member.Caveats,
+                    disabled = member.Disabled,
+                    disabledByMission = member.DisabledByMission,
+                    tokensRevoked,
+                    certificatesRevoked,
+                },
+                cancellationToken, record: member.Id, beforeSave: invocation.Has("--disable") ? d => MemberCredentials.RevokeIssuedMeanwhileAsync(d, member.Id, services.GetRequiredService<TimeProvider>(), cancellationToken) : null);
             await output.WriteLineAsync($"{member.UserName}: {member.Roles}; clearance {markings.Scheme.Label(member.Clearance)}; caveats {string.Join(",", markings.Caveats.CodesOf(member.Caveats)) switch { "" => "none", var c => c }}{(member.Disabled ? "; disabled" : "")}");
             return 0;
         }
@@ -258,7 +270,12 @@ internal static class AdminCommands
                 return 1;
             }
 
-            await services.PrepareStoreAsync(cancellationToken);
+            // An agreement names parties, which a store that is not there has none of.
+            if (!await Commands.PrepareHeldStoreAsync(services, errors, cancellationToken))
+            {
+                return 1;
+            }
+
             var directory = services.GetRequiredService<MissionDirectory>();
             var (parties, problems) = await AdminEndpoints.ValidateAgreementAsync(request, directory, services.GetRequiredService<MarkingFormat>(), cancellationToken);
             if (problems.Count > 0)
@@ -290,10 +307,13 @@ internal static class AdminCommands
         }
     }
 
-    /// <summary>Saves with an audit entry by the system; <paramref name="beforeSave"/> runs inside the audit chain's transaction.</summary>
+    /// <summary>
+    /// Saves with an audit entry by the system, naming <paramref name="record"/> when the change has one (a member);
+    /// <paramref name="beforeSave"/> runs inside the audit chain's transaction.
+    /// </summary>
     internal static Task SaveAuditedAsync(IServiceProvider services, ConcordDb db, string entity, object detail, CancellationToken cancellationToken,
-        Func<ConcordDb, Task>? beforeSave = null) =>
+        Guid? record = null, Func<ConcordDb, Task>? beforeSave = null) =>
         services.GetRequiredService<AuditChain>().SaveAsync(db,
-            [Audits.Entry(null, AuditActions.Administer, entity, null, AuditMarking.None, services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime, Audits.Detail(detail))],
+            [Audits.Entry(null, AuditActions.Administer, entity, record, AuditMarking.None, services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime, Audits.Detail(detail))],
             cancellationToken, beforeSave);
 }

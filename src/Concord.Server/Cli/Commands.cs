@@ -70,6 +70,13 @@ internal static class Commands
             return await CommandLine.RefuseAsync(errors, invocation.Verb, error);
         }
 
+        if (invocation["--connection"] is { } connection && new Npgsql.NpgsqlConnectionStringBuilder(connection).Password is { Length: > 0 })
+        {
+            // As for --password: a serving process keeps its command line, readable by every user of the machine, for months.
+            await errors.WriteLineAsync("concord: warning: the password in --connection is visible to other users of this machine while Concord runs; "
+                + "keep it in a PostgreSQL password file instead (~/.pgpass, mode 0600, or Passfile=PATH in the connection string)");
+        }
+
         if (invocation.Verb == "demo" && invocation.Has("--seed-only") && CommandLine.ServingOnly.FirstOrDefault(invocation.Has) is { } serving)
         {
             // Taken and ignored, it would look applied: --urls with --seed-only listens nowhere.
@@ -96,7 +103,7 @@ internal static class Commands
                 "group add" => await AdminCommands.AddGroupAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 "agreement add" => await AdminCommands.AddAgreementAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 "forecast" => await EarlyWarning.ForecastCommands.RunAsync(CoreServices(options), output, errors, cancellationToken),
-                "forecast evaluate" => await EarlyWarning.ForecastCommands.EvaluateAsync(invocation, output, errors),
+                "forecast evaluate" => await EarlyWarning.ForecastCommands.EvaluateAsync(invocation, output, errors, cancellationToken),
                 "import" => await Import.ImportCommand.RunAsync(CoreServices(options), invocation, output, errors, cancellationToken),
                 _ => throw new InvalidOperationException($"verb '{invocation.Verb}' has no handler"),
             };
@@ -107,7 +114,7 @@ internal static class Commands
             await errors.WriteLineAsync($"concord: the store refused the change: {e.GetBaseException().Message}");
             return 1;
         }
-        catch (Exception e) when (e is SchemeMismatchException or Demo.DemoSeedException or StoreBusyException or StoreTooNewException or StoreUnsuitableException)
+        catch (Exception e) when (e is SchemeMismatchException or Demo.DemoSeedException or StoreBusyException or StoreTooNewException or StoreUnsuitableException or Tak.TakKeyFileException)
         {
             await errors.WriteLineAsync("concord: " + e.Message);
             return 1;
@@ -202,6 +209,13 @@ internal static class Commands
         }
 
         var tileUrl = invocation["--tile-url"];
+        if (tileUrl is not null && tileDirectory is not null)
+        {
+            // One would be ignored: the map shows one source of tiles.
+            error = "--tile-url and --tile-dir each give the map its tiles: give one";
+            return false;
+        }
+
         if (tileUrl is not null && !(tileUrl.Contains("{z}", StringComparison.Ordinal) && tileUrl.Contains("{x}", StringComparison.Ordinal) && tileUrl.Contains("{y}", StringComparison.Ordinal)))
         {
             error = $"--tile-url '{tileUrl}' must contain {{z}}, {{x}} and {{y}}";
@@ -427,7 +441,12 @@ internal static class Commands
     private static async Task<int> AddUserAsync(Invocation invocation, ServerOptions options, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
     {
         await using var services = CoreServices(options);
-        await services.PrepareStoreAsync(cancellationToken);
+        // A member belongs to an organisation, which a store that is not there has none of (a mistyped --data).
+        if (!await PrepareHeldStoreAsync(services, errors, cancellationToken))
+        {
+            return 1;
+        }
+
         var fromEnvironment = Environment.GetEnvironmentVariable("CONCORD_PASSWORD");
         var generated = invocation["--password"] is null && string.IsNullOrEmpty(fromEnvironment);
         var password = invocation["--password"] ?? (generated ? MemberAdmin.GeneratePassword() : fromEnvironment!);
@@ -443,7 +462,8 @@ internal static class Commands
         }
 
         await AdminCommands.SaveAuditedAsync(services, scope.ServiceProvider.GetRequiredService<ConcordDb>(), "member",
-            new { created = member.UserName, organization = invocation["--org"]!.ToUpperInvariant(), displayName = member.DisplayName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats }, cancellationToken);
+            new { created = member.UserName, organization = invocation["--org"]!.ToUpperInvariant(), displayName = member.DisplayName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats },
+            cancellationToken, record: member.Id);
         await output.WriteLineAsync($"added member {member.UserName} ({member.Roles}; clearance {options.Classification.Label(member.Clearance)})");
         if (generated)
         {

@@ -86,7 +86,7 @@ internal static class TakCommands
             {
                 await AdminCommands.SaveAuditedAsync(services, db, "certificate",
                     new { issued = thumbprint, member = member.UserName, expiresAt = certificate.NotAfter.ToUniversalTime() }, cancellationToken,
-                    async d =>
+                    beforeSave: async d =>
                     {
                         if (await d.Members.AsNoTracking().AnyAsync(m => m.Id == member.Id && m.Disabled, cancellationToken))
                         {

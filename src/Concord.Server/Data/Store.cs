@@ -47,13 +47,47 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
         }
     }
 
+    /// <summary>
+    /// Creates a SQLite store's directory (owner only) and its file, empty, readable and writable by its owner only: the
+    /// file holds every record whatever its marking, the audit, members' password hashes and the deployment's keys, and
+    /// SQLite gives its journal files the database file's permissions. Left as they are when they exist (an operator may
+    /// have set them, for a backup account say).
+    /// </summary>
+    internal static void CreatePrivately(string file)
+    {
+        var directory = Path.GetDirectoryName(Path.GetFullPath(file))!;
+        if (OperatingSystem.IsWindows())
+        {
+            Directory.CreateDirectory(directory);
+            return;
+        }
+
+        if (!Directory.Exists(directory))
+        {
+            Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+
+        try
+        {
+            using var created = new FileStream(file, new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.Write,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            });
+        }
+        catch (IOException) when (File.Exists(file))
+        {
+            // There already (or made meanwhile by another process): kept as it is.
+        }
+    }
+
     /// <summary>Creates the directory or database the store needs, if it is missing.</summary>
     public async Task EnsureExistsAsync(CancellationToken cancellationToken)
     {
         if (Kind == StoreKind.Sqlite)
         {
-            var file = new SqliteConnectionStringBuilder(ConnectionString).DataSource;
-            Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+            CreatePrivately(new SqliteConnectionStringBuilder(ConnectionString).DataSource);
             return;
         }
 

@@ -12,7 +12,7 @@ internal sealed record WindowScore(string Model, int Year, int Forecasts, double
 internal static class Backtest
 {
     public static (List<WindowScore> Scores, List<(double Probability, bool Happened)> Calibration) Run(
-        Panel panel, IReadOnlyList<IForecaster> forecasters, int firstYear, int lastYear, string calibrated)
+        Panel panel, IReadOnlyList<IForecaster> forecasters, int firstYear, int lastYear, string calibrated, CancellationToken cancellationToken = default)
     {
         var scores = new List<WindowScore>();
         var calibration = new List<(double, bool)>();
@@ -29,6 +29,8 @@ internal static class Backtest
 
             foreach (var forecaster in forecasters)
             {
+                // A long back-test (a whole GED file from its first years) is interrupted by Ctrl+C between two fits.
+                cancellationToken.ThrowIfCancellationRequested();
                 // The leakage guard: nothing at or after the window's first month is learnt from.
                 forecaster.Fit(panel, firstTarget - 1);
                 double crps = 0, brier = 0;

@@ -34,7 +34,7 @@ internal static class ForecastCommands
         }
     }
 
-    public static async Task<int> EvaluateAsync(Invocation invocation, TextWriter output, TextWriter errors)
+    public static async Task<int> EvaluateAsync(Invocation invocation, TextWriter output, TextWriter errors, CancellationToken cancellationToken = default)
     {
         var ged = invocation["--file"] ?? Path.Combine(DemoMission.ReferenceDirectory, "ucdp", "ged231_caf_events.csv");
         var areas = invocation["--areas"] ?? Path.Combine(DemoMission.ReferenceDirectory, "geo", "ne10m_admin1_caf.geojson");
@@ -70,7 +70,7 @@ internal static class ForecastCommands
         ForecastEvaluation.Result result;
         try
         {
-            result = ForecastEvaluation.Run(ged, areas, from, to);
+            result = ForecastEvaluation.Run(ged, areas, from, to, cancellationToken);
         }
         catch (ForecastEvaluation.Refused e)
         {

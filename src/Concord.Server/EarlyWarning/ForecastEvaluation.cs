@@ -23,7 +23,7 @@ internal static class ForecastEvaluation
     /// <summary>The data cannot answer what was asked (no events, held-out years outside what it covers): said in one line.</summary>
     public sealed class Refused(string message) : Exception(message);
 
-    public static Result Run(string gedPath, string areasPath, int firstYear, int lastYear)
+    public static Result Run(string gedPath, string areasPath, int firstYear, int lastYear, CancellationToken cancellationToken = default)
     {
         var events = new List<ConflictEvent>();
         var rejected = 0;
@@ -32,6 +32,7 @@ internal static class ForecastEvaluation
         {
             foreach (var row in GedReader.Read(reader))
             {
+                cancellationToken.ThrowIfCancellationRequested();
                 if (row.Event is { } e)
                 {
                     events.Add(new ConflictEvent(e.Latitude, e.Longitude, e.DateStart, e.Best, e.TypeOfViolence == 3));
@@ -76,7 +77,7 @@ internal static class ForecastEvaluation
         var end = new DateTime(lastYear, 12, 1, 0, 0, 0, DateTimeKind.Utc);
         var panel = Panel.Build(events, cells, start, end);
         var concord = Forecasters()[0].Name;
-        var (scores, calibration) = Backtest.Run(panel, Forecasters(), firstYear, lastYear, concord);
+        var (scores, calibration) = Backtest.Run(panel, Forecasters(), firstYear, lastYear, concord, cancellationToken);
         return new Result(panel, scores, calibration, rejected, firstRejected);
     }
 

@@ -276,15 +276,33 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
     private X509Certificate2 LoadOrCreate(string file, Func<X509Certificate2> create)
     {
         var path = Path.Combine(Directory, file);
-        if (File.Exists(path))
+        if (!File.Exists(path))
+        {
+            System.IO.Directory.CreateDirectory(Directory);
+            // Written aside and renamed into place: a run stopped half-way through the write left a truncated authority
+            // that every later run took for the deployment's, and failed on. Another process that made one meanwhile keeps its own.
+            var written = $"{path}.{Guid.NewGuid():N}.new";
+            WritePrivate(written, create().Export(X509ContentType.Pkcs12));
+            try
+            {
+                File.Move(written, path, overwrite: false);
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                File.Delete(written);
+            }
+        }
+
+        try
         {
             return X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.Exportable);
         }
-
-        System.IO.Directory.CreateDirectory(Directory);
-        var certificate = create();
-        WritePrivate(path, certificate.Export(X509ContentType.Pkcs12));
-        return X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.Exportable);
+        catch (CryptographicException e)
+        {
+            throw new TakKeyFileException(
+                $"{path} cannot be read as a certificate and key ({e.Message}): restore it from a backup of the data folder"
+                + (file == "ca.pfx" ? " (a new authority, made by removing it, means issuing every device's certificate again)" : " (removed, it is made again at the next start)"));
+        }
     }
 
     private X509Certificate2 CreateAuthority()
@@ -352,3 +370,6 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         }
     }
 }
+
+/// <summary>A TAK key file of the deployment that is there but cannot be read (truncated, overwritten): said in one line.</summary>
+internal sealed class TakKeyFileException(string message) : Exception(message);
