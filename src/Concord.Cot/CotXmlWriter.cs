@@ -50,7 +50,7 @@ internal static class CotXmlWriter
         }
 
         Name(output, name);
-        XmlText.WriteEscaped(output, value, attribute: true);
+        XmlText.WriteAttributeValue(output, value);
         output.Write("\""u8);
     }
 

@@ -89,7 +89,7 @@ internal static class DetailCanonicalizer
                         }
                         else if (level == 2 && state.InFlowTags && state.FlowTagName is not null)
                         {
-                            (state.FlowTagChildren ??= []).Add(new(state.FlowTagName, state.FlowTagText ?? string.Empty));
+                            (state.FlowTagChildren ??= []).Add(new(state.FlowTagName, state.FlowTagText?.ToString() ?? string.Empty));
                             state.FlowTagName = null;
                         }
 
@@ -104,7 +104,9 @@ internal static class DetailCanonicalizer
                         break;
 
                     case XmlNodeType.Whitespace:
-                        state.PendingWhitespace = state.PendingWhitespace is null ? reader.Value : state.PendingWhitespace + reader.Value;
+                        // Gathered, not concatenated: comments and processing instructions split a run of whitespace
+                        // into thousands of nodes, and each concatenation copied the whole run again.
+                        (state.PendingWhitespace ??= new StringBuilder()).Append(reader.Value);
                         break;
 
                     default:
@@ -235,7 +237,7 @@ internal static class DetailCanonicalizer
 
         public Previous Previous { get; set; } = Previous.StartTag;
 
-        public string? PendingWhitespace { get; set; }
+        public StringBuilder? PendingWhitespace { get; set; }
 
         public int ChildStart { get; set; }
 
@@ -257,7 +259,7 @@ internal static class DetailCanonicalizer
 
         public string? FlowTagName { get; set; }
 
-        public string? FlowTagText { get; set; }
+        public StringBuilder? FlowTagText { get; set; }
 
         public List<KeyValuePair<string, string>>? FlowTagChildren { get; set; }
 
@@ -280,7 +282,7 @@ internal static class DetailCanonicalizer
 
         public void FlushWhitespace(StringBuilder xml)
         {
-            if (PendingWhitespace is { } whitespace)
+            if (PendingWhitespace?.ToString() is { } whitespace)
             {
                 PendingWhitespace = null;
                 AppendCapturedText(whitespace);
@@ -306,7 +308,7 @@ internal static class DetailCanonicalizer
 
             if (InFlowTags && FlowTagName is not null)
             {
-                FlowTagText = FlowTagText is null ? text : FlowTagText + text;
+                (FlowTagText ??= new StringBuilder()).Append(text);
             }
         }
     }

@@ -97,10 +97,21 @@ public static class TakCotConversion
         TakStatus? status = null;
         TakTakv? takv = null;
         TakTrack? track = null;
+        // Counted once: asked for each node, it scanned every node again (thousands of empty elements cost tens of
+        // milliseconds per event sent to a protocol-v1 device).
+        var occurrences = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var node in nodes)
+        {
+            if (TypedNames.Contains(node.Name))
+            {
+                occurrences[node.Name] = occurrences.GetValueOrDefault(node.Name) + 1;
+            }
+        }
+
         for (var i = 0; i < nodes.Length; i++)
         {
             var node = nodes[i];
-            if (node.Attributes is null || node.HasContent || !OccursOnce(nodes, node.Name))
+            if (node.Attributes is null || node.HasContent || occurrences.GetValueOrDefault(node.Name) != 1)
             {
                 continue;
             }
@@ -241,19 +252,10 @@ public static class TakCotConversion
         xml.Append("/>");
     }
 
-    private static bool OccursOnce(DetailNode[] nodes, string name)
-    {
-        var count = 0;
-        foreach (var node in nodes)
-        {
-            if (node.Name == name && ++count > 1)
-            {
-                return false;
-            }
-        }
 
-        return count == 1;
-    }
+    // The detail elements TakMessage carries as typed fields.
+    private static readonly System.Collections.Frozen.FrozenSet<string> TypedNames =
+        System.Collections.Frozen.FrozenSet.Create(StringComparer.Ordinal, "contact", "__group", "precisionlocation", "status", "takv", "track");
 
     private static bool OnlyAttributes(DetailNode node, params ReadOnlySpan<string> allowed)
     {

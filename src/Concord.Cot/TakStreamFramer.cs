@@ -27,7 +27,8 @@ public sealed class TakStreamFramer
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxPayloadBytes, 16);
         MaxPayloadBytes = maxPayloadBytes;
-        _buffer = new byte[Math.Min(maxPayloadBytes + 16, 8192)];
+        // (maxPayloadBytes + 16 overflowed for int.MaxValue.)
+        _buffer = new byte[Math.Min(maxPayloadBytes, 8192 - 16) + 16];
     }
 
     public int MaxPayloadBytes { get; }

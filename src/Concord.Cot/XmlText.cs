@@ -3,8 +3,9 @@ using System.Text;
 
 namespace Concord.Cot;
 
-// Escaping for the canonical form we write: attribute values double-quoted, with the characters that
-// attribute-value normalisation would otherwise eat (tab, CR, LF) written as character references.
+// Escaping for the canonical form we write: the characters that attribute-value normalisation would otherwise eat
+// (tab, CR, LF) written as character references, and no character escaped that XML lets stand, so that what was read
+// within a limit is written back within it.
 internal static class XmlText
 {
     private static SearchValues<char> AttributeSpecials { get; } = SearchValues.Create(SpecialChars(attribute: true));
@@ -41,34 +42,53 @@ internal static class XmlText
 
     internal static void AppendAttribute(StringBuilder builder, string name, string value)
     {
-        builder.Append(' ').Append(name).Append("=\"");
-        AppendEscaped(builder, value, attribute: true);
-        builder.Append('"');
+        var quote = QuoteFor(value);
+        builder.Append(' ').Append(name).Append('=').Append(quote);
+        Append(builder, value, quote);
+        builder.Append(quote);
     }
 
-    internal static void AppendEscaped(StringBuilder builder, ReadOnlySpan<char> value, bool attribute)
+    /// <summary>
+    /// The quote a detail attribute is written in: the one the value holds fewer of ('"' on a tie), each written as a
+    /// five-character reference. A value read from an attribute is then written no longer than it was read: a raw quote
+    /// in it came from an attribute in the other quote, and the quote it was read in needed a reference at least as long.
+    /// </summary>
+    internal static char QuoteFor(ReadOnlySpan<char> value) => value.Count('\'') < value.Count('"') ? '\'' : '"';
+
+    internal static void AppendEscaped(StringBuilder builder, ReadOnlySpan<char> value, bool attribute) => Append(builder, value, attribute ? '"' : Text);
+
+    // The quote of an attribute, or Text for character data.
+    private const char Text = '\0';
+
+    private static void Append(StringBuilder builder, ReadOnlySpan<char> value, char quote)
     {
-        var specials = attribute ? AttributeSpecials : TextSpecials;
+        var specials = quote == Text ? TextSpecials : AttributeSpecials;
+        var start = 0;
         while (true)
         {
-            var at = value.IndexOfAny(specials);
-            if (at < 0)
+            var found = value[start..].IndexOfAny(specials);
+            if (found < 0)
             {
-                builder.Append(value);
+                builder.Append(value[start..]);
                 return;
             }
 
-            builder.Append(value[..at]);
+            var at = start + found;
+            builder.Append(value[start..at]);
             var c = value[at];
             var consumed = 1;
             switch (c)
             {
                 case '&': builder.Append("&amp;"); break;
                 case '<': builder.Append("&lt;"); break;
-                case '>': builder.Append("&gt;"); break;
-                case '"': builder.Append("&quot;"); break;
-                case '\t': builder.Append(attribute ? "&#9;" : "\t"); break;
-                case '\n': builder.Append(attribute ? "&#10;" : "\n"); break;
+                // Legal as it is in text but after "]]" (the end of a CDATA section): escaped, the 64 KiB a device may send
+                // grew fourfold and could no longer be read back under the same limit. What was written before is looked
+                // at, not this value alone: a text comes in pieces (its CDATA sections, its character references).
+                case '>': builder.Append(builder.Length >= 2 && builder[^1] == ']' && builder[^2] == ']' ? "&gt;" : ">"); break;
+                case '"': builder.Append(quote == '"' ? "&#34;" : "\""); break;
+                case '\'': builder.Append(quote == '\'' ? "&#39;" : "'"); break;
+                case '\t': builder.Append(quote != Text ? "&#9;" : "\t"); break;
+                case '\n': builder.Append(quote != Text ? "&#10;" : "\n"); break;
                 case '\r': builder.Append("&#13;"); break;
                 default:
                     if (char.IsHighSurrogate(c) && at + 1 < value.Length && char.IsLowSurrogate(value[at + 1]))
@@ -81,14 +101,14 @@ internal static class XmlText
                     throw new ArgumentException(InvalidCharacter(c), nameof(value));
             }
 
-            value = value[(at + consumed)..];
+            start = at + consumed;
         }
     }
 
-    // Utf8 variant for the serializer's hot path.
-    internal static void WriteEscaped(IBufferWriter<byte> output, ReadOnlySpan<char> value, bool attribute)
+    // Utf8 variant for the serializer's hot path: the event's own attributes, always in double quotes.
+    internal static void WriteAttributeValue(IBufferWriter<byte> output, ReadOnlySpan<char> value)
     {
-        var specials = attribute ? AttributeSpecials : TextSpecials;
+        var specials = AttributeSpecials;
         while (true)
         {
             var at = value.IndexOfAny(specials);
@@ -105,10 +125,10 @@ internal static class XmlText
             {
                 case '&': output.Write("&amp;"u8); break;
                 case '<': output.Write("&lt;"u8); break;
-                case '>': output.Write("&gt;"u8); break;
-                case '"': output.Write("&quot;"u8); break;
-                case '\t': output.Write(attribute ? "&#9;"u8 : "\t"u8); break;
-                case '\n': output.Write(attribute ? "&#10;"u8 : "\n"u8); break;
+                case '"': output.Write("&#34;"u8); break;
+                case '\'': output.Write("'"u8); break;
+                case '\t': output.Write("&#9;"u8); break;
+                case '\n': output.Write("&#10;"u8); break;
                 case '\r': output.Write("&#13;"u8); break;
                 default:
                     if (char.IsHighSurrogate(c) && at + 1 < value.Length && char.IsLowSurrogate(value[at + 1]))
@@ -176,11 +196,8 @@ internal static class XmlText
             chars.Append(c);
         }
 
-        chars.Append("&<>");
-        if (attribute)
-        {
-            chars.Append('"');
-        }
+        // '>' needs no reference in an attribute, and in text only after "]]".
+        chars.Append(attribute ? "&<\"'" : "&<>");
 
         for (var c = '\uD800'; c <= '\uDFFF'; c++)
         {

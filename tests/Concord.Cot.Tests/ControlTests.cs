@@ -60,14 +60,29 @@ public sealed class ControlTests
     }
 
     [Fact]
-    public void A_version_request_whose_detail_grows_past_the_limit_when_escaped_is_no_request_rather_than_an_error()
+    public void A_version_request_whose_detail_grows_past_the_limit_when_written_is_no_request_rather_than_an_error()
     {
-        // 20,000 '>' in a text are 80,000 characters once written back as "&gt;", past the reader's limit for a document.
+        // A namespace declared once on the detail is declared again on each child that uses it (each child stands on
+        // its own): 40 children under a 2,000-character namespace are 80,000 characters, past the reader's limit.
+        var request = CotXml.Parse(
+            "<event version='2.0' uid='big' type='t-x-takp-q' time='2024-01-01T00:00:00Z' start='2024-01-01T00:00:00Z' stale='2024-01-01T00:01:00Z' how='m-g'>" +
+            "<point lat='0' lon='0' hae='0' ce='0' le='0'/><detail xmlns:a='urn:" + new string('n', 2_000) + "'>" + string.Concat(Enumerable.Repeat("<a:x/>", 40)) +
+            "<TakControl><TakRequest version='1'/></TakControl></detail></event>");
+        Assert.True(request.Detail.Xml.Length > CotParseOptions.DefaultMaxDocumentBytes);
+
+        Assert.False(CotControl.TryGetRequestedVersion(request, out _));
+    }
+
+    [Fact]
+    public void A_version_request_with_a_text_full_of_greater_than_signs_is_read_as_one()
+    {
+        // 20,000 '>' are legal in a text; written back as "&gt;" they were 80,000 characters, and the request was lost.
         var request = CotXml.Parse(
             "<event version='2.0' uid='big' type='t-x-takp-q' time='2024-01-01T00:00:00Z' start='2024-01-01T00:00:00Z' stale='2024-01-01T00:01:00Z' how='m-g'>" +
             "<point lat='0' lon='0' hae='0' ce='0' le='0'/><detail><remarks>" + new string('>', 20_000) + "</remarks><TakControl><TakRequest version='1'/></TakControl></detail></event>");
 
-        Assert.False(CotControl.TryGetRequestedVersion(request, out _));
+        Assert.True(CotControl.TryGetRequestedVersion(request, out var version));
+        Assert.Equal(1, version);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 
 namespace Concord.Cot.Tests;
@@ -135,6 +136,39 @@ public sealed class ParserTests
         Assert.Equal(parsed, CotXml.Parse(CotXml.Serialize(parsed)));
     }
 
+    [Theory]
+    [InlineData("<detail><remarks>{0}</remarks></detail>", '>')]
+    [InlineData("<detail><contact callsign='{0}'/></detail>", '"')]
+    [InlineData("<detail><contact callsign=\"{0}\"/></detail>", '\'')]
+    [InlineData("<detail><link relation='{0}'/></detail>", '>')]
+    public void An_event_read_within_the_limit_is_written_back_within_it(string detail, char repeated)
+    {
+        // Characters XML lets stand were escaped when written back ('>' as "&gt;", a '"' inside a single-quoted attribute
+        // as "&quot;"): an event read within the 64 KiB limit came back four to six times longer, refused by the
+        // library's own parser, framer and protobuf reader.
+        var input = Encoding.UTF8.GetBytes(Event(string.Format(CultureInfo.InvariantCulture, detail, new string(repeated, 60_000))));
+        Assert.True(input.Length <= CotParseOptions.DefaultMaxDocumentBytes);
+        var parsed = CotXml.Parse(input);
+
+        var written = CotXml.SerializeToUtf8Bytes(parsed);
+
+        // (The event's own attributes and point are written in their canonical form: a few bytes more or less.)
+        Assert.True(written.Length <= input.Length + 64, $"{written.Length} bytes written for {input.Length} read");
+        Assert.Equal(parsed, CotXml.Parse(written));
+    }
+
+    [Fact]
+    public void The_end_of_a_cdata_section_in_a_text_is_written_escaped()
+    {
+        var parsed = CotXml.Parse(Event("<detail><remarks><![CDATA[a]]]]><![CDATA[>b]]> c > d</remarks></detail>"));
+        Assert.Equal("a]]>b c > d", parsed.Detail.Remarks);
+
+        var written = CotXml.Serialize(parsed);
+
+        Assert.True(written.Contains("a]]&gt;b c > d", StringComparison.Ordinal), written);
+        Assert.Equal(parsed, CotXml.Parse(written));
+    }
+
     [Fact]
     public void Attribute_values_with_newlines_quotes_and_markup_survive_a_round_trip()
     {
@@ -142,7 +176,8 @@ public sealed class ParserTests
         var again = CotXml.Parse(CotXml.Serialize(parsed));
 
         Assert.Equal(parsed, again);
-        Assert.Contains("source=\"a&#10;b&#9;c &quot;q&quot; &lt;/event&gt;\"", again.Detail.Xml, StringComparison.Ordinal);
+        // In the quote the value holds fewer of, and '>' as it is: written no longer than it was read.
+        Assert.Contains("source='a&#10;b&#9;c \"q\" &lt;/event>'", again.Detail.Xml, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -76,6 +76,17 @@ public sealed class TakProtocolTests
     }
 
     [Fact]
+    public void A_stream_framer_with_no_practical_limit_is_made_and_reads_a_frame()
+    {
+        // Its first buffer was sized as limit + 16, which overflowed for int.MaxValue.
+        var framer = new TakStreamFramer(int.MaxValue);
+        framer.Append(Hex("pli", "stream_frame_hex"));
+
+        Assert.True(framer.TryReadPayload(out var payload));
+        Assert.Equal(Hex("pli", "takmessage_v1_hex"), payload.ToArray());
+    }
+
+    [Fact]
     public void Stream_framer_splits_every_vector_out_of_random_chunks()
     {
         var stream = Captures.VectorNames.SelectMany(v => Hex(v, "stream_frame_hex")).ToArray();

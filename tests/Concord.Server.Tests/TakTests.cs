@@ -1173,8 +1173,9 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     [Fact]
     public async Task A_drawing_whose_detail_grows_when_escaped_reaches_TAK_protocol_devices_without_cutting_them()
     {
-        // 17,000 '>' are legal in text and fit the 64 KiB limit as sent; escaped ('&gt;') the detail is four times longer.
-        // Stamping it for a protobuf device parsed it again under the limit and cut that device ("its writer failed").
+        // 17,000 '>' are legal in text and fit the 64 KiB limit as sent; escaped ('&gt;', as the codec wrote them before it
+        // let them stand) the detail was four times longer. Stamping it for a protobuf device parsed it again under the
+        // limit and cut that device ("its writer failed").
         // (Found with a position; positions that large are refused since, as no device sends them: a drawing is not.)
         var colleague = await ForceColleagueAsync();
         await using var receiver = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));

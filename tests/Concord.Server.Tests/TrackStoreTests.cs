@@ -180,7 +180,7 @@ public abstract class TrackStoreTests<TServer>(TServer server) : IClassFixture<T
         var old = Prefix() + "old";
         using (var tracks = NewStore(clock))
         {
-            // '>' is written as "&gt;": 20,000 of them would make a detail too large to send again.
+            // A callsign of 20,000 characters (the listener refuses those over 128; a store written before kept them).
             Assert.True(Update(tracks, Position(cut, clock.GetUtcNow(), TimeSpan.FromHours(1), callsign: new string('>', 20_000)), member));
             Assert.True(Update(tracks, Position(old, clock.GetUtcNow(), TimeSpan.FromHours(1)), member));
             await tracks.FlushAsync(CancellationToken.None);
