@@ -233,6 +233,12 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         var (response, now) = await unpol.GetJson($"/api/early-warning/spikes?at={today}");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.InRange(now.GetProperty("at").GetDateTimeOffset(), DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddMinutes(1));
+
+        // A client's clock a few minutes ahead (within the skew reports allow) ends the window now, not in the future.
+        var ahead = DateTimeOffset.UtcNow.AddMinutes(3).ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        var (aheadResponse, aheadBody) = await unpol.GetJson($"/api/early-warning/spikes?at={Uri.EscapeDataString(ahead)}");
+        Assert.Equal(HttpStatusCode.OK, aheadResponse.StatusCode);
+        Assert.True(aheadBody.GetProperty("at").GetDateTimeOffset() <= DateTimeOffset.UtcNow, aheadBody.GetProperty("at").ToString());
     }
 
     /// <summary>

@@ -260,7 +260,9 @@ internal static class EarlyWarningEndpoints
             var (now, from, until) = (time.GetUtcNow(), reader.Time("at"), reader.Until("at"));
             if ((until > now && from <= now ? now : until) is { } parsed && parsed >= Reports.ReportRules.Earliest && parsed <= now + Reports.ReportRules.ClockSkew)
             {
-                at = parsed.UtcDateTime;
+                // A client's clock a little ahead (within the skew reports are allowed) ends the window now: after now it
+                // would count minutes not yet reported.
+                at = (parsed > now ? now : parsed).UtcDateTime;
             }
             else
             {
