@@ -28,6 +28,8 @@ public sealed class CotXmlFramer
     private static SearchValues<byte> EndTagNameEnd { get; } = SearchValues.Create(" \t\r\n><"u8);
     private static SearchValues<byte> TagSpecials { get; } = SearchValues.Create(">\"'"u8);
 
+    private static ReadOnlySpan<byte> EventName => "event"u8;
+
     private byte[] _buffer;
     private int _start;
     private int _end;
@@ -437,6 +439,16 @@ public sealed class CotXmlFramer
                     var nameEnd = tag[2..].IndexOfAny(EndTagNameEnd);
                     if (nameEnd < 0)
                     {
+                        // Longer than "event" already, it is not that name: the tag's end is looked for from here on, not
+                        // from its '<' again at every read (a long name arriving a byte at a time was scanned quadratically).
+                        if (tag.Length - 2 > EventName.Length)
+                        {
+                            _tagIsEvent = false;
+                            _state = State.EndTag;
+                            _scan = at + tag.Length;
+                            return true;
+                        }
+
                         return false;
                     }
 
@@ -480,6 +492,16 @@ public sealed class CotXmlFramer
                     var nameEnd = tag[1..].IndexOfAny(StartTagNameEnd);
                     if (nameEnd < 0)
                     {
+                        // As for an end tag; a quote in the partial name (no name holds one) keeps the old way, so that it is
+                        // not taken for an attribute's.
+                        if (tag.Length - 1 > EventName.Length && tag[1..].IndexOfAny(TagSpecials) < 0)
+                        {
+                            _tagIsEvent = false;
+                            _state = State.StartTag;
+                            _scan = at + tag.Length;
+                            return true;
+                        }
+
                         return false;
                     }
 

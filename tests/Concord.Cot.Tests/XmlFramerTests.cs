@@ -111,6 +111,27 @@ public sealed class XmlFramerTests
     }
 
     [Fact]
+    public void Long_names_and_names_that_begin_with_event_arriving_a_byte_at_a_time_are_not_events()
+    {
+        // A start or end tag's name longer than "event" is known not to be it before it ends: the framer scans the rest of
+        // the tag from there rather than from its '<' again at every read; a name like "eventually" must not nest.
+        var longName = "x" + new string('a', 5_000);
+        var stream = Tiny.Replace("<detail/>", $"<detail><eventually a='1>'>x</eventually><{longName} b=\"2\"/><eventful/><{longName}>y</{longName}\n></detail>", StringComparison.Ordinal) + Tiny;
+        var framer = new CotXmlFramer();
+        var documents = new List<string>();
+        foreach (var b in Encoding.UTF8.GetBytes(stream))
+        {
+            framer.Append([b]);
+            while (framer.TryReadEvent(out var document))
+            {
+                documents.Add(Encoding.UTF8.GetString(document.Span));
+            }
+        }
+
+        Assert.Equal([stream[..^Tiny.Length], Tiny], documents);
+    }
+
+    [Fact]
     public void Self_closing_event_is_a_whole_document()
     {
         Assert.Equal(["<event uid='x' type='t'/>", Tiny], FrameAll("<event uid='x' type='t'/>" + Tiny));
