@@ -1062,6 +1062,9 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await fixture.Server.AddTrackAsync("joc", uid + "-sc", "JOC-1", lat + 0.03, lon + 0.03, classification: 2);
         await page.WaitForFunctionAsync($"window.concordMap.tracks.includes('{uid}-sc')", null, new() { Timeout = 15_000 });
         await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '2'", null, new() { Timeout = 5_000 });
+        // Each track shows its marking beside its callsign, as every other record on the map does.
+        var tooltips = await page.EvaluateAsync<string[]>("() => { const out = []; window.concordMap.map.eachLayer(l => { const tip = l.getTooltip && l.getTooltip(); if (tip) out.push(String(tip.getContent())); }); return out; }");
+        Assert.Contains(tooltips, tip => tip.StartsWith("JOC-1<br>STRICTLY CONFIDENTIAL", StringComparison.Ordinal));
         await page.UncheckAsync("#layer-tracks");
         await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '1'", null, new() { Timeout = 5_000 });
         // Nor do the incidents once their layer is off: with every layer off, nothing on the map is classified.

@@ -298,7 +298,7 @@
     for (const f of data.features) {
       const [x, y] = f.geometry.coordinates;
       tracks.addLayer(L.circleMarker([y, x], { radius: 6, color: '#0b3d91', weight: 2, fillColor: '#8ab4f8', fillOpacity: 0.9 })
-        .bindTooltip(escapeHtml(f.properties.callsign ?? f.id)));
+        .bindTooltip(`${escapeHtml(f.properties.callsign ?? f.id)}<br>${escapeHtml(f.properties.marking ?? '')}`));
     }
   }
 
