@@ -418,6 +418,44 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Theory]
+    [InlineData("/api/reports?")]
+    [InlineData("/api/reports?limit=5&")]
+    public async Task A_refused_parameter_is_named_as_values_are_shown_not_whole(string path)
+    {
+        // An unknown parameter, and one given twice, came back whole in the problem (its field and its detail), escape
+        // sequences and all.
+        var name = "\u001b[31m" + new string('x', 1_000);
+        var encoded = Uri.EscapeDataString(name);
+        foreach (var query in new[] { $"{encoded}=1", $"{encoded}=1&{encoded}=2" })
+        {
+            var refused = await Server.ClientFor("force").GetAsync(path + query);
+
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            var field = Assert.Single((await refused.Json()).ErrorFields());
+            Assert.True(field.Length <= 40, field);
+            Assert.DoesNotContain(field, char.IsControl);
+            Assert.DoesNotContain(new string('x', 100), await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Following_the_change_feed_from_past_its_end_is_refused_naming_the_end()
+    {
+        // A client that kept a sequence number from a store since restored from an older backup: answered as "read to the
+        // end", it would skip every change up to its number.
+        var end = await Server.WithDbAsync(db => db.Changes.MaxAsync(c => c.Sequence));
+        var (refused, problem) = await Server.ClientFor("force").GetJson($"/api/changes?after={end + 1000}");
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(["after"], problem.ErrorFields());
+        Assert.Contains("past the end of the change feed", problem.GetProperty("errors").GetProperty("after")[0].GetString(), StringComparison.Ordinal);
+
+        // At its end it is read to the end, as before.
+        var (read, page) = await Server.ClientFor("force").GetJson($"/api/changes?after={end}");
+        Assert.Equal(HttpStatusCode.OK, read.StatusCode);
+        Assert.True(page.GetProperty("next").GetInt64() >= end);
+    }
+
+    [Theory]
     [InlineData("/api/reports?q=ambush&q=Bria", "q")]
     [InlineData("/api/incidents?organization=FORCE&organization=UNPOL", "organization")]
     [InlineData("/api/tasks?status=open&status=done", "status")]

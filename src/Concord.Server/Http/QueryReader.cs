@@ -17,9 +17,11 @@ internal sealed class QueryReader(IQueryCollection query, Dictionary<string, str
     /// </summary>
     public static void RefuseOthers(IQueryCollection query, IReadOnlyCollection<string> taken, string what, Dictionary<string, string[]> errors)
     {
+        // Named as values are shown (40 characters, control characters as '?'): the name is the caller's, and came back
+        // whole, twice (the field and the detail), escape sequences and all.
         foreach (var key in query.Keys.Where(k => !taken.Contains(k, StringComparer.OrdinalIgnoreCase)))
         {
-            errors[key] = [taken.Count == 0 ? $"is not a parameter of {what}, which takes none" : $"is not a parameter of {what}, which takes {string.Join(", ", taken)}"];
+            errors[Shown(key)] = [taken.Count == 0 ? $"is not a parameter of {what}, which takes none" : $"is not a parameter of {what}, which takes {string.Join(", ", taken)}"];
         }
     }
 
@@ -32,7 +34,7 @@ internal sealed class QueryReader(IQueryCollection query, Dictionary<string, str
     {
         if (context.Request.Path.StartsWithSegments("/api") && context.Request.Query.Where(p => p.Value.Count > 1).Select(p => p.Key).ToList() is [_, ..] repeated)
         {
-            await Problems.Invalid(repeated.ToDictionary(k => k, _ => new[] { "is given more than once: give it once" }, StringComparer.Ordinal)).ExecuteAsync(context);
+            await Problems.Invalid(repeated.Select(Shown).Distinct(StringComparer.Ordinal).ToDictionary(k => k, _ => new[] { "is given more than once: give it once" }, StringComparer.Ordinal)).ExecuteAsync(context);
             return;
         }
 

@@ -3,6 +3,7 @@ using Concord.Server.Access;
 using Concord.Server.Data;
 using Concord.Server.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Realtime;
 
@@ -51,6 +52,15 @@ internal static class ChangeEndpoints
         var (window, held) = await ChangeWindows.ReadHeldAsync(db, after, limit, time.GetUtcNow().UtcDateTime, context.RequestAborted);
         if (window.Count == 0)
         {
+            // Past the feed's end (a store restored from a backup, or replaced, since the client last read): answered as
+            // "read to the end", the client would skip every change up to its number without a word.
+            // (The end is no secret: "next" passes over every change, seen or not.)
+            if (!held && after > 0 && await db.Changes.MaxAsync(c => (long?)c.Sequence, context.RequestAborted) is var end && after > (end ?? 0))
+            {
+                return Problems.Field("after", string.Create(CultureInfo.InvariantCulture,
+                    $"is past the end of the change feed ({end ?? 0}): the store was restored or replaced since you read it; read your view again, then follow from after={end ?? 0}"));
+            }
+
             return TypedResults.Ok(new ChangePage([], after, held));
         }
 

@@ -123,6 +123,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         var ready = new List<(int Position, ReportWriter.Entry Entry)>();
         byte[]? key = null;
         bool? legacy = null;
+        var given = new HashSet<Guid>();
         for (var i = 0; i < requests.Count; i++)
         {
             var request = requests[i];
@@ -144,8 +145,8 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             else
             {
                 ready.Add((i, !sourceKeyed ? prepared.Entry
-                    : legacy == true ? prepared.Entry with { SourceKeyed = true, LegacyId = requests[i].Id, LegacyHash = Hash(requests[i]) }
-                    : prepared.Entry with { SourceKeyed = true }));
+                    : legacy == true ? prepared.Entry with { SourceKeyed = true, LegacyId = requests[i].Id, LegacyHash = Hash(requests[i]), GivenEarlierInFile = !given.Add(prepared.Entry.Report.Id) }
+                    : prepared.Entry with { SourceKeyed = true, GivenEarlierInFile = !given.Add(prepared.Entry.Report.Id) }));
             }
         }
 

@@ -73,6 +73,12 @@ internal sealed class ReportWriter : IAsyncDisposable
         public Guid? LegacyId { get; init; }
 
         public string? LegacyHash { get; init; }
+
+        /// <summary>
+        /// The same record came earlier in the import's batch that brought this one: named as given twice in the file
+        /// whether or not the writer took the two in one batch of its own (it takes what is queued when it wakes).
+        /// </summary>
+        public bool GivenEarlierInFile { get; init; }
     }
 
     private sealed record Pending(Entry Entry, Viewer Author, TaskCompletionSource<ReportIntake.Outcome> Done);
@@ -241,7 +247,8 @@ internal sealed class ReportWriter : IAsyncDisposable
             }
             else if (stored.TryGetValue(report.Id, out var existing))
             {
-                outcomes.Add((pending, Decide(existing, storedIncidents.GetValueOrDefault(existing.Id), report, pending.Author, pending.Entry.SourceKeyed)));
+                outcomes.Add((pending, Decide(existing, storedIncidents.GetValueOrDefault(existing.Id), report, pending.Author, pending.Entry.SourceKeyed,
+                    earlierInBatch: pending.Entry.GivenEarlierInFile)));
             }
             else if (added.TryGetValue(report.Id, out var first))
             {
