@@ -103,6 +103,27 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
         Assert.Contains("different body", problem.GetProperty("detail").GetString());
         Assert.Equal(["id"], problem.ErrorFields());
+        // Titled as a conflict, as every 409 is (it said "The request is not valid.").
+        Assert.Equal("The request conflicts with an existing record.", problem.GetProperty("title").GetString());
+    }
+
+    [Fact]
+    public async Task A_time_finer_than_a_microsecond_is_kept_to_the_microsecond_as_every_read_shows_it()
+    {
+        // The first answer showed seven digits, every later read six (PostgreSQL), and on SQLite a report at the day's last
+        // tenth of a microsecond fell outside to=DAY.
+        var client = Server.ClientFor("force");
+        var at = new DateTimeOffset(2021, 11, 1, 23, 59, 59, TimeSpan.Zero).AddTicks(9_999_995);
+        var tag = Guid.NewGuid().ToString("N")[..8];
+        var (created, report) = await client.PostJson("/api/reports", Api.Report(observedAt: at, narrative: $"Late-night shooting {tag}.", latitude: -41.5, longitude: 144.5));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var (_, read) = await client.GetJson($"/api/reports/{report.GetProperty("id").GetGuid()}");
+
+        Assert.Equal(at.AddTicks(-5), report.GetProperty("observedAt").GetDateTimeOffset());
+        Assert.Equal(report.GetProperty("observedAt").GetString(), read.GetProperty("observedAt").GetString());
+        Assert.Equal(report.GetProperty("receivedAt").GetString(), read.GetProperty("receivedAt").GetString());
+        var (_, day) = await client.GetJson($"/api/reports?to=2021-11-01&from=2021-11-01&q={tag}");
+        Assert.Single(day.GetProperty("items").EnumerateArray());
     }
 
     [Fact]

@@ -13,6 +13,9 @@ internal static class Problems
             {
                 StatusCodes.Status413PayloadTooLarge => "The request body is too large.",
                 StatusCodes.Status415UnsupportedMediaType => "The request body is not JSON.",
+                StatusCodes.Status409Conflict => "The request conflicts with an existing record.",
+                StatusCodes.Status404NotFound => "Not found.",
+                StatusCodes.Status403Forbidden => "You may not do this.",
                 _ => "The request is not valid.",
             },
             Detail = $"{field}: {reason}",

@@ -367,7 +367,10 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         var longitude = location.Longitude!.Value;
         areaId ??= directory.AreaAt(latitude, longitude)?.Id;
         var precision = request.ObservedPrecision is { } p && ReportRules.TryParsePrecision(p, out var parsed) ? parsed : TimePrecision.Exact;
-        var observedAt = request.ObservedAt!.Value.UtcDateTime;
+        // Kept to the microsecond, the finest time both stores hold: PostgreSQL dropped the seventh digit the 201 still showed
+        // (every later read disagreed with the first answer), and SQLite kept it past the last microsecond of a day that
+        // to=DAY reads to.
+        var observedAt = AuditChain.Truncate(request.ObservedAt!.Value.UtcDateTime);
         var c = request.Casualties;
         var source = request.Source;
         var report = new Report
@@ -408,7 +411,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             Tlp = tlp,
             AgreementId = @default?.AgreementId,
             AgreementVersion = @default?.AgreementVersion,
-            ReceivedAt = now.UtcDateTime,
+            ReceivedAt = AuditChain.Truncate(now.UtcDateTime),
             RequestHash = RequestHash(request, sourceKeyed),
         };
         var incident = IncidentSummary.OpenFor(report, now.UtcDateTime);
