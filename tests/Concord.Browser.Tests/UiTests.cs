@@ -461,6 +461,58 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task An_incident_page_told_of_an_access_change_reads_itself_again_once_every_node_judges_the_member_anew()
+    {
+        // As the map: behind a load balancer, its first read again may reach a node that still judges the member as before.
+        using var admin = fixture.Server.ClientFor("jocadmin");
+        var (tag, incidentId) = await ConfidentialWatcherAsync(admin, "incwatch", "Roadblock on the Bossangoa road");
+        var page = await fixture.SignedInAsync(tag, "/incidents/" + incidentId);
+        await page.WaitForFunctionAsync("window.concordIncident !== undefined && Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
+        var settles = await page.EvaluateAsync<int>("Concord.context.accessSettlesIn");
+        var reads = await page.EvaluateAsync<int>("window.concordIncident.reads");
+
+        var group = await admin.PostAsJsonAsync("/api/groups", new { code = "IW" + tag[8..].ToUpperInvariant(), name = "Incident page settle test" });
+        Assert.True(group.IsSuccessStatusCode, await group.Content.ReadAsStringAsync());
+        await page.WaitForFunctionAsync($"window.concordIncident.reads > {reads}");
+        var told = System.Diagnostics.Stopwatch.StartNew();
+        await Task.Delay(settles - 2_000);
+        var before = await page.EvaluateAsync<int>("window.concordIncident.reads");
+        await page.WaitForFunctionAsync($"window.concordIncident.reads > {before}", null, new() { Timeout = 8_000 });
+        Assert.InRange(told.Elapsed, TimeSpan.FromMilliseconds(settles - 2_000), TimeSpan.FromMilliseconds(settles + 6_000));
+    }
+
+    [Fact]
+    public async Task Early_warning_told_of_an_access_change_loads_again_and_once_more_when_every_node_judges_the_member_anew()
+    {
+        // Loaded again a second after the change (perhaps by a node that still judged the member as before), the page loads
+        // once more when the member cache's lifetime is over, whichever page it is by then.
+        using var admin = fixture.Server.ClientFor("jocadmin");
+        var (tag, _) = await ConfidentialWatcherAsync(admin, "ewwatch", "Clash near the Kaga-Bandoro market");
+        var page = await fixture.SignedInAsync(tag, "/early-warning");
+        await page.WaitForFunctionAsync("Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
+        var settles = await page.EvaluateAsync<int>("Concord.context.accessSettlesIn");
+        var loads = 0;
+        page.Load += (_, _) => Interlocked.Increment(ref loads);
+
+        var lowered = await admin.PatchAsJsonAsync($"/api/members/{tag}", new { clearance = "UNCLASSIFIED" });
+        Assert.True(lowered.IsSuccessStatusCode, await lowered.Content.ReadAsStringAsync());
+        var told = System.Diagnostics.Stopwatch.StartNew();
+        while (Volatile.Read(ref loads) < 1 && told.Elapsed < TimeSpan.FromSeconds(8))
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Equal(1, Volatile.Read(ref loads));
+        while (Volatile.Read(ref loads) < 2 && told.Elapsed < TimeSpan.FromMilliseconds(settles + 8_000))
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Equal(2, Volatile.Read(ref loads));
+        Assert.InRange(told.Elapsed, TimeSpan.FromMilliseconds(settles - 2_000), TimeSpan.FromMilliseconds(settles + 8_000));
+    }
+
+    [Fact]
     public async Task A_live_list_follows_the_members_clearance_and_shows_nothing_once_the_account_is_disabled()
     {
         // A circuit can stay open for hours: each read takes the member as they are now, not as they were at sign-in.

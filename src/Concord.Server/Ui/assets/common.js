@@ -79,11 +79,27 @@ window.Concord = (() => {
   // A change of what decides the member's reads (a member, a group, an agreement, an organisation): views read again.
   const isAccessChange = c => c.entity === 'member' || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization';
   let settling = null;
+  const settleKey = 'concord.accessSettlesAt';
   function afterAccessChange(reread) {
+    const wait = context.accessSettlesIn || 11000;
+    // Kept for the tab: a page that reads itself again by loading anew (the incident page, early warning) finishes the
+    // wait in the page it loads (resumeSettling).
+    try { sessionStorage.setItem(settleKey, String(Date.now() + wait)); } catch { /* storage off: this page only */ }
     reread();
     clearTimeout(settling);
-    settling = setTimeout(reread, context.accessSettlesIn || 11000);
+    settling = setTimeout(reread, wait);
   }
 
-  return { context, text, number, day, banner, readJson, live, received, connections, checkSession, afterAccessChange, isAccessChange };
+  // A page loaded while an access change settles (loaded anew for it, and perhaps answered by a node that still judged the
+  // member as before) reads itself again once the wait is over.
+  function resumeSettling(reread) {
+    let at = 0;
+    try { at = Number(sessionStorage.getItem(settleKey)) || 0; } catch { /* storage off */ }
+    if (at > Date.now()) {
+      clearTimeout(settling);
+      settling = setTimeout(reread, at - Date.now());
+    }
+  }
+
+  return { context, text, number, day, banner, readJson, live, received, connections, checkSession, afterAccessChange, resumeSettling, isAccessChange };
 })();

@@ -68,9 +68,12 @@
     || c.entity === 'group' || c.entity === 'agreement' || c.entity === 'organization');
   let reloading = false;
   let listened = false;
+  Concord.resumeSettling(() => location.reload());
   Concord.live(changes => {
     if (reloading) return;
-    if (access(changes)) { reloading = true; setTimeout(() => location.reload(), 1000); } else if (counted(changes)) refreshSoon();
+    // Loaded again a second later, and once more when every node judges the member anew (Concord.afterAccessChange): the
+    // first load may be answered by a node that still judged the member as before.
+    if (access(changes)) { reloading = true; Concord.afterAccessChange(() => setTimeout(() => location.reload(), 1000)); } else if (counted(changes)) refreshSoon();
   }, null, () => {
     // Connected: the spikes are read again. Connected again after a drop: what changed meanwhile was pushed to nobody
     // (an access change among it), so the whole page is read again, its server-rendered sections too.

@@ -23,7 +23,11 @@
   let retryIn = 5000;
   let retry = null;
 
+  // How often the page was read again (tests watch it).
+  window.concordIncident = { reads: 0 };
+
   async function differs() {
+    window.concordIncident.reads++;
     const response = await fetch('/incidents/' + id, { credentials: 'same-origin', cache: 'no-store' });
     if (response.status === 404) return true;
     if (!response.ok) {
@@ -89,7 +93,13 @@
     return true;
   }
 
-  Concord.live(changes => { if (changes.some(concerns)) check(); }, null,
+  // An access change is read at once and again once every node judges the member anew (Concord.afterAccessChange), also
+  // in the page loaded anew for it.
+  Concord.live(changes => {
+    if (changes.some(Concord.isAccessChange)) Concord.afterAccessChange(check);
+    else if (changes.some(concerns)) check();
+  }, null,
     // The feed unreadable, the page itself is compared (and hidden while it cannot be read).
     () => changedSince().then(changed => { if (changed) check(); }, check));
+  Concord.resumeSettling(check);
 })();
