@@ -1055,6 +1055,16 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public async Task An_agreement_file_that_cannot_be_read_is_named_not_blamed_on_the_store()
+    {
+        var (exit, _, errors) = await CliTests.Run(["agreement", "add", "--file", "/etc", "--data", Path.Combine(Path.GetTempPath(), "concord-unused-" + Guid.NewGuid().ToString("N"))]);
+
+        Assert.Equal(1, exit);
+        Assert.StartsWith("concord: /etc: ", errors, StringComparison.Ordinal);
+        Assert.DoesNotContain("store", errors, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_password_in_the_connection_string_is_warned_of_and_not_repeated()
     {
         // A serving process keeps its command line, readable by every user of the machine (ps, /proc), for months.

@@ -251,7 +251,9 @@ internal static class AdminCommands
             {
                 request = JsonSerializer.Deserialize<AgreementRequest>(await File.ReadAllTextAsync(invocation["--file"]!, cancellationToken), JsonBody.Options);
             }
-            catch (Exception e) when (e is JsonException or IOException)
+            // A folder or a file this account may not read is the file's fault, not the store's (the catch-all said "the
+            // store could not be used").
+            catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
             {
                 await errors.WriteLineAsync($"concord: {invocation["--file"]}: {e.Message}");
                 return 1;
