@@ -22,6 +22,24 @@ internal sealed record NewMember(
 /// </summary>
 internal static partial class MemberAdmin
 {
+    /// <summary>
+    /// The audit detail of a change to a member (the API's and the command line's): its values after the change and the
+    /// credentials the change revoked.
+    /// </summary>
+    public static object UpdatedDetail(Member member, bool passwordSet, List<Guid> tokensRevoked, List<string> certificatesRevoked) => new
+    {
+        updated = member.UserName,
+        displayName = member.DisplayName,
+        roles = member.Roles,
+        clearance = member.Clearance,
+        caveats = member.Caveats,
+        disabled = member.Disabled,
+        disabledByMission = member.DisabledByMission,
+        passwordSet,
+        tokensRevoked,
+        certificatesRevoked,
+    };
+
     public static string GeneratePassword() =>
         Convert.ToBase64String(RandomNumberGenerator.GetBytes(12)).Replace('+', 'x').Replace('/', 'y');
 

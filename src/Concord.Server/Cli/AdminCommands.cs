@@ -156,19 +156,7 @@ internal static class AdminCommands
             var (tokensRevoked, certificatesRevoked) = await MemberCredentials.EndAsync(db, member.Id, passwordSet: false, invocation.Has("--disable"),
                 services.GetRequiredService<TimeProvider>(), cancellationToken);
             // With the member as the entry's record and its values after the change, as the API's are (found by ?record=).
-            await SaveAuditedAsync(services, db, "member",
-                new
-                {
-                    updated = member.UserName,
-                    displayName = member.DisplayName,
-                    roles = member.Roles,
-                    clearance = member.Clearance,
-                    caveats = member.Caveats,
-                    disabled = member.Disabled,
-                    disabledByMission = member.DisabledByMission,
-                    tokensRevoked,
-                    certificatesRevoked,
-                },
+            await SaveAuditedAsync(services, db, "member", MemberAdmin.UpdatedDetail(member, passwordSet: false, tokensRevoked, certificatesRevoked),
                 cancellationToken, record: member.Id, beforeSave: invocation.Has("--disable") ? d => MemberCredentials.RevokeIssuedMeanwhileAsync(d, member.Id, services.GetRequiredService<TimeProvider>(), cancellationToken) : null);
             await output.WriteLineAsync($"{member.UserName}: {member.Roles}; clearance {markings.Scheme.Label(member.Clearance)}; caveats {string.Join(",", markings.Caveats.CodesOf(member.Caveats)) switch { "" => "none", var c => c }}{(member.Disabled ? "; disabled" : "")}");
             return 0;

@@ -144,9 +144,8 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             }
             else
             {
-                ready.Add((i, !sourceKeyed ? prepared.Entry
-                    : legacy == true ? prepared.Entry with { SourceKeyed = true, LegacyId = requests[i].Id, LegacyHash = Hash(requests[i]), GivenEarlierInFile = !given.Add(prepared.Entry.Report.Id) }
-                    : prepared.Entry with { SourceKeyed = true, GivenEarlierInFile = !given.Add(prepared.Entry.Report.Id) }));
+                var keyed = sourceKeyed ? prepared.Entry with { SourceKeyed = true, GivenEarlierInFile = !given.Add(prepared.Entry.Report.Id) } : prepared.Entry;
+                ready.Add((i, sourceKeyed && legacy == true ? keyed with { LegacyId = requests[i].Id, LegacyHash = Hash(requests[i]) } : keyed));
             }
         }
 

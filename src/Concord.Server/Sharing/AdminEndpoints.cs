@@ -380,19 +380,7 @@ internal static class AdminEndpoints
             return false;
         }
 
-        if (!await Changed(db, chain, viewer, "member", new
-        {
-            updated = member.UserName,
-            displayName = member.DisplayName,
-            roles = member.Roles,
-            clearance = member.Clearance,
-            caveats = member.Caveats,
-            disabled = member.Disabled,
-            disabledByMission = member.DisabledByMission,
-            passwordSet = body.Password is not null,
-            tokensRevoked,
-            certificatesRevoked,
-        }, directory, viewers, time, context.RequestAborted, body.Disabled == true ? RevokeIssuedMeanwhile : null, member.Id))
+        if (!await Changed(db, chain, viewer, "member", MemberAdmin.UpdatedDetail(member, body.Password is not null, tokensRevoked, certificatesRevoked), directory, viewers, time, context.RequestAborted, body.Disabled == true ? RevokeIssuedMeanwhile : null, member.Id))
         {
             return Problems.Field("member", $"{member.UserName} was changed by another request meanwhile; read it again", StatusCodes.Status409Conflict);
         }

@@ -25,7 +25,7 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
     public string Directory => Path.Combine(Path.GetFullPath(options.DataDirectory), "keys", "tak");
 
     /// <summary>Whether this data directory holds a certificate authority yet (the first certificate creates one).</summary>
-    public bool HasAuthority => File.Exists(Path.Combine(Directory, "ca.pfx"));
+    public bool HasAuthority => File.Exists(Path.Combine(Directory, AuthorityFile));
 
     public X509Certificate2 Authority
     {
@@ -33,7 +33,7 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         {
             lock (_gate)
             {
-                return _ca ??= LoadOrCreate("ca.pfx", CreateAuthority);
+                return _ca ??= LoadOrCreate(AuthorityFile, CreateAuthority);
             }
         }
     }
@@ -76,6 +76,8 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
 
     private const string ServerFile = "server.pfx";
 
+    private const string AuthorityFile = "ca.pfx";
+
     /// <summary>Told when a changed <c>server.pfx</c> could not be read (the server keeps the certificate it had).</summary>
     public Action<Exception>? ServerReloadFailed { get; set; }
 
@@ -103,11 +105,8 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
 
             var replaced = CreateServer([.. dns, .. ips.Select(ip => ip.ToString()), .. missing]);
             var path = Path.Combine(Directory, ServerFile);
-            // Written aside (readable by this user only from the start, under a name of its own) and renamed over the old
-            // one: a running server never reads half a file.
-            var written = $"{path}.{Guid.NewGuid():N}.new";
-            WritePrivate(written, replaced.Export(X509ContentType.Pkcs12));
-            File.Move(written, path, overwrite: true);
+            // A running server never reads half a file.
+            WritePrivateAside(path, replaced.Export(X509ContentType.Pkcs12), overwrite: true);
             _server = X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.Exportable);
             _serverWritten = File.GetLastWriteTimeUtc(path);
             return true;
@@ -279,18 +278,9 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         if (!File.Exists(path))
         {
             System.IO.Directory.CreateDirectory(Directory);
-            // Written aside and renamed into place: a run stopped half-way through the write left a truncated authority
-            // that every later run took for the deployment's, and failed on. Another process that made one meanwhile keeps its own.
-            var written = $"{path}.{Guid.NewGuid():N}.new";
-            WritePrivate(written, create().Export(X509ContentType.Pkcs12));
-            try
-            {
-                File.Move(written, path, overwrite: false);
-            }
-            catch (IOException) when (File.Exists(path))
-            {
-                File.Delete(written);
-            }
+            // A run stopped half-way through the write left a truncated authority that every later run took for the
+            // deployment's, and failed on. Another process that made one meanwhile keeps its own.
+            WritePrivateAside(path, create().Export(X509ContentType.Pkcs12), overwrite: false);
         }
 
         try
@@ -301,7 +291,7 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         {
             throw new TakKeyFileException(
                 $"{path} cannot be read as a certificate and key ({e.Message}): restore it from a backup of the data folder"
-                + (file == "ca.pfx" ? " (a new authority, made by removing it, means issuing every device's certificate again)" : " (removed, it is made again at the next start)"));
+                + (file == AuthorityFile ? " (a new authority, made by removing it, means issuing every device's certificate again)" : " (removed, it is made again at the next start)"));
         }
     }
 
@@ -348,6 +338,24 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
     {
         var issuer = new DateTimeOffset(issuerNotBefore.ToUniversalTime()).AddSeconds(1);
         return wanted > issuer ? wanted : issuer;
+    }
+
+    /// <summary>
+    /// Writes a file only its owner may read aside, under a name of its own, and renames it into place: no reader ever
+    /// reads half of it. Without <paramref name="overwrite"/>, a file another process put there meanwhile is kept.
+    /// </summary>
+    private static void WritePrivateAside(string path, byte[] bytes, bool overwrite)
+    {
+        var written = $"{path}.{Guid.NewGuid():N}.new";
+        WritePrivate(written, bytes);
+        try
+        {
+            File.Move(written, path, overwrite);
+        }
+        catch (IOException) when (!overwrite && File.Exists(path))
+        {
+            File.Delete(written);
+        }
     }
 
     /// <summary>Writes a file only its owner may read: from its creation on, and also when it replaces an older one.</summary>
