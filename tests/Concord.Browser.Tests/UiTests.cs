@@ -1460,6 +1460,39 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_report_sent_after_the_session_ended_is_kept_through_signing_in_again()
+    {
+        var page = await fixture.SignedInAsync("force", "/report");
+        var id = await page.InputValueAsync("input[name='Input.Id']");
+        var narrative = "Armed men seen at the ferry landing " + id[..8];
+        await page.FillAsync("#r-lat", "4.37");
+        await page.FillAsync("#r-lon", "18.55");
+        await page.SelectOptionAsync("#r-category", "poc.forced-displacement");
+        await page.FillAsync("#r-narrative", narrative);
+        // The session ends while the form is open (here signed out from another tab of the same browser).
+        await page.EvaluateAsync("fetch('/api/auth/signout', { method: 'POST' })");
+
+        await page.ClickAsync("#report-submit");
+        await page.WaitForSelectorAsync("#report-held-notice");
+        Assert.DoesNotContain(narrative, await page.InnerTextAsync("body"), StringComparison.Ordinal);
+        await page.FillAsync("#held-user", "force");
+        await page.FillAsync("#held-password", TestServer.Password);
+        await page.ClickAsync("#held-signin");
+        await page.WaitForSelectorAsync("#report-held-signedin");
+        await page.ClickAsync("#report-resume");
+        await page.WaitForSelectorAsync("#report-stale");
+        Assert.Equal(narrative, await page.InputValueAsync("#r-narrative"));
+        Assert.Equal("4.37", await page.InputValueAsync("#r-lat"));
+        using var api = fixture.Server.ClientFor("force");
+        Assert.Equal(HttpStatusCode.NotFound, (await api.GetAsync($"/api/reports/{id}")).StatusCode);
+
+        await page.ClickAsync("#report-submit");
+        await page.WaitForSelectorAsync("#report-saved");
+        var report = await api.GetFromJsonAsync<JsonElement>($"/api/reports/{id}");
+        Assert.Equal(narrative, report.GetProperty("narrative").GetString());
+    }
+
+    [Fact]
     public async Task Sending_the_same_form_again_after_a_dropped_connection_creates_one_report()
     {
         var page = await fixture.SignedInAsync("unpol", "/report");

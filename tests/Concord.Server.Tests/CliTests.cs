@@ -781,6 +781,30 @@ public abstract class CliTests : IAsyncLifetime
         Assert.Equal(0, unnamed.Exit);
     }
 
+    [Fact]
+    public async Task A_certificate_folder_that_cannot_be_written_is_said_and_nothing_is_issued()
+    {
+        await Run(["org", "add", "--code", "pol", "--name", "Police", "--kind", "police", .. StoreArguments]);
+        await Run(["user", "add", "--user", "patrol.three", "--org", "POL", "--roles", "reporter", .. StoreArguments]);
+        // A file where the folder should be: the catch-all said "the store could not be used", which was not at fault.
+        var inTheWay = Path.Combine(DataDirectory, "a-file");
+        await File.WriteAllTextAsync(inTheWay, "");
+
+        var refused = await Run(["cert", "issue", "--user", "patrol.three", "--out", Path.Combine(inTheWay, "certs"), .. StoreArguments]);
+
+        Assert.Equal(1, refused.Exit);
+        Assert.Contains($"--out '{Path.Combine(inTheWay, "certs")}' cannot be written", refused.Errors, StringComparison.Ordinal);
+        Assert.DoesNotContain("store", refused.Errors, StringComparison.Ordinal);
+        // No certificate is recorded for files nobody holds: a second, working issue is the member's first.
+        var issued = await Run(["cert", "issue", "--user", "patrol.three", "--out", Path.Combine(DataDirectory, "certs-three"), .. StoreArguments]);
+        Assert.True(issued.Exit == 0, issued.Errors);
+        await using var services = Services(await StoreAsync());
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var member = await db.Members.SingleAsync(m => m.UserName == "patrol.three");
+        Assert.Equal(1, await db.DeviceCertificates.CountAsync(c => c.MemberId == member.Id));
+    }
+
     private protected static ServiceProvider Services(StoreOptions store)
     {
         var services = new ServiceCollection();
@@ -1021,6 +1045,7 @@ public sealed class CommandLineTests
     [InlineData(new[] { "import", "--file", "/etc/passwd", "--format", "ged", "--user", "a", "--caveats", "X" }, "--releasable-to and --caveats go with --level")]
     [InlineData(new[] { "forecast", "evaluate", "--file", "/nonexistent/ged.csv" }, "'/nonexistent/ged.csv' does not exist")]
     [InlineData(new[] { "forecast", "evaluate", "--out", "/etc/hostname/evaluation" }, "--out '/etc/hostname/evaluation' cannot be written")]
+    [InlineData(new[] { "forecast", "evaluate", "--file", "/etc" }, "'/etc' is a folder, not a file")]
     [InlineData(new[] { "demo", "--seed-only", "--urls", "http://0.0.0.0:5080" }, "--urls is for serving; --seed-only seeds the store and exits")]
     [InlineData(new[] { "demo", "--seed-only", "--tak-tcp-port", "8087", "--tak-tcp-user", "x" }, "--tak-tcp-port is for serving")]
     public async Task Bad_command_lines_print_a_reason_and_the_usage_and_exit_2(string[] args, string reason)
@@ -1061,6 +1086,18 @@ public sealed class CommandLineTests
 
         Assert.Equal(1, exit);
         Assert.StartsWith("concord: /etc: ", errors, StringComparison.Ordinal);
+        Assert.DoesNotContain("store", errors, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_forecast_file_that_cannot_be_read_is_named_not_blamed_on_the_store()
+    {
+        // /proc/self/mem is there and opens, but reading it from its start fails (the first page is not mapped): an input
+        // error such as a failing disk gives. The verb uses no store, yet the catch-all said "the store could not be used".
+        var (exit, _, errors) = await CliTests.Run(["forecast", "evaluate", "--file", "/proc/self/mem"]);
+
+        Assert.Equal(1, exit);
+        Assert.StartsWith("concord: ", errors, StringComparison.Ordinal);
         Assert.DoesNotContain("store", errors, StringComparison.Ordinal);
     }
 

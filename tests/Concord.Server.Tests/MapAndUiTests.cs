@@ -192,6 +192,100 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
     }
 
     [Fact]
+    public async Task A_report_sent_after_its_session_ended_comes_back_as_typed_once_signed_in_again()
+    {
+        // The session ended while the form was being typed (its idle limit, a sign-out in another tab): the browser was sent
+        // to the sign-in page, and what was typed was lost. Now the page keeps it in its own form, shown to nobody, and
+        // gives it back to the report form once the member has signed in again; nothing is filed until they send it.
+        using var browser = await server.SignedInAsync("unpol");
+        var form = Hidden(await browser.GetStringAsync("/report"));
+        var id = One(form, "Input.Id");
+        (await browser.PostAsync("/api/auth/signout", null)).EnsureSuccessStatusCode();
+        var narrative = "Checkpoint moved to the river crossing <" + id[..8] + ">";
+        async Task<(HttpStatusCode Status, string Html)> PostAsync(List<KeyValuePair<string, string>> fields, bool typed = true)
+        {
+            var body = new List<KeyValuePair<string, string>>(fields);
+            if (typed)
+            {
+                body.AddRange([
+                    new("Input.ObservedAt", DateTime.UtcNow.AddHours(-1).ToString("yyyy-MM-dd'T'HH:mm", CultureInfo.InvariantCulture)),
+                    new("Input.ObservedPrecision", "hour"), new("Input.Latitude", "4.36"), new("Input.Longitude", "18.56"),
+                    new("Input.PrecisionMeters", "50"), new("Input.Category", "poc.forced-displacement"), new("Input.Narrative", narrative),
+                    new("Input.Language", "en"), new("Input.Reliability", "B"), new("Input.Credibility", "2"), new("Input.MarkingMode", "explicit"),
+                    new("Input.Classification", "CONFIDENTIAL"), new("releasableTo", "org:FORCE"), new("releasableTo", "kind:police")]);
+            }
+
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/report") { Content = new FormUrlEncodedContent(body) };
+            request.Headers.Add("Sec-Fetch-Site", "same-origin");
+            var response = await browser.SendAsync(request);
+            return (response.StatusCode, await response.Content.ReadAsStringAsync());
+        }
+
+        async Task AssertNothingFiledAsync() =>
+            Assert.Equal(HttpStatusCode.NotFound, (await server.ClientFor("unpol").GetAsync($"/api/reports/{id}")).StatusCode);
+
+        // Sent without a session: nothing filed, the page asks for a sign-in and keeps what was sent (never its old token),
+        // and shows nothing of the mission (no form, no organisations, no categories) to a request without a session.
+        var (held, heldHtml) = await PostAsync(form);
+        Assert.Equal(HttpStatusCode.Unauthorized, held);
+        Assert.Contains("id=\"report-held-notice\"", heldHtml, StringComparison.Ordinal);
+        Assert.DoesNotContain("id=\"report-form\"", heldHtml, StringComparison.Ordinal);
+        Assert.DoesNotContain("org:UNPOL", heldHtml, StringComparison.Ordinal);
+        Assert.DoesNotContain(One(form, "__RequestVerificationToken"), heldHtml, StringComparison.Ordinal);
+        await AssertNothingFiledAsync();
+        var kept = Hidden(heldHtml);
+        Assert.Equal(narrative, One(kept, "Input.Narrative"));
+        Assert.Equal(id, One(kept, "Input.Id"));
+        Assert.Equal(["org:FORCE", "kind:police"], kept.Where(f => f.Key == "releasableTo").Select(f => f.Value));
+
+        // A wrong password: asked again, still kept, still nothing filed.
+        var (wrong, wrongHtml) = await PostAsync([.. kept, new("held.user", "unpol"), new("held.password", "not-the-password")], typed: false);
+        Assert.Equal(HttpStatusCode.Unauthorized, wrong);
+        Assert.Contains("id=\"signin-error\"", wrongHtml, StringComparison.Ordinal);
+        Assert.Equal(narrative, One(Hidden(wrongHtml), "Input.Narrative"));
+
+        // Signed in again: the form goes back to the report page, the password not with it; still nothing filed.
+        var (signedIn, signedInHtml) = await PostAsync([.. Hidden(wrongHtml), new("held.user", "unpol"), new("held.password", TestServer.Password)], typed: false);
+        Assert.Equal(HttpStatusCode.OK, signedIn);
+        Assert.Contains("id=\"report-held-signedin\"", signedInHtml, StringComparison.Ordinal);
+        Assert.Equal("unpol", (await browser.GetFromJsonAsync<JsonElement>("/api/me")).GetProperty("userName").GetString());
+        var back = Hidden(signedInHtml);
+        Assert.DoesNotContain(TestServer.Password, signedInHtml, StringComparison.Ordinal);
+        Assert.DoesNotContain(back, f => f.Key.StartsWith("held.", StringComparison.Ordinal));
+        await AssertNothingFiledAsync();
+
+        // Back on the report page: the form as typed (the marking chosen with it), under the member now signed in, to be
+        // checked and sent; sent, it is filed as typed.
+        var (shown, shownHtml) = await PostAsync(back, typed: false);
+        Assert.Equal(HttpStatusCode.BadRequest, shown);
+        Assert.Contains("id=\"report-stale\"", shownHtml, StringComparison.Ordinal);
+        Assert.Contains(WebUtility.HtmlEncode(narrative), shownHtml, StringComparison.Ordinal);
+        Assert.Contains("value=\"org:FORCE\" checked", shownHtml, StringComparison.Ordinal);
+        Assert.Contains("value=\"kind:police\" checked", shownHtml, StringComparison.Ordinal);
+        await AssertNothingFiledAsync();
+        // Sent as the browser sends the page: its fields as shown, with this session's token.
+        var (saved, savedHtml) = await PostAsync([.. Hidden(shownHtml).DistinctBy(f => f.Key)]);
+        Assert.True(saved == HttpStatusCode.OK, savedHtml);
+        Assert.Contains("id=\"report-saved\"", savedHtml, StringComparison.Ordinal);
+        var report = await server.ClientFor("unpol").GetFromJsonAsync<JsonElement>($"/api/reports/{id}");
+        Assert.Equal(narrative, report.GetProperty("narrative").GetString());
+        Assert.Equal("CONFIDENTIAL", report.GetProperty("marking").GetProperty("classification").GetString());
+
+        // A visit without a session still goes to the sign-in page.
+        using var anonymous = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = server.BaseAddress };
+        var visit = await anonymous.GetAsync("/report");
+        Assert.Equal(HttpStatusCode.Redirect, visit.StatusCode);
+        Assert.Equal("/signin?returnUrl=%2Freport", new Uri(server.BaseAddress, visit.Headers.Location!).PathAndQuery);
+
+        // The hidden fields of the page's form, in order, a name given more than once (the marking's communities) each time.
+        static List<KeyValuePair<string, string>> Hidden(string html) => Regex
+            .Matches(html, "<input type=\"hidden\" name=\"([^\"]+)\" value=\"([^\"]*)\"")
+            .Select(m => new KeyValuePair<string, string>(m.Groups[1].Value, WebUtility.HtmlDecode(m.Groups[2].Value)))
+            .ToList();
+        static string One(List<KeyValuePair<string, string>> fields, string name) => fields.Last(f => f.Key == name).Value;
+    }
+
+    [Fact]
     public async Task Pages_leave_nothing_classified_in_the_browser_and_a_marking_set_by_hand_starts_at_the_members_organisation()
     {
         using var browser = await server.SignedInAsync("unpol");

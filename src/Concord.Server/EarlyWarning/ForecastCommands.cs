@@ -40,6 +40,11 @@ internal static class ForecastCommands
         var areas = invocation["--areas"] ?? Path.Combine(DemoMission.ReferenceDirectory, "geo", "ne10m_admin1_caf.geojson");
         foreach (var path in new[] { ged, areas })
         {
+            if (Directory.Exists(path))
+            {
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, $"'{path}' is a folder, not a file");
+            }
+
             if (!File.Exists(path))
             {
                 return await CommandLine.RefuseAsync(errors, invocation.Verb, $"'{path}' does not exist");
@@ -73,6 +78,13 @@ internal static class ForecastCommands
             result = ForecastEvaluation.Run(ged, areas, from, to, cancellationToken);
         }
         catch (ForecastEvaluation.Refused e)
+        {
+            await errors.WriteLineAsync("concord: " + e.Message);
+            return 1;
+        }
+        // A file that is there but may not be read (or is a folder) is the file's fault; the catch-all blamed the store,
+        // which this verb does not use.
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             await errors.WriteLineAsync("concord: " + e.Message);
             return 1;

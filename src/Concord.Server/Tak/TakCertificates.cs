@@ -181,7 +181,6 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
     /// <summary>Writes the files a device needs: PEM for scripts (node-tak), PKCS#12 and a TAK data package for ATAK/WinTAK.</summary>
     public IReadOnlyList<string> Write(X509Certificate2 client, string userName, string outputDirectory, string host, int port, string password, bool package)
     {
-        System.IO.Directory.CreateDirectory(outputDirectory);
         var written = new List<string>();
         string Save(string name, byte[] bytes)
         {
@@ -191,16 +190,30 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
             return path;
         }
 
-        Save($"{userName}.cert.pem", Encoding.ASCII.GetBytes(client.ExportCertificatePem()));
-        Save($"{userName}.key.pem", Encoding.ASCII.GetBytes(client.GetRSAPrivateKey()!.ExportPkcs8PrivateKeyPem()));
-        Save("concord-ca.pem", Encoding.ASCII.GetBytes(Authority.ExportCertificatePem()));
-        var clientP12 = client.ExportPkcs12(Pkcs12ExportPbeParameters.Pkcs12TripleDesSha1, password);
-        Save($"{userName}.p12", clientP12);
-        var trustStore = TrustStore(password);
-        Save("truststore-concord.p12", trustStore);
-        if (package)
+        try
         {
-            Save($"{userName}-concord.zip", DataPackage(userName, host, port, password, clientP12, trustStore));
+            System.IO.Directory.CreateDirectory(outputDirectory);
+            Save($"{userName}.cert.pem", Encoding.ASCII.GetBytes(client.ExportCertificatePem()));
+            Save($"{userName}.key.pem", Encoding.ASCII.GetBytes(client.GetRSAPrivateKey()!.ExportPkcs8PrivateKeyPem()));
+            Save("concord-ca.pem", Encoding.ASCII.GetBytes(Authority.ExportCertificatePem()));
+            var clientP12 = client.ExportPkcs12(Pkcs12ExportPbeParameters.Pkcs12TripleDesSha1, password);
+            Save($"{userName}.p12", clientP12);
+            var trustStore = TrustStore(password);
+            Save("truststore-concord.p12", trustStore);
+            if (package)
+            {
+                Save($"{userName}-concord.zip", DataPackage(userName, host, port, password, clientP12, trustStore));
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Half a set (a key without its package, a disk filled half-way) is not left behind for a device to be given.
+            foreach (var path in written)
+            {
+                File.Delete(path);
+            }
+
+            throw new TakKeyFileException($"--out '{outputDirectory}' cannot be written: {e.Message}", e);
         }
 
         return written;
@@ -379,5 +392,6 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
     }
 }
 
-/// <summary>A TAK key file of the deployment that is there but cannot be read (truncated, overwritten): said in one line.</summary>
-internal sealed class TakKeyFileException(string message) : Exception(message);
+/// <summary>A TAK key file of the deployment that is there but cannot be read (truncated, overwritten), or a device's files that
+/// cannot be written: said in one line.</summary>
+internal sealed class TakKeyFileException(string message, Exception? inner = null) : Exception(message, inner);
