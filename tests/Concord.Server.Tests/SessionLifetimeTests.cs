@@ -69,6 +69,54 @@ public abstract class SessionLifetimeTests<TServer>(TServer server) : IClassFixt
     }
 
     [Fact]
+    public async Task A_live_channel_ends_with_its_cookie_which_is_renewed_only_once_half_its_life_has_gone()
+    {
+        // Used five hours after the sign-in, the cookie is not renewed (less than half its twelve hours had gone): it still
+        // expires twelve hours after the sign-in. The live channel was judged by the last request (five hours) and went on
+        // for six hours more, pushing changes to a browser whose cookie the API already refused.
+        var cookies = new CookieContainer();
+        using var browser = await BrowserSignedInAsync("unpol2", cookies);
+        server.FakeClock.Advance(TimeSpan.FromHours(5));
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/me")).StatusCode);
+        var (live, changes, closed) = await server.OpenLiveAsync(o => o.Cookies = cookies);
+        await using var _ = live;
+
+        server.FakeClock.Advance(TimeSpan.FromHours(7) + TimeSpan.FromMinutes(1));
+        using var other = await server.SignedInAsync("joc");
+        var (created, report) = await other.PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        await closed.WaitAsync(TimeSpan.FromSeconds(15));
+        Assert.DoesNotContain(report.GetProperty("id").GetGuid(), changes);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await browser.GetAsync("/api/me")).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_session_used_past_half_its_idle_life_slides_and_its_live_channel_goes_on()
+    {
+        // Used seven hours after the sign-in, the cookie is renewed for twelve hours from then: at thirteen hours the live
+        // channel is still told of a change.
+        var cookies = new CookieContainer();
+        using var browser = await BrowserSignedInAsync("rwabatt", cookies);
+        server.FakeClock.Advance(TimeSpan.FromHours(7));
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/me")).StatusCode);
+        var (live, changes, closed) = await server.OpenLiveAsync(o => o.Cookies = cookies);
+        await using var _ = live;
+
+        server.FakeClock.Advance(TimeSpan.FromHours(6));
+        using var other = await server.SignedInAsync("joc");
+        var (created, report) = await other.PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var id = report.GetProperty("id").GetGuid();
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); !changes.Contains(id); await Task.Delay(50))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(15), "the report was pushed to the live channel at thirteen hours");
+        }
+
+        Assert.False(closed.IsCompleted);
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/api/me")).StatusCode);
+    }
+
+    [Fact]
     public async Task A_signed_out_session_is_remembered_only_until_it_would_have_ended()
     {
         server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();

@@ -32,6 +32,17 @@ internal static class ConcordAuthentication
                 // The API answers 401/403; the UI's pages send the browser to the sign-in page.
                 o.Events.OnRedirectToLogin = c => IsPage(c.Request) ? ToSignIn(c) : StatusOnly(c, StatusCodes.Status401Unauthorized);
                 o.Events.OnRedirectToAccessDenied = c => StatusOnly(c, StatusCodes.Status403Forbidden);
+                // Checked before the principal is validated: what the browser's cookie will say once this answer has gone,
+                // renewed (once half its lifetime has passed) or as it was. A live connection ends with it (SessionActivity).
+                o.Events.OnCheckSlidingExpiration = c =>
+                {
+                    if (c.ShouldRenew)
+                    {
+                        c.HttpContext.Items[RenewedKey] = true;
+                    }
+
+                    return Task.CompletedTask;
+                };
                 o.Events.OnValidatePrincipal = async c =>
                 {
                     // A disabled member's cookie, or one signed in before the password changed or the member was disabled,
@@ -65,11 +76,17 @@ internal static class ConcordAuthentication
                         return;
                     }
 
-                    c.HttpContext.RequestServices.GetRequiredService<SessionActivity>().Seen(c.Principal!, now);
+                    // The renewed cookie expires as the handler dates it (its clock, and the lifetime from now).
+                    var expires = c.HttpContext.Items.ContainsKey(RenewedKey) || c.Properties.ExpiresUtc is not { } current
+                        ? (c.Options.TimeProvider ?? TimeProvider.System).GetUtcNow() + c.Options.ExpireTimeSpan
+                        : current;
+                    c.HttpContext.RequestServices.GetRequiredService<SessionActivity>().Seen(c.Principal!, expires, now);
                 };
             });
         return services;
     }
+
+    private static readonly object RenewedKey = new();
 
     /// <summary>On a principal signed in with an access token: the hash of its secret, for connections that outlive the request.</summary>
     public const string TokenHashClaim = "concord:token";

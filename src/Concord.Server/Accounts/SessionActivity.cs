@@ -4,40 +4,40 @@ using System.Security.Claims;
 namespace Concord.Server.Accounts;
 
 /// <summary>
-/// When this node last saw each browser session at work (a request under its cookie), so that a live connection, which
-/// outlives the request that opened it, ends with its session's idle limit (<see cref="ConcordAuthentication.IdleLifetime"/>)
-/// as the cookie does. A session this node has not seen (since a restart, or used through another node) is not judged
-/// idle here: its connection is checked as before, and its page's next read meets the cookie's own limit.
+/// When each browser session's cookie, as this node last sent or accepted it, expires: a session left unused ends with its
+/// cookie (<see cref="ConcordAuthentication.IdleLifetime"/> after the cookie was last renewed, which happens once half of
+/// it has gone, not at every request), and a live connection or a live page, which outlive the request that opened them,
+/// end then too. A session this node has not seen (since a restart, or used through another node) is not judged idle
+/// here: its connection is checked as before, and its page's next read meets the cookie's own limit.
 /// </summary>
 internal sealed class SessionActivity
 {
-    private readonly ConcurrentDictionary<Guid, long> _lastSeen = new();
+    private readonly ConcurrentDictionary<Guid, long> _expires = new();
     private int _seen;
 
-    public void Seen(ClaimsPrincipal session, DateTimeOffset at)
+    /// <summary>The session <paramref name="session"/> was used in a request whose answer leaves its cookie expiring at <paramref name="cookieExpires"/>.</summary>
+    public void Seen(ClaimsPrincipal session, DateTimeOffset cookieExpires, DateTimeOffset now)
     {
         if (ConcordAuthentication.SessionId(session) is not { } id)
         {
             return;
         }
 
-        _lastSeen[id] = at.UtcTicks;
-        // Sessions end a day after their sign-in at the latest: entries older than that are forgotten now and then.
+        _expires[id] = cookieExpires.UtcTicks;
+        // Expired entries are forgotten now and then (a session's cookie expires a day after its sign-in at the latest).
         if (Interlocked.Increment(ref _seen) % 1000 == 0)
         {
-            var before = (at - ConcordAuthentication.SessionLifetime).UtcTicks;
-            foreach (var (old, ticks) in _lastSeen)
+            foreach (var (old, ticks) in _expires)
             {
-                if (ticks < before)
+                if (ticks < now.UtcTicks)
                 {
-                    _lastSeen.TryRemove(new KeyValuePair<Guid, long>(old, ticks));
+                    _expires.TryRemove(new KeyValuePair<Guid, long>(old, ticks));
                 }
             }
         }
     }
 
-    /// <summary>Whether <paramref name="session"/> was last seen here longer than the idle limit ago.</summary>
+    /// <summary>Whether the cookie of <paramref name="session"/>, as this node last saw it, has expired.</summary>
     public bool Idle(ClaimsPrincipal session, DateTimeOffset now) =>
-        ConcordAuthentication.SessionId(session) is { } id && _lastSeen.TryGetValue(id, out var ticks)
-        && now.UtcTicks - ticks > ConcordAuthentication.IdleLifetime.Ticks;
+        ConcordAuthentication.SessionId(session) is { } id && _expires.TryGetValue(id, out var ticks) && now.UtcTicks >= ticks;
 }
