@@ -1028,6 +1028,8 @@ public sealed class CommandLineTests
     [InlineData(new[] { "serve", "--store", "mysql" }, "--store must be sqlite or postgres, not 'mysql'")]
     [InlineData(new[] { "serve", "--store", "postgres" }, "--store postgres needs --connection")]
     [InlineData(new[] { "serve", "--urls", "localhost" }, "--urls 'localhost' must be http(s)://HOST:PORT")]
+    [InlineData(new[] { "serve", "--urls", "http://ops.mission.lan:5080" }, "--urls host 'ops.mission.lan' is a name: the server would listen on every interface for it")]
+    [InlineData(new[] { "serve", "--urls", "http://127.0.0.1:5080;http://concord:5081" }, "--urls host 'concord' is a name")]
     [InlineData(new[] { "serve", "--classification", "secret" }, "unknown classification scheme 'secret'")]
     [InlineData(new[] { "token", "create", "--user", "a", "--days", "999" }, "--days must be a whole number from 1 to 365")]
     [InlineData(new[] { "token", "revoke", "--user", "a", "--id", "x" }, "--id must be a token id (a UUID)")]
@@ -1181,6 +1183,19 @@ public sealed class CommandLineTests
 
         Assert.Equal(1, exit);
         Assert.Contains($"cannot listen on http://127.0.0.1:{port}", errors);
+        Assert.DoesNotContain("listening", output);
+    }
+
+    [Fact]
+    public async Task Serve_on_https_without_a_certificate_says_so_and_exits_1()
+    {
+        // The slim host left HTTPS out: an https address crashed the process with a stack trace ("Call
+        // UseKestrelHttpsConfiguration()"), and the hint to configure a certificate could not have worked.
+        var (_, exit, output, errors) = await ServeWithAPortTakenAsync((data, _) => ["serve", "--data", data, "--urls", "https://127.0.0.1:0", "--no-tak"]);
+
+        Assert.Equal(1, exit);
+        Assert.Contains("cannot listen on https://127.0.0.1:0", errors);
+        Assert.Contains("certificate", errors);
         Assert.DoesNotContain("listening", output);
     }
 

@@ -196,6 +196,14 @@ internal static class Commands
             return false;
         }
 
+        // The web server listens on a host name's addresses only for localhost: any other name it takes for "every interface",
+        // which a mission network reachable from outside the operations centre should not get by a slip.
+        if (urls.Split(';').Select(u => new Uri(u).Host).FirstOrDefault(h => h != "localhost" && Uri.CheckHostName(h.Trim('[', ']')) is not (UriHostNameType.IPv4 or UriHostNameType.IPv6)) is { } name)
+        {
+            error = $"--urls host '{name}' is a name: the server would listen on every interface for it; give an IP address (0.0.0.0 for every interface) or localhost";
+            return false;
+        }
+
         if (!TryBuildTakOptions(invocation, urls, out var tak, out error))
         {
             return false;
@@ -369,7 +377,7 @@ internal static class Commands
         catch (InvalidOperationException e) when (options.Urls.Contains("https:", StringComparison.OrdinalIgnoreCase) && e.Message.Contains("certificate", StringComparison.OrdinalIgnoreCase))
         {
             // Kestrel's own words (no certificate configured for HTTPS); Concord serves HTTPS only with one set in its configuration.
-            await errors.WriteLineAsync($"concord: cannot listen on {options.Urls}: {e.Message} Serve plain HTTP on loopback behind a TLS proxy (named with --trusted-proxy), or configure a certificate (Kestrel:Certificates:Default).");
+            await errors.WriteLineAsync($"concord: cannot listen on {options.Urls}: {e.Message.Split('\n')[0].Trim()} Serve plain HTTP on loopback behind a TLS proxy (named with --trusted-proxy), or configure a certificate (Kestrel__Certificates__Default__Path and __Password in the environment).");
             await app.DisposeAsync();
             return 1;
         }

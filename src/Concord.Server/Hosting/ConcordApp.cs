@@ -27,6 +27,9 @@ internal static class ConcordApp
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
         builder.WebHost.UseUrls(options.Urls);
+        // The slim builder leaves HTTPS out: an https:// address then failed with an exception rather than Kestrel's own
+        // words (no certificate), and a certificate configured under Kestrel:Certificates:Default was never read.
+        builder.WebHost.UseKestrelHttpsConfiguration();
         builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
         builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
         // Logs are diagnostics: they go to standard error, so that what a verb prints (sign-in names, tokens, tables) stays clean.
