@@ -276,6 +276,12 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         var visit = await anonymous.GetAsync("/report");
         Assert.Equal(HttpStatusCode.Redirect, visit.StatusCode);
         Assert.Equal("/signin?returnUrl=%2Freport", new Uri(server.BaseAddress, visit.Headers.Location!).PathAndQuery);
+        // A form another site posts in the browser's name is not held for the member's sign-in.
+        using var forged = new HttpRequestMessage(HttpMethod.Post, "/report") { Content = new FormUrlEncodedContent([new("_handler", "report"), new("Input.Narrative", "Forged")]) };
+        forged.Headers.Add("Sec-Fetch-Site", "cross-site");
+        var refused = await anonymous.SendAsync(forged);
+        Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        Assert.DoesNotContain("Forged", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
 
         // The hidden fields of the page's form, in order, a name given more than once (the marking's communities) each time.
         static List<KeyValuePair<string, string>> Hidden(string html) => Regex

@@ -59,7 +59,7 @@ internal static partial class Community
         var colon = text.IndexOf(':', StringComparison.Ordinal);
         if (colon <= 0 || colon == text.Length - 1)
         {
-            error = $"'{raw}' is not a community; use mission, org:CODE, kind:KIND, nation:ISO3 or group:CODE";
+            error = $"'{Http.QueryReader.Shown(raw)}' is not a community; use mission, org:CODE, kind:KIND, nation:ISO3 or group:CODE";
             return false;
         }
 
@@ -77,13 +77,13 @@ internal static partial class Community
                 token = Nation(value.ToUpperInvariant());
                 return true;
             case "kind":
-                error = $"'{value}' is not an organisation kind ({string.Join(", ", OrganizationKinds.All.Select(OrganizationKinds.Token))})";
+                error = $"'{Http.QueryReader.Shown(value)}' is not an organisation kind ({string.Join(", ", OrganizationKinds.All.Select(OrganizationKinds.Token))})";
                 return false;
             case "nation":
-                error = $"'{value}' is not an ISO 3166-1 alpha-3 nation code";
+                error = $"'{Http.QueryReader.Shown(value)}' is not an ISO 3166-1 alpha-3 nation code";
                 return false;
             default:
-                error = $"'{raw}' is not a community; use mission, org:CODE, kind:KIND, nation:ISO3 or group:CODE";
+                error = $"'{Http.QueryReader.Shown(raw)}' is not a community; use mission, org:CODE, kind:KIND, nation:ISO3 or group:CODE";
                 return false;
         }
     }

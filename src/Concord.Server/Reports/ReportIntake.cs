@@ -397,7 +397,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             InjuredOtherBest = c?.InjuredOther?.Best,
             InjuredOtherHigh = c?.InjuredOther?.High,
             Narrative = request.Narrative!.Trim(),
-            NarrativeLanguage = request.Language ?? "en",
+            NarrativeLanguage = request.Language ?? ReportRules.DefaultLanguage,
             Actors = Releasability.Encode(request.Actors?.Select(a => a.Trim()) ?? []),
             SourceReliability = source?.Reliability ?? "F",
             SourceCredibility = source?.Credibility ?? 6,

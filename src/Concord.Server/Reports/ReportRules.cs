@@ -88,7 +88,7 @@ internal static partial class ReportRules
         RejectControlCharacters(r.ExternalRef, "externalRef", errors);
         RejectControlCharacters(r.Source?.Description, "source.description", errors);
         RejectControlCharacters(r.Source?.ProtectedIdentity, "source.protectedIdentity", errors);
-        if (r.Language is not null && !LanguageTag().IsMatch(r.Language))
+        if (r.Language is not null && !IsLanguageTag(r.Language))
         {
             // Quoted by its start, control characters shown as '?', as every refused value is.
             errors["language"] = [$"'{Http.QueryReader.Shown(r.Language)}' is not a language tag such as en, fr or sg"];
@@ -253,6 +253,12 @@ internal static partial class ReportRules
             errors[field] = ["must satisfy low ≤ best ≤ high"];
         }
     }
+
+    /// <summary>Whether <paramref name="tag"/> is a language tag (BCP 47 in its common shape: en, fr, sg, fr-CF).</summary>
+    public static bool IsLanguageTag(string tag) => LanguageTag().IsMatch(tag);
+
+    /// <summary>The language of a narrative sent without one.</summary>
+    public const string DefaultLanguage = "en";
 
     // \z, not $: $ also matches before a final line break, which let "fr\n" through.
     [GeneratedRegex(@"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,4}\z")]

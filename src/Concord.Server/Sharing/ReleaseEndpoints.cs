@@ -13,7 +13,7 @@ namespace Concord.Server.Sharing;
 
 /// <summary>What a sanitised copy is released as; its actors are only those given here (the original's may name sources).</summary>
 internal sealed record ReleaseRequest(MarkingDto? Marking, string? Tlp, double? GridDegrees, string? Narrative, string? Reason, IReadOnlyList<string>? Actors = null,
-    string? TimePrecision = null);
+    string? TimePrecision = null, string? Language = null);
 
 /// <summary>
 /// Sanitised release ("tearline"): a releaser of the reporting organisation publishes a copy of a report at a lower marking,
@@ -30,11 +30,12 @@ internal static class ReleaseEndpoints
             .WithJsonBody<ReleaseRequest>()
             .WithSummary("Publish a sanitised copy of a report at a lower marking (releasers of the reporting organisation).");
 
-    /// <summary>The start of the hour, day, week (from Monday) or month <paramref name="at"/> falls in (UTC).</summary>
+    /// <summary>The start of the hour, day (a few days: their first), week (from Monday), month or year <paramref name="at"/> falls in (UTC).</summary>
     internal static DateTime Truncate(DateTime at, TimePrecision precision) => precision switch
     {
         TimePrecision.Hour => new DateTime(at.Year, at.Month, at.Day, at.Hour, 0, 0, DateTimeKind.Utc),
-        TimePrecision.Day => new DateTime(at.Year, at.Month, at.Day, 0, 0, 0, DateTimeKind.Utc),
+        TimePrecision.Day or TimePrecision.Days => new DateTime(at.Year, at.Month, at.Day, 0, 0, 0, DateTimeKind.Utc),
+        TimePrecision.Year => new DateTime(at.Year, 1, 1, 0, 0, 0, DateTimeKind.Utc),
         TimePrecision.Week => new DateTime(at.Year, at.Month, at.Day, 0, 0, 0, DateTimeKind.Utc).AddDays(-(((int)at.DayOfWeek + 6) % 7)),
         TimePrecision.Month => new DateTime(at.Year, at.Month, 1, 0, 0, 0, DateTimeKind.Utc),
         _ => at,
@@ -82,6 +83,10 @@ internal static class ReleaseEndpoints
         ReportRules.RejectControlCharacters(body.Narrative, "narrative", errors);
         ReportRules.RejectControlCharacters(body.Reason, "reason", errors);
         ReportRules.CheckActors(body.Actors, errors);
+        if (body.Language is not null && !ReportRules.IsLanguageTag(body.Language))
+        {
+            errors["language"] = [$"'{Http.QueryReader.Shown(body.Language)}' is not a language tag such as en, fr or sg"];
+        }
 
         // The time coarsened as the place is, when the releaser asks: to the hour, the day, the week or the month.
         var precision = original.ObservedPrecision;
@@ -142,7 +147,10 @@ internal static class ReleaseEndpoints
             Id = Guid.CreateVersion7(),
             OrganizationId = viewer.OrganizationId,
             MemberId = viewer.MemberId,
-            ObservedAt = precision == original.ObservedPrecision ? original.ObservedAt : Truncate(original.ObservedAt, precision),
+            // Coarsened whenever asked, whatever the original's precision said: intake keeps a time as it was sent (a report
+            // "of the day" may carry its time to the second), and that second, with the category and figures, matches the
+            // copy to other reporting of the event.
+            ObservedAt = body.TimePrecision is null ? original.ObservedAt : Truncate(original.ObservedAt, precision),
             ObservedPrecision = precision,
             Latitude = latitude,
             Longitude = longitude,
@@ -162,7 +170,9 @@ internal static class ReleaseEndpoints
             InjuredOtherBest = original.InjuredOtherBest,
             InjuredOtherHigh = original.InjuredOtherHigh,
             Narrative = body.Narrative!.Trim(),
-            NarrativeLanguage = original.NarrativeLanguage,
+            // The language of the narrative the releaser wrote, as a report's is: not the original's, which would mislabel
+            // the copy and tell its readers what the source reported in (a language can point to a community).
+            NarrativeLanguage = body.Language ?? ReportRules.DefaultLanguage,
             // Named actors can identify a source or an operation as surely as a narrative: the releaser names them again.
             Actors = Releasability.Encode(body.Actors?.Select(a => a.Trim()) ?? []),
             SourceReliability = original.SourceReliability,
