@@ -241,6 +241,25 @@ public abstract class EarlyWarningApiTests<TServer>(TServer server) : IClassFixt
         Assert.True(aheadBody.GetProperty("at").GetDateTimeOffset() <= DateTimeOffset.UtcNow, aheadBody.GetProperty("at").ToString());
     }
 
+    [Fact]
+    public async Task Spikes_of_equal_probability_come_in_the_order_of_their_codes()
+    {
+        // Tied rows came in the order the store held the areas (their ids, random per store): which of them filled the
+        // page's twelve rows differed between installs and stores.
+        foreach (var letter in "FDBECA")
+        {
+            await server.AddAreaAsync($"EW-TIE-{letter}", $"Tied area {letter}", -58, 30 + (2 * (letter - 'A')), -57, 31 + (2 * (letter - 'A')));
+        }
+
+        var (_, spikes) = await server.ClientFor("unpol").GetJson("/api/early-warning/spikes?at=2015-06-30&days=30&baselineDays=365");
+        var items = spikes.GetProperty("items").EnumerateArray()
+            .Select(s => (Area: s.GetProperty("area").GetString()!, Probability: s.TryGetProperty("probability", out var p) && p.ValueKind == JsonValueKind.Number ? p.GetDouble() : 2))
+            .ToList();
+
+        Assert.True(items.Count >= 2);
+        Assert.Equal(items.OrderBy(i => i.Probability).ThenBy(i => i.Area, StringComparer.Ordinal), items);
+    }
+
     /// <summary>
     /// A new two-degree area at (<paramref name="south"/>, <paramref name="west"/>), UNPOL's incidents (place, days before
     /// <paramref name="at"/>), and the spikes UNPOL reads at <paramref name="at"/> (30 days against 365) with the area's row.
@@ -432,6 +451,33 @@ public sealed class PublicForecastTests_Postgres(PostgresServer server) : Public
 public sealed class ForecastApiTests_Sqlite(SqliteServer server) : ForecastApiTests<SqliteServer>(server);
 
 public sealed class ForecastApiTests_Postgres(PostgresServer server) : ForecastApiTests<PostgresServer>(server);
+
+/// <summary>Spikes on a server whose clock the tests move.</summary>
+public abstract class SpikeClockTests<TServer>(TServer server) : IClassFixture<TServer>
+    where TServer : TestServer, IClockServer
+{
+    [Fact]
+    public async Task The_default_spike_window_ends_now_at_the_latest()
+    {
+        // A report dated by its day may start up to 14 hours ahead (UTC+14): at noon UTC, tomorrow's. The window ended with
+        // the latest incident, in the future, counting hours not yet lived against a full day's rate.
+        var now = server.FakeClock.GetUtcNow();
+        var noon = new DateTimeOffset(now.Year, now.Month, now.Day, 12, 0, 0, TimeSpan.Zero);
+        server.FakeClock.Advance((noon > now ? noon : noon.AddDays(1)) - now);
+        var tomorrow = server.FakeClock.GetUtcNow().Date.AddDays(1);
+        var (made, report) = await server.ClientFor("unpol").PostJson("/api/reports",
+            new Dictionary<string, object?>(Api.Fields(Api.Report(observedAt: new DateTimeOffset(tomorrow, TimeSpan.Zero), marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL"])))) { ["observedPrecision"] = "day" });
+        Assert.True(made.StatusCode == HttpStatusCode.Created, report.ToString());
+
+        var (_, spikes) = await server.ClientFor("unpol").GetJson("/api/early-warning/spikes?days=1");
+
+        Assert.Equal(server.FakeClock.GetUtcNow(), spikes.GetProperty("at").GetDateTimeOffset());
+    }
+}
+
+public sealed class SpikeClockTests_Sqlite(SqliteClockServer server) : SpikeClockTests<SqliteClockServer>(server);
+
+public sealed class SpikeClockTests_Postgres(PostgresClockServer server) : SpikeClockTests<PostgresClockServer>(server);
 
 public sealed class EarlyWarningApiTests_Sqlite(SqliteServer server) : EarlyWarningApiTests<SqliteServer>(server);
 

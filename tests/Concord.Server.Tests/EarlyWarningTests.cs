@@ -5,6 +5,20 @@ namespace Concord.Server.Tests;
 /// <summary>The scores, the benchmarks, the model's leakage guard and the back-test on the real CAR events.</summary>
 public sealed class EarlyWarningTests
 {
+    [Theory]
+    [InlineData("ucdp.one-sided", true)]
+    [InlineData("acled.violence-against-civilians.attack", true)]
+    [InlineData("poc.killing-and-maiming", true)]
+    [InlineData("ucdp.state-based", false)]
+    [InlineData("acled.battles.armed-clash", false)]
+    [InlineData("poc.forced-displacement", false)]
+    public void One_sided_violence_is_told_by_every_scheme_that_reports_it(string category, bool oneSided)
+    {
+        // The model's feature is UCDP's violence type 3 in the back-test; in service, a protection officer's killing of
+        // civilians (poc.killing-and-maiming, which fusion pairs with UCDP's one-sided type) counted as not one-sided.
+        Assert.Equal(oneSided, ForecastService.OneSided(category));
+    }
+
     [Fact]
     public void CRPS_and_Brier_match_hand_computed_values()
     {

@@ -292,8 +292,10 @@ internal static class EarlyWarningEndpoints
         ConcordDb db, MissionDirectory directory, MarkingFormat markings, Viewer viewer, int days, int baselineDays, double threshold, DateTime? at, DateTime now,
         CancellationToken cancellationToken)
     {
-        // Without 'at', the window ends with the latest incident the viewer may see (imported history is often old), as they see it.
-        var end = at ?? await (await Selection(new ListQuery())).LatestStartAsync(cancellationToken) ?? now;
+        // Without 'at', the window ends with the latest incident the viewer may see (imported history is often old), as they
+        // see it, and never after now: a report dated by its day may start up to 14 hours ahead (the UTC+14 allowance), and
+        // a window ending then would count hours not yet lived against a full day's rate (as an explicit 'at' ahead is refused).
+        var end = at ?? (await (await Selection(new ListQuery())).LatestStartAsync(cancellationToken) is { } latest && latest < now ? latest : now);
         var recentFrom = end.AddDays(-days);
         var baselineFrom = recentFrom.AddDays(-baselineDays);
         var window = (await Selection(new ListQuery { From = baselineFrom, To = end })).NarrowPlain(i => i.StartsAt >= baselineFrom);
@@ -351,7 +353,9 @@ internal static class EarlyWarningEndpoints
                 var p = PoissonUpperTail(recent, expected);
                 return new SpikeDto(area.Code, area.Name, recent, baseline, Math.Round(expected, 3), p, recent >= 3 && p < threshold && observed >= days);
             })
-            .OrderBy(s => s.Probability ?? 2).ToList();
+            // Equal places in the code's order: which of them make a cut (the page shows the first twelve) must not follow the
+            // order the store holds the areas in (their ids, random per store), as for hotspots.
+            .OrderBy(s => s.Probability ?? 2).ThenBy(s => s.Area, StringComparer.Ordinal).ToList();
         // The answer is marked with, and counts in the audit, the incidents it was computed from: caveats too (a count tells
         // of what it counts), and the one that decided the baseline.
         List<(int Level, long Caveats, long Count)> from = [.. tallies.Select(t => (t.Classification, t.Caveats, (long)t.Count)),

@@ -85,6 +85,17 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
     private sealed record Built(Panel Panel, int Incidents);
 
     /// <summary>
+    /// Whether an incident of <paramref name="category"/> is one-sided violence, the model's feature as the back-test scores it
+    /// (UCDP's violence type 3): UCDP's one-sided type, ACLED's violence against civilians, and the protection category
+    /// of the same kind (killing and maiming of civilians), as fusion's crosswalk pairs them. Without the last, a mission's
+    /// own protection reporting left the feature it is about.
+    /// </summary>
+    internal static bool OneSided(string category) =>
+        category.StartsWith("ucdp.one-sided", StringComparison.Ordinal)
+        || category.StartsWith("acled.violence-against-civilians", StringComparison.Ordinal)
+        || category.StartsWith("poc.killing-and-maiming", StringComparison.Ordinal);
+
+    /// <summary>
     /// The panel of the stated audience's incidents (UNCLASSIFIED, releasable to the whole mission, no caveats), as that
     /// audience sees them: an incident of one marking carries its reports' marking; a mixed one (a restricted account fused
     /// into an open incident) is taken as built from its open reports only. Taking the stored incident's marking instead
@@ -121,8 +132,7 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
             return null;
         }
 
-        var events = incidents.Select(i => new ConflictEvent(i.Latitude, i.Longitude, i.StartsAt, i.KilledBest ?? 0,
-            i.Category.StartsWith("ucdp.one-sided", StringComparison.Ordinal) || i.Category.StartsWith("acled.violence-against-civilians", StringComparison.Ordinal))).ToList();
+        var events = incidents.Select(i => new ConflictEvent(i.Latitude, i.Longitude, i.StartsAt, i.KilledBest ?? 0, OneSided(i.Category))).ToList();
         var cells = new SortedSet<int>();
         foreach (var area in directory.Areas)
         {
