@@ -42,6 +42,8 @@ public sealed class FeatureStreamTests
         Assert.NotNull(seven);
         Assert.Equal(seven, Reference(With("7.0")));
         Assert.Equal(seven, Reference(With("\"7\"")));
+        Assert.Equal(seven, Reference(With("\" 7 \"")));
+        Assert.Equal(seven, Reference(With("\"other\"", "\"id\": \"7\\t\", ")));
         Assert.Equal(seven, Reference(With("70e-1")));
         Assert.Equal(seven, Reference(With("\"other\"", "\"id\": 7.0, ")));
         Assert.Equal(seven, Reference(With("7", "\"id\": \" \", ")));

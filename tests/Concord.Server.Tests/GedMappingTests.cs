@@ -4,6 +4,18 @@ namespace Concord.Server.Tests;
 
 public sealed class GedMappingTests
 {
+    [Fact]
+    public void Place_precision_widens_as_where_prec_grows()
+    {
+        // where_prec 5 is a place larger than an admin-1 region but smaller than the country ("northern Central African
+        // Republic", as every such row of the CAR file says): it was given 100 km, less than an admin-1's 150 km, so
+        // an incident took its point from it over a province's.
+        var radii = Enumerable.Range(1, 7).Select(GedMapping.PrecisionMeters).ToList();
+        Assert.Equal(radii.Order(), radii);
+        Assert.True(GedMapping.PrecisionMeters(5) > GedMapping.PrecisionMeters(4));
+        Assert.True(GedMapping.PrecisionMeters(5) < GedMapping.PrecisionMeters(6));
+    }
+
     [Theory]
     [InlineData("ged231_caf_events", "23.1")]
     [InlineData("ged231", "23.1")]

@@ -107,6 +107,30 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     });
 
     [Fact]
+    public async Task An_ACLED_event_known_by_its_month_covers_the_whole_month()
+    {
+        // ACLED dates such an event at the middle of the month. Read as the start of a month-long window, it ran from
+        // mid-March to mid-April (reports of early March could not join it), and this month's, dated ahead, was refused.
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var now = DateTime.UtcNow;
+        var csv = $"""
+            event_id_cnty,event_date,year,time_precision,disorder_type,event_type,sub_event_type,actor1,actor2,admin1,location,latitude,longitude,geo_precision,source,notes,fatalities
+            CAF{tag}1,2024-03-15,2024,3,Political violence,Battles,Armed clash,A,B,Ouaka,Bambari,5.7679,20.6757,1,S,Clashes {tag} near Bambari in March.,3
+            CAF{tag}2,{now:yyyy-MM}-15,{now:yyyy},3,Political violence,Battles,Armed clash,A,B,Ouaka,Ippy,6.25,21.22,1,S,Clashes {tag} near Ippy this month.,1
+            """;
+        var (status, summary) = await ImportAsync("joc", "format=acled&classification=UNCLASSIFIED&releasableTo=mission", csv, "text/csv");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.True(summary.GetProperty("created").GetInt32() == 2, summary.ToString());
+        var (_, found) = await server.ClientFor("joc").GetJson($"/api/reports?q={tag}+near+Bambari");
+        var report = Assert.Single(found.GetProperty("items").EnumerateArray());
+        Assert.Equal((new DateTimeOffset(2024, 3, 1, 0, 0, 0, TimeSpan.Zero), "month"), (report.GetProperty("observedAt").GetDateTimeOffset(), report.GetProperty("observedPrecision").GetString()));
+        var (_, incident) = await server.ClientFor("joc").GetJson($"/api/incidents/{report.GetProperty("incidentId").GetGuid()}");
+        Assert.True(incident.GetProperty("startsAt").GetDateTimeOffset() <= new DateTimeOffset(2024, 3, 1, 0, 0, 0, TimeSpan.Zero), incident.ToString());
+        Assert.True(incident.GetProperty("endsAt").GetDateTimeOffset() >= new DateTimeOffset(2024, 3, 31, 0, 0, 0, TimeSpan.Zero), incident.ToString());
+    }
+
+    [Fact]
     public async Task An_ACLED_file_maps_event_types_and_reports_bad_rows_by_line()
     {
         var tag = Guid.NewGuid().ToString("N")[..6];
@@ -151,6 +175,8 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal("acled.violence-against-civilians.attack", attack.GetProperty("category").GetString());
         Assert.Equal(2, attack.GetProperty("casualties").GetProperty("killedCivilian").GetProperty("best").GetInt32());
         Assert.Equal("week", attack.GetProperty("observedPrecision").GetString());
+        // ACLED dates a week by its middle: the report's window (from its time, a week long) holds the days around it.
+        Assert.Equal(new DateTimeOffset(2024, 3, 2, 0, 0, 0, TimeSpan.Zero), attack.GetProperty("observedAt").GetDateTimeOffset());
 
         var (_, again) = await ImportAsync("joc", $"format=acled&classification=UNCLASSIFIED&releasableTo=mission", csv, "text/csv");
         Assert.Equal(0, again.GetProperty("created").GetInt32());

@@ -165,6 +165,19 @@ internal static class AcledReader
         }
     }
 
+    /// <summary>
+    /// Where a report's window starts for an ACLED date: ACLED codes an event known only by its week or month at the middle
+    /// of it, while a report's time is the start of its window (its precision the window's length). Read as given, an event
+    /// of "March" dated the 15th was placed from mid-March to mid-April, missed by reports of its first half, and refused as
+    /// a time to come when the month's middle was still ahead.
+    /// </summary>
+    internal static DateTime WindowStart(DateTime date, string precision) => precision switch
+    {
+        "week" => date.AddDays(-3),
+        "month" => new DateTime(date.Year, date.Month, 1, 0, 0, 0, DateTimeKind.Utc),
+        _ => date,
+    };
+
     private static ImportRow Map(long line, Func<string, string> field, MarkingDto? marking)
     {
         var errors = new List<string>();
@@ -217,7 +230,7 @@ internal static class AcledReader
         return new ImportRow(line, new CreateReport
         {
             Id = GedMapping.NameBasedGuid($"{Dataset}:{id}"),
-            ObservedAt = new DateTimeOffset(date, TimeSpan.Zero),
+            ObservedAt = new DateTimeOffset(WindowStart(date, precision!), TimeSpan.Zero),
             ObservedPrecision = precision,
             Location = new LocationInput(latitude, longitude, meters!.Value, null),
             Category = category,
@@ -448,10 +461,11 @@ internal static class GeoJsonReader
         }
 
         // An id written as 7.0 (GeoPandas and GDAL write an integer column so once it has a missing value) is the feature 7
-        // was: another text would import every feature again as new. A blank properties.id leaves the feature's own.
+        // was: another text would import every feature again as new; so is " 7 " (a padded text column), as ACLED's and
+        // GED's ids are read. A blank properties.id leaves the feature's own.
         string? Id(JsonElement e) => Text(e, "id") is not { } t ? null
             : e.GetProperty("id").ValueKind == JsonValueKind.Number && Whole(t) is { } whole ? whole.ToString(CultureInfo.InvariantCulture)
-            : string.IsNullOrWhiteSpace(t) ? null : t;
+            : string.IsNullOrWhiteSpace(t) ? null : t.Trim();
         var id = Id(properties) ?? Id(feature);
         if (string.IsNullOrWhiteSpace(id))
         {

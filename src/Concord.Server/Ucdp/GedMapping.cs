@@ -29,14 +29,18 @@ internal static partial class GedMapping
         _ => TimePrecision.Year,
     };
 
-    /// <summary>GED where_prec to an uncertainty radius in metres: exact place, within 25 km, admin-2, admin-1, linear feature, country, waters.</summary>
+    /// <summary>
+    /// GED where_prec to an uncertainty radius in metres: exact place, within 25 km, admin-2, admin-1, then 5, a place larger
+    /// than an admin-1 region but smaller than the country ("northern Central African Republic"), a linear feature or
+    /// between two places (so wider than an admin-1's radius, which it used to be given less of), then country and waters.
+    /// </summary>
     public static double PrecisionMeters(int wherePrecision) => wherePrecision switch
     {
         1 => 1_000,
         2 => 25_000,
         3 => 50_000,
         4 => 150_000,
-        5 => 100_000,
+        5 => 250_000,
         _ => 500_000,
     };
 
