@@ -320,6 +320,32 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task Of_two_reports_linked_at_one_time_the_first_stored_is_the_one_provenance_says_opened_the_incident()
+    {
+        // A writer batch (an import's reports) links all its reports at the batch's time. Provenance broke that tie by
+        // observation, so a second account observed an hour earlier was shown as the one that opened the incident and the
+        // first as fused to it. Here the second is linked, then its link dated as the batch would have dated it.
+        var at = When.AddDays(-75);
+        var mission = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(8.06, 22.90, at.AddHours(1), "ucdp.state-based", 3, "Fighting at Ouadda between FACA and armed group, three killed.", mission));
+        var (_, second) = await server.ClientFor("unpol").PostJson("/api/reports", Account(8.061, 22.901, at, "ucdp.state-based", 3, "Fighting at Ouadda between FACA and an armed group; three dead.", mission));
+        var incident = first.GetProperty("incidentId").GetGuid();
+        Assert.Equal(incident, second.GetProperty("incidentId").GetGuid());
+        var (firstId, secondId) = (first.GetProperty("id").GetGuid(), second.GetProperty("id").GetGuid());
+        await server.WithDbAsync(async db =>
+        {
+            var opened = await db.IncidentReports.Where(l => l.ReportId == firstId).Select(l => l.LinkedAt).SingleAsync();
+            return await db.IncidentReports.Where(l => l.ReportId == secondId).ExecuteUpdateAsync(u => u.SetProperty(l => l.LinkedAt, opened));
+        });
+
+        var (_, provenance) = await server.ClientFor("joc").GetJson($"/api/incidents/{incident}/provenance");
+        var decisions = provenance.GetProperty("reports").EnumerateArray().ToDictionary(l => l.GetProperty("reportId").GetGuid(), l => l.GetProperty("decision").GetString());
+
+        Assert.Equal("new", decisions[firstId]);
+        Assert.Equal("fused", decisions[secondId]);
+    }
+
+    [Fact]
     public async Task Fusion_never_tells_a_viewer_of_a_report_they_may_not_see()
     {
         var at = When.AddDays(-20);

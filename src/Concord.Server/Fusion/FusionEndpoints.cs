@@ -116,7 +116,9 @@ internal static class FusionEndpoints
         Incident? view = null;
         var figures = new List<(int? Killed, int? Injured)>();
         var seen = new List<LinkAsSeen>();
-        foreach (var x in rows.OrderBy(x => x.Link.LinkedAt).ThenBy(x => x.Report.ObservedAt))
+        // Links of one writer batch (an import's) share their time: among them the store's order is the order they were
+        // linked (by observation, the second of a file's two accounts could be shown as the one that opened the incident).
+        foreach (var x in rows.OrderBy(x => x.Link.LinkedAt).ThenBy(x => x.Report.Number))
         {
             var analyst = x.Link.Decision is LinkDecisions.Merged or LinkDecisions.Split or LinkDecisions.Accepted;
             if (before.Count == 0)
