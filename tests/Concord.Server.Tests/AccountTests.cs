@@ -803,6 +803,48 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
 
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
     }
+
+    [Fact]
+    public async Task A_sign_out_the_audit_cannot_record_does_not_happen()
+    {
+        // The session's end was committed on its own, then its audit entry refused: a 500, and the next sign-out found the
+        // session ended already and recorded nothing, so the sign-out was never in the audit. Now both or neither.
+        using var browser = await server.SignedInAsync("pref");
+        var sqlite = await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
+        string[] refuse = sqlite
+            ? ["CREATE TRIGGER refuse_sign_out BEFORE INSERT ON audit WHEN NEW.action = 'sign-out' BEGIN SELECT RAISE(ABORT, 'refused'); END"]
+            : ["CREATE FUNCTION refuse_sign_out() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
+               "CREATE TRIGGER refuse_sign_out BEFORE INSERT ON audit FOR EACH ROW WHEN (NEW.action = 'sign-out') EXECUTE FUNCTION refuse_sign_out()"];
+        string[] allow = sqlite ? ["DROP TRIGGER refuse_sign_out"] : ["DROP TRIGGER refuse_sign_out ON audit", "DROP FUNCTION refuse_sign_out()"];
+        async Task<int> SignOutsAsync() => await server.WithDbAsync(db => db.Audit.CountAsync(a => a.Action == Audit.AuditActions.SignOut && a.Actor == "pref"));
+        async Task<int> EndedAsync() => await server.WithDbAsync(async db =>
+        {
+            var member = await db.Members.Where(m => m.UserName == "pref").Select(m => m.Id).SingleAsync();
+            return await db.EndedSessions.CountAsync(e => e.MemberId == member);
+        });
+        var before = await SignOutsAsync();
+        var ended = await EndedAsync();
+        foreach (var sql in refuse)
+        {
+            await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sql));
+        }
+
+        try
+        {
+            Assert.Equal(HttpStatusCode.InternalServerError, (await browser.PostAsync("/api/auth/signout", null)).StatusCode);
+        }
+        finally
+        {
+            foreach (var sql in allow)
+            {
+                await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sql));
+            }
+        }
+
+        Assert.Equal(ended, await EndedAsync());
+        Assert.Equal(HttpStatusCode.NoContent, (await browser.PostAsync("/api/auth/signout", null)).StatusCode);
+        Assert.Equal(before + 1, await SignOutsAsync());
+    }
 }
 
 public sealed class AccountTests_Sqlite(SqliteServer server) : AccountTests<SqliteServer>(server);

@@ -88,6 +88,25 @@ public sealed class SignInThrottleTests
     }
 
     [Fact]
+    public void An_address_signed_in_from_with_a_device_cookie_is_a_known_one_too()
+    {
+        // A browser the member signed in from before carries a device cookie: its sign-ins never made the desk's address a
+        // known one, so once the cookie was gone (a password reset ends it), a stranger's guesses at the name elsewhere
+        // locked the member out at their own desk.
+        var throttle = new SignInThrottle(new FakeTimeProvider(DateTimeOffset.UnixEpoch));
+        Assert.Equal(TimeSpan.Zero, throttle.Begin("ocha", "10.0.0.8", device: "d1"));
+        throttle.Succeeded("ocha", "10.0.0.8", "d1");
+
+        for (var i = 0; i < SignInThrottle.AccountLimit; i++)
+        {
+            Assert.True(LetThrough(throttle, "ocha", $"198.51.100.{i}"));
+        }
+
+        Assert.False(LetThrough(throttle, "ocha", "198.51.100.200"));
+        Assert.True(LetThrough(throttle, "ocha", "10.0.0.8"));
+    }
+
+    [Fact]
     public void Guessing_spread_over_addresses_locks_the_name_except_where_its_member_signed_in_before()
     {
         var clock = new FakeTimeProvider(DateTimeOffset.UnixEpoch);

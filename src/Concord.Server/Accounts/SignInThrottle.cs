@@ -174,17 +174,14 @@ internal sealed class SignInThrottle(TimeProvider time)
         var user = UserKey(userName);
         lock (_lock)
         {
-            if (device is not null)
-            {
-                // Its attempt was counted against the device only.
-                _failures.Remove(DeviceKey(device));
-                _failures.Remove(user);
-                return;
-            }
-
             _failures.Remove(PairKey(user, address));
             _failures.Remove(user);
-            if (_failures.TryGetValue("addr:" + address, out var queue) && queue.Count > 0)
+            if (device is not null)
+            {
+                // Its attempt was counted against the device only, not the address.
+                _failures.Remove(DeviceKey(device));
+            }
+            else if (_failures.TryGetValue("addr:" + address, out var queue) && queue.Count > 0)
             {
                 // The queue is in time order and this attempt was recorded last but for those begun since: drop one entry.
                 var kept = queue.ToArray()[..^1];
@@ -195,6 +192,9 @@ internal sealed class SignInThrottle(TimeProvider time)
                 }
             }
 
+            // A known address whichever way the member signed in: a browser with a device cookie signing in day after day
+            // from the desk kept that desk's address unknown, and a stranger's guesses at the name then locked the member
+            // out there once the cookie was gone (a password reset ends it).
             if (!_known.TryGetValue(user, out var addresses))
             {
                 _known[user] = addresses = new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal);

@@ -125,24 +125,15 @@ internal static class SignIns
             var now = services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
             // A minute past the session's end: its age check counts whole seconds, so the record must outlast it.
             var expiresAt = (signedInAt + ConcordAuthentication.SessionLifetime + TimeSpan.FromMinutes(1)).UtcDateTime;
-            // Recorded even if the browser goes away meanwhile: the sign-out was asked for.
-            var again = false;
+            // Recorded even if the browser goes away meanwhile: the sign-out was asked for. The session's end and its audit
+            // entry are one transaction (as a sign-in the audit could not record does not happen): an end committed on its
+            // own, its entry then refused, was never recorded, since the next sign-out found the session ended already.
             if (expiresAt > now)
             {
                 db.EndedSessions.Add(new EndedSession { Id = id, MemberId = memberId, EndedAt = now, ExpiresAt = expiresAt });
-                try
-                {
-                    await db.SaveChangesAsync(CancellationToken.None);
-                }
-                catch (DbUpdateException e) when (StoreErrors.IsUniqueViolation(e))
-                {
-                    // Signed out already (two tabs, or a copy of the cookie signing out again): recorded before.
-                    again = true;
-                    db.ChangeTracker.Clear();
-                }
             }
 
-            if (!again)
+            try
             {
                 // By the member the cookie names (who may have been disabled since: the directory would not know them).
                 await services.GetRequiredService<AuditChain>().SaveAsync(db,
@@ -154,6 +145,11 @@ internal static class SignIns
                         Detail = Audits.Detail(new { address = AddressText(context) }), Classification = 0,
                     },
                 ], CancellationToken.None);
+            }
+            catch (DbUpdateException e) when (StoreErrors.IsUniqueViolation(e))
+            {
+                // Signed out already (two tabs, or a copy of the cookie signing out again): recorded before.
+                db.ChangeTracker.Clear();
             }
 
             services.GetRequiredService<ViewerDirectory>().Forget(memberId);
