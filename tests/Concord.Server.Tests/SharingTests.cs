@@ -1237,6 +1237,43 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task An_entry_posted_while_the_store_refuses_it_for_a_moment_is_recorded_once_it_accepts()
+    {
+        // A failed sign-in is posted to the audit once its answer has gone, with nobody waiting: a batch the store refused
+        // (busy, a connection dropped) was lost with it. Here the store refuses the entry for a moment.
+        var tag = Guid.NewGuid().ToString("N");
+        var sqlite = await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
+        string[] refuse = sqlite
+            ? [$"CREATE TRIGGER refuse_{tag} BEFORE INSERT ON audit WHEN NEW.detail LIKE '%{tag}%' BEGIN SELECT RAISE(ABORT, 'refused'); END"]
+            : [$"CREATE FUNCTION refuse_{tag}() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
+               $"CREATE TRIGGER refuse_{tag} BEFORE INSERT ON audit FOR EACH ROW WHEN (NEW.detail LIKE '%{tag}%') EXECUTE FUNCTION refuse_{tag}()"];
+        string[] allow = sqlite ? [$"DROP TRIGGER refuse_{tag}"] : [$"DROP TRIGGER refuse_{tag} ON audit", $"DROP FUNCTION refuse_{tag}()"];
+        foreach (var sql in refuse)
+        {
+            await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sql));
+        }
+
+        try
+        {
+            server.Services.GetRequiredService<AuditWriter>().Post(
+                Audits.Entry(null, AuditActions.SignInFailed, "member", Guid.NewGuid(), AuditMarking.None, DateTime.UtcNow, Audits.Detail(new { tag })));
+            await Task.Delay(150);
+        }
+        finally
+        {
+            foreach (var sql in allow)
+            {
+                await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sql));
+            }
+        }
+
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); await server.WithDbAsync(db => db.Audit.CountAsync(a => a.Detail.Contains(tag))) == 0; await Task.Delay(100))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(10), "the entry was recorded once the store took it");
+        }
+    }
+
+    [Fact]
     public async Task A_page_of_the_audit_log_ends_at_its_size_and_the_next_page_goes_on_from_there()
     {
         // Read entries naming 5,000 records each (a full viewport), about 200 kB apiece: a thousand to a page would be

@@ -82,8 +82,16 @@ internal sealed class AuditWriter : IAsyncDisposable
         await _loop;
     }
 
+    /// <summary>How long a failed batch waits before each further try (a store busy for a moment, a connection dropped).</summary>
+    internal static readonly TimeSpan[] Retries = [TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)];
+
     private async Task RunAsync()
     {
+        // One unit of work for the writer's life, taken now: the queue is drained when the service container is disposed
+        // (at shutdown), and a scope asked of it then is refused, which lost every entry still queued (a failed sign-in
+        // posted by one of the last requests).
+        await using var scope = _scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var batch = new List<(AuditEntry Entry, TaskCompletionSource Done)>(MaxBatch);
         while (await _queue.Reader.WaitToReadAsync())
         {
@@ -92,22 +100,38 @@ internal sealed class AuditWriter : IAsyncDisposable
                 batch.Add(item);
             }
 
-            try
+            // Tried again a few times before its waiters are failed: an entry posted without a waiter (a failed sign-in,
+            // written once its answer has gone) has nobody to try it again, and was lost at the first failure.
+            for (var attempt = 0; ; attempt++)
             {
-                await using var scope = _scopes.CreateAsyncScope();
-                var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-                await _chain.SaveAsync(db, batch.Select(b => b.Entry).ToList(), CancellationToken.None);
-                foreach (var (_, done) in batch)
+                try
                 {
-                    done.TrySetResult();
+                    await _chain.SaveAsync(db, batch.Select(b => b.Entry).ToList(), CancellationToken.None);
+                    db.ChangeTracker.Clear();
+                    foreach (var (_, done) in batch)
+                    {
+                        done.TrySetResult();
+                    }
+
+                    break;
                 }
-            }
-            catch (Exception e)
-            {
-                _logger.LogError(e, "recording {Count} audit entries failed", batch.Count);
-                foreach (var (_, done) in batch)
+                catch (Exception e)
                 {
-                    done.TrySetException(e);
+                    db.ChangeTracker.Clear();
+                    if (attempt < Retries.Length)
+                    {
+                        _logger.LogWarning(e, "recording {Count} audit entries failed; trying again in {Delay}", batch.Count, Retries[attempt]);
+                        await Task.Delay(Retries[attempt]);
+                        continue;
+                    }
+
+                    _logger.LogError(e, "recording {Count} audit entries failed", batch.Count);
+                    foreach (var (_, done) in batch)
+                    {
+                        done.TrySetException(e);
+                    }
+
+                    break;
                 }
             }
 
