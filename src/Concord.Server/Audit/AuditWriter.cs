@@ -15,16 +15,21 @@ internal sealed class AuditWriter : IAsyncDisposable
     private readonly Channel<(AuditEntry Entry, TaskCompletionSource Done)> _queue =
         Channel.CreateBounded<(AuditEntry, TaskCompletionSource)>(new BoundedChannelOptions(50_000) { SingleReader = true });
 
-    private readonly IServiceScopeFactory _scopes;
+    private readonly AsyncServiceScope _scope;
+    private readonly ConcordDb _db;
     private readonly AuditChain _chain;
     private readonly ILogger<AuditWriter> _logger;
     private readonly Task _loop;
 
     public AuditWriter(IServiceScopeFactory scopes, AuditChain chain, ILogger<AuditWriter> logger)
     {
-        _scopes = scopes;
         _chain = chain;
         _logger = logger;
+        // One unit of work for the writer's life, taken now, while the service container is surely there: the queue is
+        // drained when the container is disposed (at shutdown), and a scope asked of it then is refused, which lost every
+        // entry still queued (a failed sign-in posted by one of the last requests).
+        _scope = scopes.CreateAsyncScope();
+        _db = _scope.ServiceProvider.GetRequiredService<ConcordDb>();
         _loop = Task.Run(RunAsync);
     }
 
@@ -80,6 +85,7 @@ internal sealed class AuditWriter : IAsyncDisposable
     {
         _queue.Writer.TryComplete();
         await _loop;
+        await _scope.DisposeAsync();
     }
 
     /// <summary>How long a failed batch waits before each further try (a store busy for a moment, a connection dropped).</summary>
@@ -87,11 +93,7 @@ internal sealed class AuditWriter : IAsyncDisposable
 
     private async Task RunAsync()
     {
-        // One unit of work for the writer's life, taken now: the queue is drained when the service container is disposed
-        // (at shutdown), and a scope asked of it then is refused, which lost every entry still queued (a failed sign-in
-        // posted by one of the last requests).
-        await using var scope = _scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var db = _db;
         var batch = new List<(AuditEntry Entry, TaskCompletionSource Done)>(MaxBatch);
         while (await _queue.Reader.WaitToReadAsync())
         {
