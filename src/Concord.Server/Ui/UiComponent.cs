@@ -86,6 +86,43 @@ public abstract class UiComponent : ComponentBase
     /// </summary>
     private protected Task<bool> FormOfThisSessionAsync() => Service<Microsoft.AspNetCore.Antiforgery.IAntiforgery>().IsRequestValidAsync(Http);
 
+    /// <summary>
+    /// A sign-in sent from a page's form (the sign-in page, a report form held after its session ended). The token is the
+    /// one of the moment the page was opened: a second tab that signed in since (or a sign-out) makes it stale. Sent from
+    /// this origin, as the browser says (Sec-Fetch-Site), the form is the member's own and signs in (what the token guards
+    /// against is another site signing the browser in under its own account); otherwise the page asks to sign in again.
+    /// Returns the member signed in, or the error to show, the answer's status set for it.
+    /// </summary>
+    private protected async Task<(Viewer? Viewer, string? Error)> SignInFromFormAsync(string? userName, string? password)
+    {
+        var text = Service<UiText>();
+        if (!await FormOfThisSessionAsync() && !UiHosting.FromThisOrigin(Http))
+        {
+            Http.Response.StatusCode = StatusCodes.Status400BadRequest;
+            return (null, text["signin.stale"]);
+        }
+
+        if (string.IsNullOrWhiteSpace(userName) || string.IsNullOrEmpty(password))
+        {
+            return (null, text["signin.required"]);
+        }
+
+        var outcome = await Accounts.SignIns.AttemptAsync(Http, Service<Data.ConcordDb>(), Service<Accounts.SignInThrottle>(), Service<ViewerDirectory>(), userName, password);
+        if (outcome.RetryAfter is { } wait)
+        {
+            Http.Response.StatusCode = StatusCodes.Status429TooManyRequests;
+            return (null, text.Format("signin.throttled", Math.Ceiling(wait.TotalMinutes)));
+        }
+
+        if (outcome.Viewer is null)
+        {
+            Http.Response.StatusCode = StatusCodes.Status401Unauthorized;
+            return (null, text["signin.failed"]);
+        }
+
+        return (outcome.Viewer, null);
+    }
+
     /// <summary>The page's path, in either mode.</summary>
     private protected string PathAndQuery => "/" + Navigation.ToBaseRelativePath(Navigation.Uri);
 
