@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Concord.Server.Tests;
+using Microsoft.AspNetCore.SignalR;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
@@ -125,8 +126,8 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.True(int.Parse((await todayOnly.TextContentAsync("#total-incidents"))!.Replace(",", ""), System.Globalization.CultureInfo.InvariantCulture) >= 1);
     }
 
-    [Fact]
-    public async Task A_map_whose_live_channel_dropped_shows_what_changed_meanwhile_once_it_is_back()
+    /// <summary>Force's map, live, over a place of its own (<see cref="Api.Spot"/>), marked to tell whether it reloads.</summary>
+    private async Task<(IPage Map, (double Latitude, double Longitude) Place)> LiveMapAtSpotAsync()
     {
         var map = await fixture.SignedInAsync("force");
         await map.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
@@ -135,6 +136,13 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await map.EvaluateAsync(FormattableString.Invariant($"() => {{ window.concordMap.map.setView([{place.Latitude}, {place.Longitude}], 9); }}"));
         await map.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
         await map.EvaluateAsync("window.__notReloaded = true");
+        return (map, place);
+    }
+
+    [Fact]
+    public async Task A_map_whose_live_channel_dropped_shows_what_changed_meanwhile_once_it_is_back()
+    {
+        var (map, place) = await LiveMapAtSpotAsync();
 
         // The channel drops (a weak link, a server restart): what is committed meanwhile is pushed to nobody on this page.
         // The page tries again every three seconds; its tries are refused until the report is in (on a loaded machine the
@@ -155,6 +163,26 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // It comes back by itself, and the map reads its view again: no pan, no reload.
         await map.WaitForSelectorAsync("#map[data-live='up']", new() { State = WaitForSelectorState.Attached, Timeout = 15000 });
         Assert.True(await map.EvaluateAsync<bool>($"window.concordMap.ids.includes('{incidentId}')"));
+        Assert.True(await map.EvaluateAsync<bool>("window.__notReloaded === true"));
+    }
+
+    [Fact]
+    public async Task A_map_told_of_more_changes_than_one_push_carries_reads_its_view_again()
+    {
+        // A round with more ids than one push carries (an import, a large merge) is sent as 'resync' (LiveFeedSendTests):
+        // the map reads its view again, without a reload; after an access change, also once every node judges anew.
+        var (map, _) = await LiveMapAtSpotAsync();
+        var hub = fixture.Server.Services.GetRequiredService<IHubContext<Concord.Server.Realtime.LiveHub>>();
+        var loads = await map.EvaluateAsync<int>("window.concordMap.loads");
+        await hub.Clients.All.SendAsync(Concord.Server.Realtime.LiveHub.ResyncMethod, false);
+        await map.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
+        Assert.True(await map.EvaluateAsync<bool>("window.__notReloaded === true"));
+        Assert.True(await map.EvaluateAsync<bool>("sessionStorage.getItem('concord.accessSettlesAt') === null"));
+
+        loads = await map.EvaluateAsync<int>("window.concordMap.loads");
+        await hub.Clients.All.SendAsync(Concord.Server.Realtime.LiveHub.ResyncMethod, true);
+        await map.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
+        Assert.True(await map.EvaluateAsync<bool>("Number(sessionStorage.getItem('concord.accessSettlesAt')) > Date.now()"));
         Assert.True(await map.EvaluateAsync<bool>("window.__notReloaded === true"));
     }
 

@@ -22,7 +22,7 @@ public abstract class LiveFeedSendTests<TServer>(TServer server) : IClassFixture
         // every connection its message, waits a bounded time, closes the frozen one (it reconnects and reads its view
         // again), and the next round goes to the others at once.
         var delivered = new ConcurrentQueue<string>();
-        var hub = new Hub((id, cancellationToken) =>
+        var hub = new Hub((id, _, _, cancellationToken) =>
         {
             if (id == "frozen")
             {
@@ -32,11 +32,7 @@ public abstract class LiveFeedSendTests<TServer>(TServer server) : IClassFixture
             delivered.Enqueue(id);
             return Task.CompletedTask;
         });
-        var services = server.Services;
-        var feed = new LiveFeed(hub, services.GetRequiredService<IServiceScopeFactory>(), services.GetRequiredService<ViewerDirectory>(), services.GetRequiredService<MissionDirectory>(),
-            services.GetRequiredService<ChangeSignal>(), services.GetRequiredService<TimeProvider>(), services.GetRequiredService<SessionActivity>(),
-            services.GetRequiredService<ILogger<LiveFeed>>())
-        { SendTimeout = TimeSpan.FromMilliseconds(300) };
+        var feed = NewFeed(hub, TimeSpan.FromMilliseconds(300));
         var closed = new ConcurrentQueue<string>();
         foreach (var (id, user) in new[] { ("frozen", "joc"), ("awake", "force") })
         {
@@ -66,15 +62,76 @@ public abstract class LiveFeedSendTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(["frozen"], closed);
     }
 
-    /// <summary>A hub whose connections take their messages as <paramref name="send"/> says (by connection id).</summary>
-    private sealed class Hub(Func<string, CancellationToken, Task> send) : IHubContext<LiveHub>
+    [Fact]
+    public async Task A_round_with_more_ids_than_one_push_carries_tells_the_page_to_read_its_view_again_instead()
+    {
+        // An import of 250 events is one transaction: one round holds 500 visible changes (a report and an incident each),
+        // about 48 KB of ids, which a field office's weak link takes longer than the round's time. The page is told to read
+        // its view again; a small round after it carries ids as before.
+        var sent = new ConcurrentQueue<(string Method, object? Argument)>();
+        var hub = new Hub((_, method, args, _) =>
+        {
+            sent.Enqueue((method, args.Single()));
+            return Task.CompletedTask;
+        });
+        var feed = NewFeed(hub, TimeSpan.FromSeconds(5));
+        var viewer = server.ViewerOf("force");
+        feed.Join("office", new LiveConnection(viewer.MemberId, null, ConcordAuthentication.SessionPrincipal(viewer, DateTimeOffset.UtcNow), () => { }));
+
+        var tag = Guid.NewGuid().ToString("N")[..8];
+        var features = string.Join(",", Enumerable.Range(0, 250).Select(i => $$"""
+            { "type": "Feature", "id": "{{tag}}-{{i}}", "geometry": { "type": "Point", "coordinates": [{{16 + i * 0.01:0.00}}, 6.5] },
+              "properties": { "observedAt": "2024-10-03T10:00:00Z", "category": "poc.forced-displacement", "narrative": "burst {{tag}} {{i}}",
+                              "precisionMeters": 500, "reliability": "C", "credibility": 3 } }
+            """));
+        var start = await server.WithDbAsync(db => db.Changes.MaxAsync(c => (long?)c.Sequence)) ?? 0;
+        using var joc = server.ClientFor("joc");
+        var imported = await joc.PostAsync($"/api/imports?format=geojson&source=burst-{tag}&classification=UNCLASSIFIED&releasableTo=mission",
+            new StringContent($$"""{ "type": "FeatureCollection", "features": [{{features}}] }""", System.Text.Encoding.UTF8, "application/geo+json"));
+        Assert.True(imported.StatusCode == HttpStatusCode.OK, await imported.Content.ReadAsStringAsync());
+        var visible = await server.WithDbAsync(db => db.Changes.CountAsync(c => c.Sequence > start));
+        Assert.True(visible > LiveFeed.MostIds, $"{visible} changes");
+
+        var first = await feed.PublishAsync(start, CancellationToken.None);
+        Assert.Equal([(LiveHub.ResyncMethod, (object?)false)], sent);
+
+        // An access change (a new sharing group) in a large round: the page reads again as after any access change.
+        using var police = server.ClientFor("unpoladmin");
+        Assert.Equal(HttpStatusCode.Created, (await police.PostJson("/api/groups", new { code = "WG" + tag.ToUpperInvariant(), name = "Burst working group" })).Response.StatusCode);
+        imported = await joc.PostAsync($"/api/imports?format=geojson&source=burst2-{tag}&classification=UNCLASSIFIED&releasableTo=mission",
+            new StringContent($$"""{ "type": "FeatureCollection", "features": [{{features.Replace(tag + "-", tag + "-b", StringComparison.Ordinal)}}] }""", System.Text.Encoding.UTF8, "application/geo+json"));
+        Assert.True(imported.StatusCode == HttpStatusCode.OK, await imported.Content.ReadAsStringAsync());
+        sent.Clear();
+        var second = await feed.PublishAsync(first, CancellationToken.None);
+        Assert.Equal([(LiveHub.ResyncMethod, (object?)true)], sent);
+
+        sent.Clear();
+        var (created, report) = await joc.PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        await feed.PublishAsync(second, CancellationToken.None);
+        var (method, ids) = Assert.Single(sent);
+        Assert.Equal(LiveHub.ChangesMethod, method);
+        Assert.Contains(((IEnumerable<LiveChange>)ids!), c => c.Id == report.GetProperty("id").GetGuid());
+    }
+
+    private LiveFeed NewFeed(IHubContext<LiveHub> hub, TimeSpan sendTimeout)
+    {
+        var services = server.Services;
+        return new LiveFeed(hub, services.GetRequiredService<IServiceScopeFactory>(), services.GetRequiredService<ViewerDirectory>(), services.GetRequiredService<MissionDirectory>(),
+            services.GetRequiredService<ChangeSignal>(), services.GetRequiredService<TimeProvider>(), services.GetRequiredService<SessionActivity>(),
+            services.GetRequiredService<ILogger<LiveFeed>>())
+        { SendTimeout = sendTimeout };
+    }
+
+    /// <summary>A hub whose connections take their messages as <paramref name="send"/> says (by connection id, method and arguments).</summary>
+    private sealed class Hub(Func<string, string, object?[], CancellationToken, Task> send) : IHubContext<LiveHub>
     {
         public IHubClients Clients { get; } = new HubClients(send);
 
         public IGroupManager Groups => throw new NotSupportedException();
     }
 
-    private sealed class HubClients(Func<string, CancellationToken, Task> send) : IHubClients
+    private sealed class HubClients(Func<string, string, object?[], CancellationToken, Task> send) : IHubClients
     {
         public IClientProxy All => throw new NotSupportedException();
 
@@ -98,13 +155,13 @@ public abstract class LiveFeedSendTests<TServer>(TServer server) : IClassFixture
         public IClientProxy Users(IReadOnlyList<string> userIds) => throw new NotSupportedException();
     }
 
-    private sealed class Proxy(IReadOnlyList<string> ids, Func<string, CancellationToken, Task> send) : ISingleClientProxy
+    private sealed class Proxy(IReadOnlyList<string> ids, Func<string, string, object?[], CancellationToken, Task> send) : ISingleClientProxy
     {
         public async Task SendCoreAsync(string method, object?[] args, CancellationToken cancellationToken = default)
         {
             foreach (var id in ids)
             {
-                await send(id, cancellationToken);
+                await send(id, method, args, cancellationToken);
             }
         }
 

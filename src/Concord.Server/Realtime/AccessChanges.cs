@@ -11,10 +11,13 @@ namespace Concord.Server.Realtime;
 /// </summary>
 internal static class AccessChanges
 {
+    /// <summary>Whether a change of <paramref name="entity"/> changes what members may read.</summary>
+    public static bool Concerns(string entity) => entity is "member" or "organization" or "group" or "agreement";
+
     /// <summary>True when <paramref name="window"/> holds an access change, after the directory and viewers were refreshed for it.</summary>
     public static async Task<bool> RefreshAsync(IReadOnlyList<Change> window, MissionDirectory directory, ViewerDirectory viewers, CancellationToken cancellationToken)
     {
-        if (!window.Any(c => c.Entity is "member" or "organization" or "group" or "agreement"))
+        if (!window.Any(c => Concerns(c.Entity)))
         {
             return false;
         }

@@ -25,6 +25,13 @@ internal sealed class LiveHub(LiveFeed feed) : Hub
 
     public const string ChangesMethod = "changes";
 
+    /// <summary>
+    /// Sent instead of <see cref="ChangesMethod"/> when a round holds more ids for a member than one message should carry
+    /// (<see cref="LiveFeed.MostIds"/>): the page reads its whole view again, as on reconnecting. Its argument says whether
+    /// the round held an access change (a member, an organisation, a group, an agreement).
+    /// </summary>
+    public const string ResyncMethod = "resync";
+
     public override Task OnConnectedAsync()
     {
         if (Guid.TryParse(Context.User?.FindFirst(ConcordAuthentication.MemberIdClaim)?.Value, out var member))
@@ -68,6 +75,14 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
     public static readonly TimeSpan Fallback = TimeSpan.FromSeconds(1);
 
     private const int Window = 1000;
+
+    /// <summary>
+    /// The most ids one push carries (about 19 KB of JSON). A round that has more for a member (an import, a large
+    /// merge) sends that member's browsers a short <see cref="LiveHub.ResyncMethod"/> instead: a field office on a link of
+    /// 64 kbit/s takes this many within the round's <see cref="SendTimeout"/>, where a full window's ids (about 95 KB) would
+    /// get its connection cut, and cut again after each reconnect while the burst lasts.
+    /// </summary>
+    internal const int MostIds = 200;
 
     /// <summary>
     /// How long the connections of a round have, once the round has handed out its messages, to take them: a browser that
@@ -264,9 +279,12 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
             }
 
             var message = visible.Select(LiveChange.Of).ToList();
+            var access = message.Count > MostIds && message.Any(c => AccessChanges.Concerns(c.Entity));
             foreach (var (id, connection) in open)
             {
-                sends.Add((id, connection, hub.Clients.Client(id).SendAsync(LiveHub.ChangesMethod, message, sending.Token)));
+                sends.Add((id, connection, message.Count > MostIds
+                    ? hub.Clients.Client(id).SendAsync(LiveHub.ResyncMethod, access, sending.Token)
+                    : hub.Clients.Client(id).SendAsync(LiveHub.ChangesMethod, message, sending.Token)));
             }
 
             foreach (var subscription in subscriptions[member])

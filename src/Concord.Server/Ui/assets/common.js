@@ -63,6 +63,14 @@ window.Concord = (() => {
       if (received.length > keep) received.splice(0, received.length - keep);
       onChanges(changes);
     });
+    // A round with more ids than one push carries (an import, a large merge) comes as 'resync': the view is read again,
+    // as on reconnecting (onResync(true): the channel stayed up, nothing but those changes was missed); after an access
+    // change, as on reconnecting, at once and again once every node judges the member anew.
+    connection.on('resync', access => {
+      if (!onResync) return;
+      if (access) afterAccessChange(() => onResync());
+      else onResync(true);
+    });
     const up = () => { onState && onState(true); onResync && onResync(); };
     connection.onreconnecting(() => { onState && onState(false); checkSession(); });
     connection.onreconnected(up);

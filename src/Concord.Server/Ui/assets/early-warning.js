@@ -74,9 +74,11 @@
     // Loaded again a second later, and once more when every node judges the member anew (Concord.afterAccessChange): the
     // first load may be answered by a node that still judged the member as before.
     if (access(changes)) { reloading = true; Concord.afterAccessChange(() => setTimeout(() => location.reload(), 1000)); } else if (counted(changes)) refreshSoon();
-  }, null, () => {
+  }, null, many => {
     // Connected: the spikes are read again. Connected again after a drop: what changed meanwhile was pushed to nobody
-    // (an access change among it), so the whole page is read again, its server-rendered sections too.
+    // (an access change among it), so the whole page is read again, its server-rendered sections too. Too many changes
+    // for one push, none of access: the spikes are read again, as those changes' ids would have had them.
+    if (many) { if (!reloading) refreshSoon(); return; }
     if (!listened) { listened = true; refreshSoon(); } else if (!reloading) { reloading = true; location.reload(); }
   });
 
