@@ -309,6 +309,36 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task An_agreement_recorded_behind_the_servers_back_routes_the_incidents_recorded_after_it()
+    {
+        // Recorded by the command line (or on another node): this server's directory holds the agreement only once read
+        // again. Its rules apply to incidents recorded since; an incident recorded in the next moments that never changes
+        // again must still be routed by them.
+        var (area, lat, lon) = await AreaAsync(-19);
+        var directory = server.Services.GetRequiredService<MissionDirectory>();
+        // Read now by the test's clock, which does not move in this test: not read again for its age.
+        await directory.ReloadAsync(force: true, CancellationToken.None);
+        var code = "SOP-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var body = JsonSerializer.Deserialize<Sharing.AgreementRequest>(JsonSerializer.Serialize(new
+        {
+            code,
+            name = "Recorded by the command line " + code,
+            parties = new[] { "JOC", "FORCE" },
+            rules = Array.Empty<object>(),
+            responsibilities = new[] { new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30 } },
+        }), JsonSerializerOptions.Web)!;
+        await server.WithDbAsync(async db =>
+        {
+            db.Agreements.Add(Sharing.AdminEndpoints.NewVersion(Guid.CreateVersion7(), 1, code, body, [directory.OrganizationByCode("JOC")!.Id, directory.OrganizationByCode("FORCE")!.Id],
+                directory, "cli", server.Services.GetRequiredService<TimeProvider>()));
+            return await db.SaveChangesAsync();
+        });
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash after the SOP was recorded."));
+        await RouterPassedAsync();
+        Assert.Equal(["lead"], (await TasksAsync("force", $"incident={incident}")).Select(t => t.GetProperty("role").GetString()));
+    }
+
+    [Fact]
     public async Task The_tasks_of_an_incident_merged_into_another_are_closed_and_stop_escalating()
     {
         var (area, lat, lon) = await AreaAsync(-43);
@@ -898,6 +928,33 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         });
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         Assert.Equal(["windowEnd"], problem.ErrorFields());
+    }
+
+    [Fact]
+    public async Task A_request_to_a_kind_no_other_organisation_is_of_is_refused_naming_the_addressee()
+    {
+        // Nobody could acknowledge or accept it: it would wait, overdue, on a queue no one reads. The mission has no regional
+        // organisation, and UNPOL is its only police (a kind asks others of the requester's kind, never itself).
+        var at = Clock.GetUtcNow().AddDays(1);
+        foreach (var (user, kind) in new[] { ("ocha", "regional-organization"), ("unpol", "police") })
+        {
+            var (refused, problem) = await server.ClientFor(user).PostJson("/api/requests", new
+            {
+                type = "medevac",
+                title = "Casualty evacuation from Kaga-Bandoro",
+                details = "Two wounded staff need evacuation.",
+                priority = "urgent",
+                addressee = "kind:" + kind,
+                location = new { latitude = 6.98, longitude = 19.18 },
+                windowStart = at,
+                windowEnd = at.AddHours(6),
+            });
+            Assert.True(refused.StatusCode == HttpStatusCode.BadRequest, problem.ToString());
+            Assert.Equal(["addressee"], problem.ErrorFields());
+            Assert.Contains("nobody could answer", problem.GetProperty("errors").GetProperty("addressee")[0].GetString(), StringComparison.Ordinal);
+        }
+
+        Assert.False(await server.WithDbAsync(db => db.Requests.AnyAsync(r => r.Title == "Casualty evacuation from Kaga-Bandoro")));
     }
 
     [Fact]
@@ -1988,6 +2045,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var declined = await WaitForAsync(() => server.ClientFor("unpol").GetJson($"/api/requests/{Id(request)}").ContinueWith(r => r.Result.Body, TaskScheduler.Default),
             r => r.GetProperty("status").GetString() == "declined", "the request to be declined");
         Assert.Equal("withdrawn: it is no longer released to the organisation", declined.GetProperty("reason").GetString());
+        // OCHA gave no answer: the response figures do not count one (closed when withdrawn, as a cancelled request is).
+        Assert.False(declined.GetProperty("deadlines").TryGetProperty("respondedAt", out _));
+        Assert.True(declined.GetProperty("deadlines").TryGetProperty("completedAt", out _));
         var closed = await WaitForAsync(() => server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.Id == Id(task))), t => t.Status == TaskStatuses.Done, "the task to be withdrawn");
         Assert.Equal("withdrawn: it is no longer released to the organisation", closed.Reason);
 

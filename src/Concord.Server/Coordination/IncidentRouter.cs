@@ -109,6 +109,15 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         }
 
         cursor.Value = window[^1].Sequence.ToString(CultureInfo.InvariantCulture);
+        // An agreement recorded or retired (by the command line or on another node too), a sharing group's members or an
+        // organisation's kind or nation changed: the directory is read again before this window is judged. An agreement's
+        // rules apply to the incidents recorded since it was; judged by a directory up to its 30 s age old, an incident
+        // recorded meanwhile that never changes again would never be routed.
+        if (window.Any(c => c.Entity is "agreement" or "group" or "organization"))
+        {
+            await directory.ReloadAsync(force: true, cancellationToken, changesThrough: window[^1].Sequence);
+        }
+
         var agreements = (await directory.AgreementsAsync(cancellationToken)).Where(a => a.Coordination.Responsibilities is { Count: > 0 }).ToList();
         var ids = window.Where(c => c.Entity == "incident" && c.Operation != "deleted").Select(c => c.EntityId).Distinct().ToList();
         var created = window.Where(c => c.Entity == "incident" && c.Operation == "created").Select(c => c.EntityId).ToHashSet();
@@ -119,8 +128,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var now = time.GetUtcNow().UtcDateTime;
         // A sharing group's members or an organisation's kind or nation changed: whether the organisation an escalation
         // notice went to still reaches every report of its incident (and so may read the incident's words) may have changed
-        // with them, without the incident changing. The directory is read again first (the change may have been made on
-        // another node), before this window's incidents are followed or routed.
+        // with them, without the incident changing (the directory was read again above).
         var follow = ids;
         // The same changes, and a member's (clearance, caveats, disabled), may take an incident out of the reach of an
         // organisation that holds an open routed task of it, without the incident changing: such tasks are judged again
@@ -129,11 +137,6 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var accessChanged = window.Any(c => c.Entity is "group" or "organization" or "member");
         if (accessChanged)
         {
-            if (window.Any(c => c.Entity is "group" or "organization"))
-            {
-                await directory.ReloadAsync(force: true, cancellationToken, changesThrough: window[^1].Sequence);
-            }
-
             // Closed notices too: they are still read, words and all. (Group changes are rare; notices are few beside reports.)
             var noticed = await db.Tasks.Where(t => t.IncidentId != null && (t.Role == TaskRoles.Escalation
                     || ((t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting) && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined)))
@@ -479,7 +482,8 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                     Audits.Detail(new { from = request.Status, to = RequestStatuses.Declined, reason })));
                 request.Status = RequestStatuses.Declined;
                 request.Reason = reason;
-                request.RespondedAt ??= now;
+                // Closed, as a cancelled request is; not answered (the response figures would count it as the addressee's answer).
+                request.CompletedAt ??= now;
                 request.UpdatedAt = now;
                 request.Reschedule();
                 withdrawn[request.Id] = "request was declined: " + reason;

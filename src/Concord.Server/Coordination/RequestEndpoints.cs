@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Concord.Server.Access;
 using Concord.Server.Audit;
+using Concord.Server.Data;
 using Concord.Server.Http;
 using Concord.Server.Incidents;
 using Concord.Server.Organizations;
@@ -208,6 +209,12 @@ internal static class RequestEndpoints
             if (OrganizationKinds.TryParse(addresseeText[5..], out var kind))
             {
                 addresseeKind = kind;
+                // Answered by an organisation of that kind other than the requester's: with none in the mission, nobody
+                // could acknowledge or accept it, and it would wait, overdue, on a queue no one reads.
+                if (!await AnyOtherOfKindAsync(desk.Directory, kind, viewer.OrganizationId, cancellationToken))
+                {
+                    errors["addressee"] = [$"no organisation of the mission other than yours is of kind {OrganizationKinds.Token(kind)}: nobody could answer the request"];
+                }
             }
             else
             {
@@ -425,4 +432,17 @@ internal static class RequestEndpoints
     private static LastResortCriteria Trimmed(LastResortCriteria c) => new(c.NoCivilianAlternative!.Trim(), c.CriticalNeed!.Trim(), c.LimitedInTimeAndScale!.Trim());
 
     private static EscortCriteria Trimmed(EscortCriteria c) => new(c.HumanitarianNeed!.Trim(), c.ResponsibleAuthorities!.Trim(), c.SafetyAndSecurity!.Trim(), c.Sustainability!.Trim());
+
+    /// <summary>Whether an organisation other than <paramref name="requester"/> is of <paramref name="kind"/> (read again once if none is: one may just have been added).</summary>
+    private static async Task<bool> AnyOtherOfKindAsync(MissionDirectory directory, OrganizationKind kind, Guid requester, CancellationToken cancellationToken)
+    {
+        bool Any() => directory.Organizations.Any(o => o.Kind == kind && o.Id != requester);
+        if (Any())
+        {
+            return true;
+        }
+
+        await directory.ReloadAsync(force: false, cancellationToken);
+        return Any();
+    }
 }
