@@ -27,6 +27,13 @@ internal sealed record CreateReport
 
     public MarkingDto? Marking { get; init; }
 
+    /// <summary>
+    /// The agreement decision that already marked what this report comes from (a TAK marker, relayed under it before its
+    /// report is stored): the report is marked by it, not by the agreements as they are when it is prepared. Set by the
+    /// server only; never read from a request.
+    /// </summary>
+    internal MarkedBy? MarkedBy { get; init; }
+
     /// <summary>TLP 2.0 for dissemination outside Concord: clear, green, amber, amber+strict, red.</summary>
     public string? Tlp { get; init; }
 
@@ -72,3 +79,6 @@ internal sealed record CasualtiesDto(CasualtyRange KilledCivilian, CasualtyRange
 internal sealed record SourceDto(string Reliability, int Credibility, string Grade, string? Description, string? ProtectedIdentity);
 
 internal sealed record Page<T>(IReadOnlyList<T> Items, string? Next);
+
+/// <summary>An agreement decision taken for a report before it was prepared: <see cref="Decision"/> null when no agreement covered it (its organisation only).</summary>
+internal sealed record MarkedBy(Sharing.DefaultMarking? Decision);

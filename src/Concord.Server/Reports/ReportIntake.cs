@@ -276,7 +276,8 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         ReportRules.Validate(request, now, directory.IsKnownCategory, errors);
 
         string? loosenedDetail = null;
-        var @default = request.Category is { } category && directory.IsKnownCategory(category)
+        var @default = request.MarkedBy is { } marked ? marked.Decision
+            : request.Category is { } category && directory.IsKnownCategory(category)
             ? AgreementDecisions.Resolve(await directory.AgreementsAsync(cancellationToken), author.OrganizationCode, author.OrganizationKind, category, markings.Scheme)
             : null;
 

@@ -164,6 +164,31 @@ internal static partial class ReportRules
         }
     }
 
+    /// <summary><paramref name="text"/> with each character <see cref="ControlCharacterProblem"/> would refuse replaced by U+FFFD.</summary>
+    public static string Printable(string text)
+    {
+        if (ControlCharacterProblem(text) is null)
+        {
+            return text;
+        }
+
+        var printable = new System.Text.StringBuilder(text.Length);
+        for (var i = 0; i < text.Length; i++)
+        {
+            var c = text[i];
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                printable.Append(c).Append(text[++i]);
+            }
+            else
+            {
+                printable.Append((char.IsControl(c) && c is not '\t' and not '\n' and not '\r') || char.IsSurrogate(c) || c is '\uFFFE' or '\uFFFF' ? '\uFFFD' : c);
+            }
+        }
+
+        return printable.ToString();
+    }
+
     /// <summary>What <see cref="RejectControlCharacters"/> says of <paramref name="text"/>, or null when it is text.</summary>
     public static string? ControlCharacterProblem(string text)
     {

@@ -93,7 +93,9 @@ internal static class CotMapping
             ObservedPrecision = "exact",
             Location = new LocationInput(e.Point.Lat, e.Point.Lon, e.Point.Ce is > 0 and < CotPoint.NoValue ? Math.Min(e.Point.Ce, 1_000_000) : 50, null),
             Category = category,
-            Narrative = ReportRules.Truncate(narrative, ReportRules.MaxNarrativeLength),
+            // A control character in a callsign or remarks (a C1 code from text decoded as the wrong code page) is legal XML
+            // but no report's text: shown as U+FFFD rather than costing the marker its report.
+            Narrative = ReportRules.Truncate(ReportRules.Printable(narrative), ReportRules.MaxNarrativeLength),
             Language = "en",
             Source = new SourceInput("F", 6, $"TAK marker by {author}", null),
             ExternalRef = ItemRef(e.Uid),

@@ -18,10 +18,14 @@ internal sealed class DeviceMarkings(MissionDirectory directory, MarkingFormat m
     public MarkingDefault Of(int classification, string releasableTo, long caveats) =>
         new(classification, releasableTo, caveats, markings.ToDto(classification, releasableTo, caveats).Label!);
 
-    public async Task<MarkingDefault> ForAsync(Viewer viewer, string category, CancellationToken cancellationToken)
+    public async Task<MarkingDefault> ForAsync(Viewer viewer, string category, CancellationToken cancellationToken) =>
+        (await DecideAsync(viewer, category, cancellationToken)).Marking;
+
+    /// <summary>The marking, and the agreement decision it comes from: a marker's report is stored under that decision.</summary>
+    public async Task<(MarkingDefault Marking, Reports.MarkedBy Decision)> DecideAsync(Viewer viewer, string category, CancellationToken cancellationToken)
     {
         var resolved = AgreementDecisions.Resolve(await directory.AgreementsAsync(cancellationToken), viewer.OrganizationCode, viewer.OrganizationKind, category, markings.Scheme);
         var (classification, releasable, caveats) = AgreementDecisions.Marks(resolved, viewer.OrganizationCode, markings.Caveats);
-        return new MarkingDefault(classification, releasable, caveats, markings.ToDto(classification, releasable, caveats).Label!);
+        return (new MarkingDefault(classification, releasable, caveats, markings.ToDto(classification, releasable, caveats).Label!), new(resolved));
     }
 }

@@ -1517,7 +1517,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // device's marking for positions: no device may receive a marker whose report its member could not read.
         // Under the server's stopping token, not the session's: a device that reconnects (replacing this session), or is
         // cut, while its marker is being stored must not lose the report of a marker the other devices were already sent.
-        var marking = await markings.ForAsync(from.Viewer, category, from.ServerStopping);
+        var (marking, decision) = await markings.DecideAsync(from.Viewer, category, from.ServerStopping);
         if (!ReportIntake.AuthorMayRead(from.Viewer, marking.Classification, marking.Caveats))
         {
             // The report would be one its author could not read back, which the intake refuses (as the API does): the
@@ -1528,6 +1528,19 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
+        // The report is marked by the agreement decision the marker goes out under: stored later (behind the device's earlier
+        // stores and the writer), it would otherwise be marked by the agreement as it is then, and devices could hold a marker
+        // whose report their members may not read (or one with no report, refused under a tighter marking). A marker that would not be a valid report goes nowhere, as one its author could not read.
+        var report = CotMapping.ToReport(e, category, from.Viewer.UserName) with { MarkedBy = decision };
+        var invalid = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        ReportRules.Validate(report, time.GetUtcNow(), _ => true, invalid);
+        if (invalid.Count > 0)
+        {
+            Unrecord(e.Uid, e.Time, previous);
+            Refuse(from, e, "it would not be a valid report: " + string.Join("; ", invalid.Select(x => $"{x.Key}: {string.Join(' ', x.Value)}")));
+            return;
+        }
+
         var relayed = Stamped(e, raw, marking, droppable: false);
         RememberItem(e, marking, from.Viewer.MemberId, from.Certificate, relayed);
         Deliver(relayed, marking, from, e.Detail, e.Uid, RelayEntities.Item);
@@ -1535,7 +1548,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         {
             await using var scope = scopes.CreateAsyncScope();
             var intake = scope.ServiceProvider.GetRequiredService<ReportIntake>();
-            var outcome = await intake.CreateAsync(CotMapping.ToReport(e, category, from.Viewer.UserName), from.Viewer, from.ServerStopping, idMadeByServer: true);
+            var outcome = await intake.CreateAsync(report, from.Viewer, from.ServerStopping, idMadeByServer: true);
             if (outcome is ReportIntake.Outcome.Invalid invalid)
             {
                 logger.LogInformation("marker {Uid} from {User} was not taken as a report: {Errors}", e.Uid, from.Viewer.UserName,
