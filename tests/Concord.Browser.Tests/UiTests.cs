@@ -564,7 +564,8 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.True(disabled.IsSuccessStatusCode, await disabled.Content.ReadAsStringAsync());
         await page.ClickAsync("#list-apply");
         await page.WaitForSelectorAsync("#incident-list", new() { State = WaitForSelectorState.Detached });
-        Assert.Contains("session", await page.TextContentAsync("ul.error[role='alert']"));
+        // Said as a sentence, not as the error of a field named "session".
+        Assert.Equal("Your session has ended or your account is no longer active: sign in again.", (await page.TextContentAsync("ul.error[role='alert'] li"))?.Trim());
         Assert.True(await page.EvaluateAsync<bool>("window.__notReloaded === true"));
     }
 

@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using Concord.Server.Ui;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Concord.Server.Tests;
 
@@ -12,6 +13,25 @@ namespace Concord.Server.Tests;
 public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFixture<TServer>
     where TServer : TestServer
 {
+    [Fact]
+    public void Category_labels_whose_first_read_failed_are_read_again_by_the_next_page()
+    {
+        // The store failing over as the first page asks for a label: that page fails, the next ones read the labels.
+        var scopes = new FailingOnce(server.Services.GetRequiredService<IServiceScopeFactory>());
+        var labels = new CategoryLabels(scopes);
+        Assert.Throws<InvalidOperationException>(() => labels.Label("acled.battles", "en"));
+        Assert.Equal("Battles", labels.Label("acled.battles", "en"));
+    }
+
+    /// <summary>Scopes whose first creation fails, as a store failing over would fail its first query.</summary>
+    private sealed class FailingOnce(IServiceScopeFactory scopes) : IServiceScopeFactory
+    {
+        private int _created;
+
+        public IServiceScope CreateScope() =>
+            Interlocked.Increment(ref _created) == 1 ? throw new InvalidOperationException("the store is failing over") : scopes.CreateScope();
+    }
+
     [Fact]
     public async Task The_sign_in_page_takes_no_form_larger_than_a_sign_in_needs()
     {
@@ -541,6 +561,26 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         Assert.Contains("id=\"banner-top\" role=\"note\" data-level=\"1\"", first, StringComparison.Ordinal);
         var counted = await server.WithDbAsync(db => db.Audit.Where(a => a.Actor == "joc" && a.EntityId == null && a.Detail.Contains("#count")).Select(a => a.Detail).ToListAsync());
         Assert.Contains(counted, d => d.Contains($"q={tag}", StringComparison.Ordinal) && d.Contains("\"levels\":{\"1\":1}", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task The_dashboards_months_include_those_without_incidents()
+    {
+        // Incidents in January and March of a year no other test uses: February is a zero, not left out of the chart.
+        using var joc = server.ClientFor("joc");
+        foreach (var month in new[] { 1, 3 })
+        {
+            var (created, body) = await joc.PostJson("/api/reports", Api.Report(observedAt: new DateTimeOffset(1961, month, 10, 8, 0, 0, TimeSpan.Zero), marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+            Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
+        }
+
+        var html = await joc.GetStringAsync("/dashboard?from=1961-01-01&to=1961-03-31");
+        var json = Regex.Match(html, "<script type=\"application/json\" id=\"dashboard-data\">(.*?)</script>", RegexOptions.Singleline).Groups[1].Value;
+        var data = JsonDocument.Parse(WebUtility.HtmlDecode(json)).RootElement;
+        Assert.Equal(3, data.GetProperty("months").GetArrayLength());
+        var killed = data.GetProperty("killedByMonth").EnumerateArray().Select(k => k.GetInt64()).ToList();
+        Assert.Equal([killed[0], 0, killed[0]], killed);
+        Assert.True(killed[0] > 0);
     }
 
     [Fact]

@@ -65,13 +65,21 @@ public sealed record DashboardData(
             counts[weekIndex[Http.Weeks.Start(r.StartsAt)]]++;
         }
 
-        var months = rows.Select(r => new DateTime(r.StartsAt.Year, r.StartsAt.Month, 1, 0, 0, 0, DateTimeKind.Utc)).Distinct().Order().ToList();
+        // Every month from the first to the last, as every week: a month without incidents is a zero on the chart, not a
+        // line drawn across it as if it had been as busy as its neighbours.
+        static DateTime Month(DateTime at) => new(at.Year, at.Month, 1, 0, 0, 0, DateTimeKind.Utc);
+        var months = new List<DateTime>();
+        for (var m = Month(rows.Min(r => r.StartsAt)); m <= Month(rows.Max(r => r.StartsAt)); m = m.AddMonths(1))
+        {
+            months.Add(m);
+        }
+
         var monthIndex = months.Select((m, i) => (m, i)).ToDictionary(p => p.m, p => p.i);
         var killed = new long[months.Count];
         var injured = new long[months.Count];
         foreach (var r in rows)
         {
-            var m = monthIndex[new DateTime(r.StartsAt.Year, r.StartsAt.Month, 1, 0, 0, 0, DateTimeKind.Utc)];
+            var m = monthIndex[Month(r.StartsAt)];
             killed[m] += r.Killed ?? 0;
             injured[m] += r.Injured ?? 0;
         }

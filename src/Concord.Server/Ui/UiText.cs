@@ -89,7 +89,11 @@ internal sealed partial class UiText
     /// form does not show), each reason in the page's language.
     /// </summary>
     public string FilterError(string field, IEnumerable<string> reasons) =>
-        Format("filter.error", FilterLabels.TryGetValue(field, out var key) ? this[key] : field, string.Join("; ", reasons.Select(Reason)));
+        field == SessionField ? string.Join("; ", reasons.Select(Reason))
+        : Format("filter.error", FilterLabels.TryGetValue(field, out var key) ? this[key] : field, string.Join("; ", reasons.Select(Reason)));
+
+    /// <summary>The "field" of a live page's refusal once its session has ended: said as a sentence, not as a field's error.</summary>
+    public const string SessionField = "session";
 
     private static readonly Dictionary<string, string> FilterLabels = new(StringComparer.Ordinal)
     {
