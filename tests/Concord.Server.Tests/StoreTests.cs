@@ -266,6 +266,27 @@ public sealed class StoreTests_Postgres : StoreTests
         }
     }
 
+    [Fact]
+    public async Task A_database_whose_character_type_lowers_only_ascii_is_refused_at_start()
+    {
+        // initdb --locale=C, or a database made by hand with LC_CTYPE 'C': PostgreSQL's lower() leaves É as it is, and a
+        // search for 'ébo' would silently miss ÉBOUMBOU (which SQLite finds).
+        var name = "concord_cctype_" + Guid.NewGuid().ToString("N")[..8];
+        await AdminAsync($"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+        try
+        {
+            var store = StoreOptions.Postgres(new NpgsqlConnectionStringBuilder(PostgresDatabase.ServerConnection) { Database = name }.ToString());
+            await using var services = Services(store);
+            var refused = await Assert.ThrowsAsync<StoreUnsuitableException>(() => services.PrepareStoreAsync(CancellationToken.None));
+            Assert.Contains($"database '{name}' has the character type (LC_CTYPE) C, in which PostgreSQL lowers A to Z only", refused.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            NpgsqlConnection.ClearAllPools();
+            await AdminAsync($"DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        }
+    }
+
     private static async Task AdminAsync(params string[] statements)
     {
         await using var connection = new NpgsqlConnection(PostgresDatabase.ServerConnection);

@@ -109,10 +109,13 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
                 // does in UTF8 only (a cluster made without a locale defaults to SQL_ASCII). template0, as UTF8 may differ
                 // from template1's encoding. A cluster whose locale cannot hold UTF8 gets no database at all: one in its
                 // own encoding would only be refused at every start after.
+                // A cluster whose character type is C (initdb --locale=C, or no LANG) lowers A–Z only: text search would not
+                // ignore case beyond ASCII. Its new database then takes C.UTF-8, the locale every glibc system has.
                 var name = database.Replace("\"", "\"\"", StringComparison.Ordinal);
+                var locale = await FoldsUnicodeAsync(connection, cancellationToken) ? "" : " LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'";
                 try
                 {
-                    await using var create = new NpgsqlCommand($"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0", connection);
+                    await using var create = new NpgsqlCommand($"CREATE DATABASE \"{name}\" ENCODING 'UTF8'{locale} TEMPLATE template0", connection);
                     await create.ExecuteNonQueryAsync(cancellationToken);
                 }
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidParameterValue)
@@ -166,6 +169,32 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
                 $"database '{connection.Database}' uses the encoding {encoding}; Concord needs UTF8 (its text search folds case and normalises Unicode): "
                 + "create it with CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0, or let Concord create it; a store already in use is moved by "
                 + "pg_dump from it and pg_restore into a UTF8 database");
+        }
+
+        if (!await FoldsUnicodeAsync(connection, cancellationToken))
+        {
+            await using var ctype = new NpgsqlCommand("SELECT datctype FROM pg_database WHERE datname = current_database()", connection);
+            throw new StoreUnsuitableException(
+                $"database '{connection.Database}' has the character type (LC_CTYPE) {await ctype.ExecuteScalarAsync(cancellationToken)}, in which PostgreSQL lowers A to Z only: "
+                + "text search would not ignore case beyond ASCII ('ébo' would not find ÉBOUMBOU, as it does on SQLite). Create it with "
+                + "CREATE DATABASE … ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8' TEMPLATE template0, or let Concord create it; "
+                + "a store already in use is moved by pg_dump from it and pg_restore into such a database");
+        }
+    }
+
+    /// <summary>Whether the connection's database lowers letters beyond ASCII (its LC_CTYPE is not C or POSIX).</summary>
+    private static async Task<bool> FoldsUnicodeAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var folds = new NpgsqlCommand("SELECT lower(U&'\\00C9') = U&'\\00E9'", connection);
+        try
+        {
+            return await folds.ExecuteScalarAsync(cancellationToken) is true;
+        }
+        catch (PostgresException)
+        {
+            // A database not in UTF8 (the maintenance database of a cluster made without a locale, SQL_ASCII) cannot even
+            // say É (0A000: no conversion from UTF8).
+            return false;
         }
     }
 
