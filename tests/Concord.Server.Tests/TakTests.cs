@@ -495,6 +495,9 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.NotNull(stored);
         Assert.Equal("VIPER 1-1", stored.Sender);
         Assert.Equal("All Chat Rooms", stored.Chatroom);
+        // Stored with its audit entry, as every marked record is.
+        var created = await server.WithDbAsync(db => db.Audit.AsNoTracking().SingleOrDefaultAsync(a => a.EntityId == stored.Id));
+        Assert.Equal((Audit.AuditActions.Create, "message"), (created?.Action, created?.Entity));
     }
 
     [Fact]

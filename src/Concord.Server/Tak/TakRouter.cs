@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using Concord.Cot;
 using Concord.Server.Access;
+using Concord.Server.Audit;
 using Concord.Server.Data;
 using Concord.Server.Incidents;
 using Concord.Server.Reports;
@@ -1596,7 +1597,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             var text = e.Detail.Remarks ?? "";
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-            db.Messages.Add(new ChatMessage
+            var message = new ChatMessage
             {
                 Id = Guid.CreateVersion7(),
                 MemberId = from.Viewer.MemberId,
@@ -1607,8 +1608,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 Classification = from.Marking.Classification,
                 ReleasableTo = from.Marking.ReleasableTo,
                 Caveats = from.Marking.Caveats,
-            });
-            await db.SaveChangesAsync(CancellationToken.None);
+            };
+            db.Messages.Add(message);
+            // Stored as every marked record is: with its audit entry, in the same transaction (who stored what, under which marking).
+            await scope.ServiceProvider.GetRequiredService<AuditChain>().SaveAsync(db,
+                [Audits.Entry(from.Viewer, AuditActions.Create, "message", message.Id, AuditMarking.Of(message), time.GetUtcNow().UtcDateTime,
+                    Audits.Detail(new { device = e.Uid, chatroom = message.Chatroom, marking = from.Marking.Label }))], CancellationToken.None);
         });
     }
 }
