@@ -271,6 +271,13 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
 
         await map.UnrouteAsync("**/ui/incidents/*/panel");
         await map.WaitForFunctionAsync("!document.getElementById('panel').hidden && document.getElementById('panel').textContent.includes('Verified')", null, new() { Timeout = 15_000 });
+
+        // A server answering 503 (a proxy, a restart) fails the same way, not as an incident no longer shown: it comes back.
+        await map.RouteAsync("**/ui/incidents/*/panel", route => route.FulfillAsync(new() { Status = 503, Body = "unavailable" }));
+        Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incidentId}/status", new { status = "closed" })).StatusCode);
+        await map.WaitForFunctionAsync("document.getElementById('panel').hidden && document.getElementById('panel').textContent === ''");
+        await map.UnrouteAsync("**/ui/incidents/*/panel");
+        await map.WaitForFunctionAsync("!document.getElementById('panel').hidden && document.getElementById('panel').textContent.includes('Closed')", null, new() { Timeout = 15_000 });
     }
 
     [Fact]
@@ -1436,6 +1443,33 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await page.WaitForFunctionAsync($"Number(document.body.dataset.spikesRefreshed) > {refreshed}");
         var cells = await page.Locator("#spikes tr[data-area='NEW-1'] td").AllTextContentsAsync();
         Assert.Equal(["New sector", "3", "0", "–", "–", "–"], cells);
+    }
+
+    [Fact]
+    public async Task A_spike_table_whose_live_read_fails_reads_again_by_itself()
+    {
+        // The read a change asks for fails (a 503 from a proxy, a weak link): the table is read again five seconds later,
+        // not left as it was until some later change (a new alert would go unannounced meanwhile).
+        var page = await fixture.SignedInAsync("force", "/early-warning");
+        await page.WaitForFunctionAsync("Number(document.body.dataset.spikesRefreshed || 0) >= 1");
+        var refreshed = await page.EvaluateAsync<string>("document.body.dataset.spikesRefreshed");
+        var failed = 0;
+        await page.RouteAsync("**/api/early-warning/spikes", async route =>
+        {
+            if (Interlocked.Increment(ref failed) == 1)
+            {
+                await route.FulfillAsync(new() { Status = 503, Body = "unavailable" });
+            }
+            else
+            {
+                await route.ContinueAsync();
+            }
+        });
+
+        using var api = fixture.Server.ClientFor("force");
+        await RiotAsync(api, DateTimeOffset.UtcNow.AddHours(-2), -33.7, 47.7, "A riot whose spike read fails once");
+        await page.WaitForFunctionAsync($"Number(document.body.dataset.spikesRefreshed) > {refreshed}", null, new() { Timeout = 15_000 });
+        Assert.True(Volatile.Read(ref failed) >= 2);
     }
 
     [Fact]

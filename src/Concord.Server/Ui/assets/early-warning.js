@@ -9,10 +9,19 @@
   const table = document.querySelector('#spikes tbody');
   let timer = null;
   let alerted = new Set([...document.querySelectorAll('#spikes tr.alert')].map(r => r.dataset.area));
+  // A read that fails (a weak link, a server answering 5xx) is tried again five seconds later: a new alert must not wait
+  // for the next change to be announced. Refused (no session, no access) it is not: the page's session check says why.
+  let retry = null;
   async function refreshSpikes() {
+    clearTimeout(retry);
     const response = await fetch('/api/early-warning/spikes').catch(() => null);
-    if (!response || !response.ok || !table) return;
-    const data = await response.json();
+    if (!table) return;
+    const data = response && response.ok ? await response.json().catch(() => null) : null;
+    if (!data) {
+      if (response && response.status === 401) Concord.checkSession();
+      else if (!response || response.status !== 403) retry = setTimeout(refreshSpikes, 5000);
+      return;
+    }
     table.replaceChildren(...data.items.slice(0, 12).map(s => {
       const tr = document.createElement('tr');
       tr.dataset.area = s.area;

@@ -229,9 +229,9 @@
 
   // Each opening (a click, a live re-read) supersedes the one before, and a close supersedes them all: a slow answer
   // does not bring back a panel closed meanwhile. An incident the server no longer shows closes it. A live re-read that
-  // fails (a weak link) hides the panel too, since the change it was for may have withdrawn what it shows (a clearance
-  // lowered, a report split out), and tries again every five seconds until it is answered or the member opens another;
-  // a click that fails leaves the panel as it was.
+  // fails (a weak link, a server answering 5xx) hides the panel too, since the change it was for may have withdrawn what
+  // it shows (a clearance lowered, a report split out), and tries again every five seconds until it is answered or the
+  // member opens another; a click that fails leaves the panel as it was.
   let panelGeneration = 0;
   let panelWanted = null;
   // focus: the member opened it (a click, Enter), not a live re-read, which must not take the focus from where they type.
@@ -242,7 +242,9 @@
     const html = response && response.ok ? await response.text().catch(() => null) : null;
     if (mine !== panelGeneration) return;
     if (html === null) {
-      if (response && !response.ok) {
+      // Not shown to this member (404, 403) or no session (401): the panel goes. A server failing (5xx, 429, a proxy's
+      // 502) fails as the link does.
+      if (response && (response.status === 404 || response.status === 403 || response.status === 401)) {
         hidePanel();
         if (response.status === 401) Concord.checkSession();
       } else if (reread) {
