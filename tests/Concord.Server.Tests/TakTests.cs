@@ -1256,22 +1256,11 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await using var receiver = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
         await using var stalled = await server.ConnectTakAsync(await server.IssueDeviceAsync(sleepy), read: false);
         var uid = "ANDROID-flood-" + Guid.NewGuid().ToString("N")[..8];
-        var padding = new string('x', 1000);
         var now = DateTimeOffset.UtcNow;
         var start = new DateTimeOffset(now.Ticks - (now.Ticks % TimeSpan.TicksPerMillisecond), TimeSpan.Zero);
 
         // About 20 MB of positions: far more than the stalled device's socket buffers and queue hold.
-        for (var batch = 0; batch < 100; batch++)
-        {
-            var events = new System.Text.StringBuilder();
-            for (var i = 0; i < 200; i++)
-            {
-                var time = start.AddMilliseconds((batch * 200) + i).ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
-                events.Append(Pli(uid, "FLOOD", 5.0, 20.0, time).Replace("<track ", $"<remarks>{padding}</remarks><track ", StringComparison.Ordinal)).Append('\n');
-            }
-
-            await sender.SendAsync(events.ToString());
-        }
+        await FloodAsync(sender, uid, "FLOOD", start, batches: 100);
 
         var lastTime = start.AddMilliseconds(19_999);
         var seen = 0;
@@ -1291,6 +1280,55 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
 
         Assert.NotNull(last);
         Assert.Contains(sessions, s => s.Viewer.UserName == sleepy && s.Dropped > 0);
+    }
+
+    /// <summary>Positions of about 1 KB each (remarks padded), 200 a batch a millisecond apart from <paramref name="start"/>.</summary>
+    private static async Task FloodAsync(TakClient sender, string uid, string callsign, DateTimeOffset start, int batches)
+    {
+        var padding = new string('x', 1000);
+        for (var batch = 0; batch < batches; batch++)
+        {
+            var events = new System.Text.StringBuilder();
+            for (var i = 0; i < 200; i++)
+            {
+                var time = start.AddMilliseconds((batch * 200) + i).ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+                events.Append(Pli(uid, callsign, 5.0, 20.0, time).Replace("<track ", $"<remarks>{padding}</remarks><track ", StringComparison.Ordinal)).Append('\n');
+            }
+
+            await sender.SendAsync(events.ToString());
+        }
+    }
+
+    [Fact]
+    public async Task A_device_being_cut_with_its_queue_kept_loses_it_once_its_member_is_disabled_meanwhile()
+    {
+        // A slow device is cut with its backlog kept (its member's roles changed: what it may read did not): while it is
+        // written, the member is disabled. The backlog, queued under access the member no longer has, goes at once.
+        var sleepy = await ForceColleagueAsync();
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using var stalled = await server.ConnectTakAsync(await server.IssueDeviceAsync(sleepy), read: false);
+        var router = server.Services.GetRequiredService<TakRouter>();
+        var session = Assert.Single(router.Sessions, s => s.Viewer.UserName == sleepy);
+        var uid = "ANDROID-backlog-" + Guid.NewGuid().ToString("N")[..8];
+        await FloodAsync(sender, uid, "BACKLOG", DateTimeOffset.UtcNow.AddSeconds(-30), batches: 40);
+
+        for (var i = 0; i < 100 && session.QueuedBytes < 100_000; i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.True(session.QueuedBytes >= 100_000, $"{session.QueuedBytes} bytes queued");
+        using var admin = server.ClientFor("jocadmin");
+        Assert.True((await admin.PatchAsJsonAsync($"/api/members/{sleepy}", new { roles = new[] { "reporter", "analyst" } })).IsSuccessStatusCode);
+        await router.CheckAccess!(CancellationToken.None);
+        Assert.True(session.DrainingWithQueue);
+        Assert.True(session.QueuedPositions > 0);
+
+        Assert.True((await admin.PatchAsJsonAsync($"/api/members/{sleepy}", new { disabled = true })).IsSuccessStatusCode);
+        server.Services.GetRequiredService<Access.ViewerDirectory>().Invalidate();
+        await router.CheckAccess!(CancellationToken.None);
+        // Only its last events are left: the withdrawals of what it may no longer see (the mission's incidents and items).
+        Assert.Equal(0, session.QueuedPositions);
     }
 
     [Fact]

@@ -799,7 +799,9 @@ internal sealed class TakServer(
 
     private async Task CheckSessionsAsync(CancellationToken cancellationToken)
     {
-        var sessions = router.Sessions.Where(s => !s.Closing.IsCancellationRequested && !s.Draining).ToList();
+        // A session being cut that kept its queue (its access grew, or where its positions go changed) is judged too while
+        // it writes that queue: access withdrawn or narrowed meanwhile drops it, and sends what its member may no longer see.
+        var sessions = router.Sessions.Where(s => !s.Closing.IsCancellationRequested && (!s.Draining || s.DrainingWithQueue)).ToList();
         if (sessions.Count == 0)
         {
             return;
@@ -833,6 +835,17 @@ internal sealed class TakServer(
             else
             {
                 current = valid.TryGetValue(session.Certificate, out var memberId) ? await viewers.ForMemberAsync(memberId, cancellationToken) : null;
+            }
+
+            if (session.Draining)
+            {
+                if (current is null || Narrower(session.Viewer, current))
+                {
+                    logger.LogInformation("TAK device of {User} ({Remote}), being cut, loses its queue: its member's access was withdrawn or narrowed meanwhile", session.Viewer.UserName, session.Remote);
+                    await CutAsync(session, current, "access withdrawn or narrowed", cancellationToken);
+                }
+
+                continue;
             }
 
             if (current is null)

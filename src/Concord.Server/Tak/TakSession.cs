@@ -584,6 +584,7 @@ internal sealed class TakSession : IAsyncDisposable
             return;
         }
 
+        _keptQueue = !dropQueued;
         _closeWhenWritten = reason;
         Interlocked.MemoryBarrier();
         // Sends that checked before the line above finish queuing first (they never wait), so the queues dropped below
@@ -656,6 +657,20 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>True once <see cref="StopSending"/> was called: the session is on its way out.</summary>
     public bool Draining => _closeWhenWritten is not null;
 
+    /// <summary>
+    /// Draining with the queue its member's access filled kept (the access only grew, or where its positions go changed):
+    /// a withdrawal or narrowing while it is written must still drop it (<see cref="SendLast"/> with dropQueued).
+    /// </summary>
+    public bool DrainingWithQueue => _closeWhenWritten is not null && _keptQueue;
+
+    private volatile bool _keptQueue;
+
+    /// <summary>What is queued for the device, in bytes (positions and alerts).</summary>
+    internal long QueuedBytes => Interlocked.Read(ref _queuedBytes);
+
+    /// <summary>How many positions are queued for the device.</summary>
+    internal int QueuedPositions => Volatile.Read(ref _positionCount);
+
     /// <summary>Closed, or draining: nothing more is queued for the device. Safe to read after the session is disposed.</summary>
     public bool Stopped => _closeWhenWritten is not null || _closing.IsCancellationRequested;
 
@@ -664,6 +679,7 @@ internal sealed class TakSession : IAsyncDisposable
     {
         if (dropQueued)
         {
+            _keptQueue = false;
             // Again: a Send that checked before StopSending may have queued since.
             DropQueued();
         }
