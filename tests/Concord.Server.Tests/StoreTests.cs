@@ -246,15 +246,12 @@ public sealed class StoreTests_Postgres : StoreTests
         await AdminAsync($"CREATE DATABASE {ascii} ENCODING 'SQL_ASCII' TEMPLATE template0");
         try
         {
-            var asciiStore = StoreOptions.Postgres(new NpgsqlConnectionStringBuilder(PostgresDatabase.ServerConnection) { Database = ascii }.ToString());
-            await using var services = Services(asciiStore);
-            var refused = await Assert.ThrowsAsync<StoreUnsuitableException>(() => services.PrepareStoreAsync(CancellationToken.None));
-            Assert.Contains($"database '{ascii}' uses the encoding SQL_ASCII; Concord needs UTF8", refused.Message, StringComparison.Ordinal);
+            Assert.Contains($"database '{ascii}' uses the encoding SQL_ASCII; Concord needs UTF8", await RefusedAtStartAsync(ascii), StringComparison.Ordinal);
 
-            var newStore = StoreOptions.Postgres(new NpgsqlConnectionStringBuilder(PostgresDatabase.ServerConnection) { Database = created }.ToString());
+            var newStore = StoreOptions.Postgres(ConnectionTo(created));
             Assert.False(await newStore.ExistsAsync(CancellationToken.None));
             await newStore.EnsureExistsAsync(CancellationToken.None);
-            await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(PostgresDatabase.ServerConnection) { Database = created }.ToString());
+            await using var connection = new NpgsqlConnection(ConnectionTo(created));
             await connection.OpenAsync();
             await using var encoding = new NpgsqlCommand("SHOW server_encoding", connection);
             Assert.Equal("UTF8", await encoding.ExecuteScalarAsync());
@@ -275,16 +272,22 @@ public sealed class StoreTests_Postgres : StoreTests
         await AdminAsync($"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
         try
         {
-            var store = StoreOptions.Postgres(new NpgsqlConnectionStringBuilder(PostgresDatabase.ServerConnection) { Database = name }.ToString());
-            await using var services = Services(store);
-            var refused = await Assert.ThrowsAsync<StoreUnsuitableException>(() => services.PrepareStoreAsync(CancellationToken.None));
-            Assert.Contains($"database '{name}' has the character type (LC_CTYPE) C, in which PostgreSQL lowers A to Z only", refused.Message, StringComparison.Ordinal);
+            Assert.Contains($"database '{name}' has the character type (LC_CTYPE) C, in which PostgreSQL lowers A to Z only", await RefusedAtStartAsync(name), StringComparison.Ordinal);
         }
         finally
         {
             NpgsqlConnection.ClearAllPools();
             await AdminAsync($"DROP DATABASE IF EXISTS {name} WITH (FORCE)");
         }
+    }
+
+    private static string ConnectionTo(string database) => new NpgsqlConnectionStringBuilder(PostgresDatabase.ServerConnection) { Database = database }.ToString();
+
+    /// <summary>Why a store on <paramref name="database"/> (of the test server) is refused at start.</summary>
+    private static async Task<string> RefusedAtStartAsync(string database)
+    {
+        await using var services = Services(StoreOptions.Postgres(ConnectionTo(database)));
+        return (await Assert.ThrowsAsync<StoreUnsuitableException>(() => services.PrepareStoreAsync(CancellationToken.None))).Message;
     }
 
     private static async Task AdminAsync(params string[] statements)

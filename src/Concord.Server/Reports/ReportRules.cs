@@ -172,21 +172,16 @@ internal static partial class ReportRules
             return text;
         }
 
-        var printable = new System.Text.StringBuilder(text.Length);
+        var printable = text.ToCharArray();
         for (var i = 0; i < text.Length; i++)
         {
-            var c = text[i];
-            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            if (Refused(text, i) is not null)
             {
-                printable.Append(c).Append(text[++i]);
-            }
-            else
-            {
-                printable.Append((char.IsControl(c) && c is not '\t' and not '\n' and not '\r') || char.IsSurrogate(c) || c is '\uFFFE' or '\uFFFF' ? '\uFFFD' : c);
+                printable[i] = '\uFFFD';
             }
         }
 
-        return printable.ToString();
+        return new string(printable);
     }
 
     /// <summary>What <see cref="RejectControlCharacters"/> says of <paramref name="text"/>, or null when it is text.</summary>
@@ -194,22 +189,31 @@ internal static partial class ReportRules
     {
         for (var i = 0; i < text.Length; i++)
         {
-            var c = text[i];
-            // C0 and C1 controls alike: U+009B (CSI) starts a terminal's escape sequence as ESC [ does.
-            var bad = (char.IsControl(c) && c is not '\t' and not '\n' and not '\r')
-                || (char.IsHighSurrogate(c) && (i + 1 == text.Length || !char.IsLowSurrogate(text[i + 1])))
-                || (char.IsLowSurrogate(c) && (i == 0 || !char.IsHighSurrogate(text[i - 1])));
-            // Noncharacters are not characters at all (Unicode keeps them out of text, XML cannot carry them): they would
-            // stop an export or a TAK event that has to write them.
-            var noncharacter = c is '\uFFFE' or '\uFFFF';
-            if (bad || noncharacter)
+            if (Refused(text, i) is { } what)
             {
                 return string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                    $"contains the {(noncharacter ? "noncharacter" : "control character")} U+{(int)c:X4} at position {i + 1}; only printable text, tabs and line breaks are allowed");
+                    $"contains the {what} U+{(int)text[i]:X4} at position {i + 1}; only printable text, tabs and line breaks are allowed");
             }
         }
 
         return null;
+    }
+
+    /// <summary>What the character at <paramref name="i"/> is when text may not hold it ("control character", "noncharacter"), else null.</summary>
+    private static string? Refused(string text, int i)
+    {
+        var c = text[i];
+        // C0 and C1 controls alike: U+009B (CSI) starts a terminal's escape sequence as ESC [ does.
+        if ((char.IsControl(c) && c is not '\t' and not '\n' and not '\r')
+            || (char.IsHighSurrogate(c) && (i + 1 == text.Length || !char.IsLowSurrogate(text[i + 1])))
+            || (char.IsLowSurrogate(c) && (i == 0 || !char.IsHighSurrogate(text[i - 1]))))
+        {
+            return "control character";
+        }
+
+        // Noncharacters are not characters at all (Unicode keeps them out of text, XML cannot carry them): they would
+        // stop an export or a TAK event that has to write them.
+        return c is '\uFFFE' or '\uFFFF' ? "noncharacter" : null;
     }
 
     /// <summary>At most <paramref name="length"/> characters of <paramref name="text"/>, never cutting a surrogate pair in half.</summary>

@@ -1531,14 +1531,15 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         // The report is marked by the agreement decision the marker goes out under: stored later (behind the device's earlier
         // stores and the writer), it would otherwise be marked by the agreement as it is then, and devices could hold a marker
-        // whose report their members may not read (or one with no report, refused under a tighter marking). A marker that would not be a valid report goes nowhere, as one its author could not read.
+        // whose report their members may not read (or one with no report, refused under a tighter marking). A marker that
+        // would not be a valid report goes nowhere, as one its author could not read.
         var report = CotMapping.ToReport(e, category, from.Viewer.UserName) with { MarkedBy = decision };
         var invalid = new Dictionary<string, string[]>(StringComparer.Ordinal);
         ReportRules.Validate(report, time.GetUtcNow(), _ => true, invalid);
         if (invalid.Count > 0)
         {
             Unrecord(e.Uid, e.Time, previous);
-            Refuse(from, e, "it would not be a valid report: " + string.Join("; ", invalid.Select(x => $"{x.Key}: {string.Join(' ', x.Value)}")));
+            Refuse(from, e, "it would not be a valid report: " + Described(invalid));
             return;
         }
 
@@ -1552,11 +1553,13 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             var outcome = await intake.CreateAsync(report, from.Viewer, from.ServerStopping, idMadeByServer: true);
             if (outcome is ReportIntake.Outcome.Invalid invalid)
             {
-                logger.LogInformation("marker {Uid} from {User} was not taken as a report: {Errors}", e.Uid, from.Viewer.UserName,
-                    string.Join("; ", invalid.Errors.Select(x => $"{x.Key}: {string.Join(' ', x.Value)}")));
+                logger.LogInformation("marker {Uid} from {User} was not taken as a report: {Errors}", e.Uid, from.Viewer.UserName, Described(invalid.Errors));
             }
         });
     }
+
+    /// <summary>A report's refusal for the log: each field with its reasons.</summary>
+    private static string Described(Dictionary<string, string[]> errors) => string.Join("; ", errors.Select(x => $"{x.Key}: {string.Join(' ', x.Value)}"));
 
     /// <summary>
     /// A GeoChat receipt goes back to the devices it names: as ATAK sends one, the message's sender in &lt;marti&gt;; as WinTAK

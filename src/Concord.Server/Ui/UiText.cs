@@ -89,11 +89,11 @@ internal sealed partial class UiText
     /// form does not show), each reason in the page's language.
     /// </summary>
     public string FilterError(string field, IEnumerable<string> reasons) =>
-        field == SessionField ? string.Join("; ", reasons.Select(Reason))
+        field == NoField ? string.Join("; ", reasons.Select(Reason))
         : Format("filter.error", FilterLabels.TryGetValue(field, out var key) ? this[key] : field, string.Join("; ", reasons.Select(Reason)));
 
-    /// <summary>The "field" of a live page's refusal once its session has ended: said as a sentence, not as a field's error.</summary>
-    public const string SessionField = "session";
+    /// <summary>The key of a list page's refusal that is about no field (its session ended): said as a sentence.</summary>
+    public const string NoField = "";
 
     private static readonly Dictionary<string, string> FilterLabels = new(StringComparer.Ordinal)
     {
