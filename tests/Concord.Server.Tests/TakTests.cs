@@ -2694,11 +2694,15 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     public async Task Classified_incidents_sent_to_a_device_are_audited_as_read_by_its_member()
     {
         var confidential = Api.Marking("CONFIDENTIAL", ["kind:military"]);
-        var (_, before) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Classified incident known before the device connects", marking: confidential));
+        // Places of the test's own, off Api.Spot's grid: a report there fuses with no other test's incident (one the device
+        // may already hold from its opening picture, which would then be matched below before the live round audits it).
+        var (_, before) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Classified incident known before the device connects", marking: confidential,
+            latitude: -3.5, longitude: 33.5));
         var opening = before.GetProperty("incidentId").GetGuid();
         await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
         Assert.NotNull(await device.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + opening));
-        var (_, during) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Classified incident while the device is connected", marking: confidential));
+        var (_, during) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Classified incident while the device is connected", marking: confidential,
+            latitude: -3.5, longitude: 35.5));
         var live = during.GetProperty("incidentId").GetGuid();
         Assert.NotNull(await device.WaitForAsync(e => e.Uid == CotMapping.IncidentUidPrefix + live));
 
