@@ -81,7 +81,7 @@ internal static class MapBench
                 var loads = await page.EvaluateAsync<int>("window.concordMap.loads");
                 clock.Restart();
                 await page.SelectOptionAsync("#f-category", category);
-                await page.WaitForFunctionAsync($"window.concordMap.loads > {loads}", null, new() { Timeout = 60_000 });
+                await page.WaitForFunctionAsync($"() => window.concordMap.loads > {loads}", null, new() { Timeout = 60_000 });
                 filter.Add(clock.Elapsed.TotalMilliseconds);
             }
 

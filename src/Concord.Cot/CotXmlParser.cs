@@ -7,6 +7,13 @@ namespace Concord.Cot;
 
 internal static class CotXmlParser
 {
+    /// <summary>
+    /// TAK clients and servers cut a stream of events at each "&lt;/event&gt;": one inside an event (a nested event, a
+    /// comment, CDATA) would make what follows it an event of its own on every device the event is passed to, one that no
+    /// check of Concord's has seen (a deletion of an incident, another member's emergency or chat).
+    /// </summary>
+    internal const string EndInside = "'</event>' inside the event (a nested event, or in a comment or CDATA): TAK clients would cut the event there";
+
     internal static CotEvent Parse(ReadOnlyMemory<byte> utf8, CotParseOptions options)
     {
         if (utf8.Length > options.MaxDocumentBytes)
@@ -20,7 +27,9 @@ internal static class CotXmlParser
         try
         {
             using var reader = XmlReader.Create(stream, options.ThreadReaderSettings());
-            return ReadEvent(reader, options);
+            var e = ReadEvent(reader, options);
+            var end = utf8.Span.IndexOf("</event>"u8);
+            return end >= 0 && utf8.Span[(end + 1)..].IndexOf("</event>"u8) >= 0 ? throw new CotParseException(EndInside) : e;
         }
         catch (Exception e) when (e is XmlException or DecoderFallbackException or ArgumentException)
         {
@@ -38,7 +47,9 @@ internal static class CotXmlParser
         try
         {
             using var reader = XmlReader.Create(new StringReader(xml), options.ThreadReaderSettings());
-            return ReadEvent(reader, options);
+            var e = ReadEvent(reader, options);
+            var end = xml.IndexOf("</event>", StringComparison.Ordinal);
+            return end >= 0 && xml.IndexOf("</event>", end + 1, StringComparison.Ordinal) >= 0 ? throw new CotParseException(EndInside) : e;
         }
         catch (Exception e) when (e is XmlException or ArgumentException)
         {

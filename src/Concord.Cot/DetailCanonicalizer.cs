@@ -60,6 +60,12 @@ internal static class DetailCanonicalizer
                             throw new CotParseException(string.Create(CultureInfo.InvariantCulture, $"element nesting exceeds {maxDepth} levels"));
                         }
 
+                        if (reader.LocalName == "event")
+                        {
+                            // Written out, its end tag would cut the event on every TAK client (see CotXmlParser.EndInside).
+                            throw new CotParseException("an 'event' element inside a detail: TAK clients would read it as an event of its own");
+                        }
+
                         if (state.Previous == Previous.Text)
                         {
                             state.FlushWhitespace(xml);

@@ -15,7 +15,14 @@ public abstract class BrowserFixture<TServer> : IAsyncLifetime
 {
     public const string Chromium = "/usr/bin/chromium";
 
+    /// <summary>Tells the test log, tagged, of every load or script a page's content security policy refused.</summary>
+    private const string PolicyWatch = """
+        document.addEventListener('securitypolicyviolation', e =>
+          console.error(`[csp] ${e.effectiveDirective} refused ${e.blockedURI || 'inline'} at ${e.sourceFile || document.location.pathname}:${e.lineNumber} ${e.sample}`));
+        """;
+
     private readonly List<IBrowserContext> _contexts = [];
+    private readonly List<string> _policyViolations = [];
     private IPlaywright? _playwright;
 
     public TServer Server { get; } = new();
@@ -61,10 +68,19 @@ public abstract class BrowserFixture<TServer> : IAsyncLifetime
             _contexts.Add(context);
         }
 
+        await context.AddInitScriptAsync(PolicyWatch);
         var page = await context.NewPageAsync();
         // Script errors and warnings go to the test log: a failing browser test shows what the page said.
         page.Console += (_, message) =>
         {
+            if (message.Text.StartsWith("[csp]", StringComparison.Ordinal))
+            {
+                lock (_policyViolations)
+                {
+                    _policyViolations.Add($"{page.Url}: {message.Text}");
+                }
+            }
+
             if (message.Type is "error" or "warning")
             {
                 Console.Error.WriteLine($"[browser {message.Type}] {page.Url}: {message.Text}");
@@ -76,7 +92,9 @@ public abstract class BrowserFixture<TServer> : IAsyncLifetime
 
     /// <summary>
     /// Closes every page a test opened: live pages left open keep their circuits and SignalR connections and re-read on
-    /// every change, so later tests would share two cores with all earlier ones.
+    /// every change, so later tests would share two cores with all earlier ones. Then fails the test if any of its pages
+    /// had something refused by the content security policy: every test checks that the pages it drives need nothing the
+    /// policy forbids (what is refused is a feature that silently does not work).
     /// </summary>
     public async Task ClosePagesAsync()
     {
@@ -90,6 +108,23 @@ public abstract class BrowserFixture<TServer> : IAsyncLifetime
         foreach (var context in open)
         {
             await context.CloseAsync();
+        }
+
+        var refused = TakePolicyViolations();
+        if (refused.Count > 0)
+        {
+            throw new InvalidOperationException("the content security policy refused what a page needs:\n" + string.Join("\n", refused));
+        }
+    }
+
+    /// <summary>What the policy refused on this test's pages so far (and forgets it).</summary>
+    public IReadOnlyList<string> TakePolicyViolations()
+    {
+        lock (_policyViolations)
+        {
+            var taken = _policyViolations.ToArray();
+            _policyViolations.Clear();
+            return taken;
         }
     }
 

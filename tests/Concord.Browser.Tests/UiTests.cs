@@ -36,7 +36,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
             // Every map looks at the place of the report (whatever areas other tests gave the mission).
             var loads = await map.EvaluateAsync<int>("window.concordMap.loads");
             await map.EvaluateAsync("() => { window.concordMap.map.setView([6.98765, 19.18765], 8); }");
-            await map.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
+            await map.WaitForFunctionAsync($"() => window.concordMap.loads > {loads}");
         }
 
         await unclearedDashboard.WaitForSelectorAsync("#dashboard-live[data-live='on']", new() { State = WaitForSelectorState.Attached });
@@ -63,7 +63,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         var incidentId = (await reporter.GetAttributeAsync("#saved-incident", "href"))!.Split('/')[^1];
 
         // The observer's map shows it without a reload, pushed as ids and read back through the API.
-        await observer.WaitForFunctionAsync($"window.concordMap.ids.includes('{incidentId}')");
+        await observer.WaitForFunctionAsync($"() => window.concordMap.ids.includes('{incidentId}')");
         Assert.True(await observer.EvaluateAsync<bool>("window.__notReloaded === true"));
         Assert.True(await observer.EvaluateAsync<bool>($"Concord.received.includes('{reportId}') && Concord.received.includes('{incidentId}')"));
         await observer.ClickAsync($".sym[data-id='{incidentId}']");
@@ -81,7 +81,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
             Assert.Equal(HttpStatusCode.OK, (await analyst.PostAsJsonAsync($"/api/incidents/{incidentId}/status", new { status = "verified" })).StatusCode);
         }
 
-        await observer.WaitForFunctionAsync("document.getElementById('panel').textContent.includes('Verified')");
+        await observer.WaitForFunctionAsync("() => document.getElementById('panel').textContent.includes('Verified')");
         Assert.Equal("f-q", await observer.EvaluateAsync<string>("document.activeElement.id"));
 
         // The live feed has sent this change to everyone who may see it; give it a few more rounds for the others.
@@ -96,7 +96,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
             await page.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
             var loads = await page.EvaluateAsync<int>("window.concordMap.loads");
             await page.EvaluateAsync("() => { window.concordMap.map.setView([6.98765, 19.18765], 8); }");
-            await page.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
+            await page.WaitForFunctionAsync($"() => window.concordMap.loads > {loads}");
             Assert.False(await page.EvaluateAsync<bool>($"window.concordMap.ids.includes('{incidentId}')"), who + "'s map after reload");
             Assert.DoesNotContain(narrative, await page.ContentAsync());
         }
@@ -117,7 +117,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await Screenshots.ScreenshotAsync(list, $"{Store}-incident-list");
         var dashboard = await fixture.SignedInAsync("force", "/dashboard");
         Assert.True(int.Parse((await dashboard.TextContentAsync("#total-incidents"))!.Replace(",", ""), System.Globalization.CultureInfo.InvariantCulture) >= 1);
-        await dashboard.WaitForFunctionAsync("document.querySelector('#chart-weekly').width > 0");
+        await dashboard.WaitForFunctionAsync("() => document.querySelector('#chart-weekly').width > 0");
         await Screenshots.ScreenshotAsync(dashboard, $"{Store}-dashboard");
 
         // A "to" date is the whole of that day: today's report counts on a dashboard ending today.
@@ -134,7 +134,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         var place = Api.Spot();
         var loads = await map.EvaluateAsync<int>("window.concordMap.loads");
         await map.EvaluateAsync(FormattableString.Invariant($"() => {{ window.concordMap.map.setView([{place.Latitude}, {place.Longitude}], 9); }}"));
-        await map.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
+        await map.WaitForFunctionAsync($"() => window.concordMap.loads > {loads}");
         await map.EvaluateAsync("window.__notReloaded = true");
         return (map, place);
     }
@@ -175,13 +175,13 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         var hub = fixture.Server.Services.GetRequiredService<IHubContext<Concord.Server.Realtime.LiveHub>>();
         var loads = await map.EvaluateAsync<int>("window.concordMap.loads");
         await hub.Clients.All.SendAsync(Concord.Server.Realtime.LiveHub.ResyncMethod, false);
-        await map.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
+        await map.WaitForFunctionAsync($"() => window.concordMap.loads > {loads}");
         Assert.True(await map.EvaluateAsync<bool>("window.__notReloaded === true"));
         Assert.True(await map.EvaluateAsync<bool>("sessionStorage.getItem('concord.accessSettlesAt') === null"));
 
         loads = await map.EvaluateAsync<int>("window.concordMap.loads");
         await hub.Clients.All.SendAsync(Concord.Server.Realtime.LiveHub.ResyncMethod, true);
-        await map.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
+        await map.WaitForFunctionAsync($"() => window.concordMap.loads > {loads}");
         Assert.True(await map.EvaluateAsync<bool>("Number(sessionStorage.getItem('concord.accessSettlesAt')) > Date.now()"));
         Assert.True(await map.EvaluateAsync<bool>("window.__notReloaded === true"));
     }
@@ -221,7 +221,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await map.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
         var loads = await map.EvaluateAsync<int>("window.concordMap.loads");
         await map.EvaluateAsync(FormattableString.Invariant($"() => {{ window.concordMap.map.setView([{latitude}, {longitude}], 12); }}"));
-        await map.WaitForFunctionAsync($"window.concordMap.loads > {loads} && window.concordMap.ids.includes('{incidentId}')");
+        await map.WaitForFunctionAsync($"() => window.concordMap.loads > {loads} && window.concordMap.ids.includes('{incidentId}')");
         return (map, incidentId);
     }
 
@@ -235,7 +235,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // refused left the last positions drawn.
         var uid = $"ANDROID-quiet-{Store}-{Guid.NewGuid():N}";
         await fixture.Server.AddTrackAsync("force", uid, "QUIET-1", 7.61534, 21.71534, classification: 1);
-        await map.WaitForFunctionAsync($"window.concordMap.tracks.includes('{uid}')", null, new() { Timeout = 15_000 });
+        await map.WaitForFunctionAsync($"() => window.concordMap.tracks.includes('{uid}')", null, new() { Timeout = 15_000 });
         Assert.StartsWith("CONFIDENTIAL", await map.TextContentAsync("#banner-top"));
         var cookie = (await map.Context.CookiesAsync()).Single(c => c.Name == "concord");
         using var copy = new HttpClient { BaseAddress = fixture.Server.BaseAddress };
@@ -245,8 +245,8 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // The page is held on the map (its session check recorded, not made) to see what the refused read leaves on it.
         await map.EvaluateAsync("() => { window.__check = Concord.checkSession; Concord.checkSession = () => { window.__checked = true; }; }");
         await map.EvaluateAsync("() => { window.concordMap.map.panBy([20, 0]); }");
-        await map.WaitForFunctionAsync("window.__checked === true && window.concordMap.total === 0");
-        await map.WaitForFunctionAsync("window.concordMap.tracks.length === 0", null, new() { Timeout = 15_000 });
+        await map.WaitForFunctionAsync("() => window.__checked === true && window.concordMap.total === 0");
+        await map.WaitForFunctionAsync("() => window.concordMap.tracks.length === 0", null, new() { Timeout = 15_000 });
         Assert.Equal(0, await map.EvaluateAsync<int>("window.concordMap.total"));
         Assert.Equal(0, await map.EvaluateAsync<int>("document.querySelectorAll('#map .sym').length"));
         Assert.Equal("UNCLASSIFIED", (await map.TextContentAsync("#banner-top"))?.Trim());
@@ -267,17 +267,17 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
 
         await map.RouteAsync("**/ui/incidents/*/panel", route => route.AbortAsync("connectionreset"));
         Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incidentId}/status", new { status = "verified" })).StatusCode);
-        await map.WaitForFunctionAsync("document.getElementById('panel').hidden && document.getElementById('panel').textContent === ''");
+        await map.WaitForFunctionAsync("() => document.getElementById('panel').hidden && document.getElementById('panel').textContent === ''");
 
         await map.UnrouteAsync("**/ui/incidents/*/panel");
-        await map.WaitForFunctionAsync("!document.getElementById('panel').hidden && document.getElementById('panel').textContent.includes('Verified')", null, new() { Timeout = 15_000 });
+        await map.WaitForFunctionAsync("() => !document.getElementById('panel').hidden && document.getElementById('panel').textContent.includes('Verified')", null, new() { Timeout = 15_000 });
 
         // A server answering 503 (a proxy, a restart) fails the same way, not as an incident no longer shown: it comes back.
         await map.RouteAsync("**/ui/incidents/*/panel", route => route.FulfillAsync(new() { Status = 503, Body = "unavailable" }));
         Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incidentId}/status", new { status = "closed" })).StatusCode);
-        await map.WaitForFunctionAsync("document.getElementById('panel').hidden && document.getElementById('panel').textContent === ''");
+        await map.WaitForFunctionAsync("() => document.getElementById('panel').hidden && document.getElementById('panel').textContent === ''");
         await map.UnrouteAsync("**/ui/incidents/*/panel");
-        await map.WaitForFunctionAsync("!document.getElementById('panel').hidden && document.getElementById('panel').textContent.includes('Closed')", null, new() { Timeout = 15_000 });
+        await map.WaitForFunctionAsync("() => !document.getElementById('panel').hidden && document.getElementById('panel').textContent.includes('Closed')", null, new() { Timeout = 15_000 });
     }
 
     [Fact]
@@ -321,13 +321,13 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await Screenshots.ScreenshotAsync(force, $"{Store}-incident-list-live");
 
         // FORCE's dashboard counted them in place, and its charts were drawn again.
-        await dashboard.WaitForFunctionAsync($"document.querySelector('#total-incidents').textContent.replace(/\\D/g, '') === '{before + 2}'");
+        await dashboard.WaitForFunctionAsync($"() => document.querySelector('#total-incidents').textContent.replace(/\\D/g, '') === '{before + 2}'");
         Assert.True(await dashboard.EvaluateAsync<bool>("window.__notReloaded === true && Chart.getChart(document.querySelector('#chart-weekly')) !== undefined"));
 
         // Sorting and filtering happen in the page (no reload), and the address follows for a bookmark or a reload.
         var loads = await force.GetAttributeAsync("#incident-list", "data-loads");
         await force.ClickAsync("#sort-startsAt");
-        await force.WaitForFunctionAsync($"document.querySelector('#incident-list').dataset.loads !== '{loads}'");
+        await force.WaitForFunctionAsync($"() => document.querySelector('#incident-list').dataset.loads !== '{loads}'");
         await force.WaitForURLAsync(url => url.Contains("dir=asc", StringComparison.Ordinal));
         Assert.Equal("ascending", await force.GetAttributeAsync("th[aria-sort]:not([aria-sort='none'])", "aria-sort"));
         Assert.Contains(Uri.EscapeDataString("dir=asc"), await force.GetAttributeAsync("#lang-fr", "href"));
@@ -477,7 +477,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     {
         // Behind a load balancer, the read the push starts may reach a node that still judges the member as before for up
         // to its member cache's lifetime: the map reads its view at once, and again once that is over.
-        using var admin = fixture.Server.ClientFor("jocadmin");
+        using var admin = await fixture.Server.SignedInAsync("jocadmin");
         var (tag, _) = await ConfidentialWatcherAsync(admin, "mapwatch", "Shots heard at the river crossing");
         var map = await fixture.SignedInAsync(tag, "/?from=2020-01-01");
         await map.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
@@ -487,11 +487,11 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
 
         var lowered = await admin.PatchAsJsonAsync($"/api/members/{tag}", new { clearance = "UNCLASSIFIED" });
         Assert.True(lowered.IsSuccessStatusCode, await lowered.Content.ReadAsStringAsync());
-        await map.WaitForFunctionAsync($"window.concordMap.loads > {loads}");
+        await map.WaitForFunctionAsync($"() => window.concordMap.loads > {loads}");
         var told = System.Diagnostics.Stopwatch.StartNew();
         await Task.Delay(settles - 2_000);
         var before = await map.EvaluateAsync<int>("window.concordMap.loads");
-        await map.WaitForFunctionAsync($"window.concordMap.loads > {before}", null, new() { Timeout = 8_000 });
+        await map.WaitForFunctionAsync($"() => window.concordMap.loads > {before}", null, new() { Timeout = 8_000 });
         Assert.InRange(told.Elapsed, TimeSpan.FromMilliseconds(settles - 2_000), TimeSpan.FromMilliseconds(settles + 6_000));
     }
 
@@ -499,20 +499,20 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     public async Task An_incident_page_told_of_an_access_change_reads_itself_again_once_every_node_judges_the_member_anew()
     {
         // As the map: behind a load balancer, its first read again may reach a node that still judges the member as before.
-        using var admin = fixture.Server.ClientFor("jocadmin");
+        using var admin = await fixture.Server.SignedInAsync("jocadmin");
         var (tag, incidentId) = await ConfidentialWatcherAsync(admin, "incwatch", "Roadblock on the Bossangoa road");
         var page = await fixture.SignedInAsync(tag, "/incidents/" + incidentId);
-        await page.WaitForFunctionAsync("window.concordIncident !== undefined && Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
+        await page.WaitForFunctionAsync("() => window.concordIncident !== undefined && Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
         var settles = await page.EvaluateAsync<int>("Concord.context.accessSettlesIn");
         var reads = await page.EvaluateAsync<int>("window.concordIncident.reads");
 
         var group = await admin.PostAsJsonAsync("/api/groups", new { code = "IW" + tag[8..].ToUpperInvariant(), name = "Incident page settle test" });
         Assert.True(group.IsSuccessStatusCode, await group.Content.ReadAsStringAsync());
-        await page.WaitForFunctionAsync($"window.concordIncident.reads > {reads}");
+        await page.WaitForFunctionAsync($"() => window.concordIncident.reads > {reads}");
         var told = System.Diagnostics.Stopwatch.StartNew();
         await Task.Delay(settles - 2_000);
         var before = await page.EvaluateAsync<int>("window.concordIncident.reads");
-        await page.WaitForFunctionAsync($"window.concordIncident.reads > {before}", null, new() { Timeout = 8_000 });
+        await page.WaitForFunctionAsync($"() => window.concordIncident.reads > {before}", null, new() { Timeout = 8_000 });
         Assert.InRange(told.Elapsed, TimeSpan.FromMilliseconds(settles - 2_000), TimeSpan.FromMilliseconds(settles + 6_000));
     }
 
@@ -521,10 +521,10 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     {
         // Loaded again a second after the change (perhaps by a node that still judged the member as before), the page loads
         // once more when the member cache's lifetime is over, whichever page it is by then.
-        using var admin = fixture.Server.ClientFor("jocadmin");
+        using var admin = await fixture.Server.SignedInAsync("jocadmin");
         var (tag, _) = await ConfidentialWatcherAsync(admin, "ewwatch", "Clash near the Kaga-Bandoro market");
         var page = await fixture.SignedInAsync(tag, "/early-warning");
-        await page.WaitForFunctionAsync("Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
+        await page.WaitForFunctionAsync("() => Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
         var settles = await page.EvaluateAsync<int>("Concord.context.accessSettlesIn");
         var loads = 0;
         page.Load += (_, _) => Interlocked.Increment(ref loads);
@@ -551,7 +551,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     public async Task A_live_list_follows_the_members_clearance_and_shows_nothing_once_the_account_is_disabled()
     {
         // A circuit can stay open for hours: each read takes the member as they are now, not as they were at sign-in.
-        using var admin = fixture.Server.ClientFor("jocadmin");
+        using var admin = await fixture.Server.SignedInAsync("jocadmin");
         var (tag, incidentId) = await ConfidentialWatcherAsync(admin, "watch", "Armed men stopped a bus on the Sibut road");
 
         var page = await fixture.SignedInAsync(tag, "/incidents?q=" + tag);
@@ -601,7 +601,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
 
         // Without the criteria the server refuses, and each missing statement is named beside its field.
         await requester.ClickAsync("#rq-submit");
-        await requester.WaitForFunctionAsync("document.querySelector(\".field-error[data-for='criteria.escort.safetyAndSecurity']\").textContent.length > 0");
+        await requester.WaitForFunctionAsync("() => document.querySelector(\".field-error[data-for='criteria.escort.safetyAndSecurity']\").textContent.length > 0");
         Assert.NotEmpty((await requester.TextContentAsync(".field-error[data-for='criteria.lastResort.noCivilianAlternative']"))!);
         Assert.NotEmpty((await requester.TextContentAsync(".field-error[data-for='location']"))!);
         await requester.FillAsync("#rq-lon", "21.99");
@@ -614,7 +614,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await requester.FillAsync("#es-safetyAndSecurity", "Two convoy attacks on this road in October; an escort reduces the risk.");
         await requester.FillAsync("#es-sustainability", "A one-off escort while the road is repaired; civilian access resumes after.");
         await requester.ClickAsync("#rq-submit");
-        await requester.WaitForFunctionAsync("document.getElementById('rq-sent').textContent.length > 0");
+        await requester.WaitForFunctionAsync("() => document.getElementById('rq-sent').textContent.length > 0");
         await requester.WaitForSelectorAsync($"#request-board .column[data-status='requested'] .co-card:has-text('{title}')");
         await requester.EvaluateAsync("window.__notReloaded = true");
 
@@ -657,7 +657,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // The request is on the force's map (the requests and patrols layer).
         var requestId = await addressee.Locator($"#request-board .co-card:has-text('{title}')").GetAttributeAsync("data-id");
         var forceMap = await fixture.SignedInAsync("force");
-        await forceMap.WaitForFunctionAsync($"window.concordMap.coordination.includes('{requestId}')");
+        await forceMap.WaitForFunctionAsync($"() => window.concordMap.coordination.includes('{requestId}')");
 
         // A task whose acknowledgement deadline passes turns red on the open board without a reload (the escalation announces it).
         var late = $"Acknowledge the curfew notice ({title})";
@@ -726,7 +726,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Equal("Route checked as far as", await comment.InputValueAsync());
         Assert.Equal("No vehicle until", await card.Locator("input.reason").InputValueAsync());
         // The cursor is back in the comment (within a refresh or two: other tests' changes may redraw the boards meanwhile).
-        await page.WaitForFunctionAsync("document.activeElement?.matches('#task-board .task-comments input') && document.activeElement.value === 'Route checked as far as'",
+        await page.WaitForFunctionAsync("() => document.activeElement?.matches('#task-board .task-comments input') && document.activeElement.value === 'Route checked as far as'",
             null, new() { Timeout = 5_000 });
     }
 
@@ -797,7 +797,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.DoesNotContain("SOURCE-PROTECTED", await page.TextContentAsync("#banner-top"));
         await card.Locator("details.task-comments summary").ClickAsync();
         await page.WaitForSelectorAsync($"#task-board .co-card:has-text('{title}') .comments li:has-text('K-17')");
-        await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '2'", null, new() { Timeout = 5_000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('banner-top').dataset.level === '2'", null, new() { Timeout = 5_000 });
 
         // A read of the boards that fails (a weak link) leaves them as they were and says the page is not up to date; the
         // next read that succeeds brings them up to date.
@@ -833,7 +833,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await page.WaitForSelectorAsync("#rq-error:not([hidden])");
         Assert.Equal(title, await page.InputValueAsync("#rq-title"));
         await page.ClickAsync("#rq-submit");
-        await page.WaitForFunctionAsync("document.getElementById('rq-sent').textContent.length > 0");
+        await page.WaitForFunctionAsync("() => document.getElementById('rq-sent').textContent.length > 0");
         await page.WaitForSelectorAsync($"#request-board .co-card:has-text('{title}')");
         Assert.Equal(1, await page.Locator($"#request-board .co-card:has-text('{title}')").CountAsync());
         Assert.Equal(1, await fixture.Server.WithDbAsync(db => db.Requests.CountAsync(r => r.Title == title)));
@@ -915,7 +915,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // The entry the first send stored may already be on the log (the live feed tells the page of it): the retry's
         // answer is what empties the form, and then the log holds the entry once.
         await page.ClickAsync("#liaison-form button[type='submit']");
-        await page.WaitForFunctionAsync("document.getElementById('li-summary').value === ''");
+        await page.WaitForFunctionAsync("() => document.getElementById('li-summary').value === ''");
         await page.WaitForSelectorAsync($"#liaison-log tr:has-text('{summary}')");
         Assert.Equal(1, await page.Locator($"#liaison-log tr:has-text('{summary}')").CountAsync());
         Assert.Equal(1, await fixture.Server.WithDbAsync(db => db.LiaisonLog.CountAsync(l => l.Summary == summary)));
@@ -959,7 +959,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await failed.Task.WaitAsync(TimeSpan.FromSeconds(20));
         var loads = await page.EvaluateAsync<int>("window.concordMap.loads");
         await readAgain.Task.WaitAsync(TimeSpan.FromSeconds(20));
-        await page.WaitForFunctionAsync($"window.concordMap.loads > {loads}", null, new() { Timeout = 20_000 });
+        await page.WaitForFunctionAsync($"() => window.concordMap.loads > {loads}", null, new() { Timeout = 20_000 });
     }
 
     [Fact]
@@ -984,7 +984,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
             await next.Task;
             await route.FulfillAsync(new() { Status = 200, ContentType = "application/geo+json", Body = body });
         });
-        await page.WaitForFunctionAsync("window.concordMap.tracks.includes('slow-link-track')", null, new() { Timeout = 20_000 });
+        await page.WaitForFunctionAsync("() => window.concordMap.tracks.includes('slow-link-track')", null, new() { Timeout = 20_000 });
     }
 
     [Fact]
@@ -1022,7 +1022,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await toggle.CheckAsync();
         await staleSent.Task.WaitAsync(TimeSpan.FromSeconds(20));
         // The newest answer drawn, then time for the late one to be read (and, before, drawn over it).
-        await page.WaitForFunctionAsync("Array.isArray(window.concordMap.coordination)");
+        await page.WaitForFunctionAsync("() => Array.isArray(window.concordMap.coordination)");
         await page.WaitForTimeoutAsync(1000);
         Assert.False(await page.EvaluateAsync<bool>("window.concordMap.coordination.includes('stale-request')"));
     }
@@ -1082,7 +1082,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         {
             var condition = string.Join(" && ", present.Select(id => $"window.concordMap.ids.includes('{id}')")
                 .Concat(absent.Select(id => $"!window.concordMap.ids.includes('{id}')")));
-            await page.WaitForFunctionAsync(condition, null, new() { Timeout = 10_000 });
+            await page.WaitForFunctionAsync("() => " + condition, null, new() { Timeout = 10_000 });
         }
 
         await Shows([old, recent, march], []);
@@ -1135,7 +1135,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
             from.value = from.max;
             from.dispatchEvent(new Event('input', { bubbles: true }));
         }");
-        await page.WaitForFunctionAsync("window.concordMap.ids.length === 0 && document.querySelectorAll('#map .incident-icon').length === 0");
+        await page.WaitForFunctionAsync("() => window.concordMap.ids.length === 0 && document.querySelectorAll('#map .incident-icon').length === 0");
         Assert.Equal("The window's start is after its end: move the sliders back.", await page.TextContentAsync("#map-status"));
         await page.ClickAsync("#f-reset");
         await Shows([old, recent, march], []);
@@ -1143,22 +1143,22 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // Tracks: a device of the force at the place appears on the tracks layer, and leaves it when the layer is off.
         var uid = "ANDROID-" + tag;
         await fixture.Server.AddTrackAsync("force", uid, "FORCE-1", lat + 0.02, lon + 0.02);
-        await page.WaitForFunctionAsync($"window.concordMap.tracks.includes('{uid}')", null, new() { Timeout = 15_000 });
+        await page.WaitForFunctionAsync($"() => window.concordMap.tracks.includes('{uid}')", null, new() { Timeout = 15_000 });
 
         // A STRICTLY CONFIDENTIAL track in view raises the banners above the CONFIDENTIAL march; without the layer they come down.
         Assert.StartsWith("CONFIDENTIAL", await page.TextContentAsync("#banner-top"));
         await fixture.Server.AddTrackAsync("joc", uid + "-sc", "JOC-1", lat + 0.03, lon + 0.03, classification: 2);
-        await page.WaitForFunctionAsync($"window.concordMap.tracks.includes('{uid}-sc')", null, new() { Timeout = 15_000 });
-        await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '2'", null, new() { Timeout = 5_000 });
+        await page.WaitForFunctionAsync($"() => window.concordMap.tracks.includes('{uid}-sc')", null, new() { Timeout = 15_000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('banner-top').dataset.level === '2'", null, new() { Timeout = 5_000 });
         // Each track shows its marking beside its callsign, as every other record on the map does.
         var tooltips = await page.EvaluateAsync<string[]>("() => { const out = []; window.concordMap.map.eachLayer(l => { const tip = l.getTooltip && l.getTooltip(); if (tip) out.push(String(tip.getContent())); }); return out; }");
         Assert.Contains(tooltips, tip => tip.StartsWith("JOC-1<br>STRICTLY CONFIDENTIAL", StringComparison.Ordinal));
         await page.UncheckAsync("#layer-tracks");
-        await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '1'", null, new() { Timeout = 5_000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('banner-top').dataset.level === '1'", null, new() { Timeout = 5_000 });
         // Nor do the incidents once their layer is off: with every layer off, nothing on the map is classified.
         await page.UncheckAsync("#layer-coordination");
         await page.UncheckAsync("#layer-incidents");
-        await page.WaitForFunctionAsync("document.getElementById('banner-top').dataset.level === '0'", null, new() { Timeout = 5_000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('banner-top').dataset.level === '0'", null, new() { Timeout = 5_000 });
         // The line counting them goes with them: it is figures drawn from the incidents.
         Assert.False(await page.IsVisibleAsync("#map-status"));
         await page.CheckAsync("#layer-incidents");
@@ -1188,7 +1188,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await page.CheckAsync("#layer-risk");
         try
         {
-            await page.WaitForFunctionAsync("window.concordMap.riskCells > 0", null, new() { Timeout = 10_000 });
+            await page.WaitForFunctionAsync("() => window.concordMap.riskCells > 0", null, new() { Timeout = 10_000 });
         }
         catch (TimeoutException)
         {
@@ -1285,12 +1285,12 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // The incident merged a moment ago, named again by the analyst who merged it: said to be merged already.
         await page.FillAsync("#merge-ids", into);
         await page.ClickAsync("#merge-submit");
-        await page.WaitForFunctionAsync("document.querySelector('#correction-done')?.textContent.includes('déjà été fusionnés')");
+        await page.WaitForFunctionAsync("() => document.querySelector('#correction-done')?.textContent.includes('déjà été fusionnés')");
         // An incident that is not there: named, in French.
         var nowhere = Guid.NewGuid().ToString();
         await page.FillAsync("#merge-ids", nowhere);
         await page.ClickAsync("#merge-submit");
-        await page.WaitForFunctionAsync("document.querySelector('#correction-error')?.textContent.includes('aucun incident')");
+        await page.WaitForFunctionAsync("() => document.querySelector('#correction-error')?.textContent.includes('aucun incident')");
         Assert.EndsWith("aucun incident " + nowhere, await page.TextContentAsync("#correction-error"));
         // A link to the incident merged away finds the not-found page, in the member's language, not a bare problem document.
         Assert.Equal((int)HttpStatusCode.NotFound, (await page.GotoAsync(into))!.Status);
@@ -1318,15 +1318,15 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         })).Content.ReadFromJsonAsync<JsonElement>();
         var incident = created.GetProperty("incidentId").GetString();
         var page = await fixture.SignedInAsync("force", "/incidents/" + incident);
-        await page.WaitForFunctionAsync("Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
+        await page.WaitForFunctionAsync("() => Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
         await page.EvaluateAsync("() => { window.readBefore = true; }");
 
         // Verified elsewhere: the page reads itself again and shows it.
         Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incident}/status", new { status = "verified" })).StatusCode);
-        await page.WaitForFunctionAsync("document.getElementById('incident-changed')?.dataset.version.startsWith('verified|') && window.readBefore === undefined");
+        await page.WaitForFunctionAsync("() => document.getElementById('incident-changed')?.dataset.version.startsWith('verified|') && window.readBefore === undefined");
 
         // With ids typed to merge, the page stays as it is and says the incident changed; its link reads it again.
-        await page.WaitForFunctionAsync("Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
+        await page.WaitForFunctionAsync("() => Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
         await page.FillAsync("#merge-ids", "typed-but-not-sent");
         await page.EvaluateAsync("() => { window.readBefore = true; }");
         Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incident}/status", new { status = "closed" })).StatusCode);
@@ -1334,7 +1334,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Equal("typed-but-not-sent", await page.InputValueAsync("#merge-ids"));
         Assert.True(await page.EvaluateAsync<bool>("window.readBefore === true"));
         await page.ClickAsync("#incident-changed-read");
-        await page.WaitForFunctionAsync("document.getElementById('incident-changed')?.dataset.version.startsWith('closed|')");
+        await page.WaitForFunctionAsync("() => document.getElementById('incident-changed')?.dataset.version.startsWith('closed|')");
         Assert.Equal("", await page.InputValueAsync("#merge-ids"));
     }
 
@@ -1346,7 +1346,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
             narrative: "Shots fired at the Kaga checkpoint " + Store, marking: Api.Marking("UNCLASSIFIED", ["mission"])))).Content.ReadFromJsonAsync<JsonElement>();
         var incident = created.GetProperty("incidentId").GetString()!;
         var page = await fixture.SignedInAsync("force", "/incidents/" + incident);
-        await page.WaitForFunctionAsync("Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
+        await page.WaitForFunctionAsync("() => Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
         Assert.True(await page.IsVisibleAsync("#incident-body"));
 
         // The incident changes (a clearance lowered or a report split out alike) on a link that fails: what the page showed
@@ -1358,7 +1358,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
 
         // The link back, the page is read again by itself and shows the incident as it is now.
         await page.UnrouteAsync("**/incidents/" + incident);
-        await page.WaitForFunctionAsync("document.getElementById('incident-changed')?.dataset.version.startsWith('verified|')", null, new() { Timeout = 20_000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('incident-changed')?.dataset.version.startsWith('verified|')", null, new() { Timeout = 20_000 });
         Assert.True(await page.IsVisibleAsync("#incident-body"));
         Assert.False(await page.IsVisibleAsync("#incident-unread"));
     }
@@ -1378,7 +1378,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await fixture.Server.AddAreaAsync(code, "Spike test prefecture " + Store, -30, 44, -28, 46);
         var unpol = await fixture.SignedInAsync("unpol", "/early-warning");
         await page.ReloadAsync();
-        await unpol.WaitForFunctionAsync("document.body && window.Concord && Concord.received !== undefined");
+        await unpol.WaitForFunctionAsync("() => document.body && window.Concord && Concord.received !== undefined");
         await Task.Delay(1000);
         using var api = fixture.Server.ClientFor("unpol");
         // Spikes are judged against the mission's reporting before them: here it has reported for most of a year (one
@@ -1403,7 +1403,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // history and forecasts are rendered by the server) is read again whole.
         await unpol.EvaluateAsync("window.__notReloaded = true");
         await unpol.EvaluateAsync("Concord.connections[0].stop()");
-        await unpol.WaitForFunctionAsync("window.__notReloaded !== true", null, new() { Timeout = 20_000 });
+        await unpol.WaitForFunctionAsync("() => window.__notReloaded !== true", null, new() { Timeout = 20_000 });
         await unpol.WaitForSelectorAsync("#spikes", new() { State = WaitForSelectorState.Attached });
     }
 
@@ -1429,7 +1429,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // A mission reporting for less than its baseline has no rate yet: the server leaves expected and probability out
         // (EarlyWarningApiTests), and the live table says so as the server-rendered one does, rather than "NaN".
         var page = await fixture.SignedInAsync("force", "/early-warning");
-        await page.WaitForFunctionAsync("Number(document.body.dataset.spikesRefreshed || 0) >= 1");
+        await page.WaitForFunctionAsync("() => Number(document.body.dataset.spikesRefreshed || 0) >= 1");
         var refreshed = await page.EvaluateAsync<string>("document.body.dataset.spikesRefreshed");
         await page.RouteAsync("**/api/early-warning/spikes", route => route.FulfillAsync(new()
         {
@@ -1440,7 +1440,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // A report of the force's changes what the spikes count: the table is read again, live.
         using var api = fixture.Server.ClientFor("force");
         await RiotAsync(api, DateTimeOffset.UtcNow.AddHours(-2), -33.5, 47.5, "A riot the spike table hears of");
-        await page.WaitForFunctionAsync($"Number(document.body.dataset.spikesRefreshed) > {refreshed}");
+        await page.WaitForFunctionAsync($"() => Number(document.body.dataset.spikesRefreshed) > {refreshed}");
         var cells = await page.Locator("#spikes tr[data-area='NEW-1'] td").AllTextContentsAsync();
         Assert.Equal(["New sector", "3", "0", "–", "–", "–"], cells);
     }
@@ -1451,7 +1451,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // The read a change asks for fails (a 503 from a proxy, a weak link): the table is read again five seconds later,
         // not left as it was until some later change (a new alert would go unannounced meanwhile).
         var page = await fixture.SignedInAsync("force", "/early-warning");
-        await page.WaitForFunctionAsync("Number(document.body.dataset.spikesRefreshed || 0) >= 1");
+        await page.WaitForFunctionAsync("() => Number(document.body.dataset.spikesRefreshed || 0) >= 1");
         var refreshed = await page.EvaluateAsync<string>("document.body.dataset.spikesRefreshed");
         var failed = 0;
         await page.RouteAsync("**/api/early-warning/spikes", async route =>
@@ -1468,7 +1468,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
 
         using var api = fixture.Server.ClientFor("force");
         await RiotAsync(api, DateTimeOffset.UtcNow.AddHours(-2), -33.7, 47.7, "A riot whose spike read fails once");
-        await page.WaitForFunctionAsync($"Number(document.body.dataset.spikesRefreshed) > {refreshed}", null, new() { Timeout = 15_000 });
+        await page.WaitForFunctionAsync($"() => Number(document.body.dataset.spikesRefreshed) > {refreshed}", null, new() { Timeout = 15_000 });
         Assert.True(Volatile.Read(ref failed) >= 2);
     }
 
@@ -1682,7 +1682,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await page.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
         Assert.Contains("incidents", await page.TextContentAsync("#map-status"));
         // The patrol's kind and status in the page's language (its status was shown as its code, "planned").
-        await page.WaitForFunctionAsync($"window.concordMap.coordination.includes('{patrolId}')");
+        await page.WaitForFunctionAsync($"() => window.concordMap.coordination.includes('{patrolId}')");
         var tooltips = await page.EvaluateAsync<string[]>("() => { const out = []; window.concordMap.map.eachLayer(l => { const tip = l.getTooltip && l.getTooltip(); if (tip) out.push(String(tip.getContent())); }); return out; }");
         Assert.Contains(tooltips, tip => tip.StartsWith($"{patrolName} · patrouille conjointe · planifiée", StringComparison.Ordinal));
         await Screenshots.ScreenshotAsync(page, $"{Store}-map-fr");
@@ -1705,7 +1705,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         var loads = int.Parse((await page.GetAttributeAsync("#incident-list", "data-loads"))!, System.Globalization.CultureInfo.InvariantCulture);
         await MarchAsync(DateTimeOffset.UtcNow.AddHours(-1), 4.37, 18.56, "Second march in Bangui.");
 
-        await page.WaitForFunctionAsync($"Number(document.querySelector('#incident-list').dataset.loads) > {loads}");
+        await page.WaitForFunctionAsync($"() => Number(document.querySelector('#incident-list').dataset.loads) > {loads}");
         Assert.StartsWith("Page 1 sur", await page.TextContentAsync("#page-number"));
         Assert.Equal("Carte", await page.TextContentAsync("nav a[href='/']"));
 
@@ -1746,7 +1746,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Equal("skip", await page.EvaluateAsync<string>("document.querySelector('a[href], button, input:not([type=hidden]), select, textarea').className"));
         await page.Locator("a.skip").FocusAsync();
         await page.Keyboard.PressAsync("Enter");
-        await page.WaitForFunctionAsync("document.activeElement && document.activeElement.id === 'main'");
+        await page.WaitForFunctionAsync("() => document.activeElement && document.activeElement.id === 'main'");
 
         var tablet = await fixture.SignedInAsync("ocha", "/", 820, 1180);
         await tablet.WaitForSelectorAsync("#map[data-loaded]", new() { State = WaitForSelectorState.Attached });
@@ -1769,6 +1769,46 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await tablet.GotoAsync("/");
         Assert.Equal("/signin", new Uri(tablet.Url).AbsolutePath);
         Assert.Equal(HttpStatusCode.Unauthorized, (await copy.GetAsync("/api/me")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Pages_run_only_the_servers_own_scripts_and_what_is_slipped_into_one_does_nothing()
+    {
+        var page = await fixture.SignedInAsync("force", "/incidents");
+        var answer = await page.GotoAsync("/");
+        var policy = await answer!.HeaderValueAsync("content-security-policy");
+        Assert.Contains("script-src 'self';", policy, StringComparison.Ordinal);
+        Assert.Contains("frame-ancestors 'none'", policy, StringComparison.Ordinal);
+        await page.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
+
+        // Markup slipped in as a narrative would be if a page ever failed to escape it: its handler and inline script run
+        // nothing, and the browser says what it refused. (No 'unsafe-eval' above: eval is refused too, which Playwright's
+        // own evaluation cannot show, as the browser lets a debugger's code eval.)
+        await page.EvaluateAsync("""
+            () => {
+              document.body.insertAdjacentHTML('beforeend', '<img src="data:," onerror="window.__ran = 1" onload="window.__ran = 1">');
+              const script = document.createElement('script');
+              script.textContent = 'window.__ran = 2';
+              document.body.append(script);
+            }
+            """);
+        var refused = new List<string>();
+        for (var i = 0; i < 50 && refused.Count < 2; i++)
+        {
+            refused.AddRange(fixture.TakePolicyViolations());
+            await Task.Delay(100);
+        }
+
+        Assert.Null(await page.EvaluateAsync<int?>("window.__ran"));
+        Assert.Contains(refused, v => v.Contains("[csp] script-src-attr refused inline", StringComparison.Ordinal));
+        Assert.Contains(refused, v => v.Contains("[csp] script-src-elem refused inline", StringComparison.Ordinal));
+
+        // The filter form applies as it changes: Enter in its text field stays on the map (it had an inline handler).
+        var loads = await page.EvaluateAsync<int>("window.concordMap.loads");
+        await page.FillAsync("#f-q", "market");
+        await page.PressAsync("#f-q", "Enter");
+        await page.WaitForFunctionAsync($"() => window.concordMap.loads > {loads}");
+        Assert.Equal("/", new Uri(page.Url).PathAndQuery);
     }
 
     private static int Number(string? text) => int.Parse(new string((text ?? "").Where(char.IsAsciiDigit).ToArray()), System.Globalization.CultureInfo.InvariantCulture);

@@ -18,6 +18,38 @@ public sealed class HostileInputTests
         return fromBytes.Reason;
     }
 
+    [Theory]
+    [InlineData("<detail><event></event><event uid=\"concord.incident.1\" type=\"t-x-d-d\"><detail><__forcedelete/></detail></event></detail>", "an 'event' element inside a detail")]
+    [InlineData("<detail><remarks><![CDATA[</event><event uid=\"x\" type=\"t-x-d-d\">]]></remarks></detail>", "'</event>' inside the event")]
+    [InlineData("<detail><remarks>a<!-- </event> --></remarks></detail>", "'</event>' inside the event")]
+    [InlineData("<other><event uid=\"inner\"><point/></event></other><detail/>", "'</event>' inside the event")]
+    public void An_end_of_event_inside_an_event_is_refused_as_TAK_clients_would_cut_the_stream_there(string inside, string reason)
+    {
+        // Clients split a stream at each "</event>": what follows one inside an event becomes an event of its own on every
+        // device the outer event is passed to, one no check has seen (here, the deletion of an incident).
+        Assert.StartsWith(reason, ReasonFor(Event(detail: inside)), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_event_element_inside_a_detail_is_refused_also_from_a_protobuf_xml_detail()
+    {
+        // Self-closed it has no end tag to cut at, but the detail is written out again (to XML devices): refused as well.
+        Assert.Contains("'event' element inside a detail", ReasonFor(Event(detail: "<detail><event uid=\"inner\"/></detail>")), StringComparison.Ordinal);
+        var proto = new TakCotEvent
+        {
+            Uid = "u",
+            Type = "a-f-G",
+            SendTime = 1,
+            StartTime = 1,
+            StaleTime = 2,
+            Detail = new TakDetail { XmlDetail = "<contact callsign=\"A\"/><event uid=\"concord.incident.1\" type=\"t-x-d-d\"><detail/></event>" },
+        };
+        var refused = Assert.Throws<CotParseException>(() => proto.ToCotEvent());
+        Assert.Contains("'event' element inside a detail", refused.Message, StringComparison.Ordinal);
+        // Text that merely says so is no element, and is written escaped.
+        Assert.Equal("x </event> y", CotXml.Parse(Event(detail: "<detail><remarks>x &lt;/event> y</remarks></detail>")).Detail.Remarks);
+    }
+
     [Fact]
     public void Billion_laughs_dtd_is_refused()
     {

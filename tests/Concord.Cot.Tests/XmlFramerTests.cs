@@ -107,7 +107,9 @@ public sealed class XmlFramerTests
         var documents = FrameAll("<!-- leading comment --> " + tricky + "\n" + Tiny);
 
         Assert.Equal([tricky, Tiny], documents);
-        Assert.Equal("x</event>", CotXml.Parse(documents[0]).Detail.Remarks);
+        // Framed whole, it is then refused: TAK clients cut a stream at each "</event>", wherever it stands.
+        Assert.StartsWith("an 'event' element inside a detail", Assert.Throws<CotParseException>(() => CotXml.Parse(documents[0])).Reason, StringComparison.Ordinal);
+        Assert.StartsWith("'</event>' inside the event", Assert.Throws<CotParseException>(() => CotXml.Parse(documents[0].Replace("<event uid='inner'/><event><x/></event>", "", StringComparison.Ordinal))).Reason, StringComparison.Ordinal);
     }
 
     [Fact]

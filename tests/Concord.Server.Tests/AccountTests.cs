@@ -119,7 +119,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     public async Task A_new_password_or_a_disable_ends_the_sessions_signed_in_before_it()
     {
         var name = "s" + Guid.NewGuid().ToString("N")[..8];
-        var admin = server.ClientFor("unpoladmin");
+        var admin = await server.SignedInAsync("unpoladmin");
         var (created, _) = await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "first-password-1", clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         async Task<HttpClient> SignedIn(string password)
@@ -160,7 +160,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     public async Task Member_administration_does_what_it_is_asked_or_names_what_it_refuses()
     {
         var name = "p" + Guid.NewGuid().ToString("N")[..8];
-        var admin = server.ClientFor("unpoladmin");
+        var admin = await server.SignedInAsync("unpoladmin");
         async Task<HttpStatusCode> SignInAsync()
         {
             server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
@@ -203,7 +203,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     public async Task A_sign_in_that_overlaps_a_password_reset_gets_no_session_that_outlives_it()
     {
         var name = "r" + Guid.NewGuid().ToString("N")[..8];
-        var admin = server.ClientFor("unpoladmin");
+        var admin = await server.SignedInAsync("unpoladmin");
         var (created, _) = await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "first-password-1", clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
 
@@ -265,7 +265,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // The request that lowers a clearance commits before it forgets the viewers it cached; the live feed, woken by the
         // commit, must not let a page re-read with the old clearance (the page would keep what it no longer reaches).
         var name = "l" + Guid.NewGuid().ToString("N")[..8];
-        var (created, _) = await server.ClientFor("unpoladmin").PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "CONFIDENTIAL" });
+        var (created, _) = await (await server.SignedInAsync("unpoladmin")).PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "CONFIDENTIAL" });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var memberId = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).Select(m => m.Id).SingleAsync());
         var viewers = server.Services.GetRequiredService<Access.ViewerDirectory>();
@@ -296,7 +296,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     public async Task A_disabled_members_open_pages_are_told_to_read_again_and_then_hear_no_more()
     {
         var name = "d" + Guid.NewGuid().ToString("N")[..8];
-        var (created, _) = await server.ClientFor("unpoladmin").PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password" });
+        var (created, _) = await (await server.SignedInAsync("unpoladmin")).PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password" });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var memberId = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).Select(m => m.Id).SingleAsync());
         var told = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -355,7 +355,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // would lock the member out where they work. The browser the member signed in from keeps signing in; only its own
         // mistakes count against it.
         var name = "d" + Guid.NewGuid().ToString("N")[..8];
-        var (created, body) = await server.ClientFor("jocadmin").PostJson("/api/organizations/OCHA/members", new { userName = name, password = TestServer.Password, roles = new[] { "reporter" } });
+        var (created, body) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/OCHA/members", new { userName = name, password = TestServer.Password, roles = new[] { "reporter" } });
         Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
         var cookies = new CookieContainer();
         using var desk = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
@@ -392,7 +392,9 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // password is reset. That browser is a stranger again: the wrong passwords typed from its address hold it back as
         // they hold any other browser there.
         var name = "d" + Guid.NewGuid().ToString("N")[..8];
-        Assert.Equal(HttpStatusCode.Created, (await server.ClientFor("jocadmin").PostJson("/api/organizations/OCHA/members", new { userName = name, password = TestServer.Password })).Response.StatusCode);
+        // Signed in before the guesses (a sign-in through the test server clears the limits).
+        using var admin = await server.SignedInAsync("jocadmin");
+        Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/organizations/OCHA/members", new { userName = name, password = TestServer.Password })).Response.StatusCode);
         using var laptop = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = server.BaseAddress };
         Assert.Equal(HttpStatusCode.OK, (await laptop.PostAsJsonAsync("/api/auth/signin", new { userName = name, password = TestServer.Password })).StatusCode);
         using var someoneElse = server.Anonymous();
@@ -401,7 +403,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
             Assert.Equal(HttpStatusCode.Unauthorized, (await someoneElse.PostAsJsonAsync("/api/auth/signin", new { userName = name, password = "wrong-password" })).StatusCode);
         }
 
-        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{name}", new { password = "the-new-password-2" })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { password = "the-new-password-2" })).StatusCode);
 
         Assert.Equal(HttpStatusCode.TooManyRequests, (await laptop.PostAsJsonAsync("/api/auth/signin", new { userName = name, password = "the-new-password-2" })).StatusCode);
         server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
@@ -477,7 +479,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     public async Task A_display_name_of_spaces_and_a_fraction_of_days_are_refused_with_their_reason()
     {
         var name = "d" + Guid.NewGuid().ToString("N")[..8];
-        var (spaces, problem) = await server.ClientFor("jocadmin").PostJson("/api/organizations/FORCE/members",
+        var (spaces, problem) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/FORCE/members",
             new { userName = name, displayName = "   ", password = "a-long-password", roles = new[] { "reporter" }, clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.BadRequest, spaces.StatusCode);
         Assert.Equal(["displayName"], problem.ErrorFields());
@@ -511,7 +513,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     public async Task Sign_ins_failed_sign_ins_and_sign_outs_are_audited_with_the_address()
     {
         var name = "s" + Guid.NewGuid().ToString("N")[..8];
-        var (created, _) = await server.ClientFor("unpoladmin").PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" });
+        var (created, _) = await (await server.SignedInAsync("unpoladmin")).PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var memberId = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).Select(m => m.Id).SingleAsync());
         server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
@@ -547,7 +549,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // on the same connection was answered later for a member's name than for nobody's. Here the store holds its writers
         // back (another transaction holds the write lock): the next request must be answered meanwhile.
         var name = "k" + Guid.NewGuid().ToString("N")[..8];
-        var (created, _) = await server.ClientFor("unpoladmin").PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" });
+        var (created, _) = await (await server.SignedInAsync("unpoladmin")).PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var memberId = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).Select(m => m.Id).SingleAsync());
         server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
@@ -616,7 +618,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     public async Task A_live_connection_of_a_session_is_closed_once_a_new_password_ends_the_session()
     {
         var name = "l" + Guid.NewGuid().ToString("N")[..8];
-        var admin = server.ClientFor("unpoladmin");
+        var admin = await server.SignedInAsync("unpoladmin");
         Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "first-password-1", clearance = "UNCLASSIFIED", roles = new[] { "reporter" } })).Response.StatusCode);
         await LiveSessionEndsAsync(name, "first-password-1", async _ =>
             Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{name}", new { password = "second-password-2" })).StatusCode));
@@ -683,7 +685,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     public async Task A_session_another_node_ended_makes_no_token_and_a_new_sign_in_carries_the_stores_session()
     {
         var name = "s" + Guid.NewGuid().ToString("N")[..8];
-        var (created, body) = await server.ClientFor("jocadmin").PostJson("/api/organizations/OCHA/members", new { userName = name, password = TestServer.Password, roles = new[] { "reporter" } });
+        var (created, body) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/OCHA/members", new { userName = name, password = TestServer.Password, roles = new[] { "reporter" } });
         Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
         var stolen = await server.SignedInAsync(name);
         Assert.Equal(HttpStatusCode.OK, (await stolen.GetAsync("/api/me")).StatusCode);
@@ -712,7 +714,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     [Fact]
     public async Task No_member_may_be_named_as_the_audit_names_the_system()
     {
-        var (refused, problem) = await server.ClientFor("jocadmin").PostJson("/api/organizations/OCHA/members", new { userName = "System", password = TestServer.Password });
+        var (refused, problem) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/OCHA/members", new { userName = "System", password = TestServer.Password });
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         Assert.Equal(["userName"], problem.ErrorFields());
     }
@@ -724,7 +726,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // read it: a password reset read before a mission administrator raised the member (or reset it first) must not
         // be stored over the member as it is now.
         var name = "r" + Guid.NewGuid().ToString("N")[..8];
-        var (created, _) = await server.ClientFor("unpoladmin").PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" });
+        var (created, _) = await (await server.SignedInAsync("unpoladmin")).PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
 
         foreach (var raise in new Func<Data.ConcordDb, Task<int>>[]
@@ -752,7 +754,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // A change made with the CLI, or on another node, reaches this node's cache of members within seconds; an
         // administrator's request in between must not undo their own demotion or leave a foothold behind a disable.
         var target = "t" + Guid.NewGuid().ToString("N")[..8];
-        Assert.Equal(HttpStatusCode.Created, (await server.ClientFor("unpoladmin").PostJson("/api/organizations/UNPOL/members", new { userName = target, password = "a-long-password" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await (await server.SignedInAsync("unpoladmin")).PostJson("/api/organizations/UNPOL/members", new { userName = target, password = "a-long-password" })).Response.StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("unpoladmin").PatchAsJsonAsync($"/api/members/{target}", new { displayName = target })).StatusCode);
         // Its creation and change are found in the audit by the member's id, the change with its display name.
         var id = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == target).Select(m => m.Id).SingleAsync());
@@ -768,7 +770,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         })
         {
             var admin = "a" + Guid.NewGuid().ToString("N")[..8];
-            var (added, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/UNPOL/members",
+            var (added, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/UNPOL/members",
                 new { userName = admin, password = "a-long-password", roles = new[] { "org-admin" }, clearance = "CONFIDENTIAL" });
             Assert.Equal(HttpStatusCode.Created, added.StatusCode);
             using var client = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = server.BaseAddress };
@@ -792,6 +794,39 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
             Assert.True(again.StatusCode is HttpStatusCode.Forbidden or HttpStatusCode.Unauthorized, what + ": " + again.StatusCode);
             Assert.False(await server.WithDbAsync(db => db.Members.AnyAsync(m => m.UserName == foothold)));
         }
+    }
+
+    [Fact]
+    public async Task An_administrators_token_sets_no_password_so_a_leaked_one_is_no_lasting_account()
+    {
+        // A leaked token of an organisation administrator set its own member's password (or made an account with one), and
+        // its holder signed in with it for good: revoking the token, or its expiry, no longer mattered.
+        var admin = "a" + Guid.NewGuid().ToString("N")[..8];
+        var (added, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/UNPOL/members",
+            new { userName = admin, password = "first-password-1", roles = new[] { "org-admin" }, clearance = "CONFIDENTIAL" });
+        Assert.Equal(HttpStatusCode.Created, added.StatusCode);
+        using var session = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = server.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await session.PostJson("/api/auth/signin", new { userName = admin, password = "first-password-1" })).Response.StatusCode);
+        var (_, token) = await session.PostJson("/api/me/tokens", new { name = "provisioning script", expiresInDays = 1 });
+        var leaked = server.Anonymous();
+        leaked.DefaultRequestHeaders.Authorization = new("Bearer", token.GetProperty("token").GetString());
+
+        var own = await leaked.PatchAsJsonAsync($"/api/members/{admin}", new { password = "taken-over-pass-1" });
+        var ownProblem = await own.Json();
+        var foothold = "f" + Guid.NewGuid().ToString("N")[..8];
+        var (created, createdProblem) = await leaked.PostJson("/api/organizations/UNPOL/members", new { userName = foothold, password = "taken-over-pass-1", roles = new[] { "org-admin" } });
+        var (signIn, _) = await server.Anonymous().PostJson("/api/auth/signin", new { userName = admin, password = "taken-over-pass-1" });
+
+        Assert.Equal(HttpStatusCode.Forbidden, own.StatusCode);
+        Assert.Equal(["password"], ownProblem.ErrorFields());
+        Assert.Contains("signed in with their password", ownProblem.GetProperty("errors").GetProperty("password")[0].GetString(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Forbidden, created.StatusCode);
+        Assert.Equal(["password"], createdProblem.ErrorFields());
+        Assert.False(await server.WithDbAsync(db => db.Members.AnyAsync(m => m.UserName == foothold)));
+        Assert.Equal(HttpStatusCode.Unauthorized, signIn.StatusCode);
+        // The token still does what else an administrator does with one, and its member's own session sets passwords.
+        Assert.Equal(HttpStatusCode.OK, (await leaked.PatchAsJsonAsync($"/api/members/{admin}", new { displayName = "Provisioning" })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await session.PatchAsJsonAsync($"/api/members/{admin}", new { password = "second-password-2" })).StatusCode);
     }
 
     [Fact]

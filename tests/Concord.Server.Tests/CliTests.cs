@@ -817,6 +817,54 @@ public abstract class CliTests : IAsyncLifetime
 public sealed class CliTests_Sqlite : CliTests
 {
     [Fact]
+    public async Task Audit_verify_finds_an_entry_stored_in_a_form_that_reads_alike_but_hides_it_from_auditors()
+    {
+        // SQLite keeps any type it is given and reading converts: a level stored as the text '1x' reads back as 1 and
+        // hashes as before, yet compares above every clearance in the auditors' search. The chain verified intact.
+        await Run(["demo", "--seed-only", .. StoreArguments]);
+        await using var services = Services(await StoreAsync());
+        await services.PrepareStoreAsync(CancellationToken.None);
+        async Task<(int Exit, string Errors)> AlteredAsync(string change, long index)
+        {
+            await using var scope = services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            async Task Sql(string sql) => await db.Database.ExecuteSqlRawAsync(sql);
+            var where = string.Create(System.Globalization.CultureInfo.InvariantCulture, $" WHERE chain_index = {index}");
+            await Sql("CREATE TABLE audit_kept AS SELECT * FROM audit" + where);
+            await Sql("UPDATE audit SET " + change + where);
+            var entry = await db.Audit.AsNoTracking().SingleAsync(a => a.ChainIndex == index);
+            Assert.Equal(entry.Hash, Audit.AuditChain.Compute(entry));
+            var verified = await Run(["audit", "verify", .. StoreArguments]);
+            await Sql("DELETE FROM audit" + where);
+            await Sql("INSERT INTO audit SELECT * FROM audit_kept");
+            await Sql("DROP TABLE audit_kept");
+            return (verified.Exit, verified.Errors);
+        }
+
+        long withEntity;
+        await using (var scope = services.CreateAsyncScope())
+        {
+            withEntity = await scope.ServiceProvider.GetRequiredService<ConcordDb>().Audit.Where(a => a.EntityId != null && a.ChainIndex > 100).OrderBy(a => a.ChainIndex).Select(a => a.ChainIndex).FirstAsync();
+        }
+
+        foreach (var (change, index) in new[]
+        {
+            ("classification = CAST(classification AS TEXT) || 'x'", 150L),
+            ("classification = classification + 0.5", 160L),
+            ("actor = CAST(actor AS BLOB)", 170L),
+            ("entity_id = lower(entity_id)", withEntity),
+            ("at = replace(at, ' ', 'T')", 180L),
+        })
+        {
+            var (exit, errors) = await AlteredAsync(change, index);
+            Assert.True(exit == 1, change + ": " + errors);
+            Assert.Contains($"broken at entry {index}: entry {index} was altered: its fields are not stored as Concord writes them", errors, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(0, (await Run(["audit", "verify", .. StoreArguments])).Exit);
+    }
+
+    [Fact]
     public async Task Verbs_acting_on_members_make_no_store_where_there_is_none()
     {
         // A mistyped --data made an empty store fixed to this run's classification scheme, and the verb then found nobody.

@@ -2644,7 +2644,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(HttpStatusCode.BadRequest, early.StatusCode);
         Assert.Equal(["endsAt"], earlyProblem.ErrorFields());
         var disabled = "d" + Guid.NewGuid().ToString("N")[..8];
-        Assert.Equal(HttpStatusCode.Created, (await server.ClientFor("jocadmin").PostJson("/api/organizations/FORCE/members", new { userName = disabled, password = "a-long-password-1", disabled = true })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/FORCE/members", new { userName = disabled, password = "a-long-password-1", disabled = true })).Response.StatusCode);
         var (inactive, inactiveProblem) = await force.PostJson("/api/patrols", new { name = "Inactive patrol", members = new[] { disabled }, route, startsAt = Clock.GetUtcNow().AddHours(1), endsAt = Clock.GetUtcNow().AddHours(2) });
         Assert.Equal(HttpStatusCode.BadRequest, inactive.StatusCode);
         Assert.Equal(["members"], inactiveProblem.ErrorFields());

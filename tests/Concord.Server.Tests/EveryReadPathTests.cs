@@ -21,7 +21,7 @@ public abstract class EveryReadPathTests<TServer>(TServer server) : IClassFixtur
         string[] levels = ["UNCLASSIFIED", "CONFIDENTIAL", "STRICTLY CONFIDENTIAL"];
         string[] caveats = ["SOURCE-PROTECTED", "DECONFLICTION-ONLY"];
         var organizations = TestServer.Organizations.Select(o => o.Code).ToArray();
-        var admin = server.ClientFor("jocadmin");
+        var admin = await server.SignedInAsync("jocadmin");
 
         // A sharing group of random organisations, and random members.
         var group = "G" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();

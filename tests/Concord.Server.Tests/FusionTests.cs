@@ -541,7 +541,7 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         // A member who joins RWABATT afterwards could never read the incident; reading the feed from its start, they are not
         // told it was withdrawn (its id, and when a hidden report made it theirs no more). RWABATT's member of old is.
         var name = "n" + Guid.NewGuid().ToString("N")[..8];
-        Assert.Equal(HttpStatusCode.Created, (await server.ClientFor("jocadmin").PostJson("/api/organizations/RWABATT/members", new { userName = name, password = "a-long-password" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/RWABATT/members", new { userName = name, password = "a-long-password" })).Response.StatusCode);
         using var newcomer = new HttpClient(new HttpClientHandler { CookieContainer = new System.Net.CookieContainer() }) { BaseAddress = server.BaseAddress };
         Assert.Equal(HttpStatusCode.OK, (await newcomer.PostJson("/api/auth/signin", new { userName = name, password = "a-long-password" })).Response.StatusCode);
 

@@ -493,7 +493,7 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         // A colleague cleared below the agreement's marking, running it with no marking options: the agreement would mark
         // the rows above their clearance, which is refused for a row new to the file only; the stored ones are skipped.
         var junior = "junior" + tag;
-        var (made, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/JOC/members",
+        var (made, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/JOC/members",
             new { userName = junior, password = TestServer.Password, roles = new[] { "analyst" }, clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.Created, made.StatusCode);
         using var browser = await server.SignedInAsync(junior);

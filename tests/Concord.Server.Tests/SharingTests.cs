@@ -340,7 +340,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         try
         {
             var name = "rel" + Guid.NewGuid().ToString("N")[..8];
-            var admin = server.ClientFor("unpoladmin");
+            var admin = await server.SignedInAsync("unpoladmin");
             Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/organizations/UNPOL/members",
                 new { userName = name, password = TestServer.Password, clearance = "CONFIDENTIAL", roles = new[] { "reporter", "releaser" } })).Response.StatusCode);
             using var releaser = await server.SignedInAsync(name);
@@ -1163,7 +1163,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         // Another auditor who looked the record up under another spelling of its id (upper case, without dashes) is found by
         // a later search for it: the watchers are watched whatever they type.
         var auditor = "aud" + Guid.NewGuid().ToString("N")[..8];
-        var (made, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/JOC/members",
+        var (made, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/JOC/members",
             new { userName = auditor, password = TestServer.Password, roles = new[] { "auditor" }, clearance = "CONFIDENTIAL", caveats = new[] { "DECONFLICTION-ONLY" } });
         Assert.Equal(HttpStatusCode.Created, made.StatusCode);
         using var other = await server.SignedInAsync(auditor);
@@ -1197,7 +1197,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         // humanitarian sites under that caveat is not theirs to learn, while the reads of other records in the same
         // answer stay in their view.
         var auditorName = "aud" + Guid.NewGuid().ToString("N")[..8];
-        var (added, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/JOC/members",
+        var (added, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/JOC/members",
             new { userName = auditorName, password = "auditor-password-1", clearance = "STRICTLY CONFIDENTIAL", caveats = new[] { "SOURCE-PROTECTED" }, roles = new[] { "auditor" } });
         Assert.Equal(HttpStatusCode.Created, added.StatusCode);
         server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
@@ -1511,7 +1511,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     public async Task Administration_refusals_name_the_field_and_names_must_be_text()
     {
         var name = "u" + Guid.NewGuid().ToString("N")[..8];
-        var admin = server.ClientFor("unpoladmin");
+        var admin = await server.SignedInAsync("unpoladmin");
         var mission = server.ClientFor("jocadmin");
         var (_, created) = await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", displayName = "Officer One" });
         Assert.Equal(name, created.GetProperty("userName").GetString());
@@ -1551,7 +1551,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     public async Task Administrators_manage_their_own_members_and_grant_nothing_they_do_not_hold()
     {
         var name = "u" + Guid.NewGuid().ToString("N")[..8];
-        var admin = server.ClientFor("unpoladmin");
+        var admin = await server.SignedInAsync("unpoladmin");
         var (tooHigh, high) = await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "STRICTLY CONFIDENTIAL" });
         var (elsewhere, _) = await admin.PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password" });
         var (created, member) = await admin.PostJson("/api/organizations/UNPOL/members",
@@ -1585,7 +1585,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     {
         // A suspension the mission decided (a compromised account) was undone by the member's organisation's administrator.
         var name = "s" + Guid.NewGuid().ToString("N")[..8];
-        var admin = server.ClientFor("unpoladmin");
+        var admin = await server.SignedInAsync("unpoladmin");
         var jocadmin = server.ClientFor("jocadmin");
         Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" })).Response.StatusCode);
         async Task<JsonElement> Listed() => (await admin.GetJson("/api/organizations/UNPOL/members")).Body.EnumerateArray().Single(m => m.GetProperty("userName").GetString() == name);
@@ -1617,12 +1617,34 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_member_a_mission_administrator_adds_disabled_is_enabled_only_by_a_mission_administrator()
+    {
+        // Added disabled by the mission (a person awaiting vetting), the account was enabled by its organisation's
+        // administrator, while the same disable made a moment later was the mission's to lift.
+        var name = "v" + Guid.NewGuid().ToString("N")[..8];
+        var admin = server.ClientFor("unpoladmin");
+        var (created, body) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED", disabled = true });
+        var lifted = await admin.PatchAsJsonAsync($"/api/members/{name}", new { disabled = false });
+
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        Assert.True(body.GetProperty("disabledByMission").GetBoolean());
+        Assert.Equal(HttpStatusCode.Forbidden, lifted.StatusCode);
+        var (signIn, _) = await server.Anonymous().PostJson("/api/auth/signin", new { userName = name, password = "a-long-password" });
+        Assert.Equal(HttpStatusCode.Unauthorized, signIn.StatusCode);
+        // Added disabled by its organisation, it is the organisation's to enable.
+        var other = "w" + Guid.NewGuid().ToString("N")[..8];
+        var (_, prepared) = await (await server.SignedInAsync("unpoladmin")).PostJson("/api/organizations/UNPOL/members", new { userName = other, password = "a-long-password", clearance = "UNCLASSIFIED", disabled = true });
+        Assert.False(prepared.GetProperty("disabledByMission").GetBoolean());
+        Assert.Equal(HttpStatusCode.OK, (await admin.PatchAsJsonAsync($"/api/members/{other}", new { disabled = false })).StatusCode);
+    }
+
+    [Fact]
     public async Task A_mission_administrator_changes_no_member_cleared_above_them_or_under_a_caveat_they_lack()
     {
         // A mission administrator cleared CONFIDENTIAL could not grant STRICTLY CONFIDENTIAL but could set the password of a
         // member who holds it, and sign in as them.
         var suffix = Guid.NewGuid().ToString("N")[..8];
-        var jocadmin = server.ClientFor("jocadmin");
+        var jocadmin = await server.SignedInAsync("jocadmin");
         Assert.Equal(HttpStatusCode.Created, (await jocadmin.PostJson("/api/organizations/JOC/members",
             new { userName = "ma" + suffix, password = "mission-admin-pass-1", clearance = "CONFIDENTIAL", roles = new[] { "mission-admin" } })).Response.StatusCode);
         Assert.Equal(HttpStatusCode.Created, (await jocadmin.PostJson("/api/organizations/UNPOL/members",
@@ -1651,10 +1673,10 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     public async Task Organisation_administrators_change_no_member_who_holds_more_than_they_do()
     {
         var chief = "c" + Guid.NewGuid().ToString("N")[..8];
-        var (created, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/UNPOL/members",
+        var (created, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/UNPOL/members",
             new { userName = chief, password = "chief-password-1", clearance = "STRICTLY CONFIDENTIAL", roles = new[] { "mission-admin", "reporter" } });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
-        var admin = server.ClientFor("unpoladmin");
+        var admin = await server.SignedInAsync("unpoladmin");
 
         // Resetting a senior colleague's password would be signing in with what they hold.
         var taken = await admin.PatchAsJsonAsync($"/api/members/{chief}", new { password = "taken-over-123" });
@@ -1796,7 +1818,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     [Fact]
     public async Task Administrators_creating_the_same_record_at_once_get_one_creation_and_conflicts_naming_the_field()
     {
-        var admin = server.ClientFor("jocadmin");
+        var admin = await server.SignedInAsync("jocadmin");
         var tag = Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
         var creations = new (string Path, object Body, string Field)[]
         {

@@ -15,7 +15,7 @@ public abstract class TakAccessTests<TServer>(TServer server) : IClassFixture<TS
     public async Task A_device_is_cut_as_soon_as_the_change_feed_shows_its_member_disabled()
     {
         var name = "f" + Guid.NewGuid().ToString("N")[..8];
-        using var admin = server.ClientFor("jocadmin");
+        var admin = await server.SignedInAsync("jocadmin");
         var (created, body) = await admin.PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" } });
         Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
         var certificate = await server.IssueDeviceAsync(name);

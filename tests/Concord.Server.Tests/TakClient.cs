@@ -98,6 +98,9 @@ internal sealed class TakClient : IAsyncDisposable
 
     public bool Closed => _reader.IsCompleted;
 
+    /// <summary>The size in bytes of the last XML event received under each uid, as it came over the wire.</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<string, int> Sizes { get; } = new(StringComparer.Ordinal);
+
     /// <summary>The device's own port, which the server sees as the remote end of its session.</summary>
     public int LocalPort => ((System.Net.IPEndPoint)_tcp.Client.LocalEndPoint!).Port;
 
@@ -122,6 +125,7 @@ internal sealed class TakClient : IAsyncDisposable
                     while (framer.TryReadEvent(out var document))
                     {
                         var e = CotXml.Parse(document);
+                        Sizes[e.Uid] = document.Length;
                         _received.Writer.TryWrite(e);
                         if (e.Type == CotControl.VersionResponseType && _protobuf)
                         {

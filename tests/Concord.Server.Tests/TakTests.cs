@@ -29,7 +29,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     private async Task<string> ForceColleagueAsync()
     {
         var name = "f" + Guid.NewGuid().ToString("N")[..8];
-        var (created, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" } });
+        var (created, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" } });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         return name;
     }
@@ -498,6 +498,15 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         // Stored with its audit entry, as every marked record is.
         var created = await server.WithDbAsync(db => db.Audit.AsNoTracking().SingleOrDefaultAsync(a => a.EntityId == stored.Id));
         Assert.Equal((Audit.AuditActions.Create, "message"), (created?.Action, created?.Entity));
+        // The chat room's name is members' words (a group's name, a callsign): the audit, read mission-wide, has its length.
+        Assert.Contains("\"chatroom\":\"14 characters\"", created!.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain("All Chat Rooms", created.Detail, StringComparison.Ordinal);
+
+        // An auditor's search for the message is marked as the message (not as the auditor is cleared, as for an id of no
+        // record): auditors who may not see the message do not learn it was looked into, and those who may, do.
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("jocadmin").GetAsync($"/api/audit?record={stored.Id}")).StatusCode);
+        var search = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Entity == "audit" && a.Detail.Contains(stored.Id.ToString())).SingleAsync());
+        Assert.Equal((stored.Classification, stored.Caveats), (search.Classification, search.Caveats));
     }
 
     [Fact]
@@ -824,7 +833,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     public async Task A_device_whose_member_loses_clearance_is_told_to_remove_what_they_may_no_longer_see_before_it_is_cut()
     {
         var name = "f" + Guid.NewGuid().ToString("N")[..8];
-        var (added, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" }, clearance = "CONFIDENTIAL" });
+        var (added, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" }, clearance = "CONFIDENTIAL" });
         Assert.Equal(HttpStatusCode.Created, added.StatusCode);
         await using var device = await server.ConnectTakAsync(await server.IssueDeviceAsync(name));
         var (_, secret) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Armed group regrouping north of Ndele", latitude: -45.5, longitude: -75.5,
@@ -925,7 +934,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     private async Task LoweredWhileAwayAsync(bool renewed)
     {
         var name = "g" + Guid.NewGuid().ToString("N")[..8];
-        var (added, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" }, clearance = "CONFIDENTIAL" });
+        var (added, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" }, clearance = "CONFIDENTIAL" });
         Assert.Equal(HttpStatusCode.Created, added.StatusCode);
         var certificate = await server.IssueDeviceAsync(name);
         string secretUid, openUid;
@@ -1517,7 +1526,7 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     private async Task<(string Code, List<string> Members)> BattalionAsync(string clearance, Func<string, object[]> rules)
     {
         var code = "T" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
-        var admin = server.ClientFor("jocadmin");
+        var admin = await server.SignedInAsync("jocadmin");
         Assert.Equal(HttpStatusCode.Created, (await admin.PostJson("/api/organizations", new { code, name = "Test battalion", kind = "military" })).Item1.StatusCode);
         var members = new List<string>();
         foreach (var _ in Enumerable.Range(0, 2))
@@ -2403,6 +2412,41 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task An_event_hiding_another_inside_it_goes_to_no_device()
+    {
+        // TAK clients cut a stream at each "</event>": a drawing holding a nested event (or one in CDATA) was passed on as it
+        // came, and every device read the inner one, which no check had seen, as an event of its own: here the deletion
+        // of an incident from every map, sent by a device that may not delete anything of Concord's.
+        var (_, report) = await server.ClientFor("force").PostJson("/api/reports", Api.Report(narrative: "Roadblock the devices hold", marking: Api.Marking("UNCLASSIFIED", ["kind:military"])));
+        var incident = CotMapping.IncidentUidPrefix + report.GetProperty("incidentId").GetGuid();
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(await ForceColleagueAsync()));
+        await using var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(await ForceColleagueAsync()));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == incident));
+        var (nested, hidden) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        var deletion = $"<event version='2.0' uid='{incident}' type='t-x-d-d' time='{Now()}' start='{Now()}' stale='{Now(60)}' how='h-g-i-g-o'>" +
+            $"<point lat='0' lon='0' hae='0' ce='9' le='9'/><detail><link uid='{incident}' relation='none' type='none'/><__forcedelete/></detail></event>";
+        string Drawing(string uid, string inside) =>
+            $"<event version='2.0' uid='{uid}' type='u-d-f' time='{Now()}' start='{Now()}' stale='{Now(600)}' how='h-e'>" +
+            $"<point lat='5.7' lon='20.6' hae='0' ce='9' le='9'/><detail>{inside}</detail></event>";
+
+        await sender.SendAsync(Drawing(nested, "<event></event>" + deletion));
+        await sender.SendAsync(Drawing(hidden, "<remarks><![CDATA[</event>" + deletion + "]]></remarks>"));
+        var plain = Guid.NewGuid().ToString();
+        await sender.SendAsync(Drawing(plain, "<remarks>after</remarks>"));
+
+        var seen = new List<string>();
+        Assert.NotNull(await watcher.WaitForAsync(e =>
+        {
+            seen.Add(e.Uid);
+            return e.Uid == plain;
+        }));
+        Assert.DoesNotContain(nested, seen);
+        Assert.DoesNotContain(hidden, seen);
+        Assert.DoesNotContain(incident, seen);
+        Assert.False(sender.Closed);
+    }
+
+    [Fact]
     public async Task A_position_too_large_to_keep_or_with_a_callsign_longer_than_a_track_keeps_is_refused()
     {
         // Each track keeps its last position for hours and claims its callsign: one padded to the frame's limit under many
@@ -2426,6 +2470,13 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         }));
         Assert.Empty(refused);
         Assert.False(await server.WithDbAsync(db => db.Tracks.AnyAsync(t => t.Uid == padded || t.Uid == named)));
+
+        // Padding where the parser does not look (an attribute of the event it does not read) is no detail, and passed on
+        // as it came it held 60 KB per track all the same: the position goes out rebuilt, as large as what it holds.
+        var hidden = "ANDROID-" + Guid.NewGuid().ToString("N")[..12];
+        await device.SendAsync(Pli(hidden, "HIDDEN", 5.4, 20.4).Replace("<event ", $"<event pad='{new string('A', 60_000)}' ", StringComparison.Ordinal));
+        Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == hidden));
+        Assert.True(watcher.Sizes[hidden] < 4_000, $"{watcher.Sizes[hidden]} bytes went out");
     }
 
     [Fact]

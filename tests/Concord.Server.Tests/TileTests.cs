@@ -36,8 +36,13 @@ public sealed class TileTests
             Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/tiles/6/35/31.png")).StatusCode);
             Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/tiles/../../etc/passwd")).StatusCode);
 
-            var page = await client.GetStringAsync("/");
+            var answer = await client.GetAsync("/");
+            var page = await answer.Content.ReadAsStringAsync();
             Assert.Contains("data-tiles=\"/tiles/{z}/{x}/{y}.png\"", page, StringComparison.Ordinal);
+            // The policy the page carries lets its images come from this server only (the tiles are here).
+            var policy = string.Join("; ", answer.Headers.GetValues("Content-Security-Policy"));
+            Assert.Contains("img-src 'self' data: blob:;", policy, StringComparison.Ordinal);
+            Assert.Contains("script-src 'self';", policy, StringComparison.Ordinal);
         }
         finally
         {
@@ -45,6 +50,32 @@ public sealed class TileTests
             Directory.Delete(tiles, recursive: true);
             Directory.Delete(data, recursive: true);
         }
+    }
+
+    [Fact]
+    public void Images_come_from_the_tile_server_the_deployment_names_and_from_nowhere_else()
+    {
+        Assert.Contains("img-src 'self' data: blob:;", Http.ResponseHeaders.ContentSecurityPolicy(null), StringComparison.Ordinal);
+        Assert.Contains("img-src 'self' data: blob:;", Http.ResponseHeaders.ContentSecurityPolicy("/tiles/{z}/{x}/{y}.png"), StringComparison.Ordinal);
+        Assert.Contains("img-src 'self' data: blob: https://tiles.mission:8443;", Http.ResponseHeaders.ContentSecurityPolicy("https://tiles.mission:8443/osm/{z}/{x}/{y}.png"), StringComparison.Ordinal);
+        // Leaflet's {s} (subdomains a, b, c) in the host's first label: any first label of that domain.
+        Assert.Contains("img-src 'self' data: blob: http://*.tiles.mission;", Http.ResponseHeaders.ContentSecurityPolicy("http://{s}.tiles.mission/{z}/{x}/{y}.png"), StringComparison.Ordinal);
+        Assert.Contains("img-src 'self' data: blob: http://*.tiles.mission;", Http.ResponseHeaders.ContentSecurityPolicy("http://tile-{s}.tiles.mission/{z}/{x}/{y}.png"), StringComparison.Ordinal);
+
+        foreach (var (url, reason) in new[]
+        {
+            ("http://tiles.{s}.mission/{z}/{x}/{y}.png", "must name its tile server's host"),
+            ("//tiles.mission/{z}/{x}/{y}.png", "must give its scheme"),
+            ("ftp://tiles.mission/{z}/{x}/{y}.png", "must be an http:// or https:// address"),
+            ("http://tiles.mission;script-src */{z}/{x}/{y}.png", "must name its tile server's host"),
+        })
+        {
+            Assert.False(Commands.TryBuildOptions(CommandLineFor(["serve", "--tile-url", url]), out _, out var error), url);
+            Assert.Contains(reason, error, StringComparison.Ordinal);
+        }
+
+        Assert.True(Commands.TryBuildOptions(CommandLineFor(["serve", "--tile-url", "http://{s}.tiles.mission/{z}/{x}/{y}.png"]), out var options, out var accepted), accepted);
+        Assert.Equal("http://{s}.tiles.mission/{z}/{x}/{y}.png", options.TileUrl);
     }
 
     private static Invocation CommandLineFor(string[] args)

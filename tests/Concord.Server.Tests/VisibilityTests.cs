@@ -201,7 +201,7 @@ public abstract class VisibilityTests<TServer>(TServer server) : IClassFixture<T
     public async Task Directory_writes_are_on_the_change_feed_for_those_who_may_know_of_them()
     {
         var code = "CF" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
-        var admin = server.ClientFor("jocadmin");
+        var admin = await server.SignedInAsync("jocadmin");
         var (org, organization) = await admin.PostJson("/api/organizations", new { code, name = "Feed check", kind = "civilian" });
         var name = "cf" + Guid.NewGuid().ToString("N")[..8];
         var (added, member) = await admin.PostJson($"/api/organizations/{code}/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" } });

@@ -151,8 +151,8 @@ internal static class AuditEndpoints
     }
 
     /// <summary>
-    /// The marking of the marked record an id names (a report, an incident, a task, a request, a patrol, a meeting or a
-    /// liaison entry); for an id no such record has (another kind's, or one deleted since: a merged incident), the
+    /// The marking of the marked record an id names (a report, an incident, a task, a request, a patrol, a meeting, a
+    /// liaison entry or a TAK chat message); for an id no such record has (another kind's, or one deleted since: a merged incident), the
     /// asker's own clearance and caveats, which no auditor cleared below them reads.
     /// </summary>
     private static async Task<AuditMarking> NamedRecordMarkingAsync(ConcordDb db, Guid id, Viewer asker, CancellationToken cancellationToken)
@@ -164,6 +164,7 @@ internal static class AuditEndpoints
             ?? await db.Patrols.AsNoTracking().Where(p => p.Id == id).Select(p => (AuditMarking?)new AuditMarking(p.Classification, p.Caveats)).FirstOrDefaultAsync(cancellationToken)
             ?? await db.Meetings.AsNoTracking().Where(m => m.Id == id).Select(m => (AuditMarking?)new AuditMarking(m.Classification, m.Caveats)).FirstOrDefaultAsync(cancellationToken)
             ?? await db.LiaisonLog.AsNoTracking().Where(l => l.Id == id).Select(l => (AuditMarking?)new AuditMarking(l.Classification, l.Caveats)).FirstOrDefaultAsync(cancellationToken)
+            ?? await db.Messages.AsNoTracking().Where(m => m.Id == id).Select(m => (AuditMarking?)new AuditMarking(m.Classification, m.Caveats)).FirstOrDefaultAsync(cancellationToken)
             ?? new AuditMarking(asker.Clearance, asker.CaveatBits);
     }
 }

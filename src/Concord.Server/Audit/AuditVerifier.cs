@@ -29,6 +29,7 @@ internal static class AuditVerifier
                 $"entry {before.ChainIndex} precedes the chain's first entry: it was inserted ({before.Action} {before.Entity} {before.EntityId} by {before.Actor})");
         }
 
+        var firstMisstored = await FirstMisstoredAsync(db, cancellationToken);
         while (true)
         {
             var from = expectedIndex;
@@ -61,6 +62,12 @@ internal static class AuditVerifier
                         $"entry {entry.ChainIndex} was altered: its fields are not as Concord writes them (a detail is one line of JSON object, an entity is named or none)");
                 }
 
+                if (entry.ChainIndex == firstMisstored)
+                {
+                    return new AuditVerification(count, previousHash, entry.ChainIndex,
+                        $"entry {entry.ChainIndex} was altered: its fields are not stored as Concord writes them (a level or caveats as other than a whole number, text as other than text, an id or time in another form), which reads back alike but hides the entry from auditors' searches");
+                }
+
                 if (AuditChain.Compute(entry) != entry.Hash)
                 {
                     return new AuditVerification(count, previousHash, entry.ChainIndex,
@@ -77,6 +84,37 @@ internal static class AuditVerifier
                 return new AuditVerification(count, previousHash, null, null);
             }
         }
+    }
+
+    /// <summary>
+    /// On SQLite, the first entry a field of which is stored in another type or form than Concord writes (null if none).
+    /// SQLite keeps whatever type it is given, and reading converts: a level stored as the text '2x' reads back as 2 and
+    /// hashes as before, yet compares above every clearance in the auditors' search, so the entry would be hidden from all
+    /// of them with the chain intact; likewise a level of 2.5, a name stored as a blob (missed by a search by member or
+    /// action), an id in lower case (missed by a search by record) or a time written in another form (missed by a search
+    /// by time). PostgreSQL's typed columns take none of these.
+    /// </summary>
+    private static async Task<long?> FirstMisstoredAsync(ConcordDb db, CancellationToken cancellationToken)
+    {
+        if (!db.Database.IsSqlite())
+        {
+            return null;
+        }
+
+        const string Sql = """
+            SELECT chain_index AS "Value" FROM audit WHERE
+              typeof(classification) <> 'integer' OR typeof(caveats) <> 'integer'
+              OR typeof(actor) <> 'text' OR typeof(action) <> 'text' OR typeof(detail) <> 'text'
+              OR typeof(previous_hash) <> 'text' OR typeof(hash) <> 'text'
+              OR (entity IS NOT NULL AND typeof(entity) <> 'text')
+              OR (member_id IS NOT NULL AND (typeof(member_id) <> 'text' OR member_id <> upper(member_id) OR length(member_id) <> 36))
+              OR (entity_id IS NOT NULL AND (typeof(entity_id) <> 'text' OR entity_id <> upper(entity_id) OR length(entity_id) <> 36))
+              OR typeof(at) <> 'text'
+              OR NOT (at GLOB '[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9]*')
+              OR NOT (length(at) = 19 OR (substr(at, 20, 1) = '.' AND length(at) BETWEEN 21 AND 27 AND substr(at, 21) NOT GLOB '*[^0-9]*' AND substr(at, -1) <> '0'))
+            ORDER BY chain_index LIMIT 1
+            """;
+        return await db.Database.SqlQueryRaw<long?>(Sql).FirstOrDefaultAsync(cancellationToken);
     }
 
     private static bool Multiline(string? field) => field is not null && field.Contains('\n', StringComparison.Ordinal);

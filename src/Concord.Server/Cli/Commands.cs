@@ -230,6 +230,13 @@ internal static class Commands
             return false;
         }
 
+        if (tileUrl is not null && !Http.ResponseHeaders.TryTileSource(tileUrl, out _, out var tileError))
+        {
+            // Pages may load images only from where the content security policy names: a host it cannot name would be blocked.
+            error = $"--tile-url '{tileUrl}' {tileError}";
+            return false;
+        }
+
         var proxies = new List<System.Net.IPAddress>();
         foreach (var text in (invocation["--trusted-proxy"] ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {

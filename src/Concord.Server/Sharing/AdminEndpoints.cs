@@ -170,6 +170,16 @@ internal static class AdminEndpoints
         return TypedResults.Created($"/api/organizations/{organization.Code}", organization.ToDto());
     }
 
+    /// <summary>
+    /// A password is set by an administrator signed in with their own password, not with an access token: a token (a
+    /// script's, a wall display's) that leaked could otherwise set a password, its own member's or a new account's, and
+    /// sign in with it for good, outliving the token's expiry and revocation (as tokens do not make tokens).
+    /// </summary>
+    private static ProblemHttpResult? SetsPasswordWithToken(HttpContext context, MemberRequest body) =>
+        body.Password is not null && context.User.Identity?.AuthenticationType == ConcordAuthentication.TokenScheme
+            ? Problems.Field("password", "a password is set by an administrator signed in with their password, not with an access token (or with concord user on the server)", StatusCodes.Status403Forbidden)
+            : null;
+
     /// <summary>An organisation's administrators manage it; mission administrators manage every organisation.</summary>
     private static bool Administers(Viewer viewer, Guid organizationId) =>
         viewer.HasRole(MemberRoles.MissionAdmin) || (viewer.HasRole(MemberRoles.OrganizationAdmin) && viewer.OrganizationId == organizationId);
@@ -247,6 +257,11 @@ internal static class AdminEndpoints
             return (ProblemHttpResult)problem;
         }
 
+        if (SetsPasswordWithToken(context, body!) is { } byToken)
+        {
+            return byToken;
+        }
+
         var errors = GrantErrors(viewer, body!, markings);
         if (errors.Count > 0)
         {
@@ -260,8 +275,9 @@ internal static class AdminEndpoints
             return Refused(error!);
         }
 
-        // Added disabled, an account is prepared for someone not yet arrived: its password works once it is enabled.
-        member.Disabled = body.Disabled ?? false;
+        // Added disabled, an account is prepared for someone not yet arrived: its password works once it is enabled. Added
+        // disabled by a mission administrator, it is the mission's decision, as when one disables it a moment later.
+        member.SetDisabled(body.Disabled ?? false, byMission: viewer.HasRole(MemberRoles.MissionAdmin));
         if (!await Changed(db, chain, viewer, "member", new { created = member.UserName, organization = organization.Code, displayName = member.DisplayName, roles = member.Roles, clearance = member.Clearance, caveats = member.Caveats, disabled = member.Disabled }, directory, viewers, time, context.RequestAborted,
             d => d.Members.AnyAsync(m => m.UserName == member.UserName, context.RequestAborted), member.Id))
         {
@@ -297,6 +313,11 @@ internal static class AdminEndpoints
         if (problem is not null)
         {
             return (ProblemHttpResult)problem;
+        }
+
+        if (SetsPasswordWithToken(context, body!) is { } byToken)
+        {
+            return byToken;
         }
 
         var errors = GrantErrors(viewer, body!, markings);

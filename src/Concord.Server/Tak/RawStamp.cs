@@ -55,6 +55,13 @@ internal static class RawStamp
             return null;
         }
 
+        // And it must be the event's child, not an element's further down (<x><detail/></x>), which devices and the
+        // parser ignore: the marking would travel where nobody reads it.
+        if (!AllClosed(rest[1..firstDetail]))
+        {
+            return null;
+        }
+
         var body = raw[start..];
         var output = new byte[body.Length + access.Length + extra.Length + DetailEnd.Length + 8 + 1];
         var at = 0;
@@ -83,6 +90,37 @@ internal static class RawStamp
 
         Put("\n"u8);
         return output.AsSpan(0, at).ToArray();
+    }
+
+    /// <summary>Whether every element opened in <paramref name="content"/> (no comment, CDATA or processing instruction) is closed in it.</summary>
+    private static bool AllClosed(ReadOnlySpan<byte> content)
+    {
+        var open = 0;
+        var at = content.IndexOf((byte)'<');
+        while (at >= 0)
+        {
+            if (at + 1 < content.Length && content[at + 1] == (byte)'/')
+            {
+                open--;
+                at++;
+            }
+            else
+            {
+                var end = EndOfStartTag(content, at + 1);
+                if (end < 0)
+                {
+                    return false;
+                }
+
+                open += content[end - 1] == (byte)'/' ? 0 : 1;
+                at = end;
+            }
+
+            var next = content[(at + 1)..].IndexOf((byte)'<');
+            at = next < 0 ? -1 : at + 1 + next;
+        }
+
+        return open == 0;
     }
 
     /// <summary>The index of the '>' that closes the start tag, skipping quoted attribute values.</summary>

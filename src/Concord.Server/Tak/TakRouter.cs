@@ -886,6 +886,12 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// </summary>
     public const int MaxPositionDetailLength = 8_192;
 
+    /// <summary>
+    /// How much larger than its canonical detail an event's bytes may be and still be passed on as they came: the event's
+    /// own attributes and point as clients write them (some 300 bytes), with room for a pretty-printed event's indentation.
+    /// </summary>
+    private const int RawSlack = 2_048;
+
     private enum Route
     {
         None,
@@ -1323,7 +1329,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         var stamp = time.GetUtcNow().UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
         // Alerts carry their uid, so that a slow device's queue keeps only the latest edit of a marker or drawing.
         var uid = droppable ? null : e.Uid;
-        return RawStamp.TryInsert(raw.Span, marking.Label, FlowTag, stamp) is { } xml
+        // Bytes much larger than what the event holds (padding in attributes or elements the parser drops, or whitespace)
+        // are rebuilt, not passed on: the limits on what a device may send (a position's detail) count what it holds.
+        var padded = raw.Length > e.Detail.Xml.Length + RawSlack;
+        return !padded && RawStamp.TryInsert(raw.Span, marking.Label, FlowTag, stamp) is { } xml
             ? new Outbound(xml, () => Stamp(e, marking), droppable) { Uid = uid }
             : new Outbound(Stamp(e, marking), droppable) { Uid = uid };
     }
@@ -1616,7 +1625,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             // Stored as every marked record is: with its audit entry, in the same transaction (who stored what, under which marking).
             await scope.ServiceProvider.GetRequiredService<AuditChain>().SaveAsync(db,
                 [Audits.Entry(from.Viewer, AuditActions.Create, "message", message.Id, AuditMarking.Of(message), time.GetUtcNow().UtcDateTime,
-                    Audits.Detail(new { device = e.Uid, chatroom = message.Chatroom, marking = from.Marking.Label }))], CancellationToken.None);
+                    // The chat room's name is members' words (a group's name, an addressee's callsign): its length only, as for
+                    // every record; so the device is named by its own uid, not the message's (GeoChat.sender.room.id holds the room).
+                    Audits.Detail(new { device = from.DeviceUid, chatroom = Audits.Words(message.Chatroom), marking = from.Marking.Label }))], CancellationToken.None);
         });
     }
 }

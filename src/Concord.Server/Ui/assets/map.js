@@ -372,6 +372,8 @@
   let timer = null;
   const soon = (ms = 200) => { clearTimeout(timer); timer = setTimeout(load, ms); };
   map.on('moveend', () => { soon(50); loadTracks(); loadRisk(); });
+  // The filters apply as they change: Enter in the text field submits nothing (no inline handler: the policy forbids them).
+  form.addEventListener('submit', e => e.preventDefault());
   form.addEventListener('input', () => { describeWindow(); soon(250); });
   form.addEventListener('change', () => soon(0));
   form.addEventListener('reset', () => setTimeout(() => { describeWindow(); soon(0); }, 0));
