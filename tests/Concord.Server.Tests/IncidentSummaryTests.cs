@@ -54,6 +54,24 @@ public sealed class IncidentSummaryTests
     }
 
     [Fact]
+    public void A_figure_given_as_at_least_or_at_most_counts_at_both_ends_of_the_range()
+    {
+        // "At least 3 civilians killed" (a low alone) with 1 other killed: the range read 4 to 1, and on devices "1 (4–1)".
+        var atLeast = Account(killedCivilian: (3, null, null), killedOther: 1, injuredOther: null);
+        var incident = IncidentSummary.OpenFor(atLeast, Start);
+        Assert.Equal((4, 4), (incident.KilledLow, incident.KilledHigh));
+
+        // Alone, it gave no range at all, as if no report gave a figure.
+        var alone = Account(killedCivilian: (5, null, null), killedOther: null, injuredOther: null);
+        incident = IncidentSummary.OpenFor(alone, Start);
+        Assert.Equal((5, 5), (incident.KilledLow, incident.KilledHigh));
+
+        var atMost = Account(killedCivilian: (null, null, 7), killedOther: null, injuredOther: null);
+        IncidentSummary.Summarise(incident, [alone, atMost, atLeast]);
+        Assert.Equal((4, 7), (incident.KilledLow, incident.KilledHigh));
+    }
+
+    [Fact]
     public void An_incident_opened_for_a_long_narrative_has_the_keywords_a_rebuild_gives_it()
     {
         // More words than an incident keeps, in no alphabetical order: fusion scored the next report against the first ones
@@ -115,6 +133,12 @@ public sealed class IncidentSummaryTests
         var best = Figure();
         var low = best is { } b && random.Next(2) == 0 ? Math.Max(0, b - random.Next(5)) : (int?)null;
         var high = best is { } h && random.Next(2) == 0 ? h + random.Next(5) : (int?)null;
+        // "At least N" or "at most N": an end without a best.
+        if (best is null && random.Next(2) == 0)
+        {
+            (low, high) = random.Next(2) == 0 ? ((int?)random.Next(0, 30), (int?)null) : ((int?)null, (int?)random.Next(0, 30));
+        }
+
         return Account((low, best, high), killedOther: Figure(), injuredOther: null, injuredCivilian: Figure(), injuredOtherHigh: Figure(),
             at: Start.AddHours(random.Next(0, 48)), latitude: 4 + random.NextDouble(), longitude: 20 + random.NextDouble(), precision: random.Next(1, 4) * 500,
             category: random.Next(3) switch { 0 => "ucdp.one-sided", 1 => "acled.battles.armed-clash", _ => "poc.abduction" }, narrative: $"Account {random.Next()}");

@@ -274,21 +274,26 @@ internal static class IncidentSummary
             : string.Concat(firstLine[..(char.IsHighSurrogate(firstLine[TitleLength - 2]) ? TitleLength - 2 : TitleLength - 1)], "…");
     }
 
-    /// <summary>Civilian and other figures together; none when neither is given.</summary>
     /// <summary>A report's best estimates of killed and injured, civilians and others together: what a large incident's medians are taken from.</summary>
     internal static (int? Killed, int? Injured) Figures(Report report) =>
         (Sum(report.KilledCivilianBest, report.KilledOtherBest), Sum(report.InjuredCivilianBest, report.InjuredOtherBest));
 
     internal static int? Sum(int? a, int? b) => a is null && b is null ? null : (a ?? 0) + (b ?? 0);
 
-    // A report's casualty range: each part's low (or high) estimate where it gives one, else its best.
-    private static int? KilledLow(Report r) => Sum(r.KilledCivilianLow ?? r.KilledCivilianBest, r.KilledOtherLow ?? r.KilledOtherBest);
+    // A report's casualty range: each part's low (or high) estimate where it gives one, else its best, else its other end.
+    // A part given as "at least 3" (a low alone) counts 3 at both ends, as "at most 5" counts 5: taken at one end only, it
+    // made the range's low exceed its high (3 civilians at least and 1 other: 4 to 1), or left no range at all.
+    private static int? KilledLow(Report r) => Sum(LowEnd(r.KilledCivilianLow, r.KilledCivilianBest, r.KilledCivilianHigh), LowEnd(r.KilledOtherLow, r.KilledOtherBest, r.KilledOtherHigh));
 
-    private static int? KilledHigh(Report r) => Sum(r.KilledCivilianHigh ?? r.KilledCivilianBest, r.KilledOtherHigh ?? r.KilledOtherBest);
+    private static int? KilledHigh(Report r) => Sum(HighEnd(r.KilledCivilianLow, r.KilledCivilianBest, r.KilledCivilianHigh), HighEnd(r.KilledOtherLow, r.KilledOtherBest, r.KilledOtherHigh));
 
-    private static int? InjuredLow(Report r) => Sum(r.InjuredCivilianLow ?? r.InjuredCivilianBest, r.InjuredOtherLow ?? r.InjuredOtherBest);
+    private static int? InjuredLow(Report r) => Sum(LowEnd(r.InjuredCivilianLow, r.InjuredCivilianBest, r.InjuredCivilianHigh), LowEnd(r.InjuredOtherLow, r.InjuredOtherBest, r.InjuredOtherHigh));
 
-    private static int? InjuredHigh(Report r) => Sum(r.InjuredCivilianHigh ?? r.InjuredCivilianBest, r.InjuredOtherHigh ?? r.InjuredOtherBest);
+    private static int? InjuredHigh(Report r) => Sum(HighEnd(r.InjuredCivilianLow, r.InjuredCivilianBest, r.InjuredCivilianHigh), HighEnd(r.InjuredOtherLow, r.InjuredOtherBest, r.InjuredOtherHigh));
+
+    private static int? LowEnd(int? low, int? best, int? high) => low ?? best ?? high;
+
+    private static int? HighEnd(int? low, int? best, int? high) => high ?? best ?? low;
 
     private static int? Lower(int? a, int? b) => a is { } x && b is { } y ? Math.Min(x, y) : a ?? b;
 
