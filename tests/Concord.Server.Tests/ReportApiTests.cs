@@ -839,6 +839,22 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Fact]
+    public async Task A_report_refused_for_its_id_is_told_of_its_other_bad_fields_too()
+    {
+        // A name-based id (version 8, kept for imported records) was refused alone: the client fixed it and only then
+        // learned that the latitude was wrong too.
+        var nameBased = Guid.Parse("6ba7b810-9dad-81d1-80b4-00c04fd430c8");
+        Assert.Equal(8, nameBased.Version);
+
+        var (response, problem) = await Server.ClientFor("force").PostJson("/api/reports", Api.Report(id: nameBased, latitude: 95, longitude: 20));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(["id", "location.latitude"], problem.ErrorFields());
+        Assert.Contains("version 8", problem.GetProperty("errors").GetProperty("id")[0].GetString(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.NotFound, (await Server.ClientFor("force").GetAsync($"/api/reports/{nameBased}")).StatusCode);
+    }
+
+    [Fact]
     public async Task An_incidents_time_in_the_answer_to_a_change_is_the_one_later_reads_give()
     {
         // The stores keep times to the microsecond: the answer to a status change said 7 digits, a later read on

@@ -42,21 +42,21 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
             // Imported records have name-based ids (version 8), and stores from before schema 12 hold them under ids anyone
             // can compute from the record's name: a client choosing one would learn from the answer (409 or 201) whether
             // an organisation imported that record, or take the id before its importer does.
-            return Refused("id", "is a name-based UUID (version 8), which Concord keeps for the records it names itself; use a random (version 4) or time-ordered (version 7) UUID, or leave it out");
+            return Refused(request, "id", "is a name-based UUID (version 8), which Concord keeps for the records it names itself; use a random (version 4) or time-ordered (version 7) UUID, or leave it out");
         }
 
         if (!idMadeByServer && Fusion.FusionFeatures.Dataset(request.ExternalRef) is { } dataset)
         {
             // Fusion never joins two records of one curated dataset (it codes each event once): a report passing for one
             // would keep the dataset's real record of the event out of its incident.
-            return Refused("externalRef", $"'{dataset}:' names a record of a curated dataset, which comes in through the importer (concord import, POST /api/import)");
+            return Refused(request, "externalRef", $"'{dataset}:' names a record of a curated dataset, which comes in through the importer (concord import, POST /api/import)");
         }
 
         if (!idMadeByServer && Tak.CotMapping.IsItemRef(request.ExternalRef))
         {
             // A marker's reports are judged by their reference: who sent its first owns its uid, and an incident made only of
             // them goes to no device (the devices have the marker itself). A report passing for one would do both.
-            return Refused("externalRef", $"'{Tak.CotMapping.ItemRefPrefix}' names a marker a TAK device sent, which comes in through the TAK listener");
+            return Refused(request, "externalRef", $"'{Tak.CotMapping.ItemRefPrefix}' names a marker a TAK device sent, which comes in through the TAK listener");
         }
 
         var (prepared, errors) = await PrepareAsync(request, author, cancellationToken);
@@ -70,7 +70,15 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
 
         return await writer.WriteAsync(new ReportWriter.Entry(prepared.Report, prepared.Incident, prepared.Link, prepared.Audit), author, cancellationToken);
 
-        static Outcome.Invalid Refused(string field, string reason) => new(new Dictionary<string, string[]>(StringComparer.Ordinal) { [field] = [reason] });
+        // Refused before anything is looked up in the store (an id's owner, an agreement), and with every other field the
+        // rules alone find wrong, as any invalid report is: not one field per attempt.
+        Outcome.Invalid Refused(CreateReport request, string field, string reason)
+        {
+            var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
+            ReportRules.Validate(request, time.GetUtcNow(), directory.IsKnownCategory, errors);
+            errors[field] = errors.TryGetValue(field, out var more) ? [reason, .. more] : [reason];
+            return new(errors);
+        }
     }
 
     /// <summary>The stored report this request is an exact retry of: same id, same author, same request, and readable by them still.</summary>
