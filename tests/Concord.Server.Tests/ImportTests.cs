@@ -147,14 +147,17 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
             CAF{tag}9,2024-03-07,2024,1,Political violence,Battles,Pillow fight,A,B,X,Y,5.1,20.1,1,S,unknown sub-event type,1
             CAF{tag}10,2099-03-07,2099,1,Political violence,Battles,Armed clash,A,B,X,Y,5.1,20.1,1,S,in the future,1
             CAF{tag}11,2024-03-07,2024,1,Political violence,Battles,Armed clash,A,B,X,Y,5.1,20.1,1,S,{new string('n', 9000)},1
+            CAF{tag}12,0001-01-02,1,2,Political violence,Battles,Armed clash,A,B,X,Y,5.1,20.1,1,S,an export's no-date dated to a week,1
             """;
         var (status, summary) = await ImportAsync("joc", $"format=acled&classification=UNCLASSIFIED&releasableTo=mission", csv, "text/csv");
 
         Assert.Equal(HttpStatusCode.OK, status);
-        Assert.Equal(11, summary.GetProperty("rows").GetInt32());
+        Assert.Equal(12, summary.GetProperty("rows").GetInt32());
         Assert.Equal(3, summary.GetProperty("created").GetInt32());
         var rejected = summary.GetProperty("rejectedRows").EnumerateArray().ToDictionary(r => r.GetProperty("line").GetInt32(), r => r.GetProperty("reason").GetString()!);
-        Assert.Equal([5, 6, 7, 8, 9, 10, 11, 12], rejected.Keys.Order());
+        Assert.Equal([5, 6, 7, 8, 9, 10, 11, 12, 13], rejected.Keys.Order());
+        // Dated in the first days of year 1 and coded to a week, it stopped the whole import (no three days before it).
+        Assert.StartsWith("observedAt (from event_date): ", rejected[13], StringComparison.Ordinal);
         Assert.Equal("narrative (from notes (or event_type, sub_event_type, location)): is 9000 characters long; at most 8000 are allowed", rejected[12]);
         // Found by the report's rules after reading: named as a report's field and by the file's column it came from.
         Assert.StartsWith("observedAt (from event_date): ", rejected[11], StringComparison.Ordinal);

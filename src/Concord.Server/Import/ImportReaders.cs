@@ -173,7 +173,9 @@ internal static class AcledReader
     /// </summary>
     internal static DateTime WindowStart(DateTime date, string precision) => precision switch
     {
-        "week" => date.AddDays(-3),
+        // A date in the first days of year 1 (an export's "no date") has no three days before it: kept, to be refused as
+        // before 1900 by the report's rules like any such date, not thrown on (which stopped the whole import).
+        "week" => date > DateTime.MinValue.AddDays(3) ? date.AddDays(-3) : date,
         "month" => new DateTime(date.Year, date.Month, 1, 0, 0, 0, DateTimeKind.Utc),
         _ => date,
     };
