@@ -14,6 +14,14 @@ internal static class CotXmlParser
     /// </summary>
     internal const string EndInside = "'</event>' inside the event (a nested event, or in a comment or CDATA): TAK clients would cut the event there";
 
+    /// <summary>Whether a well-formed event's text holds its end tag more than once (the last one is its own).</summary>
+    private static bool EndsInside<T>(ReadOnlySpan<T> document, ReadOnlySpan<T> endTag)
+        where T : IEquatable<T>
+    {
+        var first = document.IndexOf(endTag);
+        return first >= 0 && document[(first + 1)..].IndexOf(endTag) >= 0;
+    }
+
     internal static CotEvent Parse(ReadOnlyMemory<byte> utf8, CotParseOptions options)
     {
         if (utf8.Length > options.MaxDocumentBytes)
@@ -28,8 +36,7 @@ internal static class CotXmlParser
         {
             using var reader = XmlReader.Create(stream, options.ThreadReaderSettings());
             var e = ReadEvent(reader, options);
-            var end = utf8.Span.IndexOf("</event>"u8);
-            return end >= 0 && utf8.Span[(end + 1)..].IndexOf("</event>"u8) >= 0 ? throw new CotParseException(EndInside) : e;
+            return EndsInside(utf8.Span, "</event>"u8) ? throw new CotParseException(EndInside) : e;
         }
         catch (Exception e) when (e is XmlException or DecoderFallbackException or ArgumentException)
         {
@@ -48,8 +55,7 @@ internal static class CotXmlParser
         {
             using var reader = XmlReader.Create(new StringReader(xml), options.ThreadReaderSettings());
             var e = ReadEvent(reader, options);
-            var end = xml.IndexOf("</event>", StringComparison.Ordinal);
-            return end >= 0 && xml.IndexOf("</event>", end + 1, StringComparison.Ordinal) >= 0 ? throw new CotParseException(EndInside) : e;
+            return EndsInside(xml.AsSpan(), "</event>") ? throw new CotParseException(EndInside) : e;
         }
         catch (Exception e) when (e is XmlException or ArgumentException)
         {

@@ -769,12 +769,8 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
             ("lowered", (db, name) => db.Members.Where(m => m.UserName == name).ExecuteUpdateAsync(u => u.SetProperty(m => m.Clearance, 0))),
         })
         {
-            var admin = "a" + Guid.NewGuid().ToString("N")[..8];
-            var (added, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/UNPOL/members",
-                new { userName = admin, password = "a-long-password", roles = new[] { "org-admin" }, clearance = "CONFIDENTIAL" });
-            Assert.Equal(HttpStatusCode.Created, added.StatusCode);
-            using var client = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = server.BaseAddress };
-            Assert.Equal(HttpStatusCode.OK, (await client.PostJson("/api/auth/signin", new { userName = admin, password = "a-long-password" })).Response.StatusCode);
+            var (admin, client) = await NewOrganizationAdministratorAsync("a-long-password");
+            using var _ = client;
             Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/me")).StatusCode);
             Assert.Equal(1, await server.WithDbAsync(db => change(db, admin)));
 
@@ -801,12 +797,8 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     {
         // A leaked token of an organisation administrator set its own member's password (or made an account with one), and
         // its holder signed in with it for good: revoking the token, or its expiry, no longer mattered.
-        var admin = "a" + Guid.NewGuid().ToString("N")[..8];
-        var (added, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/UNPOL/members",
-            new { userName = admin, password = "first-password-1", roles = new[] { "org-admin" }, clearance = "CONFIDENTIAL" });
-        Assert.Equal(HttpStatusCode.Created, added.StatusCode);
-        using var session = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = server.BaseAddress };
-        Assert.Equal(HttpStatusCode.OK, (await session.PostJson("/api/auth/signin", new { userName = admin, password = "first-password-1" })).Response.StatusCode);
+        var (admin, session) = await NewOrganizationAdministratorAsync("first-password-1");
+        using var _ = session;
         var (_, token) = await session.PostJson("/api/me/tokens", new { name = "provisioning script", expiresInDays = 1 });
         var leaked = server.Anonymous();
         leaked.DefaultRequestHeaders.Authorization = new("Bearer", token.GetProperty("token").GetString());
@@ -827,6 +819,18 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // The token still does what else an administrator does with one, and its member's own session sets passwords.
         Assert.Equal(HttpStatusCode.OK, (await leaked.PatchAsJsonAsync($"/api/members/{admin}", new { displayName = "Provisioning" })).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await session.PatchAsJsonAsync($"/api/members/{admin}", new { password = "second-password-2" })).StatusCode);
+    }
+
+    /// <summary>A new CONFIDENTIAL administrator of UNPOL, added by the mission's administrator, and a browser signed in as them.</summary>
+    private async Task<(string Name, HttpClient Session)> NewOrganizationAdministratorAsync(string password)
+    {
+        var name = "a" + Guid.NewGuid().ToString("N")[..8];
+        var (added, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/UNPOL/members",
+            new { userName = name, password, roles = new[] { "org-admin" }, clearance = "CONFIDENTIAL" });
+        Assert.Equal(HttpStatusCode.Created, added.StatusCode);
+        var session = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = server.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await session.PostJson("/api/auth/signin", new { userName = name, password })).Response.StatusCode);
+        return (name, session);
     }
 
     [Fact]

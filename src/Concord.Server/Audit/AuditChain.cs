@@ -69,6 +69,9 @@ internal sealed class AuditChain : IDisposable
     /// <summary>Times are kept to the microsecond, the precision both stores hold, so the hash survives a round trip.</summary>
     public static DateTime Truncate(DateTime at) => new(at.Ticks - (at.Ticks % 10), DateTimeKind.Utc);
 
+    /// <summary>Now, as the stores will keep it: a time an answer gives before it is read back is the one later reads give.</summary>
+    public static DateTime Now(TimeProvider time) => Truncate(time.GetUtcNow().UtcDateTime);
+
     /// <summary>
     /// The entry's hash: SHA-256 of its fields joined by line feeds, as UTF-8. The caveats (a number, the bits) are a field
     /// only when the entry has some, after the level, so that the entries written before they were recorded keep their

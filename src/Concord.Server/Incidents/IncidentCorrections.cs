@@ -61,7 +61,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
 
         // Every report of the merged incidents moves, including those this analyst may not see: they learn nothing of them.
         var moved = await db.IncidentReports.Where(l => others.Contains(l.IncidentId)).ToListAsync(cancellationToken);
-        var now = AuditChain.Truncate(time.GetUtcNow().UtcDateTime);
+        var now = AuditChain.Now(time);
         db.IncidentReports.RemoveRange(moved);
         db.IncidentReports.AddRange(moved.Select(l => new IncidentReport
         {
@@ -277,7 +277,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
 
         var all = links.Select(l => l.ReportId).ToList();
         var reports = await db.Reports.AsNoTracking().Where(r => all.Contains(r.Id)).OrderBy(r => r.Number).ToListAsync(cancellationToken);
-        var now = AuditChain.Truncate(time.GetUtcNow().UtcDateTime);
+        var now = AuditChain.Now(time);
         var moved = reports.Where(r => moving.Contains(r.Id)).OrderBy(r => r.ObservedAt).ToList();
         var split = IncidentSummary.OpenFor(moved[0], now);
         IncidentSummary.Rebuild(split, moved);

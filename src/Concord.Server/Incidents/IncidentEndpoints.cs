@@ -223,8 +223,7 @@ internal static class IncidentEndpoints
 
             var before = incident.Status;
             incident.Status = status;
-            // To the microsecond, as the stores keep it: the answer says what a later read of the incident will.
-            incident.UpdatedAt = AuditChain.Truncate(time.GetUtcNow().UtcDateTime);
+            incident.UpdatedAt = AuditChain.Now(time);
             incident.StatusChangedAt = incident.UpdatedAt;
             await chain.SaveAsync(db, [Audits.Entry(viewer, AuditActions.Update, "incident", incident.Id, AuditMarking.Of(incident), incident.UpdatedAt,
                 Audits.Detail(new { status = new { from = before.ToString().ToLowerInvariant(), to = status.ToString().ToLowerInvariant() } }))], CancellationToken.None);

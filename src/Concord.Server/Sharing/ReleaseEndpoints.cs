@@ -137,7 +137,7 @@ internal static class ReleaseEndpoints
             return Problems.Invalid(errors);
         }
 
-        var now = AuditChain.Truncate(time.GetUtcNow().UtcDateTime);
+        var now = AuditChain.Now(time);
         var latitude = Math.Clamp(Snap(original.Latitude, grid), -90, 90);
         var longitude = Math.Clamp(Snap(original.Longitude, grid), -180, 180);
         // Half the cell's diagonal, so the precision covers wherever in the cell the event was.
@@ -194,7 +194,7 @@ internal static class ReleaseEndpoints
         using var held = await gate.EnterAsync(context.RequestAborted);
         // Linked at a time read inside the gate: a status change stored while this request waited for it is older than the
         // link, so that a viewer who sees only the copy is not shown a status judged on reports they may not see.
-        var linkedAt = AuditChain.Truncate(time.GetUtcNow().UtcDateTime);
+        var linkedAt = AuditChain.Now(time);
         var incidentId = await db.IncidentReports.Where(l => l.ReportId == original.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefaultAsync(context.RequestAborted);
         // The same release sent again by its releaser (a double click, a resend after an answer lost on a weak link) is the
         // copy already made, not a second one: viewers who see only the copies would see an incident of two reports. Looked
