@@ -148,6 +148,43 @@ public sealed class CsvRecordsTests
     }
 
     [Theory]
+    [InlineData("")]
+    [InlineData("x\",1,2\n")]
+    public void A_file_of_lines_that_each_leave_a_quote_open_is_read_once_not_once_a_line(string last)
+    {
+        // Each line's last field opens a quote the next line's first field closes: read as one record, it fails, its first
+        // line is rejected and the rest read again, which fails the same way. Read again from each line in turn, 20,000
+        // lines were read 200 million characters' worth (copying what remained each time), one nested reader a line
+        // until the stack ran out and took the server with it.
+        const int lines = 20_000;
+        var text = "id,place,note\n" + string.Concat(Enumerable.Repeat("b\",2,\"c\n", lines)) + last;
+        List<CsvRecords.Record>? records = null;
+        var allocated = 0L;
+        // A thread with a 1 MiB stack, as the server's threads have on some systems.
+        var reader = new Thread(() =>
+        {
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            records = Read(text);
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        }, 1 << 20);
+        reader.Start();
+        reader.Join();
+
+        Assert.NotNull(records);
+        Assert.Equal(Enumerable.Range(1, lines + (last.Length > 0 ? 2 : 1)).Select(n => (long)n), records.Select(r => r.Line));
+        Assert.All(records.Skip(1).Take(lines), r => Assert.Equal("a quoted field opened on this line is not closed on it", r.Error));
+        Assert.Equal(["b\"", "2", "\"c"], records[lines].Fields);
+        if (last.Length > 0)
+        {
+            Assert.Equal(["x\"", "1", "2"], records[^1].Fields);
+            Assert.Null(records[^1].Error);
+        }
+
+        // The records themselves and a few copies of the text: not a copy of the rest of the file for every line.
+        Assert.True(allocated < 1_000L * lines, $"{allocated:N0} bytes allocated for {text.Length:N0} characters");
+    }
+
+    [Theory]
     [InlineData("\r\n")]
     [InlineData("\r")]
     public void Line_breaks_inside_a_quoted_field_are_kept_when_the_row_has_the_headers_fields(string end)

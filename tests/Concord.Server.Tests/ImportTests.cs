@@ -107,6 +107,26 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     });
 
     [Fact]
+    public async Task A_file_of_lines_that_each_leave_a_quote_open_is_rejected_line_by_line_and_its_last_row_stored()
+    {
+        // Read again from each line in turn, such a file nested a reader a line until the stack overflowed: the server
+        // process ended, every import and session with it.
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var csv = "event_id_cnty,event_date,year,time_precision,disorder_type,event_type,sub_event_type,actor1,actor2,admin1,location,latitude,longitude,geo_precision,source,notes,fatalities\n"
+            + string.Concat(Enumerable.Repeat("b\",2,\"c\n", 20_000))
+            + $"CAF{tag}1,2024-03-02,2024,1,Political violence,Battles,Armed clash,A,B,Ouaka,Bambari,5.7679,20.6757,1,S,Clashes {tag} after the open quotes.,1\n";
+
+        var (status, summary) = await ImportAsync("joc", "format=acled&classification=UNCLASSIFIED&releasableTo=mission", csv, "text/csv");
+
+        Assert.True(status == HttpStatusCode.OK, summary.ToString());
+        Assert.Equal((1, 20_000), (summary.GetProperty("created").GetInt32(), summary.GetProperty("rejected").GetInt32()));
+        var first = summary.GetProperty("rejectedRows").EnumerateArray().First();
+        Assert.Equal((2, "a quoted field opened on this line is not closed on it"), (first.GetProperty("line").GetInt32(), first.GetProperty("reason").GetString()));
+        var (_, found) = await server.ClientFor("joc").GetJson($"/api/reports?q={tag}+after+the+open+quotes");
+        Assert.Single(found.GetProperty("items").EnumerateArray());
+    }
+
+    [Fact]
     public async Task An_ACLED_event_known_by_its_month_covers_the_whole_month()
     {
         // ACLED dates such an event at the middle of the month. Read as the start of a month-long window, it ran from

@@ -14,7 +14,9 @@ namespace Concord.Server.Ucdp;
 /// taken for such a mistake: its first line is rejected with that reason and the lines after it are read again as rows
 /// of their own; so is one whose fields add up but where text follows a closing quote (the quote that closed was the
 /// opening quote of a field further down). A quoted field that really holds line breaks keeps them when the record has
-/// the header's field count and nothing but a separator follows its closing quote.
+/// the header's field count and nothing but a separator follows its closing quote. Should a record that starts in lines
+/// so read again need the same recovery, the rest of them is read a line at a time, so that every character is read at
+/// most three times whatever the file holds.
 /// </remarks>
 internal static class CsvRecords
 {
@@ -96,9 +98,65 @@ internal static class CsvRecords
 
         Record TooLong() => new(recordLine, [], string.Create(CultureInfo.InvariantCulture, $"is longer than {MaxRecovered:N0} characters (lines {recordLine}–{line}) and is skipped"));
 
-        int c;
-        while ((c = source.Read()) != -1)
+        // The lines after a rejected first line are read again. Should a record that starts in them need the same
+        // recovery, the rest of what was put back is read a line at a time (a quote no longer runs past its line):
+        // otherwise a file of such lines would be read again once per line (time and memory growing with its square).
+        var lineAtATime = false;
+        var fromBack = false;
+        void Begin(long at)
         {
+            fields.Clear();
+            field.Clear();
+            raw.Clear();
+            overflow = false;
+            kept = 0;
+            tooLong = false;
+            inQuotes = false;
+            quotedField = false;
+            afterClose = false;
+            stray = false;
+            any = false;
+            line = at;
+            recordLine = at;
+            fromBack = source.Pending;
+            lineAtATime &= fromBack;
+        }
+
+        Record NotClosedOnItsLine(string first) => new(recordLine, Split(first), "a quoted field opened on this line is not closed on it");
+
+        while (true)
+        {
+            var c = source.Read();
+            if (c == -1)
+            {
+                if (!inQuotes && !any)
+                {
+                    yield break;
+                }
+
+                fields.Add(field.ToString());
+                if (inQuotes)
+                {
+                    expected ??= fields.Count;
+                }
+
+                var ranOn = inQuotes || (!tooLong && expected is { } width && (fields.Count != width || stray));
+                if (ranOn && line > recordLine && !overflow && Unclosed(raw, source) is { } first)
+                {
+                    // As at the end of a line: a quote left open swallowed the lines after it up to the end of the file.
+                    yield return NotClosedOnItsLine(first);
+                    lineAtATime = fromBack;
+                    Begin(recordLine + 1);
+                    continue;
+                }
+
+                yield return !inQuotes ? (tooLong ? TooLong() : Checked(recordLine, fields))
+                    : tooLong ? new Record(recordLine, [], string.Create(CultureInfo.InvariantCulture,
+                        $"a quoted field is not closed before the end of the file; lines {recordLine}–{line} are skipped"))
+                    : new Record(recordLine, [.. fields], "a quoted field is not closed before the end of the file");
+                yield break;
+            }
+
             var ch = (char)c;
             any = true;
             // A record longer than this is not read again if it turns out to be an unclosed quote's doing: memory stays bounded.
@@ -133,6 +191,16 @@ internal static class CsvRecords
                         inQuotes = false;
                         afterClose = true;
                     }
+                }
+                else if (lineAtATime && ch is '\n' or '\r')
+                {
+                    if (ch == '\r' && source.Peek() == '\n')
+                    {
+                        source.Read();
+                    }
+
+                    yield return tooLong || overflow ? TooLong() : NotClosedOnItsLine(raw.ToString(0, raw.Length - 1));
+                    Begin(line + 1);
                 }
                 else
                 {
@@ -181,31 +249,21 @@ internal static class CsvRecords
                     if (tooLong)
                     {
                         yield return TooLong();
-                        line++;
+                        Begin(line + 1);
                     }
                     else if (line > recordLine && (fields.Count != expected || stray) && !overflow && Unclosed(raw, source) is { } first)
                     {
                         // Read again from the second line of this record: only the first line is lost.
-                        yield return new Record(recordLine, Split(first), "a quoted field opened on this line is not closed on it");
-                        line = recordLine + 1;
+                        yield return NotClosedOnItsLine(first);
+                        lineAtATime = fromBack;
+                        Begin(recordLine + 1);
                     }
                     else
                     {
                         yield return Checked(recordLine, fields);
-                        line++;
+                        Begin(line + 1);
                     }
 
-                    fields.Clear();
-                    field.Clear();
-                    raw.Clear();
-                    overflow = false;
-                    kept = 0;
-                    tooLong = false;
-                    quotedField = false;
-                    afterClose = false;
-                    stray = false;
-                    any = false;
-                    recordLine = line;
                     break;
                 default:
                     stray |= afterClose && ch is not (' ' or '\t');
@@ -216,60 +274,6 @@ internal static class CsvRecords
 
                     break;
             }
-        }
-
-        if (inQuotes)
-        {
-            fields.Add(field.ToString());
-            expected ??= fields.Count;
-            if (line > recordLine && !overflow && Unclosed(raw, source) is { } first)
-            {
-                yield return new Record(recordLine, Split(first), "a quoted field opened on this line is not closed on it");
-                foreach (var record in Read(source.Rest(), recordLine + 1, expected.Value))
-                {
-                    yield return record;
-                }
-            }
-            else if (tooLong)
-            {
-                yield return new Record(recordLine, [], string.Create(CultureInfo.InvariantCulture,
-                    $"a quoted field is not closed before the end of the file; lines {recordLine}–{line} are skipped"));
-            }
-            else
-            {
-                yield return new Record(recordLine, [.. fields], "a quoted field is not closed before the end of the file");
-            }
-        }
-        else if (any)
-        {
-            fields.Add(field.ToString());
-            if (!tooLong && expected is { } width && line > recordLine && (fields.Count != width || stray) && !overflow && Unclosed(raw, source) is { } first)
-            {
-                // As at the end of a line: a quote left open swallowed the lines after it, and the file ends without a newline.
-                yield return new Record(recordLine, Split(first), "a quoted field opened on this line is not closed on it");
-                foreach (var record in Read(source.Rest(), recordLine + 1, width))
-                {
-                    yield return record;
-                }
-            }
-            else
-            {
-                yield return tooLong
-                    ? TooLong()
-                    : Checked(recordLine, fields);
-            }
-        }
-    }
-
-    /// <summary>The rest of a file after a record's first line, read with line numbers from <paramref name="firstLine"/> on.</summary>
-    private static IEnumerable<Record> Read(StringReader rest, long firstLine, int expected)
-    {
-        // The header is not read again: a line of the expected width stands in for it, then is skipped.
-        var header = string.Join(',', Enumerable.Repeat("h", expected));
-        using var reader = new StringReader(header + "\n" + rest.ReadToEnd());
-        foreach (var record in Read(reader).Skip(1))
-        {
-            yield return record with { Line = record.Line - 2 + firstLine };
         }
     }
 
@@ -316,6 +320,19 @@ internal static class CsvRecords
             _at = 0;
         }
 
-        public StringReader Rest() => new StringReader(_back[_at..] + reader.ReadToEnd());
+        /// <summary>Whether characters put back are still to be read.</summary>
+        public bool Pending
+        {
+            get
+            {
+                if (_at < _back.Length)
+                {
+                    return true;
+                }
+
+                (_back, _at) = ("", 0);
+                return false;
+            }
+        }
     }
 }
