@@ -849,6 +849,35 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_rule_that_leaves_out_what_it_covers_is_refused_rather_than_read_as_covering_everything()
+    {
+        // Read as "*", a responsibility rule written without categories made its lead the lead of every incident in the
+        // area (and tied with every other agreement's "*" rule), and an assistance rule without types held every request
+        // type to its deadlines.
+        var (area, _, _) = await AreaAsync(-27);
+        var code = "SOP-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var (refused, problem) = await server.ClientFor("jocadmin").PostJson("/api/agreements", new
+        {
+            code,
+            name = "Incomplete SOP " + code,
+            parties = new[] { "JOC", "FORCE" },
+            rules = Array.Empty<object>(),
+            responsibilities = new object[]
+            {
+                new { areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 20, escalateTo = "JOC" },
+                new { categories = Array.Empty<string>(), lead = "FORCE" },
+            },
+            assistance = new object[] { new { addressee = "FORCE", acknowledgeMinutes = 10, escalateTo = "JOC" }, new { types = Array.Empty<string>(), addressee = "FORCE" } },
+        });
+
+        Assert.True(refused.StatusCode == HttpStatusCode.BadRequest, problem.ToString());
+        Assert.Equal(["assistance[0].types", "assistance[1].types", "responsibilities[0].categories", "responsibilities[1].areas", "responsibilities[1].categories"], problem.ErrorFields());
+        Assert.StartsWith("is required", problem.GetProperty("errors").GetProperty("responsibilities[0].categories")[0].GetString(), StringComparison.Ordinal);
+        var (_, agreements) = await server.ClientFor("jocadmin").GetJson("/api/agreements");
+        Assert.DoesNotContain(agreements.EnumerateArray(), a => a.GetProperty("code").GetString() == code);
+    }
+
+    [Fact]
     public async Task No_task_is_routed_to_an_organisation_none_of_whose_members_may_read_the_incident()
     {
         var (area, lat, lon) = await AreaAsync(-79);

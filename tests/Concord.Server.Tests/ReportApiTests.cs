@@ -574,6 +574,25 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Fact]
+    public async Task A_listing_count_or_export_names_every_bad_parameter_in_one_answer()
+    {
+        // The query's own errors were answered first; an unknown organisation or category only once they were mended, and
+        // the export's missing audience after that: three requests to learn what one could say.
+        var client = Server.ClientFor("joc");
+        foreach (var path in new[] { "/api/reports", "/api/reports/count", "/api/reports/by-category", "/api/exports/reports.csv" })
+        {
+            var (refused, problem) = await client.GetJson(path + "?from=2024-13-01&organization=NOPE&category=no.such.category");
+            Assert.True(refused.StatusCode == HttpStatusCode.BadRequest, $"{path}: {refused.StatusCode}");
+            string[] expected = path.Contains("exports", StringComparison.Ordinal) ? ["audience", "category", "from", "organization"] : ["category", "from", "organization"];
+            Assert.Equal(expected, problem.ErrorFields().Order(StringComparer.Ordinal));
+        }
+
+        // An audience given and mistyped is not "required".
+        var (_, mistyped) = await client.GetJson("/api/exports/reports.csv?audience=publc");
+        Assert.StartsWith("'publc' is not an audience: public, community", mistyped.GetProperty("errors").GetProperty("audience")[0].GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Pages_follow_the_cursor_without_gaps_or_repeats()
     {
         var client = Server.ClientFor("joc");

@@ -189,6 +189,18 @@ internal static class Responsibilities
         {
             var rule = responsibilities[i];
             var field = $"responsibilities[{i}]";
+            // Left out, a list would match everything (the rule read as for any category, anywhere): a rule meant for one
+            // kind of incident would lead every incident to its organisation. "Everything" is said with *.
+            if (rule.Categories is not { Count: > 0 })
+            {
+                errors[field + ".categories"] = ["is required: taxonomy codes, or [\"*\"] for every category"];
+            }
+
+            if (rule.Areas is not { Count: > 0 })
+            {
+                errors[field + ".areas"] = ["is required: area codes, or [\"*\"] for anywhere"];
+            }
+
             foreach (var category in rule.Categories ?? [])
             {
                 if (category != "*" && !directory.IsKnownCategory(category))
@@ -226,6 +238,11 @@ internal static class Responsibilities
         {
             var rule = assistance[i];
             var field = $"assistance[{i}]";
+            if (rule.Types is not { Count: > 0 })
+            {
+                errors[field + ".types"] = [$"is required: request types ({string.Join(", ", RequestTypes.All)}), or [\"*\"] for every type"];
+            }
+
             foreach (var type in rule.Types ?? [])
             {
                 if (type != "*" && !RequestTypes.All.Contains(type))

@@ -88,14 +88,11 @@ internal static class ReportEndpoints
     private static async Task<Results<Ok<Page<ReportDto>>, ProblemHttpResult>> List(
         HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time, CursorKeys cursors)
     {
-        if (!ListQuery.TryParse(context.Request.Query, cursors.For(CursorListings.Reports), out var query, out var errors, [.. ListQuery.ReportFilters, "limit", "cursor"]))
+        var (query, errors) = await ReportFilters.ReadAsync(context.Request.Query, cursors.For(CursorListings.Reports), [.. ListQuery.ReportFilters, "limit", "cursor"],
+            directory, context.RequestAborted);
+        if (errors.Count > 0)
         {
             return Problems.Invalid(errors);
-        }
-
-        if (await ReportFilters.ProblemsAsync(query, directory, context.RequestAborted) is { } filterErrors)
-        {
-            return Problems.Invalid(filterErrors);
         }
 
         var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);

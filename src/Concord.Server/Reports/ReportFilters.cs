@@ -23,6 +23,22 @@ internal static class ReportFilters
         return errors.Count > 0 ? errors : null;
     }
 
+    /// <summary>
+    /// A listing's query read and its organisation and category judged: every bad parameter is named in one answer, not
+    /// the query's first and the filters' after it is mended.
+    /// </summary>
+    public static async Task<(ListQuery Query, Dictionary<string, string[]> Errors)> ReadAsync(IQueryCollection parameters, CursorKeys? cursors,
+        IReadOnlyCollection<string> honoured, MissionDirectory directory, CancellationToken cancellationToken)
+    {
+        ListQuery.TryParse(parameters, cursors, out var query, out var errors, honoured);
+        foreach (var (field, reasons) in await ProblemsAsync(query, directory, cancellationToken) ?? [])
+        {
+            errors.TryAdd(field, reasons);
+        }
+
+        return (query, errors);
+    }
+
     public static async Task<IQueryable<Report>> ApplyAsync(IQueryable<Report> reports, ListQuery query, MissionDirectory directory, CancellationToken cancellationToken)
     {
         if (query.Bbox is { } box)

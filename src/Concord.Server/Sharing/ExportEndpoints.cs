@@ -43,19 +43,17 @@ internal static class ExportEndpoints
 
     private static async Task<IResult> ReportsCsv(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
-        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, [.. ListQuery.ReportFilters, "limit", "audience"]))
+        var (query, errors) = await ReportFilters.ReadAsync(context.Request.Query, null, [.. ListQuery.ReportFilters, "limit", "audience"], directory, context.RequestAborted);
+        var given = context.Request.Query["audience"].ToString();
+        if (!TryAudience(given, out var audience))
+        {
+            errors["audience"] = [(given.Length == 0 ? "is required" : $"'{QueryReader.Shown(given)}' is not an audience")
+                + ": public, community, clients or organization (who the export is for decides which TLP levels it may carry)"];
+        }
+
+        if (errors.Count > 0)
         {
             return Problems.Invalid(errors);
-        }
-
-        if (await ReportFilters.ProblemsAsync(query, directory, context.RequestAborted) is { } filterErrors)
-        {
-            return Problems.Invalid(filterErrors);
-        }
-
-        if (!TryAudience(context.Request.Query["audience"], out var audience))
-        {
-            return Problems.Field("audience", "is required: public, community, clients or organization (who the export is for decides which TLP levels it may carry)");
         }
 
         var allowed = Enum.GetValues<Tlp>().Where(t => Tlps.MayGoTo(t, audience)).ToList();
@@ -133,14 +131,10 @@ internal static class ExportEndpoints
     private static async Task<Results<Ok<CountDto>, ProblemHttpResult>> Count(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory, MarkingFormat markings,
         AuditWriter audit, TimeProvider time)
     {
-        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, ListQuery.ReportFilters))
+        var (query, errors) = await ReportFilters.ReadAsync(context.Request.Query, null, ListQuery.ReportFilters, directory, context.RequestAborted);
+        if (errors.Count > 0)
         {
             return Problems.Invalid(errors);
-        }
-
-        if (await ReportFilters.ProblemsAsync(query, directory, context.RequestAborted) is { } filterErrors)
-        {
-            return Problems.Invalid(filterErrors);
         }
 
         // Counted per marking in the same query, for the audit.
@@ -155,14 +149,10 @@ internal static class ExportEndpoints
     private static async Task<Results<Ok<CategoryCountsDto>, ProblemHttpResult>> ByCategory(HttpContext context, Viewer viewer, ConcordDb db, MissionDirectory directory,
         MarkingFormat markings, AuditWriter audit, TimeProvider time)
     {
-        if (!ListQuery.TryParse(context.Request.Query, null, out var query, out var errors, ListQuery.ReportFilters))
+        var (query, errors) = await ReportFilters.ReadAsync(context.Request.Query, null, ListQuery.ReportFilters, directory, context.RequestAborted);
+        if (errors.Count > 0)
         {
             return Problems.Invalid(errors);
-        }
-
-        if (await ReportFilters.ProblemsAsync(query, directory, context.RequestAborted) is { } filterErrors)
-        {
-            return Problems.Invalid(filterErrors);
         }
 
         var reports = await ReportFilters.ApplyAsync(db.Reports.AsNoTracking(), query, directory, context.RequestAborted);
