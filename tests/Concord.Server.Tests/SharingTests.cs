@@ -976,6 +976,43 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
             (copy.GetProperty("observedAt").GetDateTimeOffset(), copy.GetProperty("observedPrecision").GetString()));
     }
 
+    [Theory]
+    [InlineData("2026-11-30T08:00:00Z", "week", "month", "2026-01-01T00:00:00Z", "year")]
+    [InlineData("2026-11-28T08:00:00Z", "days", "week", "2026-01-01T00:00:00Z", "year")]
+    [InlineData("2026-11-01T08:00:00Z", "week", "month", "2026-01-01T00:00:00Z", "year")]
+    [InlineData("2026-11-05T08:00:00Z", "week", "month", "2026-11-01T00:00:00Z", "month")]
+    [InlineData("2026-11-17T08:00:00Z", "days", "week", "2026-11-16T00:00:00Z", "week")]
+    [InlineData("2026-11-19T08:00:00Z", "days", "week", "2026-11-01T00:00:00Z", "month")]
+    [InlineData("2025-12-30T08:00:00Z", "days", "month", null, null)]
+    public async Task A_released_time_holds_the_whole_of_the_originals(string observed, string originalPrecision, string asked, string? expected, string? precision)
+    {
+        // The week of Monday 30 November released "by month" was dated November: four of its days, in December, were
+        // outside the copy's time, and partners counted the event in the wrong month. The next unit that holds it is used
+        // (the week of Sunday 1 November starts in October); a period running into another year cannot be held.
+        var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports",
+            new Dictionary<string, object?>(Api.Fields(Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:JOC", "org:UNPOL"]),
+                observedAt: DateTimeOffset.Parse(observed, System.Globalization.CultureInfo.InvariantCulture)))) { ["observedPrecision"] = originalPrecision });
+        var (answer, copy) = await server.ClientFor("unpoladmin").PostJson($"/api/reports/{Id(original)}/releases", new
+        {
+            marking = Api.Marking("UNCLASSIFIED", ["mission"]),
+            narrative = "Clash reported in the sector.",
+            reason = "For partners' planning",
+            timePrecision = asked,
+        });
+
+        if (expected is null)
+        {
+            Assert.True(answer.StatusCode == HttpStatusCode.BadRequest, copy.ToString());
+            Assert.Equal(["timePrecision"], copy.ErrorFields());
+            Assert.Contains("(2025-12-30 to 2026-01-04) runs into another year", copy.GetProperty("errors").GetProperty("timePrecision")[0].GetString(), StringComparison.Ordinal);
+            return;
+        }
+
+        Assert.True(answer.StatusCode == HttpStatusCode.Created, copy.ToString());
+        Assert.Equal((DateTimeOffset.Parse(expected, System.Globalization.CultureInfo.InvariantCulture), precision),
+            (copy.GetProperty("observedAt").GetDateTimeOffset(), copy.GetProperty("observedPrecision").GetString()));
+    }
+
     [Fact]
     public async Task A_copy_is_in_the_language_its_releaser_wrote_not_the_originals()
     {

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Concord.Server.Access;
@@ -40,6 +41,37 @@ internal static class ReleaseEndpoints
         TimePrecision.Month => new DateTime(at.Year, at.Month, 1, 0, 0, 0, DateTimeKind.Utc),
         _ => at,
     };
+
+    /// <summary>
+    /// The period a time of this precision stands for, read as the calendar hour, day, week or month it falls in (a report
+    /// "of the month" dated the 19th is of that month; a few days run six days from their first).
+    /// </summary>
+    internal static (DateTime From, DateTime To) Period(DateTime at, TimePrecision precision)
+    {
+        var from = Truncate(at, precision);
+        return (from, from + TimePrecisions.Span(precision));
+    }
+
+    /// <summary>
+    /// The finest precision from <paramref name="asked"/> up whose period, where the original's time falls, holds the whole
+    /// of the original's: a week running into the next month, released by month, is released by year (a copy of November
+    /// would leave out the days of December the event may be on, and partners would count it in the wrong month); null when
+    /// none does (a period running into another year).
+    /// </summary>
+    internal static TimePrecision? Holding(DateTime at, TimePrecision original, TimePrecision asked)
+    {
+        var (from, to) = Period(at, original);
+        foreach (var precision in new[] { asked, TimePrecision.Week, TimePrecision.Month, TimePrecision.Year })
+        {
+            // A week may start in the month before: both ends are held.
+            if (TimePrecisions.Span(precision) >= TimePrecisions.Span(asked) && Period(at, precision) is var held && held.From <= from && held.To >= to)
+            {
+                return precision;
+            }
+        }
+
+        return null;
+    }
 
     /// <summary>The centre of the grid cell a coordinate falls in.</summary>
     public static double Snap(double value, double grid) => (Math.Floor(value / grid) * grid) + (grid / 2);
@@ -97,9 +129,23 @@ internal static class ReleaseEndpoints
             {
                 errors["timePrecision"] = ["must be one of hour, day, week, month"];
             }
-            else if (TimePrecisions.Span(coarser) > TimePrecisions.Span(precision))
+            else
             {
-                precision = coarser;
+                if (TimePrecisions.Span(coarser) > TimePrecisions.Span(precision))
+                {
+                    precision = coarser;
+                }
+
+                if (Holding(original.ObservedAt, original.ObservedPrecision, precision) is { } holding)
+                {
+                    precision = holding;
+                }
+                else
+                {
+                    var (from, to) = Period(original.ObservedAt, original.ObservedPrecision);
+                    errors["timePrecision"] = [string.Create(CultureInfo.InvariantCulture,
+                        $"the original's time ({from:yyyy-MM-dd} to {to.AddTicks(-1):yyyy-MM-dd}) runs into another year: no release time both coarsens it and holds it")];
+                }
             }
         }
 
