@@ -991,7 +991,8 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         // (the week of Sunday 1 November starts in October); a period running into another year cannot be held.
         var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports",
             new Dictionary<string, object?>(Api.Fields(Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:JOC", "org:UNPOL"]),
-                observedAt: DateTimeOffset.Parse(observed, System.Globalization.CultureInfo.InvariantCulture)))) { ["observedPrecision"] = originalPrecision });
+                observedAt: DateTimeOffset.Parse(observed, System.Globalization.CultureInfo.InvariantCulture))))
+            { ["observedPrecision"] = originalPrecision });
         var (answer, copy) = await server.ClientFor("unpoladmin").PostJson($"/api/reports/{Id(original)}/releases", new
         {
             marking = Api.Marking("UNCLASSIFIED", ["mission"]),
