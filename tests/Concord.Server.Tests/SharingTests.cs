@@ -289,6 +289,26 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task An_agreement_retired_on_another_node_stops_marking_this_nodes_reports_within_a_second()
+    {
+        // This node read the agreements at most every 30 s: reports written meanwhile were marked by the retired (or
+        // replaced) rules, and a report keeps its marking, so those released to the whole mission stayed so.
+        var category = "ocha-access.2-restriction-of-access-to-services";
+        var code = await UnpolRuleAsync("UNPOL services access", category, Api.Marking("UNCLASSIFIED", ["mission"]), "amber");
+        var (_, before) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Fields(Api.Report(category: category, marking: null), without: "marking"));
+        Assert.Equal(["mission", "org:UNPOL"], before.GetProperty("marking").GetProperty("releasableTo").EnumerateArray().Select(c => c.GetString()));
+
+        // Retired elsewhere (another node, or `concord agreement retire` beside this server): nothing here was told.
+        await server.WithDbAsync(db => db.Agreements.Where(a => a.Code == code).ExecuteUpdateAsync(u => u.SetProperty(a => a.RetiredAt, DateTime.UtcNow)));
+        await Task.Delay(Data.MissionDirectory.AgreementsCheckedEvery + TimeSpan.FromMilliseconds(200));
+        var (created, after) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Fields(Api.Report(category: category, marking: null), without: "marking"));
+
+        Assert.True(created.StatusCode == HttpStatusCode.Created, after.ToString());
+        Assert.Equal(["org:UNPOL"], after.GetProperty("marking").GetProperty("releasableTo").EnumerateArray().Select(c => c.GetString()));
+        Assert.False(after.TryGetProperty("agreement", out _), after.ToString());
+    }
+
+    [Fact]
     public async Task A_caveat_written_with_spaces_in_a_rule_is_the_caveat()
     {
         // The rule's caveat code was typed with a space before it: accepted as the caveat, it must mark as the caveat too,

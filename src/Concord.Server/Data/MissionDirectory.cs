@@ -18,6 +18,14 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
 
     private static readonly TimeSpan MinimumReloadInterval = TimeSpan.FromSeconds(2);
 
+    /// <summary>How long the agreements in force are taken as read before the store is asked whether they changed.</summary>
+    public static readonly TimeSpan AgreementsCheckedEvery = TimeSpan.FromSeconds(1);
+
+    // The agreements table as last read (its rows: every version, and how many are retired), and when the store was last
+    // asked for it: a version recorded or an agreement retired elsewhere (another node, `concord agreement`) changes it.
+    private (int Versions, int Retired) _agreementRows;
+    private DateTimeOffset _agreementsCheckedAt = DateTimeOffset.MinValue;
+
     private Snapshot _snapshot = Snapshot.Empty;
     private DateTimeOffset _loadedAt = DateTimeOffset.MinValue;
 
@@ -56,15 +64,38 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
 
     public bool IsKnownCategory(string code) => _snapshot.Categories.Contains(code);
 
-    /// <summary>The latest version of every agreement in force. Reloaded when older than <see cref="MaximumAge"/>, so changes made on another node apply within it.</summary>
+    /// <summary>
+    /// The latest version of every agreement in force. They decide the marking of new reports, and a report keeps its
+    /// marking: a version recorded or an agreement retired on another node or with the command line applies within
+    /// <see cref="AgreementsCheckedEvery"/> (the store is asked for the table's row counts, and the directory read again
+    /// when they changed), not only when the directory is reloaded (<see cref="MaximumAge"/>).
+    /// </summary>
     public async Task<IReadOnlyList<Agreement>> AgreementsAsync(CancellationToken cancellationToken)
     {
-        if (time.GetUtcNow() - _loadedAt > MaximumAge)
+        var now = time.GetUtcNow();
+        if (now - _loadedAt > MaximumAge)
         {
             await ReloadAsync(force: false, cancellationToken);
         }
+        else if (now - _agreementsCheckedAt > AgreementsCheckedEvery)
+        {
+            _agreementsCheckedAt = now;
+            await using var scope = scopes.CreateAsyncScope();
+            var rows = await AgreementRowsAsync(scope.ServiceProvider.GetRequiredService<ConcordDb>(), cancellationToken);
+            if (rows != _agreementRows)
+            {
+                await ReloadAsync(force: true, cancellationToken);
+            }
+        }
 
         return _snapshot.Agreements;
+    }
+
+    private static async Task<(int Versions, int Retired)> AgreementRowsAsync(ConcordDb db, CancellationToken cancellationToken)
+    {
+        var counts = await db.Agreements.GroupBy(_ => 1).Select(g => new { Versions = g.Count(), Retired = g.Count(a => a.RetiredAt != null) })
+            .FirstOrDefaultAsync(cancellationToken);
+        return counts is null ? (0, 0) : (counts.Versions, counts.Retired);
     }
 
     /// <summary>
@@ -221,7 +252,8 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
             .ToList();
         var categories = await db.Categories.Select(c => c.Code).ToListAsync(cancellationToken);
         var caveatList = await db.Caveats.AsNoTracking().ToListAsync(cancellationToken);
-        var agreements = (await db.Agreements.AsNoTracking().ToListAsync(cancellationToken))
+        var agreementRows = await db.Agreements.AsNoTracking().ToListAsync(cancellationToken);
+        var agreements = agreementRows
             .GroupBy(a => a.Id).Select(g =>
             {
                 var latest = g.MaxBy(a => a.Version)!;
@@ -243,6 +275,8 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
             agreements,
             groups.ToFrozenSet(StringComparer.OrdinalIgnoreCase),
             memberships.GroupBy(m => m.OrganizationId).ToFrozenDictionary(g => g.Key, g => g.Select(m => m.Code).ToArray()));
+        _agreementRows = (agreementRows.Count, agreementRows.Count(a => a.RetiredAt is not null));
+        _agreementsCheckedAt = now;
         _loadedAt = now;
         // Read after the changes were committed (the feeds see committed changes only): they are in what was read. Noted
         // only now: a reload cancelled or failed part-way (a page closed during its catch-up) read none of them, and
