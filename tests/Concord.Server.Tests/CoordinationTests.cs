@@ -2334,6 +2334,17 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var tasks = await WaitForAsync(() => TasksAsync("force", $"incident={hoax}"), t => t.Count(Lead) == 2, "the reopened incident's new lead task");
         var fresh = tasks.Where(Lead).Single(t => Id(t) != hoaxTask);
         Assert.NotEqual(TaskStatuses.Done, fresh.GetProperty("status").GetString());
+
+        // A lead done with its task before the incident closed is the lead again when it reopens (violence resumed): the
+        // done task kept its routing, and the reopened incident had no lead task nor anything to escalate a miss of one.
+        var (done, doneBody) = await server.ClientFor("force").PostJson($"/api/tasks/{realTask}/status", new { status = "done", reason = "Patrol sent; the area is calm." });
+        Assert.True(done.StatusCode == HttpStatusCode.OK, doneBody.ToString());
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{real}/status", new { status = "closed" })).Response.StatusCode);
+        await RouterPassedAsync();
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{real}/status", new { status = "verified" })).Response.StatusCode);
+        var again = await WaitForAsync(() => TasksAsync("force", $"incident={real}"), t => t.Count(Lead) == 2, "the reopened incident's lead task, after its first was done");
+        Assert.Equal("Patrol sent; the area is calm.", again.Single(t => Id(t) == realTask).GetProperty("reason").GetString());
+        Assert.Equal(TaskStatuses.Open, again.Where(Lead).Single(t => Id(t) != realTask).GetProperty("status").GetString());
     }
 
     /// <summary>

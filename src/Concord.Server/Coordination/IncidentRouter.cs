@@ -365,6 +365,13 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             // A closed incident (a hoax, an event over) is worked on by nobody: its routed tasks left open would escalate as
             // their organisations' misses. Reopened, it is routed anew (the key is given up), due from its reopening.
             var incidentClosed = open && m.Status == Incidents.IncidentStatus.Closed;
+            // So is one its organisation had done with (or declined) before the closing: the lead that was done with the
+            // event is the lead of what happens when it reopens; keeping the key left the reopened incident without one.
+            if (!open && task.Role != TaskRoles.Escalation && m.Status == Incidents.IncidentStatus.Closed && task.RoutingKey is not null)
+            {
+                task.RoutingKey = null;
+            }
+
             var unchanged = m.Classification == task.Classification && releasableTo == task.ReleasableTo && m.Caveats == task.Caveats
                 && m.Title == task.Title && m.Category == task.Category && m.AreaId == task.AreaId;
             // Unchanged, a task is judged again only when the organisations or members around it may have changed.
