@@ -48,6 +48,21 @@ public sealed class EarlyWarningTests
     }
 
     [Fact]
+    public void A_panel_counts_only_the_events_it_holds()
+    {
+        // The forecast's summary ("learnt from N incidents") counted every open incident: the month in progress, years
+        // before the panel's first month, cells outside it.
+        var a = PrioGrid.Gid(6.25, 20.25);
+        var start = new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        ConflictEvent At(DateTime when, double longitude = 20.25) => new(6.25, longitude, when, 1, false);
+        var panel = Panel.Build([At(start), At(start.AddMonths(35).AddDays(27)), At(start.AddMonths(36)), At(start.AddYears(-10)), At(start.AddMonths(3), longitude: 25.25)],
+            [a], start, start.AddMonths(35));
+
+        Assert.Equal(2, panel.Counted);
+        Assert.Equal(16, Toy().Counted);
+    }
+
+    [Fact]
     public void Spike_probabilities_are_Poisson_upper_tails()
     {
         Assert.Equal(1, EarlyWarningEndpoints.PoissonUpperTail(0, 2.5), 12);

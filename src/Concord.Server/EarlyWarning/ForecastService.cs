@@ -175,7 +175,8 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
         var months = Panel.MonthsFrom(start, end);
         var cellsUntil = new DateTime(start.Year, start.Month, 1, 0, 0, 0, DateTimeKind.Utc).AddMonths(cellsBefore?.Invoke(months) ?? months);
         cells.UnionWith(CellsOf(events, start, cellsUntil));
-        return new Built(Panel.Build(events, [.. cells], start, end), incidents.Count);
+        var panel = Panel.Build(events, [.. cells], start, end);
+        return new Built(panel, panel.Counted);
     }
 
     /// <summary>

@@ -11,6 +11,12 @@ internal sealed class Panel
 {
     private readonly Dictionary<int, int> _row;
 
+    /// <summary>
+    /// How many events <see cref="Build"/> placed in the panel: not those of the month in progress, of before its first
+    /// month, or outside its cells (what a summary says the model learnt from).
+    /// </summary>
+    public int Counted { get; private set; }
+
     public Panel(IReadOnlyList<int> cells, DateTime start, int months)
     {
         Cells = cells;
@@ -60,6 +66,7 @@ internal sealed class Panel
                 continue;
             }
 
+            panel.Counted++;
             panel.Killed[row, month] += e.Killed;
             panel.Events[row, month] += 1;
             panel.OneSided[row, month] += e.OneSided ? 1 : 0;
