@@ -1446,6 +1446,30 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_spike_tables_caption_names_the_window_its_live_counts_are_of()
+    {
+        // The window ends at the latest incident the member may see: a newer one moves it, and the table was read for the
+        // new window under a caption still naming the old end and the old number of baseline days.
+        var page = await fixture.SignedInAsync("force", "/early-warning");
+        await page.WaitForFunctionAsync("() => Number(document.body.dataset.spikesRefreshed || 0) >= 1");
+        var refreshed = await page.EvaluateAsync<string>("document.body.dataset.spikesRefreshed");
+        await page.RouteAsync("**/api/early-warning/spikes", route => route.FulfillAsync(new()
+        {
+            ContentType = "application/json",
+            Body = "{\"at\":\"2031-03-04T00:00:00+00:00\",\"days\":30,\"baselineDays\":365,\"baselineObservedDays\":77,\"threshold\":0.01,"
+                + "\"items\":[{\"area\":\"NEW-2\",\"name\":\"Later sector\",\"recent\":1,\"baseline\":0,\"alert\":false}],\"classification\":\"UNCLASSIFIED\",\"caveats\":[]}",
+        }));
+
+        using var api = fixture.Server.ClientFor("force");
+        await RiotAsync(api, DateTimeOffset.UtcNow.AddHours(-2), -33.3, 47.3, "A riot that moves the spike window");
+        await page.WaitForFunctionAsync($"() => Number(document.body.dataset.spikesRefreshed) > {refreshed}");
+
+        var caption = await page.Locator("#spikes-hint").TextContentAsync();
+        Assert.Contains("Incidents in the last 30 days to 04/03/2031 against each area's own rate over the 77 days before", caption, StringComparison.Ordinal);
+        Assert.Contains("below 0.01 ", caption, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_spike_table_whose_live_read_fails_reads_again_by_itself()
     {
         // The read a change asks for fails (a 503 from a proxy, a weak link): the table is read again five seconds later,

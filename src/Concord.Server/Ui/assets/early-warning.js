@@ -7,6 +7,9 @@
   const twoDecimals = new Intl.NumberFormat(Concord.context.culture, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   const upToFour = new Intl.NumberFormat(Concord.context.culture, { maximumFractionDigits: 4 });
   const table = document.querySelector('#spikes tbody');
+  const hint = document.getElementById('spikes-hint');
+  // As the server writes a date ("d"): numeric day, month and year in the page's language, in UTC as the window is counted.
+  const shortDate = new Intl.DateTimeFormat(Concord.context.culture, { year: 'numeric', month: 'numeric', day: 'numeric', timeZone: 'UTC' });
   let timer = null;
   let alerted = new Set([...document.querySelectorAll('#spikes tr.alert')].map(r => r.dataset.area));
   // A read that fails (a weak link, a server answering 5xx) is tried again five seconds later: a new alert must not wait
@@ -36,6 +39,14 @@
       }
       return tr;
     }));
+    // The caption names the window counted: by default it ends at the latest incident this member may see, so a new
+    // one moves its end and the baseline days it covers; the counts above are of the new window.
+    if (hint && data.at && (Date.parse(data.at) !== Date.parse(hint.dataset.at) || String(data.baselineObservedDays) !== hint.dataset.baseline)) {
+      hint.textContent = t('spikesHint', number.format(data.days), number.format(data.baselineObservedDays), shortDate.format(new Date(data.at)),
+        upToFour.format(data.threshold));
+      hint.dataset.at = data.at;
+      hint.dataset.baseline = String(data.baselineObservedDays);
+    }
     const fresh = data.items.filter(s => s.alert && !alerted.has(s.area));
     if (fresh.length) {
       const notice = document.getElementById('spike-alert');
