@@ -931,6 +931,10 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.DoesNotContain("ALPHA", prefView.ToString(), StringComparison.Ordinal);
         var (_, ochaView) = await server.ClientFor("ocha").GetJson($"/api/tasks/{Id(support)}");
         Assert.Equal("ALPHA's safety comes first.", ochaView.GetProperty("reason").GetString());
+        // Under the marking it was written under, not the task's wider one (a board labelled its words for the mission).
+        Assert.Equal(["org:OCHA"], ochaView.GetProperty("reasonMarking").GetProperty("releasableTo").EnumerateArray().Select(c => c.GetString()));
+        Assert.NotEqual(ochaView.GetProperty("marking").GetProperty("label").GetString(), ochaView.GetProperty("reasonMarking").GetProperty("label").GetString());
+        Assert.False(prefView.TryGetProperty("reasonMarking", out _));
         Assert.Equal(["ALPHA says they move at dawn."], ochaView.GetProperty("comments").EnumerateArray().Select(c => c.GetProperty("text").GetString()));
         // A comment written under the wider marking is for everyone it lets in.
         var (later, _) = await server.ClientFor("pref").PostJson($"/api/tasks/{Id(support)}/comments", new { text = "Prefecture informed." });

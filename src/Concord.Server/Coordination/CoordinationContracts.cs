@@ -45,7 +45,7 @@ internal sealed record DeadlinesDto(DateTimeOffset? AcknowledgeBy, DateTimeOffse
 
 internal sealed record TaskDto(Guid Id, string Title, string? Description, string Organization, string? Member, string Role, string Status, string? Reason,
     Guid? Incident, Guid? Request, Guid? Meeting, Guid? EscalatedItem, string? Category, string? Area, DeadlinesDto Deadlines, string CreatedBy,
-    DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, MarkingDto Marking, IReadOnlyList<CommentDto>? Comments = null);
+    DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, MarkingDto Marking, IReadOnlyList<CommentDto>? Comments = null, MarkingDto? ReasonMarking = null);
 
 internal sealed record RequestDto(Guid Id, string Type, string Title, string Details, string Priority, string Requester, string RequesterMember,
     string? Addressee, string? AddresseeKind, string? AssignedTo, PointInput? Location, IReadOnlyList<double[]>? Route, DateTimeOffset WindowStart,

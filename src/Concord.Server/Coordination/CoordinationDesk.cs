@@ -240,7 +240,10 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         // escalation organisation every report of that incident is released to. A request's notice (its escalated item is
         // the request it names) had no such check, and other tasks name only what the viewer may see.
         t.Role == TaskRoles.Escalation && t.EscalatedItemId != t.RequestId ? t.IncidentId : Link(LinkKind.Incident, t.IncidentId), Link(LinkKind.Request, t.RequestId), Link(LinkKind.Meeting, t.MeetingId), t.EscalatedItemId, t.Category, directory.Area(t.AreaId)?.Code, Deadlines(t), t.CreatedBy,
-        Utc(t.CreatedAt), Utc(t.UpdatedAt), markings.ToDto(t), comments);
+        Utc(t.CreatedAt), Utc(t.UpdatedAt), markings.ToDto(t), comments,
+        // The reason keeps the marking it was written under when the task follows its incident to another (pages raise
+        // their banners to it, and label it with it).
+        t.ReasonFor(viewer) is null ? null : markings.ToDto(t.ReasonClassification!.Value, t.ReasonReleasableTo!, t.ReasonCaveats ?? 0));
 
     public RequestDto ToDto(AssistanceRequest r, Viewer viewer, IReadOnlyDictionary<Guid, string> members)
     {

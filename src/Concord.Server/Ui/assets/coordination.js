@@ -111,6 +111,9 @@
   const taskMoves = { open: ['acknowledged', 'in-progress', 'done', 'declined'], acknowledged: ['in-progress', 'done', 'declined'], 'in-progress': ['done', 'declined'] };
   function taskCard(task) {
     onScreen.set('t' + task.id, task.marking);
+    // A reason keeps the marking it was written under, which may be above the task's now (it followed its incident).
+    if (task.reasonMarking) onScreen.set('q' + task.id, task.reasonMarking);
+    else onScreen.delete('q' + task.id);
     const mine = task.organization === me.organization;
     return el('li', { class: 'co-card' + (task.deadlines.overdue ? ' overdue' : ''), 'data-id': task.id, 'data-status': task.status },
       el('p', { class: 'co-title' }, el('strong', {}, task.title)),
@@ -119,7 +122,8 @@
       task.description ? el('p', {}, task.description) : null,
       deadlines(task.deadlines),
       // Why it was declined or closed (its incident merged away, withdrawn from the organisation), when the member may read it.
-      task.reason ? el('p', { class: 'reason' }, t('co.reason') + ': ' + task.reason) : null,
+      task.reason ? el('p', { class: 'reason' }, t('co.reason') + ': ' + task.reason,
+        task.reasonMarking && task.reasonMarking.label !== task.marking.label ? [' ', el('span', { class: 'marking' }, task.reasonMarking.label)] : null) : null,
       el('span', { class: 'marking' }, task.marking.label),
       mine ? actionButtons(taskMoves[task.status] || [], `/api/tasks/${task.id}/status`, refresh) : null,
       comments(task));
