@@ -1816,8 +1816,10 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
               document.body.append(script);
             }
             """);
+        // The image's two handlers are each refused, and the script: wait for both kinds (two of one kind may come first).
         var refused = new List<string>();
-        for (var i = 0; i < 50 && refused.Count < 2; i++)
+        bool Both() => refused.Any(v => v.Contains("script-src-attr", StringComparison.Ordinal)) && refused.Any(v => v.Contains("script-src-elem", StringComparison.Ordinal));
+        for (var i = 0; i < 50 && !Both(); i++)
         {
             refused.AddRange(fixture.TakePolicyViolations());
             await Task.Delay(100);
