@@ -1423,24 +1423,35 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
     }
 
+    /// <summary>Force's early-warning page after its first live read of the spikes, and how many reads it has made.</summary>
+    private async Task<(IPage Page, string Refreshed)> SpikesPageAsync()
+    {
+        var page = await fixture.SignedInAsync("force", "/early-warning");
+        await page.WaitForFunctionAsync("() => Number(document.body.dataset.spikesRefreshed || 0) >= 1");
+        return (page, await page.EvaluateAsync<string>("document.body.dataset.spikesRefreshed"));
+    }
+
+    /// <summary>
+    /// Force's early-warning page once a riot of the force's (which changes what the spikes count) has made it read the
+    /// spikes again, live, answered with <paramref name="body"/>.
+    /// </summary>
+    private async Task<IPage> SpikesReadLiveAsync(string body, double latitude, double longitude, string narrative)
+    {
+        var (page, refreshed) = await SpikesPageAsync();
+        await page.RouteAsync("**/api/early-warning/spikes", route => route.FulfillAsync(new() { ContentType = "application/json", Body = body }));
+        using var api = fixture.Server.ClientFor("force");
+        await RiotAsync(api, DateTimeOffset.UtcNow.AddHours(-2), latitude, longitude, narrative);
+        await page.WaitForFunctionAsync($"() => Number(document.body.dataset.spikesRefreshed) > {refreshed}");
+        return page;
+    }
+
     [Fact]
     public async Task A_spike_without_a_rate_is_shown_with_a_dash_when_read_live()
     {
         // A mission reporting for less than its baseline has no rate yet: the server leaves expected and probability out
         // (EarlyWarningApiTests), and the live table says so as the server-rendered one does, rather than "NaN".
-        var page = await fixture.SignedInAsync("force", "/early-warning");
-        await page.WaitForFunctionAsync("() => Number(document.body.dataset.spikesRefreshed || 0) >= 1");
-        var refreshed = await page.EvaluateAsync<string>("document.body.dataset.spikesRefreshed");
-        await page.RouteAsync("**/api/early-warning/spikes", route => route.FulfillAsync(new()
-        {
-            ContentType = "application/json",
-            Body = "{\"items\":[{\"area\":\"NEW-1\",\"name\":\"New sector\",\"recent\":3,\"baseline\":0,\"alert\":false}],\"classification\":\"UNCLASSIFIED\",\"caveats\":[]}",
-        }));
-
-        // A report of the force's changes what the spikes count: the table is read again, live.
-        using var api = fixture.Server.ClientFor("force");
-        await RiotAsync(api, DateTimeOffset.UtcNow.AddHours(-2), -33.5, 47.5, "A riot the spike table hears of");
-        await page.WaitForFunctionAsync($"() => Number(document.body.dataset.spikesRefreshed) > {refreshed}");
+        var page = await SpikesReadLiveAsync("{\"items\":[{\"area\":\"NEW-1\",\"name\":\"New sector\",\"recent\":3,\"baseline\":0,\"alert\":false}],\"classification\":\"UNCLASSIFIED\",\"caveats\":[]}",
+            -33.5, 47.5, "A riot the spike table hears of");
         var cells = await page.Locator("#spikes tr[data-area='NEW-1'] td").AllTextContentsAsync();
         Assert.Equal(["New sector", "3", "0", "–", "–", "–"], cells);
     }
@@ -1450,19 +1461,9 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     {
         // The window ends at the latest incident the member may see: a newer one moves it, and the table was read for the
         // new window under a caption still naming the old end and the old number of baseline days.
-        var page = await fixture.SignedInAsync("force", "/early-warning");
-        await page.WaitForFunctionAsync("() => Number(document.body.dataset.spikesRefreshed || 0) >= 1");
-        var refreshed = await page.EvaluateAsync<string>("document.body.dataset.spikesRefreshed");
-        await page.RouteAsync("**/api/early-warning/spikes", route => route.FulfillAsync(new()
-        {
-            ContentType = "application/json",
-            Body = "{\"at\":\"2031-03-04T00:00:00+00:00\",\"days\":30,\"baselineDays\":365,\"baselineObservedDays\":77,\"threshold\":0.01,"
-                + "\"items\":[{\"area\":\"NEW-2\",\"name\":\"Later sector\",\"recent\":1,\"baseline\":0,\"alert\":false}],\"classification\":\"UNCLASSIFIED\",\"caveats\":[]}",
-        }));
-
-        using var api = fixture.Server.ClientFor("force");
-        await RiotAsync(api, DateTimeOffset.UtcNow.AddHours(-2), -33.3, 47.3, "A riot that moves the spike window");
-        await page.WaitForFunctionAsync($"() => Number(document.body.dataset.spikesRefreshed) > {refreshed}");
+        var page = await SpikesReadLiveAsync("{\"at\":\"2031-03-04T00:00:00+00:00\",\"days\":30,\"baselineDays\":365,\"baselineObservedDays\":77,\"threshold\":0.01,"
+            + "\"items\":[{\"area\":\"NEW-2\",\"name\":\"Later sector\",\"recent\":1,\"baseline\":0,\"alert\":false}],\"classification\":\"UNCLASSIFIED\",\"caveats\":[]}",
+            -33.3, 47.3, "A riot that moves the spike window");
 
         var caption = await page.Locator("#spikes-hint").TextContentAsync();
         Assert.Contains("Incidents in the last 30 days to 04/03/2031 against each area's own rate over the 77 days before", caption, StringComparison.Ordinal);
@@ -1474,9 +1475,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     {
         // The read a change asks for fails (a 503 from a proxy, a weak link): the table is read again five seconds later,
         // not left as it was until some later change (a new alert would go unannounced meanwhile).
-        var page = await fixture.SignedInAsync("force", "/early-warning");
-        await page.WaitForFunctionAsync("() => Number(document.body.dataset.spikesRefreshed || 0) >= 1");
-        var refreshed = await page.EvaluateAsync<string>("document.body.dataset.spikesRefreshed");
+        var (page, refreshed) = await SpikesPageAsync();
         var failed = 0;
         await page.RouteAsync("**/api/early-warning/spikes", async route =>
         {

@@ -20,10 +20,7 @@ internal static class IncidentQuery
         }
 
         // Unknown organisation codes and categories, as the report filters judge them.
-        foreach (var (field, reasons) in await Reports.ReportFilters.ProblemsAsync(query, directory, cancellationToken) ?? [])
-        {
-            errors[field] = reasons;
-        }
+        await Reports.ReportFilters.AddProblemsAsync(query, directory, errors, cancellationToken);
 
         var level = -1;
         if (query.Classification is { } label && !markings.Scheme.TryParse(label, out level))

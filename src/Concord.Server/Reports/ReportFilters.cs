@@ -6,10 +6,12 @@ namespace Concord.Server.Reports;
 /// <summary>The list filters of reports, shared by the list, the counts and the exports (the access predicate comes after).</summary>
 internal static class ReportFilters
 {
-    /// <summary>An organisation code or category the mission does not know is an error (as in the incident filters), not an empty list.</summary>
-    public static async Task<Dictionary<string, string[]>?> ProblemsAsync(ListQuery query, MissionDirectory directory, CancellationToken cancellationToken)
+    /// <summary>
+    /// Adds to <paramref name="errors"/> an organisation code or category the mission does not know: an error (in the
+    /// report and the incident filters alike), not an empty list.
+    /// </summary>
+    public static async Task AddProblemsAsync(ListQuery query, MissionDirectory directory, Dictionary<string, string[]> errors, CancellationToken cancellationToken)
     {
-        var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
         if (query.Organization is { } code && await directory.OrganizationAsync(code, cancellationToken) is null)
         {
             errors["organization"] = [$"no organisation '{Http.QueryReader.Shown(code)}'"];
@@ -19,8 +21,6 @@ internal static class ReportFilters
         {
             errors["category"] = [$"no category '{Http.QueryReader.Shown(category)}' in the taxonomy"];
         }
-
-        return errors.Count > 0 ? errors : null;
     }
 
     /// <summary>
@@ -31,11 +31,7 @@ internal static class ReportFilters
         IReadOnlyCollection<string> honoured, MissionDirectory directory, CancellationToken cancellationToken)
     {
         ListQuery.TryParse(parameters, cursors, out var query, out var errors, honoured);
-        foreach (var (field, reasons) in await ProblemsAsync(query, directory, cancellationToken) ?? [])
-        {
-            errors.TryAdd(field, reasons);
-        }
-
+        await AddProblemsAsync(query, directory, errors, cancellationToken);
         return (query, errors);
     }
 
