@@ -2046,6 +2046,19 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Advance(TimeSpan.FromMinutes(31));
         await Task.Delay(300);
         Assert.Equal(0, await EscalationsAsync(lead, Deadlines.Acknowledge));
+
+        // OCHA rejoins the group: the incident, unchanged, is within its reach again, and OCHA is given a new lead task, its
+        // deadlines counted from its return.
+        var rejoinedAt = Clock.GetUtcNow();
+        Assert.Equal(HttpStatusCode.NoContent, (await police.PutAsync($"/api/groups/{group}/members/OCHA", null)).StatusCode);
+        bool IsNewLead(JsonElement x) => Id(x) != lead && x.GetProperty("role").GetString() == "lead";
+        var again = (await WaitForAsync(() => TasksAsync("ocha", $"incident={incident}"), t => t.Any(IsNewLead), "OCHA's task routed again")).Single(IsNewLead);
+        Assert.Equal("open", again.GetProperty("status").GetString());
+        Assert.Equal(rejoinedAt.AddMinutes(30), again.GetProperty("deadlines").GetProperty("acknowledgeBy").GetDateTimeOffset());
+        // Once: a later access change that leaves the incident within its reach routes nothing more.
+        Assert.Equal(HttpStatusCode.NoContent, (await police.PutAsync($"/api/groups/{group}/members/UNPOL", null)).StatusCode);
+        await RouterPassedAsync();
+        Assert.Equal(2, (await TasksAsync("ocha", $"incident={incident}")).Count(t => t.GetProperty("role").GetString() == "lead"));
     }
 
     [Fact]

@@ -144,6 +144,16 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             follow = [.. ids.Union(noticed)];
         }
 
+        // The incidents whose routed task was withdrawn when its organisation lost its reach, and whose organisation holds no
+        // task of them since: the same changes may bring them back within its reach (it rejoins the group, a member is
+        // cleared again) without the incident changing, and it is routed again then, due from that change.
+        var returning = accessChanged ? await db.Tasks
+            .Where(t => t.IncidentId != null && (t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting) && t.Status == TaskStatuses.Done
+                && t.RoutingKey == null && t.Reason != null && t.Reason.StartsWith(WithdrawnPrefix)
+                && !db.Tasks.Any(o => o.IncidentId == t.IncidentId && o.OrganizationId == t.OrganizationId && o.RoutingKey != null))
+            .Select(t => t.IncidentId!.Value).Distinct().ToListAsync(cancellationToken) : [];
+        var toRoute = returning.Count > 0 ? ids.Union(returning).ToList() : ids;
+
         var followed = follow.Count > 0 ? await FollowIncidentsAsync(db, follow, now, audit, accessChanged, cancellationToken) : FollowedTasks.None;
         if (accessChanged)
         {
@@ -160,11 +170,11 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             await hook(follow);
         }
 
-        if (agreements.Count > 0 && ids.Count > 0)
+        if (agreements.Count > 0 && toRoute.Count > 0)
         {
             // A closed incident is routed to nobody: its change (the closing itself, a correction) could otherwise bring a rule
             // that applies to it now (an agreement revised since it was recorded) and a task due, and escalating, at once.
-            var incidents = await db.Incidents.AsNoTracking().Where(i => ids.Contains(i.Id) && i.Status != Incidents.IncidentStatus.Closed).ToListAsync(cancellationToken);
+            var incidents = await db.Incidents.AsNoTracking().Where(i => toRoute.Contains(i.Id) && i.Status != Incidents.IncidentStatus.Closed).ToListAsync(cancellationToken);
             // Deadlines count from the change that brought an incident here, not from this round: a router running late (a
             // restart, a backlog) must not give the lead organisation more time than the agreement does.
             // Which change made a rule apply is not recorded: an incident created in the window is counted from its creation;
@@ -173,7 +183,17 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             // escalate at once as the organisation's miss).
             var changedAt = window.Where(c => c.Entity == "incident" && c.Operation != "deleted").GroupBy(c => c.EntityId)
                 .ToDictionary(g => g.Key, g => created.Contains(g.Key) ? g.Min(c => c.At) : g.Max(c => c.At));
-            var existing = (await db.Tasks.Where(t => t.IncidentId != null && ids.Contains(t.IncidentId.Value) && t.RoutingKey != null)
+            if (returning.Count > 0)
+            {
+                // Back within an organisation's reach with the access change, not with a change of the incident.
+                var accessAt = window.Where(c => c.Entity is "group" or "organization" or "member").Max(c => c.At);
+                foreach (var id in returning)
+                {
+                    changedAt.TryAdd(id, accessAt);
+                }
+            }
+
+            var existing = (await db.Tasks.Where(t => t.IncidentId != null && toRoute.Contains(t.IncidentId.Value) && t.RoutingKey != null)
                 .Select(t => t.RoutingKey!).ToListAsync(cancellationToken)).ToHashSet(StringComparer.Ordinal);
             // The keys this round's withdrawals and supersessions gave up (not saved yet): those organisations may be routed
             // anew now (a protest's supporting organisation that is a battle's lead).
@@ -319,6 +339,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
 
     /// <summary>Why a routed task was closed with its incident.</summary>
     public const string IncidentClosedReason = "its incident was closed";
+
+    /// <summary>How the reason of a task or request withdrawn for its organisation's lost reach begins.</summary>
+    public const string WithdrawnPrefix = "withdrawn:";
 
     private async Task<FollowedTasks> FollowIncidentsAsync(ConcordDb db, List<Guid> ids, DateTime now, List<AuditEntry> audit, bool accessChanged, CancellationToken cancellationToken)
     {
@@ -522,10 +545,10 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
 
         if (!directory.ReleasesTo(record.ReleasableTo, to))
         {
-            return $"withdrawn: {what} is no longer released to the organisation";
+            return $"{WithdrawnPrefix} {what} is no longer released to the organisation";
         }
 
-        return await NobodyMayReadAsync(db, to.Id, record, unread, cancellationToken) ? $"withdrawn: no member of the organisation may read {what} any more" : null;
+        return await NobodyMayReadAsync(db, to.Id, record, unread, cancellationToken) ? $"{WithdrawnPrefix} no member of the organisation may read {what} any more" : null;
     }
 
     /// <summary>Whether no member of <paramref name="organization"/> may read <paramref name="record"/>'s level and caveats, each asked of the store once per round (<paramref name="unread"/>).</summary>
