@@ -119,6 +119,37 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_caveat_defined_beside_the_server_is_known_at_once()
+    {
+        // Another node, or `concord caveat add` and `concord user add` beside the server, defines a caveat and a member who
+        // holds it: this node knows it at the member's first report, not up to 30 s later (the report refused meanwhile).
+        var code = "CV-" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var user = "cv" + Guid.NewGuid().ToString("N")[..8];
+        var secret = await server.WithDbAsync(async db =>
+        {
+            var time = server.Services.GetRequiredService<TimeProvider>();
+            var (caveat, refused) = await Sharing.CaveatAdmin.AddAsync(db, code, "Defined elsewhere", CancellationToken.None);
+            Assert.Null(refused);
+            await db.SaveChangesAsync();
+            // As another process knows it: from the store.
+            var elsewhere = new Access.CaveatRegistry();
+            elsewhere.Load(await db.Caveats.AsNoTracking().ToListAsync());
+            var (member, error) = await Accounts.MemberAdmin.AddAsync(db, new Accounts.NewMember(user, "JOC", null, ["reporter"], "CONFIDENTIAL", [code], TestServer.Password),
+                server.Services.GetRequiredService<Access.ClassificationScheme>(), elsewhere, time, CancellationToken.None);
+            Assert.Null(error);
+            await db.SaveChangesAsync();
+            return (await Accounts.AccessTokens.CreateAsync(db, server.Services.GetRequiredService<AuditChain>(), null, member!, "tests", TimeSpan.FromHours(1), time, CancellationToken.None)).Item2;
+        });
+        var client = server.Anonymous();
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", secret);
+
+        var (created, report) = await client.PostJson("/api/reports", Api.Report(narrative: "Seen under a caveat defined elsewhere.",
+            marking: Api.Marking("CONFIDENTIAL", ["org:JOC"], [code])));
+        Assert.True(created.StatusCode == HttpStatusCode.Created, report.ToString());
+        Assert.Equal([code], report.GetProperty("marking").GetProperty("caveats").EnumerateArray().Select(c => c.GetString()));
+    }
+
+    [Fact]
     public async Task A_group_membership_removal_that_races_an_addition_is_refused_rather_than_said_done()
     {
         var code = "RWG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();

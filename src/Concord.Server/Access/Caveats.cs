@@ -60,6 +60,9 @@ internal sealed partial class CaveatRegistry
         return true;
     }
 
+    /// <summary>Whether every code names a caveat this node knows (a null or blank one counts as known: it is refused as such).</summary>
+    public bool KnowsAll(IEnumerable<string?> codes) => codes.All(code => string.IsNullOrWhiteSpace(code) || _bitByCode.ContainsKey(code.Trim()));
+
     public long Bits(IEnumerable<string> codes) =>
         TryGetBits(codes, out var bits, out var unknown) ? bits : throw new ArgumentException($"unknown caveat '{unknown}'", nameof(codes));
 

@@ -111,6 +111,7 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         IReadOnlyList<(Organization Organization, string Field)> mustSee, Dictionary<string, string[]> errors, CancellationToken cancellationToken)
     {
         var dto = asked ?? new MarkingDto(markings.Scheme.Label(0), concerned.ToList(), []);
+        await directory.KnowCaveatsAsync(dto.Caveats, cancellationToken);
         var ok = markings.TryRead(dto, author, "marking", errors, out var classification, out var releasableTo, out var caveats);
         var marking = (classification, releasableTo, caveats);
         if (!ok)

@@ -149,6 +149,26 @@ internal sealed class MissionDirectory(IServiceScopeFactory scopes, CaveatRegist
         return _snapshot.GroupCodes.Contains(code);
     }
 
+    /// <summary>
+    /// Reads the directory again when a caveat code is unknown here: one defined on another node or with <c>concord caveat</c>
+    /// beside this server is known at once, not after up to <see cref="MaximumAge"/> (a marking naming it refused meanwhile).
+    /// </summary>
+    public async Task KnowCaveatsAsync(IEnumerable<string?>? codes, CancellationToken cancellationToken)
+    {
+        if (codes is null || caveats.KnowsAll(codes))
+        {
+            return;
+        }
+
+        // Caveats are added, never removed: one more row than this node knows is one defined elsewhere since it read them
+        // (a mistyped code costs a count, not a reload).
+        await using var scope = scopes.CreateAsyncScope();
+        if (await scope.ServiceProvider.GetRequiredService<ConcordDb>().Caveats.CountAsync(cancellationToken) != caveats.Codes.Count)
+        {
+            await ReloadAsync(force: true, cancellationToken);
+        }
+    }
+
     public Organization? Organization(Guid id) => _snapshot.OrganizationsById.GetValueOrDefault(id);
 
     /// <summary>An organisation by its code as stored (capitals), from the directory as loaded.</summary>

@@ -178,6 +178,7 @@ internal static class ImportEndpoints
     internal static async Task<Dictionary<string, string[]>> MarkingErrorsAsync(MarkingDto marking, Viewer viewer, MarkingFormat markings, MissionDirectory directory, CancellationToken cancellationToken)
     {
         var errors = new Dictionary<string, string[]>();
+        await directory.KnowCaveatsAsync(marking.Caveats, cancellationToken);
         if (markings.TryRead(marking, viewer, "marking", errors, out _, out var releasableTo, out _)
             && await directory.UnknownCommunityAsync(releasableTo, cancellationToken) is { } unknown)
         {

@@ -301,6 +301,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         long caveats;
         if (request.Marking is { } marking)
         {
+            await directory.KnowCaveatsAsync(marking.Caveats, cancellationToken);
             markings.TryRead(marking, author, "marking", errors, out classification, out releasableTo, out caveats);
             if (await directory.UnknownCommunityAsync(releasableTo, cancellationToken) is { } unknown)
             {

@@ -262,7 +262,8 @@ internal static class AdminEndpoints
             return byToken;
         }
 
-        var errors = GrantErrors(viewer, body!, markings);
+        await directory.KnowCaveatsAsync(body!.Caveats, context.RequestAborted);
+        var errors = GrantErrors(viewer, body, markings);
         if (errors.Count > 0)
         {
             return Problems.Invalid(errors);
@@ -320,7 +321,8 @@ internal static class AdminEndpoints
             return byToken;
         }
 
-        var errors = GrantErrors(viewer, body!, markings);
+        await directory.KnowCaveatsAsync(body!.Caveats, context.RequestAborted);
+        var errors = GrantErrors(viewer, body, markings);
         if (body!.Clearance is not null && !markings.Scheme.TryParse(body.Clearance, out _))
         {
             errors["clearance"] = [$"'{QueryReader.Shown(body.Clearance)}' is not a level of the {markings.Scheme.Name} scheme"];
@@ -609,6 +611,7 @@ internal static class AdminEndpoints
                     errors[field + ".marking.releasableTo"] = [unknownCommunity];
                 }
 
+                await directory.KnowCaveatsAsync(rule.Marking.Caveats, cancellationToken);
                 if (!markings.Caveats.TryGetBits(rule.Marking.Caveats ?? [], out var bits, out var unknown))
                 {
                     errors[field + ".marking.caveats"] = [$"unknown caveat '{QueryReader.Shown(unknown)}'"];

@@ -171,6 +171,7 @@ internal static class ReleaseEndpoints
         }
         else
         {
+            await directory.KnowCaveatsAsync(body.Marking.Caveats, context.RequestAborted);
             markings.TryRead(body.Marking, viewer, "marking", errors, out classification, out releasableTo, out caveats);
             if (await directory.UnknownCommunityAsync(releasableTo, context.RequestAborted) is { } unknown)
             {
