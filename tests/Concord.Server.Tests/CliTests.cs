@@ -378,6 +378,40 @@ public abstract class CliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_forgotten_password_is_reset_on_the_server()
+    {
+        // The only mission administrator cleared to change a member through the API forgets their password: `user set` on
+        // the server sets a new one, and ends the sessions and tokens the old one stood behind.
+        await Run(["org", "add", "--code", "JOCX", "--name", "Joint Operations Centre", "--kind", "civilian", .. StoreArguments]);
+        Assert.Equal(0, (await Run(["user", "add", "--user", "chief", "--org", "JOCX", "--roles", "mission-admin", "--password", "the-first-password", .. StoreArguments])).Exit);
+        var token = (await Run(["token", "create", "--user", "chief", .. StoreArguments])).Output.Trim();
+
+        var weak = await Run(["user", "set", "--user", "chief", "--password", "short", .. StoreArguments]);
+        Assert.Equal((1, "concord: password must be at least 10 characters"), (weak.Exit, weak.Errors.Trim()));
+        var both = await Run(["user", "set", "--user", "chief", "--password", "the-second-password", "--new-password", .. StoreArguments]);
+        Assert.Equal(2, both.Exit);
+        Assert.Contains("--password and --new-password contradict each other", both.Errors, StringComparison.Ordinal);
+
+        var set = await Run(["user", "set", "--user", "chief", "--password", "the-second-password", .. StoreArguments]);
+        Assert.True(set.Exit == 0, set.Errors);
+        Assert.Contains("--password is visible to other users", set.Errors, StringComparison.Ordinal);
+        var generated = await Run(["user", "set", "--user", "chief", "--new-password", .. StoreArguments]);
+        Assert.True(generated.Exit == 0, generated.Errors);
+        var printed = System.Text.RegularExpressions.Regex.Match(generated.Output, "password: (\\S{10,})").Groups[1].Value;
+        Assert.NotEqual("", printed);
+
+        await using var services = Services(await StoreAsync());
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var member = await db.Members.SingleAsync(m => m.UserName == "chief");
+        Assert.True(Accounts.Passwords.Verify(member, printed));
+        Assert.False(Accounts.Passwords.Verify(member, "the-second-password"));
+        Assert.False(Accounts.Passwords.Verify(member, "the-first-password"));
+        Assert.NotNull((await db.AccessTokens.SingleAsync(t => t.SecretHash == Accounts.AccessTokens.HashSecret(token))).RevokedAt);
+        Assert.Equal(2, await db.Audit.CountAsync(e => e.Entity == "member" && e.EntityId == member.Id && e.Detail.Contains("\"passwordSet\":true")));
+    }
+
+    [Fact]
     public async Task Import_reads_the_real_GED_file_reports_bad_rows_by_line_and_never_duplicates()
     {
         await Run(["org", "add", "--code", "JMAC", "--name", "Joint Mission Analysis Centre", "--kind", "intelligence", .. StoreArguments]);

@@ -99,6 +99,21 @@ internal static class AdminCommands
                 return await CommandLine.RefuseAsync(errors, invocation.Verb, "--disable and --enable contradict each other");
             }
 
+            if (invocation["--password"] is not null && invocation.Has("--new-password"))
+            {
+                return await CommandLine.RefuseAsync(errors, invocation.Verb, "--password and --new-password contradict each other");
+            }
+
+            // A password forgotten by the only administrator cleared to change the member through the API is reset here.
+            var fromEnvironment = Environment.GetEnvironmentVariable("CONCORD_PASSWORD");
+            var generated = invocation.Has("--new-password") && string.IsNullOrEmpty(fromEnvironment);
+            var password = invocation["--password"] ?? (!invocation.Has("--new-password") ? null : generated ? MemberAdmin.GeneratePassword() : fromEnvironment);
+            if (password is not null && Passwords.Weakness(password) is { } weakness)
+            {
+                await errors.WriteLineAsync($"concord: password {weakness}");
+                return 1;
+            }
+
             if (!await Commands.PrepareHeldStoreAsync(services, errors, cancellationToken))
             {
                 return 1;
@@ -153,12 +168,27 @@ internal static class AdminCommands
                 member.SetDisabled(invocation.Has("--disable"), byMission: true);
             }
 
-            var (tokensRevoked, certificatesRevoked) = await MemberCredentials.EndAsync(db, member.Id, passwordSet: false, invocation.Has("--disable"),
+            if (password is not null)
+            {
+                member.SetPassword(password);
+            }
+
+            var (tokensRevoked, certificatesRevoked) = await MemberCredentials.EndAsync(db, member.Id, passwordSet: password is not null, invocation.Has("--disable"),
                 services.GetRequiredService<TimeProvider>(), cancellationToken);
             // With the member as the entry's record and its values after the change, as the API's are (found by ?record=).
-            await SaveAuditedAsync(services, db, "member", MemberAdmin.UpdatedDetail(member, passwordSet: false, tokensRevoked, certificatesRevoked),
+            await SaveAuditedAsync(services, db, "member", MemberAdmin.UpdatedDetail(member, passwordSet: password is not null, tokensRevoked, certificatesRevoked),
                 cancellationToken, record: member.Id, beforeSave: invocation.Has("--disable") ? d => MemberCredentials.RevokeIssuedMeanwhileAsync(d, member.Id, services.GetRequiredService<TimeProvider>(), cancellationToken) : null);
             await output.WriteLineAsync($"{member.UserName}: {member.Roles}; clearance {markings.Scheme.Label(member.Clearance)}; caveats {string.Join(",", markings.Caveats.CodesOf(member.Caveats)) switch { "" => "none", var c => c }}{(member.Disabled ? "; disabled" : "")}");
+            if (generated)
+            {
+                await output.WriteLineAsync($"password: {password}");
+            }
+
+            if (invocation["--password"] is not null)
+            {
+                await errors.WriteLineAsync("concord: warning: --password is visible to other users of this machine while the command runs and may stay in your shell's history; give it in CONCORD_PASSWORD with --new-password instead");
+            }
+
             return 0;
         }
     }

@@ -98,6 +98,8 @@ internal static class CommandLine
             new("--caveats", "comma-separated caveats (replaces the current ones; empty for none)", Value: "CAVEATS", MayBeEmpty: true),
             new("--disable", "stop the member signing in and using tokens", IsFlag: true),
             new("--enable", "allow a disabled member again", IsFlag: true),
+            new("--password", "set this password (ends the member's sessions and tokens)", Value: "PASSWORD"),
+            new("--new-password", "set the password in CONCORD_PASSWORD, else generate and print one (ends the member's sessions and tokens)", IsFlag: true),
         ]),
         new("token create", "create a personal access token for the API and print it once", [
             .. StoreOptions,

@@ -177,7 +177,7 @@ internal static class AdminEndpoints
     /// </summary>
     private static ProblemHttpResult? SetsPasswordWithToken(HttpContext context, MemberRequest body) =>
         body.Password is not null && context.User.Identity?.AuthenticationType == ConcordAuthentication.TokenScheme
-            ? Problems.Field("password", "a password is set by an administrator signed in with their password, not with an access token (or with concord user on the server)", StatusCodes.Status403Forbidden)
+            ? Problems.Field("password", "a password is set by an administrator signed in with their password, not with an access token (or with concord user set --new-password on the server)", StatusCodes.Status403Forbidden)
             : null;
 
     /// <summary>An organisation's administrators manage it; mission administrators manage every organisation.</summary>
@@ -307,7 +307,7 @@ internal static class AdminEndpoints
         if (viewer.HasRole(MemberRoles.MissionAdmin) && OutClears(member, viewer))
         {
             // A mission administrator may not grant a clearance or caveat they do not hold, nor take it over by a password.
-            return Problems.Forbidden($"{member.UserName} holds a higher clearance or a caveat you do not hold: a mission administrator who holds them, or concord user set on the server, changes this member");
+            return Problems.Forbidden($"{member.UserName} holds a higher clearance or a caveat you do not hold: a mission administrator who holds them, or concord user set on the server (--new-password for a password), changes this member");
         }
 
         var (body, problem) = await JsonBody.ReadAsync<MemberRequest>(context, 4096);
