@@ -926,12 +926,23 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     public Task A_device_coming_back_with_a_renewed_certificate_is_told_what_its_member_lost_under_the_old_one() =>
         LoweredWhileAwayAsync(renewed: true);
 
+    [Fact]
+    public Task A_device_coming_back_with_a_new_certificate_after_another_device_of_its_member_is_told_what_the_member_lost() =>
+        LoweredWhileAwayAsync(renewed: true, anotherDeviceBackFirst: true);
+
+    [Fact]
+    public Task A_device_reconnecting_after_its_members_clearance_was_lowered_is_told_to_remove_an_incident_last_changed_long_ago() =>
+        LoweredWhileAwayAsync(renewed: false, lastChangedLongAgo: true);
+
     /// <summary>
     /// A device away while its member's clearance is lowered comes back with the same certificate or (<paramref name="renewed"/>)
     /// a new one issued meanwhile (a yearly renewal, or a re-issue after a disable): either way it is told to remove the
-    /// CONFIDENTIAL incident before its opening picture.
+    /// CONFIDENTIAL incident before its opening picture. With <paramref name="anotherDeviceBackFirst"/>, another device of
+    /// the member's, with a certificate issued after the lowering, came back first (the latest record of the member's
+    /// certificates is then its own, which already knows the lower clearance). With <paramref name="lastChangedLongAgo"/>,
+    /// the incident was last changed more than a week ago (sent live here; an opening picture sends such ones too).
     /// </summary>
-    private async Task LoweredWhileAwayAsync(bool renewed)
+    private async Task LoweredWhileAwayAsync(bool renewed, bool anotherDeviceBackFirst = false, bool lastChangedLongAgo = false)
     {
         var name = "g" + Guid.NewGuid().ToString("N")[..8];
         var (added, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/FORCE/members", new { userName = name, password = "a-long-password", roles = new[] { "reporter" }, clearance = "CONFIDENTIAL" });
@@ -953,9 +964,29 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
 
         // Switched off: its session is gone before the clearance is lowered, so no cut can tell it anything.
         await SwitchedOffAsync(name);
+        if (lastChangedLongAgo)
+        {
+            var longAgo = server.Services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime.AddDays(-8);
+            var secretId = Guid.Parse(secretUid[CotMapping.IncidentUidPrefix.Length..]);
+            await server.WithDbAsync(db => db.Incidents.Where(i => i.Id == secretId).ExecuteUpdateAsync(u => u.SetProperty(i => i.UpdatedAt, longAgo)));
+        }
 
         var lowered = await server.ClientFor("jocadmin").PatchAsJsonAsync($"/api/members/{name}", new { clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.OK, lowered.StatusCode);
+        if (anotherDeviceBackFirst)
+        {
+            // Certificates are dated to the second: each is issued after the one before.
+            await Task.Delay(1100);
+            var other = await server.IssueDeviceAsync(name);
+            await using (var phone = await server.ConnectTakAsync(other))
+            {
+                Assert.NotNull(await phone.WaitForAsync(e => e.Uid == openUid));
+                await RecordedAccessAsync(other);
+            }
+
+            await SwitchedOffAsync(name);
+            await Task.Delay(1100);
+        }
 
         // Back on: before its opening picture (which sends the open incident again) it is told to remove the secret one.
         await using var again = await server.ConnectTakAsync(renewed ? await server.IssueDeviceAsync(name) : certificate);

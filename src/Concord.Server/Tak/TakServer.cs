@@ -903,31 +903,46 @@ internal sealed class TakServer(
         }
 
         // A certificate connecting for the first time may be a renewed or re-issued one on a device that held records under
-        // an earlier certificate of the member's (a yearly renewal; a new one after a disable, which revokes them all): what
-        // the member's latest connection knew stands for it, so that the device is told what the member lost meanwhile.
+        // an earlier certificate of the member's (a yearly renewal; a new one after a disable, which revokes them all). Which
+        // of the member's devices it is cannot be told: what each of the member's other certificates last knew stands for it
+        // (the newest MaxEarlierAccesses), so that the device is told what the member lost meanwhile whichever it was; the
+        // latest record alone may be another device's, back already and knowing the narrower access.
         // (On a new device this withdraws what it never had, which it ignores.)
-        var lastAccess = certificate.LastAccess ?? await db.DeviceCertificates.AsNoTracking()
+        var accesses = certificate.LastAccess is { } own ? [own] : await db.DeviceCertificates.AsNoTracking()
             .Where(c => c.MemberId == certificate.MemberId && c.Thumbprint != certificate.Thumbprint && c.LastAccess != null)
-            .OrderByDescending(c => c.IssuedAt).Select(c => c.LastAccess).FirstOrDefaultAsync(cancellationToken);
-        if (DeviceAccess.Read(lastAccess) is not { } last)
-        {
-            return;
-        }
-
-        var before = last.As(session.Viewer);
+            .OrderByDescending(c => c.IssuedAt).Take(MaxEarlierAccesses).Select(c => c.LastAccess!).ToListAsync(cancellationToken);
         var since = (now - CotMapping.IncidentLifetime).UtcDateTime;
-        var deleted = last.Told is { } told ? await DeletedSinceAsync(db, told, since, session.Viewer, before, cancellationToken) : [];
-        var narrowed = new List<Guid>();
-        if (Narrower(before, session.Viewer))
+        var deleted = new HashSet<Guid>();
+        var narrowed = new HashSet<Guid>();
+        var items = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var access in accesses.Distinct(StringComparer.Ordinal))
         {
-            var had = await db.VisibleIncidents(db.Incidents.AsNoTracking().Where(i => i.UpdatedAt >= since), before)
-                .OrderByDescending(i => i.UpdatedAt).Take(MaxWithdrawalsOnCut).Select(i => i.Id).ToListAsync(cancellationToken);
-            narrowed = await NoLongerShownAsync(db, had, session.Viewer, narrower: true, cancellationToken);
+            if (DeviceAccess.Read(access) is not { } last)
+            {
+                continue;
+            }
+
+            var before = last.As(session.Viewer);
+            if (last.Told is { } told)
+            {
+                deleted.UnionWith(await DeletedSinceAsync(db, told, since, session.Viewer, before, cancellationToken));
+            }
+
+            if (Narrower(before, session.Viewer))
+            {
+                // However long ago an incident last changed: the opening picture sends the latest changed whatever their age,
+                // and a device keeps each a week after it was sent.
+                var had = await db.VisibleIncidents(db.Incidents.AsNoTracking(), before)
+                    .OrderByDescending(i => i.UpdatedAt).Take(MaxWithdrawalsOnCut).Select(i => i.Id).ToListAsync(cancellationToken);
+                narrowed.UnionWith(await NoLongerShownAsync(db, had, session.Viewer, narrower: true, cancellationToken));
+            }
+
+            // Markers, drawings and alerts of other devices deleted since (as the device may have had them), or relayed under a
+            // marking the member could read then and no longer may: the device keeps them, archived, until told.
+            items.UnionWith(router.ItemsGoneSince(before, session.Viewer, last.Began, Narrower(before, session.Viewer), MaxWithdrawalsOnCut));
         }
 
-        // Markers, drawings and alerts of other devices deleted since (as the device may have had them), or relayed under a
-        // marking the member could read then and no longer may: the device keeps them, archived, until told.
-        var items = router.ItemsGoneSince(before, session.Viewer, last.Began, Narrower(before, session.Viewer), MaxWithdrawalsOnCut);
+        narrowed.ExceptWith(deleted);
         if (deleted.Count + narrowed.Count + items.Count == 0)
         {
             return;
@@ -1044,6 +1059,9 @@ internal sealed class TakServer(
 
     /// <summary>How many incidents a device cut for narrower access is told to remove at most: the most recently sent.</summary>
     public const int MaxWithdrawalsOnCut = 2_000;
+
+    /// <summary>How many of a member's other certificates' last access a certificate connecting for the first time is judged against.</summary>
+    public const int MaxEarlierAccesses = 8;
 
     /// <summary>How long a device cut for narrower access has to take its withdrawals before it is cut anyway.</summary>
     public static readonly TimeSpan CutWithin = TimeSpan.FromSeconds(5);
