@@ -1085,6 +1085,66 @@ public sealed class CliTests_Postgres : CliTests
         await Assert.ThrowsAsync<StoreBusyException>(() => lease.EnsureHeldAsync(CancellationToken.None));
     }
 
+    [Fact]
+    public async Task An_agreement_retired_while_the_command_line_records_its_next_version_stays_retired()
+    {
+        await Run(["org", "add", "--code", "OCHX", "--name", "Humanitarian coordination", "--kind", "humanitarian", .. StoreArguments]);
+        await Run(["org", "add", "--code", "FORX", "--name", "Force", "--kind", "military", .. StoreArguments]);
+        var file = Path.Combine(DataDirectory, "race.json");
+        await File.WriteAllTextAsync(file, """
+            {"code": "mou-race", "name": "Site data", "parties": ["OCHX", "FORX"],
+             "rules": [{"reporter": "org:OCHX", "category": "*", "marking": {"classification": "UNCLASSIFIED", "releasableTo": ["org:FORX"]}, "tlp": "amber"}]}
+            """);
+        Assert.Equal(0, (await Run(["agreement", "add", "--file", file, .. StoreArguments])).Exit);
+
+        // A retirement through the API holds the audit chain's lock while it commits: the command line has read version 1
+        // and waits for the lock to write version 2.
+        await using var api = new Npgsql.NpgsqlConnection(_connection);
+        await api.OpenAsync();
+        await using var retiring = await api.BeginTransactionAsync();
+        await using (var lockChain = new Npgsql.NpgsqlCommand("SELECT pg_advisory_xact_lock(4242002)", api, retiring))
+        {
+            await lockChain.ExecuteNonQueryAsync();
+        }
+
+        var revising = Task.Run(() => Run(["agreement", "add", "--file", file, .. StoreArguments]));
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!await WaitingForAsync(4242002))
+        {
+            if (revising.IsCompleted)
+            {
+                Assert.Fail((await revising).Errors);
+            }
+
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "the command line to wait for the audit chain");
+            await Task.Delay(50);
+        }
+
+        await using (var retire = new Npgsql.NpgsqlCommand("UPDATE agreements SET retired_at = now() WHERE code = 'MOU-RACE'", api, retiring))
+        {
+            Assert.Equal(1, await retire.ExecuteNonQueryAsync());
+        }
+
+        await retiring.CommitAsync();
+        var revised = await revising;
+        Assert.Equal(1, revised.Exit);
+        Assert.Contains("agreement 'MOU-RACE' was revised or retired meanwhile", revised.Errors, StringComparison.Ordinal);
+        await using var services = Services(await StoreAsync());
+        await using var scope = services.CreateAsyncScope();
+        var versions = await scope.ServiceProvider.GetRequiredService<ConcordDb>().Agreements.Where(a => a.Code == "MOU-RACE").ToListAsync();
+        Assert.NotNull(Assert.Single(versions).RetiredAt);
+    }
+
+    /// <summary>Whether a session of this test's database waits for the advisory lock <paramref name="key"/>.</summary>
+    private async Task<bool> WaitingForAsync(int key)
+    {
+        await using var admin = new Npgsql.NpgsqlConnection(_connection);
+        await admin.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(
+            $"SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND l.objid = {key} AND NOT l.granted AND d.datname = current_database()", admin);
+        return Convert.ToInt32(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture) > 0;
+    }
+
     /// <summary>Ends the sessions holding the writer's advisory lock on this test's database; how many there were.</summary>
     private async Task<int> TerminateLeaseSessionsAsync()
     {

@@ -321,16 +321,39 @@ internal static class AdminCommands
             var agreement = AdminEndpoints.NewVersion(latest?.Id ?? Guid.CreateVersion7(), (latest?.Version ?? 0) + 1, code, request, parties, directory, "system",
                 services.GetRequiredService<TimeProvider>());
             db.Agreements.Add(agreement);
-            await SaveAuditedAsync(services, db, "agreement", new { code, version = agreement.Version }, cancellationToken);
+            try
+            {
+                // Checked inside the audit chain's transaction, which the API's revisions and retirements take too: a version
+                // written meanwhile, or a retirement committed after the version above was read, and this one is not written
+                // (it would bring back an agreement a party had just withdrawn from).
+                await SaveAuditedAsync(services, db, "agreement", new { code, version = agreement.Version }, cancellationToken,
+                    beforeSave: async d =>
+                    {
+                        if (await d.Agreements.AnyAsync(a => a.Code == code && (a.Version == agreement.Version || a.RetiredAt != null), cancellationToken))
+                        {
+                            throw new AgreementMovedException();
+                        }
+                    });
+            }
+            catch (AgreementMovedException)
+            {
+                await errors.WriteLineAsync($"concord: code: agreement '{code}' was revised or retired meanwhile; nothing was recorded: read it again (GET /api/agreements/{code})");
+                return 1;
+            }
+
             await output.WriteLineAsync($"recorded agreement {code} version {agreement.Version} ({request.Rules?.Count ?? 0} marking rules, {request.Responsibilities?.Count ?? 0} responsibilities, {request.Assistance?.Count ?? 0} assistance rules)");
             return 0;
         }
     }
 
+    /// <summary>An agreement revised or retired by another process between its read and the new version's write.</summary>
+    private sealed class AgreementMovedException : Exception;
+
     /// <summary>
     /// Saves with an audit entry by the system, naming <paramref name="record"/> when the change has one (a member);
     /// <paramref name="beforeSave"/> runs inside the audit chain's transaction.
     /// </summary>
+
     internal static Task SaveAuditedAsync(IServiceProvider services, ConcordDb db, string entity, object detail, CancellationToken cancellationToken,
         Guid? record = null, Func<ConcordDb, Task>? beforeSave = null) =>
         services.GetRequiredService<AuditChain>().SaveAsync(db,
