@@ -916,6 +916,7 @@ public sealed class CliTests_Sqlite : CliTests
             // An organisation's member, and an agreement between parties, need what a new store does not hold.
             ["user", "add", "--user", "someone", "--org", "JOC"],
             ["agreement", "add", "--file", agreement],
+            ["group", "add", "--code", "PWG", "--name", "Protection working group", "--owner", "JOC"],
         })
         {
             var run = await Run([.. args, "--data", nowhere]);

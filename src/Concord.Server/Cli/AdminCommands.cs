@@ -217,7 +217,12 @@ internal static class AdminCommands
     {
         await using (services)
         {
-            await services.PrepareStoreAsync(cancellationToken);
+            // A group is owned by an organisation, which a store that is not there has none of (a mistyped --data).
+            if (!await Commands.PrepareHeldStoreAsync(services, errors, cancellationToken))
+            {
+                return 1;
+            }
+
             await using var scope = services.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
             var code = invocation["--code"]!.Trim().ToUpperInvariant();
