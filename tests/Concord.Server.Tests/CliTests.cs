@@ -162,14 +162,23 @@ public abstract class CliTests : IAsyncLifetime
     public async Task The_demo_refuses_a_store_holding_another_mission_and_seeds_its_directory_audited()
     {
         await Run(["org", "add", "--code", "UNMAS", "--name", "UN Mine Action Service", "--kind", "humanitarian", .. StoreArguments]);
+        await using var services = Services(await StoreAsync());
+        // As a store of a build before migration 30 (an UPDATE, harmless to apply again below): the demo, refusing it, must
+        // not upgrade it first (its own build would then refuse a store newer than it).
+        const int last = 30;
+        await using (var scope = services.CreateAsyncScope())
+        {
+            await scope.ServiceProvider.GetRequiredService<ConcordDb>().Database.ExecuteSqlAsync($"DELETE FROM schema_migrations WHERE version = {last}");
+        }
+
         var refused = await Run(["demo", "--seed-only", .. StoreArguments]);
 
         Assert.Equal(1, refused.Exit);
         Assert.Contains("holds organisations or members the demo did not make", refused.Errors, StringComparison.Ordinal);
-        await using var services = Services(await StoreAsync());
         await using (var scope = services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            Assert.Equal(0, await db.Database.SqlQuery<int>($"SELECT count(*) AS \"Value\" FROM schema_migrations WHERE version = {last}").SingleAsync());
             // No demo organisation, and above all no mission administrator with the printed password.
             Assert.Equal(["UNMAS"], await db.Organizations.Select(o => o.Code).ToListAsync());
             Assert.False(await db.Members.AnyAsync());

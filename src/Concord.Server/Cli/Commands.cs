@@ -357,6 +357,11 @@ internal static class Commands
             return 1;
         }
 
+        if (seedDemo)
+        {
+            await DemoMission.RefuseAnotherMissionsStoreAsync(app.Services, cancellationToken);
+        }
+
         await app.Services.PrepareStoreAsync(cancellationToken);
 
         if (seedDemo)
@@ -417,6 +422,7 @@ internal static class Commands
         // As serve does: the lease before the store is migrated, so that a running server's store is left alone.
         await options.Store.EnsureExistsAsync(cancellationToken);
         await services.GetRequiredService<WriterLease>().AcquireAsync(cancellationToken);
+        await DemoMission.RefuseAnotherMissionsStoreAsync(services, cancellationToken);
         await services.PrepareStoreAsync(cancellationToken);
         await DemoMission.SeedAsync(services, output, cancellationToken);
         return 0;

@@ -70,6 +70,38 @@ internal static class DemoMission
         ("rwabatt.patrol", new MarkingDto("UNCLASSIFIED", ["kind:military", "org:JOC"], [])),
     ];
 
+    private const string AnotherMission = "this store holds organisations or members the demo did not make; the demo seeds a store of its own: give it a new --data directory (or database)";
+
+    /// <summary>
+    /// The demo's own store is the one its seeding audited (or, made before that was audited, one holding all its members):
+    /// a real mission's store with a JOC of its own is another mission, and gets no demo areas or reports.
+    /// </summary>
+    private static async Task<bool> DemoMadeAsync(ConcordDb db, CancellationToken cancellationToken)
+    {
+        var names = Members.Select(m => m.UserName).ToList();
+        return await db.Audit.AnyAsync(e => e.Action == AuditActions.Administer && e.Entity == "demo" && e.Actor == Audits.SystemActor, cancellationToken)
+            || await db.Members.CountAsync(m => names.Contains(m.UserName), cancellationToken) == names.Count;
+    }
+
+    private static async Task<bool> HoldsAnotherMissionAsync(ConcordDb db, CancellationToken cancellationToken) =>
+        !await DemoMadeAsync(db, cancellationToken) && (await db.Organizations.AnyAsync(cancellationToken) || await db.Members.AnyAsync(cancellationToken));
+
+    /// <summary>
+    /// Refuses a store holding another mission before the demo migrates it or records its scheme there (a newer build's
+    /// demo pointed at a production store by mistake would otherwise upgrade it past what the production build reads).
+    /// A store with no Concord schema yet is the demo's to make.
+    /// </summary>
+    public static async Task RefuseAnotherMissionsStoreAsync(IServiceProvider services, CancellationToken cancellationToken)
+    {
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        if (await Migrator.PendingAsync(db, services.GetRequiredService<StoreOptions>().Kind, cancellationToken) is not null
+            && await HoldsAnotherMissionAsync(db, cancellationToken))
+        {
+            throw new DemoSeedException(AnotherMission);
+        }
+    }
+
     public static async Task SeedAsync(IServiceProvider services, TextWriter output, CancellationToken cancellationToken)
     {
         // The demo writes reports: it must be their one writer before it writes anything (see WriterLease).
@@ -80,17 +112,12 @@ internal static class DemoMission
         await using (var scope = services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-            // The demo's own store is the one its seeding audited (or, made before that was audited, one holding all its
-            // members): a real mission's store with a JOC of its own is another mission, and gets no demo areas or reports.
-            var names = Members.Select(m => m.UserName).ToList();
-            var demoMade = await db.Audit.AnyAsync(e => e.Action == AuditActions.Administer && e.Entity == "demo" && e.Actor == Audits.SystemActor, cancellationToken)
-                || await db.Members.CountAsync(m => names.Contains(m.UserName), cancellationToken) == names.Count;
-            if (!demoMade)
+            if (!await DemoMadeAsync(db, cancellationToken))
             {
                 // A store holding another mission gets no demo organisations and no members with a printed password.
-                if (await db.Organizations.AnyAsync(cancellationToken) || await db.Members.AnyAsync(cancellationToken))
+                if (await HoldsAnotherMissionAsync(db, cancellationToken))
                 {
-                    throw new DemoSeedException("this store holds organisations or members the demo did not make; the demo seeds a store of its own: give it a new --data directory (or database)");
+                    throw new DemoSeedException(AnotherMission);
                 }
 
                 // All or nothing, and audited: a refusal half-way left some organisations behind, and every later run then
