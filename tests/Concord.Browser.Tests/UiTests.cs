@@ -705,6 +705,20 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // Closed tasks are shown on asking for them.
         await page.Locator("#co-closed").CheckAsync();
         await page.WaitForSelectorAsync($"#task-board .co-card[data-status='declined']:has-text('{title}') .reason:has-text('No vehicle until Thursday')");
+
+        // A reason keeps the marking it was written under, which is above the task's after the task followed its incident
+        // to a wider one (here written to the store as such a task's would be): the card labels the reason with it, and
+        // the banners rise to it.
+        Assert.True(fixture.Server.Services.GetRequiredService<Concord.Server.Access.MarkingFormat>().Caveats.TryGetBits(["SOURCE-PROTECTED"], out var protectedBit, out _));
+        await fixture.Server.WithDbAsync(db => db.Tasks.Where(t => t.Id == taskId).ExecuteUpdateAsync(u => u
+            .SetProperty(t => t.ReasonClassification, 2).SetProperty(t => t.ReasonReleasableTo, "|org:JOC|").SetProperty(t => t.ReasonCaveats, protectedBit)));
+        Assert.Equal("0", await page.GetAttributeAsync("#banner-top", "data-level"));
+        // A comment changes the task: the board reads it again.
+        Assert.Equal(HttpStatusCode.Created, (await joc.PostAsJsonAsync($"/api/tasks/{taskId}/comments", new { text = "Noted" })).StatusCode);
+        var label = page.Locator($"#task-board .co-card[data-status='declined']:has-text('{title}') .reason .marking");
+        await label.WaitForAsync();
+        Assert.Contains("SOURCE-PROTECTED", await label.TextContentAsync(), StringComparison.Ordinal);
+        await page.WaitForFunctionAsync("() => document.getElementById('banner-top').dataset.level === '2'", null, new() { Timeout = 5_000 });
     }
 
     [Fact]
