@@ -281,6 +281,68 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_change_told_while_the_panel_is_still_loading_reads_it_again()
+    {
+        // A slow link: the panel's first answer is held until after a change of its incident was pushed; the answer, read
+        // before the change, must not stay on screen as the incident's.
+        var (map, incidentId) = await ForcesMapOnANewIncidentAsync(7.41234, 21.51234, $"Panel still loading {Store}.");
+        using var api = fixture.Server.ClientFor("force");
+        var release = new TaskCompletionSource();
+        var reads = 0;
+        await map.RouteAsync("**/ui/incidents/*/panel", async route =>
+        {
+            if (Interlocked.Increment(ref reads) != 1)
+            {
+                await route.ContinueAsync();
+                return;
+            }
+
+            var early = await route.FetchAsync();
+            await release.Task;
+            await route.FulfillAsync(new() { Response = early });
+        });
+        await map.ClickAsync($".sym[data-id='{incidentId}']");
+        for (var waited = 0; Volatile.Read(ref reads) == 0; waited++)
+        {
+            Assert.True(waited < 300, "the panel to be asked for");
+            await Task.Delay(50);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incidentId}/status", new { status = "verified" })).StatusCode);
+        await map.WaitForFunctionAsync($"() => Concord.received.includes('{incidentId}')", null, new() { Timeout = 15_000 });
+        release.SetResult();
+
+        await map.WaitForFunctionAsync("() => !document.getElementById('panel').hidden && document.getElementById('panel').textContent.includes('Verified')", null, new() { Timeout = 10_000 });
+    }
+
+    [Fact]
+    public async Task The_base_map_lost_on_a_weak_link_is_read_again()
+    {
+        var page = await fixture.SignedInAsync("force", "/incidents");
+        var reads = 0;
+        await page.RouteAsync("**/ui/geo/countries-50m.json", route => Interlocked.Increment(ref reads) == 1 ? route.AbortAsync("connectionreset") : route.ContinueAsync());
+        await page.GotoAsync(new Uri(fixture.Server.BaseAddress, "/?from=2020-01-01").ToString());
+        await page.WaitForSelectorAsync("#map[data-base-map='drawn']", new() { State = WaitForSelectorState.Attached, Timeout = 20_000 });
+        Assert.True(reads >= 2);
+    }
+
+    [Fact]
+    public async Task The_requests_and_patrols_layer_says_when_it_draws_only_the_newest()
+    {
+        // The server's answer says there are more than the layer draws (a mission with thousands of open requests).
+        var page = await fixture.SignedInAsync("force", "/incidents");
+        await page.RouteAsync("**/api/coordination/geojson", async route =>
+        {
+            var answer = await route.FetchAsync();
+            await route.FulfillAsync(new() { Response = answer, Headers = new Dictionary<string, string>(answer.Headers) { ["x-concord-truncated"] = "true" } });
+        });
+        await page.GotoAsync(new Uri(fixture.Server.BaseAddress, "/?from=2020-01-01").ToString());
+        var note = page.Locator("label:has(#layer-coordination) .layer-cut");
+        await note.WaitForAsync();
+        Assert.Contains("2,000", await note.TextContentAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task The_incident_list_is_live_and_sorts_and_filters_in_place_for_those_who_may_see()
     {
         // Both lists look for one tag; UNPOL reports at CONFIDENTIAL for the military and UNPOL: FORCE may see it,
@@ -719,6 +781,40 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await label.WaitForAsync();
         Assert.Contains("SOURCE-PROTECTED", await label.TextContentAsync(), StringComparison.Ordinal);
         await page.WaitForFunctionAsync("() => document.getElementById('banner-top').dataset.level === '2'", null, new() { Timeout = 5_000 });
+
+        // The task leaves the board (no longer the JOC's to see, here by a marking written to the store; a task withdrawn
+        // alike): its reason no longer holds the banners up once the boards are read again (for another task of the JOC's).
+        await fixture.Server.WithDbAsync(db => db.Tasks.Where(t => t.Id == taskId).ExecuteUpdateAsync(u => u.SetProperty(t => t.ReleasableTo, "|org:FORCE|")));
+        Assert.Equal(HttpStatusCode.Created, (await joc.PostAsJsonAsync("/api/tasks", new
+        {
+            title = title + " next",
+            organization = "JOC",
+            marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "org:JOC" }, caveats = Array.Empty<string>() }
+        })).StatusCode);
+        await page.Locator($"#task-board .co-card:has-text('{title} next')").WaitForAsync();
+        Assert.Equal(0, await page.Locator($"#task-board .co-card[data-id='{taskId}']").CountAsync());
+        await page.WaitForFunctionAsync("() => document.getElementById('banner-top').dataset.level === '0'", null, new() { Timeout = 5_000 });
+    }
+
+    [Fact]
+    public async Task The_map_banner_names_a_caveat_added_after_the_page_was_read_and_says_so_to_screen_readers()
+    {
+        var page = await fixture.SignedInAsync("unpol", "/?from=2020-01-01");
+        await page.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
+        // As a page read before the caveat existed: its list of caveats does not name the bit.
+        await page.EvaluateAsync("() => { Concord.context.caveats[Concord.context.caveats.indexOf('SOURCE-PROTECTED')] = null; }");
+        using var api = fixture.Server.ClientFor("unpol");
+        var created = await api.PostAsJsonAsync("/api/reports", Api.Report(latitude: 7.71234, longitude: 21.81234, narrative: $"Informant meeting {Store}.",
+            marking: Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["SOURCE-PROTECTED"])));
+        Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+        var incidentId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("incidentId").GetString()!;
+        await page.EvaluateAsync("() => { window.concordMap.map.setView([7.71234, 21.81234], 12); }");
+        await page.WaitForFunctionAsync($"() => window.concordMap.ids.includes('{incidentId}')");
+
+        // Never left out: named as soon as the list of caveats is read again.
+        await page.WaitForFunctionAsync("() => document.getElementById('banner-top').textContent.includes('SOURCE-PROTECTED')", null, new() { Timeout = 15_000 });
+        Assert.Contains("CONFIDENTIAL//SOURCE-PROTECTED", await page.GetAttributeAsync("#banner-top", "aria-label"), StringComparison.Ordinal);
+        Assert.Contains("SOURCE-PROTECTED", await page.TextContentAsync("#banner-bottom"), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -1350,6 +1446,21 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await page.ClickAsync("#incident-changed-read");
         await page.WaitForFunctionAsync("() => document.getElementById('incident-changed')?.dataset.version.startsWith('closed|')");
         Assert.Equal("", await page.InputValueAsync("#merge-ids"));
+
+        // Merged away by another analyst while a correction is typed: the incident is gone, and what the page showed of it
+        // is not kept on screen (a correction of it could not be made anyway). (Reopened first: a closed incident is not merged.)
+        await page.WaitForFunctionAsync("() => Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
+        Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incident}/status", new { status = "verified" })).StatusCode);
+        await page.WaitForFunctionAsync("() => document.getElementById('incident-changed')?.dataset.version.startsWith('verified|')");
+        var other = (await (await api.PostAsJsonAsync("/api/reports", Api.Report(latitude: 5.05 + (Store.Length * 0.01), longitude: 16.25, narrative: "Cattle market of Berberati " + Store,
+            marking: Api.Marking("UNCLASSIFIED", ["mission"])))).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("incidentId").GetString();
+        await page.WaitForFunctionAsync("() => Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
+        await page.FillAsync("#merge-ids", "typed-again");
+        using var joc = fixture.Server.ClientFor("joc");
+        var merged = await joc.PostAsJsonAsync($"/api/incidents/{other}/merge", new { incidents = new[] { incident } });
+        Assert.True(merged.IsSuccessStatusCode, await merged.Content.ReadAsStringAsync());
+        await page.WaitForFunctionAsync("() => document.getElementById('incident-changed') === null", null, new() { Timeout = 15_000 });
+        Assert.DoesNotContain("Looting at the market of Kabo", await page.ContentAsync(), StringComparison.Ordinal);
     }
 
     [Fact]

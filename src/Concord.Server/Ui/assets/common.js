@@ -7,10 +7,25 @@ window.Concord = (() => {
   const number = new Intl.NumberFormat(context.culture);
   const day = new Intl.DateTimeFormat(context.culture, { dateStyle: 'medium', timeZone: 'UTC' });
 
-  // Banners show the highest level and every caveat among what is on screen (level index, caveat bits as a BigInt).
-  function banner(level, caveatBits) {
+  // Banners show the highest level and every caveat among what is on screen (level index, caveat bits as a BigInt, and
+  // codes a page knows only by name). A caveat added since the page was read is never left out: shown as CAVEAT-n, as
+  // the server names a bit it does not know, while the list of caveats is read again (then the banner is drawn anew).
+  let shown = null;
+  let caveatsRead = null;
+  function banner(level, caveatBits, extraCodes = []) {
+    shown = [level, caveatBits, extraCodes];
     const codes = [];
-    context.caveats.forEach((code, bit) => { if (code && (caveatBits & (1n << BigInt(bit))) !== 0n) codes.push(code); });
+    let unknown = false;
+    for (let bit = 0; bit < 63; bit++) {
+      if ((caveatBits & (1n << BigInt(bit))) === 0n) continue;
+      if (context.caveats[bit]) codes.push(context.caveats[bit]);
+      else {
+        codes.push('CAVEAT-' + bit);
+        unknown = true;
+      }
+    }
+    for (const code of extraCodes) if (!codes.includes(code)) codes.push(code);
+    if (unknown) readCaveats();
     const label = (context.levels[level] ?? context.levels[0]) + (codes.length ? '//' + codes.join('/') : '');
     for (const id of ['banner-top', 'banner-bottom']) {
       const el = document.getElementById(id);
@@ -19,7 +34,29 @@ window.Concord = (() => {
       el.className = 'banner level-' + level;
       el.dataset.level = String(level);
       el.dataset.caveats = caveatBits.toString();
+      // What a screen reader says of it follows too.
+      el.setAttribute('aria-label', (el.dataset.said ?? '') + ': ' + label);
     }
+  }
+
+  // At most once every 10 s; a failed read leaves CAVEAT-n on the banner until the next.
+  function readCaveats() {
+    if (caveatsRead && Date.now() - caveatsRead < 10000) return;
+    caveatsRead = Date.now();
+    fetch('/api/caveats', { credentials: 'same-origin', cache: 'no-store' })
+      .then(response => response.ok ? response.json() : Promise.reject(new Error(String(response.status))))
+      .then(list => {
+        let learnt = false;
+        for (const c of list) if (context.caveats[c.bit] !== c.code) { context.caveats[c.bit] = c.code; learnt = true; }
+        if (learnt && shown) banner(...shown);
+      }, () => { /* a weak link: tried again at the next banner */ });
+  }
+
+  // A file the page cannot do without (the base map, the areas), read until it comes: a weak link that drops the first
+  // request would otherwise leave the map without boundaries until the page is loaded again. Every 5 s, then up to a minute.
+  function readUntilRead(url, use, wait = 5000) {
+    fetch(url, { credentials: 'same-origin' }).then(r => r.ok ? r.json() : Promise.reject(new Error(String(r.status)))).then(use,
+      () => setTimeout(() => readUntilRead(url, use, Math.min(wait * 2, 60000)), wait));
   }
 
   // Caveat sets travel in the API's JSON as 64-bit integers (GeoJSON properties "caveats"); a plain parse rounds those
@@ -109,5 +146,5 @@ window.Concord = (() => {
     }
   }
 
-  return { context, text, number, day, banner, readJson, live, received, connections, checkSession, afterAccessChange, resumeSettling, isAccessChange };
+  return { context, text, number, day, banner, readJson, readUntilRead, live, received, connections, checkSession, afterAccessChange, resumeSettling, isAccessChange };
 })();

@@ -25,11 +25,17 @@
   // The banners show the highest marking among the records on screen.
   function updateBanner() {
     let level = 0; let bits = 0n;
+    // Caveats added since the page was read are named by their codes (never left out).
+    const unknown = [];
     for (const m of onScreen.values()) {
       level = Math.max(level, Math.max(0, Concord.context.levels.indexOf(m.classification)));
-      for (const code of m.caveats) { const bit = Concord.context.caveats.indexOf(code); if (bit >= 0) bits |= 1n << BigInt(bit); }
+      for (const code of m.caveats) {
+        const bit = Concord.context.caveats.indexOf(code);
+        if (bit >= 0) bits |= 1n << BigInt(bit);
+        else if (!unknown.includes(code)) unknown.push(code);
+      }
     }
-    Concord.banner(level, bits);
+    Concord.banner(level, bits, unknown);
   }
 
   // A send that failed on the way (the link dropped) answers as a refusal without fields, so that every form says so
@@ -280,7 +286,8 @@
       showState();
       const [openRequests, closedRequests, openTasks, closedTasks] = read;
       const requests = openRequests.concat(closedRequests), tasks = openTasks.concat(closedTasks);
-      forget('rt');
+      // Reasons' markings too ('q'): a task that left the boards no longer holds the banners up.
+      forget('rtq');
       // Comments of tasks no longer on the boards are no longer on screen.
       const shownTasks = new Set(tasks.map(task => task.id));
       for (const key of [...onScreen.keys()]) if (key[0] === 'c' && !shownTasks.has(key.slice(1))) onScreen.delete(key);

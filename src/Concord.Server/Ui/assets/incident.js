@@ -19,6 +19,8 @@
   const unread = document.getElementById('incident-unread');
   let leaving = false;
   let checking = null;
+  // Whether the next reading is asked for by a change of the member's access.
+  let accessPending = false;
   // After a failed reading: the wait before the next, doubling from 5 s to a minute while readings fail.
   let retryIn = 5000;
   let retry = null;
@@ -29,7 +31,7 @@
   async function differs() {
     window.concordIncident.reads++;
     const response = await fetch('/incidents/' + id, { credentials: 'same-origin', cache: 'no-store' });
-    if (response.status === 404) return true;
+    if (response.status === 404) return 'gone';
     if (!response.ok) {
       Concord.checkSession();
       throw new Error('the page answered ' + response.status);
@@ -56,14 +58,22 @@
       return;
     }
     checking = { again: false };
+    const forAccess = accessPending;
+    accessPending = false;
     differs().then(changed => {
       const again = checking.again;
       checking = null;
       clearTimeout(retry);
       retryIn = 5000;
       if (changed) {
-        if (correcting()) notice.hidden = false;
-        else {
+        if (correcting() && changed !== 'gone') {
+          // What was typed stays, with the notice. After a change of the member's access the reading may show less than
+          // the page (a clearance lowered, a group left): what is on screen is hidden until the page is read again.
+          notice.hidden = false;
+          if (forAccess) body.hidden = true;
+        } else {
+          // Gone from the member's view (merged away, no longer theirs to see) the page is left, correction or not: one
+          // typed against an incident that is gone could not be made anyway.
           leaving = true;
           // A GET of the page's own address: the page on screen may be the answer to a merge or split (a POST).
           location.replace('/incidents/' + id);
@@ -96,7 +106,10 @@
   // An access change is read at once and again once every node judges the member anew (Concord.afterAccessChange), also
   // in the page loaded anew for it.
   Concord.live(changes => {
-    if (changes.some(Concord.isAccessChange)) Concord.afterAccessChange(check);
+    if (changes.some(Concord.isAccessChange)) {
+      accessPending = true;
+      Concord.afterAccessChange(() => { accessPending = true; check(); });
+    }
     else if (changes.some(concerns)) check();
   }, null,
     // The feed unreadable, the page itself is compared (and hidden while it cannot be read).

@@ -22,15 +22,17 @@
   const b = (el.dataset.bounds || '14.4,2.2,27.5,11.0').split(',').map(Number);
   map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
   if (el.dataset.tiles) L.tileLayer(el.dataset.tiles, { maxNativeZoom: 18, maxZoom: 22 }).addTo(map);
-  else fetch('ui/geo/countries-50m.json').then(r => r.json()).then(topo => {
+  else Concord.readUntilRead('ui/geo/countries-50m.json', topo => {
     L.geoJSON(topojson.feature(topo, topo.objects.countries), { style: { color: '#7a7a70', weight: 1, fillColor: '#f1f1ea', fillOpacity: 1 }, interactive: false }).addTo(map).bringToBack();
+    // (Tests watch it.)
+    el.dataset.baseMap = 'drawn';
   });
 
   const areas = L.geoJSON(null, {
     style: { color: '#5b6b7a', weight: 1.2, fill: false, dashArray: '4 3' },
     onEachFeature: (f, layer) => layer.bindTooltip(escapeHtml(f.properties.name), { sticky: true }),
   });
-  fetch('/api/areas/geojson').then(r => r.ok ? r.json() : null).then(g => { if (g) areas.addData(g); });
+  Concord.readUntilRead('/api/areas/geojson', g => areas.addData(g));
   const incidents = L.layerGroup().addTo(map);
   const tracks = L.layerGroup().addTo(map);
   const risk = L.layerGroup();
@@ -234,13 +236,17 @@
   // member opens another; a click that fails leaves the panel as it was.
   let panelGeneration = 0;
   let panelWanted = null;
+  // Whether an opening is under way: a change told while it loads (the incident merged away) reads the panel again.
+  let panelLoading = false;
   // focus: the member opened it (a click, Enter), not a live re-read, which must not take the focus from where they type.
   async function openPanel(id, focus = false, reread = false) {
     const mine = ++panelGeneration;
     panelWanted = id;
+    panelLoading = true;
     const response = await fetch(`/ui/incidents/${id}/panel`).catch(() => null);
     const html = response && response.ok ? await response.text().catch(() => null) : null;
     if (mine !== panelGeneration) return;
+    panelLoading = false;
     if (html === null) {
       // Not shown to this member (404, 403) or no session (401): the panel goes. A server failing (5xx, 429, a proxy's
       // 502) fails as the link does.
@@ -267,6 +273,7 @@
   function hidePanel() {
     panelGeneration++;
     panelWanted = null;
+    panelLoading = false;
     panel.hidden = true;
     panel.innerHTML = '';
     delete panel.dataset.id;
@@ -354,6 +361,12 @@
     }
     if (mine < drawn.coordination) return;
     drawn.coordination = mine;
+    // More than the layer draws (the newest requests and patrols only): the layer's switch says so.
+    const cut = response.headers.get('X-Concord-Truncated') === 'true';
+    const toggle = document.getElementById('layer-coordination').parentElement;
+    let note = toggle.querySelector('.layer-cut');
+    if (cut && !note) toggle.append(' ', note = Object.assign(document.createElement('small'), { className: 'layer-cut', textContent: t('coordinationCut') }));
+    else if (!cut && note) note.remove();
     coordination.clearLayers();
     state.coordination = data.features.map(f => f.id);
     layerMarks.coordination = marksOf(data.features);
@@ -393,11 +406,11 @@
     const access = changes.some(Concord.isAccessChange);
     if (access) {
       // Read at once and again once every node judges the member anew (Concord.afterAccessChange).
-      Concord.afterAccessChange(() => { soon(0); loadTracks(); loadCoordination(); if (!panel.hidden) rereadPanel(); });
+      Concord.afterAccessChange(() => { soon(0); loadTracks(); loadCoordination(); if (!panel.hidden || panelLoading) rereadPanel(); });
       return;
     }
     if (changes.some(c => c.entity === 'request' || c.entity === 'patrol')) loadCoordination();
-    if (!panel.hidden && changes.some(c => c.id === panel.dataset.id || c.id === panelWanted)) rereadPanel();
+    if ((!panel.hidden || panelLoading) && changes.some(c => c.id === panel.dataset.id || c.id === panelWanted)) rereadPanel();
   }, up => { if (!up) { resynced = true; el.dataset.live = 'down'; status.textContent = t('offline'); } }, () => {
     // (Re)connected: what changed while the channel was down, or before it first joined, was not pushed. The map says it
     // is live once it has read the view again.
@@ -407,7 +420,7 @@
     load(true);
     loadTracks();
     loadCoordination();
-    if (!panel.hidden) rereadPanel();
+    if (!panel.hidden || panelLoading) rereadPanel();
   });
 
   describeWindow();

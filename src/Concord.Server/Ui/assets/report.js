@@ -10,12 +10,14 @@
   map.attributionControl.setPrefix(false).addAttribution('Made with Natural Earth');
   const b = el.dataset.bounds.split(',').map(Number); // west,south,east,north, set by the server
   map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
-  fetch('ui/geo/countries-50m.json').then(r => r.json()).then(topo => {
+  // Read until they come (a weak link), every 5 s and then up to a minute, as the map does.
+  const readUntilRead = (url, use, wait = 5000) => fetch(url, { credentials: 'same-origin' })
+    .then(r => r.ok ? r.json() : Promise.reject(new Error(String(r.status))))
+    .then(use, () => setTimeout(() => readUntilRead(url, use, Math.min(wait * 2, 60000)), wait));
+  readUntilRead('ui/geo/countries-50m.json', topo => {
     L.geoJSON(topojson.feature(topo, topo.objects.countries), { style: { color: '#777', weight: 1, fillColor: '#f1f1ea', fillOpacity: 1 }, interactive: false }).addTo(map).bringToBack();
   });
-  fetch('/api/areas/geojson').then(r => r.ok ? r.json() : null).then(areas => {
-    if (areas) L.geoJSON(areas, { style: { color: '#5b6b7a', weight: 1, fill: false }, interactive: false }).addTo(map);
-  });
+  readUntilRead('/api/areas/geojson', areas => L.geoJSON(areas, { style: { color: '#5b6b7a', weight: 1, fill: false }, interactive: false }).addTo(map));
   let marker = null;
   const show = () => {
     const y = Number(lat.value), x = Number(lon.value);
