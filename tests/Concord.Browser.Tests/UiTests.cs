@@ -781,6 +781,16 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         await label.WaitForAsync();
         Assert.Contains("SOURCE-PROTECTED", await label.TextContentAsync(), StringComparison.Ordinal);
         await page.WaitForFunctionAsync("() => document.getElementById('banner-top').dataset.level === '2'", null, new() { Timeout = 5_000 });
+        // Another task changing the boards keeps the card as drawn, and its reason still holds the banners up.
+        Assert.Equal(HttpStatusCode.Created, (await joc.PostAsJsonAsync("/api/tasks", new
+        {
+            title = title + " other",
+            organization = "JOC",
+            marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "org:JOC" }, caveats = Array.Empty<string>() }
+        })).StatusCode);
+        await page.Locator($"#task-board .co-card:has-text('{title} other')").WaitForAsync();
+        await page.WaitForTimeoutAsync(500);
+        Assert.Equal("2", await page.GetAttributeAsync("#banner-top", "data-level"));
 
         // The task leaves the board (no longer the JOC's to see, here by a marking written to the store; a task withdrawn
         // alike): its reason no longer holds the banners up once the boards are read again (for another task of the JOC's).

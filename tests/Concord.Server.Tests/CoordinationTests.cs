@@ -2047,6 +2047,12 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         await Task.Delay(300);
         Assert.Equal(0, await EscalationsAsync(lead, Deadlines.Acknowledge));
 
+        // An access change elsewhere (a member of another organisation renamed) looks at the incident again for OCHA, still
+        // out of its reach: nothing about the incident changed, so no withheld route is recorded.
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("jocadmin").PatchAsJsonAsync("/api/members/rwabatt", new { displayName = "RWABATT duty officer " + group })).StatusCode);
+        await RouterPassedAsync();
+        Assert.Equal(0, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == incident && a.Action == AuditActions.RouteWithheld)));
+
         // OCHA rejoins the group: the incident, unchanged, is within its reach again, and OCHA is given a new lead task, its
         // deadlines counted from its return.
         var rejoinedAt = Clock.GetUtcNow();

@@ -150,9 +150,12 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var returning = accessChanged ? await db.Tasks
             .Where(t => t.IncidentId != null && (t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting) && t.Status == TaskStatuses.Done
                 && t.RoutingKey == null && t.Reason != null && t.Reason.StartsWith(WithdrawnPrefix)
-                && !db.Tasks.Any(o => o.IncidentId == t.IncidentId && o.OrganizationId == t.OrganizationId && o.RoutingKey != null))
+                && !db.Tasks.Any(o => o.IncidentId == t.IncidentId && o.OrganizationId == t.OrganizationId && o.RoutingKey != null
+                    && (o.Role == TaskRoles.Lead || o.Role == TaskRoles.Supporting))
+                && db.Incidents.Any(i => i.Id == t.IncidentId && i.Status != Incidents.IncidentStatus.Closed))
             .Select(t => t.IncidentId!.Value).Distinct().ToListAsync(cancellationToken) : [];
         var toRoute = returning.Count > 0 ? ids.Union(returning).ToList() : ids;
+        var changedIncidents = ids.ToHashSet();
 
         var followed = follow.Count > 0 ? await FollowIncidentsAsync(db, follow, now, audit, accessChanged, cancellationToken) : FollowedTasks.None;
         if (accessChanged)
@@ -239,6 +242,14 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                     var releasableTo = RoutedReleasableTo(incident.Id, incident.ReleasableTo, organization, reach);
                     var withheld = releasableTo is null ? "the incident is not released to the organisation"
                         : await NobodyMayReadAsync(db, organization.Id, incident, unread, cancellationToken) ? "no member of the organisation may read the incident" : null;
+                    if (withheld is not null && !changedIncidents.Contains(incident.Id))
+                    {
+                        // Only looked at again for an access change (a withdrawn task's organisation still out of reach):
+                        // nothing about the incident changed, so nothing is recorded.
+                        existing.Remove(key);
+                        continue;
+                    }
+
                     if (withheld is not null)
                     {
                         // Recorded when the incident is created, and when a later change first makes a rule apply that

@@ -882,7 +882,7 @@ internal sealed class TakServer(
     /// connected; the <see cref="MaxWithdrawalsOnCut"/> deleted most recently within the week;</item>
     /// <item>after a narrowing of its member's access since then (a lower clearance, a caveat, group or organisation lost
     /// while it was switched off), what the old access showed and the new one does not (the <see cref="MaxWithdrawalsOnCut"/>
-    /// changed most recently within the week), and the mixed incidents both show, which it holds as the old access saw
+    /// changed most recently, whatever their age), and the mixed incidents both show, which it holds as the old access saw
     /// them.</item>
     /// </list>
     /// The opening picture then sends what the member now sees. The access is recorded with the certificate once the

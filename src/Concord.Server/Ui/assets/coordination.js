@@ -215,6 +215,8 @@
         cards.set(item.id, known = { stamp, node });
       } else {
         onScreen.set((card === requestCard ? 'r' : 't') + item.id, item.marking);
+        // Its reason too, still shown on the card kept (forgotten with the rest before the boards were filled).
+        if (item.reasonMarking) onScreen.set('q' + item.id, item.reasonMarking);
       }
       board.querySelector(`.column[data-status="${item.status}"] .cards`)?.append(known.node);
     }

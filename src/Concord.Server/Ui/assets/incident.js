@@ -71,6 +71,8 @@
           // the page (a clearance lowered, a group left): what is on screen is hidden until the page is read again.
           notice.hidden = false;
           if (forAccess) body.hidden = true;
+          // An access change told while this reading was under way is read (and judged) once more.
+          else if (again || accessPending) check();
         } else {
           // Gone from the member's view (merged away, no longer theirs to see) the page is left, correction or not: one
           // typed against an incident that is gone could not be made anyway.
@@ -93,13 +95,18 @@
       const response = await fetch('/api/changes?after=' + after + '&limit=500', { credentials: 'same-origin', cache: 'no-store' });
       if (!response.ok) {
         Concord.checkSession();
+        // Whether the member's access changed meanwhile is not known: judged as if it did.
+        accessPending = true;
         return true;
       }
       const changes = await response.json();
+      // An access change missed while the channel was down is judged as one.
+      if (changes.items.some(Concord.isAccessChange)) accessPending = true;
       if (changes.items.some(concerns)) return true;
       if (changes.next === after) return false;
       after = changes.next;
     }
+    accessPending = true;
     return true;
   }
 
@@ -113,6 +120,6 @@
     else if (changes.some(concerns)) check();
   }, null,
     // The feed unreadable, the page itself is compared (and hidden while it cannot be read).
-    () => changedSince().then(changed => { if (changed) check(); }, check));
+    () => changedSince().then(changed => { if (changed) check(); }, () => { accessPending = true; check(); }));
   Concord.resumeSettling(check);
 })();
