@@ -740,6 +740,15 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.DoesNotContain(title, await police.ContentAsync());
     }
 
+    /// <summary>Gives the JOC an UNCLASSIFIED task of its own titled <paramref name="title"/>.</summary>
+    private static async Task JocTaskAsync(HttpClient joc, string title) =>
+        Assert.Equal(HttpStatusCode.Created, (await joc.PostAsJsonAsync("/api/tasks", new
+        {
+            title,
+            organization = "JOC",
+            marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "org:JOC" }, caveats = Array.Empty<string>() },
+        })).StatusCode);
+
     /// <summary>The JOC's coordination page, live, showing a new task of the JOC's titled <paramref name="prefix"/> and a suffix.</summary>
     private async Task<(IPage Page, HttpClient Joc, string Title, Guid TaskId, ILocator Card)> JocTaskCardAsync(string prefix)
     {
@@ -782,12 +791,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Contains("SOURCE-PROTECTED", await label.TextContentAsync(), StringComparison.Ordinal);
         await page.WaitForFunctionAsync("() => document.getElementById('banner-top').dataset.level === '2'", null, new() { Timeout = 5_000 });
         // Another task changing the boards keeps the card as drawn, and its reason still holds the banners up.
-        Assert.Equal(HttpStatusCode.Created, (await joc.PostAsJsonAsync("/api/tasks", new
-        {
-            title = title + " other",
-            organization = "JOC",
-            marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "org:JOC" }, caveats = Array.Empty<string>() }
-        })).StatusCode);
+        await JocTaskAsync(joc, title + " other");
         await page.Locator($"#task-board .co-card:has-text('{title} other')").WaitForAsync();
         await page.WaitForTimeoutAsync(500);
         Assert.Equal("2", await page.GetAttributeAsync("#banner-top", "data-level"));
@@ -795,12 +799,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // The task leaves the board (no longer the JOC's to see, here by a marking written to the store; a task withdrawn
         // alike): its reason no longer holds the banners up once the boards are read again (for another task of the JOC's).
         await fixture.Server.WithDbAsync(db => db.Tasks.Where(t => t.Id == taskId).ExecuteUpdateAsync(u => u.SetProperty(t => t.ReleasableTo, "|org:FORCE|")));
-        Assert.Equal(HttpStatusCode.Created, (await joc.PostAsJsonAsync("/api/tasks", new
-        {
-            title = title + " next",
-            organization = "JOC",
-            marking = new { classification = "UNCLASSIFIED", releasableTo = new[] { "org:JOC" }, caveats = Array.Empty<string>() }
-        })).StatusCode);
+        await JocTaskAsync(joc, title + " next");
         await page.Locator($"#task-board .co-card:has-text('{title} next')").WaitForAsync();
         Assert.Equal(0, await page.Locator($"#task-board .co-card[data-id='{taskId}']").CountAsync());
         await page.WaitForFunctionAsync("() => document.getElementById('banner-top').dataset.level === '0'", null, new() { Timeout = 5_000 });
