@@ -137,6 +137,23 @@ public sealed class FeatureStreamTests
     }
 
     [Fact]
+    public void A_member_of_the_collection_that_is_not_JSON_costs_nothing()
+    {
+        // GeoPandas writes a bbox of NaN for an empty layer's bounds; a crs may nest deeper than the reader goes; a bare
+        // word may stand where a figure is missing, before the features or after them, or reach into the next chunk of text.
+        var deep = string.Concat(Enumerable.Repeat("{\"a\": ", 70)) + "1" + new string('}', 70);
+        var text = "{\"type\": \"FeatureCollection\", \"bbox\": [NaN, NaN, NaN, NaN], \"crs\": " + deep
+            + ", \"count\" :  -Infinity,\n\"name\": \"" + new string('n', 40_000) + "\", \"scale\": NaN, \"features\": ["
+            + string.Join(", ", Feature(1), Feature(2)) + "], \"bbox2\": { \"w\": NaN }, \"last\": NaN}";
+
+        var steps = All(new StringReader(text));
+
+        Assert.Equal(["f1", "f2"], steps.Select(Id));
+        Assert.All(steps, s => Assert.Equal(FeatureStream.StepKind.Feature, s.Kind));
+        Assert.All(steps, s => Assert.Null(s.Reason));
+    }
+
+    [Fact]
     public void A_feature_too_large_to_hold_costs_only_itself_whatever_it_holds()
     {
         // Features over the limit are skipped by their brackets, whatever is inside: NaN near the start (the reader fails
@@ -183,6 +200,9 @@ public sealed class FeatureStreamTests
     [InlineData("{\"features\": [{\"id\": 1}, {\"id\": \"open]}", "not valid JSON")]
     [InlineData("{\"features\": [{\"id\": 1}], \"name\": \"HUGE\"}", "without the end of a value")]
     [InlineData("{\"features\": [{\"id\": 1}], \"features\": [{\"id\": 2}]}", "a second 'features' member")]
+    [InlineData("{\"features\": [{\"id\": 1}], \"bbox\": NaN NaN}", "not valid JSON")]
+    [InlineData("{\"features\": [{\"id\": 1}], \"bbox\" NaN}", "not valid JSON")]
+    [InlineData("{\"features\": NaN}", "'features' is not an array")]
     [InlineData("{\"features\": [{\"id\": 1}]}\n{\"features\": [{\"id\": 2}]}\n", "more text after the end of the feature collection")]
     [InlineData("{\"features\": [{\"id\": 1}]} ,", "more text after the end of the feature collection")]
     public void A_document_that_breaks_off_keeps_the_features_before_it(string text, string reason)

@@ -63,6 +63,9 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
     /// <summary>Where the element of the features array being read starts, after the unit committed last; -1 between elements.</summary>
     private int _element = -1;
 
+    /// <summary>Where the value of the collection's member being read starts (after its name), after the unit committed last; -1 when none is.</summary>
+    private int _member = -1;
+
     /// <summary>Why the element being read again (an empty object standing in for it) could not be read, until it is returned.</summary>
     private string? _unreadable;
 
@@ -92,6 +95,10 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                 {
                     return step;
                 }
+            }
+            catch (JsonException) when (_phase == Phase.Collection && _member >= 0 && PutMemberAside())
+            {
+                continue;
             }
             catch (JsonException e)
             {
@@ -178,6 +185,7 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                 return Outcome.Continue;
 
             case Phase.Collection:
+                _member = -1;
                 if (!reader.Read())
                 {
                     return Outcome.NeedMore;
@@ -201,6 +209,7 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
                 }
 
                 var features = reader.ValueTextEquals("features"u8);
+                _member = (int)reader.BytesConsumed;
                 if (!reader.Read())
                 {
                     return Outcome.NeedMore;
@@ -353,6 +362,55 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
         _phase = Phase.Features;
         return null;
     }
+
+    /// <summary>
+    /// A member of the collection other than its features that is not JSON (a <c>bbox</c> of NaN, as Python writes a
+    /// missing figure; a <c>crs</c> nested deeper than the reader goes) is not read anyway: it is put out of the reader's
+    /// way as a 0 and the collection is read on, rather than losing every feature after it. True when the reader can go
+    /// on (the value replaced, or more text read to find its end); false when the document is broken there.
+    /// </summary>
+    private bool PutMemberAside()
+    {
+        var member = _buffer.AsSpan(_start + _member, _end - _start - _member);
+        var from = member.IndexOfAnyExcept(" \t\r\n"u8);
+        if (from >= 0 && member[from] == ':')
+        {
+            from += 1 + member[(from + 1)..].IndexOfAnyExcept(" \t\r\n"u8);
+        }
+
+        var end = NotYet;
+        if (from >= 0 && from < member.Length && member[from] != ':')
+        {
+            if (member[from] is (byte)'{' or (byte)'[' or (byte)'"')
+            {
+                var scan = default(BracketScan);
+                end = scan.Find(member[from..]) is var found and >= 0 ? from + found : NotYet;
+            }
+            else
+            {
+                // A bare word (NaN, Infinity, -Infinity): it ends where the collection's next member or end does.
+                end = member[from..].IndexOfAny(EndOfWord) is var found and >= 0 ? from + found : NotYet;
+            }
+        }
+
+        if (end >= 0)
+        {
+            var value = member[from..end];
+            value.Fill((byte)' ');
+            value[0] = (byte)'0';
+            return true;
+        }
+
+        if (!_final && _end - _start <= (long)MaxHeld * maxFeatureBytes)
+        {
+            Refill();
+            return true;
+        }
+
+        return false;
+    }
+
+    private static readonly System.Buffers.SearchValues<byte> EndOfWord = System.Buffers.SearchValues.Create(",} \t\r\n"u8);
 
     private const int NoEnd = -2;
     private const int NotYet = -1;
