@@ -302,6 +302,44 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         var refused = await anonymous.SendAsync(forged);
         Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
         Assert.DoesNotContain("Forged", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        // Nor one from a browser that does not say where a request comes from but names another origin.
+        using var forgedOld = new HttpRequestMessage(HttpMethod.Post, "/report") { Content = new FormUrlEncodedContent([new("_handler", "report"), new("Input.Narrative", "Forged")]) };
+        forgedOld.Headers.Add("Origin", "http://elsewhere.example");
+        var refusedOld = await anonymous.SendAsync(forgedOld);
+        Assert.Equal(HttpStatusCode.Unauthorized, refusedOld.StatusCode);
+        Assert.DoesNotContain("Forged", await refusedOld.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        // A request without a session is held to what a report form needs (it is written back in the page): a body of a
+        // megabyte is refused before it is read, whether its length is said or not.
+        var huge = new string('"', 1_000_000);
+        var tooLarge = await anonymous.PostAsync("/report", new FormUrlEncodedContent([new("_handler", "report"), new("Input.Narrative", huge)]));
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, tooLarge.StatusCode);
+        Assert.True((await tooLarge.Content.ReadAsByteArrayAsync()).Length < 10_000);
+        var chunked = new StreamContent(new MemoryStream(System.Text.Encoding.UTF8.GetBytes("_handler=report&Input.Narrative=" + Uri.EscapeDataString(huge))));
+        chunked.Headers.ContentType = new("application/x-www-form-urlencoded");
+        using var chunkedRequest = new HttpRequestMessage(HttpMethod.Post, "/report") { Content = chunked };
+        chunkedRequest.Headers.TransferEncodingChunked = true;
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, (await anonymous.SendAsync(chunkedRequest)).StatusCode);
+        // A member's own form is not held to it: an overlong narrative is answered on the form, field by field.
+        using var member = await server.SignedInAsync("unpol");
+        var memberForm = Hidden(await member.GetStringAsync("/report"));
+        using var overlong = new HttpRequestMessage(HttpMethod.Post, "/report?from=bookmark") { Content = new FormUrlEncodedContent([.. memberForm.DistinctBy(f => f.Key), new("Input.Narrative", new string('x', 300_000))]) };
+        overlong.Headers.Add("Sec-Fetch-Site", "same-origin");
+        var overlongAnswer = await member.SendAsync(overlong);
+        var overlongHtml = await overlongAnswer.Content.ReadAsStringAsync();
+        Assert.True(overlongAnswer.StatusCode == HttpStatusCode.UnprocessableEntity, overlongHtml);
+        Assert.Contains("at most 8000", overlongHtml, StringComparison.Ordinal);
+        // The list of errors links to each field within the page as it is (a page opened with a query string would be
+        // loaded anew by a link to /report, losing what was typed).
+        Assert.Contains("<li><a href=\"#", overlongHtml, StringComparison.Ordinal);
+        Assert.DoesNotContain("<li><a href=\"/report", overlongHtml, StringComparison.Ordinal);
+
+        // A page without a session names none of the mission's caveats to scripts (compartments' names are for members).
+        var signInPage = await anonymous.GetStringAsync("/signin");
+        var context = JsonDocument.Parse(WebUtility.HtmlDecode(Regex.Match(signInPage, "id=\"concord-context\">([^<]*)</script>").Groups[1].Value)).RootElement;
+        Assert.Empty(context.GetProperty("caveats").EnumerateArray());
+        Assert.DoesNotContain("SOURCE-PROTECTED", signInPage, StringComparison.Ordinal);
+        var memberPage = await member.GetStringAsync("/report");
+        Assert.Contains("SOURCE-PROTECTED", Regex.Match(memberPage, "id=\"concord-context\">([^<]*)</script>").Groups[1].Value, StringComparison.Ordinal);
 
         // The hidden fields of the page's form, in order, a name given more than once (the marking's communities) each time.
         static List<KeyValuePair<string, string>> Hidden(string html) => Regex

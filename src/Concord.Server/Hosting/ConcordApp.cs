@@ -107,6 +107,7 @@ internal static class ConcordApp
         app.UseStatusCodePages();
         app.UseConcordUiAssets();
         app.UseAuthentication();
+        app.UseHeldReportLimit();
         Http.QueryReader.UseOneValueEach(app);
         Http.SameOriginChanges.UseSameOriginChanges(app);
         app.UseConcordTiles();

@@ -46,36 +46,10 @@ internal static class UiHosting
     {
         // The sign-in page is open to anyone: its form is held to what a sign-in needs before anything reads it (the
         // server's default, 30 MB a request, let an anonymous client have each one buffered, copied and written back).
-        app.Use(async (context, next) =>
-        {
-            if (!HttpMethods.IsPost(context.Request.Method) || !context.Request.Path.Equals("/signin", StringComparison.OrdinalIgnoreCase))
-            {
-                await next(context);
-                return;
-            }
-
-            if (context.Request.ContentLength > MaxSignInFormBytes)
-            {
-                context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
-                return;
-            }
-
-            if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
-            {
-                limit.MaxRequestBodySize = MaxSignInFormBytes;
-            }
-
-            try
-            {
-                await next(context);
-            }
-            catch (BadHttpRequestException tooLarge) when (tooLarge.StatusCode == StatusCodes.Status413PayloadTooLarge && !context.Response.HasStarted)
-            {
-                // A body sent without its length, found too large as it is read.
-                context.Response.Clear();
-                context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
-            }
-        });
+        app.Use((context, next) =>
+            HttpMethods.IsPost(context.Request.Method) && context.Request.Path.Equals("/signin", StringComparison.OrdinalIgnoreCase)
+                ? LimitBodyAsync(context, next, MaxSignInFormBytes)
+                : next(context));
 
         var root = Path.Combine(AppContext.BaseDirectory, "ui");
         if (Directory.Exists(root))
@@ -90,6 +64,50 @@ internal static class UiHosting
         }
 
         app.UseRequestLocalization();
+    }
+
+    /// <summary>
+    /// The largest report form held for a request without a session (a session that ended while it was typed): the
+    /// largest valid form (a narrative of 8,000 characters, each up to nine bytes once encoded, and the other fields) with
+    /// room to spare, so that a form too long only in its narrative still comes back with that said.
+    /// </summary>
+    public const long MaxHeldReportFormBytes = 256 * 1024;
+
+    /// <summary>
+    /// After authentication: the report form is open to a request without a session (to keep what was typed when the
+    /// session ended), and such a request is held to what a report form needs, as the sign-in's is; a member's own is not.
+    /// </summary>
+    public static void UseHeldReportLimit(this WebApplication app) =>
+        app.Use((context, next) =>
+            HttpMethods.IsPost(context.Request.Method) && context.Request.Path.Equals("/report", StringComparison.OrdinalIgnoreCase)
+                && context.User.Identity?.IsAuthenticated != true
+                ? LimitBodyAsync(context, next, MaxHeldReportFormBytes)
+                : next(context));
+
+    /// <summary>Answers 413 to a body longer than <paramref name="max"/> bytes, said in advance or found as it is read.</summary>
+    private static async Task LimitBodyAsync(HttpContext context, RequestDelegate next, long max)
+    {
+        if (context.Request.ContentLength > max)
+        {
+            context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
+            return;
+        }
+
+        if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = max;
+        }
+
+        try
+        {
+            await next(context);
+        }
+        catch (BadHttpRequestException tooLarge) when (tooLarge.StatusCode == StatusCodes.Status413PayloadTooLarge && !context.Response.HasStarted)
+        {
+            // A body sent without its length, found too large as it is read.
+            context.Response.Clear();
+            context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
+        }
     }
 
     /// <summary>
