@@ -2508,6 +2508,43 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         await device.SendAsync(Pli(hidden, "HIDDEN", 5.4, 20.4).Replace("<event ", $"<event pad='{new string('A', 60_000)}' ", StringComparison.Ordinal));
         Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == hidden));
         Assert.True(watcher.Sizes[hidden] < 4_000, $"{watcher.Sizes[hidden]} bytes went out");
+
+        // Nor do the event's own attributes, which a track and a marker keep (the map's tracks carry the type): a type or
+        // a how padded to tens of kilobytes is refused, as a padded detail is.
+        var (longType, longHow, after) = ("ANDROID-" + Guid.NewGuid().ToString("N")[..12], "ANDROID-" + Guid.NewGuid().ToString("N")[..12], "ANDROID-" + Guid.NewGuid().ToString("N")[..12]);
+        await device.SendAsync(Pli(longType, "LONGTYPE", 5.5, 20.5).Replace("type='a-f-G-U-C'", $"type='a-f-G-{new string('U', 60_000)}'", StringComparison.Ordinal));
+        await device.SendAsync(Pli(longHow, "LONGHOW", 5.6, 20.6).Replace("how='h-e'", $"how='h-{new string('e', 60_000)}'", StringComparison.Ordinal));
+        await device.SendAsync(Pli(after, "AFTER", 5.7, 20.7).Replace("type='a-f-G-U-C'", $"type='a-f-G-{new string('U', TakRouter.MaxTypeLength - 6)}'", StringComparison.Ordinal));
+        refused.Clear();
+        Assert.NotNull(await watcher.WaitForAsync(e =>
+        {
+            if (e.Uid == longType || e.Uid == longHow)
+            {
+                refused.Add(e.Uid);
+            }
+
+            return e.Uid == after;
+        }));
+        Assert.Empty(refused);
+        Assert.False(await server.WithDbAsync(db => db.Tracks.AnyAsync(t => t.Uid == longType || t.Uid == longHow)));
+
+        // A message's room and sender are names, kept as long as a callsign: the rest of the frame is not theirs to fill.
+        var text = "Long names " + Guid.NewGuid().ToString("N")[..6];
+        var sent = Now();
+        await device.SendAsync($"<event version='2.0' uid='GeoChat.{hidden}.All Chat Rooms.{Guid.NewGuid()}' type='b-t-f' time='{sent}' start='{sent}' stale='{Now(86400)}' how='h-g-i-g-o'>" +
+            "<point lat='4.36' lon='18.58' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
+            $"<__chat parent='RootContactGroup' groupOwner='false' chatroom='{new string('R', 20_000)}' id='room' senderCallsign='{new string('S', 20_000)}'><chatgrp uid0='{hidden}' id='room'/></__chat>" +
+            $"<remarks source='BAO.F.ATAK.{hidden}' to='room' time='{sent}'>{text}</remarks></detail></event>");
+        ChatMessage? stored = null;
+        for (var i = 0; i < 50 && stored is null; i++)
+        {
+            await Task.Delay(100);
+            stored = await server.WithDbAsync(db => db.Messages.AsNoTracking().SingleOrDefaultAsync(m => m.Text == text));
+        }
+
+        Assert.NotNull(stored);
+        Assert.Equal(Track.CallsignLength, stored.Chatroom.Length);
+        Assert.Equal(Track.CallsignLength, stored.Sender.Length);
     }
 
     [Fact]

@@ -676,6 +676,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
+        // The event's own attributes are kept with it (a track's type, a marker's event sent to every device that connects,
+        // the map's tracks): padded, they would get round the limits on what a device may send, as a padded detail would.
+        if (LongAttribute(e) is { } attribute)
+        {
+            Refuse(from, e, $"its {attribute.Name} is {attribute.Length} characters long; at most {attribute.Max} are allowed");
+            return;
+        }
+
         if (route == Route.Position && e.Detail.Xml.Length > MaxPositionDetailLength)
         {
             Refuse(from, e, $"its detail is longer than the {MaxPositionDetailLength} characters a position may carry");
@@ -878,6 +886,21 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     /// <summary>The longest uid routed: real devices' uids (GeoChat's are the longest) are under 100 characters.</summary>
     public const int MaxUidLength = 256;
+
+    /// <summary>The longest CoT type routed: real types (a-f-G-U-C-I, b-m-p-s-m, u-d-f) are under 40 characters.</summary>
+    public const int MaxTypeLength = 64;
+
+    /// <summary>The longest <c>how</c>, <c>version</c>, <c>qos</c> or <c>opex</c> routed: real ones are a few characters.</summary>
+    public const int MaxShortAttributeLength = 128;
+
+    /// <summary>The first of the event's own attributes longer than Concord keeps, or null.</summary>
+    private static (string Name, int Length, int Max)? LongAttribute(CotEvent e) =>
+        e.Type.Length > MaxTypeLength ? ("type", e.Type.Length, MaxTypeLength)
+        : e.How?.Length > MaxShortAttributeLength ? ("how", e.How.Length, MaxShortAttributeLength)
+        : e.Version.Length > MaxShortAttributeLength ? ("version", e.Version.Length, MaxShortAttributeLength)
+        : e.Qos?.Length > MaxShortAttributeLength ? ("qos", e.Qos.Length, MaxShortAttributeLength)
+        : e.Opex?.Length > MaxShortAttributeLength ? ("opex", e.Opex.Length, MaxShortAttributeLength)
+        : null;
 
     /// <summary>
     /// The largest detail of a position, in characters: real devices' are under 2,000. Each track keeps its last position
@@ -1613,8 +1636,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             {
                 Id = Guid.CreateVersion7(),
                 MemberId = from.Viewer.MemberId,
-                Chatroom = e.Detail.Chat?.Chatroom ?? "All Chat Rooms",
-                Sender = e.Detail.Chat?.SenderCallsign ?? from.Viewer.UserName,
+                // Names, kept as long as a callsign is: the rest of the frame is not theirs to fill.
+                Chatroom = ReportRules.Truncate(e.Detail.Chat?.Chatroom ?? "All Chat Rooms", Track.CallsignLength),
+                Sender = ReportRules.Truncate(e.Detail.Chat?.SenderCallsign ?? from.Viewer.UserName, Track.CallsignLength),
                 Text = ReportRules.Truncate(text, 4000),
                 SentAt = e.Time.UtcDateTime,
                 Classification = from.Marking.Classification,
