@@ -82,6 +82,12 @@ internal sealed class TakServer(
     private readonly TaskCompletionSource _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<Task> _connections = [];
 
+    /// <summary>
+    /// Each certificate's allowance (its minute's counts, its stores under way), kept across its connections: as many
+    /// entries as certificates that connected since the start, which an administrator issues. Plain TCP devices send nothing.
+    /// </summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DeviceAllowance> _allowances = new(StringComparer.Ordinal);
+
     // Connections not yet sessions, by address (under the lock of _connections); the refusals for it, for sampled logging.
     private readonly Dictionary<IPAddress, int> _handshaking = [];
     private int _handshakingCount;
@@ -302,7 +308,8 @@ internal sealed class TakServer(
                 }
             }
 
-            session = new TakSession(stream, viewer, certificate, remote, await deviceMarkings.ForAsync(viewer, DeviceMarkings.Positions, stoppingToken), stoppingToken, options.PositionQueue, options.AlertQueue)
+            session = new TakSession(stream, viewer, certificate, remote, await deviceMarkings.ForAsync(viewer, DeviceMarkings.Positions, stoppingToken), stoppingToken, options.PositionQueue, options.AlertQueue,
+                allowance: tlsMode ? _allowances.GetOrAdd(certificate, _ => new DeviceAllowance()) : null)
             {
                 ReceiveOnly = !tlsMode,
             };

@@ -109,8 +109,9 @@ internal sealed class TakSession : IAsyncDisposable
     private int _refusedLogged;
 
     public TakSession(Stream stream, Viewer viewer, string certificate, string remote, MarkingDefault marking, CancellationToken serverStopping,
-        int positionQueue = DefaultPositionQueue, int alertQueue = DefaultAlertQueue, int maxQueuedBytes = DefaultMaxQueuedBytes)
+        int positionQueue = DefaultPositionQueue, int alertQueue = DefaultAlertQueue, int maxQueuedBytes = DefaultMaxQueuedBytes, DeviceAllowance? allowance = null)
     {
+        Allowance = allowance ?? new DeviceAllowance();
         _positionQueue = positionQueue;
         _alertQueue = alertQueue;
         _maxQueuedBytes = maxQueuedBytes;
@@ -192,86 +193,23 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>The classified records relayed to the device on this connection that are in the audit, and those waiting for it.</summary>
     public RelayHold Relays { get; } = new();
 
-    private MinuteCount _newItems;
-    private MinuteCount _newAlerts;
-    private MinuteCount _edits;
+    /// <summary>What the device's certificate may still send this minute, and its stores under way (kept across its connections).</summary>
+    public DeviceAllowance Allowance { get; }
 
-    /// <summary>
-    /// Counts a new item (a uid the replay check has not seen) against this device's minute: false once it has sent
-    /// <see cref="TakRouter.MaxNewItemsPerMinute"/> in the minute. Called from the device's own reading loop.
-    /// </summary>
-    public bool TakeNewItem(DateTimeOffset now) => _newItems.Take(now, TakRouter.MaxNewItemsPerMinute);
+    /// <summary>Counts a new item against the device's minute (<see cref="DeviceAllowance.TakeNewItem"/>).</summary>
+    public bool TakeNewItem(DateTimeOffset now) => Allowance.TakeNewItem(now);
 
-    /// <summary>
-    /// As <see cref="TakeNewItem"/>, for new emergencies and CASEVAC requests, which have a minute of their own: they are
-    /// never held back by a device's other items, but a device inventing them as fast as it can send would grow the replay
-    /// check's memory and fill every other device's queue of alerts, which is never dropped (cutting those devices).
-    /// </summary>
-    public bool TakeNewAlert(DateTimeOffset now) => _newAlerts.Take(now, TakRouter.MaxNewAlertsPerMinute);
+    /// <summary>Counts a new emergency or CASEVAC request against the device's minute (<see cref="DeviceAllowance.TakeNewAlert"/>).</summary>
+    public bool TakeNewAlert(DateTimeOffset now) => Allowance.TakeNewAlert(now);
 
-    /// <summary>As <see cref="TakeNewItem"/>, for edits of items the replay check holds (<see cref="TakRouter.MaxEditsPerMinute"/>).</summary>
-    public bool TakeEdit(DateTimeOffset now) => _edits.Take(now, TakRouter.MaxEditsPerMinute);
+    /// <summary>Counts an edit against the device's minute (<see cref="DeviceAllowance.TakeEdit"/>).</summary>
+    public bool TakeEdit(DateTimeOffset now) => Allowance.TakeEdit(now);
 
-    /// <summary>What was counted in the current minute of the clock; a new minute starts from none.</summary>
-    private struct MinuteCount
-    {
-        private long _minute;
-        private int _count;
+    /// <summary>Runs a store of the device's events after its earlier ones (<see cref="DeviceAllowance.StoreAsync"/>).</summary>
+    public ValueTask StoreAsync(Func<Task> store) => Allowance.StoreAsync(store);
 
-        public bool Take(DateTimeOffset now, int limit)
-        {
-            var minute = now.UtcTicks / TimeSpan.TicksPerMinute;
-            if (minute != _minute)
-            {
-                (_minute, _count) = (minute, 0);
-            }
-
-            return ++_count <= limit;
-        }
-    }
-
-    /// <summary>
-    /// Stores of this device's events (reports, messages) begun and not yet done, at most: past it the device waits. Enough
-    /// for what a person sends between two writes of the store; few enough that a device flooding markers is held back by
-    /// the store as before, rather than filling the other devices' queues of alerts (which are never dropped).
-    /// </summary>
-    public const int MaxStoring = 16;
-
-    private Task _stored = Task.CompletedTask;
-    private int _storing;
-
-    /// <summary>
-    /// Runs <paramref name="store"/> (which handles its own failures) once this device's earlier stores are done, without
-    /// waiting for it: the device's later events are handled meanwhile. With <see cref="MaxStoring"/> stores waiting, the
-    /// device waits for them (its reading stops), so a device cannot queue more work than the store takes. Called from the
-    /// device's own reading loop only.
-    /// </summary>
-    public async ValueTask StoreAsync(Func<Task> store)
-    {
-        if (Volatile.Read(ref _storing) >= MaxStoring)
-        {
-            await _stored;
-        }
-
-        Interlocked.Increment(ref _storing);
-        _stored = After(_stored, store);
-
-        async Task After(Task previous, Func<Task> next)
-        {
-            await previous;
-            try
-            {
-                await next();
-            }
-            finally
-            {
-                Interlocked.Decrement(ref _storing);
-            }
-        }
-    }
-
-    /// <summary>Done once every store begun for this device is (they never fail: each handles its own failure).</summary>
-    public Task Stored => _stored;
+    /// <summary>Done once every store begun for this device is.</summary>
+    public Task Stored => Allowance.Stored;
 
     // Incidents the live feed sent this device (or withdrew from it) while its opening picture was going out; null after.
     private ConcurrentDictionary<Guid, byte>? _liveWhileOpening = new();
