@@ -1380,6 +1380,15 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         Assert.Equal(into, again.GetProperty("into").GetString());
         await Screenshots.ScreenshotAsync(page, $"{Store}-incident-split");
 
+        // In the incident the split made, its one report ticked is refused with the reason, not "already moved" into itself.
+        await page.GotoAsync(into);
+        await page.CheckAsync($"input[name='split'][value='{second.GetProperty("id").GetString()}']");
+        await page.ClickAsync("#split-submit");
+        await page.WaitForSelectorAsync("#correction-error");
+        Assert.Contains("leave at least one", await page.TextContentAsync("#correction-error"));
+        Assert.Equal(0, await page.Locator("#correction-done").CountAsync());
+        await page.GotoAsync("/incidents/" + incident);
+
         await page.FillAsync("#merge-ids", into);
         await page.EvaluateAsync("() => { sessionStorage.mergeSent = JSON.stringify([...new FormData(document.querySelector('#merge-form')).entries()]); }");
         await page.ClickAsync("#merge-submit");

@@ -746,15 +746,17 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(HttpStatusCode.OK, split.StatusCode);
         var made = into.GetProperty("incidentId").GetGuid();
 
-        async Task<Guid?> SentAgainAsync()
+        async Task<Guid?> SentAgainAsync(Guid? from = null)
         {
             await using var scope = server.Services.CreateAsyncScope();
             var member = await scope.ServiceProvider.GetRequiredService<Data.ConcordDb>().Members.Where(m => m.UserName == "force").Select(m => m.Id).SingleAsync();
             var viewer = await scope.ServiceProvider.GetRequiredService<Access.ViewerDirectory>().ForMemberAsync(member, CancellationToken.None);
-            return await scope.ServiceProvider.GetRequiredService<Incidents.IncidentCorrections>().SplitIntoAsync(viewer!, [moved.GetProperty("id").GetGuid()], CancellationToken.None);
+            return await scope.ServiceProvider.GetRequiredService<Incidents.IncidentCorrections>().SplitIntoAsync(viewer!, from ?? incident, [moved.GetProperty("id").GetGuid()], CancellationToken.None);
         }
 
         Assert.Equal(made, await SentAgainAsync());
+        // Refused in the incident the split made (its one report ticked), the split was not made before: nothing is named.
+        Assert.Null(await SentAgainAsync(made));
         var (_, secret) = await server.ClientFor("joc").PostJson("/api/reports", Account(-48.6, -135.5, When.AddDays(-200), "ucdp.state-based", 2, "Source report on the Bria road.",
             Api.Marking("STRICTLY CONFIDENTIAL", [])));
         var (joined, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{made}/merge", new { incidents = new[] { secret.GetProperty("incidentId").GetGuid() } });

@@ -176,9 +176,10 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
     /// sent twice (a double click, a resend after a lost answer) is refused the second time, since the reports left this
     /// incident, and the page tells where they went instead. Only an incident the analyst may see, holding those reports
     /// and no other the analyst may see, each linked by a split, is named: nothing the analyst could not see already is
-    /// told (whether it holds reports they may not see changes nothing).
+    /// told (whether it holds reports they may not see changes nothing). Never <paramref name="from"/> itself: a split
+    /// refused in the incident a split made (every report of it ticked, or it closed) was not made before.
     /// </summary>
-    public async Task<Guid?> SplitIntoAsync(Viewer viewer, IReadOnlyList<Guid> reportIds, CancellationToken cancellationToken)
+    public async Task<Guid?> SplitIntoAsync(Viewer viewer, Guid from, IReadOnlyList<Guid> reportIds, CancellationToken cancellationToken)
     {
         var moved = reportIds.Distinct().ToList();
         if (moved.Count is 0 or > MaxSplit)
@@ -193,6 +194,11 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         }
 
         var into = links[0].IncidentId;
+        if (into == from)
+        {
+            return null;
+        }
+
         var seen = await db.Reports.AsNoTracking().VisibleTo(viewer).CountAsync(r => moved.Contains(r.Id), cancellationToken);
         return seen == moved.Count
             && await db.VisibleIncidents(db.Incidents, viewer).AnyAsync(i => i.Id == into, cancellationToken)
