@@ -212,6 +212,56 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
     }
 
     [Fact]
+    public async Task A_report_the_store_fails_to_save_comes_back_as_typed_under_the_same_id()
+    {
+        // The store fails to take the report (here its table is away): the form comes back as typed, under the same id, with
+        // a 503 rather than a bare error document; sent again once the store is back, it is filed once.
+        using var browser = await server.SignedInAsync("unpol");
+        var html = await browser.GetStringAsync("/report");
+        var form = Regex.Matches(html, "<input type=\"hidden\" name=\"([^\"]+)\" value=\"([^\"]*)\"")
+            .Select(m => new KeyValuePair<string, string>(m.Groups[1].Value, WebUtility.HtmlDecode(m.Groups[2].Value))).DistinctBy(f => f.Key).ToList();
+        var id = form.Last(f => f.Key == "Input.Id").Value;
+        var narrative = "Roadblock lifted at the bridge <" + id[..8] + ">";
+        List<KeyValuePair<string, string>> body = [.. form,
+            new("Input.ObservedAt", DateTime.UtcNow.AddHours(-1).ToString("yyyy-MM-dd'T'HH:mm", CultureInfo.InvariantCulture)),
+            new("Input.ObservedPrecision", "hour"), new("Input.Latitude", "4.36"), new("Input.Longitude", "18.56"),
+            new("Input.PrecisionMeters", "50"), new("Input.Category", "poc.forced-displacement"), new("Input.Narrative", narrative),
+            new("Input.Language", "en"), new("Input.Reliability", "B"), new("Input.Credibility", "2"), new("Input.MarkingMode", "explicit"),
+            new("Input.Classification", "UNCLASSIFIED"), new("releasableTo", "mission")];
+        async Task<(HttpStatusCode Status, string Html)> SendAsync()
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/report") { Content = new FormUrlEncodedContent(body) };
+            request.Headers.Add("Sec-Fetch-Site", "same-origin");
+            var response = await browser.SendAsync(request);
+            return (response.StatusCode, await response.Content.ReadAsStringAsync());
+        }
+
+        await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync("ALTER TABLE reports RENAME TO reports_away"));
+        (HttpStatusCode Status, string Html) failed;
+        try
+        {
+            failed = await SendAsync();
+        }
+        finally
+        {
+            await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync("ALTER TABLE reports_away RENAME TO reports"));
+        }
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, failed.Status);
+        Assert.Contains("id=\"report-unsaved\"", failed.Html, StringComparison.Ordinal);
+        Assert.Contains("id=\"report-form\"", failed.Html, StringComparison.Ordinal);
+        Assert.Contains(WebUtility.HtmlEncode(narrative), failed.Html, StringComparison.Ordinal);
+        Assert.Contains($"name=\"Input.Id\" value=\"{id}\"", failed.Html, StringComparison.Ordinal);
+
+        var (saved, savedHtml) = await SendAsync();
+        Assert.True(saved == HttpStatusCode.OK, savedHtml);
+        Assert.Contains("id=\"report-saved\"", savedHtml, StringComparison.Ordinal);
+        var report = await server.ClientFor("unpol").GetFromJsonAsync<JsonElement>($"/api/reports/{id}");
+        Assert.Equal(narrative, report.GetProperty("narrative").GetString());
+        Assert.Equal(1, await server.WithDbAsync(db => db.Reports.CountAsync(r => r.Narrative == narrative)));
+    }
+
+    [Fact]
     public async Task A_report_sent_after_its_session_ended_comes_back_as_typed_once_signed_in_again()
     {
         // The session ended while the form was being typed (its idle limit, a sign-out in another tab): the browser was sent
