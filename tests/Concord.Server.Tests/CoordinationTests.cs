@@ -1259,6 +1259,55 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_task_about_an_incident_merged_away_while_it_was_made_is_not_saved()
+    {
+        // A task (or request) is checked against its incident, then saved; an analyst's merge between the two moved only
+        // the links already saved, and the new record would point at an incident gone for good. The save checks again,
+        // inside its transaction: here the incident is merged away after the task was made and before its save.
+        var place = Api.Spot();
+        var gone = await IncidentOfAsync("force", Api.Report(latitude: place.Latitude, longitude: place.Longitude, marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        var other = Api.Spot();
+        var kept = await IncidentOfAsync("force", Api.Report(latitude: other.Latitude, longitude: other.Longitude, marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        var force = server.ViewerOf("force");
+        var now = Clock.GetUtcNow().UtcDateTime;
+        CoordinationTask About(Guid incident) => new()
+        {
+            Id = Guid.NewGuid(),
+            Title = "Escort to the site",
+            OrganizationId = force.OrganizationId,
+            Role = TaskRoles.Assigned,
+            Status = TaskStatuses.Open,
+            IncidentId = incident,
+            CreatedBy = "force",
+            CreatedAt = now,
+            UpdatedAt = now,
+            Classification = 0,
+            ReleasableTo = "|mission|",
+            Caveats = 0,
+        };
+
+        await using var scope = server.Services.CreateAsyncScope();
+        var desk = scope.ServiceProvider.GetRequiredService<CoordinationDesk>();
+        var late = About(gone);
+        desk.Db.Tasks.Add(late);
+        var (merged, _) = await server.ClientFor("force").PostJson($"/api/incidents/{kept}/merge", new { incidents = new[] { gone } });
+        Assert.Equal(HttpStatusCode.OK, merged.StatusCode);
+        await Assert.ThrowsAsync<IncidentGoneException>(() => desk.SaveAboutAsync(gone, [desk.Audit(force, AuditActions.Create, "task", late.Id, AuditMarking.Of(late), new { })], CancellationToken.None));
+        Assert.False(await server.WithDbAsync(db => db.Tasks.AnyAsync(t => t.Id == late.Id)));
+        Assert.False(await server.WithDbAsync(db => db.Audit.AnyAsync(a => a.EntityId == late.Id)));
+
+        // About the incident it went into, the same save is made; and over HTTP the refusal names the field, as a conflict.
+        await using var again = server.Services.CreateAsyncScope();
+        var next = again.ServiceProvider.GetRequiredService<CoordinationDesk>();
+        var onTime = About(kept);
+        next.Db.Tasks.Add(onTime);
+        await next.SaveAboutAsync(kept, [next.Audit(force, AuditActions.Create, "task", onTime.Id, AuditMarking.Of(onTime), new { })], CancellationToken.None);
+        Assert.True(await server.WithDbAsync(db => db.Tasks.AnyAsync(t => t.Id == onTime.Id && t.IncidentId == kept)));
+        Assert.Equal((int)HttpStatusCode.Conflict, CoordinationDesk.IncidentGone().StatusCode);
+        Assert.Equal(["incident"], Assert.IsType<Microsoft.AspNetCore.Http.HttpValidationProblemDetails>(CoordinationDesk.IncidentGone().ProblemDetails).Errors.Keys);
+    }
+
+    [Fact]
     public async Task Two_organisations_accepting_a_request_at_once_cannot_both_take_it()
     {
         var id = Id(await RequestToTheMilitaryAsync("unpol", "Culvert assessment at Bambari"));

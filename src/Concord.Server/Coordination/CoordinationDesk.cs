@@ -32,6 +32,27 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
     public Task SaveAsync(IReadOnlyList<AuditEntry> audit, CancellationToken cancellationToken) => chain.SaveAsync(db, audit, cancellationToken);
 
     /// <summary>
+    /// As <see cref="SaveAsync"/> for a new record about <paramref name="incident"/>, checked again inside the save's
+    /// transaction (after the audit chain's lock, which a merge's save holds too): an incident merged away while the record
+    /// was being made would leave it linked to nothing for good, since the merge moved only the links saved before it.
+    /// Throws <see cref="IncidentGoneException"/> then, with nothing saved.
+    /// </summary>
+    public Task SaveAboutAsync(Guid? incident, IReadOnlyList<AuditEntry> audit, CancellationToken cancellationToken) =>
+        incident is not { } id ? SaveAsync(audit, cancellationToken)
+            : chain.SaveAsync(db, audit, cancellationToken, async d =>
+            {
+                if (!await d.Incidents.AnyAsync(i => i.Id == id, cancellationToken))
+                {
+                    throw new IncidentGoneException();
+                }
+            });
+
+    /// <summary>The answer when <see cref="SaveAboutAsync"/> found the incident gone: nothing was saved, and why.</summary>
+    public static Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult IncidentGone() => Http.Problems.Field("incident",
+        "was merged into another incident (or removed) while this was being made: nothing was saved; name the incident it went into",
+        StatusCodes.Status409Conflict);
+
+    /// <summary>
     /// Closes (done, with the reason, audited) the open escalation notices of <paramref name="item"/> that its move to
     /// <paramref name="to"/>, already saved, answered: the acknowledgement's once it is acknowledged, answered or closed, the
     /// response's once answered or closed. Otherwise they would stay open on the escalation organisation's board, which
@@ -367,3 +388,6 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         return !errors.ContainsKey(field);
     }
 }
+
+/// <summary>The incident a new record was about went (merged away) before the record was saved: nothing was saved.</summary>
+internal sealed class IncidentGoneException() : Exception("the incident was merged away or removed before the record was saved");

@@ -341,8 +341,17 @@ internal static class RequestEndpoints
         };
         request.Reschedule();
         desk.Db.Requests.Add(request);
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "request", request.Id, AuditMarking.Of(request),
-            new { type, priority, addressee = addressee?.Code ?? request.AddresseeKind, agreement = terms.AgreementCode, request.AcknowledgeBy, request.RespondBy, lastResort, escort })], cancellationToken);
+        try
+        {
+            await desk.SaveAboutAsync(request.IncidentId, [desk.Audit(viewer, AuditActions.Create, "request", request.Id, AuditMarking.Of(request),
+                new { type, priority, addressee = addressee?.Code ?? request.AddresseeKind, agreement = terms.AgreementCode, request.AcknowledgeBy, request.RespondBy, lastResort, escort })], cancellationToken);
+        }
+        catch (IncidentGoneException)
+        {
+            desk.Db.Entry(request).State = EntityState.Detached;
+            return (null, CoordinationDesk.IncidentGone());
+        }
+
         desk.WakeScheduler();
         return (request, null);
     }

@@ -306,7 +306,15 @@ internal static class TaskEndpoints
         };
         task.Reschedule();
         desk.Db.Tasks.Add(task);
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Create, "task", task.Id, AuditMarking.Of(task), new { organization = organization.Code, member = body.Member, task.AcknowledgeBy, task.RespondBy })], context.RequestAborted);
+        try
+        {
+            await desk.SaveAboutAsync(task.IncidentId, [desk.Audit(viewer, AuditActions.Create, "task", task.Id, AuditMarking.Of(task), new { organization = organization.Code, member = body.Member, task.AcknowledgeBy, task.RespondBy })], context.RequestAborted);
+        }
+        catch (IncidentGoneException)
+        {
+            return CoordinationDesk.IncidentGone();
+        }
+
         desk.WakeScheduler();
         await desk.SeeLinksAsync(viewer, [task], [], context.RequestAborted);
         return TypedResults.Created($"/api/tasks/{task.Id}", desk.ToDto(task, viewer, await desk.MemberNamesAsync([memberId], context.RequestAborted)));
