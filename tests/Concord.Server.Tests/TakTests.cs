@@ -2029,6 +2029,42 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_markers_deletion_reaches_every_device_a_version_of_it_went_to()
+    {
+        // Positions stay within the battalion; suspect markers go to every military organisation, hostile ones stay within.
+        var (code, members) = await BattalionAsync("UNCLASSIFIED", battalion =>
+        [
+            new { reporter = $"org:{battalion}", category = "field", marking = Api.Marking("UNCLASSIFIED", [$"org:{battalion}"]) },
+            new { reporter = $"org:{battalion}", category = "field.suspect", marking = Api.Marking("UNCLASSIFIED", ["kind:military"]) },
+            new { reporter = $"org:{battalion}", category = "field.hostile", marking = Api.Marking("UNCLASSIFIED", [$"org:{battalion}"]) },
+        ]);
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[0]));
+        await using var comrade = await server.ConnectTakAsync(await server.IssueDeviceAsync(members[1]));
+        await using var otherForce = await server.ConnectTakAsync(await server.IssueDeviceAsync("rwabatt"));
+        var marker = Guid.NewGuid().ToString();
+        string Marker(string type, double at, double lat) =>
+            $"<event version='2.0' uid='{marker}' type='{type}' time='{Now(at)}' start='{Now(at)}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            $"<point lat='{lat.ToString(CultureInfo.InvariantCulture)}' lon='20.51' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Roadblock'/><remarks>men at the bridge</remarks></detail></event>";
+
+        // Suspect: every force gets it. Then known hostile: only the battalion gets the new version.
+        await sender.SendAsync(Marker("a-u-G", 0, 6.01));
+        Assert.NotNull(await otherForce.WaitForAsync(e => e.Uid == marker));
+        Assert.NotNull(await comrade.WaitForAsync(e => e.Uid == marker && e.Type == "a-u-G"));
+        await sender.SendAsync(Marker("a-h-G", 1, 6.02));
+        Assert.NotNull(await comrade.WaitForAsync(e => e.Uid == marker && e.Type == "a-h-G"));
+
+        // Deleted: the other force, which holds the suspect version, is told too (under that version's marking), as is
+        // the battalion; neither twice.
+        await sender.SendAsync($"<event version='2.0' uid='{Guid.NewGuid()}' type='t-x-d-d' time='{Now(2)}' start='{Now(2)}' stale='{Now(600)}' how='h-g-i-g-o'>" +
+            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{marker}' relation='none' type='none'/><__forcedelete/></detail></event>");
+        var toOther = await otherForce.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == marker));
+        Assert.NotNull(toOther);
+        Assert.Equal($"UNCLASSIFIED//REL TO KIND:MILITARY, ORG:{code}", toOther.Access);
+        Assert.NotNull(await comrade.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == marker)));
+        Assert.Null(await comrade.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == marker), TimeSpan.FromSeconds(1)));
+    }
+
+    [Fact]
     public async Task A_marker_that_would_be_no_valid_report_goes_nowhere_and_a_stray_control_character_costs_it_nothing()
     {
         var (code, members) = await BattalionAsync("UNCLASSIFIED", battalion =>

@@ -107,6 +107,15 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     public IReadOnlyCollection<TakSession> Sessions => _sessions;
 
+    /// <summary>The markings the versions of the items <paramref name="uids"/> went out under, as remembered (none for items not remembered).</summary>
+    private List<MarkingDefault> SentUnder(IEnumerable<string> uids)
+    {
+        lock (_itemsGate)
+        {
+            return [.. uids.SelectMany(uid => _itemsSent.TryGetValue(uid, out var item) && !item.Deleted ? item.Markings : []).Distinct()];
+        }
+    }
+
     /// <summary>
     /// Records that an item <paramref name="sender"/>'s device (with certificate <paramref name="from"/>) sent was relayed
     /// under <paramref name="marking"/>, as <paramref name="sent"/>: to everyone who may see it, or only to the devices it
@@ -796,6 +805,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                     // Emergencies, CASEVAC requests, drawings, routes and deletions: passed on to the devices that may see them, never
                     // dropped. A deletion of markers stored as reports goes where the markers went, under their marking.
                     var marking = itemMarking ?? from.Marking;
+                    // Read before the deletion is recorded below: the markings the versions of what it deletes went out under.
+                    var sentUnder = e.Type == CotMapping.DeleteType && ForEveryone(e.Detail)
+                        ? SentUnder(e.Detail.Links.Select(l => l.Uid).OfType<string>().Append(e.Uid)) : [];
                     if (e.Type == CotMapping.DeleteType && ForEveryone(e.Detail))
                     {
                         // Gone from the devices (a deletion for named devices only leaves the others holding it): nothing
@@ -816,7 +828,22 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                     if (e.Type == CotMapping.DeleteType)
                     {
                         var named = e.Detail.Links.Select(l => l.Uid).OfType<string>().Append(e.Uid).ToList();
-                        Deliver(relayed, marking, from, e.Detail, named[0], null, named);
+                        if (sentUnder.Count > 0)
+                        {
+                            // Each version of an item went to the readers of its own marking (a suspect marker edited to
+                            // hostile went first to every force, then to the battalion): the deletion goes to the readers of
+                            // each, under that marking, each device once, so that none is left holding a version. (Not to
+                            // the readers of the device's positions: they may never have seen the item, nor may learn its uid.)
+                            var told = new HashSet<TakSession>();
+                            foreach (var under in (itemMarking is null ? sentUnder : sentUnder.Append(itemMarking)).Distinct())
+                            {
+                                Broadcast(Stamped(e, raw, under, droppable: false), under, from, named[0], null, alsoUids: named, already: told);
+                            }
+                        }
+                        else
+                        {
+                            Deliver(relayed, marking, from, e.Detail, named[0], null, named);
+                        }
                     }
                     else
                     {
@@ -1312,16 +1339,18 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// Sends to every other session whose member may see <paramref name="marking"/>; with <paramref name="deliveries"/>
     /// the sessions are woken when the caller rings them.
     /// </summary>
-    public int Broadcast(Outbound item, MarkingDefault marking, TakSession? except, string uid, string? entity, Deliveries? deliveries = null, IReadOnlyList<string>? alsoUids = null)
+    public int Broadcast(Outbound item, MarkingDefault marking, TakSession? except, string uid, string? entity, Deliveries? deliveries = null, IReadOnlyList<string>? alsoUids = null,
+        HashSet<TakSession>? already = null)
     {
         var record = entity is null ? null : RelayRecord.Of(entity, uid, marking);
         var sent = 0;
         foreach (var session in _sessions)
         {
-            if (session != except && marking.ReadableBy(session.Viewer)
+            if (session != except && already?.Contains(session) != true && marking.ReadableBy(session.Viewer)
                 && Relay(session, item, uid, record, ring: deliveries is null, alsoUids))
             {
                 deliveries?.Add(session);
+                already?.Add(session);
                 sent++;
             }
         }
