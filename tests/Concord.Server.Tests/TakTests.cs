@@ -2443,6 +2443,23 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Empty(unwanted);
         // Charlie's device, not a party to the chat, was sent none of Bravo's receipts.
         Assert.Null(await c.WaitForAsync(e => e.Type.StartsWith("b-t-f", StringComparison.Ordinal), TimeSpan.FromSeconds(1)));
+
+        // A receipt's uid is a message's: never Bravo's device (Alpha's map would replace Bravo with it). And it carries what
+        // says from whom and for whom, not words: a message neither stored nor audited.
+        var withWords = Guid.NewGuid().ToString();
+        await c.SendAsync(Receipt("b-t-f-r", uidB, "__chatreceipt", uidA, uidC, "Charlie " + suffix, $"<marti><dest uid='{uidA}'/></marti>"));
+        await c.SendAsync(Receipt("b-t-f-d", withWords, "__chatreceipt", uidA, uidC, "Charlie " + suffix, $"<marti><dest uid='{uidA}'/></marti><remarks>meet me at the bridge</remarks>"));
+        var overBravo = false;
+        var worded = await a.WaitForAsync(e =>
+        {
+            overBravo |= e.Uid == uidB && e.Type == "b-t-f-r";
+            return e.Uid == withWords;
+        });
+        Assert.False(overBravo);
+        Assert.NotNull(worded);
+        Assert.Null(worded.Detail.Remarks);
+        Assert.NotNull(worded.Detail.ChatReceipt);
+        Assert.Contains(worded.Detail.Links, l => l.Uid == uidC);
     }
 
     [Fact]

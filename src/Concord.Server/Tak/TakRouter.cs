@@ -1642,9 +1642,27 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
-        // A receipt says only that a message arrived: nothing of a record is read.
-        Deliver(new Outbound(Stamp(e, from.Marking), droppable: true), from.Marking, from, e.Detail, e.Uid, null);
+        // Its uid is the message's: never another member's device or track, nor one of Concord's incidents, which a
+        // device would replace with it.
+        if (e.Uid.StartsWith(CotMapping.IncidentUidPrefix, StringComparison.Ordinal) || OtherOwner(from, e.Uid, time.GetUtcNow()) is not null)
+        {
+            Refuse(from, e, "its uid is a device of another member or a Concord incident (a receipt's uid is the message's)");
+            return;
+        }
+
+        // A receipt says only that a message arrived: it carries what says from whom and for whom, nothing else (words put
+        // in it would be a message neither stored nor audited).
+        var detail = e.Detail;
+        foreach (var name in e.Detail.ElementNames.Distinct(StringComparer.Ordinal).Where(n => !ReceiptElements.Contains(n)).ToList())
+        {
+            detail = detail.Without(name);
+        }
+
+        Deliver(new Outbound(Stamp(e with { Detail = detail }, from.Marking), droppable: true), from.Marking, from, detail, e.Uid, null);
     }
+
+    /// <summary>What a chat receipt carries on: its chat element (ATAK's or WinTAK's), the message's sender, and where it goes.</summary>
+    private static readonly HashSet<string> ReceiptElements = new(StringComparer.Ordinal) { "__chat", "__chatreceipt", "link", "marti", "__serverdestination", "_flow-tags_" };
 
     private async Task ChatAsync(TakSession from, CotEvent e, long previous)
     {
