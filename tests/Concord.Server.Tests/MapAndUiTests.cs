@@ -39,9 +39,9 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         using var anonymous = server.Anonymous();
         var signin = await anonymous.GetStringAsync("/signin");
         var token = Regex.Match(signin, "name=\"__RequestVerificationToken\" value=\"([^\"]*)\"").Groups[1].Value;
-        HttpRequestMessage Oversized(bool chunked)
+        HttpRequestMessage Oversized(bool chunked, string path = "/signin")
         {
-            var request = new HttpRequestMessage(HttpMethod.Post, "/signin")
+            var request = new HttpRequestMessage(HttpMethod.Post, path)
             {
                 Content = new FormUrlEncodedContent(new Dictionary<string, string>
                 {
@@ -62,6 +62,30 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         using var withoutLength = Oversized(chunked: true);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, (await anonymous.SendAsync(withLength)).StatusCode);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, (await anonymous.SendAsync(withoutLength)).StatusCode);
+        // Routing sends the path with a slash after it to the same page, and the sign-out (open to anyone, its token check
+        // reads the form) is held to the same: neither is a way round the limit.
+        foreach (var path in (string[])["/signin/", "/SIGNIN//", "/signout", "/signout/"])
+        {
+            using var around = Oversized(chunked: false, path);
+            Assert.True((await anonymous.SendAsync(around)).StatusCode == HttpStatusCode.RequestEntityTooLarge, path);
+        }
+
+        // Nor the held report form's (a request without a session), nor anything else: no page or API reads a body over a
+        // megabyte unless it sets its own limit (an import lifts it).
+        // (Sent with Expect: 100-continue, as curl sends large bodies: refused on its headers, the body is not sent into a
+        // connection the server closes.)
+        static HttpRequestMessage Form(string path, int narrative)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new FormUrlEncodedContent([new("_handler", "report"), new("Input.Narrative", new string('a', narrative))]) };
+            request.Headers.ExpectContinue = true;
+            return request;
+        }
+
+        using var heldReport = Form("/report/", 300 * 1024);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, (await anonymous.SendAsync(heldReport)).StatusCode);
+        using var member = await server.SignedInAsync("unpol");
+        using var memberForm = Form("/report", 1024 * 1024);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, (await member.SendAsync(memberForm)).StatusCode);
     }
 
     [Fact]
@@ -358,9 +382,10 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
         var refusedOld = await anonymous.SendAsync(forgedOld);
         Assert.Equal(HttpStatusCode.Unauthorized, refusedOld.StatusCode);
         Assert.DoesNotContain("Forged", await refusedOld.Content.ReadAsStringAsync(), StringComparison.Ordinal);
-        // A request without a session is held to what a report form needs (it is written back in the page): a body of a
-        // megabyte is refused before it is read, whether its length is said or not.
-        var huge = new string('"', 1_000_000);
+        // A request without a session is held to what a report form needs (it is written back in the page): a larger body
+        // is refused before it is read, whether its length is said or not.
+        // (Four times the limit once encoded: small enough to be written whole before the server answers.)
+        var huge = new string('"', 100_000);
         var tooLarge = await anonymous.PostAsync("/report", new FormUrlEncodedContent([new("_handler", "report"), new("Input.Narrative", huge)]));
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, tooLarge.StatusCode);
         Assert.True((await tooLarge.Content.ReadAsByteArrayAsync()).Length < 10_000);

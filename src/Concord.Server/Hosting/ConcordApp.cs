@@ -23,6 +23,9 @@ namespace Concord.Server.Hosting;
 /// <summary>The web application: read this file to see what Concord serves.</summary>
 internal static class ConcordApp
 {
+    /// <summary>The largest request body read unless an endpoint sets its own limit (imports lift it).</summary>
+    public const long MaxRequestBodyBytes = 1024 * 1024;
+
     public static WebApplication Build(ServerOptions options, Action<IServiceCollection>? overrides = null)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
@@ -30,7 +33,13 @@ internal static class ConcordApp
         // The slim builder leaves HTTPS out: an https:// address then failed with an exception rather than Kestrel's own
         // words (no certificate), and a certificate configured under Kestrel:Certificates:Default was never read.
         builder.WebHost.UseKestrelHttpsConfiguration();
-        builder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            // No body the API or the pages take is near a megabyte (JSON bodies set their own, smaller, limit; an import
+            // lifts it for itself): Kestrel's default, 30 MB, let any request, signed in or not, have that much read.
+            k.Limits.MaxRequestBodySize = MaxRequestBodyBytes;
+        });
         builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
         // Logs are diagnostics: they go to standard error, so that what a verb prints (sign-in names, tokens, tables) stays clean.
         builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
@@ -105,6 +114,20 @@ internal static class ConcordApp
         Http.ResponseHeaders.UseResponseHeaders(app);
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        // A request the server found bad as it read it (a body past its limit, sent without its length; a form cut short)
+        // is answered with that status, not as a server error.
+        app.Use(async (context, next) =>
+        {
+            try
+            {
+                await next(context);
+            }
+            catch (BadHttpRequestException bad) when (!context.Response.HasStarted)
+            {
+                context.Response.Clear();
+                context.Response.StatusCode = bad.StatusCode;
+            }
+        });
         app.UseConcordUiAssets();
         app.UseAuthentication();
         app.UseHeldReportLimit();

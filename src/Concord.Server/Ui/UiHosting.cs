@@ -46,8 +46,9 @@ internal static class UiHosting
     {
         // The sign-in page is open to anyone: its form is held to what a sign-in needs before anything reads it (the
         // server's default, 30 MB a request, let an anonymous client have each one buffered, copied and written back).
+        // So is the sign-out, open to anyone too, whose token check reads the form.
         app.Use((context, next) =>
-            HttpMethods.IsPost(context.Request.Method) && context.Request.Path.Equals("/signin", StringComparison.OrdinalIgnoreCase)
+            HttpMethods.IsPost(context.Request.Method) && (IsPath(context, "/signin") || IsPath(context, "/signout"))
                 ? LimitBodyAsync(context, next, MaxSignInFormBytes)
                 : next(context));
 
@@ -79,10 +80,17 @@ internal static class UiHosting
     /// </summary>
     public static void UseHeldReportLimit(this WebApplication app) =>
         app.Use((context, next) =>
-            HttpMethods.IsPost(context.Request.Method) && context.Request.Path.Equals("/report", StringComparison.OrdinalIgnoreCase)
+            HttpMethods.IsPost(context.Request.Method) && IsPath(context, "/report")
                 && context.User.Identity?.IsAuthenticated != true
                 ? LimitBodyAsync(context, next, MaxHeldReportFormBytes)
                 : next(context));
+
+    /// <summary>
+    /// Whether the request is for <paramref name="path"/> as routing reads it: whatever the case, with or without slashes
+    /// after it (routing sends <c>/signin/</c> to the sign-in page too; a limit on the exact path alone was passed by it).
+    /// </summary>
+    private static bool IsPath(HttpContext context, string path) =>
+        string.Equals(context.Request.Path.Value?.TrimEnd('/'), path, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Answers 413 to a body longer than <paramref name="max"/> bytes, said in advance or found as it is read.</summary>
     private static async Task LimitBodyAsync(HttpContext context, RequestDelegate next, long max)
@@ -98,16 +106,8 @@ internal static class UiHosting
             limit.MaxRequestBodySize = max;
         }
 
-        try
-        {
-            await next(context);
-        }
-        catch (BadHttpRequestException tooLarge) when (tooLarge.StatusCode == StatusCodes.Status413PayloadTooLarge && !context.Response.HasStarted)
-        {
-            // A body sent without its length, found too large as it is read.
-            context.Response.Clear();
-            context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
-        }
+        // A body sent without its length, found too large as it is read, is answered 413 by the pipeline (ConcordApp).
+        await next(context);
     }
 
     /// <summary>
