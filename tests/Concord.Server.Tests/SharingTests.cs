@@ -1314,6 +1314,11 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (_, byConvoy) = await auditor.GetJson($"/api/audit?record={Id(convoy)}");
         var (_, jocReads) = await auditor.GetJson("/api/audit?member=joc&action=read&limit=1000");
         Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
+        // A member's name is text: one holding a control character (NUL, which PostgreSQL refuses in a query) is a 400
+        // naming the parameter, not a server error.
+        var (nul, nulProblem) = await auditor.GetJson("/api/audit?member=jo%00c");
+        Assert.Equal(HttpStatusCode.BadRequest, nul.StatusCode);
+        Assert.Equal(["member"], nulProblem.ErrorFields());
         Assert.Equal(0, bySite.GetProperty("items").GetArrayLength());
         var convoyEntries = byConvoy.GetProperty("items").EnumerateArray().ToList();
         Assert.Contains(convoyEntries, e => e.GetProperty("action").GetString() == "create" && e.GetProperty("actor").GetString() == "ocha");

@@ -83,6 +83,12 @@ internal static class AuditEndpoints
 
         if (q["member"].ToString() is { Length: > 0 } member)
         {
+            // A name is text: a control character (NUL above all, which PostgreSQL refuses in a query) names nobody.
+            if (Reports.ReportRules.ControlCharacterProblem(member) is { } problem)
+            {
+                return Problems.Field("member", problem);
+            }
+
             var name = member.ToLowerInvariant();
             entries = entries.Where(a => a.Actor == name);
         }

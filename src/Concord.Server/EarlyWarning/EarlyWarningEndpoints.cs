@@ -68,7 +68,8 @@ internal static class EarlyWarningEndpoints
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or FormatException or ForecastEvaluation.Refused)
         {
             logger.LogWarning(e, "The back-test of the bundled reference data failed");
-            return TypedResults.Problem($"the back-test of the bundled reference data could not run ({e.Message}); it is tried again at the next request",
+            // Why is in the server's log: the reason names the server's files (paths, the account's access), not for members.
+            return TypedResults.Problem("the back-test of the bundled reference data could not run (the server's log says why); it is tried again at the next request",
                 statusCode: StatusCodes.Status503ServiceUnavailable, title: "The forecast's skill is not available.");
         }
     }

@@ -100,7 +100,9 @@ internal static class ConcordApp
         {
             // Only the named proxies are believed: any client can send the header, and the limits per address would
             // then count whatever it says.
-            var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto };
+            // Every trusted proxy of a chain (a balancer, then nginx) is passed, to the first address none of them is: the
+            // default stops after one, and every sign-in would then count against the balancer's address.
+            var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto, ForwardLimit = null };
             forwarded.KnownProxies.Clear();
             forwarded.KnownIPNetworks.Clear();
             foreach (var proxy in options.TrustedProxies)
