@@ -731,6 +731,19 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task An_incidents_reports_are_read_whatever_their_number()
+    {
+        // Merges, splits, accepted proposals and releases rebuild an incident from all its reports. A query naming every id
+        // failed on SQLite past 32,766 of them ("too many SQL variables", a 500): they are read a thousand at a time.
+        var (_, first) = await server.ClientFor("force").PostJson("/api/reports", Account(-46.1, -129.2, When.AddDays(-210), "ucdp.state-based", 1, "Shots at the ferry.", Api.Marking("UNCLASSIFIED", ["mission"])));
+        var (_, second) = await server.ClientFor("force").PostJson("/api/reports", Account(-46.9, -127.8, When.AddDays(-211), "ucdp.state-based", 1, "Shots near the ferry road.", Api.Marking("UNCLASSIFIED", ["mission"])));
+        var ids = Enumerable.Range(0, 40_000).Select(_ => Guid.NewGuid()).Append(second.GetProperty("id").GetGuid()).Prepend(first.GetProperty("id").GetGuid()).ToList();
+        var reports = await server.WithDbAsync(db => Incidents.IncidentSummary.ReportsAsync(db, ids, CancellationToken.None));
+        Assert.Equal([first.GetProperty("id").GetGuid(), second.GetProperty("id").GetGuid()], reports.Select(r => r.Id));
+        Assert.True(reports[0].Number < reports[1].Number);
+    }
+
+    [Fact]
     public async Task A_split_sent_again_is_recognised_by_what_the_analyst_may_see_of_the_incident_it_made()
     {
         // FORCE merges two accounts and splits one out again; later the JOC merges a STRICTLY CONFIDENTIAL account into the

@@ -551,7 +551,7 @@ internal static class FusionEndpoints
         }
         else
         {
-            IncidentSummary.Rebuild(from, await db.Reports.AsNoTracking().Where(r => remaining.Contains(r.Id)).OrderBy(r => r.Number).ToListAsync(cancellationToken));
+            IncidentSummary.Rebuild(from, await IncidentSummary.ReportsAsync(db, remaining, cancellationToken));
             IncidentSummary.ForgetStatusDecidedBefore(from, staying.Select(l => l.LinkedAt));
             // A report leaving is not a change of the time: for a viewer who may not see it, nothing happened.
             from.UpdatedAt = IncidentSummary.LastChange(from, staying.Select(l => l.LinkedAt));
@@ -560,7 +560,7 @@ internal static class FusionEndpoints
 
         var joined = await db.IncidentReports.Where(l => l.IncidentId == to.Id).Select(l => l.ReportId).ToListAsync(cancellationToken);
         joined.Add(proposal.ReportId);
-        IncidentSummary.Rebuild(to, await db.Reports.AsNoTracking().Where(r => joined.Contains(r.Id)).OrderBy(r => r.Number).ToListAsync(cancellationToken));
+        IncidentSummary.Rebuild(to, await IncidentSummary.ReportsAsync(db, joined, cancellationToken));
         to.UpdatedAt = now;
         to.Causes.Add(proposal.ReportId);
         return (from, remaining.Count == 0, to);

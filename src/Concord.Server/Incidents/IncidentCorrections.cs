@@ -85,7 +85,7 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
 
         await RetargetProposalsAsync(db, viewer, id, others, moved.Select(l => l.ReportId).ToList(), now, cancellationToken);
         var reportIds = moved.Select(l => l.ReportId).Concat(await db.IncidentReports.Where(l => l.IncidentId == id).Select(l => l.ReportId).ToListAsync(cancellationToken)).ToList();
-        var reports = await db.Reports.AsNoTracking().Where(r => reportIds.Contains(r.Id)).OrderBy(r => r.Number).ToListAsync(cancellationToken);
+        var reports = await IncidentSummary.ReportsAsync(db, reportIds, cancellationToken);
         IncidentSummary.Rebuild(target, reports);
         var relinked = await RelinkCoordinationAsync(db, viewer, target, others, now, cancellationToken);
         target.UpdatedAt = now;
@@ -274,15 +274,15 @@ internal sealed class IncidentCorrections(ConcordDb db, AuditChain chain, Fusion
         }
 
         // Counted among the reports the analyst may see: counting all of them would tell whether hidden ones remain.
-        var linkedIds = links.Select(l => l.ReportId).ToList();
-        var visibleLinked = await db.Reports.AsNoTracking().VisibleTo(viewer).CountAsync(r => linkedIds.Contains(r.Id), cancellationToken);
+        var visibleLinked = await db.IncidentReports.Where(l => l.IncidentId == id).Join(db.Reports.VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, _) => l)
+            .CountAsync(cancellationToken);
         if (moving.Count >= visibleLinked)
         {
             return new Outcome(null, "reports", "leave at least one report you may see in the incident");
         }
 
         var all = links.Select(l => l.ReportId).ToList();
-        var reports = await db.Reports.AsNoTracking().Where(r => all.Contains(r.Id)).OrderBy(r => r.Number).ToListAsync(cancellationToken);
+        var reports = await IncidentSummary.ReportsAsync(db, all, cancellationToken);
         var now = AuditChain.Now(time);
         var moved = reports.Where(r => moving.Contains(r.Id)).OrderBy(r => r.ObservedAt).ToList();
         var split = IncidentSummary.OpenFor(moved[0], now);

@@ -268,7 +268,7 @@ internal static class IncidentEndpoints
         var incident = await db.Incidents.SingleAsync(i => i.Id == incidentId, cancellationToken);
         db.IncidentReports.Add(new IncidentReport { IncidentId = incidentId, ReportId = report.Id, Contribution = 1.0, LinkedAt = now });
         var ids = await db.IncidentReports.Where(l => l.IncidentId == incidentId).Select(l => l.ReportId).ToListAsync(cancellationToken);
-        var reports = await db.Reports.AsNoTracking().Where(r => ids.Contains(r.Id)).OrderBy(r => r.Number).ToListAsync(cancellationToken);
+        var reports = await IncidentSummary.ReportsAsync(db, ids, cancellationToken);
         reports.Add(report);
         IncidentSummary.Rebuild(incident, reports);
         // Never back in time (the writer's rule too): a change may have been stored at a later time of another node's clock.

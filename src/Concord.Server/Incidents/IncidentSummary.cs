@@ -1,3 +1,4 @@
+using Microsoft.EntityFrameworkCore;
 using Concord.Server.Reports;
 
 namespace Concord.Server.Incidents;
@@ -6,6 +7,25 @@ namespace Concord.Server.Incidents;
 internal static class IncidentSummary
 {
     public const int TitleLength = 120;
+
+    /// <summary>How many ids one query names at most: SQLite takes up to 32,766 parameters, and an incident may hold more reports.</summary>
+    private const int IdsPerQuery = 1_000;
+
+    /// <summary>
+    /// The reports of <paramref name="ids"/> (an incident's, to rebuild its summary), in store order, read a thousand ids
+    /// at a time: a query naming every id of a very large incident failed on SQLite ("too many SQL variables").
+    /// </summary>
+    public static async Task<List<Report>> ReportsAsync(Data.ConcordDb db, IEnumerable<Guid> ids, CancellationToken cancellationToken)
+    {
+        var reports = new List<Report>();
+        foreach (var chunk in ids.Distinct().Chunk(IdsPerQuery))
+        {
+            reports.AddRange(await db.Reports.AsNoTracking().Where(r => chunk.Contains(r.Id)).ToListAsync(cancellationToken));
+        }
+
+        reports.Sort((a, b) => a.Number.CompareTo(b.Number));
+        return reports;
+    }
 
     /// <summary>
     /// A new incident for one report. The report is its creation's cause: the change feed announces the new incident
