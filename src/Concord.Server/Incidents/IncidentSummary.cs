@@ -1,5 +1,5 @@
-using Microsoft.EntityFrameworkCore;
 using Concord.Server.Reports;
+using Microsoft.EntityFrameworkCore;
 
 namespace Concord.Server.Incidents;
 
