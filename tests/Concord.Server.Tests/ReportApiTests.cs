@@ -942,6 +942,18 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         var (response, document) = await Server.Anonymous().GetJson("/openapi/v1.json");
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        // Built once and served to everyone (it is open to anyone, and building it takes tens of milliseconds): a second
+        // reader, by another address, gets the same document, which names no server address of the first reader's.
+        var cache = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Http.ApiDescription.DocumentCache>(Server.Services);
+        var built = cache.Built;
+        using var other = new HttpRequestMessage(HttpMethod.Get, "/openapi/v1.json");
+        other.Headers.Host = "concord.elsewhere.example";
+        var again = await Server.Anonymous().SendAsync(other);
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.Equal(built, cache.Built);
+        Assert.True(built >= 1);
+        Assert.Equal(document.ToString(), JsonDocument.Parse(await again.Content.ReadAsStringAsync()).RootElement.ToString());
+        Assert.False(document.TryGetProperty("servers", out var servers) && servers.GetArrayLength() > 0);
         var paths = document.GetProperty("paths").EnumerateObject().Select(p => p.Name).ToList();
         Assert.Contains("/api/reports", paths);
         Assert.Contains("/api/incidents/geojson", paths);

@@ -70,6 +70,7 @@ internal static class ConcordApp
         // A concurrent change is a conflict the client resolves, not a failure to log.
         builder.Services.Configure<ExceptionHandlerOptions>(o => o.SuppressDiagnosticsCallback = c => c.Exception is Microsoft.EntityFrameworkCore.DbUpdateConcurrencyException or Http.AccessChangedException);
         builder.Services.AddOpenApi(Http.ApiDescription.Configure);
+        builder.Services.AddSingleton<Http.ApiDescription.DocumentCache>();
         builder.Services.ConfigureHttpJsonOptions(json =>
         {
             json.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
@@ -138,6 +139,7 @@ internal static class ConcordApp
         app.UseConcordTiles();
         app.UseAuthorization();
         app.UseAntiforgery();
+        Http.ApiDescription.UseCachedDocument(app);
 
         app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
         app.MapGet("/health", () => TypedResults.Ok(new { status = "ok" })).AllowAnonymous().ExcludeFromDescription();

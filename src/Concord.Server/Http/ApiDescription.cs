@@ -31,11 +31,83 @@ internal static class ApiDescription
             Name = "concord",
             Description = "The session cookie set by POST /api/auth/signin.",
         };
+        // Relative to wherever it is read from: the document is built once and served to everyone (UseCachedDocument),
+        // so it must not carry the address the first reader used.
+        document.Servers = [];
         document.Security ??= [];
         document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(Bearer, document)] = [] });
         document.Security.Add(new OpenApiSecurityRequirement { [new OpenApiSecuritySchemeReference(Cookie, document)] = [] });
         return Task.CompletedTask;
     });
+
+    /// <summary>Where the description is served (open to anyone, as the sign-in and /health are).</summary>
+    public const string DocumentPath = "/openapi/v1.json";
+
+    /// <summary>
+    /// Serves the API description built once: the OpenAPI package builds it anew at each request (reflecting over every
+    /// endpoint and schema, tens of milliseconds), and the address is open to anyone, who could keep the server busy with it.
+    /// The endpoints do not change while the server runs.
+    /// </summary>
+    public static void UseCachedDocument(IApplicationBuilder app)
+    {
+        var cache = app.ApplicationServices.GetRequiredService<DocumentCache>();
+        app.Use(async (context, next) =>
+        {
+            if (!HttpMethods.IsGet(context.Request.Method) || !context.Request.Path.Equals(DocumentPath, StringComparison.OrdinalIgnoreCase))
+            {
+                await next(context);
+                return;
+            }
+
+            if (cache.Document is { } document)
+            {
+                context.Response.ContentType = document.ContentType;
+                context.Response.ContentLength = document.Body.Length;
+                await context.Response.Body.WriteAsync(document.Body, context.RequestAborted);
+                return;
+            }
+
+            var original = context.Response.Body;
+            using var buffer = new MemoryStream();
+            context.Response.Body = buffer;
+            try
+            {
+                await next(context);
+            }
+            finally
+            {
+                context.Response.Body = original;
+            }
+
+            var body = buffer.ToArray();
+            if (context.Response.StatusCode == StatusCodes.Status200OK)
+            {
+                cache.Keep(new CachedDocument(body, context.Response.ContentType));
+            }
+
+            context.Response.ContentLength = body.Length;
+            await original.WriteAsync(body, context.RequestAborted);
+        });
+    }
+
+    /// <summary>The API description once built, and how many times it was (once, but for first readers at the same moment).</summary>
+    internal sealed class DocumentCache
+    {
+        private CachedDocument? _document;
+        private int _built;
+
+        public CachedDocument? Document => Volatile.Read(ref _document);
+
+        public int Built => Volatile.Read(ref _built);
+
+        public void Keep(CachedDocument document)
+        {
+            Interlocked.Increment(ref _built);
+            Volatile.Write(ref _document, document);
+        }
+    }
+
+    internal sealed record CachedDocument(byte[] Body, string? ContentType);
 
     /// <summary>
     /// Declares a JSON request body of <typeparamref name="T"/> for a handler that reads it itself (<see cref="JsonBody"/>,
