@@ -1304,6 +1304,27 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         await next.SaveAboutAsync(kept, [next.Audit(force, AuditActions.Create, "task", onTime.Id, AuditMarking.Of(onTime), new { })], CancellationToken.None);
         Assert.True(await server.WithDbAsync(db => db.Tasks.AnyAsync(t => t.Id == onTime.Id && t.IncidentId == kept)));
         Assert.Equal((int)HttpStatusCode.Conflict, CoordinationDesk.IncidentGone().StatusCode);
+
+        // The other order: the task's save waits for the audit chain (another save holds it) before a merge of its incident
+        // begins. The merge must not read the links to move before that save is done, or the task, saved next, would stay
+        // about the incident the merge then removes.
+        var third = Api.Spot();
+        var merging = await IncidentOfAsync("force", Api.Report(latitude: third.Latitude, longitude: third.Longitude, marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+        var release = new TaskCompletionSource();
+        var hold = await server.HoldAuditWriterAsync(release.Task, _ => Task.CompletedTask);
+        await using var waiting = server.Services.CreateAsyncScope();
+        var waitingDesk = waiting.ServiceProvider.GetRequiredService<CoordinationDesk>();
+        var early = About(merging);
+        waitingDesk.Db.Tasks.Add(early);
+        var saving = waitingDesk.SaveAboutAsync(merging, [waitingDesk.Audit(force, AuditActions.Create, "task", early.Id, AuditMarking.Of(early), new { })], CancellationToken.None);
+        await Task.Delay(300);
+        var merge = server.ClientFor("force").PostJson($"/api/incidents/{kept}/merge", new { incidents = new[] { merging } });
+        await Task.Delay(500);
+        release.SetResult();
+        await hold;
+        await saving;
+        Assert.Equal(HttpStatusCode.OK, (await merge).Response.StatusCode);
+        Assert.Equal(kept, await server.WithDbAsync(db => db.Tasks.Where(t => t.Id == early.Id).Select(t => t.IncidentId).SingleAsync()));
         Assert.Equal(["incident"], Assert.IsType<Microsoft.AspNetCore.Http.HttpValidationProblemDetails>(CoordinationDesk.IncidentGone().ProblemDetails).Errors.Keys);
     }
 

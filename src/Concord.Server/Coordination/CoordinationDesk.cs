@@ -13,7 +13,7 @@ namespace Concord.Server.Coordination;
 /// and saving a change with its audit entries in one transaction (the change feed row comes with the save).
 /// </summary>
 internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory, MarkingFormat markings, AuditChain chain, AuditWriter reads,
-    TimeProvider time, ILogger<CoordinationDesk> logger, EscalationScheduler? scheduler = null)
+    TimeProvider time, ILogger<CoordinationDesk> logger, Incidents.IncidentGate gate, EscalationScheduler? scheduler = null)
 {
     public const int MaxText = 4000;
 
@@ -33,19 +33,28 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
 
     /// <summary>
     /// As <see cref="SaveAsync"/> for a new record about <paramref name="incident"/>, checked again inside the save's
-    /// transaction (after the audit chain's lock, which a merge's save holds too): an incident merged away while the record
-    /// was being made would leave it linked to nothing for good, since the merge moved only the links saved before it.
-    /// Throws <see cref="IncidentGoneException"/> then, with nothing saved.
+    /// transaction, under the gate a merge (or an accepted proposal) holds from its first read to its commit: the record is
+    /// saved either before the merge reads the links to move (and is moved with them) or after it committed, when the
+    /// incident is found gone. It would otherwise stay linked to an incident gone for good. Throws
+    /// <see cref="IncidentGoneException"/> then, with nothing saved.
     /// </summary>
-    public Task SaveAboutAsync(Guid? incident, IReadOnlyList<AuditEntry> audit, CancellationToken cancellationToken) =>
-        incident is not { } id ? SaveAsync(audit, cancellationToken)
-            : chain.SaveAsync(db, audit, cancellationToken, async d =>
+    public async Task SaveAboutAsync(Guid? incident, IReadOnlyList<AuditEntry> audit, CancellationToken cancellationToken)
+    {
+        if (incident is not { } id)
+        {
+            await SaveAsync(audit, cancellationToken);
+            return;
+        }
+
+        using var held = await gate.EnterAsync(cancellationToken);
+        await chain.SaveAsync(db, audit, cancellationToken, async d =>
+        {
+            if (!await d.Incidents.AnyAsync(i => i.Id == id, cancellationToken))
             {
-                if (!await d.Incidents.AnyAsync(i => i.Id == id, cancellationToken))
-                {
-                    throw new IncidentGoneException();
-                }
-            });
+                throw new IncidentGoneException();
+            }
+        });
+    }
 
     /// <summary>The answer when <see cref="SaveAboutAsync"/> found the incident gone: nothing was saved, and why.</summary>
     public static Microsoft.AspNetCore.Http.HttpResults.ProblemHttpResult IncidentGone() => Http.Problems.Field("incident",
