@@ -2062,6 +2062,18 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Equal($"UNCLASSIFIED//REL TO KIND:MILITARY, ORG:{code}", toOther.Access);
         Assert.NotNull(await comrade.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == marker)));
         Assert.Null(await comrade.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == marker), TimeSpan.FromSeconds(1)));
+
+        // One deletion of two items of different markings would tell the readers of each the other's uid: it goes as
+        // before, under the device's positions' marking (the battalion), not to the other force.
+        var (suspect, hostile) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        await sender.SendAsync(Marker("a-u-G", 3, 6.03).Replace(marker, suspect, StringComparison.Ordinal));
+        await sender.SendAsync(Marker("a-h-G", 3, 6.04).Replace(marker, hostile, StringComparison.Ordinal));
+        Assert.NotNull(await otherForce.WaitForAsync(e => e.Uid == suspect));
+        Assert.NotNull(await comrade.WaitForAsync(e => e.Uid == hostile));
+        await sender.SendAsync($"<event version='2.0' uid='{Guid.NewGuid()}' type='t-x-d-d' time='{Now(4)}' start='{Now(4)}' stale='{Now(600)}' how='h-g-i-g-o'>" +
+            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{suspect}' relation='none' type='none'/><link uid='{hostile}' relation='none' type='none'/><__forcedelete/></detail></event>");
+        Assert.NotNull(await comrade.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == hostile)));
+        Assert.Null(await otherForce.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == hostile), TimeSpan.FromSeconds(1.5)));
     }
 
     [Fact]
@@ -2447,12 +2459,22 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         // A receipt's uid is a message's: never Bravo's device (Alpha's map would replace Bravo with it). And it carries what
         // says from whom and for whom, not words: a message neither stored nor audited.
         var withWords = Guid.NewGuid().ToString();
+        // Nor an item's or an emergency's: Bravo's emergency and drawing stay as Bravo sent them.
+        var (emergency, drawing) = (uidB + "-9-1-1", "drawing-" + suffix);
+        await b.SendAsync($"<event version='2.0' uid='{emergency}' type='b-a-o-tbl' time='{Now()}' start='{Now()}' stale='{Now(600)}' how='h-e'>" +
+            $"<point lat='5.0' lon='20.0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{uidB}' type='a-f-G-U-C' relation='p-p'/><emergency type='911 Alert'>Bravo</emergency></detail></event>");
+        await b.SendAsync($"<event version='2.0' uid='{drawing}' type='u-d-f' time='{Now()}' start='{Now()}' stale='{Now(600)}' how='h-e'>" +
+            "<point lat='5.7' lon='20.6' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail/></event>");
+        var sentByBravo = new HashSet<string>();
+        Assert.NotNull(await a.WaitForAsync(e => sentByBravo.Add(e.Uid) && sentByBravo.IsSupersetOf([emergency, drawing])));
         await c.SendAsync(Receipt("b-t-f-r", uidB, "__chatreceipt", uidA, uidC, "Charlie " + suffix, $"<marti><dest uid='{uidA}'/></marti>"));
+        await c.SendAsync(Receipt("b-t-f-r", emergency, "__chatreceipt", uidA, uidC, "Charlie " + suffix, $"<marti><dest uid='{uidA}'/></marti>"));
+        await c.SendAsync(Receipt("b-t-f-r", drawing, "__chatreceipt", uidA, uidC, "Charlie " + suffix, $"<marti><dest uid='{uidA}'/></marti>"));
         await c.SendAsync(Receipt("b-t-f-d", withWords, "__chatreceipt", uidA, uidC, "Charlie " + suffix, $"<marti><dest uid='{uidA}'/></marti><remarks>meet me at the bridge</remarks>"));
         var overBravo = false;
         var worded = await a.WaitForAsync(e =>
         {
-            overBravo |= e.Uid == uidB && e.Type == "b-t-f-r";
+            overBravo |= (e.Uid == uidB || e.Uid == emergency || e.Uid == drawing) && e.Type == "b-t-f-r";
             return e.Uid == withWords;
         });
         Assert.False(overBravo);

@@ -107,12 +107,17 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
     public IReadOnlyCollection<TakSession> Sessions => _sessions;
 
-    /// <summary>The markings the versions of the items <paramref name="uids"/> went out under, as remembered (none for items not remembered).</summary>
+    /// <summary>
+    /// The markings the versions of the one item <paramref name="uids"/> name went out under, as remembered; none when they
+    /// name no remembered item, or several (a deletion of several, sent under the markings of each, would tell each one's
+    /// readers the uids of the others: it goes as before).
+    /// </summary>
     private List<MarkingDefault> SentUnder(IEnumerable<string> uids)
     {
         lock (_itemsGate)
         {
-            return [.. uids.SelectMany(uid => _itemsSent.TryGetValue(uid, out var item) && !item.Deleted ? item.Markings : []).Distinct()];
+            var items = uids.Distinct(StringComparer.Ordinal).Select(uid => _itemsSent.TryGetValue(uid, out var item) && !item.Deleted ? item : null).OfType<RelayedItem>().ToList();
+            return items is [var only] ? [.. only.Markings.Distinct()] : [];
         }
     }
 
@@ -1644,9 +1649,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         // Its uid is the message's: never another member's device or track, nor one of Concord's incidents, which a
         // device would replace with it.
-        if (e.Uid.StartsWith(CotMapping.IncidentUidPrefix, StringComparison.Ordinal) || OtherOwner(from, e.Uid, time.GetUtcNow()) is not null)
+        if (e.Uid.StartsWith(CotMapping.IncidentUidPrefix, StringComparison.Ordinal) || e.Uid.EndsWith(EmergencySuffix, StringComparison.Ordinal)
+            || _itemsSent.ContainsKey(e.Uid) || OtherOwner(from, e.Uid, time.GetUtcNow()) is not null)
         {
-            Refuse(from, e, "its uid is a device of another member or a Concord incident (a receipt's uid is the message's)");
+            Refuse(from, e, "its uid is a device, an item or an emergency, or a Concord incident (a receipt's uid is the message's)");
             return;
         }
 
