@@ -143,14 +143,21 @@ public sealed class FeatureStreamTests
         // word may stand where a figure is missing, before the features or after them, or reach into the next chunk of text.
         var deep = string.Concat(Enumerable.Repeat("{\"a\": ", 70)) + "1" + new string('}', 70);
         var text = "{\"type\": \"FeatureCollection\", \"bbox\": [NaN, NaN, NaN, NaN], \"crs\": " + deep
-            + ", \"count\" :  -Infinity,\n\"name\": \"" + new string('n', 40_000) + "\", \"scale\": NaN, \"features\": ["
+            + ", \"count\" :  -Infinity,\n\"name\": \"" + new string('n', 40_000) + "\", \"scale\": NaN, \"long\": [NaN, \"" + new string('l', 100_000)
+            + "\"], \"features\": ["
             + string.Join(", ", Feature(1), Feature(2)) + "], \"bbox2\": { \"w\": NaN }, \"last\": NaN}";
 
-        var steps = All(new StringReader(text));
+        var steps = All(new StringReader(text), maxFeatureBytes: 64 * 1024);
 
         Assert.Equal(["f1", "f2"], steps.Select(Id));
         Assert.All(steps, s => Assert.Equal(FeatureStream.StepKind.Feature, s.Kind));
         Assert.All(steps, s => Assert.Null(s.Reason));
+
+        // Only the words Python writes for a figure that is no number are put aside: any other bare word is no JSON, and
+        // the document breaks off there with the reason.
+        var word = All(new StringReader("{\"name\": Layer1, \"features\": [" + Feature(1) + "]}"));
+        Assert.Equal(FeatureStream.StepKind.Broken, Assert.Single(word).Kind);
+        Assert.Contains("not valid JSON", word[0].Reason, StringComparison.Ordinal);
     }
 
     [Fact]

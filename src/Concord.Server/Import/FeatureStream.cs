@@ -186,6 +186,7 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
 
             case Phase.Collection:
                 _member = -1;
+                (_memberScanned, _memberScan) = (0, default);
                 if (!reader.Read())
                 {
                     return Outcome.NeedMore;
@@ -383,13 +384,20 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
         {
             if (member[from] is (byte)'{' or (byte)'[' or (byte)'"')
             {
-                var scan = default(BracketScan);
-                end = scan.Find(member[from..]) is var found and >= 0 ? from + found : NotYet;
+                // Scanned on from where the last refill left it: a long member is read once, not again from its start.
+                var at = from + _memberScanned;
+                end = _memberScan.Find(member[at..]) is var found and >= 0 ? at + found : NotYet;
+                _memberScanned = end >= 0 ? 0 : member.Length - from;
             }
             else
             {
-                // A bare word (NaN, Infinity, -Infinity): it ends where the collection's next member or end does.
+                // A bare word: it ends where the collection's next member or end does. Only the words Python writes for a
+                // figure that is not a number; anything else there is no JSON to skip, and the document is broken.
                 end = member[from..].IndexOfAny(EndOfWord) is var found and >= 0 ? from + found : NotYet;
+                if (end >= 0 && !member[from..end].SequenceEqual("NaN"u8) && !member[from..end].SequenceEqual("Infinity"u8) && !member[from..end].SequenceEqual("-Infinity"u8))
+                {
+                    return false;
+                }
             }
         }
 
@@ -409,6 +417,11 @@ internal sealed class FeatureStream(TextReader text, int maxFeatureBytes)
 
         return false;
     }
+
+    /// <summary>How far the member being put aside was scanned before the text held ran out, and the scan's state there.</summary>
+    private int _memberScanned;
+
+    private BracketScan _memberScan;
 
     private static readonly System.Buffers.SearchValues<byte> EndOfWord = System.Buffers.SearchValues.Create(",} \t\r\n"u8);
 
