@@ -20,6 +20,33 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     public Task DisposeAsync() => fixture.ClosePagesAsync();
 
     [Fact]
+    public async Task A_live_dashboard_reads_itself_again_at_most_once_a_second_during_a_burst()
+    {
+        // During an import or a busy hour the feed tells of changes every fraction of a second: the dashboard does not read
+        // the whole mission again for each (every page open would), but at most once a second, the last change included.
+        var dashboard = await fixture.SignedInAsync("force", "/dashboard");
+        await dashboard.WaitForSelectorAsync("#dashboard-live[data-live='on']", new() { State = WaitForSelectorState.Attached });
+        var before = int.Parse((await dashboard.GetAttributeAsync("#dashboard-live", "data-loads"))!, System.Globalization.CultureInfo.InvariantCulture);
+        using var api = fixture.Server.ClientFor("force");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (var i = 0; i < 20; i++)
+        {
+            var place = Api.Spot();
+            (await api.PostAsJsonAsync("/api/reports", Api.Report(latitude: place.Latitude, longitude: place.Longitude, marking: Api.Marking("UNCLASSIFIED", ["mission"])))).EnsureSuccessStatusCode();
+            await Task.Delay(100);
+        }
+
+        var burst = clock.Elapsed;
+        await dashboard.WaitForFunctionAsync($"() => Number(document.querySelector('#dashboard-live').dataset.loads) > {before}");
+        await Task.Delay(LiveReadSettle);
+        var loads = int.Parse((await dashboard.GetAttributeAsync("#dashboard-live", "data-loads"))!, System.Globalization.CultureInfo.InvariantCulture) - before;
+        Assert.True(loads <= Math.Ceiling(burst.TotalSeconds) + 2, $"{loads} reads for 20 changes over {burst.TotalSeconds:0.0} s");
+    }
+
+    /// <summary>Long enough for a live page's last read of a burst (at most a second after the one before) to be done.</summary>
+    private static readonly TimeSpan LiveReadSettle = TimeSpan.FromSeconds(3);
+
+    [Fact]
     public async Task A_report_sent_through_the_form_appears_live_only_for_members_who_may_see_it()
     {
         // UNPOL reports at CONFIDENTIAL for the military and UNPOL. FORCE (military, CONFIDENTIAL) may see it;

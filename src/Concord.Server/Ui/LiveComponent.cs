@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using Concord.Server.Access;
 using Concord.Server.Realtime;
@@ -112,6 +113,16 @@ public abstract class LiveComponent : UiComponent, IDisposable
 
     private static readonly TimeSpan FirstRetry = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan LastRetry = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// The least time between the starts of two reads one after the other: during an import or a busy hour the feed tells
+    /// of changes every fraction of a second, and each read of a whole list (its counts, every mixed incident rebuilt, an
+    /// audit entry) would follow the last at once, for every page open. Changes told meanwhile go with the next read.
+    /// </summary>
+    public static readonly TimeSpan ReadInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>When the last read started (<see cref="Stopwatch"/> ticks), 0 before the first.</summary>
+    private long _readAt;
     private bool _retrying;
 
     /// <summary>Reads so far, in this render mode (pages expose it so a test can tell a re-read from none).</summary>
@@ -259,7 +270,16 @@ public abstract class LiveComponent : UiComponent, IDisposable
         {
             do
             {
+                // The first read of a view is not held (_readAt 0), nor a read a second or more after the last.
+                if (_readAt != 0 && Stopwatch.GetElapsedTime(_readAt) is var since && since < ReadInterval)
+                {
+                    await Task.Delay(ReadInterval - since, _closed);
+                    changed = [.. changed.Union(_pending)];
+                    _pending.Clear();
+                }
+
                 _again = false;
+                _readAt = Stopwatch.GetTimestamp();
                 try
                 {
                     await ReloadAsync(changed);
