@@ -170,6 +170,23 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     private Task<int> EscalationsAsync(Guid itemId, string deadline) =>
         server.WithDbAsync(db => db.Escalations.CountAsync(e => e.ItemId == itemId && e.Deadline == deadline));
 
+    /// <summary>An open task assigned by hand to an organisation about an incident, unclassified, with no deadline.</summary>
+    private static CoordinationTask AssignedTask(Guid id, string title, Guid organization, Guid incident, string createdBy, DateTime now, string releasableTo) => new()
+    {
+        Id = id,
+        Title = title,
+        OrganizationId = organization,
+        Role = TaskRoles.Assigned,
+        Status = TaskStatuses.Open,
+        IncidentId = incident,
+        CreatedBy = createdBy,
+        CreatedAt = now,
+        UpdatedAt = now,
+        Classification = 0,
+        ReleasableTo = releasableTo,
+        Caveats = 0,
+    };
+
     private async Task<Guid> IncidentOfAsync(string user, object report)
     {
         var (response, body) = await server.ClientFor(user).PostJson("/api/reports", report);
@@ -1270,21 +1287,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var kept = await IncidentOfAsync("force", Api.Report(latitude: other.Latitude, longitude: other.Longitude, marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         var force = server.ViewerOf("force");
         var now = Clock.GetUtcNow().UtcDateTime;
-        CoordinationTask About(Guid incident) => new()
-        {
-            Id = Guid.NewGuid(),
-            Title = "Escort to the site",
-            OrganizationId = force.OrganizationId,
-            Role = TaskRoles.Assigned,
-            Status = TaskStatuses.Open,
-            IncidentId = incident,
-            CreatedBy = "force",
-            CreatedAt = now,
-            UpdatedAt = now,
-            Classification = 0,
-            ReleasableTo = "|mission|",
-            Caveats = 0,
-        };
+        CoordinationTask About(Guid incident) => AssignedTask(Guid.NewGuid(), "Escort to the site", force.OrganizationId, incident, "force", now, "|mission|");
 
         await using var scope = server.Services.CreateAsyncScope();
         var desk = scope.ServiceProvider.GetRequiredService<CoordinationDesk>();
@@ -1589,21 +1592,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var linked = Guid.NewGuid();
         await server.WithDbAsync(async db =>
         {
-            var task = new CoordinationTask
-            {
-                Id = linked,
-                Title = "Follow the incident up",
-                OrganizationId = await db.Organizations.Where(o => o.Code == "OCHA").Select(o => o.Id).SingleAsync(),
-                Role = TaskRoles.Assigned,
-                Status = TaskStatuses.Open,
-                IncidentId = hidden,
-                CreatedBy = "test",
-                CreatedAt = now,
-                UpdatedAt = now,
-                Classification = 0,
-                ReleasableTo = Releasability.Encode(["org:OCHA"]),
-                Caveats = 0,
-            };
+            var task = AssignedTask(linked, "Follow the incident up", await db.Organizations.Where(o => o.Code == "OCHA").Select(o => o.Id).SingleAsync(), hidden, "test", now,
+                Releasability.Encode(["org:OCHA"]));
             task.Reschedule();
             db.Tasks.Add(task);
             return await db.SaveChangesAsync();

@@ -883,7 +883,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// events: the other devices already have the event, and an emergency sent after a marker must not wait for the report
     /// writer (busy with an import, or a store failing over).
     /// </summary>
-    private ValueTask StoreAsync(TakSession from, CotEvent e, long previous, Func<Task> store) => from.StoreAsync(async () =>
+    private ValueTask StoreAsync(TakSession from, CotEvent e, long previous, Func<Task> store) => from.Allowance.StoreAsync(async () =>
     {
         try
         {
@@ -1085,18 +1085,18 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // devices give each one a uid of its own, remembered as any other (and asked of the store before it passes).
         if (route != Route.Position && !_latest.ContainsKey(e.Uid))
         {
-            if (!CotMapping.IsAlert(e.Type) && !from.TakeNewItem(now))
+            if (!CotMapping.IsAlert(e.Type) && !from.Allowance.TakeNewItem(now))
             {
                 return $"more than {MaxNewItemsPerMinute} new items in a minute from one device";
             }
 
-            if (CotMapping.IsAlert(e.Type) && !from.TakeNewAlert(now))
+            if (CotMapping.IsAlert(e.Type) && !from.Allowance.TakeNewAlert(now))
             {
                 return $"more than {MaxNewAlertsPerMinute} new emergencies or CASEVAC requests in a minute from one device";
             }
         }
         else if (route != Route.Position && !CotMapping.IsAlert(e.Type) && _latest.TryGetValue(e.Uid, out var edited) && e.Time.UtcTicks > Interlocked.Read(ref edited.Ticks)
-            && !from.TakeEdit(now))
+            && !from.Allowance.TakeEdit(now))
         {
             // Edits have a minute of their own: each goes to every device that may see the item, and each edit of a marker
             // is stored as a report, so a device re-sending its markers as fast as it can would otherwise fill the store at

@@ -345,7 +345,7 @@ internal sealed class TakServer(
             {
                 router.Detach(session);
                 // What it sent and the others were given is stored before the session goes (under the server's stopping token).
-                await session.Stored;
+                await session.Allowance.Stored;
                 logger.LogInformation("TAK device of {User} disconnected ({Reason}); positions dropped for it: {Dropped}; edits skipped for a newer one: {Superseded}; events it could not be sent in its format: {Unwritable}",
                     session.Viewer.UserName, session.CloseReason, session.Dropped, session.Superseded, session.Unwritable);
                 await session.DisposeAsync();

@@ -196,21 +196,6 @@ internal sealed class TakSession : IAsyncDisposable
     /// <summary>What the device's certificate may still send this minute, and its stores under way (kept across its connections).</summary>
     public DeviceAllowance Allowance { get; }
 
-    /// <summary>Counts a new item against the device's minute (<see cref="DeviceAllowance.TakeNewItem"/>).</summary>
-    public bool TakeNewItem(DateTimeOffset now) => Allowance.TakeNewItem(now);
-
-    /// <summary>Counts a new emergency or CASEVAC request against the device's minute (<see cref="DeviceAllowance.TakeNewAlert"/>).</summary>
-    public bool TakeNewAlert(DateTimeOffset now) => Allowance.TakeNewAlert(now);
-
-    /// <summary>Counts an edit against the device's minute (<see cref="DeviceAllowance.TakeEdit"/>).</summary>
-    public bool TakeEdit(DateTimeOffset now) => Allowance.TakeEdit(now);
-
-    /// <summary>Runs a store of the device's events after its earlier ones (<see cref="DeviceAllowance.StoreAsync"/>).</summary>
-    public ValueTask StoreAsync(Func<Task> store) => Allowance.StoreAsync(store);
-
-    /// <summary>Done once every store begun for this device is.</summary>
-    public Task Stored => Allowance.Stored;
-
     // Incidents the live feed sent this device (or withdrew from it) while its opening picture was going out; null after.
     private ConcurrentDictionary<Guid, byte>? _liveWhileOpening = new();
 
