@@ -586,6 +586,29 @@ public abstract partial class MapAndUiTests<TServer>(TServer server) : IClassFix
     }
 
     [Fact]
+    public async Task The_maps_time_slider_tells_no_date_of_a_classified_incident()
+    {
+        // The slider started at the earliest incident the member may see: a CONFIDENTIAL one's date was written on the page
+        // under an UNCLASSIFIED banner, read with no audit entry. It spans unclassified incidents only (at its left end it
+        // sets no start, so the earlier one is still drawn). No other test dates an incident this early; both are UNPOL's.
+        using var unpol = server.ClientFor("unpol");
+        foreach (var (year, marking) in new[]
+        {
+            (1905, Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["SOURCE-PROTECTED"])),
+            (1906, Api.Marking("UNCLASSIFIED", ["org:UNPOL"])),
+        })
+        {
+            var (created, body) = await unpol.PostJson("/api/reports", Api.Report(latitude: -33.2, longitude: -47.3,
+                observedAt: new DateTimeOffset(year, 6, 1, 8, 0, 0, TimeSpan.Zero), marking: marking));
+            Assert.True(created.StatusCode == HttpStatusCode.Created, body.ToString());
+        }
+
+        var page = await (await server.SignedInAsync("unpol")).GetStringAsync("/");
+        Assert.Equal("1906-06-01T00:00:00.0000000Z", Regex.Match(page, "id=\"map\"[^>]*data-start=\"([^\"]*)\"").Groups[1].Value);
+        Assert.Matches("id=\"banner-top\"[^>]*data-level=\"0\" data-caveats=\"0\"", page);
+    }
+
+    [Fact]
     public async Task The_organisation_filter_looks_only_at_reports_the_viewer_may_see()
     {
         var tag = "org" + Guid.NewGuid().ToString("N")[..8];

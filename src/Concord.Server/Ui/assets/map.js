@@ -63,9 +63,11 @@
   legend.append(clusterItem);
 
   const iso = offset => new Date(start.getTime() + offset * 86400000);
+  // At its left end the slider sets no start: incidents before it are drawn too (the span is set by unclassified ones only,
+  // whose dates may be written under any banner), so the window says only where it ends.
   function describeWindow() {
-    const a = iso(Number(from.value)), z = iso(Number(to.value) + 1);
-    windowOut.textContent = t('window', day.format(a), day.format(new Date(z.getTime() - 1)));
+    const a = iso(Number(from.value)), z = day.format(new Date(iso(Number(to.value) + 1).getTime() - 1));
+    windowOut.textContent = Number(from.value) > 0 ? t('window', day.format(a), z) : t('window.until', z);
   }
 
   function query(extra) {
