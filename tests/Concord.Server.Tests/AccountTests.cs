@@ -492,6 +492,35 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_member_holds_at_most_fifty_tokens_at_once()
+    {
+        // Each token is a row, an audit entry and a change, and a disable or a reset revokes them all in one transaction: a
+        // stolen session making tokens in a loop would make the answer to the compromise slow, or fail it.
+        var name = "t" + Guid.NewGuid().ToString("N")[..8];
+        var (created, _) = await (await server.SignedInAsync("jocadmin")).PostJson("/api/organizations/FORCE/members",
+            new { userName = name, password = TestServer.Password, roles = new[] { "reporter" }, clearance = "UNCLASSIFIED" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var owner = await server.SignedInAsync(name);
+        var ids = new List<Guid>();
+        for (var i = 0; i < Accounts.AccountEndpoints.MaxActiveTokens; i++)
+        {
+            var (made, token) = await owner.PostJson("/api/me/tokens", new { name = $"display {i}", expiresInDays = 1 });
+            Assert.Equal(HttpStatusCode.Created, made.StatusCode);
+            ids.Add(token.GetProperty("id").GetGuid());
+        }
+
+        var (refused, problem) = await owner.PostJson("/api/me/tokens", new { name = "one more", expiresInDays = 1 });
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.Equal(["name"], problem.ErrorFields());
+        Assert.Contains("revoke one", problem.GetProperty("errors").GetProperty("name")[0].GetString(), StringComparison.Ordinal);
+        Assert.Equal(Accounts.AccountEndpoints.MaxActiveTokens, await server.WithDbAsync(db => db.AccessTokens.CountAsync(t => t.Name.StartsWith("display ") && db.Members.Any(m => m.Id == t.MemberId && m.UserName == name))));
+
+        // A revoked one makes room.
+        Assert.Equal(HttpStatusCode.NoContent, (await owner.DeleteAsync($"/api/me/tokens/{ids[0]}")).StatusCode);
+        Assert.Equal(HttpStatusCode.Created, (await owner.PostJson("/api/me/tokens", new { name = "one more", expiresInDays = 1 })).Response.StatusCode);
+    }
+
+    [Fact]
     public async Task Making_and_revoking_a_token_is_audited_without_its_secret()
     {
         var owner = await server.SignedInAsync("joc");

@@ -167,6 +167,80 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(["cursor"], problem.ErrorFields());
     }
 
+    [Fact]
+    public async Task A_coordination_record_shows_its_times_in_its_first_answer_as_every_later_read_shows_them()
+    {
+        // PostgreSQL keeps microseconds: a time given (or stamped) with a seventh digit came back with it in the 201 and
+        // without it in every read after, a change that never happened to a client comparing them.
+        var at = new DateTimeOffset(Clock.GetUtcNow().AddHours(-2).UtcDateTime.Date.AddHours(7).AddTicks(1_234_567), TimeSpan.Zero);
+        var (logged, entry) = await server.ClientFor("ocha").PostJson("/api/liaison", new { counterpart = "Chief of Ngoulo", channel = "visit", summary = "Talked about the ford.", at });
+        Assert.Equal(HttpStatusCode.Created, logged.StatusCode);
+        var (_, read) = await server.ClientFor("ocha").GetJson($"/api/liaison/{entry.GetProperty("id").GetGuid()}");
+        foreach (var field in new[] { "at", "createdAt" })
+        {
+            if (entry.TryGetProperty(field, out var first))
+            {
+                Assert.Equal(first.GetString(), read.GetProperty(field).GetString());
+            }
+        }
+
+        Assert.Equal(at.AddTicks(-7), entry.GetProperty("at").GetDateTimeOffset());
+
+        var (requested, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
+        {
+            type = "information",
+            title = "Who holds the ford?",
+            priority = "routine",
+            addressee = "FORCE",
+            location = new { latitude = 5.1, longitude = 18.2 },
+            windowStart = at.AddDays(1),
+            windowEnd = at.AddDays(2),
+        });
+        Assert.True(requested.StatusCode == HttpStatusCode.Created, request.ToString());
+        var (_, requestRead) = await server.ClientFor("unpol").GetJson($"/api/requests/{request.GetProperty("id").GetGuid()}");
+        foreach (var field in new[] { "windowStart", "windowEnd", "createdAt", "updatedAt" })
+        {
+            Assert.Equal(request.GetProperty(field).GetString(), requestRead.GetProperty(field).GetString());
+        }
+    }
+
+    [Fact]
+    public async Task A_task_holds_at_most_five_hundred_comments()
+    {
+        // A task is read whole with its comments: one member able to see it could otherwise make every read of it, by
+        // anyone, hundreds of megabytes.
+        var id = await AssignedTaskAsync("Keep the log of the ford", "UNCLASSIFIED");
+        var author = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == "unpol").Select(m => m.Id).SingleAsync());
+        await server.WithDbAsync(async db =>
+        {
+            db.TaskComments.AddRange(Enumerable.Range(0, TaskEndpoints.MaxComments - 1).Select(i => new TaskComment
+            {
+                Id = Guid.NewGuid(),
+                TaskId = id,
+                MemberId = author,
+                Author = "unpol",
+                At = Clock.GetUtcNow().UtcDateTime.AddSeconds(-1000 + i),
+                Text = $"note {i}",
+                Classification = 0,
+                ReleasableTo = "|org:UNPOL|",
+                Caveats = 0,
+            }));
+            return await db.SaveChangesAsync();
+        });
+
+        var unpol = server.ClientFor("unpol");
+        var last = Guid.NewGuid();
+        var (kept, _) = await unpol.PostJson($"/api/tasks/{id}/comments", new { id = last, text = "The last one." });
+        Assert.Equal(HttpStatusCode.Created, kept.StatusCode);
+        var (refused, problem) = await unpol.PostJson($"/api/tasks/{id}/comments", new { text = "One more." });
+        Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        Assert.Equal(["text"], problem.ErrorFields());
+        // The last one sent again is still answered as stored.
+        Assert.Equal(HttpStatusCode.OK, (await unpol.PostJson($"/api/tasks/{id}/comments", new { id = last, text = "The last one." })).Response.StatusCode);
+        var (_, task) = await unpol.GetJson($"/api/tasks/{id}");
+        Assert.Equal(TaskEndpoints.MaxComments, task.GetProperty("comments").GetArrayLength());
+    }
+
     private Task<int> EscalationsAsync(Guid itemId, string deadline) =>
         server.WithDbAsync(db => db.Escalations.CountAsync(e => e.ItemId == itemId && e.Deadline == deadline));
 
@@ -1462,15 +1536,29 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(HttpStatusCode.BadRequest, caveated.StatusCode);
         Assert.Equal(["marking"], caveatedProblem.ErrorFields());
         Assert.Equal("no member of UNPOL, named in organization, may read a record with this marking", caveatedProblem.GetProperty("errors").GetProperty("marking")[0].GetString());
-        var (toUncleared, toUnclearedProblem) = await server.ClientFor("unpol").PostJson("/api/requests", new
+        // Said only once everything else would be accepted: judged alongside another error, a request bound to fail told,
+        // without making anything or leaving an audited record, which levels and caveats an organisation's members hold.
+        var (untitled, untitledProblem) = await joc.PostJson("/api/tasks", new { title = "", organization = "UNPOL", marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["DECONFLICTION-ONLY"]) });
+        Assert.Equal(HttpStatusCode.BadRequest, untitled.StatusCode);
+        Assert.Equal(["title"], untitledProblem.ErrorFields());
+        // A request to RWABATT marked CONFIDENTIAL, at a place (latitude) given or not.
+        Task<(HttpResponseMessage Response, JsonElement Body)> ToRwabattAsync(double latitude) => server.ClientFor("unpol").PostJson("/api/requests", new
         {
             type = "information",
             title = "Who holds the bridge?",
+            priority = "routine",
             addressee = "RWABATT",
-            location = new { latitude = 5.1, longitude = 18.2 },
+            location = new { latitude, longitude = 18.2 },
             marking = Api.Marking("CONFIDENTIAL", ["org:RWABATT"]),
+            windowStart = Clock.GetUtcNow().AddHours(1),
+            windowEnd = Clock.GetUtcNow().AddDays(1),
         });
+        var (requestProbe, requestProbeProblem) = await ToRwabattAsync(95.1);
+        Assert.Equal(HttpStatusCode.BadRequest, requestProbe.StatusCode);
+        Assert.Equal(["location"], requestProbeProblem.ErrorFields());
+        var (toUncleared, toUnclearedProblem) = await ToRwabattAsync(5.1);
         Assert.Equal(HttpStatusCode.BadRequest, toUncleared.StatusCode);
+        Assert.Equal(["marking"], toUnclearedProblem.ErrorFields());
         Assert.Contains("no member of RWABATT", toUnclearedProblem.GetProperty("errors").GetProperty("marking")[0].GetString(), StringComparison.Ordinal);
 
         // ... and by the member it is assigned to: unpol2 is cleared for UNCLASSIFIED only. Names are found as members are

@@ -438,6 +438,33 @@ public abstract class ForecastCellTests<TServer>(TServer server) : IClassFixture
         Assert.Contains(EarlyWarning.PrioGrid.Gid(-21.1, 26.6), cells);
         Assert.DoesNotContain(EarlyWarning.PrioGrid.Gid(-21.1, 27.1), cells);
     }
+
+    [Fact]
+    public async Task Forecasts_replaced_twice_at_once_are_replaced_once_after_the_other()
+    {
+        // The daily refresh meeting an operator's `concord forecast` on PostgreSQL: the second deleted around the first's new
+        // rows and failed inserting the same cells (a unique key). SQLite's write lock had them in turn.
+        var open = Api.Marking("UNCLASSIFIED", ["mission"]);
+        using var joc = server.ClientFor("joc");
+        for (var m = 0; m < 30; m += 2)
+        {
+            var (created, body) = await joc.PostJson("/api/reports", Api.Report(latitude: -19.1, longitude: 24.1, observedAt: new DateTimeOffset(2024, 2, 5, 0, 0, 0, TimeSpan.Zero).AddMonths(m), marking: open));
+            Assert.True(created.IsSuccessStatusCode, body.ToString());
+        }
+
+        async Task<EarlyWarning.ForecastService.Summary?> RunAsync()
+        {
+            await using var scope = server.Services.CreateAsyncScope();
+            return await scope.ServiceProvider.GetRequiredService<EarlyWarning.ForecastService>().RunAsync(CancellationToken.None);
+        }
+
+        for (var round = 0; round < 3; round++)
+        {
+            var runs = await Task.WhenAll(RunAsync(), RunAsync());
+            Assert.All(runs, Assert.NotNull);
+            Assert.Equal(runs[0]!.Cells, await server.WithDbAsync(db => db.Forecasts.CountAsync()));
+        }
+    }
 }
 
 public sealed class ForecastCellTests_Sqlite(SqliteServer server) : ForecastCellTests<SqliteServer>(server);

@@ -744,6 +744,33 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_change_naming_any_number_of_reports_is_read()
+    {
+        // A merge moving more than 32,766 reports writes one change naming them all: each read of the feed asked for every
+        // one by its own SQL parameter, which SQLite refuses ("too many SQL variables"): the live feed and the TAK incident
+        // feed retried that window for ever, and GET /api/changes failed there for everyone. Collections now go to the
+        // store as one parameter, whatever their size.
+        var (_, moved) = await server.ClientFor("force").PostJson("/api/reports", Account(-45.1, -126.2, When.AddDays(-215), "ucdp.state-based", 1, "Shots at the landing.", Api.Marking("UNCLASSIFIED", ["mission"])));
+        var incident = moved.GetProperty("incidentId").GetGuid();
+        var causes = Enumerable.Range(0, 40_000).Select(_ => Guid.NewGuid()).Append(moved.GetProperty("id").GetGuid()).ToList();
+        var change = new Realtime.Change
+        {
+            Entity = "incident",
+            EntityId = incident,
+            Operation = "updated",
+            At = DateTime.UtcNow,
+            Causes = Access.Releasability.Encode(causes.Select(c => c.ToString())),
+        };
+        await using var scope = server.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<Data.ConcordDb>();
+        var member = await db.Members.Where(m => m.UserName == "force").Select(m => m.Id).SingleAsync();
+        var viewer = (await scope.ServiceProvider.GetRequiredService<Access.ViewerDirectory>().ForMemberAsync(member, CancellationToken.None))!;
+        var seen = await Realtime.ChangeVisibility.VisibleAsync(db, viewer, [change], CancellationToken.None);
+        Assert.Equal(incident, Assert.Single(seen).EntityId);
+        Assert.Equal(1, await db.Reports.CountAsync(r => causes.Contains(r.Id)));
+    }
+
+    [Fact]
     public async Task A_split_sent_again_is_recognised_by_what_the_analyst_may_see_of_the_incident_it_made()
     {
         // FORCE merges two accounts and splits one out again; later the JOC merges a STRICTLY CONFIDENTIAL account into the

@@ -46,6 +46,69 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_member_imports_one_file_at_a_time()
+    {
+        // Each upload is spooled to a temporary file (up to 256 MB) before it is imported: one analyst's token sending forty
+        // at once filled gigabytes of the server's disk.
+        var tag = Guid.NewGuid().ToString("N")[..8];
+        string Collection(string id) => $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "id": "{{id}}", "geometry": { "type": "Point", "coordinates": [16.57, 7.43] },
+                "properties": { "observedAt": "2024-10-03T10:00:00Z", "category": "poc.forced-displacement", "narrative": "slots {{tag}} families left",
+                                "precisionMeters": 500, "reliability": "C", "credibility": 3 } }
+            ] }
+            """;
+        string Query(string part) => $"/api/imports?format=geojson&source=slots-{tag}-{part}&classification=UNCLASSIFIED&releasableTo=mission";
+        using var force = server.ClientFor("force");
+        var release = new TaskCompletionSource();
+        var whole = Collection("held");
+        var held = force.PostAsync(Query("held"), new HeldContent(whole[..(whole.Length / 2)], whole[(whole.Length / 2)..], release));
+
+        // Once the held upload has its slot, the member's next one is refused; another member's goes on.
+        var slots = server.Services.GetRequiredService<Import.ImportSlots>();
+        var member = server.ViewerOf("force").MemberId;
+        for (var i = 0; i < 100 && !slots.Holds(member) && !held.IsCompleted; i++)
+        {
+            await Task.Delay(100);
+        }
+
+        if (held.IsCompleted)
+        {
+            var early = await held;
+            Assert.Fail($"{early.StatusCode} {await early.Content.ReadAsStringAsync()}");
+        }
+
+        var next = await force.PostAsync(Query("next"), new StringContent(Collection("next"), Encoding.UTF8, "application/geo+json"));
+        Assert.Equal(HttpStatusCode.Conflict, next.StatusCode);
+        Assert.Equal(["body"], (await next.Json()).ErrorFields());
+        var (other, body) = await ImportAsync("joc", $"format=geojson&source=slots-{tag}-other&classification=UNCLASSIFIED&releasableTo=mission", Collection("other"), "application/geo+json");
+        Assert.True(other == HttpStatusCode.OK, body.ToString());
+
+        release.SetResult();
+        Assert.Equal(HttpStatusCode.OK, (await held).StatusCode);
+        var after = await force.PostAsync(Query("after"), new StringContent(Collection("after"), Encoding.UTF8, "application/geo+json"));
+        Assert.Equal(HttpStatusCode.OK, after.StatusCode);
+    }
+
+    /// <summary>A body sent in two parts, the second once <paramref name="release"/> completes: an upload still under way.</summary>
+    private sealed class HeldContent(string first, string second, TaskCompletionSource release) : HttpContent
+    {
+        protected override async Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context)
+        {
+            await stream.WriteAsync(Encoding.UTF8.GetBytes(first));
+            await stream.FlushAsync();
+            await release.Task;
+            await stream.WriteAsync(Encoding.UTF8.GetBytes(second));
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 0;
+            return false;
+        }
+    }
+
+    [Fact]
     public async Task A_misspelt_marking_parameter_refuses_the_import_instead_of_storing_rows_marked_otherwise()
     {
         var tag = Guid.NewGuid().ToString("N")[..8];

@@ -2147,6 +2147,39 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task Markers_sent_as_the_server_stops_become_reports_before_it_goes()
+    {
+        // A device's stores wait behind each other and the writer (an import, say). A restart gave up at once every store
+        // not yet handed to the writer: the marker was on every map (its item is kept) with no report, and the device
+        // sending it again after the restart was taken for a replay. A stopping server now waits for them.
+        var (sending, watching) = (await ForceColleagueAsync(), await ForceColleagueAsync());
+        var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync(sending));
+        var watcher = await server.ConnectTakAsync(await server.IssueDeviceAsync(watching));
+        var (first, second) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        string Hostile(string uid) => $"<event version='2.0' uid='{uid}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='6.13' lon='20.63' hae='0' ce='20' le='20'/><detail><contact callsign='Checkpoint'/><remarks>armed men at the bridge</remarks></detail></event>";
+
+        Task restarted;
+        using (await server.Services.GetRequiredService<Incidents.IncidentGate>().EnterAsync(CancellationToken.None))
+        {
+            // The writer waits at the gate with the first marker's report; the second's store waits behind it.
+            await sender.SendAsync(Hostile(first));
+            await sender.SendAsync(Hostile(second));
+            Assert.NotNull(await watcher.WaitForAsync(e => e.Uid == second));
+            restarted = server.RestartAsync();
+            await Task.Delay(TimeSpan.FromSeconds(1.5));
+        }
+
+        await restarted;
+        await sender.DisposeAsync();
+        await watcher.DisposeAsync();
+        foreach (var uid in new[] { first, second })
+        {
+            Assert.NotNull(await server.WithDbAsync(db => db.Reports.AsNoTracking().SingleOrDefaultAsync(r => r.ExternalRef == "tak:" + uid)));
+        }
+    }
+
+    [Fact]
     public async Task A_marker_its_member_could_not_read_back_goes_nowhere_and_is_not_stored()
     {
         // Hostile markers are CONFIDENTIAL for every military organisation; the battalion's members are cleared UNCLASSIFIED.
@@ -2196,17 +2229,48 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         }
 
         // Bravo's link drops; Charlie's device claims the callsign while Bravo's track is still current, then Bravo is back.
+        await AssertCallsignKeptAsync(a, c, bravo, suffix, callsign);
+    }
+
+    /// <summary>
+    /// Charlie's device (<paramref name="c"/>) claims Bravo's callsign while Bravo is away, and Bravo's device comes back: a
+    /// direct message to the callsign, as ATAK addresses it, reaches Bravo's device, not Charlie's.
+    /// </summary>
+    private async Task AssertCallsignKeptAsync(TakClient a, TakClient c, string bravo, string suffix, string callsign)
+    {
+        var (uidA, uidB, uidC) = ("ANDROID-a" + suffix, "ANDROID-b" + suffix, "ANDROID-c" + suffix);
         await c.SendAsync(Pli(uidC, callsign, 5.3, 20.3, Now(1)));
         Assert.NotNull(await a.WaitForAsync(e => e.Uid == uidC && e.Detail.Contact?.Callsign == callsign));
         await using var back = await server.ConnectTakAsync(await server.IssueDeviceAsync(bravo));
         await back.SendAsync(Pli(uidB, callsign, 5.25, 20.2, Now(2)));
         Assert.NotNull(await a.WaitForAsync(e => e.Uid == uidB && e.Point.Lat == 5.25));
 
-        // A direct message to the callsign, as ATAK addresses it: to Bravo's device, not Charlie's.
         var direct = $"GeoChat.{uidA}.{uidB}.{Guid.NewGuid()}";
         await a.SendAsync(DirectMessage(direct, uidA, "Alpha " + suffix, uidB, callsign, "are you back?"));
         Assert.NotNull(await back.WaitForAsync(e => e.Uid == direct));
         Assert.Null(await c.WaitForAsync(e => e.Uid == direct, TimeSpan.FromSeconds(1)));
+    }
+
+    [Fact]
+    public async Task A_device_keeps_its_callsign_and_its_direct_messages_across_a_restart_while_its_track_is_current()
+    {
+        // A restart drops every link: the callsigns of current tracks were forgotten, and the first device back claiming one
+        // (another member's) took it, with the direct messages addressed to it.
+        var (alpha, bravo, charlie) = (await ForceColleagueAsync(), await ForceColleagueAsync(), await ForceColleagueAsync());
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var (uidA, uidB, uidC, callsign) = ("ANDROID-a" + suffix, "ANDROID-b" + suffix, "ANDROID-c" + suffix, "Bravo " + suffix);
+        await using (var before = await server.ConnectTakAsync(await server.IssueDeviceAsync(alpha)))
+        await using (var b = await server.ConnectTakAsync(await server.IssueDeviceAsync(bravo)))
+        {
+            await b.SendAsync(Pli(uidB, callsign, 5.2, 20.2));
+            Assert.NotNull(await before.WaitForAsync(e => e.Uid == uidB));
+        }
+
+        await server.RestartAsync();
+        await using var a = await server.ConnectTakAsync(await server.IssueDeviceAsync(alpha));
+        await using var c = await server.ConnectTakAsync(await server.IssueDeviceAsync(charlie));
+        await a.SendAsync(Pli(uidA, "Alpha " + suffix, 5.1, 20.1, Now(1)));
+        await AssertCallsignKeptAsync(a, c, bravo, suffix, callsign);
     }
 
     [Fact]

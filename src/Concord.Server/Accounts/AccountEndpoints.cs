@@ -111,6 +111,13 @@ internal static class AccountEndpoints
         return TypedResults.Ok(tokens.Select(t => new TokenDto(t.Id, t.Name, Utc(t.CreatedAt), Utc(t.ExpiresAt), t.RevokedAt is { } r ? Utc(r) : null)).ToList());
     }
 
+    /// <summary>
+    /// The most tokens a member holds at once (neither expired nor revoked): a wall display or two, a script. Each is a row,
+    /// an audit entry and a change, and a disable or a reset revokes them all in one transaction: a stolen session making
+    /// them in a loop would slow the answer to the compromise, or fail it.
+    /// </summary>
+    public const int MaxActiveTokens = 50;
+
     private static async Task<Results<Created<CreatedTokenDto>, ProblemHttpResult>> CreateToken(HttpContext context, Viewer viewer, ConcordDb db, AuditChain chain, TimeProvider time)
     {
         if (context.User.Identity?.AuthenticationType == ConcordAuthentication.TokenScheme)
@@ -150,6 +157,12 @@ internal static class AccountEndpoints
         if (ConcordAuthentication.SessionId(context.User) is not { } session || await db.EndedSessions.AnyAsync(e => e.Id == session, context.RequestAborted))
         {
             return Problems.Forbidden("this session has ended (it was signed out): sign in again");
+        }
+
+        var now = time.GetUtcNow().UtcDateTime;
+        if (await db.AccessTokens.CountAsync(t => t.MemberId == member.Id && t.RevokedAt == null && t.ExpiresAt > now, context.RequestAborted) >= MaxActiveTokens)
+        {
+            return Problems.Field("name", $"you hold {MaxActiveTokens} tokens that have neither expired nor been revoked: revoke one first", StatusCodes.Status409Conflict);
         }
 
         var (token, secret) = await AccessTokens.CreateAsync(db, chain, viewer, member, name, TimeSpan.FromDays(days), time, context.RequestAborted);

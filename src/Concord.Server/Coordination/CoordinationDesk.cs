@@ -23,7 +23,8 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
 
     public MarkingFormat Markings => markings;
 
-    public DateTime Now => time.GetUtcNow().UtcDateTime;
+    /// <summary>Now, to the microsecond as PostgreSQL keeps it: a first answer shows the time every later read shows.</summary>
+    public DateTime Now => AuditChain.Now(time);
 
     /// <summary>Tells the scheduler (when this process runs one) that a deadline was set.</summary>
     public void WakeScheduler() => scheduler?.Wake();
@@ -161,10 +162,16 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
             {
                 errors["marking.releasableTo"] = [$"does not release the record to {organization.Code}, named in {field}"];
             }
-            else if (await NobodyMayReadAsync(organization, classification, caveats, cancellationToken))
+        }
+
+        // Released to the organisations, but none of an organisation's members may read it: nobody there would act on it.
+        // Said as the assignee check says it, without naming the level or caveats any member holds, and judged last (every
+        // caller checks the marking after every other field): judged alongside another error, a request bound to fail
+        // would tell which levels and caveats an organisation's members hold without making anything, one bit a request.
+        foreach (var (organization, field) in errors.Count > 0 ? [] : mustSee.DistinctBy(m => m.Organization.Id))
+        {
+            if (await NobodyMayReadAsync(organization, classification, caveats, cancellationToken))
             {
-                // Released to the organisation, but none of its members may read it: nobody there would act on it. Said as
-                // the assignee check says it, without naming the level or caveats any member holds.
                 errors["marking"] = [$"no member of {organization.Code}, named in {field}, may read a record with this marking"];
             }
         }

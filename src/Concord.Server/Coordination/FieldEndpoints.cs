@@ -233,8 +233,8 @@ internal static class FieldEndpoints
             Organizations = Releasability.Encode(organizations.Select(o => Community.Organization(o.Code))),
             Members = Releasability.Encode(members),
             RouteJson = route!,
-            StartsAt = body.StartsAt!.Value.UtcDateTime,
-            EndsAt = body.EndsAt!.Value.UtcDateTime,
+            StartsAt = AuditChain.Truncate(body.StartsAt!.Value.UtcDateTime),
+            EndsAt = AuditChain.Truncate(body.EndsAt!.Value.UtcDateTime),
             Status = PatrolStatuses.Planned,
             CreatedBy = viewer.UserName,
             CreatedAt = now,
@@ -633,7 +633,7 @@ internal static class FieldEndpoints
         {
             Id = body.Id ?? Guid.CreateVersion7(),
             Title = title,
-            HeldAt = body.HeldAt!.Value.UtcDateTime,
+            HeldAt = AuditChain.Truncate(body.HeldAt!.Value.UtcDateTime),
             Place = place,
             Participants = Releasability.Encode(participants.Select(o => Community.Organization(o.Code))),
             DecisionsJson = JsonSerializer.Serialize(decisions),
@@ -657,7 +657,7 @@ internal static class FieldEndpoints
                 Role = TaskRoles.Action,
                 Status = TaskStatuses.Open,
                 MeetingId = meeting.Id,
-                RespondBy = items[i].DueAt?.UtcDateTime,
+                RespondBy = items[i].DueAt is { } due ? AuditChain.Truncate(due.UtcDateTime) : null,
                 CreatedBy = viewer.UserName,
                 CreatedAt = now,
                 UpdatedAt = now,
@@ -764,7 +764,7 @@ internal static class FieldEndpoints
     {
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
         var now = desk.Now;
-        var at = body.At?.UtcDateTime ?? now;
+        var at = body.At is { } given ? AuditChain.Truncate(given.UtcDateTime) : now;
         if (at > now + TimeSpan.FromMinutes(5))
         {
             errors["at"] = ["a contact is logged after it happened, not in the future"];

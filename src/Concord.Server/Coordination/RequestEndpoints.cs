@@ -252,8 +252,8 @@ internal static class RequestEndpoints
             errors["location"] = ["give the place (location) or the route (route) where assistance is needed"];
         }
 
-        var start = body.WindowStart?.UtcDateTime;
-        var end = body.WindowEnd?.UtcDateTime;
+        var start = body.WindowStart is { } s ? AuditChain.Truncate(s.UtcDateTime) : (DateTime?)null;
+        var end = body.WindowEnd is { } e ? AuditChain.Truncate(e.UtcDateTime) : (DateTime?)null;
         if (start is null)
         {
             errors["windowStart"] = ["is required"];

@@ -234,8 +234,8 @@ internal static class TaskEndpoints
         }
 
         var now = desk.Now;
-        var acknowledgeBy = body.AcknowledgeBy?.UtcDateTime;
-        var respondBy = body.RespondBy?.UtcDateTime;
+        var acknowledgeBy = body.AcknowledgeBy is { } a ? AuditChain.Truncate(a.UtcDateTime) : (DateTime?)null;
+        var respondBy = body.RespondBy is { } r ? AuditChain.Truncate(r.UtcDateTime) : (DateTime?)null;
         if (acknowledgeBy <= now)
         {
             errors["acknowledgeBy"] = ["must be in the future"];
@@ -425,6 +425,12 @@ internal static class TaskEndpoints
         return TypedResults.Ok(new CommentDto(stored.Author, CoordinationDesk.Utc(stored.At), stored.Text, desk.Markings.ToDto(stored.Classification, stored.ReleasableTo, stored.Caveats)));
     }
 
+    /// <summary>
+    /// The most comments one task holds: a task is read whole with them (GET, the board's card, the live page), and one
+    /// member able to see a mission-wide task could otherwise make every read of it hundreds of megabytes.
+    /// </summary>
+    public const int MaxComments = 500;
+
     private static async Task<Results<Created<CommentDto>, Ok<CommentDto>, NotFound, ProblemHttpResult>> CommentAsync(Guid id, HttpContext context, Viewer viewer, CoordinationDesk desk, NewComment body)
     {
         var errors = new Dictionary<string, string[]>(StringComparer.Ordinal);
@@ -443,6 +449,11 @@ internal static class TaskEndpoints
             if (attempt == 1 && !CoordinationDesk.TryText(body.Text, "text", 1, CoordinationDesk.MaxText, errors, out text))
             {
                 return Problems.Invalid(errors);
+            }
+
+            if (attempt == 1 && await desk.Db.TaskComments.CountAsync(c => c.TaskId == id, context.RequestAborted) >= MaxComments)
+            {
+                return Problems.Field("text", $"this task holds {MaxComments} comments, the most one task holds: open a new task to go on", StatusCodes.Status409Conflict);
             }
 
             var now = desk.Now;

@@ -33,16 +33,22 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
         _ => "PostgreSQL " + DescribePostgres(),
     };
 
+    /// <summary>
+    /// A collection in a query (<c>ids.Contains(r.Id)</c>) goes to the store as one parameter (SQLite's json_each, an
+    /// array for PostgreSQL), not one parameter per element as EF Core 10 does by default: lists of ids come from data
+    /// (the reports a merge moved, every link of an incident) and SQLite refuses more than 32,766 parameters, PostgreSQL
+    /// 65,535, which failed a whole read (and a feed that retried it, for ever) past that size.
+    /// </summary>
     public void Configure(DbContextOptionsBuilder builder)
     {
         switch (Kind)
         {
             case StoreKind.Sqlite:
-                builder.UseSqlite(ConnectionString);
+                builder.UseSqlite(ConnectionString, o => o.UseParameterizedCollectionMode(ParameterTranslationMode.Parameter));
                 builder.AddInterceptors(SqlitePragmas.Instance);
                 break;
             case StoreKind.Postgres:
-                builder.UseNpgsql(ConnectionString);
+                builder.UseNpgsql(ConnectionString, o => o.UseParameterizedCollectionMode(ParameterTranslationMode.Parameter));
                 break;
         }
     }

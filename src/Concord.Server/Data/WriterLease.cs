@@ -16,7 +16,7 @@ internal sealed class StoreBusyException(string message) : Exception(message);
 /// </summary>
 internal sealed class WriterLease(StoreOptions store) : IAsyncDisposable
 {
-    /// <summary>The advisory lock key of the report writer (the migrator and the audit chain use 4242001 and 4242002).</summary>
+    /// <summary>The advisory lock key of the report writer (the migrator, the audit chain and forecasts use 4242001, 4242002 and 4242005).</summary>
     private const long PostgresKey = 4242003;
 
     private readonly SemaphoreSlim _taking = new(1, 1);

@@ -323,6 +323,14 @@ internal sealed class ForecastService(ConcordDb db, MissionDirectory directory, 
     private async Task ReplaceAsync(List<Forecast> forecasts, List<AreaForecast> areaForecasts, CancellationToken cancellationToken)
     {
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        if (db.Database.IsNpgsql())
+        {
+            // One replacement at a time, as SQLite's write lock makes them: under read committed, a second one (the daily
+            // refresh meeting `concord forecast`) deleted around the first's new rows and then failed inserting the same
+            // cells (a unique key), or, across a month boundary, left both months' cells (every cell listed twice).
+            await db.Database.ExecuteSqlRawAsync("SELECT pg_advisory_xact_lock(4242005)", cancellationToken);
+        }
+
         await db.Forecasts.ExecuteDeleteAsync(cancellationToken);
         await db.AreaForecasts.ExecuteDeleteAsync(cancellationToken);
         db.Forecasts.AddRange(forecasts);

@@ -39,6 +39,7 @@ internal static class ConcordServices
         services.AddSingleton<Fusion.FusionEngine>();
         services.AddSingleton<Incidents.IncidentGate>();
         services.AddSingleton<Import.Importer>();
+        services.AddSingleton<Import.ImportSlots>();
         services.AddScoped<Incidents.IncidentCorrections>();
         services.AddScoped<EarlyWarning.ForecastService>();
         services.AddSingleton<EarlyWarning.ForecastHistoryCache>();

@@ -66,7 +66,7 @@ internal static class ImportEndpoints
         !Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var type)
         || type.MediaType.Value?.ToLowerInvariant() is "text/plain" or "application/x-www-form-urlencoded" or "multipart/form-data";
 
-    private static async Task<Results<Ok<ImportResultDto>, ProblemHttpResult>> ImportAsync(HttpContext context, Viewer viewer, Importer importer, MarkingFormat markings, MissionDirectory directory)
+    private static async Task<Results<Ok<ImportResultDto>, ProblemHttpResult>> ImportAsync(HttpContext context, Viewer viewer, Importer importer, MarkingFormat markings, MissionDirectory directory, ImportSlots slots)
     {
         var query = context.Request.Query;
         if (!ImportReaders.TryParseFormat(query["format"], out var format))
@@ -135,6 +135,29 @@ internal static class ImportEndpoints
             return Problems.Field("source", $"names every feature's reference, which would be longer than {Reports.ReportRules.MaxExternalRefLength} characters (each ':' is written as three)");
         }
 
+        switch (slots.TryTake(viewer.MemberId))
+        {
+            case ImportSlots.Busy.Member:
+                return Problems.Field("body", "an import of yours is under way: send the next file once it has finished", StatusCodes.Status409Conflict);
+            case ImportSlots.Busy.Server:
+                context.Response.Headers.RetryAfter = "30";
+                return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "The server is busy importing",
+                    detail: $"{ImportSlots.MaxAtOnce} imports are under way: try again shortly.");
+        }
+
+        try
+        {
+            return await SpoolAndImportAsync(context, viewer, importer, format, marking, source);
+        }
+        finally
+        {
+            slots.Release(viewer.MemberId);
+        }
+    }
+
+    private static async Task<Results<Ok<ImportResultDto>, ProblemHttpResult>> SpoolAndImportAsync(HttpContext context, Viewer viewer, Importer importer, ImportFormat format,
+        MarkingDto? marking, string source)
+    {
         // The upload is kept in a temporary file first: the readers are synchronous, and a slow link should not hold a
         // transaction open while it trickles in.
         await using var buffer = new FileStream(Path.GetTempFileName(), FileMode.Create, FileAccess.ReadWrite, FileShare.None, 81920, FileOptions.DeleteOnClose | FileOptions.Asynchronous);

@@ -328,6 +328,31 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         }
     }
 
+    /// <summary>
+    /// At start every link has dropped: the callsigns of the current tracks are held for their devices as
+    /// <see cref="Detach"/> holds them (see <see cref="Claim"/>), the newest first. Forgotten, the first device back
+    /// claiming another member's callsign took it, and the direct messages addressed to it. A callsign on current tracks
+    /// of two members (one was refused it, and its track still says it) is held for neither: which one held it is not stored.
+    /// </summary>
+    internal void LoadCallsigns(IEnumerable<Track> current)
+    {
+        var held = current.Where(t => t.Callsign.Length > 0).GroupBy(t => t.Callsign, StringComparer.Ordinal)
+            .Where(g => g.Select(t => t.MemberId).Distinct().Count() == 1)
+            .Select(g => g.MaxBy(t => t.ObservedAt)!).OrderByDescending(t => t.ObservedAt).Take(MaxDroppedCallsigns);
+        lock (_attaching)
+        {
+            foreach (var track in held)
+            {
+                if (_droppedCallsigns.Count >= MaxDroppedCallsigns)
+                {
+                    break;
+                }
+
+                _droppedCallsigns.TryAdd(track.Callsign, (track.MemberId, track.Uid));
+            }
+        }
+    }
+
     internal void LoadItems(IEnumerable<(string Uid, RelayedItem Item, Guid SenderOrganization)> stored)
     {
         var now = time.GetUtcNow().UtcTicks;

@@ -107,6 +107,7 @@ internal sealed class TakServer(
         {
             await tracks.LoadAsync(stoppingToken);
             router.LoadDevices(await tracks.RecentDevicesAsync(stoppingToken));
+            router.LoadCallsigns(tracks.Current.Select(c => c.Track));
             await items.LoadAsync(stoppingToken);
             if (options.TlsPort is { } tlsPort)
             {
@@ -165,6 +166,17 @@ internal sealed class TakServer(
         }
     }
 
+    /// <summary>
+    /// Cancelled once the server has stopped and waited <see cref="StoreGrace"/> for devices' stores: what a device sent and
+    /// the others were given (a marker's report, a message) is stored under it, not under the host's stopping token, which
+    /// gave up every store still waiting behind the writer the moment a restart began: the marker stayed on every map
+    /// (its item is kept) with no report, and the device sending it again after the restart was taken for a replay.
+    /// </summary>
+    private readonly CancellationTokenSource _storing = new();
+
+    /// <summary>How long a stopping server waits for what devices sent to be stored (a busy writer, an import).</summary>
+    public static readonly TimeSpan StoreGrace = TimeSpan.FromSeconds(10);
+
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
@@ -179,7 +191,11 @@ internal sealed class TakServer(
             open = [.. _connections];
         }
 
-        await Task.WhenAll(open).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+        // Each connection ends once its device's stores are done (HandleAsync); those still waiting after the grace are
+        // given up, and a session that began as the server stopped is closed with them.
+        await Task.WhenAll(open).WaitAsync(StoreGrace, cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+        await _storing.CancelAsync();
+        await Task.WhenAll(open).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
     }
 
     private async Task AcceptAsync(TcpListener listener, bool tlsMode, CancellationToken stoppingToken)
@@ -308,7 +324,7 @@ internal sealed class TakServer(
                 }
             }
 
-            session = new TakSession(stream, viewer, certificate, remote, await deviceMarkings.ForAsync(viewer, DeviceMarkings.Positions, stoppingToken), stoppingToken, options.PositionQueue, options.AlertQueue,
+            session = new TakSession(stream, viewer, certificate, remote, await deviceMarkings.ForAsync(viewer, DeviceMarkings.Positions, stoppingToken), _storing.Token, options.PositionQueue, options.AlertQueue,
                 allowance: tlsMode ? _allowances.GetOrAdd(certificate, _ => new DeviceAllowance()) : null)
             {
                 ReceiveOnly = !tlsMode,
@@ -788,6 +804,7 @@ internal sealed class TakServer(
     public override void Dispose()
     {
         _checking.Dispose();
+        _storing.Dispose();
         base.Dispose();
     }
 

@@ -125,7 +125,10 @@ internal sealed class TakSession : IAsyncDisposable
         _ending = CancellationTokenSource.CreateLinkedTokenSource(_closing.Token);
     }
 
-    /// <summary>Cancelled when the server stops: what a device sent is finished under it, even if the session closes first.</summary>
+    /// <summary>
+    /// Cancelled once the server has stopped and given devices' stores their grace (<see cref="TakServer.StoreGrace"/>):
+    /// what a device sent is finished under it, even if the session closes first.
+    /// </summary>
     public CancellationToken ServerStopping { get; }
 
     public Viewer Viewer { get; }
