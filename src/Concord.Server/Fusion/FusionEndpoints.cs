@@ -226,6 +226,9 @@ internal static class FusionEndpoints
         }
     }
 
+    /// <summary>How many pages of proposals a listing scans for those the viewer is shown.</summary>
+    public const int MaxPagesScanned = 20;
+
     /// <summary>
     /// Proposals whose report and proposed incident the viewer may both see, with the incident the report is in now, and
     /// the score worked out again from the reports of the proposed incident the viewer may see: the stored one was reached
@@ -247,7 +250,10 @@ internal static class FusionEndpoints
         var listed = new List<ProposalDto>();
         var read = new List<Guid>();
         DateTime? below = null;
-        while (listed.Count < count)
+        // At most MaxPagesScanned pages: pending proposals the viewer is not shown (their incidents hold reports they may
+        // not see, and they score under the threshold against the others) could otherwise take every page of a long queue,
+        // each query longer than the last (it names every proposal read before).
+        for (var pages = 0; listed.Count < count && pages < MaxPagesScanned; pages++)
         {
             // Pages by time, never reading a proposal twice: those the writer adds meanwhile are newer than every page.
             var page = below is { } at ? visible.Where(p => p.CreatedAt <= at && !read.Contains(p.Id)) : visible;
