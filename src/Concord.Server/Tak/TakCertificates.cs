@@ -53,6 +53,13 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
                 {
                     _server = LoadOrCreate(ServerFile, () => CreateServer(DefaultNames()));
                     _serverWritten = File.GetLastWriteTimeUtc(path);
+                    // One that has expired, or soon will, is made again with the same names, signed by the same CA (what
+                    // devices trust): expired, every device's handshake would fail, and nothing said why.
+                    if (new DateTimeOffset(_server.NotAfter.ToUniversalTime()) - time.GetUtcNow() < RenewBefore && Authority.NotAfter > _server.NotAfter)
+                    {
+                        var (dns, ips) = NamesOf(_server);
+                        Replace([.. dns, .. ips.Select(ip => ip.ToString())]);
+                    }
                 }
                 else if (File.GetLastWriteTimeUtc(path) is var written && written != _serverWritten && File.Exists(path))
                 {
@@ -103,14 +110,23 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
                 return false;
             }
 
-            var replaced = CreateServer([.. dns, .. ips.Select(ip => ip.ToString()), .. missing]);
-            var path = Path.Combine(Directory, ServerFile);
-            // A running server never reads half a file.
-            WritePrivateAside(path, replaced.Export(X509ContentType.Pkcs12), overwrite: true);
-            _server = X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.Exportable);
-            _serverWritten = File.GetLastWriteTimeUtc(path);
+            Replace([.. dns, .. ips.Select(ip => ip.ToString()), .. missing]);
             return true;
         }
+    }
+
+    /// <summary>How long before it expires the server's certificate is made again (at the server's start).</summary>
+    public static readonly TimeSpan RenewBefore = TimeSpan.FromDays(30);
+
+    /// <summary>Writes a new server certificate naming <paramref name="hosts"/> and takes it. Under _gate.</summary>
+    private void Replace(IEnumerable<string> hosts)
+    {
+        var replaced = CreateServer(hosts);
+        var path = Path.Combine(Directory, ServerFile);
+        // A running server never reads half a file.
+        WritePrivateAside(path, replaced.Export(X509ContentType.Pkcs12), overwrite: true);
+        _server = X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.Exportable);
+        _serverWritten = File.GetLastWriteTimeUtc(path);
     }
 
     /// <summary>The DNS names and IP addresses a certificate's subject alternative names give.</summary>
@@ -342,7 +358,9 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         request.CertificateExtensions.Add(names.Build());
         var authority = Authority;
         var now = time.GetUtcNow();
-        using var certificate = request.Create(authority, Latest(now.AddDays(-1), authority.NotBefore), now.AddYears(5), RandomNumberGenerator.GetBytes(16));
+        // Never past its CA (which refuses to sign so): a CA more than five years old signs one that ends with it.
+        var notAfter = now.AddYears(5) < authority.NotAfter ? now.AddYears(5) : new DateTimeOffset(authority.NotAfter.ToUniversalTime());
+        using var certificate = request.Create(authority, Latest(now.AddDays(-1), authority.NotBefore), notAfter, RandomNumberGenerator.GetBytes(16));
         return certificate.CopyWithPrivateKey(key);
     }
 

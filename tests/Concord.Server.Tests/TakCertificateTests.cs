@@ -1,0 +1,41 @@
+using Concord.Server.Hosting;
+using Concord.Server.Tak;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Concord.Server.Tests;
+
+/// <summary>The deployment's TAK certificates over the years a mission runs.</summary>
+public sealed class TakCertificateTests : IDisposable
+{
+    private readonly string _data = Path.Combine(Path.GetTempPath(), "concord-certs-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose() => Directory.Delete(_data, recursive: true);
+
+    [Fact]
+    public void The_servers_certificate_ends_with_its_CA_and_is_made_again_before_it_expires()
+    {
+        // The server's certificate was made for five years and the CA for ten: past five, the server's had expired (every
+        // device's handshake failed, nothing said why), and naming a new host asked the CA to sign past its own end, which
+        // it refuses (an exception after the device's certificate was announced as issued, or a server that would not start).
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var options = new ServerOptions { DataDirectory = _data, Store = Data.StoreOptions.Sqlite(_data) };
+        var first = new TakCertificates(options, clock);
+        var ca = first.Authority.NotAfter;
+        var original = first.Server.NotAfter;
+        Assert.True(original < ca);
+
+        // Six years on, at the server's next start: a new certificate with the same names, ending with the CA.
+        clock.Advance(TimeSpan.FromDays(6 * 365));
+        var later = new TakCertificates(options, clock);
+        var renewed = later.Server;
+        Assert.True(renewed.NotAfter > original);
+        Assert.True(renewed.NotAfter <= ca);
+        Assert.True(TakCertificates.NamesOf(first.Server).Dns.SetEquals(TakCertificates.NamesOf(renewed).Dns));
+        Assert.Equal(TakCertificates.Thumbprint(first.Authority), TakCertificates.Thumbprint(later.Authority));
+
+        // A host named then is added without asking the CA to sign past its end.
+        Assert.True(later.EnsureServerNames(["10.9.9.9"]));
+        Assert.Contains(System.Net.IPAddress.Parse("10.9.9.9"), TakCertificates.NamesOf(later.Server).Ips);
+        Assert.True(later.Server.NotAfter <= ca);
+    }
+}
