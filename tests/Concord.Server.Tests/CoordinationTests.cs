@@ -1603,7 +1603,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         });
         var id = Id(meeting);
         var unknown = Guid.NewGuid();
-        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("jocadmin").GetAsync($"/api/audit?record={id}&member=nobody")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("jocadmin").GetAsync($"/api/audit?record={id}&member=pref")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("jocadmin").GetAsync($"/api/audit?record={unknown}")).StatusCode);
 
         var queries = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.Action == AuditActions.Read && a.Entity == "audit").ToListAsync());

@@ -14,6 +14,8 @@ public sealed class IsoDatesTests
     [InlineData("2024-05-01T10:30:00-0230", "2024-05-01T13:00:00Z")]
     [InlineData("2024-05-01T10:30:00+01", "2024-05-01T09:30:00Z")]
     [InlineData("2024-05-01T10:30:00+0000", "2024-05-01T10:30:00Z")]
+    [InlineData("2024-05-01T10:30:00.123456789Z", "2024-05-01T10:30:00.1234567Z")]
+    [InlineData("2024-05-01T10:30:00.123456789+01:00", "2024-05-01T09:30:00.1234567Z")]
     public void Reads_the_forms_of_ISO_8601_and_RFC_3339(string text, string expected)
     {
         Assert.True(IsoDates.TryParse(text, out var value), text);
@@ -30,6 +32,7 @@ public sealed class IsoDatesTests
     [InlineData("2024-05-01T10:30:00+25:00")]
     [InlineData("2024-13-01")]
     [InlineData("2024-05-01x10:30")]
+    [InlineData("2024-05-01T10:30:00.Z")]
     [InlineData("")]
     public void Refuses_what_is_not_an_ISO_date(string text) => Assert.False(IsoDates.TryParse(text, out _), text);
 

@@ -244,6 +244,12 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var admin = server.ClientFor("unpoladmin");
         var (created, group) = await admin.PostJson("/api/groups", new { code, name = "Protection working group" });
         Assert.True(created.StatusCode == HttpStatusCode.Created, group.ToString());
+        // A mistyped organisation is named (a bare 404 left the administrator to guess which of the two was wrong); an
+        // unknown group is still a 404.
+        var mistyped = await admin.PutAsync($"/api/groups/{code}/members/OHCA", null);
+        Assert.Equal(HttpStatusCode.BadRequest, mistyped.StatusCode);
+        Assert.Equal(["organization"], (await mistyped.Json()).ErrorFields());
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.DeleteAsync($"/api/groups/NOPE{code}/members/OCHA")).StatusCode);
         var added = await admin.PutAsync($"/api/groups/{code}/members/OCHA", null);
         var (posted, report) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", [$"group:{code}"])));
         Assert.True(posted.StatusCode == HttpStatusCode.Created, report.ToString());
@@ -1319,6 +1325,16 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (nul, nulProblem) = await auditor.GetJson("/api/audit?member=jo%00c");
         Assert.Equal(HttpStatusCode.BadRequest, nul.StatusCode);
         Assert.Equal(["member"], nulProblem.ErrorFields());
+        // Found as sign-in finds it (spaces and case), and a name nobody has is said so: an empty log would read as "they did
+        // nothing".
+        var (_, byName) = await auditor.GetJson("/api/audit?member=ocha&limit=20");
+        var (_, bySpacedName) = await auditor.GetJson("/api/audit?member=%20OCHA%20&limit=20");
+        Assert.True(byName.GetProperty("items").GetArrayLength() > 0);
+        Assert.Equal(byName.GetProperty("items").ToString(), bySpacedName.GetProperty("items").ToString());
+        var (nobody, nobodyProblem) = await auditor.GetJson("/api/audit?member=ocah");
+        Assert.Equal(HttpStatusCode.BadRequest, nobody.StatusCode);
+        Assert.Equal(["member"], nobodyProblem.ErrorFields());
+        Assert.Equal(HttpStatusCode.OK, (await auditor.GetAsync("/api/audit?member=system&limit=1")).StatusCode);
         Assert.Equal(0, bySite.GetProperty("items").GetArrayLength());
         var convoyEntries = byConvoy.GetProperty("items").EnumerateArray().ToList();
         Assert.Contains(convoyEntries, e => e.GetProperty("action").GetString() == "create" && e.GetProperty("actor").GetString() == "ocha");

@@ -89,7 +89,15 @@ internal static class AuditEndpoints
                 return Problems.Field("member", problem);
             }
 
-            var name = member.ToLowerInvariant();
+            // Found as sign-in finds a name (spaces around it and case do not make another member); a name no member has (a
+            // typing mistake) is said so: an empty answer would read as "they did nothing". `system` names the server's own
+            // entries.
+            var name = member.Trim().ToLowerInvariant();
+            if (name != Audits.SystemActor && !await db.Members.AnyAsync(m => m.UserName == name, context.RequestAborted))
+            {
+                return Problems.Field("member", $"no member has the name '{name}' (or 'system', for the server's own entries)");
+            }
+
             entries = entries.Where(a => a.Actor == name);
         }
 

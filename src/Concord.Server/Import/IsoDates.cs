@@ -11,7 +11,7 @@ namespace Concord.Server.Import;
 /// </summary>
 internal static partial class IsoDates
 {
-    [GeneratedRegex(@"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,7})?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?\z", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?\z", RegexOptions.CultureInvariant)]
     private static partial Regex Shape();
 
     /// <summary>The date and time as written, an offset given with them dropped (calendar days of the place, as GED's).</summary>
@@ -46,6 +46,21 @@ internal static partial class IsoDates
         if (!Shape().IsMatch(upper))
         {
             return null;
+        }
+
+        // Any number of fraction digits, as RFC 3339 allows (Go's RFC3339Nano writes nine): .NET reads seven.
+        if (upper.IndexOf('.', 10) is var dot and > 0)
+        {
+            var end = dot + 1;
+            while (end < upper.Length && char.IsAsciiDigit(upper[end]))
+            {
+                end++;
+            }
+
+            if (end - dot - 1 > 7)
+            {
+                upper = string.Concat(upper.AsSpan(0, dot + 8), upper.AsSpan(end));
+            }
         }
 
         // After the date (10 characters), a sign starts the offset: ±hh and ±hhmm become ±hh:mm.

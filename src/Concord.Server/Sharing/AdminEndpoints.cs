@@ -466,9 +466,16 @@ internal static class AdminEndpoints
     {
         var normalized = code.ToUpperInvariant();
         var group = await db.SharingGroups.SingleOrDefaultAsync(g => g.Code == normalized, context.RequestAborted);
-        if (group is null || await directory.OrganizationAsync(organizationCode, context.RequestAborted) is not { } organization)
+        if (group is null)
         {
             return TypedResults.NotFound();
+        }
+
+        // A code no organisation has (a typing mistake) is named: a bare 404 left the administrator to guess which of the two
+        // was wrong. Organisations are open to every member.
+        if (await directory.OrganizationAsync(organizationCode, context.RequestAborted) is not { } organization)
+        {
+            return Problems.Field("organization", $"no organisation has the code '{organizationCode}'");
         }
 
         // The owner's administrators alone, not mission administrators: a group is how an organisation shares with those it
