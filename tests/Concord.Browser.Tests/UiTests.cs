@@ -1498,7 +1498,7 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         // Merged away by another analyst while a correction is typed: the incident is gone, and what the page showed of it
         // is not kept on screen (a correction of it could not be made anyway). (Reopened first: a closed incident is not merged.)
         await page.WaitForFunctionAsync("() => Concord.connections.length > 0 && Concord.connections[0].state === 'Connected'");
-        Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incident}/status", new { status = "verified" })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await api.PostAsJsonAsync($"/api/incidents/{incident}/status", new { status = "verified", from = "closed" })).StatusCode);
         await page.WaitForFunctionAsync("() => document.getElementById('incident-changed')?.dataset.version.startsWith('verified|')");
         var other = (await (await api.PostAsJsonAsync("/api/reports", Api.Report(latitude: 5.05 + (Store.Length * 0.01), longitude: 16.25, narrative: "Cattle market of Berberati " + Store,
             marking: Api.Marking("UNCLASSIFIED", ["mission"])))).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("incidentId").GetString();

@@ -2500,7 +2500,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(1, await server.WithDbAsync(db => db.Tasks.CountAsync(t => t.EscalatedItemId == hoaxTask)));
 
         // Reopened, it is routed again, due from its reopening.
-        var (reopened, reopenedBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{hoax}/status", new { status = "verified" });
+        var (reopened, reopenedBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{hoax}/status", new { status = "verified", from = "closed" });
         Assert.True(reopened.StatusCode == HttpStatusCode.OK, reopenedBody.ToString());
         var tasks = await WaitForAsync(() => TasksAsync("force", $"incident={hoax}"), t => t.Count(Lead) == 2, "the reopened incident's new lead task");
         var fresh = tasks.Where(Lead).Single(t => Id(t) != hoaxTask);
@@ -2512,7 +2512,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.True(done.StatusCode == HttpStatusCode.OK, doneBody.ToString());
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{real}/status", new { status = "closed" })).Response.StatusCode);
         await RouterPassedAsync();
-        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{real}/status", new { status = "verified" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{real}/status", new { status = "verified", from = "closed" })).Response.StatusCode);
         var again = await WaitForAsync(() => TasksAsync("force", $"incident={real}"), t => t.Count(Lead) == 2, "the reopened incident's lead task, after its first was done");
         Assert.Equal("Patrol sent; the area is calm.", again.Single(t => Id(t) == realTask).GetProperty("reason").GetString());
         Assert.Equal(TaskStatuses.Open, again.Where(Lead).Single(t => Id(t) != realTask).GetProperty("status").GetString());
@@ -2776,7 +2776,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Empty(await TasksAsync("joc", $"incident={incident}"));
 
         // Reopened, it is routed under the revised rules.
-        var (reopened, reopenedBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
+        var (reopened, reopenedBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified", from = "closed" });
         Assert.True(reopened.StatusCode == HttpStatusCode.OK, reopenedBody.ToString());
         var routed = await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count == 1, "the battle's lead task under the revised rules");
         Assert.Equal("FORCE", routed[0].GetProperty("organization").GetString());

@@ -471,7 +471,7 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         }
 
         // Reopened, it takes another account of the same event.
-        var (reopened, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" });
+        var (reopened, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified", from = "closed" });
         Assert.Equal(HttpStatusCode.OK, reopened.StatusCode);
         var (_, again) = await server.ClientFor("unpol").PostJson("/api/reports", Account(7.2005, 19.6005, at.AddMinutes(30), "ucdp.state-based", 3, "Armed men fired on a FACA post at Kabo.", mission, precision: 5000));
         Assert.Equal(incident, again.GetProperty("incidentId").GetGuid());
@@ -1048,7 +1048,7 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(["incidents"], closedProblem.ErrorFields());
         Assert.Equal(incident, (await server.ClientFor("joc").GetJson($"/api/reports/{first.GetProperty("id").GetGuid()}")).Item2.GetProperty("incidentId").GetGuid());
 
-        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified", from = "closed" })).Response.StatusCode);
         // Nor does a report leave a closed incident by an accepted proposal (its closing would be lost for it, as by a merge).
         var secondIncident = second.GetProperty("incidentId").GetGuid();
         Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{secondIncident}/status", new { status = "closed" })).Response.StatusCode);
@@ -1056,7 +1056,7 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(HttpStatusCode.Conflict, leaving.StatusCode);
         Assert.Equal(["decision"], leavingProblem.ErrorFields());
         Assert.Equal(secondIncident, (await server.ClientFor("joc").GetJson($"/api/reports/{second.GetProperty("id").GetGuid()}")).Item2.GetProperty("incidentId").GetGuid());
-        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{secondIncident}/status", new { status = "verified" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{secondIncident}/status", new { status = "verified", from = "closed" })).Response.StatusCode);
 
         var (accepted, decided) = await server.ClientFor("joc").PostJson($"/api/fusion/proposals/{proposal}", new { decision = "accept" });
         Assert.Equal(HttpStatusCode.OK, accepted.StatusCode);
@@ -1080,7 +1080,7 @@ public abstract class FusionTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal(["reports"], problem.ErrorFields());
         Assert.Equal(2, (await server.ClientFor("joc").GetJson($"/api/incidents/{incident}")).Body.GetProperty("reportCount").GetInt32());
 
-        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "verified", from = "closed" })).Response.StatusCode);
         var (split, _) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/split", new { reports = new[] { second.GetProperty("id").GetGuid() } });
         Assert.Equal(HttpStatusCode.OK, split.StatusCode);
         Assert.Equal(1, (await server.ClientFor("joc").GetJson($"/api/incidents/{incident}")).Body.GetProperty("reportCount").GetInt32());

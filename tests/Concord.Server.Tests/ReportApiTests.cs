@@ -855,6 +855,24 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Equal(HttpStatusCode.OK, closed.StatusCode);
         Assert.Equal(HttpStatusCode.Conflict, backwards.StatusCode);
         Assert.Equal(["status"], problem.ErrorFields());
+
+        // Another analyst's "verify", sent from the status they saw while this one closed it, does not reopen it unseen
+        // (reopened, it would be routed to every organisation again); a reopening is said with the status it leaves.
+        var (stale, staleProblem) = await Server.ClientFor("joc").PostJson(path, new { status = "verified", from = "reported" });
+        Assert.Equal(HttpStatusCode.Conflict, stale.StatusCode);
+        Assert.Equal(["from"], staleProblem.ErrorFields());
+        Assert.Contains("is closed now", staleProblem.GetProperty("errors").GetProperty("from")[0].GetString(), StringComparison.Ordinal);
+        var (unsaid, unsaidProblem) = await Server.ClientFor("joc").PostJson(path, new { status = "verified" });
+        Assert.Equal(HttpStatusCode.Conflict, unsaid.StatusCode);
+        Assert.Equal(["from"], unsaidProblem.ErrorFields());
+        var (_, still) = await Server.ClientFor("joc").GetJson(path[..^"/status".Length]);
+        Assert.Equal("closed", still.GetProperty("status").GetString());
+        var (reopened, reopenedBody) = await Server.ClientFor("joc").PostJson(path, new { status = "verified", from = "closed" });
+        Assert.Equal(HttpStatusCode.OK, reopened.StatusCode);
+        Assert.Equal("verified", reopenedBody.GetProperty("status").GetString());
+        var (bad, badProblem) = await Server.ClientFor("joc").PostJson(path, new { status = "closed", from = "open" });
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal(["from"], badProblem.ErrorFields());
     }
 
     [Fact]
@@ -880,9 +898,9 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         // PostgreSQL 6, and a client comparing them saw a change nobody made. Three moves, as one in ten ends in a 0.
         var (_, report) = await Server.ClientFor("joc").PostJson("/api/reports", Api.Report(marking: Api.Marking("UNCLASSIFIED", ["mission"])));
         var incident = report.GetProperty("incidentId").GetGuid();
-        foreach (var status in new[] { "verified", "closed", "verified" })
+        foreach (var (status, from) in new[] { ("verified", "reported"), ("closed", "verified"), ("verified", "closed") })
         {
-            var (moved, answer) = await Server.ClientFor("force").PostJson($"/api/incidents/{incident}/status", new { status });
+            var (moved, answer) = await Server.ClientFor("force").PostJson($"/api/incidents/{incident}/status", new { status, from });
             Assert.Equal(HttpStatusCode.OK, moved.StatusCode);
             var (_, read) = await Server.ClientFor("force").GetJson($"/api/incidents/{incident}");
             Assert.Equal(read.GetProperty("updatedAt").GetString(), answer.GetProperty("updatedAt").GetString());

@@ -35,7 +35,10 @@ internal sealed record RangeDto(int Low, int High)
     public static RangeDto? Of(int? low, int? high) => low is { } l && high is { } h ? new RangeDto(l, h) : null;
 }
 
-internal sealed record ChangeStatus(string? Status);
+/// <param name="Status">The status to set.</param>
+/// <param name="From">The status the client saw: when given and the incident is no longer so (another analyst moved it), a
+/// 409 rather than a move from a status the client never saw. Required to reopen a closed incident.</param>
+internal sealed record ChangeStatus(string? Status, string? From = null);
 
 internal sealed record MergeIncidents(IReadOnlyList<Guid>? Incidents);
 
@@ -214,11 +217,37 @@ internal static class IncidentEndpoints
         // and becomes theirs to see.
         var seen = (await db.AsSeenByAsync([incident], viewer, context.RequestAborted)).Single();
         var shown = seen.Status;
+        IncidentStatus? expected = null;
+        if (body.From is { } fromText)
+        {
+            if (!EnumNames.TryParse<IncidentStatus>(fromText, out var from))
+            {
+                return Problems.Field("from", "must be reported, verified or closed");
+            }
+
+            expected = from;
+        }
+
+        var shownName = shown.ToString().ToLowerInvariant();
+        if (expected is { } saw && saw != shown)
+        {
+            // Two analysts at once (one closing, one verifying): the second would move the incident from a status they
+            // never saw, and a stale "verify" would reopen what the other had just closed.
+            return Problems.Field("from", $"the incident is {shownName} now, not {saw.ToString().ToLowerInvariant()}: someone changed it meanwhile; read it again", StatusCodes.Status409Conflict);
+        }
+
         if (status != shown)
         {
             if (!Incident.CanMove(shown, status))
             {
-                return Problems.Field("status", $"an incident cannot move from {shown.ToString().ToLowerInvariant()} to {status.ToString().ToLowerInvariant()}", StatusCodes.Status409Conflict);
+                return Problems.Field("status", $"an incident cannot move from {shownName} to {status.ToString().ToLowerInvariant()}", StatusCodes.Status409Conflict);
+            }
+
+            if (shown == IncidentStatus.Closed && expected is null)
+            {
+                // Reopening is said, not inferred: a "verify" sent while another analyst closed the incident would reopen
+                // it (and route it to every organisation again) without either of them knowing.
+                return Problems.Field("from", "the incident is closed: to reopen it, send \"from\": \"closed\" with the new status", StatusCodes.Status409Conflict);
             }
 
             var before = incident.Status;
