@@ -985,6 +985,39 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         Assert.Superset(listFilters.ToHashSet(), Parameters("/api/reports").ToHashSet());
         Assert.Superset(listFilters.Append("status").Append("classification").ToHashSet(), Parameters("/api/incidents/geojson").ToHashSet());
         Assert.Contains("after", Parameters("/api/changes"));
+        // What a generated client sends from the document is accepted: the map documented a limit it refuses, and the
+        // early-warning figures documented none of the parameters they take.
+        var samples = new Dictionary<string, string>
+        {
+            ["bbox"] = "18.4,4.2,18.7,4.5",
+            ["from"] = "2024-01-01T00:00:00Z",
+            ["to"] = "2024-12-31T00:00:00Z",
+            ["category"] = "acled.battles",
+            ["organization"] = "UNPOL",
+            ["q"] = "market",
+            ["limit"] = "10",
+            ["status"] = "verified",
+            ["classification"] = "UNCLASSIFIED",
+            ["zoom"] = "6",
+            ["maxPoints"] = "100",
+            ["by"] = "area",
+            ["days"] = "30",
+            ["baselineDays"] = "365",
+            ["threshold"] = "0.05",
+            ["at"] = "2025-06-01T00:00:00Z",
+        };
+        foreach (var (path, expected) in new[]
+        {
+            ("/api/incidents/map", new[] { "zoom", "bbox" }), ("/api/early-warning/hotspots", ["by", "limit", "bbox"]), ("/api/early-warning/spikes", ["days", "baselineDays", "threshold", "at"]),
+        })
+        {
+            var documented = Parameters(path);
+            Assert.Superset(expected.ToHashSet(), documented.ToHashSet());
+            var query = string.Join("&", documented.Select(name => $"{name}={Uri.EscapeDataString(samples[name])}"));
+            var (answer, body) = await Server.ClientFor("force").GetJson($"{path}?{query}");
+            Assert.True(answer.StatusCode == HttpStatusCode.OK, $"{path}?{query}: {body}");
+        }
+
         var create = document.GetProperty("paths").GetProperty("/api/reports").GetProperty("post").GetProperty("responses");
         Assert.Superset(new HashSet<string> { "201", "200", "400", "409", "413", "415" }, create.EnumerateObject().Select(r => r.Name).ToHashSet());
         Assert.True(document.GetProperty("paths").GetProperty("/api/auth/signin").GetProperty("post").TryGetProperty("requestBody", out _));

@@ -42,11 +42,17 @@ internal static class EarlyWarningEndpoints
     public static void MapEarlyWarning(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/early-warning").WithTags("Early warning").RequireAuthorization();
-        group.MapGet("/hotspots", Hotspots).WithSummary("Incidents and fatalities per 0.5° PRIO-GRID cell or per area over a window (by=cell|area; the list filters apply).");
+        group.MapGet("/hotspots", Hotspots).WithListParameters(incidents: true, limit: $"at most this many hotspots (1–{MaxHotspots})")
+            .WithQueryParameter("by", "cell (0.5° PRIO-GRID, the default) or area (the mission's areas)").WithSummary("Incidents and fatalities per 0.5° PRIO-GRID cell or per area over a window (by=cell|area; the list filters apply).");
         group.MapGet("/skill", Skill).TakesQuery().WithSummary("The forecast's latest back-test on the bundled real UCDP data: mean CRPS and Brier of Concord and the benchmarks.");
         group.MapGet("/forecasts/areas", AreaForecasts).WithSummary("The forecast month's figures per admin-1 area (its cells' distributions added up), as far as you may see them.");
         group.MapGet("/forecasts", Forecasts).WithQueryParameter("bbox", "west,south,east,north in degrees (WGS 84): only cells whose centre is inside").WithSummary("The forecast month's figures per PRIO-GRID cell (expected fatalities, P(≥ 1), 90 % interval), as far as you may see them; month says which month.");
-        group.MapGet("/spikes", Spikes).WithSummary("Areas whose recent incident count departs from their own baseline: Poisson upper-tail probability, alert below the threshold.");
+        group.MapGet("/spikes", Spikes)
+            .WithQueryParameter("days", "the recent window in days (1–366; default 30)", Microsoft.OpenApi.JsonSchemaType.Integer)
+            .WithQueryParameter("baselineDays", "the baseline before it in days (7–3660, at least days; default 365)", Microsoft.OpenApi.JsonSchemaType.Integer)
+            .WithQueryParameter("threshold", "the alert's probability, between 0 and 1 (default 0.01)", Microsoft.OpenApi.JsonSchemaType.Number)
+            .WithQueryParameter("at", "the end of the recent window (ISO 8601; default now)")
+            .WithSummary("Areas whose recent incident count departs from their own baseline: Poisson upper-tail probability, alert below the threshold.");
     }
 
     // The back-test of the bundled data, run once; a run that failed (a reference file missing or unreadable) is run again

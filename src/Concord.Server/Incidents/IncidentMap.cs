@@ -20,7 +20,7 @@ internal static class IncidentMap
     public static void MapIncidentMap(this RouteGroupBuilder group) =>
         group.MapGet("/map", Map)
             .Produces(StatusCodes.Status200OK, contentType: "application/geo+json")
-            .WithListParameters(incidents: true)
+            .WithListParameters(incidents: true, limited: false)
             .WithQueryParameter("zoom", "the map's zoom level (Leaflet), which sets the grid's cell size", Microsoft.OpenApi.JsonSchemaType.Integer)
             .WithQueryParameter("maxPoints", "the most points before counts per cell (default 2000)", Microsoft.OpenApi.JsonSchemaType.Integer)
             .WithSummary("Incidents you may see in a viewport for the map: points, or counts per grid cell when there are many (same filters as the list, plus zoom, and maxPoints: the most points before cells, default 2000).");
