@@ -521,6 +521,29 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_token_revoked_twice_at_once_is_revoked_and_audited_once()
+    {
+        // A double click, or two tabs: both requests read the token unrevoked, and both wrote an entry, the second moving
+        // the revocation time away from the first entry's.
+        var owner = await server.SignedInAsync("joc");
+        var (_, token) = await owner.PostJson("/api/me/tokens", new { name = "double click", expiresInDays = 1 });
+        var id = token.GetProperty("id").GetGuid();
+        var release = new TaskCompletionSource();
+        var held = await server.HoldAuditWriterAsync(release.Task, _ => Task.CompletedTask);
+        var first = owner.DeleteAsync($"/api/me/tokens/{id}");
+        var second = owner.DeleteAsync($"/api/me/tokens/{id}");
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        release.SetResult();
+        await held;
+        Assert.Equal(HttpStatusCode.NoContent, (await first).StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await second).StatusCode);
+        var entries = await server.WithDbAsync(db => db.Audit.AsNoTracking().Where(a => a.EntityId == id && a.Action == Audit.AuditActions.Update).ToListAsync());
+        var entry = Assert.Single(entries);
+        var revokedAt = await server.WithDbAsync(db => db.AccessTokens.Where(t => t.Id == id).Select(t => t.RevokedAt).SingleAsync());
+        Assert.Equal(revokedAt, System.Text.Json.JsonDocument.Parse(entry.Detail).RootElement.GetProperty("revokedAt").GetDateTime());
+    }
+
+    [Fact]
     public async Task Making_and_revoking_a_token_is_audited_without_its_secret()
     {
         var owner = await server.SignedInAsync("joc");

@@ -213,6 +213,7 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var author = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == "unpol").Select(m => m.Id).SingleAsync());
         await server.WithDbAsync(async db =>
         {
+            var marked = await db.Tasks.SingleAsync(t => t.Id == id);
             db.TaskComments.AddRange(Enumerable.Range(0, TaskEndpoints.MaxComments - 1).Select(i => new TaskComment
             {
                 Id = Guid.NewGuid(),
@@ -221,9 +222,9 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
                 Author = "unpol",
                 At = Clock.GetUtcNow().UtcDateTime.AddSeconds(-1000 + i),
                 Text = $"note {i}",
-                Classification = 0,
-                ReleasableTo = "|org:UNPOL|",
-                Caveats = 0,
+                Classification = marked.Classification,
+                ReleasableTo = marked.ReleasableTo,
+                Caveats = marked.Caveats,
             }));
             return await db.SaveChangesAsync();
         });
@@ -239,6 +240,12 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(HttpStatusCode.OK, (await unpol.PostJson($"/api/tasks/{id}/comments", new { id = last, text = "The last one." })).Response.StatusCode);
         var (_, task) = await unpol.GetJson($"/api/tasks/{id}");
         Assert.Equal(TaskEndpoints.MaxComments, task.GetProperty("comments").GetArrayLength());
+
+        // Counted among those marked as the task is now: comments written under another marking (the task since widened)
+        // are not counted, which would tell of them to whoever may not read them.
+        await server.WithDbAsync(db => db.Tasks.Where(t => t.Id == id).ExecuteUpdateAsync(u => u.SetProperty(t => t.ReleasableTo, t => t.ReleasableTo + "kind:military|")));
+        var (widened, _) = await unpol.PostJson($"/api/tasks/{id}/comments", new { text = "Under the new marking." });
+        Assert.Equal(HttpStatusCode.Created, widened.StatusCode);
     }
 
     private Task<int> EscalationsAsync(Guid itemId, string deadline) =>
@@ -1541,6 +1548,31 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (untitled, untitledProblem) = await joc.PostJson("/api/tasks", new { title = "", organization = "UNPOL", marking = Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["DECONFLICTION-ONLY"]) });
         Assert.Equal(HttpStatusCode.BadRequest, untitled.StatusCode);
         Assert.Equal(["title"], untitledProblem.ErrorFields());
+        // Nor beside a named assignee or patrol member who is no one: the member is refused whatever the marking.
+        foreach (var marking in new[] { Api.Marking("CONFIDENTIAL", ["org:UNPOL"], ["DECONFLICTION-ONLY"]), Api.Marking("UNCLASSIFIED", ["org:UNPOL"]) })
+        {
+            var (toNobody, toNobodyProblem) = await joc.PostJson("/api/tasks", new { title = "Check the ford", organization = "UNPOL", member = "no-such-name", marking });
+            Assert.Equal(HttpStatusCode.BadRequest, toNobody.StatusCode);
+            Assert.Equal(["member"], toNobodyProblem.ErrorFields());
+        }
+
+        // (No member of FORCE holds SOURCE-PROTECTED.)
+        foreach (var marking in new[] { Api.Marking("CONFIDENTIAL", ["org:UNPOL", "org:FORCE"], ["SOURCE-PROTECTED"]), Api.Marking("UNCLASSIFIED", ["org:UNPOL", "org:FORCE"]) })
+        {
+            var (patrolled, patrolProblem) = await server.ClientFor("unpol").PostJson("/api/patrols", new
+            {
+                name = "Probe patrol",
+                organizations = new[] { "UNPOL", "FORCE" },
+                members = new[] { "no-such-name" },
+                route = new[] { new[] { 20.65, 5.75 }, new[] { 20.9, 6.0 } },
+                startsAt = Clock.GetUtcNow().AddHours(2),
+                endsAt = Clock.GetUtcNow().AddHours(8),
+                marking,
+            });
+            Assert.Equal(HttpStatusCode.BadRequest, patrolled.StatusCode);
+            Assert.Equal(["members"], patrolProblem.ErrorFields());
+        }
+
         // A request to RWABATT marked CONFIDENTIAL, at a place (latitude) given or not.
         Task<(HttpResponseMessage Response, JsonElement Body)> ToRwabattAsync(double latitude) => server.ClientFor("unpol").PostJson("/api/requests", new
         {

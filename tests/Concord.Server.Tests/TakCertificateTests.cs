@@ -38,4 +38,17 @@ public sealed class TakCertificateTests : IDisposable
         Assert.Contains(System.Net.IPAddress.Parse("10.9.9.9"), TakCertificates.NamesOf(later.Server).Ips);
         Assert.True(later.Server.NotAfter <= ca);
     }
+
+    [Fact]
+    public void A_server_started_after_its_CA_ended_keeps_the_certificate_it_has()
+    {
+        // Nothing can be signed past the CA's end: a renewal tried then threw, and stopped the whole server (API and pages
+        // too), where TAK alone is refused, as it would be anyway.
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var options = new ServerOptions { DataDirectory = _data, Store = Data.StoreOptions.Sqlite(_data) };
+        var first = new TakCertificates(options, clock);
+        var thumbprint = TakCertificates.Thumbprint(first.Server);
+        clock.Advance(TimeSpan.FromDays((10 * 365) + 180));
+        Assert.Equal(thumbprint, TakCertificates.Thumbprint(new TakCertificates(options, clock).Server));
+    }
 }

@@ -66,13 +66,33 @@ internal static class AccessTokens
             return true;
         }
 
-        var now = time.GetUtcNow().UtcDateTime;
+        var now = AuditChain.Now(time);
         token.RevokedAt = now;
         var member = await db.Members.Where(m => m.Id == memberId).Select(m => m.UserName).SingleAsync(cancellationToken);
-        await chain.SaveAsync(db, [Audits.Entry(actor, AuditActions.Update, "token", token.Id, AuditMarking.None, now,
-            Audits.Detail(new { member, name = token.Name, revokedAt = token.RevokedAt }))], cancellationToken);
+        try
+        {
+            // Checked again inside the chain's transaction (one writer at a time, across nodes too): two revocations at once
+            // (a double click, a reset meanwhile) wrote two entries, and the second moved the token's revocation time.
+            await chain.SaveAsync(db, [Audits.Entry(actor, AuditActions.Update, "token", token.Id, AuditMarking.None, now,
+                Audits.Detail(new { member, name = token.Name, revokedAt = token.RevokedAt }))], cancellationToken,
+                async d =>
+                {
+                    if (await d.AccessTokens.AsNoTracking().AnyAsync(t => t.Id == tokenId && t.RevokedAt != null, cancellationToken))
+                    {
+                        throw new RevokedMeanwhile();
+                    }
+                });
+        }
+        catch (RevokedMeanwhile)
+        {
+            db.ChangeTracker.Clear();
+        }
+
         return true;
     }
+
+    /// <summary>The token was revoked by another request inside the window between reading it and saving: nothing is written.</summary>
+    private sealed class RevokedMeanwhile : Exception;
 
     /// <summary>
     /// Revokes every token of a member whose password was reset or who was disabled (tracked: saved with the change). A

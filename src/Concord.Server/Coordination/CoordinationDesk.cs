@@ -138,8 +138,13 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
     /// The marking a member asks for, or by default UNCLASSIFIED released to the organisations the record concerns.
     /// The communities that must see the record (an addressee, an assignee) are checked: a record they could not read is refused.
     /// </summary>
+    /// <param name="judgeReaders">
+    /// Whether to refuse a marking none of a named organisation's members may read. False when the caller judges a named
+    /// member afterwards (a task's assignee, a patrol's members) with one refusal whatever the reason: naming the marking
+    /// for one organisation and the member for another would tell, unaudited, which levels and caveats its members hold.
+    /// </param>
     public async Task<(bool Ok, (int Classification, string ReleasableTo, long Caveats) Marking)> TryMarkingAsync(MarkingDto? asked, Viewer author, IEnumerable<string> concerned,
-        IReadOnlyList<(Organization Organization, string Field)> mustSee, Dictionary<string, string[]> errors, CancellationToken cancellationToken)
+        IReadOnlyList<(Organization Organization, string Field)> mustSee, Dictionary<string, string[]> errors, CancellationToken cancellationToken, bool judgeReaders = true)
     {
         var dto = asked ?? new MarkingDto(markings.Scheme.Label(0), concerned.ToList(), []);
         await directory.KnowCaveatsAsync(dto.Caveats, cancellationToken);
@@ -168,7 +173,7 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
         // Said as the assignee check says it, without naming the level or caveats any member holds, and judged last (every
         // caller checks the marking after every other field): judged alongside another error, a request bound to fail
         // would tell which levels and caveats an organisation's members hold without making anything, one bit a request.
-        foreach (var (organization, field) in errors.Count > 0 ? [] : mustSee.DistinctBy(m => m.Organization.Id))
+        foreach (var (organization, field) in errors.Count > 0 || !judgeReaders ? [] : mustSee.DistinctBy(m => m.Organization.Id))
         {
             if (await NobodyMayReadAsync(organization, classification, caveats, cancellationToken))
             {

@@ -211,7 +211,7 @@ internal static class FieldEndpoints
         }
 
         var (markingOk, marking) = await desk.TryMarkingAsync(body.Marking, viewer, organizations.Select(o => Community.Organization(o.Code)),
-            organizations.Select(o => (o, "organizations")).ToList(), errors, context.RequestAborted);
+            organizations.Select(o => (o, "organizations")).ToList(), errors, context.RequestAborted, judgeReaders: notMember is null);
         // The members are judged last, once everything else would be accepted, with one refusal whatever the reason (no such
         // name, another organisation's member, a disabled account), as a task's assignee is: judged alongside other errors,
         // a request bound to fail would tell who is an active member of an organisation without making anything.

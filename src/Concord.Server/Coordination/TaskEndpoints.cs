@@ -267,7 +267,9 @@ internal static class TaskEndpoints
         // tell who is an active member of the organisation without making anything.
         var concerned = organization is null ? [] : new[] { Community.Organization(organization.Code) };
         var (markingOk, marking) = organization is null ? (false, default)
-            : await desk.TryMarkingAsync(body.Marking, viewer, concerned, [(organization, "organization")], errors, context.RequestAborted);
+            : await desk.TryMarkingAsync(body.Marking, viewer, concerned, [(organization, "organization")], errors, context.RequestAborted,
+                // With an assignee named, they are judged instead (below), with one refusal whatever the reason.
+                judgeReaders: body.Member is null);
         // The member is judged last, once everything else would be accepted, and the refusal is the same whatever the
         // reason (no such member, another organisation's, disabled, or not cleared for the marking: a task its assignee
         // could not see would be assigned to no one). Judged alongside other errors, a request bound to fail on its title
@@ -451,7 +453,10 @@ internal static class TaskEndpoints
                 return Problems.Invalid(errors);
             }
 
-            if (attempt == 1 && await desk.Db.TaskComments.CountAsync(c => c.TaskId == id, context.RequestAborted) >= MaxComments)
+            // Counted among the comments marked as the task is now, which whoever may see the task may read: counting hidden
+            // ones (written while it was marked otherwise) would tell of them, and refuse a member for a reason they cannot see.
+            if (attempt == 1 && await desk.Db.TaskComments.CountAsync(c => c.TaskId == id && c.Classification == task.Classification && c.ReleasableTo == task.ReleasableTo
+                && c.Caveats == task.Caveats, context.RequestAborted) >= MaxComments)
             {
                 return Problems.Field("text", $"this task holds {MaxComments} comments, the most one task holds: open a new task to go on", StatusCodes.Status409Conflict);
             }

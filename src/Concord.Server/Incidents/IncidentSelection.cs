@@ -109,22 +109,9 @@ internal sealed class IncidentSelection(ConcordDb db, Viewer viewer, ListQuery q
         return [.. rows.Concat(seen).OrderByDescending(i => i.UpdatedAt).ThenByDescending(i => i.Tie).Take(count)];
     }
 
-    /// <summary>The earliest start and the latest end the viewer would see, if any incident matches.</summary>
-    /// <param name="seen">A further condition on mixed incidents as the viewer sees them (as <see cref="NarrowPlain"/> leaves to its caller).</param>
-    public async Task<(DateTime? First, DateTime? Last)> SpanAsync(CancellationToken cancellationToken, Func<Incident, bool>? seen = null)
-    {
-        var first = await plain.MinAsync(i => (DateTime?)i.StartsAt, cancellationToken);
-        var last = await plain.MaxAsync(i => (DateTime?)i.EndsAt, cancellationToken);
-        // A viewer's copy lies within the stored window: only those stored as reaching outside the plain span can widen it.
-        var candidates = first is { } f0 && last is { } l0 ? mixed.Where(i => i.StartsAt < f0 || i.EndsAt > l0) : mixed;
-        foreach (var i in (await MixedAsSeenAsync(candidates, cancellationToken)).Where(seen ?? (_ => true)))
-        {
-            first = first is { } f && f <= i.StartsAt ? f : i.StartsAt;
-            last = last is { } l && l >= i.EndsAt ? l : i.EndsAt;
-        }
-
-        return (first, last);
-    }
+    /// <summary>The earliest start and the latest end of the plain incidents the viewer would see (no mixed one is rebuilt).</summary>
+    public async Task<(DateTime? First, DateTime? Last)> PlainSpanAsync(CancellationToken cancellationToken) =>
+        (await plain.MinAsync(i => (DateTime?)i.StartsAt, cancellationToken), await plain.MaxAsync(i => (DateTime?)i.EndsAt, cancellationToken));
 
     /// <summary>
     /// A page of the newest incidents (start as the viewer sees it, then store number, both descending) after

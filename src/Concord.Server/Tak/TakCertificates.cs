@@ -55,10 +55,21 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
                     _serverWritten = File.GetLastWriteTimeUtc(path);
                     // One that has expired, or soon will, is made again with the same names, signed by the same CA (what
                     // devices trust): expired, every device's handshake would fail, and nothing said why.
-                    if (new DateTimeOffset(_server.NotAfter.ToUniversalTime()) - time.GetUtcNow() < RenewBefore && Authority.NotAfter > _server.NotAfter)
+                    // (Not when the CA has ended too: it signs nothing any more. A renewal that fails, a folder not writable say,
+                    // leaves the certificate it had and is said as a failed reload is: the rest of the server starts.)
+                    var now = time.GetUtcNow();
+                    if (new DateTimeOffset(_server.NotAfter.ToUniversalTime()) - now < RenewBefore && Authority.NotAfter > _server.NotAfter
+                        && new DateTimeOffset(Authority.NotAfter.ToUniversalTime()) > now.AddDays(1))
                     {
-                        var (dns, ips) = NamesOf(_server);
-                        Replace([.. dns, .. ips.Select(ip => ip.ToString())]);
+                        try
+                        {
+                            var (dns, ips) = NamesOf(_server);
+                            Replace([.. dns, .. ips.Select(ip => ip.ToString())]);
+                        }
+                        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+                        {
+                            ServerReloadFailed?.Invoke(e);
+                        }
                     }
                 }
                 else if (File.GetLastWriteTimeUtc(path) is var written && written != _serverWritten && File.Exists(path))
