@@ -876,6 +876,38 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Fact]
+    public async Task Text_that_is_not_UTF_8_is_said_so_not_taken_for_a_value_of_the_wrong_type()
+    {
+        // Windows PowerShell 5.1 sends Latin-1; a script cutting a narrative in the middle of an emoji writes half of it:
+        // both were told "narrative: must be a string".
+        using var client = Server.ClientFor("force");
+        async Task<(HttpStatusCode Status, JsonElement Problem)> SendAsync(byte[] body, string contentType)
+        {
+            var content = new ByteArrayContent(body);
+            content.Headers.TryAddWithoutValidation("Content-Type", contentType);
+            var response = await client.PostAsync("/api/reports", content);
+            return (response.StatusCode, await response.Json());
+        }
+
+        var json = System.Text.Json.JsonSerializer.Serialize(Api.Report(narrative: "NARRATIVE"));
+        byte[] With(byte[] narrative) =>
+            [.. System.Text.Encoding.UTF8.GetBytes(json[..json.IndexOf("NARRATIVE", StringComparison.Ordinal)]), .. narrative,
+             .. System.Text.Encoding.UTF8.GetBytes(json[(json.IndexOf("NARRATIVE", StringComparison.Ordinal) + "NARRATIVE".Length)..])];
+
+        var (latin1, latin1Problem) = await SendAsync(With(System.Text.Encoding.Latin1.GetBytes("Tirs pr\u00e8s de Bria")), "application/json");
+        Assert.Equal(HttpStatusCode.BadRequest, latin1);
+        Assert.Equal(["narrative"], latin1Problem.ErrorFields());
+        Assert.Contains("UTF-8", latin1Problem.GetProperty("errors").GetProperty("narrative")[0].GetString(), StringComparison.Ordinal);
+        var (half, halfProblem) = await SendAsync(With(System.Text.Encoding.UTF8.GetBytes("Crowd \\ud83d")), "application/json");
+        Assert.Equal(HttpStatusCode.BadRequest, half);
+        Assert.Contains("surrogate", halfProblem.GetProperty("errors").GetProperty("narrative")[0].GetString(), StringComparison.Ordinal);
+        var (declared, declaredProblem) = await SendAsync(System.Text.Encoding.UTF8.GetBytes(json), "application/json; charset=iso-8859-1");
+        Assert.Equal(HttpStatusCode.UnsupportedMediaType, declared);
+        Assert.Equal(["body"], declaredProblem.ErrorFields());
+        Assert.Equal(HttpStatusCode.Created, (await SendAsync(System.Text.Encoding.UTF8.GetBytes(json), "application/json; charset=utf-8")).Status);
+    }
+
+    [Fact]
     public async Task A_report_refused_for_its_id_is_told_of_its_other_bad_fields_too()
     {
         // A name-based id (version 8, kept for imported records) was refused alone: the client fixed it and only then

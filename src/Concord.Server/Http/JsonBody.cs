@@ -71,6 +71,14 @@ internal static class JsonBody
             return (null, Problems.Field("body", "the body must be JSON (Content-Type: application/json)", StatusCodes.Status415UnsupportedMediaType));
         }
 
+        // JSON is UTF-8: a body said to be in another charset (Windows PowerShell 5.1 sends Latin-1) would have its accented
+        // letters refused as a field "must be a string".
+        if (Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var type) && type.Charset.HasValue
+            && !type.Charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) && !type.Charset.Equals("utf8", StringComparison.OrdinalIgnoreCase))
+        {
+            return (null, Problems.Field("body", $"charset '{type.Charset}' is not read: send the JSON as UTF-8", StatusCodes.Status415UnsupportedMediaType));
+        }
+
         try
         {
             var value = await JsonSerializer.DeserializeAsync<T>(request.Body, Options, context.RequestAborted);
@@ -80,6 +88,14 @@ internal static class JsonBody
         {
             var full = e.Path + (e as NoNullElements.ElementException)?.Within;
             var path = string.IsNullOrEmpty(full) || full == "$" ? "body" : full.TrimStart('$', '.');
+            // Text the reader cannot turn into a string (bytes that are not UTF-8, half of a surrogate pair written as an
+            // escape) is said so, not as a value of the wrong type.
+            if (e.InnerException is InvalidOperationException { Message: var inner }
+                && (inner.Contains("transcode", StringComparison.OrdinalIgnoreCase) || inner.Contains("surrogate", StringComparison.OrdinalIgnoreCase)))
+            {
+                return (null, Problems.Field(path, "is not text: it holds bytes that are not UTF-8, or half of a surrogate pair (a character cut in two)"));
+            }
+
             // A value of the wrong type is described by what the field must be; anything else (broken JSON) by the reader.
             var wrongType = e.Message.Contains("could not be converted", StringComparison.Ordinal);
             return (null, Problems.Field(path, (wrongType ? Expected(typeof(T), path) : null) ?? Reason(e)));
