@@ -73,10 +73,9 @@ internal static class JsonBody
 
         // JSON is UTF-8: a body said to be in another charset (Windows PowerShell 5.1 sends Latin-1) would have its accented
         // letters refused as a field "must be a string".
-        if (Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var type) && type.Charset.HasValue
-            && !type.Charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) && !type.Charset.Equals("utf8", StringComparison.OrdinalIgnoreCase))
+        if (Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(request.ContentType, out var type) && OtherCharset(type) is { } charset)
         {
-            return (null, Problems.Field("body", $"charset '{type.Charset}' is not read: send the JSON as UTF-8", StatusCodes.Status415UnsupportedMediaType));
+            return (null, Problems.Field("body", $"charset '{charset}' is not read: send the JSON as UTF-8", StatusCodes.Status415UnsupportedMediaType));
         }
 
         try
@@ -105,6 +104,16 @@ internal static class JsonBody
             return (null, TooLarge(maxBytes));
         }
     }
+
+    /// <summary>
+    /// The charset a content type declares when it is not UTF-8 (or its subset US-ASCII), else null: bodies are read as
+    /// UTF-8, and text in another charset would come out as garbled or refused fields.
+    /// </summary>
+    internal static string? OtherCharset(Microsoft.Net.Http.Headers.MediaTypeHeaderValue type) =>
+        type.Charset.Value?.Trim('"') is { Length: > 0 } charset && !charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase)
+            && !charset.Equals("utf8", StringComparison.OrdinalIgnoreCase) && !charset.Equals("us-ascii", StringComparison.OrdinalIgnoreCase)
+            ? charset
+            : null;
 
     /// <summary>What the field at <paramref name="path"/> (camelCase names, dots) of <paramref name="root"/> must be, from its type; null when it is not found.</summary>
     internal static string? Expected(Type root, string path)

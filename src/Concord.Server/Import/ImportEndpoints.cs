@@ -55,10 +55,7 @@ internal static class ImportEndpoints
             return "send the file itself as the body (curl --data-binary @FILE), not a form";
         }
 
-        var charset = type.Charset.Value?.Trim('"');
-        return charset is { Length: > 0 } && !charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) && !charset.Equals("us-ascii", StringComparison.OrdinalIgnoreCase)
-            ? $"charset '{charset}' is not read: send UTF-8 text"
-            : null;
+        return JsonBody.OtherCharset(type) is { } charset ? $"charset '{charset}' is not read: send UTF-8 text" : null;
     }
 
     /// <summary>A content type an HTML form can send without the page's script (none given counts as one).</summary>

@@ -338,7 +338,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     {
         var held = current.Where(t => t.Callsign.Length > 0).GroupBy(t => t.Callsign, StringComparer.Ordinal)
             .Where(g => g.Select(t => t.MemberId).Distinct().Count() == 1)
-            .Select(g => g.MaxBy(t => t.ObservedAt)!).OrderByDescending(t => t.ObservedAt).Take(MaxDroppedCallsigns);
+            .Select(g => g.MaxBy(t => t.ObservedAt)!).OrderByDescending(t => t.ObservedAt);
         lock (_attaching)
         {
             foreach (var track in held)
