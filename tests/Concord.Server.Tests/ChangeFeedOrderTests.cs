@@ -70,6 +70,49 @@ public sealed class ChangeFeedOrderTests_Postgres(PostgresServer server) : IClas
     }
 
     [Fact]
+    public async Task A_long_write_in_another_database_of_the_cluster_does_not_hold_a_rolled_back_gap()
+    {
+        // Another application (or another Concord) shares the PostgreSQL server and keeps a write transaction open.
+        var other = new PostgresDatabase();
+        var otherConnection = await other.CreateAsync();
+        try
+        {
+            await using var elsewhere = new NpgsqlConnection(otherConnection);
+            await elsewhere.OpenAsync();
+            await using var running = await elsewhere.BeginTransactionAsync();
+            await using (var begin = new NpgsqlCommand("SELECT pg_current_xact_id()", elsewhere, running))
+            {
+                await begin.ExecuteScalarAsync();
+            }
+
+            var connection = await server.WithDbAsync(db => Task.FromResult(db.Database.GetConnectionString()!));
+            var after = await server.WithDbAsync(async db => await db.Changes.MaxAsync(c => (long?)c.Sequence) ?? 0);
+            var now = DateTime.UtcNow;
+            long refused;
+            await using (var failed = new NpgsqlConnection(connection))
+            {
+                await failed.OpenAsync();
+                await using var transaction = await failed.BeginTransactionAsync();
+                refused = await InsertChangeAsync(failed, transaction);
+                await transaction.RollbackAsync();
+            }
+
+            await using var committed = new NpgsqlConnection(connection);
+            await committed.OpenAsync();
+            var later = await InsertChangeAsync(committed, null);
+
+            var read = await ReadUntilAsync(after, now, w => w.Contains(later), TimeSpan.FromSeconds(5));
+            Assert.Contains(later, read);
+            Assert.DoesNotContain(refused, read);
+            await running.RollbackAsync();
+        }
+        finally
+        {
+            await other.DropAsync();
+        }
+    }
+
+    [Fact]
     public async Task A_gap_held_by_a_running_transaction_is_never_passed_and_is_read_once_it_commits()
     {
         var connection = await server.WithDbAsync(db => Task.FromResult(db.Database.GetConnectionString()!));

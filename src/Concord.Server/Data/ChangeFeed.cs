@@ -167,7 +167,7 @@ internal static class ChangeWindows
     /// How a gap is judged on PostgreSQL. The transaction holding it drew its number before the number after the gap, so
     /// before the gap was first seen; <see cref="GapNotice"/> later it has a transaction id. A transaction id drawn then
     /// (<c>pg_current_xact_id()</c>, in a statement of its own) is above every id given before it, the holder's too. Once
-    /// the oldest transaction still running (<c>pg_snapshot_xmin</c>) is at or past that id, the holder has ended; the
+    /// the oldest transaction still running in this database (<see cref="OldestRunningAsync"/>) is at or past that id, the holder has ended; the
     /// oldest running is read before the window is read again, so a holder that committed meanwhile has its row in that
     /// read. (A snapshot's <c>xmax</c> would not do: it is one past the last transaction to have ended, and a running one
     /// may hold it.) Readers run outside transactions of their own, on the primary; the feed's sequence keeps its default
@@ -304,9 +304,22 @@ internal static class ChangeWindows
     private static async Task<ulong> NewTransactionIdAsync(ConcordDb db, CancellationToken cancellationToken) =>
         ulong.Parse(await db.Database.SqlQueryRaw<string>("SELECT pg_current_xact_id()::text AS \"Value\"").SingleAsync(cancellationToken), CultureInfo.InvariantCulture);
 
-    /// <summary>The oldest transaction id still running: every lower one has ended.</summary>
+    /// <summary>
+    /// The oldest transaction id still running in this database: every lower one of this database has ended (a holder of a
+    /// gap writes here). A snapshot's <c>xmin</c> would be the cluster's: a long write in another database of the cluster
+    /// (another application, a maintenance job) would hold every gap here until <see cref="GapGrace"/>. Each session's
+    /// current top-level transaction id (<c>backend_xid</c>, shown to every role) is 32 bits; it is widened to 64 against
+    /// the snapshot's <c>xmax</c>, which no running id is more than 2^31 below. With none running here, that <c>xmax</c>:
+    /// above every id given before it.
+    /// </summary>
     private static async Task<ulong> OldestRunningAsync(ConcordDb db, CancellationToken cancellationToken) =>
-        ulong.Parse(await db.Database.SqlQueryRaw<string>("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS \"Value\"").SingleAsync(cancellationToken), CultureInfo.InvariantCulture);
+        ulong.Parse(await db.Database.SqlQueryRaw<string>(OldestRunningSql).SingleAsync(cancellationToken), CultureInfo.InvariantCulture);
+
+    private const string OldestRunningSql = """
+        WITH snapshot AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax)
+        SELECT coalesce(min(s.xmax - ((s.xmax % 4294967296 - a.backend_xid::text::bigint + 4294967296) % 4294967296)), min(s.xmax))::text AS "Value"
+        FROM snapshot s LEFT JOIN pg_stat_activity a ON a.datname = current_database() AND a.backend_xid IS NOT NULL
+        """;
 
     private sealed class Gap
     {
