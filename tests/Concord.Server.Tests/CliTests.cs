@@ -1093,6 +1093,13 @@ public sealed class CliTests_Postgres : CliTests
         await other.AcquireAsync(CancellationToken.None);
         await Task.Delay(1100);
         await Assert.ThrowsAsync<StoreBusyException>(() => lease.EnsureHeldAsync(CancellationToken.None));
+
+        // When the other process ends, a request takes the lease back before the writer looks (ReportWriter.WriteAsync):
+        // the writer is still told that it was not held meanwhile, and reads fusion's incidents anew.
+        await other.DisposeAsync();
+        await lease.AcquireAsync(CancellationToken.None);
+        Assert.True(await lease.EnsureHeldAsync(CancellationToken.None));
+        Assert.False(await lease.EnsureHeldAsync(CancellationToken.None));
     }
 
     [Fact]

@@ -51,50 +51,61 @@ internal sealed class WriterLease(StoreOptions store) : IAsyncDisposable
     /// Before the writer stores a batch: on PostgreSQL the lock lives as long as its connection, which a database restart,
     /// a failover or an idle timeout ends without a word. At most once a second the connection is asked for a row; when it
     /// is gone the lease is taken again, or <see cref="StoreBusyException"/> says that another process took it meanwhile.
-    /// Returns true when the lease was taken again: another process may have written reports while it was not held (an
-    /// import run while the database had dropped the connection), which the caller's view of the store does not know.
+    /// Returns true (once) when the lease was taken again since it was lost, here or by <see cref="AcquireAsync"/> on a
+    /// request's path: another process may have written reports while it was not held (an import run while the database
+    /// had dropped the connection), which the caller's view of the store does not know.
     /// </summary>
     public async Task<bool> EnsureHeldAsync(CancellationToken cancellationToken)
     {
-        if (_file is not null || (_connection is not null && Environment.TickCount64 - _checkedAt < 1000))
+        if (_file is null && (_connection is null || Environment.TickCount64 - _checkedAt >= 1000))
         {
-            return false;
+            await _taking.WaitAsync(cancellationToken);
+            try
+            {
+                await ProbeOrTakeAsync(cancellationToken);
+            }
+            finally
+            {
+                _taking.Release();
+            }
         }
 
-        await _taking.WaitAsync(cancellationToken);
-        try
+        return Interlocked.Exchange(ref _retaken, 0) == 1;
+    }
+
+    private async Task ProbeOrTakeAsync(CancellationToken cancellationToken)
+    {
+        if (_connection is { } held)
         {
-            if (_connection is { } held)
+            try
             {
-                try
-                {
-                    await using var probe = new NpgsqlCommand("SELECT 1", held);
-                    await probe.ExecuteScalarAsync(cancellationToken);
-                    _checkedAt = Environment.TickCount64;
-                    return false;
-                }
-                catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
-                {
-                    _connection = null;
-                    await held.DisposeAsync();
-                }
+                await using var probe = new NpgsqlCommand("SELECT 1", held);
+                await probe.ExecuteScalarAsync(cancellationToken);
+                _checkedAt = Environment.TickCount64;
+                return;
             }
-
-            if (Held)
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
             {
-                return false;
+                _connection = null;
+                _lost = true;
+                await held.DisposeAsync();
             }
+        }
 
+        if (!Held)
+        {
+            // Refused (another process took it meanwhile): lost it stays, and whoever takes it next says so.
             await TakeAsync(cancellationToken);
-            return true;
-        }
-        finally
-        {
-            _taking.Release();
         }
     }
 
     private long _checkedAt;
+
+    /// <summary>The lease's session ended under it; the next take is a take again (guarded by <see cref="_taking"/>).</summary>
+    private bool _lost;
+
+    /// <summary>1 from a take again until <see cref="EnsureHeldAsync"/> has said so.</summary>
+    private int _retaken;
 
     private async Task TakeAsync(CancellationToken cancellationToken)
     {
@@ -135,6 +146,11 @@ internal sealed class WriterLease(StoreOptions store) : IAsyncDisposable
 
             _connection = connection;
             _checkedAt = Environment.TickCount64;
+            if (_lost)
+            {
+                _lost = false;
+                Interlocked.Exchange(ref _retaken, 1);
+            }
         }
         finally
         {
