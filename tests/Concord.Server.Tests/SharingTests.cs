@@ -971,6 +971,31 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
+    public async Task A_release_of_a_report_in_a_closed_incident_opens_an_incident_of_its_own()
+    {
+        // Closed by the JOC on a report only the JOC and UNPOL may read, then released to the whole mission.
+        var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:JOC", "org:UNPOL"])));
+        var closedId = Id(original, "incidentId");
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").PostJson($"/api/incidents/{closedId}/status", new { status = "closed" })).Response.StatusCode);
+        var path = $"/api/reports/{Id(original)}/releases";
+        var release = new { marking = Api.Marking("UNCLASSIFIED", ["mission"]), narrative = "Incident reported in the sector.", reason = "For the mission's record" };
+        var (created, copy) = await server.ClientFor("unpoladmin").PostJson(path, release);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var (again, againCopy) = await server.ClientFor("unpoladmin").PostJson(path, release);
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        Assert.Equal(Id(copy), Id(againCopy));
+
+        // A FORCE analyst, who sees only the copy, moves its incident on: the incident the JOC closed stays closed.
+        var copyIncident = Id(copy, "incidentId");
+        Assert.NotEqual(closedId, copyIncident);
+        Assert.Equal(copyIncident, Id(againCopy, "incidentId"));
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("force").PostJson($"/api/incidents/{copyIncident}/status", new { status = "verified" })).Response.StatusCode);
+        var (_, closed) = await server.ClientFor("joc").GetJson($"/api/incidents/{closedId}");
+        Assert.Equal("closed", closed.GetProperty("status").GetString());
+        Assert.Equal(1, closed.GetProperty("reportCount").GetInt32());
+    }
+
+    [Fact]
     public async Task A_release_may_coarsen_the_time_as_it_coarsens_the_place()
     {
         // The copy kept the original's time to the second: with category and figures, enough to match it to other reporting.

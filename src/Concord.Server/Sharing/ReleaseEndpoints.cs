@@ -245,12 +245,13 @@ internal static class ReleaseEndpoints
         var incidentId = await db.IncidentReports.Where(l => l.ReportId == original.Id).Select(l => (Guid?)l.IncidentId).FirstOrDefaultAsync(context.RequestAborted);
         // The same release sent again by its releaser (a double click, a resend after an answer lost on a weak link) is the
         // copy already made, not a second one: viewers who see only the copies would see an incident of two reports. Looked
-        // for among the incident's reports, where the copy went (inside the gate: two sends at once make one copy).
-        if (incidentId is { } joined && await db.IncidentReports.Where(l => l.IncidentId == joined)
-                .Join(db.Reports.VisibleTo(viewer), l => l.ReportId, r => r.Id, (l, r) => r)
+        // for among the original's copies (inside the gate: two sends at once make one copy).
+        if (await db.Reports.VisibleTo(viewer)
                 .Where(r => r.ReleasedFrom == original.Id && r.MemberId == viewer.MemberId && r.RequestHash == copy.RequestHash)
-                .AsNoTracking().FirstOrDefaultAsync(context.RequestAborted) is { } sent)
+                .Join(db.IncidentReports, r => r.Id, l => l.ReportId, (r, l) => new { Report = r, l.IncidentId })
+                .AsNoTracking().FirstOrDefaultAsync(context.RequestAborted) is { } found)
         {
+            var (sent, joined) = (found.Report, found.IncidentId);
             held.Dispose();
             // Answered with the copy: a read of it, audited as any other (as a report sent again is), but marked as the
             // original too: the entry's path and the answer's releasedFrom name it (the copy has no protected source).
@@ -260,7 +261,10 @@ internal static class ReleaseEndpoints
         }
 
         db.Reports.Add(copy);
-        if (incidentId is { } existing)
+        // Not into a closed incident: it takes no reports, and to those who see only the copy it would be shown open (its
+        // closing was decided before the copy joined, on a report hidden from them), so that one of them who moved it on
+        // would reopen what an analyst closed, unwarned. The copy opens an incident of its own.
+        if (incidentId is { } existing && await db.Incidents.AnyAsync(i => i.Id == existing && i.Status != IncidentStatus.Closed, context.RequestAborted))
         {
             await IncidentEndpoints.LinkAsync(db, existing, copy, linkedAt, context.RequestAborted);
         }
