@@ -435,10 +435,28 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         }
 
         Assert.False(await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.Narrative.StartsWith("filed from elsewhere"))));
-        // Reads from anywhere, and changes from its own pages, go on as before.
-        using var read = new HttpRequestMessage(HttpMethod.Get, "/api/me");
-        read.Headers.Add("Sec-Fetch-Site", "cross-site");
-        Assert.Equal(HttpStatusCode.OK, (await browser.SendAsync(read)).StatusCode);
+        // Nor reads: an image or a frame of another origin's page would make an export, or a read of a page, audited in
+        // the member's name. A page opened by a link from there is read as the member asked.
+        var exports = await server.WithDbAsync(db => db.Audit.CountAsync(a => a.Action == "export"));
+        foreach (var (path, mode, dest) in new[] { ("/api/exports/reports.csv?audience=public", "no-cors", "image"), ("/api/me", "cors", "empty"),
+            ("/api/exports/reports.csv?audience=public", "navigate", "document"), ("/incidents", "navigate", "iframe") })
+        {
+            using var read = new HttpRequestMessage(HttpMethod.Get, path);
+            read.Headers.Add("Sec-Fetch-Site", "same-site");
+            read.Headers.Add("Sec-Fetch-Mode", mode);
+            read.Headers.Add("Sec-Fetch-Dest", dest);
+            Assert.Equal(HttpStatusCode.Forbidden, (await browser.SendAsync(read)).StatusCode);
+        }
+
+        Assert.Equal(exports, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.Action == "export")));
+        using var link = new HttpRequestMessage(HttpMethod.Get, "/incidents");
+        link.Headers.Add("Sec-Fetch-Site", "same-site");
+        link.Headers.Add("Sec-Fetch-Mode", "navigate");
+        link.Headers.Add("Sec-Fetch-Dest", "document");
+        Assert.Equal(HttpStatusCode.OK, (await browser.SendAsync(link)).StatusCode);
+        using var ownRead = new HttpRequestMessage(HttpMethod.Get, "/api/exports/reports.csv?audience=public");
+        ownRead.Headers.Add("Sec-Fetch-Site", "same-origin");
+        Assert.Equal(HttpStatusCode.OK, (await browser.SendAsync(ownRead)).StatusCode);
         // The live hub, whatever the method: a socket opened from another origin (no same-origin policy holds a WebSocket)
         // would read the member's stream of changes.
         // So are the live pages' own sockets (the incident list, the dashboard): a circuit opened from another origin would

@@ -7,10 +7,13 @@ namespace Concord.Server.Http;
 /// keeps other sites out but not another origin of the same site (another service under the mission's domain): a page
 /// there could post a form, or a bodiless request, to the API with the analyst's cookie. Browsers say where a request
 /// comes from (<c>Sec-Fetch-Site</c>); a change to the API under a session cookie from anywhere but this origin is
-/// refused. Tokens (scripts, TAK gateways) are not cookies and are not concerned; neither are reads, but for the live
-/// hub: a socket opened to it from another origin would read the member's stream of changes for as long as it stays open
-/// (a WebSocket is not held to the same-origin policy), so under a session cookie it is refused whatever the method; so
-/// is a live page's circuit, which renders the member's rows to whoever holds the socket.
+/// refused. Tokens (scripts, TAK gateways) are not cookies and are not concerned. Reads from another origin are refused
+/// too, but for a page opened by a link (a navigation to a document): every read of classified records is audited in the
+/// member's name, and an image, a script or a frame of another origin's page would otherwise make an export, or a read of
+/// a page, that the member never asked for (and the other page would not even see it: the audit would show it all the
+/// same). The live hub and a live page's circuit, whatever the method: a socket opened from another origin would read
+/// the member's stream of changes, or have their rows rendered to it, for as long as it stays open (a WebSocket is not
+/// held to the same-origin policy).
 /// </summary>
 internal static class SameOriginChanges
 {
@@ -21,21 +24,29 @@ internal static class SameOriginChanges
         app.Use(async (context, next) =>
         {
             var request = context.Request;
-            var change = !HttpMethods.IsGet(request.Method) && !HttpMethods.IsHead(request.Method) && !HttpMethods.IsOptions(request.Method)
-                && request.Path.StartsWithSegments("/api");
-            if ((change || request.Path.StartsWithSegments(Realtime.LiveHub.Path) || request.Path.StartsWithSegments(BlazorCircuits))
-                && context.User.Identity?.AuthenticationType == ConcordAuthentication.CookieScheme
-                && FromAnotherOrigin(request))
+            if (context.User.Identity?.AuthenticationType == ConcordAuthentication.CookieScheme && FromAnotherOrigin(request))
             {
-                await Problems.Forbidden(change
-                        ? "a signed-in browser session makes changes only from Concord's own pages (this request came from another origin)"
-                        : "a signed-in browser session follows live changes only from Concord's own pages (this request came from another origin)")
-                    .ExecuteAsync(context);
-                return;
+                var live = request.Path.StartsWithSegments(Realtime.LiveHub.Path) || request.Path.StartsWithSegments(BlazorCircuits);
+                var change = !HttpMethods.IsGet(request.Method) && !HttpMethods.IsHead(request.Method) && !HttpMethods.IsOptions(request.Method);
+                if (live || request.Path.StartsWithSegments("/api") || change || !OpenedByALink(request))
+                {
+                    await Problems.Forbidden(live
+                            ? "a signed-in browser session follows live changes only from Concord's own pages (this request came from another origin)"
+                            : change
+                                ? "a signed-in browser session makes changes only from Concord's own pages (this request came from another origin)"
+                                : "a signed-in browser session reads only from Concord's own pages, or a page opened by a link (this request came from another origin)")
+                        .ExecuteAsync(context);
+                    return;
+                }
             }
 
             await next();
         });
+
+    /// <summary>A page opened in a window or tab of its own (a link followed, an address typed): not an image, a script, a fetch or a frame.</summary>
+    private static bool OpenedByALink(HttpRequest request) =>
+        request.Headers["Sec-Fetch-Mode"].ToString() is "navigate" or ""
+        && request.Headers["Sec-Fetch-Dest"].ToString() is "document" or "";
 
     /// <summary>
     /// Whether the browser says the request comes from another origin: by <c>Sec-Fetch-Site</c>, or, from a browser that
