@@ -49,7 +49,23 @@ internal static class ReleaseEndpoints
     internal static (DateTime From, DateTime To) Period(DateTime at, TimePrecision precision)
     {
         var from = Truncate(at, precision);
-        return (from, from + TimePrecisions.Span(precision));
+        // Calendar months and years: not the 31 and 366 days fusion allows for (February released as a month ran to 3 March).
+        return (from, precision switch
+        {
+            TimePrecision.Month => from.AddMonths(1),
+            TimePrecision.Year => from.AddYears(1),
+            _ => from + TimePrecisions.Span(precision),
+        });
+    }
+
+    /// <summary>
+    /// The original's period as <see cref="Period"/> reads it, and, for a week, the seven days from its time too: a week
+    /// may be given by its first day rather than the calendar week it falls in (an ACLED week, from its importer).
+    /// </summary>
+    internal static (DateTime From, DateTime To) OriginalPeriod(DateTime at, TimePrecision precision)
+    {
+        var (from, to) = Period(at, precision);
+        return precision == TimePrecision.Week && at + TimePrecisions.Span(precision) > to ? (from, at + TimePrecisions.Span(precision)) : (from, to);
     }
 
     /// <summary>
@@ -60,7 +76,7 @@ internal static class ReleaseEndpoints
     /// </summary>
     internal static TimePrecision? Holding(DateTime at, TimePrecision original, TimePrecision asked)
     {
-        var (from, to) = Period(at, original);
+        var (from, to) = OriginalPeriod(at, original);
         foreach (var precision in new[] { asked, TimePrecision.Week, TimePrecision.Month, TimePrecision.Year })
         {
             // A week may start in the month before: both ends are held.
@@ -142,7 +158,7 @@ internal static class ReleaseEndpoints
                 }
                 else
                 {
-                    var (from, to) = Period(original.ObservedAt, original.ObservedPrecision);
+                    var (from, to) = OriginalPeriod(original.ObservedAt, original.ObservedPrecision);
                     errors["timePrecision"] = [string.Create(CultureInfo.InvariantCulture,
                         $"the original's time ({from:yyyy-MM-dd} to {to.AddTicks(-1):yyyy-MM-dd}) runs into another year: no release time both coarsens it and holds it")];
                 }
