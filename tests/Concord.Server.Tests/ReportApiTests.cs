@@ -319,6 +319,37 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Fact]
+    public async Task An_incident_whose_day_ends_where_the_asked_window_starts_is_not_in_it()
+    {
+        // A day-precision incident of 28 February ends at 1 March, 00:00: a window from 1 March is after it. One at exactly
+        // 1 March, 00:00 (an exact time), and one of the day of 1 March, are in it.
+        var tag = "window" + Guid.NewGuid().ToString("N")[..8];
+        var places = 0;
+        async Task<Guid> Post(string observedAt, string precision)
+        {
+            // Far apart (3° each), so that fusion keeps them apart.
+            places++;
+            var (created, report) = await Server.ClientFor("force").PostJson("/api/reports",
+                new Dictionary<string, object?>(Api.Fields(Api.Report(narrative: $"{tag} clash {observedAt} {precision}", latitude: 3.0 * places, longitude: 14.0 + (3.0 * places),
+                    observedAt: DateTimeOffset.Parse(observedAt, System.Globalization.CultureInfo.InvariantCulture)))) { ["observedPrecision"] = precision });
+            Assert.True(created.StatusCode == HttpStatusCode.Created, report.ToString());
+            return report.GetProperty("incidentId").GetGuid();
+        }
+
+        var before = await Post("1962-02-28T00:00:00Z", "day");
+        var exact = await Post("1962-03-01T00:00:00Z", "exact");
+        var first = await Post("1962-03-01T00:00:00Z", "day");
+        var after = await Post("1962-03-02T08:00:00Z", "day");
+        foreach (var window in new[] { "from=1962-03-01&to=1962-03-01", "from=1962-03-01T00:00:00Z&to=1962-03-01T23:59:59.999Z" })
+        {
+            var (_, page) = await Server.ClientFor("force").GetJson($"/api/incidents?q={tag}&{window}");
+            Assert.Equal(new[] { exact, first }.Order(), page.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("id").GetGuid()).Order());
+        }
+
+        Assert.DoesNotContain(before, new[] { exact, first, after });
+    }
+
+    [Fact]
     public async Task A_report_sent_as_something_else_than_JSON_is_told_so_by_field_and_only_to_a_member()
     {
         using var text = new StringContent("{}", System.Text.Encoding.UTF8, "text/plain");

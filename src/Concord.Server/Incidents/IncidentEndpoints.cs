@@ -92,7 +92,9 @@ internal static class IncidentEndpoints
         // The bounding box is applied by IncidentQuery, on stored places for plain incidents and on visible reports for mixed ones.
         if (query.From is { } from)
         {
-            incidents = incidents.Where(i => i.EndsAt >= from);
+            // A window ends where its last day, week or month does (a day of 28 February ends at 1 March, 00:00): one
+            // that ends at `from` is over before it; one that starts and ends there (an exact time) is not.
+            incidents = incidents.Where(i => i.EndsAt > from || i.StartsAt >= from);
         }
 
         if (query.To is { } to)
@@ -167,7 +169,7 @@ internal static class IncidentEndpoints
     internal static bool Matches(ListQuery query, Incident i) =>
         !(i.Mixed || i.RebuiltForViewer)
         || ((query.Bbox is not { } box || (i.Latitude >= box.South && i.Latitude <= box.North && i.Longitude >= box.West && i.Longitude <= box.East))
-            && (query.From is not { } from || i.EndsAt >= from)
+            && (query.From is not { } from || i.EndsAt > from || i.StartsAt >= from)
             && (query.To is not { } to || i.StartsAt <= to)
             && (query.Category is not { } category || i.Category == category || i.Category.StartsWith(category + ".", StringComparison.Ordinal))
             && (query.Status is not { } status || !EnumNames.TryParse<IncidentStatus>(status, out var wanted) || i.Status == wanted)

@@ -77,7 +77,8 @@
       if (v) p.set(name, v);
     }
     if (Number(from.value) > 0) p.set('from', iso(Number(from.value)).toISOString());
-    if (Number(to.value) < days) p.set('to', iso(Number(to.value) + 1).toISOString());
+    // The last moment of the window's last day (`to` is inclusive): the next midnight would draw that day's incidents too.
+    if (Number(to.value) < days) p.set('to', new Date(iso(Number(to.value) + 1).getTime() - 1).toISOString());
     for (const [k, v] of Object.entries(extra || {})) p.set(k, v);
     return p;
   }
