@@ -331,7 +331,8 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
             places++;
             var (created, report) = await Server.ClientFor("force").PostJson("/api/reports",
                 new Dictionary<string, object?>(Api.Fields(Api.Report(narrative: $"{tag} clash {observedAt} {precision}", latitude: 3.0 * places, longitude: 14.0 + (3.0 * places),
-                    observedAt: DateTimeOffset.Parse(observedAt, System.Globalization.CultureInfo.InvariantCulture)))) { ["observedPrecision"] = precision });
+                    observedAt: DateTimeOffset.Parse(observedAt, System.Globalization.CultureInfo.InvariantCulture))))
+                { ["observedPrecision"] = precision });
             Assert.True(created.StatusCode == HttpStatusCode.Created, report.ToString());
             return report.GetProperty("incidentId").GetGuid();
         }
