@@ -143,3 +143,49 @@ public sealed class ForecastMonthTests_Postgres(PostgresClockServer server) : Fo
 public sealed class ForecastScheduleTests_Sqlite(SqliteClockServer server) : ForecastScheduleTests<SqliteClockServer>(server);
 
 public sealed class ForecastScheduleTests_Postgres(PostgresClockServer server) : ForecastScheduleTests<PostgresClockServer>(server);
+
+/// <summary>A refresh that fails is tried again within minutes, not the next day.</summary>
+public sealed class ForecastRetryTests
+{
+    [Fact]
+    public async Task A_failed_refresh_is_tried_again_after_five_minutes_then_twice_as_late_up_to_an_hour()
+    {
+        // The store is down: every attempt fails where the refresher takes its forecast service.
+        var attempts = 0;
+        var services = new ServiceCollection();
+        services.AddScoped<ForecastService>(_ =>
+        {
+            Interlocked.Increment(ref attempts);
+            throw new InvalidOperationException("the store is restarting");
+        });
+        await using var provider = services.BuildServiceProvider();
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 12, 1, 0, 0, 0, TimeSpan.Zero));
+        using var refresher = new ForecastRefresher(provider.GetRequiredService<IServiceScopeFactory>(), clock,
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<ForecastRefresher>.Instance);
+        await refresher.StartAsync(CancellationToken.None);
+        // ExecuteAsync runs on a thread of its own: its first wait is set on the clock a moment after it starts.
+        await Task.Delay(500);
+
+        async Task AttemptsAfter(TimeSpan advance, int expected)
+        {
+            clock.Advance(advance);
+            for (var waited = System.Diagnostics.Stopwatch.StartNew(); Volatile.Read(ref attempts) < expected && waited.Elapsed < TimeSpan.FromSeconds(10);)
+            {
+                await Task.Delay(10);
+            }
+
+            await Task.Delay(100);
+            Assert.Equal(expected, Volatile.Read(ref attempts));
+        }
+
+        await AttemptsAfter(TimeSpan.FromSeconds(61), 1);
+        await AttemptsAfter(TimeSpan.FromMinutes(4), 1);
+        await AttemptsAfter(TimeSpan.FromMinutes(1), 2);
+        await AttemptsAfter(TimeSpan.FromMinutes(10), 3);
+        await AttemptsAfter(TimeSpan.FromMinutes(20), 4);
+        await AttemptsAfter(TimeSpan.FromMinutes(40), 5);
+        await AttemptsAfter(TimeSpan.FromMinutes(60), 6);
+        await AttemptsAfter(TimeSpan.FromMinutes(60), 7);
+        await refresher.StopAsync(CancellationToken.None);
+    }
+}

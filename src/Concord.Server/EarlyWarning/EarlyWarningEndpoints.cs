@@ -51,7 +51,7 @@ internal static class EarlyWarningEndpoints
             .WithQueryParameter("days", "the recent window in days (1–366; default 30)", Microsoft.OpenApi.JsonSchemaType.Integer)
             .WithQueryParameter("baselineDays", "the baseline before it in days (7–3660, at least days; default 365)", Microsoft.OpenApi.JsonSchemaType.Integer)
             .WithQueryParameter("threshold", "the alert's probability, between 0 and 1 (default 0.01)", Microsoft.OpenApi.JsonSchemaType.Number)
-            .WithQueryParameter("at", "the end of the recent window (ISO 8601; default now)")
+            .WithQueryParameter("at", "the end of the recent window (ISO 8601; default: the start of the latest incident you may see, or now if that is earlier)")
             .WithSummary("Areas whose recent incident count departs from their own baseline: Poisson upper-tail probability, alert below the threshold.");
     }
 

@@ -349,26 +349,36 @@ internal sealed class ForecastRefresher(IServiceScopeFactory scopes, TimeProvide
 {
     public static readonly TimeSpan Interval = TimeSpan.FromHours(24);
 
+    /// <summary>
+    /// After a failed refresh (the store restarting, a lock timeout), tried again this soon, then twice as late each time up
+    /// to <see cref="LastRetry"/>: waiting the whole day left a new deployment, or a new month, without forecasts for a day.
+    /// </summary>
+    public static readonly TimeSpan FirstRetry = TimeSpan.FromMinutes(5);
+
+    public static readonly TimeSpan LastRetry = TimeSpan.FromHours(1);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try
         {
-            await Task.Delay(TimeSpan.FromMinutes(1), time, stoppingToken);
-            using var timer = new PeriodicTimer(Interval, time);
-            do
+            var wait = TimeSpan.FromMinutes(1);
+            var retry = FirstRetry;
+            while (true)
             {
+                await Task.Delay(wait, time, stoppingToken);
                 try
                 {
                     await using var scope = scopes.CreateAsyncScope();
                     var summary = await scope.ServiceProvider.GetRequiredService<ForecastService>().RunAsync(stoppingToken);
                     logger.LogInformation("forecasts refreshed: {Cells} cells for {Month:yyyy-MM}", summary?.Cells ?? 0, summary?.Month);
+                    (wait, retry) = (Interval, FirstRetry);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
-                    logger.LogWarning(e, "refreshing the forecasts failed; next try in {Interval}", Interval);
+                    (wait, retry) = (retry, retry * 2 < LastRetry ? retry * 2 : LastRetry);
+                    logger.LogWarning(e, "refreshing the forecasts failed; next try in {Wait}", wait);
                 }
             }
-            while (await timer.WaitForNextTickAsync(stoppingToken));
         }
         catch (OperationCanceledException)
         {

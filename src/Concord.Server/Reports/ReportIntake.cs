@@ -49,7 +49,7 @@ internal sealed class ReportIntake(MissionDirectory directory, MarkingFormat mar
         {
             // Fusion never joins two records of one curated dataset (it codes each event once): a report passing for one
             // would keep the dataset's real record of the event out of its incident.
-            return Refused(request, "externalRef", $"'{dataset}:' names a record of a curated dataset, which comes in through the importer (concord import, POST /api/import)");
+            return Refused(request, "externalRef", $"'{dataset}:' names a record of a curated dataset, which comes in through the importer (concord import, POST /api/imports)");
         }
 
         if (!idMadeByServer && Tak.CotMapping.IsItemRef(request.ExternalRef))
