@@ -55,4 +55,38 @@ public sealed class ProxyTests
         Assert.Equal(HttpStatusCode.TooManyRequests, await SignInAsync("198.51.100.7", TestServer.Password));
         Assert.Equal(HttpStatusCode.OK, await SignInAsync("198.51.100.8", TestServer.Password));
     }
+
+    [Fact]
+    public async Task Behind_a_trusted_proxy_that_ends_TLS_the_cookies_are_secure_and_the_browser_keeps_to_TLS()
+    {
+        // nginx ends TLS and passes plain HTTP on the loopback, saying so in X-Forwarded-Proto: cookies sent without
+        // Secure would go out in clear the first time the browser was sent to http:// on the mission's network.
+        await using var server = await StandaloneServer.StartAsync(["--urls", "http://127.0.0.1:0", "--no-tak", "--trusted-proxy", "127.0.0.1"], member: "duty");
+        async Task<HttpResponseMessage> SignInAsync(string? scheme)
+        {
+            using var http = new HttpClient { BaseAddress = server.Address };
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/api/auth/signin") { Content = JsonContent.Create(new { userName = "duty", password = TestServer.Password }) };
+            request.Headers.Add("X-Forwarded-For", "198.51.100.9");
+            if (scheme is not null)
+            {
+                request.Headers.Add("X-Forwarded-Proto", scheme);
+            }
+
+            return await http.SendAsync(request);
+        }
+
+        using var tls = await SignInAsync("https");
+        Assert.Equal(HttpStatusCode.OK, tls.StatusCode);
+        var cookies = tls.Headers.GetValues("Set-Cookie").ToList();
+        Assert.Contains(cookies, c => c.StartsWith("concord=", StringComparison.Ordinal));
+        Assert.Contains(cookies, c => c.StartsWith("concord-device=", StringComparison.Ordinal));
+        Assert.All(cookies, c => Assert.Contains("; secure", c, StringComparison.OrdinalIgnoreCase));
+        Assert.Equal("max-age=31536000", Assert.Single(tls.Headers.GetValues("Strict-Transport-Security")));
+
+        // Plain HTTP all the way (the loopback, a test): neither, or the browser would drop the cookies.
+        using var plain = await SignInAsync(null);
+        Assert.Equal(HttpStatusCode.OK, plain.StatusCode);
+        Assert.All(plain.Headers.GetValues("Set-Cookie"), c => Assert.DoesNotContain("; secure", c, StringComparison.OrdinalIgnoreCase));
+        Assert.False(plain.Headers.Contains("Strict-Transport-Security"));
+    }
 }

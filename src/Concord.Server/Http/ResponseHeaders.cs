@@ -7,7 +7,7 @@ namespace Concord.Server.Http;
 /// history (a JSON answer opened as a page, the Back button) without the server deciding what they may see. Pages are
 /// not cached either (the antiforgery token they carry already makes them <c>no-store</c>); the UI's own scripts and
 /// libraries are (they hold no records). Browsers are also told not to guess content types and not to send addresses
-/// (which hold record ids) to other sites.
+/// (which hold record ids) to other sites. An answer over TLS tells the browser to keep to it (HSTS).
 /// <para>
 /// Every answer also carries a Content-Security-Policy: scripts, styles, fonts, connections and frames from this server only
 /// (no inline script, no <c>eval</c>, no inline style), images from this server, <c>data:</c>/<c>blob:</c> URLs and the
@@ -35,6 +35,14 @@ internal static class ResponseHeaders
                 headers.ContentSecurityPolicy = policy;
                 headers.XContentTypeOptions = "nosniff";
                 headers["Referrer-Policy"] = "same-origin";
+                if (context.Request.IsHttps)
+                {
+                    // Reached over TLS (here, or at a trusted proxy that says so): the browser is not to try plain HTTP
+                    // again, where anyone on the mission's network could stand in for the server and read the cookies.
+                    // This host only: other services of the mission's domain decide for themselves.
+                    headers.StrictTransportSecurity = "max-age=31536000";
+                }
+
                 if (Uncached.Any(p => context.Request.Path.StartsWithSegments(p)))
                 {
                     headers.CacheControl = "no-store";
