@@ -579,14 +579,21 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Contains(entries, e => e.GetProperty("detail").ToString().Contains("audited display", StringComparison.Ordinal));
     }
 
-    [Fact]
-    public async Task Sign_ins_failed_sign_ins_and_sign_outs_are_audited_with_the_address()
+    /// <summary>A new UNPOL member (password "a-long-password"), with the sign-in limits cleared.</summary>
+    private async Task<(string Name, Guid Id)> NewUnpolMemberAsync(string prefix)
     {
-        var name = "s" + Guid.NewGuid().ToString("N")[..8];
+        var name = prefix + Guid.NewGuid().ToString("N")[..8];
         var (created, _) = await (await server.SignedInAsync("unpoladmin")).PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var memberId = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).Select(m => m.Id).SingleAsync());
         server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+        return (name, memberId);
+    }
+
+    [Fact]
+    public async Task Sign_ins_failed_sign_ins_and_sign_outs_are_audited_with_the_address()
+    {
+        var (name, memberId) = await NewUnpolMemberAsync("s");
         using var browser = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = server.BaseAddress };
 
         Assert.Equal(HttpStatusCode.Unauthorized, (await browser.PostJson("/api/auth/signin", new { userName = name, password = "not-the-password" })).Response.StatusCode);
@@ -618,11 +625,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // The failed sign-in's audit write (for a member's name only) ran there and was waited for: a request sent after it
         // on the same connection was answered later for a member's name than for nobody's. Here the store holds its writers
         // back (another transaction holds the write lock): the next request must be answered meanwhile.
-        var name = "k" + Guid.NewGuid().ToString("N")[..8];
-        var (created, _) = await (await server.SignedInAsync("unpoladmin")).PostJson("/api/organizations/UNPOL/members", new { userName = name, password = "a-long-password", clearance = "UNCLASSIFIED" });
-        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
-        var memberId = await server.WithDbAsync(db => db.Members.Where(m => m.UserName == name).Select(m => m.Id).SingleAsync());
-        server.Services.GetRequiredService<Accounts.SignInThrottle>().Clear();
+        var (name, memberId) = await NewUnpolMemberAsync("k");
         using var client = new HttpClient { BaseAddress = server.BaseAddress };
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health")).StatusCode);
 
@@ -659,6 +662,51 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         }
 
         Assert.True(await server.WithDbAsync(db => db.Audit.AnyAsync(a => a.EntityId == memberId && a.Action == Audit.AuditActions.SignInFailed)));
+    }
+
+    [Fact]
+    public async Task A_failed_sign_in_is_recorded_once_the_audit_can_be_written_again_after_an_outage_of_seconds()
+    {
+        // The store refuses every audit entry (a full disk, a failover) for longer than the writer's tries take (4.25 s):
+        // a wrong password meanwhile is answered, and its entry, which nobody waits for, is written once the store is back.
+        var (name, memberId) = await NewUnpolMemberAsync("o");
+        var sqlite = await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
+        string[] down = sqlite
+            ? ["CREATE TRIGGER audit_down BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"]
+            : ["CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$",
+                "CREATE TRIGGER audit_down BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_down()"];
+        string[] up = sqlite ? ["DROP TRIGGER audit_down"] : ["DROP TRIGGER audit_down ON audit", "DROP FUNCTION audit_down()"];
+        async Task RunAsync(string[] statements) => await server.WithDbAsync(async db =>
+        {
+            foreach (var statement in statements)
+            {
+                await db.Database.ExecuteSqlRawAsync(statement);
+            }
+
+            return true;
+        });
+
+        await RunAsync(down);
+        try
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, (await server.Anonymous().PostJson("/api/auth/signin", new { userName = name, password = "not-the-password" })).Response.StatusCode);
+            await Task.Delay(TimeSpan.FromSeconds(6));
+        }
+        finally
+        {
+            await RunAsync(up);
+        }
+
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!await server.WithDbAsync(db => db.Audit.AnyAsync(a => a.EntityId == memberId && a.Action == Audit.AuditActions.SignInFailed)))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(40), "the failed sign-in was never recorded once the audit could be written again");
+            await Task.Delay(200);
+        }
+
+        // The chain is whole: every entry written before, during and after the outage links to the one before.
+        var verified = await server.WithDbAsync(db => Audit.AuditVerifier.VerifyAsync(db, CancellationToken.None));
+        Assert.True(verified.Intact, verified.Problem);
     }
 
     [Fact]

@@ -12,8 +12,9 @@ internal sealed class AuditWriter : IAsyncDisposable
 {
     private const int MaxBatch = 512;
 
-    private readonly Channel<(AuditEntry Entry, TaskCompletionSource Done)> _queue =
-        Channel.CreateBounded<(AuditEntry, TaskCompletionSource)>(new BoundedChannelOptions(50_000) { SingleReader = true });
+    /// <summary>Entries to write, each with the task its caller waits on (none for a posted entry).</summary>
+    private readonly Channel<(AuditEntry Entry, TaskCompletionSource? Done)> _queue =
+        Channel.CreateBounded<(AuditEntry, TaskCompletionSource?)>(new BoundedChannelOptions(50_000) { SingleReader = true });
 
     private readonly AsyncServiceScope _scope;
     private readonly ConcordDb _db;
@@ -67,11 +68,15 @@ internal sealed class AuditWriter : IAsyncDisposable
     /// </summary>
     public void Post(AuditEntry entry)
     {
-        if (!_queue.Writer.TryWrite((entry, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously))))
+        if (!_queue.Writer.TryWrite((entry, null)))
         {
-            _logger.LogError("the audit queue is full or closed: {Action} of {Entity} {Id} was not recorded", entry.Action, entry.Entity, entry.EntityId);
+            Lost(entry, "the audit queue is full or closed");
         }
     }
+
+    private void Lost(AuditEntry entry, string why) =>
+        _logger.LogError("{Why}: {Action} of {Entity} {Id} by member {Member} at {At:O} ({Detail}) was not recorded",
+            why, entry.Action, entry.Entity, entry.EntityId, entry.MemberId, entry.At, entry.Detail);
 
     /// <summary>Queues an entry; the task returned ends once it is stored.</summary>
     private async Task<Task> EnqueueAsync(AuditEntry entry, CancellationToken cancellationToken)
@@ -91,12 +96,52 @@ internal sealed class AuditWriter : IAsyncDisposable
     /// <summary>How long a failed batch waits before each further try (a store busy for a moment, a connection dropped).</summary>
     internal static readonly TimeSpan[] Retries = [TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)];
 
+    /// <summary>
+    /// Entries nobody waits for (<see cref="Post"/>: failed sign-ins) kept after their batch failed every try: tried again
+    /// with the next batch, or alone after <see cref="_carryDelay"/>, until the store takes them. A store that cannot be
+    /// written for minutes (a full disk, a failover) must not wipe the trace of the passwords guessed meanwhile. Held to
+    /// <see cref="MaxCarried"/>; past it, each entry given up is logged whole.
+    /// </summary>
+    private readonly List<AuditEntry> _carried = [];
+
+    internal const int MaxCarried = 10_000;
+
+    /// <summary>The longest wait between tries of carried entries when nothing else is written.</summary>
+    internal static readonly TimeSpan LastCarryDelay = TimeSpan.FromSeconds(30);
+
+    private TimeSpan _carryDelay = TimeSpan.FromSeconds(1);
+
+    /// <summary>Whether there is more to write: queued entries, or carried ones once their wait has passed; false once closed and none is carried.</summary>
+    private async Task<bool> WaitForWorkAsync()
+    {
+        if (_carried.Count == 0)
+        {
+            return await _queue.Reader.WaitToReadAsync();
+        }
+
+        using var wait = new CancellationTokenSource(_carryDelay);
+        try
+        {
+            // Closed (at shutdown) with entries still carried: one last try.
+            await _queue.Reader.WaitToReadAsync(wait.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        return true;
+    }
+
     private async Task RunAsync()
     {
         var db = _db;
-        var batch = new List<(AuditEntry Entry, TaskCompletionSource Done)>(MaxBatch);
-        while (await _queue.Reader.WaitToReadAsync())
+        var batch = new List<(AuditEntry Entry, TaskCompletionSource? Done)>(MaxBatch);
+        while (await WaitForWorkAsync())
         {
+            var closing = _queue.Reader.Completion.IsCompleted;
+            var carried = Math.Min(_carried.Count, MaxBatch);
+            batch.AddRange(_carried.GetRange(0, carried).Select(e => (e, (TaskCompletionSource?)null)));
+            _carried.RemoveRange(0, carried);
             while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var item))
             {
                 batch.Add(item);
@@ -112,9 +157,10 @@ internal sealed class AuditWriter : IAsyncDisposable
                     db.ChangeTracker.Clear();
                     foreach (var (_, done) in batch)
                     {
-                        done.TrySetResult();
+                        done?.TrySetResult();
                     }
 
+                    _carryDelay = TimeSpan.FromSeconds(1);
                     break;
                 }
                 catch (Exception e)
@@ -128,11 +174,28 @@ internal sealed class AuditWriter : IAsyncDisposable
                     }
 
                     _logger.LogError(e, "recording {Count} audit entries failed", batch.Count);
-                    foreach (var (_, done) in batch)
+                    foreach (var (entry, done) in batch)
                     {
-                        done.TrySetException(e);
+                        // Nobody waits for a posted entry (its request has answered): it is kept for a later try.
+                        if (done is not null)
+                        {
+                            done.TrySetException(e);
+                        }
+                        else if (closing)
+                        {
+                            Lost(entry, "the server stops and the audit cannot be written");
+                        }
+                        else if (_carried.Count < MaxCarried)
+                        {
+                            _carried.Add(entry);
+                        }
+                        else
+                        {
+                            Lost(entry, $"{MaxCarried} entries wait for the audit to be writable again");
+                        }
                     }
 
+                    _carryDelay = _carryDelay * 2 < LastCarryDelay ? _carryDelay * 2 : LastCarryDelay;
                     break;
                 }
             }
