@@ -670,10 +670,64 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // The store refuses every audit entry (a full disk, a failover) for longer than the writer's tries take (4.25 s):
         // a wrong password meanwhile is answered, and its entry, which nobody waits for, is written once the store is back.
         var (name, memberId) = await NewUnpolMemberAsync("o");
+        await using (await AuditDownAsync())
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, (await server.Anonymous().PostJson("/api/auth/signin", new { userName = name, password = "not-the-password" })).Response.StatusCode);
+            await Task.Delay(TimeSpan.FromSeconds(6));
+        }
+
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!await server.WithDbAsync(db => db.Audit.AnyAsync(a => a.EntityId == memberId && a.Action == Audit.AuditActions.SignInFailed)))
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(40), "the failed sign-in was never recorded once the audit could be written again");
+            await Task.Delay(200);
+        }
+
+        // The chain is whole: every entry written before, during and after the outage links to the one before.
+        var verified = await server.WithDbAsync(db => Audit.AuditVerifier.VerifyAsync(db, CancellationToken.None));
+        Assert.True(verified.Intact, verified.Problem);
+    }
+
+    [Fact]
+    public async Task While_the_audit_cannot_be_written_health_says_so_and_a_read_it_fails_is_a_503_on_postgres()
+    {
+        using var anyone = server.Anonymous();
+        Assert.Equal(HttpStatusCode.OK, (await anyone.GetAsync("/health")).StatusCode);
+        var (_, report) = await server.ClientFor("joc").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:JOC"])));
+        HttpResponseMessage read, health;
+        await using (await AuditDownAsync())
+        {
+            // The read is audited before it is answered: it fails once the writer's tries are over (4.25 s).
+            read = await server.ClientFor("joc").GetAsync($"/api/reports/{report.GetProperty("id").GetGuid()}");
+            health = await anyone.GetAsync("/health");
+        }
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+        Assert.Equal("the audit log cannot be written", (await health.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>()).GetProperty("problem").GetString());
+        Assert.NotNull(health.Headers.RetryAfter);
+        if (!await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite())))
+        {
+            // PostgreSQL says the disk is full (SQLite's trigger can only say a constraint failed, which is not an outage).
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, read.StatusCode);
+            Assert.Equal(TimeSpan.FromSeconds(5), read.Headers.RetryAfter?.Delta);
+        }
+        else
+        {
+            Assert.Equal(HttpStatusCode.InternalServerError, read.StatusCode);
+        }
+
+        // Back: the next audited read is written, and the server says it can serve.
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("joc").GetAsync($"/api/reports/{report.GetProperty("id").GetGuid()}")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await anyone.GetAsync("/health")).StatusCode);
+    }
+
+    /// <summary>Makes the store refuse every audit entry (a full disk) until the result is disposed.</summary>
+    private async Task<IAsyncDisposable> AuditDownAsync()
+    {
         var sqlite = await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
         string[] down = sqlite
             ? ["CREATE TRIGGER audit_down BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"]
-            : ["CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$",
+            : ["CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'disk_full', MESSAGE = 'could not extend file: No space left on device'; END $$",
                 "CREATE TRIGGER audit_down BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_down()"];
         string[] up = sqlite ? ["DROP TRIGGER audit_down"] : ["DROP TRIGGER audit_down ON audit", "DROP FUNCTION audit_down()"];
         async Task RunAsync(string[] statements) => await server.WithDbAsync(async db =>
@@ -687,26 +741,12 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         });
 
         await RunAsync(down);
-        try
-        {
-            Assert.Equal(HttpStatusCode.Unauthorized, (await server.Anonymous().PostJson("/api/auth/signin", new { userName = name, password = "not-the-password" })).Response.StatusCode);
-            await Task.Delay(TimeSpan.FromSeconds(6));
-        }
-        finally
-        {
-            await RunAsync(up);
-        }
+        return new Restore(() => RunAsync(up));
+    }
 
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        while (!await server.WithDbAsync(db => db.Audit.AnyAsync(a => a.EntityId == memberId && a.Action == Audit.AuditActions.SignInFailed)))
-        {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(40), "the failed sign-in was never recorded once the audit could be written again");
-            await Task.Delay(200);
-        }
-
-        // The chain is whole: every entry written before, during and after the outage links to the one before.
-        var verified = await server.WithDbAsync(db => Audit.AuditVerifier.VerifyAsync(db, CancellationToken.None));
-        Assert.True(verified.Intact, verified.Problem);
+    private sealed class Restore(Func<Task> restore) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => await restore();
     }
 
     [Fact]

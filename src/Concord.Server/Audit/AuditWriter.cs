@@ -111,6 +111,19 @@ internal sealed class AuditWriter : IAsyncDisposable
 
     private TimeSpan _carryDelay = TimeSpan.FromSeconds(1);
 
+    /// <summary>When the last try to write a batch failed (<see cref="Environment.TickCount64"/>), or 0 since one succeeded.</summary>
+    private long _failedAt;
+
+    /// <summary>How long a failure says the audit cannot be written when nothing is written after it (no try, no success).</summary>
+    internal static readonly TimeSpan FailureShown = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// The last try to write a batch failed, less than <see cref="FailureShown"/> ago, and none has succeeded since: reads of
+    /// classified records and sign-ins fail meanwhile. Not for ever: with nobody sent to a node that says so, no write
+    /// would come to show that the store is back.
+    /// </summary>
+    public bool Failing => Interlocked.Read(ref _failedAt) is var at and not 0 && Environment.TickCount64 - at < FailureShown.TotalMilliseconds;
+
     /// <summary>Whether there is more to write: queued entries, or carried ones once their wait has passed; false once closed and none is carried.</summary>
     private async Task<bool> WaitForWorkAsync()
     {
@@ -161,11 +174,13 @@ internal sealed class AuditWriter : IAsyncDisposable
                     }
 
                     _carryDelay = TimeSpan.FromSeconds(1);
+                    Interlocked.Exchange(ref _failedAt, 0);
                     break;
                 }
                 catch (Exception e)
                 {
                     db.ChangeTracker.Clear();
+                    Interlocked.Exchange(ref _failedAt, Environment.TickCount64);
                     if (attempt < Retries.Length)
                     {
                         _logger.LogWarning(e, "recording {Count} audit entries failed; trying again in {Delay}", batch.Count, Retries[attempt]);

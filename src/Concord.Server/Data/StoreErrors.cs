@@ -32,4 +32,29 @@ internal static class StoreErrors
         PostgresException p => p.SqlState.StartsWith("23", StringComparison.Ordinal),
         _ => false,
     };
+
+    /// <summary>
+    /// Whether <paramref name="e"/> (or an exception inside it) says the store cannot serve for now rather than that the
+    /// request is at fault or the code is: unreachable or restarting, out of space, read-only after a failover, locked past
+    /// the wait, or another process holding the report writer's lease. A client may try again later (503).
+    /// </summary>
+    public static bool IsUnavailable(Exception e)
+    {
+        for (Exception? inner = e; inner is not null; inner = inner.InnerException)
+        {
+            switch (inner)
+            {
+                case StoreBusyException:
+                case TimeoutException:
+                case NpgsqlException { IsTransient: true }:
+                case PostgresException p when p.SqlState.StartsWith("08", StringComparison.Ordinal) || p.SqlState.StartsWith("53", StringComparison.Ordinal)
+                    || p.SqlState.StartsWith("57P", StringComparison.Ordinal) || p.SqlState == PostgresErrorCodes.ReadOnlySqlTransaction:
+                // Busy, locked, read-only, I/O error, full, cannot open.
+                case SqliteException { SqliteErrorCode: 5 or 6 or 8 or 10 or 13 or 14 }:
+                    return true;
+            }
+        }
+
+        return false;
+    }
 }

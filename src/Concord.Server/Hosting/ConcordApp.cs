@@ -67,6 +67,7 @@ internal static class ConcordApp
             }
         });
         builder.Services.AddExceptionHandler<Http.ConcurrentChange>();
+        builder.Services.AddExceptionHandler<Http.StoreUnavailable>();
         // A concurrent change is a conflict the client resolves, not a failure to log.
         builder.Services.Configure<ExceptionHandlerOptions>(o => o.SuppressDiagnosticsCallback = c => c.Exception is Microsoft.EntityFrameworkCore.DbUpdateConcurrencyException or Http.AccessChangedException);
         builder.Services.AddOpenApi(Http.ApiDescription.Configure);
@@ -142,7 +143,7 @@ internal static class ConcordApp
         Http.ApiDescription.UseCachedDocument(app);
 
         app.MapOpenApi("/openapi/{documentName}.json").AllowAnonymous();
-        app.MapGet("/health", () => TypedResults.Ok(new { status = "ok" })).AllowAnonymous().ExcludeFromDescription();
+        app.MapGet("/health", Health.CheckAsync).AllowAnonymous().ExcludeFromDescription();
         app.MapAccounts();
         app.MapOrganizations();
         app.MapAreas();
