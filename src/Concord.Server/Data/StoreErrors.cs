@@ -45,7 +45,6 @@ internal static class StoreErrors
             switch (inner)
             {
                 case StoreBusyException:
-                case TimeoutException:
                 case NpgsqlException { IsTransient: true }:
                 case PostgresException p when p.SqlState.StartsWith("08", StringComparison.Ordinal) || p.SqlState.StartsWith("53", StringComparison.Ordinal)
                     || p.SqlState.StartsWith("57P", StringComparison.Ordinal) || p.SqlState == PostgresErrorCodes.ReadOnlySqlTransaction:
