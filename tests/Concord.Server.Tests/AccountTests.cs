@@ -87,6 +87,19 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         await LiveSessionEndsAsync("joc", TestServer.Password, async browser =>
             Assert.Equal(HttpStatusCode.NoContent, (await browser.PostAsync("/api/auth/signout", null)).StatusCode));
 
+    [Fact]
+    public async Task A_live_connection_of_a_session_is_closed_at_sign_out_even_when_nothing_changes_after()
+    {
+        // A quiet night shift: the member signs out in one tab; the live connection of another must not wait for a change.
+        var cookies = new CookieContainer();
+        using var browser = new HttpClient(new HttpClientHandler { CookieContainer = cookies }) { BaseAddress = server.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await browser.PostJson("/api/auth/signin", new { userName = "force", password = TestServer.Password })).Response.StatusCode);
+        var (live, _, closed) = await server.OpenLiveAsync(o => o.Cookies = cookies);
+        await using var _ = live;
+        Assert.Equal(HttpStatusCode.NoContent, (await browser.PostAsync("/api/auth/signout", null)).StatusCode);
+        await closed.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
     /// <summary>
     /// Signs <paramref name="userName"/> in, opens a live connection with the session and sees a change pushed on it; then
     /// <paramref name="end"/> ends the session, and the connection must be closed rather than told of the next change.

@@ -153,6 +153,7 @@ internal static class SignIns
             }
 
             services.GetRequiredService<ViewerDirectory>().Forget(memberId);
+            services.GetRequiredService<Realtime.LiveFeed>().EndSession(id);
             try
             {
                 await db.EndedSessions.Where(e => e.ExpiresAt <= now).ExecuteDeleteAsync(CancellationToken.None);

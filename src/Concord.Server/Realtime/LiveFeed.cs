@@ -125,6 +125,21 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
     public void Leave(string connectionId) => _connections.TryRemove(connectionId, out _);
 
     /// <summary>
+    /// Closes this node's live connections opened with a session that has just signed out, at once: checked only in a round
+    /// that had changes to tell, they stayed open (and the pages behind them on screen) until something changed.
+    /// </summary>
+    public void EndSession(Guid sessionId)
+    {
+        foreach (var (id, connection) in _connections)
+        {
+            if (connection.TokenHash is null && ConcordAuthentication.SessionId(connection.User) == sessionId && _connections.TryRemove(id, out _))
+            {
+                connection.Abort();
+            }
+        }
+    }
+
+    /// <summary>
     /// An in-process listener (a page rendered in a server circuit) told the same visible ids as the member's browsers.
     /// The callback must return quickly (schedule work, do not do it); disposing the result ends the subscription.
     /// </summary>
