@@ -987,6 +987,10 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         Assert.Equal(["password"], createdProblem.ErrorFields());
         Assert.False(await server.WithDbAsync(db => db.Members.AnyAsync(m => m.UserName == foothold)));
         Assert.Equal(HttpStatusCode.Unauthorized, signIn.StatusCode);
+        // Without a password, the token is told the same, not that the password is too short (which sent it to give one).
+        var (bare, bareProblem) = await leaked.PostJson("/api/organizations/UNPOL/members", new { userName = foothold, disabled = true });
+        Assert.Equal(HttpStatusCode.Forbidden, bare.StatusCode);
+        Assert.Contains("signed in with their password", bareProblem.GetProperty("errors").GetProperty("password")[0].GetString(), StringComparison.Ordinal);
         // The token still does what else an administrator does with one, and its member's own session sets passwords.
         Assert.Equal(HttpStatusCode.OK, (await leaked.PatchAsJsonAsync($"/api/members/{admin}", new { displayName = "Provisioning" })).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await session.PatchAsJsonAsync($"/api/members/{admin}", new { password = "second-password-2" })).StatusCode);

@@ -262,6 +262,12 @@ internal static class AdminEndpoints
             return byToken;
         }
 
+        if (body!.Password is null && context.User.Identity?.AuthenticationType == ConcordAuthentication.TokenScheme)
+        {
+            // A new member needs a password, which a token may not set: said so, rather than that it is too short.
+            return Problems.Field("password", "a new member needs a password, which is set by an administrator signed in with their password, not with an access token (or with concord user add on the server)", StatusCodes.Status403Forbidden);
+        }
+
         await directory.KnowCaveatsAsync(body!.Caveats, context.RequestAborted);
         var errors = GrantErrors(viewer, body, markings);
         if (errors.Count > 0)
