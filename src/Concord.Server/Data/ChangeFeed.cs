@@ -309,15 +309,16 @@ internal static class ChangeWindows
     /// gap writes here). A snapshot's <c>xmin</c> would be the cluster's: a long write in another database of the cluster
     /// (another application, a maintenance job) would hold every gap here until <see cref="GapGrace"/>. Each session's
     /// current top-level transaction id (<c>backend_xid</c>, shown to every role) is 32 bits; it is widened to 64 against
-    /// the snapshot's <c>xmax</c>, which no running id is more than 2^31 below. With none running here, that <c>xmax</c>:
-    /// above every id given before it.
+    /// the snapshot's <c>xmin</c>, which no running id is below, nor more than 2^31 above (not against its <c>xmax</c>:
+    /// one past the last transaction to have ended, which a running one may be above). With none running here, the
+    /// snapshot's <c>xmax</c>: above every id given before it.
     /// </summary>
-    private static async Task<ulong> OldestRunningAsync(ConcordDb db, CancellationToken cancellationToken) =>
+    internal static async Task<ulong> OldestRunningAsync(ConcordDb db, CancellationToken cancellationToken) =>
         ulong.Parse(await db.Database.SqlQueryRaw<string>(OldestRunningSql).SingleAsync(cancellationToken), CultureInfo.InvariantCulture);
 
     private const string OldestRunningSql = """
-        WITH snapshot AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax)
-        SELECT coalesce(min(s.xmax - ((s.xmax % 4294967296 - a.backend_xid::text::bigint + 4294967296) % 4294967296)), min(s.xmax))::text AS "Value"
+        WITH snapshot AS (SELECT pg_snapshot_xmin(s)::text::bigint AS xmin, pg_snapshot_xmax(s)::text::bigint AS xmax FROM pg_current_snapshot() s)
+        SELECT coalesce(min(s.xmin + (((a.backend_xid::text::bigint - s.xmin % 4294967296) % 4294967296 + 4294967296) % 4294967296)), min(s.xmax))::text AS "Value"
         FROM snapshot s LEFT JOIN pg_stat_activity a ON a.datname = current_database() AND a.backend_xid IS NOT NULL
         """;
 
