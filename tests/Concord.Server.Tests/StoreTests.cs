@@ -301,3 +301,30 @@ public sealed class StoreTests_Postgres : StoreTests
         }
     }
 }
+
+/// <summary>Which store errors are an outage (503, try again) and which are not.</summary>
+public sealed class StoreErrorTests
+{
+    [Fact]
+    public void An_outage_is_one_the_request_did_not_bring_on_itself()
+    {
+        static Npgsql.PostgresException Postgres(string state) => new("refused", "ERROR", "ERROR", state);
+
+        // The store is gone, full, shutting down or read-only: try again later.
+        Assert.True(Data.StoreErrors.IsUnavailable(Postgres("53100")));
+        Assert.True(Data.StoreErrors.IsUnavailable(Postgres("57P01")));
+        Assert.True(Data.StoreErrors.IsUnavailable(Postgres("25006")));
+        Assert.True(Data.StoreErrors.IsUnavailable(new Npgsql.NpgsqlException("Failed to connect", new System.Net.Sockets.SocketException(111))));
+        Assert.True(Data.StoreErrors.IsUnavailable(new Microsoft.EntityFrameworkCore.DbUpdateException("save failed", new Microsoft.Data.Sqlite.SqliteException("database or disk is full", 13))));
+        Assert.True(Data.StoreErrors.IsUnavailable(new Data.StoreBusyException("another process")));
+
+        // What one heavy request brings on itself is not: told to retry in 5 s, a script would run it again and again.
+        Assert.False(Data.StoreErrors.IsUnavailable(new Npgsql.NpgsqlException("Exception while reading from stream", new TimeoutException())));
+        Assert.False(Data.StoreErrors.IsUnavailable(Postgres("53400")));
+        Assert.False(Data.StoreErrors.IsUnavailable(Postgres("53200")));
+        Assert.False(Data.StoreErrors.IsUnavailable(Postgres("57014")));
+        Assert.False(Data.StoreErrors.IsUnavailable(Postgres("23505")));
+        Assert.False(Data.StoreErrors.IsUnavailable(new Microsoft.Data.Sqlite.SqliteException("constraint failed", 19)));
+        Assert.False(Data.StoreErrors.IsUnavailable(new TimeoutException()));
+    }
+}

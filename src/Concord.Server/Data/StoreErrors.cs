@@ -45,9 +45,13 @@ internal static class StoreErrors
             switch (inner)
             {
                 case StoreBusyException:
-                case NpgsqlException { IsTransient: true }:
-                case PostgresException p when p.SqlState.StartsWith("08", StringComparison.Ordinal) || p.SqlState.StartsWith("53", StringComparison.Ordinal)
-                    || p.SqlState.StartsWith("57P", StringComparison.Ordinal) || p.SqlState == PostgresErrorCodes.ReadOnlySqlTransaction:
+                // Connection lost, shutting down, disk full, too many connections, read-only after a failover. Not what one
+                // request can bring on itself (a statement timed out, out of memory, a temporary file past its limit): told
+                // to try again in 5 s, a script would run the same heavy query again and again.
+                case PostgresException p when p.SqlState.StartsWith("08", StringComparison.Ordinal) || p.SqlState.StartsWith("57P", StringComparison.Ordinal)
+                    || p.SqlState is PostgresErrorCodes.DiskFull or PostgresErrorCodes.TooManyConnections or PostgresErrorCodes.ReadOnlySqlTransaction:
+                // The server could not be reached, or the connection broke (a socket or stream error inside), not a time-out.
+                case NpgsqlException { IsTransient: true, InnerException: System.Net.Sockets.SocketException or IOException }:
                 // Busy, locked, read-only, I/O error, full, cannot open.
                 case SqliteException { SqliteErrorCode: 5 or 6 or 8 or 10 or 13 or 14 }:
                     return true;
