@@ -88,6 +88,7 @@ internal sealed class AuditWriter : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _closing = true;
         _queue.Writer.TryComplete();
         await _loop;
         await _scope.DisposeAsync();
@@ -110,6 +111,8 @@ internal sealed class AuditWriter : IAsyncDisposable
     internal static readonly TimeSpan LastCarryDelay = TimeSpan.FromSeconds(30);
 
     private TimeSpan _carryDelay = TimeSpan.FromSeconds(1);
+
+    private volatile bool _closing;
 
     /// <summary>When the last try to write a batch failed (<see cref="Environment.TickCount64"/>), or 0 since one succeeded.</summary>
     private long _failedAt;
@@ -151,8 +154,13 @@ internal sealed class AuditWriter : IAsyncDisposable
         var batch = new List<(AuditEntry Entry, TaskCompletionSource? Done)>(MaxBatch);
         while (await WaitForWorkAsync())
         {
-            var closing = _queue.Reader.Completion.IsCompleted;
-            var carried = Math.Min(_carried.Count, MaxBatch);
+            // Stopping: carried entries are given up once a batch has failed every try, so that a store that stays down does
+            // not hold the shutdown (thousands carried, a batch at a time) past what a service manager waits for; their loss
+            // is logged.
+            var closing = _closing;
+            // Carried entries take half a batch at most: entries a request waits for still go in, and fail in seconds
+            // rather than wait behind thousands carried while the store is down.
+            var carried = Math.Min(_carried.Count, MaxBatch / 2);
             batch.AddRange(_carried.GetRange(0, carried).Select(e => (e, (TaskCompletionSource?)null)));
             _carried.RemoveRange(0, carried);
             while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var item))
@@ -208,6 +216,16 @@ internal sealed class AuditWriter : IAsyncDisposable
                         {
                             Lost(entry, $"{MaxCarried} entries wait for the audit to be writable again");
                         }
+                    }
+
+                    if (closing)
+                    {
+                        foreach (var entry in _carried)
+                        {
+                            Lost(entry, "the server stops and the audit cannot be written");
+                        }
+
+                        _carried.Clear();
                     }
 
                     _carryDelay = _carryDelay * 2 < LastCarryDelay ? _carryDelay * 2 : LastCarryDelay;
