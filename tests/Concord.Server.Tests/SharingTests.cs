@@ -971,7 +971,7 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     [Fact]
-    public async Task A_release_of_a_report_in_a_closed_incident_opens_an_incident_of_its_own()
+    public async Task A_release_of_a_report_in_a_closed_incident_shows_it_closed_to_those_who_see_only_the_copy()
     {
         // Closed by the JOC on a report only the JOC and UNPOL may read, then released to the whole mission.
         var (_, original) = await server.ClientFor("unpol").PostJson("/api/reports", Api.Report(marking: Api.Marking("CONFIDENTIAL", ["org:JOC", "org:UNPOL"])));
@@ -984,15 +984,16 @@ public abstract class SharingTests<TServer>(TServer server) : IClassFixture<TSer
         var (again, againCopy) = await server.ClientFor("unpoladmin").PostJson(path, release);
         Assert.Equal(HttpStatusCode.OK, again.StatusCode);
         Assert.Equal(Id(copy), Id(againCopy));
+        Assert.Equal(closedId, Id(copy, "incidentId"));
 
-        // A FORCE analyst, who sees only the copy, moves its incident on: the incident the JOC closed stays closed.
-        var copyIncident = Id(copy, "incidentId");
-        Assert.NotEqual(closedId, copyIncident);
-        Assert.Equal(copyIncident, Id(againCopy, "incidentId"));
-        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("force").PostJson($"/api/incidents/{copyIncident}/status", new { status = "verified" })).Response.StatusCode);
+        // A FORCE analyst, who sees only the copy, sees the incident closed: moving it on without saying so is refused,
+        // and the incident the JOC closed stays closed (one incident, not a second one routed and counted again).
+        var (_, seen) = await server.ClientFor("force").GetJson($"/api/incidents/{closedId}");
+        Assert.Equal("closed", seen.GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.Conflict, (await server.ClientFor("force").PostJson($"/api/incidents/{closedId}/status", new { status = "verified" })).Response.StatusCode);
         var (_, closed) = await server.ClientFor("joc").GetJson($"/api/incidents/{closedId}");
         Assert.Equal("closed", closed.GetProperty("status").GetString());
-        Assert.Equal(1, closed.GetProperty("reportCount").GetInt32());
+        Assert.Equal(2, closed.GetProperty("reportCount").GetInt32());
     }
 
     [Fact]

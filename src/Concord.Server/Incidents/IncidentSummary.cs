@@ -194,14 +194,21 @@ internal static class IncidentSummary
     /// A mixed incident as one viewer sees it: summarised from <paramref name="visible"/> (the reports they may see, at
     /// least one), so its title and category are those of the earliest of them (the stored ones may be a hidden report's).
     /// A status set before the first of those reports joined (<paramref name="linkedAt"/>) was decided on reports this
-    /// viewer may not see, and showing it would tell them such reports exist: for them the incident is as reported.
+    /// viewer may not see, and showing it would tell them such reports exist: for them the incident is as reported. But
+    /// for a closing: a closed incident takes no reports, but for a release's copy of one of its reports, which its
+    /// releaser made knowing it closed; shown open to those who see only the copy, one of them moving it on would reopen
+    /// what an analyst closed, unwarned (and it would be routed again to every organisation).
     /// </summary>
     public static Incident ViewFor(Incident incident, IReadOnlyList<Report> visible, IEnumerable<DateTime> linkedAt)
     {
         var view = Copy(incident);
         Summarise(view, visible);
         view.RebuiltForViewer = true;
-        ForgetStatusDecidedBefore(view, linkedAt);
+        if (view.Status != IncidentStatus.Closed)
+        {
+            ForgetStatusDecidedBefore(view, linkedAt);
+        }
+
         return view;
     }
 

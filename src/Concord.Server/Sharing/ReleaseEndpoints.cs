@@ -277,10 +277,9 @@ internal static class ReleaseEndpoints
         }
 
         db.Reports.Add(copy);
-        // Not into a closed incident: it takes no reports, and to those who see only the copy it would be shown open (its
-        // closing was decided before the copy joined, on a report hidden from them), so that one of them who moved it on
-        // would reopen what an analyst closed, unwarned. The copy opens an incident of its own.
-        if (incidentId is { } existing && await db.Incidents.AnyAsync(i => i.Id == existing && i.Status != IncidentStatus.Closed, context.RequestAborted))
+        // Into a closed incident too, which is shown closed to those who see only the copy (IncidentSummary.ViewFor): a
+        // copy opening an incident of its own would be routed to every organisation, and counted twice by those who see both.
+        if (incidentId is { } existing)
         {
             await IncidentEndpoints.LinkAsync(db, existing, copy, linkedAt, context.RequestAborted);
         }
