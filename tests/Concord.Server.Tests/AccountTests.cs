@@ -451,13 +451,25 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // Nor reads: an image or a frame of another origin's page would make an export, or a read of a page, audited in
         // the member's name. A page opened by a link from there is read as the member asked.
         var exports = await server.WithDbAsync(db => db.Audit.CountAsync(a => a.Action == "export"));
-        foreach (var (path, mode, dest) in new[] { ("/api/exports/reports.csv?audience=public", "no-cors", "image"), ("/api/me", "cors", "empty"),
-            ("/api/exports/reports.csv?audience=public", "navigate", "document"), ("/incidents", "navigate", "iframe") })
+        // Nor a navigation a script made without the member's gesture, nor a prefetch.
+        foreach (var (path, mode, dest, extra) in new[] { ("/api/exports/reports.csv?audience=public", "no-cors", "image", ""), ("/api/me", "cors", "empty", ""),
+            ("/api/exports/reports.csv?audience=public", "navigate", "document", "Sec-Fetch-User"), ("/incidents", "navigate", "iframe", "Sec-Fetch-User"),
+            ("/incidents", "navigate", "document", ""), ("/incidents", "navigate", "document", "Sec-Purpose") })
         {
             using var read = new HttpRequestMessage(HttpMethod.Get, path);
             read.Headers.Add("Sec-Fetch-Site", "same-site");
             read.Headers.Add("Sec-Fetch-Mode", mode);
             read.Headers.Add("Sec-Fetch-Dest", dest);
+            if (extra.Length > 0)
+            {
+                read.Headers.Add("Sec-Fetch-User", "?1");
+            }
+
+            if (extra == "Sec-Purpose")
+            {
+                read.Headers.Add("Sec-Purpose", "prefetch;prerender");
+            }
+
             Assert.Equal(HttpStatusCode.Forbidden, (await browser.SendAsync(read)).StatusCode);
         }
 
@@ -466,6 +478,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         link.Headers.Add("Sec-Fetch-Site", "same-site");
         link.Headers.Add("Sec-Fetch-Mode", "navigate");
         link.Headers.Add("Sec-Fetch-Dest", "document");
+        link.Headers.Add("Sec-Fetch-User", "?1");
         Assert.Equal(HttpStatusCode.OK, (await browser.SendAsync(link)).StatusCode);
         using var ownRead = new HttpRequestMessage(HttpMethod.Get, "/api/exports/reports.csv?audience=public");
         ownRead.Headers.Add("Sec-Fetch-Site", "same-origin");

@@ -351,6 +351,34 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
     }
 
     [Fact]
+    public async Task A_mixed_incident_is_in_a_window_by_the_reports_the_viewer_may_see()
+    {
+        // FORCE's report at exactly 1 March, 00:00, merged with a JOC-only report of the day of 28 February: stored, the
+        // incident ends at 1 March, 00:00; as FORCE sees it, it is at that moment, and in a window from 1 March. Left out,
+        // it would tell FORCE that a hidden report ends there.
+        var tag = "mixedwindow" + Guid.NewGuid().ToString("N")[..8];
+        async Task<Guid> Post(string user, string observedAt, string precision, object marking)
+        {
+            var (created, report) = await Server.ClientFor(user).PostJson("/api/reports",
+                new Dictionary<string, object?>(Api.Fields(Api.Report(narrative: $"{tag} clash", latitude: 5.5, longitude: 20.5, marking: marking,
+                    observedAt: DateTimeOffset.Parse(observedAt, System.Globalization.CultureInfo.InvariantCulture)))) { ["observedPrecision"] = precision });
+            Assert.True(created.StatusCode == HttpStatusCode.Created, report.ToString());
+            return report.GetProperty("incidentId").GetGuid();
+        }
+
+        var visible = await Post("force", "1962-03-01T00:00:00Z", "exact", Api.Marking("UNCLASSIFIED", ["mission"]));
+        var hidden = await Post("joc", "1962-02-28T00:00:00Z", "day", Api.Marking("CONFIDENTIAL", ["org:JOC"]));
+        if (hidden != visible)
+        {
+            var (merged, problem) = await Server.ClientFor("joc").PostJson($"/api/incidents/{visible}/merge", new { incidents = new[] { hidden } });
+            Assert.True(merged.StatusCode == HttpStatusCode.OK, problem.ToString());
+        }
+
+        var (_, page) = await Server.ClientFor("force").GetJson($"/api/incidents?q={tag}&from=1962-03-01");
+        Assert.Equal([visible], page.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("id").GetGuid()));
+    }
+
+    [Fact]
     public async Task A_report_sent_as_something_else_than_JSON_is_told_so_by_field_and_only_to_a_member()
     {
         using var text = new StringContent("{}", System.Text.Encoding.UTF8, "text/plain");

@@ -144,13 +144,15 @@ internal sealed class WriterLease(StoreOptions store) : IAsyncDisposable
                 throw Busy();
             }
 
-            _connection = connection;
-            _checkedAt = Environment.TickCount64;
+            // Said before the lease shows as held: the writer's check without the lock must not find it held and not retaken.
             if (_lost)
             {
                 _lost = false;
                 Interlocked.Exchange(ref _retaken, 1);
             }
+
+            _checkedAt = Environment.TickCount64;
+            _connection = connection;
         }
         finally
         {

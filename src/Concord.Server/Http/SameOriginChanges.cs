@@ -43,10 +43,16 @@ internal static class SameOriginChanges
             await next();
         });
 
-    /// <summary>A page opened in a window or tab of its own (a link followed, an address typed): not an image, a script, a fetch or a frame.</summary>
+    /// <summary>
+    /// A page opened in a window or tab of its own by the member (a link followed): not an image, a script, a fetch or a
+    /// frame, nor a navigation a script made without the member's gesture (<c>Sec-Fetch-User</c>), nor a prefetch or
+    /// prerender (<c>Sec-Purpose</c>).
+    /// </summary>
     private static bool OpenedByALink(HttpRequest request) =>
         request.Headers["Sec-Fetch-Mode"].ToString() is "navigate" or ""
-        && request.Headers["Sec-Fetch-Dest"].ToString() is "document" or "";
+        && request.Headers["Sec-Fetch-Dest"].ToString() is "document" or ""
+        && (request.Headers["Sec-Fetch-Mode"].ToString() == "" || request.Headers["Sec-Fetch-User"].ToString() == "?1")
+        && request.Headers["Sec-Purpose"].ToString() == "" && request.Headers["Purpose"].ToString() == "";
 
     /// <summary>
     /// Whether the browser says the request comes from another origin: by <c>Sec-Fetch-Site</c>, or, from a browser that

@@ -94,7 +94,9 @@ internal static class IncidentEndpoints
         {
             // A window ends where its last day, week or month does (a day of 28 February ends at 1 March, 00:00): one
             // that ends at `from` is over before it; one that starts and ends there (an exact time) is not.
-            incidents = incidents.Where(i => i.EndsAt > from || i.StartsAt >= from);
+            // A mixed incident is judged again as the viewer sees it (Matches): its stored window may end at `from` on a
+            // hidden report of the day before while the viewer's own report is at exactly that time.
+            incidents = incidents.Where(i => i.EndsAt > from || i.StartsAt >= from || (i.Mixed && i.EndsAt >= from));
         }
 
         if (query.To is { } to)
