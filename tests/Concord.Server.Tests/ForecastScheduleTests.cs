@@ -163,29 +163,42 @@ public sealed class ForecastRetryTests
         using var refresher = new ForecastRefresher(provider.GetRequiredService<IServiceScopeFactory>(), clock,
             Microsoft.Extensions.Logging.Abstractions.NullLogger<ForecastRefresher>.Instance);
         await refresher.StartAsync(CancellationToken.None);
-        // ExecuteAsync runs on a thread of its own: its first wait is set on the clock a moment after it starts.
-        await Task.Delay(500);
 
-        async Task AttemptsAfter(TimeSpan advance, int expected)
+        // The clock moves a minute at a time, each step after the refresher has had time to set its next wait (on a busy
+        // machine a step may come first: the attempt is then seen a step later, which the minutes below allow for).
+        var minute = 0;
+        async Task<int> MinuteOfNextAttemptAsync()
         {
-            clock.Advance(advance);
-            for (var waited = System.Diagnostics.Stopwatch.StartNew(); Volatile.Read(ref attempts) < expected && waited.Elapsed < TimeSpan.FromSeconds(10);)
+            var before = Volatile.Read(ref attempts);
+            while (Volatile.Read(ref attempts) == before)
             {
-                await Task.Delay(10);
+                Assert.True(minute < 400, "no attempt within 400 minutes");
+                await Task.Delay(50);
+                clock.Advance(TimeSpan.FromMinutes(1));
+                minute++;
+                for (var waited = System.Diagnostics.Stopwatch.StartNew(); Volatile.Read(ref attempts) == before && waited.ElapsedMilliseconds < 30;)
+                {
+                    await Task.Delay(10);
+                }
             }
 
-            await Task.Delay(100);
-            Assert.Equal(expected, Volatile.Read(ref attempts));
+            return minute;
         }
 
-        await AttemptsAfter(TimeSpan.FromSeconds(61), 1);
-        await AttemptsAfter(TimeSpan.FromMinutes(4), 1);
-        await AttemptsAfter(TimeSpan.FromMinutes(1), 2);
-        await AttemptsAfter(TimeSpan.FromMinutes(10), 3);
-        await AttemptsAfter(TimeSpan.FromMinutes(20), 4);
-        await AttemptsAfter(TimeSpan.FromMinutes(40), 5);
-        await AttemptsAfter(TimeSpan.FromMinutes(60), 6);
-        await AttemptsAfter(TimeSpan.FromMinutes(60), 7);
+        // A minute after start, then 5, 10, 20, 40, 60 and 60 minutes after each failure: not a day later.
+        var minutes = new List<int>();
+        for (var i = 0; i < 7; i++)
+        {
+            minutes.Add(await MinuteOfNextAttemptAsync());
+        }
+
+        var gaps = minutes.Zip(minutes.Skip(1), (a, b) => b - a).ToList();
+        Assert.InRange(minutes[0], 1, 2);
+        foreach (var (gap, expected) in gaps.Zip(new[] { 5, 10, 20, 40, 60, 60 }))
+        {
+            Assert.InRange(gap, expected, expected + 1);
+        }
+
         await refresher.StopAsync(CancellationToken.None);
     }
 }

@@ -361,7 +361,8 @@ public abstract class ReportApiTests<TServer>(TServer server) : IClassFixture<TS
         {
             var (created, report) = await Server.ClientFor(user).PostJson("/api/reports",
                 new Dictionary<string, object?>(Api.Fields(Api.Report(narrative: $"{tag} clash", latitude: 5.5, longitude: 20.5, marking: marking,
-                    observedAt: DateTimeOffset.Parse(observedAt, System.Globalization.CultureInfo.InvariantCulture)))) { ["observedPrecision"] = precision });
+                    observedAt: DateTimeOffset.Parse(observedAt, System.Globalization.CultureInfo.InvariantCulture))))
+                { ["observedPrecision"] = precision });
             Assert.True(created.StatusCode == HttpStatusCode.Created, report.ToString());
             return report.GetProperty("incidentId").GetGuid();
         }
