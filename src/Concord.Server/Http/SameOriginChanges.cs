@@ -28,7 +28,9 @@ internal static class SameOriginChanges
             {
                 var live = request.Path.StartsWithSegments(Realtime.LiveHub.Path) || request.Path.StartsWithSegments(BlazorCircuits);
                 var change = !HttpMethods.IsGet(request.Method) && !HttpMethods.IsHead(request.Method) && !HttpMethods.IsOptions(request.Method);
-                if (live || request.Path.StartsWithSegments("/api") || change || !OpenedByALink(request))
+                // A page's own form posted from elsewhere (the sign-in page, the report form) is answered by the page, which
+                // its antiforgery token already refuses and which says what to do; a read of a page, only when opened by a link.
+                if (live || request.Path.StartsWithSegments("/api") || (!change && !OpenedByALink(request)))
                 {
                     await Problems.Forbidden(live
                             ? "a signed-in browser session follows live changes only from Concord's own pages (this request came from another origin)"
