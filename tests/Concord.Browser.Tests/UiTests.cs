@@ -275,7 +275,10 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         {
             db.EndedSessions.Add(new Concord.Server.Accounts.EndedSession
             {
-                Id = Concord.Server.Accounts.ConcordAuthentication.SessionId(session)!.Value, MemberId = member, EndedAt = DateTime.UtcNow, ExpiresAt = DateTime.UtcNow.AddDays(1),
+                Id = Concord.Server.Accounts.ConcordAuthentication.SessionId(session)!.Value,
+                MemberId = member,
+                EndedAt = DateTime.UtcNow,
+                ExpiresAt = DateTime.UtcNow.AddDays(1),
             });
             return await db.SaveChangesAsync();
         });
