@@ -756,23 +756,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
             : ["CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'disk_full', MESSAGE = 'could not extend file: No space left on device'; END $$",
                 "CREATE TRIGGER audit_down BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_down()"];
         string[] up = sqlite ? ["DROP TRIGGER audit_down"] : ["DROP TRIGGER audit_down ON audit", "DROP FUNCTION audit_down()"];
-        async Task RunAsync(string[] statements) => await server.WithDbAsync(async db =>
-        {
-            foreach (var statement in statements)
-            {
-                await db.Database.ExecuteSqlRawAsync(statement);
-            }
-
-            return true;
-        });
-
-        await RunAsync(down);
-        return new Restore(() => RunAsync(up));
-    }
-
-    private sealed class Restore(Func<Task> restore) : IAsyncDisposable
-    {
-        public async ValueTask DisposeAsync() => await restore();
+        return await server.WhileAsync(down, up);
     }
 
     [Fact]
@@ -1051,21 +1035,9 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         });
         var before = await SignOutsAsync();
         var ended = await EndedAsync();
-        foreach (var sql in refuse)
-        {
-            await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sql));
-        }
-
-        try
+        await using (await server.WhileAsync(refuse, allow))
         {
             Assert.Equal(HttpStatusCode.InternalServerError, (await browser.PostAsync("/api/auth/signout", null)).StatusCode);
-        }
-        finally
-        {
-            foreach (var sql in allow)
-            {
-                await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sql));
-            }
         }
 
         Assert.Equal(ended, await EndedAsync());

@@ -303,6 +303,28 @@ public abstract class TestServer : IAsyncLifetime
         return held;
     }
 
+    /// <summary>Runs <paramref name="apply"/> on the store (a trigger that refuses rows, say), and <paramref name="undo"/> when the result is disposed.</summary>
+    internal async Task<IAsyncDisposable> WhileAsync(string[] apply, string[] undo)
+    {
+        await ExecuteAsync(apply);
+        return new Undo(() => ExecuteAsync(undo));
+    }
+
+    private Task<bool> ExecuteAsync(string[] statements) => WithDbAsync(async db =>
+    {
+        foreach (var statement in statements)
+        {
+            await db.Database.ExecuteSqlRawAsync(statement);
+        }
+
+        return true;
+    });
+
+    private sealed class Undo(Func<Task> undo) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => await undo();
+    }
+
     internal async Task<T> WithDbAsync<T>(Func<ConcordDb, Task<T>> work)
     {
         await using var scope = Services.CreateAsyncScope();
