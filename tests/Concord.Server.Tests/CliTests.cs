@@ -355,6 +355,22 @@ public abstract class CliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Serve_on_a_data_folder_it_cannot_write_says_so_and_stops()
+    {
+        // The key ring session cookies are protected with lives in DATA/keys (on PostgreSQL too): a server started without
+        // it said it listened and answered every sign-in with a 500.
+        var file = Path.Combine(DataDirectory, "a-file");
+        await File.WriteAllTextAsync(file, "");
+        var data = Path.Combine(file, "data");
+        string[] store = StoreArguments[0] == "--data" ? ["--data", data] : [.. StoreArguments, "--data", data];
+        var serve = await Run(["serve", "--urls", "http://127.0.0.1:0", "--no-tak", .. store]);
+        Assert.Equal(1, serve.Exit);
+        Assert.StartsWith($"concord: --data {data} cannot be used:", serve.Errors);
+        Assert.DoesNotContain("   at ", serve.Errors);
+        Assert.Equal("", serve.Output);
+    }
+
+    [Fact]
     public async Task Reports_have_one_writer_an_import_or_a_server_on_a_store_another_process_writes_to_is_refused()
     {
         await Run(["org", "add", "--code", "JMAC", "--name", "Joint Mission Analysis Centre", "--kind", "intelligence", .. StoreArguments]);
@@ -988,6 +1004,37 @@ public sealed class CliTests_Sqlite : CliTests
             await command.ExecuteNonQueryAsync();
             Assert.Equal(ownerOnly, File.GetUnixFileMode(Path.Combine(shared, "concord.db-wal")));
         }
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task The_key_ring_that_protects_session_cookies_is_its_owners_only()
+    {
+        // Whoever reads DATA/keys can make a session cookie naming any member. ASP.NET Core writes the key files with the
+        // process's umask (0644): the folder keeps them private, also one that existed before (made 0755 by hand, say).
+        var shared = Path.Combine(DataDirectory, "shared");
+        var keys = Path.Combine(shared, "keys");
+        Directory.CreateDirectory(keys);
+        var open = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute
+            | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
+        File.SetUnixFileMode(shared, open);
+        File.SetUnixFileMode(keys, open);
+        await Run(["migrate", "--data", shared]);
+        // The server stops at once (another process holds the writer's lease), after the key ring's folder is made.
+        var lease = new WriterLease(StoreOptions.Sqlite(shared));
+        await lease.AcquireAsync(CancellationToken.None);
+        var serve = await Run(["serve", "--urls", "http://127.0.0.1:0", "--no-tak", "--data", shared]);
+        await lease.DisposeAsync();
+        Assert.Equal(1, serve.Exit);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(keys));
+        // A fresh data folder's key ring is made so too.
+        var fresh = Path.Combine(DataDirectory, "fresh");
+        await Run(["migrate", "--data", fresh]);
+        lease = new WriterLease(StoreOptions.Sqlite(fresh));
+        await lease.AcquireAsync(CancellationToken.None);
+        await Run(["serve", "--urls", "http://127.0.0.1:0", "--no-tak", "--data", fresh]);
+        await lease.DisposeAsync();
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(Path.Combine(fresh, "keys")));
     }
 
     internal override string[] StoreArguments => ["--data", DataDirectory];

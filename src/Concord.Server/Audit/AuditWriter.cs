@@ -20,12 +20,14 @@ internal sealed class AuditWriter : IAsyncDisposable
     private readonly ConcordDb _db;
     private readonly AuditChain _chain;
     private readonly ILogger<AuditWriter> _logger;
+    private readonly Hosting.FailureRun _failures;
     private readonly Task _loop;
 
     public AuditWriter(IServiceScopeFactory scopes, AuditChain chain, ILogger<AuditWriter> logger)
     {
         _chain = chain;
         _logger = logger;
+        _failures = new Hosting.FailureRun(logger, "recording audit entries");
         // One unit of work for the writer's life, taken now, while the service container is surely there: the queue is
         // drained when the container is disposed (at shutdown), and a scope asked of it then is refused, which lost every
         // entry still queued (a failed sign-in posted by one of the last requests).
@@ -183,20 +185,31 @@ internal sealed class AuditWriter : IAsyncDisposable
 
                     _carryDelay = TimeSpan.FromSeconds(1);
                     Interlocked.Exchange(ref _failedAt, 0);
+                    _failures.Succeeded();
                     break;
                 }
                 catch (Exception e)
                 {
                     db.ChangeTracker.Clear();
                     Interlocked.Exchange(ref _failedAt, Environment.TickCount64);
+                    // Every batch of an outage fails: the first failure is logged whole, the rest summed up once a minute.
+                    var news = _failures.Failed(e);
                     if (attempt < Retries.Length)
                     {
-                        _logger.LogWarning(e, "recording {Count} audit entries failed; trying again in {Delay}", batch.Count, Retries[attempt]);
+                        if (news)
+                        {
+                            _logger.LogWarning(e, "recording {Count} audit entries failed; trying again in {Delay}", batch.Count, Retries[attempt]);
+                        }
+
                         await Task.Delay(Retries[attempt]);
                         continue;
                     }
 
-                    _logger.LogError(e, "recording {Count} audit entries failed", batch.Count);
+                    if (news)
+                    {
+                        _logger.LogError(e, "recording {Count} audit entries failed", batch.Count);
+                    }
+
                     foreach (var (entry, done) in batch)
                     {
                         // Nobody waits for a posted entry (its request has answered): it is kept for a later try.

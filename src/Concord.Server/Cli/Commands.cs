@@ -343,7 +343,18 @@ internal static class Commands
 
     private static async Task<int> ServeAsync(ServerOptions options, TextWriter output, TextWriter errors, bool seedDemo, CancellationToken cancellationToken)
     {
-        var app = ConcordApp.Build(options);
+        WebApplication app;
+        try
+        {
+            app = ConcordApp.Build(options);
+        }
+        catch (IOException e)
+        {
+            // The key ring's folder (DATA/keys), made before anything starts: without it every sign-in would fail.
+            await errors.WriteLineAsync($"concord: --data {options.DataDirectory} cannot be used: {e.Message}");
+            return 1;
+        }
+
         try
         {
             // Before the store is migrated or anything started on it: a second server must leave a live store alone.

@@ -31,6 +31,8 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
     /// <summary>A deadline was set or moved: look again now (the scheduler's loop resumes on the thread pool, not on the caller's thread).</summary>
     public void Wake() => _ = Volatile.Read(ref _wake).CancelAsync();
 
+    private readonly Hosting.FailureRun _failures = new(logger, "escalating missed deadlines");
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         while (!stoppingToken.IsCancellationRequested)
@@ -42,10 +44,15 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
             try
             {
                 sleep = await RunOnceAsync(stoppingToken);
+                _failures.Succeeded();
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                logger.LogWarning(e, "escalating missed deadlines failed; retrying");
+                if (_failures.Failed(e))
+                {
+                    logger.LogWarning(e, "escalating missed deadlines failed; retrying");
+                }
+
                 sleep = TimeSpan.FromSeconds(1);
             }
             catch (OperationCanceledException)

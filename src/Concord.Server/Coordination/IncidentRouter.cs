@@ -30,6 +30,8 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
     /// <summary>Whether the last read stopped before committed changes waiting on a gap (read again soon, not at the fallback).</summary>
     private volatile bool _held;
 
+    private readonly Hosting.FailureRun _failures = new(logger, "routing incidents");
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try
@@ -45,10 +47,15 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                     while (await RouteAsync(stoppingToken) == Window)
                     {
                     }
+
+                    _failures.Succeeded();
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
-                    logger.LogWarning(e, "routing incidents failed; retrying");
+                    if (_failures.Failed(e))
+                    {
+                        logger.LogWarning(e, "routing incidents failed; retrying");
+                    }
                 }
 
                 await Realtime.ChangeSignal.WaitAsync(next, Fallback, Interval, started, _held, stoppingToken);

@@ -88,6 +88,42 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
         }
     }
 
+    /// <summary>
+    /// Makes <paramref name="directory"/> (and the folders above it that are missing) and leaves it to its owner only,
+    /// also when it exists: it holds keys that let whoever reads them act as any member (the key ring session cookies are
+    /// protected with: with it, a cookie naming any member can be made). ASP.NET Core's key ring writes its files with the
+    /// process's umask (0644), so the folder is what keeps them from other accounts on the machine.
+    /// </summary>
+    /// <exception cref="IOException">It cannot be made or written (the message says which path and why).</exception>
+    internal static void PrivateDirectory(string directory)
+    {
+        var ownerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+        try
+        {
+            if (OperatingSystem.IsWindows())
+            {
+                Directory.CreateDirectory(directory);
+                return;
+            }
+
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(directory))!);
+            Directory.CreateDirectory(directory, ownerOnly);
+            if (File.GetUnixFileMode(directory) != ownerOnly)
+            {
+                File.SetUnixFileMode(directory, ownerOnly);
+            }
+
+            // Written now rather than at the first sign-in, so that a folder the server cannot write stops it at start.
+            var probe = Path.Combine(directory, $".write-test-{Environment.ProcessId}");
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new IOException($"{Path.GetFullPath(directory)} cannot be written: {e.Message}", e);
+        }
+    }
+
     /// <summary>Creates the directory or database the store needs, if it is missing.</summary>
     public async Task EnsureExistsAsync(CancellationToken cancellationToken)
     {

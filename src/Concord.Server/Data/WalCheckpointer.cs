@@ -23,6 +23,7 @@ internal sealed class WalCheckpointer : IDisposable
     private readonly StoreOptions _store;
     private readonly Realtime.ChangeSignal _signal;
     private readonly ILogger<WalCheckpointer> _logger;
+    private readonly Hosting.FailureRun _failures;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _gate = new();
     private SqliteConnection? _connection;
@@ -35,6 +36,7 @@ internal sealed class WalCheckpointer : IDisposable
         _store = store;
         _signal = signal;
         _logger = logger;
+        _failures = new Hosting.FailureRun(logger, "checkpointing the SQLite log");
     }
 
     /// <summary>Starts checkpointing after commits (once the store exists); nothing to do on PostgreSQL.</summary>
@@ -125,11 +127,15 @@ internal sealed class WalCheckpointer : IDisposable
             }
 
             Interlocked.Increment(ref _checkpoints);
+            _failures.Succeeded();
         }
         catch (SqliteException e)
         {
             // The next commit tries again; SQLite's own checkpoint bounds the log meanwhile.
-            _logger.LogWarning(e, "a background checkpoint failed");
+            if (_failures.Failed(e))
+            {
+                _logger.LogWarning(e, "a background checkpoint failed");
+            }
         }
     }
 }

@@ -150,6 +150,8 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
         return subscription;
     }
 
+    private readonly Hosting.FailureRun _failures = new(logger, "sending live changes to browsers");
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         long after = -1;
@@ -172,10 +174,14 @@ internal sealed class LiveFeed(IHubContext<LiveHub> hub, IServiceScopeFactory sc
                         Interlocked.Exchange(ref _position, after);
                     }
                     while (_behind && !stoppingToken.IsCancellationRequested);
+                    _failures.Succeeded();
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
-                    logger.LogWarning(e, "sending live changes to browsers failed; retrying");
+                    if (_failures.Failed(e))
+                    {
+                        logger.LogWarning(e, "sending live changes to browsers failed; retrying");
+                    }
                 }
 
                 Interlocked.Increment(ref _waits);

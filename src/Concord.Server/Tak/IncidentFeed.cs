@@ -23,6 +23,9 @@ internal sealed class IncidentFeed(
 
     private const int Window = 1000;
 
+    private readonly Hosting.FailureRun _failures = new(logger, "sending incident changes to TAK devices");
+    private readonly Hosting.FailureRun _auditFailures = new(logger, "auditing incidents sent to TAK devices");
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         long after;
@@ -53,10 +56,14 @@ internal sealed class IncidentFeed(
                         router.Told = after;
                     }
                     while (_behind && !stoppingToken.IsCancellationRequested);
+                    _failures.Succeeded();
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
-                    logger.LogWarning(e, "sending incident changes to TAK devices failed; retrying");
+                    if (_failures.Failed(e))
+                    {
+                        logger.LogWarning(e, "sending incident changes to TAK devices failed; retrying");
+                    }
                 }
 
                 await Realtime.ChangeSignal.WaitAsync(next, Fallback, Interval, started, _held, stoppingToken);
@@ -250,11 +257,17 @@ internal sealed class IncidentFeed(
             {
                 await audit.RecordReadAsync(sent.Key.Viewer, "incident", sent.Select(o => (o.Id, o.Classification, o.Caveats)).ToList(), $"tak:live {sent.Key.Remote}",
                     now.UtcDateTime, cancellationToken);
+                _auditFailures.Succeeded();
                 return null;
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                logger.LogWarning(e, "the reads of the TAK device of {User} ({Remote}) could not be audited; its incidents wait for the next round", sent.Key.Viewer.UserName, sent.Key.Remote);
+                // With the audit log down every device fails every round: the first failure is logged whole, the rest summed up.
+                if (_auditFailures.Failed(e))
+                {
+                    logger.LogWarning(e, "the reads of the TAK device of {User} ({Remote}) could not be audited; its incidents wait for the next round", sent.Key.Viewer.UserName, sent.Key.Remote);
+                }
+
                 return sent.Key;
             }
         }))).OfType<TakSession>().ToHashSet();

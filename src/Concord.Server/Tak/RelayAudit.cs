@@ -271,6 +271,7 @@ internal sealed class RelayAuditor : IAsyncDisposable
     private readonly AuditWriter _audit;
     private readonly TimeProvider _time;
     private readonly ILogger<RelayAuditor> _logger;
+    private readonly Hosting.FailureRun _failures;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _loop;
 
@@ -279,6 +280,7 @@ internal sealed class RelayAuditor : IAsyncDisposable
         _audit = audit;
         _time = time;
         _logger = logger;
+        _failures = new Hosting.FailureRun(logger, "auditing relays to TAK devices");
         _loop = Task.Run(RunAsync);
     }
 
@@ -357,6 +359,7 @@ internal sealed class RelayAuditor : IAsyncDisposable
             {
                 await written;
                 session.Relays.Audited(session, records);
+                _failures.Succeeded();
             }
             catch (Exception e)
             {
@@ -416,7 +419,12 @@ internal sealed class RelayAuditor : IAsyncDisposable
             return;
         }
 
-        _logger.LogWarning(e, "the relays to the TAK device of {User} ({Remote}) could not be audited; they wait for the next round", session.Viewer.UserName, session.Remote);
+        // With the audit log down every device fails every round: the first failure is logged whole, the rest summed up.
+        if (_failures.Failed(e))
+        {
+            _logger.LogWarning(e, "the relays to the TAK device of {User} ({Remote}) could not be audited; they wait for the next round", session.Viewer.UserName, session.Remote);
+        }
+
         session.Relays.Failed();
         failed.Add(session);
     }

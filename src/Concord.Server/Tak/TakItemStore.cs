@@ -12,6 +12,8 @@ namespace Concord.Server.Tak;
 /// </summary>
 internal sealed class TakItemStore(IServiceScopeFactory scopes, TakRouter router, TimeProvider time, ILogger<TakItemStore> logger) : BackgroundService
 {
+    private readonly Hosting.FailureRun _failures = new(logger, "writing TAK items");
+
     public static readonly TimeSpan FlushInterval = TimeSpan.FromSeconds(1);
 
     /// <summary>
@@ -94,11 +96,16 @@ internal sealed class TakItemStore(IServiceScopeFactory scopes, TakRouter router
             }
 
             await db.SaveChangesAsync(cancellationToken);
+            _failures.Succeeded();
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             // A store that is down (PostgreSQL restarting) costs a retry at the next flush, never the flushing loop.
-            logger.LogWarning(e, "writing {Count} TAK items failed; they will be written at the next flush", uids.Count);
+            if (_failures.Failed(e))
+            {
+                logger.LogWarning(e, "writing {Count} TAK items failed; they will be written at the next flush", uids.Count);
+            }
+
             router.ItemsNotStored(uids);
         }
     }

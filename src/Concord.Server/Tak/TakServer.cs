@@ -776,6 +776,8 @@ internal sealed class TakServer(
     /// member disabled, moved or given another clearance. A device that may still connect reconnects and gets what its
     /// member may now see.
     /// </summary>
+    private readonly Hosting.FailureRun _accessCheckFailures = new(logger, "checking the access of connected TAK devices");
+
     private async Task CheckAccessAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(options.AccessCheckInterval, time);
@@ -786,10 +788,14 @@ internal sealed class TakServer(
                 try
                 {
                     await CheckAccessOnceAsync(stoppingToken);
+                    _accessCheckFailures.Succeeded();
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
-                    logger.LogWarning(e, "checking the access of connected TAK devices failed; trying again");
+                    if (_accessCheckFailures.Failed(e))
+                    {
+                        logger.LogWarning(e, "checking the access of connected TAK devices failed; trying again");
+                    }
                 }
             }
         }

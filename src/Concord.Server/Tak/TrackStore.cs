@@ -14,6 +14,8 @@ namespace Concord.Server.Tak;
 /// </summary>
 internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingFormat markings, TimeProvider time, ILogger<TrackStore> logger) : BackgroundService
 {
+    private readonly Hosting.FailureRun _failures = new(logger, "writing tracks");
+
     public static readonly TimeSpan FlushInterval = TimeSpan.FromSeconds(1);
 
     private readonly ConcurrentDictionary<string, Entry> _tracks = new(StringComparer.Ordinal);
@@ -476,12 +478,17 @@ internal sealed class TrackStore(IServiceScopeFactory scopes, Access.MarkingForm
             }
 
             await db.SaveChangesAsync(cancellationToken);
+            _failures.Succeeded();
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             // Any failure of the store (a constraint, a connection lost while PostgreSQL restarts) costs a retry at the next
             // flush, never the flushing loop: an exception leaving ExecuteAsync would stop the whole server.
-            logger.LogWarning(e, "writing {Count} tracks failed; they will be written at the next flush", uids.Count);
+            if (_failures.Failed(e))
+            {
+                logger.LogWarning(e, "writing {Count} tracks failed; they will be written at the next flush", uids.Count);
+            }
+
             foreach (var uid in uids)
             {
                 _dirty[uid] = 0;
