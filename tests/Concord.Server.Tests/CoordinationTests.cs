@@ -2249,6 +2249,37 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_done_task_stops_telling_an_incident_to_its_organisation_when_the_incident_leaves_its_reach()
+    {
+        // The force's lead task of an incident built from its own report and a police report shared with it through a working
+        // group is released to the force by name (the two reports share no community). The force finishes it; the police
+        // then take the force out of the group: the done task, which still carries the incident's words (its title is the
+        // police report's first line), must follow, as open tasks and notices do, or the force reads on what it may not.
+        var (area, lat, lon) = await AreaAsync(-86);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120 }]);
+        var group = "WG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var police = server.ClientFor("unpoladmin");
+        Assert.Equal(HttpStatusCode.Created, (await police.PostJson("/api/groups", new { code = group, name = "Security working group" })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await police.PutAsync($"/api/groups/{group}/members/FORCE", null)).StatusCode);
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL", $"group:{group}"]),
+            narrative: "Police informant: gunfire at the river crossing."));
+        Assert.Equal(incident, await IncidentOfAsync("force", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["org:FORCE"]),
+            narrative: "Patrol heard gunfire at the river crossing.")));
+        var lead = Id((await WaitForAsync(() => TasksAsync("force", $"incident={incident}"),
+            t => t.Count == 1 && t[0].GetProperty("marking").GetProperty("releasableTo").EnumerateArray().Any(c => c.GetString() == "org:FORCE"), "the force's lead task, released to it by name")).Single());
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("force").PostJson($"/api/tasks/{lead}/status", new { status = "done", reason = "Patrol sent; calm." })).Response.StatusCode);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await police.DeleteAsync($"/api/groups/{group}/members/FORCE")).StatusCode);
+        await WaitForAsync(async () => (await server.ClientFor("force").GetAsync($"/api/tasks/{lead}")).StatusCode, s => s == HttpStatusCode.NotFound,
+            "the done task to follow its incident out of the force's reach");
+        var task = await server.WithDbAsync(db => db.Tasks.AsNoTracking().SingleAsync(t => t.Id == lead));
+        Assert.DoesNotContain("org:FORCE", task.ReleasableTo, StringComparison.Ordinal);
+        // Done it stays, with the force's own reason: only its marking followed.
+        Assert.Equal(TaskStatuses.Done, task.Status);
+        Assert.Equal("Patrol sent; calm.", task.Reason);
+    }
+
+    [Fact]
     public async Task A_request_and_a_task_given_by_hand_are_withdrawn_when_their_organisation_leaves_the_group_they_reached_it_through()
     {
         // The police ask OCHA, and give it a task, under a marking that reaches OCHA through a working group. OCHA leaves the

@@ -145,8 +145,11 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         if (accessChanged)
         {
             // Closed notices too: they are still read, words and all. (Group changes are rare; notices are few beside reports.)
+            // So are closed lead and supporting tasks released to their organisation beyond their incident's own marking
+            // (by name, as each report of a mixed incident reached it): done, they still tell the incident's words to it.
             var noticed = await db.Tasks.Where(t => t.IncidentId != null && (t.Role == TaskRoles.Escalation
-                    || ((t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting) && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined)))
+                    || ((t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting) && ((t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined)
+                        || db.Incidents.Any(i => i.Id == t.IncidentId && i.ReleasableTo != t.ReleasableTo)))))
                 .Select(t => t.IncidentId!.Value).Distinct().ToListAsync(cancellationToken);
             follow = [.. ids.Union(noticed)];
         }
