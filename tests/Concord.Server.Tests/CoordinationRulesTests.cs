@@ -98,6 +98,11 @@ public sealed class CoordinationRulesTests
         var toForce = Responsibilities.ForRequest([ochaAlone], "OCHA", "armed-escort", "routine", "FORCE", OrganizationKind.Military, KindOf);
         var toMilitary = Responsibilities.ForRequest([ochaAlone], "OCHA", "armed-escort", "routine", null, OrganizationKind.Military, KindOf);
         Assert.All(new[] { toForce, toMilitary }, terms => Assert.Equal((TimeSpan.FromHours(4), (string?)null), (terms.Acknowledge, terms.AgreementCode)));
+        // Nor is a requester itself the party of the kind: a battalion that signed with the JOC cannot answer its own
+        // request, and the military organisations that would answer it never signed.
+        var battalion = Agreement("RWABATT-JOC", "|org:JOC|org:RWABATT|", new AgreementCoordination([], [new AssistanceRule(["*"], "kind:military", 10, 30, "JOC")]));
+        var ownKind = Responsibilities.ForRequest([battalion], "RWABATT", "armed-escort", "routine", null, OrganizationKind.Military, KindOf);
+        Assert.Equal((TimeSpan.FromHours(4), (string?)null, (string?)null), (ownKind.Acknowledge, ownKind.EscalateTo, ownKind.AgreementCode));
 
         // A rule that sets one deadline never leaves the answer due before the acknowledgement: the priority's default gives way.
         var oneSided = Agreement("SOP", "|org:FORCE|org:UNPOL|", new AgreementCoordination([], [

@@ -931,6 +931,22 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (_, inForce) = await server.ClientFor("ocha").GetJson("/api/agreements");
         Assert.Contains(inForce.EnumerateArray(), a => a.GetProperty("code").GetString() == code);
 
+        // UNPOL withdraws, as that refusal tells it to, by a version without it: its own rule goes with it, and so does its
+        // part in the force's (it supported the force and took its escalations). It may not change the force's own terms
+        // on the way out, and the force's rule stays as the force agreed it.
+        object Battles(string[] supporting, string? escalateTo, int acknowledge) =>
+            new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", supporting, acknowledgeMinutes = acknowledge, respondMinutes = 60, escalateTo };
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("jocadmin").PutAsJsonAsync($"/api/agreements/{code}", Sop([ours, Battles(["UNPOL"], "UNPOL", 20)], []))).StatusCode);
+        object Without(object battles) => new { code, name = "Police–force SOP " + code, parties = new[] { "FORCE" }, rules = Array.Empty<object>(), responsibilities = new[] { battles } };
+        Assert.Equal(HttpStatusCode.Forbidden, (await admin.PutAsJsonAsync($"/api/agreements/{code}", Without(Battles([], null, 45)))).StatusCode);
+        var withdrawn = await admin.PutAsJsonAsync($"/api/agreements/{code}", Without(Battles([], null, 20)));
+        Assert.True(withdrawn.StatusCode == HttpStatusCode.OK, await withdrawn.Content.ReadAsStringAsync());
+        var (_, versions) = await server.ClientFor("force").GetJson($"/api/agreements/{code}");
+        var left = versions.EnumerateArray().MaxBy(v => v.GetProperty("version").GetInt32());
+        Assert.Equal(["FORCE"], left.GetProperty("parties").EnumerateArray().Select(p => p.GetString()));
+        var kept = Assert.Single(left.GetProperty("responsibilities").EnumerateArray());
+        Assert.Equal(20, kept.GetProperty("acknowledgeMinutes").GetInt32());
+
         // Nor by a look-alike of another party's code: "ſ" (a long s) upper-cases to S, naming that party for the router.
         var sector = "S" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
         var (organization, _) = await server.ClientFor("jocadmin").PostJson("/api/organizations", new { code = sector, name = "Sector " + sector, kind = "military" });

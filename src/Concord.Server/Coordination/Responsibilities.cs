@@ -108,7 +108,7 @@ internal static class Responsibilities
     /// the requesting organisation is a party to, else defaults by priority. An agreement binds its parties only: one the
     /// requester never signed does not set its deadlines, nor release its request to an escalation organisation; and a
     /// rule for a kind (<c>kind:military</c>) holds an addressee of that kind to its deadlines only if the addressee signed
-    /// it too, and a request to the kind only if some party is of that kind (<paramref name="kindOf"/>: an organisation's
+    /// it too, and a request to the kind only if some party other than the requester is of that kind (<paramref name="kindOf"/>: an organisation's
     /// kind by code).
     /// </summary>
     public static RequestTerms ForRequest(IEnumerable<Agreement> agreements, string requesterCode, string type, string priority, string? addresseeCode,
@@ -127,7 +127,8 @@ internal static class Responsibilities
                     && OrganizationKinds.TryParse(addressee[5..], out var ruleKind) && ruleKind == kind
                     && (addresseeCode is not null
                         ? agreement.Parties.Contains(Releasability.Pattern(Community.Organization(addresseeCode)), StringComparison.Ordinal)
-                        : PartyCodes(agreement).Any(code => kindOf(code) == kind));
+                        // Another party than the requester, which does not answer its own request.
+                        : PartyCodes(agreement).Any(code => !string.Equals(code, requesterCode, StringComparison.OrdinalIgnoreCase) && kindOf(code) == kind));
                 var types = rule.Types is { Count: > 0 } t ? t : ["*"];
                 var byType = types.Contains(type);
                 if ((!byOrganization && !byKind) || (!byType && !types.Contains("*")))

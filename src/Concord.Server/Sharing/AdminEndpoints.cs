@@ -870,36 +870,48 @@ internal static class AdminEndpoints
         IEnumerable<Coordination.AssistanceRule> assistanceBefore, IEnumerable<Guid> partiesAfter, IEnumerable<Coordination.ResponsibilityRule> responsibilitiesAfter,
         IEnumerable<Coordination.AssistanceRule> assistanceAfter, MissionDirectory directory)
     {
-        var agreed = DutiesOfOthers(viewer, partiesBefore, responsibilitiesBefore, assistanceBefore, directory).ToHashSet(StringComparer.Ordinal);
-        var revised = DutiesOfOthers(viewer, partiesAfter, responsibilitiesAfter, assistanceAfter, directory).ToHashSet(StringComparer.Ordinal);
+        // The viewer's own organisations that leave the agreement with this version: the rules they lead or answer go with
+        // them (another party supporting a lead that has left supports nobody). Otherwise the viewer's own part of a rule
+        // (supporting it, taking its escalations) is theirs to take on or give up, and leaves the other parties' duties as
+        // they agreed them.
+        var leaving = partiesBefore.Except(partiesAfter).Where(p => Administers(viewer, p)).Select(directory.Organization).OfType<Organization>().ToList();
+        var agreed = DutiesOfOthers(viewer, partiesBefore, responsibilitiesBefore, assistanceBefore, directory, leaving).ToHashSet(StringComparer.Ordinal);
+        var revised = DutiesOfOthers(viewer, partiesAfter, responsibilitiesAfter, assistanceAfter, directory, []).ToHashSet(StringComparer.Ordinal);
         return revised.FirstOrDefault(d => !agreed.Contains(d)) ?? agreed.FirstOrDefault(d => !revised.Contains(d));
     }
 
-    /// <summary>The duties the rules give the parties <paramref name="viewer"/> does not administer, one description per organisation and rule.</summary>
+    /// <summary>
+    /// The duties the rules give the parties <paramref name="viewer"/> does not administer, one description per organisation
+    /// and rule, told without the viewer's own organisation's part in it; a rule led or answered by one of
+    /// <paramref name="leaving"/> gives no duty.
+    /// </summary>
     private static IEnumerable<string> DutiesOfOthers(Viewer viewer, IEnumerable<Guid> parties, IEnumerable<Coordination.ResponsibilityRule> responsibilities,
-        IEnumerable<Coordination.AssistanceRule> assistance, MissionDirectory directory)
+        IEnumerable<Coordination.AssistanceRule> assistance, MissionDirectory directory, List<Organization> leaving)
     {
         var others = parties.Where(p => !Administers(viewer, p)).Select(directory.Organization).OfType<Organization>().ToList();
         bool Names(string? named, Organization o) => named is { Length: > 0 } && (string.Equals(named.Trim(), o.Code, StringComparison.OrdinalIgnoreCase)
             || (Community.TryNormalize(named, out var token, out _) && (token == Community.Organization(o.Code) || token == Community.Kind(o.Kind))));
+        bool Ours(string? named) => directory.Organization(viewer.OrganizationId) is { } own && named is { Length: > 0 }
+            && (string.Equals(named.Trim(), own.Code, StringComparison.OrdinalIgnoreCase) || (Community.TryNormalize(named, out var token, out _) && token == Community.Organization(own.Code)));
+        bool Leaving(string? named) => leaving.Any(o => named is { Length: > 0 } && string.Equals(named.Trim(), o.Code, StringComparison.OrdinalIgnoreCase));
         foreach (var organization in others)
         {
-            foreach (var rule in responsibilities)
+            foreach (var rule in responsibilities.Where(r => !Leaving(r.Lead)))
             {
                 var role = Names(rule.Lead, organization) ? "leads" : rule.Supporting?.Any(s => Names(s, organization)) == true ? "supports" : Names(rule.EscalateTo, organization) ? "takes the escalations" : null;
                 if (role is not null)
                 {
                     yield return string.Create(CultureInfo.InvariantCulture,
-                        $"the responsibility rule for categories {string.Join(", ", rule.Categories ?? [])} in areas {string.Join(", ", rule.Areas ?? [])} says {organization.Code} {role} (lead {rule.Lead}, supporting {string.Join(", ", rule.Supporting ?? [])}, acknowledge {rule.AcknowledgeMinutes} min, respond {rule.RespondMinutes} min, escalating to {rule.EscalateTo})");
+                        $"the responsibility rule for categories {string.Join(", ", rule.Categories ?? [])} in areas {string.Join(", ", rule.Areas ?? [])} says {organization.Code} {role} (lead {rule.Lead}, supporting {string.Join(", ", (rule.Supporting ?? []).Where(s => !Ours(s)))}, acknowledge {rule.AcknowledgeMinutes} min, respond {rule.RespondMinutes} min, escalating to {(Ours(rule.EscalateTo) ? null : rule.EscalateTo)})");
                 }
             }
 
-            foreach (var rule in assistance)
+            foreach (var rule in assistance.Where(r => !Leaving(r.Addressee)))
             {
                 if (Names(rule.Addressee, organization) || Names(rule.EscalateTo, organization))
                 {
                     yield return string.Create(CultureInfo.InvariantCulture,
-                        $"the assistance rule for requests of types {string.Join(", ", rule.Types ?? [])} to {rule.Addressee} binds {organization.Code} (acknowledge {rule.AcknowledgeMinutes} min, respond {rule.RespondMinutes} min, escalating to {rule.EscalateTo})");
+                        $"the assistance rule for requests of types {string.Join(", ", rule.Types ?? [])} to {rule.Addressee} binds {organization.Code} (acknowledge {rule.AcknowledgeMinutes} min, respond {rule.RespondMinutes} min, escalating to {(Ours(rule.EscalateTo) ? null : rule.EscalateTo)})");
                 }
             }
         }
