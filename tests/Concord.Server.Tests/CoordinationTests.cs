@@ -518,6 +518,45 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_task_still_its_organisations_after_a_recategorisation_takes_the_terms_of_the_rule_that_now_applies()
+    {
+        // UNPOL leads protests (an hour to acknowledge, no escalation) and battles (15 minutes, misses to the JOC). A protest
+        // becomes a battle when an earlier clash is merged into it: UNPOL's task stays UNPOL's lead task, but on the battle's
+        // terms, counted from the change; on the protest's it would wait an hour and a miss would be told to nobody.
+        var (area, lat, lon) = await AreaAsync(-16);
+        await AgreementAsync(
+        [
+            new { categories = new[] { "acled.protests" }, areas = new[] { area }, lead = "UNPOL", acknowledgeMinutes = 60, respondMinutes = 240 },
+            new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "UNPOL", acknowledgeMinutes = 15, respondMinutes = 30, escalateTo = "JOC" },
+        ]);
+        var marking = Api.Marking("UNCLASSIFIED", ["mission"]);
+        var protest = await IncidentOfAsync("unpol", Api.Report(category: "acled.protests.peaceful-protest", latitude: lat - 0.4, longitude: lon - 0.4, marking: marking,
+            narrative: "Crowd gathering at the town hall."));
+        var clash = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.4, longitude: lon + 0.4, marking: marking, observedAt: Api.Recent.AddHours(-3),
+            narrative: "Shots fired at the town hall earlier."));
+        var lead = (await WaitForAsync(() => TasksAsync("unpol", $"incident={protest}&organization=UNPOL"), t => t.Count == 1, "UNPOL's lead task of the protest")).Single();
+        Assert.Equal(Clock.GetUtcNow().AddMinutes(60), lead.GetProperty("deadlines").GetProperty("acknowledgeBy").GetDateTimeOffset());
+        await WaitForAsync(() => TasksAsync("unpol", $"incident={clash}&organization=UNPOL"), t => t.Count == 1, "UNPOL's lead task of the clash");
+
+        Advance(TimeSpan.FromMinutes(10));
+        var mergedAt = Clock.GetUtcNow();
+        var (merge, mergeBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{protest}/merge", new { incidents = new[] { clash } });
+        Assert.True(merge.StatusCode == HttpStatusCode.OK, mergeBody.ToString());
+        var retermed = await WaitForAsync(() => server.ClientFor("unpol").GetJson($"/api/tasks/{Id(lead)}").ContinueWith(r => r.Result.Body, TaskScheduler.Default),
+            t => t.GetProperty("deadlines").TryGetProperty("escalateTo", out var to) && to.GetString() == "JOC", "the task to take the battle rule's terms");
+        Assert.Equal("open", retermed.GetProperty("status").GetString());
+        Assert.Equal(mergedAt.AddMinutes(15), retermed.GetProperty("deadlines").GetProperty("acknowledgeBy").GetDateTimeOffset());
+        Assert.Equal(mergedAt.AddMinutes(30), retermed.GetProperty("deadlines").GetProperty("respondBy").GetDateTimeOffset());
+        Assert.Single(await TasksAsync("unpol", $"incident={protest}&organization=UNPOL"));
+
+        // Its new deadline passes: the miss goes to the JOC, once.
+        Advance(TimeSpan.FromMinutes(16));
+        await WaitForAsync(() => EscalationsAsync(Id(lead), Deadlines.Acknowledge), n => n == 1, "the acknowledgement escalation to the JOC");
+        await WaitForAsync(() => TasksAsync("joc", "organization=JOC&limit=500"), t => t.Any(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(lead)),
+            "the JOC's notice");
+    }
+
+    [Fact]
     public async Task A_rule_that_comes_to_apply_to_an_incident_it_cannot_be_routed_under_is_recorded_once()
     {
         // A police-only protest (UNPOL's) becomes a battle (FORCE's) when an earlier police-only clash is merged into it:

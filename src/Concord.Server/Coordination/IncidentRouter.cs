@@ -325,7 +325,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             RememberWithheld(withheldKey);
         }
 
-        if (routed > 0)
+        if (routed > 0 || followed.TermsChanged)
         {
             scheduler.Wake();
         }
@@ -390,6 +390,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         var changed = new List<Guid?>();
         var withdrawn = new Dictionary<Guid, string>();
         var unread = new Dictionary<(Guid, int, long), bool>();
+        var termsChanged = false;
         foreach (var task in tasks)
         {
             if (!markings.TryGetValue(task.IncidentId!.Value, out var m))
@@ -460,11 +461,24 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                 agreements ??= [.. (await directory.AgreementsAsync(cancellationToken)).Where(a => a.Coordination.Responsibilities is { Count: > 0 })];
                 var code = directory.Organization(task.OrganizationId)?.Code;
                 var inForce = agreements.Where(a => a.InForceSince <= m.CreatedAt).ToList();
-                bool Gives(string? category, Guid? area) => category is not null && Responsibilities.Resolve(inForce, category, directory.Area(area)?.Code)
-                    .Any(route => task.Role == TaskRoles.Lead ? route.Lead == code : route.Supporting.Contains(code));
-                reason = Gives(formerCategory, formerArea) && !Gives(m.Category, m.AreaId)
+                // The rule giving the organisation its role, first by agreement code as routing takes them.
+                Route? Giving(string? category, Guid? area) => category is null ? null : Responsibilities.Resolve(inForce, category, directory.Area(area)?.Code)
+                    .Where(route => task.Role == TaskRoles.Lead ? route.Lead == code : route.Supporting.Contains(code))
+                    .OrderBy(route => route.AgreementCode, StringComparer.Ordinal).FirstOrDefault();
+                var (former, current) = (Giving(formerCategory, formerArea), Giving(m.Category, m.AreaId));
+                reason = former is not null && current is null
                     ? $"superseded: the agreements no longer give its incident to the organisation as {task.Role} (its category or area changed)"
                     : null;
+                if (reason is null && former is not null && current is not null
+                    && (current.AgreementCode, current.Acknowledge, current.Respond, current.EscalateTo) != (former.AgreementCode, former.Acknowledge, former.Respond, former.EscalateTo))
+                {
+                    // Still the organisation's, under other terms (a protest turned riot: shorter deadlines, a miss now told to
+                    // the JOC): the deadlines it has not met nor missed yet are counted again from the change, as a task routed
+                    // now would be, and its misses go where the rule now says.
+                    await RetermAsync(task, current, now, audit, cancellationToken);
+                    termsChanged = true;
+                    changed.Add(task.Id);
+                }
             }
 
             if (reason is not null)
@@ -491,7 +505,40 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
             }
         }
 
-        return new FollowedTasks(changed, [.. tasks.Where(t => t.Role == TaskRoles.Escalation).Select(t => t.Id)]);
+        return new FollowedTasks(changed, [.. tasks.Where(t => t.Role == TaskRoles.Escalation).Select(t => t.Id)]) { TermsChanged = termsChanged };
+    }
+
+    /// <summary>
+    /// Gives an open routed task the terms of the rule that now gives its organisation its role: its deadlines not yet met
+    /// nor escalated, counted from <paramref name="now"/>; where misses go; the agreement it answers to. Audited as an update.
+    /// </summary>
+    private async Task RetermAsync(CoordinationTask task, Route route, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
+    {
+        var escalateTo = route.EscalateTo is { } e ? await directory.OrganizationAsync(e, cancellationToken) : null;
+        if (task.AcknowledgedAt is null && task.RespondedAt is null && task.AcknowledgeEscalatedAt is null)
+        {
+            task.AcknowledgeBy = route.Acknowledge is { } a ? now + a : null;
+        }
+
+        if (task.RespondedAt is null && task.RespondEscalatedAt is null)
+        {
+            task.RespondBy = route.Respond is { } r ? now + r : null;
+        }
+
+        task.EscalateToOrganizationId = escalateTo?.Id;
+        task.AgreementCode = route.AgreementCode;
+        task.Description = task.Role == TaskRoles.Lead ? $"Lead under {route.AgreementCode}" : $"Support under {route.AgreementCode}";
+        task.UpdatedAt = now;
+        task.Reschedule();
+        audit.Add(Audits.Entry(null, AuditActions.Update, "task", task.Id, AuditMarking.Of(task), now, Audits.Detail(new
+        {
+            incident = task.IncidentId,
+            terms = "follow the rule that now applies (its category or area changed)",
+            agreement = route.AgreementCode,
+            task.AcknowledgeBy,
+            task.RespondBy,
+            escalateTo = escalateTo?.Code,
+        })));
     }
 
     /// <summary>
@@ -619,7 +666,10 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         public static readonly FollowedTasks None = new([], []);
 
         /// <summary>Both sets of tasks and the notices read for them.</summary>
-        public FollowedTasks With(FollowedTasks other) => new([.. Changed, .. other.Changed], [.. Notices, .. other.Notices]);
+        public FollowedTasks With(FollowedTasks other) => new([.. Changed, .. other.Changed], [.. Notices, .. other.Notices]) { TermsChanged = TermsChanged || other.TermsChanged };
+
+        /// <summary>Some task's deadlines were counted again: the scheduler must look at them.</summary>
+        public bool TermsChanged { get; init; }
 
         public async Task CheckNoNoticeRaisedMeanwhileAsync(ConcordDb db)
         {
