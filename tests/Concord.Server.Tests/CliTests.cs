@@ -1006,6 +1006,71 @@ public sealed class CliTests_Sqlite : CliTests
         }
     }
 
+    /// <summary>
+    /// Kestrel reads the HTTPS certificate named in the environment when the server starts: a wrong password crashed the
+    /// process (status 134, a stack trace), a missing file was blamed on the store, and a relative path was looked for in the
+    /// program's folder. Run as the operator runs it, in a process of its own, as the certificate comes from the environment.
+    /// </summary>
+    [Fact]
+    public async Task Serve_says_which_https_certificate_it_cannot_use_and_why()
+    {
+        var folder = Path.Combine(DataDirectory, "tls");
+        Directory.CreateDirectory(folder);
+        using (var key = System.Security.Cryptography.RSA.Create(2048))
+        {
+            var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=127.0.0.1", key, System.Security.Cryptography.HashAlgorithmName.SHA256,
+                System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+            using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+            await File.WriteAllBytesAsync(Path.Combine(folder, "web.pfx"), certificate.Export(System.Security.Cryptography.X509Certificates.X509ContentType.Pfx, "right"));
+        }
+
+        var data = Path.Combine(DataDirectory, "served");
+        Assert.Equal(0, (await Run(["migrate", "--data", data])).Exit);
+
+        async Task<(int? Exit, string Output, string Errors)> ServeAsync(string path, string password)
+        {
+            var start = new System.Diagnostics.ProcessStartInfo("dotnet")
+            {
+                WorkingDirectory = folder,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "concord.dll"), "serve", "--data", data, "--urls", "https://127.0.0.1:0", "--no-tak" })
+            {
+                start.ArgumentList.Add(argument);
+            }
+
+            start.Environment["Kestrel__Certificates__Default__Path"] = path;
+            start.Environment["Kestrel__Certificates__Default__Password"] = password;
+            using var process = System.Diagnostics.Process.Start(start)!;
+            var errors = process.StandardError.ReadToEndAsync();
+            // A server that starts says so on its first line of output; one that cannot ends with its reason.
+            var first = await process.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            if (first is not null)
+            {
+                process.Kill(entireProcessTree: true);
+                await process.WaitForExitAsync();
+                return (null, first, await errors);
+            }
+
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            return (process.ExitCode, "", await errors);
+        }
+
+        var wrong = await ServeAsync(Path.Combine(folder, "web.pfx"), "wrong");
+        Assert.Equal(1, wrong.Exit);
+        Assert.Contains($"concord: the HTTPS certificate '{Path.Combine(folder, "web.pfx")}' cannot be used: ", wrong.Errors, StringComparison.Ordinal);
+        Assert.Contains("password", wrong.Errors, StringComparison.Ordinal);
+        var missing = await ServeAsync(Path.Combine(folder, "none.pfx"), "right");
+        Assert.Equal(1, missing.Exit);
+        Assert.Contains($"concord: the HTTPS certificate '{Path.Combine(folder, "none.pfx")}' cannot be used: ", missing.Errors, StringComparison.Ordinal);
+        Assert.DoesNotContain("the store could not be used", missing.Errors, StringComparison.Ordinal);
+        // Relative to where the operator started it.
+        var relative = await ServeAsync("web.pfx", "right");
+        Assert.Null(relative.Exit);
+        Assert.StartsWith("Concord is listening on https://127.0.0.1:0", relative.Output, StringComparison.Ordinal);
+    }
+
     [Fact]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task The_key_ring_that_protects_session_cookies_is_its_owners_only()

@@ -397,6 +397,15 @@ internal static class Commands
             await app.DisposeAsync();
             return 1;
         }
+        catch (Exception e) when (app.Configuration[ConcordApp.CertificatePathKey] is { Length: > 0 } certificate
+            && e is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException)
+        {
+            // The certificate configured for HTTPS cannot be read (a wrong password, no such file, not a certificate): said
+            // as such, not as a store's failure, nor as a crash with a stack trace.
+            await errors.WriteLineAsync($"concord: the HTTPS certificate '{certificate}' cannot be used: {e.Message.Split('\n')[0].Trim()}");
+            await app.DisposeAsync();
+            return 1;
+        }
         catch (InvalidOperationException e) when (options.Urls.Contains("https:", StringComparison.OrdinalIgnoreCase) && e.Message.Contains("certificate", StringComparison.OrdinalIgnoreCase))
         {
             // Kestrel's own words (no certificate configured for HTTPS); Concord serves HTTPS only with one set in its configuration.
@@ -422,8 +431,17 @@ internal static class Commands
 
         await output.WriteLineAsync($"Concord is listening on {options.Urls} ({options.Store.Describe()}). API description: {options.Urls.Split(';')[0]}/openapi/v1.json");
         await app.WaitForShutdownAsync(cancellationToken);
+        // A background service that failed stops the host (it is logged); the server did not stop because it was asked
+        // to, so a supervisor (systemd's Restart=on-failure) must see a failure, not the 0 of a requested stop.
+        var failed = app.Services.GetServices<IHostedService>().OfType<BackgroundService>().FirstOrDefault(s => s.ExecuteTask is { IsFaulted: true });
         await app.DisposeAsync();
-        // Stopped by Ctrl+C (or SIGTERM): 130, as the README says, like the other verbs an interrupt ends.
+        if (failed is not null)
+        {
+            await errors.WriteLineAsync($"concord: stopped because {failed.GetType().Name} failed: {failed.ExecuteTask!.Exception!.GetBaseException().Message}");
+            return 1;
+        }
+
+        // Stopped by Ctrl+C: 130, as the README says, like the other verbs an interrupt ends; by SIGTERM, 0.
         return cancellationToken.IsCancellationRequested ? 130 : 0;
     }
 

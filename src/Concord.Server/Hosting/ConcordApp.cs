@@ -26,6 +26,9 @@ internal static class ConcordApp
     /// <summary>The largest request body read unless an endpoint sets its own limit (imports lift it).</summary>
     public const long MaxRequestBodyBytes = 1024 * 1024;
 
+    /// <summary>Where Kestrel reads the HTTPS certificate from (<c>Kestrel__Certificates__Default__Path</c> in the environment).</summary>
+    public const string CertificatePathKey = "Kestrel:Certificates:Default:Path";
+
     public static WebApplication Build(ServerOptions options, Action<IServiceCollection>? overrides = null)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory, Args = [] });
@@ -33,6 +36,13 @@ internal static class ConcordApp
         // The slim builder leaves HTTPS out: an https:// address then failed with an exception rather than Kestrel's own
         // words (no certificate), and a certificate configured under Kestrel:Certificates:Default was never read.
         builder.WebHost.UseKestrelHttpsConfiguration();
+        // A relative certificate path is the operator's, from where they started the server, not from the program's folder
+        // (the content root), where Kestrel would look for it.
+        if (builder.Configuration[CertificatePathKey] is { Length: > 0 } certificate && !Path.IsPathRooted(certificate))
+        {
+            builder.Configuration[CertificatePathKey] = Path.GetFullPath(certificate);
+        }
+
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;

@@ -29,10 +29,27 @@ internal sealed class IncidentFeed(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         long after;
-        await using (var scope = scopes.CreateAsyncScope())
+        while (true)
         {
-            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-            (after, _, _) = await ChangeWindows.SettledEndAsync(db, -1, time.GetUtcNow().UtcDateTime, stoppingToken);
+            // Where the feed stands: only what is written from now on is news to devices (they get the rest in their
+            // opening picture). Retried like every round: a store that fails for a moment at start must not stop the host.
+            try
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+                (after, _, _) = await ChangeWindows.SettledEndAsync(db, -1, time.GetUtcNow().UtcDateTime, stoppingToken);
+                _failures.Succeeded();
+                break;
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                if (_failures.Failed(e))
+                {
+                    logger.LogWarning(e, "reading where the change feed stands for TAK devices failed; retrying");
+                }
+
+                await Task.Delay(Fallback, time, stoppingToken);
+            }
         }
 
         router.Told = after;
