@@ -606,9 +606,9 @@ internal static class Commands
     /// there is said, not made (a mistyped --data made an empty store, fixed to this run's classification scheme, and the
     /// verb then found no member in it). False once said.
     /// </summary>
-    internal static async Task<bool> PrepareHeldStoreAsync(IServiceProvider services, TextWriter errors, CancellationToken cancellationToken)
+    internal static async Task<bool> PrepareHeldStoreAsync(IServiceProvider services, TextWriter errors, CancellationToken cancellationToken, string? nothingThere = null)
     {
-        if (!await StoreThereAsync(services, errors, cancellationToken))
+        if (!await StoreThereAsync(services, errors, cancellationToken, nothingThere))
         {
             return false;
         }
@@ -618,7 +618,8 @@ internal static class Commands
     }
 
     /// <summary>Whether the store is there; if not, says so (see <see cref="PrepareHeldStoreAsync"/>).</summary>
-    internal static async Task<bool> StoreThereAsync(IServiceProvider services, TextWriter errors, CancellationToken cancellationToken)
+    /// <param name="nothingThere">What the verb would find missing, said in its place ("so no incidents to learn from").</param>
+    internal static async Task<bool> StoreThereAsync(IServiceProvider services, TextWriter errors, CancellationToken cancellationToken, string? nothingThere = null)
     {
         var store = services.GetRequiredService<StoreOptions>();
         if (await store.ExistsAsync(cancellationToken))
@@ -626,7 +627,9 @@ internal static class Commands
             return true;
         }
 
-        await errors.WriteLineAsync($"concord: there is no store at {store.Describe()}, so nobody to act on: check --data (or --connection), or make one with 'concord migrate' and add members with 'concord user add'");
+        await errors.WriteLineAsync(nothingThere is null
+            ? $"concord: there is no store at {store.Describe()}, so nobody to act on: check --data (or --connection), or make one with 'concord migrate' and add members with 'concord user add'"
+            : $"concord: there is no store at {store.Describe()}, so {nothingThere}: check --data (or --connection)");
         return false;
     }
 

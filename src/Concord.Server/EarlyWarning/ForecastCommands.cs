@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using Concord.Server.Cli;
 using Concord.Server.Demo;
-using Concord.Server.Hosting;
 
 namespace Concord.Server.EarlyWarning;
 
@@ -13,7 +12,12 @@ internal static class ForecastCommands
     {
         await using (services)
         {
-            await services.PrepareStoreAsync(cancellationToken);
+            // A mistyped --data would make an empty store, fixed to this run's classification scheme, to find nothing in.
+            if (!await Commands.PrepareHeldStoreAsync(services, errors, cancellationToken, "no incidents to learn from"))
+            {
+                return 1;
+            }
+
             await using var scope = services.CreateAsyncScope();
             var summary = await scope.ServiceProvider.GetRequiredService<ForecastService>().RunAsync(cancellationToken);
             if (summary is null)

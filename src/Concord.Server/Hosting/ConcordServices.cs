@@ -36,6 +36,7 @@ internal static class ConcordServices
         services.AddSingleton<SignInDevices>();
         services.AddSingleton<AuditChain>();
         services.AddSingleton<AuditWriter>();
+        services.AddSingleton<Probes>();
         services.AddSingleton<Fusion.FusionEngine>();
         services.AddSingleton<Incidents.IncidentGate>();
         services.AddSingleton<Import.Importer>();

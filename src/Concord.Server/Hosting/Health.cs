@@ -14,7 +14,7 @@ internal static class Health
 {
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(3);
 
-    public static async Task<IResult> CheckAsync(HttpContext context, ConcordDb db, AuditWriter audit, ILoggerFactory logs)
+    public static async Task<IResult> CheckAsync(HttpContext context, ConcordDb db, AuditWriter audit, Probes probes)
     {
         string? problem = null;
         try
@@ -22,10 +22,16 @@ internal static class Health
             using var limit = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
             limit.CancelAfter(Timeout);
             await db.Database.ExecuteSqlRawAsync("SELECT 1", limit.Token);
+            probes.Failures.Succeeded();
         }
         catch (Exception e) when (e is not OperationCanceledException || !context.RequestAborted.IsCancellationRequested)
         {
-            logs.CreateLogger(typeof(Health)).LogWarning(e, "the health check could not query the store");
+            // A monitor (or anyone: the check is open) asks every few seconds: an outage is logged once, then summed up.
+            if (probes.Failures.Failed(e))
+            {
+                probes.Logger.LogWarning(e, "the health check could not query the store");
+            }
+
             problem = "the store does not answer";
         }
 
@@ -42,4 +48,18 @@ internal static class Health
         context.Response.Headers.RetryAfter = Http.StoreUnavailable.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         return TypedResults.Json(new { status = "unavailable", problem }, statusCode: StatusCodes.Status503ServiceUnavailable);
     }
+}
+
+/// <summary>The health check's log and its run of failed store queries, one for the server.</summary>
+internal sealed class Probes
+{
+    public Probes(ILoggerFactory logs)
+    {
+        Logger = logs.CreateLogger(typeof(Health));
+        Failures = new FailureRun(Logger, "the health check's query of the store");
+    }
+
+    public ILogger Logger { get; }
+
+    public FailureRun Failures { get; }
 }

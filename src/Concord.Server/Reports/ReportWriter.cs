@@ -35,6 +35,7 @@ internal sealed class ReportWriter : IAsyncDisposable
     private readonly IncidentGate _gate;
     private readonly WriterLease _lease;
     private readonly TimeProvider _time;
+    private readonly Hosting.FailureRun _failures;
     private readonly Task _loop;
 
     public ReportWriter(IServiceScopeFactory scopes, AuditChain chain, FusionEngine fusion, ChangeFeedInterceptor feed, IncidentGate gate, WriterLease lease, TimeProvider time,
@@ -48,6 +49,7 @@ internal sealed class ReportWriter : IAsyncDisposable
         _fusion = fusion;
         _feed = feed;
         _logger = logger;
+        _failures = new Hosting.FailureRun(logger, "storing reports");
         _loop = Task.Run(RunAsync);
     }
 
@@ -121,6 +123,7 @@ internal sealed class ReportWriter : IAsyncDisposable
                 }
 
                 await WriteBatchAsync(batch);
+                _failures.Succeeded();
             }
             catch (DbUpdateException refused) when (StoreErrors.IsConstraintViolation(refused.GetBaseException()))
             {
@@ -145,7 +148,12 @@ internal sealed class ReportWriter : IAsyncDisposable
             }
             catch (Exception e)
             {
-                _logger.LogError(e, "storing a batch of {Count} reports failed", batch.Count);
+                // Each failing batch is a request (or an import's batch) told so; a store that is down fails every one.
+                if (_failures.Failed(e))
+                {
+                    _logger.LogError(e, "storing a batch of {Count} reports failed", batch.Count);
+                }
+
                 foreach (var pending in batch)
                 {
                     pending.Done.TrySetException(e);
