@@ -65,11 +65,21 @@ internal static class TakCommands
                 return 1;
             }
 
+            // Another device's key is not overwritten: its certificate stays valid, and the operator may not have handed it
+            // out yet (or has, and would hand out a key that no longer matches it).
+            var outDirectory = invocation["--out"] ?? "certs";
+            if (TakCertificates.DeviceFiles(member.UserName).Select(name => Path.Combine(outDirectory, name)).FirstOrDefault(File.Exists) is { } earlier)
+            {
+                await errors.WriteLineAsync($"concord: {earlier} exists (a certificate issued before for {member.UserName}): move that device's files away or choose another --out; nothing was issued");
+                return 1;
+            }
+
+            var sharedBefore = TakCertificates.SharedFiles.Select(name => Path.Combine(outDirectory, name)).Where(File.Exists).ToHashSet(StringComparer.Ordinal);
             using var certificate = certificates.IssueClient(member.UserName, TimeSpan.FromDays(days));
             var thumbprint = TakCertificates.Thumbprint(certificate);
             // The files first: a certificate recorded as issued whose key could not be written would be one nobody holds.
             var host = invocation["--host"] ?? Environment.MachineName;
-            var files = certificates.Write(certificate, member.UserName, invocation["--out"] ?? "certs", host, port, password, invocation.Has("--package"));
+            var files = certificates.Write(certificate, member.UserName, outDirectory, host, port, password, invocation.Has("--package"));
             db.DeviceCertificates.Add(new DeviceCertificate
             {
                 Thumbprint = thumbprint,
@@ -94,11 +104,18 @@ internal static class TakCommands
                         }
                     });
             }
-            catch (Http.AccessChangedException)
+            catch (Exception e)
             {
-                foreach (var file in files)
+                // Not recorded (disabled meanwhile, or the store failed): a key for a certificate the server does not know
+                // is not left for a device to be given; the shared files other devices' sets use stay.
+                foreach (var file in files.Where(f => !sharedBefore.Contains(f)))
                 {
                     File.Delete(file);
+                }
+
+                if (e is not Http.AccessChangedException)
+                {
+                    throw;
                 }
 
                 await errors.WriteLineAsync($"concord: {member.UserName} was disabled meanwhile; no certificate was issued");

@@ -205,6 +205,12 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         return chain.Build(certificate) && chain.ChainElements[^1].Certificate.Thumbprint == Authority.Thumbprint;
     }
 
+    /// <summary>The files <see cref="Write"/> writes for one member's device (beside the deployment's CA and trust store, which every device's set shares).</summary>
+    public static string[] DeviceFiles(string userName) => [$"{userName}.cert.pem", $"{userName}.key.pem", $"{userName}.p12", $"{userName}-concord.zip"];
+
+    /// <summary>The files every device's set shares: the same for every member (the deployment's CA, a trust store of it).</summary>
+    public static readonly string[] SharedFiles = ["concord-ca.pem", "truststore-concord.p12"];
+
     /// <summary>Writes the files a device needs: PEM for scripts (node-tak), PKCS#12 and a TAK data package for ATAK/WinTAK.</summary>
     public IReadOnlyList<string> Write(X509Certificate2 client, string userName, string outputDirectory, string host, int port, string password, bool package)
     {
@@ -220,16 +226,16 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         try
         {
             System.IO.Directory.CreateDirectory(outputDirectory);
-            Save($"{userName}.cert.pem", Encoding.ASCII.GetBytes(client.ExportCertificatePem()));
-            Save($"{userName}.key.pem", Encoding.ASCII.GetBytes(client.GetRSAPrivateKey()!.ExportPkcs8PrivateKeyPem()));
-            Save("concord-ca.pem", Encoding.ASCII.GetBytes(Authority.ExportCertificatePem()));
+            Save(DeviceFiles(userName)[0], Encoding.ASCII.GetBytes(client.ExportCertificatePem()));
+            Save(DeviceFiles(userName)[1], Encoding.ASCII.GetBytes(client.GetRSAPrivateKey()!.ExportPkcs8PrivateKeyPem()));
+            Save(SharedFiles[0], Encoding.ASCII.GetBytes(Authority.ExportCertificatePem()));
             var clientP12 = client.ExportPkcs12(Pkcs12ExportPbeParameters.Pkcs12TripleDesSha1, password);
-            Save($"{userName}.p12", clientP12);
+            Save(DeviceFiles(userName)[2], clientP12);
             var trustStore = TrustStore(password);
-            Save("truststore-concord.p12", trustStore);
+            Save(SharedFiles[1], trustStore);
             if (package)
             {
-                Save($"{userName}-concord.zip", DataPackage(userName, host, port, password, clientP12, trustStore));
+                Save(DeviceFiles(userName)[3], DataPackage(userName, host, port, password, clientP12, trustStore));
             }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
