@@ -2806,6 +2806,14 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         }
 
         Assert.Equal("open", (await server.ClientFor("joc").GetJson($"/api/tasks/{Id(notice)}")).Body.GetProperty("status").GetString());
+
+        // It did not stay open for good: the scheduler's next look at open notices (at most a minute later) closes it, as
+        // the move would have, the JOC seeing why.
+        Advance(EscalationScheduler.SweepEvery + TimeSpan.FromSeconds(1));
+        server.Services.GetRequiredService<EscalationScheduler>().Wake();
+        var closed = await WaitForAsync(async () => (await server.ClientFor("joc").GetJson($"/api/tasks/{Id(notice)}")).Body, n => n.GetProperty("status").GetString() == "done",
+            "the notice to be closed by the scheduler");
+        Assert.Equal("the request was acknowledged after this notice", closed.GetProperty("reason").GetString());
     }
 
     [Fact]

@@ -78,6 +78,12 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
         {
         }
 
+        if (time.GetUtcNow() - _sweptAt >= SweepEvery)
+        {
+            await CloseAnsweredNoticesAsync(cancellationToken);
+            _sweptAt = time.GetUtcNow();
+        }
+
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
         var nextTask = await db.Tasks.Where(t => t.NextDeadline != null).MinAsync(t => t.NextDeadline, cancellationToken);
@@ -90,6 +96,51 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
 
         var wait = next.Value - time.GetUtcNow().UtcDateTime;
         return wait <= TimeSpan.Zero ? TimeSpan.Zero : wait < MaximumSleep ? wait : MaximumSleep;
+    }
+
+    /// <summary>How often open notices are checked against their items (<see cref="CloseAnsweredNoticesAsync"/>).</summary>
+    public static readonly TimeSpan SweepEvery = TimeSpan.FromMinutes(1);
+
+    private DateTimeOffset _sweptAt = DateTimeOffset.MinValue;
+
+    /// <summary>
+    /// Closes the open notices whose item has been answered since: an answer closes its notices right after it is stored
+    /// (CoordinationDesk.CloseAnsweredNoticesAsync), and a store failing then, or the server stopping between the two, left
+    /// them open on the escalation organisation's board for good (which often may not read the item to find out).
+    /// </summary>
+    private async Task CloseAnsweredNoticesAsync(CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var open = await db.Tasks.AsNoTracking()
+            .Where(t => t.Role == TaskRoles.Escalation && t.EscalatedItemId != null && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined)
+            .Select(t => t.EscalatedItemId!.Value).Distinct().ToListAsync(cancellationToken);
+        if (open.Count == 0)
+        {
+            return;
+        }
+
+        var answered = new List<(DeadlineRecord Item, Guid Id, string Entity, string Status)>();
+        foreach (var chunk in open.Chunk(500))
+        {
+            answered.AddRange((await db.Tasks.AsNoTracking().Where(t => chunk.Contains(t.Id)).ToListAsync(cancellationToken))
+                .Where(t => t.IsClosed || t.RespondedAt != null || t.AcknowledgedAt != null).Select(t => ((DeadlineRecord)t, t.Id, "task", t.Status)));
+            answered.AddRange((await db.Requests.AsNoTracking().Where(r => chunk.Contains(r.Id)).ToListAsync(cancellationToken))
+                .Where(r => r.IsClosed || r.RespondedAt != null || r.AcknowledgedAt != null).Select(r => ((DeadlineRecord)r, r.Id, "request", r.Status)));
+        }
+
+        if (answered.Count == 0)
+        {
+            return;
+        }
+
+        var desk = scope.ServiceProvider.GetRequiredService<CoordinationDesk>();
+        foreach (var (item, id, entity, status) in answered)
+        {
+            // Closes only the notices the item's state answers (an acknowledged item's acknowledgement notice, not its
+            // response's), as its move would have.
+            await desk.CloseAnsweredNoticesAsync(item, id, entity, status, cancellationToken);
+        }
     }
 
     /// <summary>One batch of due items of both kinds; returns the size of the larger of the two batches.</summary>
