@@ -557,6 +557,36 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task A_lead_that_declines_its_incident_is_told_to_the_organisation_its_misses_go_to()
+    {
+        // The force declines the lead the SOP gives it: the incident has no lead, and the router gives it to nobody else.
+        // Nobody was told (the JOC's notices of misses close as answered by the decline); the JOC now is, at once.
+        var (area, lat, lon) = await AreaAsync(-13);
+        await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", supporting = new[] { "UNPOL" }, acknowledgeMinutes = 30,
+            respondMinutes = 120, escalateTo = "JOC" }]);
+        var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the ferry."));
+        var routed = await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count == 2, "the lead and supporting tasks");
+        var lead = Id(routed.Single(t => t.GetProperty("role").GetString() == "lead"));
+        var support = Id(routed.Single(t => t.GetProperty("role").GetString() == "supporting"));
+
+        // A supporting organisation declining tells nobody: the lead still leads.
+        Assert.Equal(HttpStatusCode.OK, (await server.ClientFor("unpol").PostJson($"/api/tasks/{support}/status", new { status = "declined", reason = "No unit free." })).Response.StatusCode);
+        var (declined, body) = await server.ClientFor("force").PostJson($"/api/tasks/{lead}/status", new { status = "declined", reason = "Outside our sector this week." });
+        Assert.True(declined.StatusCode == HttpStatusCode.OK, body.ToString());
+
+        var notices = (await TasksAsync("joc", "organization=JOC&limit=500")).Where(x => x.TryGetProperty("escalatedItem", out var e) && (e.GetGuid() == lead || e.GetGuid() == support)).ToList();
+        var notice = Assert.Single(notices);
+        Assert.Equal(lead, Id(notice, "escalatedItem"));
+        Assert.Equal("escalation", notice.GetProperty("role").GetString());
+        Assert.Equal("open", notice.GetProperty("status").GetString());
+        Assert.Contains("lead declined by FORCE", notice.GetProperty("description").GetString(), StringComparison.Ordinal);
+        Assert.Equal(incident, Id(notice, "incident"));
+        Assert.Equal(1, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == lead && a.Action == AuditActions.Escalate)));
+        // Not a missed deadline: the response figures count no escalation for it.
+        Assert.Equal(0, await EscalationsAsync(lead, Deadlines.Acknowledge) + await EscalationsAsync(lead, Deadlines.Respond));
+    }
+
+    [Fact]
     public async Task A_rule_that_comes_to_apply_to_an_incident_it_cannot_be_routed_under_is_recorded_once()
     {
         // A police-only protest (UNPOL's) becomes a battle (FORCE's) when an earlier police-only clash is merged into it:

@@ -208,30 +208,8 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
             if (to is not null)
             {
                 // The agreement names where misses go; the notice is released to that organisation (its members' clearance still applies).
-                notice = new CoordinationTask
-                {
-                    Id = Guid.CreateVersion7(),
-                    Title = title,
-                    Description = string.Create(CultureInfo.InvariantCulture,
-                        $"{entity} not {(deadline == Deadlines.Acknowledge ? "acknowledged" : "answered")} by {due:yyyy-MM-dd HH:mm} UTC"),
-                    OrganizationId = to.Id,
-                    Role = TaskRoles.Escalation,
-                    Status = TaskStatuses.Open,
-                    RoutingKey = NoticeKey(entity, itemId, deadline),
-                    IncidentId = incidentId,
-                    // What the task says of its incident, as the task does (the router compares both with the incident's).
-                    Category = (item as CoordinationTask)?.Category,
-                    AreaId = (item as CoordinationTask)?.AreaId,
-                    RequestId = requestId,
-                    EscalatedItemId = itemId,
-                    AgreementCode = item.AgreementCode,
-                    CreatedBy = "system",
-                    CreatedAt = now,
-                    UpdatedAt = now,
-                    Classification = item.Classification,
-                    ReleasableTo = NoticeReleasableTo(item.ReleasableTo, to.Code),
-                    Caveats = item.Caveats,
-                };
+                notice = Notice(item, entity, itemId, title, incidentId, requestId, to, deadline,
+                    string.Create(CultureInfo.InvariantCulture, $"{entity} not {(deadline == Deadlines.Acknowledge ? "acknowledged" : "answered")} by {due:yyyy-MM-dd HH:mm} UTC"), now);
                 db.Tasks.Add(notice);
             }
 
@@ -280,6 +258,32 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
 
         return count;
     }
+
+    /// <summary>A notice to <paramref name="to"/> about <paramref name="item"/> (a missed deadline, a lead role declined), marked as the item and released to <paramref name="to"/> too.</summary>
+    internal static CoordinationTask Notice(DeadlineRecord item, string entity, Guid itemId, string title, Guid? incidentId, Guid? requestId, Organizations.Organization to,
+        string what, string description, DateTime now) => new()
+        {
+            Id = Guid.CreateVersion7(),
+            Title = title,
+            Description = description,
+            OrganizationId = to.Id,
+            Role = TaskRoles.Escalation,
+            Status = TaskStatuses.Open,
+            RoutingKey = NoticeKey(entity, itemId, what),
+            IncidentId = incidentId,
+            // What the task says of its incident, as the task does (the router compares both with the incident's).
+            Category = (item as CoordinationTask)?.Category,
+            AreaId = (item as CoordinationTask)?.AreaId,
+            RequestId = requestId,
+            EscalatedItemId = itemId,
+            AgreementCode = item.AgreementCode,
+            CreatedBy = "system",
+            CreatedAt = now,
+            UpdatedAt = now,
+            Classification = item.Classification,
+            ReleasableTo = NoticeReleasableTo(item.ReleasableTo, to.Code),
+            Caveats = item.Caveats,
+        };
 
     private static IEnumerable<(string Deadline, DateTime Due)> Due(DeadlineRecord item, DateTime now)
     {

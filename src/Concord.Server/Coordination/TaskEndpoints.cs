@@ -378,7 +378,25 @@ internal static class TaskEndpoints
         task.CompletedAt = to is TaskStatuses.Done or TaskStatuses.Declined ? now : null;
         task.UpdatedAt = now;
         task.Reschedule();
-        await desk.SaveAsync([desk.Audit(viewer, AuditActions.Status, "task", task.Id, AuditMarking.Of(task), new { from, to, reason = Audits.Words(reason) })], context.RequestAborted);
+        List<AuditEntry> audit = [desk.Audit(viewer, AuditActions.Status, "task", task.Id, AuditMarking.Of(task), new { from, to, reason = Audits.Words(reason) })];
+        if (to == TaskStatuses.Declined && task.Role == TaskRoles.Lead && task.RoutingKey is not null && task.EscalateToOrganizationId is { } escalateTo
+            && desk.Directory.Organization(escalateTo) is { } escalation)
+        {
+            // The lead an agreement named declines its incident: nobody leads it now, and the router gives it to nobody else.
+            // The organisation its misses go to is told at once, as of a miss (only if every report of the incident is
+            // released to it: the notice carries the incident's words); the reason stays on the task, under its marking.
+            var reach = await IncidentReach.ReadAsync(desk.Db, [task.IncidentId], context.RequestAborted);
+            if (reach.Reaches(task.IncidentId, task.ReleasableTo, escalation, desk.Directory))
+            {
+                var notice = EscalationScheduler.Notice(task, "task", task.Id, task.Title, task.IncidentId, task.RequestId, escalation, TaskStatuses.Declined,
+                    $"lead declined by {desk.OrganizationCode(task.OrganizationId)}: the incident has no lead", now);
+                desk.Db.Tasks.Add(notice);
+                audit.Add(Audits.Entry(null, AuditActions.Escalate, "task", task.Id, AuditMarking.Of(task), now,
+                    Audits.Detail(new { declined = true, to = escalation.Code, notice = notice.Id, agreement = task.AgreementCode })));
+            }
+        }
+
+        await desk.SaveAsync(audit, context.RequestAborted);
         // Not given up with the request: the move is stored, and its notices are to close whether or not the caller waits.
         await desk.CloseAnsweredNoticesAsync(task, task.Id, "task", to, CancellationToken.None);
         await desk.SeeLinksAsync(viewer, [task], [], context.RequestAborted);
