@@ -1124,14 +1124,11 @@ public sealed class CliTests_Sqlite : CliTests
         await lease.DisposeAsync();
         Assert.Equal(1, serve.Exit);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(keys));
-        // A fresh data folder's key ring is made so too.
+        // A fresh data folder's key ring is made so too, and so is the data folder the server makes for it (as a new store's).
         var fresh = Path.Combine(DataDirectory, "fresh");
-        await Run(["migrate", "--data", fresh]);
-        lease = new WriterLease(StoreOptions.Sqlite(fresh));
-        await lease.AcquireAsync(CancellationToken.None);
-        await Run(["serve", "--urls", "http://127.0.0.1:0", "--no-tak", "--data", fresh]);
-        await lease.DisposeAsync();
+        await ConcordApp.Build(new ServerOptions { Store = StoreOptions.Sqlite(fresh), DataDirectory = fresh, Urls = "http://127.0.0.1:0" }).DisposeAsync();
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(Path.Combine(fresh, "keys")));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(fresh));
     }
 
     internal override string[] StoreArguments => ["--data", DataDirectory];

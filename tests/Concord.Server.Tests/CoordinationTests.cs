@@ -535,22 +535,24 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var clash = await IncidentOfAsync("unpol", Api.Report(latitude: lat + 0.4, longitude: lon + 0.4, marking: marking, observedAt: Api.Recent.AddHours(-3),
             narrative: "Shots fired at the town hall earlier."));
         var lead = (await WaitForAsync(() => TasksAsync("unpol", $"incident={protest}&organization=UNPOL"), t => t.Count == 1, "UNPOL's lead task of the protest")).Single();
-        Assert.Equal(Clock.GetUtcNow().AddMinutes(60), lead.GetProperty("deadlines").GetProperty("acknowledgeBy").GetDateTimeOffset());
+        var acknowledgeBy = lead.GetProperty("deadlines").GetProperty("acknowledgeBy").GetDateTimeOffset();
+        Assert.Equal(Clock.GetUtcNow().AddMinutes(60), acknowledgeBy);
         await WaitForAsync(() => TasksAsync("unpol", $"incident={clash}&organization=UNPOL"), t => t.Count == 1, "UNPOL's lead task of the clash");
 
-        Advance(TimeSpan.FromMinutes(10));
+        // 55 minutes in: the battle's 15 minutes from now would be later than the protest's hour; a deadline is never put off.
+        Advance(TimeSpan.FromMinutes(55));
         var mergedAt = Clock.GetUtcNow();
         var (merge, mergeBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{protest}/merge", new { incidents = new[] { clash } });
         Assert.True(merge.StatusCode == HttpStatusCode.OK, mergeBody.ToString());
         var retermed = await WaitForAsync(() => server.ClientFor("unpol").GetJson($"/api/tasks/{Id(lead)}").ContinueWith(r => r.Result.Body, TaskScheduler.Default),
             t => t.GetProperty("deadlines").TryGetProperty("escalateTo", out var to) && to.GetString() == "JOC", "the task to take the battle rule's terms");
         Assert.Equal("open", retermed.GetProperty("status").GetString());
-        Assert.Equal(mergedAt.AddMinutes(15), retermed.GetProperty("deadlines").GetProperty("acknowledgeBy").GetDateTimeOffset());
+        Assert.Equal(acknowledgeBy, retermed.GetProperty("deadlines").GetProperty("acknowledgeBy").GetDateTimeOffset());
         Assert.Equal(mergedAt.AddMinutes(30), retermed.GetProperty("deadlines").GetProperty("respondBy").GetDateTimeOffset());
         Assert.Single(await TasksAsync("unpol", $"incident={protest}&organization=UNPOL"));
 
-        // Its new deadline passes: the miss goes to the JOC, once.
-        Advance(TimeSpan.FromMinutes(16));
+        // Its deadline passes: the miss goes to the JOC, once.
+        Advance(TimeSpan.FromMinutes(6));
         await WaitForAsync(() => EscalationsAsync(Id(lead), Deadlines.Acknowledge), n => n == 1, "the acknowledgement escalation to the JOC");
         await WaitForAsync(() => TasksAsync("joc", "organization=JOC&limit=500"), t => t.Any(x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == Id(lead)),
             "the JOC's notice");
@@ -2362,6 +2364,12 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // Done it stays, with the force's own reason: only its marking followed.
         Assert.Equal(TaskStatuses.Done, task.Status);
         Assert.Equal("Patrol sent; calm.", task.Reason);
+
+        // Back in the group, the force may read the incident again, and its own record of the work it did with it.
+        Assert.Equal(HttpStatusCode.NoContent, (await police.PutAsync($"/api/groups/{group}/members/FORCE", null)).StatusCode);
+        var back = await WaitForAsync(() => server.ClientFor("force").GetJson($"/api/tasks/{lead}").ContinueWith(r => r.Result, TaskScheduler.Default),
+            r => r.Response.StatusCode == HttpStatusCode.OK, "the done task to follow its incident back into the force's sight");
+        Assert.Equal("done", back.Body.GetProperty("status").GetString());
     }
 
     [Fact]

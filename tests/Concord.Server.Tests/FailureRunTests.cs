@@ -55,6 +55,9 @@ public sealed class FailureRunTests
         now = 61_000;
         Assert.True(run.Failed(new TimeoutException("slow")));
         Assert.False(run.Failed(new TimeoutException("slow again")));
+        // Failures alternating between kinds the run has had are not news at each turn.
+        Assert.False(run.Failed(refused));
+        Assert.False(run.Failed(new TimeoutException("slow")));
         Assert.Single(log.Written);
 
         // The first success ends the run, once; the next failure starts a new one.
@@ -63,9 +66,22 @@ public sealed class FailureRunTests
         run.Succeeded();
         Assert.Equal(2, log.Written.Count);
         Assert.Equal(LogLevel.Information, log.Written[1].Level);
-        Assert.Contains("works again after 63 failures over 1 min 30 s", log.Written[1].Text);
+        Assert.Contains("works again after 65 failures over 1 min 30 s", log.Written[1].Text);
         Assert.Equal(0, run.Count);
         Assert.True(run.Failed(refused));
+    }
+
+    [Fact]
+    public void The_stores_error_code_tells_one_failure_from_another()
+    {
+        // Too many connections, then a constraint violated: the same types, another cause, and the second is news.
+        static Npgsql.PostgresException Postgres(string state) => new("refused", "ERROR", "ERROR", state);
+        var run = new FailureRun(new Lines(), "storing reports", () => 0);
+        Assert.True(run.Failed(new InvalidOperationException("save failed", Postgres("53300"))));
+        Assert.False(run.Failed(new InvalidOperationException("save failed", Postgres("53300"))));
+        Assert.True(run.Failed(new InvalidOperationException("save failed", Postgres("23505"))));
+        Assert.True(run.Failed(new Microsoft.Data.Sqlite.SqliteException("busy", 5)));
+        Assert.True(run.Failed(new Microsoft.Data.Sqlite.SqliteException("full", 13)));
     }
 
     [Fact]

@@ -145,11 +145,15 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         if (accessChanged)
         {
             // Closed notices too: they are still read, words and all. (Group changes are rare; notices are few beside reports.)
-            // So are closed lead and supporting tasks released to their organisation beyond their incident's own marking
-            // (by name, as each report of a mixed incident reached it): done, they still tell the incident's words to it.
+            // So are the closed lead and supporting tasks of mixed incidents (and of any incident whose marking a task's
+            // differs from) when a group or an organisation changed: such a task is released to its organisation by name
+            // as each report of the incident reaches it, and keeps the incident's words done; it follows the incident out of
+            // the organisation's sight, and back into it (its own record of the work it did). A member's change does not
+            // move what reaches an organisation, and member changes are frequent: they leave closed tasks alone.
+            var reachChanged = window.Any(c => c.Entity is "group" or "organization");
             var noticed = await db.Tasks.Where(t => t.IncidentId != null && (t.Role == TaskRoles.Escalation
                     || ((t.Role == TaskRoles.Lead || t.Role == TaskRoles.Supporting) && ((t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined)
-                        || db.Incidents.Any(i => i.Id == t.IncidentId && i.ReleasableTo != t.ReleasableTo)))))
+                        || (reachChanged && db.Incidents.Any(i => i.Id == t.IncidentId && (i.Mixed || i.ReleasableTo != t.ReleasableTo)))))))
                 .Select(t => t.IncidentId!.Value).Distinct().ToListAsync(cancellationToken);
             follow = [.. ids.Union(noticed)];
         }
@@ -510,19 +514,23 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
 
     /// <summary>
     /// Gives an open routed task the terms of the rule that now gives its organisation its role: its deadlines not yet met
-    /// nor escalated, counted from <paramref name="now"/>; where misses go; the agreement it answers to. Audited as an update.
+    /// nor escalated, counted from <paramref name="now"/> but never later than they were; where misses go; the agreement it
+    /// answers to. Audited as an update.
     /// </summary>
     private async Task RetermAsync(CoordinationTask task, Route route, DateTime now, List<AuditEntry> audit, CancellationToken cancellationToken)
     {
         var escalateTo = route.EscalateTo is { } e ? await directory.OrganizationAsync(e, cancellationToken) : null;
+        // Never later than it was: a looser rule gives no more time than the task had, and a category turned back and forth
+        // (or a router catching up late) must not put a miss off.
+        static DateTime? Earlier(DateTime? had, DateTime? now) => had is { } h && now is { } n ? (h < n ? h : n) : had ?? now;
         if (task.AcknowledgedAt is null && task.RespondedAt is null && task.AcknowledgeEscalatedAt is null)
         {
-            task.AcknowledgeBy = route.Acknowledge is { } a ? now + a : null;
+            task.AcknowledgeBy = Earlier(task.AcknowledgeBy, route.Acknowledge is { } a ? now + a : null);
         }
 
         if (task.RespondedAt is null && task.RespondEscalatedAt is null)
         {
-            task.RespondBy = route.Respond is { } r ? now + r : null;
+            task.RespondBy = Earlier(task.RespondBy, route.Respond is { } r ? now + r : null);
         }
 
         task.EscalateToOrganizationId = escalateTo?.Id;

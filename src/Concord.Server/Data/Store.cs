@@ -106,11 +106,26 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
                 return;
             }
 
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(directory))!);
-            Directory.CreateDirectory(directory, ownerOnly);
-            if (File.GetUnixFileMode(directory) != ownerOnly)
+            // The data folder above it, when it is new, is its owner's only too (as a new SQLite store's is).
+            var parent = Path.GetDirectoryName(Path.GetFullPath(directory))!;
+            if (!Directory.Exists(parent))
             {
-                File.SetUnixFileMode(directory, ownerOnly);
+                Directory.CreateDirectory(parent, ownerOnly);
+            }
+
+            Directory.CreateDirectory(directory, ownerOnly);
+            var others = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+            if ((File.GetUnixFileMode(directory) & others) != 0)
+            {
+                try
+                {
+                    File.SetUnixFileMode(directory, File.GetUnixFileMode(directory) & ~others);
+                }
+                catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+                {
+                    // Another account's folder (made by root, say), or a read-only one: the write below decides whether the
+                    // server can use it; its mode is the operator's to fix.
+                }
             }
 
             // Written now rather than at the first sign-in, so that a folder the server cannot write stops it at start.

@@ -5,7 +5,8 @@ namespace Concord.Server.Hosting;
 /// store down for an hour is a few lines in the log rather than a stack trace every second: the first failure is logged
 /// whole by the loop itself (<see cref="Failed"/> says when), later ones while the run lasts are summed up at most once per
 /// <see cref="SummaryEvery"/> (their count and the latest reason), and the first success after them says the run is over
-/// and how long it lasted. A different kind of failure within a run is logged whole again: it is news.
+/// and how long it lasted. A kind of failure new to the run (another type, another store error code) is logged whole
+/// again: it is news.
 /// </summary>
 /// <param name="milliseconds">The clock the summaries are spaced by (monotonic; tests give their own).</param>
 internal sealed class FailureRun(ILogger logger, string what, Func<long>? milliseconds = null)
@@ -18,7 +19,7 @@ internal sealed class FailureRun(ILogger logger, string what, Func<long>? millis
     private long _startedAt;
     private long _summarisedAt;
     private long _sinceSummary;
-    private string? _kind;
+    private readonly HashSet<string> _kinds = new(StringComparer.Ordinal);
 
     /// <summary>Failures in the current run (0: the last attempt succeeded).</summary>
     public long Count
@@ -44,14 +45,14 @@ internal sealed class FailureRun(ILogger logger, string what, Func<long>? millis
         {
             var now = _now();
             _count++;
-            if (_count == 1 || kind != _kind)
+            if (_count == 1)
             {
-                if (_count == 1)
-                {
-                    _startedAt = now;
-                }
+                _startedAt = now;
+            }
 
-                _kind = kind;
+            // New to the run (failures alternating between two kinds are two kinds, not news at each turn).
+            if (_kinds.Add(kind))
+            {
                 _summarisedAt = now;
                 _sinceSummary = 0;
                 return true;
@@ -83,12 +84,26 @@ internal sealed class FailureRun(ILogger logger, string what, Func<long>? millis
             logger.LogInformation("{What} works again after {Failures} failures over {Duration}", what, _count, Duration(_now() - _startedAt));
             _count = 0;
             _sinceSummary = 0;
-            _kind = null;
+            _kinds.Clear();
         }
     }
 
-    /// <summary>The type of the failure and of its innermost cause (messages name ids and times, and would make every failure news).</summary>
-    private static string Kind(Exception failure) => $"{failure.GetType().FullName}|{failure.GetBaseException().GetType().FullName}";
+    /// <summary>
+    /// The type of the failure and of its innermost cause, with the store's error code (too many connections is not a
+    /// constraint violation, nor a busy SQLite a full disk); not the messages, which name ids and times and would make
+    /// every failure news.
+    /// </summary>
+    private static string Kind(Exception failure)
+    {
+        var inner = failure.GetBaseException();
+        var code = inner switch
+        {
+            Npgsql.PostgresException p => p.SqlState,
+            Microsoft.Data.Sqlite.SqliteException s => s.SqliteErrorCode.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            _ => "",
+        };
+        return $"{failure.GetType().FullName}|{inner.GetType().FullName}|{code}";
+    }
 
     private static string Reason(Exception failure)
     {

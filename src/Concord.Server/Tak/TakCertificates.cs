@@ -215,9 +215,16 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
     public IReadOnlyList<string> Write(X509Certificate2 client, string userName, string outputDirectory, string host, int port, string password, bool package)
     {
         var written = new List<string>();
+        // Files there before (another device's set shares the CA and the trust store): not removed if this set fails.
+        var replaced = new HashSet<string>(StringComparer.Ordinal);
         string Save(string name, byte[] bytes)
         {
             var path = Path.Combine(outputDirectory, name);
+            if (File.Exists(path))
+            {
+                replaced.Add(path);
+            }
+
             WritePrivate(path, bytes);
             written.Add(path);
             return path;
@@ -241,7 +248,7 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // Half a set (a key without its package, a disk filled half-way) is not left behind for a device to be given.
-            foreach (var path in written)
+            foreach (var path in written.Where(p => !replaced.Contains(p)))
             {
                 File.Delete(path);
             }
