@@ -586,6 +586,20 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Assert.Equal(1, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == lead && a.Action == AuditActions.Escalate)));
         // Not a missed deadline: the response figures count no escalation for it.
         Assert.Equal(0, await EscalationsAsync(lead, Deadlines.Acknowledge) + await EscalationsAsync(lead, Deadlines.Respond));
+        // Nor a notice the scheduler closes as answered: it stays until the incident has no need of it.
+        Advance(EscalationScheduler.SweepEvery + TimeSpan.FromSeconds(1));
+        server.Services.GetRequiredService<EscalationScheduler>().Wake();
+        await Task.Delay(300);
+        Assert.Equal("open", (await server.ClientFor("joc").GetJson($"/api/tasks/{Id(notice)}")).Body.GetProperty("status").GetString());
+
+        // The incident is closed (an analyst finds it was a hoax): "no lead" is no news any more, and the notice closes.
+        var (closed, closedBody) = await server.ClientFor("joc").PostJson($"/api/incidents/{incident}/status", new { status = "closed" });
+        Assert.True(closed.StatusCode == HttpStatusCode.OK, closedBody.ToString());
+        Advance(EscalationScheduler.SweepEvery + TimeSpan.FromSeconds(1));
+        server.Services.GetRequiredService<EscalationScheduler>().Wake();
+        var done = await WaitForAsync(async () => (await server.ClientFor("joc").GetJson($"/api/tasks/{Id(notice)}")).Body, n => n.GetProperty("status").GetString() == "done",
+            "the decline notice to close with its incident");
+        Assert.Equal("its incident was closed", done.GetProperty("reason").GetString());
     }
 
     [Fact]

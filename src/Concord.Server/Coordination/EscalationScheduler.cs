@@ -110,37 +110,97 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
     /// </summary>
     private async Task CloseAnsweredNoticesAsync(CancellationToken cancellationToken)
     {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-        var open = await db.Tasks.AsNoTracking()
-            .Where(t => t.Role == TaskRoles.Escalation && t.EscalatedItemId != null && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined)
-            .Select(t => t.EscalatedItemId!.Value).Distinct().ToListAsync(cancellationToken);
+        List<(Guid Item, string Key, Guid Notice, Guid? Incident)> open;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            // A scan of the tasks once a minute (notices are not indexed by role: a few tens of milliseconds at 100,000 tasks).
+            open = (await db.Tasks.AsNoTracking()
+                    .Where(t => t.Role == TaskRoles.Escalation && t.EscalatedItemId != null && t.RoutingKey != null && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined)
+                    .Select(t => new { Item = t.EscalatedItemId!.Value, Key = t.RoutingKey!, t.Id, t.IncidentId }).ToListAsync(cancellationToken))
+                .Select(t => (t.Item, t.Key, t.Id, t.IncidentId)).ToList();
+        }
+
         if (open.Count == 0)
         {
             return;
         }
 
+        // Notices of missed deadlines whose item has answered them since.
+        var ids = open.Where(o => !o.Key.EndsWith(":" + TaskStatuses.Declined, StringComparison.Ordinal)).Select(o => o.Item).Distinct().ToList();
         var answered = new List<(DeadlineRecord Item, Guid Id, string Entity, string Status)>();
-        foreach (var chunk in open.Chunk(500))
+        await using (var scope = scopes.CreateAsyncScope())
         {
-            answered.AddRange((await db.Tasks.AsNoTracking().Where(t => chunk.Contains(t.Id)).ToListAsync(cancellationToken))
-                .Where(t => t.IsClosed || t.RespondedAt != null || t.AcknowledgedAt != null).Select(t => ((DeadlineRecord)t, t.Id, "task", t.Status)));
-            answered.AddRange((await db.Requests.AsNoTracking().Where(r => chunk.Contains(r.Id)).ToListAsync(cancellationToken))
-                .Where(r => r.IsClosed || r.RespondedAt != null || r.AcknowledgedAt != null).Select(r => ((DeadlineRecord)r, r.Id, "request", r.Status)));
+            var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+            foreach (var chunk in ids.Chunk(500))
+            {
+                answered.AddRange((await db.Tasks.AsNoTracking().Where(t => chunk.Contains(t.Id)).ToListAsync(cancellationToken)).Select(t => ((DeadlineRecord)t, t.Id, "task", t.Status)));
+                answered.AddRange((await db.Requests.AsNoTracking().Where(r => chunk.Contains(r.Id)).ToListAsync(cancellationToken)).Select(r => ((DeadlineRecord)r, r.Id, "request", r.Status)));
+            }
         }
 
-        if (answered.Count == 0)
+        foreach (var (item, id, entity, status) in answered)
+        {
+            var keys = AnsweredKeys(item).Select(d => NoticeKey(entity, id, d)).ToHashSet(StringComparer.Ordinal);
+            if (!open.Any(o => o.Item == id && keys.Contains(o.Key)))
+            {
+                // Nothing its state answers is open (an acknowledged item's response notice waits for the answer).
+                continue;
+            }
+
+            // A scope each: a save that fails leaves nothing behind for the next item's.
+            await using var scope = scopes.CreateAsyncScope();
+            await scope.ServiceProvider.GetRequiredService<CoordinationDesk>().CloseAnsweredNoticesAsync(item, id, entity, status, cancellationToken);
+        }
+
+        await CloseStaleDeclineNoticesAsync([.. open.Where(o => o.Key.EndsWith(":" + TaskStatuses.Declined, StringComparison.Ordinal))], cancellationToken);
+    }
+
+    /// <summary>The deadlines an item's state has answered (as CoordinationDesk closes its notices on a move).</summary>
+    private static IEnumerable<string> AnsweredKeys(DeadlineRecord item) =>
+        item.IsClosed || item.RespondedAt is not null ? [Deadlines.Acknowledge, Deadlines.Respond]
+        : item.AcknowledgedAt is not null ? [Deadlines.Acknowledge]
+        : [];
+
+    /// <summary>
+    /// A notice that a lead declined its incident says the incident has no lead: it is closed once that is no longer so
+    /// (the incident has an open lead task again, is closed, or was merged into another or removed).
+    /// </summary>
+    private async Task CloseStaleDeclineNoticesAsync(List<(Guid Item, string Key, Guid Notice, Guid? Incident)> declines, CancellationToken cancellationToken)
+    {
+        if (declines.Count == 0)
         {
             return;
         }
 
-        var desk = scope.ServiceProvider.GetRequiredService<CoordinationDesk>();
-        foreach (var (item, id, entity, status) in answered)
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
+        var incidentIds = declines.Select(d => d.Incident).OfType<Guid>().Distinct().ToList();
+        var states = await db.Incidents.AsNoTracking().Where(i => incidentIds.Contains(i.Id)).Select(i => new { i.Id, i.Status }).ToDictionaryAsync(i => i.Id, i => i.Status, cancellationToken);
+        var led = (await db.Tasks.AsNoTracking().Where(t => t.IncidentId != null && incidentIds.Contains(t.IncidentId.Value) && t.Role == TaskRoles.Lead
+                && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).Select(t => t.IncidentId!.Value).ToListAsync(cancellationToken)).ToHashSet();
+        var now = time.GetUtcNow().UtcDateTime;
+        var closing = new Dictionary<Guid, string>();
+        foreach (var decline in declines)
         {
-            // Closes only the notices the item's state answers (an acknowledged item's acknowledgement notice, not its
-            // response's), as its move would have.
-            await desk.CloseAnsweredNoticesAsync(item, id, entity, status, cancellationToken);
+            var reason = decline.Incident is not { } incident || !states.TryGetValue(incident, out var state) ? "its incident was merged into another or removed"
+                : state == Incidents.IncidentStatus.Closed ? "its incident was closed"
+                : led.Contains(incident) ? "its incident has a lead again"
+                : null;
+            if (reason is not null)
+            {
+                closing[decline.Notice] = reason;
+            }
         }
+
+        if (closing.Count == 0)
+        {
+            return;
+        }
+
+        var closingIds = closing.Keys.ToList();
+        var notices = await db.Tasks.Where(t => closingIds.Contains(t.Id) && t.Status != TaskStatuses.Done && t.Status != TaskStatuses.Declined).ToListAsync(cancellationToken);
+        await chain.SaveAsync(db, [.. notices.Select(n => n.CloseBySystem(closing[n.Id], now))], cancellationToken);
     }
 
     /// <summary>One batch of due items of both kinds; returns the size of the larger of the two batches.</summary>

@@ -386,17 +386,37 @@ internal static class TaskEndpoints
             // The organisation its misses go to is told at once, as of a miss (only if every report of the incident is
             // released to it: the notice carries the incident's words); the reason stays on the task, under its marking.
             var reach = await IncidentReach.ReadAsync(desk.Db, [task.IncidentId], context.RequestAborted);
-            if (reach.Reaches(task.IncidentId, task.ReleasableTo, escalation, desk.Directory))
+            var told = reach.Reaches(task.IncidentId, task.ReleasableTo, escalation, desk.Directory);
+            var notice = told
+                ? EscalationScheduler.Notice(task, "task", task.Id, task.Title, task.IncidentId, task.RequestId, escalation, TaskStatuses.Declined,
+                    $"lead declined by {desk.OrganizationCode(task.OrganizationId)}: the incident has no lead", now)
+                : null;
+            if (notice is not null)
             {
-                var notice = EscalationScheduler.Notice(task, "task", task.Id, task.Title, task.IncidentId, task.RequestId, escalation, TaskStatuses.Declined,
-                    $"lead declined by {desk.OrganizationCode(task.OrganizationId)}: the incident has no lead", now);
                 desk.Db.Tasks.Add(notice);
-                audit.Add(Audits.Entry(null, AuditActions.Escalate, "task", task.Id, AuditMarking.Of(task), now,
-                    Audits.Detail(new { declined = true, to = escalation.Code, notice = notice.Id, agreement = task.AgreementCode })));
             }
+
+            // Recorded either way, as a miss is: an auditor tells "nobody was told, and why" from "nobody to tell".
+            audit.Add(Audits.Entry(null, AuditActions.Escalate, "task", task.Id, AuditMarking.Of(task), now, Audits.Detail(new
+            {
+                declined = true,
+                to = notice is null ? null : escalation.Code,
+                notice = notice?.Id,
+                agreement = task.AgreementCode,
+                withheld = told ? null : "the escalation organisation may not see every report of the incident of the task",
+            })));
         }
 
-        await desk.SaveAsync(audit, context.RequestAborted);
+        try
+        {
+            await desk.SaveAsync(audit, context.RequestAborted);
+        }
+        catch (DbUpdateException e) when (to == TaskStatuses.Declined && Data.StoreErrors.IsUniqueViolation(e))
+        {
+            // Declined twice at once: the other's notice is there (PostgreSQL sends the move and the notice in one batch,
+            // and the notice's key is what fails): the move was someone else's, as any other concurrent move is told.
+            throw new DbUpdateConcurrencyException("the task was moved meanwhile", e);
+        }
         // Not given up with the request: the move is stored, and its notices are to close whether or not the caller waits.
         await desk.CloseAnsweredNoticesAsync(task, task.Id, "task", to, CancellationToken.None);
         await desk.SeeLinksAsync(viewer, [task], [], context.RequestAborted);
