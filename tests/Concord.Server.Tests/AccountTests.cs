@@ -748,16 +748,8 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
     }
 
     /// <summary>Makes the store refuse every audit entry (a full disk) until the result is disposed.</summary>
-    private async Task<IAsyncDisposable> AuditDownAsync()
-    {
-        var sqlite = await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
-        string[] down = sqlite
-            ? ["CREATE TRIGGER audit_down BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"]
-            : ["CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'disk_full', MESSAGE = 'could not extend file: No space left on device'; END $$",
-                "CREATE TRIGGER audit_down BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_down()"];
-        string[] up = sqlite ? ["DROP TRIGGER audit_down"] : ["DROP TRIGGER audit_down ON audit", "DROP FUNCTION audit_down()"];
-        return await server.WhileAsync(down, up);
-    }
+    private Task<IAsyncDisposable> AuditDownAsync() => server.RefuseAsync("audit_down", "INSERT ON audit", message: "database or disk is full",
+        postgresRaise: "RAISE EXCEPTION USING ERRCODE = 'disk_full', MESSAGE = 'could not extend file: No space left on device'");
 
     [Fact]
     public async Task A_live_connection_opened_with_a_token_is_closed_once_the_token_is_revoked()
@@ -1021,12 +1013,6 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         // The session's end was committed on its own, then its audit entry refused: a 500, and the next sign-out found the
         // session ended already and recorded nothing, so the sign-out was never in the audit. Now both or neither.
         using var browser = await server.SignedInAsync("pref");
-        var sqlite = await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
-        string[] refuse = sqlite
-            ? ["CREATE TRIGGER refuse_sign_out BEFORE INSERT ON audit WHEN NEW.action = 'sign-out' BEGIN SELECT RAISE(ABORT, 'refused'); END"]
-            : ["CREATE FUNCTION refuse_sign_out() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
-               "CREATE TRIGGER refuse_sign_out BEFORE INSERT ON audit FOR EACH ROW WHEN (NEW.action = 'sign-out') EXECUTE FUNCTION refuse_sign_out()"];
-        string[] allow = sqlite ? ["DROP TRIGGER refuse_sign_out"] : ["DROP TRIGGER refuse_sign_out ON audit", "DROP FUNCTION refuse_sign_out()"];
         async Task<int> SignOutsAsync() => await server.WithDbAsync(db => db.Audit.CountAsync(a => a.Action == Audit.AuditActions.SignOut && a.Actor == "pref"));
         async Task<int> EndedAsync() => await server.WithDbAsync(async db =>
         {
@@ -1035,7 +1021,7 @@ public abstract class AccountTests<TServer>(TServer server) : IClassFixture<TSer
         });
         var before = await SignOutsAsync();
         var ended = await EndedAsync();
-        await using (await server.WhileAsync(refuse, allow))
+        await using (await server.RefuseAsync("refuse_sign_out", "INSERT ON audit", when: "NEW.action = 'sign-out'"))
         {
             Assert.Equal(HttpStatusCode.InternalServerError, (await browser.PostAsync("/api/auth/signout", null)).StatusCode);
         }

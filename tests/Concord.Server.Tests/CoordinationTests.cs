@@ -269,6 +269,16 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         Caveats = 0,
     };
 
+    /// <summary>A working group of the police's, with <paramref name="member"/> in it: its code, new for each test.</summary>
+    private async Task<string> PoliceGroupWithAsync(string name, string member)
+    {
+        var group = "WG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var police = server.ClientFor("unpoladmin");
+        Assert.Equal(HttpStatusCode.Created, (await police.PostJson("/api/groups", new { code = group, name })).Response.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, (await police.PutAsync($"/api/groups/{group}/members/{member}", null)).StatusCode);
+        return group;
+    }
+
     private async Task<Guid> IncidentOfAsync(string user, object report)
     {
         var (response, body) = await server.ClientFor(user).PostJson("/api/reports", report);
@@ -2285,10 +2295,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         var (area, lat, lon) = await AreaAsync(-49);
         await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "OCHA" }]);
         // The police report for the force and a working group OCHA belongs to: misses go to OCHA, which may read the incident.
-        var group = "WG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var group = await PoliceGroupWithAsync("Access working group", "OCHA");
         var police = server.ClientFor("unpoladmin");
-        Assert.Equal(HttpStatusCode.Created, (await police.PostJson("/api/groups", new { code = group, name = "Access working group" })).Response.StatusCode);
-        Assert.Equal(HttpStatusCode.NoContent, (await police.PutAsync($"/api/groups/{group}/members/OCHA", null)).StatusCode);
         var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["org:FORCE", $"group:{group}"]),
             narrative: "Clash near the OCHA warehouse."));
         var lead = (await WaitForAsync(() => TasksAsync("force", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single();
@@ -2311,10 +2319,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     {
         var (area, lat, lon) = await AreaAsync(-88);
         await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "OCHA", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
-        var group = "WG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var group = await PoliceGroupWithAsync("Market access group", "OCHA");
         var police = server.ClientFor("unpoladmin");
-        Assert.Equal(HttpStatusCode.Created, (await police.PostJson("/api/groups", new { code = group, name = "Market access group" })).Response.StatusCode);
-        Assert.Equal(HttpStatusCode.NoContent, (await police.PutAsync($"/api/groups/{group}/members/OCHA", null)).StatusCode);
         var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["org:JOC", $"group:{group}"]),
             narrative: "Clash at the cattle market."));
         var lead = Id((await WaitForAsync(() => TasksAsync("ocha", $"incident={incident}"), t => t.Count == 1, "OCHA's lead task")).Single());
@@ -2358,10 +2364,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // police report's first line), must follow, as open tasks and notices do, or the force reads on what it may not.
         var (area, lat, lon) = await AreaAsync(-86);
         await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120 }]);
-        var group = "WG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var group = await PoliceGroupWithAsync("Security working group", "FORCE");
         var police = server.ClientFor("unpoladmin");
-        Assert.Equal(HttpStatusCode.Created, (await police.PostJson("/api/groups", new { code = group, name = "Security working group" })).Response.StatusCode);
-        Assert.Equal(HttpStatusCode.NoContent, (await police.PutAsync($"/api/groups/{group}/members/FORCE", null)).StatusCode);
         var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["org:UNPOL", $"group:{group}"]),
             narrative: "Police informant: gunfire at the river crossing."));
         Assert.Equal(incident, await IncidentOfAsync("force", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["org:FORCE"]),
@@ -2392,10 +2396,8 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
         // The police ask OCHA, and give it a task, under a marking that reaches OCHA through a working group. OCHA leaves the
         // group: nobody there may see either any more. Both close with the reason (the request declined, which the police
         // see), rather than staying open on nobody's board and escalating as OCHA's miss.
-        var group = "WG" + Guid.NewGuid().ToString("N")[..6].ToUpperInvariant();
+        var group = await PoliceGroupWithAsync("Shelter working group", "OCHA");
         var police = server.ClientFor("unpoladmin");
-        Assert.Equal(HttpStatusCode.Created, (await police.PostJson("/api/groups", new { code = group, name = "Shelter working group" })).Response.StatusCode);
-        Assert.Equal(HttpStatusCode.NoContent, (await police.PutAsync($"/api/groups/{group}/members/OCHA", null)).StatusCode);
         var marking = Api.Marking("UNCLASSIFIED", ["org:UNPOL", $"group:{group}"]);
         var (asked, request) = await server.ClientFor("unpol").PostJson("/api/requests", new
         {
@@ -2832,29 +2834,11 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
 
         // The store refuses to close the notice (as a store failing would): the acknowledgement is stored all the same,
         // and said to be, rather than a 500 the force would retry into a 409.
-        var sqlite = await server.WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
-        string[] refuse = sqlite
-            ? ["CREATE TRIGGER refuse_notices BEFORE UPDATE ON tasks WHEN OLD.role = 'escalation' BEGIN SELECT RAISE(ABORT, 'refused'); END"]
-            : ["CREATE FUNCTION refuse_notices() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
-               "CREATE TRIGGER refuse_notices BEFORE UPDATE ON tasks FOR EACH ROW WHEN (OLD.role = 'escalation') EXECUTE FUNCTION refuse_notices()"];
-        string[] allow = sqlite ? ["DROP TRIGGER refuse_notices"] : ["DROP TRIGGER refuse_notices ON tasks", "DROP FUNCTION refuse_notices()"];
-        foreach (var sql in refuse)
-        {
-            await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sql));
-        }
-
-        try
+        await using (await server.RefuseAsync("refuse_notices", "UPDATE ON tasks", when: "OLD.role = 'escalation'"))
         {
             var (acknowledged, body) = await server.ClientFor("force").PostJson($"/api/requests/{requestId}/status", new { status = "acknowledged" });
             Assert.True(acknowledged.StatusCode == HttpStatusCode.OK, body.ToString());
             Assert.Equal("acknowledged", body.GetProperty("status").GetString());
-        }
-        finally
-        {
-            foreach (var sql in allow)
-            {
-                await server.WithDbAsync(db => db.Database.ExecuteSqlRawAsync(sql));
-            }
         }
 
         Assert.Equal("open", (await server.ClientFor("joc").GetJson($"/api/tasks/{Id(notice)}")).Body.GetProperty("status").GetString());

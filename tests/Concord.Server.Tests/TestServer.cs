@@ -310,6 +310,26 @@ public abstract class TestServer : IAsyncLifetime
         return new Undo(() => ExecuteAsync(undo));
     }
 
+    /// <summary>
+    /// Makes the store refuse rows as a failing store would (a trigger, on either store) until the result is disposed.
+    /// </summary>
+    /// <param name="name">The trigger's name, unique among the tests running at once.</param>
+    /// <param name="on">What it refuses: <c>INSERT ON audit</c>, <c>UPDATE ON tasks</c>.</param>
+    /// <param name="when">A condition on NEW or OLD, written the same for both stores; null: every row.</param>
+    /// <param name="message">SQLite's error message, and PostgreSQL's unless <paramref name="postgresRaise"/> says more.</param>
+    /// <param name="postgresRaise">PL/pgSQL's RAISE, for an error code a real failure gives (a full disk).</param>
+    internal async Task<IAsyncDisposable> RefuseAsync(string name, string on, string? when = null, string message = "refused", string? postgresRaise = null)
+    {
+        var sqlite = await WithDbAsync(db => Task.FromResult(db.Database.IsSqlite()));
+        var table = on[(on.IndexOf(" ON ", StringComparison.Ordinal) + 4)..];
+        string[] apply = sqlite
+            ? [$"CREATE TRIGGER {name} BEFORE {on}{(when is null ? "" : $" WHEN {when}")} BEGIN SELECT RAISE(ABORT, '{message}'); END"]
+            : [$"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {postgresRaise ?? $"RAISE EXCEPTION '{message}'"}; END $$",
+               $"CREATE TRIGGER {name} BEFORE {on} FOR EACH ROW{(when is null ? "" : $" WHEN ({when})")} EXECUTE FUNCTION {name}()"];
+        string[] undo = sqlite ? [$"DROP TRIGGER {name}"] : [$"DROP TRIGGER {name} ON {table}", $"DROP FUNCTION {name}()"];
+        return await WhileAsync(apply, undo);
+    }
+
     private Task<bool> ExecuteAsync(string[] statements) => WithDbAsync(async db =>
     {
         foreach (var statement in statements)

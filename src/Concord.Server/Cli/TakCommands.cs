@@ -74,12 +74,11 @@ internal static class TakCommands
                 return 1;
             }
 
-            var sharedBefore = TakCertificates.SharedFiles.Select(name => Path.Combine(outDirectory, name)).Where(File.Exists).ToHashSet(StringComparer.Ordinal);
             using var certificate = certificates.IssueClient(member.UserName, TimeSpan.FromDays(days));
             var thumbprint = TakCertificates.Thumbprint(certificate);
             // The files first: a certificate recorded as issued whose key could not be written would be one nobody holds.
             var host = invocation["--host"] ?? Environment.MachineName;
-            var files = certificates.Write(certificate, member.UserName, outDirectory, host, port, password, invocation.Has("--package"));
+            var (files, made) = certificates.Write(certificate, member.UserName, outDirectory, host, port, password, invocation.Has("--package"));
             db.DeviceCertificates.Add(new DeviceCertificate
             {
                 Thumbprint = thumbprint,
@@ -108,7 +107,7 @@ internal static class TakCommands
             {
                 // Not recorded (disabled meanwhile, or the store failed): a key for a certificate the server does not know
                 // is not left for a device to be given; the shared files other devices' sets use stay.
-                foreach (var file in files.Where(f => !sharedBefore.Contains(f)))
+                foreach (var file in made)
                 {
                     File.Delete(file);
                 }

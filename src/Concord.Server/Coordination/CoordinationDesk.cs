@@ -85,9 +85,7 @@ internal sealed class CoordinationDesk(ConcordDb db, MissionDirectory directory,
 
     private async Task CloseNoticesAsync(DeadlineRecord item, Guid itemId, string entity, string to, CancellationToken cancellationToken)
     {
-        List<string> answered = item.IsClosed || item.RespondedAt is not null ? [Coordination.Deadlines.Acknowledge, Coordination.Deadlines.Respond]
-            : item.AcknowledgedAt is not null ? [Coordination.Deadlines.Acknowledge]
-            : [];
+        var answered = item.AnsweredDeadlines;
         if (answered.Count == 0)
         {
             return;

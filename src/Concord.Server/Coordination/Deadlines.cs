@@ -43,6 +43,11 @@ internal abstract class DeadlineRecord : MarkedRecord
         : AcknowledgePending && AcknowledgeBy <= now ? Deadlines.Acknowledge
         : null;
 
+    /// <summary>The deadlines this record's state has answered: their escalation notices have nothing more to say.</summary>
+    public IReadOnlyList<string> AnsweredDeadlines => IsClosed || RespondedAt is not null ? [Deadlines.Acknowledge, Deadlines.Respond]
+        : AcknowledgedAt is not null ? [Deadlines.Acknowledge]
+        : [];
+
     /// <summary>Recomputes <see cref="NextDeadline"/> after any change of status or deadline.</summary>
     public void Reschedule()
     {

@@ -126,23 +126,23 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
             return;
         }
 
-        // Notices of missed deadlines whose item has answered them since.
-        var ids = open.Where(o => !o.Key.EndsWith(":" + TaskStatuses.Declined, StringComparison.Ordinal)).Select(o => o.Item).Distinct().ToList();
-        var answered = new List<(DeadlineRecord Item, Guid Id, string Entity, string Status)>();
+        // Notices of missed deadlines whose item has answered them since; the others say a lead declined.
+        var declines = open.ToLookup(o => o.Key.EndsWith(":" + TaskStatuses.Declined, StringComparison.Ordinal));
+        var items = new List<(DeadlineRecord Item, Guid Id, string Entity, string Status)>();
         await using (var scope = scopes.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<ConcordDb>();
-            foreach (var chunk in ids.Chunk(500))
+            foreach (var chunk in declines[false].Select(o => o.Item).Distinct().Chunk(500))
             {
-                answered.AddRange((await db.Tasks.AsNoTracking().Where(t => chunk.Contains(t.Id)).ToListAsync(cancellationToken)).Select(t => ((DeadlineRecord)t, t.Id, "task", t.Status)));
-                answered.AddRange((await db.Requests.AsNoTracking().Where(r => chunk.Contains(r.Id)).ToListAsync(cancellationToken)).Select(r => ((DeadlineRecord)r, r.Id, "request", r.Status)));
+                items.AddRange((await db.Tasks.AsNoTracking().Where(t => chunk.Contains(t.Id)).ToListAsync(cancellationToken)).Select(t => ((DeadlineRecord)t, t.Id, "task", t.Status)));
+                items.AddRange((await db.Requests.AsNoTracking().Where(r => chunk.Contains(r.Id)).ToListAsync(cancellationToken)).Select(r => ((DeadlineRecord)r, r.Id, "request", r.Status)));
             }
         }
 
-        foreach (var (item, id, entity, status) in answered)
+        foreach (var (item, id, entity, status) in items)
         {
-            var keys = AnsweredKeys(item).Select(d => NoticeKey(entity, id, d)).ToHashSet(StringComparer.Ordinal);
-            if (!open.Any(o => o.Item == id && keys.Contains(o.Key)))
+            var keys = item.AnsweredDeadlines.Select(d => NoticeKey(entity, id, d)).ToHashSet(StringComparer.Ordinal);
+            if (!declines[false].Any(o => o.Item == id && keys.Contains(o.Key)))
             {
                 // Nothing its state answers is open (an acknowledged item's response notice waits for the answer).
                 continue;
@@ -153,14 +153,8 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
             await scope.ServiceProvider.GetRequiredService<CoordinationDesk>().CloseAnsweredNoticesAsync(item, id, entity, status, cancellationToken);
         }
 
-        await CloseStaleDeclineNoticesAsync([.. open.Where(o => o.Key.EndsWith(":" + TaskStatuses.Declined, StringComparison.Ordinal))], cancellationToken);
+        await CloseStaleDeclineNoticesAsync([.. declines[true]], cancellationToken);
     }
-
-    /// <summary>The deadlines an item's state has answered (as CoordinationDesk closes its notices on a move).</summary>
-    private static IEnumerable<string> AnsweredKeys(DeadlineRecord item) =>
-        item.IsClosed || item.RespondedAt is not null ? [Deadlines.Acknowledge, Deadlines.Respond]
-        : item.AcknowledgedAt is not null ? [Deadlines.Acknowledge]
-        : [];
 
     /// <summary>
     /// A notice that a lead declined its incident says the incident has no lead: it is closed once that is no longer so
@@ -242,6 +236,9 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
     /// </summary>
     internal static string NoticeKey(string entity, Guid itemId, string deadline) => $"escalation:{entity}:{itemId:N}:{deadline}";
 
+    /// <summary>Why no notice was raised, in the audit entry that records the miss (or the decline) all the same.</summary>
+    internal const string NoticeWithheld = "the escalation organisation may not see every report of the incident of the task";
+
     /// <summary>An escalation notice is released as its item is, and to the organisation the misses go to.</summary>
     internal static string NoticeReleasableTo(string itemReleasableTo, string escalationOrganization) =>
         Releasability.Encode(Releasability.Decode(itemReleasableTo).Append(Community.Organization(escalationOrganization)));
@@ -301,7 +298,7 @@ internal sealed class EscalationScheduler(IServiceScopeFactory scopes, MissionDi
                     to = to?.Code,
                     notice = notice?.Id,
                     agreement = item.AgreementCode,
-                    withheld = withheld ? "the escalation organisation may not see every report of the incident of the task" : null,
+                    withheld = withheld ? NoticeWithheld : null,
                 })));
             count++;
         }

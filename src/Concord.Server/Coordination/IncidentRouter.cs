@@ -285,7 +285,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
                     {
                         Id = Guid.CreateVersion7(),
                         Title = incident.Title,
-                        Description = role == TaskRoles.Lead ? $"Lead under {route.AgreementCode}" : $"Support under {route.AgreementCode}",
+                        Description = RoleUnder(role, route.AgreementCode),
                         OrganizationId = organization.Id,
                         Role = role,
                         Status = TaskStatuses.Open,
@@ -512,6 +512,9 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
         return new FollowedTasks(changed, [.. tasks.Where(t => t.Role == TaskRoles.Escalation).Select(t => t.Id)]) { TermsChanged = termsChanged };
     }
 
+    /// <summary>What a routed task says it is: its role and the agreement that gave it.</summary>
+    private static string RoleUnder(string role, string agreement) => role == TaskRoles.Lead ? $"Lead under {agreement}" : $"Support under {agreement}";
+
     /// <summary>
     /// Gives an open routed task the terms of the rule that now gives its organisation its role: its deadlines not yet met
     /// nor escalated, counted from <paramref name="now"/> but never later than they were; where misses go; the agreement it
@@ -535,7 +538,7 @@ internal sealed class IncidentRouter(IServiceScopeFactory scopes, MissionDirecto
 
         task.EscalateToOrganizationId = escalateTo?.Id;
         task.AgreementCode = route.AgreementCode;
-        task.Description = task.Role == TaskRoles.Lead ? $"Lead under {route.AgreementCode}" : $"Support under {route.AgreementCode}";
+        task.Description = RoleUnder(task.Role, route.AgreementCode);
         task.UpdatedAt = now;
         task.Reschedule();
         audit.Add(Audits.Entry(null, AuditActions.Update, "task", task.Id, AuditMarking.Of(task), now, Audits.Detail(new

@@ -403,7 +403,7 @@ internal static class TaskEndpoints
                 to = notice is null ? null : escalation.Code,
                 notice = notice?.Id,
                 agreement = task.AgreementCode,
-                withheld = told ? null : "the escalation organisation may not see every report of the incident of the task",
+                withheld = told ? null : EscalationScheduler.NoticeWithheld,
             })));
         }
 

@@ -68,11 +68,7 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
             return;
         }
 
-        if (!Directory.Exists(directory))
-        {
-            Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        }
-
+        NewFolderOwnerOnly(directory);
         try
         {
             using var created = new FileStream(file, new FileStreamOptions
@@ -97,7 +93,6 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
     /// <exception cref="IOException">It cannot be made or written (the message says which path and why).</exception>
     internal static void PrivateDirectory(string directory)
     {
-        var ownerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
         try
         {
             if (OperatingSystem.IsWindows())
@@ -107,13 +102,8 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
             }
 
             // The data folder above it, when it is new, is its owner's only too (as a new SQLite store's is).
-            var parent = Path.GetDirectoryName(Path.GetFullPath(directory))!;
-            if (!Directory.Exists(parent))
-            {
-                Directory.CreateDirectory(parent, ownerOnly);
-            }
-
-            Directory.CreateDirectory(directory, ownerOnly);
+            NewFolderOwnerOnly(Path.GetDirectoryName(Path.GetFullPath(directory))!);
+            NewFolderOwnerOnly(directory);
             var others = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
             if ((File.GetUnixFileMode(directory) & others) != 0)
             {
@@ -136,6 +126,16 @@ internal sealed record StoreOptions(StoreKind Kind, string ConnectionString)
         catch (UnauthorizedAccessException e)
         {
             throw new IOException($"{Path.GetFullPath(directory)} cannot be written: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Makes a folder (and those missing above it) for its owner only; one that exists keeps its mode.</summary>
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    private static void NewFolderOwnerOnly(string directory)
+    {
+        if (!Directory.Exists(directory))
+        {
+            Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
     }
 

@@ -74,6 +74,12 @@ internal sealed class FailureRun(ILogger logger, string what, Func<long>? millis
     /// <summary>An attempt succeeded: ends a run of failures, saying so once.</summary>
     public void Succeeded()
     {
+        // The common case, on hot paths (every report batch, every feed round): nothing to end, no lock taken.
+        if (Interlocked.Read(ref _count) == 0)
+        {
+            return;
+        }
+
         lock (_lock)
         {
             if (_count == 0)

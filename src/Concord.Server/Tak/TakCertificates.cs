@@ -209,10 +209,13 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
     public static string[] DeviceFiles(string userName) => [$"{userName}.cert.pem", $"{userName}.key.pem", $"{userName}.p12", $"{userName}-concord.zip"];
 
     /// <summary>The files every device's set shares: the same for every member (the deployment's CA, a trust store of it).</summary>
-    public static readonly string[] SharedFiles = ["concord-ca.pem", "truststore-concord.p12"];
+    private static readonly string[] SharedFiles = ["concord-ca.pem", "truststore-concord.p12"];
 
-    /// <summary>Writes the files a device needs: PEM for scripts (node-tak), PKCS#12 and a TAK data package for ATAK/WinTAK.</summary>
-    public IReadOnlyList<string> Write(X509Certificate2 client, string userName, string outputDirectory, string host, int port, string password, bool package)
+    /// <summary>
+    /// Writes the files a device needs: PEM for scripts (node-tak), PKCS#12 and a TAK data package for ATAK/WinTAK. Returns
+    /// them all, and those it made (not there before: what is to go if the certificate is not recorded after all).
+    /// </summary>
+    public (IReadOnlyList<string> Written, IReadOnlyList<string> Made) Write(X509Certificate2 client, string userName, string outputDirectory, string host, int port, string password, bool package)
     {
         var written = new List<string>();
         // Files there before (another device's set shares the CA and the trust store): not removed if this set fails.
@@ -256,7 +259,7 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
             throw new TakKeyFileException($"--out '{outputDirectory}' cannot be written: {e.Message}", e);
         }
 
-        return written;
+        return (written, [.. written.Where(p => !replaced.Contains(p))]);
     }
 
     private byte[] TrustStore(string password)
