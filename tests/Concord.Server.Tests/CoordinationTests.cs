@@ -613,6 +613,27 @@ public abstract class CoordinationTests<TServer>(TServer server) : IClassFixture
     }
 
     [Fact]
+    public async Task Two_declines_of_a_lead_at_once_store_one_and_answer_the_other_409()
+    {
+        // Two FORCE officers decline the same lead task at the same moment: one decline is stored with one notice to the
+        // JOC; the other is told the task was moved meanwhile (on PostgreSQL it met the first's notice key: a 500 before).
+        // Three incidents, as the two requests do not always meet.
+        foreach (var seed in new[] { -10, -7, -4 })
+        {
+            var (area, lat, lon) = await AreaAsync(seed);
+            await AgreementAsync([new { categories = new[] { "acled.battles" }, areas = new[] { area }, lead = "FORCE", acknowledgeMinutes = 30, respondMinutes = 120, escalateTo = "JOC" }]);
+            var incident = await IncidentOfAsync("unpol", Api.Report(latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"]), narrative: "Clash at the ford."));
+            var lead = Id((await WaitForAsync(() => TasksAsync("joc", $"incident={incident}"), t => t.Count == 1, "the lead task")).Single());
+
+            var answers = await Task.WhenAll(Enumerable.Range(0, 2).Select(i => server.ClientFor("force").PostJson($"/api/tasks/{lead}/status",
+                new { status = "declined", reason = $"Outside our sector ({i})." })));
+            Assert.Equal([HttpStatusCode.OK, HttpStatusCode.Conflict], answers.Select(a => a.Response.StatusCode).Order());
+            Assert.Single(await TasksAsync("joc", "organization=JOC&limit=500"), x => x.TryGetProperty("escalatedItem", out var e) && e.GetGuid() == lead);
+            Assert.Equal(1, await server.WithDbAsync(db => db.Audit.CountAsync(a => a.EntityId == lead && a.Action == AuditActions.Escalate)));
+        }
+    }
+
+    [Fact]
     public async Task A_rule_that_comes_to_apply_to_an_incident_it_cannot_be_routed_under_is_recorded_once()
     {
         // A police-only protest (UNPOL's) becomes a battle (FORCE's) when an earlier police-only clash is merged into it:
