@@ -83,11 +83,12 @@
     return p;
   }
 
-  function viewport() {
+  // margin: degrees added on every side (the risk layer's cells are chosen by their centre, which may lie off screen).
+  function viewport(margin = 0) {
     const bounds = map.getBounds();
     const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
-    return [clamp(bounds.getWest(), -180, 180), clamp(bounds.getSouth(), -90, 90), clamp(bounds.getEast(), -180, 180), clamp(bounds.getNorth(), -90, 90)]
-      .map(v => v.toFixed(5)).join(',');
+    return [clamp(bounds.getWest() - margin, -180, 180), clamp(bounds.getSouth() - margin, -90, 90), clamp(bounds.getEast() + margin, -180, 180),
+      clamp(bounds.getNorth() + margin, -90, 90)].map(v => v.toFixed(5)).join(',');
   }
 
   // What is on screen decides the banners: incidents and cells, tracks, requests and patrols, and the open panel.
@@ -138,13 +139,30 @@
   // What the map shows, for tests and benchmarks: incident ids, track uids, shaded risk cells, requests and patrols.
   const state = window.concordMap = { loads: 0, lastLoadMs: 0, clustered: false, total: 0, ids: [], tracks: [], riskCells: 0, coordination: [], map };
   // quiet: a read in the background (after the live channel came up), which leaves the status line as it is.
+  // Each read supersedes the one before (a pan, a filter: what the older one asked is not what the map should show), and
+  // the superseded one is cancelled, not left to use up a weak link. A live change while a read is under way waits for it
+  // and reads once more (liveChange): on a link slower than the changes come, a change superseding every read left the
+  // layer never drawn.
+  let reading = 0, readAgain = false, aborter = null;
   async function load(quiet = false) {
     const mine = ++generation;
+    aborter?.abort();
+    const abort = aborter = new AbortController();
+    reading++;
+    try {
+      await read(mine, abort.signal, quiet);
+    } finally {
+      if (aborter === abort) aborter = null;
+      if (--reading === 0 && readAgain) { readAgain = false; soon(0); }
+    }
+  }
+  const liveChange = () => { if (reading > 0) readAgain = true; else soon(100); };
+  async function read(mine, signal, quiet) {
     const began = performance.now();
     if (!quiet) status.textContent = t('loading');
     let response;
     try {
-      response = await fetch('/api/incidents/map?' + query({ bbox: viewport(), zoom: map.getZoom() }), { headers: { Accept: 'application/geo+json' } });
+      response = await fetch('/api/incidents/map?' + query({ bbox: viewport(), zoom: map.getZoom() }), { headers: { Accept: 'application/geo+json' }, signal });
     } catch {
       if (mine === generation) { status.textContent = t('failed'); setTimeout(load, 5000); }
       return;
@@ -318,7 +336,9 @@
   async function loadRisk() {
     if (!map.hasLayer(risk)) return;
     const mine = ++latest.risk;
-    const response = await fetch('/api/early-warning/forecasts?' + new URLSearchParams({ bbox: viewport() })).catch(() => null);
+    // The API keeps the cells whose centre lies in the box: half a cell more on every side shades every cell the screen
+    // touches (zoomed in on a town inside one cell, the screen holds no centre at all).
+    const response = await fetch('/api/early-warning/forecasts?' + new URLSearchParams({ bbox: viewport(0.25) })).catch(() => null);
     const data = await bodyOf(response, r => r.json());
     if (!data || mine < drawn.risk) return;
     drawn.risk = mine;
@@ -403,7 +423,7 @@
     for (const c of changes) fresh.add(c.id);
     // A map may stay open for days: the oldest marks go first (a set keeps the order ids came in).
     for (const id of fresh) { if (fresh.size <= 5000) break; fresh.delete(id); }
-    soon(100);
+    liveChange();
     // A change of access (the member's clearance or caveats, a group, an agreement, an organisation) may take away what
     // is drawn or open: everything is read again, as on reconnecting.
     const access = changes.some(Concord.isAccessChange);
