@@ -397,6 +397,44 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
         Assert.Equal("|org:FORCE|", report.ReleasableTo);
     }
 
+    [Fact]
+    public async Task A_marker_sent_again_unchanged_is_relayed_but_is_no_new_report()
+    {
+        // ATAK and WinTAK send their markers again every minute or so with a new time: each was a new report, a thousand
+        // a day of one roadblock. Relayed each time; a report only when it says something new (here, a new place).
+        var colleague = await ForceColleagueAsync();
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using var receiver = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        var uid = Guid.NewGuid().ToString();
+        string Marker(string time, string lat) => $"<event version='2.0' uid='{uid}' type='a-h-G' time='{time}' start='{time}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            $"<point lat='{lat}' lon='20.51' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Roadblock'/>" +
+            "<remarks>Armed men, about 12</remarks><archive/></detail></event>";
+        Task<int> ReportsAsync() => server.WithDbAsync(db => db.Reports.CountAsync(r => r.ExternalRef == "tak:" + uid));
+
+        var first = Now(-2);
+        await sender.SendAsync(Marker(first, "6.01"));
+        Assert.NotNull(await receiver.WaitForAsync(e => e.Uid == uid));
+        for (var i = 0; i < 50 && await ReportsAsync() == 0; i++)
+        {
+            await Task.Delay(100);
+        }
+
+        var again = Now(-1);
+        await sender.SendAsync(Marker(again, "6.01"));
+        Assert.NotNull(await receiver.WaitForAsync(e => e.Uid == uid && e.Time == DateTimeOffset.Parse(again, CultureInfo.InvariantCulture)));
+        var moved = Now();
+        await sender.SendAsync(Marker(moved, "6.02"));
+        Assert.NotNull(await receiver.WaitForAsync(e => e.Uid == uid && e.Time == DateTimeOffset.Parse(moved, CultureInfo.InvariantCulture)));
+        // A device's stores are made in the order it sent them: once the moved marker's report is there, the one before
+        // it was decided.
+        for (var i = 0; i < 50 && !await server.WithDbAsync(db => db.Reports.AnyAsync(r => r.ExternalRef == "tak:" + uid && r.Latitude == 6.02)); i++)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Equal([6.01, 6.02], await server.WithDbAsync(db => db.Reports.Where(r => r.ExternalRef == "tak:" + uid).OrderBy(r => r.Latitude).Select(r => r.Latitude).ToListAsync()));
+    }
+
     /// <summary>Sends a hostile marker from <paramref name="device"/> and returns the incident its report opened.</summary>
     private async Task<Guid> MarkerIncidentAsync(TakClient device, double latitude, double longitude)
     {

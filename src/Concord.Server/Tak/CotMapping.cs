@@ -102,6 +102,14 @@ internal static class CotMapping
         };
     }
 
+    /// <summary>
+    /// Whether two versions of a marker say the same as reports (<see cref="ToReport"/>): the same type, place and
+    /// precision, callsign and remarks; only their times differ.
+    /// </summary>
+    public static bool SameReport(CotEvent a, CotEvent b) =>
+        a.Type == b.Type && a.Point.Lat.Equals(b.Point.Lat) && a.Point.Lon.Equals(b.Point.Lon) && a.Point.Ce.Equals(b.Point.Ce)
+        && a.Detail.Contact?.Callsign == b.Detail.Contact?.Callsign && a.Detail.Remarks == b.Detail.Remarks;
+
     /// <summary>The CoT type an incident goes out as: violence hostile, unrest unknown, the rest neutral.</summary>
     public static string IncidentType(string category) => category switch
     {

@@ -1634,9 +1634,19 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
             return;
         }
 
+        // ATAK and WinTAK send their markers again unchanged every minute or so, each time with a new time: relayed as
+        // before, but no new report (a thousand a day of one roadblock, each joining its incident). A new place, type,
+        // callsign or remarks is what a source newly says, and is one. Judged against the version devices were last sent
+        // (kept across restarts); one sent to named devices only is not kept, and each of those is a report, as before.
+        var unchanged = PreviousVersion(e) is { } before && CotMapping.SameReport(before, e);
         var relayed = Stamped(e, raw, marking, droppable: false);
         RememberItem(e, marking, from.Viewer.MemberId, from.Certificate, relayed);
         Deliver(relayed, marking, from, e.Detail, e.Uid, RelayEntities.Item);
+        if (unchanged)
+        {
+            return;
+        }
+
         await StoreAsync(from, e, previous, async () =>
         {
             await using var scope = scopes.CreateAsyncScope();
@@ -1647,6 +1657,30 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 logger.LogInformation("marker {Uid} from {User} was not taken as a report: {Errors}", e.Uid, from.Viewer.UserName, Described(invalid.Errors));
             }
         });
+    }
+
+    /// <summary>The version of <paramref name="e"/>'s item devices were last sent, when it is kept and older than it.</summary>
+    private CotEvent? PreviousVersion(CotEvent e)
+    {
+        byte[]? latest;
+        lock (_itemsGate)
+        {
+            latest = _itemsSent.TryGetValue(e.Uid, out var known) && known is { Deleted: false } && known.Time < e.Time.UtcTicks ? known.Latest : null;
+        }
+
+        if (latest is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            return CotXml.Parse(latest, new CotParseOptions { MaxDocumentBytes = Math.Max(latest.Length, CotParseOptions.DefaultMaxDocumentBytes) });
+        }
+        catch (CotParseException)
+        {
+            return null;
+        }
     }
 
     /// <summary>A report's refusal for the log: each field with its reasons.</summary>
