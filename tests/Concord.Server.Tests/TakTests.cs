@@ -494,6 +494,47 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task A_message_or_a_deletion_stale_as_it_starts_is_judged_by_its_time()
+    {
+        // WearTAK sends GeoChat with stale equal to start, and most ATAK plugins' deletions set time, start and stale
+        // alike: stale on arrival by their stale time, they were dropped. Now routed when sent within the clock skew.
+        var colleague = await ForceColleagueAsync();
+        await using var sender = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using var receiver = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        string Chat(string uid, string text, string at) => $"<event version='2.0' uid='{uid}' type='b-t-f' time='{at}' start='{at}' stale='{at}' how='h-g-i-g-o'>" +
+            "<point lat='4.36' lon='18.58' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail>" +
+            "<__chat parent='RootContactGroup' groupOwner='false' chatroom='All Chat Rooms' id='All Chat Rooms' senderCallsign='VIPER 1-1'><chatgrp uid0='WEARTAK-x' id='All Chat Rooms'/></__chat>" +
+            $"<remarks source='BAO.F.WearTAK.WEARTAK-x' to='All Chat Rooms' time='{at}'>{text}</remarks></detail></event>";
+
+        // Sent ten minutes ago: a replay or a late delivery, as a stale event is.
+        var late = "GeoChat.WEARTAK-x.All Chat Rooms." + Guid.NewGuid();
+        await sender.SendAsync(Chat(late, "Late " + late[^6..], Now(-600)));
+        var uid = "GeoChat.WEARTAK-x.All Chat Rooms." + Guid.NewGuid();
+        var text = "Checkpoint clear " + Guid.NewGuid().ToString("N")[..6];
+        await sender.SendAsync(Chat(uid, text, Now()));
+        // The late one, sent first, would arrive first.
+        Assert.Equal(uid, (await receiver.WaitForAsync(e => e.Uid == uid || e.Uid == late))?.Uid);
+        ChatMessage? stored = null;
+        for (var i = 0; i < 50 && stored is null; i++)
+        {
+            await Task.Delay(100);
+            stored = await server.WithDbAsync(db => db.Messages.AsNoTracking().SingleOrDefaultAsync(m => m.Text == text));
+        }
+
+        Assert.NotNull(stored);
+        Assert.False(await server.WithDbAsync(db => db.Messages.AnyAsync(m => m.Text.StartsWith("Late "))));
+
+        var marker = Guid.NewGuid().ToString();
+        await sender.SendAsync($"<event version='2.0' uid='{marker}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='6.01' lon='20.51' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Roadblock'/></detail></event>");
+        Assert.NotNull(await receiver.WaitForAsync(e => e.Uid == marker));
+        var now = Now(1);
+        await sender.SendAsync($"<event version='2.0' uid='{Guid.NewGuid()}' type='t-x-d-d' time='{now}' start='{now}' stale='{now}' how='h-g-i-g-o'>" +
+            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{marker}' relation='none' type='none'/><__forcedelete/></detail></event>");
+        Assert.NotNull(await receiver.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == marker)));
+    }
+
+    [Fact]
     public async Task GeoChat_is_stored_and_routed()
     {
         var colleague = await ForceColleagueAsync();

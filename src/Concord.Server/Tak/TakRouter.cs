@@ -749,9 +749,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // An event already stale is a replay (or a very late delivery) that no device should display. Said in the log
         // (sampled, as every refusal): a device whose clock runs behind sends nothing but such events, and its patrol
         // would otherwise be missing from the picture with nothing telling the operators why.
-        if (e.IsStaleAt(now))
+        if (Instantaneous(e, route) ? e.Time < now - InstantLifetime : e.IsStaleAt(now))
         {
-            Refuse(from, e, $"it was stale on arrival (stale at {e.Stale.UtcDateTime:O}, the server's time {now.UtcDateTime:O}): a replay, a late delivery, or a device clock running behind");
+            Refuse(from, e, Instantaneous(e, route)
+                ? $"it was sent at {e.Time.UtcDateTime:O}, more than {InstantLifetime.TotalMinutes:0} minutes before the server's time {now.UtcDateTime:O}: a replay, a late delivery, or a device clock running behind"
+                : $"it was stale on arrival (stale at {e.Stale.UtcDateTime:O}, the server's time {now.UtcDateTime:O}): a replay, a late delivery, or a device clock running behind");
             return;
         }
 
@@ -971,6 +973,20 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     /// own attributes and point as clients write them (some 300 bytes), with room for a pretty-printed event's indentation.
     /// </summary>
     private const int RawSlack = 2_048;
+
+    /// <summary>
+    /// How long after it was sent a message or a deletion that is stale as soon as it starts is still routed (see
+    /// <see cref="Instantaneous"/>): as long as a device's clock may run ahead.
+    /// </summary>
+    public static readonly TimeSpan InstantLifetime = ReportRules.ClockSkew;
+
+    /// <summary>
+    /// A GeoChat message or a deletion whose stale time is not after its start: news when it is sent, not something to
+    /// display until a stale time. WearTAK sends its messages so, and the deletion most ATAK plugins send sets stale,
+    /// start and time alike; judged by their stale time they were all dropped as stale on arrival. Judged by their time.
+    /// </summary>
+    private static bool Instantaneous(CotEvent e, Route route) =>
+        (route == Route.Chat || e.Type == CotMapping.DeleteType) && e.Stale <= e.Start;
 
     private enum Route
     {
