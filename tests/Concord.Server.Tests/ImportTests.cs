@@ -626,6 +626,47 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task Files_re_saved_by_R_or_with_timestamps_are_read_as_their_source_meant_them()
+    {
+        // readr::write_csv writes an empty cell as NA: civilian_targeting NA was read as "targets civilians" (every death a
+        // civilian's), an empty actor as an actor named NA. A day written as a timestamp was refused.
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var csv = $"""
+            event_id_cnty,event_date,time_precision,event_type,sub_event_type,actor1,actor2,location,latitude,longitude,geo_precision,source,notes,fatalities,civilian_targeting
+            CAF{tag}1,2024-03-02 00:00:00,1,Battles,Armed clash,Military Forces of the Central African Republic (2016-),NA,Bambari,5.7679,20.6757,1,NA,Clash near Bambari {tag}.,3,NA
+            CAF{tag}2,2024-03-04T00:00:00,1,Battles,Armed clash,UPC,Civilians (Central African Republic),Alindao,5.03,21.21,1,Radio Ndeke Luka,Villagers caught in crossfire {tag}.,2,Civilian targeting
+            CAF{tag}3,2024-03-05,1,Battles,Armed clash,UPC,FACA,Alindao,5.03,21.21,1,S,Unclear {tag}.,1,maybe
+            """;
+        var (status, summary) = await ImportAsync("joc", "format=acled&classification=UNCLASSIFIED&releasableTo=mission", csv, "text/csv");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(2, summary.GetProperty("created").GetInt32());
+        var rejected = Assert.Single(summary.GetProperty("rejectedRows").EnumerateArray());
+        Assert.Equal(4, rejected.GetProperty("line").GetInt32());
+        Assert.Contains("civilian_targeting 'maybe' must be 'Civilian targeting' or empty", rejected.GetProperty("reason").GetString(), StringComparison.Ordinal);
+
+        var clash = await server.WithDbAsync(db => db.Reports.AsNoTracking().SingleAsync(r => r.ExternalRef == $"acled:CAF{tag}1"));
+        Assert.Null(clash.KilledCivilianBest);
+        Assert.Equal(3, clash.KilledOtherBest);
+        Assert.Equal("|Military Forces of the Central African Republic (2016-)|", clash.Actors);
+        Assert.Equal("ACLED", clash.SourceDescription);
+        Assert.Equal(new DateTime(2024, 3, 2), clash.ObservedAt);
+        var crossfire = await server.WithDbAsync(db => db.Reports.AsNoTracking().SingleAsync(r => r.ExternalRef == $"acled:CAF{tag}2"));
+        Assert.Equal(2, crossfire.KilledCivilianBest);
+        Assert.Equal(new DateTime(2024, 3, 4), crossfire.ObservedAt);
+
+        // A GED file's empty province written NA: no ", NA" in the narrative.
+        var lines = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "reference", "ucdp", "ged231_caf_events.csv")).Take(2).ToList();
+        var id = Random.Shared.NextInt64(40_000_000_000, 50_000_000_000);
+        var row = id.ToString(System.Globalization.CultureInfo.InvariantCulture) + lines[1][lines[1].IndexOf(',', StringComparison.Ordinal)..];
+        Assert.Contains(",Bangui province,", row, StringComparison.Ordinal);
+        var (_, ged) = await ImportAsync("joc", "format=ged&classification=UNCLASSIFIED&releasableTo=mission", lines[0] + "\n" + row.Replace(",Bangui province,", ",NA,", StringComparison.Ordinal), "text/csv");
+        Assert.Equal(1, ged.GetProperty("created").GetInt32());
+        var narrative = await server.WithDbAsync(db => db.Reports.Where(r => r.ExternalRef == $"ucdp-ged:{id}").Select(r => r.Narrative).SingleAsync());
+        Assert.Contains("Bangui city:", narrative, StringComparison.Ordinal);
+        Assert.DoesNotContain("NA", narrative, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_GED_file_credits_the_release_its_name_gives()
     {
         // Two real GED events under ids of their own, so that this test owns them.

@@ -189,7 +189,13 @@ internal static class AcledReader
             errors.Add("event_id_cnty is empty");
         }
 
-        if (!DateTime.TryParseExact(field("event_date"), ["yyyy-MM-dd", "dd MMMM yyyy", "d MMMM yyyy"], CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var date))
+        // ACLED writes its dates as 2024-05-01 or 1 May 2024; a tool that re-saved the export may have written the day as
+        // an ISO 8601 date and time (2024-05-01T00:00:00, 2024-05-01 00:00:00): the calendar day as written.
+        if (IsoDates.TryParseAsWritten(field("event_date"), out var written))
+        {
+            written = written.Date;
+        }
+        else if (!DateTime.TryParseExact(field("event_date"), ["dd MMMM yyyy", "d MMMM yyyy"], CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out written))
         {
             errors.Add($"event_date {Quoted.Of(field("event_date"))} is not a date such as 2024-05-01");
         }
@@ -222,25 +228,37 @@ internal static class AcledReader
             errors.Add($"event_type {Quoted.Of(field("event_type"))} / sub_event_type {Quoted.Of(field("sub_event_type"))} is not an ACLED type");
         }
 
+        // ACLED marks an event that targets civilians "Civilian targeting" and leaves the others empty; a file re-saved by
+        // R writes the empty ones NA. Any other value is refused by name rather than read as "yes" (every death of the file
+        // counted as a civilian's) or as "no".
+        var targeting = MissingValue.Cleared(field("civilian_targeting"));
+        bool? targetsCivilians = targeting.Length == 0 || targeting.Equals("no", StringComparison.OrdinalIgnoreCase) || targeting.Equals("false", StringComparison.OrdinalIgnoreCase) || targeting == "0" ? false
+            : targeting.Equals("Civilian targeting", StringComparison.OrdinalIgnoreCase) || targeting.Equals("yes", StringComparison.OrdinalIgnoreCase) || targeting.Equals("true", StringComparison.OrdinalIgnoreCase) || targeting == "1" ? true
+            : null;
+        if (targetsCivilians is null)
+        {
+            errors.Add($"civilian_targeting {Quoted.Of(targeting)} must be 'Civilian targeting' or empty");
+        }
+
         if (errors.Count > 0)
         {
             return new ImportRow(line, null, string.Join("; ", errors));
         }
 
-        var civilians = field("civilian_targeting").Length > 0 || category!.StartsWith("acled.violence-against-civilians", StringComparison.Ordinal);
-        var notes = field("notes");
+        var civilians = targetsCivilians == true || category!.StartsWith("acled.violence-against-civilians", StringComparison.Ordinal);
+        var notes = MissingValue.Cleared(field("notes"));
         return new ImportRow(line, new CreateReport
         {
             Id = GedMapping.NameBasedGuid($"{Dataset}:{id}"),
-            ObservedAt = new DateTimeOffset(WindowStart(date, precision!), TimeSpan.Zero),
+            ObservedAt = new DateTimeOffset(WindowStart(written, precision!), TimeSpan.Zero),
             ObservedPrecision = precision,
             Location = new LocationInput(latitude, longitude, meters!.Value, null),
             Category = category,
             Casualties = new CasualtiesInput(civilians ? new CasualtyRange(null, fatalities, null) : null, civilians ? null : new CasualtyRange(null, fatalities, null), null, null),
             Narrative = notes.Length > 0 ? notes : $"{field("event_type")}: {field("sub_event_type")} at {field("location")}",
             Language = "en",
-            Actors = new[] { field("actor1"), field("actor2") }.Where(a => a.Length > 0).ToList(),
-            Source = new SourceInput("B", 2, field("source") is { Length: > 0 } source ? ReportRules.Truncate("ACLED: " + source, 500) : "ACLED", null),
+            Actors = new[] { MissingValue.Cleared(field("actor1")), MissingValue.Cleared(field("actor2")) }.Where(a => a.Length > 0).ToList(),
+            Source = new SourceInput("B", 2, MissingValue.Cleared(field("source")) is { Length: > 0 } source ? ReportRules.Truncate("ACLED: " + source, 500) : "ACLED", null),
             Marking = marking,
             ExternalRef = $"{Dataset}:{id}",
         }, null);

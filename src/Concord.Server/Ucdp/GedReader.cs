@@ -154,7 +154,7 @@ internal static class GedReader
             SideB = Field("side_b"),
             WherePrecision = Int("where_prec", 1, 7),
             WhereCoordinates = Field("where_coordinates"),
-            Adm1 = Field("adm_1") is { Length: > 0 } adm1 ? adm1 : null,
+            Adm1 = Import.MissingValue.Cleared(Field("adm_1")) is { Length: > 0 } adm1 ? adm1 : null,
             Latitude = Coordinate("latitude", 90),
             Longitude = Coordinate("longitude", 180),
             EventClarity = Int("event_clarity", 1, 2),
