@@ -667,6 +667,32 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task A_file_of_which_nothing_can_be_read_is_refused_naming_why()
+    {
+        // The wrong format for the file, an empty body, no FeatureCollection: answered 200 with one "row" rejected, while
+        // `concord import` exits 1 for the same file. Refused, naming the body, and nothing is stored.
+        var acled = "event_id_cnty,event_date,time_precision,event_type,sub_event_type,actor1,actor2,latitude,longitude,geo_precision,fatalities,notes\n" +
+            "CAFX1,2024-03-02,1,Battles,Armed clash,A,B,5.1,20.1,1,1,Wrong format.";
+        foreach (var (query, body, reason) in new[]
+        {
+            ("format=ged", acled, "the header lacks the GED column"),
+            ("format=acled", "", "the file is empty"),
+            ("format=geojson&source=not-a-collection", "{ \"type\": \"Feature\" }", "not a GeoJSON FeatureCollection"),
+        })
+        {
+            var (status, problem) = await ImportAsync("joc", query + "&classification=UNCLASSIFIED&releasableTo=mission", body, "text/csv");
+            Assert.Equal(HttpStatusCode.BadRequest, status);
+            Assert.Equal(["body"], problem.ErrorFields());
+            Assert.Contains(reason, problem.GetProperty("errors").GetProperty("body")[0].GetString(), StringComparison.Ordinal);
+        }
+
+        // A file whose rows are all bad was read: its rows are listed, as before.
+        var (rowsStatus, rows) = await ImportAsync("joc", "format=acled&classification=UNCLASSIFIED&releasableTo=mission", acled.Replace("2024-03-02", "not a date", StringComparison.Ordinal), "text/csv");
+        Assert.Equal(HttpStatusCode.OK, rowsStatus);
+        Assert.Equal(2, Assert.Single(rows.GetProperty("rejectedRows").EnumerateArray()).GetProperty("line").GetInt32());
+    }
+
+    [Fact]
     public async Task A_GED_file_credits_the_release_its_name_gives()
     {
         // Two real GED events under ids of their own, so that this test owns them.
@@ -1113,9 +1139,12 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
         Assert.Equal([2, 3, 4, 5, 6, 7, 8, 9, 11, 12], rejected.Keys.Order());
         var (_, again) = await ImportAsync("ocha", "format=geojson&source=ngo-survey&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
         Assert.Equal(3, again.GetProperty("skipped").GetInt32());
-        var (_, broken) = await ImportAsync("ocha", "format=geojson&source=broken", "{ \"type\": ", "application/geo+json");
-        Assert.Equal(1, broken.GetProperty("rejected").GetInt32());
-        Assert.Contains("not valid JSON", broken.GetProperty("rejectedRows")[0].GetProperty("reason").GetString());
+        // A document that breaks off before its first feature: nothing of it could be read, and the request is refused
+        // naming why (it was answered 200 with the break counted as a rejected feature).
+        var (brokenStatus, broken) = await ImportAsync("ocha", "format=geojson&source=broken", "{ \"type\": ", "application/geo+json");
+        Assert.Equal(HttpStatusCode.BadRequest, brokenStatus);
+        Assert.Equal(["body"], broken.ErrorFields());
+        Assert.Contains("not valid JSON", broken.GetProperty("errors").GetProperty("body")[0].GetString());
 
         // A file in Latin-1, not UTF-8: the feature whose words would be garbled is refused, the others imported.
         var latin1 = Encoding.Latin1.GetBytes($$"""

@@ -185,6 +185,13 @@ internal static class ImportEndpoints
                 detail: $"{stopped.Message}. The rows stored before it stopped stay; importing the file again, once allowed, skips them.");
         }
 
+        // Nothing of the file could be read (the wrong format, an empty body, no FeatureCollection): the request is refused,
+        // as `concord import` exits 1 for it, rather than answered 200 with its header counted as a rejected row.
+        if (summary.Unreadable is { } unreadable)
+        {
+            return Problems.Field("body", unreadable);
+        }
+
         return TypedResults.Ok(new ImportResultDto(summary.Rows, summary.Created, summary.Skipped, summary.Rejected, summary.RejectedRows));
     }
 

@@ -7,7 +7,11 @@ using Concord.Server.Ucdp;
 namespace Concord.Server.Import;
 
 /// <summary>A row of an import file: the report it becomes, or why it cannot. Lines count from 1 (the header, in CSV).</summary>
-internal sealed record ImportRow(long Line, CreateReport? Report, string? Error);
+/// <param name="WholeFile">
+/// The error is the file's, not a row's: it is empty, its header lacks the format's columns, or it is no FeatureCollection
+/// (or breaks off before its first feature). Nothing of it is read.
+/// </param>
+internal sealed record ImportRow(long Line, CreateReport? Report, string? Error, bool WholeFile = false);
 
 internal enum ImportFormat
 {
@@ -108,7 +112,7 @@ internal static class ImportReaders
 
     /// <summary>GED rows as reports, each crediting <paramref name="version"/> (read from the file's name once).</summary>
     private static IEnumerable<ImportRow> Ged(TextReader text, MarkingDto? marking, string? version) =>
-        GedReader.Read(text).Select(r => r.Event is { } e ? new ImportRow(r.Line, GedMapping.ToReport(e, marking, version), null) : new ImportRow(r.Line, null, r.Error));
+        GedReader.Read(text).Select(r => r.Event is { } e ? new ImportRow(r.Line, GedMapping.ToReport(e, marking, version), null) : new ImportRow(r.Line, null, r.Error, r.WholeFile));
 }
 
 /// <summary>
@@ -130,14 +134,14 @@ internal static class AcledReader
         using var records = CsvRecords.Read(text).GetEnumerator();
         if (!CsvRecords.MoveToHeader(records))
         {
-            yield return new ImportRow(1, null, "the file is empty: no header row");
+            yield return new ImportRow(1, null, "the file is empty: no header row", WholeFile: true);
             yield break;
         }
 
         var header = CsvRecords.Header(records.Current.Fields);
         if (CsvRecords.HeaderProblem(header, RequiredColumns, "ACLED") is { } problem)
         {
-            yield return new ImportRow(records.Current.Line, null, problem);
+            yield return new ImportRow(records.Current.Line, null, problem, WholeFile: true);
             yield break;
         }
 
@@ -329,7 +333,7 @@ internal static class GeoJsonReader
             if (step.Kind == FeatureStream.StepKind.Broken)
             {
                 // The rest of the document cannot be read: one more feature is counted for it, after those read.
-                yield return new ImportRow(n, null, step.Reason!);
+                yield return new ImportRow(n, null, step.Reason!, WholeFile: n == 1);
                 yield break;
             }
 

@@ -11,7 +11,8 @@ internal sealed record ImportProgress(long Rows, long Created, long Skipped, lon
 /// <summary>A rejected row: its line (or feature number) and why.</summary>
 internal sealed record RejectedRow(long Line, string Reason);
 
-internal sealed record ImportSummary(long Rows, long Created, long Skipped, long Rejected, IReadOnlyList<RejectedRow> RejectedRows, TimeSpan Elapsed);
+/// <param name="Unreadable">Why nothing of the file could be read (its first row is the file's error: see <see cref="ImportRow.WholeFile"/>), or null.</param>
+internal sealed record ImportSummary(long Rows, long Created, long Skipped, long Rejected, IReadOnlyList<RejectedRow> RejectedRows, TimeSpan Elapsed, string? Unreadable = null);
 
 /// <summary>
 /// Streams an import file into reports in batches through the same intake as the API (validation, agreements, the one
@@ -48,6 +49,7 @@ internal sealed class Importer(IServiceScopeFactory scopes)
         long? total = input.CanSeek ? input.Length : null;
         using var text = new StreamReader(input, detectEncodingFromByteOrderMarks: true);
         long rows = 0, created = 0, skipped = 0, rejected = 0;
+        string? unreadable = null;
         // The first rejected rows by line, whichever order they are found in (the writer's rejections of a batch come
         // after the reader's of the next): the row with the highest line is dropped when a lower one comes.
         var listed = new PriorityQueue<RejectedRow, long>(MaxListed + 1, Comparer<long>.Create((a, b) => b.CompareTo(a)));
@@ -164,7 +166,7 @@ internal sealed class Importer(IServiceScopeFactory scopes)
         }
 
         // Rows the reader rejects are listed at once, rows the writer rejects when their batch is stored: in line order for people.
-        return new ImportSummary(rows, created, skipped, rejected, [.. listed.UnorderedItems.Select(r => r.Element).OrderBy(r => r.Line)], started.Elapsed);
+        return new ImportSummary(rows, created, skipped, rejected, [.. listed.UnorderedItems.Select(r => r.Element).OrderBy(r => r.Line)], started.Elapsed, unreadable);
 
         // The report's rules for its long texts, as the intake words them.
         string? Oversized(CreateReport report)
@@ -215,6 +217,11 @@ internal sealed class Importer(IServiceScopeFactory scopes)
                 }
                 else
                 {
+                    if (row.WholeFile && rows == 1)
+                    {
+                        unreadable = row.Error;
+                    }
+
                     Reject(row.Line, row.Error ?? "unreadable");
                 }
             }

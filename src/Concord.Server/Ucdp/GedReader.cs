@@ -43,7 +43,8 @@ internal sealed record GedEvent
 }
 
 /// <summary>A row read from a GED file: the event, or why the row was rejected. Lines count from 1 (the header).</summary>
-internal sealed record GedRow(long Line, GedEvent? Event, string? Error);
+/// <param name="WholeFile">The error is the file's (empty, or a header without the GED columns): nothing of it is read.</param>
+internal sealed record GedRow(long Line, GedEvent? Event, string? Error, bool WholeFile = false);
 
 /// <summary>
 /// Streams the official 49-column UCDP GED CSV, one row at a time (constant memory). A bad row becomes a
@@ -62,14 +63,14 @@ internal static class GedReader
         using var records = CsvRecords.Read(text).GetEnumerator();
         if (!CsvRecords.MoveToHeader(records))
         {
-            yield return new GedRow(1, null, "the file is empty: no header row");
+            yield return new GedRow(1, null, "the file is empty: no header row", WholeFile: true);
             yield break;
         }
 
         var header = CsvRecords.Header(records.Current.Fields);
         if (CsvRecords.HeaderProblem(header, RequiredColumns, "GED") is { } problem)
         {
-            yield return new GedRow(records.Current.Line, null, problem);
+            yield return new GedRow(records.Current.Line, null, problem, WholeFile: true);
             yield break;
         }
 
