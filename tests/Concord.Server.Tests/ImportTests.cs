@@ -667,6 +667,43 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
     }
 
     [Fact]
+    public async Task GeoJSON_as_ogr2ogr_and_QGIS_write_it_is_read()
+    {
+        // ogr2ogr writes a spreadsheet's empty cells as "" (each optional property left empty rejected its feature), and
+        // QGIS writes a layer typed MultiPoint with one position per feature (each rejected as no Point).
+        var tag = Guid.NewGuid().ToString("N")[..6];
+        var geojson = $$"""
+            { "type": "FeatureCollection", "features": [
+              { "type": "Feature", "geometry": { "type": "Point", "coordinates": [18.56, 4.37] }, "properties": { "id": "{{tag}}-1", "observedAt": "2025-06-04", "category": "poc",
+                "narrative": "{{tag}} blank cells", "killed": "", "killedCivilians": " ", "injured": "", "credibility": "", "reliability": "", "language": "", "observedPrecision": "",
+                "precisionMeters": "", "source": "", "actors": "" } },
+              { "type": "Feature", "geometry": { "type": "MultiPoint", "coordinates": [[18.57, 4.38]] }, "properties": { "id": "{{tag}}-2", "observedAt": "2025-06-04", "category": "poc", "narrative": "{{tag}} one point" } },
+              { "type": "Feature", "geometry": { "type": "MultiPoint", "coordinates": [[18.57, 4.38], [18.6, 4.4]] }, "properties": { "id": "{{tag}}-3", "observedAt": "2025-06-04", "category": "poc", "narrative": "{{tag}} two points" } },
+              { "type": "Feature", "geometry": null, "properties": { "id": "{{tag}}-4", "observedAt": "2025-06-04", "category": "poc", "narrative": "{{tag}} no place" } },
+              { "type": "Feature", "geometry": { "type": "LineString", "coordinates": [[18.57, 4.38], [18.6, 4.4]] }, "properties": { "id": "{{tag}}-5", "observedAt": "2025-06-04", "category": "poc", "narrative": "{{tag}} a road" } }
+            ] }
+            """;
+        var (status, summary) = await ImportAsync("ocha", $"format=geojson&source=ogr-{tag}&classification=UNCLASSIFIED&releasableTo=mission", geojson, "application/geo+json");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(2, summary.GetProperty("created").GetInt32());
+        var rejected = summary.GetProperty("rejectedRows").EnumerateArray().ToDictionary(r => r.GetProperty("line").GetInt32(), r => r.GetProperty("reason").GetString()!);
+        Assert.Equal([3, 4, 5], rejected.Keys.Order());
+        Assert.Equal("feature's geometry is a MultiPoint of 2 positions: a report has one place (a Point, or a MultiPoint of one)", rejected[3]);
+        Assert.Equal("feature's geometry is null: a report needs a Point with [longitude, latitude]", rejected[4]);
+        Assert.Equal("feature's geometry is a 'LineString', not a Point with [longitude, latitude]", rejected[5]);
+
+        var blank = await server.WithDbAsync(db => db.Reports.AsNoTracking().SingleAsync(r => r.Narrative == tag + " blank cells"));
+        Assert.Null(blank.KilledOtherBest);
+        Assert.Null(blank.KilledCivilianBest);
+        Assert.Null(blank.InjuredOtherBest);
+        Assert.Equal("F", blank.SourceReliability);
+        Assert.Equal(1000, blank.LocationPrecisionMeters);
+        Assert.Equal("", blank.Actors.Trim('|'));
+        var point = await server.WithDbAsync(db => db.Reports.AsNoTracking().SingleAsync(r => r.Narrative == tag + " one point"));
+        Assert.Equal((4.38, 18.57), (point.Latitude, point.Longitude));
+    }
+
+    [Fact]
     public async Task A_file_of_which_nothing_can_be_read_is_refused_naming_why()
     {
         // The wrong format for the file, an empty body, no FeatureCollection: answered 200 with one "row" rejected, while

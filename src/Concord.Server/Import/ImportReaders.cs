@@ -438,7 +438,10 @@ internal static class GeoJsonReader
     /// <summary>Features are numbered from 1 in place of lines.</summary>
     private static ImportRow Map(int n, JsonElement feature, MarkingDto? marking, string source)
     {
-        string? Text(JsonElement e, string name) => e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) ? v.ValueKind switch
+        // A blank text is missing, as null is: ogr2ogr and spreadsheets write an empty cell as "" (a survey's unknown
+        // figures, an empty grade), and an optional property left empty was a rejected feature.
+        static bool Missing(JsonElement v) => v.ValueKind == JsonValueKind.Null || (v.ValueKind == JsonValueKind.String && string.IsNullOrWhiteSpace(v.GetString()));
+        string? Text(JsonElement e, string name) => e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && !Missing(v) ? v.ValueKind switch
         {
             JsonValueKind.String => v.GetString(),
             JsonValueKind.Number => v.GetRawText(),
@@ -457,8 +460,28 @@ internal static class GeoJsonReader
             return new ImportRow(n, null, $"feature is {feature.ValueKind.ToString().ToLowerInvariant()}, not an object");
         }
 
-        if (!feature.TryGetProperty("geometry", out var geometry) || Text(geometry, "type") != "Point" || !geometry.TryGetProperty("coordinates", out var coordinates)
-            || coordinates.ValueKind != JsonValueKind.Array || coordinates.GetArrayLength() < 2
+        if (!feature.TryGetProperty("geometry", out var geometry) || geometry.ValueKind != JsonValueKind.Object)
+        {
+            return new ImportRow(n, null, geometry.ValueKind == JsonValueKind.Null ? "feature's geometry is null: a report needs a Point with [longitude, latitude]"
+                : "feature has no Point geometry with [longitude, latitude]");
+        }
+
+        // A MultiPoint of one position is a point (QGIS writes a layer typed MultiPoint so); of several, it is several
+        // places, and no report has more than one.
+        var type = Text(geometry, "type");
+        geometry.TryGetProperty("coordinates", out var coordinates);
+        if (type == "MultiPoint" && coordinates.ValueKind == JsonValueKind.Array && coordinates.GetArrayLength() == 1)
+        {
+            coordinates = coordinates[0];
+        }
+        else if (type != "Point")
+        {
+            return new ImportRow(n, null, type == "MultiPoint" && coordinates.ValueKind == JsonValueKind.Array
+                ? $"feature's geometry is a MultiPoint of {coordinates.GetArrayLength()} positions: a report has one place (a Point, or a MultiPoint of one)"
+                : $"feature's geometry is {(type is null ? "of no type" : "a " + Quoted.Of(type))}, not a Point with [longitude, latitude]");
+        }
+
+        if (coordinates.ValueKind != JsonValueKind.Array || coordinates.GetArrayLength() < 2
             || coordinates[0].ValueKind != JsonValueKind.Number || coordinates[1].ValueKind != JsonValueKind.Number)
         {
             return new ImportRow(n, null, "feature has no Point geometry with [longitude, latitude]");
@@ -507,7 +530,7 @@ internal static class GeoJsonReader
         }
 
         JsonElement actorsGiven = default;
-        if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty("actors", out actorsGiven) && actorsGiven.ValueKind != JsonValueKind.Null)
+        if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty("actors", out actorsGiven) && !Missing(actorsGiven))
         {
             if (actorsGiven.ValueKind != JsonValueKind.Array)
             {
@@ -534,7 +557,7 @@ internal static class GeoJsonReader
 
         foreach (var name in (string[])["killed", "killedCivilians", "injured", "credibility"])
         {
-            if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null)
+            if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty(name, out var value) && !Missing(value))
             {
                 if (Int(properties, name) is not { } figure)
                 {
@@ -548,7 +571,7 @@ internal static class GeoJsonReader
         }
 
         var precision = 1000.0;
-        if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty("precisionMeters", out var givenPrecision) && givenPrecision.ValueKind != JsonValueKind.Null
+        if (properties.ValueKind == JsonValueKind.Object && properties.TryGetProperty("precisionMeters", out var givenPrecision) && !Missing(givenPrecision)
             && !(double.TryParse(Text(properties, "precisionMeters"), NumberStyles.Float, CultureInfo.InvariantCulture, out precision) && double.IsFinite(precision)))
         {
             errors.Add($"properties.precisionMeters {Quoted.Raw(givenPrecision.GetRawText())} must be a number of metres");
