@@ -37,14 +37,16 @@ public sealed class EarlyWarningTests
         Assert.Throws<ArgumentException>(() => Scoring.Crps([], 1));
     }
 
-    private static Panel Toy()
+    private static Panel Toy(DateTime? from = null)
     {
-        // Two neighbouring cells, 36 months: cell A has 2 fatalities every month from month 20, cell B none.
+        // Two neighbouring cells, 36 months to December 2002 (from January 2000 unless said): cell A has 2 fatalities
+        // every month from month 20, cell B none.
         var a = PrioGrid.Gid(6.25, 20.25);
         var b = PrioGrid.Gid(6.25, 20.75);
-        var start = new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc);
-        var events = Enumerable.Range(20, 16).Select(m => new ConflictEvent(6.25, 20.25, start.AddMonths(m), 2, false));
-        return Panel.Build(events, [a, b], start, start.AddMonths(35));
+        var start = from ?? new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        var end = new DateTime(2002, 12, 1, 0, 0, 0, DateTimeKind.Utc);
+        var events = Enumerable.Range(20, 16).Select(m => new ConflictEvent(6.25, 20.25, start.AddMonths(m), 2, false)).Where(e => e.At <= end);
+        return Panel.Build(events, [a, b], start, end);
     }
 
     [Fact]
@@ -145,15 +147,21 @@ public sealed class EarlyWarningTests
     [Fact]
     public void The_back_test_trains_before_each_held_out_year_and_forecasts_only_months_after_it()
     {
-        // 2000–2002: only 2002 has the two years of history a window needs (2000 and 2001 are skipped, not scored on a
-        // model that learnt from nothing); it is learnt up to December 2001 (month 23) and each of its months forecast one
-        // month ahead from the month before.
-        var panel = Toy();
+        // From January 2000, no year of 2000–2002 has the history a window needs, two years and a month (a year of
+        // features, then twelve training months, as a forecast in service needs): 2002 was scored on a model learnt from
+        // eleven months (targets 13 to 23). Skipped, as 2000 and 2001 are.
+        var early = new Spy();
+        Assert.Empty(Backtest.Run(Toy(), [early], 2000, 2002, "spy").Scores);
+        Assert.Empty(early.Fits);
+
+        // From December 1999, 2002 has it: learnt up to December 2001 (month 24), each of its months forecast one month
+        // ahead from the month before.
+        var panel = Toy(new DateTime(1999, 12, 1, 0, 0, 0, DateTimeKind.Utc));
         var spy = new Spy();
         var (scores, calibration) = Backtest.Run(panel, [spy], 2000, 2002, "spy");
 
-        Assert.Equal([23], spy.Fits);
-        Assert.Equal(Enumerable.Range(23, 12).SelectMany(origin => new[] { (23, origin), (23, origin) }), spy.Forecasts);
+        Assert.Equal([24], spy.Fits);
+        Assert.Equal(Enumerable.Range(24, 12).SelectMany(origin => new[] { (24, origin), (24, origin) }), spy.Forecasts);
         Assert.All(spy.Forecasts, f => Assert.True(f.Origin + 1 > f.Fitted, $"target {f.Origin + 1} was learnt from (fitted to {f.Fitted})"));
         Assert.Equal(2002, Assert.Single(scores).Year);
         Assert.Equal(24, calibration.Count);

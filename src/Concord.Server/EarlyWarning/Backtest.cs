@@ -20,9 +20,11 @@ internal static class Backtest
         {
             var firstTarget = panel.MonthOf(new DateTime(year, 1, 1, 0, 0, 0, DateTimeKind.Utc));
             var lastTarget = Math.Min(panel.Months - 1, firstTarget + 11);
-            // Two years before the window: a year of lagged features, then a year of training months (with fewer, the
-            // model would learn from no month, and every forecast would be a coin toss scored as a model's skill).
-            if (firstTarget < 24 || firstTarget >= panel.Months || panel.Cells.Count == 0)
+            // Two years before the window and the month after them: a year of lagged features, then twelve training months
+            // (a target needs its year of features before it: targets 13 to 24), as a forecast in service needs
+            // (ForecastService.MinimumMonths). With fewer the model learns from fewer months (from none, a coin toss scored as
+            // a model's skill); from 24 it learnt from eleven.
+            if (firstTarget < ForecastService.MinimumMonths || firstTarget >= panel.Months || panel.Cells.Count == 0)
             {
                 continue;
             }

@@ -50,19 +50,19 @@ internal static class ForecastEvaluation
             throw new Refused($"{gedPath} holds no event to learn from" + (firstRejected is { } bad ? $" (line {bad.Line}: {bad.Error})" : ""));
         }
 
-        // Every held-out window needs two years of data before it (a year of lagged features, then training months), and
-        // its twelve months inside the data: months after the file's last event would be scored as months without deaths.
-        // The two years count from the month of the file's first event, not from the January before it: the months of that
+        // Every held-out window needs 25 months of data before it (a year of lagged features, then twelve training months:
+        // Backtest), and its twelve months inside the data: months after the file's last event would be scored as months
+        // without deaths. The months count from the month of the file's first event, not from the January before it: the months of that
         // year before it are not in the file's evidence (an extract starting in December would have claimed eleven more).
         var first = events.Min(e => e.At);
         var last = events.Max(e => e.At);
         var lastFullYear = last.Month == 12 ? last.Year : last.Year - 1;
-        var firstFullHistory = new DateTime(first.Year, first.Month, 1, 0, 0, 0, DateTimeKind.Utc).AddMonths(24);
+        var firstFullHistory = new DateTime(first.Year, first.Month, 1, 0, 0, 0, DateTimeKind.Utc).AddMonths(ForecastService.MinimumMonths);
         var earliestYear = firstFullHistory.Month == 1 ? firstFullHistory.Year : firstFullHistory.Year + 1;
         if (firstYear < earliestYear || lastYear > lastFullYear)
         {
             throw new Refused(string.Create(CultureInfo.InvariantCulture,
-                $"the data runs from {first:yyyy-MM} to {last:yyyy-MM}: held-out years go from {earliestYear} (two years of history after its first event before them) to {lastFullYear} (the last year it covers to December)"));
+                $"the data runs from {first:yyyy-MM} to {last:yyyy-MM}: held-out years go from {earliestYear} ({ForecastService.MinimumMonths} months of history after its first event before them) to {lastFullYear} (the last year it covers to December)"));
         }
 
         // The cells scored are fixed before the first held-out year: an event in a cell outside the areas adds it only
