@@ -40,6 +40,27 @@ public sealed class TakCertificateTests : IDisposable
     }
 
     [Fact]
+    public void The_servers_certificate_lasts_no_longer_than_iOS_accepts_and_is_renewed_while_the_server_runs()
+    {
+        // iTAK (iOS) refuses a TLS server certificate valid for more than 825 days, whatever its root: it was made for
+        // five years. Renewed only at a start, one server running through its 825 days would then refuse every device.
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var options = new ServerOptions { DataDirectory = _data, Store = Data.StoreOptions.Sqlite(_data) };
+        var certificates = new TakCertificates(options, clock);
+        var first = certificates.Server;
+        Assert.True(first.NotAfter - first.NotBefore <= TimeSpan.FromDays(825), $"{first.NotBefore:O} to {first.NotAfter:O}");
+
+        clock.Advance(TimeSpan.FromDays(810));
+        var renewed = certificates.Server;
+        Assert.NotEqual(TakCertificates.Thumbprint(first), TakCertificates.Thumbprint(renewed));
+        Assert.True(renewed.NotAfter > first.NotAfter);
+        Assert.True(renewed.NotAfter - renewed.NotBefore <= TimeSpan.FromDays(825));
+        Assert.True(TakCertificates.NamesOf(first).Dns.SetEquals(TakCertificates.NamesOf(renewed).Dns));
+        // Judged at most once an hour: the next connection is given the same one.
+        Assert.Equal(TakCertificates.Thumbprint(renewed), TakCertificates.Thumbprint(certificates.Server));
+    }
+
+    [Fact]
     public void A_server_started_after_its_CA_ended_keeps_the_certificate_it_has()
     {
         // Nothing can be signed past the CA's end: a renewal tried then threw, and stopped the whole server (API and pages

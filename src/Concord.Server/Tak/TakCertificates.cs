@@ -49,28 +49,11 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
             lock (_gate)
             {
                 var path = Path.Combine(Directory, ServerFile);
+                var now = time.GetUtcNow();
                 if (_server is null)
                 {
                     _server = LoadOrCreate(ServerFile, () => CreateServer(DefaultNames()));
                     _serverWritten = File.GetLastWriteTimeUtc(path);
-                    // One that has expired, or soon will, is made again with the same names, signed by the same CA (what
-                    // devices trust): expired, every device's handshake would fail, and nothing said why.
-                    // (Not when the CA has ended too: it signs nothing any more. A renewal that fails, a folder not writable say,
-                    // leaves the certificate it had and is said as a failed reload is: the rest of the server starts.)
-                    var now = time.GetUtcNow();
-                    if (new DateTimeOffset(_server.NotAfter.ToUniversalTime()) - now < RenewBefore && Authority.NotAfter > _server.NotAfter
-                        && new DateTimeOffset(Authority.NotAfter.ToUniversalTime()) > now.AddDays(1))
-                    {
-                        try
-                        {
-                            var (dns, ips) = NamesOf(_server);
-                            Replace([.. dns, .. ips.Select(ip => ip.ToString())]);
-                        }
-                        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
-                        {
-                            ServerReloadFailed?.Invoke(e);
-                        }
-                    }
                 }
                 else if (File.GetLastWriteTimeUtc(path) is var written && written != _serverWritten && File.Exists(path))
                 {
@@ -84,6 +67,30 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
                     catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
                     {
                         ServerReloadFailed?.Invoke(e);
+                    }
+                }
+
+                // One that has expired, or soon will, is made again with the same names, signed by the same CA (what
+                // devices trust): expired, every device's handshake would fail, and nothing said why. Judged at the start
+                // and then at most once an hour as connections come: a server certificate lasts 825 days (ServerLifetime),
+                // which a server may run through without a restart.
+                // (Not when the CA has ended too: it signs nothing any more. A renewal that fails, a folder not writable say,
+                // leaves the certificate it had and is said as a failed reload is: the rest of the server starts.)
+                if (now - _renewalJudged >= TimeSpan.FromHours(1))
+                {
+                    _renewalJudged = now;
+                    if (new DateTimeOffset(_server.NotAfter.ToUniversalTime()) - now < RenewBefore && Authority.NotAfter > _server.NotAfter
+                        && new DateTimeOffset(Authority.NotAfter.ToUniversalTime()) > now.AddDays(1))
+                    {
+                        try
+                        {
+                            var (dns, ips) = NamesOf(_server);
+                            Replace([.. dns, .. ips.Select(ip => ip.ToString())]);
+                        }
+                        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+                        {
+                            ServerReloadFailed?.Invoke(e);
+                        }
                     }
                 }
 
@@ -126,8 +133,16 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         }
     }
 
-    /// <summary>How long before it expires the server's certificate is made again (at the server's start).</summary>
+    /// <summary>How long before it expires the server's certificate is made again (at the server's start, or as it runs).</summary>
     public static readonly TimeSpan RenewBefore = TimeSpan.FromDays(30);
+
+    /// <summary>
+    /// How long a server certificate lasts: iOS and macOS (iTAK) refuse a TLS server certificate valid for more than 825
+    /// days, whatever root it chains to (Apple, "Requirements for trusted certificates in iOS 13 and macOS 10.15").
+    /// </summary>
+    public static readonly TimeSpan ServerLifetime = TimeSpan.FromDays(825);
+
+    private DateTimeOffset _renewalJudged = DateTimeOffset.MinValue;
 
     /// <summary>Writes a new server certificate naming <paramref name="hosts"/> and takes it. Under _gate.</summary>
     private void Replace(IEnumerable<string> hosts)
@@ -385,9 +400,11 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
         request.CertificateExtensions.Add(names.Build());
         var authority = Authority;
         var now = time.GetUtcNow();
-        // Never past its CA (which refuses to sign so): a CA more than five years old signs one that ends with it.
-        var notAfter = now.AddYears(5) < authority.NotAfter ? now.AddYears(5) : new DateTimeOffset(authority.NotAfter.ToUniversalTime());
-        using var certificate = request.Create(authority, Latest(now.AddDays(-1), authority.NotBefore), notAfter, RandomNumberGenerator.GetBytes(16));
+        // Never past its CA (which refuses to sign so): a CA near its end signs one that ends with it. Its start is a day
+        // back (a device whose clock runs behind), within the 825 days counted from it.
+        var notBefore = Latest(now.AddDays(-1), authority.NotBefore);
+        var notAfter = notBefore + ServerLifetime < authority.NotAfter ? notBefore + ServerLifetime : new DateTimeOffset(authority.NotAfter.ToUniversalTime());
+        using var certificate = request.Create(authority, notBefore, notAfter, RandomNumberGenerator.GetBytes(16));
         return certificate.CopyWithPrivateKey(key);
     }
 
