@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Concord.Server.Hosting;
 using Concord.Server.Tak;
 using Microsoft.Extensions.Time.Testing;
@@ -58,6 +60,20 @@ public sealed class TakCertificateTests : IDisposable
         Assert.True(TakCertificates.NamesOf(first).Dns.SetEquals(TakCertificates.NamesOf(renewed).Dns));
         // Judged at most once an hour: the next connection is given the same one.
         Assert.Equal(TakCertificates.Thumbprint(renewed), TakCertificates.Thumbprint(certificates.Server));
+
+        // One made for five years (as before 2026-12), signed by the same CA, is made again at once.
+        using (var key = RSA.Create(2048))
+        {
+            var request = new CertificateRequest("CN=concord, O=Concord", key,
+                HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+            var now = clock.GetUtcNow();
+            using var old = request.Create(certificates.Authority, now.AddDays(-1), now.AddYears(5), [1, 2, 3, 4]);
+            using var withKey = old.CopyWithPrivateKey(key);
+            File.WriteAllBytes(Path.Combine(certificates.Directory, "server.pfx"), withKey.Export(X509ContentType.Pkcs12));
+        }
+
+        var restarted = new TakCertificates(options, clock).Server;
+        Assert.True(restarted.NotAfter - restarted.NotBefore <= TimeSpan.FromDays(825), $"{restarted.NotBefore:O} to {restarted.NotAfter:O}");
     }
 
     [Fact]

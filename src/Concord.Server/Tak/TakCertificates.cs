@@ -79,8 +79,10 @@ internal sealed class TakCertificates(ServerOptions options, TimeProvider time)
                 if (now - _renewalJudged >= TimeSpan.FromHours(1))
                 {
                     _renewalJudged = now;
-                    if (new DateTimeOffset(_server.NotAfter.ToUniversalTime()) - now < RenewBefore && Authority.NotAfter > _server.NotAfter
-                        && new DateTimeOffset(Authority.NotAfter.ToUniversalTime()) > now.AddDays(1))
+                    // So is one made for longer than iOS accepts (five years, until 2026-12), at once.
+                    var ending = new DateTimeOffset(_server.NotAfter.ToUniversalTime()) - now < RenewBefore && Authority.NotAfter > _server.NotAfter;
+                    var tooLong = _server.NotAfter - _server.NotBefore > ServerLifetime + TimeSpan.FromDays(1);
+                    if ((ending || tooLong) && new DateTimeOffset(Authority.NotAfter.ToUniversalTime()) > now.AddDays(1))
                     {
                         try
                         {
