@@ -494,6 +494,42 @@ public abstract class TakTests<TServer>(TServer server) : IClassFixture<TServer>
     }
 
     [Fact]
+    public async Task Deletions_sent_under_one_shared_uid_are_judged_by_the_items_they_name()
+    {
+        // Many clients send every deletion under one uid (the ATAK plugins' "any_uid_is_good"): the first member to send
+        // one owned that uid, and every other member's deletions were refused for a day as deleting their item.
+        var colleague = await ForceColleagueAsync();
+        await using var first = await server.ConnectTakAsync(await server.IssueDeviceAsync("force"));
+        await using var second = await server.ConnectTakAsync(await server.IssueDeviceAsync(colleague));
+        var shared = "any_uid_is_good-" + Guid.NewGuid().ToString("N")[..8];
+        string Marker(string uid) => $"<event version='2.0' uid='{uid}' type='a-h-G' time='{Now()}' start='{Now()}' stale='{Now(3600)}' how='h-g-i-g-o'>" +
+            "<point lat='6.01' lon='20.51' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><contact callsign='Roadblock'/></detail></event>";
+        string Deletion(string item, double seconds) => $"<event version='2.0' uid='{shared}' type='t-x-d-d' time='{Now(seconds)}' start='{Now(seconds)}' stale='{Now(seconds + 60)}' how='h-g-i-g-o'>" +
+            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{item}' relation='none' type='none'/><__forcedelete/></detail></event>";
+        var (mine, theirs) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        await first.SendAsync(Marker(mine));
+        await second.SendAsync(Marker(theirs));
+        Assert.NotNull(await second.WaitForAsync(e => e.Uid == mine));
+        Assert.NotNull(await first.WaitForAsync(e => e.Uid == theirs));
+
+        await first.SendAsync(Deletion(mine, 1));
+        Assert.NotNull(await second.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == mine)));
+        await second.SendAsync(Deletion(theirs, 2));
+        Assert.NotNull(await first.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Detail.Links.Any(l => l.Uid == theirs)));
+
+        // Still, a deletion under the uid of another's item is judged by that item too.
+        var kept = Guid.NewGuid().ToString();
+        await first.SendAsync(Marker(kept));
+        Assert.NotNull(await second.WaitForAsync(e => e.Uid == kept));
+        var own = Guid.NewGuid().ToString();
+        await second.SendAsync(Marker(own));
+        Assert.NotNull(await first.WaitForAsync(e => e.Uid == own));
+        await second.SendAsync($"<event version='2.0' uid='{kept}' type='t-x-d-d' time='{Now(3)}' start='{Now(3)}' stale='{Now(60)}' how='h-g-i-g-o'>" +
+            $"<point lat='0' lon='0' hae='9999999.0' ce='9999999.0' le='9999999.0'/><detail><link uid='{own}' relation='none' type='none'/><__forcedelete/></detail></event>");
+        Assert.Null(await first.WaitForAsync(e => e.Type == CotControl.DeleteType && e.Uid == kept, TimeSpan.FromSeconds(2)));
+    }
+
+    [Fact]
     public async Task A_message_or_a_deletion_stale_as_it_starts_is_judged_by_its_time()
     {
         // WearTAK sends GeoChat with stale equal to start, and most ATAK plugins' deletions set time, start and stale

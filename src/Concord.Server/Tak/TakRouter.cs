@@ -1247,8 +1247,14 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // The deletion's own uid too: some clients give it the item's uid (node-cot's force delete, with or without a link),
         // and clients that delete by event uid remove that item. Routed, it would also record its time against the item,
         // freezing the owner's edits until then, and after a restart make its sender the item's owner.
+        // But a deletion that names its items by links and whose own uid is no item (stored, or remembered as relayed) is
+        // judged by its links alone: many clients send every deletion under one uid (the ATAK plugins' "any_uid_is_good",
+        // pytak's "takPing"), and memory took the first member to send one for that uid's owner, refusing everyone
+        // else's deletions for a day.
+        var ownUidNamesNoItem = false;
         if (!uids.Contains(e.Uid, StringComparer.Ordinal))
         {
+            ownUidNamesNoItem = uids.Count > 0 && !RemembersItem(e.Uid);
             uids.Add(e.Uid);
         }
 
@@ -1256,7 +1262,9 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         var firstSender = FirstOf(reports);
         foreach (var uid in uids)
         {
-            var owner = firstSender.TryGetValue(CotMapping.ItemRef(uid), out var stored) ? stored.MemberId : _latest.TryGetValue(uid, out var latest) ? latest.Owner : from.Viewer.MemberId;
+            var owner = firstSender.TryGetValue(CotMapping.ItemRef(uid), out var stored) ? stored.MemberId
+                : ownUidNamesNoItem && uid == e.Uid ? from.Viewer.MemberId
+                : _latest.TryGetValue(uid, out var latest) ? latest.Owner : from.Viewer.MemberId;
             if (owner != from.Viewer.MemberId)
             {
                 return $"it deletes {uid}, an item another member sent first";
@@ -1673,6 +1681,15 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
                 logger.LogInformation("marker {Uid} from {User} was not taken as a report: {Errors}", e.Uid, from.Viewer.UserName, Described(invalid.Errors));
             }
         });
+    }
+
+    /// <summary>Whether <paramref name="uid"/> is an item relayed and remembered (a marker, drawing or route), not deleted.</summary>
+    private bool RemembersItem(string uid)
+    {
+        lock (_itemsGate)
+        {
+            return _itemsSent.TryGetValue(uid, out var known) && !known.Deleted;
+        }
     }
 
     /// <summary>The version of <paramref name="e"/>'s item devices were last sent, when it is kept and older than it.</summary>
