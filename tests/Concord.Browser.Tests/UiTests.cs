@@ -194,6 +194,33 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
     }
 
     [Fact]
+    public async Task A_cluster_says_its_marking_in_words_and_opens_with_the_keyboard()
+    {
+        // A country-wide view is all clusters: they opened on a click only, and said their marking by colour alone.
+        using (var unpol = fixture.Server.ClientFor("unpol"))
+        {
+            foreach (var (lat, lon) in new[] { (5.1, 19.1), (5.2, 19.2), (7.1, 21.1) })
+            {
+                var created = await unpol.PostAsJsonAsync("/api/reports", Api.Report(narrative: "A cluster's member.", latitude: lat, longitude: lon, marking: Api.Marking("UNCLASSIFIED", ["mission"])));
+                Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
+            }
+        }
+
+        var page = await fixture.SignedInAsync("force");
+        await page.WaitForSelectorAsync("#map[data-live='up'][data-loaded]", new() { State = WaitForSelectorState.Attached });
+        await page.RouteAsync("**/api/incidents/map?**", route => route.ContinueAsync(new() { Url = route.Request.Url + "&maxPoints=1" }));
+        await page.EvaluateAsync("() => { window.concordMap.map.setView([6.5, 20.5], 6, { reset: true }); }");
+        await page.WaitForFunctionAsync("() => window.concordMap.clustered", null, new() { Timeout = 15_000 });
+        var cluster = page.Locator(".cluster").First;
+        var title = await cluster.GetAttributeAsync("title");
+        Assert.Matches(@"^[\d,. \u00a0\u202f]+ · (UNCLASSIFIED|CONFIDENTIAL|STRICTLY CONFIDENTIAL)", title);
+        var zoom = await page.EvaluateAsync<int>("window.concordMap.map.getZoom()");
+        await cluster.FocusAsync();
+        await page.Keyboard.PressAsync("Enter");
+        await page.WaitForFunctionAsync($"() => window.concordMap.map.getZoom() > {zoom}", null, new() { Timeout = 10_000 });
+    }
+
+    [Fact]
     public async Task Incidents_are_drawn_on_a_link_slower_than_the_changes_come()
     {
         // Each map read takes three seconds to answer (a weak link) while a change comes every second (an import, a busy

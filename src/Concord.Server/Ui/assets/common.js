@@ -14,6 +14,21 @@ window.Concord = (() => {
   let caveatsRead = null;
   function banner(level, caveatBits, extraCodes = []) {
     shown = [level, caveatBits, extraCodes];
+    const label = markingLabel(level, caveatBits, extraCodes);
+    for (const id of ['banner-top', 'banner-bottom']) {
+      const el = document.getElementById(id);
+      if (!el) continue;
+      el.textContent = label;
+      el.className = 'banner level-' + level;
+      el.dataset.level = String(level);
+      el.dataset.caveats = caveatBits.toString();
+      // What a screen reader says of it follows too.
+      el.setAttribute('aria-label', (el.dataset.said ?? '') + ': ' + label);
+    }
+  }
+
+  // A marking as words (UNCLASSIFIED, CONFIDENTIAL//PROTECTED), as the banners write it.
+  function markingLabel(level, caveatBits, extraCodes = []) {
     const codes = [];
     let unknown = false;
     for (let bit = 0; bit < 63; bit++) {
@@ -26,17 +41,7 @@ window.Concord = (() => {
     }
     for (const code of extraCodes) if (!codes.includes(code)) codes.push(code);
     if (unknown) readCaveats();
-    const label = (context.levels[level] ?? context.levels[0]) + (codes.length ? '//' + codes.join('/') : '');
-    for (const id of ['banner-top', 'banner-bottom']) {
-      const el = document.getElementById(id);
-      if (!el) continue;
-      el.textContent = label;
-      el.className = 'banner level-' + level;
-      el.dataset.level = String(level);
-      el.dataset.caveats = caveatBits.toString();
-      // What a screen reader says of it follows too.
-      el.setAttribute('aria-label', (el.dataset.said ?? '') + ': ' + label);
-    }
+    return (context.levels[level] ?? context.levels[0]) + (codes.length ? '//' + codes.join('/') : '');
   }
 
   // At most once every 10 s; a failed read leaves CAVEAT-n on the banner until the next.
@@ -146,5 +151,5 @@ window.Concord = (() => {
     }
   }
 
-  return { context, text, number, day, banner, readJson, readUntilRead, live, received, connections, checkSession, afterAccessChange, resumeSettling, isAccessChange };
+  return { context, text, number, day, banner, markingLabel, readJson, readUntilRead, live, received, connections, checkSession, afterAccessChange, resumeSettling, isAccessChange };
 })();

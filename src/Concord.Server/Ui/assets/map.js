@@ -219,11 +219,16 @@
       caveats |= BigInt(p.caveats);
       if (p.cluster) {
         const size = p.count < 10 ? 26 : p.count < 100 ? 32 : p.count < 1000 ? 38 : 46;
+        // Its highest marking in words too, not by colour alone (green and red are one colour to many eyes), and opened
+        // with Enter as an incident is: a country-wide view is all clusters, and the keyboard could open none.
+        const said = `${number.format(p.count)} · ${Concord.markingLabel(p.classification, BigInt(p.caveats))}`;
         const m = L.marker([y, x], {
           icon: L.divIcon({ className: 'cluster level-' + p.classification, html: `<span>${number.format(p.count)}</span>`, iconSize: [size, size] }),
-          title: number.format(p.count), alt: number.format(p.count), riseOnHover: true,
+          title: said, alt: said, riseOnHover: true,
         });
-        m.on('click', () => map.setView([y, x], Math.min(map.getZoom() + 2, 18)));
+        const open = () => map.setView([y, x], Math.min(map.getZoom() + 2, 18));
+        m.on('click', open);
+        m.on('keypress', e => { if (e.originalEvent.key === 'Enter') open(); });
         incidents.addLayer(m);
       } else {
         const [name, letter] = family(p.category);
