@@ -723,6 +723,24 @@ public abstract class ImportTests<TServer>(TServer server) : IClassFixture<TServ
             Assert.Contains(reason, problem.GetProperty("errors").GetProperty("body")[0].GetString(), StringComparison.Ordinal);
         }
 
+        // A spreadsheet in a French locale saves CSV with ';': told so, not that the columns it shows are missing.
+        var (semicolons, semicolonProblem) = await ImportAsync("joc", "format=acled&classification=UNCLASSIFIED&releasableTo=mission", acled.Replace(',', ';'), "text/csv");
+        Assert.Equal(HttpStatusCode.BadRequest, semicolons);
+        Assert.StartsWith("the columns are separated by ';', not commas", semicolonProblem.GetProperty("errors").GetProperty("body")[0].GetString(), StringComparison.Ordinal);
+        var (_, tabsProblem) = await ImportAsync("joc", "format=acled&classification=UNCLASSIFIED&releasableTo=mission", acled.Replace(',', '\t'), "text/csv");
+        Assert.StartsWith("the columns are separated by tabs, not commas", tabsProblem.GetProperty("errors").GetProperty("body")[0].GetString(), StringComparison.Ordinal);
+
+        // A row saved as Windows-1252 (Ndélé): rejected, saying how to save the file.
+        var latin = Encoding.UTF8.GetBytes(acled.Replace("CAFX1", "CAFX" + Guid.NewGuid().ToString("N")[..6], StringComparison.Ordinal).Replace("Wrong format.", "Near NdXlX.", StringComparison.Ordinal));
+        for (var i = 0; i < latin.Length; i++)
+        {
+            latin[i] = latin[i] == (byte)'X' && i > latin.Length - 20 ? (byte)0xE9 : latin[i];
+        }
+
+        using var client = server.ClientFor("joc");
+        var windows = await (await client.PostAsync("/api/imports?format=acled&classification=UNCLASSIFIED&releasableTo=mission", new ByteArrayContent(latin))).Json();
+        Assert.Contains("save it again as CSV UTF-8", Assert.Single(windows.GetProperty("rejectedRows").EnumerateArray()).GetProperty("reason").GetString(), StringComparison.Ordinal);
+
         // A file whose rows are all bad was read: its rows are listed, as before.
         var (rowsStatus, rows) = await ImportAsync("joc", "format=acled&classification=UNCLASSIFIED&releasableTo=mission", acled.Replace("2024-03-02", "not a date", StringComparison.Ordinal), "text/csv");
         Assert.Equal(HttpStatusCode.OK, rowsStatus);

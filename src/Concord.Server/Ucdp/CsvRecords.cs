@@ -41,6 +41,15 @@ internal static class CsvRecords
         var missing = required.Where(c => !header.Contains(c, StringComparer.Ordinal)).ToList();
         if (missing.Count > 0)
         {
+            // A file saved by a spreadsheet in a French (or other) locale separates its columns with ';', Excel's
+            // "Unicode text" with tabs: the whole header is then one column holding every name. Said so, rather than
+            // that the names the user sees in it are missing.
+            if (header.Length == 1 && new[] { ';', '\t', '|' }.FirstOrDefault(c => header[0].Contains(c, StringComparison.Ordinal)) is var separator and not '\0'
+                && header[0].Split(separator).Count(name => required.Contains(name.Trim(), StringComparer.Ordinal)) > 1)
+            {
+                return $"the columns are separated by {(separator == '\t' ? "tabs" : $"'{separator}'")}, not commas: save the file as CSV with commas (a spreadsheet in a French locale writes ';')";
+            }
+
             return $"the header lacks the {dataset} column(s) {string.Join(", ", missing)}";
         }
 
@@ -301,7 +310,7 @@ internal static class CsvRecords
     /// <summary>A record whose text did not decode (the reader put U+FFFD in place of bad bytes) is rejected, not imported garbled.</summary>
     private static Record Checked(long line, List<string> fields) =>
         fields.Any(f => f.Contains('\uFFFD', StringComparison.Ordinal))
-            ? new Record(line, [.. fields], "is not valid UTF-8 text: some bytes could not be decoded")
+            ? new Record(line, [.. fields], "is not valid UTF-8 text: some bytes could not be decoded (a file saved as Windows-1252 or Latin-1, as a spreadsheet may save accented place names such as Ndélé: save it again as CSV UTF-8)")
             : new Record(line, [.. fields], null);
 
     /// <summary>A reader with characters pushed back in front of it.</summary>
