@@ -1486,6 +1486,25 @@ public abstract class UiTests<TServer>(BrowserFixture<TServer> fixture) : IAsync
         var page = await fixture.SignedInAsync("joc", "/incidents/" + incident);
         Assert.Equal(2, await page.Locator(".timeline .report").CountAsync());
         Assert.Contains("score", await page.TextContentAsync($"#report-{second.GetProperty("id").GetString()} .provenance"));
+        // Both ticked: refused (a split leaves a report behind), and both come back ticked (they came back empty), each box
+        // named by its report for a screen reader (each read "Split off").
+        var boxes = new[] { first, second }.Select(r => page.Locator($"input[name='split'][value='{r.GetProperty("id").GetString()}']")).ToList();
+        foreach (var box in boxes)
+        {
+            await box.CheckAsync();
+        }
+
+        await page.ClickAsync("#split-submit");
+        await page.WaitForSelectorAsync("#correction-error");
+        // Judged once the page's scripts have had their time with it, not only as the answer drew it.
+        await Task.Delay(1000);
+        foreach (var box in boxes)
+        {
+            Assert.True(await box.IsCheckedAsync());
+            Assert.StartsWith("Split off: ", await box.GetAttributeAsync("aria-label"), StringComparison.Ordinal);
+        }
+
+        await boxes[0].UncheckAsync();
         await page.CheckAsync($"input[name='split'][value='{second.GetProperty("id").GetString()}']");
         // What the form sends, kept (the answer is a new page) to send it again as a double click or a resend after a lost answer would.
         await page.EvaluateAsync("() => { sessionStorage.splitSent = JSON.stringify([...new FormData(document.querySelector('#split-form')).entries()]); }");
