@@ -29,15 +29,14 @@ internal static class UiHosting
         services.AddResponseCompression(o =>
         {
             o.EnableForHttps = true;
-            o.Providers.Add<Microsoft.AspNetCore.ResponseCompression.BrotliCompressionProvider>();
             o.Providers.Add<Microsoft.AspNetCore.ResponseCompression.GzipCompressionProvider>();
             o.MimeTypes = ["text/javascript", "application/javascript", "text/css", "application/json", "image/svg+xml", "text/plain"];
         });
         // Each file is compressed when a browser first fetches it (afterwards it asks with its ETag and gets a 304): the
         // smaller answer is worth the server's few milliseconds (gzip's fastest level left the world map at 403 KB, its
-        // default at about 236 KB).
+        // default at about 236 KB). Gzip only: Brotli at its optimal level costs the server far more per file for little
+        // less, and browsers on loopback tests waited on it.
         services.Configure<Microsoft.AspNetCore.ResponseCompression.GzipCompressionProviderOptions>(o => o.Level = System.IO.Compression.CompressionLevel.Optimal);
-        services.Configure<Microsoft.AspNetCore.ResponseCompression.BrotliCompressionProviderOptions>(o => o.Level = System.IO.Compression.CompressionLevel.Optimal);
         services.AddSingleton<UiText>();
         services.AddSingleton<CategoryLabels>();
         services.AddSingleton<LiveFeed>();
