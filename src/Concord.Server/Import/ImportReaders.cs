@@ -184,6 +184,19 @@ internal static class AcledReader
         _ => date,
     };
 
+    /// <summary>What <c>civilian_targeting</c> may say (any case), and whether it means "targets civilians".</summary>
+    private static readonly Dictionary<string, bool> CivilianTargeting = new(StringComparer.OrdinalIgnoreCase)
+    {
+        [""] = false,
+        ["no"] = false,
+        ["false"] = false,
+        ["0"] = false,
+        ["Civilian targeting"] = true,
+        ["yes"] = true,
+        ["true"] = true,
+        ["1"] = true,
+    };
+
     private static ImportRow Map(long line, Func<string, string> field, MarkingDto? marking)
     {
         var errors = new List<string>();
@@ -236,9 +249,7 @@ internal static class AcledReader
         // R writes the empty ones NA. Any other value is refused by name rather than read as "yes" (every death of the file
         // counted as a civilian's) or as "no".
         var targeting = MissingValue.Cleared(field("civilian_targeting"));
-        bool? targetsCivilians = targeting.Length == 0 || targeting.Equals("no", StringComparison.OrdinalIgnoreCase) || targeting.Equals("false", StringComparison.OrdinalIgnoreCase) || targeting == "0" ? false
-            : targeting.Equals("Civilian targeting", StringComparison.OrdinalIgnoreCase) || targeting.Equals("yes", StringComparison.OrdinalIgnoreCase) || targeting.Equals("true", StringComparison.OrdinalIgnoreCase) || targeting == "1" ? true
-            : null;
+        bool? targetsCivilians = CivilianTargeting.TryGetValue(targeting, out var targets) ? targets : null;
         if (targetsCivilians is null)
         {
             errors.Add($"civilian_targeting {Quoted.Of(targeting)} must be 'Civilian targeting' or empty");

@@ -217,7 +217,7 @@ internal sealed class Importer(IServiceScopeFactory scopes)
                 }
                 else
                 {
-                    if (row.WholeFile && rows == 1)
+                    if (row.WholeFile)
                     {
                         unreadable = row.Error;
                     }

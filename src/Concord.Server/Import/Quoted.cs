@@ -21,14 +21,3 @@ internal static class Quoted
     public static string Raw(string text) =>
         text.Length <= MaxLength ? text : string.Create(CultureInfo.InvariantCulture, $"{text[..40]}… ({text.Length:N0} characters)");
 }
-
-/// <summary>
-/// A CSV cell that says "no value": R's <c>write.csv</c> and <c>readr::write_csv</c> write a missing value as <c>NA</c>,
-/// spreadsheets as <c>N/A</c>. Read as empty in the columns where it stands for nothing (an actor, a note, a province),
-/// never in a required figure, where it is refused by name as before.
-/// </summary>
-internal static class MissingValue
-{
-    public static string Cleared(string value) =>
-        value.Equals("NA", StringComparison.OrdinalIgnoreCase) || value.Equals("N/A", StringComparison.OrdinalIgnoreCase) ? "" : value;
-}

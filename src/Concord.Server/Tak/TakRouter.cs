@@ -428,8 +428,11 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
     public static Outbound ItemDeletion(string uid, DateTimeOffset at) => new(CotControl.CreateDelete(uid, at), droppable: false) { Uid = uid };
 
     /// <summary>An item's latest version as it went out, sent again (parsed again only for a device speaking protobuf).</summary>
-    public static Outbound ItemOutbound(string uid, byte[] xml) =>
-        new(xml, () => CotXml.Parse(xml, new CotParseOptions { MaxDocumentBytes = Math.Max(xml.Length, CotParseOptions.DefaultMaxDocumentBytes) }), droppable: false) { Uid = uid };
+    public static Outbound ItemOutbound(string uid, byte[] xml) => new(xml, () => ParseKept(xml), droppable: false) { Uid = uid };
+
+    /// <summary>An item's version as it was kept (written by this server, so read whatever its size).</summary>
+    private static CotEvent ParseKept(byte[] xml) =>
+        CotXml.Parse(xml, new CotParseOptions { MaxDocumentBytes = Math.Max(xml.Length, CotParseOptions.DefaultMaxDocumentBytes) });
 
     private static byte[]? CurrentFor(RelayedItem entry, Viewer viewer, string device, DateTimeOffset now) =>
         entry is { Deleted: false, Latest: { } latest } && entry.From != device && entry.Stale > now.UtcTicks
@@ -749,9 +752,10 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
         // An event already stale is a replay (or a very late delivery) that no device should display. Said in the log
         // (sampled, as every refusal): a device whose clock runs behind sends nothing but such events, and its patrol
         // would otherwise be missing from the picture with nothing telling the operators why.
-        if (Instantaneous(e, route) ? e.Time < now - InstantLifetime : e.IsStaleAt(now))
+        var instantaneous = Instantaneous(e, route);
+        if (instantaneous ? e.Time < now - InstantLifetime : e.IsStaleAt(now))
         {
-            Refuse(from, e, Instantaneous(e, route)
+            Refuse(from, e, instantaneous
                 ? $"it was sent at {e.Time.UtcDateTime:O}, more than {InstantLifetime.TotalMinutes:0} minutes before the server's time {now.UtcDateTime:O}: a replay, a late delivery, or a device clock running behind"
                 : $"it was stale on arrival (stale at {e.Stale.UtcDateTime:O}, the server's time {now.UtcDateTime:O}): a replay, a late delivery, or a device clock running behind");
             return;
@@ -1708,7 +1712,7 @@ internal sealed class TakRouter(IServiceScopeFactory scopes, TrackStore tracks, 
 
         try
         {
-            return CotXml.Parse(latest, new CotParseOptions { MaxDocumentBytes = Math.Max(latest.Length, CotParseOptions.DefaultMaxDocumentBytes) });
+            return ParseKept(latest);
         }
         catch (CotParseException)
         {
